@@ -1,0 +1,44 @@
+# greeks: the two commands a user needs are `make run` and `make test`; both install
+# missing Debian packages first (scripts/install-deps.sh), then configure and build.
+BUILD_DIR ?= build
+SANITIZE_DIR ?= build-asan
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+
+.PHONY: all deps build run test test-release test-sanitizers bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD_DIR)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release -DGREEKS_WERROR=ON $(CMAKE_FLAGS)
+
+build: deps $(BUILD_DIR)/CMakeCache.txt
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+# Main job with the embedded defaults: price the bundled example chain.
+run: build
+	$(BUILD_DIR)/api/greeks price examples/chain.csv
+
+test: test-release test-sanitizers
+
+test-release: build
+	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
+
+# The same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+test-sanitizers: deps
+	cmake -S . -B $(SANITIZE_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEKS_WERROR=ON \
+	  -DGREEKS_SANITIZE=address,undefined -DGREEKS_BUILD_BENCH=OFF $(CMAKE_FLAGS)
+	cmake --build $(SANITIZE_DIR) -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir $(SANITIZE_DIR) --output-on-failure -j $(JOBS)
+
+# Kernel throughput per ISA against naive baselines; JSON in $(BUILD_DIR)/bench.json.
+bench: build
+	$(BUILD_DIR)/bench/greeks_bench --benchmark_out=$(BUILD_DIR)/bench.json \
+	  --benchmark_out_format=json $(BENCH_ARGS)
+
+clean:
+	rm -rf $(BUILD_DIR) $(SANITIZE_DIR)

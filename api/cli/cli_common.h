@@ -1,0 +1,29 @@
+/* Helpers shared by the CLI verbs: exit codes, option parsing, ISA selection. */
+#ifndef GREEKS_CLI_COMMON_H
+#define GREEKS_CLI_COMMON_H
+
+enum {
+  CLI_EXIT_OK = 0,
+  CLI_EXIT_UNUSABLE = 2, /* bad usage, unreadable file, missing column */
+  CLI_EXIT_BAD_ROWS = 3, /* some rows invalid; the others were priced */
+};
+
+/* Returns the first non-space character of s. */
+const char *cli_skip_spaces(const char *s);
+
+/* If argv[*i] is `name VALUE` or `name=VALUE`, sets *value (NULL when VALUE is
+ * missing), advances *i past what it consumed and returns 1; otherwise 0. */
+int cli_take_option(int argc, char **argv, int *i, const char *name, const char **value);
+
+/* Prints "greeks: MESSAGE: 'VALUE'" to stderr; returns CLI_EXIT_UNUSABLE. */
+int cli_usage_error(const char *message, const char *value);
+
+/* Forces the kernels onto the named ISA; prints a clear error and returns -1 if
+ * the name is unknown or the machine cannot run it. */
+int cli_force_isa(const char *name);
+
+/* Checks that the ISA chosen from GREEKS_ISA (or the CPU) is usable; prints a
+ * clear error and returns -1 otherwise. */
+int cli_check_isa(void);
+
+#endif

@@ -1,0 +1,43 @@
+/* The `greeks` command line: offline access to the pricing use cases. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli_common.h"
+#include "greeks/isa.h"
+#include "price_command.h"
+
+#ifndef GREEKS_VERSION
+#error "GREEKS_VERSION must be defined by the build"
+#endif
+
+static void usage(FILE *out) {
+  fputs("usage: greeks <command> [options]\n"
+        "commands:\n"
+        "  price     price European options and Greeks from a CSV file\n"
+        "  --version print the version and the instruction set in use\n"
+        "Run 'greeks price --help' for the options of a command.\n",
+        out);
+}
+
+static int print_version(void) {
+  if (cli_check_isa() != 0) return CLI_EXIT_UNUSABLE;
+  printf("greeks %s (isa %s)\n", GREEKS_VERSION, gk_isa_name(gk_isa_active()));
+  return CLI_EXIT_OK;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return CLI_EXIT_UNUSABLE;
+  }
+  const char *command = argv[1];
+  if (strcmp(command, "--version") == 0 || strcmp(command, "version") == 0) return print_version();
+  if (strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0 || strcmp(command, "help") == 0) {
+    usage(stdout);
+    return CLI_EXIT_OK;
+  }
+  if (strcmp(command, "price") == 0) return price_command(argc - 2, argv + 2);
+  fprintf(stderr, "greeks: unknown command '%s'\n", command);
+  usage(stderr);
+  return CLI_EXIT_UNUSABLE;
+}

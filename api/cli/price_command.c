@@ -1,0 +1,322 @@
+/*
+ * `greeks price`: prices a CSV of options, streaming it in fixed-size chunks so
+ * memory stays bounded whatever the file size.
+ */
+#include "price_command.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cli_common.h"
+#include "csv.h"
+#include "greeks/bsm.h"
+
+enum { COL_ID, COL_TYPE, COL_S, COL_K, COL_T, COL_R, COL_Q, COL_SIGMA, COL_COUNT };
+static const char *const column_names[COL_COUNT] = {"id", "type", "S", "K", "T", "r", "q", "sigma"};
+
+#define CHUNK_ROWS 8192
+#define MESSAGE_SIZE 256
+
+typedef struct row {
+  size_t line_number;
+  char *text;                    /* owned copy of the line; fields point into it */
+  const char *field[COL_COUNT];  /* NULL for a column the file does not have */
+  char error[MESSAGE_SIZE];      /* empty when the row is valid so far */
+} row;
+
+typedef struct chunk {
+  size_t count;
+  row rows[CHUNK_ROWS];
+  double spot[CHUNK_ROWS], strike[CHUNK_ROWS], expiry[CHUNK_ROWS];
+  double rate[CHUNK_ROWS], yield[CHUNK_ROWS], vol[CHUNK_ROWS];
+  uint8_t type[CHUNK_ROWS];
+  double price[CHUNK_ROWS], delta[CHUNK_ROWS], gamma[CHUNK_ROWS], vega[CHUNK_ROWS];
+  double theta[CHUNK_ROWS], rho[CHUNK_ROWS], phi[CHUNK_ROWS];
+  uint8_t element_error[CHUNK_ROWS];
+} chunk;
+
+typedef struct price_job {
+  gk_model model;
+  unsigned outputs;
+  const char *path;
+  int column_of[COL_COUNT]; /* position of each column in the file, -1 if absent */
+  size_t bad_rows;
+} price_job;
+
+static void set_row_error(row *r, const char *column, const char *value, const char *rule) {
+  snprintf(r->error, sizeof r->error, "line %zu: field '%s' value '%s': %s", r->line_number,
+           column, value, rule);
+}
+
+static int parse_number(row *r, int column, double *value) {
+  const char *text = r->field[column];
+  if (text == NULL) { /* column absent: only allowed for q under black76 */
+    *value = 0.0;
+    return 0;
+  }
+  char *end;
+  errno = 0;
+  *value = strtod(text, &end);
+  if (end == text || *cli_skip_spaces(end) != '\0') {
+    set_row_error(r, column_names[column], text, text[0] ? "not a number" : "empty");
+    return -1;
+  }
+  return 0;
+}
+
+static int parse_type(row *r, uint8_t *type) {
+  const char *text = cli_skip_spaces(r->field[COL_TYPE]);
+  if (strcasecmp(text, "call") == 0) *type = GK_CALL;
+  else if (strcasecmp(text, "put") == 0) *type = GK_PUT;
+  else {
+    set_row_error(r, "type", r->field[COL_TYPE], "must be call or put");
+    return -1;
+  }
+  return 0;
+}
+
+/* Fills element k of the chunk's input arrays from its row; returns -1 (with the
+ * row's error set) when a field cannot be read. */
+static int parse_row_values(price_job *job, chunk *c, size_t k) {
+  row *r = &c->rows[k];
+  if (parse_type(r, &c->type[k]) || parse_number(r, COL_S, &c->spot[k]) ||
+      parse_number(r, COL_K, &c->strike[k]) || parse_number(r, COL_T, &c->expiry[k]) ||
+      parse_number(r, COL_R, &c->rate[k]) || parse_number(r, COL_SIGMA, &c->vol[k]))
+    return -1;
+  if (job->model == GK_MODEL_BLACK76) c->yield[k] = 0.0; /* ignored by the model */
+  else if (parse_number(r, COL_Q, &c->yield[k])) return -1;
+  return 0;
+}
+
+/* Takes ownership of `line`. */
+static void add_row(price_job *job, chunk *c, char *line, size_t line_number) {
+  size_t k = c->count++;
+  row *r = &c->rows[k];
+  r->line_number = line_number;
+  r->text = line;
+  r->error[0] = '\0';
+  csv_record record;
+  const char *split_error;
+  memset(r->field, 0, sizeof r->field);
+  if (csv_split(line, &record, &split_error) != 0) {
+    snprintf(r->error, sizeof r->error, "line %zu: %s", line_number, split_error);
+  } else {
+    for (int col = 0; col < COL_COUNT; col++) {
+      int at = job->column_of[col];
+      if (at >= 0 && (size_t)at < record.field_count) r->field[col] = record.fields[at];
+      else if (at >= 0)
+        snprintf(r->error, sizeof r->error, "line %zu: %zu fields, field '%s' is missing",
+                 line_number, record.field_count, column_names[col]);
+    }
+  }
+  if (r->error[0] == '\0' && parse_row_values(job, c, k) == 0) return;
+  /* An unreadable row still occupies its slot; the kernel sees a put-call type byte
+   * it rejects, and the row's own message wins when the result is written. */
+  c->type[k] = 0xff;
+  c->spot[k] = c->strike[k] = c->expiry[k] = c->rate[k] = c->yield[k] = c->vol[k] = 0.0;
+}
+
+static void write_number(FILE *out, int wanted, double value) {
+  fputc(',', out);
+  /* -0 prints as "-0"; a user reading a table sees no such thing as negative zero. */
+  if (wanted) fprintf(out, "%.17g", value == 0.0 ? 0.0 : value);
+}
+
+static void write_chunk_results(price_job *job, chunk *c, FILE *out) {
+  static const char *const value_columns[] = {NULL, NULL, "S", "K", "T", "r", "q", "sigma"};
+  for (size_t k = 0; k < c->count; k++) {
+    row *r = &c->rows[k];
+    gk_element_error code = (gk_element_error)c->element_error[k];
+    if (r->error[0] == '\0' && code != GK_ELEMENT_OK) {
+      const char *field = gk_element_error_field(code);
+      const char *value = "";
+      for (int col = COL_S; col < COL_COUNT; col++)
+        if (strcmp(field, value_columns[col]) == 0 && r->field[col]) value = r->field[col];
+      set_row_error(r, field, value, gk_element_error_rule(code));
+    }
+    int ok = r->error[0] == '\0';
+    csv_write_field(out, r->field[COL_ID] ? r->field[COL_ID] : "");
+    write_number(out, ok, c->price[k]);
+    write_number(out, ok && (job->outputs & GK_OUT_DELTA), c->delta[k]);
+    write_number(out, ok && (job->outputs & GK_OUT_GAMMA), c->gamma[k]);
+    write_number(out, ok && (job->outputs & GK_OUT_VEGA), c->vega[k]);
+    write_number(out, ok && (job->outputs & GK_OUT_THETA), c->theta[k]);
+    write_number(out, ok && (job->outputs & GK_OUT_RHO), c->rho[k]);
+    write_number(out, ok && (job->outputs & GK_OUT_PHI), c->phi[k]);
+    fputc(',', out);
+    if (!ok) {
+      csv_write_field(out, r->error);
+      fprintf(stderr, "greeks: %s\n", r->error);
+      job->bad_rows++;
+    }
+    fputc('\n', out);
+  }
+}
+
+static int price_chunk(price_job *job, chunk *c, FILE *out) {
+  gk_option_batch in = {c->count, c->spot, c->strike, c->expiry, c->rate,
+                        c->yield, c->vol, c->type};
+  gk_greeks_batch res = {c->price, c->delta, c->gamma, c->vega, c->theta,
+                         c->rho, c->phi, c->element_error};
+  gk_rc rc = gk_bsm_price_batch(job->model, &in, job->outputs, &res, NULL);
+  if (rc != GK_RC_OK) {
+    fprintf(stderr, "greeks: pricing failed: %s\n", gk_rc_message(rc));
+    return -1;
+  }
+  write_chunk_results(job, c, out);
+  for (size_t k = 0; k < c->count; k++) free(c->rows[k].text);
+  c->count = 0;
+  return 0;
+}
+
+/* Maps header names to positions. Returns -1 with a message on a missing column. */
+static int read_header(price_job *job, char *line) {
+  csv_record header;
+  const char *error;
+  if (csv_split(line, &header, &error) != 0) {
+    fprintf(stderr, "greeks: %s: header: %s\n", job->path, error);
+    return -1;
+  }
+  for (int col = 0; col < COL_COUNT; col++) {
+    job->column_of[col] = -1;
+    for (size_t i = 0; i < header.field_count; i++)
+      if (strcmp(cli_skip_spaces(header.fields[i]), column_names[col]) == 0)
+        job->column_of[col] = (int)i;
+    int optional = col == COL_Q && job->model == GK_MODEL_BLACK76;
+    if (job->column_of[col] < 0 && !optional) {
+      fprintf(stderr,
+              "greeks: %s: header has no '%s' column (expected id,type,S,K,T,r,q,sigma)\n",
+              job->path, column_names[col]);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static int is_blank(const char *line) { return *cli_skip_spaces(line) == '\0'; }
+
+static int price_stream(price_job *job, FILE *in, FILE *out) {
+  chunk *c = calloc(1, sizeof *c);
+  if (c == NULL) {
+    fprintf(stderr, "greeks: out of memory\n");
+    return CLI_EXIT_UNUSABLE;
+  }
+  char *line = NULL;
+  size_t capacity = 0, line_number = 0;
+  int status = CLI_EXIT_OK, have_header = 0;
+  while (getline(&line, &capacity, in) != -1) {
+    line_number++;
+    if (is_blank(line)) continue;
+    if (!have_header) {
+      if (read_header(job, line) != 0) { status = CLI_EXIT_UNUSABLE; break; }
+      have_header = 1;
+      fputs("id,price,delta,gamma,vega,theta,rho,phi,error\n", out);
+      continue;
+    }
+    char *owned = strdup(line);
+    if (owned == NULL) { fprintf(stderr, "greeks: out of memory\n"); status = CLI_EXIT_UNUSABLE; break; }
+    add_row(job, c, owned, line_number);
+    if (c->count == CHUNK_ROWS && price_chunk(job, c, out) != 0) { status = CLI_EXIT_UNUSABLE; break; }
+  }
+  if (status == CLI_EXIT_OK && ferror(in)) {
+    fprintf(stderr, "greeks: %s: read error: %s\n", job->path, strerror(errno));
+    status = CLI_EXIT_UNUSABLE;
+  }
+  if (status == CLI_EXIT_OK && !have_header) {
+    fprintf(stderr, "greeks: %s: empty file (expected a header id,type,S,K,T,r,q,sigma)\n", job->path);
+    status = CLI_EXIT_UNUSABLE;
+  }
+  if (status == CLI_EXIT_OK && c->count > 0 && price_chunk(job, c, out) != 0) status = CLI_EXIT_UNUSABLE;
+  for (size_t k = 0; k < c->count; k++) free(c->rows[k].text);
+  free(c);
+  free(line);
+  if (status == CLI_EXIT_OK && job->bad_rows > 0) status = CLI_EXIT_BAD_ROWS;
+  return status;
+}
+
+static int parse_greeks_list(const char *list, unsigned *outputs) {
+  static const struct { const char *name; unsigned bit; } greeks[] = {
+      {"delta", GK_OUT_DELTA}, {"gamma", GK_OUT_GAMMA}, {"vega", GK_OUT_VEGA},
+      {"theta", GK_OUT_THETA}, {"rho", GK_OUT_RHO},     {"phi", GK_OUT_PHI}};
+  *outputs = GK_OUT_PRICE;
+  if (strcmp(list, "all") == 0) { *outputs = GK_OUT_ALL; return 0; }
+  if (strcmp(list, "none") == 0) return 0;
+  char buffer[256];
+  if (strlen(list) >= sizeof buffer) return -1;
+  strcpy(buffer, list);
+  for (char *save = NULL, *name = strtok_r(buffer, ",", &save); name;
+       name = strtok_r(NULL, ",", &save)) {
+    size_t i = 0, n = sizeof greeks / sizeof greeks[0];
+    while (i < n && strcmp(name, greeks[i].name) != 0) i++;
+    if (i == n) return -1;
+    *outputs |= greeks[i].bit;
+  }
+  return 0;
+}
+
+static int parse_model(const char *name, gk_model *model) {
+  if (strcmp(name, "bsm") == 0) *model = GK_MODEL_BSM;
+  else if (strcmp(name, "black76") == 0) *model = GK_MODEL_BLACK76;
+  else if (strcmp(name, "gk") == 0) *model = GK_MODEL_GK;
+  else return -1;
+  return 0;
+}
+
+void price_command_usage(FILE *out) {
+  fputs("usage: greeks price [--model bsm|black76|gk] [--isa scalar|avx2|avx512]\n"
+        "                    [--greeks all|none|LIST] FILE|-\n"
+        "  Prices European options. Input CSV header: id,type,S,K,T,r,q,sigma\n"
+        "  (type call|put; T years; r, q continuously compounded per year; sigma per\n"
+        "  sqrt(year); black76: S is the futures price, q ignored; gk: q is the\n"
+        "  foreign rate). LIST: comma-separated delta,gamma,vega,theta,rho,phi.\n"
+        "  Output CSV: id,price,delta,gamma,vega,theta,rho,phi,error (vega, rho, phi\n"
+        "  per 1.00; theta per year). Exit 0 ok, 2 unusable input, 3 some bad rows.\n",
+        out);
+}
+
+int price_command(int argc, char **argv) {
+  price_job job = {.model = GK_MODEL_BSM, .outputs = GK_OUT_ALL, .path = NULL};
+  for (int i = 0; i < argc; i++) {
+    const char *arg = argv[i], *value = NULL;
+    if (cli_take_option(argc, argv, &i, "--model", &value)) {
+      if (!value || parse_model(value, &job.model) != 0)
+        return cli_usage_error("--model must be bsm, black76 or gk", value);
+    } else if (cli_take_option(argc, argv, &i, "--greeks", &value)) {
+      if (!value || parse_greeks_list(value, &job.outputs) != 0)
+        return cli_usage_error("--greeks must be all, none or a list of "
+                               "delta,gamma,vega,theta,rho,phi", value);
+    } else if (cli_take_option(argc, argv, &i, "--isa", &value)) {
+      if (cli_force_isa(value) != 0) return CLI_EXIT_UNUSABLE;
+    } else if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+      price_command_usage(stdout);
+      return CLI_EXIT_OK;
+    } else if (arg[0] == '-' && arg[1] != '\0') {
+      return cli_usage_error("unknown option", arg);
+    } else if (job.path == NULL) {
+      job.path = arg;
+    } else {
+      return cli_usage_error("more than one input file", arg);
+    }
+  }
+  if (job.path == NULL) {
+    price_command_usage(stderr);
+    return CLI_EXIT_UNUSABLE;
+  }
+  if (cli_check_isa() != 0) return CLI_EXIT_UNUSABLE;
+  FILE *in = strcmp(job.path, "-") == 0 ? stdin : fopen(job.path, "r");
+  if (in == NULL) {
+    fprintf(stderr, "greeks: cannot open %s: %s\n", job.path, strerror(errno));
+    return CLI_EXIT_UNUSABLE;
+  }
+  if (strcmp(job.path, "-") == 0) job.path = "<stdin>";
+  int status = price_stream(&job, in, stdout);
+  if (in != stdin) fclose(in);
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    fprintf(stderr, "greeks: write error: %s\n", strerror(errno));
+    return CLI_EXIT_UNUSABLE;
+  }
+  return status;
+}

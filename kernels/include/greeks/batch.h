@@ -1,0 +1,140 @@
+/*
+ * greeks/batch.h - structure-of-arrays batches shared by every kernel.
+ *
+ * A batch is a set of parallel arrays, one per quantity, all `count` long. The
+ * caller owns every array; kernels read the inputs and write the outputs and keep
+ * no pointer after they return. Arrays need no particular alignment (64-byte
+ * alignment is fastest). Output arrays must not overlap input arrays or each other.
+ *
+ * Units, everywhere in greeks:
+ *   time (expiry)         years (ACT/365 or whatever the caller's year is)
+ *   rate, yield           continuously compounded, per year (0.05 = 5%)
+ *   vol                   per sqrt(year) (0.20 = 20%)
+ *   price                 currency units of the underlying's price
+ *   delta                 d price / d S
+ *   gamma                 d2 price / d S2 (per unit of spot)
+ *   vega                  d price / d vol, per 1.00 of vol (not per 1%)
+ *   theta                 -d price / d expiry, per year of calendar time
+ *                         (negative for a long vanilla in normal conditions)
+ *   rho                   d price / d rate, per 1.00 of rate (not per 1%)
+ *   phi                   d price / d yield, per 1.00 (dividend / foreign rho)
+ */
+#ifndef GREEKS_BATCH_H
+#define GREEKS_BATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Return codes of kernel-level calls: misuse of the API, never per-element errors. */
+typedef enum gk_rc {
+  GK_RC_OK = 0,
+  GK_RC_NULL_ARGUMENT,    /* a required pointer argument is NULL */
+  GK_RC_BAD_MODEL,        /* model is not one of gk_model */
+  GK_RC_BAD_OUTPUT_MASK,  /* output mask has bits outside GK_OUT_ALL */
+  GK_RC_MISSING_OUTPUT,   /* the mask asks for an output whose array is NULL */
+  GK_RC_MISSING_INPUT,    /* an input array the model needs is NULL */
+  GK_RC_ISA_UNKNOWN,      /* an ISA name (GREEKS_ISA, --isa) names no ISA */
+  GK_RC_ISA_UNSUPPORTED,  /* the CPU or the OS cannot run the requested ISA */
+} gk_rc;
+
+/* Static English description of a return code; never NULL. */
+const char *gk_rc_message(gk_rc rc);
+
+/* Option type, one byte per element. */
+enum { GK_CALL = 0, GK_PUT = 1 };
+
+/* Pricing model; all share the generalized Black-Scholes-Merton core with cost
+ * of carry b. */
+typedef enum gk_model {
+  GK_MODEL_BSM = 0,      /* stock/index, continuous dividend yield q: b = r - q */
+  GK_MODEL_BLACK76 = 1,  /* option on a future/forward: spot is the futures price,
+                            b = 0, the yield array is ignored (may be NULL) */
+  GK_MODEL_GK = 2,       /* Garman-Kohlhagen FX: yield is the foreign rate,
+                            b = r - r_foreign */
+} gk_model;
+
+/* Output mask: which outputs to compute. Price-only work skips the Greeks. */
+enum {
+  GK_OUT_PRICE = 1u << 0,
+  GK_OUT_DELTA = 1u << 1,
+  GK_OUT_GAMMA = 1u << 2,
+  GK_OUT_VEGA = 1u << 3,
+  GK_OUT_THETA = 1u << 4,
+  GK_OUT_RHO = 1u << 5,
+  GK_OUT_PHI = 1u << 6,
+  GK_OUT_ALL = (1u << 7) - 1u,
+};
+
+/* Inputs: count elements, one array per quantity (units above). */
+typedef struct gk_option_batch {
+  size_t count;
+  const double *spot;    /* S: spot (bsm, gk) or futures price (black76) */
+  const double *strike;  /* K */
+  const double *expiry;  /* T, years */
+  const double *rate;    /* r, domestic risk-free rate */
+  const double *yield;   /* q: dividend yield (bsm), foreign rate (gk); unused by black76 */
+  const double *vol;     /* sigma */
+  const uint8_t *type;   /* GK_CALL or GK_PUT */
+} gk_option_batch;
+
+/* Outputs: arrays for the outputs not in the mask may be NULL. `error` is always
+ * required: it receives a gk_element_error per element. */
+typedef struct gk_greeks_batch {
+  double *price;
+  double *delta;
+  double *gamma;
+  double *vega;
+  double *theta;
+  double *rho;
+  double *phi;
+  uint8_t *error;
+} gk_greeks_batch;
+
+/* Why one element of a batch was not priced. Valid elements of the same batch are
+ * priced normally; an invalid element gets 0 in every requested output. */
+typedef enum gk_element_error {
+  GK_ELEMENT_OK = 0,
+  GK_ELEMENT_SPOT_NOT_FINITE,
+  GK_ELEMENT_SPOT_NOT_POSITIVE,
+  GK_ELEMENT_SPOT_OUT_OF_RANGE,
+  GK_ELEMENT_STRIKE_NOT_FINITE,
+  GK_ELEMENT_STRIKE_NOT_POSITIVE,
+  GK_ELEMENT_STRIKE_OUT_OF_RANGE,
+  GK_ELEMENT_EXPIRY_NOT_FINITE,
+  GK_ELEMENT_EXPIRY_NEGATIVE,
+  GK_ELEMENT_EXPIRY_OUT_OF_RANGE,
+  GK_ELEMENT_RATE_NOT_FINITE,
+  GK_ELEMENT_RATE_OUT_OF_RANGE,
+  GK_ELEMENT_YIELD_NOT_FINITE,
+  GK_ELEMENT_YIELD_OUT_OF_RANGE,
+  GK_ELEMENT_VOL_NOT_FINITE,
+  GK_ELEMENT_VOL_NEGATIVE,
+  GK_ELEMENT_VOL_OUT_OF_RANGE,
+  GK_ELEMENT_TYPE_INVALID,
+  GK_ELEMENT_ERROR_COUNT
+} gk_element_error;
+
+/* Supported input domain. Outside it results could overflow, so elements are
+ * rejected rather than priced badly. */
+#define GK_MIN_PRICE_LEVEL 1e-12 /* S and K */
+#define GK_MAX_PRICE_LEVEL 1e15  /* S and K */
+#define GK_MAX_EXPIRY 100.0      /* years */
+#define GK_MAX_ABS_RATE 5.0      /* |r| and |q|: 500% per year */
+#define GK_MAX_VOL 100.0         /* 10000% */
+
+/* The input name an element error is about ("S", "K", "T", "r", "q", "sigma",
+ * "type"), "" for GK_ELEMENT_OK. Static string, never NULL. */
+const char *gk_element_error_field(gk_element_error error);
+
+/* The rule the value broke, e.g. "must be > 0". Static string, never NULL. */
+const char *gk_element_error_rule(gk_element_error error);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GREEKS_BATCH_H */

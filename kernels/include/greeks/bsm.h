@@ -1,0 +1,53 @@
+/*
+ * greeks/bsm.h - European options under the generalized Black-Scholes-Merton
+ * model with cost of carry (BSM with dividend yield, Black-76, Garman-Kohlhagen).
+ *
+ * Price and first-order Greeks for every element of a batch (greeks/batch.h has
+ * the layout and units). Accuracy: every tail probability comes from erfc, never
+ * from 1 - N(x), so deep out-of-the-money prices keep their relative accuracy; a
+ * price is never below max(0, discounted forward intrinsic value).
+ *
+ * Limits, defined rather than NaN:
+ *  - T = 0: intrinsic value; delta is the payoff step (+-1 in the money, 0 out of
+ *    it, +-1/2 at the strike); gamma, vega, rho and phi are 0; theta is the drift
+ *    of the intrinsic value (q S - r K for an in-the-money call).
+ *  - sigma = 0 (or sigma * sqrt(T) below 1e-100): the discounted forward intrinsic
+ *    value, with the Greeks of that limit (vega at the forward is its one-sided
+ *    limit, A sqrt(T) / sqrt(2 pi)).
+ *
+ * Rho and phi hold the other inputs fixed: for bsm and gk, rho moves r alone
+ * (so the carry b = r - q moves with it); for black76 rho = -T price and phi = 0.
+ */
+#ifndef GREEKS_BSM_H
+#define GREEKS_BSM_H
+
+#include "greeks/batch.h"
+#include "greeks/isa.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Prices `in` under `model`, computing the outputs named in `outputs`
+ * (GK_OUT_* bits) into `out`.
+ *
+ * Every element gets an error code in out->error; invalid elements (see
+ * gk_element_error) get 0 in every requested output and do not stop the others.
+ * If invalid_count is not NULL it receives the number of invalid elements.
+ *
+ * Returns GK_RC_OK, or an error code without touching `out` when the arguments
+ * are unusable (NULL pointers, an output requested without an array, unknown
+ * model or mask bits, or an unusable GREEKS_ISA). */
+gk_rc gk_bsm_price_batch(gk_model model, const gk_option_batch *in, unsigned outputs,
+                         gk_greeks_batch *out, size_t *invalid_count);
+
+/* Same on an explicit ISA (benchmarks and tests). GK_RC_ISA_UNSUPPORTED if this
+ * machine cannot run it. */
+gk_rc gk_bsm_price_batch_on(gk_isa isa, gk_model model, const gk_option_batch *in,
+                            unsigned outputs, gk_greeks_batch *out, size_t *invalid_count);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GREEKS_BSM_H */

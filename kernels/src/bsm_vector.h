@@ -1,0 +1,169 @@
+/*
+ * The generalized Black-Scholes-Merton kernel body shared by every vector ISA.
+ *
+ * Included once per ISA translation unit after that ISA's simd_*.h, which supplies
+ * vdouble, vmask, VLANES and the v_* operations. It follows the scalar reference
+ * (kernels/scalar/bsm_scalar.c) expression by expression, so that the two differ
+ * only by the rounding of SLEEF's functions versus libm's.
+ */
+#ifndef GREEKS_BSM_VECTOR_H
+#define GREEKS_BSM_VECTOR_H
+
+#include <math.h>
+
+#include "kernel_internal.h"
+
+typedef struct vector_inputs {
+  vdouble spot, strike, expiry, rate, yield, vol, omega;
+} vector_inputs;
+
+/* Loads n <= VLANES elements starting at i. Lanes past n read as 0 (invalid). */
+static inline vector_inputs load_inputs(gk_model model, const gk_option_batch *in, size_t i,
+                                        size_t n, vmask *valid) {
+  vector_inputs v;
+  v.spot = v_load(in->spot + i, n);
+  v.strike = v_load(in->strike + i, n);
+  v.expiry = v_load(in->expiry + i, n);
+  v.rate = v_load(in->rate + i, n);
+  /* Black-76: b = 0, i.e. the future carries at the discount rate (q = r). */
+  v.yield = model == GK_MODEL_BLACK76 ? v.rate : v_load(in->yield + i, n);
+  v.vol = v_load(in->vol + i, n);
+  v.omega = v_load_omega(in->type + i, n, valid);
+  return v;
+}
+
+/* Lanes whose inputs lie inside the supported domain. Comparisons with NaN are
+ * false, so NaN lanes fail too. The exact reason is found later, per lane, by the
+ * shared scalar classifier. */
+static inline vmask inputs_in_domain(const vector_inputs *v, vmask type_valid) {
+  vdouble min_level = v_set1(GK_MIN_PRICE_LEVEL), max_level = v_set1(GK_MAX_PRICE_LEVEL);
+  vdouble max_rate = v_set1(GK_MAX_ABS_RATE), min_rate = v_set1(-GK_MAX_ABS_RATE);
+  vdouble zero = v_set1(0.0);
+  vmask ok = m_and(type_valid, m_and(v_ge(v->spot, min_level), v_le(v->spot, max_level)));
+  ok = m_and(ok, m_and(v_ge(v->strike, min_level), v_le(v->strike, max_level)));
+  ok = m_and(ok, m_and(v_ge(v->expiry, zero), v_le(v->expiry, v_set1(GK_MAX_EXPIRY))));
+  ok = m_and(ok, m_and(v_ge(v->rate, min_rate), v_le(v->rate, max_rate)));
+  ok = m_and(ok, m_and(v_ge(v->yield, min_rate), v_le(v->yield, max_rate)));
+  ok = m_and(ok, m_and(v_ge(v->vol, zero), v_le(v->vol, v_set1(GK_MAX_VOL))));
+  return ok;
+}
+
+/* Replaces the inputs of invalid lanes by a harmless at-the-money element, so that
+ * no lane computes on NaN or out-of-range data; their outputs are zeroed later. */
+static inline void neutralize_invalid_lanes(vector_inputs *v, vmask valid) {
+  vdouble one = v_set1(1.0), zero = v_set1(0.0);
+  v->spot = v_select(valid, v->spot, one);
+  v->strike = v_select(valid, v->strike, one);
+  v->expiry = v_select(valid, v->expiry, zero);
+  v->rate = v_select(valid, v->rate, zero);
+  v->yield = v_select(valid, v->yield, zero);
+  v->vol = v_select(valid, v->vol, zero);
+}
+
+/* +inf, -inf or 0 with the sign of x: d1 in the sigma sqrt(T) -> 0 limit. */
+static inline vdouble signed_infinity_or_zero(vdouble x) {
+  vdouble zero = v_set1(0.0);
+  return v_select(v_gt(x, zero), v_set1(INFINITY),
+                  v_select(v_lt(x, zero), v_set1(-INFINITY), zero));
+}
+
+static inline vdouble normal_cdf_signed_v(vdouble omega, vdouble d) {
+  return v_mul(v_set1(0.5), v_erfc(v_mul(v_mul(v_sub(v_set1(0.0), omega), d),
+                                         v_set1(GK_INV_SQRT_2))));
+}
+
+static inline void store_output(double *dst, unsigned outputs, unsigned which, vdouble value,
+                                vmask valid, size_t n) {
+  if (outputs & which) v_store(dst, v_select(valid, value, v_set1(0.0)), n);
+}
+
+static inline void price_vector(gk_model model, const vector_inputs *v, unsigned outputs,
+                                gk_greeks_batch *out, size_t i, size_t n, vmask valid) {
+  const vdouble zero = v_set1(0.0), half = v_set1(0.5);
+  vdouble S = v->spot, K = v->strike, T = v->expiry, r = v->rate, q = v->yield;
+  vdouble sigma = v->vol, omega = v->omega;
+
+  vdouble sqrt_t = v_sqrt(T);
+  vdouble s = v_mul(sigma, sqrt_t);
+  vdouble x = v_add(v_log(v_div(S, K)), v_mul(v_sub(r, q), T));
+  vdouble discount = v_exp(v_mul(v_sub(zero, r), T));
+  vdouble carry = v_exp(v_mul(v_sub(zero, q), T));
+  vdouble A = v_mul(S, carry);
+  vdouble B = v_mul(K, discount);
+
+  vmask collapsed = v_lt(s, v_set1(GK_TINY_STDDEV));
+  vdouble s_safe = v_select(collapsed, v_set1(1.0), s);
+  vdouble d1 = v_select(collapsed, signed_infinity_or_zero(x),
+                        v_add(v_div(x, s_safe), v_mul(half, s)));
+  vdouble d2 = v_select(collapsed, d1, v_sub(d1, s));
+
+  vdouble n1 = normal_cdf_signed_v(omega, d1);
+  vdouble n2 = normal_cdf_signed_v(omega, d2);
+
+  vdouble price = zero;
+  if (outputs & (GK_OUT_PRICE | GK_OUT_RHO)) {
+    vdouble floor_value = v_max(v_mul(omega, v_sub(A, B)), zero);
+    price = v_max(v_mul(omega, v_sub(v_mul(A, n1), v_mul(B, n2))), floor_value);
+    store_output(out->price + i, outputs, GK_OUT_PRICE, price, valid, n);
+  }
+  store_output(out->delta + i, outputs, GK_OUT_DELTA, v_mul(omega, v_mul(carry, n1)), valid, n);
+
+  if (outputs & (GK_OUT_GAMMA | GK_OUT_VEGA | GK_OUT_THETA)) {
+    vdouble pdf1 = v_mul(v_set1(GK_INV_SQRT_2PI), v_exp(v_mul(v_set1(-0.5), v_mul(d1, d1))));
+    vdouble gamma = v_select(collapsed, zero, v_div(v_mul(carry, pdf1), v_mul(S, s_safe)));
+    store_output(out->gamma + i, outputs, GK_OUT_GAMMA, gamma, valid, n);
+    store_output(out->vega + i, outputs, GK_OUT_VEGA, v_mul(v_mul(A, pdf1), sqrt_t), valid, n);
+    if (outputs & GK_OUT_THETA) {
+      vmask expired = v_le(T, zero);
+      vdouble sqrt_t_safe = v_select(expired, v_set1(1.0), sqrt_t);
+      vdouble decay = v_select(expired, zero,
+                               v_div(v_mul(v_mul(v_mul(A, pdf1), sigma), half), sqrt_t_safe));
+      vdouble drift = v_mul(omega, v_sub(v_mul(v_mul(q, A), n1), v_mul(v_mul(r, B), n2)));
+      store_output(out->theta + i, outputs, GK_OUT_THETA, v_sub(drift, decay), valid, n);
+    }
+  }
+
+  if (model == GK_MODEL_BLACK76) {
+    store_output(out->rho + i, outputs, GK_OUT_RHO, v_mul(v_sub(zero, T), price), valid, n);
+    store_output(out->phi + i, outputs, GK_OUT_PHI, zero, valid, n);
+  } else {
+    store_output(out->rho + i, outputs, GK_OUT_RHO, v_mul(v_mul(omega, T), v_mul(B, n2)), valid, n);
+    store_output(out->phi + i, outputs, GK_OUT_PHI,
+                 v_mul(v_mul(v_sub(zero, omega), T), v_mul(A, n1)), valid, n);
+  }
+}
+
+/* Writes each element's error code; returns how many of the n were invalid. */
+static inline size_t record_errors(gk_model model, const gk_option_batch *in, size_t i,
+                                   size_t n, unsigned invalid_lanes, gk_greeks_batch *out) {
+  if (invalid_lanes == 0) {
+    memset(out->error + i, GK_ELEMENT_OK, n);
+    return 0;
+  }
+  size_t invalid = 0;
+  for (size_t lane = 0; lane < n; lane++) {
+    gk_element_error error = GK_ELEMENT_OK;
+    if (invalid_lanes & (1u << lane)) error = gk_classify_element(model, in, i + lane);
+    out->error[i + lane] = (uint8_t)error;
+    invalid += error != GK_ELEMENT_OK;
+  }
+  return invalid;
+}
+
+static size_t bsm_vector_kernel(gk_model model, const gk_option_batch *in, unsigned outputs,
+                                gk_greeks_batch *out) {
+  size_t invalid = 0;
+  for (size_t i = 0; i < in->count; i += VLANES) {
+    size_t n = in->count - i < VLANES ? in->count - i : VLANES;
+    vmask type_valid;
+    vector_inputs v = load_inputs(model, in, i, n, &type_valid);
+    vmask valid = inputs_in_domain(&v, type_valid);
+    unsigned invalid_lanes = ~m_bits(valid) & ((1u << n) - 1u);
+    if (invalid_lanes != 0 || n < VLANES) neutralize_invalid_lanes(&v, valid);
+    price_vector(model, &v, outputs, out, i, n, valid);
+    invalid += record_errors(model, in, i, n, invalid_lanes, out);
+  }
+  return invalid;
+}
+
+#endif /* GREEKS_BSM_VECTOR_H */

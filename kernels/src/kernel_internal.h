@@ -1,0 +1,41 @@
+/*
+ * Internal to kernels/: the per-ISA kernel table and helpers every ISA shares.
+ * Not installed, not included from outside kernels/.
+ */
+#ifndef GREEKS_KERNEL_INTERNAL_H
+#define GREEKS_KERNEL_INTERNAL_H
+
+#include "greeks/batch.h"
+#include "greeks/isa.h"
+
+/* Below this sigma*sqrt(T) an element is priced as its sigma -> 0 limit: d1 and
+ * d2 would overflow and gamma diverge, while the price differs from the limit by
+ * less than 1e-100 of the spot. */
+#define GK_TINY_STDDEV 1e-100
+
+/* 1/sqrt(2 pi) and 1/sqrt(2), rounded to double. */
+#define GK_INV_SQRT_2PI 0.39894228040143267794
+#define GK_INV_SQRT_2 0.70710678118654752440
+
+/* A kernel prices in->count elements (arguments already checked: every pointer
+ * the model and the output mask need is non-NULL) and returns how many elements
+ * were invalid. */
+typedef size_t (*gk_bsm_kernel)(gk_model model, const gk_option_batch *in, unsigned outputs,
+                                gk_greeks_batch *out);
+
+size_t gk_bsm_kernel_scalar(gk_model model, const gk_option_batch *in, unsigned outputs,
+                            gk_greeks_batch *out);
+size_t gk_bsm_kernel_avx2(gk_model model, const gk_option_batch *in, unsigned outputs,
+                          gk_greeks_batch *out);
+size_t gk_bsm_kernel_avx512(gk_model model, const gk_option_batch *in, unsigned outputs,
+                            gk_greeks_batch *out);
+
+/* The first rule element i of `in` breaks, GK_ELEMENT_OK if none. Every ISA uses
+ * this one function so that all agree on what is invalid; vector kernels call it
+ * only for lanes their quick range test rejected. */
+gk_element_error gk_classify_element(gk_model model, const gk_option_batch *in, size_t i);
+
+/* Writes 0 to every requested output of element i. */
+void gk_zero_element_outputs(unsigned outputs, gk_greeks_batch *out, size_t i);
+
+#endif /* GREEKS_KERNEL_INTERNAL_H */

@@ -1,0 +1,61 @@
+/*
+ * AVX2+FMA vocabulary for the shared vector kernel bodies (kernels/src/bsm_vector.h).
+ * Include only from a translation unit compiled with the AVX2 flags.
+ */
+#ifndef GREEKS_SIMD_AVX2_H
+#define GREEKS_SIMD_AVX2_H
+
+#include <immintrin.h>
+#include <sleef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define VLANES 4
+typedef __m256d vdouble;
+typedef __m256d vmask; /* all-ones lanes are true */
+
+static inline __m256i lanes_below(size_t n) {
+  return _mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)n), _mm256_setr_epi64x(0, 1, 2, 3));
+}
+static inline vdouble v_load(const double *p, size_t n) {
+  return n == VLANES ? _mm256_loadu_pd(p) : _mm256_maskload_pd(p, lanes_below(n));
+}
+static inline void v_store(double *p, vdouble v, size_t n) {
+  if (n == VLANES) _mm256_storeu_pd(p, v);
+  else _mm256_maskstore_pd(p, lanes_below(n), v);
+}
+static inline vdouble v_set1(double x) { return _mm256_set1_pd(x); }
+static inline vdouble v_add(vdouble a, vdouble b) { return _mm256_add_pd(a, b); }
+static inline vdouble v_sub(vdouble a, vdouble b) { return _mm256_sub_pd(a, b); }
+static inline vdouble v_mul(vdouble a, vdouble b) { return _mm256_mul_pd(a, b); }
+static inline vdouble v_div(vdouble a, vdouble b) { return _mm256_div_pd(a, b); }
+static inline vdouble v_sqrt(vdouble a) { return _mm256_sqrt_pd(a); }
+static inline vdouble v_max(vdouble a, vdouble b) { return _mm256_max_pd(a, b); }
+static inline vdouble v_exp(vdouble a) { return Sleef_expd4_u10avx2(a); }
+static inline vdouble v_log(vdouble a) { return Sleef_logd4_u10avx2(a); }
+static inline vdouble v_erfc(vdouble a) { return Sleef_erfcd4_u15avx2(a); }
+
+static inline vmask v_lt(vdouble a, vdouble b) { return _mm256_cmp_pd(a, b, _CMP_LT_OQ); }
+static inline vmask v_le(vdouble a, vdouble b) { return _mm256_cmp_pd(a, b, _CMP_LE_OQ); }
+static inline vmask v_gt(vdouble a, vdouble b) { return _mm256_cmp_pd(a, b, _CMP_GT_OQ); }
+static inline vmask v_ge(vdouble a, vdouble b) { return _mm256_cmp_pd(a, b, _CMP_GE_OQ); }
+static inline vmask v_eq(vdouble a, vdouble b) { return _mm256_cmp_pd(a, b, _CMP_EQ_OQ); }
+static inline vmask m_and(vmask a, vmask b) { return _mm256_and_pd(a, b); }
+static inline unsigned m_bits(vmask m) { return (unsigned)_mm256_movemask_pd(m); }
+/* Lane-wise: m ? a : b. */
+static inline vdouble v_select(vmask m, vdouble a, vdouble b) { return _mm256_blendv_pd(b, a, m); }
+
+/* Reads n option-type bytes: omega = -1 for puts, +1 otherwise; *valid marks lanes
+ * holding GK_CALL or GK_PUT. Reads nothing past p[n-1]. */
+static inline vdouble v_load_omega(const uint8_t *p, size_t n, vmask *valid) {
+  uint32_t bytes = 0;
+  memcpy(&bytes, p, n);
+  __m256i types = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128((int)bytes));
+  __m256i one = _mm256_set1_epi64x(1);
+  *valid = _mm256_castsi256_pd(_mm256_xor_si256(_mm256_cmpgt_epi64(types, one),
+                                                _mm256_set1_epi64x(-1)));
+  vmask is_put = _mm256_castsi256_pd(_mm256_cmpeq_epi64(types, one));
+  return _mm256_blendv_pd(_mm256_set1_pd(1.0), _mm256_set1_pd(-1.0), is_put);
+}
+
+#endif /* GREEKS_SIMD_AVX2_H */

@@ -1,0 +1,57 @@
+/*
+ * AVX-512F vocabulary for the shared vector kernel bodies (kernels/src/bsm_vector.h).
+ * Include only from a translation unit compiled with the AVX-512 flags.
+ */
+#ifndef GREEKS_SIMD_AVX512_H
+#define GREEKS_SIMD_AVX512_H
+
+#include <immintrin.h>
+#include <sleef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define VLANES 8
+typedef __m512d vdouble;
+typedef __mmask8 vmask;
+
+static inline vmask lanes_below(size_t n) { return (vmask)((1u << n) - 1u); }
+static inline vdouble v_load(const double *p, size_t n) {
+  return n == VLANES ? _mm512_loadu_pd(p) : _mm512_maskz_loadu_pd(lanes_below(n), p);
+}
+static inline void v_store(double *p, vdouble v, size_t n) {
+  if (n == VLANES) _mm512_storeu_pd(p, v);
+  else _mm512_mask_storeu_pd(p, lanes_below(n), v);
+}
+static inline vdouble v_set1(double x) { return _mm512_set1_pd(x); }
+static inline vdouble v_add(vdouble a, vdouble b) { return _mm512_add_pd(a, b); }
+static inline vdouble v_sub(vdouble a, vdouble b) { return _mm512_sub_pd(a, b); }
+static inline vdouble v_mul(vdouble a, vdouble b) { return _mm512_mul_pd(a, b); }
+static inline vdouble v_div(vdouble a, vdouble b) { return _mm512_div_pd(a, b); }
+static inline vdouble v_sqrt(vdouble a) { return _mm512_sqrt_pd(a); }
+static inline vdouble v_max(vdouble a, vdouble b) { return _mm512_max_pd(a, b); }
+static inline vdouble v_exp(vdouble a) { return Sleef_expd8_u10avx512f(a); }
+static inline vdouble v_log(vdouble a) { return Sleef_logd8_u10avx512f(a); }
+static inline vdouble v_erfc(vdouble a) { return Sleef_erfcd8_u15avx512f(a); }
+
+static inline vmask v_lt(vdouble a, vdouble b) { return _mm512_cmp_pd_mask(a, b, _CMP_LT_OQ); }
+static inline vmask v_le(vdouble a, vdouble b) { return _mm512_cmp_pd_mask(a, b, _CMP_LE_OQ); }
+static inline vmask v_gt(vdouble a, vdouble b) { return _mm512_cmp_pd_mask(a, b, _CMP_GT_OQ); }
+static inline vmask v_ge(vdouble a, vdouble b) { return _mm512_cmp_pd_mask(a, b, _CMP_GE_OQ); }
+static inline vmask v_eq(vdouble a, vdouble b) { return _mm512_cmp_pd_mask(a, b, _CMP_EQ_OQ); }
+static inline vmask m_and(vmask a, vmask b) { return (vmask)(a & b); }
+static inline unsigned m_bits(vmask m) { return m; }
+/* Lane-wise: m ? a : b. */
+static inline vdouble v_select(vmask m, vdouble a, vdouble b) { return _mm512_mask_blend_pd(m, b, a); }
+
+/* Reads n option-type bytes: omega = -1 for puts, +1 otherwise; *valid marks lanes
+ * holding GK_CALL or GK_PUT. Reads nothing past p[n-1]. */
+static inline vdouble v_load_omega(const uint8_t *p, size_t n, vmask *valid) {
+  uint64_t bytes = 0;
+  memcpy(&bytes, p, n);
+  __m512i types = _mm512_cvtepu8_epi64(_mm_cvtsi64_si128((long long)bytes));
+  *valid = _mm512_cmple_epu64_mask(types, _mm512_set1_epi64(1));
+  vmask is_put = _mm512_cmpeq_epu64_mask(types, _mm512_set1_epi64(1));
+  return _mm512_mask_blend_pd(is_put, _mm512_set1_pd(1.0), _mm512_set1_pd(-1.0));
+}
+
+#endif /* GREEKS_SIMD_AVX512_H */
