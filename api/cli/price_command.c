@@ -106,10 +106,13 @@ static void add_row(price_job *job, chunk *c, char *line, size_t line_number) {
   } else {
     for (int col = 0; col < COL_COUNT; col++) {
       int at = job->column_of[col];
-      if (at >= 0 && (size_t)at < record.field_count) r->field[col] = record.fields[at];
-      else if (at >= 0)
+      if (at < 0) continue;
+      if ((size_t)at >= record.field_count) {
         snprintf(r->error, sizeof r->error, "line %zu: %zu fields, field '%s' is missing",
                  line_number, record.field_count, column_names[col]);
+        break;
+      }
+      r->field[col] = record.fields[at];
     }
   }
   if (r->error[0] == '\0' && parse_row_values(job, c, k) == 0) return;

@@ -1,0 +1,50 @@
+/*
+ * Shared test helpers: owned SoA batches, a seeded random source, reference-file
+ * reading and tolerance checks that report what failed.
+ */
+#ifndef GREEKS_TEST_SUPPORT_H
+#define GREEKS_TEST_SUPPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "greeks/bsm.h"
+
+/* Exit code ctest treats as "skipped" (SKIP_RETURN_CODE). */
+#define TEST_SKIP_EXIT 77
+
+/* A batch that owns its arrays (64-byte aligned, zeroed). */
+typedef struct owned_batch {
+  size_t count;
+  double *spot, *strike, *expiry, *rate, *yield, *vol;
+  uint8_t *type;
+  double *price, *delta, *gamma, *vega, *theta, *rho, *phi;
+  uint8_t *error;
+} owned_batch;
+
+owned_batch owned_batch_make(size_t count);
+void owned_batch_free(owned_batch *b);
+gk_option_batch owned_batch_inputs(const owned_batch *b);
+gk_greeks_batch owned_batch_outputs(owned_batch *b);
+/* Prices b on the active ISA with every output; fails the test on a bad rc. */
+void owned_batch_price(owned_batch *b, gk_model model);
+
+/* splitmix64: small, seedable, good enough for test inputs. */
+typedef struct test_rng { uint64_t state; } test_rng;
+uint64_t rng_next(test_rng *rng);
+double rng_uniform(test_rng *rng, double lo, double hi);     /* [lo, hi) */
+double rng_log_uniform(test_rng *rng, double lo, double hi); /* log-uniform */
+
+/* Fills element i with a random option from a wide but valid domain. */
+void fill_random_option(owned_batch *b, size_t i, test_rng *rng);
+
+/* |got - want| <= max(rel * |want|, abs). */
+int close_enough(double got, double want, double rel, double abs);
+
+/* Path of a file under tests/data (set by the build). */
+const char *test_data_path(const char *file_name);
+
+/* Parses a model name (bsm, black76, gk); -1 on anything else. */
+int parse_model_name(const char *name, gk_model *model);
+
+#endif

@@ -1,0 +1,212 @@
+/*
+ * European prices and Greeks against independent references:
+ *  - published values (Haug's and Hull's examples via QuantLib's test tables),
+ *    to the tolerance they are printed with;
+ *  - a 50-digit mpmath reference (tests/reference/gen_bsm_mpmath.py), to 1e-12
+ *    relative or 1e-16 x S absolute, deep in/out of the money, short expiries,
+ *    tiny and huge vols, negative rates.
+ * Runs on whichever ISA GREEKS_ISA selects; ctest runs it once per ISA.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "support/test_support.h"
+
+#define MAX_FIELDS 16
+#define MAX_ROWS 8192
+
+static size_t split_fields(char *line, char **fields) {
+  size_t n = 0;
+  line[strcspn(line, "\r\n")] = '\0';
+  for (char *cursor = line; n < MAX_FIELDS;) {
+    fields[n++] = cursor;
+    char *comma = strchr(cursor, ',');
+    if (comma == NULL) break;
+    *comma = '\0';
+    cursor = comma + 1;
+  }
+  return n;
+}
+
+static double number(const char *text) {
+  char *end;
+  double value = strtod(text, &end);
+  if (end == text || *end != '\0') fail_msg("bad number in reference data: '%s'", text);
+  return value;
+}
+
+static FILE *open_data(const char *name) {
+  FILE *f = fopen(test_data_path(name), "r");
+  if (f == NULL) fail_msg("cannot open %s", test_data_path(name));
+  return f;
+}
+
+static const char *const output_names[] = {"price", "delta", "gamma", "vega", "theta", "rho", "phi"};
+
+static double *output_array(owned_batch *b, int which) {
+  double *arrays[] = {b->price, b->delta, b->gamma, b->vega, b->theta, b->rho, b->phi};
+  return arrays[which];
+}
+
+static int output_index(const char *name) {
+  for (int i = 0; i < 7; i++)
+    if (strcmp(name, output_names[i]) == 0) return i;
+  fail_msg("unknown quantity '%s'", name);
+  return -1;
+}
+
+static void test_published_values(void **state) {
+  (void)state;
+  FILE *f = open_data("published_bsm.csv");
+  char line[1024];
+  char *fields[MAX_FIELDS] = {0};
+  owned_batch b = owned_batch_make(MAX_ROWS);
+  int quantity[MAX_ROWS];
+  double expected[MAX_ROWS], tolerance[MAX_ROWS];
+  char source[MAX_ROWS][96];
+  size_t n = 0;
+  assert_non_null(fgets(line, sizeof line, f)); /* header */
+  while (fgets(line, sizeof line, f) && n < MAX_ROWS) {
+    if (split_fields(line, fields) != 11) fail_msg("published_bsm.csv: bad row '%s'", line);
+    snprintf(source[n], sizeof source[n], "%.95s", fields[0]);
+    b.type[n] = strcmp(fields[1], "put") == 0 ? GK_PUT : GK_CALL;
+    b.spot[n] = number(fields[2]);
+    b.strike[n] = number(fields[3]);
+    b.expiry[n] = number(fields[4]);
+    b.rate[n] = number(fields[5]);
+    b.yield[n] = number(fields[6]);
+    b.vol[n] = number(fields[7]);
+    quantity[n] = output_index(fields[8]);
+    expected[n] = number(fields[9]);
+    tolerance[n] = number(fields[10]);
+    n++;
+  }
+  fclose(f);
+  assert_true(n >= 50);
+  b.count = n;
+  owned_batch_price(&b, GK_MODEL_BSM);
+  size_t failures = 0;
+  for (size_t i = 0; i < n; i++) {
+    double got = output_array(&b, quantity[i])[i];
+    if (b.error[i] != GK_ELEMENT_OK || !(fabs(got - expected[i]) <= tolerance[i])) {
+      print_error("%s: %s %s got %.10g want %.10g (tol %g)\n", source[i],
+                  b.type[i] == GK_PUT ? "put" : "call", output_names[quantity[i]], got,
+                  expected[i], tolerance[i]);
+      failures++;
+    }
+  }
+  owned_batch_free(&b);
+  assert_int_equal(failures, 0);
+}
+
+typedef struct reference_set {
+  owned_batch batch;
+  double expected[7][MAX_ROWS];
+} reference_set;
+
+/* Loads the rows of one model from bsm_mpmath.csv. */
+static size_t load_mpmath_rows(gk_model model, reference_set *set) {
+  FILE *f = open_data("bsm_mpmath.csv");
+  char line[2048];
+  char *fields[MAX_FIELDS] = {0};
+  size_t n = 0;
+  assert_non_null(fgets(line, sizeof line, f));
+  while (fgets(line, sizeof line, f)) {
+    if (split_fields(line, fields) != 15) fail_msg("bsm_mpmath.csv: bad row");
+    gk_model row_model;
+    if (parse_model_name(fields[0], &row_model) != 0) fail_msg("bad model '%s'", fields[0]);
+    if (row_model != model) continue;
+    if (n == MAX_ROWS) fail_msg("bsm_mpmath.csv: more than %d rows of one model", MAX_ROWS);
+    owned_batch *b = &set->batch;
+    b->type[n] = strcmp(fields[1], "put") == 0 ? GK_PUT : GK_CALL;
+    b->spot[n] = number(fields[2]);
+    b->strike[n] = number(fields[3]);
+    b->expiry[n] = number(fields[4]);
+    b->rate[n] = number(fields[5]);
+    b->yield[n] = number(fields[6]);
+    b->vol[n] = number(fields[7]);
+    for (int k = 0; k < 7; k++) set->expected[k][n] = number(fields[8 + k]);
+    n++;
+  }
+  fclose(f);
+  set->batch.count = n;
+  return n;
+}
+
+static void check_against_mpmath(gk_model model, const char *model_name) {
+  reference_set *set = calloc(1, sizeof *set);
+  assert_non_null(set);
+  set->batch = owned_batch_make(MAX_ROWS);
+  size_t n = load_mpmath_rows(model, set);
+  assert_true(n >= 500);
+  owned_batch_price(&set->batch, model);
+  size_t failures = 0;
+  double worst_rel[7] = {0};
+  for (size_t i = 0; i < n; i++) {
+    owned_batch *b = &set->batch;
+    if (b->error[i] != GK_ELEMENT_OK) {
+      print_error("%s row %zu rejected with error %d\n", model_name, i, b->error[i]);
+      failures++;
+      continue;
+    }
+    for (int k = 0; k < 7; k++) {
+      double got = output_array(b, k)[i], want = set->expected[k][i];
+      double abs_tol = 1e-16 * b->spot[i];
+      if (want != 0.0 && fabs(got - want) > abs_tol)
+        worst_rel[k] = fmax(worst_rel[k], fabs(got - want) / fabs(want));
+      if (!close_enough(got, want, 1e-12, abs_tol)) {
+        if (failures < 20)
+          print_error("%s %s S=%.17g K=%.17g T=%.17g r=%.17g q=%.17g sigma=%.17g: %s got "
+                      "%.17g want %.17g (rel %.2e, abs/S %.2e)\n",
+                      model_name, b->type[i] == GK_PUT ? "put" : "call", b->spot[i],
+                      b->strike[i], b->expiry[i], b->rate[i], b->yield[i], b->vol[i],
+                      output_names[k], got, want, fabs(got - want) / fabs(want),
+                      fabs(got - want) / b->spot[i]);
+        failures++;
+      }
+    }
+  }
+  print_message("%s on %s: %zu rows; worst relative error beyond 1e-16 S: price %.1e delta %.1e "
+                "gamma %.1e vega %.1e theta %.1e rho %.1e phi %.1e\n",
+                model_name, gk_isa_name(gk_isa_active()), n, worst_rel[0], worst_rel[1],
+                worst_rel[2], worst_rel[3], worst_rel[4], worst_rel[5], worst_rel[6]);
+  owned_batch_free(&set->batch);
+  free(set);
+  assert_int_equal(failures, 0);
+}
+
+static void test_bsm_against_mpmath(void **state) {
+  (void)state;
+  check_against_mpmath(GK_MODEL_BSM, "bsm");
+}
+
+static void test_black76_against_mpmath(void **state) {
+  (void)state;
+  check_against_mpmath(GK_MODEL_BLACK76, "black76");
+}
+
+static void test_gk_against_mpmath(void **state) {
+  (void)state;
+  check_against_mpmath(GK_MODEL_GK, "gk");
+}
+
+int main(void) {
+  if (gk_isa_init() != GK_RC_OK) {
+    fprintf(stderr, "skipped: GREEKS_ISA=%s cannot run here\n", getenv("GREEKS_ISA"));
+    return TEST_SKIP_EXIT;
+  }
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_published_values),
+      cmocka_unit_test(test_bsm_against_mpmath),
+      cmocka_unit_test(test_black76_against_mpmath),
+      cmocka_unit_test(test_gk_against_mpmath),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,201 @@
+/*
+ * `greeks` end to end: runs the real binary on files in tests/data/cli and checks
+ * exit codes, output columns, round-trip precision against the library, and that
+ * bad rows are named (line, field, value, rule) while good rows are still priced.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "support/test_support.h"
+
+typedef struct cli_result {
+  int exit_code;
+  char out[65536];
+  char err[16384];
+} cli_result;
+
+static void slurp(const char *path, char *buffer, size_t size) {
+  FILE *f = fopen(path, "r");
+  assert_non_null(f);
+  size_t n = fread(buffer, 1, size - 1, f);
+  buffer[n] = '\0';
+  fclose(f);
+  remove(path);
+}
+
+/* Runs `env greeks args` with stdout and stderr captured. */
+static cli_result *run_cli(const char *env, const char *args) {
+  static cli_result result;
+  char out_path[] = "/tmp/greeks_cli_out_XXXXXX", err_path[] = "/tmp/greeks_cli_err_XXXXXX";
+  int fd_out = mkstemp(out_path), fd_err = mkstemp(err_path);
+  assert_true(fd_out >= 0 && fd_err >= 0);
+  close(fd_out);
+  close(fd_err);
+  char command[4096];
+  snprintf(command, sizeof command, "cd '%s' && env %s '%s' %s >'%s' 2>'%s'",
+           GREEKS_TEST_DATA_DIR "/cli", env, GREEKS_CLI_PATH, args, out_path, err_path);
+  int status = system(command);
+  assert_true(WIFEXITED(status));
+  result.exit_code = WEXITSTATUS(status);
+  slurp(out_path, result.out, sizeof result.out);
+  slurp(err_path, result.err, sizeof result.err);
+  return &result;
+}
+
+/* Returns field `index` (0-based) of line `line` (0 = header) of CSV text, with
+ * simple quote handling, in a static buffer. */
+static const char *csv_cell(const char *text, int line, int index) {
+  static char cell[1024];
+  const char *p = text;
+  for (int l = 0; l < line; l++) {
+    p = strchr(p, '\n');
+    assert_non_null(p);
+    p++;
+  }
+  int field = 0, quoted = 0;
+  size_t n = 0;
+  for (; *p && *p != '\n'; p++) {
+    if (*p == '"') { quoted = !quoted; continue; }
+    if (*p == ',' && !quoted) {
+      if (field++ == index) break;
+      continue;
+    }
+    if (field == index && n + 1 < sizeof cell) cell[n++] = *p;
+  }
+  cell[n] = '\0';
+  return cell;
+}
+
+static int count_lines(const char *text) {
+  int n = 0;
+  for (const char *p = text; *p; p++) n += *p == '\n';
+  return n;
+}
+
+static void test_prices_a_good_file_to_round_trip_precision(void **state) {
+  (void)state;
+  cli_result *r = run_cli("", "price good.csv");
+  assert_int_equal(r->exit_code, 0);
+  assert_string_equal(csv_cell(r->out, 0, 0), "id");
+  assert_string_equal(csv_cell(r->out, 0, 8), "error");
+  assert_int_equal(count_lines(r->out), 3);
+  /* Haug's Black-Scholes example (2.1334) and Merton put (2.4648). */
+  assert_true(fabs(strtod(csv_cell(r->out, 1, 1), NULL) - 2.1334) < 1e-4);
+  assert_true(fabs(strtod(csv_cell(r->out, 2, 1), NULL) - 2.4648) < 1e-4);
+  /* %.17g round-trips: the printed numbers are the library's doubles exactly. */
+  owned_batch b = owned_batch_make(1);
+  b.spot[0] = 60, b.strike[0] = 65, b.expiry[0] = 0.25, b.rate[0] = 0.08, b.vol[0] = 0.30;
+  owned_batch_price(&b, GK_MODEL_BSM);
+  double library[] = {b.price[0], b.delta[0], b.gamma[0], b.vega[0], b.theta[0], b.rho[0], b.phi[0]};
+  for (int k = 0; k < 7; k++) assert_true(strtod(csv_cell(r->out, 1, 1 + k), NULL) == library[k]);
+  owned_batch_free(&b);
+  assert_string_equal(r->err, "");
+}
+
+static void test_bad_rows_are_named_and_the_rest_priced(void **state) {
+  (void)state;
+  cli_result *r = run_cli("", "price bad_rows.csv");
+  assert_int_equal(r->exit_code, 3);
+  assert_int_equal(count_lines(r->out), 8);
+  assert_true(strtod(csv_cell(r->out, 1, 1), NULL) > 2.0); /* ok-1 priced */
+  assert_true(strtod(csv_cell(r->out, 7, 1), NULL) > 2.0); /* ok-2 priced */
+  assert_string_equal(csv_cell(r->out, 1, 8), "");
+  const char *expected[] = {
+      "line 3: field 'S' value '-1': must be > 0",
+      "line 4: field 'S' value 'abc': not a number",
+      "line 5: field 'type' value 'straddle': must be call or put",
+      "line 6: field 'sigma' value '-0.2': must be >= 0",
+      "line 7: 4 fields, field 'T' is missing",
+  };
+  for (int i = 0; i < 5; i++) {
+    assert_string_equal(csv_cell(r->out, 2 + i, 8), expected[i]);
+    assert_string_equal(csv_cell(r->out, 2 + i, 1), ""); /* no made-up price */
+    assert_non_null(strstr(r->err, expected[i]));
+  }
+}
+
+static void test_unusable_files_exit_2_with_a_clear_message(void **state) {
+  (void)state;
+  cli_result *r = run_cli("", "price missing_column.csv");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "no 'q' column"));
+  r = run_cli("", "price does_not_exist.csv");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "cannot open does_not_exist.csv"));
+  r = run_cli("", "price --model heston good.csv");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "--model must be bsm, black76 or gk"));
+  r = run_cli("", "price --greeks delta,charm good.csv");
+  assert_int_equal(r->exit_code, 2);
+  r = run_cli("", "price --isa sse2 good.csv");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "unknown ISA name"));
+  r = run_cli("GREEKS_ISA=neon", "price good.csv");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "GREEKS_ISA='neon'"));
+  r = run_cli("", "price < /dev/null -");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "empty file"));
+}
+
+static void test_options_select_model_greeks_and_isa(void **state) {
+  (void)state;
+  /* Black-76 with columns in another order, an empty q and a quoted id. */
+  cli_result *r = run_cli("", "price --model black76 --greeks delta black76_reordered.csv");
+  assert_int_equal(r->exit_code, 0);
+  assert_string_equal(csv_cell(r->out, 1, 0), "fut,1");
+  assert_true(fabs(strtod(csv_cell(r->out, 1, 1), NULL) - 1.7011) < 1e-4);
+  assert_true(strlen(csv_cell(r->out, 1, 2)) > 0);  /* delta requested */
+  assert_string_equal(csv_cell(r->out, 1, 3), ""); /* gamma not */
+  /* Every ISA this machine runs gives the same table within 1e-13. */
+  char scalar[65536];
+  snprintf(scalar, sizeof scalar, "%s", run_cli("", "price --isa scalar good.csv")->out);
+  for (int isa = GK_ISA_AVX2; isa < GK_ISA_COUNT; isa++) {
+    if (!gk_isa_supported((gk_isa)isa)) continue;
+    char args[64];
+    snprintf(args, sizeof args, "price --isa %s - < good.csv", gk_isa_name((gk_isa)isa));
+    r = run_cli("", args);
+    assert_int_equal(r->exit_code, 0);
+    for (int line = 1; line <= 2; line++)
+      for (int k = 1; k <= 7; k++) {
+        double a = strtod(csv_cell(scalar, line, k), NULL), b = strtod(csv_cell(r->out, line, k), NULL);
+        assert_true(close_enough(b, a, 1e-13, 1e-15 * 100));
+      }
+  }
+}
+
+static void test_version_names_the_isa(void **state) {
+  (void)state;
+  cli_result *r = run_cli("GREEKS_ISA=scalar", "--version");
+  assert_int_equal(r->exit_code, 0);
+  assert_non_null(strstr(r->out, "greeks "));
+  assert_non_null(strstr(r->out, "(isa scalar)"));
+}
+
+static void test_bundled_example_prices_cleanly(void **state) {
+  (void)state;
+  cli_result *r = run_cli("", "price " GREEKS_EXAMPLES_DIR "/chain.csv");
+  assert_int_equal(r->exit_code, 0);
+  assert_int_equal(count_lines(r->out), 13);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_prices_a_good_file_to_round_trip_precision),
+      cmocka_unit_test(test_bad_rows_are_named_and_the_rest_priced),
+      cmocka_unit_test(test_unusable_files_exit_2_with_a_clear_message),
+      cmocka_unit_test(test_options_select_model_greeks_and_isa),
+      cmocka_unit_test(test_version_names_the_isa),
+      cmocka_unit_test(test_bundled_example_prices_cleanly),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

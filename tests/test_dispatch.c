@@ -1,0 +1,93 @@
+/*
+ * ISA dispatch: names, support detection, forcing, and GREEKS_ISA. ctest runs it
+ * three ways: with GREEKS_ISA unset (expects the widest supported ISA), with
+ * GREEKS_ISA=bogus (expects every kernel call to fail with GK_RC_ISA_UNKNOWN) and
+ * with GREEKS_ISA=scalar (expects scalar even where wider ISAs exist).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "support/test_support.h"
+
+static void test_names_round_trip(void **state) {
+  (void)state;
+  for (int i = 0; i < GK_ISA_COUNT; i++) {
+    gk_isa parsed;
+    assert_int_equal(gk_isa_from_name(gk_isa_name((gk_isa)i), &parsed), GK_RC_OK);
+    assert_int_equal(parsed, i);
+  }
+  gk_isa parsed;
+  assert_int_equal(gk_isa_from_name("sse2", &parsed), GK_RC_ISA_UNKNOWN);
+  assert_int_equal(gk_isa_from_name(NULL, &parsed), GK_RC_NULL_ARGUMENT);
+  assert_string_equal(gk_isa_name((gk_isa)42), "unknown");
+  assert_true(gk_isa_supported(GK_ISA_SCALAR));
+  assert_false(gk_isa_supported((gk_isa)42));
+}
+
+static void test_default_is_widest_supported(void **state) {
+  (void)state;
+  gk_isa widest = GK_ISA_SCALAR;
+  for (int i = 0; i < GK_ISA_COUNT; i++)
+    if (gk_isa_supported((gk_isa)i)) widest = (gk_isa)i;
+  assert_int_equal(gk_isa_init(), GK_RC_OK);
+  assert_int_equal(gk_isa_active(), widest);
+}
+
+static void test_forcing_changes_the_active_isa(void **state) {
+  (void)state;
+  for (int i = 0; i < GK_ISA_COUNT; i++) {
+    gk_rc rc = gk_isa_force((gk_isa)i);
+    if (gk_isa_supported((gk_isa)i)) {
+      assert_int_equal(rc, GK_RC_OK);
+      assert_int_equal(gk_isa_active(), i);
+    } else {
+      assert_int_equal(rc, GK_RC_ISA_UNSUPPORTED);
+    }
+  }
+  assert_int_equal(gk_isa_force((gk_isa)42), GK_RC_ISA_UNKNOWN);
+}
+
+static void test_bogus_environment_is_an_error(void **state) {
+  (void)state;
+  assert_int_equal(gk_isa_init(), GK_RC_ISA_UNKNOWN);
+  owned_batch b = owned_batch_make(1);
+  b.spot[0] = b.strike[0] = 100, b.expiry[0] = 1, b.vol[0] = 0.2;
+  gk_option_batch in = owned_batch_inputs(&b);
+  gk_greeks_batch out = owned_batch_outputs(&b);
+  assert_int_equal(gk_bsm_price_batch(GK_MODEL_BSM, &in, GK_OUT_ALL, &out, NULL), GK_RC_ISA_UNKNOWN);
+  /* An explicit choice still works, and forcing clears the error. */
+  assert_int_equal(gk_bsm_price_batch_on(GK_ISA_SCALAR, GK_MODEL_BSM, &in, GK_OUT_ALL, &out, NULL), GK_RC_OK);
+  assert_int_equal(gk_isa_force(GK_ISA_SCALAR), GK_RC_OK);
+  assert_int_equal(gk_bsm_price_batch(GK_MODEL_BSM, &in, GK_OUT_ALL, &out, NULL), GK_RC_OK);
+  owned_batch_free(&b);
+}
+
+static void test_environment_forces_scalar(void **state) {
+  (void)state;
+  assert_int_equal(gk_isa_init(), GK_RC_OK);
+  assert_int_equal(gk_isa_active(), GK_ISA_SCALAR);
+}
+
+int main(int argc, char **argv) {
+  const char *mode = argc > 1 ? argv[1] : "default";
+  if (strcmp(mode, "bogus-env") == 0) {
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_bogus_environment_is_an_error)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+  }
+  if (strcmp(mode, "scalar-env") == 0) {
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_environment_forces_scalar)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+  }
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_names_round_trip),
+      cmocka_unit_test(test_default_is_widest_supported),
+      cmocka_unit_test(test_forcing_changes_the_active_isa),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
