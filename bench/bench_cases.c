@@ -1,0 +1,368 @@
+/*
+ * The benchmark cases (bench_cases.h): input generation, the case table, and one
+ * run() per implementation.
+ */
+#include "bench_cases.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "greeks/batch.h"
+#include "greeks/bsm.h"
+#include "greeks/isa.h"
+#include "naive_bsm.h"
+
+_Static_assert(GK_CALL == 0 && GK_PUT == 1, "naive_bsm.c reads type 1 as a put");
+
+enum { KIND_BSM = 0, KIND_NAIVE_O2 = 1, KIND_NAIVE_FASTMATH = 2 };
+
+#define ALIGNMENT 64
+#define SEED UINT64_C(0x6772656b73626e63) /* fixed: every run prices the same options */
+
+static const size_t kSizes[] = {1024, 65536, 1048576};
+#define N_SIZES (sizeof kSizes / sizeof kSizes[0])
+
+static const struct {
+  const char *name;
+  unsigned mask;
+} kMasks[] = {{"price", GK_OUT_PRICE}, {"all", GK_OUT_ALL}};
+#define N_MASKS (sizeof kMasks / sizeof kMasks[0])
+
+/* ---- inputs and outputs, shared by every live state of one size ---- */
+
+typedef struct bench_data {
+  size_t n;
+  int refs;
+  double *spot, *strike, *expiry, *rate, *yield, *vol;
+  uint8_t *type;
+  double *price, *delta, *gamma, *vega, *theta, *rho, *phi;
+  uint8_t *error;
+  gk_option_batch in;
+  gk_greeks_batch out;
+} bench_data;
+
+static bench_data *g_data[N_SIZES];
+
+static void *alloc_aligned(size_t bytes) {
+  size_t rounded = (bytes + ALIGNMENT - 1) / ALIGNMENT * ALIGNMENT;
+  return aligned_alloc(ALIGNMENT, rounded == 0 ? ALIGNMENT : rounded);
+}
+
+static uint64_t splitmix64(uint64_t *s) {
+  uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
+  z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+  z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+  return z ^ (z >> 31);
+}
+
+/* Uniform in [lo, hi). */
+static double uniform(uint64_t *s, double lo, double hi) {
+  double u = (double)(splitmix64(s) >> 11) * 0x1.0p-53;
+  return lo + (hi - lo) * u;
+}
+
+static void data_free(bench_data *d) {
+  if (!d) return;
+  double *arrays[] = {d->spot,  d->strike, d->expiry, d->rate,  d->yield, d->vol, d->price,
+                      d->delta, d->gamma,  d->vega,   d->theta, d->rho,   d->phi};
+  for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) free(arrays[i]);
+  free(d->type);
+  free(d->error);
+  free(d);
+}
+
+static bench_data *data_new(size_t n) {
+  bench_data *d = calloc(1, sizeof *d);
+  if (!d) return NULL;
+  d->n = n;
+  size_t bytes = n * sizeof(double);
+  double **arrays[] = {&d->spot,  &d->strike, &d->expiry, &d->rate,  &d->yield,
+                       &d->vol,   &d->price,  &d->delta,  &d->gamma, &d->vega,
+                       &d->theta, &d->rho,    &d->phi};
+  int ok = 1;
+  for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) {
+    *arrays[i] = alloc_aligned(bytes);
+    ok = ok && *arrays[i];
+  }
+  d->type = alloc_aligned(n);
+  d->error = alloc_aligned(n);
+  if (!ok || !d->type || !d->error) {
+    data_free(d);
+    return NULL;
+  }
+
+  uint64_t s = SEED;
+  for (size_t i = 0; i < n; i++) {
+    d->spot[i] = uniform(&s, 80.0, 120.0);
+    d->strike[i] = d->spot[i] * uniform(&s, 0.8, 1.25);
+    d->expiry[i] = uniform(&s, 0.02, 2.0);
+    d->rate[i] = uniform(&s, 0.0, 0.06);
+    d->yield[i] = uniform(&s, 0.0, 0.03);
+    d->vol[i] = uniform(&s, 0.1, 0.6);
+    d->type[i] = (uint8_t)(i & 1u);
+  }
+  /* Exactly half calls and half puts, in random order (Fisher-Yates). */
+  for (size_t i = n; i > 1; i--) {
+    size_t j = (size_t)(splitmix64(&s) % i);
+    uint8_t t = d->type[i - 1];
+    d->type[i - 1] = d->type[j];
+    d->type[j] = t;
+  }
+  /* First touch of the outputs, outside any timing. */
+  for (size_t i = 0; i < n; i++) {
+    d->price[i] = d->delta[i] = d->gamma[i] = d->vega[i] = 0.0;
+    d->theta[i] = d->rho[i] = d->phi[i] = 0.0;
+    d->error[i] = 0;
+  }
+
+  d->in = (gk_option_batch){n, d->spot, d->strike, d->expiry, d->rate, d->yield, d->vol,
+                            d->type};
+  d->out = (gk_greeks_batch){d->price, d->delta, d->gamma, d->vega,
+                             d->theta, d->rho,   d->phi,   d->error};
+  return d;
+}
+
+static size_t size_index(size_t n) {
+  for (size_t i = 0; i < N_SIZES; i++)
+    if (kSizes[i] == n) return i;
+  return N_SIZES;
+}
+
+static bench_data *data_acquire(size_t n) {
+  size_t k = size_index(n);
+  if (k == N_SIZES) return NULL;
+  if (!g_data[k]) g_data[k] = data_new(n);
+  if (g_data[k]) g_data[k]->refs++;
+  return g_data[k];
+}
+
+static void data_release(bench_data *d) {
+  size_t k = size_index(d->n);
+  if (--d->refs == 0) {
+    data_free(d);
+    g_data[k] = NULL;
+  }
+}
+
+/* ---- states and run functions ---- */
+
+typedef struct bench_state {
+  const bench_case *c;
+  bench_data *d;
+} bench_state;
+
+static void run_bsm(void *p) {
+  bench_state *s = p;
+  size_t invalid = 0;
+  (void)gk_bsm_price_batch_on((gk_isa)s->c->isa, GK_MODEL_BSM, &s->d->in, s->c->mask,
+                              &s->d->out, &invalid);
+}
+
+#define NAIVE_RUNNERS(suffix)                                                               \
+  static void run_naive_price_##suffix(void *p) {                                          \
+    bench_data *d = ((bench_state *)p)->d;                                                  \
+    naive_bsm_price_##suffix(d->n, d->spot, d->strike, d->expiry, d->rate, d->yield, d->vol, \
+                             d->type, d->price);                                            \
+  }                                                                                         \
+  static void run_naive_all_##suffix(void *p) {                                            \
+    bench_data *d = ((bench_state *)p)->d;                                                  \
+    naive_bsm_all_##suffix(d->n, d->spot, d->strike, d->expiry, d->rate, d->yield, d->vol,   \
+                           d->type, d->price, d->delta, d->gamma, d->vega, d->theta,        \
+                           d->rho, d->phi);                                                 \
+  }
+
+NAIVE_RUNNERS(o2)
+NAIVE_RUNNERS(fastmath)
+
+void *bench_case_create(const bench_case *c, char *error, size_t error_len) {
+  bench_state *s = calloc(1, sizeof *s);
+  if (!s) {
+    snprintf(error, error_len, "%s: out of memory", c->name);
+    return NULL;
+  }
+  s->c = c;
+  s->d = data_acquire(c->n);
+  if (!s->d) {
+    snprintf(error, error_len, "%s: cannot allocate %zu options", c->name, c->n);
+    free(s);
+    return NULL;
+  }
+  if (c->kind == KIND_BSM) {
+    size_t invalid = 0;
+    gk_rc rc = gk_bsm_price_batch_on((gk_isa)c->isa, GK_MODEL_BSM, &s->d->in, c->mask,
+                                     &s->d->out, &invalid);
+    if (rc != GK_RC_OK || invalid != 0) {
+      snprintf(error, error_len, "%s: gk_bsm_price_batch_on: %s, %zu invalid elements",
+               c->name, gk_rc_message(rc), invalid);
+      bench_case_destroy(s);
+      return NULL;
+    }
+  } else {
+    c->run(s);
+  }
+  return s;
+}
+
+void bench_case_destroy(void *state) {
+  bench_state *s = state;
+  if (!s) return;
+  data_release(s->d);
+  free(s);
+}
+
+/* ---- the table ---- */
+
+#define MAX_CASES ((GK_ISA_COUNT + 2) * N_MASKS * N_SIZES)
+#define NAME_LEN 48
+
+static bench_case g_cases[MAX_CASES];
+static char g_names[MAX_CASES][NAME_LEN];
+static size_t g_case_count;
+static int g_built;
+static char g_isas[64];
+
+static void add_case(const char *prefix, int kind, int isa, void (*run)(void *), size_t m,
+                     size_t k) {
+  size_t i = g_case_count++;
+  snprintf(g_names[i], NAME_LEN, "%s/%s/%zu", prefix, kMasks[m].name, kSizes[k]);
+  g_cases[i] = (bench_case){g_names[i], kSizes[k], run, kind, isa, kMasks[m].mask};
+}
+
+static void build_table(void) {
+  if (g_built) return;
+  g_built = 1;
+  for (int isa = 0; isa < GK_ISA_COUNT; isa++) {
+    if (!gk_isa_supported((gk_isa)isa)) continue;
+    const char *isa_name = gk_isa_name((gk_isa)isa);
+    size_t used = strlen(g_isas);
+    snprintf(g_isas + used, sizeof g_isas - used, "%s%s", used ? "," : "", isa_name);
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "bsm/%s", isa_name);
+    for (size_t m = 0; m < N_MASKS; m++)
+      for (size_t k = 0; k < N_SIZES; k++) add_case(prefix, KIND_BSM, isa, run_bsm, m, k);
+  }
+  for (size_t m = 0; m < N_MASKS; m++)
+    for (size_t k = 0; k < N_SIZES; k++)
+      add_case("naive_o2", KIND_NAIVE_O2, 0,
+               kMasks[m].mask == GK_OUT_ALL ? run_naive_all_o2 : run_naive_price_o2, m, k);
+  for (size_t m = 0; m < N_MASKS; m++)
+    for (size_t k = 0; k < N_SIZES; k++)
+      add_case("naive_fastmath", KIND_NAIVE_FASTMATH, 0,
+               kMasks[m].mask == GK_OUT_ALL ? run_naive_all_fastmath : run_naive_price_fastmath,
+               m, k);
+}
+
+size_t bench_cases_count(void) {
+  build_table();
+  return g_case_count;
+}
+
+const bench_case *bench_cases_get(size_t i) {
+  build_table();
+  return i < g_case_count ? &g_cases[i] : NULL;
+}
+
+const char *bench_cases_isas(void) {
+  build_table();
+  return g_isas;
+}
+
+/* ---- cross-check ---- */
+
+#define N_OUTPUTS 7
+
+__attribute__((format(printf, 4, 5))) static void append(char *buf, size_t len, size_t *used,
+                                                         const char *fmt, ...) {
+  if (*used >= len) return;
+  va_list args;
+  va_start(args, fmt);
+  int wrote = vsnprintf(buf + *used, len - *used, fmt, args);
+  va_end(args);
+  if (wrote > 0) *used += (size_t)wrote;
+}
+
+static double max_scaled_diff(const double *ref[N_OUTPUTS], double *got[N_OUTPUTS], size_t n,
+                              int *worst_output) {
+  double worst = 0.0;
+  for (int o = 0; o < N_OUTPUTS; o++) {
+    for (size_t i = 0; i < n; i++) {
+      double diff = fabs(got[o][i] - ref[o][i]) / fmax(1.0, fabs(ref[o][i]));
+      if (!(diff <= worst)) { /* also catches NaN */
+        worst = isnan(diff) ? INFINITY : diff;
+        *worst_output = o;
+      }
+    }
+  }
+  return worst;
+}
+
+int bench_cases_verify(size_t n, char *report, size_t report_len) {
+  static const char *const output_names[N_OUTPUTS] = {"price", "delta", "gamma", "vega",
+                                                      "theta", "rho",   "phi"};
+  if (report_len) report[0] = '\0';
+  bench_data *in = data_new(n);
+  bench_data *ref = data_new(n);
+  if (!in || !ref) {
+    data_free(in);
+    data_free(ref);
+    snprintf(report, report_len, "verify: out of memory\n");
+    return 0;
+  }
+  int ok = 1;
+  size_t used = 0;
+  size_t invalid = 0;
+  gk_rc rc = gk_bsm_price_batch_on(GK_ISA_SCALAR, GK_MODEL_BSM, &in->in, GK_OUT_ALL,
+                                   &ref->out, &invalid);
+  if (rc != GK_RC_OK || invalid) {
+    snprintf(report, report_len, "verify: scalar kernel: %s, %zu invalid\n", gk_rc_message(rc),
+             invalid);
+    data_free(in);
+    data_free(ref);
+    return 0;
+  }
+  const double *ref_out[N_OUTPUTS] = {ref->price, ref->delta, ref->gamma, ref->vega,
+                                      ref->theta, ref->rho,   ref->phi};
+  double *got[N_OUTPUTS] = {in->price, in->delta, in->gamma, in->vega,
+                            in->theta, in->rho,   in->phi};
+
+  /* Each ISA other than scalar, then the two naive builds. */
+  for (int impl = 1; impl < GK_ISA_COUNT + 2; impl++) {
+    char label[32];
+    if (impl < GK_ISA_COUNT) {
+      if (!gk_isa_supported((gk_isa)impl)) continue;
+      snprintf(label, sizeof label, "bsm/%s", gk_isa_name((gk_isa)impl));
+      rc = gk_bsm_price_batch_on((gk_isa)impl, GK_MODEL_BSM, &in->in, GK_OUT_ALL, &in->out,
+                                 &invalid);
+      if (rc != GK_RC_OK || invalid) {
+        ok = 0;
+        append(report, report_len, &used, "  %-16s FAILED: %s, %zu invalid\n", label,
+               gk_rc_message(rc), invalid);
+        continue;
+      }
+    } else if (impl == GK_ISA_COUNT) {
+      snprintf(label, sizeof label, "naive_o2");
+      naive_bsm_all_o2(n, in->spot, in->strike, in->expiry, in->rate, in->yield, in->vol,
+                       in->type, in->price, in->delta, in->gamma, in->vega, in->theta, in->rho,
+                       in->phi);
+    } else {
+      snprintf(label, sizeof label, "naive_fastmath");
+      naive_bsm_all_fastmath(n, in->spot, in->strike, in->expiry, in->rate, in->yield, in->vol,
+                             in->type, in->price, in->delta, in->gamma, in->vega, in->theta,
+                             in->rho, in->phi);
+    }
+    int worst_output = 0;
+    double worst = max_scaled_diff(ref_out, got, n, &worst_output);
+    int agrees = worst <= 1e-9;
+    ok = ok && agrees;
+    append(report, report_len, &used,
+           "  %-16s max |diff|/max(1,|ref|) vs bsm/scalar = %.2e (%s)%s\n", label, worst,
+           output_names[worst_output], agrees ? "" : "  MISMATCH");
+  }
+  data_free(in);
+  data_free(ref);
+  return ok;
+}

@@ -1,0 +1,103 @@
+// bench/shim.cc - the thin C++ layer between Google Benchmark and the C cases in
+// bench_cases.c: registers one benchmark per case and runs them.
+//
+// items_per_second in the output (and the JSON) is options priced per second.
+// Each case runs for at least kDefaultMinTime seconds unless the command line
+// passes --benchmark_min_time; --benchmark_repetitions=N gives mean/median/stddev.
+// (The default goes in as a command-line flag rather than Benchmark::MinTime(),
+// which would append "/min_time:0.200" to every case name.)
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "bench_cases.h"
+
+#ifndef GREEKS_NAIVE_O2_FLAGS
+#define GREEKS_NAIVE_O2_FLAGS "unknown"
+#endif
+#ifndef GREEKS_NAIVE_FASTMATH_FLAGS
+#define GREEKS_NAIVE_FASTMATH_FLAGS "unknown"
+#endif
+
+namespace {
+
+constexpr const char *kDefaultMinTime = "--benchmark_min_time=0.2";  // s per case and repetition
+
+// States are created on a case's first run and kept until every benchmark has
+// finished: Google Benchmark calls a case several times (iteration-count search,
+// repetitions) and the 1M-option inputs are not worth rebuilding each time. Cases
+// with the same n share their arrays, so this costs one input set per size.
+std::vector<void *> g_states;
+
+void run_case(benchmark::State &state, size_t index) {
+  const bench_case *c = bench_cases_get(index);
+  if (!g_states[index]) {
+    char error[256] = "";
+    g_states[index] = bench_case_create(c, error, sizeof error);
+    if (!g_states[index]) {
+      state.SkipWithError(error);
+      return;
+    }
+  }
+  void *s = g_states[index];
+  for (auto _ : state) {
+    c->run(s);
+    benchmark::DoNotOptimize(s);
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) *
+                          static_cast<int64_t>(c->n));
+}
+
+bool has_flag(int argc, char **argv, const char *flag) {
+  size_t len = std::strlen(flag);
+  for (int i = 1; i < argc; i++)
+    if (std::strncmp(argv[i], flag, len) == 0 && (argv[i][len] == '=' || argv[i][len] == '\0'))
+      return true;
+  return false;
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  std::vector<char *> args(argv, argv + argc);
+  std::string min_time = kDefaultMinTime;
+  if (!has_flag(argc, argv, "--benchmark_min_time")) args.insert(args.begin() + 1, &min_time[0]);
+  int args_count = static_cast<int>(args.size());
+  args.push_back(nullptr);
+  benchmark::Initialize(&args_count, args.data());
+  if (benchmark::ReportUnrecognizedArguments(args_count, args.data())) return 1;
+
+  // Every implementation against the scalar reference before timing anything:
+  // a fast wrong answer is not a result.
+  std::vector<char> report(4096);
+  int agree = bench_cases_verify(1024, report.data(), report.size());
+  std::fprintf(stderr, "greeks_bench: cross-check on 1024 options:\n%s", report.data());
+  if (!agree) {
+    std::fprintf(stderr, "greeks_bench: implementations disagree; not benchmarking\n");
+    return 1;
+  }
+
+  size_t count = bench_cases_count();
+  g_states.assign(count, nullptr);
+  for (size_t i = 0; i < count; i++) {
+    const bench_case *c = bench_cases_get(i);
+    auto *b = benchmark::RegisterBenchmark(
+        c->name, [i](benchmark::State &state) { run_case(state, i); });
+    b->Unit(benchmark::kMicrosecond);
+  }
+
+  benchmark::AddCustomContext("greeks_isas", bench_cases_isas());
+  benchmark::AddCustomContext("naive_o2_flags", GREEKS_NAIVE_O2_FLAGS);
+  benchmark::AddCustomContext("naive_fastmath_flags", GREEKS_NAIVE_FASTMATH_FLAGS);
+  benchmark::AddCustomContext("items", "options priced (items_per_second = options/s)");
+
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  for (void *s : g_states) bench_case_destroy(s);
+  return 0;
+}

@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""Summarize a greeks_bench JSON file (Google Benchmark --benchmark_out) as Markdown.
+
+    python3 bench/summarize.py build/bench.json
+
+One row per case: median options/s, ns/option, and the ratio of its throughput
+to naive_o2 and to naive_fastmath with the same output mask and batch size,
+taken from the same run. With --benchmark_repetitions=N the `median` aggregates
+are used (and the spread of the repetitions is shown); otherwise the single runs.
+Standard library only.
+"""
+
+import json
+import statistics
+import sys
+from collections import OrderedDict
+
+TARGET = ("avx512", "all", 65536)
+TARGET_VS_FASTMATH = 2.0
+TARGET_VS_O2 = 10.0
+
+
+def load(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def throughputs(doc):
+    """Returns (OrderedDict name -> median items/s, dict name -> spread, errors)."""
+    runs = OrderedDict()  # run_name -> list of items_per_second of single runs
+    medians = {}
+    errors = []
+    for b in doc.get("benchmarks", []):
+        name = b.get("run_name", b["name"])
+        if b.get("error_occurred"):
+            errors.append(f"{name}: {b.get('error_message', 'error')}")
+            continue
+        ips = b.get("items_per_second")
+        if ips is None:
+            continue
+        if b.get("run_type") == "aggregate":
+            if b.get("aggregate_name") == "median":
+                medians[name] = ips
+                runs.setdefault(name, [])
+        else:
+            runs.setdefault(name, []).append(ips)
+    result = OrderedDict()
+    spread = {}
+    for name, values in runs.items():
+        if name in medians:
+            result[name] = medians[name]
+        elif values:
+            result[name] = statistics.median(values)
+        else:
+            continue
+        if len(values) > 1:
+            spread[name] = (max(values) - min(values)) / result[name]
+    return result, spread, errors
+
+
+def clean(name):
+    """The case name without suffixes Google Benchmark may append."""
+    return "/".join(p for p in name.split("/")
+                    if ":" not in p and p not in ("real_time", "process_time", "manual_time"))
+
+
+def parse(name):
+    """('bsm', isa, mask, n) or (impl, None, mask, n); None if not ours.
+    Suffixes Google Benchmark may append ("/min_time:0.2", "/real_time") are ignored."""
+    parts = clean(name).split("/")
+    try:
+        if parts[0] == "bsm" and len(parts) == 4:
+            return ("bsm", parts[1], parts[2], int(parts[3]))
+        if len(parts) == 3:
+            return (parts[0], None, parts[1], int(parts[2]))
+    except ValueError:
+        pass
+    return None
+
+
+def fmt_rate(x):
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if x >= scale:
+            return f"{x / scale:.1f}{suffix}"
+    return f"{x:.0f}"
+
+
+def fmt_ratio(x):
+    return "-" if x is None else f"{x:.2f}x"
+
+
+def main(argv):
+    if len(argv) != 2:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    try:
+        doc = load(argv[1])
+    except (OSError, ValueError) as e:
+        print(f"summarize.py: cannot read {argv[1]}: {e}", file=sys.stderr)
+        return 2
+
+    rates, spread, errors = throughputs(doc)
+    by_key = {}  # parse(name) -> items/s
+    baseline = {}  # (impl, mask, n) -> items/s
+    for name, ips in rates.items():
+        key = parse(name)
+        if key:
+            by_key[key] = ips
+            if key[0] in ("naive_o2", "naive_fastmath"):
+                baseline[(key[0], key[2], key[3])] = ips
+
+    ctx = doc.get("context", {})
+    print(f"greeks_bench, {ctx.get('date', '?')}, {ctx.get('host_name', '?')}: "
+          f"{ctx.get('num_cpus', '?')} CPUs at {ctx.get('mhz_per_cpu', '?')} MHz, "
+          f"ISAs {ctx.get('greeks_isas', '?')}")
+    print(f"naive_o2: `{ctx.get('naive_o2_flags', '?')}`, "
+          f"naive_fastmath: `{ctx.get('naive_fastmath_flags', '?')}`")
+    reps = any(b.get("run_type") == "aggregate" for b in doc.get("benchmarks", []))
+    print("values: " + ("median of the repetitions" if reps else "single run") +
+          "; ratios are throughput / baseline throughput with the same mask and n")
+    print()
+
+    show_spread = bool(spread)
+    header = ["case", "options/s", "ns/option", "vs naive_o2", "vs naive_fastmath"]
+    if show_spread:
+        header.append("spread")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
+    for name, ips in rates.items():
+        key = parse(name)
+        vs_o2 = vs_fm = None
+        if key:
+            o2 = baseline.get(("naive_o2", key[2], key[3]))
+            fm = baseline.get(("naive_fastmath", key[2], key[3]))
+            vs_o2 = ips / o2 if o2 else None
+            vs_fm = ips / fm if fm else None
+        row = [clean(name), fmt_rate(ips), f"{1e9 / ips:.2f}", fmt_ratio(vs_o2), fmt_ratio(vs_fm)]
+        if show_spread:
+            row.append(f"{100 * spread[name]:.1f}%" if name in spread else "-")
+        print("| " + " | ".join(row) + " |")
+    if show_spread:
+        print()
+        print("spread = (max - min) / median of the repetitions' options/s")
+
+    isa, mask, n = TARGET
+    target = by_key.get(("bsm", isa, mask, n))
+    fm = baseline.get(("naive_fastmath", mask, n))
+    o2 = baseline.get(("naive_o2", mask, n))
+    print()
+    if target and fm and o2:
+        print(f"target ({isa}, {mask}, {n}): {target / fm:.2f}x vs fastmath "
+              f"(>= {TARGET_VS_FASTMATH:g}x), {target / o2:.2f}x vs O2 (>= {TARGET_VS_O2:g}x)")
+    else:
+        print(f"target ({isa}, {mask}, {n}): n/a (case or baseline missing from this run)")
+    for e in errors:
+        print(f"error: {e}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
