@@ -20,6 +20,13 @@ _Static_assert(GK_CALL == 0 && GK_PUT == 1, "naive_bsm.c reads type 1 as a put")
 
 enum { KIND_BSM = 0, KIND_NAIVE_O2 = 1, KIND_NAIVE_FASTMATH = 2 };
 
+/* batch: independent contracts, every input drawn per option (the bulk path).
+ * chain: one underlying's chain, the shape desks price most: S, r, q shared,
+ * 16 expiries from 1 week to 2 years, strikes across +-3 standard deviations with
+ * a vol smile, contracts grouped by expiry as chains are stored. */
+enum { LAYOUT_BATCH = 0, LAYOUT_CHAIN = 1, N_LAYOUTS = 2 };
+static const char *const kLayouts[N_LAYOUTS] = {"batch", "chain"};
+
 #define ALIGNMENT 64
 #define SEED UINT64_C(0x6772656b73626e63) /* fixed: every run prices the same options */
 
@@ -36,6 +43,7 @@ static const struct {
 
 typedef struct bench_data {
   size_t n;
+  int layout;
   int refs;
   double *spot, *strike, *expiry, *rate, *yield, *vol;
   uint8_t *type;
@@ -45,7 +53,7 @@ typedef struct bench_data {
   gk_greeks_batch out;
 } bench_data;
 
-static bench_data *g_data[N_SIZES];
+static bench_data *g_data[N_LAYOUTS][N_SIZES];
 
 static void *alloc_aligned(size_t bytes) {
   size_t rounded = (bytes + ALIGNMENT - 1) / ALIGNMENT * ALIGNMENT;
@@ -75,10 +83,40 @@ static void data_free(bench_data *d) {
   free(d);
 }
 
-static bench_data *data_new(size_t n) {
+static void fill_batch(bench_data *d, size_t n, uint64_t *s) {
+  for (size_t i = 0; i < n; i++) {
+    d->spot[i] = uniform(s, 80.0, 120.0);
+    d->strike[i] = d->spot[i] * uniform(s, 0.8, 1.25);
+    d->expiry[i] = uniform(s, 0.02, 2.0);
+    d->rate[i] = uniform(s, 0.0, 0.06);
+    d->yield[i] = uniform(s, 0.0, 0.03);
+    d->vol[i] = uniform(s, 0.1, 0.6);
+    d->type[i] = (uint8_t)(i & 1u);
+  }
+}
+
+static void fill_chain(bench_data *d, size_t n) {
+  enum { EXPIRIES = 16 };
+  size_t per_expiry = (n + EXPIRIES - 1) / EXPIRIES;
+  for (size_t i = 0; i < n; i++) {
+    size_t e = i / per_expiry, k = i % per_expiry;
+    double T = 7.0 / 365.0 * pow(2.0 / (7.0 / 365.0), (double)e / (EXPIRIES - 1));
+    double z = -3.0 + 6.0 * (double)k / (double)(per_expiry > 1 ? per_expiry - 1 : 1);
+    d->spot[i] = 100.0;
+    d->rate[i] = 0.04;
+    d->yield[i] = 0.015;
+    d->expiry[i] = T;
+    d->vol[i] = 0.2 + 0.02 * z * z - 0.03 * z; /* skewed smile */
+    d->strike[i] = 100.0 * exp(z * 0.2 * sqrt(T));
+    d->type[i] = (uint8_t)(i & 1u);
+  }
+}
+
+static bench_data *data_new(size_t n, int layout) {
   bench_data *d = calloc(1, sizeof *d);
   if (!d) return NULL;
   d->n = n;
+  d->layout = layout;
   size_t bytes = n * sizeof(double);
   double **arrays[] = {&d->spot,  &d->strike, &d->expiry, &d->rate,  &d->yield,
                        &d->vol,   &d->price,  &d->delta,  &d->gamma, &d->vega,
@@ -96,17 +134,10 @@ static bench_data *data_new(size_t n) {
   }
 
   uint64_t s = SEED;
-  for (size_t i = 0; i < n; i++) {
-    d->spot[i] = uniform(&s, 80.0, 120.0);
-    d->strike[i] = d->spot[i] * uniform(&s, 0.8, 1.25);
-    d->expiry[i] = uniform(&s, 0.02, 2.0);
-    d->rate[i] = uniform(&s, 0.0, 0.06);
-    d->yield[i] = uniform(&s, 0.0, 0.03);
-    d->vol[i] = uniform(&s, 0.1, 0.6);
-    d->type[i] = (uint8_t)(i & 1u);
-  }
+  if (layout == LAYOUT_CHAIN) fill_chain(d, n);
+  else fill_batch(d, n, &s);
   /* Exactly half calls and half puts, in random order (Fisher-Yates). */
-  for (size_t i = n; i > 1; i--) {
+  for (size_t i = n; i > 1 && layout == LAYOUT_BATCH; i--) {
     size_t j = (size_t)(splitmix64(&s) % i);
     uint8_t t = d->type[i - 1];
     d->type[i - 1] = d->type[j];
@@ -132,19 +163,19 @@ static size_t size_index(size_t n) {
   return N_SIZES;
 }
 
-static bench_data *data_acquire(size_t n) {
+static bench_data *data_acquire(size_t n, int layout) {
   size_t k = size_index(n);
   if (k == N_SIZES) return NULL;
-  if (!g_data[k]) g_data[k] = data_new(n);
-  if (g_data[k]) g_data[k]->refs++;
-  return g_data[k];
+  if (!g_data[layout][k]) g_data[layout][k] = data_new(n, layout);
+  if (g_data[layout][k]) g_data[layout][k]->refs++;
+  return g_data[layout][k];
 }
 
 static void data_release(bench_data *d) {
   size_t k = size_index(d->n);
   if (--d->refs == 0) {
+    g_data[d->layout][k] = NULL;
     data_free(d);
-    g_data[k] = NULL;
   }
 }
 
@@ -185,7 +216,7 @@ void *bench_case_create(const bench_case *c, char *error, size_t error_len) {
     return NULL;
   }
   s->c = c;
-  s->d = data_acquire(c->n);
+  s->d = data_acquire(c->n, c->layout);
   if (!s->d) {
     snprintf(error, error_len, "%s: cannot allocate %zu options", c->name, c->n);
     free(s);
@@ -216,7 +247,7 @@ void bench_case_destroy(void *state) {
 
 /* ---- the table ---- */
 
-#define MAX_CASES ((GK_ISA_COUNT + 2) * N_MASKS * N_SIZES)
+#define MAX_CASES (N_LAYOUTS * (GK_ISA_COUNT + 2) * N_MASKS * N_SIZES)
 #define NAME_LEN 48
 
 static bench_case g_cases[MAX_CASES];
@@ -225,11 +256,12 @@ static size_t g_case_count;
 static int g_built;
 static char g_isas[64];
 
-static void add_case(const char *prefix, int kind, int isa, void (*run)(void *), size_t m,
-                     size_t k) {
+static void add_case(int layout, const char *prefix, int kind, int isa, void (*run)(void *),
+                     size_t m, size_t k) {
   size_t i = g_case_count++;
-  snprintf(g_names[i], NAME_LEN, "%s/%s/%zu", prefix, kMasks[m].name, kSizes[k]);
-  g_cases[i] = (bench_case){g_names[i], kSizes[k], run, kind, isa, kMasks[m].mask};
+  snprintf(g_names[i], NAME_LEN, "%s/%s/%s/%zu", kLayouts[layout], prefix, kMasks[m].name,
+           kSizes[k]);
+  g_cases[i] = (bench_case){g_names[i], kSizes[k], run, kind, layout, isa, kMasks[m].mask};
 }
 
 static void build_table(void) {
@@ -237,23 +269,28 @@ static void build_table(void) {
   g_built = 1;
   for (int isa = 0; isa < GK_ISA_COUNT; isa++) {
     if (!gk_isa_supported((gk_isa)isa)) continue;
-    const char *isa_name = gk_isa_name((gk_isa)isa);
     size_t used = strlen(g_isas);
-    snprintf(g_isas + used, sizeof g_isas - used, "%s%s", used ? "," : "", isa_name);
-    char prefix[32];
-    snprintf(prefix, sizeof prefix, "bsm/%s", isa_name);
-    for (size_t m = 0; m < N_MASKS; m++)
-      for (size_t k = 0; k < N_SIZES; k++) add_case(prefix, KIND_BSM, isa, run_bsm, m, k);
+    snprintf(g_isas + used, sizeof g_isas - used, "%s%s", used ? "," : "", gk_isa_name((gk_isa)isa));
   }
-  for (size_t m = 0; m < N_MASKS; m++)
-    for (size_t k = 0; k < N_SIZES; k++)
-      add_case("naive_o2", KIND_NAIVE_O2, 0,
-               kMasks[m].mask == GK_OUT_ALL ? run_naive_all_o2 : run_naive_price_o2, m, k);
-  for (size_t m = 0; m < N_MASKS; m++)
-    for (size_t k = 0; k < N_SIZES; k++)
-      add_case("naive_fastmath", KIND_NAIVE_FASTMATH, 0,
-               kMasks[m].mask == GK_OUT_ALL ? run_naive_all_fastmath : run_naive_price_fastmath,
-               m, k);
+  for (int layout = 0; layout < N_LAYOUTS; layout++) {
+    for (int isa = 0; isa < GK_ISA_COUNT; isa++) {
+      if (!gk_isa_supported((gk_isa)isa)) continue;
+      char prefix[32];
+      snprintf(prefix, sizeof prefix, "bsm/%s", gk_isa_name((gk_isa)isa));
+      for (size_t m = 0; m < N_MASKS; m++)
+        for (size_t k = 0; k < N_SIZES; k++)
+          add_case(layout, prefix, KIND_BSM, isa, run_bsm, m, k);
+    }
+    for (size_t m = 0; m < N_MASKS; m++)
+      for (size_t k = 0; k < N_SIZES; k++)
+        add_case(layout, "naive_o2", KIND_NAIVE_O2, 0,
+                 kMasks[m].mask == GK_OUT_ALL ? run_naive_all_o2 : run_naive_price_o2, m, k);
+    for (size_t m = 0; m < N_MASKS; m++)
+      for (size_t k = 0; k < N_SIZES; k++)
+        add_case(layout, "naive_fastmath", KIND_NAIVE_FASTMATH, 0,
+                 kMasks[m].mask == GK_OUT_ALL ? run_naive_all_fastmath : run_naive_price_fastmath,
+                 m, k);
+  }
 }
 
 size_t bench_cases_count(void) {
@@ -304,8 +341,8 @@ int bench_cases_verify(size_t n, char *report, size_t report_len) {
   static const char *const output_names[N_OUTPUTS] = {"price", "delta", "gamma", "vega",
                                                       "theta", "rho",   "phi"};
   if (report_len) report[0] = '\0';
-  bench_data *in = data_new(n);
-  bench_data *ref = data_new(n);
+  bench_data *in = data_new(n, LAYOUT_BATCH);
+  bench_data *ref = data_new(n, LAYOUT_BATCH);
   if (!in || !ref) {
     data_free(in);
     data_free(ref);

@@ -23,6 +23,7 @@ typedef struct bench_case {
   void (*run)(void *state); /* prices one batch */
   /* Private to bench_cases.c. */
   int kind;
+  int layout; /* LAYOUT_BATCH or LAYOUT_CHAIN */
   int isa;
   unsigned mask;
 } bench_case;

@@ -64,15 +64,22 @@ def clean(name):
                     if ":" not in p and p not in ("real_time", "process_time", "manual_time"))
 
 
+LAYOUTS = ("batch", "chain")
+
+
 def parse(name):
-    """('bsm', isa, mask, n) or (impl, None, mask, n); None if not ours.
-    Suffixes Google Benchmark may append ("/min_time:0.2", "/real_time") are ignored."""
+    """(layout, 'bsm', isa, mask, n) or (layout, impl, None, mask, n); None if not
+    ours. Suffixes Google Benchmark may append ("/min_time:0.2", "/real_time") are
+    ignored."""
     parts = clean(name).split("/")
+    if not parts or parts[0] not in LAYOUTS:
+        return None
+    layout, parts = parts[0], parts[1:]
     try:
         if parts[0] == "bsm" and len(parts) == 4:
-            return ("bsm", parts[1], parts[2], int(parts[3]))
+            return (layout, "bsm", parts[1], parts[2], int(parts[3]))
         if len(parts) == 3:
-            return (parts[0], None, parts[1], int(parts[2]))
+            return (layout, parts[0], None, parts[1], int(parts[2]))
     except ValueError:
         pass
     return None
@@ -106,8 +113,8 @@ def main(argv):
         key = parse(name)
         if key:
             by_key[key] = ips
-            if key[0] in ("naive_o2", "naive_fastmath"):
-                baseline[(key[0], key[2], key[3])] = ips
+            if key[1] in ("naive_o2", "naive_fastmath"):
+                baseline[(key[0], key[1], key[3], key[4])] = ips
 
     ctx = doc.get("context", {})
     print(f"greeks_bench, {ctx.get('date', '?')}, {ctx.get('host_name', '?')}: "
@@ -130,8 +137,8 @@ def main(argv):
         key = parse(name)
         vs_o2 = vs_fm = None
         if key:
-            o2 = baseline.get(("naive_o2", key[2], key[3]))
-            fm = baseline.get(("naive_fastmath", key[2], key[3]))
+            o2 = baseline.get((key[0], "naive_o2", key[3], key[4]))
+            fm = baseline.get((key[0], "naive_fastmath", key[3], key[4]))
             vs_o2 = ips / o2 if o2 else None
             vs_fm = ips / fm if fm else None
         row = [clean(name), fmt_rate(ips), f"{1e9 / ips:.2f}", fmt_ratio(vs_o2), fmt_ratio(vs_fm)]
@@ -143,15 +150,16 @@ def main(argv):
         print("spread = (max - min) / median of the repetitions' options/s")
 
     isa, mask, n = TARGET
-    target = by_key.get(("bsm", isa, mask, n))
-    fm = baseline.get(("naive_fastmath", mask, n))
-    o2 = baseline.get(("naive_o2", mask, n))
     print()
-    if target and fm and o2:
-        print(f"target ({isa}, {mask}, {n}): {target / fm:.2f}x vs fastmath "
-              f"(>= {TARGET_VS_FASTMATH:g}x), {target / o2:.2f}x vs O2 (>= {TARGET_VS_O2:g}x)")
-    else:
-        print(f"target ({isa}, {mask}, {n}): n/a (case or baseline missing from this run)")
+    for layout in LAYOUTS:
+        target = by_key.get((layout, "bsm", isa, mask, n))
+        fm = baseline.get((layout, "naive_fastmath", mask, n))
+        o2 = baseline.get((layout, "naive_o2", mask, n))
+        if target and fm and o2:
+            print(f"target ({layout}, {isa}, {mask}, {n}): {target / fm:.2f}x vs fastmath "
+                  f"(>= {TARGET_VS_FASTMATH:g}x), {target / o2:.2f}x vs O2 (>= {TARGET_VS_O2:g}x)")
+        else:
+            print(f"target ({layout}, {isa}, {mask}, {n}): n/a (case or baseline missing)")
     for e in errors:
         print(f"error: {e}")
     return 0

@@ -3,8 +3,10 @@
  *
  * Included once per ISA translation unit after that ISA's simd_*.h, which supplies
  * vdouble, vmask, VLANES and the v_* operations. It follows the scalar reference
- * (kernels/scalar/bsm_scalar.c) expression by expression, so that the two differ
- * only by the rounding of SLEEF's functions versus libm's.
+ * (kernels/scalar/bsm_scalar.c) formula by formula; it differs in how it gets
+ * there: one exp per option serves n(d1), n(d2) and both normal CDFs
+ * (normal_vector.h), exp(-rT), exp(-qT) and sqrt(T) are reused while consecutive
+ * vectors share (T, r, q), and divisions are traded for multiplies by 1/s.
  */
 #ifndef GREEKS_BSM_VECTOR_H
 #define GREEKS_BSM_VECTOR_H
@@ -12,6 +14,7 @@
 #include <math.h>
 
 #include "kernel_internal.h"
+#include "normal_vector.h"
 
 typedef struct vector_inputs {
   vdouble spot, strike, expiry, rate, yield, vol, omega;
@@ -67,38 +70,49 @@ static inline vdouble signed_infinity_or_zero(vdouble x) {
                   v_select(v_lt(x, zero), v_set1(-INFINITY), zero));
 }
 
-static inline vdouble normal_cdf_signed_v(vdouble omega, vdouble d) {
-  return v_mul(v_set1(0.5), v_erfc(v_mul(v_mul(v_sub(v_set1(0.0), omega), d),
-                                         v_set1(GK_INV_SQRT_2))));
-}
-
 static inline void store_output(double *dst, unsigned outputs, unsigned which, vdouble value,
                                 vmask valid, size_t n) {
   if (outputs & which) v_store(dst, v_select(valid, value, v_set1(0.0)), n);
 }
 
-static inline void price_vector(gk_model model, const vector_inputs *v, unsigned outputs,
-                                gk_greeks_batch *out, size_t i, size_t n, vmask valid) {
+/* Factors that depend only on (T, r, q): an option chain shares them across many
+ * strikes, so they are kept from one vector to the next while (T, r, q) repeat. */
+typedef struct carry_factors {
+  vdouble expiry, rate, yield;     /* the inputs they were computed for */
+  vdouble sqrt_t, discount, carry; /* sqrt(T), e^{-rT}, e^{-qT} */
+} carry_factors;
+
+static inline void update_carry_factors(carry_factors *c, vdouble T, vdouble r, vdouble q) {
+  vmask same = m_and(v_eq(T, c->expiry), m_and(v_eq(r, c->rate), v_eq(q, c->yield)));
+  if (m_bits(same) == (1u << VLANES) - 1u) return;
+  c->expiry = T, c->rate = r, c->yield = q;
+  c->sqrt_t = v_sqrt(T);
+  c->discount = v_exp(v_mul(v_sub(v_set1(0.0), r), T));
+  c->carry = v_exp(v_mul(v_sub(v_set1(0.0), q), T));
+}
+
+static inline void price_vector(gk_model model, const vector_inputs *v, const carry_factors *c,
+                                unsigned outputs, gk_greeks_batch *out, size_t i, size_t n,
+                                vmask valid) {
   const vdouble zero = v_set1(0.0), half = v_set1(0.5);
   vdouble S = v->spot, K = v->strike, T = v->expiry, r = v->rate, q = v->yield;
   vdouble sigma = v->vol, omega = v->omega;
+  vdouble sqrt_t = c->sqrt_t, carry = c->carry;
 
-  vdouble sqrt_t = v_sqrt(T);
   vdouble s = v_mul(sigma, sqrt_t);
-  vdouble x = v_add(v_log(v_div(S, K)), v_mul(v_sub(r, q), T));
-  vdouble discount = v_exp(v_mul(v_sub(zero, r), T));
-  vdouble carry = v_exp(v_mul(v_sub(zero, q), T));
+  vdouble x = v_fma(v_sub(r, q), T, v_log(v_div(S, K)));
   vdouble A = v_mul(S, carry);
-  vdouble B = v_mul(K, discount);
+  vdouble B = v_mul(K, c->discount);
 
   vmask collapsed = v_lt(s, v_set1(GK_TINY_STDDEV));
-  vdouble s_safe = v_select(collapsed, v_set1(1.0), s);
-  vdouble d1 = v_select(collapsed, signed_infinity_or_zero(x),
-                        v_add(v_div(x, s_safe), v_mul(half, s)));
+  vdouble inv_s = v_div(v_set1(1.0), v_select(collapsed, v_set1(1.0), s));
+  vdouble d1 = v_select(collapsed, signed_infinity_or_zero(x), v_fma(x, inv_s, v_mul(half, s)));
   vdouble d2 = v_select(collapsed, d1, v_sub(d1, s));
 
-  vdouble n1 = normal_cdf_signed_v(omega, d1);
-  vdouble n2 = normal_cdf_signed_v(omega, d2);
+  vdouble g1, g2;
+  gaussian_factor_pair(x, d1, d2, A, B, &g1, &g2);
+  vdouble n1 = normal_cdf_from_gaussian(v_mul(omega, d1), g1);
+  vdouble n2 = normal_cdf_from_gaussian(v_mul(omega, d2), g2);
 
   vdouble price = zero;
   if (outputs & (GK_OUT_PRICE | GK_OUT_RHO)) {
@@ -109,15 +123,14 @@ static inline void price_vector(gk_model model, const vector_inputs *v, unsigned
   store_output(out->delta + i, outputs, GK_OUT_DELTA, v_mul(omega, v_mul(carry, n1)), valid, n);
 
   if (outputs & (GK_OUT_GAMMA | GK_OUT_VEGA | GK_OUT_THETA)) {
-    vdouble pdf1 = v_mul(v_set1(GK_INV_SQRT_2PI), v_exp(v_mul(v_set1(-0.5), v_mul(d1, d1))));
-    vdouble gamma = v_select(collapsed, zero, v_div(v_mul(carry, pdf1), v_mul(S, s_safe)));
+    vdouble a_pdf1 = v_mul(A, v_mul(v_set1(GK_INV_SQRT_2PI), g1)); /* A n(d1) */
+    vdouble gamma = v_select(collapsed, zero, v_div(v_mul(a_pdf1, inv_s), v_mul(S, S)));
     store_output(out->gamma + i, outputs, GK_OUT_GAMMA, gamma, valid, n);
-    store_output(out->vega + i, outputs, GK_OUT_VEGA, v_mul(v_mul(A, pdf1), sqrt_t), valid, n);
+    store_output(out->vega + i, outputs, GK_OUT_VEGA, v_mul(a_pdf1, sqrt_t), valid, n);
     if (outputs & GK_OUT_THETA) {
-      vmask expired = v_le(T, zero);
-      vdouble sqrt_t_safe = v_select(expired, v_set1(1.0), sqrt_t);
-      vdouble decay = v_select(expired, zero,
-                               v_div(v_mul(v_mul(v_mul(A, pdf1), sigma), half), sqrt_t_safe));
+      /* A n(d1) sigma / (2 sqrt T) = A n(d1) sigma^2 / (2 s): no division by sqrt T. */
+      vdouble decay = v_select(collapsed, zero,
+                               v_mul(v_mul(a_pdf1, v_mul(sigma, sigma)), v_mul(half, inv_s)));
       vdouble drift = v_mul(omega, v_sub(v_mul(v_mul(q, A), n1), v_mul(v_mul(r, B), n2)));
       store_output(out->theta + i, outputs, GK_OUT_THETA, v_sub(drift, decay), valid, n);
     }
@@ -153,6 +166,9 @@ static inline size_t record_errors(gk_model model, const gk_option_batch *in, si
 static size_t bsm_vector_kernel(gk_model model, const gk_option_batch *in, unsigned outputs,
                                 gk_greeks_batch *out) {
   size_t invalid = 0;
+  carry_factors factors;
+  factors.expiry = v_set1(NAN); /* matches nothing: the first vector computes them */
+  factors.rate = factors.yield = factors.sqrt_t = factors.discount = factors.carry = v_set1(0.0);
   for (size_t i = 0; i < in->count; i += VLANES) {
     size_t n = in->count - i < VLANES ? in->count - i : VLANES;
     vmask type_valid;
@@ -160,7 +176,8 @@ static size_t bsm_vector_kernel(gk_model model, const gk_option_batch *in, unsig
     vmask valid = inputs_in_domain(&v, type_valid);
     unsigned invalid_lanes = ~m_bits(valid) & ((1u << n) - 1u);
     if (invalid_lanes != 0 || n < VLANES) neutralize_invalid_lanes(&v, valid);
-    price_vector(model, &v, outputs, out, i, n, valid);
+    update_carry_factors(&factors, v.expiry, v.rate, v.yield);
+    price_vector(model, &v, &factors, outputs, out, i, n, valid);
     invalid += record_errors(model, in, i, n, invalid_lanes, out);
   }
   return invalid;

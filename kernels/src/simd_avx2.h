@@ -31,6 +31,10 @@ static inline vdouble v_mul(vdouble a, vdouble b) { return _mm256_mul_pd(a, b); 
 static inline vdouble v_div(vdouble a, vdouble b) { return _mm256_div_pd(a, b); }
 static inline vdouble v_sqrt(vdouble a) { return _mm256_sqrt_pd(a); }
 static inline vdouble v_max(vdouble a, vdouble b) { return _mm256_max_pd(a, b); }
+static inline vdouble v_min(vdouble a, vdouble b) { return _mm256_min_pd(a, b); }
+static inline vdouble v_abs(vdouble a) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), a); }
+/* a * b + c with one rounding. */
+static inline vdouble v_fma(vdouble a, vdouble b, vdouble c) { return _mm256_fmadd_pd(a, b, c); }
 static inline vdouble v_exp(vdouble a) { return Sleef_expd4_u10avx2(a); }
 static inline vdouble v_log(vdouble a) { return Sleef_logd4_u10avx2(a); }
 static inline vdouble v_erfc(vdouble a) { return Sleef_erfcd4_u15avx2(a); }
@@ -44,6 +48,22 @@ static inline vmask m_and(vmask a, vmask b) { return _mm256_and_pd(a, b); }
 static inline unsigned m_bits(vmask m) { return (unsigned)_mm256_movemask_pd(m); }
 /* Lane-wise: m ? a : b. */
 static inline vdouble v_select(vmask m, vdouble a, vdouble b) { return _mm256_blendv_pd(b, a, m); }
+
+/* Integer lanes, used to index small coefficient tables. */
+typedef __m256i vindex;
+/* bits(y) >> 51: twice the biased exponent plus the top mantissa bit. */
+static inline vindex vi_exponent_halves(vdouble y) {
+  return _mm256_srli_epi64(_mm256_castpd_si256(y), 51);
+}
+static inline vindex vi_set1(long long x) { return _mm256_set1_epi64x(x); }
+static inline vindex vi_sub(vindex a, vindex b) { return _mm256_sub_epi64(a, b); }
+static inline vindex vi_select(vmask m, vindex a, vindex b) {
+  return _mm256_castpd_si256(_mm256_blendv_pd(_mm256_castsi256_pd(b), _mm256_castsi256_pd(a), m));
+}
+/* table[idx] per lane, idx in 0..15. */
+static inline vdouble v_lookup16(const double *table, vindex idx) {
+  return _mm256_i64gather_pd(table, idx, 8);
+}
 
 /* Reads n option-type bytes: omega = -1 for puts, +1 otherwise; *valid marks lanes
  * holding GK_CALL or GK_PUT. Reads nothing past p[n-1]. */

@@ -29,6 +29,10 @@ static inline vdouble v_mul(vdouble a, vdouble b) { return _mm512_mul_pd(a, b); 
 static inline vdouble v_div(vdouble a, vdouble b) { return _mm512_div_pd(a, b); }
 static inline vdouble v_sqrt(vdouble a) { return _mm512_sqrt_pd(a); }
 static inline vdouble v_max(vdouble a, vdouble b) { return _mm512_max_pd(a, b); }
+static inline vdouble v_min(vdouble a, vdouble b) { return _mm512_min_pd(a, b); }
+static inline vdouble v_abs(vdouble a) { return _mm512_abs_pd(a); }
+/* a * b + c with one rounding. */
+static inline vdouble v_fma(vdouble a, vdouble b, vdouble c) { return _mm512_fmadd_pd(a, b, c); }
 static inline vdouble v_exp(vdouble a) { return Sleef_expd8_u10avx512f(a); }
 static inline vdouble v_log(vdouble a) { return Sleef_logd8_u10avx512f(a); }
 static inline vdouble v_erfc(vdouble a) { return Sleef_erfcd8_u15avx512f(a); }
@@ -42,6 +46,20 @@ static inline vmask m_and(vmask a, vmask b) { return (vmask)(a & b); }
 static inline unsigned m_bits(vmask m) { return m; }
 /* Lane-wise: m ? a : b. */
 static inline vdouble v_select(vmask m, vdouble a, vdouble b) { return _mm512_mask_blend_pd(m, b, a); }
+
+/* Integer lanes, used to index small coefficient tables. */
+typedef __m512i vindex;
+/* bits(y) >> 51: twice the biased exponent plus the top mantissa bit. */
+static inline vindex vi_exponent_halves(vdouble y) {
+  return _mm512_srli_epi64(_mm512_castpd_si512(y), 51);
+}
+static inline vindex vi_set1(long long x) { return _mm512_set1_epi64(x); }
+static inline vindex vi_sub(vindex a, vindex b) { return _mm512_sub_epi64(a, b); }
+static inline vindex vi_select(vmask m, vindex a, vindex b) { return _mm512_mask_blend_epi64(m, b, a); }
+/* table[idx] per lane, idx in 0..15; table is 64-byte aligned. */
+static inline vdouble v_lookup16(const double *table, vindex idx) {
+  return _mm512_permutex2var_pd(_mm512_load_pd(table), idx, _mm512_load_pd(table + 8));
+}
 
 /* Reads n option-type bytes: omega = -1 for puts, +1 otherwise; *valid marks lanes
  * holding GK_CALL or GK_PUT. Reads nothing past p[n-1]. */

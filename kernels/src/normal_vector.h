@@ -1,0 +1,61 @@
+/*
+ * Tail-accurate normal CDF for the vector kernels, built on one exp per option.
+ *
+ * Included after an ISA's simd_*.h. N(-y) for y >= 0 is exp(-y^2/2) * R(y), with
+ * R a piecewise polynomial (normal_tail_table.h, fitted to 2e-16 relative by
+ * kernels/tools/gen_normal_tail_table.py). The Gaussian factor is shared with the
+ * density n(d) = exp(-d^2/2)/sqrt(2 pi), and d1's factor gives d2's with one
+ * multiply, so an option costs one exp for n(d1), n(d2), N(d1) and N(d2). Tails
+ * come from R directly and are never 1 - N.
+ */
+#ifndef GREEKS_NORMAL_VECTOR_H
+#define GREEKS_NORMAL_VECTOR_H
+
+#include "normal_tail_table.h"
+
+/* R(y) = N(-y) / exp(-y^2/2) for y >= 0 (y = +inf allowed). */
+static inline vdouble normal_tail_ratio(vdouble y) {
+  vdouble clamped = v_min(y, v_set1(GK_TAIL_Y_MAX)); /* beyond it the tail is 0 anyway */
+  /* Interval index: 0 or 1 below 1, else from the exponent bits (see the table). */
+  vindex octave_half = vi_sub(vi_exponent_halves(v_max(clamped, v_set1(1.0))), vi_set1(2044));
+  vindex below_one = vi_select(v_ge(clamped, v_set1(0.5)), vi_set1(1), vi_set1(0));
+  vindex idx = vi_select(v_lt(clamped, v_set1(1.0)), below_one, octave_half);
+  vdouble t = v_fma(clamped, v_lookup16(gk_tail_table[0], idx), v_lookup16(gk_tail_table[1], idx));
+  vdouble acc = v_lookup16(gk_tail_table[2], idx);
+  for (int row = 3; row < GK_TAIL_DEGREE + 3; row++)
+    acc = v_fma(acc, t, v_lookup16(gk_tail_table[row], idx));
+  return acc;
+}
+
+/* N(z), given gauss = exp(-z^2/2): the tail straight from R, the other side as
+ * 1 - tail (>= 1/2, so no relative accuracy is lost there). */
+static inline vdouble normal_cdf_from_gaussian(vdouble z, vdouble gauss) {
+  vdouble tail = v_mul(gauss, normal_tail_ratio(v_abs(z)));
+  return v_select(v_le(z, v_set1(0.0)), tail, v_sub(v_set1(1.0), tail));
+}
+
+/* exp(-d^2/2) accurate to an ulp or two even for large |d|: d^2 is split exactly
+ * into hi + lo with an FMA and exp(-(hi + lo)/2) = exp(-hi/2) (1 - lo/2). |d| is
+ * capped at GK_TAIL_Y_MAX, where the result has long underflowed. */
+static inline vdouble gaussian_factor(vdouble d) {
+  vdouble capped = v_min(v_abs(d), v_set1(GK_TAIL_Y_MAX));
+  vdouble hi = v_mul(capped, capped);
+  vdouble lo = v_fma(capped, capped, v_sub(v_set1(0.0), hi));
+  vdouble g = v_exp(v_mul(v_set1(-0.5), hi));
+  return v_fma(g, v_mul(v_set1(-0.5), lo), g);
+}
+
+/* Gaussian factors of d1 and d2 from one exp. d1^2 - d2^2 = 2x with x = ln(F/K),
+ * so g2 = g1 * F/K = g1 * A/B. The exp is taken for the d nearer zero (d1 when
+ * x <= 0) and the other factor is that times min(A,B)/max(A,B) <= 1: it cannot
+ * overflow and underflows only when its true value does. */
+static inline void gaussian_factor_pair(vdouble x, vdouble d1, vdouble d2, vdouble A, vdouble B,
+                                        vdouble *g1, vdouble *g2) {
+  vmask d1_nearer = v_le(x, v_set1(0.0));
+  vdouble near = gaussian_factor(v_select(d1_nearer, d1, d2));
+  vdouble far = v_mul(near, v_div(v_min(A, B), v_max(A, B)));
+  *g1 = v_select(d1_nearer, near, far);
+  *g2 = v_select(d1_nearer, far, near);
+}
+
+#endif /* GREEKS_NORMAL_VECTOR_H */
