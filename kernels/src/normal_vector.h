@@ -13,6 +13,29 @@
 
 #include "normal_tail_table.h"
 
+/* Coefficient of t^power in the lanes' intervals (rows are highest degree first). */
+static inline vdouble tail_coefficient(int power, vindex idx) {
+  return v_lookup16(gk_tail_table[2 + GK_TAIL_DEGREE - power], idx);
+}
+
+/* The degree-16 polynomial by Estrin's scheme: a dependency chain of 5 FMAs instead
+ * of Horner's 16, so consecutive options overlap in the out-of-order window (the
+ * kernel is latency-bound with Horner). */
+static inline vdouble tail_polynomial_estrin(vdouble t, vindex idx) {
+  _Static_assert(GK_TAIL_DEGREE == 16, "Estrin layout below assumes degree 16");
+  vdouble t2 = v_mul(t, t), t4 = v_mul(t2, t2), t8 = v_mul(t4, t4);
+  vdouble pair[8];
+  for (int k = 0; k < 8; k++)
+    pair[k] = v_fma(tail_coefficient(2 * k + 1, idx), t, tail_coefficient(2 * k, idx));
+  vdouble quad[4];
+  for (int k = 0; k < 4; k++) quad[k] = v_fma(pair[2 * k + 1], t2, pair[2 * k]);
+  vdouble oct0 = v_fma(quad[1], t4, quad[0]);
+  vdouble oct1 = v_fma(quad[3], t4, quad[2]);
+  vdouble low = v_fma(oct1, t8, oct0);                     /* degrees 0..15 */
+  vdouble t16 = v_mul(t8, t8);
+  return v_fma(tail_coefficient(16, idx), t16, low);
+}
+
 /* R(y) = N(-y) / exp(-y^2/2) for y >= 0 (y = +inf allowed). */
 static inline vdouble normal_tail_ratio(vdouble y) {
   vdouble clamped = v_min(y, v_set1(GK_TAIL_Y_MAX)); /* beyond it the tail is 0 anyway */
@@ -21,10 +44,7 @@ static inline vdouble normal_tail_ratio(vdouble y) {
   vindex below_one = vi_select(v_ge(clamped, v_set1(0.5)), vi_set1(1), vi_set1(0));
   vindex idx = vi_select(v_lt(clamped, v_set1(1.0)), below_one, octave_half);
   vdouble t = v_fma(clamped, v_lookup16(gk_tail_table[0], idx), v_lookup16(gk_tail_table[1], idx));
-  vdouble acc = v_lookup16(gk_tail_table[2], idx);
-  for (int row = 3; row < GK_TAIL_DEGREE + 3; row++)
-    acc = v_fma(acc, t, v_lookup16(gk_tail_table[row], idx));
-  return acc;
+  return tail_polynomial_estrin(t, idx);
 }
 
 /* N(z), given gauss = exp(-z^2/2): the tail straight from R, the other side as

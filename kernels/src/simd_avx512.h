@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "exp_table.h"
+
 #define VLANES 8
 typedef __m512d vdouble;
 typedef __mmask8 vmask;
@@ -33,7 +35,30 @@ static inline vdouble v_min(vdouble a, vdouble b) { return _mm512_min_pd(a, b); 
 static inline vdouble v_abs(vdouble a) { return _mm512_abs_pd(a); }
 /* a * b + c with one rounding. */
 static inline vdouble v_fma(vdouble a, vdouble b, vdouble c) { return _mm512_fmadd_pd(a, b, c); }
-static inline vdouble v_exp(vdouble a) { return Sleef_expd8_u10avx512f(a); }
+/* exp, about 0.6 ulp: 2^(k/16) from a hi+lo table times a degree-7 polynomial for
+ * exp(r), |r| <= ln2/32, scaled by 2^floor(k/16) with vscalefpd (which rounds
+ * subnormal results and overflows to inf correctly). Not SLEEF's: on Zen 4
+ * Sleef_expd8_u10avx512f measured ~48 cycles a call here against ~17 ops for this
+ * (docs/performance.md); tests hold it to the libm-based scalar kernel. */
+static inline vdouble v_exp(vdouble x) {
+  x = _mm512_max_pd(_mm512_min_pd(x, _mm512_set1_pd(710.0)), _mm512_set1_pd(-746.0));
+  vdouble k = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(GK_EXP_16_OVER_LN2)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  vdouble r = _mm512_fnmadd_pd(k, _mm512_set1_pd(GK_EXP_LN2_16_HI), x);
+  r = _mm512_fnmadd_pd(k, _mm512_set1_pd(GK_EXP_LN2_16_LO), r);
+  __m512i j = _mm512_and_si512(_mm512_cvtpd_epi64(k), _mm512_set1_epi64(15));
+  vdouble m = _mm512_roundscale_pd(_mm512_mul_pd(k, _mm512_set1_pd(1.0 / 16.0)),
+                                   _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  vdouble p = _mm512_set1_pd(gk_exp_taylor[0]);
+  for (int i = 1; i < 6; i++) p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(gk_exp_taylor[i]));
+  vdouble expm1_r = _mm512_fmadd_pd(_mm512_mul_pd(r, r), p, r);
+  vdouble hi = _mm512_permutex2var_pd(_mm512_load_pd(gk_exp2_sixteenths_hi), j,
+                                      _mm512_load_pd(gk_exp2_sixteenths_hi + 8));
+  vdouble lo = _mm512_permutex2var_pd(_mm512_load_pd(gk_exp2_sixteenths_lo), j,
+                                      _mm512_load_pd(gk_exp2_sixteenths_lo + 8));
+  vdouble result = _mm512_add_pd(hi, _mm512_fmadd_pd(hi, expm1_r, lo));
+  return _mm512_scalef_pd(result, m);
+}
 static inline vdouble v_log(vdouble a) { return Sleef_logd8_u10avx512f(a); }
 static inline vdouble v_erfc(vdouble a) { return Sleef_erfcd8_u15avx512f(a); }
 
