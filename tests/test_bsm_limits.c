@@ -258,10 +258,7 @@ static void test_short_dated_out_of_the_money_prices_are_never_negative(void **s
 }
 
 int main(void) {
-  if (gk_isa_init() != GK_RC_OK) {
-    fprintf(stderr, "skipped: GREEKS_ISA=%s cannot run here\n", getenv("GREEKS_ISA"));
-    return TEST_SKIP_EXIT;
-  }
+  skip_unless_active_isa_runs();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_expired_options_pay_intrinsic),
       cmocka_unit_test(test_zero_vol_gives_discounted_forward_intrinsic),

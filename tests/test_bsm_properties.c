@@ -165,10 +165,7 @@ static void test_greeks_match_finite_differences(void **state) {
 }
 
 int main(void) {
-  if (gk_isa_init() != GK_RC_OK) {
-    fprintf(stderr, "skipped: GREEKS_ISA=%s cannot run here\n", getenv("GREEKS_ISA"));
-    return TEST_SKIP_EXIT;
-  }
+  skip_unless_active_isa_runs();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_put_call_parity_and_bounds),
       cmocka_unit_test(test_monotonicity),

@@ -198,10 +198,7 @@ static void test_gk_against_mpmath(void **state) {
 }
 
 int main(void) {
-  if (gk_isa_init() != GK_RC_OK) {
-    fprintf(stderr, "skipped: GREEKS_ISA=%s cannot run here\n", getenv("GREEKS_ISA"));
-    return TEST_SKIP_EXIT;
-  }
+  skip_unless_active_isa_runs();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_published_values),
       cmocka_unit_test(test_bsm_against_mpmath),

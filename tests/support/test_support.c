@@ -97,3 +97,10 @@ int parse_model_name(const char *name, gk_model *model) {
   else return -1;
   return 0;
 }
+
+void skip_unless_active_isa_runs(void) {
+  if (gk_isa_init() == GK_RC_OK) return;
+  const char *forced = getenv("GREEKS_ISA");
+  fprintf(stderr, "skipped: GREEKS_ISA=%s cannot run here\n", forced ? forced : "");
+  exit(TEST_SKIP_EXIT);
+}

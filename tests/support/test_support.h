@@ -13,6 +13,10 @@
 /* Exit code ctest treats as "skipped" (SKIP_RETURN_CODE). */
 #define TEST_SKIP_EXIT 77
 
+/* Exits with TEST_SKIP_EXIT, saying why, when GREEKS_ISA names an ISA this
+ * machine cannot run (ctest runs each kernel suite once per ISA). */
+void skip_unless_active_isa_runs(void);
+
 /* A batch that owns its arrays (64-byte aligned, zeroed). */
 typedef struct owned_batch {
   size_t count;
