@@ -7,6 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config   # toolchain
   libsleef-dev                       # vector math (kernels)
+  libhwloc-dev                       # topology and thread binding (engine)
   libcmocka-dev                      # unit tests
   libbenchmark-dev                   # Google Benchmark (bench/)
 )

@@ -1,0 +1,74 @@
+/*
+ * greeks/pool.h - a persistent, NUMA-aware pool of worker threads.
+ *
+ * Workers are created once, each bound to one core (hwloc discovers the topology
+ * and the cores this process may use; nothing is assumed), and sleep between runs.
+ * A run splits `task_count` tasks into one contiguous range per NUMA node; the
+ * workers of a node take tasks from their node's range first, then help other
+ * nodes. Each worker owns scratch memory it allocated and first touched itself, so
+ * the pages live on its node.
+ *
+ * Which worker runs a task is not deterministic, so callers that reduce must write
+ * per-task results and combine them in task order (the engine's use cases do; see
+ * gk_pool_run_ordered). One run at a time: concurrent gk_pool_run calls on the
+ * same pool queue behind each other.
+ */
+#ifndef GREEKS_POOL_H
+#define GREEKS_POOL_H
+
+#include <stddef.h>
+
+#include "greeks/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct gk_pool gk_pool;
+
+typedef struct gk_pool_options {
+  int threads;          /* 0: one per core this process may use (affinity mask and
+                           cgroup CPU quota honoured) */
+  int bind;             /* nonzero: bind each worker to a core (default in
+                           gk_pool_options_default) */
+  size_t scratch_bytes; /* per-worker scratch, first-touched by its worker */
+} gk_pool_options;
+
+/* threads 0, bind 1, scratch_bytes 0. */
+gk_pool_options gk_pool_options_default(void);
+
+/* Creates the pool and waits until every worker is up. On failure returns the
+ * code (GK_INVALID_ARGUMENT for a bad option, GK_RESOURCE_EXHAUSTED when threads
+ * or memory cannot be had) and leaves *pool NULL. Binding failures are not errors:
+ * the workers then run unbound (gk_pool_bound() says so). */
+gk_code gk_pool_create(const gk_pool_options *options, gk_pool **pool, gk_status *status);
+
+/* Stops and joins the workers, frees everything. NULL is a no-op. Must not be
+ * called while a run is in progress. */
+void gk_pool_destroy(gk_pool *pool);
+
+int gk_pool_threads(const gk_pool *pool);
+int gk_pool_numa_nodes(const gk_pool *pool);
+int gk_pool_bound(const gk_pool *pool); /* 1 if every worker is bound to a core */
+
+/* The number of cores this process may use: its CPU affinity mask, limited by a
+ * cgroup v2 CPU quota (cpu.max) when one is set. At least 1. */
+int gk_usable_cores(void);
+
+/* Worker `worker`'s scratch (options.scratch_bytes long, 64-byte aligned), or NULL
+ * if none was asked for. Owned by the pool. */
+void *gk_pool_scratch(gk_pool *pool, int worker);
+
+/* A task: runs on worker `worker` (0 <= worker < gk_pool_threads). */
+typedef void (*gk_pool_task)(void *context, size_t task, int worker);
+
+/* Runs task(context, t, worker) for every t in [0, task_count) and returns when
+ * all are done. task_count 0 returns at once. */
+gk_code gk_pool_run(gk_pool *pool, size_t task_count, gk_pool_task task, void *context,
+                    gk_status *status);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GREEKS_POOL_H */

@@ -1,0 +1,112 @@
+/*
+ * greeks/portfolio.h - revaluing a portfolio of option positions.
+ *
+ * One call prices every position with its Greeks, aggregates them per underlying
+ * and in total, and computes the P&L on a grid of spot x vol shocks. Positions
+ * stream through the pool in fixed chunks; partial sums are merged in chunk order,
+ * so results are bit-identical for any thread count. Memory: the caller's arrays
+ * plus, per worker, a few hundred kB and one partial of the per-underlying results;
+ * nothing is allocated per position.
+ *
+ * Conventions (per position, scaled by quantity x multiplier):
+ *   value = price; delta, gamma, vega, theta, rho, phi as in greeks/batch.h
+ *   dollar_delta = delta * S          (P&L of a +100% spot move, to first order)
+ *   dollar_gamma = gamma * S^2        (so a 1% move adds 0.5 * dollar_gamma * 0.01^2)
+ * Scenario P&L(i, j) = sum of quantity x multiplier x (price at shocked spot i and
+ * shocked vol j - price now), with every underlying's spot shocked alike.
+ */
+#ifndef GREEKS_PORTFOLIO_H
+#define GREEKS_PORTFOLIO_H
+
+#include "greeks/batch.h"
+#include "greeks/pool.h"
+#include "greeks/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Markets of the underlyings, indexed by underlying id 0..count-1. */
+typedef struct gk_markets {
+  size_t count;
+  const double *spot;  /* futures price for black76 */
+  const double *rate;
+  const double *yield; /* dividend yield (bsm), foreign rate (gk); NULL for black76 */
+} gk_markets;
+
+typedef struct gk_positions {
+  size_t count;
+  const uint32_t *underlying; /* index into gk_markets */
+  const uint8_t *type;        /* GK_CALL / GK_PUT */
+  const double *strike;
+  const double *expiry;       /* years */
+  const double *vol;          /* the contract's implied vol */
+  const double *quantity;     /* contracts, signed (short < 0) */
+  const double *multiplier;   /* units of underlying per contract, > 0 */
+} gk_positions;
+
+typedef enum gk_shock_mode {
+  GK_SHOCK_RELATIVE = 0, /* x * (1 + shock) */
+  GK_SHOCK_ABSOLUTE = 1, /* x + shock */
+} gk_shock_mode;
+
+typedef struct gk_scenario_axis {
+  size_t count; /* 0 to GK_MAX_SCENARIO_AXIS */
+  const double *shocks;
+  gk_shock_mode mode;
+} gk_scenario_axis;
+
+#define GK_MAX_SCENARIO_AXIS 101
+
+/* Scenario (i, j) shocks spot by spot.shocks[i] and vol by vol.shocks[j]; its P&L
+ * is stored at [i * vol.count + j]. Shocked spots are kept >= 1e-12 and shocked
+ * vols >= 0 (a -10 vol point shock on a 5% vol prices at 0 vol). */
+typedef struct gk_scenario_grid {
+  gk_scenario_axis spot;
+  gk_scenario_axis vol;
+} gk_scenario_grid;
+
+typedef struct gk_risk {
+  double value, delta, gamma, vega, theta, rho, phi;
+  double dollar_delta, dollar_gamma;
+  size_t positions; /* valid positions included */
+} gk_risk;
+
+typedef struct gk_portfolio_results {
+  /* Per position, count long, scaled by quantity x multiplier. Any of value..phi
+   * may be NULL when not wanted; error is required (gk_position_error codes). */
+  double *value, *delta, *gamma, *vega, *theta, *rho, *phi;
+  uint8_t *error;
+  gk_risk *per_underlying;    /* markets.count entries, required */
+  gk_risk total;              /* written by the call */
+  double *pnl;                /* spot.count x vol.count, required when the grid is not empty */
+  double *pnl_per_underlying; /* markets.count x grid size, optional (NULL: not computed) */
+  size_t invalid_positions;   /* written by the call */
+} gk_portfolio_results;
+
+/* Position-level reasons, beyond the kernels' gk_element_error codes (which also
+ * appear in results.error, e.g. a strike <= 0 or the underlying's spot NaN). */
+enum {
+  GK_POSITION_UNDERLYING_UNKNOWN = 64,
+  GK_POSITION_QUANTITY_NOT_FINITE = 65,
+  GK_POSITION_MULTIPLIER_NOT_POSITIVE = 66,
+};
+
+/* Field name and rule of any code in results.error (kernel or position codes). */
+const char *gk_position_error_field(unsigned error);
+const char *gk_position_error_rule(unsigned error);
+
+/* Revalues `positions` under `model`. pool NULL runs on the calling thread.
+ * Invalid positions are reported in results->error and excluded from every sum;
+ * unusable arguments (NULL arrays, a bad grid) fail the call with
+ * GK_INVALID_ARGUMENT naming the field; GK_RESOURCE_EXHAUSTED when the workers'
+ * partial sums cannot be allocated. */
+gk_code gk_revalue_portfolio(gk_pool *pool, gk_model model, const gk_markets *markets,
+                             const gk_positions *positions, const gk_scenario_grid *grid,
+                             gk_portfolio_results *results, gk_status *status);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GREEKS_PORTFOLIO_H */

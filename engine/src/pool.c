@@ -1,0 +1,325 @@
+/*
+ * The worker pool. Workers sleep on a condition variable between runs; a run
+ * publishes a new generation, each worker claims tasks with an atomic counter on
+ * its NUMA node's range (then on the other nodes'), and the last task to finish
+ * wakes the caller.
+ */
+#define _GNU_SOURCE
+#include "greeks/pool.h"
+
+#include <errno.h>
+#include <hwloc.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_NODES 64
+
+typedef struct node_queue {
+  _Atomic size_t next; /* next unclaimed task of this node's range */
+  size_t end;
+  char pad[64 - sizeof(size_t) * 2]; /* one cache line per queue: no false sharing */
+} node_queue;
+
+typedef struct pool_worker {
+  gk_pool *pool;
+  pthread_t thread;
+  int index;
+  int node;                /* index into pool->queues */
+  hwloc_cpuset_t cpuset;   /* where it is bound (NULL: unbound) */
+  void *scratch;
+  int bound;
+} pool_worker;
+
+struct gk_pool {
+  int thread_count, node_count, all_bound;
+  hwloc_topology_t topology;
+  pool_worker *workers;
+  size_t scratch_bytes;
+
+  pthread_mutex_t run_lock; /* one run at a time */
+  pthread_mutex_t lock;
+  pthread_cond_t wake, done;
+  unsigned long generation; /* bumped per run; guarded by lock */
+  int started, stopping;    /* guarded by lock */
+  int active;               /* workers inside a run's claim loop; guarded by lock */
+
+  /* The current run. Written under `lock` only while no worker is active, so a
+   * worker never sees a half-set run. */
+  gk_pool_task task;
+  void *context;
+  node_queue queues[MAX_NODES];
+  _Atomic size_t remaining;
+  int workers_per_node[MAX_NODES];
+};
+
+gk_pool_options gk_pool_options_default(void) {
+  gk_pool_options options = {.threads = 0, .bind = 1, .scratch_bytes = 0};
+  return options;
+}
+
+/* cgroup v2 "cpu.max": "QUOTA PERIOD" or "max PERIOD". Returns the CPU count the
+ * quota allows (rounded up), or 0 when there is no quota. */
+static int cgroup_cpu_quota(void) {
+  FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r");
+  if (f == NULL) return 0;
+  char quota[32] = "";
+  long period = 0;
+  int fields = fscanf(f, "%31s %ld", quota, &period);
+  fclose(f);
+  if (fields != 2 || strcmp(quota, "max") == 0 || period <= 0) return 0;
+  long q = strtol(quota, NULL, 10);
+  if (q <= 0) return 0;
+  return (int)((q + period - 1) / period);
+}
+
+int gk_usable_cores(void) {
+  cpu_set_t set;
+  int cores = 1;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) cores = CPU_COUNT(&set);
+  int quota = cgroup_cpu_quota();
+  if (quota > 0 && quota < cores) cores = quota;
+  return cores < 1 ? 1 : cores;
+}
+
+/* Claims the next task: own node first, then the others in order. */
+static int claim_task(gk_pool *pool, int home, size_t *task) {
+  for (int k = 0; k < pool->node_count; k++) {
+    node_queue *q = &pool->queues[(home + k) % pool->node_count];
+    size_t t = atomic_fetch_add(&q->next, 1);
+    if (t < q->end) {
+      *task = t;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+static void work_on_run(pool_worker *w) {
+  gk_pool *pool = w->pool;
+  size_t task;
+  size_t finished = 0;
+  while (claim_task(pool, w->node, &task)) {
+    pool->task(pool->context, task, w->index);
+    finished++;
+  }
+  if (finished > 0) atomic_fetch_sub(&pool->remaining, finished);
+}
+
+static void bind_and_touch(pool_worker *w) {
+  gk_pool *pool = w->pool;
+  if (w->cpuset != NULL)
+    w->bound = hwloc_set_cpubind(pool->topology, w->cpuset, HWLOC_CPUBIND_THREAD) == 0;
+  if (pool->scratch_bytes > 0) {
+    size_t bytes = (pool->scratch_bytes + 63) / 64 * 64;
+    w->scratch = aligned_alloc(64, bytes);
+    /* First touch from the bound thread places the pages on its NUMA node. */
+    if (w->scratch) memset(w->scratch, 0, bytes);
+  }
+}
+
+static void *worker_main(void *arg) {
+  pool_worker *w = arg;
+  gk_pool *pool = w->pool;
+  bind_and_touch(w);
+  pthread_mutex_lock(&pool->lock);
+  pool->started++;
+  pthread_cond_broadcast(&pool->done);
+  unsigned long seen = pool->generation;
+  for (;;) {
+    while (pool->generation == seen && !pool->stopping) pthread_cond_wait(&pool->wake, &pool->lock);
+    if (pool->stopping) break;
+    seen = pool->generation;
+    pool->active++;
+    pthread_mutex_unlock(&pool->lock);
+    work_on_run(w);
+    pthread_mutex_lock(&pool->lock);
+    if (--pool->active == 0) pthread_cond_broadcast(&pool->done);
+  }
+  pthread_mutex_unlock(&pool->lock);
+  return NULL;
+}
+
+/* Fills pool->workers[i].cpuset/node: cores of the allowed set, grouped by NUMA
+ * node so that each node's workers are consecutive; more workers than cores wrap. */
+static void plan_placement(gk_pool *pool, int bind) {
+  hwloc_topology_t topo = pool->topology;
+  int node_count = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_NUMANODE);
+  if (node_count < 1) node_count = 1;
+  if (node_count > MAX_NODES) node_count = MAX_NODES;
+  int core_count = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_CORE);
+  hwloc_const_cpuset_t allowed = hwloc_topology_get_allowed_cpuset(topo);
+  /* Cores in node order. */
+  hwloc_obj_t *cores = calloc((size_t)(core_count > 0 ? core_count : 1), sizeof *cores);
+  int *core_node = calloc((size_t)(core_count > 0 ? core_count : 1), sizeof *core_node);
+  int usable = 0;
+  for (int n = 0; n < node_count && cores && core_node; n++) {
+    hwloc_obj_t node = hwloc_get_obj_by_type(topo, HWLOC_OBJ_NUMANODE, (unsigned)n);
+    for (int c = 0; c < core_count; c++) {
+      hwloc_obj_t core = hwloc_get_obj_by_type(topo, HWLOC_OBJ_CORE, (unsigned)c);
+      if (!core || !hwloc_bitmap_intersects(core->cpuset, allowed)) continue;
+      int in_node = node ? hwloc_bitmap_isincluded(core->cpuset, node->cpuset) : 1;
+      int first_node = n == 0 && !node;
+      if (!in_node && !first_node) continue;
+      int already = 0;
+      for (int k = 0; k < usable; k++) already |= cores[k] == core;
+      if (already) continue;
+      cores[usable] = core;
+      core_node[usable++] = n;
+    }
+  }
+  pool->node_count = 1;
+  for (int i = 0; i < pool->thread_count; i++) {
+    pool_worker *w = &pool->workers[i];
+    w->node = 0;
+    w->cpuset = NULL;
+    if (usable == 0) continue;
+    int c = i % usable;
+    w->node = core_node[c];
+    if (w->node + 1 > pool->node_count) pool->node_count = w->node + 1;
+    if (bind) {
+      w->cpuset = hwloc_bitmap_dup(cores[c]->cpuset);
+      hwloc_bitmap_and(w->cpuset, w->cpuset, allowed);
+      hwloc_bitmap_singlify(w->cpuset); /* one PU of the core: no migration between siblings */
+    }
+  }
+  free(cores);
+  free(core_node);
+}
+
+static void free_pool(gk_pool *pool) {
+  if (pool->workers) {
+    for (int i = 0; i < pool->thread_count; i++) {
+      if (pool->workers[i].cpuset) hwloc_bitmap_free(pool->workers[i].cpuset);
+      free(pool->workers[i].scratch);
+    }
+  }
+  free(pool->workers);
+  if (pool->topology) hwloc_topology_destroy(pool->topology);
+  pthread_mutex_destroy(&pool->run_lock);
+  pthread_mutex_destroy(&pool->lock);
+  pthread_cond_destroy(&pool->wake);
+  pthread_cond_destroy(&pool->done);
+  free(pool);
+}
+
+static void stop_workers(gk_pool *pool, int started) {
+  pthread_mutex_lock(&pool->lock);
+  pool->stopping = 1;
+  pthread_cond_broadcast(&pool->wake);
+  pthread_mutex_unlock(&pool->lock);
+  for (int i = 0; i < started; i++) pthread_join(pool->workers[i].thread, NULL);
+}
+
+gk_code gk_pool_create(const gk_pool_options *options, gk_pool **out, gk_status *status) {
+  if (out == NULL) return gk_status_set(status, GK_INVALID_ARGUMENT, "pool", NULL, GK_STATUS_NO_INDEX, "pool: the output pointer is NULL");
+  *out = NULL;
+  gk_pool_options opts = options ? *options : gk_pool_options_default();
+  if (opts.threads < 0 || opts.threads > 4096) {
+    char value[32];
+    snprintf(value, sizeof value, "%d", opts.threads);
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "threads", value, GK_STATUS_NO_INDEX,
+                         "threads must be 0 (one per usable core) or between 1 and 4096, got %d",
+                         opts.threads);
+  }
+  gk_pool *pool = calloc(1, sizeof *pool);
+  if (pool == NULL) return gk_status_set(status, GK_RESOURCE_EXHAUSTED, NULL, NULL, GK_STATUS_NO_INDEX, "out of memory creating the pool");
+  pthread_mutex_init(&pool->run_lock, NULL);
+  pthread_mutex_init(&pool->lock, NULL);
+  pthread_cond_init(&pool->wake, NULL);
+  pthread_cond_init(&pool->done, NULL);
+  pool->thread_count = opts.threads > 0 ? opts.threads : gk_usable_cores();
+  pool->scratch_bytes = opts.scratch_bytes;
+  pool->workers = calloc((size_t)pool->thread_count, sizeof *pool->workers);
+  if (pool->workers == NULL || hwloc_topology_init(&pool->topology) != 0 ||
+      hwloc_topology_load(pool->topology) != 0) {
+    free_pool(pool);
+    return gk_status_set(status, GK_RESOURCE_EXHAUSTED, NULL, NULL, GK_STATUS_NO_INDEX, "cannot discover the CPU topology (hwloc) or allocate workers");
+  }
+  plan_placement(pool, opts.bind);
+  int created = 0;
+  for (; created < pool->thread_count; created++) {
+    pool_worker *w = &pool->workers[created];
+    w->pool = pool;
+    w->index = created;
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) break;
+  }
+  if (created < pool->thread_count) {
+    stop_workers(pool, created);
+    free_pool(pool);
+    return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "threads", NULL, GK_STATUS_NO_INDEX,
+                         "could create only %d of the worker threads", created);
+  }
+  pthread_mutex_lock(&pool->lock);
+  while (pool->started < pool->thread_count) pthread_cond_wait(&pool->done, &pool->lock);
+  pthread_mutex_unlock(&pool->lock);
+  pool->all_bound = 1;
+  for (int i = 0; i < pool->thread_count; i++) {
+    pool->all_bound &= pool->workers[i].bound;
+    if (opts.scratch_bytes > 0 && pool->workers[i].scratch == NULL) {
+      gk_pool_destroy(pool);
+      return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "scratch_bytes", NULL, GK_STATUS_NO_INDEX,
+                           "out of memory for %zu bytes of scratch per worker", opts.scratch_bytes);
+    }
+  }
+  for (int i = 0; i < pool->thread_count; i++) pool->workers_per_node[pool->workers[i].node]++;
+  *out = pool;
+  gk_status_clear(status);
+  return GK_OK;
+}
+
+void gk_pool_destroy(gk_pool *pool) {
+  if (pool == NULL) return;
+  stop_workers(pool, pool->thread_count);
+  free_pool(pool);
+}
+
+int gk_pool_threads(const gk_pool *pool) { return pool ? pool->thread_count : 0; }
+int gk_pool_numa_nodes(const gk_pool *pool) { return pool ? pool->node_count : 0; }
+int gk_pool_bound(const gk_pool *pool) { return pool ? pool->all_bound : 0; }
+
+void *gk_pool_scratch(gk_pool *pool, int worker) {
+  if (pool == NULL || worker < 0 || worker >= pool->thread_count) return NULL;
+  return pool->workers[worker].scratch;
+}
+
+/* Splits [0, task_count) into one contiguous range per node, proportional to the
+ * node's worker count. */
+static void split_tasks(gk_pool *pool, size_t task_count) {
+  size_t begin = 0;
+  for (int n = 0; n < pool->node_count; n++) {
+    size_t share = task_count * (size_t)pool->workers_per_node[n] / (size_t)pool->thread_count;
+    size_t end = n == pool->node_count - 1 ? task_count : begin + share;
+    atomic_store(&pool->queues[n].next, begin);
+    pool->queues[n].end = end;
+    begin = end;
+  }
+}
+
+gk_code gk_pool_run(gk_pool *pool, size_t task_count, gk_pool_task task, void *context,
+                    gk_status *status) {
+  if (pool == NULL || task == NULL)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, pool ? "task" : "pool", NULL, GK_STATUS_NO_INDEX,
+                         "gk_pool_run: %s is NULL", pool ? "task" : "pool");
+  gk_status_clear(status);
+  if (task_count == 0) return GK_OK;
+  pthread_mutex_lock(&pool->run_lock);
+  pthread_mutex_lock(&pool->lock);
+  /* A worker that woke late for the previous run may still be leaving its claim
+   * loop; the run's state must not change under it. */
+  while (pool->active != 0) pthread_cond_wait(&pool->done, &pool->lock);
+  pool->task = task;
+  pool->context = context;
+  atomic_store(&pool->remaining, task_count);
+  split_tasks(pool, task_count);
+  pool->generation++;
+  pthread_cond_broadcast(&pool->wake);
+  while (atomic_load(&pool->remaining) != 0 || pool->active != 0)
+    pthread_cond_wait(&pool->done, &pool->lock);
+  pthread_mutex_unlock(&pool->lock);
+  pthread_mutex_unlock(&pool->run_lock);
+  return GK_OK;
+}

@@ -1,0 +1,405 @@
+/*
+ * Portfolio revaluation: base pricing with Greeks, aggregation, scenario grid.
+ *
+ * Positions are processed in chunks of CHUNK_POSITIONS. A worker prices a chunk
+ * into its own partial sums, then merges them into the results strictly in chunk
+ * order (waiting for the previous chunk if needed): the floating-point sums are
+ * therefore the same for any thread count. For the scenario grid each position's
+ * shocked copies sit next to each other, so consecutive kernel vectors share
+ * (T, r, q) and the kernels reuse their discount factors.
+ */
+#include "greeks/portfolio.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "greeks/bsm.h"
+
+#define CHUNK_POSITIONS 1024
+#define SCENARIO_BATCH_OPTIONS 4096
+
+typedef struct chunk_arrays {
+  double spot[CHUNK_POSITIONS], strike[CHUNK_POSITIONS], expiry[CHUNK_POSITIONS];
+  double rate[CHUNK_POSITIONS], yield[CHUNK_POSITIONS], vol[CHUNK_POSITIONS];
+  uint8_t type[CHUNK_POSITIONS], position_error[CHUNK_POSITIONS], error[CHUNK_POSITIONS];
+  double price[CHUNK_POSITIONS], delta[CHUNK_POSITIONS], gamma[CHUNK_POSITIONS];
+  double vega[CHUNK_POSITIONS], theta[CHUNK_POSITIONS], rho[CHUNK_POSITIONS], phi[CHUNK_POSITIONS];
+} chunk_arrays;
+
+/* Everything one worker owns; allocated and first touched by that worker. */
+typedef struct worker_state {
+  chunk_arrays chunk;
+  size_t scenario_capacity; /* options per scenario kernel call */
+  double *s_spot, *s_strike, *s_expiry, *s_rate, *s_yield, *s_vol, *s_price;
+  uint8_t *s_type, *s_error;
+  /* Partial sums of the chunk in hand. */
+  gk_risk *risk;       /* per underlying, dense */
+  double *grid_by_underlying; /* underlyings x grid size, when asked for */
+  double *grid;        /* grid size */
+  gk_risk total;
+  uint32_t *touched;   /* underlyings with non-zero partials, in first-touch order */
+  uint8_t *is_touched;
+  size_t touched_count, invalid;
+} worker_state;
+
+typedef struct revalue_job {
+  gk_model model;
+  const gk_markets *markets;
+  const gk_positions *positions;
+  const gk_scenario_grid *grid;
+  size_t grid_size;
+  gk_portfolio_results *results;
+  worker_state **states;
+  size_t chunk_count;
+  /* Ordered merge. */
+  pthread_mutex_t merge_lock;
+  pthread_cond_t merged_one;
+  size_t merged;   /* chunks merged so far; guarded by merge_lock */
+  _Atomic int out_of_memory;
+} revalue_job;
+
+static const char *const position_fields[] = {"underlying", "quantity", "multiplier"};
+static const char *const position_rules[] = {"names no underlying in the market data",
+                                             "must be a finite number", "must be finite and > 0"};
+
+const char *gk_position_error_field(unsigned error) {
+  if (error >= GK_POSITION_UNDERLYING_UNKNOWN && error <= GK_POSITION_MULTIPLIER_NOT_POSITIVE)
+    return position_fields[error - GK_POSITION_UNDERLYING_UNKNOWN];
+  return gk_element_error_field((gk_element_error)error);
+}
+
+const char *gk_position_error_rule(unsigned error) {
+  if (error >= GK_POSITION_UNDERLYING_UNKNOWN && error <= GK_POSITION_MULTIPLIER_NOT_POSITIVE)
+    return position_rules[error - GK_POSITION_UNDERLYING_UNKNOWN];
+  return gk_element_error_rule((gk_element_error)error);
+}
+
+static void free_worker_state(worker_state *w) {
+  if (w == NULL) return;
+  void *arrays[] = {w->s_spot, w->s_strike, w->s_expiry, w->s_rate, w->s_yield, w->s_vol,
+                    w->s_price, w->s_type, w->s_error, w->risk, w->grid_by_underlying,
+                    w->grid, w->touched, w->is_touched};
+  for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) free(arrays[i]);
+  free(w);
+}
+
+static worker_state *new_worker_state(const revalue_job *job) {
+  worker_state *w = calloc(1, sizeof *w); /* calloc from the worker: first touch is its own */
+  if (w == NULL) return NULL;
+  size_t underlyings = job->markets->count, g = job->grid_size;
+  size_t per_position = g > 0 ? g : 1;
+  size_t positions_per_call = SCENARIO_BATCH_OPTIONS / per_position;
+  if (positions_per_call == 0) positions_per_call = 1;
+  w->scenario_capacity = positions_per_call * per_position;
+  size_t n = w->scenario_capacity;
+  int ok = 1;
+  if (g > 0) {
+    double **doubles[] = {&w->s_spot, &w->s_strike, &w->s_expiry, &w->s_rate,
+                          &w->s_yield, &w->s_vol, &w->s_price};
+    for (size_t i = 0; i < sizeof doubles / sizeof doubles[0]; i++)
+      ok &= (*doubles[i] = calloc(n, sizeof(double))) != NULL;
+    ok &= (w->s_type = calloc(n, 1)) != NULL;
+    ok &= (w->s_error = calloc(n, 1)) != NULL;
+    ok &= (w->grid = calloc(g, sizeof(double))) != NULL;
+    if (job->results->pnl_per_underlying)
+      ok &= (w->grid_by_underlying = calloc(underlyings * g, sizeof(double))) != NULL;
+  }
+  ok &= (w->risk = calloc(underlyings > 0 ? underlyings : 1, sizeof(gk_risk))) != NULL;
+  ok &= (w->touched = calloc(underlyings > 0 ? underlyings : 1, sizeof(uint32_t))) != NULL;
+  ok &= (w->is_touched = calloc(underlyings > 0 ? underlyings : 1, 1)) != NULL;
+  if (!ok) {
+    free_worker_state(w);
+    return NULL;
+  }
+  return w;
+}
+
+static void add_risk(gk_risk *sum, const gk_risk *r) {
+  sum->value += r->value, sum->delta += r->delta, sum->gamma += r->gamma;
+  sum->vega += r->vega, sum->theta += r->theta, sum->rho += r->rho, sum->phi += r->phi;
+  sum->dollar_delta += r->dollar_delta, sum->dollar_gamma += r->dollar_gamma;
+  sum->positions += r->positions;
+}
+
+static void touch(worker_state *w, uint32_t u) {
+  if (!w->is_touched[u]) {
+    w->is_touched[u] = 1;
+    w->touched[w->touched_count++] = u;
+  }
+}
+
+static uint8_t check_position(const revalue_job *job, size_t i) {
+  const gk_positions *p = job->positions;
+  if (p->underlying[i] >= job->markets->count) return GK_POSITION_UNDERLYING_UNKNOWN;
+  if (!isfinite(p->quantity[i])) return GK_POSITION_QUANTITY_NOT_FINITE;
+  if (!(isfinite(p->multiplier[i]) && p->multiplier[i] > 0)) return GK_POSITION_MULTIPLIER_NOT_POSITIVE;
+  return 0;
+}
+
+/* Fills the chunk's SoA inputs; positions failing their own checks get a type
+ * byte the kernels reject, and keep their position error. */
+static void gather_chunk(const revalue_job *job, worker_state *w, size_t begin, size_t count) {
+  const gk_positions *p = job->positions;
+  const gk_markets *m = job->markets;
+  chunk_arrays *c = &w->chunk;
+  for (size_t k = 0; k < count; k++) {
+    size_t i = begin + k;
+    uint8_t error = check_position(job, i);
+    c->position_error[k] = error;
+    uint32_t u = error == GK_POSITION_UNDERLYING_UNKNOWN ? 0 : p->underlying[i];
+    int has_market = m->count > 0 && error != GK_POSITION_UNDERLYING_UNKNOWN;
+    c->spot[k] = has_market ? m->spot[u] : 1.0;
+    c->rate[k] = has_market ? m->rate[u] : 0.0;
+    c->yield[k] = has_market && m->yield ? m->yield[u] : 0.0;
+    c->strike[k] = p->strike[i];
+    c->expiry[k] = p->expiry[i];
+    c->vol[k] = p->vol[i];
+    c->type[k] = error ? 0xff : p->type[i];
+  }
+}
+
+static void write_position(gk_portfolio_results *r, size_t i, const gk_risk *x) {
+  if (r->value) r->value[i] = x->value;
+  if (r->delta) r->delta[i] = x->delta;
+  if (r->gamma) r->gamma[i] = x->gamma;
+  if (r->vega) r->vega[i] = x->vega;
+  if (r->theta) r->theta[i] = x->theta;
+  if (r->rho) r->rho[i] = x->rho;
+  if (r->phi) r->phi[i] = x->phi;
+}
+
+/* Base prices and Greeks of a chunk, scaled, written per position and summed. */
+static void value_chunk(revalue_job *job, worker_state *w, size_t begin, size_t count) {
+  chunk_arrays *c = &w->chunk;
+  gk_option_batch in = {count, c->spot, c->strike, c->expiry, c->rate, c->yield, c->vol, c->type};
+  gk_greeks_batch out = {c->price, c->delta, c->gamma, c->vega, c->theta, c->rho, c->phi, c->error};
+  gk_bsm_price_batch(job->model, &in, GK_OUT_ALL, &out, NULL);
+  const gk_positions *p = job->positions;
+  for (size_t k = 0; k < count; k++) {
+    size_t i = begin + k;
+    uint8_t error = c->position_error[k] ? c->position_error[k] : c->error[k];
+    job->results->error[i] = error;
+    gk_risk x = {0};
+    if (error != 0) {
+      w->invalid++;
+      write_position(job->results, i, &x);
+      continue;
+    }
+    double weight = p->quantity[i] * p->multiplier[i], S = c->spot[k];
+    x.value = weight * c->price[k], x.delta = weight * c->delta[k];
+    x.gamma = weight * c->gamma[k], x.vega = weight * c->vega[k];
+    x.theta = weight * c->theta[k], x.rho = weight * c->rho[k], x.phi = weight * c->phi[k];
+    x.dollar_delta = x.delta * S, x.dollar_gamma = x.gamma * S * S;
+    x.positions = 1;
+    write_position(job->results, i, &x);
+    uint32_t u = p->underlying[i];
+    touch(w, u);
+    add_risk(&w->risk[u], &x);
+    add_risk(&w->total, &x);
+  }
+}
+
+static double shock(double x, double by, gk_shock_mode mode, double lo, double hi) {
+  double shocked = mode == GK_SHOCK_RELATIVE ? x * (1.0 + by) : x + by;
+  return fmin(fmax(shocked, lo), hi);
+}
+
+/* Scenario P&L of a chunk's valid positions, position by position in order. */
+static void shock_chunk(revalue_job *job, worker_state *w, size_t begin, size_t count) {
+  const gk_scenario_grid *grid = job->grid;
+  size_t g = job->grid_size, per_call = w->scenario_capacity / g;
+  const gk_positions *p = job->positions;
+  chunk_arrays *c = &w->chunk;
+  size_t k = 0;
+  while (k < count) {
+    size_t batch_positions = 0;
+    size_t members[SCENARIO_BATCH_OPTIONS];
+    for (; k < count && batch_positions < per_call; k++) {
+      if (job->results->error[begin + k] != 0) continue;
+      double *sp = w->s_spot + batch_positions * g, *sv = w->s_vol + batch_positions * g;
+      for (size_t i = 0; i < grid->spot.count; i++) {
+        double S = shock(c->spot[k], grid->spot.shocks[i], grid->spot.mode, GK_MIN_PRICE_LEVEL, GK_MAX_PRICE_LEVEL);
+        for (size_t j = 0; j < grid->vol.count; j++) {
+          sp[i * grid->vol.count + j] = S;
+          sv[i * grid->vol.count + j] = shock(c->vol[k], grid->vol.shocks[j], grid->vol.mode, 0.0, GK_MAX_VOL);
+        }
+      }
+      for (size_t e = batch_positions * g; e < (batch_positions + 1) * g; e++) {
+        w->s_strike[e] = c->strike[k], w->s_expiry[e] = c->expiry[k];
+        w->s_rate[e] = c->rate[k], w->s_yield[e] = c->yield[k], w->s_type[e] = c->type[k];
+      }
+      members[batch_positions++] = k;
+    }
+    if (batch_positions == 0) continue;
+    gk_option_batch in = {batch_positions * g, w->s_spot, w->s_strike, w->s_expiry, w->s_rate,
+                          w->s_yield, w->s_vol, w->s_type};
+    gk_greeks_batch out = {w->s_price, NULL, NULL, NULL, NULL, NULL, NULL, w->s_error};
+    gk_bsm_price_batch(job->model, &in, GK_OUT_PRICE, &out, NULL);
+    for (size_t b = 0; b < batch_positions; b++) {
+      size_t kk = members[b], i = begin + kk;
+      double weight = p->quantity[i] * p->multiplier[i], base = c->price[kk];
+      const double *prices = w->s_price + b * g;
+      double *by_underlying = w->grid_by_underlying ? w->grid_by_underlying + (size_t)p->underlying[i] * g : NULL;
+      for (size_t e = 0; e < g; e++) {
+        double pnl = weight * (prices[e] - base);
+        w->grid[e] += pnl;
+        if (by_underlying) by_underlying[e] += pnl;
+      }
+    }
+  }
+}
+
+/* Adds the worker's partial sums to the results and clears them. Called in chunk
+ * order only. */
+static void merge_partials(revalue_job *job, worker_state *w) {
+  gk_portfolio_results *r = job->results;
+  size_t g = job->grid_size;
+  for (size_t t = 0; t < w->touched_count; t++) {
+    uint32_t u = w->touched[t];
+    add_risk(&r->per_underlying[u], &w->risk[u]);
+    memset(&w->risk[u], 0, sizeof w->risk[u]);
+    if (w->grid_by_underlying) {
+      double *src = w->grid_by_underlying + (size_t)u * g, *dst = r->pnl_per_underlying + (size_t)u * g;
+      for (size_t e = 0; e < g; e++) dst[e] += src[e];
+      memset(src, 0, g * sizeof(double));
+    }
+    w->is_touched[u] = 0;
+  }
+  w->touched_count = 0;
+  add_risk(&r->total, &w->total);
+  memset(&w->total, 0, sizeof w->total);
+  for (size_t e = 0; e < g; e++) {
+    r->pnl[e] += w->grid[e];
+    w->grid[e] = 0.0;
+  }
+  r->invalid_positions += w->invalid;
+  w->invalid = 0;
+}
+
+static void finish_chunk_in_order(revalue_job *job, worker_state *w, size_t chunk) {
+  pthread_mutex_lock(&job->merge_lock);
+  while (job->merged != chunk) pthread_cond_wait(&job->merged_one, &job->merge_lock);
+  if (w) merge_partials(job, w);
+  job->merged++;
+  pthread_cond_broadcast(&job->merged_one);
+  pthread_mutex_unlock(&job->merge_lock);
+}
+
+static void revalue_chunk(void *context, size_t chunk, int worker) {
+  revalue_job *job = context;
+  worker_state *w = job->states[worker];
+  if (w == NULL && !atomic_load(&job->out_of_memory)) {
+    w = job->states[worker] = new_worker_state(job);
+    if (w == NULL) atomic_store(&job->out_of_memory, 1);
+  }
+  if (w == NULL || atomic_load(&job->out_of_memory)) {
+    finish_chunk_in_order(job, NULL, chunk); /* keep the order moving; the call fails */
+    return;
+  }
+  size_t begin = chunk * CHUNK_POSITIONS;
+  size_t count = job->positions->count - begin < CHUNK_POSITIONS ? job->positions->count - begin : CHUNK_POSITIONS;
+  gather_chunk(job, w, begin, count);
+  value_chunk(job, w, begin, count);
+  if (job->grid_size > 0) shock_chunk(job, w, begin, count);
+  finish_chunk_in_order(job, w, chunk);
+}
+
+static gk_code check_axis(const gk_scenario_axis *axis, const char *name, gk_status *status) {
+  char field[32];
+  if (axis->count > GK_MAX_SCENARIO_AXIS)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, name, NULL, GK_STATUS_NO_INDEX,
+                         "%s: %zu shocks, at most %d allowed", name, axis->count, GK_MAX_SCENARIO_AXIS);
+  if (axis->count > 0 && axis->shocks == NULL)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, name, NULL, GK_STATUS_NO_INDEX, "%s: shocks array is NULL", name);
+  if (axis->mode != GK_SHOCK_RELATIVE && axis->mode != GK_SHOCK_ABSOLUTE)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, name, NULL, GK_STATUS_NO_INDEX, "%s: mode must be relative or absolute", name);
+  for (size_t i = 0; i < axis->count; i++) {
+    double k = axis->shocks[i];
+    char value[48];
+    snprintf(field, sizeof field, "%s[%zu]", name, i);
+    snprintf(value, sizeof value, "%.17g", k);
+    if (!isfinite(k))
+      return gk_status_set(status, GK_INVALID_ARGUMENT, field, value, (int64_t)i, "%s = %s: must be finite", field, value);
+    if (axis->mode == GK_SHOCK_RELATIVE && k <= -1.0)
+      return gk_status_set(status, GK_INVALID_ARGUMENT, field, value, (int64_t)i,
+                           "%s = %s: a relative shock must be > -1 (-100%%)", field, value);
+  }
+  return GK_OK;
+}
+
+static gk_code check_arguments(const gk_markets *m, const gk_positions *p, const gk_scenario_grid *grid,
+                               const gk_portfolio_results *r, gk_model model, gk_status *status) {
+  if (!m || !p || !grid || !r)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, !m ? "markets" : !p ? "positions" : !grid ? "grid" : "results",
+                         NULL, GK_STATUS_NO_INDEX, "gk_revalue_portfolio: a required argument is NULL");
+  if ((unsigned)model > GK_MODEL_GK)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "model", NULL, GK_STATUS_NO_INDEX, "model must be bsm, black76 or gk");
+  if (m->count > 0 && (!m->spot || !m->rate || (model != GK_MODEL_BLACK76 && !m->yield)))
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "markets", NULL, GK_STATUS_NO_INDEX,
+                         "markets: spot, rate%s arrays are required", model != GK_MODEL_BLACK76 ? " and yield" : "");
+  if (m->count > UINT32_MAX)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "markets", NULL, GK_STATUS_NO_INDEX, "more than 2^32 underlyings");
+  if (p->count > 0 && (!p->underlying || !p->type || !p->strike || !p->expiry || !p->vol || !p->quantity || !p->multiplier))
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "positions", NULL, GK_STATUS_NO_INDEX,
+                         "positions: every array (underlying, type, strike, expiry, vol, quantity, multiplier) is required");
+  if (!r->error || (m->count > 0 && !r->per_underlying))
+    return gk_status_set(status, GK_INVALID_ARGUMENT, !r->error ? "results.error" : "results.per_underlying",
+                         NULL, GK_STATUS_NO_INDEX, "results: error and per_underlying arrays are required");
+  gk_code code = check_axis(&grid->spot, "spot_shocks", status);
+  if (code == GK_OK) code = check_axis(&grid->vol, "vol_shocks", status);
+  if (code != GK_OK) return code;
+  if (grid->spot.count * grid->vol.count > 0 && !r->pnl)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "results.pnl", NULL, GK_STATUS_NO_INDEX,
+                         "results.pnl is required when the scenario grid is not empty");
+  return GK_OK;
+}
+
+gk_code gk_revalue_portfolio(gk_pool *pool, gk_model model, const gk_markets *markets,
+                             const gk_positions *positions, const gk_scenario_grid *grid,
+                             gk_portfolio_results *results, gk_status *status) {
+  gk_code code = check_arguments(markets, positions, grid, results, model, status);
+  if (code != GK_OK) return code;
+  gk_rc rc = gk_isa_init();
+  if (rc != GK_RC_OK)
+    return gk_status_set(status, GK_UNAVAILABLE, "GREEKS_ISA", NULL, GK_STATUS_NO_INDEX,
+                         "pricing kernels unavailable: %s", gk_rc_message(rc));
+  revalue_job job = {0};
+  job.model = model, job.markets = markets, job.positions = positions, job.grid = grid;
+  job.grid_size = grid->spot.count * grid->vol.count;
+  job.results = results;
+  job.chunk_count = (positions->count + CHUNK_POSITIONS - 1) / CHUNK_POSITIONS;
+  int threads = pool ? gk_pool_threads(pool) : 1;
+  job.states = calloc((size_t)threads, sizeof *job.states);
+  if (job.states == NULL)
+    return gk_status_set(status, GK_RESOURCE_EXHAUSTED, NULL, NULL, GK_STATUS_NO_INDEX, "out of memory");
+  pthread_mutex_init(&job.merge_lock, NULL);
+  pthread_cond_init(&job.merged_one, NULL);
+
+  memset(&results->total, 0, sizeof results->total);
+  results->invalid_positions = 0;
+  if (markets->count > 0) memset(results->per_underlying, 0, markets->count * sizeof(gk_risk));
+  if (job.grid_size > 0) memset(results->pnl, 0, job.grid_size * sizeof(double));
+  if (results->pnl_per_underlying && job.grid_size > 0)
+    memset(results->pnl_per_underlying, 0, markets->count * job.grid_size * sizeof(double));
+
+  if (pool == NULL) {
+    for (size_t c = 0; c < job.chunk_count; c++) revalue_chunk(&job, c, 0);
+  } else {
+    code = gk_pool_run(pool, job.chunk_count, revalue_chunk, &job, status);
+  }
+  for (int t = 0; t < threads; t++) free_worker_state(job.states[t]);
+  free(job.states);
+  pthread_mutex_destroy(&job.merge_lock);
+  pthread_cond_destroy(&job.merged_one);
+  if (code != GK_OK) return code;
+  if (atomic_load(&job.out_of_memory))
+    return gk_status_set(status, GK_RESOURCE_EXHAUSTED, NULL, NULL, GK_STATUS_NO_INDEX,
+                         "out of memory for the workers' partial sums (%zu underlyings x %zu scenarios)",
+                         markets->count, job.grid_size);
+  gk_status_clear(status);
+  return GK_OK;
+}

@@ -1,0 +1,186 @@
+#include "greeks/pricing.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "greeks/bsm.h"
+
+static size_t slice_count(size_t n) { return (n + GK_SLICE_OPTIONS - 1) / GK_SLICE_OPTIONS; }
+
+static gk_code kernel_error(gk_rc rc, gk_status *status) {
+  gk_code code = rc == GK_RC_ISA_UNKNOWN || rc == GK_RC_ISA_UNSUPPORTED ? GK_UNAVAILABLE
+                                                                        : GK_INVALID_ARGUMENT;
+  return gk_status_set(status, code, NULL, NULL, GK_STATUS_NO_INDEX, "pricing kernels: %s",
+                       gk_rc_message(rc));
+}
+
+/* A sub-range [begin, begin + count) of a batch: every array offset. */
+static gk_option_batch batch_slice(const gk_option_batch *in, size_t begin, size_t count) {
+  gk_option_batch s = *in;
+  s.count = count;
+  s.spot += begin, s.strike += begin, s.expiry += begin, s.rate += begin, s.vol += begin;
+  s.type += begin;
+  if (s.yield) s.yield += begin;
+  return s;
+}
+
+static double *offset_or_null(double *p, size_t begin) { return p ? p + begin : NULL; }
+
+static gk_greeks_batch results_slice(const gk_greeks_batch *out, size_t begin) {
+  gk_greeks_batch s;
+  s.price = offset_or_null(out->price, begin);
+  s.delta = offset_or_null(out->delta, begin);
+  s.gamma = offset_or_null(out->gamma, begin);
+  s.vega = offset_or_null(out->vega, begin);
+  s.theta = offset_or_null(out->theta, begin);
+  s.rho = offset_or_null(out->rho, begin);
+  s.phi = offset_or_null(out->phi, begin);
+  s.error = out->error + begin;
+  return s;
+}
+
+typedef struct batch_job {
+  gk_model model;
+  const gk_option_batch *in;
+  unsigned outputs;
+  const gk_greeks_batch *out;
+  _Atomic size_t invalid;
+} batch_job;
+
+static void price_batch_slice(void *context, size_t task, int worker) {
+  (void)worker;
+  batch_job *job = context;
+  size_t begin = task * GK_SLICE_OPTIONS;
+  size_t count = job->in->count - begin < GK_SLICE_OPTIONS ? job->in->count - begin : GK_SLICE_OPTIONS;
+  gk_option_batch in = batch_slice(job->in, begin, count);
+  gk_greeks_batch out = results_slice(job->out, begin);
+  size_t invalid = 0;
+  /* Arguments were checked on the whole batch; a slice cannot fail differently. */
+  gk_bsm_price_batch(job->model, &in, job->outputs, &out, &invalid);
+  atomic_fetch_add(&job->invalid, invalid);
+}
+
+gk_code gk_price_batch(gk_pool *pool, gk_model model, const gk_option_batch *in,
+                       unsigned outputs, gk_greeks_batch *out, size_t *invalid_count,
+                       gk_status *status) {
+  /* Validates every argument once, on an empty view, with the kernels' own rules. */
+  if (in == NULL || out == NULL)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, in ? "out" : "in", NULL, GK_STATUS_NO_INDEX,
+                         "gk_price_batch: %s is NULL", in ? "out" : "in");
+  gk_option_batch probe = *in;
+  probe.count = in->count > 0 ? 1 : 0;
+  gk_rc rc = gk_bsm_price_batch(model, &probe, outputs, out, NULL);
+  if (rc != GK_RC_OK) return kernel_error(rc, status);
+  batch_job job = {model, in, outputs, out, 0};
+  size_t tasks = slice_count(in->count);
+  if (pool == NULL) {
+    for (size_t t = 0; t < tasks; t++) price_batch_slice(&job, t, 0);
+  } else {
+    gk_code code = gk_pool_run(pool, tasks, price_batch_slice, &job, status);
+    if (code != GK_OK) return code;
+  }
+  if (invalid_count) *invalid_count = atomic_load(&job.invalid);
+  gk_status_clear(status);
+  return GK_OK;
+}
+
+static gk_code reject_market(gk_status *status, const char *field, double value, const char *rule) {
+  char text[64];
+  snprintf(text, sizeof text, "%.17g", value);
+  return gk_status_set(status, GK_INVALID_ARGUMENT, field, text, GK_STATUS_NO_INDEX,
+                       "market %s = %s: %s", field, text, rule);
+}
+
+gk_code gk_market_validate(gk_model model, const gk_market *market, gk_status *status) {
+  if (market == NULL)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "market", NULL, GK_STATUS_NO_INDEX, "market is NULL");
+  double spot = market->spot, rate = market->rate, yield = market->yield;
+  if (!isfinite(spot)) return reject_market(status, "spot", spot, "must be a finite number");
+  if (spot <= 0) return reject_market(status, "spot", spot, "must be > 0");
+  if (spot < GK_MIN_PRICE_LEVEL || spot > GK_MAX_PRICE_LEVEL)
+    return reject_market(status, "spot", spot, "must be in [1e-12, 1e15]");
+  if (!isfinite(rate) || fabs(rate) > GK_MAX_ABS_RATE)
+    return reject_market(status, "rate", rate, "must be finite and in [-5, 5] (per year)");
+  if (model != GK_MODEL_BLACK76 && (!isfinite(yield) || fabs(yield) > GK_MAX_ABS_RATE))
+    return reject_market(status, "yield", yield, "must be finite and in [-5, 5] (per year)");
+  gk_status_clear(status);
+  return GK_OK;
+}
+
+/* Per-worker chain scratch: the market broadcast over one slice. */
+typedef struct chain_scratch {
+  double spot[GK_SLICE_OPTIONS];
+  double rate[GK_SLICE_OPTIONS];
+  double yield[GK_SLICE_OPTIONS];
+} chain_scratch;
+
+size_t gk_chain_scratch_bytes(void) { return sizeof(chain_scratch); }
+
+typedef struct chain_job {
+  gk_pool *pool;
+  gk_model model;
+  const gk_market *market;
+  const gk_chain *chain;
+  unsigned outputs;
+  const gk_greeks_batch *out;
+  _Atomic size_t invalid;
+  chain_scratch *inline_scratch; /* used when there is no pool */
+} chain_job;
+
+static void price_chain_slice(void *context, size_t task, int worker) {
+  chain_job *job = context;
+  chain_scratch *scratch = job->pool ? gk_pool_scratch(job->pool, worker) : job->inline_scratch;
+  size_t begin = task * GK_SLICE_OPTIONS;
+  size_t count = job->chain->count - begin < GK_SLICE_OPTIONS ? job->chain->count - begin : GK_SLICE_OPTIONS;
+  for (size_t i = 0; i < count; i++) {
+    scratch->spot[i] = job->market->spot;
+    scratch->rate[i] = job->market->rate;
+    scratch->yield[i] = job->market->yield;
+  }
+  gk_option_batch in = {count, scratch->spot, job->chain->strike + begin,
+                        job->chain->expiry + begin, scratch->rate, scratch->yield,
+                        job->chain->vol + begin, job->chain->type + begin};
+  gk_greeks_batch out = results_slice(job->out, begin);
+  size_t invalid = 0;
+  gk_bsm_price_batch(job->model, &in, job->outputs, &out, &invalid);
+  atomic_fetch_add(&job->invalid, invalid);
+}
+
+gk_code gk_price_chain(gk_pool *pool, gk_model model, const gk_market *market,
+                       const gk_chain *chain, unsigned outputs, gk_greeks_batch *out,
+                       size_t *invalid_count, gk_status *status) {
+  if (chain == NULL || out == NULL)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, chain ? "out" : "chain", NULL, GK_STATUS_NO_INDEX,
+                         "gk_price_chain: %s is NULL", chain ? "out" : "chain");
+  gk_code code = gk_market_validate(model, market, status);
+  if (code != GK_OK) return code;
+  if (pool != NULL && gk_pool_scratch(pool, 0) == NULL)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "pool", NULL, GK_STATUS_NO_INDEX,
+                         "gk_price_chain: the pool has no scratch (create it with "
+                         "scratch_bytes >= gk_chain_scratch_bytes())");
+  double one_spot = market->spot, one_rate = market->rate, one_yield = market->yield;
+  gk_option_batch probe = {chain->count > 0 ? 1 : 0, &one_spot, chain->strike, chain->expiry,
+                           &one_rate, &one_yield, chain->vol, chain->type};
+  gk_rc rc = gk_bsm_price_batch(model, &probe, outputs, out, NULL);
+  if (rc != GK_RC_OK) return kernel_error(rc, status);
+  chain_job job = {pool, model, market, chain, outputs, out, 0, NULL};
+  size_t tasks = slice_count(chain->count);
+  if (pool == NULL) {
+    /* One allocation per call, not per slice or element. */
+    job.inline_scratch = malloc(sizeof *job.inline_scratch);
+    if (job.inline_scratch == NULL)
+      return gk_status_set(status, GK_RESOURCE_EXHAUSTED, NULL, NULL, GK_STATUS_NO_INDEX,
+                           "out of memory for the chain's scratch");
+    for (size_t t = 0; t < tasks; t++) price_chain_slice(&job, t, 0);
+    free(job.inline_scratch);
+  } else {
+    code = gk_pool_run(pool, tasks, price_chain_slice, &job, status);
+    if (code != GK_OK) return code;
+  }
+  if (invalid_count) *invalid_count = atomic_load(&job.invalid);
+  gk_status_clear(status);
+  return GK_OK;
+}

@@ -1,0 +1,60 @@
+#include "greeks/status.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+void gk_status_clear(gk_status *status) {
+  if (status == NULL) return;
+  memset(status, 0, sizeof *status);
+  status->index = GK_STATUS_NO_INDEX;
+}
+
+static gk_category category_of(gk_code code) {
+  switch (code) {
+    case GK_OK: return GK_CATEGORY_NONE;
+    case GK_INVALID_ARGUMENT: return GK_CATEGORY_VALIDATION;
+    case GK_RESOURCE_EXHAUSTED: return GK_CATEGORY_RESOURCE;
+    case GK_UNAVAILABLE: return GK_CATEGORY_UNAVAILABLE;
+    case GK_DEADLINE_EXCEEDED: return GK_CATEGORY_TIMEOUT;
+    case GK_CANCELLED: return GK_CATEGORY_CANCELLED;
+    case GK_INTERNAL: return GK_CATEGORY_INTERNAL;
+    case GK_IO_ERROR: return GK_CATEGORY_IO;
+  }
+  return GK_CATEGORY_INTERNAL;
+}
+
+/* Retrying helps when the cause is load or time, not the request itself. */
+static bool transient_code(gk_code code) {
+  return code == GK_RESOURCE_EXHAUSTED || code == GK_UNAVAILABLE || code == GK_DEADLINE_EXCEEDED;
+}
+
+gk_code gk_status_set(gk_status *status, gk_code code, const char *field, const char *value,
+                      int64_t index, const char *format, ...) {
+  if (status == NULL) return code;
+  gk_status_clear(status);
+  status->code = code;
+  status->category = category_of(code);
+  status->transient = transient_code(code);
+  status->index = index;
+  if (field) snprintf(status->field, sizeof status->field, "%s", field);
+  if (value) snprintf(status->value, sizeof status->value, "%s", value);
+  va_list args;
+  va_start(args, format);
+  vsnprintf(status->message, sizeof status->message, format, args);
+  va_end(args);
+  return code;
+}
+
+const char *gk_code_name(gk_code code) {
+  static const char *const names[] = {"OK", "INVALID_ARGUMENT", "RESOURCE_EXHAUSTED",
+                                      "UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED",
+                                      "INTERNAL", "IO_ERROR"};
+  return (unsigned)code < sizeof names / sizeof names[0] ? names[code] : "UNKNOWN";
+}
+
+const char *gk_category_name(gk_category category) {
+  static const char *const names[] = {"none", "validation", "pricing", "resource",
+                                      "unavailable", "timeout", "cancelled", "internal", "io"};
+  return (unsigned)category < sizeof names / sizeof names[0] ? names[category] : "unknown";
+}

@@ -1,0 +1,218 @@
+/*
+ * Engine: the worker pool (every task runs exactly once, concurrent callers, bad
+ * options), and the batch and chain use cases against direct kernel calls, with
+ * results identical for 1, 2, 3 and 7 threads.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "greeks/pricing.h"
+#include "support/test_support.h"
+
+typedef struct count_job {
+  _Atomic int *hits;
+  int threads;
+  _Atomic int bad_worker;
+} count_job;
+
+static void count_task(void *context, size_t task, int worker) {
+  count_job *job = context;
+  atomic_fetch_add(&job->hits[task], 1);
+  if (worker < 0 || worker >= job->threads) atomic_store(&job->bad_worker, 1);
+}
+
+static void test_pool_runs_every_task_once(void **state) {
+  (void)state;
+  int thread_counts[] = {1, 2, 3, 8};
+  for (int t = 0; t < 4; t++) {
+    gk_pool_options options = gk_pool_options_default();
+    options.threads = thread_counts[t];
+    gk_pool *pool = NULL;
+    gk_status status;
+    assert_int_equal(gk_pool_create(&options, &pool, &status), GK_OK);
+    assert_int_equal(gk_pool_threads(pool), thread_counts[t]);
+    assert_true(gk_pool_numa_nodes(pool) >= 1);
+    size_t sizes[] = {0, 1, 5, 1000, 4097};
+    for (int s = 0; s < 5; s++) {
+      for (int repeat = 0; repeat < 20; repeat++) {
+        _Atomic int *hits = calloc(sizes[s] + 1, sizeof *hits);
+        count_job job = {hits, thread_counts[t], 0};
+        assert_int_equal(gk_pool_run(pool, sizes[s], count_task, &job, NULL), GK_OK);
+        for (size_t i = 0; i < sizes[s]; i++) assert_int_equal(atomic_load(&hits[i]), 1);
+        assert_int_equal(atomic_load(&job.bad_worker), 0);
+        free(hits);
+      }
+    }
+    gk_pool_destroy(pool);
+  }
+}
+
+typedef struct caller_args {
+  gk_pool *pool;
+  int ok;
+} caller_args;
+
+static void *concurrent_caller(void *arg) {
+  caller_args *a = arg;
+  a->ok = 1;
+  for (int repeat = 0; repeat < 200; repeat++) {
+    _Atomic int hits[64] = {0};
+    count_job job = {hits, gk_pool_threads(a->pool), 0};
+    if (gk_pool_run(a->pool, 64, count_task, &job, NULL) != GK_OK) a->ok = 0;
+    for (int i = 0; i < 64; i++) a->ok &= atomic_load(&hits[i]) == 1;
+  }
+  return NULL;
+}
+
+static void test_pool_serializes_concurrent_runs(void **state) {
+  (void)state;
+  gk_pool_options options = gk_pool_options_default();
+  options.threads = 2;
+  gk_pool *pool = NULL;
+  assert_int_equal(gk_pool_create(&options, &pool, NULL), GK_OK);
+  pthread_t callers[3];
+  caller_args args[3];
+  for (int i = 0; i < 3; i++) {
+    args[i].pool = pool;
+    assert_int_equal(pthread_create(&callers[i], NULL, concurrent_caller, &args[i]), 0);
+  }
+  for (int i = 0; i < 3; i++) {
+    pthread_join(callers[i], NULL);
+    assert_true(args[i].ok);
+  }
+  gk_pool_destroy(pool);
+}
+
+static void test_pool_rejects_bad_options(void **state) {
+  (void)state;
+  gk_pool_options options = gk_pool_options_default();
+  options.threads = -3;
+  gk_pool *pool = (gk_pool *)&options;
+  gk_status status;
+  assert_int_equal(gk_pool_create(&options, &pool, &status), GK_INVALID_ARGUMENT);
+  assert_null(pool);
+  assert_string_equal(status.field, "threads");
+  assert_string_equal(status.value, "-3");
+  assert_int_equal(status.category, GK_CATEGORY_VALIDATION);
+  assert_false(status.transient);
+  assert_int_equal(gk_pool_run(NULL, 3, count_task, NULL, &status), GK_INVALID_ARGUMENT);
+  assert_true(gk_usable_cores() >= 1);
+}
+
+static gk_pool *make_pool(int threads) {
+  gk_pool_options options = gk_pool_options_default();
+  options.threads = threads;
+  options.scratch_bytes = gk_chain_scratch_bytes();
+  gk_pool *pool = NULL;
+  assert_int_equal(gk_pool_create(&options, &pool, NULL), GK_OK);
+  return pool;
+}
+
+static int same_results(const owned_batch *a, const owned_batch *b) {
+  size_t bytes = a->count * sizeof(double);
+  return memcmp(a->price, b->price, bytes) == 0 && memcmp(a->delta, b->delta, bytes) == 0 &&
+         memcmp(a->gamma, b->gamma, bytes) == 0 && memcmp(a->vega, b->vega, bytes) == 0 &&
+         memcmp(a->theta, b->theta, bytes) == 0 && memcmp(a->rho, b->rho, bytes) == 0 &&
+         memcmp(a->phi, b->phi, bytes) == 0 && memcmp(a->error, b->error, a->count) == 0;
+}
+
+static void test_batch_equals_kernel_for_any_thread_count(void **state) {
+  (void)state;
+  const size_t n = 3 * GK_SLICE_OPTIONS + 17;
+  owned_batch direct = owned_batch_make(n);
+  test_rng rng = {77};
+  for (size_t i = 0; i < n; i++) fill_random_option(&direct, i, &rng);
+  direct.spot[100] = -1; /* one invalid element */
+  gk_option_batch in = owned_batch_inputs(&direct);
+  gk_greeks_batch out = owned_batch_outputs(&direct);
+  assert_int_equal(gk_bsm_price_batch(GK_MODEL_BSM, &in, GK_OUT_ALL, &out, NULL), GK_RC_OK);
+  int thread_counts[] = {0, 1, 2, 3, 7}; /* 0: no pool */
+  for (int t = 0; t < 5; t++) {
+    owned_batch engine = owned_batch_make(n);
+    gk_greeks_batch engine_out = owned_batch_outputs(&engine);
+    gk_pool *pool = thread_counts[t] ? make_pool(thread_counts[t]) : NULL;
+    size_t invalid = 0;
+    assert_int_equal(gk_price_batch(pool, GK_MODEL_BSM, &in, GK_OUT_ALL, &engine_out, &invalid, NULL), GK_OK);
+    assert_int_equal(invalid, 1);
+    engine.count = n;
+    direct.count = n;
+    assert_true(same_results(&direct, &engine));
+    gk_pool_destroy(pool);
+    owned_batch_free(&engine);
+  }
+  owned_batch_free(&direct);
+}
+
+static void test_chain_equals_batch_with_broadcast_market(void **state) {
+  (void)state;
+  const size_t n = 2 * GK_SLICE_OPTIONS + 5;
+  owned_batch b = owned_batch_make(n);
+  test_rng rng = {8};
+  gk_market market = {101.5, 0.035, 0.012};
+  for (size_t i = 0; i < n; i++) {
+    fill_random_option(&b, i, &rng);
+    b.spot[i] = market.spot, b.rate[i] = market.rate, b.yield[i] = market.yield;
+  }
+  gk_option_batch in = owned_batch_inputs(&b);
+  gk_greeks_batch out = owned_batch_outputs(&b);
+  assert_int_equal(gk_bsm_price_batch(GK_MODEL_GK, &in, GK_OUT_ALL, &out, NULL), GK_RC_OK);
+  gk_chain chain = {n, b.strike, b.expiry, b.vol, b.type};
+  int thread_counts[] = {0, 1, 2, 5};
+  for (int t = 0; t < 4; t++) {
+    owned_batch c = owned_batch_make(n);
+    gk_greeks_batch chain_out = owned_batch_outputs(&c);
+    gk_pool *pool = thread_counts[t] ? make_pool(thread_counts[t]) : NULL;
+    assert_int_equal(gk_price_chain(pool, GK_MODEL_GK, &market, &chain, GK_OUT_ALL, &chain_out, NULL, NULL), GK_OK);
+    assert_true(same_results(&b, &c));
+    gk_pool_destroy(pool);
+    owned_batch_free(&c);
+  }
+  owned_batch_free(&b);
+}
+
+static void test_chain_rejects_a_bad_market_by_name(void **state) {
+  (void)state;
+  owned_batch b = owned_batch_make(4);
+  gk_chain chain = {4, b.strike, b.expiry, b.vol, b.type};
+  gk_greeks_batch out = owned_batch_outputs(&b);
+  gk_market market = {NAN, 0.01, 0.0};
+  gk_status status;
+  assert_int_equal(gk_price_chain(NULL, GK_MODEL_BSM, &market, &chain, GK_OUT_ALL, &out, NULL, &status), GK_INVALID_ARGUMENT);
+  assert_string_equal(status.field, "spot");
+  assert_non_null(strstr(status.message, "finite"));
+  market.spot = 100, market.rate = 9;
+  assert_int_equal(gk_price_chain(NULL, GK_MODEL_BSM, &market, &chain, GK_OUT_ALL, &out, NULL, &status), GK_INVALID_ARGUMENT);
+  assert_string_equal(status.field, "rate");
+  assert_string_equal(status.value, "9");
+  gk_pool *no_scratch = NULL;
+  gk_pool_options options = gk_pool_options_default();
+  options.threads = 1;
+  assert_int_equal(gk_pool_create(&options, &no_scratch, NULL), GK_OK);
+  market.rate = 0.01;
+  assert_int_equal(gk_price_chain(no_scratch, GK_MODEL_BSM, &market, &chain, GK_OUT_ALL, &out, NULL, &status), GK_INVALID_ARGUMENT);
+  assert_string_equal(status.field, "pool");
+  gk_pool_destroy(no_scratch);
+  owned_batch_free(&b);
+}
+
+int main(void) {
+  skip_unless_active_isa_runs();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_pool_runs_every_task_once),
+      cmocka_unit_test(test_pool_serializes_concurrent_runs),
+      cmocka_unit_test(test_pool_rejects_bad_options),
+      cmocka_unit_test(test_batch_equals_kernel_for_any_thread_count),
+      cmocka_unit_test(test_chain_equals_batch_with_broadcast_market),
+      cmocka_unit_test(test_chain_rejects_a_bad_market_by_name),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
