@@ -188,6 +188,83 @@ static void test_bundled_example_prices_cleanly(void **state) {
   assert_int_equal(count_lines(r->out), 13);
 }
 
+static void test_chain_prices_on_the_market_from_flags(void **state) {
+  (void)state;
+  /* Haug's Black-Scholes example as a one-contract chain: S=60, r=0.08, q=0. */
+  cli_result *r = run_cli("", "chain --spot 60 --rate 0.08 --yield 0 --threads 2 chain.csv");
+  assert_int_equal(r->exit_code, 0);
+  assert_true(fabs(strtod(csv_cell(r->out, 1, 1), NULL) - 2.1334) < 1e-4);
+  r = run_cli("", "chain --spot -60 --rate 0.08 chain.csv");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "spot"));
+  r = run_cli("", "chain --rate 0.08 chain.csv");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "--spot and --rate"));
+}
+
+static double grid_cell(const char *csv, const char *underlying, double spot_shock, double vol_shock) {
+  char key[128];
+  snprintf(key, sizeof key, "\n%s,%.15g,%.15g,", underlying, spot_shock, vol_shock);
+  const char *at = strstr(csv, key);
+  if (at == NULL) fail_msg("no grid row %s", key + 1);
+  return strtod(at + strlen(key), NULL);
+}
+
+static void test_revalue_reports_risk_grid_and_bad_positions(void **state) {
+  (void)state;
+  cli_result *r = run_cli("", "revalue positions.csv --market market.csv --threads 2 "
+                              "--grid-out /tmp/greeks_cli_grid.csv --positions-out /tmp/greeks_cli_pos.csv");
+  assert_int_equal(r->exit_code, 3);
+  assert_non_null(strstr(r->err, "line 5: field 'underlying' value 'MSFT': not in the market file"));
+  assert_non_null(strstr(r->err, "line 6: field 'K' value '-3': must be > 0"));
+  assert_non_null(strstr(r->err, "line 7: field 'quantity' value 'abc': not a number"));
+  assert_non_null(strstr(r->err, "line 8: underlying 'BAD' field 'S' value 'nan'"));
+  /* Risk table: SPX, AAPL, BAD, TOTAL; the bad positions count nowhere. */
+  assert_string_equal(csv_cell(r->out, 0, 9), "dollar_delta");
+  assert_string_equal(csv_cell(r->out, 4, 0), "TOTAL");
+  assert_string_equal(csv_cell(r->out, 4, 1), "3");
+  assert_string_equal(csv_cell(r->out, 3, 1), "0");
+  /* The same book without the bad rows gives the same totals. */
+  char with_bad[65536];
+  snprintf(with_bad, sizeof with_bad, "%s", r->out);
+  static char grid_bad[1 << 20];
+  slurp("/tmp/greeks_cli_grid.csv", grid_bad, sizeof grid_bad);
+  r = run_cli("", "revalue positions_good.csv --market market.csv --threads 1 --grid-out /tmp/greeks_cli_grid.csv");
+  assert_int_equal(r->exit_code, 0);
+  assert_string_equal(csv_cell(r->out, 4, 2), csv_cell(with_bad, 4, 2));
+  static char grid_good[1 << 20];
+  slurp("/tmp/greeks_cli_grid.csv", grid_good, sizeof grid_good);
+  assert_string_equal(grid_bad, grid_good); /* bit-identical for 2 threads and 1 */
+  assert_true(grid_cell(grid_good, "TOTAL", 0, 0) == 0.0);
+  /* Long SPX calls + short SPX puts + long AAPL calls: the book gains when spot rises. */
+  assert_true(grid_cell(grid_good, "TOTAL", 0.2, 0) > 0 && grid_cell(grid_good, "TOTAL", -0.2, 0) < 0);
+  /* TOTAL is the sum of the underlyings. */
+  double sum = grid_cell(grid_good, "SPX", 0.1, 0.04) + grid_cell(grid_good, "AAPL", 0.1, 0.04) +
+               grid_cell(grid_good, "BAD", 0.1, 0.04);
+  assert_true(fabs(grid_cell(grid_good, "TOTAL", 0.1, 0.04) - sum) <= 1e-9 * fabs(sum));
+  static char positions[65536];
+  slurp("/tmp/greeks_cli_pos.csv", positions, sizeof positions);
+  assert_non_null(strstr(positions, "bad-strike,,,,,,,,line 6: field 'K' value '-3': must be > 0"));
+}
+
+static void test_revalue_rejects_unusable_input(void **state) {
+  (void)state;
+  cli_result *r = run_cli("", "revalue positions.csv --market market.csv --scenarios spot=rel:-1:0.2:3,vol=abs:0:0:1");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "spot_shocks[0]"));
+  r = run_cli("", "revalue positions.csv --market market.csv --scenarios spot=pct:1:2:3");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "--scenarios must be"));
+  r = run_cli("", "revalue positions.csv --market missing.csv");
+  assert_int_equal(r->exit_code, 2);
+  r = run_cli("", "revalue chain.csv --market market.csv");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "no 'underlying' column"));
+  r = run_cli("", "revalue positions_good.csv --market market.csv --scenarios none --threads 5000");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "--threads"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_prices_a_good_file_to_round_trip_precision),
@@ -196,6 +273,9 @@ int main(void) {
       cmocka_unit_test(test_options_select_model_greeks_and_isa),
       cmocka_unit_test(test_version_names_the_isa),
       cmocka_unit_test(test_bundled_example_prices_cleanly),
+      cmocka_unit_test(test_chain_prices_on_the_market_from_flags),
+      cmocka_unit_test(test_revalue_reports_risk_grid_and_bad_positions),
+      cmocka_unit_test(test_revalue_rejects_unusable_input),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "greeks/isa.h"
+#include "greeks/pool.h"
 
 const char *cli_skip_spaces(const char *s) {
   while (*s && isspace((unsigned char)*s)) s++;
@@ -49,4 +50,37 @@ int cli_check_isa(void) {
     return -1;
   }
   return 0;
+}
+
+const char *cli_parse_double(const char *text, double *value) {
+  const char *start = cli_skip_spaces(text);
+  if (*start == '\0') return "empty";
+  char *end;
+  *value = strtod(start, &end);
+  if (end == start || *cli_skip_spaces(end) != '\0') return "not a number";
+  return NULL;
+}
+
+int cli_parse_threads(const char *text, int *threads) {
+  char *end;
+  long value = text ? strtol(text, &end, 10) : -1;
+  if (text == NULL || end == text || *end != '\0' || value < 0 || value > 1024) {
+    cli_usage_error("--threads must be 0 (one per usable core) to 1024", text);
+    return -1;
+  }
+  *threads = (int)value;
+  return 0;
+}
+
+struct gk_pool *cli_make_pool(int threads, size_t scratch_bytes) {
+  gk_pool_options options = gk_pool_options_default();
+  options.threads = threads;
+  options.scratch_bytes = scratch_bytes;
+  gk_pool *pool = NULL;
+  gk_status status;
+  if (gk_pool_create(&options, &pool, &status) != GK_OK) {
+    fprintf(stderr, "greeks: cannot start worker threads: %s\n", status.message);
+    return NULL;
+  }
+  return pool;
 }

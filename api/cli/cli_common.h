@@ -2,6 +2,8 @@
 #ifndef GREEKS_CLI_COMMON_H
 #define GREEKS_CLI_COMMON_H
 
+#include <stddef.h>
+
 enum {
   CLI_EXIT_OK = 0,
   CLI_EXIT_UNUSABLE = 2, /* bad usage, unreadable file, missing column */
@@ -25,5 +27,18 @@ int cli_force_isa(const char *name);
 /* Checks that the ISA chosen from GREEKS_ISA (or the CPU) is usable; prints a
  * clear error and returns -1 otherwise. */
 int cli_check_isa(void);
+
+/* Parses a whole field as a double (leading/trailing spaces allowed). Returns NULL
+ * on success, else the rule it broke ("empty", "not a number"). */
+const char *cli_parse_double(const char *text, double *value);
+
+/* Parses --threads: 0 (one per usable core) to 1024. Prints a clear error and
+ * returns -1 otherwise. */
+int cli_parse_threads(const char *text, int *threads);
+
+struct gk_pool;
+/* Creates the worker pool for a command; prints the reason and returns NULL on
+ * failure. */
+struct gk_pool *cli_make_pool(int threads, size_t scratch_bytes);
 
 #endif

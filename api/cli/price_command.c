@@ -13,11 +13,12 @@
 #include "cli_common.h"
 #include "csv.h"
 #include "greeks/bsm.h"
+#include "greeks/pricing.h"
 
 enum { COL_ID, COL_TYPE, COL_S, COL_K, COL_T, COL_R, COL_Q, COL_SIGMA, COL_COUNT };
 static const char *const column_names[COL_COUNT] = {"id", "type", "S", "K", "T", "r", "q", "sigma"};
 
-#define CHUNK_ROWS 8192
+#define CHUNK_ROWS 32768
 #define MESSAGE_SIZE 256
 
 typedef struct row {
@@ -42,6 +43,9 @@ typedef struct price_job {
   gk_model model;
   unsigned outputs;
   const char *path;
+  int chain_mode;     /* `greeks chain`: S, r, q come from the command line */
+  gk_market market;   /* chain mode only */
+  gk_pool *pool;
   int column_of[COL_COUNT]; /* position of each column in the file, -1 if absent */
   size_t bad_rows;
 } price_job;
@@ -53,15 +57,13 @@ static void set_row_error(row *r, const char *column, const char *value, const c
 
 static int parse_number(row *r, int column, double *value) {
   const char *text = r->field[column];
-  if (text == NULL) { /* column absent: only allowed for q under black76 */
+  if (text == NULL) { /* column absent: q under black76, or S, r, q of a chain */
     *value = 0.0;
     return 0;
   }
-  char *end;
-  errno = 0;
-  *value = strtod(text, &end);
-  if (end == text || *cli_skip_spaces(end) != '\0') {
-    set_row_error(r, column_names[column], text, text[0] ? "not a number" : "empty");
+  const char *rule = cli_parse_double(text, value);
+  if (rule != NULL) {
+    set_row_error(r, column_names[column], text, rule);
     return -1;
   }
   return 0;
@@ -82,10 +84,11 @@ static int parse_type(row *r, uint8_t *type) {
  * row's error set) when a field cannot be read. */
 static int parse_row_values(price_job *job, chunk *c, size_t k) {
   row *r = &c->rows[k];
-  if (parse_type(r, &c->type[k]) || parse_number(r, COL_S, &c->spot[k]) ||
-      parse_number(r, COL_K, &c->strike[k]) || parse_number(r, COL_T, &c->expiry[k]) ||
-      parse_number(r, COL_R, &c->rate[k]) || parse_number(r, COL_SIGMA, &c->vol[k]))
+  if (parse_type(r, &c->type[k]) || parse_number(r, COL_K, &c->strike[k]) ||
+      parse_number(r, COL_T, &c->expiry[k]) || parse_number(r, COL_SIGMA, &c->vol[k]))
     return -1;
+  if (job->chain_mode) return 0; /* the market comes from the command line */
+  if (parse_number(r, COL_S, &c->spot[k]) || parse_number(r, COL_R, &c->rate[k])) return -1;
   if (job->model == GK_MODEL_BLACK76) c->yield[k] = 0.0; /* ignored by the model */
   else if (parse_number(r, COL_Q, &c->yield[k])) return -1;
   return 0;
@@ -160,13 +163,20 @@ static void write_chunk_results(price_job *job, chunk *c, FILE *out) {
 }
 
 static int price_chunk(price_job *job, chunk *c, FILE *out) {
-  gk_option_batch in = {c->count, c->spot, c->strike, c->expiry, c->rate,
-                        c->yield, c->vol, c->type};
   gk_greeks_batch res = {c->price, c->delta, c->gamma, c->vega, c->theta,
                          c->rho, c->phi, c->element_error};
-  gk_rc rc = gk_bsm_price_batch(job->model, &in, job->outputs, &res, NULL);
-  if (rc != GK_RC_OK) {
-    fprintf(stderr, "greeks: pricing failed: %s\n", gk_rc_message(rc));
+  gk_status status;
+  gk_code code;
+  if (job->chain_mode) {
+    gk_chain chain = {c->count, c->strike, c->expiry, c->vol, c->type};
+    code = gk_price_chain(job->pool, job->model, &job->market, &chain, job->outputs, &res, NULL, &status);
+  } else {
+    gk_option_batch in = {c->count, c->spot, c->strike, c->expiry, c->rate,
+                          c->yield, c->vol, c->type};
+    code = gk_price_batch(job->pool, job->model, &in, job->outputs, &res, NULL, &status);
+  }
+  if (code != GK_OK) {
+    fprintf(stderr, "greeks: pricing failed: %s\n", status.message);
     return -1;
   }
   write_chunk_results(job, c, out);
@@ -188,11 +198,13 @@ static int read_header(price_job *job, char *line) {
     for (size_t i = 0; i < header.field_count; i++)
       if (strcmp(cli_skip_spaces(header.fields[i]), column_names[col]) == 0)
         job->column_of[col] = (int)i;
-    int optional = col == COL_Q && job->model == GK_MODEL_BLACK76;
+    int market_column = col == COL_S || col == COL_R || col == COL_Q;
+    int optional = (col == COL_Q && job->model == GK_MODEL_BLACK76) ||
+                   (job->chain_mode && market_column);
+    if (job->chain_mode && market_column) job->column_of[col] = -1; /* flags win */
     if (job->column_of[col] < 0 && !optional) {
-      fprintf(stderr,
-              "greeks: %s: header has no '%s' column (expected id,type,S,K,T,r,q,sigma)\n",
-              job->path, column_names[col]);
+      fprintf(stderr, "greeks: %s: header has no '%s' column (expected %s)\n", job->path,
+              column_names[col], job->chain_mode ? "id,type,K,T,sigma" : "id,type,S,K,T,r,q,sigma");
       return -1;
     }
   }
@@ -270,7 +282,7 @@ static int parse_model(const char *name, gk_model *model) {
 
 void price_command_usage(FILE *out) {
   fputs("usage: greeks price [--model bsm|black76|gk] [--isa scalar|avx2|avx512]\n"
-        "                    [--greeks all|none|LIST] FILE|-\n"
+        "                    [--greeks all|none|LIST] [--threads N] FILE|-\n"
         "  Prices European options. Input CSV header: id,type,S,K,T,r,q,sigma\n"
         "  (type call|put; T years; r, q continuously compounded per year; sigma per\n"
         "  sqrt(year); black76: S is the futures price, q ignored; gk: q is the\n"
@@ -280,8 +292,25 @@ void price_command_usage(FILE *out) {
         out);
 }
 
-int price_command(int argc, char **argv) {
-  price_job job = {.model = GK_MODEL_BSM, .outputs = GK_OUT_ALL, .path = NULL};
+void chain_command_usage(FILE *out) {
+  fputs("usage: greeks chain --spot S --rate R [--yield Q] [--model bsm|black76|gk]\n"
+        "                    [--isa ISA] [--greeks all|none|LIST] [--threads N] FILE|-\n"
+        "  Prices one underlying's option chain. The market (S, r, q) comes from the\n"
+        "  flags; the input CSV has header id,type,K,T,sigma. Output and exit codes\n"
+        "  as for `greeks price`.\n",
+        out);
+}
+
+/* Returns -1 (after printing why) when a market flag is not a number. */
+static int parse_market_flag(const char *message, const char *value, double *out) {
+  if (value != NULL && cli_parse_double(value, out) == NULL) return 0;
+  cli_usage_error(message, value);
+  return -1;
+}
+
+static int run_price_job(int argc, char **argv, int chain_mode) {
+  price_job job = {.model = GK_MODEL_BSM, .outputs = GK_OUT_ALL, .path = NULL, .chain_mode = chain_mode};
+  int threads = 0, have_spot = 0, have_rate = 0;
   for (int i = 0; i < argc; i++) {
     const char *arg = argv[i], *value = NULL;
     if (cli_take_option(argc, argv, &i, "--model", &value)) {
@@ -293,8 +322,18 @@ int price_command(int argc, char **argv) {
                                "delta,gamma,vega,theta,rho,phi", value);
     } else if (cli_take_option(argc, argv, &i, "--isa", &value)) {
       if (cli_force_isa(value) != 0) return CLI_EXIT_UNUSABLE;
+    } else if (cli_take_option(argc, argv, &i, "--threads", &value)) {
+      if (cli_parse_threads(value, &threads) != 0) return CLI_EXIT_UNUSABLE;
+    } else if (chain_mode && cli_take_option(argc, argv, &i, "--spot", &value)) {
+      if (parse_market_flag("--spot must be a number", value, &job.market.spot)) return CLI_EXIT_UNUSABLE;
+      have_spot = 1;
+    } else if (chain_mode && cli_take_option(argc, argv, &i, "--rate", &value)) {
+      if (parse_market_flag("--rate must be a number", value, &job.market.rate)) return CLI_EXIT_UNUSABLE;
+      have_rate = 1;
+    } else if (chain_mode && cli_take_option(argc, argv, &i, "--yield", &value)) {
+      if (parse_market_flag("--yield must be a number", value, &job.market.yield)) return CLI_EXIT_UNUSABLE;
     } else if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
-      price_command_usage(stdout);
+      (chain_mode ? chain_command_usage : price_command_usage)(stdout);
       return CLI_EXIT_OK;
     } else if (arg[0] == '-' && arg[1] != '\0') {
       return cli_usage_error("unknown option", arg);
@@ -304,18 +343,32 @@ int price_command(int argc, char **argv) {
       return cli_usage_error("more than one input file", arg);
     }
   }
-  if (job.path == NULL) {
-    price_command_usage(stderr);
+  if (job.path == NULL || (chain_mode && (!have_spot || !have_rate))) {
+    if (chain_mode && job.path) fprintf(stderr, "greeks: chain needs --spot and --rate\n");
+    (chain_mode ? chain_command_usage : price_command_usage)(stderr);
     return CLI_EXIT_UNUSABLE;
   }
   if (cli_check_isa() != 0) return CLI_EXIT_UNUSABLE;
+  if (chain_mode) {
+    gk_status status;
+    if (gk_market_validate(job.model, &job.market, &status) != GK_OK) {
+      fprintf(stderr, "greeks: %s\n", status.message);
+      return CLI_EXIT_UNUSABLE;
+    }
+  }
   FILE *in = strcmp(job.path, "-") == 0 ? stdin : fopen(job.path, "r");
   if (in == NULL) {
     fprintf(stderr, "greeks: cannot open %s: %s\n", job.path, strerror(errno));
     return CLI_EXIT_UNUSABLE;
   }
   if (strcmp(job.path, "-") == 0) job.path = "<stdin>";
+  job.pool = cli_make_pool(threads, chain_mode ? gk_chain_scratch_bytes() : 0);
+  if (job.pool == NULL) {
+    if (in != stdin) fclose(in);
+    return CLI_EXIT_UNUSABLE;
+  }
   int status = price_stream(&job, in, stdout);
+  gk_pool_destroy(job.pool);
   if (in != stdin) fclose(in);
   if (fflush(stdout) != 0 || ferror(stdout)) {
     fprintf(stderr, "greeks: write error: %s\n", strerror(errno));
@@ -323,3 +376,7 @@ int price_command(int argc, char **argv) {
   }
   return status;
 }
+
+int chain_command(int argc, char **argv) { return run_price_job(argc, argv, 1); }
+
+int price_command(int argc, char **argv) { return run_price_job(argc, argv, 0); }

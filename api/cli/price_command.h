@@ -1,4 +1,4 @@
-/* `greeks price` verb. */
+/* `greeks price` and `greeks chain` verbs. */
 #ifndef GREEKS_CLI_PRICE_COMMAND_H
 #define GREEKS_CLI_PRICE_COMMAND_H
 
@@ -7,5 +7,9 @@
 /* Runs the verb on its arguments (after "price"); returns the process exit code. */
 int price_command(int argc, char **argv);
 void price_command_usage(FILE *out);
+
+/* `greeks chain` verb: one underlying's market from flags, contracts from CSV. */
+int chain_command(int argc, char **argv);
+void chain_command_usage(FILE *out);
 
 #endif
