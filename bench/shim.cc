@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "bench_cases.h"
+#include "engine_cases.h"
 
 #ifndef GREEKS_NAIVE_O2_FLAGS
 #define GREEKS_NAIVE_O2_FLAGS "unknown"
@@ -51,6 +52,29 @@ void run_case(benchmark::State &state, size_t index) {
   }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) *
                           static_cast<int64_t>(c->n));
+}
+
+std::vector<void *> g_engine_states;
+
+// Engine cases use several threads: timed in real time, not the main thread's CPU.
+void run_engine_case(benchmark::State &state, size_t index) {
+  const engine_case *c = engine_cases_get(index);
+  if (!g_engine_states[index]) {
+    char error[256] = "";
+    g_engine_states[index] = c->create(c, error, sizeof error);
+    if (!g_engine_states[index]) {
+      state.SkipWithError(error);
+      return;
+    }
+  }
+  void *s = g_engine_states[index];
+  for (auto _ : state) {
+    c->run(s);
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) *
+                          static_cast<int64_t>(c->items));
+  state.counters["threads"] = c->threads;
 }
 
 bool has_flag(int argc, char **argv, const char *flag) {
@@ -91,6 +115,14 @@ int main(int argc, char **argv) {
     b->Unit(benchmark::kMicrosecond);
   }
 
+  size_t engine_count = engine_cases_count();
+  g_engine_states.assign(engine_count, nullptr);
+  for (size_t i = 0; i < engine_count; i++) {
+    auto *b = benchmark::RegisterBenchmark(
+        engine_cases_get(i)->name, [i](benchmark::State &state) { run_engine_case(state, i); });
+    b->Unit(benchmark::kMillisecond)->UseRealTime();
+  }
+
   benchmark::AddCustomContext("greeks_isas", bench_cases_isas());
   benchmark::AddCustomContext("naive_o2_flags", GREEKS_NAIVE_O2_FLAGS);
   benchmark::AddCustomContext("naive_fastmath_flags", GREEKS_NAIVE_FASTMATH_FLAGS);
@@ -99,5 +131,7 @@ int main(int argc, char **argv) {
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   for (void *s : g_states) bench_case_destroy(s);
+  for (size_t i = 0; i < engine_count; i++)
+    if (g_engine_states[i]) engine_cases_get(i)->destroy(g_engine_states[i]);
   return 0;
 }

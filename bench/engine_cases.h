@@ -1,0 +1,29 @@
+/* Engine benchmark cases (bench/engine_cases.c): multi-threaded, timed in real
+ * time. items = options priced (batch) or positions revalued (revalue). */
+#ifndef GREEKS_BENCH_ENGINE_CASES_H
+#define GREEKS_BENCH_ENGINE_CASES_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct engine_case {
+  const char *name;
+  size_t items; /* per run() */
+  void *(*create)(const struct engine_case *c, char *error, size_t error_len);
+  void (*run)(void *state);
+  void (*destroy)(void *state);
+  int threads, kind;
+  size_t n;
+} engine_case;
+
+size_t engine_cases_count(void);
+const engine_case *engine_cases_get(size_t i);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
