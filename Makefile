@@ -42,3 +42,11 @@ bench: build
 
 clean:
 	rm -rf $(BUILD_DIR) $(SANITIZE_DIR)
+
+# Benchmark gate (docs/benchmark-gate.md): every benchmark with 5 repetitions, then
+# bench/gate compares the figures with bench/baseline.json and exits 1 on a
+# regression beyond the baseline's tolerance. Meant for a quiet machine.
+.PHONY: bench-gate
+bench-gate:
+	$(MAKE) bench BENCH_ARGS="--benchmark_repetitions=5 --benchmark_enable_random_interleaving=true"
+	bench/gate --run $(BUILD_DIR)/bench.json

@@ -1,0 +1,422 @@
+#!/usr/bin/env python3
+"""Tests for bench/gate on synthetic Google Benchmark JSON (standard library only).
+
+    python3 tests/test_gate.py        # or: ctest --test-dir build -R test_gate
+"""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import tempfile
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+GATE = os.path.join(ROOT, "bench", "gate")
+
+# options/s of a plausible run: {case: items_per_second}
+RATES = {}
+for _layout, _scale in (("batch", 1.0), ("chain", 1.2)):
+    for _mask, _m in (("price", 1.3), ("all", 1.0)):
+        for _n in (1024, 65536):
+            def _put(impl, ips, layout=_layout, mask=_mask, n=_n):
+                RATES[f"{layout}/{impl}/{mask}/{n}"] = ips
+            _put("bsm/scalar", 13e6 * _scale * _m)
+            _put("bsm/avx2", 28e6 * _scale * _m)
+            _put("bsm/avx512", 87e6 * _scale * _m)
+            _put("naive_o2", 14e6 * _scale * _m)
+            _put("naive_fastmath", 88e6 * _scale * _m)
+
+AVX512_ALL = "batch/bsm/avx512/all/65536"
+FIG_O2 = f"{AVX512_ALL} / batch/naive_o2/all/65536"
+FIG_FM = f"{AVX512_ALL} / batch/naive_fastmath/all/65536"
+
+
+def single_run(rates, suffix=""):
+    """Google Benchmark JSON with one run per case (no repetitions)."""
+    benchmarks = []
+    for name, ips in rates.items():
+        benchmarks.append({"name": name + suffix, "run_name": name + suffix,
+                           "run_type": "iteration", "repetitions": 1, "repetition_index": 0,
+                           "threads": 1, "iterations": 100, "real_time": 1e6 / ips,
+                           "cpu_time": 1e6 / ips, "time_unit": "us", "items_per_second": ips})
+    return benchmarks
+
+
+def repeated_run(rates, medians=None, means=None):
+    """Google Benchmark JSON with 3 repetitions per case and mean/median/stddev
+    aggregates. medians/means override the aggregates of chosen cases."""
+    medians, means = medians or {}, means or {}
+    benchmarks = []
+    for name, ips in rates.items():
+        for i, f in enumerate((0.9, 1.0, 1.1)):
+            benchmarks.append({"name": name, "run_name": name, "run_type": "iteration",
+                               "repetitions": 3, "repetition_index": i, "threads": 1,
+                               "iterations": 100, "time_unit": "us",
+                               "items_per_second": ips * f})
+        for agg, value in (("mean", means.get(name, ips)), ("median", medians.get(name, ips)),
+                           ("stddev", 0.1 * ips)):
+            benchmarks.append({"name": f"{name}_{agg}", "run_name": name,
+                               "run_type": "aggregate", "repetitions": 3, "threads": 1,
+                               "aggregate_name": agg, "iterations": 3, "time_unit": "us",
+                               "items_per_second": value})
+    return benchmarks
+
+
+def doc(benchmarks):
+    return {"context": {"date": "2026-01-01T00:00:00+00:00", "host_name": "testhost",
+                        "num_cpus": 2, "mhz_per_cpu": 2600, "greeks_isas": "scalar,avx2,avx512",
+                        "executable": "greeks_bench"},
+            "benchmarks": benchmarks}
+
+
+def scaled(rates, case, factor):
+    out = dict(rates)
+    out[case] = rates[case] * factor
+    return out
+
+
+class GateTest(unittest.TestCase):
+    def setUp(self):
+        self._tmp = tempfile.TemporaryDirectory(prefix="test-gate-")
+        self.dir = self._tmp.name
+        self.baseline = self.path("baseline.json")
+        self.assertEqual(self.write_baseline(single_run(RATES)).returncode, 0)
+
+    def tearDown(self):
+        self._tmp.cleanup()
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def save(self, name, benchmarks):
+        p = self.path(name)
+        with open(p, "w", encoding="utf-8") as f:
+            json.dump(doc(benchmarks), f)
+        return p
+
+    def gate(self, *args):
+        return subprocess.run([sys.executable, GATE] + list(args), capture_output=True,
+                              text=True, timeout=60, check=False)
+
+    def write_baseline(self, benchmarks, *extra):
+        return self.gate("--run", self.save("base_run.json", benchmarks),
+                         "--write-baseline", self.baseline, *extra)
+
+    def check(self, benchmarks, *extra):
+        return self.gate("--run", self.save("run.json", benchmarks),
+                         "--baseline", self.baseline, *extra)
+
+    def row(self, out, figure):
+        rows = [line for line in out.splitlines() if line.startswith(f"| {figure} |")]
+        self.assertEqual(len(rows), 1, f"no single row for {figure} in:\n{out}")
+        return rows[0]
+
+    def load_baseline(self):
+        with open(self.baseline, encoding="utf-8") as f:
+            return json.load(f)
+
+    # ---- the baseline file ----
+
+    def test_baseline_holds_65536_figures_and_metadata(self):
+        b = self.load_baseline()
+        self.assertTrue(b["figures"])
+        for name, value in b["figures"].items():
+            case, reference = name.split(" / ")
+            self.assertTrue(case.endswith("/65536"), name)
+            self.assertIn("/bsm/", case)
+            self.assertRegex(reference, r"/naive_(o2|fastmath)/")
+            self.assertGreater(value, 0)
+        # 2 layouts x 3 ISAs x 2 masks x 2 references
+        self.assertEqual(len(b["figures"]), 24)
+        self.assertAlmostEqual(b["figures"][FIG_O2], 87 / 14, places=3)
+        meta = b["metadata"]
+        self.assertEqual(meta["host"], "testhost")
+        self.assertEqual(meta["isas"], "scalar,avx2,avx512")
+        self.assertEqual(meta["mhz_per_cpu"], 2600)
+        self.assertIn("date", meta)
+        self.assertIn("command", meta)
+        self.assertGreater(b["tolerance"], 0)
+        self.assertGreater(b["short_tolerance"], b["tolerance"])
+
+    def test_baseline_is_stable_and_sorted(self):
+        with open(self.baseline, encoding="utf-8") as f:
+            first = f.read()
+        self.assertEqual(self.write_baseline(single_run(RATES)).returncode, 0)
+        with open(self.baseline, encoding="utf-8") as f:
+            second = f.read()
+        self.assertEqual(first, second)
+        self.assertTrue(first.endswith("}\n"))
+        self.assertEqual(first, json.dumps(json.loads(first), indent=2, sort_keys=True) + "\n")
+
+    def test_write_records_command(self):
+        r = self.write_baseline(single_run(RATES), "--command", "greeks_bench --x")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(self.load_baseline()["metadata"]["command"], "greeks_bench --x")
+
+    def test_explicit_pair_definition_survives_refresh(self):
+        b = self.load_baseline()
+        b["definitions"].append({"case": "engine/chain/1000", "reference": "engine/naive/1000"})
+        with open(self.baseline, "w", encoding="utf-8") as f:
+            json.dump(b, f)
+        rates = dict(RATES, **{"engine/chain/1000": 30e6, "engine/naive/1000": 10e6})
+        self.assertEqual(self.write_baseline(single_run(rates)).returncode, 0)
+        b = self.load_baseline()
+        self.assertIn({"case": "engine/chain/1000", "reference": "engine/naive/1000"},
+                      b["definitions"])
+        # select (n = 65536) applies to rules and pairs alike: widen it for this pair
+        self.assertNotIn("engine/chain/1000 / engine/naive/1000", b["figures"])
+        b["select"] = "/(65536|1000)$"
+        with open(self.baseline, "w", encoding="utf-8") as f:
+            json.dump(b, f)
+        self.assertEqual(self.write_baseline(single_run(rates)).returncode, 0)
+        fig = "engine/chain/1000 / engine/naive/1000"
+        self.assertAlmostEqual(self.load_baseline()["figures"][fig], 3.0)
+        r = self.check(single_run(scaled(rates, "engine/chain/1000", 0.5)))
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("REGRESSION", self.row(r.stdout, fig))
+
+    def test_several_runs_give_each_figure_its_median(self):
+        runs = []
+        for i, f in enumerate((1.0, 0.5, 1.02)):
+            runs += ["--run", self.save(f"r{i}.json", single_run(scaled(RATES, AVX512_ALL, f)))]
+        r = self.gate(*runs, "--write-baseline", self.baseline)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        b = self.load_baseline()
+        self.assertAlmostEqual(b["figures"][FIG_O2], 87 / 14, places=3)
+        self.assertEqual(b["metadata"]["runs"], 3)
+        # one disturbed run of three does not fail the gate; two do
+        r = self.gate(*runs, "--baseline", self.baseline)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.save("r2.json", single_run(scaled(RATES, AVX512_ALL, 0.5)))  # r1, r2 at 50%
+        r = self.gate(*runs, "--baseline", self.baseline)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+
+    # ---- compare ----
+
+    def test_identical_run_passes(self):
+        r = self.check(single_run(RATES))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertNotIn("REGRESSION", r.stdout)
+        self.assertIn("| figure | baseline | run | change | verdict |", r.stdout)
+        self.assertIn("| ok |", self.row(r.stdout, FIG_O2))
+        self.assertIn("PASS", r.stdout)
+
+    def test_gb_suffixes_are_ignored(self):
+        r = self.check(single_run(RATES, suffix="/min_time:0.100"))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertNotIn("| missing |", r.stdout)
+
+    def test_30_percent_drop_fails_and_is_named(self):
+        r = self.check(single_run(scaled(RATES, AVX512_ALL, 0.7)))
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        for fig in (FIG_O2, FIG_FM):
+            row = self.row(r.stdout, fig)
+            self.assertIn("REGRESSION", row)
+            self.assertIn("-30.0%", row)
+        self.assertEqual(r.stdout.count("REGRESSION"), 2)
+        self.assertIn("FAIL", r.stdout)
+
+    def test_drop_within_tolerance_passes(self):
+        r = self.check(single_run(scaled(RATES, AVX512_ALL, 0.9)))
+        self.assertEqual(r.returncode, 0, r.stdout)
+        r = self.check(single_run(scaled(RATES, AVX512_ALL, 0.7)), "--tolerance", "0.35")
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertIn("tolerance 35%", r.stdout)
+
+    def test_reference_slowing_down_is_an_improvement(self):
+        # the figure is a ratio: a slower baseline implementation raises it
+        r = self.check(single_run(scaled(RATES, "batch/naive_o2/all/65536", 0.5)))
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertIn("improved", self.row(r.stdout, FIG_O2))
+
+    def test_improvement_passes(self):
+        r = self.check(single_run(scaled(RATES, AVX512_ALL, 1.3)))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("improved", self.row(r.stdout, FIG_O2))
+        self.assertIn("+30.0%", self.row(r.stdout, FIG_O2))
+
+    def test_missing_figure_reported_but_passes_unless_strict(self):
+        rates = {k: v for k, v in RATES.items() if "/avx512/" not in k}
+        r = self.check(single_run(rates))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("missing", self.row(r.stdout, FIG_O2))
+        self.assertIn("| ok |", self.row(r.stdout, FIG_O2.replace("avx512", "avx2")))
+        r = self.check(single_run(rates), "--strict")
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("missing", self.row(r.stdout, FIG_O2))
+
+    def test_missing_reference_is_missing(self):
+        rates = {k: v for k, v in RATES.items() if k != "batch/naive_o2/all/65536"}
+        r = self.check(single_run(rates))
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertIn("missing", self.row(r.stdout, FIG_O2))
+        self.assertIn("| ok |", self.row(r.stdout, FIG_FM))
+
+    def test_only_selects_figures(self):
+        r = self.check(single_run(scaled(RATES, AVX512_ALL, 0.5)), "--only", "^chain/")
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertNotIn("batch/", r.stdout.split("| figure |", 1)[1])
+        self.assertIn("chain/bsm/avx512/all/65536", r.stdout)
+
+    def test_median_is_used_not_mean(self):
+        # median as in the baseline, mean 40% lower: the gate must pass
+        r = self.check(repeated_run(RATES, means={AVX512_ALL: 0.6 * RATES[AVX512_ALL]}))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("| ok |", self.row(r.stdout, FIG_O2))
+        self.assertIn("medians of repetitions", r.stdout)
+        # median 40% lower, mean as in the baseline: the gate must fail
+        r = self.check(repeated_run(RATES, medians={AVX512_ALL: 0.6 * RATES[AVX512_ALL]}))
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("REGRESSION", self.row(r.stdout, FIG_O2))
+        self.assertIn("-40.0%", self.row(r.stdout, FIG_O2))
+
+    def test_only_matching_nothing_exits_2(self):
+        r = self.check(single_run(RATES), "--only", "^no-such-case/")
+        self.assertEqual(r.returncode, 2, r.stdout)
+        self.assertIn("no baseline figure selected", r.stderr)
+
+    # ---- bad input ----
+
+    def test_unreadable_run_exits_2(self):
+        r = self.gate("--run", self.path("nonexistent.json"), "--baseline", self.baseline)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("cannot read run", r.stderr)
+        self.assertNotIn("Traceback", r.stderr)
+
+    def test_invalid_json_exits_2(self):
+        p = self.path("broken.json")
+        with open(p, "w", encoding="utf-8") as f:
+            f.write('{"benchmarks": [')
+        r = self.gate("--run", p, "--baseline", self.baseline)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("not valid JSON", r.stderr)
+
+    def test_not_benchmark_json_exits_2(self):
+        p = self.path("list.json")
+        with open(p, "w", encoding="utf-8") as f:
+            json.dump([1, 2, 3], f)
+        r = self.gate("--run", p, "--baseline", self.baseline)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("not Google Benchmark JSON", r.stderr)
+
+    def test_unreadable_baseline_exits_2(self):
+        run = self.save("run.json", single_run(RATES))
+        r = self.gate("--run", run, "--baseline", self.path("nope.json"))
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("cannot read baseline", r.stderr)
+        p = self.path("bad_baseline.json")
+        with open(p, "w", encoding="utf-8") as f:
+            json.dump({"figures": {"no separator": 1.0}}, f)
+        r = self.gate("--run", run, "--baseline", p)
+        self.assertEqual(r.returncode, 2)
+        self.assertNotIn("Traceback", r.stderr)
+
+    # ---- short ----
+
+    def fake_bench(self, factor=1.0, fail=False, per_call=None):
+        """An executable standing in for greeks_bench: writes RATES (avx512 all
+        scaled by factor) as --benchmark_out JSON and records its arguments.
+        per_call {call number (1-based): {case: factor}} disturbs single calls."""
+        per_call = {str(k): v for k, v in (per_call or {}).items()}
+        p = self.path("fake_bench")
+        with open(p, "w", encoding="utf-8") as f:
+            f.write(f"""#!{sys.executable}
+import json, re, sys
+args = sys.argv[1:]
+with open({self.path('fake_args.json')!r}, 'a') as f:
+    f.write(json.dumps(args) + '\\n')
+with open({self.path('fake_args.json')!r}) as f:
+    call = len(f.readlines())
+if {fail!r}:
+    sys.exit(1)
+opt = dict(a[2:].split('=', 1) for a in args if '=' in a)
+rx = re.compile(opt['benchmark_filter'])
+rates = {json.dumps(RATES)}
+rates[{AVX512_ALL!r}] *= {factor!r}
+for case, f in {json.dumps(per_call)}.get(str(call), {{}}).items():
+    rates[case] *= f
+doc = {json.dumps(doc([]))}
+for name, ips in rates.items():
+    if rx.search(name):
+        doc['benchmarks'].append({{'name': name, 'run_name': name, 'run_type': 'iteration',
+                                  'items_per_second': ips}})
+        doc['benchmarks'].append({{'name': name + '_median', 'run_name': name,
+                                  'run_type': 'aggregate', 'aggregate_name': 'median',
+                                  'items_per_second': ips}})
+with open(opt['benchmark_out'], 'w') as f:
+    json.dump(doc, f)
+""")
+        os.chmod(p, os.stat(p).st_mode | stat.S_IXUSR)
+        return p
+
+    def calls(self):
+        with open(self.path("fake_args.json"), encoding="utf-8") as f:
+            return [json.loads(line) for line in f]
+
+    def test_short_passes_and_runs_the_small_filter(self):
+        r = self.gate("short", "--bench", self.fake_bench(), "--baseline", self.baseline)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        (args,) = self.calls()
+        self.assertIn("--benchmark_repetitions=3", args)
+        self.assertIn("--benchmark_min_time=0.05", args)
+        self.assertIn("--benchmark_out_format=json", args)
+        # only the `all` figures at 65536 are gated; price ones are not even listed
+        self.assertIn("| ok |", self.row(r.stdout, FIG_O2))
+        self.assertNotIn("/price/", r.stdout)
+        self.assertNotIn("| missing |", r.stdout)
+        self.assertIn("12 figures", r.stdout)
+
+    def test_short_fails_on_regression_after_retry(self):
+        r = self.gate("short", "--bench", self.fake_bench(0.5), "--baseline", self.baseline)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertEqual(len(self.calls()), 2)  # measured again before failing
+        self.assertIn("REGRESSION", self.row(r.stdout, FIG_O2))
+
+    def test_short_retry_is_not_fooled_by_a_slow_reference(self):
+        # avx512 regressed on both attempts; on the second, the reference was
+        # disturbed too, which alone would lift the figure back above the
+        # baseline. Each case's best throughput over the attempts still fails.
+        bench = self.fake_bench(0.5, per_call={2: {"batch/naive_o2/all/65536": 0.4}})
+        r = self.gate("short", "--bench", bench, "--baseline", self.baseline)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertEqual(len(self.calls()), 2)
+        self.assertIn("REGRESSION", self.row(r.stdout, FIG_O2))
+        self.assertIn("-50.0%", self.row(r.stdout, FIG_O2))
+
+    def test_short_retry_recovers_from_noise(self):
+        # avx512 disturbed on the first attempt only: measured again, passes
+        bench = self.fake_bench(per_call={1: {AVX512_ALL: 0.5}})
+        r = self.gate("short", "--bench", bench, "--baseline", self.baseline)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(len(self.calls()), 2)
+        self.assertIn("2 attempts", r.stdout)
+        self.assertIn("| ok |", self.row(r.stdout, FIG_O2))
+        # no regression: no second attempt
+        os.remove(self.path("fake_args.json"))
+        r = self.gate("short", "--bench", self.fake_bench(), "--baseline", self.baseline)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(len(self.calls()), 1)
+
+    def test_short_uses_the_looser_tolerance(self):
+        # -30% fails the 15% tolerance but not the short gate's
+        r = self.gate("short", "--bench", self.fake_bench(0.7), "--baseline", self.baseline)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        r = self.gate("short", "--bench", self.fake_bench(0.7), "--baseline", self.baseline,
+                      "--tolerance", "0.15", "--retries", "0")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+
+    def test_short_bench_failure_exits_2(self):
+        r = self.gate("short", "--bench", self.fake_bench(fail=True), "--baseline",
+                      self.baseline)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("exited with status 1", r.stderr)
+        r = self.gate("short", "--bench", self.path("no_such_bench"), "--baseline",
+                      self.baseline)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("not found", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
