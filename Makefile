@@ -2,10 +2,12 @@
 # missing Debian packages first (scripts/install-deps.sh), then configure and build.
 BUILD_DIR ?= build
 SANITIZE_DIR ?= build-asan
+TSAN_DIR ?= build-tsan
+CONCURRENCY_TESTS = test_engine test_portfolio test_breaker test_agent test_pricing_agent
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test test-release test-sanitizers bench clean
+.PHONY: all deps build run test test-release test-sanitizers test-tsan bench clean
 
 all: build
 
@@ -22,7 +24,7 @@ build: deps $(BUILD_DIR)/CMakeCache.txt
 run: build
 	$(BUILD_DIR)/api/greeks price examples/chain.csv
 
-test: test-release test-sanitizers
+test: test-release test-sanitizers test-tsan
 
 test-release: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
@@ -35,13 +37,21 @@ test-sanitizers: deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --test-dir $(SANITIZE_DIR) --output-on-failure -j $(JOBS)
 
+# The concurrent suites (label "concurrency") under ThreadSanitizer.
+test-tsan: deps
+	cmake -S . -B $(TSAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEKS_WERROR=ON \
+	  -DGREEKS_SANITIZE=thread -DGREEKS_BUILD_BENCH=OFF $(CMAKE_FLAGS)
+	cmake --build $(TSAN_DIR) -j $(JOBS) --target $(CONCURRENCY_TESTS)
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	  ctest --test-dir $(TSAN_DIR) --output-on-failure -L concurrency
+
 # Kernel throughput per ISA against naive baselines; JSON in $(BUILD_DIR)/bench.json.
 bench: build
 	$(BUILD_DIR)/bench/greeks_bench --benchmark_out=$(BUILD_DIR)/bench.json \
 	  --benchmark_out_format=json $(BENCH_ARGS)
 
 clean:
-	rm -rf $(BUILD_DIR) $(SANITIZE_DIR)
+	rm -rf $(BUILD_DIR) $(SANITIZE_DIR) $(TSAN_DIR)
 
 # Benchmark gate (docs/benchmark-gate.md): every benchmark with 5 repetitions, then
 # bench/gate compares the figures with bench/baseline.json and exits 1 on a

@@ -58,3 +58,29 @@ const char *gk_category_name(gk_category category) {
                                       "unavailable", "timeout", "cancelled", "internal", "io"};
   return (unsigned)category < sizeof names / sizeof names[0] ? names[category] : "unknown";
 }
+
+void gk_status_set_request_id(gk_status *status, const char *request_id) {
+  if (status == NULL) return;
+  snprintf(status->request_id, sizeof status->request_id, "%s", request_id ? request_id : "");
+}
+
+int gk_category_grpc_code(gk_category category) {
+  enum { OK = 0, CANCELLED = 1, UNKNOWN = 2, INVALID_ARGUMENT = 3, DEADLINE_EXCEEDED = 4,
+         RESOURCE_EXHAUSTED = 8, INTERNAL = 13, UNAVAILABLE = 14 };
+  switch (category) {
+    case GK_CATEGORY_NONE: return OK;
+    case GK_CATEGORY_VALIDATION: return INVALID_ARGUMENT;
+    case GK_CATEGORY_PRICING: return INTERNAL;
+    case GK_CATEGORY_RESOURCE: return RESOURCE_EXHAUSTED;
+    case GK_CATEGORY_UNAVAILABLE: return UNAVAILABLE;
+    case GK_CATEGORY_TIMEOUT: return DEADLINE_EXCEEDED;
+    case GK_CATEGORY_CANCELLED: return CANCELLED;
+    case GK_CATEGORY_INTERNAL: return INTERNAL;
+    case GK_CATEGORY_IO: return UNAVAILABLE;
+  }
+  return UNKNOWN;
+}
+
+int gk_status_grpc_code(const gk_status *status) {
+  return status ? gk_category_grpc_code(status->category) : 0;
+}

@@ -52,6 +52,7 @@ typedef struct gk_status {
   char field[32];    /* offending input, "" if none */
   char value[64];    /* its value as text, "" if none */
   int64_t index;     /* element index, GK_STATUS_NO_INDEX if none */
+  char request_id[64]; /* the request this happened in, "" if unknown */
 } gk_status;
 
 /* Resets *status to GK_OK (no-op for NULL). */
@@ -63,6 +64,21 @@ void gk_status_clear(gk_status *status);
 gk_code gk_status_set(gk_status *status, gk_code code, const char *field, const char *value,
                       int64_t index, const char *format, ...)
     __attribute__((format(printf, 6, 7)));
+
+/* Copies `request_id` into the status's context (no-op for NULL). */
+void gk_status_set_request_id(gk_status *status, const char *request_id);
+
+/* The gRPC status code (grpc_status_code's numeric value) a category maps to:
+ *   none -> OK (0)                 validation -> INVALID_ARGUMENT (3)
+ *   pricing -> INTERNAL (13)       resource -> RESOURCE_EXHAUSTED (8)
+ *   unavailable -> UNAVAILABLE (14)  timeout -> DEADLINE_EXCEEDED (4)
+ *   cancelled -> CANCELLED (1)     internal -> INTERNAL (13)
+ *   io -> UNAVAILABLE (14): a failing disk or stream is the server's condition,
+ *   retryable elsewhere, not the caller's mistake. */
+int gk_category_grpc_code(gk_category category);
+
+/* gk_category_grpc_code(status->category); OK for NULL. */
+int gk_status_grpc_code(const gk_status *status);
 
 /* Static name of a code ("INVALID_ARGUMENT", ...) and of a category. */
 const char *gk_code_name(gk_code code);

@@ -1,0 +1,94 @@
+/*
+ * greeks/pricing_agent.h - the pricing agent: dynamic batching of small requests
+ * into full SIMD batches, guarded by a circuit breaker.
+ *
+ * Callers (gRPC threads) submit requests without blocking. The agent's thread
+ * coalesces concurrent small requests into one SoA batch. A batch closes when it
+ * holds max_batch_options options or when max_delay_ns has passed since its
+ * first request was taken, whichever comes first. The agent drops requests whose
+ * deadline has passed, asks the breaker for permission, prices on the pool, and
+ * scatters the results back. A request of at least max_batch_options options goes
+ * through alone and is priced in place, without copies. Each request's done()
+ * runs exactly once, on the agent's thread.
+ *
+ * When the breaker is open, requests fail fast with GK_UNAVAILABLE. With
+ * fallback_to_scalar they are priced on the scalar reference kernel instead, and
+ * fallback_used says so.
+ */
+#ifndef GREEKS_PRICING_AGENT_H
+#define GREEKS_PRICING_AGENT_H
+
+#include "greeks/agent.h"
+#include "greeks/batch.h"
+#include "greeks/breaker.h"
+#include "greeks/pool.h"
+#include "greeks/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct gk_pricing_request gk_pricing_request;
+
+struct gk_pricing_request {
+  /* In; every array is the caller's and must live until done() runs. */
+  gk_model model;
+  unsigned outputs;
+  gk_option_batch in;
+  gk_greeks_batch out;
+  int64_t deadline_ns;         /* gk_monotonic_ns() deadline, 0 = none */
+  char request_id[GK_ID_SIZE];
+  void (*done)(gk_pricing_request *request, const gk_status *status);
+  void *user;
+  /* Out, valid in done(). */
+  size_t invalid_count;
+  int fallback_used;
+};
+
+typedef struct gk_pricing_agent_config {
+  size_t max_batch_options;   /* options per coalesced batch */
+  int64_t max_delay_ns;       /* latency a request may wait for company; 0: no batching */
+  size_t mailbox_capacity;    /* requests waiting; beyond: GK_RESOURCE_EXHAUSTED */
+  gk_breaker_config breaker;
+  int fallback_to_scalar;     /* breaker open: 1 price on the scalar kernel, 0 fail fast */
+} gk_pricing_agent_config;
+
+/* 4096 options, 200 us, 4096 requests, gk_breaker_config_for_pricing(), fail fast. */
+gk_pricing_agent_config gk_pricing_agent_config_default(void);
+
+typedef struct gk_pricing_agent gk_pricing_agent;
+
+/* Starts the agent on `pool` (which it does not own and which must outlive it). */
+gk_code gk_pricing_agent_start(gk_pool *pool, const gk_pricing_agent_config *config,
+                               gk_pricing_agent **agent, gk_status *status);
+
+/* Queues a request. On GK_OK, done() will run exactly once. On an error
+ * (GK_RESOURCE_EXHAUSTED: mailbox full; GK_UNAVAILABLE: stopping; GK_INVALID_ARGUMENT)
+ * done() is never called, and the request is the caller's again. */
+gk_code gk_pricing_agent_submit(gk_pricing_agent *agent, gk_pricing_request *request,
+                                gk_status *status);
+
+/* Submits and waits for the answer (tests, CLI, benchmarks). done and user must be
+ * unset: this function uses them. */
+gk_code gk_pricing_agent_price(gk_pricing_agent *agent, gk_pricing_request *request,
+                               gk_status *status);
+
+/* Stops accepting, prices what is queued (for at most drain_timeout_ns; the rest
+ * get GK_UNAVAILABLE), joins. */
+void gk_pricing_agent_stop(gk_pricing_agent *agent, int64_t drain_timeout_ns);
+
+gk_agent_counters gk_pricing_agent_counters(gk_pricing_agent *agent);
+gk_breaker *gk_pricing_agent_breaker(gk_pricing_agent *agent);
+gk_agent_state gk_pricing_agent_state(gk_pricing_agent *agent);
+
+/* Test-only fault injection on the kernel path: the next pricing calls fail
+ * (GK_FAULT_FAIL) or stall for stall_ns first (GK_FAULT_STALL), until reset to
+ * GK_FAULT_NONE. Used to drive the breaker through its transitions. */
+typedef enum gk_fault { GK_FAULT_NONE = 0, GK_FAULT_FAIL, GK_FAULT_STALL } gk_fault;
+void gk_pricing_agent_inject_fault(gk_pricing_agent *agent, gk_fault fault, int64_t stall_ns);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GREEKS_PRICING_AGENT_H */

@@ -1,0 +1,361 @@
+/*
+ * The pricing agent: an agent (greeks/agent.h) whose batch handler coalesces
+ * pricing requests, guarded by a circuit breaker.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "greeks/pricing_agent.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "greeks/bsm.h"
+#include "greeks/clock.h"
+#include "greeks/pricing.h"
+
+enum { MSG_PRICE = 1, MSG_PRICE_SCHEMA = 1 };
+
+/* Coalescing buffers: one SoA batch of max_batch_options. */
+typedef struct soa {
+  double *spot, *strike, *expiry, *rate, *yield, *vol, *out[7];
+  uint8_t *type, *error;
+} soa;
+
+struct gk_pricing_agent {
+  gk_pricing_agent_config config;
+  gk_pool *pool;
+  gk_agent *agent;
+  gk_breaker *breaker;
+  soa buffer;
+  size_t *group[3]; /* per model: indices into a delivered batch, mailbox_capacity long */
+  _Atomic int fault;
+  _Atomic int64_t stall_ns;
+};
+
+gk_pricing_agent_config gk_pricing_agent_config_default(void) {
+  gk_pricing_agent_config c;
+  c.max_batch_options = 4096;
+  c.max_delay_ns = 200 * GK_NS_PER_US;
+  c.mailbox_capacity = 4096;
+  c.breaker = gk_breaker_config_for_pricing();
+  c.fallback_to_scalar = 0;
+  return c;
+}
+
+static gk_pricing_request *request_of(const gk_envelope *e) { return (gk_pricing_request *)e->payload; }
+
+static size_t request_weight(void *context, const gk_envelope *e) {
+  (void)context;
+  size_t n = request_of(e)->in.count;
+  return n > 0 ? n : 1;
+}
+
+static void answer(gk_pricing_request *r, const gk_status *status) {
+  gk_status copy = *status;
+  gk_status_set_request_id(&copy, r->request_id);
+  r->done(r, &copy);
+}
+
+/* The runtime hands back requests it will not price: past their deadline, or
+ * still queued when a stop ran out of drain time. */
+static void answer_expired(void *context, gk_envelope *e) {
+  (void)context;
+  gk_status status;
+  gk_pricing_request *r = request_of(e);
+  if (r->deadline_ns != 0 && gk_monotonic_ns() > r->deadline_ns)
+    gk_status_set(&status, GK_DEADLINE_EXCEEDED, NULL, NULL, GK_STATUS_NO_INDEX,
+                  "request %s: not priced, its deadline passed while it waited", r->request_id);
+  else
+    gk_status_set(&status, GK_UNAVAILABLE, NULL, NULL, GK_STATUS_NO_INDEX,
+                  "request %s: not priced, the pricing agent is shutting down", r->request_id);
+  answer(r, &status);
+}
+
+/* The request goes back to its caller with the last error; the dead-letter queue
+ * keeps the metadata (ids, attempts, status) but not the caller's request. */
+static void answer_dead(void *context, gk_dead_letter *letter) {
+  (void)context;
+  answer(request_of(&letter->envelope), &letter->status);
+  letter->envelope.payload = NULL;
+}
+
+/* Runs the kernel path once, as the breaker sees it: fault injection first. */
+static gk_code run_kernels(gk_pricing_agent *p, gk_model model, unsigned outputs,
+                           const gk_option_batch *in, gk_greeks_batch *out, size_t *invalid,
+                           int scalar_fallback, gk_status *status) {
+  if (scalar_fallback) {
+    gk_rc rc = gk_bsm_price_batch_on(GK_ISA_SCALAR, model, in, outputs, out, invalid);
+    return rc == GK_RC_OK ? GK_OK : gk_status_set(status, GK_INVALID_ARGUMENT, NULL, NULL, GK_STATUS_NO_INDEX, "%s", gk_rc_message(rc));
+  }
+  int fault = atomic_load(&p->fault);
+  if (fault == GK_FAULT_STALL) {
+    int64_t ns = atomic_load(&p->stall_ns);
+    struct timespec ts = {(time_t)(ns / GK_NS_PER_S), (long)(ns % GK_NS_PER_S)};
+    nanosleep(&ts, NULL);
+  }
+  if (fault == GK_FAULT_FAIL) {
+    gk_code code = gk_status_set(status, GK_INTERNAL, NULL, NULL, GK_STATUS_NO_INDEX,
+                                 "pricing kernels failed (injected fault)");
+    status->category = GK_CATEGORY_PRICING;
+    status->transient = true;
+    return code;
+  }
+  return gk_price_batch(p->pool, model, in, outputs, out, invalid, status);
+}
+
+/* Prices one group (all of one model) under the breaker. Returns GK_OK and fills
+ * *used_fallback, or the failure every request of the group gets. */
+static gk_code guarded_price(gk_pricing_agent *p, gk_model model, unsigned outputs,
+                             const gk_option_batch *in, gk_greeks_batch *out, size_t *invalid,
+                             int *used_fallback, gk_status *status) {
+  int64_t start = gk_monotonic_ns();
+  *used_fallback = 0;
+  if (gk_breaker_acquire(p->breaker, start, status) != GK_OK) {
+    if (!p->config.fallback_to_scalar) return status->code;
+    *used_fallback = 1;
+    gk_status_clear(status); /* the refusal is not the answer: the fallback's result is */
+    return run_kernels(p, model, outputs, in, out, invalid, 1, status);
+  }
+  gk_code code = run_kernels(p, model, outputs, in, out, invalid, 0, status);
+  int64_t end = gk_monotonic_ns();
+  /* A request the kernels refuse is the caller's fault, not the kernels': it must
+   * not trip the breaker. */
+  if (code == GK_INVALID_ARGUMENT) gk_breaker_release(p->breaker);
+  else gk_breaker_record(p->breaker, code == GK_OK, end - start, end);
+  return code;
+}
+
+/* A request on its own: priced in place, no copies. */
+static void price_alone(gk_pricing_agent *p, gk_envelope *e, gk_status *result) {
+  gk_pricing_request *r = request_of(e);
+  gk_code code = guarded_price(p, r->model, r->outputs, &r->in, &r->out, &r->invalid_count,
+                               &r->fallback_used, result);
+  if (code == GK_OK) answer(r, result);
+}
+
+static void copy_in(soa *b, size_t at, const gk_option_batch *in) {
+  size_t bytes = in->count * sizeof(double);
+  memcpy(b->spot + at, in->spot, bytes), memcpy(b->strike + at, in->strike, bytes);
+  memcpy(b->expiry + at, in->expiry, bytes), memcpy(b->rate + at, in->rate, bytes);
+  memcpy(b->vol + at, in->vol, bytes), memcpy(b->type + at, in->type, in->count);
+  if (in->yield) memcpy(b->yield + at, in->yield, bytes);
+  else memset(b->yield + at, 0, bytes);
+}
+
+static void copy_out(const soa *b, size_t at, gk_pricing_request *r) {
+  double *dst[7] = {r->out.price, r->out.delta, r->out.gamma, r->out.vega, r->out.theta, r->out.rho, r->out.phi};
+  size_t n = r->in.count;
+  for (int k = 0; k < 7; k++)
+    if ((r->outputs & (1u << k)) && dst[k]) memcpy(dst[k], b->out[k] + at, n * sizeof(double));
+  memcpy(r->out.error, b->error + at, n);
+  r->invalid_count = 0;
+  for (size_t i = 0; i < n; i++) r->invalid_count += r->out.error[i] != 0;
+}
+
+/* Several small requests of one model, coalesced into the agent's buffer. */
+static void price_together(gk_pricing_agent *p, gk_envelope *batch, const size_t *members, size_t count,
+                           gk_status *results) {
+  gk_pricing_request *first = request_of(&batch[members[0]]);
+  unsigned outputs = 0;
+  size_t total = 0;
+  for (size_t m = 0; m < count; m++) {
+    gk_pricing_request *r = request_of(&batch[members[m]]);
+    copy_in(&p->buffer, total, &r->in);
+    outputs |= r->outputs;
+    total += r->in.count;
+  }
+  gk_option_batch in = {total, p->buffer.spot, p->buffer.strike, p->buffer.expiry, p->buffer.rate,
+                        p->buffer.yield, p->buffer.vol, p->buffer.type};
+  gk_greeks_batch out = {p->buffer.out[0], p->buffer.out[1], p->buffer.out[2], p->buffer.out[3],
+                         p->buffer.out[4], p->buffer.out[5], p->buffer.out[6], p->buffer.error};
+  gk_status status;
+  size_t invalid = 0;
+  int used_fallback = 0;
+  gk_code code = guarded_price(p, first->model, outputs, &in, &out, &invalid, &used_fallback, &status);
+  size_t at = 0;
+  for (size_t m = 0; m < count; m++) {
+    gk_pricing_request *r = request_of(&batch[members[m]]);
+    /* Read before answering: once done() runs the request is the caller's again
+     * (often a stack frame about to be reused), and must not be touched. */
+    size_t n = r->in.count;
+    if (code == GK_OK) {
+      copy_out(&p->buffer, at, r);
+      r->fallback_used = used_fallback;
+      gk_status_clear(&results[members[m]]);
+      answer(r, &results[members[m]]);
+    } else {
+      results[members[m]] = status;
+    }
+    at += n;
+  }
+}
+
+static gk_code handle_requests(void *context, gk_envelope *batch, size_t count, gk_status *results) {
+  gk_pricing_agent *p = context;
+  size_t **members = p->group;
+  size_t group_size[3] = {0, 0, 0};
+  for (size_t i = 0; i < count; i++) {
+    gk_pricing_request *r = request_of(&batch[i]);
+    if (count == 1 || r->in.count >= p->config.max_batch_options) price_alone(p, &batch[i], &results[i]);
+    else members[r->model][group_size[r->model]++] = i;
+  }
+  for (int m = 0; m < 3; m++) {
+    if (group_size[m] == 1) price_alone(p, &batch[members[m][0]], &results[members[m][0]]);
+    else if (group_size[m] > 1) price_together(p, batch, members[m], group_size[m], results);
+  }
+  return GK_OK;
+}
+
+static void free_buffer(soa *b) {
+  free(b->spot), free(b->strike), free(b->expiry), free(b->rate), free(b->yield), free(b->vol);
+  for (int k = 0; k < 7; k++) free(b->out[k]);
+  free(b->type), free(b->error);
+}
+
+static int alloc_buffer(soa *b, size_t n) {
+  double **d[] = {&b->spot, &b->strike, &b->expiry, &b->rate, &b->yield, &b->vol,
+                  &b->out[0], &b->out[1], &b->out[2], &b->out[3], &b->out[4], &b->out[5], &b->out[6]};
+  int ok = 1;
+  for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) ok &= (*d[i] = calloc(n, sizeof(double))) != NULL;
+  ok &= (b->type = calloc(n, 1)) != NULL && (b->error = calloc(n, 1)) != NULL;
+  return ok;
+}
+
+gk_code gk_pricing_agent_start(gk_pool *pool, const gk_pricing_agent_config *config,
+                               gk_pricing_agent **out, gk_status *status) {
+  if (out == NULL) return gk_status_set(status, GK_INVALID_ARGUMENT, "agent", NULL, GK_STATUS_NO_INDEX, "output pointer is NULL");
+  *out = NULL;
+  gk_pricing_agent_config c = config ? *config : gk_pricing_agent_config_default();
+  if (c.max_batch_options < 1 || c.max_batch_options > (1u << 22) || c.max_delay_ns < 0)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "max_batch_options", NULL, GK_STATUS_NO_INDEX,
+                         "pricing agent: max_batch_options must be in [1, 2^22] and max_delay_ns >= 0");
+  if (c.mailbox_capacity < 1)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "mailbox_capacity", NULL, GK_STATUS_NO_INDEX,
+                         "pricing agent: mailbox_capacity must be >= 1");
+  gk_pricing_agent *p = calloc(1, sizeof *p);
+  int groups_ok = p != NULL;
+  for (int m = 0; groups_ok && m < 3; m++) groups_ok = (p->group[m] = calloc(c.mailbox_capacity, sizeof(size_t))) != NULL;
+  if (p == NULL || !groups_ok || !alloc_buffer(&p->buffer, c.max_batch_options)) {
+    if (p) {
+      free_buffer(&p->buffer);
+      for (int m = 0; m < 3; m++) free(p->group[m]);
+    }
+    free(p);
+    return gk_status_set(status, GK_RESOURCE_EXHAUSTED, NULL, NULL, GK_STATUS_NO_INDEX, "out of memory");
+  }
+  p->config = c;
+  p->pool = pool;
+  gk_code code = gk_breaker_create(&c.breaker, &p->breaker, status);
+  if (code != GK_OK) {
+    free_buffer(&p->buffer);
+    for (int m = 0; m < 3; m++) free(p->group[m]);
+    free(p);
+    return code;
+  }
+  gk_agent_spec spec = {0};
+  spec.name = "pricing";
+  spec.mailbox_capacity = c.mailbox_capacity;
+  spec.dead_letter_capacity = 256;
+  spec.retry = gk_retry_policy_default();
+  spec.retry.max_attempts = 2; /* one quick retry; the breaker handles persistent failure */
+  spec.restart = gk_restart_policy_default();
+  spec.batch_max_weight = c.max_delay_ns > 0 ? c.max_batch_options : 1;
+  spec.batch_max_delay_ns = c.max_delay_ns;
+  spec.weight = request_weight;
+  spec.handle_batch = handle_requests;
+  spec.expired = answer_expired;
+  spec.dead = answer_dead;
+  spec.context = p;
+  code = gk_agent_start(&spec, &p->agent, status);
+  if (code != GK_OK) {
+    gk_breaker_destroy(p->breaker);
+    free_buffer(&p->buffer);
+    for (int m = 0; m < 3; m++) free(p->group[m]);
+    free(p);
+    return code;
+  }
+  *out = p;
+  return GK_OK;
+}
+
+gk_code gk_pricing_agent_submit(gk_pricing_agent *p, gk_pricing_request *r, gk_status *status) {
+  if (p == NULL || r == NULL || r->done == NULL)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, !p ? "agent" : !r ? "request" : "done", NULL,
+                         GK_STATUS_NO_INDEX, "gk_pricing_agent_submit: a required argument is NULL");
+  if ((unsigned)r->model > GK_MODEL_GK || (r->outputs & ~(unsigned)GK_OUT_ALL) || r->out.error == NULL ||
+      (r->in.count > 0 && (!r->in.spot || !r->in.strike || !r->in.expiry || !r->in.rate || !r->in.vol ||
+                           !r->in.type || (r->model != GK_MODEL_BLACK76 && !r->in.yield))))
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "request", NULL, GK_STATUS_NO_INDEX,
+                         "request %s: model, outputs or arrays are unusable", r->request_id);
+  double *outs[7] = {r->out.price, r->out.delta, r->out.gamma, r->out.vega, r->out.theta, r->out.rho, r->out.phi};
+  for (int k = 0; k < 7; k++)
+    if ((r->outputs & (1u << k)) && outs[k] == NULL)
+      return gk_status_set(status, GK_INVALID_ARGUMENT, "outputs", NULL, GK_STATUS_NO_INDEX,
+                           "request %s: an output in the mask has no array", r->request_id);
+  gk_envelope e = {0};
+  e.type = MSG_PRICE;
+  e.schema_version = MSG_PRICE_SCHEMA;
+  snprintf(e.request_id, sizeof e.request_id, "%s", r->request_id);
+  snprintf(e.correlation_id, sizeof e.correlation_id, "%s", r->request_id);
+  e.deadline_ns = r->deadline_ns;
+  e.payload = r; /* the caller's; no free_payload */
+  return gk_agent_send(p->agent, &e, status);
+}
+
+typedef struct waiter {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  int finished;
+  gk_status status;
+} waiter;
+
+static void wake_waiter(gk_pricing_request *r, const gk_status *status) {
+  waiter *w = r->user;
+  pthread_mutex_lock(&w->lock);
+  w->status = *status;
+  w->finished = 1;
+  pthread_cond_signal(&w->cond);
+  pthread_mutex_unlock(&w->lock);
+}
+
+gk_code gk_pricing_agent_price(gk_pricing_agent *p, gk_pricing_request *r, gk_status *status) {
+  if (r == NULL) return gk_status_set(status, GK_INVALID_ARGUMENT, "request", NULL, GK_STATUS_NO_INDEX, "request is NULL");
+  waiter w = {.finished = 0};
+  pthread_mutex_init(&w.lock, NULL);
+  pthread_cond_init(&w.cond, NULL);
+  r->done = wake_waiter;
+  r->user = &w;
+  gk_code code = gk_pricing_agent_submit(p, r, status);
+  if (code == GK_OK) {
+    pthread_mutex_lock(&w.lock);
+    while (!w.finished) pthread_cond_wait(&w.cond, &w.lock);
+    pthread_mutex_unlock(&w.lock);
+    code = w.status.code;
+    if (status) *status = w.status;
+  }
+  pthread_mutex_destroy(&w.lock);
+  pthread_cond_destroy(&w.cond);
+  return code;
+}
+
+void gk_pricing_agent_stop(gk_pricing_agent *p, int64_t drain_timeout_ns) {
+  if (p == NULL) return;
+  gk_agent_stop(p->agent, drain_timeout_ns);
+  gk_breaker_destroy(p->breaker);
+  free_buffer(&p->buffer);
+  for (int m = 0; m < 3; m++) free(p->group[m]);
+  free(p);
+}
+
+gk_agent_counters gk_pricing_agent_counters(gk_pricing_agent *p) { return gk_agent_counters_of(p ? p->agent : NULL); }
+gk_breaker *gk_pricing_agent_breaker(gk_pricing_agent *p) { return p ? p->breaker : NULL; }
+gk_agent_state gk_pricing_agent_state(gk_pricing_agent *p) { return gk_agent_state_of(p ? p->agent : NULL); }
+
+void gk_pricing_agent_inject_fault(gk_pricing_agent *p, gk_fault fault, int64_t stall_ns) {
+  if (p == NULL) return;
+  atomic_store(&p->stall_ns, stall_ns);
+  atomic_store(&p->fault, fault);
+}

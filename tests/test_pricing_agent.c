@@ -1,0 +1,338 @@
+/*
+ * The pricing agent: concurrent small requests coalesce and get exactly the
+ * kernels' results; large requests go straight through; expired requests are not
+ * priced; a full mailbox answers RESOURCE_EXHAUSTED; injected kernel faults drive
+ * the circuit breaker closed -> open -> half-open -> closed (and open again), with
+ * fail-fast UNAVAILABLE or the scalar fallback while open; stop answers every
+ * request exactly once. Also runs under ThreadSanitizer (make test).
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "greeks/clock.h"
+#include "greeks/pricing_agent.h"
+#include "support/test_support.h"
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static gk_pool *make_pool(void) {
+  gk_pool_options options = gk_pool_options_default();
+  options.threads = 2;
+  gk_pool *pool = NULL;
+  assert_int_equal(gk_pool_create(&options, &pool, NULL), GK_OK);
+  return pool;
+}
+
+/* A request over an owned batch. */
+typedef struct call {
+  owned_batch b;
+  gk_pricing_request r;
+} call;
+
+static void make_call(call *c, size_t n, uint64_t seed) {
+  c->b = owned_batch_make(n);
+  test_rng rng = {seed};
+  for (size_t i = 0; i < n; i++) fill_random_option(&c->b, i, &rng);
+  memset(&c->r, 0, sizeof c->r);
+  c->r.model = GK_MODEL_BSM;
+  c->r.outputs = GK_OUT_ALL;
+  c->r.in = owned_batch_inputs(&c->b);
+  c->r.out = owned_batch_outputs(&c->b);
+  snprintf(c->r.request_id, sizeof c->r.request_id, "call-%llu", (unsigned long long)seed);
+}
+
+/* The kernels' own answer for c's inputs. */
+static int matches_kernels(call *c) {
+  owned_batch want = owned_batch_make(c->b.count);
+  size_t bytes = c->b.count * sizeof(double);
+  memcpy(want.spot, c->b.spot, bytes), memcpy(want.strike, c->b.strike, bytes);
+  memcpy(want.expiry, c->b.expiry, bytes), memcpy(want.rate, c->b.rate, bytes);
+  memcpy(want.yield, c->b.yield, bytes), memcpy(want.vol, c->b.vol, bytes);
+  memcpy(want.type, c->b.type, c->b.count);
+  owned_batch_price(&want, GK_MODEL_BSM);
+  int same = memcmp(want.price, c->b.price, bytes) == 0 && memcmp(want.theta, c->b.theta, bytes) == 0 &&
+             memcmp(want.phi, c->b.phi, bytes) == 0 && memcmp(want.error, c->b.error, c->b.count) == 0;
+  if (!same)
+    for (size_t i = 0; i < c->b.count; i++)
+      if (want.price[i] != c->b.price[i] || want.theta[i] != c->b.theta[i] || want.error[i] != c->b.error[i])
+        fprintf(stderr, "  n=%zu i=%zu price %.17g vs %.17g theta %.17g vs %.17g err %d vs %d\n", c->b.count, i,
+                c->b.price[i], want.price[i], c->b.theta[i], want.theta[i], c->b.error[i], want.error[i]);
+  owned_batch_free(&want);
+  return same;
+}
+
+typedef struct client {
+  gk_pricing_agent *agent;
+  int index, ok;
+} client;
+
+static void *run_client(void *arg) {
+  client *cl = arg;
+  cl->ok = 1;
+  for (int k = 0; k < 100; k++) {
+    call c;
+    make_call(&c, 1 + (size_t)((cl->index * 7 + k) % 16), (uint64_t)(cl->index * 1000 + k));
+    gk_status status;
+    gk_code code = gk_pricing_agent_price(cl->agent, &c.r, &status);
+    int same = code == GK_OK && matches_kernels(&c);
+    if (!same || strcmp(status.request_id, c.r.request_id) != 0) {
+      if (cl->ok) fprintf(stderr, "client %d request %d: code %d '%s', results %s, id '%s' vs '%s'\n",
+                          cl->index, k, code, status.message, same ? "match" : "differ",
+                          status.request_id, c.r.request_id);
+      cl->ok = 0;
+    }
+    owned_batch_free(&c.b);
+  }
+  return NULL;
+}
+
+static void test_concurrent_small_requests_coalesce_and_match_the_kernels(void **state) {
+  (void)state;
+  gk_pool *pool = make_pool();
+  gk_pricing_agent_config config = gk_pricing_agent_config_default();
+  config.max_delay_ns = 2 * GK_NS_PER_MS;
+  gk_pricing_agent *agent = NULL;
+  assert_int_equal(gk_pricing_agent_start(pool, &config, &agent, NULL), GK_OK);
+  pthread_t threads[8];
+  client clients[8];
+  for (int i = 0; i < 8; i++) {
+    clients[i] = (client){agent, i, 0};
+    assert_int_equal(pthread_create(&threads[i], NULL, run_client, &clients[i]), 0);
+  }
+  for (int i = 0; i < 8; i++) {
+    pthread_join(threads[i], NULL);
+    assert_true(clients[i].ok);
+  }
+  gk_agent_counters c = gk_pricing_agent_counters(agent);
+  assert_int_equal(c.handled, 800);
+  assert_true(c.batches < 800); /* requests were coalesced */
+  gk_pricing_agent_stop(agent, GK_NS_PER_S);
+  gk_pool_destroy(pool);
+}
+
+static void test_large_request_goes_straight_through(void **state) {
+  (void)state;
+  gk_pool *pool = make_pool();
+  gk_pricing_agent_config config = gk_pricing_agent_config_default();
+  config.max_batch_options = 256;
+  config.max_delay_ns = 500 * GK_NS_PER_MS; /* a small request would wait this long alone */
+  gk_pricing_agent *agent = NULL;
+  assert_int_equal(gk_pricing_agent_start(pool, &config, &agent, NULL), GK_OK);
+  call c;
+  make_call(&c, 5000, 3);
+  int64_t before = gk_monotonic_ns();
+  assert_int_equal(gk_pricing_agent_price(agent, &c.r, NULL), GK_OK);
+  assert_true(gk_monotonic_ns() - before < 200 * GK_NS_PER_MS);
+  assert_true(matches_kernels(&c));
+  owned_batch_free(&c.b);
+  gk_pricing_agent_stop(agent, GK_NS_PER_S);
+  gk_pool_destroy(pool);
+}
+
+static void test_expired_requests_are_not_priced(void **state) {
+  (void)state;
+  gk_pool *pool = make_pool();
+  gk_pricing_agent *agent = NULL;
+  assert_int_equal(gk_pricing_agent_start(pool, NULL, &agent, NULL), GK_OK);
+  call c;
+  make_call(&c, 4, 9);
+  for (size_t i = 0; i < 4; i++) c.b.price[i] = -1;
+  c.r.deadline_ns = gk_monotonic_ns() - GK_NS_PER_MS;
+  gk_status status;
+  assert_int_equal(gk_pricing_agent_price(agent, &c.r, &status), GK_DEADLINE_EXCEEDED);
+  assert_int_equal(gk_status_grpc_code(&status), 4);
+  assert_true(c.b.price[0] == -1); /* untouched: no kernel time spent */
+  owned_batch_free(&c.b);
+  gk_pricing_agent_stop(agent, GK_NS_PER_S);
+  gk_pool_destroy(pool);
+}
+
+static _Atomic int answered;
+static void count_answer(gk_pricing_request *r, const gk_status *s) {
+  (void)r, (void)s;
+  atomic_fetch_add(&answered, 1);
+}
+
+static void test_full_mailbox_and_stop_answer_exactly_once(void **state) {
+  (void)state;
+  gk_pool *pool = make_pool();
+  gk_pricing_agent_config config = gk_pricing_agent_config_default();
+  config.mailbox_capacity = 4;
+  config.max_delay_ns = 0;
+  gk_pricing_agent *agent = NULL;
+  assert_int_equal(gk_pricing_agent_start(pool, &config, &agent, NULL), GK_OK);
+  gk_pricing_agent_inject_fault(agent, GK_FAULT_STALL, 50 * GK_NS_PER_MS);
+  atomic_store(&answered, 0);
+  call calls[20];
+  int accepted = 0, rejected = 0;
+  for (int i = 0; i < 20; i++) {
+    make_call(&calls[i], 2, (uint64_t)(100 + i));
+    calls[i].r.done = count_answer;
+    gk_status status;
+    gk_code code = gk_pricing_agent_submit(agent, &calls[i].r, &status);
+    if (code == GK_OK) accepted++;
+    else {
+      assert_int_equal(code, GK_RESOURCE_EXHAUSTED);
+      assert_int_equal(gk_status_grpc_code(&status), 8);
+      rejected++;
+    }
+  }
+  assert_true(rejected > 0 && accepted >= 4);
+  gk_pricing_agent_stop(agent, 5 * GK_NS_PER_S);
+  assert_int_equal(atomic_load(&answered), accepted); /* every accepted request answered once */
+  for (int i = 0; i < 20; i++) owned_batch_free(&calls[i].b);
+  gk_pool_destroy(pool);
+}
+
+static gk_pricing_agent_config breaker_test_config(void) {
+  gk_pricing_agent_config config = gk_pricing_agent_config_default();
+  config.max_delay_ns = 0;
+  config.breaker.window_size = 10;
+  config.breaker.minimum_calls = 4;
+  config.breaker.failure_rate_threshold = 50.0;
+  config.breaker.slow_call_duration_ns = 20 * GK_NS_PER_MS;
+  config.breaker.slow_call_rate_threshold = 50.0;
+  config.breaker.wait_in_open_ns = 100 * GK_NS_PER_MS;
+  config.breaker.permitted_calls_in_half_open = 2;
+  return config;
+}
+
+static gk_code price_small(gk_pricing_agent *agent, gk_status *status, int *fallback) {
+  call c;
+  make_call(&c, 3, 77);
+  gk_code code = gk_pricing_agent_price(agent, &c.r, status);
+  if (code == GK_OK) assert_true(matches_kernels(&c) || c.r.fallback_used);
+  if (fallback) *fallback = c.r.fallback_used;
+  owned_batch_free(&c.b);
+  return code;
+}
+
+static void test_faults_drive_the_breaker_through_every_state(void **state) {
+  (void)state;
+  gk_pool *pool = make_pool();
+  gk_pricing_agent_config config = breaker_test_config();
+  gk_pricing_agent *agent = NULL;
+  assert_int_equal(gk_pricing_agent_start(pool, &config, &agent, NULL), GK_OK);
+  gk_breaker *breaker = gk_pricing_agent_breaker(agent);
+  gk_status status;
+  assert_int_equal(price_small(agent, &status, NULL), GK_OK);
+  assert_int_equal(gk_breaker_state_now(breaker, gk_monotonic_ns()), GK_BREAKER_CLOSED);
+
+  /* Each failing request is tried twice (the agent's one quick retry), so the
+   * breaker sees 4 failed calls after 2 requests and opens. */
+  gk_pricing_agent_inject_fault(agent, GK_FAULT_FAIL, 0);
+  assert_int_equal(price_small(agent, &status, NULL), GK_INTERNAL);
+  assert_int_equal(status.category, GK_CATEGORY_PRICING);
+  /* The second request's first attempt trips the breaker; its retry is refused. */
+  gk_code second = price_small(agent, &status, NULL);
+  assert_true(second == GK_INTERNAL || second == GK_UNAVAILABLE);
+  /* Failure rate reached: open, and calls fail fast without reaching the kernels. */
+  assert_int_equal(gk_breaker_state_now(breaker, gk_monotonic_ns()), GK_BREAKER_OPEN);
+  assert_int_equal(price_small(agent, &status, NULL), GK_UNAVAILABLE);
+  assert_int_equal(gk_status_grpc_code(&status), 14);
+  assert_true(status.transient);
+
+  /* After the wait, half-open lets probes through; healthy probes close it. */
+  gk_pricing_agent_inject_fault(agent, GK_FAULT_NONE, 0);
+  sleep_ms(120);
+  assert_int_equal(price_small(agent, &status, NULL), GK_OK);
+  assert_int_equal(gk_breaker_state_now(breaker, gk_monotonic_ns()), GK_BREAKER_HALF_OPEN);
+  assert_int_equal(price_small(agent, &status, NULL), GK_OK);
+  assert_int_equal(gk_breaker_state_now(breaker, gk_monotonic_ns()), GK_BREAKER_CLOSED);
+
+  /* Slow calls open it too. */
+  gk_pricing_agent_inject_fault(agent, GK_FAULT_STALL, 30 * GK_NS_PER_MS);
+  for (int i = 0; i < 4; i++) assert_int_equal(price_small(agent, &status, NULL), GK_OK);
+  assert_int_equal(gk_breaker_state_now(breaker, gk_monotonic_ns()), GK_BREAKER_OPEN);
+
+  /* Failing probes in half-open (a request and its retry are the two permitted
+   * calls) open it again. */
+  gk_pricing_agent_inject_fault(agent, GK_FAULT_FAIL, 0);
+  sleep_ms(120);
+  assert_int_equal(price_small(agent, &status, NULL), GK_INTERNAL);
+  assert_int_equal(gk_breaker_state_now(breaker, gk_monotonic_ns()), GK_BREAKER_OPEN);
+  assert_int_equal(price_small(agent, &status, NULL), GK_UNAVAILABLE);
+
+  gk_breaker_metrics m;
+  gk_breaker_get_metrics(breaker, gk_monotonic_ns(), &m);
+  assert_true(m.not_permitted_calls >= 1);
+  gk_pricing_agent_stop(agent, GK_NS_PER_S);
+  gk_pool_destroy(pool);
+}
+
+static void test_open_breaker_falls_back_to_scalar_when_configured(void **state) {
+  (void)state;
+  gk_pool *pool = make_pool();
+  gk_pricing_agent_config config = breaker_test_config();
+  config.fallback_to_scalar = 1;
+  gk_pricing_agent *agent = NULL;
+  assert_int_equal(gk_pricing_agent_start(pool, &config, &agent, NULL), GK_OK);
+  gk_pricing_agent_inject_fault(agent, GK_FAULT_FAIL, 0);
+  gk_status status;
+  for (int i = 0; i < 2; i++) assert_int_equal(price_small(agent, &status, NULL), GK_INTERNAL);
+  assert_int_equal(gk_breaker_state_now(gk_pricing_agent_breaker(agent), gk_monotonic_ns()), GK_BREAKER_OPEN);
+  int fallback = 0;
+  call c;
+  make_call(&c, 8, 4242);
+  assert_int_equal(gk_pricing_agent_price(agent, &c.r, &status), GK_OK);
+  assert_true(c.r.fallback_used);
+  /* The scalar reference agrees with the vector kernels to 1e-13. */
+  owned_batch want = owned_batch_make(8);
+  memcpy(want.spot, c.b.spot, 64), memcpy(want.strike, c.b.strike, 64), memcpy(want.expiry, c.b.expiry, 64);
+  memcpy(want.rate, c.b.rate, 64), memcpy(want.yield, c.b.yield, 64), memcpy(want.vol, c.b.vol, 64);
+  memcpy(want.type, c.b.type, 8);
+  owned_batch_price(&want, GK_MODEL_BSM);
+  for (int i = 0; i < 8; i++) assert_true(close_enough(c.b.price[i], want.price[i], 1e-13, 1e-15 * want.spot[i]));
+  owned_batch_free(&want);
+  owned_batch_free(&c.b);
+  (void)fallback;
+  gk_pricing_agent_stop(agent, GK_NS_PER_S);
+  gk_pool_destroy(pool);
+}
+
+static void test_bad_requests_are_refused_without_an_answer(void **state) {
+  (void)state;
+  gk_pool *pool = make_pool();
+  gk_pricing_agent *agent = NULL;
+  assert_int_equal(gk_pricing_agent_start(pool, NULL, &agent, NULL), GK_OK);
+  call c;
+  make_call(&c, 2, 1);
+  c.r.done = count_answer;
+  c.r.out.vega = NULL;
+  gk_status status;
+  assert_int_equal(gk_pricing_agent_submit(agent, &c.r, &status), GK_INVALID_ARGUMENT);
+  assert_int_equal(gk_status_grpc_code(&status), 3);
+  c.r.out.vega = c.b.vega;
+  c.r.model = (gk_model)9;
+  assert_int_equal(gk_pricing_agent_submit(agent, &c.r, &status), GK_INVALID_ARGUMENT);
+  owned_batch_free(&c.b);
+  gk_pricing_agent_stop(agent, GK_NS_PER_S);
+  gk_pool_destroy(pool);
+}
+
+int main(void) {
+  skip_unless_active_isa_runs();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_concurrent_small_requests_coalesce_and_match_the_kernels),
+      cmocka_unit_test(test_large_request_goes_straight_through),
+      cmocka_unit_test(test_expired_requests_are_not_priced),
+      cmocka_unit_test(test_full_mailbox_and_stop_answer_exactly_once),
+      cmocka_unit_test(test_faults_drive_the_breaker_through_every_state),
+      cmocka_unit_test(test_open_breaker_falls_back_to_scalar_when_configured),
+      cmocka_unit_test(test_bad_requests_are_refused_without_an_answer),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
