@@ -296,6 +296,7 @@ static void test_batches_respect_weight_and_delay(void **state) {
   script s = {0};
   gk_agent_spec spec = spec_for(&s);
   spec.batch_max_weight = 10;
+  spec.batch_min_weight = 10; /* wait for a full batch, up to the delay */
   spec.batch_max_delay_ns = 50 * GK_NS_PER_MS;
   spec.weight = script_weight;
   gk_agent *a = NULL;
@@ -314,10 +315,23 @@ static void test_batches_respect_weight_and_delay(void **state) {
   wait_until(&s.handled, 27);
   int64_t waited = gk_monotonic_ns() - before;
   assert_true(waited >= 45 * GK_NS_PER_MS && waited < 1000 * GK_NS_PER_MS);
+  /* Below the minimum fill nobody waits: what is queued goes at once. */
+  gk_agent_stop(a, GK_NS_PER_S);
+  script t = {0};
+  spec = spec_for(&t);
+  spec.batch_max_weight = 10;
+  spec.batch_min_weight = 0;
+  spec.batch_max_delay_ns = 500 * GK_NS_PER_MS;
+  spec.weight = script_weight;
+  assert_int_equal(gk_agent_start(&spec, &a, NULL), GK_OK);
+  before = gk_monotonic_ns();
+  assert_int_equal(send_type(a, OK_MSG, 1, NULL), GK_OK);
+  wait_until(&t.handled, 1);
+  assert_true(gk_monotonic_ns() - before < 100 * GK_NS_PER_MS);
   /* A message heavier than the limit goes alone, at once. */
   before = gk_monotonic_ns();
   assert_int_equal(send_type(a, HEAVY, 1, NULL), GK_OK);
-  wait_until(&s.handled, 28);
+  wait_until(&t.handled, 2);
   assert_true(gk_monotonic_ns() - before < 40 * GK_NS_PER_MS);
   gk_agent_stop(a, GK_NS_PER_S);
 }

@@ -103,6 +103,7 @@ static void test_concurrent_small_requests_coalesce_and_match_the_kernels(void *
   (void)state;
   gk_pool *pool = make_pool();
   gk_pricing_agent_config config = gk_pricing_agent_config_default();
+  config.min_batch_options = 64; /* wait for company: makes coalescing certain */
   config.max_delay_ns = 2 * GK_NS_PER_MS;
   gk_pricing_agent *agent = NULL;
   assert_int_equal(gk_pricing_agent_start(pool, &config, &agent, NULL), GK_OK);
@@ -128,6 +129,7 @@ static void test_large_request_goes_straight_through(void **state) {
   gk_pool *pool = make_pool();
   gk_pricing_agent_config config = gk_pricing_agent_config_default();
   config.max_batch_options = 256;
+  config.min_batch_options = 256;
   config.max_delay_ns = 500 * GK_NS_PER_MS; /* a small request would wait this long alone */
   gk_pricing_agent *agent = NULL;
   assert_int_equal(gk_pricing_agent_start(pool, &config, &agent, NULL), GK_OK);
@@ -171,7 +173,7 @@ static void test_full_mailbox_and_stop_answer_exactly_once(void **state) {
   gk_pool *pool = make_pool();
   gk_pricing_agent_config config = gk_pricing_agent_config_default();
   config.mailbox_capacity = 4;
-  config.max_delay_ns = 0;
+  config.batching = 0;
   gk_pricing_agent *agent = NULL;
   assert_int_equal(gk_pricing_agent_start(pool, &config, &agent, NULL), GK_OK);
   gk_pricing_agent_inject_fault(agent, GK_FAULT_STALL, 50 * GK_NS_PER_MS);
@@ -199,7 +201,7 @@ static void test_full_mailbox_and_stop_answer_exactly_once(void **state) {
 
 static gk_pricing_agent_config breaker_test_config(void) {
   gk_pricing_agent_config config = gk_pricing_agent_config_default();
-  config.max_delay_ns = 0;
+  config.batching = 0;
   config.breaker.window_size = 10;
   config.breaker.minimum_calls = 4;
   config.breaker.failure_rate_threshold = 50.0;

@@ -149,9 +149,11 @@ static size_t take_batch(gk_agent *a) {
       total += w;
       if (total >= max_weight || n == cap) return n;
     }
-    /* Wait for more until the latency bound, unless stopping. */
+    /* Wait for more only while under the minimum fill and the latency bound:
+     * waiting when nothing else can arrive (a caller blocked on this very answer)
+     * would only add latency. */
     int64_t wait = start + a->spec.batch_max_delay_ns - gk_monotonic_ns();
-    if (a->stop_requested || wait <= 0 || max_weight <= 1) return n;
+    if (a->stop_requested || wait <= 0 || max_weight <= 1 || total >= a->spec.batch_min_weight) return n;
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     int64_t ns = until.tv_nsec + wait;

@@ -37,7 +37,9 @@ struct gk_pricing_agent {
 
 gk_pricing_agent_config gk_pricing_agent_config_default(void) {
   gk_pricing_agent_config c;
+  c.batching = 1;
   c.max_batch_options = 4096;
+  c.min_batch_options = 0;
   c.max_delay_ns = 200 * GK_NS_PER_US;
   c.mailbox_capacity = 4096;
   c.breaker = gk_breaker_config_for_pricing();
@@ -103,7 +105,10 @@ static gk_code run_kernels(gk_pricing_agent *p, gk_model model, unsigned outputs
     status->transient = true;
     return code;
   }
-  return gk_price_batch(p->pool, model, in, outputs, out, invalid, status);
+  /* One slice or less: price on the agent's own thread; handing it to a worker
+   * would only add a wake-up. Bigger requests use the whole pool. */
+  gk_pool *pool = in->count <= GK_SLICE_OPTIONS ? NULL : p->pool;
+  return gk_price_batch(pool, model, in, outputs, out, invalid, status);
 }
 
 /* Prices one group (all of one model) under the breaker. Returns GK_OK and fills
@@ -262,7 +267,8 @@ gk_code gk_pricing_agent_start(gk_pool *pool, const gk_pricing_agent_config *con
   spec.retry = gk_retry_policy_default();
   spec.retry.max_attempts = 2; /* one quick retry; the breaker handles persistent failure */
   spec.restart = gk_restart_policy_default();
-  spec.batch_max_weight = c.max_delay_ns > 0 ? c.max_batch_options : 1;
+  spec.batch_max_weight = c.batching ? c.max_batch_options : 1;
+  spec.batch_min_weight = c.min_batch_options;
   spec.batch_max_delay_ns = c.max_delay_ns;
   spec.weight = request_weight;
   spec.handle_batch = handle_requests;

@@ -114,11 +114,13 @@ typedef struct gk_agent_spec {
   size_t dead_letter_capacity;  /* oldest evicted when full; >= 1 */
   gk_retry_policy retry;
   gk_restart_policy restart;
-  /* Batched delivery: the first envelope waits for more until their total
-   * weight reaches batch_max_weight or batch_max_delay_ns has passed since it
-   * was taken. weight(NULL) -> 1 per envelope. batch_max_weight 0 or 1: one at a
-   * time. An envelope heavier than the limit is delivered alone, at once. */
+  /* Batched delivery: a batch takes every queued envelope up to a total weight
+   * of batch_max_weight (weight NULL: 1 per envelope; 0 or 1: one at a time).
+   * While its weight is below batch_min_weight it also waits for more, at most
+   * batch_max_delay_ns after its first envelope was taken. An envelope heavier
+   * than the limit is delivered alone, at once. */
   size_t batch_max_weight;
+  size_t batch_min_weight;
   int64_t batch_max_delay_ns;
   size_t (*weight)(void *context, const gk_envelope *envelope);
   /* Handlers run on the agent's thread. handle_batch gets `count` envelopes and

@@ -3,9 +3,10 @@
  * into full SIMD batches, guarded by a circuit breaker.
  *
  * Callers (gRPC threads) submit requests without blocking. The agent's thread
- * coalesces concurrent small requests into one SoA batch. A batch closes when it
- * holds max_batch_options options or when max_delay_ns has passed since its
- * first request was taken, whichever comes first. The agent drops requests whose
+ * coalesces concurrent small requests into one SoA batch: every request queued
+ * when it looks, up to max_batch_options options. While a batch holds fewer than
+ * min_batch_options it waits for more, at most max_delay_ns after its first
+ * request was taken. The agent drops requests whose
  * deadline has passed, asks the breaker for permission, prices on the pool, and
  * scatters the results back. A request of at least max_batch_options options goes
  * through alone and is priced in place, without copies. Each request's done()
@@ -46,14 +47,18 @@ struct gk_pricing_request {
 };
 
 typedef struct gk_pricing_agent_config {
+  int batching;               /* 0: one request per kernel call */
   size_t max_batch_options;   /* options per coalesced batch */
-  int64_t max_delay_ns;       /* latency a request may wait for company; 0: no batching */
+  size_t min_batch_options;   /* below this a batch waits for company ... */
+  int64_t max_delay_ns;       /* ... at most this long (adr/0007) */
   size_t mailbox_capacity;    /* requests waiting; beyond: GK_RESOURCE_EXHAUSTED */
   gk_breaker_config breaker;
   int fallback_to_scalar;     /* breaker open: 1 price on the scalar kernel, 0 fail fast */
 } gk_pricing_agent_config;
 
-/* 4096 options, 200 us, 4096 requests, gk_breaker_config_for_pricing(), fail fast. */
+/* batching on, 4096 options, no minimum fill (take what is queued, never wait:
+ * measured best, adr/0007), 200 us bound when a minimum is set, 4096 requests,
+ * gk_breaker_config_for_pricing(), fail fast. */
 gk_pricing_agent_config gk_pricing_agent_config_default(void);
 
 typedef struct gk_pricing_agent gk_pricing_agent;
