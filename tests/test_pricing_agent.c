@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "greeks/clock.h"
+#include "greeks/log.h"
 #include "greeks/pricing_agent.h"
 #include "support/test_support.h"
 
@@ -222,8 +223,28 @@ static gk_code price_small(gk_pricing_agent *agent, gk_status *status, int *fall
   return code;
 }
 
+/* Collects log lines (the sink may run on the agent's thread). */
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char log_text[8192];
+static void capture_log(void *user, gk_log_level level, const char *component, const char *message) {
+  (void)user;
+  pthread_mutex_lock(&log_lock);
+  size_t used = strlen(log_text);
+  snprintf(log_text + used, sizeof log_text - used, "%s %s: %s\n", gk_log_level_name(level), component, message);
+  pthread_mutex_unlock(&log_lock);
+}
+
+static int logged(const char *text) {
+  pthread_mutex_lock(&log_lock);
+  int found = strstr(log_text, text) != NULL;
+  pthread_mutex_unlock(&log_lock);
+  return found;
+}
+
 static void test_faults_drive_the_breaker_through_every_state(void **state) {
   (void)state;
+  log_text[0] = '\0';
+  gk_log_set_sink(capture_log, NULL);
   gk_pool *pool = make_pool();
   gk_pricing_agent_config config = breaker_test_config();
   gk_pricing_agent *agent = NULL;
@@ -271,6 +292,16 @@ static void test_faults_drive_the_breaker_through_every_state(void **state) {
   gk_breaker_metrics m;
   gk_breaker_get_metrics(breaker, gk_monotonic_ns(), &m);
   assert_true(m.not_permitted_calls >= 1);
+  /* Every transition was counted and logged. */
+  assert_int_equal(m.transitions[GK_BREAKER_CLOSED][GK_BREAKER_OPEN], 2);
+  assert_int_equal(m.transitions[GK_BREAKER_OPEN][GK_BREAKER_HALF_OPEN], 2);
+  assert_int_equal(m.transitions[GK_BREAKER_HALF_OPEN][GK_BREAKER_CLOSED], 1);
+  assert_int_equal(m.transitions[GK_BREAKER_HALF_OPEN][GK_BREAKER_OPEN], 1);
+  assert_true(logged("warn pricing-agent: circuit breaker 'pricing': CLOSED -> OPEN (requests fail fast with UNAVAILABLE)"));
+  assert_true(logged("OPEN -> HALF_OPEN"));
+  assert_true(logged("info pricing-agent: circuit breaker 'pricing': HALF_OPEN -> CLOSED"));
+  assert_true(logged("HALF_OPEN -> OPEN"));
+  gk_log_set_sink(NULL, NULL);
   gk_pricing_agent_stop(agent, GK_NS_PER_S);
   gk_pool_destroy(pool);
 }

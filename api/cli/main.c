@@ -4,6 +4,7 @@
 
 #include "cli_common.h"
 #include "greeks/isa.h"
+#include "greeks/log.h"
 #include "price_command.h"
 #include "revalue_command.h"
 
@@ -28,7 +29,14 @@ static int print_version(void) {
   return CLI_EXIT_OK;
 }
 
+/* Library events (warnings and errors) go to stderr, after the CLI's own messages. */
+static void log_to_stderr(void *user, gk_log_level level, const char *component, const char *message) {
+  (void)user;
+  if (level >= GK_LOG_WARN) fprintf(stderr, "greeks: %s: %s: %s\n", gk_log_level_name(level), component, message);
+}
+
 int main(int argc, char **argv) {
+  gk_log_set_sink(log_to_stderr, NULL);
   if (argc < 2) {
     usage(stderr);
     return CLI_EXIT_UNUSABLE;

@@ -14,6 +14,7 @@
 
 #include "greeks/bsm.h"
 #include "greeks/clock.h"
+#include "greeks/log.h"
 #include "greeks/pricing.h"
 
 enum { MSG_PRICE = 1, MSG_PRICE_SCHEMA = 1 };
@@ -229,6 +230,19 @@ static int alloc_buffer(soa *b, size_t n) {
   return ok;
 }
 
+/* Every breaker transition is logged, then passed on to the caller's listener.
+ * (The breaker counts them too: gk_breaker_get_metrics.) */
+static void log_breaker_change(void *user, gk_breaker_state from, gk_breaker_state to, int64_t now_ns) {
+  gk_pricing_agent *p = user;
+  gk_log_level level = to == GK_BREAKER_CLOSED ? GK_LOG_INFO : GK_LOG_WARN;
+  gk_logf(level, "pricing-agent", "circuit breaker '%s': %s -> %s%s", "pricing", gk_breaker_state_name(from),
+          gk_breaker_state_name(to),
+          to == GK_BREAKER_OPEN ? (p->config.fallback_to_scalar ? " (pricing on the scalar fallback)"
+                                                                 : " (requests fail fast with UNAVAILABLE)")
+                                : "");
+  if (p->config.breaker.listener) p->config.breaker.listener(p->config.breaker.listener_user, from, to, now_ns);
+}
+
 gk_code gk_pricing_agent_start(gk_pool *pool, const gk_pricing_agent_config *config,
                                gk_pricing_agent **out, gk_status *status) {
   if (out == NULL) return gk_status_set(status, GK_INVALID_ARGUMENT, "agent", NULL, GK_STATUS_NO_INDEX, "output pointer is NULL");
@@ -253,7 +267,10 @@ gk_code gk_pricing_agent_start(gk_pool *pool, const gk_pricing_agent_config *con
   }
   p->config = c;
   p->pool = pool;
-  gk_code code = gk_breaker_create(&c.breaker, &p->breaker, status);
+  gk_breaker_config breaker_config = c.breaker;
+  breaker_config.listener = log_breaker_change;
+  breaker_config.listener_user = p;
+  gk_code code = gk_breaker_create(&breaker_config, &p->breaker, status);
   if (code != GK_OK) {
     free_buffer(&p->buffer);
     for (int m = 0; m < 3; m++) free(p->group[m]);
