@@ -193,7 +193,8 @@ static void test_api_misuse_is_reported(void **state) {
   assert_int_equal(gk_bsm_price_batch(GK_MODEL_BSM, NULL, GK_OUT_ALL, &out, NULL), GK_RC_NULL_ARGUMENT);
   assert_int_equal(gk_bsm_price_batch(GK_MODEL_BSM, &in, GK_OUT_ALL, NULL, NULL), GK_RC_NULL_ARGUMENT);
   assert_int_equal(gk_bsm_price_batch((gk_model)7, &in, GK_OUT_ALL, &out, NULL), GK_RC_BAD_MODEL);
-  assert_int_equal(gk_bsm_price_batch(GK_MODEL_BSM, &in, 1u << 9, &out, NULL), GK_RC_BAD_OUTPUT_MASK);
+  assert_int_equal(gk_bsm_price_batch(GK_MODEL_BSM, &in, 1u << 20, &out, NULL), GK_RC_BAD_OUTPUT_MASK);
+  assert_int_equal(gk_bsm_price_batch(GK_MODEL_BSM, &in, GK_OUT_VANNA, &out, NULL), GK_RC_MISSING_OUTPUT);
   gk_greeks_batch no_error = out;
   no_error.error = NULL;
   assert_int_equal(gk_bsm_price_batch(GK_MODEL_BSM, &in, GK_OUT_ALL, &no_error, NULL), GK_RC_NULL_ARGUMENT);

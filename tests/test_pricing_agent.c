@@ -118,7 +118,12 @@ static void test_concurrent_small_requests_coalesce_and_match_the_kernels(void *
     pthread_join(threads[i], NULL);
     assert_true(clients[i].ok);
   }
+  /* The agent answers a request before it counts it: let the counters settle. */
   gk_agent_counters c = gk_pricing_agent_counters(agent);
+  for (int i = 0; i < 1000 && c.handled < 800; i++) {
+    sleep_ms(1);
+    c = gk_pricing_agent_counters(agent);
+  }
   assert_int_equal(c.handled, 800);
   assert_true(c.batches < 800); /* requests were coalesced */
   gk_pricing_agent_stop(agent, GK_NS_PER_S);
@@ -131,14 +136,14 @@ static void test_large_request_goes_straight_through(void **state) {
   gk_pricing_agent_config config = gk_pricing_agent_config_default();
   config.max_batch_options = 256;
   config.min_batch_options = 256;
-  config.max_delay_ns = 500 * GK_NS_PER_MS; /* a small request would wait this long alone */
+  config.max_delay_ns = 3 * GK_NS_PER_S; /* a small request would wait this long alone */
   gk_pricing_agent *agent = NULL;
   assert_int_equal(gk_pricing_agent_start(pool, &config, &agent, NULL), GK_OK);
   call c;
   make_call(&c, 5000, 3);
   int64_t before = gk_monotonic_ns();
   assert_int_equal(gk_pricing_agent_price(agent, &c.r, NULL), GK_OK);
-  assert_true(gk_monotonic_ns() - before < 200 * GK_NS_PER_MS);
+  assert_true(gk_monotonic_ns() - before < GK_NS_PER_S);
   assert_true(matches_kernels(&c));
   owned_batch_free(&c.b);
   gk_pricing_agent_stop(agent, GK_NS_PER_S);

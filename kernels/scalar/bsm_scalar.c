@@ -20,10 +20,36 @@ static double normal_cdf_signed(double omega, double d) {
 
 typedef struct element_result {
   double price, delta, gamma, vega, theta, rho, phi;
+  double vanna, volga, charm, veta, speed, zomma, color, dual_delta, dual_gamma;
 } element_result;
 
+/* Second-order Greeks from the first-order quantities (b = r - q is the carry;
+ * the time derivatives are minus d/dT, like theta). In the sigma sqrt(T) -> 0
+ * limit the density terms vanish, leaving charm's drift and the dual delta step. */
+static void second_order(element_result *res, double omega, double S, double K, double T,
+                         double r, double q, double sigma, double d1, double d2, double n1,
+                         double pdf1, double pdf2, double carry, double discount, int collapsed) {
+  double b = r - q, n2_signed = normal_cdf_signed(omega, d2);
+  res->dual_delta = -omega * discount * n2_signed;
+  res->charm = -carry * omega * (b - r) * n1;
+  if (collapsed) {
+    res->vanna = res->volga = res->veta = res->speed = res->zomma = res->color = 0.0;
+    res->dual_gamma = 0.0;
+    return;
+  }
+  double s = sigma * sqrt(T);
+  res->vanna = -carry * pdf1 * d2 / sigma;
+  res->volga = res->vega * d1 * d2 / sigma;
+  res->charm -= carry * pdf1 * (b / s - d2 / (2.0 * T));
+  res->veta = res->vega * ((r - b) + b * d1 / s - (1.0 + d1 * d2) / (2.0 * T));
+  res->speed = -res->gamma * (1.0 + d1 / s) / S;
+  res->zomma = res->gamma * (d1 * d2 - 1.0) / sigma;
+  res->color = -res->gamma * ((b - r) - b * d1 / s + (d1 * d2 - 1.0) / (2.0 * T));
+  res->dual_gamma = discount * pdf2 / (K * s);
+}
+
 static element_result price_element(gk_model model, double S, double K, double T, double r,
-                                    double q, double sigma, double omega) {
+                                    double q, double sigma, double omega, int second) {
   if (model == GK_MODEL_BLACK76) q = r; /* b = 0: the future carries at the discount rate */
 
   double sqrt_t = sqrt(T);
@@ -60,6 +86,10 @@ static element_result price_element(gk_model model, double S, double K, double T
     res.rho = omega * T * B * n2;
     res.phi = -omega * T * A * n1;
   }
+  if (second) {
+    double pdf2 = GK_INV_SQRT_2PI * exp(-0.5 * d2 * d2);
+    second_order(&res, omega, S, K, T, r, q, sigma, d1, d2, n1, pdf1, pdf2, carry, discount, collapsed);
+  }
   return res;
 }
 
@@ -77,7 +107,8 @@ size_t gk_bsm_kernel_scalar(gk_model model, const gk_option_batch *in, unsigned 
     double omega = in->type[i] == GK_PUT ? -1.0 : 1.0;
     double q = model == GK_MODEL_BLACK76 ? 0.0 : in->yield[i];
     element_result res = price_element(model, in->spot[i], in->strike[i], in->expiry[i],
-                                       in->rate[i], q, in->vol[i], omega);
+                                       in->rate[i], q, in->vol[i], omega,
+                                       (outputs & GK_OUT_SECOND_ORDER) != 0);
     if (outputs & GK_OUT_PRICE) out->price[i] = res.price;
     if (outputs & GK_OUT_DELTA) out->delta[i] = res.delta;
     if (outputs & GK_OUT_GAMMA) out->gamma[i] = res.gamma;
@@ -85,6 +116,15 @@ size_t gk_bsm_kernel_scalar(gk_model model, const gk_option_batch *in, unsigned 
     if (outputs & GK_OUT_THETA) out->theta[i] = res.theta;
     if (outputs & GK_OUT_RHO) out->rho[i] = res.rho;
     if (outputs & GK_OUT_PHI) out->phi[i] = res.phi;
+    if (outputs & GK_OUT_VANNA) out->vanna[i] = res.vanna;
+    if (outputs & GK_OUT_VOLGA) out->volga[i] = res.volga;
+    if (outputs & GK_OUT_CHARM) out->charm[i] = res.charm;
+    if (outputs & GK_OUT_VETA) out->veta[i] = res.veta;
+    if (outputs & GK_OUT_SPEED) out->speed[i] = res.speed;
+    if (outputs & GK_OUT_ZOMMA) out->zomma[i] = res.zomma;
+    if (outputs & GK_OUT_COLOR) out->color[i] = res.color;
+    if (outputs & GK_OUT_DUAL_DELTA) out->dual_delta[i] = res.dual_delta;
+    if (outputs & GK_OUT_DUAL_GAMMA) out->dual_gamma[i] = res.dual_gamma;
   }
   return invalid;
 }

@@ -91,6 +91,53 @@ static inline void update_carry_factors(carry_factors *c, vdouble T, vdouble r, 
   c->carry = v_exp(v_mul(v_sub(v_set1(0.0), q), T));
 }
 
+/* The nine second-order Greeks (formulas: kernels/scalar/bsm_scalar.c). Divisions
+ * by sigma and T become multiplies: 1/sigma = sqrt(T)/s and 1/T = sigma^2/s^2. In
+ * the collapsed limit the density terms are selected to 0 (d1 may be infinite). */
+typedef struct second_order_inputs {
+  vdouble S, K, T, r, q, sigma, omega, carry, discount, sqrt_t, inv_s;
+  vdouble d1, d2, g1, g2, n1, n2, A;
+  vmask collapsed;
+} second_order_inputs;
+
+static inline void store_second_order(const second_order_inputs *v, unsigned outputs,
+                                      gk_greeks_batch *out, size_t i, size_t n, vmask valid) {
+  const vdouble zero = v_set1(0.0), one = v_set1(1.0), half = v_set1(0.5);
+  vdouble pdf1 = v_mul(v_set1(GK_INV_SQRT_2PI), v->g1);
+  vdouble pdf2 = v_mul(v_set1(GK_INV_SQRT_2PI), v->g2);
+  vdouble b = v_sub(v->r, v->q), b_minus_r = v_sub(b, v->r);
+  vdouble inv_sigma = v_mul(v->sqrt_t, v->inv_s);
+  vdouble sigma_over_s = v_mul(v->sigma, v->inv_s);
+  vdouble half_inv_t = v_mul(half, v_mul(sigma_over_s, sigma_over_s));
+  vdouble vega = v_mul(v_mul(v->A, pdf1), v->sqrt_t);
+  vdouble gamma = v_div(v_mul(v_mul(v->carry, pdf1), v->inv_s), v->S);
+  vdouble d1d2 = v_mul(v->d1, v->d2);
+  vdouble b_d1_over_s = v_mul(v_mul(b, v->d1), v->inv_s);
+  vmask c = v->collapsed;
+
+  store_output(out->vanna + i, outputs, GK_OUT_VANNA,
+               v_select(c, zero, v_mul(v_mul(v_sub(zero, v->carry), pdf1), v_mul(v->d2, inv_sigma))), valid, n);
+  store_output(out->volga + i, outputs, GK_OUT_VOLGA,
+               v_select(c, zero, v_mul(vega, v_mul(d1d2, inv_sigma))), valid, n);
+  vdouble charm_drift = v_mul(v_mul(v->omega, b_minus_r), v->n1);
+  vdouble charm_density = v_mul(pdf1, v_sub(v_mul(b, v->inv_s), v_mul(v->d2, half_inv_t)));
+  vdouble charm = v_mul(v_sub(zero, v->carry), v_add(charm_drift, v_select(c, zero, charm_density)));
+  store_output(out->charm + i, outputs, GK_OUT_CHARM, charm, valid, n);
+  vdouble veta = v_mul(vega, v_sub(v_add(v_sub(zero, b_minus_r), b_d1_over_s), v_mul(v_add(one, d1d2), half_inv_t)));
+  store_output(out->veta + i, outputs, GK_OUT_VETA, v_select(c, zero, veta), valid, n);
+  vdouble speed = v_div(v_mul(v_sub(zero, gamma), v_add(one, v_mul(v->d1, v->inv_s))), v->S);
+  store_output(out->speed + i, outputs, GK_OUT_SPEED, v_select(c, zero, speed), valid, n);
+  vdouble zomma = v_mul(gamma, v_mul(v_sub(d1d2, one), inv_sigma));
+  store_output(out->zomma + i, outputs, GK_OUT_ZOMMA, v_select(c, zero, zomma), valid, n);
+  vdouble color = v_mul(v_sub(zero, gamma),
+                        v_add(v_sub(b_minus_r, b_d1_over_s), v_mul(v_sub(d1d2, one), half_inv_t)));
+  store_output(out->color + i, outputs, GK_OUT_COLOR, v_select(c, zero, color), valid, n);
+  store_output(out->dual_delta + i, outputs, GK_OUT_DUAL_DELTA,
+               v_mul(v_sub(zero, v->omega), v_mul(v->discount, v->n2)), valid, n);
+  vdouble dual_gamma = v_div(v_mul(v_mul(v->discount, pdf2), v->inv_s), v->K);
+  store_output(out->dual_gamma + i, outputs, GK_OUT_DUAL_GAMMA, v_select(c, zero, dual_gamma), valid, n);
+}
+
 static inline void price_vector(gk_model model, const vector_inputs *v, const carry_factors *c,
                                 unsigned outputs, gk_greeks_batch *out, size_t i, size_t n,
                                 vmask valid) {
@@ -134,6 +181,12 @@ static inline void price_vector(gk_model model, const vector_inputs *v, const ca
       vdouble drift = v_mul(omega, v_sub(v_mul(v_mul(q, A), n1), v_mul(v_mul(r, B), n2)));
       store_output(out->theta + i, outputs, GK_OUT_THETA, v_sub(drift, decay), valid, n);
     }
+  }
+
+  if (outputs & GK_OUT_SECOND_ORDER) {
+    second_order_inputs so = {S, K, T, r, q, sigma, omega, carry, c->discount, sqrt_t, inv_s,
+                              d1, d2, g1, g2, n1, n2, A, collapsed};
+    store_second_order(&so, outputs, out, i, n, valid);
   }
 
   if (model == GK_MODEL_BLACK76) {

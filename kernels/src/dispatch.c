@@ -126,16 +126,17 @@ static gk_rc check_batch_arguments(gk_model model, const gk_option_batch *in,
                                    unsigned outputs, const gk_greeks_batch *out) {
   if (in == NULL || out == NULL || out->error == NULL) return GK_RC_NULL_ARGUMENT;
   if ((unsigned)model > GK_MODEL_GK) return GK_RC_BAD_MODEL;
-  if (outputs & ~(unsigned)GK_OUT_ALL) return GK_RC_BAD_OUTPUT_MASK;
+  if (outputs & ~(unsigned)GK_OUT_EVERYTHING) return GK_RC_BAD_OUTPUT_MASK;
   if (in->count == 0) return GK_RC_OK;
   if (!in->spot || !in->strike || !in->expiry || !in->rate || !in->vol || !in->type)
     return GK_RC_MISSING_INPUT;
   if (model != GK_MODEL_BLACK76 && !in->yield) return GK_RC_MISSING_INPUT;
-  if (((outputs & GK_OUT_PRICE) && !out->price) || ((outputs & GK_OUT_DELTA) && !out->delta) ||
-      ((outputs & GK_OUT_GAMMA) && !out->gamma) || ((outputs & GK_OUT_VEGA) && !out->vega) ||
-      ((outputs & GK_OUT_THETA) && !out->theta) || ((outputs & GK_OUT_RHO) && !out->rho) ||
-      ((outputs & GK_OUT_PHI) && !out->phi))
-    return GK_RC_MISSING_OUTPUT;
+  double *const arrays[] = {out->price, out->delta, out->gamma, out->vega, out->theta,
+                            out->rho, out->phi, out->vanna, out->volga, out->charm,
+                            out->veta, out->speed, out->zomma, out->color, out->dual_delta,
+                            out->dual_gamma};
+  for (unsigned k = 0; k < sizeof arrays / sizeof arrays[0]; k++)
+    if ((outputs & (1u << k)) && arrays[k] == NULL) return GK_RC_MISSING_OUTPUT;
   return GK_RC_OK;
 }
 

@@ -50,6 +50,15 @@ void gk_zero_element_outputs(unsigned outputs, gk_greeks_batch *out, size_t i) {
   if (outputs & GK_OUT_THETA) out->theta[i] = 0.0;
   if (outputs & GK_OUT_RHO) out->rho[i] = 0.0;
   if (outputs & GK_OUT_PHI) out->phi[i] = 0.0;
+  if (outputs & GK_OUT_VANNA) out->vanna[i] = 0.0;
+  if (outputs & GK_OUT_VOLGA) out->volga[i] = 0.0;
+  if (outputs & GK_OUT_CHARM) out->charm[i] = 0.0;
+  if (outputs & GK_OUT_VETA) out->veta[i] = 0.0;
+  if (outputs & GK_OUT_SPEED) out->speed[i] = 0.0;
+  if (outputs & GK_OUT_ZOMMA) out->zomma[i] = 0.0;
+  if (outputs & GK_OUT_COLOR) out->color[i] = 0.0;
+  if (outputs & GK_OUT_DUAL_DELTA) out->dual_delta[i] = 0.0;
+  if (outputs & GK_OUT_DUAL_GAMMA) out->dual_gamma[i] = 0.0;
 }
 
 /* The two string tables are indexed by gk_element_error; keep them in its order. */
@@ -96,7 +105,7 @@ const char *gk_rc_message(gk_rc rc) {
     case GK_RC_OK: return "ok";
     case GK_RC_NULL_ARGUMENT: return "a required pointer argument is NULL";
     case GK_RC_BAD_MODEL: return "model must be bsm, black76 or gk";
-    case GK_RC_BAD_OUTPUT_MASK: return "output mask has bits outside GK_OUT_ALL";
+    case GK_RC_BAD_OUTPUT_MASK: return "output mask has bits outside GK_OUT_EVERYTHING";
     case GK_RC_MISSING_OUTPUT: return "an output in the mask has no array";
     case GK_RC_MISSING_INPUT: return "an input array the model needs is NULL";
     case GK_RC_ISA_UNKNOWN: return "unknown ISA name (expected scalar, avx2 or avx512)";

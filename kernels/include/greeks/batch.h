@@ -18,6 +18,13 @@
  *                         (negative for a long vanilla in normal conditions)
  *   rho                   d price / d rate, per 1.00 of rate (not per 1%)
  *   phi                   d price / d yield, per 1.00 (dividend / foreign rho)
+ * Second order (the time derivatives, like theta, are minus d/dT: the change as
+ * calendar time passes, per year):
+ *   vanna = d2 price / dS dvol      volga (vomma) = d2 price / dvol2
+ *   charm = -d delta / dT           veta = -d vega / dT
+ *   speed = d gamma / dS            zomma = d gamma / dvol
+ *   color = -d gamma / dT
+ *   dual delta = d price / dK       dual gamma = d2 price / dK2
  */
 #ifndef GREEKS_BATCH_H
 #define GREEKS_BATCH_H
@@ -34,7 +41,7 @@ typedef enum gk_rc {
   GK_RC_OK = 0,
   GK_RC_NULL_ARGUMENT,    /* a required pointer argument is NULL */
   GK_RC_BAD_MODEL,        /* model is not one of gk_model */
-  GK_RC_BAD_OUTPUT_MASK,  /* output mask has bits outside GK_OUT_ALL */
+  GK_RC_BAD_OUTPUT_MASK,  /* output mask has bits outside GK_OUT_EVERYTHING */
   GK_RC_MISSING_OUTPUT,   /* the mask asks for an output whose array is NULL */
   GK_RC_MISSING_INPUT,    /* an input array the model needs is NULL */
   GK_RC_ISA_UNKNOWN,      /* an ISA name (GREEKS_ISA, --isa) names no ISA */
@@ -66,7 +73,18 @@ enum {
   GK_OUT_THETA = 1u << 4,
   GK_OUT_RHO = 1u << 5,
   GK_OUT_PHI = 1u << 6,
-  GK_OUT_ALL = (1u << 7) - 1u,
+  GK_OUT_ALL = (1u << 7) - 1u, /* price and every first-order Greek */
+  GK_OUT_VANNA = 1u << 7,
+  GK_OUT_VOLGA = 1u << 8,
+  GK_OUT_CHARM = 1u << 9,
+  GK_OUT_VETA = 1u << 10,
+  GK_OUT_SPEED = 1u << 11,
+  GK_OUT_ZOMMA = 1u << 12,
+  GK_OUT_COLOR = 1u << 13,
+  GK_OUT_DUAL_DELTA = 1u << 14,
+  GK_OUT_DUAL_GAMMA = 1u << 15,
+  GK_OUT_SECOND_ORDER = ((1u << 16) - 1u) & ~GK_OUT_ALL,
+  GK_OUT_EVERYTHING = (1u << 16) - 1u,
 };
 
 /* Inputs: count elements, one array per quantity (units above). */
@@ -82,7 +100,8 @@ typedef struct gk_option_batch {
 } gk_option_batch;
 
 /* Outputs: arrays for the outputs not in the mask may be NULL. `error` is always
- * required: it receives a gk_element_error per element. */
+ * required: it receives a gk_element_error per element. The second-order arrays
+ * come after `error` so that code written for first-order outputs keeps working. */
 typedef struct gk_greeks_batch {
   double *price;
   double *delta;
@@ -92,6 +111,7 @@ typedef struct gk_greeks_batch {
   double *rho;
   double *phi;
   uint8_t *error;
+  double *vanna, *volga, *charm, *veta, *speed, *zomma, *color, *dual_delta, *dual_gamma;
 } gk_greeks_batch;
 
 /* Why one element of a batch was not priced. Valid elements of the same batch are
