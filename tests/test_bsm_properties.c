@@ -27,6 +27,7 @@ typedef struct option {
 
 typedef struct priced {
   double price, delta, gamma, vega, theta, rho, phi;
+  double vanna, volga, charm, veta, speed, zomma, color, dual_delta, dual_gamma;
 } priced;
 
 static priced price_one(gk_model model, option o) {
@@ -35,7 +36,9 @@ static priced price_one(gk_model model, option o) {
   b.yield[0] = o.q, b.vol[0] = o.sigma, b.type[0] = o.type;
   owned_batch_price(&b, model);
   assert_int_equal(b.error[0], GK_ELEMENT_OK);
-  priced p = {b.price[0], b.delta[0], b.gamma[0], b.vega[0], b.theta[0], b.rho[0], b.phi[0]};
+  priced p = {b.price[0], b.delta[0], b.gamma[0], b.vega[0], b.theta[0], b.rho[0], b.phi[0],
+              b.vanna[0], b.volga[0], b.charm[0], b.veta[0], b.speed[0], b.zomma[0],
+              b.color[0], b.dual_delta[0], b.dual_gamma[0]};
   owned_batch_free(&b);
   return p;
 }
@@ -164,12 +167,93 @@ static void test_greeks_match_finite_differences(void **state) {
   }
 }
 
+/* First-order Greeks as functions of one bumped input, for the second-order tests. */
+static double delta_bump_vol(gk_model m, option o, double h) { o.sigma += h; return price_one(m, o).delta; }
+static double vega_bump_vol(gk_model m, option o, double h) { o.sigma += h; return price_one(m, o).vega; }
+static double vega_bump_spot(gk_model m, option o, double h) { o.S += h; return price_one(m, o).vega; }
+static double delta_bump_expiry(gk_model m, option o, double h) { o.T += h; return price_one(m, o).delta; }
+static double vega_bump_expiry(gk_model m, option o, double h) { o.T += h; return price_one(m, o).vega; }
+static double gamma_bump_spot(gk_model m, option o, double h) { o.S += h; return price_one(m, o).gamma; }
+static double gamma_bump_vol(gk_model m, option o, double h) { o.sigma += h; return price_one(m, o).gamma; }
+static double gamma_bump_expiry(gk_model m, option o, double h) { o.T += h; return price_one(m, o).gamma; }
+static double price_bump_strike(gk_model m, option o, double h) { o.K += h; return price_one(m, o).price; }
+static double dual_delta_bump_strike(gk_model m, option o, double h) { o.K += h; return price_one(m, o).dual_delta; }
+
+static void test_second_order_greeks_match_finite_differences(void **state) {
+  (void)state;
+  test_rng rng = {909};
+  for (size_t n = 0; n < FD_COUNT / 2; n++) {
+    option o;
+    o.S = rng_uniform(&rng, 50, 200);
+    o.K = o.S * rng_log_uniform(&rng, 0.7, 1.4);
+    o.T = rng_uniform(&rng, 0.1, 3.0);
+    o.r = rng_uniform(&rng, -0.02, 0.08);
+    o.q = rng_uniform(&rng, 0.0, 0.06);
+    o.sigma = rng_uniform(&rng, 0.15, 0.8);
+    o.type = (uint8_t)(rng_next(&rng) & 1u);
+    gk_model m = models[n % 3];
+    priced p = price_one(m, o);
+    double s = o.sigma * sqrt(o.T);
+    /* Steps shrink in the tails, where the density changes fast with every input
+     * (d1 of 5 moves n(d1) by 30% over 1% of sigma). */
+    double q0 = m == GK_MODEL_BLACK76 ? o.r : o.q;
+    double tail = 1 + fabs((log(o.S / o.K) + (o.r - q0 + 0.5 * o.sigma * o.sigma) * o.T) / s);
+    double hs = 0.01 * o.S * s / tail, hv = 0.01 * o.sigma / tail, ht = 0.01 * o.T / (tail * tail);
+    double hk = 0.01 * o.K * s / tail;
+    /* Each formula sums terms that may cancel; the tolerance is 1e-6 of the size of
+     * those terms (computed here independently), not of the possibly tiny result. */
+    double q = m == GK_MODEL_BLACK76 ? o.r : o.q, b = o.r - q, carry = exp(-q * o.T), D = exp(-o.r * o.T);
+    double d1 = (log(o.S / o.K) + (b + 0.5 * o.sigma * o.sigma) * o.T) / s, d2 = d1 - s;
+    double n1 = exp(-0.5 * d1 * d1) / sqrt(2 * 3.14159265358979323846), n2 = exp(-0.5 * d2 * d2) / sqrt(2 * 3.14159265358979323846);
+    double vega = o.S * carry * n1 * sqrt(o.T), gamma = carry * n1 / (o.S * s), dd = fabs(d1 * d2);
+    double tol = 1e-6;
+    expect_greek("vanna (d delta/d vol)", p.vanna, derivative(delta_bump_vol, m, o, hv), 0, tol * carry * n1 * (fabs(d2) + 1) / o.sigma + 1e-14, o);
+    expect_greek("vanna (d vega/d S)", p.vanna, derivative(vega_bump_spot, m, o, hs), 0, tol * carry * n1 * (fabs(d2) + 1) / o.sigma + 1e-14, o);
+    expect_greek("volga", p.volga, derivative(vega_bump_vol, m, o, hv), 0, tol * vega * (dd + 1) / o.sigma + 1e-14, o);
+    expect_greek("charm", p.charm, -derivative(delta_bump_expiry, m, o, ht), 0,
+                 tol * carry * (fabs(b - o.r) + n1 * (fabs(b) / s + (fabs(d2) + 1) / (2 * o.T))) + 1e-14, o);
+    expect_greek("veta", p.veta, -derivative(vega_bump_expiry, m, o, ht), 0,
+                 tol * vega * (fabs(b - o.r) + fabs(b * d1) / s + (1 + dd) / (2 * o.T)) + 1e-14, o);
+    expect_greek("speed", p.speed, derivative(gamma_bump_spot, m, o, hs), 0, tol * gamma * (1 + fabs(d1) / s) / o.S + 1e-16, o);
+    expect_greek("zomma", p.zomma, derivative(gamma_bump_vol, m, o, hv), 0, tol * gamma * (dd + 1) / o.sigma + 1e-16, o);
+    expect_greek("color", p.color, -derivative(gamma_bump_expiry, m, o, ht), 0,
+                 tol * gamma * (fabs(b - o.r) + fabs(b * d1) / s + (dd + 1) / (2 * o.T)) + 1e-16, o);
+    expect_greek("dual delta", p.dual_delta, derivative(price_bump_strike, m, o, hk), 0, 1e-8 * D + 1e-14, o);
+    expect_greek("dual gamma", p.dual_gamma, derivative(dual_delta_bump_strike, m, o, hk), 0, tol * D * n2 / (o.K * s) + 1e-16, o);
+  }
+}
+
+static void test_second_order_symmetries(void **state) {
+  (void)state;
+  test_rng rng = {31};
+  owned_batch b = owned_batch_make(1);
+  for (size_t n = 0; n < 2000; n++) {
+    fill_random_option(&b, 0, &rng);
+    option call = {b.spot[0], b.strike[0], b.expiry[0], b.rate[0], b.yield[0], b.vol[0], GK_CALL};
+    option put = call;
+    put.type = GK_PUT;
+    for (size_t m = 0; m < 3; m++) {
+      priced c = price_one(models[m], call), p = price_one(models[m], put);
+      /* Call and put share every Greek built on the density; dual deltas differ by e^{-rT}. */
+      assert_true(close_enough(c.vanna, p.vanna, 1e-12, 1e-300) && close_enough(c.volga, p.volga, 1e-12, 1e-300));
+      assert_true(close_enough(c.speed, p.speed, 1e-12, 1e-300) && close_enough(c.zomma, p.zomma, 1e-12, 1e-300));
+      assert_true(close_enough(c.dual_gamma, p.dual_gamma, 1e-12, 1e-300));
+      assert_true(close_enough(c.dual_delta - p.dual_delta, -exp(-call.r * call.T), 0, 1e-14));
+      /* Homogeneity: S delta + K dual delta = price (the price is degree-1 homogeneous in S, K). */
+      assert_true(close_enough(call.S * c.delta + call.K * c.dual_delta, c.price, 0, 1e-13 * (call.S + call.K)));
+    }
+  }
+  owned_batch_free(&b);
+}
+
 int main(void) {
   skip_unless_active_isa_runs();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_put_call_parity_and_bounds),
       cmocka_unit_test(test_monotonicity),
       cmocka_unit_test(test_greeks_match_finite_differences),
+      cmocka_unit_test(test_second_order_greeks_match_finite_differences),
+      cmocka_unit_test(test_second_order_symmetries),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,7 +21,9 @@ owned_batch owned_batch_make(size_t count) {
   owned_batch b;
   b.count = count;
   double **doubles[] = {&b.spot, &b.strike, &b.expiry, &b.rate, &b.yield, &b.vol, &b.price,
-                        &b.delta, &b.gamma, &b.vega, &b.theta, &b.rho, &b.phi};
+                        &b.delta, &b.gamma, &b.vega, &b.theta, &b.rho, &b.phi, &b.vanna,
+                        &b.volga, &b.charm, &b.veta, &b.speed, &b.zomma, &b.color,
+                        &b.dual_delta, &b.dual_gamma};
   for (size_t i = 0; i < sizeof doubles / sizeof doubles[0]; i++)
     *doubles[i] = aligned_zeroed(count, sizeof(double));
   b.type = aligned_zeroed(count, 1);
@@ -31,7 +33,9 @@ owned_batch owned_batch_make(size_t count) {
 
 void owned_batch_free(owned_batch *b) {
   void *all[] = {b->spot, b->strike, b->expiry, b->rate, b->yield, b->vol, b->type, b->price,
-                 b->delta, b->gamma, b->vega, b->theta, b->rho, b->phi, b->error};
+                 b->delta, b->gamma, b->vega, b->theta, b->rho, b->phi, b->error, b->vanna,
+                 b->volga, b->charm, b->veta, b->speed, b->zomma, b->color, b->dual_delta,
+                 b->dual_gamma};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
   memset(b, 0, sizeof *b);
 }
@@ -42,14 +46,16 @@ gk_option_batch owned_batch_inputs(const owned_batch *b) {
 }
 
 gk_greeks_batch owned_batch_outputs(owned_batch *b) {
-  gk_greeks_batch out = {b->price, b->delta, b->gamma, b->vega, b->theta, b->rho, b->phi, b->error};
+  gk_greeks_batch out = {b->price, b->delta, b->gamma, b->vega, b->theta, b->rho, b->phi, b->error,
+                         b->vanna, b->volga, b->charm, b->veta, b->speed, b->zomma, b->color,
+                         b->dual_delta, b->dual_gamma};
   return out;
 }
 
 void owned_batch_price(owned_batch *b, gk_model model) {
   gk_option_batch in = owned_batch_inputs(b);
   gk_greeks_batch out = owned_batch_outputs(b);
-  gk_rc rc = gk_bsm_price_batch(model, &in, GK_OUT_ALL, &out, NULL);
+  gk_rc rc = gk_bsm_price_batch(model, &in, GK_OUT_EVERYTHING, &out, NULL);
   if (rc != GK_RC_OK) fail_msg("gk_bsm_price_batch: %s", gk_rc_message(rc));
 }
 

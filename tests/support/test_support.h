@@ -24,13 +24,15 @@ typedef struct owned_batch {
   uint8_t *type;
   double *price, *delta, *gamma, *vega, *theta, *rho, *phi;
   uint8_t *error;
+  double *vanna, *volga, *charm, *veta, *speed, *zomma, *color, *dual_delta, *dual_gamma;
 } owned_batch;
 
 owned_batch owned_batch_make(size_t count);
 void owned_batch_free(owned_batch *b);
 gk_option_batch owned_batch_inputs(const owned_batch *b);
 gk_greeks_batch owned_batch_outputs(owned_batch *b);
-/* Prices b on the active ISA with every output; fails the test on a bad rc. */
+/* Prices b on the active ISA with every output, first and second order; fails
+ * the test on a bad rc. */
 void owned_batch_price(owned_batch *b, gk_model model);
 
 /* splitmix64: small, seedable, good enough for test inputs. */
