@@ -134,7 +134,7 @@ static void test_unusable_files_exit_2_with_a_clear_message(void **state) {
   r = run_cli("", "price --model heston good.csv");
   assert_int_equal(r->exit_code, 2);
   assert_non_null(strstr(r->err, "--model must be bsm, black76 or gk"));
-  r = run_cli("", "price --greeks delta,charm good.csv");
+  r = run_cli("", "price --greeks delta,rhoo good.csv");
   assert_int_equal(r->exit_code, 2);
   r = run_cli("", "price --isa sse2 good.csv");
   assert_int_equal(r->exit_code, 2);
@@ -171,6 +171,26 @@ static void test_options_select_model_greeks_and_isa(void **state) {
         assert_true(close_enough(b, a, 1e-13, 1e-15 * 100));
       }
   }
+}
+
+static void test_second_order_columns_on_request(void **state) {
+  (void)state;
+  cli_result *r = run_cli("", "price --greeks delta,vanna,dual_gamma good.csv");
+  assert_int_equal(r->exit_code, 0);
+  assert_string_equal(csv_cell(r->out, 0, 8), "vanna");
+  assert_string_equal(csv_cell(r->out, 0, 16), "dual_gamma");
+  assert_string_equal(csv_cell(r->out, 0, 17), "error");
+  assert_true(strlen(csv_cell(r->out, 1, 8)) > 0);   /* vanna requested */
+  assert_string_equal(csv_cell(r->out, 1, 9), "");  /* volga not */
+  /* Round trip: the printed vanna is the library's. */
+  owned_batch b = owned_batch_make(1);
+  b.spot[0] = 60, b.strike[0] = 65, b.expiry[0] = 0.25, b.rate[0] = 0.08, b.vol[0] = 0.30;
+  owned_batch_price(&b, GK_MODEL_BSM);
+  assert_true(strtod(csv_cell(r->out, 1, 8), NULL) == b.vanna[0]);
+  assert_true(strtod(csv_cell(r->out, 1, 16), NULL) == b.dual_gamma[0]);
+  owned_batch_free(&b);
+  r = run_cli("", "price good.csv"); /* default output is unchanged */
+  assert_string_equal(csv_cell(r->out, 0, 8), "error");
 }
 
 static void test_version_names_the_isa(void **state) {
@@ -271,6 +291,7 @@ int main(void) {
       cmocka_unit_test(test_bad_rows_are_named_and_the_rest_priced),
       cmocka_unit_test(test_unusable_files_exit_2_with_a_clear_message),
       cmocka_unit_test(test_options_select_model_greeks_and_isa),
+      cmocka_unit_test(test_second_order_columns_on_request),
       cmocka_unit_test(test_version_names_the_isa),
       cmocka_unit_test(test_bundled_example_prices_cleanly),
       cmocka_unit_test(test_chain_prices_on_the_market_from_flags),

@@ -36,8 +36,12 @@ typedef struct chunk {
   uint8_t type[CHUNK_ROWS];
   double price[CHUNK_ROWS], delta[CHUNK_ROWS], gamma[CHUNK_ROWS], vega[CHUNK_ROWS];
   double theta[CHUNK_ROWS], rho[CHUNK_ROWS], phi[CHUNK_ROWS];
+  double second[9][CHUNK_ROWS]; /* vanna .. dual gamma, in mask order */
   uint8_t element_error[CHUNK_ROWS];
 } chunk;
+
+static const char *const second_order_names[9] = {"vanna", "volga", "charm", "veta", "speed",
+                                                  "zomma", "color", "dual_delta", "dual_gamma"};
 
 typedef struct price_job {
   gk_model model;
@@ -152,6 +156,8 @@ static void write_chunk_results(price_job *job, chunk *c, FILE *out) {
     write_number(out, ok && (job->outputs & GK_OUT_THETA), c->theta[k]);
     write_number(out, ok && (job->outputs & GK_OUT_RHO), c->rho[k]);
     write_number(out, ok && (job->outputs & GK_OUT_PHI), c->phi[k]);
+    if (job->outputs & GK_OUT_SECOND_ORDER)
+      for (int g = 0; g < 9; g++) write_number(out, ok && (job->outputs & (GK_OUT_VANNA << g)), c->second[g][k]);
     fputc(',', out);
     if (!ok) {
       csv_write_field(out, r->error);
@@ -164,7 +170,9 @@ static void write_chunk_results(price_job *job, chunk *c, FILE *out) {
 
 static int price_chunk(price_job *job, chunk *c, FILE *out) {
   gk_greeks_batch res = {c->price, c->delta, c->gamma, c->vega, c->theta,
-                         c->rho, c->phi, c->element_error};
+                         c->rho, c->phi, c->element_error, c->second[0], c->second[1],
+                         c->second[2], c->second[3], c->second[4], c->second[5],
+                         c->second[6], c->second[7], c->second[8]};
   gk_status status;
   gk_code code;
   if (job->chain_mode) {
@@ -228,7 +236,10 @@ static int price_stream(price_job *job, FILE *in, FILE *out) {
     if (!have_header) {
       if (read_header(job, line) != 0) { status = CLI_EXIT_UNUSABLE; break; }
       have_header = 1;
-      fputs("id,price,delta,gamma,vega,theta,rho,phi,error\n", out);
+      fputs("id,price,delta,gamma,vega,theta,rho,phi", out);
+      if (job->outputs & GK_OUT_SECOND_ORDER)
+        for (int g = 0; g < 9; g++) fprintf(out, ",%s", second_order_names[g]);
+      fputs(",error\n", out);
       continue;
     }
     char *owned = strdup(line);
@@ -254,10 +265,15 @@ static int price_stream(price_job *job, FILE *in, FILE *out) {
 
 static int parse_greeks_list(const char *list, unsigned *outputs) {
   static const struct { const char *name; unsigned bit; } greeks[] = {
-      {"delta", GK_OUT_DELTA}, {"gamma", GK_OUT_GAMMA}, {"vega", GK_OUT_VEGA},
-      {"theta", GK_OUT_THETA}, {"rho", GK_OUT_RHO},     {"phi", GK_OUT_PHI}};
+      {"delta", GK_OUT_DELTA},   {"gamma", GK_OUT_GAMMA}, {"vega", GK_OUT_VEGA},
+      {"theta", GK_OUT_THETA},   {"rho", GK_OUT_RHO},     {"phi", GK_OUT_PHI},
+      {"vanna", GK_OUT_VANNA},   {"volga", GK_OUT_VOLGA}, {"charm", GK_OUT_CHARM},
+      {"veta", GK_OUT_VETA},     {"speed", GK_OUT_SPEED}, {"zomma", GK_OUT_ZOMMA},
+      {"color", GK_OUT_COLOR},   {"dual_delta", GK_OUT_DUAL_DELTA},
+      {"dual_gamma", GK_OUT_DUAL_GAMMA}, {"second", GK_OUT_SECOND_ORDER}};
   *outputs = GK_OUT_PRICE;
   if (strcmp(list, "all") == 0) { *outputs = GK_OUT_ALL; return 0; }
+  if (strcmp(list, "everything") == 0) { *outputs = GK_OUT_EVERYTHING; return 0; }
   if (strcmp(list, "none") == 0) return 0;
   char buffer[256];
   if (strlen(list) >= sizeof buffer) return -1;
@@ -286,9 +302,12 @@ void price_command_usage(FILE *out) {
         "  Prices European options. Input CSV header: id,type,S,K,T,r,q,sigma\n"
         "  (type call|put; T years; r, q continuously compounded per year; sigma per\n"
         "  sqrt(year); black76: S is the futures price, q ignored; gk: q is the\n"
-        "  foreign rate). LIST: comma-separated delta,gamma,vega,theta,rho,phi.\n"
-        "  Output CSV: id,price,delta,gamma,vega,theta,rho,phi,error (vega, rho, phi\n"
-        "  per 1.00; theta per year). Exit 0 ok, 2 unusable input, 3 some bad rows.\n",
+        "  foreign rate). --greeks: all (first order, the default), everything, none,\n"
+        "  or a comma-separated list of delta,gamma,vega,theta,rho,phi and the second\n"
+        "  order vanna,volga,charm,veta,speed,zomma,color,dual_delta,dual_gamma (or\n"
+        "  'second' for the nine). Output CSV: id,price,delta,gamma,vega,theta,rho,phi\n"
+        "  [,vanna..dual_gamma when any is asked for],error (vega, rho, phi per 1.00;\n"
+        "  theta, charm, veta, color per year). Exit 0 ok, 2 unusable input, 3 some bad rows.\n",
         out);
 }
 
@@ -318,8 +337,9 @@ static int run_price_job(int argc, char **argv, int chain_mode) {
         return cli_usage_error("--model must be bsm, black76 or gk", value);
     } else if (cli_take_option(argc, argv, &i, "--greeks", &value)) {
       if (!value || parse_greeks_list(value, &job.outputs) != 0)
-        return cli_usage_error("--greeks must be all, none or a list of "
-                               "delta,gamma,vega,theta,rho,phi", value);
+        return cli_usage_error("--greeks must be all, everything, none or a list of "
+                               "delta,gamma,vega,theta,rho,phi,vanna,volga,charm,veta,speed,"
+                               "zomma,color,dual_delta,dual_gamma,second", value);
     } else if (cli_take_option(argc, argv, &i, "--isa", &value)) {
       if (cli_force_isa(value) != 0) return CLI_EXIT_UNUSABLE;
     } else if (cli_take_option(argc, argv, &i, "--threads", &value)) {

@@ -29,15 +29,17 @@ static gk_option_batch batch_slice(const gk_option_batch *in, size_t begin, size
 
 static double *offset_or_null(double *p, size_t begin) { return p ? p + begin : NULL; }
 
+/* Every output array offset by `begin` (NULL stays NULL). Starts from a zeroed
+ * struct so that no member, present or added later, is left uninitialized. */
 static gk_greeks_batch results_slice(const gk_greeks_batch *out, size_t begin) {
-  gk_greeks_batch s;
-  s.price = offset_or_null(out->price, begin);
-  s.delta = offset_or_null(out->delta, begin);
-  s.gamma = offset_or_null(out->gamma, begin);
-  s.vega = offset_or_null(out->vega, begin);
-  s.theta = offset_or_null(out->theta, begin);
-  s.rho = offset_or_null(out->rho, begin);
-  s.phi = offset_or_null(out->phi, begin);
+  gk_greeks_batch s = {0};
+  double **dst[] = {&s.price, &s.delta, &s.gamma, &s.vega, &s.theta, &s.rho, &s.phi,
+                    &s.vanna, &s.volga, &s.charm, &s.veta, &s.speed, &s.zomma, &s.color,
+                    &s.dual_delta, &s.dual_gamma};
+  double *const src[] = {out->price, out->delta, out->gamma, out->vega, out->theta, out->rho,
+                         out->phi, out->vanna, out->volga, out->charm, out->veta, out->speed,
+                         out->zomma, out->color, out->dual_delta, out->dual_gamma};
+  for (size_t k = 0; k < sizeof src / sizeof src[0]; k++) *dst[k] = offset_or_null(src[k], begin);
   s.error = out->error + begin;
   return s;
 }

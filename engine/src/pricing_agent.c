@@ -20,10 +20,20 @@
 enum { MSG_PRICE = 1, MSG_PRICE_SCHEMA = 1 };
 
 /* Coalescing buffers: one SoA batch of max_batch_options. */
+#define OUTPUT_COUNT 16 /* every GK_OUT_* bit, first and second order */
+
 typedef struct soa {
-  double *spot, *strike, *expiry, *rate, *yield, *vol, *out[7];
+  double *spot, *strike, *expiry, *rate, *yield, *vol, *out[OUTPUT_COUNT];
   uint8_t *type, *error;
 } soa;
+
+/* The request's output arrays in mask-bit order. */
+static void request_outputs(const gk_greeks_batch *o, double *dst[OUTPUT_COUNT]) {
+  double *all[OUTPUT_COUNT] = {o->price, o->delta, o->gamma, o->vega, o->theta, o->rho, o->phi,
+                               o->vanna, o->volga, o->charm, o->veta, o->speed, o->zomma,
+                               o->color, o->dual_delta, o->dual_gamma};
+  for (int k = 0; k < OUTPUT_COUNT; k++) dst[k] = all[k];
+}
 
 struct gk_pricing_agent {
   gk_pricing_agent_config config;
@@ -152,9 +162,10 @@ static void copy_in(soa *b, size_t at, const gk_option_batch *in) {
 }
 
 static void copy_out(const soa *b, size_t at, gk_pricing_request *r) {
-  double *dst[7] = {r->out.price, r->out.delta, r->out.gamma, r->out.vega, r->out.theta, r->out.rho, r->out.phi};
+  double *dst[OUTPUT_COUNT];
+  request_outputs(&r->out, dst);
   size_t n = r->in.count;
-  for (int k = 0; k < 7; k++)
+  for (int k = 0; k < OUTPUT_COUNT; k++)
     if ((r->outputs & (1u << k)) && dst[k]) memcpy(dst[k], b->out[k] + at, n * sizeof(double));
   memcpy(r->out.error, b->error + at, n);
   r->invalid_count = 0;
@@ -175,8 +186,9 @@ static void price_together(gk_pricing_agent *p, gk_envelope *batch, const size_t
   }
   gk_option_batch in = {total, p->buffer.spot, p->buffer.strike, p->buffer.expiry, p->buffer.rate,
                         p->buffer.yield, p->buffer.vol, p->buffer.type};
-  gk_greeks_batch out = {p->buffer.out[0], p->buffer.out[1], p->buffer.out[2], p->buffer.out[3],
-                         p->buffer.out[4], p->buffer.out[5], p->buffer.out[6], p->buffer.error};
+  double **o = p->buffer.out;
+  gk_greeks_batch out = {o[0], o[1], o[2], o[3], o[4], o[5], o[6], p->buffer.error, o[7], o[8],
+                         o[9], o[10], o[11], o[12], o[13], o[14], o[15]};
   gk_status status;
   size_t invalid = 0;
   int used_fallback = 0;
@@ -217,15 +229,15 @@ static gk_code handle_requests(void *context, gk_envelope *batch, size_t count, 
 
 static void free_buffer(soa *b) {
   free(b->spot), free(b->strike), free(b->expiry), free(b->rate), free(b->yield), free(b->vol);
-  for (int k = 0; k < 7; k++) free(b->out[k]);
+  for (int k = 0; k < OUTPUT_COUNT; k++) free(b->out[k]);
   free(b->type), free(b->error);
 }
 
 static int alloc_buffer(soa *b, size_t n) {
-  double **d[] = {&b->spot, &b->strike, &b->expiry, &b->rate, &b->yield, &b->vol,
-                  &b->out[0], &b->out[1], &b->out[2], &b->out[3], &b->out[4], &b->out[5], &b->out[6]};
+  double **d[] = {&b->spot, &b->strike, &b->expiry, &b->rate, &b->yield, &b->vol};
   int ok = 1;
   for (size_t i = 0; i < sizeof d / sizeof d[0]; i++) ok &= (*d[i] = calloc(n, sizeof(double))) != NULL;
+  for (int k = 0; k < OUTPUT_COUNT; k++) ok &= (b->out[k] = calloc(n, sizeof(double))) != NULL;
   ok &= (b->type = calloc(n, 1)) != NULL && (b->error = calloc(n, 1)) != NULL;
   return ok;
 }
@@ -308,13 +320,14 @@ gk_code gk_pricing_agent_submit(gk_pricing_agent *p, gk_pricing_request *r, gk_s
   if (p == NULL || r == NULL || r->done == NULL)
     return gk_status_set(status, GK_INVALID_ARGUMENT, !p ? "agent" : !r ? "request" : "done", NULL,
                          GK_STATUS_NO_INDEX, "gk_pricing_agent_submit: a required argument is NULL");
-  if ((unsigned)r->model > GK_MODEL_GK || (r->outputs & ~(unsigned)GK_OUT_ALL) || r->out.error == NULL ||
+  if ((unsigned)r->model > GK_MODEL_GK || (r->outputs & ~(unsigned)GK_OUT_EVERYTHING) || r->out.error == NULL ||
       (r->in.count > 0 && (!r->in.spot || !r->in.strike || !r->in.expiry || !r->in.rate || !r->in.vol ||
                            !r->in.type || (r->model != GK_MODEL_BLACK76 && !r->in.yield))))
     return gk_status_set(status, GK_INVALID_ARGUMENT, "request", NULL, GK_STATUS_NO_INDEX,
                          "request %s: model, outputs or arrays are unusable", r->request_id);
-  double *outs[7] = {r->out.price, r->out.delta, r->out.gamma, r->out.vega, r->out.theta, r->out.rho, r->out.phi};
-  for (int k = 0; k < 7; k++)
+  double *outs[OUTPUT_COUNT];
+  request_outputs(&r->out, outs);
+  for (int k = 0; k < OUTPUT_COUNT; k++)
     if ((r->outputs & (1u << k)) && outs[k] == NULL)
       return gk_status_set(status, GK_INVALID_ARGUMENT, "outputs", NULL, GK_STATUS_NO_INDEX,
                            "request %s: an output in the mask has no array", r->request_id);
