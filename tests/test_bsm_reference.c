@@ -19,7 +19,7 @@
 
 #include "support/test_support.h"
 
-#define MAX_FIELDS 16
+#define MAX_FIELDS 24
 #define MAX_ROWS 8192
 
 static size_t split_fields(char *line, char **fields) {
@@ -197,6 +197,64 @@ static void test_gk_against_mpmath(void **state) {
   check_against_mpmath(GK_MODEL_GK, "gk");
 }
 
+/* Second-order Greeks against tests/data/bsm2_mpmath.csv: every value there comes
+ * from mpmath numerical differentiation of the 50-digit price, independent of
+ * our closed forms. Tolerance: 1e-11 relative, or 1e-13 of the size of the terms
+ * the formula sums (second_order_scales), or 1e-16 in the Greek's natural unit. */
+static void test_second_order_against_mpmath(void **state) {
+  (void)state;
+  static const char *const names2[9] = {"vanna", "volga", "charm", "veta", "speed", "zomma", "color", "dual_delta", "dual_gamma"};
+  for (int m = GK_MODEL_BSM; m <= GK_MODEL_GK; m++) {
+    FILE *f = open_data("bsm2_mpmath.csv");
+    char line[2048];
+    char *fields[MAX_FIELDS] = {0};
+    owned_batch b = owned_batch_make(MAX_ROWS);
+    static double want[9][MAX_ROWS];
+    size_t n = 0;
+    assert_non_null(fgets(line, sizeof line, f));
+    while (fgets(line, sizeof line, f) && n < MAX_ROWS) {
+      if (split_fields(line, fields) != 17) fail_msg("bsm2_mpmath.csv: bad row");
+      gk_model row_model;
+      if (parse_model_name(fields[0], &row_model) != 0) fail_msg("bad model '%s'", fields[0]);
+      if ((int)row_model != m) continue;
+      b.type[n] = strcmp(fields[1], "put") == 0 ? GK_PUT : GK_CALL;
+      b.spot[n] = number(fields[2]), b.strike[n] = number(fields[3]), b.expiry[n] = number(fields[4]);
+      b.rate[n] = number(fields[5]), b.yield[n] = number(fields[6]), b.vol[n] = number(fields[7]);
+      for (int k = 0; k < 9; k++) want[k][n] = number(fields[8 + k]);
+      n++;
+    }
+    fclose(f);
+    assert_true(n >= 200);
+    b.count = n;
+    owned_batch_price(&b, (gk_model)m);
+    const double *got[9] = {b.vanna, b.volga, b.charm, b.veta, b.speed, b.zomma, b.color, b.dual_delta, b.dual_gamma};
+    size_t failures = 0;
+    double worst[9] = {0};
+    for (size_t i = 0; i < n; i++) {
+      double scale[9];
+      second_order_scales((gk_model)m, &b, i, scale);
+      double S = b.spot[i], K = b.strike[i];
+      double unit[9] = {1, S, 1, S, 1 / (S * S), 1 / S, 1 / S, 1, 1 / K};
+      for (int k = 0; k < 9; k++) {
+        double err = fabs(got[k][i] - want[k][i]);
+        double allowed = fmax(1e-11 * fabs(want[k][i]), fmax(1e-13 * scale[k], 1e-16 * unit[k]));
+        if (want[k][i] != 0) worst[k] = fmax(worst[k], err / fabs(want[k][i]));
+        if (isfinite(got[k][i]) && err <= allowed) continue;
+        if (failures++ < 10)
+          print_error("model %d %s S=%.17g K=%.17g T=%.17g r=%.17g q=%.17g sigma=%.17g: %s got %.17g want %.17g\n",
+                      m, b.type[i] == GK_PUT ? "put" : "call", S, K, b.expiry[i], b.rate[i], b.yield[i], b.vol[i],
+                      names2[k], got[k][i], want[k][i]);
+      }
+    }
+    print_message("model %d on %s: %zu rows; worst relative errors vanna %.1e volga %.1e charm %.1e veta %.1e "
+                  "speed %.1e zomma %.1e color %.1e dual delta %.1e dual gamma %.1e\n", m,
+                  gk_isa_name(gk_isa_active()), n, worst[0], worst[1], worst[2], worst[3], worst[4], worst[5],
+                  worst[6], worst[7], worst[8]);
+    owned_batch_free(&b);
+    assert_int_equal(failures, 0);
+  }
+}
+
 int main(void) {
   skip_unless_active_isa_runs();
   const struct CMUnitTest tests[] = {
@@ -204,6 +262,7 @@ int main(void) {
       cmocka_unit_test(test_bsm_against_mpmath),
       cmocka_unit_test(test_black76_against_mpmath),
       cmocka_unit_test(test_gk_against_mpmath),
+      cmocka_unit_test(test_second_order_against_mpmath),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -44,6 +44,12 @@ double rng_log_uniform(test_rng *rng, double lo, double hi); /* log-uniform */
 /* Fills element i with a random option from a wide but valid domain. */
 void fill_random_option(owned_batch *b, size_t i, test_rng *rng);
 
+/* The size of the terms each second-order formula sums (vanna, volga, charm, veta,
+ * speed, zomma, color, dual delta, dual gamma), computed from element i's inputs:
+ * cancellation makes a tiny result legitimately differ by a fraction of these, not
+ * of itself. 1e300 for elements at the sigma sqrt(T) -> 0 or T = 0 limits. */
+void second_order_scales(gk_model model, const owned_batch *b, size_t i, double scale[9]);
+
 /* |got - want| <= max(rel * |want|, abs). */
 int close_enough(double got, double want, double rel, double abs);
 
