@@ -138,18 +138,25 @@ static void expect_greek(const char *name, double analytic, double numeric, doub
              o.type == GK_PUT ? "put" : "call");
 }
 
+/* A random option in the domain where finite differences are well conditioned:
+ * moderate moneyness, T >= 0.1, sigma >= 0.15. */
+static option random_fd_option(test_rng *rng) {
+  option o;
+  o.S = rng_uniform(rng, 50, 200);
+  o.K = o.S * rng_log_uniform(rng, 0.7, 1.4);
+  o.T = rng_uniform(rng, 0.1, 3.0);
+  o.r = rng_uniform(rng, -0.02, 0.08);
+  o.q = rng_uniform(rng, 0.0, 0.06);
+  o.sigma = rng_uniform(rng, 0.15, 0.8);
+  o.type = (uint8_t)(rng_next(rng) & 1u);
+  return o;
+}
+
 static void test_greeks_match_finite_differences(void **state) {
   (void)state;
   test_rng rng = {2026};
   for (size_t n = 0; n < FD_COUNT; n++) {
-    option o;
-    o.S = rng_uniform(&rng, 50, 200);
-    o.K = o.S * rng_log_uniform(&rng, 0.7, 1.4);
-    o.T = rng_uniform(&rng, 0.1, 3.0);
-    o.r = rng_uniform(&rng, -0.02, 0.08);
-    o.q = rng_uniform(&rng, 0.0, 0.06);
-    o.sigma = rng_uniform(&rng, 0.15, 0.8);
-    o.type = (uint8_t)(rng_next(&rng) & 1u);
+    option o = random_fd_option(&rng);
     gk_model m = models[n % 3];
     priced p = price_one(m, o);
     double s = o.sigma * sqrt(o.T);
@@ -183,14 +190,7 @@ static void test_second_order_greeks_match_finite_differences(void **state) {
   (void)state;
   test_rng rng = {909};
   for (size_t n = 0; n < FD_COUNT / 2; n++) {
-    option o;
-    o.S = rng_uniform(&rng, 50, 200);
-    o.K = o.S * rng_log_uniform(&rng, 0.7, 1.4);
-    o.T = rng_uniform(&rng, 0.1, 3.0);
-    o.r = rng_uniform(&rng, -0.02, 0.08);
-    o.q = rng_uniform(&rng, 0.0, 0.06);
-    o.sigma = rng_uniform(&rng, 0.15, 0.8);
-    o.type = (uint8_t)(rng_next(&rng) & 1u);
+    option o = random_fd_option(&rng);
     gk_model m = models[n % 3];
     priced p = price_one(m, o);
     double s = o.sigma * sqrt(o.T);
