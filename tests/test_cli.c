@@ -133,7 +133,7 @@ static void test_unusable_files_exit_2_with_a_clear_message(void **state) {
   assert_non_null(strstr(r->err, "cannot open does_not_exist.csv"));
   r = run_cli("", "price --model heston good.csv");
   assert_int_equal(r->exit_code, 2);
-  assert_non_null(strstr(r->err, "--model must be bsm, black76 or gk"));
+  assert_non_null(strstr(r->err, "--model must be bsm, black76, gk or bachelier"));
   r = run_cli("", "price --greeks delta,rhoo good.csv");
   assert_int_equal(r->exit_code, 2);
   r = run_cli("", "price --isa sse2 good.csv");

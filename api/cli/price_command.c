@@ -93,7 +93,7 @@ static int parse_row_values(price_job *job, chunk *c, size_t k) {
     return -1;
   if (job->chain_mode) return 0; /* the market comes from the command line */
   if (parse_number(r, COL_S, &c->spot[k]) || parse_number(r, COL_R, &c->rate[k])) return -1;
-  if (job->model == GK_MODEL_BLACK76) c->yield[k] = 0.0; /* ignored by the model */
+  if (job->model == GK_MODEL_BLACK76 || job->model == GK_MODEL_BACHELIER) c->yield[k] = 0.0; /* ignored */
   else if (parse_number(r, COL_Q, &c->yield[k])) return -1;
   return 0;
 }
@@ -207,7 +207,7 @@ static int read_header(price_job *job, char *line) {
       if (strcmp(cli_skip_spaces(header.fields[i]), column_names[col]) == 0)
         job->column_of[col] = (int)i;
     int market_column = col == COL_S || col == COL_R || col == COL_Q;
-    int optional = (col == COL_Q && job->model == GK_MODEL_BLACK76) ||
+    int optional = (col == COL_Q && (job->model == GK_MODEL_BLACK76 || job->model == GK_MODEL_BACHELIER)) ||
                    (job->chain_mode && market_column);
     if (job->chain_mode && market_column) job->column_of[col] = -1; /* flags win */
     if (job->column_of[col] < 0 && !optional) {
@@ -292,17 +292,19 @@ static int parse_model(const char *name, gk_model *model) {
   if (strcmp(name, "bsm") == 0) *model = GK_MODEL_BSM;
   else if (strcmp(name, "black76") == 0) *model = GK_MODEL_BLACK76;
   else if (strcmp(name, "gk") == 0) *model = GK_MODEL_GK;
+  else if (strcmp(name, "bachelier") == 0) *model = GK_MODEL_BACHELIER;
   else return -1;
   return 0;
 }
 
 void price_command_usage(FILE *out) {
-  fputs("usage: greeks price [--model bsm|black76|gk] [--isa scalar|avx2|avx512]\n"
+  fputs("usage: greeks price [--model bsm|black76|gk|bachelier] [--isa scalar|avx2|avx512]\n"
         "                    [--greeks all|none|LIST] [--threads N] FILE|-\n"
         "  Prices European options. Input CSV header: id,type,S,K,T,r,q,sigma\n"
         "  (type call|put; T years; r, q continuously compounded per year; sigma per\n"
         "  sqrt(year); black76: S is the futures price, q ignored; gk: q is the\n"
-        "  foreign rate). --greeks: all (first order, the default), everything, none,\n"
+        "  foreign rate; bachelier: S is the forward (any sign), sigma a normal vol in\n"
+        "  price units per sqrt(year), q ignored). --greeks: all (first order, the default), everything, none,\n"
         "  or a comma-separated list of delta,gamma,vega,theta,rho,phi and the second\n"
         "  order vanna,volga,charm,veta,speed,zomma,color,dual_delta,dual_gamma (or\n"
         "  'second' for the nine). Output CSV: id,price,delta,gamma,vega,theta,rho,phi\n"
@@ -334,7 +336,7 @@ static int run_price_job(int argc, char **argv, int chain_mode) {
     const char *arg = argv[i], *value = NULL;
     if (cli_take_option(argc, argv, &i, "--model", &value)) {
       if (!value || parse_model(value, &job.model) != 0)
-        return cli_usage_error("--model must be bsm, black76 or gk", value);
+        return cli_usage_error("--model must be bsm, black76, gk or bachelier", value);
     } else if (cli_take_option(argc, argv, &i, "--greeks", &value)) {
       if (!value || parse_greeks_list(value, &job.outputs) != 0)
         return cli_usage_error("--greeks must be all, everything, none or a list of "

@@ -173,7 +173,7 @@ enum { M_NAME, M_S, M_R, M_Q, M_COLS };
 static const char *const market_columns[M_COLS] = {"underlying", "S", "r", "q"};
 
 static int read_markets(const char *path, gk_model model, market_table *m) {
-  const int required[M_COLS] = {1, 1, 1, model != GK_MODEL_BLACK76};
+  const int required[M_COLS] = {1, 1, 1, model == GK_MODEL_BSM || model == GK_MODEL_GK};
   csv_file t;
   int status = open_csv(&t, path, market_columns, required, M_COLS);
   const char *fields[M_COLS] = {0};
@@ -183,7 +183,7 @@ static int read_markets(const char *path, gk_model model, market_table *m) {
     double S, r, q = 0;
     if (got < 0 || number_field(fields[M_S], "S", t.line_number, &S, error) ||
         number_field(fields[M_R], "r", t.line_number, &r, error) ||
-        (fields[M_Q] && model != GK_MODEL_BLACK76 &&
+        (fields[M_Q] && (model == GK_MODEL_BSM || model == GK_MODEL_GK) &&
          number_field(fields[M_Q], "q", t.line_number, &q, error))) {
       fprintf(stderr, "greeks: %s: %s\n", path, error);
       status = -1;
@@ -489,7 +489,8 @@ static int revalue(const revalue_options *o) {
     goto done;
   }
   if ((pool = cli_make_pool(o->threads, 0)) == NULL) goto done;
-  gk_markets markets = {m.count, m.spot, m.rate, o->model == GK_MODEL_BLACK76 ? NULL : m.yield};
+  int uses_yield = o->model == GK_MODEL_BSM || o->model == GK_MODEL_GK;
+  gk_markets markets = {m.count, m.spot, m.rate, uses_yield ? m.yield : NULL};
   gk_positions positions = {p.count, p.underlying, p.type, p.strike, p.expiry, p.vol, p.quantity, p.multiplier};
   gk_status status;
   if (gk_revalue_portfolio(pool, o->model, &markets, &positions, &grid, &r, &status) != GK_OK) {
@@ -550,11 +551,12 @@ int revalue_command(int argc, char **argv) {
       if (!value) return cli_usage_error("--positions-out needs a file", value);
       o.positions_out_path = value;
     } else if (cli_take_option(argc, argv, &i, "--model", &value)) {
-      if (!value) return cli_usage_error("--model must be bsm, black76 or gk", value);
+      if (!value) return cli_usage_error("--model must be bsm, black76, gk or bachelier", value);
       if (strcmp(value, "bsm") == 0) o.model = GK_MODEL_BSM;
       else if (strcmp(value, "black76") == 0) o.model = GK_MODEL_BLACK76;
       else if (strcmp(value, "gk") == 0) o.model = GK_MODEL_GK;
-      else return cli_usage_error("--model must be bsm, black76 or gk", value);
+      else if (strcmp(value, "bachelier") == 0) o.model = GK_MODEL_BACHELIER;
+      else return cli_usage_error("--model must be bsm, black76, gk or bachelier", value);
     } else if (cli_take_option(argc, argv, &i, "--threads", &value)) {
       if (cli_parse_threads(value, &o.threads) != 0) return CLI_EXIT_UNUSABLE;
     } else if (cli_take_option(argc, argv, &i, "--isa", &value)) {

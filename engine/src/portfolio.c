@@ -52,6 +52,9 @@ typedef struct revalue_job {
   const gk_positions *positions;
   const gk_scenario_grid *grid;
   size_t grid_size;
+  /* Where shocked inputs are clamped: the normal model allows negative forwards and
+   * normal vols in price units; the others need S >= 1e-12 and sigma <= 100. */
+  double min_level, max_vol;
   gk_portfolio_results *results;
   worker_state **states;
   size_t chunk_count;
@@ -226,9 +229,9 @@ static void shock_chunk(revalue_job *job, worker_state *w, size_t begin, size_t 
       size_t vols = grid->vol.count;
       double shocked_vol[GK_MAX_SCENARIO_AXIS];
       for (size_t j = 0; j < vols; j++)
-        shocked_vol[j] = shock(c->vol[k], grid->vol.shocks[j], grid->vol.mode, 0.0, GK_MAX_VOL);
+        shocked_vol[j] = shock(c->vol[k], grid->vol.shocks[j], grid->vol.mode, 0.0, job->max_vol);
       for (size_t i = 0; i < grid->spot.count; i++) {
-        double S = shock(c->spot[k], grid->spot.shocks[i], grid->spot.mode, GK_MIN_PRICE_LEVEL, GK_MAX_PRICE_LEVEL);
+        double S = shock(c->spot[k], grid->spot.shocks[i], grid->spot.mode, job->min_level, GK_MAX_PRICE_LEVEL);
         for (size_t j = 0; j < vols; j++) {
           sp[i * vols + j] = S;
           sv[i * vols + j] = shocked_vol[j];
@@ -342,11 +345,12 @@ static gk_code check_arguments(const gk_markets *m, const gk_positions *p, const
   if (!m || !p || !grid || !r)
     return gk_status_set(status, GK_INVALID_ARGUMENT, !m ? "markets" : !p ? "positions" : !grid ? "grid" : "results",
                          NULL, GK_STATUS_NO_INDEX, "gk_revalue_portfolio: a required argument is NULL");
-  if ((unsigned)model > GK_MODEL_GK)
-    return gk_status_set(status, GK_INVALID_ARGUMENT, "model", NULL, GK_STATUS_NO_INDEX, "model must be bsm, black76 or gk");
-  if (m->count > 0 && (!m->spot || !m->rate || (model != GK_MODEL_BLACK76 && !m->yield)))
+  if ((unsigned)model >= GK_MODEL_COUNT)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "model", NULL, GK_STATUS_NO_INDEX, "model must be bsm, black76, gk or bachelier");
+  int uses_yield = model == GK_MODEL_BSM || model == GK_MODEL_GK;
+  if (m->count > 0 && (!m->spot || !m->rate || (uses_yield && !m->yield)))
     return gk_status_set(status, GK_INVALID_ARGUMENT, "markets", NULL, GK_STATUS_NO_INDEX,
-                         "markets: spot, rate%s arrays are required", model != GK_MODEL_BLACK76 ? " and yield" : "");
+                         "markets: spot, rate%s arrays are required", uses_yield ? " and yield" : "");
   if (m->count > UINT32_MAX)
     return gk_status_set(status, GK_INVALID_ARGUMENT, "markets", NULL, GK_STATUS_NO_INDEX, "more than 2^32 underlyings");
   if (p->count > 0 && (!p->underlying || !p->type || !p->strike || !p->expiry || !p->vol || !p->quantity || !p->multiplier))
@@ -376,6 +380,8 @@ gk_code gk_revalue_portfolio(gk_pool *pool, gk_model model, const gk_markets *ma
   revalue_job job = {0};
   job.model = model, job.markets = markets, job.positions = positions, job.grid = grid;
   job.grid_size = grid->spot.count * grid->vol.count;
+  job.min_level = model == GK_MODEL_BACHELIER ? -GK_MAX_PRICE_LEVEL : GK_MIN_PRICE_LEVEL;
+  job.max_vol = model == GK_MODEL_BACHELIER ? GK_MAX_PRICE_LEVEL : GK_MAX_VOL;
   job.results = results;
   job.chunk_count = (positions->count + CHUNK_POSITIONS - 1) / CHUNK_POSITIONS;
   int threads = pool ? gk_pool_threads(pool) : 1;

@@ -101,6 +101,13 @@ gk_code gk_market_validate(gk_model model, const gk_market *market, gk_status *s
     return gk_status_set(status, GK_INVALID_ARGUMENT, "market", NULL, GK_STATUS_NO_INDEX, "market is NULL");
   double spot = market->spot, rate = market->rate, yield = market->yield;
   if (!isfinite(spot)) return reject_market(status, "spot", spot, "must be a finite number");
+  if (model == GK_MODEL_BACHELIER) { /* a forward of any sign; no yield */
+    if (fabs(spot) > GK_MAX_PRICE_LEVEL) return reject_market(status, "spot", spot, "must be in [-1e15, 1e15]");
+    if (!isfinite(rate) || fabs(rate) > GK_MAX_ABS_RATE)
+      return reject_market(status, "rate", rate, "must be finite and in [-5, 5] (per year)");
+    gk_status_clear(status);
+    return GK_OK;
+  }
   if (spot <= 0) return reject_market(status, "spot", spot, "must be > 0");
   if (spot < GK_MIN_PRICE_LEVEL || spot > GK_MAX_PRICE_LEVEL)
     return reject_market(status, "spot", spot, "must be in [1e-12, 1e15]");

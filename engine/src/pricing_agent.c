@@ -41,7 +41,7 @@ struct gk_pricing_agent {
   gk_agent *agent;
   gk_breaker *breaker;
   soa buffer;
-  size_t *group[3]; /* per model: indices into a delivered batch, mailbox_capacity long */
+  size_t *group[GK_MODEL_COUNT]; /* per model: indices into a delivered batch */
   _Atomic int fault;
   _Atomic int64_t stall_ns;
 };
@@ -214,13 +214,13 @@ static void price_together(gk_pricing_agent *p, gk_envelope *batch, const size_t
 static gk_code handle_requests(void *context, gk_envelope *batch, size_t count, gk_status *results) {
   gk_pricing_agent *p = context;
   size_t **members = p->group;
-  size_t group_size[3] = {0, 0, 0};
+  size_t group_size[GK_MODEL_COUNT] = {0};
   for (size_t i = 0; i < count; i++) {
     gk_pricing_request *r = request_of(&batch[i]);
     if (count == 1 || r->in.count >= p->config.max_batch_options) price_alone(p, &batch[i], &results[i]);
     else members[r->model][group_size[r->model]++] = i;
   }
-  for (int m = 0; m < 3; m++) {
+  for (int m = 0; m < GK_MODEL_COUNT; m++) {
     if (group_size[m] == 1) price_alone(p, &batch[members[m][0]], &results[members[m][0]]);
     else if (group_size[m] > 1) price_together(p, batch, members[m], group_size[m], results);
   }
@@ -268,11 +268,11 @@ gk_code gk_pricing_agent_start(gk_pool *pool, const gk_pricing_agent_config *con
                          "pricing agent: mailbox_capacity must be >= 1");
   gk_pricing_agent *p = calloc(1, sizeof *p);
   int groups_ok = p != NULL;
-  for (int m = 0; groups_ok && m < 3; m++) groups_ok = (p->group[m] = calloc(c.mailbox_capacity, sizeof(size_t))) != NULL;
+  for (int m = 0; groups_ok && m < GK_MODEL_COUNT; m++) groups_ok = (p->group[m] = calloc(c.mailbox_capacity, sizeof(size_t))) != NULL;
   if (p == NULL || !groups_ok || !alloc_buffer(&p->buffer, c.max_batch_options)) {
     if (p) {
       free_buffer(&p->buffer);
-      for (int m = 0; m < 3; m++) free(p->group[m]);
+      for (int m = 0; m < GK_MODEL_COUNT; m++) free(p->group[m]);
     }
     free(p);
     return gk_status_set(status, GK_RESOURCE_EXHAUSTED, NULL, NULL, GK_STATUS_NO_INDEX, "out of memory");
@@ -285,7 +285,7 @@ gk_code gk_pricing_agent_start(gk_pool *pool, const gk_pricing_agent_config *con
   gk_code code = gk_breaker_create(&breaker_config, &p->breaker, status);
   if (code != GK_OK) {
     free_buffer(&p->buffer);
-    for (int m = 0; m < 3; m++) free(p->group[m]);
+    for (int m = 0; m < GK_MODEL_COUNT; m++) free(p->group[m]);
     free(p);
     return code;
   }
@@ -308,7 +308,7 @@ gk_code gk_pricing_agent_start(gk_pool *pool, const gk_pricing_agent_config *con
   if (code != GK_OK) {
     gk_breaker_destroy(p->breaker);
     free_buffer(&p->buffer);
-    for (int m = 0; m < 3; m++) free(p->group[m]);
+    for (int m = 0; m < GK_MODEL_COUNT; m++) free(p->group[m]);
     free(p);
     return code;
   }
@@ -320,9 +320,9 @@ gk_code gk_pricing_agent_submit(gk_pricing_agent *p, gk_pricing_request *r, gk_s
   if (p == NULL || r == NULL || r->done == NULL)
     return gk_status_set(status, GK_INVALID_ARGUMENT, !p ? "agent" : !r ? "request" : "done", NULL,
                          GK_STATUS_NO_INDEX, "gk_pricing_agent_submit: a required argument is NULL");
-  if ((unsigned)r->model > GK_MODEL_GK || (r->outputs & ~(unsigned)GK_OUT_EVERYTHING) || r->out.error == NULL ||
+  if ((unsigned)r->model >= GK_MODEL_COUNT || (r->outputs & ~(unsigned)GK_OUT_EVERYTHING) || r->out.error == NULL ||
       (r->in.count > 0 && (!r->in.spot || !r->in.strike || !r->in.expiry || !r->in.rate || !r->in.vol ||
-                           !r->in.type || (r->model != GK_MODEL_BLACK76 && !r->in.yield))))
+                           !r->in.type || ((r->model == GK_MODEL_BSM || r->model == GK_MODEL_GK) && !r->in.yield))))
     return gk_status_set(status, GK_INVALID_ARGUMENT, "request", NULL, GK_STATUS_NO_INDEX,
                          "request %s: model, outputs or arrays are unusable", r->request_id);
   double *outs[OUTPUT_COUNT];
@@ -382,7 +382,7 @@ void gk_pricing_agent_stop(gk_pricing_agent *p, int64_t drain_timeout_ns) {
   gk_agent_stop(p->agent, drain_timeout_ns);
   gk_breaker_destroy(p->breaker);
   free_buffer(&p->buffer);
-  for (int m = 0; m < 3; m++) free(p->group[m]);
+  for (int m = 0; m < GK_MODEL_COUNT; m++) free(p->group[m]);
   free(p);
 }
 

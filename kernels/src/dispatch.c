@@ -17,6 +17,12 @@ static const gk_bsm_kernel bsm_kernels[GK_ISA_COUNT] = {
     [GK_ISA_AVX512] = gk_bsm_kernel_avx512,
 };
 
+static const gk_bsm_kernel bachelier_kernels[GK_ISA_COUNT] = {
+    [GK_ISA_SCALAR] = gk_bachelier_kernel_scalar,
+    [GK_ISA_AVX2] = gk_bachelier_kernel_avx2,
+    [GK_ISA_AVX512] = gk_bachelier_kernel_avx512,
+};
+
 static const char *const isa_names[GK_ISA_COUNT] = {"scalar", "avx2", "avx512"};
 
 /* XCR0 bits the OS sets when it saves a register file on context switch. */
@@ -125,12 +131,13 @@ gk_rc gk_isa_force(gk_isa isa) {
 static gk_rc check_batch_arguments(gk_model model, const gk_option_batch *in,
                                    unsigned outputs, const gk_greeks_batch *out) {
   if (in == NULL || out == NULL || out->error == NULL) return GK_RC_NULL_ARGUMENT;
-  if ((unsigned)model > GK_MODEL_GK) return GK_RC_BAD_MODEL;
+  if ((unsigned)model >= GK_MODEL_COUNT) return GK_RC_BAD_MODEL;
   if (outputs & ~(unsigned)GK_OUT_EVERYTHING) return GK_RC_BAD_OUTPUT_MASK;
   if (in->count == 0) return GK_RC_OK;
   if (!in->spot || !in->strike || !in->expiry || !in->rate || !in->vol || !in->type)
     return GK_RC_MISSING_INPUT;
-  if (model != GK_MODEL_BLACK76 && !in->yield) return GK_RC_MISSING_INPUT;
+  int uses_yield = model == GK_MODEL_BSM || model == GK_MODEL_GK;
+  if (uses_yield && !in->yield) return GK_RC_MISSING_INPUT;
   double *const arrays[] = {out->price, out->delta, out->gamma, out->vega, out->theta,
                             out->rho, out->phi, out->vanna, out->volga, out->charm,
                             out->veta, out->speed, out->zomma, out->color, out->dual_delta,
@@ -146,7 +153,8 @@ gk_rc gk_bsm_price_batch_on(gk_isa isa, gk_model model, const gk_option_batch *i
   if (!gk_isa_supported(isa)) return GK_RC_ISA_UNSUPPORTED;
   gk_rc rc = check_batch_arguments(model, in, outputs, out);
   if (rc != GK_RC_OK) return rc;
-  size_t invalid = in->count == 0 ? 0 : bsm_kernels[isa](model, in, outputs, out);
+  const gk_bsm_kernel *table = model == GK_MODEL_BACHELIER ? bachelier_kernels : bsm_kernels;
+  size_t invalid = in->count == 0 ? 0 : table[isa](model, in, outputs, out);
   if (invalid_count) *invalid_count = invalid;
   return GK_RC_OK;
 }

@@ -18,7 +18,27 @@ static gk_element_error classify_rate(double value, gk_element_error not_finite)
   return GK_ELEMENT_OK;
 }
 
+/* The normal model: levels of any sign, a normal vol in price units. */
+static gk_element_error classify_bachelier_element(const gk_option_batch *in, size_t i) {
+  double spot = in->spot[i], strike = in->strike[i], expiry = in->expiry[i], vol = in->vol[i];
+  if (!isfinite(spot)) return GK_ELEMENT_SPOT_NOT_FINITE;
+  if (fabs(spot) > GK_MAX_PRICE_LEVEL) return GK_ELEMENT_SPOT_MAGNITUDE;
+  if (!isfinite(strike)) return GK_ELEMENT_STRIKE_NOT_FINITE;
+  if (fabs(strike) > GK_MAX_PRICE_LEVEL) return GK_ELEMENT_STRIKE_MAGNITUDE;
+  if (!isfinite(expiry)) return GK_ELEMENT_EXPIRY_NOT_FINITE;
+  if (expiry < 0.0) return GK_ELEMENT_EXPIRY_NEGATIVE;
+  if (expiry > GK_MAX_EXPIRY) return GK_ELEMENT_EXPIRY_OUT_OF_RANGE;
+  gk_element_error error = classify_rate(in->rate[i], GK_ELEMENT_RATE_NOT_FINITE);
+  if (error) return error;
+  if (!isfinite(vol)) return GK_ELEMENT_VOL_NOT_FINITE;
+  if (vol < 0.0) return GK_ELEMENT_VOL_NEGATIVE;
+  if (vol > GK_MAX_PRICE_LEVEL) return GK_ELEMENT_NORMAL_VOL_OUT_OF_RANGE;
+  if (in->type[i] != GK_CALL && in->type[i] != GK_PUT) return GK_ELEMENT_TYPE_INVALID;
+  return GK_ELEMENT_OK;
+}
+
 gk_element_error gk_classify_element(gk_model model, const gk_option_batch *in, size_t i) {
+  if (model == GK_MODEL_BACHELIER) return classify_bachelier_element(in, i);
   gk_element_error error;
   if ((error = classify_price_level(in->spot[i], GK_ELEMENT_SPOT_NOT_FINITE))) return error;
   if ((error = classify_price_level(in->strike[i], GK_ELEMENT_STRIKE_NOT_FINITE))) return error;
@@ -64,7 +84,7 @@ void gk_zero_element_outputs(unsigned outputs, gk_greeks_batch *out, size_t i) {
 /* The two string tables are indexed by gk_element_error; keep them in its order. */
 static const char *const element_fields[GK_ELEMENT_ERROR_COUNT] = {
     "", "S", "S", "S", "K", "K", "K", "T", "T", "T", "r", "r", "q", "q",
-    "sigma", "sigma", "sigma", "type",
+    "sigma", "sigma", "sigma", "type", "S", "K", "sigma",
 };
 
 #define STR_(x) #x
@@ -88,6 +108,9 @@ static const char *const element_rules[GK_ELEMENT_ERROR_COUNT] = {
     "must be >= 0",
     "must be <= " STR(GK_MAX_VOL),
     "must be call or put",
+    "must be in [-" STR(GK_MAX_PRICE_LEVEL) ", " STR(GK_MAX_PRICE_LEVEL) "] (bachelier)",
+    "must be in [-" STR(GK_MAX_PRICE_LEVEL) ", " STR(GK_MAX_PRICE_LEVEL) "] (bachelier)",
+    "must be <= " STR(GK_MAX_PRICE_LEVEL) " (normal vol, price units per sqrt(year))",
 };
 
 const char *gk_element_error_field(gk_element_error error) {
@@ -104,7 +127,7 @@ const char *gk_rc_message(gk_rc rc) {
   switch (rc) {
     case GK_RC_OK: return "ok";
     case GK_RC_NULL_ARGUMENT: return "a required pointer argument is NULL";
-    case GK_RC_BAD_MODEL: return "model must be bsm, black76 or gk";
+    case GK_RC_BAD_MODEL: return "model must be bsm, black76, gk or bachelier";
     case GK_RC_BAD_OUTPUT_MASK: return "output mask has bits outside GK_OUT_EVERYTHING";
     case GK_RC_MISSING_OUTPUT: return "an output in the mask has no array";
     case GK_RC_MISSING_INPUT: return "an input array the model needs is NULL";

@@ -30,6 +30,13 @@ size_t gk_bsm_kernel_avx2(gk_model model, const gk_option_batch *in, unsigned ou
 size_t gk_bsm_kernel_avx512(gk_model model, const gk_option_batch *in, unsigned outputs,
                             gk_greeks_batch *out);
 
+size_t gk_bachelier_kernel_scalar(gk_model model, const gk_option_batch *in, unsigned outputs,
+                                  gk_greeks_batch *out);
+size_t gk_bachelier_kernel_avx2(gk_model model, const gk_option_batch *in, unsigned outputs,
+                                gk_greeks_batch *out);
+size_t gk_bachelier_kernel_avx512(gk_model model, const gk_option_batch *in, unsigned outputs,
+                                  gk_greeks_batch *out);
+
 /* The first rule element i of `in` breaks, GK_ELEMENT_OK if none. Every ISA uses
  * this one function so that all agree on what is invalid; vector kernels call it
  * only for lanes their quick range test rejected. */

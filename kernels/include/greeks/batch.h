@@ -62,6 +62,11 @@ typedef enum gk_model {
                             b = 0, the yield array is ignored (may be NULL) */
   GK_MODEL_GK = 2,       /* Garman-Kohlhagen FX: yield is the foreign rate,
                             b = r - r_foreign */
+  GK_MODEL_BACHELIER = 3, /* normal model on a forward: spot is the forward or
+                             futures price and may be zero or negative, as may the
+                             strike; vol is a NORMAL vol, in price units per
+                             sqrt(year); yield is ignored (may be NULL) */
+  GK_MODEL_COUNT
 } gk_model;
 
 /* Output mask: which outputs to compute. Price-only work skips the Greeks. */
@@ -135,6 +140,10 @@ typedef enum gk_element_error {
   GK_ELEMENT_VOL_NEGATIVE,
   GK_ELEMENT_VOL_OUT_OF_RANGE,
   GK_ELEMENT_TYPE_INVALID,
+  /* Bachelier only: levels and normal vols may be any sign but bounded. */
+  GK_ELEMENT_SPOT_MAGNITUDE,
+  GK_ELEMENT_STRIKE_MAGNITUDE,
+  GK_ELEMENT_NORMAL_VOL_OUT_OF_RANGE,
   GK_ELEMENT_ERROR_COUNT
 } gk_element_error;
 

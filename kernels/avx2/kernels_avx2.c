@@ -1,0 +1,15 @@
+/* The avx2 instances of every vector kernel (compiled with the avx2 flags only):
+ * the vocabulary of src/simd_avx2.h applied to the shared kernel bodies. */
+#include "../src/simd_avx2.h"
+#include "../src/bsm_vector.h"
+#include "../src/bachelier_vector.h"
+
+size_t gk_bsm_kernel_avx2(gk_model model, const gk_option_batch *in, unsigned outputs,
+                           gk_greeks_batch *out) {
+  return bsm_vector_kernel(model, in, outputs, out);
+}
+
+size_t gk_bachelier_kernel_avx2(gk_model model, const gk_option_batch *in, unsigned outputs,
+                                 gk_greeks_batch *out) {
+  return bachelier_vector_kernel(model, in, outputs, out);
+}
