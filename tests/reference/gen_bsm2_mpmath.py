@@ -453,13 +453,15 @@ HARD_POINTS = (
 )
 
 
-def cauchy_greeks(model, typ, params, d1, vs):
+def cauchy_greeks(model, typ, params, d1, d2, vs):
     """volga, speed, dual_delta, dual_gamma by Cauchy's integral formula."""
     base = dict(zip(VARS, (mpf(v) for v in params)))
     out = {}
-    # the circle must stay where |Im d1| is O(1), or exp(-d1^2/2) explodes
-    rad_sk = min(mpf("0.25"), vs / 2)
-    rad_sigma = min(mpf("0.25"), mpf("0.5") / (1 + abs(d1)))
+    # on the circle d1 moves by delta ~ (relative radius) x |dd1/dln x|; keep
+    # |d1| delta <= 1/2 so |exp(-d1^2/2)| varies by at most e^(1/2)
+    # (dd1/dln S = dd1/dln K = 1/(sigma sqrt T), dd1/dln sigma = -d2)
+    rad_sk = min(mpf("0.25"), vs / (2 * (1 + abs(d1))))
+    rad_sigma = min(mpf("0.25"), mpf("0.5") / (1 + abs(d1 * d2)))
     with mp.workdps(90):
         for name, var, n, rad in (("volga", "sigma", 2, rad_sigma), ("speed", "S", 3, rad_sk),
                                   ("dual_delta", "K", 1, rad_sk),
@@ -509,7 +511,7 @@ def self_test(csv_path=None):
             for name in ("charm", "veta", "color"):
                 note("T-difference", name, rel_err(num[name], fdT[name], scales[name]), what)
             if typ == "call":  # slow; the put follows by the put-call checks
-                cq = cauchy_greeks(model, typ, params, d1, vs)
+                cq = cauchy_greeks(model, typ, params, d1, d2, vs)
                 for name, v in cq.items():
                     note("Cauchy", name, rel_err(num[name], v, scales[name]), what)
             per_type[typ] = (num, scales)

@@ -1,0 +1,237 @@
+/*
+ * The Bachelier (normal) model against references independent of its closed form:
+ * the price by numerical integration of the payoff against the normal density
+ * (composite Simpson, split at the kink), put-call parity, every Greek against
+ * Richardson-extrapolated finite differences, negative forwards and strikes, deep
+ * tails (positive, never below the floor), the s -> 0 limit, invalid inputs by
+ * reason, and vector kernels against the scalar one. Runs once per ISA.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "support/test_support.h"
+
+typedef struct normal_option {
+  double F, K, T, r, sigma;
+  uint8_t type;
+} normal_option;
+
+typedef struct normal_result {
+  double v[16]; /* price .. dual gamma, in mask-bit order */
+  uint8_t error;
+} normal_result;
+
+static normal_result price_normal(normal_option o) {
+  owned_batch b = owned_batch_make(1);
+  b.spot[0] = o.F, b.strike[0] = o.K, b.expiry[0] = o.T, b.rate[0] = o.r, b.vol[0] = o.sigma;
+  b.type[0] = o.type;
+  gk_option_batch in = owned_batch_inputs(&b);
+  in.yield = NULL; /* the normal model needs none */
+  gk_greeks_batch out = owned_batch_outputs(&b);
+  assert_int_equal(gk_bsm_price_batch(GK_MODEL_BACHELIER, &in, GK_OUT_EVERYTHING, &out, NULL), GK_RC_OK);
+  normal_result r;
+  double *all[16] = {b.price, b.delta, b.gamma, b.vega, b.theta, b.rho, b.phi, b.vanna, b.volga,
+                     b.charm, b.veta, b.speed, b.zomma, b.color, b.dual_delta, b.dual_gamma};
+  for (int k = 0; k < 16; k++) r.v[k] = all[k][0];
+  r.error = b.error[0];
+  owned_batch_free(&b);
+  return r;
+}
+
+static double density(double z) { return exp(-0.5 * z * z) / sqrt(2 * 3.14159265358979323846); }
+
+/* D * integral of max(omega (F + s z - K), 0) n(z) dz by Simpson on [kink, 12] or
+ * [-12, kink], 40000 panels. */
+static double integrated_price(normal_option o) {
+  double s = o.sigma * sqrt(o.T), omega = o.type == GK_PUT ? -1 : 1, kink = (o.K - o.F) / s;
+  double lo = omega > 0 ? kink : -12.0, hi = omega > 0 ? 12.0 : kink;
+  if (lo < -12) lo = -12;
+  if (hi > 12) hi = 12;
+  if (hi <= lo) return 0.0;
+  int panels = 40000;
+  double h = (hi - lo) / panels, sum = 0;
+  for (int k = 0; k <= panels; k++) {
+    double z = lo + k * h, w = (k == 0 || k == panels) ? 1 : (k % 2 ? 4 : 2);
+    sum += w * fmax(omega * (o.F + s * z - o.K), 0.0) * density(z);
+  }
+  return exp(-o.r * o.T) * sum * h / 3;
+}
+
+static normal_option random_normal_option(test_rng *rng) {
+  normal_option o;
+  o.F = rng_uniform(rng, -0.05, 0.08);          /* rates-like forwards, negative too */
+  o.K = o.F + rng_uniform(rng, -0.03, 0.03);
+  o.T = rng_uniform(rng, 0.05, 10.0);
+  o.r = rng_uniform(rng, -0.01, 0.05);
+  o.sigma = rng_uniform(rng, 0.002, 0.015);     /* normal vol: 20 to 150 bp a year */
+  o.type = (uint8_t)(rng_next(rng) & 1u);
+  return o;
+}
+
+static void test_price_matches_integration_and_parity(void **state) {
+  (void)state;
+  test_rng rng = {404};
+  for (int n = 0; n < 300; n++) {
+    normal_option o = random_normal_option(&rng);
+    normal_result r = price_normal(o);
+    assert_int_equal(r.error, GK_ELEMENT_OK);
+    double want = integrated_price(o);
+    if (!close_enough(r.v[0], want, 1e-10, 1e-14))
+      fail_msg("price %.17g vs integral %.17g (F=%g K=%g T=%g sigma=%g)", r.v[0], want, o.F, o.K, o.T, o.sigma);
+    normal_option other = o;
+    other.type = o.type == GK_CALL ? GK_PUT : GK_CALL;
+    normal_result q = price_normal(other);
+    double call = o.type == GK_CALL ? r.v[0] : q.v[0], put = o.type == GK_CALL ? q.v[0] : r.v[0];
+    assert_true(close_enough(call - put, exp(-o.r * o.T) * (o.F - o.K), 0, 1e-15));
+  }
+}
+
+typedef double (*bumped)(normal_option o, double h, int output);
+static double bump_f(normal_option o, double h, int k) { o.F += h; return price_normal(o).v[k]; }
+static double bump_k(normal_option o, double h, int k) { o.K += h; return price_normal(o).v[k]; }
+static double bump_t(normal_option o, double h, int k) { o.T += h; return price_normal(o).v[k]; }
+static double bump_r(normal_option o, double h, int k) { o.r += h; return price_normal(o).v[k]; }
+static double bump_v(normal_option o, double h, int k) { o.sigma += h; return price_normal(o).v[k]; }
+
+static double derivative(bumped f, normal_option o, double h, int k) {
+  double wide = (f(o, h, k) - f(o, -h, k)) / (2 * h), narrow = (f(o, h / 2, k) - f(o, -h / 2, k)) / h;
+  return (4 * narrow - wide) / 3;
+}
+
+static void test_greeks_match_finite_differences(void **state) {
+  (void)state;
+  test_rng rng = {505};
+  enum { PRICE, DELTA, GAMMA, VEGA, THETA, RHO, PHI, VANNA, VOLGA, CHARM, VETA, SPEED, ZOMMA, COLOR, DUAL_DELTA, DUAL_GAMMA };
+  struct { int greek; bumped f; int of; double sign; const char *name; } checks[] = {
+      {DELTA, bump_f, PRICE, 1, "delta"},       {GAMMA, bump_f, DELTA, 1, "gamma"},
+      {VEGA, bump_v, PRICE, 1, "vega"},         {THETA, bump_t, PRICE, -1, "theta"},
+      {RHO, bump_r, PRICE, 1, "rho"},           {VANNA, bump_v, DELTA, 1, "vanna"},
+      {VOLGA, bump_v, VEGA, 1, "volga"},        {CHARM, bump_t, DELTA, -1, "charm"},
+      {VETA, bump_t, VEGA, -1, "veta"},         {SPEED, bump_f, GAMMA, 1, "speed"},
+      {ZOMMA, bump_v, GAMMA, 1, "zomma"},       {COLOR, bump_t, GAMMA, -1, "color"},
+      {DUAL_DELTA, bump_k, PRICE, 1, "dual delta"}, {DUAL_GAMMA, bump_k, DUAL_DELTA, 1, "dual gamma"},
+  };
+  for (int n = 0; n < 300; n++) {
+    normal_option o = random_normal_option(&rng);
+    normal_result r = price_normal(o);
+    double s = o.sigma * sqrt(o.T), d = (o.F - o.K) / s, tail = 1 + fabs(d);
+    assert_true(r.v[PHI] == 0.0);
+    for (size_t c = 0; c < sizeof checks / sizeof checks[0]; c++) {
+      bumped f = checks[c].f;
+      double h = f == bump_f || f == bump_k ? 0.01 * s / tail : f == bump_v ? 0.01 * o.sigma / tail
+               : f == bump_t ? 0.01 * o.T / (tail * tail) : 1e-4;
+      double fd = checks[c].sign * derivative(f, o, h, checks[c].of);
+      /* 1e-6 of the natural size of that Greek's terms: values scale as s^-k. */
+      double scale = fabs(r.v[checks[c].greek]) + density(d) * (1 + d * d) * exp(-o.r * o.T) *
+                     (checks[c].greek == SPEED ? 1 / (s * s) : checks[c].greek == GAMMA || checks[c].greek == DUAL_GAMMA ||
+                      checks[c].greek == ZOMMA || checks[c].greek == COLOR ? 1 / s : 1) *
+                     (1 + 1 / o.T + 1 / o.sigma);
+      /* plus the difference's own rounding noise, eps |f| / h */
+      double noise = 4e-16 * (fabs(r.v[checks[c].of]) + 1e-300) / h;
+      if (!(fabs(r.v[checks[c].greek] - fd) <= 1e-6 * scale + noise))
+        fail_msg("%s: analytic %.15g vs finite difference %.15g (F=%g K=%g T=%g r=%g sigma=%g %s)", checks[c].name,
+                 r.v[checks[c].greek], fd, o.F, o.K, o.T, o.r, o.sigma, o.type == GK_PUT ? "put" : "call");
+    }
+  }
+}
+
+static void test_tails_limits_and_negative_levels(void **state) {
+  (void)state;
+  /* Deep out of the money: tiny but positive, and relatively accurate. */
+  normal_option o = {0.01, 0.11, 1.0, 0.0, 0.01, GK_CALL}; /* 10 standard deviations */
+  normal_result r = price_normal(o);
+  assert_true(r.v[0] > 0 && r.v[0] < 1e-20);
+  assert_true(close_enough(r.v[0], integrated_price(o), 1e-6, 0));
+  /* s -> 0: discounted intrinsic; delta the payoff step. */
+  normal_option expired = {-0.02, -0.03, 0.0, 0.03, 0.01, GK_CALL};
+  r = price_normal(expired);
+  assert_true(close_enough(r.v[0], 0.01, 1e-14, 0) && r.v[1] == 1.0 && r.v[2] == 0.0);
+  normal_option no_vol = {0.02, 0.01, 2.0, 0.05, 0.0, GK_PUT};
+  r = price_normal(no_vol);
+  assert_true(r.v[0] == 0.0 && r.v[1] == 0.0);
+  /* Negative forward and strike price like positive ones shifted (translation invariance). */
+  normal_option neg = {-0.3, -0.25, 1.5, 0.01, 0.05, GK_PUT}, pos = {0.7, 0.75, 1.5, 0.01, 0.05, GK_PUT};
+  normal_result a = price_normal(neg), b = price_normal(pos);
+  for (int k = 0; k < 16; k++) assert_true(close_enough(a.v[k], b.v[k], 1e-12, 1e-16));
+}
+
+static void test_invalid_inputs_are_named(void **state) {
+  (void)state;
+  struct { normal_option o; gk_element_error want; } cases[] = {
+      {{NAN, 0.01, 1, 0, 0.01, GK_CALL}, GK_ELEMENT_SPOT_NOT_FINITE},
+      {{2e15, 0.01, 1, 0, 0.01, GK_CALL}, GK_ELEMENT_SPOT_MAGNITUDE},
+      {{0.01, -3e15, 1, 0, 0.01, GK_CALL}, GK_ELEMENT_STRIKE_MAGNITUDE},
+      {{0.01, 0.01, -1, 0, 0.01, GK_CALL}, GK_ELEMENT_EXPIRY_NEGATIVE},
+      {{0.01, 0.01, 1, 0, -0.01, GK_CALL}, GK_ELEMENT_VOL_NEGATIVE},
+      {{0.01, 0.01, 1, 0, 2e15, GK_CALL}, GK_ELEMENT_NORMAL_VOL_OUT_OF_RANGE},
+      {{0.01, 0.01, 1, 9, 0.01, GK_CALL}, GK_ELEMENT_RATE_OUT_OF_RANGE},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    normal_result r = price_normal(cases[c].o);
+    assert_int_equal(r.error, cases[c].want);
+    for (int k = 0; k < 16; k++) assert_true(r.v[k] == 0.0);
+  }
+  assert_string_equal(gk_element_error_field(GK_ELEMENT_NORMAL_VOL_OUT_OF_RANGE), "sigma");
+  assert_non_null(strstr(gk_element_error_rule(GK_ELEMENT_SPOT_MAGNITUDE), "bachelier"));
+}
+
+static void test_vector_kernels_match_scalar(void **state) {
+  (void)state;
+  const size_t n = 20000;
+  owned_batch ref = owned_batch_make(n), vec = owned_batch_make(n);
+  test_rng rng = {606};
+  for (size_t i = 0; i < n; i++) {
+    normal_option o = random_normal_option(&rng);
+    if (i % 7 == 3) o.T = 0;
+    if (i % 11 == 5) o.sigma = 0;
+    if (i % 13 == 1) o.K = o.F + 40 * o.sigma * sqrt(o.T + 1e-9); /* far tail */
+    if (i % 17 == 2) o.F = NAN;
+    ref.spot[i] = vec.spot[i] = o.F, ref.strike[i] = vec.strike[i] = o.K, ref.expiry[i] = vec.expiry[i] = o.T;
+    ref.rate[i] = vec.rate[i] = o.r, ref.vol[i] = vec.vol[i] = o.sigma, ref.type[i] = vec.type[i] = o.type;
+  }
+  for (int isa = GK_ISA_AVX2; isa < GK_ISA_COUNT; isa++) {
+    if (!gk_isa_supported((gk_isa)isa)) continue;
+    gk_option_batch in_ref = owned_batch_inputs(&ref), in_vec = owned_batch_inputs(&vec);
+    gk_greeks_batch out_ref = owned_batch_outputs(&ref), out_vec = owned_batch_outputs(&vec);
+    assert_int_equal(gk_bsm_price_batch_on(GK_ISA_SCALAR, GK_MODEL_BACHELIER, &in_ref, GK_OUT_EVERYTHING, &out_ref, NULL), GK_RC_OK);
+    assert_int_equal(gk_bsm_price_batch_on((gk_isa)isa, GK_MODEL_BACHELIER, &in_vec, GK_OUT_EVERYTHING, &out_vec, NULL), GK_RC_OK);
+    double *a[16] = {ref.price, ref.delta, ref.gamma, ref.vega, ref.theta, ref.rho, ref.phi, ref.vanna, ref.volga,
+                     ref.charm, ref.veta, ref.speed, ref.zomma, ref.color, ref.dual_delta, ref.dual_gamma};
+    double *b[16] = {vec.price, vec.delta, vec.gamma, vec.vega, vec.theta, vec.rho, vec.phi, vec.vanna, vec.volga,
+                     vec.charm, vec.veta, vec.speed, vec.zomma, vec.color, vec.dual_delta, vec.dual_gamma};
+    size_t mismatches = 0;
+    for (size_t i = 0; i < n; i++) {
+      assert_int_equal(ref.error[i], vec.error[i]);
+      double s = ref.vol[i] * sqrt(ref.expiry[i]);
+      for (int k = 0; k < 16; k++) {
+        /* 1e-13 relative, or 1e-13 of the value's natural size (powers of 1/s). */
+        double natural = (1 + fabs(a[k][i])) * (s > 0 ? 1 + 1 / (s * s) + 1 / ref.expiry[i] : 1);
+        if (isfinite(b[k][i]) && (close_enough(b[k][i], a[k][i], 1e-13, 0) || fabs(b[k][i] - a[k][i]) <= 1e-13 * natural * 1e-3)) continue;
+        if (mismatches++ < 5)
+          print_error("%s [%zu] output %d: scalar %.17g vector %.17g\\n", gk_isa_name((gk_isa)isa), i, k, a[k][i], b[k][i]);
+      }
+    }
+    assert_int_equal(mismatches, 0);
+  }
+  owned_batch_free(&ref);
+  owned_batch_free(&vec);
+}
+
+int main(void) {
+  skip_unless_active_isa_runs();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_price_matches_integration_and_parity),
+      cmocka_unit_test(test_greeks_match_finite_differences),
+      cmocka_unit_test(test_tails_limits_and_negative_levels),
+      cmocka_unit_test(test_invalid_inputs_are_named),
+      cmocka_unit_test(test_vector_kernels_match_scalar),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
