@@ -1,6 +1,9 @@
 /*
  * greeks/bsm.h - European options under the generalized Black-Scholes-Merton
- * model with cost of carry (BSM with dividend yield, Black-76, Garman-Kohlhagen).
+ * model with cost of carry (BSM with dividend yield, Black-76, Garman-Kohlhagen),
+ * and under the Bachelier (normal) model when `model` is GK_MODEL_BACHELIER (its
+ * formulas, domain and limits: docs/kernels.md; what follows is about the
+ * lognormal models).
  *
  * Price and first-order Greeks for every element of a batch (greeks/batch.h has
  * the layout and units). Accuracy: every tail probability comes from erfc, never
