@@ -3,6 +3,7 @@
 #include "../src/simd_avx2.h"
 #include "../src/bsm_vector.h"
 #include "../src/bachelier_vector.h"
+#include "../src/normal_iv_vector.h"
 
 size_t gk_bsm_kernel_avx2(gk_model model, const gk_option_batch *in, unsigned outputs,
                            gk_greeks_batch *out) {
@@ -12,4 +13,8 @@ size_t gk_bsm_kernel_avx2(gk_model model, const gk_option_batch *in, unsigned ou
 size_t gk_bachelier_kernel_avx2(gk_model model, const gk_option_batch *in, unsigned outputs,
                                  gk_greeks_batch *out) {
   return bachelier_vector_kernel(model, in, outputs, out);
+}
+
+size_t gk_normal_iv_kernel_avx2(const gk_iv_batch *in, double *vol, uint8_t *error) {
+  return normal_iv_vector_kernel(in, vol, error);
 }

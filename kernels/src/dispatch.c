@@ -23,6 +23,12 @@ static const gk_bsm_kernel bachelier_kernels[GK_ISA_COUNT] = {
     [GK_ISA_AVX512] = gk_bachelier_kernel_avx512,
 };
 
+static const gk_iv_kernel normal_iv_kernels[GK_ISA_COUNT] = {
+    [GK_ISA_SCALAR] = gk_normal_iv_kernel_scalar,
+    [GK_ISA_AVX2] = gk_normal_iv_kernel_avx2,
+    [GK_ISA_AVX512] = gk_normal_iv_kernel_avx512,
+};
+
 static const char *const isa_names[GK_ISA_COUNT] = {"scalar", "avx2", "avx512"};
 
 /* XCR0 bits the OS sets when it saves a register file on context switch. */
@@ -164,4 +170,25 @@ gk_rc gk_bsm_price_batch(gk_model model, const gk_option_batch *in, unsigned out
   gk_rc rc = gk_isa_init();
   if (rc != GK_RC_OK) return rc;
   return gk_bsm_price_batch_on(gk_isa_active(), model, in, outputs, out, invalid_count);
+}
+
+gk_rc gk_implied_vol_batch_on(gk_isa isa, gk_model model, const gk_iv_batch *in, double *vol,
+                              uint8_t *error, size_t *invalid_count) {
+  if ((unsigned)isa >= GK_ISA_COUNT) return GK_RC_ISA_UNKNOWN;
+  if (!gk_isa_supported(isa)) return GK_RC_ISA_UNSUPPORTED;
+  if (in == NULL || vol == NULL || error == NULL) return GK_RC_NULL_ARGUMENT;
+  if ((unsigned)model >= GK_MODEL_COUNT) return GK_RC_BAD_MODEL;
+  if (model != GK_MODEL_BACHELIER) return GK_RC_MODEL_NOT_SUPPORTED;
+  if (in->count > 0 && (!in->spot || !in->strike || !in->expiry || !in->rate || !in->price || !in->type))
+    return GK_RC_MISSING_INPUT;
+  size_t invalid = in->count == 0 ? 0 : normal_iv_kernels[isa](in, vol, error);
+  if (invalid_count) *invalid_count = invalid;
+  return GK_RC_OK;
+}
+
+gk_rc gk_implied_vol_batch(gk_model model, const gk_iv_batch *in, double *vol, uint8_t *error,
+                           size_t *invalid_count) {
+  gk_rc rc = gk_isa_init();
+  if (rc != GK_RC_OK) return rc;
+  return gk_implied_vol_batch_on(gk_isa_active(), model, in, vol, error, invalid_count);
 }

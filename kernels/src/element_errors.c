@@ -84,7 +84,7 @@ void gk_zero_element_outputs(unsigned outputs, gk_greeks_batch *out, size_t i) {
 /* The two string tables are indexed by gk_element_error; keep them in its order. */
 static const char *const element_fields[GK_ELEMENT_ERROR_COUNT] = {
     "", "S", "S", "S", "K", "K", "K", "T", "T", "T", "r", "r", "q", "q",
-    "sigma", "sigma", "sigma", "type", "S", "K", "sigma",
+    "sigma", "sigma", "sigma", "type", "S", "K", "sigma", "price", "price", "T",
 };
 
 #define STR_(x) #x
@@ -111,6 +111,9 @@ static const char *const element_rules[GK_ELEMENT_ERROR_COUNT] = {
     "must be in [-" STR(GK_MAX_PRICE_LEVEL) ", " STR(GK_MAX_PRICE_LEVEL) "] (bachelier)",
     "must be in [-" STR(GK_MAX_PRICE_LEVEL) ", " STR(GK_MAX_PRICE_LEVEL) "] (bachelier)",
     "must be <= " STR(GK_MAX_PRICE_LEVEL) " (normal vol, price units per sqrt(year))",
+    "must be a finite number",
+    "must be >= the discounted intrinsic value (no vol gives a lower price)",
+    "must be > 0 to imply a vol",
 };
 
 const char *gk_element_error_field(gk_element_error error) {
@@ -133,6 +136,7 @@ const char *gk_rc_message(gk_rc rc) {
     case GK_RC_MISSING_INPUT: return "an input array the model needs is NULL";
     case GK_RC_ISA_UNKNOWN: return "unknown ISA name (expected scalar, avx2 or avx512)";
     case GK_RC_ISA_UNSUPPORTED: return "this CPU or OS cannot run the requested ISA";
+    case GK_RC_MODEL_NOT_SUPPORTED: return "this operation is not available for this model in this version";
   }
   return "unknown return code";
 }

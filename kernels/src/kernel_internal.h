@@ -7,6 +7,7 @@
 
 #include "greeks/batch.h"
 #include "greeks/isa.h"
+#include "greeks/iv.h"
 
 /* Below this sigma*sqrt(T) an element is priced as its sigma -> 0 limit: d1 and
  * d2 would overflow and gamma diverge, while the price differs from the limit by
@@ -36,6 +37,25 @@ size_t gk_bachelier_kernel_avx2(gk_model model, const gk_option_batch *in, unsig
                                 gk_greeks_batch *out);
 size_t gk_bachelier_kernel_avx512(gk_model model, const gk_option_batch *in, unsigned outputs,
                                   gk_greeks_batch *out);
+
+/* Implied normal vol (kernels/scalar/normal_iv_scalar.c): the fixed Halley
+ * steps, the largest u = |F - K| / s the solver visits (n(u) stays > 0), the
+ * time value per unit moneyness above which an option is priced as at the money
+ * (u < 1e-200), and how many ulps below intrinsic a price may be and still
+ * mean "vol 0" rather than an arbitrage. */
+#define GK_NORMAL_IV_ITERATIONS 5
+#define GK_NORMAL_IV_MAX_U 38.0
+#define GK_NORMAL_IV_ATM_RATIO 1e200
+#define GK_IV_INTRINSIC_ULPS 4.0
+
+typedef size_t (*gk_iv_kernel)(const gk_iv_batch *in, double *vol, uint8_t *error);
+size_t gk_normal_iv_kernel_scalar(const gk_iv_batch *in, double *vol, uint8_t *error);
+size_t gk_normal_iv_kernel_avx2(const gk_iv_batch *in, double *vol, uint8_t *error);
+size_t gk_normal_iv_kernel_avx512(const gk_iv_batch *in, double *vol, uint8_t *error);
+
+/* One element, scalar: its error code, and its vol in *vol (0 when invalid).
+ * Vector kernels use it for every lane they do not solve themselves. */
+gk_element_error gk_normal_iv_element(const gk_iv_batch *in, size_t i, double *vol);
 
 /* The first rule element i of `in` breaks, GK_ELEMENT_OK if none. Every ISA uses
  * this one function so that all agree on what is invalid; vector kernels call it

@@ -463,15 +463,18 @@ def cauchy_greeks(model, typ, params, d1, d2, vs):
     rad_sk = min(mpf("0.25"), vs / (2 * (1 + abs(d1))))
     rad_sigma = min(mpf("0.25"), mpf("0.5") / (1 + abs(d1 * d2)))
     with mp.workdps(90):
+        # mp.quad's convergence test is absolute: integrate V/V0, which is O(1)
+        # on the circle, not V (1e-118 in the far tail would "converge" at once)
+        V0 = price(model, typ, base)
         for name, var, n, rad in (("volga", "sigma", 2, rad_sigma), ("speed", "S", 3, rad_sk),
                                   ("dual_delta", "K", 1, rad_sk),
                                   ("dual_gamma", "K", 2, rad_sk)):
             def f(x, var=var):
                 p = dict(base)
                 p[var] = x
-                return price(model, typ, p)
+                return price(model, typ, p) / V0
             v = mp.diff(f, base[var], n, method="quad", radius=rad * base[var])
-            out[name] = mpmath.re(v)
+            out[name] = mpmath.re(v) * V0
     return out
 
 
@@ -510,7 +513,10 @@ def self_test(csv_path=None):
                      rel_err(num[name], cf_[name], scales[name], CF_FLOOR), what)
             for name in ("charm", "veta", "color"):
                 note("T-difference", name, rel_err(num[name], fdT[name], scales[name]), what)
-            if typ == "call":  # slow; the put follows by the put-call checks
+            # Cauchy: slow, so calls of the random points only (puts follow by
+            # the put-call checks; at the hard points the Greeks are too far
+            # below the price for 90 digits)
+            if typ == "call" and (model, params) not in HARD_POINTS:
                 cq = cauchy_greeks(model, typ, params, d1, d2, vs)
                 for name, v in cq.items():
                     note("Cauchy", name, rel_err(num[name], v, scales[name]), what)

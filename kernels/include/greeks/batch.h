@@ -46,6 +46,7 @@ typedef enum gk_rc {
   GK_RC_MISSING_INPUT,    /* an input array the model needs is NULL */
   GK_RC_ISA_UNKNOWN,      /* an ISA name (GREEKS_ISA, --isa) names no ISA */
   GK_RC_ISA_UNSUPPORTED,  /* the CPU or the OS cannot run the requested ISA */
+  GK_RC_MODEL_NOT_SUPPORTED, /* this operation is not available for this model */
 } gk_rc;
 
 /* Static English description of a return code; never NULL. */
@@ -144,6 +145,10 @@ typedef enum gk_element_error {
   GK_ELEMENT_SPOT_MAGNITUDE,
   GK_ELEMENT_STRIKE_MAGNITUDE,
   GK_ELEMENT_NORMAL_VOL_OUT_OF_RANGE,
+  /* Implied vol only. */
+  GK_ELEMENT_PRICE_NOT_FINITE,
+  GK_ELEMENT_PRICE_BELOW_INTRINSIC,
+  GK_ELEMENT_EXPIRY_NOT_POSITIVE,
   GK_ELEMENT_ERROR_COUNT
 } gk_element_error;
 

@@ -1,0 +1,80 @@
+/*
+ * Scalar reference for the Bachelier model's implied normal vol (greeks/iv.h).
+ *
+ * With D = e^{-rT}, m = F - K, the undiscounted time value v = price / D -
+ * max(omega m, 0) of any option equals that of the out-of-the-money one, s h(-u)
+ * with s = sigma sqrt(T), u = |m| / s and h(z) = n(z) + z N(z). So
+ * c = v / |m| = h(-u) / u, a decreasing function of u from infinity to 0. The
+ * solver starts from its asymptotics (g ~ n0/u - 1/2 for small u; g ~ n(u)/u^3
+ * for large u) and takes GK_NORMAL_IV_ITERATIONS Halley steps on ln g(u) - ln c.
+ * At the money (m = 0), sigma = v / (n0 sqrt T) exactly.
+ */
+#include <float.h>
+#include <math.h>
+
+#include "../src/kernel_internal.h"
+
+static double tail_probability(double u) { return 0.5 * erfc(u * GK_INV_SQRT_2); } /* N(-u) */
+static double density(double u) { return GK_INV_SQRT_2PI * exp(-0.5 * u * u); }
+
+/* Solves h(-u)/u = c for u; fixed work. */
+static double solve_moneyness_ratio(double c) {
+  double u;
+  if (c > 0.25) {
+    u = GK_INV_SQRT_2PI / (c + 0.5);
+  } else {
+    u = 1.5;
+    for (int k = 0; k < 4; k++) {
+      double a = log(GK_INV_SQRT_2PI / c) - 3.0 * log(u);
+      u = a > 0.5 ? sqrt(2.0 * a) : 1.0;
+    }
+  }
+  double target = log(c);
+  for (int k = 0; k < GK_NORMAL_IV_ITERATIONS; k++) {
+    double tail = tail_probability(u), n = density(u), h = n - u * tail;
+    double g = h / u, g1 = (-u * tail - h) / (u * u), g2 = (u * u * n + 2.0 * (u * tail + h)) / (u * u * u);
+    double L = log(g) - target, L1 = g1 / g, L2 = g2 / g - L1 * L1;
+    double newton = -L / L1, denom = 1.0 - 0.5 * newton * L2 / L1;
+    double next = u + (denom > 0.5 ? newton / denom : newton);
+    /* Bounded steps keep u positive and inside the range where n(u) > 0. */
+    u = fmin(fmax(next, 0.25 * u), fmin(4.0 * u, GK_NORMAL_IV_MAX_U));
+  }
+  return u;
+}
+
+gk_element_error gk_normal_iv_element(const gk_iv_batch *in, size_t i, double *vol) {
+  *vol = 0.0;
+  double F = in->spot[i], K = in->strike[i], T = in->expiry[i], r = in->rate[i], price = in->price[i];
+  if (!isfinite(F)) return GK_ELEMENT_SPOT_NOT_FINITE;
+  if (fabs(F) > GK_MAX_PRICE_LEVEL) return GK_ELEMENT_SPOT_MAGNITUDE;
+  if (!isfinite(K)) return GK_ELEMENT_STRIKE_NOT_FINITE;
+  if (fabs(K) > GK_MAX_PRICE_LEVEL) return GK_ELEMENT_STRIKE_MAGNITUDE;
+  if (!isfinite(T)) return GK_ELEMENT_EXPIRY_NOT_FINITE;
+  if (T <= 0.0) return GK_ELEMENT_EXPIRY_NOT_POSITIVE;
+  if (T > GK_MAX_EXPIRY) return GK_ELEMENT_EXPIRY_OUT_OF_RANGE;
+  if (!isfinite(r)) return GK_ELEMENT_RATE_NOT_FINITE;
+  if (fabs(r) > GK_MAX_ABS_RATE) return GK_ELEMENT_RATE_OUT_OF_RANGE;
+  if (!isfinite(price)) return GK_ELEMENT_PRICE_NOT_FINITE;
+  if (in->type[i] != GK_CALL && in->type[i] != GK_PUT) return GK_ELEMENT_TYPE_INVALID;
+  double omega = in->type[i] == GK_PUT ? -1.0 : 1.0, D = exp(-r * T), m = F - K;
+  double p = price / D, intrinsic = fmax(omega * m, 0.0), v = p - intrinsic;
+  if (v < -GK_IV_INTRINSIC_ULPS * DBL_EPSILON * fmax(fabs(p), intrinsic)) return GK_ELEMENT_PRICE_BELOW_INTRINSIC;
+  if (v <= 0.0) return GK_ELEMENT_OK; /* at intrinsic: vol 0 */
+  double a = fabs(m), sqrt_t = sqrt(T), c = v / a;
+  if (a == 0.0 || c > GK_NORMAL_IV_ATM_RATIO) {
+    *vol = v / (GK_INV_SQRT_2PI * sqrt_t); /* at the money: v = s n(0) */
+    return GK_ELEMENT_OK;
+  }
+  *vol = a / (solve_moneyness_ratio(c) * sqrt_t);
+  return GK_ELEMENT_OK;
+}
+
+size_t gk_normal_iv_kernel_scalar(const gk_iv_batch *in, double *vol, uint8_t *error) {
+  size_t invalid = 0;
+  for (size_t i = 0; i < in->count; i++) {
+    gk_element_error e = gk_normal_iv_element(in, i, &vol[i]);
+    error[i] = (uint8_t)e;
+    invalid += e != GK_ELEMENT_OK;
+  }
+  return invalid;
+}
