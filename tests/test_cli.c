@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "greeks/iv.h"
 #include "support/test_support.h"
 
 typedef struct cli_result {
@@ -285,6 +286,39 @@ static void test_revalue_rejects_unusable_input(void **state) {
   assert_non_null(strstr(r->err, "--threads"));
 }
 
+static void test_iv_round_trips_bachelier_prices(void **state) {
+  (void)state;
+  /* Prices from the library, written as a file, implied back by the CLI. */
+  const double F[] = {0.02, -0.01, 0.035, 0.0}, K[] = {0.025, 0.0, 0.01, 0.0}, T[] = {2, 0.5, 5, 1};
+  const double sigma[] = {0.0075, 0.012, 0.004, 0.009};
+  owned_batch b = owned_batch_make(4);
+  for (int i = 0; i < 4; i++) {
+    b.spot[i] = F[i], b.strike[i] = K[i], b.expiry[i] = T[i], b.rate[i] = 0.01, b.vol[i] = sigma[i];
+    b.type[i] = (uint8_t)(i & 1);
+  }
+  gk_option_batch in = owned_batch_inputs(&b);
+  in.yield = NULL;
+  gk_greeks_batch out = owned_batch_outputs(&b);
+  assert_int_equal(gk_bsm_price_batch(GK_MODEL_BACHELIER, &in, GK_OUT_PRICE, &out, NULL), GK_RC_OK);
+  FILE *f = fopen("/tmp/greeks_cli_iv.csv", "w");
+  assert_non_null(f);
+  fputs("id,type,S,K,T,r,price\n", f);
+  for (int i = 0; i < 4; i++)
+    fprintf(f, "n%d,%s,%.17g,%.17g,%.17g,0.01,%.17g\n", i, i & 1 ? "put" : "call", F[i], K[i], T[i], b.price[i]);
+  fputs("low,call,0.03,0.02,1,0,0.005\n", f); /* below intrinsic */
+  fclose(f);
+  cli_result *r = run_cli("", "iv --model bachelier /tmp/greeks_cli_iv.csv");
+  assert_int_equal(r->exit_code, 3);
+  for (int i = 0; i < 4; i++) assert_true(close_enough(strtod(csv_cell(r->out, 1 + i, 1), NULL), sigma[i], 1e-12, 0));
+  assert_string_equal(csv_cell(r->out, 5, 1), "");
+  assert_non_null(strstr(csv_cell(r->out, 5, 2), "line 6: field 'price' value '0.005': must be >= the discounted intrinsic value"));
+  r = run_cli("", "iv --model bsm /tmp/greeks_cli_iv.csv");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "bachelier only"));
+  owned_batch_free(&b);
+  remove("/tmp/greeks_cli_iv.csv");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_prices_a_good_file_to_round_trip_precision),
@@ -297,6 +331,7 @@ int main(void) {
       cmocka_unit_test(test_chain_prices_on_the_market_from_flags),
       cmocka_unit_test(test_revalue_reports_risk_grid_and_bad_positions),
       cmocka_unit_test(test_revalue_rejects_unusable_input),
+      cmocka_unit_test(test_iv_round_trips_bachelier_prices),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,10 @@
 #include "csv.h"
 
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "cli_common.h"
 
 static void strip_line_end(char *line) {
   size_t len = strlen(line);
@@ -72,3 +76,71 @@ void csv_write_field(FILE *out, const char *text) {
   }
   fputc('"', out);
 }
+
+/* A CSV file read line by line with named columns. */
+int csv_file_open(csv_file *t, const char *path, const char *const *columns, const int *required,
+                    int ncols) {
+  memset(t, 0, sizeof *t);
+  t->path = path;
+  t->f = fopen(path, "r");
+  if (t->f == NULL) {
+    fprintf(stderr, "greeks: cannot open %s: %s\n", path, strerror(errno));
+    return -1;
+  }
+  csv_record header;
+  const char *error = NULL;
+  while (getline(&t->line, &t->capacity, t->f) != -1) {
+    t->line_number++;
+    if (*cli_skip_spaces(t->line) == '\0') continue;
+    if (csv_split(t->line, &header, &error) != 0) {
+      fprintf(stderr, "greeks: %s: header: %s\n", path, error);
+      return -1;
+    }
+    for (int c = 0; c < ncols; c++) {
+      t->column_of[c] = -1;
+      for (size_t i = 0; i < header.field_count; i++)
+        if (strcmp(cli_skip_spaces(header.fields[i]), columns[c]) == 0) t->column_of[c] = (int)i;
+      if (t->column_of[c] < 0 && required[c]) {
+        fprintf(stderr, "greeks: %s: header has no '%s' column\n", path, columns[c]);
+        return -1;
+      }
+    }
+    return 0;
+  }
+  fprintf(stderr, "greeks: %s: empty file (expected a header)\n", path);
+  return -1;
+}
+
+/* Next non-blank record; fields[c] NULL for absent columns. 1 ok, 0 end, -1 error
+ * (message in *error). */
+int csv_file_next(csv_file *t, const char **fields, int ncols, char *error) {
+  csv_record record;
+  const char *split_error;
+  while (getline(&t->line, &t->capacity, t->f) != -1) {
+    t->line_number++;
+    if (*cli_skip_spaces(t->line) == '\0') continue;
+    if (csv_split(t->line, &record, &split_error) != 0) {
+      snprintf(error, CSV_MESSAGE_SIZE, "line %zu: %s", t->line_number, split_error);
+      return -1;
+    }
+    for (int c = 0; c < ncols; c++) {
+      int at = t->column_of[c];
+      fields[c] = NULL;
+      if (at < 0) continue;
+      if ((size_t)at >= record.field_count) {
+        snprintf(error, CSV_MESSAGE_SIZE, "line %zu: %zu fields, a field is missing", t->line_number,
+                 record.field_count);
+        return -1;
+      }
+      fields[c] = record.fields[at];
+    }
+    return 1;
+  }
+  return 0;
+}
+
+void csv_file_close(csv_file *t) {
+  if (t->f) fclose(t->f);
+  free(t->line);
+}
+

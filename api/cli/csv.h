@@ -25,4 +25,29 @@ int csv_split(char *line, csv_record *record, const char **error);
  * line break. */
 void csv_write_field(FILE *out, const char *text);
 
+/* A CSV file read record by record with its columns found by header name. */
+#define CSV_MESSAGE_SIZE 256
+#define CSV_MAX_NAMED 16
+
+typedef struct csv_file {
+  const char *path;
+  FILE *f;
+  char *line;
+  size_t capacity, line_number;
+  int column_of[CSV_MAX_NAMED]; /* position of each named column, -1 if absent */
+} csv_file;
+
+/* Opens `path` and maps the header's columns to `columns` (ncols <= CSV_MAX_NAMED).
+ * Prints a clear message and returns -1 when the file cannot be read or a
+ * required column is missing. csv_file_close must be called either way. */
+int csv_file_open(csv_file *t, const char *path, const char *const *columns, const int *required,
+                  int ncols);
+
+/* The next non-blank record: fields[c] points at column c's text (NULL for an
+ * absent optional column). Returns 1, 0 at the end, or -1 with a message naming
+ * the line in `error` (CSV_MESSAGE_SIZE bytes). */
+int csv_file_next(csv_file *t, const char **fields, int ncols, char *error);
+
+void csv_file_close(csv_file *t);
+
 #endif /* GREEKS_CLI_CSV_H */

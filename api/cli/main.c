@@ -5,6 +5,7 @@
 #include "cli_common.h"
 #include "greeks/isa.h"
 #include "greeks/log.h"
+#include "iv_command.h"
 #include "price_command.h"
 #include "revalue_command.h"
 
@@ -18,6 +19,7 @@ static void usage(FILE *out) {
         "  price     price European options and Greeks from a CSV file\n"
         "  chain     price one underlying's option chain (market from flags)\n"
         "  revalue   revalue a portfolio: Greeks, aggregates and a scenario P&L grid\n"
+        "  iv        implied vols from option prices (bachelier in this version)\n"
         "  --version print the version and the instruction set in use\n"
         "Run 'greeks price --help' for the options of a command.\n",
         out);
@@ -50,6 +52,7 @@ int main(int argc, char **argv) {
   if (strcmp(command, "price") == 0) return price_command(argc - 2, argv + 2);
   if (strcmp(command, "chain") == 0) return chain_command(argc - 2, argv + 2);
   if (strcmp(command, "revalue") == 0) return revalue_command(argc - 2, argv + 2);
+  if (strcmp(command, "iv") == 0) return iv_command(argc - 2, argv + 2);
   fprintf(stderr, "greeks: unknown command '%s'\n", command);
   usage(stderr);
   return CLI_EXIT_UNUSABLE;

@@ -86,81 +86,6 @@ static void free_markets(market_table *m) {
   free(m->names), free(m->spot), free(m->rate), free(m->yield), free(m->slots);
 }
 
-/* A CSV file read line by line with named columns. */
-typedef struct csv_file {
-  const char *path;
-  FILE *f;
-  char *line;
-  size_t capacity, line_number;
-  int column_of[16];
-} csv_file;
-
-static int open_csv(csv_file *t, const char *path, const char *const *columns, const int *required,
-                    int ncols) {
-  memset(t, 0, sizeof *t);
-  t->path = path;
-  t->f = fopen(path, "r");
-  if (t->f == NULL) {
-    fprintf(stderr, "greeks: cannot open %s: %s\n", path, strerror(errno));
-    return -1;
-  }
-  csv_record header;
-  const char *error = NULL;
-  while (getline(&t->line, &t->capacity, t->f) != -1) {
-    t->line_number++;
-    if (*cli_skip_spaces(t->line) == '\0') continue;
-    if (csv_split(t->line, &header, &error) != 0) {
-      fprintf(stderr, "greeks: %s: header: %s\n", path, error);
-      return -1;
-    }
-    for (int c = 0; c < ncols; c++) {
-      t->column_of[c] = -1;
-      for (size_t i = 0; i < header.field_count; i++)
-        if (strcmp(cli_skip_spaces(header.fields[i]), columns[c]) == 0) t->column_of[c] = (int)i;
-      if (t->column_of[c] < 0 && required[c]) {
-        fprintf(stderr, "greeks: %s: header has no '%s' column\n", path, columns[c]);
-        return -1;
-      }
-    }
-    return 0;
-  }
-  fprintf(stderr, "greeks: %s: empty file (expected a header)\n", path);
-  return -1;
-}
-
-/* Next non-blank record; fields[c] NULL for absent columns. 1 ok, 0 end, -1 error
- * (message in *error). */
-static int next_record(csv_file *t, const char **fields, int ncols, char *error) {
-  csv_record record;
-  const char *split_error;
-  while (getline(&t->line, &t->capacity, t->f) != -1) {
-    t->line_number++;
-    if (*cli_skip_spaces(t->line) == '\0') continue;
-    if (csv_split(t->line, &record, &split_error) != 0) {
-      snprintf(error, MESSAGE_SIZE, "line %zu: %s", t->line_number, split_error);
-      return -1;
-    }
-    for (int c = 0; c < ncols; c++) {
-      int at = t->column_of[c];
-      fields[c] = NULL;
-      if (at < 0) continue;
-      if ((size_t)at >= record.field_count) {
-        snprintf(error, MESSAGE_SIZE, "line %zu: %zu fields, a field is missing", t->line_number,
-                 record.field_count);
-        return -1;
-      }
-      fields[c] = record.fields[at];
-    }
-    return 1;
-  }
-  return 0;
-}
-
-static void close_csv(csv_file *t) {
-  if (t->f) fclose(t->f);
-  free(t->line);
-}
-
 static int number_field(const char *text, const char *name, size_t line, double *value,
                         char *error) {
   const char *rule = cli_parse_double(text ? text : "", value);
@@ -175,11 +100,11 @@ static const char *const market_columns[M_COLS] = {"underlying", "S", "r", "q"};
 static int read_markets(const char *path, gk_model model, market_table *m) {
   const int required[M_COLS] = {1, 1, 1, model == GK_MODEL_BSM || model == GK_MODEL_GK};
   csv_file t;
-  int status = open_csv(&t, path, market_columns, required, M_COLS);
+  int status = csv_file_open(&t, path, market_columns, required, M_COLS);
   const char *fields[M_COLS] = {0};
-  char error[MESSAGE_SIZE];
+  char error[CSV_MESSAGE_SIZE];
   int got;
-  while (status == 0 && (got = next_record(&t, fields, M_COLS, error)) != 0) {
+  while (status == 0 && (got = csv_file_next(&t, fields, M_COLS, error)) != 0) {
     double S, r, q = 0;
     if (got < 0 || number_field(fields[M_S], "S", t.line_number, &S, error) ||
         number_field(fields[M_R], "r", t.line_number, &r, error) ||
@@ -205,7 +130,7 @@ static int read_markets(const char *path, gk_model model, market_table *m) {
     fprintf(stderr, "greeks: %s: no underlyings\n", path);
     status = -1;
   }
-  close_csv(&t);
+  csv_file_close(&t);
   return status;
 }
 
@@ -294,11 +219,11 @@ static int parse_position(const char **f, size_t line, const market_table *m, po
 static int read_positions(const char *path, const market_table *m, position_table *p) {
   const int required[P_COLS] = {1, 1, 1, 1, 1, 1, 1, 0};
   csv_file t;
-  int status = open_csv(&t, path, position_columns, required, P_COLS);
+  int status = csv_file_open(&t, path, position_columns, required, P_COLS);
   const char *fields[P_COLS] = {0};
-  char error[MESSAGE_SIZE];
+  char error[CSV_MESSAGE_SIZE];
   int got;
-  while (status == 0 && (got = next_record(&t, fields, P_COLS, error)) != 0) {
+  while (status == 0 && (got = csv_file_next(&t, fields, P_COLS, error)) != 0) {
     if (reserve_positions(p) != 0) {
       fprintf(stderr, "greeks: out of memory reading positions\n");
       status = -1;
@@ -317,7 +242,7 @@ static int read_positions(const char *path, const market_table *m, position_tabl
     }
     p->count++;
   }
-  close_csv(&t);
+  csv_file_close(&t);
   return status;
 }
 
