@@ -18,10 +18,11 @@
 #include <string.h>
 
 #include "greeks/bsm.h"
+#include "greeks/iv.h"
 #include "greeks/portfolio.h"
 #include "greeks/pricing.h"
 
-enum { KIND_BATCH, KIND_OMP_BATCH, KIND_FANOUT, KIND_OMP_FANOUT, KIND_REVALUE };
+enum { KIND_BATCH, KIND_OMP_BATCH, KIND_FANOUT, KIND_OMP_FANOUT, KIND_REVALUE, KIND_NORMAL_IV };
 
 #define UNDERLYINGS 100
 
@@ -58,6 +59,30 @@ static void destroy_state(void *p) {
   for (int k = 0; k < 7; k++) free(s->out[k]);
   free(s->type), free(s->error), free(s->underlying);
   free(s);
+}
+
+static void *create_state(const engine_case *c, char *error, size_t error_len);
+
+/* Implied normal vols of 64k Bachelier prices on one ISA (threads = the ISA). */
+static void run_normal_iv(void *p) {
+  engine_state *s = p;
+  gk_iv_batch in = {s->n, s->spot, s->strike, s->expiry, s->rate, NULL, s->out[1], s->type};
+  gk_implied_vol_batch_on((gk_isa)s->c->isa, GK_MODEL_BACHELIER, &in, s->out[0], s->error, NULL);
+}
+
+static void *create_normal_iv_state(const engine_case *c, char *error, size_t error_len) {
+  engine_state *s = create_state(c, error, error_len);
+  if (s == NULL) return NULL;
+  uint64_t seed = 77;
+  for (size_t i = 0; i < s->n; i++) { /* rates-like forwards, 20-150 bp normal vols */
+    s->spot[i] = uniform(&seed, -0.01, 0.06);
+    s->strike[i] = s->spot[i] + uniform(&seed, -0.02, 0.02);
+    s->vol[i] = uniform(&seed, 0.002, 0.015);
+  }
+  gk_option_batch in = {s->n, s->spot, s->strike, s->expiry, s->rate, NULL, s->vol, s->type};
+  gk_greeks_batch out = {s->out[1], NULL, NULL, NULL, NULL, NULL, NULL, s->error};
+  gk_bsm_price_batch(GK_MODEL_BACHELIER, &in, GK_OUT_PRICE, &out, NULL); /* prices to invert */
+  return s;
 }
 
 static void *create_state(const engine_case *c, char *error, size_t error_len) {
@@ -175,9 +200,15 @@ static void add(int kind, int threads, size_t n, const char *prefix) {
   engine_case *c = &cases[case_count];
   if (kind == KIND_FANOUT || kind == KIND_OMP_FANOUT) snprintf(names[case_count], 64, "%s/threads:%d", prefix, threads);
   else snprintf(names[case_count], 64, "%s/threads:%d/%zu", prefix, threads, n);
-  void (*runs[])(void *) = {run_batch, run_omp_batch, run_fanout, run_omp_fanout, run_revalue};
+  void (*runs[])(void *) = {run_batch, run_omp_batch, run_fanout, run_omp_fanout, run_revalue, run_normal_iv};
   *c = (engine_case){names[case_count], kind == KIND_FANOUT || kind == KIND_OMP_FANOUT ? 64 : n,
-                     create_state, runs[kind], destroy_state, threads, kind, n};
+                     kind == KIND_NORMAL_IV ? create_normal_iv_state : create_state, runs[kind],
+                     destroy_state, threads, kind, n, 0};
+  if (kind == KIND_NORMAL_IV) { /* one thread; `threads` passed in names the ISA */
+    c->isa = threads;
+    c->threads = 1;
+    snprintf(names[case_count], 64, "%s/%s/%zu", prefix, gk_isa_name((gk_isa)threads), n);
+  }
   case_count++;
 }
 
@@ -194,6 +225,8 @@ static void build(void) {
   for (int i = 0; i < k; i++) add(KIND_OMP_FANOUT, counts[i], 0, "omp/fanout");
   for (int i = 0; i < k; i++) add(KIND_REVALUE, counts[i], 100000, "engine/revalue");
   add(KIND_REVALUE, usable, 1000000, "engine/revalue");
+  for (int isa = 0; isa < GK_ISA_COUNT; isa++)
+    if (gk_isa_supported((gk_isa)isa)) add(KIND_NORMAL_IV, isa, 65536, "iv/normal");
 }
 
 size_t engine_cases_count(void) {

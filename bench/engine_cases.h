@@ -17,6 +17,7 @@ typedef struct engine_case {
   void (*destroy)(void *state);
   int threads, kind;
   size_t n;
+  int isa; /* iv cases: the ISA they run on */
 } engine_case;
 
 size_t engine_cases_count(void);
