@@ -211,7 +211,14 @@ static void test_api_misuse_is_reported(void **state) {
   gk_option_batch empty = {0};
   assert_int_equal(gk_bsm_price_batch(GK_MODEL_BSM, &empty, GK_OUT_ALL, &out, NULL), GK_RC_OK);
   assert_int_equal(gk_bsm_price_batch_on((gk_isa)9, GK_MODEL_BSM, &in, GK_OUT_ALL, &out, NULL), GK_RC_ISA_UNKNOWN);
-  for (int rc = GK_RC_OK; rc <= GK_RC_ISA_UNSUPPORTED; rc++)
+  /* The argument check alone, and which models read the yield. */
+  assert_int_equal(gk_bsm_check_batch(GK_MODEL_BSM, &in, GK_OUT_ALL, &out), GK_RC_OK);
+  assert_int_equal(gk_bsm_check_batch(GK_MODEL_BSM, &in, GK_OUT_ALL, &no_vega), GK_RC_MISSING_OUTPUT);
+  assert_int_equal(gk_bsm_check_batch(GK_MODEL_GK, &no_yield, GK_OUT_PRICE, &out), GK_RC_MISSING_INPUT);
+  assert_int_equal(gk_bsm_check_batch(GK_MODEL_BACHELIER, &no_yield, GK_OUT_PRICE, &out), GK_RC_OK);
+  assert_true(gk_model_uses_yield(GK_MODEL_BSM) && gk_model_uses_yield(GK_MODEL_GK));
+  assert_false(gk_model_uses_yield(GK_MODEL_BLACK76) || gk_model_uses_yield(GK_MODEL_BACHELIER));
+  for (int rc = GK_RC_OK; rc <= GK_RC_MODEL_NOT_SUPPORTED; rc++)
     assert_true(strlen(gk_rc_message((gk_rc)rc)) > 1);
   owned_batch_free(&b);
 }

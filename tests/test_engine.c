@@ -183,6 +183,23 @@ static void test_chain_equals_batch_with_broadcast_market(void **state) {
   owned_batch_free(&b);
 }
 
+static void test_batch_rejects_unusable_arguments(void **state) {
+  (void)state;
+  owned_batch b = owned_batch_make(10);
+  gk_option_batch in = owned_batch_inputs(&b);
+  gk_greeks_batch out = owned_batch_outputs(&b);
+  out.vega = NULL;
+  gk_status status;
+  assert_int_equal(gk_price_batch(NULL, GK_MODEL_BSM, &in, GK_OUT_ALL, &out, NULL, &status), GK_INVALID_ARGUMENT);
+  assert_non_null(strstr(status.message, "no array"));
+  assert_int_equal(gk_price_batch(NULL, GK_MODEL_BSM, &in, 1u << 20, &out, NULL, &status), GK_INVALID_ARGUMENT);
+  assert_int_equal(gk_price_batch(NULL, GK_MODEL_BSM, NULL, GK_OUT_PRICE, &out, NULL, &status), GK_INVALID_ARGUMENT);
+  in.yield = NULL;
+  assert_int_equal(gk_price_batch(NULL, GK_MODEL_GK, &in, GK_OUT_PRICE, &out, NULL, &status), GK_INVALID_ARGUMENT);
+  assert_int_equal(gk_price_batch(NULL, GK_MODEL_BLACK76, &in, GK_OUT_PRICE, &out, NULL, &status), GK_OK);
+  owned_batch_free(&b);
+}
+
 static void test_chain_rejects_a_bad_market_by_name(void **state) {
   (void)state;
   owned_batch b = owned_batch_make(4);
@@ -216,6 +233,7 @@ int main(void) {
       cmocka_unit_test(test_pool_rejects_bad_options),
       cmocka_unit_test(test_batch_equals_kernel_for_any_thread_count),
       cmocka_unit_test(test_chain_equals_batch_with_broadcast_market),
+      cmocka_unit_test(test_batch_rejects_unusable_arguments),
       cmocka_unit_test(test_chain_rejects_a_bad_market_by_name),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

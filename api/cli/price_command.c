@@ -93,7 +93,7 @@ static int parse_row_values(price_job *job, chunk *c, size_t k) {
     return -1;
   if (job->chain_mode) return 0; /* the market comes from the command line */
   if (parse_number(r, COL_S, &c->spot[k]) || parse_number(r, COL_R, &c->rate[k])) return -1;
-  if (job->model == GK_MODEL_BLACK76 || job->model == GK_MODEL_BACHELIER) c->yield[k] = 0.0; /* ignored */
+  if (!gk_model_uses_yield(job->model)) c->yield[k] = 0.0; /* ignored by the model */
   else if (parse_number(r, COL_Q, &c->yield[k])) return -1;
   return 0;
 }
@@ -207,7 +207,7 @@ static int read_header(price_job *job, char *line) {
       if (strcmp(cli_skip_spaces(header.fields[i]), column_names[col]) == 0)
         job->column_of[col] = (int)i;
     int market_column = col == COL_S || col == COL_R || col == COL_Q;
-    int optional = (col == COL_Q && (job->model == GK_MODEL_BLACK76 || job->model == GK_MODEL_BACHELIER)) ||
+    int optional = (col == COL_Q && !gk_model_uses_yield(job->model)) ||
                    (job->chain_mode && market_column);
     if (job->chain_mode && market_column) job->column_of[col] = -1; /* flags win */
     if (job->column_of[col] < 0 && !optional) {

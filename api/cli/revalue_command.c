@@ -98,7 +98,7 @@ enum { M_NAME, M_S, M_R, M_Q, M_COLS };
 static const char *const market_columns[M_COLS] = {"underlying", "S", "r", "q"};
 
 static int read_markets(const char *path, gk_model model, market_table *m) {
-  const int required[M_COLS] = {1, 1, 1, model == GK_MODEL_BSM || model == GK_MODEL_GK};
+  const int required[M_COLS] = {1, 1, 1, gk_model_uses_yield(model)};
   csv_file t;
   int status = csv_file_open(&t, path, market_columns, required, M_COLS);
   const char *fields[M_COLS] = {0};
@@ -108,7 +108,7 @@ static int read_markets(const char *path, gk_model model, market_table *m) {
     double S, r, q = 0;
     if (got < 0 || number_field(fields[M_S], "S", t.line_number, &S, error) ||
         number_field(fields[M_R], "r", t.line_number, &r, error) ||
-        (fields[M_Q] && (model == GK_MODEL_BSM || model == GK_MODEL_GK) &&
+        (fields[M_Q] && gk_model_uses_yield(model) &&
          number_field(fields[M_Q], "q", t.line_number, &q, error))) {
       fprintf(stderr, "greeks: %s: %s\n", path, error);
       status = -1;
@@ -414,8 +414,7 @@ static int revalue(const revalue_options *o) {
     goto done;
   }
   if ((pool = cli_make_pool(o->threads, 0)) == NULL) goto done;
-  int uses_yield = o->model == GK_MODEL_BSM || o->model == GK_MODEL_GK;
-  gk_markets markets = {m.count, m.spot, m.rate, uses_yield ? m.yield : NULL};
+  gk_markets markets = {m.count, m.spot, m.rate, gk_model_uses_yield(o->model) ? m.yield : NULL};
   gk_positions positions = {p.count, p.underlying, p.type, p.strike, p.expiry, p.vol, p.quantity, p.multiplier};
   gk_status status;
   if (gk_revalue_portfolio(pool, o->model, &markets, &positions, &grid, &r, &status) != GK_OK) {

@@ -347,7 +347,7 @@ static gk_code check_arguments(const gk_markets *m, const gk_positions *p, const
                          NULL, GK_STATUS_NO_INDEX, "gk_revalue_portfolio: a required argument is NULL");
   if ((unsigned)model >= GK_MODEL_COUNT)
     return gk_status_set(status, GK_INVALID_ARGUMENT, "model", NULL, GK_STATUS_NO_INDEX, "model must be bsm, black76, gk or bachelier");
-  int uses_yield = model == GK_MODEL_BSM || model == GK_MODEL_GK;
+  int uses_yield = gk_model_uses_yield(model);
   if (m->count > 0 && (!m->spot || !m->rate || (uses_yield && !m->yield)))
     return gk_status_set(status, GK_INVALID_ARGUMENT, "markets", NULL, GK_STATUS_NO_INDEX,
                          "markets: spot, rate%s arrays are required", uses_yield ? " and yield" : "");

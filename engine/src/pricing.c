@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "greeks/bsm.h"
+#include "greeks/isa.h"
 
 static size_t slice_count(size_t n) { return (n + GK_SLICE_OPTIONS - 1) / GK_SLICE_OPTIONS; }
 
@@ -68,13 +69,10 @@ static void price_batch_slice(void *context, size_t task, int worker) {
 gk_code gk_price_batch(gk_pool *pool, gk_model model, const gk_option_batch *in,
                        unsigned outputs, gk_greeks_batch *out, size_t *invalid_count,
                        gk_status *status) {
-  /* Validates every argument once, on an empty view, with the kernels' own rules. */
-  if (in == NULL || out == NULL)
-    return gk_status_set(status, GK_INVALID_ARGUMENT, in ? "out" : "in", NULL, GK_STATUS_NO_INDEX,
-                         "gk_price_batch: %s is NULL", in ? "out" : "in");
-  gk_option_batch probe = *in;
-  probe.count = in->count > 0 ? 1 : 0;
-  gk_rc rc = gk_bsm_price_batch(model, &probe, outputs, out, NULL);
+  /* The kernels' own argument rules, checked once for the whole batch; the ISA
+   * choice too, so a bad GREEKS_ISA fails here rather than inside a worker. */
+  gk_rc rc = gk_bsm_check_batch(model, in, outputs, out);
+  if (rc == GK_RC_OK) rc = gk_isa_init();
   if (rc != GK_RC_OK) return kernel_error(rc, status);
   batch_job job = {model, in, outputs, out, 0};
   size_t tasks = slice_count(in->count);
@@ -113,7 +111,7 @@ gk_code gk_market_validate(gk_model model, const gk_market *market, gk_status *s
     return reject_market(status, "spot", spot, "must be in [1e-12, 1e15]");
   if (!isfinite(rate) || fabs(rate) > GK_MAX_ABS_RATE)
     return reject_market(status, "rate", rate, "must be finite and in [-5, 5] (per year)");
-  if (model != GK_MODEL_BLACK76 && (!isfinite(yield) || fabs(yield) > GK_MAX_ABS_RATE))
+  if (gk_model_uses_yield(model) && (!isfinite(yield) || fabs(yield) > GK_MAX_ABS_RATE))
     return reject_market(status, "yield", yield, "must be finite and in [-5, 5] (per year)");
   gk_status_clear(status);
   return GK_OK;
@@ -170,10 +168,13 @@ gk_code gk_price_chain(gk_pool *pool, gk_model model, const gk_market *market,
     return gk_status_set(status, GK_INVALID_ARGUMENT, "pool", NULL, GK_STATUS_NO_INDEX,
                          "gk_price_chain: the pool has no scratch (create it with "
                          "scratch_bytes >= gk_chain_scratch_bytes())");
+  /* The kernels' argument rules on the batch the slices will build (market arrays
+   * stand in for the broadcast spot, rate and yield). */
   double one_spot = market->spot, one_rate = market->rate, one_yield = market->yield;
-  gk_option_batch probe = {chain->count > 0 ? 1 : 0, &one_spot, chain->strike, chain->expiry,
+  gk_option_batch shape = {chain->count, &one_spot, chain->strike, chain->expiry,
                            &one_rate, &one_yield, chain->vol, chain->type};
-  gk_rc rc = gk_bsm_price_batch(model, &probe, outputs, out, NULL);
+  gk_rc rc = gk_bsm_check_batch(model, &shape, outputs, out);
+  if (rc == GK_RC_OK) rc = gk_isa_init();
   if (rc != GK_RC_OK) return kernel_error(rc, status);
   chain_job job = {pool, model, market, chain, outputs, out, 0, NULL};
   size_t tasks = slice_count(chain->count);

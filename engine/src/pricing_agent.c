@@ -322,7 +322,7 @@ gk_code gk_pricing_agent_submit(gk_pricing_agent *p, gk_pricing_request *r, gk_s
                          GK_STATUS_NO_INDEX, "gk_pricing_agent_submit: a required argument is NULL");
   if ((unsigned)r->model >= GK_MODEL_COUNT || (r->outputs & ~(unsigned)GK_OUT_EVERYTHING) || r->out.error == NULL ||
       (r->in.count > 0 && (!r->in.spot || !r->in.strike || !r->in.expiry || !r->in.rate || !r->in.vol ||
-                           !r->in.type || ((r->model == GK_MODEL_BSM || r->model == GK_MODEL_GK) && !r->in.yield))))
+                           !r->in.type || (gk_model_uses_yield(r->model) && !r->in.yield))))
     return gk_status_set(status, GK_INVALID_ARGUMENT, "request", NULL, GK_STATUS_NO_INDEX,
                          "request %s: model, outputs or arrays are unusable", r->request_id);
   double *outs[OUTPUT_COUNT];

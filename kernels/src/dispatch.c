@@ -142,8 +142,7 @@ static gk_rc check_batch_arguments(gk_model model, const gk_option_batch *in,
   if (in->count == 0) return GK_RC_OK;
   if (!in->spot || !in->strike || !in->expiry || !in->rate || !in->vol || !in->type)
     return GK_RC_MISSING_INPUT;
-  int uses_yield = model == GK_MODEL_BSM || model == GK_MODEL_GK;
-  if (uses_yield && !in->yield) return GK_RC_MISSING_INPUT;
+  if (gk_model_uses_yield(model) && !in->yield) return GK_RC_MISSING_INPUT;
   double *const arrays[] = {out->price, out->delta, out->gamma, out->vega, out->theta,
                             out->rho, out->phi, out->vanna, out->volga, out->charm,
                             out->veta, out->speed, out->zomma, out->color, out->dual_delta,
@@ -151,6 +150,13 @@ static gk_rc check_batch_arguments(gk_model model, const gk_option_batch *in,
   for (unsigned k = 0; k < sizeof arrays / sizeof arrays[0]; k++)
     if ((outputs & (1u << k)) && arrays[k] == NULL) return GK_RC_MISSING_OUTPUT;
   return GK_RC_OK;
+}
+
+int gk_model_uses_yield(gk_model model) { return model == GK_MODEL_BSM || model == GK_MODEL_GK; }
+
+gk_rc gk_bsm_check_batch(gk_model model, const gk_option_batch *in, unsigned outputs,
+                         const gk_greeks_batch *out) {
+  return check_batch_arguments(model, in, outputs, out);
 }
 
 gk_rc gk_bsm_price_batch_on(gk_isa isa, gk_model model, const gk_option_batch *in,

@@ -49,7 +49,7 @@ gk_element_error gk_classify_element(gk_model model, const gk_option_batch *in, 
   if (expiry > GK_MAX_EXPIRY) return GK_ELEMENT_EXPIRY_OUT_OF_RANGE;
 
   if ((error = classify_rate(in->rate[i], GK_ELEMENT_RATE_NOT_FINITE))) return error;
-  if (model != GK_MODEL_BLACK76 &&
+  if (gk_model_uses_yield(model) &&
       (error = classify_rate(in->yield[i], GK_ELEMENT_YIELD_NOT_FINITE)))
     return error;
 

@@ -70,6 +70,10 @@ typedef enum gk_model {
   GK_MODEL_COUNT
 } gk_model;
 
+/* 1 when `model` reads the yield array (bsm: dividend yield, gk: foreign rate);
+ * 0 for black76 and bachelier, which ignore it (it may be NULL). */
+int gk_model_uses_yield(gk_model model);
+
 /* Output mask: which outputs to compute. Price-only work skips the Greeks. */
 enum {
   GK_OUT_PRICE = 1u << 0,

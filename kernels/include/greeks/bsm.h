@@ -44,6 +44,12 @@ extern "C" {
 gk_rc gk_bsm_price_batch(gk_model model, const gk_option_batch *in, unsigned outputs,
                          gk_greeks_batch *out, size_t *invalid_count);
 
+/* The argument checks of gk_bsm_price_batch alone, without pricing anything:
+ * GK_RC_OK when a call with these arguments would run. Element values are not
+ * looked at (they are per-element errors, not call failures). */
+gk_rc gk_bsm_check_batch(gk_model model, const gk_option_batch *in, unsigned outputs,
+                         const gk_greeks_batch *out);
+
 /* Same on an explicit ISA (benchmarks and tests). GK_RC_ISA_UNSUPPORTED if this
  * machine cannot run it. */
 gk_rc gk_bsm_price_batch_on(gk_isa isa, gk_model model, const gk_option_batch *in,
