@@ -96,7 +96,8 @@ static inline void update_carry_factors(carry_factors *c, vdouble T, vdouble r, 
  * the collapsed limit the density terms are selected to 0 (d1 may be infinite). */
 typedef struct second_order_inputs {
   vdouble S, K, T, r, q, sigma, omega, carry, discount, sqrt_t, inv_s;
-  vdouble d1, d2, g1, g2, n1, n2, A;
+  vdouble d1, d2, g1, g2, n1, n2;
+  vdouble vega, gamma; /* from the first-order pass; gamma not yet zeroed when collapsed */
   vmask collapsed;
 } second_order_inputs;
 
@@ -109,8 +110,7 @@ static inline void store_second_order(const second_order_inputs *v, unsigned out
   vdouble inv_sigma = v_mul(v->sqrt_t, v->inv_s);
   vdouble sigma_over_s = v_mul(v->sigma, v->inv_s);
   vdouble half_inv_t = v_mul(half, v_mul(sigma_over_s, sigma_over_s));
-  vdouble vega = v_mul(v_mul(v->A, pdf1), v->sqrt_t);
-  vdouble gamma = v_div(v_mul(v_mul(v->carry, pdf1), v->inv_s), v->S);
+  vdouble vega = v->vega, gamma = v->gamma;
   vdouble d1d2 = v_mul(v->d1, v->d2);
   vdouble b_d1_over_s = v_mul(v_mul(b, v->d1), v->inv_s);
   vmask c = v->collapsed;
@@ -169,11 +169,14 @@ static inline void price_vector(gk_model model, const vector_inputs *v, const ca
   }
   store_output(out->delta + i, outputs, GK_OUT_DELTA, v_mul(omega, v_mul(carry, n1)), valid, n);
 
-  if (outputs & (GK_OUT_GAMMA | GK_OUT_VEGA | GK_OUT_THETA)) {
+  /* The density terms, computed once for first- and second-order outputs. */
+  vdouble vega = zero, gamma_raw = zero;
+  if (outputs & (GK_OUT_GAMMA | GK_OUT_VEGA | GK_OUT_THETA | GK_OUT_SECOND_ORDER)) {
     vdouble a_pdf1 = v_mul(A, v_mul(v_set1(GK_INV_SQRT_2PI), g1)); /* A n(d1) */
-    vdouble gamma = v_select(collapsed, zero, v_div(v_mul(a_pdf1, inv_s), v_mul(S, S)));
-    store_output(out->gamma + i, outputs, GK_OUT_GAMMA, gamma, valid, n);
-    store_output(out->vega + i, outputs, GK_OUT_VEGA, v_mul(a_pdf1, sqrt_t), valid, n);
+    gamma_raw = v_div(v_mul(a_pdf1, inv_s), v_mul(S, S));
+    vega = v_mul(a_pdf1, sqrt_t);
+    store_output(out->gamma + i, outputs, GK_OUT_GAMMA, v_select(collapsed, zero, gamma_raw), valid, n);
+    store_output(out->vega + i, outputs, GK_OUT_VEGA, vega, valid, n);
     if (outputs & GK_OUT_THETA) {
       /* A n(d1) sigma / (2 sqrt T) = A n(d1) sigma^2 / (2 s): no division by sqrt T. */
       vdouble decay = v_select(collapsed, zero,
@@ -185,7 +188,7 @@ static inline void price_vector(gk_model model, const vector_inputs *v, const ca
 
   if (outputs & GK_OUT_SECOND_ORDER) {
     second_order_inputs so = {S, K, T, r, q, sigma, omega, carry, c->discount, sqrt_t, inv_s,
-                              d1, d2, g1, g2, n1, n2, A, collapsed};
+                              d1, d2, g1, g2, n1, n2, vega, gamma_raw, collapsed};
     store_second_order(&so, outputs, out, i, n, valid);
   }
 
