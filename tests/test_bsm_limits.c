@@ -268,6 +268,33 @@ static void test_short_dated_out_of_the_money_prices_are_never_negative(void **s
   owned_batch_free(&b);
 }
 
+/* Deep in the money with a tiny sigma sqrt(T), N(d1) and N(d2) both round to the
+ * double just below 1 and the formula lands a hair under the intrinsic value.
+ * With r = q = 0 that bound is exactly S - K on every ISA (exp(0) = 1): the price
+ * must never be below it. */
+static void test_deep_in_the_money_never_below_intrinsic(void **state) {
+  (void)state;
+  const size_t n = 20000;
+  owned_batch b = owned_batch_make(n);
+  test_rng rng = {4711};
+  for (size_t i = 0; i < n; i++) {
+    double s = rng_log_uniform(&rng, 1e-6, 1e-2), d = rng_uniform(&rng, 8.0, 8.6);
+    b.spot[i] = rng_log_uniform(&rng, 1.0, 1e6);
+    b.expiry[i] = 1.0, b.rate[i] = 0.0, b.yield[i] = 0.0, b.vol[i] = s;
+    b.type[i] = (uint8_t)(rng_next(&rng) & 1u);
+    double x = d * s; /* d1 ~ d2 ~ d standard deviations in the money */
+    b.strike[i] = b.type[i] == GK_CALL ? b.spot[i] * exp(-x) : b.spot[i] * exp(x);
+  }
+  owned_batch_price(&b, GK_MODEL_BSM);
+  size_t below = 0;
+  for (size_t i = 0; i < n; i++) {
+    double intrinsic = b.type[i] == GK_CALL ? b.spot[i] - b.strike[i] : b.strike[i] - b.spot[i];
+    below += !(b.price[i] >= intrinsic);
+  }
+  owned_batch_free(&b);
+  assert_int_equal(below, 0);
+}
+
 int main(void) {
   skip_unless_active_isa_runs();
   const struct CMUnitTest tests[] = {
@@ -279,6 +306,7 @@ int main(void) {
       cmocka_unit_test(test_api_misuse_is_reported),
       cmocka_unit_test(test_price_only_mask_writes_only_prices),
       cmocka_unit_test(test_short_dated_out_of_the_money_prices_are_never_negative),
+      cmocka_unit_test(test_deep_in_the_money_never_below_intrinsic),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
