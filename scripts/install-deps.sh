@@ -10,6 +10,12 @@ packages=(
   libhwloc-dev                       # topology and thread binding (engine)
   libcmocka-dev                      # unit tests
   libbenchmark-dev                   # Google Benchmark (bench/)
+  libgrpc-dev libprotobuf-c-dev      # gRPC C core and protobuf-c (greeksd, greeks call)
+  protobuf-c-compiler grpc-proto     # protoc-c; grpc/health/v1/health.proto
+  protobuf-compiler protobuf-compiler-grpc  # protoc + grpc_python_plugin (test stubs)
+  python3-grpcio python3-protobuf    # the independent client of the integration tests
+  openssl                            # test certificates for the TLS tests
+  nghttp2-client                     # h2load, for the load test (make load-test)
   python3                            # bench/summarize.py, bench/gate, tests/test_gate.py
 )
 

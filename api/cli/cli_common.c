@@ -84,3 +84,39 @@ struct gk_pool *cli_make_pool(int threads, size_t scratch_bytes) {
   }
   return pool;
 }
+
+int cli_parse_model(const char *name, gk_model *model) {
+  static const struct { const char *name; gk_model model; } models[] = {
+      {"bsm", GK_MODEL_BSM}, {"black76", GK_MODEL_BLACK76}, {"gk", GK_MODEL_GK}, {"bachelier", GK_MODEL_BACHELIER}};
+  for (size_t i = 0; name && i < sizeof models / sizeof models[0]; i++)
+    if (strcmp(name, models[i].name) == 0) {
+      *model = models[i].model;
+      return 0;
+    }
+  return -1;
+}
+
+int cli_parse_greeks(const char *list, unsigned *outputs) {
+  static const struct { const char *name; unsigned bit; } greeks[] = {
+      {"delta", GK_OUT_DELTA}, {"gamma", GK_OUT_GAMMA}, {"vega", GK_OUT_VEGA}, {"theta", GK_OUT_THETA},
+      {"rho", GK_OUT_RHO}, {"phi", GK_OUT_PHI}, {"vanna", GK_OUT_VANNA}, {"volga", GK_OUT_VOLGA},
+      {"charm", GK_OUT_CHARM}, {"veta", GK_OUT_VETA}, {"speed", GK_OUT_SPEED}, {"zomma", GK_OUT_ZOMMA},
+      {"color", GK_OUT_COLOR}, {"dual_delta", GK_OUT_DUAL_DELTA}, {"dual_gamma", GK_OUT_DUAL_GAMMA},
+      {"second", GK_OUT_SECOND_ORDER}};
+  if (list == NULL) return -1;
+  *outputs = GK_OUT_PRICE;
+  if (strcmp(list, "all") == 0) *outputs = GK_OUT_ALL;
+  else if (strcmp(list, "everything") == 0) *outputs = GK_OUT_EVERYTHING;
+  if (strcmp(list, "all") == 0 || strcmp(list, "everything") == 0 || strcmp(list, "none") == 0) return 0;
+  const char *p = list;
+  while (*p) {
+    size_t n = strcspn(p, ",");
+    size_t i = 0, count = sizeof greeks / sizeof greeks[0];
+    while (i < count && !(strlen(greeks[i].name) == n && strncmp(p, greeks[i].name, n) == 0)) i++;
+    if (i == count) return -1;
+    *outputs |= greeks[i].bit;
+    p += n;
+    if (*p == ',') p++;
+  }
+  return 0;
+}

@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#include "greeks/batch.h"
+
 enum {
   CLI_EXIT_OK = 0,
   CLI_EXIT_UNUSABLE = 2, /* bad usage, unreadable file, missing column */
@@ -40,5 +42,13 @@ struct gk_pool;
 /* Creates the worker pool for a command; prints the reason and returns NULL on
  * failure. */
 struct gk_pool *cli_make_pool(int threads, size_t scratch_bytes);
+
+/* Parses a model name: bsm, black76, gk, bachelier. Returns 0 or -1. */
+int cli_parse_model(const char *name, gk_model *model);
+
+/* Parses --greeks: all (first order), everything, none (price only) or a
+ * comma-separated list of Greek names ('second' for the nine second-order
+ * ones). The price is always included. Returns 0 or -1. */
+int cli_parse_greeks(const char *list, unsigned *outputs);
 
 #endif

@@ -211,12 +211,26 @@ static void price_together(gk_pricing_agent *p, gk_envelope *batch, const size_t
   }
 }
 
+/* A caller that went away is answered at once: pricing for nobody wastes the
+ * kernel time of the requests behind it. */
+static void answer_cancelled(gk_pricing_request *r, gk_status *result) {
+  gk_status status;
+  gk_status_set(&status, GK_CANCELLED, NULL, NULL, GK_STATUS_NO_INDEX,
+                "request %s: not priced, the caller cancelled it", r->request_id);
+  gk_status_clear(result);
+  answer(r, &status);
+}
+
 static gk_code handle_requests(void *context, gk_envelope *batch, size_t count, gk_status *results) {
   gk_pricing_agent *p = context;
   size_t **members = p->group;
   size_t group_size[GK_MODEL_COUNT] = {0};
   for (size_t i = 0; i < count; i++) {
     gk_pricing_request *r = request_of(&batch[i]);
+    if (r->is_cancelled != NULL && r->is_cancelled(r)) {
+      answer_cancelled(r, &results[i]);
+      continue;
+    }
     if (count == 1 || r->in.count >= p->config.max_batch_options) price_alone(p, &batch[i], &results[i]);
     else members[r->model][group_size[r->model]++] = i;
   }

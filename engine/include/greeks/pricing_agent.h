@@ -41,6 +41,10 @@ struct gk_pricing_request {
   char request_id[GK_ID_SIZE];
   void (*done)(gk_pricing_request *request, const gk_status *status);
   void *user;
+  /* Optional (NULL: never): asked on the agent's thread just before the request
+   * is priced; nonzero answers GK_CANCELLED without pricing (a gRPC client that
+   * went away). Must be cheap and thread-safe. */
+  int (*is_cancelled)(const gk_pricing_request *request);
   /* Out, valid in done(). */
   size_t invalid_count;
   int fallback_used;

@@ -1,0 +1,649 @@
+/*
+ * `greeks call [connection options] VERB [options] FILE`: sends a CSV file to
+ * greeksd as one request and prints the answer in the offline verbs' CSV
+ * format, so `greeks call price-batch x.csv` and `greeks price x.csv` can be
+ * compared line by line. Verbs: price-batch, price-chain, iv, revalue, health.
+ *
+ * Exit codes: 0 ok; 2 unusable input or a failed call (the gRPC status is
+ * printed); 3 some rows were invalid (named on stderr, the others answered).
+ */
+#include "call_command.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cli_common.h"
+#include "client.h"
+#include "csv.h"
+#include "greeks/v1/pricing.pb-c.h"
+#include "grpc/health/v1/health.pb-c.h"
+
+/* ---- the CSV, whole, as columns ---- */
+
+typedef struct table {
+  size_t count, capacity;
+  char **id;
+  double *col[8];
+  uint8_t *type;        /* GK_CALL, GK_PUT or 0xff */
+  size_t *line;
+  char (*problem)[CSV_MESSAGE_SIZE];
+} table;
+
+static void table_free(table *t) {
+  for (size_t i = 0; i < t->count; i++) free(t->id[i]);
+  free(t->id), free(t->type), free(t->line), free(t->problem);
+  for (int c = 0; c < 8; c++) free(t->col[c]);
+}
+
+static int table_grow(table *t) {
+  if (t->count < t->capacity) return 0;
+  size_t cap = t->capacity ? 2 * t->capacity : 1024;
+  void *p[11] = {realloc(t->id, cap * sizeof *t->id), realloc(t->type, cap), realloc(t->line, cap * sizeof *t->line),
+                 realloc(t->problem, cap * sizeof *t->problem)};
+  if (p[0]) t->id = p[0];
+  if (p[1]) t->type = p[1];
+  if (p[2]) t->line = p[2];
+  if (p[3]) t->problem = p[3];
+  int ok = p[0] && p[1] && p[2] && p[3];
+  for (int c = 0; c < 8; c++) {
+    double *grown = realloc(t->col[c], cap * sizeof(double));
+    if (grown) t->col[c] = grown;
+    ok = ok && grown;
+  }
+  if (!ok) return -1;
+  t->capacity = cap;
+  return 0;
+}
+
+/* Reads every row: `names` are the columns (the first two are always id and
+ * type); numeric columns land in t->col[k - 2]. A row that cannot be read keeps
+ * its message and an invalid type, so the server names nothing for it. */
+static int read_table(const char *path, const char *const *names, const int *required, int ncols, table *t) {
+  csv_file f;
+  const char *file = strcmp(path, "-") == 0 ? "/dev/stdin" : path;
+  if (csv_file_open(&f, file, names, required, ncols) != 0) {
+    csv_file_close(&f);
+    return -1;
+  }
+  const char *fields[CSV_MAX_NAMED];
+  char problem[CSV_MESSAGE_SIZE];
+  int got;
+  while ((got = csv_file_next(&f, fields, ncols, problem)) != 0) {
+    if (table_grow(t) != 0) {
+      fprintf(stderr, "greeks: out of memory reading %s\n", path);
+      csv_file_close(&f);
+      return -1;
+    }
+    size_t k = t->count++;
+    t->id[k] = strdup(got > 0 && fields[0] ? fields[0] : "");
+    t->line[k] = f.line_number;
+    t->problem[k][0] = '\0';
+    t->type[k] = 0xff;
+    for (int c = 0; c < ncols - 2; c++) t->col[c][k] = 0.0;
+    if (got < 0) {
+      snprintf(t->problem[k], CSV_MESSAGE_SIZE, "%s", problem);
+      continue;
+    }
+    const char *type = cli_skip_spaces(fields[1]);
+    uint8_t code = strcasecmp(type, "call") == 0 ? GK_CALL : strcasecmp(type, "put") == 0 ? GK_PUT : 0xff;
+    if (code == 0xff)
+      snprintf(t->problem[k], CSV_MESSAGE_SIZE, "line %zu: field 'type' value '%s': must be call or put", f.line_number, fields[1]);
+    for (int c = 2; c < ncols && !t->problem[k][0]; c++) {
+      if (fields[c] == NULL) continue; /* optional and absent: 0 */
+      const char *rule = cli_parse_double(fields[c], &t->col[c - 2][k]);
+      if (rule)
+        snprintf(t->problem[k], CSV_MESSAGE_SIZE, "line %zu: field '%s' value '%s': %s", f.line_number, names[c], fields[c], rule);
+    }
+    if (!t->problem[k][0]) t->type[k] = code;
+  }
+  csv_file_close(&f);
+  return 0;
+}
+
+static Greeks__V1__OptionType *wire_types(const table *t) {
+  Greeks__V1__OptionType *w = malloc((t->count ? t->count : 1) * sizeof *w);
+  for (size_t i = 0; w && i < t->count; i++)
+    w[i] = t->type[i] == GK_CALL ? GREEKS__V1__OPTION_TYPE__CALL
+         : t->type[i] == GK_PUT  ? GREEKS__V1__OPTION_TYPE__PUT
+                                 : GREEKS__V1__OPTION_TYPE__OPTION_TYPE_UNSPECIFIED;
+  return w;
+}
+
+static Greeks__V1__Model wire_model(gk_model m) {
+  switch (m) {
+    case GK_MODEL_BLACK76: return GREEKS__V1__MODEL__MODEL_BLACK76;
+    case GK_MODEL_GK: return GREEKS__V1__MODEL__MODEL_GARMAN_KOHLHAGEN;
+    case GK_MODEL_BACHELIER: return GREEKS__V1__MODEL__MODEL_BACHELIER;
+    default: return GREEKS__V1__MODEL__MODEL_BSM;
+  }
+}
+
+/* ---- the call ---- */
+
+typedef struct call_options {
+  gk_client_options client;
+  gk_model model;
+  unsigned outputs;
+  const char *path;
+  double spot, rate, yield;
+  int have_spot, have_rate;
+  const char *market_path;
+  const char *spot_shocks, *vol_shocks;
+  const char *service;
+} call_options;
+
+static int call_rpc(const call_options *o, const char *method, const ProtobufCMessage *request, gk_client_reply *reply) {
+  char error[512];
+  gk_client *client = gk_client_create(&o->client, error, sizeof error);
+  if (client == NULL) {
+    fprintf(stderr, "greeks: %s\n", error);
+    return -1;
+  }
+  size_t n = protobuf_c_message_get_packed_size(request);
+  uint8_t *bytes = malloc(n ? n : 1);
+  int rc = -1;
+  if (bytes) {
+    protobuf_c_message_pack(request, bytes);
+    rc = gk_client_unary(client, method, bytes, n, reply);
+  }
+  free(bytes);
+  gk_client_destroy(client);
+  if (rc != 0 || reply->code != 0) {
+    fprintf(stderr, "greeks: %s: %s: %s (request id %s)\n", method, rc != 0 ? "FAILED" : gk_client_code_name(reply->code),
+            reply->details, reply->request_id[0] ? reply->request_id : "none");
+    gk_client_reply_free(reply);
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- printing ---- */
+
+static void write_number(FILE *out, int wanted, double value) {
+  fputc(',', out);
+  if (wanted) fprintf(out, "%.17g", value == 0.0 ? 0.0 : value);
+}
+
+/* The server's element errors by index; rows the CLI could not read keep their
+ * own message. Returns the number of bad rows. */
+static size_t explain_errors(table *t, Greeks__V1__ElementError **errors, size_t n) {
+  for (size_t e = 0; e < n; e++) {
+    size_t i = errors[e]->index;
+    if (i < t->count && !t->problem[i][0])
+      snprintf(t->problem[i], CSV_MESSAGE_SIZE, "line %zu: field '%s': %s", t->line[i], errors[e]->field, errors[e]->reason);
+  }
+  size_t bad = 0;
+  for (size_t i = 0; i < t->count; i++) bad += t->problem[i][0] != '\0';
+  return bad;
+}
+
+static void finish_row(FILE *out, const table *t, size_t i) {
+  fputc(',', out);
+  if (t->problem[i][0]) {
+    csv_write_field(out, t->problem[i]);
+    fprintf(stderr, "greeks: %s\n", t->problem[i]);
+  }
+  fputc('\n', out);
+}
+
+static const char *const output_names[16] = {"price", "delta", "gamma", "vega", "theta", "rho", "phi", "vanna",
+                                             "volga", "charm", "veta", "speed", "zomma", "color", "dual_delta", "dual_gamma"};
+
+static void print_greeks(table *t, unsigned outputs, const Greeks__V1__PriceResponse *r) {
+  const Greeks__V1__Greeks *g = r->greeks;
+  const double *columns[16] = {g ? g->price : NULL, g ? g->delta : NULL, g ? g->gamma : NULL, g ? g->vega : NULL,
+                               g ? g->theta : NULL, g ? g->rho : NULL, g ? g->phi : NULL, g ? g->vanna : NULL,
+                               g ? g->volga : NULL, g ? g->charm : NULL, g ? g->veta : NULL, g ? g->speed : NULL,
+                               g ? g->zomma : NULL, g ? g->color : NULL, g ? g->dual_delta : NULL, g ? g->dual_gamma : NULL};
+  int shown = (outputs & GK_OUT_SECOND_ORDER) ? 16 : 7;
+  fputs("id", stdout);
+  for (int k = 0; k < shown; k++) printf(",%s", output_names[k]);
+  fputs(",error\n", stdout);
+  for (size_t i = 0; i < t->count; i++) {
+    csv_write_field(stdout, t->id[i]);
+    int ok = !t->problem[i][0];
+    for (int k = 0; k < shown; k++) write_number(stdout, ok && (outputs & (1u << k)) && columns[k], columns[k] ? columns[k][i] : 0.0);
+    finish_row(stdout, t, i);
+  }
+}
+
+static void add_outputs(unsigned mask, Greeks__V1__Output *list, size_t *n) {
+  *n = 0;
+  for (int k = 0; k < 16; k++)
+    if (mask & (1u << k)) list[(*n)++] = (Greeks__V1__Output)(k + 1);
+}
+
+/* ---- verbs ---- */
+
+static int finish(int rc, size_t bad) { return rc != 0 ? CLI_EXIT_UNUSABLE : bad ? CLI_EXIT_BAD_ROWS : CLI_EXIT_OK; }
+
+static int price_response(table *t, unsigned outputs, gk_client_reply *reply) {
+  Greeks__V1__PriceResponse *r = greeks__v1__price_response__unpack(NULL, reply->length, reply->bytes);
+  gk_client_reply_free(reply);
+  if (r == NULL || r->count != t->count) {
+    fprintf(stderr, "greeks: the server's answer is not a PriceResponse for %zu contracts\n", t->count);
+    if (r) greeks__v1__price_response__free_unpacked(r, NULL);
+    return CLI_EXIT_UNUSABLE;
+  }
+  size_t bad = explain_errors(t, r->errors, r->n_errors);
+  print_greeks(t, outputs, r);
+  greeks__v1__price_response__free_unpacked(r, NULL);
+  return finish(0, bad);
+}
+
+static int call_price_batch(const call_options *o) {
+  static const char *const names[] = {"id", "type", "S", "K", "T", "r", "q", "sigma"};
+  static const int required[] = {1, 1, 1, 1, 1, 1, 0, 1};
+  table t = {0};
+  if (read_table(o->path, names, required, 8, &t) != 0) return table_free(&t), CLI_EXIT_UNUSABLE;
+  Greeks__V1__PriceBatchRequest q = GREEKS__V1__PRICE_BATCH_REQUEST__INIT;
+  Greeks__V1__Output outputs[16];
+  q.model = wire_model(o->model);
+  q.n_spot = q.n_strike = q.n_expiry = q.n_rate = q.n_yield = q.n_vol = q.n_type = t.count;
+  q.spot = t.col[0], q.strike = t.col[1], q.expiry = t.col[2], q.rate = t.col[3], q.yield = t.col[4], q.vol = t.col[5];
+  q.type = wire_types(&t);
+  add_outputs(o->outputs, outputs, &q.n_outputs);
+  q.outputs = outputs;
+  gk_client_reply reply;
+  int rc = q.type ? call_rpc(o, "/greeks.v1.PricingService/PriceBatch", &q.base, &reply) : -1;
+  free(q.type);
+  int exit_code = rc == 0 ? price_response(&t, o->outputs, &reply) : CLI_EXIT_UNUSABLE;
+  table_free(&t);
+  return exit_code;
+}
+
+static int call_price_chain(const call_options *o) {
+  static const char *const names[] = {"id", "type", "K", "T", "sigma"};
+  static const int required[] = {1, 1, 1, 1, 1};
+  if (!o->have_spot || !o->have_rate) {
+    fprintf(stderr, "greeks: call price-chain needs --spot and --rate\n");
+    return CLI_EXIT_UNUSABLE;
+  }
+  table t = {0};
+  if (read_table(o->path, names, required, 5, &t) != 0) return table_free(&t), CLI_EXIT_UNUSABLE;
+  Greeks__V1__Market market = GREEKS__V1__MARKET__INIT;
+  market.spot = o->spot, market.rate = o->rate, market.yield = o->yield;
+  Greeks__V1__ChainContracts contracts = GREEKS__V1__CHAIN_CONTRACTS__INIT;
+  contracts.n_strike = contracts.n_expiry = contracts.n_vol = contracts.n_type = t.count;
+  contracts.strike = t.col[0], contracts.expiry = t.col[1], contracts.vol = t.col[2];
+  contracts.type = wire_types(&t);
+  Greeks__V1__PriceChainRequest q = GREEKS__V1__PRICE_CHAIN_REQUEST__INIT;
+  Greeks__V1__Output outputs[16];
+  q.model = wire_model(o->model);
+  q.market = &market;
+  q.contracts = &contracts;
+  add_outputs(o->outputs, outputs, &q.n_outputs);
+  q.outputs = outputs;
+  gk_client_reply reply;
+  int rc = contracts.type ? call_rpc(o, "/greeks.v1.PricingService/PriceChain", &q.base, &reply) : -1;
+  free(contracts.type);
+  int exit_code = rc == 0 ? price_response(&t, o->outputs, &reply) : CLI_EXIT_UNUSABLE;
+  table_free(&t);
+  return exit_code;
+}
+
+static int call_iv(const call_options *o) {
+  static const char *const names[] = {"id", "type", "S", "K", "T", "r", "q", "price"};
+  static const int required[] = {1, 1, 1, 1, 1, 1, 0, 1};
+  table t = {0};
+  if (read_table(o->path, names, required, 8, &t) != 0) return table_free(&t), CLI_EXIT_UNUSABLE;
+  Greeks__V1__ImpliedVolRequest q = GREEKS__V1__IMPLIED_VOL_REQUEST__INIT;
+  q.model = wire_model(o->model);
+  q.n_spot = q.n_strike = q.n_expiry = q.n_rate = q.n_yield = q.n_price = q.n_type = t.count;
+  q.spot = t.col[0], q.strike = t.col[1], q.expiry = t.col[2], q.rate = t.col[3], q.yield = t.col[4], q.price = t.col[5];
+  q.type = wire_types(&t);
+  gk_client_reply reply;
+  int rc = q.type ? call_rpc(o, "/greeks.v1.PricingService/ImpliedVol", &q.base, &reply) : -1;
+  free(q.type);
+  size_t bad = 0;
+  if (rc == 0) {
+    Greeks__V1__ImpliedVolResponse *r = greeks__v1__implied_vol_response__unpack(NULL, reply.length, reply.bytes);
+    gk_client_reply_free(&reply);
+    if (r == NULL || r->n_vol != t.count) {
+      fprintf(stderr, "greeks: the server's answer is not an ImpliedVolResponse for %zu contracts\n", t.count);
+      rc = -1;
+    } else {
+      bad = explain_errors(&t, r->errors, r->n_errors);
+      fputs("id,iv,error\n", stdout);
+      for (size_t i = 0; i < t.count; i++) {
+        csv_write_field(stdout, t.id[i]);
+        write_number(stdout, !t.problem[i][0], r->vol[i]);
+        finish_row(stdout, &t, i);
+      }
+    }
+    if (r) greeks__v1__implied_vol_response__free_unpacked(r, NULL);
+  }
+  table_free(&t);
+  return finish(rc, bad);
+}
+
+/* ---- revalue ---- */
+
+typedef struct names {
+  size_t count;
+  char **name;
+} names;
+
+static long find_name(const names *n, const char *name) {
+  for (size_t i = 0; i < n->count; i++)
+    if (strcmp(n->name[i], name) == 0) return (long)i;
+  return -1;
+}
+
+static void names_free(names *n) {
+  for (size_t i = 0; i < n->count; i++) free(n->name[i]);
+  free(n->name);
+}
+
+/* MARKET.csv: underlying,S,r[,q]. */
+static int read_market_file(const char *path, names *u, Greeks__V1__Markets *m) {
+  static const char *const cols[] = {"underlying", "S", "r", "q"};
+  static const int required[] = {1, 1, 1, 0};
+  csv_file f;
+  if (csv_file_open(&f, path, cols, required, 4) != 0) return csv_file_close(&f), -1;
+  const char *fields[4];
+  char problem[CSV_MESSAGE_SIZE];
+  int got, rc = 0;
+  while (rc == 0 && (got = csv_file_next(&f, fields, 4, problem)) != 0) {
+    size_t k = u->count;
+    char **name = realloc(u->name, (k + 1) * sizeof *name);
+    double *s = realloc(m->spot, (k + 1) * 8), *r = NULL, *q = NULL;
+    if (name) u->name = name;
+    if (s) m->spot = s;
+    if (s) r = realloc(m->rate, (k + 1) * 8);
+    if (r) m->rate = r;
+    if (r) q = realloc(m->yield, (k + 1) * 8);
+    if (q) m->yield = q;
+    if (got < 0 || !name || !q) {
+      fprintf(stderr, "greeks: %s: %s\n", path, got < 0 ? problem : "out of memory");
+      rc = -1;
+      break;
+    }
+    m->yield[k] = 0.0;
+    const char *rule = NULL, *bad = NULL;
+    if ((rule = cli_parse_double(fields[1], &m->spot[k])) != NULL) bad = "S";
+    else if ((rule = cli_parse_double(fields[2], &m->rate[k])) != NULL) bad = "r";
+    else if (fields[3] && (rule = cli_parse_double(fields[3], &m->yield[k])) != NULL) bad = "q";
+    if (bad) {
+      fprintf(stderr, "greeks: %s: line %zu: field '%s': %s\n", path, f.line_number, bad, rule);
+      rc = -1;
+      break;
+    }
+    u->name[u->count++] = strdup(fields[0]);
+  }
+  csv_file_close(&f);
+  m->n_spot = m->n_rate = m->n_yield = u->count;
+  if (rc == 0 && u->count == 0) {
+    fprintf(stderr, "greeks: %s: no underlyings\n", path);
+    rc = -1;
+  }
+  return rc;
+}
+
+/* POSITIONS.csv: id,underlying,type,K,T,sigma,quantity[,multiplier]. A row that
+ * cannot be read stops the command: positions are summed, and a silently
+ * dropped one would change the totals. */
+static int read_positions_file(const char *path, const names *u, Greeks__V1__Positions *p) {
+  static const char *const cols[] = {"id", "underlying", "type", "K", "T", "sigma", "quantity", "multiplier"};
+  static const int required[] = {1, 1, 1, 1, 1, 1, 1, 0};
+  csv_file f;
+  if (csv_file_open(&f, path, cols, required, 8) != 0) return csv_file_close(&f), -1;
+  const char *fields[8];
+  char problem[CSV_MESSAGE_SIZE];
+  size_t cap = 0;
+  int got, rc = 0;
+  while (rc == 0 && (got = csv_file_next(&f, fields, 8, problem)) != 0) {
+    if (got < 0) {
+      fprintf(stderr, "greeks: %s: %s\n", path, problem);
+      rc = -1;
+      break;
+    }
+    size_t k = p->n_underlying;
+    if (k == cap) {
+      cap = cap ? 2 * cap : 1024;
+      void *a[7] = {realloc(p->underlying, cap * 4), realloc(p->type, cap * sizeof *p->type), realloc(p->strike, cap * 8),
+                    realloc(p->expiry, cap * 8), realloc(p->vol, cap * 8), realloc(p->quantity, cap * 8),
+                    realloc(p->multiplier, cap * 8)};
+      if (a[0]) p->underlying = a[0];
+      if (a[1]) p->type = a[1];
+      if (a[2]) p->strike = a[2];
+      if (a[3]) p->expiry = a[3];
+      if (a[4]) p->vol = a[4];
+      if (a[5]) p->quantity = a[5];
+      if (a[6]) p->multiplier = a[6];
+      if (!a[0] || !a[1] || !a[2] || !a[3] || !a[4] || !a[5] || !a[6]) {
+        fprintf(stderr, "greeks: out of memory reading %s\n", path);
+        rc = -1;
+        break;
+      }
+    }
+    long underlying = find_name(u, fields[1]);
+    const char *type = cli_skip_spaces(fields[2]);
+    p->multiplier[k] = 1.0;
+    const char *rule = NULL, *bad = NULL;
+    if (underlying < 0) bad = "underlying", rule = "not in the market file";
+    else if (strcasecmp(type, "call") != 0 && strcasecmp(type, "put") != 0) bad = "type", rule = "must be call or put";
+    else if ((rule = cli_parse_double(fields[3], &p->strike[k])) != NULL) bad = "K";
+    else if ((rule = cli_parse_double(fields[4], &p->expiry[k])) != NULL) bad = "T";
+    else if ((rule = cli_parse_double(fields[5], &p->vol[k])) != NULL) bad = "sigma";
+    else if ((rule = cli_parse_double(fields[6], &p->quantity[k])) != NULL) bad = "quantity";
+    else if (fields[7] && (rule = cli_parse_double(fields[7], &p->multiplier[k])) != NULL) bad = "multiplier";
+    if (bad) {
+      fprintf(stderr, "greeks: %s: line %zu: field '%s': %s\n", path, f.line_number, bad, rule);
+      rc = -1;
+      break;
+    }
+    p->underlying[k] = (uint32_t)underlying;
+    p->type[k] = strcasecmp(type, "call") == 0 ? GREEKS__V1__OPTION_TYPE__CALL : GREEKS__V1__OPTION_TYPE__PUT;
+    p->n_underlying++;
+  }
+  csv_file_close(&f);
+  size_t n = p->n_underlying;
+  p->n_type = p->n_strike = p->n_expiry = p->n_vol = p->n_quantity = p->n_multiplier = n;
+  return rc;
+}
+
+/* "a,b,c" into a malloc'ed array. */
+static int parse_list(const char *text, double **values, size_t *n) {
+  *values = NULL;
+  *n = 0;
+  if (text == NULL) return 0;
+  char *copy = strdup(text);
+  size_t cap = strlen(text) / 2 + 2;
+  *values = malloc(cap * sizeof **values);
+  int rc = copy && *values ? 0 : -1;
+  for (char *save = NULL, *item = rc == 0 ? strtok_r(copy, ",", &save) : NULL; item; item = strtok_r(NULL, ",", &save))
+    if (*n >= cap || cli_parse_double(item, &(*values)[(*n)++]) != NULL) rc = -1;
+  free(copy);
+  return rc;
+}
+
+static void print_risk(const char *name, const Greeks__V1__Risk *r) {
+  csv_write_field(stdout, name);
+  printf(",%llu,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g\n", (unsigned long long)r->positions, r->value,
+         r->delta, r->gamma, r->vega, r->theta, r->rho, r->phi, r->dollar_delta, r->dollar_gamma);
+}
+
+static int print_revalued(const names *u, const Greeks__V1__RevaluePortfolioResponse *r, const Greeks__V1__ScenarioGrid *g) {
+  if (r->n_per_underlying != u->count || r->total == NULL) {
+    fprintf(stderr, "greeks: the server's answer does not match the %zu underlyings sent\n", u->count);
+    return -1;
+  }
+  fputs("underlying,positions,value,delta,gamma,vega,theta,rho,phi,dollar_delta,dollar_gamma\n", stdout);
+  for (size_t i = 0; i < u->count; i++) print_risk(u->name[i], r->per_underlying[i]);
+  print_risk("TOTAL", r->total);
+  if (r->n_pnl > 0) {
+    fputs("spot_shock,vol_shock,pnl\n", stdout);
+    for (uint32_t i = 0; i < r->spot_shocks; i++)
+      for (uint32_t j = 0; j < r->vol_shocks; j++)
+        printf("%.15g,%.15g,%.17g\n", g->n_spot_shocks ? g->spot_shocks[i] : 0.0, g->n_vol_shocks ? g->vol_shocks[j] : 0.0,
+               r->pnl[(size_t)i * r->vol_shocks + j]);
+  }
+  for (size_t e = 0; e < r->n_errors; e++)
+    fprintf(stderr, "greeks: position %u: field '%s': %s\n", r->errors[e]->index, r->errors[e]->field, r->errors[e]->reason);
+  return 0;
+}
+
+static int call_revalue(const call_options *o) {
+  if (o->market_path == NULL) {
+    fprintf(stderr, "greeks: call revalue needs --market MARKET.csv\n");
+    return CLI_EXIT_UNUSABLE;
+  }
+  names u = {0};
+  Greeks__V1__Markets markets = GREEKS__V1__MARKETS__INIT;
+  Greeks__V1__Positions positions = GREEKS__V1__POSITIONS__INIT;
+  Greeks__V1__ScenarioGrid grid = GREEKS__V1__SCENARIO_GRID__INIT;
+  grid.spot_mode = GREEKS__V1__SHOCK_MODE__RELATIVE;
+  grid.vol_mode = GREEKS__V1__SHOCK_MODE__ABSOLUTE;
+  int rc = read_market_file(o->market_path, &u, &markets);
+  if (rc == 0) rc = read_positions_file(o->path, &u, &positions);
+  if (rc == 0 && (parse_list(o->spot_shocks, &grid.spot_shocks, &grid.n_spot_shocks) != 0 ||
+                  parse_list(o->vol_shocks, &grid.vol_shocks, &grid.n_vol_shocks) != 0)) {
+    fprintf(stderr, "greeks: --spot-shocks/--vol-shocks must be comma-separated numbers\n");
+    rc = -1;
+  }
+  size_t bad = 0;
+  if (rc == 0) {
+    Greeks__V1__RevaluePortfolioRequest q = GREEKS__V1__REVALUE_PORTFOLIO_REQUEST__INIT;
+    q.model = wire_model(o->model);
+    q.markets = &markets;
+    q.positions = &positions;
+    q.grid = &grid;
+    gk_client_reply reply;
+    rc = call_rpc(o, "/greeks.v1.PricingService/RevaluePortfolio", &q.base, &reply);
+    if (rc == 0) {
+      Greeks__V1__RevaluePortfolioResponse *r = greeks__v1__revalue_portfolio_response__unpack(NULL, reply.length, reply.bytes);
+      gk_client_reply_free(&reply);
+      rc = r ? print_revalued(&u, r, &grid) : -1;
+      bad = r ? r->n_errors : 0;
+      if (r) greeks__v1__revalue_portfolio_response__free_unpacked(r, NULL);
+    }
+  }
+  names_free(&u);
+  free(markets.spot), free(markets.rate), free(markets.yield);
+  free(positions.underlying), free(positions.type), free(positions.strike), free(positions.expiry), free(positions.vol);
+  free(positions.quantity), free(positions.multiplier), free(grid.spot_shocks), free(grid.vol_shocks);
+  return finish(rc, bad);
+}
+
+/* ---- health ---- */
+
+static int call_health(const call_options *o) {
+  Grpc__Health__V1__HealthCheckRequest q = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  q.service = (char *)(o->service ? o->service : "");
+  gk_client_reply reply;
+  if (call_rpc(o, "/grpc.health.v1.Health/Check", &q.base, &reply) != 0) return CLI_EXIT_UNUSABLE;
+  Grpc__Health__V1__HealthCheckResponse *r = grpc__health__v1__health_check_response__unpack(NULL, reply.length, reply.bytes);
+  gk_client_reply_free(&reply);
+  if (r == NULL) return CLI_EXIT_UNUSABLE;
+  int serving = r->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+  static const char *const names_of[] = {"UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"};
+  printf("%s\n", (unsigned)r->status < 4 ? names_of[r->status] : "UNKNOWN");
+  grpc__health__v1__health_check_response__free_unpacked(r, NULL);
+  return serving ? CLI_EXIT_OK : 1;
+}
+
+/* ---- arguments ---- */
+
+void call_command_usage(FILE *out) {
+  fputs("usage: greeks call [--target HOST:PORT] [--tls-ca FILE] [--token-file FILE]\n"
+        "                   [--timeout-ms N] [--request-id ID] VERB [options] FILE|-\n"
+        "  Calls greeksd (default target 127.0.0.1:50051; env GREEKS_TARGET) and prints\n"
+        "  the answer as the offline verb would. VERB:\n"
+        "    price-batch [--model M] [--greeks LIST] FILE     like `greeks price`\n"
+        "    price-chain --spot S --rate R [--yield Q] [--model M] [--greeks LIST] FILE\n"
+        "                                                     like `greeks chain`\n"
+        "    iv [--model M] FILE                              like `greeks iv`\n"
+        "    revalue --market MARKET.csv [--spot-shocks LIST] [--vol-shocks LIST] POSITIONS.csv\n"
+        "        risk per underlying and TOTAL; spot shocks relative (0.1 = +10%),\n"
+        "        vol shocks absolute (0.05 = +5 vol points); then spot_shock,vol_shock,pnl\n"
+        "    health [--service NAME]                          prints SERVING or NOT_SERVING\n"
+        "  --token-file: the first line is sent as 'authorization: Bearer <token>'.\n"
+        "  Exit 0 ok, 1 health not serving, 2 unusable input or a failed call (the gRPC\n"
+        "  status and request id on stderr), 3 some rows invalid.\n",
+        out);
+}
+
+static char *first_line_of(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return NULL;
+  char line[1100];
+  char *got = fgets(line, sizeof line, f);
+  fclose(f);
+  if (got == NULL) return NULL;
+  line[strcspn(line, "\r\n")] = '\0';
+  return strdup(line);
+}
+
+static int parse_timeout(const char *value, int64_t *ms) {
+  double v;
+  if (value == NULL || cli_parse_double(value, &v) != NULL || v < 1 || v > 86400000.0 || v != (double)(int64_t)v) return -1;
+  *ms = (int64_t)v;
+  return 0;
+}
+
+/* One option of the verb; returns 1 when taken, 0 when not an option, -1 on a bad value. */
+static int take_verb_option(int argc, char **argv, int *i, call_options *o) {
+  const char *v = NULL;
+  if (cli_take_option(argc, argv, i, "--model", &v)) return cli_parse_model(v, &o->model) == 0 ? 1 : (cli_usage_error("--model must be bsm, black76, gk or bachelier", v), -1);
+  if (cli_take_option(argc, argv, i, "--greeks", &v)) return cli_parse_greeks(v, &o->outputs) == 0 ? 1 : (cli_usage_error("--greeks: unknown Greek in", v), -1);
+  if (cli_take_option(argc, argv, i, "--spot", &v)) return (o->have_spot = v && !cli_parse_double(v, &o->spot)) ? 1 : (cli_usage_error("--spot must be a number", v), -1);
+  if (cli_take_option(argc, argv, i, "--rate", &v)) return (o->have_rate = v && !cli_parse_double(v, &o->rate)) ? 1 : (cli_usage_error("--rate must be a number", v), -1);
+  if (cli_take_option(argc, argv, i, "--yield", &v)) return v && !cli_parse_double(v, &o->yield) ? 1 : (cli_usage_error("--yield must be a number", v), -1);
+  if (cli_take_option(argc, argv, i, "--market", &v)) return (o->market_path = v) ? 1 : (cli_usage_error("--market needs a file", ""), -1);
+  if (cli_take_option(argc, argv, i, "--spot-shocks", &v)) return (o->spot_shocks = v) ? 1 : -1;
+  if (cli_take_option(argc, argv, i, "--vol-shocks", &v)) return (o->vol_shocks = v) ? 1 : -1;
+  if (cli_take_option(argc, argv, i, "--service", &v)) return (o->service = v) ? 1 : -1;
+  return 0;
+}
+
+int call_command(int argc, char **argv) {
+  call_options o;
+  memset(&o, 0, sizeof o);
+  o.model = GK_MODEL_BSM;
+  o.outputs = GK_OUT_ALL;
+  o.client.target = getenv("GREEKS_TARGET") ? getenv("GREEKS_TARGET") : "127.0.0.1:50051";
+  const char *verb = NULL, *token_file = NULL;
+  for (int i = 0; i < argc; i++) {
+    const char *v = NULL;
+    int taken;
+    if (cli_take_option(argc, argv, &i, "--target", &v)) o.client.target = v;
+    else if (cli_take_option(argc, argv, &i, "--tls-ca", &v)) o.client.tls_ca_file = v;
+    else if (cli_take_option(argc, argv, &i, "--token-file", &v)) token_file = v;
+    else if (cli_take_option(argc, argv, &i, "--request-id", &v)) o.client.request_id = v;
+    else if (cli_take_option(argc, argv, &i, "--timeout-ms", &v)) {
+      if (parse_timeout(v, &o.client.timeout_ms) != 0) return cli_usage_error("--timeout-ms must be an integer 1..86400000", v);
+    } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+      call_command_usage(stdout);
+      return CLI_EXIT_OK;
+    } else if ((taken = take_verb_option(argc, argv, &i, &o)) != 0) {
+      if (taken < 0) return CLI_EXIT_UNUSABLE;
+    } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
+      return cli_usage_error("unknown option", argv[i]);
+    } else if (verb == NULL) {
+      verb = argv[i];
+    } else if (o.path == NULL) {
+      o.path = argv[i];
+    } else {
+      return cli_usage_error("more than one input file", argv[i]);
+    }
+  }
+  if (o.client.target == NULL || verb == NULL) {
+    call_command_usage(stderr);
+    return CLI_EXIT_UNUSABLE;
+  }
+  char *token = NULL;
+  if (token_file && (token = first_line_of(token_file)) == NULL) return cli_usage_error("--token-file: cannot read a token from", token_file);
+  o.client.token = token;
+  int rc;
+  if (strcmp(verb, "health") == 0) rc = call_health(&o);
+  else if (o.path == NULL) rc = cli_usage_error("missing input file for", verb);
+  else if (strcmp(verb, "price-batch") == 0) rc = call_price_batch(&o);
+  else if (strcmp(verb, "price-chain") == 0) rc = call_price_chain(&o);
+  else if (strcmp(verb, "iv") == 0) rc = call_iv(&o);
+  else if (strcmp(verb, "revalue") == 0) rc = call_revalue(&o);
+  else rc = cli_usage_error("unknown verb (price-batch, price-chain, iv, revalue, health)", verb);
+  free(token);
+  return rc;
+}

@@ -1,0 +1,55 @@
+/*
+ * A small synchronous gRPC client on the gRPC C core, for the CLI's `greeks
+ * call` verbs and the load generator. Messages are opaque bytes here: callers
+ * pack and unpack them with protobuf-c.
+ *
+ * Ownership: a gk_client owns its channel; gk_client_reply.bytes is malloc'ed
+ * and owned by the caller after a call (free it with gk_client_reply_free).
+ * Errors are returned, never printed.
+ */
+#ifndef GREEKS_CLIENT_H
+#define GREEKS_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct gk_client_options {
+  const char *target;      /* "host:port"; required */
+  const char *tls_ca_file; /* PEM roots to trust: TLS on when set */
+  const char *token;       /* bearer token to send, or NULL */
+  int64_t timeout_ms;      /* per call deadline; 0 = none */
+  const char *request_id;  /* x-request-id to send, or NULL (the server makes one) */
+} gk_client_options;
+
+typedef struct gk_client gk_client;
+
+/* Creates the channel (connection happens on the first call). NULL with the
+ * reason in error[size] when an option is unusable. */
+gk_client *gk_client_create(const gk_client_options *options, char *error, size_t size);
+void gk_client_destroy(gk_client *client);
+
+typedef struct gk_client_reply {
+  int code;               /* grpc_status_code; 0 = OK */
+  char details[1024];     /* the server's status message */
+  uint8_t *bytes;         /* response message (code 0), NULL otherwise */
+  size_t length;
+  char request_id[64];    /* x-request-id the server echoed, "" if none */
+} gk_client_reply;
+
+/* A unary call to `method` ("/greeks.v1.PricingService/PriceChain"). Returns 0
+ * when the call completed (its gRPC status is in reply->code, whatever it is),
+ * -1 when it could not be made (reason in reply->details). */
+int gk_client_unary(gk_client *client, const char *method, const uint8_t *request, size_t length,
+                    gk_client_reply *reply);
+
+/* A client-streaming call: sends `count` messages, half-closes, reads the one
+ * response. Same returns as gk_client_unary. */
+int gk_client_stream(gk_client *client, const char *method, const uint8_t *const *requests,
+                     const size_t *lengths, size_t count, gk_client_reply *reply);
+
+void gk_client_reply_free(gk_client_reply *reply);
+
+/* The name of a gRPC status code ("INVALID_ARGUMENT"). */
+const char *gk_client_code_name(int code);
+
+#endif

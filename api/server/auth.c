@@ -1,0 +1,94 @@
+/* Bearer tokens for greeksd: loaded once at start, compared in constant time. */
+#include "auth.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+char *greeksd_read_file(const char *path, size_t max_bytes, char *error, size_t size) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) {
+    snprintf(error, size, "'%s': cannot open: %s", path, strerror(errno));
+    return NULL;
+  }
+  char *text = malloc(max_bytes + 1);
+  size_t n = text ? fread(text, 1, max_bytes + 1, f) : 0;
+  int failed = text == NULL || ferror(f);
+  fclose(f);
+  if (failed || n > max_bytes) {
+    snprintf(error, size, "'%s': %s", path, failed ? "cannot read" : "is too large");
+    free(text);
+    return NULL;
+  }
+  text[n] = '\0';
+  return text;
+}
+
+void greeksd_free_tokens(char **tokens) {
+  if (tokens == NULL) return;
+  for (char **t = tokens; *t; t++) free(*t);
+  free(tokens);
+}
+
+static char *trimmed_copy(const char *begin, const char *end) {
+  while (begin < end && (*begin == ' ' || *begin == '\t' || *begin == '\r')) begin++;
+  while (end > begin && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r')) end--;
+  if (begin == end || *begin == '#') return NULL;
+  size_t n = (size_t)(end - begin);
+  char *copy = malloc(n + 1);
+  if (copy) {
+    memcpy(copy, begin, n);
+    copy[n] = '\0';
+  }
+  return copy;
+}
+
+char **greeksd_load_tokens(const char *path, char *error, size_t size) {
+  char *text = greeksd_read_file(path, 1 << 20, error, size);
+  if (text == NULL) return NULL;
+  size_t lines = 1;
+  for (const char *p = text; *p; p++) lines += *p == '\n';
+  char **tokens = calloc(lines + 1, sizeof *tokens);
+  size_t count = 0;
+  for (const char *line = text; tokens && *line;) {
+    const char *end = strchr(line, '\n');
+    if (end == NULL) end = line + strlen(line);
+    char *token = trimmed_copy(line, end);
+    if (token) tokens[count++] = token;
+    line = *end ? end + 1 : end;
+  }
+  free(text);
+  if (tokens == NULL || count == 0) {
+    snprintf(error, size, "--token-file '%s': %s", path, tokens ? "holds no token" : "out of memory");
+    greeksd_free_tokens(tokens);
+    return NULL;
+  }
+  return tokens;
+}
+
+/* Compares every byte of the longer string, so the time does not reveal how
+ * much of a guess was right. */
+static int same_secret(const char *known, const char *given, size_t given_length) {
+  size_t known_length = strlen(known);
+  size_t n = known_length > given_length ? known_length : given_length;
+  unsigned diff = (unsigned)(known_length ^ given_length);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char a = i < known_length ? (unsigned char)known[i] : 0;
+    unsigned char b = i < given_length ? (unsigned char)given[i] : 0;
+    diff |= (unsigned)(a ^ b);
+  }
+  return diff == 0;
+}
+
+const char *greeksd_auth_check(char *const *tokens, const char *header, size_t length) {
+  static const char scheme[] = "Bearer ";
+  if (header == NULL) return "missing 'authorization' metadata: send 'authorization: Bearer <token>'";
+  if (length < sizeof scheme || strncmp(header, scheme, sizeof scheme - 1) != 0)
+    return "the 'authorization' metadata is not 'Bearer <token>'";
+  const char *given = header + sizeof scheme - 1;
+  size_t given_length = length - (sizeof scheme - 1);
+  int match = 0;
+  for (char *const *t = tokens; *t; t++) match |= same_secret(*t, given, given_length);
+  return match ? NULL : "the bearer token is not valid";
+}

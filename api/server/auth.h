@@ -1,0 +1,25 @@
+/* Bearer-token authentication and small file helpers for greeksd. Tokens are
+ * secrets: they are never logged, and comparisons take the same time wherever
+ * the first difference is. */
+#ifndef GREEKSD_AUTH_H
+#define GREEKSD_AUTH_H
+
+#include <stddef.h>
+
+/* Reads a whole file (at most max_bytes) as a NUL-terminated string the caller
+ * frees. NULL with the reason in error[size]. */
+char *greeksd_read_file(const char *path, size_t max_bytes, char *error, size_t size);
+
+/* Loads tokens, one per line (blank lines and lines starting with '#' skipped,
+ * surrounding spaces trimmed), as a NULL-terminated array the caller frees with
+ * greeksd_free_tokens. NULL with the reason when the file is unreadable or holds
+ * no token. */
+char **greeksd_load_tokens(const char *path, char *error, size_t size);
+void greeksd_free_tokens(char **tokens);
+
+/* Checks an "authorization" metadata value (header may be NULL when absent).
+ * Returns NULL when it is "Bearer <token>" with a known token, else the reason
+ * (a static string that never contains the token). */
+const char *greeksd_auth_check(char *const *tokens, const char *header, size_t length);
+
+#endif

@@ -1,0 +1,40 @@
+/*
+ * greeksd's configuration: command-line flags, then environment variables, then
+ * the embedded defaults. Every value is validated; a bad one is refused with a
+ * message naming the flag (or variable), the value and the rule.
+ */
+#ifndef GREEKSD_CONFIG_H
+#define GREEKSD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "greeks/log.h"
+
+typedef struct greeksd_config {
+  char listen[256];          /* host:port; port 0 picks a free one */
+  int server_threads;        /* completion-queue threads */
+  int pool_threads;          /* pricing workers, 0 = one per usable core */
+  size_t max_message_bytes;  /* largest request accepted */
+  size_t max_contracts;      /* contracts (or positions) per request */
+  int64_t drain_timeout_ms;  /* graceful shutdown: in-flight calls get this long */
+  char tls_cert[1024];       /* PEM files; both or neither */
+  char tls_key[1024];
+  char token_file[1024];     /* bearer tokens, one per line; "" = no authentication */
+  char port_file[1024];      /* where to write the bound port ("" = nowhere) */
+  gk_log_level log_level;
+} greeksd_config;
+
+/* The embedded defaults: 127.0.0.1:50051, 2 server threads, all cores for pricing,
+ * 64 MiB messages, 4 Mi contracts, 10 s drain, plaintext, no authentication. */
+greeksd_config greeksd_config_default(void);
+
+/* Fills *config from argv and the environment (flags win). Returns 0, 1 when
+ * --help was asked (usage already printed), or -1 with the reason in
+ * error[error_size]. */
+int greeksd_config_parse(int argc, char **argv, greeksd_config *config, char *error,
+                         size_t error_size);
+
+void greeksd_config_usage(void);
+
+#endif

@@ -1,0 +1,776 @@
+/*
+ * The greeks.v1.PricingService RPCs: decode and validate the request, hand the
+ * work to the agent layer, encode the answer. PriceChain and PriceBatch go to
+ * the pricing agent (dynamic batching, circuit breaker, worker pool);
+ * ImpliedVol and RevaluePortfolio go to the compute agent, which refuses work
+ * while the pricing breaker is open and drops calls whose deadline passed or
+ * whose client went away.
+ */
+#include <protobuf-c/protobuf-c.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "greeks/v1/pricing.pb-c.h"
+#include "greeks/breaker.h"
+#include "greeks/clock.h"
+#include "greeks/iv.h"
+#include "greeks/log.h"
+#include "greeks/portfolio.h"
+#include "greeks/pricing.h"
+#include "server_internal.h"
+
+enum { OUTPUT_COUNT = 16 };
+
+/* ---- decoding helpers ---- */
+
+static void reply_invalid(rpc_call *c, const char *format, ...) __attribute__((format(printf, 2, 3)));
+static void reply_invalid(rpc_call *c, const char *format, ...) {
+  char details[512];
+  va_list args;
+  va_start(args, format);
+  vsnprintf(details, sizeof details, format, args);
+  va_end(args);
+  rpc_reply(c, GRPC_STATUS_INVALID_ARGUMENT, details, NULL);
+}
+
+/* Unpacks the call's payload with `descriptor`; replies INVALID_ARGUMENT and
+ * returns NULL when it is not such a message. */
+static ProtobufCMessage *unpack_request(rpc_call *c, const ProtobufCMessageDescriptor *descriptor,
+                                        grpc_byte_buffer *payload) {
+  size_t length;
+  uint8_t *bytes = rpc_read_payload(payload, &length);
+  if (bytes == NULL && length > 0) {
+    rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory reading the request", NULL);
+    return NULL;
+  }
+  ProtobufCMessage *m = protobuf_c_message_unpack(descriptor, NULL, length, bytes ? bytes : (const uint8_t *)"");
+  free(bytes);
+  if (m == NULL) reply_invalid(c, "the request is not a valid %s message", descriptor->name);
+  return m;
+}
+
+static int model_from_wire(rpc_call *c, int wire, gk_model *model) {
+  switch (wire) {
+    case GREEKS__V1__MODEL__MODEL_UNSPECIFIED:
+    case GREEKS__V1__MODEL__MODEL_BSM: *model = GK_MODEL_BSM; return 0;
+    case GREEKS__V1__MODEL__MODEL_BLACK76: *model = GK_MODEL_BLACK76; return 0;
+    case GREEKS__V1__MODEL__MODEL_GARMAN_KOHLHAGEN: *model = GK_MODEL_GK; return 0;
+    case GREEKS__V1__MODEL__MODEL_BACHELIER: *model = GK_MODEL_BACHELIER; return 0;
+    default:
+      reply_invalid(c, "field 'model': %d is not a known Model (1 bsm, 2 black76, 3 garman-kohlhagen, 4 bachelier)",
+                    wire);
+      return -1;
+  }
+}
+
+/* The output mask of a request; an empty list means price and first order. */
+static int outputs_from_wire(rpc_call *c, size_t n, const Greeks__V1__Output *outputs, unsigned *mask) {
+  *mask = n == 0 ? GK_OUT_ALL : 0;
+  for (size_t i = 0; i < n; i++) {
+    int o = (int)outputs[i];
+    if (o >= GREEKS__V1__OUTPUT__PRICE && o <= GREEKS__V1__OUTPUT__DUAL_GAMMA) *mask |= 1u << (o - 1);
+    else if (o == GREEKS__V1__OUTPUT__ALL_FIRST_ORDER) *mask |= GK_OUT_ALL;
+    else if (o == GREEKS__V1__OUTPUT__ALL_SECOND_ORDER) *mask |= GK_OUT_SECOND_ORDER;
+    else {
+      reply_invalid(c, "field 'outputs[%zu]': %d is not a known Output", i, o);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* CALL/PUT to the kernels' codes; anything else becomes a value the kernels
+ * reject per element ("type" error), so one bad contract does not fail the call. */
+static uint8_t *types_from_wire(size_t n, const Greeks__V1__OptionType *types) {
+  uint8_t *out = malloc(n ? n : 1);
+  if (out == NULL) return NULL;
+  for (size_t i = 0; i < n; i++)
+    out[i] = types[i] == GREEKS__V1__OPTION_TYPE__CALL ? GK_CALL : types[i] == GREEKS__V1__OPTION_TYPE__PUT ? GK_PUT : 0xff;
+  return out;
+}
+
+/* Every column must have `count` entries ("optional" ones may also be empty). */
+static int check_column(rpc_call *c, const char *name, size_t n, size_t count, int optional) {
+  if (n == count || (optional && n == 0)) return 0;
+  reply_invalid(c, "field '%s' has %zu entries but the request has %zu contracts: every column needs one entry per contract",
+                name, n, count);
+  return -1;
+}
+
+static int check_count(rpc_call *c, const char *what, size_t count) {
+  if (count <= c->server->config.max_contracts) return 0;
+  reply_invalid(c, "the request holds %zu %s, more than this server's limit of %zu (--max-contracts)", count, what,
+                c->server->config.max_contracts);
+  return -1;
+}
+
+static double *filled(size_t n, double value) {
+  double *a = malloc((n ? n : 1) * sizeof *a);
+  if (a)
+    for (size_t i = 0; i < n; i++) a[i] = value;
+  return a;
+}
+
+/* ---- element errors on the wire ---- */
+
+typedef struct wire_errors {
+  Greeks__V1__ElementError *items;
+  Greeks__V1__ElementError **pointers;
+  char (*reasons)[96];
+  size_t count;
+} wire_errors;
+
+static void free_wire_errors(wire_errors *w) {
+  free(w->items);
+  free(w->pointers);
+  free(w->reasons);
+}
+
+/* The value an element error is about, from the request's columns. */
+typedef struct element_columns {
+  const double *spot, *strike, *expiry, *rate, *yield, *vol, *price;
+  const uint8_t *type;
+} element_columns;
+
+static int column_value(const element_columns *cols, const char *field, size_t i, double *v) {
+  const struct {
+    const char *name;
+    const double *column;
+  } map[] = {{"S", cols->spot}, {"K", cols->strike}, {"T", cols->expiry}, {"r", cols->rate},
+             {"q", cols->yield}, {"sigma", cols->vol}, {"price", cols->price}};
+  for (size_t k = 0; k < sizeof map / sizeof map[0]; k++)
+    if (strcmp(field, map[k].name) == 0 && map[k].column) {
+      *v = map[k].column[i];
+      return 1;
+    }
+  return 0;
+}
+
+/* One ElementError per nonzero code: field and rule, with the offending value. */
+static int build_wire_errors(const uint8_t *codes, size_t n, size_t invalid, const element_columns *cols,
+                             const char *(*field_of)(unsigned), const char *(*rule_of)(unsigned), wire_errors *w) {
+  memset(w, 0, sizeof *w);
+  if (invalid == 0) return 0;
+  w->items = calloc(invalid, sizeof *w->items);
+  w->pointers = calloc(invalid, sizeof *w->pointers);
+  w->reasons = calloc(invalid, sizeof *w->reasons);
+  if (!w->items || !w->pointers || !w->reasons) return -1;
+  for (size_t i = 0; i < n && w->count < invalid; i++) {
+    if (codes[i] == 0) continue;
+    Greeks__V1__ElementError *e = &w->items[w->count];
+    greeks__v1__element_error__init(e);
+    e->index = (uint32_t)i;
+    const char *field = field_of(codes[i]);
+    double v;
+    if (cols && column_value(cols, field, i, &v))
+      snprintf(w->reasons[w->count], sizeof w->reasons[0], "%.15g %s", v, rule_of(codes[i]));
+    else
+      snprintf(w->reasons[w->count], sizeof w->reasons[0], "%s", rule_of(codes[i]));
+    e->field = (char *)field;
+    e->reason = w->reasons[w->count];
+    w->pointers[w->count++] = e;
+  }
+  return 0;
+}
+
+static const char *element_field(unsigned code) { return gk_element_error_field((gk_element_error)code); }
+static const char *element_rule(unsigned code) { return gk_element_error_rule((gk_element_error)code); }
+
+/* Packs `m` and replies OK with it. */
+static void reply_message(rpc_call *c, const ProtobufCMessage *m) {
+  size_t n = protobuf_c_message_get_packed_size(m);
+  uint8_t *bytes = malloc(n ? n : 1);
+  if (bytes == NULL) {
+    rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory encoding the response", NULL);
+    return;
+  }
+  protobuf_c_message_pack(m, bytes);
+  rpc_reply(c, GRPC_STATUS_OK, NULL, rpc_buffer_from(bytes, n));
+}
+
+/* ---- PriceChain and PriceBatch ---- */
+
+typedef struct price_job {
+  gk_pricing_request request;
+  rpc_call *call;
+  ProtobufCMessage *message;
+  uint8_t *types;
+  double *spot, *rate, *yield; /* owned when filled in by the server */
+  double *outputs;             /* one block, count per requested output */
+  uint8_t *errors;
+} price_job;
+
+static void free_price_job(void *p) {
+  price_job *j = p;
+  if (j->message) protobuf_c_message_free_unpacked(j->message, NULL);
+  free(j->types), free(j->spot), free(j->rate), free(j->yield), free(j->outputs), free(j->errors);
+  free(j);
+}
+
+static double **output_slot(gk_greeks_batch *out, int k) {
+  double **slots[OUTPUT_COUNT] = {&out->price, &out->delta, &out->gamma, &out->vega, &out->theta, &out->rho,
+                                  &out->phi,   &out->vanna, &out->volga, &out->charm, &out->veta, &out->speed,
+                                  &out->zomma, &out->color, &out->dual_delta, &out->dual_gamma};
+  return slots[k];
+}
+
+static int allocate_outputs(price_job *j, size_t n) {
+  unsigned mask = j->request.outputs;
+  int wanted = __builtin_popcount(mask);
+  j->outputs = malloc((size_t)(wanted ? wanted : 1) * (n ? n : 1) * sizeof(double));
+  j->errors = calloc(n ? n : 1, 1);
+  if (!j->outputs || !j->errors) return -1;
+  int at = 0;
+  for (int k = 0; k < OUTPUT_COUNT; k++)
+    if (mask & (1u << k)) *output_slot(&j->request.out, k) = j->outputs + (size_t)(at++) * n;
+  j->request.out.error = j->errors;
+  return 0;
+}
+
+static void set_wire_output(Greeks__V1__Greeks *g, int k, size_t n, double *values) {
+  struct {
+    size_t *n;
+    double **v;
+  } f[OUTPUT_COUNT] = {{&g->n_price, &g->price}, {&g->n_delta, &g->delta}, {&g->n_gamma, &g->gamma},
+                       {&g->n_vega, &g->vega}, {&g->n_theta, &g->theta}, {&g->n_rho, &g->rho},
+                       {&g->n_phi, &g->phi}, {&g->n_vanna, &g->vanna}, {&g->n_volga, &g->volga},
+                       {&g->n_charm, &g->charm}, {&g->n_veta, &g->veta}, {&g->n_speed, &g->speed},
+                       {&g->n_zomma, &g->zomma}, {&g->n_color, &g->color}, {&g->n_dual_delta, &g->dual_delta},
+                       {&g->n_dual_gamma, &g->dual_gamma}};
+  *f[k].n = n;
+  *f[k].v = values;
+}
+
+static void reply_priced(price_job *j) {
+  gk_pricing_request *r = &j->request;
+  size_t n = r->in.count;
+  Greeks__V1__Greeks greeks = GREEKS__V1__GREEKS__INIT;
+  for (int k = 0; k < OUTPUT_COUNT; k++)
+    if (r->outputs & (1u << k)) set_wire_output(&greeks, k, n, *output_slot(&r->out, k));
+  element_columns cols = {r->in.spot, r->in.strike, r->in.expiry, r->in.rate, r->in.yield, r->in.vol, NULL, r->in.type};
+  wire_errors errors;
+  if (build_wire_errors(j->errors, n, r->invalid_count, &cols, element_field, element_rule, &errors) != 0) {
+    free_wire_errors(&errors);
+    rpc_reply(j->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory encoding the response", NULL);
+    return;
+  }
+  Greeks__V1__PriceResponse response = GREEKS__V1__PRICE_RESPONSE__INIT;
+  response.greeks = &greeks;
+  response.n_errors = errors.count;
+  response.errors = errors.pointers;
+  response.count = (uint32_t)n;
+  response.scalar_fallback = r->fallback_used != 0;
+  reply_message(j->call, &response.base);
+  free_wire_errors(&errors);
+}
+
+/* Runs on the pricing agent's thread, once per request. */
+static void price_done(gk_pricing_request *r, const gk_status *status) {
+  price_job *j = r->user;
+  if (status->code == GK_OK) reply_priced(j);
+  else rpc_reply_status(j->call, status);
+}
+
+static int price_job_cancelled(const gk_pricing_request *r) {
+  const price_job *j = r->user;
+  return rpc_is_cancelled(j->call);
+}
+
+static void submit_price_job(price_job *j) {
+  rpc_call *c = j->call;
+  gk_pricing_request *r = &j->request;
+  r->deadline_ns = c->deadline_ns;
+  snprintf(r->request_id, sizeof r->request_id, "%s", c->request_id);
+  r->done = price_done;
+  r->user = j;
+  r->is_cancelled = price_job_cancelled;
+  if (allocate_outputs(j, r->in.count) != 0) {
+    rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for the results", NULL);
+    return;
+  }
+  gk_status status;
+  if (gk_pricing_agent_submit(c->server->pricing, r, &status) != GK_OK) rpc_reply_status(c, &status);
+}
+
+static price_job *new_price_job(rpc_call *c, ProtobufCMessage *m) {
+  price_job *j = calloc(1, sizeof *j);
+  if (j == NULL) {
+    protobuf_c_message_free_unpacked(m, NULL);
+    rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
+    return NULL;
+  }
+  j->call = c;
+  j->message = m;
+  c->job = j;
+  c->free_job = free_price_job;
+  return j;
+}
+
+void handle_price_chain(rpc_call *c) {
+  ProtobufCMessage *m = unpack_request(c, &greeks__v1__price_chain_request__descriptor, c->request_payload);
+  if (m == NULL) return;
+  price_job *j = new_price_job(c, m);
+  if (j == NULL) return;
+  Greeks__V1__PriceChainRequest *q = (Greeks__V1__PriceChainRequest *)m;
+  gk_model model;
+  if (model_from_wire(c, q->model, &model) != 0 || outputs_from_wire(c, q->n_outputs, q->outputs, &j->request.outputs) != 0)
+    return;
+  if (q->market == NULL) {
+    rpc_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "field 'market' is required: the chain's spot, rate and yield", NULL);
+    return;
+  }
+  Greeks__V1__ChainContracts empty = GREEKS__V1__CHAIN_CONTRACTS__INIT;
+  const Greeks__V1__ChainContracts *k = q->contracts ? q->contracts : &empty;
+  size_t n = k->n_strike;
+  if (check_count(c, "contracts", n) || check_column(c, "contracts.expiry", k->n_expiry, n, 0) ||
+      check_column(c, "contracts.vol", k->n_vol, n, 0) || check_column(c, "contracts.type", k->n_type, n, 0))
+    return;
+  gk_status status;
+  gk_market market = {q->market->spot, q->market->rate, gk_model_uses_yield(model) ? q->market->yield : 0.0};
+  if (gk_market_validate(model, &market, &status) != GK_OK) {
+    char details[400];
+    snprintf(details, sizeof details, "field 'market': %s", status.message);
+    rpc_reply(c, GRPC_STATUS_INVALID_ARGUMENT, details, NULL);
+    return;
+  }
+  j->spot = filled(n, market.spot), j->rate = filled(n, market.rate), j->yield = filled(n, market.yield);
+  j->types = types_from_wire(n, k->type);
+  if (!j->spot || !j->rate || !j->yield || !j->types) {
+    rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
+    return;
+  }
+  j->request.model = model;
+  j->request.in = (gk_option_batch){n, j->spot, k->strike, k->expiry, j->rate, j->yield, k->vol, j->types};
+  submit_price_job(j);
+}
+
+void handle_price_batch(rpc_call *c) {
+  ProtobufCMessage *m = unpack_request(c, &greeks__v1__price_batch_request__descriptor, c->request_payload);
+  if (m == NULL) return;
+  price_job *j = new_price_job(c, m);
+  if (j == NULL) return;
+  Greeks__V1__PriceBatchRequest *q = (Greeks__V1__PriceBatchRequest *)m;
+  gk_model model;
+  if (model_from_wire(c, q->model, &model) != 0 || outputs_from_wire(c, q->n_outputs, q->outputs, &j->request.outputs) != 0)
+    return;
+  size_t n = q->n_spot;
+  if (check_count(c, "contracts", n) || check_column(c, "strike", q->n_strike, n, 0) ||
+      check_column(c, "expiry", q->n_expiry, n, 0) || check_column(c, "rate", q->n_rate, n, 0) ||
+      check_column(c, "yield", q->n_yield, n, 1) || check_column(c, "vol", q->n_vol, n, 0) ||
+      check_column(c, "type", q->n_type, n, 0))
+    return;
+  const double *yield = q->yield;
+  if (q->n_yield == 0 || !gk_model_uses_yield(model)) yield = j->yield = filled(n, 0.0);
+  j->types = types_from_wire(n, q->type);
+  if (!yield || !j->types) {
+    rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
+    return;
+  }
+  j->request.model = model;
+  j->request.in = (gk_option_batch){n, q->spot, q->strike, q->expiry, q->rate, yield, q->vol, j->types};
+  submit_price_job(j);
+}
+
+/* ---- the compute agent: ImpliedVol and RevaluePortfolio ---- */
+
+typedef void (*compute_fn)(rpc_call *call);
+
+typedef struct compute_job {
+  compute_fn run;
+  ProtobufCMessage *message;
+  /* RevaluePortfolioStream: positions gathered across chunks. */
+  gk_model model;
+  ProtobufCMessage *first;
+  size_t chunks, count, capacity;
+  uint32_t *underlying;
+  uint8_t *type;
+  double *strike, *expiry, *vol, *quantity, *multiplier;
+} compute_job;
+
+static void free_compute_job(void *p) {
+  compute_job *j = p;
+  if (j->message) protobuf_c_message_free_unpacked(j->message, NULL);
+  if (j->first) protobuf_c_message_free_unpacked(j->first, NULL);
+  free(j->underlying), free(j->type), free(j->strike), free(j->expiry), free(j->vol), free(j->quantity);
+  free(j->multiplier);
+  free(j);
+}
+
+static compute_job *new_compute_job(rpc_call *c, compute_fn run) {
+  compute_job *j = calloc(1, sizeof *j);
+  if (j == NULL) {
+    rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
+    return NULL;
+  }
+  j->run = run;
+  c->job = j;
+  c->free_job = free_compute_job;
+  return j;
+}
+
+static void submit_compute_job(rpc_call *c) {
+  gk_envelope e;
+  memset(&e, 0, sizeof e);
+  e.type = 1;
+  e.schema_version = 1;
+  snprintf(e.request_id, sizeof e.request_id, "%s", c->request_id);
+  snprintf(e.correlation_id, sizeof e.correlation_id, "%s", c->request_id);
+  e.deadline_ns = c->deadline_ns;
+  e.payload = c;
+  gk_status status;
+  if (gk_agent_send(c->server->compute, &e, &status) != GK_OK) rpc_reply_status(c, &status);
+}
+
+static gk_code compute_handle(void *context, gk_envelope *batch, size_t count, gk_status *results) {
+  greeksd_server *s = context;
+  gk_breaker *breaker = gk_pricing_agent_breaker(s->pricing);
+  for (size_t i = 0; i < count; i++) {
+    rpc_call *c = batch[i].payload;
+    compute_job *j = c->job;
+    gk_status_clear(&results[i]);
+    if (rpc_is_cancelled(c)) rpc_reply(c, GRPC_STATUS_CANCELLED, "the client cancelled the call", NULL);
+    else if (gk_breaker_state_now(breaker, gk_monotonic_ns()) == GK_BREAKER_OPEN)
+      rpc_reply(c, GRPC_STATUS_UNAVAILABLE, "the pricing circuit breaker is open: retry with backoff", NULL);
+    else j->run(c);
+  }
+  return GK_OK;
+}
+
+static void compute_expired(void *context, gk_envelope *e) {
+  greeksd_server *s = context;
+  rpc_call *c = e->payload;
+  if (atomic_load(&s->draining) && (c->deadline_ns == 0 || gk_monotonic_ns() < c->deadline_ns))
+    rpc_reply(c, GRPC_STATUS_UNAVAILABLE, "the server is shutting down", NULL);
+  else rpc_reply(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed while the call waited; nothing was computed", NULL);
+}
+
+static void compute_dead(void *context, gk_dead_letter *letter) {
+  (void)context;
+  rpc_reply_status(letter->envelope.payload, &letter->status);
+  letter->envelope.payload = NULL;
+}
+
+gk_code compute_agent_start(greeksd_server *s, gk_status *status) {
+  gk_agent_spec spec;
+  memset(&spec, 0, sizeof spec);
+  spec.name = "compute";
+  spec.mailbox_capacity = 1024;
+  spec.dead_letter_capacity = 64;
+  spec.retry = gk_retry_policy_default();
+  spec.retry.max_attempts = 1;
+  spec.restart = gk_restart_policy_default();
+  spec.batch_max_weight = 1;
+  spec.handle_batch = compute_handle;
+  spec.expired = compute_expired;
+  spec.dead = compute_dead;
+  spec.context = s;
+  return gk_agent_start(&spec, &s->compute, status);
+}
+
+/* ---- ImpliedVol ---- */
+
+static void run_implied_vol(rpc_call *c) {
+  compute_job *j = c->job;
+  Greeks__V1__ImpliedVolRequest *q = (Greeks__V1__ImpliedVolRequest *)j->message;
+  size_t n = q->n_spot;
+  double *yield = q->n_yield ? NULL : filled(n, 0.0);
+  uint8_t *types = types_from_wire(n, q->type);
+  double *vol = malloc((n ? n : 1) * sizeof *vol);
+  uint8_t *codes = calloc(n ? n : 1, 1);
+  if ((!q->n_yield && !yield) || !types || !vol || !codes) {
+    free(yield), free(types), free(vol), free(codes);
+    rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
+    return;
+  }
+  gk_iv_batch in = {n, q->spot, q->strike, q->expiry, q->rate, q->n_yield ? q->yield : yield, q->price, types};
+  size_t invalid = 0;
+  gk_rc rc = gk_implied_vol_batch(j->model, &in, vol, codes, &invalid);
+  if (rc != GK_RC_OK) {
+    char details[300];
+    snprintf(details, sizeof details, "%s", gk_rc_message(rc));
+    rpc_reply(c, rc == GK_RC_MODEL_NOT_SUPPORTED ? GRPC_STATUS_UNIMPLEMENTED : GRPC_STATUS_INVALID_ARGUMENT, details, NULL);
+  } else {
+    element_columns cols = {in.spot, in.strike, in.expiry, in.rate, in.yield, NULL, in.price, types};
+    wire_errors errors;
+    if (build_wire_errors(codes, n, invalid, &cols, element_field, element_rule, &errors) != 0) {
+      rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory encoding the response", NULL);
+    } else {
+      Greeks__V1__ImpliedVolResponse response = GREEKS__V1__IMPLIED_VOL_RESPONSE__INIT;
+      response.n_vol = n;
+      response.vol = vol;
+      response.n_errors = errors.count;
+      response.errors = errors.pointers;
+      response.count = (uint32_t)n;
+      reply_message(c, &response.base);
+    }
+    free_wire_errors(&errors);
+  }
+  free(yield), free(types), free(vol), free(codes);
+}
+
+void handle_implied_vol(rpc_call *c) {
+  compute_job *j = new_compute_job(c, run_implied_vol);
+  if (j == NULL) return;
+  j->message = unpack_request(c, &greeks__v1__implied_vol_request__descriptor, c->request_payload);
+  if (j->message == NULL) return;
+  Greeks__V1__ImpliedVolRequest *q = (Greeks__V1__ImpliedVolRequest *)j->message;
+  if (model_from_wire(c, q->model, &j->model) != 0) return;
+  size_t n = q->n_spot;
+  if (check_count(c, "contracts", n) || check_column(c, "strike", q->n_strike, n, 0) ||
+      check_column(c, "expiry", q->n_expiry, n, 0) || check_column(c, "rate", q->n_rate, n, 0) ||
+      check_column(c, "yield", q->n_yield, n, 1) || check_column(c, "price", q->n_price, n, 0) ||
+      check_column(c, "type", q->n_type, n, 0))
+    return;
+  submit_compute_job(c);
+}
+
+/* ---- RevaluePortfolio ---- */
+
+static void risk_to_wire(const gk_risk *r, Greeks__V1__Risk *w) {
+  greeks__v1__risk__init(w);
+  w->value = r->value, w->delta = r->delta, w->gamma = r->gamma, w->vega = r->vega, w->theta = r->theta;
+  w->rho = r->rho, w->phi = r->phi, w->dollar_delta = r->dollar_delta, w->dollar_gamma = r->dollar_gamma;
+  w->positions = r->positions;
+}
+
+static const char *position_field(unsigned code) { return gk_position_error_field(code); }
+static const char *position_rule(unsigned code) { return gk_position_error_rule(code); }
+
+typedef struct portfolio_input {
+  gk_model model;
+  const Greeks__V1__Markets *markets;
+  const Greeks__V1__ScenarioGrid *grid;
+  gk_positions positions;
+} portfolio_input;
+
+static void reply_revalued(rpc_call *c, const portfolio_input *p, const gk_portfolio_results *res,
+                           size_t grid_size, size_t spot_n, size_t vol_n) {
+  size_t m = p->markets->n_spot;
+  Greeks__V1__Risk total;
+  Greeks__V1__Risk *per = calloc(m ? m : 1, sizeof *per);
+  Greeks__V1__Risk **per_ptr = calloc(m ? m : 1, sizeof *per_ptr);
+  wire_errors errors;
+  if (!per || !per_ptr ||
+      build_wire_errors(res->error, p->positions.count, res->invalid_positions, NULL, position_field, position_rule, &errors) != 0) {
+    free(per), free(per_ptr);
+    rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory encoding the response", NULL);
+    return;
+  }
+  risk_to_wire(&res->total, &total);
+  for (size_t u = 0; u < m; u++) risk_to_wire(&res->per_underlying[u], &per[u]), per_ptr[u] = &per[u];
+  Greeks__V1__RevaluePortfolioResponse response = GREEKS__V1__REVALUE_PORTFOLIO_RESPONSE__INIT;
+  response.total = &total;
+  response.n_per_underlying = m;
+  response.per_underlying = per_ptr;
+  response.n_pnl = grid_size;
+  response.pnl = res->pnl;
+  response.spot_shocks = (uint32_t)spot_n;
+  response.vol_shocks = (uint32_t)vol_n;
+  response.n_errors = errors.count;
+  response.errors = errors.pointers;
+  response.positions = (uint32_t)p->positions.count;
+  reply_message(c, &response.base);
+  free_wire_errors(&errors);
+  free(per), free(per_ptr);
+}
+
+static void revalue(rpc_call *c, const portfolio_input *p) {
+  const Greeks__V1__Markets *mk = p->markets;
+  size_t m = mk->n_spot;
+  double *zero_yield = mk->n_yield ? NULL : filled(m, 0.0);
+  gk_markets markets = {m, mk->spot, mk->rate, mk->n_yield ? mk->yield : zero_yield};
+  static const Greeks__V1__ScenarioGrid no_grid = GREEKS__V1__SCENARIO_GRID__INIT;
+  const Greeks__V1__ScenarioGrid *g = p->grid ? p->grid : &no_grid;
+  /* One axis given alone is crossed with an unshocked other axis. */
+  static const double no_shock = 0.0;
+  int one_axis = (g->n_spot_shocks == 0) != (g->n_vol_shocks == 0);
+  gk_scenario_grid grid = {{g->n_spot_shocks, g->spot_shocks, (gk_shock_mode)g->spot_mode},
+                           {g->n_vol_shocks, g->vol_shocks, (gk_shock_mode)g->vol_mode}};
+  if (one_axis && g->n_spot_shocks == 0) grid.spot = (gk_scenario_axis){1, &no_shock, GK_SHOCK_ABSOLUTE};
+  if (one_axis && g->n_vol_shocks == 0) grid.vol = (gk_scenario_axis){1, &no_shock, GK_SHOCK_ABSOLUTE};
+  size_t spot_n = grid.spot.count, vol_n = grid.vol.count;
+  size_t grid_size = spot_n * vol_n;
+  gk_portfolio_results res;
+  memset(&res, 0, sizeof res);
+  res.error = calloc(p->positions.count ? p->positions.count : 1, 1);
+  res.per_underlying = calloc(m ? m : 1, sizeof *res.per_underlying);
+  res.pnl = calloc(grid_size ? grid_size : 1, sizeof *res.pnl);
+  gk_status status;
+  if (!res.error || !res.per_underlying || !res.pnl || (!mk->n_yield && !zero_yield)) {
+    rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
+  } else if (gk_revalue_portfolio(c->server->pool, p->model, &markets, &p->positions, &grid, &res, &status) != GK_OK) {
+    rpc_reply_status(c, &status);
+  } else {
+    reply_revalued(c, p, &res, grid_size, spot_n, vol_n);
+  }
+  free(zero_yield), free(res.error), free(res.per_underlying), free(res.pnl);
+}
+
+static int check_markets(rpc_call *c, const Greeks__V1__Markets *mk) {
+  if (mk == NULL || mk->n_spot == 0) {
+    rpc_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "field 'markets' is required: at least one underlying's spot and rate", NULL);
+    return -1;
+  }
+  return check_column(c, "markets.rate", mk->n_rate, mk->n_spot, 0) || check_column(c, "markets.yield", mk->n_yield, mk->n_spot, 1);
+}
+
+static int check_grid(rpc_call *c, const Greeks__V1__ScenarioGrid *g) {
+  if (g == NULL) return 0;
+  if ((g->spot_mode != GREEKS__V1__SHOCK_MODE__RELATIVE && g->spot_mode != GREEKS__V1__SHOCK_MODE__ABSOLUTE) ||
+      (g->vol_mode != GREEKS__V1__SHOCK_MODE__RELATIVE && g->vol_mode != GREEKS__V1__SHOCK_MODE__ABSOLUTE)) {
+    rpc_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "field 'grid.spot_mode'/'grid.vol_mode': must be RELATIVE (0) or ABSOLUTE (1)", NULL);
+    return -1;
+  }
+  if (g->n_spot_shocks > GK_MAX_SCENARIO_AXIS || g->n_vol_shocks > GK_MAX_SCENARIO_AXIS) {
+    reply_invalid(c, "field 'grid': an axis holds %zu shocks; at most %d per axis",
+                  g->n_spot_shocks > g->n_vol_shocks ? g->n_spot_shocks : g->n_vol_shocks, GK_MAX_SCENARIO_AXIS);
+    return -1;
+  }
+  return 0;
+}
+
+static int check_positions(rpc_call *c, const Greeks__V1__Positions *p) {
+  size_t n = p->n_underlying;
+  return check_count(c, "positions", n) || check_column(c, "positions.type", p->n_type, n, 0) ||
+         check_column(c, "positions.strike", p->n_strike, n, 0) || check_column(c, "positions.expiry", p->n_expiry, n, 0) ||
+         check_column(c, "positions.vol", p->n_vol, n, 0) || check_column(c, "positions.quantity", p->n_quantity, n, 0) ||
+         check_column(c, "positions.multiplier", p->n_multiplier, n, 0);
+}
+
+static void run_revalue(rpc_call *c) {
+  compute_job *j = c->job;
+  Greeks__V1__RevaluePortfolioRequest *q = (Greeks__V1__RevaluePortfolioRequest *)j->message;
+  const Greeks__V1__Positions *ps = q->positions;
+  size_t n = ps ? ps->n_underlying : 0;
+  uint8_t *types = ps ? types_from_wire(n, ps->type) : malloc(1);
+  if (types == NULL) {
+    rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
+    return;
+  }
+  portfolio_input p = {j->model, q->markets, q->grid,
+                       {n, ps ? ps->underlying : NULL, types, ps ? ps->strike : NULL, ps ? ps->expiry : NULL,
+                        ps ? ps->vol : NULL, ps ? ps->quantity : NULL, ps ? ps->multiplier : NULL}};
+  revalue(c, &p);
+  free(types);
+}
+
+void handle_revalue(rpc_call *c) {
+  compute_job *j = new_compute_job(c, run_revalue);
+  if (j == NULL) return;
+  j->message = unpack_request(c, &greeks__v1__revalue_portfolio_request__descriptor, c->request_payload);
+  if (j->message == NULL) return;
+  Greeks__V1__RevaluePortfolioRequest *q = (Greeks__V1__RevaluePortfolioRequest *)j->message;
+  if (model_from_wire(c, q->model, &j->model) != 0 || check_markets(c, q->markets) != 0 || check_grid(c, q->grid) != 0)
+    return;
+  if (q->positions && check_positions(c, q->positions) != 0) return;
+  submit_compute_job(c);
+}
+
+/* ---- RevaluePortfolioStream ---- */
+
+static void run_revalue_stream(rpc_call *c) {
+  compute_job *j = c->job;
+  Greeks__V1__RevaluePortfolioRequest *first = (Greeks__V1__RevaluePortfolioRequest *)j->first;
+  portfolio_input p = {j->model, first->markets, first->grid,
+                       {j->count, j->underlying, j->type, j->strike, j->expiry, j->vol, j->quantity, j->multiplier}};
+  revalue(c, &p);
+}
+
+static void receive_next_chunk(rpc_call *c) {
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_MESSAGE;
+  if (c->request_payload) {
+    grpc_byte_buffer_destroy(c->request_payload);
+    c->request_payload = NULL;
+  }
+  op.data.recv_message.recv_message = &c->request_payload;
+  atomic_fetch_add(&c->refs, 1);
+  if (grpc_call_start_batch(c->call, &op, 1, &c->tag_received, NULL) != GRPC_CALL_OK) {
+    rpc_release(c);
+    rpc_reply(c, GRPC_STATUS_INTERNAL, "could not read the request stream", NULL);
+  }
+}
+
+void handle_revalue_stream_start(rpc_call *c) {
+  if (new_compute_job(c, run_revalue_stream) == NULL) return;
+  receive_next_chunk(c);
+}
+
+static int grow_positions(compute_job *j, size_t need) {
+  if (need <= j->capacity) return 0;
+  size_t cap = j->capacity ? j->capacity : 1024;
+  while (cap < need) cap *= 2;
+  void **arrays[] = {(void **)&j->underlying, (void **)&j->strike, (void **)&j->expiry, (void **)&j->vol,
+                     (void **)&j->quantity, (void **)&j->multiplier, (void **)&j->type};
+  size_t sizes[] = {sizeof(uint32_t), 8, 8, 8, 8, 8, 1};
+  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+    void *grown = realloc(*arrays[k], cap * sizes[k]);
+    if (grown == NULL) return -1;
+    *arrays[k] = grown;
+  }
+  j->capacity = cap;
+  return 0;
+}
+
+static int append_positions(rpc_call *c, compute_job *j, const Greeks__V1__Positions *ps) {
+  if (ps == NULL) return 0;
+  if (check_positions(c, ps) != 0 || check_count(c, "positions", j->count + ps->n_underlying) != 0) return -1;
+  size_t n = ps->n_underlying;
+  if (grow_positions(j, j->count + n) != 0) {
+    rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory gathering positions", NULL);
+    return -1;
+  }
+  memcpy(j->underlying + j->count, ps->underlying, n * sizeof(uint32_t));
+  memcpy(j->strike + j->count, ps->strike, n * 8);
+  memcpy(j->expiry + j->count, ps->expiry, n * 8);
+  memcpy(j->vol + j->count, ps->vol, n * 8);
+  memcpy(j->quantity + j->count, ps->quantity, n * 8);
+  memcpy(j->multiplier + j->count, ps->multiplier, n * 8);
+  uint8_t *types = types_from_wire(n, ps->type);
+  if (types == NULL) {
+    rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory gathering positions", NULL);
+    return -1;
+  }
+  memcpy(j->type + j->count, types, n);
+  free(types);
+  j->count += n;
+  return 0;
+}
+
+/* A chunk arrived (or the stream ended: payload NULL). */
+void handle_revalue_stream_chunk(rpc_call *c, bool success) {
+  compute_job *j = c->job;
+  if (!success) {
+    rpc_reply(c, GRPC_STATUS_CANCELLED, "the request stream broke off", NULL);
+    rpc_release(c);
+    return;
+  }
+  if (c->request_payload == NULL) { /* the client half-closed: all chunks are in */
+    if (j->first == NULL) rpc_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "the stream carried no message", NULL);
+    else submit_compute_job(c);
+    rpc_release(c);
+    return;
+  }
+  ProtobufCMessage *m = unpack_request(c, &greeks__v1__revalue_portfolio_request__descriptor, c->request_payload);
+  int ok = m != NULL;
+  Greeks__V1__RevaluePortfolioRequest *q = (Greeks__V1__RevaluePortfolioRequest *)m;
+  j->chunks++;
+  if (ok && j->first == NULL) {
+    ok = model_from_wire(c, q->model, &j->model) == 0 && check_markets(c, q->markets) == 0 &&
+         check_grid(c, q->grid) == 0 && append_positions(c, j, q->positions) == 0;
+    j->first = m;
+  } else if (ok) {
+    if (q->model != 0 || q->markets != NULL || q->grid != NULL) {
+      reply_invalid(c, "message %zu of the stream sets model, markets or grid: only the first message may", j->chunks);
+      ok = 0;
+    } else {
+      ok = append_positions(c, j, q->positions) == 0;
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
+  }
+  if (ok) receive_next_chunk(c);
+  rpc_release(c);
+}

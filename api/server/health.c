@@ -1,0 +1,198 @@
+/*
+ * grpc.health.v1.Health for greeksd. The service is SERVING unless the server
+ * is draining or the pricing circuit breaker is open. Check answers once; Watch
+ * sends the status now and again at every change (a 50 ms poll of both
+ * conditions), and ends with NOT_SERVING and UNAVAILABLE when the server drains.
+ * Health calls need no bearer token: probes from load balancers carry none, and
+ * the answer reveals nothing about the book.
+ */
+#include <protobuf-c/protobuf-c.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "greeks/breaker.h"
+#include "greeks/clock.h"
+#include "grpc/health/v1/health.pb-c.h"
+#include "server_internal.h"
+
+enum { SERVING = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING,
+       NOT_SERVING = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING,
+       SERVICE_UNKNOWN = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN };
+
+int health_serving_status(greeksd_server *s) {
+  if (atomic_load(&s->draining)) return NOT_SERVING;
+  gk_breaker *breaker = gk_pricing_agent_breaker(s->pricing);
+  if (gk_breaker_state_now(breaker, gk_monotonic_ns()) == GK_BREAKER_OPEN) return NOT_SERVING;
+  return SERVING;
+}
+
+/* "" is the whole server; the one named service is ours. */
+static int read_service(rpc_call *c, int *known) {
+  size_t length;
+  uint8_t *bytes = rpc_read_payload(c->request_payload, &length);
+  Grpc__Health__V1__HealthCheckRequest *q =
+      grpc__health__v1__health_check_request__unpack(NULL, length, bytes ? bytes : (const uint8_t *)"");
+  free(bytes);
+  if (q == NULL) {
+    rpc_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid grpc.health.v1.HealthCheckRequest", NULL);
+    return -1;
+  }
+  *known = q->service[0] == '\0' || strcmp(q->service, "greeks.v1.PricingService") == 0;
+  grpc__health__v1__health_check_request__free_unpacked(q, NULL);
+  return 0;
+}
+
+static grpc_byte_buffer *encode_status(int status) {
+  Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+  r.status = (Grpc__Health__V1__HealthCheckResponse__ServingStatus)status;
+  size_t n = grpc__health__v1__health_check_response__get_packed_size(&r);
+  uint8_t *bytes = malloc(n ? n : 1);
+  if (bytes == NULL) return NULL;
+  grpc__health__v1__health_check_response__pack(&r, bytes);
+  return rpc_buffer_from(bytes, n);
+}
+
+void handle_health_check(rpc_call *c) {
+  int known;
+  if (read_service(c, &known) != 0) return;
+  if (!known) {
+    rpc_reply(c, GRPC_STATUS_NOT_FOUND, "unknown service: this server has '' and 'greeks.v1.PricingService'", NULL);
+    return;
+  }
+  grpc_byte_buffer *response = encode_status(health_serving_status(c->server));
+  if (response == NULL) rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
+  else rpc_reply(c, GRPC_STATUS_OK, NULL, response);
+}
+
+/* ---- Watch: every function below runs with server->watch_lock held ---- */
+
+static void unlink_watcher(rpc_call *c) {
+  for (rpc_call **p = &c->server->watchers; *p; p = &(*p)->watch_next)
+    if (*p == c) {
+      *p = c->watch_next;
+      return;
+    }
+}
+
+static void send_update(rpc_call *c, int status) {
+  grpc_byte_buffer *message = encode_status(status);
+  if (message == NULL) return; /* retried at the next poll */
+  if (c->response_payload) grpc_byte_buffer_destroy(c->response_payload);
+  c->response_payload = message;
+  grpc_op ops[2];
+  size_t n = 0;
+  if (!c->metadata_sent) ops[n++] = rpc_initial_metadata_op(c);
+  memset(&ops[n], 0, sizeof ops[n]);
+  ops[n].op = GRPC_OP_SEND_MESSAGE;
+  ops[n].data.send_message.send_message = message;
+  n++;
+  atomic_fetch_add(&c->refs, 1);
+  c->watch_send_busy = 1;
+  c->watch_sent_status = status;
+  if (grpc_call_start_batch(c->call, ops, n, &c->tag_sent, NULL) != GRPC_CALL_OK) {
+    c->watch_send_busy = 0;
+    atomic_fetch_sub(&c->refs, 1); /* the call still holds its other references */
+  }
+}
+
+static void push_status(rpc_call *c) {
+  if (c->watch_finished || c->watch_send_busy) return;
+  greeksd_server *s = c->server;
+  if (atomic_load(&s->draining)) {
+    c->watch_finished = 1;
+    unlink_watcher(c);
+    rpc_reply(c, GRPC_STATUS_UNAVAILABLE, "the server is shutting down", encode_status(NOT_SERVING));
+    return;
+  }
+  int status = c->watch_known ? health_serving_status(s) : SERVICE_UNKNOWN;
+  if (status != c->watch_sent_status) send_update(c, status);
+}
+
+void handle_health_watch(rpc_call *c) {
+  int known;
+  if (read_service(c, &known) != 0) return;
+  greeksd_server *s = c->server;
+  int closed_already;
+  pthread_mutex_lock(&s->watch_lock);
+  c->watch_known = known;
+  closed_already = c->watch_closed;
+  if (closed_already) {
+    c->watch_finished = 1;
+  } else {
+    c->watch_registered = 1;
+    c->watch_next = s->watchers;
+    s->watchers = c;
+    push_status(c);
+  }
+  pthread_mutex_unlock(&s->watch_lock);
+  if (closed_already) rpc_release(c); /* no status to send to a client that left */
+}
+
+void health_watch_sent(rpc_call *c, bool success) {
+  greeksd_server *s = c->server;
+  int release_reply = 0;
+  pthread_mutex_lock(&s->watch_lock);
+  c->watch_send_busy = 0;
+  if (c->response_payload) {
+    grpc_byte_buffer_destroy(c->response_payload);
+    c->response_payload = NULL;
+  }
+  if (c->watch_release_after_send) {
+    c->watch_release_after_send = 0;
+    release_reply = 1;
+  } else if (success) {
+    push_status(c);
+  }
+  pthread_mutex_unlock(&s->watch_lock);
+  if (release_reply) rpc_release(c);
+  rpc_release(c);
+}
+
+/* The client went away (or the final status went out). Without a final status
+ * to send, the reference held for it is dropped here, or after the send in
+ * flight completes. */
+void health_watch_closed(rpc_call *c) {
+  greeksd_server *s = c->server;
+  int release_reply = 0;
+  pthread_mutex_lock(&s->watch_lock);
+  c->watch_closed = 1;
+  if (c->watch_registered && !c->watch_finished) {
+    c->watch_finished = 1;
+    unlink_watcher(c);
+    if (c->watch_send_busy) c->watch_release_after_send = 1;
+    else release_reply = 1;
+  }
+  pthread_mutex_unlock(&s->watch_lock);
+  if (release_reply) rpc_release(c);
+}
+
+static void *poll_health(void *arg) {
+  greeksd_server *s = arg;
+  while (!atomic_load(&s->stop_health)) {
+    pthread_mutex_lock(&s->watch_lock);
+    rpc_call *next;
+    for (rpc_call *c = s->watchers; c; c = next) {
+      next = c->watch_next; /* push_status may unlink c */
+      push_status(c);
+    }
+    pthread_mutex_unlock(&s->watch_lock);
+    struct timespec pause = {0, 50 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+  }
+  return NULL;
+}
+
+int health_start(greeksd_server *s) {
+  atomic_store(&s->stop_health, 0);
+  if (pthread_create(&s->health_thread, NULL, poll_health, s) != 0) return -1;
+  s->health_thread_started = 1;
+  return 0;
+}
+
+void health_stop(greeksd_server *s) {
+  if (!s->health_thread_started) return;
+  atomic_store(&s->stop_health, 1);
+  pthread_join(s->health_thread, NULL);
+  s->health_thread_started = 0;
+}

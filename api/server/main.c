@@ -1,0 +1,85 @@
+/*
+ * greeksd: the pricing service. Parses its configuration, starts the server,
+ * waits for SIGTERM or SIGINT and shuts down gracefully (exit 0). Exit 2 on a
+ * bad configuration, 1 when the server cannot start.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "greeks/isa.h"
+#include "greeks/log.h"
+#include "server.h"
+
+#ifndef GREEKS_VERSION
+#error "GREEKS_VERSION must be defined by the build"
+#endif
+
+/* One line per event on stderr: UTC time, level, component, message. */
+static void log_line(void *user, gk_log_level level, const char *component, const char *message) {
+  const gk_log_level *threshold = user;
+  if (level < *threshold) return;
+  struct timespec now;
+  clock_gettime(CLOCK_REALTIME, &now);
+  struct tm tm;
+  gmtime_r(&now.tv_sec, &tm);
+  char stamp[32];
+  strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+  fprintf(stderr, "%s.%03ldZ %-5s %s: %s\n", stamp, now.tv_nsec / 1000000, gk_log_level_name(level), component, message);
+}
+
+static int write_port_file(const char *path, int port) {
+  if (path[0] == '\0') return 0;
+  char temporary[1100];
+  snprintf(temporary, sizeof temporary, "%s.tmp", path);
+  FILE *f = fopen(temporary, "w");
+  if (f == NULL) return -1;
+  fprintf(f, "%d\n", port);
+  if (fclose(f) != 0) return -1;
+  return rename(temporary, path); /* readers never see a half-written file */
+}
+
+int main(int argc, char **argv) {
+  greeksd_config config;
+  char error[1400];
+  int parsed = greeksd_config_parse(argc, argv, &config, error, sizeof error);
+  if (parsed == 1) return 0;
+  if (parsed != 0) {
+    fprintf(stderr, "greeksd: %s\n", error);
+    return 2;
+  }
+  gk_rc rc = gk_isa_init();
+  if (rc != GK_RC_OK) {
+    fprintf(stderr, "greeksd: %s\n", gk_rc_message(rc));
+    return 2;
+  }
+  gk_log_set_sink(log_line, &config.log_level);
+  /* Signals are taken by sigwait below, never by a handler: every thread
+   * created from here on inherits the mask. */
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  int port = 0;
+  greeksd_server *server = greeksd_server_start(&config, &port, error, sizeof error);
+  if (server == NULL) {
+    fprintf(stderr, "greeksd: %s\n", error);
+    return 1;
+  }
+  if (write_port_file(config.port_file, port) != 0)
+    gk_logf(GK_LOG_WARN, "greeksd", "could not write the port to '%s'", config.port_file);
+  gk_logf(GK_LOG_INFO, "greeksd", "greeks %s serving on %s (port %d, isa %s, %s%s)", GREEKS_VERSION, config.listen, port,
+          gk_isa_name(gk_isa_active()), config.tls_cert[0] ? "TLS" : "plaintext",
+          config.token_file[0] ? ", bearer tokens required" : "");
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  gk_logf(GK_LOG_INFO, "greeksd", "%s received: shutting down", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+  long cancelled = greeksd_server_shutdown(server);
+  if (cancelled > 0) fprintf(stderr, "greeksd: %ld calls were cancelled by the drain timeout\n", cancelled);
+  return 0;
+}

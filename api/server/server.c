@@ -1,0 +1,507 @@
+/*
+ * greeksd's gRPC core plumbing: request slots, the completion-queue threads,
+ * per-call metadata (x-request-id, bearer token, deadline), replies and the
+ * graceful shutdown. The RPCs themselves live in handlers.c and health.c.
+ */
+#include "server.h"
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "auth.h"
+#include "greeks/clock.h"
+#include "greeks/log.h"
+#include "greeks/pricing.h"
+#include "server_internal.h"
+
+static const char *const method_paths[METHOD_COUNT] = {
+    "/greeks.v1.PricingService/PriceChain",
+    "/greeks.v1.PricingService/PriceBatch",
+    "/greeks.v1.PricingService/ImpliedVol",
+    "/greeks.v1.PricingService/RevaluePortfolio",
+    "/greeks.v1.PricingService/RevaluePortfolioStream",
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+};
+
+/* Request slots kept posted per method and server thread: enough that a burst
+ * of new calls never waits for a slot to be re-posted. */
+enum { SLOTS_PER_THREAD = 32, HEALTH_SLOTS = 4 };
+
+static int method_reads_payload(rpc_method m) { return m != METHOD_REVALUE_STREAM; }
+static int method_is_health(rpc_method m) { return m == METHOD_HEALTH_CHECK || m == METHOD_HEALTH_WATCH; }
+
+/* ---- call lifetime ---- */
+
+static void free_call(rpc_call *c) {
+  greeksd_server *s = c->server;
+  if (c->job && c->free_job) c->free_job(c->job);
+  if (c->metadata_sent) {
+    grpc_slice_unref(c->initial_metadata[0].key);
+    grpc_slice_unref(c->initial_metadata[0].value);
+  }
+  if (c->request_payload) grpc_byte_buffer_destroy(c->request_payload);
+  if (c->response_payload) grpc_byte_buffer_destroy(c->response_payload);
+  grpc_metadata_array_destroy(&c->request_metadata);
+  if (c->call) grpc_call_unref(c->call);
+  free(c);
+  pthread_mutex_lock(&s->lock);
+  s->live_calls--;
+  pthread_cond_broadcast(&s->changed);
+  pthread_mutex_unlock(&s->lock);
+}
+
+void rpc_release(rpc_call *c) {
+  if (atomic_fetch_sub(&c->refs, 1) == 1) free_call(c);
+}
+
+int rpc_is_cancelled(const rpc_call *c) { return atomic_load(&c->cancelled); }
+
+static void init_tag(rpc_tag *t, tag_kind kind, rpc_call *c) {
+  t->kind = kind;
+  t->call = c;
+}
+
+static void post_request_slot(greeksd_server *s, rpc_method m) {
+  rpc_call *c = calloc(1, sizeof *c);
+  if (c == NULL) {
+    gk_logf(GK_LOG_ERROR, "greeksd", "out of memory posting a request slot for %s", method_paths[m]);
+    return;
+  }
+  c->server = s;
+  c->method = m;
+  atomic_init(&c->refs, 1);
+  atomic_init(&c->cancelled, 0);
+  c->watch_sent_status = -1;
+  init_tag(&c->tag_new, TAG_NEW_CALL, c);
+  init_tag(&c->tag_closed, TAG_CLOSED, c);
+  init_tag(&c->tag_replied, TAG_REPLIED, c);
+  init_tag(&c->tag_received, TAG_RECEIVED, c);
+  init_tag(&c->tag_sent, TAG_SENT, c);
+  grpc_metadata_array_init(&c->request_metadata);
+  pthread_mutex_lock(&s->lock);
+  s->live_calls++;
+  pthread_mutex_unlock(&s->lock);
+  grpc_call_error e = grpc_server_request_registered_call(
+      s->server, s->registered[m], &c->call, &c->deadline, &c->request_metadata,
+      method_reads_payload(m) ? &c->request_payload : NULL, s->cq, s->cq, &c->tag_new);
+  if (e != GRPC_CALL_OK) {
+    gk_logf(GK_LOG_ERROR, "greeksd", "could not post a request slot for %s (grpc error %d)", method_paths[m], (int)e);
+    free_call(c);
+  }
+}
+
+/* ---- metadata ---- */
+
+static int slice_equals(grpc_slice slice, const char *text) {
+  size_t n = strlen(text);
+  return GRPC_SLICE_LENGTH(slice) == n && memcmp(GRPC_SLICE_START_PTR(slice), text, n) == 0;
+}
+
+/* A caller's id is kept when it is 1..GK_ID_SIZE-1 printable characters without
+ * spaces, so it can go into logs and metadata as is; otherwise a new one. */
+static void take_request_id(rpc_call *c) {
+  for (size_t i = 0; i < c->request_metadata.count; i++) {
+    const grpc_metadata *md = &c->request_metadata.metadata[i];
+    if (!slice_equals(md->key, "x-request-id")) continue;
+    size_t n = GRPC_SLICE_LENGTH(md->value);
+    const uint8_t *v = GRPC_SLICE_START_PTR(md->value);
+    int ok = n >= 1 && n < GK_ID_SIZE;
+    for (size_t k = 0; ok && k < n; k++) ok = v[k] > 0x20 && v[k] < 0x7f;
+    if (ok) {
+      memcpy(c->request_id, v, n);
+      c->request_id[n] = '\0';
+      return;
+    }
+  }
+  uint8_t random[16];
+  if (getrandom(random, sizeof random, 0) != (ssize_t)sizeof random) {
+    static const char fallback[] = "unrandom";
+    snprintf(c->request_id, sizeof c->request_id, "%s-%llx", fallback, (unsigned long long)gk_monotonic_ns());
+    return;
+  }
+  for (size_t k = 0; k < sizeof random; k++) snprintf(c->request_id + 2 * k, 3, "%02x", random[k]);
+}
+
+static const grpc_slice *find_metadata(const rpc_call *c, const char *key) {
+  for (size_t i = 0; i < c->request_metadata.count; i++)
+    if (slice_equals(c->request_metadata.metadata[i].key, key)) return &c->request_metadata.metadata[i].value;
+  return NULL;
+}
+
+/* Remaining time to the call's deadline, on our monotonic clock. */
+static void take_deadline(rpc_call *c) {
+  gpr_timespec deadline = c->deadline;
+  if (gpr_time_cmp(deadline, gpr_inf_future(deadline.clock_type)) == 0) {
+    c->deadline_ns = 0;
+    return;
+  }
+  gpr_timespec now = gpr_now(deadline.clock_type);
+  gpr_timespec left = gpr_time_sub(deadline, now);
+  int64_t left_ns = (int64_t)left.tv_sec * GK_NS_PER_S + left.tv_nsec;
+  c->deadline_ns = c->started_ns + left_ns;
+  if (c->deadline_ns == 0) c->deadline_ns = 1;
+}
+
+/* ---- replies ---- */
+
+static grpc_status_code grpc_code_of(const gk_status *status) { return (grpc_status_code)gk_status_grpc_code(status); }
+
+static const char *method_name(rpc_method m) { return strrchr(method_paths[m], '/') + 1; }
+
+static void log_call(rpc_call *c, grpc_status_code code, const char *details) {
+  int64_t micros = (gk_monotonic_ns() - c->started_ns) / GK_NS_PER_US;
+  gk_log_level level = code == GRPC_STATUS_OK ? GK_LOG_DEBUG : GK_LOG_INFO;
+  gk_logf(level, "access", "request_id=%s method=%s code=%d us=%lld%s%s", c->request_id, method_name(c->method),
+          (int)code, (long long)micros, details && code != GRPC_STATUS_OK ? " error=" : "",
+          details && code != GRPC_STATUS_OK ? details : "");
+}
+
+grpc_op rpc_initial_metadata_op(rpc_call *c) {
+  c->initial_metadata[0].key = grpc_slice_from_static_string("x-request-id");
+  c->initial_metadata[0].value = grpc_slice_from_copied_string(c->request_id);
+  c->metadata_sent = 1;
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_SEND_INITIAL_METADATA;
+  op.data.send_initial_metadata.count = 1;
+  op.data.send_initial_metadata.metadata = c->initial_metadata;
+  return op;
+}
+
+void rpc_reply(rpc_call *c, grpc_status_code code, const char *details, grpc_byte_buffer *response) {
+  greeksd_server *s = c->server;
+  atomic_fetch_add(code == GRPC_STATUS_OK ? &s->calls_ok : &s->calls_failed, 1);
+  log_call(c, code, details);
+  c->response_payload = response;
+  c->reply_code = code;
+  c->status_details = grpc_slice_from_copied_string(details ? details : "");
+  grpc_op ops[3];
+  memset(ops, 0, sizeof ops);
+  size_t n = 0;
+  if (!c->metadata_sent) ops[n++] = rpc_initial_metadata_op(c);
+  if (response != NULL) {
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n].data.send_message.send_message = response;
+    n++;
+  }
+  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+  ops[n].data.send_status_from_server.status = code;
+  ops[n].data.send_status_from_server.status_details = &c->status_details;
+  n++;
+  grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->tag_replied, NULL);
+  if (e != GRPC_CALL_OK) {
+    gk_logf(GK_LOG_ERROR, "greeksd", "request_id=%s: could not start the reply (grpc error %d)", c->request_id, (int)e);
+    rpc_release(c);
+  }
+}
+
+void rpc_reply_status(rpc_call *c, const gk_status *status) {
+  char details[sizeof status->message + 16];
+  snprintf(details, sizeof details, "%s", status->message);
+  rpc_reply(c, grpc_code_of(status), details, NULL);
+}
+
+static void reply_finished(rpc_call *c) {
+  grpc_slice_unref(c->status_details);
+  if (c->response_payload) {
+    grpc_byte_buffer_destroy(c->response_payload);
+    c->response_payload = NULL;
+  }
+  rpc_release(c);
+}
+
+grpc_byte_buffer *rpc_buffer_from(uint8_t *bytes, size_t length) {
+  grpc_slice slice = grpc_slice_new(bytes, length, free);
+  grpc_byte_buffer *buffer = grpc_raw_byte_buffer_create(&slice, 1);
+  grpc_slice_unref(slice);
+  return buffer;
+}
+
+uint8_t *rpc_read_payload(grpc_byte_buffer *payload, size_t *length) {
+  *length = 0;
+  if (payload == NULL) return NULL;
+  grpc_byte_buffer_reader reader;
+  if (!grpc_byte_buffer_reader_init(&reader, payload)) return NULL;
+  size_t total = grpc_byte_buffer_length(payload);
+  uint8_t *bytes = malloc(total ? total : 1);
+  if (bytes == NULL) {
+    grpc_byte_buffer_reader_destroy(&reader);
+    return NULL;
+  }
+  grpc_slice slice;
+  size_t at = 0;
+  while (grpc_byte_buffer_reader_next(&reader, &slice)) {
+    size_t n = GRPC_SLICE_LENGTH(slice);
+    memcpy(bytes + at, GRPC_SLICE_START_PTR(slice), n);
+    at += n;
+    grpc_slice_unref(slice);
+  }
+  grpc_byte_buffer_reader_destroy(&reader);
+  *length = at;
+  return bytes;
+}
+
+/* ---- new calls ---- */
+
+static void watch_for_close(rpc_call *c) {
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  op.data.recv_close_on_server.cancelled = &c->close_cancelled;
+  atomic_fetch_add(&c->refs, 1);
+  if (grpc_call_start_batch(c->call, &op, 1, &c->tag_closed, NULL) != GRPC_CALL_OK) rpc_release(c);
+}
+
+typedef void (*method_handler)(rpc_call *call);
+static const method_handler handlers[METHOD_COUNT] = {
+    handle_price_chain,          handle_price_batch, handle_implied_vol, handle_revalue,
+    handle_revalue_stream_start, handle_health_check, handle_health_watch,
+};
+
+static void start_call(rpc_call *c) {
+  greeksd_server *s = c->server;
+  c->started_ns = gk_monotonic_ns();
+  take_request_id(c);
+  take_deadline(c);
+  watch_for_close(c);
+  if (!method_is_health(c->method) && s->tokens != NULL) {
+    const grpc_slice *auth = find_metadata(c, "authorization");
+    const char *why = greeksd_auth_check(s->tokens, auth ? (const char *)GRPC_SLICE_START_PTR(*auth) : NULL,
+                                         auth ? GRPC_SLICE_LENGTH(*auth) : 0);
+    if (why != NULL) {
+      rpc_reply(c, GRPC_STATUS_UNAUTHENTICATED, why, NULL);
+      return;
+    }
+  }
+  if (c->deadline_ns != 0 && c->deadline_ns <= c->started_ns) {
+    rpc_reply(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline had passed when the call arrived; nothing was priced",
+              NULL);
+    return;
+  }
+  handlers[c->method](c);
+}
+
+static void on_new_call(rpc_call *c, bool success) {
+  greeksd_server *s = c->server;
+  if (!success) { /* the server is shutting down: the slot comes back unused */
+    rpc_release(c);
+    return;
+  }
+  if (!atomic_load(&s->draining)) post_request_slot(s, c->method);
+  start_call(c); /* the slot's reference now stands for the reply */
+}
+
+static void on_closed(rpc_call *c, bool success) {
+  (void)success;
+  if (c->close_cancelled) atomic_store(&c->cancelled, 1);
+  if (c->method == METHOD_HEALTH_WATCH) health_watch_closed(c);
+  rpc_release(c);
+}
+
+static void *serve_completions(void *arg) {
+  greeksd_server *s = arg;
+  for (;;) {
+    grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
+    if (ev.type != GRPC_OP_COMPLETE) continue;
+    rpc_tag *tag = ev.tag;
+    switch (tag->kind) {
+      case TAG_NEW_CALL: on_new_call(tag->call, ev.success); break;
+      case TAG_CLOSED: on_closed(tag->call, ev.success); break;
+      case TAG_REPLIED: reply_finished(tag->call); break;
+      case TAG_RECEIVED: handle_revalue_stream_chunk(tag->call, ev.success); break;
+      case TAG_SENT: health_watch_sent(tag->call, ev.success); break;
+      case TAG_SHUTDOWN:
+        pthread_mutex_lock(&s->lock);
+        s->shutdown_done = 1;
+        pthread_cond_broadcast(&s->changed);
+        pthread_mutex_unlock(&s->lock);
+        break;
+    }
+  }
+  return NULL;
+}
+
+/* ---- start and stop ---- */
+
+static grpc_server_credentials *make_credentials(const greeksd_config *config, char *error, size_t size) {
+  if (config->tls_cert[0] == '\0') return grpc_insecure_server_credentials_create();
+  char *cert = greeksd_read_file(config->tls_cert, 1 << 20, error, size);
+  if (cert == NULL) return NULL;
+  char *key = greeksd_read_file(config->tls_key, 1 << 20, error, size);
+  if (key == NULL) {
+    free(cert);
+    return NULL;
+  }
+  grpc_ssl_pem_key_cert_pair pair = {key, cert};
+  grpc_server_credentials *creds =
+      grpc_ssl_server_credentials_create_ex(NULL, &pair, 1, GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE, NULL);
+  free(cert);
+  free(key);
+  if (creds == NULL) snprintf(error, size, "--tls-cert/--tls-key: gRPC refused the certificate or key");
+  return creds;
+}
+
+static int start_engine(greeksd_server *s, char *error, size_t size) {
+  gk_status status;
+  gk_pool_options options = gk_pool_options_default();
+  options.threads = s->config.pool_threads;
+  options.scratch_bytes = gk_chain_scratch_bytes();
+  if (gk_pool_create(&options, &s->pool, &status) != GK_OK) {
+    snprintf(error, size, "cannot start the worker pool: %s", status.message);
+    return -1;
+  }
+  gk_pricing_agent_config pricing = gk_pricing_agent_config_default();
+  if (gk_pricing_agent_start(s->pool, &pricing, &s->pricing, &status) != GK_OK) {
+    snprintf(error, size, "cannot start the pricing agent: %s", status.message);
+    return -1;
+  }
+  if (compute_agent_start(s, &status) != GK_OK) {
+    snprintf(error, size, "cannot start the compute agent: %s", status.message);
+    return -1;
+  }
+  return 0;
+}
+
+static int start_grpc(greeksd_server *s, int *port, char *error, size_t size) {
+  grpc_arg args[2];
+  args[0].type = GRPC_ARG_INTEGER;
+  args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+  args[0].value.integer = (int)s->config.max_message_bytes;
+  args[1].type = GRPC_ARG_INTEGER;
+  args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+  args[1].value.integer = -1; /* responses are bounded by max_contracts */
+  grpc_channel_args channel_args = {2, args};
+  s->server = grpc_server_create(&channel_args, NULL);
+  s->cq = grpc_completion_queue_create_for_next(NULL);
+  grpc_server_register_completion_queue(s->server, s->cq, NULL);
+  for (int m = 0; m < METHOD_COUNT; m++)
+    s->registered[m] = grpc_server_register_method(
+        s->server, method_paths[m], NULL,
+        method_reads_payload(m) ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER : GRPC_SRM_PAYLOAD_NONE, 0);
+  grpc_server_credentials *creds = make_credentials(&s->config, error, size);
+  if (creds == NULL) return -1;
+  *port = grpc_server_add_http2_port(s->server, s->config.listen, creds);
+  grpc_server_credentials_release(creds);
+  if (*port == 0) {
+    snprintf(error, size, "--listen: cannot listen on '%s' (address in use, or not an address of this host)",
+             s->config.listen);
+    return -1;
+  }
+  grpc_server_start(s->server);
+  return 0;
+}
+
+static void post_all_slots(greeksd_server *s) {
+  for (int m = 0; m < METHOD_COUNT; m++) {
+    int slots = method_is_health(m) ? HEALTH_SLOTS : SLOTS_PER_THREAD * s->thread_count;
+    for (int k = 0; k < slots; k++) post_request_slot(s, (rpc_method)m);
+  }
+}
+
+static void destroy(greeksd_server *s) {
+  if (s->compute) gk_agent_stop(s->compute, GK_NS_PER_S);
+  if (s->pricing) gk_pricing_agent_stop(s->pricing, GK_NS_PER_S);
+  gk_pool_destroy(s->pool);
+  if (s->server) grpc_server_destroy(s->server);
+  if (s->cq) {
+    grpc_completion_queue_shutdown(s->cq);
+    while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN) {
+    }
+    grpc_completion_queue_destroy(s->cq);
+  }
+  greeksd_free_tokens(s->tokens);
+  free(s->threads);
+  pthread_mutex_destroy(&s->lock);
+  pthread_cond_destroy(&s->changed);
+  pthread_mutex_destroy(&s->watch_lock);
+  free(s);
+  grpc_shutdown();
+}
+
+greeksd_server *greeksd_server_start(const greeksd_config *config, int *port, char *error, size_t size) {
+  greeksd_server *s = calloc(1, sizeof *s);
+  if (s == NULL) {
+    snprintf(error, size, "out of memory");
+    return NULL;
+  }
+  s->config = *config;
+  pthread_mutex_init(&s->lock, NULL);
+  pthread_cond_init(&s->changed, NULL);
+  pthread_mutex_init(&s->watch_lock, NULL);
+  init_tag(&s->tag_shutdown, TAG_SHUTDOWN, NULL);
+  grpc_init();
+  if (config->token_file[0] != '\0') {
+    s->tokens = greeksd_load_tokens(config->token_file, error, size);
+    if (s->tokens == NULL) {
+      destroy(s);
+      return NULL;
+    }
+  }
+  if (start_engine(s, error, size) != 0 || start_grpc(s, port, error, size) != 0) {
+    destroy(s);
+    return NULL;
+  }
+  s->threads = calloc((size_t)config->server_threads, sizeof *s->threads);
+  s->thread_count = config->server_threads;
+  post_all_slots(s);
+  for (int t = 0; t < s->thread_count; t++) pthread_create(&s->threads[t], NULL, serve_completions, s);
+  if (health_start(s) != 0) gk_logf(GK_LOG_WARN, "greeksd", "health watcher thread did not start; Watch streams will not see changes");
+  return s;
+}
+
+/* Waits until pred(s) holds or until `until_ns` (0: no limit). Returns pred(s). */
+static int wait_for(greeksd_server *s, int (*pred)(greeksd_server *), int64_t until_ns) {
+  pthread_mutex_lock(&s->lock);
+  while (!pred(s)) {
+    int64_t now = gk_monotonic_ns();
+    if (until_ns != 0 && now >= until_ns) break;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t step = until_ns != 0 && until_ns - now < 50 * GK_NS_PER_MS ? until_ns - now : 50 * GK_NS_PER_MS;
+    ts.tv_nsec += (long)step;
+    ts.tv_sec += ts.tv_nsec / GK_NS_PER_S;
+    ts.tv_nsec %= GK_NS_PER_S;
+    pthread_cond_timedwait(&s->changed, &s->lock, &ts);
+  }
+  int done = pred(s);
+  pthread_mutex_unlock(&s->lock);
+  return done;
+}
+
+static int is_shut_down(greeksd_server *s) { return s->shutdown_done; }
+static int has_no_calls(greeksd_server *s) { return s->live_calls == 0; }
+
+long greeksd_server_shutdown(greeksd_server *s) {
+  atomic_store(&s->draining, 1);
+  gk_logf(GK_LOG_INFO, "greeksd", "draining: not accepting new calls, in-flight calls have %lld ms",
+          (long long)s->config.drain_timeout_ms);
+  grpc_server_shutdown_and_notify(s->server, s->cq, &s->tag_shutdown);
+  long cancelled = 0;
+  if (!wait_for(s, is_shut_down, gk_monotonic_ns() + s->config.drain_timeout_ms * GK_NS_PER_MS)) {
+    pthread_mutex_lock(&s->lock);
+    cancelled = s->live_calls;
+    pthread_mutex_unlock(&s->lock);
+    gk_logf(GK_LOG_WARN, "greeksd", "drain timeout: cancelling the calls still in flight");
+    grpc_server_cancel_all_calls(s->server);
+    wait_for(s, is_shut_down, 0);
+  }
+  wait_for(s, has_no_calls, 0);
+  health_stop(s);
+  grpc_completion_queue_shutdown(s->cq);
+  for (int t = 0; t < s->thread_count; t++) pthread_join(s->threads[t], NULL);
+  gk_logf(GK_LOG_INFO, "greeksd", "stopped: %llu calls answered OK, %llu with an error",
+          (unsigned long long)atomic_load(&s->calls_ok), (unsigned long long)atomic_load(&s->calls_failed));
+  grpc_server_destroy(s->server);
+  s->server = NULL;
+  grpc_completion_queue_destroy(s->cq);
+  s->cq = NULL;
+  destroy(s);
+  return cancelled;
+}

@@ -1,0 +1,149 @@
+/*
+ * Internal to api/server: the server object, one call's context, and the
+ * functions the RPC handlers and the health service share.
+ *
+ * Ownership: a call context (rpc_call) is allocated when a request slot is
+ * posted and freed when its last completion arrives (refs reaches 0). The thread
+ * that receives a completion owns the call until it hands the call to a job; the
+ * job's finishing thread then owns it until the reply batch is started.
+ */
+#ifndef GREEKSD_SERVER_INTERNAL_H
+#define GREEKSD_SERVER_INTERNAL_H
+
+#include <grpc/grpc.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "config.h"
+#include "greeks/agent.h"
+#include "greeks/pool.h"
+#include "greeks/pricing_agent.h"
+#include "greeks/status.h"
+
+typedef enum rpc_method {
+  METHOD_PRICE_CHAIN = 0,
+  METHOD_PRICE_BATCH,
+  METHOD_IMPLIED_VOL,
+  METHOD_REVALUE,
+  METHOD_REVALUE_STREAM,
+  METHOD_HEALTH_CHECK,
+  METHOD_HEALTH_WATCH,
+  METHOD_COUNT
+} rpc_method;
+
+typedef struct rpc_call rpc_call;
+
+/* A completion-queue tag: which event of which call. */
+typedef enum tag_kind { TAG_NEW_CALL, TAG_CLOSED, TAG_REPLIED, TAG_RECEIVED, TAG_SENT, TAG_SHUTDOWN } tag_kind;
+typedef struct rpc_tag {
+  tag_kind kind;
+  rpc_call *call;
+} rpc_tag;
+
+typedef struct greeksd_server greeksd_server;
+
+struct rpc_call {
+  greeksd_server *server;
+  rpc_method method;
+  grpc_call *call;
+  gpr_timespec deadline;
+  grpc_metadata_array request_metadata;
+  grpc_byte_buffer *request_payload; /* unary: the request; stream: the last chunk */
+  atomic_int refs;                   /* completions still to come, +1 while a job runs */
+  atomic_int cancelled;              /* RECV_CLOSE_ON_SERVER said the client went away */
+  int close_cancelled;               /* written by that batch */
+  int64_t started_ns;
+  int64_t deadline_ns;               /* gk_monotonic_ns(); 0 = none */
+  char request_id[GK_ID_SIZE];
+  rpc_tag tag_new, tag_closed, tag_replied, tag_received, tag_sent;
+  /* The reply batch's resources, released when it completes. */
+  grpc_metadata initial_metadata[1];
+  int metadata_sent;        /* initial metadata went out (its slices are ours) */
+  grpc_slice status_details;
+  grpc_byte_buffer *response_payload;
+  grpc_status_code reply_code;
+  void *job;                /* the method's own state (handlers.c / health.c) */
+  void (*free_job)(void *job);
+  /* Health Watch: guarded by server->watch_lock. */
+  int watch_sent_status;    /* last serving status sent, -1 = none */
+  int watch_send_busy;      /* a SEND_MESSAGE is in flight */
+  int watch_finished;       /* no more sends: the final status went out or the call closed */
+  int watch_release_after_send; /* closed while a send was in flight */
+  int watch_known;          /* the service asked about exists */
+  int watch_registered;     /* in server->watchers (until finished) */
+  int watch_closed;         /* RECV_CLOSE_ON_SERVER completed */
+  rpc_call *watch_next;
+};
+
+struct greeksd_server {
+  greeksd_config config;
+  grpc_server *server;
+  grpc_completion_queue *cq;
+  void *registered[METHOD_COUNT];
+  pthread_t *threads;
+  int thread_count;
+  gk_pool *pool;
+  gk_pricing_agent *pricing;
+  gk_agent *compute;         /* implied vol and portfolio revaluation jobs */
+  char **tokens;             /* bearer tokens, NULL-terminated; NULL = no auth */
+  atomic_int draining;
+  rpc_tag tag_shutdown;
+  pthread_mutex_t lock;      /* guards live_calls, shutdown_done */
+  pthread_cond_t changed;
+  long live_calls;
+  int shutdown_done;
+  pthread_mutex_t watch_lock;
+  rpc_call *watchers;
+  pthread_t health_thread;
+  int health_thread_started;
+  atomic_int stop_health;
+  atomic_ullong calls_ok, calls_failed;
+};
+
+/* Starts the reply batch: initial metadata (x-request-id), the response (may be
+ * NULL for an error) and the status. Takes ownership of `response`. */
+void rpc_reply(rpc_call *call, grpc_status_code code, const char *details, grpc_byte_buffer *response);
+
+/* Replies with the gRPC code that matches status->code and its message. */
+void rpc_reply_status(rpc_call *call, const gk_status *status);
+
+/* Sets the call's initial metadata (x-request-id) and marks it sent; returns
+ * the op to put first in a batch. */
+grpc_op rpc_initial_metadata_op(rpc_call *call);
+
+/* Drops one reference; frees the call at zero. */
+void rpc_release(rpc_call *call);
+
+/* A serialized message as a byte buffer (copies nothing: the buffer takes
+ * `bytes`, which must come from malloc). */
+grpc_byte_buffer *rpc_buffer_from(uint8_t *bytes, size_t length);
+
+/* The whole payload as one malloc'ed block (*length bytes); NULL when empty or
+ * out of memory (*length 0 for empty). */
+uint8_t *rpc_read_payload(grpc_byte_buffer *payload, size_t *length);
+
+int rpc_is_cancelled(const rpc_call *call);
+
+/* Handlers (handlers.c): called on a new call after authentication and deadline
+ * checks; they must eventually call rpc_reply exactly once. */
+void handle_price_chain(rpc_call *call);
+void handle_price_batch(rpc_call *call);
+void handle_implied_vol(rpc_call *call);
+void handle_revalue(rpc_call *call);
+void handle_revalue_stream_start(rpc_call *call);
+void handle_revalue_stream_chunk(rpc_call *call, bool success);
+
+/* The compute agent's spec (handlers.c). */
+gk_code compute_agent_start(greeksd_server *server, gk_status *status);
+
+/* Health (health.c). */
+int health_serving_status(greeksd_server *server); /* 1 SERVING, 2 NOT_SERVING */
+void handle_health_check(rpc_call *call);
+void handle_health_watch(rpc_call *call);
+void health_watch_sent(rpc_call *call, bool success);
+void health_watch_closed(rpc_call *call);
+int health_start(greeksd_server *server);
+void health_stop(greeksd_server *server);
+
+#endif
