@@ -1,0 +1,575 @@
+"""Integration tests of greeksd: the real server on a free loopback port, called
+from an independent client (Python grpcio with stubs generated from the .proto
+files), results checked against the offline CLI (`greeks price`, `chain`, `iv`,
+`revalue`) and against put-call parity; every error path; health; TLS; tokens;
+graceful shutdown with calls in flight.
+
+Environment (set by tests/CMakeLists.txt): GREEKSD, GREEKS_CLI (binaries),
+GREEKS_STUBS (generated *_pb2 modules), GREEKS_DATA (tests/data).
+"""
+import csv
+import io
+import math
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.environ["GREEKS_STUBS"])
+import grpc  # noqa: E402
+from greeks.v1 import pricing_pb2 as pb  # noqa: E402
+from greeks.v1 import pricing_pb2_grpc as pb_grpc  # noqa: E402
+import health_pb2  # noqa: E402  (grpc.health.v1, generated as a top-level module)
+import health_pb2_grpc  # noqa: E402
+
+GREEKSD = os.environ["GREEKSD"]
+CLI = os.environ["GREEKS_CLI"]
+DATA = os.environ["GREEKS_DATA"]
+START_TIMEOUT = 30.0
+
+
+class Server:
+    """greeksd as a child process on a free port; stderr kept for assertions."""
+
+    def __init__(self, *args, env=None):
+        self.dir = tempfile.TemporaryDirectory()
+        self.port_file = os.path.join(self.dir.name, "port")
+        self.log_path = os.path.join(self.dir.name, "stderr.log")
+        self.log = open(self.log_path, "w")
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.proc = subprocess.Popen(
+            [GREEKSD, "--listen", "127.0.0.1:0", "--port-file", self.port_file, *args],
+            stdout=subprocess.DEVNULL, stderr=self.log, env=full_env)
+        deadline = time.monotonic() + START_TIMEOUT
+        while not os.path.exists(self.port_file):
+            if self.proc.poll() is not None:
+                raise RuntimeError("greeksd exited %d: %s" % (self.proc.returncode, self.stderr()))
+            if time.monotonic() > deadline:
+                raise RuntimeError("greeksd did not start: " + self.stderr())
+            time.sleep(0.02)
+        with open(self.port_file) as f:
+            self.port = int(f.read())
+        self.target = "127.0.0.1:%d" % self.port
+
+    def stderr(self):
+        if not self.log.closed:
+            self.log.flush()
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=timeout)
+        self.log.close()
+        return code
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.dir.cleanup()
+
+
+def stub(target, credentials=None):
+    channel = grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target)
+    return channel, pb_grpc.PricingServiceStub(channel)
+
+
+def read_csv(text):
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def run_cli(*args):
+    p = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=120)
+    return p.returncode, p.stdout, p.stderr
+
+
+def close(a, b, rel=1e-13, abs_tol=1e-13):
+    return math.isclose(a, b, rel_tol=rel, abs_tol=abs_tol)
+
+
+def random_batch(n, seed):
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        rows.append(dict(id="r%d" % i, type=rng.choice(["call", "put"]), S=rng.uniform(50, 150),
+                         K=rng.uniform(50, 150), T=rng.uniform(0.01, 3), r=rng.uniform(-0.01, 0.08),
+                         q=rng.uniform(0, 0.05), sigma=rng.uniform(0.05, 0.9)))
+    return rows
+
+
+def write_rows(path, rows, columns):
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def batch_request(rows, outputs=()):
+    return pb.PriceBatchRequest(
+        model=pb.MODEL_BSM, spot=[r["S"] for r in rows], strike=[r["K"] for r in rows],
+        expiry=[r["T"] for r in rows], rate=[r["r"] for r in rows],
+        vol=[r["sigma"] for r in rows], type=[pb.CALL if r["type"] == "call" else pb.PUT for r in rows],
+        outputs=list(outputs), **{"yield": [r["q"] for r in rows]})
+
+
+GREEK_NAMES = ["price", "delta", "gamma", "vega", "theta", "rho", "phi"]
+
+
+class ServedTestCase(unittest.TestCase):
+    server_args = ()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(*cls.server_args)
+        cls.channel, cls.stub = stub(cls.server.target)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.channel.close()
+        code = cls.server.stop()
+        log = cls.server.stderr()
+        cls.server.close()
+        if code != 0:
+            raise AssertionError("greeksd exited %d on SIGTERM:\n%s" % (code, log))
+
+
+class PricingAgainstOfflineCli(ServedTestCase):
+    def test_price_batch_matches_greeks_price(self):
+        rows = random_batch(500, seed=7)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "batch.csv")
+            write_rows(path, rows, ["id", "type", "S", "K", "T", "r", "q", "sigma"])
+            code, out, err = run_cli("price", path)
+        self.assertEqual(code, 0, err)
+        offline = read_csv(out)
+        reply = self.stub.PriceBatch(batch_request(rows), timeout=30)
+        self.assertEqual(reply.count, len(rows))
+        self.assertEqual(len(reply.errors), 0)
+        for i, line in enumerate(offline):
+            for name in GREEK_NAMES:
+                served = getattr(reply.greeks, name)[i]
+                self.assertTrue(close(served, float(line[name])), "%s[%d]: %r vs %r" % (name, i, served, line[name]))
+
+    def test_price_chain_matches_greeks_chain(self):
+        rng = random.Random(3)
+        strikes = [80 + i for i in range(41)]
+        contracts = [dict(id="c%d" % i, type="call" if i % 2 else "put", K=float(k), T=0.5, sigma=rng.uniform(0.1, 0.5))
+                     for i, k in enumerate(strikes)]
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "chain.csv")
+            write_rows(path, contracts, ["id", "type", "K", "T", "sigma"])
+            code, out, err = run_cli("chain", "--spot", "100", "--rate", "0.03", "--yield", "0.01", path)
+        self.assertEqual(code, 0, err)
+        offline = read_csv(out)
+        request = pb.PriceChainRequest(
+            model=pb.MODEL_BSM, market=pb.Market(spot=100, rate=0.03, **{"yield": 0.01}),
+            contracts=pb.ChainContracts(strike=[c["K"] for c in contracts], expiry=[c["T"] for c in contracts],
+                                        vol=[c["sigma"] for c in contracts],
+                                        type=[pb.CALL if c["type"] == "call" else pb.PUT for c in contracts]))
+        reply = self.stub.PriceChain(request, timeout=30)
+        for i, line in enumerate(offline):
+            for name in GREEK_NAMES:
+                self.assertTrue(close(getattr(reply.greeks, name)[i], float(line[name])), name)
+
+    def test_put_call_parity_on_the_wire(self):
+        # C - P = S e^{-qT} - K e^{-rT}: an independent check of the served prices.
+        S, K, T, r, q, sigma = 100.0, 105.0, 0.75, 0.04, 0.015, 0.27
+        request = pb.PriceBatchRequest(model=pb.MODEL_BSM, spot=[S, S], strike=[K, K], expiry=[T, T], rate=[r, r],
+                                       vol=[sigma, sigma], type=[pb.CALL, pb.PUT], outputs=[pb.PRICE],
+                                       **{"yield": [q, q]})
+        reply = self.stub.PriceBatch(request, timeout=30)
+        call, put = reply.greeks.price
+        self.assertAlmostEqual(call - put, S * math.exp(-q * T) - K * math.exp(-r * T), places=12)
+        self.assertEqual(len(reply.greeks.delta), 0, "only the price was asked for")
+
+    def test_second_order_outputs_and_textbook_value(self):
+        # Haug (2007) p.3: call S=60 K=65 T=0.25 r=8% sigma=30% is worth 2.1334.
+        request = pb.PriceBatchRequest(model=pb.MODEL_BSM, spot=[60], strike=[65], expiry=[0.25], rate=[0.08],
+                                       vol=[0.3], type=[pb.CALL], outputs=[pb.PRICE, pb.ALL_SECOND_ORDER])
+        reply = self.stub.PriceBatch(request, timeout=30)
+        self.assertAlmostEqual(reply.greeks.price[0], 2.1334, places=4)
+        self.assertEqual(len(reply.greeks.vanna), 1)
+        self.assertEqual(len(reply.greeks.delta), 0)
+
+    def test_implied_normal_vol_matches_greeks_iv(self):
+        rows = [dict(id="a", type="call", S=100.0, K=100.0, T=1.0, r=0.0, q=0.0, price=7.978845608028654),
+                dict(id="b", type="put", S=-0.5, K=0.25, T=2.0, r=0.01, q=0.0, price=0.9)]
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "iv.csv")
+            write_rows(path, rows, ["id", "type", "S", "K", "T", "r", "q", "price"])
+            code, out, err = run_cli("iv", "--model", "bachelier", path)
+        self.assertEqual(code, 0, err)
+        offline = read_csv(out)
+        request = pb.ImpliedVolRequest(model=pb.MODEL_BACHELIER, spot=[r["S"] for r in rows],
+                                       strike=[r["K"] for r in rows], expiry=[r["T"] for r in rows],
+                                       rate=[r["r"] for r in rows], price=[r["price"] for r in rows],
+                                       type=[pb.CALL if r["type"] == "call" else pb.PUT for r in rows])
+        reply = self.stub.ImpliedVol(request, timeout=30)
+        self.assertEqual(len(reply.errors), 0)
+        for i, line in enumerate(offline):
+            self.assertTrue(close(reply.vol[i], float(line["iv"])))
+        # ATM Bachelier: price = sigma sqrt(T/(2 pi)), so 7.9788... means sigma = 20.
+        self.assertAlmostEqual(reply.vol[0], 20.0, places=10)
+
+    def test_revalue_matches_greeks_revalue_and_stream_matches_unary(self):
+        market = os.path.join(DATA, "cli", "market.csv")
+        positions = os.path.join(DATA, "cli", "positions_good.csv")
+        code, out, err = run_cli("revalue", positions, "--market", market, "--scenarios", "none")
+        self.assertIn(code, (0, 3), err)
+        offline = {r["underlying"]: r for r in read_csv(out.split("\n\n")[0])}
+        with open(market) as f:
+            mk = list(csv.DictReader(f))
+        with open(positions) as f:
+            ps = list(csv.DictReader(f))
+        names = [m["underlying"] for m in mk]
+        markets = pb.Markets(spot=[float(m["S"]) for m in mk], rate=[float(m["r"]) for m in mk],
+                             **{"yield": [float(m["q"]) for m in mk]})
+
+        def positions_msg(rows):
+            return pb.Positions(underlying=[names.index(p["underlying"]) for p in rows],
+                                type=[pb.CALL if p["type"] == "call" else pb.PUT for p in rows],
+                                strike=[float(p["K"]) for p in rows], expiry=[float(p["T"]) for p in rows],
+                                vol=[float(p["sigma"]) for p in rows], quantity=[float(p["quantity"]) for p in rows],
+                                multiplier=[float(p.get("multiplier") or 1) for p in rows])
+        grid = pb.ScenarioGrid(spot_shocks=[-0.1, 0.0, 0.1], spot_mode=pb.RELATIVE, vol_shocks=[-0.05, 0.05],
+                               vol_mode=pb.ABSOLUTE)
+        unary = self.stub.RevaluePortfolio(pb.RevaluePortfolioRequest(
+            model=pb.MODEL_BSM, markets=markets, positions=positions_msg(ps), grid=grid), timeout=30)
+        self.assertTrue(close(unary.total.value, float(offline["TOTAL"]["value"]), rel=1e-12))
+        self.assertTrue(close(unary.total.delta, float(offline["TOTAL"]["delta"]), rel=1e-12))
+        self.assertEqual((unary.spot_shocks, unary.vol_shocks, len(unary.pnl)), (3, 2, 6))
+        chunks = [pb.RevaluePortfolioRequest(model=pb.MODEL_BSM, markets=markets, grid=grid, positions=positions_msg(ps[:1]))]
+        chunks += [pb.RevaluePortfolioRequest(positions=positions_msg([p])) for p in ps[1:]]
+        streamed = self.stub.RevaluePortfolioStream(iter(chunks), timeout=30)
+        self.assertEqual(streamed.positions, len(ps))
+        self.assertTrue(close(streamed.total.value, unary.total.value, rel=1e-12))
+        for a, b in zip(streamed.pnl, unary.pnl):
+            self.assertTrue(close(a, b, rel=1e-12, abs_tol=1e-9))
+
+    def test_cli_call_verbs_print_what_the_offline_verbs_print(self):
+        good = os.path.join(DATA, "cli", "good.csv")
+        code, served, err = run_cli("call", "--target", self.server.target, "price-batch", good)
+        self.assertEqual(code, 0, err)
+        code, offline, err = run_cli("price", good)
+        self.assertEqual(served, offline)
+        code, out, err = run_cli("call", "--target", self.server.target, "health")
+        self.assertEqual((code, out.strip()), (0, "SERVING"))
+
+
+class ErrorPaths(ServedTestCase):
+    def test_bad_contract_is_an_element_error_not_a_failed_call(self):
+        rows = random_batch(3, seed=1)
+        rows[1]["sigma"] = -0.2
+        reply = self.stub.PriceBatch(batch_request(rows), timeout=30)
+        self.assertEqual(len(reply.errors), 1)
+        e = reply.errors[0]
+        self.assertEqual((e.index, e.field), (1, "sigma"))
+        self.assertIn("-0.2", e.reason)
+        self.assertEqual(reply.greeks.price[1], 0.0)
+        self.assertGreater(reply.greeks.price[0], 0.0)
+
+    def test_unspecified_type_is_an_element_error(self):
+        rows = random_batch(2, seed=2)
+        request = batch_request(rows)
+        request.type[0] = pb.OPTION_TYPE_UNSPECIFIED
+        reply = self.stub.PriceBatch(request, timeout=30)
+        self.assertEqual([(e.index, e.field) for e in reply.errors], [(0, "type")])
+
+    def assertStatus(self, code, fn, *args, **kwargs):
+        with self.assertRaises(grpc.RpcError) as raised:
+            fn(*args, **kwargs)
+        self.assertEqual(raised.exception.code(), code, raised.exception.details())
+        return raised.exception.details()
+
+    def test_mismatched_columns_name_the_field(self):
+        request = batch_request(random_batch(3, seed=4))
+        del request.strike[-1]
+        details = self.assertStatus(grpc.StatusCode.INVALID_ARGUMENT, self.stub.PriceBatch, request, timeout=30)
+        self.assertIn("'strike'", details)
+
+    def test_unknown_model_and_output_are_invalid_arguments(self):
+        request = batch_request(random_batch(1, seed=5))
+        request.model = 42
+        self.assertIn("model", self.assertStatus(grpc.StatusCode.INVALID_ARGUMENT, self.stub.PriceBatch, request, timeout=30))
+        request = batch_request(random_batch(1, seed=5), outputs=[77])
+        self.assertIn("outputs", self.assertStatus(grpc.StatusCode.INVALID_ARGUMENT, self.stub.PriceBatch, request, timeout=30))
+
+    def test_chain_without_market_is_invalid(self):
+        details = self.assertStatus(grpc.StatusCode.INVALID_ARGUMENT, self.stub.PriceChain,
+                                    pb.PriceChainRequest(contracts=pb.ChainContracts(strike=[1], expiry=[1], vol=[0.2],
+                                                                                     type=[pb.CALL])), timeout=30)
+        self.assertIn("market", details)
+
+    def test_bad_market_names_the_field(self):
+        request = pb.PriceChainRequest(market=pb.Market(spot=-5, rate=0.01),
+                                       contracts=pb.ChainContracts(strike=[1], expiry=[1], vol=[0.2], type=[pb.CALL]))
+        self.assertIn("spot", self.assertStatus(grpc.StatusCode.INVALID_ARGUMENT, self.stub.PriceChain, request, timeout=30))
+
+    def test_garbage_bytes_are_invalid_argument(self):
+        raw = self.channel.unary_unary("/greeks.v1.PricingService/PriceBatch")
+        self.assertStatus(grpc.StatusCode.INVALID_ARGUMENT, raw, b"\xff\xff\xff\xff", timeout=30)
+
+    def long_revaluation(self):
+        n = 20000
+        markets = pb.Markets(spot=[100.0], rate=[0.02])
+        positions = pb.Positions(underlying=[0] * n, type=[pb.CALL] * n, strike=[90 + (i % 20) for i in range(n)],
+                                 expiry=[0.5] * n, vol=[0.25] * n, quantity=[1.0] * n, multiplier=[1.0] * n)
+        axis = [x / 100.0 for x in range(-30, 31, 2)]
+        return pb.RevaluePortfolioRequest(markets=markets, positions=positions,
+                                          grid=pb.ScenarioGrid(spot_shocks=axis, vol_shocks=[v / 10 for v in axis]))
+
+    def access_line(self, request_id):
+        deadline = time.monotonic() + 10
+        while "request_id=%s " % request_id not in self.server.stderr() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lines = [l for l in self.server.stderr().splitlines() if "request_id=%s " % request_id in l]
+        self.assertEqual(len(lines), 1, self.server.stderr()[-2000:])
+        return lines[0]
+
+    def test_expired_deadline_is_not_priced(self):
+        # Queued behind a long revaluation, a call with a 50 ms deadline expires
+        # before its turn: the server answers it without computing anything.
+        first = self.stub.RevaluePortfolio.future(self.long_revaluation(), timeout=120)
+        time.sleep(0.05)
+        with self.assertRaises(grpc.RpcError) as raised:
+            self.stub.RevaluePortfolio(self.long_revaluation(), timeout=0.05, metadata=[("x-request-id", "expires-queued")])
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+        self.assertGreater(first.result().total.positions, 0)
+        # 4 = DEADLINE_EXCEEDED, 1 = CANCELLED (the client gave up first); never 0.
+        self.assertRegex(self.access_line("expires-queued"), r"code=(4|1) ")
+
+    def test_request_id_is_echoed_or_generated(self):
+        request = batch_request(random_batch(1, seed=8))
+        _, call = self.stub.PriceBatch.with_call(request, timeout=30, metadata=[("x-request-id", "desk-7/abc")])
+        self.assertIn(("x-request-id", "desk-7/abc"), call.initial_metadata())
+        _, call = self.stub.PriceBatch.with_call(request, timeout=30)
+        generated = dict(call.initial_metadata())["x-request-id"]
+        self.assertRegex(generated, r"^[0-9a-f]{32}$")
+
+    def test_streaming_chunk_that_resends_markets_is_rejected(self):
+        first = pb.RevaluePortfolioRequest(markets=pb.Markets(spot=[100], rate=[0.01]))
+        second = pb.RevaluePortfolioRequest(markets=pb.Markets(spot=[100], rate=[0.01]))
+        details = self.assertStatus(grpc.StatusCode.INVALID_ARGUMENT, self.stub.RevaluePortfolioStream,
+                                    iter([first, second]), timeout=30)
+        self.assertIn("message 2", details)
+
+    def test_cancellation_stops_queued_work(self):
+        # A long revaluation occupies the compute agent; a second one queued
+        # behind it is cancelled by its client and must never be computed.
+        big = self.long_revaluation()
+        first = self.stub.RevaluePortfolio.future(big, timeout=120, metadata=[("x-request-id", "first-long")])
+        time.sleep(0.05)
+        second = self.stub.RevaluePortfolio.future(big, timeout=120, metadata=[("x-request-id", "second-cancelled")])
+        time.sleep(0.05)
+        second.cancel()
+        self.assertEqual(first.result().total.positions, 20000)
+        self.assertIn("code=1 ", self.access_line("second-cancelled") + " ")  # CANCELLED, not computed
+
+
+class OversizedMessages(ServedTestCase):
+    server_args = ("--max-message-bytes", "8192", "--max-contracts", "100")
+
+    def test_message_over_the_byte_limit_is_resource_exhausted(self):
+        request = batch_request(random_batch(200, seed=9))
+        with self.assertRaises(grpc.RpcError) as raised:
+            self.stub.PriceBatch(request, timeout=30)
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+    def test_too_many_contracts_is_invalid_argument(self):
+        # 101 contracts with only the required columns stay under the 8 KiB limit.
+        small = pb.ImpliedVolRequest(spot=[1.0] * 101, strike=[1.0] * 101, expiry=[1.0] * 101, rate=[0.0] * 101,
+                                     price=[0.1] * 101, type=[pb.CALL] * 101)
+        with self.assertRaises(grpc.RpcError) as raised:
+            self.stub.ImpliedVol(small, timeout=30)
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("--max-contracts", raised.exception.details())
+
+
+class Authentication(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.tokens = os.path.join(self.dir.name, "tokens")
+        with open(self.tokens, "w") as f:
+            f.write("# desk tokens\n  s3cret-desk-token  \n\nsecond-token\n")
+        self.server = Server("--token-file", self.tokens)
+        self.channel, self.stub = stub(self.server.target)
+
+    def tearDown(self):
+        self.channel.close()
+        self.assertEqual(self.server.stop(), 0)
+        log = self.server.stderr()
+        self.server.close()
+        self.dir.cleanup()
+        self.assertNotIn("s3cret-desk-token", log, "tokens must never be logged")
+
+    def call(self, metadata):
+        return self.stub.PriceBatch(batch_request(random_batch(1, seed=10)), timeout=30, metadata=metadata)
+
+    def test_missing_wrong_and_valid_tokens(self):
+        for metadata in ([], [("authorization", "Bearer wrong")], [("authorization", "s3cret-desk-token")]):
+            with self.assertRaises(grpc.RpcError) as raised:
+                self.call(metadata)
+            self.assertEqual(raised.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+        self.assertEqual(self.call([("authorization", "Bearer s3cret-desk-token")]).count, 1)
+        self.assertEqual(self.call([("authorization", "Bearer second-token")]).count, 1)
+
+    def test_health_needs_no_token(self):
+        health = health_pb2_grpc.HealthStub(self.channel)
+        self.assertEqual(health.Check(health_pb2.HealthCheckRequest(), timeout=30).status,
+                         health_pb2.HealthCheckResponse.SERVING)
+
+    def test_cli_sends_the_token_from_a_file(self):
+        good = os.path.join(DATA, "cli", "good.csv")
+        code, _, err = run_cli("call", "--target", self.server.target, "price-batch", good)
+        self.assertEqual(code, 2)
+        self.assertIn("UNAUTHENTICATED", err)
+        token_file = os.path.join(self.dir.name, "mine")
+        with open(token_file, "w") as f:
+            f.write("second-token\n")
+        code, out, err = run_cli("call", "--target", self.server.target, "--token-file", token_file, "price-batch", good)
+        self.assertEqual(code, 0, err)
+
+
+class Tls(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        cls.cert = os.path.join(cls.dir.name, "cert.pem")
+        cls.key = os.path.join(cls.dir.name, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-keyout", cls.key, "-out", cls.cert, "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                       check=True, capture_output=True)
+        cls.server = Server("--tls-cert", cls.cert, "--tls-key", cls.key)
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.server.stop() == 0
+        cls.server.close()
+        cls.dir.cleanup()
+
+    def test_tls_client_is_served(self):
+        with open(self.cert, "rb") as f:
+            creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+        channel, s = stub("localhost:%d" % self.server.port, creds)
+        self.assertEqual(s.PriceBatch(batch_request(random_batch(2, seed=11)), timeout=30).count, 2)
+        channel.close()
+
+    def test_plaintext_client_is_refused(self):
+        channel, s = stub(self.server.target)
+        with self.assertRaises(grpc.RpcError) as raised:
+            s.PriceBatch(batch_request(random_batch(1, seed=12)), timeout=5)
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        channel.close()
+
+    def test_cli_over_tls(self):
+        good = os.path.join(DATA, "cli", "good.csv")
+        code, out, err = run_cli("call", "--target", "localhost:%d" % self.server.port, "--tls-ca", self.cert,
+                                 "price-batch", good)
+        self.assertEqual(code, 0, err)
+
+
+class HealthAndShutdown(unittest.TestCase):
+    def test_watch_sees_not_serving_when_draining_and_in_flight_calls_finish(self):
+        server = Server("--drain-timeout-ms", "20000")
+        try:
+            channel, s = stub(server.target)
+            health = health_pb2_grpc.HealthStub(channel)
+            self.assertEqual(health.Check(health_pb2.HealthCheckRequest(service="greeks.v1.PricingService"),
+                                          timeout=30).status, health_pb2.HealthCheckResponse.SERVING)
+            with self.assertRaises(grpc.RpcError) as raised:
+                health.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=30)
+            self.assertEqual(raised.exception.code(), grpc.StatusCode.NOT_FOUND)
+            watch = health.Watch(health_pb2.HealthCheckRequest(), timeout=60)
+            seen = []
+            watcher = threading.Thread(target=lambda: seen.extend(m.status for m in _drain(watch)))
+            watcher.start()
+            time.sleep(0.2)
+            # A long call in flight when SIGTERM arrives must still be answered.
+            n = 20000
+            big = pb.RevaluePortfolioRequest(
+                markets=pb.Markets(spot=[100.0], rate=[0.02]),
+                positions=pb.Positions(underlying=[0] * n, type=[pb.PUT] * n, strike=[100.0] * n, expiry=[1.0] * n,
+                                       vol=[0.2] * n, quantity=[1.0] * n, multiplier=[1.0] * n),
+                grid=pb.ScenarioGrid(spot_shocks=[x / 100 for x in range(-20, 21)], vol_shocks=[x / 100 for x in range(-10, 11)]))
+            in_flight = s.RevaluePortfolio.future(big, timeout=120)
+            time.sleep(0.1)
+            server.proc.send_signal(signal.SIGTERM)
+            self.assertEqual(in_flight.result().positions, n)
+            self.assertEqual(server.proc.wait(timeout=60), 0, server.stderr())
+            watcher.join(timeout=30)
+            self.assertEqual(seen[0], health_pb2.HealthCheckResponse.SERVING)
+            self.assertEqual(seen[-1], health_pb2.HealthCheckResponse.NOT_SERVING)
+            self.assertIn("stopped:", server.stderr())
+            channel.close()
+        finally:
+            server.close()
+
+    def test_new_calls_after_shutdown_are_refused(self):
+        server = Server()
+        target = server.target
+        self.assertEqual(server.stop(), 0)
+        server.close()
+        channel, s = stub(target)
+        with self.assertRaises(grpc.RpcError) as raised:
+            s.PriceBatch(batch_request(random_batch(1, seed=13)), timeout=2)
+        self.assertIn(raised.exception.code(), (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED))
+        channel.close()
+
+
+def _drain(stream):
+    try:
+        for message in stream:
+            yield message
+    except grpc.RpcError:
+        return
+
+
+class Configuration(unittest.TestCase):
+    def run_greeksd(self, *args, env=None):
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        return subprocess.run([GREEKSD, *args], capture_output=True, text=True, timeout=30, env=full_env)
+
+    def test_bad_values_are_refused_with_the_flag_value_and_rule(self):
+        p = self.run_greeksd("--server-threads", "0")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--server-threads: '0' must be in [1, 64]", p.stderr)
+        p = self.run_greeksd(env={"GREEKSD_LISTEN": "nonsense"})
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("GREEKSD_LISTEN: 'nonsense'", p.stderr)
+        p = self.run_greeksd("--tls-cert", "/nonexistent.pem")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("both a certificate and a key", p.stderr)
+        p = self.run_greeksd("--bogus")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("'--bogus' is not an option", p.stderr)
+
+    def test_unusable_listen_address_fails_to_start(self):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            p = self.run_greeksd("--listen", "127.0.0.1:%d" % taken.getsockname()[1])
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("cannot listen on", p.stderr)
+
+    def test_help_lists_every_flag_with_its_variable(self):
+        p = self.run_greeksd("--help")
+        self.assertEqual(p.returncode, 0)
+        for flag in ("--listen", "GREEKSD_LISTEN", "--token-file", "--tls-cert", "--drain-timeout-ms"):
+            self.assertIn(flag, p.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
