@@ -10,6 +10,7 @@ packages=(
   libhwloc-dev                       # topology and thread binding (engine)
   libcmocka-dev                      # unit tests
   libbenchmark-dev                   # Google Benchmark (bench/)
+  libquantlib0-dev                   # QuantLib, the iv/quantlib benchmark case (optional in CMake)
   python3                            # bench/summarize.py, bench/gate, tests/test_gate.py
 )
 
