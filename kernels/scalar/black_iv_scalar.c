@@ -14,8 +14,8 @@
  * R(y) = N(-y) e^{y^2/2} (the scaled tail; kernels/src/normal_tail_table.h),
  *   b         = e^{-(h^2+t^2)/2} [R(y - t) - R(y + t)]     (one exp, no big terms)
  *   b_max - b = e^{-(h^2+t^2)/2} [R(t - y) + R(t + y)]     (no cancellation at all)
- * The first loses about eps / t to the difference, so for t < GK_BLACK_SMALL_T
- * the difference is its Taylor series in t (odd derivatives of R from the
+ * The first loses about eps / (2t) to the difference (1e-14 at t = 0.01), so
+ * for t < GK_BLACK_SMALL_T the difference is its Taylor series in t (odd derivatives of R from the
  * recurrence R^(n+1) = y R^(n) + n R^(n-1)). Where t - y > 0.85, b is above
  * ~0.6 b_max and is taken as b_max minus the second line.
  *

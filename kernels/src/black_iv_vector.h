@@ -27,15 +27,18 @@
 
 static inline vdouble biv_neg(vdouble a) { return v_sub(v_set1(0.0), a); }
 
-/* R(y) = N(-y) e^{y^2/2} for y >= 0: the table, and Laplace's series past it. */
+/* R(y) = N(-y) e^{y^2/2} for y >= 0: the table, and Laplace's series past it
+ * (skipped when no lane is that far out). */
 static inline vdouble biv_tail_ratio(vdouble y) {
+  vdouble table = normal_tail_ratio(y);
+  vmask beyond = v_gt(y, v_set1(GK_TAIL_Y_MAX));
+  if (!m_bits(beyond)) return table;
   vdouble w = v_div(v_set1(1.0), v_mul(y, y)), series = v_set1(1.0), term = v_set1(1.0);
   for (int k = 1; k <= 8; k++) {
     term = v_mul(term, v_mul(v_set1(-(2.0 * k - 1.0)), w));
     series = v_add(series, term);
   }
-  vdouble asymptotic = v_mul(v_div(v_set1(GK_INV_SQRT_2PI), y), series);
-  return v_select(v_gt(y, v_set1(GK_TAIL_Y_MAX)), asymptotic, normal_tail_ratio(y));
+  return v_select(beyond, v_mul(v_div(v_set1(GK_INV_SQRT_2PI), y), series), table);
 }
 
 /* N(-z) for z >= 0. */
@@ -45,9 +48,15 @@ typedef struct biv_parts {
   vdouble b, log_b, b_over_vega, log_gap, gap_over_vega, vega;
 } biv_parts;
 
-/* Normalised Black b(x, s), x <= 0, s > 0, and what the objectives need. */
-static inline biv_parts biv_black(vdouble x, vdouble s, vdouble b_max) {
-  const vdouble half = v_set1(0.5), sqrt_2pi = v_set1(BIV_SQRT_2PI);
+/* What an evaluation must produce beyond b and vega: the lower objective's
+ * ln b and b / b', the upper one's ln(b_max - b) and (b_max - b) / b'. The
+ * flags are uniform over the vector (any lane needing it), so skipping work is
+ * a branch on the whole vector, never per lane. */
+enum { BIV_VALUE = 0, BIV_LOWER = 1, BIV_UPPER = 2 };
+
+/* Normalised Black b(x, s), x <= 0, s > 0. */
+static inline biv_parts biv_black(vdouble x, vdouble s, vdouble b_max, int want) {
+  const vdouble zero = v_set1(0.0), half = v_set1(0.5), sqrt_2pi = v_set1(BIV_SQRT_2PI);
   vdouble h = v_div(x, s), t = v_mul(half, s), y = biv_neg(h);
   vdouble z = v_mul(half, v_fma(h, h, v_mul(t, t)));
   vdouble e = v_exp(biv_neg(z));
@@ -55,28 +64,38 @@ static inline biv_parts biv_black(vdouble x, vdouble s, vdouble b_max) {
   vdouble d1 = v_sub(t, y), u = v_abs(d1), near = biv_tail_ratio(u);
   vmask upper = v_gt(d1, v_set1(GK_BLACK_UPPER_D1));
   /* R(y - t): R(u) when y >= t, else e^{u^2/2} - R(u) (only for u <= 0.85 here). */
-  vdouble near_signed = v_select(v_le(d1, v_set1(0.0)), near,
-                                 v_sub(v_exp(v_mul(half, v_mul(u, u))), near));
-  /* Taylor series of R(y - t) - R(y + t) in t (small t). */
-  vdouble r0 = biv_tail_ratio(y), r1 = v_fma(y, r0, v_set1(-GK_INV_SQRT_2PI));
-  vdouble r2 = v_fma(y, r1, r0), r3 = v_fma(y, r2, v_mul(v_set1(2.0), r1));
-  vdouble r4 = v_fma(y, r3, v_mul(v_set1(3.0), r2)), r5 = v_fma(y, r4, v_mul(v_set1(4.0), r3));
-  vdouble r6 = v_fma(y, r5, v_mul(v_set1(5.0), r4)), r7 = v_fma(y, r6, v_mul(v_set1(6.0), r5));
-  vdouble w = v_mul(t, t);
-  vdouble series = v_fma(w, v_mul(r7, v_set1(1.0 / 5040.0)), v_mul(r5, v_set1(1.0 / 120.0)));
-  series = v_fma(w, series, v_mul(r3, v_set1(1.0 / 6.0)));
-  series = v_fma(w, series, r1);
-  vdouble taylor = v_mul(v_mul(v_set1(-2.0), t), series);
-  vdouble bracket = v_select(v_lt(t, v_set1(GK_BLACK_SMALL_T)), taylor, v_sub(near_signed, far));
+  vmask past_money = m_andnot(v_gt(d1, zero), upper);
+  vdouble near_signed = near;
+  if (m_bits(past_money)) near_signed = v_select(past_money, v_sub(v_exp(v_mul(half, v_mul(u, u))), near), near);
+  vdouble bracket = v_sub(near_signed, far);
+  vmask small_t = v_lt(t, v_set1(GK_BLACK_SMALL_T));
+  if (m_bits(small_t)) { /* Taylor series of R(y - t) - R(y + t) in t */
+    vdouble r0 = biv_tail_ratio(y), r1 = v_fma(y, r0, v_set1(-GK_INV_SQRT_2PI));
+    vdouble r2 = v_fma(y, r1, r0), r3 = v_fma(y, r2, v_mul(v_set1(2.0), r1));
+    vdouble r4 = v_fma(y, r3, v_mul(v_set1(3.0), r2)), r5 = v_fma(y, r4, v_mul(v_set1(4.0), r3));
+    vdouble r6 = v_fma(y, r5, v_mul(v_set1(5.0), r4)), r7 = v_fma(y, r6, v_mul(v_set1(6.0), r5));
+    vdouble w = v_mul(t, t);
+    vdouble series = v_fma(w, v_mul(r7, v_set1(1.0 / 5040.0)), v_mul(r5, v_set1(1.0 / 120.0)));
+    series = v_fma(w, series, v_mul(r3, v_set1(1.0 / 6.0)));
+    series = v_fma(w, series, r1);
+    bracket = v_select(small_t, v_mul(v_mul(v_set1(-2.0), t), series), bracket);
+  }
   vdouble sum = v_add(near, far); /* the gap's bracket, upper lanes */
   biv_parts p;
   p.vega = v_mul(v_set1(GK_INV_SQRT_2PI), e);
   vdouble gap = v_select(upper, v_mul(e, sum), v_sub(b_max, v_mul(e, bracket)));
   p.b = v_select(upper, v_sub(b_max, gap), v_mul(e, bracket));
-  p.log_b = v_sub(v_log(v_select(upper, p.b, bracket)), v_select(upper, v_set1(0.0), z));
-  p.b_over_vega = v_select(upper, v_div(p.b, p.vega), v_mul(sqrt_2pi, bracket));
-  p.log_gap = v_sub(v_log(v_select(upper, sum, gap)), v_select(upper, z, v_set1(0.0)));
-  p.gap_over_vega = v_select(upper, v_mul(sqrt_2pi, sum), v_div(gap, p.vega));
+  p.log_b = p.b_over_vega = p.log_gap = p.gap_over_vega = zero;
+  if (want == BIV_VALUE) return p;
+  vdouble inv_vega = v_div(v_set1(1.0), p.vega);
+  if (want & BIV_LOWER) {
+    p.log_b = v_sub(v_log(v_select(upper, p.b, bracket)), v_select(upper, zero, z));
+    p.b_over_vega = v_select(upper, v_mul(p.b, inv_vega), v_mul(sqrt_2pi, bracket));
+  }
+  if (want & BIV_UPPER) {
+    p.log_gap = v_sub(v_log(v_select(upper, sum, gap)), v_select(upper, z, zero));
+    p.gap_over_vega = v_select(upper, v_mul(sqrt_2pi, sum), v_mul(gap, inv_vega));
+  }
   return p;
 }
 
@@ -163,13 +182,13 @@ static inline vdouble biv_initial_guess(vdouble beta, vdouble x, vdouble b_max, 
   const vdouble zero = v_set1(0.0), one = v_set1(1.0), half = v_set1(0.5), tiny = v_set1(1e-300);
   vdouble ax = biv_neg(x);
   vdouble s_c = v_max(v_sqrt(v_mul(v_set1(2.0), ax)), tiny);
-  biv_parts pc = biv_black(x, s_c, b_max);
+  biv_parts pc = biv_black(x, s_c, b_max, BIV_VALUE);
   vdouble b_c = pc.b, v_c = pc.vega;
   vmask lower_side = v_lt(beta, b_c);
   vdouble s_l = v_sub(s_c, v_div(b_c, v_c));
   vdouble s_u = v_select(v_gt(v_c, v_set1(2.2250738585072014e-308)), v_add(s_c, v_div(v_sub(b_max, b_c), v_c)), s_c);
   vdouble s_side = v_max(v_select(lower_side, s_l, s_u), tiny);
-  biv_parts ps = biv_black(x, s_side, b_max);
+  biv_parts ps = biv_black(x, s_side, b_max, BIV_VALUE);
   vdouble b_side = ps.b, v_side = ps.vega;
   *lower = m_and(lower_side, v_lt(beta, b_side));
   vmask beyond_upper = m_andnot(v_gt(beta, b_side), lower_side);
@@ -181,38 +200,40 @@ static inline vdouble biv_initial_guess(vdouble beta, vdouble x, vdouble b_max, 
   vdouble r_mid = biv_control(lower_side, xl, xr, yl, yr, dl, dr, zero, 0);
   vdouble s_mid = biv_rational_cubic(beta, xl, xr, yl, yr, dl, dr, r_mid);
 
-  /* The lower map at s_l. */
-  vdouble z = v_div(ax, v_mul(v_set1(BIV_SQRT_3), s_side)), yz = v_mul(z, z), s2 = v_mul(s_side, s_side);
-  vdouble phi = biv_lower_tail(z), density = v_mul(v_set1(GK_INV_SQRT_2PI), gaussian_factor(z));
-  vdouble bracket = v_fma(v_sub(v_mul(v_mul(v_set1(3.0), s2), v_sub(s2, v_set1(8.0))), v_mul(v_set1(8.0), v_mul(x, x))),
-                          v_div(phi, density), v_mul(v_set1(8.0 * BIV_SQRT_3), v_mul(s_side, ax)));
-  vdouble fpp_l = v_mul(v_mul(v_mul(v_set1(BIV_PI_OVER_6), v_div(yz, v_mul(s2, s_side))), v_mul(phi, bracket)),
-                        v_exp(v_fma(v_set1(2.0), yz, v_mul(v_set1(0.25), s2))));
-  vdouble fp_l = v_mul(v_mul(v_set1(BIV_TWO_PI), v_mul(yz, v_mul(phi, phi))), v_exp(v_fma(v_set1(0.125), s2, yz)));
-  vdouble f_l = v_mul(v_mul(v_set1(BIV_TWO_PI_OVER_SQRT_27), ax), v_mul(phi, v_mul(phi, phi)));
-  vdouble r_ll = biv_control(v_eq(zero, zero), zero, b_side, zero, f_l, one, fp_l, fpp_l, 1);
-  vdouble f_low = biv_rational_cubic(beta, zero, b_side, zero, f_l, one, fp_l, r_ll);
-  vdouble u_low = v_div(beta, b_side);
-  vdouble f_quad = v_mul(v_fma(f_l, u_low, v_mul(b_side, v_sub(one, u_low))), u_low);
-  f_low = v_select(v_gt(f_low, zero), f_low, f_quad);
-  vdouble p_low = v_cbrt(v_div(f_low, v_mul(v_set1(BIV_TWO_PI_OVER_SQRT_27), ax)));
-  p_low = v_min(v_max(p_low, v_set1(1e-300)), v_set1(0.5));
-  vdouble s_low = v_abs(v_div(x, v_mul(v_set1(BIV_SQRT_3), biv_inverse_normal_cdf(p_low))));
-
-  /* The upper map at s_u. */
-  vdouble wu = v_mul(v_div(x, s_side), v_div(x, s_side));
-  vdouble f_u = biv_lower_tail(v_mul(half, s_side));
-  vdouble fp_u = v_mul(v_set1(-0.5), v_exp(v_mul(half, wu)));
-  vdouble fpp_u = v_div(v_mul(v_mul(v_set1(BIV_SQRT_PI_OVER_2), v_exp(v_fma(v_set1(0.125), s2, wu))), wu), s_side);
-  vmask fpp_ok = v_lt(v_abs(fpp_u), v_set1(1.3407807929942596e154));
-  vdouble r_hh = biv_control(v_lt(one, zero), b_side, b_max, f_u, zero, fp_u, v_set1(-0.5),
-                             v_select(fpp_ok, fpp_u, zero), 1);
-  vdouble f_high = v_select(fpp_ok, biv_rational_cubic(beta, b_side, b_max, f_u, zero, fp_u, v_set1(-0.5), r_hh), zero);
-  vdouble width = v_sub(b_max, b_side), u_high = v_div(v_sub(beta, b_side), width);
-  vdouble f_quad_high = v_mul(v_fma(f_u, v_sub(one, u_high), v_mul(v_mul(half, width), u_high)), v_sub(one, u_high));
-  f_high = v_select(v_gt(f_high, zero), f_high, f_quad_high);
-  f_high = v_min(v_max(f_high, v_set1(1e-300)), v_set1(0.5));
-  vdouble s_high = v_mul(v_set1(-2.0), biv_inverse_normal_cdf(f_high));
+  vdouble s_low = zero, s_high = zero, s2 = v_mul(s_side, s_side);
+  if (m_bits(*lower)) { /* the lower map at s_l */
+    vdouble z = v_div(ax, v_mul(v_set1(BIV_SQRT_3), s_side)), yz = v_mul(z, z);
+    vdouble phi = biv_lower_tail(z), density = v_mul(v_set1(GK_INV_SQRT_2PI), gaussian_factor(z));
+    vdouble bracket = v_fma(v_sub(v_mul(v_mul(v_set1(3.0), s2), v_sub(s2, v_set1(8.0))), v_mul(v_set1(8.0), v_mul(x, x))),
+                            v_div(phi, density), v_mul(v_set1(8.0 * BIV_SQRT_3), v_mul(s_side, ax)));
+    vdouble fpp_l = v_mul(v_mul(v_mul(v_set1(BIV_PI_OVER_6), v_div(yz, v_mul(s2, s_side))), v_mul(phi, bracket)),
+                          v_exp(v_fma(v_set1(2.0), yz, v_mul(v_set1(0.25), s2))));
+    vdouble fp_l = v_mul(v_mul(v_set1(BIV_TWO_PI), v_mul(yz, v_mul(phi, phi))), v_exp(v_fma(v_set1(0.125), s2, yz)));
+    vdouble f_l = v_mul(v_mul(v_set1(BIV_TWO_PI_OVER_SQRT_27), ax), v_mul(phi, v_mul(phi, phi)));
+    vdouble r_ll = biv_control(v_eq(zero, zero), zero, b_side, zero, f_l, one, fp_l, fpp_l, 1);
+    vdouble f_low = biv_rational_cubic(beta, zero, b_side, zero, f_l, one, fp_l, r_ll);
+    vdouble u_low = v_div(beta, b_side);
+    vdouble f_quad = v_mul(v_fma(f_l, u_low, v_mul(b_side, v_sub(one, u_low))), u_low);
+    f_low = v_select(v_gt(f_low, zero), f_low, f_quad);
+    vdouble p_low = v_cbrt(v_div(f_low, v_mul(v_set1(BIV_TWO_PI_OVER_SQRT_27), ax)));
+    p_low = v_min(v_max(p_low, v_set1(1e-300)), v_set1(0.5));
+    s_low = v_abs(v_div(x, v_mul(v_set1(BIV_SQRT_3), biv_inverse_normal_cdf(p_low))));
+  }
+  if (m_bits(beyond_upper)) { /* the upper map at s_u */
+    vdouble wu = v_mul(v_div(x, s_side), v_div(x, s_side));
+    vdouble f_u = biv_lower_tail(v_mul(half, s_side));
+    vdouble fp_u = v_mul(v_set1(-0.5), v_exp(v_mul(half, wu)));
+    vdouble fpp_u = v_div(v_mul(v_mul(v_set1(BIV_SQRT_PI_OVER_2), v_exp(v_fma(v_set1(0.125), s2, wu))), wu), s_side);
+    vmask fpp_ok = v_lt(v_abs(fpp_u), v_set1(1.3407807929942596e154));
+    vdouble r_hh = biv_control(v_lt(one, zero), b_side, b_max, f_u, zero, fp_u, v_set1(-0.5),
+                               v_select(fpp_ok, fpp_u, zero), 1);
+    vdouble f_high = v_select(fpp_ok, biv_rational_cubic(beta, b_side, b_max, f_u, zero, fp_u, v_set1(-0.5), r_hh), zero);
+    vdouble width = v_sub(b_max, b_side), u_high = v_div(v_sub(beta, b_side), width);
+    vdouble f_quad_high = v_mul(v_fma(f_u, v_sub(one, u_high), v_mul(v_mul(half, width), u_high)), v_sub(one, u_high));
+    f_high = v_select(v_gt(f_high, zero), f_high, f_quad_high);
+    f_high = v_min(v_max(f_high, v_set1(1e-300)), v_set1(0.5));
+    s_high = v_mul(v_set1(-2.0), biv_inverse_normal_cdf(f_high));
+  }
 
   *upper = m_and(beyond_upper, v_gt(beta, v_mul(half, b_max)));
   vdouble s = v_select(*lower, s_low, v_select(beyond_upper, s_high, s_mid));
@@ -223,7 +244,8 @@ static inline vdouble biv_initial_guess(vdouble beta, vdouble x, vdouble b_max, 
 static inline vdouble biv_step(vdouble x, vdouble s, vdouble beta, vdouble log_beta, vdouble log_gap_beta,
                                vdouble b_max, vmask lower, vmask upper) {
   const vdouble one = v_set1(1.0), two = v_set1(2.0);
-  biv_parts p = biv_black(x, s, b_max);
+  int want = (m_bits(lower) ? BIV_LOWER : 0) | (m_bits(upper) ? BIV_UPPER : 0);
+  biv_parts p = biv_black(x, s, b_max, want);
   vdouble xs = v_div(x, s), b_halley = v_fma(v_div(v_mul(xs, xs), s), one, v_mul(v_set1(-0.25), s));
   vdouble xss = v_div(xs, s);
   vdouble b_hh3 = v_sub(v_fma(b_halley, b_halley, v_mul(v_set1(-3.0), v_mul(xss, xss))), v_set1(0.25));
@@ -279,7 +301,9 @@ static size_t black_iv_vector_kernel(gk_model model, const gk_iv_batch *in, doub
     vdouble time_value = v_sub(price, intrinsic);
     vdouble ratio = v_div(S, K);
     vmask near_money = m_and(v_gt(ratio, half), v_lt(ratio, v_set1(2.0)));
-    vdouble log_sk = v_select(near_money, v_log1p(v_div(v_sub(S, K), K)), v_log(ratio));
+    unsigned near_bits = m_bits(near_money), all_bits = (1u << VLANES) - 1u;
+    vdouble log_sk = near_bits ? v_log1p(v_div(v_sub(S, K), K)) : zero;
+    if (near_bits != all_bits) log_sk = v_select(near_money, log_sk, v_log(ratio));
     vdouble x = biv_neg(v_abs(v_add(log_sk, carry)));
     vdouble scale = v_mul(v_mul(v_sqrt(S), v_sqrt(K)), v_exp(v_mul(v_set1(-0.5), v_mul(v_add(r, q), T))));
     vdouble beta = v_div(time_value, scale), b_max = v_exp(v_mul(half, x));
@@ -295,7 +319,8 @@ static size_t black_iv_vector_kernel(gk_model model, const gk_iv_batch *in, doub
     beta = v_select(solvable, beta, v_mul(v_set1(0.25), b_max));
     vmask lower, upper;
     vdouble s = biv_initial_guess(beta, x, b_max, &lower, &upper);
-    vdouble log_beta = v_log(beta), log_gap_beta = v_log(v_sub(b_max, beta));
+    vdouble log_beta = m_bits(lower) ? v_log(beta) : one;
+    vdouble log_gap_beta = m_bits(upper) ? v_log(v_sub(b_max, beta)) : one;
     for (int k = 0; k < GK_LOGNORMAL_IV_ITERATIONS; k++)
       s = biv_step(x, s, beta, log_beta, log_gap_beta, b_max, lower, upper);
     v_store(vol + i, v_select(solvable, v_div(s, v_sqrt(T)), zero), n);

@@ -62,7 +62,7 @@ gk_element_error gk_normal_iv_element(const gk_iv_batch *in, size_t i, double *v
  * Black difference R(y - t) - R(y + t) is taken from its Taylor series; above
  * this d1 = t - y, b is computed as b_max minus its (cancellation-free) gap. */
 #define GK_LOGNORMAL_IV_ITERATIONS 2
-#define GK_BLACK_SMALL_T 0.05
+#define GK_BLACK_SMALL_T 0.01
 #define GK_BLACK_UPPER_D1 0.85
 #define GK_BLACK_LARGE_X 200.0
 #define GK_BLACK_LARGE_X_EXTRA_STEPS 2
