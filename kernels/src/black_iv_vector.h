@@ -109,22 +109,28 @@ static inline vdouble biv_inverse_normal_cdf(vdouble p) {
                               -2.549732539343734e+00, 4.374664141464968e+00, 2.938163982698783e+00};
   static const double d[4] = {7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
                               3.754408661907416e+00};
-  vdouble q = v_sub(p, v_set1(0.5)), r = v_mul(q, q);
-  vdouble num = v_set1(a[0]), den = v_set1(b[0]);
-  for (int k = 1; k < 6; k++) num = v_fma(num, r, v_set1(a[k]));
-  for (int k = 1; k < 5; k++) den = v_fma(den, r, v_set1(b[k]));
-  den = v_fma(den, r, v_set1(1.0));
-  vdouble central = v_div(v_mul(num, q), den);
-  vmask low = v_le(p, v_set1(0.5));
-  vdouble tail = v_select(low, p, v_sub(v_set1(1.0), p));
-  vdouble qt = v_sqrt(v_mul(v_set1(-2.0), v_log(tail)));
-  vdouble tn = v_set1(c[0]), td = v_set1(d[0]);
-  for (int k = 1; k < 6; k++) tn = v_fma(tn, qt, v_set1(c[k]));
-  for (int k = 1; k < 4; k++) td = v_fma(td, qt, v_set1(d[k]));
-  td = v_fma(td, qt, v_set1(1.0));
-  vdouble tail_value = v_div(tn, td);
-  tail_value = v_select(low, tail_value, biv_neg(tail_value));
   vmask in_center = m_and(v_gt(p, v_set1(0.02425)), v_lt(p, v_set1(0.97575)));
+  unsigned center_bits = m_bits(in_center), all_bits = (1u << VLANES) - 1u;
+  vdouble central = v_set1(0.0), tail_value = v_set1(0.0);
+  if (center_bits) {
+    vdouble q = v_sub(p, v_set1(0.5)), r = v_mul(q, q);
+    vdouble num = v_set1(a[0]), den = v_set1(b[0]);
+    for (int k = 1; k < 6; k++) num = v_fma(num, r, v_set1(a[k]));
+    for (int k = 1; k < 5; k++) den = v_fma(den, r, v_set1(b[k]));
+    den = v_fma(den, r, v_set1(1.0));
+    central = v_div(v_mul(num, q), den);
+  }
+  if (center_bits != all_bits) {
+    vmask low = v_le(p, v_set1(0.5));
+    vdouble tail = v_select(low, p, v_sub(v_set1(1.0), p));
+    vdouble qt = v_sqrt(v_mul(v_set1(-2.0), v_log(tail)));
+    vdouble tn = v_set1(c[0]), td = v_set1(d[0]);
+    for (int k = 1; k < 6; k++) tn = v_fma(tn, qt, v_set1(c[k]));
+    for (int k = 1; k < 4; k++) td = v_fma(td, qt, v_set1(d[k]));
+    td = v_fma(td, qt, v_set1(1.0));
+    tail_value = v_div(tn, td);
+    tail_value = v_select(low, tail_value, biv_neg(tail_value));
+  }
   return v_select(in_center, central, tail_value);
 }
 
@@ -182,8 +188,11 @@ static inline vdouble biv_initial_guess(vdouble beta, vdouble x, vdouble b_max, 
   const vdouble zero = v_set1(0.0), one = v_set1(1.0), half = v_set1(0.5), tiny = v_set1(1e-300);
   vdouble ax = biv_neg(x);
   vdouble s_c = v_max(v_sqrt(v_mul(v_set1(2.0), ax)), tiny);
-  biv_parts pc = biv_black(x, s_c, b_max, BIV_VALUE);
-  vdouble b_c = pc.b, v_c = pc.vega;
+  /* At the inflection point d1 = 0 and (h^2 + t^2)/2 = -x/2, so b_c and its
+   * vega need no exp: b_max (1/2 - R(s_c)) and b_max / sqrt(2 pi). (The
+   * difference loses digits at small |x|; it only places the guess.) */
+  vdouble b_c = v_mul(b_max, v_sub(half, biv_tail_ratio(s_c)));
+  vdouble v_c = v_mul(b_max, v_set1(GK_INV_SQRT_2PI));
   vmask lower_side = v_lt(beta, b_c);
   vdouble s_l = v_sub(s_c, v_div(b_c, v_c));
   vdouble s_u = v_select(v_gt(v_c, v_set1(2.2250738585072014e-308)), v_add(s_c, v_div(v_sub(b_max, b_c), v_c)), s_c);
@@ -241,38 +250,45 @@ static inline vdouble biv_initial_guess(vdouble beta, vdouble x, vdouble b_max, 
 }
 
 /* One Householder(3) step on each lane's objective. */
-static inline vdouble biv_step(vdouble x, vdouble s, vdouble beta, vdouble log_beta, vdouble log_gap_beta,
-                               vdouble b_max, vmask lower, vmask upper) {
+static inline vdouble biv_step(vdouble x, vdouble s, vdouble beta, vdouble log_beta, vdouble inv_log_beta,
+                               vdouble log_gap_beta, vdouble b_max, vmask lower, vmask upper) {
   const vdouble one = v_set1(1.0), two = v_set1(2.0);
   int want = (m_bits(lower) ? BIV_LOWER : 0) | (m_bits(upper) ? BIV_UPPER : 0);
   biv_parts p = biv_black(x, s, b_max, want);
-  vdouble xs = v_div(x, s), b_halley = v_fma(v_div(v_mul(xs, xs), s), one, v_mul(v_set1(-0.25), s));
-  vdouble xss = v_div(xs, s);
+  vdouble inv_s = v_div(one, s), xs = v_mul(x, inv_s), xss = v_mul(xs, inv_s);
+  vdouble b_halley = v_fma(xs, xss, v_mul(v_set1(-0.25), s)); /* b''/b' */
   vdouble b_hh3 = v_sub(v_fma(b_halley, b_halley, v_mul(v_set1(-3.0), v_mul(xss, xss))), v_set1(0.25));
   /* middle: g = b - beta */
   vdouble newton = v_div(v_sub(beta, p.b), p.vega), halley = b_halley, hh3 = b_hh3;
-  /* lower: g = 1/ln b - 1/ln beta */
-  vdouble ln_b = p.log_b, bpob = v_div(one, p.b_over_vega), inv_ln_b = v_div(one, ln_b);
-  vdouble k2 = v_fma(two, inv_ln_b, one);
-  vdouble newton_l = v_mul(v_div(v_mul(v_sub(log_beta, ln_b), ln_b), log_beta), p.b_over_vega);
-  vdouble halley_l = v_sub(b_halley, v_mul(bpob, k2));
-  vdouble k3 = v_fma(v_mul(v_set1(3.0), inv_ln_b), v_add(one, inv_ln_b), one);
-  vdouble hh3_l = v_sub(v_fma(v_mul(two, v_mul(bpob, bpob)), k3, b_hh3), v_mul(v_mul(v_set1(3.0), b_halley), v_mul(bpob, k2)));
-  /* upper: g = ln(b_max - beta) - ln(b_max - b) */
-  vdouble gp = v_div(one, p.gap_over_vega);
-  vdouble newton_u = v_mul(biv_neg(v_sub(log_gap_beta, p.log_gap)), p.gap_over_vega);
-  vdouble halley_u = v_add(b_halley, gp), hh3_u = v_fma(gp, v_fma(two, gp, v_mul(v_set1(3.0), b_halley)), b_hh3);
-  newton = v_select(lower, newton_l, v_select(upper, newton_u, newton));
-  halley = v_select(lower, halley_l, v_select(upper, halley_u, halley));
-  hh3 = v_select(lower, hh3_l, v_select(upper, hh3_u, hh3));
+  vmask underflow = m_and(lower, v_lt(one, v_set1(0.0)));
+  if (want & BIV_LOWER) { /* lower: g = 1/ln b - 1/ln beta */
+    vdouble ln_b = p.log_b, bpob = v_div(one, p.b_over_vega), inv_ln_b = v_div(one, ln_b);
+    vdouble k2 = v_fma(two, inv_ln_b, one);
+    vdouble newton_l = v_mul(v_mul(v_mul(v_sub(log_beta, ln_b), ln_b), inv_log_beta), p.b_over_vega);
+    vdouble halley_l = v_sub(b_halley, v_mul(bpob, k2));
+    vdouble k3 = v_fma(v_mul(v_set1(3.0), inv_ln_b), v_add(one, inv_ln_b), one);
+    vdouble hh3_l = v_sub(v_fma(v_mul(two, v_mul(bpob, bpob)), k3, b_hh3),
+                          v_mul(v_mul(v_set1(3.0), b_halley), v_mul(bpob, k2)));
+    newton = v_select(lower, newton_l, newton);
+    halley = v_select(lower, halley_l, halley);
+    hh3 = v_select(lower, hh3_l, hh3);
+    /* A lower lane whose b underflowed (ln b = -inf) is far too low. */
+    vmask finite = m_and(v_gt(ln_b, v_set1(-1.7976931348623157e308)), v_lt(bpob, v_set1(1.7976931348623157e308)));
+    underflow = m_andnot(lower, finite);
+  }
+  if (want & BIV_UPPER) { /* upper: g = ln(b_max - beta) - ln(b_max - b) */
+    vdouble gp = v_div(one, p.gap_over_vega);
+    vdouble newton_u = v_mul(biv_neg(v_sub(log_gap_beta, p.log_gap)), p.gap_over_vega);
+    vdouble halley_u = v_add(b_halley, gp), hh3_u = v_fma(gp, v_fma(two, gp, v_mul(v_set1(3.0), b_halley)), b_hh3);
+    newton = v_select(upper, newton_u, newton);
+    halley = v_select(upper, halley_u, halley);
+    hh3 = v_select(upper, hh3_u, hh3);
+  }
   vdouble num = v_fma(v_mul(v_set1(0.5), halley), newton, one);
   vdouble den = v_fma(newton, v_fma(v_mul(hh3, v_set1(1.0 / 6.0)), newton, halley), one);
   vdouble ds = v_mul(newton, v_div(num, den));
   vdouble next = v_add(s, v_max(v_mul(v_set1(-0.5), s), ds));
-  /* A lower lane whose b underflowed (ln b = -inf) is far too low: double s. */
-  vmask finite = m_and(v_gt(ln_b, v_set1(-1.7976931348623157e308)), v_lt(bpob, v_set1(1.7976931348623157e308)));
-  vmask underflow = m_andnot(lower, finite);
-  return v_select(underflow, v_mul(two, s), next);
+  return v_select(underflow, v_mul(two, s), next); /* underflow: double s */
 }
 
 static size_t black_iv_vector_kernel(gk_model model, const gk_iv_batch *in, double *vol, uint8_t *error) {
@@ -319,10 +335,10 @@ static size_t black_iv_vector_kernel(gk_model model, const gk_iv_batch *in, doub
     beta = v_select(solvable, beta, v_mul(v_set1(0.25), b_max));
     vmask lower, upper;
     vdouble s = biv_initial_guess(beta, x, b_max, &lower, &upper);
-    vdouble log_beta = m_bits(lower) ? v_log(beta) : one;
+    vdouble log_beta = m_bits(lower) ? v_log(beta) : one, inv_log_beta = v_div(one, log_beta);
     vdouble log_gap_beta = m_bits(upper) ? v_log(v_sub(b_max, beta)) : one;
     for (int k = 0; k < GK_LOGNORMAL_IV_ITERATIONS; k++)
-      s = biv_step(x, s, beta, log_beta, log_gap_beta, b_max, lower, upper);
+      s = biv_step(x, s, beta, log_beta, inv_log_beta, log_gap_beta, b_max, lower, upper);
     v_store(vol + i, v_select(solvable, v_div(s, v_sqrt(T)), zero), n);
     unsigned scalar_lanes = ~m_bits(solvable) & ((1u << n) - 1u);
     memset(error + i, GK_ELEMENT_OK, n);
