@@ -128,17 +128,18 @@ static int compare_doubles(const void *a, const void *b) {
 
 /* Options whose price rounds to a few ulps of a vol change of 1e-13 or less
  * count (the rest have negligible vega); NaN (a failed solve) is the worst. */
-static void black_iv_accuracy(void *p, double *median, double *worst) {
+static void black_iv_accuracy(void *p, double *median, double *worst, double *off) {
   engine_state *s = p;
   double *errors = s->out[6];
   size_t m = 0;
-  *worst = 0;
+  *worst = 0, *off = 0;
   for (size_t i = 0; i < s->n; i++) {
     if (!(4 * 2.220446049250313e-16 * s->out[1][i] <= 1e-13 * s->out[5][i] * s->vol[i])) continue;
     double e = fabs(s->out[0][i] - s->vol[i]) / s->vol[i];
     if (!(e == e)) e = INFINITY;
     errors[m++] = e;
     *worst = fmax(*worst, e);
+    *off += e > 1e-8;
   }
   qsort(errors, m, sizeof *errors, compare_doubles);
   *median = m ? errors[m / 2] : NAN;
