@@ -46,7 +46,7 @@
  * both agree to the last bits), and Laplace's asymptotic series beyond its
  * range, where 8 terms are exact to double precision. */
 static double tail_ratio(double y) {
-  if (y > GK_TAIL_Y_MAX) {
+  if (!(y <= GK_TAIL_Y_MAX)) { /* also NaN, which must not index the table */
     double w = 1.0 / (y * y), series = 1.0, term = 1.0;
     for (int k = 1; k <= 8; k++) {
       term *= -(2 * k - 1) * w;
