@@ -212,12 +212,14 @@ static inline vdouble biv_initial_guess(vdouble beta, vdouble x, vdouble b_max, 
   vdouble s_low = zero, s_high = zero, s2 = v_mul(s_side, s_side);
   if (m_bits(*lower)) { /* the lower map at s_l */
     vdouble z = v_div(ax, v_mul(v_set1(BIV_SQRT_3), s_side)), yz = v_mul(z, z);
-    vdouble phi = biv_lower_tail(z), density = v_mul(v_set1(GK_INV_SQRT_2PI), gaussian_factor(z));
+    /* With g = e^{-z^2/2}: N(-z) = g R(z), N(-z)/n(z) = sqrt(2 pi) R(z) and
+     * N(-z)^2 e^{z^2} = R(z)^2, which spares the density and an exp. */
+    vdouble g = gaussian_factor(z), rz = biv_tail_ratio(z), phi = v_mul(g, rz);
     vdouble bracket = v_fma(v_sub(v_mul(v_mul(v_set1(3.0), s2), v_sub(s2, v_set1(8.0))), v_mul(v_set1(8.0), v_mul(x, x))),
-                            v_div(phi, density), v_mul(v_set1(8.0 * BIV_SQRT_3), v_mul(s_side, ax)));
+                            v_mul(v_set1(BIV_SQRT_2PI), rz), v_mul(v_set1(8.0 * BIV_SQRT_3), v_mul(s_side, ax)));
     vdouble fpp_l = v_mul(v_mul(v_mul(v_set1(BIV_PI_OVER_6), v_div(yz, v_mul(s2, s_side))), v_mul(phi, bracket)),
                           v_exp(v_fma(v_set1(2.0), yz, v_mul(v_set1(0.25), s2))));
-    vdouble fp_l = v_mul(v_mul(v_set1(BIV_TWO_PI), v_mul(yz, v_mul(phi, phi))), v_exp(v_fma(v_set1(0.125), s2, yz)));
+    vdouble fp_l = v_mul(v_mul(v_set1(BIV_TWO_PI), v_mul(yz, v_mul(rz, rz))), v_exp(v_mul(v_set1(0.125), s2)));
     vdouble f_l = v_mul(v_mul(v_set1(BIV_TWO_PI_OVER_SQRT_27), ax), v_mul(phi, v_mul(phi, phi)));
     vdouble r_ll = biv_control(v_eq(zero, zero), zero, b_side, zero, f_l, one, fp_l, fpp_l, 1);
     vdouble f_low = biv_rational_cubic(beta, zero, b_side, zero, f_l, one, fp_l, r_ll);
