@@ -99,8 +99,9 @@ static inline biv_parts biv_black(vdouble x, vdouble s, vdouble b_max, int want)
   return p;
 }
 
-/* Acklam's inverse normal CDF (1.2e-9 relative: a guess), p in (0, 1). */
-static inline vdouble biv_inverse_normal_cdf(vdouble p) {
+/* Acklam's inverse normal CDF (1.2e-9 relative: a guess) for p in (0, 1/2],
+ * given p and ln p (which the callers have without a log of their own). */
+static inline vdouble biv_inverse_normal_cdf(vdouble p, vdouble log_p) {
   static const double a[6] = {-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
                               1.383577518672690e+02, -3.066479806614716e+01, 2.506628277459239e+00};
   static const double b[5] = {-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
@@ -109,7 +110,7 @@ static inline vdouble biv_inverse_normal_cdf(vdouble p) {
                               -2.549732539343734e+00, 4.374664141464968e+00, 2.938163982698783e+00};
   static const double d[4] = {7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
                               3.754408661907416e+00};
-  vmask in_center = m_and(v_gt(p, v_set1(0.02425)), v_lt(p, v_set1(0.97575)));
+  vmask in_center = v_gt(p, v_set1(0.02425));
   unsigned center_bits = m_bits(in_center), all_bits = (1u << VLANES) - 1u;
   vdouble central = v_set1(0.0), tail_value = v_set1(0.0);
   if (center_bits) {
@@ -121,15 +122,12 @@ static inline vdouble biv_inverse_normal_cdf(vdouble p) {
     central = v_div(v_mul(num, q), den);
   }
   if (center_bits != all_bits) {
-    vmask low = v_le(p, v_set1(0.5));
-    vdouble tail = v_select(low, p, v_sub(v_set1(1.0), p));
-    vdouble qt = v_sqrt(v_mul(v_set1(-2.0), v_log(tail)));
+    vdouble qt = v_sqrt(v_mul(v_set1(-2.0), log_p));
     vdouble tn = v_set1(c[0]), td = v_set1(d[0]);
     for (int k = 1; k < 6; k++) tn = v_fma(tn, qt, v_set1(c[k]));
     for (int k = 1; k < 4; k++) td = v_fma(td, qt, v_set1(d[k]));
     td = v_fma(td, qt, v_set1(1.0));
     tail_value = v_div(tn, td);
-    tail_value = v_select(low, tail_value, biv_neg(tail_value));
   }
   return v_select(in_center, central, tail_value);
 }
@@ -226,9 +224,12 @@ static inline vdouble biv_initial_guess(vdouble beta, vdouble x, vdouble b_max, 
     vdouble u_low = v_div(beta, b_side);
     vdouble f_quad = v_mul(v_fma(f_l, u_low, v_mul(b_side, v_sub(one, u_low))), u_low);
     f_low = v_select(v_gt(f_low, zero), f_low, f_quad);
-    vdouble p_low = v_cbrt(v_div(f_low, v_mul(v_set1(BIV_TWO_PI_OVER_SQRT_27), ax)));
-    p_low = v_min(v_max(p_low, v_set1(1e-300)), v_set1(0.5));
-    s_low = v_abs(v_div(x, v_mul(v_set1(BIV_SQRT_3), biv_inverse_normal_cdf(p_low))));
+    /* p = cbrt(f / (2 pi |x| / sqrt 27)) through ln p = ln(.)/3: one log, which
+     * the inverse normal's tail needs anyway. */
+    vdouble log_p = v_mul(v_set1(1.0 / 3.0), v_log(v_div(f_low, v_mul(v_set1(BIV_TWO_PI_OVER_SQRT_27), ax))));
+    log_p = v_min(v_max(log_p, v_set1(-690.0)), v_set1(-0.6931471805599453));
+    vdouble p_low = v_exp(log_p);
+    s_low = v_abs(v_div(x, v_mul(v_set1(BIV_SQRT_3), biv_inverse_normal_cdf(p_low, log_p))));
   }
   if (m_bits(beyond_upper)) { /* the upper map at s_u */
     vdouble wu = v_mul(v_div(x, s_side), v_div(x, s_side));
@@ -243,7 +244,7 @@ static inline vdouble biv_initial_guess(vdouble beta, vdouble x, vdouble b_max, 
     vdouble f_quad_high = v_mul(v_fma(f_u, v_sub(one, u_high), v_mul(v_mul(half, width), u_high)), v_sub(one, u_high));
     f_high = v_select(v_gt(f_high, zero), f_high, f_quad_high);
     f_high = v_min(v_max(f_high, v_set1(1e-300)), v_set1(0.5));
-    s_high = v_mul(v_set1(-2.0), biv_inverse_normal_cdf(f_high));
+    s_high = v_mul(v_set1(-2.0), biv_inverse_normal_cdf(f_high, v_log(f_high)));
   }
 
   *upper = m_and(beyond_upper, v_gt(beta, v_mul(half, b_max)));
