@@ -63,10 +63,12 @@ static inline biv_parts biv_black(vdouble x, vdouble s, vdouble b_max, int want)
   vdouble far = biv_tail_ratio(v_add(y, t));
   vdouble d1 = v_sub(t, y), u = v_abs(d1), near = biv_tail_ratio(u);
   vmask upper = v_gt(d1, v_set1(GK_BLACK_UPPER_D1));
-  /* R(y - t): R(u) when y >= t, else e^{u^2/2} - R(u) (only for u <= 0.85 here). */
+  /* R(y - t): R(u) when y >= t, else e^{u^2/2} - R(u) (only for u <= 0.85 here).
+   * e^{d1^2/2} = e^{z} e^{x/2} = b_max / e: a division, not an exp (e >= e^{-101}
+   * for the |x| <= GK_BLACK_LARGE_X this kernel solves). */
   vmask past_money = m_andnot(v_gt(d1, zero), upper);
   vdouble near_signed = near;
-  if (m_bits(past_money)) near_signed = v_select(past_money, v_sub(v_exp(v_mul(half, v_mul(u, u))), near), near);
+  if (m_bits(past_money)) near_signed = v_select(past_money, v_sub(v_div(b_max, e), near), near);
   vdouble bracket = v_sub(near_signed, far);
   vmask small_t = v_lt(t, v_set1(GK_BLACK_SMALL_T));
   if (m_bits(small_t)) { /* Taylor series of R(y - t) - R(y + t) in t */
@@ -159,7 +161,8 @@ static inline vdouble biv_minimum_control(vdouble dl, vdouble dr, vdouble slope,
   r1 = v_select(monotonic, r1, lowest);
   vdouble right = v_sub(dr, slope), left = v_sub(slope, dl), spread = v_sub(dr, dl);
   vmask both = m_and(m_or(v_lt(left, zero), v_gt(left, zero)), m_or(v_lt(right, zero), v_gt(right, zero)));
-  vdouble r2_shaped = v_select(both, v_max(v_abs(v_div(spread, right)), v_abs(v_div(spread, left))),
+  /* max(|spread/right|, |spread/left|) with one division */
+  vdouble r2_shaped = v_select(both, v_div(v_abs(spread), v_min(v_abs(right), v_abs(left))),
                                prefer_shape ? max_r : lowest);
   vdouble r2 = v_select(shaped, r2_shaped, prefer_shape ? v_select(monotonic, max_r, lowest) : lowest);
   vdouble r = v_max(v_set1(BIV_RC_MIN_R), v_max(r1, r2));
