@@ -11,9 +11,8 @@
  * more than a million random and edge inputs, to 1e-12 relative wherever vega is
  * not negligible (the price's own rounding, eps |price| / (vega sigma), bounds
  * what any solver can recover); per-element errors for prices below intrinsic,
- * non-finite prices and T = 0; vol 0 exactly at intrinsic; lognormal models
- * refused with GK_RC_MODEL_NOT_SUPPORTED; vector kernels against scalar. Runs
- * once per ISA.
+ * non-finite prices and T = 0; vol 0 exactly at intrinsic; vector kernels
+ * against scalar. Runs once per ISA.
  */
 #include <float.h>
 #include <math.h>
@@ -380,7 +379,7 @@ static void test_lognormal_textbook_and_parity(void **state) {
  * large vol or the upper-bound error, never NaN. */
 static void test_lognormal_bounds(void **state) {
   (void)state;
-  enum { N = 10 };
+  enum { N = 11 };
   double S[N], K[N], T[N], r[N], q[N], price[N];
   uint8_t type[N];
   /* r = q = 0: the bounds are exact (intrinsic 10, upper 100 for a call, 90 for a put). */
@@ -396,6 +395,7 @@ static void test_lognormal_bounds(void **state) {
   price[7] = upper_call * (1 - 1e-12);              /* 1e-12 under it: a huge but finite vol */
   type[8] = GK_PUT, price[8] = 90 * (1 + 1e-9);     /* a put above K e^{-rT} */
   type[9] = GK_PUT, price[9] = -1e-300;             /* a negative price */
+  price[10] = nextafter(nextafter(nextafter(intrinsic_call, 11), 11), 11); /* 3 ulps above intrinsic */
   gk_iv_batch in = {N, S, K, T, r, q, price, type};
   double vol[N];
   uint8_t error[N];
@@ -416,6 +416,11 @@ static void test_lognormal_bounds(void **state) {
   assert_true(vol[7] > 10 && vol[7] < 20); /* s with N(-s/2) ~ 1e-12: s ~ 14 */
   assert_int_equal(error[8], GK_ELEMENT_PRICE_ABOVE_UPPER_BOUND);
   assert_int_equal(error[9], GK_ELEMENT_PRICE_BELOW_INTRINSIC);
+  /* 3 ulps (5.3e-15) of time value on 10 of intrinsic: mpmath puts the vol of
+   * a time value of 2.5 ulps at 0.013998 and of 3 ulps at 0.014041, so the
+   * price's half-ulp rounding leaves it in [0.0139, 0.0142]. */
+  assert_int_equal(error[10], GK_ELEMENT_OK);
+  assert_true(vol[10] > 0.0139 && vol[10] < 0.0142);
   for (int k = 0; k < N; k++) assert_true(isfinite(vol[k]));
   for (int k = 0; k < N; k++)
     if (error[k] != GK_ELEMENT_OK) assert_true(vol[k] == 0.0);
