@@ -15,15 +15,16 @@
  *   b         = e^{-(h^2+t^2)/2} [R(y - t) - R(y + t)]     (one exp, no big terms)
  *   b_max - b = e^{-(h^2+t^2)/2} [R(t - y) + R(t + y)]     (no cancellation at all)
  * The first loses about eps / (2t) to the difference (1e-14 at t = 0.01), so
- * for t < GK_BLACK_SMALL_T the difference is its Taylor series in t (odd derivatives of R from the
- * recurrence R^(n+1) = y R^(n) + n R^(n-1)). Where t - y > 0.85, b is above
+ * for t < GK_BLACK_SMALL_T the difference is its Taylor series in t (odd
+ * derivatives of R from the recurrence R^(n+1) = y R^(n) + n R^(n-1)). Where t - y > 0.85, b is above
  * ~0.6 b_max and is taken as b_max minus the second line.
  *
  * Solver: Jaeckel's four-branch rational-cubic initial guess (lower map, two
  * middle segments around the inflection point s_c = sqrt(2|x|), upper map),
  * then GK_LOGNORMAL_IV_ITERATIONS Householder(3) steps on the branch's
  * objective: 1/ln b in the lower branch, ln(b_max - b) in the upper one, b in
- * the middle. No bracketing, no bisection, no early exit: fixed work.
+ * the middle (GK_BLACK_LARGE_X_EXTRA_STEPS more beyond |x| = GK_BLACK_LARGE_X).
+ * No bracketing, no bisection, no early exit: fixed work.
  */
 #include <float.h>
 #include <math.h>
