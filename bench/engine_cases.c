@@ -19,10 +19,12 @@
 
 #include "greeks/bsm.h"
 #include "greeks/iv.h"
+#include "quantlib_iv.h"
 #include "greeks/portfolio.h"
 #include "greeks/pricing.h"
 
-enum { KIND_BATCH, KIND_OMP_BATCH, KIND_FANOUT, KIND_OMP_FANOUT, KIND_REVALUE, KIND_NORMAL_IV };
+enum { KIND_BATCH, KIND_OMP_BATCH, KIND_FANOUT, KIND_OMP_FANOUT, KIND_REVALUE, KIND_NORMAL_IV, KIND_BLACK_IV,
+       KIND_QUANTLIB_IV };
 
 #define UNDERLYINGS 100
 
@@ -83,6 +85,64 @@ static void *create_normal_iv_state(const engine_case *c, char *error, size_t er
   gk_greeks_batch out = {s->out[1], NULL, NULL, NULL, NULL, NULL, NULL, s->error};
   gk_bsm_price_batch(GK_MODEL_BACHELIER, &in, GK_OUT_PRICE, &out, NULL); /* prices to invert */
   return s;
+}
+
+/* Implied Black vols of 64k BSM prices: equity-like options (S 20-2000, K at
+ * 0.8-1.25 S, T 2 weeks to 2 years, vols 10-60%), priced by the library. The
+ * library runs on one ISA; QuantLib's blackFormulaImpliedStdDev gets the same
+ * prices with the forward, discount factor and sqrt(T) precomputed (its API),
+ * and an accuracy of 1e-12 in s = sigma sqrt(T) (its default is 1e-6). */
+static void run_black_iv(void *p) {
+  engine_state *s = p;
+  gk_iv_batch in = {s->n, s->spot, s->strike, s->expiry, s->rate, s->yield, s->out[1], s->type};
+  gk_implied_vol_batch_on((gk_isa)s->c->isa, GK_MODEL_BSM, &in, s->out[0], s->error, NULL);
+}
+
+#ifdef GREEKS_HAVE_QUANTLIB
+static void run_quantlib_iv(void *p) {
+  engine_state *s = p;
+  quantlib_implied_vol_batch(s->n, s->type, s->out[2], s->strike, s->out[3], s->out[1], s->out[4], 1e-12, s->out[0]);
+}
+#else
+static void run_quantlib_iv(void *p) { (void)p; }
+#endif
+
+static void *create_black_iv_state(const engine_case *c, char *error, size_t error_len) {
+  engine_state *s = create_state(c, error, error_len);
+  if (s == NULL) return NULL;
+  gk_option_batch in = {s->n, s->spot, s->strike, s->expiry, s->rate, s->yield, s->vol, s->type};
+  gk_greeks_batch out = {s->out[1], NULL, NULL, s->out[5], NULL, NULL, NULL, s->error};
+  gk_bsm_price_batch(GK_MODEL_BSM, &in, GK_OUT_PRICE | GK_OUT_VEGA, &out, NULL); /* prices to invert */
+  for (size_t i = 0; i < s->n; i++) {
+    s->out[2][i] = s->spot[i] * exp((s->rate[i] - s->yield[i]) * s->expiry[i]); /* forward */
+    s->out[3][i] = exp(-s->rate[i] * s->expiry[i]);                             /* discount */
+    s->out[4][i] = sqrt(s->expiry[i]);
+  }
+  return s;
+}
+
+static int compare_doubles(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Options whose price rounds to a few ulps of a vol change of 1e-13 or less
+ * count (the rest have negligible vega); NaN (a failed solve) is the worst. */
+static void black_iv_accuracy(void *p, double *median, double *worst, double *off) {
+  engine_state *s = p;
+  double *errors = s->out[6];
+  size_t m = 0;
+  *worst = 0, *off = 0;
+  for (size_t i = 0; i < s->n; i++) {
+    if (!(4 * 2.220446049250313e-16 * s->out[1][i] <= 1e-13 * s->out[5][i] * s->vol[i])) continue;
+    double e = fabs(s->out[0][i] - s->vol[i]) / s->vol[i];
+    if (!(e == e)) e = INFINITY;
+    errors[m++] = e;
+    *worst = fmax(*worst, e);
+    *off += e > 1e-8;
+  }
+  qsort(errors, m, sizeof *errors, compare_doubles);
+  *median = m ? errors[m / 2] : NAN;
 }
 
 static void *create_state(const engine_case *c, char *error, size_t error_len) {
@@ -200,14 +260,20 @@ static void add(int kind, int threads, size_t n, const char *prefix) {
   engine_case *c = &cases[case_count];
   if (kind == KIND_FANOUT || kind == KIND_OMP_FANOUT) snprintf(names[case_count], 64, "%s/threads:%d", prefix, threads);
   else snprintf(names[case_count], 64, "%s/threads:%d/%zu", prefix, threads, n);
-  void (*runs[])(void *) = {run_batch, run_omp_batch, run_fanout, run_omp_fanout, run_revalue, run_normal_iv};
+  void (*runs[])(void *) = {run_batch,     run_omp_batch, run_fanout,  run_omp_fanout,
+                            run_revalue,   run_normal_iv, run_black_iv, run_quantlib_iv};
+  int black = kind == KIND_BLACK_IV || kind == KIND_QUANTLIB_IV;
   *c = (engine_case){names[case_count], kind == KIND_FANOUT || kind == KIND_OMP_FANOUT ? 64 : n,
-                     kind == KIND_NORMAL_IV ? create_normal_iv_state : create_state, runs[kind],
-                     destroy_state, threads, kind, n, 0};
-  if (kind == KIND_NORMAL_IV) { /* one thread; `threads` passed in names the ISA */
+                     kind == KIND_NORMAL_IV ? create_normal_iv_state : black ? create_black_iv_state : create_state,
+                     runs[kind], destroy_state, threads, kind, n, 0, black ? black_iv_accuracy : NULL};
+  if (kind == KIND_NORMAL_IV || kind == KIND_BLACK_IV) { /* one thread; `threads` passed in names the ISA */
     c->isa = threads;
     c->threads = 1;
     snprintf(names[case_count], 64, "%s/%s/%zu", prefix, gk_isa_name((gk_isa)threads), n);
+  }
+  if (kind == KIND_QUANTLIB_IV) {
+    c->threads = 1;
+    snprintf(names[case_count], 64, "%s/%zu", prefix, n);
   }
   case_count++;
 }
@@ -227,6 +293,11 @@ static void build(void) {
   add(KIND_REVALUE, usable, 1000000, "engine/revalue");
   for (int isa = 0; isa < GK_ISA_COUNT; isa++)
     if (gk_isa_supported((gk_isa)isa)) add(KIND_NORMAL_IV, isa, 65536, "iv/normal");
+  for (int isa = 0; isa < GK_ISA_COUNT; isa++)
+    if (gk_isa_supported((gk_isa)isa)) add(KIND_BLACK_IV, isa, 65536, "iv/bsm");
+#ifdef GREEKS_HAVE_QUANTLIB
+  add(KIND_QUANTLIB_IV, 1, 65536, "iv/quantlib");
+#endif
 }
 
 size_t engine_cases_count(void) {

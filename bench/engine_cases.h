@@ -18,6 +18,11 @@ typedef struct engine_case {
   int threads, kind;
   size_t n;
   int isa; /* iv cases: the ISA they run on */
+  /* iv cases: relative errors of the last run's vols against the vols the prices
+   * were made from (median and worst, over the options whose price pins the vol
+   * down; see engine_cases.c) and how many are off by more than 1e-8 (or not
+   * solved); NULL for other cases. */
+  void (*accuracy)(void *state, double *median, double *worst, double *off);
 } engine_case;
 
 size_t engine_cases_count(void);

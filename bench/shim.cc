@@ -75,6 +75,13 @@ void run_engine_case(benchmark::State &state, size_t index) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) *
                           static_cast<int64_t>(c->items));
   state.counters["threads"] = c->threads;
+  if (c->accuracy) {  // implied vols: how close the timed results are, in the same run
+    double median = 0, worst = 0, off = 0;
+    c->accuracy(s, &median, &worst, &off);
+    state.counters["median_rel_err"] = median;
+    state.counters["worst_rel_err"] = worst;
+    state.counters["off_by_1e-8"] = off;
+  }
 }
 
 bool has_flag(int argc, char **argv, const char *flag) {

@@ -15,7 +15,7 @@ packages=(
   protobuf-compiler protobuf-compiler-grpc  # protoc + grpc_python_plugin (test stubs)
   python3-grpcio python3-protobuf    # the independent client of the integration tests
   openssl                            # test certificates for the TLS tests
-  nghttp2-client                     # h2load, for the load test (make load-test)
+  libquantlib0-dev                   # QuantLib, the iv/quantlib benchmark case (optional in CMake)
   python3                            # bench/summarize.py, bench/gate, tests/test_gate.py
 )
 

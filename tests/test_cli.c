@@ -312,11 +312,64 @@ static void test_iv_round_trips_bachelier_prices(void **state) {
   for (int i = 0; i < 4; i++) assert_true(close_enough(strtod(csv_cell(r->out, 1 + i, 1), NULL), sigma[i], 1e-12, 0));
   assert_string_equal(csv_cell(r->out, 5, 1), "");
   assert_non_null(strstr(csv_cell(r->out, 5, 2), "line 6: field 'price' value '0.005': must be >= the discounted intrinsic value"));
-  r = run_cli("", "iv --model bsm /tmp/greeks_cli_iv.csv");
+  r = run_cli("", "iv --model sabr /tmp/greeks_cli_iv.csv");
   assert_int_equal(r->exit_code, 2);
-  assert_non_null(strstr(r->err, "bachelier only"));
+  assert_non_null(strstr(r->err, "--model must be"));
   owned_batch_free(&b);
   remove("/tmp/greeks_cli_iv.csv");
+}
+
+static void test_iv_round_trips_lognormal_prices(void **state) {
+  (void)state;
+  /* Hull's example (S 42, K 40, r 10%, T 0.5, sigma 20%: call 4.76, put 0.81,
+   * unrounded below) under the default model bsm, a black76 and a gk row priced
+   * by the library, and the two price errors. */
+  const double S[] = {1.25, 98.5}, K[] = {1.30, 100}, T[] = {0.75, 0.25}, r[] = {0.03, 0.04}, q[] = {0.05, 0};
+  const double sigma[] = {0.11, 0.35};
+  const gk_model model[] = {GK_MODEL_GK, GK_MODEL_BLACK76};
+  double price[2];
+  for (int i = 0; i < 2; i++) {
+    owned_batch b = owned_batch_make(1);
+    b.spot[0] = S[i], b.strike[0] = K[i], b.expiry[0] = T[i], b.rate[0] = r[i], b.yield[0] = q[i];
+    b.vol[0] = sigma[i], b.type[0] = (uint8_t)i;
+    gk_option_batch in = owned_batch_inputs(&b);
+    gk_greeks_batch out = owned_batch_outputs(&b);
+    assert_int_equal(gk_bsm_price_batch(model[i], &in, GK_OUT_PRICE, &out, NULL), GK_RC_OK);
+    price[i] = b.price[0];
+    owned_batch_free(&b);
+  }
+  FILE *f = fopen("/tmp/greeks_cli_iv_bsm.csv", "w");
+  assert_non_null(f);
+  fputs("id,type,S,K,T,r,q,price\n", f);
+  fputs("hull_call,call,42,40,0.5,0.1,0,4.7594223929\n", f);
+  fputs("hull_put,put,42,40,0.5,0.1,0,0.8085993729\n", f);
+  fputs("low,call,42,40,0.5,0.1,0,1.5\n", f);   /* below the intrinsic 42 - 40 e^{-0.05} */
+  fputs("high,call,42,40,0.5,0.1,0,42.5\n", f); /* above S */
+  fclose(f);
+  cli_result *res = run_cli("", "iv /tmp/greeks_cli_iv_bsm.csv");
+  assert_int_equal(res->exit_code, 3);
+  assert_true(close_enough(strtod(csv_cell(res->out, 1, 1), NULL), 0.2, 1e-9, 0));
+  assert_true(close_enough(strtod(csv_cell(res->out, 2, 1), NULL), 0.2, 1e-9, 0));
+  assert_non_null(strstr(csv_cell(res->out, 3, 2), "intrinsic"));
+  assert_non_null(strstr(csv_cell(res->out, 4, 2), "upper bound"));
+  for (int i = 0; i < 2; i++) {
+    f = fopen("/tmp/greeks_cli_iv_bsm.csv", "w");
+    assert_non_null(f);
+    fprintf(f, "id,type,S,K,T,r,q,price\nx,%s,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g\n", i ? "put" : "call", S[i], K[i],
+            T[i], r[i], q[i], price[i]);
+    fclose(f);
+    res = run_cli("", i == 0 ? "iv --model gk /tmp/greeks_cli_iv_bsm.csv" : "iv --model black76 /tmp/greeks_cli_iv_bsm.csv");
+    assert_int_equal(res->exit_code, 0);
+    assert_true(close_enough(strtod(csv_cell(res->out, 1, 1), NULL), sigma[i], 1e-12, 0));
+  }
+  /* bsm needs q. */
+  f = fopen("/tmp/greeks_cli_iv_bsm.csv", "w");
+  assert_non_null(f);
+  fputs("id,type,S,K,T,r,price\nx,call,42,40,0.5,0.1,4.76\n", f);
+  fclose(f);
+  res = run_cli("", "iv --model bsm /tmp/greeks_cli_iv_bsm.csv");
+  assert_int_equal(res->exit_code, 2);
+  remove("/tmp/greeks_cli_iv_bsm.csv");
 }
 
 int main(void) {
@@ -332,6 +385,7 @@ int main(void) {
       cmocka_unit_test(test_revalue_reports_risk_grid_and_bad_positions),
       cmocka_unit_test(test_revalue_rejects_unusable_input),
       cmocka_unit_test(test_iv_round_trips_bachelier_prices),
+      cmocka_unit_test(test_iv_round_trips_lognormal_prices),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

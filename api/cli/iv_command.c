@@ -1,5 +1,5 @@
 /*
- * `greeks iv --model bachelier FILE|-`: implied vols of a CSV of option prices,
+ * `greeks iv [--model bsm|black76|gk|bachelier] FILE|-`: implied vols of a CSV of option prices,
  * streamed in chunks (greeks/iv.h).
  */
 #include "iv_command.h"
@@ -22,7 +22,7 @@ typedef struct iv_chunk {
   char *id[CHUNK];
   size_t line[CHUNK];
   char problem[CHUNK][CSV_MESSAGE_SIZE]; /* "" when the row could be read */
-  double spot[CHUNK], strike[CHUNK], expiry[CHUNK], rate[CHUNK], price[CHUNK], vol[CHUNK];
+  double spot[CHUNK], strike[CHUNK], expiry[CHUNK], rate[CHUNK], yield[CHUNK], price[CHUNK], vol[CHUNK];
   uint8_t type[CHUNK], error[CHUNK];
 } iv_chunk;
 
@@ -35,8 +35,9 @@ static int read_number(const char *text, const char *name, size_t line, double *
 
 /* Fills row k; a row that cannot be read keeps its message and a type byte the
  * kernels reject. */
-static void parse_row(iv_chunk *c, size_t k, const char **f, size_t line) {
+static void parse_row(iv_chunk *c, size_t k, const char **f, size_t line, gk_model model) {
   c->problem[k][0] = '\0';
+  c->yield[k] = 0.0;
   c->line[k] = line;
   c->type[k] = 0xff;
   const char *type = cli_skip_spaces(f[C_TYPE]);
@@ -49,6 +50,7 @@ static void parse_row(iv_chunk *c, size_t k, const char **f, size_t line) {
       read_number(f[C_K], "K", line, &c->strike[k], c->problem[k]) ||
       read_number(f[C_T], "T", line, &c->expiry[k], c->problem[k]) ||
       read_number(f[C_R], "r", line, &c->rate[k], c->problem[k]) ||
+      (gk_model_uses_yield(model) && read_number(f[C_Q], "q", line, &c->yield[k], c->problem[k])) ||
       read_number(f[C_PRICE], "price", line, &c->price[k], c->problem[k]))
     return;
   c->type[k] = t;
@@ -56,13 +58,14 @@ static void parse_row(iv_chunk *c, size_t k, const char **f, size_t line) {
 
 static const char *field_text(const iv_chunk *c, size_t k, const char *field, char *buffer, size_t size) {
   double v = strcmp(field, "S") == 0 ? c->spot[k] : strcmp(field, "K") == 0 ? c->strike[k]
-           : strcmp(field, "T") == 0 ? c->expiry[k] : strcmp(field, "r") == 0 ? c->rate[k] : c->price[k];
+           : strcmp(field, "T") == 0 ? c->expiry[k] : strcmp(field, "r") == 0 ? c->rate[k]
+           : strcmp(field, "q") == 0 ? c->yield[k] : c->price[k];
   snprintf(buffer, size, "%.15g", v); /* readable; the row is named by its line */
   return buffer;
 }
 
 static int solve_chunk(iv_chunk *c, gk_model model, FILE *out, size_t *bad) {
-  gk_iv_batch in = {c->count, c->spot, c->strike, c->expiry, c->rate, NULL, c->price, c->type};
+  gk_iv_batch in = {c->count, c->spot, c->strike, c->expiry, c->rate, c->yield, c->price, c->type};
   gk_rc rc = gk_implied_vol_batch(model, &in, c->vol, c->error, NULL);
   if (rc != GK_RC_OK) {
     fprintf(stderr, "greeks: implied vol: %s\n", gk_rc_message(rc));
@@ -93,19 +96,31 @@ static int solve_chunk(iv_chunk *c, gk_model model, FILE *out, size_t *bad) {
   return 0;
 }
 
+static int parse_model(const char *name, gk_model *model) {
+  if (name == NULL) return -1;
+  if (strcmp(name, "bsm") == 0) *model = GK_MODEL_BSM;
+  else if (strcmp(name, "black76") == 0) *model = GK_MODEL_BLACK76;
+  else if (strcmp(name, "gk") == 0) *model = GK_MODEL_GK;
+  else if (strcmp(name, "bachelier") == 0) *model = GK_MODEL_BACHELIER;
+  else return -1;
+  return 0;
+}
+
 void iv_command_usage(FILE *out) {
-  fputs("usage: greeks iv --model bachelier [--isa ISA] FILE|-\n"
-        "  Implied vols of option prices. Input CSV header: id,type,S,K,T,r,q,price (q\n"
-        "  optional and unused by bachelier; S is the forward; price is the discounted\n"
-        "  premium). Output CSV: id,iv,error (bachelier: a normal vol in price units per\n"
-        "  sqrt(year)). A price below the discounted intrinsic value is an error, never\n"
-        "  a made-up vol; one within 4 ulps of it gives 0. Exit 0 ok, 2 unusable input,\n"
-        "  3 some bad rows. The lognormal models' solver is not in this version.\n",
+  fputs("usage: greeks iv [--model bsm|black76|gk|bachelier] [--isa ISA] FILE|-\n"
+        "  Implied vols of option prices (default model bsm). Input CSV header:\n"
+        "  id,type,S,K,T,r,q,price (q required by bsm and gk, optional otherwise;\n"
+        "  black76 and bachelier: S is the forward; price is the discounted premium).\n"
+        "  Output CSV: id,iv,error: a Black vol per 1.00 (0.2 = 20%) for bsm, black76,\n"
+        "  gk; a normal vol in price units per sqrt(year) for bachelier. A price below\n"
+        "  the discounted intrinsic value, or at or above the no-arbitrage bound (S e^{-qT}\n"
+        "  for a call, K e^{-rT} for a put), is an error, never a made-up vol; one\n"
+        "  within 4 ulps of intrinsic gives 0. Exit 0 ok, 2 unusable input, 3 some bad rows.\n",
         out);
 }
 
 int iv_command(int argc, char **argv) {
-  const char *path = NULL, *model_name = NULL;
+  const char *path = NULL, *model_name = "bsm";
   for (int i = 0; i < argc; i++) {
     const char *arg = argv[i], *value = NULL;
     if (cli_take_option(argc, argv, &i, "--model", &value)) {
@@ -127,10 +142,11 @@ int iv_command(int argc, char **argv) {
     iv_command_usage(stderr);
     return CLI_EXIT_UNUSABLE;
   }
-  if (strcmp(model_name, "bachelier") != 0)
-    return cli_usage_error("--model: implied vol is available for bachelier only in this version", model_name);
+  gk_model model;
+  if (parse_model(model_name, &model) != 0)
+    return cli_usage_error("--model must be bsm, black76, gk or bachelier", model_name);
   if (cli_check_isa() != 0) return CLI_EXIT_UNUSABLE;
-  const int required[C_COUNT] = {1, 1, 1, 1, 1, 1, 0, 1};
+  const int required[C_COUNT] = {1, 1, 1, 1, 1, 1, gk_model_uses_yield(model), 1};
   csv_file t;
   const char *file = strcmp(path, "-") == 0 ? "/dev/stdin" : path;
   int status = CLI_EXIT_OK;
@@ -153,11 +169,11 @@ int iv_command(int argc, char **argv) {
       c->type[k] = 0xff;
       c->line[k] = t.line_number;
     } else {
-      parse_row(c, k, fields, t.line_number);
+      parse_row(c, k, fields, t.line_number, model);
     }
-    if (c->count == CHUNK && solve_chunk(c, GK_MODEL_BACHELIER, stdout, &bad) != 0) { status = CLI_EXIT_UNUSABLE; break; }
+    if (c->count == CHUNK && solve_chunk(c, model, stdout, &bad) != 0) { status = CLI_EXIT_UNUSABLE; break; }
   }
-  if (status == CLI_EXIT_OK && c->count > 0 && solve_chunk(c, GK_MODEL_BACHELIER, stdout, &bad) != 0) status = CLI_EXIT_UNUSABLE;
+  if (status == CLI_EXIT_OK && c->count > 0 && solve_chunk(c, model, stdout, &bad) != 0) status = CLI_EXIT_UNUSABLE;
   for (size_t k = 0; k < c->count; k++) free(c->id[k]);
   csv_file_close(&t);
   free(c);

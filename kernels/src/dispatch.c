@@ -29,6 +29,12 @@ static const gk_iv_kernel normal_iv_kernels[GK_ISA_COUNT] = {
     [GK_ISA_AVX512] = gk_normal_iv_kernel_avx512,
 };
 
+static const gk_lognormal_iv_kernel lognormal_iv_kernels[GK_ISA_COUNT] = {
+    [GK_ISA_SCALAR] = gk_lognormal_iv_kernel_scalar,
+    [GK_ISA_AVX2] = gk_lognormal_iv_kernel_avx2,
+    [GK_ISA_AVX512] = gk_lognormal_iv_kernel_avx512,
+};
+
 static const char *const isa_names[GK_ISA_COUNT] = {"scalar", "avx2", "avx512"};
 
 /* XCR0 bits the OS sets when it saves a register file on context switch. */
@@ -184,10 +190,13 @@ gk_rc gk_implied_vol_batch_on(gk_isa isa, gk_model model, const gk_iv_batch *in,
   if (!gk_isa_supported(isa)) return GK_RC_ISA_UNSUPPORTED;
   if (in == NULL || vol == NULL || error == NULL) return GK_RC_NULL_ARGUMENT;
   if ((unsigned)model >= GK_MODEL_COUNT) return GK_RC_BAD_MODEL;
-  if (model != GK_MODEL_BACHELIER) return GK_RC_MODEL_NOT_SUPPORTED;
   if (in->count > 0 && (!in->spot || !in->strike || !in->expiry || !in->rate || !in->price || !in->type))
     return GK_RC_MISSING_INPUT;
-  size_t invalid = in->count == 0 ? 0 : normal_iv_kernels[isa](in, vol, error);
+  if (in->count > 0 && gk_model_uses_yield(model) && !in->yield) return GK_RC_MISSING_INPUT;
+  size_t invalid = 0;
+  if (in->count > 0)
+    invalid = model == GK_MODEL_BACHELIER ? normal_iv_kernels[isa](in, vol, error)
+                                          : lognormal_iv_kernels[isa](model, in, vol, error);
   if (invalid_count) *invalid_count = invalid;
   return GK_RC_OK;
 }

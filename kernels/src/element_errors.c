@@ -84,7 +84,7 @@ void gk_zero_element_outputs(unsigned outputs, gk_greeks_batch *out, size_t i) {
 /* The two string tables are indexed by gk_element_error; keep them in its order. */
 static const char *const element_fields[GK_ELEMENT_ERROR_COUNT] = {
     "", "S", "S", "S", "K", "K", "K", "T", "T", "T", "r", "r", "q", "q",
-    "sigma", "sigma", "sigma", "type", "S", "K", "sigma", "price", "price", "T",
+    "sigma", "sigma", "sigma", "type", "S", "K", "sigma", "price", "price", "T", "price",
 };
 
 #define STR_(x) #x
@@ -114,6 +114,8 @@ static const char *const element_rules[GK_ELEMENT_ERROR_COUNT] = {
     "must be a finite number",
     "must be >= the discounted intrinsic value (no vol gives a lower price)",
     "must be > 0 to imply a vol",
+    "must be < the no-arbitrage upper bound (S e^{-qT} for a call, K e^{-rT} for a put; "
+    "black76: F e^{-rT}); at the bound the implied vol is infinite",
 };
 
 const char *gk_element_error_field(gk_element_error error) {

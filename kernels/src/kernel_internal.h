@@ -57,6 +57,26 @@ size_t gk_normal_iv_kernel_avx512(const gk_iv_batch *in, double *vol, uint8_t *e
  * Vector kernels use it for every lane they do not solve themselves. */
 gk_element_error gk_normal_iv_element(const gk_iv_batch *in, size_t i, double *vol);
 
+/* Lognormal implied vol (kernels/scalar/black_iv_scalar.c): Householder(3)
+ * steps after Jaeckel's rational-cubic guess; below this t = s/2 the normalised
+ * Black difference R(y - t) - R(y + t) is taken from its Taylor series; above
+ * this d1 = t - y, b is computed as b_max minus its (cancellation-free) gap. */
+#define GK_LOGNORMAL_IV_ITERATIONS 2
+#define GK_BLACK_SMALL_T 0.01
+#define GK_BLACK_UPPER_D1 0.85
+#define GK_BLACK_LARGE_X 200.0
+#define GK_BLACK_LARGE_X_EXTRA_STEPS 2
+
+typedef size_t (*gk_lognormal_iv_kernel)(gk_model model, const gk_iv_batch *in, double *vol, uint8_t *error);
+size_t gk_lognormal_iv_kernel_scalar(gk_model model, const gk_iv_batch *in, double *vol, uint8_t *error);
+size_t gk_lognormal_iv_kernel_avx2(gk_model model, const gk_iv_batch *in, double *vol, uint8_t *error);
+size_t gk_lognormal_iv_kernel_avx512(gk_model model, const gk_iv_batch *in, double *vol, uint8_t *error);
+gk_element_error gk_lognormal_iv_element(gk_model model, const gk_iv_batch *in, size_t i, double *vol);
+
+/* s = sigma sqrt(T) with normalised Black b(x, s) = beta, for x <= 0 and
+ * 0 < beta < e^{x/2} (scalar reference; exposed for the tests of the solver). */
+double gk_normalised_implied_stddev(double beta, double x);
+
 /* The first rule element i of `in` breaks, GK_ELEMENT_OK if none. Every ISA uses
  * this one function so that all agree on what is invalid; vector kernels call it
  * only for lanes their quick range test rejected. */

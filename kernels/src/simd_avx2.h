@@ -38,6 +38,9 @@ static inline vdouble v_fma(vdouble a, vdouble b, vdouble c) { return _mm256_fma
 static inline vdouble v_exp(vdouble a) { return Sleef_expd4_u10avx2(a); }
 static inline vdouble v_log(vdouble a) { return Sleef_logd4_u10avx2(a); }
 static inline vdouble v_erfc(vdouble a) { return Sleef_erfcd4_u15avx2(a); }
+static inline vdouble v_expm1(vdouble a) { return Sleef_expm1d4_u10avx2(a); }
+static inline vdouble v_log1p(vdouble a) { return Sleef_log1pd4_u10avx2(a); }
+static inline vdouble v_cbrt(vdouble a) { return Sleef_cbrtd4_u10avx2(a); }
 
 static inline vmask v_lt(vdouble a, vdouble b) { return _mm256_cmp_pd(a, b, _CMP_LT_OQ); }
 static inline vmask v_le(vdouble a, vdouble b) { return _mm256_cmp_pd(a, b, _CMP_LE_OQ); }
@@ -45,6 +48,9 @@ static inline vmask v_gt(vdouble a, vdouble b) { return _mm256_cmp_pd(a, b, _CMP
 static inline vmask v_ge(vdouble a, vdouble b) { return _mm256_cmp_pd(a, b, _CMP_GE_OQ); }
 static inline vmask v_eq(vdouble a, vdouble b) { return _mm256_cmp_pd(a, b, _CMP_EQ_OQ); }
 static inline vmask m_and(vmask a, vmask b) { return _mm256_and_pd(a, b); }
+static inline vmask m_or(vmask a, vmask b) { return _mm256_or_pd(a, b); }
+/* a and not b */
+static inline vmask m_andnot(vmask a, vmask b) { return _mm256_andnot_pd(b, a); }
 static inline unsigned m_bits(vmask m) { return (unsigned)_mm256_movemask_pd(m); }
 /* Lane-wise: m ? a : b. */
 static inline vdouble v_select(vmask m, vdouble a, vdouble b) { return _mm256_blendv_pd(b, a, m); }

@@ -61,6 +61,9 @@ static inline vdouble v_exp(vdouble x) {
 }
 static inline vdouble v_log(vdouble a) { return Sleef_logd8_u10avx512f(a); }
 static inline vdouble v_erfc(vdouble a) { return Sleef_erfcd8_u15avx512f(a); }
+static inline vdouble v_expm1(vdouble a) { return Sleef_expm1d8_u10avx512f(a); }
+static inline vdouble v_log1p(vdouble a) { return Sleef_log1pd8_u10avx512f(a); }
+static inline vdouble v_cbrt(vdouble a) { return Sleef_cbrtd8_u10avx512f(a); }
 
 static inline vmask v_lt(vdouble a, vdouble b) { return _mm512_cmp_pd_mask(a, b, _CMP_LT_OQ); }
 static inline vmask v_le(vdouble a, vdouble b) { return _mm512_cmp_pd_mask(a, b, _CMP_LE_OQ); }
@@ -68,6 +71,9 @@ static inline vmask v_gt(vdouble a, vdouble b) { return _mm512_cmp_pd_mask(a, b,
 static inline vmask v_ge(vdouble a, vdouble b) { return _mm512_cmp_pd_mask(a, b, _CMP_GE_OQ); }
 static inline vmask v_eq(vdouble a, vdouble b) { return _mm512_cmp_pd_mask(a, b, _CMP_EQ_OQ); }
 static inline vmask m_and(vmask a, vmask b) { return (vmask)(a & b); }
+static inline vmask m_or(vmask a, vmask b) { return (vmask)(a | b); }
+/* a and not b */
+static inline vmask m_andnot(vmask a, vmask b) { return (vmask)(a & ~b); }
 static inline unsigned m_bits(vmask m) { return m; }
 /* Lane-wise: m ? a : b. */
 static inline vdouble v_select(vmask m, vdouble a, vdouble b) { return _mm512_mask_blend_pd(m, b, a); }

@@ -8,8 +8,11 @@
  * error, measured over 3M random cases, is 2.7e-13, in the far tail (26 standard
  * deviations and beyond), where the price itself carries that cancellation.
  *
- * The lognormal models (bsm, black76, gk) return GK_RC_MODEL_NOT_SUPPORTED: their
- * Jaeckel-class solver is not in this version (docs/kernels.md).
+ * The lognormal models (bsm, black76, gk): the Black vol, per 1.00 per sqrt(year),
+ * after Jaeckel's "Let's Be Rational": a rational-cubic initial guess on four
+ * branches, then 2 Householder(3) steps (4 when |ln(F/K)| > 200), a fixed count
+ * with no open-ended loop. In-the-money options are solved as their
+ * out-of-the-money counterpart. Measured accuracy: docs/kernels.md.
  */
 #ifndef GREEKS_IV_H
 #define GREEKS_IV_H
@@ -37,10 +40,12 @@ typedef struct gk_iv_batch {
 /* Implied vol of every element into vol[i], with a reason code in error[i]: the
  * input codes of gk_element_error, and the price codes below. An invalid element
  * gets vol 0; the others are solved. A price within 4 ulps below the discounted
- * intrinsic value implies a vol of exactly 0 (rounding, not arbitrage).
+ * intrinsic value implies a vol of exactly 0 (rounding, not arbitrage). Lognormal
+ * models: a price at or above the no-arbitrage bound (S e^{-qT} for a call,
+ * K e^{-rT} for a put; black76: F e^{-rT}) is GK_ELEMENT_PRICE_ABOVE_UPPER_BOUND,
+ * also when it is within rounding of the bound (the vol would be infinite).
  * Returns GK_RC_OK; GK_RC_NULL_ARGUMENT / GK_RC_MISSING_INPUT for unusable
- * arrays; GK_RC_MODEL_NOT_SUPPORTED for a model without an implied-vol solver;
- * GK_RC_ISA_* as for pricing. invalid_count may be NULL. */
+ * arrays (yield is required by bsm and gk); GK_RC_ISA_* as for pricing. invalid_count may be NULL. */
 gk_rc gk_implied_vol_batch(gk_model model, const gk_iv_batch *in, double *vol, uint8_t *error,
                            size_t *invalid_count);
 
