@@ -81,6 +81,7 @@ static uint8_t *pack_request(const chain_data *c, size_t n, size_t *length) {
 
 typedef struct slot {
   grpc_call *call;
+  grpc_byte_buffer *request; /* a copy per call: sending consumes a byte buffer's slices */
   int64_t started_ns;
   grpc_byte_buffer *response;
   grpc_metadata_array initial, trailing;
@@ -110,7 +111,8 @@ static int start_call(run_state *r, slot *s, int64_t started_ns) {
   memset(ops, 0, sizeof ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
   ops[1].op = GRPC_OP_SEND_MESSAGE;
-  ops[1].data.send_message.send_message = r->request;
+  s->request = grpc_byte_buffer_copy(r->request);
+  ops[1].data.send_message.send_message = s->request;
   ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
   ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
   ops[3].data.recv_initial_metadata.recv_initial_metadata = &s->initial;
@@ -138,6 +140,7 @@ static void finish_call(run_state *r, slot *s, int ok) {
     r->latency_us[r->done++] = (double)(now - s->started_ns) / 1e3;
   }
   if (s->response) grpc_byte_buffer_destroy(s->response);
+  grpc_byte_buffer_destroy(s->request);
   grpc_slice_unref(s->details);
   grpc_metadata_array_destroy(&s->initial);
   grpc_metadata_array_destroy(&s->trailing);
