@@ -118,7 +118,7 @@ static double *filled(size_t n, double value) {
 typedef struct wire_errors {
   Greeks__V1__ElementError *items;
   Greeks__V1__ElementError **pointers;
-  char (*reasons)[96];
+  char (*reasons)[320];
   size_t count;
 } wire_errors;
 
