@@ -20,9 +20,10 @@ $(BUILD_DIR)/CMakeCache.txt: | deps
 build: deps $(BUILD_DIR)/CMakeCache.txt
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-# Main job with the embedded defaults: price the bundled example chain.
+# The service with its embedded defaults (127.0.0.1:50051, plaintext, no token);
+# Ctrl-C or SIGTERM drains it. GREEKSD_* variables or ARGS="--flag value" change it.
 run: build
-	$(BUILD_DIR)/api/greeks price examples/chain.csv
+	$(BUILD_DIR)/api/greeksd $(ARGS)
 
 test: test-release test-sanitizers test-tsan
 
@@ -57,6 +58,14 @@ clean:
 # Benchmark gate (docs/benchmark-gate.md): every benchmark with 5 repetitions, then
 # bench/gate compares the figures with bench/baseline.json and exits 1 on a
 # regression beyond the baseline's tolerance. Meant for a quiet machine.
+.PHONY: load-test
+# greeksd under load on loopback (docs/performance.md, "Serving overhead"):
+# PriceChain with 16, 256 and 4096 contracts, closed loop, then 16 contracts at
+# 5000 requests/s open loop, each beside the same chain priced in process.
+# JSON per run in $(BUILD_DIR)/load/.
+load-test: build
+	bench/load-test $(BUILD_DIR)
+
 .PHONY: bench-gate
 bench-gate:
 	$(MAKE) bench BENCH_ARGS="--benchmark_repetitions=5 --benchmark_enable_random_interleaving=true"
