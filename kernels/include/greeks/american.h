@@ -5,13 +5,16 @@
  *
  * Two methods (adr/0011-american-options.md has the measured trade-off):
  *  - GK_AMERICAN_BS2002: the Bjerksund-Stensland (2002) closed-form approximation,
- *    vectorized on AVX2 and AVX-512. A lower bound of the true price; its error
- *    against the accurate path is measured in docs/kernels.md (typically a few
- *    1e-4 of the strike, at most about 0.2% of the strike on the measured grid).
+ *    vectorized on AVX2 and AVX-512. A lower bound of the true price; against the
+ *    accurate path over a 1080-option grid (docs/kernels.md) it is low by 0.025
+ *    on average for K = 100, at most 0.45 (long-dated, high-vol puts), 2.4% of
+ *    the price at most for prices above 0.5.
  *    Puts use the put-call transformation P(S,K,T,r,b,sigma) = C(K,S,T,r-b,-b,sigma).
  *  - GK_AMERICAN_TREE: the accurate path, a binomial tree whose last step uses the
  *    European (Black-Scholes) value, with two-point Richardson extrapolation
  *    (Broadie-Detemple "BBSR"), GK_AMERICAN_TREE_STEPS steps. Scalar on every ISA.
+ *    Within 3e-5 on average (3e-4 at most, K = 100) of a 8192-step reference;
+ *    about 2 ms per price, 11 prices for all Greeks.
  *
  * Greeks are bump-and-reprice central differences of the method's own price
  * (bumps in docs/kernels.md): delta and gamma bump S, vega bumps sigma, theta
