@@ -76,18 +76,19 @@ static gk_code check_exercise(gk_model model, const gk_option_batch *in,
                               const gk_exercise *exercise, unsigned outputs,
                               const gk_greeks_batch *out, gk_status *status) {
   if (exercise == NULL || exercise->style == NULL) return GK_OK;
+  int checked_american = 0; /* the American rules do not depend on the element */
   for (size_t i = 0; i < in->count; i++) {
     uint8_t style = exercise->style[i];
     if (style != GK_STYLE_EUROPEAN && style != GK_STYLE_AMERICAN)
       return gk_status_set(status, GK_INVALID_ARGUMENT, "style", NULL, (int64_t)i,
                            "element %zu: style %u must be european (0) or american (1)", i,
                            (unsigned)style);
-    if (style == GK_STYLE_AMERICAN) {
+    if (style == GK_STYLE_AMERICAN && !checked_american) {
       gk_rc rc = gk_american_check_batch(model, exercise->method, in, outputs, out);
       if (rc != GK_RC_OK)
         return gk_status_set(status, GK_INVALID_ARGUMENT, "style", "american", (int64_t)i,
                              "element %zu is american: %s", i, gk_rc_message(rc));
-      return GK_OK; /* the rules do not depend on which element */
+      checked_american = 1;
     }
   }
   return GK_OK;
