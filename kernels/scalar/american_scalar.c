@@ -138,21 +138,32 @@ double gk_bs2002_price(const gk_american_option *o) {
  * for any carry, unlike Cox-Ross-Rubinstein's. */
 static double bbs_tree(const gk_american_option *o, int steps) {
   static _Thread_local double values[GK_AMERICAN_TREE_MAX_STEPS + 1];
+  static _Thread_local double exercise_of[GK_AMERICAN_TREE_MAX_STEPS + 1];
+  static _Thread_local double powers[GK_AMERICAN_TREE_MAX_STEPS + 1];
   double dt = o->T / steps, sd = o->sigma * sqrt(dt), drift = (o->b - 0.5 * o->sigma * o->sigma) * dt;
   double up = exp(drift + sd), down = exp(drift - sd);
   double p = (exp(o->b * dt) - down) / (up - down), disc = exp(-o->r * dt);
   double pu = disc * p, pd = disc * (1.0 - p), ratio = exp(2.0 * sd), w = o->omega;
+  /* Node j of step i sits at S e^{i (drift - sd)} ratio^j: the powers once, so
+   * the inner loop has no serial dependency and vectorizes. */
+  powers[0] = 1.0;
+  for (int j = 1; j < steps; j++) powers[j] = powers[j - 1] * ratio;
   /* Last step: the European value over one dt, or exercise. */
   int last = steps - 1;
   gk_american_option node = *o;
   node.T = dt;
-  node.S = o->S * exp(last * (drift - sd));
-  for (int j = 0; j <= last; j++, node.S *= ratio)
+  double base = o->S * exp(last * (drift - sd));
+  for (int j = 0; j <= last; j++) {
+    node.S = base * powers[j];
     values[j] = fmax(gk_american_european_price(&node), w * (node.S - o->K));
+  }
   for (int i = last - 1; i >= 0; i--) {
-    double spot = o->S * exp(i * (drift - sd));
-    for (int j = 0; j <= i; j++, spot *= ratio)
-      values[j] = fmax(pu * values[j + 1] + pd * values[j], w * (spot - o->K));
+    double spot0 = o->S * exp(i * (drift - sd)), wk = w * o->K;
+    for (int j = 0; j <= i; j++) exercise_of[j] = w * spot0 * powers[j] - wk;
+    for (int j = 0; j <= i; j++) {
+      double hold = pu * values[j + 1] + pd * values[j];
+      values[j] = hold > exercise_of[j] ? hold : exercise_of[j];
+    }
   }
   return values[0];
 }
