@@ -317,7 +317,7 @@ static void build_table(void) {
                  kMasks[m].mask == GK_OUT_ALL ? run_naive_all_fastmath : run_naive_price_fastmath,
                  m, k);
   }
-  /* American: 1024 independent options only. The tree runs price-only (about 0.4 s
+  /* American: 1024 independent options only. The tree runs price-only (about 0.33 s
    * per batch; its Greeks cost 11 prices, docs/kernels.md). */
   for (int isa = 0; isa < GK_ISA_COUNT; isa++) {
     if (!gk_isa_supported((gk_isa)isa)) continue;

@@ -137,8 +137,9 @@ double gk_bs2002_price(const gk_american_option *o) {
  * (b - sigma^2/2) dt +- sigma sqrt(dt)), so the branch probability stays near 1/2
  * for any carry, unlike Cox-Ross-Rubinstein's. */
 static double bbs_tree(const gk_american_option *o, int steps) {
+  /* Thread-local rows (2 x 64 KiB): too large for small thread stacks, and no
+   * allocation that could fail mid-batch. */
   static _Thread_local double values[GK_AMERICAN_TREE_MAX_STEPS + 1];
-  static _Thread_local double exercise_of[GK_AMERICAN_TREE_MAX_STEPS + 1];
   static _Thread_local double powers[GK_AMERICAN_TREE_MAX_STEPS + 1];
   double dt = o->T / steps, sd = o->sigma * sqrt(dt), drift = (o->b - 0.5 * o->sigma * o->sigma) * dt;
   double up = exp(drift + sd), down = exp(drift - sd);
@@ -158,17 +159,18 @@ static double bbs_tree(const gk_american_option *o, int steps) {
     values[j] = fmax(gk_american_european_price(&node), w * (node.S - o->K));
   }
   for (int i = last - 1; i >= 0; i--) {
-    double spot0 = o->S * exp(i * (drift - sd)), wk = w * o->K;
-    for (int j = 0; j <= i; j++) exercise_of[j] = w * spot0 * powers[j] - wk;
+    double w_spot0 = w * o->S * exp(i * (drift - sd)), wk = w * o->K;
     for (int j = 0; j <= i; j++) {
-      double hold = pu * values[j + 1] + pd * values[j];
-      values[j] = hold > exercise_of[j] ? hold : exercise_of[j];
+      double hold = pu * values[j + 1] + pd * values[j], exercise = w_spot0 * powers[j] - wk;
+      values[j] = hold > exercise ? hold : exercise;
     }
   }
   return values[0];
 }
 
 double gk_american_tree_price_steps(const gk_american_option *o, int steps, int richardson) {
+  /* Internal callers only; a step count the rows cannot hold is a bug, not data. */
+  if (steps < 2 || steps > GK_AMERICAN_TREE_MAX_STEPS || steps % 2 != 0) return NAN;
   if (o->T == 0.0) return fmax(o->omega * (o->S - o->K), 0.0);
   if (o->sigma * sqrt(o->T) < GK_AMERICAN_TINY_STDDEV) return gk_american_deterministic_price(o);
   double fine = bbs_tree(o, steps);

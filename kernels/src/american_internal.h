@@ -22,8 +22,8 @@ typedef struct gk_american_option {
  * exponents grow like (bT / sigma sqrt T)^2 and lose their last digits. */
 #define GK_AMERICAN_TINY_STDDEV 1e-9
 
-/* Most steps a tree may take (its working row lives on the stack). */
-#define GK_AMERICAN_TREE_MAX_STEPS 16384
+/* Most steps a tree may take (its working rows are thread-local arrays). */
+#define GK_AMERICAN_TREE_MAX_STEPS 8192
 
 /* Prices of one option by each method; finite for every option in the domain. */
 double gk_bs2002_price(const gk_american_option *o);

@@ -14,7 +14,7 @@
  *    European (Black-Scholes) value, with two-point Richardson extrapolation
  *    (Broadie-Detemple "BBSR"), GK_AMERICAN_TREE_STEPS steps. Scalar on every ISA.
  *    Within 3e-5 on average (3e-4 at most, K = 100) of a 8192-step reference;
- *    about 0.4 ms per price, 11 prices (4.3 ms) for all Greeks.
+ *    about 0.33 ms per price, 11 prices (3.5 ms) for all Greeks.
  *
  * Greeks are bump-and-reprice central differences of the method's own price
  * (bumps in docs/kernels.md): delta and gamma bump S, vega bumps sigma, theta
