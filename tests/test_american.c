@@ -126,8 +126,8 @@ static void test_bs2002_matches_haug_table(void **state) {
       }
 }
 
-/* Barone-Adesi and Whaley (1987), Table I, via Haug (2007): their quadratic
- * approximation on the same grid. A different approximation: BS2002 must agree to
+/* Barone-Adesi and Whaley (1987) quadratic approximation on the same grid, as
+ * tabulated by Haug, "Option Pricing Formulas" (1998), p. 24. A different approximation: BS2002 must agree to
  * within the approximations' known spread (a few 1e-2 on these prices). */
 static const double baw_puts[2][3][3] = {
     {{10.0000, 1.8770, 0.0410}, {10.2533, 3.1277, 0.4562}, {10.8787, 4.3777, 1.2402}},
@@ -148,8 +148,9 @@ static void test_bs2002_and_tree_near_baw_table(void **state) {
       }
 }
 
-/* Haug (2007), section 3.3.3's worked example for BS2002 lies between 1993's
- * 5.2704 (Haug 1998, p. 27, a looser lower bound) and the accurate price. */
+/* Haug (1998), p. 27, prices S = 42, K = 40, T = 0.75, r = 0.04, b = -0.04,
+ * sigma = 0.35 with Bjerksund-Stensland 1993: 5.2704. BS2002 is a tighter lower
+ * bound, so it lies between that value and the accurate price. */
 static void test_bs2002_between_bs1993_and_tree(void **state) {
   (void)state;
   option call = {42, 40, 0.75, 0.04, 0.08, 0.35, GK_CALL};
