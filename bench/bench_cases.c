@@ -4,6 +4,7 @@
  */
 #include "bench_cases.h"
 
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "greeks/american.h"
 #include "greeks/batch.h"
 #include "greeks/bsm.h"
 #include "greeks/isa.h"
@@ -18,7 +20,8 @@
 
 _Static_assert(GK_CALL == 0 && GK_PUT == 1, "naive_bsm.c reads type 1 as a put");
 
-enum { KIND_BSM = 0, KIND_NAIVE_O2 = 1, KIND_NAIVE_FASTMATH = 2 };
+enum { KIND_BSM = 0, KIND_NAIVE_O2 = 1, KIND_NAIVE_FASTMATH = 2, KIND_AMERICAN_BS2002 = 3,
+       KIND_AMERICAN_TREE = 4 };
 
 /* batch: independent contracts, every input drawn per option (the bulk path).
  * chain: one underlying's chain, the shape desks price most: S, r, q shared,
@@ -193,6 +196,19 @@ static void run_bsm(void *p) {
                               &s->d->out, &invalid);
 }
 
+/* American options (greeks/american.h) on the batch inputs: BS2002 per ISA, the
+ * tree on scalar (every ISA runs the scalar tree). */
+static gk_american_method american_method_of(int kind) {
+  return kind == KIND_AMERICAN_TREE ? GK_AMERICAN_TREE : GK_AMERICAN_BS2002;
+}
+
+static void run_american(void *p) {
+  bench_state *s = p;
+  size_t invalid = 0;
+  (void)gk_american_price_batch_on((gk_isa)s->c->isa, GK_MODEL_BSM, american_method_of(s->c->kind),
+                                   &s->d->in, s->c->mask, &s->d->out, &invalid);
+}
+
 #define NAIVE_RUNNERS(suffix)                                                               \
   static void run_naive_price_##suffix(void *p) {                                          \
     bench_data *d = ((bench_state *)p)->d;                                                  \
@@ -232,6 +248,16 @@ void *bench_case_create(const bench_case *c, char *error, size_t error_len) {
       bench_case_destroy(s);
       return NULL;
     }
+  } else if (c->kind == KIND_AMERICAN_BS2002 || c->kind == KIND_AMERICAN_TREE) {
+    size_t invalid = 0;
+    gk_rc rc = gk_american_price_batch_on((gk_isa)c->isa, GK_MODEL_BSM, american_method_of(c->kind),
+                                          &s->d->in, c->mask, &s->d->out, &invalid);
+    if (rc != GK_RC_OK || invalid != 0) {
+      snprintf(error, error_len, "%s: gk_american_price_batch_on: %s, %zu invalid elements",
+               c->name, gk_rc_message(rc), invalid);
+      bench_case_destroy(s);
+      return NULL;
+    }
   } else {
     c->run(s);
   }
@@ -247,8 +273,8 @@ void bench_case_destroy(void *state) {
 
 /* ---- the table ---- */
 
-#define MAX_CASES (N_LAYOUTS * (GK_ISA_COUNT + 2) * N_MASKS * N_SIZES)
-#define NAME_LEN 48
+#define MAX_CASES (N_LAYOUTS * (GK_ISA_COUNT + 2) * N_MASKS * N_SIZES + GK_ISA_COUNT * N_MASKS + 1)
+#define NAME_LEN 64
 
 static bench_case g_cases[MAX_CASES];
 static char g_names[MAX_CASES][NAME_LEN];
@@ -291,6 +317,15 @@ static void build_table(void) {
                  kMasks[m].mask == GK_OUT_ALL ? run_naive_all_fastmath : run_naive_price_fastmath,
                  m, k);
   }
+  /* American: 1024 independent options only. The tree runs price-only (about 0.33 s
+   * per batch; its Greeks cost 11 prices, docs/kernels.md). */
+  for (int isa = 0; isa < GK_ISA_COUNT; isa++) {
+    if (!gk_isa_supported((gk_isa)isa)) continue;
+    char prefix[40];
+    snprintf(prefix, sizeof prefix, "american_bs2002/%s", gk_isa_name((gk_isa)isa));
+    for (size_t m = 0; m < N_MASKS; m++) add_case(LAYOUT_BATCH, prefix, KIND_AMERICAN_BS2002, isa, run_american, m, 0);
+  }
+  add_case(LAYOUT_BATCH, "american_tree/scalar", KIND_AMERICAN_TREE, GK_ISA_SCALAR, run_american, 0, 0);
 }
 
 size_t bench_cases_count(void) {

@@ -372,6 +372,53 @@ static void test_iv_round_trips_lognormal_prices(void **state) {
   remove("/tmp/greeks_cli_iv_bsm.csv");
 }
 
+/* --style, --american-method and the style column: BS2002 reproduces Haug's
+ * published value (6.7661, Haug 2007, section 3.3.3, S = K = 100, T = 0.5,
+ * r = q = 0.10, sigma = 0.25), european rows keep their European price, a call
+ * without dividends is its European price, a negative rate is a named bad row. */
+static void test_american_style_column_and_flags(void **state) {
+  (void)state;
+  cli_result *r = run_cli("", "price american.csv");
+  assert_int_equal(r->exit_code, 3); /* the negative-rate row */
+  double american = strtod(csv_cell(r->out, 1, 1), NULL);
+  double european = strtod(csv_cell(r->out, 2, 1), NULL);
+  assert_true(fabs(american - 6.7661) < 0.5e-4);
+  assert_true(american > european);
+  assert_true(strtod(csv_cell(r->out, 3, 1), NULL) == european); /* blank: --style default */
+  owned_batch b = owned_batch_make(1);
+  b.spot[0] = 100, b.strike[0] = 100, b.expiry[0] = 0.5, b.rate[0] = 0.10, b.vol[0] = 0.25;
+  owned_batch_price(&b, GK_MODEL_BSM);
+  assert_true(fabs(strtod(csv_cell(r->out, 4, 1), NULL) - b.price[0]) < 1e-12);
+  owned_batch_free(&b);
+  assert_string_equal(csv_cell(r->out, 5, 8), "line 6: field 'r' value '-0.01': must be >= 0 for an american option");
+
+  r = run_cli("", "price --style american --american-method tree american.csv");
+  double tree = strtod(csv_cell(r->out, 3, 1), NULL); /* blank style: american now */
+  assert_true(tree > american && tree - american < 0.02); /* BS2002 is a lower bound */
+  assert_true(strtod(csv_cell(r->out, 2, 1), NULL) == european);
+
+  r = run_cli("", "chain --spot 100 --rate 0.1 --yield 0.1 --style american american_chain.csv");
+  assert_int_equal(r->exit_code, 0);
+  assert_true(fabs(strtod(csv_cell(r->out, 1, 1), NULL) - 6.7661) < 0.5e-4); /* b = 0 symmetry */
+}
+
+static void test_american_bad_style_and_options_exit_2(void **state) {
+  (void)state;
+  cli_result *r = run_cli("", "price american_bad_style.csv");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "line 3: field 'style' value 'amercan': must be european or american"));
+  r = run_cli("", "price --style bermudan american.csv");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "--style must be european or american"));
+  r = run_cli("", "price --american-method lsm american.csv");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "bs2002 or tree"));
+  r = run_cli("", "price --style american --model bachelier american.csv");
+  assert_int_equal(r->exit_code, 2);
+  r = run_cli("", "price --style american --greeks everything american.csv");
+  assert_int_equal(r->exit_code, 2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_prices_a_good_file_to_round_trip_precision),
@@ -386,6 +433,8 @@ int main(void) {
       cmocka_unit_test(test_revalue_rejects_unusable_input),
       cmocka_unit_test(test_iv_round_trips_bachelier_prices),
       cmocka_unit_test(test_iv_round_trips_lognormal_prices),
+      cmocka_unit_test(test_american_style_column_and_flags),
+      cmocka_unit_test(test_american_bad_style_and_options_exit_2),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -156,6 +156,55 @@ static void test_batch_equals_kernel_for_any_thread_count(void **state) {
   owned_batch_free(&direct);
 }
 
+/* Mixed exercise styles: every element equals the kernel of its own style, across
+ * slice boundaries and thread counts; unusable style arguments are refused. */
+static void test_batch_with_styles_equals_kernels_per_element(void **state) {
+  (void)state;
+  const size_t n = GK_SLICE_OPTIONS + 37;
+  owned_batch b = owned_batch_make(n);
+  test_rng rng = {91};
+  uint8_t *style = malloc(n);
+  assert_non_null(style);
+  for (size_t i = 0; i < n; i++) {
+    fill_random_option(&b, i, &rng);
+    style[i] = (i / 5) % 3 == 0 ? GK_STYLE_AMERICAN : GK_STYLE_EUROPEAN; /* runs of 5 */
+  }
+  gk_option_batch in = owned_batch_inputs(&b);
+  owned_batch eur = owned_batch_make(n), am = owned_batch_make(n);
+  gk_greeks_batch eur_out = owned_batch_outputs(&eur), am_out = owned_batch_outputs(&am);
+  assert_int_equal(gk_bsm_price_batch(GK_MODEL_BSM, &in, GK_OUT_ALL, &eur_out, NULL), GK_RC_OK);
+  assert_int_equal(gk_american_price_batch(GK_MODEL_BSM, GK_AMERICAN_BS2002, &in, GK_OUT_ALL, &am_out, NULL), GK_RC_OK);
+  gk_exercise exercise = {style, GK_AMERICAN_BS2002};
+  for (int threads = 0; threads <= 2; threads += 2) {
+    owned_batch got = owned_batch_make(n);
+    gk_greeks_batch got_out = owned_batch_outputs(&got);
+    gk_pool *pool = threads ? make_pool(threads) : NULL;
+    assert_int_equal(gk_price_batch_ex(pool, GK_MODEL_BSM, &in, &exercise, GK_OUT_ALL, &got_out, NULL, NULL), GK_OK);
+    for (size_t i = 0; i < n; i++) {
+      const owned_batch *want = style[i] == GK_STYLE_AMERICAN ? &am : &eur;
+      assert_true(got.price[i] == want->price[i] && got.delta[i] == want->delta[i]);
+      assert_true(got.theta[i] == want->theta[i] && got.phi[i] == want->phi[i]);
+      assert_int_equal(got.error[i], want->error[i]);
+    }
+    gk_pool_destroy(pool);
+    owned_batch_free(&got);
+  }
+  gk_status status;
+  gk_greeks_batch out = owned_batch_outputs(&am);
+  assert_int_equal(gk_price_batch_ex(NULL, GK_MODEL_BSM, &in, &exercise, GK_OUT_EVERYTHING, &out, NULL, &status),
+                   GK_INVALID_ARGUMENT);
+  assert_int_equal(gk_price_batch_ex(NULL, GK_MODEL_BACHELIER, &in, &exercise, GK_OUT_ALL, &out, NULL, &status),
+                   GK_INVALID_ARGUMENT);
+  style[3] = 7;
+  assert_int_equal(gk_price_batch_ex(NULL, GK_MODEL_BSM, &in, &exercise, GK_OUT_ALL, &out, NULL, &status),
+                   GK_INVALID_ARGUMENT);
+  assert_non_null(strstr(status.message, "element 3"));
+  free(style);
+  owned_batch_free(&eur);
+  owned_batch_free(&am);
+  owned_batch_free(&b);
+}
+
 static void test_chain_equals_batch_with_broadcast_market(void **state) {
   (void)state;
   const size_t n = 2 * GK_SLICE_OPTIONS + 5;
@@ -235,6 +284,7 @@ int main(void) {
       cmocka_unit_test(test_chain_equals_batch_with_broadcast_market),
       cmocka_unit_test(test_batch_rejects_unusable_arguments),
       cmocka_unit_test(test_chain_rejects_a_bad_market_by_name),
+      cmocka_unit_test(test_batch_with_styles_equals_kernels_per_element),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,11 +12,13 @@
 
 #include "cli_common.h"
 #include "csv.h"
+#include "greeks/american.h"
 #include "greeks/bsm.h"
 #include "greeks/pricing.h"
 
-enum { COL_ID, COL_TYPE, COL_S, COL_K, COL_T, COL_R, COL_Q, COL_SIGMA, COL_COUNT };
-static const char *const column_names[COL_COUNT] = {"id", "type", "S", "K", "T", "r", "q", "sigma"};
+enum { COL_ID, COL_TYPE, COL_S, COL_K, COL_T, COL_R, COL_Q, COL_SIGMA, COL_STYLE, COL_COUNT };
+static const char *const column_names[COL_COUNT] = {"id", "type", "S", "K", "T", "r", "q", "sigma",
+                                                    "style"};
 
 #define CHUNK_ROWS 32768
 #define MESSAGE_SIZE 256
@@ -33,7 +35,7 @@ typedef struct chunk {
   row rows[CHUNK_ROWS];
   double spot[CHUNK_ROWS], strike[CHUNK_ROWS], expiry[CHUNK_ROWS];
   double rate[CHUNK_ROWS], yield[CHUNK_ROWS], vol[CHUNK_ROWS];
-  uint8_t type[CHUNK_ROWS];
+  uint8_t type[CHUNK_ROWS], style[CHUNK_ROWS];
   double price[CHUNK_ROWS], delta[CHUNK_ROWS], gamma[CHUNK_ROWS], vega[CHUNK_ROWS];
   double theta[CHUNK_ROWS], rho[CHUNK_ROWS], phi[CHUNK_ROWS];
   double second[9][CHUNK_ROWS]; /* vanna .. dual gamma, in mask order */
@@ -50,8 +52,11 @@ typedef struct price_job {
   int chain_mode;     /* `greeks chain`: S, r, q come from the command line */
   gk_market market;   /* chain mode only */
   gk_pool *pool;
+  uint8_t default_style;      /* --style: rows without a style column or value */
+  gk_american_method method;  /* --american-method */
   int column_of[COL_COUNT]; /* position of each column in the file, -1 if absent */
   size_t bad_rows;
+  int bad_style;              /* a style value was unreadable: the run stops (exit 2) */
 } price_job;
 
 static void set_row_error(row *r, const char *column, const char *value, const char *rule) {
@@ -84,10 +89,31 @@ static int parse_type(row *r, uint8_t *type) {
   return 0;
 }
 
+static int parse_style_name(const char *text, uint8_t *style) {
+  if (strcasecmp(text, "european") == 0) *style = GK_STYLE_EUROPEAN;
+  else if (strcasecmp(text, "american") == 0) *style = GK_STYLE_AMERICAN;
+  else return -1;
+  return 0;
+}
+
+/* The row's style: its own value, or the --style default when the column is
+ * absent or the field blank. An unknown value stops the run: pricing it as the
+ * default would silently give the wrong exercise. */
+static int parse_style(price_job *job, row *r, uint8_t *style) {
+  const char *text = r->field[COL_STYLE] ? cli_skip_spaces(r->field[COL_STYLE]) : "";
+  *style = job->default_style;
+  if (*text == '\0' || parse_style_name(text, style) == 0) return 0;
+  set_row_error(r, "style", r->field[COL_STYLE], "must be european or american");
+  fprintf(stderr, "greeks: %s: %s\n", job->path, r->error);
+  job->bad_style = 1;
+  return -1;
+}
+
 /* Fills element k of the chunk's input arrays from its row; returns -1 (with the
  * row's error set) when a field cannot be read. */
 static int parse_row_values(price_job *job, chunk *c, size_t k) {
   row *r = &c->rows[k];
+  if (parse_style(job, r, &c->style[k])) return -1;
   if (parse_type(r, &c->type[k]) || parse_number(r, COL_K, &c->strike[k]) ||
       parse_number(r, COL_T, &c->expiry[k]) || parse_number(r, COL_SIGMA, &c->vol[k]))
     return -1;
@@ -126,6 +152,7 @@ static void add_row(price_job *job, chunk *c, char *line, size_t line_number) {
   /* An unreadable row still occupies its slot; the kernel sees a put-call type byte
    * it rejects, and the row's own message wins when the result is written. */
   c->type[k] = 0xff;
+  c->style[k] = GK_STYLE_EUROPEAN;
   c->spot[k] = c->strike[k] = c->expiry[k] = c->rate[k] = c->yield[k] = c->vol[k] = 0.0;
 }
 
@@ -136,14 +163,14 @@ static void write_number(FILE *out, int wanted, double value) {
 }
 
 static void write_chunk_results(price_job *job, chunk *c, FILE *out) {
-  static const char *const value_columns[] = {NULL, NULL, "S", "K", "T", "r", "q", "sigma"};
+  static const char *const value_columns[] = {NULL, NULL, "S", "K", "T", "r", "q", "sigma", "style"};
   for (size_t k = 0; k < c->count; k++) {
     row *r = &c->rows[k];
     gk_element_error code = (gk_element_error)c->element_error[k];
     if (r->error[0] == '\0' && code != GK_ELEMENT_OK) {
       const char *field = gk_element_error_field(code);
       const char *value = "";
-      for (int col = COL_S; col < COL_COUNT; col++)
+      for (int col = COL_S; col < COL_STYLE; col++)
         if (strcmp(field, value_columns[col]) == 0 && r->field[col]) value = r->field[col];
       set_row_error(r, field, value, gk_element_error_rule(code));
     }
@@ -175,13 +202,15 @@ static int price_chunk(price_job *job, chunk *c, FILE *out) {
                          c->second[6], c->second[7], c->second[8]};
   gk_status status;
   gk_code code;
+  gk_exercise exercise = {c->style, job->method};
   if (job->chain_mode) {
     gk_chain chain = {c->count, c->strike, c->expiry, c->vol, c->type};
-    code = gk_price_chain(job->pool, job->model, &job->market, &chain, job->outputs, &res, NULL, &status);
+    code = gk_price_chain_ex(job->pool, job->model, &job->market, &chain, &exercise, job->outputs,
+                             &res, NULL, &status);
   } else {
     gk_option_batch in = {c->count, c->spot, c->strike, c->expiry, c->rate,
                           c->yield, c->vol, c->type};
-    code = gk_price_batch(job->pool, job->model, &in, job->outputs, &res, NULL, &status);
+    code = gk_price_batch_ex(job->pool, job->model, &in, &exercise, job->outputs, &res, NULL, &status);
   }
   if (code != GK_OK) {
     fprintf(stderr, "greeks: pricing failed: %s\n", status.message);
@@ -208,7 +237,7 @@ static int read_header(price_job *job, char *line) {
         job->column_of[col] = (int)i;
     int market_column = col == COL_S || col == COL_R || col == COL_Q;
     int optional = (col == COL_Q && !gk_model_uses_yield(job->model)) ||
-                   (job->chain_mode && market_column);
+                   (job->chain_mode && market_column) || col == COL_STYLE;
     if (job->chain_mode && market_column) job->column_of[col] = -1; /* flags win */
     if (job->column_of[col] < 0 && !optional) {
       fprintf(stderr, "greeks: %s: header has no '%s' column (expected %s)\n", job->path,
@@ -245,6 +274,7 @@ static int price_stream(price_job *job, FILE *in, FILE *out) {
     char *owned = strdup(line);
     if (owned == NULL) { fprintf(stderr, "greeks: out of memory\n"); status = CLI_EXIT_UNUSABLE; break; }
     add_row(job, c, owned, line_number);
+    if (job->bad_style) { status = CLI_EXIT_UNUSABLE; break; }
     if (c->count == CHUNK_ROWS && price_chunk(job, c, out) != 0) { status = CLI_EXIT_UNUSABLE; break; }
   }
   if (status == CLI_EXIT_OK && ferror(in)) {
@@ -299,8 +329,13 @@ static int parse_model(const char *name, gk_model *model) {
 
 void price_command_usage(FILE *out) {
   fputs("usage: greeks price [--model bsm|black76|gk|bachelier] [--isa scalar|avx2|avx512]\n"
+        "                    [--style european|american] [--american-method bs2002|tree]\n"
         "                    [--greeks all|none|LIST] [--threads N] FILE|-\n"
-        "  Prices European options. Input CSV header: id,type,S,K,T,r,q,sigma\n"
+        "  Prices options. Input CSV header: id,type,S,K,T,r,q,sigma[,style]\n"
+        "  (style european|american per row, default --style, itself default european;\n"
+        "  american: bs2002 = Bjerksund-Stensland 2002, fast, the default; tree = binomial\n"
+        "  tree with Richardson extrapolation, accurate, ~1000x slower; bsm, black76, gk\n"
+        "  only, r and q >= 0, price and first-order Greeks only)\n"
         "  (type call|put; T years; r, q continuously compounded per year; sigma per\n"
         "  sqrt(year); black76: S is the futures price, q ignored; gk: q is the\n"
         "  foreign rate; bachelier: S is the forward (any sign), sigma a normal vol in\n"
@@ -315,9 +350,10 @@ void price_command_usage(FILE *out) {
 
 void chain_command_usage(FILE *out) {
   fputs("usage: greeks chain --spot S --rate R [--yield Q] [--model bsm|black76|gk]\n"
+        "                    [--style european|american] [--american-method bs2002|tree]\n"
         "                    [--isa ISA] [--greeks all|none|LIST] [--threads N] FILE|-\n"
         "  Prices one underlying's option chain. The market (S, r, q) comes from the\n"
-        "  flags; the input CSV has header id,type,K,T,sigma. Output and exit codes\n"
+        "  flags; the input CSV has header id,type,K,T,sigma[,style]. Output and exit codes\n"
         "  as for `greeks price`.\n",
         out);
 }
@@ -342,6 +378,12 @@ static int run_price_job(int argc, char **argv, int chain_mode) {
         return cli_usage_error("--greeks must be all, everything, none or a list of "
                                "delta,gamma,vega,theta,rho,phi,vanna,volga,charm,veta,speed,"
                                "zomma,color,dual_delta,dual_gamma,second", value);
+    } else if (cli_take_option(argc, argv, &i, "--style", &value)) {
+      if (!value || parse_style_name(value, &job.default_style) != 0)
+        return cli_usage_error("--style must be european or american", value);
+    } else if (cli_take_option(argc, argv, &i, "--american-method", &value)) {
+      if (!value || gk_american_method_from_name(value, &job.method) != GK_RC_OK)
+        return cli_usage_error("--american-method must be bs2002 or tree", value);
     } else if (cli_take_option(argc, argv, &i, "--isa", &value)) {
       if (cli_force_isa(value) != 0) return CLI_EXIT_UNUSABLE;
     } else if (cli_take_option(argc, argv, &i, "--threads", &value)) {
@@ -371,6 +413,10 @@ static int run_price_job(int argc, char **argv, int chain_mode) {
     return CLI_EXIT_UNUSABLE;
   }
   if (cli_check_isa() != 0) return CLI_EXIT_UNUSABLE;
+  if (job.default_style == GK_STYLE_AMERICAN && job.model == GK_MODEL_BACHELIER)
+    return cli_usage_error("--style american needs a lognormal model (bsm, black76 or gk)", "bachelier");
+  if (job.default_style == GK_STYLE_AMERICAN && (job.outputs & GK_OUT_SECOND_ORDER))
+    return cli_usage_error("--style american has price and first-order Greeks only", "second order");
   if (chain_mode) {
     gk_status status;
     if (gk_market_validate(job.model, &job.market, &status) != GK_OK) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "greeks/american.h"
 #include "greeks/bsm.h"
 #include "greeks/isa.h"
 
@@ -45,9 +46,58 @@ static gk_greeks_batch results_slice(const gk_greeks_batch *out, size_t begin) {
   return s;
 }
 
+/* Prices one slice: runs of equal style go to the European or the American
+ * kernels in place (no copy), so a single-style slice is one kernel call. */
+static size_t price_slice_by_style(gk_model model, const gk_option_batch *in,
+                                   const gk_exercise *exercise, const uint8_t *style,
+                                   unsigned outputs, const gk_greeks_batch *out) {
+  size_t invalid = 0;
+  for (size_t begin = 0; begin < in->count;) {
+    uint8_t run_style = style ? style[begin] : GK_STYLE_EUROPEAN;
+    size_t end = begin + 1;
+    while (end < in->count && (style ? style[end] : GK_STYLE_EUROPEAN) == run_style) end++;
+    gk_option_batch run = batch_slice(in, begin, end - begin);
+    gk_greeks_batch run_out = results_slice(out, begin);
+    size_t run_invalid = 0;
+    /* Arguments were checked on the whole batch; a run cannot fail differently. */
+    if (run_style == GK_STYLE_AMERICAN)
+      gk_american_price_batch(model, exercise->method, &run, outputs, &run_out, &run_invalid);
+    else
+      gk_bsm_price_batch(model, &run, outputs, &run_out, &run_invalid);
+    invalid += run_invalid;
+    begin = end;
+  }
+  return invalid;
+}
+
+/* The exercise arguments: every style byte known, and the American kernels'
+ * own argument rules when any element is American. */
+static gk_code check_exercise(gk_model model, const gk_option_batch *in,
+                              const gk_exercise *exercise, unsigned outputs,
+                              const gk_greeks_batch *out, gk_status *status) {
+  if (exercise == NULL || exercise->style == NULL) return GK_OK;
+  int checked_american = 0; /* the American rules do not depend on the element */
+  for (size_t i = 0; i < in->count; i++) {
+    uint8_t style = exercise->style[i];
+    if (style != GK_STYLE_EUROPEAN && style != GK_STYLE_AMERICAN)
+      return gk_status_set(status, GK_INVALID_ARGUMENT, "style", NULL, (int64_t)i,
+                           "element %zu: style %u must be european (0) or american (1)", i,
+                           (unsigned)style);
+    if (style == GK_STYLE_AMERICAN && !checked_american) {
+      gk_rc rc = gk_american_check_batch(model, exercise->method, in, outputs, out);
+      if (rc != GK_RC_OK)
+        return gk_status_set(status, GK_INVALID_ARGUMENT, "style", "american", (int64_t)i,
+                             "element %zu is american: %s", i, gk_rc_message(rc));
+      checked_american = 1;
+    }
+  }
+  return GK_OK;
+}
+
 typedef struct batch_job {
   gk_model model;
   const gk_option_batch *in;
+  const gk_exercise *exercise;
   unsigned outputs;
   const gk_greeks_batch *out;
   _Atomic size_t invalid;
@@ -60,26 +110,33 @@ static void price_batch_slice(void *context, size_t task, int worker) {
   size_t count = job->in->count - begin < GK_SLICE_OPTIONS ? job->in->count - begin : GK_SLICE_OPTIONS;
   gk_option_batch in = batch_slice(job->in, begin, count);
   gk_greeks_batch out = results_slice(job->out, begin);
-  size_t invalid = 0;
-  /* Arguments were checked on the whole batch; a slice cannot fail differently. */
-  gk_bsm_price_batch(job->model, &in, job->outputs, &out, &invalid);
+  const uint8_t *style = job->exercise && job->exercise->style ? job->exercise->style + begin : NULL;
+  size_t invalid = price_slice_by_style(job->model, &in, job->exercise, style, job->outputs, &out);
   atomic_fetch_add(&job->invalid, invalid);
 }
 
 gk_code gk_price_batch(gk_pool *pool, gk_model model, const gk_option_batch *in,
                        unsigned outputs, gk_greeks_batch *out, size_t *invalid_count,
                        gk_status *status) {
+  return gk_price_batch_ex(pool, model, in, NULL, outputs, out, invalid_count, status);
+}
+
+gk_code gk_price_batch_ex(gk_pool *pool, gk_model model, const gk_option_batch *in,
+                          const gk_exercise *exercise, unsigned outputs, gk_greeks_batch *out,
+                          size_t *invalid_count, gk_status *status) {
   /* The kernels' own argument rules, checked once for the whole batch; the ISA
    * choice too, so a bad GREEKS_ISA fails here rather than inside a worker. */
   gk_rc rc = gk_bsm_check_batch(model, in, outputs, out);
   if (rc == GK_RC_OK) rc = gk_isa_init();
   if (rc != GK_RC_OK) return kernel_error(rc, status);
-  batch_job job = {model, in, outputs, out, 0};
+  gk_code code = check_exercise(model, in, exercise, outputs, out, status);
+  if (code != GK_OK) return code;
+  batch_job job = {model, in, exercise, outputs, out, 0};
   size_t tasks = slice_count(in->count);
   if (pool == NULL) {
     for (size_t t = 0; t < tasks; t++) price_batch_slice(&job, t, 0);
   } else {
-    gk_code code = gk_pool_run(pool, tasks, price_batch_slice, &job, status);
+    code = gk_pool_run(pool, tasks, price_batch_slice, &job, status);
     if (code != GK_OK) return code;
   }
   if (invalid_count) *invalid_count = atomic_load(&job.invalid);
@@ -131,6 +188,7 @@ typedef struct chain_job {
   gk_model model;
   const gk_market *market;
   const gk_chain *chain;
+  const gk_exercise *exercise;
   unsigned outputs;
   const gk_greeks_batch *out;
   _Atomic size_t invalid;
@@ -151,14 +209,20 @@ static void price_chain_slice(void *context, size_t task, int worker) {
                         job->chain->expiry + begin, scratch->rate, scratch->yield,
                         job->chain->vol + begin, job->chain->type + begin};
   gk_greeks_batch out = results_slice(job->out, begin);
-  size_t invalid = 0;
-  gk_bsm_price_batch(job->model, &in, job->outputs, &out, &invalid);
+  const uint8_t *style = job->exercise && job->exercise->style ? job->exercise->style + begin : NULL;
+  size_t invalid = price_slice_by_style(job->model, &in, job->exercise, style, job->outputs, &out);
   atomic_fetch_add(&job->invalid, invalid);
 }
 
 gk_code gk_price_chain(gk_pool *pool, gk_model model, const gk_market *market,
                        const gk_chain *chain, unsigned outputs, gk_greeks_batch *out,
                        size_t *invalid_count, gk_status *status) {
+  return gk_price_chain_ex(pool, model, market, chain, NULL, outputs, out, invalid_count, status);
+}
+
+gk_code gk_price_chain_ex(gk_pool *pool, gk_model model, const gk_market *market,
+                          const gk_chain *chain, const gk_exercise *exercise, unsigned outputs,
+                          gk_greeks_batch *out, size_t *invalid_count, gk_status *status) {
   if (chain == NULL || out == NULL)
     return gk_status_set(status, GK_INVALID_ARGUMENT, chain ? "out" : "chain", NULL, GK_STATUS_NO_INDEX,
                          "gk_price_chain: %s is NULL", chain ? "out" : "chain");
@@ -176,7 +240,9 @@ gk_code gk_price_chain(gk_pool *pool, gk_model model, const gk_market *market,
   gk_rc rc = gk_bsm_check_batch(model, &shape, outputs, out);
   if (rc == GK_RC_OK) rc = gk_isa_init();
   if (rc != GK_RC_OK) return kernel_error(rc, status);
-  chain_job job = {pool, model, market, chain, outputs, out, 0, NULL};
+  code = check_exercise(model, &shape, exercise, outputs, out, status);
+  if (code != GK_OK) return code;
+  chain_job job = {pool, model, market, chain, exercise, outputs, out, 0, NULL};
   size_t tasks = slice_count(chain->count);
   if (pool == NULL) {
     /* One allocation per call, not per slice or element. */

@@ -5,6 +5,7 @@
 #include "../src/bachelier_vector.h"
 #include "../src/normal_iv_vector.h"
 #include "../src/black_iv_vector.h"
+#include "../src/american_vector.h"
 
 size_t gk_bsm_kernel_avx512(gk_model model, const gk_option_batch *in, unsigned outputs,
                            gk_greeks_batch *out) {
@@ -22,4 +23,9 @@ size_t gk_normal_iv_kernel_avx512(const gk_iv_batch *in, double *vol, uint8_t *e
 
 size_t gk_lognormal_iv_kernel_avx512(gk_model model, const gk_iv_batch *in, double *vol, uint8_t *error) {
   return black_iv_vector_kernel(model, in, vol, error);
+}
+
+size_t gk_american_kernel_avx512(gk_model model, gk_american_method method,
+                               const gk_option_batch *in, unsigned outputs, gk_greeks_batch *out) {
+  return american_vector_kernel(model, method, in, outputs, out);
 }

@@ -84,7 +84,7 @@ void gk_zero_element_outputs(unsigned outputs, gk_greeks_batch *out, size_t i) {
 /* The two string tables are indexed by gk_element_error; keep them in its order. */
 static const char *const element_fields[GK_ELEMENT_ERROR_COUNT] = {
     "", "S", "S", "S", "K", "K", "K", "T", "T", "T", "r", "r", "q", "q",
-    "sigma", "sigma", "sigma", "type", "S", "K", "sigma", "price", "price", "T", "price",
+    "sigma", "sigma", "sigma", "type", "S", "K", "sigma", "price", "price", "T", "price", "r", "q",
 };
 
 #define STR_(x) #x
@@ -116,6 +116,8 @@ static const char *const element_rules[GK_ELEMENT_ERROR_COUNT] = {
     "must be > 0 to imply a vol",
     "must be < the no-arbitrage upper bound (S e^{-qT} for a call, K e^{-rT} for a put; "
     "black76: F e^{-rT}); at the bound the implied vol is infinite",
+    "must be >= 0 for an american option",
+    "must be >= 0 for an american option",
 };
 
 const char *gk_element_error_field(gk_element_error error) {
@@ -139,6 +141,8 @@ const char *gk_rc_message(gk_rc rc) {
     case GK_RC_ISA_UNKNOWN: return "unknown ISA name (expected scalar, avx2 or avx512)";
     case GK_RC_ISA_UNSUPPORTED: return "this CPU or OS cannot run the requested ISA";
     case GK_RC_MODEL_NOT_SUPPORTED: return "this operation is not available for this model in this version";
+    case GK_RC_BAD_METHOD: return "american method must be bs2002 or tree";
+    case GK_RC_OUTPUT_NOT_SUPPORTED: return "an output in the mask is not available here (american: price and first-order Greeks only)";
   }
   return "unknown return code";
 }

@@ -10,6 +10,7 @@
 #ifndef GREEKS_PRICING_H
 #define GREEKS_PRICING_H
 
+#include "greeks/american.h"
 #include "greeks/batch.h"
 #include "greeks/pool.h"
 #include "greeks/status.h"
@@ -27,6 +28,22 @@ extern "C" {
 gk_code gk_price_batch(gk_pool *pool, gk_model model, const gk_option_batch *in,
                        unsigned outputs, gk_greeks_batch *out, size_t *invalid_count,
                        gk_status *status);
+
+/* Exercise style of a batch: style[i] is GK_STYLE_EUROPEAN or GK_STYLE_AMERICAN
+ * (style NULL: every element european); American elements are priced with
+ * `method` (greeks/american.h), which supports first-order outputs only. */
+typedef struct gk_exercise {
+  const uint8_t *style;
+  gk_american_method method;
+} gk_exercise;
+
+/* gk_price_batch with exercise styles; exercise NULL is gk_price_batch. A style
+ * byte other than the two, american elements under bachelier, or second-order
+ * outputs with american elements fail the call with GK_INVALID_ARGUMENT naming
+ * the first offending element. */
+gk_code gk_price_batch_ex(gk_pool *pool, gk_model model, const gk_option_batch *in,
+                          const gk_exercise *exercise, unsigned outputs, gk_greeks_batch *out,
+                          size_t *invalid_count, gk_status *status);
 
 /* One underlying's market: spot (futures price for black76), rate and yield
  * (dividend yield for bsm, foreign rate for gk, ignored for black76). */
@@ -56,6 +73,12 @@ typedef struct gk_chain {
 gk_code gk_price_chain(gk_pool *pool, gk_model model, const gk_market *market,
                        const gk_chain *chain, unsigned outputs, gk_greeks_batch *out,
                        size_t *invalid_count, gk_status *status);
+
+/* gk_price_chain with exercise styles (style indexed like the chain), as
+ * gk_price_batch_ex. */
+gk_code gk_price_chain_ex(gk_pool *pool, gk_model model, const gk_market *market,
+                          const gk_chain *chain, const gk_exercise *exercise, unsigned outputs,
+                          gk_greeks_batch *out, size_t *invalid_count, gk_status *status);
 
 /* Scratch each worker needs for gk_price_chain. */
 size_t gk_chain_scratch_bytes(void);

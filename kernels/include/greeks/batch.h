@@ -47,6 +47,8 @@ typedef enum gk_rc {
   GK_RC_ISA_UNKNOWN,      /* an ISA name (GREEKS_ISA, --isa) names no ISA */
   GK_RC_ISA_UNSUPPORTED,  /* the CPU or the OS cannot run the requested ISA */
   GK_RC_MODEL_NOT_SUPPORTED, /* this operation is not available for this model */
+  GK_RC_BAD_METHOD,       /* an American pricing method outside gk_american_method */
+  GK_RC_OUTPUT_NOT_SUPPORTED, /* the mask asks for an output this operation lacks */
 } gk_rc;
 
 /* Static English description of a return code; never NULL. */
@@ -154,6 +156,10 @@ typedef enum gk_element_error {
   GK_ELEMENT_PRICE_BELOW_INTRINSIC,
   GK_ELEMENT_EXPIRY_NOT_POSITIVE,
   GK_ELEMENT_PRICE_ABOVE_UPPER_BOUND,
+  /* American options only (greeks/american.h): negative rates can call for two
+   * exercise boundaries, which the methods do not model. */
+  GK_ELEMENT_AMERICAN_RATE_NEGATIVE,
+  GK_ELEMENT_AMERICAN_YIELD_NEGATIVE,
   GK_ELEMENT_ERROR_COUNT
 } gk_element_error;
 

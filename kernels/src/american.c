@@ -1,0 +1,193 @@
+/*
+ * American options: argument checks, the American domain rules, Greeks by
+ * bump-and-reprice (shared by every ISA), and ISA dispatch.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "american_internal.h"
+#include "greeks/bsm.h"
+
+static const gk_american_kernel american_kernels[GK_ISA_COUNT] = {
+    [GK_ISA_SCALAR] = gk_american_kernel_scalar,
+    [GK_ISA_AVX2] = gk_american_kernel_avx2,
+    [GK_ISA_AVX512] = gk_american_kernel_avx512,
+};
+
+static const char *const method_names[GK_AMERICAN_METHOD_COUNT] = {"bs2002", "tree"};
+
+/* Bumps: small enough for a 1e-7-relative truncation error on the smooth BS2002
+ * formula; on the tree, large enough that its residual wiggles (period: one node
+ * spacing in S) do not dominate the difference quotient. Measured in
+ * docs/kernels.md, tested in tests/test_american.c. */
+static const gk_american_bumps method_bumps[GK_AMERICAN_METHOD_COUNT] = {
+    [GK_AMERICAN_BS2002] = {.spot_relative = 1e-4, .expiry_relative = 1e-4, .vol = 1e-4, .rate = 1e-5,
+                            .spot_node_spacings = 0.0},
+    [GK_AMERICAN_TREE] = {.spot_relative = 1e-3, .expiry_relative = 1e-3, .vol = 1e-3, .rate = 1e-4,
+                          .spot_node_spacings = 4.0},
+};
+
+const gk_american_bumps *gk_american_bumps_of(gk_american_method method) {
+  return &method_bumps[method];
+}
+
+const char *gk_american_method_name(gk_american_method method) {
+  if ((unsigned)method >= GK_AMERICAN_METHOD_COUNT) return "unknown";
+  return method_names[method];
+}
+
+gk_rc gk_american_method_from_name(const char *name, gk_american_method *method) {
+  if (name == NULL || method == NULL) return GK_RC_NULL_ARGUMENT;
+  for (int i = 0; i < GK_AMERICAN_METHOD_COUNT; i++) {
+    if (strcmp(name, method_names[i]) == 0) {
+      *method = (gk_american_method)i;
+      return GK_RC_OK;
+    }
+  }
+  return GK_RC_BAD_METHOD;
+}
+
+gk_element_error gk_classify_american_element(gk_model model, const gk_option_batch *in, size_t i) {
+  gk_element_error error = gk_classify_element(model, in, i);
+  if (error != GK_ELEMENT_OK) return error;
+  if (in->rate[i] < 0.0) return GK_ELEMENT_AMERICAN_RATE_NEGATIVE;
+  if (gk_model_uses_yield(model) && in->yield[i] < 0.0) return GK_ELEMENT_AMERICAN_YIELD_NEGATIVE;
+  return GK_ELEMENT_OK;
+}
+
+/* The market of one element, with r and q apart so that rho and phi can move
+ * one of them. */
+typedef struct market_point {
+  double S, K, T, r, q, sigma, omega;
+  int futures; /* black76: b = 0 whatever r */
+} market_point;
+
+static double price_at(gk_american_pricer pricer, const market_point *m) {
+  gk_american_option o = {m->S, m->K, m->T, m->r, m->futures ? 0.0 : m->r - m->q, m->sigma, m->omega};
+  return pricer(&o);
+}
+
+/* d price / d x by a central difference, or when x - h would leave the domain
+ * (x >= lower) the second-order forward one, (-3 f(x) + 4 f(x+h) - f(x+2h)) / 2h,
+ * as accurate. `x` points into *m and is restored. */
+static double slope(gk_american_pricer pricer, market_point *m, double *x, double h, double lower,
+                    double price) {
+  double x0 = *x, result;
+  *x = x0 + h;
+  double up = price_at(pricer, m);
+  if (x0 - h >= lower) {
+    *x = x0 - h;
+    result = (up - price_at(pricer, m)) / (2.0 * h);
+  } else {
+    *x = x0 + 2.0 * h;
+    result = (4.0 * up - 3.0 * price - price_at(pricer, m)) / (2.0 * h);
+  }
+  *x = x0;
+  return result;
+}
+
+/* Delta and gamma from one pair of spot bumps. */
+static void spot_greeks(gk_american_pricer pricer, market_point *m, double h, double price,
+                        double *delta, double *gamma) {
+  double S0 = m->S;
+  m->S = S0 + h;
+  double up = price_at(pricer, m);
+  m->S = S0 - h;
+  double down = price_at(pricer, m);
+  m->S = S0;
+  *delta = (up - down) / (2.0 * h);
+  *gamma = (up - 2.0 * price + down) / (h * h);
+}
+
+/* At expiry: the payoff, its step as delta, and no other sensitivity. */
+static void expiry_outputs(const market_point *m, unsigned outputs, gk_greeks_batch *out, size_t i) {
+  double moneyness = m->omega * (m->S - m->K);
+  gk_zero_element_outputs(outputs, out, i);
+  if (outputs & GK_OUT_PRICE) out->price[i] = fmax(moneyness, 0.0);
+  if (outputs & GK_OUT_DELTA) out->delta[i] = moneyness > 0.0 ? m->omega : (moneyness == 0.0 ? 0.5 * m->omega : 0.0);
+}
+
+void gk_american_price_element(gk_model model, gk_american_method method, gk_american_pricer pricer,
+                               const gk_option_batch *in, size_t i, unsigned outputs,
+                               gk_greeks_batch *out) {
+  int futures = model == GK_MODEL_BLACK76;
+  market_point m = {in->spot[i], in->strike[i], in->expiry[i], in->rate[i],
+                    futures ? in->rate[i] : in->yield[i], in->vol[i],
+                    in->type[i] == GK_PUT ? -1.0 : 1.0, futures};
+  if (m.T == 0.0) {
+    expiry_outputs(&m, outputs, out, i);
+    return;
+  }
+  const gk_american_bumps *bump = gk_american_bumps_of(method);
+  double price = price_at(pricer, &m);
+  if (outputs & GK_OUT_PRICE) out->price[i] = price;
+  if (outputs & (GK_OUT_DELTA | GK_OUT_GAMMA)) {
+    double delta, gamma;
+    double node_spacing = m.sigma * sqrt(m.T / GK_AMERICAN_TREE_STEPS);
+    double h = m.S * fmax(bump->spot_relative, bump->spot_node_spacings * node_spacing);
+    spot_greeks(pricer, &m, h, price, &delta, &gamma);
+    if (outputs & GK_OUT_DELTA) out->delta[i] = delta;
+    if (outputs & GK_OUT_GAMMA) out->gamma[i] = gamma;
+  }
+  if (outputs & GK_OUT_VEGA) out->vega[i] = slope(pricer, &m, &m.sigma, bump->vol, 0.0, price);
+  /* theta = -d price / dT; T - h stays > 0 with a relative bump. */
+  if (outputs & GK_OUT_THETA)
+    out->theta[i] = -slope(pricer, &m, &m.T, bump->expiry_relative * m.T, 0.0, price);
+  if (outputs & GK_OUT_RHO) {
+    /* black76: q follows r (b = 0), so rho moves the discount rate alone. */
+    out->rho[i] = slope(pricer, &m, &m.r, bump->rate, 0.0, price);
+  }
+  if (outputs & GK_OUT_PHI)
+    out->phi[i] = futures ? 0.0 : slope(pricer, &m, &m.q, bump->rate, 0.0, price);
+}
+
+static gk_american_pricer method_pricer(gk_american_method method) {
+  return method == GK_AMERICAN_TREE ? gk_american_tree_price : gk_bs2002_price;
+}
+
+size_t gk_american_kernel_scalar(gk_model model, gk_american_method method,
+                                 const gk_option_batch *in, unsigned outputs, gk_greeks_batch *out) {
+  size_t invalid = 0;
+  for (size_t i = 0; i < in->count; i++) {
+    gk_element_error error = gk_classify_american_element(model, in, i);
+    out->error[i] = (uint8_t)error;
+    if (error != GK_ELEMENT_OK) {
+      gk_zero_element_outputs(outputs, out, i);
+      invalid++;
+      continue;
+    }
+    gk_american_price_element(model, method, method_pricer(method), in, i, outputs, out);
+  }
+  return invalid;
+}
+
+gk_rc gk_american_check_batch(gk_model model, gk_american_method method,
+                              const gk_option_batch *in, unsigned outputs,
+                              const gk_greeks_batch *out) {
+  gk_rc rc = gk_bsm_check_batch(model, in, outputs, out);
+  if (rc != GK_RC_OK) return rc;
+  if (model == GK_MODEL_BACHELIER) return GK_RC_MODEL_NOT_SUPPORTED;
+  if ((unsigned)method >= GK_AMERICAN_METHOD_COUNT) return GK_RC_BAD_METHOD;
+  if (outputs & GK_OUT_SECOND_ORDER) return GK_RC_OUTPUT_NOT_SUPPORTED;
+  return GK_RC_OK;
+}
+
+gk_rc gk_american_price_batch_on(gk_isa isa, gk_model model, gk_american_method method,
+                                 const gk_option_batch *in, unsigned outputs,
+                                 gk_greeks_batch *out, size_t *invalid_count) {
+  if ((unsigned)isa >= GK_ISA_COUNT) return GK_RC_ISA_UNKNOWN;
+  if (!gk_isa_supported(isa)) return GK_RC_ISA_UNSUPPORTED;
+  gk_rc rc = gk_american_check_batch(model, method, in, outputs, out);
+  if (rc != GK_RC_OK) return rc;
+  size_t invalid = in->count == 0 ? 0 : american_kernels[isa](model, method, in, outputs, out);
+  if (invalid_count) *invalid_count = invalid;
+  return GK_RC_OK;
+}
+
+gk_rc gk_american_price_batch(gk_model model, gk_american_method method,
+                              const gk_option_batch *in, unsigned outputs, gk_greeks_batch *out,
+                              size_t *invalid_count) {
+  gk_rc rc = gk_isa_init();
+  if (rc != GK_RC_OK) return rc;
+  return gk_american_price_batch_on(gk_isa_active(), model, method, in, outputs, out, invalid_count);
+}

@@ -1,0 +1,77 @@
+/*
+ * Internal to kernels/: American option pricing shared by the scalar reference,
+ * the vector kernels (which fall back to it lane by lane) and the tests.
+ */
+#ifndef GREEKS_AMERICAN_INTERNAL_H
+#define GREEKS_AMERICAN_INTERNAL_H
+
+#include "greeks/american.h"
+#include "kernel_internal.h"
+
+/* Standard normal CDF, and the bivariate one: P(X < a, Y < b), corr(X, Y) = r. */
+double gk_normal_cdf(double x);
+double gk_bivariate_normal_cdf(double a, double b, double r);
+
+/* One American option, the inputs every method reads. b is the cost of carry
+ * (r - q; 0 for black76). omega = +1 call, -1 put. */
+typedef struct gk_american_option {
+  double S, K, T, r, b, sigma, omega;
+} gk_american_option;
+
+/* Below this sigma sqrt(T) an option is priced as its deterministic limit: BS2002's
+ * exponents grow like (bT / sigma sqrt T)^2 and lose their last digits. */
+#define GK_AMERICAN_TINY_STDDEV 1e-9
+
+/* Most steps a tree may take (its working rows are thread-local arrays). */
+#define GK_AMERICAN_TREE_MAX_STEPS 8192
+
+/* Prices of one option by each method; finite for every option in the domain. */
+double gk_bs2002_price(const gk_american_option *o);
+double gk_american_tree_price(const gk_american_option *o);
+
+/* The tree with an explicit step count (even, 2..GK_AMERICAN_TREE_MAX_STEPS) and
+ * with or without the Richardson extrapolation: tests study its convergence. */
+double gk_american_tree_price_steps(const gk_american_option *o, int steps, int richardson);
+
+/* Shared limits: the European (Black-Scholes-Merton) price, and the deterministic
+ * (sigma = 0) American price, max over t in [0, T] of e^{-rt} (omega (S e^{bt} - K))+. */
+double gk_american_european_price(const gk_american_option *o);
+double gk_american_deterministic_price(const gk_american_option *o);
+
+/* The first American domain rule element i breaks (the European ones first). */
+gk_element_error gk_classify_american_element(gk_model model, const gk_option_batch *in, size_t i);
+
+/* A price function of one option: the method, or a vector kernel's own. */
+typedef double (*gk_american_pricer)(const gk_american_option *o);
+
+/* Prices element i of `in` (already classified valid) with `pricer` and writes the
+ * requested outputs, the Greeks by the method's bump-and-reprice rules. */
+void gk_american_price_element(gk_model model, gk_american_method method, gk_american_pricer pricer,
+                               const gk_option_batch *in, size_t i, unsigned outputs,
+                               gk_greeks_batch *out);
+
+/* Kernels: price in->count elements with method, return the invalid count. */
+typedef size_t (*gk_american_kernel)(gk_model model, gk_american_method method,
+                                     const gk_option_batch *in, unsigned outputs,
+                                     gk_greeks_batch *out);
+size_t gk_american_kernel_scalar(gk_model model, gk_american_method method,
+                                 const gk_option_batch *in, unsigned outputs, gk_greeks_batch *out);
+size_t gk_american_kernel_avx2(gk_model model, gk_american_method method,
+                               const gk_option_batch *in, unsigned outputs, gk_greeks_batch *out);
+size_t gk_american_kernel_avx512(gk_model model, gk_american_method method,
+                                 const gk_option_batch *in, unsigned outputs, gk_greeks_batch *out);
+
+#endif /* GREEKS_AMERICAN_INTERNAL_H */
+
+/* Bump sizes of the Greeks (docs/kernels.md): relative for S and T, absolute for
+ * sigma, r and q. A bump that would leave the domain (sigma, r or q below 0) is
+ * taken one-sided, forward. */
+typedef struct gk_american_bumps {
+  double spot_relative, expiry_relative, vol, rate;
+  /* The tree's price wiggles in S with the period of its node spacing,
+   * sigma sqrt(T / steps) in log S: its spot bump spans this many spacings so
+   * that delta and gamma average the wiggle out. 0 for BS2002. */
+  double spot_node_spacings;
+} gk_american_bumps;
+
+const gk_american_bumps *gk_american_bumps_of(gk_american_method method);

@@ -1,0 +1,438 @@
+/*
+ * American options (greeks/american.h) against references independent of the
+ * code under test: the bivariate normal CDF against mpmath integration
+ * (tests/data/bivariate_normal_mpmath.csv); Bjerksund-Stensland 2002 against the
+ * values published by Haug; the European kernels where early exercise is never
+ * optimal (calls without dividends, puts at r = 0); no-arbitrage bounds; the put
+ * through the put-call transformation; the tree's convergence to a 8192-step
+ * reference; BS2002 against the tree; Greeks against the European analytic Greeks
+ * and against finite differences; invalid inputs; vector kernels against scalar.
+ * Runs once per ISA (GREEKS_ISA).
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "greeks/american.h"
+#include "support/test_support.h"
+/* The method internals, for the tree's step count and the bivariate CDF. */
+#include "../kernels/src/american_internal.h"
+
+typedef struct option {
+  double S, K, T, r, q, sigma;
+  uint8_t type;
+} option;
+
+typedef struct result {
+  double v[7]; /* price, delta, gamma, vega, theta, rho, phi */
+  uint8_t error;
+} result;
+
+enum { PRICE, DELTA, GAMMA, VEGA, THETA, RHO, PHI };
+
+/* Prices n options through the public API on the active ISA. */
+static void price_many(gk_model model, gk_american_method method, const option *o, size_t n,
+                       int european, result *res) {
+  owned_batch b = owned_batch_make(n);
+  for (size_t i = 0; i < n; i++) {
+    b.spot[i] = o[i].S, b.strike[i] = o[i].K, b.expiry[i] = o[i].T, b.rate[i] = o[i].r;
+    b.yield[i] = o[i].q, b.vol[i] = o[i].sigma, b.type[i] = o[i].type;
+  }
+  gk_option_batch in = owned_batch_inputs(&b);
+  gk_greeks_batch out = owned_batch_outputs(&b);
+  gk_rc rc = european ? gk_bsm_price_batch(model, &in, GK_OUT_ALL, &out, NULL)
+                      : gk_american_price_batch(model, method, &in, GK_OUT_ALL, &out, NULL);
+  assert_int_equal(rc, GK_RC_OK);
+  double *all[7] = {b.price, b.delta, b.gamma, b.vega, b.theta, b.rho, b.phi};
+  for (size_t i = 0; i < n; i++) {
+    for (int k = 0; k < 7; k++) res[i].v[k] = all[k][i];
+    res[i].error = b.error[i];
+  }
+  owned_batch_free(&b);
+}
+
+static result price_one(gk_american_method method, option o) {
+  result r;
+  price_many(GK_MODEL_BSM, method, &o, 1, 0, &r);
+  assert_int_equal(r.error, GK_ELEMENT_OK);
+  return r;
+}
+
+static result european_one(option o) {
+  result r;
+  price_many(GK_MODEL_BSM, GK_AMERICAN_BS2002, &o, 1, 1, &r);
+  return r;
+}
+
+static void expect_close(const char *what, double got, double want, double rel, double abs) {
+  if (!close_enough(got, want, rel, abs)) {
+    fail_msg("%s: got %.12g, want %.12g (|diff| %.3g)", what, got, want, fabs(got - want));
+  }
+}
+
+/* ---- the bivariate normal CDF ---- */
+
+static void test_bivariate_normal_matches_mpmath(void **state) {
+  (void)state;
+  FILE *f = fopen(test_data_path("bivariate_normal_mpmath.csv"), "r");
+  assert_non_null(f);
+  char line[256];
+  assert_non_null(fgets(line, sizeof line, f));
+  int rows = 0;
+  double worst = 0.0;
+  while (fgets(line, sizeof line, f)) {
+    double a, b, rho, want;
+    assert_int_equal(sscanf(line, "%lf,%lf,%lf,%lf", &a, &b, &rho, &want), 4);
+    double got = gk_bivariate_normal_cdf(a, b, rho);
+    /* Genz's quadrature is accurate to ~1e-15 absolute. */
+    if (fabs(got - want) > 2e-15) fail_msg("M(%g, %g; %g) = %.17g, mpmath %.17g", a, b, rho, got, want);
+    worst = fmax(worst, fabs(got - want));
+    rows++;
+  }
+  fclose(f);
+  assert_true(rows > 300);
+  print_message("bivariate normal: %d cases, worst absolute error %.2e\n", rows, worst);
+}
+
+/* ---- Bjerksund-Stensland 2002 against published values ---- */
+
+/* Haug, "The Complete Guide to Option Pricing Formulas", 2nd ed. (2007), section
+ * 3.3.3: Bjerksund-Stensland (2002) American call values on the Barone-Adesi and
+ * Whaley test grid, K = 100, r = 0.10, b = 0 (q = r), 4 decimals. Rows: T = 0.1
+ * then 0.5; sigma = 0.15, 0.25, 0.35; columns S = 90, 100, 110. */
+static const double haug_bs2002_calls[2][3][3] = {
+    {{0.0205, 1.8757, 10.0000}, {0.3151, 3.1256, 10.3725}, {0.9479, 4.3746, 11.1578}},
+    {{0.8099, 4.0628, 10.7898}, {2.7180, 6.7661, 12.9814}, {4.9665, 9.4608, 15.5137}}};
+
+static void test_bs2002_matches_haug_table(void **state) {
+  (void)state;
+  static const double T[2] = {0.1, 0.5}, sigma[3] = {0.15, 0.25, 0.35}, S[3] = {90, 100, 110};
+  for (int t = 0; t < 2; t++)
+    for (int v = 0; v < 3; v++)
+      for (int s = 0; s < 3; s++) {
+        option call = {S[s], 100, T[t], 0.10, 0.10, sigma[v], GK_CALL};
+        double got = price_one(GK_AMERICAN_BS2002, call).v[PRICE];
+        /* The table is rounded to 4 decimals. */
+        expect_close("Haug BS2002 call", got, haug_bs2002_calls[t][v][s], 0.0, 0.5e-4 + 1e-9);
+        /* With b = 0, put-call symmetry: P(S, K) = C(K, S). */
+        option put = {100, S[s], T[t], 0.10, 0.10, sigma[v], GK_PUT};
+        expect_close("put by symmetry", price_one(GK_AMERICAN_BS2002, put).v[PRICE], got, 1e-12, 1e-12);
+      }
+}
+
+/* Barone-Adesi and Whaley (1987) quadratic approximation on the same grid, as
+ * tabulated by Haug, "Option Pricing Formulas" (1998), p. 24. A different approximation: BS2002 must agree to
+ * within the approximations' known spread (a few 1e-2 on these prices). */
+static const double baw_puts[2][3][3] = {
+    {{10.0000, 1.8770, 0.0410}, {10.2533, 3.1277, 0.4562}, {10.8787, 4.3777, 1.2402}},
+    {{10.5595, 4.0842, 1.0822}, {12.4419, 6.8014, 3.3226}, {14.6945, 9.5104, 5.8823}}};
+
+static void test_bs2002_and_tree_near_baw_table(void **state) {
+  (void)state;
+  static const double T[2] = {0.1, 0.5}, sigma[3] = {0.15, 0.25, 0.35}, S[3] = {90, 100, 110};
+  for (int t = 0; t < 2; t++)
+    for (int v = 0; v < 3; v++)
+      for (int s = 0; s < 3; s++) {
+        option put = {S[s], 100, T[t], 0.10, 0.10, sigma[v], GK_PUT};
+        double bs = price_one(GK_AMERICAN_BS2002, put).v[PRICE];
+        expect_close("BS2002 vs BAW table", bs, baw_puts[t][v][s], 0.0, 0.06);
+        /* The accurate path lies within BAW's error too (BAW overprices slightly). */
+        double tree = price_one(GK_AMERICAN_TREE, put).v[PRICE];
+        expect_close("tree vs BAW table", tree, baw_puts[t][v][s], 0.0, 0.04);
+      }
+}
+
+/* Haug (1998), p. 27, prices S = 42, K = 40, T = 0.75, r = 0.04, b = -0.04,
+ * sigma = 0.35 with Bjerksund-Stensland 1993: 5.2704. BS2002 is a tighter lower
+ * bound, so it lies between that value and the accurate price. */
+static void test_bs2002_between_bs1993_and_tree(void **state) {
+  (void)state;
+  option call = {42, 40, 0.75, 0.04, 0.08, 0.35, GK_CALL};
+  double bs = price_one(GK_AMERICAN_BS2002, call).v[PRICE];
+  double tree = price_one(GK_AMERICAN_TREE, call).v[PRICE];
+  assert_true(bs > 5.2704);
+  assert_true(bs < tree);
+  assert_true(tree - bs < 0.03);
+}
+
+/* ---- bounds and no-early-exercise cases against the European kernels ---- */
+
+static option random_option(test_rng *rng) {
+  option o;
+  o.K = 100.0;
+  o.S = rng_uniform(rng, 60.0, 140.0);
+  o.T = rng_log_uniform(rng, 0.02, 3.0);
+  o.r = rng_uniform(rng, 0.0, 0.12);
+  o.q = rng_uniform(rng, 0.0, 0.12);
+  o.sigma = rng_uniform(rng, 0.08, 0.6);
+  o.type = (rng_next(rng) & 1) ? GK_PUT : GK_CALL;
+  return o;
+}
+
+static void test_american_at_least_european_and_intrinsic(void **state) {
+  (void)state;
+  test_rng rng = {11};
+  enum { N = 60 };
+  option o[N];
+  result bs[N], tree[N], eur[N];
+  for (int i = 0; i < N; i++) o[i] = random_option(&rng);
+  price_many(GK_MODEL_BSM, GK_AMERICAN_BS2002, o, N, 0, bs);
+  price_many(GK_MODEL_BSM, GK_AMERICAN_TREE, o, N, 0, tree);
+  price_many(GK_MODEL_BSM, GK_AMERICAN_BS2002, o, N, 1, eur);
+  for (int i = 0; i < N; i++) {
+    double intrinsic = fmax(o[i].type == GK_PUT ? o[i].K - o[i].S : o[i].S - o[i].K, 0.0);
+    double floor_value = fmax(eur[i].v[PRICE], intrinsic);
+    if (bs[i].v[PRICE] < floor_value - 1e-13 * fmax(floor_value, 1.0))
+      fail_msg("BS2002 %.17g below max(European, intrinsic) %.17g", bs[i].v[PRICE], floor_value);
+    assert_true(tree[i].v[PRICE] >= floor_value - 1e-4);
+    /* BS2002 is a lower bound: never above the accurate price by more than the
+     * tree's own error, and below it by at most 0.3% of the strike. */
+    assert_true(bs[i].v[PRICE] <= tree[i].v[PRICE] + 1e-4);
+    expect_close("BS2002 vs tree", bs[i].v[PRICE], tree[i].v[PRICE], 0.0, 0.3);
+  }
+}
+
+static void expect_greeks_equal(const char *what, const result *got, const result *want, double rel,
+                                double abs) {
+  static const char *const names[7] = {"price", "delta", "gamma", "vega", "theta", "rho", "phi"};
+  for (int k = 0; k < 7; k++) {
+    char label[96];
+    snprintf(label, sizeof label, "%s %s", what, names[k]);
+    expect_close(label, got->v[k], want->v[k], rel, abs);
+  }
+}
+
+/* Without dividends a call is never exercised early (Merton 1973); at r = 0 a put
+ * is not either. Price and every Greek are the European ones. */
+static void test_no_early_exercise_equals_european(void **state) {
+  (void)state;
+  option cases[] = {{100, 100, 1.0, 0.05, 0.0, 0.2, GK_CALL}, {80, 100, 0.5, 0.10, 0.0, 0.35, GK_CALL},
+                    {130, 100, 2.0, 0.03, 0.0, 0.25, GK_CALL}, {90, 100, 1.0, 0.0, 0.04, 0.3, GK_PUT}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    result eur = european_one(cases[i]);
+    result bs = price_one(GK_AMERICAN_BS2002, cases[i]);
+    expect_greeks_equal("BS2002 vs European", &bs, &eur, 1e-6, 1e-7);
+    /* The tree prices it its own way (it checks exercise at every node); its
+     * vega, theta and rho carry its O(1/n) pricing error, measured up to 6e-4. */
+    result tree = price_one(GK_AMERICAN_TREE, cases[i]);
+    expect_close("tree price vs European", tree.v[PRICE], eur.v[PRICE], 0.0, 2e-5);
+    /* Its spot bump spans 4 node spacings (several % of S): truncation ~0.2%. */
+    expect_close("tree delta", tree.v[DELTA], eur.v[DELTA], 2e-3, 1e-5);
+    expect_close("tree gamma", tree.v[GAMMA], eur.v[GAMMA], 3e-3, 1e-6);
+    expect_close("tree vega", tree.v[VEGA], eur.v[VEGA], 1e-3, 1e-3);
+    expect_close("tree theta", tree.v[THETA], eur.v[THETA], 1e-3, 1e-3);
+    expect_close("tree rho", tree.v[RHO], eur.v[RHO], 1e-3, 1e-3);
+  }
+}
+
+/* P(S, K, T, r, q, sigma) = C(K, S, T, q, r, sigma): the transformation
+ * P(S,K,T,r,b,s) = C(K,S,T,r-b,-b,s) written in rates (the call's rate is
+ * r - b = q, its yield r). Holds for the exact American prices, so for the tree
+ * too, to its accuracy. */
+static void test_put_call_transformation(void **state) {
+  (void)state;
+  test_rng rng = {5};
+  for (int i = 0; i < 12; i++) {
+    option put = random_option(&rng);
+    put.type = GK_PUT;
+    option call = {put.K, put.S, put.T, put.q, put.r, put.sigma, GK_CALL};
+    expect_close("BS2002 transformation", price_one(GK_AMERICAN_BS2002, put).v[PRICE],
+                 price_one(GK_AMERICAN_BS2002, call).v[PRICE], 1e-12, 1e-12);
+    if (i < 4)
+      expect_close("tree transformation", price_one(GK_AMERICAN_TREE, put).v[PRICE],
+                   price_one(GK_AMERICAN_TREE, call).v[PRICE], 0.0, 5e-5);
+  }
+}
+
+/* ---- the tree's convergence ---- */
+
+static void test_tree_converges(void **state) {
+  (void)state;
+  gk_american_option cases[] = {{36, 40, 1.0, 0.06, 0.06, 0.2, -1}, {100, 100, 0.5, 0.1, 0.1, 0.35, -1},
+                                {110, 100, 3.0, 0.03, -0.04, 0.3, 1}};
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    double reference = gk_american_tree_price_steps(&cases[c], 8192, 1);
+    double previous = INFINITY;
+    for (int n = 128; n <= 1024; n *= 2) {
+      double error = fabs(gk_american_tree_price_steps(&cases[c], n, 0) - reference);
+      /* First order without extrapolation: the error about halves per doubling. */
+      if (error >= 0.75 * previous) fail_msg("%d steps: error %.3g after %.3g", n, error, previous);
+      previous = error;
+    }
+    double extrapolated = gk_american_tree_price_steps(&cases[c], GK_AMERICAN_TREE_STEPS, 1);
+    double raw = gk_american_tree_price_steps(&cases[c], GK_AMERICAN_TREE_STEPS, 0);
+    /* Richardson never loses to the plain tree of the same size (it gains 1.2x to
+     * 20x: the exercise boundary's discreteness, not the payoff, limits it). */
+    assert_true(fabs(extrapolated - reference) < fabs(raw - reference));
+    expect_close("tree vs 8192-step reference", extrapolated, reference, 2e-5, 0.0);
+    print_message("tree case %zu: error %.2e (plain %d steps %.2e)\n", c, fabs(extrapolated - reference),
+                  GK_AMERICAN_TREE_STEPS, fabs(raw - reference));
+  }
+}
+
+/* ---- Greeks ---- */
+
+/* Every Greek against a central difference of the API's own price with a bump ten
+ * times the method's (so a wrong formula or bump direction fails), and the tree's
+ * Greeks against BS2002's within the methods' spread. */
+static void test_greeks_match_differences(void **state) {
+  (void)state;
+  option o[] = {{95, 100, 0.75, 0.08, 0.02, 0.3, GK_PUT}, {105, 100, 1.5, 0.03, 0.07, 0.25, GK_CALL}};
+  for (size_t i = 0; i < 2; i++) {
+    result bs = price_one(GK_AMERICAN_BS2002, o[i]);
+    double h[7] = {0, 1e-2, 0, 1e-3, 1e-3, 1e-4, 1e-4};
+    option up = o[i], down = o[i];
+    up.S += h[DELTA], down.S -= h[DELTA];
+    double pu = price_one(GK_AMERICAN_BS2002, up).v[PRICE], pd = price_one(GK_AMERICAN_BS2002, down).v[PRICE];
+    expect_close("delta", bs.v[DELTA], (pu - pd) / (2 * h[DELTA]), 1e-5, 1e-7);
+    expect_close("gamma", bs.v[GAMMA], (pu - 2 * bs.v[PRICE] + pd) / (h[DELTA] * h[DELTA]), 1e-3, 1e-6);
+    up = down = o[i], up.sigma += h[VEGA], down.sigma -= h[VEGA];
+    expect_close("vega", bs.v[VEGA], (price_one(0, up).v[PRICE] - price_one(0, down).v[PRICE]) / (2 * h[VEGA]), 1e-5, 1e-6);
+    up = down = o[i], up.T += h[THETA], down.T -= h[THETA];
+    expect_close("theta", bs.v[THETA], -(price_one(0, up).v[PRICE] - price_one(0, down).v[PRICE]) / (2 * h[THETA]), 1e-4, 1e-5);
+    up = down = o[i], up.r += h[RHO], down.r -= h[RHO];
+    expect_close("rho", bs.v[RHO], (price_one(0, up).v[PRICE] - price_one(0, down).v[PRICE]) / (2 * h[RHO]), 1e-4, 1e-5);
+    up = down = o[i], up.q += h[PHI], down.q -= h[PHI];
+    expect_close("phi", bs.v[PHI], (price_one(0, up).v[PRICE] - price_one(0, down).v[PRICE]) / (2 * h[PHI]), 1e-4, 1e-5);
+    result tree = price_one(GK_AMERICAN_TREE, o[i]);
+    double tolerance[7] = {0.1, 0.02, 0.003, 1.0, 0.5, 1.0, 1.0};
+    for (int k = 0; k < 7; k++) expect_close("tree vs BS2002 Greek", tree.v[k], bs.v[k], 0.0, tolerance[k]);
+  }
+}
+
+/* Beyond the exercise boundary the option is its payoff: delta -1, the rest 0. */
+static void test_deep_in_the_money_put_is_exercised(void **state) {
+  (void)state;
+  option put = {50, 100, 1.0, 0.10, 0.0, 0.2, GK_PUT};
+  for (int m = 0; m < 2; m++) {
+    result r = price_one((gk_american_method)m, put);
+    expect_close("price", r.v[PRICE], 50.0, 1e-12, 1e-9);
+    expect_close("delta", r.v[DELTA], -1.0, 1e-9, 1e-9);
+    for (int k = GAMMA; k <= PHI; k++) expect_close("other Greeks", r.v[k], 0.0, 0.0, 1e-6);
+  }
+}
+
+/* ---- models, limits, invalid inputs ---- */
+
+static void test_models_and_limits(void **state) {
+  (void)state;
+  /* black76 is bsm with q = r (b = 0). */
+  option fut = {95, 100, 1.0, 0.05, 0.05, 0.3, GK_PUT};
+  result b76;
+  price_many(GK_MODEL_BLACK76, GK_AMERICAN_BS2002, &fut, 1, 0, &b76);
+  expect_close("black76 = bsm with q = r", b76.v[PRICE], price_one(GK_AMERICAN_BS2002, fut).v[PRICE], 1e-14, 0);
+  assert_true(b76.v[PHI] == 0.0);
+  /* sigma = 0: the best discounted intrinsic value. A put with r = 0.1 and no
+   * dividend is worth exercising now: K - S. */
+  option still = {90, 100, 1.0, 0.10, 0.0, 0.0, GK_PUT};
+  for (int m = 0; m < 2; m++) expect_close("sigma = 0", price_one((gk_american_method)m, still).v[PRICE], 10.0, 1e-14, 0);
+  /* T = 0: the payoff. */
+  option expired = {90, 100, 0.0, 0.05, 0.0, 0.2, GK_PUT};
+  result r = price_one(GK_AMERICAN_BS2002, expired);
+  assert_true(r.v[PRICE] == 10.0 && r.v[DELTA] == -1.0 && r.v[VEGA] == 0.0);
+  /* Tiny vol close to the money: finite, at least the European price. */
+  option tiny = {100, 100, 1.0, 0.05, 0.05, 1e-4, GK_CALL};
+  double p = price_one(GK_AMERICAN_BS2002, tiny).v[PRICE];
+  assert_true(isfinite(p) && p >= european_one(tiny).v[PRICE] * (1 - 1e-12));
+}
+
+static void test_invalid_inputs_and_arguments(void **state) {
+  (void)state;
+  option o[4] = {{100, 100, 1, -0.01, 0.0, 0.2, GK_PUT}, {100, 100, 1, 0.05, -0.02, 0.2, GK_CALL},
+                 {-1, 100, 1, 0.05, 0.0, 0.2, GK_CALL}, {100, 100, 1, 0.05, 0.0, 0.2, GK_PUT}};
+  result r[4];
+  price_many(GK_MODEL_BSM, GK_AMERICAN_BS2002, o, 4, 0, r);
+  assert_int_equal(r[0].error, GK_ELEMENT_AMERICAN_RATE_NEGATIVE);
+  assert_int_equal(r[1].error, GK_ELEMENT_AMERICAN_YIELD_NEGATIVE);
+  assert_int_equal(r[2].error, GK_ELEMENT_SPOT_NOT_POSITIVE);
+  assert_int_equal(r[3].error, GK_ELEMENT_OK);
+  for (int i = 0; i < 3; i++)
+    for (int k = 0; k < 7; k++) assert_true(r[i].v[k] == 0.0);
+  assert_string_equal(gk_element_error_field(GK_ELEMENT_AMERICAN_RATE_NEGATIVE), "r");
+  assert_string_equal(gk_element_error_field(GK_ELEMENT_AMERICAN_YIELD_NEGATIVE), "q");
+
+  owned_batch b = owned_batch_make(1);
+  b.spot[0] = b.strike[0] = 100, b.expiry[0] = 1, b.vol[0] = 0.2;
+  gk_option_batch in = owned_batch_inputs(&b);
+  gk_greeks_batch out = owned_batch_outputs(&b);
+  assert_int_equal(gk_american_price_batch(GK_MODEL_BACHELIER, GK_AMERICAN_BS2002, &in, GK_OUT_ALL, &out, NULL),
+                   GK_RC_MODEL_NOT_SUPPORTED);
+  assert_int_equal(gk_american_price_batch(GK_MODEL_BSM, (gk_american_method)7, &in, GK_OUT_ALL, &out, NULL),
+                   GK_RC_BAD_METHOD);
+  assert_int_equal(gk_american_price_batch(GK_MODEL_BSM, GK_AMERICAN_TREE, &in, GK_OUT_EVERYTHING, &out, NULL),
+                   GK_RC_OUTPUT_NOT_SUPPORTED);
+  assert_int_equal(gk_american_price_batch(GK_MODEL_BSM, GK_AMERICAN_TREE, NULL, GK_OUT_ALL, &out, NULL),
+                   GK_RC_NULL_ARGUMENT);
+  out.delta = NULL;
+  assert_int_equal(gk_american_price_batch(GK_MODEL_BSM, GK_AMERICAN_TREE, &in, GK_OUT_ALL, &out, NULL),
+                   GK_RC_MISSING_OUTPUT);
+  owned_batch_free(&b);
+  gk_american_method m;
+  assert_int_equal(gk_american_method_from_name("tree", &m), GK_RC_OK);
+  assert_int_equal(m, GK_AMERICAN_TREE);
+  assert_int_equal(gk_american_method_from_name("lr", &m), GK_RC_BAD_METHOD);
+  assert_string_equal(gk_american_method_name(GK_AMERICAN_BS2002), "bs2002");
+}
+
+/* Every ISA this machine runs agrees with the scalar reference. */
+static void test_vector_kernels_match_scalar(void **state) {
+  (void)state;
+  enum { N = 203 };
+  test_rng rng = {77};
+  owned_batch b = owned_batch_make(N);
+  for (size_t i = 0; i < N; i++) {
+    option o = random_option(&rng);
+    b.spot[i] = o.S, b.strike[i] = o.K, b.expiry[i] = o.T, b.rate[i] = o.r, b.yield[i] = o.q;
+    b.vol[i] = o.sigma, b.type[i] = o.type;
+  }
+  b.rate[7] = -0.01;                   /* invalid lane */
+  b.expiry[8] = 0.0;                   /* expired lane */
+  b.vol[9] = 0.0;                      /* deterministic lane */
+  b.yield[10] = 0.0, b.type[10] = GK_CALL; /* European lane */
+  b.spot[11] = 30.0, b.type[11] = GK_PUT;  /* exercised lane */
+  gk_option_batch in = owned_batch_inputs(&b);
+  gk_greeks_batch ref = owned_batch_outputs(&b);
+  assert_int_equal(gk_american_price_batch_on(GK_ISA_SCALAR, GK_MODEL_BSM, GK_AMERICAN_BS2002, &in, GK_OUT_ALL, &ref, NULL), GK_RC_OK);
+  owned_batch v = owned_batch_make(N);
+  gk_greeks_batch got = owned_batch_outputs(&v);
+  for (int isa = GK_ISA_AVX2; isa < GK_ISA_COUNT; isa++) {
+    if (!gk_isa_supported((gk_isa)isa)) continue;
+    assert_int_equal(gk_american_price_batch_on((gk_isa)isa, GK_MODEL_BSM, GK_AMERICAN_BS2002, &in, GK_OUT_ALL, &got, NULL), GK_RC_OK);
+    double *a[7] = {b.price, b.delta, b.gamma, b.vega, b.theta, b.rho, b.phi};
+    double *c[7] = {v.price, v.delta, v.gamma, v.vega, v.theta, v.rho, v.phi};
+    for (size_t i = 0; i < N; i++) {
+      assert_int_equal(v.error[i], b.error[i]);
+      expect_close("vector price", c[0][i], a[0][i], 1e-12, 1e-12);
+      /* Greeks are difference quotients: the price's rounding over the bump. */
+      for (int k = 1; k < 7; k++) expect_close("vector Greek", c[k][i], a[k][i], 1e-6, 1e-6);
+    }
+  }
+  owned_batch_free(&v);
+  owned_batch_free(&b);
+}
+
+int main(void) {
+  skip_unless_active_isa_runs();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_bivariate_normal_matches_mpmath),
+      cmocka_unit_test(test_bs2002_matches_haug_table),
+      cmocka_unit_test(test_bs2002_and_tree_near_baw_table),
+      cmocka_unit_test(test_bs2002_between_bs1993_and_tree),
+      cmocka_unit_test(test_american_at_least_european_and_intrinsic),
+      cmocka_unit_test(test_no_early_exercise_equals_european),
+      cmocka_unit_test(test_put_call_transformation),
+      cmocka_unit_test(test_tree_converges),
+      cmocka_unit_test(test_greeks_match_differences),
+      cmocka_unit_test(test_deep_in_the_money_put_is_exercised),
+      cmocka_unit_test(test_models_and_limits),
+      cmocka_unit_test(test_invalid_inputs_and_arguments),
+      cmocka_unit_test(test_vector_kernels_match_scalar),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
