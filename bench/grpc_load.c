@@ -19,7 +19,10 @@
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
+#include <malloc.h>
 #include <math.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +100,7 @@ typedef struct run_state {
   grpc_byte_buffer *request;
   double *latency_us;
   size_t done, capacity, failed, in_flight;
+  pthread_mutex_t lock; /* slots and counters: the pacer thread starts calls */
   char first_error[256];
 } run_state;
 
@@ -180,6 +184,30 @@ static void report(const options *o, const char *mode, size_t done, size_t faile
   }
 }
 
+/* Open loop: starts calls on schedule from its own thread, sleeping on the
+ * monotonic clock between them. (Pacing from the completion-queue loop would
+ * follow gRPC's coarse timer wake-ups and send in bursts.) A call's latency
+ * counts from its scheduled start, so falling behind shows as latency. */
+typedef struct pacer {
+  run_state *r;
+  slot *slots;
+  size_t *free_slots, *free_n;
+  int64_t begin, end, interval;
+} pacer;
+
+static void *pace_calls(void *arg) {
+  pacer *p = arg;
+  for (int64_t next = p->begin; next < p->end; next += p->interval) {
+    struct timespec at = {(time_t)(next / GK_NS_PER_S), (long)(next % GK_NS_PER_S)};
+    clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL);
+    pthread_mutex_lock(&p->r->lock);
+    if (*p->free_n > 0) start_call(p->r, &p->slots[p->free_slots[--*p->free_n]], next);
+    else p->r->failed++; /* 65536 calls in flight: the server has stopped answering */
+    pthread_mutex_unlock(&p->r->lock);
+  }
+  return NULL;
+}
+
 static int run_grpc(const options *o, const chain_data *chain) {
   size_t length;
   uint8_t *bytes = pack_request(chain, o->contracts, &length);
@@ -206,31 +234,28 @@ static int run_grpc(const options *o, const chain_data *chain) {
   size_t *free_slots = malloc(slots_n * sizeof *free_slots), free_n = slots_n;
   for (size_t i = 0; i < slots_n; i++) free_slots[i] = slots_n - 1 - i;
   int64_t begin = gk_monotonic_ns(), end = begin + (int64_t)(o->seconds * 1e9);
-  int64_t interval = o->rate > 0 ? (int64_t)(1e9 / o->rate) : 0, next_start = begin;
-  int64_t stop_starting = end;
+  pacer p = {&r, slots, free_slots, &free_n, begin, end, o->rate > 0 ? (int64_t)(1e9 / o->rate) : 0};
+  pthread_mutex_init(&r.lock, NULL);
+  pthread_t pacer_thread;
+  if (o->rate > 0) pthread_create(&pacer_thread, NULL, pace_calls, &p);
   for (;;) {
-    int64_t now = gk_monotonic_ns();
-    if (now < stop_starting) {
-      if (o->rate > 0) {
-        while (next_start <= now && free_n > 0) {
-          start_call(&r, &slots[free_slots[--free_n]], next_start);
-          next_start += interval;
-        }
-      } else {
-        while (free_n > 0) start_call(&r, &slots[free_slots[--free_n]], gk_monotonic_ns());
-      }
-    } else if (r.in_flight == 0) {
-      break;
-    }
-    gpr_timespec wait = o->rate > 0 && now < stop_starting
-                            ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_nanos(next_start - now > 0 ? next_start - now : 0, GPR_TIMESPAN))
-                            : gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(50, GPR_TIMESPAN));
-    grpc_event ev = grpc_completion_queue_next(r.cq, wait, NULL);
+    pthread_mutex_lock(&r.lock);
+    if (o->rate == 0 && gk_monotonic_ns() < end)
+      while (free_n > 0) start_call(&r, &slots[free_slots[--free_n]], gk_monotonic_ns());
+    int finished = gk_monotonic_ns() >= end + (o->rate > 0 ? 1000000 : 0) && r.in_flight == 0;
+    pthread_mutex_unlock(&r.lock);
+    if (finished) break;
+    grpc_event ev = grpc_completion_queue_next(
+        r.cq, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(20, GPR_TIMESPAN)), NULL);
     if (ev.type != GRPC_OP_COMPLETE) continue;
     slot *done_slot = ev.tag;
+    pthread_mutex_lock(&r.lock);
     finish_call(&r, done_slot, ev.success);
     free_slots[free_n++] = (size_t)(done_slot - slots);
+    pthread_mutex_unlock(&r.lock);
   }
+  if (o->rate > 0) pthread_join(pacer_thread, NULL);
+  pthread_mutex_destroy(&r.lock);
   double seconds = (double)(gk_monotonic_ns() - begin) / 1e9;
   report(o, "grpc", r.done, r.failed, seconds, r.latency_us, r.done);
   if (r.failed) fprintf(stderr, "greeks_load: %zu calls failed; first: %s\n", r.failed, r.first_error);
@@ -313,6 +338,8 @@ int main(int argc, char **argv) {
                     "                   [--rate R] [--json FILE] | --in-process [--contracts N] [--threads T]\n");
     return 2;
   }
+  mallopt(M_MMAP_THRESHOLD, 256 << 20); /* as greeksd does: no mmap churn per response */
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
   chain_data chain;
   if (make_chain(o.contracts, &chain) != 0) return 1;
   int rc = o.in_process ? run_in_process(&o, &chain) : run_grpc(&o, &chain);
