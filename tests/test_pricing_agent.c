@@ -168,6 +168,39 @@ static void test_expired_requests_are_not_priced(void **state) {
   gk_pool_destroy(pool);
 }
 
+static int always_cancelled(const gk_pricing_request *r) {
+  (void)r;
+  return 1;
+}
+
+static int never_cancelled(const gk_pricing_request *r) {
+  (void)r;
+  return 0;
+}
+
+/* A request whose caller went away (a cancelled gRPC call) is answered
+ * GK_CANCELLED and never priced; one that is asked and not cancelled is priced. */
+static void test_cancelled_requests_are_not_priced(void **state) {
+  (void)state;
+  gk_pool *pool = make_pool();
+  gk_pricing_agent *agent = NULL;
+  assert_int_equal(gk_pricing_agent_start(pool, NULL, &agent, NULL), GK_OK);
+  call c;
+  make_call(&c, 4, 19);
+  for (size_t i = 0; i < 4; i++) c.b.price[i] = -1;
+  c.r.is_cancelled = always_cancelled;
+  gk_status status;
+  assert_int_equal(gk_pricing_agent_price(agent, &c.r, &status), GK_CANCELLED);
+  assert_int_equal(gk_status_grpc_code(&status), 1);
+  assert_true(c.b.price[0] == -1 && c.b.price[3] == -1);
+  c.r.is_cancelled = never_cancelled;
+  assert_int_equal(gk_pricing_agent_price(agent, &c.r, &status), GK_OK);
+  assert_true(matches_kernels(&c));
+  owned_batch_free(&c.b);
+  gk_pricing_agent_stop(agent, GK_NS_PER_S);
+  gk_pool_destroy(pool);
+}
+
 static _Atomic int answered;
 static void count_answer(gk_pricing_request *r, const gk_status *s) {
   (void)r, (void)s;
@@ -367,6 +400,7 @@ int main(void) {
       cmocka_unit_test(test_concurrent_small_requests_coalesce_and_match_the_kernels),
       cmocka_unit_test(test_large_request_goes_straight_through),
       cmocka_unit_test(test_expired_requests_are_not_priced),
+      cmocka_unit_test(test_cancelled_requests_are_not_priced),
       cmocka_unit_test(test_full_mailbox_and_stop_answer_exactly_once),
       cmocka_unit_test(test_faults_drive_the_breaker_through_every_state),
       cmocka_unit_test(test_open_breaker_falls_back_to_scalar_when_configured),
