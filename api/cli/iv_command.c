@@ -96,16 +96,6 @@ static int solve_chunk(iv_chunk *c, gk_model model, FILE *out, size_t *bad) {
   return 0;
 }
 
-static int parse_model(const char *name, gk_model *model) {
-  if (name == NULL) return -1;
-  if (strcmp(name, "bsm") == 0) *model = GK_MODEL_BSM;
-  else if (strcmp(name, "black76") == 0) *model = GK_MODEL_BLACK76;
-  else if (strcmp(name, "gk") == 0) *model = GK_MODEL_GK;
-  else if (strcmp(name, "bachelier") == 0) *model = GK_MODEL_BACHELIER;
-  else return -1;
-  return 0;
-}
-
 void iv_command_usage(FILE *out) {
   fputs("usage: greeks iv [--model bsm|black76|gk|bachelier] [--isa ISA] FILE|-\n"
         "  Implied vols of option prices (default model bsm). Input CSV header:\n"
@@ -143,7 +133,7 @@ int iv_command(int argc, char **argv) {
     return CLI_EXIT_UNUSABLE;
   }
   gk_model model;
-  if (parse_model(model_name, &model) != 0)
+  if (cli_parse_model(model_name, &model) != 0)
     return cli_usage_error("--model must be bsm, black76, gk or bachelier", model_name);
   if (cli_check_isa() != 0) return CLI_EXIT_UNUSABLE;
   const int required[C_COUNT] = {1, 1, 1, 1, 1, 1, gk_model_uses_yield(model), 1};

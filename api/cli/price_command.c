@@ -293,40 +293,6 @@ static int price_stream(price_job *job, FILE *in, FILE *out) {
   return status;
 }
 
-static int parse_greeks_list(const char *list, unsigned *outputs) {
-  static const struct { const char *name; unsigned bit; } greeks[] = {
-      {"delta", GK_OUT_DELTA},   {"gamma", GK_OUT_GAMMA}, {"vega", GK_OUT_VEGA},
-      {"theta", GK_OUT_THETA},   {"rho", GK_OUT_RHO},     {"phi", GK_OUT_PHI},
-      {"vanna", GK_OUT_VANNA},   {"volga", GK_OUT_VOLGA}, {"charm", GK_OUT_CHARM},
-      {"veta", GK_OUT_VETA},     {"speed", GK_OUT_SPEED}, {"zomma", GK_OUT_ZOMMA},
-      {"color", GK_OUT_COLOR},   {"dual_delta", GK_OUT_DUAL_DELTA},
-      {"dual_gamma", GK_OUT_DUAL_GAMMA}, {"second", GK_OUT_SECOND_ORDER}};
-  *outputs = GK_OUT_PRICE;
-  if (strcmp(list, "all") == 0) { *outputs = GK_OUT_ALL; return 0; }
-  if (strcmp(list, "everything") == 0) { *outputs = GK_OUT_EVERYTHING; return 0; }
-  if (strcmp(list, "none") == 0) return 0;
-  char buffer[256];
-  if (strlen(list) >= sizeof buffer) return -1;
-  strcpy(buffer, list);
-  for (char *save = NULL, *name = strtok_r(buffer, ",", &save); name;
-       name = strtok_r(NULL, ",", &save)) {
-    size_t i = 0, n = sizeof greeks / sizeof greeks[0];
-    while (i < n && strcmp(name, greeks[i].name) != 0) i++;
-    if (i == n) return -1;
-    *outputs |= greeks[i].bit;
-  }
-  return 0;
-}
-
-static int parse_model(const char *name, gk_model *model) {
-  if (strcmp(name, "bsm") == 0) *model = GK_MODEL_BSM;
-  else if (strcmp(name, "black76") == 0) *model = GK_MODEL_BLACK76;
-  else if (strcmp(name, "gk") == 0) *model = GK_MODEL_GK;
-  else if (strcmp(name, "bachelier") == 0) *model = GK_MODEL_BACHELIER;
-  else return -1;
-  return 0;
-}
-
 void price_command_usage(FILE *out) {
   fputs("usage: greeks price [--model bsm|black76|gk|bachelier] [--isa scalar|avx2|avx512]\n"
         "                    [--style european|american] [--american-method bs2002|tree]\n"
@@ -371,10 +337,10 @@ static int run_price_job(int argc, char **argv, int chain_mode) {
   for (int i = 0; i < argc; i++) {
     const char *arg = argv[i], *value = NULL;
     if (cli_take_option(argc, argv, &i, "--model", &value)) {
-      if (!value || parse_model(value, &job.model) != 0)
+      if (!value || cli_parse_model(value, &job.model) != 0)
         return cli_usage_error("--model must be bsm, black76, gk or bachelier", value);
     } else if (cli_take_option(argc, argv, &i, "--greeks", &value)) {
-      if (!value || parse_greeks_list(value, &job.outputs) != 0)
+      if (!value || cli_parse_greeks(value, &job.outputs) != 0)
         return cli_usage_error("--greeks must be all, everything, none or a list of "
                                "delta,gamma,vega,theta,rho,phi,vanna,volga,charm,veta,speed,"
                                "zomma,color,dual_delta,dual_gamma,second", value);
