@@ -362,6 +362,14 @@ static int start_engine(greeksd_server *s, char *error, size_t size) {
     snprintf(error, size, "cannot start the pricing agent: %s", status.message);
     return -1;
   }
+  /* Test hook: GREEKSD_TEST_FAULT=fail makes every kernel call fail, so the
+   * integration tests can drive the circuit breaker open end to end (health
+   * NOT_SERVING, calls UNAVAILABLE). Never meant for production: it is logged. */
+  const char *fault = getenv("GREEKSD_TEST_FAULT");
+  if (fault != NULL && strcmp(fault, "fail") == 0) {
+    gk_pricing_agent_inject_fault(s->pricing, GK_FAULT_FAIL, 0);
+    gk_logf(GK_LOG_WARN, "greeksd", "GREEKSD_TEST_FAULT=fail: every pricing call fails (test hook)");
+  }
   if (compute_agent_start(s, &status) != GK_OK) {
     snprintf(error, size, "cannot start the compute agent: %s", status.message);
     return -1;

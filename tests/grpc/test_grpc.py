@@ -564,6 +564,35 @@ def _drain(stream):
         return
 
 
+class CircuitBreaker(unittest.TestCase):
+    def test_failing_kernels_open_the_breaker_health_reports_not_serving(self):
+        # GREEKSD_TEST_FAULT=fail makes every kernel call fail. After the
+        # breaker's minimum of 20 failed calls it opens: calls fail fast with
+        # UNAVAILABLE, implied vol is refused too, and health says NOT_SERVING.
+        server = Server(env={"GREEKSD_TEST_FAULT": "fail"})
+        try:
+            channel, s = stub(server.target)
+            health = health_pb2_grpc.HealthStub(channel)
+            request = batch_request(random_batch(4, seed=30))
+            codes = []
+            for _ in range(30):
+                with self.assertRaises(grpc.RpcError) as raised:
+                    s.PriceBatch(request, timeout=30)
+                codes.append(raised.exception.code())
+            self.assertEqual(codes[0], grpc.StatusCode.INTERNAL)
+            self.assertEqual(codes[-1], grpc.StatusCode.UNAVAILABLE)
+            self.assertEqual(health.Check(health_pb2.HealthCheckRequest(), timeout=30).status,
+                             health_pb2.HealthCheckResponse.NOT_SERVING)
+            iv = pb.ImpliedVolRequest(spot=[100.0], strike=[100.0], expiry=[1.0], rate=[0.0], price=[8.0], type=[pb.CALL])
+            with self.assertRaises(grpc.RpcError) as raised:
+                s.ImpliedVol(iv, timeout=30)
+            self.assertEqual(raised.exception.code(), grpc.StatusCode.UNAVAILABLE)
+            channel.close()
+            self.assertEqual(server.stop(), 0)
+        finally:
+            server.close()
+
+
 class Configuration(unittest.TestCase):
     def run_greeksd(self, *args, env=None):
         full_env = dict(os.environ)
