@@ -5,6 +5,7 @@
  *   greeks_load --target HOST:PORT [--contracts N] [--concurrency C]
  *               [--seconds S] [--rate R] [--json FILE]
  *   greeks_load --in-process [--contracts N] [--threads T] [--seconds S]
+ *   greeks_load --in-process-agent [--contracts N] [--concurrency C] [--seconds S]
  *
  * Over gRPC it keeps C PriceChain calls in flight (closed loop), or with --rate
  * starts calls on a fixed schedule of R per second (open loop, so a slow server
@@ -30,6 +31,7 @@
 #include "greeks/clock.h"
 #include "greeks/pool.h"
 #include "greeks/pricing.h"
+#include "greeks/pricing_agent.h"
 #include "greeks/v1/pricing.pb-c.h"
 
 typedef struct options {
@@ -38,7 +40,7 @@ typedef struct options {
   int concurrency;
   double seconds;
   double rate;
-  int in_process;
+  int in_process; /* 1: gk_price_chain back to back; 2: through the pricing agent */
   int threads;
   const char *json;
 } options;
@@ -309,11 +311,93 @@ static int run_in_process(const options *o, const chain_data *chain) {
   return 0;
 }
 
+/* In process through the pricing agent, as greeksd prices a PriceChain call:
+ * `concurrency` threads each expand the chain into a batch and submit it with
+ * gk_pricing_agent_price, back to back. The serving overhead is the difference
+ * between this and the gRPC figure. */
+typedef struct agent_client {
+  gk_pricing_agent *agent;
+  const chain_data *chain;
+  size_t n, done, cap;
+  int64_t end;
+  double *lat;
+  int failed;
+} agent_client;
+
+static void *run_agent_client(void *arg) {
+  agent_client *a = arg;
+  size_t n = a->n;
+  double *in = malloc(3 * n * 8), *out = malloc(7 * n * 8);
+  uint8_t *err = malloc(n);
+  if (!in || !out || !err) {
+    a->failed = 1;
+    free(in), free(out), free(err);
+    return NULL;
+  }
+  while (gk_monotonic_ns() < a->end && a->done < a->cap) {
+    int64_t t0 = gk_monotonic_ns();
+    for (size_t i = 0; i < n; i++) in[i] = 100.0, in[n + i] = 0.03, in[2 * n + i] = 0.01; /* as the server fills */
+    gk_pricing_request r;
+    memset(&r, 0, sizeof r);
+    r.model = GK_MODEL_BSM;
+    r.outputs = GK_OUT_ALL;
+    r.in = (gk_option_batch){n, in, a->chain->strike, a->chain->expiry, in + n, in + 2 * n, a->chain->vol, a->chain->kernel_type};
+    r.out = (gk_greeks_batch){out, out + n, out + 2 * n, out + 3 * n, out + 4 * n, out + 5 * n, out + 6 * n, err};
+    gk_status status;
+    if (gk_pricing_agent_price(a->agent, &r, &status) != GK_OK) {
+      a->failed++;
+      continue;
+    }
+    a->lat[a->done++] = (double)(gk_monotonic_ns() - t0) / 1e3;
+  }
+  free(in), free(out), free(err);
+  return NULL;
+}
+
+static int run_in_process_agent(const options *o, const chain_data *chain) {
+  gk_pool_options po = gk_pool_options_default();
+  po.threads = o->threads;
+  po.scratch_bytes = gk_chain_scratch_bytes();
+  gk_pool *pool = NULL;
+  gk_pricing_agent *agent = NULL;
+  gk_status status;
+  gk_pricing_agent_config config = gk_pricing_agent_config_default();
+  if (gk_pool_create(&po, &pool, &status) != GK_OK || gk_pricing_agent_start(pool, &config, &agent, &status) != GK_OK) {
+    fprintf(stderr, "greeks_load: %s\n", status.message);
+    return 1;
+  }
+  int k = o->concurrency;
+  agent_client *clients = calloc((size_t)k, sizeof *clients);
+  pthread_t *threads = calloc((size_t)k, sizeof *threads);
+  int64_t begin = gk_monotonic_ns();
+  for (int t = 0; t < k; t++) {
+    clients[t] = (agent_client){agent, chain, o->contracts, 0, 2000000, begin + (int64_t)(o->seconds * 1e9), NULL, 0};
+    clients[t].lat = malloc(clients[t].cap * sizeof(double));
+    pthread_create(&threads[t], NULL, run_agent_client, &clients[t]);
+  }
+  size_t done = 0, failed = 0;
+  for (int t = 0; t < k; t++) pthread_join(threads[t], NULL), done += clients[t].done, failed += (size_t)clients[t].failed;
+  double seconds = (double)(gk_monotonic_ns() - begin) / 1e9;
+  double *lat = malloc((done ? done : 1) * sizeof *lat);
+  size_t at = 0;
+  for (int t = 0; t < k; t++) {
+    memcpy(lat + at, clients[t].lat, clients[t].done * sizeof(double));
+    at += clients[t].done;
+    free(clients[t].lat);
+  }
+  report(o, "in-process-agent", done, failed, seconds, lat, done);
+  free(lat), free(clients), free(threads);
+  gk_pricing_agent_stop(agent, GK_NS_PER_S);
+  gk_pool_destroy(pool);
+  return failed ? 1 : 0;
+}
+
 static int parse_args(int argc, char **argv, options *o) {
   *o = (options){"127.0.0.1:50051", 16, 16, 5.0, 0.0, 0, 0, NULL};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(a, "--in-process") == 0) { o->in_process = 1; continue; }
+    if (strcmp(a, "--in-process-agent") == 0) { o->in_process = 2; continue; }
     if (v == NULL) return -1;
     if (strcmp(a, "--target") == 0) o->target = v;
     else if (strcmp(a, "--contracts") == 0) o->contracts = strtoul(v, NULL, 10);
@@ -335,14 +419,17 @@ int main(int argc, char **argv) {
   options o;
   if (parse_args(argc, argv, &o) != 0) {
     fprintf(stderr, "usage: greeks_load [--target HOST:PORT] [--contracts N] [--concurrency C] [--seconds S]\n"
-                    "                   [--rate R] [--json FILE] | --in-process [--contracts N] [--threads T]\n");
+                    "                   [--rate R] [--json FILE] | --in-process [--contracts N] [--threads T]\n"
+                    "                   | --in-process-agent [--contracts N] [--concurrency C]\n");
     return 2;
   }
   mallopt(M_MMAP_THRESHOLD, 256 << 20); /* as greeksd does: no mmap churn per response */
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
   chain_data chain;
   if (make_chain(o.contracts, &chain) != 0) return 1;
-  int rc = o.in_process ? run_in_process(&o, &chain) : run_grpc(&o, &chain);
+  int rc = o.in_process == 1 ? run_in_process(&o, &chain)
+         : o.in_process == 2 ? run_in_process_agent(&o, &chain)
+                             : run_grpc(&o, &chain);
   free(chain.strike), free(chain.expiry), free(chain.vol), free(chain.type), free(chain.kernel_type);
   return rc;
 }
