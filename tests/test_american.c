@@ -120,9 +120,14 @@ static void test_bs2002_matches_haug_table(void **state) {
         double got = price_one(GK_AMERICAN_BS2002, call).v[PRICE];
         /* The table is rounded to 4 decimals. */
         expect_close("Haug BS2002 call", got, haug_bs2002_calls[t][v][s], 0.0, 0.5e-4 + 1e-9);
-        /* With b = 0, put-call symmetry: P(S, K) = C(K, S). */
-        option put = {100, S[s], T[t], 0.10, 0.10, sigma[v], GK_PUT};
-        expect_close("put by symmetry", price_one(GK_AMERICAN_BS2002, put).v[PRICE], got, 1e-12, 1e-12);
+        /* BS2002 prices puts through the put-call transformation, so comparing a
+         * put with the swapped call would test that line against itself. The
+         * independent check is the tree (a different method): BS2002
+         * undervalues by at most ~2.4% of the price on the grid of
+         * docs/kernels.md. */
+        option put = {S[s], 100, T[t], 0.10, 0.10, sigma[v], GK_PUT};
+        double tree_put = price_one(GK_AMERICAN_TREE, put).v[PRICE];
+        expect_close("BS2002 put vs tree", price_one(GK_AMERICAN_BS2002, put).v[PRICE], tree_put, 0.03, 0.01);
       }
 }
 
@@ -242,8 +247,8 @@ static void test_put_call_transformation(void **state) {
     option put = random_option(&rng);
     put.type = GK_PUT;
     option call = {put.K, put.S, put.T, put.q, put.r, put.sigma, GK_CALL};
-    expect_close("BS2002 transformation", price_one(GK_AMERICAN_BS2002, put).v[PRICE],
-                 price_one(GK_AMERICAN_BS2002, call).v[PRICE], 1e-12, 1e-12);
+    /* (BS2002 computes puts by this very transformation, so only the tree,
+     * which prices puts on their own lattice, is tested by it.) */
     if (i < 4)
       expect_close("tree transformation", price_one(GK_AMERICAN_TREE, put).v[PRICE],
                    price_one(GK_AMERICAN_TREE, call).v[PRICE], 0.0, 5e-5);

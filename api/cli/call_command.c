@@ -135,6 +135,7 @@ typedef struct call_options {
 
 static int call_rpc(const call_options *o, const char *method, const ProtobufCMessage *request, gk_client_reply *reply) {
   char error[512];
+  memset(reply, 0, sizeof *reply);
   gk_client *client = gk_client_create(&o->client, error, sizeof error);
   if (client == NULL) {
     fprintf(stderr, "greeks: %s\n", error);
@@ -218,10 +219,25 @@ static void add_outputs(unsigned mask, Greeks__V1__Output *list, size_t *n) {
 
 static int finish(int rc, size_t bad) { return rc != 0 ? CLI_EXIT_UNUSABLE : bad ? CLI_EXIT_BAD_ROWS : CLI_EXIT_OK; }
 
+/* Every requested column has one value per row; a server that says otherwise
+ * is not believed (nothing is read past a column's end). */
+static int columns_complete(const Greeks__V1__PriceResponse *r, unsigned outputs, size_t count) {
+  const Greeks__V1__Greeks *g = r->greeks;
+  if (g == NULL) return 0;
+  const size_t lengths[16] = {g->n_price, g->n_delta, g->n_gamma, g->n_vega, g->n_theta, g->n_rho, g->n_phi, g->n_vanna,
+                              g->n_volga, g->n_charm, g->n_veta, g->n_speed, g->n_zomma, g->n_color, g->n_dual_delta,
+                              g->n_dual_gamma};
+  for (int k = 0; k < 16; k++)
+    if ((outputs & (1u << k)) && lengths[k] != count) return 0;
+  for (size_t e = 0; e < r->n_errors; e++)
+    if (r->errors[e]->index >= count) return 0;
+  return 1;
+}
+
 static int price_response(table *t, unsigned outputs, gk_client_reply *reply) {
   Greeks__V1__PriceResponse *r = greeks__v1__price_response__unpack(NULL, reply->length, reply->bytes);
   gk_client_reply_free(reply);
-  if (r == NULL || r->count != t->count) {
+  if (r == NULL || r->count != t->count || !columns_complete(r, outputs, t->count)) {
     fprintf(stderr, "greeks: the server's answer is not a PriceResponse for %zu contracts\n", t->count);
     if (r) greeks__v1__price_response__free_unpacked(r, NULL);
     return CLI_EXIT_UNUSABLE;
@@ -466,8 +482,11 @@ static void print_risk(const char *name, const Greeks__V1__Risk *r) {
 }
 
 static int print_revalued(const names *u, const Greeks__V1__RevaluePortfolioResponse *r, const Greeks__V1__ScenarioGrid *g) {
-  if (r->n_per_underlying != u->count || r->total == NULL) {
-    fprintf(stderr, "greeks: the server's answer does not match the %zu underlyings sent\n", u->count);
+  size_t spot_axis = g->n_spot_shocks ? g->n_spot_shocks : (g->n_vol_shocks ? 1 : 0);
+  size_t vol_axis = g->n_vol_shocks ? g->n_vol_shocks : (g->n_spot_shocks ? 1 : 0);
+  if (r->n_per_underlying != u->count || r->total == NULL || r->spot_shocks != spot_axis ||
+      r->vol_shocks != vol_axis || r->n_pnl != spot_axis * vol_axis) {
+    fprintf(stderr, "greeks: the server's answer does not match the %zu underlyings and the grid sent\n", u->count);
     return -1;
   }
   fputs("underlying,positions,value,delta,gamma,vega,theta,rho,phi,dollar_delta,dollar_gamma\n", stdout);
@@ -573,7 +592,7 @@ static char *first_line_of(const char *path) {
   fclose(f);
   if (got == NULL) return NULL;
   line[strcspn(line, "\r\n")] = '\0';
-  return strdup(line);
+  return line[0] ? strdup(line) : NULL; /* an empty token is refused here, not by the server */
 }
 
 static int parse_timeout(const char *value, int64_t *ms) {

@@ -16,13 +16,20 @@ struct gk_client {
   char request_id[64];
 };
 
+/* A PEM file of at most 1 MiB; NULL when unreadable or larger (never truncated). */
 static char *read_text_file(const char *path) {
+  enum { MAX_BYTES = 1 << 20 };
   FILE *f = fopen(path, "rb");
   if (f == NULL) return NULL;
-  char *text = malloc((1 << 20) + 1);
-  size_t n = text ? fread(text, 1, 1 << 20, f) : 0;
+  char *text = malloc(MAX_BYTES + 1);
+  size_t n = text ? fread(text, 1, MAX_BYTES + 1, f) : 0;
+  int bad = text == NULL || ferror(f) || n > MAX_BYTES;
   fclose(f);
-  if (text) text[n] = '\0';
+  if (bad) {
+    free(text);
+    return NULL;
+  }
+  text[n] = '\0';
   return text;
 }
 
@@ -45,7 +52,7 @@ gk_client *gk_client_create(const gk_client_options *o, char *error, size_t size
   if (o->tls_ca_file) {
     char *roots = read_text_file(o->tls_ca_file);
     if (roots == NULL) {
-      snprintf(error, size, "--tls-ca '%s': cannot read the file", o->tls_ca_file);
+      snprintf(error, size, "--tls-ca '%s': cannot read the file (or it is over 1 MiB)", o->tls_ca_file);
       free(c);
       grpc_shutdown();
       return NULL;
@@ -82,15 +89,15 @@ static uint8_t *flatten(grpc_byte_buffer *buffer, size_t *length) {
   grpc_byte_buffer_reader reader;
   *length = 0;
   if (buffer == NULL || !grpc_byte_buffer_reader_init(&reader, buffer)) return NULL;
-  size_t total = grpc_byte_buffer_length(buffer);
-  uint8_t *bytes = malloc(total ? total : 1);
-  grpc_slice slice;
-  while (bytes && grpc_byte_buffer_reader_next(&reader, &slice)) {
-    memcpy(bytes + *length, GRPC_SLICE_START_PTR(slice), GRPC_SLICE_LENGTH(slice));
-    *length += GRPC_SLICE_LENGTH(slice);
-    grpc_slice_unref(slice);
-  }
+  grpc_slice all = grpc_byte_buffer_reader_readall(&reader); /* decompressed */
   grpc_byte_buffer_reader_destroy(&reader);
+  size_t n = GRPC_SLICE_LENGTH(all);
+  uint8_t *bytes = malloc(n ? n : 1);
+  if (bytes) {
+    memcpy(bytes, GRPC_SLICE_START_PTR(all), n);
+    *length = n;
+  }
+  grpc_slice_unref(all);
   return bytes;
 }
 

@@ -39,14 +39,13 @@ static void reply_invalid(rpc_call *c, const char *format, ...) {
  * returns NULL when it is not such a message. */
 static ProtobufCMessage *unpack_request(rpc_call *c, const ProtobufCMessageDescriptor *descriptor,
                                         grpc_byte_buffer *payload) {
-  size_t length;
-  uint8_t *bytes = rpc_read_payload(payload, &length);
-  if (bytes == NULL && length > 0) {
-    rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory reading the request", NULL);
+  grpc_slice bytes;
+  if (rpc_read_payload(payload, &bytes) != 0) {
+    reply_invalid(c, "the call carried no readable %s message", descriptor->name);
     return NULL;
   }
-  ProtobufCMessage *m = protobuf_c_message_unpack(descriptor, NULL, length, bytes ? bytes : (const uint8_t *)"");
-  free(bytes);
+  ProtobufCMessage *m = protobuf_c_message_unpack(descriptor, NULL, GRPC_SLICE_LENGTH(bytes), GRPC_SLICE_START_PTR(bytes));
+  grpc_slice_unref(bytes);
   if (m == NULL) reply_invalid(c, "the request is not a valid %s message", descriptor->name);
   return m;
 }
@@ -552,9 +551,11 @@ static void reply_revalued(rpc_call *c, const portfolio_input *p, const gk_portf
   Greeks__V1__Risk *per = calloc(m ? m : 1, sizeof *per);
   Greeks__V1__Risk **per_ptr = calloc(m ? m : 1, sizeof *per_ptr);
   wire_errors errors;
+  memset(&errors, 0, sizeof errors);
   if (!per || !per_ptr ||
       build_wire_errors(res->error, p->positions.count, res->invalid_positions, NULL, position_field, position_rule, &errors) != 0) {
     free(per), free(per_ptr);
+    free_wire_errors(&errors);
     rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory encoding the response", NULL);
     return;
   }

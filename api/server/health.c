@@ -29,11 +29,12 @@ int health_serving_status(greeksd_server *s) {
 
 /* "" is the whole server; the one named service is ours. */
 static int read_service(rpc_call *c, int *known) {
-  size_t length;
-  uint8_t *bytes = rpc_read_payload(c->request_payload, &length);
-  Grpc__Health__V1__HealthCheckRequest *q =
-      grpc__health__v1__health_check_request__unpack(NULL, length, bytes ? bytes : (const uint8_t *)"");
-  free(bytes);
+  grpc_slice bytes;
+  Grpc__Health__V1__HealthCheckRequest *q = NULL;
+  if (rpc_read_payload(c->request_payload, &bytes) == 0) {
+    q = grpc__health__v1__health_check_request__unpack(NULL, GRPC_SLICE_LENGTH(bytes), GRPC_SLICE_START_PTR(bytes));
+    grpc_slice_unref(bytes);
+  }
   if (q == NULL) {
     rpc_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid grpc.health.v1.HealthCheckRequest", NULL);
     return -1;
@@ -92,6 +93,9 @@ static void send_update(rpc_call *c, int status) {
   c->watch_sent_status = status;
   if (grpc_call_start_batch(c->call, ops, n, &c->tag_sent, NULL) != GRPC_CALL_OK) {
     c->watch_send_busy = 0;
+    c->watch_sent_status = -2; /* unsent: the next poll tries again */
+    grpc_byte_buffer_destroy(c->response_payload);
+    c->response_payload = NULL;
     atomic_fetch_sub(&c->refs, 1); /* the call still holds its other references */
   }
 }

@@ -197,6 +197,7 @@ void rpc_reply(rpc_call *c, grpc_status_code code, const char *details, grpc_byt
   grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->tag_replied, NULL);
   if (e != GRPC_CALL_OK) {
     gk_logf(GK_LOG_ERROR, "greeksd", "request_id=%s: could not start the reply (grpc error %d)", c->request_id, (int)e);
+    grpc_slice_unref(c->status_details);
     rpc_release(c);
   }
 }
@@ -223,28 +224,14 @@ grpc_byte_buffer *rpc_buffer_from(uint8_t *bytes, size_t length) {
   return buffer;
 }
 
-uint8_t *rpc_read_payload(grpc_byte_buffer *payload, size_t *length) {
-  *length = 0;
-  if (payload == NULL) return NULL;
+int rpc_read_payload(grpc_byte_buffer *payload, grpc_slice *message) {
+  *message = grpc_empty_slice();
+  if (payload == NULL) return -1;
   grpc_byte_buffer_reader reader;
-  if (!grpc_byte_buffer_reader_init(&reader, payload)) return NULL;
-  size_t total = grpc_byte_buffer_length(payload);
-  uint8_t *bytes = malloc(total ? total : 1);
-  if (bytes == NULL) {
-    grpc_byte_buffer_reader_destroy(&reader);
-    return NULL;
-  }
-  grpc_slice slice;
-  size_t at = 0;
-  while (grpc_byte_buffer_reader_next(&reader, &slice)) {
-    size_t n = GRPC_SLICE_LENGTH(slice);
-    memcpy(bytes + at, GRPC_SLICE_START_PTR(slice), n);
-    at += n;
-    grpc_slice_unref(slice);
-  }
+  if (!grpc_byte_buffer_reader_init(&reader, payload)) return -1;
+  *message = grpc_byte_buffer_reader_readall(&reader); /* decompressed, one slice */
   grpc_byte_buffer_reader_destroy(&reader);
-  *length = at;
-  return bytes;
+  return 0;
 }
 
 /* ---- new calls ---- */
@@ -408,7 +395,7 @@ static int start_grpc(greeksd_server *s, int *port, char *error, size_t size) {
 
 static void post_all_slots(greeksd_server *s) {
   for (int m = 0; m < METHOD_COUNT; m++) {
-    int slots = method_is_health(m) ? HEALTH_SLOTS : SLOTS_PER_THREAD * s->thread_count;
+    int slots = method_is_health(m) ? HEALTH_SLOTS : SLOTS_PER_THREAD * s->config.server_threads;
     for (int k = 0; k < slots; k++) post_request_slot(s, (rpc_method)m);
   }
 }
@@ -457,9 +444,27 @@ greeksd_server *greeksd_server_start(const greeksd_config *config, int *port, ch
     return NULL;
   }
   s->threads = calloc((size_t)config->server_threads, sizeof *s->threads);
-  s->thread_count = config->server_threads;
+  if (s->threads == NULL) {
+    snprintf(error, size, "out of memory");
+    grpc_server_shutdown_and_notify(s->server, s->cq, &s->tag_shutdown);
+    grpc_server_cancel_all_calls(s->server);
+    destroy(s);
+    return NULL;
+  }
+  s->thread_count = 0;
+  for (int t = 0; t < config->server_threads; t++) {
+    if (pthread_create(&s->threads[t], NULL, serve_completions, s) != 0) break;
+    s->thread_count++; /* shutdown joins only the threads that started */
+  }
+  if (s->thread_count == 0) { /* no slot is posted yet: only the shutdown tag to wait for */
+    snprintf(error, size, "cannot start a server thread");
+    grpc_server_shutdown_and_notify(s->server, s->cq, &s->tag_shutdown);
+    while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).tag != &s->tag_shutdown) {
+    }
+    destroy(s);
+    return NULL;
+  }
   post_all_slots(s);
-  for (int t = 0; t < s->thread_count; t++) pthread_create(&s->threads[t], NULL, serve_completions, s);
   if (health_start(s) != 0) gk_logf(GK_LOG_WARN, "greeksd", "health watcher thread did not start; Watch streams will not see changes");
   return s;
 }

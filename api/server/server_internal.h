@@ -119,9 +119,10 @@ void rpc_release(rpc_call *call);
  * `bytes`, which must come from malloc). */
 grpc_byte_buffer *rpc_buffer_from(uint8_t *bytes, size_t length);
 
-/* The whole payload as one malloc'ed block (*length bytes); NULL when empty or
- * out of memory (*length 0 for empty). */
-uint8_t *rpc_read_payload(grpc_byte_buffer *payload, size_t *length);
+/* The whole (decompressed) payload as one slice the caller unrefs. Returns -1
+ * when there is no payload (a call without a request message) or it cannot be
+ * read; *message is then empty. */
+int rpc_read_payload(grpc_byte_buffer *payload, grpc_slice *message);
 
 int rpc_is_cancelled(const rpc_call *call);
 

@@ -124,7 +124,9 @@ void gk_american_price_element(gk_model model, gk_american_method method, gk_ame
   if (outputs & (GK_OUT_DELTA | GK_OUT_GAMMA)) {
     double delta, gamma;
     double node_spacing = m.sigma * sqrt(m.T / GK_AMERICAN_TREE_STEPS);
-    double h = m.S * fmax(bump->spot_relative, bump->spot_node_spacings * node_spacing);
+    /* Capped at S/2: at sigma sqrt(T) >= 8 the node-spacing bump would reach S
+     * and S - h leave the domain. */
+    double h = m.S * fmin(0.5, fmax(bump->spot_relative, bump->spot_node_spacings * node_spacing));
     spot_greeks(pricer, &m, h, price, &delta, &gamma);
     if (outputs & GK_OUT_DELTA) out->delta[i] = delta;
     if (outputs & GK_OUT_GAMMA) out->gamma[i] = gamma;

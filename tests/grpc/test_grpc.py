@@ -348,8 +348,10 @@ class ErrorPaths(ServedTestCase):
         raw = self.channel.unary_unary("/greeks.v1.PricingService/PriceBatch")
         self.assertStatus(grpc.StatusCode.INVALID_ARGUMENT, raw, b"\xff\xff\xff\xff", timeout=30)
 
+    LONG_POSITIONS = 60000  # ~0.5 s of work in a release build: far longer than the 0.1 s of sleeps below
+
     def long_revaluation(self):
-        n = 20000
+        n = self.LONG_POSITIONS
         markets = pb.Markets(spot=[100.0], rate=[0.02])
         positions = pb.Positions(underlying=[0] * n, type=[pb.CALL] * n, strike=[90 + (i % 20) for i in range(n)],
                                  expiry=[0.5] * n, vol=[0.25] * n, quantity=[1.0] * n, multiplier=[1.0] * n)
@@ -401,7 +403,7 @@ class ErrorPaths(ServedTestCase):
         second = self.stub.RevaluePortfolio.future(big, timeout=120, metadata=[("x-request-id", "second-cancelled")])
         time.sleep(0.05)
         second.cancel()
-        self.assertEqual(first.result().total.positions, 20000)
+        self.assertEqual(first.result().total.positions, self.LONG_POSITIONS)
         self.assertIn("code=1 ", self.access_line("second-cancelled") + " ")  # CANCELLED, not computed
 
 
