@@ -255,6 +255,20 @@ static void test_put_call_transformation(void **state) {
   }
 }
 
+/* sigma sqrt(T) = 8 (sigma 1, T 64): the tree's spot bump (4 node spacings)
+ * would be S itself and S - h would leave the domain. Delta and gamma must
+ * stay finite and bounded: a put's delta in [-1, 0], gamma >= 0 within the
+ * bump's noise, and both methods' deltas close. */
+static void test_greeks_at_huge_total_vol_stay_in_the_domain(void **state) {
+  (void)state;
+  option put = {100, 100, 64, 0.02, 0.01, 1.0, GK_PUT};
+  result tree = price_one(GK_AMERICAN_TREE, put), bs = price_one(GK_AMERICAN_BS2002, put);
+  for (int k = 0; k < 7; k++) assert_true(isfinite(tree.v[k]) && isfinite(bs.v[k]));
+  assert_true(tree.v[DELTA] >= -1.0 && tree.v[DELTA] <= 0.0);
+  assert_true(tree.v[GAMMA] >= -1e-6);
+  expect_close("delta, tree vs BS2002", tree.v[DELTA], bs.v[DELTA], 0.05, 0.01);
+}
+
 /* ---- the tree's convergence ---- */
 
 static void test_tree_converges(void **state) {
@@ -432,6 +446,7 @@ int main(void) {
       cmocka_unit_test(test_american_at_least_european_and_intrinsic),
       cmocka_unit_test(test_no_early_exercise_equals_european),
       cmocka_unit_test(test_put_call_transformation),
+      cmocka_unit_test(test_greeks_at_huge_total_vol_stay_in_the_domain),
       cmocka_unit_test(test_tree_converges),
       cmocka_unit_test(test_greeks_match_differences),
       cmocka_unit_test(test_deep_in_the_money_put_is_exercised),
