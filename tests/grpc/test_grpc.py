@@ -492,7 +492,9 @@ class Tls(unittest.TestCase):
     def test_tls_client_is_served(self):
         with open(self.cert, "rb") as f:
             creds = grpc.ssl_channel_credentials(root_certificates=f.read())
-        channel, s = stub("localhost:%d" % self.server.port, creds)
+        # 127.0.0.1, not localhost: the certificate has the IP in its SANs, and the
+        # test must not depend on name resolution (a minimal image has no /etc/hosts).
+        channel, s = stub(self.server.target, creds)
         self.assertEqual(s.PriceBatch(batch_request(random_batch(2, seed=11)), timeout=30).count, 2)
         channel.close()
 
@@ -505,7 +507,7 @@ class Tls(unittest.TestCase):
 
     def test_cli_over_tls(self):
         good = os.path.join(DATA, "cli", "good.csv")
-        code, out, err = run_cli("call", "--target", "localhost:%d" % self.server.port, "--tls-ca", self.cert,
+        code, out, err = run_cli("call", "--target", self.server.target, "--tls-ca", self.cert,
                                  "price-batch", good)
         self.assertEqual(code, 0, err)
 
