@@ -156,6 +156,52 @@ static void test_batch_equals_kernel_for_any_thread_count(void **state) {
   owned_batch_free(&direct);
 }
 
+/* gk_implied_vol over the pool: every thread count gives the kernel's own
+ * answer bit for bit (slices are independent), including an element error in a
+ * slice a worker solves, and the vols recover the sigmas that priced the batch. */
+static void test_implied_vol_over_the_pool_equals_the_kernel(void **state) {
+  (void)state;
+  const size_t n = 3 * GK_SLICE_OPTIONS + 17;
+  owned_batch b = owned_batch_make(n);
+  test_rng rng = {91};
+  for (size_t i = 0; i < n; i++) fill_random_option(&b, i, &rng);
+  gk_option_batch in = owned_batch_inputs(&b);
+  gk_greeks_batch out = owned_batch_outputs(&b);
+  assert_int_equal(gk_bsm_price_batch(GK_MODEL_BSM, &in, GK_OUT_PRICE | GK_OUT_VEGA, &out, NULL), GK_RC_OK);
+  b.price[GK_SLICE_OPTIONS + 5] = -1.0; /* below intrinsic, in slice 1 */
+  gk_iv_batch iv = {n, b.spot, b.strike, b.expiry, b.rate, b.yield, b.price, b.type};
+  double *want = calloc(n, sizeof *want), *got = calloc(n, sizeof *got);
+  uint8_t *want_error = calloc(n, 1), *got_error = calloc(n, 1);
+  size_t want_invalid = 0;
+  assert_int_equal(gk_implied_vol_batch(GK_MODEL_BSM, &iv, want, want_error, &want_invalid), GK_RC_OK);
+  assert_int_equal(want_error[GK_SLICE_OPTIONS + 5], GK_ELEMENT_PRICE_BELOW_INTRINSIC);
+  size_t recovered = 0;
+  for (size_t i = 0; i < n; i++)
+    if (b.error[i] == GK_ELEMENT_OK && want_error[i] == GK_ELEMENT_OK && b.vega[i] > 1e-3 * b.spot[i]) {
+      assert_true(fabs(want[i] - b.vol[i]) <= 1e-9 * b.vol[i]);
+      recovered++;
+    }
+  assert_true(recovered > n / 4);
+  int thread_counts[] = {0, 1, 2, 3};
+  for (int t = 0; t < 4; t++) {
+    gk_pool *pool = thread_counts[t] ? make_pool(thread_counts[t]) : NULL;
+    size_t invalid = 0;
+    memset(got, 0xff, n * sizeof *got);
+    assert_int_equal(gk_implied_vol(pool, GK_MODEL_BSM, &iv, got, got_error, &invalid, NULL), GK_OK);
+    assert_int_equal(invalid, want_invalid);
+    assert_memory_equal(got, want, n * sizeof *got);
+    assert_memory_equal(got_error, want_error, n);
+    gk_pool_destroy(pool);
+  }
+  gk_status status;
+  gk_iv_batch no_price = iv;
+  no_price.price = NULL;
+  assert_int_equal(gk_implied_vol(NULL, GK_MODEL_BSM, &no_price, got, got_error, NULL, &status), GK_INVALID_ARGUMENT);
+  assert_string_equal(status.field, "in");
+  free(want), free(got), free(want_error), free(got_error);
+  owned_batch_free(&b);
+}
+
 /* Mixed exercise styles: every element equals the kernel of its own style, across
  * slice boundaries and thread counts; unusable style arguments are refused. */
 static void test_batch_with_styles_equals_kernels_per_element(void **state) {
@@ -285,6 +331,7 @@ int main(void) {
       cmocka_unit_test(test_batch_rejects_unusable_arguments),
       cmocka_unit_test(test_chain_rejects_a_bad_market_by_name),
       cmocka_unit_test(test_batch_with_styles_equals_kernels_per_element),
+      cmocka_unit_test(test_implied_vol_over_the_pool_equals_the_kernel),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

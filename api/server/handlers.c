@@ -485,11 +485,9 @@ static void run_implied_vol(rpc_call *c) {
   }
   gk_iv_batch in = {n, q->spot, q->strike, q->expiry, q->rate, q->n_yield ? q->yield : yield, q->price, types};
   size_t invalid = 0;
-  gk_rc rc = gk_implied_vol_batch(j->model, &in, vol, codes, &invalid);
-  if (rc != GK_RC_OK) {
-    char details[300];
-    snprintf(details, sizeof details, "%s", gk_rc_message(rc));
-    rpc_reply(c, rc == GK_RC_MODEL_NOT_SUPPORTED ? GRPC_STATUS_UNIMPLEMENTED : GRPC_STATUS_INVALID_ARGUMENT, details, NULL);
+  gk_status status;
+  if (gk_implied_vol(c->server->pool, j->model, &in, vol, codes, &invalid, &status) != GK_OK) {
+    rpc_reply_status(c, &status);
   } else {
     element_columns cols = {in.spot, in.strike, in.expiry, in.rate, in.yield, NULL, in.price, types};
     wire_errors errors;

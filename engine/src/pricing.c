@@ -9,6 +9,7 @@
 #include "greeks/american.h"
 #include "greeks/bsm.h"
 #include "greeks/isa.h"
+#include "greeks/iv.h"
 
 static size_t slice_count(size_t n) { return (n + GK_SLICE_OPTIONS - 1) / GK_SLICE_OPTIONS; }
 
@@ -255,6 +256,57 @@ gk_code gk_price_chain_ex(gk_pool *pool, gk_model model, const gk_market *market
   } else {
     code = gk_pool_run(pool, tasks, price_chain_slice, &job, status);
     if (code != GK_OK) return code;
+  }
+  if (invalid_count) *invalid_count = atomic_load(&job.invalid);
+  gk_status_clear(status);
+  return GK_OK;
+}
+
+/* ---- implied vol ---- */
+
+typedef struct iv_job {
+  gk_model model;
+  const gk_iv_batch *in;
+  double *vol;
+  uint8_t *error;
+  _Atomic size_t invalid;
+} iv_job;
+
+static gk_rc solve_iv_slice(iv_job *job, size_t task) {
+  size_t begin = task * GK_SLICE_OPTIONS, n = job->in->count - begin;
+  if (n > GK_SLICE_OPTIONS) n = GK_SLICE_OPTIONS;
+  const gk_iv_batch *in = job->in;
+  gk_iv_batch slice = {n, in->spot + begin, in->strike + begin, in->expiry + begin, in->rate + begin,
+                       in->yield ? in->yield + begin : NULL, in->price + begin, in->type + begin};
+  size_t invalid = 0;
+  gk_rc rc = gk_implied_vol_batch(job->model, &slice, job->vol + begin, job->error + begin, &invalid);
+  atomic_fetch_add(&job->invalid, invalid);
+  return rc;
+}
+
+/* Slice 0 ran on the caller (the argument check): tasks here are slices 1.. */
+static void solve_iv_task(void *context, size_t task, int worker) {
+  (void)worker;
+  solve_iv_slice(context, task + 1); /* arguments already accepted by slice 0 */
+}
+
+gk_code gk_implied_vol(gk_pool *pool, gk_model model, const gk_iv_batch *in, double *vol, uint8_t *error,
+                       size_t *invalid_count, gk_status *status) {
+  if (in == NULL || vol == NULL || error == NULL)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, !in ? "in" : !vol ? "vol" : "error", NULL, GK_STATUS_NO_INDEX,
+                         "gk_implied_vol: a required argument is NULL");
+  if (in->count > 0 && (!in->spot || !in->strike || !in->expiry || !in->rate || !in->price || !in->type))
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "in", NULL, GK_STATUS_NO_INDEX,
+                         "gk_implied_vol: spot, strike, expiry, rate, price and type arrays are required");
+  iv_job job = {model, in, vol, error, 0};
+  gk_rc rc = in->count == 0 ? gk_implied_vol_batch(model, in, vol, error, NULL) : solve_iv_slice(&job, 0);
+  if (rc != GK_RC_OK) return kernel_error(rc, status);
+  size_t tasks = slice_count(in->count);
+  if (tasks > 1 && pool != NULL) {
+    gk_code code = gk_pool_run(pool, tasks - 1, solve_iv_task, &job, status);
+    if (code != GK_OK) return code;
+  } else {
+    for (size_t t = 1; t < tasks; t++) solve_iv_slice(&job, t);
   }
   if (invalid_count) *invalid_count = atomic_load(&job.invalid);
   gk_status_clear(status);

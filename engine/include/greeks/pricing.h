@@ -12,6 +12,7 @@
 
 #include "greeks/american.h"
 #include "greeks/batch.h"
+#include "greeks/iv.h"
 #include "greeks/pool.h"
 #include "greeks/status.h"
 
@@ -82,6 +83,15 @@ gk_code gk_price_chain_ex(gk_pool *pool, gk_model model, const gk_market *market
 
 /* Scratch each worker needs for gk_price_chain. */
 size_t gk_chain_scratch_bytes(void);
+
+/* Implied vols of a batch (greeks/iv.h: units, element errors, supported
+ * models) in slices of GK_SLICE_OPTIONS over the pool (NULL: on the calling
+ * thread). The first slice runs on the calling thread and doubles as the
+ * argument check: a kernel rc (NULL array, model without a solver) returns
+ * GK_INVALID_ARGUMENT, naming it, before any worker starts. vol and error are
+ * the caller's, in->count long. invalid_count may be NULL. */
+gk_code gk_implied_vol(gk_pool *pool, gk_model model, const gk_iv_batch *in, double *vol, uint8_t *error,
+                       size_t *invalid_count, gk_status *status);
 
 #ifdef __cplusplus
 }
