@@ -202,6 +202,32 @@ class PricingAgainstOfflineCli(ServedTestCase):
         self.assertEqual(len(reply.greeks.vanna), 1)
         self.assertEqual(len(reply.greeks.delta), 0)
 
+    def test_every_output_subset_lands_in_its_own_field(self):
+        # The server encodes the Greeks columns itself (one slice per column):
+        # each requested output must arrive in its own field, byte for byte what
+        # the full answer holds, with nothing else filled in, beside the errors.
+        rows = random_batch(300, seed=31)
+        rows[7]["sigma"] = -0.2  # one bad contract: an element error, the rest priced
+        every = [pb.PRICE, pb.ALL_FIRST_ORDER, pb.ALL_SECOND_ORDER]
+        full = self.stub.PriceBatch(batch_request(rows, outputs=every), timeout=30)
+        names = [f.name for f in pb.Greeks.DESCRIPTOR.fields]
+        self.assertEqual(len(names), 16)
+        for subset in (["vega"], ["price", "dual_gamma"], ["rho", "vanna", "color"], names):
+            outputs = [pb.Output.Value(n.upper()) for n in subset]
+            reply = self.stub.PriceBatch(batch_request(rows, outputs=outputs), timeout=30)
+            self.assertEqual(reply.count, 300)
+            self.assertEqual([(e.index, e.field) for e in reply.errors], [(7, "sigma")])
+            for name in names:
+                got = list(getattr(reply.greeks, name))
+                if name in subset:
+                    self.assertEqual(got, list(getattr(full.greeks, name)), name)
+                else:
+                    self.assertEqual(got, [], "%s was not asked for" % name)
+
+    def test_an_empty_request_gets_an_empty_answer(self):
+        reply = self.stub.PriceBatch(batch_request([], outputs=[pb.PRICE]), timeout=30)
+        self.assertEqual((reply.count, len(reply.greeks.price), len(reply.errors)), (0, 0, 0))
+
     def test_implied_normal_vol_matches_greeks_iv(self):
         rows = [dict(id="a", type="call", S=100.0, K=100.0, T=1.0, r=0.0, q=0.0, price=7.978845608028654),
                 dict(id="b", type="put", S=-0.5, K=0.25, T=2.0, r=0.01, q=0.0, price=0.9)]
