@@ -19,6 +19,7 @@
 #include "greeks/log.h"
 #include "greeks/portfolio.h"
 #include "greeks/pricing.h"
+#include "chain_decode.h"
 #include "server_internal.h"
 
 enum { OUTPUT_COUNT = 16 };
@@ -194,7 +195,8 @@ static void reply_message(rpc_call *c, const ProtobufCMessage *m) {
 typedef struct price_job {
   gk_pricing_request request;
   rpc_call *call;
-  ProtobufCMessage *message;
+  ProtobufCMessage *message; /* PriceBatch's request */
+  chain_request chain;       /* PriceChain's request */
   uint8_t *types;
   double *spot, *rate, *yield; /* owned when filled in by the server */
   double *outputs;             /* one block, count per requested output */
@@ -204,6 +206,7 @@ typedef struct price_job {
 static void free_price_job(void *p) {
   price_job *j = p;
   if (j->message) protobuf_c_message_free_unpacked(j->message, NULL);
+  chain_request_free(&j->chain);
   free(j->types), free(j->spot), free(j->rate), free(j->yield), free(j->outputs), free(j->errors);
   free(j);
 }
@@ -358,7 +361,7 @@ static void submit_price_job(price_job *j) {
 static price_job *new_price_job(rpc_call *c, ProtobufCMessage *m) {
   price_job *j = calloc(1, sizeof *j);
   if (j == NULL) {
-    protobuf_c_message_free_unpacked(m, NULL);
+    if (m) protobuf_c_message_free_unpacked(m, NULL);
     rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
     return NULL;
   }
@@ -369,27 +372,83 @@ static price_job *new_price_job(rpc_call *c, ProtobufCMessage *m) {
   return j;
 }
 
-void handle_price_chain(rpc_call *c) {
+static double *copied(const double *values, size_t n) {
+  double *a = malloc((n ? n : 1) * sizeof *a);
+  if (a && n) memcpy(a, values, n * sizeof *a);
+  return a;
+}
+
+/* The fallback for what chain_request_decode does not take: protobuf-c reads
+ * any valid encoding (and words the error for an invalid one); its columns are
+ * copied so that both decoders hand over the same, owned, chain_request. */
+static int decode_chain_with_protobuf_c(rpc_call *c, chain_request *r) {
   ProtobufCMessage *m = unpack_request(c, &greeks__v1__price_chain_request__descriptor, c->request_payload);
-  if (m == NULL) return;
-  price_job *j = new_price_job(c, m);
-  if (j == NULL) return;
+  if (m == NULL) return -1;
   Greeks__V1__PriceChainRequest *q = (Greeks__V1__PriceChainRequest *)m;
+  memset(r, 0, sizeof *r);
+  int ok = 1;
+  r->model = q->model;
+  /* Repeats do not change the mask; more distinct values than fit can only
+   * mean unknown ones (enum Output has 18). */
+  for (size_t i = 0; i < q->n_outputs && ok; i++) {
+    size_t k = 0;
+    while (k < r->n_outputs && r->outputs[k] != (int32_t)q->outputs[i]) k++;
+    if (k < r->n_outputs) continue;
+    if (r->n_outputs == CHAIN_DECODE_MAX_OUTPUTS) {
+      ok = 0;
+      reply_invalid(c, "field 'outputs' holds more than %d distinct values, so some are not known Outputs",
+                    CHAIN_DECODE_MAX_OUTPUTS);
+    } else {
+      r->outputs[r->n_outputs++] = (int32_t)q->outputs[i];
+    }
+  }
+  if (q->market) r->has_market = 1, r->spot = q->market->spot, r->rate = q->market->rate, r->yield = q->market->yield;
+  if (ok && q->contracts) {
+    const Greeks__V1__ChainContracts *k = q->contracts;
+    r->n_strike = k->n_strike, r->n_expiry = k->n_expiry, r->n_vol = k->n_vol, r->n_type = k->n_type;
+    r->strike = copied(k->strike, k->n_strike), r->expiry = copied(k->expiry, k->n_expiry);
+    r->vol = copied(k->vol, k->n_vol), r->type = types_from_wire(k->n_type, k->type);
+    if (!r->strike || !r->expiry || !r->vol || !r->type) {
+      ok = 0;
+      rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
+    }
+  }
+  protobuf_c_message_free_unpacked(m, NULL);
+  if (!ok) chain_request_free(r);
+  return ok ? 0 : -1;
+}
+
+static int decode_chain(rpc_call *c, chain_request *r) {
+  switch (chain_request_decode(c->request_payload, r)) {
+    case CHAIN_DECODE_OK: return 0;
+    case CHAIN_DECODE_NO_MEMORY:
+      rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory decoding the request", NULL);
+      return -1;
+    case CHAIN_DECODE_FALLBACK: break;
+  }
+  return decode_chain_with_protobuf_c(c, r);
+}
+
+void handle_price_chain(rpc_call *c) {
+  price_job *j = new_price_job(c, NULL);
+  if (j == NULL) return;
+  chain_request *q = &j->chain;
+  if (decode_chain(c, q) != 0) return;
+  Greeks__V1__Output outputs[CHAIN_DECODE_MAX_OUTPUTS];
+  for (size_t i = 0; i < q->n_outputs; i++) outputs[i] = (Greeks__V1__Output)q->outputs[i];
   gk_model model;
-  if (model_from_wire(c, q->model, &model) != 0 || outputs_from_wire(c, q->n_outputs, q->outputs, &j->request.outputs) != 0)
+  if (model_from_wire(c, q->model, &model) != 0 || outputs_from_wire(c, q->n_outputs, outputs, &j->request.outputs) != 0)
     return;
-  if (q->market == NULL) {
+  if (!q->has_market) {
     rpc_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "field 'market' is required: the chain's spot, rate and yield", NULL);
     return;
   }
-  Greeks__V1__ChainContracts empty = GREEKS__V1__CHAIN_CONTRACTS__INIT;
-  const Greeks__V1__ChainContracts *k = q->contracts ? q->contracts : &empty;
-  size_t n = k->n_strike;
-  if (check_count(c, "contracts", n) || check_column(c, "contracts.expiry", k->n_expiry, n, 0) ||
-      check_column(c, "contracts.vol", k->n_vol, n, 0) || check_column(c, "contracts.type", k->n_type, n, 0))
+  size_t n = q->n_strike;
+  if (check_count(c, "contracts", n) || check_column(c, "contracts.expiry", q->n_expiry, n, 0) ||
+      check_column(c, "contracts.vol", q->n_vol, n, 0) || check_column(c, "contracts.type", q->n_type, n, 0))
     return;
   gk_status status;
-  gk_market market = {q->market->spot, q->market->rate, gk_model_uses_yield(model) ? q->market->yield : 0.0};
+  gk_market market = {q->spot, q->rate, gk_model_uses_yield(model) ? q->yield : 0.0};
   if (gk_market_validate(model, &market, &status) != GK_OK) {
     char details[400];
     snprintf(details, sizeof details, "field 'market': %s", status.message);
@@ -397,13 +456,12 @@ void handle_price_chain(rpc_call *c) {
     return;
   }
   j->spot = filled(n, market.spot), j->rate = filled(n, market.rate), j->yield = filled(n, market.yield);
-  j->types = types_from_wire(n, k->type);
-  if (!j->spot || !j->rate || !j->yield || !j->types) {
+  if (!j->spot || !j->rate || !j->yield) {
     rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
     return;
   }
   j->request.model = model;
-  j->request.in = (gk_option_batch){n, j->spot, k->strike, k->expiry, j->rate, j->yield, k->vol, j->types};
+  j->request.in = (gk_option_batch){n, j->spot, q->strike, q->expiry, j->rate, j->yield, q->vol, q->type};
   submit_price_job(j);
 }
 

@@ -1,0 +1,203 @@
+/*
+ * The canonical PriceChainRequest, read across gRPC's slices without first
+ * joining them (chain_decode.h). Field numbers are those of
+ * proto/greeks/v1/pricing.proto; a test decodes thousands of protobuf-c
+ * encodings, split at random, with both decoders and compares.
+ */
+#include "chain_decode.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/slice.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "greeks/batch.h"
+#include "greeks/v1/pricing.pb-c.h"
+
+enum { WIRE_VARINT = 0, WIRE_FIXED64 = 1, WIRE_LENGTH_DELIMITED = 2, VARINT_MAX_BYTES = 10 };
+
+/* A cursor over the message's slices, bounded by the (sub)message being read. */
+typedef struct wire {
+  const grpc_slice *slices;
+  size_t count, index;
+  const uint8_t *at, *end;
+  size_t left; /* bytes left in the message being read */
+} wire;
+
+static int next_slice(wire *w) {
+  while (w->at == w->end) {
+    if (w->index == w->count) return -1;
+    const grpc_slice *s = &w->slices[w->index++];
+    w->at = GRPC_SLICE_START_PTR(*s);
+    w->end = w->at + GRPC_SLICE_LENGTH(*s);
+  }
+  return 0;
+}
+
+static int read_varint(wire *w, uint64_t *value) {
+  uint64_t v = 0;
+  for (int i = 0; i < VARINT_MAX_BYTES; i++) {
+    if (w->left == 0 || next_slice(w) != 0) return -1;
+    uint8_t b = *w->at++;
+    w->left--;
+    v |= (uint64_t)(b & 0x7f) << (7 * i);
+    if (!(b & 0x80)) {
+      *value = v;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+static int read_bytes(wire *w, void *dst, size_t n) {
+  if (n > w->left) return -1;
+  uint8_t *to = dst;
+  while (n > 0) {
+    if (next_slice(w) != 0) return -1;
+    size_t chunk = (size_t)(w->end - w->at) < n ? (size_t)(w->end - w->at) : n;
+    memcpy(to, w->at, chunk);
+    to += chunk, w->at += chunk, w->left -= chunk, n -= chunk;
+  }
+  return 0;
+}
+
+static int read_double(wire *w, double *value) { return read_bytes(w, value, sizeof *value); }
+
+/* Reads a length prefix and narrows `w` to it; `outer` keeps what remains after. */
+static int enter(wire *w, size_t *outer) {
+  uint64_t length;
+  if (read_varint(w, &length) != 0 || length > w->left) return -1;
+  *outer = w->left - (size_t)length;
+  w->left = (size_t)length;
+  return 0;
+}
+
+static void leave(wire *w, size_t outer) { w->left = outer; }
+
+/* A packed column of doubles: the length must be a whole number of them. */
+static chain_decode_result read_doubles(wire *w, double **column, size_t *n) {
+  uint64_t length;
+  if (read_varint(w, &length) != 0 || length > w->left || length % sizeof(double) != 0) return CHAIN_DECODE_FALLBACK;
+  *n = (size_t)length / sizeof(double);
+  *column = malloc(length ? (size_t)length : 1);
+  if (*column == NULL) return CHAIN_DECODE_NO_MEMORY;
+  return read_bytes(w, *column, (size_t)length) == 0 ? CHAIN_DECODE_OK : CHAIN_DECODE_FALLBACK;
+}
+
+static uint8_t kernel_type(uint64_t wire_value) {
+  return wire_value == GREEKS__V1__OPTION_TYPE__CALL ? GK_CALL
+         : wire_value == GREEKS__V1__OPTION_TYPE__PUT ? GK_PUT
+                                                      : 0xff; /* rejected per element by the kernels */
+}
+
+/* A packed column of OptionType: each value is at least one byte, so the
+ * length bounds the count. */
+static chain_decode_result read_types(wire *w, chain_request *r) {
+  size_t outer;
+  if (enter(w, &outer) != 0) return CHAIN_DECODE_FALLBACK;
+  r->type = malloc(w->left ? w->left : 1);
+  if (r->type == NULL) return CHAIN_DECODE_NO_MEMORY;
+  while (w->left > 0) {
+    uint64_t v;
+    if (read_varint(w, &v) != 0) return CHAIN_DECODE_FALLBACK;
+    r->type[r->n_type++] = kernel_type(v);
+  }
+  leave(w, outer);
+  return CHAIN_DECODE_OK;
+}
+
+static chain_decode_result read_outputs(wire *w, chain_request *r) {
+  size_t outer;
+  if (enter(w, &outer) != 0) return CHAIN_DECODE_FALLBACK;
+  while (w->left > 0) {
+    uint64_t v;
+    if (r->n_outputs == CHAIN_DECODE_MAX_OUTPUTS || read_varint(w, &v) != 0) return CHAIN_DECODE_FALLBACK;
+    r->outputs[r->n_outputs++] = (int32_t)(uint32_t)v; /* protobuf's int32 enum: the low 32 bits */
+  }
+  leave(w, outer);
+  return CHAIN_DECODE_OK;
+}
+
+/* Each field of a (sub)message at most once: a repeat is legal protobuf (the
+ * last wins, or submessages merge), but not canonical. */
+static int first_time(unsigned *seen, unsigned field) {
+  if (*seen & (1u << field)) return 0;
+  *seen |= 1u << field;
+  return 1;
+}
+
+static chain_decode_result read_market(wire *w, chain_request *r) {
+  size_t outer;
+  unsigned seen = 0;
+  if (enter(w, &outer) != 0) return CHAIN_DECODE_FALLBACK;
+  double *slots[] = {NULL, &r->spot, &r->rate, &r->yield};
+  while (w->left > 0) {
+    uint64_t tag;
+    if (read_varint(w, &tag) != 0) return CHAIN_DECODE_FALLBACK;
+    unsigned field = (unsigned)(tag >> 3);
+    if ((tag & 7) != WIRE_FIXED64 || field < 1 || field > 3 || !first_time(&seen, field) ||
+        read_double(w, slots[field]) != 0)
+      return CHAIN_DECODE_FALLBACK;
+  }
+  leave(w, outer);
+  r->has_market = 1;
+  return CHAIN_DECODE_OK;
+}
+
+static chain_decode_result read_contracts(wire *w, chain_request *r) {
+  size_t outer;
+  unsigned seen = 0;
+  if (enter(w, &outer) != 0) return CHAIN_DECODE_FALLBACK;
+  while (w->left > 0) {
+    uint64_t tag;
+    if (read_varint(w, &tag) != 0) return CHAIN_DECODE_FALLBACK;
+    unsigned field = (unsigned)(tag >> 3);
+    if ((tag & 7) != WIRE_LENGTH_DELIMITED || field < 1 || field > 4 || !first_time(&seen, field))
+      return CHAIN_DECODE_FALLBACK;
+    chain_decode_result result = field == 1   ? read_doubles(w, &r->strike, &r->n_strike)
+                                 : field == 2 ? read_doubles(w, &r->expiry, &r->n_expiry)
+                                 : field == 3 ? read_doubles(w, &r->vol, &r->n_vol)
+                                              : read_types(w, r);
+    if (result != CHAIN_DECODE_OK) return result;
+  }
+  leave(w, outer);
+  return CHAIN_DECODE_OK;
+}
+
+static chain_decode_result read_request(wire *w, chain_request *r) {
+  unsigned seen = 0;
+  while (w->left > 0) {
+    uint64_t tag, v;
+    if (read_varint(w, &tag) != 0) return CHAIN_DECODE_FALLBACK;
+    unsigned field = (unsigned)(tag >> 3), wire_type = (unsigned)(tag & 7);
+    if (field < 1 || field > 4 || !first_time(&seen, field)) return CHAIN_DECODE_FALLBACK;
+    chain_decode_result result = CHAIN_DECODE_FALLBACK;
+    if (field == 1 && wire_type == WIRE_VARINT) {
+      if (read_varint(w, &v) != 0) return CHAIN_DECODE_FALLBACK;
+      r->model = (int32_t)(uint32_t)v;
+      result = CHAIN_DECODE_OK;
+    } else if (wire_type == WIRE_LENGTH_DELIMITED) {
+      result = field == 2 ? read_market(w, r) : field == 3 ? read_contracts(w, r) : field == 4 ? read_outputs(w, r)
+                                                                                              : CHAIN_DECODE_FALLBACK;
+    }
+    if (result != CHAIN_DECODE_OK) return result;
+  }
+  return CHAIN_DECODE_OK;
+}
+
+chain_decode_result chain_request_decode(grpc_byte_buffer *payload, chain_request *out) {
+  memset(out, 0, sizeof *out);
+  if (payload == NULL || payload->type != GRPC_BB_RAW || payload->data.raw.compression != GRPC_COMPRESS_NONE)
+    return CHAIN_DECODE_FALLBACK;
+  const grpc_slice_buffer *b = &payload->data.raw.slice_buffer;
+  wire w = {b->slices, b->count, 0, NULL, NULL, b->length};
+  chain_decode_result result = read_request(&w, out);
+  if (result != CHAIN_DECODE_OK) chain_request_free(out);
+  return result;
+}
+
+void chain_request_free(chain_request *r) {
+  free(r->strike), free(r->expiry), free(r->vol), free(r->type);
+  r->strike = r->expiry = r->vol = NULL;
+  r->type = NULL;
+}

@@ -1,0 +1,208 @@
+/*
+ * greeksd's PriceChainRequest decoder (api/server/chain_decode.c) against
+ * protobuf-c, the reference: random requests encoded by protobuf-c and split
+ * into random slices must decode to exactly what protobuf-c reads back;
+ * encodings it does not take (repeated fields, unpacked columns, unknown
+ * fields, compression) must be handed back, never misread; truncated and
+ * corrupted bytes must never crash or be accepted as something else.
+ */
+#include <grpc/byte_buffer.h>
+#include <grpc/grpc.h>
+#include <grpc/slice.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "chain_decode.h"
+#include "greeks/batch.h"
+#include "greeks/v1/pricing.pb-c.h"
+
+/* xorshift64*: reproducible inputs without global state. */
+static uint64_t next_random(uint64_t *state) {
+  *state ^= *state >> 12, *state ^= *state << 25, *state ^= *state >> 27;
+  return *state * 2685821657736338717ull;
+}
+
+static double uniform(uint64_t *state) { return (double)(next_random(state) >> 11) * 0x1.0p-53; }
+
+typedef struct encoded {
+  uint8_t *bytes;
+  size_t length;
+} encoded;
+
+/* A random request: any column may be missing or of a different length, any
+ * type or output value may be unknown (the server validates those later). */
+static encoded random_request(uint64_t *rng) {
+  size_t n = (size_t)(next_random(rng) % 5 == 0 ? next_random(rng) % 3 : next_random(rng) % 300);
+  static double strike[300], expiry[300], vol[300];
+  static Greeks__V1__OptionType type[300];
+  static Greeks__V1__Output outputs[8];
+  for (size_t i = 0; i < n; i++) {
+    strike[i] = 50.0 + 100.0 * uniform(rng), expiry[i] = 2.0 * uniform(rng), vol[i] = uniform(rng);
+    uint64_t t = next_random(rng) % 10;
+    type[i] = t < 4 ? GREEKS__V1__OPTION_TYPE__CALL : t < 8 ? GREEKS__V1__OPTION_TYPE__PUT
+            : t == 8 ? (Greeks__V1__OptionType)0 : (Greeks__V1__OptionType)(int)(next_random(rng) % 100000 - 50000);
+  }
+  Greeks__V1__Market market = GREEKS__V1__MARKET__INIT;
+  market.spot = 100.0 * uniform(rng), market.rate = 0.1 * uniform(rng) - 0.02, market.yield = 0.05 * uniform(rng);
+  Greeks__V1__ChainContracts contracts = GREEKS__V1__CHAIN_CONTRACTS__INIT;
+  contracts.n_strike = n, contracts.strike = strike;
+  contracts.n_expiry = next_random(rng) % 8 == 0 ? n / 2 : n, contracts.expiry = expiry;
+  contracts.n_vol = n, contracts.vol = vol;
+  contracts.n_type = next_random(rng) % 8 == 0 ? 0 : n, contracts.type = type;
+  Greeks__V1__PriceChainRequest q = GREEKS__V1__PRICE_CHAIN_REQUEST__INIT;
+  q.model = (Greeks__V1__Model)(int)(next_random(rng) % 7) - 1;
+  q.market = next_random(rng) % 10 == 0 ? NULL : &market;
+  q.contracts = next_random(rng) % 10 == 0 ? NULL : &contracts;
+  q.n_outputs = (size_t)(next_random(rng) % 9);
+  for (size_t i = 0; i < q.n_outputs; i++) outputs[i] = (Greeks__V1__Output)(int)(next_random(rng) % 22);
+  q.outputs = outputs;
+  encoded e;
+  e.length = greeks__v1__price_chain_request__get_packed_size(&q);
+  e.bytes = malloc(e.length ? e.length : 1);
+  greeks__v1__price_chain_request__pack(&q, e.bytes);
+  return e;
+}
+
+/* The bytes as gRPC might deliver them: 1 to 6 slices cut at random. */
+static grpc_byte_buffer *sliced(const uint8_t *bytes, size_t length, uint64_t *rng) {
+  grpc_slice slices[6];
+  size_t count = 1 + (size_t)(next_random(rng) % 6), at = 0;
+  for (size_t i = 0; i < count; i++) {
+    size_t end = i + 1 == count ? length : at + (size_t)(next_random(rng) % (length - at + 1));
+    slices[i] = grpc_slice_from_copied_buffer((const char *)bytes + at, end - at);
+    at = end;
+  }
+  grpc_byte_buffer *b = grpc_raw_byte_buffer_create(slices, count);
+  for (size_t i = 0; i < count; i++) grpc_slice_unref(slices[i]);
+  return b;
+}
+
+static uint8_t kernel_type(int wire) {
+  return wire == GREEKS__V1__OPTION_TYPE__CALL ? GK_CALL : wire == GREEKS__V1__OPTION_TYPE__PUT ? GK_PUT : 0xff;
+}
+
+/* Everything the decoder read equals what protobuf-c reads from the same bytes. */
+static void assert_same_as_protobuf_c(const chain_request *r, const uint8_t *bytes, size_t length) {
+  Greeks__V1__PriceChainRequest *q = greeks__v1__price_chain_request__unpack(NULL, length, bytes);
+  assert_non_null(q);
+  assert_int_equal(r->model, (int32_t)q->model);
+  assert_int_equal(r->has_market, q->market != NULL);
+  if (q->market) {
+    assert_memory_equal(&r->spot, &q->market->spot, sizeof(double));
+    assert_memory_equal(&r->rate, &q->market->rate, sizeof(double));
+    assert_memory_equal(&r->yield, &q->market->yield, sizeof(double));
+  }
+  Greeks__V1__ChainContracts empty = GREEKS__V1__CHAIN_CONTRACTS__INIT;
+  const Greeks__V1__ChainContracts *k = q->contracts ? q->contracts : &empty;
+  assert_int_equal(r->n_strike, k->n_strike);
+  assert_int_equal(r->n_expiry, k->n_expiry);
+  assert_int_equal(r->n_vol, k->n_vol);
+  assert_int_equal(r->n_type, k->n_type);
+  if (k->n_strike) assert_memory_equal(r->strike, k->strike, k->n_strike * sizeof(double));
+  if (k->n_expiry) assert_memory_equal(r->expiry, k->expiry, k->n_expiry * sizeof(double));
+  if (k->n_vol) assert_memory_equal(r->vol, k->vol, k->n_vol * sizeof(double));
+  for (size_t i = 0; i < k->n_type; i++) assert_int_equal(r->type[i], kernel_type((int)k->type[i]));
+  assert_int_equal(r->n_outputs, q->n_outputs);
+  for (size_t i = 0; i < q->n_outputs; i++) assert_int_equal(r->outputs[i], (int32_t)q->outputs[i]);
+  greeks__v1__price_chain_request__free_unpacked(q, NULL);
+}
+
+static void canonical_requests_decode_as_protobuf_c_reads_them(void **state) {
+  (void)state;
+  uint64_t rng = 0x9e3779b97f4a7c15ull;
+  for (int trial = 0; trial < 3000; trial++) {
+    encoded e = random_request(&rng);
+    grpc_byte_buffer *b = sliced(e.bytes, e.length, &rng);
+    chain_request r;
+    assert_int_equal(chain_request_decode(b, &r), CHAIN_DECODE_OK);
+    assert_same_as_protobuf_c(&r, e.bytes, e.length);
+    chain_request_free(&r);
+    grpc_byte_buffer_destroy(b);
+    free(e.bytes);
+  }
+}
+
+static chain_decode_result decode_bytes(const uint8_t *bytes, size_t length, chain_request *r) {
+  grpc_slice s = grpc_slice_from_copied_buffer((const char *)bytes, length);
+  grpc_byte_buffer *b = grpc_raw_byte_buffer_create(&s, 1);
+  grpc_slice_unref(s);
+  chain_decode_result result = chain_request_decode(b, r);
+  grpc_byte_buffer_destroy(b);
+  return result;
+}
+
+/* Valid protobuf that is not canonical goes back to protobuf-c. */
+static void other_valid_encodings_are_handed_back(void **state) {
+  (void)state;
+  const uint8_t unpacked_strike[] = {0x1a, 0x09, 0x09, 0, 0, 0, 0, 0, 0, 0x59, 0x40}; /* contracts{strike: 100 (fixed64, unpacked)} */
+  const uint8_t model_twice[] = {0x08, 0x01, 0x08, 0x02};
+  const uint8_t unknown_field[] = {0x08, 0x01, 0x28, 0x05};                        /* field 5 */
+  const uint8_t unknown_in_market[] = {0x12, 0x02, 0x20, 0x01};                    /* market{field 4} */
+  const uint8_t outputs_unpacked[] = {0x20, 0x01};                                 /* outputs: 1, as varint */
+  const uint8_t strike_not_whole_doubles[] = {0x1a, 0x05, 0x0a, 0x03, 1, 2, 3};
+  const struct {
+    const uint8_t *bytes;
+    size_t length;
+  } cases[] = {{unpacked_strike, sizeof unpacked_strike}, {model_twice, sizeof model_twice},
+               {unknown_field, sizeof unknown_field}, {unknown_in_market, sizeof unknown_in_market},
+               {outputs_unpacked, sizeof outputs_unpacked},
+               {strike_not_whole_doubles, sizeof strike_not_whole_doubles}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    chain_request r;
+    assert_int_equal(decode_bytes(cases[i].bytes, cases[i].length, &r), CHAIN_DECODE_FALLBACK);
+    assert_null(r.strike); /* owns nothing */
+  }
+  /* A compressed payload is protobuf-c's too (the reader decompresses it). */
+  grpc_slice s = grpc_slice_from_static_string("x");
+  grpc_byte_buffer *b = grpc_raw_compressed_byte_buffer_create(&s, 1, GRPC_COMPRESS_GZIP);
+  chain_request r;
+  assert_int_equal(chain_request_decode(b, &r), CHAIN_DECODE_FALLBACK);
+  grpc_byte_buffer_destroy(b);
+  assert_int_equal(chain_request_decode(NULL, &r), CHAIN_DECODE_FALLBACK);
+}
+
+/* Every truncation, and random byte corruption: never a crash (the sanitizers
+ * watch), and a request the decoder accepts is one protobuf-c reads the same. */
+static void damaged_bytes_are_never_misread(void **state) {
+  (void)state;
+  uint64_t rng = 42;
+  for (int trial = 0; trial < 300; trial++) {
+    encoded e = random_request(&rng);
+    for (size_t cut = 0; cut < e.length; cut += 1 + e.length / 40) {
+      chain_request r;
+      if (decode_bytes(e.bytes, cut, &r) == CHAIN_DECODE_OK) {
+        assert_same_as_protobuf_c(&r, e.bytes, cut);
+        chain_request_free(&r);
+      }
+    }
+    for (int k = 0; k < 20 && e.length > 0; k++) {
+      uint8_t *copy = malloc(e.length);
+      memcpy(copy, e.bytes, e.length);
+      copy[next_random(&rng) % e.length] = (uint8_t)next_random(&rng);
+      chain_request r;
+      if (decode_bytes(copy, e.length, &r) == CHAIN_DECODE_OK) {
+        assert_same_as_protobuf_c(&r, copy, e.length);
+        chain_request_free(&r);
+      }
+      free(copy);
+    }
+    free(e.bytes);
+  }
+}
+
+int main(void) {
+  grpc_init();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(canonical_requests_decode_as_protobuf_c_reads_them),
+      cmocka_unit_test(other_valid_encodings_are_handed_back),
+      cmocka_unit_test(damaged_bytes_are_never_misread),
+  };
+  int failed = cmocka_run_group_tests(tests, NULL, NULL);
+  grpc_shutdown();
+  return failed;
+}
