@@ -98,9 +98,20 @@ static chain_decode_result read_types(wire *w, chain_request *r) {
   r->type = malloc(w->left ? w->left : 1);
   if (r->type == NULL) return CHAIN_DECODE_NO_MEMORY;
   while (w->left > 0) {
-    uint64_t v;
-    if (read_varint(w, &v) != 0) return CHAIN_DECODE_FALLBACK;
-    r->type[r->n_type++] = kernel_type(v);
+    /* CALL and PUT are one-byte varints: map a run of them straight from the
+     * slice; anything longer (an unknown value) takes the general path. */
+    if (next_slice(w) != 0) return CHAIN_DECODE_FALLBACK;
+    size_t run = (size_t)(w->end - w->at) < w->left ? (size_t)(w->end - w->at) : w->left, i = 0;
+    while (i < run && w->at[i] < 0x80) {
+      r->type[r->n_type++] = kernel_type(w->at[i]);
+      i++;
+    }
+    w->at += i, w->left -= i;
+    if (i < run) {
+      uint64_t v;
+      if (read_varint(w, &v) != 0) return CHAIN_DECODE_FALLBACK;
+      r->type[r->n_type++] = kernel_type(v);
+    }
   }
   leave(w, outer);
   return CHAIN_DECODE_OK;
