@@ -56,6 +56,40 @@ static void test_pool_runs_every_task_once(void **state) {
   }
 }
 
+/* Where each task ran: the thread and the worker identity it was given. */
+typedef struct where_job {
+  pthread_t thread[2];
+  int worker[2];
+} where_job;
+
+static void record_where(void *context, size_t task, int worker) {
+  where_job *job = context;
+  job->thread[task] = pthread_self();
+  job->worker[task] = worker;
+}
+
+/* A run of one task costs no hand-off: it runs on the caller, as worker 0 (whose
+ * scratch it may use). Two tasks still go to the workers. */
+static void test_pool_runs_a_single_task_on_the_caller(void **state) {
+  (void)state;
+  gk_pool_options options = gk_pool_options_default();
+  options.threads = 2;
+  options.scratch_bytes = 64;
+  gk_pool *pool = NULL;
+  assert_int_equal(gk_pool_create(&options, &pool, NULL), GK_OK);
+  where_job one = {{0}, {-1, -1}};
+  assert_int_equal(gk_pool_run(pool, 1, record_where, &one, NULL), GK_OK);
+  assert_true(pthread_equal(one.thread[0], pthread_self()));
+  assert_int_equal(one.worker[0], 0);
+  where_job two = {{0}, {-1, -1}};
+  assert_int_equal(gk_pool_run(pool, 2, record_where, &two, NULL), GK_OK);
+  for (int t = 0; t < 2; t++) {
+    assert_false(pthread_equal(two.thread[t], pthread_self()));
+    assert_true(two.worker[t] == 0 || two.worker[t] == 1);
+  }
+  gk_pool_destroy(pool);
+}
+
 typedef struct caller_args {
   gk_pool *pool;
   int ok;
@@ -325,6 +359,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pool_runs_every_task_once),
       cmocka_unit_test(test_pool_serializes_concurrent_runs),
+      cmocka_unit_test(test_pool_runs_a_single_task_on_the_caller),
       cmocka_unit_test(test_pool_rejects_bad_options),
       cmocka_unit_test(test_batch_equals_kernel_for_any_thread_count),
       cmocka_unit_test(test_chain_equals_batch_with_broadcast_market),

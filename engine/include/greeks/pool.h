@@ -59,11 +59,15 @@ int gk_usable_cores(void);
  * if none was asked for. Owned by the pool. */
 void *gk_pool_scratch(gk_pool *pool, int worker);
 
-/* A task: runs on worker `worker` (0 <= worker < gk_pool_threads). */
+/* A task: runs with worker `worker`'s identity and scratch (0 <= worker <
+ * gk_pool_threads), on that worker's thread or, for a run of one task, on the
+ * caller's. */
 typedef void (*gk_pool_task)(void *context, size_t task, int worker);
 
 /* Runs task(context, t, worker) for every t in [0, task_count) and returns when
- * all are done. task_count 0 returns at once. */
+ * all are done. task_count 0 returns at once; a single task runs on the calling
+ * thread (as worker 0), since a hand-off to a worker would cost more than it
+ * saves. */
 gk_code gk_pool_run(gk_pool *pool, size_t task_count, gk_pool_task task, void *context,
                     gk_status *status);
 
