@@ -6,6 +6,7 @@
  * positions are named and excluded, and bad grids are rejected by field.
  */
 #include <math.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -202,6 +203,66 @@ static void test_results_are_identical_for_any_thread_count(void **state) {
   free(b);
 }
 
+/* Says "stop" from its `stop_at`-th question on (0: never), counting questions. */
+typedef struct stopper {
+  _Atomic int asked;
+  int stop_at;
+} stopper;
+
+static int stop_when_asked_enough(void *user) {
+  stopper *s = user;
+  int n = atomic_fetch_add(&s->asked, 1) + 1;
+  return s->stop_at > 0 && n >= s->stop_at;
+}
+
+/* POSITIONS = 5000 makes 5 chunks of 1024. A check that never fires changes
+ * nothing (bit for bit); one that fires at the 3rd question stops the call with
+ * GK_CANCELLED after at most 2 chunks, and later chunks do not ask again. */
+static void test_a_cancel_check_stops_the_revaluation_between_chunks(void **state) {
+  (void)state;
+  book *b = make_book(11);
+  gk_scenario_grid grid = standard_grid();
+  outcome *reference = revalue(b, 0, &grid);
+  int threads[] = {0, 1, 2};
+  for (int t = 0; t < 3; t++) {
+    gk_pool *pool = pool_of(threads[t]);
+    outcome *o = calloc(1, sizeof *o);
+    assert_non_null(o);
+    o->results = (gk_portfolio_results){.value = o->value, .error = o->error, .per_underlying = o->per_underlying,
+                                        .pnl = o->pnl};
+    stopper never = {0, 0};
+    gk_cancel_check keep_going = {stop_when_asked_enough, &never};
+    gk_status status;
+    assert_int_equal(gk_revalue_portfolio_ex(pool, GK_MODEL_BSM, &b->markets, &b->positions, &grid, &keep_going,
+                                             &o->results, &status), GK_OK);
+    assert_int_equal(atomic_load(&never.asked), 5);
+    assert_memory_equal(o->value, reference->value, sizeof o->value);
+    assert_memory_equal(o->pnl, reference->pnl, 231 * sizeof(double));
+    assert_memory_equal(&o->results.total, &reference->results.total, sizeof o->results.total);
+
+    stopper third = {0, 3};
+    gk_cancel_check stop = {stop_when_asked_enough, &third};
+    assert_int_equal(gk_revalue_portfolio_ex(pool, GK_MODEL_BSM, &b->markets, &b->positions, &grid, &stop,
+                                             &o->results, &status), GK_CANCELLED);
+    /* The 3rd question stops it; a worker may ask once more at the same moment. */
+    assert_true(atomic_load(&third.asked) >= 3 && atomic_load(&third.asked) <= 2 + (threads[t] > 1 ? threads[t] : 1));
+    int done = -1, of = -1;
+    assert_int_equal(sscanf(strstr(status.message, "after "), "after %d of %d", &done, &of), 2);
+    assert_int_equal(of, 5);
+    assert_true(done >= 0 && done <= 2);
+    free(o);
+    gk_pool_destroy(pool);
+  }
+  gk_cancel_check broken = {NULL, NULL};
+  gk_portfolio_results r = reference->results;
+  gk_status status;
+  assert_int_equal(gk_revalue_portfolio_ex(NULL, GK_MODEL_BSM, &b->markets, &b->positions, &grid, &broken, &r, &status),
+                   GK_INVALID_ARGUMENT);
+  assert_string_equal(status.field, "cancel");
+  free(reference);
+  free(b);
+}
+
 static void test_invalid_positions_are_named_and_excluded(void **state) {
   (void)state;
   book *b = make_book(4);
@@ -301,6 +362,7 @@ int main(void) {
       cmocka_unit_test(test_values_and_aggregates_match_a_reference_loop),
       cmocka_unit_test(test_scenario_pnl_matches_direct_repricing),
       cmocka_unit_test(test_results_are_identical_for_any_thread_count),
+      cmocka_unit_test(test_a_cancel_check_stops_the_revaluation_between_chunks),
       cmocka_unit_test(test_invalid_positions_are_named_and_excluded),
       cmocka_unit_test(test_a_bad_market_invalidates_only_its_positions),
       cmocka_unit_test(test_bad_grids_are_rejected_by_field),

@@ -695,6 +695,21 @@ static void reply_revalued(rpc_call *c, const portfolio_input *p, const gk_portf
   free(per), free(per_ptr);
 }
 
+/* A revaluation of a million positions takes over a second: it stops between
+ * chunks once its client has gone or its deadline has passed. */
+static int revaluation_unwanted(void *user) {
+  const rpc_call *c = user;
+  return rpc_is_cancelled(c) || (c->deadline_ns != 0 && gk_monotonic_ns() > c->deadline_ns);
+}
+
+static void reply_stopped(rpc_call *c, const gk_status *status) {
+  int expired = c->deadline_ns != 0 && gk_monotonic_ns() > c->deadline_ns;
+  char details[sizeof status->message + 64];
+  snprintf(details, sizeof details, "%s: %s", expired ? "the deadline passed" : "the client cancelled the call",
+           status->message);
+  rpc_reply(c, expired ? GRPC_STATUS_DEADLINE_EXCEEDED : GRPC_STATUS_CANCELLED, details, NULL);
+}
+
 static void revalue(rpc_call *c, const portfolio_input *p) {
   const Greeks__V1__Markets *mk = p->markets;
   size_t m = mk->n_spot;
@@ -719,8 +734,10 @@ static void revalue(rpc_call *c, const portfolio_input *p) {
   gk_status status;
   if (!res.error || !res.per_underlying || !res.pnl || (!mk->n_yield && !zero_yield)) {
     rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
-  } else if (gk_revalue_portfolio(c->server->pool, p->model, &markets, &p->positions, &grid, &res, &status) != GK_OK) {
-    rpc_reply_status(c, &status);
+  } else if (gk_revalue_portfolio_ex(c->server->pool, p->model, &markets, &p->positions, &grid,
+                                     &(gk_cancel_check){revaluation_unwanted, c}, &res, &status) != GK_OK) {
+    if (status.code == GK_CANCELLED) reply_stopped(c, &status);
+    else rpc_reply_status(c, &status);
   } else {
     reply_revalued(c, p, &res, grid_size, spot_n, vol_n);
   }

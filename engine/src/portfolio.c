@@ -63,6 +63,9 @@ typedef struct revalue_job {
   pthread_cond_t merged_one;
   size_t merged;   /* chunks merged so far; guarded by merge_lock */
   _Atomic int out_of_memory;
+  const gk_cancel_check *cancel;
+  _Atomic int cancelled;
+  _Atomic size_t chunks_done;
 } revalue_job;
 
 static const char *const position_fields[] = {"underlying", "quantity", "multiplier"};
@@ -298,8 +301,20 @@ static void finish_chunk_in_order(revalue_job *job, worker_state *w, size_t chun
   pthread_mutex_unlock(&job->merge_lock);
 }
 
+/* Once a check says stop, no later chunk asks again or does any work. */
+static int stop_requested(revalue_job *job) {
+  if (atomic_load(&job->cancelled)) return 1;
+  if (job->cancel == NULL || !job->cancel->is_cancelled(job->cancel->user)) return 0;
+  atomic_store(&job->cancelled, 1);
+  return 1;
+}
+
 static void revalue_chunk(void *context, size_t chunk, int worker) {
   revalue_job *job = context;
+  if (stop_requested(job)) {
+    finish_chunk_in_order(job, NULL, chunk); /* keep the order moving; the call is cancelled */
+    return;
+  }
   worker_state *w = job->states[worker];
   if (w == NULL && !atomic_load(&job->out_of_memory)) {
     w = job->states[worker] = new_worker_state(job);
@@ -315,6 +330,7 @@ static void revalue_chunk(void *context, size_t chunk, int worker) {
   value_chunk(job, w, begin, count);
   if (job->grid_size > 0) shock_chunk(job, w, begin, count);
   finish_chunk_in_order(job, w, chunk);
+  atomic_fetch_add(&job->chunks_done, 1);
 }
 
 static gk_code check_axis(const gk_scenario_axis *axis, const char *name, gk_status *status) {
@@ -371,6 +387,16 @@ static gk_code check_arguments(const gk_markets *m, const gk_positions *p, const
 gk_code gk_revalue_portfolio(gk_pool *pool, gk_model model, const gk_markets *markets,
                              const gk_positions *positions, const gk_scenario_grid *grid,
                              gk_portfolio_results *results, gk_status *status) {
+  return gk_revalue_portfolio_ex(pool, model, markets, positions, grid, NULL, results, status);
+}
+
+gk_code gk_revalue_portfolio_ex(gk_pool *pool, gk_model model, const gk_markets *markets,
+                                const gk_positions *positions, const gk_scenario_grid *grid,
+                                const gk_cancel_check *cancel, gk_portfolio_results *results,
+                                gk_status *status) {
+  if (cancel != NULL && cancel->is_cancelled == NULL)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "cancel", NULL, GK_STATUS_NO_INDEX,
+                         "gk_revalue_portfolio_ex: cancel->is_cancelled is NULL");
   gk_code code = check_arguments(markets, positions, grid, results, model, status);
   if (code != GK_OK) return code;
   gk_rc rc = gk_isa_init();
@@ -383,6 +409,7 @@ gk_code gk_revalue_portfolio(gk_pool *pool, gk_model model, const gk_markets *ma
   job.min_level = model == GK_MODEL_BACHELIER ? -GK_MAX_PRICE_LEVEL : GK_MIN_PRICE_LEVEL;
   job.max_vol = model == GK_MODEL_BACHELIER ? GK_MAX_PRICE_LEVEL : GK_MAX_VOL;
   job.results = results;
+  job.cancel = cancel;
   job.chunk_count = (positions->count + CHUNK_POSITIONS - 1) / CHUNK_POSITIONS;
   int threads = pool ? gk_pool_threads(pool) : 1;
   job.states = calloc((size_t)threads, sizeof *job.states);
@@ -412,6 +439,10 @@ gk_code gk_revalue_portfolio(gk_pool *pool, gk_model model, const gk_markets *ma
     return gk_status_set(status, GK_RESOURCE_EXHAUSTED, NULL, NULL, GK_STATUS_NO_INDEX,
                          "out of memory for the workers' partial sums (%zu underlyings x %zu scenarios)",
                          markets->count, job.grid_size);
+  if (atomic_load(&job.cancelled))
+    return gk_status_set(status, GK_CANCELLED, NULL, NULL, GK_STATUS_NO_INDEX,
+                         "revaluation cancelled after %zu of %zu chunks of %d positions",
+                         atomic_load(&job.chunks_done), job.chunk_count, CHUNK_POSITIONS);
   gk_status_clear(status);
   return GK_OK;
 }

@@ -376,8 +376,11 @@ class ErrorPaths(ServedTestCase):
 
     LONG_POSITIONS = 60000  # ~0.5 s of work in a release build: far longer than the 0.1 s of sleeps below
 
-    def long_revaluation(self):
-        n = self.LONG_POSITIONS
+    # Seconds of work even on a fast machine: these calls are stopped mid-run.
+    STOPPED_POSITIONS = 240000
+
+    def long_revaluation(self, n=None):
+        n = n or self.LONG_POSITIONS
         markets = pb.Markets(spot=[100.0], rate=[0.02])
         positions = pb.Positions(underlying=[0] * n, type=[pb.CALL] * n, strike=[90 + (i % 20) for i in range(n)],
                                  expiry=[0.5] * n, vol=[0.25] * n, quantity=[1.0] * n, multiplier=[1.0] * n)
@@ -404,6 +407,34 @@ class ErrorPaths(ServedTestCase):
         self.assertGreater(first.result().total.positions, 0)
         # 4 = DEADLINE_EXCEEDED, 1 = CANCELLED (the client gave up first); never 0.
         self.assertRegex(self.access_line("expires-queued"), r"code=(4|1) ")
+
+    def chunks_done(self, line):
+        found = re.search(r"cancelled after (\d+) of (\d+) chunks", line)
+        self.assertIsNotNone(found, line)
+        return int(found.group(1)), int(found.group(2))
+
+    def test_deadline_stops_a_running_revaluation(self):
+        # The deadline passes while the revaluation runs: it stops between chunks
+        # of 1024 positions instead of running on for nobody.
+        with self.assertRaises(grpc.RpcError) as raised:
+            self.stub.RevaluePortfolio(self.long_revaluation(self.STOPPED_POSITIONS), timeout=0.3,
+                                       metadata=[("x-request-id", "deadline-mid-run")])
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+        line = self.access_line("deadline-mid-run")
+        self.assertRegex(line, r"code=(4|1) ")
+        done, total = self.chunks_done(line)
+        self.assertEqual(total, (self.STOPPED_POSITIONS + 1023) // 1024)
+        self.assertLess(done, total)
+
+    def test_cancellation_stops_a_running_revaluation(self):
+        running = self.stub.RevaluePortfolio.future(self.long_revaluation(self.STOPPED_POSITIONS), timeout=120,
+                                                    metadata=[("x-request-id", "cancelled-mid-run")])
+        time.sleep(0.3)
+        running.cancel()
+        line = self.access_line("cancelled-mid-run")
+        self.assertIn("code=1 ", line + " ")
+        done, total = self.chunks_done(line)
+        self.assertLess(done, total)
 
     def test_request_id_is_echoed_or_generated(self):
         request = batch_request(random_batch(1, seed=8))

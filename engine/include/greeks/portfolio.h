@@ -105,6 +105,23 @@ gk_code gk_revalue_portfolio(gk_pool *pool, gk_model model, const gk_markets *ma
                              const gk_positions *positions, const gk_scenario_grid *grid,
                              gk_portfolio_results *results, gk_status *status);
 
+/* A way to stop a long call early: asked before each chunk of positions, from
+ * whichever thread prices it; nonzero stops the call. Must be cheap and
+ * thread-safe. */
+typedef struct gk_cancel_check {
+  int (*is_cancelled)(void *user);
+  void *user;
+} gk_cancel_check;
+
+/* gk_revalue_portfolio that stops when `cancel` (NULL: never) says so: chunks
+ * not yet started are skipped and the call returns GK_CANCELLED, whose message
+ * says how many chunks were done; the results then hold partial sums and must
+ * be discarded. */
+gk_code gk_revalue_portfolio_ex(gk_pool *pool, gk_model model, const gk_markets *markets,
+                                const gk_positions *positions, const gk_scenario_grid *grid,
+                                const gk_cancel_check *cancel, gk_portfolio_results *results,
+                                gk_status *status);
+
 #ifdef __cplusplus
 }
 #endif
