@@ -59,9 +59,39 @@ static inline vdouble v_exp(vdouble x) {
   vdouble result = _mm512_add_pd(hi, _mm512_fmadd_pd(hi, expm1_r, lo));
   return _mm512_scalef_pd(result, m);
 }
+/* expm1 to about half an ulp (tests/test_vector_math.c), on v_exp's reduction:
+ * expm1(x) = 2^m ((hi - 2^-m) + hi r + (hi (e^r - 1 - r) + lo)). hi - 2^-m is
+ * exact for -1 <= m <= 52 (Sterbenz) and elsewhere at least 1/2 in size, and
+ * it outweighs hi r, so hi r is added with its rounding error carried (exact
+ * product, Fast2Sum) as is r's own (x - k ln2/16 = r_hi + r_lo, r_hi exact):
+ * near zero (k = 0) this is r + r^2 p(r), elsewhere nothing cancels by more
+ * than a factor two. SLEEF's expm1 (double-double throughout) cost ~85 cycles
+ * a call in the implied-vol kernel; this is ~30 ops. */
+static inline vdouble v_expm1(vdouble x) {
+  /* expm1(-50) rounds to -1; min/max with x second keep a NaN. */
+  x = _mm512_max_pd(_mm512_set1_pd(-50.0), _mm512_min_pd(_mm512_set1_pd(710.0), x));
+  vdouble k = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(GK_EXP_16_OVER_LN2)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  vdouble r_hi = _mm512_fnmadd_pd(k, _mm512_set1_pd(GK_EXP_LN2_16_HI), x);
+  vdouble r_lo = _mm512_mul_pd(k, _mm512_set1_pd(-GK_EXP_LN2_16_LO)), r = _mm512_add_pd(r_hi, r_lo);
+  __m512i j = _mm512_and_si512(_mm512_cvtpd_epi64(k), _mm512_set1_epi64(15));
+  vdouble m = _mm512_roundscale_pd(_mm512_mul_pd(k, _mm512_set1_pd(1.0 / 16.0)),
+                                   _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  vdouble p = _mm512_set1_pd(gk_exp_taylor[0]);
+  for (int i = 1; i < 6; i++) p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(gk_exp_taylor[i]));
+  vdouble hi = _mm512_permutex2var_pd(_mm512_load_pd(gk_exp2_sixteenths_hi), j,
+                                      _mm512_load_pd(gk_exp2_sixteenths_hi + 8));
+  vdouble lo = _mm512_permutex2var_pd(_mm512_load_pd(gk_exp2_sixteenths_lo), j,
+                                      _mm512_load_pd(gk_exp2_sixteenths_lo + 8));
+  vdouble head = _mm512_sub_pd(hi, _mm512_scalef_pd(_mm512_set1_pd(1.0), _mm512_sub_pd(_mm512_setzero_pd(), m)));
+  vdouble prod = _mm512_mul_pd(hi, r_hi), prod_err = _mm512_fmsub_pd(hi, r_hi, prod);
+  vdouble sum = _mm512_add_pd(head, prod), sum_err = _mm512_add_pd(_mm512_sub_pd(head, sum), prod);
+  vdouble tail = _mm512_fmadd_pd(hi, _mm512_fmadd_pd(_mm512_mul_pd(r, r), p, r_lo), lo);
+  tail = _mm512_add_pd(tail, _mm512_add_pd(sum_err, prod_err));
+  return _mm512_scalef_pd(_mm512_add_pd(sum, tail), m);
+}
 static inline vdouble v_log(vdouble a) { return Sleef_logd8_u10avx512f(a); }
 static inline vdouble v_erfc(vdouble a) { return Sleef_erfcd8_u15avx512f(a); }
-static inline vdouble v_expm1(vdouble a) { return Sleef_expm1d8_u10avx512f(a); }
 static inline vdouble v_log1p(vdouble a) { return Sleef_log1pd8_u10avx512f(a); }
 static inline vdouble v_cbrt(vdouble a) { return Sleef_cbrtd8_u10avx512f(a); }
 
