@@ -79,6 +79,45 @@ static void test_expm1(void **state) {
   assert_true(isnan(out[0]));
 }
 
+static double log_point(test_rng *rng, size_t i) {
+  switch (i % 4) {
+    case 0: return rng_uniform(rng, 0.5, 2.0);
+    case 1: return 1 + rng_uniform(rng, -0.05, 0.05); /* around 1, where the result is small */
+    case 2: return rng_log_uniform(rng, 4.9406564584124654e-324, 2.2250738585072014e-308); /* subnormal */
+    default: return rng_log_uniform(rng, 1e-300, 1e300);
+  }
+}
+
+static double log1p_point(test_rng *rng, size_t i) {
+  switch (i % 4) {
+    case 0: return rng_uniform(rng, -0.5, 1.0); /* the implied-vol kernel's range */
+    case 1: return signed_log_uniform(rng, 1e-300, 0.5);
+    case 2: return -1 + rng_log_uniform(rng, 1e-16, 0.5);
+    default: return rng_log_uniform(rng, 1e-3, 1e300);
+  }
+}
+
+static vdouble vector_log(vdouble x) { return v_log(x); }
+static vdouble vector_log1p(vdouble x) { return v_log1p(x); }
+
+static void test_log(void **state) {
+  (void)state;
+  assert_true(worst_ulps("log", vector_log, log, log_point, 12) <= 1.0);
+  double special[VLANES] = {0.0, -0.0, INFINITY, -INFINITY, -1.0, 1.0, 4.9406564584124654e-324, NAN}, out[VLANES];
+  v_store(out, v_log(v_load(special, VLANES)), VLANES);
+  assert_true(out[0] == -INFINITY && out[1] == -INFINITY && out[2] == INFINITY && isnan(out[3]) && isnan(out[4]));
+  assert_true(out[5] == 0 && out[6] == log(4.9406564584124654e-324) && isnan(out[7]));
+}
+
+static void test_log1p(void **state) {
+  (void)state;
+  assert_true(worst_ulps("log1p", vector_log1p, log1p, log1p_point, 13) <= 1.0);
+  double special[VLANES] = {0.0, -1.0, INFINITY, -INFINITY, -2.0, 1e-310, -1e-310, NAN}, out[VLANES];
+  v_store(out, v_log1p(v_load(special, VLANES)), VLANES);
+  assert_true(out[0] == 0 && out[1] == -INFINITY && out[2] == INFINITY && isnan(out[3]) && isnan(out[4]));
+  assert_true(out[5] == 1e-310 && out[6] == -1e-310 && isnan(out[7]));
+}
+
 int main(void) {
   if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512dq")) {
     fprintf(stderr, "skipped: no AVX-512 here\n");
@@ -86,6 +125,8 @@ int main(void) {
   }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_expm1),
+      cmocka_unit_test(test_log),
+      cmocka_unit_test(test_log1p),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "exp_table.h"
+#include "log_table.h"
 
 #define VLANES 8
 typedef __m512d vdouble;
@@ -90,9 +91,60 @@ static inline vdouble v_expm1(vdouble x) {
   tail = _mm512_add_pd(tail, _mm512_add_pd(sum_err, prod_err));
   return _mm512_scalef_pd(_mm512_add_pd(sum, tail), m);
 }
-static inline vdouble v_log(vdouble a) { return Sleef_logd8_u10avx512f(a); }
+/* log, within an ulp of libm (tests/test_vector_math.c): x = 2^k z read off the
+ * bits of x, z in [0.734375, 1.46875), and log x = k ln2 + log(1/invc) +
+ * log1p(r), r = z invc - 1, |r| < 0.0313, with invc and log(1/invc) from
+ * 16-entry tables (log_table.h; exactly 1 and 0 around z = 1, so small
+ * results keep their relative accuracy). z invc is split exactly (FMA) so r is
+ * exact; the large terms are summed with their rounding errors carried
+ * (Fast2Sum). Inline rather than SLEEF's call: no spills around the call and
+ * no division. Subnormals are scaled into range on a branch; 0, negatives,
+ * inf and NaN are fixed up by vfixupimmpd. */
+#define GK_LOG_FIXUP 0x03530422 /* per input class: NaN->NaN, 0->-inf, -inf,<0->NaN, +inf->+inf */
+static inline vdouble v_log(vdouble x) {
+  vdouble y = x, k_adjust = _mm512_setzero_pd();
+  vmask tiny = _mm512_cmp_pd_mask(x, _mm512_set1_pd(2.2250738585072014e-308), _CMP_LT_OQ);
+  if (tiny) {
+    y = _mm512_mask_mul_pd(x, tiny, x, _mm512_set1_pd(0x1p52));
+    k_adjust = _mm512_mask_blend_pd(tiny, k_adjust, _mm512_set1_pd(-52.0));
+  }
+  __m512i ix = _mm512_castpd_si512(y), tmp = _mm512_sub_epi64(ix, _mm512_set1_epi64(0x3FE7800000000000LL));
+  __m512i i = _mm512_srli_epi64(tmp, 48); /* vpermt2pd reads its low 4 bits */
+  vdouble k = _mm512_add_pd(_mm512_cvtepi64_pd(_mm512_srai_epi64(tmp, 52)), k_adjust);
+  vdouble z = _mm512_castsi512_pd(_mm512_sub_epi64(ix, _mm512_and_si512(tmp, _mm512_set1_epi64(-(1LL << 52)))));
+  vdouble invc = _mm512_permutex2var_pd(_mm512_load_pd(gk_log_invc), i, _mm512_load_pd(gk_log_invc + 8));
+  vdouble logc_hi = _mm512_permutex2var_pd(_mm512_load_pd(gk_log_logc_hi), i, _mm512_load_pd(gk_log_logc_hi + 8));
+  vdouble logc_lo = _mm512_permutex2var_pd(_mm512_load_pd(gk_log_logc_lo), i, _mm512_load_pd(gk_log_logc_lo + 8));
+  vdouble ph = _mm512_mul_pd(z, invc), pl = _mm512_fmsub_pd(z, invc, ph);
+  vdouble r = _mm512_sub_pd(ph, _mm512_set1_pd(1.0)); /* exact: ph in [0.97, 1.04] */
+  vdouble r_lo = _mm512_fnmadd_pd(pl, r, pl);         /* log1p(r + pl) - log1p(r) */
+  vdouble a = _mm512_mul_pd(k, _mm512_set1_pd(GK_LOG_LN2_HI)); /* exact */
+  vdouble s1 = _mm512_add_pd(a, logc_hi), e1 = _mm512_add_pd(_mm512_sub_pd(a, s1), logc_hi);
+  vdouble s2 = _mm512_add_pd(s1, r), e2 = _mm512_add_pd(_mm512_sub_pd(s1, s2), r);
+  vdouble r2 = _mm512_mul_pd(r, r);
+  _Static_assert(GK_LOG_Q_DEGREE == 9, "the even/odd split below assumes degree 9");
+  vdouble odd = _mm512_set1_pd(gk_log_q[0]), even = _mm512_set1_pd(gk_log_q[1]);
+  for (int n = 2; n < 10; n += 2) {
+    odd = _mm512_fmadd_pd(odd, r2, _mm512_set1_pd(gk_log_q[n]));
+    even = _mm512_fmadd_pd(even, r2, _mm512_set1_pd(gk_log_q[n + 1]));
+  }
+  vdouble q = _mm512_fmadd_pd(odd, r, even);
+  vdouble lo = _mm512_add_pd(_mm512_fmadd_pd(r2, q, r_lo), _mm512_add_pd(e1, e2));
+  lo = _mm512_add_pd(lo, _mm512_fmadd_pd(k, _mm512_set1_pd(GK_LOG_LN2_LO), logc_lo));
+  return _mm512_fixupimm_pd(_mm512_add_pd(s2, lo), x, _mm512_set1_epi64(GK_LOG_FIXUP), 0);
+}
+/* log1p(u) = log(w) + c/w with w = 1 + u rounded and c its exact rounding
+ * error (Fast2Sum), about an ulp; SLEEF's (double-double) cost ~90 cycles a
+ * call in the implied-vol kernel. */
+static inline vdouble v_log1p(vdouble u) {
+  const vdouble one = _mm512_set1_pd(1.0);
+  vdouble w = _mm512_add_pd(one, u);
+  vmask big = _mm512_cmp_pd_mask(_mm512_abs_pd(u), one, _CMP_GT_OQ);
+  vdouble c = _mm512_add_pd(_mm512_sub_pd(_mm512_mask_blend_pd(big, one, u), w), _mm512_mask_blend_pd(big, u, one));
+  vdouble y = _mm512_add_pd(v_log(w), _mm512_div_pd(c, w));
+  return _mm512_fixupimm_pd(y, w, _mm512_set1_epi64(GK_LOG_FIXUP), 0);
+}
 static inline vdouble v_erfc(vdouble a) { return Sleef_erfcd8_u15avx512f(a); }
-static inline vdouble v_log1p(vdouble a) { return Sleef_log1pd8_u10avx512f(a); }
 static inline vdouble v_cbrt(vdouble a) { return Sleef_cbrtd8_u10avx512f(a); }
 
 static inline vmask v_lt(vdouble a, vdouble b) { return _mm512_cmp_pd_mask(a, b, _CMP_LT_OQ); }
