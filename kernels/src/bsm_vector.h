@@ -42,13 +42,12 @@ static inline vmask inputs_in_domain(const vector_inputs *v, vmask type_valid) {
   vdouble min_level = v_set1(GK_MIN_PRICE_LEVEL), max_level = v_set1(GK_MAX_PRICE_LEVEL);
   vdouble max_rate = v_set1(GK_MAX_ABS_RATE), min_rate = v_set1(-GK_MAX_ABS_RATE);
   vdouble zero = v_set1(0.0);
-  vmask ok = m_and(type_valid, m_and(v_ge(v->spot, min_level), v_le(v->spot, max_level)));
-  ok = m_and(ok, m_and(v_ge(v->strike, min_level), v_le(v->strike, max_level)));
-  ok = m_and(ok, m_and(v_ge(v->expiry, zero), v_le(v->expiry, v_set1(GK_MAX_EXPIRY))));
-  ok = m_and(ok, m_and(v_ge(v->rate, min_rate), v_le(v->rate, max_rate)));
-  ok = m_and(ok, m_and(v_ge(v->yield, min_rate), v_le(v->yield, max_rate)));
-  ok = m_and(ok, m_and(v_ge(v->vol, zero), v_le(v->vol, v_set1(GK_MAX_VOL))));
-  return ok;
+  vmask ok = v_le_and(v_ge_and(type_valid, v->spot, min_level), v->spot, max_level);
+  ok = v_le_and(v_ge_and(ok, v->strike, min_level), v->strike, max_level);
+  ok = v_le_and(v_ge_and(ok, v->expiry, zero), v->expiry, v_set1(GK_MAX_EXPIRY));
+  ok = v_le_and(v_ge_and(ok, v->rate, min_rate), v->rate, max_rate);
+  ok = v_le_and(v_ge_and(ok, v->yield, min_rate), v->yield, max_rate);
+  return v_le_and(v_ge_and(ok, v->vol, zero), v->vol, v_set1(GK_MAX_VOL));
 }
 
 /* Replaces the inputs of invalid lanes by a harmless at-the-money element, so that

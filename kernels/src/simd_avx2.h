@@ -48,6 +48,9 @@ static inline vmask v_gt(vdouble a, vdouble b) { return _mm256_cmp_pd(a, b, _CMP
 static inline vmask v_ge(vdouble a, vdouble b) { return _mm256_cmp_pd(a, b, _CMP_GE_OQ); }
 static inline vmask v_eq(vdouble a, vdouble b) { return _mm256_cmp_pd(a, b, _CMP_EQ_OQ); }
 static inline vmask m_and(vmask a, vmask b) { return _mm256_and_pd(a, b); }
+/* m and (a <= b), m and (a >= b). */
+static inline vmask v_le_and(vmask m, vdouble a, vdouble b) { return m_and(m, v_le(a, b)); }
+static inline vmask v_ge_and(vmask m, vdouble a, vdouble b) { return m_and(m, v_ge(a, b)); }
 static inline vmask m_or(vmask a, vmask b) { return _mm256_or_pd(a, b); }
 /* a and not b */
 static inline vmask m_andnot(vmask a, vmask b) { return _mm256_andnot_pd(b, a); }

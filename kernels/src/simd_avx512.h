@@ -153,6 +153,9 @@ static inline vmask v_gt(vdouble a, vdouble b) { return _mm512_cmp_pd_mask(a, b,
 static inline vmask v_ge(vdouble a, vdouble b) { return _mm512_cmp_pd_mask(a, b, _CMP_GE_OQ); }
 static inline vmask v_eq(vdouble a, vdouble b) { return _mm512_cmp_pd_mask(a, b, _CMP_EQ_OQ); }
 static inline vmask m_and(vmask a, vmask b) { return (vmask)(a & b); }
+/* m and (a <= b), m and (a >= b): one masked compare, no separate and. */
+static inline vmask v_le_and(vmask m, vdouble a, vdouble b) { return _mm512_mask_cmp_pd_mask(m, a, b, _CMP_LE_OQ); }
+static inline vmask v_ge_and(vmask m, vdouble a, vdouble b) { return _mm512_mask_cmp_pd_mask(m, a, b, _CMP_GE_OQ); }
 static inline vmask m_or(vmask a, vmask b) { return (vmask)(a | b); }
 /* a and not b */
 static inline vmask m_andnot(vmask a, vmask b) { return (vmask)(a & ~b); }
