@@ -159,8 +159,8 @@ static inline __attribute__((always_inline)) void price_vector(gk_model model, c
 
   vdouble g1, g2;
   gaussian_factor_pair(x, d1, d2, A, B, &g1, &g2);
-  vdouble n1 = normal_cdf_from_gaussian(v_mul(omega, d1), g1);
-  vdouble n2 = normal_cdf_from_gaussian(v_mul(omega, d2), g2);
+  vdouble n1, n2;
+  normal_cdf_pair_from_gaussian(v_mul(omega, d1), g1, v_mul(omega, d2), g2, &n1, &n2);
 
   vdouble price = zero;
   if (outputs & (GK_OUT_PRICE | GK_OUT_RHO)) {
