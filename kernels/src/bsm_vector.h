@@ -154,8 +154,11 @@ static inline __attribute__((always_inline)) void price_vector(gk_model model, c
 
   vmask collapsed = v_lt(s, v_set1(GK_TINY_STDDEV));
   vdouble inv_s = v_div(v_set1(1.0), v_select(collapsed, v_set1(1.0), s));
-  vdouble d1 = v_select(collapsed, signed_infinity_or_zero(x), v_fma(x, inv_s, v_mul(half, s)));
-  vdouble d2 = v_select(collapsed, d1, v_sub(d1, s));
+  vdouble d1 = v_fma(x, inv_s, v_mul(half, s)), d2 = v_sub(d1, s);
+  if (m_bits(collapsed)) { /* rare: the sigma sqrt(T) -> 0 limit */
+    d1 = v_select(collapsed, signed_infinity_or_zero(x), d1);
+    d2 = v_select(collapsed, d1, d2);
+  }
 
   vdouble g1, g2;
   gaussian_factor_pair(x, d1, d2, A, B, &g1, &g2);
