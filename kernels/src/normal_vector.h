@@ -111,7 +111,7 @@ static inline vdouble gaussian_factor(vdouble d) {
   vdouble capped = v_min(v_abs(d), v_set1(GK_TAIL_Y_MAX));
   vdouble hi = v_mul(capped, capped);
   vdouble lo = v_fma(capped, capped, v_sub(v_set1(0.0), hi));
-  vdouble g = v_exp(v_mul(v_set1(-0.5), hi));
+  vdouble g = v_exp_bounded(v_mul(v_set1(-0.5), hi)); /* >= -800 */
   return v_fma(g, v_mul(v_set1(-0.5), lo), g);
 }
 

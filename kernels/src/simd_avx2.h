@@ -36,6 +36,8 @@ static inline vdouble v_abs(vdouble a) { return _mm256_andnot_pd(_mm256_set1_pd(
 /* a * b + c with one rounding. */
 static inline vdouble v_fma(vdouble a, vdouble b, vdouble c) { return _mm256_fmadd_pd(a, b, c); }
 static inline vdouble v_exp(vdouble a) { return Sleef_expd4_u10avx2(a); }
+/* v_exp for -800 <= x <= 709 (the AVX-512 one skips its clamp there). */
+static inline vdouble v_exp_bounded(vdouble a) { return Sleef_expd4_u10avx2(a); }
 static inline vdouble v_log(vdouble a) { return Sleef_logd4_u10avx2(a); }
 static inline vdouble v_erfc(vdouble a) { return Sleef_erfcd4_u15avx2(a); }
 static inline vdouble v_expm1(vdouble a) { return Sleef_expm1d4_u10avx2(a); }

@@ -40,9 +40,10 @@ static inline vdouble v_fma(vdouble a, vdouble b, vdouble c) { return _mm512_fma
  * exp(r), |r| <= ln2/32, scaled by 2^floor(k/16) with vscalefpd (which rounds
  * subnormal results and overflows to inf correctly). Not SLEEF's: on Zen 4
  * Sleef_expd8_u10avx512f measured ~48 cycles a call here against ~17 ops for this
- * (docs/performance.md); tests hold it to the libm-based scalar kernel. */
-static inline vdouble v_exp(vdouble x) {
-  x = _mm512_max_pd(_mm512_min_pd(x, _mm512_set1_pd(710.0)), _mm512_set1_pd(-746.0));
+ * (docs/performance.md); tests hold it to the libm-based scalar kernel.
+ * v_exp_bounded is the core for -800 <= x <= 709 (not NaN), without the clamp:
+ * below -746 the scaling by 2^m (m >= -1156) still underflows to 0. */
+static inline vdouble v_exp_bounded(vdouble x) {
   vdouble k = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(GK_EXP_16_OVER_LN2)),
                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   vdouble r = _mm512_fnmadd_pd(k, _mm512_set1_pd(GK_EXP_LN2_16_HI), x);
@@ -59,6 +60,10 @@ static inline vdouble v_exp(vdouble x) {
                                       _mm512_load_pd(gk_exp2_sixteenths_lo + 8));
   vdouble result = _mm512_add_pd(hi, _mm512_fmadd_pd(hi, expm1_r, lo));
   return _mm512_scalef_pd(result, m);
+}
+/* Any x: clamped first (inf and huge arguments). */
+static inline vdouble v_exp(vdouble x) {
+  return v_exp_bounded(_mm512_max_pd(_mm512_min_pd(x, _mm512_set1_pd(710.0)), _mm512_set1_pd(-746.0)));
 }
 /* expm1 to about half an ulp (tests/test_vector_math.c), on v_exp's reduction:
  * expm1(x) = 2^m ((hi - 2^-m) + hi r + (hi (e^r - 1 - r) + lo)). hi - 2^-m is
