@@ -183,12 +183,23 @@ static inline vdouble biv_control(vmask right_side, vdouble xl, vdouble xr, vdou
   return v_max(r, biv_minimum_control(dl, dr, slope, prefer_shape));
 }
 
-/* Jaeckel's initial guess; *lower / *upper mark the lanes whose objective is
- * 1/ln b or ln(b_max - b). */
-static inline vdouble biv_initial_guess(vdouble beta, vdouble x, vdouble b_max, vmask *lower, vmask *upper) {
+/* s > 0, else the inflection point's s_c, else 1. */
+static inline vdouble biv_positive_guess(vdouble s, vdouble s_c) {
+  const vdouble tiny = v_set1(1e-300);
+  return v_select(v_gt(s, v_set1(0.0)), s, v_select(v_gt(s_c, tiny), s_c, v_set1(1.0)));
+}
+
+static inline vdouble biv_inflection_s(vdouble x) {
+  return v_max(v_sqrt(v_mul(v_set1(2.0), biv_neg(x))), v_set1(1e-300));
+}
+
+/* Jaeckel's initial guess for every lane but the *lower ones (objective 1/ln b),
+ * whose guess biv_lower_guess makes from *s_side and *b_side; *upper marks the
+ * lanes whose objective is ln(b_max - b). */
+static inline vdouble biv_initial_guess(vdouble beta, vdouble x, vdouble b_max, vmask *lower, vmask *upper,
+                                        vdouble *s_side_out, vdouble *b_side_out) {
   const vdouble zero = v_set1(0.0), one = v_set1(1.0), half = v_set1(0.5), tiny = v_set1(1e-300);
-  vdouble ax = biv_neg(x);
-  vdouble s_c = v_max(v_sqrt(v_mul(v_set1(2.0), ax)), tiny);
+  vdouble s_c = biv_inflection_s(x);
   /* At the inflection point d1 = 0 and (h^2 + t^2)/2 = -x/2, so b_c and its
    * vega need no exp: b_max (1/2 - R(s_c)) and b_max / sqrt(2 pi). (The
    * difference loses digits at small |x|; it only places the guess.) */
@@ -201,6 +212,7 @@ static inline vdouble biv_initial_guess(vdouble beta, vdouble x, vdouble b_max, 
   biv_parts ps = biv_black(x, s_side, b_max, BIV_VALUE);
   vdouble b_side = ps.b, v_side = ps.vega;
   *lower = m_and(lower_side, v_lt(beta, b_side));
+  *s_side_out = s_side, *b_side_out = b_side;
   vmask beyond_upper = m_andnot(v_gt(beta, b_side), lower_side);
 
   /* The middle: s against b between (b_l, b_c) or (b_c, b_u). */
@@ -210,30 +222,7 @@ static inline vdouble biv_initial_guess(vdouble beta, vdouble x, vdouble b_max, 
   vdouble r_mid = biv_control(lower_side, xl, xr, yl, yr, dl, dr, zero, 0);
   vdouble s_mid = biv_rational_cubic(beta, xl, xr, yl, yr, dl, dr, r_mid);
 
-  vdouble s_low = zero, s_high = zero, s2 = v_mul(s_side, s_side);
-  if (m_bits(*lower)) { /* the lower map at s_l */
-    vdouble z = v_div(ax, v_mul(v_set1(BIV_SQRT_3), s_side)), yz = v_mul(z, z);
-    /* With g = e^{-z^2/2}: N(-z) = g R(z), N(-z)/n(z) = sqrt(2 pi) R(z) and
-     * N(-z)^2 e^{z^2} = R(z)^2, which spares the density and an exp. */
-    vdouble g = gaussian_factor(z), rz = biv_tail_ratio(z), phi = v_mul(g, rz);
-    vdouble bracket = v_fma(v_sub(v_mul(v_mul(v_set1(3.0), s2), v_sub(s2, v_set1(8.0))), v_mul(v_set1(8.0), v_mul(x, x))),
-                            v_mul(v_set1(BIV_SQRT_2PI), rz), v_mul(v_set1(8.0 * BIV_SQRT_3), v_mul(s_side, ax)));
-    vdouble fpp_l = v_mul(v_mul(v_mul(v_set1(BIV_PI_OVER_6), v_div(yz, v_mul(s2, s_side))), v_mul(phi, bracket)),
-                          v_exp(v_fma(v_set1(2.0), yz, v_mul(v_set1(0.25), s2))));
-    vdouble fp_l = v_mul(v_mul(v_set1(BIV_TWO_PI), v_mul(yz, v_mul(rz, rz))), v_exp(v_mul(v_set1(0.125), s2)));
-    vdouble f_l = v_mul(v_mul(v_set1(BIV_TWO_PI_OVER_SQRT_27), ax), v_mul(phi, v_mul(phi, phi)));
-    vdouble r_ll = biv_control(v_eq(zero, zero), zero, b_side, zero, f_l, one, fp_l, fpp_l, 1);
-    vdouble f_low = biv_rational_cubic(beta, zero, b_side, zero, f_l, one, fp_l, r_ll);
-    vdouble u_low = v_div(beta, b_side);
-    vdouble f_quad = v_mul(v_fma(f_l, u_low, v_mul(b_side, v_sub(one, u_low))), u_low);
-    f_low = v_select(v_gt(f_low, zero), f_low, f_quad);
-    /* p = cbrt(f / (2 pi |x| / sqrt 27)) through ln p = ln(.)/3: one log, which
-     * the inverse normal's tail needs anyway. */
-    vdouble log_p = v_mul(v_set1(1.0 / 3.0), v_log(v_div(f_low, v_mul(v_set1(BIV_TWO_PI_OVER_SQRT_27), ax))));
-    log_p = v_min(v_max(log_p, v_set1(-690.0)), v_set1(-0.6931471805599453));
-    vdouble p_low = v_exp(log_p);
-    s_low = v_abs(v_div(x, v_mul(v_set1(BIV_SQRT_3), biv_inverse_normal_cdf(p_low, log_p))));
-  }
+  vdouble s_high = zero, s2 = v_mul(s_side, s_side);
   if (m_bits(beyond_upper)) { /* the upper map at s_u */
     vdouble wu = v_mul(v_div(x, s_side), v_div(x, s_side));
     vdouble f_u = biv_lower_tail(v_mul(half, s_side));
@@ -251,8 +240,36 @@ static inline vdouble biv_initial_guess(vdouble beta, vdouble x, vdouble b_max, 
   }
 
   *upper = m_and(beyond_upper, v_gt(beta, v_mul(half, b_max)));
-  vdouble s = v_select(*lower, s_low, v_select(beyond_upper, s_high, s_mid));
-  return v_select(v_gt(s, zero), s, v_select(v_gt(s_c, tiny), s_c, one));
+  return biv_positive_guess(v_select(beyond_upper, s_high, s_mid), s_c);
+}
+
+/* The guess of lanes that are all lower (the lower map at s_l = s_side, where
+ * the price is b_side). */
+static inline vdouble biv_lower_guess(vdouble beta, vdouble x, vdouble s_side, vdouble b_side) {
+  const vdouble zero = v_set1(0.0), one = v_set1(1.0);
+  vdouble ax = biv_neg(x), s2 = v_mul(s_side, s_side);
+  vdouble z = v_div(ax, v_mul(v_set1(BIV_SQRT_3), s_side)), yz = v_mul(z, z);
+  /* With g = e^{-z^2/2}: N(-z) = g R(z), N(-z)/n(z) = sqrt(2 pi) R(z) and
+   * N(-z)^2 e^{z^2} = R(z)^2, which spares the density and an exp. */
+  vdouble g = gaussian_factor(z), rz = biv_tail_ratio(z), phi = v_mul(g, rz);
+  vdouble bracket = v_fma(v_sub(v_mul(v_mul(v_set1(3.0), s2), v_sub(s2, v_set1(8.0))), v_mul(v_set1(8.0), v_mul(x, x))),
+                          v_mul(v_set1(BIV_SQRT_2PI), rz), v_mul(v_set1(8.0 * BIV_SQRT_3), v_mul(s_side, ax)));
+  vdouble fpp_l = v_mul(v_mul(v_mul(v_set1(BIV_PI_OVER_6), v_div(yz, v_mul(s2, s_side))), v_mul(phi, bracket)),
+                        v_exp(v_fma(v_set1(2.0), yz, v_mul(v_set1(0.25), s2))));
+  vdouble fp_l = v_mul(v_mul(v_set1(BIV_TWO_PI), v_mul(yz, v_mul(rz, rz))), v_exp(v_mul(v_set1(0.125), s2)));
+  vdouble f_l = v_mul(v_mul(v_set1(BIV_TWO_PI_OVER_SQRT_27), ax), v_mul(phi, v_mul(phi, phi)));
+  vdouble r_ll = biv_control(v_eq(zero, zero), zero, b_side, zero, f_l, one, fp_l, fpp_l, 1);
+  vdouble f_low = biv_rational_cubic(beta, zero, b_side, zero, f_l, one, fp_l, r_ll);
+  vdouble u_low = v_div(beta, b_side);
+  vdouble f_quad = v_mul(v_fma(f_l, u_low, v_mul(b_side, v_sub(one, u_low))), u_low);
+  f_low = v_select(v_gt(f_low, zero), f_low, f_quad);
+  /* p = cbrt(f / (2 pi |x| / sqrt 27)) through ln p = ln(.)/3: one log, which
+   * the inverse normal's tail needs anyway. */
+  vdouble log_p = v_mul(v_set1(1.0 / 3.0), v_log(v_div(f_low, v_mul(v_set1(BIV_TWO_PI_OVER_SQRT_27), ax))));
+  log_p = v_min(v_max(log_p, v_set1(-690.0)), v_set1(-0.6931471805599453));
+  vdouble p_low = v_exp(log_p);
+  vdouble s_low = v_abs(v_div(x, v_mul(v_set1(BIV_SQRT_3), biv_inverse_normal_cdf(p_low, log_p))));
+  return biv_positive_guess(s_low, biv_inflection_s(x));
 }
 
 /* One Householder(3) step on each lane's objective. */
@@ -297,10 +314,60 @@ static inline vdouble biv_step(vdouble x, vdouble s, vdouble beta, vdouble log_b
   return v_select(underflow, v_mul(two, s), next); /* underflow: double s */
 }
 
+/* Lower lanes are solved apart, gathered across vectors: their guess (the
+ * lower map) and objective cost about as much again as the rest of a solve,
+ * and with only some lanes of a vector lower the whole vector would pay for
+ * them. Each pending lane carries what its guess and steps need. */
+typedef struct biv_pending {
+  double x[2 * VLANES], beta[2 * VLANES], b_max[2 * VLANES], s_side[2 * VLANES], b_side[2 * VLANES];
+  double root_t[2 * VLANES];
+  size_t index[2 * VLANES], count;
+} biv_pending;
+
+static inline void biv_pending_add(biv_pending *p, vmask lanes, size_t first, vdouble x, vdouble beta, vdouble b_max,
+                                   vdouble s_side, vdouble b_side, vdouble root_t) {
+  double lx[VLANES], lbeta[VLANES], lb_max[VLANES], ls_side[VLANES], lb_side[VLANES], lroot_t[VLANES];
+  v_store(lx, x, VLANES), v_store(lbeta, beta, VLANES), v_store(lb_max, b_max, VLANES);
+  v_store(ls_side, s_side, VLANES), v_store(lb_side, b_side, VLANES), v_store(lroot_t, root_t, VLANES);
+  for (unsigned bits = m_bits(lanes); bits; bits &= bits - 1) {
+    int lane = __builtin_ctz(bits);
+    size_t k = p->count++;
+    p->x[k] = lx[lane], p->beta[k] = lbeta[lane], p->b_max[k] = lb_max[lane];
+    p->s_side[k] = ls_side[lane], p->b_side[k] = lb_side[lane], p->root_t[k] = lroot_t[lane];
+    p->index[k] = first + (size_t)lane;
+  }
+}
+
+/* Solves the first min(count, VLANES) pending lanes into vol and drops them. */
+static inline void biv_pending_solve(biv_pending *p, double *vol) {
+  size_t n = p->count < VLANES ? p->count : VLANES;
+  for (size_t k = n; k < VLANES; k++) { /* pad with a copy of lane 0: no lane computes on garbage */
+    p->x[k] = p->x[0], p->beta[k] = p->beta[0], p->b_max[k] = p->b_max[0];
+    p->s_side[k] = p->s_side[0], p->b_side[k] = p->b_side[0], p->root_t[k] = p->root_t[0];
+  }
+  vdouble x = v_load(p->x, VLANES), beta = v_load(p->beta, VLANES), b_max = v_load(p->b_max, VLANES);
+  vdouble s = biv_lower_guess(beta, x, v_load(p->s_side, VLANES), v_load(p->b_side, VLANES));
+  vdouble log_beta = v_log(beta), inv_log_beta = v_div(v_set1(1.0), log_beta), one = v_set1(1.0);
+  vmask all = v_eq(one, one), none = v_lt(one, one);
+  for (int k = 0; k < GK_LOGNORMAL_IV_ITERATIONS; k++)
+    s = biv_step(x, s, beta, log_beta, inv_log_beta, one, b_max, all, none);
+  double out[VLANES];
+  v_store(out, v_div(s, v_load(p->root_t, VLANES)), VLANES);
+  for (size_t k = 0; k < n; k++) vol[p->index[k]] = out[k];
+  p->count -= n;
+  for (size_t k = 0; k < p->count; k++) {
+    p->x[k] = p->x[n + k], p->beta[k] = p->beta[n + k], p->b_max[k] = p->b_max[n + k];
+    p->s_side[k] = p->s_side[n + k], p->b_side[k] = p->b_side[n + k], p->root_t[k] = p->root_t[n + k];
+    p->index[k] = p->index[n + k];
+  }
+}
+
 static size_t black_iv_vector_kernel(gk_model model, const gk_iv_batch *in, double *vol, uint8_t *error) {
   size_t invalid = 0;
   const vdouble zero = v_set1(0.0), one = v_set1(1.0), half = v_set1(0.5);
   const int uses_yield = gk_model_uses_yield(model), black76 = model == GK_MODEL_BLACK76;
+  biv_pending pending;
+  pending.count = 0;
   for (size_t i = 0; i < in->count; i += VLANES) {
     size_t n = in->count - i < VLANES ? in->count - i : VLANES;
     vmask type_ok;
@@ -340,12 +407,20 @@ static size_t black_iv_vector_kernel(gk_model model, const gk_iv_batch *in, doub
     solvable = m_and(solvable, m_and(v_ge(x, v_set1(-GK_BLACK_LARGE_X)), v_gt(beta, v_set1(1e-280))));
     beta = v_select(solvable, beta, v_mul(v_set1(0.25), b_max));
     vmask lower, upper;
-    vdouble s = biv_initial_guess(beta, x, b_max, &lower, &upper);
-    vdouble log_beta = m_bits(lower) ? v_log(beta) : one, inv_log_beta = v_div(one, log_beta);
-    vdouble log_gap_beta = m_bits(upper) ? v_log(v_sub(b_max, beta)) : one;
-    for (int k = 0; k < GK_LOGNORMAL_IV_ITERATIONS; k++)
-      s = biv_step(x, s, beta, log_beta, inv_log_beta, log_gap_beta, b_max, lower, upper);
-    v_store(vol + i, v_select(solvable, v_div(s, v_sqrt(T)), zero), n);
+    vdouble s_side, b_side;
+    vdouble s = biv_initial_guess(beta, x, b_max, &lower, &upper, &s_side, &b_side);
+    lower = m_and(lower, solvable);
+    vdouble log_gap_beta = m_bits(upper) ? v_log(v_sub(b_max, beta)) : one, root_t = v_sqrt(T);
+    if (m_bits(lower) != m_bits(solvable)) { /* the lower lanes' own s is overwritten below */
+      vmask none = v_lt(one, zero);
+      for (int k = 0; k < GK_LOGNORMAL_IV_ITERATIONS; k++)
+        s = biv_step(x, s, beta, one, one, log_gap_beta, b_max, none, upper);
+    }
+    v_store(vol + i, v_select(solvable, v_div(s, root_t), zero), n);
+    if (m_bits(lower)) {
+      biv_pending_add(&pending, lower, i, x, beta, b_max, s_side, b_side, root_t);
+      if (pending.count >= VLANES) biv_pending_solve(&pending, vol);
+    }
     unsigned scalar_lanes = ~m_bits(solvable) & ((1u << n) - 1u);
     memset(error + i, GK_ELEMENT_OK, n);
     for (size_t lane = 0; lane < n; lane++) {
@@ -355,6 +430,7 @@ static size_t black_iv_vector_kernel(gk_model model, const gk_iv_batch *in, doub
       invalid += e != GK_ELEMENT_OK;
     }
   }
+  while (pending.count) biv_pending_solve(&pending, vol);
   return invalid;
 }
 

@@ -42,13 +42,12 @@ static inline vmask inputs_in_domain(const vector_inputs *v, vmask type_valid) {
   vdouble min_level = v_set1(GK_MIN_PRICE_LEVEL), max_level = v_set1(GK_MAX_PRICE_LEVEL);
   vdouble max_rate = v_set1(GK_MAX_ABS_RATE), min_rate = v_set1(-GK_MAX_ABS_RATE);
   vdouble zero = v_set1(0.0);
-  vmask ok = m_and(type_valid, m_and(v_ge(v->spot, min_level), v_le(v->spot, max_level)));
-  ok = m_and(ok, m_and(v_ge(v->strike, min_level), v_le(v->strike, max_level)));
-  ok = m_and(ok, m_and(v_ge(v->expiry, zero), v_le(v->expiry, v_set1(GK_MAX_EXPIRY))));
-  ok = m_and(ok, m_and(v_ge(v->rate, min_rate), v_le(v->rate, max_rate)));
-  ok = m_and(ok, m_and(v_ge(v->yield, min_rate), v_le(v->yield, max_rate)));
-  ok = m_and(ok, m_and(v_ge(v->vol, zero), v_le(v->vol, v_set1(GK_MAX_VOL))));
-  return ok;
+  vmask ok = v_le_and(v_ge_and(type_valid, v->spot, min_level), v->spot, max_level);
+  ok = v_le_and(v_ge_and(ok, v->strike, min_level), v->strike, max_level);
+  ok = v_le_and(v_ge_and(ok, v->expiry, zero), v->expiry, v_set1(GK_MAX_EXPIRY));
+  ok = v_le_and(v_ge_and(ok, v->rate, min_rate), v->rate, max_rate);
+  ok = v_le_and(v_ge_and(ok, v->yield, min_rate), v->yield, max_rate);
+  return v_le_and(v_ge_and(ok, v->vol, zero), v->vol, v_set1(GK_MAX_VOL));
 }
 
 /* Replaces the inputs of invalid lanes by a harmless at-the-money element, so that
@@ -70,9 +69,11 @@ static inline vdouble signed_infinity_or_zero(vdouble x) {
                   v_select(v_lt(x, zero), v_set1(-INFINITY), zero));
 }
 
-static inline void store_output(double *dst, unsigned outputs, unsigned which, vdouble value,
-                                vmask valid, size_t n) {
-  if (outputs & which) v_store(dst, v_select(valid, value, v_set1(0.0)), n);
+/* Invalid lanes are stored as computed (on neutral inputs) and zeroed by
+ * record_errors, which visits them anyway: no select per output for the
+ * common all-valid vector. */
+static inline void store_output(double *dst, unsigned outputs, unsigned which, vdouble value, size_t n) {
+  if (outputs & which) v_store(dst, value, n);
 }
 
 /* Factors that depend only on (T, r, q): an option chain shares them across many
@@ -87,8 +88,9 @@ static inline void update_carry_factors(carry_factors *c, vdouble T, vdouble r, 
   if (m_bits(same) == (1u << VLANES) - 1u) return;
   c->expiry = T, c->rate = r, c->yield = q;
   c->sqrt_t = v_sqrt(T);
-  c->discount = v_exp(v_mul(v_sub(v_set1(0.0), r), T));
-  c->carry = v_exp(v_mul(v_sub(v_set1(0.0), q), T));
+  /* |r T|, |q T| <= GK_MAX_ABS_RATE GK_MAX_EXPIRY = 500 on valid and neutral lanes */
+  c->discount = v_exp_bounded(v_mul(v_sub(v_set1(0.0), r), T));
+  c->carry = v_exp_bounded(v_mul(v_sub(v_set1(0.0), q), T));
 }
 
 /* The nine second-order Greeks (formulas: kernels/scalar/bsm_scalar.c). Divisions
@@ -102,7 +104,7 @@ typedef struct second_order_inputs {
 } second_order_inputs;
 
 static inline void store_second_order(const second_order_inputs *v, unsigned outputs,
-                                      gk_greeks_batch *out, size_t i, size_t n, vmask valid) {
+                                      gk_greeks_batch *out, size_t i, size_t n) {
   const vdouble zero = v_set1(0.0), one = v_set1(1.0), half = v_set1(0.5);
   vdouble pdf1 = v_mul(v_set1(GK_INV_SQRT_2PI), v->g1);
   vdouble pdf2 = v_mul(v_set1(GK_INV_SQRT_2PI), v->g2);
@@ -116,31 +118,31 @@ static inline void store_second_order(const second_order_inputs *v, unsigned out
   vmask c = v->collapsed;
 
   store_output(out->vanna + i, outputs, GK_OUT_VANNA,
-               v_select(c, zero, v_mul(v_mul(v_sub(zero, v->carry), pdf1), v_mul(v->d2, inv_sigma))), valid, n);
+               v_select(c, zero, v_mul(v_mul(v_sub(zero, v->carry), pdf1), v_mul(v->d2, inv_sigma))), n);
   store_output(out->volga + i, outputs, GK_OUT_VOLGA,
-               v_select(c, zero, v_mul(vega, v_mul(d1d2, inv_sigma))), valid, n);
+               v_select(c, zero, v_mul(vega, v_mul(d1d2, inv_sigma))), n);
   vdouble charm_drift = v_mul(v_mul(v->omega, b_minus_r), v->n1);
   vdouble charm_density = v_mul(pdf1, v_sub(v_mul(b, v->inv_s), v_mul(v->d2, half_inv_t)));
   vdouble charm = v_mul(v_sub(zero, v->carry), v_add(charm_drift, v_select(c, zero, charm_density)));
-  store_output(out->charm + i, outputs, GK_OUT_CHARM, charm, valid, n);
+  store_output(out->charm + i, outputs, GK_OUT_CHARM, charm, n);
   vdouble veta = v_mul(vega, v_sub(v_add(v_sub(zero, b_minus_r), b_d1_over_s), v_mul(v_add(one, d1d2), half_inv_t)));
-  store_output(out->veta + i, outputs, GK_OUT_VETA, v_select(c, zero, veta), valid, n);
+  store_output(out->veta + i, outputs, GK_OUT_VETA, v_select(c, zero, veta), n);
   vdouble speed = v_div(v_mul(v_sub(zero, gamma), v_add(one, v_mul(v->d1, v->inv_s))), v->S);
-  store_output(out->speed + i, outputs, GK_OUT_SPEED, v_select(c, zero, speed), valid, n);
+  store_output(out->speed + i, outputs, GK_OUT_SPEED, v_select(c, zero, speed), n);
   vdouble zomma = v_mul(gamma, v_mul(v_sub(d1d2, one), inv_sigma));
-  store_output(out->zomma + i, outputs, GK_OUT_ZOMMA, v_select(c, zero, zomma), valid, n);
+  store_output(out->zomma + i, outputs, GK_OUT_ZOMMA, v_select(c, zero, zomma), n);
   vdouble color = v_mul(v_sub(zero, gamma),
                         v_add(v_sub(b_minus_r, b_d1_over_s), v_mul(v_sub(d1d2, one), half_inv_t)));
-  store_output(out->color + i, outputs, GK_OUT_COLOR, v_select(c, zero, color), valid, n);
+  store_output(out->color + i, outputs, GK_OUT_COLOR, v_select(c, zero, color), n);
   store_output(out->dual_delta + i, outputs, GK_OUT_DUAL_DELTA,
-               v_mul(v_sub(zero, v->omega), v_mul(v->discount, v->n2)), valid, n);
+               v_mul(v_sub(zero, v->omega), v_mul(v->discount, v->n2)), n);
   vdouble dual_gamma = v_div(v_mul(v_mul(v->discount, pdf2), v->inv_s), v->K);
-  store_output(out->dual_gamma + i, outputs, GK_OUT_DUAL_GAMMA, v_select(c, zero, dual_gamma), valid, n);
+  store_output(out->dual_gamma + i, outputs, GK_OUT_DUAL_GAMMA, v_select(c, zero, dual_gamma), n);
 }
 
-static inline void price_vector(gk_model model, const vector_inputs *v, const carry_factors *c,
-                                unsigned outputs, gk_greeks_batch *out, size_t i, size_t n,
-                                vmask valid) {
+static inline __attribute__((always_inline)) void price_vector(gk_model model, const vector_inputs *v,
+                                                               const carry_factors *c, unsigned outputs,
+                                                               gk_greeks_batch *out, size_t i, size_t n) {
   const vdouble zero = v_set1(0.0), half = v_set1(0.5);
   vdouble S = v->spot, K = v->strike, T = v->expiry, r = v->rate, q = v->yield;
   vdouble sigma = v->vol, omega = v->omega;
@@ -153,21 +155,24 @@ static inline void price_vector(gk_model model, const vector_inputs *v, const ca
 
   vmask collapsed = v_lt(s, v_set1(GK_TINY_STDDEV));
   vdouble inv_s = v_div(v_set1(1.0), v_select(collapsed, v_set1(1.0), s));
-  vdouble d1 = v_select(collapsed, signed_infinity_or_zero(x), v_fma(x, inv_s, v_mul(half, s)));
-  vdouble d2 = v_select(collapsed, d1, v_sub(d1, s));
+  vdouble d1 = v_fma(x, inv_s, v_mul(half, s)), d2 = v_sub(d1, s);
+  if (m_bits(collapsed)) { /* rare: the sigma sqrt(T) -> 0 limit */
+    d1 = v_select(collapsed, signed_infinity_or_zero(x), d1);
+    d2 = v_select(collapsed, d1, d2);
+  }
 
   vdouble g1, g2;
   gaussian_factor_pair(x, d1, d2, A, B, &g1, &g2);
-  vdouble n1 = normal_cdf_from_gaussian(v_mul(omega, d1), g1);
-  vdouble n2 = normal_cdf_from_gaussian(v_mul(omega, d2), g2);
+  vdouble n1, n2;
+  normal_cdf_pair_from_gaussian(v_mul(omega, d1), g1, v_mul(omega, d2), g2, &n1, &n2);
 
   vdouble price = zero;
   if (outputs & (GK_OUT_PRICE | GK_OUT_RHO)) {
     vdouble floor_value = v_max(v_mul(omega, v_sub(A, B)), zero);
     price = v_max(v_mul(omega, v_sub(v_mul(A, n1), v_mul(B, n2))), floor_value);
-    store_output(out->price + i, outputs, GK_OUT_PRICE, price, valid, n);
+    store_output(out->price + i, outputs, GK_OUT_PRICE, price, n);
   }
-  store_output(out->delta + i, outputs, GK_OUT_DELTA, v_mul(omega, v_mul(carry, n1)), valid, n);
+  store_output(out->delta + i, outputs, GK_OUT_DELTA, v_mul(omega, v_mul(carry, n1)), n);
 
   /* The density terms, computed once for first- and second-order outputs. */
   vdouble vega = zero, gamma_raw = zero;
@@ -175,36 +180,46 @@ static inline void price_vector(gk_model model, const vector_inputs *v, const ca
     vdouble a_pdf1 = v_mul(A, v_mul(v_set1(GK_INV_SQRT_2PI), g1)); /* A n(d1) */
     gamma_raw = v_div(v_mul(a_pdf1, inv_s), v_mul(S, S));
     vega = v_mul(a_pdf1, sqrt_t);
-    store_output(out->gamma + i, outputs, GK_OUT_GAMMA, v_select(collapsed, zero, gamma_raw), valid, n);
-    store_output(out->vega + i, outputs, GK_OUT_VEGA, vega, valid, n);
+    store_output(out->gamma + i, outputs, GK_OUT_GAMMA, v_select(collapsed, zero, gamma_raw), n);
+    store_output(out->vega + i, outputs, GK_OUT_VEGA, vega, n);
     if (outputs & GK_OUT_THETA) {
       /* A n(d1) sigma / (2 sqrt T) = A n(d1) sigma^2 / (2 s): no division by sqrt T. */
       vdouble decay = v_select(collapsed, zero,
                                v_mul(v_mul(a_pdf1, v_mul(sigma, sigma)), v_mul(half, inv_s)));
       vdouble drift = v_mul(omega, v_sub(v_mul(v_mul(q, A), n1), v_mul(v_mul(r, B), n2)));
-      store_output(out->theta + i, outputs, GK_OUT_THETA, v_sub(drift, decay), valid, n);
+      store_output(out->theta + i, outputs, GK_OUT_THETA, v_sub(drift, decay), n);
     }
   }
 
   if (outputs & GK_OUT_SECOND_ORDER) {
     second_order_inputs so = {S, K, T, r, q, sigma, omega, carry, c->discount, sqrt_t, inv_s,
                               d1, d2, g1, g2, n1, n2, vega, gamma_raw, collapsed};
-    store_second_order(&so, outputs, out, i, n, valid);
+    store_second_order(&so, outputs, out, i, n);
   }
 
   if (model == GK_MODEL_BLACK76) {
-    store_output(out->rho + i, outputs, GK_OUT_RHO, v_mul(v_sub(zero, T), price), valid, n);
-    store_output(out->phi + i, outputs, GK_OUT_PHI, zero, valid, n);
+    store_output(out->rho + i, outputs, GK_OUT_RHO, v_mul(v_sub(zero, T), price), n);
+    store_output(out->phi + i, outputs, GK_OUT_PHI, zero, n);
   } else {
-    store_output(out->rho + i, outputs, GK_OUT_RHO, v_mul(v_mul(omega, T), v_mul(B, n2)), valid, n);
+    store_output(out->rho + i, outputs, GK_OUT_RHO, v_mul(v_mul(omega, T), v_mul(B, n2)), n);
     store_output(out->phi + i, outputs, GK_OUT_PHI,
-                 v_mul(v_mul(v_sub(zero, omega), T), v_mul(A, n1)), valid, n);
+                 v_mul(v_mul(v_sub(zero, omega), T), v_mul(A, n1)), n);
   }
 }
 
-/* Writes each element's error code; returns how many of the n were invalid. */
-static inline size_t record_errors(gk_model model, const gk_option_batch *in, size_t i,
-                                   size_t n, unsigned invalid_lanes, gk_greeks_batch *out) {
+/* 0 in every requested output of element k. */
+static inline void zero_element_outputs(gk_greeks_batch *out, unsigned outputs, size_t k) {
+  double *const dst[16] = {out->price, out->delta,  out->gamma, out->vega,  out->theta,      out->rho,
+                           out->phi,   out->vanna,  out->volga, out->charm, out->veta,       out->speed,
+                           out->zomma, out->color,  out->dual_delta, out->dual_gamma};
+  for (unsigned bit = 0; bit < 16; bit++)
+    if (outputs & (1u << bit)) dst[bit][k] = 0.0;
+}
+
+/* Writes each element's error code and zeroes the outputs of invalid ones;
+ * returns how many of the n were invalid. */
+static inline size_t record_errors(gk_model model, const gk_option_batch *in, size_t i, size_t n,
+                                   unsigned invalid_lanes, unsigned outputs, gk_greeks_batch *out) {
   if (invalid_lanes == 0) {
     memset(out->error + i, GK_ELEMENT_OK, n);
     return 0;
@@ -212,15 +227,19 @@ static inline size_t record_errors(gk_model model, const gk_option_batch *in, si
   size_t invalid = 0;
   for (size_t lane = 0; lane < n; lane++) {
     gk_element_error error = GK_ELEMENT_OK;
-    if (invalid_lanes & (1u << lane)) error = gk_classify_element(model, in, i + lane);
+    if (invalid_lanes & (1u << lane)) {
+      error = gk_classify_element(model, in, i + lane);
+      zero_element_outputs(out, outputs, i + lane);
+    }
     out->error[i + lane] = (uint8_t)error;
     invalid += error != GK_ELEMENT_OK;
   }
   return invalid;
 }
 
-static size_t bsm_vector_kernel(gk_model model, const gk_option_batch *in, unsigned outputs,
-                                gk_greeks_batch *out) {
+/* always_inline: each caller below must get its own copy with outputs folded. */
+static inline __attribute__((always_inline)) size_t bsm_vector_loop(gk_model model, const gk_option_batch *in,
+                                                                    unsigned outputs, gk_greeks_batch *out) {
   size_t invalid = 0;
   carry_factors factors;
   factors.expiry = v_set1(NAN); /* matches nothing: the first vector computes them */
@@ -233,10 +252,19 @@ static size_t bsm_vector_kernel(gk_model model, const gk_option_batch *in, unsig
     unsigned invalid_lanes = ~m_bits(valid) & ((1u << n) - 1u);
     if (invalid_lanes != 0 || n < VLANES) neutralize_invalid_lanes(&v, valid);
     update_carry_factors(&factors, v.expiry, v.rate, v.yield);
-    price_vector(model, &v, &factors, outputs, out, i, n, valid);
-    invalid += record_errors(model, in, i, n, invalid_lanes, out);
+    price_vector(model, &v, &factors, outputs, out, i, n);
+    invalid += record_errors(model, in, i, n, invalid_lanes, outputs, out);
   }
   return invalid;
+}
+
+/* The two common masks get their own instance, with the output tests folded
+ * away; any other mask takes the general one. */
+static size_t bsm_vector_kernel(gk_model model, const gk_option_batch *in, unsigned outputs,
+                                gk_greeks_batch *out) {
+  if (outputs == GK_OUT_ALL) return bsm_vector_loop(model, in, GK_OUT_ALL, out);
+  if (outputs == GK_OUT_PRICE) return bsm_vector_loop(model, in, GK_OUT_PRICE, out);
+  return bsm_vector_loop(model, in, outputs, out);
 }
 
 #endif /* GREEKS_BSM_VECTOR_H */

@@ -36,15 +36,54 @@ static inline vdouble tail_polynomial_estrin(vdouble t, vindex idx) {
   return v_fma(tail_coefficient(16, idx), t16, low);
 }
 
+/* The degree-16 polynomials of two arguments whose lanes all lie in the same
+ * intervals: each coefficient is looked up once for both. */
+static inline void tail_polynomial_estrin_pair(vdouble ta, vdouble tb, vindex idx, vdouble *ra, vdouble *rb) {
+  vdouble ta2 = v_mul(ta, ta), ta4 = v_mul(ta2, ta2), ta8 = v_mul(ta4, ta4);
+  vdouble tb2 = v_mul(tb, tb), tb4 = v_mul(tb2, tb2), tb8 = v_mul(tb4, tb4);
+  vdouble pa[8], pb[8];
+  for (int k = 0; k < 8; k++) {
+    vdouble odd = tail_coefficient(2 * k + 1, idx), even = tail_coefficient(2 * k, idx);
+    pa[k] = v_fma(odd, ta, even);
+    pb[k] = v_fma(odd, tb, even);
+  }
+  vdouble qa[4], qb[4];
+  for (int k = 0; k < 4; k++) qa[k] = v_fma(pa[2 * k + 1], ta2, pa[2 * k]), qb[k] = v_fma(pb[2 * k + 1], tb2, pb[2 * k]);
+  vdouble low_a = v_fma(v_fma(qa[3], ta4, qa[2]), ta8, v_fma(qa[1], ta4, qa[0]));
+  vdouble low_b = v_fma(v_fma(qb[3], tb4, qb[2]), tb8, v_fma(qb[1], tb4, qb[0]));
+  vdouble top = tail_coefficient(16, idx);
+  *ra = v_fma(top, v_mul(ta8, ta8), low_a);
+  *rb = v_fma(top, v_mul(tb8, tb8), low_b);
+}
+
+/* The table interval of each lane of y (clamped to GK_TAIL_Y_MAX): 0 or 1
+ * below 1, else from the exponent bits (see the table). */
+static inline vindex tail_interval(vdouble clamped) {
+  vindex octave_half = vi_sub(vi_exponent_halves(v_max(clamped, v_set1(1.0))), vi_set1(2044));
+  vindex below_one = vi_select(v_ge(clamped, v_set1(0.5)), vi_set1(1), vi_set1(0));
+  return vi_select(v_lt(clamped, v_set1(1.0)), below_one, octave_half);
+}
+
 /* R(y) = N(-y) / exp(-y^2/2) for y >= 0 (y = +inf allowed). */
 static inline vdouble normal_tail_ratio(vdouble y) {
   vdouble clamped = v_min(y, v_set1(GK_TAIL_Y_MAX)); /* beyond it the tail is 0 anyway */
-  /* Interval index: 0 or 1 below 1, else from the exponent bits (see the table). */
-  vindex octave_half = vi_sub(vi_exponent_halves(v_max(clamped, v_set1(1.0))), vi_set1(2044));
-  vindex below_one = vi_select(v_ge(clamped, v_set1(0.5)), vi_set1(1), vi_set1(0));
-  vindex idx = vi_select(v_lt(clamped, v_set1(1.0)), below_one, octave_half);
+  vindex idx = tail_interval(clamped);
   vdouble t = v_fma(clamped, v_lookup16(gk_tail_table[0], idx), v_lookup16(gk_tail_table[1], idx));
   return tail_polynomial_estrin(t, idx);
+}
+
+/* R at two arguments. When every lane has both in one interval (an option
+ * chain at small sigma sqrt(T), mostly), the coefficient lookups are shared. */
+static inline void normal_tail_ratio_pair(vdouble ya, vdouble yb, vdouble *ra, vdouble *rb) {
+  vdouble ca = v_min(ya, v_set1(GK_TAIL_Y_MAX)), cb = v_min(yb, v_set1(GK_TAIL_Y_MAX));
+  vindex ia = tail_interval(ca), ib = tail_interval(cb);
+  if (__builtin_expect(!vi_all_equal(ia, ib), 1)) {
+    *ra = tail_polynomial_estrin(v_fma(ca, v_lookup16(gk_tail_table[0], ia), v_lookup16(gk_tail_table[1], ia)), ia);
+    *rb = tail_polynomial_estrin(v_fma(cb, v_lookup16(gk_tail_table[0], ib), v_lookup16(gk_tail_table[1], ib)), ib);
+    return;
+  }
+  vdouble scale = v_lookup16(gk_tail_table[0], ia), offset = v_lookup16(gk_tail_table[1], ia);
+  tail_polynomial_estrin_pair(v_fma(ca, scale, offset), v_fma(cb, scale, offset), ia, ra, rb);
 }
 
 /* N(z), given gauss = exp(-z^2/2): the tail straight from R, the other side as
@@ -54,6 +93,17 @@ static inline vdouble normal_cdf_from_gaussian(vdouble z, vdouble gauss) {
   return v_select(v_le(z, v_set1(0.0)), tail, v_sub(v_set1(1.0), tail));
 }
 
+/* N(za) and N(zb) given their Gaussian factors, sharing what the two tail
+ * evaluations can (normal_tail_ratio_pair). */
+static inline void normal_cdf_pair_from_gaussian(vdouble za, vdouble ga, vdouble zb, vdouble gb, vdouble *na,
+                                                 vdouble *nb) {
+  vdouble ra, rb;
+  normal_tail_ratio_pair(v_abs(za), v_abs(zb), &ra, &rb);
+  vdouble tail_a = v_mul(ga, ra), tail_b = v_mul(gb, rb), zero = v_set1(0.0), one = v_set1(1.0);
+  *na = v_select(v_le(za, zero), tail_a, v_sub(one, tail_a));
+  *nb = v_select(v_le(zb, zero), tail_b, v_sub(one, tail_b));
+}
+
 /* exp(-d^2/2) accurate to an ulp or two even for large |d|: d^2 is split exactly
  * into hi + lo with an FMA and exp(-(hi + lo)/2) = exp(-hi/2) (1 - lo/2). |d| is
  * capped at GK_TAIL_Y_MAX, where the result has long underflowed. */
@@ -61,7 +111,7 @@ static inline vdouble gaussian_factor(vdouble d) {
   vdouble capped = v_min(v_abs(d), v_set1(GK_TAIL_Y_MAX));
   vdouble hi = v_mul(capped, capped);
   vdouble lo = v_fma(capped, capped, v_sub(v_set1(0.0), hi));
-  vdouble g = v_exp(v_mul(v_set1(-0.5), hi));
+  vdouble g = v_exp_bounded(v_mul(v_set1(-0.5), hi)); /* >= -800 */
   return v_fma(g, v_mul(v_set1(-0.5), lo), g);
 }
 

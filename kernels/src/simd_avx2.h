@@ -36,6 +36,8 @@ static inline vdouble v_abs(vdouble a) { return _mm256_andnot_pd(_mm256_set1_pd(
 /* a * b + c with one rounding. */
 static inline vdouble v_fma(vdouble a, vdouble b, vdouble c) { return _mm256_fmadd_pd(a, b, c); }
 static inline vdouble v_exp(vdouble a) { return Sleef_expd4_u10avx2(a); }
+/* v_exp for -800 <= x <= 709 (the AVX-512 one skips its clamp there). */
+static inline vdouble v_exp_bounded(vdouble a) { return Sleef_expd4_u10avx2(a); }
 static inline vdouble v_log(vdouble a) { return Sleef_logd4_u10avx2(a); }
 static inline vdouble v_erfc(vdouble a) { return Sleef_erfcd4_u15avx2(a); }
 static inline vdouble v_expm1(vdouble a) { return Sleef_expm1d4_u10avx2(a); }
@@ -48,6 +50,9 @@ static inline vmask v_gt(vdouble a, vdouble b) { return _mm256_cmp_pd(a, b, _CMP
 static inline vmask v_ge(vdouble a, vdouble b) { return _mm256_cmp_pd(a, b, _CMP_GE_OQ); }
 static inline vmask v_eq(vdouble a, vdouble b) { return _mm256_cmp_pd(a, b, _CMP_EQ_OQ); }
 static inline vmask m_and(vmask a, vmask b) { return _mm256_and_pd(a, b); }
+/* m and (a <= b), m and (a >= b). */
+static inline vmask v_le_and(vmask m, vdouble a, vdouble b) { return m_and(m, v_le(a, b)); }
+static inline vmask v_ge_and(vmask m, vdouble a, vdouble b) { return m_and(m, v_ge(a, b)); }
 static inline vmask m_or(vmask a, vmask b) { return _mm256_or_pd(a, b); }
 /* a and not b */
 static inline vmask m_andnot(vmask a, vmask b) { return _mm256_andnot_pd(b, a); }
@@ -65,6 +70,10 @@ static inline vindex vi_set1(long long x) { return _mm256_set1_epi64x(x); }
 static inline vindex vi_sub(vindex a, vindex b) { return _mm256_sub_epi64(a, b); }
 static inline vindex vi_select(vmask m, vindex a, vindex b) {
   return _mm256_castpd_si256(_mm256_blendv_pd(_mm256_castsi256_pd(b), _mm256_castsi256_pd(a), m));
+}
+/* Every lane of a equals that of b. */
+static inline int vi_all_equal(vindex a, vindex b) {
+  return _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(a, b))) == 0xF;
 }
 /* table[idx] per lane, idx in 0..15. */
 static inline vdouble v_lookup16(const double *table, vindex idx) {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "exp_table.h"
+#include "log_table.h"
 
 #define VLANES 8
 typedef __m512d vdouble;
@@ -39,9 +40,10 @@ static inline vdouble v_fma(vdouble a, vdouble b, vdouble c) { return _mm512_fma
  * exp(r), |r| <= ln2/32, scaled by 2^floor(k/16) with vscalefpd (which rounds
  * subnormal results and overflows to inf correctly). Not SLEEF's: on Zen 4
  * Sleef_expd8_u10avx512f measured ~48 cycles a call here against ~17 ops for this
- * (docs/performance.md); tests hold it to the libm-based scalar kernel. */
-static inline vdouble v_exp(vdouble x) {
-  x = _mm512_max_pd(_mm512_min_pd(x, _mm512_set1_pd(710.0)), _mm512_set1_pd(-746.0));
+ * (docs/performance.md); tests hold it to the libm-based scalar kernel.
+ * v_exp_bounded is the core for -800 <= x <= 709 (not NaN), without the clamp:
+ * below -746 the scaling by 2^m (m >= -1156) still underflows to 0. */
+static inline vdouble v_exp_bounded(vdouble x) {
   vdouble k = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(GK_EXP_16_OVER_LN2)),
                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   vdouble r = _mm512_fnmadd_pd(k, _mm512_set1_pd(GK_EXP_LN2_16_HI), x);
@@ -59,10 +61,95 @@ static inline vdouble v_exp(vdouble x) {
   vdouble result = _mm512_add_pd(hi, _mm512_fmadd_pd(hi, expm1_r, lo));
   return _mm512_scalef_pd(result, m);
 }
-static inline vdouble v_log(vdouble a) { return Sleef_logd8_u10avx512f(a); }
+/* Any x: clamped first (inf and huge arguments). */
+static inline vdouble v_exp(vdouble x) {
+  return v_exp_bounded(_mm512_max_pd(_mm512_min_pd(x, _mm512_set1_pd(710.0)), _mm512_set1_pd(-746.0)));
+}
+/* expm1 to about half an ulp (tests/test_vector_math.c), on v_exp's reduction:
+ * expm1(x) = 2^m ((hi - 2^-m) + hi r + (hi (e^r - 1 - r) + lo)). hi - 2^-m is
+ * exact for -1 <= m <= 52 (Sterbenz) and elsewhere at least 1/2 in size, and
+ * it outweighs hi r, so hi r is added with its rounding error carried (exact
+ * product, Fast2Sum) as is r's own (x - k ln2/16 = r_hi + r_lo, r_hi exact):
+ * near zero (k = 0) this is r + r^2 p(r), elsewhere nothing cancels by more
+ * than a factor two. SLEEF's expm1 (double-double throughout) cost ~85 cycles
+ * a call in the implied-vol kernel; this is ~30 ops. */
+static inline vdouble v_expm1(vdouble x) {
+  /* expm1(-50) rounds to -1; min/max with x second keep a NaN. */
+  x = _mm512_max_pd(_mm512_set1_pd(-50.0), _mm512_min_pd(_mm512_set1_pd(710.0), x));
+  vdouble k = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(GK_EXP_16_OVER_LN2)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  vdouble r_hi = _mm512_fnmadd_pd(k, _mm512_set1_pd(GK_EXP_LN2_16_HI), x);
+  vdouble r_lo = _mm512_mul_pd(k, _mm512_set1_pd(-GK_EXP_LN2_16_LO)), r = _mm512_add_pd(r_hi, r_lo);
+  __m512i j = _mm512_and_si512(_mm512_cvtpd_epi64(k), _mm512_set1_epi64(15));
+  vdouble m = _mm512_roundscale_pd(_mm512_mul_pd(k, _mm512_set1_pd(1.0 / 16.0)),
+                                   _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  vdouble p = _mm512_set1_pd(gk_exp_taylor[0]);
+  for (int i = 1; i < 6; i++) p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(gk_exp_taylor[i]));
+  vdouble hi = _mm512_permutex2var_pd(_mm512_load_pd(gk_exp2_sixteenths_hi), j,
+                                      _mm512_load_pd(gk_exp2_sixteenths_hi + 8));
+  vdouble lo = _mm512_permutex2var_pd(_mm512_load_pd(gk_exp2_sixteenths_lo), j,
+                                      _mm512_load_pd(gk_exp2_sixteenths_lo + 8));
+  vdouble head = _mm512_sub_pd(hi, _mm512_scalef_pd(_mm512_set1_pd(1.0), _mm512_sub_pd(_mm512_setzero_pd(), m)));
+  vdouble prod = _mm512_mul_pd(hi, r_hi), prod_err = _mm512_fmsub_pd(hi, r_hi, prod);
+  vdouble sum = _mm512_add_pd(head, prod), sum_err = _mm512_add_pd(_mm512_sub_pd(head, sum), prod);
+  vdouble tail = _mm512_fmadd_pd(hi, _mm512_fmadd_pd(_mm512_mul_pd(r, r), p, r_lo), lo);
+  tail = _mm512_add_pd(tail, _mm512_add_pd(sum_err, prod_err));
+  return _mm512_scalef_pd(_mm512_add_pd(sum, tail), m);
+}
+/* log, within an ulp of libm (tests/test_vector_math.c): x = 2^k z read off the
+ * bits of x, z in [0.734375, 1.46875), and log x = k ln2 + log(1/invc) +
+ * log1p(r), r = z invc - 1, |r| < 0.0313, with invc and log(1/invc) from
+ * 16-entry tables (log_table.h; exactly 1 and 0 around z = 1, so small
+ * results keep their relative accuracy). z invc is split exactly (FMA) so r is
+ * exact; the large terms are summed with their rounding errors carried
+ * (Fast2Sum). Inline rather than SLEEF's call: no spills around the call and
+ * no division. Subnormals are scaled into range on a branch; 0, negatives,
+ * inf and NaN are fixed up by vfixupimmpd. */
+#define GK_LOG_FIXUP 0x03530422 /* per input class: NaN->NaN, 0->-inf, -inf,<0->NaN, +inf->+inf */
+static inline vdouble v_log(vdouble x) {
+  vdouble y = x, k_adjust = _mm512_setzero_pd();
+  vmask tiny = _mm512_cmp_pd_mask(x, _mm512_set1_pd(2.2250738585072014e-308), _CMP_LT_OQ);
+  if (tiny) {
+    y = _mm512_mask_mul_pd(x, tiny, x, _mm512_set1_pd(0x1p52));
+    k_adjust = _mm512_mask_blend_pd(tiny, k_adjust, _mm512_set1_pd(-52.0));
+  }
+  __m512i ix = _mm512_castpd_si512(y), tmp = _mm512_sub_epi64(ix, _mm512_set1_epi64(0x3FE7800000000000LL));
+  __m512i i = _mm512_srli_epi64(tmp, 48); /* vpermt2pd reads its low 4 bits */
+  vdouble k = _mm512_add_pd(_mm512_cvtepi64_pd(_mm512_srai_epi64(tmp, 52)), k_adjust);
+  vdouble z = _mm512_castsi512_pd(_mm512_sub_epi64(ix, _mm512_and_si512(tmp, _mm512_set1_epi64(-(1LL << 52)))));
+  vdouble invc = _mm512_permutex2var_pd(_mm512_load_pd(gk_log_invc), i, _mm512_load_pd(gk_log_invc + 8));
+  vdouble logc_hi = _mm512_permutex2var_pd(_mm512_load_pd(gk_log_logc_hi), i, _mm512_load_pd(gk_log_logc_hi + 8));
+  vdouble logc_lo = _mm512_permutex2var_pd(_mm512_load_pd(gk_log_logc_lo), i, _mm512_load_pd(gk_log_logc_lo + 8));
+  vdouble ph = _mm512_mul_pd(z, invc), pl = _mm512_fmsub_pd(z, invc, ph);
+  vdouble r = _mm512_sub_pd(ph, _mm512_set1_pd(1.0)); /* exact: ph in [0.97, 1.04] */
+  vdouble r_lo = _mm512_fnmadd_pd(pl, r, pl);         /* log1p(r + pl) - log1p(r) */
+  vdouble a = _mm512_mul_pd(k, _mm512_set1_pd(GK_LOG_LN2_HI)); /* exact */
+  vdouble s1 = _mm512_add_pd(a, logc_hi), e1 = _mm512_add_pd(_mm512_sub_pd(a, s1), logc_hi);
+  vdouble s2 = _mm512_add_pd(s1, r), e2 = _mm512_add_pd(_mm512_sub_pd(s1, s2), r);
+  vdouble r2 = _mm512_mul_pd(r, r);
+  _Static_assert(GK_LOG_Q_DEGREE == 9, "the even/odd split below assumes degree 9");
+  vdouble odd = _mm512_set1_pd(gk_log_q[0]), even = _mm512_set1_pd(gk_log_q[1]);
+  for (int n = 2; n < 10; n += 2) {
+    odd = _mm512_fmadd_pd(odd, r2, _mm512_set1_pd(gk_log_q[n]));
+    even = _mm512_fmadd_pd(even, r2, _mm512_set1_pd(gk_log_q[n + 1]));
+  }
+  vdouble q = _mm512_fmadd_pd(odd, r, even);
+  vdouble lo = _mm512_add_pd(_mm512_fmadd_pd(r2, q, r_lo), _mm512_add_pd(e1, e2));
+  lo = _mm512_add_pd(lo, _mm512_fmadd_pd(k, _mm512_set1_pd(GK_LOG_LN2_LO), logc_lo));
+  return _mm512_fixupimm_pd(_mm512_add_pd(s2, lo), x, _mm512_set1_epi64(GK_LOG_FIXUP), 0);
+}
+/* log1p(u) = log(w) + c/w with w = 1 + u rounded and c its exact rounding
+ * error (Fast2Sum), about an ulp; SLEEF's (double-double) cost ~90 cycles a
+ * call in the implied-vol kernel. */
+static inline vdouble v_log1p(vdouble u) {
+  const vdouble one = _mm512_set1_pd(1.0);
+  vdouble w = _mm512_add_pd(one, u);
+  vmask big = _mm512_cmp_pd_mask(_mm512_abs_pd(u), one, _CMP_GT_OQ);
+  vdouble c = _mm512_add_pd(_mm512_sub_pd(_mm512_mask_blend_pd(big, one, u), w), _mm512_mask_blend_pd(big, u, one));
+  vdouble y = _mm512_add_pd(v_log(w), _mm512_div_pd(c, w));
+  return _mm512_fixupimm_pd(y, w, _mm512_set1_epi64(GK_LOG_FIXUP), 0);
+}
 static inline vdouble v_erfc(vdouble a) { return Sleef_erfcd8_u15avx512f(a); }
-static inline vdouble v_expm1(vdouble a) { return Sleef_expm1d8_u10avx512f(a); }
-static inline vdouble v_log1p(vdouble a) { return Sleef_log1pd8_u10avx512f(a); }
 static inline vdouble v_cbrt(vdouble a) { return Sleef_cbrtd8_u10avx512f(a); }
 
 static inline vmask v_lt(vdouble a, vdouble b) { return _mm512_cmp_pd_mask(a, b, _CMP_LT_OQ); }
@@ -71,6 +158,9 @@ static inline vmask v_gt(vdouble a, vdouble b) { return _mm512_cmp_pd_mask(a, b,
 static inline vmask v_ge(vdouble a, vdouble b) { return _mm512_cmp_pd_mask(a, b, _CMP_GE_OQ); }
 static inline vmask v_eq(vdouble a, vdouble b) { return _mm512_cmp_pd_mask(a, b, _CMP_EQ_OQ); }
 static inline vmask m_and(vmask a, vmask b) { return (vmask)(a & b); }
+/* m and (a <= b), m and (a >= b): one masked compare, no separate and. */
+static inline vmask v_le_and(vmask m, vdouble a, vdouble b) { return _mm512_mask_cmp_pd_mask(m, a, b, _CMP_LE_OQ); }
+static inline vmask v_ge_and(vmask m, vdouble a, vdouble b) { return _mm512_mask_cmp_pd_mask(m, a, b, _CMP_GE_OQ); }
 static inline vmask m_or(vmask a, vmask b) { return (vmask)(a | b); }
 /* a and not b */
 static inline vmask m_andnot(vmask a, vmask b) { return (vmask)(a & ~b); }
@@ -87,6 +177,8 @@ static inline vindex vi_exponent_halves(vdouble y) {
 static inline vindex vi_set1(long long x) { return _mm512_set1_epi64(x); }
 static inline vindex vi_sub(vindex a, vindex b) { return _mm512_sub_epi64(a, b); }
 static inline vindex vi_select(vmask m, vindex a, vindex b) { return _mm512_mask_blend_epi64(m, b, a); }
+/* Every lane of a equals that of b. */
+static inline int vi_all_equal(vindex a, vindex b) { return _mm512_cmpeq_epi64_mask(a, b) == 0xFF; }
 /* table[idx] per lane, idx in 0..15; table is 64-byte aligned. */
 static inline vdouble v_lookup16(const double *table, vindex idx) {
   return _mm512_permutex2var_pd(_mm512_load_pd(table), idx, _mm512_load_pd(table + 8));
