@@ -84,10 +84,8 @@ static chain_decode_result read_doubles(wire *w, double **column, size_t *n) {
   return read_bytes(w, *column, (size_t)length) == 0 ? CHAIN_DECODE_OK : CHAIN_DECODE_FALLBACK;
 }
 
-static uint8_t kernel_type(uint64_t wire_value) {
-  return wire_value == GREEKS__V1__OPTION_TYPE__CALL ? GK_CALL
-         : wire_value == GREEKS__V1__OPTION_TYPE__PUT ? GK_PUT
-                                                      : 0xff; /* rejected per element by the kernels */
+uint8_t chain_kernel_option_type(uint64_t wire_value) {
+  return wire_value == GREEKS__V1__OPTION_TYPE__CALL ? GK_CALL : wire_value == GREEKS__V1__OPTION_TYPE__PUT ? GK_PUT : 0xff;
 }
 
 /* A packed column of OptionType: each value is at least one byte, so the
@@ -103,14 +101,14 @@ static chain_decode_result read_types(wire *w, chain_request *r) {
     if (next_slice(w) != 0) return CHAIN_DECODE_FALLBACK;
     size_t run = (size_t)(w->end - w->at) < w->left ? (size_t)(w->end - w->at) : w->left, i = 0;
     while (i < run && w->at[i] < 0x80) {
-      r->type[r->n_type++] = kernel_type(w->at[i]);
+      r->type[r->n_type++] = chain_kernel_option_type(w->at[i]);
       i++;
     }
     w->at += i, w->left -= i;
     if (i < run) {
       uint64_t v;
       if (read_varint(w, &v) != 0) return CHAIN_DECODE_FALLBACK;
-      r->type[r->n_type++] = kernel_type(v);
+      r->type[r->n_type++] = chain_kernel_option_type(v);
     }
   }
   leave(w, outer);

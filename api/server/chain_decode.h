@@ -39,6 +39,12 @@ typedef struct chain_request {
 
 /* Decodes `payload` (not consumed) into `out`. On CHAIN_DECODE_OK `out` owns
  * its arrays; on any other result it owns nothing. */
+/* An OptionType value from the wire as a kernel code: CALL and PUT map to
+ * GK_CALL and GK_PUT; anything else to 0xff, which the kernels reject per
+ * element ("type"), so one bad contract does not fail the call. Every RPC's
+ * decoding uses this one rule. */
+uint8_t chain_kernel_option_type(uint64_t wire_value);
+
 chain_decode_result chain_request_decode(grpc_byte_buffer *payload, chain_request *out);
 
 void chain_request_free(chain_request *r);

@@ -81,13 +81,11 @@ static int outputs_from_wire(rpc_call *c, size_t n, const Greeks__V1__Output *ou
   return 0;
 }
 
-/* CALL/PUT to the kernels' codes; anything else becomes a value the kernels
- * reject per element ("type" error), so one bad contract does not fail the call. */
+/* A column of wire OptionTypes as kernel codes (chain_kernel_option_type). */
 static uint8_t *types_from_wire(size_t n, const Greeks__V1__OptionType *types) {
   uint8_t *out = malloc(n ? n : 1);
   if (out == NULL) return NULL;
-  for (size_t i = 0; i < n; i++)
-    out[i] = types[i] == GREEKS__V1__OPTION_TYPE__CALL ? GK_CALL : types[i] == GREEKS__V1__OPTION_TYPE__PUT ? GK_PUT : 0xff;
+  for (size_t i = 0; i < n; i++) out[i] = chain_kernel_option_type((uint64_t)(uint32_t)types[i]);
   return out;
 }
 
@@ -560,7 +558,7 @@ static gk_code compute_handle(void *context, gk_envelope *batch, size_t count, g
 static void compute_expired(void *context, gk_envelope *e) {
   greeksd_server *s = context;
   rpc_call *c = e->payload;
-  if (atomic_load(&s->draining) && (c->deadline_ns == 0 || gk_monotonic_ns() < c->deadline_ns))
+  if (atomic_load(&s->draining) && !rpc_deadline_passed(c))
     rpc_reply(c, GRPC_STATUS_UNAVAILABLE, "the server is shutting down", NULL);
   else rpc_reply(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed while the call waited; nothing was computed", NULL);
 }
@@ -699,11 +697,11 @@ static void reply_revalued(rpc_call *c, const portfolio_input *p, const gk_portf
  * chunks once its client has gone or its deadline has passed. */
 static int revaluation_unwanted(void *user) {
   const rpc_call *c = user;
-  return rpc_is_cancelled(c) || (c->deadline_ns != 0 && gk_monotonic_ns() > c->deadline_ns);
+  return rpc_is_cancelled(c) || rpc_deadline_passed(c);
 }
 
 static void reply_stopped(rpc_call *c, const gk_status *status) {
-  int expired = c->deadline_ns != 0 && gk_monotonic_ns() > c->deadline_ns;
+  int expired = rpc_deadline_passed(c);
   char details[sizeof status->message + 64];
   snprintf(details, sizeof details, "%s: %s", expired ? "the deadline passed" : "the client cancelled the call",
            status->message);

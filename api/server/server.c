@@ -61,6 +61,7 @@ void rpc_release(rpc_call *c) {
 }
 
 int rpc_is_cancelled(const rpc_call *c) { return atomic_load(&c->cancelled); }
+int rpc_deadline_passed(const rpc_call *c) { return c->deadline_ns != 0 && gk_monotonic_ns() > c->deadline_ns; }
 
 static void init_tag(rpc_tag *t, tag_kind kind, rpc_call *c) {
   t->kind = kind;

@@ -125,6 +125,7 @@ grpc_byte_buffer *rpc_buffer_from(uint8_t *bytes, size_t length);
 int rpc_read_payload(grpc_byte_buffer *payload, grpc_slice *message);
 
 int rpc_is_cancelled(const rpc_call *call);
+int rpc_deadline_passed(const rpc_call *call); /* it has one, and it is past */
 
 /* Handlers (handlers.c): called on a new call after authentication and deadline
  * checks; they must eventually call rpc_reply exactly once. */
