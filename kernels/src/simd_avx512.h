@@ -43,23 +43,38 @@ static inline vdouble v_fma(vdouble a, vdouble b, vdouble c) { return _mm512_fma
  * (docs/performance.md); tests hold it to the libm-based scalar kernel.
  * v_exp_bounded is the core for -800 <= x <= 709 (not NaN), without the clamp:
  * below -746 the scaling by 2^m (m >= -1156) still underflows to 0. */
-static inline vdouble v_exp_bounded(vdouble x) {
-  vdouble k = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(GK_EXP_16_OVER_LN2)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  vdouble r = _mm512_fnmadd_pd(k, _mm512_set1_pd(GK_EXP_LN2_16_HI), x);
-  r = _mm512_fnmadd_pd(k, _mm512_set1_pd(GK_EXP_LN2_16_LO), r);
-  __m512i j = _mm512_and_si512(_mm512_cvtpd_epi64(k), _mm512_set1_epi64(15));
-  vdouble m = _mm512_roundscale_pd(_mm512_mul_pd(k, _mm512_set1_pd(1.0 / 16.0)),
-                                   _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+/* The reduction v_exp and v_expm1 share: x = (16 m + j) ln2/16 + r, k = 16 m + j
+ * nearest to x 16/ln2; r_hi = x - k ln2_hi/16 is exact, the rest of r is left to
+ * the caller (each rounds it its own way); hi + lo = 2^(j/16) from the table. */
+typedef struct exp_reduction {
+  vdouble k, r_hi, m, hi, lo;
+} exp_reduction;
+
+static inline exp_reduction exp_reduce(vdouble x) {
+  exp_reduction e;
+  e.k = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(GK_EXP_16_OVER_LN2)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  e.r_hi = _mm512_fnmadd_pd(e.k, _mm512_set1_pd(GK_EXP_LN2_16_HI), x);
+  __m512i j = _mm512_and_si512(_mm512_cvtpd_epi64(e.k), _mm512_set1_epi64(15));
+  e.m = _mm512_roundscale_pd(_mm512_mul_pd(e.k, _mm512_set1_pd(1.0 / 16.0)), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  e.hi = _mm512_permutex2var_pd(_mm512_load_pd(gk_exp2_sixteenths_hi), j, _mm512_load_pd(gk_exp2_sixteenths_hi + 8));
+  e.lo = _mm512_permutex2var_pd(_mm512_load_pd(gk_exp2_sixteenths_lo), j, _mm512_load_pd(gk_exp2_sixteenths_lo + 8));
+  return e;
+}
+
+/* (e^r - 1 - r) / r^2 on |r| <= ln2/32. */
+static inline vdouble exp_taylor_tail(vdouble r) {
   vdouble p = _mm512_set1_pd(gk_exp_taylor[0]);
   for (int i = 1; i < 6; i++) p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(gk_exp_taylor[i]));
-  vdouble expm1_r = _mm512_fmadd_pd(_mm512_mul_pd(r, r), p, r);
-  vdouble hi = _mm512_permutex2var_pd(_mm512_load_pd(gk_exp2_sixteenths_hi), j,
-                                      _mm512_load_pd(gk_exp2_sixteenths_hi + 8));
-  vdouble lo = _mm512_permutex2var_pd(_mm512_load_pd(gk_exp2_sixteenths_lo), j,
-                                      _mm512_load_pd(gk_exp2_sixteenths_lo + 8));
-  vdouble result = _mm512_add_pd(hi, _mm512_fmadd_pd(hi, expm1_r, lo));
-  return _mm512_scalef_pd(result, m);
+  return p;
+}
+
+static inline vdouble v_exp_bounded(vdouble x) {
+  exp_reduction e = exp_reduce(x);
+  vdouble r = _mm512_fnmadd_pd(e.k, _mm512_set1_pd(GK_EXP_LN2_16_LO), e.r_hi);
+  vdouble expm1_r = _mm512_fmadd_pd(_mm512_mul_pd(r, r), exp_taylor_tail(r), r);
+  vdouble result = _mm512_add_pd(e.hi, _mm512_fmadd_pd(e.hi, expm1_r, e.lo));
+  return _mm512_scalef_pd(result, e.m);
 }
 /* Any x: clamped first (inf and huge arguments). */
 static inline vdouble v_exp(vdouble x) {
@@ -76,19 +91,10 @@ static inline vdouble v_exp(vdouble x) {
 static inline vdouble v_expm1(vdouble x) {
   /* expm1(-50) rounds to -1; min/max with x second keep a NaN. */
   x = _mm512_max_pd(_mm512_set1_pd(-50.0), _mm512_min_pd(_mm512_set1_pd(710.0), x));
-  vdouble k = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(GK_EXP_16_OVER_LN2)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  vdouble r_hi = _mm512_fnmadd_pd(k, _mm512_set1_pd(GK_EXP_LN2_16_HI), x);
+  exp_reduction e = exp_reduce(x);
+  vdouble k = e.k, r_hi = e.r_hi, m = e.m, hi = e.hi, lo = e.lo;
   vdouble r_lo = _mm512_mul_pd(k, _mm512_set1_pd(-GK_EXP_LN2_16_LO)), r = _mm512_add_pd(r_hi, r_lo);
-  __m512i j = _mm512_and_si512(_mm512_cvtpd_epi64(k), _mm512_set1_epi64(15));
-  vdouble m = _mm512_roundscale_pd(_mm512_mul_pd(k, _mm512_set1_pd(1.0 / 16.0)),
-                                   _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  vdouble p = _mm512_set1_pd(gk_exp_taylor[0]);
-  for (int i = 1; i < 6; i++) p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(gk_exp_taylor[i]));
-  vdouble hi = _mm512_permutex2var_pd(_mm512_load_pd(gk_exp2_sixteenths_hi), j,
-                                      _mm512_load_pd(gk_exp2_sixteenths_hi + 8));
-  vdouble lo = _mm512_permutex2var_pd(_mm512_load_pd(gk_exp2_sixteenths_lo), j,
-                                      _mm512_load_pd(gk_exp2_sixteenths_lo + 8));
+  vdouble p = exp_taylor_tail(r);
   vdouble head = _mm512_sub_pd(hi, _mm512_scalef_pd(_mm512_set1_pd(1.0), _mm512_sub_pd(_mm512_setzero_pd(), m)));
   vdouble prod = _mm512_mul_pd(hi, r_hi), prod_err = _mm512_fmsub_pd(hi, r_hi, prod);
   vdouble sum = _mm512_add_pd(head, prod), sum_err = _mm512_add_pd(_mm512_sub_pd(head, sum), prod);
