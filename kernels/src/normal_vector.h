@@ -72,18 +72,34 @@ static inline vdouble normal_tail_ratio(vdouble y) {
   return tail_polynomial_estrin(t, idx);
 }
 
-/* R at two arguments. When every lane has both in one interval (an option
- * chain at small sigma sqrt(T), mostly), the coefficient lookups are shared. */
+static const double gk_tail_p[10] = {0.5, 0.7755055988839226, 0.594962325062764, 0.289987492974857, 0.09799351519192735, 0.023712372096794783, 0.004108434550419583, 0.0004931850701262379, 3.750578993827383e-05, 1.396920867535308e-06};
+static const double gk_tail_q[11] = {1.0, 2.3488957585706998, 2.564072310824763, 1.7173223365169736, 0.783891740127496, 0.25574359670793273, 0.06066733128085676, 0.010392331271502717, 0.0012397332029346292, 9.401307351967571e-05, 3.501561343995469e-06};
+
+static inline void tail_rational_terms(vdouble y, vdouble *p, vdouble *q) {
+  vdouble y2 = v_mul(y, y), y4 = v_mul(y2, y2), y8 = v_mul(y4, y4);
+#define C(t, k) v_set1(t[k])
+  vdouble p01 = v_fma(C(gk_tail_p, 1), y, C(gk_tail_p, 0)), p23 = v_fma(C(gk_tail_p, 3), y, C(gk_tail_p, 2));
+  vdouble p45 = v_fma(C(gk_tail_p, 5), y, C(gk_tail_p, 4)), p67 = v_fma(C(gk_tail_p, 7), y, C(gk_tail_p, 6));
+  vdouble p89 = v_fma(C(gk_tail_p, 9), y, C(gk_tail_p, 8));
+  vdouble p03 = v_fma(p23, y2, p01), p47 = v_fma(p67, y2, p45);
+  *p = v_fma(p89, y8, v_fma(p47, y4, p03));
+  vdouble q01 = v_fma(C(gk_tail_q, 1), y, C(gk_tail_q, 0)), q23 = v_fma(C(gk_tail_q, 3), y, C(gk_tail_q, 2));
+  vdouble q45 = v_fma(C(gk_tail_q, 5), y, C(gk_tail_q, 4)), q67 = v_fma(C(gk_tail_q, 7), y, C(gk_tail_q, 6));
+  vdouble q89 = v_fma(C(gk_tail_q, 9), y, C(gk_tail_q, 8));
+  vdouble q03 = v_fma(q23, y2, q01), q47 = v_fma(q67, y2, q45);
+  vdouble q8a = v_fma(C(gk_tail_q, 10), y2, q89);
+  *q = v_fma(q8a, y8, v_fma(q47, y4, q03));
+#undef C
+}
+
 static inline void normal_tail_ratio_pair(vdouble ya, vdouble yb, vdouble *ra, vdouble *rb) {
   vdouble ca = v_min(ya, v_set1(GK_TAIL_Y_MAX)), cb = v_min(yb, v_set1(GK_TAIL_Y_MAX));
-  vindex ia = tail_interval(ca), ib = tail_interval(cb);
-  if (__builtin_expect(!vi_all_equal(ia, ib), 1)) {
-    *ra = tail_polynomial_estrin(v_fma(ca, v_lookup16(gk_tail_table[0], ia), v_lookup16(gk_tail_table[1], ia)), ia);
-    *rb = tail_polynomial_estrin(v_fma(cb, v_lookup16(gk_tail_table[0], ib), v_lookup16(gk_tail_table[1], ib)), ib);
-    return;
-  }
-  vdouble scale = v_lookup16(gk_tail_table[0], ia), offset = v_lookup16(gk_tail_table[1], ia);
-  tail_polynomial_estrin_pair(v_fma(ca, scale, offset), v_fma(cb, scale, offset), ia, ra, rb);
+  vdouble pa, qa, pb, qb;
+  tail_rational_terms(ca, &pa, &qa);
+  tail_rational_terms(cb, &pb, &qb);
+  vdouble inv = v_div(v_set1(1.0), v_mul(qa, qb));
+  *ra = v_mul(v_mul(pa, qb), inv);
+  *rb = v_mul(v_mul(pb, qa), inv);
 }
 
 /* N(z), given gauss = exp(-z^2/2): the tail straight from R, the other side as
@@ -93,13 +109,14 @@ static inline vdouble normal_cdf_from_gaussian(vdouble z, vdouble gauss) {
   return v_select(v_le(z, v_set1(0.0)), tail, v_sub(v_set1(1.0), tail));
 }
 
-/* N(za) and N(zb) given their Gaussian factors, sharing what the two tail
- * evaluations can (normal_tail_ratio_pair). */
+/* N(za) and N(zb) given their Gaussian factors: each tail is g P(y) / Q(y). */
 static inline void normal_cdf_pair_from_gaussian(vdouble za, vdouble ga, vdouble zb, vdouble gb, vdouble *na,
                                                  vdouble *nb) {
-  vdouble ra, rb;
-  normal_tail_ratio_pair(v_abs(za), v_abs(zb), &ra, &rb);
-  vdouble tail_a = v_mul(ga, ra), tail_b = v_mul(gb, rb), zero = v_set1(0.0), one = v_set1(1.0);
+  const vdouble zero = v_set1(0.0), one = v_set1(1.0), y_max = v_set1(GK_TAIL_Y_MAX);
+  vdouble pa, qa, pb, qb;
+  tail_rational_terms(v_min(v_abs(za), y_max), &pa, &qa);
+  tail_rational_terms(v_min(v_abs(zb), y_max), &pb, &qb);
+  vdouble tail_a = v_div(v_mul(ga, pa), qa), tail_b = v_div(v_mul(gb, pb), qb);
   *na = v_select(v_le(za, zero), tail_a, v_sub(one, tail_a));
   *nb = v_select(v_le(zb, zero), tail_b, v_sub(one, tail_b));
 }

@@ -33,12 +33,16 @@ static inline vdouble v_sqrt(vdouble a) { return _mm256_sqrt_pd(a); }
 static inline vdouble v_max(vdouble a, vdouble b) { return _mm256_max_pd(a, b); }
 static inline vdouble v_min(vdouble a, vdouble b) { return _mm256_min_pd(a, b); }
 static inline vdouble v_abs(vdouble a) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), a); }
+/* Bitwise; with -0.0 they read and flip signs. */
+static inline vdouble v_and(vdouble a, vdouble b) { return _mm256_and_pd(a, b); }
+static inline vdouble v_xor(vdouble a, vdouble b) { return _mm256_xor_pd(a, b); }
 /* a * b + c with one rounding. */
 static inline vdouble v_fma(vdouble a, vdouble b, vdouble c) { return _mm256_fmadd_pd(a, b, c); }
 static inline vdouble v_exp(vdouble a) { return Sleef_expd4_u10avx2(a); }
 /* v_exp for -800 <= x <= 709 (the AVX-512 one skips its clamp there). */
 static inline vdouble v_exp_bounded(vdouble a) { return Sleef_expd4_u10avx2(a); }
 static inline vdouble v_log(vdouble a) { return Sleef_logd4_u10avx2(a); }
+static inline vdouble v_log_normal_positive(vdouble a) { return Sleef_logd4_u10avx2(a); }
 static inline vdouble v_erfc(vdouble a) { return Sleef_erfcd4_u15avx2(a); }
 static inline vdouble v_expm1(vdouble a) { return Sleef_expm1d4_u10avx2(a); }
 static inline vdouble v_log1p(vdouble a) { return Sleef_log1pd4_u10avx2(a); }

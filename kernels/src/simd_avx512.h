@@ -34,6 +34,14 @@ static inline vdouble v_sqrt(vdouble a) { return _mm512_sqrt_pd(a); }
 static inline vdouble v_max(vdouble a, vdouble b) { return _mm512_max_pd(a, b); }
 static inline vdouble v_min(vdouble a, vdouble b) { return _mm512_min_pd(a, b); }
 static inline vdouble v_abs(vdouble a) { return _mm512_abs_pd(a); }
+/* Bitwise; with -0.0 they read and flip signs (an exact multiply by +-1 on the
+ * logic pipes instead of the multiplier). */
+static inline vdouble v_and(vdouble a, vdouble b) {
+  return _mm512_castsi512_pd(_mm512_and_si512(_mm512_castpd_si512(a), _mm512_castpd_si512(b)));
+}
+static inline vdouble v_xor(vdouble a, vdouble b) {
+  return _mm512_castsi512_pd(_mm512_xor_si512(_mm512_castpd_si512(a), _mm512_castpd_si512(b)));
+}
 /* a * b + c with one rounding. */
 static inline vdouble v_fma(vdouble a, vdouble b, vdouble c) { return _mm512_fmadd_pd(a, b, c); }
 /* exp, about 0.6 ulp: 2^(k/16) from a hi+lo table times a degree-7 polynomial for
@@ -143,6 +151,32 @@ static inline vdouble v_log(vdouble x) {
   vdouble lo = _mm512_add_pd(_mm512_fmadd_pd(r2, q, r_lo), _mm512_add_pd(e1, e2));
   lo = _mm512_add_pd(lo, _mm512_fmadd_pd(k, _mm512_set1_pd(GK_LOG_LN2_LO), logc_lo));
   return _mm512_fixupimm_pd(_mm512_add_pd(s2, lo), x, _mm512_set1_epi64(GK_LOG_FIXUP), 0);
+}
+/* log of a positive, normal, finite x (no checks: the BSM kernel's S/K, which
+ * the domain bounds keep in range), within ~2 ulp: v_log's reduction and
+ * polynomial without its carried rounding errors, which only an implied-vol
+ * solver's many evaluations near a root need. k ln2 + log(1/invc) and r have
+ * the same sign or |r| < |log(1/invc)|/2, so the final sums cancel at most a
+ * bit, and around z = 1 (k = 0, invc = 1) the result is r + r^2 q exactly. */
+static inline vdouble v_log_normal_positive(vdouble x) {
+  __m512i ix = _mm512_castpd_si512(x), tmp = _mm512_sub_epi64(ix, _mm512_set1_epi64(0x3FE7800000000000LL));
+  __m512i i = _mm512_srli_epi64(tmp, 48);
+  vdouble k = _mm512_cvtepi64_pd(_mm512_srai_epi64(tmp, 52));
+  vdouble z = _mm512_castsi512_pd(_mm512_sub_epi64(ix, _mm512_and_si512(tmp, _mm512_set1_epi64(-(1LL << 52)))));
+  vdouble invc = _mm512_permutex2var_pd(_mm512_load_pd(gk_log_invc), i, _mm512_load_pd(gk_log_invc + 8));
+  vdouble logc_hi = _mm512_permutex2var_pd(_mm512_load_pd(gk_log_logc_hi), i, _mm512_load_pd(gk_log_logc_hi + 8));
+  vdouble logc_lo = _mm512_permutex2var_pd(_mm512_load_pd(gk_log_logc_lo), i, _mm512_load_pd(gk_log_logc_lo + 8));
+  vdouble r = _mm512_fmsub_pd(z, invc, _mm512_set1_pd(1.0));
+  vdouble hi = _mm512_fmadd_pd(k, _mm512_set1_pd(GK_LOG_LN2_HI), logc_hi);
+  vdouble lo = _mm512_fmadd_pd(k, _mm512_set1_pd(GK_LOG_LN2_LO), logc_lo);
+  vdouble r2 = _mm512_mul_pd(r, r);
+  vdouble odd = _mm512_set1_pd(gk_log_q[0]), even = _mm512_set1_pd(gk_log_q[1]);
+  for (int n = 2; n < 10; n += 2) {
+    odd = _mm512_fmadd_pd(odd, r2, _mm512_set1_pd(gk_log_q[n]));
+    even = _mm512_fmadd_pd(even, r2, _mm512_set1_pd(gk_log_q[n + 1]));
+  }
+  vdouble q = _mm512_fmadd_pd(odd, r, even);
+  return _mm512_add_pd(hi, _mm512_add_pd(r, _mm512_fmadd_pd(r2, q, lo)));
 }
 /* log1p(u) = log(w) + c/w with w = 1 + u rounded and c its exact rounding
  * error (Fast2Sum), about an ulp; SLEEF's (double-double) cost ~90 cycles a
