@@ -35,19 +35,22 @@ static inline vector_inputs load_inputs(gk_model model, const gk_option_batch *i
   return v;
 }
 
-/* Lanes whose inputs lie inside the supported domain. Comparisons with NaN are
- * false, so NaN lanes fail too. The exact reason is found later, per lane, by the
- * shared scalar classifier. */
+/* Lanes whose inputs lie inside the supported domain. Inputs sharing a range
+ * are checked together through their min and max (compares cost more than
+ * min/max on Zen 4). Comparisons with NaN are false, and the operand order
+ * makes each min or max return a NaN input: min(K, S) and max(T, vol) return
+ * their second operand when either is NaN, so every NaN reaches a compare
+ * (|r| alone, since max(|r|, |q|) passes only q's). T and sigma share one
+ * bound (GK_MAX_EXPIRY = GK_MAX_VOL = 100; test_bsm_limits holds both edges).
+ * The exact reason is found later, per lane, by the shared scalar classifier. */
 static inline vmask inputs_in_domain(const vector_inputs *v, vmask type_valid) {
-  vdouble min_level = v_set1(GK_MIN_PRICE_LEVEL), max_level = v_set1(GK_MAX_PRICE_LEVEL);
-  vdouble max_rate = v_set1(GK_MAX_ABS_RATE), min_rate = v_set1(-GK_MAX_ABS_RATE);
-  vdouble zero = v_set1(0.0);
-  vmask ok = v_le_and(v_ge_and(type_valid, v->spot, min_level), v->spot, max_level);
-  ok = v_le_and(v_ge_and(ok, v->strike, min_level), v->strike, max_level);
-  ok = v_le_and(v_ge_and(ok, v->expiry, zero), v->expiry, v_set1(GK_MAX_EXPIRY));
-  ok = v_le_and(v_ge_and(ok, v->rate, min_rate), v->rate, max_rate);
-  ok = v_le_and(v_ge_and(ok, v->yield, min_rate), v->yield, max_rate);
-  return v_le_and(v_ge_and(ok, v->vol, zero), v->vol, v_set1(GK_MAX_VOL));
+  vdouble max_rate = v_set1(GK_MAX_ABS_RATE), abs_r = v_abs(v->rate);
+  vmask ok = v_ge_and(type_valid, v_min(v->strike, v->spot), v_set1(GK_MIN_PRICE_LEVEL));
+  ok = v_le_and(ok, v_max(v->spot, v->strike), v_set1(GK_MAX_PRICE_LEVEL));
+  ok = v_ge_and(ok, v_min(v->vol, v->expiry), v_set1(0.0));
+  ok = v_le_and(ok, v_max(v->expiry, v->vol), v_set1(GK_MAX_EXPIRY));
+  ok = v_le_and(ok, abs_r, max_rate);
+  return v_le_and(ok, v_max(abs_r, v_abs(v->yield)), max_rate);
 }
 
 /* Replaces the inputs of invalid lanes by a harmless at-the-money element, so that
@@ -84,8 +87,7 @@ typedef struct carry_factors {
 } carry_factors;
 
 static inline void update_carry_factors(carry_factors *c, vdouble T, vdouble r, vdouble q) {
-  vmask same = m_and(v_eq(T, c->expiry), m_and(v_eq(r, c->rate), v_eq(q, c->yield)));
-  if (m_bits(same) == (1u << VLANES) - 1u) return;
+  if (v_same_bits3(T, c->expiry, r, c->rate, q, c->yield)) return;
   c->expiry = T, c->rate = r, c->yield = q;
   c->sqrt_t = v_sqrt(T);
   /* |r T|, |q T| <= GK_MAX_ABS_RATE GK_MAX_EXPIRY = 500 on valid and neutral lanes */

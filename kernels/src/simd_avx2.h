@@ -63,6 +63,13 @@ static inline vmask m_andnot(vmask a, vmask b) { return _mm256_andnot_pd(b, a); 
 static inline unsigned m_bits(vmask m) { return (unsigned)_mm256_movemask_pd(m); }
 /* Lane-wise: m ? a : b. */
 static inline vdouble v_select(vmask m, vdouble a, vdouble b) { return _mm256_blendv_pd(b, a, m); }
+/* Lane-wise: sign bit of z set ? a : b (blendv reads the sign bits). */
+static inline vdouble v_select_negative(vdouble z, vdouble a, vdouble b) { return _mm256_blendv_pd(b, a, z); }
+/* Whether a and b, and c and d, and e and f hold the same bits in every lane. */
+static inline int v_same_bits3(vdouble a, vdouble b, vdouble c, vdouble d, vdouble e, vdouble f) {
+  __m256d diff = _mm256_or_pd(_mm256_or_pd(_mm256_xor_pd(a, b), _mm256_xor_pd(c, d)), _mm256_xor_pd(e, f));
+  return _mm256_testz_si256(_mm256_castpd_si256(diff), _mm256_castpd_si256(diff));
+}
 
 /* Integer lanes, used to index small coefficient tables. */
 typedef __m256i vindex;
