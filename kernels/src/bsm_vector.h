@@ -142,62 +142,58 @@ static inline void store_second_order(const second_order_inputs *v, unsigned out
   store_output(out->dual_gamma + i, outputs, GK_OUT_DUAL_GAMMA, v_select(c, zero, dual_gamma), n);
 }
 
-/* What the stages of one block keep per vector: the (neutralized) inputs, the
- * carry factors, and the terms each stage hands to the next. */
+/* What the first pass over a block hands to the second, per vector: only the
+ * terms that cost a division, a log or an exp to redo. The inputs are loaded
+ * again instead (a 64-byte store costs two cycles on Zen 4, a load one). */
 typedef struct vector_state {
-  vdouble S, K, T, r, q, sigma, omega, sqrt_t, carry, discount;
-  vdouble put_sign;                  /* -0.0 in put lanes: xor with it multiplies by omega */
-  vdouble x, A, B, inv_s, d1, d2;    /* from prepare_vector */
-  vdouble g1, g2, n1, n2;            /* from normal_terms: exp(-d^2/2), N(omega d) */
-  vmask collapsed;
+  vdouble d1, inv_s;                /* d1, 1/(sigma sqrt T) */
+  vdouble sqrt_t, carry, discount;  /* sqrt(T), e^{-qT}, e^{-rT} */
+  vmask valid, collapsed;
   unsigned invalid_lanes;
 } vector_state;
 
-/* Stage 1: load, validate, and everything up to d1 and d2. */
+/* Pass 1: load, validate, and everything up to d1 and d2. */
 static inline __attribute__((always_inline)) void prepare_vector(gk_model model, const gk_option_batch *in, size_t i,
                                                                  size_t n, carry_factors *c, vector_state *st) {
   vmask type_valid;
   vector_inputs v = load_inputs(model, in, i, n, &type_valid);
   vmask valid = inputs_in_domain(&v, type_valid);
+  st->valid = valid;
   st->invalid_lanes = ~m_bits(valid) & ((1u << n) - 1u);
   if (st->invalid_lanes != 0 || n < VLANES) neutralize_invalid_lanes(&v, valid);
   update_carry_factors(c, v.expiry, v.rate, v.yield);
-  vdouble S = v.spot, K = v.strike, T = v.expiry, r = v.rate, q = v.yield;
-  st->S = S, st->K = K, st->T = T, st->r = r, st->q = q, st->sigma = v.vol, st->omega = v.omega;
-  st->put_sign = v_and(v.omega, v_set1(-0.0));
   st->sqrt_t = c->sqrt_t, st->carry = c->carry, st->discount = c->discount;
 
   vdouble s = v_mul(v.vol, c->sqrt_t);
   /* S/K lies in [min/max, max/min] price level: positive, normal, finite. */
-  vdouble x = v_fma(v_sub(r, q), T, v_log_normal_positive(v_div(S, K)));
-  st->A = v_mul(S, c->carry);
-  st->B = v_mul(K, c->discount);
+  vdouble x = v_fma(v_sub(v.rate, v.yield), v.expiry, v_log_normal_positive(v_div(v.spot, v.strike)));
   vmask collapsed = v_lt(s, v_set1(GK_TINY_STDDEV));
   vdouble inv_s = v_div(v_set1(1.0), v_select(collapsed, v_set1(1.0), s));
-  vdouble d1 = v_fma(x, inv_s, v_mul(v_set1(0.5), s)), d2 = v_sub(d1, s);
-  if (m_bits(collapsed)) { /* rare: the sigma sqrt(T) -> 0 limit */
-    d1 = v_select(collapsed, signed_infinity_or_zero(x), d1);
-    d2 = v_select(collapsed, d1, d2);
-  }
-  st->x = x, st->inv_s = inv_s, st->d1 = d1, st->d2 = d2, st->collapsed = collapsed;
+  vdouble d1 = v_fma(x, inv_s, v_mul(v_set1(0.5), s));
+  /* rare: the sigma sqrt(T) -> 0 limit (d2 = d1 - s stays d1, s < 1e-100) */
+  if (m_bits(collapsed)) d1 = v_select(collapsed, signed_infinity_or_zero(x), d1);
+  st->inv_s = inv_s, st->d1 = d1, st->collapsed = collapsed;
 }
 
-/* Stage 2: the densities' Gaussian factors and the two normal CDFs. */
-static inline __attribute__((always_inline)) void normal_terms(vector_state *st) {
-  gaussian_factor_pair(st->x, st->d1, st->d2, st->A, st->B, &st->g1, &st->g2);
-  normal_cdf_pair_from_gaussian(v_xor(st->d1, st->put_sign), st->g1, v_xor(st->d2, st->put_sign), st->g2,
-                                &st->n1, &st->n2);
-}
-
-/* Stage 3: every requested output. omega (+-1) multiplies by a sign flip. The
- * products A N(omega d1) and B N(omega d2) serve price, theta, rho and phi. */
-static inline __attribute__((always_inline)) void store_outputs(gk_model model, const vector_state *st,
-                                                                unsigned outputs, gk_greeks_batch *out, size_t i,
-                                                                size_t n) {
+/* Pass 2: the densities, the two normal CDFs and every requested output.
+ * omega (+-1) multiplies by a sign flip. The products A N(omega d1) and
+ * B N(omega d2) serve price, theta, rho and phi. */
+static inline __attribute__((always_inline)) void finish_vector(gk_model model, const gk_option_batch *in,
+                                                                const vector_state *st, unsigned outputs,
+                                                                gk_greeks_batch *out, size_t i, size_t n) {
   const vdouble zero = v_set1(0.0);
-  vdouble S = st->S, T = st->T, sign = st->put_sign, A = st->A, B = st->B, inv_s = st->inv_s;
-  vdouble a_n1 = v_mul(A, st->n1), b_n2 = v_mul(B, st->n2);
+  vmask type_valid;
+  vector_inputs v = load_inputs(model, in, i, n, &type_valid);
+  if (st->invalid_lanes != 0 || n < VLANES) neutralize_invalid_lanes(&v, st->valid);
+  vdouble S = v.spot, T = v.expiry, sign = v_and(v.omega, v_set1(-0.0)), inv_s = st->inv_s;
+  vdouble A = v_mul(S, st->carry), B = v_mul(v.strike, st->discount);
   vmask collapsed = st->collapsed;
+
+  vdouble d1 = st->d1, d2 = v_sub(d1, v_mul(v.vol, st->sqrt_t));
+  vdouble g1, g2, n1, n2;
+  gaussian_factor_pair(d1, d2, A, B, &g1, &g2);
+  normal_cdf_pair_from_gaussian(v_xor(d1, sign), g1, v_xor(d2, sign), g2, &n1, &n2);
+  vdouble a_n1 = v_mul(A, n1), b_n2 = v_mul(B, n2);
 
   vdouble price = zero;
   if (outputs & (GK_OUT_PRICE | GK_OUT_RHO)) {
@@ -205,12 +201,12 @@ static inline __attribute__((always_inline)) void store_outputs(gk_model model, 
     price = v_max(v_xor(v_sub(a_n1, b_n2), sign), floor_value);
     store_output(out->price + i, outputs, GK_OUT_PRICE, price, n);
   }
-  store_output(out->delta + i, outputs, GK_OUT_DELTA, v_xor(v_mul(st->carry, st->n1), sign), n);
+  store_output(out->delta + i, outputs, GK_OUT_DELTA, v_xor(v_mul(st->carry, n1), sign), n);
 
   /* The density terms, computed once for first- and second-order outputs. */
   vdouble vega = zero, gamma_raw = zero;
   if (outputs & (GK_OUT_GAMMA | GK_OUT_VEGA | GK_OUT_THETA | GK_OUT_SECOND_ORDER)) {
-    vdouble a_pdf1 = v_mul(v_mul(A, st->g1), v_set1(GK_INV_SQRT_2PI)); /* A n(d1) */
+    vdouble a_pdf1 = v_mul(v_mul(A, g1), v_set1(GK_INV_SQRT_2PI)); /* A n(d1) */
     vdouble a_pdf1_over_s = v_mul(a_pdf1, inv_s);
     gamma_raw = v_div(a_pdf1_over_s, v_mul(S, S));
     vega = v_mul(a_pdf1, st->sqrt_t);
@@ -218,18 +214,18 @@ static inline __attribute__((always_inline)) void store_outputs(gk_model model, 
     store_output(out->vega + i, outputs, GK_OUT_VEGA, vega, n);
     if (outputs & GK_OUT_THETA) {
       /* A n(d1) sigma / (2 sqrt T) = A n(d1) / s * sigma^2 / 2: no division by sqrt T. */
-      vdouble half_sigma = v_mul(v_set1(0.5), st->sigma);
+      vdouble half_sigma = v_mul(v_set1(0.5), v.vol);
       vdouble decay = v_select(collapsed, zero, a_pdf1_over_s);
-      vdouble drift = v_xor(v_fma(st->q, a_n1, v_mul(v_sub(zero, st->r), b_n2)), sign);
+      vdouble drift = v_xor(v_fma(v.yield, a_n1, v_mul(v_sub(zero, v.rate), b_n2)), sign);
       store_output(out->theta + i, outputs, GK_OUT_THETA,
-                   v_fma(v_sub(zero, decay), v_mul(half_sigma, st->sigma), drift), n);
+                   v_fma(v_sub(zero, decay), v_mul(half_sigma, v.vol), drift), n);
     }
   }
 
   if (outputs & GK_OUT_SECOND_ORDER) {
-    second_order_inputs so = {S,         st->K,    T,       st->r,    st->q,     st->sigma, st->omega,
-                              st->carry, st->discount, st->sqrt_t, inv_s, st->d1, st->d2, st->g1,
-                              st->g2,    st->n1,   st->n2,  vega,     gamma_raw, collapsed};
+    second_order_inputs so = {S,         v.strike,     T,          v.rate, v.yield, v.vol, v.omega,
+                              st->carry, st->discount, st->sqrt_t, inv_s,  d1,      d2,     g1,
+                              g2,        n1,           n2,         vega,   gamma_raw, collapsed};
     store_second_order(&so, outputs, out, i, n);
   }
 
@@ -272,11 +268,11 @@ static inline size_t record_errors(gk_model model, const gk_option_batch *in, si
   return invalid;
 }
 
-/* Vectors per block. The stages run one after the other over a block rather
- * than all three per vector: one vector's chain from the loads to the prices is
- * longer than the out-of-order window can hide, while each stage's vectors are
- * independent of each other, so the core overlaps them. The state of a block
- * (~10 KiB) stays in L1. */
+/* Vectors per block. The two passes run one after the other over a block
+ * rather than both per vector: one vector's chain from the loads to the
+ * prices (a division, the log, an exp, a division, the CDFs) is longer than
+ * the out-of-order window can hide, while the vectors of one pass are
+ * independent, so the core overlaps them. A block's state stays in L1. */
 enum { BLOCK_VECTORS = 8 };
 
 /* always_inline: each caller below must get its own copy with outputs folded. */
@@ -296,11 +292,9 @@ static inline __attribute__((always_inline)) size_t bsm_vector_loop(gk_model mod
       prepare_vector(model, in, i, n, &factors, &state[k]);
     }
 #pragma GCC unroll 1
-    for (size_t k = 0; k < vectors; k++) normal_terms(&state[k]);
-#pragma GCC unroll 1
     for (size_t k = 0; k < vectors; k++) {
       size_t i = start + k * VLANES, n = in->count - i < VLANES ? in->count - i : VLANES;
-      store_outputs(model, &state[k], outputs, out, i, n);
+      finish_vector(model, in, &state[k], outputs, out, i, n);
       invalid += record_errors(model, in, i, n, state[k].invalid_lanes, outputs, out);
     }
   }

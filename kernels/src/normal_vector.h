@@ -135,14 +135,15 @@ static inline vdouble gaussian_factor(vdouble d) {
 
 /* Gaussian factors of d1 and d2 from one exp. d1^2 - d2^2 = 2x with x = ln(F/K),
  * so g2 = g1 * F/K = g1 * A/B. The exp is taken for the d nearer zero (d1 when
- * x <= 0) and the other factor is that times min(A,B)/max(A,B) <= 1: it cannot
- * overflow and underflows only when its true value does. */
-static inline void gaussian_factor_pair(vdouble x, vdouble d1, vdouble d2, vdouble A, vdouble B,
-                                        vdouble *g1, vdouble *g2) {
-  vdouble near = gaussian_factor(v_select_negative(x, d1, d2)); /* x = +-0: |d1| = |d2| */
+ * x <= 0, i.e. d1 + d2 = 2x/s <= 0) and the other factor is that times
+ * min(A,B)/max(A,B) <= 1: it cannot overflow and underflows only when its true
+ * value does. */
+static inline void gaussian_factor_pair(vdouble d1, vdouble d2, vdouble A, vdouble B, vdouble *g1, vdouble *g2) {
+  vdouble x_sign = v_add(d1, d2); /* x = +-0: |d1| = |d2|, either is nearer */
+  vdouble near = gaussian_factor(v_select_negative(x_sign, d1, d2));
   vdouble far = v_mul(near, v_div(v_min(A, B), v_max(A, B)));
-  *g1 = v_select_negative(x, near, far);
-  *g2 = v_select_negative(x, far, near);
+  *g1 = v_select_negative(x_sign, near, far);
+  *g2 = v_select_negative(x_sign, far, near);
 }
 
 #endif /* GREEKS_NORMAL_VECTOR_H */
