@@ -190,10 +190,10 @@ static inline __attribute__((always_inline)) void finish_vector(gk_model model, 
   vmask collapsed = st->collapsed;
 
   vdouble d1 = st->d1, d2 = v_sub(d1, v_mul(v.vol, st->sqrt_t));
-  vdouble g1, g2, n1, n2;
-  gaussian_factor_pair(d1, d2, A, B, &g1, &g2);
-  normal_cdf_pair_from_gaussian(v_xor(d1, sign), g1, v_xor(d2, sign), g2, &n1, &n2);
-  vdouble a_n1 = v_mul(A, n1), b_n2 = v_mul(B, n2);
+  /* G = A e^{-d1^2/2} = B e^{-d2^2/2}; a_n1 = A N(omega d1), b_n2 = B N(omega d2). */
+  vdouble G, a_n1, b_n2;
+  normal_cdf_pair_in_money(v_xor(d1, sign), v_xor(d2, sign), A, B, &G, &a_n1, &b_n2);
+  vdouble inv_spot = v_div(v_set1(1.0), S);
 
   vdouble price = zero;
   if (outputs & (GK_OUT_PRICE | GK_OUT_RHO)) {
@@ -201,14 +201,14 @@ static inline __attribute__((always_inline)) void finish_vector(gk_model model, 
     price = v_max(v_xor(v_sub(a_n1, b_n2), sign), floor_value);
     store_output(out->price + i, outputs, GK_OUT_PRICE, price, n);
   }
-  store_output(out->delta + i, outputs, GK_OUT_DELTA, v_xor(v_mul(st->carry, n1), sign), n);
+  store_output(out->delta + i, outputs, GK_OUT_DELTA, v_xor(v_mul(a_n1, inv_spot), sign), n);
 
   /* The density terms, computed once for first- and second-order outputs. */
   vdouble vega = zero, gamma_raw = zero;
   if (outputs & (GK_OUT_GAMMA | GK_OUT_VEGA | GK_OUT_THETA | GK_OUT_SECOND_ORDER)) {
-    vdouble a_pdf1 = v_mul(v_mul(A, g1), v_set1(GK_INV_SQRT_2PI)); /* A n(d1) */
+    vdouble a_pdf1 = v_mul(G, v_set1(GK_INV_SQRT_2PI)); /* A n(d1) */
     vdouble a_pdf1_over_s = v_mul(a_pdf1, inv_s);
-    gamma_raw = v_div(a_pdf1_over_s, v_mul(S, S));
+    gamma_raw = v_mul(a_pdf1_over_s, v_mul(inv_spot, inv_spot));
     vega = v_mul(a_pdf1, st->sqrt_t);
     store_output(out->gamma + i, outputs, GK_OUT_GAMMA, v_select(collapsed, zero, gamma_raw), n);
     store_output(out->vega + i, outputs, GK_OUT_VEGA, vega, n);
@@ -223,6 +223,9 @@ static inline __attribute__((always_inline)) void finish_vector(gk_model model, 
   }
 
   if (outputs & GK_OUT_SECOND_ORDER) {
+    /* Back from money to probabilities: G <= min(A, B), so g <= 1. */
+    vdouble inv_a = v_div(v_set1(1.0), A), inv_b = v_div(v_set1(1.0), B);
+    vdouble g1 = v_mul(G, inv_a), g2 = v_mul(G, inv_b), n1 = v_mul(a_n1, inv_a), n2 = v_mul(b_n2, inv_b);
     second_order_inputs so = {S,         v.strike,     T,          v.rate, v.yield, v.vol, v.omega,
                               st->carry, st->discount, st->sqrt_t, inv_s,  d1,      d2,     g1,
                               g2,        n1,           n2,         vega,   gamma_raw, collapsed};

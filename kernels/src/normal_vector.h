@@ -109,19 +109,6 @@ static inline vdouble normal_cdf_from_gaussian(vdouble z, vdouble gauss) {
   return v_select(v_le(z, v_set1(0.0)), tail, v_sub(v_set1(1.0), tail));
 }
 
-/* N(za) and N(zb) given their Gaussian factors: each tail is g P(y) / Q(y). */
-static inline void normal_cdf_pair_from_gaussian(vdouble za, vdouble ga, vdouble zb, vdouble gb, vdouble *na,
-                                                 vdouble *nb) {
-  const vdouble one = v_set1(1.0), y_max = v_set1(GK_TAIL_Y_MAX);
-  vdouble pa, qa, pb, qb;
-  tail_rational_terms(v_min(v_abs(za), y_max), &pa, &qa);
-  tail_rational_terms(v_min(v_abs(zb), y_max), &pb, &qb);
-  vdouble tail_a = v_div(v_mul(ga, pa), qa), tail_b = v_div(v_mul(gb, pb), qb);
-  /* z = -0.0 or +0.0 alike give 1/2: a select on the sign bit is exact. */
-  *na = v_select_negative(za, tail_a, v_sub(one, tail_a));
-  *nb = v_select_negative(zb, tail_b, v_sub(one, tail_b));
-}
-
 /* exp(-d^2/2) accurate to an ulp or two even for large |d|: d^2 is split exactly
  * into hi + lo with an FMA and exp(-(hi + lo)/2) = exp(-hi/2) (1 - lo/2). |d| is
  * capped at GK_TAIL_Y_MAX, where the result has long underflowed. */
@@ -133,17 +120,26 @@ static inline vdouble gaussian_factor(vdouble d) {
   return v_fma(g, v_mul(v_set1(-0.5), lo), g);
 }
 
-/* Gaussian factors of d1 and d2 from one exp. d1^2 - d2^2 = 2x with x = ln(F/K),
- * so g2 = g1 * F/K = g1 * A/B. The exp is taken for the d nearer zero (d1 when
- * x <= 0, i.e. d1 + d2 = 2x/s <= 0) and the other factor is that times
- * min(A,B)/max(A,B) <= 1: it cannot overflow and underflows only when its true
- * value does. */
-static inline void gaussian_factor_pair(vdouble d1, vdouble d2, vdouble A, vdouble B, vdouble *g1, vdouble *g2) {
-  vdouble x_sign = v_add(d1, d2); /* x = +-0: |d1| = |d2|, either is nearer */
-  vdouble near = gaussian_factor(v_select_negative(x_sign, d1, d2));
-  vdouble far = v_mul(near, v_div(v_min(A, B), v_max(A, B)));
-  *g1 = v_select_negative(x_sign, near, far);
-  *g2 = v_select_negative(x_sign, far, near);
+/* A N(z1) and B N(z2) for z1 = omega d1, z2 = omega d2, in units of money, from
+ * one exp and no division but the two of the tails. d1^2 - d2^2 = 2x with
+ * x = ln(F/K) = ln(A/B), so G = A exp(-d1^2/2) = B exp(-d2^2/2): the exp is
+ * taken for the d nearer zero, times the smaller of A and B (d1 is nearer when
+ * x <= 0, i.e. when A <= B and d1 + d2 = 2x/s <= 0). G <= min(A, B) cannot
+ * overflow. Each tail is G P(y)/Q(y) directly; the other side is A - tail
+ * (the tail is at most A/2 there, so nothing cancels). */
+static inline void normal_cdf_pair_in_money(vdouble z1, vdouble z2, vdouble A, vdouble B, vdouble *G,
+                                            vdouble *a_n1, vdouble *b_n2) {
+  const vdouble y_max = v_set1(GK_TAIL_Y_MAX);
+  vdouble y1 = v_abs(z1), y2 = v_abs(z2);
+  vdouble x_sign = v_sub(y2, y1); /* the sign of x: x = +-0 gives |d1| = |d2|, either is nearer */
+  *G = v_mul(v_min(A, B), gaussian_factor(v_select_negative(x_sign, y2, y1)));
+  vdouble p1, q1, p2, q2;
+  tail_rational_terms(v_min(y1, y_max), &p1, &q1);
+  tail_rational_terms(v_min(y2, y_max), &p2, &q2);
+  vdouble tail1 = v_div(v_mul(*G, p1), q1), tail2 = v_div(v_mul(*G, p2), q2);
+  /* z = -0.0 or +0.0 alike give A/2: a select on the sign bit is exact. */
+  *a_n1 = v_select_negative(z1, tail1, v_sub(A, tail1));
+  *b_n2 = v_select_negative(z2, tail2, v_sub(B, tail2));
 }
 
 #endif /* GREEKS_NORMAL_VECTOR_H */
