@@ -82,10 +82,6 @@ static inline vindex vi_sub(vindex a, vindex b) { return _mm256_sub_epi64(a, b);
 static inline vindex vi_select(vmask m, vindex a, vindex b) {
   return _mm256_castpd_si256(_mm256_blendv_pd(_mm256_castsi256_pd(b), _mm256_castsi256_pd(a), m));
 }
-/* Every lane of a equals that of b. */
-static inline int vi_all_equal(vindex a, vindex b) {
-  return _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(a, b))) == 0xF;
-}
 /* table[idx] per lane, idx in 0..15. */
 static inline vdouble v_lookup16(const double *table, vindex idx) {
   return _mm256_i64gather_pd(table, idx, 8);

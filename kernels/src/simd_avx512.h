@@ -229,8 +229,6 @@ static inline vindex vi_exponent_halves(vdouble y) {
 static inline vindex vi_set1(long long x) { return _mm512_set1_epi64(x); }
 static inline vindex vi_sub(vindex a, vindex b) { return _mm512_sub_epi64(a, b); }
 static inline vindex vi_select(vmask m, vindex a, vindex b) { return _mm512_mask_blend_epi64(m, b, a); }
-/* Every lane of a equals that of b. */
-static inline int vi_all_equal(vindex a, vindex b) { return _mm512_cmpeq_epi64_mask(a, b) == 0xFF; }
 /* table[idx] per lane, idx in 0..15; table is 64-byte aligned. */
 static inline vdouble v_lookup16(const double *table, vindex idx) {
   return _mm512_permutex2var_pd(_mm512_load_pd(table), idx, _mm512_load_pd(table + 8));
