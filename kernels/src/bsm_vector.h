@@ -4,9 +4,11 @@
  * Included once per ISA translation unit after that ISA's simd_*.h, which supplies
  * vdouble, vmask, VLANES and the v_* operations. It follows the scalar reference
  * (kernels/scalar/bsm_scalar.c) formula by formula; it differs in how it gets
- * there: one exp per option serves n(d1), n(d2) and both normal CDFs
- * (normal_vector.h), exp(-rT), exp(-qT) and sqrt(T) are reused while consecutive
- * vectors share (T, r, q), and divisions are traded for multiplies by 1/s.
+ * there (adr/0015): one exp per option serves n(d1), n(d2) and both normal CDFs,
+ * which come out in units of money, A N(d1) and B N(d2) (normal_vector.h);
+ * exp(-rT), exp(-qT) and sqrt(T) are reused while consecutive vectors share
+ * (T, r, q); divisions are traded for multiplies by 1/s and 1/S; and a block of
+ * vectors goes through two passes, so that the core overlaps their long chains.
  */
 #ifndef GREEKS_BSM_VECTOR_H
 #define GREEKS_BSM_VECTOR_H
@@ -152,7 +154,7 @@ typedef struct vector_state {
   unsigned invalid_lanes;
 } vector_state;
 
-/* Pass 1: load, validate, and everything up to d1 and d2. */
+/* Pass 1: load, validate, and everything up to d1. */
 static inline __attribute__((always_inline)) void prepare_vector(gk_model model, const gk_option_batch *in, size_t i,
                                                                  size_t n, carry_factors *c, vector_state *st) {
   vmask type_valid;
