@@ -110,6 +110,37 @@ static inline vdouble v_expm1(vdouble x) {
   tail = _mm512_add_pd(tail, _mm512_add_pd(sum_err, prod_err));
   return _mm512_scalef_pd(_mm512_add_pd(sum, tail), m);
 }
+/* The reduction v_log and v_log_normal_positive share: y = 2^k z with z in
+ * [0.734375, 1.46875) read off the bits of a positive normal y, and the table
+ * row for z's interval: invc ~ 1/z (exactly 1 around z = 1) and
+ * log(1/invc) = logc_hi + logc_lo. */
+typedef struct log_reduction {
+  vdouble k, z, invc, logc_hi, logc_lo;
+} log_reduction;
+
+static inline log_reduction log_reduce(vdouble y) {
+  log_reduction l;
+  __m512i iy = _mm512_castpd_si512(y), tmp = _mm512_sub_epi64(iy, _mm512_set1_epi64(0x3FE7800000000000LL));
+  __m512i i = _mm512_srli_epi64(tmp, 48); /* vpermt2pd reads its low 4 bits */
+  l.k = _mm512_cvtepi64_pd(_mm512_srai_epi64(tmp, 52));
+  l.z = _mm512_castsi512_pd(_mm512_sub_epi64(iy, _mm512_and_si512(tmp, _mm512_set1_epi64(-(1LL << 52)))));
+  l.invc = _mm512_permutex2var_pd(_mm512_load_pd(gk_log_invc), i, _mm512_load_pd(gk_log_invc + 8));
+  l.logc_hi = _mm512_permutex2var_pd(_mm512_load_pd(gk_log_logc_hi), i, _mm512_load_pd(gk_log_logc_hi + 8));
+  l.logc_lo = _mm512_permutex2var_pd(_mm512_load_pd(gk_log_logc_lo), i, _mm512_load_pd(gk_log_logc_lo + 8));
+  return l;
+}
+
+/* Q(r), log1p(r) = r + r^2 Q(r) on |r| <= 0.0315, as odd and even halves in r^2. */
+static inline vdouble log1p_q(vdouble r, vdouble r2) {
+  _Static_assert(GK_LOG_Q_DEGREE == 9, "the even/odd split below assumes degree 9");
+  vdouble odd = _mm512_set1_pd(gk_log_q[0]), even = _mm512_set1_pd(gk_log_q[1]);
+  for (int n = 2; n < 10; n += 2) {
+    odd = _mm512_fmadd_pd(odd, r2, _mm512_set1_pd(gk_log_q[n]));
+    even = _mm512_fmadd_pd(even, r2, _mm512_set1_pd(gk_log_q[n + 1]));
+  }
+  return _mm512_fmadd_pd(odd, r, even);
+}
+
 /* log, within an ulp of libm (tests/test_vector_math.c): x = 2^k z read off the
  * bits of x, z in [0.734375, 1.46875), and log x = k ln2 + log(1/invc) +
  * log1p(r), r = z invc - 1, |r| < 0.0313, with invc and log(1/invc) from
@@ -127,29 +158,17 @@ static inline vdouble v_log(vdouble x) {
     y = _mm512_mask_mul_pd(x, tiny, x, _mm512_set1_pd(0x1p52));
     k_adjust = _mm512_mask_blend_pd(tiny, k_adjust, _mm512_set1_pd(-52.0));
   }
-  __m512i ix = _mm512_castpd_si512(y), tmp = _mm512_sub_epi64(ix, _mm512_set1_epi64(0x3FE7800000000000LL));
-  __m512i i = _mm512_srli_epi64(tmp, 48); /* vpermt2pd reads its low 4 bits */
-  vdouble k = _mm512_add_pd(_mm512_cvtepi64_pd(_mm512_srai_epi64(tmp, 52)), k_adjust);
-  vdouble z = _mm512_castsi512_pd(_mm512_sub_epi64(ix, _mm512_and_si512(tmp, _mm512_set1_epi64(-(1LL << 52)))));
-  vdouble invc = _mm512_permutex2var_pd(_mm512_load_pd(gk_log_invc), i, _mm512_load_pd(gk_log_invc + 8));
-  vdouble logc_hi = _mm512_permutex2var_pd(_mm512_load_pd(gk_log_logc_hi), i, _mm512_load_pd(gk_log_logc_hi + 8));
-  vdouble logc_lo = _mm512_permutex2var_pd(_mm512_load_pd(gk_log_logc_lo), i, _mm512_load_pd(gk_log_logc_lo + 8));
-  vdouble ph = _mm512_mul_pd(z, invc), pl = _mm512_fmsub_pd(z, invc, ph);
+  log_reduction l = log_reduce(y);
+  vdouble k = _mm512_add_pd(l.k, k_adjust);
+  vdouble ph = _mm512_mul_pd(l.z, l.invc), pl = _mm512_fmsub_pd(l.z, l.invc, ph);
   vdouble r = _mm512_sub_pd(ph, _mm512_set1_pd(1.0)); /* exact: ph in [0.97, 1.04] */
   vdouble r_lo = _mm512_fnmadd_pd(pl, r, pl);         /* log1p(r + pl) - log1p(r) */
   vdouble a = _mm512_mul_pd(k, _mm512_set1_pd(GK_LOG_LN2_HI)); /* exact */
-  vdouble s1 = _mm512_add_pd(a, logc_hi), e1 = _mm512_add_pd(_mm512_sub_pd(a, s1), logc_hi);
+  vdouble s1 = _mm512_add_pd(a, l.logc_hi), e1 = _mm512_add_pd(_mm512_sub_pd(a, s1), l.logc_hi);
   vdouble s2 = _mm512_add_pd(s1, r), e2 = _mm512_add_pd(_mm512_sub_pd(s1, s2), r);
   vdouble r2 = _mm512_mul_pd(r, r);
-  _Static_assert(GK_LOG_Q_DEGREE == 9, "the even/odd split below assumes degree 9");
-  vdouble odd = _mm512_set1_pd(gk_log_q[0]), even = _mm512_set1_pd(gk_log_q[1]);
-  for (int n = 2; n < 10; n += 2) {
-    odd = _mm512_fmadd_pd(odd, r2, _mm512_set1_pd(gk_log_q[n]));
-    even = _mm512_fmadd_pd(even, r2, _mm512_set1_pd(gk_log_q[n + 1]));
-  }
-  vdouble q = _mm512_fmadd_pd(odd, r, even);
-  vdouble lo = _mm512_add_pd(_mm512_fmadd_pd(r2, q, r_lo), _mm512_add_pd(e1, e2));
-  lo = _mm512_add_pd(lo, _mm512_fmadd_pd(k, _mm512_set1_pd(GK_LOG_LN2_LO), logc_lo));
+  vdouble lo = _mm512_add_pd(_mm512_fmadd_pd(r2, log1p_q(r, r2), r_lo), _mm512_add_pd(e1, e2));
+  lo = _mm512_add_pd(lo, _mm512_fmadd_pd(k, _mm512_set1_pd(GK_LOG_LN2_LO), l.logc_lo));
   return _mm512_fixupimm_pd(_mm512_add_pd(s2, lo), x, _mm512_set1_epi64(GK_LOG_FIXUP), 0);
 }
 /* log of a positive, normal, finite x (no checks: the BSM kernel's S/K, which
@@ -159,24 +178,12 @@ static inline vdouble v_log(vdouble x) {
  * the same sign or |r| < |log(1/invc)|/2, so the final sums cancel at most a
  * bit, and around z = 1 (k = 0, invc = 1) the result is r + r^2 q exactly. */
 static inline vdouble v_log_normal_positive(vdouble x) {
-  __m512i ix = _mm512_castpd_si512(x), tmp = _mm512_sub_epi64(ix, _mm512_set1_epi64(0x3FE7800000000000LL));
-  __m512i i = _mm512_srli_epi64(tmp, 48);
-  vdouble k = _mm512_cvtepi64_pd(_mm512_srai_epi64(tmp, 52));
-  vdouble z = _mm512_castsi512_pd(_mm512_sub_epi64(ix, _mm512_and_si512(tmp, _mm512_set1_epi64(-(1LL << 52)))));
-  vdouble invc = _mm512_permutex2var_pd(_mm512_load_pd(gk_log_invc), i, _mm512_load_pd(gk_log_invc + 8));
-  vdouble logc_hi = _mm512_permutex2var_pd(_mm512_load_pd(gk_log_logc_hi), i, _mm512_load_pd(gk_log_logc_hi + 8));
-  vdouble logc_lo = _mm512_permutex2var_pd(_mm512_load_pd(gk_log_logc_lo), i, _mm512_load_pd(gk_log_logc_lo + 8));
-  vdouble r = _mm512_fmsub_pd(z, invc, _mm512_set1_pd(1.0));
-  vdouble hi = _mm512_fmadd_pd(k, _mm512_set1_pd(GK_LOG_LN2_HI), logc_hi);
-  vdouble lo = _mm512_fmadd_pd(k, _mm512_set1_pd(GK_LOG_LN2_LO), logc_lo);
+  log_reduction l = log_reduce(x);
+  vdouble r = _mm512_fmsub_pd(l.z, l.invc, _mm512_set1_pd(1.0));
+  vdouble hi = _mm512_fmadd_pd(l.k, _mm512_set1_pd(GK_LOG_LN2_HI), l.logc_hi);
+  vdouble lo = _mm512_fmadd_pd(l.k, _mm512_set1_pd(GK_LOG_LN2_LO), l.logc_lo);
   vdouble r2 = _mm512_mul_pd(r, r);
-  vdouble odd = _mm512_set1_pd(gk_log_q[0]), even = _mm512_set1_pd(gk_log_q[1]);
-  for (int n = 2; n < 10; n += 2) {
-    odd = _mm512_fmadd_pd(odd, r2, _mm512_set1_pd(gk_log_q[n]));
-    even = _mm512_fmadd_pd(even, r2, _mm512_set1_pd(gk_log_q[n + 1]));
-  }
-  vdouble q = _mm512_fmadd_pd(odd, r, even);
-  return _mm512_add_pd(hi, _mm512_add_pd(r, _mm512_fmadd_pd(r2, q, lo)));
+  return _mm512_add_pd(hi, _mm512_add_pd(r, _mm512_fmadd_pd(r2, log1p_q(r, r2), lo)));
 }
 /* log1p(u) = log(w) + c/w with w = 1 + u rounded and c its exact rounding
  * error (Fast2Sum), about an ulp; SLEEF's (double-double) cost ~90 cycles a
