@@ -99,12 +99,12 @@ static inline void normal_cdf_pair_in_money(vdouble z1, vdouble z2, vdouble A, v
                                             vdouble *a_n1, vdouble *b_n2) {
   const vdouble y_max = v_set1(GK_TAIL_Y_MAX);
   vdouble y1 = v_abs(z1), y2 = v_abs(z2);
-  vdouble gap = v_sub(y2, y1); /* < 0 when d2 is nearer zero, i.e. x > 0 (at x = 0 either is) */
-  *G = v_mul(v_min(A, B), gaussian_factor(v_select_negative(gap, y2, y1)));
+  *G = v_mul(v_min(A, B), gaussian_factor(v_min(y1, y2))); /* at x = 0 either d is nearer */
   vdouble p1, q1, p2, q2;
   tail_rational_terms(v_min(y1, y_max), &p1, &q1);
   tail_rational_terms(v_min(y2, y_max), &p2, &q2);
-  vdouble tail1 = v_div(v_mul(*G, p1), q1), tail2 = v_div(v_mul(*G, p2), q2);
+  /* P/Q does not wait for G: the division leaves the exp's dependency chain. */
+  vdouble tail1 = v_mul(*G, v_div(p1, q1)), tail2 = v_mul(*G, v_div(p2, q2));
   /* z = -0.0 or +0.0 alike give A/2: a select on the sign bit is exact. */
   *a_n1 = v_select_negative(z1, tail1, v_sub(A, tail1));
   *b_n2 = v_select_negative(z2, tail2, v_sub(B, tail2));

@@ -70,17 +70,23 @@ static inline exp_reduction exp_reduce(vdouble x) {
   return e;
 }
 
-/* (e^r - 1 - r) / r^2 on |r| <= ln2/32. */
-static inline vdouble exp_taylor_tail(vdouble r) {
-  vdouble p = _mm512_set1_pd(gk_exp_taylor[0]);
-  for (int i = 1; i < 6; i++) p = _mm512_fmadd_pd(p, r, _mm512_set1_pd(gk_exp_taylor[i]));
-  return p;
+/* (e^r - 1 - r) / r^2 on |r| <= ln2/32, given r2 = r^2: Estrin's scheme, a
+ * chain of 3 FMAs where Horner's is 5 (the exp sits on the BSM kernel's
+ * longest dependency chain). */
+static inline vdouble exp_taylor_tail(vdouble r, vdouble r2) {
+  const double *c = gk_exp_taylor; /* 1/7! first */
+  vdouble c01 = _mm512_fmadd_pd(_mm512_set1_pd(c[4]), r, _mm512_set1_pd(c[5]));
+  vdouble c23 = _mm512_fmadd_pd(_mm512_set1_pd(c[2]), r, _mm512_set1_pd(c[3]));
+  vdouble c45 = _mm512_fmadd_pd(_mm512_set1_pd(c[0]), r, _mm512_set1_pd(c[1]));
+  vdouble r4 = _mm512_mul_pd(r2, r2);
+  return _mm512_fmadd_pd(c45, r4, _mm512_fmadd_pd(c23, r2, c01));
 }
 
 static inline vdouble v_exp_bounded(vdouble x) {
   exp_reduction e = exp_reduce(x);
   vdouble r = _mm512_fnmadd_pd(e.k, _mm512_set1_pd(GK_EXP_LN2_16_LO), e.r_hi);
-  vdouble expm1_r = _mm512_fmadd_pd(_mm512_mul_pd(r, r), exp_taylor_tail(r), r);
+  vdouble r2 = _mm512_mul_pd(r, r);
+  vdouble expm1_r = _mm512_fmadd_pd(r2, exp_taylor_tail(r, r2), r);
   vdouble result = _mm512_add_pd(e.hi, _mm512_fmadd_pd(e.hi, expm1_r, e.lo));
   return _mm512_scalef_pd(result, e.m);
 }
@@ -102,11 +108,11 @@ static inline vdouble v_expm1(vdouble x) {
   exp_reduction e = exp_reduce(x);
   vdouble k = e.k, r_hi = e.r_hi, m = e.m, hi = e.hi, lo = e.lo;
   vdouble r_lo = _mm512_mul_pd(k, _mm512_set1_pd(-GK_EXP_LN2_16_LO)), r = _mm512_add_pd(r_hi, r_lo);
-  vdouble p = exp_taylor_tail(r);
+  vdouble r2 = _mm512_mul_pd(r, r), p = exp_taylor_tail(r, r2);
   vdouble head = _mm512_sub_pd(hi, _mm512_scalef_pd(_mm512_set1_pd(1.0), _mm512_sub_pd(_mm512_setzero_pd(), m)));
   vdouble prod = _mm512_mul_pd(hi, r_hi), prod_err = _mm512_fmsub_pd(hi, r_hi, prod);
   vdouble sum = _mm512_add_pd(head, prod), sum_err = _mm512_add_pd(_mm512_sub_pd(head, sum), prod);
-  vdouble tail = _mm512_fmadd_pd(hi, _mm512_fmadd_pd(_mm512_mul_pd(r, r), p, r_lo), lo);
+  vdouble tail = _mm512_fmadd_pd(hi, _mm512_fmadd_pd(r2, p, r_lo), lo);
   tail = _mm512_add_pd(tail, _mm512_add_pd(sum_err, prod_err));
   return _mm512_scalef_pd(_mm512_add_pd(sum, tail), m);
 }
@@ -214,10 +220,13 @@ static inline vmask m_andnot(vmask a, vmask b) { return (vmask)(a & ~b); }
 static inline unsigned m_bits(vmask m) { return m; }
 /* Lane-wise: m ? a : b. */
 static inline vdouble v_select(vmask m, vdouble a, vdouble b) { return _mm512_mask_blend_pd(m, b, a); }
-/* Lane-wise: sign bit of z set ? a : b. The sign bits are the mask (vpmovq2m):
- * no compare, which costs more than a blend on Zen 4. */
+/* Lane-wise: sign bit of z set ? a : b, as bit logic: the sign bit spread
+ * over the lane (vpsraq) picks a or b (vpternlogq). On Zen 4 both run beside
+ * the FMAs, where a mask from vpmovq2m or a compare takes an FMA pipe slot. */
 static inline vdouble v_select_negative(vdouble z, vdouble a, vdouble b) {
-  return _mm512_mask_blend_pd(_mm512_movepi64_mask(_mm512_castpd_si512(z)), b, a);
+  __m512i sign = _mm512_srai_epi64(_mm512_castpd_si512(z), 63);
+  return _mm512_castsi512_pd(
+      _mm512_ternarylogic_epi64(sign, _mm512_castpd_si512(a), _mm512_castpd_si512(b), 0xCA));
 }
 /* Whether a and b, and c and d, and e and f hold the same bits in every lane. */
 static inline int v_same_bits3(vdouble a, vdouble b, vdouble c, vdouble d, vdouble e, vdouble f) {
