@@ -78,14 +78,15 @@ static inline void tail_rational_terms(vdouble y, vdouble *p, vdouble *q) {
 }
 
 /* exp(-d^2/2) accurate to an ulp or two even for large |d|: d^2 is split exactly
- * into hi + lo with an FMA and exp(-(hi + lo)/2) = exp(-hi/2) (1 - lo/2). |d| is
- * capped at GK_TAIL_Y_MAX, where the result has long underflowed. */
+ * into hi + lo with an FMA and the exp takes -lo/2 as a correction to its
+ * argument -hi/2. |d| is capped at GK_TAIL_Y_MAX, where the result has long
+ * underflowed. */
 static inline vdouble gaussian_factor(vdouble d) {
   vdouble capped = v_min(v_abs(d), v_set1(GK_TAIL_Y_MAX));
   vdouble hi = v_mul(capped, capped);
   vdouble lo = v_fma(capped, capped, v_sub(v_set1(0.0), hi));
-  vdouble g = v_exp_bounded(v_mul(v_set1(-0.5), hi)); /* >= -800 */
-  return v_fma(g, v_mul(v_set1(-0.5), lo), g);
+  /* -hi/2 >= -800 */
+  return v_exp_bounded_corrected(v_mul(v_set1(-0.5), hi), v_mul(v_set1(-0.5), lo));
 }
 
 /* A N(z1) and B N(z2) for z1 = omega d1, z2 = omega d2, in units of money, from

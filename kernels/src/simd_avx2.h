@@ -41,6 +41,11 @@ static inline vdouble v_fma(vdouble a, vdouble b, vdouble c) { return _mm256_fma
 static inline vdouble v_exp(vdouble a) { return Sleef_expd4_u10avx2(a); }
 /* v_exp for -800 <= x <= 709 (the AVX-512 one skips its clamp there). */
 static inline vdouble v_exp_bounded(vdouble a) { return Sleef_expd4_u10avx2(a); }
+/* exp(x + x_lo) for |x_lo| <= ulp(x): exp(x) (1 + x_lo). */
+static inline vdouble v_exp_bounded_corrected(vdouble x, vdouble x_lo) {
+  vdouble g = Sleef_expd4_u10avx2(x);
+  return _mm256_fmadd_pd(g, x_lo, g);
+}
 static inline vdouble v_log(vdouble a) { return Sleef_logd4_u10avx2(a); }
 static inline vdouble v_log_normal_positive(vdouble a) { return Sleef_logd4_u10avx2(a); }
 static inline vdouble v_erfc(vdouble a) { return Sleef_erfcd4_u15avx2(a); }
@@ -91,7 +96,9 @@ static inline vdouble v_lookup16(const double *table, vindex idx) {
  * holding GK_CALL or GK_PUT. Reads nothing past p[n-1]. */
 static inline vdouble v_load_omega(const uint8_t *p, size_t n, vmask *valid) {
   uint32_t bytes = 0;
-  memcpy(&bytes, p, n);
+  /* A constant length compiles to one load; a variable one went through the stack. */
+  if (n == VLANES) memcpy(&bytes, p, VLANES);
+  else memcpy(&bytes, p, n);
   __m256i types = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128((int)bytes));
   __m256i one = _mm256_set1_epi64x(1);
   *valid = _mm256_castsi256_pd(_mm256_xor_si256(_mm256_cmpgt_epi64(types, one),

@@ -44,7 +44,7 @@ static inline vdouble v_xor(vdouble a, vdouble b) {
 }
 /* a * b + c with one rounding. */
 static inline vdouble v_fma(vdouble a, vdouble b, vdouble c) { return _mm512_fmadd_pd(a, b, c); }
-/* exp, about 0.6 ulp: 2^(k/16) from a hi+lo table times a degree-7 polynomial for
+/* exp, about 0.6 ulp: 2^(k/16) from a table times a degree-7 polynomial for
  * exp(r), |r| <= ln2/32, scaled by 2^floor(k/16) with vscalefpd (which rounds
  * subnormal results and overflows to inf correctly). Not SLEEF's: on Zen 4
  * Sleef_expd8_u10avx512f measured ~48 cycles a call here against ~17 ops for this
@@ -53,20 +53,26 @@ static inline vdouble v_fma(vdouble a, vdouble b, vdouble c) { return _mm512_fma
  * below -746 the scaling by 2^m (m >= -1156) still underflows to 0. */
 /* The reduction v_exp and v_expm1 share: x = (16 m + j) ln2/16 + r, k = 16 m + j
  * nearest to x 16/ln2; r_hi = x - k ln2_hi/16 is exact, the rest of r is left to
- * the caller (each rounds it its own way); hi + lo = 2^(j/16) from the table. */
+ * the caller (each rounds it its own way); hi = 2^(j/16) rounded, and j for the
+ * table of its rounding error each caller takes in its own form. */
 typedef struct exp_reduction {
-  vdouble k, r_hi, m, hi, lo;
+  vdouble k, r_hi, m, hi;
+  __m512i j;
 } exp_reduction;
+
+/* table[j] per lane, j in 0..15 (vpermt2pd reads the low 4 bits); 64-byte aligned. */
+static inline vdouble exp_table_lookup(const double *table, __m512i j) {
+  return _mm512_permutex2var_pd(_mm512_load_pd(table), j, _mm512_load_pd(table + 8));
+}
 
 static inline exp_reduction exp_reduce(vdouble x) {
   exp_reduction e;
   e.k = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(GK_EXP_16_OVER_LN2)),
                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   e.r_hi = _mm512_fnmadd_pd(e.k, _mm512_set1_pd(GK_EXP_LN2_16_HI), x);
-  __m512i j = _mm512_and_si512(_mm512_cvtpd_epi64(e.k), _mm512_set1_epi64(15));
+  e.j = _mm512_cvtpd_epi64(e.k);
   e.m = _mm512_roundscale_pd(_mm512_mul_pd(e.k, _mm512_set1_pd(1.0 / 16.0)), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  e.hi = _mm512_permutex2var_pd(_mm512_load_pd(gk_exp2_sixteenths_hi), j, _mm512_load_pd(gk_exp2_sixteenths_hi + 8));
-  e.lo = _mm512_permutex2var_pd(_mm512_load_pd(gk_exp2_sixteenths_lo), j, _mm512_load_pd(gk_exp2_sixteenths_lo + 8));
+  e.hi = exp_table_lookup(gk_exp2_sixteenths_hi, e.j);
   return e;
 }
 
@@ -82,13 +88,23 @@ static inline vdouble exp_taylor_tail(vdouble r, vdouble r2) {
   return _mm512_fmadd_pd(c45, r4, _mm512_fmadd_pd(c23, r2, c01));
 }
 
-static inline vdouble v_exp_bounded(vdouble x) {
+/* exp(x + x_lo) for -800 <= x <= 709 and |x_lo| <= ulp(x): the table's
+ * correction rel and x_lo join exp(r) - 1 before the one product by hi, so
+ * the chain after the polynomial is an FMA and the scaling. (x_lo r, left
+ * out, is below 2^-58 of the result.) */
+static inline __attribute__((always_inline)) vdouble exp_bounded_with_correction(vdouble x, vdouble x_lo,
+                                                                                int has_x_lo) {
   exp_reduction e = exp_reduce(x);
+  vdouble rel = exp_table_lookup(gk_exp2_sixteenths_rel, e.j);
+  if (has_x_lo) rel = _mm512_add_pd(rel, x_lo);
   vdouble r = _mm512_fnmadd_pd(e.k, _mm512_set1_pd(GK_EXP_LN2_16_LO), e.r_hi);
   vdouble r2 = _mm512_mul_pd(r, r);
-  vdouble expm1_r = _mm512_fmadd_pd(r2, exp_taylor_tail(r, r2), r);
-  vdouble result = _mm512_add_pd(e.hi, _mm512_fmadd_pd(e.hi, expm1_r, e.lo));
-  return _mm512_scalef_pd(result, e.m);
+  vdouble small = _mm512_fmadd_pd(r2, exp_taylor_tail(r, r2), _mm512_add_pd(r, rel));
+  return _mm512_scalef_pd(_mm512_fmadd_pd(e.hi, small, e.hi), e.m);
+}
+static inline vdouble v_exp_bounded(vdouble x) { return exp_bounded_with_correction(x, x, 0); }
+static inline vdouble v_exp_bounded_corrected(vdouble x, vdouble x_lo) {
+  return exp_bounded_with_correction(x, x_lo, 1);
 }
 /* Any x: clamped first (inf and huge arguments). */
 static inline vdouble v_exp(vdouble x) {
@@ -106,7 +122,7 @@ static inline vdouble v_expm1(vdouble x) {
   /* expm1(-50) rounds to -1; min/max with x second keep a NaN. */
   x = _mm512_max_pd(_mm512_set1_pd(-50.0), _mm512_min_pd(_mm512_set1_pd(710.0), x));
   exp_reduction e = exp_reduce(x);
-  vdouble k = e.k, r_hi = e.r_hi, m = e.m, hi = e.hi, lo = e.lo;
+  vdouble k = e.k, r_hi = e.r_hi, m = e.m, hi = e.hi, lo = exp_table_lookup(gk_exp2_sixteenths_lo, e.j);
   vdouble r_lo = _mm512_mul_pd(k, _mm512_set1_pd(-GK_EXP_LN2_16_LO)), r = _mm512_add_pd(r_hi, r_lo);
   vdouble r2 = _mm512_mul_pd(r, r), p = exp_taylor_tail(r, r2);
   vdouble head = _mm512_sub_pd(hi, _mm512_scalef_pd(_mm512_set1_pd(1.0), _mm512_sub_pd(_mm512_setzero_pd(), m)));
@@ -253,9 +269,16 @@ static inline vdouble v_lookup16(const double *table, vindex idx) {
 /* Reads n option-type bytes: omega = -1 for puts, +1 otherwise; *valid marks lanes
  * holding GK_CALL or GK_PUT. Reads nothing past p[n-1]. */
 static inline vdouble v_load_omega(const uint8_t *p, size_t n, vmask *valid) {
-  uint64_t bytes = 0;
-  memcpy(&bytes, p, n);
-  __m512i types = _mm512_cvtepu8_epi64(_mm_cvtsi64_si128((long long)bytes));
+  __m512i types;
+  if (n == VLANES) {
+    /* one load: the variable-length memcpy below goes through the stack, and
+     * its store-to-load forwarding stalled the BSM loop by up to 40% */
+    types = _mm512_cvtepu8_epi64(_mm_loadl_epi64((const __m128i *)(const void *)p));
+  } else {
+    uint64_t bytes = 0;
+    memcpy(&bytes, p, n);
+    types = _mm512_cvtepu8_epi64(_mm_cvtsi64_si128((long long)bytes));
+  }
   *valid = _mm512_cmple_epu64_mask(types, _mm512_set1_epi64(1));
   /* GK_PUT = 1: shifted into the sign bit it turns +1.0 into -1.0. */
   return _mm512_castsi512_pd(_mm512_xor_si512(_mm512_slli_epi64(types, 63), _mm512_castpd_si512(_mm512_set1_pd(1.0))));

@@ -4,7 +4,8 @@
 exp(x) = 2^(k/16) * exp(r), k = round(16 x / ln 2), r = x - k ln2/16, |r| <= ln2/32.
 2^(j/16) for j = k mod 16 comes from a 16-entry table as a hi + lo pair (hi rounded
 to double, lo the rounding error), so the table adds no error beyond the final
-rounding; exp(r) - 1 is a degree-7 Taylor polynomial (truncation < 3e-18 relative
+rounding; the exp itself takes lo relative to hi (lo/hi, rel), which lets it add
+the correction to exp(r) - 1 instead of after the product; exp(r) - 1 is a degree-7 Taylor polynomial (truncation < 3e-18 relative
 on |r| <= ln2/32). ln2/16 is split Cody-Waite style into a hi part with 16
 trailing zero bits (so k * hi is exact for |k| < 2^16) and a lo part.
 
@@ -30,6 +31,7 @@ def main():
     lo = float(ln2_16 - mp.mpf(hi))
     his = [float(mp.power(2, mp.mpf(j) / 16)) for j in range(16)]
     los = [float(mp.power(2, mp.mpf(j) / 16) - mp.mpf(h)) for j, h in enumerate(his)]
+    rels = [float((mp.power(2, mp.mpf(j) / 16) - mp.mpf(h)) / mp.mpf(h)) for j, h in enumerate(his)]
     coefs = [float(1 / mp.factorial(n)) for n in range(7, 1, -1)]  # 1/7! .. 1/2!
 
     def row(values):
@@ -49,6 +51,9 @@ def main():
     print("    %s;" % row(his))
     print("static const double gk_exp2_sixteenths_lo[16] __attribute__((aligned(64))) =")
     print("    %s;" % row(los))
+    print("/* 2^(j/16) = hi[j] (1 + rel[j]). */")
+    print("static const double gk_exp2_sixteenths_rel[16] __attribute__((aligned(64))) =")
+    print("    %s;" % row(rels))
     print("")
     print("#endif /* GREEKS_EXP_TABLE_H */")
 
