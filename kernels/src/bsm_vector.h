@@ -93,8 +93,8 @@ static inline void update_carry_factors(carry_factors *c, vdouble T, vdouble r, 
   c->expiry = T, c->rate = r, c->yield = q;
   c->sqrt_t = v_sqrt(T);
   /* |r T|, |q T| <= GK_MAX_ABS_RATE GK_MAX_EXPIRY = 500 on valid and neutral lanes */
-  c->discount = v_exp_bounded(v_mul(v_sub(v_set1(0.0), r), T));
-  c->carry = v_exp_bounded(v_mul(v_sub(v_set1(0.0), q), T));
+  c->discount = v_exp_normal_range(v_mul(v_sub(v_set1(0.0), r), T));
+  c->carry = v_exp_normal_range(v_mul(v_sub(v_set1(0.0), q), T));
 }
 
 /* The nine second-order Greeks (formulas: kernels/scalar/bsm_scalar.c). Divisions

@@ -41,6 +41,8 @@ static inline vdouble v_fma(vdouble a, vdouble b, vdouble c) { return _mm256_fma
 static inline vdouble v_exp(vdouble a) { return Sleef_expd4_u10avx2(a); }
 /* v_exp for -800 <= x <= 709 (the AVX-512 one skips its clamp there). */
 static inline vdouble v_exp_bounded(vdouble a) { return Sleef_expd4_u10avx2(a); }
+/* exp(x) for |x| <= 700 (normal results). */
+static inline vdouble v_exp_normal_range(vdouble a) { return Sleef_expd4_u10avx2(a); }
 /* exp(x + x_lo) for |x_lo| <= ulp(x): exp(x) (1 + x_lo). */
 static inline vdouble v_exp_bounded_corrected(vdouble x, vdouble x_lo) {
   vdouble g = Sleef_expd4_u10avx2(x);

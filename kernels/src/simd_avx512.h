@@ -88,16 +88,16 @@ static inline vdouble exp_taylor_tail(vdouble r, vdouble r2) {
   return _mm512_fmadd_pd(c45, r4, _mm512_fmadd_pd(c23, r2, c01));
 }
 
-/* exp(x + x_lo) for -800 <= x <= 709 and |x_lo| <= ulp(x): the table's
- * correction rel and x_lo join exp(r) - 1 before the one product by hi, so
- * the chain after the polynomial is an FMA and the scaling. (x_lo r, left
- * out, is below 2^-58 of the result.) */
+/* exp(x + x_lo) for -800 <= x <= 709 and |x_lo| <= ulp(x): x_lo joins r
+ * (r = r_hi + (x_lo - k ln2_lo/16), no longer a chain than without it), and
+ * the table's correction rel joins exp(r) - 1 before the one product by hi,
+ * so the chain after the polynomial is an FMA and the scaling. */
 static inline __attribute__((always_inline)) vdouble exp_bounded_with_correction(vdouble x, vdouble x_lo,
                                                                                 int has_x_lo) {
   exp_reduction e = exp_reduce(x);
   vdouble rel = exp_table_lookup(gk_exp2_sixteenths_rel, e.j);
-  if (has_x_lo) rel = _mm512_add_pd(rel, x_lo);
-  vdouble r = _mm512_fnmadd_pd(e.k, _mm512_set1_pd(GK_EXP_LN2_16_LO), e.r_hi);
+  vdouble r = has_x_lo ? _mm512_add_pd(e.r_hi, _mm512_fnmadd_pd(e.k, _mm512_set1_pd(GK_EXP_LN2_16_LO), x_lo))
+                       : _mm512_fnmadd_pd(e.k, _mm512_set1_pd(GK_EXP_LN2_16_LO), e.r_hi);
   vdouble r2 = _mm512_mul_pd(r, r);
   vdouble small = _mm512_fmadd_pd(r2, exp_taylor_tail(r, r2), _mm512_add_pd(r, rel));
   return _mm512_scalef_pd(_mm512_fmadd_pd(e.hi, small, e.hi), e.m);
@@ -105,6 +105,30 @@ static inline __attribute__((always_inline)) vdouble exp_bounded_with_correction
 static inline vdouble v_exp_bounded(vdouble x) { return exp_bounded_with_correction(x, x, 0); }
 static inline vdouble v_exp_bounded_corrected(vdouble x, vdouble x_lo) {
   return exp_bounded_with_correction(x, x_lo, 1);
+}
+/* exp(x) for |x| <= 700, whose result is normal (the BSM kernel's discount
+ * factors): the same table and polynomial as v_exp_bounded, but k comes from
+ * the bits of x 16/ln2 + 1.5 2^52 and 2^m is applied by adding m to the
+ * exponent bits. That takes an FMA and integer ops where the general exp
+ * takes two multiplies, two roundings, a conversion and a vscalefpd, which on
+ * Zen 4 occupies an FMA pipe slot like a multiply. */
+static inline vdouble v_exp_normal_range(vdouble x) {
+  const vdouble shift = _mm512_set1_pd(0x1.8p52);
+  vdouble shifted = _mm512_fmadd_pd(x, _mm512_set1_pd(GK_EXP_16_OVER_LN2), shift);
+  __m512i k_bits = _mm512_castpd_si512(shifted); /* 1.5 2^52 + k: j = k mod 16 in the low bits */
+  vdouble k = _mm512_sub_pd(shifted, shift);
+  vdouble r = _mm512_fnmadd_pd(k, _mm512_set1_pd(GK_EXP_LN2_16_LO),
+                               _mm512_fnmadd_pd(k, _mm512_set1_pd(GK_EXP_LN2_16_HI), x));
+  vdouble hi = exp_table_lookup(gk_exp2_sixteenths_hi, k_bits);
+  vdouble rel = exp_table_lookup(gk_exp2_sixteenths_rel, k_bits);
+  vdouble r2 = _mm512_mul_pd(r, r);
+  vdouble small = _mm512_fmadd_pd(r2, exp_taylor_tail(r, r2), _mm512_add_pd(r, rel));
+  vdouble y = _mm512_fmadd_pd(hi, small, hi);
+  /* m = floor(k/16) sits in bits 4..15 of k_bits (1.5 2^52 is a multiple of 16
+   * and adds nothing below bit 51); shifted to the exponent field it wraps
+   * modulo 2^64 like m << 52 itself. */
+  __m512i m_exponent = _mm512_slli_epi64(_mm512_srli_epi64(k_bits, 4), 52);
+  return _mm512_castsi512_pd(_mm512_add_epi64(_mm512_castpd_si512(y), m_exponent));
 }
 /* Any x: clamped first (inf and huge arguments). */
 static inline vdouble v_exp(vdouble x) {
