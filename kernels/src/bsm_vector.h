@@ -5,7 +5,8 @@
  * vdouble, vmask, VLANES and the v_* operations. It follows the scalar reference
  * (kernels/scalar/bsm_scalar.c) formula by formula; it differs in how it gets
  * there (adr/0015; the cost model behind it on Zen 4: adr/0016): one exp per
- * option serves n(d1), n(d2) and both normal CDFs, which come out in units of money, A N(d1) and B N(d2) (normal_vector.h);
+ * option serves n(d1), n(d2) and both normal CDFs, which come out in units of
+ * money, A N(d1) and B N(d2) (normal_vector.h);
  * exp(-rT), exp(-qT) and sqrt(T) are reused while consecutive vectors share
  * (T, r, q); divisions are traded for multiplies by 1/s and 1/S; and a block of
  * vectors goes through two passes, so that the core overlaps their long chains.

@@ -88,19 +88,25 @@ static inline vdouble exp_taylor_tail(vdouble r, vdouble r2) {
   return _mm512_fmadd_pd(c45, r4, _mm512_fmadd_pd(c23, r2, c01));
 }
 
+/* hi (1 + rel) e^r for |r| <= ln2/32: rel (the table's rounding error relative
+ * to hi) joins e^r - 1 before the one product by hi, so the chain after the
+ * polynomial is a single FMA. */
+static inline vdouble exp_of_reduced(vdouble r, vdouble hi, vdouble rel) {
+  vdouble r2 = _mm512_mul_pd(r, r);
+  vdouble small = _mm512_fmadd_pd(r2, exp_taylor_tail(r, r2), _mm512_add_pd(r, rel));
+  return _mm512_fmadd_pd(hi, small, hi);
+}
+
 /* exp(x + x_lo) for -800 <= x <= 709 and |x_lo| <= ulp(x): x_lo joins r
- * (r = r_hi + (x_lo - k ln2_lo/16), no longer a chain than without it), and
- * the table's correction rel joins exp(r) - 1 before the one product by hi,
- * so the chain after the polynomial is an FMA and the scaling. */
+ * (r = r_hi + (x_lo - k ln2_lo/16), no longer a chain than without it; added
+ * after the polynomial instead it would lose x_lo r, 11 ulp at x = -565). */
 static inline __attribute__((always_inline)) vdouble exp_bounded_with_correction(vdouble x, vdouble x_lo,
                                                                                 int has_x_lo) {
   exp_reduction e = exp_reduce(x);
   vdouble rel = exp_table_lookup(gk_exp2_sixteenths_rel, e.j);
   vdouble r = has_x_lo ? _mm512_add_pd(e.r_hi, _mm512_fnmadd_pd(e.k, _mm512_set1_pd(GK_EXP_LN2_16_LO), x_lo))
                        : _mm512_fnmadd_pd(e.k, _mm512_set1_pd(GK_EXP_LN2_16_LO), e.r_hi);
-  vdouble r2 = _mm512_mul_pd(r, r);
-  vdouble small = _mm512_fmadd_pd(r2, exp_taylor_tail(r, r2), _mm512_add_pd(r, rel));
-  return _mm512_scalef_pd(_mm512_fmadd_pd(e.hi, small, e.hi), e.m);
+  return _mm512_scalef_pd(exp_of_reduced(r, e.hi, rel), e.m);
 }
 static inline vdouble v_exp_bounded(vdouble x) { return exp_bounded_with_correction(x, x, 0); }
 static inline vdouble v_exp_bounded_corrected(vdouble x, vdouble x_lo) {
@@ -119,11 +125,8 @@ static inline vdouble v_exp_normal_range(vdouble x) {
   vdouble k = _mm512_sub_pd(shifted, shift);
   vdouble r = _mm512_fnmadd_pd(k, _mm512_set1_pd(GK_EXP_LN2_16_LO),
                                _mm512_fnmadd_pd(k, _mm512_set1_pd(GK_EXP_LN2_16_HI), x));
-  vdouble hi = exp_table_lookup(gk_exp2_sixteenths_hi, k_bits);
-  vdouble rel = exp_table_lookup(gk_exp2_sixteenths_rel, k_bits);
-  vdouble r2 = _mm512_mul_pd(r, r);
-  vdouble small = _mm512_fmadd_pd(r2, exp_taylor_tail(r, r2), _mm512_add_pd(r, rel));
-  vdouble y = _mm512_fmadd_pd(hi, small, hi);
+  vdouble y = exp_of_reduced(r, exp_table_lookup(gk_exp2_sixteenths_hi, k_bits),
+                             exp_table_lookup(gk_exp2_sixteenths_rel, k_bits));
   /* m = floor(k/16) sits in bits 4..15 of k_bits (1.5 2^52 is a multiple of 16
    * and adds nothing below bit 51); shifted to the exponent field it wraps
    * modulo 2^64 like m << 52 itself. */
