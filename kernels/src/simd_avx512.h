@@ -46,8 +46,9 @@ static inline vdouble v_xor(vdouble a, vdouble b) {
 static inline vdouble v_fma(vdouble a, vdouble b, vdouble c) { return _mm512_fmadd_pd(a, b, c); }
 /* exp, within 0.55 ulp (20M points of [-708, 709] against expl, after
  * adr/0016; tests/test_vector_math.c holds it to 1 ulp of libm): 2^(k/16)
- * from a table times a degree-7 polynomial for exp(r), |r| <= ln2/32, scaled by 2^floor(k/16) with vscalefpd (which rounds
- * subnormal results and overflows to inf correctly). Not SLEEF's: on Zen 4
+ * from a table times a degree-7 polynomial for exp(r), |r| <= ln2/32, scaled
+ * by 2^floor(k/16) with vscalefpd (which rounds subnormal results and
+ * overflows to inf correctly). Not SLEEF's: on Zen 4
  * Sleef_expd8_u10avx512f measured ~48 cycles a call here against ~17 ops for this
  * (docs/performance.md); tests hold it to the libm-based scalar kernel.
  * v_exp_bounded is the core for -800 <= x <= 709 (not NaN), without the clamp:
