@@ -118,12 +118,13 @@ static void test_exp_normal_range(void **state) {
   for (int k = 2; k < VLANES; k++) assert_true(ulps(out[k], exp(special[k])) <= 1.0);
 }
 
-/* exp(-d^2/2) the way the BSM kernel's Gaussian factor asks for it: d^2 = hi + lo
- * exactly, exp(-hi/2) corrected by -lo/2. The reference takes the argument in
- * long double, where -(hi + lo)/2 rounds by at most 2^-64 |d|^2/2: 0.02 ulp of
- * the result for |d| <= 8, up to 0.4 ulp at |d| = 38. */
-static void test_exp_corrected(void **state) {
-  (void)state;
+/* exp(-d^2/2) the way the kernels' Gaussian factor asks for it: d^2 = hi + lo
+ * exactly, exp(-hi/2) corrected by -lo/2, plain (v_exp_bounded_corrected) or
+ * as the density n(d) = exp(-d^2/2)/sqrt(2 pi) (v_density_exp_corrected, whose
+ * table holds the constant). The reference takes the argument in long double,
+ * where -(hi + lo)/2 rounds by at most 2^-64 |d|^2/2: 0.02 ulp of the result
+ * for |d| <= 8, up to 0.4 ulp at |d| = 38. */
+static void check_exp_corrected(const char *name, vdouble (*f)(vdouble, vdouble), long double scale) {
   test_rng rng = {16};
   double worst_near = 0, worst_far = 0, d[VLANES], hi[VLANES], lo[VLANES], out[VLANES];
   for (unsigned i = 0; i < POINTS / 4; i += VLANES) {
@@ -132,17 +133,26 @@ static void test_exp_corrected(void **state) {
       hi[k] = -0.5 * (d[k] * d[k]);
       lo[k] = -0.5 * fma(d[k], d[k], -(d[k] * d[k]));
     }
-    v_store(out, v_exp_bounded_corrected(v_load(hi, VLANES), v_load(lo, VLANES)), VLANES);
+    v_store(out, f(v_load(hi, VLANES), v_load(lo, VLANES)), VLANES);
     for (int k = 0; k < VLANES; k++) {
-      double reference = (double)expl((long double)hi[k] + (long double)lo[k]);
+      double reference = (double)(scale * expl((long double)hi[k] + (long double)lo[k]));
       double e = ulps(out[k], reference);
       if (d[k] <= 8.0) worst_near = e > worst_near ? e : worst_near;
       else worst_far = e > worst_far ? e : worst_far;
     }
   }
-  print_message("exp corrected: worst %.3f ulp for |d| <= 8, %.3f ulp beyond\n", worst_near, worst_far);
+  print_message("%s: worst %.3f ulp for |d| <= 8, %.3f ulp beyond\n", name, worst_near, worst_far);
   assert_true(worst_near <= 1.0);
   assert_true(worst_far <= 1.5);
+}
+
+static vdouble vector_exp_corrected(vdouble x, vdouble x_lo) { return v_exp_bounded_corrected(x, x_lo); }
+static vdouble vector_density_exp(vdouble x, vdouble x_lo) { return v_density_exp_corrected(x, x_lo); }
+
+static void test_exp_corrected(void **state) {
+  (void)state;
+  check_exp_corrected("exp corrected", vector_exp_corrected, 1.0L);
+  check_exp_corrected("density exp", vector_density_exp, 1.0L / sqrtl(2.0L * 3.141592653589793238462643383279502884L));
 }
 
 static double log_point(test_rng *rng, size_t i) {
@@ -175,6 +185,27 @@ static void test_log(void **state) {
   assert_true(out[5] == 0 && out[6] == log(4.9406564584124654e-324) && isnan(out[7]));
 }
 
+/* The BSM kernel's S/K: positive and normal within the domain's bounds. */
+static double price_ratio_point(test_rng *rng, size_t i) {
+  const double widest = GK_MAX_PRICE_LEVEL / GK_MIN_PRICE_LEVEL;
+  switch (i % 3) {
+    case 0: return rng_uniform(rng, 0.5, 2.0);
+    case 1: return 1 + rng_uniform(rng, -0.05, 0.05); /* at the money, where the result is small */
+    default: return rng_log_uniform(rng, 1 / widest, widest);
+  }
+}
+
+static vdouble vector_log_normal_positive(vdouble x) { return v_log_normal_positive(x); }
+
+static void test_log_normal_positive(void **state) {
+  (void)state;
+  assert_true(worst_ulps("log_normal_positive", vector_log_normal_positive, log, price_ratio_point, 17) <= 2.0);
+  double special[VLANES] = {1.0, 2.0, 0.5, 1e-27, 1e27, 0.984375, 1.03125, 1.46875}, out[VLANES];
+  v_store(out, v_log_normal_positive(v_load(special, VLANES)), VLANES);
+  assert_true(out[0] == 0);
+  for (int k = 1; k < VLANES; k++) assert_true(ulps(out[k], log(special[k])) <= 2.0);
+}
+
 static void test_log1p(void **state) {
   (void)state;
   assert_true(worst_ulps("log1p", vector_log1p, log1p, log1p_point, 13) <= 1.0);
@@ -196,6 +227,7 @@ int main(void) {
       cmocka_unit_test(test_expm1),
       cmocka_unit_test(test_log),
       cmocka_unit_test(test_log1p),
+      cmocka_unit_test(test_log_normal_positive),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,9 +4,9 @@
  * Included once per ISA translation unit after that ISA's simd_*.h, which supplies
  * vdouble, vmask, VLANES and the v_* operations. It follows the scalar reference
  * (kernels/scalar/bsm_scalar.c) formula by formula; it differs in how it gets
- * there (adr/0015; the cost model behind it on Zen 4: adr/0016): one exp per
- * option serves n(d1), n(d2) and both normal CDFs, which come out in units of
- * money, A N(d1) and B N(d2) (normal_vector.h);
+ * there (adr/0015; the cost model behind it on Zen 4: adr/0016, adr/0017): one
+ * exp per option serves n(d1), n(d2) and both normal CDFs, which come out in
+ * units of money, A N(d1) and B N(d2) (normal_vector.h);
  * exp(-rT), exp(-qT) and sqrt(T) are reused while consecutive vectors share
  * (T, r, q); divisions are traded for multiplies by 1/s and 1/S; and a block of
  * vectors goes through two passes, so that the core overlaps their long chains.
@@ -103,7 +103,7 @@ static inline void update_carry_factors(carry_factors *c, vdouble T, vdouble r, 
  * the collapsed limit the density terms are selected to 0 (d1 may be infinite). */
 typedef struct second_order_inputs {
   vdouble S, K, T, r, q, sigma, omega, carry, discount, sqrt_t, inv_s;
-  vdouble d1, d2, g1, g2, n1, n2;
+  vdouble d1, d2, pdf1, pdf2, n1, n2; /* n(d1), n(d2), N(omega d1), N(omega d2) */
   vdouble vega, gamma; /* from the first-order pass; gamma not yet zeroed when collapsed */
   vmask collapsed;
 } second_order_inputs;
@@ -111,8 +111,7 @@ typedef struct second_order_inputs {
 static inline void store_second_order(const second_order_inputs *v, unsigned outputs,
                                       gk_greeks_batch *out, size_t i, size_t n) {
   const vdouble zero = v_set1(0.0), one = v_set1(1.0), half = v_set1(0.5);
-  vdouble pdf1 = v_mul(v_set1(GK_INV_SQRT_2PI), v->g1);
-  vdouble pdf2 = v_mul(v_set1(GK_INV_SQRT_2PI), v->g2);
+  vdouble pdf1 = v->pdf1, pdf2 = v->pdf2;
   vdouble b = v_sub(v->r, v->q), b_minus_r = v_sub(b, v->r);
   vdouble inv_sigma = v_mul(v->sqrt_t, v->inv_s);
   vdouble sigma_over_s = v_mul(v->sigma, v->inv_s);
@@ -193,7 +192,7 @@ static inline __attribute__((always_inline)) void finish_vector(gk_model model, 
   vmask collapsed = st->collapsed;
 
   vdouble d1 = st->d1, d2 = v_sub(d1, v_mul(v.vol, st->sqrt_t));
-  /* G = A e^{-d1^2/2} = B e^{-d2^2/2}; a_n1 = A N(omega d1), b_n2 = B N(omega d2). */
+  /* G = A n(d1) = B n(d2); a_n1 = A N(omega d1), b_n2 = B N(omega d2). */
   vdouble G, a_n1, b_n2;
   normal_cdf_pair_in_money(v_xor(d1, sign), v_xor(d2, sign), A, B, &G, &a_n1, &b_n2);
   vdouble inv_spot = v_div(v_set1(1.0), S);
@@ -209,7 +208,7 @@ static inline __attribute__((always_inline)) void finish_vector(gk_model model, 
   /* The density terms, computed once for first- and second-order outputs. */
   vdouble vega = zero, gamma_raw = zero;
   if (outputs & (GK_OUT_GAMMA | GK_OUT_VEGA | GK_OUT_THETA | GK_OUT_SECOND_ORDER)) {
-    vdouble a_pdf1 = v_mul(G, v_set1(GK_INV_SQRT_2PI)); /* A n(d1) */
+    vdouble a_pdf1 = G; /* A n(d1) */
     vdouble a_pdf1_over_s = v_mul(a_pdf1, inv_s);
     gamma_raw = v_mul(a_pdf1_over_s, v_mul(inv_spot, inv_spot));
     vega = v_mul(a_pdf1, st->sqrt_t);
@@ -226,12 +225,12 @@ static inline __attribute__((always_inline)) void finish_vector(gk_model model, 
   }
 
   if (outputs & GK_OUT_SECOND_ORDER) {
-    /* Back from money to probabilities: G <= min(A, B), so g <= 1. */
+    /* Back from money to probabilities: G <= min(A, B) n(0). */
     vdouble inv_a = v_div(v_set1(1.0), A), inv_b = v_div(v_set1(1.0), B);
-    vdouble g1 = v_mul(G, inv_a), g2 = v_mul(G, inv_b), n1 = v_mul(a_n1, inv_a), n2 = v_mul(b_n2, inv_b);
+    vdouble pdf1 = v_mul(G, inv_a), pdf2 = v_mul(G, inv_b), n1 = v_mul(a_n1, inv_a), n2 = v_mul(b_n2, inv_b);
     second_order_inputs so = {S,         v.strike,     T,          v.rate, v.yield, v.vol, v.omega,
-                              st->carry, st->discount, st->sqrt_t, inv_s,  d1,      d2,     g1,
-                              g2,        n1,           n2,         vega,   gamma_raw, collapsed};
+                              st->carry, st->discount, st->sqrt_t, inv_s,  d1,      d2,     pdf1,
+                              pdf2,      n1,           n2,         vega,   gamma_raw, collapsed};
     store_second_order(&so, outputs, out, i, n);
   }
 

@@ -3,9 +3,9 @@
  *
  * Included after an ISA's simd_*.h. N(-y) for y >= 0 is exp(-y^2/2) * R(y). Tails
  * come from R directly and are never 1 - N. R has two implementations:
- *  - the BSM kernel: one rational function P/Q on all of [0, 40]
- *    (normal_tail_rational.h, kernels/tools/gen_normal_tail_rational.py; ADR 0015):
- *    20 FMAs and a division per argument, no lookups;
+ *  - the BSM kernel: one rational function P/(sqrt(2 pi) Q) on all of [0, 40]
+ *    (normal_tail_rational.h, kernels/tools/gen_normal_tail_rational.py; ADR 0015,
+ *    adr/0017): 18 FMAs, 2 adds and a division per argument, no lookups;
  *  - the implied-vol and Bachelier kernels: piecewise degree-16 polynomials on 14
  *    intervals (normal_tail_table.h, kernels/tools/gen_normal_tail_table.py), which
  *    the scalar implied-vol kernel mirrors term for term.
@@ -58,49 +58,71 @@ static inline vdouble normal_tail_ratio(vdouble y) {
   return tail_polynomial_estrin(t, idx);
 }
 
+/* lead y2 + next, the first Horner step: an add where lead is 1 (a monic
+ * polynomial's leading term), which runs beside the FMAs. */
+static inline vdouble horner_first_step(double lead, vdouble y2, double next) {
+  return lead == 1.0 ? v_add(y2, v_set1(next)) : v_fma(v_set1(lead), y2, v_set1(next));
+}
+
 /* c[0] + c[1] y + ... + c[degree] y^degree as even(y^2) + y odd(y^2): two Horner
  * chains in y^2 that overlap, one FMA more than Horner in y and half its
  * latency; with positive terms its float64 error is ~4e-16 where plain Horner's
  * reaches ~7e-16 (kernels/tools/gen_normal_tail_rational.py checks the former). */
 static inline vdouble polynomial_even_odd(const double *c, int degree, vdouble y, vdouble y2) {
   int top_even = degree & ~1, top_odd = (degree - 1) | 1;
-  vdouble even = v_set1(c[top_even]), odd = v_set1(c[top_odd]);
-  for (int k = top_even - 2; k >= 0; k -= 2) even = v_fma(even, y2, v_set1(c[k]));
-  for (int k = top_odd - 2; k >= 1; k -= 2) odd = v_fma(odd, y2, v_set1(c[k]));
+  vdouble even = horner_first_step(c[top_even], y2, c[top_even - 2]);
+  vdouble odd = horner_first_step(c[top_odd], y2, c[top_odd - 2]);
+  for (int k = top_even - 4; k >= 0; k -= 2) even = v_fma(even, y2, v_set1(c[k]));
+  for (int k = top_odd - 4; k >= 1; k -= 2) odd = v_fma(odd, y2, v_set1(c[k]));
   return v_fma(odd, y, even);
 }
 
-/* P(y) and Q(y), R(y) ~ P(y)/Q(y) for 0 <= y <= GK_TAIL_Y_MAX. */
+/* P(y) and Q(y), R(y) ~ P(y) / (sqrt(2 pi) Q(y)) for 0 <= y <= GK_TAIL_Y_MAX. */
 static inline void tail_rational_terms(vdouble y, vdouble *p, vdouble *q) {
+  _Static_assert(GK_TAIL_P_DEGREE >= 3 && GK_TAIL_Q_DEGREE >= 3, "polynomial_even_odd takes two steps per half");
   vdouble y2 = v_mul(y, y);
   *p = polynomial_even_odd(gk_tail_p, GK_TAIL_P_DEGREE, y, y2);
   *q = polynomial_even_odd(gk_tail_q, GK_TAIL_Q_DEGREE, y, y2);
 }
 
-/* exp(-d^2/2) accurate to an ulp or two even for large |d|: d^2 is split exactly
- * into hi + lo with an FMA and the exp takes -lo/2 as a correction to its
- * argument -hi/2. |d| is capped at GK_TAIL_Y_MAX, where the result has long
- * underflowed. */
-static inline vdouble gaussian_factor(vdouble d) {
+/* -d^2/2 = hi + lo exactly, for |d| capped at GK_TAIL_Y_MAX (where the
+ * Gaussian has long underflowed): -d/2 is exact, so one product and one FMA
+ * give the split. hi >= -800. */
+static inline void minus_half_square(vdouble d, vdouble *hi, vdouble *lo) {
   vdouble capped = v_min(v_abs(d), v_set1(GK_TAIL_Y_MAX));
-  vdouble hi = v_mul(capped, capped);
-  vdouble lo = v_fma(capped, capped, v_sub(v_set1(0.0), hi));
-  /* -hi/2 >= -800 */
-  return v_exp_bounded_corrected(v_mul(v_set1(-0.5), hi), v_mul(v_set1(-0.5), lo));
+  vdouble minus_half = v_mul(v_set1(-0.5), capped);
+  *hi = v_mul(capped, minus_half);
+  *lo = v_fma(capped, minus_half, v_sub(v_set1(0.0), *hi));
+}
+
+/* exp(-d^2/2) accurate to an ulp or two even for large |d|: the exp takes
+ * -d^2/2's low part as a correction to its argument. */
+static inline vdouble gaussian_factor(vdouble d) {
+  vdouble hi, lo;
+  minus_half_square(d, &hi, &lo);
+  return v_exp_bounded_corrected(hi, lo);
+}
+
+/* The normal density n(d) = exp(-d^2/2) / sqrt(2 pi), as gaussian_factor. */
+static inline vdouble normal_density(vdouble d) {
+  vdouble hi, lo;
+  minus_half_square(d, &hi, &lo);
+  return v_density_exp_corrected(hi, lo);
 }
 
 /* A N(z1) and B N(z2) for z1 = omega d1, z2 = omega d2, in units of money, from
  * one exp and no division but the two of the tails. d1^2 - d2^2 = 2x with
- * x = ln(F/K) = ln(A/B), so G = A exp(-d1^2/2) = B exp(-d2^2/2): the exp is
- * taken for the d nearer zero, times the smaller of A and B (d1 is nearer when
- * x <= 0, i.e. when A <= B and d1 + d2 = 2x/s <= 0). G <= min(A, B) cannot
- * overflow. Each tail is G P(y)/Q(y) directly; the other side is A - tail
- * (the tail is at most A/2 there, so nothing cancels). */
+ * x = ln(F/K) = ln(A/B), so G = A n(d1) = B n(d2): the density is taken for
+ * the d nearer zero, times the smaller of A and B (d1 is nearer when x <= 0,
+ * i.e. when A <= B and d1 + d2 = 2x/s <= 0). G <= min(A, B) cannot overflow.
+ * Each tail is A N(-|d1|) = A n(d1) sqrt(2 pi) R(|d1|) = G P(y)/Q(y) directly
+ * (normal_tail_rational.h); the other side is A - tail (the tail is at most
+ * A/2 there, so nothing cancels). */
 static inline void normal_cdf_pair_in_money(vdouble z1, vdouble z2, vdouble A, vdouble B, vdouble *G,
                                             vdouble *a_n1, vdouble *b_n2) {
   const vdouble y_max = v_set1(GK_TAIL_Y_MAX);
   vdouble y1 = v_abs(z1), y2 = v_abs(z2);
-  *G = v_mul(v_min(A, B), gaussian_factor(v_min(y1, y2))); /* at x = 0 either d is nearer */
+  *G = v_mul(v_min(A, B), normal_density(v_min(y1, y2))); /* at x = 0 either d is nearer */
   vdouble p1, q1, p2, q2;
   tail_rational_terms(v_min(y1, y_max), &p1, &q1);
   tail_rational_terms(v_min(y2, y_max), &p2, &q2);

@@ -48,6 +48,10 @@ static inline vdouble v_exp_bounded_corrected(vdouble x, vdouble x_lo) {
   vdouble g = Sleef_expd4_u10avx2(x);
   return _mm256_fmadd_pd(g, x_lo, g);
 }
+/* exp(x + x_lo) / sqrt(2 pi): the normal density for x + x_lo = -d^2/2. */
+static inline vdouble v_density_exp_corrected(vdouble x, vdouble x_lo) {
+  return _mm256_mul_pd(v_exp_bounded_corrected(x, x_lo), _mm256_set1_pd(0.39894228040143267794));
+}
 static inline vdouble v_log(vdouble a) { return Sleef_logd4_u10avx2(a); }
 static inline vdouble v_log_normal_positive(vdouble a) { return Sleef_logd4_u10avx2(a); }
 static inline vdouble v_erfc(vdouble a) { return Sleef_erfcd4_u15avx2(a); }

@@ -46,7 +46,7 @@ static inline vdouble v_xor(vdouble a, vdouble b) {
 static inline vdouble v_fma(vdouble a, vdouble b, vdouble c) { return _mm512_fmadd_pd(a, b, c); }
 /* exp, within 0.55 ulp (20M points of [-708, 709] against expl, after
  * adr/0016; tests/test_vector_math.c holds it to 1 ulp of libm): 2^(k/16)
- * from a table times a degree-7 polynomial for exp(r), |r| <= ln2/32, scaled
+ * from a table times a degree-6 minimax polynomial for exp(r), |r| <= ln2/32, scaled
  * by 2^floor(k/16) with vscalefpd (which rounds subnormal results and
  * overflows to inf correctly). Not SLEEF's: on Zen 4
  * Sleef_expd8_u10avx512f measured ~48 cycles a call here against ~17 ops for this
@@ -55,10 +55,12 @@ static inline vdouble v_fma(vdouble a, vdouble b, vdouble c) { return _mm512_fma
  * below -746 the scaling by 2^m (m >= -1156) still underflows to 0. */
 /* The reduction v_exp and v_expm1 share: x = (16 m + j) ln2/16 + r, k = 16 m + j
  * nearest to x 16/ln2; r_hi = x - k ln2_hi/16 is exact, the rest of r is left to
- * the caller (each rounds it its own way); hi = 2^(j/16) rounded, and j for the
- * table of its rounding error each caller takes in its own form. */
+ * the caller (each rounds it its own way), and so are the table lookups by j
+ * (2^(j/16) rounded, its rounding error in the caller's form, or a scaled
+ * table). m = k >> 4 from the integer k: a shift and a conversion beside the
+ * FMA pipes, where k/16 rounded down would take a multiply. */
 typedef struct exp_reduction {
-  vdouble k, r_hi, m, hi;
+  vdouble k, r_hi, m;
   __m512i j;
 } exp_reduction;
 
@@ -73,16 +75,24 @@ static inline exp_reduction exp_reduce(vdouble x) {
                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   e.r_hi = _mm512_fnmadd_pd(e.k, _mm512_set1_pd(GK_EXP_LN2_16_HI), x);
   e.j = _mm512_cvtpd_epi64(e.k);
-  e.m = _mm512_roundscale_pd(_mm512_mul_pd(e.k, _mm512_set1_pd(1.0 / 16.0)), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  e.hi = exp_table_lookup(gk_exp2_sixteenths_hi, e.j);
+  e.m = _mm512_cvtepi64_pd(_mm512_srai_epi64(e.j, 4));
   return e;
 }
 
-/* (e^r - 1 - r) / r^2 on |r| <= ln2/32, given r2 = r^2: Estrin's scheme, a
- * chain of 3 FMAs where Horner's is 5 (the exp sits on the BSM kernel's
- * longest dependency chain). */
-static inline vdouble exp_taylor_tail(vdouble r, vdouble r2) {
-  const double *c = gk_exp_taylor; /* 1/7! first */
+/* p(r) ~ (e^r - 1 - r) / r^2 on |r| <= ln2/32, degree 4 (exp_table.h), given
+ * r2 = r^2: four FMAs, and a chain of three from r. */
+static inline vdouble exp_poly_tail(vdouble r, vdouble r2) {
+  const double *c = gk_exp_poly; /* lowest degree first */
+  vdouble low = _mm512_fmadd_pd(_mm512_set1_pd(c[1]), r, _mm512_set1_pd(c[0]));
+  vdouble high = _mm512_fmadd_pd(_mm512_set1_pd(c[4]), r, _mm512_set1_pd(c[3]));
+  high = _mm512_fmadd_pd(high, r, _mm512_set1_pd(c[2]));
+  return _mm512_fmadd_pd(high, r2, low);
+}
+
+/* (e^r - 1 - r) / r^2 by its degree-7 Taylor polynomial, which expm1 needs
+ * (its error counts relative to r): Estrin's scheme, a chain of 3 FMAs. */
+static inline vdouble expm1_taylor_tail(vdouble r, vdouble r2) {
+  const double *c = gk_expm1_taylor; /* 1/7! first */
   vdouble c01 = _mm512_fmadd_pd(_mm512_set1_pd(c[4]), r, _mm512_set1_pd(c[5]));
   vdouble c23 = _mm512_fmadd_pd(_mm512_set1_pd(c[2]), r, _mm512_set1_pd(c[3]));
   vdouble c45 = _mm512_fmadd_pd(_mm512_set1_pd(c[0]), r, _mm512_set1_pd(c[1]));
@@ -95,24 +105,36 @@ static inline vdouble exp_taylor_tail(vdouble r, vdouble r2) {
  * polynomial is a single FMA. */
 static inline vdouble exp_of_reduced(vdouble r, vdouble hi, vdouble rel) {
   vdouble r2 = _mm512_mul_pd(r, r);
-  vdouble small = _mm512_fmadd_pd(r2, exp_taylor_tail(r, r2), _mm512_add_pd(r, rel));
+  vdouble small = _mm512_fmadd_pd(r2, exp_poly_tail(r, r2), _mm512_add_pd(r, rel));
   return _mm512_fmadd_pd(hi, small, hi);
 }
 
-/* exp(x + x_lo) for -800 <= x <= 709 and |x_lo| <= ulp(x): x_lo joins r
- * (r = r_hi + (x_lo - k ln2_lo/16), no longer a chain than without it; added
- * after the polynomial instead it would lose x_lo r, 11 ulp at x = -565). */
+/* table_hi[j] (1 + table_rel[j]) exp(x + x_lo - j ln2/16) 2^m: exp(x + x_lo)
+ * for the 2^(j/16) tables, for -800 <= x <= 709 and |x_lo| <= ulp(x). x_lo
+ * joins r (r = r_hi + (x_lo - k ln2_lo/16), no longer a chain than without
+ * it; added after the polynomial instead it would lose x_lo r, 11 ulp at
+ * x = -565). */
 static inline __attribute__((always_inline)) vdouble exp_bounded_with_correction(vdouble x, vdouble x_lo,
-                                                                                int has_x_lo) {
+                                                                                int has_x_lo,
+                                                                                const double *table_hi,
+                                                                                const double *table_rel) {
   exp_reduction e = exp_reduce(x);
-  vdouble rel = exp_table_lookup(gk_exp2_sixteenths_rel, e.j);
+  vdouble hi = exp_table_lookup(table_hi, e.j), rel = exp_table_lookup(table_rel, e.j);
   vdouble r = has_x_lo ? _mm512_add_pd(e.r_hi, _mm512_fnmadd_pd(e.k, _mm512_set1_pd(GK_EXP_LN2_16_LO), x_lo))
                        : _mm512_fnmadd_pd(e.k, _mm512_set1_pd(GK_EXP_LN2_16_LO), e.r_hi);
-  return _mm512_scalef_pd(exp_of_reduced(r, e.hi, rel), e.m);
+  return _mm512_scalef_pd(exp_of_reduced(r, hi, rel), e.m);
 }
-static inline vdouble v_exp_bounded(vdouble x) { return exp_bounded_with_correction(x, x, 0); }
+static inline vdouble v_exp_bounded(vdouble x) {
+  return exp_bounded_with_correction(x, x, 0, gk_exp2_sixteenths_hi, gk_exp2_sixteenths_rel);
+}
 static inline vdouble v_exp_bounded_corrected(vdouble x, vdouble x_lo) {
-  return exp_bounded_with_correction(x, x_lo, 1);
+  return exp_bounded_with_correction(x, x_lo, 1, gk_exp2_sixteenths_hi, gk_exp2_sixteenths_rel);
+}
+/* exp(x + x_lo) / sqrt(2 pi), as v_exp_bounded_corrected: the normal density
+ * n(d) for x + x_lo = -d^2/2. The constant sits in the table (exp_table.h), so
+ * the density costs no multiply and no rounding beyond the exp's. */
+static inline vdouble v_density_exp_corrected(vdouble x, vdouble x_lo) {
+  return exp_bounded_with_correction(x, x_lo, 1, gk_exp2_sixteenths_density_hi, gk_exp2_sixteenths_density_rel);
 }
 /* exp(x) for |x| <= 700, whose result is normal (the BSM kernel's discount
  * factors): the same table and polynomial as v_exp_bounded, but k comes from
@@ -151,9 +173,10 @@ static inline vdouble v_expm1(vdouble x) {
   /* expm1(-50) rounds to -1; min/max with x second keep a NaN. */
   x = _mm512_max_pd(_mm512_set1_pd(-50.0), _mm512_min_pd(_mm512_set1_pd(710.0), x));
   exp_reduction e = exp_reduce(x);
-  vdouble k = e.k, r_hi = e.r_hi, m = e.m, hi = e.hi, lo = exp_table_lookup(gk_exp2_sixteenths_lo, e.j);
+  vdouble k = e.k, r_hi = e.r_hi, m = e.m, hi = exp_table_lookup(gk_exp2_sixteenths_hi, e.j);
+  vdouble lo = exp_table_lookup(gk_exp2_sixteenths_lo, e.j);
   vdouble r_lo = _mm512_mul_pd(k, _mm512_set1_pd(-GK_EXP_LN2_16_LO)), r = _mm512_add_pd(r_hi, r_lo);
-  vdouble r2 = _mm512_mul_pd(r, r), p = exp_taylor_tail(r, r2);
+  vdouble r2 = _mm512_mul_pd(r, r), p = expm1_taylor_tail(r, r2);
   vdouble head = _mm512_sub_pd(hi, _mm512_scalef_pd(_mm512_set1_pd(1.0), _mm512_sub_pd(_mm512_setzero_pd(), m)));
   vdouble prod = _mm512_mul_pd(hi, r_hi), prod_err = _mm512_fmsub_pd(hi, r_hi, prod);
   vdouble sum = _mm512_add_pd(head, prod), sum_err = _mm512_add_pd(_mm512_sub_pd(head, sum), prod);
@@ -181,13 +204,13 @@ static inline log_reduction log_reduce(vdouble y) {
   return l;
 }
 
-/* Q(r), log1p(r) = r + r^2 Q(r) on |r| <= 0.0315, as odd and even halves in r^2. */
-static inline vdouble log1p_q(vdouble r, vdouble r2) {
-  _Static_assert(GK_LOG_Q_DEGREE == 9, "the even/odd split below assumes degree 9");
-  vdouble odd = _mm512_set1_pd(gk_log_q[0]), even = _mm512_set1_pd(gk_log_q[1]);
-  for (int n = 2; n < 10; n += 2) {
-    odd = _mm512_fmadd_pd(odd, r2, _mm512_set1_pd(gk_log_q[n]));
-    even = _mm512_fmadd_pd(even, r2, _mm512_set1_pd(gk_log_q[n + 1]));
+/* Q(r), log1p(r) = r + r^2 Q(r) on |r| <= 0.0315, from q (highest degree
+ * first, an odd degree) as odd and even halves in r^2. */
+static inline vdouble log1p_q(const double *q, int degree, vdouble r, vdouble r2) {
+  vdouble odd = _mm512_set1_pd(q[0]), even = _mm512_set1_pd(q[1]);
+  for (int n = 2; n <= degree; n += 2) {
+    odd = _mm512_fmadd_pd(odd, r2, _mm512_set1_pd(q[n]));
+    even = _mm512_fmadd_pd(even, r2, _mm512_set1_pd(q[n + 1]));
   }
   return _mm512_fmadd_pd(odd, r, even);
 }
@@ -218,14 +241,16 @@ static inline vdouble v_log(vdouble x) {
   vdouble s1 = _mm512_add_pd(a, l.logc_hi), e1 = _mm512_add_pd(_mm512_sub_pd(a, s1), l.logc_hi);
   vdouble s2 = _mm512_add_pd(s1, r), e2 = _mm512_add_pd(_mm512_sub_pd(s1, s2), r);
   vdouble r2 = _mm512_mul_pd(r, r);
-  vdouble lo = _mm512_add_pd(_mm512_fmadd_pd(r2, log1p_q(r, r2), r_lo), _mm512_add_pd(e1, e2));
+  _Static_assert(GK_LOG_Q_DEGREE % 2 == 1, "log1p_q splits an odd degree");
+  vdouble lo = _mm512_add_pd(_mm512_fmadd_pd(r2, log1p_q(gk_log_q, GK_LOG_Q_DEGREE, r, r2), r_lo), _mm512_add_pd(e1, e2));
   lo = _mm512_add_pd(lo, _mm512_fmadd_pd(k, _mm512_set1_pd(GK_LOG_LN2_LO), l.logc_lo));
   return _mm512_fixupimm_pd(_mm512_add_pd(s2, lo), x, _mm512_set1_epi64(GK_LOG_FIXUP), 0);
 }
 /* log of a positive, normal, finite x (no checks: the BSM kernel's S/K, which
- * the domain bounds keep in range), within ~2 ulp: v_log's reduction and
- * polynomial without its carried rounding errors, which only an implied-vol
- * solver's many evaluations near a root need. k ln2 + log(1/invc) and r have
+ * the domain bounds keep in range), within ~2 ulp: v_log's reduction, a
+ * polynomial two degrees shorter (2.5e-17 of log1p(r), relative to r: far
+ * below the rounding of S/K itself) and none of the carried rounding errors,
+ * which only an implied-vol solver's many evaluations near a root need. k ln2 + log(1/invc) and r have
  * the same sign or |r| < |log(1/invc)|/2, so the final sums cancel at most a
  * bit, and around z = 1 (k = 0, invc = 1) the result is r + r^2 q exactly. */
 static inline vdouble v_log_normal_positive(vdouble x) {
@@ -234,7 +259,9 @@ static inline vdouble v_log_normal_positive(vdouble x) {
   vdouble hi = _mm512_fmadd_pd(l.k, _mm512_set1_pd(GK_LOG_LN2_HI), l.logc_hi);
   vdouble lo = _mm512_fmadd_pd(l.k, _mm512_set1_pd(GK_LOG_LN2_LO), l.logc_lo);
   vdouble r2 = _mm512_mul_pd(r, r);
-  return _mm512_add_pd(hi, _mm512_add_pd(r, _mm512_fmadd_pd(r2, log1p_q(r, r2), lo)));
+  _Static_assert(GK_LOG_Q_SHORT_DEGREE % 2 == 1, "log1p_q splits an odd degree");
+  vdouble q = log1p_q(gk_log_q_short, GK_LOG_Q_SHORT_DEGREE, r, r2);
+  return _mm512_add_pd(hi, _mm512_add_pd(r, _mm512_fmadd_pd(r2, q, lo)));
 }
 /* log1p(u) = log(w) + c/w with w = 1 + u rounded and c its exact rounding
  * error (Fast2Sum), about an ulp; SLEEF's (double-double) cost ~90 cycles a

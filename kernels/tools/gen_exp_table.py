@@ -5,9 +5,14 @@ exp(x) = 2^(k/16) * exp(r), k = round(16 x / ln 2), r = x - k ln2/16, |r| <= ln2
 2^(j/16) for j = k mod 16 comes from a 16-entry table as a hi + lo pair (hi rounded
 to double, lo the rounding error), so the table adds no error beyond the final
 rounding; the exp itself takes lo relative to hi (lo/hi, rel), which lets it add
-the correction to exp(r) - 1 instead of after the product; exp(r) - 1 is a degree-7 Taylor polynomial (truncation < 3e-18 relative
-on |r| <= ln2/32). ln2/16 is split Cody-Waite style into a hi part with 16
-trailing zero bits (so k * hi is exact for |k| < 2^16) and a lo part.
+the correction to exp(r) - 1 instead of after the product. exp(r) - 1 = r + r^2 p(r)
+with p of degree 4, minimax (Remez, below) for the relative error of exp(r) on
+|r| <= ln2/32: 1.2e-17, where the Taylor polynomial of the same degree is off by
+4e-16 and needs degree 7 (two FMAs more) to match. expm1 keeps the degree-7
+Taylor polynomial: its error counts relative to r, not to 1. ln2/16 is split
+Cody-Waite style into a hi part with 16 trailing zero bits (so k * hi is exact
+for |k| < 2^16) and a lo part. A second table pair holds 2^(j/16)/sqrt(2 pi),
+for the normal density n(d) = exp(-d^2/2)/sqrt(2 pi) in one exp.
 
 Run: /usr/bin/python3 kernels/tools/gen_exp_table.py > kernels/src/exp_table.h
 Needs python3-mpmath. The output is committed; the build never runs this.
@@ -25,6 +30,50 @@ def truncate_bits(value, zero_bits):
     return struct.unpack("<d", struct.pack("<Q", bits))[0]
 
 
+def exp_tail(r):
+    """(e^r - 1 - r) / r^2, the function p approximates."""
+    return (mp.exp(r) - 1 - r) / r**2 if r != 0 else mp.mpf(1) / 2
+
+
+def exp_tail_error(coefs, r):
+    """p's error as a relative error of e^r = 1 + r + r^2 p(r)."""
+    return r**2 / mp.exp(r) * (exp_tail(r) - mp.polyval(coefs[::-1], r))
+
+
+def fit_exp_tail(degree):
+    """Remez exchange for p of the given degree on |r| <= ln2/32; lowest degree first."""
+    bound = mp.log(2) / 32
+    n = degree + 2
+    nodes = [bound * mp.cos(mp.pi * (n - 1 - i) / (n - 1)) for i in range(n)]
+    grid = [-bound + 2 * bound * k / 4000 for k in range(4001)]
+    for _ in range(20):
+        system, rhs = mp.matrix(n, n), mp.matrix(n, 1)
+        for i, r in enumerate(nodes):
+            for j in range(degree + 1):
+                system[i, j] = r**j
+            weight = r**2 / mp.exp(r) if r != 0 else mp.mpf("1e-30")
+            system[i, degree + 1] = (-1) ** i / weight
+            rhs[i] = exp_tail(r)
+        solution = mp.lu_solve(system, rhs)
+        coefs = [solution[j] for j in range(degree + 1)]
+        errors = [exp_tail_error(coefs, r) for r in grid]
+        extrema = []
+        for k, e in enumerate(errors):
+            if all(abs(e) >= abs(errors[m]) for m in (k - 1, k + 1) if 0 <= m < len(grid)):
+                if extrema and mp.sign(extrema[-1][1]) == mp.sign(e):
+                    if abs(e) > abs(extrema[-1][1]):
+                        extrema[-1] = (grid[k], e)
+                else:
+                    extrema.append((grid[k], e))
+        while len(extrema) > n:
+            extrema.pop(0 if abs(extrema[0][1]) < abs(extrema[-1][1]) else -1)
+        nodes = [r for r, _ in extrema]
+    rounded = [float(c) for c in coefs]
+    worst = max(abs(exp_tail_error([mp.mpf(c) for c in rounded], r)) for r in grid)
+    assert worst < 2e-17, worst
+    return rounded
+
+
 def main():
     ln2_16 = mp.log(2) / 16
     hi = truncate_bits(float(ln2_16), 16)
@@ -32,7 +81,11 @@ def main():
     his = [float(mp.power(2, mp.mpf(j) / 16)) for j in range(16)]
     los = [float(mp.power(2, mp.mpf(j) / 16) - mp.mpf(h)) for j, h in enumerate(his)]
     rels = [float((mp.power(2, mp.mpf(j) / 16) - mp.mpf(h)) / mp.mpf(h)) for j, h in enumerate(his)]
-    coefs = [float(1 / mp.factorial(n)) for n in range(7, 1, -1)]  # 1/7! .. 1/2!
+    density = [mp.power(2, mp.mpf(j) / 16) / mp.sqrt(2 * mp.pi) for j in range(16)]
+    density_his = [float(v) for v in density]
+    density_rels = [float((v - mp.mpf(h)) / mp.mpf(h)) for v, h in zip(density, density_his)]
+    coefs = fit_exp_tail(4)
+    taylor = [float(1 / mp.factorial(n)) for n in range(7, 1, -1)]  # 1/7! .. 1/2!
 
     def row(values):
         return "{" + ", ".join("%.17g" % v for v in values) + "}"
@@ -44,8 +97,12 @@ def main():
     print("#define GK_EXP_16_OVER_LN2 %.17g" % float(16 / mp.log(2)))
     print("#define GK_EXP_LN2_16_HI %.17g" % hi)
     print("#define GK_EXP_LN2_16_LO %.17g" % lo)
-    print("/* 1/7!, 1/6!, ..., 1/2!: exp(r) - 1 = r + r^2 (1/2! + r (1/3! + ...)). */")
-    print("static const double gk_exp_taylor[6] = %s;" % row(coefs))
+    print("/* exp(r) - 1 = r + r^2 p(r) on |r| <= ln2/32, p minimax of degree 4 for the")
+    print(" * relative error of exp(r) (1.2e-17); lowest degree first. */")
+    print("static const double gk_exp_poly[5] = %s;" % row(coefs))
+    print("/* 1/7!, 1/6!, ..., 1/2!: expm1(r) = r + r^2 (1/2! + r (1/3! + ...)), whose")
+    print(" * error counts relative to r, not to 1: with p it would reach ~2.5 ulp. */")
+    print("static const double gk_expm1_taylor[6] = %s;" % row(taylor))
     print("/* 2^(j/16) = hi[j] + lo[j]. */")
     print("static const double gk_exp2_sixteenths_hi[16] __attribute__((aligned(64))) =")
     print("    %s;" % row(his))
@@ -54,6 +111,12 @@ def main():
     print("/* 2^(j/16) = hi[j] (1 + rel[j]). */")
     print("static const double gk_exp2_sixteenths_rel[16] __attribute__((aligned(64))) =")
     print("    %s;" % row(rels))
+    print("/* 2^(j/16) / sqrt(2 pi) = hi[j] (1 + rel[j]): the same exp times the normal")
+    print(" * density's constant at no cost, exp(-d^2/2) / sqrt(2 pi) = n(d). */")
+    print("static const double gk_exp2_sixteenths_density_hi[16] __attribute__((aligned(64))) =")
+    print("    %s;" % row(density_his))
+    print("static const double gk_exp2_sixteenths_density_rel[16] __attribute__((aligned(64))) =")
+    print("    %s;" % row(density_rels))
     print("")
     print("#endif /* GREEKS_EXP_TABLE_H */")
 

@@ -10,7 +10,8 @@ so that r = z invc_i - 1 is small, |r| < 0.0313, and
     log x = k ln2 + (-log invc_i) + log1p(r),
 with -log invc_i tabulated as a hi + lo pair (so invc's rounding costs
 nothing) and log1p(r) = r + r^2 Q(r), Q a degree-QDEG polynomial fitted by
-Chebyshev interpolation (mpmath.chebyfit) on |r| <= R. ln 2 is split into a hi
+Chebyshev interpolation (mpmath.chebyfit) on |r| <= R (and a shorter one of
+degree QDEG_SHORT for the BSM kernel's log, which needs less). ln 2 is split into a hi
 part with 11 trailing zero bits (k * hi exact for |k| < 2^11) and a lo part.
 
 Run: /usr/bin/python3 kernels/tools/gen_log_table.py > kernels/src/log_table.h
@@ -22,6 +23,9 @@ import mpmath as mp
 
 mp.mp.dps = 60
 QDEG = 9
+# v_log_normal_positive (the BSM kernel's log of S/K) needs less: its error
+# budget is the absolute error that rounding S/K already gives x = log(S/K).
+QDEG_SHORT = 7
 R = mp.mpf("0.0315")
 
 
@@ -45,6 +49,15 @@ def q(r):
     return (mp.log1p(r) - r) / (r * r)
 
 
+def fit_q(degree):
+    """Q, highest degree first, and what its rounded coefficients leave of
+    log1p(r), relative to r."""
+    coefs = [float(c) for c in mp.chebyfit(q, [-R, R], degree + 1)]
+    err = max(abs(mp.polyval([mp.mpf(c) for c in coefs], r) - q(r)) * abs(r)
+              for r in (R * k / 2000 for k in range(-2000, 2001)) if r != 0)
+    return coefs, err
+
+
 def main():
     invc = [float(1 / centre(i)) for i in range(16)]
     logc = [-mp.log(mp.mpf(v)) for v in invc]
@@ -52,11 +65,8 @@ def main():
     logc_lo = [float(v - mp.mpf(h)) for v, h in zip(logc, logc_hi)]
     ln2_hi = truncate_bits(float(mp.log(2)), 11)
     ln2_lo = float(mp.log(2) - mp.mpf(ln2_hi))
-    poly = mp.chebyfit(q, [-R, R], QDEG + 1)  # highest degree first
-    coefs = [float(c) for c in poly]
-    # What the rounded coefficients leave of log1p(r), relative to r.
-    err = max(abs(mp.polyval([mp.mpf(c) for c in coefs], r) - q(r)) * abs(r)
-              for r in (R * k / 2000 for k in range(-2000, 2001)) if r != 0)
+    coefs, err = fit_q(QDEG)
+    coefs_short, err_short = fit_q(QDEG_SHORT)
 
     def row(values):
         return "{" + ", ".join("%.17g" % v for v in values) + "}"
@@ -71,6 +81,9 @@ def main():
     print("/* log1p(r) = r + r^2 Q(r) on |r| <= %s, highest degree first; it leaves\n * %.2g of log1p(r), relative to r. */"
           % (mp.nstr(R, 4), float(err)))
     print("static const double gk_log_q[%d] = %s;" % (QDEG + 1, row(coefs)))
+    print("#define GK_LOG_Q_SHORT_DEGREE %d" % QDEG_SHORT)
+    print("/* The same for v_log_normal_positive, shorter; it leaves %.2g relative to r. */" % float(err_short))
+    print("static const double gk_log_q_short[%d] = %s;" % (QDEG_SHORT + 1, row(coefs_short)))
     print("/* 1/c for each interval, and -log(1/c) = hi + lo. */")
     for name, values in (("gk_log_invc", invc), ("gk_log_logc_hi", logc_hi), ("gk_log_logc_lo", logc_lo)):
         print("static const double %s[16] __attribute__((aligned(64))) =\n    %s;" % (name, row(values)))
