@@ -72,8 +72,8 @@ static inline vdouble polynomial_even_odd(const double *c, int degree, vdouble y
   int top_even = degree & ~1, top_odd = (degree - 1) | 1;
   vdouble even = horner_first_step(c[top_even], y2, c[top_even - 2]);
   vdouble odd = horner_first_step(c[top_odd], y2, c[top_odd - 2]);
-  for (int k = top_even - 4; k >= 0; k -= 2) even = v_fma(even, y2, v_set1(c[k]));
-  for (int k = top_odd - 4; k >= 1; k -= 2) odd = v_fma(odd, y2, v_set1(c[k]));
+  for (int k = top_even - 4; k >= 0; k -= 2) even = v_fma_bcast(even, y2, &c[k]);
+  for (int k = top_odd - 4; k >= 1; k -= 2) odd = v_fma_bcast(odd, y2, &c[k]);
   return v_fma(odd, y, even);
 }
 
@@ -89,8 +89,9 @@ static inline void tail_rational_terms(vdouble y, vdouble *p, vdouble *q) {
  * Gaussian has long underflowed): -d/2 is exact, so one product and one FMA
  * give the split. hi >= -800. */
 static inline void minus_half_square(vdouble d, vdouble *hi, vdouble *lo) {
+  static const double minus_one_half = -0.5;
   vdouble capped = v_min(v_abs(d), v_set1(GK_TAIL_Y_MAX));
-  vdouble minus_half = v_mul(v_set1(-0.5), capped);
+  vdouble minus_half = v_mul_bcast(capped, &minus_one_half);
   *hi = v_mul(capped, minus_half);
   *lo = v_fma(capped, minus_half, v_sub(v_set1(0.0), *hi));
 }

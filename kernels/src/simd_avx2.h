@@ -38,6 +38,9 @@ static inline vdouble v_and(vdouble a, vdouble b) { return _mm256_and_pd(a, b); 
 static inline vdouble v_xor(vdouble a, vdouble b) { return _mm256_xor_pd(a, b); }
 /* a * b + c with one rounding. */
 static inline vdouble v_fma(vdouble a, vdouble b, vdouble c) { return _mm256_fmadd_pd(a, b, c); }
+/* With a constant from memory (an AVX-512 device, simd_avx512.h; plain here). */
+static inline vdouble v_fma_bcast(vdouble a, vdouble b, const double *c) { return _mm256_fmadd_pd(a, b, _mm256_set1_pd(*c)); }
+static inline vdouble v_mul_bcast(vdouble a, const double *c) { return _mm256_mul_pd(a, _mm256_set1_pd(*c)); }
 static inline vdouble v_exp(vdouble a) { return Sleef_expd4_u10avx2(a); }
 /* v_exp for -800 <= x <= 709 (the AVX-512 one skips its clamp there). */
 static inline vdouble v_exp_bounded(vdouble a) { return Sleef_expd4_u10avx2(a); }

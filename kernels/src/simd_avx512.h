@@ -44,6 +44,33 @@ static inline vdouble v_xor(vdouble a, vdouble b) {
 }
 /* a * b + c with one rounding. */
 static inline vdouble v_fma(vdouble a, vdouble b, vdouble c) { return _mm512_fmadd_pd(a, b, c); }
+/* Operations with one operand a constant broadcast from memory ({1to8}), an
+ * 8-byte load. The kernels use more constants than there are registers, and
+ * GCC keeps each in a full register that it spills to the stack and reloads
+ * as a 64-byte operand; those loads measurably slowed the BSM kernel
+ * (adr/0017). Inline assembly because GCC picks the embedded broadcast only
+ * where it cannot hoist the constant. */
+static inline vdouble v_fma_bcast(vdouble a, vdouble b, const double *c) { /* a b + *c */
+  __asm__("vfmadd213pd %2%{1to8%}, %1, %0" : "+v"(a) : "v"(b), "m"(*c));
+  return a;
+}
+static inline vdouble v_fma_bcast_factor(vdouble a, const double *c, vdouble b) { /* a *c + b */
+  __asm__("vfmadd132pd %2%{1to8%}, %1, %0" : "+v"(a) : "v"(b), "m"(*c));
+  return a;
+}
+static inline vdouble v_fnma_bcast_factor(vdouble a, const double *c, vdouble b) { /* b - a *c */
+  __asm__("vfnmadd132pd %2%{1to8%}, %1, %0" : "+v"(a) : "v"(b), "m"(*c));
+  return a;
+}
+static inline vdouble v_mul_bcast(vdouble a, const double *c) { /* a *c */
+  vdouble product;
+  __asm__("vmulpd %2%{1to8%}, %1, %0" : "=v"(product) : "v"(a), "m"(*c));
+  return product;
+}
+/* The exp's and log's reduction constants, addressable for the above. */
+static const double gk_exp_16_over_ln2 = GK_EXP_16_OVER_LN2, gk_exp_ln2_16_hi = GK_EXP_LN2_16_HI,
+                    gk_exp_ln2_16_lo = GK_EXP_LN2_16_LO, gk_log_ln2_hi = GK_LOG_LN2_HI,
+                    gk_log_ln2_lo = GK_LOG_LN2_LO;
 /* exp, within 0.55 ulp (20M points of [-708, 709] against expl, after
  * adr/0016; tests/test_vector_math.c holds it to 1 ulp of libm): 2^(k/16)
  * from a table times a degree-6 minimax polynomial for exp(r), |r| <= ln2/32, scaled
@@ -71,9 +98,8 @@ static inline vdouble exp_table_lookup(const double *table, __m512i j) {
 
 static inline exp_reduction exp_reduce(vdouble x) {
   exp_reduction e;
-  e.k = _mm512_roundscale_pd(_mm512_mul_pd(x, _mm512_set1_pd(GK_EXP_16_OVER_LN2)),
-                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  e.r_hi = _mm512_fnmadd_pd(e.k, _mm512_set1_pd(GK_EXP_LN2_16_HI), x);
+  e.k = _mm512_roundscale_pd(v_mul_bcast(x, &gk_exp_16_over_ln2), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  e.r_hi = v_fnma_bcast_factor(e.k, &gk_exp_ln2_16_hi, x);
   e.j = _mm512_cvtpd_epi64(e.k);
   e.m = _mm512_cvtepi64_pd(_mm512_srai_epi64(e.j, 4));
   return e;
@@ -83,9 +109,9 @@ static inline exp_reduction exp_reduce(vdouble x) {
  * r2 = r^2: four FMAs, and a chain of three from r. */
 static inline vdouble exp_poly_tail(vdouble r, vdouble r2) {
   const double *c = gk_exp_poly; /* lowest degree first */
-  vdouble low = _mm512_fmadd_pd(_mm512_set1_pd(c[1]), r, _mm512_set1_pd(c[0]));
-  vdouble high = _mm512_fmadd_pd(_mm512_set1_pd(c[4]), r, _mm512_set1_pd(c[3]));
-  high = _mm512_fmadd_pd(high, r, _mm512_set1_pd(c[2]));
+  vdouble low = v_fma_bcast_factor(r, &c[1], _mm512_set1_pd(c[0]));
+  vdouble high = v_fma_bcast_factor(r, &c[4], _mm512_set1_pd(c[3]));
+  high = v_fma_bcast(high, r, &c[2]);
   return _mm512_fmadd_pd(high, r2, low);
 }
 
@@ -120,8 +146,8 @@ static inline __attribute__((always_inline)) vdouble exp_bounded_with_correction
                                                                                 const double *table_rel) {
   exp_reduction e = exp_reduce(x);
   vdouble hi = exp_table_lookup(table_hi, e.j), rel = exp_table_lookup(table_rel, e.j);
-  vdouble r = has_x_lo ? _mm512_add_pd(e.r_hi, _mm512_fnmadd_pd(e.k, _mm512_set1_pd(GK_EXP_LN2_16_LO), x_lo))
-                       : _mm512_fnmadd_pd(e.k, _mm512_set1_pd(GK_EXP_LN2_16_LO), e.r_hi);
+  vdouble r = has_x_lo ? _mm512_add_pd(e.r_hi, v_fnma_bcast_factor(e.k, &gk_exp_ln2_16_lo, x_lo))
+                       : v_fnma_bcast_factor(e.k, &gk_exp_ln2_16_lo, e.r_hi);
   return _mm512_scalef_pd(exp_of_reduced(r, hi, rel), e.m);
 }
 static inline vdouble v_exp_bounded(vdouble x) {
@@ -144,11 +170,10 @@ static inline vdouble v_density_exp_corrected(vdouble x, vdouble x_lo) {
  * Zen 4 occupies an FMA pipe slot like a multiply. */
 static inline vdouble v_exp_normal_range(vdouble x) {
   const vdouble shift = _mm512_set1_pd(0x1.8p52);
-  vdouble shifted = _mm512_fmadd_pd(x, _mm512_set1_pd(GK_EXP_16_OVER_LN2), shift);
+  vdouble shifted = v_fma_bcast_factor(x, &gk_exp_16_over_ln2, shift);
   __m512i k_bits = _mm512_castpd_si512(shifted); /* 1.5 2^52 + k: j = k mod 16 in the low bits */
   vdouble k = _mm512_sub_pd(shifted, shift);
-  vdouble r = _mm512_fnmadd_pd(k, _mm512_set1_pd(GK_EXP_LN2_16_LO),
-                               _mm512_fnmadd_pd(k, _mm512_set1_pd(GK_EXP_LN2_16_HI), x));
+  vdouble r = v_fnma_bcast_factor(k, &gk_exp_ln2_16_lo, v_fnma_bcast_factor(k, &gk_exp_ln2_16_hi, x));
   vdouble y = exp_of_reduced(r, exp_table_lookup(gk_exp2_sixteenths_hi, k_bits),
                              exp_table_lookup(gk_exp2_sixteenths_rel, k_bits));
   /* m = floor(k/16) sits in bits 4..15 of k_bits (1.5 2^52 is a multiple of 16
@@ -209,8 +234,8 @@ static inline log_reduction log_reduce(vdouble y) {
 static inline vdouble log1p_q(const double *q, int degree, vdouble r, vdouble r2) {
   vdouble odd = _mm512_set1_pd(q[0]), even = _mm512_set1_pd(q[1]);
   for (int n = 2; n <= degree; n += 2) {
-    odd = _mm512_fmadd_pd(odd, r2, _mm512_set1_pd(q[n]));
-    even = _mm512_fmadd_pd(even, r2, _mm512_set1_pd(q[n + 1]));
+    odd = v_fma_bcast(odd, r2, &q[n]);
+    even = v_fma_bcast(even, r2, &q[n + 1]);
   }
   return _mm512_fmadd_pd(odd, r, even);
 }
@@ -256,8 +281,8 @@ static inline vdouble v_log(vdouble x) {
 static inline vdouble v_log_normal_positive(vdouble x) {
   log_reduction l = log_reduce(x);
   vdouble r = _mm512_fmsub_pd(l.z, l.invc, _mm512_set1_pd(1.0));
-  vdouble hi = _mm512_fmadd_pd(l.k, _mm512_set1_pd(GK_LOG_LN2_HI), l.logc_hi);
-  vdouble lo = _mm512_fmadd_pd(l.k, _mm512_set1_pd(GK_LOG_LN2_LO), l.logc_lo);
+  vdouble hi = v_fma_bcast_factor(l.k, &gk_log_ln2_hi, l.logc_hi);
+  vdouble lo = v_fma_bcast_factor(l.k, &gk_log_ln2_lo, l.logc_lo);
   vdouble r2 = _mm512_mul_pd(r, r);
   _Static_assert(GK_LOG_Q_SHORT_DEGREE % 2 == 1, "log1p_q splits an odd degree");
   vdouble q = log1p_q(gk_log_q_short, GK_LOG_Q_SHORT_DEGREE, r, r2);
