@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernel_internal.h"
+
 #define VLANES 4
 typedef __m256d vdouble;
 typedef __m256d vmask; /* all-ones lanes are true */
@@ -53,7 +55,7 @@ static inline vdouble v_exp_bounded_corrected(vdouble x, vdouble x_lo) {
 }
 /* exp(x + x_lo) / sqrt(2 pi): the normal density for x + x_lo = -d^2/2. */
 static inline vdouble v_density_exp_corrected(vdouble x, vdouble x_lo) {
-  return _mm256_mul_pd(v_exp_bounded_corrected(x, x_lo), _mm256_set1_pd(0.39894228040143267794));
+  return _mm256_mul_pd(v_exp_bounded_corrected(x, x_lo), _mm256_set1_pd(GK_INV_SQRT_2PI));
 }
 static inline vdouble v_log(vdouble a) { return Sleef_logd4_u10avx2(a); }
 static inline vdouble v_log_normal_positive(vdouble a) { return Sleef_logd4_u10avx2(a); }
