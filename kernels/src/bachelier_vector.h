@@ -22,7 +22,7 @@ static inline vmask bachelier_in_domain(const vector_inputs *v, vmask type_valid
 static inline void price_bachelier_vector(const vector_inputs *v, unsigned outputs,
                                           gk_greeks_batch *out, size_t i, size_t n) {
   const vdouble zero = v_set1(0.0), one = v_set1(1.0), half = v_set1(0.5);
-  vdouble F = v->spot, K = v->strike, T = v->expiry, r = v->rate, sigma = v->vol, omega = v->omega;
+  vdouble F = v->spot, K = v->strike, T = v->expiry, r = v->rate, sigma = v->vol, omega = v_xor(v->put_sign, one);
   vdouble D = v_exp(v_mul(v_sub(zero, r), T)), sqrt_t = v_sqrt(T), s = v_mul(sigma, sqrt_t);
   vdouble gap = v_sub(F, K);
   vdouble level = v_max(one, v_max(v_abs(F), v_abs(K)));

@@ -20,7 +20,8 @@
 #include "normal_vector.h"
 
 typedef struct vector_inputs {
-  vdouble spot, strike, expiry, rate, yield, vol, omega;
+  vdouble spot, strike, expiry, rate, yield, vol;
+  vdouble put_sign; /* -0.0 for puts, +0.0 for calls */
 } vector_inputs;
 
 /* Loads n <= VLANES elements starting at i. Lanes past n read as 0 (invalid). */
@@ -34,7 +35,7 @@ static inline vector_inputs load_inputs(gk_model model, const gk_option_batch *i
   /* Black-76: b = 0, i.e. the future carries at the discount rate (q = r). */
   v.yield = model == GK_MODEL_BLACK76 ? v.rate : v_load(in->yield + i, n);
   v.vol = v_load(in->vol + i, n);
-  v.omega = v_load_omega(in->type + i, n, valid);
+  v.put_sign = v_load_put_sign(in->type + i, n, valid);
   return v;
 }
 
@@ -94,8 +95,8 @@ static inline void update_carry_factors(carry_factors *c, vdouble T, vdouble r, 
   c->expiry = T, c->rate = r, c->yield = q;
   c->sqrt_t = v_sqrt(T);
   /* |r T|, |q T| <= GK_MAX_ABS_RATE GK_MAX_EXPIRY = 500 on valid and neutral lanes */
-  c->discount = v_exp_normal_range(v_mul(v_sub(v_set1(0.0), r), T));
-  c->carry = v_exp_normal_range(v_mul(v_sub(v_set1(0.0), q), T));
+  c->discount = v_exp_normal_range_of_minus(v_mul(r, T));
+  c->carry = v_exp_normal_range_of_minus(v_mul(q, T));
 }
 
 /* The nine second-order Greeks (formulas: kernels/scalar/bsm_scalar.c). Divisions
@@ -187,7 +188,7 @@ static inline __attribute__((always_inline)) void finish_vector(gk_model model, 
   vmask type_valid;
   vector_inputs v = load_inputs(model, in, i, n, &type_valid);
   if (st->invalid_lanes != 0 || n < VLANES) neutralize_invalid_lanes(&v, st->valid);
-  vdouble S = v.spot, T = v.expiry, sign = v_and(v.omega, v_set1(-0.0)), inv_s = st->inv_s;
+  vdouble S = v.spot, T = v.expiry, sign = v.put_sign, inv_s = st->inv_s;
   vdouble A = v_mul(S, st->carry), B = v_mul(v.strike, st->discount);
   vmask collapsed = st->collapsed;
 
@@ -218,9 +219,8 @@ static inline __attribute__((always_inline)) void finish_vector(gk_model model, 
       /* A n(d1) sigma / (2 sqrt T) = A n(d1) / s * sigma^2 / 2: no division by sqrt T. */
       vdouble half_sigma = v_mul(v_set1(0.5), v.vol);
       vdouble decay = v_select(collapsed, zero, a_pdf1_over_s);
-      vdouble drift = v_xor(v_fma(v.yield, a_n1, v_mul(v_sub(zero, v.rate), b_n2)), sign);
-      store_output(out->theta + i, outputs, GK_OUT_THETA,
-                   v_fma(v_sub(zero, decay), v_mul(half_sigma, v.vol), drift), n);
+      vdouble drift = v_xor(v_fnma(v.rate, b_n2, v_mul(v.yield, a_n1)), sign);
+      store_output(out->theta + i, outputs, GK_OUT_THETA, v_fnma(decay, v_mul(half_sigma, v.vol), drift), n);
     }
   }
 
@@ -228,7 +228,8 @@ static inline __attribute__((always_inline)) void finish_vector(gk_model model, 
     /* Back from money to probabilities: G <= min(A, B) n(0). */
     vdouble inv_a = v_div(v_set1(1.0), A), inv_b = v_div(v_set1(1.0), B);
     vdouble pdf1 = v_mul(G, inv_a), pdf2 = v_mul(G, inv_b), n1 = v_mul(a_n1, inv_a), n2 = v_mul(b_n2, inv_b);
-    second_order_inputs so = {S,         v.strike,     T,          v.rate, v.yield, v.vol, v.omega,
+    vdouble omega = v_xor(sign, v_set1(1.0));
+    second_order_inputs so = {S,         v.strike,     T,          v.rate, v.yield, v.vol, omega,
                               st->carry, st->discount, st->sqrt_t, inv_s,  d1,      d2,     pdf1,
                               pdf2,      n1,           n2,         vega,   gamma_raw, collapsed};
     store_second_order(&so, outputs, out, i, n);

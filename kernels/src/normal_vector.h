@@ -85,29 +85,29 @@ static inline void tail_rational_terms(vdouble y, vdouble *p, vdouble *q) {
   *q = polynomial_even_odd(gk_tail_q, GK_TAIL_Q_DEGREE, y, y2);
 }
 
-/* -d^2/2 = hi + lo exactly, for |d| capped at GK_TAIL_Y_MAX (where the
- * Gaussian has long underflowed): -d/2 is exact, so one product and one FMA
+/* -y^2/2 = hi + lo exactly, for 0 <= y <= GK_TAIL_Y_MAX (beyond it the
+ * Gaussian has long underflowed): -y/2 is exact, so one product and one FMA
  * give the split. hi >= -800. */
-static inline void minus_half_square(vdouble d, vdouble *hi, vdouble *lo) {
+static inline void minus_half_square_capped(vdouble y, vdouble *hi, vdouble *lo) {
   static const double minus_one_half = -0.5;
-  vdouble capped = v_min(v_abs(d), v_set1(GK_TAIL_Y_MAX));
-  vdouble minus_half = v_mul_bcast(capped, &minus_one_half);
-  *hi = v_mul(capped, minus_half);
-  *lo = v_fma(capped, minus_half, v_sub(v_set1(0.0), *hi));
+  vdouble minus_half = v_mul_bcast(y, &minus_one_half);
+  *hi = v_mul(y, minus_half);
+  *lo = v_fms(y, minus_half, *hi);
 }
 
 /* exp(-d^2/2) accurate to an ulp or two even for large |d|: the exp takes
  * -d^2/2's low part as a correction to its argument. */
 static inline vdouble gaussian_factor(vdouble d) {
   vdouble hi, lo;
-  minus_half_square(d, &hi, &lo);
+  minus_half_square_capped(v_min(v_abs(d), v_set1(GK_TAIL_Y_MAX)), &hi, &lo);
   return v_exp_bounded_corrected(hi, lo);
 }
 
-/* The normal density n(d) = exp(-d^2/2) / sqrt(2 pi), as gaussian_factor. */
-static inline vdouble normal_density(vdouble d) {
+/* The normal density n(y) = exp(-y^2/2) / sqrt(2 pi), as gaussian_factor, for
+ * 0 <= y <= GK_TAIL_Y_MAX. */
+static inline vdouble normal_density_capped(vdouble y) {
   vdouble hi, lo;
-  minus_half_square(d, &hi, &lo);
+  minus_half_square_capped(y, &hi, &lo);
   return v_density_exp_corrected(hi, lo);
 }
 
@@ -122,11 +122,11 @@ static inline vdouble normal_density(vdouble d) {
 static inline void normal_cdf_pair_in_money(vdouble z1, vdouble z2, vdouble A, vdouble B, vdouble *G,
                                             vdouble *a_n1, vdouble *b_n2) {
   const vdouble y_max = v_set1(GK_TAIL_Y_MAX);
-  vdouble y1 = v_abs(z1), y2 = v_abs(z2);
-  *G = v_mul(v_min(A, B), normal_density(v_min(y1, y2))); /* at x = 0 either d is nearer */
+  vdouble y1 = v_min(v_abs(z1), y_max), y2 = v_min(v_abs(z2), y_max);
+  *G = v_mul(v_min(A, B), normal_density_capped(v_min(y1, y2))); /* at x = 0 either d is nearer */
   vdouble p1, q1, p2, q2;
-  tail_rational_terms(v_min(y1, y_max), &p1, &q1);
-  tail_rational_terms(v_min(y2, y_max), &p2, &q2);
+  tail_rational_terms(y1, &p1, &q1);
+  tail_rational_terms(y2, &p2, &q2);
   /* P/Q does not wait for G: the division leaves the exp's dependency chain. */
   vdouble tail1 = v_mul(*G, v_div(p1, q1)), tail2 = v_mul(*G, v_div(p2, q2));
   /* z = -0.0 or +0.0 alike give A/2: a select on the sign bit is exact. */

@@ -40,6 +40,10 @@ static inline vdouble v_and(vdouble a, vdouble b) { return _mm256_and_pd(a, b); 
 static inline vdouble v_xor(vdouble a, vdouble b) { return _mm256_xor_pd(a, b); }
 /* a * b + c with one rounding. */
 static inline vdouble v_fma(vdouble a, vdouble b, vdouble c) { return _mm256_fmadd_pd(a, b, c); }
+/* a * b - c with one rounding. */
+static inline vdouble v_fms(vdouble a, vdouble b, vdouble c) { return _mm256_fmsub_pd(a, b, c); }
+/* c - a * b with one rounding. */
+static inline vdouble v_fnma(vdouble a, vdouble b, vdouble c) { return _mm256_fnmadd_pd(a, b, c); }
 /* With a constant from memory (an AVX-512 device, simd_avx512.h; plain here). */
 static inline vdouble v_fma_bcast(vdouble a, vdouble b, const double *c) { return _mm256_fmadd_pd(a, b, _mm256_set1_pd(*c)); }
 static inline vdouble v_mul_bcast(vdouble a, const double *c) { return _mm256_mul_pd(a, _mm256_set1_pd(*c)); }
@@ -48,6 +52,8 @@ static inline vdouble v_exp(vdouble a) { return Sleef_expd4_u10avx2(a); }
 static inline vdouble v_exp_bounded(vdouble a) { return Sleef_expd4_u10avx2(a); }
 /* exp(x) for |x| <= 700 (normal results). */
 static inline vdouble v_exp_normal_range(vdouble a) { return Sleef_expd4_u10avx2(a); }
+/* exp(-y) for |y| <= 700. */
+static inline vdouble v_exp_normal_range_of_minus(vdouble y) { return Sleef_expd4_u10avx2(_mm256_xor_pd(y, _mm256_set1_pd(-0.0))); }
 /* exp(x + x_lo) for |x_lo| <= ulp(x): exp(x) (1 + x_lo). */
 static inline vdouble v_exp_bounded_corrected(vdouble x, vdouble x_lo) {
   vdouble g = Sleef_expd4_u10avx2(x);
@@ -103,19 +109,23 @@ static inline vdouble v_lookup16(const double *table, vindex idx) {
   return _mm256_i64gather_pd(table, idx, 8);
 }
 
-/* Reads n option-type bytes: omega = -1 for puts, +1 otherwise; *valid marks lanes
- * holding GK_CALL or GK_PUT. Reads nothing past p[n-1]. */
-static inline vdouble v_load_omega(const uint8_t *p, size_t n, vmask *valid) {
+/* Reads n option-type bytes: -0.0 for puts, +0.0 otherwise (the sign that
+ * turns a call's formula into the put's); *valid marks lanes holding GK_CALL or
+ * GK_PUT. Reads nothing past p[n-1]. */
+static inline vdouble v_load_put_sign(const uint8_t *p, size_t n, vmask *valid) {
   uint32_t bytes = 0;
   /* A constant length compiles to one load; a variable one went through the stack. */
   if (n == VLANES) memcpy(&bytes, p, VLANES);
   else memcpy(&bytes, p, n);
   __m256i types = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128((int)bytes));
-  __m256i one = _mm256_set1_epi64x(1);
-  *valid = _mm256_castsi256_pd(_mm256_xor_si256(_mm256_cmpgt_epi64(types, one),
+  *valid = _mm256_castsi256_pd(_mm256_xor_si256(_mm256_cmpgt_epi64(types, _mm256_set1_epi64x(1)),
                                                 _mm256_set1_epi64x(-1)));
-  vmask is_put = _mm256_castsi256_pd(_mm256_cmpeq_epi64(types, one));
-  return _mm256_blendv_pd(_mm256_set1_pd(1.0), _mm256_set1_pd(-1.0), is_put);
+  /* GK_PUT = 1: shifted into the sign bit it is -0.0. */
+  return _mm256_castsi256_pd(_mm256_slli_epi64(types, 63));
+}
+/* As v_load_put_sign, but omega = -1 for puts, +1 otherwise. */
+static inline vdouble v_load_omega(const uint8_t *p, size_t n, vmask *valid) {
+  return _mm256_xor_pd(v_load_put_sign(p, n, valid), _mm256_set1_pd(1.0));
 }
 
 #endif /* GREEKS_SIMD_AVX2_H */

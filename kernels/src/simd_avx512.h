@@ -44,6 +44,10 @@ static inline vdouble v_xor(vdouble a, vdouble b) {
 }
 /* a * b + c with one rounding. */
 static inline vdouble v_fma(vdouble a, vdouble b, vdouble c) { return _mm512_fmadd_pd(a, b, c); }
+/* a * b - c with one rounding. */
+static inline vdouble v_fms(vdouble a, vdouble b, vdouble c) { return _mm512_fmsub_pd(a, b, c); }
+/* c - a * b with one rounding. */
+static inline vdouble v_fnma(vdouble a, vdouble b, vdouble c) { return _mm512_fnmadd_pd(a, b, c); }
 /* Operations with one operand a constant broadcast from memory ({1to8}), an
  * 8-byte load. The kernels use more constants than there are registers, and
  * GCC keeps each in a full register that it spills to the stack and reloads
@@ -60,6 +64,10 @@ static inline vdouble v_fma_bcast_factor(vdouble a, const double *c, vdouble b) 
 }
 static inline vdouble v_fnma_bcast_factor(vdouble a, const double *c, vdouble b) { /* b - a *c */
   __asm__("vfnmadd132pd %2%{1to8%}, %1, %0" : "+v"(a) : "v"(b), "m"(*c));
+  return a;
+}
+static inline vdouble v_fnms_bcast_factor(vdouble a, const double *c, vdouble b) { /* -(a *c) - b */
+  __asm__("vfnmsub132pd %2%{1to8%}, %1, %0" : "+v"(a) : "v"(b), "m"(*c));
   return a;
 }
 static inline vdouble v_mul_bcast(vdouble a, const double *c) { /* a *c */
@@ -168,20 +176,27 @@ static inline vdouble v_density_exp_corrected(vdouble x, vdouble x_lo) {
  * exponent bits. That takes an FMA and integer ops where the general exp
  * takes two multiplies, two roundings, a conversion and a vscalefpd, which on
  * Zen 4 occupies an FMA pipe slot like a multiply. */
-static inline vdouble v_exp_normal_range(vdouble x) {
+static inline __attribute__((always_inline)) vdouble exp_normal_range_signed(vdouble y, int negated) {
   const vdouble shift = _mm512_set1_pd(0x1.8p52);
-  vdouble shifted = v_fma_bcast_factor(x, &gk_exp_16_over_ln2, shift);
+  /* x = -y or y; k and r_hi take the sign in their FMAs, exactly */
+  vdouble shifted = negated ? v_fnma_bcast_factor(y, &gk_exp_16_over_ln2, shift)
+                            : v_fma_bcast_factor(y, &gk_exp_16_over_ln2, shift);
   __m512i k_bits = _mm512_castpd_si512(shifted); /* 1.5 2^52 + k: j = k mod 16 in the low bits */
   vdouble k = _mm512_sub_pd(shifted, shift);
-  vdouble r = v_fnma_bcast_factor(k, &gk_exp_ln2_16_lo, v_fnma_bcast_factor(k, &gk_exp_ln2_16_hi, x));
-  vdouble y = exp_of_reduced(r, exp_table_lookup(gk_exp2_sixteenths_hi, k_bits),
+  vdouble r_hi = negated ? v_fnms_bcast_factor(k, &gk_exp_ln2_16_hi, y) : v_fnma_bcast_factor(k, &gk_exp_ln2_16_hi, y);
+  vdouble r = v_fnma_bcast_factor(k, &gk_exp_ln2_16_lo, r_hi);
+  vdouble e = exp_of_reduced(r, exp_table_lookup(gk_exp2_sixteenths_hi, k_bits),
                              exp_table_lookup(gk_exp2_sixteenths_rel, k_bits));
   /* m = floor(k/16) sits in bits 4..15 of k_bits (1.5 2^52 is a multiple of 16
    * and adds nothing below bit 51); shifted to the exponent field it wraps
    * modulo 2^64 like m << 52 itself. */
   __m512i m_exponent = _mm512_slli_epi64(_mm512_srli_epi64(k_bits, 4), 52);
-  return _mm512_castsi512_pd(_mm512_add_epi64(_mm512_castpd_si512(y), m_exponent));
+  return _mm512_castsi512_pd(_mm512_add_epi64(_mm512_castpd_si512(e), m_exponent));
 }
+static inline vdouble v_exp_normal_range(vdouble x) { return exp_normal_range_signed(x, 0); }
+/* exp(-y) for |y| <= 700, as v_exp_normal_range(-y) bit for bit: the
+ * negation folds into the reduction's FMAs instead of costing an operation. */
+static inline vdouble v_exp_normal_range_of_minus(vdouble y) { return exp_normal_range_signed(y, 1); }
 /* Any x: clamped first (inf and huge arguments). */
 static inline vdouble v_exp(vdouble x) {
   return v_exp_bounded(_mm512_max_pd(_mm512_min_pd(x, _mm512_set1_pd(710.0)), _mm512_set1_pd(-746.0)));
@@ -347,9 +362,10 @@ static inline vdouble v_lookup16(const double *table, vindex idx) {
   return _mm512_permutex2var_pd(_mm512_load_pd(table), idx, _mm512_load_pd(table + 8));
 }
 
-/* Reads n option-type bytes: omega = -1 for puts, +1 otherwise; *valid marks lanes
- * holding GK_CALL or GK_PUT. Reads nothing past p[n-1]. */
-static inline vdouble v_load_omega(const uint8_t *p, size_t n, vmask *valid) {
+/* Reads n option-type bytes: -0.0 for puts, +0.0 otherwise (the sign that
+ * turns a call's formula into the put's); *valid marks lanes holding GK_CALL or
+ * GK_PUT. Reads nothing past p[n-1]. */
+static inline vdouble v_load_put_sign(const uint8_t *p, size_t n, vmask *valid) {
   __m512i types;
   if (n == VLANES) {
     /* one load: the variable-length memcpy below goes through the stack, and
@@ -361,8 +377,12 @@ static inline vdouble v_load_omega(const uint8_t *p, size_t n, vmask *valid) {
     types = _mm512_cvtepu8_epi64(_mm_cvtsi64_si128((long long)bytes));
   }
   *valid = _mm512_cmple_epu64_mask(types, _mm512_set1_epi64(1));
-  /* GK_PUT = 1: shifted into the sign bit it turns +1.0 into -1.0. */
-  return _mm512_castsi512_pd(_mm512_xor_si512(_mm512_slli_epi64(types, 63), _mm512_castpd_si512(_mm512_set1_pd(1.0))));
+  /* GK_PUT = 1: shifted into the sign bit it is -0.0. */
+  return _mm512_castsi512_pd(_mm512_slli_epi64(types, 63));
+}
+/* As v_load_put_sign, but omega = -1 for puts, +1 otherwise. */
+static inline vdouble v_load_omega(const uint8_t *p, size_t n, vmask *valid) {
+  return v_xor(v_load_put_sign(p, n, valid), _mm512_set1_pd(1.0));
 }
 
 #endif /* GREEKS_SIMD_AVX512_H */
