@@ -30,6 +30,18 @@ static void test_names_round_trip(void **state) {
   assert_false(gk_isa_supported((gk_isa)42));
 }
 
+/* Support means every extension the ISA's unit is compiled for (cmake/
+ * CompilerFlags.cmake), as the compiler's own CPU probe sees them: a CPU with
+ * AVX512F but not AVX512DQ must not get the AVX-512 kernels. */
+static void test_support_matches_the_units_compile_flags(void **state) {
+  (void)state;
+  __builtin_cpu_init();
+  int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  int avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+  assert_int_equal(gk_isa_supported(GK_ISA_AVX2), avx2);
+  assert_int_equal(gk_isa_supported(GK_ISA_AVX512), avx512);
+}
+
 static void test_default_is_widest_supported(void **state) {
   (void)state;
   gk_isa widest = GK_ISA_SCALAR;
@@ -86,6 +98,7 @@ int main(int argc, char **argv) {
   }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_names_round_trip),
+      cmocka_unit_test(test_support_matches_the_units_compile_flags),
       cmocka_unit_test(test_default_is_widest_supported),
       cmocka_unit_test(test_forcing_changes_the_active_isa),
   };

@@ -58,8 +58,13 @@ static int probe_cpu_and_os(gk_isa isa) {
   if ((xcr0 & XCR0_SSE_AVX) != XCR0_SSE_AVX) return 0;
   if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return 0;
   if (isa == GK_ISA_AVX2) return (ebx & bit_AVX2) != 0;
-  if (isa == GK_ISA_AVX512)
-    return (ebx & bit_AVX512F) != 0 && (xcr0 & XCR0_AVX512) == XCR0_AVX512;
+  /* The AVX-512 unit is built with -mavx512f -mavx512dq -mavx2 -mfma: DQ for
+   * the exp's and log's 64-bit integer <-> double conversions. F alone, as on
+   * Knights Landing, is not enough. */
+  if (isa == GK_ISA_AVX512) {
+    unsigned needed = bit_AVX512F | bit_AVX512DQ | bit_AVX2;
+    return (ebx & needed) == needed && (xcr0 & XCR0_AVX512) == XCR0_AVX512;
+  }
   return 0;
 }
 
