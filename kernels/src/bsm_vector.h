@@ -43,18 +43,18 @@ static inline vector_inputs load_inputs(gk_model model, const gk_option_batch *i
  * are checked together through their min and max (compares cost more than
  * min/max on Zen 4). Comparisons with NaN are false, and the operand order
  * makes each min or max return a NaN input: min(K, S) and max(T, vol) return
- * their second operand when either is NaN, so every NaN reaches a compare
- * (|r| alone, since max(|r|, |q|) passes only q's). T and sigma share one
- * bound (GK_MAX_EXPIRY = GK_MAX_VOL = 100; test_bsm_limits holds both edges).
- * The exact reason is found later, per lane, by the shared scalar classifier. */
+ * their second operand when either is NaN, so every NaN reaches a compare.
+ * r and q share |x| <= GK_MAX_ABS_RATE through max(|r|, |q|), which drops a
+ * NaN, so one ordered compare catches theirs. T and sigma share one bound
+ * (GK_MAX_EXPIRY = GK_MAX_VOL = 100; test_bsm_limits holds both edges). The
+ * exact reason is found later, per lane, by the shared scalar classifier. */
 static inline vmask inputs_in_domain(const vector_inputs *v, vmask type_valid) {
-  vdouble max_rate = v_set1(GK_MAX_ABS_RATE), abs_r = v_abs(v->rate);
   vmask ok = v_ge_and(type_valid, v_min(v->strike, v->spot), v_set1(GK_MIN_PRICE_LEVEL));
   ok = v_le_and(ok, v_max(v->spot, v->strike), v_set1(GK_MAX_PRICE_LEVEL));
   ok = v_ge_and(ok, v_min(v->vol, v->expiry), v_set1(0.0));
   ok = v_le_and(ok, v_max(v->expiry, v->vol), v_set1(GK_MAX_EXPIRY));
-  ok = v_le_and(ok, abs_r, max_rate);
-  return v_le_and(ok, v_max(abs_r, v_abs(v->yield)), max_rate);
+  ok = v_ordered_and(ok, v->rate, v->yield);
+  return v_le_and(ok, v_max_abs(v->rate, v->yield), v_set1(GK_MAX_ABS_RATE));
 }
 
 /* Replaces the inputs of invalid lanes by a harmless at-the-money element, so that
@@ -171,10 +171,13 @@ static inline __attribute__((always_inline)) void prepare_vector(gk_model model,
   /* S/K lies in [min/max, max/min] price level: positive, normal, finite. */
   vdouble x = v_fma(v_sub(v.rate, v.yield), v.expiry, v_log_normal_positive(v_div(v.spot, v.strike)));
   vmask collapsed = v_lt(s, v_set1(GK_TINY_STDDEV));
-  vdouble inv_s = v_div(v_set1(1.0), v_select(collapsed, v_set1(1.0), s));
+  vdouble inv_s = v_div(v_set1(1.0), s); /* inf for s = 0: replaced below */
   vdouble d1 = v_fma(x, inv_s, v_mul(v_set1(0.5), s));
   /* rare: the sigma sqrt(T) -> 0 limit (d2 = d1 - s stays d1, s < 1e-100) */
-  if (m_bits(collapsed)) d1 = v_select(collapsed, signed_infinity_or_zero(x), d1);
+  if (m_bits(collapsed)) {
+    d1 = v_select(collapsed, signed_infinity_or_zero(x), d1);
+    inv_s = v_select(collapsed, v_set1(1.0), inv_s);
+  }
   st->inv_s = inv_s, st->d1 = d1, st->collapsed = collapsed;
 }
 
@@ -198,13 +201,17 @@ static inline __attribute__((always_inline)) void finish_vector(gk_model model, 
   normal_cdf_pair_in_money(v_xor(d1, sign), v_xor(d2, sign), A, B, &G, &a_n1, &b_n2);
   vdouble inv_spot = v_div(v_set1(1.0), S);
 
+  /* omega A N(omega d1) and omega B N(omega d2): the sign applied once, for
+   * price, delta, theta, rho and phi alike. */
+  vdouble signed_a_n1 = v_xor(a_n1, sign), signed_b_n2 = v_xor(b_n2, sign);
+
   vdouble price = zero;
   if (outputs & (GK_OUT_PRICE | GK_OUT_RHO)) {
     vdouble floor_value = v_max(v_xor(v_sub(A, B), sign), zero);
-    price = v_max(v_xor(v_sub(a_n1, b_n2), sign), floor_value);
+    price = v_max(v_sub(signed_a_n1, signed_b_n2), floor_value);
     store_output(out->price + i, outputs, GK_OUT_PRICE, price, n);
   }
-  store_output(out->delta + i, outputs, GK_OUT_DELTA, v_xor(v_mul(a_n1, inv_spot), sign), n);
+  store_output(out->delta + i, outputs, GK_OUT_DELTA, v_mul(signed_a_n1, inv_spot), n);
 
   /* The density terms, computed once for first- and second-order outputs. */
   vdouble vega = zero, gamma_raw = zero;
@@ -219,7 +226,7 @@ static inline __attribute__((always_inline)) void finish_vector(gk_model model, 
       /* A n(d1) sigma / (2 sqrt T) = A n(d1) / s * sigma^2 / 2: no division by sqrt T. */
       vdouble half_sigma = v_mul(v_set1(0.5), v.vol);
       vdouble decay = v_select(collapsed, zero, a_pdf1_over_s);
-      vdouble drift = v_xor(v_fnma(v.rate, b_n2, v_mul(v.yield, a_n1)), sign);
+      vdouble drift = v_fnma(v.rate, signed_b_n2, v_mul(v.yield, signed_a_n1));
       store_output(out->theta + i, outputs, GK_OUT_THETA, v_fnma(decay, v_mul(half_sigma, v.vol), drift), n);
     }
   }
@@ -239,8 +246,8 @@ static inline __attribute__((always_inline)) void finish_vector(gk_model model, 
     store_output(out->rho + i, outputs, GK_OUT_RHO, v_mul(v_sub(zero, T), price), n);
     store_output(out->phi + i, outputs, GK_OUT_PHI, zero, n);
   } else {
-    store_output(out->rho + i, outputs, GK_OUT_RHO, v_xor(v_mul(T, b_n2), sign), n);
-    store_output(out->phi + i, outputs, GK_OUT_PHI, v_xor(v_mul(T, a_n1), v_xor(sign, v_set1(-0.0))), n);
+    store_output(out->rho + i, outputs, GK_OUT_RHO, v_mul(T, signed_b_n2), n);
+    store_output(out->phi + i, outputs, GK_OUT_PHI, v_fnma(T, signed_a_n1, zero), n);
   }
 }
 

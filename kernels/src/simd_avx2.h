@@ -79,6 +79,11 @@ static inline vmask m_and(vmask a, vmask b) { return _mm256_and_pd(a, b); }
 /* m and (a <= b), m and (a >= b). */
 static inline vmask v_le_and(vmask m, vdouble a, vdouble b) { return m_and(m, v_le(a, b)); }
 static inline vmask v_ge_and(vmask m, vdouble a, vdouble b) { return m_and(m, v_ge(a, b)); }
+/* m and neither a nor b is NaN. */
+static inline vmask v_ordered_and(vmask m, vdouble a, vdouble b) { return m_and(m, _mm256_cmp_pd(a, b, _CMP_ORD_Q)); }
+/* max(|a|, |b|) for a, b not NaN (with a NaN the result is unspecified: check
+ * v_ordered_and too). */
+static inline vdouble v_max_abs(vdouble a, vdouble b) { return _mm256_max_pd(v_abs(a), v_abs(b)); }
 static inline vmask m_or(vmask a, vmask b) { return _mm256_or_pd(a, b); }
 /* a and not b */
 static inline vmask m_andnot(vmask a, vmask b) { return _mm256_andnot_pd(b, a); }

@@ -326,6 +326,11 @@ static inline vmask m_and(vmask a, vmask b) { return (vmask)(a & b); }
 /* m and (a <= b), m and (a >= b): one masked compare, no separate and. */
 static inline vmask v_le_and(vmask m, vdouble a, vdouble b) { return _mm512_mask_cmp_pd_mask(m, a, b, _CMP_LE_OQ); }
 static inline vmask v_ge_and(vmask m, vdouble a, vdouble b) { return _mm512_mask_cmp_pd_mask(m, a, b, _CMP_GE_OQ); }
+/* m and neither a nor b is NaN. */
+static inline vmask v_ordered_and(vmask m, vdouble a, vdouble b) { return _mm512_mask_cmp_pd_mask(m, a, b, _CMP_ORD_Q); }
+/* max(|a|, |b|) in one vrangepd, for a, b not NaN: vrangepd returns the other
+ * operand for a NaN, so a NaN must be caught by v_ordered_and. */
+static inline vdouble v_max_abs(vdouble a, vdouble b) { return _mm512_range_pd(a, b, 0x0B); }
 static inline vmask m_or(vmask a, vmask b) { return (vmask)(a | b); }
 /* a and not b */
 static inline vmask m_andnot(vmask a, vmask b) { return (vmask)(a & ~b); }
