@@ -171,13 +171,12 @@ static inline __attribute__((always_inline)) void prepare_vector(gk_model model,
   /* S/K lies in [min/max, max/min] price level: positive, normal, finite. */
   vdouble x = v_fma(v_sub(v.rate, v.yield), v.expiry, v_log_normal_positive(v_div(v.spot, v.strike)));
   vmask collapsed = v_lt(s, v_set1(GK_TINY_STDDEV));
-  vdouble inv_s = v_div(v_set1(1.0), s); /* inf for s = 0: replaced below */
+  /* collapsed lanes divide by 1, not by s: sigma = 0 is valid input, and a
+   * division by zero would raise FE_DIVBYZERO (a trap where a caller enables it) */
+  vdouble inv_s = v_div(v_set1(1.0), v_select(collapsed, v_set1(1.0), s));
   vdouble d1 = v_fma(x, inv_s, v_mul(v_set1(0.5), s));
   /* rare: the sigma sqrt(T) -> 0 limit (d2 = d1 - s stays d1, s < 1e-100) */
-  if (m_bits(collapsed)) {
-    d1 = v_select(collapsed, signed_infinity_or_zero(x), d1);
-    inv_s = v_select(collapsed, v_set1(1.0), inv_s);
-  }
+  if (m_bits(collapsed)) d1 = v_select(collapsed, signed_infinity_or_zero(x), d1);
   st->inv_s = inv_s, st->d1 = d1, st->collapsed = collapsed;
 }
 
