@@ -136,6 +136,9 @@ static void test_invalid_elements_are_named_and_the_rest_priced(void **state) {
       /* a NaN in each field the vector kernels check in pairs (inputs_in_domain) */
       {1, NAN, GK_ELEMENT_STRIKE_NOT_FINITE, "K"},    {3, NAN, GK_ELEMENT_RATE_NOT_FINITE, "r"},
       {2, INFINITY, GK_ELEMENT_EXPIRY_NOT_FINITE, "T"}, {5, INFINITY, GK_ELEMENT_VOL_NOT_FINITE, "sigma"},
+      /* r and q share one |x| bound (max(|r|, |q|)): each sign, each field */
+      {3, -5.5, GK_ELEMENT_RATE_OUT_OF_RANGE, "r"},   {4, 5.5, GK_ELEMENT_YIELD_OUT_OF_RANGE, "q"},
+      {4, -INFINITY, GK_ELEMENT_YIELD_NOT_FINITE, "q"},
   };
   size_t nbad = sizeof bad / sizeof bad[0], n = 3 * nbad;
   owned_batch b = owned_batch_make(n), good = owned_batch_make(n);

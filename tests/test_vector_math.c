@@ -118,6 +118,25 @@ static void test_exp_normal_range(void **state) {
   for (int k = 2; k < VLANES; k++) assert_true(ulps(out[k], exp(special[k])) <= 1.0);
 }
 
+/* The form the BSM kernel calls: e^{-rT} from rT, with the negation folded
+ * into the reduction. Against libm, and bit for bit against the plain form. */
+static double exp_of_minus(double y) { return exp(-y); }
+static vdouble vector_exp_normal_range_of_minus(vdouble y) { return v_exp_normal_range_of_minus(y); }
+
+static void test_exp_normal_range_of_minus(void **state) {
+  (void)state;
+  assert_true(worst_ulps("exp_normal_range_of_minus", vector_exp_normal_range_of_minus, exp_of_minus,
+                         exp_normal_range_point, 17) <= 1.0);
+  test_rng rng = {18};
+  double y[VLANES], minus_y[VLANES], folded[VLANES], plain[VLANES];
+  for (unsigned i = 0; i < POINTS / 16; i += VLANES) {
+    for (int k = 0; k < VLANES; k++) y[k] = exp_normal_range_point(&rng, i + (unsigned)k), minus_y[k] = -y[k];
+    v_store(folded, v_exp_normal_range_of_minus(v_load(y, VLANES)), VLANES);
+    v_store(plain, v_exp_normal_range(v_load(minus_y, VLANES)), VLANES);
+    for (int k = 0; k < VLANES; k++) assert_memory_equal(&folded[k], &plain[k], sizeof(double));
+  }
+}
+
 /* exp(-d^2/2) the way the kernels' Gaussian factor asks for it: d^2 = hi + lo
  * exactly, exp(-hi/2) corrected by -lo/2, plain (v_exp_bounded_corrected) or
  * as the density n(d) = exp(-d^2/2)/sqrt(2 pi) (v_density_exp_corrected, whose
@@ -223,6 +242,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_exp),
       cmocka_unit_test(test_exp_normal_range),
+      cmocka_unit_test(test_exp_normal_range_of_minus),
       cmocka_unit_test(test_exp_corrected),
       cmocka_unit_test(test_expm1),
       cmocka_unit_test(test_log),
