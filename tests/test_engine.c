@@ -1,10 +1,12 @@
 /*
  * Engine: the worker pool (every task runs exactly once, concurrent callers, bad
- * options), and the batch and chain use cases against direct kernel calls, with
+ * options, binding inside the affinity mask), and the batch and chain use cases against direct kernel calls, with
  * results identical for 1, 2, 3 and 7 threads.
  */
+#define _GNU_SOURCE
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -87,6 +89,41 @@ static void test_pool_runs_a_single_task_on_the_caller(void **state) {
     assert_false(pthread_equal(two.thread[t], pthread_self()));
     assert_true(two.worker[t] == 0 || two.worker[t] == 1);
   }
+  gk_pool_destroy(pool);
+}
+
+static void record_cpu(void *context, size_t task, int worker) {
+  (void)worker;
+  int *cpu = context;
+  cpu[task] = sched_getcpu();
+}
+
+/* A process pinned with taskset must get workers on its own cores. Pinned here to
+ * its highest CPU alone: binding from hwloc's allowed set without the mask would
+ * put the workers on the lowest. */
+static void test_pool_binds_inside_the_affinity_mask(void **state) {
+  (void)state;
+  cpu_set_t saved;
+  assert_int_equal(sched_getaffinity(0, sizeof saved, &saved), 0);
+  if (CPU_COUNT(&saved) < 2) skip(); /* one CPU: every binding is inside the mask */
+  int last = -1;
+  for (int c = 0; c < CPU_SETSIZE; c++)
+    if (CPU_ISSET(c, &saved)) last = c;
+  cpu_set_t only_last;
+  CPU_ZERO(&only_last);
+  CPU_SET(last, &only_last);
+  assert_int_equal(sched_setaffinity(0, sizeof only_last, &only_last), 0);
+  gk_pool_options options = gk_pool_options_default();
+  options.threads = 2;
+  gk_pool *pool = NULL;
+  gk_code code = gk_pool_create(&options, &pool, NULL);
+  assert_int_equal(sched_setaffinity(0, sizeof saved, &saved), 0);
+  assert_int_equal(code, GK_OK);
+  assert_true(gk_pool_bound(pool));
+  int cpu[2] = {-1, -1};
+  assert_int_equal(gk_pool_run(pool, 2, record_cpu, cpu, NULL), GK_OK);
+  assert_int_equal(cpu[0], last);
+  assert_int_equal(cpu[1], last);
   gk_pool_destroy(pool);
 }
 
@@ -361,6 +398,7 @@ int main(void) {
       cmocka_unit_test(test_pool_serializes_concurrent_runs),
       cmocka_unit_test(test_pool_runs_a_single_task_on_the_caller),
       cmocka_unit_test(test_pool_rejects_bad_options),
+      cmocka_unit_test(test_pool_binds_inside_the_affinity_mask),
       cmocka_unit_test(test_batch_equals_kernel_for_any_thread_count),
       cmocka_unit_test(test_chain_equals_batch_with_broadcast_market),
       cmocka_unit_test(test_batch_rejects_unusable_arguments),

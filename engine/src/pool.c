@@ -170,7 +170,21 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
-/* Fills pool->workers[i].cpuset/node: cores of the allowed set, grouped by NUMA
+/* The PUs the pool may use: those the topology allows (cgroup cpusets) that are
+ * also in the creating thread's affinity mask (taskset, sched_setaffinity),
+ * which is what gk_usable_cores counts. hwloc's allowed set alone ignores the
+ * mask: two processes pinned to different cores would bind to the same ones. */
+static hwloc_bitmap_t usable_cpuset(hwloc_topology_t topo) {
+  hwloc_bitmap_t usable = hwloc_bitmap_dup(hwloc_topology_get_allowed_cpuset(topo));
+  hwloc_bitmap_t mask = hwloc_bitmap_alloc();
+  if (usable != NULL && mask != NULL && hwloc_get_cpubind(topo, mask, HWLOC_CPUBIND_THREAD) == 0 &&
+      hwloc_bitmap_intersects(usable, mask))
+    hwloc_bitmap_and(usable, usable, mask);
+  hwloc_bitmap_free(mask);
+  return usable;
+}
+
+/* Fills pool->workers[i].cpuset/node: cores of the usable set, grouped by NUMA
  * node so that each node's workers are consecutive; more workers than cores wrap. */
 static void plan_placement(gk_pool *pool, int bind) {
   hwloc_topology_t topo = pool->topology;
@@ -178,7 +192,8 @@ static void plan_placement(gk_pool *pool, int bind) {
   if (node_count < 1) node_count = 1;
   if (node_count > MAX_NODES) node_count = MAX_NODES;
   int core_count = hwloc_get_nbobjs_by_type(topo, HWLOC_OBJ_CORE);
-  hwloc_const_cpuset_t allowed = hwloc_topology_get_allowed_cpuset(topo);
+  hwloc_bitmap_t allowed = usable_cpuset(topo);
+  if (allowed == NULL) core_count = 0; /* out of memory: workers run unbound */
   /* Cores in node order. */
   hwloc_obj_t *cores = calloc((size_t)(core_count > 0 ? core_count : 1), sizeof *cores);
   int *core_node = calloc((size_t)(core_count > 0 ? core_count : 1), sizeof *core_node);
@@ -215,6 +230,7 @@ static void plan_placement(gk_pool *pool, int bind) {
   }
   free(cores);
   free(core_node);
+  hwloc_bitmap_free(allowed);
 }
 
 static void free_pool(gk_pool *pool) {
