@@ -2,9 +2,12 @@
  * Portfolio revaluation: base pricing with Greeks, aggregation, scenario grid.
  *
  * Positions are processed in chunks of CHUNK_POSITIONS. A worker prices a chunk
- * into its own partial sums, then merges them into the results strictly in chunk
- * order (waiting for the previous chunk if needed): the floating-point sums are
- * therefore the same for any thread count. For the scenario grid each position's
+ * into a set of partial sums, then hands the set in; sets are merged into the
+ * results strictly in chunk order, by whichever thread hands in the chunk that
+ * completes the order. The floating-point sums are therefore the same for any
+ * thread count, and a worker does not wait for a slower one before its next chunk
+ * (adr/0019): it takes another set, up to PARTIAL_SETS_PER_WORKER per worker.
+ * For the scenario grid each position's
  * shocked copies sit next to each other, so consecutive kernel vectors share
  * (T, r, q) and the kernels reuse their discount factors.
  */
@@ -36,7 +39,10 @@ typedef struct worker_state {
   size_t scenario_capacity; /* options per scenario kernel call */
   double *s_spot, *s_strike, *s_expiry, *s_rate, *s_yield, *s_vol, *s_price;
   uint8_t *s_type, *s_error;
-  /* Partial sums of the chunk in hand. */
+} worker_state;
+
+/* The partial sums of one chunk, from its pricing until its turn to be merged. */
+typedef struct partial_sums {
   gk_risk *risk;       /* per underlying, dense */
   double *grid_by_underlying; /* underlyings x grid size, when asked for */
   double *grid;        /* grid size */
@@ -44,7 +50,13 @@ typedef struct worker_state {
   uint32_t *touched;   /* underlyings with non-zero partials, in first-touch order */
   uint8_t *is_touched;
   size_t touched_count, invalid;
-} worker_state;
+  struct partial_sums *next; /* in the free list */
+  struct partial_sums *next_allocated;
+} partial_sums;
+
+/* Enough sets that a worker rarely waits for the merge order: one in hand and
+ * one waiting for a slower worker's chunk. */
+#define PARTIAL_SETS_PER_WORKER 2
 
 typedef struct revalue_job {
   gk_model model;
@@ -58,10 +70,13 @@ typedef struct revalue_job {
   gk_portfolio_results *results;
   worker_state **states;
   size_t chunk_count;
-  /* Ordered merge. */
+  /* Ordered merge; all guarded by merge_lock. */
   pthread_mutex_t merge_lock;
   pthread_cond_t merged_one;
-  size_t merged;   /* chunks merged so far; guarded by merge_lock */
+  size_t merged;              /* chunks merged so far */
+  partial_sums **handed_in;   /* per chunk: its sums, NO_SUMS, or NULL while in work */
+  partial_sums *free_sets, *all_sets;
+  size_t set_count, set_limit;
   _Atomic int out_of_memory;
   const gk_cancel_check *cancel;
   _Atomic int cancelled;
@@ -87,16 +102,42 @@ const char *gk_position_error_rule(unsigned error) {
 static void free_worker_state(worker_state *w) {
   if (w == NULL) return;
   void *arrays[] = {w->s_spot, w->s_strike, w->s_expiry, w->s_rate, w->s_yield, w->s_vol,
-                    w->s_price, w->s_type, w->s_error, w->risk, w->grid_by_underlying,
-                    w->grid, w->touched, w->is_touched};
+                    w->s_price, w->s_type, w->s_error};
   for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) free(arrays[i]);
   free(w);
+}
+
+static void free_partial_sums(partial_sums *p) {
+  if (p == NULL) return;
+  void *arrays[] = {p->risk, p->grid_by_underlying, p->grid, p->touched, p->is_touched};
+  for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) free(arrays[i]);
+  free(p);
+}
+
+static partial_sums *new_partial_sums(const revalue_job *job) {
+  partial_sums *p = calloc(1, sizeof *p);
+  if (p == NULL) return NULL;
+  size_t underlyings = job->markets->count > 0 ? job->markets->count : 1, g = job->grid_size;
+  int ok = 1;
+  if (g > 0) {
+    ok &= (p->grid = calloc(g, sizeof(double))) != NULL;
+    if (job->results->pnl_per_underlying)
+      ok &= (p->grid_by_underlying = calloc(underlyings * g, sizeof(double))) != NULL;
+  }
+  ok &= (p->risk = calloc(underlyings, sizeof(gk_risk))) != NULL;
+  ok &= (p->touched = calloc(underlyings, sizeof(uint32_t))) != NULL;
+  ok &= (p->is_touched = calloc(underlyings, 1)) != NULL;
+  if (!ok) {
+    free_partial_sums(p);
+    return NULL;
+  }
+  return p;
 }
 
 static worker_state *new_worker_state(const revalue_job *job) {
   worker_state *w = calloc(1, sizeof *w); /* calloc from the worker: first touch is its own */
   if (w == NULL) return NULL;
-  size_t underlyings = job->markets->count, g = job->grid_size;
+  size_t g = job->grid_size;
   size_t per_position = g > 0 ? g : 1;
   size_t positions_per_call = SCENARIO_BATCH_OPTIONS / per_position;
   if (positions_per_call == 0) positions_per_call = 1;
@@ -110,13 +151,7 @@ static worker_state *new_worker_state(const revalue_job *job) {
       ok &= (*doubles[i] = calloc(n, sizeof(double))) != NULL;
     ok &= (w->s_type = calloc(n, 1)) != NULL;
     ok &= (w->s_error = calloc(n, 1)) != NULL;
-    ok &= (w->grid = calloc(g, sizeof(double))) != NULL;
-    if (job->results->pnl_per_underlying)
-      ok &= (w->grid_by_underlying = calloc(underlyings * g, sizeof(double))) != NULL;
   }
-  ok &= (w->risk = calloc(underlyings > 0 ? underlyings : 1, sizeof(gk_risk))) != NULL;
-  ok &= (w->touched = calloc(underlyings > 0 ? underlyings : 1, sizeof(uint32_t))) != NULL;
-  ok &= (w->is_touched = calloc(underlyings > 0 ? underlyings : 1, 1)) != NULL;
   if (!ok) {
     free_worker_state(w);
     return NULL;
@@ -131,10 +166,10 @@ static void add_risk(gk_risk *sum, const gk_risk *r) {
   sum->positions += r->positions;
 }
 
-static void touch(worker_state *w, uint32_t u) {
-  if (!w->is_touched[u]) {
-    w->is_touched[u] = 1;
-    w->touched[w->touched_count++] = u;
+static void touch(partial_sums *p, uint32_t u) {
+  if (!p->is_touched[u]) {
+    p->is_touched[u] = 1;
+    p->touched[p->touched_count++] = u;
   }
 }
 
@@ -179,7 +214,7 @@ static void write_position(gk_portfolio_results *r, size_t i, const gk_risk *x) 
 }
 
 /* Base prices and Greeks of a chunk, scaled, written per position and summed. */
-static void value_chunk(revalue_job *job, worker_state *w, size_t begin, size_t count) {
+static void value_chunk(revalue_job *job, worker_state *w, partial_sums *sums, size_t begin, size_t count) {
   chunk_arrays *c = &w->chunk;
   gk_option_batch in = {count, c->spot, c->strike, c->expiry, c->rate, c->yield, c->vol, c->type};
   gk_greeks_batch out = {c->price, c->delta, c->gamma, c->vega, c->theta, c->rho, c->phi, c->error};
@@ -191,7 +226,7 @@ static void value_chunk(revalue_job *job, worker_state *w, size_t begin, size_t 
     job->results->error[i] = error;
     gk_risk x = {0};
     if (error != 0) {
-      w->invalid++;
+      sums->invalid++;
       write_position(job->results, i, &x);
       continue;
     }
@@ -203,9 +238,9 @@ static void value_chunk(revalue_job *job, worker_state *w, size_t begin, size_t 
     x.positions = 1;
     write_position(job->results, i, &x);
     uint32_t u = p->underlying[i];
-    touch(w, u);
-    add_risk(&w->risk[u], &x);
-    add_risk(&w->total, &x);
+    touch(sums, u);
+    add_risk(&sums->risk[u], &x);
+    add_risk(&sums->total, &x);
   }
 }
 
@@ -217,7 +252,7 @@ static double shock(double x, double by, gk_shock_mode mode, double lo, double h
 }
 
 /* Scenario P&L of a chunk's valid positions, position by position in order. */
-static void shock_chunk(revalue_job *job, worker_state *w, size_t begin, size_t count) {
+static void shock_chunk(revalue_job *job, worker_state *w, partial_sums *sums, size_t begin, size_t count) {
   const gk_scenario_grid *grid = job->grid;
   size_t g = job->grid_size, per_call = w->scenario_capacity / g;
   const gk_positions *p = job->positions;
@@ -255,50 +290,92 @@ static void shock_chunk(revalue_job *job, worker_state *w, size_t begin, size_t 
       size_t kk = members[b], i = begin + kk;
       double weight = p->quantity[i] * p->multiplier[i], base = c->price[kk];
       const double *prices = w->s_price + b * g;
-      double *by_underlying = w->grid_by_underlying ? w->grid_by_underlying + (size_t)p->underlying[i] * g : NULL;
+      double *by_underlying = sums->grid_by_underlying ? sums->grid_by_underlying + (size_t)p->underlying[i] * g : NULL;
       for (size_t e = 0; e < g; e++) {
         double pnl = weight * (prices[e] - base);
-        w->grid[e] += pnl;
+        sums->grid[e] += pnl;
         if (by_underlying) by_underlying[e] += pnl;
       }
     }
   }
 }
 
-/* Adds the worker's partial sums to the results and clears them. Called in chunk
- * order only. */
-static void merge_partials(revalue_job *job, worker_state *w) {
+/* Adds a chunk's partial sums to the results and clears them for reuse. Called
+ * in chunk order only, under merge_lock. */
+static void merge_partials(revalue_job *job, partial_sums *p) {
   gk_portfolio_results *r = job->results;
   size_t g = job->grid_size;
-  for (size_t t = 0; t < w->touched_count; t++) {
-    uint32_t u = w->touched[t];
-    add_risk(&r->per_underlying[u], &w->risk[u]);
-    memset(&w->risk[u], 0, sizeof w->risk[u]);
-    if (w->grid_by_underlying) {
-      double *src = w->grid_by_underlying + (size_t)u * g, *dst = r->pnl_per_underlying + (size_t)u * g;
+  for (size_t t = 0; t < p->touched_count; t++) {
+    uint32_t u = p->touched[t];
+    add_risk(&r->per_underlying[u], &p->risk[u]);
+    memset(&p->risk[u], 0, sizeof p->risk[u]);
+    if (p->grid_by_underlying) {
+      double *src = p->grid_by_underlying + (size_t)u * g, *dst = r->pnl_per_underlying + (size_t)u * g;
       for (size_t e = 0; e < g; e++) dst[e] += src[e];
       memset(src, 0, g * sizeof(double));
     }
-    w->is_touched[u] = 0;
+    p->is_touched[u] = 0;
   }
-  w->touched_count = 0;
-  add_risk(&r->total, &w->total);
-  memset(&w->total, 0, sizeof w->total);
+  p->touched_count = 0;
+  add_risk(&r->total, &p->total);
+  memset(&p->total, 0, sizeof p->total);
   for (size_t e = 0; e < g; e++) {
-    r->pnl[e] += w->grid[e];
-    w->grid[e] = 0.0;
+    r->pnl[e] += p->grid[e];
+    p->grid[e] = 0.0;
   }
-  r->invalid_positions += w->invalid;
-  w->invalid = 0;
+  r->invalid_positions += p->invalid;
+  p->invalid = 0;
 }
 
-static void finish_chunk_in_order(revalue_job *job, worker_state *w, size_t chunk) {
+/* Handed in for a chunk that adds nothing (cancelled, or out of memory). */
+static partial_sums no_sums;
+
+/* Records a chunk's sums, then merges every chunk whose turn has come; their
+ * sets go back to the free list. */
+static void hand_in_chunk(revalue_job *job, partial_sums *sums, size_t chunk) {
   pthread_mutex_lock(&job->merge_lock);
-  while (job->merged != chunk) pthread_cond_wait(&job->merged_one, &job->merge_lock);
-  if (w) merge_partials(job, w);
-  job->merged++;
+  job->handed_in[chunk] = sums ? sums : &no_sums;
+  while (job->merged < job->chunk_count && job->handed_in[job->merged] != NULL) {
+    partial_sums *next = job->handed_in[job->merged];
+    if (next != &no_sums) {
+      merge_partials(job, next);
+      next->next = job->free_sets;
+      job->free_sets = next;
+    }
+    job->merged++;
+  }
   pthread_cond_broadcast(&job->merged_one);
   pthread_mutex_unlock(&job->merge_lock);
+}
+
+/* A set to price `chunk` into: a free one, else a new one while under the limit,
+ * else waits for a merge to free one. A chunk whose turn to merge has come never
+ * waits (it gets a new set past the limit): every chunk before it is merged, so
+ * nothing would free a set for it, for instance when it was stolen from another
+ * NUMA node's range after this worker's sets were handed in for later chunks.
+ * NULL: out of memory. */
+static partial_sums *take_partial_sums(revalue_job *job, size_t chunk) {
+  pthread_mutex_lock(&job->merge_lock);
+  partial_sums *p = NULL;
+  for (;;) {
+    if (job->free_sets != NULL) {
+      p = job->free_sets;
+      job->free_sets = p->next;
+      break;
+    }
+    if (job->set_count < job->set_limit || job->merged == chunk) {
+      p = new_partial_sums(job);
+      if (p != NULL) {
+        p->next_allocated = job->all_sets;
+        job->all_sets = p;
+        job->set_count++;
+      }
+      break;
+    }
+    pthread_cond_wait(&job->merged_one, &job->merge_lock);
+  }
+  pthread_mutex_unlock(&job->merge_lock);
+  return p;
 }
 
 /* Once a check says stop, no later chunk asks again or does any work. */
@@ -312,7 +389,7 @@ static int stop_requested(revalue_job *job) {
 static void revalue_chunk(void *context, size_t chunk, int worker) {
   revalue_job *job = context;
   if (stop_requested(job)) {
-    finish_chunk_in_order(job, NULL, chunk); /* keep the order moving; the call is cancelled */
+    hand_in_chunk(job, NULL, chunk); /* keep the order moving; the call is cancelled */
     return;
   }
   worker_state *w = job->states[worker];
@@ -320,16 +397,18 @@ static void revalue_chunk(void *context, size_t chunk, int worker) {
     w = job->states[worker] = new_worker_state(job);
     if (w == NULL) atomic_store(&job->out_of_memory, 1);
   }
-  if (w == NULL || atomic_load(&job->out_of_memory)) {
-    finish_chunk_in_order(job, NULL, chunk); /* keep the order moving; the call fails */
+  partial_sums *sums = w && !atomic_load(&job->out_of_memory) ? take_partial_sums(job, chunk) : NULL;
+  if (sums == NULL) {
+    atomic_store(&job->out_of_memory, 1);
+    hand_in_chunk(job, NULL, chunk); /* keep the order moving; the call fails */
     return;
   }
   size_t begin = chunk * CHUNK_POSITIONS;
   size_t count = job->positions->count - begin < CHUNK_POSITIONS ? job->positions->count - begin : CHUNK_POSITIONS;
   gather_chunk(job, w, begin, count);
-  value_chunk(job, w, begin, count);
-  if (job->grid_size > 0) shock_chunk(job, w, begin, count);
-  finish_chunk_in_order(job, w, chunk);
+  value_chunk(job, w, sums, begin, count);
+  if (job->grid_size > 0) shock_chunk(job, w, sums, begin, count);
+  hand_in_chunk(job, sums, chunk);
   atomic_fetch_add(&job->chunks_done, 1);
 }
 
@@ -413,8 +492,12 @@ gk_code gk_revalue_portfolio_ex(gk_pool *pool, gk_model model, const gk_markets 
   job.chunk_count = (positions->count + CHUNK_POSITIONS - 1) / CHUNK_POSITIONS;
   int threads = pool ? gk_pool_threads(pool) : 1;
   job.states = calloc((size_t)threads, sizeof *job.states);
-  if (job.states == NULL)
+  job.handed_in = calloc(job.chunk_count > 0 ? job.chunk_count : 1, sizeof *job.handed_in);
+  job.set_limit = (size_t)threads * PARTIAL_SETS_PER_WORKER;
+  if (job.states == NULL || job.handed_in == NULL) {
+    free(job.states), free(job.handed_in);
     return gk_status_set(status, GK_RESOURCE_EXHAUSTED, NULL, NULL, GK_STATUS_NO_INDEX, "out of memory");
+  }
   pthread_mutex_init(&job.merge_lock, NULL);
   pthread_cond_init(&job.merged_one, NULL);
 
@@ -431,7 +514,8 @@ gk_code gk_revalue_portfolio_ex(gk_pool *pool, gk_model model, const gk_markets 
     code = gk_pool_run(pool, job.chunk_count, revalue_chunk, &job, status);
   }
   for (int t = 0; t < threads; t++) free_worker_state(job.states[t]);
-  free(job.states);
+  for (partial_sums *p = job.all_sets, *next; p != NULL; p = next) next = p->next_allocated, free_partial_sums(p);
+  free(job.states), free(job.handed_in);
   pthread_mutex_destroy(&job.merge_lock);
   pthread_cond_destroy(&job.merged_one);
   if (code != GK_OK) return code;
