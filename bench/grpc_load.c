@@ -3,7 +3,7 @@
  * work in process for comparison.
  *
  *   greeks_load --target HOST:PORT [--contracts N] [--concurrency C]
- *               [--seconds S] [--rate R] [--json FILE]
+ *               [--seconds S] [--rate R] [--connections N] [--json FILE]
  *   greeks_load --in-process [--contracts N] [--threads T] [--seconds S]
  *   greeks_load --in-process-agent [--contracts N] [--concurrency C] [--seconds S]
  *
@@ -13,6 +13,9 @@
  * requests/s, contracts/s and latency percentiles (p50, p90, p99, max; the
  * latency of an open-loop call counts from its scheduled start). In process it
  * prices the same chain with gk_price_chain on a worker pool, back to back.
+ * With --connections N, N client threads each drive their own channel (its own
+ * TCP connection) with an Nth of the concurrency or rate, as a fleet of callers
+ * would; on one connection every call shares one HTTP/2 transport.
  * Every call's status is checked: a run with any failed call exits 1.
  */
 #include <grpc/byte_buffer_reader.h>
@@ -42,6 +45,7 @@ typedef struct options {
   double rate;
   int in_process; /* 1: gk_price_chain back to back; 2: through the pricing agent */
   int threads;
+  int connections; /* over gRPC: client threads, each with its own channel, TCP connection and queue */
   const char *json;
 } options;
 
@@ -104,6 +108,10 @@ typedef struct run_state {
   size_t done, capacity, failed, in_flight;
   pthread_mutex_t lock; /* slots and counters: the pacer thread starts calls */
   char first_error[256];
+  int concurrency;      /* this connection's share of --concurrency (closed loop) */
+  double rate;          /* this connection's share of --rate (open loop) */
+  int64_t begin, end;
+  pthread_t thread;
 } run_state;
 
 static int start_call(run_state *r, slot *s, int64_t started_ns) {
@@ -168,17 +176,17 @@ static void report(const options *o, const char *mode, size_t done, size_t faile
                    size_t n_lat) {
   qsort(lat, n_lat, sizeof *lat, compare_doubles);
   double rps = (double)done / seconds;
-  printf("%s contracts=%zu concurrency=%d rate=%g: %.0f req/s, %.3g contracts/s, p50 %.1f us, p90 %.1f us, "
+  printf("%s contracts=%zu concurrency=%d connections=%d rate=%g: %.0f req/s, %.3g contracts/s, p50 %.1f us, p90 %.1f us, "
          "p99 %.1f us, max %.1f us, %zu failed\n",
-         mode, o->contracts, o->concurrency, o->rate, rps, rps * (double)o->contracts, percentile(lat, n_lat, 50),
+         mode, o->contracts, o->concurrency, o->connections, o->rate, rps, rps * (double)o->contracts, percentile(lat, n_lat, 50),
          percentile(lat, n_lat, 90), percentile(lat, n_lat, 99), n_lat ? lat[n_lat - 1] : NAN, failed);
   if (o->json) {
     FILE *f = fopen(o->json, "w");
     if (f) {
-      fprintf(f, "{\"mode\": \"%s\", \"contracts\": %zu, \"concurrency\": %d, \"rate\": %g, \"seconds\": %.3f, "
+      fprintf(f, "{\"mode\": \"%s\", \"contracts\": %zu, \"concurrency\": %d, \"connections\": %d, \"rate\": %g, \"seconds\": %.3f, "
                  "\"requests\": %zu, \"failed\": %zu, \"requests_per_second\": %.1f, \"contracts_per_second\": %.1f, "
                  "\"p50_us\": %.2f, \"p90_us\": %.2f, \"p99_us\": %.2f, \"max_us\": %.2f}\n",
-              mode, o->contracts, o->concurrency, o->rate, seconds, done, failed, rps, rps * (double)o->contracts,
+              mode, o->contracts, o->concurrency, o->connections, o->rate, seconds, done, failed, rps, rps * (double)o->contracts,
               percentile(lat, n_lat, 50), percentile(lat, n_lat, 90), percentile(lat, n_lat, 99),
               n_lat ? lat[n_lat - 1] : NAN);
       fclose(f);
@@ -210,66 +218,105 @@ static void *pace_calls(void *arg) {
   return NULL;
 }
 
+/* One connection's calls until the run's end, on its own channel and queue. */
+static void *drive_connection(void *arg) {
+  run_state *r = arg;
+  const options *o = r->o;
+  grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+  /* A local subchannel pool: channels with equal arguments would otherwise share
+   * one TCP connection, and the connections would not be independent. */
+  grpc_arg args_list[2] = {{GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = -1}},
+                           {GRPC_ARG_INTEGER, (char *)GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, {.integer = 1}}};
+  grpc_channel_args args = {2, args_list};
+  r->channel = grpc_channel_create(o->target, creds, &args);
+  grpc_channel_credentials_release(creds);
+  r->cq = grpc_completion_queue_create_for_next(NULL);
+  r->method = grpc_slice_from_static_string("/greeks.v1.PricingService/PriceChain");
+  r->capacity = (size_t)(o->seconds * (r->rate > 0 ? r->rate * 1.2 : 200000.0)) + 1024;
+  r->latency_us = malloc(r->capacity * sizeof *r->latency_us);
+  size_t slots_n = (size_t)(r->rate > 0 ? 65536 : r->concurrency);
+  slot *slots = calloc(slots_n, sizeof *slots);
+  size_t *free_slots = malloc(slots_n * sizeof *free_slots), free_n = slots_n;
+  if (r->latency_us == NULL || slots == NULL || free_slots == NULL) {
+    snprintf(r->first_error, sizeof r->first_error, "out of memory");
+    r->failed = 1;
+    slots_n = free_n = 0;
+  }
+  for (size_t i = 0; i < slots_n; i++) free_slots[i] = slots_n - 1 - i;
+  pacer p = {r, slots, free_slots, &free_n, r->begin, r->end, r->rate > 0 ? (int64_t)(1e9 / r->rate) : 0};
+  pthread_mutex_init(&r->lock, NULL);
+  pthread_t pacer_thread;
+  int paced = r->rate > 0 && slots_n > 0 && pthread_create(&pacer_thread, NULL, pace_calls, &p) == 0;
+  for (;;) {
+    pthread_mutex_lock(&r->lock);
+    if (r->rate == 0 && gk_monotonic_ns() < r->end)
+      while (free_n > 0) start_call(r, &slots[free_slots[--free_n]], gk_monotonic_ns());
+    int finished = gk_monotonic_ns() >= r->end + (r->rate > 0 ? 1000000 : 0) && r->in_flight == 0;
+    pthread_mutex_unlock(&r->lock);
+    if (finished) break;
+    grpc_event ev = grpc_completion_queue_next(
+        r->cq, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(20, GPR_TIMESPAN)), NULL);
+    if (ev.type != GRPC_OP_COMPLETE) continue;
+    slot *done_slot = ev.tag;
+    pthread_mutex_lock(&r->lock);
+    finish_call(r, done_slot, ev.success);
+    free_slots[free_n++] = (size_t)(done_slot - slots);
+    pthread_mutex_unlock(&r->lock);
+  }
+  if (paced) pthread_join(pacer_thread, NULL);
+  pthread_mutex_destroy(&r->lock);
+  grpc_channel_destroy(r->channel);
+  grpc_completion_queue_shutdown(r->cq);
+  while (grpc_completion_queue_next(r->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN) {
+  }
+  grpc_completion_queue_destroy(r->cq);
+  free(slots), free(free_slots);
+  return NULL;
+}
+
+/* --connections threads, each driving its share of the calls; one report. */
 static int run_grpc(const options *o, const chain_data *chain) {
   size_t length;
   uint8_t *bytes = pack_request(chain, o->contracts, &length);
   if (bytes == NULL) return 1;
   grpc_init();
-  run_state r;
-  memset(&r, 0, sizeof r);
-  r.o = o;
-  grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-  grpc_arg arg = {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = -1}};
-  grpc_channel_args args = {1, &arg};
-  r.channel = grpc_channel_create(o->target, creds, &args);
-  grpc_channel_credentials_release(creds);
-  r.cq = grpc_completion_queue_create_for_next(NULL);
-  r.method = grpc_slice_from_static_string("/greeks.v1.PricingService/PriceChain");
   grpc_slice s = grpc_slice_from_copied_buffer((const char *)bytes, length);
-  r.request = grpc_raw_byte_buffer_create(&s, 1);
+  grpc_byte_buffer *request = grpc_raw_byte_buffer_create(&s, 1);
   grpc_slice_unref(s);
   free(bytes);
-  r.capacity = (size_t)(o->seconds * (o->rate > 0 ? o->rate * 1.2 : 200000.0)) + 1024;
-  r.latency_us = malloc(r.capacity * sizeof *r.latency_us);
-  size_t slots_n = (size_t)(o->rate > 0 ? 65536 : o->concurrency);
-  slot *slots = calloc(slots_n, sizeof *slots);
-  size_t *free_slots = malloc(slots_n * sizeof *free_slots), free_n = slots_n;
-  for (size_t i = 0; i < slots_n; i++) free_slots[i] = slots_n - 1 - i;
+  int k = o->connections;
+  run_state *runs = calloc((size_t)k, sizeof *runs);
+  if (runs == NULL) return 1;
   int64_t begin = gk_monotonic_ns(), end = begin + (int64_t)(o->seconds * 1e9);
-  pacer p = {&r, slots, free_slots, &free_n, begin, end, o->rate > 0 ? (int64_t)(1e9 / o->rate) : 0};
-  pthread_mutex_init(&r.lock, NULL);
-  pthread_t pacer_thread;
-  if (o->rate > 0) pthread_create(&pacer_thread, NULL, pace_calls, &p);
-  for (;;) {
-    pthread_mutex_lock(&r.lock);
-    if (o->rate == 0 && gk_monotonic_ns() < end)
-      while (free_n > 0) start_call(&r, &slots[free_slots[--free_n]], gk_monotonic_ns());
-    int finished = gk_monotonic_ns() >= end + (o->rate > 0 ? 1000000 : 0) && r.in_flight == 0;
-    pthread_mutex_unlock(&r.lock);
-    if (finished) break;
-    grpc_event ev = grpc_completion_queue_next(
-        r.cq, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(20, GPR_TIMESPAN)), NULL);
-    if (ev.type != GRPC_OP_COMPLETE) continue;
-    slot *done_slot = ev.tag;
-    pthread_mutex_lock(&r.lock);
-    finish_call(&r, done_slot, ev.success);
-    free_slots[free_n++] = (size_t)(done_slot - slots);
-    pthread_mutex_unlock(&r.lock);
+  int started = 0;
+  for (int c = 0; c < k; c++) {
+    run_state *r = &runs[c];
+    r->o = o, r->request = request, r->begin = begin, r->end = end;
+    r->concurrency = o->concurrency / k + (c < o->concurrency % k); /* parse_args: concurrency >= connections */
+    r->rate = o->rate / k;
+    if (pthread_create(&r->thread, NULL, drive_connection, r) != 0) break;
+    started++;
   }
-  if (o->rate > 0) pthread_join(pacer_thread, NULL);
-  pthread_mutex_destroy(&r.lock);
+  size_t done = 0, failed = started < k;
+  for (int c = 0; c < started; c++) pthread_join(runs[c].thread, NULL), done += runs[c].done, failed += runs[c].failed;
   double seconds = (double)(gk_monotonic_ns() - begin) / 1e9;
-  report(o, "grpc", r.done, r.failed, seconds, r.latency_us, r.done);
-  if (r.failed) fprintf(stderr, "greeks_load: %zu calls failed; first: %s\n", r.failed, r.first_error);
-  grpc_byte_buffer_destroy(r.request);
-  grpc_channel_destroy(r.channel);
-  grpc_completion_queue_shutdown(r.cq);
-  while (grpc_completion_queue_next(r.cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN) {
+  double *lat = malloc((done ? done : 1) * sizeof *lat);
+  size_t at = 0;
+  for (int c = 0; c < started && lat; c++) {
+    memcpy(lat + at, runs[c].latency_us, runs[c].done * sizeof(double));
+    at += runs[c].done;
   }
-  grpc_completion_queue_destroy(r.cq);
-  free(slots), free(free_slots), free(r.latency_us);
+  report(o, "grpc", done, failed, seconds, lat, lat ? done : 0);
+  for (int c = 0; c < started; c++) {
+    if (runs[c].failed) fprintf(stderr, "greeks_load: connection %d: %zu calls failed; first: %s\n", c,
+                                runs[c].failed, runs[c].first_error);
+    free(runs[c].latency_us);
+  }
+  if (started < k) fprintf(stderr, "greeks_load: could start only %d of %d connections\n", started, k);
+  free(lat), free(runs);
+  grpc_byte_buffer_destroy(request);
   grpc_shutdown();
-  return r.failed ? 1 : 0;
+  return failed ? 1 : 0;
 }
 
 /* ---- in process ---- */
@@ -393,7 +440,7 @@ static int run_in_process_agent(const options *o, const chain_data *chain) {
 }
 
 static int parse_args(int argc, char **argv, options *o) {
-  *o = (options){"127.0.0.1:50051", 16, 16, 5.0, 0.0, 0, 0, NULL};
+  *o = (options){"127.0.0.1:50051", 16, 16, 5.0, 0.0, 0, 0, 1, NULL};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(a, "--in-process") == 0) { o->in_process = 1; continue; }
@@ -405,11 +452,13 @@ static int parse_args(int argc, char **argv, options *o) {
     else if (strcmp(a, "--seconds") == 0) o->seconds = atof(v);
     else if (strcmp(a, "--rate") == 0) o->rate = atof(v);
     else if (strcmp(a, "--threads") == 0) o->threads = atoi(v);
+    else if (strcmp(a, "--connections") == 0) o->connections = atoi(v);
     else if (strcmp(a, "--json") == 0) o->json = v;
     else return -1;
     i++;
   }
   return o->contracts >= 1 && o->contracts <= (1u << 22) && o->concurrency >= 1 && o->concurrency <= 65536 &&
+                 o->connections >= 1 && o->connections <= 256 && (o->rate > 0 || o->concurrency >= o->connections) &&
                  o->seconds > 0 && o->rate >= 0
              ? 0
              : -1;
@@ -419,7 +468,7 @@ int main(int argc, char **argv) {
   options o;
   if (parse_args(argc, argv, &o) != 0) {
     fprintf(stderr, "usage: greeks_load [--target HOST:PORT] [--contracts N] [--concurrency C] [--seconds S]\n"
-                    "                   [--rate R] [--json FILE] | --in-process [--contracts N] [--threads T]\n"
+                    "                   [--rate R] [--connections N] [--json FILE] | --in-process [--contracts N] [--threads T]\n"
                     "                   | --in-process-agent [--contracts N] [--concurrency C]\n");
     return 2;
   }
