@@ -2,9 +2,11 @@
  * Portfolio revaluation against a straightforward reference loop (one kernel call
  * per position, sums in position order): per-position values, aggregates per
  * underlying and in total, and scenario P&L by direct repricing. Also: P&L at zero
- * shock is exactly zero, results are bit-identical for any thread count, invalid
- * positions are named and excluded, and bad grids are rejected by field.
+ * shock is exactly zero, results are bit-identical for any thread count (also
+ * when a worker runs far ahead of the merge order), invalid positions are named
+ * and excluded, and bad grids are rejected by field.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdatomic.h>
 #include <setjmp.h>
@@ -13,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -263,6 +266,71 @@ static void test_a_cancel_check_stops_the_revaluation_between_chunks(void **stat
   free(b);
 }
 
+/* Holds the first question until the other worker has asked `until` times (or 2 s
+ * pass), then lets it go on: a worker that far ahead of the merge order has
+ * used up its partial-sum sets. */
+static void sleep_ms(long ms) {
+  struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&t, NULL);
+}
+
+typedef struct holder {
+  _Atomic int asked;
+  int until, asked_while_held;
+} holder;
+
+static int hold_the_first_question(void *user) {
+  holder *h = user;
+  if (atomic_fetch_add(&h->asked, 1) != 0) return 0;
+  for (int waited_ms = 0; waited_ms < 2000 && atomic_load(&h->asked) < h->until; waited_ms++) sleep_ms(1);
+  h->asked_while_held = atomic_load(&h->asked);
+  sleep_ms(20); /* let the other worker reach its wait for a set */
+  return 0;
+}
+
+/* 8 chunks of 1024 on 2 workers, at most 4 partial-sum sets: while one worker is
+ * held on its first chunk the other runs 4 chunks ahead and must wait for a set,
+ * and the held chunk, whose turn to merge has come, must get one past the limit
+ * (else the call never ends). The sums stay those of the reference, bit for bit. */
+static void test_a_worker_far_ahead_of_the_merge_order_waits_and_results_stay_exact(void **state) {
+  (void)state;
+  enum { N = 8 * 1024 };
+  book *b = make_book(21);
+  static uint32_t underlying[N];
+  static uint8_t type[N];
+  static double strike[N], expiry[N], vol[N], quantity[N], multiplier[N];
+  for (int i = 0; i < N; i++) {
+    int j = i % POSITIONS;
+    underlying[i] = b->underlying[j], type[i] = b->type[j], strike[i] = b->strike[j];
+    expiry[i] = b->expiry[j], vol[i] = b->vol[j], quantity[i] = b->quantity[j], multiplier[i] = b->multiplier[j];
+  }
+  gk_positions positions = {N, underlying, type, strike, expiry, vol, quantity, multiplier};
+  gk_scenario_grid grid = standard_grid();
+  static double value[2][N];
+  static uint8_t error[2][N];
+  gk_risk per_underlying[2][UNDERLYINGS];
+  double pnl[2][231];
+  gk_portfolio_results r[2];
+  for (int k = 0; k < 2; k++)
+    r[k] = (gk_portfolio_results){.value = value[k], .error = error[k], .per_underlying = per_underlying[k],
+                                  .pnl = pnl[k]};
+  gk_status status;
+  assert_int_equal(gk_revalue_portfolio(NULL, GK_MODEL_BSM, &b->markets, &positions, &grid, &r[0], &status), GK_OK);
+  gk_pool *pool = pool_of(2);
+  holder h = {0, 6, 0};
+  gk_cancel_check hold = {hold_the_first_question, &h};
+  assert_int_equal(gk_revalue_portfolio_ex(pool, GK_MODEL_BSM, &b->markets, &positions, &grid, &hold, &r[1], &status),
+                   GK_OK);
+  gk_pool_destroy(pool);
+  assert_true(h.asked_while_held >= 6); /* the other worker did run ahead */
+  assert_int_equal(atomic_load(&h.asked), 8);
+  assert_memory_equal(value[1], value[0], sizeof value[0]);
+  assert_memory_equal(per_underlying[1], per_underlying[0], sizeof per_underlying[0]);
+  assert_memory_equal(pnl[1], pnl[0], sizeof pnl[0]);
+  assert_memory_equal(&r[1].total, &r[0].total, sizeof r[0].total);
+  free(b);
+}
+
 static void test_invalid_positions_are_named_and_excluded(void **state) {
   (void)state;
   book *b = make_book(4);
@@ -363,6 +431,7 @@ int main(void) {
       cmocka_unit_test(test_scenario_pnl_matches_direct_repricing),
       cmocka_unit_test(test_results_are_identical_for_any_thread_count),
       cmocka_unit_test(test_a_cancel_check_stops_the_revaluation_between_chunks),
+      cmocka_unit_test(test_a_worker_far_ahead_of_the_merge_order_waits_and_results_stay_exact),
       cmocka_unit_test(test_invalid_positions_are_named_and_excluded),
       cmocka_unit_test(test_a_bad_market_invalidates_only_its_positions),
       cmocka_unit_test(test_bad_grids_are_rejected_by_field),
