@@ -74,7 +74,7 @@ typedef struct revalue_job {
   pthread_mutex_t merge_lock;
   pthread_cond_t merged_one;
   size_t merged;              /* chunks merged so far */
-  partial_sums **handed_in;   /* per chunk: its sums, NO_SUMS, or NULL while in work */
+  partial_sums **handed_in;   /* per chunk: its sums, &no_sums, or NULL while in work */
   partial_sums *free_sets, *all_sets;
   size_t set_count, set_limit;
   _Atomic int out_of_memory;
