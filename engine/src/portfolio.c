@@ -364,11 +364,17 @@ static partial_sums *take_partial_sums(revalue_job *job, size_t chunk) {
       break;
     }
     if (job->set_count < job->set_limit || job->merged == chunk) {
+      /* Reserve the set, then allocate it outside the lock: a set is
+       * underlyings x grid doubles, and other workers are handing in meanwhile. */
+      job->set_count++;
+      pthread_mutex_unlock(&job->merge_lock);
       p = new_partial_sums(job);
+      pthread_mutex_lock(&job->merge_lock);
       if (p != NULL) {
         p->next_allocated = job->all_sets;
         job->all_sets = p;
-        job->set_count++;
+      } else {
+        job->set_count--;
       }
       break;
     }
