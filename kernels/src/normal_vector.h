@@ -5,7 +5,8 @@
  * come from R directly and are never 1 - N. R has two implementations:
  *  - the BSM kernel: one rational function P/(sqrt(2 pi) Q) on all of [0, 40]
  *    (normal_tail_rational.h, kernels/tools/gen_normal_tail_rational.py; ADR 0015,
- *    adr/0017): 18 FMAs, 2 adds and a division per argument, no lookups;
+ *    adr/0017): 18 FMAs, 2 adds and a division per argument, no lookups; and
+ *    a shorter one on [0, 6] for vectors whose every |d| lies there (adr/0020);
  *  - the implied-vol and Bachelier kernels: piecewise degree-16 polynomials on 14
  *    intervals (normal_tail_table.h, kernels/tools/gen_normal_tail_table.py), which
  *    the scalar implied-vol kernel mirrors term for term.
@@ -103,12 +104,48 @@ static inline vdouble gaussian_factor(vdouble d) {
   return v_exp_bounded_corrected(hi, lo);
 }
 
-/* The normal density n(y) = exp(-y^2/2) / sqrt(2 pi), as gaussian_factor, for
- * 0 <= y <= GK_TAIL_Y_MAX. */
-static inline vdouble normal_density_capped(vdouble y) {
+/* As tail_rational_terms, on [0, GK_TAIL_SHORT_Y_MAX] only: degrees 7 and 8
+ * instead of 9 and 10, four operations fewer per argument at the same
+ * accuracy (normal_tail_rational.h; adr/0020). */
+static inline void short_tail_rational_terms(vdouble y, vdouble *p, vdouble *q) {
+  _Static_assert(GK_TAIL_SHORT_P_DEGREE >= 3 && GK_TAIL_SHORT_Q_DEGREE >= 3,
+                 "polynomial_even_odd takes two steps per half");
+  vdouble y2 = v_mul(y, y);
+  *p = polynomial_even_odd(gk_tail_short_p, GK_TAIL_SHORT_P_DEGREE, y, y2);
+  *q = polynomial_even_odd(gk_tail_short_q, GK_TAIL_SHORT_Q_DEGREE, y, y2);
+}
+
+/* P and Q at each y <= GK_TAIL_Y_MAX by the short rational where y <=
+ * GK_TAIL_SHORT_Y_MAX and by the full one beyond: chosen per argument, so an
+ * option's result never depends on the other lanes of its vector. */
+static inline void tail_rational_terms_by_range(vdouble y, vdouble *p, vdouble *q) {
+  vdouble p_short, q_short;
+  short_tail_rational_terms(y, &p_short, &q_short); /* finite up to y = 40 */
+  tail_rational_terms(y, p, q);
+  vmask in_short_range = v_le(y, v_set1(GK_TAIL_SHORT_Y_MAX));
+  *p = v_select(in_short_range, p_short, *p);
+  *q = v_select(in_short_range, q_short, *q);
+}
+
+/* The density times min(A, B) (G below) and the tails' P and Q, for a vector
+ * with some |d| beyond GK_TAIL_SHORT_Y_MAX. Out of line and cold: kept
+ * inline, its code made GCC allocate the common path's registers worse
+ * (about 5% of the BSM kernel's time, adr/0020). */
+typedef struct cdf_pair_terms {
+  vdouble G, p1, q1, p2, q2;
+} cdf_pair_terms;
+
+static __attribute__((noinline, cold)) cdf_pair_terms cdf_pair_terms_full_range(vdouble y1, vdouble y2,
+                                                                                vdouble A, vdouble B) {
+  const vdouble y_max = v_set1(GK_TAIL_Y_MAX);
+  cdf_pair_terms t;
   vdouble hi, lo;
-  minus_half_square_capped(y, &hi, &lo);
-  return v_density_exp_corrected(hi, lo);
+  y1 = v_min(y1, y_max), y2 = v_min(y2, y_max);
+  minus_half_square_capped(v_min(y1, y2), &hi, &lo);
+  t.G = v_mul(v_min(A, B), v_density_exp_corrected(hi, lo));
+  tail_rational_terms_by_range(y1, &t.p1, &t.q1);
+  tail_rational_terms_by_range(y2, &t.p2, &t.q2);
+  return t;
 }
 
 /* A N(z1) and B N(z2) for z1 = omega d1, z2 = omega d2, in units of money, from
@@ -118,15 +155,26 @@ static inline vdouble normal_density_capped(vdouble y) {
  * i.e. when A <= B and d1 + d2 = 2x/s <= 0). G <= min(A, B) cannot overflow.
  * Each tail is A N(-|d1|) = A n(d1) sqrt(2 pi) R(|d1|) = G P(y)/Q(y) directly
  * (normal_tail_rational.h); the other side is A - tail (the tail is at most
- * A/2 there, so nothing cancels). */
+ * A/2 there, so nothing cancels).
+ * R takes the short rational for |d| <= GK_TAIL_SHORT_Y_MAX (6) and the full
+ * one beyond (adr/0020). A vector whose every |d| is at most 6 (in a typical
+ * book all but a few in a thousand) evaluates only the short one, and its
+ * density needs no underflow handling (-d^2/2 >= -18); any other vector
+ * evaluates both and chooses per lane, with the same bits. |d| = inf (the
+ * collapsed limit) takes the latter path. */
 static inline void normal_cdf_pair_in_money(vdouble z1, vdouble z2, vdouble A, vdouble B, vdouble *G,
                                             vdouble *a_n1, vdouble *b_n2) {
-  const vdouble y_max = v_set1(GK_TAIL_Y_MAX);
-  vdouble y1 = v_min(v_abs(z1), y_max), y2 = v_min(v_abs(z2), y_max);
-  *G = v_mul(v_min(A, B), normal_density_capped(v_min(y1, y2))); /* at x = 0 either d is nearer */
-  vdouble p1, q1, p2, q2;
-  tail_rational_terms(y1, &p1, &q1);
-  tail_rational_terms(y2, &p2, &q2);
+  vdouble y1 = v_abs(z1), y2 = v_abs(z2), p1, q1, p2, q2, hi, lo;
+  vmask beyond_short = v_gt(v_max(y1, y2), v_set1(GK_TAIL_SHORT_Y_MAX));
+  if (m_bits(beyond_short) == 0) {
+    minus_half_square_capped(v_min(y1, y2), &hi, &lo);
+    *G = v_mul(v_min(A, B), v_density_exp_normal_range_corrected(hi, lo)); /* at x = 0 either d is nearer */
+    short_tail_rational_terms(y1, &p1, &q1);
+    short_tail_rational_terms(y2, &p2, &q2);
+  } else {
+    cdf_pair_terms t = cdf_pair_terms_full_range(y1, y2, A, B);
+    *G = t.G, p1 = t.p1, q1 = t.q1, p2 = t.p2, q2 = t.q2;
+  }
   /* P/Q does not wait for G: the division leaves the exp's dependency chain. */
   vdouble tail1 = v_mul(*G, v_div(p1, q1)), tail2 = v_mul(*G, v_div(p2, q2));
   /* z = -0.0 or +0.0 alike give A/2: a select on the sign bit is exact. */

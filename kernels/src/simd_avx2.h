@@ -63,6 +63,10 @@ static inline vdouble v_exp_bounded_corrected(vdouble x, vdouble x_lo) {
 static inline vdouble v_density_exp_corrected(vdouble x, vdouble x_lo) {
   return _mm256_mul_pd(v_exp_bounded_corrected(x, x_lo), _mm256_set1_pd(GK_INV_SQRT_2PI));
 }
+/* The same for -700 <= x <= 0 (the AVX-512 unit has a shorter form for it). */
+static inline vdouble v_density_exp_normal_range_corrected(vdouble x, vdouble x_lo) {
+  return v_density_exp_corrected(x, x_lo);
+}
 static inline vdouble v_log(vdouble a) { return Sleef_logd4_u10avx2(a); }
 static inline vdouble v_log_normal_positive(vdouble a) { return Sleef_logd4_u10avx2(a); }
 static inline vdouble v_erfc(vdouble a) { return Sleef_erfcd4_u15avx2(a); }

@@ -164,39 +164,62 @@ static inline vdouble v_exp_bounded(vdouble x) {
 static inline vdouble v_exp_bounded_corrected(vdouble x, vdouble x_lo) {
   return exp_bounded_with_correction(x, x_lo, 1, gk_exp2_sixteenths_hi, gk_exp2_sixteenths_rel);
 }
-/* exp(x + x_lo) / sqrt(2 pi), as v_exp_bounded_corrected: the normal density
- * n(d) for x + x_lo = -d^2/2. The constant sits in the table (exp_table.h), so
- * the density costs no multiply and no rounding beyond the exp's. */
-static inline vdouble v_density_exp_corrected(vdouble x, vdouble x_lo) {
-  return exp_bounded_with_correction(x, x_lo, 1, gk_exp2_sixteenths_density_hi, gk_exp2_sixteenths_density_rel);
-}
 /* exp(x) for |x| <= 700, whose result is normal (the BSM kernel's discount
  * factors): the same table and polynomial as v_exp_bounded, but k comes from
  * the bits of x 16/ln2 + 1.5 2^52 and 2^m is applied by adding m to the
  * exponent bits. That takes an FMA and integer ops where the general exp
  * takes two multiplies, two roundings, a conversion and a vscalefpd, which on
- * Zen 4 occupies an FMA pipe slot like a multiply. */
-static inline __attribute__((always_inline)) vdouble exp_normal_range_signed(vdouble y, int negated) {
+ * Zen 4 occupies an FMA pipe for two cycles. x = y, or -y when negated; with
+ * has_y_lo, x_lo = y_lo (not negated) joins r as in
+ * exp_bounded_with_correction. With may_underflow (-800 <= x <= 0 allowed),
+ * 2^m is applied by vscalefpd instead, which rounds a subnormal result
+ * correctly; a normal result is the same bits either way. */
+static inline __attribute__((always_inline)) vdouble exp_normal_range_with(vdouble y, vdouble y_lo, int negated,
+                                                                          int has_y_lo, const double *table_hi,
+                                                                          const double *table_rel,
+                                                                          int may_underflow) {
   const vdouble shift = _mm512_set1_pd(0x1.8p52);
-  /* x = -y or y; k and r_hi take the sign in their FMAs, exactly */
+  /* k and r_hi take the sign in their FMAs, exactly */
   vdouble shifted = negated ? v_fnma_bcast_factor(y, &gk_exp_16_over_ln2, shift)
                             : v_fma_bcast_factor(y, &gk_exp_16_over_ln2, shift);
   __m512i k_bits = _mm512_castpd_si512(shifted); /* 1.5 2^52 + k: j = k mod 16 in the low bits */
   vdouble k = _mm512_sub_pd(shifted, shift);
   vdouble r_hi = negated ? v_fnms_bcast_factor(k, &gk_exp_ln2_16_hi, y) : v_fnma_bcast_factor(k, &gk_exp_ln2_16_hi, y);
-  vdouble r = v_fnma_bcast_factor(k, &gk_exp_ln2_16_lo, r_hi);
-  vdouble e = exp_of_reduced(r, exp_table_lookup(gk_exp2_sixteenths_hi, k_bits),
-                             exp_table_lookup(gk_exp2_sixteenths_rel, k_bits));
+  vdouble r = has_y_lo ? _mm512_add_pd(r_hi, v_fnma_bcast_factor(k, &gk_exp_ln2_16_lo, y_lo))
+                       : v_fnma_bcast_factor(k, &gk_exp_ln2_16_lo, r_hi);
+  vdouble e = exp_of_reduced(r, exp_table_lookup(table_hi, k_bits), exp_table_lookup(table_rel, k_bits));
+  if (may_underflow) {
+    static const double one_sixteenth = 0.0625;
+    vdouble m = _mm512_roundscale_pd(v_mul_bcast(k, &one_sixteenth), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    return _mm512_scalef_pd(e, m);
+  }
   /* m = floor(k/16) sits in bits 4..15 of k_bits (1.5 2^52 is a multiple of 16
    * and adds nothing below bit 51); shifted to the exponent field it wraps
    * modulo 2^64 like m << 52 itself. */
   __m512i m_exponent = _mm512_slli_epi64(_mm512_srli_epi64(k_bits, 4), 52);
   return _mm512_castsi512_pd(_mm512_add_epi64(_mm512_castpd_si512(e), m_exponent));
 }
-static inline vdouble v_exp_normal_range(vdouble x) { return exp_normal_range_signed(x, 0); }
+static inline vdouble v_exp_normal_range(vdouble x) {
+  return exp_normal_range_with(x, x, 0, 0, gk_exp2_sixteenths_hi, gk_exp2_sixteenths_rel, 0);
+}
 /* exp(-y) for |y| <= 700, as v_exp_normal_range(-y) bit for bit: the
  * negation folds into the reduction's FMAs instead of costing an operation. */
-static inline vdouble v_exp_normal_range_of_minus(vdouble y) { return exp_normal_range_signed(y, 1); }
+static inline vdouble v_exp_normal_range_of_minus(vdouble y) {
+  return exp_normal_range_with(y, y, 1, 0, gk_exp2_sixteenths_hi, gk_exp2_sixteenths_rel, 0);
+}
+/* exp(x + x_lo) / sqrt(2 pi) for -800 <= x <= 0 and |x_lo| <= ulp(x): the
+ * normal density n(d) for x + x_lo = -d^2/2. The constant sits in the table
+ * (exp_table.h), so the density costs no multiply and no rounding beyond the
+ * exp's. */
+static inline vdouble v_density_exp_corrected(vdouble x, vdouble x_lo) {
+  return exp_normal_range_with(x, x_lo, 0, 1, gk_exp2_sixteenths_density_hi, gk_exp2_sixteenths_density_rel, 1);
+}
+/* The same bits for -700 <= x <= 0, where the density is normal, without
+ * vscalefpd: the common case of the BSM kernel's CDF pair (|d| <=
+ * GK_TAIL_SHORT_Y_MAX). */
+static inline vdouble v_density_exp_normal_range_corrected(vdouble x, vdouble x_lo) {
+  return exp_normal_range_with(x, x_lo, 0, 1, gk_exp2_sixteenths_density_hi, gk_exp2_sixteenths_density_rel, 0);
+}
 /* Any x: clamped first (inf and huge arguments). */
 static inline vdouble v_exp(vdouble x) {
   return v_exp_bounded(_mm512_max_pd(_mm512_min_pd(x, _mm512_set1_pd(710.0)), _mm512_set1_pd(-746.0)));
