@@ -227,10 +227,69 @@ static void test_every_tail_length_and_unaligned_start(void **state) {
   }
 }
 
+/* A BSM option with the given d1 (and T, sigma, r, q drawn at random), spot 100. */
+static void set_option_with_d1(owned_batch *b, size_t i, double d1, test_rng *rng) {
+  double T = rng_uniform(rng, 0.05, 2.0), sigma = rng_uniform(rng, 0.1, 0.5);
+  double r = rng_uniform(rng, -0.01, 0.08), q = rng_uniform(rng, 0.0, 0.05), s = sigma * sqrt(T);
+  b->spot[i] = 100.0, b->expiry[i] = T, b->vol[i] = sigma, b->rate[i] = r, b->yield[i] = q;
+  b->strike[i] = 100.0 * exp(-((d1 - s / 2) * s - (r - q) * T)); /* ln(S/K) + (r - q) T = (d1 - s/2) s */
+  b->type[i] = (uint8_t)(rng_next(rng) & 1u);
+}
+
+/* The vector kernels take a shorter tail rational when every |d| of a vector
+ * is at most 6, and choose per lane otherwise (adr/0020). An option must get
+ * the same bits either way: group 2k of 8 holds options with |d1|, |d2| <= 5.95
+ * (the short form for the whole vector, AVX2 or AVX-512); group 2k+1 repeats it
+ * with lanes 3 and 7 replaced by an option with d1 = 9, so that every vector of
+ * it takes the per-lane choice. Both must also match the scalar kernel. */
+static void test_an_option_gets_the_same_bits_whatever_its_neighbours(void **state) {
+  (void)state;
+  enum { GROUPS = 2000, N = 16 * GROUPS };
+  owned_batch ref = owned_batch_make(N), vec = owned_batch_make(N);
+  test_rng rng = {2026};
+  for (size_t g = 0; g < GROUPS; g++) {
+    for (size_t lane = 0; lane < 8; lane++) {
+      size_t i = 16 * g + lane;
+      double T_guess = 2.0, s_max = 0.5 * sqrt(T_guess);
+      /* d1 in [-5.95 + s_max, 5.95]: |d2| = |d1 - s| <= 5.95 too; a quarter near the edges */
+      double u = rng_uniform(&rng, 0.0, 1.0), lo = -5.95 + s_max, hi = 5.95;
+      if (lane % 4 == 1) u = u < 0.5 ? u * 0.02 : 1.0 - (1.0 - u) * 0.02;
+      set_option_with_d1(&ref, i, lo + u * (hi - lo), &rng);
+      size_t twin = i + 8;
+      ref.spot[twin] = ref.spot[i], ref.strike[twin] = ref.strike[i], ref.expiry[twin] = ref.expiry[i];
+      ref.rate[twin] = ref.rate[i], ref.yield[twin] = ref.yield[i], ref.vol[twin] = ref.vol[i];
+      ref.type[twin] = ref.type[i];
+      if (lane == 3 || lane == 7) set_option_with_d1(&ref, twin, 9.0, &rng);
+    }
+  }
+  copy_inputs(&vec, &ref);
+  price_on(GK_ISA_SCALAR, GK_MODEL_BSM, &ref, GK_OUT_ALL);
+  for (int isa = GK_ISA_AVX2; isa < GK_ISA_COUNT; isa++) {
+    if (!gk_isa_supported((gk_isa)isa)) continue;
+    price_on((gk_isa)isa, GK_MODEL_BSM, &vec, GK_OUT_ALL);
+    assert_int_equal(compare_results(GK_MODEL_BSM, &ref, &vec, N, gk_isa_name((gk_isa)isa)), 0);
+    const double *outs[] = {vec.price, vec.delta, vec.gamma, vec.vega, vec.theta, vec.rho, vec.phi};
+    size_t differing = 0;
+    for (size_t g = 0; g < GROUPS; g++)
+      for (size_t lane = 0; lane < 8; lane++) {
+        if (lane == 3 || lane == 7) continue;
+        size_t i = 16 * g + lane;
+        for (int k = 0; k < 7; k++)
+          if (memcmp(&outs[k][i], &outs[k][i + 8], sizeof(double)) != 0 && differing++ < 5)
+            print_error("%s [%zu] %s: %.17g alone, %.17g beside d1 = 9\n", gk_isa_name((gk_isa)isa), i,
+                        names[k], outs[k][i], outs[k][i + 8]);
+      }
+    assert_int_equal(differing, 0);
+  }
+  owned_batch_free(&ref);
+  owned_batch_free(&vec);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_vector_kernels_match_scalar_on_random_and_edge_inputs),
       cmocka_unit_test(test_every_tail_length_and_unaligned_start),
+      cmocka_unit_test(test_an_option_gets_the_same_bits_whatever_its_neighbours),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
