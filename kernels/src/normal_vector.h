@@ -117,14 +117,20 @@ static inline void short_tail_rational_terms(vdouble y, vdouble *p, vdouble *q) 
 
 /* P and Q at each y <= GK_TAIL_Y_MAX by the short rational where y <=
  * GK_TAIL_SHORT_Y_MAX and by the full one beyond: chosen per argument, so an
- * option's result never depends on the other lanes of its vector. */
+ * option's result never depends on the other lanes of its vector. Only a
+ * vector with arguments on both sides evaluates both. */
 static inline void tail_rational_terms_by_range(vdouble y, vdouble *p, vdouble *q) {
-  vdouble p_short, q_short;
-  short_tail_rational_terms(y, &p_short, &q_short); /* finite up to y = 40 */
-  tail_rational_terms(y, p, q);
   vmask in_short_range = v_le(y, v_set1(GK_TAIL_SHORT_Y_MAX));
-  *p = v_select(in_short_range, p_short, *p);
-  *q = v_select(in_short_range, q_short, *q);
+  if (m_bits(in_short_range) == 0) {
+    tail_rational_terms(y, p, q);
+    return;
+  }
+  short_tail_rational_terms(y, p, q); /* finite up to y = 40 */
+  if (m_bits(v_gt(y, v_set1(GK_TAIL_SHORT_Y_MAX))) == 0) return;
+  vdouble p_full, q_full;
+  tail_rational_terms(y, &p_full, &q_full);
+  *p = v_select(in_short_range, *p, p_full);
+  *q = v_select(in_short_range, *q, q_full);
 }
 
 /* The density times min(A, B) (G below) and the tails' P and Q, for a vector
