@@ -163,11 +163,11 @@ static __attribute__((noinline, cold)) cdf_pair_terms cdf_pair_terms_full_range(
  * (normal_tail_rational.h); the other side is A - tail (the tail is at most
  * A/2 there, so nothing cancels).
  * R takes the short rational for |d| <= GK_TAIL_SHORT_Y_MAX (6) and the full
- * one beyond (adr/0020). A vector whose every |d| is at most 6 (in a typical
- * book all but a few in a thousand) evaluates only the short one, and its
- * density needs no underflow handling (-d^2/2 >= -18); any other vector
- * evaluates both and chooses per lane, with the same bits. |d| = inf (the
- * collapsed limit) takes the latter path. */
+ * one beyond (adr/0020). A vector whose every |d| is at most 6 (99% of the
+ * vectors of the benchmark's random book) takes only the short one, and a
+ * density exp that needs no underflow handling (-d^2/2 >= -18). Any other
+ * vector goes out of line, chooses per argument, and gets the same bits for
+ * the same option. |d| = inf (the collapsed limit) takes that path. */
 static inline void normal_cdf_pair_in_money(vdouble z1, vdouble z2, vdouble A, vdouble B, vdouble *G,
                                             vdouble *a_n1, vdouble *b_n2) {
   vdouble y1 = v_abs(z1), y2 = v_abs(z2), p1, q1, p2, q2, hi, lo;
