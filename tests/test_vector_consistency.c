@@ -250,7 +250,7 @@ static void test_an_option_gets_the_same_bits_whatever_its_neighbours(void **sta
   for (size_t g = 0; g < GROUPS; g++) {
     for (size_t lane = 0; lane < 8; lane++) {
       size_t i = 16 * g + lane;
-      double T_guess = 2.0, s_max = 0.5 * sqrt(T_guess);
+      double s_max = 0.5 * sqrt(2.0); /* sigma <= 0.5, T <= 2 in set_option_with_d1 */
       /* d1 in [-5.95 + s_max, 5.95]: |d2| = |d1 - s| <= 5.95 too; a quarter near the edges */
       double u = rng_uniform(&rng, 0.0, 1.0), lo = -5.95 + s_max, hi = 5.95;
       if (lane % 4 == 1) u = u < 0.5 ? u * 0.02 : 1.0 - (1.0 - u) * 0.02;

@@ -174,6 +174,27 @@ static void test_exp_corrected(void **state) {
   check_exp_corrected("density exp", vector_density_exp, 1.0L / sqrtl(2.0L * 3.141592653589793238462643383279502884L));
 }
 
+/* The BSM kernel's common path takes the density from
+ * v_density_exp_normal_range_corrected (integer scaling) and its rare path from
+ * v_density_exp_corrected (vscalefpd); an option gets the same bits on either
+ * (adr/0020) only if the two agree bit for bit wherever the density is
+ * normal: -d^2/2 >= -700, |d| <= 37.4. */
+static void test_density_exp_forms_agree(void **state) {
+  (void)state;
+  test_rng rng = {20};
+  double hi[VLANES], lo[VLANES], normal_range[VLANES], general[VLANES];
+  for (unsigned i = 0; i < POINTS / 4; i += VLANES) {
+    for (int k = 0; k < VLANES; k++) {
+      double d = (i / VLANES) % 2 ? rng_uniform(&rng, 0.0, 6.0) : rng_uniform(&rng, 6.0, 37.4);
+      hi[k] = -0.5 * (d * d);
+      lo[k] = -0.5 * fma(d, d, -(d * d));
+    }
+    v_store(normal_range, v_density_exp_normal_range_corrected(v_load(hi, VLANES), v_load(lo, VLANES)), VLANES);
+    v_store(general, v_density_exp_corrected(v_load(hi, VLANES), v_load(lo, VLANES)), VLANES);
+    for (int k = 0; k < VLANES; k++) assert_memory_equal(&normal_range[k], &general[k], sizeof(double));
+  }
+}
+
 static double log_point(test_rng *rng, size_t i) {
   switch (i % 4) {
     case 0: return rng_uniform(rng, 0.5, 2.0);
@@ -244,6 +265,7 @@ int main(void) {
       cmocka_unit_test(test_exp_normal_range),
       cmocka_unit_test(test_exp_normal_range_of_minus),
       cmocka_unit_test(test_exp_corrected),
+      cmocka_unit_test(test_density_exp_forms_agree),
       cmocka_unit_test(test_expm1),
       cmocka_unit_test(test_log),
       cmocka_unit_test(test_log1p),
