@@ -43,7 +43,7 @@ monic (the asymptote does not bind on [0, 6]); the fit and the float64 check
 are the same as above.
 
 Run: /usr/bin/python3 kernels/tools/gen_normal_tail_rational.py > kernels/src/normal_tail_rational.h
-Needs python3-mpmath (Debian); takes a few minutes. The output is committed;
+Needs python3-mpmath (Debian); takes about a minute. The output is committed;
 the build never runs this.
 """
 import random
@@ -68,8 +68,7 @@ def tail_ratio(y):
 def fit(p_degree=P_DEGREE, q_degree=Q_DEGREE, y_max=Y_MAX, lead_ratio=LEAD_RATIO):
     """Minimax-relative P/Q ~ R on [0, y_max]. With lead_ratio, p's leading
     coefficient is tied to q's; without it, p's is free and q_0 = 1."""
-    P_DEGREE, Q_DEGREE, Y_MAX = p_degree, q_degree, y_max
-    points = [Y_MAX * (1 - mp.cos(mp.pi * (i + mp.mpf(0.5)) / POINTS)) / 2 for i in range(POINTS)]
+    points = [y_max * (1 - mp.cos(mp.pi * (i + mp.mpf(0.5)) / POINTS)) / 2 for i in range(POINTS)]
     values = [tail_ratio(y) for y in points]
     q_previous = [mp.mpf(1)] * POINTS
     weights = [mp.mpf(1)] * POINTS
@@ -80,17 +79,17 @@ def fit(p_degree=P_DEGREE, q_degree=Q_DEGREE, y_max=Y_MAX, lead_ratio=LEAD_RATIO
         free = 0 if lead_ratio is not None else 1
         for y, r, qp, w in zip(points, values, q_previous, weights):
             scale = mp.sqrt(w) / (r * qp)
-            row = [y**k * scale for k in range(P_DEGREE + free)] + [-r * y**k * scale for k in range(1, Q_DEGREE + 1)]
+            row = [y**k * scale for k in range(p_degree + free)] + [-r * y**k * scale for k in range(1, q_degree + 1)]
             if lead_ratio is not None:
-                row[-1] += lead_ratio * y**P_DEGREE * scale
+                row[-1] += lead_ratio * y**p_degree * scale
             rows.append(row)
             rhs.append(r * scale)
         solution = mp.qr_solve(mp.matrix(rows), mp.matrix(rhs))[0]
-        q = [mp.mpf(1)] + [solution[P_DEGREE - 1 + free + k] for k in range(1, Q_DEGREE + 1)]
+        q = [mp.mpf(1)] + [solution[p_degree - 1 + free + k] for k in range(1, q_degree + 1)]
         if lead_ratio is not None:
-            p = [solution[k] for k in range(P_DEGREE)] + [lead_ratio * q[-1]]
+            p = [solution[k] for k in range(p_degree)] + [lead_ratio * q[-1]]
         else:
-            p = [solution[k] for k in range(P_DEGREE + 1)]
+            p = [solution[k] for k in range(p_degree + 1)]
         q_previous = [mp.polyval(q[::-1], y) for y in points]
         errors = [abs(mp.polyval(p[::-1], y) / qv / r - 1) for y, qv, r in zip(points, q_previous, values)]
         worst = max(errors)
