@@ -3,6 +3,10 @@
 BUILD_DIR ?= build
 SANITIZE_DIR ?= build-asan
 TSAN_DIR ?= build-tsan
+FUZZ_DIR ?= build-fuzz
+# Seconds per fuzz target: `make fuzz` (opt-in, long) and inside `make test` (brief).
+FUZZ_SECONDS ?= 600
+FUZZ_TEST_SECONDS ?= 10
 CONCURRENCY_TESTS = test_engine test_portfolio test_breaker test_agent test_pricing_agent
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
@@ -25,7 +29,7 @@ build: deps $(BUILD_DIR)/CMakeCache.txt
 run: build
 	$(BUILD_DIR)/api/greeksd $(ARGS)
 
-test: test-release test-sanitizers test-tsan
+test: test-release test-sanitizers test-tsan test-fuzz
 
 test-release: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
@@ -53,7 +57,26 @@ bench: build
 	  --benchmark_out_format=json $(BENCH_ARGS)
 
 clean:
-	rm -rf $(BUILD_DIR) $(SANITIZE_DIR) $(TSAN_DIR)
+	rm -rf $(BUILD_DIR) $(SANITIZE_DIR) $(TSAN_DIR) $(FUZZ_DIR)
+
+# libFuzzer targets (fuzz/, docs/fuzzing.md) in a clang build with ASan+UBSan.
+.PHONY: fuzz-build fuzz test-fuzz
+fuzz-build: deps
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEKS_WERROR=ON \
+	  -DGREEKS_FUZZ=ON -DGREEKS_SANITIZE=address,undefined -DGREEKS_BUILD_TESTS=OFF -DGREEKS_BUILD_BENCH=OFF \
+	  $(CMAKE_FLAGS)
+	cmake --build $(FUZZ_DIR) -j $(JOBS)
+
+# Each target briefly, as part of `make test`.
+test-fuzz: fuzz-build
+	GREEKS_FUZZ_SECONDS=$(FUZZ_TEST_SECONDS) ASAN_OPTIONS=detect_leaks=1 \
+	  ctest --test-dir $(FUZZ_DIR) --output-on-failure -L fuzz -j $(JOBS)
+
+# Each target for FUZZ_SECONDS (default 600), one per core at a time; the
+# executions and coverage each reached are printed (docs/fuzzing.md).
+fuzz: fuzz-build
+	GREEKS_FUZZ_SECONDS=$(FUZZ_SECONDS) ASAN_OPTIONS=detect_leaks=1 \
+	  ctest --test-dir $(FUZZ_DIR) --output-on-failure -V -L fuzz -j $(JOBS) | grep -E 'fuzz_|FINDING|tests passed|Failed'
 
 # Benchmark gate (docs/benchmark-gate.md): every benchmark with 5 repetitions, then
 # bench/gate compares the figures with bench/baseline.json and exits 1 on a

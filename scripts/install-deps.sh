@@ -17,6 +17,7 @@ packages=(
   openssl                            # test certificates for the TLS tests
   libquantlib0-dev                   # QuantLib, the iv/quantlib benchmark case (optional in CMake)
   python3                            # bench/summarize.py, bench/gate, tests/test_gate.py
+  clang libclang-rt-14-dev           # libFuzzer and its sanitizers (fuzz/, make fuzz)
 )
 
 missing=()
