@@ -84,7 +84,7 @@ static chain_decode_result read_doubles(wire *w, double **column, size_t *n) {
   return read_bytes(w, *column, (size_t)length) == 0 ? CHAIN_DECODE_OK : CHAIN_DECODE_FALLBACK;
 }
 
-uint8_t chain_kernel_option_type(uint64_t wire_value) {
+uint8_t chain_kernel_option_type(uint32_t wire_value) {
   return wire_value == GREEKS__V1__OPTION_TYPE__CALL ? GK_CALL : wire_value == GREEKS__V1__OPTION_TYPE__PUT ? GK_PUT : 0xff;
 }
 
@@ -108,7 +108,7 @@ static chain_decode_result read_types(wire *w, chain_request *r) {
     if (i < run) {
       uint64_t v;
       if (read_varint(w, &v) != 0) return CHAIN_DECODE_FALLBACK;
-      r->type[r->n_type++] = chain_kernel_option_type(v);
+      r->type[r->n_type++] = chain_kernel_option_type((uint32_t)v); /* protobuf's int32 enum: the low 32 bits */
     }
   }
   leave(w, outer);

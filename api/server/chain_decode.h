@@ -42,8 +42,9 @@ typedef struct chain_request {
 /* An OptionType value from the wire as a kernel code: CALL and PUT map to
  * GK_CALL and GK_PUT; anything else to 0xff, which the kernels reject per
  * element ("type"), so one bad contract does not fail the call. Every RPC's
- * decoding uses this one rule. */
-uint8_t chain_kernel_option_type(uint64_t wire_value);
+ * decoding uses this one rule. `wire_value` is the low 32 bits of the varint,
+ * as protobuf reads an enum (int32): 2^32+1 is CALL in every decoder. */
+uint8_t chain_kernel_option_type(uint32_t wire_value);
 
 chain_decode_result chain_request_decode(grpc_byte_buffer *payload, chain_request *out);
 

@@ -16,6 +16,10 @@ greeksd_config greeksd_config_default(void) {
   c.max_message_bytes = (size_t)64 << 20;
   c.max_contracts = (size_t)4 << 20;
   c.drain_timeout_ms = 10000;
+  c.receive_timeout_ms = 30000;
+  c.max_concurrent_streams = 128;
+  c.max_connections = 1000;
+  c.memory_limit_bytes = (size_t)2048 << 20;
   c.log_level = GK_LOG_INFO;
   return c;
 }
@@ -105,6 +109,34 @@ static int apply_drain(greeksd_config *c, const char *v, char *why, size_t n) {
   return 0;
 }
 
+static int apply_receive_timeout(greeksd_config *c, const char *v, char *why, size_t n) {
+  long long x;
+  if (parse_integer(v, 100, 3600 * 1000, &x, why, n) != 0) return -1;
+  c->receive_timeout_ms = x;
+  return 0;
+}
+
+static int apply_max_streams(greeksd_config *c, const char *v, char *why, size_t n) {
+  long long x;
+  if (parse_integer(v, 1, 65536, &x, why, n) != 0) return -1;
+  c->max_concurrent_streams = (int)x;
+  return 0;
+}
+
+static int apply_max_connections(greeksd_config *c, const char *v, char *why, size_t n) {
+  long long x;
+  if (parse_integer(v, 1, 1000000, &x, why, n) != 0) return -1;
+  c->max_connections = (int)x;
+  return 0;
+}
+
+static int apply_memory_limit(greeksd_config *c, const char *v, char *why, size_t n) {
+  long long x;
+  if (parse_integer(v, 64, (long long)1 << 20, &x, why, n) != 0) return -1;
+  c->memory_limit_bytes = (size_t)x << 20;
+  return 0;
+}
+
 static int apply_tls_cert(greeksd_config *c, const char *v, char *why, size_t n) {
   return copy_text(c->tls_cert, sizeof c->tls_cert, v, why, n);
 }
@@ -141,6 +173,14 @@ static const setting settings[] = {
      "contracts or positions per request, 1..2^26 (default 4194304)"},
     {"--drain-timeout-ms", "GREEKSD_DRAIN_TIMEOUT_MS", apply_drain,
      "on SIGTERM/SIGINT, time in-flight calls get to finish (default 10000)"},
+    {"--receive-timeout-ms", "GREEKSD_RECEIVE_TIMEOUT_MS", apply_receive_timeout,
+     "a request message must arrive within this, 100..3600000 (default 30000)"},
+    {"--max-concurrent-streams", "GREEKSD_MAX_CONCURRENT_STREAMS", apply_max_streams,
+     "streams per connection, 1..65536 (default 128)"},
+    {"--max-connections", "GREEKSD_MAX_CONNECTIONS", apply_max_connections,
+     "open plaintext connections; more wait (default 1000)"},
+    {"--memory-limit-mb", "GREEKSD_MEMORY_LIMIT_MB", apply_memory_limit,
+     "memory the gRPC core may use, MiB, 64..2^20 (default 2048)"},
     {"--tls-cert", "GREEKSD_TLS_CERT", apply_tls_cert, "server certificate (PEM); with --tls-key"},
     {"--tls-key", "GREEKSD_TLS_KEY", apply_tls_key, "server private key (PEM); with --tls-cert"},
     {"--token-file", "GREEKSD_TOKEN_FILE", apply_token_file,

@@ -18,6 +18,10 @@ typedef struct greeksd_config {
   size_t max_message_bytes;  /* largest request accepted */
   size_t max_contracts;      /* contracts (or positions) per request */
   int64_t drain_timeout_ms;  /* graceful shutdown: in-flight calls get this long */
+  int64_t receive_timeout_ms; /* a unary request message must arrive within this */
+  int max_concurrent_streams; /* per connection, advertised in HTTP/2 SETTINGS */
+  int max_connections;       /* plaintext: open connections; more wait in the backlog */
+  size_t memory_limit_bytes; /* the gRPC core's resource quota */
   char tls_cert[1024];       /* PEM files; both or neither */
   char tls_key[1024];
   char token_file[1024];     /* bearer tokens, one per line; "" = no authentication */
@@ -26,7 +30,9 @@ typedef struct greeksd_config {
 } greeksd_config;
 
 /* The embedded defaults: 127.0.0.1:50051, 2 server threads, all cores for pricing,
- * 64 MiB messages, 4 Mi contracts, 10 s drain, plaintext, no authentication. */
+ * 64 MiB messages, 4 Mi contracts, 10 s drain, 30 s to receive a request,
+ * 128 streams per connection, 1000 connections, 2 GiB for the gRPC core,
+ * plaintext, no authentication. */
 greeksd_config greeksd_config_default(void);
 
 /* Fills *config from argv and the environment (flags win). Returns 0, 1 when

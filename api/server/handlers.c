@@ -85,7 +85,7 @@ static int outputs_from_wire(rpc_call *c, size_t n, const Greeks__V1__Output *ou
 static uint8_t *types_from_wire(size_t n, const Greeks__V1__OptionType *types) {
   uint8_t *out = malloc(n ? n : 1);
   if (out == NULL) return NULL;
-  for (size_t i = 0; i < n; i++) out[i] = chain_kernel_option_type((uint64_t)(uint32_t)types[i]);
+  for (size_t i = 0; i < n; i++) out[i] = chain_kernel_option_type((uint32_t)types[i]);
   return out;
 }
 
@@ -328,11 +328,14 @@ static void reply_priced(price_job *j) {
   rpc_reply(j->call, GRPC_STATUS_OK, NULL, response);
 }
 
-/* Runs on the pricing agent's thread, once per request. */
+/* Runs on the pricing agent's thread, once per request; the agent no longer
+ * touches the request once this is called, so the job may go with the call. */
 static void price_done(gk_pricing_request *r, const gk_status *status) {
   price_job *j = r->user;
+  rpc_call *c = j->call;
   if (status->code == GK_OK) reply_priced(j);
-  else rpc_reply_status(j->call, status);
+  else rpc_reply_status(c, status);
+  rpc_release(c); /* the job's */
 }
 
 static int price_job_cancelled(const gk_pricing_request *r) {
@@ -353,7 +356,11 @@ static void submit_price_job(price_job *j) {
     return;
   }
   gk_status status;
-  if (gk_pricing_agent_submit(c->server->pricing, r, &status) != GK_OK) rpc_reply_status(c, &status);
+  rpc_ref(c); /* the job's, dropped by price_done */
+  if (gk_pricing_agent_submit(c->server->pricing, r, &status) != GK_OK) {
+    rpc_reply_status(c, &status);
+    rpc_release(c);
+  }
 }
 
 static price_job *new_price_job(rpc_call *c, ProtobufCMessage *m) {
@@ -537,7 +544,11 @@ static void submit_compute_job(rpc_call *c) {
   e.deadline_ns = c->deadline_ns;
   e.payload = c;
   gk_status status;
-  if (gk_agent_send(c->server->compute, &e, &status) != GK_OK) rpc_reply_status(c, &status);
+  rpc_ref(c); /* the job's, dropped once the agent has answered */
+  if (gk_agent_send(c->server->compute, &e, &status) != GK_OK) {
+    rpc_reply_status(c, &status);
+    rpc_release(c);
+  }
 }
 
 static gk_code compute_handle(void *context, gk_envelope *batch, size_t count, gk_status *results) {
@@ -551,6 +562,7 @@ static gk_code compute_handle(void *context, gk_envelope *batch, size_t count, g
     else if (gk_breaker_state_now(breaker, gk_monotonic_ns()) == GK_BREAKER_OPEN)
       rpc_reply(c, GRPC_STATUS_UNAVAILABLE, "the pricing circuit breaker is open: retry with backoff", NULL);
     else j->run(c);
+    rpc_release(c); /* the job's */
   }
   return GK_OK;
 }
@@ -561,12 +573,15 @@ static void compute_expired(void *context, gk_envelope *e) {
   if (atomic_load(&s->draining) && !rpc_deadline_passed(c))
     rpc_reply(c, GRPC_STATUS_UNAVAILABLE, "the server is shutting down", NULL);
   else rpc_reply(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed while the call waited; nothing was computed", NULL);
+  rpc_release(c); /* the job's */
 }
 
 static void compute_dead(void *context, gk_dead_letter *letter) {
   (void)context;
-  rpc_reply_status(letter->envelope.payload, &letter->status);
+  rpc_call *c = letter->envelope.payload;
   letter->envelope.payload = NULL;
+  rpc_reply_status(c, &letter->status);
+  rpc_release(c); /* the job's */
 }
 
 gk_code compute_agent_start(greeksd_server *s, gk_status *status) {
@@ -853,6 +868,7 @@ static int append_positions(rpc_call *c, compute_job *j, const Greeks__V1__Posit
   if (ps == NULL) return 0;
   if (check_positions(c, ps) != 0 || check_count(c, "positions", j->count + ps->n_underlying) != 0) return -1;
   size_t n = ps->n_underlying;
+  if (n == 0) return 0; /* an empty message: nothing to copy (memcpy from NULL is undefined even for 0 bytes) */
   if (grow_positions(j, j->count + n) != 0) {
     rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory gathering positions", NULL);
     return -1;

@@ -4,7 +4,11 @@
  * sends the status now and again at every change (a 50 ms poll of both
  * conditions), and ends with NOT_SERVING and UNAVAILABLE when the server drains.
  * Health calls need no bearer token: probes from load balancers carry none, and
- * the answer reveals nothing about the book.
+ * the answer reveals nothing about the book. While the server drains, Check
+ * is still answered (NOT_SERVING) so that probes see the drain.
+ *
+ * The same 50 ms thread also cancels calls whose request message is overdue
+ * (rpc_cancel_slow_uploads): one timer thread for the server.
  */
 #include <protobuf-c/protobuf-c.h>
 #include <stdlib.h>
@@ -79,8 +83,7 @@ static void unlink_watcher(rpc_call *c) {
 static void send_update(rpc_call *c, int status) {
   grpc_byte_buffer *message = encode_status(status);
   if (message == NULL) return; /* retried at the next poll */
-  if (c->response_payload) grpc_byte_buffer_destroy(c->response_payload);
-  c->response_payload = message;
+  c->watch_payload = message;
   grpc_op ops[2];
   size_t n = 0;
   if (!c->metadata_sent) ops[n++] = rpc_initial_metadata_op(c);
@@ -88,25 +91,31 @@ static void send_update(rpc_call *c, int status) {
   ops[n].op = GRPC_OP_SEND_MESSAGE;
   ops[n].data.send_message.send_message = message;
   n++;
-  atomic_fetch_add(&c->refs, 1);
+  rpc_ref(c); /* the send's */
   c->watch_send_busy = 1;
   c->watch_sent_status = status;
   if (grpc_call_start_batch(c->call, ops, n, &c->tag_sent, NULL) != GRPC_CALL_OK) {
     c->watch_send_busy = 0;
     c->watch_sent_status = -2; /* unsent: the next poll tries again */
-    grpc_byte_buffer_destroy(c->response_payload);
-    c->response_payload = NULL;
-    atomic_fetch_sub(&c->refs, 1); /* the call still holds its other references */
+    grpc_byte_buffer_destroy(c->watch_payload);
+    c->watch_payload = NULL;
+    rpc_release(c); /* the watch still holds its own reference */
   }
+}
+
+/* Ends a watch: unlinked, and its reference dropped. */
+static void finish_watch(rpc_call *c) {
+  c->watch_finished = 1;
+  unlink_watcher(c);
+  rpc_release(c);
 }
 
 static void push_status(rpc_call *c) {
   if (c->watch_finished || c->watch_send_busy) return;
   greeksd_server *s = c->server;
   if (atomic_load(&s->draining)) {
-    c->watch_finished = 1;
-    unlink_watcher(c);
     rpc_reply(c, GRPC_STATUS_UNAVAILABLE, "the server is shutting down", encode_status(NOT_SERVING));
+    finish_watch(c);
     return;
   }
   int status = c->watch_known ? health_serving_status(s) : SERVICE_UNKNOWN;
@@ -117,58 +126,38 @@ void handle_health_watch(rpc_call *c) {
   int known;
   if (read_service(c, &known) != 0) return;
   greeksd_server *s = c->server;
-  int closed_already;
   pthread_mutex_lock(&s->watch_lock);
   c->watch_known = known;
-  closed_already = c->watch_closed;
-  if (closed_already) {
-    c->watch_finished = 1;
-  } else {
+  if (!c->watch_closed) { /* a client that left gets no status */
+    rpc_ref(c); /* the watch's, until finish_watch */
     c->watch_registered = 1;
     c->watch_next = s->watchers;
     s->watchers = c;
     push_status(c);
   }
   pthread_mutex_unlock(&s->watch_lock);
-  if (closed_already) rpc_release(c); /* no status to send to a client that left */
 }
 
 void health_watch_sent(rpc_call *c, bool success) {
   greeksd_server *s = c->server;
-  int release_reply = 0;
   pthread_mutex_lock(&s->watch_lock);
   c->watch_send_busy = 0;
-  if (c->response_payload) {
-    grpc_byte_buffer_destroy(c->response_payload);
-    c->response_payload = NULL;
+  if (c->watch_payload) {
+    grpc_byte_buffer_destroy(c->watch_payload);
+    c->watch_payload = NULL;
   }
-  if (c->watch_release_after_send) {
-    c->watch_release_after_send = 0;
-    release_reply = 1;
-  } else if (success) {
-    push_status(c);
-  }
+  if (success) push_status(c);
   pthread_mutex_unlock(&s->watch_lock);
-  if (release_reply) rpc_release(c);
-  rpc_release(c);
+  rpc_release(c); /* the send's */
 }
 
-/* The client went away (or the final status went out). Without a final status
- * to send, the reference held for it is dropped here, or after the send in
- * flight completes. */
+/* The client went away (or the final status went out). */
 void health_watch_closed(rpc_call *c) {
   greeksd_server *s = c->server;
-  int release_reply = 0;
   pthread_mutex_lock(&s->watch_lock);
   c->watch_closed = 1;
-  if (c->watch_registered && !c->watch_finished) {
-    c->watch_finished = 1;
-    unlink_watcher(c);
-    if (c->watch_send_busy) c->watch_release_after_send = 1;
-    else release_reply = 1;
-  }
+  if (c->watch_registered && !c->watch_finished) finish_watch(c);
   pthread_mutex_unlock(&s->watch_lock);
-  if (release_reply) rpc_release(c);
 }
 
 static void *poll_health(void *arg) {
@@ -181,6 +170,7 @@ static void *poll_health(void *arg) {
       push_status(c);
     }
     pthread_mutex_unlock(&s->watch_lock);
+    rpc_cancel_slow_uploads(s);
     struct timespec pause = {0, 50 * 1000 * 1000};
     nanosleep(&pause, NULL);
   }

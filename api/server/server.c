@@ -14,6 +14,7 @@
 #include <sys/random.h>
 
 #include "auth.h"
+#include "listener.h"
 #include "greeks/clock.h"
 #include "greeks/log.h"
 #include "greeks/pricing.h"
@@ -27,34 +28,46 @@ static const char *const method_paths[METHOD_COUNT] = {
     "/greeks.v1.PricingService/RevaluePortfolioStream",
     "/grpc.health.v1.Health/Check",
     "/grpc.health.v1.Health/Watch",
+    "(unregistered)",
 };
 
 /* Request slots kept posted per method and server thread: enough that a burst
  * of new calls never waits for a slot to be re-posted. */
 enum { SLOTS_PER_THREAD = 32, HEALTH_SLOTS = 4 };
 
-static int method_reads_payload(rpc_method m) { return m != METHOD_REVALUE_STREAM; }
+/* Unary methods read one request message before their handler runs. */
+static int method_reads_payload(rpc_method m) { return m != METHOD_REVALUE_STREAM && m != METHOD_UNKNOWN; }
 static int method_is_health(rpc_method m) { return m == METHOD_HEALTH_CHECK || m == METHOD_HEALTH_WATCH; }
 
 /* ---- call lifetime ---- */
 
+static void log_call_end(rpc_call *c);
+
 static void free_call(rpc_call *c) {
   greeksd_server *s = c->server;
+  if (c->started_ns != 0) log_call_end(c);
   if (c->job && c->free_job) c->free_job(c->job);
   if (c->metadata_sent) {
     grpc_slice_unref(c->initial_metadata[0].key);
     grpc_slice_unref(c->initial_metadata[0].value);
   }
+  if (c->has_status_details) grpc_slice_unref(c->status_details);
   if (c->request_payload) grpc_byte_buffer_destroy(c->request_payload);
-  if (c->response_payload) grpc_byte_buffer_destroy(c->response_payload);
+  if (c->reply_payload) grpc_byte_buffer_destroy(c->reply_payload);
+  if (c->watch_payload) grpc_byte_buffer_destroy(c->watch_payload);
   grpc_metadata_array_destroy(&c->request_metadata);
+  if (c->method == METHOD_UNKNOWN) grpc_call_details_destroy(&c->unknown);
   if (c->call) grpc_call_unref(c->call);
+  int admitted = c->admitted;
   free(c);
   pthread_mutex_lock(&s->lock);
   s->live_calls--;
+  if (admitted) s->admitted_calls--;
   pthread_cond_broadcast(&s->changed);
   pthread_mutex_unlock(&s->lock);
 }
+
+void rpc_ref(rpc_call *c) { atomic_fetch_add(&c->refs, 1); }
 
 void rpc_release(rpc_call *c) {
   if (atomic_fetch_sub(&c->refs, 1) == 1) free_call(c);
@@ -68,29 +81,43 @@ static void init_tag(rpc_tag *t, tag_kind kind, rpc_call *c) {
   t->call = c;
 }
 
-static void post_request_slot(greeksd_server *s, rpc_method m) {
+static rpc_call *new_call(greeksd_server *s, rpc_method m) {
   rpc_call *c = calloc(1, sizeof *c);
-  if (c == NULL) {
-    gk_logf(GK_LOG_ERROR, "greeksd", "out of memory posting a request slot for %s", method_paths[m]);
-    return;
-  }
+  if (c == NULL) return NULL;
   c->server = s;
   c->method = m;
-  atomic_init(&c->refs, 1);
+  atomic_init(&c->refs, 1); /* the slot's */
   atomic_init(&c->cancelled, 0);
+  atomic_init(&c->answered, 0);
   c->watch_sent_status = -1;
   init_tag(&c->tag_new, TAG_NEW_CALL, c);
+  init_tag(&c->tag_message, TAG_MESSAGE, c);
   init_tag(&c->tag_closed, TAG_CLOSED, c);
   init_tag(&c->tag_replied, TAG_REPLIED, c);
   init_tag(&c->tag_received, TAG_RECEIVED, c);
   init_tag(&c->tag_sent, TAG_SENT, c);
   grpc_metadata_array_init(&c->request_metadata);
+  if (m == METHOD_UNKNOWN) grpc_call_details_init(&c->unknown);
+  return c;
+}
+
+/* Every method is registered without payload handling: the call is matched
+ * when its headers arrive, so the drain knows which calls came before it, even
+ * those still uploading their request (adr/0021). */
+static void post_request_slot(greeksd_server *s, rpc_method m) {
+  rpc_call *c = new_call(s, m);
+  if (c == NULL) {
+    gk_logf(GK_LOG_ERROR, "greeksd", "out of memory posting a request slot for %s", method_paths[m]);
+    return;
+  }
   pthread_mutex_lock(&s->lock);
   s->live_calls++;
   pthread_mutex_unlock(&s->lock);
-  grpc_call_error e = grpc_server_request_registered_call(
-      s->server, s->registered[m], &c->call, &c->deadline, &c->request_metadata,
-      method_reads_payload(m) ? &c->request_payload : NULL, s->cq, s->cq, &c->tag_new);
+  grpc_call_error e =
+      m == METHOD_UNKNOWN
+          ? grpc_server_request_call(s->server, &c->call, &c->unknown, &c->request_metadata, s->cq, s->cq, &c->tag_new)
+          : grpc_server_request_registered_call(s->server, s->registered[m], &c->call, &c->deadline,
+                                                &c->request_metadata, NULL, s->cq, s->cq, &c->tag_new);
   if (e != GRPC_CALL_OK) {
     gk_logf(GK_LOG_ERROR, "greeksd", "could not post a request slot for %s (grpc error %d)", method_paths[m], (int)e);
     free_call(c);
@@ -155,12 +182,45 @@ static grpc_status_code grpc_code_of(const gk_status *status) { return (grpc_sta
 
 static const char *method_name(rpc_method m) { return strrchr(method_paths[m], '/') + 1; }
 
-static void log_call(rpc_call *c, grpc_status_code code, const char *details) {
+/* An unknown method's path, printable and bounded, for the log and the reply. */
+static void unknown_path(const rpc_call *c, char *out, size_t size) {
+  size_t n = GRPC_SLICE_LENGTH(c->unknown.method), k = 0;
+  const uint8_t *p = GRPC_SLICE_START_PTR(c->unknown.method);
+  for (size_t i = 0; i < n && k + 1 < size; i++) out[k++] = p[i] > 0x20 && p[i] < 0x7f ? (char)p[i] : '?';
+  out[k] = '\0';
+}
+
+/* How the call really ended: a client that went away or a deadline that
+ * passed ends the call whatever the server tried to send. */
+static grpc_status_code final_code(const rpc_call *c, const char **why) {
+  *why = NULL;
+  if (c->closed && c->close_cancelled) {
+    if (atomic_load(&c->server->drain_cancelled)) return *why = "cancelled by the drain timeout", GRPC_STATUS_CANCELLED;
+    if (rpc_deadline_passed(c)) return *why = "the deadline passed", GRPC_STATUS_DEADLINE_EXCEEDED;
+    return *why = "the client cancelled the call", GRPC_STATUS_CANCELLED;
+  }
+  if (atomic_load(&c->answered)) return c->reply_code;
+  return *why = "never answered", GRPC_STATUS_UNKNOWN;
+}
+
+static void log_call_end(rpc_call *c) {
+  greeksd_server *s = c->server;
+  const char *why;
+  grpc_status_code code = final_code(c, &why);
+  atomic_fetch_add(code == GRPC_STATUS_OK ? &s->calls_ok : &s->calls_failed, 1);
+  char path[128], details[256] = "";
+  if (c->method == METHOD_UNKNOWN) unknown_path(c, path, sizeof path);
+  else snprintf(path, sizeof path, "%s", method_name(c->method));
+  if (code != GRPC_STATUS_OK && c->has_status_details)
+    snprintf(details, sizeof details, "%.*s", (int)GRPC_SLICE_LENGTH(c->status_details),
+             (const char *)GRPC_SLICE_START_PTR(c->status_details));
   int64_t micros = (gk_monotonic_ns() - c->started_ns) / GK_NS_PER_US;
-  gk_log_level level = code == GRPC_STATUS_OK ? GK_LOG_DEBUG : GK_LOG_INFO;
-  gk_logf(level, "access", "request_id=%s method=%s code=%d us=%lld%s%s", c->request_id, method_name(c->method),
-          (int)code, (long long)micros, details && code != GRPC_STATUS_OK ? " error=" : "",
-          details && code != GRPC_STATUS_OK ? details : "");
+  /* With a cancellation, what the server had answered (e.g. how far a
+   * revaluation got) is kept after "answered=": the client never sees it. */
+  const char *error = why ? why : details;
+  gk_logf(code == GRPC_STATUS_OK ? GK_LOG_DEBUG : GK_LOG_INFO, "access",
+          "request_id=%s method=%s code=%d us=%lld%s%s%s%s", c->request_id, path, (int)code, (long long)micros,
+          error[0] ? " error=" : "", error, why && details[0] ? "; answered=" : "", why ? details : "");
 }
 
 grpc_op rpc_initial_metadata_op(rpc_call *c) {
@@ -176,12 +236,16 @@ grpc_op rpc_initial_metadata_op(rpc_call *c) {
 }
 
 void rpc_reply(rpc_call *c, grpc_status_code code, const char *details, grpc_byte_buffer *response) {
-  greeksd_server *s = c->server;
-  atomic_fetch_add(code == GRPC_STATUS_OK ? &s->calls_ok : &s->calls_failed, 1);
-  log_call(c, code, details);
-  c->response_payload = response;
+  if (atomic_exchange(&c->answered, 1)) {
+    gk_logf(GK_LOG_ERROR, "greeksd", "request_id=%s: bug: a second answer (code %d, %s) was dropped", c->request_id,
+            (int)code, details ? details : "");
+    if (response) grpc_byte_buffer_destroy(response);
+    return;
+  }
+  c->reply_payload = response;
   c->reply_code = code;
   c->status_details = grpc_slice_from_copied_string(details ? details : "");
+  c->has_status_details = 1;
   grpc_op ops[3];
   memset(ops, 0, sizeof ops);
   size_t n = 0;
@@ -195,10 +259,10 @@ void rpc_reply(rpc_call *c, grpc_status_code code, const char *details, grpc_byt
   ops[n].data.send_status_from_server.status = code;
   ops[n].data.send_status_from_server.status_details = &c->status_details;
   n++;
+  rpc_ref(c); /* the reply batch's */
   grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->tag_replied, NULL);
   if (e != GRPC_CALL_OK) {
     gk_logf(GK_LOG_ERROR, "greeksd", "request_id=%s: could not start the reply (grpc error %d)", c->request_id, (int)e);
-    grpc_slice_unref(c->status_details);
     rpc_release(c);
   }
 }
@@ -207,15 +271,6 @@ void rpc_reply_status(rpc_call *c, const gk_status *status) {
   char details[sizeof status->message + 16];
   snprintf(details, sizeof details, "%s", status->message);
   rpc_reply(c, grpc_code_of(status), details, NULL);
-}
-
-static void reply_finished(rpc_call *c) {
-  grpc_slice_unref(c->status_details);
-  if (c->response_payload) {
-    grpc_byte_buffer_destroy(c->response_payload);
-    c->response_payload = NULL;
-  }
-  rpc_release(c);
 }
 
 grpc_byte_buffer *rpc_buffer_from(uint8_t *bytes, size_t length) {
@@ -235,6 +290,62 @@ int rpc_read_payload(grpc_byte_buffer *payload, grpc_slice *message) {
   return 0;
 }
 
+/* ---- waiting for a unary request message ----
+ *
+ * A client may declare a message of up to 4 GiB and send it slowly; the core
+ * holds the stream until it is complete. Calls waiting for their message are
+ * listed, and the health thread cancels those that wait longer than
+ * --receive-timeout-ms (rpc_cancel_slow_uploads). */
+
+static void await_message(rpc_call *c) {
+  greeksd_server *s = c->server;
+  pthread_mutex_lock(&s->lock);
+  c->awaiting_since_ns = gk_monotonic_ns();
+  c->awaiting_next = s->awaiting;
+  s->awaiting = c;
+  pthread_mutex_unlock(&s->lock);
+}
+
+static void message_arrived(rpc_call *c) {
+  greeksd_server *s = c->server;
+  pthread_mutex_lock(&s->lock);
+  for (rpc_call **p = &s->awaiting; *p; p = &(*p)->awaiting_next)
+    if (*p == c) {
+      *p = c->awaiting_next;
+      break;
+    }
+  c->awaiting_since_ns = 0;
+  pthread_mutex_unlock(&s->lock);
+}
+
+void rpc_cancel_slow_uploads(greeksd_server *s) {
+  int64_t limit = s->config.receive_timeout_ms * GK_NS_PER_MS, now = gk_monotonic_ns();
+  pthread_mutex_lock(&s->lock);
+  for (rpc_call *c = s->awaiting; c; c = c->awaiting_next) /* each holds its RECV_MESSAGE reference */
+    if (c->awaiting_since_ns != 0 && now - c->awaiting_since_ns > limit) {
+      c->awaiting_since_ns = 0; /* once */
+      gk_logf(GK_LOG_INFO, "greeksd", "request_id=%s: the request message did not arrive within %lld ms: cancelled",
+              c->request_id, (long long)s->config.receive_timeout_ms);
+      grpc_call_cancel_with_status(c->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                                   "the request message did not arrive within --receive-timeout-ms", NULL);
+    }
+  pthread_mutex_unlock(&s->lock);
+}
+
+static void receive_message(rpc_call *c) {
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_MESSAGE;
+  op.data.recv_message.recv_message = &c->request_payload;
+  rpc_ref(c); /* the batch's */
+  await_message(c);
+  if (grpc_call_start_batch(c->call, &op, 1, &c->tag_message, NULL) != GRPC_CALL_OK) {
+    message_arrived(c);
+    rpc_release(c);
+    rpc_reply(c, GRPC_STATUS_INTERNAL, "could not read the request message", NULL);
+  }
+}
+
 /* ---- new calls ---- */
 
 static void watch_for_close(rpc_call *c) {
@@ -242,54 +353,105 @@ static void watch_for_close(rpc_call *c) {
   memset(&op, 0, sizeof op);
   op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
   op.data.recv_close_on_server.cancelled = &c->close_cancelled;
-  atomic_fetch_add(&c->refs, 1);
+  rpc_ref(c);
   if (grpc_call_start_batch(c->call, &op, 1, &c->tag_closed, NULL) != GRPC_CALL_OK) rpc_release(c);
 }
 
 typedef void (*method_handler)(rpc_call *call);
-static const method_handler handlers[METHOD_COUNT] = {
+static const method_handler handlers[METHOD_REGISTERED_COUNT] = {
     handle_price_chain,          handle_price_batch, handle_implied_vol, handle_revalue,
     handle_revalue_stream_start, handle_health_check, handle_health_watch,
 };
 
-static void start_call(rpc_call *c) {
+/* A call that arrives after SIGTERM is refused; health calls are answered
+ * (NOT_SERVING) so that probes see the drain. */
+static int admit(rpc_call *c) {
   greeksd_server *s = c->server;
-  c->started_ns = gk_monotonic_ns();
-  take_request_id(c);
-  take_deadline(c);
-  watch_for_close(c);
+  pthread_mutex_lock(&s->lock);
+  if (!atomic_load(&s->draining)) {
+    c->admitted = 1;
+    s->admitted_calls++;
+  }
+  pthread_mutex_unlock(&s->lock);
+  return c->admitted || method_is_health(c->method);
+}
+
+/* Checks that need only the headers; returns 0 when the call goes on. */
+static int screen_call(rpc_call *c) {
+  greeksd_server *s = c->server;
+  if (c->method == METHOD_UNKNOWN) {
+    char path[128], details[256];
+    unknown_path(c, path, sizeof path);
+    snprintf(details, sizeof details, "unknown method '%s': this server has greeks.v1.PricingService and grpc.health.v1.Health",
+             path);
+    rpc_reply(c, GRPC_STATUS_UNIMPLEMENTED, details, NULL);
+    return -1;
+  }
+  if (!admit(c)) {
+    rpc_reply(c, GRPC_STATUS_UNAVAILABLE, "the server is draining (shutting down): retry on another instance", NULL);
+    return -1;
+  }
   if (!method_is_health(c->method) && s->tokens != NULL) {
     const grpc_slice *auth = find_metadata(c, "authorization");
     const char *why = greeksd_auth_check(s->tokens, auth ? (const char *)GRPC_SLICE_START_PTR(*auth) : NULL,
                                          auth ? GRPC_SLICE_LENGTH(*auth) : 0);
     if (why != NULL) {
       rpc_reply(c, GRPC_STATUS_UNAUTHENTICATED, why, NULL);
-      return;
+      return -1;
     }
   }
   if (c->deadline_ns != 0 && c->deadline_ns <= c->started_ns) {
     rpc_reply(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline had passed when the call arrived; nothing was priced",
               NULL);
-    return;
+    return -1;
   }
-  handlers[c->method](c);
+  return 0;
+}
+
+static void start_call(rpc_call *c) {
+  c->started_ns = gk_monotonic_ns();
+  take_request_id(c);
+  if (c->method != METHOD_UNKNOWN) take_deadline(c);
+  watch_for_close(c);
+  if (screen_call(c) != 0) return;
+  if (method_reads_payload(c->method)) receive_message(c);
+  else handlers[c->method](c);
 }
 
 static void on_new_call(rpc_call *c, bool success) {
   greeksd_server *s = c->server;
-  if (!success) { /* the server is shutting down: the slot comes back unused */
-    rpc_release(c);
-    return;
+  if (success && !atomic_load(&s->stopping)) post_request_slot(s, c->method);
+  if (success) start_call(c);
+  rpc_release(c); /* the slot's reference, held while start_call ran */
+}
+
+/* A unary call's request message: NULL when the client half-closed without
+ * one or the call ended first. */
+static void on_message(rpc_call *c, bool success) {
+  message_arrived(c);
+  if (!success || c->request_payload == NULL) {
+    if (!success || rpc_is_cancelled(c))
+      rpc_reply(c, GRPC_STATUS_CANCELLED, "the call ended before its request message arrived", NULL);
+    else rpc_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "the call carried no request message", NULL);
+  } else {
+    handlers[c->method](c);
   }
-  if (!atomic_load(&s->draining)) post_request_slot(s, c->method);
-  start_call(c); /* the slot's reference now stands for the reply */
+  rpc_release(c); /* the RECV_MESSAGE batch's */
 }
 
 static void on_closed(rpc_call *c, bool success) {
   (void)success;
+  c->closed = 1;
   if (c->close_cancelled) atomic_store(&c->cancelled, 1);
   if (c->method == METHOD_HEALTH_WATCH) health_watch_closed(c);
   rpc_release(c);
+}
+
+static void on_shutdown(greeksd_server *s) {
+  pthread_mutex_lock(&s->lock);
+  s->shutdown_done = 1;
+  pthread_cond_broadcast(&s->changed);
+  pthread_mutex_unlock(&s->lock);
 }
 
 static void *serve_completions(void *arg) {
@@ -301,16 +463,12 @@ static void *serve_completions(void *arg) {
     rpc_tag *tag = ev.tag;
     switch (tag->kind) {
       case TAG_NEW_CALL: on_new_call(tag->call, ev.success); break;
+      case TAG_MESSAGE: on_message(tag->call, ev.success); break;
       case TAG_CLOSED: on_closed(tag->call, ev.success); break;
-      case TAG_REPLIED: reply_finished(tag->call); break;
+      case TAG_REPLIED: rpc_release(tag->call); break;
       case TAG_RECEIVED: handle_revalue_stream_chunk(tag->call, ev.success); break;
       case TAG_SENT: health_watch_sent(tag->call, ev.success); break;
-      case TAG_SHUTDOWN:
-        pthread_mutex_lock(&s->lock);
-        s->shutdown_done = 1;
-        pthread_cond_broadcast(&s->changed);
-        pthread_mutex_unlock(&s->lock);
-        break;
+      case TAG_SHUTDOWN: on_shutdown(s); break;
     }
   }
   return NULL;
@@ -365,22 +523,75 @@ static int start_engine(greeksd_server *s, char *error, size_t size) {
   return 0;
 }
 
-static int start_grpc(greeksd_server *s, int *port, char *error, size_t size) {
-  grpc_arg args[2];
-  args[0].type = GRPC_ARG_INTEGER;
-  args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-  args[0].value.integer = (int)s->config.max_message_bytes;
-  args[1].type = GRPC_ARG_INTEGER;
-  args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-  args[1].value.integer = -1; /* responses are bounded by max_contracts */
-  grpc_channel_args channel_args = {2, args};
-  s->server = grpc_server_create(&channel_args, NULL);
+static grpc_arg integer_argument(const char *key, int value) {
+  grpc_arg a;
+  memset(&a, 0, sizeof a);
+  a.type = GRPC_ARG_INTEGER;
+  a.key = (char *)key;
+  a.value.integer = value;
+  return a;
+}
+
+/* Channel arguments: the limits of docs/operations.md. */
+static grpc_channel_args *server_arguments(greeksd_server *s) {
+  static const int argument_count = 6;
+  grpc_arg *args = calloc((size_t)argument_count, sizeof *args);
+  grpc_channel_args *channel_args = calloc(1, sizeof *channel_args);
+  if (args == NULL || channel_args == NULL) {
+    free(args), free(channel_args);
+    return NULL;
+  }
+  args[0] = integer_argument(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int)s->config.max_message_bytes);
+  args[1] = integer_argument(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, -1); /* bounded by max_contracts */
+  /* Advertised in SETTINGS: a client cannot hold more streams than this open on
+   * one connection, so a stream flood costs bounded memory. */
+  args[2] = integer_argument(GRPC_ARG_MAX_CONCURRENT_STREAMS, s->config.max_concurrent_streams);
+  /* A second greeksd on the same address must fail to bind, not share it. */
+  args[3] = integer_argument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  args[4].type = GRPC_ARG_POINTER; /* the core takes its own reference */
+  args[4].key = (char *)GRPC_ARG_RESOURCE_QUOTA;
+  args[4].value.pointer.p = s->quota;
+  args[4].value.pointer.vtable = grpc_resource_quota_arg_vtable();
+  args[5] = integer_argument(GRPC_ARG_MAX_METADATA_SIZE, 16 * 1024);
+  channel_args->num_args = (size_t)argument_count;
+  channel_args->args = args;
+  return channel_args;
+}
+
+static void free_arguments(grpc_channel_args *a) {
+  if (a) free(a->args);
+  free(a);
+}
+
+static int create_grpc_server(greeksd_server *s, char *error, size_t size) {
+  s->quota = grpc_resource_quota_create("greeksd");
+  grpc_resource_quota_resize(s->quota, s->config.memory_limit_bytes);
+  grpc_channel_args *args = server_arguments(s);
+  if (args == NULL) {
+    snprintf(error, size, "out of memory");
+    return -1;
+  }
+  s->server = grpc_server_create(args, NULL);
+  free_arguments(args);
   s->cq = grpc_completion_queue_create_for_next(NULL);
   grpc_server_register_completion_queue(s->server, s->cq, NULL);
-  for (int m = 0; m < METHOD_COUNT; m++)
-    s->registered[m] = grpc_server_register_method(
-        s->server, method_paths[m], NULL,
-        method_reads_payload(m) ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER : GRPC_SRM_PAYLOAD_NONE, 0);
+  for (int m = 0; m < METHOD_REGISTERED_COUNT; m++)
+    s->registered[m] = grpc_server_register_method(s->server, method_paths[m], NULL, GRPC_SRM_PAYLOAD_NONE, 0);
+  return 0;
+}
+
+/* Plaintext: greeksd's own listener, which caps connections and survives
+ * EMFILE (adr/0022). TLS: the core's listener (grpc 1.51 takes only insecure
+ * credentials on accepted descriptors). */
+static int start_grpc(greeksd_server *s, int *port, char *error, size_t size) {
+  if (create_grpc_server(s, error, size) != 0) return -1;
+  if (s->config.tls_cert[0] == '\0') {
+    s->listener = greeksd_listener_bind(s->config.listen, s->config.max_connections, port, error, size);
+    if (s->listener == NULL) return -1;
+    grpc_server_start(s->server);
+    greeksd_listener_start(s->listener, s->server);
+    return 0;
+  }
   grpc_server_credentials *creds = make_credentials(&s->config, error, size);
   if (creds == NULL) return -1;
   *port = grpc_server_add_http2_port(s->server, s->config.listen, creds);
@@ -396,7 +607,7 @@ static int start_grpc(greeksd_server *s, int *port, char *error, size_t size) {
 
 static void post_all_slots(greeksd_server *s) {
   for (int m = 0; m < METHOD_COUNT; m++) {
-    int slots = method_is_health(m) ? HEALTH_SLOTS : SLOTS_PER_THREAD * s->config.server_threads;
+    int slots = method_is_health(m) || m == METHOD_UNKNOWN ? HEALTH_SLOTS : SLOTS_PER_THREAD * s->config.server_threads;
     for (int k = 0; k < slots; k++) post_request_slot(s, (rpc_method)m);
   }
 }
@@ -405,6 +616,7 @@ static void destroy(greeksd_server *s) {
   if (s->compute) gk_agent_stop(s->compute, GK_NS_PER_S);
   if (s->pricing) gk_pricing_agent_stop(s->pricing, GK_NS_PER_S);
   gk_pool_destroy(s->pool);
+  greeksd_listener_stop(s->listener);
   if (s->server) grpc_server_destroy(s->server);
   if (s->cq) {
     grpc_completion_queue_shutdown(s->cq);
@@ -412,6 +624,8 @@ static void destroy(greeksd_server *s) {
     }
     grpc_completion_queue_destroy(s->cq);
   }
+  greeksd_listener_free(s->listener);
+  if (s->quota) grpc_resource_quota_unref(s->quota);
   greeksd_free_tokens(s->tokens);
   free(s->threads);
   pthread_mutex_destroy(&s->lock);
@@ -491,21 +705,32 @@ static int wait_for(greeksd_server *s, int (*pred)(greeksd_server *), int64_t un
 
 static int is_shut_down(greeksd_server *s) { return s->shutdown_done; }
 static int has_no_calls(greeksd_server *s) { return s->live_calls == 0; }
+static int has_no_admitted_calls(greeksd_server *s) { return s->admitted_calls == 0; }
 
+/* The drain (adr/0021): calls that arrived before the signal (uploading ones
+ * included) get --drain-timeout-ms to finish; calls arriving meanwhile are
+ * refused UNAVAILABLE and health answers NOT_SERVING. Then the core shuts down
+ * (GOAWAY) and whatever is left is cancelled. */
 long greeksd_server_shutdown(greeksd_server *s) {
+  pthread_mutex_lock(&s->lock);
   atomic_store(&s->draining, 1);
-  gk_logf(GK_LOG_INFO, "greeksd", "draining: not accepting new calls, in-flight calls have %lld ms",
+  long admitted = s->admitted_calls;
+  pthread_mutex_unlock(&s->lock);
+  gk_logf(GK_LOG_INFO, "greeksd", "draining: %ld calls in flight have %lld ms; new calls get UNAVAILABLE", admitted,
           (long long)s->config.drain_timeout_ms);
-  grpc_server_shutdown_and_notify(s->server, s->cq, &s->tag_shutdown);
   long cancelled = 0;
-  if (!wait_for(s, is_shut_down, gk_monotonic_ns() + s->config.drain_timeout_ms * GK_NS_PER_MS)) {
+  if (!wait_for(s, has_no_admitted_calls, gk_monotonic_ns() + s->config.drain_timeout_ms * GK_NS_PER_MS)) {
     pthread_mutex_lock(&s->lock);
-    cancelled = s->live_calls;
+    cancelled = s->admitted_calls;
     pthread_mutex_unlock(&s->lock);
-    gk_logf(GK_LOG_WARN, "greeksd", "drain timeout: cancelling the calls still in flight");
-    grpc_server_cancel_all_calls(s->server);
-    wait_for(s, is_shut_down, 0);
+    gk_logf(GK_LOG_WARN, "greeksd", "drain timeout: cancelling the %ld calls still in flight", cancelled);
+    atomic_store(&s->drain_cancelled, 1);
   }
+  atomic_store(&s->stopping, 1);
+  greeksd_listener_stop(s->listener);
+  grpc_server_shutdown_and_notify(s->server, s->cq, &s->tag_shutdown);
+  grpc_server_cancel_all_calls(s->server); /* only calls not finished by now */
+  wait_for(s, is_shut_down, 0);
   wait_for(s, has_no_calls, 0);
   health_stop(s);
   grpc_completion_queue_shutdown(s->cq);

@@ -2,10 +2,19 @@
  * Internal to api/server: the server object, one call's context, and the
  * functions the RPC handlers and the health service share.
  *
- * Ownership: a call context (rpc_call) is allocated when a request slot is
- * posted and freed when its last completion arrives (refs reaches 0). The thread
- * that receives a completion owns the call until it hands the call to a job; the
- * job's finishing thread then owns it until the reply batch is started.
+ * Ownership (adr/0021): a call context (rpc_call) is reference counted and
+ * freed when the last reference goes. Every holder takes its own reference:
+ *   - each gRPC batch in flight (request slot, RECV_MESSAGE, RECV_CLOSE, the
+ *     reply, a Watch send) holds one until its completion has been handled;
+ *   - the completion-queue thread running a handler holds the completion's
+ *     reference until the handler returns, so a handler may touch the call
+ *     after answering it;
+ *   - a job handed to an agent holds one (rpc_ref before the hand-off) until
+ *     the agent's callback has answered and released it;
+ *   - a registered health Watch holds one until it is unlinked.
+ * The call is answered exactly once: rpc_reply after the first answer is a bug,
+ * logged and dropped. The access log line is written when the call is freed,
+ * from how the call really ended (answered, cancelled, deadline).
  */
 #ifndef GREEKSD_SERVER_INTERNAL_H
 #define GREEKSD_SERVER_INTERNAL_H
@@ -29,13 +38,24 @@ typedef enum rpc_method {
   METHOD_REVALUE_STREAM,
   METHOD_HEALTH_CHECK,
   METHOD_HEALTH_WATCH,
+  METHOD_UNKNOWN, /* any other path: answered UNIMPLEMENTED */
   METHOD_COUNT
 } rpc_method;
+
+enum { METHOD_REGISTERED_COUNT = METHOD_UNKNOWN };
 
 typedef struct rpc_call rpc_call;
 
 /* A completion-queue tag: which event of which call. */
-typedef enum tag_kind { TAG_NEW_CALL, TAG_CLOSED, TAG_REPLIED, TAG_RECEIVED, TAG_SENT, TAG_SHUTDOWN } tag_kind;
+typedef enum tag_kind {
+  TAG_NEW_CALL,  /* a request slot matched a call */
+  TAG_MESSAGE,   /* a unary call's request message arrived (or never will) */
+  TAG_CLOSED,    /* RECV_CLOSE_ON_SERVER */
+  TAG_REPLIED,   /* the reply batch */
+  TAG_RECEIVED,  /* a RevaluePortfolioStream chunk */
+  TAG_SENT,      /* a health Watch update */
+  TAG_SHUTDOWN
+} tag_kind;
 typedef struct rpc_tag {
   tag_kind kind;
   rpc_call *call;
@@ -49,50 +69,63 @@ struct rpc_call {
   grpc_call *call;
   gpr_timespec deadline;
   grpc_metadata_array request_metadata;
+  grpc_call_details unknown;         /* METHOD_UNKNOWN: the path asked for */
   grpc_byte_buffer *request_payload; /* unary: the request; stream: the last chunk */
-  atomic_int refs;                   /* completions still to come, +1 while a job runs */
+  atomic_int refs;                   /* see "Ownership" above */
   atomic_int cancelled;              /* RECV_CLOSE_ON_SERVER said the client went away */
+  atomic_int answered;               /* rpc_reply ran */
   int close_cancelled;               /* written by that batch */
-  int64_t started_ns;
+  int closed;                        /* that batch completed */
+  int admitted;                      /* arrived before the drain: counted in admitted_calls */
+  int64_t started_ns;                /* 0 = a slot never matched */
   int64_t deadline_ns;               /* gk_monotonic_ns(); 0 = none */
+  int64_t awaiting_since_ns;         /* waiting for the request message; 0 = not */
   char request_id[GK_ID_SIZE];
-  rpc_tag tag_new, tag_closed, tag_replied, tag_received, tag_sent;
-  /* The reply batch's resources, released when it completes. */
+  rpc_tag tag_new, tag_message, tag_closed, tag_replied, tag_received, tag_sent;
+  /* The reply batch's resources, released with the call. */
   grpc_metadata initial_metadata[1];
   int metadata_sent;        /* initial metadata went out (its slices are ours) */
+  int has_status_details;
   grpc_slice status_details;
-  grpc_byte_buffer *response_payload;
+  grpc_byte_buffer *reply_payload;
   grpc_status_code reply_code;
+  grpc_byte_buffer *watch_payload; /* a Watch update in flight */
   void *job;                /* the method's own state (handlers.c / health.c) */
   void (*free_job)(void *job);
   /* Health Watch: guarded by server->watch_lock. */
   int watch_sent_status;    /* last serving status sent, -1 = none */
   int watch_send_busy;      /* a SEND_MESSAGE is in flight */
   int watch_finished;       /* no more sends: the final status went out or the call closed */
-  int watch_release_after_send; /* closed while a send was in flight */
   int watch_known;          /* the service asked about exists */
   int watch_registered;     /* in server->watchers (until finished) */
   int watch_closed;         /* RECV_CLOSE_ON_SERVER completed */
   rpc_call *watch_next;
+  rpc_call *awaiting_next;  /* in server->awaiting while awaiting_since_ns != 0 */
 };
 
 struct greeksd_server {
   greeksd_config config;
   grpc_server *server;
   grpc_completion_queue *cq;
-  void *registered[METHOD_COUNT];
+  void *registered[METHOD_REGISTERED_COUNT];
+  struct greeksd_listener *listener; /* plaintext: greeksd accepts connections itself */
+  grpc_resource_quota *quota;        /* the core's memory bound (--memory-limit-mb) */
   pthread_t *threads;
   int thread_count;
   gk_pool *pool;
   gk_pricing_agent *pricing;
   gk_agent *compute;         /* implied vol and portfolio revaluation jobs */
   char **tokens;             /* bearer tokens, NULL-terminated; NULL = no auth */
-  atomic_int draining;
+  atomic_int draining;       /* SIGTERM: new calls are refused UNAVAILABLE */
+  atomic_int stopping;       /* the core is shutting down: slots are not re-posted */
+  atomic_int drain_cancelled; /* the drain timeout cancelled what was left */
   rpc_tag tag_shutdown;
-  pthread_mutex_t lock;      /* guards live_calls, shutdown_done */
+  pthread_mutex_t lock;      /* guards the counters below, draining's transition and awaiting */
   pthread_cond_t changed;
-  long live_calls;
+  long live_calls;           /* call contexts, posted slots included */
+  long admitted_calls;       /* calls that arrived before the drain, not yet freed */
   int shutdown_done;
+  rpc_call *awaiting;        /* unary calls waiting for their request message */
   pthread_mutex_t watch_lock;
   rpc_call *watchers;
   pthread_t health_thread;
@@ -101,8 +134,10 @@ struct greeksd_server {
   atomic_ullong calls_ok, calls_failed;
 };
 
-/* Starts the reply batch: initial metadata (x-request-id), the response (may be
- * NULL for an error) and the status. Takes ownership of `response`. */
+/* Answers the call: initial metadata (x-request-id), the response (may be NULL
+ * for an error) and the status, in one batch that holds its own reference.
+ * Takes ownership of `response`. Only the first answer goes out; a second is a
+ * bug, logged and dropped. The caller's references are untouched. */
 void rpc_reply(rpc_call *call, grpc_status_code code, const char *details, grpc_byte_buffer *response);
 
 /* Replies with the gRPC code that matches status->code and its message. */
@@ -111,6 +146,9 @@ void rpc_reply_status(rpc_call *call, const gk_status *status);
 /* Sets the call's initial metadata (x-request-id) and marks it sent; returns
  * the op to put first in a batch. */
 grpc_op rpc_initial_metadata_op(rpc_call *call);
+
+/* Takes one reference (see "Ownership"). */
+void rpc_ref(rpc_call *call);
 
 /* Drops one reference; frees the call at zero. */
 void rpc_release(rpc_call *call);
@@ -124,11 +162,17 @@ grpc_byte_buffer *rpc_buffer_from(uint8_t *bytes, size_t length);
  * read; *message is then empty. */
 int rpc_read_payload(grpc_byte_buffer *payload, grpc_slice *message);
 
+/* Cancels unary calls whose request message has not arrived within
+ * --receive-timeout-ms (called by the health thread). */
+void rpc_cancel_slow_uploads(greeksd_server *server);
+
 int rpc_is_cancelled(const rpc_call *call);
 int rpc_deadline_passed(const rpc_call *call); /* it has one, and it is past */
 
-/* Handlers (handlers.c): called on a new call after authentication and deadline
- * checks; they must eventually call rpc_reply exactly once. */
+/* Handlers (handlers.c): called once the request message is in (for unary
+ * methods), after authentication, drain and deadline checks, with a reference
+ * the caller drops when the handler returns. Each must answer the call, now or
+ * from a job that holds its own reference. */
 void handle_price_chain(rpc_call *call);
 void handle_price_batch(rpc_call *call);
 void handle_implied_vol(rpc_call *call);

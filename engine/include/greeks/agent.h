@@ -37,7 +37,9 @@ extern "C" {
 
 /* ---- envelopes ---- */
 
-#define GK_ID_SIZE 40
+/* Request and correlation ids: 1..63 characters and the terminating NUL (the
+ * proto's x-request-id rule). */
+#define GK_ID_SIZE 64
 
 typedef struct gk_envelope {
   uint32_t type;           /* message type, defined by the receiving agent */
