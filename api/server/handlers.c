@@ -5,6 +5,10 @@
  * ImpliedVol and RevaluePortfolio go to the compute agent, which refuses work
  * while the pricing breaker is open and drops calls whose deadline passed or
  * whose client went away.
+ *
+ * Decoding and validation live in requests.c as pure functions that return a
+ * verdict; they never answer the call. A handler asks, and answers a refusal
+ * with reply_verdict.
  */
 #include <protobuf-c/protobuf-c.h>
 #include <stdarg.h>
@@ -20,89 +24,15 @@
 #include "greeks/portfolio.h"
 #include "greeks/pricing.h"
 #include "chain_decode.h"
+#include "requests.h"
 #include "server_internal.h"
 
 enum { OUTPUT_COUNT = 16 };
 
-/* ---- decoding helpers ---- */
+/* ---- answering ---- */
 
-static void reply_invalid(rpc_call *c, const char *format, ...) __attribute__((format(printf, 2, 3)));
-static void reply_invalid(rpc_call *c, const char *format, ...) {
-  char details[512];
-  va_list args;
-  va_start(args, format);
-  vsnprintf(details, sizeof details, format, args);
-  va_end(args);
-  rpc_reply(c, GRPC_STATUS_INVALID_ARGUMENT, details, NULL);
-}
-
-/* Unpacks the call's payload with `descriptor`; replies INVALID_ARGUMENT and
- * returns NULL when it is not such a message. */
-static ProtobufCMessage *unpack_request(rpc_call *c, const ProtobufCMessageDescriptor *descriptor,
-                                        grpc_byte_buffer *payload) {
-  grpc_slice bytes;
-  if (rpc_read_payload(payload, &bytes) != 0) {
-    reply_invalid(c, "the call carried no readable %s message", descriptor->name);
-    return NULL;
-  }
-  ProtobufCMessage *m = protobuf_c_message_unpack(descriptor, NULL, GRPC_SLICE_LENGTH(bytes), GRPC_SLICE_START_PTR(bytes));
-  grpc_slice_unref(bytes);
-  if (m == NULL) reply_invalid(c, "the request is not a valid %s message", descriptor->name);
-  return m;
-}
-
-static int model_from_wire(rpc_call *c, int wire, gk_model *model) {
-  switch (wire) {
-    case GREEKS__V1__MODEL__MODEL_UNSPECIFIED:
-    case GREEKS__V1__MODEL__MODEL_BSM: *model = GK_MODEL_BSM; return 0;
-    case GREEKS__V1__MODEL__MODEL_BLACK76: *model = GK_MODEL_BLACK76; return 0;
-    case GREEKS__V1__MODEL__MODEL_GARMAN_KOHLHAGEN: *model = GK_MODEL_GK; return 0;
-    case GREEKS__V1__MODEL__MODEL_BACHELIER: *model = GK_MODEL_BACHELIER; return 0;
-    default:
-      reply_invalid(c, "field 'model': %d is not a known Model (1 bsm, 2 black76, 3 garman-kohlhagen, 4 bachelier)",
-                    wire);
-      return -1;
-  }
-}
-
-/* The output mask of a request; an empty list means price and first order. */
-static int outputs_from_wire(rpc_call *c, size_t n, const Greeks__V1__Output *outputs, unsigned *mask) {
-  *mask = n == 0 ? GK_OUT_ALL : 0;
-  for (size_t i = 0; i < n; i++) {
-    int o = (int)outputs[i];
-    if (o >= GREEKS__V1__OUTPUT__PRICE && o <= GREEKS__V1__OUTPUT__DUAL_GAMMA) *mask |= 1u << (o - 1);
-    else if (o == GREEKS__V1__OUTPUT__ALL_FIRST_ORDER) *mask |= GK_OUT_ALL;
-    else if (o == GREEKS__V1__OUTPUT__ALL_SECOND_ORDER) *mask |= GK_OUT_SECOND_ORDER;
-    else {
-      reply_invalid(c, "field 'outputs[%zu]': %d is not a known Output", i, o);
-      return -1;
-    }
-  }
-  return 0;
-}
-
-/* A column of wire OptionTypes as kernel codes (chain_kernel_option_type). */
-static uint8_t *types_from_wire(size_t n, const Greeks__V1__OptionType *types) {
-  uint8_t *out = malloc(n ? n : 1);
-  if (out == NULL) return NULL;
-  for (size_t i = 0; i < n; i++) out[i] = chain_kernel_option_type((uint32_t)types[i]);
-  return out;
-}
-
-/* Every column must have `count` entries ("optional" ones may also be empty). */
-static int check_column(rpc_call *c, const char *name, size_t n, size_t count, int optional) {
-  if (n == count || (optional && n == 0)) return 0;
-  reply_invalid(c, "field '%s' has %zu entries but the request has %zu contracts: every column needs one entry per contract",
-                name, n, count);
-  return -1;
-}
-
-static int check_count(rpc_call *c, const char *what, size_t count) {
-  if (count <= c->server->config.max_contracts) return 0;
-  reply_invalid(c, "the request holds %zu %s, more than this server's limit of %zu (--max-contracts)", count, what,
-                c->server->config.max_contracts);
-  return -1;
-}
+/* Answers with a refusal from requests.c. */
+static void reply_verdict(rpc_call *c, const request_verdict *v) { rpc_reply(c, v->code, v->details, NULL); }
 
 static double *filled(size_t n, double value) {
   double *a = malloc((n ? n : 1) * sizeof *a);
@@ -377,89 +307,19 @@ static price_job *new_price_job(rpc_call *c, ProtobufCMessage *m) {
   return j;
 }
 
-static double *copied(const double *values, size_t n) {
-  double *a = malloc((n ? n : 1) * sizeof *a);
-  if (a && n) memcpy(a, values, n * sizeof *a);
-  return a;
-}
-
-/* The fallback for what chain_request_decode does not take: protobuf-c reads
- * any valid encoding (and words the error for an invalid one); its columns are
- * copied so that both decoders hand over the same, owned, chain_request. */
-static int decode_chain_with_protobuf_c(rpc_call *c, chain_request *r) {
-  ProtobufCMessage *m = unpack_request(c, &greeks__v1__price_chain_request__descriptor, c->request_payload);
-  if (m == NULL) return -1;
-  Greeks__V1__PriceChainRequest *q = (Greeks__V1__PriceChainRequest *)m;
-  memset(r, 0, sizeof *r);
-  int ok = 1;
-  r->model = q->model;
-  /* Repeats do not change the mask; more distinct values than fit can only
-   * mean unknown ones (enum Output has 18). */
-  for (size_t i = 0; i < q->n_outputs && ok; i++) {
-    size_t k = 0;
-    while (k < r->n_outputs && r->outputs[k] != (int32_t)q->outputs[i]) k++;
-    if (k < r->n_outputs) continue;
-    if (r->n_outputs == CHAIN_DECODE_MAX_OUTPUTS) {
-      ok = 0;
-      reply_invalid(c, "field 'outputs' holds more than %d distinct values, so some are not known Outputs",
-                    CHAIN_DECODE_MAX_OUTPUTS);
-    } else {
-      r->outputs[r->n_outputs++] = (int32_t)q->outputs[i];
-    }
-  }
-  if (q->market) r->has_market = 1, r->spot = q->market->spot, r->rate = q->market->rate, r->yield = q->market->yield;
-  if (ok && q->contracts) {
-    const Greeks__V1__ChainContracts *k = q->contracts;
-    r->n_strike = k->n_strike, r->n_expiry = k->n_expiry, r->n_vol = k->n_vol, r->n_type = k->n_type;
-    r->strike = copied(k->strike, k->n_strike), r->expiry = copied(k->expiry, k->n_expiry);
-    r->vol = copied(k->vol, k->n_vol), r->type = types_from_wire(k->n_type, k->type);
-    if (!r->strike || !r->expiry || !r->vol || !r->type) {
-      ok = 0;
-      rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
-    }
-  }
-  protobuf_c_message_free_unpacked(m, NULL);
-  if (!ok) chain_request_free(r);
-  return ok ? 0 : -1;
-}
-
-static int decode_chain(rpc_call *c, chain_request *r) {
-  switch (chain_request_decode(c->request_payload, r)) {
-    case CHAIN_DECODE_OK: return 0;
-    case CHAIN_DECODE_NO_MEMORY:
-      rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory decoding the request", NULL);
-      return -1;
-    case CHAIN_DECODE_FALLBACK: break;
-  }
-  return decode_chain_with_protobuf_c(c, r);
-}
-
 void handle_price_chain(rpc_call *c) {
   price_job *j = new_price_job(c, NULL);
   if (j == NULL) return;
   chain_request *q = &j->chain;
-  if (decode_chain(c, q) != 0) return;
-  Greeks__V1__Output outputs[CHAIN_DECODE_MAX_OUTPUTS];
-  for (size_t i = 0; i < q->n_outputs; i++) outputs[i] = (Greeks__V1__Output)q->outputs[i];
+  request_verdict v;
   gk_model model;
-  if (model_from_wire(c, q->model, &model) != 0 || outputs_from_wire(c, q->n_outputs, outputs, &j->request.outputs) != 0)
-    return;
-  if (!q->has_market) {
-    rpc_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "field 'market' is required: the chain's spot, rate and yield", NULL);
+  gk_market market;
+  if (chain_decode_any(c->request_payload, q, &v) != 0 ||
+      chain_validate(q, c->server->config.max_contracts, &model, &j->request.outputs, &market, &v) != 0) {
+    reply_verdict(c, &v);
     return;
   }
   size_t n = q->n_strike;
-  if (check_count(c, "contracts", n) || check_column(c, "contracts.expiry", q->n_expiry, n, 0) ||
-      check_column(c, "contracts.vol", q->n_vol, n, 0) || check_column(c, "contracts.type", q->n_type, n, 0))
-    return;
-  gk_status status;
-  gk_market market = {q->spot, q->rate, gk_model_uses_yield(model) ? q->yield : 0.0};
-  if (gk_market_validate(model, &market, &status) != GK_OK) {
-    char details[400];
-    snprintf(details, sizeof details, "field 'market': %s", status.message);
-    rpc_reply(c, GRPC_STATUS_INVALID_ARGUMENT, details, NULL);
-    return;
-  }
   j->spot = filled(n, market.spot), j->rate = filled(n, market.rate), j->yield = filled(n, market.yield);
   if (!j->spot || !j->rate || !j->yield) {
     rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
@@ -471,23 +331,24 @@ void handle_price_chain(rpc_call *c) {
 }
 
 void handle_price_batch(rpc_call *c) {
-  ProtobufCMessage *m = unpack_request(c, &greeks__v1__price_batch_request__descriptor, c->request_payload);
-  if (m == NULL) return;
+  ProtobufCMessage *m;
+  request_verdict v;
+  if (request_unpack_payload(&greeks__v1__price_batch_request__descriptor, c->request_payload, &m, &v) != 0) {
+    reply_verdict(c, &v);
+    return;
+  }
   price_job *j = new_price_job(c, m);
   if (j == NULL) return;
   Greeks__V1__PriceBatchRequest *q = (Greeks__V1__PriceBatchRequest *)m;
   gk_model model;
-  if (model_from_wire(c, q->model, &model) != 0 || outputs_from_wire(c, q->n_outputs, q->outputs, &j->request.outputs) != 0)
+  if (price_batch_validate(q, c->server->config.max_contracts, &model, &j->request.outputs, &v) != 0) {
+    reply_verdict(c, &v);
     return;
+  }
   size_t n = q->n_spot;
-  if (check_count(c, "contracts", n) || check_column(c, "strike", q->n_strike, n, 0) ||
-      check_column(c, "expiry", q->n_expiry, n, 0) || check_column(c, "rate", q->n_rate, n, 0) ||
-      check_column(c, "yield", q->n_yield, n, 1) || check_column(c, "vol", q->n_vol, n, 0) ||
-      check_column(c, "type", q->n_type, n, 0))
-    return;
   const double *yield = q->yield;
   if (q->n_yield == 0 || !gk_model_uses_yield(model)) yield = j->yield = filled(n, 0.0);
-  j->types = types_from_wire(n, q->type);
+  j->types = request_kernel_types(n, q->type);
   if (!yield || !j->types) {
     rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
     return;
@@ -608,7 +469,7 @@ static void run_implied_vol(rpc_call *c) {
   Greeks__V1__ImpliedVolRequest *q = (Greeks__V1__ImpliedVolRequest *)j->message;
   size_t n = q->n_spot;
   double *yield = q->n_yield ? NULL : filled(n, 0.0);
-  uint8_t *types = types_from_wire(n, q->type);
+  uint8_t *types = request_kernel_types(n, q->type);
   double *vol = malloc((n ? n : 1) * sizeof *vol);
   uint8_t *codes = calloc(n ? n : 1, 1);
   if ((!q->n_yield && !yield) || !types || !vol || !codes) {
@@ -643,16 +504,13 @@ static void run_implied_vol(rpc_call *c) {
 void handle_implied_vol(rpc_call *c) {
   compute_job *j = new_compute_job(c, run_implied_vol);
   if (j == NULL) return;
-  j->message = unpack_request(c, &greeks__v1__implied_vol_request__descriptor, c->request_payload);
-  if (j->message == NULL) return;
-  Greeks__V1__ImpliedVolRequest *q = (Greeks__V1__ImpliedVolRequest *)j->message;
-  if (model_from_wire(c, q->model, &j->model) != 0) return;
-  size_t n = q->n_spot;
-  if (check_count(c, "contracts", n) || check_column(c, "strike", q->n_strike, n, 0) ||
-      check_column(c, "expiry", q->n_expiry, n, 0) || check_column(c, "rate", q->n_rate, n, 0) ||
-      check_column(c, "yield", q->n_yield, n, 1) || check_column(c, "price", q->n_price, n, 0) ||
-      check_column(c, "type", q->n_type, n, 0))
+  request_verdict v;
+  if (request_unpack_payload(&greeks__v1__implied_vol_request__descriptor, c->request_payload, &j->message, &v) != 0 ||
+      implied_vol_validate((const Greeks__V1__ImpliedVolRequest *)j->message, c->server->config.max_contracts,
+                           &j->model, &v) != 0) {
+    reply_verdict(c, &v);
     return;
+  }
   submit_compute_job(c);
 }
 
@@ -757,43 +615,12 @@ static void revalue(rpc_call *c, const portfolio_input *p) {
   free(zero_yield), free(res.error), free(res.per_underlying), free(res.pnl);
 }
 
-static int check_markets(rpc_call *c, const Greeks__V1__Markets *mk) {
-  if (mk == NULL || mk->n_spot == 0) {
-    rpc_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "field 'markets' is required: at least one underlying's spot and rate", NULL);
-    return -1;
-  }
-  return check_column(c, "markets.rate", mk->n_rate, mk->n_spot, 0) || check_column(c, "markets.yield", mk->n_yield, mk->n_spot, 1);
-}
-
-static int check_grid(rpc_call *c, const Greeks__V1__ScenarioGrid *g) {
-  if (g == NULL) return 0;
-  if ((g->spot_mode != GREEKS__V1__SHOCK_MODE__RELATIVE && g->spot_mode != GREEKS__V1__SHOCK_MODE__ABSOLUTE) ||
-      (g->vol_mode != GREEKS__V1__SHOCK_MODE__RELATIVE && g->vol_mode != GREEKS__V1__SHOCK_MODE__ABSOLUTE)) {
-    rpc_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "field 'grid.spot_mode'/'grid.vol_mode': must be RELATIVE (0) or ABSOLUTE (1)", NULL);
-    return -1;
-  }
-  if (g->n_spot_shocks > GK_MAX_SCENARIO_AXIS || g->n_vol_shocks > GK_MAX_SCENARIO_AXIS) {
-    reply_invalid(c, "field 'grid': an axis holds %zu shocks; at most %d per axis",
-                  g->n_spot_shocks > g->n_vol_shocks ? g->n_spot_shocks : g->n_vol_shocks, GK_MAX_SCENARIO_AXIS);
-    return -1;
-  }
-  return 0;
-}
-
-static int check_positions(rpc_call *c, const Greeks__V1__Positions *p) {
-  size_t n = p->n_underlying;
-  return check_count(c, "positions", n) || check_column(c, "positions.type", p->n_type, n, 0) ||
-         check_column(c, "positions.strike", p->n_strike, n, 0) || check_column(c, "positions.expiry", p->n_expiry, n, 0) ||
-         check_column(c, "positions.vol", p->n_vol, n, 0) || check_column(c, "positions.quantity", p->n_quantity, n, 0) ||
-         check_column(c, "positions.multiplier", p->n_multiplier, n, 0);
-}
-
 static void run_revalue(rpc_call *c) {
   compute_job *j = c->job;
   Greeks__V1__RevaluePortfolioRequest *q = (Greeks__V1__RevaluePortfolioRequest *)j->message;
   const Greeks__V1__Positions *ps = q->positions;
   size_t n = ps ? ps->n_underlying : 0;
-  uint8_t *types = ps ? types_from_wire(n, ps->type) : malloc(1);
+  uint8_t *types = ps ? request_kernel_types(n, ps->type) : malloc(1);
   if (types == NULL) {
     rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
     return;
@@ -808,12 +635,13 @@ static void run_revalue(rpc_call *c) {
 void handle_revalue(rpc_call *c) {
   compute_job *j = new_compute_job(c, run_revalue);
   if (j == NULL) return;
-  j->message = unpack_request(c, &greeks__v1__revalue_portfolio_request__descriptor, c->request_payload);
-  if (j->message == NULL) return;
-  Greeks__V1__RevaluePortfolioRequest *q = (Greeks__V1__RevaluePortfolioRequest *)j->message;
-  if (model_from_wire(c, q->model, &j->model) != 0 || check_markets(c, q->markets) != 0 || check_grid(c, q->grid) != 0)
+  request_verdict v;
+  if (request_unpack_payload(&greeks__v1__revalue_portfolio_request__descriptor, c->request_payload, &j->message, &v) != 0 ||
+      revalue_validate((const Greeks__V1__RevaluePortfolioRequest *)j->message, c->server->config.max_contracts,
+                       &j->model, &v) != 0) {
+    reply_verdict(c, &v);
     return;
-  if (q->positions && check_positions(c, q->positions) != 0) return;
+  }
   submit_compute_job(c);
 }
 
@@ -864,9 +692,10 @@ static int grow_positions(compute_job *j, size_t need) {
   return 0;
 }
 
+/* Copies a validated chunk's positions (revalue_chunk_validate) after those
+ * gathered so far. */
 static int append_positions(rpc_call *c, compute_job *j, const Greeks__V1__Positions *ps) {
   if (ps == NULL) return 0;
-  if (check_positions(c, ps) != 0 || check_count(c, "positions", j->count + ps->n_underlying) != 0) return -1;
   size_t n = ps->n_underlying;
   if (n == 0) return 0; /* an empty message: nothing to copy (memcpy from NULL is undefined even for 0 bytes) */
   if (grow_positions(j, j->count + n) != 0) {
@@ -879,7 +708,7 @@ static int append_positions(rpc_call *c, compute_job *j, const Greeks__V1__Posit
   memcpy(j->vol + j->count, ps->vol, n * 8);
   memcpy(j->quantity + j->count, ps->quantity, n * 8);
   memcpy(j->multiplier + j->count, ps->multiplier, n * 8);
-  uint8_t *types = types_from_wire(n, ps->type);
+  uint8_t *types = request_kernel_types(n, ps->type);
   if (types == NULL) {
     rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory gathering positions", NULL);
     return -1;
@@ -904,23 +733,18 @@ void handle_revalue_stream_chunk(rpc_call *c, bool success) {
     rpc_release(c);
     return;
   }
-  ProtobufCMessage *m = unpack_request(c, &greeks__v1__revalue_portfolio_request__descriptor, c->request_payload);
-  int ok = m != NULL;
-  Greeks__V1__RevaluePortfolioRequest *q = (Greeks__V1__RevaluePortfolioRequest *)m;
+  ProtobufCMessage *m;
+  request_verdict v;
+  int ok = request_unpack_payload(&greeks__v1__revalue_portfolio_request__descriptor, c->request_payload, &m, &v) == 0;
+  const Greeks__V1__RevaluePortfolioRequest *q = (const Greeks__V1__RevaluePortfolioRequest *)m;
   j->chunks++;
-  if (ok && j->first == NULL) {
-    ok = model_from_wire(c, q->model, &j->model) == 0 && check_markets(c, q->markets) == 0 &&
-         check_grid(c, q->grid) == 0 && append_positions(c, j, q->positions) == 0;
-    j->first = m;
-  } else if (ok) {
-    if (q->model != 0 || q->markets != NULL || q->grid != NULL) {
-      reply_invalid(c, "message %zu of the stream sets model, markets or grid: only the first message may", j->chunks);
-      ok = 0;
-    } else {
-      ok = append_positions(c, j, q->positions) == 0;
-    }
-    protobuf_c_message_free_unpacked(m, NULL);
-  }
+  /* A refused message ends the stream, so while j->first is unset the message
+   * is number 1. */
+  if (ok && revalue_chunk_validate(q, j->chunks, j->count, c->server->config.max_contracts, &j->model, &v) != 0) ok = 0;
+  if (!ok) reply_verdict(c, &v);
+  else ok = append_positions(c, j, q->positions) == 0;
+  if (m != NULL && j->first == NULL) j->first = m;
+  else if (m != NULL) protobuf_c_message_free_unpacked(m, NULL);
   if (ok) receive_next_chunk(c);
   rpc_release(c);
 }

@@ -1,0 +1,309 @@
+/*
+ * PricingService requests: unpack, decode and validate, as pure functions
+ * that return a verdict (requests.h). The rules and their wording are the
+ * service's contract (tests/grpc/test_grpc.py checks many of the sentences):
+ * a refusal names the field, the value and the rule.
+ *
+ * Why apart from handlers.c: a validator that replies on the call mixes the
+ * transport into routing; here the handler asks, then answers once with the
+ * verdict, and fuzz/fuzz_requests.c runs every rule without a server.
+ *
+ * Each *_validate reads as its checks in order, each check a small function
+ * that returns 0 or fills the verdict via refuse() and returns -1; `||`
+ * chains stop at the first refusal.
+ */
+#include "requests.h"
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/slice.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "greeks/batch.h"
+#include "greeks/portfolio.h"
+
+/* ---- verdicts ---- */
+
+static int accepted(request_verdict *v) {
+  v->code = GRPC_STATUS_OK;
+  v->details[0] = '\0';
+  return 0;
+}
+
+static int refuse(request_verdict *v, grpc_status_code code, const char *format, ...) __attribute__((format(printf, 3, 4)));
+static int refuse(request_verdict *v, grpc_status_code code, const char *format, ...) {
+  va_list args;
+  va_start(args, format);
+  vsnprintf(v->details, sizeof v->details, format, args);
+  va_end(args);
+  v->code = code;
+  return -1;
+}
+
+/* ---- unpacking ---- */
+
+int request_unpack(const ProtobufCMessageDescriptor *descriptor, const uint8_t *bytes, size_t n, ProtobufCMessage **out,
+                   request_verdict *v) {
+  *out = NULL;
+  if (bytes == NULL)
+    return refuse(v, GRPC_STATUS_INVALID_ARGUMENT, "the call carried no readable %s message", descriptor->name);
+  *out = protobuf_c_message_unpack(descriptor, NULL, n, bytes);
+  if (*out == NULL)
+    return refuse(v, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid %s message", descriptor->name);
+  return accepted(v);
+}
+
+/* The whole (decompressed) payload as one slice the caller unrefs; -1 when
+ * there is none or it cannot be read. */
+static int read_payload(grpc_byte_buffer *payload, grpc_slice *message) {
+  *message = grpc_empty_slice();
+  if (payload == NULL) return -1;
+  grpc_byte_buffer_reader reader;
+  if (!grpc_byte_buffer_reader_init(&reader, payload)) return -1;
+  *message = grpc_byte_buffer_reader_readall(&reader);
+  grpc_byte_buffer_reader_destroy(&reader);
+  return 0;
+}
+
+int request_unpack_payload(const ProtobufCMessageDescriptor *descriptor, grpc_byte_buffer *payload,
+                           ProtobufCMessage **out, request_verdict *v) {
+  grpc_slice bytes;
+  /* An empty message is valid protobuf: give protobuf-c a non-NULL pointer. */
+  static const uint8_t none[1];
+  const uint8_t *at = NULL;
+  if (read_payload(payload, &bytes) == 0) at = GRPC_SLICE_LENGTH(bytes) ? GRPC_SLICE_START_PTR(bytes) : none;
+  int result = request_unpack(descriptor, at, GRPC_SLICE_LENGTH(bytes), out, v);
+  grpc_slice_unref(bytes);
+  return result;
+}
+
+/* ---- shared rules ---- */
+
+static int check_model(int wire, gk_model *model, request_verdict *v) {
+  switch (wire) {
+    case GREEKS__V1__MODEL__MODEL_UNSPECIFIED:
+    case GREEKS__V1__MODEL__MODEL_BSM: *model = GK_MODEL_BSM; return 0;
+    case GREEKS__V1__MODEL__MODEL_BLACK76: *model = GK_MODEL_BLACK76; return 0;
+    case GREEKS__V1__MODEL__MODEL_GARMAN_KOHLHAGEN: *model = GK_MODEL_GK; return 0;
+    case GREEKS__V1__MODEL__MODEL_BACHELIER: *model = GK_MODEL_BACHELIER; return 0;
+    default:
+      return refuse(v, GRPC_STATUS_INVALID_ARGUMENT,
+                    "field 'model': %d is not a known Model (1 bsm, 2 black76, 3 garman-kohlhagen, 4 bachelier)", wire);
+  }
+}
+
+/* The output mask of a request; an empty list means price and first order. */
+static int check_outputs(size_t n, const Greeks__V1__Output *outputs, unsigned *mask, request_verdict *v) {
+  *mask = n == 0 ? GK_OUT_ALL : 0;
+  for (size_t i = 0; i < n; i++) {
+    int o = (int)outputs[i];
+    if (o >= GREEKS__V1__OUTPUT__PRICE && o <= GREEKS__V1__OUTPUT__DUAL_GAMMA) *mask |= 1u << (o - 1);
+    else if (o == GREEKS__V1__OUTPUT__ALL_FIRST_ORDER) *mask |= GK_OUT_ALL;
+    else if (o == GREEKS__V1__OUTPUT__ALL_SECOND_ORDER) *mask |= GK_OUT_SECOND_ORDER;
+    else return refuse(v, GRPC_STATUS_INVALID_ARGUMENT, "field 'outputs[%zu]': %d is not a known Output", i, o);
+  }
+  return 0;
+}
+
+/* Every column must have `count` entries ("optional" ones may also be empty). */
+static int check_column(const char *name, size_t n, size_t count, int optional, request_verdict *v) {
+  if (n == count || (optional && n == 0)) return 0;
+  return refuse(v, GRPC_STATUS_INVALID_ARGUMENT,
+                "field '%s' has %zu entries but the request has %zu contracts: every column needs one entry per contract",
+                name, n, count);
+}
+
+static int refuse_count(const char *what, size_t count, size_t limit, request_verdict *v) {
+  return refuse(v, GRPC_STATUS_INVALID_ARGUMENT,
+                "the request holds %zu %s, more than this server's limit of %zu (--max-contracts)", count, what, limit);
+}
+
+static int check_count(const char *what, size_t count, size_t limit, request_verdict *v) {
+  return count <= limit ? 0 : refuse_count(what, count, limit, v);
+}
+
+uint8_t *request_kernel_types(size_t n, const Greeks__V1__OptionType *types) {
+  uint8_t *out = malloc(n ? n : 1);
+  if (out == NULL) return NULL;
+  for (size_t i = 0; i < n; i++) out[i] = chain_kernel_option_type((uint32_t)types[i]);
+  return out;
+}
+
+/* ---- PriceChain ---- */
+
+static double *copied(const double *values, size_t n) {
+  double *a = malloc((n ? n : 1) * sizeof *a);
+  if (a && n) memcpy(a, values, n * sizeof *a);
+  return a;
+}
+
+/* Repeats do not change the mask; more distinct values than fit can only
+ * mean unknown ones (enum Output has 18). */
+static int distinct_outputs(const Greeks__V1__PriceChainRequest *q, chain_request *r, request_verdict *v) {
+  for (size_t i = 0; i < q->n_outputs; i++) {
+    size_t k = 0;
+    while (k < r->n_outputs && r->outputs[k] != (int32_t)q->outputs[i]) k++;
+    if (k < r->n_outputs) continue;
+    if (r->n_outputs == CHAIN_DECODE_MAX_OUTPUTS)
+      return refuse(v, GRPC_STATUS_INVALID_ARGUMENT,
+                    "field 'outputs' holds more than %d distinct values, so some are not known Outputs",
+                    CHAIN_DECODE_MAX_OUTPUTS);
+    r->outputs[r->n_outputs++] = (int32_t)q->outputs[i];
+  }
+  return 0;
+}
+
+static int copy_contracts(const Greeks__V1__ChainContracts *k, chain_request *r, request_verdict *v) {
+  r->n_strike = k->n_strike, r->n_expiry = k->n_expiry, r->n_vol = k->n_vol, r->n_type = k->n_type;
+  r->strike = copied(k->strike, k->n_strike), r->expiry = copied(k->expiry, k->n_expiry);
+  r->vol = copied(k->vol, k->n_vol), r->type = request_kernel_types(k->n_type, k->type);
+  if (!r->strike || !r->expiry || !r->vol || !r->type) return refuse(v, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+  return 0;
+}
+
+/* The fallback for what chain_request_decode does not take: protobuf-c reads
+ * any valid encoding (and words the error for an invalid one); its columns are
+ * copied so that both decoders hand over the same, owned, chain_request. */
+static int decode_with_protobuf_c(grpc_byte_buffer *payload, chain_request *r, request_verdict *v) {
+  ProtobufCMessage *m;
+  if (request_unpack_payload(&greeks__v1__price_chain_request__descriptor, payload, &m, v) != 0) return -1;
+  const Greeks__V1__PriceChainRequest *q = (const Greeks__V1__PriceChainRequest *)m;
+  memset(r, 0, sizeof *r);
+  r->model = q->model;
+  int failed = distinct_outputs(q, r, v);
+  if (q->market) r->has_market = 1, r->spot = q->market->spot, r->rate = q->market->rate, r->yield = q->market->yield;
+  if (!failed && q->contracts) failed = copy_contracts(q->contracts, r, v);
+  protobuf_c_message_free_unpacked(m, NULL);
+  if (failed) {
+    chain_request_free(r);
+    return -1;
+  }
+  return accepted(v);
+}
+
+int chain_decode_any(grpc_byte_buffer *payload, chain_request *out, request_verdict *v) {
+  switch (chain_request_decode(payload, out)) {
+    case CHAIN_DECODE_OK: return accepted(v);
+    case CHAIN_DECODE_NO_MEMORY:
+      return refuse(v, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory decoding the request");
+    case CHAIN_DECODE_FALLBACK: break;
+  }
+  return decode_with_protobuf_c(payload, out, v);
+}
+
+static int check_chain_market(const chain_request *q, gk_model model, gk_market *market, request_verdict *v) {
+  *market = (gk_market){q->spot, q->rate, gk_model_uses_yield(model) ? q->yield : 0.0};
+  gk_status status;
+  if (gk_market_validate(model, market, &status) == GK_OK) return 0;
+  /* 400, not the verdict's 512: the reply has always been cut there. */
+  char details[400];
+  snprintf(details, sizeof details, "field 'market': %s", status.message);
+  return refuse(v, GRPC_STATUS_INVALID_ARGUMENT, "%s", details);
+}
+
+int chain_validate(const chain_request *q, size_t max_contracts, gk_model *model, unsigned *outputs_mask,
+                   gk_market *market, request_verdict *v) {
+  Greeks__V1__Output outputs[CHAIN_DECODE_MAX_OUTPUTS];
+  size_t n_outputs = q->n_outputs < CHAIN_DECODE_MAX_OUTPUTS ? q->n_outputs : CHAIN_DECODE_MAX_OUTPUTS;
+  for (size_t i = 0; i < n_outputs; i++) outputs[i] = (Greeks__V1__Output)q->outputs[i];
+  if (check_model(q->model, model, v) || check_outputs(n_outputs, outputs, outputs_mask, v)) return -1;
+  if (!q->has_market)
+    return refuse(v, GRPC_STATUS_INVALID_ARGUMENT, "field 'market' is required: the chain's spot, rate and yield");
+  size_t n = q->n_strike;
+  if (check_count("contracts", n, max_contracts, v) || check_column("contracts.expiry", q->n_expiry, n, 0, v) ||
+      check_column("contracts.vol", q->n_vol, n, 0, v) || check_column("contracts.type", q->n_type, n, 0, v) ||
+      check_chain_market(q, *model, market, v))
+    return -1;
+  return accepted(v);
+}
+
+/* ---- PriceBatch and ImpliedVol ---- */
+
+int price_batch_validate(const Greeks__V1__PriceBatchRequest *q, size_t max_contracts, gk_model *model,
+                         unsigned *outputs_mask, request_verdict *v) {
+  if (check_model(q->model, model, v) || check_outputs(q->n_outputs, q->outputs, outputs_mask, v)) return -1;
+  size_t n = q->n_spot;
+  if (check_count("contracts", n, max_contracts, v) || check_column("strike", q->n_strike, n, 0, v) ||
+      check_column("expiry", q->n_expiry, n, 0, v) || check_column("rate", q->n_rate, n, 0, v) ||
+      check_column("yield", q->n_yield, n, 1, v) || check_column("vol", q->n_vol, n, 0, v) ||
+      check_column("type", q->n_type, n, 0, v))
+    return -1;
+  return accepted(v);
+}
+
+int implied_vol_validate(const Greeks__V1__ImpliedVolRequest *q, size_t max_contracts, gk_model *model,
+                         request_verdict *v) {
+  if (check_model(q->model, model, v)) return -1;
+  size_t n = q->n_spot;
+  if (check_count("contracts", n, max_contracts, v) || check_column("strike", q->n_strike, n, 0, v) ||
+      check_column("expiry", q->n_expiry, n, 0, v) || check_column("rate", q->n_rate, n, 0, v) ||
+      check_column("yield", q->n_yield, n, 1, v) || check_column("price", q->n_price, n, 0, v) ||
+      check_column("type", q->n_type, n, 0, v))
+    return -1;
+  return accepted(v);
+}
+
+/* ---- RevaluePortfolio and its stream ---- */
+
+static int check_markets(const Greeks__V1__Markets *mk, request_verdict *v) {
+  if (mk == NULL || mk->n_spot == 0)
+    return refuse(v, GRPC_STATUS_INVALID_ARGUMENT, "field 'markets' is required: at least one underlying's spot and rate");
+  return check_column("markets.rate", mk->n_rate, mk->n_spot, 0, v) ||
+         check_column("markets.yield", mk->n_yield, mk->n_spot, 1, v);
+}
+
+static int known_mode(Greeks__V1__ShockMode mode) {
+  return mode == GREEKS__V1__SHOCK_MODE__RELATIVE || mode == GREEKS__V1__SHOCK_MODE__ABSOLUTE;
+}
+
+static int check_grid(const Greeks__V1__ScenarioGrid *g, request_verdict *v) {
+  if (g == NULL) return 0;
+  if (!known_mode(g->spot_mode) || !known_mode(g->vol_mode))
+    return refuse(v, GRPC_STATUS_INVALID_ARGUMENT,
+                  "field 'grid.spot_mode'/'grid.vol_mode': must be RELATIVE (0) or ABSOLUTE (1)");
+  if (g->n_spot_shocks > GK_MAX_SCENARIO_AXIS || g->n_vol_shocks > GK_MAX_SCENARIO_AXIS)
+    return refuse(v, GRPC_STATUS_INVALID_ARGUMENT, "field 'grid': an axis holds %zu shocks; at most %d per axis",
+                  g->n_spot_shocks > g->n_vol_shocks ? g->n_spot_shocks : g->n_vol_shocks, GK_MAX_SCENARIO_AXIS);
+  return 0;
+}
+
+static int check_positions(const Greeks__V1__Positions *p, size_t limit, request_verdict *v) {
+  size_t n = p->n_underlying;
+  return check_count("positions", n, limit, v) || check_column("positions.type", p->n_type, n, 0, v) ||
+         check_column("positions.strike", p->n_strike, n, 0, v) ||
+         check_column("positions.expiry", p->n_expiry, n, 0, v) || check_column("positions.vol", p->n_vol, n, 0, v) ||
+         check_column("positions.quantity", p->n_quantity, n, 0, v) ||
+         check_column("positions.multiplier", p->n_multiplier, n, 0, v);
+}
+
+int revalue_validate(const Greeks__V1__RevaluePortfolioRequest *q, size_t max_positions, gk_model *model,
+                     request_verdict *v) {
+  if (check_model(q->model, model, v) || check_markets(q->markets, v) || check_grid(q->grid, v)) return -1;
+  if (q->positions && check_positions(q->positions, max_positions, v)) return -1;
+  return accepted(v);
+}
+
+/* A chunk's positions: well formed, and with those gathered within the limit
+ * (compared without forming a sum that could wrap). */
+static int check_chunk_positions(const Greeks__V1__Positions *ps, size_t gathered, size_t limit, request_verdict *v) {
+  if (ps == NULL) return 0;
+  if (check_positions(ps, limit, v)) return -1;
+  size_t n = ps->n_underlying;
+  if (gathered <= limit && n <= limit - gathered) return 0;
+  return refuse_count("positions", gathered + n, limit, v);
+}
+
+int revalue_chunk_validate(const Greeks__V1__RevaluePortfolioRequest *q, size_t number, size_t gathered,
+                           size_t max_positions, gk_model *model, request_verdict *v) {
+  if (number <= 1) {
+    if (check_model(q->model, model, v) || check_markets(q->markets, v) || check_grid(q->grid, v)) return -1;
+  } else if (q->model != 0 || q->markets != NULL || q->grid != NULL) {
+    return refuse(v, GRPC_STATUS_INVALID_ARGUMENT,
+                  "message %zu of the stream sets model, markets or grid: only the first message may", number);
+  }
+  if (check_chunk_positions(q->positions, gathered, max_positions, v)) return -1;
+  return accepted(v);
+}

@@ -1,0 +1,101 @@
+/*
+ * PricingService requests: decoding and validation as pure functions.
+ *
+ * Each function reads a request and returns a verdict; none touches a call,
+ * replies, logs or keeps state, so the transport (handlers.c) alone answers
+ * calls and a fuzzer can drive every rule without a server. Internal to
+ * greeksd.
+ *
+ * Verdicts. Every function returns 0 when the request is accepted, and then
+ * sets v->code to GRPC_STATUS_OK and v->details to "". Otherwise it returns -1
+ * and v holds the status to answer with: INVALID_ARGUMENT with a sentence that
+ * names the field, the value and the rule ("field 'strike' has 3 entries but
+ * the request has 4 contracts: ..."), or RESOURCE_EXHAUSTED when memory ran
+ * out while decoding. The checks run in a fixed order and the first failure
+ * is the verdict, so a client sees one reason at a time and always the same
+ * one for the same request. Outputs (model, mask, market) are written only on
+ * acceptance... except where a function says otherwise.
+ *
+ * Ownership. Unpacked messages and decoded chains are the caller's on success
+ * (protobuf_c_message_free_unpacked, chain_request_free); on failure nothing
+ * is left to free.
+ *
+ * Thread safety: none needed; the functions share no state.
+ */
+#ifndef GREEKSD_REQUESTS_H
+#define GREEKSD_REQUESTS_H
+
+#include <grpc/grpc.h>
+#include <grpc/status.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chain_decode.h"
+#include "greeks/pricing.h"
+#include "greeks/v1/pricing.pb-c.h"
+
+enum { REQUEST_DETAILS_SIZE = 512 };
+
+typedef struct request_verdict {
+  grpc_status_code code;              /* GRPC_STATUS_OK when accepted */
+  char details[REQUEST_DETAILS_SIZE]; /* "" when accepted; a sentence otherwise */
+} request_verdict;
+
+/* Unpacks `n` bytes as a message of `descriptor` into *out. `bytes` NULL means
+ * the call carried no readable message ("the call carried no readable X
+ * message"); bytes that are not such a message are "not a valid X message". */
+int request_unpack(const ProtobufCMessageDescriptor *descriptor, const uint8_t *bytes, size_t n, ProtobufCMessage **out,
+                   request_verdict *v);
+
+/* request_unpack over a call's payload (NULL when the call had none), read
+ * whole and decompressed. The payload is not consumed. */
+int request_unpack_payload(const ProtobufCMessageDescriptor *descriptor, grpc_byte_buffer *payload,
+                           ProtobufCMessage **out, request_verdict *v);
+
+/* A PriceChainRequest from the payload: the hand decoder (chain_decode.h)
+ * first, protobuf-c for whatever that one hands back. On success `out` owns
+ * its columns (chain_request_free); on failure it owns nothing. Outputs are
+ * kept as distinct values: more than CHAIN_DECODE_MAX_OUTPUTS of them can only
+ * include unknown ones and are refused here. */
+int chain_decode_any(grpc_byte_buffer *payload, chain_request *out, request_verdict *v);
+
+/* PriceChain: model, outputs, market present, at most `max_contracts`
+ * strikes, expiry, vol and type one per strike, then the market's values for
+ * the model (gk_market_validate). On acceptance *market is the market the
+ * kernels get (yield 0 for models that take none). */
+int chain_validate(const chain_request *q, size_t max_contracts, gk_model *model, unsigned *outputs_mask,
+                   gk_market *market, request_verdict *v);
+
+/* PriceBatch: model, outputs, at most `max_contracts` contracts (the spot
+ * column's length), every other column one entry per contract (yield may be
+ * empty). */
+int price_batch_validate(const Greeks__V1__PriceBatchRequest *q, size_t max_contracts, gk_model *model,
+                         unsigned *outputs_mask, request_verdict *v);
+
+/* ImpliedVol: model, at most `max_contracts` contracts (spot's length), every
+ * other column one entry per contract (yield may be empty). */
+int implied_vol_validate(const Greeks__V1__ImpliedVolRequest *q, size_t max_contracts, gk_model *model,
+                         request_verdict *v);
+
+/* RevaluePortfolio: model, markets (at least one spot; rate one per spot,
+ * yield one per spot or none), grid (known modes, at most
+ * GK_MAX_SCENARIO_AXIS shocks per axis), positions (at most `max_positions`,
+ * every column one entry per position). Positions may be absent. */
+int revalue_validate(const Greeks__V1__RevaluePortfolioRequest *q, size_t max_positions, gk_model *model,
+                     request_verdict *v);
+
+/* Message `number` (1 = the first) of a RevaluePortfolioStream, of which
+ * `gathered` positions came before. The first is checked as a
+ * RevaluePortfolioRequest and sets *model; a later one may carry positions
+ * only (model, markets and grid unset). Either way the positions must be well
+ * formed and `gathered` plus them at most `max_positions`. `model` may be NULL
+ * for a later message. */
+int revalue_chunk_validate(const Greeks__V1__RevaluePortfolioRequest *q, size_t number, size_t gathered,
+                           size_t max_positions, gk_model *model, request_verdict *v);
+
+/* A column of wire OptionTypes as kernel codes (chain_kernel_option_type), in
+ * a malloc'd array the caller frees; NULL when memory ran out. */
+uint8_t *request_kernel_types(size_t n, const Greeks__V1__OptionType *types);
+
+#endif
