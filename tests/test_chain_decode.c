@@ -195,12 +195,41 @@ static void damaged_bytes_are_never_misread(void **state) {
   }
 }
 
+/* Regression: an OptionType varint of 2^32+1 is CALL in both decoders, as
+ * protobuf reads an enum (int32: the low 32 bits). The hand decoder once kept
+ * all 64 bits and called it invalid while protobuf-c said CALL. Every split of
+ * the bytes into two slices, the cut inside the long varint included. */
+static void option_type_2_pow_32_plus_1_is_call_in_both_decoders(void **state) {
+  (void)state;
+  /* contracts{type: [2^32+1]} */
+  const uint8_t bytes[] = {0x1a, 0x07, 0x22, 0x05, 0x81, 0x80, 0x80, 0x80, 0x10};
+  Greeks__V1__PriceChainRequest *q = greeks__v1__price_chain_request__unpack(NULL, sizeof bytes, bytes);
+  assert_non_null(q);
+  assert_non_null(q->contracts);
+  assert_int_equal(q->contracts->n_type, 1);
+  assert_int_equal(chain_kernel_option_type((uint32_t)q->contracts->type[0]), GK_CALL);
+  greeks__v1__price_chain_request__free_unpacked(q, NULL);
+  for (size_t cut = 0; cut <= sizeof bytes; cut++) {
+    grpc_slice slices[2] = {grpc_slice_from_copied_buffer((const char *)bytes, cut),
+                            grpc_slice_from_copied_buffer((const char *)bytes + cut, sizeof bytes - cut)};
+    grpc_byte_buffer *b = grpc_raw_byte_buffer_create(slices, 2);
+    grpc_slice_unref(slices[0]), grpc_slice_unref(slices[1]);
+    chain_request r;
+    assert_int_equal(chain_request_decode(b, &r), CHAIN_DECODE_OK);
+    assert_int_equal(r.n_type, 1);
+    assert_int_equal(r.type[0], GK_CALL);
+    chain_request_free(&r);
+    grpc_byte_buffer_destroy(b);
+  }
+}
+
 int main(void) {
   grpc_init();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(canonical_requests_decode_as_protobuf_c_reads_them),
       cmocka_unit_test(other_valid_encodings_are_handed_back),
       cmocka_unit_test(damaged_bytes_are_never_misread),
+      cmocka_unit_test(option_type_2_pow_32_plus_1_is_call_in_both_decoders),
   };
   int failed = cmocka_run_group_tests(tests, NULL, NULL);
   grpc_shutdown();
