@@ -15,6 +15,8 @@ packages=(
   protobuf-compiler protobuf-compiler-grpc  # protoc + grpc_python_plugin (test stubs)
   python3-grpcio python3-protobuf    # the independent client of the integration tests
   openssl                            # test certificates for the TLS tests
+  libssl-dev                         # greeksd checks its TLS certificate and key at start (startup.c)
+  python3-h2                         # raw HTTP/2 frames in the abuse test (tests/grpc/test_abuse.py)
   libquantlib0-dev                   # QuantLib, the iv/quantlib benchmark case (optional in CMake)
   python3                            # bench/summarize.py, bench/gate, tests/test_gate.py
   clang libclang-rt-14-dev           # libFuzzer and its sanitizers (fuzz/, make fuzz)

@@ -1,7 +1,8 @@
 /*
  * greeksd: the pricing service. Parses its configuration, starts the server,
  * waits for SIGTERM or SIGINT and shuts down gracefully (exit 0). Exit 2 on a
- * bad configuration, 1 when the server cannot start.
+ * bad configuration (start-up checks included: startup.h), 1 when the server
+ * cannot start.
  */
 #include <malloc.h>
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include "greeks/isa.h"
 #include "greeks/log.h"
 #include "server.h"
+#include "startup.h"
 
 #ifndef GREEKS_VERSION
 #error "GREEKS_VERSION must be defined by the build"
@@ -57,12 +59,20 @@ int main(int argc, char **argv) {
     return 2;
   }
   gk_log_set_sink(log_line, &config.log_level);
+  long fd_limit = greeksd_raise_fd_limit();
+  if (greeksd_startup_check(&config, error, sizeof error) != 0) {
+    fprintf(stderr, "greeksd: %s\n", error);
+    return 2;
+  }
   /* Requests and responses of large chains are hundreds of KiB. glibc would
    * mmap and unmap each one, and the page faults of fresh pages cost more than
    * the pricing (measured: 12% of the server's time at 4096 contracts); keeping
-   * them in the heap reuses warm pages. */
+   * them in the heap reuses warm pages. Free memory above 64 MiB at the top of
+   * the heap goes back to the system, and the health thread trims the rest
+   * when the server is idle (server.c), so a burst (a stream flood, a huge
+   * book) does not keep its memory for good. */
   mallopt(M_MMAP_THRESHOLD, 256 << 20);
-  mallopt(M_TRIM_THRESHOLD, 512 << 20);
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
   /* Signals are taken by sigwait below, never by a handler: every thread
    * created from here on inherits the mask. */
   sigset_t stop_signals;
@@ -80,9 +90,12 @@ int main(int argc, char **argv) {
   }
   if (write_port_file(config.port_file, port) != 0)
     gk_logf(GK_LOG_WARN, "greeksd", "could not write the port to '%s'", config.port_file);
-  gk_logf(GK_LOG_INFO, "greeksd", "greeks %s serving on %s (port %d, isa %s, %s%s)", GREEKS_VERSION, config.listen, port,
-          gk_isa_name(gk_isa_active()), config.tls_cert[0] ? "TLS" : "plaintext",
-          config.token_file[0] ? ", bearer tokens required" : "");
+  gk_logf(GK_LOG_INFO, "greeksd",
+          "greeks %s serving on %s (port %d, isa %s, %s%s; %d server threads, %d streams per connection, %d "
+          "connections, fd limit %ld)",
+          GREEKS_VERSION, config.listen, port, gk_isa_name(gk_isa_active()), config.tls_cert[0] ? "TLS" : "plaintext",
+          config.token_file[0] ? ", bearer tokens required" : "", config.server_threads, config.max_concurrent_streams,
+          config.max_connections, fd_limit);
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   gk_logf(GK_LOG_INFO, "greeksd", "%s received: shutting down", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");

@@ -8,6 +8,7 @@
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,6 +331,17 @@ void rpc_cancel_slow_uploads(greeksd_server *s) {
                                    "the request message did not arrive within --receive-timeout-ms", NULL);
     }
   pthread_mutex_unlock(&s->lock);
+}
+
+void rpc_trim_when_idle(greeksd_server *s) {
+  int64_t now = gk_monotonic_ns();
+  if (now - s->last_trim_ns < 10 * GK_NS_PER_S) return;
+  pthread_mutex_lock(&s->lock);
+  int idle = s->admitted_calls == 0;
+  pthread_mutex_unlock(&s->lock);
+  if (!idle) return;
+  s->last_trim_ns = now;
+  malloc_trim(64 << 20); /* keeps 64 MiB for the next burst */
 }
 
 static void receive_message(rpc_call *c) {

@@ -126,6 +126,7 @@ struct greeksd_server {
   long admitted_calls;       /* calls that arrived before the drain, not yet freed */
   int shutdown_done;
   rpc_call *awaiting;        /* unary calls waiting for their request message */
+  int64_t last_trim_ns;      /* health thread only */
   pthread_mutex_t watch_lock;
   rpc_call *watchers;
   pthread_t health_thread;
@@ -165,6 +166,10 @@ int rpc_read_payload(grpc_byte_buffer *payload, grpc_slice *message);
 /* Cancels unary calls whose request message has not arrived within
  * --receive-timeout-ms (called by the health thread). */
 void rpc_cancel_slow_uploads(greeksd_server *server);
+
+/* Returns free heap memory to the system when no call is in flight, at most
+ * every 10 s (called by the health thread). */
+void rpc_trim_when_idle(greeksd_server *server);
 
 int rpc_is_cancelled(const rpc_call *call);
 int rpc_deadline_passed(const rpc_call *call); /* it has one, and it is past */

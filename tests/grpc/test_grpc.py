@@ -38,7 +38,7 @@ START_TIMEOUT = 30.0
 class Server:
     """greeksd as a child process on a free port; stderr kept for assertions."""
 
-    def __init__(self, *args, env=None):
+    def __init__(self, *args, env=None, preexec_fn=None):
         self.dir = tempfile.TemporaryDirectory()
         self.port_file = os.path.join(self.dir.name, "port")
         self.log_path = os.path.join(self.dir.name, "stderr.log")
@@ -47,7 +47,7 @@ class Server:
         full_env.update(env or {})
         self.proc = subprocess.Popen(
             [GREEKSD, "--listen", "127.0.0.1:0", "--port-file", self.port_file, *args],
-            stdout=subprocess.DEVNULL, stderr=self.log, env=full_env)
+            stdout=subprocess.DEVNULL, stderr=self.log, env=full_env, preexec_fn=preexec_fn)
         deadline = time.monotonic() + START_TIMEOUT
         while not os.path.exists(self.port_file):
             if self.proc.poll() is not None:
@@ -489,6 +489,7 @@ class Authentication(unittest.TestCase):
         self.tokens = os.path.join(self.dir.name, "tokens")
         with open(self.tokens, "w") as f:
             f.write("# desk tokens\n  s3cret-desk-token  \n\nsecond-token\n")
+        os.chmod(self.tokens, 0o600)  # greeksd refuses a secret others can read
         self.server = Server("--token-file", self.tokens)
         self.channel, self.stub = stub(self.server.target)
 
@@ -682,10 +683,83 @@ class Configuration(unittest.TestCase):
         self.assertEqual(p.returncode, 1)
         self.assertIn("cannot listen on", p.stderr)
 
+    def test_item7_a_second_server_on_the_same_address_fails_to_start(self):
+        first = Server()
+        try:
+            p = self.run_greeksd("--listen", first.target)
+            self.assertEqual(p.returncode, 1)
+            self.assertIn("in use by another process", p.stderr)
+            self.assertIn(first.target, p.stderr)
+        finally:
+            self.assertEqual(first.stop(), 0)
+            first.close()
+
+    def secret(self, directory, name, text, mode):
+        path = os.path.join(directory, name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, mode)
+        return path
+
+    def test_item8_token_files_must_be_private_and_hold_a_token(self):
+        with tempfile.TemporaryDirectory() as d:
+            readable = self.secret(d, "readable", "tok\n", 0o644)
+            p = self.run_greeksd("--listen", "127.0.0.1:0", "--token-file", readable)
+            self.assertEqual(p.returncode, 2)
+            self.assertIn("--token-file: '%s' has mode 0644" % readable, p.stderr)
+            empty = self.secret(d, "empty", "# no tokens here\n\n", 0o600)
+            p = self.run_greeksd("--listen", "127.0.0.1:0", "--token-file", empty)
+            self.assertEqual(p.returncode, 2)
+            self.assertIn("--token-file", p.stderr)
+            self.assertIn("holds no token", p.stderr)
+            p = self.run_greeksd("--listen", "127.0.0.1:0", "--token-file", os.path.join(d, "missing"))
+            self.assertEqual(p.returncode, 2)
+            self.assertIn("--token-file", p.stderr)
+
+    def test_item8_a_key_that_does_not_match_the_certificate_is_named(self):
+        with tempfile.TemporaryDirectory() as d:
+            paths = {}
+            for name in ("a", "b"):
+                paths[name] = (os.path.join(d, name + ".pem"), os.path.join(d, name + ".key"))
+                subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout",
+                                paths[name][1], "-out", paths[name][0], "-subj", "/CN=localhost"],
+                               check=True, capture_output=True)
+                os.chmod(paths[name][1], 0o600)
+            p = self.run_greeksd("--listen", "127.0.0.1:0", "--tls-cert", paths["a"][0], "--tls-key", paths["b"][1])
+            self.assertEqual(p.returncode, 2)
+            self.assertIn("--tls-key: '%s' does not belong to the certificate" % paths["b"][1], p.stderr)
+            self.assertNotIn("in use", p.stderr)
+            os.chmod(paths["a"][1], 0o640)
+            p = self.run_greeksd("--listen", "127.0.0.1:0", "--tls-cert", paths["a"][0], "--tls-key", paths["a"][1])
+            self.assertEqual(p.returncode, 2)
+            self.assertIn("has mode 0640", p.stderr)
+            p = self.run_greeksd("--listen", "127.0.0.1:0", "--tls-cert", paths["a"][1], "--tls-key", paths["b"][1])
+            self.assertEqual(p.returncode, 2)
+            self.assertIn("--tls-cert", p.stderr)
+
+    def test_item8_plaintext_beyond_loopback_and_tokens_in_clear_are_warned(self):
+        with tempfile.TemporaryDirectory() as d:
+            tokens = self.secret(d, "tokens", "tok\n", 0o600)
+            server = Server("--listen", "0.0.0.0:0", "--token-file", tokens)
+            try:
+                log = server.stderr()
+                self.assertIn("plaintext on '0.0.0.0:0', which is not a loopback address", log)
+                self.assertIn("bearer tokens over plaintext", log)
+            finally:
+                self.assertEqual(server.stop(), 0)
+                server.close()
+        quiet = Server()
+        try:
+            self.assertNotIn("WARN", quiet.stderr().upper().replace("WARNING", ""))
+        finally:
+            self.assertEqual(quiet.stop(), 0)
+            quiet.close()
+
     def test_help_lists_every_flag_with_its_variable(self):
         p = self.run_greeksd("--help")
         self.assertEqual(p.returncode, 0)
-        for flag in ("--listen", "GREEKSD_LISTEN", "--token-file", "--tls-cert", "--drain-timeout-ms"):
+        for flag in ("--listen", "GREEKSD_LISTEN", "--token-file", "--tls-cert", "--drain-timeout-ms",
+                     "--receive-timeout-ms", "--max-concurrent-streams", "--max-connections", "--memory-limit-mb"):
             self.assertIn(flag, p.stdout)
 
 

@@ -1,0 +1,26 @@
+/*
+ * greeksd's start-up checks, run before the server starts: what is refused
+ * (exit 2, the message names the flag, the value and the rule) and what is
+ * only warned about (logged at WARN; docs/operations.md says what each means).
+ *
+ * Refused: a token or TLS key file that group or others may read or write; a
+ * token file that cannot be read or holds no token; a certificate or key that
+ * is not PEM, or a key that does not belong to the certificate.
+ * Warned: plaintext on an address that is not loopback; bearer tokens over
+ * plaintext; a file-descriptor limit too small for --max-connections.
+ */
+#ifndef GREEKSD_STARTUP_H
+#define GREEKSD_STARTUP_H
+
+#include <stddef.h>
+
+#include "config.h"
+
+/* Returns 0, or -1 with the reason in error[size]. Logs the warnings. */
+int greeksd_startup_check(const greeksd_config *config, char *error, size_t size);
+
+/* Raises the soft RLIMIT_NOFILE to the hard limit (each connection is a
+ * descriptor); returns the soft limit now in force. */
+long greeksd_raise_fd_limit(void);
+
+#endif
