@@ -93,3 +93,20 @@ load-test: build
 bench-gate:
 	$(MAKE) bench BENCH_ARGS="--benchmark_repetitions=5 --benchmark_enable_random_interleaving=true"
 	bench/gate --run $(BUILD_DIR)/bench.json
+
+# Mutation testing of the safety checks (docs/mutation.md), opt-in and slow:
+# each mutant in scripts/mutation/mutations.json is applied to a scratch worktree
+# of HEAD (build-mutation/), rebuilt, and its tests run; the table and
+# build-mutation/mutation.json say which were killed, survived or went stale.
+.PHONY: mutation
+mutation: deps
+	scripts/mutation/run $(MUTATION_ARGS)
+
+# Soak (docs/soak.md), opt-in: greeksd under SOAK_SECONDS (default an hour) of
+# mixed valid, malformed, cancelled and expiring traffic; RSS and descriptors
+# sampled and required flat; samples and verdict in $(BUILD_DIR)/soak/.
+SOAK_SECONDS ?= 3600
+.PHONY: soak
+soak: build
+	SOAK_SECONDS=$(SOAK_SECONDS) GREEKSD=$(BUILD_DIR)/api/greeksd GREEKS_STUBS=$(BUILD_DIR)/tests/grpc_stubs \
+	  SOAK_OUT=$(BUILD_DIR)/soak nice -n 10 /usr/bin/python3 tests/soak/soak.py
