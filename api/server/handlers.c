@@ -665,6 +665,7 @@ static void receive_next_chunk(rpc_call *c) {
   }
   op.data.recv_message.recv_message = &c->request_payload;
   atomic_fetch_add(&c->refs, 1);
+  RPC_HANDOFF_RELEASE(&c->tag_received);
   if (grpc_call_start_batch(c->call, &op, 1, &c->tag_received, NULL) != GRPC_CALL_OK) {
     rpc_release(c);
     rpc_reply(c, GRPC_STATUS_INTERNAL, "could not read the request stream", NULL);

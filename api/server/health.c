@@ -94,6 +94,7 @@ static void send_update(rpc_call *c, int status) {
   rpc_ref(c); /* the send's */
   c->watch_send_busy = 1;
   c->watch_sent_status = status;
+  RPC_HANDOFF_RELEASE(&c->tag_sent);
   if (grpc_call_start_batch(c->call, ops, n, &c->tag_sent, NULL) != GRPC_CALL_OK) {
     c->watch_send_busy = 0;
     c->watch_sent_status = -2; /* unsent: the next poll tries again */

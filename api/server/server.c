@@ -114,6 +114,7 @@ static void post_request_slot(greeksd_server *s, rpc_method m) {
   pthread_mutex_lock(&s->lock);
   s->live_calls++;
   pthread_mutex_unlock(&s->lock);
+  RPC_HANDOFF_RELEASE(&c->tag_new);
   grpc_call_error e =
       m == METHOD_UNKNOWN
           ? grpc_server_request_call(s->server, &c->call, &c->unknown, &c->request_metadata, s->cq, s->cq, &c->tag_new)
@@ -261,6 +262,7 @@ void rpc_reply(rpc_call *c, grpc_status_code code, const char *details, grpc_byt
   ops[n].data.send_status_from_server.status_details = &c->status_details;
   n++;
   rpc_ref(c); /* the reply batch's */
+  RPC_HANDOFF_RELEASE(&c->tag_replied);
   grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->tag_replied, NULL);
   if (e != GRPC_CALL_OK) {
     gk_logf(GK_LOG_ERROR, "greeksd", "request_id=%s: could not start the reply (grpc error %d)", c->request_id, (int)e);
@@ -351,6 +353,7 @@ static void receive_message(rpc_call *c) {
   op.data.recv_message.recv_message = &c->request_payload;
   rpc_ref(c); /* the batch's */
   await_message(c);
+  RPC_HANDOFF_RELEASE(&c->tag_message);
   if (grpc_call_start_batch(c->call, &op, 1, &c->tag_message, NULL) != GRPC_CALL_OK) {
     message_arrived(c);
     rpc_release(c);
@@ -366,6 +369,7 @@ static void watch_for_close(rpc_call *c) {
   op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
   op.data.recv_close_on_server.cancelled = &c->close_cancelled;
   rpc_ref(c);
+  RPC_HANDOFF_RELEASE(&c->tag_closed);
   if (grpc_call_start_batch(c->call, &op, 1, &c->tag_closed, NULL) != GRPC_CALL_OK) rpc_release(c);
 }
 
@@ -473,6 +477,7 @@ static void *serve_completions(void *arg) {
     if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
     if (ev.type != GRPC_OP_COMPLETE) continue;
     rpc_tag *tag = ev.tag;
+    RPC_HANDOFF_ACQUIRE(tag);
     switch (tag->kind) {
       case TAG_NEW_CALL: on_new_call(tag->call, ev.success); break;
       case TAG_MESSAGE: on_message(tag->call, ev.success); break;
