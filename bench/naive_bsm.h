@@ -4,8 +4,10 @@
  *
  * naive_bsm.c is compiled twice into two libraries whose symbols differ by suffix:
  *   _o2        -O2 only (what "just compile it" gives)
- *   _fastmath  -O3 -march=native -ffast-math (gcc vectorizes the loop with glibc's
- *              libmvec; the strongest baseline a user gets for free)
+ *   _fastmath  -O3 -ffast-math for the machine's x86-64 ISA level (x86-64-v4 adds
+ *              -mprefer-vector-width=512; bench/naive/CMakeLists.txt says why):
+ *              gcc vectorizes the loop with glibc's libmvec, the strongest
+ *              baseline a user gets for free. The build checks that it did.
  *
  * Arrays are structure-of-arrays, n long; type[i] is 0 for a call, 1 for a put
  * (the same bytes as GK_CALL / GK_PUT). Outputs must not alias inputs or each other.
@@ -44,6 +46,13 @@ extern "C" {
 
 NAIVE_BSM_DECLARE(o2)
 NAIVE_BSM_DECLARE(fastmath)
+
+/* Whether gcc vectorized the _fastmath build, read from the built library by
+ * bench/naive/check_vectorized.cmake (library greeks_naive_fastmath_check):
+ * "true" when every loop calls libmvec's vector variants, else "false"; and per
+ * function, which vector and scalar-only libm functions it calls. */
+extern const char naive_fastmath_vectorized[];
+extern const char naive_fastmath_vector_calls[];
 
 #ifdef __cplusplus
 }

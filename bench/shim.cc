@@ -16,6 +16,7 @@
 
 #include "bench_cases.h"
 #include "engine_cases.h"
+#include "naive_bsm.h"
 
 #ifndef GREEKS_NAIVE_O2_FLAGS
 #define GREEKS_NAIVE_O2_FLAGS "unknown"
@@ -133,6 +134,10 @@ int main(int argc, char **argv) {
   benchmark::AddCustomContext("greeks_isas", bench_cases_isas());
   benchmark::AddCustomContext("naive_o2_flags", GREEKS_NAIVE_O2_FLAGS);
   benchmark::AddCustomContext("naive_fastmath_flags", GREEKS_NAIVE_FASTMATH_FLAGS);
+  // "true" only if the build found libmvec calls in every loop of the fast-math
+  // baseline; bench/summarize.py and bench/gate refuse "vs naive_fastmath" otherwise.
+  benchmark::AddCustomContext("fastmath_baseline_vectorized", naive_fastmath_vectorized);
+  benchmark::AddCustomContext("fastmath_baseline_vector_calls", naive_fastmath_vector_calls);
   benchmark::AddCustomContext("items", "options priced (items_per_second = options/s)");
 
   benchmark::RunSpecifiedBenchmarks();

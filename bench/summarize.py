@@ -7,7 +7,12 @@ One row per case: median options/s, ns/option, and the ratio of its throughput
 to naive_o2 and to naive_fastmath with the same output mask and batch size,
 taken from the same run. With --benchmark_repetitions=N the `median` aggregates
 are used (and the spread of the repetitions is shown); otherwise the single runs.
-Standard library only.
+
+The "vs naive_fastmath" ratios are printed only when the run's context says
+fastmath_baseline_vectorized = "true" (the build found libmvec calls in every
+loop of the fast-math baseline, bench/naive/check_vectorized.cmake). Otherwise
+that column reads "refused" and the reason is printed: against a scalar loop the
+ratio overstates the library several times over. Standard library only.
 """
 
 import json
@@ -18,6 +23,28 @@ from collections import OrderedDict
 TARGET = ("avx512", "all", 65536)
 TARGET_VS_FASTMATH = 2.0
 TARGET_VS_O2 = 10.0
+
+
+FASTMATH = "naive_fastmath"
+FASTMATH_KEY = "fastmath_baseline_vectorized"
+
+
+def fastmath_refusal(doc):
+    """None if the run's fast-math baseline was vectorized, else why a ratio
+    against it must not be reported."""
+    ctx = doc.get("context") if isinstance(doc.get("context"), dict) else {}
+    flags = ctx.get("naive_fastmath_flags", "?")
+    value = ctx.get(FASTMATH_KEY)
+    if value == "true":
+        return None
+    if value is None:
+        return (f"the run does not say whether the fast-math baseline (`{flags}`) was "
+                f"vectorized (no \"{FASTMATH_KEY}\" in its context: a greeks_bench "
+                "older than that check)")
+    calls = ctx.get("fastmath_baseline_vector_calls", "?")
+    return (f"the fast-math baseline (`{flags}`) was not vectorized on the machine that "
+            f"built it ({FASTMATH_KEY} = {value!r}; {calls}): against a scalar loop the "
+            "ratio overstates the library")
 
 
 def load(path):
@@ -122,6 +149,9 @@ def main(argv):
           f"ISAs {ctx.get('greeks_isas', '?')}")
     print(f"naive_o2: `{ctx.get('naive_o2_flags', '?')}`, "
           f"naive_fastmath: `{ctx.get('naive_fastmath_flags', '?')}`")
+    refusal = fastmath_refusal(doc)
+    if refusal:
+        print(f"vs naive_fastmath: refused: {refusal}")
     reps = any(b.get("run_type") == "aggregate" for b in doc.get("benchmarks", []))
     print("values: " + ("median of the repetitions" if reps else "single run") +
           "; ratios are throughput / baseline throughput with the same mask and n")
@@ -141,7 +171,8 @@ def main(argv):
             fm = baseline.get((key[0], "naive_fastmath", key[3], key[4]))
             vs_o2 = ips / o2 if o2 else None
             vs_fm = ips / fm if fm else None
-        row = [clean(name), fmt_rate(ips), f"{1e9 / ips:.2f}", fmt_ratio(vs_o2), fmt_ratio(vs_fm)]
+        fm_cell = "refused" if refusal else fmt_ratio(vs_fm)
+        row = [clean(name), fmt_rate(ips), f"{1e9 / ips:.2f}", fmt_ratio(vs_o2), fm_cell]
         if show_spread:
             row.append(f"{100 * spread[name]:.1f}%" if name in spread else "-")
         print("| " + " | ".join(row) + " |")
@@ -155,7 +186,10 @@ def main(argv):
         target = by_key.get((layout, "bsm", isa, mask, n))
         fm = baseline.get((layout, "naive_fastmath", mask, n))
         o2 = baseline.get((layout, "naive_o2", mask, n))
-        if target and fm and o2:
+        if target and o2 and refusal:
+            print(f"target ({layout}, {isa}, {mask}, {n}): vs fastmath refused (see above), "
+                  f"{target / o2:.2f}x vs O2 (>= {TARGET_VS_O2:g}x)")
+        elif target and fm and o2:
             print(f"target ({layout}, {isa}, {mask}, {n}): {target / fm:.2f}x vs fastmath "
                   f"(>= {TARGET_VS_FASTMATH:g}x), {target / o2:.2f}x vs O2 (>= {TARGET_VS_O2:g}x)")
         else:

@@ -361,6 +361,28 @@ static void test_models_and_limits(void **state) {
   assert_true(isfinite(p) && p >= european_one(tiny).v[PRICE] * (1 - 1e-12));
 }
 
+/* Issue 17 item 11: at T = 5e-324 the theta bump 1e-4 T rounded to 0 and theta
+ * came out 0/0 = NaN (exit 0). Below GK_AMERICAN_MIN_EXPIRY the element is an
+ * error, on every method and ISA; at it, every output is finite. */
+static void test_subnormal_expiry_is_an_error_never_nan(void **state) {
+  (void)state;
+  option o[4] = {{100, 50, 5e-324, 0.0, 0.0, 0.2, GK_CALL}, {100, 100, 1e-310, 0.05, 0.01, 0.2, GK_PUT},
+                 {100, 100, 2e-301, 0.05, 0.0, 0.0, GK_PUT}, {100, 50, GK_AMERICAN_MIN_EXPIRY, 0.0, 0.0, 0.2, GK_CALL}};
+  for (int method = 0; method < GK_AMERICAN_METHOD_COUNT; method++) {
+    result r[4];
+    price_many(GK_MODEL_BSM, (gk_american_method)method, o, 4, 0, r);
+    for (int i = 0; i < 3; i++) {
+      assert_int_equal(r[i].error, GK_ELEMENT_AMERICAN_EXPIRY_TOO_SHORT);
+      for (int k = 0; k < 7; k++) assert_true(r[i].v[k] == 0.0);
+    }
+    assert_int_equal(r[3].error, GK_ELEMENT_OK);
+    for (int k = 0; k < 7; k++) assert_true(isfinite(r[3].v[k]));
+    /* deep in the money, r = q = 0: worth S - K, theta 0 */
+    assert_true(fabs(r[3].v[PRICE] - 50.0) <= 1e-12 && r[3].v[THETA] == 0.0);
+  }
+  assert_string_equal(gk_element_error_field(GK_ELEMENT_AMERICAN_EXPIRY_TOO_SHORT), "T");
+}
+
 static void test_invalid_inputs_and_arguments(void **state) {
   (void)state;
   option o[4] = {{100, 100, 1, -0.01, 0.0, 0.2, GK_PUT}, {100, 100, 1, 0.05, -0.02, 0.2, GK_CALL},
@@ -452,6 +474,7 @@ int main(void) {
       cmocka_unit_test(test_deep_in_the_money_put_is_exercised),
       cmocka_unit_test(test_models_and_limits),
       cmocka_unit_test(test_invalid_inputs_and_arguments),
+      cmocka_unit_test(test_subnormal_expiry_is_an_error_never_nan),
       cmocka_unit_test(test_vector_kernels_match_scalar),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

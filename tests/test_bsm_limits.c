@@ -103,7 +103,9 @@ static void test_every_result_is_finite_on_extreme_valid_inputs(void **state) {
     double *outs[] = {b.price, b.delta, b.gamma, b.vega, b.theta, b.rho, b.phi, b.vanna, b.volga,
                       b.charm, b.veta, b.speed, b.zomma, b.color, b.dual_delta, b.dual_gamma};
     for (i = 0; i < n; i++) {
-      assert_int_equal(b.error[i], GK_ELEMENT_OK);
+      /* The one error allowed: a Greek whose true value exceeds the double
+       * range (sigma sqrt(T) = 1e-300 at the money); never inf or NaN. */
+      if (b.error[i] != GK_ELEMENT_OK) assert_int_equal(b.error[i], GK_ELEMENT_GREEK_OVERFLOW);
       for (int k = 0; k < 16; k++)
         if (!isfinite(outs[k][i]))
           fail_msg("output %d not finite: S=%g K=%g T=%g r=%g q=%g sigma=%g", k, b.spot[i],

@@ -276,6 +276,69 @@ static void test_second_order_against_mpmath(void **state) {
   }
 }
 
+/* sigma sqrt(T) below GK_TINY_STDDEV (T down to 5e-324, sigma down to 1e-300)
+ * against tests/data/bsm_tiny_stddev_mpmath.csv (mpmath, unbounded exponents).
+ * Each row is priced twice: first-order outputs only, whose true values are all
+ * representable there, and everything, where a row with any "overflow" value
+ * must be GK_ELEMENT_GREEK_OVERFLOW with zeros. Before the long-double path,
+ * these came back as delta 1, gamma 0, price 0 at the money (and NaN at 1e-100
+ * < s, elsewhere). The price cancels to s A out of A N(d1): it is held to
+ * 1e-15 S absolutely, like the other kernels' prices, and so is theta's
+ * drift term. */
+static void check_tiny_row(char **f, unsigned outputs) {
+  gk_model model;
+  if (parse_model_name(f[0], &model) != 0) fail_msg("bad model '%s'", f[0]);
+  owned_batch b = owned_batch_make(1);
+  b.type[0] = strcmp(f[1], "put") == 0 ? GK_PUT : GK_CALL;
+  b.spot[0] = number(f[2]), b.strike[0] = number(f[3]), b.expiry[0] = number(f[4]);
+  b.rate[0] = number(f[5]), b.yield[0] = number(f[6]), b.vol[0] = number(f[7]);
+  gk_option_batch in = owned_batch_inputs(&b);
+  gk_greeks_batch out = owned_batch_outputs(&b);
+  assert_int_equal(gk_bsm_price_batch(model, &in, outputs, &out, NULL), GK_RC_OK);
+  double *got[16] = {b.price, b.delta, b.gamma, b.vega, b.theta, b.rho, b.phi, b.vanna,
+                     b.volga, b.charm, b.veta, b.speed, b.zomma, b.color, b.dual_delta, b.dual_gamma};
+  int overflow = 0;
+  for (int k = 0; k < 16; k++) overflow |= (outputs & (1u << k)) && strcmp(f[8 + k], "overflow") == 0;
+  if (overflow) {
+    if (b.error[0] != GK_ELEMENT_GREEK_OVERFLOW)
+      fail_msg("%s %s S=%s K=%s T=%s sigma=%s: error %d, want GREEK_OVERFLOW", f[0], f[1], f[2], f[3],
+               f[4], f[7], b.error[0]);
+    for (int k = 0; k < 16; k++)
+      if (outputs & (1u << k)) assert_true(got[k][0] == 0.0);
+  } else {
+    if (b.error[0] != GK_ELEMENT_OK) fail_msg("%s S=%s T=%s sigma=%s: error %d", f[0], f[2], f[4], f[7], b.error[0]);
+    for (int k = 0; k < 16; k++) {
+      if (!(outputs & (1u << k))) continue;
+      double want = number(f[8 + k]);
+      /* price, black76's rho = -T price and theta's q A N - r B N carry the
+       * price's absolute floor */
+      double floor = 1e-15 * b.spot[0];
+      double abs_tol = k == 0 ? floor : k == 5 ? floor * b.expiry[0]
+                                      : k == 4 ? floor * (fabs(b.rate[0]) + fabs(b.yield[0])) : 0.0;
+      if (!close_enough(got[k][0], want, 1e-12, abs_tol))
+        fail_msg("%s %s S=%s K=%s T=%s r=%s q=%s sigma=%s: output %d got %.17g want %.17g", f[0], f[1],
+                 f[2], f[3], f[4], f[5], f[6], f[7], k, got[k][0], want);
+    }
+  }
+  owned_batch_free(&b);
+}
+
+static void test_tiny_stddev_against_mpmath(void **state) {
+  (void)state;
+  FILE *f = open_data("bsm_tiny_stddev_mpmath.csv");
+  char line[2048], *fields[MAX_FIELDS];
+  size_t rows = 0;
+  if (!fgets(line, sizeof line, f)) fail_msg("bsm_tiny_stddev_mpmath.csv: empty");
+  while (fgets(line, sizeof line, f)) {
+    if (split_fields(line, fields) != 24) fail_msg("bsm_tiny_stddev_mpmath.csv: bad row");
+    check_tiny_row(fields, GK_OUT_ALL);
+    check_tiny_row(fields, GK_OUT_EVERYTHING);
+    rows++;
+  }
+  fclose(f);
+  assert_true(rows >= 150);
+}
+
 int main(void) {
   skip_unless_active_isa_runs();
   const struct CMUnitTest tests[] = {
@@ -284,6 +347,7 @@ int main(void) {
       cmocka_unit_test(test_black76_against_mpmath),
       cmocka_unit_test(test_gk_against_mpmath),
       cmocka_unit_test(test_second_order_against_mpmath),
+      cmocka_unit_test(test_tiny_stddev_against_mpmath),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -268,6 +268,18 @@ static void test_revalue_reports_risk_grid_and_bad_positions(void **state) {
   assert_non_null(strstr(positions, "bad-strike,,,,,,,,line 6: field 'K' value '-3': must be > 0"));
 }
 
+/* Issue 17 item 11: two positions of 1e308 each summed to inf and revalue
+ * printed inf with exit 0; now the call fails, naming the total, and prints no
+ * grid or totals. */
+static void test_revalue_overflowing_totals_fail_by_name(void **state) {
+  (void)state;
+  cli_result *r = run_cli("", "revalue positions_overflow.csv --market market.csv");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "total.value overflowed"));
+  assert_null(strstr(r->out, "inf"));
+  assert_null(strstr(r->out, "nan"));
+}
+
 static void test_revalue_rejects_unusable_input(void **state) {
   (void)state;
   cli_result *r = run_cli("", "revalue positions.csv --market market.csv --scenarios spot=rel:-1:0.2:3,vol=abs:0:0:1");
@@ -431,6 +443,7 @@ int main(void) {
       cmocka_unit_test(test_chain_prices_on_the_market_from_flags),
       cmocka_unit_test(test_revalue_reports_risk_grid_and_bad_positions),
       cmocka_unit_test(test_revalue_rejects_unusable_input),
+      cmocka_unit_test(test_revalue_overflowing_totals_fail_by_name),
       cmocka_unit_test(test_iv_round_trips_bachelier_prices),
       cmocka_unit_test(test_iv_round_trips_lognormal_prices),
       cmocka_unit_test(test_american_style_column_and_flags),

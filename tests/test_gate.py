@@ -64,11 +64,22 @@ def repeated_run(rates, medians=None, means=None):
     return benchmarks
 
 
-def doc(benchmarks):
-    return {"context": {"date": "2026-01-01T00:00:00+00:00", "host_name": "testhost",
-                        "num_cpus": 2, "mhz_per_cpu": 2600, "greeks_isas": "scalar,avx2,avx512",
-                        "executable": "greeks_bench"},
-            "benchmarks": benchmarks}
+SUMMARIZE = os.path.join(ROOT, "bench", "summarize.py")
+NOT_VECTORIZED = "naive_bsm_all_fastmath: vector none, scalar only log erfc exp"
+
+
+def doc(benchmarks, vectorized="true"):
+    """vectorized: the context's fastmath_baseline_vectorized (None: absent)."""
+    ctx = {"date": "2026-01-01T00:00:00+00:00", "host_name": "testhost",
+           "num_cpus": 2, "mhz_per_cpu": 2600, "greeks_isas": "scalar,avx2,avx512",
+           "executable": "greeks_bench",
+           "naive_fastmath_flags": "-O3 -march=native -ffast-math"}
+    if vectorized is not None:
+        ctx["fastmath_baseline_vectorized"] = vectorized
+        ctx["fastmath_baseline_vector_calls"] = (
+            NOT_VECTORIZED if vectorized != "true" else "naive_bsm_all_fastmath: vector "
+            "_ZGVeN8v_log _ZGVeN8v_erfc _ZGVeN8v_exp, scalar only none")
+    return {"context": ctx, "benchmarks": benchmarks}
 
 
 def scaled(rates, case, factor):
@@ -90,10 +101,10 @@ class GateTest(unittest.TestCase):
     def path(self, name):
         return os.path.join(self.dir, name)
 
-    def save(self, name, benchmarks):
+    def save(self, name, benchmarks, vectorized="true"):
         p = self.path(name)
         with open(p, "w", encoding="utf-8") as f:
-            json.dump(doc(benchmarks), f)
+            json.dump(doc(benchmarks, vectorized), f)
         return p
 
     def gate(self, *args):
@@ -104,9 +115,14 @@ class GateTest(unittest.TestCase):
         return self.gate("--run", self.save("base_run.json", benchmarks),
                          "--write-baseline", self.baseline, *extra)
 
-    def check(self, benchmarks, *extra):
-        return self.gate("--run", self.save("run.json", benchmarks),
+    def check(self, benchmarks, *extra, vectorized="true"):
+        return self.gate("--run", self.save("run.json", benchmarks, vectorized),
                          "--baseline", self.baseline, *extra)
+
+    def summarize(self, benchmarks, vectorized):
+        return subprocess.run([sys.executable, SUMMARIZE,
+                               self.save("sum.json", benchmarks, vectorized)],
+                              capture_output=True, text=True, timeout=60, check=False)
 
     def row(self, out, figure):
         rows = [line for line in out.splitlines() if line.startswith(f"| {figure} |")]
@@ -277,6 +293,68 @@ class GateTest(unittest.TestCase):
         self.assertEqual(r.returncode, 2, r.stdout)
         self.assertIn("no baseline figure selected", r.stderr)
 
+    # ---- a fast-math baseline that was not vectorized ----
+
+    def test_fastmath_ratio_against_unvectorized_baseline_is_refused(self):
+        for vectorized in ("false", None):  # said so, or not said at all
+            r = self.check(single_run(RATES), vectorized=vectorized)
+            self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+            self.assertIn("refusing to gate 12 figures against naive_fastmath", r.stderr)
+            self.assertNotIn(FIG_FM, r.stdout)
+            self.assertNotIn("Traceback", r.stderr)
+        self.assertIn("not vectorized", self.check(single_run(RATES),
+                                                   vectorized="false").stderr)
+
+    def test_vectorized_baseline_ratio_is_gated(self):
+        r = self.check(single_run(scaled(RATES, AVX512_ALL, 0.7)), vectorized="true")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("REGRESSION", self.row(r.stdout, FIG_FM))
+
+    def test_unvectorized_baseline_still_gates_the_o2_figures(self):
+        only = "^(?!.*naive_fastmath)"
+        r = self.check(single_run(RATES), "--only", only, vectorized="false")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("| ok |", self.row(r.stdout, FIG_O2))
+        self.assertNotIn(FIG_FM, r.stdout)
+        r = self.check(single_run(scaled(RATES, AVX512_ALL, 0.7)), "--only", only,
+                       vectorized="false")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+
+    def test_write_baseline_leaves_out_unvectorized_fastmath_figures(self):
+        r = self.gate("--run", self.save("base_run.json", single_run(RATES), "false"),
+                      "--write-baseline", self.baseline)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("left out 12 figures against naive_fastmath", r.stdout)
+        b = self.load_baseline()
+        self.assertIn(FIG_O2, b["figures"])
+        self.assertNotIn(FIG_FM, b["figures"])
+        self.assertEqual(b["metadata"]["fastmath_baseline_vectorized"], "false")
+
+    def test_short_refuses_an_unvectorized_baseline(self):
+        r = self.gate("short", "--bench", self.fake_bench(vectorized="false"),
+                      "--baseline", self.baseline)
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertIn("refusing to gate", r.stderr)
+        self.assertEqual(len(self.calls()), 1)
+
+    def test_summarize_refuses_the_fastmath_ratio(self):
+        r = self.summarize(single_run(RATES), "false")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("vs naive_fastmath: refused: the fast-math baseline", r.stdout)
+        self.assertIn(NOT_VECTORIZED, r.stdout)
+        row = self.row(r.stdout, AVX512_ALL)
+        self.assertTrue(row.endswith("| refused |"), row)
+        self.assertIn(f"{87 / 14:.2f}x", row)  # vs naive_o2 still shown
+        self.assertIn("vs fastmath refused", r.stdout)
+        self.assertNotIn(f"{87 / 88:.2f}x vs fastmath", r.stdout)
+
+    def test_summarize_reports_the_ratio_of_a_vectorized_baseline(self):
+        r = self.summarize(single_run(RATES), "true")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("refused", r.stdout)
+        self.assertTrue(self.row(r.stdout, AVX512_ALL).endswith(f"| {87 / 88:.2f}x |"))
+        self.assertIn(f"{87 / 88:.2f}x vs fastmath", r.stdout)
+
     # ---- bad input ----
 
     def test_unreadable_run_exits_2(self):
@@ -315,7 +393,7 @@ class GateTest(unittest.TestCase):
 
     # ---- short ----
 
-    def fake_bench(self, factor=1.0, fail=False, per_call=None):
+    def fake_bench(self, factor=1.0, fail=False, per_call=None, vectorized="true"):
         """An executable standing in for greeks_bench: writes RATES (avx512 all
         scaled by factor) as --benchmark_out JSON and records its arguments.
         per_call {call number (1-based): {case: factor}} disturbs single calls."""
@@ -337,7 +415,7 @@ rates = {json.dumps(RATES)}
 rates[{AVX512_ALL!r}] *= {factor!r}
 for case, f in {json.dumps(per_call)}.get(str(call), {{}}).items():
     rates[case] *= f
-doc = {json.dumps(doc([]))}
+doc = {json.dumps(doc([], vectorized))}
 for name, ips in rates.items():
     if rx.search(name):
         doc['benchmarks'].append({{'name': name, 'run_name': name, 'run_type': 'iteration',

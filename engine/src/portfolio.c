@@ -469,6 +469,46 @@ static gk_code check_arguments(const gk_markets *m, const gk_positions *p, const
   return GK_OK;
 }
 
+/* The first of a risk's sums that is not finite, NULL if none. */
+static const char *non_finite_risk_field(const gk_risk *r) {
+  static const char *const names[9] = {"value", "delta", "gamma", "vega", "theta",
+                                       "rho", "phi", "dollar_delta", "dollar_gamma"};
+  const double v[9] = {r->value, r->delta, r->gamma, r->vega, r->theta,
+                       r->rho, r->phi, r->dollar_delta, r->dollar_gamma};
+  for (int k = 0; k < 9; k++)
+    if (!isfinite(v[k])) return names[k];
+  return NULL;
+}
+
+/* Sums of finite positions can still exceed the double range (quantity 1e300 x
+ * a price of 100): such a call fails, naming the first total or scenario that
+ * overflowed, and its sums and grid are zeroed, so no inf or NaN is reported. */
+static gk_code check_sums_finite(const revalue_job *job, gk_status *status) {
+  gk_portfolio_results *r = job->results;
+  size_t under = job->markets->count, g = job->grid_size, vols = job->grid->vol.count;
+  char what[160] = "";
+  const char *field = non_finite_risk_field(&r->total);
+  if (field) snprintf(what, sizeof what, "total.%s", field);
+  for (size_t u = 0; !what[0] && u < under; u++)
+    if ((field = non_finite_risk_field(&r->per_underlying[u])))
+      snprintf(what, sizeof what, "per_underlying[%zu].%s", u, field);
+  for (size_t e = 0; !what[0] && e < g; e++)
+    if (!isfinite(r->pnl[e]))
+      snprintf(what, sizeof what, "pnl[%zu] (spot shock %.17g, vol shock %.17g)", e,
+               job->grid->spot.shocks[e / vols], job->grid->vol.shocks[e % vols]);
+  for (size_t e = 0; !what[0] && r->pnl_per_underlying && e < under * g; e++)
+    if (!isfinite(r->pnl_per_underlying[e]))
+      snprintf(what, sizeof what, "pnl_per_underlying[%zu][%zu]", e / g, e % g);
+  if (!what[0]) return GK_OK;
+  memset(&r->total, 0, sizeof r->total);
+  if (under > 0) memset(r->per_underlying, 0, under * sizeof(gk_risk));
+  if (g > 0) memset(r->pnl, 0, g * sizeof(double));
+  if (r->pnl_per_underlying && g > 0) memset(r->pnl_per_underlying, 0, under * g * sizeof(double));
+  return gk_status_set(status, GK_INVALID_ARGUMENT, "positions", NULL, GK_STATUS_NO_INDEX,
+                       "%s overflowed the double range (|sum| > 1.8e308): quantities x multipliers too large",
+                       what);
+}
+
 gk_code gk_revalue_portfolio(gk_pool *pool, gk_model model, const gk_markets *markets,
                              const gk_positions *positions, const gk_scenario_grid *grid,
                              gk_portfolio_results *results, gk_status *status) {
@@ -533,6 +573,7 @@ gk_code gk_revalue_portfolio_ex(gk_pool *pool, gk_model model, const gk_markets 
     return gk_status_set(status, GK_CANCELLED, NULL, NULL, GK_STATUS_NO_INDEX,
                          "revaluation cancelled after %zu of %zu chunks of %d positions",
                          atomic_load(&job.chunks_done), job.chunk_count, CHUNK_POSITIONS);
+  if ((code = check_sums_finite(&job, status)) != GK_OK) return code;
   gk_status_clear(status);
   return GK_OK;
 }

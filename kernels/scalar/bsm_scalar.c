@@ -8,6 +8,7 @@
  * B = K e^{-rT} (discounted strike); x = ln(F/K) with F = S e^{(r-q)T};
  * s = sigma sqrt(T); d1 = x/s + s/2, d2 = d1 - s. Black-76 is the same with q = r.
  */
+#include <float.h>
 #include <math.h>
 
 #include "../src/kernel_internal.h"
@@ -60,7 +61,8 @@ static element_result price_element(gk_model model, double S, double K, double T
   double A = S * carry;
   double B = K * discount;
 
-  /* s -> 0 limit: the distribution of ln(F_T/K) collapses onto x. */
+  /* s = 0 (sigma = 0 or T = 0; 0 < s < GK_TINY_STDDEV never comes here): the
+   * distribution of ln(F_T/K) collapses onto x. */
   int collapsed = s < GK_TINY_STDDEV;
   double d1 = collapsed ? (x == 0.0 ? 0.0 : copysign(INFINITY, x)) : x / s + 0.5 * s;
   double d2 = collapsed ? d1 : d1 - s;
@@ -93,38 +95,116 @@ static element_result price_element(gk_model model, double S, double K, double T
   return res;
 }
 
+/* 0 < sigma sqrt(T) < GK_TINY_STDDEV: the same formulas in long double, whose
+ * exponent range (to 1e+-4932) holds every intermediate: d1 up to 1e488, 1/T up
+ * to 2e323, gamma up to 4e497. Each output is rounded once to double at the end;
+ * one beyond the double range becomes inf, which store_element turns into
+ * GK_ELEMENT_GREEK_OVERFLOW. In double, d1 d2 / T and 1/(S s) would overflow, and
+ * the old s -> 0 limit returned delta 1 and gamma 0 at the money. Where long
+ * double is double, every output is reported as not representable. */
+#if LDBL_MAX_EXP >= 16384 && LDBL_MIN_EXP <= -16381
+static double narrow(long double v) {
+  if (fabsl(v) > DBL_MAX) return v > 0.0L ? INFINITY : -INFINITY;
+  return (double)v;
+}
+
+static long double normal_cdf_signed_wide(long double omega, long double d) {
+  return 0.5L * erfcl(-omega * d * 0.70710678118654752440084436210484903928L);
+}
+
+static element_result price_element_tiny_stddev(gk_model model, double S_in, double K_in, double T_in,
+                                                double r_in, double q_in, double sigma_in,
+                                                double omega_in, int second) {
+  const long double inv_sqrt_2pi = 0.39894228040143267793994605993438186848L;
+  long double S = S_in, K = K_in, T = T_in, r = r_in, sigma = sigma_in, omega = omega_in;
+  long double q = model == GK_MODEL_BLACK76 ? r : (long double)q_in, b = r - q;
+  long double sqrt_t = sqrtl(T), s = sigma * sqrt_t;
+  long double x = logl(S / K) + b * T;
+  long double discount = expl(-r * T), carry = expl(-q * T), A = S * carry, B = K * discount;
+  long double d1 = x / s + 0.5L * s, d2 = d1 - s;
+  long double n1 = normal_cdf_signed_wide(omega, d1), n2 = normal_cdf_signed_wide(omega, d2);
+  long double pdf1 = inv_sqrt_2pi * expl(-0.5L * d1 * d1), pdf2 = inv_sqrt_2pi * expl(-0.5L * d2 * d2);
+  long double price = fmaxl(omega * (A * n1 - B * n2), fmaxl(omega * (A - B), 0.0L));
+  long double gamma = carry * pdf1 / (S * s), vega = A * pdf1 * sqrt_t;
+
+  element_result res = {0};
+  res.price = narrow(price);
+  res.delta = narrow(omega * carry * n1);
+  res.gamma = narrow(gamma);
+  res.vega = narrow(vega);
+  res.theta = narrow(-A * pdf1 * sigma * 0.5L / sqrt_t + omega * (q * A * n1 - r * B * n2));
+  res.rho = narrow(model == GK_MODEL_BLACK76 ? -T * price : omega * T * B * n2);
+  res.phi = narrow(model == GK_MODEL_BLACK76 ? 0.0L : -omega * T * A * n1);
+  if (!second) return res;
+  /* second_order() above, term for term */
+  res.vanna = narrow(-carry * pdf1 * d2 / sigma);
+  res.volga = narrow(vega * d1 * d2 / sigma);
+  res.charm = narrow(-carry * omega * (b - r) * n1 - carry * pdf1 * (b / s - d2 / (2.0L * T)));
+  res.veta = narrow(vega * ((r - b) + b * d1 / s - (1.0L + d1 * d2) / (2.0L * T)));
+  res.speed = narrow(-gamma * (1.0L + d1 / s) / S);
+  res.zomma = narrow(gamma * (d1 * d2 - 1.0L) / sigma);
+  res.color = narrow(-gamma * ((b - r) - b * d1 / s + (d1 * d2 - 1.0L) / (2.0L * T)));
+  res.dual_delta = narrow(-omega * discount * normal_cdf_signed_wide(omega, d2));
+  res.dual_gamma = narrow(discount * pdf2 / (K * s));
+  return res;
+}
+#else
+static element_result price_element_tiny_stddev(gk_model model, double S, double K, double T,
+                                                double r, double q, double sigma, double omega,
+                                                int second) {
+  (void)model, (void)S, (void)K, (void)T, (void)r, (void)q, (void)sigma, (void)omega, (void)second;
+  element_result res = {INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY,
+                        INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY, INFINITY,
+                        INFINITY, INFINITY};
+  return res;
+}
+#endif
+
+/* Writes the requested outputs of element i from res; GK_ELEMENT_GREEK_OVERFLOW
+ * (and zeros) when one of them is not finite, so no inf or NaN leaves the kernel. */
+static gk_element_error store_element(const element_result *res, unsigned outputs,
+                                      gk_greeks_batch *out, size_t i) {
+  const double values[16] = {res->price, res->delta, res->gamma, res->vega, res->theta, res->rho,
+                             res->phi, res->vanna, res->volga, res->charm, res->veta, res->speed,
+                             res->zomma, res->color, res->dual_delta, res->dual_gamma};
+  for (unsigned bit = 0; bit < 16; bit++) {
+    if ((outputs & (1u << bit)) && !isfinite(values[bit])) {
+      gk_zero_element_outputs(outputs, out, i);
+      return GK_ELEMENT_GREEK_OVERFLOW;
+    }
+  }
+  double *const dst[16] = {out->price, out->delta, out->gamma, out->vega, out->theta, out->rho,
+                           out->phi, out->vanna, out->volga, out->charm, out->veta, out->speed,
+                           out->zomma, out->color, out->dual_delta, out->dual_gamma};
+  for (unsigned bit = 0; bit < 16; bit++)
+    if (outputs & (1u << bit)) dst[bit][i] = values[bit];
+  return GK_ELEMENT_OK;
+}
+
+gk_element_error gk_bsm_element(gk_model model, const gk_option_batch *in, size_t i,
+                                unsigned outputs, gk_greeks_batch *out) {
+  gk_element_error error = gk_classify_element(model, in, i);
+  if (error != GK_ELEMENT_OK) {
+    gk_zero_element_outputs(outputs, out, i);
+    return error;
+  }
+  double omega = in->type[i] == GK_PUT ? -1.0 : 1.0;
+  double q = model == GK_MODEL_BLACK76 ? 0.0 : in->yield[i];
+  double S = in->spot[i], K = in->strike[i], T = in->expiry[i], r = in->rate[i], sigma = in->vol[i];
+  int second = (outputs & GK_OUT_SECOND_ORDER) != 0;
+  element_result res = gk_tiny_stddev(sigma, T)
+                           ? price_element_tiny_stddev(model, S, K, T, r, q, sigma, omega, second)
+                           : price_element(model, S, K, T, r, q, sigma, omega, second);
+  return store_element(&res, outputs, out, i);
+}
+
 size_t gk_bsm_kernel_scalar(gk_model model, const gk_option_batch *in, unsigned outputs,
                             gk_greeks_batch *out) {
   size_t invalid = 0;
   for (size_t i = 0; i < in->count; i++) {
-    gk_element_error error = gk_classify_element(model, in, i);
+    gk_element_error error = gk_bsm_element(model, in, i, outputs, out);
     out->error[i] = (uint8_t)error;
-    if (error != GK_ELEMENT_OK) {
-      gk_zero_element_outputs(outputs, out, i);
-      invalid++;
-      continue;
-    }
-    double omega = in->type[i] == GK_PUT ? -1.0 : 1.0;
-    double q = model == GK_MODEL_BLACK76 ? 0.0 : in->yield[i];
-    element_result res = price_element(model, in->spot[i], in->strike[i], in->expiry[i],
-                                       in->rate[i], q, in->vol[i], omega,
-                                       (outputs & GK_OUT_SECOND_ORDER) != 0);
-    if (outputs & GK_OUT_PRICE) out->price[i] = res.price;
-    if (outputs & GK_OUT_DELTA) out->delta[i] = res.delta;
-    if (outputs & GK_OUT_GAMMA) out->gamma[i] = res.gamma;
-    if (outputs & GK_OUT_VEGA) out->vega[i] = res.vega;
-    if (outputs & GK_OUT_THETA) out->theta[i] = res.theta;
-    if (outputs & GK_OUT_RHO) out->rho[i] = res.rho;
-    if (outputs & GK_OUT_PHI) out->phi[i] = res.phi;
-    if (outputs & GK_OUT_VANNA) out->vanna[i] = res.vanna;
-    if (outputs & GK_OUT_VOLGA) out->volga[i] = res.volga;
-    if (outputs & GK_OUT_CHARM) out->charm[i] = res.charm;
-    if (outputs & GK_OUT_VETA) out->veta[i] = res.veta;
-    if (outputs & GK_OUT_SPEED) out->speed[i] = res.speed;
-    if (outputs & GK_OUT_ZOMMA) out->zomma[i] = res.zomma;
-    if (outputs & GK_OUT_COLOR) out->color[i] = res.color;
-    if (outputs & GK_OUT_DUAL_DELTA) out->dual_delta[i] = res.dual_delta;
-    if (outputs & GK_OUT_DUAL_GAMMA) out->dual_gamma[i] = res.dual_gamma;
+    invalid += error != GK_ELEMENT_OK;
   }
   return invalid;
 }

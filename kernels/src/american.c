@@ -52,6 +52,7 @@ gk_element_error gk_classify_american_element(gk_model model, const gk_option_ba
   if (error != GK_ELEMENT_OK) return error;
   if (in->rate[i] < 0.0) return GK_ELEMENT_AMERICAN_RATE_NEGATIVE;
   if (gk_model_uses_yield(model) && in->yield[i] < 0.0) return GK_ELEMENT_AMERICAN_YIELD_NEGATIVE;
+  if (in->expiry[i] > 0.0 && in->expiry[i] < GK_AMERICAN_MIN_EXPIRY) return GK_ELEMENT_AMERICAN_EXPIRY_TOO_SHORT;
   return GK_ELEMENT_OK;
 }
 

@@ -152,7 +152,7 @@ typedef struct vector_state {
   vdouble d1, inv_s;                /* d1, 1/(sigma sqrt T) */
   vdouble sqrt_t, carry, discount;  /* sqrt(T), e^{-qT}, e^{-rT} */
   vmask valid, collapsed;
-  unsigned invalid_lanes;
+  unsigned scalar_lanes; /* invalid, or 0 < s < GK_TINY_STDDEV: the scalar reference's */
 } vector_state;
 
 /* Pass 1: load, validate, and everything up to d1. */
@@ -162,8 +162,8 @@ static inline __attribute__((always_inline)) void prepare_vector(gk_model model,
   vector_inputs v = load_inputs(model, in, i, n, &type_valid);
   vmask valid = inputs_in_domain(&v, type_valid);
   st->valid = valid;
-  st->invalid_lanes = ~m_bits(valid) & ((1u << n) - 1u);
-  if (st->invalid_lanes != 0 || n < VLANES) neutralize_invalid_lanes(&v, valid);
+  st->scalar_lanes = ~m_bits(valid) & ((1u << n) - 1u);
+  if (st->scalar_lanes != 0 || n < VLANES) neutralize_invalid_lanes(&v, valid);
   update_carry_factors(c, v.expiry, v.rate, v.yield);
   st->sqrt_t = c->sqrt_t, st->carry = c->carry, st->discount = c->discount;
 
@@ -175,8 +175,14 @@ static inline __attribute__((always_inline)) void prepare_vector(gk_model model,
    * division by zero would raise FE_DIVBYZERO (a trap where a caller enables it) */
   vdouble inv_s = v_div(v_set1(1.0), v_select(collapsed, v_set1(1.0), s));
   vdouble d1 = v_fma(x, inv_s, v_mul(v_set1(0.5), s));
-  /* rare: the sigma sqrt(T) -> 0 limit (d2 = d1 - s stays d1, s < 1e-100) */
-  if (m_bits(collapsed)) d1 = v_select(collapsed, signed_infinity_or_zero(x), d1);
+  /* rare: s < GK_TINY_STDDEV. s = 0 is the limit (d2 = d1 - s stays d1);
+   * 0 < s < GK_TINY_STDDEV, i.e. sigma > 0 and T > 0 there, goes to the scalar
+   * reference, which prices it in long double: record_errors visits it. */
+  if (m_bits(collapsed)) {
+    d1 = v_select(collapsed, signed_infinity_or_zero(x), d1);
+    vmask positive = m_and(collapsed, m_and(v_gt(v.vol, v_set1(0.0)), v_gt(v.expiry, v_set1(0.0))));
+    st->scalar_lanes |= m_bits(positive) & ((1u << n) - 1u);
+  }
   st->inv_s = inv_s, st->d1 = d1, st->collapsed = collapsed;
 }
 
@@ -189,7 +195,7 @@ static inline __attribute__((always_inline)) void finish_vector(gk_model model, 
   const vdouble zero = v_set1(0.0);
   vmask type_valid;
   vector_inputs v = load_inputs(model, in, i, n, &type_valid);
-  if (st->invalid_lanes != 0 || n < VLANES) neutralize_invalid_lanes(&v, st->valid);
+  if (st->scalar_lanes != 0 || n < VLANES) neutralize_invalid_lanes(&v, st->valid);
   vdouble S = v.spot, T = v.expiry, sign = v.put_sign, inv_s = st->inv_s;
   vdouble A = v_mul(S, st->carry), B = v_mul(v.strike, st->discount);
   vmask collapsed = st->collapsed;
@@ -250,30 +256,19 @@ static inline __attribute__((always_inline)) void finish_vector(gk_model model, 
   }
 }
 
-/* 0 in every requested output of element k. */
-static inline void zero_element_outputs(gk_greeks_batch *out, unsigned outputs, size_t k) {
-  double *const dst[16] = {out->price, out->delta,  out->gamma, out->vega,  out->theta,      out->rho,
-                           out->phi,   out->vanna,  out->volga, out->charm, out->veta,       out->speed,
-                           out->zomma, out->color,  out->dual_delta, out->dual_gamma};
-  for (unsigned bit = 0; bit < 16; bit++)
-    if (outputs & (1u << bit)) dst[bit][k] = 0.0;
-}
-
-/* Writes each element's error code and zeroes the outputs of invalid ones;
- * returns how many of the n were invalid. */
+/* Writes each element's error code; the scalar reference (gk_bsm_element)
+ * classifies, and prices or zeroes, the lanes in scalar_lanes, overwriting what
+ * the vector stored there. Returns how many of the n were invalid. */
 static inline size_t record_errors(gk_model model, const gk_option_batch *in, size_t i, size_t n,
-                                   unsigned invalid_lanes, unsigned outputs, gk_greeks_batch *out) {
-  if (invalid_lanes == 0) {
+                                   unsigned scalar_lanes, unsigned outputs, gk_greeks_batch *out) {
+  if (scalar_lanes == 0) {
     memset(out->error + i, GK_ELEMENT_OK, n);
     return 0;
   }
   size_t invalid = 0;
   for (size_t lane = 0; lane < n; lane++) {
     gk_element_error error = GK_ELEMENT_OK;
-    if (invalid_lanes & (1u << lane)) {
-      error = gk_classify_element(model, in, i + lane);
-      zero_element_outputs(out, outputs, i + lane);
-    }
+    if (scalar_lanes & (1u << lane)) error = gk_bsm_element(model, in, i + lane, outputs, out);
     out->error[i + lane] = (uint8_t)error;
     invalid += error != GK_ELEMENT_OK;
   }
@@ -309,7 +304,7 @@ static inline __attribute__((always_inline)) size_t bsm_vector_loop(gk_model mod
     for (size_t k = 0; k < vectors; k++) {
       size_t i = start + k * VLANES, n = in->count - i < VLANES ? in->count - i : VLANES;
       finish_vector(model, in, &state[k], outputs, out, i, n);
-      invalid += record_errors(model, in, i, n, state[k].invalid_lanes, outputs, out);
+      invalid += record_errors(model, in, i, n, state[k].scalar_lanes, outputs, out);
     }
   }
   return invalid;

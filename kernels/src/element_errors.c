@@ -1,5 +1,6 @@
 #include <math.h>
 
+#include "greeks/american.h"
 #include "kernel_internal.h"
 
 static gk_element_error classify_price_level(double value, gk_element_error not_finite) {
@@ -85,6 +86,7 @@ void gk_zero_element_outputs(unsigned outputs, gk_greeks_batch *out, size_t i) {
 static const char *const element_fields[GK_ELEMENT_ERROR_COUNT] = {
     "", "S", "S", "S", "K", "K", "K", "T", "T", "T", "r", "r", "q", "q",
     "sigma", "sigma", "sigma", "type", "S", "K", "sigma", "price", "price", "T", "price", "r", "q",
+    "sigma*sqrt(T)", "T",
 };
 
 #define STR_(x) #x
@@ -118,6 +120,9 @@ static const char *const element_rules[GK_ELEMENT_ERROR_COUNT] = {
     "black76: F e^{-rT}); at the bound the implied vol is infinite",
     "must be >= 0 for an american option",
     "must be >= 0 for an american option",
+    "is so small that a requested output exceeds the double range (1.8e308)",
+    "must be 0 or >= " STR(GK_AMERICAN_MIN_EXPIRY) " (years) for an american option "
+    "(its theta bump would be a subnormal number)",
 };
 
 const char *gk_element_error_field(gk_element_error error) {

@@ -5,14 +5,32 @@
 #ifndef GREEKS_KERNEL_INTERNAL_H
 #define GREEKS_KERNEL_INTERNAL_H
 
+#include <math.h>
+
 #include "greeks/batch.h"
 #include "greeks/isa.h"
 #include "greeks/iv.h"
 
-/* Below this sigma*sqrt(T) an element is priced as its sigma -> 0 limit: d1 and
- * d2 would overflow and gamma diverge, while the price differs from the limit by
- * less than 1e-100 of the spot. */
-#define GK_TINY_STDDEV 1e-100
+/* Below this s = sigma*sqrt(T), but above 0, the scalar reference prices an
+ * element in long double (bsm_scalar.c) and vector kernels hand it over. At and
+ * above it every double intermediate is bounded (S, K in [1e-12, 1e15], |r|,
+ * |q| <= 5, sigma <= 100, so T >= (s/100)^2 >= 1e-104): |d1| <= 6e52,
+ * d1 d2 / T <= 1e210, gamma <= 4e61, color <= 1e272. At 1e-100 they were not:
+ * d1 d2 / T reached inf and 0 * inf gave NaN. s = 0 (sigma = 0 or T = 0) is the
+ * collapsed limit, priced in double. */
+#define GK_TINY_STDDEV 1e-50
+
+/* 1 when sigma*sqrt(T) lies in (0, GK_TINY_STDDEV): the long-double regime.
+ * Every ISA decides with this same double expression. */
+static inline int gk_tiny_stddev(double sigma, double T) {
+  return sigma > 0.0 && T > 0.0 && sigma * sqrt(T) < GK_TINY_STDDEV;
+}
+
+/* One BSM element, scalar: classifies it, prices it, writes its requested
+ * outputs (0 when invalid) and returns its error code. The scalar kernel is a
+ * loop over it; vector kernels call it for lanes they do not price. */
+gk_element_error gk_bsm_element(gk_model model, const gk_option_batch *in, size_t i,
+                                unsigned outputs, gk_greeks_batch *out);
 
 /* 1/sqrt(2 pi) and 1/sqrt(2), rounded to double. */
 #define GK_INV_SQRT_2PI 0.39894228040143267794

@@ -100,7 +100,11 @@ const char *gk_position_error_rule(unsigned error);
  * Invalid positions are reported in results->error and excluded from every sum;
  * unusable arguments (NULL arrays, a bad grid) fail the call with
  * GK_INVALID_ARGUMENT naming the field; GK_RESOURCE_EXHAUSTED when the workers'
- * partial sums cannot be allocated. */
+ * partial sums cannot be allocated. A total, per-underlying sum or scenario P&L
+ * beyond the double range fails the call with GK_INVALID_ARGUMENT (field
+ * "positions"), its message naming the first that overflowed (e.g.
+ * "total.value", "pnl[3] (spot shock ..., vol shock ...)"); the sums and grids
+ * are then zeroed: no inf or NaN is ever reported. */
 gk_code gk_revalue_portfolio(gk_pool *pool, gk_model model, const gk_markets *markets,
                              const gk_positions *positions, const gk_scenario_grid *grid,
                              gk_portfolio_results *results, gk_status *status);

@@ -26,6 +26,10 @@
  * Negative rates can make early exercise optimal over two boundaries, which
  * neither method models; such elements get GK_ELEMENT_AMERICAN_RATE_NEGATIVE or
  * GK_ELEMENT_AMERICAN_YIELD_NEGATIVE rather than a wrong price.
+ * 0 < T < GK_AMERICAN_MIN_EXPIRY is GK_ELEMENT_AMERICAN_EXPIRY_TOO_SHORT: theta
+ * bumps T by a fraction of itself (1e-4 or 1e-3), which must be a normal double
+ * for T +- h to be distinct and exact; for T < 2.2e-304 it is subnormal or 0,
+ * and theta came out as 0/0 = NaN. T = 0 (at expiry) is valid.
  * A call with q = 0 (b >= r) is never exercised early: its price is the European
  * price. sigma sqrt(T) below 1e-9 is priced as its deterministic limit, the best
  * discounted intrinsic value over the exercise dates.
@@ -49,6 +53,9 @@ typedef enum gk_american_method {
   GK_AMERICAN_TREE = 1,   /* accurate: BBS binomial tree + Richardson extrapolation */
   GK_AMERICAN_METHOD_COUNT
 } gk_american_method;
+
+/* Shortest positive expiry (years) an american element may have (see above). */
+#define GK_AMERICAN_MIN_EXPIRY 1e-300
 
 /* Steps of the finer tree; the extrapolation also prices half as many. */
 #define GK_AMERICAN_TREE_STEPS 1024

@@ -160,6 +160,11 @@ typedef enum gk_element_error {
    * exercise boundaries, which the methods do not model. */
   GK_ELEMENT_AMERICAN_RATE_NEGATIVE,
   GK_ELEMENT_AMERICAN_YIELD_NEGATIVE,
+  /* A requested output's true value lies beyond the double range (|x| > DBL_MAX):
+   * sigma sqrt(T) so small that gamma, speed, color or charm exceed it. */
+  GK_ELEMENT_GREEK_OVERFLOW,
+  /* American only: 0 < T < GK_AMERICAN_MIN_EXPIRY (greeks/american.h). */
+  GK_ELEMENT_AMERICAN_EXPIRY_TOO_SHORT,
   GK_ELEMENT_ERROR_COUNT
 } gk_element_error;
 
