@@ -172,6 +172,9 @@ static void test_invalid_inputs_are_named(void **state) {
       {{0.01, 0.01, 1, 0, -0.01, GK_CALL}, GK_ELEMENT_VOL_NEGATIVE},
       {{0.01, 0.01, 1, 0, 2e15, GK_CALL}, GK_ELEMENT_NORMAL_VOL_OUT_OF_RANGE},
       {{0.01, 0.01, 1, 9, 0.01, GK_CALL}, GK_ELEMENT_RATE_OUT_OF_RANGE},
+      /* |F| and |K| are bounded on both sides of zero (batch.h: [-1e15, 1e15]). */
+      {{-2e15, 0.01, 1, 0, 0.01, GK_PUT}, GK_ELEMENT_SPOT_MAGNITUDE},
+      {{0.01, 3e15, 1, 0, 0.01, GK_PUT}, GK_ELEMENT_STRIKE_MAGNITUDE},
   };
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
     normal_result r = price_normal(cases[c].o);

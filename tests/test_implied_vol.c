@@ -438,6 +438,22 @@ static void test_lognormal_bounds(void **state) {
   assert_int_equal(gk_implied_vol_batch(GK_MODEL_GK, &no_yield, vol, error, NULL), GK_RC_MISSING_INPUT);
 }
 
+/* Exactly at the bound the implied vol is infinite, so the price is refused
+ * (iv.h, the rule of GK_ELEMENT_PRICE_ABOVE_UPPER_BOUND). At the money with
+ * r = q = 0 the bound is exact in floating point: a call's is S, a put's K. */
+static void test_lognormal_price_exactly_at_the_bound_is_refused(void **state) {
+  (void)state;
+  double S[2] = {100, 100}, K[2] = {100, 100}, T[2] = {1, 1}, r[2] = {0, 0}, q[2] = {0, 0}, price[2] = {100, 100};
+  uint8_t type[2] = {GK_CALL, GK_PUT}, error[2];
+  double vol[2];
+  gk_iv_batch in = {2, S, K, T, r, q, price, type};
+  assert_int_equal(gk_implied_vol_batch(GK_MODEL_BSM, &in, vol, error, NULL), GK_RC_OK);
+  for (int k = 0; k < 2; k++) {
+    assert_int_equal(error[k], GK_ELEMENT_PRICE_ABOVE_UPPER_BOUND);
+    assert_true(vol[k] == 0.0);
+  }
+}
+
 /* Extremes priced by the library's pricer and solved back: T = 1e-6 years with
  * vols 1e-4 and 10, at and off the money. */
 static void test_lognormal_extremes(void **state) {
@@ -521,6 +537,7 @@ int main(void) {
       cmocka_unit_test(test_lognormal_mpmath_prices_give_their_vols),
       cmocka_unit_test(test_lognormal_textbook_and_parity),
       cmocka_unit_test(test_lognormal_bounds),
+      cmocka_unit_test(test_lognormal_price_exactly_at_the_bound_is_refused),
       cmocka_unit_test(test_lognormal_extremes),
       cmocka_unit_test(test_lognormal_vector_kernels_match_scalar),
   };
