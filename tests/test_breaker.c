@@ -195,6 +195,20 @@ static void test_half_open_permits_exactly_the_permitted_calls(void **state) {
   gk_breaker_destroy(b);
 }
 
+/* A late release (of a call acquired before the breaker opened) finds every
+ * trial slot free: it must not add a slot beyond permitted_calls_in_half_open. */
+static void test_half_open_release_never_grows_the_trial_budget(void **state) {
+  (void)state;
+  gk_breaker *b = make(small_config());
+  int64_t t = trip(b, T0) + WAIT + 1;
+  assert_int_equal(gk_breaker_acquire(b, t, NULL), GK_OK); /* HALF_OPEN, the first trial */
+  gk_breaker_release(b);                                   /* all 3 slots free again */
+  gk_breaker_release(b);                                   /* the late one */
+  for (int i = 0; i < 3; i++) assert_int_equal(gk_breaker_acquire(b, t, NULL), GK_OK);
+  assert_refused(b, t, "'test' is HALF_OPEN");
+  gk_breaker_destroy(b);
+}
+
 static void test_half_open_successes_close_with_a_fresh_window(void **state) {
   (void)state;
   gk_breaker *b = make(small_config());
@@ -684,6 +698,7 @@ int main(void) {
       cmocka_unit_test(test_opens_on_slow_call_rate),
       cmocka_unit_test(test_open_refuses_until_the_wait_has_elapsed),
       cmocka_unit_test(test_half_open_permits_exactly_the_permitted_calls),
+      cmocka_unit_test(test_half_open_release_never_grows_the_trial_budget),
       cmocka_unit_test(test_half_open_successes_close_with_a_fresh_window),
       cmocka_unit_test(test_half_open_failures_open_again),
       cmocka_unit_test(test_count_window_forgets_the_oldest_call),
