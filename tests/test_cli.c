@@ -431,6 +431,44 @@ static void test_american_bad_style_and_options_exit_2(void **state) {
   assert_int_equal(r->exit_code, 2);
 }
 
+/* Writes `text` to a new temporary file and returns its path (static buffer). */
+static const char *temp_csv(const char *text) {
+  static char path[64];
+  snprintf(path, sizeof path, "/tmp/greeks_cli_in_XXXXXX");
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  size_t n = strlen(text);
+  assert_true(write(fd, text, n) == (ssize_t)n);
+  close(fd);
+  return path;
+}
+
+/* A field is read whole: a number with text after it, or a quoted field with
+ * text after its closing quote, names the row instead of pricing a prefix; and
+ * --scenarios holds at most GK_MAX_SCENARIO_AXIS (101) points per axis. */
+static void test_fields_and_scenarios_are_read_whole(void **state) {
+  (void)state;
+  const char *path = temp_csv("id,type,S,K,T,r,q,sigma\n"
+                              "ok,call,60,65,0.25,0.08,0,0.30\n"
+                              "suffix,call,60x,65,0.25,0.08,0,0.30\n"
+                              "quoted,\"call\"x,60,65,0.25,0.08,0,0.30\n");
+  char args[128];
+  snprintf(args, sizeof args, "price %s", path);
+  cli_result *r = run_cli("", args);
+  remove(path);
+  assert_int_equal(r->exit_code, 3);
+  assert_true(strtod(csv_cell(r->out, 1, 1), NULL) > 2.0);
+  assert_non_null(strstr(r->err, "line 3: field 'S' value '60x': not a number"));
+  assert_non_null(strstr(r->err, "text after a closing quote"));
+  assert_string_equal(csv_cell(r->out, 2, 1), "");
+  assert_string_equal(csv_cell(r->out, 3, 1), "");
+  r = run_cli("", "revalue positions_good.csv --market market.csv --scenarios spot=rel:-0.2:0.2:102,vol=abs:0:0:1");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "--scenarios must be"));
+  r = run_cli("", "revalue positions_good.csv --market market.csv --scenarios spot=rel:-0.2:0.2:101,vol=abs:0:0:1");
+  assert_int_equal(r->exit_code, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_prices_a_good_file_to_round_trip_precision),
@@ -448,6 +486,7 @@ int main(void) {
       cmocka_unit_test(test_iv_round_trips_lognormal_prices),
       cmocka_unit_test(test_american_style_column_and_flags),
       cmocka_unit_test(test_american_bad_style_and_options_exit_2),
+      cmocka_unit_test(test_fields_and_scenarios_are_read_whole),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
