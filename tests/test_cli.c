@@ -36,7 +36,7 @@ static void slurp(const char *path, char *buffer, size_t size) {
 /* The binary under test: GREEKS_CLI when set (to check that a new test fails
  * on an older build), else the one built beside this test. */
 static const char *cli_path(void) {
-  const char *path = getenv("GREEKS_CLI");
+  const char *path = getenv("GREEKS_TEST_CLI");
   return path && *path ? path : GREEKS_CLI_PATH;
 }
 

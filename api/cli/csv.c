@@ -28,6 +28,7 @@ struct csv_reader {
   char *block;
   size_t block_size;
   int pending_cr;   /* the last line ended with CR: a LF next is part of it */
+  int read_errno;   /* errno of a failed read */
   char *line;       /* the current line, NUL-terminated at line_len */
   size_t line_len, line_cap, line_number;
   char **fields;    /* split_line's output: start and length of each field */
@@ -134,9 +135,11 @@ csv_reader *csv_reader_stream(FILE *stream, size_t block_size) {
 /* More bytes at r->data: 1, 0 at the end, -1 on a read error. */
 static int refill(csv_reader *r) {
   if (r->stream == NULL) return 0;
+  errno = 0;
   size_t n = fread(r->block, 1, r->block_size, r->stream);
   r->size = n, r->pos = 0;
   if (n > 0) return 1;
+  r->read_errno = errno;
   return ferror(r->stream) ? -1 : 0;
 }
 
@@ -167,7 +170,7 @@ static int read_line(csv_reader *r, csv_error *e) {
     if (r->pos == r->size) {
       int more = refill(r);
       if (more < 0) {
-        line_error(e, 0, "read error");
+        set_message(e, 0, "read error: %s", strerror(r->read_errno ? r->read_errno : EIO));
         return -1;
       }
       if (more == 0) return r->line_len > 0;
