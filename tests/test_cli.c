@@ -33,6 +33,13 @@ static void slurp(const char *path, char *buffer, size_t size) {
   remove(path);
 }
 
+/* The binary under test: GREEKS_CLI when set (to check that a new test fails
+ * on an older build), else the one built beside this test. */
+static const char *cli_path(void) {
+  const char *path = getenv("GREEKS_TEST_CLI");
+  return path && *path ? path : GREEKS_CLI_PATH;
+}
+
 /* Runs `env greeks args` with stdout and stderr captured. */
 static cli_result *run_cli(const char *env, const char *args) {
   static cli_result result;
@@ -43,7 +50,7 @@ static cli_result *run_cli(const char *env, const char *args) {
   close(fd_err);
   char command[4096];
   snprintf(command, sizeof command, "cd '%s' && env %s '%s' %s >'%s' 2>'%s'",
-           GREEKS_TEST_DATA_DIR "/cli", env, GREEKS_CLI_PATH, args, out_path, err_path);
+           GREEKS_TEST_DATA_DIR "/cli", env, cli_path(), args, out_path, err_path);
   int status = system(command);
   assert_true(WIFEXITED(status));
   result.exit_code = WEXITSTATUS(status);
@@ -115,7 +122,7 @@ static void test_bad_rows_are_named_and_the_rest_priced(void **state) {
       "line 4: field 'S' value 'abc': not a number",
       "line 5: field 'type' value 'straddle': must be call or put",
       "line 6: field 'sigma' value '-0.2': must be >= 0",
-      "line 7: 4 fields, field 'T' is missing",
+      "line 7: row has 4 fields, header has 8: field 'T' is missing",
   };
   for (int i = 0; i < 5; i++) {
     assert_string_equal(csv_cell(r->out, 2 + i, 8), expected[i]);
@@ -414,11 +421,16 @@ static void test_american_style_column_and_flags(void **state) {
   assert_true(fabs(strtod(csv_cell(r->out, 1, 1), NULL) - 6.7661) < 0.5e-4); /* b = 0 symmetry */
 }
 
-static void test_american_bad_style_and_options_exit_2(void **state) {
+/* A style the CLI cannot read is a bad row like any other (issue 17, item 10):
+ * named, not priced as the default, and the run goes on. */
+static void test_bad_style_is_a_bad_row_and_bad_options_exit_2(void **state) {
   (void)state;
   cli_result *r = run_cli("", "price american_bad_style.csv");
-  assert_int_equal(r->exit_code, 2);
-  assert_non_null(strstr(r->err, "line 3: field 'style' value 'amercan': must be european or american"));
+  assert_int_equal(r->exit_code, 3);
+  assert_true(strtod(csv_cell(r->out, 1, 1), NULL) > 0); /* the good row is priced */
+  assert_string_equal(csv_cell(r->out, 2, 1), "");
+  assert_string_equal(csv_cell(r->out, 2, 8), "line 3: field 'style' value 'amercan': must be european or american");
+  assert_non_null(strstr(r->err, "american_bad_style.csv: line 3: field 'style' value 'amercan': must be european or american"));
   r = run_cli("", "price --style bermudan american.csv");
   assert_int_equal(r->exit_code, 2);
   assert_non_null(strstr(r->err, "--style must be european or american"));
@@ -467,6 +479,146 @@ static void test_fields_and_scenarios_are_read_whole(void **state) {
   assert_non_null(strstr(r->err, "--scenarios must be"));
   r = run_cli("", "revalue positions_good.csv --market market.csv --scenarios spot=rel:-0.2:0.2:101,vol=abs:0:0:1");
   assert_int_equal(r->exit_code, 0);
+/* ---- CSV rules (issue 17, item 10): each of these failed on the reader before it ---- */
+
+#define TMP_CSV "/tmp/greeks_cli_rules.csv"
+
+static void write_bytes(const char *path, const char *bytes, size_t len) {
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(bytes, 1, len, f), len);
+  fclose(f);
+}
+
+#define WRITE_CSV(literal) write_bytes(TMP_CSV, literal, sizeof literal - 1)
+
+/* The same two rows, with an optional last column left blank in one, priced alike
+ * whatever the line ends: LF, CRLF, old-Mac CR. */
+static void test_cr_lf_and_crlf_line_ends_read_alike(void **state) {
+  (void)state;
+  static char lf[65536];
+  WRITE_CSV("id,type,S,K,T,r,q,sigma,style\na,call,60,65,0.25,0.08,0,0.30,\nb,put,100,95,0.5,0.1,0.05,0.2,american\n");
+  cli_result *r = run_cli("", "price " TMP_CSV);
+  assert_int_equal(r->exit_code, 0);
+  assert_int_equal(count_lines(r->out), 3);
+  snprintf(lf, sizeof lf, "%s", r->out);
+  WRITE_CSV("id,type,S,K,T,r,q,sigma,style\r\na,call,60,65,0.25,0.08,0,0.30,\r\nb,put,100,95,0.5,0.1,0.05,0.2,american\r\n");
+  r = run_cli("", "price " TMP_CSV);
+  assert_int_equal(r->exit_code, 0);
+  assert_string_equal(r->out, lf);
+  WRITE_CSV("id,type,S,K,T,r,q,sigma,style\ra,call,60,65,0.25,0.08,0,0.30,\rb,put,100,95,0.5,0.1,0.05,0.2,american\r");
+  r = run_cli("", "price " TMP_CSV);
+  assert_int_equal(r->exit_code, 0);
+  assert_string_equal(r->out, lf);
+  /* A bad row's line number counts CR line ends too. */
+  WRITE_CSV("id,type,S,K,T,r,q,sigma\r\rx,call,-1,65,0.25,0.08,0,0.3");
+  r = run_cli("", "price " TMP_CSV);
+  assert_int_equal(r->exit_code, 3);
+  assert_string_equal(csv_cell(r->out, 1, 8), "line 3: field 'S' value '-1': must be > 0");
+}
+
+/* "0\0.2" was read as 0 (the NUL ended the field): now a bad row naming it. */
+static void test_a_nul_byte_in_a_field_is_a_bad_row(void **state) {
+  (void)state;
+  WRITE_CSV("id,type,S,K,T,r,q,sigma\nok,call,60,65,0.25,0.08,0,0.30\nnul,call,60,65,0.25,0.08,0,0\0.2\n");
+  cli_result *r = run_cli("", "price " TMP_CSV);
+  assert_int_equal(r->exit_code, 3);
+  assert_true(strtod(csv_cell(r->out, 1, 1), NULL) > 2.0);
+  assert_string_equal(csv_cell(r->out, 2, 1), "");
+  assert_string_equal(csv_cell(r->out, 2, 8), "line 3: field 'sigma' value '0\\x00.2': holds a NUL byte");
+}
+
+/* A decimal comma made two fields and shifted the row; now the count must match. */
+static void test_a_row_with_more_fields_than_the_header_is_a_bad_row(void **state) {
+  (void)state;
+  WRITE_CSV("id,type,S,K,T,r,q,sigma\ncomma,call,60,65,0,25,0.08,0,0.30\nok,call,60,65,0.25,0.08,0,0.30\n");
+  cli_result *r = run_cli("", "price " TMP_CSV);
+  assert_int_equal(r->exit_code, 3);
+  assert_string_equal(csv_cell(r->out, 1, 1), "");
+  assert_non_null(strstr(csv_cell(r->out, 1, 8), "line 2: row has 9 fields, header has 8"));
+  assert_true(strtod(csv_cell(r->out, 2, 1), NULL) > 2.0);
+  WRITE_CSV("id,type,S,K,T,r,price\nx,call,42,40,0.5,0.1,4,76\n");
+  r = run_cli("", "iv --model black76 " TMP_CSV);
+  assert_int_equal(r->exit_code, 3);
+  assert_non_null(strstr(r->err, "line 2: row has 8 fields, header has 7"));
+}
+
+/* The last copy of a duplicated column used to win silently. */
+static void test_a_column_named_twice_is_unusable_input(void **state) {
+  (void)state;
+  WRITE_CSV("id,type,S,K,T,r,q,sigma,sigma\na,call,60,65,0.25,0.08,0,0.30,0.9\n");
+  cli_result *r = run_cli("", "price " TMP_CSV);
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "line 1: header: column 'sigma' appears twice (fields 8 and 9)"));
+  assert_string_equal(r->out, "");
+  WRITE_CSV("underlying,S,r,q,S\nSPX,5000,0.045,0.013,4000\n");
+  r = run_cli("", "revalue positions_good.csv --market " TMP_CSV);
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "column 'S' appears twice"));
+}
+
+static void test_a_utf8_byte_order_mark_is_skipped(void **state) {
+  (void)state;
+  WRITE_CSV("\xef\xbb\xbfid,type,S,K,T,r,q,sigma\r\nhaug,call,60,65,0.25,0.08,0,0.30\r\n");
+  cli_result *r = run_cli("", "price " TMP_CSV);
+  assert_int_equal(r->exit_code, 0);
+  assert_string_equal(csv_cell(r->out, 1, 0), "haug");
+  assert_true(fabs(strtod(csv_cell(r->out, 1, 1), NULL) - 2.1334) < 1e-4);
+}
+
+/* The README says extra columns are ignored: 64 of them used to be refused. */
+static void test_any_number_of_unknown_columns_is_ignored(void **state) {
+  (void)state;
+  static char text[8192];
+  size_t n = (size_t)snprintf(text, sizeof text, "id,type,S,K,T,r,q,sigma");
+  for (int c = 0; c < 100; c++) n += (size_t)snprintf(text + n, sizeof text - n, ",extra%d", c);
+  n += (size_t)snprintf(text + n, sizeof text - n, "\nhaug,call,60,65,0.25,0.08,0,0.30");
+  for (int c = 0; c < 100; c++) n += (size_t)snprintf(text + n, sizeof text - n, ",%d", c);
+  n += (size_t)snprintf(text + n, sizeof text - n, "\n");
+  write_bytes(TMP_CSV, text, n);
+  cli_result *r = run_cli("", "price " TMP_CSV);
+  assert_int_equal(r->exit_code, 0);
+  assert_true(fabs(strtod(csv_cell(r->out, 1, 1), NULL) - 2.1334) < 1e-4);
+}
+
+/* '-' is stdin for revalue's positions or market file (not both), as for price and iv. */
+static void test_revalue_reads_either_file_from_stdin(void **state) {
+  (void)state;
+  static char from_files[65536];
+  cli_result *r = run_cli("", "revalue positions_good.csv --market market.csv --scenarios none");
+  assert_int_equal(r->exit_code, 0);
+  snprintf(from_files, sizeof from_files, "%s", r->out);
+  r = run_cli("", "revalue - --market market.csv --scenarios none < positions_good.csv");
+  assert_int_equal(r->exit_code, 0);
+  assert_string_equal(r->out, from_files);
+  r = run_cli("", "revalue positions_good.csv --market - --scenarios none < market.csv");
+  assert_int_equal(r->exit_code, 0);
+  assert_string_equal(r->out, from_files);
+  r = run_cli("", "revalue - --market - < market.csv");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "not both"));
+  r = run_cli("", "revalue - --market market.csv --scenarios none < positions.csv");
+  assert_int_equal(r->exit_code, 3);
+  assert_non_null(strstr(r->err, "greeks: <stdin>: line 6: field 'K' value '-3': must be > 0"));
+}
+
+/* stderr says which file a bad row is in; unprintable bytes in values are escaped. */
+static void test_bad_row_messages_name_the_file_and_escape_values(void **state) {
+  (void)state;
+  cli_result *r = run_cli("", "price bad_rows.csv");
+  assert_non_null(strstr(r->err, "greeks: bad_rows.csv: line 3: field 'S' value '-1': must be > 0\n"));
+  r = run_cli("", "price - < bad_rows.csv");
+  assert_non_null(strstr(r->err, "greeks: <stdin>: line 3: field 'S' value '-1': must be > 0\n"));
+  r = run_cli("", "iv --model black76 - < bad_rows.csv");
+  assert_int_equal(r->exit_code, 2); /* no price column */
+  assert_non_null(strstr(r->err, "greeks: <stdin>: line 1: header has no 'price' column"));
+  WRITE_CSV("id,type,S,K,T,r,q,sigma\nx,ca\x01ll\x1b[31m,60,65,0.25,0.08,0,0.30\n");
+  r = run_cli("", "price " TMP_CSV);
+  assert_int_equal(r->exit_code, 3);
+  assert_non_null(strstr(r->err, TMP_CSV ": line 2: field 'type' value 'ca\\x01ll\\x1b[31m': must be call or put"));
+  WRITE_CSV("underlying,S,r,q\nSPX,5000,0.045,0.013\n");
+  r = run_cli("", "revalue positions.csv --market " TMP_CSV " --scenarios none");
+  assert_non_null(strstr(r->err, "greeks: positions.csv: line 5: field 'underlying' value 'MSFT': not in the market file"));
 }
 
 int main(void) {
@@ -485,8 +637,18 @@ int main(void) {
       cmocka_unit_test(test_iv_round_trips_bachelier_prices),
       cmocka_unit_test(test_iv_round_trips_lognormal_prices),
       cmocka_unit_test(test_american_style_column_and_flags),
-      cmocka_unit_test(test_american_bad_style_and_options_exit_2),
       cmocka_unit_test(test_fields_and_scenarios_are_read_whole),
+      cmocka_unit_test(test_bad_style_is_a_bad_row_and_bad_options_exit_2),
+      cmocka_unit_test(test_cr_lf_and_crlf_line_ends_read_alike),
+      cmocka_unit_test(test_a_nul_byte_in_a_field_is_a_bad_row),
+      cmocka_unit_test(test_a_row_with_more_fields_than_the_header_is_a_bad_row),
+      cmocka_unit_test(test_a_column_named_twice_is_unusable_input),
+      cmocka_unit_test(test_a_utf8_byte_order_mark_is_skipped),
+      cmocka_unit_test(test_any_number_of_unknown_columns_is_ignored),
+      cmocka_unit_test(test_revalue_reads_either_file_from_stdin),
+      cmocka_unit_test(test_bad_row_messages_name_the_file_and_escape_values),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  int failed = cmocka_run_group_tests(tests, NULL, NULL);
+  remove(TMP_CSV);
+  return failed;
 }

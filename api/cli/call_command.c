@@ -21,6 +21,8 @@
 
 /* ---- the CSV, whole, as columns ---- */
 
+#define CSV_NAMED_MAX 8 /* the most columns a call verb reads */
+
 typedef struct table {
   size_t count, capacity;
   char **id;
@@ -59,46 +61,57 @@ static int table_grow(table *t) {
 /* Reads every row: `names` are the columns (the first two are always id and
  * type); numeric columns land in t->col[k - 2]. A row that cannot be read keeps
  * its message and an invalid type, so the server names nothing for it. */
-static int read_table(const char *path, const char *const *names, const int *required, int ncols, table *t) {
-  csv_file f;
-  const char *file = strcmp(path, "-") == 0 ? "/dev/stdin" : path;
-  if (csv_file_open(&f, file, names, required, ncols) != 0) {
-    csv_file_close(&f);
-    return -1;
+/* Opens `path` ("-": stdin) and maps its header to `ncols` columns named
+ * `names`. Returns 0, or -1 after printing why (the input is closed then). */
+static int open_table(csv_input *in, const char *path, const char *const *names, const int *required, int ncols) {
+  csv_column columns[CSV_NAMED_MAX];
+  for (int c = 0; c < ncols; c++) columns[c] = (csv_column){names[c], required[c]};
+  csv_error error;
+  if (csv_input_open(in, path, &error) == 0 && csv_reader_header(in->reader, columns, ncols, &error) == 0) return 0;
+  if (in->reader) fprintf(stderr, "greeks: %s: %s\n", in->name, error.message);
+  else fprintf(stderr, "greeks: %s\n", error.message);
+  csv_input_close(in);
+  return -1;
+}
+
+/* Row k of the table from its fields: a problem, or its type and numbers. */
+static void table_row(table *t, size_t k, const char *const *names, int ncols, const char **fields, size_t line) {
+  const char *type = cli_skip_spaces(fields[1]);
+  uint8_t code = strcasecmp(type, "call") == 0 ? GK_CALL : strcasecmp(type, "put") == 0 ? GK_PUT : 0xff;
+  csv_error error = {0, ""};
+  if (code == 0xff) csv_field_error(&error, line, "type", fields[1], "must be call or put");
+  for (int c = 2; c < ncols && !error.message[0]; c++) {
+    if (fields[c] == NULL) continue; /* optional and absent: 0 */
+    const char *rule = cli_parse_double(fields[c], &t->col[c - 2][k]);
+    if (rule) csv_field_error(&error, line, names[c], fields[c], rule);
   }
-  const char *fields[CSV_MAX_NAMED];
-  char problem[CSV_MESSAGE_SIZE];
-  int got;
-  while ((got = csv_file_next(&f, fields, ncols, problem)) != 0) {
-    if (table_grow(t) != 0) {
-      fprintf(stderr, "greeks: out of memory reading %s\n", path);
-      csv_file_close(&f);
-      return -1;
+  snprintf(t->problem[k], CSV_MESSAGE_SIZE, "%s", error.message);
+  if (!error.message[0]) t->type[k] = code;
+}
+
+static int read_table(const char *path, const char *const *names, const int *required, int ncols, table *t) {
+  csv_input in;
+  if (open_table(&in, path, names, required, ncols) != 0) return -1;
+  const char *fields[CSV_NAMED_MAX];
+  csv_error error;
+  int got, rc = 0;
+  while (rc == 0 && (got = csv_reader_next(in.reader, fields, &error)) != CSV_END) {
+    if (got == CSV_FAILED || table_grow(t) != 0) {
+      fprintf(stderr, "greeks: %s: %s\n", in.name, got == CSV_FAILED ? error.message : "out of memory");
+      rc = -1;
+      break;
     }
     size_t k = t->count++;
-    t->id[k] = strdup(got > 0 && fields[0] ? fields[0] : "");
-    t->line[k] = f.line_number;
+    t->id[k] = strdup(got == CSV_ROW && fields[0] ? fields[0] : "");
+    t->line[k] = csv_reader_line(in.reader);
     t->problem[k][0] = '\0';
     t->type[k] = 0xff;
     for (int c = 0; c < ncols - 2; c++) t->col[c][k] = 0.0;
-    if (got < 0) {
-      snprintf(t->problem[k], CSV_MESSAGE_SIZE, "%s", problem);
-      continue;
-    }
-    const char *type = cli_skip_spaces(fields[1]);
-    uint8_t code = strcasecmp(type, "call") == 0 ? GK_CALL : strcasecmp(type, "put") == 0 ? GK_PUT : 0xff;
-    if (code == 0xff)
-      snprintf(t->problem[k], CSV_MESSAGE_SIZE, "line %zu: field 'type' value '%s': must be call or put", f.line_number, fields[1]);
-    for (int c = 2; c < ncols && !t->problem[k][0]; c++) {
-      if (fields[c] == NULL) continue; /* optional and absent: 0 */
-      const char *rule = cli_parse_double(fields[c], &t->col[c - 2][k]);
-      if (rule)
-        snprintf(t->problem[k], CSV_MESSAGE_SIZE, "line %zu: field '%s' value '%s': %s", f.line_number, names[c], fields[c], rule);
-    }
-    if (!t->problem[k][0]) t->type[k] = code;
+    if (got == CSV_BAD_ROW) snprintf(t->problem[k], CSV_MESSAGE_SIZE, "%s", error.message);
+    else table_row(t, k, names, ncols, fields, t->line[k]);
   }
-  csv_file_close(&f);
-  return 0;
+  csv_input_close(&in);
+  return rc;
 }
 
 static Greeks__V1__OptionType *wire_types(const table *t) {
@@ -356,12 +369,12 @@ static void names_free(names *n) {
 static int read_market_file(const char *path, names *u, Greeks__V1__Markets *m) {
   static const char *const cols[] = {"underlying", "S", "r", "q"};
   static const int required[] = {1, 1, 1, 0};
-  csv_file f;
-  if (csv_file_open(&f, path, cols, required, 4) != 0) return csv_file_close(&f), -1;
+  csv_input f;
+  if (open_table(&f, path, cols, required, 4) != 0) return -1;
   const char *fields[4];
-  char problem[CSV_MESSAGE_SIZE];
+  csv_error problem;
   int got, rc = 0;
-  while (rc == 0 && (got = csv_file_next(&f, fields, 4, problem)) != 0) {
+  while (rc == 0 && (got = csv_reader_next(f.reader, fields, &problem)) != CSV_END) {
     size_t k = u->count;
     char **name = realloc(u->name, (k + 1) * sizeof *name);
     double *s = realloc(m->spot, (k + 1) * 8), *r = NULL, *q = NULL;
@@ -371,8 +384,8 @@ static int read_market_file(const char *path, names *u, Greeks__V1__Markets *m) 
     if (r) m->rate = r;
     if (r) q = realloc(m->yield, (k + 1) * 8);
     if (q) m->yield = q;
-    if (got < 0 || !name || !q) {
-      fprintf(stderr, "greeks: %s: %s\n", path, got < 0 ? problem : "out of memory");
+    if (got != CSV_ROW || !name || !q) {
+      fprintf(stderr, "greeks: %s: %s\n", f.name, got != CSV_ROW ? problem.message : "out of memory");
       rc = -1;
       break;
     }
@@ -382,13 +395,14 @@ static int read_market_file(const char *path, names *u, Greeks__V1__Markets *m) 
     else if ((rule = cli_parse_double(fields[2], &m->rate[k])) != NULL) bad = "r";
     else if (fields[3] && (rule = cli_parse_double(fields[3], &m->yield[k])) != NULL) bad = "q";
     if (bad) {
-      fprintf(stderr, "greeks: %s: line %zu: field '%s': %s\n", path, f.line_number, bad, rule);
+      csv_field_error(&problem, csv_reader_line(f.reader), bad, fields[bad[0] == 'S' ? 1 : bad[0] == 'r' ? 2 : 3], rule);
+      fprintf(stderr, "greeks: %s: %s\n", f.name, problem.message);
       rc = -1;
       break;
     }
     u->name[u->count++] = strdup(fields[0]);
   }
-  csv_file_close(&f);
+  csv_input_close(&f);
   m->n_spot = m->n_rate = m->n_yield = u->count;
   if (rc == 0 && u->count == 0) {
     fprintf(stderr, "greeks: %s: no underlyings\n", path);
@@ -403,15 +417,15 @@ static int read_market_file(const char *path, names *u, Greeks__V1__Markets *m) 
 static int read_positions_file(const char *path, const names *u, Greeks__V1__Positions *p) {
   static const char *const cols[] = {"id", "underlying", "type", "K", "T", "sigma", "quantity", "multiplier"};
   static const int required[] = {1, 1, 1, 1, 1, 1, 1, 0};
-  csv_file f;
-  if (csv_file_open(&f, path, cols, required, 8) != 0) return csv_file_close(&f), -1;
+  csv_input f;
+  if (open_table(&f, path, cols, required, 8) != 0) return -1;
   const char *fields[8];
-  char problem[CSV_MESSAGE_SIZE];
+  csv_error problem;
   size_t cap = 0;
   int got, rc = 0;
-  while (rc == 0 && (got = csv_file_next(&f, fields, 8, problem)) != 0) {
-    if (got < 0) {
-      fprintf(stderr, "greeks: %s: %s\n", path, problem);
+  while (rc == 0 && (got = csv_reader_next(f.reader, fields, &problem)) != CSV_END) {
+    if (got != CSV_ROW) {
+      fprintf(stderr, "greeks: %s: %s\n", f.name, problem.message);
       rc = -1;
       break;
     }
@@ -446,7 +460,10 @@ static int read_positions_file(const char *path, const names *u, Greeks__V1__Pos
     else if ((rule = cli_parse_double(fields[6], &p->quantity[k])) != NULL) bad = "quantity";
     else if (fields[7] && (rule = cli_parse_double(fields[7], &p->multiplier[k])) != NULL) bad = "multiplier";
     if (bad) {
-      fprintf(stderr, "greeks: %s: line %zu: field '%s': %s\n", path, f.line_number, bad, rule);
+      int column = 1;
+      while (strcmp(cols[column], bad) != 0) column++;
+      csv_field_error(&problem, csv_reader_line(f.reader), bad, fields[column], rule);
+      fprintf(stderr, "greeks: %s: %s\n", f.name, problem.message);
       rc = -1;
       break;
     }
@@ -454,7 +471,7 @@ static int read_positions_file(const char *path, const names *u, Greeks__V1__Pos
     p->type[k] = strcasecmp(type, "call") == 0 ? GREEKS__V1__OPTION_TYPE__CALL : GREEKS__V1__OPTION_TYPE__PUT;
     p->n_underlying++;
   }
-  csv_file_close(&f);
+  csv_input_close(&f);
   size_t n = p->n_underlying;
   p->n_type = p->n_strike = p->n_expiry = p->n_vol = p->n_quantity = p->n_multiplier = n;
   return rc;

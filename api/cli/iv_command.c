@@ -1,6 +1,10 @@
 /*
  * `greeks iv [--model bsm|black76|gk|bachelier] FILE|-`: implied vols of a CSV of option prices,
- * streamed in chunks (greeks/iv.h).
+ * streamed in chunks (greeks/iv.h). csv_reader gives each row's fields or why it
+ * cannot be read, iv_parse_row the numbers or a named field error, the kernels
+ * the vol or the rule the row broke; every bad row keeps its place in the output
+ * with its message (exit 3), and only an unusable header or a failed read stops
+ * the run (exit 2).
  */
 #include "iv_command.h"
 
@@ -12,8 +16,7 @@
 #include "csv.h"
 #include "greeks/iv.h"
 
-enum { C_ID, C_TYPE, C_S, C_K, C_T, C_R, C_Q, C_PRICE, C_COUNT };
-static const char *const columns[C_COUNT] = {"id", "type", "S", "K", "T", "r", "q", "price"};
+static const char *const column_names[IV_COLUMNS] = {"id", "type", "S", "K", "T", "r", "q", "price"};
 
 #define CHUNK 8192
 
@@ -26,34 +29,58 @@ typedef struct iv_chunk {
   uint8_t type[CHUNK], error[CHUNK];
 } iv_chunk;
 
-static int read_number(const char *text, const char *name, size_t line, double *value, char *problem) {
-  const char *rule = cli_parse_double(text ? text : "", value);
+void iv_columns(gk_model model, csv_column columns[IV_COLUMNS]) {
+  for (int c = 0; c < IV_COLUMNS; c++) {
+    columns[c].name = column_names[c];
+    columns[c].required = c != IV_Q || gk_model_uses_yield(model);
+  }
+}
+
+static int read_number(const char *const *f, int column, size_t line, double *value, csv_error *error) {
+  const char *rule = cli_parse_double(f[column] ? f[column] : "", value);
   if (rule == NULL) return 0;
-  snprintf(problem, CSV_MESSAGE_SIZE, "line %zu: field '%s' value '%s': %s", line, name, text ? text : "", rule);
+  csv_field_error(error, line, column_names[column], f[column], rule);
   return -1;
 }
 
-/* Fills row k; a row that cannot be read keeps its message and a type byte the
- * kernels reject. */
-static void parse_row(iv_chunk *c, size_t k, const char **f, size_t line, gk_model model) {
-  c->problem[k][0] = '\0';
-  c->yield[k] = 0.0;
-  c->line[k] = line;
-  c->type[k] = 0xff;
-  const char *type = cli_skip_spaces(f[C_TYPE]);
-  uint8_t t = strcasecmp(type, "call") == 0 ? GK_CALL : strcasecmp(type, "put") == 0 ? GK_PUT : 0xff;
-  if (t == 0xff) {
-    snprintf(c->problem[k], CSV_MESSAGE_SIZE, "line %zu: field 'type' value '%s': must be call or put", line, f[C_TYPE]);
-    return;
+int iv_parse_row(gk_model model, const char *const *f, size_t line, iv_values *v, csv_error *error) {
+  memset(v, 0, sizeof *v);
+  const char *type = cli_skip_spaces(f[IV_TYPE]);
+  if (strcasecmp(type, "call") == 0) v->type = GK_CALL;
+  else if (strcasecmp(type, "put") == 0) v->type = GK_PUT;
+  else {
+    csv_field_error(error, line, "type", f[IV_TYPE], "must be call or put");
+    return -1;
   }
-  if (read_number(f[C_S], "S", line, &c->spot[k], c->problem[k]) ||
-      read_number(f[C_K], "K", line, &c->strike[k], c->problem[k]) ||
-      read_number(f[C_T], "T", line, &c->expiry[k], c->problem[k]) ||
-      read_number(f[C_R], "r", line, &c->rate[k], c->problem[k]) ||
-      (gk_model_uses_yield(model) && read_number(f[C_Q], "q", line, &c->yield[k], c->problem[k])) ||
-      read_number(f[C_PRICE], "price", line, &c->price[k], c->problem[k]))
-    return;
-  c->type[k] = t;
+  if (read_number(f, IV_S, line, &v->spot, error) || read_number(f, IV_K, line, &v->strike, error) ||
+      read_number(f, IV_T, line, &v->expiry, error) || read_number(f, IV_R, line, &v->rate, error) ||
+      (gk_model_uses_yield(model) && read_number(f, IV_Q, line, &v->yield, error)) ||
+      read_number(f, IV_PRICE, line, &v->price, error))
+    return -1;
+  return 0;
+}
+
+/* Fills row k from its fields, or keeps its problem (the reader's or the
+ * parser's) with a type byte the kernels reject. Returns -1 when out of memory. */
+static int add_row(iv_chunk *c, const char **f, size_t line, const csv_error *problem, gk_model model) {
+  size_t k = c->count;
+  c->id[k] = strdup(problem == NULL && f[IV_ID] ? f[IV_ID] : "");
+  if (c->id[k] == NULL) return -1;
+  c->count++;
+  c->line[k] = line;
+  c->problem[k][0] = '\0';
+  c->type[k] = 0xff;
+  iv_values v;
+  csv_error error;
+  if (problem == NULL && iv_parse_row(model, f, line, &v, &error) == 0) {
+    c->type[k] = v.type;
+    c->spot[k] = v.spot, c->strike[k] = v.strike, c->expiry[k] = v.expiry;
+    c->rate[k] = v.rate, c->yield[k] = v.yield, c->price[k] = v.price;
+    return 0;
+  }
+  snprintf(c->problem[k], CSV_MESSAGE_SIZE, "%s", (problem ? problem : &error)->message);
+  c->spot[k] = c->strike[k] = c->expiry[k] = c->rate[k] = c->yield[k] = c->price[k] = 0.0;
+  return 0;
 }
 
 static const char *field_text(const iv_chunk *c, size_t k, const char *field, char *buffer, size_t size) {
@@ -64,7 +91,7 @@ static const char *field_text(const iv_chunk *c, size_t k, const char *field, ch
   return buffer;
 }
 
-static int solve_chunk(iv_chunk *c, gk_model model, FILE *out, size_t *bad) {
+static int solve_chunk(iv_chunk *c, gk_model model, const char *name, FILE *out, size_t *bad) {
   gk_iv_batch in = {c->count, c->spot, c->strike, c->expiry, c->rate, c->yield, c->price, c->type};
   gk_rc rc = gk_implied_vol_batch(model, &in, c->vol, c->error, NULL);
   if (rc != GK_RC_OK) {
@@ -77,14 +104,16 @@ static int solve_chunk(iv_chunk *c, gk_model model, FILE *out, size_t *bad) {
     else if (c->error[k] != GK_ELEMENT_OK) {
       const char *field = gk_element_error_field((gk_element_error)c->error[k]);
       char value[64];
-      snprintf(message, sizeof message, "line %zu: field '%s' value '%s': %s", c->line[k], field,
-               field_text(c, k, field, value, sizeof value), gk_element_error_rule((gk_element_error)c->error[k]));
+      csv_error error;
+      csv_field_error(&error, c->line[k], field, field_text(c, k, field, value, sizeof value),
+                      gk_element_error_rule((gk_element_error)c->error[k]));
+      snprintf(message, sizeof message, "%s", error.message);
     }
     csv_write_field(out, c->id[k]);
     if (message[0]) {
       fputs(",,", out);
       csv_write_field(out, message);
-      fprintf(stderr, "greeks: %s\n", message);
+      fprintf(stderr, "greeks: %s: %s\n", name, message);
       (*bad)++;
     } else {
       fprintf(out, ",%.17g,", c->vol[k]);
@@ -94,6 +123,35 @@ static int solve_chunk(iv_chunk *c, gk_model model, FILE *out, size_t *bad) {
   }
   c->count = 0;
   return 0;
+}
+
+/* Reads the header, then every row in chunks. Returns an exit code. */
+static int iv_stream(gk_model model, csv_input *in, FILE *out) {
+  csv_column columns[IV_COLUMNS];
+  iv_columns(model, columns);
+  csv_error error;
+  if (csv_reader_header(in->reader, columns, IV_COLUMNS, &error) != 0) {
+    fprintf(stderr, "greeks: %s: %s (expected id,type,S,K,T,r,q,price)\n", in->name, error.message);
+    return CLI_EXIT_UNUSABLE;
+  }
+  iv_chunk *c = calloc(1, sizeof *c);
+  if (c == NULL) return CLI_EXIT_UNUSABLE;
+  fputs("id,iv,error\n", out);
+  const char *fields[IV_COLUMNS];
+  size_t bad = 0;
+  int status = CLI_EXIT_OK, got;
+  while (status == CLI_EXIT_OK && (got = csv_reader_next(in->reader, fields, &error)) != CSV_END) {
+    if (got == CSV_FAILED || add_row(c, fields, csv_reader_line(in->reader), got == CSV_BAD_ROW ? &error : NULL, model) != 0) {
+      fprintf(stderr, "greeks: %s: %s\n", in->name, got == CSV_FAILED ? error.message : "out of memory");
+      status = CLI_EXIT_UNUSABLE;
+    } else if (c->count == CHUNK && solve_chunk(c, model, in->name, out, &bad) != 0) {
+      status = CLI_EXIT_UNUSABLE;
+    }
+  }
+  if (status == CLI_EXIT_OK && c->count > 0 && solve_chunk(c, model, in->name, out, &bad) != 0) status = CLI_EXIT_UNUSABLE;
+  for (size_t k = 0; k < c->count; k++) free(c->id[k]);
+  free(c);
+  return status == CLI_EXIT_OK && bad > 0 ? CLI_EXIT_BAD_ROWS : status;
 }
 
 void iv_command_usage(FILE *out) {
@@ -136,37 +194,15 @@ int iv_command(int argc, char **argv) {
   if (cli_parse_model(model_name, &model) != 0)
     return cli_usage_error("--model must be bsm, black76, gk or bachelier", model_name);
   if (cli_check_isa() != 0) return CLI_EXIT_UNUSABLE;
-  const int required[C_COUNT] = {1, 1, 1, 1, 1, 1, gk_model_uses_yield(model), 1};
-  csv_file t;
-  const char *file = strcmp(path, "-") == 0 ? "/dev/stdin" : path;
-  int status = CLI_EXIT_OK;
-  iv_chunk *c = calloc(1, sizeof *c);
-  if (c == NULL || csv_file_open(&t, file, columns, required, C_COUNT) != 0) {
-    if (c) csv_file_close(&t);
-    free(c);
+  csv_input in;
+  csv_error error;
+  if (csv_input_open(&in, path, &error) != 0) {
+    fprintf(stderr, "greeks: %s\n", error.message);
+    csv_input_close(&in);
     return CLI_EXIT_UNUSABLE;
   }
-  fputs("id,iv,error\n", stdout);
-  const char *fields[C_COUNT] = {0};
-  char problem[CSV_MESSAGE_SIZE];
-  size_t bad = 0;
-  int got;
-  while ((got = csv_file_next(&t, fields, C_COUNT, problem)) != 0) {
-    size_t k = c->count++;
-    c->id[k] = strdup(got > 0 && fields[C_ID] ? fields[C_ID] : "");
-    if (got < 0) {
-      snprintf(c->problem[k], CSV_MESSAGE_SIZE, "%s", problem);
-      c->type[k] = 0xff;
-      c->line[k] = t.line_number;
-    } else {
-      parse_row(c, k, fields, t.line_number, model);
-    }
-    if (c->count == CHUNK && solve_chunk(c, model, stdout, &bad) != 0) { status = CLI_EXIT_UNUSABLE; break; }
-  }
-  if (status == CLI_EXIT_OK && c->count > 0 && solve_chunk(c, model, stdout, &bad) != 0) status = CLI_EXIT_UNUSABLE;
-  for (size_t k = 0; k < c->count; k++) free(c->id[k]);
-  csv_file_close(&t);
-  free(c);
-  if (fflush(stdout) != 0) return CLI_EXIT_UNUSABLE;
-  return status == CLI_EXIT_OK && bad > 0 ? CLI_EXIT_BAD_ROWS : status;
+  int status = iv_stream(model, &in, stdout);
+  csv_input_close(&in);
+  if (fflush(stdout) != 0 || ferror(stdout)) return CLI_EXIT_UNUSABLE;
+  return status;
 }

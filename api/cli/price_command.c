@@ -1,6 +1,13 @@
 /*
- * `greeks price`: prices a CSV of options, streaming it in fixed-size chunks so
- * memory stays bounded whatever the file size.
+ * `greeks price` and `greeks chain`: price a CSV of options, streaming it in
+ * fixed-size chunks so memory stays bounded whatever the file size.
+ *
+ * Steps: csv_reader (csv.h) gives each row's fields or the reason it cannot be
+ * read; price_parse_row turns fields into kernel inputs or a named field error;
+ * the kernels check the domain per element. Every kind of bad row takes its
+ * slot in the chunk with its message, so the output keeps the input's order and
+ * the run goes on (exit 3); only an unusable header or a failed read stops it
+ * (exit 2).
  */
 #include "price_command.h"
 
@@ -16,18 +23,16 @@
 #include "greeks/bsm.h"
 #include "greeks/pricing.h"
 
-enum { COL_ID, COL_TYPE, COL_S, COL_K, COL_T, COL_R, COL_Q, COL_SIGMA, COL_STYLE, COL_COUNT };
-static const char *const column_names[COL_COUNT] = {"id", "type", "S", "K", "T", "r", "q", "sigma",
-                                                    "style"};
+static const char *const column_names[PRICE_COLUMNS] = {"id", "type", "S", "K", "T", "r", "q", "sigma",
+                                                        "style"};
 
 #define CHUNK_ROWS 32768
-#define MESSAGE_SIZE 256
 
 typedef struct row {
   size_t line_number;
-  char *text;                    /* owned copy of the line; fields point into it */
-  const char *field[COL_COUNT];  /* NULL for a column the file does not have */
-  char error[MESSAGE_SIZE];      /* empty when the row is valid so far */
+  char *text;                       /* owned copy of the fields */
+  const char *field[PRICE_COLUMNS]; /* point into text; NULL for a column not read */
+  char error[CSV_MESSAGE_SIZE];     /* empty when the row is valid so far */
 } row;
 
 typedef struct chunk {
@@ -46,44 +51,41 @@ static const char *const second_order_names[9] = {"vanna", "volga", "charm", "ve
                                                   "zomma", "color", "dual_delta", "dual_gamma"};
 
 typedef struct price_job {
-  gk_model model;
+  price_rules rules;
   unsigned outputs;
-  const char *path;
-  int chain_mode;     /* `greeks chain`: S, r, q come from the command line */
-  gk_market market;   /* chain mode only */
+  const char *path;           /* for messages: the file name or <stdin> */
+  gk_market market;           /* chain mode only */
   gk_pool *pool;
-  uint8_t default_style;      /* --style: rows without a style column or value */
   gk_american_method method;  /* --american-method */
-  int column_of[COL_COUNT]; /* position of each column in the file, -1 if absent */
   size_t bad_rows;
-  int bad_style;              /* a style value was unreadable: the run stops (exit 2) */
 } price_job;
 
-static void set_row_error(row *r, const char *column, const char *value, const char *rule) {
-  snprintf(r->error, sizeof r->error, "line %zu: field '%s' value '%s': %s", r->line_number,
-           column, value, rule);
+void price_columns(const price_rules *rules, csv_column columns[PRICE_COLUMNS]) {
+  for (int col = 0; col < PRICE_COLUMNS; col++) {
+    int market_column = col == PRICE_S || col == PRICE_R || col == PRICE_Q;
+    int optional = (col == PRICE_Q && !gk_model_uses_yield(rules->model)) || col == PRICE_STYLE;
+    /* chain mode: the flags give S, r, q; such columns in the file are ignored */
+    columns[col].name = rules->chain_mode && market_column ? NULL : column_names[col];
+    columns[col].required = !optional;
+  }
 }
 
-static int parse_number(row *r, int column, double *value) {
-  const char *text = r->field[column];
-  if (text == NULL) { /* column absent: q under black76, or S, r, q of a chain */
-    *value = 0.0;
-    return 0;
-  }
+static int parse_number(const char *const *fields, int column, size_t line, double *value, csv_error *error) {
+  const char *text = fields[column];
+  *value = 0.0;
+  if (text == NULL) return 0; /* column absent: q under black76, or S, r, q of a chain */
   const char *rule = cli_parse_double(text, value);
-  if (rule != NULL) {
-    set_row_error(r, column_names[column], text, rule);
-    return -1;
-  }
-  return 0;
+  if (rule == NULL) return 0;
+  csv_field_error(error, line, column_names[column], text, rule);
+  return -1;
 }
 
-static int parse_type(row *r, uint8_t *type) {
-  const char *text = cli_skip_spaces(r->field[COL_TYPE]);
-  if (strcasecmp(text, "call") == 0) *type = GK_CALL;
-  else if (strcasecmp(text, "put") == 0) *type = GK_PUT;
+static int parse_type(const char *text, size_t line, uint8_t *type, csv_error *error) {
+  const char *name = cli_skip_spaces(text);
+  if (strcasecmp(name, "call") == 0) *type = GK_CALL;
+  else if (strcasecmp(name, "put") == 0) *type = GK_PUT;
   else {
-    set_row_error(r, "type", r->field[COL_TYPE], "must be call or put");
+    csv_field_error(error, line, "type", text, "must be call or put");
     return -1;
   }
   return 0;
@@ -97,63 +99,60 @@ static int parse_style_name(const char *text, uint8_t *style) {
 }
 
 /* The row's style: its own value, or the --style default when the column is
- * absent or the field blank. An unknown value stops the run: pricing it as the
- * default would silently give the wrong exercise. */
-static int parse_style(price_job *job, row *r, uint8_t *style) {
-  const char *text = r->field[COL_STYLE] ? cli_skip_spaces(r->field[COL_STYLE]) : "";
-  *style = job->default_style;
-  if (*text == '\0' || parse_style_name(text, style) == 0) return 0;
-  set_row_error(r, "style", r->field[COL_STYLE], "must be european or american");
-  fprintf(stderr, "greeks: %s: %s\n", job->path, r->error);
-  job->bad_style = 1;
+ * absent or the field blank. An unknown value is a bad row like any other:
+ * pricing it as the default would silently give the wrong exercise. */
+static int parse_style(const price_rules *rules, const char *text, size_t line, uint8_t *style,
+                       csv_error *error) {
+  const char *name = text ? cli_skip_spaces(text) : "";
+  *style = rules->default_style;
+  if (*name == '\0' || parse_style_name(name, style) == 0) return 0;
+  csv_field_error(error, line, "style", text, "must be european or american");
   return -1;
 }
 
-/* Fills element k of the chunk's input arrays from its row; returns -1 (with the
- * row's error set) when a field cannot be read. */
-static int parse_row_values(price_job *job, chunk *c, size_t k) {
-  row *r = &c->rows[k];
-  if (parse_style(job, r, &c->style[k])) return -1;
-  if (parse_type(r, &c->type[k]) || parse_number(r, COL_K, &c->strike[k]) ||
-      parse_number(r, COL_T, &c->expiry[k]) || parse_number(r, COL_SIGMA, &c->vol[k]))
+int price_parse_row(const price_rules *rules, const char *const *f, size_t line, price_values *v,
+                    csv_error *error) {
+  memset(v, 0, sizeof *v);
+  if (parse_type(f[PRICE_TYPE], line, &v->type, error) ||
+      parse_style(rules, f[PRICE_STYLE], line, &v->style, error) ||
+      parse_number(f, PRICE_K, line, &v->strike, error) || parse_number(f, PRICE_T, line, &v->expiry, error) ||
+      parse_number(f, PRICE_SIGMA, line, &v->vol, error))
     return -1;
-  if (job->chain_mode) return 0; /* the market comes from the command line */
-  if (parse_number(r, COL_S, &c->spot[k]) || parse_number(r, COL_R, &c->rate[k])) return -1;
-  if (!gk_model_uses_yield(job->model)) c->yield[k] = 0.0; /* ignored by the model */
-  else if (parse_number(r, COL_Q, &c->yield[k])) return -1;
+  if (rules->chain_mode) return 0; /* the market comes from the command line */
+  if (parse_number(f, PRICE_S, line, &v->spot, error) || parse_number(f, PRICE_R, line, &v->rate, error))
+    return -1;
+  if (gk_model_uses_yield(rules->model) && parse_number(f, PRICE_Q, line, &v->yield, error)) return -1;
+  v->yield = gk_model_uses_yield(rules->model) ? v->yield : 0.0; /* ignored by the model */
   return 0;
 }
 
-/* Takes ownership of `line`. */
-static void add_row(price_job *job, chunk *c, char *line, size_t line_number) {
-  size_t k = c->count++;
+/* Puts a row into slot k of the chunk: its fields copied, its values parsed or
+ * its problem kept. `problem` is the reader's bad-row error, or NULL. Returns -1
+ * when out of memory. */
+static int add_row(price_job *job, chunk *c, const char **fields, size_t line, const csv_error *problem) {
+  size_t k = c->count;
   row *r = &c->rows[k];
-  r->line_number = line_number;
-  r->text = line;
+  r->line_number = line;
   r->error[0] = '\0';
-  csv_record record;
-  const char *split_error;
   memset(r->field, 0, sizeof r->field);
-  if (csv_split(line, &record, &split_error) != 0) {
-    snprintf(r->error, sizeof r->error, "line %zu: %s", line_number, split_error);
-  } else {
-    for (int col = 0; col < COL_COUNT; col++) {
-      int at = job->column_of[col];
-      if (at < 0) continue;
-      if ((size_t)at >= record.field_count) {
-        snprintf(r->error, sizeof r->error, "line %zu: %zu fields, field '%s' is missing",
-                 line_number, record.field_count, column_names[col]);
-        break;
-      }
-      r->field[col] = record.fields[at];
-    }
+  r->text = NULL;
+  if (problem == NULL && (r->text = csv_copy_fields(fields, PRICE_COLUMNS, r->field)) == NULL) return -1;
+  c->count++;
+  price_values v;
+  csv_error error;
+  if (problem == NULL && price_parse_row(&job->rules, r->field, line, &v, &error) == 0) {
+    c->type[k] = v.type, c->style[k] = v.style;
+    c->spot[k] = v.spot, c->strike[k] = v.strike, c->expiry[k] = v.expiry;
+    c->rate[k] = v.rate, c->yield[k] = v.yield, c->vol[k] = v.vol;
+    return 0;
   }
-  if (r->error[0] == '\0' && parse_row_values(job, c, k) == 0) return;
+  snprintf(r->error, sizeof r->error, "%s", (problem ? problem : &error)->message);
   /* An unreadable row still occupies its slot; the kernel sees a put-call type byte
    * it rejects, and the row's own message wins when the result is written. */
   c->type[k] = 0xff;
   c->style[k] = GK_STYLE_EUROPEAN;
   c->spot[k] = c->strike[k] = c->expiry[k] = c->rate[k] = c->yield[k] = c->vol[k] = 0.0;
+  return 0;
 }
 
 static void write_number(FILE *out, int wanted, double value) {
@@ -162,20 +161,23 @@ static void write_number(FILE *out, int wanted, double value) {
   if (wanted) fprintf(out, "%.17g", value == 0.0 ? 0.0 : value);
 }
 
+/* The kernel's reason for an element, as "line N: field 'X' value 'V': rule". */
+static void describe_element_error(row *r, gk_element_error code) {
+  const char *field = gk_element_error_field(code), *value = "";
+  for (int col = PRICE_S; col < PRICE_STYLE; col++)
+    if (strcmp(field, column_names[col]) == 0 && r->field[col]) value = r->field[col];
+  csv_error error;
+  csv_field_error(&error, r->line_number, field, value, gk_element_error_rule(code));
+  snprintf(r->error, sizeof r->error, "%s", error.message);
+}
+
 static void write_chunk_results(price_job *job, chunk *c, FILE *out) {
-  static const char *const value_columns[] = {NULL, NULL, "S", "K", "T", "r", "q", "sigma", "style"};
   for (size_t k = 0; k < c->count; k++) {
     row *r = &c->rows[k];
     gk_element_error code = (gk_element_error)c->element_error[k];
-    if (r->error[0] == '\0' && code != GK_ELEMENT_OK) {
-      const char *field = gk_element_error_field(code);
-      const char *value = "";
-      for (int col = COL_S; col < COL_STYLE; col++)
-        if (strcmp(field, value_columns[col]) == 0 && r->field[col]) value = r->field[col];
-      set_row_error(r, field, value, gk_element_error_rule(code));
-    }
+    if (r->error[0] == '\0' && code != GK_ELEMENT_OK) describe_element_error(r, code);
     int ok = r->error[0] == '\0';
-    csv_write_field(out, r->field[COL_ID] ? r->field[COL_ID] : "");
+    csv_write_field(out, r->field[PRICE_ID] ? r->field[PRICE_ID] : "");
     write_number(out, ok, c->price[k]);
     write_number(out, ok && (job->outputs & GK_OUT_DELTA), c->delta[k]);
     write_number(out, ok && (job->outputs & GK_OUT_GAMMA), c->gamma[k]);
@@ -188,11 +190,16 @@ static void write_chunk_results(price_job *job, chunk *c, FILE *out) {
     fputc(',', out);
     if (!ok) {
       csv_write_field(out, r->error);
-      fprintf(stderr, "greeks: %s\n", r->error);
+      fprintf(stderr, "greeks: %s: %s\n", job->path, r->error);
       job->bad_rows++;
     }
     fputc('\n', out);
   }
+}
+
+static void free_chunk_rows(chunk *c) {
+  for (size_t k = 0; k < c->count; k++) free(c->rows[k].text);
+  c->count = 0;
 }
 
 static int price_chunk(price_job *job, chunk *c, FILE *out) {
@@ -203,93 +210,74 @@ static int price_chunk(price_job *job, chunk *c, FILE *out) {
   gk_status status;
   gk_code code;
   gk_exercise exercise = {c->style, job->method};
-  if (job->chain_mode) {
+  if (job->rules.chain_mode) {
     gk_chain chain = {c->count, c->strike, c->expiry, c->vol, c->type};
-    code = gk_price_chain_ex(job->pool, job->model, &job->market, &chain, &exercise, job->outputs,
+    code = gk_price_chain_ex(job->pool, job->rules.model, &job->market, &chain, &exercise, job->outputs,
                              &res, NULL, &status);
   } else {
     gk_option_batch in = {c->count, c->spot, c->strike, c->expiry, c->rate,
                           c->yield, c->vol, c->type};
-    code = gk_price_batch_ex(job->pool, job->model, &in, &exercise, job->outputs, &res, NULL, &status);
+    code = gk_price_batch_ex(job->pool, job->rules.model, &in, &exercise, job->outputs, &res, NULL, &status);
   }
   if (code != GK_OK) {
     fprintf(stderr, "greeks: pricing failed: %s\n", status.message);
     return -1;
   }
   write_chunk_results(job, c, out);
-  for (size_t k = 0; k < c->count; k++) free(c->rows[k].text);
-  c->count = 0;
+  free_chunk_rows(c);
   return 0;
 }
 
-/* Maps header names to positions. Returns -1 with a message on a missing column. */
-static int read_header(price_job *job, char *line) {
-  csv_record header;
-  const char *error;
-  if (csv_split(line, &header, &error) != 0) {
-    fprintf(stderr, "greeks: %s: header: %s\n", job->path, error);
-    return -1;
-  }
-  for (int col = 0; col < COL_COUNT; col++) {
-    job->column_of[col] = -1;
-    for (size_t i = 0; i < header.field_count; i++)
-      if (strcmp(cli_skip_spaces(header.fields[i]), column_names[col]) == 0)
-        job->column_of[col] = (int)i;
-    int market_column = col == COL_S || col == COL_R || col == COL_Q;
-    int optional = (col == COL_Q && !gk_model_uses_yield(job->model)) ||
-                   (job->chain_mode && market_column) || col == COL_STYLE;
-    if (job->chain_mode && market_column) job->column_of[col] = -1; /* flags win */
-    if (job->column_of[col] < 0 && !optional) {
-      fprintf(stderr, "greeks: %s: header has no '%s' column (expected %s)\n", job->path,
-              column_names[col], job->chain_mode ? "id,type,K,T,sigma" : "id,type,S,K,T,r,q,sigma");
-      return -1;
+/* Maps the header's columns; prints why and returns -1 when it is unusable. */
+static int read_header(price_job *job, csv_reader *reader) {
+  csv_column columns[PRICE_COLUMNS];
+  price_columns(&job->rules, columns);
+  csv_error error;
+  if (csv_reader_header(reader, columns, PRICE_COLUMNS, &error) == 0) return 0;
+  fprintf(stderr, "greeks: %s: %s (expected %s)\n", job->path, error.message,
+          job->rules.chain_mode ? "id,type,K,T,sigma" : "id,type,S,K,T,r,q,sigma");
+  return -1;
+}
+
+static void write_output_header(const price_job *job, FILE *out) {
+  fputs("id,price,delta,gamma,vega,theta,rho,phi", out);
+  if (job->outputs & GK_OUT_SECOND_ORDER)
+    for (int g = 0; g < 9; g++) fprintf(out, ",%s", second_order_names[g]);
+  fputs(",error\n", out);
+}
+
+/* Reads every row into chunks and prices each full one. Returns an exit code. */
+static int price_rows(price_job *job, csv_reader *reader, chunk *c, FILE *out) {
+  const char *fields[PRICE_COLUMNS];
+  csv_error error;
+  for (;;) {
+    int got = csv_reader_next(reader, fields, &error);
+    if (got == CSV_END) break;
+    if (got == CSV_FAILED) {
+      fprintf(stderr, "greeks: %s: %s\n", job->path, error.message);
+      return CLI_EXIT_UNUSABLE;
     }
+    if (add_row(job, c, fields, csv_reader_line(reader), got == CSV_BAD_ROW ? &error : NULL) != 0) {
+      fprintf(stderr, "greeks: out of memory\n");
+      return CLI_EXIT_UNUSABLE;
+    }
+    if (c->count == CHUNK_ROWS && price_chunk(job, c, out) != 0) return CLI_EXIT_UNUSABLE;
   }
-  return 0;
+  if (c->count > 0 && price_chunk(job, c, out) != 0) return CLI_EXIT_UNUSABLE;
+  return job->bad_rows > 0 ? CLI_EXIT_BAD_ROWS : CLI_EXIT_OK;
 }
 
-static int is_blank(const char *line) { return *cli_skip_spaces(line) == '\0'; }
-
-static int price_stream(price_job *job, FILE *in, FILE *out) {
+static int price_stream(price_job *job, csv_reader *reader, FILE *out) {
+  if (read_header(job, reader) != 0) return CLI_EXIT_UNUSABLE;
   chunk *c = calloc(1, sizeof *c);
   if (c == NULL) {
     fprintf(stderr, "greeks: out of memory\n");
     return CLI_EXIT_UNUSABLE;
   }
-  char *line = NULL;
-  size_t capacity = 0, line_number = 0;
-  int status = CLI_EXIT_OK, have_header = 0;
-  while (getline(&line, &capacity, in) != -1) {
-    line_number++;
-    if (is_blank(line)) continue;
-    if (!have_header) {
-      if (read_header(job, line) != 0) { status = CLI_EXIT_UNUSABLE; break; }
-      have_header = 1;
-      fputs("id,price,delta,gamma,vega,theta,rho,phi", out);
-      if (job->outputs & GK_OUT_SECOND_ORDER)
-        for (int g = 0; g < 9; g++) fprintf(out, ",%s", second_order_names[g]);
-      fputs(",error\n", out);
-      continue;
-    }
-    char *owned = strdup(line);
-    if (owned == NULL) { fprintf(stderr, "greeks: out of memory\n"); status = CLI_EXIT_UNUSABLE; break; }
-    add_row(job, c, owned, line_number);
-    if (job->bad_style) { status = CLI_EXIT_UNUSABLE; break; }
-    if (c->count == CHUNK_ROWS && price_chunk(job, c, out) != 0) { status = CLI_EXIT_UNUSABLE; break; }
-  }
-  if (status == CLI_EXIT_OK && ferror(in)) {
-    fprintf(stderr, "greeks: %s: read error: %s\n", job->path, strerror(errno));
-    status = CLI_EXIT_UNUSABLE;
-  }
-  if (status == CLI_EXIT_OK && !have_header) {
-    fprintf(stderr, "greeks: %s: empty file (expected a header id,type,S,K,T,r,q,sigma)\n", job->path);
-    status = CLI_EXIT_UNUSABLE;
-  }
-  if (status == CLI_EXIT_OK && c->count > 0 && price_chunk(job, c, out) != 0) status = CLI_EXIT_UNUSABLE;
-  for (size_t k = 0; k < c->count; k++) free(c->rows[k].text);
+  write_output_header(job, out);
+  int status = price_rows(job, reader, c, out);
+  free_chunk_rows(c);
   free(c);
-  free(line);
-  if (status == CLI_EXIT_OK && job->bad_rows > 0) status = CLI_EXIT_BAD_ROWS;
   return status;
 }
 
@@ -332,12 +320,12 @@ static int parse_market_flag(const char *message, const char *value, double *out
 }
 
 static int run_price_job(int argc, char **argv, int chain_mode) {
-  price_job job = {.model = GK_MODEL_BSM, .outputs = GK_OUT_ALL, .path = NULL, .chain_mode = chain_mode};
+  price_job job = {.rules = {.model = GK_MODEL_BSM, .chain_mode = chain_mode}, .outputs = GK_OUT_ALL};
   int threads = 0, have_spot = 0, have_rate = 0;
   for (int i = 0; i < argc; i++) {
     const char *arg = argv[i], *value = NULL;
     if (cli_take_option(argc, argv, &i, "--model", &value)) {
-      if (!value || cli_parse_model(value, &job.model) != 0)
+      if (!value || cli_parse_model(value, &job.rules.model) != 0)
         return cli_usage_error("--model must be bsm, black76, gk or bachelier", value);
     } else if (cli_take_option(argc, argv, &i, "--greeks", &value)) {
       if (!value || cli_parse_greeks(value, &job.outputs) != 0)
@@ -345,7 +333,7 @@ static int run_price_job(int argc, char **argv, int chain_mode) {
                                "delta,gamma,vega,theta,rho,phi,vanna,volga,charm,veta,speed,"
                                "zomma,color,dual_delta,dual_gamma,second", value);
     } else if (cli_take_option(argc, argv, &i, "--style", &value)) {
-      if (!value || parse_style_name(value, &job.default_style) != 0)
+      if (!value || parse_style_name(value, &job.rules.default_style) != 0)
         return cli_usage_error("--style must be european or american", value);
     } else if (cli_take_option(argc, argv, &i, "--american-method", &value)) {
       if (!value || gk_american_method_from_name(value, &job.method) != GK_RC_OK)
@@ -379,31 +367,33 @@ static int run_price_job(int argc, char **argv, int chain_mode) {
     return CLI_EXIT_UNUSABLE;
   }
   if (cli_check_isa() != 0) return CLI_EXIT_UNUSABLE;
-  if (job.default_style == GK_STYLE_AMERICAN && job.model == GK_MODEL_BACHELIER)
+  if (job.rules.default_style == GK_STYLE_AMERICAN && job.rules.model == GK_MODEL_BACHELIER)
     return cli_usage_error("--style american needs a lognormal model (bsm, black76 or gk)", "bachelier");
-  if (job.default_style == GK_STYLE_AMERICAN && (job.outputs & GK_OUT_SECOND_ORDER))
+  if (job.rules.default_style == GK_STYLE_AMERICAN && (job.outputs & GK_OUT_SECOND_ORDER))
     return cli_usage_error("--style american has price and first-order Greeks only", "second order");
   if (chain_mode) {
     gk_status status;
-    if (gk_market_validate(job.model, &job.market, &status) != GK_OK) {
+    if (gk_market_validate(job.rules.model, &job.market, &status) != GK_OK) {
       fprintf(stderr, "greeks: %s\n", status.message);
       return CLI_EXIT_UNUSABLE;
     }
   }
-  FILE *in = strcmp(job.path, "-") == 0 ? stdin : fopen(job.path, "r");
-  if (in == NULL) {
-    fprintf(stderr, "greeks: cannot open %s: %s\n", job.path, strerror(errno));
+  csv_input in;
+  csv_error error;
+  if (csv_input_open(&in, job.path, &error) != 0) {
+    fprintf(stderr, "greeks: %s\n", error.message);
+    csv_input_close(&in);
     return CLI_EXIT_UNUSABLE;
   }
-  if (strcmp(job.path, "-") == 0) job.path = "<stdin>";
+  job.path = in.name;
   job.pool = cli_make_pool(threads, chain_mode ? gk_chain_scratch_bytes() : 0);
-  if (job.pool == NULL) {
-    if (in != stdin) fclose(in);
-    return CLI_EXIT_UNUSABLE;
-  }
-  int status = price_stream(&job, in, stdout);
+  int status = job.pool ? price_stream(&job, in.reader, stdout) : CLI_EXIT_UNUSABLE;
   gk_pool_destroy(job.pool);
-  if (in != stdin) fclose(in);
+  if (status != CLI_EXIT_UNUSABLE && ferror(in.file)) {
+    fprintf(stderr, "greeks: %s: read error\n", job.path);
+    status = CLI_EXIT_UNUSABLE;
+  }
+  csv_input_close(&in);
   if (fflush(stdout) != 0 || ferror(stdout)) {
     fprintf(stderr, "greeks: write error: %s\n", strerror(errno));
     return CLI_EXIT_UNUSABLE;

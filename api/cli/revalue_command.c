@@ -1,6 +1,8 @@
 /*
  * `greeks revalue positions.csv --market market.csv`: portfolio Greeks, aggregates
  * per underlying and in total, and a scenario P&L grid (engine/portfolio.h).
+ * The two files are read by revalue_input.c; this file parses the options and
+ * the scenario spec, runs the revaluation and writes its tables.
  */
 #include "revalue_command.h"
 
@@ -15,234 +17,26 @@
 #include "cli_common.h"
 #include "csv.h"
 #include "greeks/portfolio.h"
+#include "revalue_input.h"
 
-#define MESSAGE_SIZE 256
+#define MESSAGE_SIZE CSV_MESSAGE_SIZE
 
-/* ---- market file: underlying,S,r,q ---- */
-
-typedef struct market_table {
-  size_t count, capacity;
-  char **names;
-  double *spot, *rate, *yield;
-  /* Open-addressing index from name to position (size a power of two). */
-  uint32_t *slots;
-  size_t slot_count;
-} market_table;
-
-static uint64_t hash_name(const char *s) {
-  uint64_t h = 1469598103934665603ull;
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-  return h;
+static void print_problem(void *user, const csv_error *error) {
+  fprintf(stderr, "greeks: %s: %s\n", (const char *)user, error->message);
 }
 
-static long find_market(const market_table *m, const char *name) {
-  if (m->slot_count == 0) return -1;
-  for (size_t i = hash_name(name) & (m->slot_count - 1);; i = (i + 1) & (m->slot_count - 1)) {
-    if (m->slots[i] == UINT32_MAX) return -1;
-    if (strcmp(m->names[m->slots[i]], name) == 0) return m->slots[i];
-  }
-}
-
-static void insert_slot(market_table *m, uint32_t k) {
-  size_t i = hash_name(m->names[k]) & (m->slot_count - 1);
-  while (m->slots[i] != UINT32_MAX) i = (i + 1) & (m->slot_count - 1);
-  m->slots[i] = k;
-}
-
-/* Adds a market; rehashes when the table would pass half full. */
-static int add_market(market_table *m, const char *name, double S, double r, double q) {
-  if (m->count == m->capacity) {
-    size_t next = m->capacity ? m->capacity * 2 : 64;
-    char **names = realloc(m->names, next * sizeof *names);
-    if (names) m->names = names;
-    double *spot = realloc(m->spot, next * sizeof *spot);
-    if (spot) m->spot = spot;
-    double *rate = realloc(m->rate, next * sizeof *rate);
-    if (rate) m->rate = rate;
-    double *yield = realloc(m->yield, next * sizeof *yield);
-    if (yield) m->yield = yield;
-    if (!names || !spot || !rate || !yield) return -1;
-    m->capacity = next;
-  }
-  if ((m->count + 1) * 2 > m->slot_count) {
-    size_t next = m->slot_count ? m->slot_count * 2 : 64;
-    uint32_t *slots = malloc(next * sizeof *slots);
-    if (slots == NULL) return -1;
-    memset(slots, 0xff, next * sizeof *slots);
-    free(m->slots);
-    m->slots = slots;
-    m->slot_count = next;
-    for (size_t k = 0; k < m->count; k++) insert_slot(m, (uint32_t)k);
-  }
-  if ((m->names[m->count] = strdup(name)) == NULL) return -1;
-  m->spot[m->count] = S, m->rate[m->count] = r, m->yield[m->count] = q;
-  insert_slot(m, (uint32_t)m->count);
-  m->count++;
-  return 0;
-}
-
-static void free_markets(market_table *m) {
-  for (size_t k = 0; k < m->count; k++) free(m->names[k]);
-  free(m->names), free(m->spot), free(m->rate), free(m->yield), free(m->slots);
-}
-
-static int number_field(const char *text, const char *name, size_t line, double *value,
-                        char *error) {
-  const char *rule = cli_parse_double(text ? text : "", value);
-  if (rule == NULL) return 0;
-  snprintf(error, MESSAGE_SIZE, "line %zu: field '%s' value '%s': %s", line, name, text ? text : "", rule);
-  return -1;
-}
-
-enum { M_NAME, M_S, M_R, M_Q, M_COLS };
-static const char *const market_columns[M_COLS] = {"underlying", "S", "r", "q"};
-
-static int read_markets(const char *path, gk_model model, market_table *m) {
-  const int required[M_COLS] = {1, 1, 1, gk_model_uses_yield(model)};
-  csv_file t;
-  int status = csv_file_open(&t, path, market_columns, required, M_COLS);
-  const char *fields[M_COLS] = {0};
-  char error[CSV_MESSAGE_SIZE];
-  int got;
-  while (status == 0 && (got = csv_file_next(&t, fields, M_COLS, error)) != 0) {
-    double S, r, q = 0;
-    if (got < 0 || number_field(fields[M_S], "S", t.line_number, &S, error) ||
-        number_field(fields[M_R], "r", t.line_number, &r, error) ||
-        (fields[M_Q] && gk_model_uses_yield(model) &&
-         number_field(fields[M_Q], "q", t.line_number, &q, error))) {
-      fprintf(stderr, "greeks: %s: %s\n", path, error);
-      status = -1;
-      break;
-    }
-    const char *name = cli_skip_spaces(fields[M_NAME]);
-    if (*name == '\0' || find_market(m, name) >= 0) {
-      fprintf(stderr, "greeks: %s: line %zu: field 'underlying' value '%s': %s\n", path,
-              t.line_number, name, *name ? "appears twice" : "empty");
-      status = -1;
-      break;
-    }
-    if (add_market(m, name, S, r, q) != 0) {
-      fprintf(stderr, "greeks: out of memory\n");
-      status = -1;
-    }
-  }
-  if (status == 0 && m->count == 0) {
-    fprintf(stderr, "greeks: %s: no underlyings\n", path);
-    status = -1;
-  }
-  csv_file_close(&t);
-  return status;
-}
-
-/* ---- positions file: id,underlying,type,K,T,sigma,quantity[,multiplier] ---- */
-
-enum { P_ID, P_UNDERLYING, P_TYPE, P_K, P_T, P_SIGMA, P_QUANTITY, P_MULTIPLIER, P_COLS };
-static const char *const position_columns[P_COLS] = {"id", "underlying", "type", "K", "T",
-                                                     "sigma", "quantity", "multiplier"};
-
-typedef struct position_table {
-  size_t count, capacity;
-  uint32_t *underlying;
-  uint8_t *type;
-  double *strike, *expiry, *vol, *quantity, *multiplier;
-  size_t *line, *id_at; /* source line; offset of the id in `ids` */
-  char *ids;            /* every id, NUL-terminated, one arena */
-  size_t ids_used, ids_capacity;
-  size_t unreadable;    /* rows rejected while reading */
-} position_table;
-
-static int reserve_positions(position_table *p) {
-  if (p->count < p->capacity) return 0;
-  size_t next = p->capacity ? p->capacity * 2 : 4096;
-  void **arrays[] = {(void **)&p->underlying, (void **)&p->type, (void **)&p->strike,
-                     (void **)&p->expiry, (void **)&p->vol, (void **)&p->quantity,
-                     (void **)&p->multiplier, (void **)&p->line, (void **)&p->id_at};
-  size_t sizes[] = {sizeof(uint32_t), 1, 8, 8, 8, 8, 8, sizeof(size_t), sizeof(size_t)};
-  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
-    void *grown = realloc(*arrays[k], next * sizes[k]);
-    if (grown == NULL) return -1;
-    *arrays[k] = grown;
-  }
-  p->capacity = next;
-  return 0;
-}
-
-static int store_id(position_table *p, const char *id) {
-  size_t len = strlen(id) + 1;
-  while (p->ids_used + len > p->ids_capacity) {
-    size_t next = p->ids_capacity ? p->ids_capacity * 2 : 65536;
-    char *grown = realloc(p->ids, next);
-    if (grown == NULL) return -1;
-    p->ids = grown;
-    p->ids_capacity = next;
-  }
-  p->id_at[p->count] = p->ids_used;
-  memcpy(p->ids + p->ids_used, id, len);
-  p->ids_used += len;
-  return 0;
-}
-
-static void free_positions(position_table *p) {
-  free(p->underlying), free(p->type), free(p->strike), free(p->expiry), free(p->vol);
-  free(p->quantity), free(p->multiplier), free(p->line), free(p->id_at), free(p->ids);
-}
-
-/* Parses one record into slot p->count; returns -1 with *error set when a field
- * cannot be read. */
-static int parse_position(const char **f, size_t line, const market_table *m, position_table *p,
-                          char *error) {
-  size_t k = p->count;
-  const char *type = cli_skip_spaces(f[P_TYPE]);
-  if (strcasecmp(type, "call") == 0) p->type[k] = GK_CALL;
-  else if (strcasecmp(type, "put") == 0) p->type[k] = GK_PUT;
-  else {
-    snprintf(error, MESSAGE_SIZE, "line %zu: field 'type' value '%s': must be call or put", line, f[P_TYPE]);
-    return -1;
-  }
-  long u = find_market(m, cli_skip_spaces(f[P_UNDERLYING]));
-  if (u < 0) {
-    snprintf(error, MESSAGE_SIZE, "line %zu: field 'underlying' value '%s': not in the market file",
-             line, f[P_UNDERLYING]);
-    return -1;
-  }
-  p->underlying[k] = (uint32_t)u;
-  p->multiplier[k] = 1.0;
-  if (number_field(f[P_K], "K", line, &p->strike[k], error) ||
-      number_field(f[P_T], "T", line, &p->expiry[k], error) ||
-      number_field(f[P_SIGMA], "sigma", line, &p->vol[k], error) ||
-      number_field(f[P_QUANTITY], "quantity", line, &p->quantity[k], error) ||
-      (f[P_MULTIPLIER] && number_field(f[P_MULTIPLIER], "multiplier", line, &p->multiplier[k], error)))
-    return -1;
-  return 0;
-}
-
-static int read_positions(const char *path, const market_table *m, position_table *p) {
-  const int required[P_COLS] = {1, 1, 1, 1, 1, 1, 1, 0};
-  csv_file t;
-  int status = csv_file_open(&t, path, position_columns, required, P_COLS);
-  const char *fields[P_COLS] = {0};
-  char error[CSV_MESSAGE_SIZE];
-  int got;
-  while (status == 0 && (got = csv_file_next(&t, fields, P_COLS, error)) != 0) {
-    if (reserve_positions(p) != 0) {
-      fprintf(stderr, "greeks: out of memory reading positions\n");
-      status = -1;
-      break;
-    }
-    if (got < 0 || parse_position(fields, t.line_number, m, p, error) != 0) {
-      fprintf(stderr, "greeks: %s: %s\n", path, error);
-      p->unreadable++;
-      continue;
-    }
-    p->line[p->count] = t.line_number;
-    if (store_id(p, fields[P_ID]) != 0) {
-      fprintf(stderr, "greeks: out of memory reading positions\n");
-      status = -1;
-      break;
-    }
-    p->count++;
-  }
-  csv_file_close(&t);
+/* Opens `path` ("-": stdin) and reads it with market_read (markets != NULL) or
+ * positions_read. Returns 0, or -1 after printing why. */
+static int read_input(const char *path, gk_model model, market_table *markets, const market_table *known,
+                      position_table *positions) {
+  csv_input in;
+  csv_error error;
+  int status = csv_input_open(&in, path, &error);
+  if (status == 0 && markets) status = market_read(in.reader, model, markets, &error);
+  else if (status == 0) status = positions_read(in.reader, known, positions, print_problem, (void *)in.name, &error);
+  if (status != 0 && in.reader) fprintf(stderr, "greeks: %s: %s\n", in.name, error.message);
+  else if (status != 0) fprintf(stderr, "greeks: %s\n", error.message);
+  csv_input_close(&in);
   return status;
 }
 
@@ -331,13 +125,16 @@ static void describe_invalid(const position_table *p, const market_table *m, siz
   if (strcmp(field, "S") == 0 || strcmp(field, "r") == 0 || strcmp(field, "q") == 0) {
     uint32_t u = p->underlying[k];
     double v = field[0] == 'S' ? m->spot[u] : field[0] == 'r' ? m->rate[u] : m->yield[u];
+    char name[64];
+    csv_escape(name, sizeof name, m->names[u], strlen(m->names[u]), 40);
     snprintf(message, MESSAGE_SIZE, "line %zu: underlying '%s' field '%s' value '%.17g': %s",
-             p->line[k], m->names[u], field, v, gk_position_error_rule(error));
+             p->line[k], name, field, v, gk_position_error_rule(error));
     return;
   }
   snprintf(value, sizeof value, "%.17g", position_field_value(p, k, field));
-  snprintf(message, MESSAGE_SIZE, "line %zu: field '%s' value '%s': %s", p->line[k], field,
-           value, gk_position_error_rule(error));
+  csv_error e;
+  csv_field_error(&e, p->line[k], field, value, gk_position_error_rule(error));
+  snprintf(message, MESSAGE_SIZE, "%s", e.message);
 }
 
 typedef struct revalue_options {
@@ -400,7 +197,8 @@ static int revalue(const revalue_options *o) {
   int exit_code = CLI_EXIT_UNUSABLE;
   gk_pool *pool = NULL;
   gk_portfolio_results r = {0};
-  if (read_markets(o->market_path, o->model, &m) != 0 || read_positions(o->positions_path, &m, &p) != 0)
+  if (read_input(o->market_path, o->model, &m, NULL, NULL) != 0 ||
+      read_input(o->positions_path, o->model, NULL, &m, &p) != 0)
     goto done;
   size_t n = p.count ? p.count : 1, g = grid.spot.count * grid.vol.count;
   r.value = calloc(n, 8), r.delta = calloc(n, 8), r.gamma = calloc(n, 8), r.vega = calloc(n, 8);
@@ -425,7 +223,8 @@ static int revalue(const revalue_options *o) {
   for (size_t k = 0; k < p.count; k++) {
     if (r.error[k] == 0) continue;
     describe_invalid(&p, &m, k, r.error[k], message);
-    fprintf(stderr, "greeks: %s: %s\n", o->positions_path, message);
+    fprintf(stderr, "greeks: %s: %s\n", strcmp(o->positions_path, "-") == 0 ? "<stdin>" : o->positions_path,
+            message);
   }
   if (write_outputs(o, &m, &p, &r, &grid) != 0) {
     fprintf(stderr, "greeks: write error: %s\n", strerror(errno));
@@ -436,8 +235,8 @@ done:
   gk_pool_destroy(pool);
   free(r.value), free(r.delta), free(r.gamma), free(r.vega), free(r.theta), free(r.rho);
   free(r.phi), free(r.error), free(r.per_underlying), free(r.pnl), free(r.pnl_per_underlying);
-  free_positions(&p);
-  free_markets(&m);
+  positions_free(&p);
+  market_free(&m);
   return exit_code;
 }
 
@@ -447,6 +246,8 @@ void revalue_command_usage(FILE *out) {
         "                      [--grid-out FILE] [--positions-out FILE]\n"
         "  POSITIONS.csv: id,underlying,type,K,T,sigma,quantity[,multiplier]\n"
         "  MARKET.csv:    underlying,S,r,q (q not needed for black76)\n"
+        "  Either file may be '-' (stdin), not both.\n"
+        "  Either file may be '-' (stdin), not both.\n"
         "  SPEC: 'none' or spot=MODE:FROM:TO:COUNT,vol=MODE:FROM:TO:COUNT with MODE rel\n"
         "  (x(1+shock)) or abs (x+shock); default " DEFAULT_SCENARIOS ".\n"
         "  Prints per-underlying and TOTAL risk (value, Greeks, dollar delta = delta*S,\n"
@@ -500,6 +301,8 @@ int revalue_command(int argc, char **argv) {
     revalue_command_usage(stderr);
     return CLI_EXIT_UNUSABLE;
   }
+  if (strcmp(o.positions_path, "-") == 0 && strcmp(o.market_path, "-") == 0)
+    return cli_usage_error("stdin ('-') can be the positions or the market file, not both", "-");
   if (cli_check_isa() != 0) return CLI_EXIT_UNUSABLE;
   return revalue(&o);
 }

@@ -1,0 +1,222 @@
+/*
+ * Reading `greeks revalue`'s market and positions files (revalue_input.h):
+ * csv_reader gives each row's fields, the functions here turn them into the
+ * column arrays gk_revalue_portfolio takes. Markets are indexed by name in an
+ * open-addressing table (FNV-1a, linear probing, at most half full), so a book
+ * of millions of positions finds its underlyings in constant time each.
+ */
+#include "revalue_input.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cli_common.h"
+
+/* ---- market file: underlying,S,r,q ---- */
+
+static uint64_t hash_name(const char *s) {
+  uint64_t h = 1469598103934665603ull;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+long market_find(const market_table *m, const char *name) {
+  if (m->slot_count == 0) return -1;
+  for (size_t i = hash_name(name) & (m->slot_count - 1);; i = (i + 1) & (m->slot_count - 1)) {
+    if (m->slots[i] == UINT32_MAX) return -1;
+    if (strcmp(m->names[m->slots[i]], name) == 0) return m->slots[i];
+  }
+}
+
+static void insert_slot(market_table *m, uint32_t k) {
+  size_t i = hash_name(m->names[k]) & (m->slot_count - 1);
+  while (m->slots[i] != UINT32_MAX) i = (i + 1) & (m->slot_count - 1);
+  m->slots[i] = k;
+}
+
+static int grow_markets(market_table *m) {
+  size_t next = m->capacity ? m->capacity * 2 : 64;
+  char **names = realloc(m->names, next * sizeof *names);
+  if (names) m->names = names;
+  double *spot = realloc(m->spot, next * sizeof *spot);
+  if (spot) m->spot = spot;
+  double *rate = realloc(m->rate, next * sizeof *rate);
+  if (rate) m->rate = rate;
+  double *yield = realloc(m->yield, next * sizeof *yield);
+  if (yield) m->yield = yield;
+  if (!names || !spot || !rate || !yield) return -1;
+  m->capacity = next;
+  return 0;
+}
+
+static int grow_slots(market_table *m) {
+  size_t next = m->slot_count ? m->slot_count * 2 : 64;
+  uint32_t *slots = malloc(next * sizeof *slots);
+  if (slots == NULL) return -1;
+  memset(slots, 0xff, next * sizeof *slots);
+  free(m->slots);
+  m->slots = slots;
+  m->slot_count = next;
+  for (size_t k = 0; k < m->count; k++) insert_slot(m, (uint32_t)k);
+  return 0;
+}
+
+/* Adds a market; rehashes when the table would pass half full. */
+static int add_market(market_table *m, const char *name, double S, double r, double q) {
+  if (m->count == m->capacity && grow_markets(m) != 0) return -1;
+  if ((m->count + 1) * 2 > m->slot_count && grow_slots(m) != 0) return -1;
+  if ((m->names[m->count] = strdup(name)) == NULL) return -1;
+  m->spot[m->count] = S, m->rate[m->count] = r, m->yield[m->count] = q;
+  insert_slot(m, (uint32_t)m->count);
+  m->count++;
+  return 0;
+}
+
+void market_free(market_table *m) {
+  for (size_t k = 0; k < m->count; k++) free(m->names[k]);
+  free(m->names), free(m->spot), free(m->rate), free(m->yield), free(m->slots);
+  memset(m, 0, sizeof *m);
+}
+
+static int number_field(const char *text, const char *name, size_t line, double *value, csv_error *error) {
+  const char *rule = cli_parse_double(text ? text : "", value);
+  if (rule == NULL) return 0;
+  csv_field_error(error, line, name, text, rule);
+  return -1;
+}
+
+enum { M_NAME, M_S, M_R, M_Q, M_COLS };
+
+/* One market row into the table; -1 with *error set. */
+static int market_row(const char **f, size_t line, gk_model model, market_table *m, csv_error *error) {
+  double S, r, q = 0;
+  if (number_field(f[M_S], "S", line, &S, error) || number_field(f[M_R], "r", line, &r, error) ||
+      (f[M_Q] && gk_model_uses_yield(model) && number_field(f[M_Q], "q", line, &q, error)))
+    return -1;
+  const char *name = cli_skip_spaces(f[M_NAME]);
+  if (*name == '\0' || market_find(m, name) >= 0) {
+    csv_field_error(error, line, "underlying", f[M_NAME], *name ? "appears twice" : "empty");
+    return -1;
+  }
+  if (add_market(m, name, S, r, q) == 0) return 0;
+  error->line = 0;
+  snprintf(error->message, sizeof error->message, "out of memory");
+  return -1;
+}
+
+int market_read(csv_reader *reader, gk_model model, market_table *m, csv_error *error) {
+  const csv_column columns[M_COLS] = {
+      {"underlying", 1}, {"S", 1}, {"r", 1}, {"q", gk_model_uses_yield(model)}};
+  if (csv_reader_header(reader, columns, M_COLS, error) != 0) return -1;
+  const char *fields[M_COLS];
+  int got;
+  while ((got = csv_reader_next(reader, fields, error)) != CSV_END) {
+    if (got != CSV_ROW || market_row(fields, csv_reader_line(reader), model, m, error) != 0) return -1;
+  }
+  if (m->count > 0) return 0;
+  error->line = 0;
+  snprintf(error->message, sizeof error->message, "no underlyings");
+  return -1;
+}
+
+/* ---- positions file: id,underlying,type,K,T,sigma,quantity[,multiplier] ---- */
+
+enum { P_ID, P_UNDERLYING, P_TYPE, P_K, P_T, P_SIGMA, P_QUANTITY, P_MULTIPLIER, P_COLS };
+
+static int reserve_positions(position_table *p) {
+  if (p->count < p->capacity) return 0;
+  size_t next = p->capacity ? p->capacity * 2 : 4096;
+  void **arrays[] = {(void **)&p->underlying, (void **)&p->type, (void **)&p->strike,
+                     (void **)&p->expiry, (void **)&p->vol, (void **)&p->quantity,
+                     (void **)&p->multiplier, (void **)&p->line, (void **)&p->id_at};
+  size_t sizes[] = {sizeof(uint32_t), 1, 8, 8, 8, 8, 8, sizeof(size_t), sizeof(size_t)};
+  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+    void *grown = realloc(*arrays[k], next * sizes[k]);
+    if (grown == NULL) return -1;
+    *arrays[k] = grown;
+  }
+  p->capacity = next;
+  return 0;
+}
+
+static int store_id(position_table *p, const char *id) {
+  size_t len = strlen(id) + 1;
+  while (p->ids_used + len > p->ids_capacity) {
+    size_t next = p->ids_capacity ? p->ids_capacity * 2 : 65536;
+    char *grown = realloc(p->ids, next);
+    if (grown == NULL) return -1;
+    p->ids = grown;
+    p->ids_capacity = next;
+  }
+  p->id_at[p->count] = p->ids_used;
+  memcpy(p->ids + p->ids_used, id, len);
+  p->ids_used += len;
+  return 0;
+}
+
+void positions_free(position_table *p) {
+  free(p->underlying), free(p->type), free(p->strike), free(p->expiry), free(p->vol);
+  free(p->quantity), free(p->multiplier), free(p->line), free(p->id_at), free(p->ids);
+  memset(p, 0, sizeof *p);
+}
+
+/* Parses one record into slot p->count; -1 with *error set when a field cannot
+ * be read. */
+static int parse_position(const char **f, size_t line, const market_table *m, position_table *p,
+                          csv_error *error) {
+  size_t k = p->count;
+  const char *type = cli_skip_spaces(f[P_TYPE]);
+  if (strcasecmp(type, "call") == 0) p->type[k] = GK_CALL;
+  else if (strcasecmp(type, "put") == 0) p->type[k] = GK_PUT;
+  else {
+    csv_field_error(error, line, "type", f[P_TYPE], "must be call or put");
+    return -1;
+  }
+  long u = market_find(m, cli_skip_spaces(f[P_UNDERLYING]));
+  if (u < 0) {
+    csv_field_error(error, line, "underlying", f[P_UNDERLYING], "not in the market file");
+    return -1;
+  }
+  p->underlying[k] = (uint32_t)u;
+  p->multiplier[k] = 1.0;
+  if (number_field(f[P_K], "K", line, &p->strike[k], error) || number_field(f[P_T], "T", line, &p->expiry[k], error) ||
+      number_field(f[P_SIGMA], "sigma", line, &p->vol[k], error) ||
+      number_field(f[P_QUANTITY], "quantity", line, &p->quantity[k], error) ||
+      (f[P_MULTIPLIER] && number_field(f[P_MULTIPLIER], "multiplier", line, &p->multiplier[k], error)))
+    return -1;
+  return 0;
+}
+
+static int out_of_memory(csv_error *error) {
+  error->line = 0;
+  snprintf(error->message, sizeof error->message, "out of memory reading positions");
+  return -1;
+}
+
+int positions_read(csv_reader *reader, const market_table *m, position_table *p, position_problem_fn *problem,
+                   void *user, csv_error *error) {
+  const csv_column columns[P_COLS] = {{"id", 1}, {"underlying", 1}, {"type", 1},     {"K", 1},
+                                      {"T", 1},  {"sigma", 1},      {"quantity", 1}, {"multiplier", 0}};
+  if (csv_reader_header(reader, columns, P_COLS, error) != 0) return -1;
+  const char *fields[P_COLS];
+  csv_error bad;
+  int got;
+  while ((got = csv_reader_next(reader, fields, &bad)) != CSV_END) {
+    if (got == CSV_FAILED) {
+      *error = bad;
+      return -1;
+    }
+    if (reserve_positions(p) != 0) return out_of_memory(error);
+    size_t line = csv_reader_line(reader);
+    if (got == CSV_BAD_ROW || parse_position(fields, line, m, p, &bad) != 0) {
+      problem(user, &bad);
+      p->unreadable++;
+      continue;
+    }
+    p->line[p->count] = line;
+    if (store_id(p, fields[P_ID]) != 0) return out_of_memory(error);
+    p->count++;
+  }
+  return 0;
+}
