@@ -479,6 +479,8 @@ static void test_fields_and_scenarios_are_read_whole(void **state) {
   assert_non_null(strstr(r->err, "--scenarios must be"));
   r = run_cli("", "revalue positions_good.csv --market market.csv --scenarios spot=rel:-0.2:0.2:101,vol=abs:0:0:1");
   assert_int_equal(r->exit_code, 0);
+}
+
 /* ---- CSV rules (issue 17, item 10): each of these failed on the reader before it ---- */
 
 #define TMP_CSV "/tmp/greeks_cli_rules.csv"
