@@ -45,32 +45,32 @@ static inline void price_bachelier_vector(const vector_inputs *v, unsigned outpu
   vdouble gamma = v_select(collapsed, zero, v_mul(v_mul(D, pdf), inv_s));
   /* D sigma n(d) / (2 sqrt T) = D n(d) sigma^2 / (2 s). */
   vdouble decay = v_select(collapsed, zero, v_mul(v_mul(v_mul(D, pdf), v_mul(sigma, sigma)), v_mul(half, inv_s)));
-  store_output(out->price + i, outputs, GK_OUT_PRICE, price, n);
-  store_output(out->delta + i, outputs, GK_OUT_DELTA, delta, n);
-  store_output(out->gamma + i, outputs, GK_OUT_GAMMA, gamma, n);
-  store_output(out->vega + i, outputs, GK_OUT_VEGA, vega, n);
-  store_output(out->theta + i, outputs, GK_OUT_THETA, v_sub(v_mul(r, price), decay), n);
-  store_output(out->rho + i, outputs, GK_OUT_RHO, v_mul(v_sub(zero, T), price), n);
-  store_output(out->phi + i, outputs, GK_OUT_PHI, zero, n);
+  store_output(out->price, i, outputs, GK_OUT_PRICE, price, n);
+  store_output(out->delta, i, outputs, GK_OUT_DELTA, delta, n);
+  store_output(out->gamma, i, outputs, GK_OUT_GAMMA, gamma, n);
+  store_output(out->vega, i, outputs, GK_OUT_VEGA, vega, n);
+  store_output(out->theta, i, outputs, GK_OUT_THETA, v_sub(v_mul(r, price), decay), n);
+  store_output(out->rho, i, outputs, GK_OUT_RHO, v_mul(v_sub(zero, T), price), n);
+  store_output(out->phi, i, outputs, GK_OUT_PHI, zero, n);
   if (!(outputs & GK_OUT_SECOND_ORDER)) return;
   vdouble inv_sigma = v_mul(sqrt_t, inv_s), sigma_over_s = v_mul(sigma, inv_s);
   vdouble half_inv_t = v_mul(half, v_mul(sigma_over_s, sigma_over_s)); /* 1/(2T) */
   vdouble d2 = v_mul(d, d), d_pdf = v_mul(D, v_mul(pdf, d));
   vmask c = collapsed;
-  store_output(out->vanna + i, outputs, GK_OUT_VANNA, v_select(c, zero, v_sub(zero, v_mul(d_pdf, inv_sigma))), n);
-  store_output(out->volga + i, outputs, GK_OUT_VOLGA, v_select(c, zero, v_mul(vega, v_mul(d2, inv_sigma))), n);
-  store_output(out->charm + i, outputs, GK_OUT_CHARM,
+  store_output(out->vanna, i, outputs, GK_OUT_VANNA, v_select(c, zero, v_sub(zero, v_mul(d_pdf, inv_sigma))), n);
+  store_output(out->volga, i, outputs, GK_OUT_VOLGA, v_select(c, zero, v_mul(vega, v_mul(d2, inv_sigma))), n);
+  store_output(out->charm, i, outputs, GK_OUT_CHARM,
                v_add(v_mul(r, delta), v_select(c, zero, v_mul(d_pdf, half_inv_t))), n);
-  store_output(out->veta + i, outputs, GK_OUT_VETA,
+  store_output(out->veta, i, outputs, GK_OUT_VETA,
                v_select(c, zero, v_mul(vega, v_sub(r, v_mul(v_add(one, d2), half_inv_t)))), n);
-  store_output(out->speed + i, outputs, GK_OUT_SPEED,
+  store_output(out->speed, i, outputs, GK_OUT_SPEED,
                v_select(c, zero, v_sub(zero, v_mul(gamma, v_mul(d, inv_s)))), n);
-  store_output(out->zomma + i, outputs, GK_OUT_ZOMMA,
+  store_output(out->zomma, i, outputs, GK_OUT_ZOMMA,
                v_select(c, zero, v_mul(gamma, v_mul(v_sub(d2, one), inv_sigma))), n);
-  store_output(out->color + i, outputs, GK_OUT_COLOR,
+  store_output(out->color, i, outputs, GK_OUT_COLOR,
                v_select(c, zero, v_mul(gamma, v_sub(r, v_mul(v_sub(d2, one), half_inv_t)))), n);
-  store_output(out->dual_delta + i, outputs, GK_OUT_DUAL_DELTA, v_sub(zero, delta), n);
-  store_output(out->dual_gamma + i, outputs, GK_OUT_DUAL_GAMMA, gamma, n);
+  store_output(out->dual_delta, i, outputs, GK_OUT_DUAL_DELTA, v_sub(zero, delta), n);
+  store_output(out->dual_gamma, i, outputs, GK_OUT_DUAL_GAMMA, gamma, n);
 }
 
 static size_t bachelier_vector_kernel(gk_model model, const gk_option_batch *in, unsigned outputs,

@@ -79,8 +79,11 @@ static inline vdouble signed_infinity_or_zero(vdouble x) {
 /* Invalid lanes are stored as computed (on neutral inputs) and zeroed by
  * record_errors, which visits them anyway: no select per output for the
  * common all-valid vector. */
-static inline void store_output(double *dst, unsigned outputs, unsigned which, vdouble value, size_t n) {
-  if (outputs & which) v_store(dst, value, n);
+/* Stores lane values at column[at...] when `which` was asked for. An output not
+ * asked for may have a NULL column, so column + at is formed only when it is
+ * (pointer arithmetic on NULL is undefined even with nothing stored). */
+static inline void store_output(double *column, size_t at, unsigned outputs, unsigned which, vdouble value, size_t n) {
+  if (outputs & which) v_store(column + at, value, n);
 }
 
 /* Factors that depend only on (T, r, q): an option chain shares them across many
@@ -122,27 +125,27 @@ static inline void store_second_order(const second_order_inputs *v, unsigned out
   vdouble b_d1_over_s = v_mul(v_mul(b, v->d1), v->inv_s);
   vmask c = v->collapsed;
 
-  store_output(out->vanna + i, outputs, GK_OUT_VANNA,
+  store_output(out->vanna, i, outputs, GK_OUT_VANNA,
                v_select(c, zero, v_mul(v_mul(v_sub(zero, v->carry), pdf1), v_mul(v->d2, inv_sigma))), n);
-  store_output(out->volga + i, outputs, GK_OUT_VOLGA,
+  store_output(out->volga, i, outputs, GK_OUT_VOLGA,
                v_select(c, zero, v_mul(vega, v_mul(d1d2, inv_sigma))), n);
   vdouble charm_drift = v_mul(v_mul(v->omega, b_minus_r), v->n1);
   vdouble charm_density = v_mul(pdf1, v_sub(v_mul(b, v->inv_s), v_mul(v->d2, half_inv_t)));
   vdouble charm = v_mul(v_sub(zero, v->carry), v_add(charm_drift, v_select(c, zero, charm_density)));
-  store_output(out->charm + i, outputs, GK_OUT_CHARM, charm, n);
+  store_output(out->charm, i, outputs, GK_OUT_CHARM, charm, n);
   vdouble veta = v_mul(vega, v_sub(v_add(v_sub(zero, b_minus_r), b_d1_over_s), v_mul(v_add(one, d1d2), half_inv_t)));
-  store_output(out->veta + i, outputs, GK_OUT_VETA, v_select(c, zero, veta), n);
+  store_output(out->veta, i, outputs, GK_OUT_VETA, v_select(c, zero, veta), n);
   vdouble speed = v_div(v_mul(v_sub(zero, gamma), v_add(one, v_mul(v->d1, v->inv_s))), v->S);
-  store_output(out->speed + i, outputs, GK_OUT_SPEED, v_select(c, zero, speed), n);
+  store_output(out->speed, i, outputs, GK_OUT_SPEED, v_select(c, zero, speed), n);
   vdouble zomma = v_mul(gamma, v_mul(v_sub(d1d2, one), inv_sigma));
-  store_output(out->zomma + i, outputs, GK_OUT_ZOMMA, v_select(c, zero, zomma), n);
+  store_output(out->zomma, i, outputs, GK_OUT_ZOMMA, v_select(c, zero, zomma), n);
   vdouble color = v_mul(v_sub(zero, gamma),
                         v_add(v_sub(b_minus_r, b_d1_over_s), v_mul(v_sub(d1d2, one), half_inv_t)));
-  store_output(out->color + i, outputs, GK_OUT_COLOR, v_select(c, zero, color), n);
-  store_output(out->dual_delta + i, outputs, GK_OUT_DUAL_DELTA,
+  store_output(out->color, i, outputs, GK_OUT_COLOR, v_select(c, zero, color), n);
+  store_output(out->dual_delta, i, outputs, GK_OUT_DUAL_DELTA,
                v_mul(v_sub(zero, v->omega), v_mul(v->discount, v->n2)), n);
   vdouble dual_gamma = v_div(v_mul(v_mul(v->discount, pdf2), v->inv_s), v->K);
-  store_output(out->dual_gamma + i, outputs, GK_OUT_DUAL_GAMMA, v_select(c, zero, dual_gamma), n);
+  store_output(out->dual_gamma, i, outputs, GK_OUT_DUAL_GAMMA, v_select(c, zero, dual_gamma), n);
 }
 
 /* What the first pass over a block hands to the second, per vector: only the
@@ -214,9 +217,9 @@ static inline __attribute__((always_inline)) void finish_vector(gk_model model, 
   if (outputs & (GK_OUT_PRICE | GK_OUT_RHO)) {
     vdouble floor_value = v_max(v_xor(v_sub(A, B), sign), zero);
     price = v_max(v_sub(signed_a_n1, signed_b_n2), floor_value);
-    store_output(out->price + i, outputs, GK_OUT_PRICE, price, n);
+    store_output(out->price, i, outputs, GK_OUT_PRICE, price, n);
   }
-  store_output(out->delta + i, outputs, GK_OUT_DELTA, v_mul(signed_a_n1, inv_spot), n);
+  store_output(out->delta, i, outputs, GK_OUT_DELTA, v_mul(signed_a_n1, inv_spot), n);
 
   /* The density terms, computed once for first- and second-order outputs. */
   vdouble vega = zero, gamma_raw = zero;
@@ -225,14 +228,14 @@ static inline __attribute__((always_inline)) void finish_vector(gk_model model, 
     vdouble a_pdf1_over_s = v_mul(a_pdf1, inv_s);
     gamma_raw = v_mul(a_pdf1_over_s, v_mul(inv_spot, inv_spot));
     vega = v_mul(a_pdf1, st->sqrt_t);
-    store_output(out->gamma + i, outputs, GK_OUT_GAMMA, v_select(collapsed, zero, gamma_raw), n);
-    store_output(out->vega + i, outputs, GK_OUT_VEGA, vega, n);
+    store_output(out->gamma, i, outputs, GK_OUT_GAMMA, v_select(collapsed, zero, gamma_raw), n);
+    store_output(out->vega, i, outputs, GK_OUT_VEGA, vega, n);
     if (outputs & GK_OUT_THETA) {
       /* A n(d1) sigma / (2 sqrt T) = A n(d1) / s * sigma^2 / 2: no division by sqrt T. */
       vdouble half_sigma = v_mul(v_set1(0.5), v.vol);
       vdouble decay = v_select(collapsed, zero, a_pdf1_over_s);
       vdouble drift = v_fnma(v.rate, signed_b_n2, v_mul(v.yield, signed_a_n1));
-      store_output(out->theta + i, outputs, GK_OUT_THETA, v_fnma(decay, v_mul(half_sigma, v.vol), drift), n);
+      store_output(out->theta, i, outputs, GK_OUT_THETA, v_fnma(decay, v_mul(half_sigma, v.vol), drift), n);
     }
   }
 
@@ -248,11 +251,11 @@ static inline __attribute__((always_inline)) void finish_vector(gk_model model, 
   }
 
   if (model == GK_MODEL_BLACK76) {
-    store_output(out->rho + i, outputs, GK_OUT_RHO, v_mul(v_sub(zero, T), price), n);
-    store_output(out->phi + i, outputs, GK_OUT_PHI, zero, n);
+    store_output(out->rho, i, outputs, GK_OUT_RHO, v_mul(v_sub(zero, T), price), n);
+    store_output(out->phi, i, outputs, GK_OUT_PHI, zero, n);
   } else {
-    store_output(out->rho + i, outputs, GK_OUT_RHO, v_mul(T, signed_b_n2), n);
-    store_output(out->phi + i, outputs, GK_OUT_PHI, v_fnma(T, signed_a_n1, zero), n);
+    store_output(out->rho, i, outputs, GK_OUT_RHO, v_mul(T, signed_b_n2), n);
+    store_output(out->phi, i, outputs, GK_OUT_PHI, v_fnma(T, signed_a_n1, zero), n);
   }
 }
 
