@@ -394,7 +394,7 @@ class ErrorPaths(ServedTestCase):
                                           grid=pb.ScenarioGrid(spot_shocks=axis, vol_shocks=[v / 10 for v in axis]))
 
     def access_line(self, request_id):
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 10 * SLOWDOWN
         while "request_id=%s " % request_id not in self.server.stderr() and time.monotonic() < deadline:
             time.sleep(0.05)
         lines = [l for l in self.server.stderr().splitlines() if "request_id=%s " % request_id in l]
