@@ -623,6 +623,21 @@ static void test_bad_row_messages_name_the_file_and_escape_values(void **state) 
   assert_non_null(strstr(r->err, "greeks: positions.csv: line 5: field 'underlying' value 'MSFT': not in the market file"));
 }
 
+/* Item 12 of issue 17: the verb list said iv did "bachelier in this version"
+ * long after it took every model. */
+static void test_help_lists_every_iv_model(void **state) {
+  (void)state;
+  cli_result *r = run_cli("", "--help");
+  const char *text = strstr(r->out, "  iv ") ? r->out : r->err;
+  const char *line = strstr(text, "  iv ");
+  assert_non_null(line);
+  assert_null(strstr(text, "in this version"));
+  assert_non_null(strstr(line, "bsm"));
+  assert_non_null(strstr(line, "black76"));
+  assert_non_null(strstr(line, "gk"));
+  assert_non_null(strstr(line, "bachelier"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_prices_a_good_file_to_round_trip_precision),
@@ -649,6 +664,7 @@ int main(void) {
       cmocka_unit_test(test_any_number_of_unknown_columns_is_ignored),
       cmocka_unit_test(test_revalue_reads_either_file_from_stdin),
       cmocka_unit_test(test_bad_row_messages_name_the_file_and_escape_values),
+      cmocka_unit_test(test_help_lists_every_iv_model),
   };
   int failed = cmocka_run_group_tests(tests, NULL, NULL);
   remove(TMP_CSV);
