@@ -9,6 +9,7 @@
  *   the documented domain (greeks/batch.h), with a finite price.
  */
 #include <stddef.h>
+#include <string.h>
 #include <stdint.h>
 
 #include "csv_properties.h"
@@ -45,16 +46,23 @@ static void check_row(gk_model model, const char **fields, size_t line, size_t l
   }
   csv_require(v.type == GK_CALL || v.type == GK_PUT, "type call or put");
   csv_require(v.style == GK_STYLE_EUROPEAN || v.style == GK_STYLE_AMERICAN, "style known");
-  /* Every first-order array given, as the verb does: the kernels form out->x + i
-   * even for an output not asked for (docs/fuzzing.md, findings). */
-  double o[7] = {0};
-  uint8_t element = 0;
+  /* Every first-order array given, as the verb does; then price and delta alone,
+   * the other columns NULL as batch.h allows (the kernels once formed
+   * out->gamma + i on them: docs/fuzzing.md, findings). Both must agree. */
+  double o[7] = {0}, alone[2] = {0};
+  uint8_t element = 0, element_alone = 0;
   gk_option_batch in = {1, &v.spot, &v.strike, &v.expiry, &v.rate, &v.yield, &v.vol, &v.type};
   gk_greeks_batch out = {&o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &element};
   csv_require(gk_bsm_price_batch(model, &in, GK_OUT_ALL, &out, NULL) == GK_RC_OK, "batch call");
+  gk_greeks_batch two;
+  memset(&two, 0, sizeof two);
+  two.price = &alone[0], two.delta = &alone[1], two.error = &element_alone;
+  csv_require(gk_bsm_price_batch(model, &in, GK_OUT_PRICE | GK_OUT_DELTA, &two, NULL) == GK_RC_OK, "price-and-delta call");
+  csv_require(element_alone == element, "price-and-delta batch: same element verdict");
   if (element != GK_ELEMENT_OK) return;
   check_domain(model, &v);
   csv_require(csv_finite(o[0]) && csv_finite(o[1]), "price and delta finite");
+  csv_require(memcmp(alone, o, sizeof alone) == 0, "price-and-delta batch: same price and delta");
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

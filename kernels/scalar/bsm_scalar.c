@@ -71,7 +71,7 @@ static element_result price_element(gk_model model, double S, double K, double T
   double n2 = normal_cdf_signed(omega, d2);
   double pdf1 = GK_INV_SQRT_2PI * exp(-0.5 * d1 * d1);
 
-  element_result res;
+  element_result res = {0}; /* second-order fields stay 0 when not asked for */
   /* Rounding in the difference must not push the price below the no-arbitrage
    * floor; the exact price is always >= it. */
   double floor_value = fmax(omega * (A - B), 0.0);
