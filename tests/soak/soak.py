@@ -23,20 +23,27 @@ The verdict, after the run:
   * flat resources: the first quarter is warm-up; the median of the last
     quarter may exceed the median of the second quarter by at most
     max(10%, 16 MiB) of RSS and by at most 8 descriptors (tolerances and why:
-    docs/soak.md).
+    docs/soak.md);
+  * when gdb can attach (SOAK_HEAP_STATS=auto, the default; 1 requires it, 0
+    skips it): the heap in use (malloc_stats()) with the server idle at the
+    end exceeds the heap in use under load at the end of the first quarter by
+    at most 4 MiB.
 Samples go to SOAK_OUT (default build/soak): samples.csv, summary.json and
 greeksd.log; and, if greeksd dies, recent_calls.json with the calls each
 client thread made last (kind and seed: replayable with --replay).
 
 Environment: GREEKSD (default build/api/greeksd), GREEKS_STUBS (default
 build/tests/grpc_stubs), SOAK_SECONDS, SOAK_CLIENTS, SOAK_SAMPLE_SECONDS,
-SOAK_SERVER_THREADS (default 4), SOAK_SEED (default: time), SOAK_OUT.
+SOAK_SERVER_THREADS (default 4), SOAK_SEED (default: time), SOAK_HEAP_STATS,
+SOAK_OUT.
 """
 import collections
 import csv
 import json
 import os
 import random
+import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -65,6 +72,8 @@ OUT = os.environ.get("SOAK_OUT", os.path.join(ROOT, "build/soak"))
 RSS_TOLERANCE_FRACTION = 0.10
 RSS_TOLERANCE_KIB = 16 * 1024
 FD_TOLERANCE = 8
+HEAP_TOLERANCE = 4 << 20  # bytes: idle heap in use at the end vs under load at the first quarter
+HEAP_STATS = os.environ.get("SOAK_HEAP_STATS", "auto")  # auto (when gdb can attach), 0 or 1
 SHED_LIMIT = 0.01  # UNAVAILABLE / RESOURCE_EXHAUSTED share of valid calls
 
 SERVICE = "/greeks.v1.PricingService/"
@@ -92,6 +101,7 @@ class Server:
     def __init__(self, log_path):
         self.dir = tempfile.TemporaryDirectory()
         port_file = os.path.join(self.dir.name, "port")
+        self.log_path = log_path
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(
             [GREEKSD, "--listen", "127.0.0.1:0", "--port-file", port_file, "--server-threads", str(SERVER_THREADS),
@@ -113,6 +123,27 @@ class Server:
                 fields[key] = value.strip()
         fds = len(os.listdir("/proc/%d/fd" % self.proc.pid))
         return int(fields["VmRSS"].split()[0]), fds, int(fields["Threads"])
+
+    def heap_in_use(self):
+        """Bytes malloc holds for live allocations (malloc_stats()' total "in use",
+        every arena), or None when gdb cannot attach. RSS also counts the free
+        heap glibc keeps (greeksd sets M_TRIM_THRESHOLD to 64 MiB), so a flat RSS
+        can hide a small leak and a rising one can be mere retention; this
+        cannot. gdb stops greeksd for a moment and makes it print to its stderr."""
+        if not shutil.which("gdb"):
+            return None
+        self.log.flush()
+        before = os.path.getsize(self.log_path)
+        try:
+            subprocess.run(["gdb", "-p", str(self.proc.pid), "-batch", "-ex", "call (void)malloc_stats()"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+        except subprocess.TimeoutExpired:
+            return None
+        with open(self.log_path) as f:
+            f.seek(before)
+            text = f.read()
+        found = re.search(r"Total \(incl\. mmap\):\s*system bytes\s*=\s*\d+\s*in use bytes\s*=\s*(\d+)", text)
+        return int(found.group(1)) if found else None
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -383,7 +414,8 @@ def main():
     for t in threads:
         t.start()
 
-    samples, died = [], None
+    samples, died, failures = [], None, []
+    heap = {"q1": None, "end": None, "off": False}
     with open(os.path.join(OUT, "samples.csv"), "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["seconds", "rss_kib", "fds", "threads", "calls"])
@@ -401,6 +433,11 @@ def main():
                 break
             t = round(time.monotonic() - start, 2)
             samples.append({"t": t, "rss_kib": rss, "fds": fds, "threads": nthreads, "calls": tally.total})
+            if heap["q1"] is None and HEAP_STATS != "0" and t >= SECONDS / 4 and not heap["off"]:
+                heap["q1"] = server.heap_in_use()
+                heap["off"] = heap["q1"] is None
+                if heap["off"] and HEAP_STATS == "1":
+                    failures.append("SOAK_HEAP_STATS=1 but gdb could not read greeksd's malloc_stats()")
             writer.writerow([t, rss, fds, nthreads, tally.total])
             f.flush()
             if len(samples) % max(1, int(60 / SAMPLE_SECONDS)) == 0:
@@ -409,7 +446,9 @@ def main():
     for t in threads:
         t.join(timeout=90)
 
-    failures = []
+    if died is None and heap["q1"] is not None:
+        time.sleep(2)  # the calls the clients left behind finish or are dropped
+        heap["end"] = server.heap_in_use()
     if died is not None:
         with open(os.path.join(OUT, "recent_calls.json"), "w") as f:
             json.dump([list(r) for r in recent], f, indent=1)
@@ -457,6 +496,11 @@ def main():
                             % (fd2, fd4, FD_TOLERANCE))
     elif died is None:
         failures.append("only %d samples: too few to judge flatness" % len(samples))
+    if heap["q1"] is not None and heap["end"] is not None:
+        summary.update(heap_in_use_q1_under_load=heap["q1"], heap_in_use_end_idle=heap["end"])
+        if heap["end"] - heap["q1"] > HEAP_TOLERANCE:
+            failures.append("heap in use grew: %d bytes under load at the first quarter, %d idle at the end "
+                            "(allowed +%d)" % (heap["q1"], heap["end"], HEAP_TOLERANCE))
     summary["failures"] = failures
     with open(os.path.join(OUT, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
