@@ -153,6 +153,7 @@ static void price_alone(gk_pricing_agent *p, gk_envelope *e, gk_status *result) 
 }
 
 static void copy_in(soa *b, size_t at, const gk_option_batch *in) {
+  if (in->count == 0) return; /* an empty request's columns may be NULL: memcpy from NULL is undefined */
   size_t bytes = in->count * sizeof(double);
   memcpy(b->spot + at, in->spot, bytes), memcpy(b->strike + at, in->strike, bytes);
   memcpy(b->expiry + at, in->expiry, bytes), memcpy(b->rate + at, in->rate, bytes);
@@ -165,6 +166,8 @@ static void copy_out(const soa *b, size_t at, gk_pricing_request *r) {
   double *dst[OUTPUT_COUNT];
   request_outputs(&r->out, dst);
   size_t n = r->in.count;
+  r->invalid_count = 0;
+  if (n == 0) return;
   for (int k = 0; k < OUTPUT_COUNT; k++)
     if ((r->outputs & (1u << k)) && dst[k]) memcpy(dst[k], b->out[k] + at, n * sizeof(double));
   memcpy(r->out.error, b->error + at, n);
