@@ -18,6 +18,7 @@
 #include "greeks/breaker.h"
 #include "greeks/clock.h"
 #include "grpc/health/v1/health.pb-c.h"
+#include "requests.h"
 #include "server_internal.h"
 
 enum { SERVING = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING,
@@ -33,18 +34,15 @@ int health_serving_status(greeksd_server *s) {
 
 /* "" is the whole server; the one named service is ours. */
 static int read_service(rpc_call *c, int *known) {
-  grpc_slice bytes;
-  Grpc__Health__V1__HealthCheckRequest *q = NULL;
-  if (rpc_read_payload(c->request_payload, &bytes) == 0) {
-    q = grpc__health__v1__health_check_request__unpack(NULL, GRPC_SLICE_LENGTH(bytes), GRPC_SLICE_START_PTR(bytes));
-    grpc_slice_unref(bytes);
-  }
-  if (q == NULL) {
-    rpc_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid grpc.health.v1.HealthCheckRequest", NULL);
+  ProtobufCMessage *m = NULL;
+  request_verdict v;
+  if (request_unpack_payload(&grpc__health__v1__health_check_request__descriptor, c->request_payload, &m, &v) != 0) {
+    rpc_reply(c, v.code, v.details, NULL);
     return -1;
   }
+  const Grpc__Health__V1__HealthCheckRequest *q = (const Grpc__Health__V1__HealthCheckRequest *)m;
   *known = q->service[0] == '\0' || strcmp(q->service, "greeks.v1.PricingService") == 0;
-  grpc__health__v1__health_check_request__free_unpacked(q, NULL);
+  protobuf_c_message_free_unpacked(m, NULL);
   return 0;
 }
 

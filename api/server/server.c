@@ -5,7 +5,6 @@
  */
 #include "server.h"
 
-#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 #include <malloc.h>
@@ -281,16 +280,6 @@ grpc_byte_buffer *rpc_buffer_from(uint8_t *bytes, size_t length) {
   grpc_byte_buffer *buffer = grpc_raw_byte_buffer_create(&slice, 1);
   grpc_slice_unref(slice);
   return buffer;
-}
-
-int rpc_read_payload(grpc_byte_buffer *payload, grpc_slice *message) {
-  *message = grpc_empty_slice();
-  if (payload == NULL) return -1;
-  grpc_byte_buffer_reader reader;
-  if (!grpc_byte_buffer_reader_init(&reader, payload)) return -1;
-  *message = grpc_byte_buffer_reader_readall(&reader); /* decompressed, one slice */
-  grpc_byte_buffer_reader_destroy(&reader);
-  return 0;
 }
 
 /* ---- waiting for a unary request message ----

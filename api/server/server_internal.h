@@ -180,11 +180,6 @@ void rpc_release(rpc_call *call);
  * `bytes`, which must come from malloc). */
 grpc_byte_buffer *rpc_buffer_from(uint8_t *bytes, size_t length);
 
-/* The whole (decompressed) payload as one slice the caller unrefs. Returns -1
- * when there is no payload (a call without a request message) or it cannot be
- * read; *message is then empty. */
-int rpc_read_payload(grpc_byte_buffer *payload, grpc_slice *message);
-
 /* Cancels unary calls whose request message has not arrived within
  * --receive-timeout-ms (called by the health thread). */
 void rpc_cancel_slow_uploads(greeksd_server *server);
