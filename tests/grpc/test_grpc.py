@@ -634,6 +634,13 @@ class Tls(unittest.TestCase):
         self.assertEqual(raised.exception.code(), grpc.StatusCode.UNAVAILABLE)
         channel.close()
 
+    def test_item7_a_second_tls_server_on_the_same_address_fails_to_start(self):
+        # With TLS the gRPC core listens; SO_REUSEPORT is off there too.
+        p = subprocess.run([GREEKSD, "--listen", self.server.target, "--tls-cert", self.cert, "--tls-key", self.key],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("cannot listen on", p.stderr)
+
     def test_cli_over_tls(self):
         good = os.path.join(DATA, "cli", "good.csv")
         code, out, err = run_cli("call", "--target", self.server.target, "--tls-ca", self.cert,
