@@ -1,7 +1,10 @@
 /*
  * greeksd's gRPC core plumbing: request slots, the completion-queue threads,
- * per-call metadata (x-request-id, bearer token, deadline), replies and the
- * graceful shutdown. The RPCs themselves live in handlers.c and health.c.
+ * per-call metadata (x-request-id, bearer token, deadline), replies, the
+ * waiting for request messages, and the drain. Who owns a call when is in
+ * server_internal.h ("Ownership"); why, and how the drain decides which calls
+ * to serve, in adr/0021. The RPCs themselves live in handlers.c and health.c;
+ * plaintext connections are accepted by listener.c.
  */
 #include "server.h"
 
@@ -565,15 +568,10 @@ static grpc_arg integer_argument(const char *key, int value) {
   return a;
 }
 
+enum { SERVER_ARGUMENT_COUNT = 6 };
+
 /* Channel arguments: the limits of docs/operations.md. */
-static grpc_channel_args *server_arguments(greeksd_server *s) {
-  static const int argument_count = 6;
-  grpc_arg *args = calloc((size_t)argument_count, sizeof *args);
-  grpc_channel_args *channel_args = calloc(1, sizeof *channel_args);
-  if (args == NULL || channel_args == NULL) {
-    free(args), free(channel_args);
-    return NULL;
-  }
+static void server_arguments(greeksd_server *s, grpc_arg args[SERVER_ARGUMENT_COUNT]) {
   args[0] = integer_argument(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int)s->config.max_message_bytes);
   args[1] = integer_argument(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, -1); /* bounded by max_contracts */
   /* Advertised in SETTINGS: a client cannot hold more streams than this open on
@@ -581,43 +579,32 @@ static grpc_channel_args *server_arguments(greeksd_server *s) {
   args[2] = integer_argument(GRPC_ARG_MAX_CONCURRENT_STREAMS, s->config.max_concurrent_streams);
   /* A second greeksd on the same address must fail to bind, not share it. */
   args[3] = integer_argument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  args[4].type = GRPC_ARG_POINTER; /* the core takes its own reference */
-  args[4].key = (char *)GRPC_ARG_RESOURCE_QUOTA;
-  args[4].value.pointer.p = s->quota;
-  args[4].value.pointer.vtable = grpc_resource_quota_arg_vtable();
-  args[5] = integer_argument(GRPC_ARG_MAX_METADATA_SIZE, 16 * 1024);
-  channel_args->num_args = (size_t)argument_count;
-  channel_args->args = args;
-  return channel_args;
+  args[4] = integer_argument(GRPC_ARG_MAX_METADATA_SIZE, 16 * 1024);
+  memset(&args[5], 0, sizeof args[5]);
+  args[5].type = GRPC_ARG_POINTER; /* the core takes its own reference */
+  args[5].key = (char *)GRPC_ARG_RESOURCE_QUOTA;
+  args[5].value.pointer.p = s->quota;
+  args[5].value.pointer.vtable = grpc_resource_quota_arg_vtable();
 }
 
-static void free_arguments(grpc_channel_args *a) {
-  if (a) free(a->args);
-  free(a);
-}
-
-static int create_grpc_server(greeksd_server *s, char *error, size_t size) {
+static void create_grpc_server(greeksd_server *s) {
   s->quota = grpc_resource_quota_create("greeksd");
   grpc_resource_quota_resize(s->quota, s->config.memory_limit_bytes);
-  grpc_channel_args *args = server_arguments(s);
-  if (args == NULL) {
-    snprintf(error, size, "out of memory");
-    return -1;
-  }
-  s->server = grpc_server_create(args, NULL);
-  free_arguments(args);
+  grpc_arg args[SERVER_ARGUMENT_COUNT];
+  server_arguments(s, args);
+  grpc_channel_args channel_args = {SERVER_ARGUMENT_COUNT, args};
+  s->server = grpc_server_create(&channel_args, NULL);
   s->cq = grpc_completion_queue_create_for_next(NULL);
   grpc_server_register_completion_queue(s->server, s->cq, NULL);
   for (int m = 0; m < METHOD_REGISTERED_COUNT; m++)
     s->registered[m] = grpc_server_register_method(s->server, method_paths[m], NULL, GRPC_SRM_PAYLOAD_NONE, 0);
-  return 0;
 }
 
 /* Plaintext: greeksd's own listener, which caps connections and survives
  * EMFILE (adr/0022). TLS: the core's listener (grpc 1.51 takes only insecure
  * credentials on accepted descriptors). */
 static int start_grpc(greeksd_server *s, int *port, char *error, size_t size) {
-  if (create_grpc_server(s, error, size) != 0) return -1;
+  create_grpc_server(s);
   if (s->config.tls_cert[0] == '\0') {
     s->listener = greeksd_listener_bind(s->config.listen, s->config.max_connections, port, error, size);
     if (s->listener == NULL) return -1;
