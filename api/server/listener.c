@@ -44,7 +44,6 @@ struct greeksd_listener {
   pthread_t thread;
   int thread_started;
   atomic_int stop;
-  atomic_int open_connections;
   accepted *open;
   int open_count;
   int64_t last_emfile_log_ns;
@@ -164,7 +163,6 @@ static void forget_closed(greeksd_listener *l) {
   for (int i = 0; i < l->open_count; i++)
     if (still_open(&l->open[i])) l->open[kept++] = l->open[i];
   l->open_count = kept;
-  atomic_store(&l->open_connections, kept);
 }
 
 static void log_no_descriptors(greeksd_listener *l, int e) {
@@ -191,7 +189,6 @@ static void accept_ready(greeksd_listener *l) {
     struct stat st;
     fstat(fd, &st);
     l->open[l->open_count++] = (accepted){fd, st.st_ino};
-    atomic_store(&l->open_connections, l->open_count);
     grpc_server_add_channel_from_fd(l->server, fd, l->credentials); /* the core owns fd now */
   }
 }
@@ -225,8 +222,6 @@ void greeksd_listener_start(greeksd_listener *l, grpc_server *server) {
   if (pthread_create(&l->thread, NULL, accept_loop, l) == 0) l->thread_started = 1;
   else gk_logf(GK_LOG_ERROR, "greeksd", "cannot start the listener thread: no connection will be accepted");
 }
-
-int greeksd_listener_connections(greeksd_listener *l) { return l ? atomic_load(&l->open_connections) : 0; }
 
 void greeksd_listener_stop(greeksd_listener *l) {
   if (l == NULL) return;

@@ -25,9 +25,6 @@ greeksd_listener *greeksd_listener_bind(const char *address, int max_connections
 /* Starts the accepting thread; `server` must have been started. */
 void greeksd_listener_start(greeksd_listener *listener, grpc_server *server);
 
-/* Connections accepted and still open (approximate: refreshed every poll). */
-int greeksd_listener_connections(greeksd_listener *listener);
-
 /* Stops accepting and closes the listening socket. NULL and repeats are fine. */
 void greeksd_listener_stop(greeksd_listener *listener);
 
