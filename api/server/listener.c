@@ -187,7 +187,10 @@ static void accept_ready(greeksd_listener *l) {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct stat st;
-    fstat(fd, &st);
+    if (fstat(fd, &st) != 0) { /* cannot be tracked, so not served */
+      close(fd);
+      continue;
+    }
     l->open[l->open_count++] = (accepted){fd, st.st_ino};
     grpc_server_add_channel_from_fd(l->server, fd, l->credentials); /* the core owns fd now */
   }
