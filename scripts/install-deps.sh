@@ -17,6 +17,7 @@ packages=(
   openssl                            # test certificates for the TLS tests
   libssl-dev                         # greeksd checks its TLS certificate and key at start (startup.c)
   python3-h2                         # raw HTTP/2 frames in the abuse test (tests/grpc/test_abuse.py)
+  gdb                                # make soak reads greeksd's heap in use (malloc_stats) through it
   libquantlib0-dev                   # QuantLib, the iv/quantlib benchmark case (optional in CMake)
   python3                            # bench/summarize.py, bench/gate, tests/test_gate.py
   clang libclang-rt-14-dev           # libFuzzer and its sanitizers (fuzz/, make fuzz)
