@@ -367,6 +367,38 @@ class AbusedServer(unittest.TestCase):
         self.assertServing()
 
 
+class MemoryQuota(unittest.TestCase):
+    """Item 5: gRPC 1.51 accepts a message up to its declared length before it
+    checks --max-message-bytes; the core's resource quota (--memory-limit-mb)
+    is what bounds the memory one stream can take."""
+
+    def test_item5_a_stream_sending_past_the_quota_is_cut_and_others_are_served(self):
+        server = Server("--server-threads", "4", "--memory-limit-mb", "128")
+        raw = RawHttp2(server.port)
+        channel, s = stub(server.target)
+        try:
+            raw.headers(1, "PriceBatch")
+            raw.data(1, b"\x00\xff\xff\xff\xf0")  # declares a 4 GiB message
+            sent, chunk, started = 0, b"\x00" * 16000, time.monotonic()
+            try:
+                while sent < (1 << 30) and time.monotonic() - started < 60:
+                    if raw.conn.local_flow_control_window(1) < len(chunk):
+                        raw.pump(lambda ev: raw.conn.local_flow_control_window(1) >= len(chunk), timeout=5)
+                        if raw.conn.local_flow_control_window(1) < len(chunk):
+                            break
+                    raw.data(1, chunk)
+                    sent += len(chunk)
+            except Exception:  # the core closed the stream or the connection: the point
+                pass
+            self.assertLess(sent, 256 << 20, "the core took %d MiB for one stream" % (sent >> 20))
+            self.assertEqual(s.PriceBatch(batch_request(random_batch(2, seed=9)), timeout=30).count, 2)
+        finally:
+            raw.close()
+            channel.close()
+            self.assertEqual(server.stop(), 0, server.stderr()[-3000:])
+            server.close()
+
+
 class AccessLog(unittest.TestCase):
     """Item 9: the access log records how a call really ended."""
 
