@@ -638,6 +638,20 @@ static void test_help_lists_every_iv_model(void **state) {
   assert_non_null(strstr(line, "bachelier"));
 }
 
+/* An element error about a quantity of several columns (sigma*sqrt(T) too small
+ * for the Greeks to fit in a double) shows those columns' values; it printed
+ * value '' before. */
+static void test_an_error_about_sigma_sqrt_t_shows_sigma_and_t(void **state) {
+  (void)state;
+  const char *path = temp_csv("id,type,S,K,T,r,q,sigma\nx,call,100,100,1e-310,0.05,0,0.2\n");
+  char args[128];
+  snprintf(args, sizeof args, "price --greeks everything %s", path);
+  cli_result *r = run_cli("", args);
+  remove(path);
+  assert_int_equal(r->exit_code, 3);
+  assert_non_null(strstr(r->err, "field 'sigma*sqrt(T)' value 'sigma=0.2 T=1e-310'"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_prices_a_good_file_to_round_trip_precision),
@@ -665,6 +679,7 @@ int main(void) {
       cmocka_unit_test(test_revalue_reads_either_file_from_stdin),
       cmocka_unit_test(test_bad_row_messages_name_the_file_and_escape_values),
       cmocka_unit_test(test_help_lists_every_iv_model),
+      cmocka_unit_test(test_an_error_about_sigma_sqrt_t_shows_sigma_and_t),
   };
   int failed = cmocka_run_group_tests(tests, NULL, NULL);
   remove(TMP_CSV);

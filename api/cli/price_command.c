@@ -162,10 +162,17 @@ static void write_number(FILE *out, int wanted, double value) {
 }
 
 /* The kernel's reason for an element, as "line N: field 'X' value 'V': rule". */
+enum { VALUE_TEXT_SIZE = 64 };
 static void describe_element_error(row *r, gk_element_error code) {
-  const char *field = gk_element_error_field(code), *value = "";
+  const char *field = gk_element_error_field(code), *value = NULL;
   for (int col = PRICE_S; col < PRICE_STYLE; col++)
     if (strcmp(field, column_names[col]) == 0 && r->field[col]) value = r->field[col];
+  char inputs[2 * VALUE_TEXT_SIZE];
+  if (value == NULL) { /* a quantity of several columns (sigma*sqrt(T)): show the columns */
+    snprintf(inputs, sizeof inputs, "sigma=%s T=%s", r->field[PRICE_SIGMA] ? r->field[PRICE_SIGMA] : "",
+             r->field[PRICE_T] ? r->field[PRICE_T] : "");
+    value = inputs;
+  }
   csv_error error;
   csv_field_error(&error, r->line_number, field, value, gk_element_error_rule(code));
   snprintf(r->error, sizeof r->error, "%s", error.message);
