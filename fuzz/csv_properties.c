@@ -135,3 +135,16 @@ void csv_check_readers_agree(const uint8_t *data, size_t size, const csv_column 
   }
   free(a.text);
 }
+
+void csv_check_each_row(const uint8_t *data, size_t size, const csv_column *columns, int ncols, csv_row_check check) {
+  csv_require(ncols <= CSV_CHECK_MAX_COLUMNS, "columns fit the row buffer");
+  size_t lines = csv_line_count(data, size);
+  csv_reader *r = csv_reader_memory((const char *)data, size);
+  csv_error error;
+  const char *fields[CSV_CHECK_MAX_COLUMNS];
+  if (r && csv_reader_header(r, columns, ncols, &error) == 0) {
+    for (int got; (got = csv_reader_next(r, fields, &error)) != CSV_END;)
+      if (got == CSV_ROW) check(fields, csv_reader_line(r), lines);
+  }
+  csv_reader_free(r);
+}

@@ -27,6 +27,13 @@ void csv_check_error(const csv_error *error, size_t lines);
 /* Reads the input whole with `columns` through both readers and compares. */
 void csv_check_readers_agree(const uint8_t *data, size_t size, const csv_column *columns, int ncols);
 
+/* Reads the input from memory and calls check(fields, line, lines) on every row
+ * after a usable header (rows the reader refuses are csv_check_readers_agree's
+ * business). At most CSV_CHECK_MAX_COLUMNS columns. */
+enum { CSV_CHECK_MAX_COLUMNS = 16 };
+typedef void (*csv_row_check)(const char **fields, size_t line, size_t lines);
+void csv_check_each_row(const uint8_t *data, size_t size, const csv_column *columns, int ncols, csv_row_check check);
+
 /* libFuzzer's entry point, defined by each target. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

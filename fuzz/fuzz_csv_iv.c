@@ -33,21 +33,16 @@ static void check_row(gk_model model, const char **fields, size_t line, size_t l
   csv_require(csv_finite(vol) && vol >= 0, "vol finite and >= 0");
 }
 
+/* Every row under the lognormal and the normal model. */
+static void check_both_models(const char **fields, size_t line, size_t lines) {
+  check_row(GK_MODEL_BSM, fields, line, lines);
+  check_row(GK_MODEL_BACHELIER, fields, line, lines);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   csv_column columns[IV_COLUMNS];
   iv_columns(GK_MODEL_BSM, columns);
   csv_check_readers_agree(data, size, columns, IV_COLUMNS);
-  size_t lines = csv_line_count(data, size);
-  csv_reader *r = csv_reader_memory((const char *)data, size);
-  csv_error error;
-  const char *fields[IV_COLUMNS];
-  if (r && csv_reader_header(r, columns, IV_COLUMNS, &error) == 0) {
-    for (int got; (got = csv_reader_next(r, fields, &error)) != CSV_END;) {
-      if (got != CSV_ROW) continue; /* checked by csv_check_readers_agree */
-      check_row(GK_MODEL_BSM, fields, csv_reader_line(r), lines);
-      check_row(GK_MODEL_BACHELIER, fields, csv_reader_line(r), lines);
-    }
-  }
-  csv_reader_free(r);
+  csv_check_each_row(data, size, columns, IV_COLUMNS, check_both_models);
   return 0;
 }
