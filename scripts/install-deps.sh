@@ -21,6 +21,10 @@ packages=(
   libquantlib0-dev                   # QuantLib, the iv/quantlib benchmark case (optional in CMake)
   python3                            # bench/summarize.py, bench/gate, tests/test_gate.py
   clang libclang-rt-14-dev           # libFuzzer and its sanitizers (fuzz/, make fuzz)
+  libsqlite3-dev zlib1g-dev          # the embedded event store (engine/store) and its row checksums
+  libpq-dev                          # the PostgreSQL event-store adapter
+  postgresql-15                      # the real server the store contract and crash tests start
+  sqlite3                            # builds the schema-v1 fixture store in tests (tests/data/store)
 )
 
 missing=()

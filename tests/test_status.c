@@ -23,6 +23,11 @@ static void test_codes_map_to_categories_and_transience(void **state) {
       {GK_CANCELLED, GK_CATEGORY_CANCELLED, false, 1},               /* CANCELLED */
       {GK_INTERNAL, GK_CATEGORY_INTERNAL, false, 13},                /* INTERNAL */
       {GK_IO_ERROR, GK_CATEGORY_IO, false, 14},                      /* UNAVAILABLE */
+      {GK_NOT_FOUND, GK_CATEGORY_NOT_FOUND, false, 5},               /* NOT_FOUND */
+      {GK_ALREADY_EXISTS, GK_CATEGORY_ALREADY_EXISTS, false, 6},     /* ALREADY_EXISTS */
+      {GK_FAILED_PRECONDITION, GK_CATEGORY_PRECONDITION, false, 9},  /* FAILED_PRECONDITION */
+      {GK_ABORTED, GK_CATEGORY_CONFLICT, true, 10},                  /* ABORTED */
+      {GK_DATA_LOSS, GK_CATEGORY_DATA_LOSS, false, 15},              /* DATA_LOSS */
   };
   for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
     gk_status s;

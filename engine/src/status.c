@@ -20,13 +20,20 @@ static gk_category category_of(gk_code code) {
     case GK_CANCELLED: return GK_CATEGORY_CANCELLED;
     case GK_INTERNAL: return GK_CATEGORY_INTERNAL;
     case GK_IO_ERROR: return GK_CATEGORY_IO;
+    case GK_NOT_FOUND: return GK_CATEGORY_NOT_FOUND;
+    case GK_ALREADY_EXISTS: return GK_CATEGORY_ALREADY_EXISTS;
+    case GK_FAILED_PRECONDITION: return GK_CATEGORY_PRECONDITION;
+    case GK_ABORTED: return GK_CATEGORY_CONFLICT;
+    case GK_DATA_LOSS: return GK_CATEGORY_DATA_LOSS;
   }
   return GK_CATEGORY_INTERNAL;
 }
 
-/* Retrying helps when the cause is load or time, not the request itself. */
+/* Retrying helps when the cause is load, time or a concurrent writer, not the
+ * request itself. */
 static bool transient_code(gk_code code) {
-  return code == GK_RESOURCE_EXHAUSTED || code == GK_UNAVAILABLE || code == GK_DEADLINE_EXCEEDED;
+  return code == GK_RESOURCE_EXHAUSTED || code == GK_UNAVAILABLE ||
+         code == GK_DEADLINE_EXCEEDED || code == GK_ABORTED;
 }
 
 gk_code gk_status_set(gk_status *status, gk_code code, const char *field, const char *value,
@@ -49,13 +56,17 @@ gk_code gk_status_set(gk_status *status, gk_code code, const char *field, const 
 const char *gk_code_name(gk_code code) {
   static const char *const names[] = {"OK", "INVALID_ARGUMENT", "RESOURCE_EXHAUSTED",
                                       "UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED",
-                                      "INTERNAL", "IO_ERROR"};
+                                      "INTERNAL", "IO_ERROR", "NOT_FOUND",
+                                      "ALREADY_EXISTS", "FAILED_PRECONDITION", "ABORTED",
+                                      "DATA_LOSS"};
   return (unsigned)code < sizeof names / sizeof names[0] ? names[code] : "UNKNOWN";
 }
 
 const char *gk_category_name(gk_category category) {
   static const char *const names[] = {"none", "validation", "pricing", "resource",
-                                      "unavailable", "timeout", "cancelled", "internal", "io"};
+                                      "unavailable", "timeout", "cancelled", "internal", "io",
+                                      "not_found", "already_exists", "precondition",
+                                      "conflict", "data_loss"};
   return (unsigned)category < sizeof names / sizeof names[0] ? names[category] : "unknown";
 }
 
@@ -66,7 +77,9 @@ void gk_status_set_request_id(gk_status *status, const char *request_id) {
 
 int gk_category_grpc_code(gk_category category) {
   enum { OK = 0, CANCELLED = 1, UNKNOWN = 2, INVALID_ARGUMENT = 3, DEADLINE_EXCEEDED = 4,
-         RESOURCE_EXHAUSTED = 8, INTERNAL = 13, UNAVAILABLE = 14 };
+         NOT_FOUND = 5, ALREADY_EXISTS = 6, RESOURCE_EXHAUSTED = 8,
+         FAILED_PRECONDITION = 9, ABORTED = 10, INTERNAL = 13, UNAVAILABLE = 14,
+         DATA_LOSS = 15 };
   switch (category) {
     case GK_CATEGORY_NONE: return OK;
     case GK_CATEGORY_VALIDATION: return INVALID_ARGUMENT;
@@ -77,6 +90,11 @@ int gk_category_grpc_code(gk_category category) {
     case GK_CATEGORY_CANCELLED: return CANCELLED;
     case GK_CATEGORY_INTERNAL: return INTERNAL;
     case GK_CATEGORY_IO: return UNAVAILABLE;
+    case GK_CATEGORY_NOT_FOUND: return NOT_FOUND;
+    case GK_CATEGORY_ALREADY_EXISTS: return ALREADY_EXISTS;
+    case GK_CATEGORY_PRECONDITION: return FAILED_PRECONDITION;
+    case GK_CATEGORY_CONFLICT: return ABORTED;
+    case GK_CATEGORY_DATA_LOSS: return DATA_LOSS;
   }
   return UNKNOWN;
 }

@@ -28,6 +28,11 @@ typedef enum gk_code {
   GK_CANCELLED,         /* the caller cancelled */
   GK_INTERNAL,          /* a bug or broken invariant */
   GK_IO_ERROR,          /* reading or writing a file or stream failed */
+  GK_NOT_FOUND,         /* the named book, trade or strategy does not exist */
+  GK_ALREADY_EXISTS,    /* the book or trade id is taken */
+  GK_FAILED_PRECONDITION, /* the state forbids it: an expired instrument, a hard limit */
+  GK_ABORTED,           /* a concurrent writer won (expected version); retry */
+  GK_DATA_LOSS,         /* stored data is corrupted or truncated */
 } gk_code;
 
 typedef enum gk_category {
@@ -40,6 +45,11 @@ typedef enum gk_category {
   GK_CATEGORY_CANCELLED,
   GK_CATEGORY_INTERNAL,
   GK_CATEGORY_IO,
+  GK_CATEGORY_NOT_FOUND,
+  GK_CATEGORY_ALREADY_EXISTS,
+  GK_CATEGORY_PRECONDITION,
+  GK_CATEGORY_CONFLICT,
+  GK_CATEGORY_DATA_LOSS,
 } gk_category;
 
 #define GK_STATUS_NO_INDEX (-1)
@@ -74,7 +84,10 @@ void gk_status_set_request_id(gk_status *status, const char *request_id);
  *   unavailable -> UNAVAILABLE (14)  timeout -> DEADLINE_EXCEEDED (4)
  *   cancelled -> CANCELLED (1)     internal -> INTERNAL (13)
  *   io -> UNAVAILABLE (14): a failing disk or stream is the server's condition,
- *   retryable elsewhere, not the caller's mistake. */
+ *   retryable elsewhere, not the caller's mistake.
+ *   not_found -> NOT_FOUND (5)     already_exists -> ALREADY_EXISTS (6)
+ *   precondition -> FAILED_PRECONDITION (9)   conflict -> ABORTED (10)
+ *   data_loss -> DATA_LOSS (15) */
 int gk_category_grpc_code(gk_category category);
 
 /* gk_category_grpc_code(status->category); OK for NULL. */

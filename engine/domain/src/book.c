@@ -1,0 +1,783 @@
+/*
+ * book.c - the book aggregate: decide (command -> event or the broken rule) and
+ * apply (state + event -> state), with no I/O, threads or clock.
+ *
+ * State is a handful of dense arrays in insertion order (positions, trades,
+ * markets, strategy ids), each with a hash index (index_map.h) for lookups, so
+ * a 100k-position book folds a trade in O(legs) and iterates deterministically.
+ *
+ * Position accounting is average cost: a fill that adds to a position moves its
+ * average cost to the quantity-weighted mean; a fill that reduces it realizes
+ * (price - average cost) x closed quantity x multiplier (sign of the position)
+ * and leaves the average unchanged; a fill through zero opens the remainder at
+ * the fill's price. A correction posts the original legs reversed at their own
+ * prices, then the replacement legs (cancel and rebook, as a back office does):
+ * quantities return exactly to what they would have been; realized P&L records
+ * the cancel as a fill at the original price.
+ *
+ * apply is all or nothing: the affected positions are computed on copies and
+ * capacity is reserved before anything is written, so a failed apply (a
+ * corrupted stream, out of memory) leaves the book as it was.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "greeks/batch.h"
+#include "greeks/book.h"
+#include "index_map.h"
+
+#define GK_MAX_POSITION_QUANTITY INT64_C(1000000000000000) /* 1e15 contracts */
+
+typedef struct trade_ref {
+  char id[GK_TRADE_ID_SIZE];
+  int64_t sequence;
+} trade_ref;
+
+typedef struct strategy_ref {
+  char id[GK_META_ID_SIZE];
+} strategy_ref;
+
+struct gk_book {
+  bool open;
+  char id[GK_BOOK_ID_SIZE];
+  char name[GK_TEXT_SIZE];
+  char currency[4];
+  int64_t version, opened_us, last_event_us;
+  gk_position *positions;
+  size_t position_count, position_capacity;
+  index_map position_index;
+  trade_ref *trades;
+  size_t trade_count, trade_capacity;
+  index_map trade_index;
+  gk_market_quote *markets;
+  size_t market_count, market_capacity;
+  index_map market_index;
+  strategy_ref *strategies;
+  size_t strategy_count, strategy_capacity;
+  gk_risk_limits_set limits;
+};
+
+/* ---- lifetime ------------------------------------------------------------------- */
+
+gk_book *gk_book_new(void) { return calloc(1, sizeof(gk_book)); }
+
+void gk_book_free(gk_book *b) {
+  if (b == NULL) return;
+  free(b->positions);
+  free(b->trades);
+  free(b->markets);
+  free(b->strategies);
+  index_map_free(&b->position_index);
+  index_map_free(&b->trade_index);
+  index_map_free(&b->market_index);
+  free(b);
+}
+
+static void *copy_array(const void *from, size_t count, size_t size) {
+  if (count == 0) return NULL;
+  void *to = malloc(count * size);
+  if (to) memcpy(to, from, count * size);
+  return to;
+}
+
+gk_book *gk_book_clone(const gk_book *from) {
+  gk_book *b = gk_book_new();
+  if (b == NULL) return NULL;
+  *b = *from;
+  b->positions = copy_array(from->positions, from->position_count, sizeof *b->positions);
+  b->trades = copy_array(from->trades, from->trade_count, sizeof *b->trades);
+  b->markets = copy_array(from->markets, from->market_count, sizeof *b->markets);
+  b->strategies = copy_array(from->strategies, from->strategy_count, sizeof *b->strategies);
+  b->position_capacity = from->position_count;
+  b->trade_capacity = from->trade_count;
+  b->market_capacity = from->market_count;
+  b->strategy_capacity = from->strategy_count;
+  bool maps = index_map_copy(&b->position_index, &from->position_index);
+  maps = index_map_copy(&b->trade_index, &from->trade_index) && maps;
+  maps = index_map_copy(&b->market_index, &from->market_index) && maps;
+  bool arrays = (b->positions || !from->position_count) && (b->trades || !from->trade_count) &&
+                (b->markets || !from->market_count) && (b->strategies || !from->strategy_count);
+  if (!maps || !arrays) {
+    gk_book_free(b);
+    return NULL;
+  }
+  return b;
+}
+
+/* ---- lookups --------------------------------------------------------------------- */
+
+typedef struct instrument_key {
+  const gk_book *book;
+  const gk_instrument *instrument;
+} instrument_key;
+
+static bool position_matches(const void *context, size_t index) {
+  const instrument_key *k = context;
+  return gk_instrument_equal(&k->book->positions[index].instrument, k->instrument);
+}
+
+static size_t find_position(const gk_book *b, const gk_instrument *instrument) {
+  instrument_key key = {b, instrument};
+  return index_map_find(&b->position_index, gk_instrument_hash(instrument), position_matches, &key);
+}
+
+typedef struct text_key {
+  const gk_book *book;
+  const char *text;
+} text_key;
+
+static uint64_t hash_text(const char *text) { return hash_bytes(HASH_SEED, text, strlen(text)); }
+
+static bool trade_matches(const void *context, size_t index) {
+  const text_key *k = context;
+  return strcmp(k->book->trades[index].id, k->text) == 0;
+}
+
+static size_t find_trade(const gk_book *b, const char *trade_id) {
+  text_key key = {b, trade_id};
+  return index_map_find(&b->trade_index, hash_text(trade_id), trade_matches, &key);
+}
+
+static bool market_matches(const void *context, size_t index) {
+  const text_key *k = context;
+  return strcmp(k->book->markets[index].underlying, k->text) == 0;
+}
+
+static size_t find_market(const gk_book *b, const char *underlying) {
+  text_key key = {b, underlying};
+  return index_map_find(&b->market_index, hash_text(underlying), market_matches, &key);
+}
+
+bool gk_book_is_open(const gk_book *b) { return b->open; }
+const char *gk_book_id(const gk_book *b) { return b->id; }
+const char *gk_book_name(const gk_book *b) { return b->name; }
+const char *gk_book_currency(const gk_book *b) { return b->currency; }
+int64_t gk_book_version(const gk_book *b) { return b->version; }
+int64_t gk_book_opened_time(const gk_book *b) { return b->opened_us; }
+int64_t gk_book_last_event_time(const gk_book *b) { return b->last_event_us; }
+size_t gk_book_position_count(const gk_book *b) { return b->position_count; }
+size_t gk_book_market_count(const gk_book *b) { return b->market_count; }
+size_t gk_book_trade_count(const gk_book *b) { return b->trade_count; }
+size_t gk_book_strategy_count(const gk_book *b) { return b->strategy_count; }
+const gk_risk_limits_set *gk_book_limits(const gk_book *b) { return &b->limits; }
+
+const gk_position *gk_book_position(const gk_book *b, size_t i) {
+  return i < b->position_count ? &b->positions[i] : NULL;
+}
+
+const gk_position *gk_book_find_position(const gk_book *b, const gk_instrument *instrument) {
+  size_t i = find_position(b, instrument);
+  return i == SIZE_MAX ? NULL : &b->positions[i];
+}
+
+const gk_market_quote *gk_book_market(const gk_book *b, size_t i) {
+  return i < b->market_count ? &b->markets[i] : NULL;
+}
+
+const gk_market_quote *gk_book_find_market(const gk_book *b, const char *underlying) {
+  size_t i = find_market(b, underlying);
+  return i == SIZE_MAX ? NULL : &b->markets[i];
+}
+
+bool gk_book_vol_of(const gk_book *b, const gk_instrument *instrument, double *vol) {
+  const gk_market_quote *q = gk_book_find_market(b, instrument->underlying);
+  if (q == NULL) return false;
+  *vol = q->vol;
+  for (size_t i = 0; i < q->vol_point_count; i++)
+    if (gk_instrument_equal(&q->vol_points[i].instrument, instrument)) *vol = q->vol_points[i].vol;
+  return true;
+}
+
+int64_t gk_book_trade_sequence(const gk_book *b, const char *trade_id) {
+  size_t i = find_trade(b, trade_id);
+  return i == SIZE_MAX ? 0 : b->trades[i].sequence;
+}
+
+const char *gk_book_trade_id_at(const gk_book *b, size_t i, int64_t *sequence) {
+  if (i >= b->trade_count) return NULL;
+  if (sequence) *sequence = b->trades[i].sequence;
+  return b->trades[i].id;
+}
+
+bool gk_book_has_strategy(const gk_book *b, const char *strategy_id) {
+  for (size_t i = 0; i < b->strategy_count; i++)
+    if (strcmp(b->strategies[i].id, strategy_id) == 0) return true;
+  return false;
+}
+
+const char *gk_book_strategy_at(const gk_book *b, size_t i) {
+  return i < b->strategy_count ? b->strategies[i].id : NULL;
+}
+
+/* ---- decide ------------------------------------------------------------------------- */
+
+static gk_code require_open(const gk_book *b, gk_status *status) {
+  if (b->open) return GK_OK;
+  return gk_status_set(status, GK_NOT_FOUND, "book_id", b->id, GK_STATUS_NO_INDEX,
+                       "the book is not open: open it first (OpenBook / greeks book open)");
+}
+
+static void start_event(gk_event *out, gk_event_type type) {
+  memset(out, 0, sizeof *out);
+  out->type = type;
+  out->meta.schema_version = gk_event_current_version(type);
+}
+
+gk_code gk_book_decide_open(const gk_book *b, const char *book_id, const char *name,
+                            const char *currency, gk_event *out, gk_status *status) {
+  size_t id_length = book_id ? strlen(book_id) : 0;
+  gk_instrument probe; /* the identifier rule is the symbol rule with a longer limit */
+  if (id_length == 0 || id_length >= GK_BOOK_ID_SIZE)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "book_id", book_id ? book_id : "",
+                         GK_STATUS_NO_INDEX, "book_id must be 1 to %d characters",
+                         GK_BOOK_ID_SIZE - 1);
+  for (size_t i = 0; i < id_length; i++) {
+    char one[2] = {book_id[i], 0};
+    if (gk_instrument_underlying(one, &probe, NULL) != GK_OK)
+      return gk_status_set(status, GK_INVALID_ARGUMENT, "book_id", book_id, GK_STATUS_NO_INDEX,
+                           "book_id may hold only letters, digits, '.', '_' and '-'");
+  }
+  if (b->open)
+    return gk_status_set(status, GK_ALREADY_EXISTS, "book_id", book_id, GK_STATUS_NO_INDEX,
+                         "book %s is already open", book_id);
+  if (name && strlen(name) >= GK_TEXT_SIZE)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "name", "", GK_STATUS_NO_INDEX,
+                         "name must be shorter than %d characters", GK_TEXT_SIZE);
+  const char *ccy = currency && currency[0] ? currency : "USD";
+  if (strlen(ccy) != 3 || ccy[0] < 'A' || ccy[0] > 'Z' || ccy[1] < 'A' || ccy[1] > 'Z' ||
+      ccy[2] < 'A' || ccy[2] > 'Z')
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "currency", ccy, GK_STATUS_NO_INDEX,
+                         "currency must be an ISO 4217 code of three capital letters");
+  start_event(out, GK_EVENT_BOOK_OPENED);
+  snprintf(out->meta.book_id, sizeof out->meta.book_id, "%s", book_id);
+  snprintf(out->as.book_opened.name, sizeof out->as.book_opened.name, "%s", name ? name : "");
+  memcpy(out->as.book_opened.currency, ccy, 4);
+  return GK_OK;
+}
+
+/* An option leg must expire after `at_us`; the underlying never expires. */
+static gk_code check_not_expired(const gk_leg *legs, size_t count, int64_t at_us, const char *when,
+                                 gk_status *status) {
+  for (size_t i = 0; i < count; i++) {
+    const gk_instrument *in = &legs[i].instrument;
+    if (in->kind != GK_KIND_OPTION || in->expiry_us > at_us) continue;
+    char text[96];
+    gk_instrument_format(in, text, sizeof text);
+    return gk_status_set(status, GK_FAILED_PRECONDITION, "expiry", text, (int64_t)i,
+                         "leg %zu: %s has expired by the %s; no trade on an expired instrument",
+                         i, text, when);
+  }
+  return GK_OK;
+}
+
+/* Would any position's quantity leave +-GK_MAX_POSITION_QUANTITY? */
+static gk_code check_position_bounds(const gk_book *b, const gk_leg *legs, size_t count,
+                                     gk_status *status) {
+  for (size_t i = 0; i < count; i++) {
+    const gk_position *p = gk_book_find_position(b, &legs[i].instrument);
+    int64_t now = p ? p->quantity : 0, after = now + legs[i].quantity;
+    if (after > GK_MAX_POSITION_QUANTITY || after < -GK_MAX_POSITION_QUANTITY) {
+      char text[32];
+      snprintf(text, sizeof text, "%lld", (long long)after);
+      return gk_status_set(status, GK_FAILED_PRECONDITION, "quantity", text, (int64_t)i,
+                           "leg %zu would take the position to %lld contracts, beyond the "
+                           "book's bound of %lld", i, (long long)after,
+                           (long long)GK_MAX_POSITION_QUANTITY);
+    }
+  }
+  return GK_OK;
+}
+
+#define TRADE_TIME_SKEW_US (INT64_C(300) * 1000000) /* a trade may be stamped 5 min ahead */
+
+gk_code gk_book_decide_trade(const gk_book *b, const gk_trade *t, int64_t now_us, gk_event *out,
+                             gk_status *status) {
+  gk_code rc = require_open(b, status);
+  if (rc == GK_OK) rc = gk_trade_validate(t, status);
+  if (rc != GK_OK) return rc;
+  if (find_trade(b, t->trade_id) != SIZE_MAX)
+    return gk_status_set(status, GK_ALREADY_EXISTS, "trade_id", t->trade_id, GK_STATUS_NO_INDEX,
+                         "trade %s is already on book %s (a trade id is applied once; "
+                         "correct it with CorrectTrade)", t->trade_id, b->id);
+  if (t->trade_time_us > now_us + TRADE_TIME_SKEW_US) {
+    char text[32];
+    snprintf(text, sizeof text, "%lld", (long long)t->trade_time_us);
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "trade_time", text, GK_STATUS_NO_INDEX,
+                         "trade_time is more than 5 minutes in the future");
+  }
+  if (t->strategy_id[0] && !gk_book_has_strategy(b, t->strategy_id))
+    return gk_status_set(status, GK_FAILED_PRECONDITION, "strategy_id", t->strategy_id,
+                         GK_STATUS_NO_INDEX, "strategy %s was not proposed on book %s",
+                         t->strategy_id, b->id);
+  rc = check_not_expired(t->legs, t->leg_count, t->trade_time_us, "trade time", status);
+  if (rc == GK_OK) rc = check_position_bounds(b, t->legs, t->leg_count, status);
+  if (rc != GK_OK) return rc;
+  start_event(out, GK_EVENT_TRADE_EXECUTED);
+  out->as.trade_executed = *t;
+  return GK_OK;
+}
+
+/* The legs the original event set: a trade's legs or a correction's replacement. */
+static size_t legs_set_by(const gk_event *e, const gk_leg **legs, const char **trade_id) {
+  if (e->type == GK_EVENT_TRADE_EXECUTED) {
+    *legs = e->as.trade_executed.legs;
+    *trade_id = e->as.trade_executed.trade_id;
+    return e->as.trade_executed.leg_count;
+  }
+  *legs = e->as.trade_corrected.replacement;
+  *trade_id = e->as.trade_corrected.trade_id;
+  return e->as.trade_corrected.replacement_count;
+}
+
+gk_code gk_book_decide_correction(const gk_book *b, const gk_event *original,
+                                  const gk_leg *replacement, size_t replacement_count,
+                                  const char *reason, int64_t now_us, gk_event *out,
+                                  gk_status *status) {
+  (void)now_us;
+  gk_code rc = require_open(b, status);
+  if (rc != GK_OK) return rc;
+  if (original == NULL || (original->type != GK_EVENT_TRADE_EXECUTED &&
+                           original->type != GK_EVENT_TRADE_CORRECTED))
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "original", "", GK_STATUS_NO_INDEX,
+                         "a correction needs the event that set the trade's legs");
+  const gk_leg *legs;
+  const char *trade_id;
+  size_t leg_count = legs_set_by(original, &legs, &trade_id);
+  if (gk_book_trade_sequence(b, trade_id) != original->meta.sequence)
+    return gk_status_set(status, GK_FAILED_PRECONDITION, "trade_id", trade_id, GK_STATUS_NO_INDEX,
+                         "trade %s is not on book %s, or the given event is not its latest",
+                         trade_id, b->id);
+  if (replacement_count > 0) {
+    rc = gk_legs_validate(replacement, replacement_count, status);
+    int64_t traded_at = original->type == GK_EVENT_TRADE_EXECUTED
+                            ? original->as.trade_executed.trade_time_us
+                            : original->meta.time_us;
+    if (rc == GK_OK)
+      rc = check_not_expired(replacement, replacement_count, traded_at, "original trade time",
+                             status);
+    if (rc != GK_OK) return rc;
+  }
+  if (reason && strlen(reason) >= GK_TEXT_SIZE)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "reason", "", GK_STATUS_NO_INDEX,
+                         "reason must be shorter than %d characters", GK_TEXT_SIZE);
+  start_event(out, GK_EVENT_TRADE_CORRECTED);
+  gk_trade_corrected *c = &out->as.trade_corrected;
+  snprintf(c->trade_id, sizeof c->trade_id, "%s", trade_id);
+  c->reversed_count = leg_count;
+  memcpy(c->reversed, legs, leg_count * sizeof *legs);
+  c->replacement_count = replacement_count;
+  if (replacement_count) memcpy(c->replacement, replacement, replacement_count * sizeof *replacement);
+  snprintf(c->reason, sizeof c->reason, "%s", reason ? reason : "");
+  return GK_OK;
+}
+
+gk_code gk_book_decide_market(const gk_book *b, const gk_market_quote *q, gk_event *out,
+                              gk_status *status) {
+  gk_code rc = require_open(b, status);
+  if (rc == GK_OK) rc = gk_market_quote_validate(q, status);
+  if (rc != GK_OK) return rc;
+  start_event(out, GK_EVENT_MARKET_UPDATED);
+  out->as.market_updated = *q;
+  return GK_OK;
+}
+
+gk_code gk_book_decide_limits(const gk_book *b, const gk_risk_limit *limits, size_t count,
+                              gk_event *out, gk_status *status) {
+  gk_code rc = require_open(b, status);
+  if (rc != GK_OK) return rc;
+  if (count > GK_MAX_LIMITS)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "limits", "", GK_STATUS_NO_INDEX,
+                         "a book has at most %d limits", GK_MAX_LIMITS);
+  for (size_t i = 0; i < count; i++) {
+    rc = gk_risk_limit_validate(&limits[i], status);
+    if (rc != GK_OK) {
+      status->index = (int64_t)i;
+      return rc;
+    }
+    for (size_t j = 0; j < i; j++)
+      if (limits[j].metric == limits[i].metric &&
+          strcmp(limits[j].underlying, limits[i].underlying) == 0)
+        return gk_status_set(status, GK_INVALID_ARGUMENT, "limits",
+                             gk_limit_metric_name(limits[i].metric), (int64_t)i,
+                             "limits %zu and %zu both set %s for %s", j, i,
+                             gk_limit_metric_name(limits[i].metric),
+                             limits[i].underlying[0] ? limits[i].underlying : "the book");
+  }
+  start_event(out, GK_EVENT_RISK_LIMITS_SET);
+  out->as.limits_set.count = count;
+  if (count) memcpy(out->as.limits_set.limits, limits, count * sizeof *limits);
+  return GK_OK;
+}
+
+/* ---- apply ------------------------------------------------------------------------------ */
+
+static bool reserve(void **array, size_t *capacity, size_t needed, size_t size) {
+  if (needed <= *capacity) return true;
+  size_t grown = *capacity ? *capacity * 2 : 16;
+  while (grown < needed) grown *= 2;
+  void *p = realloc(*array, grown * size);
+  if (p == NULL) return false;
+  *array = p;
+  *capacity = grown;
+  return true;
+}
+
+/* Makes sure `extra` more elements fit in the array and its index without
+ * allocating later. */
+static bool reserve_indexed(void **array, size_t *capacity, size_t count, size_t extra, size_t size,
+                            index_map *map) {
+  return reserve(array, capacity, count + extra, size) && index_map_reserve(map, extra);
+}
+
+static void fill(gk_position *p, int64_t dq, double price) {
+  int64_t q = p->quantity;
+  if (q == 0 || (q > 0) == (dq > 0)) {
+    double held = fabs((double)q), added = fabs((double)dq);
+    p->average_cost = (p->average_cost * held + price * added) / (held + added);
+    p->quantity = q + dq;
+    return;
+  }
+  double closed = fmin(fabs((double)dq), fabs((double)q));
+  double side = q > 0 ? 1.0 : -1.0;
+  p->realized_pnl += closed * (price - p->average_cost) * side * p->instrument.multiplier;
+  p->quantity = q + dq;
+  if (p->quantity == 0) p->average_cost = 0;
+  else if ((p->quantity > 0) != (q > 0)) p->average_cost = price;
+}
+
+/* The positions one event touches, worked on as copies before any is stored. */
+typedef struct pending_fills {
+  size_t count;
+  size_t index[2 * GK_MAX_LEGS]; /* SIZE_MAX: a new position */
+  gk_position after[2 * GK_MAX_LEGS];
+} pending_fills;
+
+static gk_position *pending_position(const gk_book *b, pending_fills *p, const gk_instrument *in) {
+  for (size_t i = 0; i < p->count; i++)
+    if (gk_instrument_equal(&p->after[i].instrument, in)) return &p->after[i];
+  size_t at = find_position(b, in);
+  p->index[p->count] = at;
+  gk_position *slot = &p->after[p->count++];
+  if (at != SIZE_MAX) {
+    *slot = b->positions[at];
+  } else {
+    memset(slot, 0, sizeof *slot);
+    slot->instrument = *in;
+  }
+  return slot;
+}
+
+static gk_code add_fills(const gk_book *b, pending_fills *p, const gk_leg *legs, size_t count,
+                         int64_t sign, const gk_event *e, gk_status *status) {
+  for (size_t i = 0; i < count; i++) {
+    gk_position *pos = pending_position(b, p, &legs[i].instrument);
+    int64_t dq = sign * legs[i].quantity;
+    if (dq == 0 || (dq > 0 && pos->quantity > GK_MAX_POSITION_QUANTITY - dq) ||
+        (dq < 0 && pos->quantity < -GK_MAX_POSITION_QUANTITY - dq))
+      return gk_status_set(status, GK_DATA_LOSS, "sequence", NULL, (int64_t)i,
+                           "event %lld (%s) on book %s: leg %zu has quantity %lld, which no "
+                           "valid trade has here", (long long)e->meta.sequence,
+                           gk_event_type_name(e->type), b->id, i, (long long)dq);
+    fill(pos, dq, legs[i].price);
+  }
+  return GK_OK;
+}
+
+static void store_fills(gk_book *b, const pending_fills *p) {
+  for (size_t i = 0; i < p->count; i++) {
+    if (p->index[i] != SIZE_MAX) {
+      b->positions[p->index[i]] = p->after[i];
+      continue;
+    }
+    size_t at = b->position_count++;
+    b->positions[at] = p->after[i];
+    index_map_add(&b->position_index, gk_instrument_hash(&p->after[i].instrument), at);
+  }
+}
+
+static gk_code out_of_memory(const gk_event *e, gk_status *status) {
+  return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "book", e->meta.book_id, GK_STATUS_NO_INDEX,
+                       "out of memory applying event %lld", (long long)e->meta.sequence);
+}
+
+/* Fills of one event (reversed legs with sign -1, then the new legs with +1),
+ * computed, checked and reserved before the book changes. */
+static gk_code apply_legs(gk_book *b, const gk_event *e, const gk_leg *undo, size_t undo_count,
+                          const gk_leg *legs, size_t count, gk_status *status) {
+  pending_fills p;
+  p.count = 0;
+  gk_code rc = add_fills(b, &p, undo, undo_count, -1, e, status);
+  if (rc == GK_OK) rc = add_fills(b, &p, legs, count, +1, e, status);
+  if (rc != GK_OK) return rc;
+  if (!reserve_indexed((void **)&b->positions, &b->position_capacity, b->position_count, p.count,
+                       sizeof *b->positions, &b->position_index) ||
+      !reserve_indexed((void **)&b->trades, &b->trade_capacity, b->trade_count, 1,
+                       sizeof *b->trades, &b->trade_index))
+    return out_of_memory(e, status);
+  store_fills(b, &p);
+  return GK_OK;
+}
+
+static gk_code corrupt(const gk_book *b, const gk_event *e, const char *why, gk_status *status) {
+  char value[32];
+  snprintf(value, sizeof value, "%lld", (long long)e->meta.sequence);
+  return gk_status_set(status, GK_DATA_LOSS, "sequence", value, GK_STATUS_NO_INDEX,
+                       "event %lld (%s) cannot apply to book %s at version %lld: %s",
+                       (long long)e->meta.sequence, gk_event_type_name(e->type),
+                       b->id[0] ? b->id : e->meta.book_id, (long long)b->version, why);
+}
+
+static gk_code apply_trade(gk_book *b, const gk_event *e, gk_status *status) {
+  const gk_trade *t = &e->as.trade_executed;
+  if (t->leg_count == 0 || t->leg_count > GK_MAX_LEGS) return corrupt(b, e, "bad leg count", status);
+  if (find_trade(b, t->trade_id) != SIZE_MAX)
+    return corrupt(b, e, "the trade id is already applied", status);
+  gk_code rc = apply_legs(b, e, NULL, 0, t->legs, t->leg_count, status);
+  if (rc != GK_OK) return rc;
+  trade_ref *ref = &b->trades[b->trade_count];
+  snprintf(ref->id, sizeof ref->id, "%s", t->trade_id);
+  ref->sequence = e->meta.sequence;
+  index_map_add(&b->trade_index, hash_text(ref->id), b->trade_count++);
+  return GK_OK;
+}
+
+static gk_code apply_correction(gk_book *b, const gk_event *e, gk_status *status) {
+  const gk_trade_corrected *c = &e->as.trade_corrected;
+  size_t at = find_trade(b, c->trade_id);
+  if (at == SIZE_MAX) return corrupt(b, e, "it corrects a trade the book does not have", status);
+  if (c->reversed_count > GK_MAX_LEGS || c->replacement_count > GK_MAX_LEGS)
+    return corrupt(b, e, "bad leg count", status);
+  gk_code rc = apply_legs(b, e, c->reversed, c->reversed_count, c->replacement,
+                          c->replacement_count, status);
+  if (rc == GK_OK) b->trades[at].sequence = e->meta.sequence;
+  return rc;
+}
+
+static gk_code apply_market(gk_book *b, const gk_event *e, gk_status *status) {
+  const gk_market_quote *q = &e->as.market_updated;
+  size_t at = find_market(b, q->underlying);
+  if (at != SIZE_MAX) {
+    b->markets[at] = *q;
+    return GK_OK;
+  }
+  if (!reserve_indexed((void **)&b->markets, &b->market_capacity, b->market_count, 1,
+                       sizeof *b->markets, &b->market_index))
+    return out_of_memory(e, status);
+  b->markets[b->market_count] = *q;
+  index_map_add(&b->market_index, hash_text(q->underlying), b->market_count++);
+  return GK_OK;
+}
+
+static gk_code add_strategy(gk_book *b, const char *id, const gk_event *e, gk_status *status) {
+  if (!reserve((void **)&b->strategies, &b->strategy_capacity, b->strategy_count + 1,
+               sizeof *b->strategies))
+    return e ? out_of_memory(e, status)
+             : gk_status_set(status, GK_RESOURCE_EXHAUSTED, "book", b->id, GK_STATUS_NO_INDEX,
+                             "out of memory");
+  snprintf(b->strategies[b->strategy_count++].id, GK_META_ID_SIZE, "%s", id);
+  return GK_OK;
+}
+
+static gk_code apply_open(gk_book *b, const gk_event *e, gk_status *status) {
+  if (b->open) return corrupt(b, e, "the book is already open", status);
+  b->open = true;
+  snprintf(b->id, sizeof b->id, "%s", e->meta.book_id);
+  snprintf(b->name, sizeof b->name, "%s", e->as.book_opened.name);
+  memcpy(b->currency, e->as.book_opened.currency, 4);
+  b->currency[3] = 0;
+  b->opened_us = e->meta.time_us;
+  return GK_OK;
+}
+
+static gk_code apply_body(gk_book *b, const gk_event *e, gk_status *status) {
+  switch (e->type) {
+    case GK_EVENT_BOOK_OPENED: return apply_open(b, e, status);
+    case GK_EVENT_TRADE_EXECUTED: return apply_trade(b, e, status);
+    case GK_EVENT_TRADE_CORRECTED: return apply_correction(b, e, status);
+    case GK_EVENT_MARKET_UPDATED: return apply_market(b, e, status);
+    case GK_EVENT_RISK_LIMITS_SET:
+      if (e->as.limits_set.count > GK_MAX_LIMITS) return corrupt(b, e, "too many limits", status);
+      b->limits = e->as.limits_set;
+      return GK_OK;
+    case GK_EVENT_RISK_LIMIT_BREACHED:
+    case GK_EVENT_RISK_LIMIT_RESTORED: return GK_OK; /* the risk projection's, not the book's */
+    case GK_EVENT_STRATEGY_PROPOSED:
+      return add_strategy(b, e->as.strategy_proposed.strategy_id, e, status);
+  }
+  return corrupt(b, e, "unknown event type", status);
+}
+
+gk_code gk_book_apply(gk_book *b, const gk_event *e, gk_status *status) {
+  if (e->meta.sequence != b->version + 1) return corrupt(b, e, "out of sequence", status);
+  if (e->type != GK_EVENT_BOOK_OPENED && !b->open)
+    return corrupt(b, e, "the stream does not start with BookOpened", status);
+  if (b->open && strcmp(e->meta.book_id, b->id) != 0)
+    return corrupt(b, e, "it belongs to another book", status);
+  gk_code rc = apply_body(b, e, status);
+  if (rc != GK_OK) return rc;
+  b->version = e->meta.sequence;
+  b->last_event_us = e->meta.time_us;
+  return GK_OK;
+}
+
+/* ---- restore from a snapshot ------------------------------------------------------------ */
+
+gk_code gk_book_restore_header(gk_book *b, const char *book_id, const char *name,
+                               const char *currency, int64_t opened_time_us, int64_t sequence,
+                               int64_t last_event_time_us, gk_status *status) {
+  gk_event probe;
+  gk_book empty = {0};
+  gk_code rc = gk_book_decide_open(&empty, book_id, name, currency, &probe, status);
+  if (rc != GK_OK) return rc;
+  if (sequence < 1)
+    return gk_status_set(status, GK_DATA_LOSS, "sequence", "", GK_STATUS_NO_INDEX,
+                         "a snapshot of book %s has sequence %lld", book_id, (long long)sequence);
+  b->open = true;
+  snprintf(b->id, sizeof b->id, "%s", book_id);
+  snprintf(b->name, sizeof b->name, "%s", probe.as.book_opened.name);
+  memcpy(b->currency, probe.as.book_opened.currency, 4);
+  b->opened_us = opened_time_us;
+  b->version = sequence;
+  b->last_event_us = last_event_time_us;
+  return GK_OK;
+}
+
+gk_code gk_book_restore_position(gk_book *b, const gk_position *p, gk_status *status) {
+  gk_code rc = gk_instrument_validate(&p->instrument, status);
+  if (rc != GK_OK) return rc;
+  if (find_position(b, &p->instrument) != SIZE_MAX || !isfinite(p->average_cost) ||
+      !isfinite(p->realized_pnl) || p->quantity > GK_MAX_POSITION_QUANTITY ||
+      p->quantity < -GK_MAX_POSITION_QUANTITY)
+    return gk_status_set(status, GK_DATA_LOSS, "positions", p->instrument.underlying,
+                         GK_STATUS_NO_INDEX, "a snapshot of book %s holds a duplicate or "
+                         "malformed position", b->id);
+  if (!reserve_indexed((void **)&b->positions, &b->position_capacity, b->position_count, 1,
+                       sizeof *b->positions, &b->position_index))
+    return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "book", b->id, GK_STATUS_NO_INDEX,
+                         "out of memory restoring a snapshot");
+  b->positions[b->position_count] = *p;
+  index_map_add(&b->position_index, gk_instrument_hash(&p->instrument), b->position_count++);
+  return GK_OK;
+}
+
+gk_code gk_book_restore_trade(gk_book *b, const char *trade_id, int64_t sequence,
+                              gk_status *status) {
+  if (trade_id == NULL || trade_id[0] == 0 || strlen(trade_id) >= GK_TRADE_ID_SIZE ||
+      find_trade(b, trade_id) != SIZE_MAX || sequence < 1 || sequence > b->version)
+    return gk_status_set(status, GK_DATA_LOSS, "trades", trade_id ? trade_id : "",
+                         GK_STATUS_NO_INDEX, "a snapshot of book %s holds a duplicate or "
+                         "malformed trade reference", b->id);
+  if (!reserve_indexed((void **)&b->trades, &b->trade_capacity, b->trade_count, 1,
+                       sizeof *b->trades, &b->trade_index))
+    return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "book", b->id, GK_STATUS_NO_INDEX,
+                         "out of memory restoring a snapshot");
+  trade_ref *ref = &b->trades[b->trade_count];
+  snprintf(ref->id, sizeof ref->id, "%s", trade_id);
+  ref->sequence = sequence;
+  index_map_add(&b->trade_index, hash_text(ref->id), b->trade_count++);
+  return GK_OK;
+}
+
+gk_code gk_book_restore_market(gk_book *b, const gk_market_quote *q, gk_status *status) {
+  gk_code rc = gk_market_quote_validate(q, status);
+  if (rc != GK_OK) return rc;
+  gk_event e = {.meta.sequence = b->version};
+  snprintf(e.meta.book_id, sizeof e.meta.book_id, "%s", b->id);
+  return apply_market(b, &(gk_event){.meta = e.meta, .type = GK_EVENT_MARKET_UPDATED,
+                                     .as.market_updated = *q}, status);
+}
+
+gk_code gk_book_restore_limits(gk_book *b, const gk_risk_limits_set *limits, gk_status *status) {
+  if (limits->count > GK_MAX_LIMITS)
+    return gk_status_set(status, GK_DATA_LOSS, "limits", "", GK_STATUS_NO_INDEX,
+                         "a snapshot of book %s holds too many limits", b->id);
+  for (size_t i = 0; i < limits->count; i++) {
+    gk_code rc = gk_risk_limit_validate(&limits->limits[i], status);
+    if (rc != GK_OK) return rc;
+  }
+  b->limits = *limits;
+  return GK_OK;
+}
+
+gk_code gk_book_restore_strategy(gk_book *b, const char *strategy_id, gk_status *status) {
+  if (strategy_id == NULL || strlen(strategy_id) >= GK_META_ID_SIZE)
+    return gk_status_set(status, GK_DATA_LOSS, "strategies", "", GK_STATUS_NO_INDEX,
+                         "a snapshot of book %s holds a malformed strategy id", b->id);
+  return add_strategy(b, strategy_id, NULL, status);
+}
+
+/* ---- equality -------------------------------------------------------------------------- */
+
+static bool differ(char *out, size_t size, const char *what) {
+  if (out && size) snprintf(out, size, "%s", what);
+  return false;
+}
+
+static bool positions_equal(const gk_book *a, const gk_book *b, char *out, size_t size) {
+  if (a->position_count != b->position_count) return differ(out, size, "position count");
+  for (size_t i = 0; i < a->position_count; i++) {
+    const gk_position *x = &a->positions[i], *y = &b->positions[i];
+    if (!gk_instrument_equal(&x->instrument, &y->instrument) || x->quantity != y->quantity ||
+        x->average_cost != y->average_cost || x->realized_pnl != y->realized_pnl) {
+      char text[160];
+      gk_instrument_format(&x->instrument, text, sizeof text);
+      if (out && size) snprintf(out, size, "position %zu (%s)", i, text);
+      return false;
+    }
+  }
+  return true;
+}
+
+static bool trades_equal(const gk_book *a, const gk_book *b, char *out, size_t size) {
+  if (a->trade_count != b->trade_count) return differ(out, size, "trade count");
+  for (size_t i = 0; i < a->trade_count; i++)
+    if (strcmp(a->trades[i].id, b->trades[i].id) != 0 ||
+        a->trades[i].sequence != b->trades[i].sequence)
+      return differ(out, size, "trade list");
+  return true;
+}
+
+static bool markets_equal(const gk_book *a, const gk_book *b, char *out, size_t size) {
+  if (a->market_count != b->market_count) return differ(out, size, "market count");
+  for (size_t i = 0; i < a->market_count; i++) {
+    const gk_market_quote *x = &a->markets[i], *y = &b->markets[i];
+    bool same = strcmp(x->underlying, y->underlying) == 0 && x->spot == y->spot &&
+                x->rate == y->rate && x->yield == y->yield && x->vol == y->vol &&
+                x->vol_point_count == y->vol_point_count && x->market_time_us == y->market_time_us;
+    for (size_t j = 0; same && j < x->vol_point_count; j++)
+      same = gk_instrument_equal(&x->vol_points[j].instrument, &y->vol_points[j].instrument) &&
+             x->vol_points[j].vol == y->vol_points[j].vol;
+    if (!same) return differ(out, size, "market");
+  }
+  return true;
+}
+
+static bool limits_equal(const gk_book *a, const gk_book *b) {
+  if (a->limits.count != b->limits.count) return false;
+  for (size_t i = 0; i < a->limits.count; i++) {
+    const gk_risk_limit *x = &a->limits.limits[i], *y = &b->limits.limits[i];
+    if (strcmp(x->underlying, y->underlying) || x->metric != y->metric || x->soft != y->soft ||
+        x->hard != y->hard)
+      return false;
+  }
+  return true;
+}
+
+bool gk_book_equal(const gk_book *a, const gk_book *b, char *out, size_t size) {
+  if (a->open != b->open || strcmp(a->id, b->id) || strcmp(a->name, b->name) ||
+      strcmp(a->currency, b->currency) || a->opened_us != b->opened_us)
+    return differ(out, size, "header");
+  if (a->version != b->version || a->last_event_us != b->last_event_us)
+    return differ(out, size, "version");
+  if (!positions_equal(a, b, out, size) || !trades_equal(a, b, out, size) ||
+      !markets_equal(a, b, out, size))
+    return false;
+  if (!limits_equal(a, b)) return differ(out, size, "limits");
+  if (a->strategy_count != b->strategy_count) return differ(out, size, "strategies");
+  for (size_t i = 0; i < a->strategy_count; i++)
+    if (strcmp(a->strategies[i].id, b->strategies[i].id)) return differ(out, size, "strategies");
+  if (out && size) out[0] = 0;
+  return true;
+}

@@ -1,0 +1,148 @@
+/*
+ * greeks/event_store.h - the event-store port: append-only streams of encoded
+ * events, one stream per book, with optimistic concurrency, idempotency records
+ * and snapshots. Two adapters implement it: SQLite (embedded, the default) and
+ * PostgreSQL (shared by several greeksd instances). One contract suite
+ * (tests/test_event_store.c) runs against both.
+ *
+ * The store does not know what an event means: it keeps the metadata in columns
+ * and the payload as bytes with its type and schema version (engine/events
+ * encodes and decodes them). Each event row also stores a CRC-32 of its
+ * metadata and payload; a read that finds a mismatch, a gap in the sequence or a
+ * row it cannot read fails with GK_DATA_LOSS naming the store (file or database)
+ * and the sequence, never returns the row.
+ *
+ * Guarantees of gk_store_append, both adapters:
+ *   - atomic: the events, the idempotency record and the snapshot of one append
+ *     commit in one transaction, or none of them does;
+ *   - durable when it returns GK_OK (SQLite: synchronous=FULL in WAL mode;
+ *     PostgreSQL: the default synchronous_commit=on);
+ *   - optimistic: the append succeeds only when the stream's version (its last
+ *     sequence, 0 when empty) equals expected_version; otherwise GK_ABORTED
+ *     (transient: reload and decide again) and nothing is written;
+ *   - idempotent: an idempotency key already recorded on the stream fails the
+ *     append with GK_ALREADY_EXISTS and nothing is written; the caller then reads
+ *     the first answer with gk_store_find_result.
+ * SQLite appends from concurrent threads are group-committed: the appends
+ * waiting when a commit starts share its transaction and its fsync, and each
+ * caller returns only after that commit (a conflicting one fails alone, inside a
+ * savepoint).
+ *
+ * Thread safety: every function may be called from any thread concurrently,
+ * except gk_store_close. Ownership: the store copies what it is given; callbacks
+ * get views valid only during the call.
+ */
+#ifndef GREEKS_EVENT_STORE_H
+#define GREEKS_EVENT_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "greeks/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GK_STORE_ID_SIZE 64
+
+/* One event as stored. On append the store assigns nothing: the caller numbers
+ * the events expected_version + 1, + 2, ... and stamps ids and times. */
+typedef struct gk_stored_event {
+  int64_t sequence;
+  int64_t time_us;
+  uint32_t type;
+  uint32_t schema_version;
+  char event_id[GK_STORE_ID_SIZE];
+  char correlation_id[GK_STORE_ID_SIZE];
+  char causation_id[GK_STORE_ID_SIZE];
+  const uint8_t *payload;
+  size_t payload_size;
+} gk_stored_event;
+
+typedef struct gk_store_blob {
+  const uint8_t *data;
+  size_t size;
+} gk_store_blob;
+
+typedef struct gk_append {
+  const char *stream;          /* e.g. "book-desk1" */
+  int64_t expected_version;    /* 0 for a new stream */
+  const gk_stored_event *events;
+  size_t count;                /* >= 1 */
+  const char *idempotency_key; /* NULL or "": none */
+  gk_store_blob result;        /* kept with the key: the command's answer */
+  gk_store_blob snapshot;      /* size 0: none; else the state at the last event */
+} gk_append;
+
+typedef struct gk_event_store gk_event_store;
+
+/* Called once per event, in sequence order; a nonzero return stops the read
+ * (gk_store_read then returns GK_OK). */
+typedef int (*gk_event_visitor)(void *user, const gk_stored_event *event);
+
+/* SQLite: opens (creating if needed) the store file at `path` and its schema.
+ * options may be NULL (defaults). GK_IO_ERROR naming the file when it cannot be
+ * opened; GK_DATA_LOSS when it is not a greeks store or fails its quick check. */
+typedef struct gk_sqlite_options {
+  int64_t snapshot_every;     /* informational for callers; default 1000 */
+  bool synchronous_normal;    /* false (default): FULL, an fsync per commit */
+  int busy_timeout_ms;        /* default 5000 */
+} gk_sqlite_options;
+gk_event_store *gk_sqlite_store_open(const char *path, const gk_sqlite_options *options,
+                                     gk_status *status);
+
+/* PostgreSQL: connects with a libpq connection string ("host=... dbname=...")
+ * and creates the schema when missing. GK_UNAVAILABLE when the server cannot be
+ * reached. `connections` (>= 1) is the size of the adapter's connection pool. */
+gk_event_store *gk_postgres_store_open(const char *conninfo, int connections, gk_status *status);
+
+/* "sqlite:PATH" or "postgresql://..." / "postgres://..." / "host=..." : opens the
+ * matching adapter. */
+gk_event_store *gk_store_open_url(const char *url, gk_status *status);
+
+void gk_store_close(gk_event_store *store); /* NULL is a no-op */
+
+/* "sqlite:/path/books.db" or "postgresql:dbname@host" (no password), for errors. */
+const char *gk_store_describe(const gk_event_store *store);
+
+gk_code gk_store_append(gk_event_store *store, const gk_append *append, gk_status *status);
+
+/* The stream's version (last sequence; 0 when empty or absent). */
+gk_code gk_store_version(gk_event_store *store, const char *stream, int64_t *version,
+                         gk_status *status);
+
+/* Events with from <= sequence <= to (to < 0: to the end), in order. */
+gk_code gk_store_read(gk_event_store *store, const char *stream, int64_t from, int64_t to,
+                      gk_event_visitor visit, void *user, gk_status *status);
+
+/* Events with from_us <= time_us <= to_us, in sequence order (event times are
+ * non-decreasing within a stream: the use cases stamp them so). */
+gk_code gk_store_read_times(gk_event_store *store, const char *stream, int64_t from_us,
+                            int64_t to_us, gk_event_visitor visit, void *user, gk_status *status);
+
+/* The latest snapshot at or before max_sequence (< 0: the latest); *found false
+ * when none. `visit_blob` gets the bytes and the snapshot's sequence. */
+typedef void (*gk_blob_visitor)(void *user, int64_t sequence, const uint8_t *data, size_t size);
+gk_code gk_store_load_snapshot(gk_event_store *store, const char *stream, int64_t max_sequence,
+                               gk_blob_visitor visit, void *user, bool *found, gk_status *status);
+
+/* The result recorded with an idempotency key on the stream; *found false when
+ * the key is unknown. */
+gk_code gk_store_find_result(gk_event_store *store, const char *stream, const char *key,
+                             gk_blob_visitor visit, void *user, bool *found, gk_status *status);
+
+/* Every stream's name, in name order. */
+typedef int (*gk_stream_visitor)(void *user, const char *stream, int64_t version);
+gk_code gk_store_list_streams(gk_event_store *store, gk_stream_visitor visit, void *user,
+                              gk_status *status);
+
+/* The adapters' shared pieces (engine/store/store_common.c). */
+uint32_t gk_store_checksum(const gk_stored_event *event);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GREEKS_EVENT_STORE_H */

@@ -1,0 +1,882 @@
+/*
+ * postgres_store.c - the event-store port on PostgreSQL (libpq): the journal that
+ * several greeksd instances share.
+ *
+ * What: the five tables of store_internal.h (greeks_meta, streams, events,
+ * idempotency, snapshots) in the connection's schema, created at open when
+ * missing, and every op of gk_store_ops on them.
+ *
+ * How:
+ *   - a pool of `connections` PGconn. libpq lets one thread at a time use a
+ *     connection, so a caller takes one from the idle stack under a mutex (waiting
+ *     on a condvar when all are busy) and gives it back when done. A connection
+ *     found broken is reset (PQreset) once when next taken; the call that met the
+ *     break fails with GK_UNAVAILABLE (transient), so the caller retries.
+ *   - append is one transaction (READ COMMITTED): the idempotency check, then the
+ *     optimistic step on the stream's row (UPDATE streams SET version = new WHERE
+ *     version = expected; INSERT ... ON CONFLICT DO NOTHING for a new stream), the
+ *     events in multi-row INSERTs, the idempotency record, the snapshot, COMMIT.
+ *     The row lock taken by that UPDATE serializes the writers of one stream, and
+ *     a writer that waited on it re-checks the WHERE against the committed row, so
+ *     the loser sees 0 rows: GK_ABORTED, nothing written. Parameters go in binary
+ *     (bytea without escaping; integers as 8 big-endian bytes).
+ *   - reads run a cursor fetched FETCH_ROWS at a time in binary, so a replay of a
+ *     million events holds FETCH_ROWS rows, not all of them. The cursor lives in a
+ *     REPEATABLE READ READ ONLY transaction: the stream's version read beside it is
+ *     from the same snapshot, which lets a read to the end notice missing trailing
+ *     events too. Every row goes through store_check_row (checksum, no gap).
+ *   - errors map from SQLSTATE: serialization failures and unique violations on
+ *     events -> GK_ABORTED, a duplicate idempotency key -> GK_ALREADY_EXISTS, a lost
+ *     connection or a server shutting down -> GK_UNAVAILABLE, corrupted data ->
+ *     GK_DATA_LOSS, anything else -> GK_IO_ERROR; each message names the store.
+ *
+ * Why: PostgreSQL gives several processes one journal with row-level locking, so
+ * optimistic concurrency needs no table lock and appends to different streams
+ * never wait for each other. Durability is the server's default
+ * synchronous_commit=on: COMMIT returns after the WAL is flushed.
+ */
+#include "store_internal.h"
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FETCH_ROWS 1000   /* rows per cursor FETCH: bounded memory on long replays */
+#define FETCH_SQL "FETCH FORWARD 1000 FROM gk_events" /* FETCH_ROWS, spelled out */
+#define INSERT_ROWS 32    /* events per INSERT statement: fewer round trips */
+#define EVENT_COLUMNS 10
+#define PARAMS_MAX (INSERT_ROWS * EVENT_COLUMNS)
+#define MAX_CONNECTIONS 256
+/* pg_advisory_xact_lock key that serializes schema creation between processes
+ * opening one database at once ("greeks" in ASCII). */
+#define SCHEMA_LOCK_KEY "113723040736627"
+
+/* Type OIDs of the parameters we send (pg_type.h; stable across versions). */
+#define OID_BYTEA 17
+#define OID_INT8 20
+#define OID_TEXT 25
+
+typedef struct pg_store {
+  gk_event_store base;
+  pthread_mutex_t lock;
+  pthread_cond_t released;
+  int size;
+  int idle_count;
+  PGconn **idle; /* stack of connections nobody uses */
+  PGconn **all;  /* every connection, for close */
+} pg_store;
+
+/* ---- parameters -------------------------------------------------------------- */
+
+/* Binary parameters for PQexecParams. On the stack: no allocation per query. */
+typedef struct pg_params {
+  int count;
+  const char *values[PARAMS_MAX];
+  int lengths[PARAMS_MAX];
+  int formats[PARAMS_MAX];
+  Oid types[PARAMS_MAX];
+  uint8_t ints[PARAMS_MAX][8];
+} pg_params;
+
+static void param_raw(pg_params *p, Oid type, const void *data, size_t size) {
+  int i = p->count++;
+  p->types[i] = type;
+  p->values[i] = size ? (const char *)data : ""; /* NULL would mean SQL NULL */
+  p->lengths[i] = (int)size;
+  p->formats[i] = 1;
+}
+
+static void param_text(pg_params *p, const char *text) {
+  param_raw(p, OID_TEXT, text, strlen(text));
+}
+
+static void param_int8(pg_params *p, int64_t v) {
+  uint8_t *b = p->ints[p->count];
+  for (int i = 0; i < 8; i++) b[i] = (uint8_t)((uint64_t)v >> (56 - 8 * i));
+  param_raw(p, OID_INT8, b, 8);
+}
+
+static void param_bytes(pg_params *p, const uint8_t *data, size_t size) {
+  param_raw(p, OID_BYTEA, data, size);
+}
+
+/* ---- results ----------------------------------------------------------------- */
+
+static bool get_int8(const PGresult *r, int row, int col, int64_t *out) {
+  if (PQgetisnull(r, row, col) || PQgetlength(r, row, col) != 8) return false;
+  const uint8_t *b = (const uint8_t *)PQgetvalue(r, row, col);
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = (v << 8) | b[i];
+  *out = (int64_t)v;
+  return true;
+}
+
+static bool get_uint32(const PGresult *r, int row, int col, uint32_t *out) {
+  int64_t v;
+  if (!get_int8(r, row, col, &v) || v < 0 || v > (int64_t)UINT32_MAX) return false;
+  *out = (uint32_t)v;
+  return true;
+}
+
+/* A text column into a GK_STORE_ID_SIZE buffer; false when NULL or too long. */
+static bool get_id(const PGresult *r, int row, int col, char out[GK_STORE_ID_SIZE]) {
+  int n = PQgetlength(r, row, col);
+  if (PQgetisnull(r, row, col) || n >= GK_STORE_ID_SIZE) return false;
+  memcpy(out, PQgetvalue(r, row, col), (size_t)n);
+  out[n] = '\0';
+  return true;
+}
+
+static bool get_bool(const PGresult *r, int row, int col) {
+  return !PQgetisnull(r, row, col) && PQgetlength(r, row, col) == 1 &&
+         PQgetvalue(r, row, col)[0] != 0;
+}
+
+/* ---- errors ------------------------------------------------------------------ */
+
+static const char *error_field(const PGresult *res, int field, const char *fallback) {
+  const char *v = res ? PQresultErrorField(res, field) : NULL;
+  return v ? v : fallback;
+}
+
+/* libpq's connection messages end in newlines and may span lines. */
+static void one_line(char *text) {
+  for (char *c = text; *c; c++)
+    if (*c == '\n' || *c == '\r') *c = ' ';
+  for (size_t n = strlen(text); n > 0 && text[n - 1] == ' '; n--) text[n - 1] = '\0';
+}
+
+static gk_code lost_connection(pg_store *s, PGconn *c, const char *what, gk_status *status) {
+  char reason[160];
+  snprintf(reason, sizeof reason, "%s", c ? PQerrorMessage(c) : "out of memory");
+  one_line(reason);
+  return gk_status_set(status, GK_UNAVAILABLE, "store", s->base.description, GK_STATUS_NO_INDEX,
+                       "store %s: the connection to the server failed during %s (%s); it is "
+                       "reset on the next call: retry", s->base.description, what, reason);
+}
+
+static gk_code code_of_sqlstate(const char *state) {
+  if (!strcmp(state, "40001") || !strcmp(state, "40P01")) return GK_ABORTED;
+  if (!strncmp(state, "08", 2) || !strcmp(state, "57P01") || !strcmp(state, "57P02") ||
+      !strcmp(state, "57P03") || !strcmp(state, "53300"))
+    return GK_UNAVAILABLE; /* connection trouble, shutdown, too many connections */
+  if (!strncmp(state, "53", 2)) return GK_RESOURCE_EXHAUSTED;
+  if (!strcmp(state, "XX001") || !strcmp(state, "XX002")) return GK_DATA_LOSS;
+  if (!strncmp(state, "22", 2)) return GK_INVALID_ARGUMENT; /* e.g. an id not in UTF-8 */
+  return GK_IO_ERROR;
+}
+
+/* The status for a failed statement: a broken connection wins over the SQLSTATE,
+ * because the statement's outcome is then unknown. */
+static gk_code statement_failed(pg_store *s, PGconn *c, const PGresult *res, const char *what,
+                                gk_status *status) {
+  if (res == NULL || PQstatus(c) != CONNECTION_OK) return lost_connection(s, c, what, status);
+  const char *state = error_field(res, PG_DIAG_SQLSTATE, "XX000");
+  return gk_status_set(status, code_of_sqlstate(state), "store", s->base.description,
+                       GK_STATUS_NO_INDEX, "store %s: %s failed: %s (SQLSTATE %s)",
+                       s->base.description, what,
+                       error_field(res, PG_DIAG_MESSAGE_PRIMARY, "no message"), state);
+}
+
+static bool unique_violation(const PGresult *res) {
+  return PQresultStatus(res) == PGRES_FATAL_ERROR &&
+         !strcmp(error_field(res, PG_DIAG_SQLSTATE, ""), "23505");
+}
+
+/* ---- statements -------------------------------------------------------------- */
+
+/* PQexecParams with binary parameters and binary results. NULL only when libpq
+ * is out of memory. */
+static PGresult *exec(PGconn *c, const char *sql, const pg_params *p) {
+  if (p == NULL) return PQexecParams(c, sql, 0, NULL, NULL, NULL, NULL, 1);
+  return PQexecParams(c, sql, p->count, p->types, p->values, p->lengths, p->formats, 1);
+}
+
+/* Runs `sql`; GK_OK when its result has status `expect`, kept in *out when out is
+ * not NULL (the caller PQclears it). */
+static gk_code run(pg_store *s, PGconn *c, const char *sql, const pg_params *p,
+                   ExecStatusType expect, PGresult **out, const char *what, gk_status *status) {
+  PGresult *res = exec(c, sql, p);
+  if (PQresultStatus(res) != expect) {
+    gk_code rc = statement_failed(s, c, res, what, status);
+    PQclear(res);
+    return rc;
+  }
+  if (out)
+    *out = res;
+  else
+    PQclear(res);
+  return GK_OK;
+}
+
+/* Rows a command changed ("INSERT 0 1" -> 1). */
+static long rows_affected(PGresult *res) {
+  return strtol(PQcmdTuples(res), NULL, 10);
+}
+
+/* ---- the pool ---------------------------------------------------------------- */
+
+/* Gives a connection back. One left inside a transaction (a failed step) is
+ * rolled back first, so the next user starts clean. */
+static void release(pg_store *s, PGconn *c) {
+  if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_IDLE)
+    PQclear(PQexec(c, "ROLLBACK"));
+  pthread_mutex_lock(&s->lock);
+  s->idle[s->idle_count++] = c;
+  pthread_cond_signal(&s->released);
+  pthread_mutex_unlock(&s->lock);
+}
+
+static gk_code acquire(pg_store *s, PGconn **out, gk_status *status) {
+  pthread_mutex_lock(&s->lock);
+  while (s->idle_count == 0) pthread_cond_wait(&s->released, &s->lock);
+  PGconn *c = s->idle[--s->idle_count];
+  pthread_mutex_unlock(&s->lock);
+  /* A connection that broke during an earlier call (server restart, network) is
+   * reset here, outside the lock: PQreset blocks while it reconnects. */
+  if (PQstatus(c) != CONNECTION_OK) PQreset(c);
+  if (PQstatus(c) != CONNECTION_OK) {
+    gk_code rc = lost_connection(s, c, "reconnecting", status);
+    release(s, c);
+    return rc;
+  }
+  *out = c;
+  return GK_OK;
+}
+
+/* One query outside a transaction: takes a connection, runs, gives it back; the
+ * caller reads *out afterwards (visitors never run while a connection is held,
+ * so a visitor may call the store again). */
+static gk_code query(pg_store *s, const char *sql, const pg_params *p, PGresult **out,
+                     const char *what, gk_status *status) {
+  PGconn *c;
+  gk_code rc = acquire(s, &c, status);
+  if (rc != GK_OK) return rc;
+  rc = run(s, c, sql, p, PGRES_TUPLES_OK, out, what, status);
+  release(s, c);
+  return rc;
+}
+
+/* ---- append ------------------------------------------------------------------ */
+
+/* The key is checked first, inside the transaction, so that a retried command
+ * gets GK_ALREADY_EXISTS even when its expected version is stale. */
+static gk_code refuse_known_key(pg_store *s, PGconn *c, const gk_append *a, gk_status *status) {
+  pg_params p = {.count = 0};
+  param_text(&p, a->stream);
+  param_text(&p, a->idempotency_key);
+  PGresult *res = NULL;
+  gk_code rc = run(s, c, "SELECT 1 FROM idempotency WHERE stream = $1 AND key = $2", &p,
+                   PGRES_TUPLES_OK, &res, "checking the idempotency key", status);
+  if (rc != GK_OK) return rc;
+  bool known = PQntuples(res) > 0;
+  PQclear(res);
+  if (!known) return GK_OK;
+  return gk_status_set(status, GK_ALREADY_EXISTS, "idempotency_key", a->idempotency_key,
+                       GK_STATUS_NO_INDEX,
+                       "store %s, stream %s: idempotency key %s is already recorded; nothing "
+                       "was written (read the first answer with gk_store_find_result)",
+                       s->base.description, a->stream, a->idempotency_key);
+}
+
+static gk_code version_conflict(pg_store *s, PGconn *c, const gk_append *a, gk_status *status) {
+  pg_params p = {.count = 0};
+  param_text(&p, a->stream);
+  PGresult *res = NULL;
+  gk_code rc = run(s, c, "SELECT version FROM streams WHERE stream = $1", &p, PGRES_TUPLES_OK,
+                   &res, "reading the stream's version", status);
+  if (rc != GK_OK) return rc;
+  int64_t actual = 0;
+  if (PQntuples(res) > 0) get_int8(res, 0, 0, &actual);
+  PQclear(res);
+  char value[32];
+  snprintf(value, sizeof value, "%lld", (long long)a->expected_version);
+  return gk_status_set(status, GK_ABORTED, "expected_version", value, GK_STATUS_NO_INDEX,
+                       "store %s, stream %s: expected version %lld but the stream is at "
+                       "version %lld (another writer appended first); nothing was written: "
+                       "reload and decide again", s->base.description, a->stream,
+                       (long long)a->expected_version, (long long)actual);
+}
+
+/* The optimistic step: moves the stream's row from expected_version to its new
+ * version, or finds that another writer moved it first. */
+static gk_code advance_version(pg_store *s, PGconn *c, const gk_append *a, gk_status *status) {
+  pg_params p = {.count = 0};
+  param_text(&p, a->stream);
+  param_int8(&p, a->expected_version + (int64_t)a->count);
+  const char *sql =
+      "INSERT INTO streams (stream, version) VALUES ($1, $2) ON CONFLICT (stream) DO NOTHING";
+  if (a->expected_version > 0) {
+    param_int8(&p, a->expected_version);
+    sql = "UPDATE streams SET version = $2 WHERE stream = $1 AND version = $3";
+  }
+  PGresult *res = NULL;
+  gk_code rc = run(s, c, sql, &p, PGRES_COMMAND_OK, &res, "moving the stream's version", status);
+  if (rc != GK_OK) return rc;
+  long changed = rows_affected(res);
+  PQclear(res);
+  return changed == 1 ? GK_OK : version_conflict(s, c, a, status);
+}
+
+/* "INSERT INTO events (...) VALUES ($1, ..., $10), ($11, ...)" for `rows` rows. */
+static void events_insert_sql(char *sql, size_t size, size_t rows) {
+  size_t n = (size_t)snprintf(sql, size,
+                              "INSERT INTO events (stream, sequence, event_id, time_us, type, "
+                              "schema_version, correlation_id, causation_id, payload, checksum) "
+                              "VALUES ");
+  for (size_t r = 0; r < rows && n < size; r++) {
+    n += (size_t)snprintf(sql + n, size - n, "%s(", r ? ", " : "");
+    for (size_t k = 1; k <= EVENT_COLUMNS && n < size; k++)
+      n += (size_t)snprintf(sql + n, size - n, "$%zu%s", r * EVENT_COLUMNS + k,
+                            k < EVENT_COLUMNS ? "," : ")");
+  }
+}
+
+static void event_params(pg_params *p, const char *stream, const gk_stored_event *e) {
+  param_text(p, stream);
+  param_int8(p, e->sequence);
+  param_raw(p, OID_TEXT, e->event_id, strnlen(e->event_id, GK_STORE_ID_SIZE - 1));
+  param_int8(p, e->time_us);
+  param_int8(p, e->type);
+  param_int8(p, e->schema_version);
+  param_raw(p, OID_TEXT, e->correlation_id, strnlen(e->correlation_id, GK_STORE_ID_SIZE - 1));
+  param_raw(p, OID_TEXT, e->causation_id, strnlen(e->causation_id, GK_STORE_ID_SIZE - 1));
+  param_bytes(p, e->payload, e->payload_size);
+  param_int8(p, gk_store_checksum(e));
+}
+
+/* Up to INSERT_ROWS events in one statement. A unique violation means another
+ * writer stored the sequence or the event id first: GK_ABORTED. */
+static gk_code insert_event_rows(pg_store *s, PGconn *c, const gk_append *a,
+                                 const gk_stored_event *events, size_t rows, gk_status *status) {
+  char sql[INSERT_ROWS * 64 + 256];
+  events_insert_sql(sql, sizeof sql, rows);
+  pg_params p;
+  p.count = 0;
+  for (size_t i = 0; i < rows; i++) event_params(&p, a->stream, &events[i]);
+  PGresult *res = exec(c, sql, &p);
+  gk_code rc = GK_OK;
+  if (unique_violation(res))
+    rc = gk_status_set(status, GK_ABORTED, "sequence", "", GK_STATUS_NO_INDEX,
+                       "store %s, stream %s: another writer stored these events first (%s); "
+                       "nothing was written: reload and decide again", s->base.description,
+                       a->stream, error_field(res, PG_DIAG_MESSAGE_DETAIL, "duplicate key"));
+  else if (PQresultStatus(res) != PGRES_COMMAND_OK)
+    rc = statement_failed(s, c, res, "storing the events", status);
+  PQclear(res);
+  return rc;
+}
+
+static gk_code insert_events(pg_store *s, PGconn *c, const gk_append *a, gk_status *status) {
+  for (size_t at = 0; at < a->count; at += INSERT_ROWS) {
+    size_t rows = a->count - at < INSERT_ROWS ? a->count - at : INSERT_ROWS;
+    gk_code rc = insert_event_rows(s, c, a, a->events + at, rows, status);
+    if (rc != GK_OK) return rc;
+  }
+  return GK_OK;
+}
+
+static int64_t last_sequence(const gk_append *a) {
+  return a->expected_version + (int64_t)a->count;
+}
+
+/* The record of the key with the command's answer. A unique violation here means
+ * a concurrent append recorded the key first. */
+static gk_code insert_idempotency(pg_store *s, PGconn *c, const gk_append *a, gk_status *status) {
+  pg_params p = {.count = 0};
+  param_text(&p, a->stream);
+  param_text(&p, a->idempotency_key);
+  param_bytes(&p, a->result.data, a->result.size);
+  param_int8(&p, last_sequence(a));
+  PGresult *res = exec(c, "INSERT INTO idempotency (stream, key, result, sequence) "
+                          "VALUES ($1, $2, $3, $4)", &p);
+  gk_code rc = GK_OK;
+  if (unique_violation(res))
+    rc = gk_status_set(status, GK_ALREADY_EXISTS, "idempotency_key", a->idempotency_key,
+                       GK_STATUS_NO_INDEX,
+                       "store %s, stream %s: idempotency key %s was recorded by a concurrent "
+                       "append; nothing was written (read the first answer with "
+                       "gk_store_find_result)", s->base.description, a->stream,
+                       a->idempotency_key);
+  else if (PQresultStatus(res) != PGRES_COMMAND_OK)
+    rc = statement_failed(s, c, res, "recording the idempotency key", status);
+  PQclear(res);
+  return rc;
+}
+
+static gk_code insert_snapshot(pg_store *s, PGconn *c, const gk_append *a, gk_status *status) {
+  pg_params p = {.count = 0};
+  param_text(&p, a->stream);
+  param_int8(&p, last_sequence(a));
+  param_bytes(&p, a->snapshot.data, a->snapshot.size);
+  return run(s, c, "INSERT INTO snapshots (stream, sequence, data) VALUES ($1, $2, $3)", &p,
+             PGRES_COMMAND_OK, NULL, "storing the snapshot", status);
+}
+
+static bool has_key(const gk_append *a) {
+  return a->idempotency_key && a->idempotency_key[0];
+}
+
+/* The unit of work, inside BEGIN ... COMMIT: the first failure stops it and the
+ * caller rolls back, so nothing of a failed append stays. */
+static gk_code append_steps(pg_store *s, PGconn *c, const gk_append *a, gk_status *status) {
+  gk_code rc = has_key(a) ? refuse_known_key(s, c, a, status) : GK_OK;
+  if (rc == GK_OK) rc = advance_version(s, c, a, status);
+  if (rc == GK_OK) rc = insert_events(s, c, a, status);
+  if (rc == GK_OK && has_key(a)) rc = insert_idempotency(s, c, a, status);
+  if (rc == GK_OK && a->snapshot.size > 0) rc = insert_snapshot(s, c, a, status);
+  return rc;
+}
+
+static gk_code pg_append(gk_event_store *store, const gk_append *a, gk_status *status) {
+  pg_store *s = (pg_store *)store;
+  PGconn *c;
+  gk_code rc = acquire(s, &c, status);
+  if (rc != GK_OK) return rc;
+  rc = run(s, c, "BEGIN", NULL, PGRES_COMMAND_OK, NULL, "starting the append", status);
+  if (rc == GK_OK) rc = append_steps(s, c, a, status);
+  /* A connection lost during COMMIT leaves the outcome unknown: the message says
+   * so, and the idempotency key makes the retry safe. */
+  if (rc == GK_OK)
+    rc = run(s, c, "COMMIT", NULL, PGRES_COMMAND_OK, NULL,
+             "the commit (its outcome is unknown: retry with the same idempotency key)", status);
+  release(s, c); /* rolls back a failed append */
+  return rc;
+}
+
+/* ---- reads ------------------------------------------------------------------- */
+
+/* A read in progress: the rows seen so far and what the next must be. */
+typedef struct scan {
+  pg_store *s;
+  const char *stream;
+  gk_event_visitor visit;
+  void *user;
+  int64_t expected;     /* the next row's sequence */
+  bool expect_first;    /* read_times: the first row sets `expected` */
+  bool stopped;         /* the visitor returned nonzero */
+} scan;
+
+#define EVENT_SELECT                                                                       \
+  "SELECT sequence, time_us, type, schema_version, event_id, correlation_id, causation_id, " \
+  "payload, checksum FROM events "
+
+/* Decodes one row into *e (its payload a view into `res`); false when a column is
+ * missing or out of range: a row the store cannot read. */
+static bool decode_event(const PGresult *res, int row, gk_stored_event *e, uint32_t *checksum) {
+  memset(e, 0, sizeof *e);
+  if (!get_int8(res, row, 0, &e->sequence) || !get_int8(res, row, 1, &e->time_us) ||
+      !get_uint32(res, row, 2, &e->type) || !get_uint32(res, row, 3, &e->schema_version) ||
+      !get_id(res, row, 4, e->event_id) || !get_id(res, row, 5, e->correlation_id) ||
+      !get_id(res, row, 6, e->causation_id) || PQgetisnull(res, row, 7) ||
+      !get_uint32(res, row, 8, checksum))
+    return false;
+  e->payload = (const uint8_t *)PQgetvalue(res, row, 7);
+  e->payload_size = (size_t)PQgetlength(res, row, 7);
+  return true;
+}
+
+static gk_code unreadable_row(const scan *sc, gk_status *status) {
+  char value[32];
+  snprintf(value, sizeof value, "%lld", (long long)sc->expected);
+  return gk_status_set(status, GK_DATA_LOSS, "sequence", value, GK_STATUS_NO_INDEX,
+                       "store %s, stream %s: the row at or after sequence %lld cannot be read "
+                       "(a column is missing or out of range); see docs/operations.md, "
+                       "corrupted store", sc->s->base.description, sc->stream,
+                       (long long)sc->expected);
+}
+
+/* Checks and visits the rows of one FETCH, in order. */
+static gk_code visit_rows(scan *sc, const PGresult *res, gk_status *status) {
+  for (int row = 0; row < PQntuples(res); row++) {
+    gk_stored_event e;
+    uint32_t checksum;
+    if (!decode_event(res, row, &e, &checksum)) return unreadable_row(sc, status);
+    if (sc->expect_first) sc->expected = e.sequence;
+    sc->expect_first = false;
+    gk_code rc = store_check_row(&sc->s->base, sc->stream, sc->expected, &e, checksum, status);
+    if (rc != GK_OK) return rc;
+    sc->expected++;
+    if (sc->visit(sc->user, &e) != 0) {
+      sc->stopped = true;
+      return GK_OK;
+    }
+  }
+  return GK_OK;
+}
+
+/* Declares the cursor `select_sql` (in the open transaction) and visits its rows
+ * FETCH_ROWS at a time until the end, an error or the visitor stops. */
+static gk_code scan_cursor(PGconn *c, scan *sc, const char *select_sql, const pg_params *p,
+                           gk_status *status) {
+  char declare[512];
+  snprintf(declare, sizeof declare, "DECLARE gk_events NO SCROLL CURSOR FOR %s", select_sql);
+  gk_code rc = run(sc->s, c, declare, p, PGRES_COMMAND_OK, NULL, "opening the read", status);
+  while (rc == GK_OK && !sc->stopped) {
+    PGresult *res = NULL;
+    rc = run(sc->s, c, FETCH_SQL, NULL, PGRES_TUPLES_OK, &res, "reading the events", status);
+    if (rc != GK_OK) break;
+    int rows = PQntuples(res);
+    rc = visit_rows(sc, res, status);
+    PQclear(res);
+    if (rows < FETCH_ROWS) break;
+  }
+  return rc;
+}
+
+/* A read to the stream's end that stopped short of its version lost its last
+ * events (the gap store_check_row cannot see: no row after it). */
+static gk_code check_tail(PGconn *c, const scan *sc, int64_t to, gk_status *status) {
+  pg_params p = {.count = 0};
+  param_text(&p, sc->stream);
+  PGresult *res = NULL;
+  gk_code rc = run(sc->s, c, "SELECT version FROM streams WHERE stream = $1", &p,
+                   PGRES_TUPLES_OK, &res, "reading the stream's version", status);
+  if (rc != GK_OK) return rc;
+  int64_t version = 0;
+  if (PQntuples(res) > 0) get_int8(res, 0, 0, &version);
+  PQclear(res);
+  int64_t last = to < version ? to : version;
+  if (sc->expected > last) return GK_OK;
+  char value[32];
+  snprintf(value, sizeof value, "%lld", (long long)sc->expected);
+  return gk_status_set(status, GK_DATA_LOSS, "sequence", value, GK_STATUS_NO_INDEX,
+                       "store %s, stream %s: the stream is at version %lld but no event has "
+                       "sequence %lld (events are missing); see docs/operations.md, corrupted "
+                       "store", sc->s->base.description, sc->stream, (long long)version,
+                       (long long)sc->expected);
+}
+
+/* One read: a snapshot transaction around the cursor (and the tail check when
+ * `to` is given, i.e. for reads by sequence). */
+static gk_code read_events(pg_store *s, scan *sc, const char *select_sql, const pg_params *p,
+                           const int64_t *to, gk_status *status) {
+  PGconn *c;
+  gk_code rc = acquire(s, &c, status);
+  if (rc != GK_OK) return rc;
+  rc = run(s, c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL, PGRES_COMMAND_OK,
+           NULL, "starting the read", status);
+  if (rc == GK_OK) rc = scan_cursor(c, sc, select_sql, p, status);
+  if (rc == GK_OK && !sc->stopped && to) rc = check_tail(c, sc, *to, status);
+  if (rc == GK_OK) rc = run(s, c, "COMMIT", NULL, PGRES_COMMAND_OK, NULL, "ending the read", status);
+  release(s, c);
+  return rc;
+}
+
+static gk_code pg_read(gk_event_store *store, const char *stream, int64_t from, int64_t to,
+                       gk_event_visitor visit, void *user, gk_status *status) {
+  pg_store *s = (pg_store *)store;
+  if (to < 0) to = INT64_MAX;
+  if (to < from) return GK_OK;
+  scan sc = {.s = s, .stream = stream, .visit = visit, .user = user, .expected = from};
+  pg_params p = {.count = 0};
+  param_text(&p, stream);
+  param_int8(&p, from);
+  param_int8(&p, to);
+  return read_events(s, &sc,
+                     EVENT_SELECT "WHERE stream = $1 AND sequence BETWEEN $2 AND $3 "
+                                  "ORDER BY sequence", &p, &to, status);
+}
+
+static gk_code pg_read_times(gk_event_store *store, const char *stream, int64_t from_us,
+                             int64_t to_us, gk_event_visitor visit, void *user,
+                             gk_status *status) {
+  pg_store *s = (pg_store *)store;
+  scan sc = {.s = s, .stream = stream, .visit = visit, .user = user, .expect_first = true};
+  pg_params p = {.count = 0};
+  param_text(&p, stream);
+  param_int8(&p, from_us);
+  param_int8(&p, to_us);
+  return read_events(s, &sc,
+                     EVENT_SELECT "WHERE stream = $1 AND time_us BETWEEN $2 AND $3 "
+                                  "ORDER BY sequence", &p, NULL, status);
+}
+
+/* ---- queries ----------------------------------------------------------------- */
+
+static gk_code pg_version(gk_event_store *store, const char *stream, int64_t *version,
+                          gk_status *status) {
+  pg_store *s = (pg_store *)store;
+  pg_params p = {.count = 0};
+  param_text(&p, stream);
+  PGresult *res = NULL;
+  gk_code rc = query(s, "SELECT version FROM streams WHERE stream = $1", &p, &res,
+                     "reading the stream's version", status);
+  if (rc != GK_OK) return rc;
+  *version = 0;
+  if (PQntuples(res) > 0 && !get_int8(res, 0, 0, version))
+    rc = gk_status_set(status, GK_DATA_LOSS, "stream", stream, GK_STATUS_NO_INDEX,
+                       "store %s, stream %s: the stream's version cannot be read",
+                       s->base.description, stream);
+  PQclear(res);
+  return rc;
+}
+
+/* Hands the (sequence, blob) of a one-row result to `visit`; *found false when
+ * there is no row. */
+static gk_code visit_blob_row(pg_store *s, PGresult *res, const char *what, gk_blob_visitor visit,
+                              void *user, bool *found, gk_status *status) {
+  *found = false;
+  if (PQntuples(res) == 0) return GK_OK;
+  int64_t sequence;
+  if (!get_int8(res, 0, 0, &sequence) || PQgetisnull(res, 0, 1))
+    return gk_status_set(status, GK_DATA_LOSS, "store", s->base.description, GK_STATUS_NO_INDEX,
+                         "store %s: %s cannot be read (a column is missing)",
+                         s->base.description, what);
+  *found = true;
+  if (visit)
+    visit(user, sequence, (const uint8_t *)PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1));
+  return GK_OK;
+}
+
+static gk_code pg_load_snapshot(gk_event_store *store, const char *stream, int64_t max_sequence,
+                                gk_blob_visitor visit, void *user, bool *found,
+                                gk_status *status) {
+  pg_store *s = (pg_store *)store;
+  pg_params p = {.count = 0};
+  param_text(&p, stream);
+  param_int8(&p, max_sequence < 0 ? INT64_MAX : max_sequence);
+  PGresult *res = NULL;
+  gk_code rc = query(s,
+                     "SELECT sequence, data FROM snapshots WHERE stream = $1 AND sequence <= $2 "
+                     "ORDER BY sequence DESC LIMIT 1", &p, &res, "loading the snapshot", status);
+  if (rc != GK_OK) return rc;
+  rc = visit_blob_row(s, res, "the snapshot", visit, user, found, status);
+  PQclear(res);
+  return rc;
+}
+
+static gk_code pg_find_result(gk_event_store *store, const char *stream, const char *key,
+                              gk_blob_visitor visit, void *user, bool *found, gk_status *status) {
+  pg_store *s = (pg_store *)store;
+  pg_params p = {.count = 0};
+  param_text(&p, stream);
+  param_text(&p, key);
+  PGresult *res = NULL;
+  gk_code rc = query(s, "SELECT sequence, result FROM idempotency WHERE stream = $1 AND key = $2",
+                     &p, &res, "finding the idempotency record", status);
+  if (rc != GK_OK) return rc;
+  rc = visit_blob_row(s, res, "the idempotency record", visit, user, found, status);
+  PQclear(res);
+  return rc;
+}
+
+static gk_code pg_list_streams(gk_event_store *store, gk_stream_visitor visit, void *user,
+                               gk_status *status) {
+  pg_store *s = (pg_store *)store;
+  PGresult *res = NULL;
+  gk_code rc = query(s, "SELECT stream, version FROM streams ORDER BY stream", NULL, &res,
+                     "listing the streams", status);
+  if (rc != GK_OK) return rc;
+  for (int row = 0; row < PQntuples(res); row++) {
+    int64_t version;
+    if (PQgetisnull(res, row, 0) || !get_int8(res, row, 1, &version)) {
+      rc = gk_status_set(status, GK_DATA_LOSS, "store", s->base.description, GK_STATUS_NO_INDEX,
+                         "store %s: a row of the streams table cannot be read",
+                         s->base.description);
+      break;
+    }
+    if (visit(user, PQgetvalue(res, row, 0), version) != 0) break;
+  }
+  PQclear(res);
+  return rc;
+}
+
+/* ---- open and close ---------------------------------------------------------- */
+
+/* Stream names compare bytewise (COLLATE "C"), as in SQLite: list_streams' order
+ * does not depend on the database's locale. Every integer is a bigint: uint32
+ * type, schema version and checksum fit without a sign. */
+static const char schema_sql[] =
+    "CREATE TABLE greeks_meta (key text PRIMARY KEY, value text NOT NULL);"
+    "CREATE TABLE streams (stream text COLLATE \"C\" PRIMARY KEY, version bigint NOT NULL);"
+    "CREATE TABLE events (stream text COLLATE \"C\" NOT NULL, sequence bigint NOT NULL,"
+    " event_id text NOT NULL UNIQUE, time_us bigint NOT NULL, type bigint NOT NULL,"
+    " schema_version bigint NOT NULL, correlation_id text NOT NULL,"
+    " causation_id text NOT NULL, payload bytea NOT NULL, checksum bigint NOT NULL,"
+    " PRIMARY KEY (stream, sequence));"
+    "CREATE INDEX events_stream_time ON events (stream, time_us);"
+    "CREATE TABLE idempotency (stream text COLLATE \"C\" NOT NULL, key text NOT NULL,"
+    " result bytea NOT NULL, sequence bigint NOT NULL, PRIMARY KEY (stream, key));"
+    "CREATE TABLE snapshots (stream text COLLATE \"C\" NOT NULL, sequence bigint NOT NULL,"
+    " data bytea NOT NULL, PRIMARY KEY (stream, sequence));"
+    "INSERT INTO greeks_meta (key, value) VALUES ('format', '" GK_STORE_FORMAT "'),"
+    " ('version', '" GK_STORE_FORMAT_VERSION "');";
+
+static gk_code not_a_store(pg_store *s, const char *why, gk_status *status) {
+  return gk_status_set(status, GK_DATA_LOSS, "store", s->base.description, GK_STATUS_NO_INDEX,
+                       "store %s: %s: not a greeks event store (format %s version %s)",
+                       s->base.description, why, GK_STORE_FORMAT, GK_STORE_FORMAT_VERSION);
+}
+
+static gk_code verify_format(pg_store *s, PGconn *c, gk_status *status) {
+  PGresult *res = NULL;
+  gk_code rc = run(s, c,
+                   "SELECT (SELECT value FROM greeks_meta WHERE key = 'format'),"
+                   " (SELECT value FROM greeks_meta WHERE key = 'version')",
+                   NULL, PGRES_TUPLES_OK, &res, "reading greeks_meta", status);
+  if (rc != GK_OK) return rc;
+  char format[GK_STORE_ID_SIZE], version[GK_STORE_ID_SIZE];
+  bool ok = get_id(res, 0, 0, format) && get_id(res, 0, 1, version) &&
+            !strcmp(format, GK_STORE_FORMAT) && !strcmp(version, GK_STORE_FORMAT_VERSION);
+  PQclear(res);
+  return ok ? GK_OK : not_a_store(s, "greeks_meta names another format or version", status);
+}
+
+/* Creates the schema when greeks_meta is missing, then checks the format. Under
+ * a transaction-scoped advisory lock: CREATE TABLE IF NOT EXISTS is not safe
+ * against a concurrent creator (both may pass the check, one then fails on the
+ * catalog's unique index), and a second opener must see the tables complete. */
+static gk_code schema_steps(pg_store *s, PGconn *c, gk_status *status) {
+  gk_code rc = run(s, c, "SELECT pg_advisory_xact_lock(" SCHEMA_LOCK_KEY ")", NULL,
+                   PGRES_TUPLES_OK, NULL, "locking the schema", status);
+  PGresult *res = NULL;
+  if (rc == GK_OK)
+    rc = run(s, c,
+             "SELECT to_regclass('greeks_meta') IS NOT NULL, to_regclass('streams') IS NOT NULL"
+             " OR to_regclass('events') IS NOT NULL OR to_regclass('idempotency') IS NOT NULL"
+             " OR to_regclass('snapshots') IS NOT NULL",
+             NULL, PGRES_TUPLES_OK, &res, "looking for the schema", status);
+  if (rc != GK_OK) return rc;
+  bool has_meta = get_bool(res, 0, 0), has_tables = get_bool(res, 0, 1);
+  PQclear(res);
+  if (!has_meta && has_tables)
+    return not_a_store(s, "the database has tables named like the store's but no greeks_meta",
+                       status);
+  if (!has_meta) {
+    /* Several statements: the simple protocol (PQexec) runs them in order. */
+    res = PQexec(c, schema_sql);
+    rc = PQresultStatus(res) == PGRES_COMMAND_OK
+             ? GK_OK
+             : statement_failed(s, c, res, "creating the schema", status);
+    PQclear(res);
+    if (rc != GK_OK) return rc;
+  }
+  return verify_format(s, c, status);
+}
+
+static gk_code ensure_schema(pg_store *s, PGconn *c, gk_status *status) {
+  gk_code rc = run(s, c, "BEGIN", NULL, PGRES_COMMAND_OK, NULL, "opening the store", status);
+  if (rc == GK_OK) rc = schema_steps(s, c, status);
+  if (rc == GK_OK)
+    rc = run(s, c, "COMMIT", NULL, PGRES_COMMAND_OK, NULL, "creating the schema", status);
+  if (rc != GK_OK && PQstatus(c) == CONNECTION_OK) PQclear(PQexec(c, "ROLLBACK"));
+  return rc;
+}
+
+/* CREATE ... and the server's other notices would go to stderr by default. */
+static void ignore_notice(void *arg, const char *message) {
+  (void)arg;
+  (void)message;
+}
+
+/* "postgresql:<dbname>@<host>:<port>", from what libpq resolved (defaults and
+ * environment included); the password never appears. */
+static void describe(pg_store *s, const PGconn *c) {
+  const char *db = c ? PQdb(c) : NULL, *host = c ? PQhost(c) : NULL, *port = c ? PQport(c) : NULL;
+  snprintf(s->base.description, sizeof s->base.description, "postgresql:%s@%s:%s",
+           db && db[0] ? db : "?", host && host[0] ? host : "localhost",
+           port && port[0] ? port : "5432");
+}
+
+static gk_code connect_one(pg_store *s, const char *conninfo, PGconn **out, gk_status *status) {
+  const char *const keys[] = {"dbname", "fallback_application_name", NULL};
+  const char *const values[] = {conninfo, "greeks", NULL};
+  PGconn *c = PQconnectdbParams(keys, values, 1);
+  if (s->base.description[0] == '\0') describe(s, c);
+  if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+    gk_code rc = lost_connection(s, c, "connecting", status);
+    PQfinish(c);
+    return rc;
+  }
+  PQsetNoticeProcessor(c, ignore_notice, NULL);
+  *out = c;
+  return GK_OK;
+}
+
+static void pg_close(gk_event_store *store) {
+  pg_store *s = (pg_store *)store;
+  for (int i = 0; i < s->size; i++) PQfinish(s->all[i]);
+  pthread_cond_destroy(&s->released);
+  pthread_mutex_destroy(&s->lock);
+  free(s->all);
+  free(s->idle);
+  free(s);
+}
+
+static const gk_store_ops pg_ops = {
+    .close = pg_close,
+    .append = pg_append,
+    .version = pg_version,
+    .read = pg_read,
+    .read_times = pg_read_times,
+    .load_snapshot = pg_load_snapshot,
+    .find_result = pg_find_result,
+    .list_streams = pg_list_streams,
+};
+
+static gk_code check_open_arguments(const char *conninfo, int connections, gk_status *status) {
+  if (conninfo == NULL)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "conninfo", "", GK_STATUS_NO_INDEX,
+                         "conninfo must be a libpq connection string (\"host=... dbname=...\")");
+  char *error = NULL;
+  PQconninfoOption *options = PQconninfoParse(conninfo, &error);
+  if (options == NULL) {
+    char reason[160];
+    snprintf(reason, sizeof reason, "%s", error ? error : "out of memory");
+    one_line(reason);
+    PQfreemem(error);
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "conninfo", "", GK_STATUS_NO_INDEX,
+                         "conninfo is not a libpq connection string: %s", reason);
+  }
+  PQconninfoFree(options);
+  if (connections < 1 || connections > MAX_CONNECTIONS) {
+    char value[16];
+    snprintf(value, sizeof value, "%d", connections);
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "connections", value, GK_STATUS_NO_INDEX,
+                         "connections must be 1 to %d, got %d", MAX_CONNECTIONS, connections);
+  }
+  return GK_OK;
+}
+
+static pg_store *new_store(int connections) {
+  pg_store *s = calloc(1, sizeof *s);
+  if (s == NULL) return NULL;
+  s->base.ops = &pg_ops;
+  s->all = calloc((size_t)connections, sizeof *s->all);
+  s->idle = calloc((size_t)connections, sizeof *s->idle);
+  if (s->all == NULL || s->idle == NULL) {
+    free(s->all);
+    free(s->idle);
+    free(s);
+    return NULL;
+  }
+  pthread_mutex_init(&s->lock, NULL);
+  pthread_cond_init(&s->released, NULL);
+  return s;
+}
+
+gk_event_store *gk_postgres_store_open(const char *conninfo, int connections, gk_status *status) {
+  if (check_open_arguments(conninfo, connections, status) != GK_OK) return NULL;
+  pg_store *s = new_store(connections);
+  if (s == NULL) {
+    gk_status_set(status, GK_RESOURCE_EXHAUSTED, "connections", "", GK_STATUS_NO_INDEX,
+                  "out of memory opening a PostgreSQL store");
+    return NULL;
+  }
+  gk_code rc = GK_OK;
+  for (int i = 0; i < connections && rc == GK_OK; i++) {
+    rc = connect_one(s, conninfo, &s->all[i], status);
+    if (rc == GK_OK) s->size++;
+  }
+  if (rc == GK_OK) rc = ensure_schema(s, s->all[0], status);
+  if (rc != GK_OK) {
+    pg_close(&s->base);
+    return NULL;
+  }
+  for (int i = 0; i < s->size; i++) s->idle[i] = s->all[i];
+  s->idle_count = s->size;
+  return &s->base;
+}

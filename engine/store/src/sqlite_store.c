@@ -1,0 +1,632 @@
+/*
+ * sqlite_store.c - the embedded event-store adapter: one SQLite file in WAL mode,
+ * durable commits (synchronous=FULL) and group commit.
+ *
+ * Group commit without a thread of its own: an append queues its request and
+ * waits. A waiter that finds no commit in progress becomes the leader: it takes
+ * every request queued so far (its own among them), runs them in one
+ * transaction, each inside a savepoint so that a conflicting one fails alone,
+ * commits once (one fsync), marks every request done and wakes the others. The
+ * requests that queued meanwhile are taken by the next leader. Under load a
+ * commit therefore carries as many appends as arrived during the previous fsync;
+ * alone, an append commits at once. No caller returns before its commit.
+ *
+ * Reads use their own connections (WAL readers never block the writer), kept in
+ * a small free list. Every row read is checked (store_check_row) before a
+ * visitor sees it. At open, PRAGMA quick_check finds a truncated or damaged file
+ * and fails with GK_DATA_LOSS naming it, before any book is built from it.
+ */
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_internal.h"
+
+enum { READER_POOL = 4 };
+
+typedef struct append_request {
+  const gk_append *append;
+  gk_status status;
+  gk_code code;
+  bool done;
+  struct append_request *next;
+} append_request;
+
+typedef struct writer_statements {
+  sqlite3_stmt *stream_version, *key_exists, *insert_event, *set_version, *insert_key,
+      *insert_snapshot;
+} writer_statements;
+
+typedef struct sqlite_store {
+  gk_event_store base;
+  char path[4096];
+  int busy_timeout_ms;
+  bool synchronous_normal;
+  pthread_mutex_t lock;
+  pthread_cond_t committed;
+  append_request *queue_head, *queue_tail;
+  bool leader_active;
+  sqlite3 *writer;           /* used only by the current leader */
+  writer_statements stmts;
+  sqlite3 *readers[READER_POOL]; /* idle read connections, guarded by lock */
+  int idle_readers;
+} sqlite_store;
+
+static const gk_store_ops sqlite_ops;
+
+/* ---- errors ------------------------------------------------------------------ */
+
+static gk_code sqlite_fail(const sqlite_store *s, sqlite3 *db, int rc, const char *what,
+                           gk_status *status) {
+  const char *detail = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  int primary = rc & 0xFF;
+  gk_code code = GK_IO_ERROR;
+  const char *hint = "";
+  if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB) {
+    code = GK_DATA_LOSS;
+    hint = "; the file is damaged or not a greeks store: see docs/operations.md, corrupted store";
+  } else if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
+    code = GK_UNAVAILABLE;
+    hint = "; another process holds the store's write lock";
+  } else if (primary == SQLITE_NOMEM) {
+    code = GK_RESOURCE_EXHAUSTED;
+  }
+  return gk_status_set(status, code, "store", s->path, GK_STATUS_NO_INDEX,
+                       "store %s: %s failed: %s%s", s->base.description, what, detail, hint);
+}
+
+/* ---- connections --------------------------------------------------------------- */
+
+static int exec(sqlite3 *db, const char *sql) { return sqlite3_exec(db, sql, NULL, NULL, NULL); }
+
+static gk_code open_connection(sqlite_store *s, int flags, sqlite3 **out, gk_status *status) {
+  sqlite3 *db = NULL;
+  int rc = sqlite3_open_v2(s->path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc != SQLITE_OK) {
+    gk_code code = gk_status_set(status, GK_IO_ERROR, "store", s->path, GK_STATUS_NO_INDEX,
+                                 "store %s: cannot open the file: %s", s->base.description,
+                                 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    sqlite3_close(db);
+    return code;
+  }
+  sqlite3_busy_timeout(db, s->busy_timeout_ms);
+  *out = db;
+  return GK_OK;
+}
+
+static gk_code configure_writer(sqlite_store *s, gk_status *status) {
+  sqlite3 *db = s->writer;
+  int rc = exec(db, "PRAGMA journal_mode=WAL");
+  if (rc == SQLITE_OK)
+    rc = exec(db, s->synchronous_normal ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL");
+  if (rc == SQLITE_OK) rc = exec(db, "PRAGMA foreign_keys=OFF");
+  return rc == SQLITE_OK ? GK_OK : sqlite_fail(s, db, rc, "configuring WAL mode", status);
+}
+
+static const char *const schema_sql =
+    "BEGIN IMMEDIATE;"
+    "CREATE TABLE IF NOT EXISTS greeks_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "INSERT OR IGNORE INTO greeks_meta VALUES('format','" GK_STORE_FORMAT "'),"
+    "  ('version','" GK_STORE_FORMAT_VERSION "');"
+    "CREATE TABLE IF NOT EXISTS streams(stream TEXT PRIMARY KEY, version INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS events(stream TEXT NOT NULL, sequence INTEGER NOT NULL,"
+    "  event_id TEXT NOT NULL UNIQUE, time_us INTEGER NOT NULL, type INTEGER NOT NULL,"
+    "  schema_version INTEGER NOT NULL, correlation_id TEXT NOT NULL,"
+    "  causation_id TEXT NOT NULL, payload BLOB NOT NULL, checksum INTEGER NOT NULL,"
+    "  PRIMARY KEY(stream, sequence)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS events_by_time ON events(stream, time_us);"
+    "CREATE TABLE IF NOT EXISTS idempotency(stream TEXT NOT NULL, key TEXT NOT NULL,"
+    "  result BLOB NOT NULL, sequence INTEGER NOT NULL, PRIMARY KEY(stream, key)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS snapshots(stream TEXT NOT NULL, sequence INTEGER NOT NULL,"
+    "  data BLOB NOT NULL, PRIMARY KEY(stream, sequence)) WITHOUT ROWID;"
+    "COMMIT;";
+
+static gk_code create_schema(sqlite_store *s, gk_status *status) {
+  int rc = exec(s->writer, schema_sql);
+  if (rc != SQLITE_OK) {
+    gk_code code = sqlite_fail(s, s->writer, rc, "creating the schema", status);
+    exec(s->writer, "ROLLBACK");
+    return code;
+  }
+  return GK_OK;
+}
+
+/* Fails unless greeks_meta says this is a greeks store of a format we read. */
+static gk_code check_format(sqlite_store *s, gk_status *status) {
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(s->writer,
+                              "SELECT value FROM greeks_meta WHERE key IN ('format','version') "
+                              "ORDER BY key", -1, &st, NULL);
+  if (rc != SQLITE_OK) return sqlite_fail(s, s->writer, rc, "reading the store's format", status);
+  char format[64] = "", version[16] = "";
+  if (sqlite3_step(st) == SQLITE_ROW)
+    snprintf(format, sizeof format, "%s", (const char *)sqlite3_column_text(st, 0));
+  if (sqlite3_step(st) == SQLITE_ROW)
+    snprintf(version, sizeof version, "%s", (const char *)sqlite3_column_text(st, 0));
+  sqlite3_finalize(st);
+  if (strcmp(format, GK_STORE_FORMAT) != 0 || strcmp(version, GK_STORE_FORMAT_VERSION) != 0)
+    return gk_status_set(status, GK_DATA_LOSS, "store", s->path, GK_STATUS_NO_INDEX,
+                         "store %s: not a greeks event store of format version %s "
+                         "(found format '%s' version '%s')",
+                         s->base.description, GK_STORE_FORMAT_VERSION, format, version);
+  return GK_OK;
+}
+
+static gk_code quick_check(sqlite_store *s, gk_status *status) {
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(s->writer, "PRAGMA quick_check", -1, &st, NULL);
+  if (rc != SQLITE_OK) return sqlite_fail(s, s->writer, rc, "checking the file", status);
+  rc = sqlite3_step(st);
+  char verdict[200] = "";
+  if (rc == SQLITE_ROW) snprintf(verdict, sizeof verdict, "%s", (const char *)sqlite3_column_text(st, 0));
+  sqlite3_finalize(st);
+  if (rc != SQLITE_ROW) return sqlite_fail(s, s->writer, rc, "checking the file", status);
+  if (strcmp(verdict, "ok") != 0)
+    return gk_status_set(status, GK_DATA_LOSS, "store", s->path, GK_STATUS_NO_INDEX,
+                         "store %s: the file is damaged (quick_check: %s); see "
+                         "docs/operations.md, corrupted store", s->base.description, verdict);
+  return GK_OK;
+}
+
+static gk_code prepare(sqlite_store *s, const char *sql, sqlite3_stmt **out, gk_status *status) {
+  int rc = sqlite3_prepare_v3(s->writer, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL);
+  return rc == SQLITE_OK ? GK_OK : sqlite_fail(s, s->writer, rc, "preparing a statement", status);
+}
+
+static gk_code prepare_writer(sqlite_store *s, gk_status *status) {
+  writer_statements *w = &s->stmts;
+  gk_code rc = prepare(s, "SELECT version FROM streams WHERE stream=?1", &w->stream_version, status);
+  if (rc == GK_OK)
+    rc = prepare(s, "SELECT 1 FROM idempotency WHERE stream=?1 AND key=?2", &w->key_exists, status);
+  if (rc == GK_OK)
+    rc = prepare(s, "INSERT INTO events VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)", &w->insert_event,
+                 status);
+  if (rc == GK_OK)
+    rc = prepare(s, "INSERT INTO streams VALUES(?1,?2) ON CONFLICT(stream) DO UPDATE SET "
+                    "version=excluded.version", &w->set_version, status);
+  if (rc == GK_OK)
+    rc = prepare(s, "INSERT INTO idempotency VALUES(?1,?2,?3,?4)", &w->insert_key, status);
+  if (rc == GK_OK)
+    rc = prepare(s, "INSERT OR REPLACE INTO snapshots VALUES(?1,?2,?3)", &w->insert_snapshot,
+                 status);
+  return rc;
+}
+
+static void finalize_writer(sqlite_store *s) {
+  writer_statements *w = &s->stmts;
+  sqlite3_stmt *all[] = {w->stream_version, w->key_exists, w->insert_event, w->set_version,
+                         w->insert_key, w->insert_snapshot};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
+}
+
+static void sqlite_close(gk_event_store *base) {
+  sqlite_store *s = (sqlite_store *)base;
+  finalize_writer(s);
+  sqlite3_close(s->writer);
+  for (int i = 0; i < s->idle_readers; i++) sqlite3_close(s->readers[i]);
+  pthread_mutex_destroy(&s->lock);
+  pthread_cond_destroy(&s->committed);
+  free(s);
+}
+
+static gk_code open_writer(sqlite_store *s, gk_status *status) {
+  gk_code rc = open_connection(s, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &s->writer, status);
+  if (rc == GK_OK) rc = quick_check(s, status);
+  if (rc == GK_OK) rc = configure_writer(s, status);
+  if (rc == GK_OK) rc = create_schema(s, status);
+  if (rc == GK_OK) rc = check_format(s, status);
+  if (rc == GK_OK) rc = prepare_writer(s, status);
+  return rc;
+}
+
+gk_event_store *gk_sqlite_store_open(const char *path, const gk_sqlite_options *options,
+                                     gk_status *status) {
+  if (path == NULL || path[0] == '\0' || strlen(path) >= 4096) {
+    gk_status_set(status, GK_INVALID_ARGUMENT, "store", path ? path : "", GK_STATUS_NO_INDEX,
+                  "the store path must be a file path of 1..4095 characters");
+    return NULL;
+  }
+  sqlite_store *s = calloc(1, sizeof *s);
+  if (s == NULL) {
+    gk_status_set(status, GK_RESOURCE_EXHAUSTED, "store", path, GK_STATUS_NO_INDEX,
+                  "out of memory opening the store");
+    return NULL;
+  }
+  s->base.ops = &sqlite_ops;
+  snprintf(s->path, sizeof s->path, "%s", path);
+  snprintf(s->base.description, sizeof s->base.description, "sqlite:%.240s", path);
+  s->busy_timeout_ms = options && options->busy_timeout_ms > 0 ? options->busy_timeout_ms : 5000;
+  s->synchronous_normal = options && options->synchronous_normal;
+  pthread_mutex_init(&s->lock, NULL);
+  pthread_cond_init(&s->committed, NULL);
+  if (open_writer(s, status) != GK_OK) {
+    sqlite_close(&s->base);
+    return NULL;
+  }
+  return &s->base;
+}
+
+/* ---- one append, inside the leader's transaction ------------------------------- */
+
+static int bind_text(sqlite3_stmt *st, int i, const char *v) {
+  return sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC);
+}
+
+/* Runs a statement that returns no row (or whose row we ignore); resets it. */
+static int step_done(sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+static gk_code check_expected_version(sqlite_store *s, const gk_append *a, gk_status *status) {
+  sqlite3_stmt *st = s->stmts.stream_version;
+  bind_text(st, 1, a->stream);
+  int rc = sqlite3_step(st);
+  int64_t version = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+  sqlite3_reset(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return sqlite_fail(s, s->writer, rc, "reading the stream version", status);
+  if (version != a->expected_version)
+    return gk_status_set(status, GK_ABORTED, "expected_version", NULL, GK_STATUS_NO_INDEX,
+                         "stream %s is at version %lld, not the expected %lld: a concurrent "
+                         "writer appended first; reload and retry", a->stream,
+                         (long long)version, (long long)a->expected_version);
+  return GK_OK;
+}
+
+static gk_code check_key_unused(sqlite_store *s, const gk_append *a, gk_status *status) {
+  sqlite3_stmt *st = s->stmts.key_exists;
+  bind_text(st, 1, a->stream);
+  bind_text(st, 2, a->idempotency_key);
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc == SQLITE_ROW)
+    return gk_status_set(status, GK_ALREADY_EXISTS, "idempotency_key", a->idempotency_key,
+                         GK_STATUS_NO_INDEX,
+                         "stream %s already recorded idempotency key '%s': the command ran "
+                         "before; its first result stands", a->stream, a->idempotency_key);
+  return rc == SQLITE_DONE ? GK_OK : sqlite_fail(s, s->writer, rc, "checking the key", status);
+}
+
+static int insert_event(sqlite_store *s, const char *stream, const gk_stored_event *e) {
+  sqlite3_stmt *st = s->stmts.insert_event;
+  bind_text(st, 1, stream);
+  sqlite3_bind_int64(st, 2, e->sequence);
+  bind_text(st, 3, e->event_id);
+  sqlite3_bind_int64(st, 4, e->time_us);
+  sqlite3_bind_int64(st, 5, e->type);
+  sqlite3_bind_int64(st, 6, e->schema_version);
+  bind_text(st, 7, e->correlation_id);
+  bind_text(st, 8, e->causation_id);
+  sqlite3_bind_blob(st, 9, e->payload_size ? (const void *)e->payload : "", (int)e->payload_size,
+                    SQLITE_STATIC);
+  sqlite3_bind_int64(st, 10, gk_store_checksum(e));
+  return step_done(st);
+}
+
+static int record_version_key_snapshot(sqlite_store *s, const gk_append *a) {
+  int64_t last = a->expected_version + (int64_t)a->count;
+  sqlite3_stmt *st = s->stmts.set_version;
+  bind_text(st, 1, a->stream);
+  sqlite3_bind_int64(st, 2, last);
+  int rc = step_done(st);
+  if (rc == SQLITE_OK && a->idempotency_key && a->idempotency_key[0]) {
+    st = s->stmts.insert_key;
+    bind_text(st, 1, a->stream);
+    bind_text(st, 2, a->idempotency_key);
+    sqlite3_bind_blob(st, 3, a->result.size ? (const void *)a->result.data : "",
+                      (int)a->result.size, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, last);
+    rc = step_done(st);
+  }
+  if (rc == SQLITE_OK && a->snapshot.size) {
+    st = s->stmts.insert_snapshot;
+    bind_text(st, 1, a->stream);
+    sqlite3_bind_int64(st, 2, last);
+    sqlite3_bind_blob(st, 3, a->snapshot.data, (int)a->snapshot.size, SQLITE_STATIC);
+    rc = step_done(st);
+  }
+  return rc;
+}
+
+static gk_code write_append(sqlite_store *s, const gk_append *a, gk_status *status) {
+  gk_code code = check_expected_version(s, a, status);
+  if (code == GK_OK && a->idempotency_key && a->idempotency_key[0])
+    code = check_key_unused(s, a, status);
+  if (code != GK_OK) return code;
+  for (size_t i = 0; i < a->count; i++) {
+    int rc = insert_event(s, a->stream, &a->events[i]);
+    if ((rc & 0xFF) == SQLITE_CONSTRAINT)
+      return gk_status_set(status, GK_INVALID_ARGUMENT, "event_id", a->events[i].event_id,
+                           (int64_t)i, "event id %s is already in the store (event ids are "
+                           "unique across streams)", a->events[i].event_id);
+    if (rc != SQLITE_OK) return sqlite_fail(s, s->writer, rc, "appending an event", status);
+  }
+  int rc = record_version_key_snapshot(s, a);
+  return rc == SQLITE_OK ? GK_OK : sqlite_fail(s, s->writer, rc, "recording the append", status);
+}
+
+/* ---- group commit ---------------------------------------------------------------- */
+
+/* One request in its own savepoint: a failure undoes only its own writes. */
+static void run_in_savepoint(sqlite_store *s, append_request *r) {
+  exec(s->writer, "SAVEPOINT one_append");
+  r->code = write_append(s, r->append, &r->status);
+  if (r->code != GK_OK) exec(s->writer, "ROLLBACK TO one_append");
+  exec(s->writer, "RELEASE one_append");
+}
+
+static void fail_batch(append_request *batch, gk_code code, const gk_status *why) {
+  for (append_request *r = batch; r; r = r->next) {
+    if (r->code != GK_OK) continue; /* keeps its own, more precise reason */
+    r->code = code;
+    r->status = *why;
+  }
+}
+
+/* The leader's work, outside the lock: one transaction, one fsync, for the batch. */
+static void commit_batch(sqlite_store *s, append_request *batch) {
+  gk_status why;
+  int rc = exec(s->writer, "BEGIN IMMEDIATE");
+  if (rc != SQLITE_OK) {
+    fail_batch(batch, sqlite_fail(s, s->writer, rc, "starting a transaction", &why), &why);
+    return;
+  }
+  for (append_request *r = batch; r; r = r->next) run_in_savepoint(s, r);
+  rc = exec(s->writer, "COMMIT");
+  if (rc != SQLITE_OK) {
+    gk_code code = sqlite_fail(s, s->writer, rc, "committing", &why);
+    exec(s->writer, "ROLLBACK");
+    for (append_request *r = batch; r; r = r->next) r->code = GK_OK; /* nothing committed */
+    fail_batch(batch, code, &why);
+  }
+}
+
+static append_request *take_queue(sqlite_store *s) {
+  append_request *batch = s->queue_head;
+  s->queue_head = s->queue_tail = NULL;
+  return batch;
+}
+
+static void lead_one_commit(sqlite_store *s) {
+  s->leader_active = true;
+  append_request *batch = take_queue(s);
+  pthread_mutex_unlock(&s->lock);
+  commit_batch(s, batch);
+  pthread_mutex_lock(&s->lock);
+  /* `next` is read before `done` is set: once done, the waiter may free r. */
+  for (append_request *r = batch, *next; r; r = next) {
+    next = r->next;
+    r->done = true;
+  }
+  s->leader_active = false;
+  pthread_cond_broadcast(&s->committed);
+}
+
+static gk_code sqlite_append(gk_event_store *base, const gk_append *a, gk_status *status) {
+  sqlite_store *s = (sqlite_store *)base;
+  append_request r = {.append = a, .code = GK_OK};
+  gk_status_clear(&r.status);
+  pthread_mutex_lock(&s->lock);
+  if (s->queue_tail) s->queue_tail->next = &r; else s->queue_head = &r;
+  s->queue_tail = &r;
+  while (!r.done) {
+    if (!s->leader_active) lead_one_commit(s);
+    else pthread_cond_wait(&s->committed, &s->lock);
+  }
+  pthread_mutex_unlock(&s->lock);
+  if (r.code != GK_OK && status) *status = r.status;
+  return r.code;
+}
+
+/* ---- reads --------------------------------------------------------------------- */
+
+static gk_code borrow_reader(sqlite_store *s, sqlite3 **db, gk_status *status) {
+  pthread_mutex_lock(&s->lock);
+  *db = s->idle_readers > 0 ? s->readers[--s->idle_readers] : NULL;
+  pthread_mutex_unlock(&s->lock);
+  if (*db) return GK_OK;
+  return open_connection(s, SQLITE_OPEN_READONLY, db, status);
+}
+
+static void return_reader(sqlite_store *s, sqlite3 *db) {
+  pthread_mutex_lock(&s->lock);
+  if (s->idle_readers < READER_POOL) {
+    s->readers[s->idle_readers++] = db;
+    db = NULL;
+  }
+  pthread_mutex_unlock(&s->lock);
+  sqlite3_close(db);
+}
+
+static void copy_column_text(sqlite3_stmt *st, int i, char *out, size_t size) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  snprintf(out, size, "%s", t ? (const char *)t : "");
+}
+
+/* Columns: sequence, time_us, type, schema_version, event_id, correlation_id,
+ * causation_id, payload, checksum. */
+static uint32_t row_to_event(sqlite3_stmt *st, gk_stored_event *e) {
+  e->sequence = sqlite3_column_int64(st, 0);
+  e->time_us = sqlite3_column_int64(st, 1);
+  e->type = (uint32_t)sqlite3_column_int64(st, 2);
+  e->schema_version = (uint32_t)sqlite3_column_int64(st, 3);
+  copy_column_text(st, 4, e->event_id, sizeof e->event_id);
+  copy_column_text(st, 5, e->correlation_id, sizeof e->correlation_id);
+  copy_column_text(st, 6, e->causation_id, sizeof e->causation_id);
+  e->payload = sqlite3_column_blob(st, 7);
+  e->payload_size = (size_t)sqlite3_column_bytes(st, 7);
+  return (uint32_t)sqlite3_column_int64(st, 8);
+}
+
+#define EVENT_COLUMNS \
+  "SELECT sequence, time_us, type, schema_version, event_id, correlation_id, causation_id, " \
+  "payload, checksum FROM events "
+
+/* Steps through the rows of a prepared event query; `expected` is the first
+ * sequence it must see, or -1 to take the first row's own. */
+static gk_code visit_rows(sqlite_store *s, sqlite3 *db, sqlite3_stmt *st, const char *stream,
+                          int64_t expected, gk_event_visitor visit, void *user, gk_status *status) {
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    gk_stored_event e;
+    uint32_t checksum = row_to_event(st, &e);
+    if (expected < 0) expected = e.sequence;
+    gk_code code = store_check_row(&s->base, stream, expected, &e, checksum, status);
+    if (code != GK_OK) return code;
+    if (visit(user, &e) != 0) return GK_OK;
+    expected++;
+  }
+  return rc == SQLITE_DONE ? GK_OK : sqlite_fail(s, db, rc, "reading events", status);
+}
+
+static gk_code run_event_query(sqlite_store *s, const char *sql, const char *stream, int64_t a,
+                               int64_t b, int64_t expected, gk_event_visitor visit, void *user,
+                               gk_status *status) {
+  sqlite3 *db;
+  gk_code code = borrow_reader(s, &db, status);
+  if (code != GK_OK) return code;
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+  if (rc != SQLITE_OK) {
+    code = sqlite_fail(s, db, rc, "preparing a read", status);
+  } else {
+    bind_text(st, 1, stream);
+    sqlite3_bind_int64(st, 2, a);
+    sqlite3_bind_int64(st, 3, b);
+    code = visit_rows(s, db, st, stream, expected, visit, user, status);
+  }
+  sqlite3_finalize(st);
+  return_reader(s, db);
+  return code;
+}
+
+static gk_code sqlite_read(gk_event_store *base, const char *stream, int64_t from, int64_t to,
+                           gk_event_visitor visit, void *user, gk_status *status) {
+  return run_event_query((sqlite_store *)base,
+                         EVENT_COLUMNS "WHERE stream=?1 AND sequence>=?2 AND sequence<=?3 "
+                                       "ORDER BY sequence",
+                         stream, from, to < 0 ? INT64_MAX : to, from, visit, user, status);
+}
+
+static gk_code sqlite_read_times(gk_event_store *base, const char *stream, int64_t from_us,
+                                 int64_t to_us, gk_event_visitor visit, void *user,
+                                 gk_status *status) {
+  return run_event_query((sqlite_store *)base,
+                         EVENT_COLUMNS "WHERE stream=?1 AND time_us>=?2 AND time_us<=?3 "
+                                       "ORDER BY sequence",
+                         stream, from_us, to_us, -1, visit, user, status);
+}
+
+/* A one-row query on a reader: binds stream and up to one text or int argument. */
+typedef struct one_row_query {
+  const char *sql;
+  const char *stream;
+  const char *text;   /* ?2 as text, or NULL */
+  int64_t number;     /* ?2 as an integer when text is NULL */
+} one_row_query;
+
+typedef void (*row_reader)(void *user, sqlite3_stmt *row);
+
+static gk_code query_one_row(sqlite_store *s, const one_row_query *q, row_reader read, void *user,
+                             bool *found, gk_status *status) {
+  sqlite3 *db;
+  gk_code code = borrow_reader(s, &db, status);
+  if (code != GK_OK) return code;
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db, q->sql, -1, &st, NULL);
+  if (rc == SQLITE_OK) {
+    bind_text(st, 1, q->stream);
+    if (q->text) bind_text(st, 2, q->text); else sqlite3_bind_int64(st, 2, q->number);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+      *found = true;
+      read(user, st);
+      rc = SQLITE_DONE;
+    }
+  }
+  code = rc == SQLITE_DONE ? GK_OK : sqlite_fail(s, db, rc, "reading the store", status);
+  sqlite3_finalize(st);
+  return_reader(s, db);
+  return code;
+}
+
+typedef struct blob_call {
+  gk_blob_visitor visit;
+  void *user;
+} blob_call;
+
+static void read_blob_row(void *user, sqlite3_stmt *row) {
+  blob_call *c = user;
+  c->visit(c->user, sqlite3_column_int64(row, 0), sqlite3_column_blob(row, 1),
+           (size_t)sqlite3_column_bytes(row, 1));
+}
+
+static gk_code sqlite_load_snapshot(gk_event_store *base, const char *stream, int64_t max_sequence,
+                                    gk_blob_visitor visit, void *user, bool *found,
+                                    gk_status *status) {
+  one_row_query q = {"SELECT sequence, data FROM snapshots WHERE stream=?1 AND sequence<=?2 "
+                     "ORDER BY sequence DESC LIMIT 1",
+                     stream, NULL, max_sequence < 0 ? INT64_MAX : max_sequence};
+  blob_call c = {visit, user};
+  return query_one_row((sqlite_store *)base, &q, read_blob_row, &c, found, status);
+}
+
+static gk_code sqlite_find_result(gk_event_store *base, const char *stream, const char *key,
+                                  gk_blob_visitor visit, void *user, bool *found,
+                                  gk_status *status) {
+  one_row_query q = {"SELECT sequence, result FROM idempotency WHERE stream=?1 AND key=?2",
+                     stream, key, 0};
+  blob_call c = {visit, user};
+  return query_one_row((sqlite_store *)base, &q, read_blob_row, &c, found, status);
+}
+
+static void read_version_row(void *user, sqlite3_stmt *row) {
+  *(int64_t *)user = sqlite3_column_int64(row, 0);
+}
+
+static gk_code sqlite_version(gk_event_store *base, const char *stream, int64_t *version,
+                              gk_status *status) {
+  one_row_query q = {"SELECT version FROM streams WHERE stream=?1 AND ?2=0", stream, NULL, 0};
+  bool found = false;
+  *version = 0;
+  return query_one_row((sqlite_store *)base, &q, read_version_row, version, &found, status);
+}
+
+static gk_code sqlite_list_streams(gk_event_store *base, gk_stream_visitor visit, void *user,
+                                   gk_status *status) {
+  sqlite_store *s = (sqlite_store *)base;
+  sqlite3 *db;
+  gk_code code = borrow_reader(s, &db, status);
+  if (code != GK_OK) return code;
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db, "SELECT stream, version FROM streams ORDER BY stream", -1, &st,
+                              NULL);
+  if (rc == SQLITE_OK) {
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      if (visit(user, (const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1))) {
+        rc = SQLITE_DONE;
+        break;
+      }
+    }
+  }
+  code = rc == SQLITE_DONE ? GK_OK : sqlite_fail(s, db, rc, "listing streams", status);
+  sqlite3_finalize(st);
+  return_reader(s, db);
+  return code;
+}
+
+static const gk_store_ops sqlite_ops = {
+    .close = sqlite_close,
+    .append = sqlite_append,
+    .version = sqlite_version,
+    .read = sqlite_read,
+    .read_times = sqlite_read_times,
+    .load_snapshot = sqlite_load_snapshot,
+    .find_result = sqlite_find_result,
+    .list_streams = sqlite_list_streams,
+};

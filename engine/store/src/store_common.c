@@ -1,0 +1,181 @@
+/*
+ * store_common.c - the event-store port's public functions: argument checks done
+ * once for every adapter, the row checksum (zlib's CRC-32) and the check of rows read
+ * back, and the choice of adapter from a URL.
+ *
+ * Why a checksum when both databases have their own page checks: a damaged or
+ * hand-edited row that the database still reads (a flipped payload byte, a
+ * sequence renumbered by a bad restore) would otherwise fold into a silently
+ * wrong book. The CRC covers the metadata and the payload, so such a row fails
+ * the read with GK_DATA_LOSS naming the store and the sequence.
+ */
+#include "store_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <zlib.h>
+
+/* zlib's CRC-32 (slice-by-8, ~1 GB/s): the library the field trusts, fast
+ * enough that a 1M-event replay spends little in it. Integers are fed in a fixed
+ * byte order so that a checksum written on one machine verifies on any other. */
+static uint32_t crc_u64(uint32_t crc, uint64_t v) {
+  uint8_t bytes[8];
+  for (int i = 0; i < 8; i++) bytes[i] = (uint8_t)(v >> (8 * i));
+  return (uint32_t)crc32(crc, bytes, sizeof bytes);
+}
+
+static uint32_t crc_string(uint32_t crc, const char *s) {
+  size_t n = strlen(s);
+  crc = crc_u64(crc, n);
+  return (uint32_t)crc32(crc, (const Bytef *)s, (uInt)n);
+}
+
+uint32_t gk_store_checksum(const gk_stored_event *e) {
+  uint32_t crc = (uint32_t)crc32(0L, Z_NULL, 0);
+  crc = crc_u64(crc, (uint64_t)e->sequence);
+  crc = crc_u64(crc, (uint64_t)e->time_us);
+  crc = crc_u64(crc, e->type);
+  crc = crc_u64(crc, e->schema_version);
+  crc = crc_string(crc, e->event_id);
+  crc = crc_string(crc, e->correlation_id);
+  crc = crc_string(crc, e->causation_id);
+  crc = crc_u64(crc, e->payload_size);
+  if (e->payload_size) crc = (uint32_t)crc32(crc, e->payload, (uInt)e->payload_size);
+  return crc;
+}
+
+gk_code store_check_row(const gk_event_store *store, const char *stream, int64_t expected,
+                        const gk_stored_event *event, uint32_t stored_checksum, gk_status *status) {
+  char value[32];
+  snprintf(value, sizeof value, "%lld", (long long)event->sequence);
+  if (event->sequence != expected)
+    return gk_status_set(status, GK_DATA_LOSS, "sequence", value, GK_STATUS_NO_INDEX,
+                         "store %s, stream %s: expected sequence %lld but found %lld "
+                         "(a gap: events are missing); see docs/operations.md, corrupted store",
+                         store->description, stream, (long long)expected,
+                         (long long)event->sequence);
+  if (gk_store_checksum(event) != stored_checksum)
+    return gk_status_set(status, GK_DATA_LOSS, "sequence", value, GK_STATUS_NO_INDEX,
+                         "store %s, stream %s: the event at sequence %lld fails its checksum "
+                         "(the row is damaged); see docs/operations.md, corrupted store",
+                         store->description, stream, (long long)event->sequence);
+  return GK_OK;
+}
+
+static gk_code check_stream(const char *stream, gk_status *status) {
+  if (stream == NULL || stream[0] == '\0')
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "stream", "", GK_STATUS_NO_INDEX,
+                         "stream must name a stream (e.g. \"book-desk1\")");
+  if (strlen(stream) >= GK_STORE_ID_SIZE)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "stream", stream, GK_STATUS_NO_INDEX,
+                         "stream must be shorter than %d characters", GK_STORE_ID_SIZE);
+  return GK_OK;
+}
+
+static gk_code check_events(const gk_append *a, gk_status *status) {
+  if (a->count == 0 || a->events == NULL)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "events", "0", GK_STATUS_NO_INDEX,
+                         "an append must carry at least one event");
+  if (a->expected_version < 0)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "expected_version", "", GK_STATUS_NO_INDEX,
+                         "expected_version must be >= 0, got %lld", (long long)a->expected_version);
+  for (size_t i = 0; i < a->count; i++) {
+    const gk_stored_event *e = &a->events[i];
+    if (e->sequence != a->expected_version + 1 + (int64_t)i)
+      return gk_status_set(status, GK_INVALID_ARGUMENT, "sequence", "", (int64_t)i,
+                           "event %zu must have sequence %lld (expected_version + %zu), got %lld",
+                           i, (long long)(a->expected_version + 1 + (int64_t)i), i + 1,
+                           (long long)e->sequence);
+    if (e->payload_size > GK_STORE_MAX_PAYLOAD || (e->payload_size && e->payload == NULL))
+      return gk_status_set(status, GK_INVALID_ARGUMENT, "payload", "", (int64_t)i,
+                           "event %zu: the payload must be at most %u bytes and present",
+                           i, GK_STORE_MAX_PAYLOAD);
+    if (e->event_id[0] == '\0')
+      return gk_status_set(status, GK_INVALID_ARGUMENT, "event_id", "", (int64_t)i,
+                           "event %zu has no event id", i);
+  }
+  return GK_OK;
+}
+
+gk_code gk_store_append(gk_event_store *store, const gk_append *a, gk_status *status) {
+  if (store == NULL || a == NULL)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "store", "", GK_STATUS_NO_INDEX,
+                         "gk_store_append needs a store and an append");
+  gk_code rc = check_stream(a->stream, status);
+  if (rc == GK_OK) rc = check_events(a, status);
+  if (rc == GK_OK && a->idempotency_key && strlen(a->idempotency_key) >= GK_STORE_ID_SIZE)
+    rc = gk_status_set(status, GK_INVALID_ARGUMENT, "idempotency_key", "", GK_STATUS_NO_INDEX,
+                       "idempotency_key must be shorter than %d characters", GK_STORE_ID_SIZE);
+  if (rc != GK_OK) return rc;
+  return store->ops->append(store, a, status);
+}
+
+gk_code gk_store_version(gk_event_store *store, const char *stream, int64_t *version,
+                         gk_status *status) {
+  gk_code rc = check_stream(stream, status);
+  if (rc != GK_OK) return rc;
+  *version = 0;
+  return store->ops->version(store, stream, version, status);
+}
+
+gk_code gk_store_read(gk_event_store *store, const char *stream, int64_t from, int64_t to,
+                      gk_event_visitor visit, void *user, gk_status *status) {
+  gk_code rc = check_stream(stream, status);
+  if (rc != GK_OK) return rc;
+  if (from < 1) from = 1;
+  return store->ops->read(store, stream, from, to, visit, user, status);
+}
+
+gk_code gk_store_read_times(gk_event_store *store, const char *stream, int64_t from_us,
+                            int64_t to_us, gk_event_visitor visit, void *user, gk_status *status) {
+  gk_code rc = check_stream(stream, status);
+  if (rc != GK_OK) return rc;
+  return store->ops->read_times(store, stream, from_us, to_us, visit, user, status);
+}
+
+gk_code gk_store_load_snapshot(gk_event_store *store, const char *stream, int64_t max_sequence,
+                               gk_blob_visitor visit, void *user, bool *found, gk_status *status) {
+  *found = false;
+  gk_code rc = check_stream(stream, status);
+  if (rc != GK_OK) return rc;
+  return store->ops->load_snapshot(store, stream, max_sequence, visit, user, found, status);
+}
+
+gk_code gk_store_find_result(gk_event_store *store, const char *stream, const char *key,
+                             gk_blob_visitor visit, void *user, bool *found, gk_status *status) {
+  *found = false;
+  gk_code rc = check_stream(stream, status);
+  if (rc != GK_OK) return rc;
+  if (key == NULL || key[0] == '\0') return GK_OK;
+  return store->ops->find_result(store, stream, key, visit, user, found, status);
+}
+
+gk_code gk_store_list_streams(gk_event_store *store, gk_stream_visitor visit, void *user,
+                              gk_status *status) {
+  return store->ops->list_streams(store, visit, user, status);
+}
+
+const char *gk_store_describe(const gk_event_store *store) {
+  return store ? store->description : "(no store)";
+}
+
+void gk_store_close(gk_event_store *store) {
+  if (store) store->ops->close(store);
+}
+
+static bool starts_with(const char *s, const char *prefix) {
+  return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+gk_event_store *gk_store_open_url(const char *url, gk_status *status) {
+  if (url == NULL || url[0] == '\0') {
+    gk_status_set(status, GK_INVALID_ARGUMENT, "store", "", GK_STATUS_NO_INDEX,
+                  "the store must be \"sqlite:PATH\", a path, or a PostgreSQL URL");
+    return NULL;
+  }
+  if (starts_with(url, "postgresql://") || starts_with(url, "postgres://") ||
+      starts_with(url, "host=") || starts_with(url, "dbname="))
+    return gk_postgres_store_open(url, 4, status);
+  if (starts_with(url, "sqlite:")) url += strlen("sqlite:");
+  return gk_sqlite_store_open(url, NULL, status);
+}

@@ -1,0 +1,52 @@
+/*
+ * store_internal.h - what an event-store adapter implements (engine/store only).
+ *
+ * gk_event_store is the first member of every adapter's struct; the public
+ * functions of greeks/event_store.h check their arguments once (store_common.c)
+ * and forward to the adapter's ops. The schema is the same in both adapters
+ * (docs/book.md, "Store layout"):
+ *   greeks_meta(key PRIMARY KEY, value)            format "greeks-event-store", version "1"
+ *   streams(stream PRIMARY KEY, version)           the optimistic-concurrency row
+ *   events(stream, sequence, event_id UNIQUE, time_us, type, schema_version,
+ *          correlation_id, causation_id, payload, checksum,
+ *          PRIMARY KEY (stream, sequence))
+ *   idempotency(stream, key, result, sequence, PRIMARY KEY (stream, key))
+ *   snapshots(stream, sequence, data, PRIMARY KEY (stream, sequence))
+ */
+#ifndef GREEKS_STORE_INTERNAL_H
+#define GREEKS_STORE_INTERNAL_H
+
+#include "greeks/event_store.h"
+
+typedef struct gk_store_ops {
+  void (*close)(gk_event_store *store);
+  gk_code (*append)(gk_event_store *store, const gk_append *append, gk_status *status);
+  gk_code (*version)(gk_event_store *store, const char *stream, int64_t *version,
+                     gk_status *status);
+  gk_code (*read)(gk_event_store *store, const char *stream, int64_t from, int64_t to,
+                  gk_event_visitor visit, void *user, gk_status *status);
+  gk_code (*read_times)(gk_event_store *store, const char *stream, int64_t from_us, int64_t to_us,
+                        gk_event_visitor visit, void *user, gk_status *status);
+  gk_code (*load_snapshot)(gk_event_store *store, const char *stream, int64_t max_sequence,
+                           gk_blob_visitor visit, void *user, bool *found, gk_status *status);
+  gk_code (*find_result)(gk_event_store *store, const char *stream, const char *key,
+                         gk_blob_visitor visit, void *user, bool *found, gk_status *status);
+  gk_code (*list_streams)(gk_event_store *store, gk_stream_visitor visit, void *user,
+                          gk_status *status);
+} gk_store_ops;
+
+struct gk_event_store {
+  const gk_store_ops *ops;
+  char description[256]; /* "sqlite:/path" or "postgresql:db@host:port" */
+};
+
+#define GK_STORE_FORMAT "greeks-event-store"
+#define GK_STORE_FORMAT_VERSION "1"
+#define GK_STORE_MAX_PAYLOAD (16u << 20) /* a larger payload is refused (validation) */
+
+/* Checks a row read back from an adapter: its checksum, and that its sequence is
+ * `expected` (no gap). GK_DATA_LOSS naming the store and the sequence otherwise. */
+gk_code store_check_row(const gk_event_store *store, const char *stream, int64_t expected,
+                        const gk_stored_event *event, uint32_t stored_checksum, gk_status *status);
+
+#endif /* GREEKS_STORE_INTERNAL_H */

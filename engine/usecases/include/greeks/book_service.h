@@ -1,0 +1,185 @@
+/*
+ * greeks/book_service.h - the book's use cases: commands (open a book, execute
+ * a trade, correct a trade, update the market, set risk limits) apart from
+ * queries (the book now or as of a past sequence or time, its valuation and
+ * risk, the audit trail).
+ *
+ * A command runs: load the book (its cached state, caught up with the events
+ * appended since, or snapshot + events on first use) -> decide (the aggregate's
+ * invariants) -> append the events with the expected version and the command's
+ * idempotency key (one transaction with the idempotency record and, every
+ * `snapshot_every` events, a snapshot) -> apply them to the cached state ->
+ * answer. It answers only after the append is durable. A concurrent writer on
+ * the same book (another thread, or another process on the same store) makes the
+ * append fail with GK_ABORTED; the command then reloads and decides again, up to
+ * `max_attempts` times. A command whose idempotency key the book has already
+ * recorded returns the first command's result (with replayed = true) and
+ * appends nothing, even when the retry comes after a restart.
+ *
+ * Within one process, commands on one book are serialized by the book's lock
+ * (no conflicts to retry); commands on different books run in parallel and
+ * their appends share group commits (greeks/event_store.h).
+ *
+ * Queries never append. They work on an immutable copy of the book (a
+ * gk_book_clone, freed by the caller).
+ *
+ * Time: every command carries now_us (UTC microseconds), the command's time,
+ * stamped on its events (kept non-decreasing within a book). T for pricing is
+ * ACT/365 Fixed from the valuation time to expiry (gk_year_fraction).
+ *
+ * Thread safety: all functions may be called concurrently from any thread.
+ * Ownership: the service borrows the store and the pool (both must outlive it).
+ */
+#ifndef GREEKS_BOOK_SERVICE_H
+#define GREEKS_BOOK_SERVICE_H
+
+#include "greeks/book.h"
+#include "greeks/event_codec.h"
+#include "greeks/event_store.h"
+#include "greeks/pool.h"
+#include "greeks/portfolio.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct gk_book_service gk_book_service;
+
+typedef struct gk_book_service_options {
+  int64_t snapshot_every; /* a snapshot every N events per book; 0: default 1000; <0: never */
+  int max_attempts;       /* tries of a command on GK_ABORTED; 0: default 8 */
+} gk_book_service_options;
+
+/* options may be NULL. NULL with a status on OOM. */
+gk_book_service *gk_book_service_new(gk_event_store *store, const gk_book_service_options *options,
+                                     gk_status *status);
+void gk_book_service_free(gk_book_service *service); /* NULL is a no-op */
+
+/* "book-<id>": the store stream of a book. */
+void gk_book_stream_name(const char *book_id, char *out, size_t size);
+
+typedef struct gk_command_context {
+  int64_t now_us;              /* the command's time, UTC microseconds */
+  const char *idempotency_key; /* NULL or "": none (a trade's own key is used if set) */
+  const char *correlation_id;  /* NULL: a new one (the event id of the first event) */
+  const char *causation_id;    /* NULL: the idempotency key, else "" */
+} gk_command_context;
+
+typedef struct gk_command_outcome {
+  gk_command_result result; /* book id, first and last sequence written, trade id */
+  bool replayed;            /* true: an earlier command with the same key answered */
+  int attempts;             /* 1 unless a concurrent writer forced a retry */
+} gk_command_outcome;
+
+/* ---- commands ----------------------------------------------------------------- */
+/* Errors: the decide errors of greeks/book.h (GK_INVALID_ARGUMENT,
+ * GK_NOT_FOUND, GK_ALREADY_EXISTS, GK_FAILED_PRECONDITION); GK_ABORTED when
+ * max_attempts tries all lost to concurrent writers; the store's errors
+ * (GK_IO_ERROR, GK_UNAVAILABLE, GK_DATA_LOSS). On any error nothing was
+ * appended. */
+
+gk_code gk_open_book(gk_book_service *service, const gk_command_context *context,
+                     const char *book_id, const char *name, const char *currency,
+                     gk_command_outcome *out, gk_status *status);
+
+gk_code gk_execute_trade(gk_book_service *service, const gk_command_context *context,
+                         const char *book_id, const gk_trade *trade, gk_command_outcome *out,
+                         gk_status *status);
+
+/* Replaces a trade's legs (replacement_count 0: cancels it). */
+gk_code gk_correct_trade(gk_book_service *service, const gk_command_context *context,
+                         const char *book_id, const char *trade_id, const gk_leg *replacement,
+                         size_t replacement_count, const char *reason, gk_command_outcome *out,
+                         gk_status *status);
+
+/* One MarketUpdated per quote, appended together. */
+gk_code gk_update_market(gk_book_service *service, const gk_command_context *context,
+                         const char *book_id, const gk_market_quote *quotes, size_t count,
+                         gk_command_outcome *out, gk_status *status);
+
+/* Replaces every limit of the book. */
+gk_code gk_set_risk_limits(gk_book_service *service, const gk_command_context *context,
+                           const char *book_id, const gk_risk_limit *limits, size_t count,
+                           gk_command_outcome *out, gk_status *status);
+
+/* ---- queries ------------------------------------------------------------------- */
+
+/* The book now (max_sequence < 0) or as of a past sequence: a copy the caller
+ * frees with gk_book_free. GK_NOT_FOUND when the book does not exist (or did not
+ * yet at that sequence). A past sequence loads the latest snapshot at or before
+ * it and replays the events up to it. */
+gk_code gk_get_book(gk_book_service *service, const char *book_id, int64_t max_sequence,
+                    gk_book **out, gk_status *status);
+
+/* The book as of a UTC time: every event recorded at or before time_us. */
+gk_code gk_get_book_as_of_time(gk_book_service *service, const char *book_id, int64_t time_us,
+                               gk_book **out, gk_status *status);
+
+/* The audit trail: events with from <= sequence <= to (to < 0: to the end), or
+ * recorded in [from_us, to_us], decoded (and upcast), in order. The visitor
+ * returns nonzero to stop. */
+typedef int (*gk_domain_event_visitor)(void *user, const gk_event *event);
+gk_code gk_audit_trail(gk_book_service *service, const char *book_id, int64_t from, int64_t to,
+                       gk_domain_event_visitor visit, void *user, gk_status *status);
+gk_code gk_audit_trail_times(gk_book_service *service, const char *book_id, int64_t from_us,
+                             int64_t to_us, gk_domain_event_visitor visit, void *user,
+                             gk_status *status);
+
+/* Every book's id and version, in id order. */
+typedef int (*gk_book_list_visitor)(void *user, const char *book_id, int64_t version);
+gk_code gk_list_books(gk_book_service *service, gk_book_list_visitor visit, void *user,
+                      gk_status *status);
+
+/* ---- valuation (pure: a book copy and a time in, numbers out) ------------------- */
+
+typedef enum gk_valuation_state {
+  GK_VALUED = 0,          /* priced at the book's market */
+  GK_VALUED_FLAT = 1,     /* quantity 0: realized P&L only, no risk */
+  GK_VALUED_EXPIRED = 2,  /* the option expired at or before the valuation time:
+                             reported, never priced, no risk */
+  GK_VALUED_NO_MARKET = 3,/* the underlying has no market yet: no risk */
+  GK_VALUED_ERROR = 4,    /* the kernel refused the inputs (see gk_position_error_rule) */
+} gk_valuation_state;
+
+const char *gk_valuation_state_name(unsigned state);
+
+typedef struct gk_position_value {
+  uint8_t state;          /* gk_valuation_state */
+  double years;           /* T, ACT/365F from the valuation time (options) */
+  double spot, vol;       /* the market used */
+  double price;           /* per unit of underlying */
+  double delta, gamma, vega, theta, rho; /* per unit, as greeks/batch.h */
+  double market_value;    /* price x quantity x multiplier */
+  double unrealized_pnl;  /* (price - average cost) x quantity x multiplier */
+  double dollar_delta, dollar_gamma; /* as greeks/portfolio.h, scaled by position */
+} gk_position_value;
+
+typedef struct gk_book_valuation {
+  size_t count;                 /* = gk_book_position_count of the book valued */
+  gk_position_value *positions; /* count, in the book's position order */
+  size_t underlying_count;      /* = gk_book_market_count */
+  gk_risk *per_underlying;      /* in the book's market order */
+  gk_risk total;
+  double realized_pnl, unrealized_pnl;
+  size_t expired, no_market;    /* positions in those states with quantity != 0 */
+  size_t spot_count, vol_count; /* the grid's shape (0 when none was asked) */
+  double *pnl;                  /* spot_count x vol_count, total over the book */
+  double *pnl_per_underlying;   /* underlying_count x grid, or NULL */
+} gk_book_valuation;
+
+/* Values every position of `book` at `valuation_us` with the book's markets:
+ * European options with the BSM kernels through gk_revalue_portfolio, American
+ * ones with `american_method` (price and Greeks; the grid by repricing), the
+ * underlying linearly (delta 1). grid may be NULL (no scenario P&L). pool may be
+ * NULL. The result is allocated; free it with gk_book_valuation_free. Sums are
+ * in position order, so the result does not depend on the pool's size. */
+gk_code gk_value_book(const gk_book *book, int64_t valuation_us, const gk_scenario_grid *grid,
+                      gk_american_method american_method, gk_pool *pool,
+                      gk_book_valuation *out, gk_status *status);
+void gk_book_valuation_free(gk_book_valuation *valuation);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GREEKS_BOOK_SERVICE_H */

@@ -1,0 +1,171 @@
+/*
+ * book_commands.c - the book's commands, each a decider handed to run_command
+ * (book_service.c): open, execute trade, correct trade, update market, set
+ * limits. The deciders only adapt arguments to the aggregate's decide functions;
+ * the rules live in the aggregate (engine/domain/src/book.c).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "book_service_internal.h"
+
+typedef struct open_args {
+  const char *book_id, *name, *currency;
+} open_args;
+
+static gk_code decide_open(const gk_book *book, const void *args, int64_t now_us, gk_event *events,
+                           size_t *count, gk_status *status) {
+  (void)now_us;
+  const open_args *a = args;
+  *count = 1;
+  return gk_book_decide_open(book, a->book_id, a->name, a->currency, &events[0], status);
+}
+
+gk_code gk_open_book(gk_book_service *s, const gk_command_context *ctx, const char *book_id,
+                     const char *name, const char *currency, gk_command_outcome *out,
+                     gk_status *status) {
+  open_args a = {book_id, name, currency};
+  book_command c = {decide_open, &a, NULL};
+  return run_command(s, ctx, book_id, &c, out, status);
+}
+
+static gk_code decide_trade(const gk_book *book, const void *args, int64_t now_us,
+                            gk_event *events, size_t *count, gk_status *status) {
+  *count = 1;
+  return gk_book_decide_trade(book, args, now_us, &events[0], status);
+}
+
+gk_code gk_execute_trade(gk_book_service *s, const gk_command_context *ctx, const char *book_id,
+                         const gk_trade *trade, gk_command_outcome *out, gk_status *status) {
+  gk_command_context with_key = *ctx;
+  if ((ctx->idempotency_key == NULL || ctx->idempotency_key[0] == '\0') &&
+      trade->idempotency_key[0])
+    with_key.idempotency_key = trade->idempotency_key;
+  book_command c = {decide_trade, trade, trade->trade_id};
+  return run_command(s, &with_key, book_id, &c, out, status);
+}
+
+typedef struct correction_args {
+  gk_book_service *service;
+  const char *trade_id;
+  const gk_leg *legs;
+  size_t count;
+  const char *reason;
+} correction_args;
+
+typedef struct original_context {
+  const char *stream;
+  gk_event *event;
+  bool seen;
+  gk_code code;
+  gk_status *status;
+} original_context;
+
+static int take_original(void *user, const gk_stored_event *stored) {
+  original_context *o = user;
+  o->seen = true;
+  o->code = gk_event_decode(o->stream, stored, o->event, o->status);
+  return 1;
+}
+
+/* The event that last set the trade's legs, read back from the journal. */
+static gk_code read_original(const correction_args *a, const gk_book *book, gk_event *original,
+                             gk_status *status) {
+  int64_t sequence = gk_book_trade_sequence(book, a->trade_id);
+  if (sequence == 0)
+    return gk_status_set(status, GK_NOT_FOUND, "trade_id", a->trade_id, GK_STATUS_NO_INDEX,
+                         "trade %s is not on book %s", a->trade_id, gk_book_id(book));
+  char stream[GK_BOOK_ID_SIZE + 8];
+  gk_book_stream_name(gk_book_id(book), stream, sizeof stream);
+  original_context o = {stream, original, false, GK_OK, status};
+  gk_code rc = gk_store_read(a->service->store, stream, sequence, sequence, take_original, &o,
+                             status);
+  if (rc != GK_OK) return rc;
+  if (!o.seen)
+    return gk_status_set(status, GK_DATA_LOSS, "sequence", "", GK_STATUS_NO_INDEX,
+                         "stream %s has no event %lld, which set trade %s", stream,
+                         (long long)sequence, a->trade_id);
+  return o.code;
+}
+
+static gk_code decide_correction(const gk_book *book, const void *args, int64_t now_us,
+                                 gk_event *events, size_t *count, gk_status *status) {
+  const correction_args *a = args;
+  *count = 1;
+  if (!gk_book_is_open(book))
+    return gk_status_set(status, GK_NOT_FOUND, "book_id", "", GK_STATUS_NO_INDEX,
+                         "the book is not open: open it first");
+  gk_code rc = read_original(a, book, &events[1], status);
+  if (rc != GK_OK) return rc;
+  gk_event original = events[1];
+  return gk_book_decide_correction(book, &original, a->legs, a->count, a->reason, now_us,
+                                   &events[0], status);
+}
+
+gk_code gk_correct_trade(gk_book_service *s, const gk_command_context *ctx, const char *book_id,
+                         const char *trade_id, const gk_leg *replacement, size_t replacement_count,
+                         const char *reason, gk_command_outcome *out, gk_status *status) {
+  if (trade_id == NULL || trade_id[0] == '\0')
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "trade_id", "", GK_STATUS_NO_INDEX,
+                         "a correction names the trade it corrects");
+  correction_args a = {s, trade_id, replacement, replacement_count, reason};
+  book_command c = {decide_correction, &a, trade_id};
+  return run_command(s, ctx, book_id, &c, out, status);
+}
+
+typedef struct market_args {
+  const gk_market_quote *quotes;
+  size_t count;
+} market_args;
+
+static gk_code decide_market(const gk_book *book, const void *args, int64_t now_us,
+                             gk_event *events, size_t *count, gk_status *status) {
+  (void)now_us;
+  const market_args *a = args;
+  if (a->count == 0 || a->count > GK_MAX_BATCH_EVENTS)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "quotes", "", GK_STATUS_NO_INDEX,
+                         "a market update carries 1 to %d quotes", GK_MAX_BATCH_EVENTS);
+  for (size_t i = 0; i < a->count; i++) {
+    gk_code rc = gk_book_decide_market(book, &a->quotes[i], &events[i], status);
+    if (rc != GK_OK) {
+      if (status) status->index = (int64_t)i;
+      return rc;
+    }
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(a->quotes[j].underlying, a->quotes[i].underlying) == 0)
+        return gk_status_set(status, GK_INVALID_ARGUMENT, "underlying", a->quotes[i].underlying,
+                             (int64_t)i, "quotes %zu and %zu are both for %s", j, i,
+                             a->quotes[i].underlying);
+  }
+  *count = a->count;
+  return GK_OK;
+}
+
+gk_code gk_update_market(gk_book_service *s, const gk_command_context *ctx, const char *book_id,
+                         const gk_market_quote *quotes, size_t count, gk_command_outcome *out,
+                         gk_status *status) {
+  market_args a = {quotes, count};
+  book_command c = {decide_market, &a, NULL};
+  return run_command(s, ctx, book_id, &c, out, status);
+}
+
+typedef struct limits_args {
+  const gk_risk_limit *limits;
+  size_t count;
+} limits_args;
+
+static gk_code decide_limits(const gk_book *book, const void *args, int64_t now_us,
+                             gk_event *events, size_t *count, gk_status *status) {
+  (void)now_us;
+  const limits_args *a = args;
+  *count = 1;
+  return gk_book_decide_limits(book, a->limits, a->count, &events[0], status);
+}
+
+gk_code gk_set_risk_limits(gk_book_service *s, const gk_command_context *ctx, const char *book_id,
+                           const gk_risk_limit *limits, size_t count, gk_command_outcome *out,
+                           gk_status *status) {
+  limits_args a = {limits, count};
+  book_command c = {decide_limits, &a, NULL};
+  return run_command(s, ctx, book_id, &c, out, status);
+}

@@ -1,0 +1,129 @@
+/*
+ * book_queries.c - the book's queries: the book now, as of a sequence or a
+ * time, the audit trail, the list of books. Queries never append.
+ *
+ * "Now" is the cached state caught up with the store, copied under the book's
+ * lock. "As of" a past point is built apart from the cache: the latest snapshot
+ * at or before the point, then the events up to it, so that an auditor's
+ * question never disturbs live state and always gives the fold of exactly the
+ * events recorded up to that point.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "book_service_internal.h"
+
+static gk_code not_found(const char *book_id, int64_t sequence, gk_status *status) {
+  if (sequence < 0)
+    return gk_status_set(status, GK_NOT_FOUND, "book_id", book_id, GK_STATUS_NO_INDEX,
+                         "book %s does not exist", book_id);
+  char value[32];
+  snprintf(value, sizeof value, "%lld", (long long)sequence);
+  return gk_status_set(status, GK_NOT_FOUND, "as_of", value, GK_STATUS_NO_INDEX,
+                       "book %s did not exist at sequence %lld", book_id, (long long)sequence);
+}
+
+static gk_code current_copy(gk_book_service *s, book_entry *e, gk_book **out, gk_status *status) {
+  pthread_mutex_lock(&e->lock);
+  gk_code rc = catch_up(s, e, status);
+  if (rc == GK_OK) {
+    *out = gk_book_clone(e->state);
+    if (*out == NULL)
+      rc = gk_status_set(status, GK_RESOURCE_EXHAUSTED, "book_id", e->id, GK_STATUS_NO_INDEX,
+                         "out of memory copying book %s", e->id);
+  }
+  pthread_mutex_unlock(&e->lock);
+  return rc;
+}
+
+gk_code gk_get_book(gk_book_service *s, const char *book_id, int64_t max_sequence, gk_book **out,
+                    gk_status *status) {
+  *out = NULL;
+  book_entry *e = book_entry_for(s, book_id, status);
+  if (e == NULL) return status ? status->code : GK_INVALID_ARGUMENT;
+  gk_code rc = max_sequence < 0 ? current_copy(s, e, out, status)
+                                : load_book(s, e->stream, max_sequence, out, status);
+  if (rc != GK_OK) return rc;
+  if (!gk_book_is_open(*out)) {
+    gk_book_free(*out);
+    *out = NULL;
+    return not_found(book_id, max_sequence, status);
+  }
+  return GK_OK;
+}
+
+typedef struct last_before {
+  int64_t sequence;
+} last_before;
+
+static int note_sequence(void *user, const gk_stored_event *event) {
+  ((last_before *)user)->sequence = event->sequence;
+  return 0;
+}
+
+gk_code gk_get_book_as_of_time(gk_book_service *s, const char *book_id, int64_t time_us,
+                               gk_book **out, gk_status *status) {
+  *out = NULL;
+  book_entry *e = book_entry_for(s, book_id, status);
+  if (e == NULL) return status ? status->code : GK_INVALID_ARGUMENT;
+  last_before last = {0};
+  gk_code rc = gk_store_read_times(s->store, e->stream, INT64_MIN, time_us, note_sequence, &last,
+                                   status);
+  if (rc != GK_OK) return rc;
+  if (last.sequence == 0)
+    return gk_status_set(status, GK_NOT_FOUND, "as_of", book_id, GK_STATUS_NO_INDEX,
+                         "book %s had no events at or before the given time", book_id);
+  return gk_get_book(s, book_id, last.sequence, out, status);
+}
+
+typedef struct audit_context {
+  const char *stream;
+  gk_domain_event_visitor visit;
+  void *user;
+  gk_code code;
+  gk_status *status;
+} audit_context;
+
+static int audit_one(void *user, const gk_stored_event *stored) {
+  audit_context *a = user;
+  gk_event event;
+  a->code = gk_event_decode(a->stream, stored, &event, a->status);
+  if (a->code != GK_OK) return 1;
+  return a->visit(a->user, &event);
+}
+
+gk_code gk_audit_trail(gk_book_service *s, const char *book_id, int64_t from, int64_t to,
+                       gk_domain_event_visitor visit, void *user, gk_status *status) {
+  book_entry *e = book_entry_for(s, book_id, status);
+  if (e == NULL) return status ? status->code : GK_INVALID_ARGUMENT;
+  audit_context a = {e->stream, visit, user, GK_OK, status};
+  gk_code rc = gk_store_read(s->store, e->stream, from, to, audit_one, &a, status);
+  return rc != GK_OK ? rc : a.code;
+}
+
+gk_code gk_audit_trail_times(gk_book_service *s, const char *book_id, int64_t from_us,
+                             int64_t to_us, gk_domain_event_visitor visit, void *user,
+                             gk_status *status) {
+  book_entry *e = book_entry_for(s, book_id, status);
+  if (e == NULL) return status ? status->code : GK_INVALID_ARGUMENT;
+  audit_context a = {e->stream, visit, user, GK_OK, status};
+  gk_code rc = gk_store_read_times(s->store, e->stream, from_us, to_us, audit_one, &a, status);
+  return rc != GK_OK ? rc : a.code;
+}
+
+typedef struct list_context {
+  gk_book_list_visitor visit;
+  void *user;
+} list_context;
+
+static int list_one(void *user, const char *stream, int64_t version) {
+  list_context *l = user;
+  if (strncmp(stream, "book-", 5) != 0) return 0;
+  return l->visit(l->user, stream + 5, version);
+}
+
+gk_code gk_list_books(gk_book_service *s, gk_book_list_visitor visit, void *user,
+                      gk_status *status) {
+  list_context l = {visit, user};
+  return gk_store_list_streams(s->store, list_one, &l, status);
+}

@@ -1,0 +1,367 @@
+/*
+ * book_service.c - the book's commands: load, decide, append, apply, answer.
+ *
+ * Each book has an entry holding its lock and its cached state (the fold of its
+ * stream so far). A command takes the entry's lock, checks the idempotency key,
+ * catches the cached state up with any events another process appended since,
+ * decides, applies the new events to the cached state, and appends them with the
+ * expected version. If the append fails the cached state is dropped (it holds
+ * events that never committed) and rebuilt from the store on the next use; on
+ * GK_ABORTED (another process won the race) or GK_ALREADY_EXISTS (another
+ * process recorded the same key) the command goes round again, and the key
+ * check or the fresh state settles it.
+ *
+ * Applying before the append, under the lock, lets the snapshot written with
+ * the events be the state after them, in the same transaction. Nobody sees the
+ * tentative state: queries take the same lock and copy the state only after the
+ * append returned.
+ *
+ * Event ids are UUID v4 from getrandom(2); event times are the command's time,
+ * kept non-decreasing within a book so that audit reads by time range are exact.
+ */
+#define _GNU_SOURCE /* getrandom */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "book_service_internal.h"
+
+/* ---- service and entries ---------------------------------------------------------- */
+
+gk_book_service *gk_book_service_new(gk_event_store *store, const gk_book_service_options *options,
+                                     gk_status *status) {
+  gk_book_service *s = calloc(1, sizeof *s);
+  if (s == NULL) {
+    gk_status_set(status, GK_RESOURCE_EXHAUSTED, "service", "", GK_STATUS_NO_INDEX,
+                  "out of memory creating the book service");
+    return NULL;
+  }
+  s->store = store;
+  s->snapshot_every = options && options->snapshot_every ? options->snapshot_every : 1000;
+  s->max_attempts = options && options->max_attempts > 0 ? options->max_attempts : 8;
+  pthread_mutex_init(&s->lock, NULL);
+  return s;
+}
+
+void gk_book_service_free(gk_book_service *s) {
+  if (s == NULL) return;
+  for (size_t i = 0; i < s->entry_count; i++) {
+    gk_book_free(s->entries[i]->state);
+    pthread_mutex_destroy(&s->entries[i]->lock);
+    free(s->entries[i]);
+  }
+  free(s->entries);
+  pthread_mutex_destroy(&s->lock);
+  free(s);
+}
+
+void gk_book_stream_name(const char *book_id, char *out, size_t size) {
+  snprintf(out, size, "book-%s", book_id);
+}
+
+static gk_code check_book_id(const char *book_id, gk_status *status) {
+  gk_event probe;
+  gk_book *empty = gk_book_new();
+  if (empty == NULL)
+    return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "book_id", "", GK_STATUS_NO_INDEX,
+                         "out of memory");
+  gk_code rc = gk_book_decide_open(empty, book_id, "", "USD", &probe, status);
+  gk_book_free(empty);
+  return rc;
+}
+
+/* The entry of a book, created on first use; it lives as long as the service. */
+book_entry *book_entry_for(gk_book_service *s, const char *book_id, gk_status *status) {
+  if (check_book_id(book_id, status) != GK_OK) return NULL;
+  pthread_mutex_lock(&s->lock);
+  book_entry *found = NULL;
+  for (size_t i = 0; i < s->entry_count && !found; i++)
+    if (strcmp(s->entries[i]->id, book_id) == 0) found = s->entries[i];
+  if (found == NULL && s->entry_count == s->entry_capacity) {
+    size_t capacity = s->entry_capacity ? 2 * s->entry_capacity : 16;
+    book_entry **grown = realloc(s->entries, capacity * sizeof *grown);
+    if (grown) {
+      s->entries = grown;
+      s->entry_capacity = capacity;
+    }
+  }
+  if (found == NULL && s->entry_count < s->entry_capacity && (found = calloc(1, sizeof *found))) {
+    snprintf(found->id, sizeof found->id, "%s", book_id);
+    gk_book_stream_name(book_id, found->stream, sizeof found->stream);
+    pthread_mutex_init(&found->lock, NULL);
+    s->entries[s->entry_count++] = found;
+  }
+  pthread_mutex_unlock(&s->lock);
+  if (found == NULL)
+    gk_status_set(status, GK_RESOURCE_EXHAUSTED, "book_id", book_id, GK_STATUS_NO_INDEX,
+                  "out of memory tracking book %s", book_id);
+  return found;
+}
+
+/* ---- loading: snapshot + events, and catching up ----------------------------------- */
+
+typedef struct fold_context {
+  gk_book *book;
+  const char *stream;
+  int64_t until;       /* apply events up to this sequence (< 0: all) */
+  gk_code code;
+  gk_status *status;
+} fold_context;
+
+static int fold_one(void *user, const gk_stored_event *stored) {
+  fold_context *f = user;
+  if (f->until >= 0 && stored->sequence > f->until) return 1;
+  gk_event event;
+  f->code = gk_event_decode(f->stream, stored, &event, f->status);
+  if (f->code == GK_OK) f->code = gk_book_apply(f->book, &event, f->status);
+  return f->code != GK_OK;
+}
+
+gk_code fold_events(gk_book_service *s, const char *stream, gk_book *book, int64_t until,
+                    gk_status *status) {
+  fold_context f = {book, stream, until, GK_OK, status};
+  gk_code rc = gk_store_read(s->store, stream, gk_book_version(book) + 1, until, fold_one, &f,
+                             status);
+  return rc != GK_OK ? rc : f.code;
+}
+
+typedef struct snapshot_context {
+  const char *stream;
+  gk_book *book;
+  gk_code code;
+  gk_status *status;
+} snapshot_context;
+
+static void take_snapshot(void *user, int64_t sequence, const uint8_t *data, size_t size) {
+  snapshot_context *c = user;
+  c->code = gk_book_snapshot_decode(c->stream, data, size, &c->book, c->status);
+  if (c->code == GK_OK && gk_book_version(c->book) != sequence) {
+    gk_book_free(c->book);
+    c->book = NULL;
+    c->code = gk_status_set(c->status, GK_DATA_LOSS, "snapshot", c->stream, GK_STATUS_NO_INDEX,
+                            "stream %s: the snapshot stored at sequence %lld holds sequence "
+                            "%lld", c->stream, (long long)sequence,
+                            (long long)gk_book_version(c->book));
+  }
+}
+
+gk_code load_book(gk_book_service *s, const char *stream, int64_t until, gk_book **out,
+                  gk_status *status) {
+  snapshot_context c = {stream, NULL, GK_OK, status};
+  bool found = false;
+  gk_code rc = gk_store_load_snapshot(s->store, stream, until, take_snapshot, &c, &found, status);
+  if (rc == GK_OK) rc = c.code;
+  if (rc != GK_OK) return rc;
+  gk_book *book = found ? c.book : gk_book_new();
+  if (book == NULL)
+    return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "book", stream, GK_STATUS_NO_INDEX,
+                         "out of memory loading %s", stream);
+  rc = fold_events(s, stream, book, until, status);
+  if (rc != GK_OK) {
+    gk_book_free(book);
+    return rc;
+  }
+  *out = book;
+  return GK_OK;
+}
+
+/* The entry's state, current with the store (caller holds the entry's lock). */
+gk_code catch_up(gk_book_service *s, book_entry *e, gk_status *status) {
+  gk_code rc;
+  if (e->state == NULL) {
+    rc = load_book(s, e->stream, -1, &e->state, status);
+    if (rc == GK_OK) e->last_snapshot = gk_book_version(e->state);
+    return rc;
+  }
+  rc = fold_events(s, e->stream, e->state, -1, status);
+  if (rc != GK_OK) drop_state(e);
+  return rc;
+}
+
+void drop_state(book_entry *e) {
+  gk_book_free(e->state);
+  e->state = NULL;
+}
+
+/* ---- stamping, encoding, appending -------------------------------------------------- */
+
+static void new_uuid(char out[GK_EVENT_ID_SIZE]) {
+  uint8_t b[16] = {0};
+  size_t got = 0;
+  while (got < sizeof b) {
+    ssize_t n = getrandom(b + got, sizeof b - got, 0);
+    if (n > 0) got += (size_t)n;
+  }
+  b[6] = (uint8_t)((b[6] & 0x0F) | 0x40); /* version 4 */
+  b[8] = (uint8_t)((b[8] & 0x3F) | 0x80); /* RFC 4122 variant */
+  snprintf(out, GK_EVENT_ID_SIZE,
+           "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+           b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+           b[15]);
+}
+
+static void stamp(const gk_book *book, const char *book_id, const gk_command_context *ctx,
+                  gk_event *events, size_t count) {
+  int64_t time = ctx->now_us > gk_book_last_event_time(book) ? ctx->now_us
+                                                              : gk_book_last_event_time(book);
+  for (size_t i = 0; i < count; i++) {
+    gk_event_meta *m = &events[i].meta;
+    new_uuid(m->event_id);
+    snprintf(m->book_id, sizeof m->book_id, "%s", book_id);
+    m->sequence = gk_book_version(book) + 1 + (int64_t)i;
+    m->time_us = time;
+    m->schema_version = gk_event_current_version(events[i].type);
+    const char *correlation = ctx->correlation_id && ctx->correlation_id[0]
+                                  ? ctx->correlation_id : events[0].meta.event_id;
+    const char *causation = ctx->causation_id ? ctx->causation_id
+                            : ctx->idempotency_key ? ctx->idempotency_key : "";
+    snprintf(m->correlation_id, sizeof m->correlation_id, "%s", correlation);
+    snprintf(m->causation_id, sizeof m->causation_id, "%s", causation);
+  }
+}
+
+/* Encoded events of one append; payloads are freed with it. */
+typedef struct encoded_batch {
+  size_t count;
+  gk_stored_event stored[GK_MAX_BATCH_EVENTS];
+  uint8_t *payloads[GK_MAX_BATCH_EVENTS];
+  uint8_t *result, *snapshot;
+  size_t result_size, snapshot_size;
+} encoded_batch;
+
+static void free_batch(encoded_batch *b) {
+  for (size_t i = 0; i < b->count; i++) free(b->payloads[i]);
+  free(b->result);
+  free(b->snapshot);
+}
+
+static gk_code encode_events(const gk_event *events, size_t count, encoded_batch *b,
+                             gk_status *status) {
+  for (size_t i = 0; i < count; i++) {
+    size_t size = 0;
+    gk_code rc = gk_event_encode_payload(&events[i], &b->payloads[i], &size, status);
+    if (rc != GK_OK) return rc;
+    b->count = i + 1;
+    gk_event_to_stored(&events[i], b->payloads[i], size, &b->stored[i]);
+  }
+  return GK_OK;
+}
+
+static bool snapshot_due(const gk_book_service *s, const book_entry *e) {
+  return s->snapshot_every > 0 &&
+         gk_book_version(e->state) - e->last_snapshot >= s->snapshot_every;
+}
+
+static gk_code apply_all(gk_book *book, const gk_event *events, size_t count, gk_status *status) {
+  for (size_t i = 0; i < count; i++) {
+    gk_code rc = gk_book_apply(book, &events[i], status);
+    if (rc != GK_OK) return rc;
+  }
+  return GK_OK;
+}
+
+/* Applies the decided events to the cached state, then appends them (with the
+ * key, the result and, when due, the snapshot of the new state). */
+static gk_code apply_and_append(gk_book_service *s, book_entry *e, const gk_command_context *ctx,
+                                const gk_event *events, size_t count,
+                                const gk_command_result *result, gk_status *status) {
+  int64_t expected = gk_book_version(e->state);
+  encoded_batch b = {0};
+  gk_code rc = encode_events(events, count, &b, status);
+  if (rc == GK_OK) rc = apply_all(e->state, events, count, status);
+  if (rc == GK_OK) rc = gk_command_result_encode(result, &b.result, &b.result_size, status);
+  bool snapshot = rc == GK_OK && snapshot_due(s, e);
+  if (snapshot) rc = gk_book_snapshot_encode(e->state, &b.snapshot, &b.snapshot_size, status);
+  if (rc == GK_OK) {
+    gk_append a = {.stream = e->stream, .expected_version = expected, .events = b.stored,
+                   .count = count, .idempotency_key = ctx->idempotency_key,
+                   .result = {b.result, b.result_size},
+                   .snapshot = {b.snapshot, snapshot ? b.snapshot_size : 0}};
+    rc = gk_store_append(s->store, &a, status);
+  }
+  free_batch(&b);
+  if (rc != GK_OK) drop_state(e);
+  else if (snapshot) e->last_snapshot = gk_book_version(e->state);
+  return rc;
+}
+
+/* ---- the command loop ------------------------------------------------------------------ */
+
+typedef struct replay_context {
+  gk_command_result *result;
+  gk_code code;
+  gk_status *status;
+} replay_context;
+
+static void take_result(void *user, int64_t sequence, const uint8_t *data, size_t size) {
+  (void)sequence;
+  replay_context *r = user;
+  r->code = gk_command_result_decode(data, size, r->result, r->status);
+}
+
+/* The first answer to this key, if the book recorded one. */
+static gk_code find_first_answer(gk_book_service *s, const book_entry *e, const char *key,
+                                 gk_command_outcome *out, bool *found, gk_status *status) {
+  *found = false;
+  if (key == NULL || key[0] == '\0') return GK_OK;
+  replay_context r = {&out->result, GK_OK, status};
+  gk_code rc = gk_store_find_result(s->store, e->stream, key, take_result, &r, found, status);
+  if (rc == GK_OK) rc = r.code;
+  if (rc == GK_OK && *found) out->replayed = true;
+  return rc;
+}
+
+static void fill_result(const book_entry *e, const gk_event *events, size_t count,
+                        const char *trade_id, gk_command_result *result) {
+  memset(result, 0, sizeof *result);
+  snprintf(result->book_id, sizeof result->book_id, "%s", e->id);
+  result->first_sequence = events[0].meta.sequence;
+  result->last_sequence = events[count - 1].meta.sequence;
+  snprintf(result->trade_id, sizeof result->trade_id, "%s", trade_id ? trade_id : "");
+}
+
+static gk_code attempt_once(gk_book_service *s, book_entry *e, const gk_command_context *ctx,
+                            const book_command *command, gk_command_outcome *out,
+                            gk_event *events, gk_status *status) {
+  bool found;
+  gk_code rc = find_first_answer(s, e, ctx->idempotency_key, out, &found, status);
+  if (rc != GK_OK || found) return rc;
+  rc = catch_up(s, e, status);
+  if (rc != GK_OK) return rc;
+  size_t count = 0;
+  rc = command->decide(e->state, command->args, ctx->now_us, events, &count, status);
+  if (rc != GK_OK) return rc;
+  stamp(e->state, e->id, ctx, events, count);
+  fill_result(e, events, count, command->trade_id, &out->result);
+  return apply_and_append(s, e, ctx, events, count, &out->result, status);
+}
+
+gk_code run_command(gk_book_service *s, const gk_command_context *ctx, const char *book_id,
+                    const book_command *command, gk_command_outcome *out, gk_status *status) {
+  gk_command_outcome scratch;
+  if (out == NULL) out = &scratch;
+  memset(out, 0, sizeof *out);
+  book_entry *e = book_entry_for(s, book_id, status);
+  if (e == NULL) return status ? status->code : GK_INVALID_ARGUMENT;
+  gk_event *events = calloc(GK_MAX_BATCH_EVENTS, sizeof *events);
+  if (events == NULL)
+    return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "book_id", book_id, GK_STATUS_NO_INDEX,
+                         "out of memory");
+  gk_code rc = GK_ABORTED;
+  gk_status why;
+  gk_status_clear(&why);
+  pthread_mutex_lock(&e->lock);
+  for (int attempt = 1; attempt <= s->max_attempts; attempt++) {
+    out->attempts = attempt;
+    rc = attempt_once(s, e, ctx, command, out, events, &why);
+    if (rc != GK_ABORTED && rc != GK_ALREADY_EXISTS) break;
+    if (rc == GK_ALREADY_EXISTS && strcmp(why.field, "idempotency_key") != 0)
+      break; /* a rule (the trade id is taken), not a race lost on the key */
+  }
+  pthread_mutex_unlock(&e->lock);
+  free(events);
+  if (rc != GK_OK && status) *status = why;
+  return rc;
+}

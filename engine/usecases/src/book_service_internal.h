@@ -1,0 +1,55 @@
+/*
+ * book_service_internal.h - what the book service's files share (engine/usecases
+ * only): the service, its per-book entries, and the command loop.
+ */
+#ifndef GREEKS_BOOK_SERVICE_INTERNAL_H
+#define GREEKS_BOOK_SERVICE_INTERNAL_H
+
+#include <pthread.h>
+
+#include "greeks/book_service.h"
+
+/* The most events one command appends (a market update of many underlyings). */
+#define GK_MAX_BATCH_EVENTS 512
+
+typedef struct book_entry {
+  char id[GK_BOOK_ID_SIZE];
+  char stream[GK_BOOK_ID_SIZE + 8];
+  pthread_mutex_t lock;  /* serializes commands on the book and guards state */
+  gk_book *state;        /* the fold of the stream so far; NULL: load on next use */
+  int64_t last_snapshot; /* sequence of the last snapshot known to be stored */
+} book_entry;
+
+struct gk_book_service {
+  gk_event_store *store;
+  int64_t snapshot_every;
+  int max_attempts;
+  pthread_mutex_t lock; /* guards the entry table (not the entries) */
+  book_entry **entries;
+  size_t entry_count, entry_capacity;
+};
+
+/* A command: decide from the current state into events[0..*count). */
+typedef gk_code (*book_decider)(const gk_book *book, const void *args, int64_t now_us,
+                                gk_event *events, size_t *count, gk_status *status);
+
+typedef struct book_command {
+  book_decider decide;
+  const void *args;
+  const char *trade_id; /* reported in the result, or NULL */
+} book_command;
+
+book_entry *book_entry_for(gk_book_service *service, const char *book_id, gk_status *status);
+gk_code run_command(gk_book_service *service, const gk_command_context *context,
+                    const char *book_id, const book_command *command, gk_command_outcome *out,
+                    gk_status *status);
+/* Applies the stream's events after the book's version, up to `until` (< 0: all). */
+gk_code fold_events(gk_book_service *service, const char *stream, gk_book *book, int64_t until,
+                    gk_status *status);
+/* The latest snapshot at or before `until` plus the events after it. */
+gk_code load_book(gk_book_service *service, const char *stream, int64_t until, gk_book **out,
+                  gk_status *status);
+gk_code catch_up(gk_book_service *service, book_entry *entry, gk_status *status);
+void drop_state(book_entry *entry);
+
+#endif /* GREEKS_BOOK_SERVICE_INTERNAL_H */
