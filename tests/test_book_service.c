@@ -1,0 +1,478 @@
+/*
+ * test_book_service.c - the book's use cases on a real SQLite store (a file in a
+ * temporary directory): commands, idempotency across restarts, concurrency
+ * (threads and two services on one file, as two processes would be), replay
+ * and snapshots against a replay from scratch, as-of queries, the audit trail,
+ * the MarketUpdated v1 upcaster on a committed fixture, corrupted and truncated
+ * stores, and valuation against closed-form Black-Scholes.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "greeks/book_service.h"
+
+#define T0 INT64_C(1796083200000000)     /* 2026-12-01T00:00:00Z */
+#define EXPIRY INT64_C(1800046800000000) /* 2027-01-15T21:00:00Z */
+
+typedef struct fixture {
+  char dir[64];
+  char path[128];
+  gk_event_store *store;
+  gk_book_service *service;
+} fixture;
+
+static void open_service(fixture *f, int64_t snapshot_every) {
+  gk_status st;
+  f->store = gk_sqlite_store_open(f->path, NULL, &st);
+  if (f->store == NULL) fail_msg("open: %s", st.message);
+  gk_book_service_options o = {.snapshot_every = snapshot_every};
+  f->service = gk_book_service_new(f->store, &o, &st);
+  assert_non_null(f->service);
+}
+
+static void close_service(fixture *f) {
+  gk_book_service_free(f->service);
+  gk_store_close(f->store);
+  f->service = NULL;
+  f->store = NULL;
+}
+
+static int setup(void **state) {
+  fixture *f = calloc(1, sizeof *f);
+  snprintf(f->dir, sizeof f->dir, "/tmp/greeks-book-XXXXXX");
+  if (mkdtemp(f->dir) == NULL) return -1;
+  snprintf(f->path, sizeof f->path, "%s/books.db", f->dir);
+  open_service(f, 0);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fixture *f = *state;
+  close_service(f);
+  char command[160];
+  snprintf(command, sizeof command, "rm -rf '%s'", f->dir);
+  if (system(command) != 0) return -1;
+  free(f);
+  return 0;
+}
+
+static gk_command_context at(int64_t now_us, const char *key) {
+  gk_command_context c = {.now_us = now_us, .idempotency_key = key};
+  return c;
+}
+
+static gk_instrument option(const char *underlying, unsigned type, unsigned style, double strike) {
+  gk_instrument in;
+  assert_int_equal(gk_instrument_option(underlying, type, style, strike, EXPIRY, 100, &in, NULL),
+                   GK_OK);
+  return in;
+}
+
+static void must(gk_code rc, const gk_status *st) {
+  if (rc != GK_OK) fail_msg("%s: %s (field %s)", gk_code_name(rc), st->message, st->field);
+}
+
+static void open_desk(fixture *f, const char *id) {
+  gk_status st;
+  gk_command_context c = at(T0, NULL);
+  must(gk_open_book(f->service, &c, id, "Desk", "USD", NULL, &st), &st);
+}
+
+static gk_code send_trade(gk_book_service *s, const char *book, const char *id, gk_instrument in,
+                          int64_t q, double price, int64_t now, gk_command_outcome *out,
+                          gk_status *st) {
+  gk_trade t = {0};
+  snprintf(t.trade_id, sizeof t.trade_id, "%s", id);
+  snprintf(t.idempotency_key, sizeof t.idempotency_key, "key-%s", id);
+  t.leg_count = 1;
+  t.legs[0] = (gk_leg){in, q, price};
+  t.trade_time_us = now;
+  gk_command_context c = at(now, NULL);
+  return gk_execute_trade(s, &c, book, &t, out, st);
+}
+
+static gk_book *book_now(fixture *f, const char *id) {
+  gk_book *b = NULL;
+  gk_status st;
+  must(gk_get_book(f->service, id, -1, &b, &st), &st);
+  return b;
+}
+
+/* A book folded from the store's events alone: no cache, no snapshot. */
+typedef struct scratch_fold {
+  const char *stream;
+  gk_book *book;
+} scratch_fold;
+
+static int fold_from_scratch(void *user, const gk_stored_event *stored) {
+  scratch_fold *s = user;
+  gk_event e;
+  gk_status st;
+  must(gk_event_decode(s->stream, stored, &e, &st), &st);
+  must(gk_book_apply(s->book, &e, &st), &st);
+  return 0;
+}
+
+static gk_book *replayed_from_scratch(const char *path, const char *id) {
+  gk_status st;
+  gk_event_store *store = gk_sqlite_store_open(path, NULL, &st);
+  assert_non_null(store);
+  char stream[80];
+  gk_book_stream_name(id, stream, sizeof stream);
+  scratch_fold fold = {stream, gk_book_new()};
+  must(gk_store_read(store, stream, 1, -1, fold_from_scratch, &fold, &st), &st);
+  gk_store_close(store);
+  return fold.book;
+}
+
+static void assert_books_equal(const gk_book *a, const gk_book *b) {
+  char why[160];
+  if (!gk_book_equal(a, b, why, sizeof why)) fail_msg("books differ: %s", why);
+}
+
+static void test_open_trade_and_read_back(void **state) {
+  fixture *f = *state;
+  open_desk(f, "desk1");
+  gk_status st;
+  gk_command_outcome out;
+  gk_instrument c150 = option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 150);
+  must(send_trade(f->service, "desk1", "T1", c150, 10, 5.25, T0 + 10, &out, &st), &st);
+  assert_int_equal(out.result.first_sequence, 2);
+  assert_false(out.replayed);
+  assert_string_equal(out.result.trade_id, "T1");
+  gk_book *b = book_now(f, "desk1");
+  assert_int_equal(gk_book_version(b), 2);
+  assert_int_equal(gk_book_find_position(b, &c150)->quantity, 10);
+  gk_book_free(b);
+  /* unknown book, book opened twice */
+  assert_int_equal(gk_get_book(f->service, "nobody", -1, &b, &st), GK_NOT_FOUND);
+  gk_command_context c = at(T0, NULL);
+  assert_int_equal(gk_open_book(f->service, &c, "desk1", "", "USD", NULL, &st),
+                   GK_ALREADY_EXISTS);
+}
+
+static void test_a_retried_command_returns_the_first_answer_even_after_restart(void **state) {
+  fixture *f = *state;
+  open_desk(f, "desk1");
+  gk_status st;
+  gk_command_outcome first, again;
+  gk_instrument put = option("MSFT", GK_PUT, GK_STYLE_AMERICAN, 400);
+  must(send_trade(f->service, "desk1", "T1", put, -3, 12, T0 + 10, &first, &st), &st);
+  must(send_trade(f->service, "desk1", "T1", put, -3, 12, T0 + 20, &again, &st), &st);
+  assert_true(again.replayed);
+  assert_int_equal(again.result.first_sequence, first.result.first_sequence);
+  close_service(f);
+  open_service(f, 0);
+  must(send_trade(f->service, "desk1", "T1", put, -3, 12, T0 + 30, &again, &st), &st);
+  assert_true(again.replayed);
+  gk_book *b = book_now(f, "desk1");
+  assert_int_equal(gk_book_find_position(b, &put)->quantity, -3); /* once, never twice */
+  assert_int_equal(gk_book_version(b), 2);
+  gk_book_free(b);
+}
+
+typedef struct writer_args {
+  gk_book_service *service;
+  int thread;
+  int trades;
+} writer_args;
+
+static void *write_trades(void *p) {
+  writer_args *a = p;
+  char book[16], id[32];
+  snprintf(book, sizeof book, "desk%d", a->thread % 4);
+  gk_instrument in = option("SPY", GK_CALL, GK_STYLE_EUROPEAN, 400 + a->thread % 3);
+  for (int i = 0; i < a->trades; i++) {
+    snprintf(id, sizeof id, "w%d-%d", a->thread, i);
+    gk_status st;
+    gk_code rc = send_trade(a->service, book, id, in, 1 + i % 5, 1.5, T0 + i, NULL, &st);
+    if (rc != GK_OK) fail_msg("writer %d trade %d: %s", a->thread, i, st.message);
+  }
+  return NULL;
+}
+
+static void test_concurrent_writers_on_two_services_lose_nothing(void **state) {
+  fixture *f = *state;
+  for (int b = 0; b < 4; b++) {
+    char id[16];
+    snprintf(id, sizeof id, "desk%d", b);
+    open_desk(f, id);
+  }
+  /* a second service on the same file: what a second process would be */
+  gk_status st;
+  gk_event_store *store2 = gk_sqlite_store_open(f->path, NULL, &st);
+  gk_book_service_options o = {.snapshot_every = 7};
+  gk_book_service *service2 = gk_book_service_new(store2, &o, &st);
+  enum { THREADS = 8, TRADES = 60 };
+  pthread_t threads[THREADS];
+  writer_args args[THREADS];
+  for (int t = 0; t < THREADS; t++) {
+    args[t] = (writer_args){t % 2 ? service2 : f->service, t, TRADES};
+    pthread_create(&threads[t], NULL, write_trades, &args[t]);
+  }
+  for (int t = 0; t < THREADS; t++) pthread_join(threads[t], NULL);
+  int64_t expected_quantity[4][3] = {{0}};
+  for (int t = 0; t < THREADS; t++)
+    for (int i = 0; i < TRADES; i++) expected_quantity[t % 4][t % 3] += 1 + i % 5;
+  for (int b = 0; b < 4; b++) {
+    char id[16];
+    snprintf(id, sizeof id, "desk%d", b);
+    gk_book *live = book_now(f, id), *scratch = replayed_from_scratch(f->path, id);
+    assert_int_equal(gk_book_version(live), 1 + 2 * TRADES);
+    for (int k = 0; k < 3; k++) {
+      gk_instrument in = option("SPY", GK_CALL, GK_STYLE_EUROPEAN, 400 + k);
+      const gk_position *p = gk_book_find_position(live, &in);
+      assert_int_equal(p ? p->quantity : 0, expected_quantity[b][k]);
+    }
+    assert_books_equal(live, scratch);
+    gk_book_free(live);
+    gk_book_free(scratch);
+  }
+  gk_book_service_free(service2);
+  gk_store_close(store2);
+}
+
+static void test_snapshots_and_replay_give_the_same_book(void **state) {
+  fixture *f = *state;
+  close_service(f);
+  open_service(f, 5); /* a snapshot every 5 events */
+  open_desk(f, "desk1");
+  gk_status st;
+  for (int i = 0; i < 23; i++) {
+    char id[16];
+    snprintf(id, sizeof id, "T%d", i);
+    gk_instrument in = option("AAPL", i % 2 ? GK_PUT : GK_CALL, GK_STYLE_EUROPEAN, 100 + i % 4);
+    must(send_trade(f->service, "desk1", id, in, i % 2 ? 2 : -1, 1 + i, T0 + i, NULL, &st), &st);
+  }
+  close_service(f);
+  open_service(f, 5); /* restart: loads the latest snapshot plus the events after it */
+  gk_book *loaded = book_now(f, "desk1"), *scratch = replayed_from_scratch(f->path, "desk1");
+  assert_books_equal(loaded, scratch);
+  /* as of an earlier sequence, between two snapshots */
+  gk_book *past;
+  must(gk_get_book(f->service, "desk1", 12, &past, &st), &st);
+  assert_int_equal(gk_book_version(past), 12);
+  assert_int_equal(gk_book_trade_count(past), 11);
+  gk_book_free(past);
+  /* as of a time: the trade at T0 + 7 is sequence 9 */
+  must(gk_get_book_as_of_time(f->service, "desk1", T0 + 7, &past, &st), &st);
+  assert_int_equal(gk_book_version(past), 9);
+  gk_book_free(past);
+  assert_int_equal(gk_get_book(f->service, "desk1", 0, &past, &st), GK_NOT_FOUND);
+  gk_book_free(loaded);
+  gk_book_free(scratch);
+}
+
+typedef struct audit_seen {
+  int count;
+  int64_t last_sequence;
+  gk_event_type types[64];
+} audit_seen;
+
+static int see_event(void *user, const gk_event *e) {
+  audit_seen *a = user;
+  if (e->meta.sequence != a->last_sequence + 1 && a->count) fail_msg("gap in the audit trail");
+  a->last_sequence = e->meta.sequence;
+  a->types[a->count++ % 64] = e->type;
+  return 0;
+}
+
+static void test_audit_trail_and_correction(void **state) {
+  fixture *f = *state;
+  open_desk(f, "desk1");
+  gk_status st;
+  gk_instrument c = option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 150);
+  must(send_trade(f->service, "desk1", "T1", c, 10, 5, T0 + 10, NULL, &st), &st);
+  gk_leg fixed = {c, 4, 5};
+  gk_command_context ctx = at(T0 + 20, "fix-1");
+  gk_command_outcome out;
+  must(gk_correct_trade(f->service, &ctx, "desk1", "T1", &fixed, 1, "fat finger", &out, &st), &st);
+  assert_int_equal(out.result.first_sequence, 3);
+  assert_int_equal(gk_correct_trade(f->service, &ctx, "desk1", "nope", &fixed, 1, "", NULL, &st),
+                   GK_OK); /* the same key: the first answer, not an error */
+  gk_command_context other = at(T0 + 30, NULL);
+  assert_int_equal(gk_correct_trade(f->service, &other, "desk1", "nope", &fixed, 1, "", NULL, &st),
+                   GK_NOT_FOUND);
+  gk_book *b = book_now(f, "desk1");
+  assert_int_equal(gk_book_find_position(b, &c)->quantity, 4);
+  gk_book_free(b);
+  audit_seen seen = {0};
+  must(gk_audit_trail(f->service, "desk1", 1, -1, see_event, &seen, &st), &st);
+  assert_int_equal(seen.count, 3);
+  assert_int_equal(seen.types[0], GK_EVENT_BOOK_OPENED);
+  assert_int_equal(seen.types[1], GK_EVENT_TRADE_EXECUTED);
+  assert_int_equal(seen.types[2], GK_EVENT_TRADE_CORRECTED);
+  audit_seen window = {0};
+  must(gk_audit_trail_times(f->service, "desk1", T0 + 10, T0 + 15, see_event, &window, &st), &st);
+  assert_int_equal(window.count, 1);
+}
+
+static void load_sql_fixture(const char *db_path, const char *sql_file) {
+  FILE *in = fopen(sql_file, "rb");
+  assert_non_null(in);
+  static char sql[1 << 16];
+  size_t n = fread(sql, 1, sizeof sql - 1, in);
+  fclose(in);
+  sql[n] = 0;
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
+  char *error = NULL;
+  if (sqlite3_exec(db, sql, NULL, NULL, &error) != SQLITE_OK) fail_msg("fixture: %s", error);
+  sqlite3_close(db);
+}
+
+static void test_market_v1_events_are_upcast_on_replay(void **state) {
+  fixture *f = *state;
+  close_service(f);
+  unlink(f->path);
+  load_sql_fixture(f->path, GREEKS_STORE_FIXTURES "/market_v1.sql");
+  open_service(f, 0);
+  gk_book *b = book_now(f, "legacy");
+  const gk_market_quote *q = gk_book_find_market(b, "AAPL");
+  assert_non_null(q);
+  assert_true(q->spot == 190 && q->rate == 0.04 && q->vol == 0.25);
+  assert_true(q->yield == 0);                          /* v1 had none */
+  assert_int_equal(q->market_time_us, T0 + 1000000);   /* the event's time */
+  assert_int_equal(gk_book_version(b), 3);
+  gk_book_free(b);
+  audit_seen seen = {0};
+  gk_status st;
+  must(gk_audit_trail(f->service, "legacy", 2, 2, see_event, &seen, &st), &st);
+  assert_int_equal(seen.count, 1);
+  /* new events append after the old ones, in the current version */
+  gk_instrument c = option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 200);
+  must(send_trade(f->service, "legacy", "N1", c, -10, 8, T0 + 5000000, NULL, &st), &st);
+  b = book_now(f, "legacy");
+  assert_int_equal(gk_book_find_position(b, &c)->quantity, 0);
+  assert_true(fabs(gk_book_find_position(b, &c)->realized_pnl - 10 * 0.5 * 100) < 1e-9);
+  gk_book_free(b);
+}
+
+static void test_a_damaged_row_fails_naming_file_and_sequence(void **state) {
+  fixture *f = *state;
+  open_desk(f, "desk1");
+  gk_status st;
+  gk_instrument c = option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 150);
+  must(send_trade(f->service, "desk1", "T1", c, 10, 5, T0 + 10, NULL, &st), &st);
+  close_service(f);
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "UPDATE events SET payload = CAST(replace(CAST(payload AS "
+                                    "TEXT), 'T1', 'T9') AS BLOB) WHERE sequence = 2",
+                                NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  open_service(f, 0);
+  gk_book *b = NULL;
+  assert_int_equal(gk_get_book(f->service, "desk1", -1, &b, &st), GK_DATA_LOSS);
+  assert_null(b);
+  assert_non_null(strstr(st.message, f->path));
+  assert_non_null(strstr(st.message, "sequence 2"));
+}
+
+static void test_a_truncated_store_is_refused_at_open(void **state) {
+  fixture *f = *state;
+  open_desk(f, "desk1");
+  gk_status st;
+  for (int i = 0; i < 300; i++) {
+    char id[16];
+    snprintf(id, sizeof id, "T%d", i);
+    gk_instrument c = option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 100 + i);
+    must(send_trade(f->service, "desk1", id, c, 1, 5, T0 + 10, NULL, &st), &st);
+  }
+  close_service(f); /* checkpoints the WAL into the file */
+  FILE *file = fopen(f->path, "rb+");
+  assert_non_null(file);
+  fseek(file, 0, SEEK_END);
+  long size = ftell(file);
+  fclose(file);
+  assert_int_equal(truncate(f->path, size / 2), 0);
+  gk_event_store *store = gk_sqlite_store_open(f->path, NULL, &st);
+  if (store != NULL) { /* if the open survives, reading the book must not */
+    gk_book_service *s = gk_book_service_new(store, NULL, &st);
+    gk_book *b = NULL;
+    gk_code rc = gk_get_book(s, "desk1", -1, &b, &st);
+    assert_int_not_equal(rc, GK_OK);
+    gk_book_service_free(s);
+    gk_store_close(store);
+  }
+  assert_true(st.code == GK_DATA_LOSS || st.code == GK_IO_ERROR);
+  assert_non_null(strstr(st.message, f->path));
+}
+
+/* Black-Scholes-Merton with erfc, written here independently of the kernels. */
+static double bsm_call(double s, double k, double t, double r, double q, double v) {
+  double d1 = (log(s / k) + (r - q + 0.5 * v * v) * t) / (v * sqrt(t)), d2 = d1 - v * sqrt(t);
+  double n1 = 0.5 * erfc(-d1 / sqrt(2)), n2 = 0.5 * erfc(-d2 / sqrt(2));
+  return s * exp(-q * t) * n1 - k * exp(-r * t) * n2;
+}
+
+static void test_valuation_prices_at_the_book_market_and_skips_expired(void **state) {
+  fixture *f = *state;
+  open_desk(f, "desk1");
+  gk_status st;
+  gk_instrument c = option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 200), stock;
+  gk_instrument_underlying("AAPL", &stock, NULL);
+  gk_instrument short_dated;
+  gk_instrument_option("AAPL", GK_PUT, GK_STYLE_EUROPEAN, 180, T0 + 86400000000LL, 100,
+                       &short_dated, NULL);
+  must(send_trade(f->service, "desk1", "T1", c, 10, 7.5, T0 + 10, NULL, &st), &st);
+  must(send_trade(f->service, "desk1", "T2", stock, -300, 190, T0 + 10, NULL, &st), &st);
+  must(send_trade(f->service, "desk1", "T3", short_dated, 5, 1, T0 + 10, NULL, &st), &st);
+  gk_market_quote q = {.underlying = "AAPL", .spot = 195, .rate = 0.04, .yield = 0.01,
+                       .vol = 0.3, .market_time_us = T0};
+  gk_command_context ctx = at(T0 + 20, NULL);
+  must(gk_update_market(f->service, &ctx, "desk1", &q, 1, NULL, &st), &st);
+  gk_book *b = book_now(f, "desk1");
+  int64_t valuation = T0 + 2 * 86400000000LL; /* the put expired yesterday */
+  double shocks_s[] = {-0.1, 0, 0.1}, shocks_v[] = {0};
+  gk_scenario_grid grid = {{3, shocks_s, GK_SHOCK_RELATIVE}, {1, shocks_v, GK_SHOCK_ABSOLUTE}};
+  gk_book_valuation v;
+  must(gk_value_book(b, valuation, &grid, GK_AMERICAN_BS2002, NULL, &v, &st), &st);
+  double t = (double)(EXPIRY - valuation) / (365.0 * 86400e6);
+  double want = bsm_call(195, 200, t, 0.04, 0.01, 0.3);
+  assert_int_equal(v.positions[0].state, GK_VALUED);
+  assert_true(fabs(v.positions[0].price - want) <= 1e-10 * want);
+  assert_true(fabs(v.positions[0].years - t) < 1e-15);
+  assert_int_equal(v.positions[2].state, GK_VALUED_EXPIRED);
+  assert_int_equal(v.expired, 1);
+  assert_true(v.positions[1].delta == 1 && v.positions[1].market_value == -300 * 195.0);
+  /* the unshocked scenario has zero P&L; +10% spot: the stock loses 300 x 19.5 */
+  assert_true(fabs(v.pnl[1]) < 1e-9);
+  double call_up = bsm_call(195 * 1.1, 200, t, 0.04, 0.01, 0.3);
+  assert_true(fabs(v.pnl[2] - (1000 * (call_up - want) - 300 * 19.5)) < 1e-6);
+  assert_true(fabs(v.total.delta - (v.positions[0].delta * 1000 - 300)) < 1e-9);
+  assert_true(fabs(v.unrealized_pnl - ((want - 7.5) * 1000 + (195 - 190) * -300.0)) < 1e-6);
+  gk_book_valuation_free(&v);
+  gk_book_free(b);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_open_trade_and_read_back, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          test_a_retried_command_returns_the_first_answer_even_after_restart, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_concurrent_writers_on_two_services_lose_nothing,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_snapshots_and_replay_give_the_same_book, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_audit_trail_and_correction, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_market_v1_events_are_upcast_on_replay, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_a_damaged_row_fails_naming_file_and_sequence, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_a_truncated_store_is_refused_at_open, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_valuation_prices_at_the_book_market_and_skips_expired,
+                                      setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
