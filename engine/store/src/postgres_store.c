@@ -12,7 +12,8 @@
  *     on a condvar when all are busy) and gives it back when done. A connection
  *     found broken is reset (PQreset) once when next taken; the call that met the
  *     break fails with GK_UNAVAILABLE (transient), so the caller retries.
- *   - append is one transaction (READ COMMITTED): the idempotency check, then the
+ *   - append is one transaction (READ COMMITTED): the idempotency check first (a
+ *     retried command learns it ran even when its expected version is stale), the
  *     optimistic step on the stream's row (UPDATE streams SET version = new WHERE
  *     version = expected; INSERT ... ON CONFLICT DO NOTHING for a new stream), the
  *     events in multi-row INSERTs, the idempotency record, the snapshot, COMMIT.
@@ -25,6 +26,9 @@
  *     REPEATABLE READ READ ONLY transaction: the stream's version read beside it is
  *     from the same snapshot, which lets a read to the end notice missing trailing
  *     events too. Every row goes through store_check_row (checksum, no gap).
+ *     The read's visitor runs while its connection is held (a visitor that calls
+ *     the store again takes a second one: with connections = 1 it would wait
+ *     forever); snapshot, result and stream visitors run after the release.
  *   - errors map from SQLSTATE: serialization failures and unique violations on
  *     events -> GK_ABORTED, a duplicate idempotency key -> GK_ALREADY_EXISTS, a lost
  *     connection or a server shutting down -> GK_UNAVAILABLE, corrupted data ->

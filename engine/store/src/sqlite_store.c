@@ -24,19 +24,20 @@
 
 #include "store_internal.h"
 
-enum { READER_POOL = 4 };
+enum { READER_POOL = 64 }; /* idle read connections kept: one per concurrent reader */
 
 typedef struct append_request {
   const gk_append *append;
   gk_status status;
   gk_code code;
   bool done;
+  pthread_cond_t wake; /* signalled when done, or when it should lead next */
   struct append_request *next;
 } append_request;
 
 typedef struct writer_statements {
   sqlite3_stmt *stream_version, *key_exists, *insert_event, *set_version, *insert_key,
-      *insert_snapshot;
+      *insert_snapshot, *savepoint, *release, *rollback_to;
 } writer_statements;
 
 typedef struct sqlite_store {
@@ -45,7 +46,6 @@ typedef struct sqlite_store {
   int busy_timeout_ms;
   bool synchronous_normal;
   pthread_mutex_t lock;
-  pthread_cond_t committed;
   append_request *queue_head, *queue_tail;
   bool leader_active;
   sqlite3 *writer;           /* used only by the current leader */
@@ -191,13 +191,17 @@ static gk_code prepare_writer(sqlite_store *s, gk_status *status) {
   if (rc == GK_OK)
     rc = prepare(s, "INSERT OR REPLACE INTO snapshots VALUES(?1,?2,?3)", &w->insert_snapshot,
                  status);
+  if (rc == GK_OK) rc = prepare(s, "SAVEPOINT one_append", &w->savepoint, status);
+  if (rc == GK_OK) rc = prepare(s, "RELEASE one_append", &w->release, status);
+  if (rc == GK_OK) rc = prepare(s, "ROLLBACK TO one_append", &w->rollback_to, status);
   return rc;
 }
 
 static void finalize_writer(sqlite_store *s) {
   writer_statements *w = &s->stmts;
   sqlite3_stmt *all[] = {w->stream_version, w->key_exists, w->insert_event, w->set_version,
-                         w->insert_key, w->insert_snapshot};
+                         w->insert_key, w->insert_snapshot, w->savepoint, w->release,
+                         w->rollback_to};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
 }
 
@@ -207,7 +211,6 @@ static void sqlite_close(gk_event_store *base) {
   sqlite3_close(s->writer);
   for (int i = 0; i < s->idle_readers; i++) sqlite3_close(s->readers[i]);
   pthread_mutex_destroy(&s->lock);
-  pthread_cond_destroy(&s->committed);
   free(s);
 }
 
@@ -240,7 +243,6 @@ gk_event_store *gk_sqlite_store_open(const char *path, const gk_sqlite_options *
   s->busy_timeout_ms = options && options->busy_timeout_ms > 0 ? options->busy_timeout_ms : 5000;
   s->synchronous_normal = options && options->synchronous_normal;
   pthread_mutex_init(&s->lock, NULL);
-  pthread_cond_init(&s->committed, NULL);
   if (open_writer(s, status) != GK_OK) {
     sqlite_close(&s->base);
     return NULL;
@@ -354,10 +356,10 @@ static gk_code write_append(sqlite_store *s, const gk_append *a, gk_status *stat
 
 /* One request in its own savepoint: a failure undoes only its own writes. */
 static void run_in_savepoint(sqlite_store *s, append_request *r) {
-  exec(s->writer, "SAVEPOINT one_append");
+  step_done(s->stmts.savepoint);
   r->code = write_append(s, r->append, &r->status);
-  if (r->code != GK_OK) exec(s->writer, "ROLLBACK TO one_append");
-  exec(s->writer, "RELEASE one_append");
+  if (r->code != GK_OK) step_done(s->stmts.rollback_to);
+  step_done(s->stmts.release);
 }
 
 static void fail_batch(append_request *batch, gk_code code, const gk_status *why) {
@@ -398,27 +400,32 @@ static void lead_one_commit(sqlite_store *s) {
   pthread_mutex_unlock(&s->lock);
   commit_batch(s, batch);
   pthread_mutex_lock(&s->lock);
-  /* `next` is read before `done` is set: once done, the waiter may free r. */
+  /* `next` is read before `done` is set: once done, the waiter may free r. Each
+   * waiter is woken alone (no herd), and the first still queued is woken to lead
+   * the next commit. */
   for (append_request *r = batch, *next; r; r = next) {
     next = r->next;
     r->done = true;
+    pthread_cond_signal(&r->wake);
   }
   s->leader_active = false;
-  pthread_cond_broadcast(&s->committed);
+  if (s->queue_head) pthread_cond_signal(&s->queue_head->wake);
 }
 
 static gk_code sqlite_append(gk_event_store *base, const gk_append *a, gk_status *status) {
   sqlite_store *s = (sqlite_store *)base;
   append_request r = {.append = a, .code = GK_OK};
   gk_status_clear(&r.status);
+  pthread_cond_init(&r.wake, NULL);
   pthread_mutex_lock(&s->lock);
   if (s->queue_tail) s->queue_tail->next = &r; else s->queue_head = &r;
   s->queue_tail = &r;
   while (!r.done) {
     if (!s->leader_active) lead_one_commit(s);
-    else pthread_cond_wait(&s->committed, &s->lock);
+    else pthread_cond_wait(&r.wake, &s->lock);
   }
   pthread_mutex_unlock(&s->lock);
+  pthread_cond_destroy(&r.wake);
   if (r.code != GK_OK && status) *status = r.status;
   return r.code;
 }

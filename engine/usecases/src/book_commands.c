@@ -25,7 +25,7 @@ gk_code gk_open_book(gk_book_service *s, const gk_command_context *ctx, const ch
                      const char *name, const char *currency, gk_command_outcome *out,
                      gk_status *status) {
   open_args a = {book_id, name, currency};
-  book_command c = {decide_open, &a, NULL};
+  book_command c = {decide_open, &a, NULL, 1};
   return run_command(s, ctx, book_id, &c, out, status);
 }
 
@@ -41,7 +41,7 @@ gk_code gk_execute_trade(gk_book_service *s, const gk_command_context *ctx, cons
   if ((ctx->idempotency_key == NULL || ctx->idempotency_key[0] == '\0') &&
       trade->idempotency_key[0])
     with_key.idempotency_key = trade->idempotency_key;
-  book_command c = {decide_trade, trade, trade->trade_id};
+  book_command c = {decide_trade, trade, trade->trade_id, 1};
   return run_command(s, &with_key, book_id, &c, out, status);
 }
 
@@ -109,7 +109,7 @@ gk_code gk_correct_trade(gk_book_service *s, const gk_command_context *ctx, cons
     return gk_status_set(status, GK_INVALID_ARGUMENT, "trade_id", "", GK_STATUS_NO_INDEX,
                          "a correction names the trade it corrects");
   correction_args a = {s, trade_id, replacement, replacement_count, reason};
-  book_command c = {decide_correction, &a, trade_id};
+  book_command c = {decide_correction, &a, trade_id, 2}; /* [1]: the original */
   return run_command(s, ctx, book_id, &c, out, status);
 }
 
@@ -145,7 +145,8 @@ gk_code gk_update_market(gk_book_service *s, const gk_command_context *ctx, cons
                          const gk_market_quote *quotes, size_t count, gk_command_outcome *out,
                          gk_status *status) {
   market_args a = {quotes, count};
-  book_command c = {decide_market, &a, NULL};
+  book_command c = {decide_market, &a, NULL,
+                   count && count <= GK_MAX_BATCH_EVENTS ? count : 1}; /* decide refuses the rest */
   return run_command(s, ctx, book_id, &c, out, status);
 }
 
@@ -166,6 +167,6 @@ gk_code gk_set_risk_limits(gk_book_service *s, const gk_command_context *ctx, co
                            const gk_risk_limit *limits, size_t count, gk_command_outcome *out,
                            gk_status *status) {
   limits_args a = {limits, count};
-  book_command c = {decide_limits, &a, NULL};
+  book_command c = {decide_limits, &a, NULL, 1};
   return run_command(s, ctx, book_id, &c, out, status);
 }

@@ -2,14 +2,15 @@
  * book_service.c - the book's commands: load, decide, append, apply, answer.
  *
  * Each book has an entry holding its lock and its cached state (the fold of its
- * stream so far). A command takes the entry's lock, checks the idempotency key,
- * catches the cached state up with any events another process appended since,
- * decides, applies the new events to the cached state, and appends them with the
- * expected version. If the append fails the cached state is dropped (it holds
+ * stream so far). A command takes the entry's lock, decides on the cached state,
+ * applies the new events to it, and appends them with the expected version and
+ * the idempotency key. If the append fails the cached state is dropped (it holds
  * events that never committed) and rebuilt from the store on the next use; on
- * GK_ABORTED (another process won the race) or GK_ALREADY_EXISTS (another
- * process recorded the same key) the command goes round again, and the key
- * check or the fresh state settles it.
+ * GK_ABORTED (another process appended first) the command goes round again on
+ * fresh state. A refusal (by a rule, or because the key is already recorded) is
+ * checked against the key's recorded answer: a retried command gets the first
+ * answer, whether the retry is refused by a rule (its trade id is taken: by
+ * itself) or by the key. So the hot path reads nothing from the store.
  *
  * Applying before the append, under the lock, lets the snapshot written with
  * the events be the state after them, in the same transaction. Nobody sees the
@@ -225,20 +226,27 @@ static void stamp(const gk_book *book, const char *book_id, const gk_command_con
 /* Encoded events of one append; payloads are freed with it. */
 typedef struct encoded_batch {
   size_t count;
-  gk_stored_event stored[GK_MAX_BATCH_EVENTS];
-  uint8_t *payloads[GK_MAX_BATCH_EVENTS];
+  gk_stored_event *stored;
+  uint8_t **payloads;
   uint8_t *result, *snapshot;
   size_t result_size, snapshot_size;
 } encoded_batch;
 
 static void free_batch(encoded_batch *b) {
   for (size_t i = 0; i < b->count; i++) free(b->payloads[i]);
+  free(b->stored);
+  free(b->payloads);
   free(b->result);
   free(b->snapshot);
 }
 
 static gk_code encode_events(const gk_event *events, size_t count, encoded_batch *b,
                              gk_status *status) {
+  b->stored = malloc(count * sizeof *b->stored);
+  b->payloads = calloc(count, sizeof *b->payloads);
+  if (b->stored == NULL || b->payloads == NULL)
+    return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "events", "", GK_STATUS_NO_INDEX,
+                         "out of memory encoding %zu events", count);
   for (size_t i = 0; i < count; i++) {
     size_t size = 0;
     gk_code rc = gk_event_encode_payload(&events[i], &b->payloads[i], &size, status);
@@ -322,20 +330,52 @@ static void fill_result(const book_entry *e, const gk_event *events, size_t coun
   snprintf(result->trade_id, sizeof result->trade_id, "%s", trade_id ? trade_id : "");
 }
 
+/* Decides on the cached state. The cache may be behind another process's
+ * appends: a decision that succeeds on it is safe anyway (the append's expected
+ * version refuses it and the loop goes round), but a refusal might be stale, so
+ * it is confirmed on caught-up state before it is reported. */
+static gk_code decide(gk_book_service *s, book_entry *e, const gk_command_context *ctx,
+                      const book_command *command, gk_event *events, size_t *count,
+                      gk_status *status) {
+  gk_code rc = e->state ? GK_OK : catch_up(s, e, status);
+  if (rc != GK_OK) return rc;
+  rc = command->decide(e->state, command->args, ctx->now_us, events, count, status);
+  if (rc == GK_OK) return rc;
+  int64_t before = gk_book_version(e->state);
+  gk_status stale = status ? *status : (gk_status){0};
+  gk_code caught = catch_up(s, e, status);
+  if (caught != GK_OK) return caught;
+  if (gk_book_version(e->state) == before) {
+    if (status) *status = stale;
+    return rc;
+  }
+  return command->decide(e->state, command->args, ctx->now_us, events, count, status);
+}
+
+/* One try: decide, append, and on a refusal or a key already recorded, the
+ * first answer to the key if there is one. The hot path reads nothing from the
+ * store: the cache is current unless another process appended, and then the
+ * append's version check catches it. */
 static gk_code attempt_once(gk_book_service *s, book_entry *e, const gk_command_context *ctx,
                             const book_command *command, gk_command_outcome *out,
                             gk_event *events, gk_status *status) {
-  bool found;
-  gk_code rc = find_first_answer(s, e, ctx->idempotency_key, out, &found, status);
-  if (rc != GK_OK || found) return rc;
-  rc = catch_up(s, e, status);
-  if (rc != GK_OK) return rc;
   size_t count = 0;
-  rc = command->decide(e->state, command->args, ctx->now_us, events, &count, status);
-  if (rc != GK_OK) return rc;
-  stamp(e->state, e->id, ctx, events, count);
-  fill_result(e, events, count, command->trade_id, &out->result);
-  return apply_and_append(s, e, ctx, events, count, &out->result, status);
+  gk_code rc = decide(s, e, ctx, command, events, &count, status);
+  if (rc == GK_OK) {
+    stamp(e->state, e->id, ctx, events, count);
+    fill_result(e, events, count, command->trade_id, &out->result);
+    rc = apply_and_append(s, e, ctx, events, count, &out->result, status);
+  }
+  if (rc == GK_OK || rc == GK_ABORTED || !ctx->idempotency_key || !ctx->idempotency_key[0])
+    return rc;
+  bool found;
+  gk_status lookup;
+  gk_code looked = find_first_answer(s, e, ctx->idempotency_key, out, &found, &lookup);
+  if (looked != GK_OK) {
+    if (status) *status = lookup;
+    return looked;
+  }
+  return found ? GK_OK : rc;
 }
 
 gk_code run_command(gk_book_service *s, const gk_command_context *ctx, const char *book_id,
@@ -345,7 +385,10 @@ gk_code run_command(gk_book_service *s, const gk_command_context *ctx, const cha
   memset(out, 0, sizeof *out);
   book_entry *e = book_entry_for(s, book_id, status);
   if (e == NULL) return status ? status->code : GK_INVALID_ARGUMENT;
-  gk_event *events = calloc(GK_MAX_BATCH_EVENTS, sizeof *events);
+  if (command->max_events == 0 || command->max_events > GK_MAX_BATCH_EVENTS)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "events", "", GK_STATUS_NO_INDEX,
+                         "a command appends 1 to %d events", GK_MAX_BATCH_EVENTS);
+  gk_event *events = malloc(command->max_events * sizeof *events);
   if (events == NULL)
     return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "book_id", book_id, GK_STATUS_NO_INDEX,
                          "out of memory");
@@ -356,9 +399,7 @@ gk_code run_command(gk_book_service *s, const gk_command_context *ctx, const cha
   for (int attempt = 1; attempt <= s->max_attempts; attempt++) {
     out->attempts = attempt;
     rc = attempt_once(s, e, ctx, command, out, events, &why);
-    if (rc != GK_ABORTED && rc != GK_ALREADY_EXISTS) break;
-    if (rc == GK_ALREADY_EXISTS && strcmp(why.field, "idempotency_key") != 0)
-      break; /* a rule (the trade id is taken), not a race lost on the key */
+    if (rc != GK_ABORTED) break;
   }
   pthread_mutex_unlock(&e->lock);
   free(events);

@@ -37,6 +37,7 @@ typedef struct book_command {
   book_decider decide;
   const void *args;
   const char *trade_id; /* reported in the result, or NULL */
+  size_t max_events;    /* room decide may use (events are ~3 kB: sized per command) */
 } book_command;
 
 book_entry *book_entry_for(gk_book_service *service, const char *book_id, gk_status *status);

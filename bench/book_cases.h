@@ -1,0 +1,32 @@
+/* Book benchmark cases (bench/book_cases.c), timed in real time by
+ * bench/book_shim.cc. items = trades appended, events replayed or positions
+ * loaded or valued per run(). */
+#ifndef GREEKS_BENCH_BOOK_CASES_H
+#define GREEKS_BENCH_BOOK_CASES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct book_case {
+  const char *name;
+  size_t items;
+  int threads; /* writers (append cases); 0: the pool's size */
+  void *(*create)(const struct book_case *c, char *error, size_t error_len);
+  void (*run)(void *state);
+  void (*destroy)(void *state);
+} book_case;
+
+size_t book_cases_count(void);
+const book_case *book_cases_get(size_t i);
+/* Acknowledgement latency of the append cases over every run so far. */
+bool book_case_latency(void *state, double *p50_us, double *p99_us);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
