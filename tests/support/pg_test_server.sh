@@ -1,0 +1,146 @@
+#!/bin/sh
+# pg_test_server.sh - a throwaway PostgreSQL 15 server for the event-store contract
+# suite (tests/test_event_store.c, run by ctest as the "pg" fixture).
+#
+#   pg_test_server.sh start DIR   initdb + start; writes a libpq conninfo to DIR/conninfo
+#                                 (and prints it); database greeks_test, superuser greeks
+#   pg_test_server.sh stop DIR    pg_ctl stop -m fast, then removes the cluster and DIR
+#
+# How: the cluster (data directory, unix socket, server log) lives in a fresh
+# mktemp -d directory under /tmp, not in DIR itself, for two reasons: when run as
+# root (CI) the server must run as an unprivileged user (postgres refuses root),
+# here `nobody`, which needs every parent directory to be traversable, and a build
+# directory's parents may not be; and a unix socket path must fit in 107 bytes.
+# DIR keeps the handle: DIR/cluster names that directory, DIR/conninfo the way in.
+# The server listens on that socket and on 127.0.0.1 at a free port: ports are
+# tried from a random base, and a bind failure moves to the next one, so two runs
+# on one machine (or a port taken between a check and the bind) cannot collide.
+# Trust authentication on both (a test server reachable only from this machine);
+# fsync stays on, as in production: the suite tests durable commits (initdb's own
+# sync of the template files is skipped: the cluster dies with the test run).
+# Every wait is bounded: pg_ctl -w -t, and the script gives up after MAX_PORT_TRIES.
+set -eu
+
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+MAX_PORT_TRIES=20
+START_TIMEOUT_S=60
+
+die() { echo "pg_test_server.sh: $*" >&2; exit 1; }
+
+# Runs a command as the cluster's owner: `nobody` when we are root, else ourselves.
+as_owner() {
+  if [ "$(id -u)" -eq 0 ]; then
+    setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$@"
+  else
+    "$@"
+  fi
+}
+
+random_port_base() {
+  # 20000..49999: above most services, below the usual ephemeral range.
+  n=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
+  echo $((20000 + n % 30000))
+}
+
+# Tries to start the server on $1; 0 when up, 2 when the port was taken, 1 otherwise.
+try_start() {
+  port=$1
+  : >"$CLUSTER/server.log"
+  if [ "$(id -u)" -eq 0 ]; then chown nobody:nogroup "$CLUSTER/server.log"; fi
+  if as_owner "$PG_BIN/pg_ctl" -D "$CLUSTER/data" -l "$CLUSTER/server.log" -w \
+       -t "$START_TIMEOUT_S" -o "-p $port" start </dev/null >/dev/null 2>&1; then
+    return 0
+  fi
+  if grep -q -e 'could not bind' -e 'Address already in use' -e 'could not create lock file' \
+       "$CLUSTER/server.log"; then
+    return 2
+  fi
+  return 1
+}
+
+# A start that fails part way stops what it started and removes it.
+abandon_start() {
+  [ "$START_DONE" = yes ] && return 0
+  [ -n "${START_DIR:-}" ] && stop "$START_DIR" >/dev/null 2>&1
+  return 0
+}
+
+start() {
+  [ -x "$PG_BIN/initdb" ] || die "no $PG_BIN/initdb (install postgresql-15)"
+  mkdir -p "$1"
+  dir=$(cd "$1" && pwd) # absolute: we cd / below
+  # A previous run killed before its cleanup left a server behind: stop it first.
+  if [ -f "$dir/cluster" ]; then stop "$dir" >/dev/null 2>&1 || true; mkdir -p "$dir"; fi
+  START_DONE=no
+  START_DIR=$dir
+  trap abandon_start EXIT
+  CLUSTER=$(mktemp -d /tmp/greeks-pg.XXXXXX)
+  chmod 755 "$CLUSTER"
+  echo "$CLUSTER" >"$dir/cluster"
+  if [ "$(id -u)" -eq 0 ]; then chown nobody:nogroup "$CLUSTER"; fi
+  cd / # the owner may not be allowed into the caller's directory
+
+  as_owner "$PG_BIN/initdb" -D "$CLUSTER/data" -U greeks --auth=trust --encoding=UTF8 \
+    --locale=C --no-sync >"$CLUSTER/initdb.log" 2>&1 ||
+    { cat "$CLUSTER/initdb.log" >&2; die "initdb failed"; }
+  cat >>"$CLUSTER/data/postgresql.conf" <<EOF
+# pg_test_server.sh
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$CLUSTER'
+fsync = on
+synchronous_commit = on
+max_connections = 100
+log_min_messages = warning
+EOF
+
+  base=${PG_TEST_PORT_BASE:-$(random_port_base)} # fixed base: for testing this script
+  i=0
+  while :; do
+    [ "$i" -lt "$MAX_PORT_TRIES" ] || die "no free port from $base after $MAX_PORT_TRIES tries"
+    port=$((base + i))
+    rc=0
+    try_start "$port" || rc=$?
+    [ "$rc" -eq 0 ] && break
+    if [ "$rc" -ne 2 ]; then
+      tail -n 30 "$CLUSTER/server.log" >&2
+      die "the server did not start on port $port (log above)"
+    fi
+    i=$((i + 1))
+  done
+
+  "$PG_BIN/pg_isready" -q -h "$CLUSTER" -p "$port" -t 30 ||
+    die "the server on port $port is not ready after 30 s"
+  "$PG_BIN/createdb" -h "$CLUSTER" -p "$port" -U greeks greeks_test ||
+    die "createdb greeks_test failed"
+  conninfo="host=$CLUSTER port=$port dbname=greeks_test user=greeks connect_timeout=10"
+  echo "$conninfo" >"$dir/conninfo"
+  echo "$port" >"$dir/port"
+  START_DONE=yes
+  echo "$conninfo"
+}
+
+stop() {
+  dir=$1
+  [ -d "$dir" ] || return 0
+  dir=$(cd "$dir" && pwd)
+  [ -f "$dir/cluster" ] || { rm -rf "$dir"; return 0; }
+  cluster=$(cat "$dir/cluster")
+  case $cluster in
+    /tmp/greeks-pg.*) ;;
+    *) die "$dir/cluster names '$cluster', not a directory this script made" ;;
+  esac
+  cd /
+  if [ -f "$cluster/data/postmaster.pid" ]; then
+    as_owner "$PG_BIN/pg_ctl" -D "$cluster/data" -w -t 30 -m fast stop >/dev/null 2>&1 ||
+      as_owner "$PG_BIN/pg_ctl" -D "$cluster/data" -w -t 30 -m immediate stop >/dev/null 2>&1 ||
+      echo "pg_test_server.sh: could not stop the server in $cluster" >&2
+  fi
+  rm -rf "$cluster" "$dir"
+}
+
+[ $# -eq 2 ] || die "usage: pg_test_server.sh start|stop DIR"
+case $1 in
+  start) start "$2" ;;
+  stop) stop "$2" ;;
+  *) die "usage: pg_test_server.sh start|stop DIR" ;;
+esac
