@@ -336,9 +336,11 @@ static int record_version_key_snapshot(sqlite_store *s, const gk_append *a) {
 }
 
 static gk_code write_append(sqlite_store *s, const gk_append *a, gk_status *status) {
-  gk_code code = check_expected_version(s, a, status);
-  if (code == GK_OK && a->idempotency_key && a->idempotency_key[0])
-    code = check_key_unused(s, a, status);
+  /* The key first (as the PostgreSQL adapter): a retry learns at once that it
+   * already ran, rather than deciding again against a book that holds it. */
+  gk_code code = GK_OK;
+  if (a->idempotency_key && a->idempotency_key[0]) code = check_key_unused(s, a, status);
+  if (code == GK_OK) code = check_expected_version(s, a, status);
   if (code != GK_OK) return code;
   for (size_t i = 0; i < a->count; i++) {
     int rc = insert_event(s, a->stream, &a->events[i]);
@@ -512,12 +514,51 @@ static gk_code run_event_query(sqlite_store *s, const char *sql, const char *str
   return code;
 }
 
+typedef struct tail_check {
+  gk_event_visitor visit;
+  void *user;
+  int64_t last;  /* the last sequence seen */
+  bool stopped;  /* the visitor asked to stop */
+} tail_check;
+
+static int visit_and_note(void *user, const gk_stored_event *event) {
+  tail_check *t = user;
+  t->last = event->sequence;
+  t->stopped = t->visit(t->user, event) != 0;
+  return t->stopped;
+}
+
+static gk_code sqlite_version(gk_event_store *base, const char *stream, int64_t *version,
+                              gk_status *status);
+
+/* A read to the end must reach the stream's version: events missing at the
+ * tail are damage too, not an end. */
+static gk_code check_tail(gk_event_store *base, const char *stream, int64_t from,
+                          const tail_check *t, gk_status *status) {
+  int64_t version = 0;
+  gk_code code = sqlite_version(base, stream, &version, status);
+  if (code != GK_OK || t->stopped) return code;
+  int64_t reached = t->last ? t->last : from - 1;
+  if (version <= reached) return GK_OK;
+  char value[32];
+  snprintf(value, sizeof value, "%lld", (long long)(reached + 1));
+  return gk_status_set(status, GK_DATA_LOSS, "sequence", value, GK_STATUS_NO_INDEX,
+                       "store %s, stream %s: the stream is at version %lld but its events end "
+                       "at sequence %lld (events are missing); see docs/operations.md, "
+                       "corrupted store", base->description, stream, (long long)version,
+                       (long long)reached);
+}
+
 static gk_code sqlite_read(gk_event_store *base, const char *stream, int64_t from, int64_t to,
                            gk_event_visitor visit, void *user, gk_status *status) {
-  return run_event_query((sqlite_store *)base,
-                         EVENT_COLUMNS "WHERE stream=?1 AND sequence>=?2 AND sequence<=?3 "
-                                       "ORDER BY sequence",
-                         stream, from, to < 0 ? INT64_MAX : to, from, visit, user, status);
+  tail_check t = {visit, user, 0, false};
+  gk_code code = run_event_query((sqlite_store *)base,
+                                 EVENT_COLUMNS "WHERE stream=?1 AND sequence>=?2 AND sequence<=?3 "
+                                               "ORDER BY sequence",
+                                 stream, from, to < 0 ? INT64_MAX : to, from, visit_and_note, &t,
+                                 status);
+  if (code != GK_OK || to >= 0) return code;
+  return check_tail(base, stream, from, &t, status);
 }
 
 static gk_code sqlite_read_times(gk_event_store *base, const char *stream, int64_t from_us,
