@@ -29,6 +29,8 @@
  *     The read's visitor runs while its connection is held (a visitor that calls
  *     the store again takes a second one: with connections = 1 it would wait
  *     forever); snapshot, result and stream visitors run after the release.
+ *     list_results reads the idempotency records the same way (a cursor in its
+ *     own snapshot transaction, its visitor run while the connection is held).
  *   - errors map from SQLSTATE: serialization failures and unique violations on
  *     events -> GK_ABORTED, a duplicate idempotency key -> GK_ALREADY_EXISTS, a lost
  *     connection or a server shutting down -> GK_UNAVAILABLE, corrupted data ->
@@ -688,6 +690,71 @@ static gk_code pg_list_streams(gk_event_store *store, gk_stream_visitor visit, v
   return rc;
 }
 
+/* ---- idempotency records ------------------------------------------------------ */
+
+#define RESULTS_FETCH_SQL "FETCH FORWARD 1000 FROM gk_results" /* FETCH_ROWS, spelled out */
+
+/* Visits the (key, sequence, result) rows of one FETCH; *stopped when the visitor
+ * asks to stop. */
+static gk_code visit_result_rows(pg_store *s, const char *stream, const PGresult *res,
+                                 gk_result_visitor visit, void *user, bool *stopped,
+                                 gk_status *status) {
+  for (int row = 0; row < PQntuples(res); row++) {
+    char key[GK_STORE_ID_SIZE];
+    int64_t sequence;
+    if (!get_id(res, row, 0, key) || !get_int8(res, row, 1, &sequence) || PQgetisnull(res, row, 2))
+      return gk_status_set(status, GK_DATA_LOSS, "stream", stream, GK_STATUS_NO_INDEX,
+                           "store %s, stream %s: an idempotency record cannot be read (a column "
+                           "is missing or out of range)", s->base.description, stream);
+    if (visit(user, key, sequence, (const uint8_t *)PQgetvalue(res, row, 2),
+              (size_t)PQgetlength(res, row, 2)) != 0) {
+      *stopped = true;
+      return GK_OK;
+    }
+  }
+  return GK_OK;
+}
+
+/* The records through a cursor, FETCH_ROWS at a time, in byte order of the key
+ * (COLLATE "C": SQLite's order, whatever the database's locale). */
+static gk_code scan_results(pg_store *s, PGconn *c, const char *stream, gk_result_visitor visit,
+                            void *user, gk_status *status) {
+  pg_params p = {.count = 0};
+  param_text(&p, stream);
+  gk_code rc = run(s, c,
+                   "DECLARE gk_results NO SCROLL CURSOR FOR SELECT key, sequence, result "
+                   "FROM idempotency WHERE stream = $1 ORDER BY key COLLATE \"C\"",
+                   &p, PGRES_COMMAND_OK, NULL, "opening the idempotency listing", status);
+  bool stopped = false;
+  while (rc == GK_OK && !stopped) {
+    PGresult *res = NULL;
+    rc = run(s, c, RESULTS_FETCH_SQL, NULL, PGRES_TUPLES_OK, &res,
+             "listing the idempotency records", status);
+    if (rc != GK_OK) break;
+    int rows = PQntuples(res);
+    rc = visit_result_rows(s, stream, res, visit, user, &stopped, status);
+    PQclear(res);
+    if (rows < FETCH_ROWS) break;
+  }
+  return rc;
+}
+
+static gk_code pg_list_results(gk_event_store *store, const char *stream, gk_result_visitor visit,
+                               void *user, gk_status *status) {
+  pg_store *s = (pg_store *)store;
+  PGconn *c;
+  gk_code rc = acquire(s, &c, status);
+  if (rc != GK_OK) return rc;
+  rc = run(s, c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", NULL, PGRES_COMMAND_OK, NULL,
+           "starting the idempotency listing", status);
+  if (rc == GK_OK) rc = scan_results(s, c, stream, visit, user, status);
+  if (rc == GK_OK)
+    rc = run(s, c, "COMMIT", NULL, PGRES_COMMAND_OK, NULL, "ending the idempotency listing",
+             status);
+  release(s, c);
+  return rc;
+}
+
 /* ---- open and close ---------------------------------------------------------- */
 
 /* Stream names compare bytewise (COLLATE "C"), as in SQLite: list_streams' order
@@ -819,6 +886,7 @@ static const gk_store_ops pg_ops = {
     .load_snapshot = pg_load_snapshot,
     .find_result = pg_find_result,
     .list_streams = pg_list_streams,
+    .list_results = pg_list_results,
 };
 
 static gk_code check_open_arguments(const char *conninfo, int connections, gk_status *status) {

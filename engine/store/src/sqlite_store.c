@@ -36,7 +36,8 @@ typedef struct append_request {
 } append_request;
 
 typedef struct writer_statements {
-  sqlite3_stmt *stream_version, *key_exists, *insert_event, *set_version, *insert_key,
+  sqlite3_stmt *stream_version, *key_exists, *insert_event, *create_stream, *advance_stream,
+      *insert_key,
       *insert_snapshot, *savepoint, *release, *rollback_to;
 } writer_statements;
 
@@ -184,8 +185,11 @@ static gk_code prepare_writer(sqlite_store *s, gk_status *status) {
     rc = prepare(s, "INSERT INTO events VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)", &w->insert_event,
                  status);
   if (rc == GK_OK)
-    rc = prepare(s, "INSERT INTO streams VALUES(?1,?2) ON CONFLICT(stream) DO UPDATE SET "
-                    "version=excluded.version", &w->set_version, status);
+    rc = prepare(s, "INSERT INTO streams VALUES(?1,?2) ON CONFLICT(stream) DO NOTHING",
+                 &w->create_stream, status);
+  if (rc == GK_OK)
+    rc = prepare(s, "UPDATE streams SET version=?2 WHERE stream=?1 AND version=?3",
+                 &w->advance_stream, status);
   if (rc == GK_OK)
     rc = prepare(s, "INSERT INTO idempotency VALUES(?1,?2,?3,?4)", &w->insert_key, status);
   if (rc == GK_OK)
@@ -199,8 +203,8 @@ static gk_code prepare_writer(sqlite_store *s, gk_status *status) {
 
 static void finalize_writer(sqlite_store *s) {
   writer_statements *w = &s->stmts;
-  sqlite3_stmt *all[] = {w->stream_version, w->key_exists, w->insert_event, w->set_version,
-                         w->insert_key, w->insert_snapshot, w->savepoint, w->release,
+  sqlite3_stmt *all[] = {w->stream_version, w->key_exists, w->insert_event, w->create_stream,
+                         w->advance_stream, w->insert_key, w->insert_snapshot, w->savepoint, w->release,
                          w->rollback_to};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) sqlite3_finalize(all[i]);
 }
@@ -264,20 +268,26 @@ static int step_done(sqlite3_stmt *st) {
   return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
-static gk_code check_expected_version(sqlite_store *s, const gk_append *a, gk_status *status) {
-  sqlite3_stmt *st = s->stmts.stream_version;
+/* Moves the stream from the expected version to its new one in one statement
+ * (an UPDATE guarded by the expected version, or the INSERT of a new stream);
+ * no row changed means another writer got there first. */
+static gk_code claim_version(sqlite_store *s, const gk_append *a, gk_status *status) {
+  int64_t last = a->expected_version + (int64_t)a->count;
+  sqlite3_stmt *st = a->expected_version == 0 ? s->stmts.create_stream : s->stmts.advance_stream;
   bind_text(st, 1, a->stream);
-  int rc = sqlite3_step(st);
-  int64_t version = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+  sqlite3_bind_int64(st, 2, last);
+  if (a->expected_version) sqlite3_bind_int64(st, 3, a->expected_version);
+  int rc = step_done(st);
+  if (rc != SQLITE_OK) return sqlite_fail(s, s->writer, rc, "advancing the stream", status);
+  if (sqlite3_changes(s->writer) == 1) return GK_OK;
+  st = s->stmts.stream_version;
+  bind_text(st, 1, a->stream);
+  int64_t version = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
   sqlite3_reset(st);
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-    return sqlite_fail(s, s->writer, rc, "reading the stream version", status);
-  if (version != a->expected_version)
-    return gk_status_set(status, GK_ABORTED, "expected_version", NULL, GK_STATUS_NO_INDEX,
-                         "stream %s is at version %lld, not the expected %lld: a concurrent "
-                         "writer appended first; reload and retry", a->stream,
-                         (long long)version, (long long)a->expected_version);
-  return GK_OK;
+  return gk_status_set(status, GK_ABORTED, "expected_version", NULL, GK_STATUS_NO_INDEX,
+                       "stream %s is at version %lld, not the expected %lld: a concurrent "
+                       "writer appended first; reload and retry", a->stream,
+                       (long long)version, (long long)a->expected_version);
 }
 
 static gk_code check_key_unused(sqlite_store *s, const gk_append *a, gk_status *status) {
@@ -310,13 +320,11 @@ static int insert_event(sqlite_store *s, const char *stream, const gk_stored_eve
   return step_done(st);
 }
 
-static int record_version_key_snapshot(sqlite_store *s, const gk_append *a) {
+static int record_key_and_snapshot(sqlite_store *s, const gk_append *a) {
   int64_t last = a->expected_version + (int64_t)a->count;
-  sqlite3_stmt *st = s->stmts.set_version;
-  bind_text(st, 1, a->stream);
-  sqlite3_bind_int64(st, 2, last);
-  int rc = step_done(st);
-  if (rc == SQLITE_OK && a->idempotency_key && a->idempotency_key[0]) {
+  sqlite3_stmt *st;
+  int rc = SQLITE_OK;
+  if (a->idempotency_key && a->idempotency_key[0]) {
     st = s->stmts.insert_key;
     bind_text(st, 1, a->stream);
     bind_text(st, 2, a->idempotency_key);
@@ -340,7 +348,7 @@ static gk_code write_append(sqlite_store *s, const gk_append *a, gk_status *stat
    * already ran, rather than deciding again against a book that holds it. */
   gk_code code = GK_OK;
   if (a->idempotency_key && a->idempotency_key[0]) code = check_key_unused(s, a, status);
-  if (code == GK_OK) code = check_expected_version(s, a, status);
+  if (code == GK_OK) code = claim_version(s, a, status);
   if (code != GK_OK) return code;
   for (size_t i = 0; i < a->count; i++) {
     int rc = insert_event(s, a->stream, &a->events[i]);
@@ -350,7 +358,7 @@ static gk_code write_append(sqlite_store *s, const gk_append *a, gk_status *stat
                            "unique across streams)", a->events[i].event_id);
     if (rc != SQLITE_OK) return sqlite_fail(s, s->writer, rc, "appending an event", status);
   }
-  int rc = record_version_key_snapshot(s, a);
+  int rc = record_key_and_snapshot(s, a);
   return rc == SQLITE_OK ? GK_OK : sqlite_fail(s, s->writer, rc, "recording the append", status);
 }
 
@@ -668,6 +676,35 @@ static gk_code sqlite_list_streams(gk_event_store *base, gk_stream_visitor visit
   return code;
 }
 
+/* One statement on a reader: SQLite reads it from one snapshot of the file. */
+static gk_code sqlite_list_results(gk_event_store *base, const char *stream,
+                                   gk_result_visitor visit, void *user, gk_status *status) {
+  sqlite_store *s = (sqlite_store *)base;
+  sqlite3 *db;
+  gk_code code = borrow_reader(s, &db, status);
+  if (code != GK_OK) return code;
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db, "SELECT key, sequence, result FROM idempotency "
+                                  "WHERE stream=?1 ORDER BY key", -1, &st, NULL);
+  if (rc == SQLITE_OK) {
+    bind_text(st, 1, stream);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      const char *key = (const char *)sqlite3_column_text(st, 0);
+      const uint8_t *result = sqlite3_column_blob(st, 2);
+      if (visit(user, key ? key : "", sqlite3_column_int64(st, 1),
+                result ? result : (const uint8_t *)"", /* an empty blob reads as NULL */
+                (size_t)sqlite3_column_bytes(st, 2))) {
+        rc = SQLITE_DONE;
+        break;
+      }
+    }
+  }
+  code = rc == SQLITE_DONE ? GK_OK : sqlite_fail(s, db, rc, "listing idempotency records", status);
+  sqlite3_finalize(st);
+  return_reader(s, db);
+  return code;
+}
+
 static const gk_store_ops sqlite_ops = {
     .close = sqlite_close,
     .append = sqlite_append,
@@ -677,4 +714,5 @@ static const gk_store_ops sqlite_ops = {
     .load_snapshot = sqlite_load_snapshot,
     .find_result = sqlite_find_result,
     .list_streams = sqlite_list_streams,
+    .list_results = sqlite_list_results,
 };

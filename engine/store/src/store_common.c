@@ -155,6 +155,13 @@ gk_code gk_store_list_streams(gk_event_store *store, gk_stream_visitor visit, vo
   return store->ops->list_streams(store, visit, user, status);
 }
 
+gk_code gk_store_list_results(gk_event_store *store, const char *stream, gk_result_visitor visit,
+                              void *user, gk_status *status) {
+  gk_code rc = check_stream(stream, status);
+  if (rc != GK_OK) return rc;
+  return store->ops->list_results(store, stream, visit, user, status);
+}
+
 const char *gk_store_describe(const gk_event_store *store) {
   return store ? store->description : "(no store)";
 }

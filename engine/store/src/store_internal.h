@@ -33,6 +33,8 @@ typedef struct gk_store_ops {
                          gk_blob_visitor visit, void *user, bool *found, gk_status *status);
   gk_code (*list_streams)(gk_event_store *store, gk_stream_visitor visit, void *user,
                           gk_status *status);
+  gk_code (*list_results)(gk_event_store *store, const char *stream, gk_result_visitor visit,
+                          void *user, gk_status *status);
 } gk_store_ops;
 
 struct gk_event_store {

@@ -138,6 +138,44 @@ typedef int (*gk_stream_visitor)(void *user, const char *stream, int64_t version
 gk_code gk_store_list_streams(gk_event_store *store, gk_stream_visitor visit, void *user,
                               gk_status *status);
 
+/* Every idempotency record of the stream, in key order (bytewise, as strcmp, on
+ * both adapters): the key, the sequence it was recorded at (the last event of the
+ * append that carried it) and the result kept with it. A nonzero return stops
+ * the listing (GK_OK); an unknown stream lists nothing. As gk_store_read, the
+ * PostgreSQL adapter runs the visitor while it holds one pooled connection. */
+typedef int (*gk_result_visitor)(void *user, const char *key, int64_t sequence,
+                                 const uint8_t *result, size_t size);
+gk_code gk_store_list_results(gk_event_store *store, const char *stream, gk_result_visitor visit,
+                              void *user, gk_status *status);
+
+/* Copies every stream of `from` into `to` (docs/book.md, "Moving a book from
+ * SQLite to PostgreSQL"), stream by stream in name order: the events verbatim
+ * (ids, times, types, payload bytes and sequences: the checksums are the same),
+ * every idempotency record with its sequence and result, and the latest
+ * snapshot. The port records one key per append, at the append's last event, so
+ * the events go in appends of at most 1000 that end at every recorded key's
+ * sequence and at the snapshot's. Each stream is then verified on `to`: read to
+ * its end (the adapter checks every row, and the count, last sequence and
+ * checksums must match the source's), its records listed and compared, its
+ * latest snapshot compared. `progress` (may be NULL) is called after each stream
+ * with the stream and the events it holds.
+ *
+ * Errors: GK_ALREADY_EXISTS naming the stream when `to` already has any stream
+ * of `from` (checked for every stream before anything is written, and again
+ * before each stream); GK_DATA_LOSS when the source cannot be read whole or the
+ * copy does not verify; GK_FAILED_PRECONDITION when an idempotency record of the
+ * source names a sequence no append of the copy can end at (outside the stream,
+ * or shared with another record: a writer still at work, or damage); otherwise
+ * the failing store call's status, prefixed with the stream. What a failure
+ * leaves: the streams copied before it stay on `to`, whole and verified; the
+ * stream being copied may be there in part (its first appends), and a rerun
+ * refuses it: start again on an empty target. Writers of `from` should be
+ * stopped first: events appended during the copy are not copied.
+ * Not to be run with `to` == `from`. Runs on the calling thread. */
+typedef void (*gk_copy_progress)(void *user, const char *stream, int64_t events);
+gk_code gk_store_copy(gk_event_store *from, gk_event_store *to, gk_copy_progress progress,
+                      void *user, gk_status *status);
+
 /* The adapters' shared pieces (engine/store/store_common.c). */
 uint32_t gk_store_checksum(const gk_stored_event *event);
 
