@@ -624,6 +624,13 @@ gk_code gk_book_apply(gk_book *b, const gk_event *e, gk_status *status) {
 
 /* ---- restore from a snapshot ------------------------------------------------------------ */
 
+bool gk_book_reserve(gk_book *b, size_t positions, size_t trades) {
+  return reserve_indexed((void **)&b->positions, &b->position_capacity, b->position_count,
+                         positions, sizeof *b->positions, &b->position_index) &&
+         reserve_indexed((void **)&b->trades, &b->trade_capacity, b->trade_count, trades,
+                         sizeof *b->trades, &b->trade_index);
+}
+
 gk_code gk_book_restore_header(gk_book *b, const char *book_id, const char *name,
                                const char *currency, int64_t opened_time_us, int64_t sequence,
                                int64_t last_event_time_us, gk_status *status) {

@@ -462,7 +462,11 @@ static void return_reader(sqlite_store *s, sqlite3 *db) {
 
 static void copy_column_text(sqlite3_stmt *st, int i, char *out, size_t size) {
   const unsigned char *t = sqlite3_column_text(st, i);
-  snprintf(out, size, "%s", t ? (const char *)t : "");
+  size_t n = t ? (size_t)sqlite3_column_bytes(st, i) : 0;
+  if (n >= size) n = size - 1; /* ids longer than the port allows are cut, and then fail
+                                  the row's checksum */
+  if (n) memcpy(out, t, n);
+  out[n] = '\0';
 }
 
 /* Columns: sequence, time_us, type, schema_version, event_id, correlation_id,

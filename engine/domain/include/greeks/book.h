@@ -308,6 +308,10 @@ gk_code gk_book_decide_limits(const gk_book *book, const gk_risk_limit *limits, 
  * is then unchanged too). */
 gk_code gk_book_apply(gk_book *book, const gk_event *event, gk_status *status);
 
+/* Makes room for this many positions and trades (a snapshot load knows them);
+ * false on OOM. Optional: the book grows on demand otherwise. */
+bool gk_book_reserve(gk_book *book, size_t positions, size_t trades);
+
 /* Rebuild support for snapshots (engine/events decodes them): restore a book at
  * `sequence` from its parts. Each call validates what it adds. */
 gk_code gk_book_restore_header(gk_book *book, const char *book_id, const char *name,
