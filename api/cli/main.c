@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "book_command.h"
 #include "call_command.h"
 #include "cli_common.h"
 #include "greeks/isa.h"
@@ -22,6 +23,7 @@ static void usage(FILE *out) {
         "  revalue   revalue a portfolio: Greeks, aggregates and a scenario P&L grid\n"
         "  iv        implied vols from option prices (bsm, black76, gk or bachelier)\n"
         "  call      the same over gRPC: send a file to greeksd (see 'greeks call --help')\n"
+        "  book      trade books on a local store: open, trade, market, show, risk, audit\n"
         "  --version print the version and the instruction set in use\n"
         "Run 'greeks price --help' for the options of a command.\n",
         out);
@@ -56,6 +58,7 @@ int main(int argc, char **argv) {
   if (strcmp(command, "revalue") == 0) return revalue_command(argc - 2, argv + 2);
   if (strcmp(command, "iv") == 0) return iv_command(argc - 2, argv + 2);
   if (strcmp(command, "call") == 0) return call_command(argc - 2, argv + 2);
+  if (strcmp(command, "book") == 0) return book_command(argc - 2, argv + 2);
   fprintf(stderr, "greeks: unknown command '%s'\n", command);
   usage(stderr);
   return CLI_EXIT_UNUSABLE;
