@@ -82,6 +82,13 @@ static void test_values_are_validated_with_field_value_and_rule(void **state) {
   gk_market_quote q = {.underlying = "AAPL", .spot = 100, .rate = 0.03, .yield = 0, .vol = -0.2};
   assert_int_equal(gk_market_quote_validate(&q, &st), GK_INVALID_ARGUMENT);
   assert_string_equal(st.field, "vol");
+  /* cash beyond 1e18 (1e308 x 1e12 x 100 would be inf) is refused by leg */
+  gk_leg huge[1] = {{.quantity = INT64_C(1000000000000), .price = 1e300}};
+  assert_int_equal(gk_instrument_option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 5, EXPIRY_2027_01_15,
+                                        100, &huge[0].instrument, NULL), GK_OK);
+  assert_int_equal(gk_legs_validate(huge, 1, &st), GK_INVALID_ARGUMENT);
+  assert_string_equal(st.field, "price");
+  assert_int_equal(st.index, 0);
   gk_risk_limit l = {.underlying = "", .metric = GK_LIMIT_VEGA, .soft = 10, .hard = 5};
   assert_int_equal(gk_risk_limit_validate(&l, &st), GK_INVALID_ARGUMENT);
   assert_string_equal(st.field, "limit.hard");

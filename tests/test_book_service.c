@@ -299,8 +299,18 @@ static void test_audit_trail_and_correction(void **state) {
   gk_command_outcome out;
   must(gk_correct_trade(f->service, &ctx, "desk1", "T1", &fixed, 1, "fat finger", &out, &st), &st);
   assert_int_equal(out.result.first_sequence, 3);
+  gk_command_outcome again;
+  must(gk_correct_trade(f->service, &ctx, "desk1", "T1", &fixed, 1, "fat finger", &again, &st),
+       &st); /* the same key and request: the first answer */
+  assert_true(again.replayed);
+  assert_int_equal(again.result.first_sequence, 3);
+  /* the same key for another request is refused, not replayed */
   assert_int_equal(gk_correct_trade(f->service, &ctx, "desk1", "nope", &fixed, 1, "", NULL, &st),
-                   GK_OK); /* the same key: the first answer, not an error */
+                   GK_FAILED_PRECONDITION);
+  assert_string_equal(st.field, "idempotency_key");
+  audit_seen none = {0};
+  assert_int_equal(gk_audit_trail(f->service, "ghost", 1, -1, see_event, &none, &st),
+                   GK_NOT_FOUND);
   gk_command_context other = at(T0 + 30, NULL);
   assert_int_equal(gk_correct_trade(f->service, &other, "desk1", "nope", &fixed, 1, "", NULL, &st),
                    GK_NOT_FOUND);

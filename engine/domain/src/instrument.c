@@ -72,6 +72,16 @@ gk_code gk_instrument_validate(const gk_instrument *in, gk_status *status) {
   }
   rc = check_positive("strike", in->strike, GK_STATUS_NO_INDEX, status);
   if (rc == GK_OK) rc = check_positive("multiplier", in->multiplier, GK_STATUS_NO_INDEX, status);
+  if (rc == GK_OK && in->strike > GK_MAX_STRIKE) {
+    snprintf(text, sizeof text, "%.17g", in->strike);
+    rc = gk_status_set(status, GK_INVALID_ARGUMENT, "strike", text, GK_STATUS_NO_INDEX,
+                       "strike must be at most %g", GK_MAX_STRIKE);
+  }
+  if (rc == GK_OK && in->multiplier > GK_MAX_MULTIPLIER) {
+    snprintf(text, sizeof text, "%.17g", in->multiplier);
+    rc = gk_status_set(status, GK_INVALID_ARGUMENT, "multiplier", text, GK_STATUS_NO_INDEX,
+                       "multiplier must be at most %g", GK_MAX_MULTIPLIER);
+  }
   if (rc == GK_OK && in->expiry_us <= 0) {
     snprintf(text, sizeof text, "%lld", (long long)in->expiry_us);
     rc = gk_status_set(status, GK_INVALID_ARGUMENT, "expiry", text, GK_STATUS_NO_INDEX,
@@ -161,6 +171,13 @@ static gk_code check_leg(const gk_leg *leg, size_t i, gk_status *status) {
     snprintf(text, sizeof text, "%.17g", leg->price);
     return gk_status_set(status, GK_INVALID_ARGUMENT, "price", text, (int64_t)i,
                          "leg %zu: price must be a finite number >= 0", i);
+  }
+  double cash = leg->price * fabs((double)leg->quantity) * leg->instrument.multiplier;
+  if (!(cash <= GK_MAX_CASH)) {
+    snprintf(text, sizeof text, "%.17g", leg->price);
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "price", text, (int64_t)i,
+                         "leg %zu: price x quantity x multiplier is %g, above %g currency "
+                         "units", i, cash, GK_MAX_CASH);
   }
   return GK_OK;
 }

@@ -514,6 +514,7 @@ gk_code gk_command_result_encode(const gk_command_result *r, uint8_t **bytes, si
   pb.first_sequence = r->first_sequence;
   pb.last_sequence = r->last_sequence;
   pb.trade_id = (char *)r->trade_id;
+  pb.request_hash = r->request_hash;
   return pack(&pb.base, bytes, size, status);
 }
 
@@ -532,6 +533,7 @@ gk_code gk_command_result_decode(const uint8_t *bytes, size_t size, gk_command_r
   copy_text(out->trade_id, sizeof out->trade_id, pb->trade_id);
   out->first_sequence = pb->first_sequence;
   out->last_sequence = pb->last_sequence;
+  out->request_hash = pb->request_hash;
   greeks__events__v1__command_result__free_unpacked(pb, NULL);
   return GK_OK;
 }

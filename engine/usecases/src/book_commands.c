@@ -9,6 +9,51 @@
 
 #include "book_service_internal.h"
 
+/* ---- request fingerprints: what a command asks for, not when ----------------- */
+
+uint64_t fingerprint_bytes(uint64_t hash, const void *data, size_t size) {
+  const unsigned char *p = data;
+  for (size_t i = 0; i < size; i++) hash = (hash ^ p[i]) * UINT64_C(1099511628211);
+  return hash;
+}
+
+uint64_t fingerprint_text(uint64_t hash, const char *text) {
+  size_t n = text ? strlen(text) : 0;
+  hash = fingerprint_bytes(hash, &n, sizeof n);
+  return fingerprint_bytes(hash, text ? text : "", n);
+}
+
+static uint64_t fingerprint_double(uint64_t hash, double v) {
+  v += 0.0; /* -0 -> +0 */
+  return fingerprint_bytes(hash, &v, sizeof v);
+}
+
+static uint64_t fingerprint_instrument(uint64_t hash, const gk_instrument *in) {
+  hash = fingerprint_text(hash, in->underlying);
+  unsigned char small[3] = {in->kind, in->type, in->style};
+  hash = fingerprint_bytes(hash, small, sizeof small);
+  hash = fingerprint_double(hash, in->strike);
+  hash = fingerprint_bytes(hash, &in->expiry_us, sizeof in->expiry_us);
+  return fingerprint_double(hash, in->multiplier);
+}
+
+uint64_t fingerprint_legs(uint64_t hash, const gk_leg *legs, size_t count) {
+  hash = fingerprint_bytes(hash, &count, sizeof count);
+  for (size_t i = 0; i < count; i++) {
+    hash = fingerprint_instrument(hash, &legs[i].instrument);
+    hash = fingerprint_bytes(hash, &legs[i].quantity, sizeof legs[i].quantity);
+    hash = fingerprint_double(hash, legs[i].price);
+  }
+  return hash;
+}
+
+static uint64_t nonzero(uint64_t hash) { return hash ? hash : 1; }
+
+static uint64_t fingerprint_of(const char *command, uint64_t (*more)(uint64_t, const void *),
+                               const void *args) {
+  return nonzero(more(fingerprint_text(FINGERPRINT_SEED, command), args));
+}
+
 typedef struct open_args {
   const char *book_id, *name, *currency;
 } open_args;
@@ -21,11 +66,18 @@ static gk_code decide_open(const gk_book *book, const void *args, int64_t now_us
   return gk_book_decide_open(book, a->book_id, a->name, a->currency, &events[0], status);
 }
 
+static uint64_t open_fields(uint64_t hash, const void *args) {
+  const open_args *a = args;
+  hash = fingerprint_text(hash, a->book_id);
+  hash = fingerprint_text(hash, a->name);
+  return fingerprint_text(hash, a->currency);
+}
+
 gk_code gk_open_book(gk_book_service *s, const gk_command_context *ctx, const char *book_id,
                      const char *name, const char *currency, gk_command_outcome *out,
                      gk_status *status) {
   open_args a = {book_id, name, currency};
-  book_command c = {decide_open, &a, NULL, 1};
+  book_command c = {decide_open, &a, NULL, 1, fingerprint_of("open", open_fields, &a)};
   return run_command(s, ctx, book_id, &c, out, status);
 }
 
@@ -35,13 +87,21 @@ static gk_code decide_trade(const gk_book *book, const void *args, int64_t now_u
   return gk_book_decide_trade(book, args, now_us, &events[0], status);
 }
 
+static uint64_t trade_fields(uint64_t hash, const void *args) {
+  const gk_trade *t = args;
+  hash = fingerprint_text(hash, t->trade_id);
+  hash = fingerprint_text(hash, t->strategy_id);
+  return fingerprint_legs(hash, t->legs, t->leg_count < GK_MAX_LEGS ? t->leg_count : GK_MAX_LEGS);
+}
+
 gk_code gk_execute_trade(gk_book_service *s, const gk_command_context *ctx, const char *book_id,
                          const gk_trade *trade, gk_command_outcome *out, gk_status *status) {
   gk_command_context with_key = *ctx;
   if ((ctx->idempotency_key == NULL || ctx->idempotency_key[0] == '\0') &&
       trade->idempotency_key[0])
     with_key.idempotency_key = trade->idempotency_key;
-  book_command c = {decide_trade, trade, trade->trade_id, 1};
+  book_command c = {decide_trade, trade, trade->trade_id, 1,
+                    fingerprint_of("trade", trade_fields, trade)};
   return run_command(s, &with_key, book_id, &c, out, status);
 }
 
@@ -102,6 +162,12 @@ static gk_code decide_correction(const gk_book *book, const void *args, int64_t 
                                    &events[0], status);
 }
 
+static uint64_t correction_fields(uint64_t hash, const void *args) {
+  const correction_args *a = args;
+  hash = fingerprint_text(hash, a->trade_id);
+  return fingerprint_legs(hash, a->legs, a->count <= GK_MAX_LEGS ? a->count : 0);
+}
+
 gk_code gk_correct_trade(gk_book_service *s, const gk_command_context *ctx, const char *book_id,
                          const char *trade_id, const gk_leg *replacement, size_t replacement_count,
                          const char *reason, gk_command_outcome *out, gk_status *status) {
@@ -109,7 +175,8 @@ gk_code gk_correct_trade(gk_book_service *s, const gk_command_context *ctx, cons
     return gk_status_set(status, GK_INVALID_ARGUMENT, "trade_id", "", GK_STATUS_NO_INDEX,
                          "a correction names the trade it corrects");
   correction_args a = {s, trade_id, replacement, replacement_count, reason};
-  book_command c = {decide_correction, &a, trade_id, 2}; /* [1]: the original */
+  book_command c = {decide_correction, &a, trade_id, 2, /* [1]: the original */
+                    fingerprint_of("correct", correction_fields, &a)};
   return run_command(s, ctx, book_id, &c, out, status);
 }
 
@@ -141,12 +208,30 @@ static gk_code decide_market(const gk_book *book, const void *args, int64_t now_
   return GK_OK;
 }
 
+static uint64_t market_fields(uint64_t hash, const void *args) {
+  const market_args *a = args;
+  size_t n = a->count <= GK_MAX_BATCH_EVENTS ? a->count : 0;
+  for (size_t i = 0; i < n; i++) {
+    const gk_market_quote *q = &a->quotes[i];
+    hash = fingerprint_text(hash, q->underlying);
+    double values[4] = {q->spot, q->rate, q->yield, q->vol};
+    for (int k = 0; k < 4; k++) hash = fingerprint_double(hash, values[k]);
+    size_t points = q->vol_point_count <= GK_MAX_VOL_POINTS ? q->vol_point_count : 0;
+    for (size_t j = 0; j < points; j++) {
+      hash = fingerprint_instrument(hash, &q->vol_points[j].instrument);
+      hash = fingerprint_double(hash, q->vol_points[j].vol);
+    }
+  }
+  return hash;
+}
+
 gk_code gk_update_market(gk_book_service *s, const gk_command_context *ctx, const char *book_id,
                          const gk_market_quote *quotes, size_t count, gk_command_outcome *out,
                          gk_status *status) {
   market_args a = {quotes, count};
   book_command c = {decide_market, &a, NULL,
-                   count && count <= GK_MAX_BATCH_EVENTS ? count : 1}; /* decide refuses the rest */
+                   count && count <= GK_MAX_BATCH_EVENTS ? count : 1, /* decide refuses the rest */
+                   fingerprint_of("market", market_fields, &a)};
   return run_command(s, ctx, book_id, &c, out, status);
 }
 
@@ -163,10 +248,22 @@ static gk_code decide_limits(const gk_book *book, const void *args, int64_t now_
   return gk_book_decide_limits(book, a->limits, a->count, &events[0], status);
 }
 
+static uint64_t limit_fields(uint64_t hash, const void *args) {
+  const limits_args *a = args;
+  size_t n = a->count <= GK_MAX_LIMITS ? a->count : 0;
+  for (size_t i = 0; i < n; i++) {
+    hash = fingerprint_text(hash, a->limits[i].underlying);
+    hash = fingerprint_bytes(hash, &a->limits[i].metric, 1);
+    hash = fingerprint_double(hash, a->limits[i].soft);
+    hash = fingerprint_double(hash, a->limits[i].hard);
+  }
+  return hash;
+}
+
 gk_code gk_set_risk_limits(gk_book_service *s, const gk_command_context *ctx, const char *book_id,
                            const gk_risk_limit *limits, size_t count, gk_command_outcome *out,
                            gk_status *status) {
   limits_args a = {limits, count};
-  book_command c = {decide_limits, &a, NULL, 1};
+  book_command c = {decide_limits, &a, NULL, 1, fingerprint_of("limits", limit_fields, &a)};
   return run_command(s, ctx, book_id, &c, out, status);
 }

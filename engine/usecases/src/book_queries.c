@@ -76,7 +76,16 @@ gk_code gk_get_book_as_of_time(gk_book_service *s, const char *book_id, int64_t 
   return gk_get_book(s, book_id, last.sequence, out, status);
 }
 
+/* An empty trail of a book that does not exist is NOT_FOUND, as gk_get_book. */
+static gk_code require_book(gk_book_service *s, const book_entry *e, gk_status *status) {
+  int64_t version = 0;
+  gk_code rc = gk_store_version(s->store, e->stream, &version, status);
+  if (rc != GK_OK || version > 0) return rc;
+  return not_found(e->id, -1, status);
+}
+
 typedef struct audit_context {
+  size_t seen;
   const char *stream;
   gk_domain_event_visitor visit;
   void *user;
@@ -86,6 +95,7 @@ typedef struct audit_context {
 
 static int audit_one(void *user, const gk_stored_event *stored) {
   audit_context *a = user;
+  a->seen++;
   gk_event event;
   a->code = gk_event_decode(a->stream, stored, &event, a->status);
   if (a->code != GK_OK) return 1;
@@ -96,8 +106,9 @@ gk_code gk_audit_trail(gk_book_service *s, const char *book_id, int64_t from, in
                        gk_domain_event_visitor visit, void *user, gk_status *status) {
   book_entry *e = book_entry_for(s, book_id, status);
   if (e == NULL) return status ? status->code : GK_INVALID_ARGUMENT;
-  audit_context a = {e->stream, visit, user, GK_OK, status};
+  audit_context a = {0, e->stream, visit, user, GK_OK, status};
   gk_code rc = gk_store_read(s->store, e->stream, from, to, audit_one, &a, status);
+  if (rc == GK_OK && a.code == GK_OK && a.seen == 0) rc = require_book(s, e, status);
   return rc != GK_OK ? rc : a.code;
 }
 
@@ -106,8 +117,9 @@ gk_code gk_audit_trail_times(gk_book_service *s, const char *book_id, int64_t fr
                              gk_status *status) {
   book_entry *e = book_entry_for(s, book_id, status);
   if (e == NULL) return status ? status->code : GK_INVALID_ARGUMENT;
-  audit_context a = {e->stream, visit, user, GK_OK, status};
+  audit_context a = {0, e->stream, visit, user, GK_OK, status};
   gk_code rc = gk_store_read_times(s->store, e->stream, from_us, to_us, audit_one, &a, status);
+  if (rc == GK_OK && a.code == GK_OK && a.seen == 0) rc = require_book(s, e, status);
   return rc != GK_OK ? rc : a.code;
 }
 

@@ -330,12 +330,26 @@ static gk_code find_first_answer(gk_book_service *s, const book_entry *e, const 
 }
 
 static void fill_result(const book_entry *e, const gk_event *events, size_t count,
-                        const char *trade_id, gk_command_result *result) {
+                        const book_command *command, gk_command_result *result) {
+  const char *trade_id = command->trade_id;
   memset(result, 0, sizeof *result);
   snprintf(result->book_id, sizeof result->book_id, "%s", e->id);
   result->first_sequence = events[0].meta.sequence;
   result->last_sequence = events[count - 1].meta.sequence;
   snprintf(result->trade_id, sizeof result->trade_id, "%s", trade_id ? trade_id : "");
+  result->request_hash = command->fingerprint;
+}
+
+/* A key answers only the request it was first used for. */
+static gk_code check_same_request(const gk_command_context *ctx, const book_command *command,
+                                  const gk_command_outcome *out, gk_status *status) {
+  uint64_t first = out->result.request_hash;
+  if (first == 0 || first == command->fingerprint) return GK_OK;
+  return gk_status_set(status, GK_FAILED_PRECONDITION, "idempotency_key", ctx->idempotency_key,
+                       GK_STATUS_NO_INDEX,
+                       "idempotency key '%s' was first used for a different request (book %s, "
+                       "sequence %lld): use a new key for a new request", ctx->idempotency_key,
+                       out->result.book_id, (long long)out->result.first_sequence);
 }
 
 /* Decides on the cached state. The cache may be behind another process's
@@ -371,7 +385,7 @@ static gk_code attempt_once(gk_book_service *s, book_entry *e, const gk_command_
   gk_code rc = decide(s, e, ctx, command, events, &count, status);
   if (rc == GK_OK) {
     stamp(e->state, e->id, ctx, events, count);
-    fill_result(e, events, count, command->trade_id, &out->result);
+    fill_result(e, events, count, command, &out->result);
     rc = apply_and_append(s, e, ctx, events, count, &out->result, status);
   }
   if (rc == GK_OK || rc == GK_ABORTED || !ctx->idempotency_key || !ctx->idempotency_key[0])
@@ -379,7 +393,9 @@ static gk_code attempt_once(gk_book_service *s, book_entry *e, const gk_command_
   bool found;
   gk_status lookup;
   gk_code looked = find_first_answer(s, e, ctx->idempotency_key, out, &found, &lookup);
+  if (looked == GK_OK && found) looked = check_same_request(ctx, command, out, &lookup);
   if (looked != GK_OK) {
+    out->replayed = false;
     if (status) *status = lookup;
     return looked;
   }
@@ -411,6 +427,11 @@ gk_code run_command(gk_book_service *s, const gk_command_context *ctx, const cha
   }
   pthread_mutex_unlock(&e->lock);
   free(events);
+  if (rc == GK_NOT_FOUND && strcmp(why.field, "book_id") == 0 && why.value[0] == '\0') {
+    snprintf(why.value, sizeof why.value, "%s", book_id);
+    snprintf(why.message, sizeof why.message,
+             "book %s is not open: open it first (OpenBook / greeks book open)", book_id);
+  }
   if (rc != GK_OK && status) *status = why;
   return rc;
 }

@@ -10,7 +10,7 @@
 #include "greeks/book_service.h"
 
 /* The most events one command appends (a market update of many underlyings). */
-#define GK_MAX_BATCH_EVENTS 512
+#define GK_MAX_BATCH_EVENTS GK_MAX_MARKET_QUOTES
 
 typedef struct book_entry {
   char id[GK_BOOK_ID_SIZE];
@@ -38,7 +38,14 @@ typedef struct book_command {
   const void *args;
   const char *trade_id; /* reported in the result, or NULL */
   size_t max_events;    /* room decide may use (events are ~3 kB: sized per command) */
+  uint64_t fingerprint; /* of the request, kept with its key (nonzero) */
 } book_command;
+
+/* FNV-1a over a request's fields, for book_command.fingerprint. */
+uint64_t fingerprint_bytes(uint64_t hash, const void *data, size_t size);
+uint64_t fingerprint_text(uint64_t hash, const char *text);
+uint64_t fingerprint_legs(uint64_t hash, const gk_leg *legs, size_t count);
+#define FINGERPRINT_SEED UINT64_C(1469598103934665603)
 
 book_entry *book_entry_for(gk_book_service *service, const char *book_id, gk_status *status);
 gk_code run_command(gk_book_service *service, const gk_command_context *context,

@@ -202,7 +202,7 @@ static gk_code value_european(valuation_work *w, gk_pool *pool, gk_status *statu
     rc = gk_revalue_portfolio(pool, GK_MODEL_BSM, &markets, &positions, w->grid, &r, status);
     for (size_t k = 0; rc == GK_OK && k < n; k++) {
       gk_position_value *v = &w->out->positions[c->position[k]];
-      if (error[k]) { v->state = GK_VALUED_ERROR; continue; }
+      if (error[k]) { v->state = GK_VALUED_ERROR, v->error = error[k]; continue; }
       double values[7] = {scaled[k], scaled[n + k], scaled[2 * n + k], scaled[3 * n + k],
                           scaled[4 * n + k], scaled[5 * n + k], scaled[6 * n + k]};
       unscale(v, c->quantity[k] * c->multiplier[k], values);
@@ -254,7 +254,7 @@ static gk_code american_scenario(valuation_work *w, gk_american_method method, s
 static void add_american_position(valuation_work *w, size_t k, const gk_greeks_batch *g) {
   path_columns *c = &w->american;
   gk_position_value *v = &w->out->positions[c->position[k]];
-  if (g->error[k]) { v->state = GK_VALUED_ERROR; return; }
+  if (g->error[k]) { v->state = GK_VALUED_ERROR, v->error = g->error[k]; return; }
   double scale = c->quantity[k] * c->multiplier[k];
   v->price = g->price[k], v->delta = g->delta[k], v->gamma = g->gamma[k];
   v->vega = g->vega[k], v->theta = g->theta[k], v->rho = g->rho[k];

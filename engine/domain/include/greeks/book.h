@@ -69,7 +69,8 @@ typedef struct gk_instrument {
 } gk_instrument;
 
 /* Validates and builds an option: symbol 1..15 of [A-Za-z0-9._-], type GK_CALL or
- * GK_PUT, strike finite and > 0, expiry > 0, multiplier finite and > 0. */
+ * GK_PUT, strike in (0, GK_MAX_STRIKE], expiry > 0, multiplier in
+ * (0, GK_MAX_MULTIPLIER]. */
 gk_code gk_instrument_option(const char *underlying, unsigned type, unsigned style, double strike,
                              int64_t expiry_us, double multiplier, gk_instrument *out,
                              gk_status *status);
@@ -88,8 +89,12 @@ double gk_year_fraction(int64_t valuation_us, int64_t expiry_us);
 typedef struct gk_leg {
   gk_instrument instrument;
   int64_t quantity; /* nonzero, |q| <= GK_MAX_QUANTITY */
-  double price;     /* finite, >= 0 */
+  double price;     /* finite, >= 0; |price x quantity x multiplier| <= GK_MAX_CASH */
 } gk_leg;
+
+#define GK_MAX_CASH 1e18         /* currency units of one leg: keeps every sum finite */
+#define GK_MAX_STRIKE 1e12
+#define GK_MAX_MULTIPLIER 1e6
 
 #define GK_MAX_QUANTITY INT64_C(1000000000000)
 
@@ -284,7 +289,10 @@ const char *gk_book_strategy_at(const gk_book *book, size_t index);
  *   GK_ALREADY_EXISTS       open on an open book; a trade id already applied
  *   GK_FAILED_PRECONDITION  an expired instrument, an unknown trade or strategy
  *   GK_INVALID_ARGUMENT     a malformed value (gk_*_validate)
- * `now_us` is the command's time: a leg whose expiry is at or before it is refused. */
+ * `now_us` is the command's time. A trade leg whose expiry is at or before the
+ * trade's own time is refused (a late booking of a trade done before expiry is
+ * accepted; the position is then reported expired); a trade time more than 5
+ * minutes after now_us is refused. */
 gk_code gk_book_decide_open(const gk_book *book, const char *book_id, const char *name,
                             const char *currency, gk_event *out, gk_status *status);
 gk_code gk_book_decide_trade(const gk_book *book, const gk_trade *trade, int64_t now_us,

@@ -65,6 +65,10 @@ typedef struct gk_command_context {
   const char *causation_id;    /* NULL: the idempotency key, else "" */
 } gk_command_context;
 
+/* A command whose idempotency key was already recorded for a DIFFERENT request
+ * (another trade, other legs, other quotes) fails with GK_FAILED_PRECONDITION
+ * (field idempotency_key): the key is refused, not silently replayed. The
+ * request's fingerprint covers what the command asks for, not its time. */
 typedef struct gk_command_outcome {
   gk_command_result result; /* book id, first and last sequence written, trade id */
   bool replayed;            /* true: an earlier command with the same key answered */
@@ -92,7 +96,8 @@ gk_code gk_correct_trade(gk_book_service *service, const gk_command_context *con
                          size_t replacement_count, const char *reason, gk_command_outcome *out,
                          gk_status *status);
 
-/* One MarketUpdated per quote, appended together. */
+/* One MarketUpdated per quote, appended together: 1 to GK_MAX_MARKET_QUOTES. */
+#define GK_MAX_MARKET_QUOTES 512
 gk_code gk_update_market(gk_book_service *service, const gk_command_context *context,
                          const char *book_id, const gk_market_quote *quotes, size_t count,
                          gk_command_outcome *out, gk_status *status);
@@ -145,6 +150,7 @@ const char *gk_valuation_state_name(unsigned state);
 
 typedef struct gk_position_value {
   uint8_t state;          /* gk_valuation_state */
+  uint8_t error;          /* GK_VALUED_ERROR: the code; gk_position_error_field/_rule name it */
   double years;           /* T, ACT/365F from the valuation time (options) */
   double spot, vol;       /* the market used */
   double price;           /* per unit of underlying */
