@@ -96,6 +96,10 @@ static gk_code check_events(const gk_append *a, gk_status *status) {
     if (e->event_id[0] == '\0')
       return gk_status_set(status, GK_INVALID_ARGUMENT, "event_id", "", (int64_t)i,
                            "event %zu has no event id", i);
+    if (i > 0 && e->time_us < a->events[i - 1].time_us)
+      return gk_status_set(status, GK_INVALID_ARGUMENT, "time_us", "", (int64_t)i,
+                           "event %zu is earlier than event %zu: event times never decrease "
+                           "within a stream", i, i - 1);
   }
   return GK_OK;
 }

@@ -117,8 +117,11 @@ gk_code gk_store_version(gk_event_store *store, const char *stream, int64_t *ver
 gk_code gk_store_read(gk_event_store *store, const char *stream, int64_t from, int64_t to,
                       gk_event_visitor visit, void *user, gk_status *status);
 
-/* Events with from_us <= time_us <= to_us, in sequence order (event times are
- * non-decreasing within a stream: the use cases stamp them so). */
+/* Events with from_us <= time_us <= to_us, in sequence order. Precondition of
+ * every append: event times never decrease within a stream (the use cases stamp
+ * them so; an append whose own events go back in time is refused with
+ * GK_INVALID_ARGUMENT). The SQLite adapter finds the range by binary search on
+ * the sequence, relying on it. */
 gk_code gk_store_read_times(gk_event_store *store, const char *stream, int64_t from_us,
                             int64_t to_us, gk_event_visitor visit, void *user, gk_status *status);
 
