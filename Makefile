@@ -59,9 +59,15 @@ test-tsan: deps
 	  ctest --test-dir $(TSAN_DIR) --output-on-failure -L concurrency
 
 # Kernel throughput per ISA against naive baselines; JSON in $(BUILD_DIR)/bench.json.
+# Then the book (durable appends, replay, snapshot load, risk; docs/performance.md,
+# "The book"); JSON in $(BUILD_DIR)/bench-book.json. The store files go to
+# GREEKS_BENCH_DIR (default /tmp): durability is measured on that file system.
 bench: build
 	$(BUILD_DIR)/bench/greeks_bench --benchmark_out=$(BUILD_DIR)/bench.json \
 	  --benchmark_out_format=json $(BENCH_ARGS)
+	$(BUILD_DIR)/bench/greeks_book_bench --benchmark_repetitions=5 \
+	  --benchmark_report_aggregates_only=true --benchmark_out=$(BUILD_DIR)/bench-book.json \
+	  --benchmark_out_format=json $(BOOK_BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD_DIR) $(SANITIZE_DIR) $(TSAN_DIR) $(FUZZ_DIR)
