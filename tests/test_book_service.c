@@ -288,6 +288,45 @@ static int see_event(void *user, const gk_event *e) {
   return 0;
 }
 
+typedef struct heard {
+  int calls;
+  int64_t next_sequence;
+  char book[16];
+} heard;
+
+static void hear(void *user, const char *book_id, const gk_event *events, size_t count) {
+  heard *h = user;
+  h->calls++;
+  snprintf(h->book, sizeof h->book, "%s", book_id);
+  for (size_t i = 0; i < count; i++) {
+    if (events[i].meta.sequence != h->next_sequence) fail_msg("listener out of sequence");
+    h->next_sequence++;
+  }
+}
+
+static void test_the_listener_hears_committed_events_in_order(void **state) {
+  fixture *f = *state;
+  heard h = {0, 1, ""};
+  gk_status st;
+  gk_book_service_options o = {.listener = {hear, &h}};
+  gk_book_service *s = gk_book_service_new(f->store, &o, &st);
+  gk_command_context c = at(T0, NULL);
+  must(gk_open_book(s, &c, "desk9", "", "USD", NULL, &st), &st);
+  gk_instrument in = option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 150);
+  must(send_trade(s, "desk9", "T1", in, 1, 1, T0 + 1, NULL, &st), &st);
+  /* a refused command and a replayed one commit nothing, and are not heard */
+  assert_int_equal(send_trade(s, "desk9", "T1", in, 2, 1, T0 + 2, NULL, &st),
+                   GK_FAILED_PRECONDITION); /* same key, other legs */
+  must(send_trade(s, "desk9", "T1", in, 1, 1, T0 + 3, NULL, &st), &st);
+  gk_market_quote q[2] = {{.underlying = "AAPL", .spot = 1, .vol = 0.2},
+                          {.underlying = "MSFT", .spot = 2, .vol = 0.3}};
+  must(gk_update_market(s, &c, "desk9", q, 2, NULL, &st), &st);
+  assert_int_equal(h.calls, 3);
+  assert_int_equal(h.next_sequence, 5);
+  assert_string_equal(h.book, "desk9");
+  gk_book_service_free(s);
+}
+
 static void test_audit_trail_and_correction(void **state) {
   fixture *f = *state;
   open_desk(f, "desk1");
@@ -477,6 +516,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_snapshots_and_replay_give_the_same_book, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_audit_trail_and_correction, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_the_listener_hears_committed_events_in_order, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_market_v1_events_are_upcast_on_replay, setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_damaged_row_fails_naming_file_and_sequence, setup,
                                       teardown),

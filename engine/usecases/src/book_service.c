@@ -43,6 +43,7 @@ gk_book_service *gk_book_service_new(gk_event_store *store, const gk_book_servic
   s->store = store;
   s->snapshot_every = options && options->snapshot_every ? options->snapshot_every : 1000;
   s->max_attempts = options && options->max_attempts > 0 ? options->max_attempts : 8;
+  if (options) s->listener = options->listener;
   pthread_mutex_init(&s->lock, NULL);
   return s;
 }
@@ -387,6 +388,8 @@ static gk_code attempt_once(gk_book_service *s, book_entry *e, const gk_command_
     stamp(e->state, e->id, ctx, events, count);
     fill_result(e, events, count, command, &out->result);
     rc = apply_and_append(s, e, ctx, events, count, &out->result, status);
+    if (rc == GK_OK && s->listener.committed)
+      s->listener.committed(s->listener.user, e->id, events, count);
   }
   if (rc == GK_OK || rc == GK_ABORTED || !ctx->idempotency_key || !ctx->idempotency_key[0])
     return rc;

@@ -24,6 +24,7 @@ struct gk_book_service {
   gk_event_store *store;
   int64_t snapshot_every;
   int max_attempts;
+  gk_book_listener listener;
   pthread_mutex_t lock; /* guards the entry table (not the entries) */
   book_entry **entries;
   size_t entry_count, entry_capacity;

@@ -45,9 +45,20 @@ extern "C" {
 
 typedef struct gk_book_service gk_book_service;
 
+/* Told of every event this service committed, after the commit and before the
+ * command returns, in sequence order per book (called under the book's lock:
+ * it must be quick and must not call the service for the same book). The seam
+ * for projections and subscribers (the risk agent, SubscribeEvents): events
+ * committed by other processes reach them by reading the store. */
+typedef struct gk_book_listener {
+  void (*committed)(void *user, const char *book_id, const gk_event *events, size_t count);
+  void *user;
+} gk_book_listener;
+
 typedef struct gk_book_service_options {
   int64_t snapshot_every; /* a snapshot every N events per book; 0: default 1000; <0: never */
   int max_attempts;       /* tries of a command on GK_ABORTED; 0: default 8 */
+  gk_book_listener listener; /* committed == NULL: none */
 } gk_book_service_options;
 
 /* options may be NULL. NULL with a status on OOM. */
