@@ -20,46 +20,18 @@
 
 #include <cmocka.h>
 
+#include "support/cli_run.h"
+
 /* Trades, markets and the first `show` run at NOW; a correction at LATER. The
  * options expire at 2027-01-15T21:00:00Z, 365 days after NOW: T = 1 exactly. */
 #define NOW "2026-01-15T21:00:00Z"
 #define LATER "2026-01-16T09:00:00Z"
 
-typedef struct cli_result {
-  int exit_code;
-  char out[65536];
-  char err[16384];
-} cli_result;
-
 static char store_dir[64];
-
-static void slurp(const char *path, char *buffer, size_t size) {
-  FILE *f = fopen(path, "r");
-  assert_non_null(f);
-  size_t n = fread(buffer, 1, size - 1, f);
-  buffer[n] = '\0';
-  fclose(f);
-}
-
-static const char *cli_path(void) {
-  const char *path = getenv("GREEKS_TEST_CLI");
-  return path && *path ? path : GREEKS_CLI_PATH;
-}
 
 /* Runs `env ENV greeks ARGS` in tests/data/book with stdout and stderr captured. */
 static cli_result *run_cli(const char *env, const char *args) {
-  static cli_result result;
-  char out_path[128], err_path[128], command[8192];
-  snprintf(out_path, sizeof out_path, "%s/stdout", store_dir);
-  snprintf(err_path, sizeof err_path, "%s/stderr", store_dir);
-  snprintf(command, sizeof command, "cd '%s' && env %s '%s' %s >'%s' 2>'%s'", GREEKS_TEST_DATA_DIR "/book", env,
-           cli_path(), args, out_path, err_path);
-  int status = system(command);
-  assert_true(WIFEXITED(status));
-  result.exit_code = WEXITSTATUS(status);
-  slurp(out_path, result.out, sizeof result.out);
-  slurp(err_path, result.err, sizeof result.err);
-  return &result;
+  return cli_run(GREEKS_CLI_PATH, GREEKS_TEST_DATA_DIR "/book", env, args);
 }
 
 /* `greeks book VERB ARGS` on this test's store at command time `now`. */
@@ -401,7 +373,7 @@ static void test_risk_prints_each_underlying_and_the_total(void **state) {
   char path[128];
   static char grid[65536];
   snprintf(path, sizeof path, "%s/grid.csv", store_dir);
-  slurp(path, grid, sizeof grid);
+  cli_slurp(path, grid, sizeof grid);
   assert_int_equal(count_lines(grid), 1 + 3 * 3); /* TOTAL, SPX, AAPL x 3 spot shocks */
   assert_string_equal(csv_cell(grid, 0, 3), "pnl");
   assert_true(csv_number(grid, line_of(grid, "TOTAL,0,0,"), 3) == 0.0);

@@ -15,48 +15,14 @@
 
 #include <cmocka.h>
 
+#include "support/cli_run.h"
+
 #include "greeks/iv.h"
 #include "support/test_support.h"
 
-typedef struct cli_result {
-  int exit_code;
-  char out[65536];
-  char err[16384];
-} cli_result;
-
-static void slurp(const char *path, char *buffer, size_t size) {
-  FILE *f = fopen(path, "r");
-  assert_non_null(f);
-  size_t n = fread(buffer, 1, size - 1, f);
-  buffer[n] = '\0';
-  fclose(f);
-  remove(path);
-}
-
-/* The binary under test: GREEKS_CLI when set (to check that a new test fails
- * on an older build), else the one built beside this test. */
-static const char *cli_path(void) {
-  const char *path = getenv("GREEKS_TEST_CLI");
-  return path && *path ? path : GREEKS_CLI_PATH;
-}
-
-/* Runs `env greeks args` with stdout and stderr captured. */
+/* Runs `env greeks args` in tests/data/cli with stdout and stderr captured. */
 static cli_result *run_cli(const char *env, const char *args) {
-  static cli_result result;
-  char out_path[] = "/tmp/greeks_cli_out_XXXXXX", err_path[] = "/tmp/greeks_cli_err_XXXXXX";
-  int fd_out = mkstemp(out_path), fd_err = mkstemp(err_path);
-  assert_true(fd_out >= 0 && fd_err >= 0);
-  close(fd_out);
-  close(fd_err);
-  char command[4096];
-  snprintf(command, sizeof command, "cd '%s' && env %s '%s' %s >'%s' 2>'%s'",
-           GREEKS_TEST_DATA_DIR "/cli", env, cli_path(), args, out_path, err_path);
-  int status = system(command);
-  assert_true(WIFEXITED(status));
-  result.exit_code = WEXITSTATUS(status);
-  slurp(out_path, result.out, sizeof result.out);
-  slurp(err_path, result.err, sizeof result.err);
-  return &result;
+  return cli_run(GREEKS_CLI_PATH, GREEKS_TEST_DATA_DIR "/cli", env, args);
 }
 
 /* Returns field `index` (0-based) of line `line` (0 = header) of CSV text, with
@@ -256,12 +222,12 @@ static void test_revalue_reports_risk_grid_and_bad_positions(void **state) {
   char with_bad[65536];
   snprintf(with_bad, sizeof with_bad, "%s", r->out);
   static char grid_bad[1 << 20];
-  slurp("/tmp/greeks_cli_grid.csv", grid_bad, sizeof grid_bad);
+  cli_slurp("/tmp/greeks_cli_grid.csv", grid_bad, sizeof grid_bad);
   r = run_cli("", "revalue positions_good.csv --market market.csv --threads 1 --grid-out /tmp/greeks_cli_grid.csv");
   assert_int_equal(r->exit_code, 0);
   assert_string_equal(csv_cell(r->out, 4, 2), csv_cell(with_bad, 4, 2));
   static char grid_good[1 << 20];
-  slurp("/tmp/greeks_cli_grid.csv", grid_good, sizeof grid_good);
+  cli_slurp("/tmp/greeks_cli_grid.csv", grid_good, sizeof grid_good);
   assert_string_equal(grid_bad, grid_good); /* bit-identical for 2 threads and 1 */
   assert_true(grid_cell(grid_good, "TOTAL", 0, 0) == 0.0);
   /* Long SPX calls + short SPX puts + long AAPL calls: the book gains when spot rises. */
@@ -271,7 +237,7 @@ static void test_revalue_reports_risk_grid_and_bad_positions(void **state) {
                grid_cell(grid_good, "BAD", 0.1, 0.04);
   assert_true(fabs(grid_cell(grid_good, "TOTAL", 0.1, 0.04) - sum) <= 1e-9 * fabs(sum));
   static char positions[65536];
-  slurp("/tmp/greeks_cli_pos.csv", positions, sizeof positions);
+  cli_slurp("/tmp/greeks_cli_pos.csv", positions, sizeof positions);
   assert_non_null(strstr(positions, "bad-strike,,,,,,,,line 6: field 'K' value '-3': must be > 0"));
 }
 
