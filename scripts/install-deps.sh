@@ -24,7 +24,7 @@ packages=(
   libsqlite3-dev zlib1g-dev          # the embedded event store (engine/store) and its row checksums
   libpq-dev                          # the PostgreSQL event-store adapter
   postgresql-15                      # the real server the store contract and crash tests start
-  sqlite3                            # builds the schema-v1 fixture store in tests (tests/data/store)
+  sqlite3                            # the runbook's online backup of a book store (docs/operations.md)
 )
 
 missing=()
