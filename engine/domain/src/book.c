@@ -413,22 +413,49 @@ gk_code gk_book_decide_limits(const gk_book *b, const gk_risk_limit *limits, siz
 
 /* ---- apply ------------------------------------------------------------------------------ */
 
-static bool reserve(void **array, size_t *capacity, size_t needed, size_t size) {
-  if (needed <= *capacity) return true;
+/* Room for `needed` elements: returns the (possibly moved) array, or NULL on
+ * OOM leaving the old one. Arrays are passed by value and assigned back by the
+ * typed wrappers below, never through a void ** (which would alias them). */
+static void *reserve(void *array, size_t *capacity, size_t needed, size_t size) {
+  if (needed <= *capacity) return array;
   size_t grown = *capacity ? *capacity * 2 : 16;
   while (grown < needed) grown *= 2;
-  void *p = realloc(*array, grown * size);
-  if (p == NULL) return false;
-  *array = p;
-  *capacity = grown;
-  return true;
+  void *p = realloc(array, grown * size);
+  if (p != NULL) *capacity = grown;
+  return p;
 }
 
-/* Makes sure `extra` more elements fit in the array and its index without
- * allocating later. */
-static bool reserve_indexed(void **array, size_t *capacity, size_t count, size_t extra, size_t size,
-                            index_map *map) {
-  return reserve(array, capacity, count + extra, size) && index_map_reserve(map, extra);
+/* Make sure `extra` more elements fit, array and index, so that adding them
+ * cannot fail half way. */
+static bool reserve_positions(gk_book *b, size_t extra) {
+  gk_position *p = reserve(b->positions, &b->position_capacity, b->position_count + extra,
+                           sizeof *p);
+  if (p == NULL) return false;
+  b->positions = p;
+  return index_map_reserve(&b->position_index, extra);
+}
+
+static bool reserve_trades(gk_book *b, size_t extra) {
+  trade_ref *t = reserve(b->trades, &b->trade_capacity, b->trade_count + extra, sizeof *t);
+  if (t == NULL) return false;
+  b->trades = t;
+  return index_map_reserve(&b->trade_index, extra);
+}
+
+static bool reserve_markets(gk_book *b, size_t extra) {
+  gk_market_quote *m = reserve(b->markets, &b->market_capacity, b->market_count + extra,
+                               sizeof *m);
+  if (m == NULL) return false;
+  b->markets = m;
+  return index_map_reserve(&b->market_index, extra);
+}
+
+static bool reserve_strategies(gk_book *b, size_t extra) {
+  strategy_ref *r = reserve(b->strategies, &b->strategy_capacity, b->strategy_count + extra,
+                            sizeof *r);
+  if (r == NULL) return false;
+  b->strategies = r;
+  return true;
 }
 
 static void fill(gk_position *p, int64_t dq, double price) {
@@ -511,10 +538,7 @@ static gk_code apply_legs(gk_book *b, const gk_event *e, const gk_leg *undo, siz
   gk_code rc = add_fills(b, &p, undo, undo_count, -1, e, status);
   if (rc == GK_OK) rc = add_fills(b, &p, legs, count, +1, e, status);
   if (rc != GK_OK) return rc;
-  if (!reserve_indexed((void **)&b->positions, &b->position_capacity, b->position_count, p.count,
-                       sizeof *b->positions, &b->position_index) ||
-      !reserve_indexed((void **)&b->trades, &b->trade_capacity, b->trade_count, 1,
-                       sizeof *b->trades, &b->trade_index))
+  if (!reserve_positions(b, p.count) || !reserve_trades(b, 1))
     return out_of_memory(e, status);
   store_fills(b, &p);
   return GK_OK;
@@ -562,8 +586,7 @@ static gk_code apply_market(gk_book *b, const gk_event *e, gk_status *status) {
     b->markets[at] = *q;
     return GK_OK;
   }
-  if (!reserve_indexed((void **)&b->markets, &b->market_capacity, b->market_count, 1,
-                       sizeof *b->markets, &b->market_index))
+  if (!reserve_markets(b, 1))
     return out_of_memory(e, status);
   b->markets[b->market_count] = *q;
   index_map_add(&b->market_index, hash_text(q->underlying), b->market_count++);
@@ -571,8 +594,7 @@ static gk_code apply_market(gk_book *b, const gk_event *e, gk_status *status) {
 }
 
 static gk_code add_strategy(gk_book *b, const char *id, const gk_event *e, gk_status *status) {
-  if (!reserve((void **)&b->strategies, &b->strategy_capacity, b->strategy_count + 1,
-               sizeof *b->strategies))
+  if (!reserve_strategies(b, 1))
     return e ? out_of_memory(e, status)
              : gk_status_set(status, GK_RESOURCE_EXHAUSTED, "book", b->id, GK_STATUS_NO_INDEX,
                              "out of memory");
@@ -625,10 +647,7 @@ gk_code gk_book_apply(gk_book *b, const gk_event *e, gk_status *status) {
 /* ---- restore from a snapshot ------------------------------------------------------------ */
 
 bool gk_book_reserve(gk_book *b, size_t positions, size_t trades) {
-  return reserve_indexed((void **)&b->positions, &b->position_capacity, b->position_count,
-                         positions, sizeof *b->positions, &b->position_index) &&
-         reserve_indexed((void **)&b->trades, &b->trade_capacity, b->trade_count, trades,
-                         sizeof *b->trades, &b->trade_index);
+  return reserve_positions(b, positions) && reserve_trades(b, trades);
 }
 
 gk_code gk_book_restore_header(gk_book *b, const char *book_id, const char *name,
@@ -660,8 +679,7 @@ gk_code gk_book_restore_position(gk_book *b, const gk_position *p, gk_status *st
     return gk_status_set(status, GK_DATA_LOSS, "positions", p->instrument.underlying,
                          GK_STATUS_NO_INDEX, "a snapshot of book %s holds a duplicate or "
                          "malformed position", b->id);
-  if (!reserve_indexed((void **)&b->positions, &b->position_capacity, b->position_count, 1,
-                       sizeof *b->positions, &b->position_index))
+  if (!reserve_positions(b, 1))
     return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "book", b->id, GK_STATUS_NO_INDEX,
                          "out of memory restoring a snapshot");
   b->positions[b->position_count] = *p;
@@ -676,8 +694,7 @@ gk_code gk_book_restore_trade(gk_book *b, const char *trade_id, int64_t sequence
     return gk_status_set(status, GK_DATA_LOSS, "trades", trade_id ? trade_id : "",
                          GK_STATUS_NO_INDEX, "a snapshot of book %s holds a duplicate or "
                          "malformed trade reference", b->id);
-  if (!reserve_indexed((void **)&b->trades, &b->trade_capacity, b->trade_count, 1,
-                       sizeof *b->trades, &b->trade_index))
+  if (!reserve_trades(b, 1))
     return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "book", b->id, GK_STATUS_NO_INDEX,
                          "out of memory restoring a snapshot");
   trade_ref *ref = &b->trades[b->trade_count];

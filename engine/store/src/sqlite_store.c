@@ -639,7 +639,8 @@ static gk_code sqlite_read_times(gk_event_store *base, const char *stream, int64
                          stream, first, version, first, visit_until, &u, status);
 }
 
-/* A one-row query on a reader: binds stream and up to one text or int argument. */
+/* A one-row query on a reader: binds the stream and, when the SQL has a ?2, one
+ * text or integer argument. */
 typedef struct one_row_query {
   const char *sql;
   const char *stream;
@@ -658,7 +659,9 @@ static gk_code query_one_row(sqlite_store *s, const one_row_query *q, row_reader
   int rc = sqlite3_prepare_v2(db, q->sql, -1, &st, NULL);
   if (rc == SQLITE_OK) {
     bind_text(st, 1, q->stream);
-    if (q->text) bind_text(st, 2, q->text); else sqlite3_bind_int64(st, 2, q->number);
+    if (sqlite3_bind_parameter_count(st) >= 2) {
+      if (q->text) bind_text(st, 2, q->text); else sqlite3_bind_int64(st, 2, q->number);
+    }
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
       *found = true;
@@ -708,7 +711,7 @@ static void read_version_row(void *user, sqlite3_stmt *row) {
 
 static gk_code sqlite_version(gk_event_store *base, const char *stream, int64_t *version,
                               gk_status *status) {
-  one_row_query q = {"SELECT version FROM streams WHERE stream=?1 AND ?2=0", stream, NULL, 0};
+  one_row_query q = {"SELECT version FROM streams WHERE stream=?1", stream, NULL, 0};
   bool found = false;
   *version = 0;
   return query_one_row((sqlite_store *)base, &q, read_version_row, version, &found, status);
