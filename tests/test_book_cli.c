@@ -229,6 +229,28 @@ static void test_rerunning_a_trade_file_replays_and_doubles_nothing(void **state
   assert_string_equal(book(NOW, "list")->out, "book_id,version\ndesk,4\n");
 }
 
+static void test_migrate_copies_every_book_verbatim_and_refuses_a_second_copy(void **state) {
+  (void)state;
+  open_and_trade();
+  static char before[65536], audit_before[65536];
+  snprintf(before, sizeof before, "%s", book(NOW, "show desk")->out);
+  snprintf(audit_before, sizeof audit_before, "%s", book(NOW, "audit desk")->out);
+  char args[512];
+  snprintf(args, sizeof args, "book migrate --store sqlite:%s/books.db --to sqlite:%s/copy.db",
+           store_dir, store_dir);
+  cli_result *r = run_cli("", args);
+  assert_int_equal(r->exit_code, 0);
+  assert_string_equal(r->out, "stream,events\nbook-desk,4\n");
+  char show[512];
+  snprintf(show, sizeof show, "book show desk --store sqlite:%s/copy.db --now %s", store_dir, NOW);
+  assert_string_equal(run_cli("", show)->out, before);
+  snprintf(show, sizeof show, "book audit desk --store sqlite:%s/copy.db --now %s", store_dir, NOW);
+  assert_string_equal(run_cli("", show)->out, audit_before); /* same events, ids and times */
+  r = run_cli("", args); /* the target already holds the book */
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "book-desk"));
+}
+
 static void test_show_values_a_european_option_as_black_scholes(void **state) {
   (void)state;
   open_and_trade();
@@ -521,6 +543,7 @@ int main(void) {
       STORE_TEST(test_open_then_list_shows_the_book),
       STORE_TEST(test_a_trade_file_executes_each_trade_atomically_and_names_bad_rows),
       STORE_TEST(test_rerunning_a_trade_file_replays_and_doubles_nothing),
+      STORE_TEST(test_migrate_copies_every_book_verbatim_and_refuses_a_second_copy),
       STORE_TEST(test_show_values_a_european_option_as_black_scholes),
       STORE_TEST(test_correct_and_cancel_rewrite_positions),
       STORE_TEST(test_show_as_of_an_earlier_sequence_or_time_shows_earlier_quantities),

@@ -12,9 +12,10 @@
  *
  * Every guarantee of the header has a test: the round trip of every field, the
  * ranges of read and read_times, version, the optimistic conflict, the
- * idempotency key, snapshots (atomic with their events, latest at or before a
- * sequence), list_streams, concurrent appends to one stream and to many,
- * argument checks, and GK_DATA_LOSS for a damaged row and for a gap.
+ * idempotency key (checked before the expected version), snapshots (atomic with
+ * their events, latest at or before a sequence), list_streams, list_results,
+ * concurrent appends to one stream and to many, argument checks, and
+ * GK_DATA_LOSS for a damaged row, for a gap and for events missing at the tail.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <libpq-fe.h>
@@ -357,10 +358,10 @@ static void an_append_reads_back_every_field(void **state) {
   gk_stored_event ev[3] = {
       {.sequence = 1, .time_us = -5, .type = 1, .schema_version = 1,
        .payload = binary, .payload_size = sizeof binary},
-      {.sequence = 2, .time_us = INT64_MAX, .type = UINT32_MAX, .schema_version = UINT32_MAX,
-       .payload = NULL, .payload_size = 0},
-      {.sequence = 3, .time_us = 1700000000123456, .type = 42, .schema_version = 3,
-       .payload = (const uint8_t *)"abc", .payload_size = 3},
+      {.sequence = 2, .time_us = 1700000000123456, .type = UINT32_MAX,
+       .schema_version = UINT32_MAX, .payload = NULL, .payload_size = 0},
+      {.sequence = 3, .time_us = INT64_MAX, .type = 42, .schema_version = 3,
+       .payload = (const uint8_t *)"abc", .payload_size = 3}, /* times never decrease */
   };
   for (int i = 0; i < 3; i++) {
     snprintf(ev[i].event_id, GK_STORE_ID_SIZE, "%sid-%d", f->prefix, i);
@@ -565,6 +566,49 @@ static void a_recorded_idempotency_key_refuses_the_append_and_keeps_the_first_re
   assert_int_equal(append(f->store, stream, 2, b.events, 1, NULL, NULL, NULL, &st), GK_OK);
   make_events(f, &b, "emptykey", 4, 1);
   assert_int_equal(append(f->store, stream, 3, b.events, 1, "", NULL, NULL, &st), GK_OK);
+}
+
+/* The key is checked before the version, on both adapters: a retry whose
+ * expected version went stale (others appended since, or it never learned its
+ * own append landed) learns that it ran, not that it lost a race. */
+static void a_recorded_key_with_a_stale_expected_version_fails_already_exists(void **state) {
+  fixture *f = *state;
+  const char *stream = S(f, "book-idem-stale");
+  batch b;
+  make_events(f, &b, "first", 1, 2);
+  gk_status st;
+  assert_int_equal(append(f->store, stream, 0, b.events, 2, "cmd-1", "first answer", NULL, &st),
+                   GK_OK);
+  append_ok(f, stream, 3, 2); /* another command: the stream is at 4 */
+  const int64_t stale[] = {0, 1, 2, 3, 7}; /* "new", behind, the retry's own, ahead */
+  for (size_t i = 0; i < sizeof stale / sizeof stale[0]; i++) {
+    make_events(f, &b, "retry", stale[i] + 1, 1);
+    gk_status_clear(&st);
+    assert_int_equal(append(f->store, stream, stale[i], b.events, 1, "cmd-1", "second answer",
+                            "snap", &st),
+                     GK_ALREADY_EXISTS);
+    assert_int_equal(st.code, GK_ALREADY_EXISTS);
+    assert_false(st.transient);
+    assert_string_equal(st.field, "idempotency_key");
+    assert_non_null(strstr(st.message, "cmd-1"));
+  }
+  assert_int_equal(version_of(f->store, stream), 4);
+  collected c = read_all(f->store, stream, 1, -1);
+  for (size_t i = 0; i < c.count; i++) assert_null(strstr(c.events[i].event_id, "retry"));
+  collected_free(&c);
+  bool found = true;
+  snapshot_at(f->store, stream, -1, &found);
+  assert_false(found);
+  seen_blob r = {0};
+  assert_int_equal(gk_store_find_result(f->store, stream, "cmd-1", see_blob, &r, &found, &st),
+                   GK_OK);
+  assert_true(found);
+  assert_string_equal(r.data, "first answer");
+  assert_int_equal(r.sequence, 2);
+  /* A new key at the stale version is still the optimistic conflict. */
+  make_events(f, &b, "late", 2, 1);
+  assert_int_equal(append(f->store, stream, 1, b.events, 1, "cmd-2", "r", NULL, &st), GK_ABORTED);
+  assert_aborted_naming(&st, stream);
 }
 
 /* ---- snapshots --------------------------------------------------------------- */
@@ -824,6 +868,136 @@ static void an_empty_stream_name_is_an_invalid_argument_naming_the_stream(void *
   assert_false(found);
 }
 
+/* ---- list_results ------------------------------------------------------------ */
+
+typedef struct listed_result {
+  char key[GK_STORE_ID_SIZE];
+  int64_t sequence;
+  uint8_t result[32];
+  size_t size;
+} listed_result;
+
+typedef struct result_listing {
+  listed_result items[16];
+  int count, visits, stop_after;
+} result_listing;
+
+static int list_result(void *user, const char *key, int64_t sequence, const uint8_t *result,
+                       size_t size) {
+  result_listing *l = user;
+  l->visits++;
+  assert_non_null(result);
+  assert_true(size <= sizeof l->items[0].result);
+  if (l->count < 16) {
+    listed_result *r = &l->items[l->count++];
+    snprintf(r->key, sizeof r->key, "%s", key);
+    r->sequence = sequence;
+    r->size = size;
+    if (size) memcpy(r->result, result, size);
+  }
+  return l->stop_after && l->visits >= l->stop_after;
+}
+
+static result_listing results_of(gk_event_store *store, const char *stream, int stop_after) {
+  result_listing l = {.stop_after = stop_after};
+  gk_status st;
+  gk_code rc = gk_store_list_results(store, stream, list_result, &l, &st);
+  if (rc != GK_OK) fail_msg("list_results %s: %s", stream, st.message);
+  return l;
+}
+
+static void list_results_gives_every_record_of_the_stream_in_key_order(void **state) {
+  fixture *f = *state;
+  const char *stream = S(f, "book-results");
+  static const uint8_t binary[] = {0x00, 0xff, 'r', 0x00};
+  const struct {
+    const char *key;
+    gk_store_blob result;
+    size_t events;
+  } appends[] = {
+      {"b", {(const uint8_t *)"answer b", 8}, 2},
+      {NULL, {NULL, 0}, 1}, /* no key: no record */
+      {"B", {binary, sizeof binary}, 3},
+      {"a-2", {NULL, 0}, 1}, /* an empty result */
+      {"a", {(const uint8_t *)"answer a", 8}, 1},
+  };
+  batch b;
+  gk_status st;
+  int64_t version = 0;
+  for (size_t i = 0; i < sizeof appends / sizeof appends[0]; i++) {
+    make_events(f, &b, "res", version + 1, appends[i].events);
+    gk_append a = {.stream = stream, .expected_version = version, .events = b.events,
+                   .count = appends[i].events, .idempotency_key = appends[i].key,
+                   .result = appends[i].result};
+    assert_int_equal(gk_store_append(f->store, &a, &st), GK_OK);
+    version += (int64_t)appends[i].events;
+  }
+  /* The same key on another stream is not this stream's. */
+  const char *other = S(f, "book-results-2");
+  make_events(f, &b, "res-other", 1, 1);
+  assert_int_equal(append(f->store, other, 0, b.events, 1, "a", "other", NULL, &st), GK_OK);
+
+  result_listing l = results_of(f->store, stream, 0);
+  assert_int_equal(l.count, 4);
+  /* Byte order, whatever the database's locale: 'B' (0x42) before 'a' (0x61). */
+  const char *keys[] = {"B", "a", "a-2", "b"};
+  const int64_t sequences[] = {6, 8, 7, 2};
+  const gk_store_blob results[] = {{binary, sizeof binary}, {(const uint8_t *)"answer a", 8},
+                                   {NULL, 0}, {(const uint8_t *)"answer b", 8}};
+  for (int i = 0; i < 4; i++) {
+    assert_string_equal(l.items[i].key, keys[i]);
+    assert_int_equal(l.items[i].sequence, sequences[i]);
+    assert_int_equal(l.items[i].size, results[i].size);
+    if (results[i].size) assert_memory_equal(l.items[i].result, results[i].data, results[i].size);
+  }
+  l = results_of(f->store, stream, 1);
+  assert_int_equal(l.visits, 1);
+  l = results_of(f->store, S(f, "book-unknown"), 0);
+  assert_int_equal(l.visits, 0);
+  l = (result_listing){0};
+  assert_invalid(gk_store_list_results(f->store, "", list_result, &l, &st), &st, "stream");
+  assert_int_equal(l.visits, 0);
+}
+
+/* Counts records "k<sequence, 5 digits>" whose result is the key, and those out
+ * of place (order, sequence or result). */
+typedef struct key_tally {
+  int64_t count, misplaced;
+} key_tally;
+
+static int tally_key(void *user, const char *key, int64_t sequence, const uint8_t *result,
+                     size_t size) {
+  key_tally *t = user;
+  char want[32];
+  snprintf(want, sizeof want, "k%05lld", (long long)(t->count + 1));
+  if (strcmp(key, want) != 0 || sequence != t->count + 1 || size != strlen(want) ||
+      memcmp(result, want, size) != 0)
+    t->misplaced++;
+  t->count++;
+  return 0;
+}
+
+/* More records than one PostgreSQL FETCH holds (1000): the listing goes on. */
+static void list_results_gives_every_record_of_a_long_stream(void **state) {
+  fixture *f = *state;
+  const char *stream = S(f, "book-many-keys");
+  enum { KEYS = 1001 };
+  gk_status st;
+  for (int64_t seq = 1; seq <= KEYS; seq++) {
+    gk_stored_event e = {.sequence = seq, .time_us = seq, .payload = (const uint8_t *)"x",
+                         .payload_size = 1};
+    snprintf(e.event_id, sizeof e.event_id, "%smk-%lld", f->prefix, (long long)seq);
+    char key[32];
+    snprintf(key, sizeof key, "k%05lld", (long long)seq);
+    gk_code rc = append(f->store, stream, seq - 1, &e, 1, key, key, NULL, &st);
+    if (rc != GK_OK) fail_msg("append %lld: %s", (long long)seq, st.message);
+  }
+  key_tally t = {0};
+  assert_int_equal(gk_store_list_results(f->store, stream, tally_key, &t, &st), GK_OK);
+  assert_int_equal(t.count, KEYS);
+  assert_int_equal(t.misplaced, 0);
+}
+
 /* ---- corruption -------------------------------------------------------------- */
 
 static void assert_data_loss_at(const gk_status *st, const fixture *f, const char *sequence_text) {
@@ -872,6 +1046,42 @@ static void a_missing_event_fails_the_read_with_data_loss_naming_store_and_seque
   assert_int_equal(gk_store_read(f->store, stream, 2, 3, collect, &c, &st), GK_DATA_LOSS);
   assert_data_loss_at(&st, f, "sequence 2");
   assert_int_equal(c.count, 0);
+}
+
+/* Rows deleted at the tail leave no row after them to show the gap: a read to
+ * the end checks that it reached the stream's version. A read that ends before
+ * the loss, and a read the visitor stops, are not affected. */
+static void a_read_to_the_end_of_a_stream_missing_its_last_events_fails_with_data_loss(
+    void **state) {
+  fixture *f = *state;
+  const char *stream = S(f, "book-tail");
+  append_ok(f, stream, 1, 4);
+  delete_event(f, stream, 4);
+  delete_event(f, stream, 3);
+  assert_int_equal(version_of(f->store, stream), 4);
+
+  collected c = {0};
+  gk_status st;
+  assert_int_equal(gk_store_read(f->store, stream, 1, -1, collect, &c, &st), GK_DATA_LOSS);
+  assert_int_equal(st.code, GK_DATA_LOSS);
+  assert_string_equal(st.field, "sequence");
+  assert_string_equal(st.value, "3"); /* the first missing sequence */
+  assert_non_null(strstr(st.message, gk_store_describe(f->store)));
+  assert_non_null(strstr(st.message, stream));
+  assert_non_null(strstr(st.message, "version 4"));
+  assert_sequences(&c, 1, 2);
+  collected_free(&c);
+  assert_int_equal(gk_store_read(f->store, stream, 3, -1, collect, &c, &st), GK_DATA_LOSS);
+  assert_string_equal(st.value, "3");
+  assert_int_equal(c.count, 0);
+
+  c = read_all(f->store, stream, 1, 2);
+  assert_sequences(&c, 1, 2);
+  collected_free(&c);
+  c = (collected){.stop_after = 1};
+  assert_int_equal(gk_store_read(f->store, stream, 1, -1, collect, &c, &st), GK_OK);
+  assert_sequences(&c, 1, 1);
+  collected_free(&c);
 }
 
 /* ---- opening ----------------------------------------------------------------- */
@@ -1044,6 +1254,9 @@ int main(void) {
       T(version_is_the_last_sequence_and_zero_for_an_unknown_stream),
       T(a_stale_expected_version_aborts_and_writes_nothing),
       T(a_recorded_idempotency_key_refuses_the_append_and_keeps_the_first_result),
+      T(a_recorded_key_with_a_stale_expected_version_fails_already_exists),
+      T(list_results_gives_every_record_of_the_stream_in_key_order),
+      T(list_results_gives_every_record_of_a_long_stream),
       T(a_snapshot_commits_with_its_events_and_loads_the_latest_at_or_before),
       T(list_streams_names_every_stream_in_name_order_with_its_version),
       T(concurrent_appends_to_one_stream_retry_until_each_lands_once),
@@ -1052,6 +1265,7 @@ int main(void) {
       T(an_empty_stream_name_is_an_invalid_argument_naming_the_stream),
       T(a_damaged_payload_fails_the_read_with_data_loss_naming_store_and_sequence),
       T(a_missing_event_fails_the_read_with_data_loss_naming_store_and_sequence),
+      T(a_read_to_the_end_of_a_stream_missing_its_last_events_fails_with_data_loss),
       T(the_description_names_the_store_and_never_a_password),
       T(a_store_of_another_format_fails_to_open_with_data_loss),
       T(a_new_store_opened_from_several_threads_at_once_opens_for_all),

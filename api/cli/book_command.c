@@ -20,6 +20,7 @@
  * already recorded with the first answer (replayed) and appends nothing.
  */
 #include "book_command.h"
+#include "book_migrate.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -806,6 +807,7 @@ static int run_verb(session *s, const book_args *a, const query_options *q) {
 void book_command_usage(FILE *out) {
   fputs("usage: greeks book <verb> [--store URL] [--now TIME] ...\n", out);
   for (int v = 0; v < V_COUNT; v++) fprintf(out, "  greeks book %s\n", verbs[v].synopsis);
+  fputs("  greeks book migrate --store FROM --to TO   (every book, verbatim and verified)\n", out);
   fputs("  --store: \"sqlite:PATH\", a path, or a PostgreSQL URL; default\n"
         "  $XDG_DATA_HOME/greeks/books.db, else ~/.local/share/greeks/books.db.\n"
         "  TIME: RFC 3339 (2027-01-15T21:00:00Z, fraction optional) or 'now'; --now sets the\n"
@@ -824,6 +826,7 @@ static int wants_help(int argc, char **argv) {
 }
 
 int book_command(int argc, char **argv) {
+  if (argc >= 1 && strcmp(argv[0], "migrate") == 0) return book_migrate_command(argc, argv);
   if (argc < 1 || wants_help(argc, argv)) {
     book_command_usage(argc < 1 ? stderr : stdout);
     return argc < 1 ? CLI_EXIT_UNUSABLE : CLI_EXIT_OK;

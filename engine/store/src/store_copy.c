@@ -138,9 +138,12 @@ static int by_key(const void *a, const void *b) {
   return strcmp(((const record *)a)->key, ((const record *)b)->key);
 }
 
+/* By sequence, then key: of two records at one sequence, the second in key
+ * order is the one named unplaceable. */
 static int by_sequence(const void *a, const void *b) {
-  int64_t x = (*(const record *const *)a)->sequence, y = (*(const record *const *)b)->sequence;
-  return (x > y) - (x < y);
+  const record *x = *(const record *const *)a, *y = *(const record *const *)b;
+  if (x->sequence != y->sequence) return (x->sequence > y->sequence) - (x->sequence < y->sequence);
+  return strcmp(x->key, y->key);
 }
 
 static gk_code unplaceable(const stream_plan *p, const char *what, const char *key,
@@ -158,7 +161,7 @@ static gk_code order_cuts(stream_plan *p, gk_status *status) {
   p->cuts = malloc((p->record_count ? p->record_count : 1) * sizeof *p->cuts);
   if (p->cuts == NULL) return out_of_memory("the idempotency records", status);
   for (size_t i = 0; i < p->record_count; i++) p->cuts[i] = &p->records[i];
-  qsort(p->cuts, p->record_count, sizeof *p->cuts, by_sequence);
+  if (p->record_count > 1) qsort(p->cuts, p->record_count, sizeof *p->cuts, by_sequence);
   for (size_t i = 0; i < p->record_count; i++) {
     const record *r = p->cuts[i];
     bool shared = i > 0 && p->cuts[i - 1]->sequence == r->sequence;
@@ -180,7 +183,7 @@ static gk_code plan_stream(gk_event_store *from, stream_plan *p, gk_status *stat
     rc = out_of_memory("the stream's idempotency records and snapshot", status);
   if (rc != GK_OK) return rc;
   if (p->snapshot.size == 0) p->snapshot.found = false; /* size 0 means none to an append */
-  qsort(p->records, p->record_count, sizeof *p->records, by_key);
+  if (p->record_count > 1) qsort(p->records, p->record_count, sizeof *p->records, by_key);
   return order_cuts(p, status);
 }
 
@@ -339,8 +342,10 @@ static int check_record(void *user, const char *key, int64_t sequence, const uin
   record_check *c = user;
   record probe;
   snprintf(probe.key, sizeof probe.key, "%s", key);
-  const record *want = bsearch(&probe, c->plan->records, c->plan->record_count,
-                               sizeof *c->plan->records, by_key);
+  const record *want = c->plan->record_count == 0
+                           ? NULL
+                           : bsearch(&probe, c->plan->records, c->plan->record_count,
+                                     sizeof *c->plan->records, by_key);
   c->seen++;
   if (want && want->sequence == sequence && want->size == size &&
       (size == 0 || memcmp(want->result, result, size) == 0))
