@@ -429,6 +429,31 @@ static void test_a_damaged_row_fails_naming_file_and_sequence(void **state) {
   assert_non_null(strstr(st.message, "sequence 2"));
 }
 
+static void test_load_all_replays_every_book_and_finds_damage_at_start(void **state) {
+  fixture *f = *state;
+  open_desk(f, "desk1");
+  open_desk(f, "desk2");
+  gk_status st;
+  gk_instrument c = option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 150);
+  must(send_trade(f->service, "desk2", "T1", c, 10, 5, T0 + 10, NULL, &st), &st);
+  close_service(f);
+  open_service(f, 0);
+  size_t books = 0;
+  must(gk_book_service_load_all(f->service, &books, &st), &st);
+  assert_int_equal(books, 2);
+  close_service(f);
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "UPDATE events SET checksum = checksum + 1 WHERE stream = "
+                                    "'book-desk2' AND sequence = 2", NULL, NULL, NULL),
+                   SQLITE_OK);
+  sqlite3_close(db);
+  open_service(f, 0);
+  assert_int_equal(gk_book_service_load_all(f->service, &books, &st), GK_DATA_LOSS);
+  assert_int_equal(books, 1); /* desk1 loaded, desk2 refused */
+  assert_non_null(strstr(st.message, "book-desk2"));
+}
+
 static void test_a_truncated_store_is_refused_at_open(void **state) {
   fixture *f = *state;
   open_desk(f, "desk1");
@@ -522,6 +547,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_a_damaged_row_fails_naming_file_and_sequence, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_a_truncated_store_is_refused_at_open, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_load_all_replays_every_book_and_finds_damage_at_start,
+                                      setup, teardown),
       cmocka_unit_test_setup_teardown(test_valuation_prices_at_the_book_market_and_skips_expired,
                                       setup, teardown),
   };

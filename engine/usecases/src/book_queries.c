@@ -134,6 +134,35 @@ static int list_one(void *user, const char *stream, int64_t version) {
   return l->visit(l->user, stream + 5, version);
 }
 
+typedef struct load_all_context {
+  gk_book_service *service;
+  size_t loaded;
+  gk_code code;
+  gk_status *status;
+} load_all_context;
+
+static int load_one(void *user, const char *book_id, int64_t version) {
+  (void)version;
+  load_all_context *l = user;
+  book_entry *e = book_entry_for(l->service, book_id, l->status);
+  if (e == NULL) {
+    l->code = l->status ? l->status->code : GK_RESOURCE_EXHAUSTED;
+    return 1;
+  }
+  pthread_mutex_lock(&e->lock);
+  l->code = catch_up(l->service, e, l->status);
+  pthread_mutex_unlock(&e->lock);
+  if (l->code == GK_OK) l->loaded++;
+  return l->code != GK_OK;
+}
+
+gk_code gk_book_service_load_all(gk_book_service *s, size_t *books, gk_status *status) {
+  load_all_context l = {s, 0, GK_OK, status};
+  gk_code rc = gk_list_books(s, load_one, &l, status);
+  if (books) *books = l.loaded;
+  return rc != GK_OK ? rc : l.code;
+}
+
 gk_code gk_list_books(gk_book_service *s, gk_book_list_visitor visit, void *user,
                       gk_status *status) {
   list_context l = {visit, user};

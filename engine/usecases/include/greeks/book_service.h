@@ -66,6 +66,13 @@ gk_book_service *gk_book_service_new(gk_event_store *store, const gk_book_servic
                                      gk_status *status);
 void gk_book_service_free(gk_book_service *service); /* NULL is a no-op */
 
+/* Replay on start: loads every book of the store (its latest snapshot, then the
+ * events after it) into the service's cache, so that the first command on each
+ * does not pay for it and a damaged book is found now, not mid-session. Sets
+ * *books (may be NULL) to the number loaded. Stops at the first failure
+ * (GK_DATA_LOSS naming the book and sequence, or the store's error). */
+gk_code gk_book_service_load_all(gk_book_service *service, size_t *books, gk_status *status);
+
 /* "book-<id>": the store stream of a book. */
 void gk_book_stream_name(const char *book_id, char *out, size_t size);
 
