@@ -413,47 +413,53 @@ gk_code gk_book_decide_limits(const gk_book *b, const gk_risk_limit *limits, siz
 
 /* ---- apply ------------------------------------------------------------------------------ */
 
-/* Room for `needed` elements: returns the (possibly moved) array, or NULL on
- * OOM leaving the old one. Arrays are passed by value and assigned back by the
- * typed wrappers below, never through a void ** (which would alias them). */
-static void *reserve(void *array, size_t *capacity, size_t needed, size_t size) {
-  if (needed <= *capacity) return array;
-  size_t grown = *capacity ? *capacity * 2 : 16;
-  while (grown < needed) grown *= 2;
-  void *p = realloc(array, grown * size);
-  if (p != NULL) *capacity = grown;
-  return p;
+/* Room for `needed` elements: *grown is the (possibly moved) array; false on
+ * OOM, the old array kept. The typed wrappers below assign it back, so no array
+ * is ever written through a void ** (which would alias it). */
+static bool reserve(void *array, size_t *capacity, size_t needed, size_t size, void **grown) {
+  *grown = array;
+  if (needed <= *capacity) return true;
+  size_t target = *capacity ? *capacity * 2 : 16;
+  while (target < needed) target *= 2;
+  void *p = realloc(array, target * size);
+  if (p == NULL) return false;
+  *grown = p;
+  *capacity = target;
+  return true;
 }
 
 /* Make sure `extra` more elements fit, array and index, so that adding them
  * cannot fail half way. */
 static bool reserve_positions(gk_book *b, size_t extra) {
-  gk_position *p = reserve(b->positions, &b->position_capacity, b->position_count + extra,
-                           sizeof *p);
-  if (p == NULL) return false;
+  void *p;
+  if (!reserve(b->positions, &b->position_capacity, b->position_count + extra,
+               sizeof *b->positions, &p))
+    return false;
   b->positions = p;
   return index_map_reserve(&b->position_index, extra);
 }
 
 static bool reserve_trades(gk_book *b, size_t extra) {
-  trade_ref *t = reserve(b->trades, &b->trade_capacity, b->trade_count + extra, sizeof *t);
-  if (t == NULL) return false;
+  void *t;
+  if (!reserve(b->trades, &b->trade_capacity, b->trade_count + extra, sizeof *b->trades, &t))
+    return false;
   b->trades = t;
   return index_map_reserve(&b->trade_index, extra);
 }
 
 static bool reserve_markets(gk_book *b, size_t extra) {
-  gk_market_quote *m = reserve(b->markets, &b->market_capacity, b->market_count + extra,
-                               sizeof *m);
-  if (m == NULL) return false;
+  void *m;
+  if (!reserve(b->markets, &b->market_capacity, b->market_count + extra, sizeof *b->markets, &m))
+    return false;
   b->markets = m;
   return index_map_reserve(&b->market_index, extra);
 }
 
 static bool reserve_strategies(gk_book *b, size_t extra) {
-  strategy_ref *r = reserve(b->strategies, &b->strategy_capacity, b->strategy_count + extra,
-                            sizeof *r);
-  if (r == NULL) return false;
+  void *r;
+  if (!reserve(b->strategies, &b->strategy_capacity, b->strategy_count + extra,
+               sizeof *b->strategies, &r))
+    return false;
   b->strategies = r;
   return true;
 }
