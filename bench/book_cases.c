@@ -11,6 +11,9 @@
  *                             service from its snapshot
  *   book/risk/positions:100000  that book valued with Greeks and an 11 x 5
  *                             scenario grid on the engine's pool
+ *   book/risk_tick/positions:1000000  one market tick folded into the live risk
+ *                             projection of a 1M-position book on 500 underlyings
+ *                             (greeks/risk_projection.h): p50 and p99 per tick
  *
  * Store files live in GREEKS_BENCH_DIR (default /tmp): durability is measured on
  * that file system, so run it where the service's store would live. Append cases
@@ -26,6 +29,7 @@
 #include <unistd.h>
 
 #include "greeks/book_service.h"
+#include "greeks/risk_projection.h"
 #include "greeks/clock.h"
 
 #define T0 INT64_C(1796083200000000)     /* 2026-12-01T00:00:00Z */
@@ -41,6 +45,7 @@ typedef struct book_bench {
   gk_book_service *service;
   gk_book *book;     /* replay: the folded book; risk: the 100k book */
   gk_pool *pool;
+  gk_risk_projection *projection; /* risk_tick */
   int run;           /* append: distinct trade ids per run */
   double *latency_us;
   size_t latency_count, latency_capacity;
@@ -329,11 +334,91 @@ static void run_risk(void *state) {
   gk_book_valuation_free(&v);
 }
 
+/* ---- live risk: one tick on a 1M-position book -------------------------------------- */
+
+enum { HUGE_POSITIONS = 1000000 };
+
+/* 500 underlyings x 2 types x 50 strikes x 20 monthly expiries: 1M contracts. */
+static gk_instrument huge_instrument(size_t i) {
+  gk_instrument in;
+  char symbol[16];
+  snprintf(symbol, sizeof symbol, "U%03zu", i % UNDERLYINGS);
+  size_t k = i / UNDERLYINGS; /* 0..1999 */
+  gk_instrument_option(symbol, k % 2 ? GK_PUT : GK_CALL, GK_STYLE_EUROPEAN,
+                       60.0 + (double)(k / 2 % 50) * 2,
+                       T0 + (int64_t)(1 + k / 100) * 30 * 86400000000LL, 100, &in, NULL);
+  return in;
+}
+
+static void huge_event(const gk_book *book, size_t index, gk_event *e) {
+  if (index <= UNDERLYINGS) {
+    big_event(book, index, e);
+    return;
+  }
+  memset(e, 0, sizeof *e);
+  size_t i = index - 1 - UNDERLYINGS;
+  gk_trade t = {.leg_count = 1, .trade_time_us = T0};
+  snprintf(t.trade_id, sizeof t.trade_id, "t%zu", i);
+  t.legs[0] = (gk_leg){huge_instrument(i), i % 3 ? 10 : -7, 4.5};
+  if (gk_book_decide_trade(book, &t, T0, e, NULL) != GK_OK) abort();
+  stamp(book, "big", e);
+}
+
+static const double tick_spot_shocks[11] = {-0.25, -0.2, -0.15, -0.1, -0.05, 0,
+                                            0.05,  0.1,  0.15,  0.2,  0.25};
+static const double tick_vol_shocks[5] = {-0.1, -0.05, 0, 0.05, 0.1};
+
+static void *create_risk_tick(const book_case *c, char *error, size_t size) {
+  book_bench *b = calloc(1, sizeof *b);
+  b->c = c;
+  pthread_mutex_init(&b->latency_lock, NULL);
+  b->book = build_stream(NULL, "book-big", 1 + UNDERLYINGS + HUGE_POSITIONS, huge_event, false,
+                         error, size);
+  gk_pool_options o = gk_pool_options_default();
+  gk_status st;
+  if (b->book == NULL || gk_pool_create(&o, &b->pool, &st) != GK_OK) return NULL;
+  gk_risk_projection_options po = {.grid = {{11, tick_spot_shocks, GK_SHOCK_RELATIVE},
+                                            {5, tick_vol_shocks, GK_SHOCK_ABSOLUTE}},
+                                   .pool = b->pool};
+  b->projection = gk_risk_projection_new(&po, &st);
+  gk_limit_crossing crossings[GK_MAX_CROSSINGS];
+  size_t count;
+  if (b->projection == NULL ||
+      gk_risk_projection_rebuild(b->projection, b->book, T0, crossings, &count, &st) != GK_OK) {
+    snprintf(error, size, "%s", st.message);
+    return NULL;
+  }
+  return b;
+}
+
+/* One market tick on the next underlying: fold it into the book, then into the
+ * projection (the touched underlying's 2,000 positions on the 11 x 5 grid). */
+static void run_risk_tick(void *state) {
+  book_bench *b = state;
+  gk_event e;
+  gk_market_quote q = {.spot = 100 + (double)(b->run % 7), .rate = 0.03, .yield = 0.01,
+                       .vol = 0.2, .market_time_us = T0};
+  snprintf(q.underlying, sizeof q.underlying, "U%03d", b->run % UNDERLYINGS);
+  int64_t start = gk_monotonic_ns();
+  gk_status st;
+  if (gk_book_decide_market(b->book, &q, &e, &st) != GK_OK) abort();
+  stamp(b->book, "big", &e);
+  gk_limit_crossing crossings[GK_MAX_CROSSINGS];
+  size_t count;
+  if (gk_book_apply(b->book, &e, &st) != GK_OK ||
+      gk_risk_projection_apply(b->projection, b->book, &e, 1, T0, crossings, &count, &st) != GK_OK)
+    abort();
+  double us = (double)(gk_monotonic_ns() - start) / 1e3;
+  record_latency(b, &us, 1);
+  b->run++;
+}
+
 static void destroy(void *state) {
   book_bench *b = state;
   if (b == NULL) return;
   gk_book_service_free(b->service);
   gk_store_close(b->store);
+  gk_risk_projection_free(b->projection);
   gk_book_free(b->book);
   gk_pool_destroy(b->pool);
   free(b->latency_us);
@@ -367,6 +452,7 @@ static const book_case cases[] = {
     {"book/snapshot_load/positions:100000", BOOK_POSITIONS, 1, create_snapshot_load,
      run_snapshot_load, destroy},
     {"book/risk/positions:100000", BOOK_POSITIONS, 0, create_risk, run_risk, destroy},
+    {"book/risk_tick/positions:1000000", 1, 0, create_risk_tick, run_risk_tick, destroy},
 };
 
 size_t book_cases_count(void) { return sizeof cases / sizeof cases[0]; }

@@ -22,7 +22,8 @@ typedef struct book_case {
 
 size_t book_cases_count(void);
 const book_case *book_cases_get(size_t i);
-/* Acknowledgement latency of the append cases over every run so far. */
+/* Latency percentiles over every run so far: each trade's acknowledgement
+ * (append cases), each tick's fold into the projection (risk_tick). */
 bool book_case_latency(void *state, double *p50_us, double *p99_us);
 
 #ifdef __cplusplus

@@ -39,12 +39,19 @@ typedef struct path_columns {
 
 typedef struct valuation_work {
   const gk_book *book;
+  const size_t *subset; /* book positions to value, in this order; NULL: all */
+  size_t subset_count;
   gk_book_valuation *out;
   const gk_scenario_grid *grid;
   size_t grid_size;
   path_columns european, american;
   double *market_spot, *market_rate, *market_yield;
 } valuation_work;
+
+/* The book position valued in output slot i. */
+static const gk_position *position_at(const valuation_work *w, size_t i) {
+  return gk_book_position(w->book, w->subset ? w->subset[i] : i);
+}
 
 static void free_columns(path_columns *c) {
   free(c->position), free(c->underlying), free(c->type), free(c->spot), free(c->strike);
@@ -82,7 +89,7 @@ static bool alloc_results(valuation_work *w) {
   gk_book_valuation *o = w->out;
   size_t markets = gk_book_market_count(w->book), m = markets ? markets : 1;
   size_t g = w->grid_size ? w->grid_size : 1;
-  o->count = gk_book_position_count(w->book);
+  o->count = w->subset ? w->subset_count : gk_book_position_count(w->book);
   o->underlying_count = markets;
   o->positions = calloc(o->count ? o->count : 1, sizeof *o->positions);
   o->per_underlying = calloc(m, sizeof *o->per_underlying);
@@ -146,7 +153,7 @@ static void value_underlying(valuation_work *w, size_t index, size_t m, const gk
 
 static void classify(valuation_work *w, int64_t valuation_us) {
   for (size_t i = 0; i < w->out->count; i++) {
-    const gk_position *p = gk_book_position(w->book, i);
+    const gk_position *p = position_at(w, i);
     gk_position_value *v = &w->out->positions[i];
     size_t m = market_index(w->book, p->instrument.underlying);
     double years = p->instrument.kind == GK_KIND_OPTION
@@ -301,7 +308,7 @@ static void totals(valuation_work *w) {
   memset(&o->total, 0, sizeof o->total);
   for (size_t u = 0; u < o->underlying_count; u++) add_risk(&o->total, &o->per_underlying[u]);
   for (size_t i = 0; i < o->count; i++) {
-    const gk_position *p = gk_book_position(w->book, i);
+    const gk_position *p = position_at(w, i);
     gk_position_value *v = &o->positions[i];
     o->realized_pnl += p->realized_pnl;
     if (v->state != GK_VALUED) continue;
@@ -321,9 +328,22 @@ static void fill_markets(valuation_work *w) {
 gk_code gk_value_book(const gk_book *book, int64_t valuation_us, const gk_scenario_grid *grid,
                       gk_american_method method, gk_pool *pool, gk_book_valuation *out,
                       gk_status *status) {
+  return gk_value_book_positions(book, NULL, 0, valuation_us, grid, method, pool, out, status);
+}
+
+gk_code gk_value_book_positions(const gk_book *book, const size_t *positions, size_t count,
+                                int64_t valuation_us, const gk_scenario_grid *grid,
+                                gk_american_method method, gk_pool *pool,
+                                gk_book_valuation *out, gk_status *status) {
   memset(out, 0, sizeof *out);
+  for (size_t i = 0; positions && i < count; i++)
+    if (positions[i] >= gk_book_position_count(book))
+      return gk_status_set(status, GK_INVALID_ARGUMENT, "positions", "", (int64_t)i,
+                           "position index %zu is not in the book (%zu positions)", positions[i],
+                           gk_book_position_count(book));
   gk_scenario_grid none = {{0, NULL, GK_SHOCK_RELATIVE}, {0, NULL, GK_SHOCK_ABSOLUTE}};
-  valuation_work w = {.book = book, .out = out, .grid = grid ? grid : &none};
+  valuation_work w = {.book = book, .subset = positions, .subset_count = count, .out = out,
+                      .grid = grid ? grid : &none};
   w.grid_size = w.grid->spot.count * w.grid->vol.count;
   out->spot_count = w.grid->spot.count, out->vol_count = w.grid->vol.count;
   gk_code rc = alloc_results(&w) ? GK_OK : out_of_memory(status);

@@ -202,6 +202,15 @@ gk_code gk_value_book(const gk_book *book, int64_t valuation_us, const gk_scenar
                       gk_book_valuation *out, gk_status *status);
 void gk_book_valuation_free(gk_book_valuation *valuation);
 
+/* gk_value_book on the book positions positions[0..count) only (indices into
+ * gk_book_position), in that order: out->positions[k] is positions[k]'s value,
+ * per_underlying and the grid sum them alone. What a projection recomputes when
+ * one underlying moves. positions NULL: every position. */
+gk_code gk_value_book_positions(const gk_book *book, const size_t *positions, size_t count,
+                                int64_t valuation_us, const gk_scenario_grid *grid,
+                                gk_american_method method, gk_pool *pool,
+                                gk_book_valuation *out, gk_status *status);
+
 #ifdef __cplusplus
 }
 #endif

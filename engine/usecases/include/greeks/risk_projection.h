@@ -1,0 +1,113 @@
+/*
+ * greeks/risk_projection.h - a book's live risk, kept current from its committed
+ * events: aggregated Greeks per underlying and for the book (dollar delta and
+ * dollar gamma included), gross notional, the spot x vol scenario grid, and the
+ * book's limits watched with hysteresis. The read model the risk agent serves
+ * (issue "Agents on the book"); it never appends.
+ *
+ * Incremental: an event recomputes only the underlyings it touches (a trade's
+ * legs, a market update's underlying); a limits update re-evaluates the limits.
+ * Each underlying's figures come from valuing that underlying's positions alone
+ * (gk_value_book_positions, in book position order), and the book's totals are
+ * summed over underlyings in a fixed order, so the incremental result equals a
+ * full rebuild bit for bit at the same valuation times (tests/test_risk_projection.c
+ * checks it on random sequences of trades and ticks).
+ *
+ * Limits: a level (soft or hard) is breached when |value| rises above it, and
+ * restored only when it falls below level x (1 - hysteresis) (default 5%), so a
+ * value hovering at the level does not flap. Each crossing is reported once, as a
+ * gk_limit_edge with the event type RiskLimitBreached or RiskLimitRestored, for
+ * the caller to journal and publish.
+ *
+ * Metrics (greeks/book.h, gk_limit_metric), each for the whole book (limit
+ * underlying "") or one underlying:
+ *   dollar_delta  |sum delta x S x quantity x multiplier|
+ *   dollar_gamma  |sum gamma x S^2 x quantity x multiplier|
+ *   vega          |sum vega x quantity x multiplier| (per 1.00 of vol)
+ *   worst_scenario_loss  max(0, -min over the grid of the scenario P&L)
+ *   gross_notional       sum |quantity| x multiplier x S over valued positions
+ *
+ * Time: each recomputation values at the valuation time it is given; an
+ * underlying not touched keeps the time it was last valued at (a caller that
+ * wants the passage of time reflected everywhere calls gk_risk_projection_rebuild).
+ *
+ * Not thread-safe: one owner (the risk agent) at a time.
+ */
+#ifndef GREEKS_RISK_PROJECTION_H
+#define GREEKS_RISK_PROJECTION_H
+
+#include "greeks/book_service.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct gk_risk_projection gk_risk_projection;
+
+typedef struct gk_risk_projection_options {
+  gk_scenario_grid grid;            /* copied; empty axes: no grid (worst loss 0) */
+  double hysteresis;                /* 0: default 0.05; must be in [0, 0.5] */
+  gk_american_method american_method;
+  gk_pool *pool;                    /* may be NULL; borrowed */
+} gk_risk_projection_options;
+
+/* NULL with a status on a bad option (the grid's rules as gk_revalue_portfolio's)
+ * or OOM. */
+gk_risk_projection *gk_risk_projection_new(const gk_risk_projection_options *options,
+                                           gk_status *status);
+void gk_risk_projection_free(gk_risk_projection *projection); /* NULL is a no-op */
+
+/* One underlying's risk. */
+typedef struct gk_underlying_risk {
+  char underlying[GK_SYMBOL_SIZE];
+  gk_risk risk;            /* value, Greeks, dollar delta and gamma, valued positions */
+  double gross_notional;
+  double worst_loss;       /* max(0, -min(pnl)) */
+  const double *pnl;       /* spot_count x vol_count, or NULL without a grid */
+  int64_t valued_at_us;
+} gk_underlying_risk;
+
+/* A limit crossing: edge.limit and level say which, edge.value and threshold
+ * what; type is GK_EVENT_RISK_LIMIT_BREACHED or GK_EVENT_RISK_LIMIT_RESTORED. */
+typedef struct gk_limit_crossing {
+  gk_event_type type;
+  gk_limit_edge edge;
+} gk_limit_crossing;
+
+#define GK_MAX_CROSSINGS (2 * GK_MAX_LIMITS) /* a soft and a hard level per limit */
+
+/* Recomputes everything from `book` at valuation_us and evaluates every limit.
+ * Crossings relative to the previous state go to crossings[0..*count). */
+gk_code gk_risk_projection_rebuild(gk_risk_projection *projection, const gk_book *book,
+                                   int64_t valuation_us, gk_limit_crossing *crossings,
+                                   size_t *count, gk_status *status);
+
+/* Folds committed events: `book` is the state after them (the caller applied
+ * them). Recomputes the touched underlyings at valuation_us, then evaluates the
+ * limits (all of them when the events set new limits). Crossings go to
+ * crossings[0..*count) (room for GK_MAX_CROSSINGS). A book other than the one
+ * rebuilt (another id, or an older version) is GK_FAILED_PRECONDITION. */
+gk_code gk_risk_projection_apply(gk_risk_projection *projection, const gk_book *book,
+                                 const gk_event *events, size_t event_count, int64_t valuation_us,
+                                 gk_limit_crossing *crossings, size_t *count, gk_status *status);
+
+/* The book's totals (summed over underlyings in the order they first appeared)
+ * and each underlying's figures; views valid until the next call. */
+const gk_underlying_risk *gk_risk_projection_total(const gk_risk_projection *projection);
+size_t gk_risk_projection_underlying_count(const gk_risk_projection *projection);
+const gk_underlying_risk *gk_risk_projection_underlying(const gk_risk_projection *projection,
+                                                        size_t index);
+const gk_underlying_risk *gk_risk_projection_find(const gk_risk_projection *projection,
+                                                  const char *underlying);
+/* The current value of a limit's metric (|.| as above). */
+double gk_risk_projection_metric(const gk_risk_projection *projection, const gk_risk_limit *limit);
+/* Whether a limit's level is currently breached (hard: 1 for the hard level). */
+bool gk_risk_projection_breached(const gk_risk_projection *projection, const gk_risk_limit *limit,
+                                 int hard);
+int64_t gk_risk_projection_version(const gk_risk_projection *projection); /* book version folded */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GREEKS_RISK_PROJECTION_H */

@@ -1,0 +1,436 @@
+/*
+ * risk_projection.c - a book's live risk, folded from its committed events
+ * (greeks/risk_projection.h).
+ *
+ * State: one entry per underlying, in the order its first position appeared in
+ * the book, holding the indices of its positions (books only ever add
+ * positions, so the lists only grow) and its last valuation; the book's totals;
+ * and a breached flag per limit level. An event marks the underlyings it
+ * touches; each marked underlying is valued alone with gk_value_book_positions
+ * (its positions in book order), then the totals are summed over underlyings in
+ * their fixed order. That is the whole trick behind "incremental equals a full
+ * rebuild, bit for bit": both paths run the same per-underlying computation and
+ * the same final sum.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "greeks/risk_projection.h"
+
+typedef struct underlying_state {
+  gk_underlying_risk view;
+  double *pnl;       /* grid_size entries, or NULL without a grid */
+  size_t *positions; /* book position indices, ascending */
+  size_t count, capacity;
+  bool touched;
+} underlying_state;
+
+typedef struct limit_state {
+  gk_risk_limit limit;
+  bool breached[2]; /* [0] soft, [1] hard */
+} limit_state;
+
+struct gk_risk_projection {
+  gk_scenario_grid grid;
+  double spot_shocks[GK_MAX_SCENARIO_AXIS], vol_shocks[GK_MAX_SCENARIO_AXIS];
+  size_t grid_size;
+  double hysteresis;
+  gk_american_method method;
+  gk_pool *pool;
+  char book_id[GK_BOOK_ID_SIZE];
+  int64_t version;
+  size_t positions_seen;
+  underlying_state *underlyings;
+  size_t underlying_count, underlying_capacity;
+  uint32_t *slots; /* open addressing: underlying index + 1 by symbol hash */
+  size_t slot_capacity;
+  gk_underlying_risk total;
+  double *total_pnl;
+  limit_state limits[GK_MAX_LIMITS];
+  size_t limit_count;
+};
+
+/* ---- lifetime ----------------------------------------------------------------------- */
+
+static gk_code check_axis(const gk_scenario_axis *axis, const char *field, gk_status *status) {
+  if (axis->count > GK_MAX_SCENARIO_AXIS || (axis->count && axis->shocks == NULL))
+    return gk_status_set(status, GK_INVALID_ARGUMENT, field, "", GK_STATUS_NO_INDEX,
+                         "%s: at most %d shocks, and the array when there are any", field,
+                         GK_MAX_SCENARIO_AXIS);
+  for (size_t i = 0; i < axis->count; i++)
+    if (!isfinite(axis->shocks[i]) ||
+        (axis->mode == GK_SHOCK_RELATIVE && axis->shocks[i] <= -1))
+      return gk_status_set(status, GK_INVALID_ARGUMENT, field, "", (int64_t)i,
+                           "%s[%zu] must be finite (and > -1 when relative)", field, i);
+  return GK_OK;
+}
+
+gk_risk_projection *gk_risk_projection_new(const gk_risk_projection_options *o,
+                                           gk_status *status) {
+  gk_risk_projection_options none = {0};
+  if (o == NULL) o = &none;
+  double h = o->hysteresis == 0 ? 0.05 : o->hysteresis;
+  if (!(h >= 0 && h <= 0.5)) {
+    gk_status_set(status, GK_INVALID_ARGUMENT, "hysteresis", "", GK_STATUS_NO_INDEX,
+                  "hysteresis must be in [0, 0.5] (a fraction of the level)");
+    return NULL;
+  }
+  if (check_axis(&o->grid.spot, "grid.spot", status) != GK_OK ||
+      check_axis(&o->grid.vol, "grid.vol", status) != GK_OK)
+    return NULL;
+  gk_risk_projection *p = calloc(1, sizeof *p);
+  size_t grid_size = o->grid.spot.count * o->grid.vol.count;
+  if (p && grid_size) p->total_pnl = calloc(grid_size, sizeof *p->total_pnl);
+  if (p == NULL || (grid_size && p->total_pnl == NULL)) {
+    free(p);
+    gk_status_set(status, GK_RESOURCE_EXHAUSTED, "projection", "", GK_STATUS_NO_INDEX,
+                  "out of memory creating a risk projection");
+    return NULL;
+  }
+  p->grid = o->grid;
+  memcpy(p->spot_shocks, o->grid.spot.shocks ? o->grid.spot.shocks : p->spot_shocks,
+         o->grid.spot.count * sizeof(double));
+  memcpy(p->vol_shocks, o->grid.vol.shocks ? o->grid.vol.shocks : p->vol_shocks,
+         o->grid.vol.count * sizeof(double));
+  p->grid.spot.shocks = p->spot_shocks;
+  p->grid.vol.shocks = p->vol_shocks;
+  p->grid_size = grid_size;
+  p->hysteresis = h;
+  p->method = o->american_method;
+  p->pool = o->pool;
+  p->total.pnl = grid_size ? p->total_pnl : NULL;
+  return p;
+}
+
+static void clear_underlyings(gk_risk_projection *p) {
+  for (size_t i = 0; i < p->underlying_count; i++) {
+    free(p->underlyings[i].pnl);
+    free(p->underlyings[i].positions);
+  }
+  free(p->underlyings);
+  free(p->slots);
+  p->underlyings = NULL;
+  p->slots = NULL;
+  p->underlying_count = p->underlying_capacity = p->slot_capacity = 0;
+  p->positions_seen = 0;
+}
+
+void gk_risk_projection_free(gk_risk_projection *p) {
+  if (p == NULL) return;
+  clear_underlyings(p);
+  free(p->total_pnl);
+  free(p);
+}
+
+/* ---- underlyings by symbol ------------------------------------------------------------- */
+
+static uint64_t symbol_hash(const char *s) {
+  uint64_t h = UINT64_C(1469598103934665603);
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * UINT64_C(1099511628211);
+  return h ^ (h >> 29);
+}
+
+static size_t find_underlying(const gk_risk_projection *p, const char *symbol) {
+  if (p->slot_capacity == 0) return SIZE_MAX;
+  size_t mask = p->slot_capacity - 1;
+  for (size_t i = symbol_hash(symbol) & mask;; i = (i + 1) & mask) {
+    if (p->slots[i] == 0) return SIZE_MAX;
+    if (strcmp(p->underlyings[p->slots[i] - 1].view.underlying, symbol) == 0)
+      return p->slots[i] - 1;
+  }
+}
+
+static bool rehash(gk_risk_projection *p, size_t capacity) {
+  uint32_t *slots = calloc(capacity, sizeof *slots);
+  if (slots == NULL) return false;
+  for (size_t u = 0; u < p->underlying_count; u++) {
+    size_t i = symbol_hash(p->underlyings[u].view.underlying) & (capacity - 1);
+    while (slots[i]) i = (i + 1) & (capacity - 1);
+    slots[i] = (uint32_t)(u + 1);
+  }
+  free(p->slots);
+  p->slots = slots;
+  p->slot_capacity = capacity;
+  return true;
+}
+
+/* The underlying's entry, created at the end of the order when new. */
+static size_t underlying_for(gk_risk_projection *p, const char *symbol) {
+  size_t u = find_underlying(p, symbol);
+  if (u != SIZE_MAX) return u;
+  if (p->underlying_count == p->underlying_capacity) {
+    size_t capacity = p->underlying_capacity ? 2 * p->underlying_capacity : 16;
+    underlying_state *grown = realloc(p->underlyings, capacity * sizeof *grown);
+    if (grown == NULL) return SIZE_MAX;
+    p->underlyings = grown;
+    p->underlying_capacity = capacity;
+  }
+  if ((p->underlying_count + 1) * 2 > p->slot_capacity &&
+      !rehash(p, p->slot_capacity ? 2 * p->slot_capacity : 32))
+    return SIZE_MAX;
+  underlying_state *s = &p->underlyings[p->underlying_count];
+  memset(s, 0, sizeof *s);
+  memcpy(s->view.underlying, symbol, strnlen(symbol, GK_SYMBOL_SIZE - 1));
+  if (p->grid_size && (s->pnl = calloc(p->grid_size, sizeof *s->pnl)) == NULL) return SIZE_MAX;
+  s->view.pnl = s->pnl;
+  p->underlying_count++;
+  if (!rehash(p, p->slot_capacity)) { /* places the new entry */
+    free(s->pnl);
+    p->underlying_count--;
+    return SIZE_MAX;
+  }
+  return p->underlying_count - 1;
+}
+
+static bool add_position(gk_risk_projection *p, size_t u, size_t index) {
+  underlying_state *s = &p->underlyings[u];
+  if (s->count == s->capacity) {
+    size_t capacity = s->capacity ? 2 * s->capacity : 8;
+    size_t *grown = realloc(s->positions, capacity * sizeof *grown);
+    if (grown == NULL) return false;
+    s->positions = grown;
+    s->capacity = capacity;
+  }
+  s->positions[s->count++] = index;
+  s->touched = true;
+  return true;
+}
+
+/* Positions the book gained since the last look join their underlyings. */
+static gk_code index_new_positions(gk_risk_projection *p, const gk_book *book, gk_status *status) {
+  size_t n = gk_book_position_count(book);
+  for (; p->positions_seen < n; p->positions_seen++) {
+    const gk_position *pos = gk_book_position(book, p->positions_seen);
+    size_t u = underlying_for(p, pos->instrument.underlying);
+    if (u == SIZE_MAX || !add_position(p, u, p->positions_seen))
+      return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "projection", "", GK_STATUS_NO_INDEX,
+                           "out of memory indexing the book's positions");
+  }
+  return GK_OK;
+}
+
+/* ---- valuation ------------------------------------------------------------------------------ */
+
+static gk_code value_underlying(gk_risk_projection *p, const gk_book *book, underlying_state *s,
+                                int64_t valuation_us, gk_status *status) {
+  gk_book_valuation v;
+  gk_code rc = gk_value_book_positions(book, s->positions, s->count, valuation_us, &p->grid,
+                                       p->method, p->pool, &v, status);
+  if (rc != GK_OK) return rc;
+  s->view.risk = v.total;
+  s->view.gross_notional = 0;
+  for (size_t k = 0; k < v.count; k++) {
+    const gk_position *pos = gk_book_position(book, s->positions[k]);
+    if (v.positions[k].state != GK_VALUED) continue;
+    s->view.gross_notional +=
+        fabs((double)pos->quantity) * pos->instrument.multiplier * v.positions[k].spot;
+  }
+  double worst = 0;
+  for (size_t g = 0; g < p->grid_size; g++) {
+    s->pnl[g] = v.pnl[g];
+    if (-v.pnl[g] > worst) worst = -v.pnl[g];
+  }
+  s->view.worst_loss = worst;
+  s->view.valued_at_us = valuation_us;
+  s->touched = false;
+  gk_book_valuation_free(&v);
+  return GK_OK;
+}
+
+static void add_risk(gk_risk *sum, const gk_risk *r) {
+  sum->value += r->value, sum->delta += r->delta, sum->gamma += r->gamma;
+  sum->vega += r->vega, sum->theta += r->theta, sum->rho += r->rho, sum->phi += r->phi;
+  sum->dollar_delta += r->dollar_delta, sum->dollar_gamma += r->dollar_gamma;
+  sum->positions += r->positions;
+}
+
+static void sum_totals(gk_risk_projection *p) {
+  gk_underlying_risk *t = &p->total;
+  memset(&t->risk, 0, sizeof t->risk);
+  t->gross_notional = 0;
+  t->valued_at_us = 0;
+  for (size_t g = 0; g < p->grid_size; g++) p->total_pnl[g] = 0;
+  for (size_t u = 0; u < p->underlying_count; u++) {
+    const underlying_state *s = &p->underlyings[u];
+    add_risk(&t->risk, &s->view.risk);
+    t->gross_notional += s->view.gross_notional;
+    for (size_t g = 0; g < p->grid_size; g++) p->total_pnl[g] += s->pnl[g];
+    if (s->view.valued_at_us > t->valued_at_us) t->valued_at_us = s->view.valued_at_us;
+  }
+  double worst = 0;
+  for (size_t g = 0; g < p->grid_size; g++)
+    if (-p->total_pnl[g] > worst) worst = -p->total_pnl[g];
+  t->worst_loss = worst;
+}
+
+static gk_code value_touched(gk_risk_projection *p, const gk_book *book, int64_t valuation_us,
+                             gk_status *status) {
+  for (size_t u = 0; u < p->underlying_count; u++) {
+    if (!p->underlyings[u].touched) continue;
+    gk_code rc = value_underlying(p, book, &p->underlyings[u], valuation_us, status);
+    if (rc != GK_OK) return rc;
+  }
+  sum_totals(p);
+  return GK_OK;
+}
+
+/* ---- limits ------------------------------------------------------------------------------------ */
+
+double gk_risk_projection_metric(const gk_risk_projection *p, const gk_risk_limit *l) {
+  const gk_underlying_risk *r =
+      l->underlying[0] ? gk_risk_projection_find(p, l->underlying) : &p->total;
+  if (r == NULL) return 0;
+  switch (l->metric) {
+    case GK_LIMIT_DOLLAR_DELTA: return fabs(r->risk.dollar_delta);
+    case GK_LIMIT_DOLLAR_GAMMA: return fabs(r->risk.dollar_gamma);
+    case GK_LIMIT_VEGA: return fabs(r->risk.vega);
+    case GK_LIMIT_WORST_SCENARIO_LOSS: return r->worst_loss;
+    case GK_LIMIT_GROSS_NOTIONAL: return r->gross_notional;
+  }
+  return 0;
+}
+
+static bool same_limit(const gk_risk_limit *a, const gk_risk_limit *b) {
+  return a->metric == b->metric && strcmp(a->underlying, b->underlying) == 0;
+}
+
+/* Takes the book's limits, keeping the breach state of a limit that stays. */
+static void sync_limits(gk_risk_projection *p, const gk_book *book) {
+  const gk_risk_limits_set *set = gk_book_limits(book);
+  limit_state next[GK_MAX_LIMITS];
+  for (size_t i = 0; i < set->count; i++) {
+    next[i].limit = set->limits[i];
+    next[i].breached[0] = next[i].breached[1] = false;
+    for (size_t j = 0; j < p->limit_count; j++)
+      if (same_limit(&p->limits[j].limit, &set->limits[i])) {
+        next[i].breached[0] = p->limits[j].breached[0];
+        next[i].breached[1] = p->limits[j].breached[1];
+      }
+  }
+  memcpy(p->limits, next, set->count * sizeof *next);
+  p->limit_count = set->count;
+}
+
+/* Breached above the level; restored only below level x (1 - hysteresis). */
+static void evaluate_level(gk_risk_projection *p, limit_state *s, int hard,
+                           gk_limit_crossing *out, size_t *count) {
+  double level = hard ? s->limit.hard : s->limit.soft;
+  if (level <= 0) {
+    s->breached[hard] = false;
+    return;
+  }
+  double value = gk_risk_projection_metric(p, &s->limit);
+  bool was = s->breached[hard];
+  bool now = was ? value >= level * (1 - p->hysteresis) : value > level;
+  if (now == was) return;
+  s->breached[hard] = now;
+  gk_limit_crossing *c = &out[(*count)++];
+  c->type = now ? GK_EVENT_RISK_LIMIT_BREACHED : GK_EVENT_RISK_LIMIT_RESTORED;
+  c->edge.limit = s->limit;
+  c->edge.hard = (uint8_t)hard;
+  c->edge.value = value;
+  c->edge.threshold = level;
+}
+
+static void evaluate_limits(gk_risk_projection *p, gk_limit_crossing *out, size_t *count) {
+  for (size_t i = 0; i < p->limit_count; i++) {
+    evaluate_level(p, &p->limits[i], 0, out, count);
+    evaluate_level(p, &p->limits[i], 1, out, count);
+  }
+}
+
+/* ---- folding events --------------------------------------------------------------------------- */
+
+static void touch(gk_risk_projection *p, const char *symbol) {
+  size_t u = find_underlying(p, symbol);
+  if (u != SIZE_MAX) p->underlyings[u].touched = true;
+}
+
+static void touch_legs(gk_risk_projection *p, const gk_leg *legs, size_t count) {
+  for (size_t i = 0; i < count && i < GK_MAX_LEGS; i++) touch(p, legs[i].instrument.underlying);
+}
+
+static void touch_event(gk_risk_projection *p, const gk_event *e) {
+  switch (e->type) {
+    case GK_EVENT_TRADE_EXECUTED:
+      touch_legs(p, e->as.trade_executed.legs, e->as.trade_executed.leg_count);
+      break;
+    case GK_EVENT_TRADE_CORRECTED:
+      touch_legs(p, e->as.trade_corrected.reversed, e->as.trade_corrected.reversed_count);
+      touch_legs(p, e->as.trade_corrected.replacement, e->as.trade_corrected.replacement_count);
+      break;
+    case GK_EVENT_MARKET_UPDATED: touch(p, e->as.market_updated.underlying); break;
+    default: break;
+  }
+}
+
+static gk_code check_book(const gk_risk_projection *p, const gk_book *book, gk_status *status) {
+  if (strcmp(p->book_id, gk_book_id(book)) == 0 && gk_book_version(book) >= p->version)
+    return GK_OK;
+  return gk_status_set(status, GK_FAILED_PRECONDITION, "book_id", gk_book_id(book),
+                       GK_STATUS_NO_INDEX,
+                       "the projection follows book %s at version %lld: rebuild it for book %s "
+                       "at version %lld", p->book_id, (long long)p->version, gk_book_id(book),
+                       (long long)gk_book_version(book));
+}
+
+gk_code gk_risk_projection_rebuild(gk_risk_projection *p, const gk_book *book,
+                                   int64_t valuation_us, gk_limit_crossing *crossings,
+                                   size_t *count, gk_status *status) {
+  *count = 0;
+  clear_underlyings(p);
+  memcpy(p->book_id, gk_book_id(book), strnlen(gk_book_id(book), GK_BOOK_ID_SIZE - 1) + 1);
+  gk_code rc = index_new_positions(p, book, status);
+  if (rc == GK_OK) rc = value_touched(p, book, valuation_us, status);
+  if (rc != GK_OK) return rc;
+  p->version = gk_book_version(book);
+  sync_limits(p, book);
+  evaluate_limits(p, crossings, count);
+  return GK_OK;
+}
+
+gk_code gk_risk_projection_apply(gk_risk_projection *p, const gk_book *book,
+                                 const gk_event *events, size_t event_count, int64_t valuation_us,
+                                 gk_limit_crossing *crossings, size_t *count, gk_status *status) {
+  *count = 0;
+  gk_code rc = check_book(p, book, status);
+  if (rc == GK_OK) rc = index_new_positions(p, book, status);
+  if (rc != GK_OK) return rc;
+  for (size_t i = 0; i < event_count; i++) touch_event(p, &events[i]);
+  rc = value_touched(p, book, valuation_us, status);
+  if (rc != GK_OK) return rc;
+  p->version = gk_book_version(book);
+  sync_limits(p, book);
+  evaluate_limits(p, crossings, count);
+  return GK_OK;
+}
+
+/* ---- views --------------------------------------------------------------------------------------- */
+
+const gk_underlying_risk *gk_risk_projection_total(const gk_risk_projection *p) {
+  return &p->total;
+}
+
+size_t gk_risk_projection_underlying_count(const gk_risk_projection *p) {
+  return p->underlying_count;
+}
+
+const gk_underlying_risk *gk_risk_projection_underlying(const gk_risk_projection *p, size_t i) {
+  return i < p->underlying_count ? &p->underlyings[i].view : NULL;
+}
+
+const gk_underlying_risk *gk_risk_projection_find(const gk_risk_projection *p,
+                                                  const char *underlying) {
+  size_t u = find_underlying(p, underlying);
+  return u == SIZE_MAX ? NULL : &p->underlyings[u].view;
+}
+
+bool gk_risk_projection_breached(const gk_risk_projection *p, const gk_risk_limit *limit,
+                                 int hard) {
+  for (size_t i = 0; i < p->limit_count; i++)
+    if (same_limit(&p->limits[i].limit, limit)) return p->limits[i].breached[hard ? 1 : 0];
+  return false;
+}
+
+int64_t gk_risk_projection_version(const gk_risk_projection *p) { return p->version; }

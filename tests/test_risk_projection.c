@@ -1,0 +1,270 @@
+/*
+ * test_risk_projection.c - the live risk projection (greeks/risk_projection.h):
+ *   - on random sequences of trades (European, American, the underlying itself,
+ *     corrections) and ticks, the incremental projection equals a full rebuild
+ *     bit for bit after every step, and its totals agree with one whole-book
+ *     valuation (gk_value_book, another summation order) to rounding;
+ *   - limits cross with hysteresis, each crossing reported once, on values a
+ *     position in the underlying makes exact (dollar delta = quantity x spot);
+ *   - a projection fed another book refuses.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "greeks/risk_projection.h"
+#include "support/test_support.h"
+
+#define T0 INT64_C(1796083200000000)     /* 2026-12-01T00:00:00Z */
+#define YEAR INT64_C(31536000000000)
+
+static const double spot_shocks[] = {-0.2, -0.1, 0, 0.1, 0.2};
+static const double vol_shocks[] = {-0.05, 0, 0.05};
+
+static gk_risk_projection *projection(void) {
+  gk_risk_projection_options o = {
+      .grid = {{5, spot_shocks, GK_SHOCK_RELATIVE}, {3, vol_shocks, GK_SHOCK_ABSOLUTE}}};
+  gk_status st;
+  gk_risk_projection *p = gk_risk_projection_new(&o, &st);
+  if (p == NULL) fail_msg("%s", st.message);
+  return p;
+}
+
+/* Stamps and applies a decided event; returns it for the projection. */
+static const gk_event *commit(gk_book *book, gk_event *e) {
+  e->meta.sequence = gk_book_version(book) + 1;
+  e->meta.time_us = T0;
+  snprintf(e->meta.book_id, sizeof e->meta.book_id, "desk");
+  gk_status st;
+  if (gk_book_apply(book, e, &st) != GK_OK) fail_msg("apply: %s", st.message);
+  return e;
+}
+
+static gk_book *open_book(void) {
+  gk_book *book = gk_book_new();
+  gk_event e;
+  assert_int_equal(gk_book_decide_open(book, "desk", "", "USD", &e, NULL), GK_OK);
+  commit(book, &e);
+  return book;
+}
+
+static const char *const symbols[] = {"AAPL", "MSFT", "SPY", "QQQ", "IWM"};
+
+static gk_instrument random_instrument(test_rng *rng) {
+  gk_instrument in;
+  const char *symbol = symbols[rng_next(rng) % 5];
+  unsigned kind = (unsigned)(rng_next(rng) % 5);
+  if (kind == 0) {
+    gk_instrument_underlying(symbol, &in, NULL);
+    return in;
+  }
+  double strike = 60 + 10 * (double)(rng_next(rng) % 9);
+  int64_t expiry = T0 + (int64_t)(1 + rng_next(rng) % 4) * YEAR / 4;
+  assert_int_equal(gk_instrument_option(symbol, rng_next(rng) % 2 ? GK_PUT : GK_CALL,
+                                        kind == 4 ? GK_STYLE_AMERICAN : GK_STYLE_EUROPEAN,
+                                        strike, expiry, 100, &in, NULL), GK_OK);
+  return in;
+}
+
+/* The last trade event committed, which a later step may correct (its legs then
+ * come from the correction: a trade can be corrected more than once). */
+static gk_event last_trade;
+static bool have_last_trade;
+
+static bool random_correction(gk_book *book, test_rng *rng, gk_event *e) {
+  if (!have_last_trade) return false;
+  gk_leg replacement[1] = {{random_instrument(rng), 1 + (int64_t)(rng_next(rng) % 5), 2.5}};
+  size_t count = rng_next(rng) % 2; /* 0: a cancel */
+  return gk_book_decide_correction(book, &last_trade, replacement, count, "test", T0, e, NULL) ==
+         GK_OK;
+}
+
+static bool random_event(gk_book *book, test_rng *rng, int step, gk_event *e) {
+  unsigned what = (unsigned)(rng_next(rng) % 12);
+  if (what >= 10) return random_correction(book, rng, e);
+  if (what < 5) { /* a trade of one or two legs */
+    gk_trade t = {.trade_time_us = T0, .leg_count = 1 + rng_next(rng) % 2};
+    snprintf(t.trade_id, sizeof t.trade_id, "T%d", step);
+    for (size_t i = 0; i < t.leg_count; i++) {
+      t.legs[i].instrument = random_instrument(rng);
+      t.legs[i].quantity = (int64_t)(rng_next(rng) % 21) - 10;
+      if (t.legs[i].quantity == 0) t.legs[i].quantity = 3;
+      t.legs[i].price = 1 + (double)(rng_next(rng) % 50);
+    }
+    return gk_book_decide_trade(book, &t, T0, e, NULL) == GK_OK; /* a duplicate leg: skip */
+  }
+  if (what < 9) { /* a tick */
+    gk_market_quote q = {.spot = rng_uniform(rng, 50, 150), .rate = 0.03,
+                         .yield = rng_uniform(rng, 0, 0.03), .vol = rng_uniform(rng, 0.1, 0.6),
+                         .market_time_us = T0};
+    snprintf(q.underlying, sizeof q.underlying, "%s", symbols[rng_next(rng) % 5]);
+    return gk_book_decide_market(book, &q, e, NULL) == GK_OK;
+  }
+  gk_risk_limit l[2] = {{.underlying = "", .metric = GK_LIMIT_VEGA, .soft = 5000, .hard = 9000},
+                        {.underlying = "AAPL", .metric = GK_LIMIT_GROSS_NOTIONAL, .soft = 1e5}};
+  return gk_book_decide_limits(book, l, 2, e, NULL) == GK_OK;
+}
+
+static void assert_same_risk(const gk_underlying_risk *a, const gk_underlying_risk *b,
+                             size_t grid) {
+  assert_string_equal(a->underlying, b->underlying);
+  assert_memory_equal(&a->risk, &b->risk, sizeof a->risk);
+  assert_true(a->gross_notional == b->gross_notional && a->worst_loss == b->worst_loss);
+  if (grid) assert_memory_equal(a->pnl, b->pnl, grid * sizeof(double));
+}
+
+static void assert_projections_equal(const gk_risk_projection *a, const gk_risk_projection *b) {
+  size_t grid = 15;
+  assert_int_equal(gk_risk_projection_underlying_count(a), gk_risk_projection_underlying_count(b));
+  for (size_t u = 0; u < gk_risk_projection_underlying_count(a); u++)
+    assert_same_risk(gk_risk_projection_underlying(a, u), gk_risk_projection_underlying(b, u), grid);
+  assert_memory_equal(&gk_risk_projection_total(a)->risk, &gk_risk_projection_total(b)->risk,
+                      sizeof(gk_risk));
+  assert_memory_equal(gk_risk_projection_total(a)->pnl, gk_risk_projection_total(b)->pnl,
+                      grid * sizeof(double));
+}
+
+/* The totals against one valuation of the whole book (another order of sums). */
+static void assert_totals_match_the_whole_book(const gk_risk_projection *p, const gk_book *book) {
+  gk_scenario_grid grid = {{5, spot_shocks, GK_SHOCK_RELATIVE}, {3, vol_shocks, GK_SHOCK_ABSOLUTE}};
+  gk_book_valuation v;
+  gk_status st;
+  assert_int_equal(gk_value_book(book, T0, &grid, GK_AMERICAN_BS2002, NULL, &v, &st), GK_OK);
+  const gk_underlying_risk *t = gk_risk_projection_total(p);
+  double scale = 1 + fabs(v.total.value) + fabs(v.total.dollar_delta);
+  assert_true(fabs(t->risk.value - v.total.value) <= 1e-9 * scale);
+  assert_true(fabs(t->risk.dollar_delta - v.total.dollar_delta) <= 1e-9 * scale);
+  assert_true(fabs(t->risk.vega - v.total.vega) <= 1e-9 * (1 + fabs(v.total.vega)));
+  for (size_t g = 0; g < 15; g++) assert_true(fabs(t->pnl[g] - v.pnl[g]) <= 1e-9 * scale);
+  assert_int_equal(t->risk.positions, v.total.positions);
+  gk_book_valuation_free(&v);
+}
+
+static void test_incremental_equals_a_full_rebuild_on_random_sequences(void **state) {
+  (void)state;
+  for (uint64_t seed = 1; seed <= 4; seed++) {
+    test_rng rng = {seed * 7919};
+    have_last_trade = false;
+    gk_book *book = open_book();
+    gk_risk_projection *live = projection();
+    gk_limit_crossing crossings[GK_MAX_CROSSINGS];
+    size_t count;
+    gk_status st;
+    assert_int_equal(gk_risk_projection_rebuild(live, book, T0, crossings, &count, &st), GK_OK);
+    for (int step = 0; step < 150; step++) {
+      gk_event e;
+      if (!random_event(book, &rng, step, &e)) continue;
+      commit(book, &e);
+      if (e.type == GK_EVENT_TRADE_EXECUTED || e.type == GK_EVENT_TRADE_CORRECTED) {
+        last_trade = e;
+        have_last_trade = true;
+      }
+      if (gk_risk_projection_apply(live, book, &e, 1, T0, crossings, &count, &st) != GK_OK)
+        fail_msg("step %d: %s", step, st.message);
+      gk_risk_projection *full = projection();
+      assert_int_equal(gk_risk_projection_rebuild(full, book, T0, crossings, &count, &st), GK_OK);
+      assert_projections_equal(live, full);
+      gk_risk_projection_free(full);
+    }
+    assert_totals_match_the_whole_book(live, book);
+    assert_int_equal(gk_risk_projection_version(live), gk_book_version(book));
+    gk_risk_projection_free(live);
+    gk_book_free(book);
+  }
+}
+
+/* A book long 10 AAPL shares: dollar delta = 10 x spot exactly. */
+static size_t tick(gk_book *book, gk_risk_projection *p, double spot,
+                   gk_limit_crossing *crossings) {
+  gk_market_quote q = {.underlying = "AAPL", .spot = spot, .vol = 0.2, .market_time_us = T0};
+  gk_event e;
+  assert_int_equal(gk_book_decide_market(book, &q, &e, NULL), GK_OK);
+  commit(book, &e);
+  size_t count;
+  gk_status st;
+  assert_int_equal(gk_risk_projection_apply(p, book, &e, 1, T0, crossings, &count, &st), GK_OK);
+  return count;
+}
+
+static void test_limits_cross_once_each_way_with_hysteresis(void **state) {
+  (void)state;
+  gk_book *book = open_book();
+  gk_event e;
+  gk_trade t = {.trade_id = "T1", .leg_count = 1, .trade_time_us = T0};
+  gk_instrument_underlying("AAPL", &t.legs[0].instrument, NULL);
+  t.legs[0].quantity = 10, t.legs[0].price = 90;
+  assert_int_equal(gk_book_decide_trade(book, &t, T0, &e, NULL), GK_OK);
+  commit(book, &e);
+  gk_risk_limit limit = {.underlying = "AAPL", .metric = GK_LIMIT_DOLLAR_DELTA, .soft = 1000,
+                         .hard = 1200};
+  assert_int_equal(gk_book_decide_limits(book, &limit, 1, &e, NULL), GK_OK);
+  commit(book, &e);
+  gk_risk_projection *p = projection();
+  gk_limit_crossing c[GK_MAX_CROSSINGS];
+  size_t count;
+  gk_status st;
+  assert_int_equal(gk_risk_projection_rebuild(p, book, T0, c, &count, &st), GK_OK);
+  assert_int_equal(count, 0); /* no market yet: nothing valued */
+  assert_int_equal(tick(book, p, 100.1, c), 1); /* 1001 > 1000: soft breached */
+  assert_int_equal(c[0].type, GK_EVENT_RISK_LIMIT_BREACHED);
+  assert_int_equal(c[0].edge.hard, 0);
+  assert_true(fabs(c[0].edge.value - 1001) < 1e-9 && c[0].edge.threshold == 1000);
+  assert_int_equal(tick(book, p, 99.9, c), 0);  /* 999: inside the 5% band, still breached */
+  assert_int_equal(tick(book, p, 95.1, c), 0);  /* 951: still above 950 */
+  assert_int_equal(tick(book, p, 94.9, c), 1);  /* 949: restored */
+  assert_int_equal(c[0].type, GK_EVENT_RISK_LIMIT_RESTORED);
+  assert_int_equal(tick(book, p, 99.0, c), 0);  /* 990: below the level, no re-breach */
+  assert_int_equal(tick(book, p, 121.0, c), 2); /* 1210: soft and hard at once */
+  assert_true(c[0].edge.hard == 0 && c[1].edge.hard == 1);
+  assert_true(gk_risk_projection_breached(p, &limit, 1));
+  assert_int_equal(tick(book, p, 115.0, c), 0); /* 1150 >= 1140: hard holds */
+  assert_int_equal(tick(book, p, 113.0, c), 1); /* 1130 < 1140: hard restored, soft holds */
+  assert_true(c[0].type == GK_EVENT_RISK_LIMIT_RESTORED && c[0].edge.hard == 1);
+  /* the limit removed: nothing to breach, no spurious edge */
+  assert_int_equal(gk_book_decide_limits(book, NULL, 0, &e, NULL), GK_OK);
+  commit(book, &e);
+  assert_int_equal(gk_risk_projection_apply(p, book, &e, 1, T0, c, &count, &st), GK_OK);
+  assert_int_equal(count, 0);
+  assert_true(fabs(gk_risk_projection_metric(p, &limit) - 1130) < 1e-9);
+  gk_risk_projection_free(p);
+  gk_book_free(book);
+}
+
+static void test_another_book_is_refused(void **state) {
+  (void)state;
+  gk_book *book = open_book(), *other = gk_book_new();
+  gk_event e;
+  assert_int_equal(gk_book_decide_open(other, "other", "", "USD", &e, NULL), GK_OK);
+  e.meta.sequence = 1;
+  snprintf(e.meta.book_id, sizeof e.meta.book_id, "other");
+  assert_int_equal(gk_book_apply(other, &e, NULL), GK_OK);
+  gk_risk_projection *p = projection();
+  gk_limit_crossing c[GK_MAX_CROSSINGS];
+  size_t count;
+  gk_status st;
+  assert_int_equal(gk_risk_projection_rebuild(p, book, T0, c, &count, &st), GK_OK);
+  assert_int_equal(gk_risk_projection_apply(p, other, &e, 1, T0, c, &count, &st),
+                   GK_FAILED_PRECONDITION);
+  assert_string_equal(st.field, "book_id");
+  gk_risk_projection_options bad = {.hysteresis = 0.9};
+  assert_null(gk_risk_projection_new(&bad, &st));
+  assert_string_equal(st.field, "hysteresis");
+  gk_risk_projection_free(p);
+  gk_book_free(other);
+  gk_book_free(book);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_incremental_equals_a_full_rebuild_on_random_sequences),
+      cmocka_unit_test(test_limits_cross_once_each_way_with_hysteresis),
+      cmocka_unit_test(test_another_book_is_refused),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
