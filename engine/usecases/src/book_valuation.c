@@ -45,7 +45,14 @@ typedef struct valuation_work {
   const gk_scenario_grid *grid;
   size_t grid_size;
   path_columns european, american;
-  double *market_spot, *market_rate, *market_yield;
+  /* The markets the option paths price with, as compact slots: a subset (one
+   * underlying's positions) passes the kernels one market, not the book's 500,
+   * so the revaluation's partial sums stay one underlying wide. The whole book
+   * keeps slot = market index. */
+  size_t *slot_of;   /* book market -> slot, SIZE_MAX: not used */
+  size_t *market_of; /* slot -> book market */
+  size_t slots;
+  double *market_spot, *market_rate, *market_yield; /* by slot */
 } valuation_work;
 
 /* The book position valued in output slot i. */
@@ -95,20 +102,34 @@ static bool alloc_results(valuation_work *w) {
   o->per_underlying = calloc(m, sizeof *o->per_underlying);
   o->pnl = calloc(g, sizeof *o->pnl);
   o->pnl_per_underlying = calloc(m * g, sizeof *o->pnl_per_underlying);
+  w->slot_of = malloc(m * sizeof *w->slot_of);
+  w->market_of = malloc(m * sizeof *w->market_of);
+  if (w->slot_of && w->market_of)
+    for (size_t i = 0; i < markets; i++) w->slot_of[i] = w->subset ? SIZE_MAX : i;
+  if (w->market_of && !w->subset)
+    for (size_t i = 0; i < markets; i++) w->market_of[i] = i;
+  w->slots = w->subset ? 0 : markets;
   w->market_spot = malloc(m * sizeof(double));
   w->market_rate = malloc(m * sizeof(double));
   w->market_yield = malloc(m * sizeof(double));
-  return o->positions && o->per_underlying && o->pnl && o->pnl_per_underlying && w->market_spot &&
+  return o->positions && o->per_underlying && o->pnl && o->pnl_per_underlying && w->slot_of &&
+         w->market_of && w->market_spot &&
          w->market_rate && w->market_yield && alloc_columns(&w->european, o->count) &&
          alloc_columns(&w->american, o->count);
 }
 
+/* The book's markets are one array: a market's index is its offset in it. */
 static size_t market_index(const gk_book *book, const char *underlying) {
   const gk_market_quote *q = gk_book_find_market(book, underlying);
-  if (q == NULL) return SIZE_MAX;
-  for (size_t i = 0; i < gk_book_market_count(book); i++)
-    if (gk_book_market(book, i) == q) return i;
-  return SIZE_MAX;
+  return q == NULL ? SIZE_MAX : (size_t)(q - gk_book_market(book, 0));
+}
+
+static size_t slot_for(valuation_work *w, size_t m) {
+  if (w->slot_of[m] == SIZE_MAX) {
+    w->slot_of[m] = w->slots;
+    w->market_of[w->slots++] = m;
+  }
+  return w->slot_of[m];
 }
 
 static void push_option(valuation_work *w, path_columns *c, size_t index, size_t m,
@@ -116,7 +137,7 @@ static void push_option(valuation_work *w, path_columns *c, size_t index, size_t
   const gk_market_quote *q = gk_book_market(w->book, m);
   size_t k = c->count++;
   c->position[k] = index;
-  c->underlying[k] = (uint32_t)m;
+  c->underlying[k] = (uint32_t)slot_for(w, m);
   c->type[k] = p->instrument.type;
   c->spot[k] = q->spot;
   c->strike[k] = p->instrument.strike;
@@ -193,12 +214,12 @@ static void add_risk(gk_risk *sum, const gk_risk *r) {
 static gk_code value_european(valuation_work *w, gk_pool *pool, gk_status *status) {
   path_columns *c = &w->european;
   if (c->count == 0) return GK_OK;
-  size_t n = c->count, m = w->out->underlying_count;
+  size_t n = c->count, m = w->slots, g_size = w->grid_size ? w->grid_size : 1;
   double *scaled = calloc(7 * n, sizeof *scaled);
   uint8_t *error = calloc(n, 1);
   gk_risk *per = calloc(m, sizeof *per);
   double *pnl = calloc(w->grid_size ? w->grid_size : 1, sizeof *pnl);
-  double *pnl_per = calloc(m * (w->grid_size ? w->grid_size : 1), sizeof *pnl_per);
+  double *pnl_per = calloc(m * g_size, sizeof *pnl_per);
   gk_code rc = scaled && error && per && pnl && pnl_per ? GK_OK : out_of_memory(status);
   if (rc == GK_OK) {
     gk_markets markets = {m, w->market_spot, w->market_rate, w->market_yield};
@@ -214,10 +235,13 @@ static gk_code value_european(valuation_work *w, gk_pool *pool, gk_status *statu
                           scaled[4 * n + k], scaled[5 * n + k], scaled[6 * n + k]};
       unscale(v, c->quantity[k] * c->multiplier[k], values);
     }
-    for (size_t u = 0; rc == GK_OK && u < m; u++) add_risk(&w->out->per_underlying[u], &per[u]);
+    for (size_t u = 0; rc == GK_OK && u < m; u++) {
+      size_t book_market = w->market_of[u];
+      add_risk(&w->out->per_underlying[book_market], &per[u]);
+      for (size_t g = 0; g < w->grid_size; g++)
+        w->out->pnl_per_underlying[book_market * w->grid_size + g] += pnl_per[u * w->grid_size + g];
+    }
     for (size_t g = 0; rc == GK_OK && g < w->grid_size; g++) w->out->pnl[g] += pnl[g];
-    for (size_t g = 0; rc == GK_OK && g < m * w->grid_size; g++)
-      w->out->pnl_per_underlying[g] += pnl_per[g];
   }
   free(scaled), free(error), free(per), free(pnl), free(pnl_per);
   return rc;
@@ -253,7 +277,7 @@ static gk_code american_scenario(valuation_work *w, gk_american_method method, s
     if (out->error[k]) continue;
     double pnl = c->quantity[k] * c->multiplier[k] * (out->price[k] - base[k]);
     w->out->pnl[g] += pnl;
-    w->out->pnl_per_underlying[c->underlying[k] * w->grid_size + g] += pnl;
+    w->out->pnl_per_underlying[w->market_of[c->underlying[k]] * w->grid_size + g] += pnl;
   }
   return rc;
 }
@@ -271,7 +295,7 @@ static void add_american_position(valuation_work *w, size_t k, const gk_greeks_b
   gk_risk r = {v->market_value, g->delta[k] * scale, g->gamma[k] * scale, g->vega[k] * scale,
                g->theta[k] * scale, g->rho[k] * scale, g->phi[k] * scale, v->dollar_delta,
                v->dollar_gamma, 1};
-  add_risk(&w->out->per_underlying[c->underlying[k]], &r);
+  add_risk(&w->out->per_underlying[w->market_of[c->underlying[k]]], &r);
 }
 
 static gk_code value_american(valuation_work *w, gk_american_method method, gk_status *status) {
@@ -319,9 +343,10 @@ static void totals(valuation_work *w) {
 }
 
 static void fill_markets(valuation_work *w) {
-  for (size_t m = 0; m < w->out->underlying_count; m++) {
-    const gk_market_quote *q = gk_book_market(w->book, m);
-    w->market_spot[m] = q->spot, w->market_rate[m] = q->rate, w->market_yield[m] = q->yield;
+  for (size_t slot = 0; slot < w->slots; slot++) {
+    const gk_market_quote *q = gk_book_market(w->book, w->market_of[slot]);
+    w->market_spot[slot] = q->spot, w->market_rate[slot] = q->rate;
+    w->market_yield[slot] = q->yield;
   }
 }
 
@@ -348,14 +373,15 @@ gk_code gk_value_book_positions(const gk_book *book, const size_t *positions, si
   out->spot_count = w.grid->spot.count, out->vol_count = w.grid->vol.count;
   gk_code rc = alloc_results(&w) ? GK_OK : out_of_memory(status);
   if (rc == GK_OK) {
+    classify(&w, valuation_us); /* assigns the market slots the options use */
     fill_markets(&w);
-    classify(&w, valuation_us);
     rc = value_european(&w, pool, status);
   }
   if (rc == GK_OK) rc = value_american(&w, method, status);
   if (rc == GK_OK) totals(&w);
   free_columns(&w.european), free_columns(&w.american);
   free(w.market_spot), free(w.market_rate), free(w.market_yield);
+  free(w.slot_of), free(w.market_of);
   if (rc != GK_OK) gk_book_valuation_free(out);
   return rc;
 }
