@@ -236,6 +236,70 @@ static void test_limits_cross_once_each_way_with_hysteresis(void **state) {
   gk_book_free(book);
 }
 
+static void assert_close(double got, double want) {
+  if (!(fabs(got - want) <= 1e-9 * (1 + fabs(want)))) fail_msg("%.17g != %.17g", got, want);
+}
+
+/* What a pre-trade check says a trade would do equals what the projection shows
+ * once the trade is applied. */
+static void test_what_if_equals_the_projection_after_the_trade(void **state) {
+  (void)state;
+  test_rng rng = {4242};
+  have_last_trade = false;
+  gk_book *book = open_book();
+  gk_risk_projection *p = projection();
+  gk_limit_crossing c[GK_MAX_CROSSINGS];
+  size_t count;
+  gk_status st;
+  assert_int_equal(gk_risk_projection_rebuild(p, book, T0, c, &count, &st), GK_OK);
+  gk_risk_limit limits[3] = {
+      {.underlying = "", .metric = GK_LIMIT_WORST_SCENARIO_LOSS, .soft = 1e4, .hard = 1e9},
+      {.underlying = "AAPL", .metric = GK_LIMIT_DOLLAR_DELTA, .soft = 1e3, .hard = 1e6},
+      {.underlying = "SPY", .metric = GK_LIMIT_GROSS_NOTIONAL, .soft = 1e5}};
+  gk_event e;
+  assert_int_equal(gk_book_decide_limits(book, limits, 3, &e, NULL), GK_OK);
+  commit(book, &e);
+  assert_int_equal(gk_risk_projection_apply(p, book, &e, 1, T0, c, &count, &st), GK_OK);
+  for (int step = 0; step < 60; step++) {
+    if (!random_event(book, &rng, step, &e)) continue;
+    if (e.type == GK_EVENT_MARKET_UPDATED) {
+      commit(book, &e);
+      assert_int_equal(gk_risk_projection_apply(p, book, &e, 1, T0, c, &count, &st), GK_OK);
+    }
+    if (e.type != GK_EVENT_TRADE_EXECUTED) continue;
+    gk_limit_check checks[GK_MAX_LIMITS];
+    size_t n;
+    const gk_trade *t = &e.as.trade_executed;
+    if (gk_risk_projection_what_if(p, book, t->legs, t->leg_count, T0, checks, &n, &st) != GK_OK)
+      fail_msg("what if: %s", st.message);
+    assert_int_equal(n, 3);
+    commit(book, &e);
+    assert_int_equal(gk_risk_projection_apply(p, book, &e, 1, T0, c, &count, &st), GK_OK);
+    for (size_t i = 0; i < n; i++) {
+      assert_close(checks[i].after, gk_risk_projection_metric(p, &checks[i].limit));
+      assert_int_equal(checks[i].soft_breach,
+                       gk_risk_projection_metric(p, &checks[i].limit) > checks[i].limit.soft);
+    }
+  }
+  /* a trade far past a hard level is flagged, and the book is untouched */
+  gk_market_quote q = {.underlying = "AAPL", .spot = 100, .vol = 0.2, .market_time_us = T0};
+  assert_int_equal(gk_book_decide_market(book, &q, &e, NULL), GK_OK);
+  commit(book, &e);
+  assert_int_equal(gk_risk_projection_apply(p, book, &e, 1, T0, c, &count, &st), GK_OK);
+  gk_leg huge = {.quantity = 100000, .price = 1};
+  gk_instrument_underlying("AAPL", &huge.instrument, NULL);
+  gk_limit_check checks[GK_MAX_LIMITS];
+  size_t n;
+  int64_t version = gk_book_version(book);
+  assert_int_equal(gk_risk_projection_what_if(p, book, &huge, 1, T0, checks, &n, &st), GK_OK);
+  assert_true(checks[1].hard_breach); /* AAPL dollar delta: 1e7 more than now */
+  assert_true(checks[1].after > 1e6);
+  assert_false(checks[2].hard_breach); /* SPY has no hard level */
+  assert_int_equal(gk_book_version(book), version);
+  gk_risk_projection_free(p);
+  gk_book_free(book);
+}
+
 static void test_another_book_is_refused(void **state) {
   (void)state;
   gk_book *book = open_book(), *other = gk_book_new();
@@ -264,6 +328,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_incremental_equals_a_full_rebuild_on_random_sequences),
       cmocka_unit_test(test_limits_cross_once_each_way_with_hysteresis),
+      cmocka_unit_test(test_what_if_equals_the_projection_after_the_trade),
       cmocka_unit_test(test_another_book_is_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -277,11 +277,9 @@ static gk_code value_touched(gk_risk_projection *p, const gk_book *book, int64_t
 
 /* ---- limits ------------------------------------------------------------------------------------ */
 
-double gk_risk_projection_metric(const gk_risk_projection *p, const gk_risk_limit *l) {
-  const gk_underlying_risk *r =
-      l->underlying[0] ? gk_risk_projection_find(p, l->underlying) : &p->total;
+static double metric_of(const gk_underlying_risk *r, unsigned metric) {
   if (r == NULL) return 0;
-  switch (l->metric) {
+  switch (metric) {
     case GK_LIMIT_DOLLAR_DELTA: return fabs(r->risk.dollar_delta);
     case GK_LIMIT_DOLLAR_GAMMA: return fabs(r->risk.dollar_gamma);
     case GK_LIMIT_VEGA: return fabs(r->risk.vega);
@@ -289,6 +287,11 @@ double gk_risk_projection_metric(const gk_risk_projection *p, const gk_risk_limi
     case GK_LIMIT_GROSS_NOTIONAL: return r->gross_notional;
   }
   return 0;
+}
+
+double gk_risk_projection_metric(const gk_risk_projection *p, const gk_risk_limit *l) {
+  return metric_of(l->underlying[0] ? gk_risk_projection_find(p, l->underlying) : &p->total,
+                   l->metric);
 }
 
 static bool same_limit(const gk_risk_limit *a, const gk_risk_limit *b) {
@@ -434,3 +437,167 @@ bool gk_risk_projection_breached(const gk_risk_projection *p, const gk_risk_limi
 }
 
 int64_t gk_risk_projection_version(const gk_risk_projection *p) { return p->version; }
+
+/* ---- what if: a pre-trade check ------------------------------------------------------------ */
+
+/* The position of `in` in a list of legs, or NULL. */
+static const gk_leg *leg_for(const gk_leg *legs, size_t count, const gk_instrument *in) {
+  for (size_t i = 0; i < count; i++)
+    if (gk_instrument_equal(&legs[i].instrument, in)) return &legs[i];
+  return NULL;
+}
+
+static bool symbol_seen(const gk_leg *legs, size_t before, const char *symbol) {
+  for (size_t i = 0; i < before; i++)
+    if (strcmp(legs[i].instrument.underlying, symbol) == 0) return true;
+  return false;
+}
+
+/* A scratch book with one underlying's market and its positions after the legs. */
+static gk_code scratch_book(const gk_risk_projection *p, const gk_book *book, const char *symbol,
+                            const gk_leg *legs, size_t count, gk_book **out, gk_status *status) {
+  gk_book *s = gk_book_new();
+  if (s == NULL)
+    return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "book", "", GK_STATUS_NO_INDEX,
+                         "out of memory in a pre-trade check");
+  gk_code rc = gk_book_restore_header(s, gk_book_id(book), "", gk_book_currency(book),
+                                      gk_book_opened_time(book), gk_book_version(book) + 1,
+                                      gk_book_last_event_time(book), status);
+  const gk_market_quote *q = gk_book_find_market(book, symbol);
+  if (rc == GK_OK && q) rc = gk_book_restore_market(s, q, status);
+  size_t u = find_underlying(p, symbol);
+  for (size_t k = 0; rc == GK_OK && u != SIZE_MAX && k < p->underlyings[u].count; k++) {
+    gk_position pos = *gk_book_position(book, p->underlyings[u].positions[k]);
+    const gk_leg *leg = leg_for(legs, count, &pos.instrument);
+    if (leg) pos.quantity += leg->quantity;
+    rc = gk_book_restore_position(s, &pos, status);
+  }
+  for (size_t i = 0; rc == GK_OK && i < count; i++) {
+    if (strcmp(legs[i].instrument.underlying, symbol) != 0 ||
+        gk_book_find_position(book, &legs[i].instrument))
+      continue;
+    gk_position fresh = {.instrument = legs[i].instrument, .quantity = legs[i].quantity,
+                         .average_cost = legs[i].price};
+    rc = gk_book_restore_position(s, &fresh, status);
+  }
+  if (rc != GK_OK) {
+    gk_book_free(s);
+    return rc;
+  }
+  *out = s;
+  return GK_OK;
+}
+
+/* One underlying's figures after the legs, as the projection would hold them. */
+static gk_code value_after(const gk_risk_projection *p, const gk_book *book, const char *symbol,
+                           const gk_leg *legs, size_t count, int64_t valuation_us,
+                           gk_underlying_risk *after, double *pnl, gk_status *status) {
+  gk_book *s = NULL;
+  gk_code rc = scratch_book(p, book, symbol, legs, count, &s, status);
+  if (rc != GK_OK) return rc;
+  gk_book_valuation v;
+  rc = gk_value_book(s, valuation_us, &p->grid, p->method, p->pool, &v, status);
+  if (rc == GK_OK) {
+    memset(after, 0, sizeof *after);
+    memcpy(after->underlying, symbol, strnlen(symbol, GK_SYMBOL_SIZE - 1));
+    after->risk = v.total;
+    for (size_t k = 0; k < v.count; k++) {
+      const gk_position *pos = gk_book_position(s, k);
+      if (v.positions[k].state == GK_VALUED)
+        after->gross_notional +=
+            fabs((double)pos->quantity) * pos->instrument.multiplier * v.positions[k].spot;
+    }
+    for (size_t g = 0; g < p->grid_size; g++) {
+      pnl[g] = v.pnl[g];
+      if (-pnl[g] > after->worst_loss) after->worst_loss = -pnl[g];
+    }
+    after->pnl = pnl;
+    gk_book_valuation_free(&v);
+  }
+  gk_book_free(s);
+  return rc;
+}
+
+static void subtract_risk(gk_risk *sum, const gk_risk *r) {
+  sum->value -= r->value, sum->delta -= r->delta, sum->gamma -= r->gamma;
+  sum->vega -= r->vega, sum->theta -= r->theta, sum->rho -= r->rho, sum->phi -= r->phi;
+  sum->dollar_delta -= r->dollar_delta, sum->dollar_gamma -= r->dollar_gamma;
+  sum->positions -= r->positions;
+}
+
+/* The total with the touched underlyings' old figures swapped for new ones. */
+static void swap_into_total(const gk_risk_projection *p, gk_underlying_risk *total, double *pnl,
+                            const gk_underlying_risk *before, const gk_underlying_risk *after) {
+  if (before) {
+    subtract_risk(&total->risk, &before->risk);
+    total->gross_notional -= before->gross_notional;
+    for (size_t g = 0; g < p->grid_size; g++) pnl[g] -= before->pnl[g];
+  }
+  add_risk(&total->risk, &after->risk);
+  total->gross_notional += after->gross_notional;
+  for (size_t g = 0; g < p->grid_size; g++) pnl[g] += after->pnl[g];
+}
+
+typedef struct what_if_state {
+  size_t touched;
+  gk_underlying_risk after[GK_MAX_LEGS];
+  double *pnl; /* GK_MAX_LEGS + 1 grids: one per touched underlying, then the total */
+  gk_underlying_risk total;
+} what_if_state;
+
+static double metric_after(const gk_risk_projection *p, const what_if_state *w,
+                           const gk_risk_limit *l) {
+  if (l->underlying[0] == '\0') return metric_of(&w->total, l->metric);
+  for (size_t i = 0; i < w->touched; i++)
+    if (strcmp(w->after[i].underlying, l->underlying) == 0) return metric_of(&w->after[i], l->metric);
+  return gk_risk_projection_metric(p, l);
+}
+
+static void fill_checks(const gk_risk_projection *p, const gk_book *book, const what_if_state *w,
+                        gk_limit_check *checks, size_t *count) {
+  const gk_risk_limits_set *set = gk_book_limits(book);
+  for (size_t i = 0; i < set->count; i++) {
+    gk_limit_check *c = &checks[i];
+    c->limit = set->limits[i];
+    c->before = gk_risk_projection_metric(p, &c->limit);
+    c->after = metric_after(p, w, &c->limit);
+    c->soft_breach = c->limit.soft > 0 && c->after > c->limit.soft;
+    c->hard_breach = c->limit.hard > 0 && c->after > c->limit.hard;
+  }
+  *count = set->count;
+}
+
+gk_code gk_risk_projection_what_if(const gk_risk_projection *p, const gk_book *book,
+                                   const gk_leg *legs, size_t leg_count, int64_t valuation_us,
+                                   gk_limit_check *checks, size_t *check_count, gk_status *status) {
+  *check_count = 0;
+  gk_code rc = check_book(p, book, status);
+  if (rc == GK_OK) rc = gk_legs_validate(legs, leg_count, status);
+  if (rc != GK_OK) return rc;
+  what_if_state w = {0};
+  size_t grid = p->grid_size ? p->grid_size : 1;
+  w.pnl = calloc((GK_MAX_LEGS + 1) * grid, sizeof *w.pnl);
+  if (w.pnl == NULL)
+    return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "projection", "", GK_STATUS_NO_INDEX,
+                         "out of memory in a pre-trade check");
+  w.total = p->total;
+  double *total_pnl = w.pnl + GK_MAX_LEGS * grid;
+  if (p->grid_size) memcpy(total_pnl, p->total_pnl, p->grid_size * sizeof *total_pnl);
+  for (size_t i = 0; rc == GK_OK && i < leg_count; i++) {
+    const char *symbol = legs[i].instrument.underlying;
+    if (symbol_seen(legs, i, symbol)) continue;
+    gk_underlying_risk *after = &w.after[w.touched];
+    rc = value_after(p, book, symbol, legs, leg_count, valuation_us, after,
+                     w.pnl + w.touched * grid, status);
+    if (rc != GK_OK) break;
+    swap_into_total(p, &w.total, total_pnl, gk_risk_projection_find(p, symbol), after);
+    w.touched++;
+  }
+  double worst = 0;
+  for (size_t g = 0; g < p->grid_size; g++)
+    if (-total_pnl[g] > worst) worst = -total_pnl[g];
+  w.total.worst_loss = worst;
+  if (rc == GK_OK) fill_checks(p, book, &w, checks, check_count);
+  free(w.pnl);
+  return rc;
+}

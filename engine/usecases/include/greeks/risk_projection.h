@@ -106,6 +106,21 @@ bool gk_risk_projection_breached(const gk_risk_projection *projection, const gk_
                                  int hard);
 int64_t gk_risk_projection_version(const gk_risk_projection *projection); /* book version folded */
 
+/* A pre-trade check (the execution agent's): each of the book's limits with its
+ * value now and the value it would have if `legs` were applied, everything else
+ * (markets, other positions, the valuation times of untouched underlyings)
+ * unchanged. The touched underlyings are valued at valuation_us. The
+ * projection must be current with `book`. checks has room for GK_MAX_LIMITS. */
+typedef struct gk_limit_check {
+  gk_risk_limit limit;
+  double before, after;       /* the metric's value now and after the trade */
+  bool soft_breach, hard_breach; /* after > the level (levels of 0 never breach) */
+} gk_limit_check;
+
+gk_code gk_risk_projection_what_if(const gk_risk_projection *projection, const gk_book *book,
+                                   const gk_leg *legs, size_t leg_count, int64_t valuation_us,
+                                   gk_limit_check *checks, size_t *check_count, gk_status *status);
+
 #ifdef __cplusplus
 }
 #endif
