@@ -19,6 +19,8 @@ SEEDS = {
                'limits { underlying: "AAPL" metric: DOLLAR_DELTA hard: 5e6 }'),
     "breach": (0x06, "RiskLimitBreached", 'limit { metric: VEGA soft: 1000 } value: 1200 threshold: 1000'),
     "strategy": (0x08, "StrategyProposed", 'strategy_id: "S1" kind: "vertical" net_premium: 1.5 ' + LEG),
+    "rejected": (0x09, "TradeRejected", 'trade_id: "T2" ' + LEG + ' limit { underlying: "AAPL" '
+                 'metric: DOLLAR_DELTA hard: 1e5 } level: HARD value: 6e4 would_be: 1.2e5 threshold: 1e5'),
     "snapshot": (0x80, "BookSnapshot", 'sequence: 3 book_id: "fuzz" currency: "USD" '
                  'positions { instrument { underlying: "AAPL" strike: 150 expiry_us: 1800046800000000 '
                  'multiplier: 100 } quantity: 5 average_cost: 3 } trades { trade_id: "T1" sequence: 2 } '

@@ -20,6 +20,7 @@
 #include <sqlite3.h>
 
 #include "greeks/book_service.h"
+#include "greeks/risk_projection.h"
 
 #define T0 INT64_C(1796083200000000)     /* 2026-12-01T00:00:00Z */
 #define EXPIRY INT64_C(1800046800000000) /* 2027-01-15T21:00:00Z */
@@ -294,8 +295,10 @@ typedef struct heard {
   char book[16];
 } heard;
 
-static void hear(void *user, const char *book_id, const gk_event *events, size_t count) {
+static void hear(void *user, const char *book_id, const gk_book *book, const gk_event *events,
+                 size_t count) {
   heard *h = user;
+  if (gk_book_version(book) != events[count - 1].meta.sequence) fail_msg("listener: stale book");
   h->calls++;
   snprintf(h->book, sizeof h->book, "%s", book_id);
   for (size_t i = 0; i < count; i++) {
@@ -325,6 +328,68 @@ static void test_the_listener_hears_committed_events_in_order(void **state) {
   assert_int_equal(h.next_sequence, 5);
   assert_string_equal(h.book, "desk9");
   gk_book_service_free(s);
+}
+
+static int see_rejection(void *user, const gk_event *e) {
+  if (e->type == GK_EVENT_TRADE_REJECTED) *(gk_event *)user = *e;
+  return 0;
+}
+
+/* The execution path with the limit guard: a trade that would break a hard limit
+ * is refused (journaled, nothing traded), a soft breach is accepted, and a retry
+ * of the refused command gets the same refusal. */
+static void test_the_limit_guard_refuses_hard_breaches_before_trading(void **state) {
+  fixture *f = *state;
+  gk_status st;
+  gk_risk_projection_options po = {0};
+  gk_limit_guard *guard = gk_limit_guard_new(&po, &st);
+  assert_non_null(guard);
+  gk_book_service_options o = {.pre_trade = {gk_limit_guard_refuse, guard},
+                               .listener = {gk_limit_guard_committed, guard}};
+  gk_book_service *s = gk_book_service_new(f->store, &o, &st);
+  gk_command_context c = at(T0, NULL);
+  must(gk_open_book(s, &c, "desk", "", "USD", NULL, &st), &st);
+  gk_market_quote q = {.underlying = "AAPL", .spot = 200, .vol = 0.25, .market_time_us = T0};
+  must(gk_update_market(s, &c, "desk", &q, 1, NULL, &st), &st);
+  gk_risk_limit l = {.underlying = "AAPL", .metric = GK_LIMIT_DOLLAR_DELTA, .soft = 5e4,
+                     .hard = 1e5};
+  must(gk_set_risk_limits(s, &c, "desk", &l, 1, NULL, &st), &st);
+  gk_instrument stock;
+  gk_instrument_underlying("AAPL", &stock, NULL);
+  /* 300 shares: dollar delta 60,000 - over the soft level, under the hard one */
+  must(send_trade(s, "desk", "T1", stock, 300, 200, T0 + 1, NULL, &st), &st);
+  /* 300 more would make 120,000 > 100,000: refused */
+  gk_command_outcome out;
+  assert_int_equal(send_trade(s, "desk", "T2", stock, 300, 200, T0 + 2, &out, &st),
+                   GK_FAILED_PRECONDITION);
+  assert_string_equal(st.field, "limit");
+  assert_non_null(strstr(st.message, "dollar_delta of AAPL"));
+  assert_non_null(strstr(st.message, "120000"));
+  assert_non_null(strstr(st.message, "now 60000"));
+  gk_book *b = NULL;
+  must(gk_get_book(s, "desk", -1, &b, &st), &st);
+  assert_int_equal(gk_book_find_position(b, &stock)->quantity, 300); /* nothing traded */
+  assert_int_equal(gk_book_trade_sequence(b, "T2"), 0);
+  int64_t version = gk_book_version(b);
+  gk_book_free(b);
+  gk_event rejected;
+  memset(&rejected, 0, sizeof rejected);
+  must(gk_audit_trail(s, "desk", version, version, see_rejection, &rejected, &st), &st);
+  assert_int_equal(rejected.type, GK_EVENT_TRADE_REJECTED);
+  assert_string_equal(rejected.as.trade_rejected.trade_id, "T2");
+  assert_true(rejected.as.trade_rejected.would_be == 120000 &&
+              rejected.as.trade_rejected.threshold == 1e5);
+  /* the same command again: the same refusal, nothing more journaled */
+  assert_int_equal(send_trade(s, "desk", "T2", stock, 300, 200, T0 + 3, &out, &st),
+                   GK_FAILED_PRECONDITION);
+  assert_non_null(strstr(st.message, "120000"));
+  must(gk_get_book(s, "desk", -1, &b, &st), &st);
+  assert_int_equal(gk_book_version(b), version);
+  gk_book_free(b);
+  /* selling is fine: it lowers the metric */
+  must(send_trade(s, "desk", "T3", stock, -100, 201, T0 + 4, NULL, &st), &st);
+  gk_book_service_free(s);
+  gk_limit_guard_free(guard);
 }
 
 static void test_audit_trail_and_correction(void **state) {
@@ -541,6 +606,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_snapshots_and_replay_give_the_same_book, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_audit_trail_and_correction, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_the_limit_guard_refuses_hard_breaches_before_trading,
+                                      setup, teardown),
       cmocka_unit_test_setup_teardown(test_the_listener_hears_committed_events_in_order, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_market_v1_events_are_upcast_on_replay, setup, teardown),

@@ -725,6 +725,14 @@ static void summarize(const gk_event *e, char *out, size_t size) {
       return;
     case GK_EVENT_RISK_LIMIT_BREACHED:
     case GK_EVENT_RISK_LIMIT_RESTORED: summarize_limit(e, out, size); return;
+    case GK_EVENT_TRADE_REJECTED: {
+      const gk_trade_rejected *r = &e->as.trade_rejected;
+      snprintf(out, size, "trade %s refused: %s %s on %s would be %.10g > %.10g", r->trade_id,
+               r->hard ? "hard" : "soft", gk_limit_metric_name(r->limit.metric),
+               r->limit.underlying[0] ? r->limit.underlying : "the book", r->would_be,
+               r->threshold);
+      return;
+    }
     case GK_EVENT_STRATEGY_PROPOSED:
       leg_count_text(e->as.strategy_proposed.leg_count, legs, sizeof legs);
       snprintf(out, size, "strategy %s proposed (%s): %s, net premium %.10g", e->as.strategy_proposed.strategy_id,

@@ -630,7 +630,8 @@ static gk_code apply_body(gk_book *b, const gk_event *e, gk_status *status) {
       b->limits = e->as.limits_set;
       return GK_OK;
     case GK_EVENT_RISK_LIMIT_BREACHED:
-    case GK_EVENT_RISK_LIMIT_RESTORED: return GK_OK; /* the risk projection's, not the book's */
+    case GK_EVENT_RISK_LIMIT_RESTORED:
+    case GK_EVENT_TRADE_REJECTED: return GK_OK; /* recorded, but no position changes */
     case GK_EVENT_STRATEGY_PROPOSED:
       return add_strategy(b, e->as.strategy_proposed.strategy_id, e, status);
   }

@@ -293,6 +293,7 @@ uint32_t gk_event_current_version(gk_event_type type) {
 const char *gk_event_type_name(unsigned type) {
   static const char *const names[] = {"unknown",          "BookOpened",        "TradeExecuted",
                                       "TradeCorrected",   "MarketUpdated",     "RiskLimitsSet",
-                                      "RiskLimitBreached", "RiskLimitRestored", "StrategyProposed"};
+                                      "RiskLimitBreached", "RiskLimitRestored", "StrategyProposed",
+                                      "TradeRejected"};
   return type < sizeof names / sizeof names[0] ? names[type] : "unknown";
 }

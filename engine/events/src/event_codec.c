@@ -203,6 +203,24 @@ static gk_code encode_strategy(const gk_strategy_proposed *s, uint8_t **bytes, s
   return pack(&pb.base, bytes, size, status);
 }
 
+static gk_code encode_rejection(const gk_trade_rejected *r, uint8_t **bytes, size_t *size,
+                                gk_status *status) {
+  pb_legs legs;
+  PbLimit limit;
+  limit_to_pb(&r->limit, &limit);
+  Greeks__Events__V1__TradeRejected pb = GREEKS__EVENTS__V1__TRADE_REJECTED__INIT;
+  pb.trade_id = (char *)r->trade_id;
+  pb.n_legs = r->leg_count;
+  pb.legs = legs_to_pb(r->legs, r->leg_count, &legs);
+  pb.limit = &limit;
+  pb.level = r->hard ? GREEKS__EVENTS__V1__LIMIT_LEVEL__HARD : GREEKS__EVENTS__V1__LIMIT_LEVEL__SOFT;
+  pb.value = r->value;
+  pb.would_be = r->would_be;
+  pb.threshold = r->threshold;
+  pb.reason = (char *)r->reason;
+  return pack(&pb.base, bytes, size, status);
+}
+
 gk_code gk_event_encode_payload(const gk_event *e, uint8_t **bytes, size_t *size,
                                 gk_status *status) {
   switch (e->type) {
@@ -225,6 +243,7 @@ gk_code gk_event_encode_payload(const gk_event *e, uint8_t **bytes, size_t *size
     case GK_EVENT_RISK_LIMIT_RESTORED: return encode_edge(e, bytes, size, status);
     case GK_EVENT_STRATEGY_PROPOSED:
       return encode_strategy(&e->as.strategy_proposed, bytes, size, status);
+    case GK_EVENT_TRADE_REJECTED: return encode_rejection(&e->as.trade_rejected, bytes, size, status);
   }
   return gk_status_set(status, GK_INTERNAL, "type", "", GK_STATUS_NO_INDEX,
                        "cannot encode event type %u", (unsigned)e->type);
@@ -412,11 +431,27 @@ static gk_code decode_strategy(const decode_context *c,
   return legs_from_pb(c, pb->legs, pb->n_legs, out->legs, &out->leg_count, false);
 }
 
+static gk_code decode_rejection(const decode_context *c,
+                                const Greeks__Events__V1__TradeRejected *pb,
+                                gk_trade_rejected *out) {
+  if (!text_fits(pb->trade_id, GK_TRADE_ID_SIZE) || !text_fits(pb->reason, GK_TEXT_SIZE))
+    return damaged(c, "a text field is too long");
+  copy_text(out->trade_id, sizeof out->trade_id, pb->trade_id);
+  copy_text(out->reason, sizeof out->reason, pb->reason);
+  out->hard = pb->level == GREEKS__EVENTS__V1__LIMIT_LEVEL__HARD;
+  out->value = pb->value;
+  out->would_be = pb->would_be;
+  out->threshold = pb->threshold;
+  gk_code rc = limit_from_pb(c, pb->limit, &out->limit);
+  if (rc != GK_OK) return rc;
+  return legs_from_pb(c, pb->legs, pb->n_legs, out->legs, &out->leg_count, false);
+}
+
 /* Which message a (type, version) pair is stored as. */
 static const ProtobufCMessageDescriptor *descriptor_of(uint32_t type, uint32_t version) {
   if (type == GK_EVENT_MARKET_UPDATED && version == 1)
     return &greeks__events__v1__market_updated_v1__descriptor;
-  if (type < GK_EVENT_BOOK_OPENED || type > GK_EVENT_STRATEGY_PROPOSED) return NULL;
+  if (type < GK_EVENT_BOOK_OPENED || type > GK_EVENT_TRADE_REJECTED) return NULL;
   if (version != gk_event_current_version((gk_event_type)type)) return NULL;
   static const ProtobufCMessageDescriptor *const current[] = {
       NULL,
@@ -427,7 +462,8 @@ static const ProtobufCMessageDescriptor *descriptor_of(uint32_t type, uint32_t v
       &greeks__events__v1__risk_limits_set__descriptor,
       &greeks__events__v1__risk_limit_breached__descriptor,
       &greeks__events__v1__risk_limit_restored__descriptor,
-      &greeks__events__v1__strategy_proposed__descriptor};
+      &greeks__events__v1__strategy_proposed__descriptor,
+      &greeks__events__v1__trade_rejected__descriptor};
   return current[type];
 }
 
@@ -470,6 +506,7 @@ static gk_code decode_body(const decode_context *c, const ProtobufCMessage *m, g
     }
     case GK_EVENT_STRATEGY_PROPOSED:
       return decode_strategy(c, (const void *)m, &out->as.strategy_proposed);
+    case GK_EVENT_TRADE_REJECTED: return decode_rejection(c, (const void *)m, &out->as.trade_rejected);
   }
   return damaged(c, "unknown event type");
 }
@@ -515,6 +552,7 @@ gk_code gk_command_result_encode(const gk_command_result *r, uint8_t **bytes, si
   pb.last_sequence = r->last_sequence;
   pb.trade_id = (char *)r->trade_id;
   pb.request_hash = r->request_hash;
+  pb.rejection = (char *)r->rejection;
   return pack(&pb.base, bytes, size, status);
 }
 
@@ -534,6 +572,7 @@ gk_code gk_command_result_decode(const uint8_t *bytes, size_t size, gk_command_r
   out->first_sequence = pb->first_sequence;
   out->last_sequence = pb->last_sequence;
   out->request_hash = pb->request_hash;
+  copy_text(out->rejection, sizeof out->rejection, pb->rejection);
   greeks__events__v1__command_result__free_unpacked(pb, NULL);
   return GK_OK;
 }

@@ -101,7 +101,7 @@ gk_code gk_execute_trade(gk_book_service *s, const gk_command_context *ctx, cons
       trade->idempotency_key[0])
     with_key.idempotency_key = trade->idempotency_key;
   book_command c = {decide_trade, trade, trade->trade_id, 1,
-                    fingerprint_of("trade", trade_fields, trade)};
+                    fingerprint_of("trade", trade_fields, trade), trade};
   return run_command(s, &with_key, book_id, &c, out, status);
 }
 

@@ -43,7 +43,7 @@ gk_book_service *gk_book_service_new(gk_event_store *store, const gk_book_servic
   s->store = store;
   s->snapshot_every = options && options->snapshot_every ? options->snapshot_every : 1000;
   s->max_attempts = options && options->max_attempts > 0 ? options->max_attempts : 8;
-  if (options) s->listener = options->listener;
+  if (options) s->listener = options->listener, s->pre_trade = options->pre_trade;
   pthread_mutex_init(&s->lock, NULL);
   return s;
 }
@@ -375,6 +375,39 @@ static gk_code decide(gk_book_service *s, book_entry *e, const gk_command_contex
   return command->decide(e->state, command->args, ctx->now_us, events, count, status);
 }
 
+/* Asks the pre-trade check about a decided trade; on a refusal, events[0]
+ * becomes the TradeRejected to journal and the result says why. */
+static bool refused_before_trade(gk_book_service *s, book_entry *e, const gk_command_context *ctx,
+                                 const book_command *command, gk_event *events,
+                                 gk_command_result *result) {
+  if (command->trade == NULL || s->pre_trade.refuse == NULL) return false;
+  gk_trade_rejected why;
+  memset(&why, 0, sizeof why);
+  if (!s->pre_trade.refuse(s->pre_trade.user, e->state, command->trade, ctx->now_us, &why))
+    return false;
+  const gk_trade *t = command->trade;
+  memcpy(why.trade_id, t->trade_id, sizeof why.trade_id);
+  why.leg_count = t->leg_count;
+  memcpy(why.legs, t->legs, t->leg_count * sizeof *t->legs);
+  char limit[64];
+  snprintf(limit, sizeof limit, "%s%s%s", gk_limit_metric_name(why.limit.metric),
+           why.limit.underlying[0] ? " of " : " of the book", why.limit.underlying);
+  snprintf(result->rejection, sizeof result->rejection,
+           "trade %s refused before execution: it would take %s to %.6g, above its %s limit "
+           "%.6g (now %.6g)%s%.60s", t->trade_id, limit, why.would_be, why.hard ? "hard" : "soft",
+           why.threshold, why.value, why.reason[0] ? "; " : "", why.reason);
+  memset(&events[0].as, 0, sizeof events[0].as);
+  events[0].type = GK_EVENT_TRADE_REJECTED;
+  events[0].meta.schema_version = gk_event_current_version(GK_EVENT_TRADE_REJECTED);
+  events[0].as.trade_rejected = why;
+  return true;
+}
+
+static gk_code refusal(const gk_command_result *result, gk_status *status) {
+  return gk_status_set(status, GK_FAILED_PRECONDITION, "limit", "", GK_STATUS_NO_INDEX, "%s",
+                       result->rejection);
+}
+
 /* One try: decide, append, and on a refusal or a key already recorded, the
  * first answer to the key if there is one. The hot path reads nothing from the
  * store: the cache is current unless another process appended, and then the
@@ -384,12 +417,19 @@ static gk_code attempt_once(gk_book_service *s, book_entry *e, const gk_command_
                             gk_event *events, gk_status *status) {
   size_t count = 0;
   gk_code rc = decide(s, e, ctx, command, events, &count, status);
+  bool refused = false;
   if (rc == GK_OK) {
+    memset(&out->result, 0, sizeof out->result);
+    refused = refused_before_trade(s, e, ctx, command, events, &out->result);
+    char rejection[sizeof out->result.rejection];
+    memcpy(rejection, out->result.rejection, sizeof rejection);
     stamp(e->state, e->id, ctx, events, count);
     fill_result(e, events, count, command, &out->result);
+    memcpy(out->result.rejection, rejection, sizeof rejection);
     rc = apply_and_append(s, e, ctx, events, count, &out->result, status);
     if (rc == GK_OK && s->listener.committed)
-      s->listener.committed(s->listener.user, e->id, events, count);
+      s->listener.committed(s->listener.user, e->id, e->state, events, count);
+    if (rc == GK_OK && refused) return refusal(&out->result, status);
   }
   if (rc == GK_OK || rc == GK_ABORTED || !ctx->idempotency_key || !ctx->idempotency_key[0])
     return rc;
@@ -397,6 +437,7 @@ static gk_code attempt_once(gk_book_service *s, book_entry *e, const gk_command_
   gk_status lookup;
   gk_code looked = find_first_answer(s, e, ctx->idempotency_key, out, &found, &lookup);
   if (looked == GK_OK && found) looked = check_same_request(ctx, command, out, &lookup);
+  if (looked == GK_OK && found && out->result.rejection[0]) looked = refusal(&out->result, &lookup);
   if (looked != GK_OK) {
     out->replayed = false;
     if (status) *status = lookup;

@@ -25,6 +25,7 @@ struct gk_book_service {
   int64_t snapshot_every;
   int max_attempts;
   gk_book_listener listener;
+  gk_pre_trade_check pre_trade;
   pthread_mutex_t lock; /* guards the entry table (not the entries) */
   book_entry **entries;
   size_t entry_count, entry_capacity;
@@ -40,6 +41,7 @@ typedef struct book_command {
   const char *trade_id; /* reported in the result, or NULL */
   size_t max_events;    /* room decide may use (events are ~3 kB: sized per command) */
   uint64_t fingerprint; /* of the request, kept with its key (nonzero) */
+  const gk_trade *trade; /* a trade command: asked of the pre-trade check */
 } book_command;
 
 /* FNV-1a over a request's fields, for book_command.fingerprint. */

@@ -13,6 +13,8 @@
  * the same final sum.
  */
 #include <math.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -600,4 +602,125 @@ gk_code gk_risk_projection_what_if(const gk_risk_projection *p, const gk_book *b
   if (rc == GK_OK) fill_checks(p, book, &w, checks, check_count);
   free(w.pnl);
   return rc;
+}
+
+/* ---- the limit guard --------------------------------------------------------------------------- */
+
+typedef struct guarded_book {
+  char book_id[GK_BOOK_ID_SIZE];
+  gk_risk_projection *projection;
+} guarded_book;
+
+struct gk_limit_guard {
+  gk_risk_projection_options options;
+  double spot_shocks[GK_MAX_SCENARIO_AXIS], vol_shocks[GK_MAX_SCENARIO_AXIS];
+  pthread_mutex_t lock; /* the table; each projection is used under its book's lock */
+  guarded_book *books;
+  size_t count, capacity;
+};
+
+gk_limit_guard *gk_limit_guard_new(const gk_risk_projection_options *options, gk_status *status) {
+  gk_risk_projection *probe = gk_risk_projection_new(options, status); /* validates */
+  if (probe == NULL) return NULL;
+  gk_risk_projection_free(probe);
+  gk_limit_guard *g = calloc(1, sizeof *g);
+  if (g == NULL) {
+    gk_status_set(status, GK_RESOURCE_EXHAUSTED, "guard", "", GK_STATUS_NO_INDEX, "out of memory");
+    return NULL;
+  }
+  if (options) g->options = *options;
+  memcpy(g->spot_shocks, g->options.grid.spot.shocks ? g->options.grid.spot.shocks : g->spot_shocks,
+         g->options.grid.spot.count * sizeof(double));
+  memcpy(g->vol_shocks, g->options.grid.vol.shocks ? g->options.grid.vol.shocks : g->vol_shocks,
+         g->options.grid.vol.count * sizeof(double));
+  g->options.grid.spot.shocks = g->spot_shocks;
+  g->options.grid.vol.shocks = g->vol_shocks;
+  pthread_mutex_init(&g->lock, NULL);
+  return g;
+}
+
+void gk_limit_guard_free(gk_limit_guard *g) {
+  if (g == NULL) return;
+  for (size_t i = 0; i < g->count; i++) gk_risk_projection_free(g->books[i].projection);
+  free(g->books);
+  pthread_mutex_destroy(&g->lock);
+  free(g);
+}
+
+/* The book's projection, created empty on first use (NULL on OOM). */
+static gk_risk_projection *guarded(gk_limit_guard *g, const char *book_id) {
+  gk_risk_projection *found = NULL;
+  pthread_mutex_lock(&g->lock);
+  for (size_t i = 0; i < g->count && !found; i++)
+    if (strcmp(g->books[i].book_id, book_id) == 0) found = g->books[i].projection;
+  if (found == NULL && g->count == g->capacity) {
+    size_t capacity = g->capacity ? 2 * g->capacity : 8;
+    guarded_book *grown = realloc(g->books, capacity * sizeof *grown);
+    if (grown) g->books = grown, g->capacity = capacity;
+  }
+  if (found == NULL && g->count < g->capacity &&
+      (found = gk_risk_projection_new(&g->options, NULL)) != NULL) {
+    guarded_book *b = &g->books[g->count++];
+    memcpy(b->book_id, book_id, strnlen(book_id, GK_BOOK_ID_SIZE - 1) + 1);
+    b->projection = found;
+  }
+  pthread_mutex_unlock(&g->lock);
+  return found;
+}
+
+/* The projection, current with `book` (rebuilt when behind or new). */
+static gk_risk_projection *current(gk_limit_guard *g, const gk_book *book, int64_t valuation_us,
+                                   gk_status *status) {
+  gk_risk_projection *p = guarded(g, gk_book_id(book));
+  if (p == NULL) {
+    gk_status_set(status, GK_RESOURCE_EXHAUSTED, "guard", "", GK_STATUS_NO_INDEX, "out of memory");
+    return NULL;
+  }
+  if (strcmp(p->book_id, gk_book_id(book)) == 0 && p->version == gk_book_version(book)) return p;
+  gk_limit_crossing crossings[GK_MAX_CROSSINGS];
+  size_t count;
+  return gk_risk_projection_rebuild(p, book, valuation_us, crossings, &count, status) == GK_OK
+             ? p : NULL;
+}
+
+bool gk_limit_guard_refuse(void *guard, const gk_book *book, const gk_trade *trade, int64_t now_us,
+                           gk_trade_rejected *why) {
+  gk_limit_guard *g = guard;
+  gk_status st;
+  gk_status_clear(&st);
+  if (gk_book_limits(book)->count == 0) return false;
+  gk_risk_projection *p = current(g, book, now_us, &st);
+  gk_limit_check checks[GK_MAX_LIMITS];
+  size_t n = 0;
+  if (p == NULL || gk_risk_projection_what_if(p, book, trade->legs, trade->leg_count, now_us,
+                                              checks, &n, &st) != GK_OK) {
+    snprintf(why->reason, sizeof why->reason, "the pre-trade check could not value: %.80s",
+             st.message);
+    return true; /* fail closed */
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (!checks[i].hard_breach) continue;
+    why->limit = checks[i].limit;
+    why->hard = 1;
+    why->value = checks[i].before;
+    why->would_be = checks[i].after;
+    why->threshold = checks[i].limit.hard;
+    return true;
+  }
+  return false;
+}
+
+void gk_limit_guard_committed(void *guard, const char *book_id, const gk_book *book,
+                              const gk_event *events, size_t count) {
+  gk_limit_guard *g = guard;
+  gk_risk_projection *p = guarded(g, book_id);
+  if (p == NULL) return; /* the next refuse rebuilds it */
+  gk_limit_crossing crossings[GK_MAX_CROSSINGS];
+  size_t n;
+  int64_t t = gk_book_last_event_time(book);
+  bool follows = strcmp(p->book_id, book_id) == 0 &&
+                 p->version + (int64_t)count == gk_book_version(book);
+  gk_code rc = follows ? gk_risk_projection_apply(p, book, events, count, t, crossings, &n, NULL)
+                       : GK_FAILED_PRECONDITION;
+  if (rc != GK_OK) p->version = -1; /* behind: rebuilt at the next refuse */
 }

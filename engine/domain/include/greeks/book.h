@@ -171,6 +171,7 @@ typedef enum gk_event_type {
   GK_EVENT_RISK_LIMIT_BREACHED = 6,
   GK_EVENT_RISK_LIMIT_RESTORED = 7,
   GK_EVENT_STRATEGY_PROPOSED = 8,
+  GK_EVENT_TRADE_REJECTED = 9,
 } gk_event_type;
 
 /* The current schema version of each event type's payload. */
@@ -222,6 +223,17 @@ typedef struct gk_strategy_proposed {
   char description[GK_TEXT_SIZE];
 } gk_strategy_proposed;
 
+/* A trade refused by a pre-trade check (no position changes). */
+typedef struct gk_trade_rejected {
+  char trade_id[GK_TRADE_ID_SIZE];
+  size_t leg_count;
+  gk_leg legs[GK_MAX_LEGS];
+  gk_risk_limit limit;
+  uint8_t hard;
+  double value, would_be, threshold;
+  char reason[GK_TEXT_SIZE];
+} gk_trade_rejected;
+
 typedef struct gk_event {
   gk_event_meta meta;
   gk_event_type type;
@@ -233,6 +245,7 @@ typedef struct gk_event {
     gk_risk_limits_set limits_set;
     gk_limit_edge limit_edge; /* breached and restored */
     gk_strategy_proposed strategy_proposed;
+    gk_trade_rejected trade_rejected;
   } as;
 } gk_event;
 

@@ -56,6 +56,7 @@ typedef struct gk_command_result {
   int64_t last_sequence;
   char trade_id[GK_TRADE_ID_SIZE];
   uint64_t request_hash; /* the request's fingerprint (0 in results older than it) */
+  char rejection[512]; /* "": done; else the command was refused, this why */
 } gk_command_result;
 
 gk_code gk_command_result_encode(const gk_command_result *result, uint8_t **bytes, size_t *size,

@@ -51,14 +51,30 @@ typedef struct gk_book_service gk_book_service;
  * for projections and subscribers (the risk agent, SubscribeEvents): events
  * committed by other processes reach them by reading the store. */
 typedef struct gk_book_listener {
-  void (*committed)(void *user, const char *book_id, const gk_event *events, size_t count);
+  /* `book` is the state after the events (read it during the call only). */
+  void (*committed)(void *user, const char *book_id, const gk_book *book, const gk_event *events,
+                    size_t count);
   void *user;
 } gk_book_listener;
+
+/* A pre-trade check, asked about every trade the book accepted by its own rules,
+ * with the book before the trade (under the book's lock). Returning true refuses
+ * the trade: *why (trade id and legs filled in by the service) is journaled as a
+ * TradeRejected event, and the command fails with GK_FAILED_PRECONDITION naming
+ * the limit, its value now and the value it would have had; a retry with the
+ * same idempotency key gets the same refusal. gk_limit_guard_refuse
+ * (greeks/risk_projection.h) refuses trades that would breach a hard limit. */
+typedef struct gk_pre_trade_check {
+  bool (*refuse)(void *user, const gk_book *book, const gk_trade *trade, int64_t now_us,
+                 gk_trade_rejected *why);
+  void *user;
+} gk_pre_trade_check;
 
 typedef struct gk_book_service_options {
   int64_t snapshot_every; /* a snapshot every N events per book; 0: default 1000; <0: never */
   int max_attempts;       /* tries of a command on GK_ABORTED; 0: default 8 */
   gk_book_listener listener; /* committed == NULL: none */
+  gk_pre_trade_check pre_trade; /* refuse == NULL: none */
 } gk_book_service_options;
 
 /* options may be NULL. NULL with a status on OOM. */

@@ -121,6 +121,23 @@ gk_code gk_risk_projection_what_if(const gk_risk_projection *projection, const g
                                    const gk_leg *legs, size_t leg_count, int64_t valuation_us,
                                    gk_limit_check *checks, size_t *check_count, gk_status *status);
 
+/* ---- the limit guard: hard limits enforced before a trade --------------------- */
+/* A projection per book, kept current from the book service's listener, asked
+ * before each trade. Wire it as
+ *   options.pre_trade = (gk_pre_trade_check){gk_limit_guard_refuse, guard};
+ *   options.listener  = (gk_book_listener){gk_limit_guard_committed, guard};
+ * A trade that would take any metric above a hard level is refused; a soft
+ * breach is accepted (the risk agent reports it). A projection that is behind
+ * (another process appended) is rebuilt from the book. If valuing fails, the
+ * trade is refused with the reason (fail closed). Thread-safe across books. */
+typedef struct gk_limit_guard gk_limit_guard;
+gk_limit_guard *gk_limit_guard_new(const gk_risk_projection_options *options, gk_status *status);
+void gk_limit_guard_free(gk_limit_guard *guard); /* NULL is a no-op */
+bool gk_limit_guard_refuse(void *guard, const gk_book *book, const gk_trade *trade, int64_t now_us,
+                           gk_trade_rejected *why);
+void gk_limit_guard_committed(void *guard, const char *book_id, const gk_book *book,
+                              const gk_event *events, size_t count);
+
 #ifdef __cplusplus
 }
 #endif
