@@ -411,6 +411,24 @@ gk_code gk_book_decide_limits(const gk_book *b, const gk_risk_limit *limits, siz
   return GK_OK;
 }
 
+gk_code gk_book_decide_limit_edge(const gk_book *b, gk_event_type type, const gk_limit_edge *edge,
+                                  gk_event *out, gk_status *status) {
+  gk_code rc = require_open(b, status);
+  if (rc != GK_OK) return rc;
+  if (type != GK_EVENT_RISK_LIMIT_BREACHED && type != GK_EVENT_RISK_LIMIT_RESTORED)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "type", gk_event_type_name(type),
+                         GK_STATUS_NO_INDEX, "a limit edge is RiskLimitBreached or "
+                         "RiskLimitRestored");
+  rc = gk_risk_limit_validate(&edge->limit, status);
+  if (rc != GK_OK) return rc;
+  if (!isfinite(edge->value) || !isfinite(edge->threshold) || edge->hard > 1)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "value", "", GK_STATUS_NO_INDEX,
+                         "a limit edge's value and threshold must be finite");
+  start_event(out, type);
+  out->as.limit_edge = *edge;
+  return GK_OK;
+}
+
 /* ---- apply ------------------------------------------------------------------------------ */
 
 /* Room for `needed` elements: *grown is the (possibly moved) array; false on

@@ -267,3 +267,52 @@ gk_code gk_set_risk_limits(gk_book_service *s, const gk_command_context *ctx, co
   book_command c = {decide_limits, &a, NULL, 1, fingerprint_of("limits", limit_fields, &a)};
   return run_command(s, ctx, book_id, &c, out, status);
 }
+
+typedef struct edge_args {
+  const gk_event_type *types;
+  const gk_limit_edge *edges;
+  size_t count;
+} edge_args;
+
+static gk_code decide_edges(const gk_book *book, const void *args, int64_t now_us,
+                            gk_event *events, size_t *count, gk_status *status) {
+  (void)now_us;
+  const edge_args *a = args;
+  if (a->count == 0 || a->count > GK_MAX_BATCH_EVENTS)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "edges", "", GK_STATUS_NO_INDEX,
+                         "1 to %d limit edges per call", GK_MAX_BATCH_EVENTS);
+  for (size_t i = 0; i < a->count; i++) {
+    gk_code rc = gk_book_decide_limit_edge(book, a->types[i], &a->edges[i], &events[i], status);
+    if (rc != GK_OK) {
+      if (status) status->index = (int64_t)i;
+      return rc;
+    }
+  }
+  *count = a->count;
+  return GK_OK;
+}
+
+static uint64_t edge_fields(uint64_t hash, const void *args) {
+  const edge_args *a = args;
+  size_t n = a->count <= GK_MAX_BATCH_EVENTS ? a->count : 0;
+  for (size_t i = 0; i < n; i++) {
+    hash = fingerprint_bytes(hash, &a->types[i], sizeof a->types[i]);
+    hash = fingerprint_text(hash, a->edges[i].limit.underlying);
+    hash = fingerprint_bytes(hash, &a->edges[i].limit.metric, 1);
+    hash = fingerprint_bytes(hash, &a->edges[i].hard, 1);
+    hash = fingerprint_double(hash, a->edges[i].value);
+    hash = fingerprint_double(hash, a->edges[i].threshold);
+  }
+  return hash;
+}
+
+gk_code gk_record_limit_edges(gk_book_service *s, const gk_command_context *ctx,
+                              const char *book_id, const gk_event_type *types,
+                              const gk_limit_edge *edges, size_t count, gk_command_outcome *out,
+                              gk_status *status) {
+  edge_args a = {types, edges, count};
+  book_command c = {decide_edges, &a, NULL,
+                    count && count <= GK_MAX_BATCH_EVENTS ? count : 1, /* decide refuses the rest */
+                    fingerprint_of("edges", edge_fields, &a), NULL};
+  return run_command(s, ctx, book_id, &c, out, status);
+}

@@ -320,6 +320,10 @@ gk_code gk_book_decide_market(const gk_book *book, const gk_market_quote *quote,
                               gk_status *status);
 gk_code gk_book_decide_limits(const gk_book *book, const gk_risk_limit *limits, size_t count,
                               gk_event *out, gk_status *status);
+/* A limit crossing the risk projection saw (type GK_EVENT_RISK_LIMIT_BREACHED or
+ * _RESTORED): the limit must be valid and the values finite. */
+gk_code gk_book_decide_limit_edge(const gk_book *book, gk_event_type type,
+                                  const gk_limit_edge *edge, gk_event *out, gk_status *status);
 
 /* ---- apply: the fold --------------------------------------------------------- */
 /* Applies one event. Its meta.sequence must be version + 1 and its book id the

@@ -141,6 +141,13 @@ gk_code gk_set_risk_limits(gk_book_service *service, const gk_command_context *c
                            const char *book_id, const gk_risk_limit *limits, size_t count,
                            gk_command_outcome *out, gk_status *status);
 
+/* Journals limit crossings (from the risk projection) as RiskLimitBreached /
+ * RiskLimitRestored events, in order, in one append. */
+gk_code gk_record_limit_edges(gk_book_service *service, const gk_command_context *context,
+                              const char *book_id, const gk_event_type *types,
+                              const gk_limit_edge *edges, size_t count, gk_command_outcome *out,
+                              gk_status *status);
+
 /* ---- queries ------------------------------------------------------------------- */
 
 /* The book now (max_sequence < 0) or as of a past sequence: a copy the caller

@@ -1,0 +1,331 @@
+/*
+ * risk_agent.c - the risk agent (greeks/risk_agent.h): committed events in, live
+ * risk and journaled limit crossings out, on an actor of greeks/agent.h.
+ *
+ * The listener copies each commit's events into one envelope. A batch takes
+ * everything queued; per book it folds the events into the agent's own book
+ * copy (checking that sequences follow, else the book is reloaded from the
+ * service), then folds all of the batch's events for that book into its risk
+ * projection at once: ten ticks on one underlying queued together cost one
+ * recomputation. Crossings are journaled through the book service, and the
+ * journaled events (read back from the audit trail, so subscribers see exactly
+ * what is stored) go to the subscriber. Those events come back through the
+ * listener like any other and fold in without effect.
+ *
+ * The books table and each book's published totals are guarded by `lock` for
+ * queries from other threads; everything else is touched only by the agent's
+ * thread.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "greeks/risk_agent.h"
+
+typedef struct committed_batch {
+  char book_id[GK_BOOK_ID_SIZE];
+  size_t count;
+  gk_event events[]; /* flexible: count events */
+} committed_batch;
+
+typedef struct agent_book {
+  char id[GK_BOOK_ID_SIZE];
+  gk_book *book;                  /* the agent's fold of the book's events */
+  gk_risk_projection *projection;
+  bool reload;                    /* a gap was seen in this batch */
+  _Atomic bool dropped;           /* a commit of this book did not fit in the mailbox */
+  gk_event *pending;              /* this batch's events for the projection */
+  size_t pending_count, pending_capacity;
+  gk_underlying_risk published;   /* under lock: the totals queries see */
+  int64_t published_version;
+} agent_book;
+
+struct gk_risk_agent {
+  gk_risk_agent_options options;
+  double spot_shocks[GK_MAX_SCENARIO_AXIS], vol_shocks[GK_MAX_SCENARIO_AXIS];
+  gk_agent *agent;
+  pthread_mutex_t lock;
+  agent_book **books;
+  size_t count, capacity;
+  _Atomic uint64_t batches, events, recomputations, rebuilds, crossings, dropped;
+};
+
+static agent_book *book_entry(gk_risk_agent *a, const char *id);
+
+/* ---- the listener: copy and offer, never wait ---------------------------------------- */
+
+void gk_risk_agent_committed(void *user, const char *book_id, const gk_book *book,
+                             const gk_event *events, size_t count) {
+  (void)book;
+  gk_risk_agent *a = user;
+  committed_batch *c = malloc(sizeof *c + count * sizeof *events);
+  if (c == NULL) {
+    atomic_fetch_add(&a->dropped, 1);
+    return;
+  }
+  memset(c->book_id, 0, sizeof c->book_id);
+  memcpy(c->book_id, book_id, strnlen(book_id, GK_BOOK_ID_SIZE - 1));
+  c->count = count;
+  memcpy(c->events, events, count * sizeof *events);
+  gk_envelope envelope = {.type = 1, .schema_version = 1, .payload = c, .free_payload = free};
+  if (gk_agent_send(a->agent, &envelope, NULL) != GK_OK) {
+    /* A full mailbox holds at least one envelope, so another batch will run: it
+     * ends by reloading every book marked here. */
+    free(c);
+    atomic_fetch_add(&a->dropped, 1);
+    agent_book *b = book_entry(a, book_id);
+    if (b) atomic_store(&b->dropped, true);
+  }
+}
+
+/* ---- books ------------------------------------------------------------------------------ */
+
+static agent_book *book_entry(gk_risk_agent *a, const char *id) {
+  pthread_mutex_lock(&a->lock);
+  agent_book *found = NULL;
+  for (size_t i = 0; i < a->count && !found; i++)
+    if (strcmp(a->books[i]->id, id) == 0) found = a->books[i];
+  if (found == NULL && a->count == a->capacity) {
+    size_t capacity = a->capacity ? 2 * a->capacity : 8;
+    agent_book **grown = realloc(a->books, capacity * sizeof *grown);
+    if (grown) a->books = grown, a->capacity = capacity;
+  }
+  if (found == NULL && a->count < a->capacity && (found = calloc(1, sizeof *found)) != NULL) {
+    memcpy(found->id, id, strnlen(id, GK_BOOK_ID_SIZE - 1));
+    found->projection = gk_risk_projection_new(&a->options.projection, NULL);
+    if (found->projection == NULL) {
+      free(found);
+      found = NULL;
+    } else {
+      a->books[a->count++] = found;
+    }
+  }
+  pthread_mutex_unlock(&a->lock);
+  return found;
+}
+
+static bool keep_pending(agent_book *b, const gk_event *e) {
+  if (b->pending_count == b->pending_capacity) {
+    size_t capacity = b->pending_capacity ? 2 * b->pending_capacity : 16;
+    gk_event *grown = realloc(b->pending, capacity * sizeof *grown);
+    if (grown == NULL) return false;
+    b->pending = grown;
+    b->pending_capacity = capacity;
+  }
+  b->pending[b->pending_count++] = *e;
+  return true;
+}
+
+/* Folds one commit's events into the agent's copy; a gap marks a reload. */
+static void fold_commit(agent_book *b, const committed_batch *c) {
+  for (size_t i = 0; i < c->count && !b->reload; i++) {
+    const gk_event *e = &c->events[i];
+    if (b->book == NULL && e->meta.sequence == 1) b->book = gk_book_new();
+    if (b->book == NULL || e->meta.sequence <= gk_book_version(b->book)) {
+      b->reload = b->book == NULL; /* an old event (seen through a reload) is skipped */
+      continue;
+    }
+    if (e->meta.sequence != gk_book_version(b->book) + 1 ||
+        gk_book_apply(b->book, e, NULL) != GK_OK || !keep_pending(b, e))
+      b->reload = true;
+  }
+}
+
+/* ---- risk and crossings ------------------------------------------------------------------ */
+
+static void publish(gk_risk_agent *a, agent_book *b) {
+  pthread_mutex_lock(&a->lock);
+  b->published = *gk_risk_projection_total(b->projection);
+  b->published.pnl = NULL; /* the projection's buffer is the agent thread's */
+  b->published_version = gk_risk_projection_version(b->projection);
+  pthread_mutex_unlock(&a->lock);
+}
+
+typedef struct edge_delivery {
+  gk_risk_agent *agent;
+  const char *book_id;
+} edge_delivery;
+
+static int deliver_edge(void *user, const gk_event *e) {
+  edge_delivery *d = user;
+  if (e->type == GK_EVENT_RISK_LIMIT_BREACHED || e->type == GK_EVENT_RISK_LIMIT_RESTORED)
+    d->agent->options.on_edge(d->agent->options.user, d->book_id, e);
+  return 0;
+}
+
+/* Journals the crossings, then hands the stored events to the subscriber. */
+static void journal_crossings(gk_risk_agent *a, agent_book *b, const gk_limit_crossing *c,
+                              size_t count) {
+  if (count == 0) return;
+  gk_event_type types[GK_MAX_CROSSINGS];
+  gk_limit_edge edges[GK_MAX_CROSSINGS];
+  for (size_t i = 0; i < count; i++) types[i] = c[i].type, edges[i] = c[i].edge;
+  gk_command_context ctx = {.now_us = gk_book_last_event_time(b->book),
+                            .correlation_id = "risk-agent"};
+  gk_command_outcome out;
+  gk_status st;
+  if (gk_record_limit_edges(a->options.service, &ctx, b->id, types, edges, count, &out, &st) !=
+      GK_OK)
+    return; /* the next batch re-evaluates from the same state and tries again */
+  atomic_fetch_add(&a->crossings, count);
+  if (a->options.on_edge == NULL) return;
+  edge_delivery d = {a, b->id};
+  gk_audit_trail(a->options.service, b->id, out.result.first_sequence, out.result.last_sequence,
+                 deliver_edge, &d, &st);
+}
+
+static void reload(gk_risk_agent *a, agent_book *b, gk_limit_crossing *c, size_t *count) {
+  gk_book *fresh = NULL;
+  gk_status st;
+  *count = 0;
+  if (gk_get_book(a->options.service, b->id, -1, &fresh, &st) != GK_OK) return;
+  gk_book_free(b->book);
+  b->book = fresh;
+  atomic_fetch_add(&a->rebuilds, 1);
+  gk_risk_projection_rebuild(b->projection, b->book, gk_book_last_event_time(b->book), c, count,
+                             &st);
+}
+
+static void update_risk(gk_risk_agent *a, agent_book *b) {
+  gk_limit_crossing crossings[GK_MAX_CROSSINGS];
+  size_t count = 0;
+  gk_status st;
+  bool first = b->book && gk_risk_projection_version(b->projection) == 0;
+  if (b->reload) {
+    reload(a, b, crossings, &count);
+  } else if (first) {
+    atomic_fetch_add(&a->rebuilds, 1);
+    gk_risk_projection_rebuild(b->projection, b->book, gk_book_last_event_time(b->book),
+                               crossings, &count, &st);
+  } else if (b->pending_count &&
+             gk_risk_projection_apply(b->projection, b->book, b->pending, b->pending_count,
+                                      gk_book_last_event_time(b->book), crossings, &count,
+                                      &st) != GK_OK) {
+    reload(a, b, crossings, &count);
+  }
+  atomic_fetch_add(&a->recomputations, 1);
+  b->reload = false;
+  b->pending_count = 0;
+  publish(a, b);
+  journal_crossings(a, b, crossings, count);
+}
+
+/* Books whose commits were dropped are reloaded from the service. */
+static void heal_dropped(gk_risk_agent *a) {
+  for (size_t i = 0;; i++) {
+    pthread_mutex_lock(&a->lock);
+    agent_book *b = i < a->count ? a->books[i] : NULL;
+    pthread_mutex_unlock(&a->lock);
+    if (b == NULL) return;
+    if (!atomic_exchange(&b->dropped, false)) continue;
+    b->reload = true;
+    update_risk(a, b);
+  }
+}
+
+/* ---- the actor ----------------------------------------------------------------------------- */
+
+static gk_code handle_batch(void *context, gk_envelope *batch, size_t count, gk_status *results) {
+  gk_risk_agent *a = context;
+  agent_book *touched[64];
+  size_t touched_count = 0;
+  atomic_fetch_add(&a->batches, 1);
+  for (size_t i = 0; i < count; i++) {
+    const committed_batch *c = batch[i].payload;
+    gk_status_clear(&results[i]);
+    agent_book *b = book_entry(a, c->book_id);
+    if (b == NULL) continue; /* out of memory: the next commit heals it by a reload */
+    atomic_fetch_add(&a->events, c->count);
+    fold_commit(b, c);
+    bool listed = false;
+    for (size_t k = 0; k < touched_count && !listed; k++) listed = touched[k] == b;
+    if (!listed && touched_count < 64) touched[touched_count++] = b;
+    else if (!listed) update_risk(a, b); /* more than 64 books in one batch */
+  }
+  for (size_t k = 0; k < touched_count; k++) update_risk(a, touched[k]);
+  heal_dropped(a);
+  return GK_OK;
+}
+
+gk_code gk_risk_agent_start(const gk_risk_agent_options *o, gk_risk_agent **out,
+                            gk_status *status) {
+  *out = NULL;
+  if (o == NULL)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "options", "", GK_STATUS_NO_INDEX,
+                         "the risk agent needs its options");
+  gk_risk_projection *probe = gk_risk_projection_new(&o->projection, status); /* validates */
+  if (probe == NULL) return status ? status->code : GK_INVALID_ARGUMENT;
+  gk_risk_projection_free(probe);
+  gk_risk_agent *a = calloc(1, sizeof *a);
+  if (a == NULL)
+    return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "agent", "", GK_STATUS_NO_INDEX,
+                         "out of memory");
+  a->options = *o;
+  gk_scenario_grid *g = &a->options.projection.grid;
+  if (g->spot.count) memcpy(a->spot_shocks, g->spot.shocks, g->spot.count * sizeof(double));
+  if (g->vol.count) memcpy(a->vol_shocks, g->vol.shocks, g->vol.count * sizeof(double));
+  g->spot.shocks = a->spot_shocks, g->vol.shocks = a->vol_shocks;
+  pthread_mutex_init(&a->lock, NULL);
+  gk_agent_spec spec = {0};
+  spec.name = "risk";
+  spec.mailbox_capacity = o->mailbox_capacity ? o->mailbox_capacity : 4096;
+  spec.dead_letter_capacity = 16;
+  spec.retry = gk_retry_policy_default();
+  spec.restart = gk_restart_policy_default();
+  spec.batch_max_weight = 1024;
+  spec.batch_min_weight = o->coalesce_ns > 0 ? 1024 : 1;
+  spec.batch_max_delay_ns = o->coalesce_ns;
+  spec.handle_batch = handle_batch;
+  spec.context = a;
+  gk_code rc = gk_agent_start(&spec, &a->agent, status);
+  if (rc != GK_OK) {
+    pthread_mutex_destroy(&a->lock);
+    free(a);
+    return rc;
+  }
+  *out = a;
+  return GK_OK;
+}
+
+void gk_risk_agent_bind(gk_risk_agent *a, gk_book_service *service) {
+  a->options.service = service; /* before the first commit: the mailbox orders it */
+}
+
+void gk_risk_agent_stop(gk_risk_agent *a, int64_t drain_timeout_ns) {
+  if (a == NULL) return;
+  gk_agent_stop(a->agent, drain_timeout_ns);
+  for (size_t i = 0; i < a->count; i++) {
+    gk_book_free(a->books[i]->book);
+    gk_risk_projection_free(a->books[i]->projection);
+    free(a->books[i]->pending);
+    free(a->books[i]);
+  }
+  free(a->books);
+  pthread_mutex_destroy(&a->lock);
+  free(a);
+}
+
+gk_code gk_risk_agent_book_risk(gk_risk_agent *a, const char *book_id, gk_underlying_risk *total,
+                                int64_t *version, gk_status *status) {
+  gk_code rc = GK_NOT_FOUND;
+  pthread_mutex_lock(&a->lock);
+  for (size_t i = 0; i < a->count; i++) {
+    if (strcmp(a->books[i]->id, book_id) != 0 || a->books[i]->published_version == 0) continue;
+    *total = a->books[i]->published;
+    *version = a->books[i]->published_version;
+    rc = GK_OK;
+  }
+  pthread_mutex_unlock(&a->lock);
+  if (rc != GK_OK)
+    gk_status_set(status, rc, "book_id", book_id, GK_STATUS_NO_INDEX,
+                  "the risk agent has not seen book %s yet", book_id);
+  return rc;
+}
+
+gk_risk_agent_counters gk_risk_agent_counters_of(gk_risk_agent *a) {
+  gk_risk_agent_counters c = {atomic_load(&a->batches),        atomic_load(&a->events),
+                              atomic_load(&a->recomputations), atomic_load(&a->rebuilds),
+                              atomic_load(&a->crossings),      atomic_load(&a->dropped)};
+  return c;
+}
