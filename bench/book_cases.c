@@ -14,6 +14,9 @@
  *   book/risk_tick/positions:1000000  one market tick folded into the live risk
  *                             projection of a 1M-position book on 500 underlyings
  *                             (greeks/risk_projection.h): p50 and p99 per tick
+ *   book/risk_agent/ticks_per_s:1000  the same book behind the book service and
+ *                             the risk agent: 1,000 durable ticks a second, each
+ *                             timed from the command to the live risk showing it
  *
  * Store files live in GREEKS_BENCH_DIR (default /tmp): durability is measured on
  * that file system, so run it where the service's store would live. Append cases
@@ -29,6 +32,7 @@
 #include <unistd.h>
 
 #include "greeks/book_service.h"
+#include "greeks/risk_agent.h"
 #include "greeks/risk_projection.h"
 #include "greeks/clock.h"
 
@@ -46,6 +50,8 @@ typedef struct book_bench {
   gk_book *book;     /* replay: the folded book; risk: the 100k book */
   gk_pool *pool;
   gk_risk_projection *projection; /* risk_tick */
+  gk_risk_agent *agent;           /* risk_agent */
+  void *clock;
   int run;           /* append: distinct trade ids per run */
   double *latency_us;
   size_t latency_count, latency_capacity;
@@ -413,9 +419,123 @@ static void run_risk_tick(void *state) {
   b->run++;
 }
 
+/* ---- the risk agent: tick to live risk, durable and sustained ------------------------- */
+
+enum { AGENT_TICKS = 1000 }; /* per run: one second at 1,000 ticks/s */
+
+typedef struct agent_clock {
+  pthread_mutex_t lock;
+  int64_t base;               /* the version before the run's first tick */
+  int64_t sent_ns[AGENT_TICKS];
+  int64_t done_up_to;         /* versions already timed */
+  double latency_us[AGENT_TICKS];
+  size_t timed;
+} agent_clock;
+
+/* On the agent's thread: every tick up to `version` is now in the live risk. */
+static void risk_updated(void *user, const char *book_id, int64_t version,
+                         const gk_underlying_risk *total) {
+  (void)book_id, (void)total;
+  agent_clock *c = user;
+  int64_t now = gk_monotonic_ns();
+  pthread_mutex_lock(&c->lock);
+  for (int64_t v = c->done_up_to + 1; v <= version; v++) {
+    int64_t k = v - c->base - 1;
+    if (k < 0 || k >= AGENT_TICKS || c->sent_ns[k] == 0) continue;
+    c->latency_us[c->timed++] = (double)(now - c->sent_ns[k]) / 1e3;
+  }
+  if (version > c->done_up_to) c->done_up_to = version;
+  pthread_mutex_unlock(&c->lock);
+}
+
+static int64_t agent_tick(book_bench *b, int i) {
+  gk_market_quote q = {.spot = 100 + (double)(i % 7) * 0.01, .rate = 0.03, .yield = 0.01,
+                       .vol = 0.2, .market_time_us = T0};
+  snprintf(q.underlying, sizeof q.underlying, "U%03d", i % UNDERLYINGS);
+  gk_command_context ctx = {.now_us = T0};
+  gk_command_outcome out;
+  gk_status st;
+  if (gk_update_market(b->service, &ctx, "big", &q, 1, &out, &st) != GK_OK) {
+    fprintf(stderr, "book bench: tick failed: %s\n", st.message);
+    abort();
+  }
+  return out.result.last_sequence;
+}
+
+static void wait_timed(agent_clock *c, int64_t version) {
+  for (int spins = 0; spins < 60000; spins++) {
+    pthread_mutex_lock(&c->lock);
+    bool done = c->done_up_to >= version;
+    pthread_mutex_unlock(&c->lock);
+    if (done) return;
+    nanosleep(&(struct timespec){0, 100000}, NULL);
+  }
+  fprintf(stderr, "book bench: the risk agent did not catch up\n");
+  abort();
+}
+
+static void *create_risk_agent(const book_case *c, char *error, size_t size) {
+  book_bench *b = calloc(1, sizeof *b);
+  b->c = c;
+  pthread_mutex_init(&b->latency_lock, NULL);
+  temp_path(b, "agent");
+  gk_status st;
+  b->store = gk_sqlite_store_open(b->path, NULL, &st);
+  if (b->store == NULL) return NULL;
+  gk_book *built = build_stream(b, "book-big", 1 + UNDERLYINGS + HUGE_POSITIONS, huge_event, true,
+                                error, size);
+  if (built == NULL) return NULL;
+  gk_book_free(built);
+  agent_clock *clock = calloc(1, sizeof *clock);
+  pthread_mutex_init(&clock->lock, NULL);
+  b->clock = clock;
+  gk_pool_options po = gk_pool_options_default();
+  if (gk_pool_create(&po, &b->pool, &st) != GK_OK) return NULL;
+  gk_risk_agent_options ao = {.projection = {.grid = {{11, tick_spot_shocks, GK_SHOCK_RELATIVE},
+                                                      {5, tick_vol_shocks, GK_SHOCK_ABSOLUTE}},
+                                             .pool = b->pool},
+                              .on_risk = risk_updated, .user = clock};
+  if (gk_risk_agent_start(&ao, &b->agent, &st) != GK_OK) return NULL;
+  gk_book_service_options so = {.listener = {gk_risk_agent_committed, b->agent}};
+  b->service = gk_book_service_new(b->store, &so, &st);
+  gk_risk_agent_bind(b->agent, b->service);
+  wait_timed(clock, agent_tick(b, 0)); /* the agent loads the 1M-position book */
+  return b;
+}
+
+/* 1,000 ticks paced at one per millisecond; each timed from the call that
+ * commits it to the live risk reflecting it. */
+static void run_risk_agent(void *state) {
+  book_bench *b = state;
+  agent_clock *c = b->clock;
+  pthread_mutex_lock(&c->lock);
+  c->base = c->done_up_to;
+  c->timed = 0;
+  memset(c->sent_ns, 0, sizeof c->sent_ns);
+  pthread_mutex_unlock(&c->lock);
+  int64_t start = gk_monotonic_ns(), last = 0;
+  for (int i = 0; i < AGENT_TICKS; i++) {
+    int64_t due = start + (int64_t)i * 1000000;
+    int64_t now = gk_monotonic_ns();
+    if (now < due) nanosleep(&(struct timespec){0, due - now}, NULL);
+    int64_t sent = gk_monotonic_ns();
+    pthread_mutex_lock(&c->lock);
+    c->sent_ns[i] = sent;
+    pthread_mutex_unlock(&c->lock);
+    last = agent_tick(b, b->run * AGENT_TICKS + i);
+  }
+  wait_timed(c, last);
+  pthread_mutex_lock(&c->lock);
+  record_latency(b, c->latency_us, c->timed);
+  pthread_mutex_unlock(&c->lock);
+  b->run++;
+}
+
 static void destroy(void *state) {
   book_bench *b = state;
   if (b == NULL) return;
+  gk_risk_agent_stop(b->agent, 1000000000);
+  free(b->clock);
   gk_book_service_free(b->service);
   gk_store_close(b->store);
   gk_risk_projection_free(b->projection);
@@ -453,6 +573,8 @@ static const book_case cases[] = {
      run_snapshot_load, destroy},
     {"book/risk/positions:100000", BOOK_POSITIONS, 0, create_risk, run_risk, destroy},
     {"book/risk_tick/positions:1000000", 1, 0, create_risk_tick, run_risk_tick, destroy},
+    {"book/risk_agent/ticks_per_s:1000", AGENT_TICKS, 0, create_risk_agent, run_risk_agent,
+     destroy},
 };
 
 size_t book_cases_count(void) { return sizeof cases / sizeof cases[0]; }

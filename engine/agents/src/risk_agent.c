@@ -139,7 +139,10 @@ static void publish(gk_risk_agent *a, agent_book *b) {
   b->published = *gk_risk_projection_total(b->projection);
   b->published.pnl = NULL; /* the projection's buffer is the agent thread's */
   b->published_version = gk_risk_projection_version(b->projection);
+  gk_underlying_risk total = b->published;
+  int64_t version = b->published_version;
   pthread_mutex_unlock(&a->lock);
+  if (a->options.on_risk) a->options.on_risk(a->options.user, b->id, version, &total);
 }
 
 typedef struct edge_delivery {

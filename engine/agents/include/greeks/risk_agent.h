@@ -35,6 +35,10 @@ typedef struct gk_risk_agent gk_risk_agent;
 
 /* Told of every crossing the agent journaled (the committed event). */
 typedef void (*gk_risk_edge_subscriber)(void *user, const char *book_id, const gk_event *event);
+/* Told each time a book's live risk was updated: it now reflects every event up
+ * to `version` (the totals as gk_risk_agent_book_risk returns them). */
+typedef void (*gk_risk_update_subscriber)(void *user, const char *book_id, int64_t version,
+                                          const gk_underlying_risk *total);
 
 typedef struct gk_risk_agent_options {
   gk_book_service *service;               /* borrowed: reloads, and journals crossings; may
@@ -43,6 +47,7 @@ typedef struct gk_risk_agent_options {
   size_t mailbox_capacity;                /* batches of committed events; 0: 4096 */
   int64_t coalesce_ns;                    /* extra wait to gather a burst; 0: none */
   gk_risk_edge_subscriber on_edge;        /* may be NULL */
+  gk_risk_update_subscriber on_risk;      /* may be NULL; runs on the agent's thread */
   void *user;
 } gk_risk_agent_options;
 
