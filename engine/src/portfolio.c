@@ -159,7 +159,7 @@ static worker_state *new_worker_state(const revalue_job *job) {
   return w;
 }
 
-static void add_risk(gk_risk *sum, const gk_risk *r) {
+void gk_risk_add(gk_risk *sum, const gk_risk *r) {
   sum->value += r->value, sum->delta += r->delta, sum->gamma += r->gamma;
   sum->vega += r->vega, sum->theta += r->theta, sum->rho += r->rho, sum->phi += r->phi;
   sum->dollar_delta += r->dollar_delta, sum->dollar_gamma += r->dollar_gamma;
@@ -239,8 +239,8 @@ static void value_chunk(revalue_job *job, worker_state *w, partial_sums *sums, s
     write_position(job->results, i, &x);
     uint32_t u = p->underlying[i];
     touch(sums, u);
-    add_risk(&sums->risk[u], &x);
-    add_risk(&sums->total, &x);
+    gk_risk_add(&sums->risk[u], &x);
+    gk_risk_add(&sums->total, &x);
   }
 }
 
@@ -307,7 +307,7 @@ static void merge_partials(revalue_job *job, partial_sums *p) {
   size_t g = job->grid_size;
   for (size_t t = 0; t < p->touched_count; t++) {
     uint32_t u = p->touched[t];
-    add_risk(&r->per_underlying[u], &p->risk[u]);
+    gk_risk_add(&r->per_underlying[u], &p->risk[u]);
     memset(&p->risk[u], 0, sizeof p->risk[u]);
     if (p->grid_by_underlying) {
       double *src = p->grid_by_underlying + (size_t)u * g, *dst = r->pnl_per_underlying + (size_t)u * g;
@@ -317,7 +317,7 @@ static void merge_partials(revalue_job *job, partial_sums *p) {
     p->is_touched[u] = 0;
   }
   p->touched_count = 0;
-  add_risk(&r->total, &p->total);
+  gk_risk_add(&r->total, &p->total);
   memset(&p->total, 0, sizeof p->total);
   for (size_t e = 0; e < g; e++) {
     r->pnl[e] += p->grid[e];

@@ -84,6 +84,10 @@ typedef struct gk_portfolio_results {
   size_t invalid_positions;   /* written by the call */
 } gk_portfolio_results;
 
+/* sum += r, field by field (value, Greeks, dollar delta and gamma, positions):
+ * how every aggregation of gk_risk adds, so that all of them round alike. */
+void gk_risk_add(gk_risk *sum, const gk_risk *r);
+
 /* Position-level reasons, beyond the kernels' gk_element_error codes (which also
  * appear in results.error, e.g. a strike <= 0 or the underlying's spot NaN). */
 enum {

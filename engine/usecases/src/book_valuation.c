@@ -204,12 +204,6 @@ static void unscale(gk_position_value *v, double scale, const double scaled[7]) 
   v->dollar_gamma = scaled[2] * v->spot * v->spot;
 }
 
-static void add_risk(gk_risk *sum, const gk_risk *r) {
-  sum->value += r->value, sum->delta += r->delta, sum->gamma += r->gamma;
-  sum->vega += r->vega, sum->theta += r->theta, sum->rho += r->rho, sum->phi += r->phi;
-  sum->dollar_delta += r->dollar_delta, sum->dollar_gamma += r->dollar_gamma;
-  sum->positions += r->positions;
-}
 
 static gk_code value_european(valuation_work *w, gk_pool *pool, gk_status *status) {
   path_columns *c = &w->european;
@@ -237,7 +231,7 @@ static gk_code value_european(valuation_work *w, gk_pool *pool, gk_status *statu
     }
     for (size_t u = 0; rc == GK_OK && u < m; u++) {
       size_t book_market = w->market_of[u];
-      add_risk(&w->out->per_underlying[book_market], &per[u]);
+      gk_risk_add(&w->out->per_underlying[book_market], &per[u]);
       for (size_t g = 0; g < w->grid_size; g++)
         w->out->pnl_per_underlying[book_market * w->grid_size + g] += pnl_per[u * w->grid_size + g];
     }
@@ -295,7 +289,7 @@ static void add_american_position(valuation_work *w, size_t k, const gk_greeks_b
   gk_risk r = {v->market_value, g->delta[k] * scale, g->gamma[k] * scale, g->vega[k] * scale,
                g->theta[k] * scale, g->rho[k] * scale, g->phi[k] * scale, v->dollar_delta,
                v->dollar_gamma, 1};
-  add_risk(&w->out->per_underlying[w->market_of[c->underlying[k]]], &r);
+  gk_risk_add(&w->out->per_underlying[w->market_of[c->underlying[k]]], &r);
 }
 
 static gk_code value_american(valuation_work *w, gk_american_method method, gk_status *status) {
@@ -330,7 +324,7 @@ static gk_code value_american(valuation_work *w, gk_american_method method, gk_s
 static void totals(valuation_work *w) {
   gk_book_valuation *o = w->out;
   memset(&o->total, 0, sizeof o->total);
-  for (size_t u = 0; u < o->underlying_count; u++) add_risk(&o->total, &o->per_underlying[u]);
+  for (size_t u = 0; u < o->underlying_count; u++) gk_risk_add(&o->total, &o->per_underlying[u]);
   for (size_t i = 0; i < o->count; i++) {
     const gk_position *p = position_at(w, i);
     gk_position_value *v = &o->positions[i];

@@ -240,12 +240,6 @@ static gk_code value_underlying(gk_risk_projection *p, const gk_book *book, unde
   return GK_OK;
 }
 
-static void add_risk(gk_risk *sum, const gk_risk *r) {
-  sum->value += r->value, sum->delta += r->delta, sum->gamma += r->gamma;
-  sum->vega += r->vega, sum->theta += r->theta, sum->rho += r->rho, sum->phi += r->phi;
-  sum->dollar_delta += r->dollar_delta, sum->dollar_gamma += r->dollar_gamma;
-  sum->positions += r->positions;
-}
 
 static void sum_totals(gk_risk_projection *p) {
   gk_underlying_risk *t = &p->total;
@@ -255,7 +249,7 @@ static void sum_totals(gk_risk_projection *p) {
   for (size_t g = 0; g < p->grid_size; g++) p->total_pnl[g] = 0;
   for (size_t u = 0; u < p->underlying_count; u++) {
     const underlying_state *s = &p->underlyings[u];
-    add_risk(&t->risk, &s->view.risk);
+    gk_risk_add(&t->risk, &s->view.risk);
     t->gross_notional += s->view.gross_notional;
     for (size_t g = 0; g < p->grid_size; g++) p->total_pnl[g] += s->pnl[g];
     if (s->view.valued_at_us > t->valued_at_us) t->valued_at_us = s->view.valued_at_us;
@@ -535,7 +529,7 @@ static void swap_into_total(const gk_risk_projection *p, gk_underlying_risk *tot
     total->gross_notional -= before->gross_notional;
     for (size_t g = 0; g < p->grid_size; g++) pnl[g] -= before->pnl[g];
   }
-  add_risk(&total->risk, &after->risk);
+  gk_risk_add(&total->risk, &after->risk);
   total->gross_notional += after->gross_notional;
   for (size_t g = 0; g < p->grid_size; g++) pnl[g] += after->pnl[g];
 }
