@@ -33,6 +33,8 @@
 
 #include <cmocka.h>
 
+#include "support/store_files.h"
+
 #include "greeks/event_store.h"
 
 #define THREADS 8
@@ -79,23 +81,6 @@ static gk_event_store *open_store_at(const char *path_or_url, int connections, g
   return gk_postgres_store_open(path_or_url, connections, st);
 }
 
-static void temp_path(char *out, size_t size) {
-  const char *dir = getenv("TMPDIR");
-  snprintf(out, size, "%s/gk_store_test_XXXXXX", dir && dir[0] ? dir : "/tmp");
-  int fd = mkstemp(out);
-  assert_true(fd >= 0);
-  close(fd);
-  unlink(out); /* the store creates it */
-}
-
-static void remove_sqlite_files(const char *path) {
-  char name[1300];
-  unlink(path);
-  snprintf(name, sizeof name, "%s-wal", path);
-  unlink(name);
-  snprintf(name, sizeof name, "%s-shm", path);
-  unlink(name);
-}
 
 static int setup(void **state) {
   fixture *f = calloc(1, sizeof *f);
@@ -103,7 +88,7 @@ static int setup(void **state) {
   snprintf(f->prefix, sizeof f->prefix, "p%ld-%lx-%d-", (long)getpid(),
            (unsigned long)time(NULL) & 0xfffffu, ++test_counter);
   gk_status st;
-  if (is_sqlite()) temp_path(f->path, sizeof f->path);
+  if (is_sqlite()) store_temp_path("gk_store_test", f->path, sizeof f->path);
   f->store = open_store_at(is_sqlite() ? f->path : store_url, 4, &st);
   if (f->store == NULL) fail_msg("cannot open the store: %s", st.message);
   *state = f;
@@ -113,7 +98,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
   fixture *f = *state;
   gk_store_close(f->store);
-  if (is_sqlite()) remove_sqlite_files(f->path);
+  if (is_sqlite()) store_remove_files(f->path);
   free(f);
   return 0;
 }
@@ -1146,7 +1131,7 @@ static void a_store_of_another_format_fails_to_open_with_data_loss(void **state)
   char where[1200];
   char schema[64];
   if (is_sqlite()) {
-    temp_path(where, sizeof where);
+    store_temp_path("gk_store_test", where, sizeof where);
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(where, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, foreign, NULL, NULL, NULL), SQLITE_OK);
@@ -1165,7 +1150,7 @@ static void a_store_of_another_format_fails_to_open_with_data_loss(void **state)
   assert_null(s);
   assert_int_equal(st.code, GK_DATA_LOSS);
   if (is_sqlite()) {
-    remove_sqlite_files(where);
+    store_remove_files(where);
   } else {
     pg_drop_schema(schema);
   }
@@ -1189,7 +1174,7 @@ static void a_new_store_opened_from_several_threads_at_once_opens_for_all(void *
   fixture *f = *state;
   char where[1200], schema[64];
   if (is_sqlite()) {
-    temp_path(where, sizeof where);
+    store_temp_path("gk_store_test", where, sizeof where);
   } else {
     if (strstr(store_url, "://")) skip();
     pg_schema_name(f, schema, sizeof schema);
@@ -1212,7 +1197,7 @@ static void a_new_store_opened_from_several_threads_at_once_opens_for_all(void *
   assert_int_equal(version_of(o[3].store, "book"), 1);
   for (int i = 0; i < 4; i++) gk_store_close(o[i].store);
   if (is_sqlite())
-    remove_sqlite_files(where);
+    store_remove_files(where);
   else
     pg_drop_schema(schema);
 }

@@ -30,6 +30,8 @@
 
 #include <cmocka.h>
 
+#include "support/store_files.h"
+
 #include "greeks/event_store.h"
 
 #define LONG_EVENTS 2500
@@ -47,23 +49,6 @@ typedef struct fixture {
 
 static int test_counter;
 
-static void temp_path(char *out, size_t size) {
-  const char *dir = getenv("TMPDIR");
-  snprintf(out, size, "%s/gk_copy_test_XXXXXX", dir && dir[0] ? dir : "/tmp");
-  int fd = mkstemp(out);
-  assert_true(fd >= 0);
-  close(fd);
-  unlink(out); /* the store creates it */
-}
-
-static void remove_sqlite_files(const char *path) {
-  char name[300];
-  unlink(path);
-  snprintf(name, sizeof name, "%s-wal", path);
-  unlink(name);
-  snprintf(name, sizeof name, "%s-shm", path);
-  unlink(name);
-}
 
 static gk_event_store *open_sqlite(const char *path) {
   gk_status st;
@@ -77,8 +62,8 @@ static int setup(void **state) {
   assert_non_null(f);
   snprintf(f->prefix, sizeof f->prefix, "c%ld-%lx-%d-", (long)getpid(),
            (unsigned long)time(NULL) & 0xfffffu, ++test_counter);
-  temp_path(f->source_path, sizeof f->source_path);
-  temp_path(f->target_path, sizeof f->target_path);
+  store_temp_path("gk_copy_test", f->source_path, sizeof f->source_path);
+  store_temp_path("gk_copy_test", f->target_path, sizeof f->target_path);
   f->source = open_sqlite(f->source_path);
   for (int i = 0; i < 4; i++)
     snprintf(f->names[i], GK_STORE_ID_SIZE, "%sbook-%c", f->prefix, "abc0"[i]);
@@ -89,8 +74,8 @@ static int setup(void **state) {
 static int teardown(void **state) {
   fixture *f = *state;
   gk_store_close(f->source);
-  remove_sqlite_files(f->source_path);
-  remove_sqlite_files(f->target_path);
+  store_remove_files(f->source_path);
+  store_remove_files(f->target_path);
   free(f);
   return 0;
 }

@@ -287,7 +287,7 @@ static int default_store(char *url, size_t size) {
   return 0;
 }
 
-static int exit_for(gk_code code) {
+int book_exit_for(gk_code code) {
   switch (code) {
     case GK_OK: return CLI_EXIT_OK;
     case GK_INVALID_ARGUMENT:
@@ -301,7 +301,7 @@ static int exit_for(gk_code code) {
 /* Prints "greeks book: WHERE: message (CODE)"; returns the exit code. */
 static int fail(const char *where, const gk_status *s) {
   fprintf(stderr, "greeks book: %s: %s (%s)\n", where, s->message, gk_code_name(s->code));
-  return exit_for(s->code);
+  return book_exit_for(s->code);
 }
 
 static int open_session(const book_args *a, int64_t now_us, session *s) {
@@ -475,7 +475,7 @@ static int execute_one(const session *s, const char *file, const book_trade_item
     return TRADE_DONE;
   }
   reject_trade(file, item, &st);
-  *exit_code = exit_for(st.code);
+  *exit_code = book_exit_for(st.code);
   int book_level = strcmp(st.field, "book_id") == 0;
   return *exit_code == BOOK_EXIT_FAILED || book_level ? TRADE_FATAL : TRADE_REJECTED;
 }

@@ -17,9 +17,16 @@
 
 #include <stdio.h>
 
+#include "greeks/status.h"
+
 enum { BOOK_EXIT_FAILED = 4 };
 
 /* argv[0] is the verb. Returns the exit code. */
+/* The exit code of a gk_code, the same for every book verb: refusals (the
+ * input's fault or the book's rule) CLI_EXIT_UNUSABLE, the store's failures
+ * BOOK_EXIT_FAILED. */
+int book_exit_for(gk_code code);
+
 int book_command(int argc, char **argv);
 void book_command_usage(FILE *out);
 

@@ -53,23 +53,11 @@ static int usage_error(const char *message, const char *value) {
   return CLI_EXIT_UNUSABLE;
 }
 
-/* As the other book verbs: refusals are the input's fault (2), the rest the
- * store's (4). */
-static int exit_for(gk_code code) {
-  switch (code) {
-    case GK_OK: return CLI_EXIT_OK;
-    case GK_INVALID_ARGUMENT:
-    case GK_NOT_FOUND:
-    case GK_ALREADY_EXISTS:
-    case GK_FAILED_PRECONDITION: return CLI_EXIT_UNUSABLE;
-    default: return BOOK_EXIT_FAILED;
-  }
-}
 
 static int store_failed(const char *where, const gk_status *st) {
   fprintf(stderr, PREFIX "%s%s%s (%s)\n", where ? where : "", where ? ": " : "", st->message,
           gk_code_name(st->code));
-  return exit_for(st->code);
+  return book_exit_for(st->code);
 }
 
 /* ---- arguments ---- */
