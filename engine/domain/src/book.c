@@ -429,6 +429,38 @@ gk_code gk_book_decide_limit_edge(const gk_book *b, gk_event_type type, const gk
   return GK_OK;
 }
 
+/* A proposal: its id is new to the book (an execution refers to it by id), its
+ * legs are valid values (they may be empty: a hedge of a book already at its
+ * target), its premium finite. */
+gk_code gk_book_decide_strategy(const gk_book *b, const gk_strategy_proposed *proposal,
+                                gk_event *out, gk_status *status) {
+  gk_code rc = require_open(b, status);
+  if (rc != GK_OK) return rc;
+  const char *id = proposal->strategy_id;
+  size_t length = strnlen(id, GK_META_ID_SIZE);
+  if (length == 0 || length >= GK_META_ID_SIZE)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "strategy_id", "", GK_STATUS_NO_INDEX,
+                         "a strategy id is 1 to %d characters", GK_META_ID_SIZE - 1);
+  if (gk_book_has_strategy(b, id))
+    return gk_status_set(status, GK_ALREADY_EXISTS, "strategy_id", id, GK_STATUS_NO_INDEX,
+                         "strategy %s was already proposed on book %s", id, b->id);
+  if (proposal->leg_count > GK_MAX_LEGS)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "legs", "", GK_STATUS_NO_INDEX,
+                         "a proposal has at most %d legs", GK_MAX_LEGS);
+  if (proposal->leg_count > 0) {
+    rc = gk_legs_validate(proposal->legs, proposal->leg_count, status);
+    if (rc != GK_OK) return rc;
+  }
+  if (!isfinite(proposal->net_premium))
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "net_premium", "", GK_STATUS_NO_INDEX,
+                         "a proposal's net premium must be finite");
+  start_event(out, GK_EVENT_STRATEGY_PROPOSED);
+  out->as.strategy_proposed = *proposal;
+  out->as.strategy_proposed.kind[sizeof out->as.strategy_proposed.kind - 1] = '\0';
+  out->as.strategy_proposed.description[GK_TEXT_SIZE - 1] = '\0';
+  return GK_OK;
+}
+
 /* ---- apply ------------------------------------------------------------------------------ */
 
 /* Room for `needed` elements: *grown is the (possibly moved) array; false on

@@ -268,6 +268,34 @@ gk_code gk_set_risk_limits(gk_book_service *s, const gk_command_context *ctx, co
   return run_command(s, ctx, book_id, &c, out, status);
 }
 
+static gk_code decide_strategy(const gk_book *book, const void *args, int64_t now_us,
+                               gk_event *events, size_t *count, gk_status *status) {
+  (void)now_us;
+  gk_code rc = gk_book_decide_strategy(book, args, &events[0], status);
+  if (rc == GK_OK) *count = 1;
+  return rc;
+}
+
+static uint64_t strategy_fields(uint64_t hash, const void *args) {
+  const gk_strategy_proposed *p = args;
+  hash = fingerprint_text(hash, p->strategy_id);
+  hash = fingerprint_text(hash, p->kind);
+  for (size_t i = 0; i < p->leg_count; i++) {
+    hash = fingerprint_instrument(hash, &p->legs[i].instrument);
+    hash = fingerprint_double(hash, (double)p->legs[i].quantity);
+    hash = fingerprint_double(hash, p->legs[i].price);
+  }
+  return fingerprint_double(hash, p->net_premium);
+}
+
+gk_code gk_propose_strategy(gk_book_service *s, const gk_command_context *ctx,
+                            const char *book_id, const gk_strategy_proposed *proposal,
+                            gk_command_outcome *out, gk_status *status) {
+  book_command c = {decide_strategy, proposal, NULL, 1,
+                    fingerprint_of("strategy", strategy_fields, proposal)};
+  return run_command(s, ctx, book_id, &c, out, status);
+}
+
 typedef struct edge_args {
   const gk_event_type *types;
   const gk_limit_edge *edges;

@@ -325,6 +325,12 @@ gk_code gk_book_decide_limits(const gk_book *book, const gk_risk_limit *limits, 
 gk_code gk_book_decide_limit_edge(const gk_book *book, gk_event_type type,
                                   const gk_limit_edge *edge, gk_event *out, gk_status *status);
 
+/* A StrategyProposed (a hedge or a strategy the strategy agent proposes): a new
+ * strategy id (GK_ALREADY_EXISTS when the book has it), 0..GK_MAX_LEGS valid legs,
+ * a finite net premium. A trade that executes it names it in strategy_id. */
+gk_code gk_book_decide_strategy(const gk_book *book, const gk_strategy_proposed *proposal,
+                                gk_event *out, gk_status *status);
+
 /* ---- apply: the fold --------------------------------------------------------- */
 /* Applies one event. Its meta.sequence must be version + 1 and its book id the
  * book's (after BookOpened); otherwise, or when the event contradicts the state

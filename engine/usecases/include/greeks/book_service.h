@@ -141,6 +141,12 @@ gk_code gk_set_risk_limits(gk_book_service *service, const gk_command_context *c
                            const char *book_id, const gk_risk_limit *limits, size_t count,
                            gk_command_outcome *out, gk_status *status);
 
+/* Journals a proposal (a hedge or a strategy) as StrategyProposed; a trade that
+ * executes it names proposal->strategy_id (and carries it as causation id). */
+gk_code gk_propose_strategy(gk_book_service *service, const gk_command_context *context,
+                            const char *book_id, const gk_strategy_proposed *proposal,
+                            gk_command_outcome *out, gk_status *status);
+
 /* Journals limit crossings (from the risk projection) as RiskLimitBreached /
  * RiskLimitRestored events, in order, in one append. */
 gk_code gk_record_limit_edges(gk_book_service *service, const gk_command_context *context,
