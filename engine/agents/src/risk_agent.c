@@ -39,6 +39,9 @@ typedef struct agent_book {
   size_t pending_count, pending_capacity;
   gk_underlying_risk published;   /* under lock: the totals queries see */
   int64_t published_version;
+  pthread_mutex_t view_lock;      /* held by the agent while it folds and recomputes this
+                                     book, and by gk_risk_agent_book_risk_view while it
+                                     copies the projection */
 } agent_book;
 
 struct gk_risk_agent {
@@ -67,7 +70,7 @@ void gk_risk_agent_committed(void *user, const char *book_id, const gk_book *boo
   memset(c->book_id, 0, sizeof c->book_id);
   memcpy(c->book_id, book_id, strnlen(book_id, GK_BOOK_ID_SIZE - 1));
   c->count = count;
-  memcpy(c->events, events, count * sizeof *events);
+  if (count) memcpy(c->events, events, count * sizeof *events);
   gk_envelope envelope = {.type = 1, .schema_version = 1, .payload = c, .free_payload = free};
   if (gk_agent_send(a->agent, &envelope, NULL) != GK_OK) {
     /* A full mailbox holds at least one envelope, so another batch will run: it
@@ -93,8 +96,10 @@ static agent_book *book_entry(gk_risk_agent *a, const char *id) {
   }
   if (found == NULL && a->count < a->capacity && (found = calloc(1, sizeof *found)) != NULL) {
     memcpy(found->id, id, strnlen(id, GK_BOOK_ID_SIZE - 1));
+    pthread_mutex_init(&found->view_lock, NULL);
     found->projection = gk_risk_projection_new(&a->options.projection, NULL);
     if (found->projection == NULL) {
+      pthread_mutex_destroy(&found->view_lock);
       free(found);
       found = NULL;
     } else {
@@ -119,6 +124,7 @@ static bool keep_pending(agent_book *b, const gk_event *e) {
 
 /* Folds one commit's events into the agent's copy; a gap marks a reload. */
 static void fold_commit(agent_book *b, const committed_batch *c) {
+  if (c->count == 0) b->reload = true; /* gk_risk_agent_track: load the book from the service */
   for (size_t i = 0; i < c->count && !b->reload; i++) {
     const gk_event *e = &c->events[i];
     if (b->book == NULL && e->meta.sequence == 1) b->book = gk_book_new();
@@ -194,6 +200,7 @@ static void update_risk(gk_risk_agent *a, agent_book *b) {
   gk_limit_crossing crossings[GK_MAX_CROSSINGS];
   size_t count = 0;
   gk_status st;
+  pthread_mutex_lock(&b->view_lock);
   bool first = b->book && gk_risk_projection_version(b->projection) == 0;
   if (b->reload) {
     reload(a, b, crossings, &count);
@@ -210,6 +217,7 @@ static void update_risk(gk_risk_agent *a, agent_book *b) {
   atomic_fetch_add(&a->recomputations, 1);
   b->reload = false;
   b->pending_count = 0;
+  pthread_mutex_unlock(&b->view_lock);
   publish(a, b);
   journal_crossings(a, b, crossings, count);
 }
@@ -240,7 +248,9 @@ static gk_code handle_batch(void *context, gk_envelope *batch, size_t count, gk_
     agent_book *b = book_entry(a, c->book_id);
     if (b == NULL) continue; /* out of memory: the next commit heals it by a reload */
     atomic_fetch_add(&a->events, c->count);
+    pthread_mutex_lock(&b->view_lock);
     fold_commit(b, c);
+    pthread_mutex_unlock(&b->view_lock);
     bool listed = false;
     for (size_t k = 0; k < touched_count && !listed; k++) listed = touched[k] == b;
     if (!listed && touched_count < 64) touched[touched_count++] = b;
@@ -301,6 +311,7 @@ void gk_risk_agent_stop(gk_risk_agent *a, int64_t drain_timeout_ns) {
   for (size_t i = 0; i < a->count; i++) {
     gk_book_free(a->books[i]->book);
     gk_risk_projection_free(a->books[i]->projection);
+    pthread_mutex_destroy(&a->books[i]->view_lock);
     free(a->books[i]->pending);
     free(a->books[i]);
   }
@@ -324,6 +335,91 @@ gk_code gk_risk_agent_book_risk(gk_risk_agent *a, const char *book_id, gk_underl
     gk_status_set(status, rc, "book_id", book_id, GK_STATUS_NO_INDEX,
                   "the risk agent has not seen book %s yet", book_id);
   return rc;
+}
+
+void gk_risk_agent_track(gk_risk_agent *a, const char *book_id) {
+  gk_risk_agent_committed(a, book_id, NULL, NULL, 0);
+}
+
+/* ---- the full view: copied from the projection under the book's view lock ------------- */
+
+static gk_book_risk_view *new_view(size_t underlyings, size_t grid) {
+  gk_book_risk_view *v = calloc(1, sizeof *v);
+  if (v == NULL) return NULL;
+  v->underlyings = calloc(underlyings ? underlyings : 1, sizeof *v->underlyings);
+  v->pnl = calloc((underlyings + 1) * (grid ? grid : 1), sizeof *v->pnl);
+  if (v->underlyings == NULL || v->pnl == NULL) {
+    gk_book_risk_view_free(v);
+    return NULL;
+  }
+  return v;
+}
+
+static void copy_underlying(const gk_underlying_risk *from, size_t grid, double *pnl, gk_underlying_risk *to) {
+  *to = *from;
+  to->pnl = NULL;
+  if (from->pnl && grid) {
+    memcpy(pnl, from->pnl, grid * sizeof *pnl);
+    to->pnl = pnl;
+  }
+}
+
+static void copy_limits(const agent_book *b, gk_book_risk_view *v) {
+  const gk_risk_limits_set *limits = gk_book_limits(b->book);
+  for (size_t i = 0; i < limits->count && i < GK_MAX_LIMITS; i++) {
+    gk_limit_state *s = &v->limits[v->limit_count++];
+    s->limit = limits->limits[i];
+    s->value = gk_risk_projection_metric(b->projection, &s->limit);
+    s->soft_breached = gk_risk_projection_breached(b->projection, &s->limit, 0);
+    s->hard_breached = gk_risk_projection_breached(b->projection, &s->limit, 1);
+  }
+}
+
+static gk_book_risk_view *copy_view(const gk_risk_agent *a, const agent_book *b) {
+  const gk_scenario_grid *g = &a->options.projection.grid;
+  size_t grid = g->spot.count * g->vol.count;
+  size_t n = gk_risk_projection_underlying_count(b->projection);
+  gk_book_risk_view *v = new_view(n, grid);
+  if (v == NULL) return NULL;
+  memcpy(v->book_id, b->id, sizeof v->book_id);
+  v->version = gk_risk_projection_version(b->projection);
+  v->spot_count = g->spot.count, v->vol_count = g->vol.count;
+  memcpy(v->spot_shocks, g->spot.shocks, g->spot.count * sizeof(double));
+  memcpy(v->vol_shocks, g->vol.shocks, g->vol.count * sizeof(double));
+  copy_underlying(gk_risk_projection_total(b->projection), grid, v->pnl, &v->total);
+  for (size_t i = 0; i < n; i++)
+    copy_underlying(gk_risk_projection_underlying(b->projection, i), grid, v->pnl + (i + 1) * grid,
+                    &v->underlyings[i]);
+  v->underlying_count = n;
+  if (b->book) copy_limits(b, v);
+  return v;
+}
+
+gk_code gk_risk_agent_book_risk_view(gk_risk_agent *a, const char *book_id, gk_book_risk_view **out,
+                                     gk_status *status) {
+  *out = NULL;
+  agent_book *found = NULL;
+  pthread_mutex_lock(&a->lock);
+  for (size_t i = 0; i < a->count && !found; i++)
+    if (strcmp(a->books[i]->id, book_id) == 0 && a->books[i]->published_version != 0) found = a->books[i];
+  pthread_mutex_unlock(&a->lock);
+  if (found == NULL)
+    return gk_status_set(status, GK_NOT_FOUND, "book_id", book_id, GK_STATUS_NO_INDEX,
+                         "the risk agent has not seen book %s yet", book_id);
+  pthread_mutex_lock(&found->view_lock);
+  *out = copy_view(a, found);
+  pthread_mutex_unlock(&found->view_lock);
+  if (*out == NULL)
+    return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "book_id", book_id, GK_STATUS_NO_INDEX,
+                         "out of memory copying the risk of book %s", book_id);
+  return GK_OK;
+}
+
+void gk_book_risk_view_free(gk_book_risk_view *v) {
+  if (v == NULL) return;
+  free(v->underlyings);
+  free(v->pnl);
+  free(v);
 }
 
 gk_risk_agent_counters gk_risk_agent_counters_of(gk_risk_agent *a) {

@@ -71,6 +71,41 @@ void gk_risk_agent_committed(void *agent, const char *book_id, const gk_book *bo
 gk_code gk_risk_agent_book_risk(gk_risk_agent *agent, const char *book_id,
                                 gk_underlying_risk *total, int64_t *version, gk_status *status);
 
+/* Starts watching a book that exists in the service but has had no commit since
+ * the agent started (a restart: greeksd calls it for every book after
+ * gk_book_service_load_all): the agent loads it and computes its risk. */
+void gk_risk_agent_track(gk_risk_agent *agent, const char *book_id);
+
+/* A book's whole live risk, copied at one version: the totals, each underlying
+ * (in the order they first appeared) with its scenario P&L, the grid, and each
+ * of the book's limits with its value now and whether each level is breached
+ * (hysteresis included). The copy is the caller's: gk_book_risk_view_free. */
+typedef struct gk_limit_state {
+  gk_risk_limit limit;
+  double value;
+  bool soft_breached, hard_breached;
+} gk_limit_state;
+
+typedef struct gk_book_risk_view {
+  char book_id[GK_BOOK_ID_SIZE];
+  int64_t version;                  /* the book version the figures reflect */
+  gk_underlying_risk total;         /* pnl: spot_count x vol_count, or NULL */
+  size_t underlying_count;
+  gk_underlying_risk *underlyings;
+  size_t spot_count, vol_count;
+  double spot_shocks[GK_MAX_SCENARIO_AXIS], vol_shocks[GK_MAX_SCENARIO_AXIS];
+  size_t limit_count;
+  gk_limit_state limits[GK_MAX_LIMITS];
+  double *pnl;                      /* storage behind every pnl pointer above */
+} gk_book_risk_view;
+
+/* Copies the book's live risk (it waits at most for the batch the agent is
+ * folding for that book). GK_NOT_FOUND when the agent has not seen the book;
+ * GK_RESOURCE_EXHAUSTED on OOM. */
+gk_code gk_risk_agent_book_risk_view(gk_risk_agent *agent, const char *book_id,
+                                     gk_book_risk_view **out, gk_status *status);
+void gk_book_risk_view_free(gk_book_risk_view *view); /* NULL is a no-op */
+
 typedef struct gk_risk_agent_counters {
   uint64_t batches, events, recomputations, rebuilds, crossings, dropped;
 } gk_risk_agent_counters;
