@@ -21,6 +21,8 @@ greeksd_config greeksd_config_default(void) {
   c.max_connections = 1000;
   c.memory_limit_bytes = (size_t)2048 << 20;
   c.log_level = GK_LOG_INFO;
+  snprintf(c.book_store, sizeof c.book_store, "sqlite:greeksd-books.db");
+  c.subscriber_queue = 1024;
   return c;
 }
 
@@ -150,6 +152,20 @@ static int apply_port_file(greeksd_config *c, const char *v, char *why, size_t n
   return copy_text(c->port_file, sizeof c->port_file, v, why, n);
 }
 
+static int apply_book_store(greeksd_config *c, const char *v, char *why, size_t n) {
+  if (v[0] == '\0') {
+    snprintf(why, n, "must name a store: sqlite:PATH or a PostgreSQL URL");
+    return -1;
+  }
+  return copy_text(c->book_store, sizeof c->book_store, v, why, n);
+}
+static int apply_subscriber_queue(greeksd_config *c, const char *v, char *why, size_t n) {
+  long long x;
+  if (parse_integer(v, 16, 1 << 20, &x, why, n) != 0) return -1;
+  c->subscriber_queue = (size_t)x;
+  return 0;
+}
+
 static int apply_log_level(greeksd_config *c, const char *v, char *why, size_t n) {
   static const char *names[] = {"debug", "info", "warn", "error"};
   for (int i = 0; i < 4; i++)
@@ -188,12 +204,16 @@ static const setting settings[] = {
     {"--port-file", "GREEKSD_PORT_FILE", apply_port_file,
      "write the bound port number here once listening"},
     {"--log-level", "GREEKSD_LOG_LEVEL", apply_log_level, "debug, info, warn or error (default info)"},
+    {"--book-store", "GREEKSD_BOOK_STORE", apply_book_store,
+     "the book journal: sqlite:PATH or postgresql://... (default sqlite:greeksd-books.db)"},
+    {"--subscriber-queue", "GREEKSD_SUBSCRIBER_QUEUE", apply_subscriber_queue,
+     "events queued per SubscribeEvents call before it is told it fell behind (default 1024)"},
 };
 enum { SETTING_COUNT = sizeof settings / sizeof settings[0] };
 
 void greeksd_config_usage(void) {
   printf("usage: greeksd [options]\n"
-         "Serves greeks.v1.PricingService and grpc.health.v1.Health over gRPC.\n"
+         "Serves greeks.v1.PricingService, greeks.v1.BookService and grpc.health.v1.Health over gRPC.\n"
          "Each option may also come from its environment variable; a flag wins.\n");
   for (int i = 0; i < SETTING_COUNT; i++)
     printf("  %-20s %-26s %s\n", settings[i].flag, settings[i].env, settings[i].help);

@@ -27,12 +27,15 @@ typedef struct greeksd_config {
   char token_file[1024];     /* bearer tokens, one per line; "" = no authentication */
   char port_file[1024];      /* where to write the bound port ("" = nowhere) */
   gk_log_level log_level;
+  char book_store[1024];     /* the book journal: "sqlite:PATH" or a PostgreSQL URL/conninfo */
+  size_t subscriber_queue;   /* SubscribeEvents: events queued per subscriber before it is behind */
 } greeksd_config;
 
 /* The embedded defaults: 127.0.0.1:50051, 2 server threads, all cores for pricing,
  * 64 MiB messages, 4 Mi contracts, 10 s drain, 30 s to receive a request,
  * 128 streams per connection, 1000 connections, 2 GiB for the gRPC core,
- * plaintext, no authentication. */
+ * plaintext, no authentication, the book journal in sqlite:greeksd-books.db (in the
+ * working directory), 1024 events queued per event subscriber. */
 greeksd_config greeksd_config_default(void);
 
 /* Fills *config from argv and the environment (flags win). Returns 0, 1 when

@@ -41,7 +41,8 @@ static int read_service(rpc_call *c, int *known) {
     return -1;
   }
   const Grpc__Health__V1__HealthCheckRequest *q = (const Grpc__Health__V1__HealthCheckRequest *)m;
-  *known = q->service[0] == '\0' || strcmp(q->service, "greeks.v1.PricingService") == 0;
+  *known = q->service[0] == '\0' || strcmp(q->service, "greeks.v1.PricingService") == 0 ||
+           strcmp(q->service, "greeks.v1.BookService") == 0;
   protobuf_c_message_free_unpacked(m, NULL);
   return 0;
 }
@@ -60,7 +61,7 @@ void handle_health_check(rpc_call *c) {
   int known;
   if (read_service(c, &known) != 0) return;
   if (!known) {
-    rpc_reply(c, GRPC_STATUS_NOT_FOUND, "unknown service: this server has '' and 'greeks.v1.PricingService'", NULL);
+    rpc_reply(c, GRPC_STATUS_NOT_FOUND, "unknown service: this server has '', 'greeks.v1.PricingService' and 'greeks.v1.BookService'", NULL);
     return;
   }
   grpc_byte_buffer *response = encode_status(health_serving_status(c->server));

@@ -31,6 +31,19 @@ static const char *const method_paths[METHOD_COUNT] = {
     "/greeks.v1.PricingService/RevaluePortfolioStream",
     "/grpc.health.v1.Health/Check",
     "/grpc.health.v1.Health/Watch",
+    "/greeks.v1.BookService/OpenBook",
+    "/greeks.v1.BookService/ExecuteTrade",
+    "/greeks.v1.BookService/CorrectTrade",
+    "/greeks.v1.BookService/SetRiskLimits",
+    "/greeks.v1.BookService/UpdateMarket",
+    "/greeks.v1.BookService/UpdateMarketStream",
+    "/greeks.v1.BookService/GetBook",
+    "/greeks.v1.BookService/GetBookAsOf",
+    "/greeks.v1.BookService/GetBookRisk",
+    "/greeks.v1.BookService/GenerateHedge",
+    "/greeks.v1.BookService/GenerateStrategies",
+    "/greeks.v1.BookService/GetAuditTrail",
+    "/greeks.v1.BookService/SubscribeEvents",
     "(unregistered)",
 };
 
@@ -39,7 +52,10 @@ static const char *const method_paths[METHOD_COUNT] = {
 enum { SLOTS_PER_THREAD = 32, HEALTH_SLOTS = 4 };
 
 /* Unary methods read one request message before their handler runs. */
-static int method_reads_payload(rpc_method m) { return m != METHOD_REVALUE_STREAM && m != METHOD_UNKNOWN; }
+static int method_reads_payload(rpc_method m) {
+  return m != METHOD_REVALUE_STREAM && m != METHOD_BOOK_MARKET_STREAM && m != METHOD_UNKNOWN;
+}
+static int method_is_book_stream(rpc_method m) { return m == METHOD_BOOK_AUDIT || m == METHOD_BOOK_SUBSCRIBE; }
 static int method_is_health(rpc_method m) { return m == METHOD_HEALTH_CHECK || m == METHOD_HEALTH_WATCH; }
 
 /* ---- call lifetime ---- */
@@ -58,6 +74,7 @@ static void free_call(rpc_call *c) {
   if (c->request_payload) grpc_byte_buffer_destroy(c->request_payload);
   if (c->reply_payload) grpc_byte_buffer_destroy(c->reply_payload);
   if (c->watch_payload) grpc_byte_buffer_destroy(c->watch_payload);
+  if (c->stream_payload) grpc_byte_buffer_destroy(c->stream_payload);
   grpc_metadata_array_destroy(&c->request_metadata);
   if (c->method == METHOD_UNKNOWN) grpc_call_details_destroy(&c->unknown);
   if (c->call) grpc_call_unref(c->call);
@@ -99,6 +116,7 @@ static rpc_call *new_call(greeksd_server *s, rpc_method m) {
   init_tag(&c->tag_replied, TAG_REPLIED, c);
   init_tag(&c->tag_received, TAG_RECEIVED, c);
   init_tag(&c->tag_sent, TAG_SENT, c);
+  init_tag(&c->tag_streamed, TAG_STREAMED, c);
   grpc_metadata_array_init(&c->request_metadata);
   if (m == METHOD_UNKNOWN) grpc_call_details_init(&c->unknown);
   return c;
@@ -367,8 +385,13 @@ static void watch_for_close(rpc_call *c) {
 
 typedef void (*method_handler)(rpc_call *call);
 static const method_handler handlers[METHOD_REGISTERED_COUNT] = {
-    handle_price_chain,          handle_price_batch, handle_implied_vol, handle_revalue,
-    handle_revalue_stream_start, handle_health_check, handle_health_watch,
+    handle_price_chain,          handle_price_batch,     handle_implied_vol,
+    handle_revalue,              handle_revalue_stream_start, handle_health_check,
+    handle_health_watch,         handle_book_open,       handle_book_execute,
+    handle_book_correct,         handle_book_limits,     handle_book_market,
+    handle_book_market_stream_start, handle_book_get,    handle_book_get_as_of,
+    handle_book_risk,            handle_book_hedge,      handle_book_strategies,
+    handle_book_audit,           handle_book_subscribe,
 };
 
 /* A call that arrives after SIGTERM is refused; health calls are answered
@@ -390,7 +413,7 @@ static int screen_call(rpc_call *c) {
   if (c->method == METHOD_UNKNOWN) {
     char path[128], details[256];
     unknown_path(c, path, sizeof path);
-    snprintf(details, sizeof details, "unknown method '%s': this server has greeks.v1.PricingService and grpc.health.v1.Health",
+    snprintf(details, sizeof details, "unknown method '%s': this server has greeks.v1.PricingService, greeks.v1.BookService and grpc.health.v1.Health",
              path);
     rpc_reply(c, GRPC_STATUS_UNIMPLEMENTED, details, NULL);
     return -1;
@@ -452,6 +475,7 @@ static void on_closed(rpc_call *c, bool success) {
   c->closed = 1;
   if (c->close_cancelled) atomic_store(&c->cancelled, 1);
   if (c->method == METHOD_HEALTH_WATCH) health_watch_closed(c);
+  if (method_is_book_stream(c->method)) book_stream_closed(c);
   rpc_release(c);
 }
 
@@ -479,6 +503,8 @@ static void rpc_handoff_fields(const rpc_tag *tag) {
     case TAG_CLOSED: RPC_HANDOFF_FRESH(c->close_cancelled); break;
     case TAG_REPLIED:
     case TAG_SENT:
+    case TAG_STREAMED:
+      RPC_HANDOFF_FRESH(c->stream_payload);
       RPC_HANDOFF_FRESH(c->initial_metadata);
       RPC_HANDOFF_FRESH(c->status_details);
       RPC_HANDOFF_FRESH(c->reply_payload);
@@ -502,8 +528,12 @@ static void *serve_completions(void *arg) {
       case TAG_MESSAGE: on_message(tag->call, ev.success); break;
       case TAG_CLOSED: on_closed(tag->call, ev.success); break;
       case TAG_REPLIED: rpc_release(tag->call); break;
-      case TAG_RECEIVED: handle_revalue_stream_chunk(tag->call, ev.success); break;
+      case TAG_RECEIVED:
+        if (tag->call->method == METHOD_BOOK_MARKET_STREAM) handle_book_market_stream_chunk(tag->call, ev.success);
+        else handle_revalue_stream_chunk(tag->call, ev.success);
+        break;
       case TAG_SENT: health_watch_sent(tag->call, ev.success); break;
+      case TAG_STREAMED: book_stream_sent(tag->call, ev.success); break;
       case TAG_SHUTDOWN: on_shutdown(s); break;
     }
   }
@@ -556,7 +586,7 @@ static int start_engine(greeksd_server *s, char *error, size_t size) {
     snprintf(error, size, "cannot start the compute agent: %s", status.message);
     return -1;
   }
-  return 0;
+  return book_side_start(s, error, size);
 }
 
 static grpc_arg integer_argument(const char *key, int value) {
@@ -633,6 +663,7 @@ static void post_all_slots(greeksd_server *s) {
 }
 
 static void destroy(greeksd_server *s) {
+  book_side_stop(s);
   if (s->compute) gk_agent_stop(s->compute, GK_NS_PER_S);
   if (s->pricing) gk_pricing_agent_stop(s->pricing, GK_NS_PER_S);
   gk_pool_destroy(s->pool);
@@ -738,6 +769,7 @@ long greeksd_server_shutdown(greeksd_server *s) {
   pthread_mutex_unlock(&s->lock);
   gk_logf(GK_LOG_INFO, "greeksd", "draining: %ld calls in flight have %lld ms; new calls get UNAVAILABLE", admitted,
           (long long)s->config.drain_timeout_ms);
+  book_side_drain(s); /* subscriptions end now (UNAVAILABLE, with where to resume) */
   long cancelled = 0;
   if (!wait_for(s, has_no_admitted_calls, gk_monotonic_ns() + s->config.drain_timeout_ms * GK_NS_PER_MS)) {
     pthread_mutex_lock(&s->lock);

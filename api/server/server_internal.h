@@ -60,6 +60,19 @@ typedef enum rpc_method {
   METHOD_REVALUE_STREAM,
   METHOD_HEALTH_CHECK,
   METHOD_HEALTH_WATCH,
+  METHOD_BOOK_OPEN, /* greeks.v1.BookService (book_handlers.c) */
+  METHOD_BOOK_EXECUTE,
+  METHOD_BOOK_CORRECT,
+  METHOD_BOOK_LIMITS,
+  METHOD_BOOK_MARKET,
+  METHOD_BOOK_MARKET_STREAM,
+  METHOD_BOOK_GET,
+  METHOD_BOOK_GET_AS_OF,
+  METHOD_BOOK_RISK,
+  METHOD_BOOK_HEDGE,
+  METHOD_BOOK_STRATEGIES,
+  METHOD_BOOK_AUDIT,
+  METHOD_BOOK_SUBSCRIBE,
   METHOD_UNKNOWN, /* any other path: answered UNIMPLEMENTED */
   METHOD_COUNT
 } rpc_method;
@@ -76,6 +89,7 @@ typedef enum tag_kind {
   TAG_REPLIED,   /* the reply batch */
   TAG_RECEIVED,  /* a RevaluePortfolioStream chunk */
   TAG_SENT,      /* a health Watch update */
+  TAG_STREAMED,  /* a BookService server-stream message */
   TAG_SHUTDOWN
 } tag_kind;
 typedef struct rpc_tag {
@@ -103,7 +117,8 @@ struct rpc_call {
   int64_t deadline_ns;               /* gk_monotonic_ns(); 0 = none */
   int64_t awaiting_since_ns;         /* waiting for the request message; 0 = not */
   char request_id[GK_ID_SIZE];
-  rpc_tag tag_new, tag_message, tag_closed, tag_replied, tag_received, tag_sent;
+  rpc_tag tag_new, tag_message, tag_closed, tag_replied, tag_received, tag_sent, tag_streamed;
+  grpc_byte_buffer *stream_payload; /* a BookService stream message in flight */
   /* The reply batch's resources, released with the call. */
   grpc_metadata initial_metadata[1];
   int metadata_sent;        /* initial metadata went out (its slices are ours) */
@@ -155,6 +170,7 @@ struct greeksd_server {
   int health_thread_started;
   atomic_int stop_health;
   atomic_ullong calls_ok, calls_failed;
+  struct book_side *books;   /* greeks.v1.BookService's engine (book_handlers.c) */
 };
 
 /* Answers the call: initial metadata (x-request-id), the response (may be NULL
@@ -204,6 +220,28 @@ void handle_revalue_stream_chunk(rpc_call *call, bool success);
 
 /* The compute agent's spec (handlers.c). */
 gk_code compute_agent_start(greeksd_server *server, gk_status *status);
+
+/* BookService (book_handlers.c): its engine (journal, book service, agents,
+ * event feed) starts with the server and stops after the last call. */
+int book_side_start(greeksd_server *server, char *error, size_t size);
+void book_side_drain(greeksd_server *server); /* ends the event subscriptions */
+void book_side_stop(greeksd_server *server);
+void handle_book_open(rpc_call *call);
+void handle_book_execute(rpc_call *call);
+void handle_book_correct(rpc_call *call);
+void handle_book_limits(rpc_call *call);
+void handle_book_market(rpc_call *call);
+void handle_book_market_stream_start(rpc_call *call);
+void handle_book_market_stream_chunk(rpc_call *call, bool success);
+void handle_book_get(rpc_call *call);
+void handle_book_get_as_of(rpc_call *call);
+void handle_book_risk(rpc_call *call);
+void handle_book_hedge(rpc_call *call);
+void handle_book_strategies(rpc_call *call);
+void handle_book_audit(rpc_call *call);
+void handle_book_subscribe(rpc_call *call);
+void book_stream_sent(rpc_call *call, bool success);
+void book_stream_closed(rpc_call *call);
 
 /* Health (health.c). */
 int health_serving_status(greeksd_server *server); /* 1 SERVING, 2 NOT_SERVING */

@@ -30,6 +30,10 @@ import health_pb2  # noqa: E402  (grpc.health.v1, generated as a top-level modul
 import health_pb2_grpc  # noqa: E402
 
 GREEKSD = os.environ["GREEKSD"]
+# Every greeksd these tests start keeps its book journal in a throwaway
+# directory, not in the working directory (a Server passes its own).
+_BOOKS_DIR = tempfile.TemporaryDirectory()
+os.environ.setdefault("GREEKSD_BOOK_STORE", "sqlite:" + os.path.join(_BOOKS_DIR.name, "books.db"))
 CLI = os.environ["GREEKS_CLI"]
 DATA = os.environ["GREEKS_DATA"]
 START_TIMEOUT = 30.0
@@ -51,7 +55,8 @@ class Server:
         self.proc = subprocess.Popen(
             # 4 server threads: completions of one call land on different threads,
             # as in production (a later flag in args wins).
-            [GREEKSD, "--listen", "127.0.0.1:0", "--port-file", self.port_file, "--server-threads", "4", *args],
+            [GREEKSD, "--listen", "127.0.0.1:0", "--port-file", self.port_file, "--server-threads", "4",
+             "--book-store", "sqlite:" + os.path.join(self.dir.name, "books.db"), *args],
             stdout=subprocess.DEVNULL, stderr=self.log, env=full_env, preexec_fn=preexec_fn)
         deadline = time.monotonic() + START_TIMEOUT
         while not os.path.exists(self.port_file):

@@ -105,7 +105,8 @@ class Server:
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(
             [GREEKSD, "--listen", "127.0.0.1:0", "--port-file", port_file, "--server-threads", str(SERVER_THREADS),
-             "--log-level", "warn"], stdout=subprocess.DEVNULL, stderr=self.log)
+             "--log-level", "warn", "--book-store", "sqlite:" + os.path.join(self.dir.name, "books.db")],
+            stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.monotonic() + 30
         while not os.path.exists(port_file) or os.path.getsize(port_file) == 0:
             if self.proc.poll() is not None or time.monotonic() > deadline:

@@ -1,0 +1,455 @@
+"""greeks.v1.BookService end to end: the real greeksd on a free loopback port
+with its journal on a throwaway SQLite file, called from Python's grpcio with
+stubs generated from proto/greeks/v1/book.proto. Checks are against
+independent references: positions recomputed from the trades sent, Greeks from
+the Black-Scholes closed form written here, the audit trail against what was
+sent, subscriptions against the audit trail, a restarted server against the one
+before it.
+
+Environment (set by tests/CMakeLists.txt): GREEKSD, GREEKS_STUBS, and
+GREEKS_TEST_SLOWDOWN for sanitizer builds.
+"""
+import math
+import os
+import signal
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_grpc import Server, SLOWDOWN  # noqa: E402  (also puts the stubs on sys.path)
+
+import grpc  # noqa: E402
+from greeks.v1 import book_pb2 as bk  # noqa: E402
+from greeks.v1 import book_pb2_grpc as bk_grpc  # noqa: E402
+from greeks.events.v1 import book_events_pb2 as ev  # noqa: E402
+
+US_PER_DAY = 86400 * 10**6
+TIMEOUT = 30 * SLOWDOWN
+
+
+def now_us():
+    return int(time.time() * 1e6)
+
+
+def norm_cdf(x):
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+def bsm_delta(S, K, T, r, q, vol, call):
+    d1 = (math.log(S / K) + (r - q + 0.5 * vol * vol) * T) / (vol * math.sqrt(T))
+    return math.exp(-q * T) * (norm_cdf(d1) if call else norm_cdf(d1) - 1.0)
+
+
+def bsm_gamma(S, K, T, r, q, vol):
+    d1 = (math.log(S / K) + (r - q + 0.5 * vol * vol) * T) / (vol * math.sqrt(T))
+    return math.exp(-q * T) * math.exp(-0.5 * d1 * d1) / math.sqrt(2 * math.pi) / (S * vol * math.sqrt(T))
+
+
+def option(symbol, strike, expiry_us, put=False, american=False, multiplier=100):
+    return ev.Instrument(underlying=symbol, kind=ev.OPTION, option_type=ev.PUT if put else ev.CALL,
+                         style=ev.AMERICAN if american else ev.EUROPEAN, strike=strike, expiry_us=expiry_us,
+                         multiplier=multiplier)
+
+
+def underlying(symbol):
+    return ev.Instrument(underlying=symbol, kind=ev.UNDERLYING, multiplier=1)
+
+
+class BookServiceCase(unittest.TestCase):
+    server_args = ()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(*cls.server_args)
+        cls.channel = grpc.insecure_channel(cls.server.target)
+        cls.stub = bk_grpc.BookServiceStub(cls.channel)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.channel.close()
+        cls.server.stop()
+
+    def open_book(self, book_id, spot=100.0, vol=0.2, symbol="AAPL"):
+        self.stub.OpenBook(bk.OpenBookRequest(book_id=book_id, name="desk " + book_id, currency="USD"),
+                           timeout=TIMEOUT)
+        return self.stub.UpdateMarket(bk.UpdateMarketRequest(book_id=book_id, quotes=[
+            bk.MarketQuote(underlying=symbol, spot=spot, rate=0.03, vol=vol)]), timeout=TIMEOUT)
+
+    def trade(self, book_id, trade_id, legs, key="", strategy_id=""):
+        return self.stub.ExecuteTrade(bk.ExecuteTradeRequest(book_id=book_id, trade_id=trade_id, legs=legs,
+                                                             idempotency_key=key, strategy_id=strategy_id),
+                                      timeout=TIMEOUT)
+
+    def audit(self, book_id, **kw):
+        return list(self.stub.GetAuditTrail(bk.GetAuditTrailRequest(book_id=book_id, **kw), timeout=TIMEOUT))
+
+    def assert_code(self, code, call, *words):
+        with self.assertRaises(grpc.RpcError) as caught:
+            call()
+        self.assertEqual(caught.exception.code(), code, caught.exception.details())
+        for w in words:
+            self.assertIn(w, caught.exception.details())
+        return caught.exception.details()
+
+
+class CommandsAndQueries(BookServiceCase):
+    def test_trades_build_positions_with_average_cost(self):
+        self.open_book("avg")
+        exp = now_us() + 90 * US_PER_DAY
+        c = option("AAPL", 100, exp)
+        self.trade("avg", "t1", [ev.Leg(instrument=c, quantity=10, price=4.0)])
+        self.trade("avg", "t2", [ev.Leg(instrument=c, quantity=30, price=5.0)])
+        r = self.trade("avg", "t3", [ev.Leg(instrument=c, quantity=-20, price=6.0)])
+        book = self.stub.GetBook(bk.GetBookRequest(book_id="avg"), timeout=TIMEOUT)
+        self.assertEqual(book.version, r.last_sequence)
+        (p,) = [p for p in book.positions if p.instrument.kind == ev.OPTION]
+        avg = (10 * 4.0 + 30 * 5.0) / 40  # average cost of the 40 bought
+        self.assertEqual(p.quantity, 20)
+        self.assertAlmostEqual(p.average_cost, avg, places=12)
+        self.assertAlmostEqual(p.realized_pnl, 20 * (6.0 - avg) * 100, places=6)
+        self.assertEqual([t.trade_id for t in book.trades], ["t1", "t2", "t3"])
+
+    def test_a_multi_leg_trade_is_all_or_none(self):
+        self.open_book("atomic")
+        exp = now_us() + 30 * US_PER_DAY
+        before = self.stub.GetBook(bk.GetBookRequest(book_id="atomic"), timeout=TIMEOUT)
+        expired = option("AAPL", 100, now_us() - US_PER_DAY)
+        self.assert_code(grpc.StatusCode.FAILED_PRECONDITION, lambda: self.trade("atomic", "bad", [
+            ev.Leg(instrument=option("AAPL", 100, exp), quantity=1, price=1.0),
+            ev.Leg(instrument=expired, quantity=1, price=1.0)]), "expir")
+        after = self.stub.GetBook(bk.GetBookRequest(book_id="atomic"), timeout=TIMEOUT)
+        self.assertEqual(after.version, before.version)
+        self.assertEqual(len(after.positions), 0)
+
+    def test_idempotent_retry_returns_the_first_answer(self):
+        self.open_book("idem")
+        leg = ev.Leg(instrument=option("AAPL", 105, now_us() + 60 * US_PER_DAY), quantity=3, price=2.0)
+        first = self.trade("idem", "t1", [leg], key="order-77")
+        again = self.trade("idem", "t1", [leg], key="order-77")
+        self.assertFalse(first.replayed)
+        self.assertTrue(again.replayed)
+        self.assertEqual((again.first_sequence, again.last_sequence), (first.first_sequence, first.last_sequence))
+        other = ev.Leg(instrument=leg.instrument, quantity=4, price=2.0)
+        self.assert_code(grpc.StatusCode.FAILED_PRECONDITION, lambda: self.trade("idem", "t9", [other], key="order-77"),
+                         "idempotency key 'order-77'")
+        trades = [e for e in self.audit("idem") if e.type == ev.TRADE_EXECUTED]
+        self.assertEqual(len(trades), 1)
+
+    def test_bad_input_names_the_field(self):
+        self.open_book("bad")
+        exp = now_us() + 60 * US_PER_DAY
+        self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.trade("bad", "t1", [
+            ev.Leg(instrument=option("AAPL", 100, exp), quantity=1, price=1.0),
+            ev.Leg(instrument=option("AAPL", -5, exp), quantity=1, price=1.0)]), "legs[1]", "strike")
+        self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.trade("bad", "t1", []), "legs")
+        self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.trade("", "t1", [
+            ev.Leg(instrument=option("AAPL", 100, exp), quantity=1, price=1.0)]), "book_id")
+        self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.stub.UpdateMarket(bk.UpdateMarketRequest(
+            book_id="bad", quotes=[bk.MarketQuote(underlying="AAPL", spot=-1, vol=0.2)]), timeout=TIMEOUT),
+            "quotes[0]", "spot")
+        self.assert_code(grpc.StatusCode.NOT_FOUND, lambda: self.stub.GetBook(bk.GetBookRequest(book_id="nope"),
+                                                                               timeout=TIMEOUT))
+        self.assert_code(grpc.StatusCode.ALREADY_EXISTS, lambda: self.stub.OpenBook(
+            bk.OpenBookRequest(book_id="bad", name="again", currency="USD"), timeout=TIMEOUT))
+
+    def test_correction_and_book_as_of(self):
+        self.open_book("corr")
+        c = option("AAPL", 100, now_us() + 60 * US_PER_DAY)
+        r1 = self.trade("corr", "t1", [ev.Leg(instrument=c, quantity=5, price=3.0)])
+        self.stub.CorrectTrade(bk.CorrectTradeRequest(book_id="corr", trade_id="t1", reason="fat finger",
+                                                      replacement_legs=[ev.Leg(instrument=c, quantity=2, price=3.0)]),
+                               timeout=TIMEOUT)
+        now = self.stub.GetBook(bk.GetBookRequest(book_id="corr"), timeout=TIMEOUT)
+        then = self.stub.GetBookAsOf(bk.GetBookAsOfRequest(book_id="corr", sequence=r1.last_sequence), timeout=TIMEOUT)
+        self.assertEqual([p.quantity for p in now.positions], [2])
+        self.assertEqual([p.quantity for p in then.positions], [5])
+        self.assertEqual(then.version, r1.last_sequence)
+        kinds = [e.type for e in self.audit("corr")]
+        self.assertEqual(kinds, [ev.BOOK_OPENED, ev.MARKET_UPDATED, ev.TRADE_EXECUTED, ev.TRADE_CORRECTED])
+        self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.stub.GetBookAsOf(
+            bk.GetBookAsOfRequest(book_id="corr"), timeout=TIMEOUT), "as_of")
+
+    def test_audit_trail_ranges_and_payloads(self):
+        self.open_book("audit")
+        c = option("AAPL", 100, now_us() + 60 * US_PER_DAY)
+        for i in range(300):  # more than one page of the server's reads
+            self.stub.UpdateMarket(bk.UpdateMarketRequest(book_id="audit", quotes=[
+                bk.MarketQuote(underlying="AAPL", spot=100 + i * 0.01, rate=0.03, vol=0.2)]), timeout=TIMEOUT)
+        self.trade("audit", "t1", [ev.Leg(instrument=c, quantity=1, price=2.5)])
+        events = self.audit("audit")
+        self.assertEqual([e.sequence for e in events], list(range(1, 304)))
+        last = ev.TradeExecuted.FromString(events[-1].payload)
+        self.assertEqual(last.trade_id, "t1")
+        self.assertEqual(last.legs[0].quantity, 1)
+        m = ev.MarketUpdated.FromString(events[102].payload)  # sequence 103: the 101st tick
+        self.assertAlmostEqual(m.spot, 100 + 100 * 0.01)
+        middle = self.audit("audit", from_sequence=10, to_sequence=20)
+        self.assertEqual([e.sequence for e in middle], list(range(10, 21)))
+        by_time = self.audit("audit", from_time_us=events[49].time_us, to_time_us=events[59].time_us)
+        self.assertTrue({e.sequence for e in by_time} >= set(range(50, 61)))
+        self.assertTrue(all(events[49].time_us <= e.time_us <= events[59].time_us for e in by_time))
+        self.assertEqual(len({e.event_id for e in events}), len(events))
+
+    def test_update_market_stream_records_each_message(self):
+        self.open_book("ticks")
+        msgs = [bk.UpdateMarketRequest(book_id="ticks", quotes=[
+            bk.MarketQuote(underlying="AAPL", spot=100 + i, rate=0.03, vol=0.2)]) for i in range(40)]
+        reply = self.stub.UpdateMarketStream(iter(msgs), timeout=TIMEOUT)
+        self.assertEqual(reply.messages, 40)
+        book = self.stub.GetBook(bk.GetBookRequest(book_id="ticks"), timeout=TIMEOUT)
+        self.assertEqual(reply.last_sequence, book.version)
+        self.assertAlmostEqual(book.markets[0].spot, 139.0)
+        bad = msgs[:3] + [bk.UpdateMarketRequest(book_id="ticks", quotes=[bk.MarketQuote(underlying="AAPL", spot=0,
+                                                                                          vol=0.2)])] + msgs[:3]
+        details = self.assert_code(grpc.StatusCode.INVALID_ARGUMENT,
+                                   lambda: self.stub.UpdateMarketStream(iter(bad), timeout=TIMEOUT), "message 4")
+        self.assertIn("spot", details)
+        after = self.stub.GetBook(bk.GetBookRequest(book_id="ticks"), timeout=TIMEOUT)
+        self.assertEqual(after.version, book.version + 3)  # the three before the bad one
+
+
+class Risk(BookServiceCase):
+    def test_live_risk_matches_the_closed_form(self):
+        self.open_book("risk", spot=100, vol=0.25)
+        T_days = 120
+        exp = now_us() + T_days * US_PER_DAY
+        r = self.trade("risk", "t1", [ev.Leg(instrument=option("AAPL", 95, exp), quantity=-10, price=9.0),
+                                      ev.Leg(instrument=underlying("AAPL"), quantity=300, price=100.0)])
+        risk = self.stub.GetBookRisk(bk.GetBookRiskRequest(book_id="risk", min_version=r.last_sequence),
+                                     timeout=TIMEOUT)
+        self.assertGreaterEqual(risk.version, r.last_sequence)
+        T = (exp - risk.total.valued_at_us) / (365 * US_PER_DAY)
+        delta = -10 * 100 * bsm_delta(100, 95, T, 0.03, 0.0, 0.25, True) + 300
+        gamma = -10 * 100 * bsm_gamma(100, 95, T, 0.03, 0.0, 0.25)
+        self.assertAlmostEqual(risk.total.risk.delta, delta, delta=1e-6 * abs(delta) + 1e-9)
+        self.assertAlmostEqual(risk.total.risk.gamma, gamma, delta=1e-6 * abs(gamma))
+        self.assertAlmostEqual(risk.total.risk.dollar_delta, delta * 100, delta=1e-4 * abs(delta * 100))
+        self.assertEqual(len(risk.per_underlying), 1)
+        self.assertEqual(len(risk.total.pnl), len(risk.spot_shocks) * len(risk.vol_shocks))
+        centre = risk.spot_shocks[:].index(0.0) * len(risk.vol_shocks) + list(risk.vol_shocks).index(0.0)
+        self.assertAlmostEqual(risk.total.pnl[centre], 0.0, places=6)
+
+    def test_hard_limit_refuses_soft_limit_breaches(self):
+        self.open_book("limits", spot=100)
+        exp = now_us() + 60 * US_PER_DAY
+        self.stub.SetRiskLimits(bk.SetRiskLimitsRequest(book_id="limits", limits=[
+            ev.RiskLimit(underlying="", metric=ev.DOLLAR_DELTA, soft=20000, hard=50000)]), timeout=TIMEOUT)
+        sub = self.stub.SubscribeEvents(bk.SubscribeEventsRequest(book_id="limits", from_sequence=1),
+                                        timeout=TIMEOUT)
+        soft = self.trade("limits", "t1", [ev.Leg(instrument=underlying("AAPL"), quantity=300, price=100.0)])
+        details = self.assert_code(grpc.StatusCode.FAILED_PRECONDITION, lambda: self.trade(
+            "limits", "t2", [ev.Leg(instrument=underlying("AAPL"), quantity=300, price=100.0)]), "dollar_delta")
+        self.assertIn("50000", details.replace(",", ""))
+        seen = []
+        for e in sub:
+            seen.append(e)
+            if e.type == ev.TRADE_REJECTED:
+                break
+        kinds = [e.type for e in seen]
+        self.assertIn(ev.RISK_LIMIT_BREACHED, kinds)
+        breach = ev.RiskLimitBreached.FromString(next(e for e in seen if e.type == ev.RISK_LIMIT_BREACHED).payload)
+        self.assertEqual(breach.level, ev.SOFT)
+        self.assertAlmostEqual(breach.value, 30000.0, places=6)
+        rejected = ev.TradeRejected.FromString(seen[-1].payload)
+        self.assertEqual(rejected.trade_id, "t2")
+        self.assertAlmostEqual(rejected.would_be, 60000.0, places=6)
+        sub.cancel()
+        self.assertGreater(soft.last_sequence, 0)
+        book = self.stub.GetBook(bk.GetBookRequest(book_id="limits"), timeout=TIMEOUT)
+        self.assertEqual([p.quantity for p in book.positions], [300])
+
+
+class Subscriptions(BookServiceCase):
+    server_args = ("--subscriber-queue", "16")
+
+    def test_resume_misses_nothing_and_repeats_nothing(self):
+        self.open_book("sub")
+        for i in range(20):
+            self.stub.UpdateMarket(bk.UpdateMarketRequest(book_id="sub", quotes=[
+                bk.MarketQuote(underlying="AAPL", spot=100 + i, rate=0.03, vol=0.2)]), timeout=TIMEOUT)
+        got = []
+        first = self.stub.SubscribeEvents(bk.SubscribeEventsRequest(book_id="sub", from_sequence=1), timeout=TIMEOUT)
+        for e in first:
+            got.append(e)
+            if len(got) == 7:
+                break
+        first.cancel()
+        writer = threading.Thread(target=lambda: [self.stub.UpdateMarket(bk.UpdateMarketRequest(
+            book_id="sub", quotes=[bk.MarketQuote(underlying="AAPL", spot=200 + i, rate=0.03, vol=0.2)]),
+            timeout=TIMEOUT) for i in range(10)])
+        writer.start()
+        second = self.stub.SubscribeEvents(bk.SubscribeEventsRequest(book_id="sub", from_sequence=got[-1].sequence + 1),
+                                           timeout=TIMEOUT)
+        for e in second:
+            got.append(e)
+            if e.sequence == 32:  # open + 1 market + 20 + 10 live ticks
+                break
+        second.cancel()
+        writer.join()
+        trail = self.audit("sub")
+        self.assertEqual([e.sequence for e in got], list(range(1, 33)))
+        self.assertEqual([e.event_id for e in got], [e.event_id for e in trail])
+        self.assertEqual([e.payload for e in got], [e.payload for e in trail])
+
+    def test_a_stuck_subscriber_is_told_it_fell_behind_and_never_slows_trading(self):
+        self.open_book("slow")
+        # Its own connection, as a real stuck client has: on a shared one it would
+        # also hold up the HTTP/2 connection window of every other call.
+        stuck_channel = grpc.insecure_channel(self.server.target)
+        stuck = bk_grpc.BookServiceStub(stuck_channel).SubscribeEvents(
+            bk.SubscribeEventsRequest(book_id="slow", from_sequence=1), timeout=TIMEOUT)
+        first = next(stuck)  # subscribed; now it stops reading
+        self.assertEqual(first.sequence, 1)
+        vols = [ev.VolPoint(instrument=option("AAPL", 50 + k, now_us() + 90 * US_PER_DAY), vol=0.2 + k / 1000)
+                for k in range(16)]
+        started = time.monotonic()
+        last = None
+        for batch in range(12):  # 12 x 200 market updates of ~1.5 kB: far beyond the transport's window
+            quotes = [bk.MarketQuote(underlying="S%d" % i, spot=100 + batch, rate=0.03, vol=0.2, vols=[
+                ev.VolPoint(instrument=option("S%d" % i, v.instrument.strike, v.instrument.expiry_us), vol=v.vol)
+                for v in vols]) for i in range(200)]
+            last = self.stub.UpdateMarket(bk.UpdateMarketRequest(book_id="slow", quotes=quotes), timeout=TIMEOUT)
+        elapsed = time.monotonic() - started
+        self.assertEqual(last.last_sequence, 2 + 12 * 200 - 1 + 1)
+        self.assertLess(elapsed, 20 * SLOWDOWN)
+        with self.assertRaises(grpc.RpcError) as caught:
+            for e in stuck:
+                pass
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertIn("resume from sequence", caught.exception.details())
+        resume = int(caught.exception.details().rsplit(" ", 1)[-1])
+        self.assertGreater(resume, 1)
+        rest = self.stub.SubscribeEvents(bk.SubscribeEventsRequest(book_id="slow", from_sequence=resume),
+                                         timeout=TIMEOUT)
+        n = 0
+        for e in rest:
+            self.assertEqual(e.sequence, resume + n)
+            n += 1
+            if e.sequence == last.last_sequence:
+                break
+        rest.cancel()
+        stuck_channel.close()
+
+
+class Strategies(BookServiceCase):
+    def test_delta_hedge_then_execute_the_proposal(self):
+        self.open_book("hedge", spot=100, vol=0.2)
+        exp = now_us() + 90 * US_PER_DAY
+        self.trade("hedge", "t1", [ev.Leg(instrument=option("AAPL", 100, exp), quantity=-10, price=4.5)])
+        h = self.stub.GenerateHedge(bk.GenerateHedgeRequest(book_id="hedge", underlying="AAPL",
+                                                            target=bk.DELTA_NEUTRAL, instruments=[
+            bk.QuotedInstrument(instrument=underlying("AAPL"), bid=99.98, ask=100.02)]), timeout=TIMEOUT)
+        self.assertEqual(len(h.legs), 1)
+        q = h.legs[0].quantity
+        self.assertEqual(q, round(-h.before.delta))
+        self.assertLessEqual(abs(h.after.delta), 0.5 + 1e-9)
+        self.assertAlmostEqual(h.legs[0].price, 100.02 if q > 0 else 99.98)
+        self.assertAlmostEqual(h.cost, abs(q) * 0.02, places=9)
+        proposed = [e for e in self.audit("hedge") if e.type == ev.STRATEGY_PROPOSED]
+        self.assertEqual(ev.StrategyProposed.FromString(proposed[-1].payload).strategy_id, h.strategy_id)
+        r = self.trade("hedge", "t2", list(h.legs), strategy_id=h.strategy_id)
+        executed = self.audit("hedge", from_sequence=r.last_sequence, to_sequence=r.last_sequence)[0]
+        self.assertEqual(executed.causation_id, h.strategy_id)
+        self.assertEqual(ev.TradeExecuted.FromString(executed.payload).strategy_id, h.strategy_id)
+        self.assert_code(grpc.StatusCode.FAILED_PRECONDITION, lambda: self.trade(
+            "hedge", "t3", list(h.legs), strategy_id="never-proposed"), "never-proposed")
+        self.assert_code(grpc.StatusCode.FAILED_PRECONDITION, lambda: self.stub.GenerateHedge(
+            bk.GenerateHedgeRequest(book_id="hedge", underlying="AAPL", target=bk.DELTA_GAMMA_NEUTRAL, instruments=[
+                bk.QuotedInstrument(instrument=underlying("AAPL"), bid=99.98, ask=100.02)]), timeout=TIMEOUT), "gamma")
+
+    def test_strategies_from_a_view_are_ranked_and_journaled(self):
+        self.open_book("view", spot=100, vol=0.2)
+        exp = now_us() + 60 * US_PER_DAY
+        chain = []
+        for k in (90, 95, 100, 105, 110):
+            for put in (False, True):
+                chain.append(bk.QuotedInstrument(instrument=option("AAPL", k, exp, put=put), bid=0, ask=0, vol=0.2))
+        # quotes around a model price: the server prices them, the test only needs a spread
+        for q in chain:
+            K = q.instrument.strike
+            intrinsic = max(0.0, (100 - K) if q.instrument.option_type == ev.CALL else (K - 100))
+            q.bid, q.ask = intrinsic + 1.0, intrinsic + 1.2
+        chain.append(bk.QuotedInstrument(instrument=underlying("AAPL"), bid=99.99, ask=100.01))
+        reply = self.stub.GenerateStrategies(bk.GenerateStrategiesRequest(
+            book_id="view", chain=chain, max_results=8,
+            view=bk.StrategyView(direction=bk.BULLISH, move=0.08, vol_change=0.0,
+                                 horizon_us=now_us() + 30 * US_PER_DAY)), timeout=TIMEOUT)
+        self.assertGreater(len(reply.strategies), 0)
+        scores = [s.score for s in reply.strategies]
+        self.assertEqual(scores, sorted(scores, reverse=True))
+        for s in reply.strategies:
+            premium = sum(l.quantity * l.price * l.instrument.multiplier for l in s.legs)
+            self.assertAlmostEqual(s.net_premium, premium, delta=1e-6 * max(1.0, abs(premium)))
+            self.assertGreaterEqual(s.max_loss, 0)
+        proposed = [e for e in self.audit("view") if e.type == ev.STRATEGY_PROPOSED]
+        self.assertEqual([ev.StrategyProposed.FromString(e.payload).strategy_id for e in proposed],
+                         [s.strategy_id for s in reply.strategies])
+        self.assertEqual(reply.last_sequence - reply.first_sequence + 1, len(reply.strategies))
+
+
+class Restart(unittest.TestCase):
+    def test_a_killed_server_comes_back_with_every_acknowledged_event(self):
+        first = Server()
+        store = ["--book-store", "sqlite:" + os.path.join(first.dir.name, "books.db")]
+        first.stop()
+        a = Server(*store)
+        stub = bk_grpc.BookServiceStub(grpc.insecure_channel(a.target))
+        stub.OpenBook(bk.OpenBookRequest(book_id="keep", name="kept", currency="USD"), timeout=TIMEOUT)
+        stub.UpdateMarket(bk.UpdateMarketRequest(book_id="keep", quotes=[
+            bk.MarketQuote(underlying="AAPL", spot=100, rate=0.03, vol=0.2)]), timeout=TIMEOUT)
+        last = None
+        for i in range(25):
+            last = stub.ExecuteTrade(bk.ExecuteTradeRequest(book_id="keep", trade_id="t%d" % i, legs=[
+                ev.Leg(instrument=underlying("AAPL"), quantity=i + 1, price=100.0)]), timeout=TIMEOUT)
+        before = stub.GetBook(bk.GetBookRequest(book_id="keep"), timeout=TIMEOUT)
+        a.stop(sig=signal.SIGKILL)
+        b = Server(*store)
+        try:
+            stub = bk_grpc.BookServiceStub(grpc.insecure_channel(b.target))
+            after = stub.GetBook(bk.GetBookRequest(book_id="keep"), timeout=TIMEOUT)
+            self.assertEqual(after, before)
+            self.assertEqual(after.positions[0].quantity, sum(range(1, 26)))
+            risk = stub.GetBookRisk(bk.GetBookRiskRequest(book_id="keep", min_version=last.last_sequence),
+                                    timeout=TIMEOUT)
+            self.assertAlmostEqual(risk.total.risk.delta, sum(range(1, 26)), places=9)
+        finally:
+            b.stop()
+
+
+class DrainAndAuth(unittest.TestCase):
+    def test_sigterm_ends_a_subscription_with_where_to_resume(self):
+        s = Server("--drain-timeout-ms", "2000")
+        stub = bk_grpc.BookServiceStub(grpc.insecure_channel(s.target))
+        stub.OpenBook(bk.OpenBookRequest(book_id="d", name="d", currency="USD"), timeout=TIMEOUT)
+        sub = stub.SubscribeEvents(bk.SubscribeEventsRequest(book_id="d", from_sequence=1), timeout=TIMEOUT)
+        self.assertEqual(next(sub).sequence, 1)
+        started = time.monotonic()
+        s.proc.send_signal(signal.SIGTERM)
+        with self.assertRaises(grpc.RpcError) as caught:
+            next(sub)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        self.assertIn("resume from sequence 2", caught.exception.details())
+        self.assertEqual(s.stop(), 0)
+        self.assertLess(time.monotonic() - started, 2.0 * SLOWDOWN)  # not held to the drain timeout
+
+    def test_tokens_guard_the_book_service(self):
+        import tempfile
+        with tempfile.NamedTemporaryFile("w", suffix=".tokens", delete=False) as f:
+            f.write("s3cret-token-value\n")
+        s = Server("--token-file", f.name)
+        try:
+            stub = bk_grpc.BookServiceStub(grpc.insecure_channel(s.target))
+            with self.assertRaises(grpc.RpcError) as caught:
+                stub.OpenBook(bk.OpenBookRequest(book_id="x", name="x", currency="USD"), timeout=TIMEOUT)
+            self.assertEqual(caught.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+            stub.OpenBook(bk.OpenBookRequest(book_id="x", name="x", currency="USD"), timeout=TIMEOUT,
+                          metadata=[("authorization", "Bearer s3cret-token-value")])
+        finally:
+            s.stop()
+            os.unlink(f.name)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
