@@ -1057,8 +1057,11 @@ void book_stream_sent(rpc_call *c, bool success) {
 }
 
 void book_stream_closed(rpc_call *c) {
+  book_side *side = c->server->books;
+  pthread_mutex_lock(&side->lock);
   book_stream *s = c->job;
-  if (s == NULL) return;
+  pthread_mutex_unlock(&side->lock);
+  if (s == NULL) return; /* the handler has not run: it sees the cancellation */
   pthread_mutex_lock(&s->lock);
   if (s->listed) finish_locked(c, s, GRPC_STATUS_CANCELLED, NULL);
   int clean = claim_cleanup_locked(s);
@@ -1081,8 +1084,13 @@ static book_stream *new_stream(rpc_call *c, const ProtobufCMessageDescriptor *de
   }
   pthread_mutex_init(&s->lock, NULL);
   s->call = c;
+  /* Published under the side's lock: on_closed (book_stream_closed) may run on
+   * another completion-queue thread at any time. */
+  book_side *side = c->server->books;
+  pthread_mutex_lock(&side->lock);
   c->job = s;
   c->free_job = free_stream;
+  pthread_mutex_unlock(&side->lock);
   request_verdict v;
   if (request_unpack_payload(descriptor, c->request_payload, &s->job.message, &v) != 0) {
     rpc_reply(c, v.code, v.details, NULL);
