@@ -237,6 +237,118 @@ static void test_a_full_mailbox_is_healed_by_a_reload(void **state) {
   assert_true(fabs(live.risk.dollar_delta - 9 * (110 + 9 * 0.01)) < 1e-9);
 }
 
+/* ---- property: the live view equals a rebuild from the replayed journal ------------- */
+
+static const double prop_spot_shocks[] = {-0.1, 0, 0.1}, prop_vol_shocks[] = {-0.05, 0, 0.05};
+
+static uint64_t next_random(uint64_t *x) { /* xorshift64*: the sequence is the test's */
+  *x ^= *x >> 12, *x ^= *x << 25, *x ^= *x >> 27;
+  return *x * 0x2545F4914F6CDD1DULL;
+}
+
+static double uniform(uint64_t *x, double lo, double hi) {
+  return lo + (hi - lo) * (double)(next_random(x) >> 11) / 9007199254740992.0;
+}
+
+static const char *const prop_symbols[] = {"AAPL", "MSFT", "IBM"};
+
+static void random_leg(uint64_t *x, gk_leg *leg) {
+  const char *symbol = prop_symbols[next_random(x) % 3];
+  if (next_random(x) % 4 == 0) {
+    gk_instrument_underlying(symbol, &leg->instrument, NULL);
+  } else {
+    double strike = 80 + 5 * (double)(next_random(x) % 9);
+    int64_t expiry = T0 + 86400000000LL * (int64_t)(30 + next_random(x) % 330);
+    gk_instrument_option(symbol, next_random(x) % 2 ? GK_CALL : GK_PUT,
+                         next_random(x) % 3 ? GK_STYLE_EUROPEAN : GK_STYLE_AMERICAN, strike, expiry, 100,
+                         &leg->instrument, NULL);
+  }
+  int64_t q = (int64_t)(next_random(x) % 9) - 4;
+  leg->quantity = q ? q : 3;
+  leg->price = uniform(x, 1, 10);
+}
+
+/* Random trades and ticks through the service with the agent listening; then
+ * the agent's whole view (every underlying, the grid, the limits) must equal,
+ * bit for bit, a projection rebuilt from the book replayed by a fresh service
+ * on the same file, and that replayed book must equal the live one. */
+static void test_the_live_view_equals_a_rebuild_from_the_replayed_journal(void **state) {
+  fixture *f = *state;
+  gk_status st;
+  f->store = gk_sqlite_store_open(f->path, NULL, &st);
+  assert_non_null(f->store);
+  gk_scenario_grid grid = {{3, prop_spot_shocks, GK_SHOCK_RELATIVE}, {3, prop_vol_shocks, GK_SHOCK_ABSOLUTE}};
+  gk_risk_agent_options ao = {.projection = {.grid = grid}, .on_edge = on_edge, .user = &f->heard};
+  assert_int_equal(gk_risk_agent_start(&ao, &f->agent, &st), GK_OK);
+  gk_book_service_options so = {.listener = {gk_risk_agent_committed, f->agent}};
+  f->service = gk_book_service_new(f->store, &so, &st);
+  gk_risk_agent_bind(f->agent, f->service);
+  gk_command_context c = {.now_us = T0};
+  must(gk_open_book(f->service, &c, "desk", "", "USD", NULL, &st), &st);
+  gk_risk_limit limits[2] = {{.underlying = "", .metric = GK_LIMIT_DOLLAR_DELTA, .soft = 5000},
+                             {.underlying = "MSFT", .metric = GK_LIMIT_WORST_SCENARIO_LOSS, .soft = 2000}};
+  must(gk_set_risk_limits(f->service, &c, "desk", limits, 2, NULL, &st), &st);
+  uint64_t x = 0x9E3779B97F4A7C15ULL;
+  gk_command_outcome out;
+  for (int step = 0; step < 160; step++) {
+    if (step < 3 || next_random(&x) % 5 < 2) {
+      gk_market_quote q = {.spot = uniform(&x, 90, 110), .rate = 0.03, .yield = 0.01,
+                           .vol = uniform(&x, 0.15, 0.35), .market_time_us = T0};
+      snprintf(q.underlying, sizeof q.underlying, "%s", prop_symbols[step < 3 ? step : (int)(next_random(&x) % 3)]);
+      must(gk_update_market(f->service, &c, "desk", &q, 1, &out, &st), &st);
+    } else {
+      gk_trade t = {.leg_count = 1 + next_random(&x) % 3, .trade_time_us = T0};
+      snprintf(t.trade_id, sizeof t.trade_id, "T%d", step);
+      for (size_t k = 0; k < t.leg_count; k++) random_leg(&x, &t.legs[k]);
+      if (gk_legs_validate(t.legs, t.leg_count, NULL) != GK_OK) t.leg_count = 1; /* an instrument twice */
+      must(gk_execute_trade(f->service, &c, "desk", &t, &out, &st), &st);
+    }
+  }
+  int64_t last = out.result.last_sequence;
+  gk_book_risk_view *view = NULL;
+  for (int i = 0; i < 2000; i++) {
+    gk_book_risk_view_free(view);
+    view = NULL;
+    if (gk_risk_agent_book_risk_view(f->agent, "desk", &view, &st) == GK_OK && view->version >= last) break;
+    sleep_ms(5);
+  }
+  assert_non_null(view);
+  gk_event_store *store = gk_sqlite_store_open(f->path, NULL, &st);
+  gk_book_service *fresh = gk_book_service_new(store, NULL, &st);
+  gk_book *replayed = NULL, *live = NULL;
+  must(gk_get_book(fresh, "desk", view->version, &replayed, &st), &st);
+  must(gk_get_book(f->service, "desk", view->version, &live, &st), &st);
+  char difference[256] = "";
+  assert_true(gk_book_equal(replayed, live, difference, sizeof difference));
+  gk_risk_projection *rebuilt = gk_risk_projection_new(&ao.projection, &st);
+  gk_limit_crossing crossings[GK_MAX_CROSSINGS];
+  size_t crossing_count = 0;
+  must(gk_risk_projection_rebuild(rebuilt, replayed, T0, crossings, &crossing_count, &st), &st);
+  assert_int_equal(view->underlying_count, gk_risk_projection_underlying_count(rebuilt));
+  const gk_underlying_risk *total = gk_risk_projection_total(rebuilt);
+  assert_memory_equal(&view->total.risk, &total->risk, sizeof total->risk);
+  assert_memory_equal(view->total.pnl, total->pnl, 9 * sizeof(double));
+  for (size_t i = 0; i < view->underlying_count; i++) {
+    const gk_underlying_risk *u = gk_risk_projection_underlying(rebuilt, i);
+    assert_string_equal(view->underlyings[i].underlying, u->underlying);
+    assert_memory_equal(&view->underlyings[i].risk, &u->risk, sizeof u->risk);
+    assert_true(view->underlyings[i].gross_notional == u->gross_notional);
+    assert_true(view->underlyings[i].worst_loss == u->worst_loss);
+    assert_memory_equal(view->underlyings[i].pnl, u->pnl, 9 * sizeof(double));
+  }
+  assert_int_equal(view->limit_count, 2);
+  for (size_t i = 0; i < view->limit_count; i++) {
+    assert_true(view->limits[i].value == gk_risk_projection_metric(rebuilt, &view->limits[i].limit));
+    assert_int_equal(view->limits[i].soft_breached, gk_risk_projection_breached(rebuilt, &view->limits[i].limit, 0));
+  }
+  gk_risk_projection_free(rebuilt);
+  gk_book_free(replayed);
+  gk_book_free(live);
+  gk_book_service_free(fresh);
+  gk_store_close(store);
+  gk_book_risk_view_free(view);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_crossings_are_journaled_then_published_in_order, setup,
@@ -244,6 +356,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_live_totals_equal_a_whole_book_valuation, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_a_burst_of_ticks_is_coalesced, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_the_live_view_equals_a_rebuild_from_the_replayed_journal, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_a_full_mailbox_is_healed_by_a_reload, setup,
                                       teardown),
   };
