@@ -5,16 +5,18 @@
  * The engine (book_side): the journal (--book-store), the book service with
  * its listeners fanned out in order - the limit guard (hard limits before a
  * trade), the risk agent (live risk, limit crossings journaled), the event feed
- * (SubscribeEvents) - then the execution agent (commands, sharded by book) and
- * the strategy actor (queries, hedges and strategies, audit pages), each on
- * the actor runtime of greeks/agent.h. On start every book is loaded (a
+ * (SubscribeEvents) - then the execution agent (commands, sharded by book),
+ * the strategy agent (hedges and strategies, journaled as proposals) and a
+ * query actor (reads that may take a while), each on the actor runtime of
+ * greeks/agent.h. On start every book is loaded (a
  * damaged journal stops the start) and handed to the risk agent.
  *
  * Commands are decoded and checked on the completion-queue thread (book_wire.c
  * names the field at fault), then submitted to the execution agent; its done()
- * answers the call once the events are durable. Queries, hedges and strategy
- * generation go to the strategy actor so that a long one never holds a
- * completion-queue thread; small pricing calls have their own agents.
+ * answers the call once the events are durable. Hedges and strategies go to
+ * the strategy agent, book reads (GetBook, GetBookAsOf, GetBookRisk) to the
+ * query actor, so that a long one never holds a completion-queue thread;
+ * pricing calls have their own agents.
  *
  * Server streams (GetAuditTrail, SubscribeEvents) send one message at a time:
  * pump() takes the next event (an audit page read from the journal, or the
@@ -30,7 +32,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "book_wire.h"
@@ -42,6 +43,7 @@
 #include "greeks/risk_agent.h"
 #include "greeks/risk_projection.h"
 #include "greeks/strategy.h"
+#include "greeks/strategy_agent.h"
 #include "requests.h"
 #include "server_internal.h"
 
@@ -52,7 +54,8 @@ typedef struct book_side {
   gk_risk_agent *risk;
   gk_event_feed *feed;
   gk_execution_agent *execution;
-  gk_agent *strategy; /* queries, hedges, strategies */
+  gk_strategy_agent *strategy; /* hedges and strategies, journaled as proposals */
+  gk_agent *queries;  /* GetBook, GetBookAsOf, GetBookRisk */
   gk_listener_fanout fanout;
   pthread_mutex_t lock; /* guards streams */
   struct book_stream *streams;
@@ -93,7 +96,7 @@ typedef void (*query_fn)(rpc_call *call, book_job *job);
 
 struct book_job {
   ProtobufCMessage *message; /* the request */
-  query_fn run;              /* strategy-actor work */
+  query_fn run;              /* the query actor's work */
   char book_id[GK_BOOK_ID_SIZE];
   char key[GK_META_ID_SIZE];
   gk_trade trade;
@@ -365,7 +368,7 @@ void handle_book_market_stream_chunk(rpc_call *c, bool success) {
   rpc_release(c); /* the RECV_MESSAGE batch's */
 }
 
-/* ---- the strategy actor: queries, hedges, strategies ------------------------------------- */
+/* ---- the query actor: reads that may take a while (a replay, a wait) ------------------------ */
 
 static void submit_query(rpc_call *c, query_fn run) {
   book_job *j = c->job;
@@ -380,13 +383,13 @@ static void submit_query(rpc_call *c, query_fn run) {
   e.payload = c;
   gk_status status;
   rpc_ref(c); /* the query's */
-  if (gk_agent_send(c->server->books->strategy, &e, &status) != GK_OK) {
+  if (gk_agent_send(c->server->books->queries, &e, &status) != GK_OK) {
     rpc_reply_status(c, &status);
     rpc_release(c);
   }
 }
 
-static gk_code strategy_handle(void *context, gk_envelope *batch, size_t count, gk_status *results) {
+static gk_code query_handle(void *context, gk_envelope *batch, size_t count, gk_status *results) {
   (void)context;
   for (size_t i = 0; i < count; i++) {
     rpc_call *c = batch[i].payload;
@@ -399,14 +402,14 @@ static gk_code strategy_handle(void *context, gk_envelope *batch, size_t count, 
   return GK_OK;
 }
 
-static void strategy_expired(void *context, gk_envelope *e) {
+static void query_expired(void *context, gk_envelope *e) {
   (void)context;
   rpc_call *c = e->payload;
   rpc_reply(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline passed while the call waited; nothing was done", NULL);
   rpc_release(c);
 }
 
-static void strategy_dead(void *context, gk_dead_letter *letter) {
+static void query_dead(void *context, gk_dead_letter *letter) {
   (void)context;
   rpc_call *c = letter->envelope.payload;
   letter->envelope.payload = NULL;
@@ -593,7 +596,7 @@ void handle_book_risk(rpc_call *c) {
   submit_query(c, run_get_risk);
 }
 
-/* ---- GenerateHedge and GenerateStrategies ------------------------------------------------ */
+/* ---- GenerateHedge and GenerateStrategies: the strategy agent ---------------------------- */
 
 static Greeks__V1__GreeksSummary *wire_summary(wire_arena *a, const gk_risk *r) {
   Greeks__V1__GreeksSummary *w = wire_alloc(a, sizeof *w);
@@ -604,88 +607,31 @@ static Greeks__V1__GreeksSummary *wire_summary(wire_arena *a, const gk_risk *r) 
   return w;
 }
 
-/* A proposal's id: from the idempotency key when there is one (a retry names the
- * same proposals), else random. */
-static void proposal_id(const char *prefix, const char *key, size_t index, char out[GK_META_ID_SIZE]) {
-  if (key[0]) {
-    snprintf(out, GK_META_ID_SIZE, "%.40s-%zu", key, index);
-    return;
-  }
-  uint8_t r[12] = {0};
-  if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
-    uint64_t t = (uint64_t)gk_monotonic_ns();
-    memcpy(r, &t, sizeof t);
-  }
-  int n = snprintf(out, GK_META_ID_SIZE, "%s-", prefix);
-  for (size_t i = 0; i < sizeof r && n + 2 < GK_META_ID_SIZE; i++) n += snprintf(out + n, 3, "%02x", r[i]);
+static gk_strategy_context strategy_context(rpc_call *c, book_job *j) {
+  return (gk_strategy_context){.book_id = j->book_id, .idempotency_key = j->key, .correlation_id = c->request_id,
+                               .now_us = wall_clock_us(), .deadline_ns = c->deadline_ns};
 }
 
-/* Journals a proposal on the book (StrategyProposed). */
-static gk_code propose(rpc_call *c, book_job *j, const gk_strategy_proposed *p, size_t index,
-                       gk_command_outcome *out, gk_status *status) {
-  char key[GK_META_ID_SIZE] = "";
-  if (j->key[0]) snprintf(key, sizeof key, "%.40s-p%zu", j->key, index);
-  gk_command_context ctx = {.now_us = wall_clock_us(), .idempotency_key = key[0] ? key : NULL,
-                            .correlation_id = c->request_id};
-  return gk_propose_strategy(c->server->books->service, &ctx, j->book_id, p, out, status);
-}
-
-static void run_hedge(rpc_call *c, book_job *j) {
-  const Greeks__V1__GenerateHedgeRequest *q = (const Greeks__V1__GenerateHedgeRequest *)j->message;
-  gk_quoted_instrument *quoted = calloc(q->n_instruments ? q->n_instruments : 1, sizeof *quoted);
-  gk_book *book = NULL;
-  gk_status status;
-  char why[WIRE_WHY_SIZE];
-  if (quoted == NULL) {
-    reply_out_of_memory(c);
-    return;
+static void hedge_done(void *user, gk_code code, const gk_hedge_proposal *hedge, const char *strategy_id,
+                       const gk_command_outcome *outcome, const gk_status *status) {
+  rpc_call *c = user;
+  if (code != GK_OK) {
+    rpc_reply_status(c, status);
+  } else {
+    wire_arena a = {0};
+    Greeks__V1__HedgeProposal r = GREEKS__V1__HEDGE_PROPOSAL__INIT;
+    r.strategy_id = (char *)strategy_id;
+    r.legs = wire_legs(&a, hedge->legs, hedge->leg_count);
+    r.n_legs = hedge->leg_count;
+    r.cost = hedge->cost, r.premium = hedge->premium;
+    r.before = wire_summary(&a, &hedge->before);
+    r.after = wire_summary(&a, &hedge->after);
+    r.sequence = outcome->result.last_sequence;
+    if (a.failed) reply_out_of_memory(c);
+    else reply_packed(c, &r.base);
+    wire_arena_free(&a);
   }
-  if (wire_read_quoted(q->instruments, q->n_instruments, "instruments", quoted, why, sizeof why) != 0) {
-    free(quoted);
-    {
-    reply_invalid(c, why);
-    return;
-  }
-  }
-  gk_hedge_request request = {.target = (gk_hedge_target)q->target, .instruments = quoted,
-                              .count = q->n_instruments, .valuation_us = wall_clock_us(),
-                              .american_method = GK_AMERICAN_BS2002};
-  snprintf(request.underlying, sizeof request.underlying, "%s", q->underlying);
-  gk_hedge_proposal hedge;
-  if (gk_get_book(c->server->books->service, j->book_id, -1, &book, &status) != GK_OK ||
-      gk_generate_hedge(book, &request, &hedge, &status) != GK_OK) {
-    free(quoted);
-    gk_book_free(book);
-    {
-    rpc_reply_status(c, &status);
-    return;
-  }
-  }
-  free(quoted);
-  gk_book_free(book);
-  gk_strategy_proposed p = {.leg_count = hedge.leg_count, .net_premium = hedge.premium};
-  proposal_id("hedge", j->key, 0, p.strategy_id);
-  snprintf(p.kind, sizeof p.kind, "%s_hedge", gk_hedge_target_name(hedge.target));
-  snprintf(p.description, sizeof p.description, "%s hedge of %s: cost %.2f", gk_hedge_target_name(hedge.target),
-           request.underlying, hedge.cost);
-  memcpy(p.legs, hedge.legs, hedge.leg_count * sizeof *hedge.legs);
-  gk_command_outcome outcome;
-  if (propose(c, j, &p, 0, &outcome, &status) != GK_OK) {
-    rpc_reply_status(c, &status);
-    return;
-  }
-  wire_arena a = {0};
-  Greeks__V1__HedgeProposal r = GREEKS__V1__HEDGE_PROPOSAL__INIT;
-  r.strategy_id = p.strategy_id;
-  r.legs = wire_legs(&a, hedge.legs, hedge.leg_count);
-  r.n_legs = hedge.leg_count;
-  r.cost = hedge.cost, r.premium = hedge.premium;
-  r.before = wire_summary(&a, &hedge.before);
-  r.after = wire_summary(&a, &hedge.after);
-  r.sequence = outcome.result.last_sequence;
-  if (a.failed) reply_out_of_memory(c);
-  else reply_packed(c, &r.base);
-  wire_arena_free(&a);
+  rpc_release(c); /* the request's */
 }
 
 void handle_book_hedge(rpc_call *c) {
@@ -700,22 +646,38 @@ void handle_book_hedge(rpc_call *c) {
   if (q->target < GREEKS__V1__HEDGE_TARGET__DELTA_NEUTRAL || q->target > GREEKS__V1__HEDGE_TARGET__DELTA_VEGA_NEUTRAL) {
     snprintf(why, sizeof why, "field 'target' is %d: DELTA_NEUTRAL, DELTA_GAMMA_NEUTRAL or DELTA_VEGA_NEUTRAL",
              (int)q->target);
-    {
     reply_invalid(c, why);
     return;
-  }
   }
   if (strlen(q->underlying) == 0 || strlen(q->underlying) >= GK_SYMBOL_SIZE) {
     snprintf(why, sizeof why, "field 'underlying' is '%s': 1 to %d characters", q->underlying, GK_SYMBOL_SIZE - 1);
-    {
     reply_invalid(c, why);
     return;
   }
+  gk_quoted_instrument *quoted = calloc(q->n_instruments ? q->n_instruments : 1, sizeof *quoted);
+  if (quoted == NULL) {
+    reply_out_of_memory(c);
+    return;
   }
-  submit_query(c, run_hedge);
+  if (wire_read_quoted(q->instruments, q->n_instruments, "instruments", quoted, why, sizeof why) != 0) {
+    free(quoted);
+    reply_invalid(c, why);
+    return;
+  }
+  gk_hedge_request request = {.target = (gk_hedge_target)q->target, .instruments = quoted,
+                              .count = q->n_instruments, .american_method = GK_AMERICAN_BS2002};
+  snprintf(request.underlying, sizeof request.underlying, "%s", q->underlying);
+  gk_strategy_context context = strategy_context(c, j);
+  gk_status status;
+  rpc_ref(c); /* the request's, dropped by hedge_done */
+  if (gk_strategy_agent_hedge(c->server->books->strategy, &context, &request, hedge_done, c, &status) != GK_OK) {
+    rpc_reply_status(c, &status);
+    rpc_release(c);
+  }
+  free(quoted); /* copied by the agent */
 }
 
-enum { STRATEGIES_DEFAULT = 10, STRATEGIES_MAX = 50 };
+enum { STRATEGIES_DEFAULT = 10 };
 
 static int read_view(const Greeks__V1__StrategyView *v, gk_strategy_view *out, char *why) {
   if (v == NULL) {
@@ -753,81 +715,24 @@ static Greeks__V1__Strategy *wire_strategy(wire_arena *a, const gk_strategy *s, 
   return w;
 }
 
-/* The market to build on: the request's, else the book's for the chain's underlying. */
-static int strategy_market(rpc_call *c, book_job *j, const Greeks__V1__GenerateStrategiesRequest *q,
-                           const gk_quoted_instrument *chain, gk_market_quote *market) {
-  char why[WIRE_WHY_SIZE];
-  if (q->market != NULL) {
-    if (wire_read_quote(q->market, "market", wall_clock_us(), market, why, sizeof why) == 0) return 0;
-    reply_invalid(c, why);
-    return -1;
+static void strategies_done(void *user, gk_code code, const gk_proposed_strategies *result, const gk_status *status) {
+  rpc_call *c = user;
+  if (code != GK_OK) {
+    rpc_reply_status(c, status);
+  } else {
+    wire_arena a = {0};
+    Greeks__V1__StrategyList r = GREEKS__V1__STRATEGY_LIST__INIT;
+    r.strategies = wire_alloc(&a, (result->count ? result->count : 1) * sizeof *r.strategies);
+    for (size_t i = 0; r.strategies && i < result->count; i++)
+      r.strategies[i] = wire_strategy(&a, &result->strategies[i], result->ids[i]);
+    r.n_strategies = result->count;
+    r.first_sequence = result->first_sequence;
+    r.last_sequence = result->last_sequence;
+    if (a.failed) reply_out_of_memory(c);
+    else reply_packed(c, &r.base);
+    wire_arena_free(&a);
   }
-  gk_book *book = NULL;
-  gk_status status;
-  if (gk_get_book(c->server->books->service, j->book_id, -1, &book, &status) != GK_OK) {
-    rpc_reply_status(c, &status);
-    return -1;
-  }
-  const gk_market_quote *m = gk_book_find_market(book, chain[0].instrument.underlying);
-  if (m) *market = *m;
-  gk_book_free(book);
-  if (m) return 0;
-  snprintf(why, sizeof why, "book %s has no market for %s: send 'market' or UpdateMarket first", j->book_id,
-           chain[0].instrument.underlying);
-  rpc_reply(c, GRPC_STATUS_FAILED_PRECONDITION, why, NULL);
-  return -1;
-}
-
-static void reply_strategies(rpc_call *c, book_job *j, const gk_strategy *s, size_t n) {
-  wire_arena a = {0};
-  Greeks__V1__StrategyList r = GREEKS__V1__STRATEGY_LIST__INIT;
-  r.strategies = wire_alloc(&a, (n ? n : 1) * sizeof *r.strategies);
-  gk_status status;
-  for (size_t i = 0; r.strategies && i < n; i++) {
-    gk_strategy_proposed p = {.leg_count = s[i].leg_count, .net_premium = s[i].net_premium};
-    proposal_id("strategy", j->key, i, p.strategy_id);
-    snprintf(p.kind, sizeof p.kind, "%s", s[i].kind);
-    snprintf(p.description, sizeof p.description, "%s", s[i].description);
-    memcpy(p.legs, s[i].legs, s[i].leg_count * sizeof *s[i].legs);
-    gk_command_outcome outcome;
-    if (propose(c, j, &p, i, &outcome, &status) != GK_OK) {
-      wire_arena_free(&a);
-      {
-    rpc_reply_status(c, &status);
-    return;
-  }
-    }
-    if (i == 0) r.first_sequence = outcome.result.first_sequence;
-    r.last_sequence = outcome.result.last_sequence;
-    r.strategies[i] = wire_strategy(&a, &s[i], p.strategy_id);
-  }
-  r.n_strategies = n;
-  if (a.failed) reply_out_of_memory(c);
-  else reply_packed(c, &r.base);
-  wire_arena_free(&a);
-}
-
-static void run_strategies(rpc_call *c, book_job *j) {
-  const Greeks__V1__GenerateStrategiesRequest *q = (const Greeks__V1__GenerateStrategiesRequest *)j->message;
-  char why[WIRE_WHY_SIZE];
-  size_t capacity = q->max_results ? q->max_results : STRATEGIES_DEFAULT;
-  gk_quoted_instrument *chain = calloc(q->n_chain ? q->n_chain : 1, sizeof *chain);
-  gk_strategy *found = calloc(capacity, sizeof *found);
-  gk_strategy_view view;
-  gk_market_quote market;
-  size_t written = 0;
-  gk_status status;
-  if (chain == NULL || found == NULL) reply_out_of_memory(c);
-  else if (wire_read_quoted(q->chain, q->n_chain, "chain", chain, why, sizeof why) != 0 ||
-           read_view(q->view, &view, why) != 0)
-    reply_invalid(c, why);
-  else if (strategy_market(c, j, q, chain, &market) != 0) {
-  } else if (gk_generate_strategies(&market, chain, q->n_chain, &view, wall_clock_us(), GK_AMERICAN_BS2002, found,
-                                    capacity, &written, &status) != GK_OK)
-    rpc_reply_status(c, &status);
-  else reply_strategies(c, j, found, written);
-  free(chain);
-  free(found);
+  rpc_release(c); /* the request's */
 }
 
 void handle_book_strategies(rpc_call *c) {
@@ -835,18 +740,40 @@ void handle_book_strategies(rpc_call *c) {
   if (j == NULL) return;
   char why[WIRE_WHY_SIZE];
   const Greeks__V1__GenerateStrategiesRequest *q = (const Greeks__V1__GenerateStrategiesRequest *)j->message;
-  if (read_book_and_key(j, q->book_id, q->idempotency_key, why) != 0) {
+  gk_strategy_view view;
+  gk_market_quote market;
+  if (read_book_and_key(j, q->book_id, q->idempotency_key, why) != 0 || read_view(q->view, &view, why) != 0 ||
+      (q->market && wire_read_quote(q->market, "market", wall_clock_us(), &market, why, sizeof why) != 0)) {
     reply_invalid(c, why);
     return;
   }
-  if (q->max_results > STRATEGIES_MAX) {
-    snprintf(why, sizeof why, "field 'max_results' is %u: at most %d", q->max_results, STRATEGIES_MAX);
-    {
+  if (q->max_results > GK_MAX_PROPOSED_STRATEGIES) {
+    snprintf(why, sizeof why, "field 'max_results' is %u: at most %d", q->max_results, GK_MAX_PROPOSED_STRATEGIES);
     reply_invalid(c, why);
     return;
   }
+  gk_quoted_instrument *chain = calloc(q->n_chain ? q->n_chain : 1, sizeof *chain);
+  if (chain == NULL) {
+    reply_out_of_memory(c);
+    return;
   }
-  submit_query(c, run_strategies);
+  if (wire_read_quoted(q->chain, q->n_chain, "chain", chain, why, sizeof why) != 0) {
+    free(chain);
+    reply_invalid(c, why);
+    return;
+  }
+  gk_strategies_request request = {.market = q->market ? &market : NULL, .chain = chain, .count = q->n_chain,
+                                   .view = view, .max_results = q->max_results ? q->max_results : STRATEGIES_DEFAULT,
+                                   .american_method = GK_AMERICAN_BS2002};
+  gk_strategy_context context = strategy_context(c, j);
+  gk_status status;
+  rpc_ref(c); /* the request's, dropped by strategies_done */
+  if (gk_strategy_agent_strategies(c->server->books->strategy, &context, &request, strategies_done, c, &status) !=
+      GK_OK) {
+    rpc_reply_status(c, &status);
+    rpc_release(c);
+  }
+  free(chain); /* copied by the agent */
 }
 
 /* ---- server streams: GetAuditTrail and SubscribeEvents ----------------------------------- */
@@ -1236,21 +1163,21 @@ static int fail_start(char *error, size_t size, const char *what, const gk_statu
   return -1;
 }
 
-static gk_code start_strategy_actor(book_side *side, gk_status *status) {
+static gk_code start_query_actor(book_side *side, gk_status *status) {
   gk_agent_spec spec;
   memset(&spec, 0, sizeof spec);
-  spec.name = "strategy";
+  spec.name = "book-queries";
   spec.mailbox_capacity = 1024;
   spec.dead_letter_capacity = 64;
   spec.retry = gk_retry_policy_default();
   spec.retry.max_attempts = 1;
   spec.restart = gk_restart_policy_default();
   spec.batch_max_weight = 1;
-  spec.handle_batch = strategy_handle;
-  spec.expired = strategy_expired;
-  spec.dead = strategy_dead;
+  spec.handle_batch = query_handle;
+  spec.expired = query_expired;
+  spec.dead = query_dead;
   spec.context = side;
-  return gk_agent_start(&spec, &side->strategy, status);
+  return gk_agent_start(&spec, &side->queries, status);
 }
 
 static int track_book(void *user, const char *book_id, int64_t version) {
@@ -1302,7 +1229,8 @@ int book_side_start(greeksd_server *server, char *error, size_t size) {
   if (gk_list_books(side->service, track_book, side->risk, &status) != GK_OK)
     return fail_start(error, size, "cannot list the books", &status);
   if (gk_execution_agent_start(side->service, NULL, &side->execution, &status) != GK_OK ||
-      start_strategy_actor(side, &status) != GK_OK)
+      gk_strategy_agent_start(side->service, NULL, &side->strategy, &status) != GK_OK ||
+      start_query_actor(side, &status) != GK_OK)
     return fail_start(error, size, "cannot start the book agents", &status);
   gk_logf(GK_LOG_INFO, "greeksd", "book store %s: %zu books loaded", server->config.book_store, books);
   return 0;
@@ -1312,7 +1240,8 @@ void book_side_stop(greeksd_server *server) {
   book_side *side = server->books;
   if (side == NULL) return;
   gk_execution_agent_stop(side->execution, GK_NS_PER_S);
-  if (side->strategy) gk_agent_stop(side->strategy, GK_NS_PER_S);
+  gk_strategy_agent_stop(side->strategy, GK_NS_PER_S);
+  if (side->queries) gk_agent_stop(side->queries, GK_NS_PER_S);
   gk_risk_agent_stop(side->risk, GK_NS_PER_S);
   gk_book_service_free(side->service);
   gk_event_feed_free(side->feed);

@@ -1,0 +1,285 @@
+/*
+ * The strategy agent (greeks/strategy_agent.h) on a real SQLite journal: a
+ * hedge and strategies are generated on the agent's thread, each proposal is
+ * journaled (read back from the audit trail and compared field by field with
+ * what done() got), a retry with the same key replays the same proposals, a
+ * proposal is executed by a trade naming it, and a request past its deadline
+ * never runs.
+ */
+#define _GNU_SOURCE
+#include <math.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "greeks/clock.h"
+#include "greeks/strategy_agent.h"
+
+#define T0 INT64_C(1796083200000000)
+#define DAY INT64_C(86400000000)
+
+typedef struct answer {
+  pthread_mutex_t lock;
+  pthread_cond_t done;
+  int calls;
+  gk_code code;
+  gk_status status;
+  gk_hedge_proposal hedge;
+  char ids[GK_MAX_PROPOSED_STRATEGIES][GK_META_ID_SIZE];
+  gk_strategy strategies[GK_MAX_PROPOSED_STRATEGIES];
+  size_t count;
+  int64_t first, last;
+} answer;
+
+typedef struct fixture {
+  char dir[64], path[128];
+  gk_event_store *store;
+  gk_book_service *service;
+  gk_strategy_agent *agent;
+} fixture;
+
+static void must(gk_code rc, const gk_status *st) {
+  if (rc != GK_OK) fail_msg("%s: %s", gk_code_name(rc), st->message);
+}
+
+static int setup(void **state) {
+  fixture *f = calloc(1, sizeof *f);
+  snprintf(f->dir, sizeof f->dir, "/tmp/greeks-strategy-XXXXXX");
+  if (mkdtemp(f->dir) == NULL) return -1;
+  snprintf(f->path, sizeof f->path, "%s/books.db", f->dir);
+  gk_status st;
+  f->store = gk_sqlite_store_open(f->path, NULL, &st);
+  f->service = gk_book_service_new(f->store, NULL, &st);
+  if (gk_strategy_agent_start(f->service, NULL, &f->agent, &st) != GK_OK) return -1;
+  gk_command_context c = {.now_us = T0};
+  must(gk_open_book(f->service, &c, "desk", "", "USD", NULL, &st), &st);
+  gk_market_quote q = {.underlying = "AAPL", .spot = 100, .rate = 0.03, .vol = 0.2, .market_time_us = T0};
+  must(gk_update_market(f->service, &c, "desk", &q, 1, NULL, &st), &st);
+  gk_trade t = {.trade_id = "T1", .leg_count = 1, .trade_time_us = T0};
+  gk_instrument_option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 100, T0 + 90 * DAY, 100, &t.legs[0].instrument, NULL);
+  t.legs[0].quantity = -10, t.legs[0].price = 4.5;
+  must(gk_execute_trade(f->service, &c, "desk", &t, NULL, &st), &st);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fixture *f = *state;
+  gk_strategy_agent_stop(f->agent, GK_NS_PER_S);
+  gk_book_service_free(f->service);
+  gk_store_close(f->store);
+  char command[160];
+  snprintf(command, sizeof command, "rm -rf '%s'", f->dir);
+  if (system(command) != 0) return -1;
+  free(f);
+  return 0;
+}
+
+static void init_answer(answer *a) {
+  memset(a, 0, sizeof *a);
+  pthread_mutex_init(&a->lock, NULL);
+  pthread_cond_init(&a->done, NULL);
+}
+
+static void wait_answer(answer *a) {
+  pthread_mutex_lock(&a->lock);
+  while (a->calls == 0) pthread_cond_wait(&a->done, &a->lock);
+  pthread_mutex_unlock(&a->lock);
+}
+
+static void on_hedge(void *user, gk_code code, const gk_hedge_proposal *p, const char *id,
+                     const gk_command_outcome *outcome, const gk_status *status) {
+  answer *a = user;
+  pthread_mutex_lock(&a->lock);
+  a->code = code;
+  a->status = *status;
+  if (code == GK_OK) {
+    a->hedge = *p;
+    snprintf(a->ids[0], sizeof a->ids[0], "%s", id);
+    a->first = outcome->result.first_sequence, a->last = outcome->result.last_sequence;
+  }
+  a->calls++;
+  pthread_cond_signal(&a->done);
+  pthread_mutex_unlock(&a->lock);
+}
+
+static void on_strategies(void *user, gk_code code, const gk_proposed_strategies *r, const gk_status *status) {
+  answer *a = user;
+  pthread_mutex_lock(&a->lock);
+  a->code = code;
+  a->status = *status;
+  if (code == GK_OK) {
+    a->count = r->count;
+    for (size_t i = 0; i < r->count; i++) {
+      a->strategies[i] = r->strategies[i];
+      snprintf(a->ids[i], sizeof a->ids[i], "%s", r->ids[i]);
+    }
+    a->first = r->first_sequence, a->last = r->last_sequence;
+  }
+  a->calls++;
+  pthread_cond_signal(&a->done);
+  pthread_mutex_unlock(&a->lock);
+}
+
+typedef struct proposals {
+  size_t count;
+  gk_event events[64];
+} proposals;
+
+static int keep_proposal(void *user, const gk_event *e) {
+  proposals *p = user;
+  if (e->type == GK_EVENT_STRATEGY_PROPOSED && p->count < 64) p->events[p->count++] = *e;
+  return 0;
+}
+
+static proposals journaled(fixture *f) {
+  proposals p = {0};
+  gk_status st;
+  must(gk_audit_trail(f->service, "desk", 1, -1, keep_proposal, &p, &st), &st);
+  return p;
+}
+
+static gk_quoted_instrument underlying_quote(void) {
+  gk_quoted_instrument q = {.bid = 99.98, .ask = 100.02};
+  gk_instrument_underlying("AAPL", &q.instrument, NULL);
+  return q;
+}
+
+static void request_hedge(fixture *f, const char *key, int64_t deadline_ns, answer *a) {
+  gk_quoted_instrument quotes[1] = {underlying_quote()};
+  gk_hedge_request r = {.underlying = "AAPL", .target = GK_HEDGE_DELTA, .instruments = quotes, .count = 1};
+  gk_strategy_context c = {.book_id = "desk", .idempotency_key = key, .now_us = T0, .deadline_ns = deadline_ns};
+  gk_status st;
+  must(gk_strategy_agent_hedge(f->agent, &c, &r, on_hedge, a, &st), &st);
+  wait_answer(a);
+}
+
+static void test_a_hedge_is_journaled_as_proposed_and_replayed_by_key(void **state) {
+  fixture *f = *state;
+  answer a, again;
+  init_answer(&a);
+  init_answer(&again);
+  request_hedge(f, "H1", 0, &a);
+  assert_int_equal(a.code, GK_OK);
+  assert_int_equal(a.hedge.leg_count, 1);
+  assert_string_equal(a.ids[0], "H1-0");
+  proposals p = journaled(f);
+  assert_int_equal(p.count, 1);
+  const gk_strategy_proposed *e = &p.events[0].as.strategy_proposed;
+  assert_string_equal(e->strategy_id, "H1-0");
+  assert_string_equal(e->kind, "delta_hedge");
+  assert_int_equal(e->leg_count, 1);
+  assert_true(e->legs[0].quantity == a.hedge.legs[0].quantity);
+  assert_true(e->legs[0].price == a.hedge.legs[0].price);
+  assert_true(e->net_premium == a.hedge.premium);
+  assert_int_equal(p.events[0].meta.sequence, a.last);
+  request_hedge(f, "H1", 0, &again); /* a retry: the same proposal, nothing new journaled */
+  assert_int_equal(again.code, GK_OK);
+  assert_string_equal(again.ids[0], "H1-0");
+  assert_int_equal(again.last, a.last);
+  assert_int_equal(journaled(f).count, 1);
+  /* Executing it: one trade naming the proposal. */
+  gk_trade t = {.trade_id = "HEDGE1", .leg_count = a.hedge.leg_count, .trade_time_us = T0};
+  memcpy(t.legs, a.hedge.legs, a.hedge.leg_count * sizeof *t.legs);
+  snprintf(t.strategy_id, sizeof t.strategy_id, "%s", a.ids[0]);
+  gk_command_context c = {.now_us = T0, .causation_id = a.ids[0]};
+  gk_status st;
+  must(gk_execute_trade(f->service, &c, "desk", &t, NULL, &st), &st);
+  snprintf(t.trade_id, sizeof t.trade_id, "HEDGE2");
+  snprintf(t.strategy_id, sizeof t.strategy_id, "never-proposed");
+  assert_int_equal(gk_execute_trade(f->service, &c, "desk", &t, NULL, &st), GK_FAILED_PRECONDITION);
+  assert_string_equal(st.field, "strategy_id");
+}
+
+static void test_strategies_are_each_journaled_in_rank_order(void **state) {
+  fixture *f = *state;
+  gk_quoted_instrument chain[11];
+  size_t n = 0;
+  for (int k = 90; k <= 110; k += 5)
+    for (int put = 0; put < 2; put++) {
+      gk_quoted_instrument *q = &chain[n++];
+      memset(q, 0, sizeof *q);
+      gk_instrument_option("AAPL", put ? GK_PUT : GK_CALL, GK_STYLE_EUROPEAN, k, T0 + 60 * DAY, 100,
+                           &q->instrument, NULL);
+      double intrinsic = fmax(0, put ? k - 100.0 : 100.0 - k);
+      q->bid = intrinsic + 1.0, q->ask = intrinsic + 1.2;
+    }
+  chain[n++] = underlying_quote();
+  gk_strategies_request r = {.chain = chain, .count = n, .max_results = 6,
+                             .view = {.direction = GK_VIEW_BULLISH, .move = 0.08, .horizon_us = T0 + 30 * DAY,
+                                      .quantity = 1}};
+  gk_strategy_context c = {.book_id = "desk", .idempotency_key = "S1", .now_us = T0};
+  answer a;
+  init_answer(&a);
+  gk_status st;
+  must(gk_strategy_agent_strategies(f->agent, &c, &r, on_strategies, &a, &st), &st);
+  wait_answer(&a);
+  assert_int_equal(a.code, GK_OK);
+  assert_true(a.count > 0 && a.count <= 6);
+  assert_int_equal(a.last - a.first + 1, (int64_t)a.count);
+  proposals p = journaled(f);
+  assert_int_equal(p.count, a.count);
+  for (size_t i = 0; i < a.count; i++) {
+    char id[GK_META_ID_SIZE];
+    snprintf(id, sizeof id, "S1-%zu", i);
+    assert_string_equal(a.ids[i], id);
+    assert_string_equal(p.events[i].as.strategy_proposed.strategy_id, id);
+    assert_string_equal(p.events[i].as.strategy_proposed.kind, a.strategies[i].kind);
+    assert_true(p.events[i].as.strategy_proposed.net_premium == a.strategies[i].net_premium);
+    if (i > 0) assert_true(a.strategies[i - 1].score >= a.strategies[i].score);
+  }
+}
+
+static void test_a_request_past_its_deadline_never_runs(void **state) {
+  fixture *f = *state;
+  answer a;
+  init_answer(&a);
+  request_hedge(f, NULL, gk_monotonic_ns() - 1, &a);
+  assert_int_equal(a.code, GK_DEADLINE_EXCEEDED);
+  assert_int_equal(journaled(f).count, 0);
+}
+
+static void test_refusals_name_the_field_and_never_call_done(void **state) {
+  fixture *f = *state;
+  answer a;
+  init_answer(&a);
+  gk_quoted_instrument quotes[1] = {underlying_quote()};
+  gk_hedge_request r = {.underlying = "AAPL", .target = GK_HEDGE_DELTA, .instruments = quotes, .count = 1};
+  gk_strategy_context c = {.book_id = "", .now_us = T0};
+  gk_status st;
+  assert_int_equal(gk_strategy_agent_hedge(f->agent, &c, &r, on_hedge, &a, &st), GK_INVALID_ARGUMENT);
+  assert_string_equal(st.field, "book_id");
+  c.book_id = "desk";
+  r.count = 0;
+  assert_int_equal(gk_strategy_agent_hedge(f->agent, &c, &r, on_hedge, &a, &st), GK_INVALID_ARGUMENT);
+  assert_string_equal(st.field, "instruments");
+  gk_strategies_request s = {.chain = quotes, .count = 1, .max_results = 0};
+  assert_int_equal(gk_strategy_agent_strategies(f->agent, &c, &s, on_strategies, &a, &st), GK_INVALID_ARGUMENT);
+  assert_string_equal(st.field, "max_results");
+  /* The generator's own refusal comes back through done(): gamma with no option. */
+  r.count = 1;
+  r.target = GK_HEDGE_DELTA_GAMMA;
+  must(gk_strategy_agent_hedge(f->agent, &c, &r, on_hedge, &a, &st), &st);
+  wait_answer(&a);
+  assert_int_equal(a.code, GK_FAILED_PRECONDITION);
+  assert_int_equal(a.calls, 1);
+  assert_int_equal(journaled(f).count, 0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_a_hedge_is_journaled_as_proposed_and_replayed_by_key, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_strategies_are_each_journaled_in_rank_order, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_a_request_past_its_deadline_never_runs, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_refusals_name_the_field_and_never_call_done, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
