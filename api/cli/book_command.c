@@ -693,8 +693,9 @@ static void summarize_limit(const gk_event *e, char *out, size_t size) {
            breached ? "breached" : "restored", l->value, breached ? ">" : "<=", l->threshold);
 }
 
-/* A short human text for an audit row. */
-static void summarize(const gk_event *e, char *out, size_t size) {
+/* A short human text for an audit row (book_command.h); `greeks call book
+ * audit` prints the same. */
+void book_event_summary(const gk_event *e, char *out, size_t size) {
   char legs[48], more[48];
   switch (e->type) {
     case GK_EVENT_BOOK_OPENED:
@@ -755,7 +756,7 @@ static int write_event(void *user, const gk_event *e) {
     return 0;
   char time[BOOK_TIME_SIZE], summary[512];
   book_format_time(m->time_us, time, sizeof time);
-  summarize(e, summary, sizeof summary);
+  book_event_summary(e, summary, sizeof summary);
   printf("%" PRId64 ",%s,%s,", m->sequence, time, gk_event_type_name(e->type));
   const char *texts[] = {m->event_id, m->correlation_id, m->causation_id, summary};
   for (size_t k = 0; k < 4; k++) {

@@ -17,16 +17,21 @@
 
 #include <stdio.h>
 
+#include "greeks/book.h"
 #include "greeks/status.h"
 
 enum { BOOK_EXIT_FAILED = 4 };
 
-/* argv[0] is the verb. Returns the exit code. */
 /* The exit code of a gk_code, the same for every book verb: refusals (the
  * input's fault or the book's rule) CLI_EXIT_UNUSABLE, the store's failures
  * BOOK_EXIT_FAILED. */
 int book_exit_for(gk_code code);
 
+/* A short human text for one event (an audit row's summary), at most `size`
+ * bytes with the NUL. */
+void book_event_summary(const gk_event *event, char *out, size_t size);
+
+/* argv[0] is the verb. Returns the exit code. */
 int book_command(int argc, char **argv);
 void book_command_usage(FILE *out);
 

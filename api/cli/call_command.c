@@ -8,6 +8,7 @@
  * printed); 3 some rows were invalid (named on stderr, the others answered).
  */
 #include "call_command.h"
+#include "call_book_command.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -595,6 +596,7 @@ void call_command_usage(FILE *out) {
         "        risk per underlying and TOTAL; spot shocks relative (0.1 = +10%),\n"
         "        vol shocks absolute (0.05 = +5 vol points); then spot_shock,vol_shock,pnl\n"
         "    health [--service NAME]                          prints SERVING or NOT_SERVING\n"
+        "    book VERB ...    greeks.v1.BookService, like `greeks book` (greeks call book --help)\n"
         "  --token-file: the first line is sent as 'authorization: Bearer <token>'.\n"
         "  Exit 0 ok, 1 health not serving, 2 unusable input or a failed call (the gRPC\n"
         "  status and request id on stderr), 3 some rows invalid.\n",
@@ -641,6 +643,8 @@ int call_command(int argc, char **argv) {
   o.outputs = GK_OUT_ALL;
   o.client.target = getenv("GREEKS_TARGET") ? getenv("GREEKS_TARGET") : "127.0.0.1:50051";
   const char *verb = NULL, *token_file = NULL;
+  int book_argc = 0;
+  char **book_argv = NULL;
   for (int i = 0; i < argc; i++) {
     const char *v = NULL;
     int taken;
@@ -657,6 +661,10 @@ int call_command(int argc, char **argv) {
       if (taken < 0) return CLI_EXIT_UNUSABLE;
     } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
       return cli_usage_error("unknown option", argv[i]);
+    } else if (verb == NULL && strcmp(argv[i], "book") == 0) {
+      verb = argv[i]; /* the rest is the book verb's (call_book_command.c) */
+      book_argc = argc - i - 1, book_argv = argv + i + 1;
+      break;
     } else if (verb == NULL) {
       verb = argv[i];
     } else if (o.path == NULL) {
@@ -673,7 +681,8 @@ int call_command(int argc, char **argv) {
   if (token_file && (token = first_line_of(token_file)) == NULL) return cli_usage_error("--token-file: cannot read a token from", token_file);
   o.client.token = token;
   int rc;
-  if (strcmp(verb, "health") == 0) rc = call_health(&o);
+  if (book_argv) rc = call_book_command(&o.client, book_argc, book_argv);
+  else if (strcmp(verb, "health") == 0) rc = call_health(&o);
   else if (o.path == NULL) rc = cli_usage_error("missing input file for", verb);
   else if (strcmp(verb, "price-batch") == 0) rc = call_price_batch(&o);
   else if (strcmp(verb, "price-chain") == 0) rc = call_price_chain(&o);

@@ -1,4 +1,6 @@
-/* Synchronous gRPC calls on the C core: one pluck queue per call. */
+/* Synchronous gRPC calls on the C core: one pluck queue per call. A server
+ * stream reads one message per batch, so a slow consumer holds the stream back
+ * (gRPC flow control) rather than buffering it here. */
 #include "client.h"
 
 #include <grpc/byte_buffer_reader.h>
@@ -236,6 +238,93 @@ int gk_client_stream(gk_client *c, const char *method, const uint8_t *const *req
 int gk_client_unary(gk_client *c, const char *method, const uint8_t *request, size_t length, gk_client_reply *r) {
   const uint8_t *requests[1] = {request};
   return gk_client_stream(c, method, requests, &length, 1, r);
+}
+
+/* ---- server streams ---- */
+
+/* x-request-id from the initial metadata, else from the trailers (a call that
+ * fails before any message may send trailers only). */
+static void copy_request_id(const call_state *s, gk_client_reply *r) {
+  const grpc_metadata_array *arrays[2] = {&s->initial, &s->trailing};
+  for (size_t a = 0; a < 2 && !r->request_id[0]; a++)
+    for (size_t i = 0; i < arrays[a]->count; i++) {
+      grpc_slice key = arrays[a]->metadata[i].key;
+      if (GRPC_SLICE_LENGTH(key) == 12 && memcmp(GRPC_SLICE_START_PTR(key), "x-request-id", 12) == 0)
+        copy_slice(r->request_id, sizeof r->request_id, arrays[a]->metadata[i].value);
+    }
+}
+
+static int receive_initial_metadata(call_state *s) {
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_INITIAL_METADATA;
+  op.data.recv_initial_metadata.recv_initial_metadata = &s->initial;
+  return run_batch(s, &op, 1, &s->initial);
+}
+
+/* The next message into *message (NULL: the stream has ended). */
+static int receive_message(call_state *s, grpc_byte_buffer **message) {
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_MESSAGE;
+  op.data.recv_message.recv_message = message;
+  *message = NULL;
+  return run_batch(s, &op, 1, message);
+}
+
+static int receive_status(call_state *s, gk_client_reply *r) {
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  op.data.recv_status_on_client.trailing_metadata = &s->trailing;
+  op.data.recv_status_on_client.status = &s->status;
+  op.data.recv_status_on_client.status_details = &s->details;
+  if (run_batch(s, &op, 1, &s->status) != 0) {
+    snprintf(r->details, sizeof r->details, "the call could not be completed");
+    return -1;
+  }
+  r->code = (int)s->status;
+  copy_slice(r->details, sizeof r->details, s->details);
+  copy_request_id(s, r);
+  return 0;
+}
+
+enum { STREAM_RAN, STREAM_STOPPED, STREAM_OUT_OF_MEMORY };
+
+/* Hands messages to on_message until the stream ends or it says stop. */
+static int pump_messages(call_state *s, gk_client_message_fn *on_message, void *user) {
+  for (;;) {
+    grpc_byte_buffer *message;
+    if (receive_message(s, &message) != 0 || message == NULL) return STREAM_RAN;
+    size_t n;
+    uint8_t *bytes = flatten(message, &n);
+    grpc_byte_buffer_destroy(message);
+    int out_of_memory = bytes == NULL, stop = out_of_memory || on_message(user, bytes, n) != 0;
+    free(bytes);
+    if (stop) {
+      grpc_call_cancel(s->call, NULL);
+      return out_of_memory ? STREAM_OUT_OF_MEMORY : STREAM_STOPPED;
+    }
+  }
+}
+
+int gk_client_server_stream(gk_client *c, const char *method, const uint8_t *request, size_t length,
+                            gk_client_message_fn *on_message, void *user, gk_client_reply *r) {
+  memset(r, 0, sizeof *r);
+  call_state s;
+  open_call(c, &s, method);
+  int how = STREAM_RAN;
+  /* A failed send means the server already ended the call: its status says why. */
+  if (send_message(&s, request, length, 1, 1) == 0 && receive_initial_metadata(&s) == 0)
+    how = pump_messages(&s, on_message, user);
+  int rc = receive_status(&s, r);
+  if (rc == 0 && how != STREAM_RAN) {
+    r->code = how == STREAM_STOPPED ? GRPC_STATUS_OK : GRPC_STATUS_RESOURCE_EXHAUSTED;
+    snprintf(r->details, sizeof r->details, "%s", how == STREAM_STOPPED ? "stopped by the caller"
+                                                                        : "out of memory reading a message");
+  }
+  close_call(&s);
+  return rc;
 }
 
 const char *gk_client_code_name(int code) {

@@ -47,6 +47,20 @@ int gk_client_unary(gk_client *client, const char *method, const uint8_t *reques
 int gk_client_stream(gk_client *client, const char *method, const uint8_t *const *requests,
                      const size_t *lengths, size_t count, gk_client_reply *reply);
 
+/* Called with each message of a server stream, in order; `bytes` are valid only
+ * during the call. Return 0 to go on; nonzero stops the stream (the call is
+ * cancelled and reported as code 0, details "stopped by the caller"). */
+typedef int gk_client_message_fn(void *user, const uint8_t *bytes, size_t length);
+
+/* A server-streaming call (GetAuditTrail, SubscribeEvents): sends `request`,
+ * half-closes, hands each response message to on_message until the stream
+ * ends or on_message stops it. Returns 0 when the call completed (its gRPC
+ * status in reply->code and reply->details, reply->bytes NULL), -1 when it could
+ * not be made (reason in reply->details). Blocks for as long as the stream
+ * lasts, bounded by the client's timeout_ms when set. */
+int gk_client_server_stream(gk_client *client, const char *method, const uint8_t *request, size_t length,
+                            gk_client_message_fn *on_message, void *user, gk_client_reply *reply);
+
 void gk_client_reply_free(gk_client_reply *reply);
 
 /* The name of a gRPC status code ("INVALID_ARGUMENT"). */
