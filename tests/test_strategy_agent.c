@@ -274,11 +274,48 @@ static void test_refusals_name_the_field_and_never_call_done(void **state) {
   assert_int_equal(journaled(f).count, 0);
 }
 
+/* A book already at its target gets a proposal with no legs; it is journaled,
+ * and the journal still reads back: the audit trail and a replay by a fresh
+ * service (a restart) see it. */
+static void test_an_empty_hedge_is_journaled_and_replays(void **state) {
+  fixture *f = *state;
+  gk_command_context c = {.now_us = T0};
+  gk_status st;
+  must(gk_open_book(f->service, &c, "flat", "", "USD", NULL, &st), &st);
+  gk_market_quote q = {.underlying = "AAPL", .spot = 100, .rate = 0.03, .vol = 0.2, .market_time_us = T0};
+  must(gk_update_market(f->service, &c, "flat", &q, 1, NULL, &st), &st);
+  gk_quoted_instrument quotes[1] = {underlying_quote()};
+  gk_hedge_request r = {.underlying = "AAPL", .target = GK_HEDGE_DELTA, .instruments = quotes, .count = 1};
+  gk_strategy_context sc = {.book_id = "flat", .idempotency_key = "E", .now_us = T0};
+  answer a;
+  init_answer(&a);
+  must(gk_strategy_agent_hedge(f->agent, &sc, &r, on_hedge, &a, &st), &st);
+  wait_answer(&a);
+  assert_int_equal(a.code, GK_OK);
+  assert_int_equal(a.hedge.leg_count, 0);
+  proposals p = {0};
+  must(gk_audit_trail(f->service, "flat", 1, -1, keep_proposal, &p, &st), &st);
+  assert_int_equal(p.count, 1);
+  assert_int_equal(p.events[0].as.strategy_proposed.leg_count, 0);
+  gk_event_store *store = gk_sqlite_store_open(f->path, NULL, &st);
+  gk_book_service *fresh = gk_book_service_new(store, NULL, &st);
+  size_t books = 0;
+  must(gk_book_service_load_all(fresh, &books, &st), &st);
+  assert_int_equal(books, 2);
+  gk_book *replayed = NULL;
+  must(gk_get_book(fresh, "flat", -1, &replayed, &st), &st);
+  assert_true(gk_book_has_strategy(replayed, "E-0"));
+  gk_book_free(replayed);
+  gk_book_service_free(fresh);
+  gk_store_close(store);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_a_hedge_is_journaled_as_proposed_and_replayed_by_key, setup, teardown),
       cmocka_unit_test_setup_teardown(test_strategies_are_each_journaled_in_rank_order, setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_request_past_its_deadline_never_runs, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_an_empty_hedge_is_journaled_and_replays, setup, teardown),
       cmocka_unit_test_setup_teardown(test_refusals_name_the_field_and_never_call_done, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

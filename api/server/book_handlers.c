@@ -55,7 +55,7 @@ typedef struct book_side {
   gk_event_feed *feed;
   gk_execution_agent *execution;
   gk_strategy_agent *strategy; /* hedges and strategies, journaled as proposals */
-  gk_agent *queries;  /* GetBook, GetBookAsOf, GetBookRisk */
+  gk_agent *queries; /* GetBook, GetBookAsOf, GetBookRisk */
   gk_listener_fanout fanout;
   pthread_mutex_t lock; /* guards streams */
   struct book_stream *streams;
@@ -96,7 +96,7 @@ typedef void (*query_fn)(rpc_call *call, book_job *job);
 
 struct book_job {
   ProtobufCMessage *message; /* the request */
-  query_fn run;              /* the query actor's work */
+  query_fn run; /* the query actor's work */
   char book_id[GK_BOOK_ID_SIZE];
   char key[GK_META_ID_SIZE];
   gk_trade trade;
@@ -206,8 +206,7 @@ void handle_book_execute(rpc_call *c) {
   if (read_book_and_key(j, q->book_id, q->idempotency_key, why) != 0 ||
       wire_read_id(q->trade_id, "trade_id", 0, t->trade_id, sizeof t->trade_id, why, sizeof why) != 0 ||
       wire_read_id(q->strategy_id, "strategy_id", 1, t->strategy_id, sizeof t->strategy_id, why, sizeof why) != 0 ||
-      wire_read_legs(q->legs, q->n_legs, "legs", t->legs, &t->leg_count, why, sizeof why) != 0)
-    {
+      wire_read_legs(q->legs, q->n_legs, "legs", t->legs, &t->leg_count, why, sizeof why) != 0) {
     reply_invalid(c, why);
     return;
   }
@@ -232,8 +231,7 @@ void handle_book_correct(rpc_call *c) {
       wire_read_id(q->trade_id, "trade_id", 0, j->trade_id, sizeof j->trade_id, why, sizeof why) != 0 ||
       wire_read_id(q->reason, "reason", 1, j->reason, sizeof j->reason, why, sizeof why) != 0 ||
       wire_read_legs(q->replacement_legs, q->n_replacement_legs, "replacement_legs", j->legs, &j->leg_count, why,
-                     sizeof why) != 0)
-    {
+                     sizeof why) != 0) {
     reply_invalid(c, why);
     return;
   }
@@ -251,8 +249,7 @@ void handle_book_limits(rpc_call *c) {
   const Greeks__V1__SetRiskLimitsRequest *q = (const Greeks__V1__SetRiskLimitsRequest *)j->message;
   char why[WIRE_WHY_SIZE];
   if (read_book_and_key(j, q->book_id, q->idempotency_key, why) != 0 ||
-      wire_read_limits(q->limits, q->n_limits, j->limits, why, sizeof why) != 0)
-    {
+      wire_read_limits(q->limits, q->n_limits, j->limits, why, sizeof why) != 0) {
     reply_invalid(c, why);
     return;
   }
@@ -352,7 +349,8 @@ void handle_book_market_stream_chunk(rpc_call *c, bool success) {
     j->message = NULL;
     request_verdict v;
     char why[WIRE_WHY_SIZE];
-    if (request_unpack_payload(&greeks__v1__update_market_request__descriptor, c->request_payload, &j->message, &v) != 0) {
+    if (request_unpack_payload(&greeks__v1__update_market_request__descriptor, c->request_payload, &j->message, &v) !=
+        0) {
       rpc_reply(c, v.code, v.details, NULL);
     } else if (read_quotes(j, (const Greeks__V1__UpdateMarketRequest *)j->message, why) != 0) {
       char details[WIRE_WHY_SIZE + 32];
@@ -440,8 +438,7 @@ void handle_book_get(rpc_call *c) {
   if (j == NULL) return;
   char why[WIRE_WHY_SIZE];
   const Greeks__V1__GetBookRequest *q = (const Greeks__V1__GetBookRequest *)j->message;
-  if (wire_read_id(q->book_id, "book_id", 0, j->book_id, sizeof j->book_id, why, sizeof why) != 0)
-    {
+  if (wire_read_id(q->book_id, "book_id", 0, j->book_id, sizeof j->book_id, why, sizeof why) != 0) {
     reply_invalid(c, why);
     return;
   }
@@ -464,22 +461,20 @@ void handle_book_get_as_of(rpc_call *c) {
   if (j == NULL) return;
   char why[WIRE_WHY_SIZE];
   const Greeks__V1__GetBookAsOfRequest *q = (const Greeks__V1__GetBookAsOfRequest *)j->message;
-  if (wire_read_id(q->book_id, "book_id", 0, j->book_id, sizeof j->book_id, why, sizeof why) != 0)
-    {
+  if (wire_read_id(q->book_id, "book_id", 0, j->book_id, sizeof j->book_id, why, sizeof why) != 0) {
     reply_invalid(c, why);
     return;
   }
-  if (q->as_of_case == GREEKS__V1__GET_BOOK_AS_OF_REQUEST__AS_OF__NOT_SET)
-    {
+  if (q->as_of_case == GREEKS__V1__GET_BOOK_AS_OF_REQUEST__AS_OF__NOT_SET) {
     reply_invalid(c, "field 'as_of' is required: give sequence or time_us");
     return;
   }
   if (q->as_of_case == GREEKS__V1__GET_BOOK_AS_OF_REQUEST__AS_OF_SEQUENCE && q->sequence < 1) {
     snprintf(why, sizeof why, "field 'sequence' is %lld: a sequence is 1 or more", (long long)q->sequence);
     {
-    reply_invalid(c, why);
-    return;
-  }
+      reply_invalid(c, why);
+      return;
+    }
   }
   submit_query(c, run_get_book_as_of);
 }
@@ -551,6 +546,7 @@ static void run_get_risk(rpc_call *c, book_job *j) {
   book_side *side = c->server->books;
   int64_t until = gk_monotonic_ns() + (int64_t)RISK_WAIT_MAX_MS * GK_NS_PER_MS;
   if (c->deadline_ns && c->deadline_ns < until) until = c->deadline_ns;
+  int known = 0; /* the book exists: checked once, when the agent has not seen it */
   for (;;) {
     gk_book_risk_view *v = NULL;
     gk_status status;
@@ -562,21 +558,21 @@ static void run_get_risk(rpc_call *c, book_job *j) {
     }
     gk_book_risk_view_free(v);
     if (rc != GK_OK && rc != GK_NOT_FOUND) {
-    rpc_reply_status(c, &status);
-    return;
-  }
-    if (gk_monotonic_ns() >= until || rpc_is_cancelled(c)) {
+      rpc_reply_status(c, &status);
+      return;
+    }
+    if (rc == GK_NOT_FOUND && !known) { /* no such book: say so now, not after the wait */
       gk_book *book = NULL;
       if (gk_get_book(side->service, j->book_id, -1, &book, &status) != GK_OK) {
-    rpc_reply_status(c, &status);
-    return;
-  }
+        rpc_reply_status(c, &status);
+        return;
+      }
       gk_book_free(book);
-      {
-    rpc_reply(c, GRPC_STATUS_UNAVAILABLE,
-                       "the live risk does not yet reflect the version asked for: retry", NULL);
-    return;
-  }
+      known = 1;
+    }
+    if (gk_monotonic_ns() >= until || rpc_is_cancelled(c)) {
+      rpc_reply(c, GRPC_STATUS_UNAVAILABLE, "the live risk does not yet reflect the version asked for: retry", NULL);
+      return;
     }
     struct timespec pause = {0, 500 * 1000};
     nanosleep(&pause, NULL);
@@ -588,8 +584,7 @@ void handle_book_risk(rpc_call *c) {
   if (j == NULL) return;
   char why[WIRE_WHY_SIZE];
   const Greeks__V1__GetBookRiskRequest *q = (const Greeks__V1__GetBookRiskRequest *)j->message;
-  if (wire_read_id(q->book_id, "book_id", 0, j->book_id, sizeof j->book_id, why, sizeof why) != 0)
-    {
+  if (wire_read_id(q->book_id, "book_id", 0, j->book_id, sizeof j->book_id, why, sizeof why) != 0) {
     reply_invalid(c, why);
     return;
   }
@@ -608,8 +603,11 @@ static Greeks__V1__GreeksSummary *wire_summary(wire_arena *a, const gk_risk *r) 
 }
 
 static gk_strategy_context strategy_context(rpc_call *c, book_job *j) {
-  return (gk_strategy_context){.book_id = j->book_id, .idempotency_key = j->key, .correlation_id = c->request_id,
-                               .now_us = wall_clock_us(), .deadline_ns = c->deadline_ns};
+  return (gk_strategy_context){.book_id = j->book_id,
+                               .idempotency_key = j->key,
+                               .correlation_id = c->request_id,
+                               .now_us = wall_clock_us(),
+                               .deadline_ns = c->deadline_ns};
 }
 
 static void hedge_done(void *user, gk_code code, const gk_hedge_proposal *hedge, const char *strategy_id,
@@ -664,8 +662,10 @@ void handle_book_hedge(rpc_call *c) {
     reply_invalid(c, why);
     return;
   }
-  gk_hedge_request request = {.target = (gk_hedge_target)q->target, .instruments = quoted,
-                              .count = q->n_instruments, .american_method = GK_AMERICAN_BS2002};
+  gk_hedge_request request = {.target = (gk_hedge_target)q->target,
+                              .instruments = quoted,
+                              .count = q->n_instruments,
+                              .american_method = GK_AMERICAN_BS2002};
   snprintf(request.underlying, sizeof request.underlying, "%s", q->underlying);
   gk_strategy_context context = strategy_context(c, j);
   gk_status status;
@@ -689,9 +689,12 @@ static int read_view(const Greeks__V1__StrategyView *v, gk_strategy_view *out, c
              (int)v->direction);
     return -1;
   }
-  *out = (gk_strategy_view){.direction = (gk_view_direction)v->direction, .move = v->move,
-                            .vol_change = v->vol_change, .horizon_us = v->horizon_us,
-                            .max_premium = v->max_premium, .max_loss = v->max_loss,
+  *out = (gk_strategy_view){.direction = (gk_view_direction)v->direction,
+                            .move = v->move,
+                            .vol_change = v->vol_change,
+                            .horizon_us = v->horizon_us,
+                            .max_premium = v->max_premium,
+                            .max_loss = v->max_loss,
                             .quantity = v->quantity ? v->quantity : 1};
   return 0;
 }
@@ -762,8 +765,11 @@ void handle_book_strategies(rpc_call *c) {
     reply_invalid(c, why);
     return;
   }
-  gk_strategies_request request = {.market = q->market ? &market : NULL, .chain = chain, .count = q->n_chain,
-                                   .view = view, .max_results = q->max_results ? q->max_results : STRATEGIES_DEFAULT,
+  gk_strategies_request request = {.market = q->market ? &market : NULL,
+                                   .chain = chain,
+                                   .count = q->n_chain,
+                                   .view = view,
+                                   .max_results = q->max_results ? q->max_results : STRATEGIES_DEFAULT,
                                    .american_method = GK_AMERICAN_BS2002};
   gk_strategy_context context = strategy_context(c, j);
   gk_status status;
@@ -781,13 +787,13 @@ void handle_book_strategies(rpc_call *c) {
 enum { AUDIT_PAGE = 256 };
 
 typedef struct book_stream {
-  book_job job;              /* first: the call's job (freed as one) */
-  pthread_mutex_t lock;      /* guards everything below */
-  int busy;                  /* a SEND_MESSAGE is in flight */
-  int finished;              /* no more sends: status sent, client gone, or drained */
-  int draining;              /* under lock: the drain ends it */
-  int drain_seen;            /* under book_side.lock: the drain took it */
-  int cleaned;               /* after_finish ran or is running */
+  book_job job; /* first: the call's job (freed as one) */
+  pthread_mutex_t lock; /* guards everything below */
+  int busy; /* a SEND_MESSAGE is in flight */
+  int finished; /* no more sends: status sent, client gone, or drained */
+  int draining; /* under lock: the drain ends it */
+  int drain_seen; /* under book_side.lock: the drain took it */
+  int cleaned; /* after_finish ran or is running */
   /* GetAuditTrail */
   int by_time, audit_done;
   int64_t next_sequence, to_sequence, from_us, to_us;
@@ -795,7 +801,7 @@ typedef struct book_stream {
   size_t page_count, page_at;
   /* SubscribeEvents */
   gk_subscription *subscription;
-  struct book_stream *next;  /* in book_side.streams while listed */
+  struct book_stream *next; /* in book_side.streams while listed */
   int listed;
   rpc_call *call;
 } book_stream;
@@ -861,8 +867,8 @@ static int take_first_sequence(void *user, const gk_event *e) {
  * its first sequence, then pages by sequence until a time past to_us. */
 static gk_code start_time_range(book_side *side, book_stream *s, gk_status *status) {
   int64_t first = 0;
-  gk_code rc = gk_audit_trail_times(side->service, s->job.book_id, s->from_us, s->to_us, take_first_sequence, &first,
-                                    status);
+  gk_code rc =
+      gk_audit_trail_times(side->service, s->job.book_id, s->from_us, s->to_us, take_first_sequence, &first, status);
   if (rc != GK_OK) return rc;
   if (first == 0) s->audit_done = 1;
   s->next_sequence = first;
@@ -952,12 +958,15 @@ static int pump_locked(rpc_call *c, book_stream *s) {
     case GK_FEED_EVENT:
       if (send_event(c, s, &e) != 0) finish_locked(c, s, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
       break;
-    case GK_FEED_EMPTY: break; /* notify() pumps again */
+    case GK_FEED_EMPTY:
+      break; /* notify() pumps again */
     case GK_FEED_BEHIND:
       resume_hint(s, "the subscriber fell behind (its queue overflowed)", details, sizeof details);
       finish_locked(c, s, GRPC_STATUS_RESOURCE_EXHAUSTED, details);
       break;
-    case GK_FEED_FAILED: finish_locked(c, s, (grpc_status_code)gk_status_grpc_code(&status), status.message); break;
+    case GK_FEED_FAILED:
+      finish_locked(c, s, (grpc_status_code)gk_status_grpc_code(&status), status.message);
+      break;
   }
   return s->finished;
 }
@@ -1053,8 +1062,7 @@ void handle_book_audit(rpc_call *c) {
   if (s == NULL) return;
   const Greeks__V1__GetAuditTrailRequest *q = (const Greeks__V1__GetAuditTrailRequest *)s->job.message;
   char why[WIRE_WHY_SIZE];
-  if (wire_read_id(q->book_id, "book_id", 0, s->job.book_id, sizeof s->job.book_id, why, sizeof why) != 0)
-    {
+  if (wire_read_id(q->book_id, "book_id", 0, s->job.book_id, sizeof s->job.book_id, why, sizeof why) != 0) {
     reply_invalid(c, why);
     return;
   }
@@ -1062,23 +1070,22 @@ void handle_book_audit(rpc_call *c) {
     snprintf(why, sizeof why, "fields 'from_sequence' %lld and 'to_sequence' %lld: 0 <= from <= to (to 0: the end)",
              (long long)q->from_sequence, (long long)q->to_sequence);
     {
-    reply_invalid(c, why);
-    return;
-  }
+      reply_invalid(c, why);
+      return;
+    }
   }
   s->by_time = q->from_time_us != 0 || q->to_time_us != 0;
   if (s->by_time && q->to_time_us < q->from_time_us) {
     snprintf(why, sizeof why, "fields 'from_time_us' %lld and 'to_time_us' %lld: from <= to",
              (long long)q->from_time_us, (long long)q->to_time_us);
     {
-    reply_invalid(c, why);
-    return;
-  }
+      reply_invalid(c, why);
+      return;
+    }
   }
   gk_book *book = NULL;
   gk_status status;
-  if (gk_get_book(c->server->books->service, s->job.book_id, -1, &book, &status) != GK_OK)
-    {
+  if (gk_get_book(c->server->books->service, s->job.book_id, -1, &book, &status) != GK_OK) {
     rpc_reply_status(c, &status);
     return;
   }
@@ -1100,17 +1107,16 @@ void handle_book_subscribe(rpc_call *c) {
   if (s == NULL) return;
   const Greeks__V1__SubscribeEventsRequest *q = (const Greeks__V1__SubscribeEventsRequest *)s->job.message;
   char why[WIRE_WHY_SIZE];
-  if (wire_read_id(q->book_id, "book_id", 0, s->job.book_id, sizeof s->job.book_id, why, sizeof why) != 0)
-    {
+  if (wire_read_id(q->book_id, "book_id", 0, s->job.book_id, sizeof s->job.book_id, why, sizeof why) != 0) {
     reply_invalid(c, why);
     return;
   }
   if (q->from_sequence < 0) {
     snprintf(why, sizeof why, "field 'from_sequence' is %lld: 0 or more", (long long)q->from_sequence);
     {
-    reply_invalid(c, why);
-    return;
-  }
+      reply_invalid(c, why);
+      return;
+    }
   }
   if (list_stream(c, s) != 0) return;
   gk_subscription *sub = NULL;
@@ -1193,7 +1199,8 @@ static int start_listeners(book_side *side, gk_status *status) {
   if (side->guard == NULL) return -1;
   gk_risk_agent_options risk = {.projection = projection};
   if (gk_risk_agent_start(&risk, &side->risk, status) != GK_OK) return -1;
-  if (gk_listener_fanout_add(&side->fanout, (gk_book_listener){gk_limit_guard_committed, side->guard}, status) != GK_OK ||
+  if (gk_listener_fanout_add(&side->fanout, (gk_book_listener){gk_limit_guard_committed, side->guard}, status) !=
+          GK_OK ||
       gk_listener_fanout_add(&side->fanout, (gk_book_listener){gk_risk_agent_committed, side->risk}, status) != GK_OK)
     return -1;
   return 0;

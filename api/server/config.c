@@ -161,7 +161,7 @@ static int apply_book_store(greeksd_config *c, const char *v, char *why, size_t 
 }
 static int apply_subscriber_queue(greeksd_config *c, const char *v, char *why, size_t n) {
   long long x;
-  if (parse_integer(v, 16, 1 << 20, &x, why, n) != 0) return -1;
+  if (parse_integer(v, 16, 65536, &x, why, n) != 0) return -1; /* GK_EVENT_FEED_MAX_CAPACITY */
   c->subscriber_queue = (size_t)x;
   return 0;
 }

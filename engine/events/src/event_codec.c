@@ -428,7 +428,8 @@ static gk_code decode_strategy(const decode_context *c,
   copy_text(out->kind, sizeof out->kind, pb->kind);
   copy_text(out->description, sizeof out->description, pb->description);
   out->net_premium = pb->net_premium;
-  return legs_from_pb(c, pb->legs, pb->n_legs, out->legs, &out->leg_count, false);
+  /* No legs is a valid proposal: the hedge of a book already at its target. */
+  return legs_from_pb(c, pb->legs, pb->n_legs, out->legs, &out->leg_count, true);
 }
 
 static gk_code decode_rejection(const decode_context *c,
