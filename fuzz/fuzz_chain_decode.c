@@ -10,7 +10,8 @@
  * Property: when the hand decoder says CHAIN_DECODE_OK, protobuf-c accepts
  * the same bytes and every field agrees exactly: model, market presence and
  * values (bitwise), column lengths and values (bitwise), types as
- * chain_kernel_option_type((uint32_t)wire) and outputs. Any other result must
+ * chain_kernel_option_type((uint32_t)wire), styles and the american method
+ * as protobuf-c's enum values, and outputs. Any other result must
  * leave the request owning nothing. A disagreement traps (__builtin_trap), so
  * libFuzzer saves the input; ASan and UBSan watch the rest, leaks included.
  * FALLBACK says nothing about validity (non-canonical or malformed), so it is
@@ -67,13 +68,15 @@ static void require_contracts(const chain_request *r, const Greeks__V1__ChainCon
   require(same_doubles(r->strike, k->strike, k->n_strike) && same_doubles(r->expiry, k->expiry, k->n_expiry) &&
           same_doubles(r->vol, k->vol, k->n_vol));
   for (size_t i = 0; i < k->n_type; i++) require(r->type[i] == chain_kernel_option_type((uint32_t)k->type[i]));
+  require(r->n_style == k->n_style);
+  for (size_t i = 0; i < k->n_style; i++) require(r->style[i] == (int32_t)k->style[i]);
 }
 
 /* Everything the hand decoder read is what protobuf-c reads from the same bytes. */
 static void require_same_as_protobuf_c(const chain_request *r, const uint8_t *bytes, size_t length) {
   Greeks__V1__PriceChainRequest *q = greeks__v1__price_chain_request__unpack(NULL, length, bytes);
   require(q != NULL);
-  require(r->model == (int32_t)q->model);
+  require(r->model == (int32_t)q->model && r->american_method == (int32_t)q->american_method);
   require_market(r, q->market);
   require_contracts(r, q->contracts);
   require(r->n_outputs == q->n_outputs);
@@ -94,7 +97,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     chain_request_free(&r);
   } else {
     require(result == CHAIN_DECODE_FALLBACK || result == CHAIN_DECODE_NO_MEMORY);
-    require(!r.strike && !r.expiry && !r.vol && !r.type); /* owns nothing */
+    require(!r.strike && !r.expiry && !r.vol && !r.type && !r.style); /* owns nothing */
   }
   return 0;
 }

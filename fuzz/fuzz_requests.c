@@ -16,6 +16,9 @@
  *     wrong: a field ("field '") or one of the few whole-message phrases;
  *   - an accepted request has every column one entry per contract (optional
  *     ones possibly empty) and no more contracts than the limit;
+ *   - an accepted PriceBatch or PriceChain has kernel styles only when some
+ *     contract is American, one 0 or 1 per contract with `american` ones, and
+ *     American contracts only under a lognormal model with first-order outputs;
  *   - nothing crashes or leaks (ASan, UBSan, LeakSanitizer).
  */
 #include <grpc/byte_buffer.h>
@@ -23,6 +26,7 @@
 #include <grpc/slice.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "greeks/portfolio.h"
@@ -68,6 +72,20 @@ static int known_model(gk_model m) {
   return m == GK_MODEL_BSM || m == GK_MODEL_BLACK76 || m == GK_MODEL_GK || m == GK_MODEL_BACHELIER;
 }
 
+/* The exercise of an accepted PriceBatch or PriceChain; frees its styles. */
+static void require_exercise(request_exercise *e, size_t contracts, gk_model model, unsigned mask) {
+  require((unsigned)e->method < GK_AMERICAN_METHOD_COUNT);
+  require((e->style == NULL) == (e->american == 0));
+  if (e->style == NULL) return;
+  size_t american = 0;
+  for (size_t i = 0; i < contracts; i++) {
+    require(e->style[i] == GK_STYLE_EUROPEAN || e->style[i] == GK_STYLE_AMERICAN);
+    american += e->style[i] == GK_STYLE_AMERICAN;
+  }
+  require(american == e->american && model != GK_MODEL_BACHELIER && (mask & GK_OUT_SECOND_ORDER) == 0);
+  free(e->style);
+}
+
 /* ---- one function per kind: unpack, validate, check what was accepted ---- */
 
 static void price_batch(const uint8_t *bytes, size_t n, size_t limit) {
@@ -79,13 +97,16 @@ static void price_batch(const uint8_t *bytes, size_t n, size_t limit) {
   const Greeks__V1__PriceBatchRequest *q = (const Greeks__V1__PriceBatchRequest *)m;
   gk_model model;
   unsigned mask;
-  result = price_batch_validate(q, limit, &model, &mask, &v);
+  request_exercise exercise;
+  result = price_batch_validate(q, limit, &model, &mask, &exercise, &v);
   require_verdict(result, &v);
   if (result == 0) {
     size_t c = q->n_spot;
     require(c <= limit && known_model(model) && mask != 0 && mask < (1u << 16));
     require(column_ok(q->n_strike, c, 0) && column_ok(q->n_expiry, c, 0) && column_ok(q->n_rate, c, 0) &&
-            column_ok(q->n_yield, c, 1) && column_ok(q->n_vol, c, 0) && column_ok(q->n_type, c, 0));
+            column_ok(q->n_yield, c, 1) && column_ok(q->n_vol, c, 0) && column_ok(q->n_type, c, 0) &&
+            column_ok(q->n_style, c, 1));
+    require_exercise(&exercise, c, model, mask);
   }
   protobuf_c_message_free_unpacked(m, NULL);
 }
@@ -100,18 +121,20 @@ static void price_chain(const uint8_t *bytes, size_t n, size_t limit) {
   grpc_byte_buffer_destroy(payload);
   require_verdict(result, &v);
   if (result != 0) {
-    require(!q.strike && !q.expiry && !q.vol && !q.type); /* owns nothing */
+    require(!q.strike && !q.expiry && !q.vol && !q.type && !q.style); /* owns nothing */
     return;
   }
   gk_model model;
   unsigned mask;
   gk_market market;
-  result = chain_validate(&q, limit, &model, &mask, &market, &v);
+  request_exercise exercise;
+  result = chain_validate(&q, limit, &model, &mask, &market, &exercise, &v);
   require_verdict(result, &v);
   if (result == 0) {
     size_t c = q.n_strike;
     require(c <= limit && known_model(model) && mask != 0 && mask < (1u << 16) && q.has_market);
-    require(q.n_expiry == c && q.n_vol == c && q.n_type == c);
+    require(q.n_expiry == c && q.n_vol == c && q.n_type == c && column_ok(q.n_style, c, 1));
+    require_exercise(&exercise, c, model, mask);
   }
   chain_request_free(&q);
 }

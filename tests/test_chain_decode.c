@@ -35,17 +35,22 @@ typedef struct encoded {
 } encoded;
 
 /* A random request: any column may be missing or of a different length, any
- * type or output value may be unknown (the server validates those later). */
+ * type, style, method or output value may be unknown (the server validates
+ * those later). */
 static encoded random_request(uint64_t *rng) {
   size_t n = (size_t)(next_random(rng) % 5 == 0 ? next_random(rng) % 3 : next_random(rng) % 300);
   static double strike[300], expiry[300], vol[300];
   static Greeks__V1__OptionType type[300];
+  static Greeks__V1__ExerciseStyle style[300];
   static Greeks__V1__Output outputs[8];
   for (size_t i = 0; i < n; i++) {
     strike[i] = 50.0 + 100.0 * uniform(rng), expiry[i] = 2.0 * uniform(rng), vol[i] = uniform(rng);
     uint64_t t = next_random(rng) % 10;
     type[i] = t < 4 ? GREEKS__V1__OPTION_TYPE__CALL : t < 8 ? GREEKS__V1__OPTION_TYPE__PUT
             : t == 8 ? (Greeks__V1__OptionType)0 : (Greeks__V1__OptionType)(int)(next_random(rng) % 100000 - 50000);
+    uint64_t e = next_random(rng) % 20;
+    style[i] = e < 9 ? GREEKS__V1__EXERCISE_STYLE__EUROPEAN : e < 18 ? GREEKS__V1__EXERCISE_STYLE__AMERICAN
+             : (Greeks__V1__ExerciseStyle)(int)(next_random(rng) % 100000 - 50000);
   }
   Greeks__V1__Market market = GREEKS__V1__MARKET__INIT;
   market.spot = 100.0 * uniform(rng), market.rate = 0.1 * uniform(rng) - 0.02, market.yield = 0.05 * uniform(rng);
@@ -54,8 +59,13 @@ static encoded random_request(uint64_t *rng) {
   contracts.n_expiry = next_random(rng) % 8 == 0 ? n / 2 : n, contracts.expiry = expiry;
   contracts.n_vol = n, contracts.vol = vol;
   contracts.n_type = next_random(rng) % 8 == 0 ? 0 : n, contracts.type = type;
+  uint64_t styled = next_random(rng) % 4; /* absent (as today's clients send), complete, or short */
+  contracts.n_style = styled < 2 ? 0 : styled == 2 ? n : n / 3, contracts.style = style;
   Greeks__V1__PriceChainRequest q = GREEKS__V1__PRICE_CHAIN_REQUEST__INIT;
   q.model = (Greeks__V1__Model)(int)(next_random(rng) % 7) - 1;
+  uint64_t method = next_random(rng) % 8;
+  q.american_method = method < 6 ? (Greeks__V1__AmericanMethod)(int)(method % 3)
+                                  : (Greeks__V1__AmericanMethod)(int)(next_random(rng) % 100000 - 50000);
   q.market = next_random(rng) % 10 == 0 ? NULL : &market;
   q.contracts = next_random(rng) % 10 == 0 ? NULL : &contracts;
   q.n_outputs = (size_t)(next_random(rng) % 9);
@@ -91,6 +101,7 @@ static void assert_same_as_protobuf_c(const chain_request *r, const uint8_t *byt
   Greeks__V1__PriceChainRequest *q = greeks__v1__price_chain_request__unpack(NULL, length, bytes);
   assert_non_null(q);
   assert_int_equal(r->model, (int32_t)q->model);
+  assert_int_equal(r->american_method, (int32_t)q->american_method);
   assert_int_equal(r->has_market, q->market != NULL);
   if (q->market) {
     assert_memory_equal(&r->spot, &q->market->spot, sizeof(double));
@@ -107,6 +118,8 @@ static void assert_same_as_protobuf_c(const chain_request *r, const uint8_t *byt
   if (k->n_expiry) assert_memory_equal(r->expiry, k->expiry, k->n_expiry * sizeof(double));
   if (k->n_vol) assert_memory_equal(r->vol, k->vol, k->n_vol * sizeof(double));
   for (size_t i = 0; i < k->n_type; i++) assert_int_equal(r->type[i], kernel_type((int)k->type[i]));
+  assert_int_equal(r->n_style, k->n_style);
+  for (size_t i = 0; i < k->n_style; i++) assert_int_equal(r->style[i], (int32_t)k->style[i]);
   assert_int_equal(r->n_outputs, q->n_outputs);
   for (size_t i = 0; i < q->n_outputs; i++) assert_int_equal(r->outputs[i], (int32_t)q->outputs[i]);
   greeks__v1__price_chain_request__free_unpacked(q, NULL);
@@ -141,7 +154,10 @@ static void other_valid_encodings_are_handed_back(void **state) {
   (void)state;
   const uint8_t unpacked_strike[] = {0x1a, 0x09, 0x09, 0, 0, 0, 0, 0, 0, 0x59, 0x40}; /* contracts{strike: 100 (fixed64, unpacked)} */
   const uint8_t model_twice[] = {0x08, 0x01, 0x08, 0x02};
-  const uint8_t unknown_field[] = {0x08, 0x01, 0x28, 0x05};                        /* field 5 */
+  const uint8_t unknown_field[] = {0x08, 0x01, 0x30, 0x05};                        /* field 6 */
+  const uint8_t unknown_in_contracts[] = {0x1a, 0x02, 0x30, 0x01};                 /* contracts{field 6} */
+  const uint8_t method_twice[] = {0x28, 0x01, 0x28, 0x02};                         /* american_method twice */
+  const uint8_t style_unpacked[] = {0x1a, 0x02, 0x28, 0x01};                       /* contracts{style: 1, as varint} */
   const uint8_t unknown_in_market[] = {0x12, 0x02, 0x20, 0x01};                    /* market{field 4} */
   const uint8_t outputs_unpacked[] = {0x20, 0x01};                                 /* outputs: 1, as varint */
   const uint8_t strike_not_whole_doubles[] = {0x1a, 0x05, 0x0a, 0x03, 1, 2, 3};
@@ -150,12 +166,15 @@ static void other_valid_encodings_are_handed_back(void **state) {
     size_t length;
   } cases[] = {{unpacked_strike, sizeof unpacked_strike}, {model_twice, sizeof model_twice},
                {unknown_field, sizeof unknown_field}, {unknown_in_market, sizeof unknown_in_market},
+               {unknown_in_contracts, sizeof unknown_in_contracts}, {method_twice, sizeof method_twice},
+               {style_unpacked, sizeof style_unpacked},
                {outputs_unpacked, sizeof outputs_unpacked},
                {strike_not_whole_doubles, sizeof strike_not_whole_doubles}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     chain_request r;
     assert_int_equal(decode_bytes(cases[i].bytes, cases[i].length, &r), CHAIN_DECODE_FALLBACK);
     assert_null(r.strike); /* owns nothing */
+    assert_null(r.style);
   }
   /* A compressed payload is protobuf-c's too (the reader decompresses it). */
   grpc_slice s = grpc_slice_from_static_string("x");

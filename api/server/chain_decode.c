@@ -115,6 +115,31 @@ static chain_decode_result read_types(wire *w, chain_request *r) {
   return CHAIN_DECODE_OK;
 }
 
+/* A packed column of ExerciseStyle, kept as the wire's values: EUROPEAN and
+ * AMERICAN are one-byte varints, read straight from the slice. */
+static chain_decode_result read_styles(wire *w, chain_request *r) {
+  size_t outer;
+  if (enter(w, &outer) != 0) return CHAIN_DECODE_FALLBACK;
+  r->style = malloc((w->left ? w->left : 1) * sizeof *r->style);
+  if (r->style == NULL) return CHAIN_DECODE_NO_MEMORY;
+  while (w->left > 0) {
+    if (next_slice(w) != 0) return CHAIN_DECODE_FALLBACK;
+    size_t run = (size_t)(w->end - w->at) < w->left ? (size_t)(w->end - w->at) : w->left, i = 0;
+    while (i < run && w->at[i] < 0x80) {
+      r->style[r->n_style++] = w->at[i];
+      i++;
+    }
+    w->at += i, w->left -= i;
+    if (i < run) {
+      uint64_t v;
+      if (read_varint(w, &v) != 0) return CHAIN_DECODE_FALLBACK;
+      r->style[r->n_style++] = (int32_t)(uint32_t)v; /* protobuf's int32 enum: the low 32 bits */
+    }
+  }
+  leave(w, outer);
+  return CHAIN_DECODE_OK;
+}
+
 static chain_decode_result read_outputs(wire *w, chain_request *r) {
   size_t outer;
   if (enter(w, &outer) != 0) return CHAIN_DECODE_FALLBACK;
@@ -161,12 +186,13 @@ static chain_decode_result read_contracts(wire *w, chain_request *r) {
     uint64_t tag;
     if (read_varint(w, &tag) != 0) return CHAIN_DECODE_FALLBACK;
     unsigned field = (unsigned)(tag >> 3);
-    if ((tag & 7) != WIRE_LENGTH_DELIMITED || field < 1 || field > 4 || !first_time(&seen, field))
+    if ((tag & 7) != WIRE_LENGTH_DELIMITED || field < 1 || field > 5 || !first_time(&seen, field))
       return CHAIN_DECODE_FALLBACK;
     chain_decode_result result = field == 1   ? read_doubles(w, &r->strike, &r->n_strike)
                                  : field == 2 ? read_doubles(w, &r->expiry, &r->n_expiry)
                                  : field == 3 ? read_doubles(w, &r->vol, &r->n_vol)
-                                              : read_types(w, r);
+                                 : field == 4 ? read_types(w, r)
+                                              : read_styles(w, r);
     if (result != CHAIN_DECODE_OK) return result;
   }
   leave(w, outer);
@@ -179,11 +205,11 @@ static chain_decode_result read_request(wire *w, chain_request *r) {
     uint64_t tag, v;
     if (read_varint(w, &tag) != 0) return CHAIN_DECODE_FALLBACK;
     unsigned field = (unsigned)(tag >> 3), wire_type = (unsigned)(tag & 7);
-    if (field < 1 || field > 4 || !first_time(&seen, field)) return CHAIN_DECODE_FALLBACK;
+    if (field < 1 || field > 5 || !first_time(&seen, field)) return CHAIN_DECODE_FALLBACK;
     chain_decode_result result = CHAIN_DECODE_FALLBACK;
-    if (field == 1 && wire_type == WIRE_VARINT) {
+    if ((field == 1 || field == 5) && wire_type == WIRE_VARINT) { /* model, american_method */
       if (read_varint(w, &v) != 0) return CHAIN_DECODE_FALLBACK;
-      r->model = (int32_t)(uint32_t)v;
+      *(field == 1 ? &r->model : &r->american_method) = (int32_t)(uint32_t)v;
       result = CHAIN_DECODE_OK;
     } else if (wire_type == WIRE_LENGTH_DELIMITED) {
       result = field == 2 ? read_market(w, r) : field == 3 ? read_contracts(w, r) : field == 4 ? read_outputs(w, r)
@@ -206,7 +232,8 @@ chain_decode_result chain_request_decode(grpc_byte_buffer *payload, chain_reques
 }
 
 void chain_request_free(chain_request *r) {
-  free(r->strike), free(r->expiry), free(r->vol), free(r->type);
+  free(r->strike), free(r->expiry), free(r->vol), free(r->type), free(r->style);
   r->strike = r->expiry = r->vol = NULL;
   r->type = NULL;
+  r->style = NULL;
 }

@@ -35,6 +35,12 @@ typedef struct chain_request {
   double *strike, *expiry, *vol;
   uint8_t *type; /* GK_CALL, GK_PUT, or 0xff for any other wire value */
   int32_t outputs[CHAIN_DECODE_MAX_OUTPUTS]; /* the wire's Output values, unchecked */
+  /* Exercise: the wire's ExerciseStyle values (low 32 bits, as protobuf reads
+   * an enum), unchecked, n_style of them (0: the column was absent), owned;
+   * and the AmericanMethod value, unchecked. */
+  size_t n_style;
+  int32_t *style;
+  int32_t american_method;
 } chain_request;
 
 /* Decodes `payload` (not consumed) into `out`. On CHAIN_DECODE_OK `out` owns

@@ -132,6 +132,102 @@ uint8_t *request_kernel_types(size_t n, const Greeks__V1__OptionType *types) {
   return out;
 }
 
+/* ---- exercise: PriceChain's and PriceBatch's style and american_method ---- */
+
+/* A style column from either decoder: the hand decoder keeps the wire's int32
+ * values, protobuf-c its enum. Exactly one of the arrays is read. */
+typedef struct wire_styles {
+  const char *field; /* "contracts.style" or "style" */
+  size_t n;
+  const int32_t *values;
+  const Greeks__V1__ExerciseStyle *enums;
+} wire_styles;
+
+static int64_t style_at(const wire_styles *s, size_t i) {
+  return s->values ? (int64_t)s->values[i] : (int64_t)s->enums[i];
+}
+
+static int check_method(int32_t wire, gk_american_method *method, request_verdict *v) {
+  switch (wire) {
+    case GREEKS__V1__AMERICAN_METHOD__AMERICAN_METHOD_UNSPECIFIED:
+    case GREEKS__V1__AMERICAN_METHOD__AMERICAN_METHOD_BS2002: *method = GK_AMERICAN_BS2002; return 0;
+    case GREEKS__V1__AMERICAN_METHOD__AMERICAN_METHOD_TREE: *method = GK_AMERICAN_TREE; return 0;
+    default:
+      return refuse(v, GRPC_STATUS_INVALID_ARGUMENT,
+                    "field 'american_method': %d is not a known AmericanMethod (0 unspecified = bs2002, 1 bs2002, "
+                    "2 tree)",
+                    (int)wire);
+  }
+}
+
+/* Every style EUROPEAN or AMERICAN; counts the American ones and notes the first. */
+static int check_style_values(const wire_styles *s, size_t *american, size_t *first, request_verdict *v) {
+  *american = 0, *first = 0;
+  for (size_t i = 0; i < s->n; i++) {
+    int64_t style = style_at(s, i);
+    if (style == GREEKS__V1__EXERCISE_STYLE__AMERICAN) {
+      if (*american == 0) *first = i;
+      (*american)++;
+    } else if (style != GREEKS__V1__EXERCISE_STYLE__EUROPEAN) {
+      return refuse(v, GRPC_STATUS_INVALID_ARGUMENT,
+                    "field '%s[%zu]': %lld is not a known ExerciseStyle (0 EUROPEAN, 1 AMERICAN)", s->field, i,
+                    (long long)style);
+    }
+  }
+  return 0;
+}
+
+/* What the American kernels price, asked of them (greeks/american.h) on an
+ * empty batch: the model and the outputs are all they look at then. */
+static int check_american_supported(const wire_styles *s, size_t first, gk_model model, gk_american_method method,
+                                    unsigned mask, request_verdict *v) {
+  uint8_t no_errors[1];
+  gk_option_batch none = {0};
+  gk_greeks_batch out = {0};
+  out.error = no_errors;
+  gk_rc rc = gk_american_check_batch(model, method, &none, mask, &out);
+  if (rc == GK_RC_OK) return 0;
+  if (rc == GK_RC_OUTPUT_NOT_SUPPORTED)
+    return refuse(v, GRPC_STATUS_INVALID_ARGUMENT,
+                  "field 'outputs' asks for second-order Greeks, which American contracts do not have (%s[%zu] is "
+                  "AMERICAN): ask for PRICE and first-order outputs only",
+                  s->field, first);
+  if (rc == GK_RC_MODEL_NOT_SUPPORTED)
+    return refuse(v, GRPC_STATUS_INVALID_ARGUMENT,
+                  "field '%s[%zu]' is AMERICAN, which the request's model does not price: American exercise needs "
+                  "MODEL_BSM, MODEL_BLACK76 or MODEL_GARMAN_KOHLHAGEN",
+                  s->field, first);
+  return refuse(v, GRPC_STATUS_INVALID_ARGUMENT, "field '%s[%zu]' is AMERICAN: %s", s->field, first, gk_rc_message(rc));
+}
+
+/* The kernels' style bytes, or NULL (every contract European) when none is
+ * American, so that such a request keeps the European path. */
+static int kernel_styles(const wire_styles *s, size_t american, request_exercise *exercise, request_verdict *v) {
+  exercise->style = NULL;
+  exercise->american = american;
+  if (american == 0) return 0;
+  exercise->style = malloc(s->n);
+  if (exercise->style == NULL) return refuse(v, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+  for (size_t i = 0; i < s->n; i++)
+    exercise->style[i] = style_at(s, i) == GREEKS__V1__EXERCISE_STYLE__AMERICAN ? GK_STYLE_AMERICAN : GK_STYLE_EUROPEAN;
+  return 0;
+}
+
+/* The exercise rules, in order: method, style column length, style values,
+ * what American pricing supports. Last of a request's checks: on acceptance it
+ * may allocate exercise->style, and nothing can refuse the request after it. */
+static int check_exercise(const wire_styles *s, size_t count, int32_t wire_method, gk_model model, unsigned mask,
+                          request_exercise *exercise, request_verdict *v) {
+  gk_american_method method = GK_AMERICAN_BS2002;
+  size_t american = 0, first = 0;
+  if (check_method(wire_method, &method, v) || check_column(s->field, s->n, count, 1, v) ||
+      check_style_values(s, &american, &first, v) ||
+      (american > 0 && check_american_supported(s, first, model, method, mask, v)))
+    return -1;
+  exercise->method = method;
+  return kernel_styles(s, american, exercise, v);
+}
+
 /* ---- PriceChain ---- */
 
 static double *copied(const double *values, size_t n) {
@@ -160,7 +256,11 @@ static int copy_contracts(const Greeks__V1__ChainContracts *k, chain_request *r,
   r->n_strike = k->n_strike, r->n_expiry = k->n_expiry, r->n_vol = k->n_vol, r->n_type = k->n_type;
   r->strike = copied(k->strike, k->n_strike), r->expiry = copied(k->expiry, k->n_expiry);
   r->vol = copied(k->vol, k->n_vol), r->type = request_kernel_types(k->n_type, k->type);
-  if (!r->strike || !r->expiry || !r->vol || !r->type) return refuse(v, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+  r->n_style = k->n_style;
+  r->style = malloc((k->n_style ? k->n_style : 1) * sizeof *r->style);
+  if (!r->strike || !r->expiry || !r->vol || !r->type || !r->style)
+    return refuse(v, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
+  for (size_t i = 0; i < k->n_style; i++) r->style[i] = (int32_t)k->style[i];
   return 0;
 }
 
@@ -173,6 +273,7 @@ static int decode_with_protobuf_c(grpc_byte_buffer *payload, chain_request *r, r
   const Greeks__V1__PriceChainRequest *q = (const Greeks__V1__PriceChainRequest *)m;
   memset(r, 0, sizeof *r);
   r->model = q->model;
+  r->american_method = q->american_method;
   int failed = distinct_outputs(q, r, v);
   if (q->market) r->has_market = 1, r->spot = q->market->spot, r->rate = q->market->rate, r->yield = q->market->yield;
   if (!failed && q->contracts) failed = copy_contracts(q->contracts, r, v);
@@ -205,7 +306,7 @@ static int check_chain_market(const chain_request *q, gk_model model, gk_market 
 }
 
 int chain_validate(const chain_request *q, size_t max_contracts, gk_model *model, unsigned *outputs_mask,
-                   gk_market *market, request_verdict *v) {
+                   gk_market *market, request_exercise *exercise, request_verdict *v) {
   Greeks__V1__Output outputs[CHAIN_DECODE_MAX_OUTPUTS];
   size_t n_outputs = q->n_outputs < CHAIN_DECODE_MAX_OUTPUTS ? q->n_outputs : CHAIN_DECODE_MAX_OUTPUTS;
   for (size_t i = 0; i < n_outputs; i++) outputs[i] = (Greeks__V1__Output)q->outputs[i];
@@ -217,13 +318,15 @@ int chain_validate(const chain_request *q, size_t max_contracts, gk_model *model
       check_column("contracts.vol", q->n_vol, n, 0, v) || check_column("contracts.type", q->n_type, n, 0, v) ||
       check_chain_market(q, *model, market, v))
     return -1;
+  wire_styles styles = {"contracts.style", q->n_style, q->style, NULL};
+  if (check_exercise(&styles, n, q->american_method, *model, *outputs_mask, exercise, v)) return -1;
   return accepted(v);
 }
 
 /* ---- PriceBatch and ImpliedVol ---- */
 
 int price_batch_validate(const Greeks__V1__PriceBatchRequest *q, size_t max_contracts, gk_model *model,
-                         unsigned *outputs_mask, request_verdict *v) {
+                         unsigned *outputs_mask, request_exercise *exercise, request_verdict *v) {
   if (check_model(q->model, model, v) || check_outputs(q->n_outputs, q->outputs, outputs_mask, v)) return -1;
   size_t n = q->n_spot;
   if (check_count("contracts", n, max_contracts, v) || check_column("strike", q->n_strike, n, 0, v) ||
@@ -231,6 +334,8 @@ int price_batch_validate(const Greeks__V1__PriceBatchRequest *q, size_t max_cont
       check_column("yield", q->n_yield, n, 1, v) || check_column("vol", q->n_vol, n, 0, v) ||
       check_column("type", q->n_type, n, 0, v))
     return -1;
+  wire_styles styles = {"style", q->n_style, NULL, q->style};
+  if (check_exercise(&styles, n, (int32_t)q->american_method, *model, *outputs_mask, exercise, v)) return -1;
   return accepted(v);
 }
 

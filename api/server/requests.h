@@ -60,18 +60,32 @@ int request_unpack_payload(const ProtobufCMessageDescriptor *descriptor, grpc_by
  * include unknown ones and are refused here. */
 int chain_decode_any(grpc_byte_buffer *payload, chain_request *out, request_verdict *v);
 
+/* The exercise of a PriceChain or PriceBatch request, once accepted.
+ * style is NULL when no contract is American (the request is priced as a
+ * European one, on the pricing agent's path); otherwise it holds one kernel
+ * style per contract (GK_STYLE_EUROPEAN or GK_STYLE_AMERICAN), malloc'd, and
+ * the caller frees it. method is the AmericanMethod (unspecified: bs2002). */
+typedef struct request_exercise {
+  uint8_t *style;
+  size_t american; /* contracts with style AMERICAN */
+  gk_american_method method;
+} request_exercise;
+
 /* PriceChain: model, outputs, market present, at most `max_contracts`
  * strikes, expiry, vol and type one per strike, then the market's values for
- * the model (gk_market_validate). On acceptance *market is the market the
- * kernels get (yield 0 for models that take none). */
+ * the model (gk_market_validate), then the exercise: american_method known,
+ * contracts.style empty or one per strike, each EUROPEAN or AMERICAN, and
+ * American contracts only under bsm, black76 or garman-kohlhagen and without
+ * second-order outputs. On acceptance *market is the market the kernels get
+ * (yield 0 for models that take none) and *exercise is set. */
 int chain_validate(const chain_request *q, size_t max_contracts, gk_model *model, unsigned *outputs_mask,
-                   gk_market *market, request_verdict *v);
+                   gk_market *market, request_exercise *exercise, request_verdict *v);
 
 /* PriceBatch: model, outputs, at most `max_contracts` contracts (the spot
- * column's length), every other column one entry per contract (yield may be
- * empty). */
+ * column's length), every other column one entry per contract (yield and
+ * style may be empty), then the exercise rules of chain_validate. */
 int price_batch_validate(const Greeks__V1__PriceBatchRequest *q, size_t max_contracts, gk_model *model,
-                         unsigned *outputs_mask, request_verdict *v);
+                         unsigned *outputs_mask, request_exercise *exercise, request_verdict *v);
 
 /* ImpliedVol: model, at most `max_contracts` contracts (spot's length), every
  * other column one entry per contract (yield may be empty). */

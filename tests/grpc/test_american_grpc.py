@@ -1,0 +1,384 @@
+"""American exercise on greeksd's PricingService (PriceBatch and PriceChain),
+end to end: the real server on a free loopback port, called from Python's
+grpcio.
+
+References, none of them the server's own output captured once:
+  - theory: an American option is worth at least the European one and its
+    intrinsic value; an American call without dividends is the European call
+    (Merton 1973), so both methods must return the European price;
+  - a Cox-Ross-Rubinstein binomial tree written here (2000 and 2001 steps,
+    averaged to damp the odd-even oscillation), independent of the kernels;
+  - the offline CLI (`greeks price` / `greeks chain` with a style column).
+Then: mixed styles in one chain, element errors, the validation messages, and
+latency isolation: small European calls complete while a large American
+request is still running, and a cancelled American request stops.
+
+Environment (tests/CMakeLists.txt): that of test_grpc.py.
+"""
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_grpc import SLOWDOWN, Server, close, read_csv, run_cli, stub, write_rows  # noqa: E402
+from test_grpc import grpc, pb  # noqa: E402  (the generated stubs, found by test_grpc)
+
+FIRST_ORDER = ["price", "delta", "gamma", "vega", "theta", "rho", "phi"]
+CALL, PUT = "call", "put"
+# The tree's own error (kernels/include/greeks/american.h): at most 3e-4 at
+# K = 100 against an 8192-step tree, in either direction, so it may land that
+# far below the European price where early exercise is worth nothing.
+# Bjerksund-Stensland 2002 takes the European price as a floor.
+TREE_ERROR = 3e-4
+
+
+def crr_american(S, K, T, r, q, sigma, kind, steps):
+    """American option on a Cox-Ross-Rubinstein tree: the continuation value
+    against immediate exercise at every node. q is the yield (black76: q = r)."""
+    dt = T / steps
+    u = math.exp(sigma * math.sqrt(dt))
+    d = 1.0 / u
+    p = (math.exp((r - q) * dt) - d) / (u - d)
+    disc = math.exp(-r * dt)
+    pu, pd = disc * p, disc * (1.0 - p)
+    sign = 1.0 if kind == CALL else -1.0
+    # The spot after i steps, j of them down, is S u^(i - 2j); power[k + steps] = S u^k.
+    power = [S * u ** k for k in range(-steps, steps + 1)]
+    values = [max(sign * (power[2 * steps - 2 * j] - K), 0.0) for j in range(steps + 1)]
+    for i in range(steps - 1, -1, -1):
+        spots = power[steps - i: steps + i + 1: 2][::-1]  # j = 0..i
+        values = [max(pu * a + pd * b, sign * (s - K)) for a, b, s in zip(values, values[1:], spots)]
+    return values[0]
+
+
+def crr_reference(S, K, T, r, q, sigma, kind):
+    return 0.5 * (crr_american(S, K, T, r, q, sigma, kind, 2000) + crr_american(S, K, T, r, q, sigma, kind, 2001))
+
+
+def norm_cdf(x):
+    return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+
+def european_bsm(S, K, T, r, q, sigma, kind):
+    d1 = (math.log(S / K) + (r - q + 0.5 * sigma * sigma) * T) / (sigma * math.sqrt(T))
+    d2 = d1 - sigma * math.sqrt(T)
+    if kind == CALL:
+        return S * math.exp(-q * T) * norm_cdf(d1) - K * math.exp(-r * T) * norm_cdf(d2)
+    return K * math.exp(-r * T) * norm_cdf(-d2) - S * math.exp(-q * T) * norm_cdf(-d1)
+
+
+def option_type(kind):
+    return pb.CALL if kind == CALL else pb.PUT
+
+
+def batch(rows, styles, method=pb.AMERICAN_METHOD_UNSPECIFIED, model=pb.MODEL_BSM, outputs=()):
+    """A PriceBatchRequest from rows of dicts (S, K, T, r, q, sigma, type)."""
+    return pb.PriceBatchRequest(
+        model=model, spot=[r["S"] for r in rows], strike=[r["K"] for r in rows], expiry=[r["T"] for r in rows],
+        rate=[r["r"] for r in rows], vol=[r["sigma"] for r in rows], type=[option_type(r["type"]) for r in rows],
+        style=list(styles), american_method=method, outputs=list(outputs), **{"yield": [r["q"] for r in rows]})
+
+
+def random_rows(n, seed, negative_rates=False):
+    rng = random.Random(seed)
+    return [dict(id="r%d" % i, type=rng.choice([CALL, PUT]), S=rng.uniform(60, 140), K=rng.uniform(60, 140),
+                 T=rng.uniform(0.05, 2.0), r=rng.uniform(-0.01 if negative_rates else 0.0, 0.08),
+                 q=rng.uniform(0.0, 0.06), sigma=rng.uniform(0.08, 0.6)) for i in range(n)]
+
+
+def usable_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+class ServedOnce(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server()
+        cls.channel, cls.stub = stub(cls.server.target)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.channel.close()
+        code = cls.server.stop()
+        log = cls.server.stderr()
+        cls.server.close()
+        if code != 0:
+            raise AssertionError("greeksd exited %d on SIGTERM:\n%s" % (code, log))
+
+    def refused(self, call, request):
+        with self.assertRaises(grpc.RpcError) as caught:
+            call(request, timeout=30)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT, caught.exception.details())
+        return caught.exception.details()
+
+
+class AmericanAgainstReferences(ServedOnce):
+    def test_american_put_is_worth_at_least_the_european_put_and_its_intrinsic_value(self):
+        # Exactly so for bs2002; within the tree's error for the tree.
+        rng = random.Random(5)
+        rows = [dict(type=PUT, S=100.0, K=rng.uniform(70, 140), T=rng.uniform(0.05, 3), r=rng.uniform(0, 0.1),
+                     q=rng.uniform(0, 0.05), sigma=rng.uniform(0.1, 0.6)) for _ in range(200)]
+        twice = [row for row in rows for _ in (0, 1)]  # each contract European, then American
+        styles = [pb.EUROPEAN, pb.AMERICAN] * len(rows)
+        for method in (pb.AMERICAN_METHOD_BS2002, pb.AMERICAN_METHOD_TREE):
+            reply = self.stub.PriceBatch(batch(twice, styles, method, outputs=[pb.PRICE]), timeout=120)
+            self.assertEqual(len(reply.errors), 0)
+            prices = reply.greeks.price
+            premium = 0.0
+            for i, row in enumerate(rows):
+                european, american = prices[2 * i], prices[2 * i + 1]
+                self.assertAlmostEqual(european, european_bsm(row["S"], row["K"], row["T"], row["r"], row["q"],
+                                                              row["sigma"], PUT), places=9)
+                slack = 1e-12 if method == pb.AMERICAN_METHOD_BS2002 else TREE_ERROR * row["K"] / 100
+                self.assertGreaterEqual(american, european - slack, (method, row))
+                self.assertGreaterEqual(american, row["K"] - row["S"] - 1e-12, (method, row))
+                premium = max(premium, american - european)
+            self.assertGreater(premium, 0.5, "the grid must hold puts worth exercising early")
+
+    def test_american_call_without_dividends_is_the_european_call(self):
+        # Never exercised early (Merton 1973): bs2002 returns the European
+        # price itself; the tree (which has no such shortcut) within its error.
+        rows = [dict(type=CALL, S=100.0, K=K, T=T, r=r, q=0.0, sigma=s)
+                for K in (70.0, 100.0, 130.0) for T in (0.1, 1.0, 3.0) for r in (0.0, 0.05) for s in (0.15, 0.5)]
+        european = self.stub.PriceBatch(batch(rows, [], outputs=[pb.PRICE]), timeout=30).greeks.price
+        for method, rel, absolute in ((pb.AMERICAN_METHOD_BS2002, 1e-9, 1e-12),
+                                      (pb.AMERICAN_METHOD_TREE, 0.0, TREE_ERROR)):
+            reply = self.stub.PriceBatch(batch(rows, [pb.AMERICAN] * len(rows), method, outputs=[pb.PRICE]),
+                                         timeout=60)
+            for i, row in enumerate(rows):
+                self.assertTrue(math.isclose(reply.greeks.price[i], european[i], rel_tol=rel, abs_tol=absolute),
+                                (method, row, reply.greeks.price[i], european[i]))
+
+    def test_prices_agree_with_an_independent_binomial_tree(self):
+        # (model, S, K, T, r, q, sigma, type): q is the foreign rate under
+        # garman-kohlhagen; black76 has no yield (the tree takes q = r).
+        cases = [(pb.MODEL_BSM, 100.0, 110.0, 1.0, 0.08, 0.0, 0.25, PUT),
+                 (pb.MODEL_BSM, 100.0, 100.0, 0.5, 0.05, 0.02, 0.30, PUT),
+                 (pb.MODEL_BSM, 100.0, 90.0, 1.0, 0.03, 0.08, 0.20, CALL),
+                 (pb.MODEL_BLACK76, 100.0, 80.0, 2.0, 0.10, 0.0, 0.30, CALL),
+                 (pb.MODEL_GARMAN_KOHLHAGEN, 1.20, 1.30, 1.0, 0.06, 0.01, 0.12, PUT)]
+        for model, S, K, T, r, q, sigma, kind in cases:
+            row = dict(S=S, K=K, T=T, r=r, q=q, sigma=sigma, type=kind)
+            reference = crr_reference(S, K, T, r, r if model == pb.MODEL_BLACK76 else q, sigma, kind)
+            served = {}
+            for method in (pb.AMERICAN_METHOD_TREE, pb.AMERICAN_METHOD_BS2002):
+                reply = self.stub.PriceBatch(batch([row, row], [pb.EUROPEAN, pb.AMERICAN], method, model,
+                                                   outputs=[pb.PRICE]), timeout=30)
+                self.assertEqual(len(reply.errors), 0)
+                european, served[method] = reply.greeks.price
+                self.assertGreater(reference - european, 0.01 * K / 100, "early exercise must matter here")
+            # The tree: within 3e-4 of an 8192-step tree (american.h); the
+            # reference itself is within about 1e-4 of the limit.
+            tol = 2e-3 * K / 100
+            self.assertAlmostEqual(served[pb.AMERICAN_METHOD_TREE], reference, delta=tol, msg=(model, row))
+            # Bjerksund-Stensland 2002: a lower bound, at most 2.4% below.
+            bs2002 = served[pb.AMERICAN_METHOD_BS2002]
+            self.assertLessEqual(bs2002, reference + tol, (model, row))
+            self.assertGreaterEqual(bs2002, reference * (1 - 0.025) - tol, (model, row))
+
+    def test_batch_matches_the_offline_cli_outputs_and_element_errors(self):
+        for method, name, n in ((pb.AMERICAN_METHOD_BS2002, "bs2002", 300), (pb.AMERICAN_METHOD_TREE, "tree", 40)):
+            rows = random_rows(n, seed=11 + n, negative_rates=True)  # r < 0: an element error when American
+            for i, row in enumerate(rows):
+                row["style"] = "american" if i % 3 else "european"
+            rows[4]["sigma"] = -0.3  # a bad contract under either style
+            with tempfile.TemporaryDirectory() as d:
+                path = os.path.join(d, "batch.csv")
+                write_rows(path, rows, ["id", "type", "S", "K", "T", "r", "q", "sigma", "style"])
+                code, out, err = run_cli("price", "--american-method", name, path)
+            self.assertEqual(code, 3, err)  # some bad rows
+            offline = read_csv(out)
+            styles = [pb.AMERICAN if row["style"] == "american" else pb.EUROPEAN for row in rows]
+            reply = self.stub.PriceBatch(batch(rows, styles, method), timeout=120)
+            self.assertEqual(reply.count, n)
+            errors = {e.index: e for e in reply.errors}
+            expected = {i for i, line in enumerate(offline) if line["error"]}
+            self.assertEqual(set(errors), expected)
+            self.assertIn(4, errors)
+            self.assertEqual(errors[4].field, "sigma")
+            negative = [i for i, row in enumerate(rows) if row["style"] == "american" and row["r"] < 0 and i != 4]
+            self.assertTrue(negative, "the rows must include American contracts with r < 0")
+            for i in negative:
+                self.assertEqual(errors[i].field, "r", errors[i].reason)
+            for i, line in enumerate(offline):
+                for g in FIRST_ORDER:
+                    served = getattr(reply.greeks, g)[i]
+                    if i in errors:
+                        self.assertEqual(served, 0.0)
+                    else:
+                        self.assertTrue(close(served, float(line[g]), rel=1e-12, abs_tol=1e-12),
+                                        "%s %s[%d]: %r vs %r" % (name, g, i, served, line[g]))
+
+    def test_a_chain_with_mixed_styles(self):
+        strikes = [80.0 + 2 * i for i in range(21)]
+        contracts = [dict(id="c%d" % i, type=PUT if i % 4 < 2 else CALL, K=k, T=0.75, sigma=0.2 + 0.01 * (i % 7),
+                          style="american" if i % 2 else "european") for i, k in enumerate(strikes)]
+        market = pb.Market(spot=100.0, rate=0.05, **{"yield": 0.03})
+
+        def chain(styles, method=pb.AMERICAN_METHOD_TREE):
+            return pb.PriceChainRequest(
+                model=pb.MODEL_BSM, market=market, american_method=method,
+                contracts=pb.ChainContracts(strike=[c["K"] for c in contracts], expiry=[c["T"] for c in contracts],
+                                            vol=[c["sigma"] for c in contracts],
+                                            type=[option_type(c["type"]) for c in contracts], style=styles))
+
+        mixed = [pb.AMERICAN if c["style"] == "american" else pb.EUROPEAN for c in contracts]
+        reply = self.stub.PriceChain(chain(mixed), timeout=60)
+        european = self.stub.PriceChain(chain([]), timeout=30)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "chain.csv")
+            write_rows(path, contracts, ["id", "type", "K", "T", "sigma", "style"])
+            code, out, err = run_cli("chain", "--spot", "100", "--rate", "0.05", "--yield", "0.03",
+                                     "--american-method", "tree", path)
+        self.assertEqual(code, 0, err)
+        offline = read_csv(out)
+        self.assertEqual((reply.count, len(reply.errors)), (len(contracts), 0))
+        for i, c in enumerate(contracts):
+            for g in FIRST_ORDER:
+                self.assertTrue(close(getattr(reply.greeks, g)[i], float(offline[i][g]), rel=1e-12, abs_tol=1e-12),
+                                (g, c))
+            if c["style"] == "european":  # untouched by its American neighbours
+                self.assertEqual(reply.greeks.price[i], european.greeks.price[i])
+            else:
+                self.assertGreaterEqual(reply.greeks.price[i], european.greeks.price[i] - TREE_ERROR)
+        # Early exercise matters for some of these puts (r > q).
+        self.assertGreater(max(reply.greeks.price[i] - european.greeks.price[i] for i in range(len(contracts))),
+                           0.01)
+
+    def test_an_explicitly_european_style_column_changes_nothing(self):
+        rows = random_rows(50, seed=21)
+        plain = self.stub.PriceBatch(batch(rows, []), timeout=30)
+        styled = self.stub.PriceBatch(batch(rows, [pb.EUROPEAN] * 50, pb.AMERICAN_METHOD_TREE), timeout=30)
+        self.assertEqual(plain, styled)
+        # So does a bachelier request whose contracts are all European.
+        bachelier = self.stub.PriceBatch(batch(rows, [pb.EUROPEAN] * 50, model=pb.MODEL_BACHELIER), timeout=30)
+        self.assertEqual(bachelier.count, 50)
+
+
+class AmericanValidation(ServedOnce):
+    ROWS = [dict(type=PUT, S=100.0, K=100.0 + i, T=0.5, r=0.03, q=0.0, sigma=0.2) for i in range(3)]
+
+    def chain(self, styles, method=pb.AMERICAN_METHOD_UNSPECIFIED, model=pb.MODEL_BSM, outputs=()):
+        return pb.PriceChainRequest(
+            model=model, market=pb.Market(spot=100.0, rate=0.03), american_method=method, outputs=list(outputs),
+            contracts=pb.ChainContracts(strike=[100.0, 101.0, 102.0], expiry=[0.5] * 3, vol=[0.2] * 3,
+                                        type=[pb.PUT] * 3, style=styles))
+
+    def test_a_style_column_of_another_length_names_the_field(self):
+        details = self.refused(self.stub.PriceBatch, batch(self.ROWS, [pb.AMERICAN] * 2))
+        self.assertIn("field 'style' has 2 entries but the request has 3 contracts", details)
+        details = self.refused(self.stub.PriceChain, self.chain([pb.AMERICAN] * 4))
+        self.assertIn("field 'contracts.style' has 4 entries but the request has 3 contracts", details)
+
+    def test_an_unknown_style_names_the_field_and_the_value(self):
+        details = self.refused(self.stub.PriceBatch, batch(self.ROWS, [pb.EUROPEAN, 7, pb.AMERICAN]))
+        self.assertIn("field 'style[1]': 7 is not a known ExerciseStyle", details)
+        details = self.refused(self.stub.PriceChain, self.chain([pb.AMERICAN, pb.AMERICAN, -2]))
+        self.assertIn("field 'contracts.style[2]': -2 is not a known ExerciseStyle", details)
+
+    def test_an_unknown_method_names_the_field_even_without_american_contracts(self):
+        details = self.refused(self.stub.PriceBatch, batch(self.ROWS, [], method=9))
+        self.assertIn("field 'american_method': 9 is not a known AmericanMethod", details)
+        details = self.refused(self.stub.PriceChain, self.chain([], method=3))
+        self.assertIn("field 'american_method': 3 is not a known AmericanMethod", details)
+
+    def test_american_under_bachelier_is_refused_naming_the_contract(self):
+        details = self.refused(self.stub.PriceBatch,
+                               batch(self.ROWS, [pb.EUROPEAN, pb.AMERICAN, pb.AMERICAN], model=pb.MODEL_BACHELIER))
+        self.assertIn("field 'style[1]' is AMERICAN", details)
+        self.assertIn("MODEL_BSM, MODEL_BLACK76 or MODEL_GARMAN_KOHLHAGEN", details)
+        details = self.refused(self.stub.PriceChain, self.chain([pb.EUROPEAN, pb.EUROPEAN, pb.AMERICAN],
+                                                                 model=pb.MODEL_BACHELIER))
+        self.assertIn("field 'contracts.style[2]' is AMERICAN", details)
+
+    def test_second_order_outputs_with_american_contracts_are_refused(self):
+        details = self.refused(self.stub.PriceBatch, batch(self.ROWS, [pb.AMERICAN] * 3, outputs=[pb.VANNA]))
+        self.assertIn("field 'outputs' asks for second-order Greeks", details)
+        details = self.refused(self.stub.PriceChain, self.chain([pb.EUROPEAN, pb.AMERICAN, pb.EUROPEAN],
+                                                                 outputs=[pb.PRICE, pb.ALL_SECOND_ORDER]))
+        self.assertIn("field 'outputs' asks for second-order Greeks", details)
+        self.assertIn("contracts.style[1]", details)
+        # Without American contracts they are served as before.
+        reply = self.stub.PriceChain(self.chain([pb.EUROPEAN] * 3, outputs=[pb.VANNA]), timeout=30)
+        self.assertEqual(len(reply.greeks.vanna), 3)
+
+
+class AmericanLatencyIsolation(ServedOnce):
+    def small_chain(self, i):
+        n = 100
+        styles = [pb.EUROPEAN] * n if i % 2 else []  # an explicit European column takes the same path
+        return pb.PriceChainRequest(
+            model=pb.MODEL_BSM, market=pb.Market(spot=100.0, rate=0.03), outputs=[pb.PRICE, pb.DELTA],
+            contracts=pb.ChainContracts(strike=[50.0 + i for i in range(n)], expiry=[0.5] * n, vol=[0.25] * n,
+                                        type=[pb.CALL] * n, style=styles))
+
+    def tree_seconds_per_contract(self):
+        """One thread's time for an American tree price on this machine, now:
+        16 contracts are one task, run on one thread."""
+        rows = [dict(type=PUT, S=100.0, K=90.0 + i, T=1.0, r=0.05, q=0.0, sigma=0.3) for i in range(16)]
+        best = float("inf")
+        for _ in range(3):
+            start = time.monotonic()
+            self.stub.PriceBatch(batch(rows, [pb.AMERICAN] * 16, pb.AMERICAN_METHOD_TREE, outputs=[pb.PRICE]),
+                                 timeout=60)
+            best = min(best, time.monotonic() - start)
+        return best / 16
+
+    def test_small_european_calls_finish_while_a_large_american_batch_runs(self):
+        # Sized for about 6 s of tree work on every core greeksd's pool uses.
+        per_contract = self.tree_seconds_per_contract()
+        n = int(min(1_000_000, max(2000, 6.0 * usable_cores() / per_contract)))
+        rng = random.Random(9)
+        rows = [dict(type=PUT, S=100.0, K=rng.uniform(80, 120), T=rng.uniform(0.1, 2), r=0.05, q=0.01,
+                     sigma=rng.uniform(0.1, 0.5)) for _ in range(n)]
+        big = self.stub.PriceBatch.future(batch(rows, [pb.AMERICAN] * n, pb.AMERICAN_METHOD_TREE, outputs=[pb.PRICE]),
+                                          timeout=600, metadata=[("x-request-id", "big-american")])
+        # European batches over one slice run on the shared pool: they must
+        # not wait for the American work either.
+        several_slices = batch(random_rows(10000, seed=4), [])
+        time.sleep(0.5)  # decoded and running
+        self.assertFalse(big.done(), "the large American request ended early")
+        latencies = []
+        for i in range(30):
+            start = time.monotonic()
+            if i % 10 == 9:
+                reply = self.stub.PriceBatch(several_slices, timeout=60)
+            else:
+                reply = self.stub.PriceChain(self.small_chain(i), timeout=60)
+            latencies.append(time.monotonic() - start)
+            self.assertEqual(len(reply.errors), 0)
+        self.assertFalse(big.done(), "30 European calls must finish before the large American one "
+                                     "(n = %d, latencies %r)" % (n, latencies))
+        self.assertLess(max(latencies), 1.0 * SLOWDOWN, latencies)
+        # A cancelled American request stops within a task: the next one,
+        # queued on the same agent, is answered at once.
+        big.cancel()
+        start = time.monotonic()
+        small = self.stub.PriceBatch(batch(rows[:16], [pb.AMERICAN] * 16, pb.AMERICAN_METHOD_TREE,
+                                           outputs=[pb.PRICE]), timeout=60)
+        self.assertEqual(len(small.greeks.price), 16)
+        self.assertLess(time.monotonic() - start, 2.0 * SLOWDOWN)
+
+    def test_a_large_american_batch_is_priced_whole(self):
+        # Many tasks over the request's own pool: every contract gets its
+        # price, equal to the same contract priced alone.
+        n = 50 * 16 + 5
+        rows = random_rows(n, seed=33)
+        reply = self.stub.PriceBatch(batch(rows, [pb.AMERICAN] * n, pb.AMERICAN_METHOD_TREE, outputs=[pb.PRICE]),
+                                     timeout=600)
+        self.assertEqual((reply.count, len(reply.errors), len(reply.greeks.price)), (n, 0, n))
+        for i in (0, 17, 400, n - 1):
+            alone = self.stub.PriceBatch(batch([rows[i]], [pb.AMERICAN], pb.AMERICAN_METHOD_TREE,
+                                               outputs=[pb.PRICE]), timeout=60)
+            self.assertEqual(alone.greeks.price[0], reply.greeks.price[i])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
