@@ -244,6 +244,46 @@ static void test_concurrent_writers_on_two_services_lose_nothing(void **state) {
   gk_store_close(store2);
 }
 
+static void note_snapshot(void *user, int64_t sequence, const uint8_t *data, size_t size) {
+  (void)data, (void)size;
+  *(int64_t *)user = sequence;
+}
+
+static int64_t snapshot_at_or_before(fixture *f, const char *book, int64_t sequence) {
+  char stream[GK_BOOK_ID_SIZE + 8];
+  gk_book_stream_name(book, stream, sizeof stream);
+  int64_t at = 0;
+  bool found = false;
+  gk_status st;
+  must(gk_store_load_snapshot(f->store, stream, sequence, note_snapshot, &at, &found, &st), &st);
+  return found ? at : 0;
+}
+
+/* Snapshots every event, but a book of P positions not before P/8 events since
+ * the last: 48 positions wait for 6 events. */
+static void test_a_large_book_is_snapshotted_less_often(void **state) {
+  fixture *f = *state;
+  close_service(f);
+  open_service(f, 1);
+  open_desk(f, "big"); /* sequence 1, no position: snapshotted */
+  gk_status st;
+  for (int t = 0; t < 3; t++) { /* sequences 2-4: 16, 32, 48 positions */
+    gk_trade trade = {.leg_count = 16, .trade_time_us = T0};
+    snprintf(trade.trade_id, sizeof trade.trade_id, "T%d", t);
+    for (int k = 0; k < 16; k++)
+      trade.legs[k] = (gk_leg){option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 50 + 16 * t + k), 1, 1.0};
+    gk_command_context c = at(T0, NULL);
+    must(gk_execute_trade(f->service, &c, "big", &trade, NULL, &st), &st);
+  }
+  for (int i = 0; i < 4; i++) { /* sequences 5-8 */
+    gk_market_quote q = {.underlying = "AAPL", .spot = 100 + i, .rate = 0.01, .vol = 0.2, .market_time_us = T0};
+    gk_command_context c = at(T0, NULL);
+    must(gk_update_market(f->service, &c, "big", &q, 1, NULL, &st), &st);
+  }
+  assert_int_equal(snapshot_at_or_before(f, "big", 6), 1);  /* 2..6: fewer than 48/8 events since 1 */
+  assert_int_equal(snapshot_at_or_before(f, "big", 8), 7);  /* 7 is the 6th event since 1 */
+}
+
 static void test_snapshots_and_replay_give_the_same_book(void **state) {
   fixture *f = *state;
   close_service(f);
@@ -603,6 +643,7 @@ int main(void) {
           test_a_retried_command_returns_the_first_answer_even_after_restart, setup, teardown),
       cmocka_unit_test_setup_teardown(test_concurrent_writers_on_two_services_lose_nothing,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(test_a_large_book_is_snapshotted_less_often, setup, teardown),
       cmocka_unit_test_setup_teardown(test_snapshots_and_replay_give_the_same_book, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_audit_trail_and_correction, setup, teardown),
