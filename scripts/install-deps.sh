@@ -25,6 +25,9 @@ packages=(
   libpq-dev                          # the PostgreSQL event-store adapter
   postgresql-15                      # the real server the store contract and crash tests start
   sqlite3                            # the runbook's online backup of a book store (docs/operations.md)
+  libcurl4-openssl-dev               # the OTLP/HTTP span exporter (engine/telemetry, adr/0032)
+  libmicrohttpd-dev                  # greeksd's HTTP listener: /metrics, /healthz, /readyz (adr/0031)
+  prometheus                         # promtool (rules, metrics lint) and the server test_metrics scrapes with
 )
 
 missing=()

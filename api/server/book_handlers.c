@@ -162,7 +162,13 @@ static void submit_command(rpc_call *c, gk_execution_command *command, gk_execut
   command->book_id = j->book_id;
   command->context.now_us = wall_clock_us();
   command->context.idempotency_key = j->key[0] ? j->key : NULL;
-  command->context.correlation_id = c->request_id;
+  /* The events' correlation id is the call's trace id (its request id without
+   * a trace); the agent and the append are spans of that trace (adr/0032). */
+  char correlation[GK_ID_SIZE];
+  rpc_correlation_id(c, correlation);
+  command->context.correlation_id = correlation; /* copied by submit */
+  command->context.trace = rpc_trace_of(c);
+  snprintf(c->book_id, sizeof c->book_id, "%s", j->book_id); /* for the access log */
   command->deadline_ns = c->deadline_ns;
   command->request_id = c->request_id;
   command->done = done;
@@ -1222,9 +1228,13 @@ int book_side_start(greeksd_server *server, char *error, size_t size) {
   if (side->feed == NULL ||
       gk_listener_fanout_add(&side->fanout, (gk_book_listener){gk_event_feed_committed, side->feed}, &status) != GK_OK)
     return fail_start(error, size, "cannot start the event feed", &status);
+  if (server->metrics != NULL && /* counts committed events by type (server_metrics.c) */
+      gk_listener_fanout_add(&side->fanout, (gk_book_listener){server_metrics_committed, server->metrics}, &status) != GK_OK)
+    return fail_start(error, size, "cannot count the journal's events", &status);
   gk_book_service_options options = {
       .listener = {gk_listener_fanout_committed, &side->fanout},
       .pre_trade = {gk_limit_guard_refuse, side->guard},
+      .tracer = server->tracer, /* event_store.append spans */
   };
   side->service = gk_book_service_new(side->store, &options, &status);
   if (side->service == NULL) return fail_start(error, size, "cannot start the book service", &status);
@@ -1235,7 +1245,8 @@ int book_side_start(greeksd_server *server, char *error, size_t size) {
     return fail_start(error, size, "the book store failed its replay", &status);
   if (gk_list_books(side->service, track_book, side->risk, &status) != GK_OK)
     return fail_start(error, size, "cannot list the books", &status);
-  if (gk_execution_agent_start(side->service, NULL, &side->execution, &status) != GK_OK ||
+  gk_execution_agent_options execution = {.tracer = server->tracer}; /* agent.execution spans */
+  if (gk_execution_agent_start(side->service, &execution, &side->execution, &status) != GK_OK ||
       gk_strategy_agent_start(side->service, NULL, &side->strategy, &status) != GK_OK ||
       start_query_actor(side, &status) != GK_OK)
     return fail_start(error, size, "cannot start the book agents", &status);
@@ -1257,4 +1268,10 @@ void book_side_stop(greeksd_server *server) {
   pthread_mutex_destroy(&side->lock);
   free(side);
   server->books = NULL;
+}
+
+book_parts book_side_parts(greeksd_server *server) {
+  book_side *side = server->books;
+  if (side == NULL) return (book_parts){NULL, NULL, NULL, NULL, NULL};
+  return (book_parts){side->store, side->queries, side->execution, side->risk, side->feed};
 }

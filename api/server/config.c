@@ -23,6 +23,11 @@ greeksd_config greeksd_config_default(void) {
   c.log_level = GK_LOG_INFO;
   snprintf(c.book_store, sizeof c.book_store, "sqlite:greeksd-books.db");
   c.subscriber_queue = 1024;
+  c.log_format = GREEKSD_LOG_AUTO;
+  c.trace_sample_ratio = 1.0;
+  c.otlp_timeout_ms = 2000;
+  c.trace_queue_spans = 2048;
+  snprintf(c.metrics_listen, sizeof c.metrics_listen, "127.0.0.1:9464");
   return c;
 }
 
@@ -166,6 +171,69 @@ static int apply_subscriber_queue(greeksd_config *c, const char *v, char *why, s
   return 0;
 }
 
+/* "off" disables the HTTP listener; otherwise HOST:PORT as --listen. */
+static int apply_metrics_listen(greeksd_config *c, const char *v, char *why, size_t n) {
+  c->metrics_listen_set = 1;
+  if (strcmp(v, "off") == 0) {
+    c->metrics_listen[0] = '\0';
+    return 0;
+  }
+  const char *colon = strrchr(v, ':');
+  long long port;
+  if (colon == NULL || colon == v) {
+    snprintf(why, n, "must be HOST:PORT (e.g. 127.0.0.1:9464) or off");
+    return -1;
+  }
+  if (parse_integer(colon + 1, 0, 65535, &port, why, n) != 0) {
+    snprintf(why, n, "must end in a port number 0..65535 (0 picks a free port), or be off");
+    return -1;
+  }
+  return copy_text(c->metrics_listen, sizeof c->metrics_listen, v, why, n);
+}
+static int apply_metrics_port_file(greeksd_config *c, const char *v, char *why, size_t n) {
+  return copy_text(c->metrics_port_file, sizeof c->metrics_port_file, v, why, n);
+}
+
+static int apply_log_format(greeksd_config *c, const char *v, char *why, size_t n) {
+  if (strcmp(v, "text") == 0) c->log_format = GREEKSD_LOG_TEXT;
+  else if (strcmp(v, "json") == 0) c->log_format = GREEKSD_LOG_JSON;
+  else {
+    snprintf(why, n, "must be text or json");
+    return -1;
+  }
+  return 0;
+}
+static int apply_otlp_endpoint(greeksd_config *c, const char *v, char *why, size_t n) {
+  if (v[0] != '\0' && strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
+    snprintf(why, n, "must be an http:// or https:// URL (e.g. http://127.0.0.1:4318), or empty for no export");
+    return -1;
+  }
+  return copy_text(c->otlp_endpoint, sizeof c->otlp_endpoint, v, why, n);
+}
+static int apply_trace_sample_ratio(greeksd_config *c, const char *v, char *why, size_t n) {
+  char *end = NULL;
+  errno = 0;
+  double x = strtod(v, &end);
+  if (v[0] == '\0' || *end != '\0' || errno != 0 || !(x >= 0.0 && x <= 1.0)) {
+    snprintf(why, n, "must be a number in [0, 1]");
+    return -1;
+  }
+  c->trace_sample_ratio = x;
+  return 0;
+}
+static int apply_otlp_timeout(greeksd_config *c, const char *v, char *why, size_t n) {
+  long long x;
+  if (parse_integer(v, 1, 60000, &x, why, n) != 0) return -1;
+  c->otlp_timeout_ms = x;
+  return 0;
+}
+static int apply_trace_queue(greeksd_config *c, const char *v, char *why, size_t n) {
+  long long x;
+  if (parse_integer(v, 1, 1 << 20, &x, why, n) != 0) return -1;
+  c->trace_queue_spans = (size_t)x;
+  return 0;
+}
+
 static int apply_log_level(greeksd_config *c, const char *v, char *why, size_t n) {
   static const char *names[] = {"debug", "info", "warn", "error"};
   for (int i = 0; i < 4; i++)
@@ -208,6 +276,20 @@ static const setting settings[] = {
      "the book journal: sqlite:PATH or postgresql://... (default sqlite:greeksd-books.db)"},
     {"--subscriber-queue", "GREEKSD_SUBSCRIBER_QUEUE", apply_subscriber_queue,
      "events queued per SubscribeEvents call before it is told it fell behind (default 1024)"},
+    {"--metrics-listen", "GREEKSD_METRICS_LISTEN", apply_metrics_listen,
+     "HTTP /metrics, /healthz, /readyz on HOST:PORT, or off (default 127.0.0.1:9464)"},
+    {"--metrics-port-file", "GREEKSD_METRICS_PORT_FILE", apply_metrics_port_file,
+     "write the metrics listener's bound port here once listening"},
+    {"--log-format", "GREEKSD_LOG_FORMAT", apply_log_format,
+     "text or json (default: json unless stderr is a terminal)"},
+    {"--otlp-endpoint", "GREEKSD_OTLP_ENDPOINT", apply_otlp_endpoint,
+     "OTLP/HTTP collector for traces, e.g. http://127.0.0.1:4318 (default empty: no export)"},
+    {"--trace-sample-ratio", "GREEKSD_TRACE_SAMPLE_RATIO", apply_trace_sample_ratio,
+     "share of new traces sampled, 0..1; an incoming traceparent's flag wins (default 1)"},
+    {"--otlp-timeout-ms", "GREEKSD_OTLP_TIMEOUT_MS", apply_otlp_timeout,
+     "one span export to the collector, 1..60000 (default 2000)"},
+    {"--trace-queue-spans", "GREEKSD_TRACE_QUEUE_SPANS", apply_trace_queue,
+     "finished spans waiting for export; more are dropped and counted (default 2048)"},
 };
 enum { SETTING_COUNT = sizeof settings / sizeof settings[0] };
 

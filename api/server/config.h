@@ -29,13 +29,26 @@ typedef struct greeksd_config {
   gk_log_level log_level;
   char book_store[1024];     /* the book journal: "sqlite:PATH" or a PostgreSQL URL/conninfo */
   size_t subscriber_queue;   /* SubscribeEvents: events queued per subscriber before it is behind */
+  char metrics_listen[256];  /* HTTP /metrics /healthz /readyz: HOST:PORT; "" = off */
+  int metrics_listen_set;    /* given by flag or environment: failing to bind it is fatal */
+  char metrics_port_file[1024]; /* where to write the metrics port ("" = nowhere) */
+  /* Logs and traces (docs/operations.md, "Logs and traces"; adr/0032). */
+  int log_format;            /* GREEKSD_LOG_AUTO (JSON unless stderr is a terminal), _TEXT, _JSON */
+  char otlp_endpoint[1024];  /* OTLP/HTTP collector, e.g. http://127.0.0.1:4318; "" = no export */
+  double trace_sample_ratio; /* share of new traces sampled, 0..1; an incoming flag wins */
+  int64_t otlp_timeout_ms;   /* one export POST, connecting included */
+  size_t trace_queue_spans;  /* finished spans waiting for export; more are dropped */
 } greeksd_config;
+
+enum { GREEKSD_LOG_AUTO = 0, GREEKSD_LOG_TEXT, GREEKSD_LOG_JSON };
 
 /* The embedded defaults: 127.0.0.1:50051, 2 server threads, all cores for pricing,
  * 64 MiB messages, 4 Mi contracts, 10 s drain, 30 s to receive a request,
  * 128 streams per connection, 1000 connections, 2 GiB for the gRPC core,
  * plaintext, no authentication, the book journal in sqlite:greeksd-books.db (in the
- * working directory), 1024 events queued per event subscriber. */
+ * working directory), 1024 events queued per event subscriber, metrics and probes
+ * over HTTP on 127.0.0.1:9464 (when that default is taken, greeksd warns and runs
+ * without them; an address given explicitly must bind). */
 greeksd_config greeksd_config_default(void);
 
 /* Fills *config from argv and the environment (flags win). Returns 0, 1 when

@@ -288,6 +288,7 @@ static void submit_price_job(price_job *j) {
   r->done = price_done;
   r->user = j;
   r->is_cancelled = price_job_cancelled;
+  r->trace = rpc_trace_of(c); /* spans: agent.pricing, pool.run, kernel.price */
   if (allocate_outputs(j, r->in.count) != 0) {
     rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for the results", NULL);
     return;
@@ -422,6 +423,7 @@ static void submit_compute_job(rpc_call *c, uint32_t type) {
   snprintf(e.correlation_id, sizeof e.correlation_id, "%s", c->request_id);
   e.deadline_ns = c->deadline_ns;
   e.payload = c;
+  e.trace = rpc_trace_of(c); /* span: agent.compute */
   gk_status status;
   rpc_ref(c); /* the job's, dropped once the agent has answered */
   if (gk_agent_send(c->server->compute, &e, &status) != GK_OK) {
@@ -476,6 +478,7 @@ gk_code compute_agent_start(greeksd_server *s, gk_status *status) {
   spec.restart = gk_restart_policy_default();
   spec.batch_max_weight = 1;
   spec.handle_batch = compute_handle;
+  spec.tracer = s->tracer;
   spec.expired = compute_expired;
   spec.dead = compute_dead;
   spec.context = s;

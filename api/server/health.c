@@ -1,6 +1,8 @@
 /*
- * grpc.health.v1.Health for greeksd. The service is SERVING unless the server
- * is draining or the pricing circuit breaker is open. Check answers once; Watch
+ * grpc.health.v1.Health for greeksd. The server ("") and
+ * greeks.v1.PricingService are SERVING unless the server is draining or the
+ * pricing circuit breaker is open; greeks.v1.BookService unless the server is
+ * draining or the book store's last probe failed (probes.c). Check answers once; Watch
  * sends the status now and again at every change (a 50 ms poll of both
  * conditions), and ends with NOT_SERVING and UNAVAILABLE when the server drains.
  * Health calls need no bearer token: probes from load balancers carry none, and
@@ -32,8 +34,21 @@ int health_serving_status(greeksd_server *s) {
   return SERVING;
 }
 
+const char *const health_service_names[HEALTH_SERVICE_COUNT] = {"", "greeks.v1.PricingService", "greeks.v1.BookService"};
+
+/* Per service: PricingService as the whole server (drain, breaker);
+ * BookService NOT_SERVING while draining or while the last store probe failed
+ * (probes.c: the probe runs on its own thread, so this never waits on it). */
+int health_service_status(greeksd_server *s, int service) {
+  if (service != HEALTH_SERVICE_BOOK) return health_serving_status(s);
+  if (atomic_load(&s->draining)) return NOT_SERVING;
+  if (atomic_load(&s->store_probed_ns) != 0 && !atomic_load(&s->store_reachable)) return NOT_SERVING;
+  return SERVING;
+}
+
 /* "" is the whole server; the one named service is ours. */
 static int read_service(rpc_call *c, int *known) {
+  c->watch_service = -1;
   ProtobufCMessage *m = NULL;
   request_verdict v;
   if (request_unpack_payload(&grpc__health__v1__health_check_request__descriptor, c->request_payload, &m, &v) != 0) {
@@ -41,8 +56,9 @@ static int read_service(rpc_call *c, int *known) {
     return -1;
   }
   const Grpc__Health__V1__HealthCheckRequest *q = (const Grpc__Health__V1__HealthCheckRequest *)m;
-  *known = q->service[0] == '\0' || strcmp(q->service, "greeks.v1.PricingService") == 0 ||
-           strcmp(q->service, "greeks.v1.BookService") == 0;
+  for (int k = 0; k < HEALTH_SERVICE_COUNT; k++)
+    if (strcmp(q->service, health_service_names[k]) == 0) c->watch_service = k;
+  *known = c->watch_service >= 0;
   protobuf_c_message_free_unpacked(m, NULL);
   return 0;
 }
@@ -64,7 +80,7 @@ void handle_health_check(rpc_call *c) {
     rpc_reply(c, GRPC_STATUS_NOT_FOUND, "unknown service: this server has '', 'greeks.v1.PricingService' and 'greeks.v1.BookService'", NULL);
     return;
   }
-  grpc_byte_buffer *response = encode_status(health_serving_status(c->server));
+  grpc_byte_buffer *response = encode_status(health_service_status(c->server, c->watch_service));
   if (response == NULL) rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
   else rpc_reply(c, GRPC_STATUS_OK, NULL, response);
 }
@@ -118,7 +134,7 @@ static void push_status(rpc_call *c) {
     finish_watch(c);
     return;
   }
-  int status = c->watch_known ? health_serving_status(s) : SERVICE_UNKNOWN;
+  int status = c->watch_known ? health_service_status(s, c->watch_service) : SERVICE_UNKNOWN;
   if (status != c->watch_sent_status) send_update(c, status);
 }
 

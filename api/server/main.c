@@ -13,25 +13,13 @@
 #include "config.h"
 #include "greeks/isa.h"
 #include "greeks/log.h"
+#include "log_sink.h"
 #include "server.h"
 #include "startup.h"
 
 #ifndef GREEKS_VERSION
 #error "GREEKS_VERSION must be defined by the build"
 #endif
-
-/* One line per event on stderr: UTC time, level, component, message. */
-static void log_line(void *user, gk_log_level level, const char *component, const char *message) {
-  const gk_log_level *threshold = user;
-  if (level < *threshold) return;
-  struct timespec now;
-  clock_gettime(CLOCK_REALTIME, &now);
-  struct tm tm;
-  gmtime_r(&now.tv_sec, &tm);
-  char stamp[32];
-  strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-  fprintf(stderr, "%s.%03ldZ %-5s %s: %s\n", stamp, now.tv_nsec / 1000000, gk_log_level_name(level), component, message);
-}
 
 static int write_port_file(const char *path, int port) {
   if (path[0] == '\0') return 0;
@@ -58,7 +46,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "greeksd: %s\n", gk_rc_message(rc));
     return 2;
   }
-  gk_log_set_sink(log_line, &config.log_level);
+  greeksd_log_sink log_sink; /* one line per record on stderr, text or JSON (log_sink.h) */
+  greeksd_log_install(&log_sink, config.log_format, config.log_level);
   long fd_limit = greeksd_raise_fd_limit();
   if (greeksd_startup_check(&config, error, sizeof error) != 0) {
     fprintf(stderr, "greeksd: %s\n", error);
@@ -88,6 +77,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "greeksd: %s\n", error);
     return 1;
   }
+  int metrics_port = greeksd_server_metrics_port(server);
+  /* The metrics port first: a reader that sees the gRPC port file finds both. */
+  if (metrics_port != 0 && write_port_file(config.metrics_port_file, metrics_port) != 0)
+    gk_logf(GK_LOG_WARN, "greeksd", "could not write the metrics port to '%s'", config.metrics_port_file);
+  if (metrics_port != 0) gk_logf(GK_LOG_INFO, "greeksd", "metrics, /healthz and /readyz on http://%s (port %d)",
+                                 config.metrics_listen, metrics_port);
   if (write_port_file(config.port_file, port) != 0)
     gk_logf(GK_LOG_WARN, "greeksd", "could not write the port to '%s'", config.port_file);
   gk_logf(GK_LOG_INFO, "greeksd",
@@ -100,6 +95,6 @@ int main(int argc, char **argv) {
   sigwait(&stop_signals, &signal_number);
   gk_logf(GK_LOG_INFO, "greeksd", "%s received: shutting down", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
   long cancelled = greeksd_server_shutdown(server);
-  if (cancelled > 0) fprintf(stderr, "greeksd: %ld calls were cancelled by the drain timeout\n", cancelled);
+  if (cancelled > 0) gk_logf(GK_LOG_WARN, "greeksd", "%ld calls were cancelled by the drain timeout", cancelled);
   return 0;
 }

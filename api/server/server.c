@@ -1,6 +1,7 @@
 /*
  * greeksd's gRPC core plumbing: request slots, the completion-queue threads,
- * per-call metadata (x-request-id, bearer token, deadline), replies, the
+ * per-call metadata (x-request-id, traceparent, bearer token, deadline), the
+ * server span and the access log record (adr/0032), replies, the
  * waiting for request messages, and the drain. Who owns a call when is in
  * server_internal.h ("Ownership"); why, and how the drain decides which calls
  * to serve, in adr/0021. The RPCs themselves live in handlers.c and health.c;
@@ -9,6 +10,7 @@
 #include "server.h"
 
 #include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -20,7 +22,10 @@
 #include "listener.h"
 #include "greeks/clock.h"
 #include "greeks/log.h"
+#include "greeks/otlp.h"
 #include "greeks/pricing.h"
+#include "greeks/trace.h"
+#include "log_sink.h"
 #include "server_internal.h"
 
 static const char *const method_paths[METHOD_COUNT] = {
@@ -61,14 +66,22 @@ static int method_is_health(rpc_method m) { return m == METHOD_HEALTH_CHECK || m
 /* ---- call lifetime ---- */
 
 static void log_call_end(rpc_call *c);
+static grpc_status_code final_code(const rpc_call *c, const char **why);
+
+/* Metrics (server_metrics.c): the call's final code and duration. */
+static void record_call_end(rpc_call *c) {
+  const char *why;
+  server_metrics_call_ended(c, final_code(c, &why));
+}
 
 static void free_call(rpc_call *c) {
   greeksd_server *s = c->server;
+  if (c->started_ns != 0) record_call_end(c);
   if (c->started_ns != 0) log_call_end(c);
   if (c->job && c->free_job) c->free_job(c->job);
-  if (c->metadata_sent) {
-    grpc_slice_unref(c->initial_metadata[0].key);
-    grpc_slice_unref(c->initial_metadata[0].value);
+  for (size_t i = 0; c->metadata_sent && i < c->initial_metadata_count; i++) {
+    grpc_slice_unref(c->initial_metadata[i].key);
+    grpc_slice_unref(c->initial_metadata[i].value);
   }
   if (c->has_status_details) grpc_slice_unref(c->status_details);
   if (c->request_payload) grpc_byte_buffer_destroy(c->request_payload);
@@ -184,6 +197,34 @@ static const grpc_slice *find_metadata(const rpc_call *c, const char *key) {
   return NULL;
 }
 
+/* W3C Trace Context: a valid traceparent is continued (its sampled flag
+ * honoured, its tracestate kept when printable and at most 256 characters);
+ * an absent or invalid one starts a new trace. The server span starts now. */
+static void take_trace(rpc_call *c) {
+  greeksd_server *s = c->server;
+  gk_trace_context incoming;
+  const grpc_slice *parent = find_metadata(c, "traceparent");
+  int continued = parent != NULL && gk_traceparent_parse((const char *)GRPC_SLICE_START_PTR(*parent),
+                                                         GRPC_SLICE_LENGTH(*parent), &incoming, NULL) == GK_OK;
+  gk_trace_context context = gk_tracer_begin(s->tracer, continued ? &incoming : NULL);
+  gk_span_start(s->tracer, &c->span, &context, c->method == METHOD_UNKNOWN ? "unregistered" : method_paths[c->method] + 1,
+                GK_SPAN_SERVER);
+  const grpc_slice *state = continued ? find_metadata(c, "tracestate") : NULL;
+  size_t n = state ? GRPC_SLICE_LENGTH(*state) : 0;
+  int printable = n < sizeof c->span.trace_state;
+  for (size_t k = 0; printable && k < n; k++) printable = GRPC_SLICE_START_PTR(*state)[k] >= 0x20 && GRPC_SLICE_START_PTR(*state)[k] < 0x7f;
+  if (n > 0 && printable) memcpy(c->span.trace_state, GRPC_SLICE_START_PTR(*state), n), c->span.trace_state[n] = '\0';
+  gk_span_set_string(&c->span, "rpc.system", "grpc");
+  gk_span_set_string(&c->span, "greeks.request_id", c->request_id);
+}
+
+gk_trace_context rpc_trace_of(const rpc_call *c) { return gk_span_context(&c->span); }
+
+void rpc_correlation_id(const rpc_call *c, char out[GK_ID_SIZE]) {
+  if (gk_trace_context_valid(&c->span.context)) gk_trace_hex(c->span.context.trace_id, GK_TRACE_ID_BYTES, out);
+  else snprintf(out, GK_ID_SIZE, "%s", c->request_id);
+}
+
 /* Remaining time to the call's deadline, on our monotonic clock. */
 static void take_deadline(rpc_call *c) {
   gpr_timespec deadline = c->deadline;
@@ -225,6 +266,38 @@ static grpc_status_code final_code(const rpc_call *c, const char **why) {
   return *why = "never answered", GRPC_STATUS_UNKNOWN;
 }
 
+/* The server span ends with the call: its gRPC code, and ERROR for the codes
+ * OpenTelemetry counts as a server's failure. */
+static void end_server_span(rpc_call *c, grpc_status_code code, const char *error) {
+  gk_span_set_int(&c->span, "rpc.grpc.status_code", (int64_t)code);
+  if (c->book_id[0]) gk_span_set_string(&c->span, "greeks.book_id", c->book_id);
+  if (code == GRPC_STATUS_UNKNOWN || code == GRPC_STATUS_DEADLINE_EXCEEDED || code == GRPC_STATUS_UNIMPLEMENTED ||
+      code == GRPC_STATUS_INTERNAL || code == GRPC_STATUS_UNAVAILABLE || code == GRPC_STATUS_DATA_LOSS)
+    gk_span_set_error(&c->span, error[0] ? error : greeksd_grpc_code_name(code));
+  gk_span_end(c->server->tracer, &c->span);
+}
+
+/* The access log record: one per call, DEBUG when it succeeded, INFO when not. */
+static void log_access(rpc_call *c, const char *path, grpc_status_code code, int64_t micros, const char *error) {
+  char trace_id[GK_TRACE_ID_HEX_SIZE], span_id[GK_SPAN_ID_HEX_SIZE], correlation[GK_ID_SIZE];
+  gk_log_fields f = {.request_id = c->request_id, .method = path, .has_code = true, .code = (int)code,
+                     .has_duration = true, .duration_us = micros};
+  if (gk_trace_context_valid(&c->span.context)) {
+    gk_trace_hex(c->span.context.trace_id, GK_TRACE_ID_BYTES, trace_id);
+    gk_trace_hex(c->span.context.span_id, GK_SPAN_ID_BYTES, span_id);
+    f.trace_id = trace_id, f.span_id = span_id;
+  }
+  rpc_correlation_id(c, correlation);
+  f.correlation_id = correlation;
+  f.book_id = c->book_id[0] ? c->book_id : NULL;
+  f.error = error[0] ? error : NULL;
+  char *peer = c->call ? grpc_call_get_peer(c->call) : NULL;
+  f.peer = peer && strncmp(peer, "fd:", 3) != 0 ? peer : NULL; /* "fd:N": our own listener's connection */
+  gk_log_record(code == GRPC_STATUS_OK ? GK_LOG_DEBUG : GK_LOG_INFO, "access", &f, "%s %s in %lld us", path,
+                greeksd_grpc_code_name((int)code), (long long)micros);
+  gpr_free(peer);
+}
+
 static void log_call_end(rpc_call *c) {
   greeksd_server *s = c->server;
   const char *why;
@@ -239,20 +312,33 @@ static void log_call_end(rpc_call *c) {
   int64_t micros = (gk_monotonic_ns() - c->started_ns) / GK_NS_PER_US;
   /* With a cancellation, what the server had answered (e.g. how far a
    * revaluation got) is kept after "answered=": the client never sees it. */
-  const char *error = why ? why : details;
-  gk_logf(code == GRPC_STATUS_OK ? GK_LOG_DEBUG : GK_LOG_INFO, "access",
-          "request_id=%s method=%s code=%d us=%lld%s%s%s%s", c->request_id, path, (int)code, (long long)micros,
-          error[0] ? " error=" : "", error, why && details[0] ? "; answered=" : "", why ? details : "");
+  char error[512];
+  snprintf(error, sizeof error, "%s%s%s", why ? why : details, why && details[0] ? "; answered=" : "", why ? details : "");
+  end_server_span(c, code, error);
+  log_access(c, path, code, micros, error);
 }
 
+/* x-request-id; with a trace, traceparent (the server span as the parent of
+ * whatever the client does next) and x-trace-id. */
 grpc_op rpc_initial_metadata_op(rpc_call *c) {
-  c->initial_metadata[0].key = grpc_slice_from_static_string("x-request-id");
-  c->initial_metadata[0].value = grpc_slice_from_copied_string(c->request_id);
+  size_t n = 0;
+  c->initial_metadata[n].key = grpc_slice_from_static_string("x-request-id");
+  c->initial_metadata[n++].value = grpc_slice_from_copied_string(c->request_id);
+  if (gk_trace_context_valid(&c->span.context)) {
+    char traceparent[GK_TRACEPARENT_SIZE], trace_id[GK_TRACE_ID_HEX_SIZE];
+    gk_traceparent_format(&c->span.context, traceparent);
+    gk_trace_hex(c->span.context.trace_id, GK_TRACE_ID_BYTES, trace_id);
+    c->initial_metadata[n].key = grpc_slice_from_static_string("traceparent");
+    c->initial_metadata[n++].value = grpc_slice_from_copied_string(traceparent);
+    c->initial_metadata[n].key = grpc_slice_from_static_string("x-trace-id");
+    c->initial_metadata[n++].value = grpc_slice_from_copied_string(trace_id);
+  }
+  c->initial_metadata_count = n;
   c->metadata_sent = 1;
   grpc_op op;
   memset(&op, 0, sizeof op);
   op.op = GRPC_OP_SEND_INITIAL_METADATA;
-  op.data.send_initial_metadata.count = 1;
+  op.data.send_initial_metadata.count = n;
   op.data.send_initial_metadata.metadata = c->initial_metadata;
   return op;
 }
@@ -441,7 +527,9 @@ static int screen_call(rpc_call *c) {
 
 static void start_call(rpc_call *c) {
   c->started_ns = gk_monotonic_ns();
+  server_metrics_call_started(c);
   take_request_id(c);
+  take_trace(c);
   if (c->method != METHOD_UNKNOWN) take_deadline(c);
   watch_for_close(c);
   if (screen_call(c) != 0) return;
@@ -570,6 +658,7 @@ static int start_engine(greeksd_server *s, char *error, size_t size) {
     return -1;
   }
   gk_pricing_agent_config pricing = gk_pricing_agent_config_default();
+  pricing.tracer = s->tracer;
   if (gk_pricing_agent_start(s->pool, &pricing, &s->pricing, &status) != GK_OK) {
     snprintf(error, size, "cannot start the pricing agent: %s", status.message);
     return -1;
@@ -662,11 +751,47 @@ static void post_all_slots(greeksd_server *s) {
   }
 }
 
+/* The tracer (adr/0032): ids always; an OTLP exporter with --otlp-endpoint. */
+static int start_tracer(greeksd_server *s, char *error, size_t size) {
+  gk_tracer_options o = gk_tracer_options_default();
+  o.sample_ratio = s->config.trace_sample_ratio;
+  o.queue_capacity = s->config.trace_queue_spans;
+  if (o.batch_max > o.queue_capacity) o.batch_max = o.queue_capacity;
+  gk_status status;
+  if (s->config.otlp_endpoint[0] != '\0') {
+    gk_otlp_options otlp = {.endpoint = s->config.otlp_endpoint, .service_name = "greeksd",
+                            .service_version = GREEKS_VERSION, .timeout_ms = s->config.otlp_timeout_ms};
+    if (gk_otlp_exporter_create(&otlp, &o.exporter, &status) != GK_OK) {
+      snprintf(error, size, "--otlp-endpoint: %s", status.message);
+      return -1;
+    }
+  }
+  if (gk_tracer_create(&o, &s->tracer, &status) != GK_OK) {
+    if (o.exporter.destroy) o.exporter.destroy(o.exporter.user);
+    snprintf(error, size, "cannot start the tracer: %s", status.message);
+    return -1;
+  }
+  return 0;
+}
+
+/* After the last call and agent: the last spans go out, the counters are told. */
+static void stop_tracer(greeksd_server *s) {
+  gk_tracer_counters final;
+  gk_tracer_destroy(s->tracer, &final);
+  s->tracer = NULL;
+  if (s->config.otlp_endpoint[0] != '\0')
+    gk_logf(GK_LOG_INFO, "tracer", "traces: %llu spans exported, %llu dropped (%llu with the queue full, %llu in failed exports)",
+            (unsigned long long)final.exported, (unsigned long long)(final.dropped_queue_full + final.dropped_export_failed),
+            (unsigned long long)final.dropped_queue_full, (unsigned long long)final.dropped_export_failed);
+}
+
 static void destroy(greeksd_server *s) {
+  probes_stop(s); /* the HTTP listener reads the parts stopped below */
   book_side_stop(s);
   if (s->compute) gk_agent_stop(s->compute, GK_NS_PER_S);
   if (s->pricing) gk_pricing_agent_stop(s->pricing, GK_NS_PER_S);
   gk_pool_destroy(s->pool);
+  stop_tracer(s);
   greeksd_listener_stop(s->listener);
   if (s->server) grpc_server_destroy(s->server);
   if (s->cq) {
@@ -682,6 +807,8 @@ static void destroy(greeksd_server *s) {
   pthread_mutex_destroy(&s->lock);
   pthread_cond_destroy(&s->changed);
   pthread_mutex_destroy(&s->watch_lock);
+  server_metrics_free(s);
+  pthread_mutex_destroy(&s->probe_lock);
   free(s);
   grpc_shutdown();
 }
@@ -696,8 +823,13 @@ greeksd_server *greeksd_server_start(const greeksd_config *config, int *port, ch
   pthread_mutex_init(&s->lock, NULL);
   pthread_cond_init(&s->changed, NULL);
   pthread_mutex_init(&s->watch_lock, NULL);
+  pthread_mutex_init(&s->probe_lock, NULL);
   init_tag(&s->tag_shutdown, TAG_SHUTDOWN, NULL);
   grpc_init();
+  if (server_metrics_create(s, error, size) != 0) { /* before the engine: the journal's listener counts into it */
+    destroy(s);
+    return NULL;
+  }
   if (config->token_file[0] != '\0') {
     s->tokens = greeksd_load_tokens(config->token_file, error, size);
     if (s->tokens == NULL) {
@@ -705,7 +837,7 @@ greeksd_server *greeksd_server_start(const greeksd_config *config, int *port, ch
       return NULL;
     }
   }
-  if (start_engine(s, error, size) != 0 || start_grpc(s, port, error, size) != 0) {
+  if (start_tracer(s, error, size) != 0 || start_engine(s, error, size) != 0 || start_grpc(s, port, error, size) != 0) {
     destroy(s);
     return NULL;
   }
@@ -732,6 +864,13 @@ greeksd_server *greeksd_server_start(const greeksd_config *config, int *port, ch
   }
   post_all_slots(s);
   if (health_start(s) != 0) gk_logf(GK_LOG_WARN, "greeksd", "health watcher thread did not start; Watch streams will not see changes");
+  if (server_metrics_register(s, error, size) != 0 || probes_start(s, error, size) != 0) {
+    char reason[512];
+    snprintf(reason, sizeof reason, "%s", error);
+    greeksd_server_shutdown(s);
+    snprintf(error, size, "%s", reason);
+    return NULL;
+  }
   return s;
 }
 

@@ -22,4 +22,8 @@ greeksd_server *greeksd_server_start(const greeksd_config *config, int *port, ch
  * frees everything. Returns the number of calls cancelled by the timeout. */
 long greeksd_server_shutdown(greeksd_server *server);
 
+/* The HTTP listener's bound port (/metrics, /healthz, /readyz), 0 when it is
+ * off or its default address was taken. */
+int greeksd_server_metrics_port(const greeksd_server *server);
+
 #endif

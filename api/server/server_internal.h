@@ -26,6 +26,9 @@
 
 #include "config.h"
 #include "greeks/agent.h"
+#include "greeks/book.h"
+#include "greeks/event_store.h"
+#include "greeks/metrics.h"
 #include "greeks/pool.h"
 #include "greeks/pricing_agent.h"
 #include "greeks/status.h"
@@ -120,7 +123,7 @@ struct rpc_call {
   rpc_tag tag_new, tag_message, tag_closed, tag_replied, tag_received, tag_sent, tag_streamed;
   grpc_byte_buffer *stream_payload; /* a BookService stream message in flight */
   /* The reply batch's resources, released with the call. */
-  grpc_metadata initial_metadata[1];
+  grpc_metadata initial_metadata[3]; /* x-request-id, and with a trace traceparent, x-trace-id */
   int metadata_sent;        /* initial metadata went out (its slices are ours) */
   int has_status_details;
   grpc_slice status_details;
@@ -138,6 +141,12 @@ struct rpc_call {
   int watch_closed;         /* RECV_CLOSE_ON_SERVER completed */
   rpc_call *watch_next;
   rpc_call *awaiting_next;  /* in server->awaiting while awaiting_since_ns != 0 */
+  int watch_service;        /* health: the service asked about (health.c, HEALTH_SERVICE_*) */
+  /* Logs and traces (issue 19, adr/0032): the server span, whose context the
+   * call's work carries (rpc_trace_of); ended with the access log record. */
+  gk_span span;
+  size_t initial_metadata_count; /* entries of initial_metadata in use once sent */
+  char book_id[GK_ID_SIZE];      /* BookService: the book, for the access log ("" = none) */
 };
 
 struct greeksd_server {
@@ -171,6 +180,20 @@ struct greeksd_server {
   atomic_int stop_health;
   atomic_ullong calls_ok, calls_failed;
   struct book_side *books;   /* greeks.v1.BookService's engine (book_handlers.c) */
+  /* Metrics and probes (server_metrics.c, probes.c; adr/0031). */
+  struct server_metrics *metrics; /* cells and the registry; NULL when off */
+  struct greeksd_http *http;      /* /metrics /healthz /readyz; NULL when off */
+  int metrics_port;               /* the HTTP listener's bound port, 0 = none */
+  atomic_int store_reachable;     /* the last store probe answered */
+  _Atomic int64_t store_probed_ns; /* when it ran (gk_monotonic_ns), 0 = never */
+  pthread_mutex_t probe_lock;     /* guards store_error */
+  char store_error[256];          /* the last failed probe's reason */
+  pthread_t probe_thread;
+  int probe_thread_started;
+  atomic_int stop_probe;
+  /* Traces (adr/0032): always present (ids for logs and the echoed trace id);
+   * exports only with --otlp-endpoint. Counters: gk_tracer_counters_of. */
+  gk_tracer *tracer;
 };
 
 /* Answers the call: initial metadata (x-request-id), the response (may be NULL
@@ -185,6 +208,13 @@ void rpc_reply_status(rpc_call *call, const gk_status *status);
 /* Sets the call's initial metadata (x-request-id) and marks it sent; returns
  * the op to put first in a batch. */
 grpc_op rpc_initial_metadata_op(rpc_call *call);
+
+/* The context the call's work carries: the server span's (zero: no trace). */
+gk_trace_context rpc_trace_of(const rpc_call *call);
+
+/* The correlation id of what the call causes (domain events, agent envelopes):
+ * the trace id in hex when the call has a trace, else its request id. */
+void rpc_correlation_id(const rpc_call *call, char out[GK_ID_SIZE]);
 
 /* Takes one reference (see "Ownership"). */
 void rpc_ref(rpc_call *call);
@@ -243,8 +273,38 @@ void handle_book_subscribe(rpc_call *call);
 void book_stream_sent(rpc_call *call, bool success);
 void book_stream_closed(rpc_call *call);
 
+/* Metrics (server_metrics.c): the per-RPC hot path is one counter at the
+ * start and a counter and a histogram at the end (relaxed atomics). */
+int server_metrics_create(greeksd_server *server, char *error, size_t size); /* cells, before the engine */
+int server_metrics_register(greeksd_server *server, char *error, size_t size); /* collectors, after it */
+void server_metrics_free(greeksd_server *server);
+void server_metrics_call_started(rpc_call *call);
+void server_metrics_call_ended(rpc_call *call, grpc_status_code code);
+/* The book journal's commit listener (counts committed events by type). */
+void server_metrics_committed(void *metrics, const char *book_id, const gk_book *book, const gk_event *events,
+                              size_t count);
+/* Renders the registry: a malloc'd text (NULL when out of memory). */
+char *server_metrics_render(greeksd_server *server, size_t *length);
+
+/* Probes (probes.c): the store probe thread and the HTTP routes. */
+int probes_start(greeksd_server *server, char *error, size_t size); /* probe thread, then the HTTP listener */
+void probes_stop(greeksd_server *server);
+/* The book side's parts, for metrics and readiness (book_handlers.c); every
+ * pointer NULL before the book side starts or after it stopped. */
+typedef struct book_parts {
+  gk_event_store *store;
+  gk_agent *queries;
+  struct gk_execution_agent *execution;
+  struct gk_risk_agent *risk;
+  struct gk_event_feed *feed;
+} book_parts;
+book_parts book_side_parts(greeksd_server *server);
+
 /* Health (health.c). */
 int health_serving_status(greeksd_server *server); /* 1 SERVING, 2 NOT_SERVING */
+enum { HEALTH_SERVICE_SERVER = 0, HEALTH_SERVICE_PRICING, HEALTH_SERVICE_BOOK, HEALTH_SERVICE_COUNT };
+extern const char *const health_service_names[HEALTH_SERVICE_COUNT]; /* "", "greeks.v1.PricingService", ... */
+int health_service_status(greeksd_server *server, int service); /* 1 SERVING, 2 NOT_SERVING */
 void handle_health_check(rpc_call *call);
 void handle_health_watch(rpc_call *call);
 void health_watch_sent(rpc_call *call, bool success);

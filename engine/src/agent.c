@@ -187,6 +187,46 @@ static int supervise_restart(gk_agent *a) {
   return 1;
 }
 
+/* ---- spans (greeks/trace.h) ----
+ * Only sampled envelopes pay: a span each, allocated per batch, in batch order.
+ * While the handler runs, an envelope's trace points at its span (the parent of
+ * what the handler starts); the sender's span id is put back before a retry. */
+
+static gk_span *open_spans(gk_agent *a, gk_envelope *batch, size_t n) {
+  size_t sampled = 0;
+  if (a->spec.tracer == NULL) return NULL;
+  for (size_t i = 0; i < n; i++) sampled += gk_trace_context_sampled(&batch[i].trace);
+  gk_span *spans = sampled ? malloc(sampled * sizeof *spans) : NULL;
+  if (spans == NULL) return NULL;
+  char name[80];
+  snprintf(name, sizeof name, "agent.%s", a->name);
+  int64_t now = gk_monotonic_ns();
+  for (size_t i = 0, k = 0; i < n; i++) {
+    if (!gk_trace_context_sampled(&batch[i].trace)) continue;
+    gk_span *span = &spans[k++];
+    gk_span_start(a->spec.tracer, span, &batch[i].trace, name, GK_SPAN_INTERNAL);
+    gk_span_set_string(span, "greeks.agent", a->name);
+    gk_span_set_int(span, "greeks.batch_size", (int64_t)n);
+    gk_span_set_int(span, "greeks.attempt", batch[i].attempt);
+    gk_span_set_int(span, "greeks.queue_wait_us", (now - batch[i].enqueued_ns) / GK_NS_PER_US);
+    batch[i].trace = gk_span_context(span);
+  }
+  return spans;
+}
+
+static void close_spans(gk_agent *a, gk_envelope *batch, size_t n, gk_span *spans, gk_code code) {
+  if (spans == NULL) return;
+  for (size_t i = 0, k = 0; i < n; i++) {
+    if (!gk_trace_context_sampled(&batch[i].trace)) continue;
+    gk_span *span = &spans[k++];
+    memcpy(batch[i].trace.span_id, span->parent_span_id, sizeof span->parent_span_id);
+    if (code == GK_INTERNAL) gk_span_set_error(span, "the handler failed");
+    else if (a->results[i].code != GK_OK) gk_span_set_error(span, a->results[i].message);
+    gk_span_end(a->spec.tracer, span);
+  }
+  free(spans);
+}
+
 /* Delivers batch[0..n): expiry, handling, retries, dead letters. Returns 0 when
  * the handler is broken beyond the restart policy (the agent must stop). */
 static int deliver(gk_agent *a, size_t n) {
@@ -199,7 +239,9 @@ static int deliver(gk_agent *a, size_t n) {
   }
   while (live > 0) {
     for (size_t i = 0; i < live; i++) gk_status_clear(&a->results[i]);
+    gk_span *spans = open_spans(a, batch, live);
     gk_code code = a->spec.handle_batch(a->spec.context, batch, live, a->results);
+    close_spans(a, batch, live, spans, code);
     pthread_mutex_lock(&a->lock);
     a->counters.batches++;
     pthread_mutex_unlock(&a->lock);

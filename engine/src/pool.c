@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "greeks/clock.h"
+
 #define MAX_NODES 64
 
 typedef struct node_queue {
@@ -55,6 +57,9 @@ struct gk_pool {
   node_queue queues[MAX_NODES];
   _Atomic size_t remaining;
   int workers_per_node[MAX_NODES];
+
+  /* Metrics (gk_pool_stats_of): written with relaxed atomic additions. */
+  _Atomic uint64_t busy_ns, runs, tasks;
 };
 
 gk_pool_options gk_pool_options_default(void) {
@@ -99,15 +104,27 @@ static int claim_task(gk_pool *pool, int home, size_t *task) {
   return 0;
 }
 
+/* Busy time: from the first task a worker claimed to the end of its last one
+ * (two clock reads per worker and run, none for a worker that found nothing). */
+static void count_busy(gk_pool *pool, int64_t started_ns, size_t tasks) {
+  atomic_fetch_add_explicit(&pool->busy_ns, (uint64_t)(gk_monotonic_ns() - started_ns), memory_order_relaxed);
+  atomic_fetch_add_explicit(&pool->tasks, tasks, memory_order_relaxed);
+}
+
 static void work_on_run(pool_worker *w) {
   gk_pool *pool = w->pool;
   size_t task;
   size_t finished = 0;
+  int64_t started_ns = 0;
   while (claim_task(pool, w->node, &task)) {
+    if (finished == 0) started_ns = gk_monotonic_ns();
     pool->task(pool->context, task, w->index);
     finished++;
   }
-  if (finished > 0) atomic_fetch_sub(&pool->remaining, finished);
+  if (finished > 0) {
+    count_busy(pool, started_ns, finished);
+    atomic_fetch_sub(&pool->remaining, finished);
+  }
 }
 
 static void bind_and_touch(pool_worker *w) {
@@ -360,10 +377,14 @@ gk_code gk_pool_run(gk_pool *pool, size_t task_count, gk_pool_task task, void *c
      * it anyway. Worker 0's scratch is free: no run is in progress (run_lock)
      * and no worker is active. */
     pthread_mutex_unlock(&pool->lock);
+    int64_t started_ns = gk_monotonic_ns();
     task(context, 0, 0);
+    count_busy(pool, started_ns, 1);
+    atomic_fetch_add_explicit(&pool->runs, 1, memory_order_relaxed);
     pthread_mutex_unlock(&pool->run_lock);
     return GK_OK;
   }
+  atomic_fetch_add_explicit(&pool->runs, 1, memory_order_relaxed);
   pool->task = task;
   pool->context = context;
   atomic_store(&pool->remaining, task_count);
@@ -381,4 +402,13 @@ gk_code gk_pool_run(gk_pool *pool, size_t task_count, gk_pool_task task, void *c
   pthread_mutex_unlock(&pool->lock);
   pthread_mutex_unlock(&pool->run_lock);
   return GK_OK;
+}
+
+gk_pool_stats gk_pool_stats_of(gk_pool *pool) {
+  gk_pool_stats stats = {0, 0, 0};
+  if (pool == NULL) return stats;
+  stats.busy_ns = atomic_load_explicit(&pool->busy_ns, memory_order_relaxed);
+  stats.runs = atomic_load_explicit(&pool->runs, memory_order_relaxed);
+  stats.tasks = atomic_load_explicit(&pool->tasks, memory_order_relaxed);
+  return stats;
 }

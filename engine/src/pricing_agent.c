@@ -44,6 +44,7 @@ struct gk_pricing_agent {
   size_t *group[GK_MODEL_COUNT]; /* per model: indices into a delivered batch */
   _Atomic int fault;
   _Atomic int64_t stall_ns;
+  gk_pricing_agent_stats stats; /* metrics cells (greeks/metrics.h) */
 };
 
 gk_pricing_agent_config gk_pricing_agent_config_default(void) {
@@ -122,6 +123,12 @@ static gk_code run_kernels(gk_pricing_agent *p, gk_model model, unsigned outputs
   return gk_price_batch(pool, model, in, outputs, out, invalid, status);
 }
 
+/* Metrics: a kernel call that succeeded (greeks/pricing_agent.h, stats). */
+static void count_priced(gk_pricing_agent *p, gk_model model, gk_isa isa, size_t options) {
+  gk_counter_add(&p->stats.options_priced[model][isa], options);
+  gk_histogram_observe(&p->stats.batch_options, options);
+}
+
 /* Prices one group (all of one model) under the breaker. Returns GK_OK and fills
  * *used_fallback, or the failure every request of the group gets. */
 static gk_code guarded_price(gk_pricing_agent *p, gk_model model, unsigned outputs,
@@ -133,10 +140,13 @@ static gk_code guarded_price(gk_pricing_agent *p, gk_model model, unsigned outpu
     if (!p->config.fallback_to_scalar) return status->code;
     *used_fallback = 1;
     gk_status_clear(status); /* the refusal is not the answer: the fallback's result is */
-    return run_kernels(p, model, outputs, in, out, invalid, 1, status);
+    gk_code fallback = run_kernels(p, model, outputs, in, out, invalid, 1, status);
+    if (fallback == GK_OK) count_priced(p, model, GK_ISA_SCALAR, in->count);
+    return fallback;
   }
   gk_code code = run_kernels(p, model, outputs, in, out, invalid, 0, status);
   int64_t end = gk_monotonic_ns();
+  if (code == GK_OK) count_priced(p, model, gk_isa_active(), in->count);
   /* A request the kernels refuse is the caller's fault, not the kernels': it must
    * not trip the breaker. */
   if (code == GK_INVALID_ARGUMENT) gk_breaker_release(p->breaker);
@@ -144,11 +154,39 @@ static gk_code guarded_price(gk_pricing_agent *p, gk_model model, unsigned outpu
   return code;
 }
 
+/* Spans of one kernel call for a sampled request it priced (greeks/trace.h):
+ * "pool.run" when the call went to the pool, and "kernel.price" (its child, or
+ * the agent span's when priced on the agent's thread), both spanning the call. */
+static void trace_kernel(gk_pricing_agent *p, const gk_envelope *e, int64_t start_ns, size_t options, gk_model model,
+                         int fallback, gk_code code) {
+  if (p->config.tracer == NULL || !gk_trace_context_sampled(&e->trace)) return;
+  int64_t end_ns = gk_trace_now_ns();
+  gk_trace_context parent = e->trace;
+  gk_span run, kernel;
+  int pooled = !fallback && options > GK_SLICE_OPTIONS && p->pool != NULL;
+  if (pooled) {
+    gk_span_start(p->config.tracer, &run, &parent, "pool.run", GK_SPAN_INTERNAL);
+    run.start_unix_ns = start_ns;
+    gk_span_set_int(&run, "greeks.options", (int64_t)options);
+    parent = gk_span_context(&run);
+  }
+  gk_span_start(p->config.tracer, &kernel, &parent, "kernel.price", GK_SPAN_INTERNAL);
+  kernel.start_unix_ns = start_ns;
+  gk_span_set_int(&kernel, "greeks.options", (int64_t)options);
+  gk_span_set_int(&kernel, "greeks.model", (int64_t)model);
+  gk_span_set_int(&kernel, "greeks.scalar_fallback", fallback);
+  if (code != GK_OK) gk_span_set_error(&kernel, gk_code_name(code));
+  gk_span_end_at(p->config.tracer, &kernel, end_ns);
+  if (pooled) gk_span_end_at(p->config.tracer, &run, end_ns);
+}
+
 /* A request on its own: priced in place, no copies. */
 static void price_alone(gk_pricing_agent *p, gk_envelope *e, gk_status *result) {
   gk_pricing_request *r = request_of(e);
+  int64_t start_ns = p->config.tracer ? gk_trace_now_ns() : 0;
   gk_code code = guarded_price(p, r->model, r->outputs, &r->in, &r->out, &r->invalid_count,
                                &r->fallback_used, result);
+  trace_kernel(p, e, start_ns, r->in.count, r->model, r->fallback_used, code);
   if (code == GK_OK) answer(r, result);
 }
 
@@ -195,7 +233,10 @@ static void price_together(gk_pricing_agent *p, gk_envelope *batch, const size_t
   gk_status status;
   size_t invalid = 0;
   int used_fallback = 0;
+  int64_t start_ns = p->config.tracer ? gk_trace_now_ns() : 0;
   gk_code code = guarded_price(p, first->model, outputs, &in, &out, &invalid, &used_fallback, &status);
+  for (size_t m = 0; m < count; m++)
+    trace_kernel(p, &batch[members[m]], start_ns, total, first->model, used_fallback, code);
   size_t at = 0;
   for (size_t m = 0; m < count; m++) {
     gk_pricing_request *r = request_of(&batch[members[m]]);
@@ -228,8 +269,11 @@ static gk_code handle_requests(void *context, gk_envelope *batch, size_t count, 
   gk_pricing_agent *p = context;
   size_t **members = p->group;
   size_t group_size[GK_MODEL_COUNT] = {0};
+  int64_t taken_ns = gk_monotonic_ns();
   for (size_t i = 0; i < count; i++) {
     gk_pricing_request *r = request_of(&batch[i]);
+    int64_t waited = taken_ns - batch[i].enqueued_ns;
+    gk_histogram_observe(&p->stats.queue_wait, waited > 0 ? (uint64_t)waited : 0);
     if (r->is_cancelled != NULL && r->is_cancelled(r)) {
       answer_cancelled(r, &results[i]);
       continue;
@@ -272,6 +316,13 @@ static void log_breaker_change(void *user, gk_breaker_state from, gk_breaker_sta
   if (p->config.breaker.listener) p->config.breaker.listener(p->config.breaker.listener_user, from, to, now_ns);
 }
 
+/* Batch sizes from 1 option to a full coalesced batch; queue waits as latencies. */
+static void init_stats(gk_pricing_agent_stats *stats) {
+  static const uint64_t options[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 16384, 65536, 262144};
+  gk_histogram_init(&stats->batch_options, options, sizeof options / sizeof options[0], 1.0, NULL);
+  gk_histogram_init_latency(&stats->queue_wait, NULL);
+}
+
 gk_code gk_pricing_agent_start(gk_pool *pool, const gk_pricing_agent_config *config,
                                gk_pricing_agent **out, gk_status *status) {
   if (out == NULL) return gk_status_set(status, GK_INVALID_ARGUMENT, "agent", NULL, GK_STATUS_NO_INDEX, "output pointer is NULL");
@@ -296,6 +347,7 @@ gk_code gk_pricing_agent_start(gk_pool *pool, const gk_pricing_agent_config *con
   }
   p->config = c;
   p->pool = pool;
+  init_stats(&p->stats);
   gk_breaker_config breaker_config = c.breaker;
   breaker_config.listener = log_breaker_change;
   breaker_config.listener_user = p;
@@ -321,6 +373,7 @@ gk_code gk_pricing_agent_start(gk_pool *pool, const gk_pricing_agent_config *con
   spec.expired = answer_expired;
   spec.dead = answer_dead;
   spec.context = p;
+  spec.tracer = c.tracer;
   code = gk_agent_start(&spec, &p->agent, status);
   if (code != GK_OK) {
     gk_breaker_destroy(p->breaker);
@@ -355,6 +408,7 @@ gk_code gk_pricing_agent_submit(gk_pricing_agent *p, gk_pricing_request *r, gk_s
   snprintf(e.correlation_id, sizeof e.correlation_id, "%s", r->request_id);
   e.deadline_ns = r->deadline_ns;
   e.payload = r; /* the caller's; no free_payload */
+  e.trace = r->trace;
   return gk_agent_send(p->agent, &e, status);
 }
 
@@ -404,7 +458,9 @@ void gk_pricing_agent_stop(gk_pricing_agent *p, int64_t drain_timeout_ns) {
 }
 
 gk_agent_counters gk_pricing_agent_counters(gk_pricing_agent *p) { return gk_agent_counters_of(p ? p->agent : NULL); }
+const gk_pricing_agent_stats *gk_pricing_agent_stats_of(const gk_pricing_agent *p) { return p ? &p->stats : NULL; }
 gk_breaker *gk_pricing_agent_breaker(gk_pricing_agent *p) { return p ? p->breaker : NULL; }
+size_t gk_pricing_agent_mailbox_size(gk_pricing_agent *p) { return p ? gk_agent_mailbox_size(p->agent) : 0; }
 gk_agent_state gk_pricing_agent_state(gk_pricing_agent *p) { return gk_agent_state_of(p ? p->agent : NULL); }
 
 void gk_pricing_agent_inject_fault(gk_pricing_agent *p, gk_fault fault, int64_t stall_ns) {

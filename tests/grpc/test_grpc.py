@@ -9,6 +9,7 @@ GREEKS_STUBS (generated *_pb2 modules), GREEKS_DATA (tests/data).
 """
 import csv
 import io
+import json
 import math
 import os
 import random
@@ -398,13 +399,17 @@ class ErrorPaths(ServedTestCase):
         return pb.RevaluePortfolioRequest(markets=markets, positions=positions,
                                           grid=pb.ScenarioGrid(spot_shocks=axis, vol_shocks=[v / 10 for v in axis]))
 
-    def access_line(self, request_id):
+    def access_record(self, request_id):
+        """The call's access log record (stderr is not a terminal: JSON lines)."""
         deadline = time.monotonic() + 10 * SLOWDOWN
-        while "request_id=%s " % request_id not in self.server.stderr() and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            found = [r for r in map(json.loads, self.server.stderr().splitlines())
+                     if r.get("component") == "access" and r.get("request_id") == request_id]
+            if found:
+                self.assertEqual(len(found), 1, self.server.stderr()[-2000:])
+                return found[0]
             time.sleep(0.05)
-        lines = [l for l in self.server.stderr().splitlines() if "request_id=%s " % request_id in l]
-        self.assertEqual(len(lines), 1, self.server.stderr()[-2000:])
-        return lines[0]
+        self.fail("no access record for %s:\n%s" % (request_id, self.server.stderr()[-2000:]))
 
     def test_expired_deadline_is_not_priced(self):
         # Queued behind a long revaluation, a call with a 50 ms deadline expires
@@ -416,7 +421,7 @@ class ErrorPaths(ServedTestCase):
         self.assertEqual(raised.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
         self.assertGreater(first.result().total.positions, 0)
         # 4 = DEADLINE_EXCEEDED, 1 = CANCELLED (the client gave up first); never 0.
-        self.assertRegex(self.access_line("expires-queued"), r"code=(4|1) ")
+        self.assertIn(self.access_record("expires-queued")["code"], (4, 1))
 
     def wait_until_compute_is_idle(self):
         # ImpliedVol queues on the same compute agent as RevaluePortfolio: once a
@@ -438,9 +443,9 @@ class ErrorPaths(ServedTestCase):
             self.stub.RevaluePortfolio(self.long_revaluation(self.STOPPED_POSITIONS), timeout=0.3 * SLOWDOWN,
                                        metadata=[("x-request-id", "deadline-mid-run")])
         self.assertEqual(raised.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
-        line = self.access_line("deadline-mid-run")
-        self.assertRegex(line, r"code=(4|1) ")
-        done, total = self.chunks_done(line)
+        record = self.access_record("deadline-mid-run")
+        self.assertIn(record["code"], (4, 1))
+        done, total = self.chunks_done(record["error"])
         self.assertEqual(total, (self.STOPPED_POSITIONS + 1023) // 1024)
         self.assertLess(done, total)
 
@@ -450,9 +455,9 @@ class ErrorPaths(ServedTestCase):
                                                     metadata=[("x-request-id", "cancelled-mid-run")])
         time.sleep(0.3 * SLOWDOWN)
         running.cancel()
-        line = self.access_line("cancelled-mid-run")
-        self.assertIn("code=1 ", line + " ")
-        done, total = self.chunks_done(line)
+        record = self.access_record("cancelled-mid-run")
+        self.assertEqual(record["code"], 1)
+        done, total = self.chunks_done(record["error"])
         self.assertLess(done, total)
 
     def test_request_id_is_echoed_or_generated(self):
@@ -480,7 +485,7 @@ class ErrorPaths(ServedTestCase):
         time.sleep(0.05)
         second.cancel()
         self.assertEqual(first.result().total.positions, self.LONG_POSITIONS)
-        self.assertIn("code=1 ", self.access_line("second-cancelled") + " ")  # CANCELLED, not computed
+        self.assertEqual(self.access_record("second-cancelled")["code"], 1)  # CANCELLED, not computed
 
 
 class OversizedMessages(ServedTestCase):

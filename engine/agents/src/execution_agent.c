@@ -116,6 +116,7 @@ static gk_code run_use_case(gk_book_service *s, const queued_command *q, gk_comm
 static void run_one(gk_execution_agent *a, gk_envelope *e, gk_status *result) {
   queued_command *q = e->payload;
   if (e->attempt > 1) atomic_fetch_add(&a->retried, 1);
+  q->context.trace = e->trace; /* the agent's span while it runs: the append's parent */
   gk_command_outcome out;
   gk_status status;
   memset(&out, 0, sizeof out);
@@ -293,6 +294,7 @@ static gk_envelope envelope_for(queued_command *q) {
   e.deadline_ns = q->deadline_ns;
   e.payload = q;
   e.free_payload = free;
+  e.trace = q->context.trace;
   return e;
 }
 
@@ -333,6 +335,7 @@ static gk_agent_spec shard_spec(gk_execution_agent *a, const gk_execution_agent_
   spec.restart = gk_restart_policy_default();
   spec.batch_max_weight = 1; /* one command at a time: see the file's comment */
   spec.handle_batch = run_commands;
+  spec.tracer = o->tracer;
   spec.expired = answer_unrun;
   spec.dead = answer_dead;
   spec.context = a;

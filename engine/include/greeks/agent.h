@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "greeks/status.h"
+#include "greeks/trace.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -51,6 +52,11 @@ typedef struct gk_envelope {
   int64_t enqueued_ns;     /* set by the mailbox */
   void *payload;
   void (*free_payload)(void *payload);
+  /* The sender's span (zero: no trace). With a tracer in the spec, each
+   * delivery of a sampled envelope is recorded as a span "agent.<name>", its
+   * child; during handle_batch `trace` holds that span's context, so work the
+   * handler starts (a pool run, a store append) becomes its child in turn. */
+  gk_trace_context trace;
 } gk_envelope;
 
 /* ---- lifecycle ---- */
@@ -136,6 +142,7 @@ typedef struct gk_agent_spec {
   void (*dead)(void *context, gk_dead_letter *letter);
   void (*shutdown)(void *context);
   void *context;
+  gk_tracer *tracer; /* NULL: no spans; borrowed, must outlive the agent */
 } gk_agent_spec;
 
 typedef struct gk_agent_counters {

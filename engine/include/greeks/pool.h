@@ -71,6 +71,16 @@ typedef void (*gk_pool_task)(void *context, size_t task, int worker);
 gk_code gk_pool_run(gk_pool *pool, size_t task_count, gk_pool_task task, void *context,
                     gk_status *status);
 
+/* Since creation, for metrics (each read atomically, not the three as one):
+ * busy_ns sums, over workers (and the caller of a one-task run), the time from
+ * a worker's first task of a run to the end of its last; runs counts gk_pool_run
+ * calls with at least one task; tasks the tasks run. Any thread; NULL gives
+ * zeros. busy_ns / (elapsed * gk_pool_threads) is the pool's utilisation. */
+typedef struct gk_pool_stats {
+  uint64_t busy_ns, runs, tasks;
+} gk_pool_stats;
+gk_pool_stats gk_pool_stats_of(gk_pool *pool);
+
 #ifdef __cplusplus
 }
 #endif

@@ -22,6 +22,8 @@
 #include "greeks/agent.h"
 #include "greeks/batch.h"
 #include "greeks/breaker.h"
+#include "greeks/isa.h"
+#include "greeks/metrics.h"
 #include "greeks/pool.h"
 #include "greeks/status.h"
 
@@ -48,6 +50,9 @@ struct gk_pricing_request {
   /* Out, valid in done(). */
   size_t invalid_count;
   int fallback_used;
+  /* In: the caller's span (zero: none). A sampled request is traced through
+   * the agent ("agent.pricing"), the pool run and the kernel call. */
+  gk_trace_context trace;
 };
 
 typedef struct gk_pricing_agent_config {
@@ -58,6 +63,7 @@ typedef struct gk_pricing_agent_config {
   size_t mailbox_capacity;    /* requests waiting; beyond: GK_RESOURCE_EXHAUSTED */
   gk_breaker_config breaker;
   int fallback_to_scalar;     /* breaker open: 1 price on the scalar kernel, 0 fail fast */
+  gk_tracer *tracer;          /* NULL: no spans; borrowed, must outlive the agent */
 } gk_pricing_agent_config;
 
 /* batching on, 4096 options, no minimum fill (take what is queued, never wait:
@@ -87,8 +93,22 @@ gk_code gk_pricing_agent_price(gk_pricing_agent *agent, gk_pricing_request *requ
 void gk_pricing_agent_stop(gk_pricing_agent *agent, int64_t drain_timeout_ns);
 
 gk_agent_counters gk_pricing_agent_counters(gk_pricing_agent *agent);
+
+/* What the agent measures for metrics, since start: atomic cells that may be
+ * read at any time from any thread (greeks/metrics.h); owned by the agent and
+ * valid until gk_pricing_agent_stop. Recording costs the agent's thread one
+ * clock read per delivered batch and a few relaxed atomic additions. */
+typedef struct gk_pricing_agent_stats {
+  /* Options in kernel calls that succeeded, by model and by the ISA they ran
+   * on (GK_ISA_SCALAR on the breaker's scalar fallback). */
+  gk_counter options_priced[GK_MODEL_COUNT][GK_ISA_COUNT];
+  gk_histogram batch_options; /* options per kernel call: a coalesced batch or a request alone */
+  gk_histogram queue_wait;    /* ns from a request's submit to the agent taking it */
+} gk_pricing_agent_stats;
+const gk_pricing_agent_stats *gk_pricing_agent_stats_of(const gk_pricing_agent *agent);
 gk_breaker *gk_pricing_agent_breaker(gk_pricing_agent *agent);
 gk_agent_state gk_pricing_agent_state(gk_pricing_agent *agent);
+size_t gk_pricing_agent_mailbox_size(gk_pricing_agent *agent); /* requests waiting */
 
 /* Test-only fault injection on the kernel path: the next pricing calls fail
  * (GK_FAULT_FAIL) or stall for stall_ns first (GK_FAULT_STALL), until reset to

@@ -917,6 +917,7 @@ static pg_store *new_store(int connections) {
   pg_store *s = calloc(1, sizeof *s);
   if (s == NULL) return NULL;
   s->base.ops = &pg_ops;
+  store_stats_init(&s->base);
   s->all = calloc((size_t)connections, sizeof *s->all);
   s->idle = calloc((size_t)connections, sizeof *s->idle);
   if (s->all == NULL || s->idle == NULL) {

@@ -241,6 +241,7 @@ gk_event_store *gk_sqlite_store_open(const char *path, const gk_sqlite_options *
     return NULL;
   }
   s->base.ops = &sqlite_ops;
+  store_stats_init(&s->base);
   snprintf(s->path, sizeof s->path, "%s", path);
   snprintf(s->base.description, sizeof s->base.description, "sqlite:%.240s", path);
   s->busy_timeout_ms = options && options->busy_timeout_ms > 0 ? options->busy_timeout_ms : 5000;

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "greeks/clock.h"
+
 /* zlib's CRC-32 (slice-by-8, ~1 GB/s): the library the field trusts. The
  * metadata is laid out in one buffer (integers little-endian, each string as its
  * length then its bytes) and checksummed with the payload in two calls, so a
@@ -104,6 +106,41 @@ static gk_code check_events(const gk_append *a, gk_status *status) {
   return GK_OK;
 }
 
+/* ---- metrics (gk_store_stats) ---- */
+
+void store_stats_init(gk_event_store *store) {
+  gk_histogram_init_latency(&store->stats.append_latency, NULL);
+  gk_histogram_init_latency(&store->stats.replay_latency, NULL);
+}
+
+const gk_store_stats *gk_store_stats_of(const gk_event_store *store) { return store ? &store->stats : NULL; }
+
+static uint64_t elapsed_ns(int64_t started_ns) {
+  int64_t ns = gk_monotonic_ns() - started_ns;
+  return ns > 0 ? (uint64_t)ns : 0;
+}
+
+/* gk_store_read's visitor, counting what it hands on. */
+typedef struct counted_visit {
+  gk_event_visitor visit;
+  void *user;
+  uint64_t events;
+} counted_visit;
+
+static int count_event(void *user, const gk_stored_event *event) {
+  counted_visit *c = user;
+  c->events++;
+  return c->visit(c->user, event);
+}
+
+/* The stream no book uses (book streams are "book-<id>"): its version is 0. */
+gk_code gk_store_ping(gk_event_store *store, gk_status *status) {
+  if (store == NULL)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "store", "", GK_STATUS_NO_INDEX, "gk_store_ping needs a store");
+  int64_t version = 0;
+  return store->ops->version(store, "greeks-ping", &version, status);
+}
+
 gk_code gk_store_append(gk_event_store *store, const gk_append *a, gk_status *status) {
   if (store == NULL || a == NULL)
     return gk_status_set(status, GK_INVALID_ARGUMENT, "store", "", GK_STATUS_NO_INDEX,
@@ -114,7 +151,12 @@ gk_code gk_store_append(gk_event_store *store, const gk_append *a, gk_status *st
     rc = gk_status_set(status, GK_INVALID_ARGUMENT, "idempotency_key", "", GK_STATUS_NO_INDEX,
                        "idempotency_key must be shorter than %d characters", GK_STORE_ID_SIZE);
   if (rc != GK_OK) return rc;
-  return store->ops->append(store, a, status);
+  int64_t started_ns = gk_monotonic_ns();
+  rc = store->ops->append(store, a, status);
+  gk_histogram_observe(&store->stats.append_latency, elapsed_ns(started_ns));
+  gk_counter_add(rc == GK_OK ? &store->stats.appends_ok : &store->stats.appends_failed, 1);
+  if (rc == GK_OK) gk_counter_add(&store->stats.events_appended, a->count);
+  return rc;
 }
 
 gk_code gk_store_version(gk_event_store *store, const char *stream, int64_t *version,
@@ -130,7 +172,12 @@ gk_code gk_store_read(gk_event_store *store, const char *stream, int64_t from, i
   gk_code rc = check_stream(stream, status);
   if (rc != GK_OK) return rc;
   if (from < 1) from = 1;
-  return store->ops->read(store, stream, from, to, visit, user, status);
+  counted_visit counted = {visit, user, 0};
+  int64_t started_ns = gk_monotonic_ns();
+  rc = store->ops->read(store, stream, from, to, count_event, &counted, status);
+  gk_histogram_observe(&store->stats.replay_latency, elapsed_ns(started_ns));
+  gk_counter_add(&store->stats.events_replayed, counted.events);
+  return rc;
 }
 
 gk_code gk_store_read_times(gk_event_store *store, const char *stream, int64_t from_us,

@@ -40,7 +40,11 @@ typedef struct gk_store_ops {
 struct gk_event_store {
   const gk_store_ops *ops;
   char description[256]; /* "sqlite:/path" or "postgresql:db@host:port" */
+  gk_store_stats stats;  /* kept by store_common.c around the adapter's calls */
 };
+
+/* Sets the histograms' buckets; each adapter's open calls it once. */
+void store_stats_init(gk_event_store *store);
 
 #define GK_STORE_FORMAT "greeks-event-store"
 #define GK_STORE_FORMAT_VERSION "1"

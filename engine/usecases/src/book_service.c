@@ -43,7 +43,7 @@ gk_book_service *gk_book_service_new(gk_event_store *store, const gk_book_servic
   s->store = store;
   s->snapshot_every = options && options->snapshot_every ? options->snapshot_every : 1000;
   s->max_attempts = options && options->max_attempts > 0 ? options->max_attempts : 8;
-  if (options) s->listener = options->listener, s->pre_trade = options->pre_trade;
+  if (options) s->listener = options->listener, s->pre_trade = options->pre_trade, s->tracer = options->tracer;
   pthread_mutex_init(&s->lock, NULL);
   return s;
 }
@@ -306,7 +306,13 @@ static gk_code apply_and_append(gk_book_service *s, book_entry *e, const gk_comm
                    .count = count, .idempotency_key = ctx->idempotency_key,
                    .result = {b.result, b.result_size},
                    .snapshot = {b.snapshot, snapshot ? b.snapshot_size : 0}};
+    gk_span span;
+    gk_span_start(s->tracer, &span, &ctx->trace, "event_store.append", GK_SPAN_CLIENT);
+    gk_span_set_string(&span, "greeks.stream", e->stream);
+    gk_span_set_int(&span, "greeks.events", (int64_t)count);
     rc = gk_store_append(s->store, &a, status);
+    if (rc != GK_OK) gk_span_set_error(&span, status ? status->message : gk_code_name(rc));
+    gk_span_end(s->tracer, &span);
   }
   free_batch(&b);
   if (rc != GK_OK) drop_state(e);

@@ -29,6 +29,7 @@ struct gk_book_service {
   pthread_mutex_t lock; /* guards the entry table (not the entries) */
   book_entry **entries;
   size_t entry_count, entry_capacity;
+  gk_tracer *tracer; /* options.tracer */
 };
 
 /* A command: decide from the current state into events[0..*count). */

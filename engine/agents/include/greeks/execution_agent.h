@@ -105,6 +105,8 @@ typedef struct gk_execution_agent_options {
   size_t dead_letter_capacity;  /* per shard; 0: 64 */
   gk_retry_policy retry;        /* transient store failures; max_attempts 0: 5 attempts,
                                    2 ms doubling to 100 ms, jitter 0.5 */
+  gk_tracer *tracer;            /* NULL: no spans; else a sampled command (context.trace) is
+                                   traced as "agent.execution"; borrowed, outlives the agent */
 } gk_execution_agent_options;
 
 typedef struct gk_execution_agent gk_execution_agent;

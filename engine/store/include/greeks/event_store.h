@@ -39,6 +39,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "greeks/metrics.h"
 #include "greeks/status.h"
 
 #ifdef __cplusplus
@@ -178,6 +179,25 @@ gk_code gk_store_list_results(gk_event_store *store, const char *stream, gk_resu
 typedef void (*gk_copy_progress)(void *user, const char *stream, int64_t events);
 gk_code gk_store_copy(gk_event_store *from, gk_event_store *to, gk_copy_progress progress,
                       void *user, gk_status *status);
+
+/* A cheap probe that the store answers: reads the version of one stream (an
+ * indexed lookup; no write). GK_OK when it answered; otherwise the adapter's
+ * failure (GK_UNAVAILABLE when PostgreSQL cannot be reached). greeksd's
+ * readiness and BookService health run it once a second, off the call path. */
+gk_code gk_store_ping(gk_event_store *store, gk_status *status);
+
+/* What the port measured since the store was opened, for metrics: atomic cells
+ * (greeks/metrics.h) that any thread may read at any time; owned by the store,
+ * valid until gk_store_close. Recording costs each append and read two clock
+ * reads and a few relaxed atomic additions. */
+typedef struct gk_store_stats {
+  gk_histogram append_latency; /* ns per gk_store_append that reached the adapter, any outcome */
+  gk_histogram replay_latency; /* ns per gk_store_read: replaying a stream's events */
+  gk_counter appends_ok, appends_failed;
+  gk_counter events_appended;  /* by appends that succeeded */
+  gk_counter events_replayed;  /* handed to gk_store_read's visitors */
+} gk_store_stats;
+const gk_store_stats *gk_store_stats_of(const gk_event_store *store);
 
 /* The adapters' shared pieces (engine/store/store_common.c). */
 uint32_t gk_store_checksum(const gk_stored_event *event);

@@ -38,6 +38,7 @@
 #include "greeks/event_store.h"
 #include "greeks/pool.h"
 #include "greeks/portfolio.h"
+#include "greeks/trace.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -77,6 +78,8 @@ typedef struct gk_book_service_options {
   int max_attempts;       /* tries of a command on GK_ABORTED; 0: default 8 */
   gk_book_listener listener; /* committed == NULL: none */
   gk_pre_trade_check pre_trade; /* refuse == NULL: none */
+  gk_tracer *tracer;      /* NULL: no spans; else a sampled command's append is the span
+                             "event_store.append" (greeks/trace.h); borrowed */
 } gk_book_service_options;
 
 /* options may be NULL. NULL with a status on OOM. */
@@ -99,6 +102,7 @@ typedef struct gk_command_context {
   const char *idempotency_key; /* NULL or "": none (a trade's own key is used if set) */
   const char *correlation_id;  /* NULL: a new one (the event id of the first event) */
   const char *causation_id;    /* NULL: the idempotency key, else "" */
+  gk_trace_context trace;      /* the caller's span (zero: none): parent of the append's span */
 } gk_command_context;
 
 /* A command whose idempotency key was already recorded for a DIFFERENT request

@@ -1,0 +1,173 @@
+/*
+ * greeksd's probes: the book store probe, and the HTTP routes /metrics,
+ * /healthz and /readyz served by the HTTP listener (http_listener.c; adr/0031).
+ *
+ * The store probe runs on its own thread once a second (gk_store_ping: one
+ * indexed read) and leaves its verdict in atomics, so neither a health Check on
+ * a gRPC thread nor a readiness probe ever waits on the database; a probe that
+ * hangs (PostgreSQL behind a dead network) delays only the next probe, and
+ * greeks_store_probe_age_seconds shows it.
+ *
+ * /healthz is liveness: 200 while the process answers HTTP at all. /readyz is
+ * readiness: 200 when greeksd should get traffic, 503 while it drains, while
+ * the store's last probe failed, or when an agent has stopped; its JSON body
+ * names each component's state either way.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "greeks/breaker.h"
+#include "greeks/clock.h"
+#include "greeks/log.h"
+#include "http_listener.h"
+#include "server.h"
+#include "server_internal.h"
+
+/* ---- the store probe ---- */
+
+static void probe_store(greeksd_server *s) {
+  gk_event_store *store = book_side_parts(s).store;
+  if (store == NULL) return;
+  gk_status status;
+  int ok = gk_store_ping(store, &status) == GK_OK;
+  if (!ok) {
+    pthread_mutex_lock(&s->probe_lock);
+    snprintf(s->store_error, sizeof s->store_error, "%s", status.message);
+    pthread_mutex_unlock(&s->probe_lock);
+  }
+  int was = atomic_exchange(&s->store_reachable, ok);
+  int first = atomic_exchange(&s->store_probed_ns, gk_monotonic_ns()) == 0;
+  if (was != ok && !(first && ok)) gk_logf(ok ? GK_LOG_INFO : GK_LOG_WARN, "greeksd", "book store %s: %s", gk_store_describe(store),
+                         ok ? "reachable again" : "unreachable (readiness fails, BookService NOT_SERVING)");
+}
+
+static void *probe_loop(void *arg) {
+  greeksd_server *s = arg;
+  while (!atomic_load(&s->stop_probe)) {
+    for (int k = 0; k < 20 && !atomic_load(&s->stop_probe); k++) {
+      struct timespec pause = {0, 50 * 1000 * 1000};
+      nanosleep(&pause, NULL);
+    }
+    if (!atomic_load(&s->stop_probe)) probe_store(s);
+  }
+  return NULL;
+}
+
+/* ---- readiness ---- */
+
+/* A JSON string's contents: quotes, backslashes and control bytes escaped. */
+static void json_text(char *out, size_t size, const char *text) {
+  size_t k = 0;
+  for (; *text && k + 7 < size; text++) {
+    unsigned char ch = (unsigned char)*text;
+    if (ch == '"' || ch == '\\') out[k++] = '\\', out[k++] = (char)ch;
+    else if (ch < 0x20) k += (size_t)snprintf(out + k, size - k, "\\u%04x", ch);
+    else out[k++] = (char)ch;
+  }
+  out[k] = '\0';
+}
+
+static const char *serving_name(int status) { return status == 1 ? "SERVING" : "NOT_SERVING"; }
+
+typedef struct readiness {
+  int draining, store_ok, agents_ok;
+} readiness;
+
+static int agent_ok(gk_agent_state state) { return state == GK_AGENT_RUNNING || state == GK_AGENT_DEGRADED; }
+
+/* The body of /readyz; *ready says whether it is 200. */
+static char *readiness_json(greeksd_server *s, int *ready, size_t *length) {
+  book_parts parts = book_side_parts(s);
+  readiness r = {atomic_load(&s->draining), atomic_load(&s->store_probed_ns) != 0 && atomic_load(&s->store_reachable), 1};
+  gk_agent_state pricing = gk_pricing_agent_state(s->pricing), compute = gk_agent_state_of(s->compute),
+                 queries = gk_agent_state_of(parts.queries);
+  r.agents_ok = agent_ok(pricing) && agent_ok(compute) && agent_ok(queries);
+  char error[512] = "", description[512];
+  pthread_mutex_lock(&s->probe_lock);
+  if (!r.store_ok) json_text(error, sizeof error, s->store_error);
+  pthread_mutex_unlock(&s->probe_lock);
+  json_text(description, sizeof description, gk_store_describe(parts.store));
+  int64_t probed = atomic_load(&s->store_probed_ns);
+  gk_breaker_state breaker = gk_breaker_state_now(gk_pricing_agent_breaker(s->pricing), gk_monotonic_ns());
+  *ready = !r.draining && r.store_ok && r.agents_ok;
+  size_t size = 4096;
+  char *body = malloc(size);
+  if (body == NULL) return NULL;
+  int n = snprintf(body, size,
+                   "{\"status\":\"%s\",\"draining\":%s,"
+                   "\"store\":{\"reachable\":%s,\"description\":\"%s\",\"last_probe_ms_ago\":%lld%s%s%s},"
+                   "\"breaker\":{\"pricing\":\"%s\"},"
+                   "\"agents\":{\"pricing\":\"%s\",\"compute\":\"%s\",\"book-queries\":\"%s\"},"
+                   "\"pool\":{\"threads\":%d},"
+                   "\"services\":{\"\":\"%s\",\"greeks.v1.PricingService\":\"%s\",\"greeks.v1.BookService\":\"%s\"}}\n",
+                   *ready ? "ready" : r.draining ? "draining" : "not_ready", r.draining ? "true" : "false",
+                   r.store_ok ? "true" : "false", description,
+                   probed ? (long long)((gk_monotonic_ns() - probed) / GK_NS_PER_MS) : -1LL,
+                   error[0] ? ",\"error\":\"" : "", error, error[0] ? "\"" : "", gk_breaker_state_name(breaker),
+                   gk_agent_state_name(pricing), gk_agent_state_name(compute), gk_agent_state_name(queries),
+                   gk_pool_threads(s->pool), serving_name(health_service_status(s, HEALTH_SERVICE_SERVER)),
+                   serving_name(health_service_status(s, HEALTH_SERVICE_PRICING)),
+                   serving_name(health_service_status(s, HEALTH_SERVICE_BOOK)));
+  *length = n > 0 && (size_t)n < size ? (size_t)n : strlen(body);
+  return body;
+}
+
+/* ---- the routes ---- */
+
+static char *copy_text(const char *text, size_t *length) {
+  *length = strlen(text);
+  char *body = malloc(*length + 1);
+  if (body) memcpy(body, text, *length + 1);
+  return body;
+}
+
+static void route(void *user, const char *path, greeksd_http_reply *reply) {
+  greeksd_server *s = user;
+  if (strcmp(path, "/metrics") == 0) {
+    reply->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    reply->body = server_metrics_render(s, &reply->length);
+    if (reply->body == NULL) reply->status = 500;
+  } else if (strcmp(path, "/healthz") == 0) {
+    reply->content_type = "application/json";
+    reply->body = copy_text("{\"status\":\"alive\"}\n", &reply->length);
+  } else if (strcmp(path, "/readyz") == 0) {
+    int ready = 0;
+    reply->content_type = "application/json";
+    reply->body = readiness_json(s, &ready, &reply->length);
+    reply->status = reply->body == NULL ? 500 : ready ? 200 : 503;
+  } else {
+    reply->status = 404;
+    reply->body = copy_text("not found: this listener serves /metrics, /healthz and /readyz\n", &reply->length);
+  }
+}
+
+/* ---- start and stop ---- */
+
+int probes_start(greeksd_server *s, char *error, size_t size) {
+  probe_store(s); /* the first verdict before anyone asks */
+  atomic_store(&s->stop_probe, 0);
+  if (pthread_create(&s->probe_thread, NULL, probe_loop, s) == 0) s->probe_thread_started = 1;
+  else gk_logf(GK_LOG_WARN, "greeksd", "the store probe thread did not start: readiness keeps the first probe's verdict");
+  if (s->config.metrics_listen[0] == '\0') return 0;
+  s->http = greeksd_http_start(s->config.metrics_listen, route, s, &s->metrics_port, error, size);
+  if (s->http != NULL) return 0;
+  if (s->config.metrics_listen_set) return -1;
+  /* The default address is taken (another greeksd on this host, tests run in
+   * parallel): said at info, since nothing was asked that could not be done. */
+  gk_logf(GK_LOG_INFO, "greeksd", "%s; running without /metrics, /healthz and /readyz (set --metrics-listen)", error);
+  error[0] = '\0';
+  return 0;
+}
+
+void probes_stop(greeksd_server *s) {
+  greeksd_http_stop(s->http);
+  s->http = NULL;
+  if (!s->probe_thread_started) return;
+  atomic_store(&s->stop_probe, 1);
+  pthread_join(s->probe_thread, NULL);
+  s->probe_thread_started = 0;
+}
+
+int greeksd_server_metrics_port(const greeksd_server *s) { return s->http ? s->metrics_port : 0; }

@@ -1,0 +1,50 @@
+/*
+ * greeks/otlp.h - the OTLP/HTTP JSON span exporter: an adapter for the
+ * tracer's exporter port (gk_span_exporter, greeks/trace.h), in its own library
+ * (greeks_otlp) so that the engine's core does not link libcurl.
+ *
+ * Each batch becomes one ExportTraceServiceRequest in the OTLP JSON mapping
+ * (resourceSpans / scopeSpans / spans; trace and span ids as lowercase hex;
+ * times and 64-bit integers as decimal strings; kind and status code as
+ * numbers), POSTed to <endpoint>/v1/traces with Content-Type application/json.
+ * A 2xx answer is success; anything else, a refused connection or the timeout
+ * fails the batch (the tracer counts its spans dropped). No retry: the next
+ * batch is newer and more useful than an old one sent again.
+ *
+ * Thread safety: the exporter runs on the tracer's export thread only.
+ */
+#ifndef GREEKS_OTLP_H
+#define GREEKS_OTLP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "greeks/status.h"
+#include "greeks/trace.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct gk_otlp_options {
+  const char *endpoint;        /* "http://127.0.0.1:4318": /v1/traces is appended (unless already there) */
+  const char *service_name;    /* resource attribute service.name */
+  const char *service_version; /* resource attribute service.version; NULL: none */
+  int64_t timeout_ms;          /* per POST, connecting included; >= 1 */
+} gk_otlp_options;
+
+/* The JSON body for spans[0..count): a malloc'd, NUL-terminated string (the
+ * caller frees it) and its length in *length; NULL when memory runs out. */
+char *gk_otlp_encode_json(const gk_span *spans, size_t count, const char *service_name, const char *service_version,
+                          size_t *length);
+
+/* Fills *exporter with an HTTP exporter (libcurl). GK_INVALID_ARGUMENT for an
+ * endpoint that is not http:// or https://, or a timeout below 1 ms;
+ * GK_RESOURCE_EXHAUSTED when libcurl cannot start. The tracer destroys it. */
+gk_code gk_otlp_exporter_create(const gk_otlp_options *options, gk_span_exporter *exporter, gk_status *status);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GREEKS_OTLP_H */

@@ -1,0 +1,392 @@
+"""greeksd's HTTP listener end to end (adr/0031, docs/metrics.md): /metrics
+counts exactly the calls this test makes (checked against the test's own
+tally, not against captured output) and passes `promtool check metrics`;
+/healthz and /readyz answer with each component's state, and /readyz turns 503
+"draining" after SIGTERM while a call keeps the drain going; a real Prometheus
+server scrapes greeksd every second and its query API returns the series the
+test caused. Also: the listener's off switch and a taken explicit port.
+
+Environment (tests/CMakeLists.txt): GREEKSD, GREEKS_STUBS, GREEKS_TEST_SLOWDOWN.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.parse
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_grpc import Server, SLOWDOWN, GREEKSD  # noqa: E402  (also puts the stubs on sys.path)
+
+import grpc  # noqa: E402
+from greeks.v1 import pricing_pb2 as pb  # noqa: E402
+from greeks.v1 import pricing_pb2_grpc as pb_grpc  # noqa: E402
+from greeks.v1 import book_pb2 as bk  # noqa: E402
+from greeks.v1 import book_pb2_grpc as bk_grpc  # noqa: E402
+from greeks.events.v1 import book_events_pb2 as ev  # noqa: E402
+import health_pb2  # noqa: E402
+import health_pb2_grpc  # noqa: E402
+
+TIMEOUT = 30 * SLOWDOWN
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+US_PER_DAY = 86400 * 10**6
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def http_get(url, timeout=10):
+    """(status, content type, body) of a GET; HTTP errors are answers too."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.headers.get("Content-Type"), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), e.read().decode()
+
+
+def parse_metrics(text):
+    """{(name, frozenset(labels)): value} of every sample line."""
+    samples = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = SAMPLE.match(line)
+        assert m, "not a sample line: %r" % line
+        labels = frozenset(LABEL.findall(m.group(3) or ""))
+        samples[(m.group(1), labels)] = float(m.group(4))
+    return samples
+
+
+def value(samples, name, **labels):
+    """The sum over the series of `name` whose labels include `labels`."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MetricsServer(Server):
+    """greeksd with its HTTP listener on a free port (written to a file)."""
+
+    def __init__(self, *args, **kw):
+        self.metrics_dir = tempfile.TemporaryDirectory()
+        port_file = os.path.join(self.metrics_dir.name, "metrics-port")
+        super().__init__("--metrics-listen", "127.0.0.1:0", "--metrics-port-file", port_file, *args, **kw)
+        with open(port_file) as f:  # written before the gRPC port file
+            self.metrics_port = int(f.read())
+        self.base = "http://127.0.0.1:%d" % self.metrics_port
+
+    def close(self):
+        super().close()
+        self.metrics_dir.cleanup()
+
+    def metrics(self):
+        status, content_type, body = http_get(self.base + "/metrics")
+        assert status == 200, (status, body)
+        assert content_type.startswith("text/plain; version=0.0.4"), content_type
+        return body
+
+
+def chain(n, strike0=90.0, spot=100.0):
+    return pb.PriceChainRequest(model=pb.MODEL_BSM, market=pb.Market(spot=spot, rate=0.03),
+                                contracts=pb.ChainContracts(strike=[strike0 + i for i in range(n)],
+                                                            expiry=[0.5] * n, vol=[0.2] * n, type=[pb.CALL] * n))
+
+
+class Exposition(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = MetricsServer()
+        cls.channel = grpc.insecure_channel(cls.server.target)
+        cls.pricing = pb_grpc.PricingServiceStub(cls.channel)
+        cls.books = bk_grpc.BookServiceStub(cls.channel)
+        cls.health = health_pb2_grpc.HealthStub(cls.channel)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.channel.close()
+        code = cls.server.stop()
+        log = cls.server.stderr()
+        cls.server.close()
+        assert code == 0, "greeksd exited %d: %s" % (code, log[-3000:])  # sanitizer builds: a clean exit
+
+    def wait_for(self, predicate, what):
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            samples = parse_metrics(self.server.metrics())
+            if predicate(samples):
+                return samples
+            time.sleep(0.05)
+        self.fail("metrics never showed " + what)
+
+    def test_counters_move_by_exactly_the_calls_made(self):
+        before = parse_metrics(self.server.metrics())
+        ok_chains, sizes = 7, [5, 1, 3, 8, 2, 5, 4]
+        for n in sizes:
+            self.assertEqual(len(self.pricing.PriceChain(chain(n), timeout=TIMEOUT).greeks.price), n)
+        for _ in range(2):  # a negative spot: refused before the pricing agent
+            with self.assertRaises(grpc.RpcError) as caught:
+                self.pricing.PriceChain(chain(3, spot=-5.0), timeout=TIMEOUT)
+            self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.books.OpenBook(bk.OpenBookRequest(book_id="m1", name="metrics", currency="USD"), timeout=TIMEOUT)
+        self.books.UpdateMarket(bk.UpdateMarketRequest(book_id="m1", quotes=[
+            bk.MarketQuote(underlying="AAPL", spot=100, rate=0.03, vol=0.2)]), timeout=TIMEOUT)
+        expiry = int(time.time() * 1e6) + 90 * US_PER_DAY
+        for i in range(3):
+            leg = ev.Leg(instrument=ev.Instrument(underlying="AAPL", kind=ev.OPTION, option_type=ev.CALL,
+                                                  style=ev.EUROPEAN, strike=100 + i, expiry_us=expiry,
+                                                  multiplier=100), quantity=1 + i, price=4.0)
+            self.books.ExecuteTrade(bk.ExecuteTradeRequest(book_id="m1", trade_id="t%d" % i, legs=[leg]),
+                                    timeout=TIMEOUT)
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.books.ExecuteTrade(bk.ExecuteTradeRequest(book_id="nobody", trade_id="t", legs=[leg]),
+                                    timeout=TIMEOUT)
+        trade_error = caught.exception.code().name  # e.g. NOT_FOUND
+        go_name = "".join(w.capitalize() for w in trade_error.split("_"))
+        answer = self.health.Check(health_pb2.HealthCheckRequest(service="greeks.v1.BookService"), timeout=TIMEOUT)
+        self.assertEqual(answer.status, health_pb2.HealthCheckResponse.SERVING)
+
+        pc = dict(grpc_service="greeks.v1.PricingService", grpc_method="PriceChain", grpc_type="unary")
+        et = dict(grpc_service="greeks.v1.BookService", grpc_method="ExecuteTrade", grpc_type="unary")
+        # A call is counted when greeksd frees it, a moment after the client has its answer.
+        after = self.wait_for(lambda s: value(s, "grpc_server_handled_total", grpc_method="Check")
+                              - value(before, "grpc_server_handled_total", grpc_method="Check") >= 1
+                              and value(s, "grpc_server_handling_seconds_count", **pc)
+                              - value(before, "grpc_server_handling_seconds_count", **pc) >= 9
+                              and value(s, "grpc_server_handled_total", **et)
+                              - value(before, "grpc_server_handled_total", **et) >= 4, "every call handled")
+
+        def moved(name, **labels):
+            return value(after, name, **labels) - value(before, name, **labels)
+
+        self.assertEqual(moved("grpc_server_started_total", **pc), 9)
+        self.assertEqual(moved("grpc_server_handled_total", grpc_code="OK", **pc), ok_chains)
+        self.assertEqual(moved("grpc_server_handled_total", grpc_code="InvalidArgument", **pc), 2)
+        self.assertEqual(moved("grpc_server_handled_total", **pc), 9)
+        self.assertEqual(moved("grpc_server_handling_seconds_bucket", le="+Inf", **pc), 9)
+        self.assertEqual(moved("grpc_server_started_total", **et), 4)
+        self.assertEqual(moved("grpc_server_handled_total", grpc_code="OK", **et), 3)
+        self.assertEqual(moved("grpc_server_handled_total", grpc_code=go_name, **et), 1)
+        self.assertEqual(moved("grpc_server_started_total", grpc_method="OpenBook"), 1)
+        self.assertEqual(moved("grpc_server_started_total", grpc_method="UpdateMarket"), 1)
+        self.assertEqual(moved("grpc_server_handled_total", grpc_method="Check", grpc_code="OK"), 1)
+        self.assertEqual(moved("grpc_server_started_total"), 9 + 4 + 1 + 1 + 1)  # nothing else
+        # The pricing agent: every option of the accepted chains, on the active ISA, as BSM.
+        isa = [dict(ls)["isa"] for (n, ls) in after if n == "greeks_build_info"][0]
+        self.assertEqual(moved("greeks_options_priced_total", model="bsm", isa=isa), sum(sizes))
+        self.assertEqual(moved("greeks_options_priced_total"), sum(sizes))
+        self.assertEqual(moved("greeks_agent_messages_received_total", agent="pricing"), ok_chains)
+        self.assertEqual(moved("greeks_pricing_queue_wait_seconds_count"), ok_chains)
+        self.assertGreaterEqual(moved("greeks_pricing_batch_options_count"), 1)
+        self.assertEqual(moved("greeks_pricing_batch_options_sum"), sum(sizes))
+        # The journal: one BookOpened, one MarketUpdated, three TradeExecuted.
+        self.assertEqual(moved("greeks_book_events_committed_total", type="BookOpened"), 1)
+        self.assertEqual(moved("greeks_book_events_committed_total", type="MarketUpdated"), 1)
+        self.assertEqual(moved("greeks_book_events_committed_total", type="TradeExecuted"), 3)
+        self.assertEqual(moved("greeks_store_events_appended_total"), moved("greeks_book_events_committed_total"))
+        self.assertEqual(moved("greeks_store_appends_total", result="ok"), 5)
+        self.assertEqual(moved("greeks_store_append_seconds_count"), 5 + moved("greeks_store_appends_total",
+                                                                               result="error"))
+        # Every BookService command goes through the execution agent, the refused trade too.
+        self.assertEqual(moved("greeks_agent_messages_received_total", agent="execution"), 6)
+        self.assertEqual(moved("greeks_agent_messages_handled_total", agent="execution"), 6)
+        # Gauges and info.
+        self.assertEqual(value(after, "greeks_breaker_state", state="CLOSED"), 1)
+        self.assertEqual(value(after, "greeks_agent_state", agent="pricing", state="running"), 1)
+        self.assertEqual(value(after, "greeks_store_up"), 1)
+        self.assertEqual(value(after, "greeks_server_draining"), 0)
+        self.assertGreater(value(after, "process_resident_memory_bytes"), 1 << 20)
+        self.assertGreater(value(after, "process_open_fds"), 3)
+        self.assertGreaterEqual(value(after, "process_threads"), 4)
+        self.assertGreater(value(after, "process_cpu_seconds_total"), 0)
+        self.assertEqual(value(after, "greeks_config_info", server_threads="4", tls="false"), 1)
+
+    def test_promtool_accepts_the_exposition(self):
+        self.pricing.PriceChain(chain(4), timeout=TIMEOUT)
+        body = self.server.metrics()
+        p = subprocess.run([PROMTOOL, "check", "metrics"], input=body, capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(p.stdout.strip() + p.stderr.strip(), "", "promtool lint findings")
+        for family in ("grpc_server_started_total", "grpc_server_handled_total", "grpc_server_handling_seconds",
+                       "greeks_options_priced_total", "greeks_pricing_batch_options",
+                       "greeks_pricing_queue_wait_seconds", "greeks_agent_mailbox_depth", "greeks_agent_rejected_total",
+                       "greeks_agent_dead_letters_total", "greeks_breaker_state", "greeks_breaker_transitions_total",
+                       "greeks_pool_busy_seconds_total", "greeks_store_append_seconds", "greeks_store_replay_seconds",
+                       "greeks_risk_limit_breaches_total", "process_cpu_seconds_total", "greeks_build_info",
+                       "greeks_config_info"):
+            self.assertIn("# TYPE %s " % family, body)
+
+    def test_liveness_readiness_and_other_paths(self):
+        status, content_type, body = http_get(self.server.base + "/healthz")
+        self.assertEqual((status, content_type, json.loads(body)), (200, "application/json", {"status": "alive"}))
+        status, _, body = http_get(self.server.base + "/readyz")
+        ready = json.loads(body)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(ready["status"], "ready")
+        self.assertFalse(ready["draining"])
+        self.assertTrue(ready["store"]["reachable"])
+        self.assertTrue(ready["store"]["description"].startswith("sqlite:"))
+        self.assertEqual(ready["agents"], {"pricing": "running", "compute": "running", "book-queries": "running"})
+        self.assertEqual(ready["breaker"], {"pricing": "CLOSED"})
+        self.assertGreaterEqual(ready["pool"]["threads"], 1)
+        self.assertEqual(ready["services"]["greeks.v1.BookService"], "SERVING")
+        status, _, body = http_get(self.server.base + "/nothing")
+        self.assertEqual(status, 404)
+        request = urllib.request.Request(self.server.base + "/metrics", data=b"x", method="POST")
+        with self.assertRaises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=10)
+        self.assertEqual(caught.exception.code, 405)
+
+
+class Draining(unittest.TestCase):
+    def test_readiness_turns_503_while_a_call_keeps_the_drain_going(self):
+        server = MetricsServer("--drain-timeout-ms", str(int(30000 * SLOWDOWN)))
+        channel = grpc.insecure_channel(server.target)
+        try:
+            release = threading.Event()
+
+            def chunks():  # a RevaluePortfolioStream that does not end until released
+                release.wait(TIMEOUT)
+                return
+                yield  # noqa: unreachable (makes this a generator)
+
+            stub = pb_grpc.PricingServiceStub(channel)
+            future = stub.RevaluePortfolioStream.future(chunks(), timeout=TIMEOUT)
+            stream = dict(grpc_method="RevaluePortfolioStream")
+            deadline = time.monotonic() + TIMEOUT
+            while value(parse_metrics(server.metrics()), "grpc_server_started_total", **stream) < 1:
+                self.assertLess(time.monotonic(), deadline, "the stream never reached greeksd")
+                time.sleep(0.05)
+            server.proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + TIMEOUT
+            while True:
+                status, _, body = http_get(server.base + "/readyz")
+                if status == 503:
+                    break
+                self.assertLess(time.monotonic(), deadline, "readiness never failed: " + body)
+                time.sleep(0.05)
+            ready = json.loads(body)
+            self.assertEqual(ready["status"], "draining")
+            self.assertTrue(ready["draining"])
+            self.assertEqual(ready["services"]["greeks.v1.PricingService"], "NOT_SERVING")
+            self.assertEqual(http_get(server.base + "/healthz")[0], 200)  # alive while it drains
+            self.assertEqual(value(parse_metrics(server.metrics()), "greeks_server_draining"), 1)
+            release.set()
+            try:
+                future.result(timeout=TIMEOUT)
+            except grpc.RpcError:
+                pass  # an empty stream may be refused; the drain is what this test is about
+            self.assertEqual(server.proc.wait(timeout=TIMEOUT), 0, server.stderr()[-2000:])
+        finally:
+            channel.close()
+            server.close()
+
+
+class RealPrometheus(unittest.TestCase):
+    def test_prometheus_scrapes_greeksd_and_answers_queries_on_its_series(self):
+        server = MetricsServer()
+        channel = grpc.insecure_channel(server.target)
+        work = tempfile.TemporaryDirectory()
+        prometheus = None
+        try:
+            calls = 6
+            stub = pb_grpc.PricingServiceStub(channel)
+            for _ in range(calls):
+                stub.PriceChain(chain(3), timeout=TIMEOUT)
+            config = os.path.join(work.name, "prometheus.yml")
+            with open(config, "w") as f:
+                f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                        "scrape_configs:\n  - job_name: greeksd\n    scrape_interval: 1s\n    static_configs:\n"
+                        "      - targets: ['127.0.0.1:%d']\n" % server.metrics_port)
+            os.chmod(work.name, 0o777)  # nobody writes its database here when root is refused
+            port = free_port()
+            command = [PROMETHEUS, "--config.file=" + config, "--storage.tsdb.path=" + os.path.join(work.name, "data"),
+                       "--web.listen-address=127.0.0.1:%d" % port, "--log.level=warn"]
+            log = open(os.path.join(work.name, "prometheus.log"), "w")
+            prometheus = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            api = "http://127.0.0.1:%d/api/v1/" % port
+            query = 'grpc_server_handled_total{grpc_method="PriceChain",grpc_code="OK"}'
+            deadline = time.monotonic() + 45 * SLOWDOWN
+            result = []
+            while time.monotonic() < deadline:
+                if prometheus.poll() is not None:
+                    with open(log.name) as f:
+                        self.fail("Prometheus exited %d: %s" % (prometheus.returncode, f.read()))
+                try:
+                    status, _, body = http_get(api + "query?query=" + urllib.parse.quote(query), timeout=5)
+                except (urllib.error.URLError, ConnectionError, socket.timeout):
+                    status, body = 0, ""
+                if status == 200:
+                    result = json.loads(body)["data"]["result"]
+                    if result:
+                        break
+                time.sleep(0.25)
+            with open(log.name) as f:
+                self.assertEqual(len(result), 1, "Prometheus never had the series: %s" % f.read())
+            series = result[0]
+            self.assertEqual(series["metric"]["job"], "greeksd")
+            self.assertEqual(series["metric"]["grpc_service"], "greeks.v1.PricingService")
+            self.assertEqual(float(series["value"][1]), calls)
+            _, _, body = http_get(api + "targets", timeout=5)
+            (target,) = json.loads(body)["data"]["activeTargets"]
+            self.assertEqual(target["health"], "up", target.get("lastError"))
+        finally:
+            log.close() if prometheus is not None else None
+            if prometheus is not None:
+                prometheus.terminate()
+                try:
+                    prometheus.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    prometheus.kill()
+                    prometheus.wait()
+            channel.close()
+            code = server.stop()
+            log = server.stderr()
+            server.close()
+            work.cleanup()
+        self.assertEqual(code, 0, log[-3000:])
+
+
+class Switches(unittest.TestCase):
+    def run_greeksd(self, *args):
+        with tempfile.TemporaryDirectory() as d:
+            return subprocess.run([GREEKSD, "--listen", "127.0.0.1:0", "--book-store", "sqlite:" + d + "/b.db", *args],
+                                  capture_output=True, text=True, timeout=TIMEOUT)
+
+    def test_off_disables_the_listener(self):
+        server = Server("--metrics-listen", "off")
+        try:
+            self.assertNotIn("/readyz on", server.stderr())
+        finally:
+            self.assertEqual(server.stop(), 0)
+            server.close()
+
+    def test_an_explicit_address_that_is_taken_stops_the_start(self):
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            p = self.run_greeksd("--metrics-listen", "127.0.0.1:%d" % taken.getsockname()[1])
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("--metrics-listen: cannot listen on", p.stderr)
+
+    def test_a_bad_address_is_refused_by_name(self):
+        p = self.run_greeksd("--metrics-listen", "nowhere")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--metrics-listen: 'nowhere' must be HOST:PORT", p.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
