@@ -42,13 +42,7 @@
 
 typedef enum verb { V_OPEN, V_TRADE, V_CORRECT, V_MARKET, V_LIMITS, V_SHOW, V_RISK, V_AUDIT, V_LIST, V_COUNT } verb;
 
-typedef struct verb_spec {
-  const char *name;
-  int positionals; /* BOOK, or BOOK TRADE_ID, or none */
-  const char *synopsis;
-} verb_spec;
-
-static const verb_spec verbs[V_COUNT] = {
+static const cli_verb verbs[V_COUNT] = {
     {"open", 1, "open BOOK [--name NAME] [--currency USD] [--key KEY]"},
     {"trade", 1, "trade BOOK --file TRADES.csv"},
     {"correct", 2, "correct BOOK TRADE_ID (--file LEGS.csv | --cancel) [--reason TEXT] [--key KEY]"},
@@ -73,11 +67,7 @@ typedef struct book_args {
 #define ALL ((1u << V_COUNT) - 1)
 #define ON(v) (1u << (v))
 
-static const struct option_spec {
-  const char *name;
-  size_t offset;
-  unsigned verbs;
-} option_specs[] = {
+static const cli_option option_specs[] = {
     {"--store", offsetof(book_args, store), ALL},
     {"--now", offsetof(book_args, now), ALL},
     {"--file", offsetof(book_args, file), ON(V_TRADE) | ON(V_CORRECT) | ON(V_MARKET) | ON(V_LIMITS)},
@@ -102,50 +92,18 @@ static int usage_error(const char *message, const char *value) {
   return CLI_EXIT_UNUSABLE;
 }
 
-/* argv[*i] as one of the verb's options; 1 taken, 0 not an option of ours, -1 error. */
-static int take_option(int argc, char **argv, int *i, book_args *a) {
-  for (size_t k = 0; k < sizeof option_specs / sizeof option_specs[0]; k++) {
-    const struct option_spec *o = &option_specs[k];
-    const char *value = NULL;
-    if (!cli_take_option(argc, argv, i, o->name, &value)) continue;
-    if (!(o->verbs & ON(a->verb)) || value == NULL) {
-      usage_error(value ? "option not taken by this verb" : "option needs a value", o->name);
-      return -1;
-    }
-    *(const char **)((char *)a + o->offset) = value;
-    return 1;
-  }
-  return 0;
-}
-
-static int take_positional(book_args *a, const char *arg, int *count) {
-  if (*count >= verbs[a->verb].positionals) return usage_error("unexpected argument", arg);
-  if ((*count)++ == 0) a->book_id = arg;
-  else a->trade_id = arg;
-  return 0;
-}
-
 /* The verb's arguments; 0, or an exit code after printing why. */
 static int parse_args(int argc, char **argv, book_args *a) {
-  int v = 0;
-  while (v < V_COUNT && strcmp(argv[0], verbs[v].name) != 0) v++;
-  if (v == V_COUNT) return usage_error("unknown verb (open, trade, correct, market, limits, show, risk, "
-                                       "audit, list)", argv[0]);
-  a->verb = (verb)v;
-  int positionals = 0;
-  for (int i = 1; i < argc; i++) {
-    const char *arg = argv[i];
-    int taken = take_option(argc, argv, &i, a);
-    if (taken < 0) return CLI_EXIT_UNUSABLE;
-    if (taken) continue;
-    if (strcmp(arg, "--cancel") == 0 && a->verb == V_CORRECT) a->cancel = 1;
-    else if (arg[0] == '-' && arg[1] == '-') return usage_error("unknown option", arg);
-    else if (take_positional(a, arg, &positionals) != 0) return CLI_EXIT_UNUSABLE;
-  }
-  if (positionals < verbs[a->verb].positionals) {
-    fprintf(stderr, "greeks book: usage: greeks book %s\n", verbs[a->verb].synopsis);
-    return CLI_EXIT_UNUSABLE;
-  }
+  static const cli_verb_table table = {
+      "greeks book", "open, trade, correct, market, limits, show, risk, audit, list", verbs, V_COUNT,
+      option_specs, sizeof option_specs / sizeof option_specs[0], "--cancel", ON(V_CORRECT)};
+  cli_parsed_verb parsed;
+  int rc = cli_parse_verb(argc, argv, &table, a, &parsed);
+  if (rc != 0) return rc;
+  a->verb = (verb)parsed.verb;
+  a->book_id = parsed.positional[0];
+  a->trade_id = parsed.positional[1];
+  a->cancel = parsed.flag;
   if (a->verb == V_CORRECT && (a->cancel == (a->file != NULL)))
     return usage_error("correct takes --file LEGS.csv or --cancel, one of them", a->cancel ? "--cancel" : NULL);
   if ((a->verb == V_TRADE || a->verb == V_MARKET || a->verb == V_LIMITS) && a->file == NULL)

@@ -26,6 +26,58 @@ int cli_take_option(int argc, char **argv, int *i, const char *name, const char 
   return 1;
 }
 
+/* ---- table-driven verbs ---- */
+
+static int verb_usage_error(const cli_verb_table *t, const char *message, const char *value) {
+  fprintf(stderr, "%s: %s: '%s'\n", t->program, message, value ? value : "(missing)");
+  return CLI_EXIT_UNUSABLE;
+}
+
+/* argv[*i] as one of the table's options: 1 taken, 0 not an option, -1 refused. */
+static int take_table_option(int argc, char **argv, int *i, const cli_verb_table *t, int verb, void *values) {
+  for (size_t k = 0; k < t->option_count; k++) {
+    const cli_option *o = &t->options[k];
+    const char *value = NULL;
+    if (!cli_take_option(argc, argv, i, o->name, &value)) continue;
+    if (!(o->verbs & (1u << verb)) || value == NULL) {
+      verb_usage_error(t, value ? "option not taken by this verb" : "option needs a value", o->name);
+      return -1;
+    }
+    *(const char **)((char *)values + o->offset) = value;
+    return 1;
+  }
+  return 0;
+}
+
+int cli_parse_verb(int argc, char **argv, const cli_verb_table *t, void *values, cli_parsed_verb *out) {
+  memset(out, 0, sizeof *out);
+  int v = 0;
+  while (v < t->verb_count && strcmp(argv[0], t->verbs[v].name) != 0) v++;
+  if (v == t->verb_count) {
+    char message[256];
+    snprintf(message, sizeof message, "unknown verb (%s)", t->verb_list);
+    return verb_usage_error(t, message, argv[0]);
+  }
+  out->verb = v;
+  int count = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *arg = argv[i];
+    int taken = take_table_option(argc, argv, &i, t, v, values);
+    if (taken < 0) return CLI_EXIT_UNUSABLE;
+    if (taken) continue;
+    if (t->flag && strcmp(arg, t->flag) == 0 && (t->flag_verbs & (1u << v))) out->flag = 1;
+    else if (arg[0] == '-' && arg[1] == '-') return verb_usage_error(t, "unknown option", arg);
+    else if (count >= t->verbs[v].positionals || count >= CLI_MAX_POSITIONALS)
+      return verb_usage_error(t, "unexpected argument", arg);
+    else out->positional[count++] = arg;
+  }
+  if (count < t->verbs[v].positionals) {
+    fprintf(stderr, "%s: usage: %s %s\n", t->program, t->program, t->verbs[v].synopsis);
+    return CLI_EXIT_UNUSABLE;
+  }
+  return 0;
+}
+
 int cli_usage_error(const char *message, const char *value) {
   fprintf(stderr, "greeks: %s: '%s'\n", message, value ? value : "(missing)");
   return 2;

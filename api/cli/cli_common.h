@@ -19,6 +19,47 @@ const char *cli_skip_spaces(const char *s);
  * missing), advances *i past what it consumed and returns 1; otherwise 0. */
 int cli_take_option(int argc, char **argv, int *i, const char *name, const char **value);
 
+/* ---- table-driven verbs (greeks book, greeks call book) ---- */
+
+typedef struct cli_verb {
+  const char *name;
+  int positionals;      /* how many bare arguments it takes (at most CLI_MAX_POSITIONALS) */
+  const char *synopsis; /* "open BOOK [--name NAME]" */
+} cli_verb;
+
+/* An option with a value, stored as a const char * at `offset` in the caller's
+ * values struct; `verbs` has bit (1u << verb) set for each verb taking it. */
+typedef struct cli_option {
+  const char *name;
+  size_t offset;
+  unsigned verbs;
+} cli_option;
+
+typedef struct cli_verb_table {
+  const char *program;   /* "greeks book": the prefix of every message */
+  const char *verb_list; /* "open, trade, ...": for an unknown verb */
+  const cli_verb *verbs;
+  int verb_count;
+  const cli_option *options;
+  size_t option_count;
+  const char *flag;      /* a switch without a value ("--cancel"), or NULL */
+  unsigned flag_verbs;   /* the verbs taking it */
+} cli_verb_table;
+
+enum { CLI_MAX_POSITIONALS = 2 };
+
+typedef struct cli_parsed_verb {
+  int verb;                                     /* index into the table */
+  const char *positional[CLI_MAX_POSITIONALS];  /* NULL when not given */
+  int flag;                                     /* the switch was given */
+} cli_parsed_verb;
+
+/* Parses argv[0] as the verb and the rest as its options (values stored in
+ * `values`), switch and positionals, requiring all of the verb's positionals.
+ * Returns 0, or CLI_EXIT_UNUSABLE after printing "PROGRAM: why: 'value'" (or
+ * the verb's usage line) to stderr. */
+int cli_parse_verb(int argc, char **argv, const cli_verb_table *table, void *values, cli_parsed_verb *out);
+
 /* Prints "greeks: MESSAGE: 'VALUE'" to stderr; returns CLI_EXIT_UNUSABLE. */
 int cli_usage_error(const char *message, const char *value);
 
