@@ -340,7 +340,12 @@ class Subscriptions(CallBookCase):
                 self.ok("market", "slow", "--file", market)
         finally:
             proc.send_signal(signal.SIGCONT)
-        out, err = proc.communicate(timeout=TIMEOUT)
+        # Read through the same buffered file objects as readline() above:
+        # communicate() reads the raw descriptors and would miss rows that
+        # readline() had already buffered (stderr is a few lines: no deadlock).
+        out = proc.stdout.read()
+        err = proc.stderr.read()
+        proc.wait(timeout=TIMEOUT)
         self.assertEqual(proc.returncode, 4, err)
         self.assertIn("RESOURCE_EXHAUSTED", err)
         self.assertIn("fell behind", err)
