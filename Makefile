@@ -103,6 +103,13 @@ fuzz: fuzz-build
 load-test: build
 	bench/load-test $(BUILD_DIR)
 
+.PHONY: telemetry-cost
+# What logs at info, 1% traces exported over OTLP and /metrics scraped every
+# second cost PriceChain throughput against all of it off, alternating rounds on
+# one machine (issue 19's 3% budget; docs/performance.md, "Telemetry").
+telemetry-cost: build
+	bench/telemetry-cost $(BUILD_DIR)
+
 .PHONY: bench-gate
 bench-gate:
 	$(MAKE) bench BENCH_ARGS="--benchmark_repetitions=5 --benchmark_enable_random_interleaving=true"

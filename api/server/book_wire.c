@@ -64,7 +64,7 @@ void wire_arena_free(wire_arena *a) {
 
 /* ---- readers ----------------------------------------------------------------------- */
 
-static int refuse(char *why, size_t size, const char *format, ...) {
+__attribute__((format(printf, 3, 4))) static int refuse(char *why, size_t size, const char *format, ...) {
   va_list args;
   va_start(args, format);
   vsnprintf(why, size, format, args);

@@ -59,8 +59,9 @@ size_t gk_log_fields_text(const gk_log_fields *f, char *out, size_t size) {
   return n;
 }
 
-static void dispatch(gk_log_level level, const char *component, const gk_log_fields *fields, const char *format,
-                     va_list args) {
+__attribute__((format(printf, 4, 0))) static void dispatch(gk_log_level level, const char *component,
+                                                          const gk_log_fields *fields, const char *format,
+                                                          va_list args) {
   pthread_mutex_lock(&sink_lock);
   gk_log_sink sink = current_sink;
   gk_log_record_sink record_sink = current_record_sink;

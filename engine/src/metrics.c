@@ -148,7 +148,7 @@ static void put_bytes(gk_metrics_text *t, const char *bytes, size_t n) {
 
 static void put(gk_metrics_text *t, const char *s) { put_bytes(t, s, strlen(s)); }
 
-static void putf(gk_metrics_text *t, const char *format, ...) {
+__attribute__((format(printf, 2, 3))) static void putf(gk_metrics_text *t, const char *format, ...) {
   char line[128];
   va_list args;
   va_start(args, format);
