@@ -27,6 +27,7 @@ packages=(
   sqlite3                            # the runbook's online backup of a book store (docs/operations.md)
   libcurl4-openssl-dev               # the OTLP/HTTP span exporter (engine/telemetry, adr/0032)
   libmicrohttpd-dev                  # greeksd's HTTP listener: /metrics, /healthz, /readyz (adr/0031)
+  libyaml-dev                        # greeksd's YAML configuration files (--config; api/server/config_file.c, adr/0035)
   prometheus                         # promtool (rules, metrics lint) and the server test_metrics scrapes with
 )
 

@@ -1,4 +1,5 @@
-/* Bearer tokens for greeksd: loaded once at start, compared in constant time. */
+/* Bearer tokens for greeksd: loaded at start and on each reload (reload.c),
+ * compared in constant time. */
 #include "auth.h"
 
 #include <errno.h>
@@ -81,8 +82,26 @@ static int same_secret(const char *known, const char *given, size_t given_length
   return diff == 0;
 }
 
+static const char scheme[] = "Bearer ";
+
+const char *greeksd_auth_check_sets(char **const *sets, size_t count, const char *header, size_t length,
+                                    size_t *matched) {
+  if (header == NULL) return "missing 'authorization' metadata: send 'authorization: Bearer <token>'";
+  if (length < sizeof scheme || strncmp(header, scheme, sizeof scheme - 1) != 0)
+    return "the 'authorization' metadata is not 'Bearer <token>'";
+  const char *given = header + sizeof scheme - 1;
+  size_t given_length = length - (sizeof scheme - 1);
+  int match = 0;
+  for (size_t k = 0; k < count; k++) {
+    int in_set = 0;
+    for (char *const *t = sets[k]; t && *t; t++) in_set |= same_secret(*t, given, given_length);
+    if (in_set) *matched = k;
+    match |= in_set;
+  }
+  return match ? NULL : "the bearer token is not valid";
+}
+
 const char *greeksd_auth_check(char *const *tokens, const char *header, size_t length) {
-  static const char scheme[] = "Bearer ";
   if (header == NULL) return "missing 'authorization' metadata: send 'authorization: Bearer <token>'";
   if (length < sizeof scheme || strncmp(header, scheme, sizeof scheme - 1) != 0)
     return "the 'authorization' metadata is not 'Bearer <token>'";

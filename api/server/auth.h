@@ -22,4 +22,11 @@ void greeksd_free_tokens(char **tokens);
  * (a static string that never contains the token). */
 const char *greeksd_auth_check(char *const *tokens, const char *header, size_t length);
 
+/* The same over several token sets (the anonymous --token-file set and each
+ * named file): NULL when the token is in some set, with *matched its index
+ * (the last matching set). Every token of every set is compared, so the time
+ * does not tell which set (or whether any) held it. */
+const char *greeksd_auth_check_sets(char **const *sets, size_t count, const char *header, size_t length,
+                                    size_t *matched);
+
 #endif

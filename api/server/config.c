@@ -1,4 +1,18 @@
-/* greeksd configuration: flags > environment > defaults, each value validated. */
+/*
+ * greeksd's configuration (config.h): one table of settings. Each row names
+ * its YAML key, flag and environment variable, where the value lives in
+ * greeksd_config (offset and size), its kind and range, its default as text,
+ * and whether a reload may change it. Applying, showing (--print-config),
+ * hashing, comparing for a reload and copying the reloadable part are all
+ * loops over the table, so a new setting is one row.
+ *
+ * Layers, lowest first: defaults < --config FILE < its --environment overlay <
+ * GREEKSD_* variables < flags. Errors are collected, not returned at the
+ * first: an operator fixes a file in one pass. Why a table of offsets rather
+ * than one function per setting: the old per-setting apply functions could
+ * parse a value but not print, compare or copy it, and each of those would
+ * have been another function per setting (adr/0035).
+ */
 #include "config.h"
 
 #include <errno.h>
@@ -7,67 +21,177 @@
 #include <stdlib.h>
 #include <string.h>
 
-greeksd_config greeksd_config_default(void) {
-  greeksd_config c;
-  memset(&c, 0, sizeof c);
-  snprintf(c.listen, sizeof c.listen, "127.0.0.1:50051");
-  c.server_threads = 2;
-  c.pool_threads = 0;
-  c.max_message_bytes = (size_t)64 << 20;
-  c.max_contracts = (size_t)4 << 20;
-  c.drain_timeout_ms = 10000;
-  c.receive_timeout_ms = 30000;
-  c.max_concurrent_streams = 128;
-  c.max_connections = 1000;
-  c.memory_limit_bytes = (size_t)2048 << 20;
-  c.log_level = GK_LOG_INFO;
-  snprintf(c.book_store, sizeof c.book_store, "sqlite:greeksd-books.db");
-  c.subscriber_queue = 1024;
-  c.log_format = GREEKSD_LOG_AUTO;
-  c.trace_sample_ratio = 1.0;
-  c.otlp_timeout_ms = 2000;
-  c.trace_queue_spans = 2048;
-  snprintf(c.metrics_listen, sizeof c.metrics_listen, "127.0.0.1:9464");
-  return c;
-}
-
-/* One setting: its flag, its environment variable, and how to apply a value. */
-typedef int (*apply_fn)(greeksd_config *c, const char *value, char *why, size_t why_size);
+typedef enum kind {
+  K_ADDRESS,   /* HOST:PORT */
+  K_METRICS,   /* HOST:PORT or off ("" in the field) */
+  K_PATH,      /* a file name, may be empty */
+  K_STORE,     /* the book store: not empty; a password in it is never shown */
+  K_URL,       /* http(s)://..., or empty */
+  K_INT,       /* int */
+  K_SIZE,      /* size_t */
+  K_I64,       /* int64_t */
+  K_MIB,       /* size_t in bytes, written in MiB */
+  K_RATIO,     /* double in [0, 1] */
+  K_PERCENT,   /* double in (0, 100] */
+  K_BOOL,      /* bool: true or false */
+  K_LEVEL,     /* gk_log_level */
+  K_FORMAT,    /* GREEKSD_LOG_* */
+  K_TOKENS     /* the named token files */
+} kind;
 
 typedef struct setting {
-  const char *flag;
-  const char *env;
-  apply_fn apply;
+  const char *key, *flag, *env;
+  kind kind;
+  size_t offset, size;
+  long long min, max;
+  bool reloadable;
+  const char *def; /* default, as it would be written */
   const char *help;
 } setting;
 
-static int parse_integer(const char *text, long long min, long long max, long long *out, char *why,
-                         size_t why_size) {
+#define FIELD(f) offsetof(greeksd_config, f), sizeof(((greeksd_config *)0)->f)
+#define NO_RANGE 0, 0
+
+/* Sections are contiguous (--print-config nests them in this order). */
+static const setting settings[] = {
+    {"listen", "--listen", "GREEKSD_LISTEN", K_ADDRESS, FIELD(listen), NO_RANGE, false, "127.0.0.1:50051",
+     "HOST:PORT to listen on (default 127.0.0.1:50051)"},
+    {"server_threads", "--server-threads", "GREEKSD_SERVER_THREADS", K_INT, FIELD(server_threads), 1, 64, false, "2",
+     "completion-queue threads, 1..64 (default 2)"},
+    {"pool_threads", "--pool-threads", "GREEKSD_POOL_THREADS", K_INT, FIELD(pool_threads), 0, 1024, false, "0",
+     "pricing workers, 0 = one per usable core (default 0)"},
+    {"drain_timeout_ms", "--drain-timeout-ms", "GREEKSD_DRAIN_TIMEOUT_MS", K_I64, FIELD(drain_timeout_ms), 0,
+     3600 * 1000, true, "10000", "on SIGTERM/SIGINT, time in-flight calls get to finish (default 10000)"},
+    {"port_file", "--port-file", "GREEKSD_PORT_FILE", K_PATH, FIELD(port_file), NO_RANGE, false, "",
+     "write the bound port number here once listening"},
+    {"book_store", "--book-store", "GREEKSD_BOOK_STORE", K_STORE, FIELD(book_store), NO_RANGE, false,
+     "sqlite:greeksd-books.db", "the book journal: sqlite:PATH or postgresql://... (default sqlite:greeksd-books.db)"},
+    {"subscriber_queue", "--subscriber-queue", "GREEKSD_SUBSCRIBER_QUEUE", K_SIZE, FIELD(subscriber_queue), 16,
+     65536 /* GK_EVENT_FEED_MAX_CAPACITY */, false, "1024",
+     "events queued per SubscribeEvents call before it is told it fell behind (default 1024)"},
+    {"metrics_listen", "--metrics-listen", "GREEKSD_METRICS_LISTEN", K_METRICS, FIELD(metrics_listen), NO_RANGE, false,
+     "127.0.0.1:9464", "HTTP /metrics, /healthz, /readyz on HOST:PORT, or off (default 127.0.0.1:9464)"},
+    {"metrics_port_file", "--metrics-port-file", "GREEKSD_METRICS_PORT_FILE", K_PATH, FIELD(metrics_port_file),
+     NO_RANGE, false, "", "write the metrics listener's bound port here once listening"},
+    {"token_file", "--token-file", "GREEKSD_TOKEN_FILE", K_PATH, FIELD(token_file), NO_RANGE, true, "",
+     "bearer tokens, one per line: calls without one get UNAUTHENTICATED"},
+    {"tokens", "--tokens", "GREEKSD_TOKENS", K_TOKENS, FIELD(tokens), NO_RANGE, true, "",
+     "named token files NAME=FILE[,NAME=FILE...]; the name (never the token) is logged"},
+    {"limits.max_message_bytes", "--max-message-bytes", "GREEKSD_MAX_MESSAGE_BYTES", K_SIZE, FIELD(max_message_bytes),
+     1024, (long long)1 << 30, false, "67108864", "largest request in bytes, 1024..2^30 (default 67108864)"},
+    {"limits.max_contracts", "--max-contracts", "GREEKSD_MAX_CONTRACTS", K_SIZE, FIELD(max_contracts), 1,
+     (long long)1 << 26, true, "4194304", "contracts or positions per request, 1..2^26 (default 4194304)"},
+    {"limits.receive_timeout_ms", "--receive-timeout-ms", "GREEKSD_RECEIVE_TIMEOUT_MS", K_I64,
+     FIELD(receive_timeout_ms), 100, 3600 * 1000, true, "30000",
+     "a request message must arrive within this, 100..3600000 (default 30000)"},
+    {"limits.max_concurrent_streams", "--max-concurrent-streams", "GREEKSD_MAX_CONCURRENT_STREAMS", K_INT,
+     FIELD(max_concurrent_streams), 1, 65536, false, "128", "streams per connection, 1..65536 (default 128)"},
+    {"limits.max_connections", "--max-connections", "GREEKSD_MAX_CONNECTIONS", K_INT, FIELD(max_connections), 1,
+     1000000, false, "1000", "open plaintext connections; more wait (default 1000)"},
+    {"limits.memory_limit_mb", "--memory-limit-mb", "GREEKSD_MEMORY_LIMIT_MB", K_MIB, FIELD(memory_limit_bytes), 64,
+     (long long)1 << 20, false, "2048", "memory the gRPC core may use, MiB, 64..2^20 (default 2048)"},
+    {"tls.cert", "--tls-cert", "GREEKSD_TLS_CERT", K_PATH, FIELD(tls_cert), NO_RANGE, false, "",
+     "server certificate (PEM); with --tls-key"},
+    {"tls.key", "--tls-key", "GREEKSD_TLS_KEY", K_PATH, FIELD(tls_key), NO_RANGE, false, "",
+     "server private key (PEM file, mode 0600); with --tls-cert"},
+    {"log.level", "--log-level", "GREEKSD_LOG_LEVEL", K_LEVEL, FIELD(log_level), NO_RANGE, true, "info",
+     "debug, info, warn or error (default info)"},
+    {"log.format", "--log-format", "GREEKSD_LOG_FORMAT", K_FORMAT, FIELD(log_format), NO_RANGE, true, "auto",
+     "text, json or auto (default auto: json unless stderr is a terminal)"},
+    {"tracing.otlp_endpoint", "--otlp-endpoint", "GREEKSD_OTLP_ENDPOINT", K_URL, FIELD(otlp_endpoint), NO_RANGE, false,
+     "", "OTLP/HTTP collector for traces, e.g. http://127.0.0.1:4318 (default empty: no export)"},
+    {"tracing.sample_ratio", "--trace-sample-ratio", "GREEKSD_TRACE_SAMPLE_RATIO", K_RATIO, FIELD(trace_sample_ratio),
+     NO_RANGE, false, "1", "share of new traces sampled, 0..1; an incoming traceparent's flag wins (default 1)"},
+    {"tracing.otlp_timeout_ms", "--otlp-timeout-ms", "GREEKSD_OTLP_TIMEOUT_MS", K_I64, FIELD(otlp_timeout_ms), 1, 60000,
+     false, "2000", "one span export to the collector, 1..60000 (default 2000)"},
+    {"tracing.queue_spans", "--trace-queue-spans", "GREEKSD_TRACE_QUEUE_SPANS", K_SIZE, FIELD(trace_queue_spans), 1,
+     1 << 20, false, "2048", "finished spans waiting for export; more are dropped and counted (default 2048)"},
+    {"features.dynamic_batching", "--feature-dynamic-batching", "GREEKSD_FEATURE_DYNAMIC_BATCHING", K_BOOL,
+     FIELD(features.dynamic_batching), NO_RANGE, false, "true",
+     "true or false: the pricing agent coalesces small requests (default true)"},
+    {"features.avx512", "--feature-avx512", "GREEKSD_FEATURE_AVX512", K_BOOL, FIELD(features.avx512), NO_RANGE, true,
+     "true", "true or false: kernels may run on AVX-512 (default true)"},
+    {"features.american_over_grpc", "--feature-american-over-grpc", "GREEKSD_FEATURE_AMERICAN_OVER_GRPC", K_BOOL,
+     FIELD(features.american_over_grpc), NO_RANGE, true, "true",
+     "true or false: PriceChain/PriceBatch accept American contracts (default true)"},
+    {"features.strategy_agent", "--feature-strategy-agent", "GREEKSD_FEATURE_STRATEGY_AGENT", K_BOOL,
+     FIELD(features.strategy_agent), NO_RANGE, true, "true",
+     "true or false: GenerateHedge/GenerateStrategies are served (default true)"},
+    {"breaker.window_calls", "--breaker-window-calls", "GREEKSD_BREAKER_WINDOW_CALLS", K_INT,
+     FIELD(breaker.window_calls), 1, 1000000, false, "100", "pricing breaker: calls in its window (default 100)"},
+    {"breaker.minimum_calls", "--breaker-minimum-calls", "GREEKSD_BREAKER_MINIMUM_CALLS", K_INT,
+     FIELD(breaker.minimum_calls), 1, 1000000, false, "20",
+     "pricing breaker: calls before rates count, <= window (default 20)"},
+    {"breaker.failure_rate_percent", "--breaker-failure-rate-percent", "GREEKSD_BREAKER_FAILURE_RATE_PERCENT",
+     K_PERCENT, FIELD(breaker.failure_rate_percent), NO_RANGE, false, "50",
+     "pricing breaker: opens at this failure rate, (0, 100] (default 50)"},
+    {"breaker.slow_call_rate_percent", "--breaker-slow-call-rate-percent", "GREEKSD_BREAKER_SLOW_CALL_RATE_PERCENT",
+     K_PERCENT, FIELD(breaker.slow_call_rate_percent), NO_RANGE, false, "80",
+     "pricing breaker: opens at this slow-call rate, (0, 100] (default 80)"},
+    {"breaker.slow_call_ms", "--breaker-slow-call-ms", "GREEKSD_BREAKER_SLOW_CALL_MS", K_I64,
+     FIELD(breaker.slow_call_ms), 1, 3600 * 1000, false, "50", "pricing breaker: a slow call, ms (default 50)"},
+    {"breaker.wait_in_open_ms", "--breaker-wait-in-open-ms", "GREEKSD_BREAKER_WAIT_IN_OPEN_MS", K_I64,
+     FIELD(breaker.wait_in_open_ms), 1, 3600 * 1000, false, "5000",
+     "pricing breaker: OPEN -> HALF_OPEN after this, ms (default 5000)"},
+};
+enum { SETTING_COUNT = sizeof settings / sizeof settings[0] };
+_Static_assert((int)SETTING_COUNT <= (int)GREEKSD_MAX_SETTINGS, "raise GREEKSD_MAX_SETTINGS");
+
+/* ---- errors ---- */
+
+void greeksd_errors_add(greeksd_errors *e, const char *format, ...) {
+  e->count++;
+  if (e->length + 2 >= sizeof e->text) return;
+  va_list args;
+  va_start(args, format);
+  int n = vsnprintf(e->text + e->length, sizeof e->text - e->length - 1, format, args);
+  va_end(args);
+  if (n < 0) return;
+  e->length += (size_t)n < sizeof e->text - e->length - 1 ? (size_t)n : sizeof e->text - e->length - 2;
+  e->text[e->length++] = '\n';
+  e->text[e->length] = '\0';
+}
+
+/* ---- applying one value ---- */
+
+static int parse_integer(const char *text, long long min, long long max, long long *out, char *why, size_t n) {
   char *end = NULL;
   errno = 0;
   long long v = strtoll(text, &end, 10);
   if (text[0] == '\0' || *end != '\0' || errno != 0) {
-    snprintf(why, why_size, "is not an integer");
+    snprintf(why, n, "is not an integer");
     return -1;
   }
   if (v < min || v > max) {
-    snprintf(why, why_size, "must be in [%lld, %lld]", min, max);
+    snprintf(why, n, "must be in [%lld, %lld]", min, max);
     return -1;
   }
   *out = v;
   return 0;
 }
 
-static int copy_text(char *dst, size_t size, const char *value, char *why, size_t why_size) {
+static int parse_number(const char *text, double *out, char *why, size_t n) {
+  char *end = NULL;
+  errno = 0;
+  double v = strtod(text, &end);
+  if (text[0] == '\0' || *end != '\0' || errno != 0 || v != v) {
+    snprintf(why, n, "is not a number");
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+static int copy_text(char *dst, size_t size, const char *value, char *why, size_t n) {
   if (strlen(value) >= size) {
-    snprintf(why, why_size, "is longer than %zu characters", size - 1);
+    snprintf(why, n, "is longer than %zu characters", size - 1);
     return -1;
   }
   snprintf(dst, size, "%s", value);
   return 0;
 }
 
-static int apply_listen(greeksd_config *c, const char *v, char *why, size_t n) {
+static int check_address(const char *v, char *why, size_t n) {
   const char *colon = strrchr(v, ':');
   long long port;
   if (colon == NULL || colon == v) {
@@ -78,288 +202,637 @@ static int apply_listen(greeksd_config *c, const char *v, char *why, size_t n) {
     snprintf(why, n, "must end in a port number 0..65535 (0 picks a free port)");
     return -1;
   }
-  return copy_text(c->listen, sizeof c->listen, v, why, n);
-}
-
-static int apply_server_threads(greeksd_config *c, const char *v, char *why, size_t n) {
-  long long x;
-  if (parse_integer(v, 1, 64, &x, why, n) != 0) return -1;
-  c->server_threads = (int)x;
   return 0;
 }
 
-static int apply_pool_threads(greeksd_config *c, const char *v, char *why, size_t n) {
-  long long x;
-  if (parse_integer(v, 0, 1024, &x, why, n) != 0) return -1;
-  c->pool_threads = (int)x;
-  return 0;
-}
-
-static int apply_max_message(greeksd_config *c, const char *v, char *why, size_t n) {
-  long long x;
-  if (parse_integer(v, 1024, (long long)1 << 30, &x, why, n) != 0) return -1;
-  c->max_message_bytes = (size_t)x;
-  return 0;
-}
-
-static int apply_max_contracts(greeksd_config *c, const char *v, char *why, size_t n) {
-  long long x;
-  if (parse_integer(v, 1, (long long)1 << 26, &x, why, n) != 0) return -1;
-  c->max_contracts = (size_t)x;
-  return 0;
-}
-
-static int apply_drain(greeksd_config *c, const char *v, char *why, size_t n) {
-  long long x;
-  if (parse_integer(v, 0, 3600 * 1000, &x, why, n) != 0) return -1;
-  c->drain_timeout_ms = x;
-  return 0;
-}
-
-static int apply_receive_timeout(greeksd_config *c, const char *v, char *why, size_t n) {
-  long long x;
-  if (parse_integer(v, 100, 3600 * 1000, &x, why, n) != 0) return -1;
-  c->receive_timeout_ms = x;
-  return 0;
-}
-
-static int apply_max_streams(greeksd_config *c, const char *v, char *why, size_t n) {
-  long long x;
-  if (parse_integer(v, 1, 65536, &x, why, n) != 0) return -1;
-  c->max_concurrent_streams = (int)x;
-  return 0;
-}
-
-static int apply_max_connections(greeksd_config *c, const char *v, char *why, size_t n) {
-  long long x;
-  if (parse_integer(v, 1, 1000000, &x, why, n) != 0) return -1;
-  c->max_connections = (int)x;
-  return 0;
-}
-
-static int apply_memory_limit(greeksd_config *c, const char *v, char *why, size_t n) {
-  long long x;
-  if (parse_integer(v, 64, (long long)1 << 20, &x, why, n) != 0) return -1;
-  c->memory_limit_bytes = (size_t)x << 20;
-  return 0;
-}
-
-static int apply_tls_cert(greeksd_config *c, const char *v, char *why, size_t n) {
-  return copy_text(c->tls_cert, sizeof c->tls_cert, v, why, n);
-}
-static int apply_tls_key(greeksd_config *c, const char *v, char *why, size_t n) {
-  return copy_text(c->tls_key, sizeof c->tls_key, v, why, n);
-}
-static int apply_token_file(greeksd_config *c, const char *v, char *why, size_t n) {
-  return copy_text(c->token_file, sizeof c->token_file, v, why, n);
-}
-static int apply_port_file(greeksd_config *c, const char *v, char *why, size_t n) {
-  return copy_text(c->port_file, sizeof c->port_file, v, why, n);
-}
-
-static int apply_book_store(greeksd_config *c, const char *v, char *why, size_t n) {
-  if (v[0] == '\0') {
-    snprintf(why, n, "must name a store: sqlite:PATH or a PostgreSQL URL");
-    return -1;
-  }
-  return copy_text(c->book_store, sizeof c->book_store, v, why, n);
-}
-static int apply_subscriber_queue(greeksd_config *c, const char *v, char *why, size_t n) {
-  long long x;
-  if (parse_integer(v, 16, 65536, &x, why, n) != 0) return -1; /* GK_EVENT_FEED_MAX_CAPACITY */
-  c->subscriber_queue = (size_t)x;
-  return 0;
-}
-
-/* "off" disables the HTTP listener; otherwise HOST:PORT as --listen. */
-static int apply_metrics_listen(greeksd_config *c, const char *v, char *why, size_t n) {
-  c->metrics_listen_set = 1;
+static int apply_metrics(char *field, size_t size, const char *v, char *why, size_t n) {
   if (strcmp(v, "off") == 0) {
-    c->metrics_listen[0] = '\0';
+    field[0] = '\0';
     return 0;
   }
-  const char *colon = strrchr(v, ':');
-  long long port;
-  if (colon == NULL || colon == v) {
+  if (check_address(v, why, n) != 0) {
     snprintf(why, n, "must be HOST:PORT (e.g. 127.0.0.1:9464) or off");
     return -1;
   }
-  if (parse_integer(colon + 1, 0, 65535, &port, why, n) != 0) {
-    snprintf(why, n, "must end in a port number 0..65535 (0 picks a free port), or be off");
-    return -1;
-  }
-  return copy_text(c->metrics_listen, sizeof c->metrics_listen, v, why, n);
-}
-static int apply_metrics_port_file(greeksd_config *c, const char *v, char *why, size_t n) {
-  return copy_text(c->metrics_port_file, sizeof c->metrics_port_file, v, why, n);
+  return copy_text(field, size, v, why, n);
 }
 
-static int apply_log_format(greeksd_config *c, const char *v, char *why, size_t n) {
-  if (strcmp(v, "text") == 0) c->log_format = GREEKSD_LOG_TEXT;
-  else if (strcmp(v, "json") == 0) c->log_format = GREEKSD_LOG_JSON;
+static int apply_bool(bool *field, const char *v, char *why, size_t n) {
+  if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0) *field = true;
+  else if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0) *field = false;
   else {
-    snprintf(why, n, "must be text or json");
+    snprintf(why, n, "must be true or false");
     return -1;
   }
-  return 0;
-}
-static int apply_otlp_endpoint(greeksd_config *c, const char *v, char *why, size_t n) {
-  if (v[0] != '\0' && strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
-    snprintf(why, n, "must be an http:// or https:// URL (e.g. http://127.0.0.1:4318), or empty for no export");
-    return -1;
-  }
-  return copy_text(c->otlp_endpoint, sizeof c->otlp_endpoint, v, why, n);
-}
-static int apply_trace_sample_ratio(greeksd_config *c, const char *v, char *why, size_t n) {
-  char *end = NULL;
-  errno = 0;
-  double x = strtod(v, &end);
-  if (v[0] == '\0' || *end != '\0' || errno != 0 || !(x >= 0.0 && x <= 1.0)) {
-    snprintf(why, n, "must be a number in [0, 1]");
-    return -1;
-  }
-  c->trace_sample_ratio = x;
-  return 0;
-}
-static int apply_otlp_timeout(greeksd_config *c, const char *v, char *why, size_t n) {
-  long long x;
-  if (parse_integer(v, 1, 60000, &x, why, n) != 0) return -1;
-  c->otlp_timeout_ms = x;
-  return 0;
-}
-static int apply_trace_queue(greeksd_config *c, const char *v, char *why, size_t n) {
-  long long x;
-  if (parse_integer(v, 1, 1 << 20, &x, why, n) != 0) return -1;
-  c->trace_queue_spans = (size_t)x;
   return 0;
 }
 
-static int apply_log_level(greeksd_config *c, const char *v, char *why, size_t n) {
+static int apply_level(gk_log_level *field, const char *v, char *why, size_t n) {
   static const char *names[] = {"debug", "info", "warn", "error"};
   for (int i = 0; i < 4; i++)
     if (strcmp(v, names[i]) == 0) {
-      c->log_level = (gk_log_level)i;
+      *field = (gk_log_level)i;
       return 0;
     }
   snprintf(why, n, "must be one of debug, info, warn, error");
   return -1;
 }
 
-static const setting settings[] = {
-    {"--listen", "GREEKSD_LISTEN", apply_listen, "HOST:PORT to listen on (default 127.0.0.1:50051)"},
-    {"--server-threads", "GREEKSD_SERVER_THREADS", apply_server_threads,
-     "completion-queue threads, 1..64 (default 2)"},
-    {"--pool-threads", "GREEKSD_POOL_THREADS", apply_pool_threads,
-     "pricing workers, 0 = one per usable core (default 0)"},
-    {"--max-message-bytes", "GREEKSD_MAX_MESSAGE_BYTES", apply_max_message,
-     "largest request in bytes, 1024..2^30 (default 67108864)"},
-    {"--max-contracts", "GREEKSD_MAX_CONTRACTS", apply_max_contracts,
-     "contracts or positions per request, 1..2^26 (default 4194304)"},
-    {"--drain-timeout-ms", "GREEKSD_DRAIN_TIMEOUT_MS", apply_drain,
-     "on SIGTERM/SIGINT, time in-flight calls get to finish (default 10000)"},
-    {"--receive-timeout-ms", "GREEKSD_RECEIVE_TIMEOUT_MS", apply_receive_timeout,
-     "a request message must arrive within this, 100..3600000 (default 30000)"},
-    {"--max-concurrent-streams", "GREEKSD_MAX_CONCURRENT_STREAMS", apply_max_streams,
-     "streams per connection, 1..65536 (default 128)"},
-    {"--max-connections", "GREEKSD_MAX_CONNECTIONS", apply_max_connections,
-     "open plaintext connections; more wait (default 1000)"},
-    {"--memory-limit-mb", "GREEKSD_MEMORY_LIMIT_MB", apply_memory_limit,
-     "memory the gRPC core may use, MiB, 64..2^20 (default 2048)"},
-    {"--tls-cert", "GREEKSD_TLS_CERT", apply_tls_cert, "server certificate (PEM); with --tls-key"},
-    {"--tls-key", "GREEKSD_TLS_KEY", apply_tls_key, "server private key (PEM); with --tls-cert"},
-    {"--token-file", "GREEKSD_TOKEN_FILE", apply_token_file,
-     "bearer tokens, one per line: calls without one get UNAUTHENTICATED"},
-    {"--port-file", "GREEKSD_PORT_FILE", apply_port_file,
-     "write the bound port number here once listening"},
-    {"--log-level", "GREEKSD_LOG_LEVEL", apply_log_level, "debug, info, warn or error (default info)"},
-    {"--book-store", "GREEKSD_BOOK_STORE", apply_book_store,
-     "the book journal: sqlite:PATH or postgresql://... (default sqlite:greeksd-books.db)"},
-    {"--subscriber-queue", "GREEKSD_SUBSCRIBER_QUEUE", apply_subscriber_queue,
-     "events queued per SubscribeEvents call before it is told it fell behind (default 1024)"},
-    {"--metrics-listen", "GREEKSD_METRICS_LISTEN", apply_metrics_listen,
-     "HTTP /metrics, /healthz, /readyz on HOST:PORT, or off (default 127.0.0.1:9464)"},
-    {"--metrics-port-file", "GREEKSD_METRICS_PORT_FILE", apply_metrics_port_file,
-     "write the metrics listener's bound port here once listening"},
-    {"--log-format", "GREEKSD_LOG_FORMAT", apply_log_format,
-     "text or json (default: json unless stderr is a terminal)"},
-    {"--otlp-endpoint", "GREEKSD_OTLP_ENDPOINT", apply_otlp_endpoint,
-     "OTLP/HTTP collector for traces, e.g. http://127.0.0.1:4318 (default empty: no export)"},
-    {"--trace-sample-ratio", "GREEKSD_TRACE_SAMPLE_RATIO", apply_trace_sample_ratio,
-     "share of new traces sampled, 0..1; an incoming traceparent's flag wins (default 1)"},
-    {"--otlp-timeout-ms", "GREEKSD_OTLP_TIMEOUT_MS", apply_otlp_timeout,
-     "one span export to the collector, 1..60000 (default 2000)"},
-    {"--trace-queue-spans", "GREEKSD_TRACE_QUEUE_SPANS", apply_trace_queue,
-     "finished spans waiting for export; more are dropped and counted (default 2048)"},
-};
-enum { SETTING_COUNT = sizeof settings / sizeof settings[0] };
-
-void greeksd_config_usage(void) {
-  printf("usage: greeksd [options]\n"
-         "Serves greeks.v1.PricingService, greeks.v1.BookService and grpc.health.v1.Health over gRPC.\n"
-         "Each option may also come from its environment variable; a flag wins.\n");
-  for (int i = 0; i < SETTING_COUNT; i++)
-    printf("  %-20s %-26s %s\n", settings[i].flag, settings[i].env, settings[i].help);
-}
-
-static int fail(char *error, size_t size, const char *source, const char *value, const char *why) {
-  snprintf(error, size, "%s: '%s' %s", source, value, why);
-  return -1;
-}
-
-static int apply_environment(greeksd_config *c, char *error, size_t size) {
-  char why[160];
-  for (int i = 0; i < SETTING_COUNT; i++) {
-    const char *value = getenv(settings[i].env);
-    if (value == NULL) continue;
-    if (settings[i].apply(c, value, why, sizeof why) != 0) return fail(error, size, settings[i].env, value, why);
+static int apply_format(int *field, const char *v, char *why, size_t n) {
+  if (strcmp(v, "text") == 0) *field = GREEKSD_LOG_TEXT;
+  else if (strcmp(v, "json") == 0) *field = GREEKSD_LOG_JSON;
+  else if (strcmp(v, "auto") == 0) *field = GREEKSD_LOG_AUTO;
+  else {
+    snprintf(why, n, "must be text, json or auto");
+    return -1;
   }
   return 0;
 }
 
-static const setting *find_flag(const char *arg, const char **inline_value) {
+static int token_name_ok(const char *name) {
+  if (name[0] == '\0' || strlen(name) >= GREEKSD_TOKEN_NAME_SIZE) return 0;
+  for (const char *p = name; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+          *p == '_' || *p == '.'))
+      return 0;
+  return 1;
+}
+
+int greeksd_config_add_token(greeksd_config *c, const char *name, const char *file, const char *source, int first,
+                             char *why, size_t n) {
+  int row = -1;
+  for (int i = 0; i < SETTING_COUNT; i++)
+    if (settings[i].kind == K_TOKENS) row = i;
+  if (first) {
+    c->token_count = 0;
+    memset(c->tokens, 0, sizeof c->tokens);
+    snprintf(c->source[row], GREEKSD_SOURCE_SIZE, "%s", source);
+  }
+  if (name == NULL) return 0;
+  if (!token_name_ok(name)) {
+    snprintf(why, n, "name '%s' must be 1..63 of A-Z a-z 0-9 . _ -", name);
+    return -1;
+  }
+  if (file[0] == '\0') {
+    snprintf(why, n, "token '%s' needs a file", name);
+    return -1;
+  }
+  if (c->token_count >= GREEKSD_MAX_TOKENS) {
+    snprintf(why, n, "at most %d named tokens", GREEKSD_MAX_TOKENS);
+    return -1;
+  }
+  greeksd_token_file *t = &c->tokens[c->token_count];
+  if (copy_text(t->file, sizeof t->file, file, why, n) != 0) return -1;
+  snprintf(t->name, sizeof t->name, "%s", name);
+  snprintf(t->source, sizeof t->source, "%s", source);
+  c->token_count++;
+  return 0;
+}
+
+/* NAME=FILE[,NAME=FILE...] (flag and environment); "" clears the list. */
+static int apply_token_list(greeksd_config *c, const char *v, const char *source, char *why, size_t n) {
+  greeksd_config_add_token(c, NULL, NULL, source, 1, why, n);
+  char copy[4096];
+  if (copy_text(copy, sizeof copy, v, why, n) != 0) return -1;
+  char *save = NULL;
+  for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+    char *eq = strchr(item, '=');
+    if (eq == NULL) {
+      snprintf(why, n, "must be NAME=FILE[,NAME=FILE...] (a token is never given inline)");
+      return -1;
+    }
+    *eq = '\0';
+    if (greeksd_config_add_token(c, item, eq + 1, source, 0, why, n) != 0) return -1;
+  }
+  return 0;
+}
+
+static int apply(greeksd_config *c, const setting *s, const char *v, const char *source, char *why, size_t n) {
+  void *field = (char *)c + s->offset;
+  long long x;
+  double d;
+  switch (s->kind) {
+  case K_ADDRESS:
+    if (check_address(v, why, n) != 0) return -1;
+    return copy_text(field, s->size, v, why, n);
+  case K_METRICS: return apply_metrics(field, s->size, v, why, n);
+  case K_PATH: return copy_text(field, s->size, v, why, n);
+  case K_STORE:
+    if (v[0] == '\0') {
+      snprintf(why, n, "must name a store: sqlite:PATH or a PostgreSQL URL");
+      return -1;
+    }
+    return copy_text(field, s->size, v, why, n);
+  case K_URL:
+    if (v[0] != '\0' && strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
+      snprintf(why, n, "must be an http:// or https:// URL (e.g. http://127.0.0.1:4318), or empty for no export");
+      return -1;
+    }
+    return copy_text(field, s->size, v, why, n);
+  case K_INT:
+    if (parse_integer(v, s->min, s->max, &x, why, n) != 0) return -1;
+    *(int *)field = (int)x;
+    return 0;
+  case K_SIZE:
+    if (parse_integer(v, s->min, s->max, &x, why, n) != 0) return -1;
+    *(size_t *)field = (size_t)x;
+    return 0;
+  case K_I64:
+    if (parse_integer(v, s->min, s->max, &x, why, n) != 0) return -1;
+    *(int64_t *)field = x;
+    return 0;
+  case K_MIB:
+    if (parse_integer(v, s->min, s->max, &x, why, n) != 0) return -1;
+    *(size_t *)field = (size_t)x << 20;
+    return 0;
+  case K_RATIO:
+    if (parse_number(v, &d, why, n) != 0 || !(d >= 0.0 && d <= 1.0)) {
+      snprintf(why, n, "must be a number in [0, 1]");
+      return -1;
+    }
+    *(double *)field = d;
+    return 0;
+  case K_PERCENT:
+    if (parse_number(v, &d, why, n) != 0 || !(d > 0.0 && d <= 100.0)) {
+      snprintf(why, n, "must be a percentage in (0, 100]");
+      return -1;
+    }
+    *(double *)field = d;
+    return 0;
+  case K_BOOL: return apply_bool(field, v, why, n);
+  case K_LEVEL: return apply_level(field, v, why, n);
+  case K_FORMAT: return apply_format(field, v, why, n);
+  case K_TOKENS: return apply_token_list(c, v, source, why, n);
+  }
+  return -1;
+}
+
+static int row_of(const char *key) {
+  for (int i = 0; i < SETTING_COUNT; i++)
+    if (strcmp(settings[i].key, key) == 0) return i;
+  return -1;
+}
+
+static int set_row(greeksd_config *c, int row, const char *value, const char *source, char *why, size_t n) {
+  if (apply(c, &settings[row], value, source, why, n) != 0) return -1;
+  snprintf(c->source[row], GREEKSD_SOURCE_SIZE, "%s", source);
+  return 0;
+}
+
+int greeksd_config_set_key(greeksd_config *c, const char *key, const char *value, const char *source, char *why,
+                           size_t n) {
+  int row = row_of(key);
+  if (row < 0) return 1;
+  return set_row(c, row, value, source, why, n);
+}
+
+int greeksd_config_has_key(const char *key) { return row_of(key) >= 0; }
+
+int greeksd_config_is_section(const char *prefix) {
+  size_t n = strlen(prefix);
+  for (int i = 0; i < SETTING_COUNT; i++)
+    if (strncmp(settings[i].key, prefix, n) == 0 && settings[i].key[n] == '.') return 1;
+  return 0;
+}
+
+greeksd_config greeksd_config_default(void) {
+  greeksd_config c;
+  memset(&c, 0, sizeof c);
+  char why[160];
+  for (int i = 0; i < SETTING_COUNT; i++) {
+    if (settings[i].kind == K_TOKENS) continue; /* none */
+    if (set_row(&c, i, settings[i].def, "default", why, sizeof why) != 0) abort(); /* a bad row: a build bug */
+  }
+  snprintf(c.source[row_of("tokens")], GREEKSD_SOURCE_SIZE, "default");
+  return c;
+}
+
+/* ---- sources and labels ---- */
+
+const char *greeksd_config_source_of(const greeksd_config *c, const char *key) {
+  int row = row_of(key);
+  return row < 0 ? "" : c->source[row];
+}
+
+const char *greeksd_config_label(const greeksd_config *c, const char *key, char *out, size_t size) {
+  const char *source = greeksd_config_source_of(c, key);
+  if (source[0] == '-' || strncmp(source, "GREEKSD_", 8) == 0) snprintf(out, size, "%s", source);
+  else if (strcmp(source, "default") == 0 || source[0] == '\0') snprintf(out, size, "%s", key);
+  else snprintf(out, size, "%s: %s", source, key);
+  return out;
+}
+
+/* ---- the whole ---- */
+
+void greeksd_config_check_whole(const greeksd_config *c, greeksd_errors *e) {
+  char a[GREEKSD_SOURCE_SIZE + 64], b[GREEKSD_SOURCE_SIZE + 64];
+  if ((c->tls_cert[0] == '\0') != (c->tls_key[0] == '\0')) {
+    const char *given = c->tls_cert[0] ? "tls.cert" : "tls.key";
+    greeksd_errors_add(e, "%s: '%s': TLS needs both a certificate and a key (tls.cert and tls.key, or --tls-cert and --tls-key)",
+                       greeksd_config_label(c, given, a, sizeof a), c->tls_cert[0] ? c->tls_cert : c->tls_key);
+  }
+  if (c->breaker.minimum_calls > c->breaker.window_calls)
+    greeksd_errors_add(e, "%s: '%d' must not exceed breaker.window_calls %d (%s)",
+                       greeksd_config_label(c, "breaker.minimum_calls", a, sizeof a), c->breaker.minimum_calls,
+                       c->breaker.window_calls, greeksd_config_label(c, "breaker.window_calls", b, sizeof b));
+  for (int i = 0; i < c->token_count; i++)
+    for (int j = 0; j < i; j++)
+      if (strcmp(c->tokens[i].name, c->tokens[j].name) == 0)
+        greeksd_errors_add(e, "%s%s: '%s' names two token files: each name once", c->tokens[i].source,
+                           c->tokens[i].source[0] == '-' || strncmp(c->tokens[i].source, "GREEKSD_", 8) == 0
+                               ? ""
+                               : ": tokens",
+                           c->tokens[i].name);
+  if (c->environment[0] != '\0' && c->config_file[0] == '\0')
+    greeksd_errors_add(e, "--environment/GREEKSD_ENVIRONMENT: '%s' needs a base file (--config or GREEKSD_CONFIG)",
+                       c->environment);
+}
+
+/* ---- showing ---- */
+
+/* A PostgreSQL password (URL user:password@ or conninfo password=...) as
+ * "REDACTED": the store's address may be shown, its secret never. */
+static void redact_store(const char *v, char *out, size_t size) {
+  snprintf(out, size, "%s", v);
+  const char *scheme = strstr(out, "://");
+  char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+  char *colon = NULL;
+  if (at) {
+    for (char *p = (char *)scheme + 3; p < at; p++)
+      if (*p == ':') colon = p;
+  }
+  if (colon) {
+    char rest[1100];
+    snprintf(rest, sizeof rest, "%s", at);
+    snprintf(colon + 1, size - (size_t)(colon + 1 - out), "REDACTED%s", rest);
+  }
+  char *pw = strstr(out, "password=");
+  if (pw) {
+    char *end = pw + 9;
+    while (*end && *end != ' ') end++;
+    char rest[1100];
+    snprintf(rest, sizeof rest, "%s", end);
+    snprintf(pw + 9, size - (size_t)(pw + 9 - out), "REDACTED%s", rest);
+  }
+}
+
+static void show(const greeksd_config *c, const setting *s, char *out, size_t n) {
+  const void *field = (const char *)c + s->offset;
+  static const char *const formats[] = {"auto", "text", "json"};
+  switch (s->kind) {
+  case K_ADDRESS:
+  case K_PATH:
+  case K_URL: snprintf(out, n, "%s", (const char *)field); return;
+  case K_METRICS: snprintf(out, n, "%s", ((const char *)field)[0] ? (const char *)field : "off"); return;
+  case K_STORE: redact_store(field, out, n); return;
+  case K_INT: snprintf(out, n, "%d", *(const int *)field); return;
+  case K_SIZE: snprintf(out, n, "%zu", *(const size_t *)field); return;
+  case K_I64: snprintf(out, n, "%lld", (long long)*(const int64_t *)field); return;
+  case K_MIB: snprintf(out, n, "%zu", *(const size_t *)field >> 20); return;
+  case K_RATIO:
+  case K_PERCENT: snprintf(out, n, "%.15g", *(const double *)field); return;
+  case K_BOOL: snprintf(out, n, "%s", *(const bool *)field ? "true" : "false"); return;
+  case K_LEVEL: snprintf(out, n, "%s", gk_log_level_name(*(const gk_log_level *)field)); return;
+  case K_FORMAT: snprintf(out, n, "%s", formats[*(const int *)field]); return;
+  case K_TOKENS: {
+    size_t k = 0;
+    out[0] = '\0';
+    for (int i = 0; i < c->token_count && k < n; i++)
+      k += (size_t)snprintf(out + k, n - k, "%s%s=%s", i ? "," : "", c->tokens[i].name, c->tokens[i].file);
+    return;
+  }
+  }
+}
+
+typedef struct text {
+  char *data;
+  size_t length, size;
+} text;
+
+static void put(text *t, const char *format, ...) __attribute__((format(printf, 2, 3)));
+static void put(text *t, const char *format, ...) {
+  if (t->data == NULL) return;
+  for (;;) {
+    va_list args;
+    va_start(args, format);
+    int n = vsnprintf(t->data + t->length, t->size - t->length, format, args);
+    va_end(args);
+    if (n < 0) return;
+    if (t->length + (size_t)n < t->size) {
+      t->length += (size_t)n;
+      return;
+    }
+    char *bigger = realloc(t->data, t->size * 2 + (size_t)n);
+    if (bigger == NULL) {
+      free(t->data);
+      t->data = NULL;
+      return;
+    }
+    t->data = bigger;
+    t->size = t->size * 2 + (size_t)n;
+  }
+}
+
+/* A double-quoted YAML scalar. */
+static void put_quoted(text *t, const char *v) {
+  put(t, "\"");
+  for (; *v; v++) {
+    if (*v == '"' || *v == '\\') put(t, "\\%c", *v);
+    else if ((unsigned char)*v < 0x20) put(t, "\\x%02x", (unsigned char)*v);
+    else put(t, "%c", *v);
+  }
+  put(t, "\"");
+}
+
+static int quoted_kind(kind k) { return k == K_ADDRESS || k == K_METRICS || k == K_PATH || k == K_STORE || k == K_URL; }
+
+static void render_tokens(text *t, const greeksd_config *c, const char *indent, const char *source) {
+  if (c->token_count == 0) {
+    put(t, "%stokens: []  # %s\n", indent, source);
+    return;
+  }
+  put(t, "%stokens:  # %s; each file's tokens are secrets and never shown\n", indent, source);
+  for (int i = 0; i < c->token_count; i++) {
+    put(t, "%s  - {name: ", indent);
+    put_quoted(t, c->tokens[i].name);
+    put(t, ", file: ");
+    put_quoted(t, c->tokens[i].file);
+    put(t, "}\n");
+  }
+}
+
+char *greeksd_config_render(const greeksd_config *c) {
+  text t = {malloc(4096), 0, 4096};
+  put(&t, "# greeksd's effective configuration: defaults < base file < overlay < GREEKSD_* < flags.\n");
+  put(&t, "# base file: %s\n# overlay: %s\n", c->config_file[0] ? c->config_file : "(none)",
+      c->overlay_file[0] ? c->overlay_file : "(none)");
+  char section[64] = "", value[4200];
+  for (int i = 0; i < SETTING_COUNT; i++) {
+    const setting *s = &settings[i];
+    const char *dot = strchr(s->key, '.');
+    const char *name = dot ? dot + 1 : s->key;
+    size_t prefix = dot ? (size_t)(dot - s->key) : 0;
+    if (prefix != strlen(section) || strncmp(section, s->key, prefix) != 0) {
+      snprintf(section, sizeof section, "%.*s", (int)prefix, s->key);
+      if (prefix) put(&t, "%s:\n", section);
+    }
+    const char *indent = prefix ? "  " : "";
+    if (s->kind == K_TOKENS) {
+      render_tokens(&t, c, indent, c->source[i]);
+      continue;
+    }
+    show(c, s, value, sizeof value);
+    put(&t, "%s%s: ", indent, name);
+    if (quoted_kind(s->kind)) put_quoted(&t, value);
+    else put(&t, "%s", value);
+    put(&t, "  # %s%s%s\n", c->source[i], s->reloadable ? "" : "; restart to change",
+        strcmp(s->key, "tls.key") == 0 ? "; a secret file: its contents are never shown" : "");
+  }
+  return t.data;
+}
+
+/* ---- reloads ---- */
+
+static int same_value(const greeksd_config *a, const greeksd_config *b, const setting *s) {
+  char x[4200], y[4200];
+  show(a, s, x, sizeof x);
+  show(b, s, y, sizeof y);
+  return strcmp(x, y) == 0;
+}
+
+int greeksd_config_restart_changes(const greeksd_config *a, const greeksd_config *b,
+                                   void (*changed)(const char *, const char *, const char *, void *), void *user) {
+  int count = 0;
+  char x[4200], y[4200];
+  for (int i = 0; i < SETTING_COUNT; i++) {
+    if (settings[i].reloadable || same_value(a, b, &settings[i])) continue;
+    show(a, &settings[i], x, sizeof x);
+    show(b, &settings[i], y, sizeof y);
+    changed(settings[i].key, x, y, user);
+    count++;
+  }
+  return count;
+}
+
+void greeksd_config_reload_changes(const greeksd_config *a, const greeksd_config *b, char *out, size_t size) {
+  size_t k = 0;
+  out[0] = '\0';
+  for (int i = 0; i < SETTING_COUNT && k < size; i++)
+    if (settings[i].reloadable && !same_value(a, b, &settings[i]))
+      k += (size_t)snprintf(out + k, size - k, "%s%s", k ? ", " : "", settings[i].key);
+}
+
+void greeksd_config_take_reloadable(greeksd_config *into, const greeksd_config *from) {
+  for (int i = 0; i < SETTING_COUNT; i++) {
+    const setting *s = &settings[i];
+    if (!s->reloadable) continue;
+    memcpy((char *)into + s->offset, (const char *)from + s->offset, s->size);
+    memcpy(into->source[i], from->source[i], GREEKSD_SOURCE_SIZE);
+    if (s->kind == K_TOKENS) into->token_count = from->token_count;
+  }
+}
+
+void greeksd_config_hash(const greeksd_config *c, char out[17]) {
+  uint64_t h = 1469598103934665603ull;
+  char value[4200];
+  for (int i = 0; i < SETTING_COUNT; i++) {
+    show(c, &settings[i], value, sizeof value);
+    for (const char *p = settings[i].key; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    h = (h ^ '=') * 1099511628211ull;
+    for (const char *p = value; *p; p++) h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    h = (h ^ '\n') * 1099511628211ull;
+  }
+  snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+/* ---- the layers ---- */
+
+void greeksd_config_usage(void) {
+  printf("usage: greeksd [options]\n"
+         "Serves greeks.v1.PricingService, greeks.v1.BookService and grpc.health.v1.Health over gRPC.\n"
+         "Layers, lowest first: defaults < --config FILE < its --environment overlay < GREEKSD_* < flags.\n"
+         "  %-30s %-36s %s\n  %-30s %-36s %s\n  %-30s %-36s %s\n  %-30s %-36s %s\n",
+         "--config FILE", "GREEKSD_CONFIG", "YAML configuration (keys: docs/operations.md, Configuration)",
+         "--environment dev|staging|prod", "GREEKSD_ENVIRONMENT", "also load FILE's sibling <stem>.<env>.yaml on top",
+         "--check-config", "", "validate everything (files included), exit 0 or 2",
+         "--print-config", "", "print the effective configuration with each value's source");
+  for (int i = 0; i < SETTING_COUNT; i++)
+    printf("  %-30s %-36s %s [%s]\n", settings[i].flag, settings[i].env, settings[i].help, settings[i].key);
+}
+
+void greeksd_config_overlay_path(const char *file, const char *environment, char *out, size_t size) {
+  size_t n = strlen(file);
+  if (n > 5 && strcmp(file + n - 5, ".yaml") == 0) n -= 5;
+  else if (n > 4 && strcmp(file + n - 4, ".yml") == 0) n -= 4;
+  snprintf(out, size, "%.*s.%s.yaml", (int)n, file, environment);
+}
+
+static char *read_whole(const char *path, size_t *length, char *why, size_t n) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) {
+    snprintf(why, n, "cannot be read: %s", strerror(errno));
+    return NULL;
+  }
+  size_t cap = 1 << 20;
+  char *data = malloc(cap + 1);
+  size_t got = data ? fread(data, 1, cap + 1, f) : 0;
+  int bad = data == NULL || ferror(f) || got > cap;
+  fclose(f);
+  if (bad) {
+    snprintf(why, n, "%s", data == NULL ? "out of memory" : got > cap ? "is larger than 1 MiB" : "cannot be read");
+    free(data);
+    return NULL;
+  }
+  data[got] = '\0';
+  *length = got;
+  return data;
+}
+
+static void apply_file(greeksd_config *c, const char *label, const char *path, greeksd_errors *e) {
+  char why[256];
+  size_t length = 0;
+  char *data = read_whole(path, &length, why, sizeof why);
+  if (data == NULL) {
+    greeksd_errors_add(e, "%s: '%s' %s", label, path, why);
+    return;
+  }
+  greeksd_config_apply_yaml(c, path, data, length, e);
+  free(data);
+}
+
+static void apply_environment(greeksd_config *c, greeksd_errors *e) {
+  char why[256];
+  for (int i = 0; i < SETTING_COUNT; i++) {
+    const char *value = getenv(settings[i].env);
+    if (value == NULL) continue;
+    if (set_row(c, i, value, settings[i].env, why, sizeof why) != 0)
+      greeksd_errors_add(e, "%s: '%s' %s", settings[i].env, value, why);
+  }
+}
+
+/* The flags that are not settings. */
+typedef enum { F_NONE, F_CONFIG, F_ENVIRONMENT, F_CHECK, F_PRINT, F_HELP } file_flag;
+
+static file_flag special_flag(const char *arg, const char **inline_value) {
+  static const struct {
+    const char *name;
+    file_flag flag;
+    int takes_value;
+  } specials[] = {{"--config", F_CONFIG, 1}, {"--environment", F_ENVIRONMENT, 1}, {"--check-config", F_CHECK, 0},
+                  {"--print-config", F_PRINT, 0}, {"--help", F_HELP, 0}, {"-h", F_HELP, 0}};
+  for (size_t i = 0; i < sizeof specials / sizeof specials[0]; i++) {
+    size_t n = strlen(specials[i].name);
+    if (strncmp(arg, specials[i].name, n) != 0) continue;
+    if (arg[n] == '\0') {
+      *inline_value = NULL;
+      return specials[i].flag;
+    }
+    if (arg[n] == '=' && specials[i].takes_value) {
+      *inline_value = arg + n + 1;
+      return specials[i].flag;
+    }
+  }
+  return F_NONE;
+}
+
+static int find_flag(const char *arg, const char **inline_value) {
   for (int i = 0; i < SETTING_COUNT; i++) {
     size_t n = strlen(settings[i].flag);
     if (strncmp(arg, settings[i].flag, n) != 0) continue;
     if (arg[n] == '\0') {
       *inline_value = NULL;
-      return &settings[i];
+      return i;
     }
     if (arg[n] == '=') {
       *inline_value = arg + n + 1;
-      return &settings[i];
+      return i;
     }
   }
-  return NULL;
+  return -1;
 }
 
-static int apply_flags(int argc, char **argv, greeksd_config *c, char *error, size_t size) {
-  char why[160];
+static int set_environment_name(greeksd_config *c, const char *source, const char *v, greeksd_errors *e) {
+  if (strcmp(v, "dev") != 0 && strcmp(v, "staging") != 0 && strcmp(v, "prod") != 0) {
+    greeksd_errors_add(e, "%s: '%s' must be dev, staging or prod", source, v);
+    return -1;
+  }
+  snprintf(c->environment, sizeof c->environment, "%s", v);
+  return 0;
+}
+
+/* First pass over argv: the files and the action; settings wait for the last
+ * layer. Returns the action. */
+static greeksd_action scan_special_flags(int argc, char **argv, greeksd_config *c, greeksd_errors *e) {
+  greeksd_action action = GREEKSD_SERVE;
   for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return 1;
     const char *value = NULL;
-    const setting *s = find_flag(argv[i], &value);
-    if (s == NULL) return fail(error, size, "argument", argv[i], "is not an option (see --help)");
+    file_flag f = special_flag(argv[i], &value);
+    if (f == F_HELP) return GREEKSD_HELP;
+    if (f == F_CHECK) action = GREEKSD_CHECK_CONFIG;
+    if (f == F_PRINT) action = GREEKSD_PRINT_CONFIG;
+    if (f != F_CONFIG && f != F_ENVIRONMENT) {
+      if (f == F_NONE && find_flag(argv[i], &value) >= 0 && value == NULL) i++; /* skip a setting's value */
+      continue;
+    }
+    if (value == NULL && i + 1 >= argc) {
+      greeksd_errors_add(e, "%s: '' needs a value", argv[i]);
+      continue;
+    }
+    if (value == NULL) value = argv[++i];
+    if (f == F_CONFIG) snprintf(c->config_file, sizeof c->config_file, "%s", value);
+    else set_environment_name(c, "--environment", value, e);
+  }
+  return action;
+}
+
+static void apply_flags(int argc, char **argv, greeksd_config *c, greeksd_errors *e) {
+  char why[256];
+  for (int i = 1; i < argc; i++) {
+    const char *value = NULL;
+    file_flag f = special_flag(argv[i], &value);
+    if (f == F_CONFIG || f == F_ENVIRONMENT) {
+      if (value == NULL) i++;
+      continue;
+    }
+    if (f != F_NONE) continue;
+    int row = find_flag(argv[i], &value);
+    if (row < 0) {
+      greeksd_errors_add(e, "argument: '%s' is not an option (see --help)", argv[i]);
+      continue;
+    }
     if (value == NULL) {
-      if (i + 1 >= argc) return fail(error, size, s->flag, "", "needs a value");
+      if (i + 1 >= argc) {
+        greeksd_errors_add(e, "%s: '' needs a value", settings[row].flag);
+        continue;
+      }
       value = argv[++i];
     }
-    if (s->apply(c, value, why, sizeof why) != 0) return fail(error, size, s->flag, value, why);
+    if (set_row(c, row, value, settings[row].flag, why, sizeof why) != 0)
+      greeksd_errors_add(e, "%s: '%s' %s", settings[row].flag, value, why);
   }
-  return 0;
 }
 
-int greeksd_config_parse(int argc, char **argv, greeksd_config *config, char *error,
-                         size_t error_size) {
-  *config = greeksd_config_default();
-  if (apply_environment(config, error, error_size) != 0) return -1;
-  int flags = apply_flags(argc, argv, config, error, error_size);
-  if (flags == 1) {
+int greeksd_config_parse(int argc, char **argv, greeksd_config *c, greeksd_action *action, greeksd_errors *e) {
+  *c = greeksd_config_default();
+  memset(e, 0, sizeof *e);
+  const char *file = getenv("GREEKSD_CONFIG"), *environment = getenv("GREEKSD_ENVIRONMENT");
+  if (file) snprintf(c->config_file, sizeof c->config_file, "%s", file);
+  if (environment) set_environment_name(c, "GREEKSD_ENVIRONMENT", environment, e);
+  *action = scan_special_flags(argc, argv, c, e);
+  if (*action == GREEKSD_HELP) {
     greeksd_config_usage();
-    return 1;
+    return GREEKSD_HELP;
   }
-  if (flags != 0) return -1;
-  if ((config->tls_cert[0] == '\0') != (config->tls_key[0] == '\0'))
-    return fail(error, error_size, "--tls-cert/--tls-key", config->tls_cert[0] ? config->tls_cert : config->tls_key,
-                "TLS needs both a certificate and a key");
-  return 0;
+  if (c->config_file[0] != '\0') {
+    apply_file(c, "--config", c->config_file, e);
+    if (c->environment[0] != '\0') {
+      greeksd_config_overlay_path(c->config_file, c->environment, c->overlay_file, sizeof c->overlay_file);
+      apply_file(c, "--environment overlay", c->overlay_file, e);
+    }
+  }
+  apply_environment(c, e);
+  apply_flags(argc, argv, c, e);
+  greeksd_config_check_whole(c, e);
+  c->metrics_listen_set = strcmp(greeksd_config_source_of(c, "metrics_listen"), "default") != 0;
+  return e->count ? -1 : (int)*action;
 }

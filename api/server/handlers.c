@@ -289,6 +289,13 @@ static void submit_price_job(price_job *j) {
   r->user = j;
   r->is_cancelled = price_job_cancelled;
   r->trace = rpc_trace_of(c); /* spans: agent.pricing, pool.run, kernel.price */
+  if (j->style != NULL && !rpc_config(c)->features.american_over_grpc) {
+    rpc_reply(c, GRPC_STATUS_FAILED_PRECONDITION,
+              "American contracts are turned off on this server (features.american_over_grpc: false): send European "
+              "contracts only",
+              NULL);
+    return;
+  }
   if (allocate_outputs(j, r->in.count) != 0) {
     rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for the results", NULL);
     return;
@@ -328,7 +335,7 @@ void handle_price_chain(rpc_call *c) {
   gk_market market;
   request_exercise exercise;
   if (chain_decode_any(c->request_payload, q, &v) != 0 ||
-      chain_validate(q, c->server->config.max_contracts, &model, &j->request.outputs, &market, &exercise, &v) != 0) {
+      chain_validate(q, rpc_config(c)->max_contracts, &model, &j->request.outputs, &market, &exercise, &v) != 0) {
     reply_verdict(c, &v);
     return;
   }
@@ -356,7 +363,7 @@ void handle_price_batch(rpc_call *c) {
   Greeks__V1__PriceBatchRequest *q = (Greeks__V1__PriceBatchRequest *)m;
   gk_model model;
   request_exercise exercise;
-  if (price_batch_validate(q, c->server->config.max_contracts, &model, &j->request.outputs, &exercise, &v) != 0) {
+  if (price_batch_validate(q, rpc_config(c)->max_contracts, &model, &j->request.outputs, &exercise, &v) != 0) {
     reply_verdict(c, &v);
     return;
   }
@@ -529,7 +536,7 @@ void handle_implied_vol(rpc_call *c) {
   if (j == NULL) return;
   request_verdict v;
   if (request_unpack_payload(&greeks__v1__implied_vol_request__descriptor, c->request_payload, &j->message, &v) != 0 ||
-      implied_vol_validate((const Greeks__V1__ImpliedVolRequest *)j->message, c->server->config.max_contracts,
+      implied_vol_validate((const Greeks__V1__ImpliedVolRequest *)j->message, rpc_config(c)->max_contracts,
                            &j->model, &v) != 0) {
     reply_verdict(c, &v);
     return;
@@ -660,7 +667,7 @@ void handle_revalue(rpc_call *c) {
   if (j == NULL) return;
   request_verdict v;
   if (request_unpack_payload(&greeks__v1__revalue_portfolio_request__descriptor, c->request_payload, &j->message, &v) != 0 ||
-      revalue_validate((const Greeks__V1__RevaluePortfolioRequest *)j->message, c->server->config.max_contracts,
+      revalue_validate((const Greeks__V1__RevaluePortfolioRequest *)j->message, rpc_config(c)->max_contracts,
                        &j->model, &v) != 0) {
     reply_verdict(c, &v);
     return;
@@ -764,7 +771,7 @@ void handle_revalue_stream_chunk(rpc_call *c, bool success) {
   j->chunks++;
   /* A refused message ends the stream, so while j->first is unset the message
    * is number 1. */
-  if (ok && revalue_chunk_validate(q, j->chunks, j->count, c->server->config.max_contracts, &j->model, &v) != 0) ok = 0;
+  if (ok && revalue_chunk_validate(q, j->chunks, j->count, rpc_config(c)->max_contracts, &j->model, &v) != 0) ok = 0;
   if (!ok) reply_verdict(c, &v);
   else ok = append_positions(c, j, q->positions) == 0;
   if (m != NULL && j->first == NULL) j->first = m;

@@ -9,6 +9,7 @@
 #include "log_sink.h"
 
 #include <grpc/support/log.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -100,11 +101,12 @@ static int64_t now_unix_us(void) {
 
 static void write_record(void *user, gk_log_level level, const char *component, const char *message,
                          const gk_log_fields *fields) {
-  const greeksd_log_sink *sink = user;
-  if (level < sink->threshold) return;
+  greeksd_log_sink *sink = user;
+  if ((int)level < atomic_load_explicit(&sink->threshold, memory_order_relaxed)) return;
+  int json = atomic_load_explicit(&sink->json, memory_order_relaxed);
   char buffer[16384];
   size_t n;
-  if (sink->json) {
+  if (json) {
     n = greeksd_log_json(buffer, sizeof buffer - 1, now_unix_us(), level, component, message, fields);
   } else {
     char stamp[32];
@@ -126,9 +128,15 @@ static void grpc_log(gpr_log_func_args *args) {
   gk_logf(level, "grpc", "%s (%s:%d)", args->message ? args->message : "", file ? file + 1 : args->file, args->line);
 }
 
+void greeksd_log_configure(greeksd_log_sink *sink, int config_format, gk_log_level threshold) {
+  atomic_store_explicit(&sink->threshold, (int)threshold, memory_order_relaxed);
+  atomic_store_explicit(&sink->json,
+                        config_format == GREEKSD_LOG_JSON || (config_format == GREEKSD_LOG_AUTO && !isatty(STDERR_FILENO)),
+                        memory_order_relaxed);
+}
+
 void greeksd_log_install(greeksd_log_sink *sink, int config_format, gk_log_level threshold) {
-  sink->threshold = threshold;
-  sink->json = config_format == GREEKSD_LOG_JSON || (config_format == GREEKSD_LOG_AUTO && !isatty(STDERR_FILENO));
+  greeksd_log_configure(sink, config_format, threshold);
   gk_log_set_record_sink(write_record, sink);
   gpr_set_log_function(grpc_log);
 }

@@ -8,17 +8,25 @@
 #ifndef GREEKSD_LOG_SINK_H
 #define GREEKSD_LOG_SINK_H
 
+#include <stdatomic.h>
+
 #include "greeks/log.h"
 
+/* Both fields change on a configuration reload (greeksd_log_configure) while
+ * other threads log: atomics, read relaxed (a record may use the old format
+ * for a moment, never a torn one). */
 typedef struct greeksd_log_sink {
-  gk_log_level threshold; /* records below it are dropped */
-  int json;               /* 1: JSON lines, 0: text */
+  _Atomic int threshold; /* gk_log_level: records below it are dropped */
+  _Atomic int json;      /* 1: JSON lines, 0: text */
 } greeksd_log_sink;
 
 /* Installs `sink` (which must outlive every log call: main's) as the record
  * sink, resolving GREEKSD_LOG_AUTO to JSON unless stderr is a terminal, and
  * routes the gRPC core's log through it. */
 void greeksd_log_install(greeksd_log_sink *sink, int config_format, gk_log_level threshold);
+
+/* Changes the format and threshold of an installed sink (a reload). */
+void greeksd_log_configure(greeksd_log_sink *sink, int config_format, gk_log_level threshold);
 
 /* Writes one record as a JSON object (no newline) into out[0..size),
  * NUL-terminated; returns its length. `now_unix_us` is the record's time. */

@@ -1,11 +1,18 @@
 /*
- * greeksd: the pricing service. Parses its configuration, starts the server,
- * waits for SIGTERM or SIGINT and shuts down gracefully (exit 0). Exit 2 on a
- * bad configuration (start-up checks included: startup.h), 1 when the server
- * cannot start.
+ * greeksd: the pricing service. Parses its configuration (config.h: defaults,
+ * --config FILE and its --environment overlay, GREEKSD_*, flags), validates
+ * all of it, starts the server, then waits for signals: SIGTERM or SIGINT
+ * shut down gracefully (exit 0); SIGHUP reloads the configuration, and so does
+ * a change to a watched file (the configuration files and the token files,
+ * polled every second while waiting). A reload is built from every layer again
+ * and validated in full before it replaces anything (reload.c, adr/0035).
+ * Exit 2 on a bad configuration (start-up checks included: startup.h), 1 when
+ * the server cannot start. --check-config and --print-config exit 0 or 2
+ * without starting anything.
  */
 #include <malloc.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -32,27 +39,79 @@ static int write_port_file(const char *path, int port) {
   return rename(temporary, path); /* readers never see a half-written file */
 }
 
-int main(int argc, char **argv) {
-  greeksd_config config;
-  char error[1400];
-  int parsed = greeksd_config_parse(argc, argv, &config, error, sizeof error);
-  if (parsed == 1) return 0;
-  if (parsed != 0) {
-    fprintf(stderr, "greeksd: %s\n", error);
-    return 2;
+/* Prints every error, one per line, each naming its source, value and rule. */
+static int refuse(const greeksd_errors *errors) {
+  fprintf(stderr, "greeksd: %d configuration error%s:\n", errors->count, errors->count == 1 ? "" : "s");
+  for (const char *line = errors->text; *line;) {
+    const char *end = strchr(line, '\n');
+    int n = end ? (int)(end - line) : (int)strlen(line);
+    fprintf(stderr, "greeksd: %.*s\n", n, line);
+    line += n + (end != NULL);
   }
+  if ((size_t)errors->count > 0 && errors->length + 2 >= sizeof errors->text)
+    fprintf(stderr, "greeksd: (more errors than fit here)\n");
+  return 2;
+}
+
+/* --check-config and --print-config: the same validation as a start. */
+static int check_or_print(const greeksd_config *config, greeksd_action action) {
+  greeksd_errors *errors = calloc(1, sizeof *errors);
+  if (errors == NULL) return 2;
+  int rc = greeksd_startup_check(config, errors) == 0 ? 0 : refuse(errors);
+  free(errors);
+  if (rc != 0) return rc;
+  char hash[17];
+  greeksd_config_hash(config, hash);
+  if (action == GREEKSD_PRINT_CONFIG) {
+    char *text = greeksd_config_render(config);
+    if (text == NULL) return 2;
+    fputs(text, stdout);
+    printf("# hash: %s\n", hash);
+    free(text);
+  } else {
+    printf("greeksd: configuration OK (hash %s; base %s, overlay %s)\n", hash,
+           config->config_file[0] ? config->config_file : "none", config->overlay_file[0] ? config->overlay_file : "none");
+  }
+  return 0;
+}
+
+/* Builds the configuration again from every layer and hands it to the
+ * server, which validates it in full before anything changes. */
+static void reload(greeksd_server *server, greeksd_log_sink *sink, int argc, char **argv, const char *trigger) {
+  greeksd_config *candidate = malloc(sizeof *candidate);
+  greeksd_errors *errors = malloc(sizeof *errors);
+  if (candidate == NULL || errors == NULL) {
+    gk_logf(GK_LOG_ERROR, "config", "configuration reload (%s): out of memory; nothing changed", trigger);
+  } else {
+    greeksd_action action;
+    greeksd_config_parse(argc, argv, candidate, &action, errors);
+    if (greeksd_server_reload(server, candidate, errors, trigger) == 0) {
+      const greeksd_config *live = greeksd_server_config(server);
+      greeksd_log_configure(sink, live->log_format, live->log_level);
+    }
+  }
+  free(candidate);
+  free(errors);
+}
+
+int main(int argc, char **argv) {
+  static greeksd_config config; /* ~50 KiB: sources and token files included */
+  static greeksd_errors errors;
+  greeksd_action action = GREEKSD_SERVE;
+  int parsed = greeksd_config_parse(argc, argv, &config, &action, &errors);
+  if (parsed == GREEKSD_HELP) return 0;
+  if (parsed < 0) return refuse(&errors);
   gk_rc rc = gk_isa_init();
   if (rc != GK_RC_OK) {
     fprintf(stderr, "greeksd: %s\n", gk_rc_message(rc));
     return 2;
   }
+  if (action != GREEKSD_SERVE) return check_or_print(&config, action);
   greeksd_log_sink log_sink; /* one line per record on stderr, text or JSON (log_sink.h) */
   greeksd_log_install(&log_sink, config.log_format, config.log_level);
   long fd_limit = greeksd_raise_fd_limit();
-  if (greeksd_startup_check(&config, error, sizeof error) != 0) {
-    fprintf(stderr, "greeksd: %s\n", error);
-    return 2;
-  }
+  if (greeksd_startup_check(&config, &errors) != 0) return refuse(&errors);
+  greeksd_startup_warn(&config);
   /* Requests and responses of large chains are hundreds of KiB. glibc would
    * mmap and unmap each one, and the page faults of fresh pages cost more than
    * the pricing (measured: 12% of the server's time at 4096 contracts); keeping
@@ -62,15 +121,17 @@ int main(int argc, char **argv) {
    * book) does not keep its memory for good. */
   mallopt(M_MMAP_THRESHOLD, 256 << 20);
   mallopt(M_TRIM_THRESHOLD, 64 << 20);
-  /* Signals are taken by sigwait below, never by a handler: every thread
+  /* Signals are taken by sigtimedwait below, never by a handler: every thread
    * created from here on inherits the mask. */
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGTERM);
-  sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, NULL);
   signal(SIGPIPE, SIG_IGN);
 
+  char error[1400];
   int port = 0;
   greeksd_server *server = greeksd_server_start(&config, &port, error, sizeof error);
   if (server == NULL) {
@@ -83,16 +144,25 @@ int main(int argc, char **argv) {
     gk_logf(GK_LOG_WARN, "greeksd", "could not write the metrics port to '%s'", config.metrics_port_file);
   if (metrics_port != 0) gk_logf(GK_LOG_INFO, "greeksd", "metrics, /healthz and /readyz on http://%s (port %d)",
                                  config.metrics_listen, metrics_port);
+  gk_logf(GK_LOG_INFO, "config", "configuration version %llu (hash %s): base %s, overlay %s",
+          greeksd_server_config_version(server), greeksd_server_config_hash(server),
+          config.config_file[0] ? config.config_file : "none", config.overlay_file[0] ? config.overlay_file : "none");
   if (write_port_file(config.port_file, port) != 0)
     gk_logf(GK_LOG_WARN, "greeksd", "could not write the port to '%s'", config.port_file);
   gk_logf(GK_LOG_INFO, "greeksd",
           "greeks %s serving on %s (port %d, isa %s, %s%s; %d server threads, %d streams per connection, %d "
           "connections, fd limit %ld)",
           GREEKS_VERSION, config.listen, port, gk_isa_name(gk_isa_active()), config.tls_cert[0] ? "TLS" : "plaintext",
-          config.token_file[0] ? ", bearer tokens required" : "", config.server_threads, config.max_concurrent_streams,
-          config.max_connections, fd_limit);
+          config.token_file[0] || config.token_count ? ", bearer tokens required" : "", config.server_threads,
+          config.max_concurrent_streams, config.max_connections, fd_limit);
   int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
+  for (;;) {
+    struct timespec poll = {1, 0}; /* the watched files are looked at once a second */
+    signal_number = sigtimedwait(&signals, NULL, &poll);
+    if (signal_number == SIGTERM || signal_number == SIGINT) break;
+    if (signal_number == SIGHUP) reload(server, &log_sink, argc, argv, "SIGHUP");
+    else if (greeksd_server_files_changed(server)) reload(server, &log_sink, argc, argv, "file change");
+  }
   gk_logf(GK_LOG_INFO, "greeksd", "%s received: shutting down", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
   long cancelled = greeksd_server_shutdown(server);
   if (cancelled > 0) gk_logf(GK_LOG_WARN, "greeksd", "%ld calls were cancelled by the drain timeout", cancelled);

@@ -77,8 +77,14 @@ typedef struct readiness {
 
 static int agent_ok(gk_agent_state state) { return state == GK_AGENT_RUNNING || state == GK_AGENT_DEGRADED; }
 
-/* The body of /readyz; *ready says whether it is 200. */
+static const char *on(const greeksd_snapshot *snap, int feature) {
+  return feature_enabled(&snap->config.features, feature) ? "true" : "false";
+}
+
+/* The body of /readyz; *ready says whether it is 200. The configuration in
+ * force: its version, hash and feature flags (adr/0035). */
 static char *readiness_json(greeksd_server *s, int *ready, size_t *length) {
+  const greeksd_snapshot *snap = server_snapshot(s);
   book_parts parts = book_side_parts(s);
   readiness r = {atomic_load(&s->draining), atomic_load(&s->store_probed_ns) != 0 && atomic_load(&s->store_reachable), 1};
   gk_agent_state pricing = gk_pricing_agent_state(s->pricing), compute = gk_agent_state_of(s->compute),
@@ -101,7 +107,9 @@ static char *readiness_json(greeksd_server *s, int *ready, size_t *length) {
                    "\"breaker\":{\"pricing\":\"%s\"},"
                    "\"agents\":{\"pricing\":\"%s\",\"compute\":\"%s\",\"book-queries\":\"%s\"},"
                    "\"pool\":{\"threads\":%d},"
-                   "\"services\":{\"\":\"%s\",\"greeks.v1.PricingService\":\"%s\",\"greeks.v1.BookService\":\"%s\"}}\n",
+                   "\"services\":{\"\":\"%s\",\"greeks.v1.PricingService\":\"%s\",\"greeks.v1.BookService\":\"%s\"},"
+                   "\"config\":{\"version\":%llu,\"hash\":\"%s\"},"
+                   "\"features\":{\"%s\":%s,\"%s\":%s,\"%s\":%s,\"%s\":%s}}\n",
                    *ready ? "ready" : r.draining ? "draining" : "not_ready", r.draining ? "true" : "false",
                    r.store_ok ? "true" : "false", description,
                    probed ? (long long)((gk_monotonic_ns() - probed) / GK_NS_PER_MS) : -1LL,
@@ -109,7 +117,9 @@ static char *readiness_json(greeksd_server *s, int *ready, size_t *length) {
                    gk_agent_state_name(pricing), gk_agent_state_name(compute), gk_agent_state_name(queries),
                    gk_pool_threads(s->pool), serving_name(health_service_status(s, HEALTH_SERVICE_SERVER)),
                    serving_name(health_service_status(s, HEALTH_SERVICE_PRICING)),
-                   serving_name(health_service_status(s, HEALTH_SERVICE_BOOK)));
+                   serving_name(health_service_status(s, HEALTH_SERVICE_BOOK)), snap->version, snap->hash,
+                   feature_names[0], on(snap, 0), feature_names[1], on(snap, 1), feature_names[2], on(snap, 2),
+                   feature_names[3], on(snap, 3));
   *length = n > 0 && (size_t)n < size ? (size_t)n : strlen(body);
   return body;
 }

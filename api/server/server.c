@@ -21,6 +21,7 @@
 #include "auth.h"
 #include "listener.h"
 #include "greeks/clock.h"
+#include "greeks/isa.h"
 #include "greeks/log.h"
 #include "greeks/otlp.h"
 #include "greeks/pricing.h"
@@ -293,8 +294,9 @@ static void log_access(rpc_call *c, const char *path, grpc_status_code code, int
   f.error = error[0] ? error : NULL;
   char *peer = c->call ? grpc_call_get_peer(c->call) : NULL;
   f.peer = peer && strncmp(peer, "fd:", 3) != 0 ? peer : NULL; /* "fd:N": our own listener's connection */
-  gk_log_record(code == GRPC_STATUS_OK ? GK_LOG_DEBUG : GK_LOG_INFO, "access", &f, "%s %s in %lld us", path,
-                greeksd_grpc_code_name((int)code), (long long)micros);
+  gk_log_record(code == GRPC_STATUS_OK ? GK_LOG_DEBUG : GK_LOG_INFO, "access", &f, "%s %s in %lld us%s%s%s", path,
+                greeksd_grpc_code_name((int)code), (long long)micros, c->token_name ? " (token " : "",
+                c->token_name ? c->token_name : "", c->token_name ? ")" : "");
   gpr_free(peer);
 }
 
@@ -418,13 +420,13 @@ static void message_arrived(rpc_call *c) {
 }
 
 void rpc_cancel_slow_uploads(greeksd_server *s) {
-  int64_t limit = s->config.receive_timeout_ms * GK_NS_PER_MS, now = gk_monotonic_ns();
+  int64_t limit = server_snapshot(s)->config.receive_timeout_ms * GK_NS_PER_MS, now = gk_monotonic_ns();
   pthread_mutex_lock(&s->lock);
   for (rpc_call *c = s->awaiting; c; c = c->awaiting_next) /* each holds its RECV_MESSAGE reference */
     if (c->awaiting_since_ns != 0 && now - c->awaiting_since_ns > limit) {
       c->awaiting_since_ns = 0; /* once */
       gk_logf(GK_LOG_INFO, "greeksd", "request_id=%s: the request message did not arrive within %lld ms: cancelled",
-              c->request_id, (long long)s->config.receive_timeout_ms);
+              c->request_id, (long long)(limit / GK_NS_PER_MS));
       grpc_call_cancel_with_status(c->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
                                    "the request message did not arrive within --receive-timeout-ms", NULL);
     }
@@ -493,9 +495,28 @@ static int admit(rpc_call *c) {
   return c->admitted || method_is_health(c->method);
 }
 
+/* The bearer token, against every set of the call's snapshot: the anonymous
+ * --token-file set (index 0) and each named file. A named match is kept for
+ * the access log (the name, never the token). Returns 0 when it matched. */
+static int authenticate(rpc_call *c) {
+  const greeksd_snapshot *snap = c->snap;
+  char **sets[1 + GREEKSD_MAX_TOKENS];
+  size_t count = 0, matched = 0;
+  sets[count++] = snap->anonymous_tokens;
+  for (int i = 0; i < snap->config.token_count; i++) sets[count++] = snap->named_tokens[i];
+  const grpc_slice *auth = find_metadata(c, "authorization");
+  const char *why = greeksd_auth_check_sets(sets, count, auth ? (const char *)GRPC_SLICE_START_PTR(*auth) : NULL,
+                                            auth ? GRPC_SLICE_LENGTH(*auth) : 0, &matched);
+  if (why != NULL) {
+    rpc_reply(c, GRPC_STATUS_UNAUTHENTICATED, why, NULL);
+    return -1;
+  }
+  if (matched > 0) c->token_name = snap->config.tokens[matched - 1].name;
+  return 0;
+}
+
 /* Checks that need only the headers; returns 0 when the call goes on. */
 static int screen_call(rpc_call *c) {
-  greeksd_server *s = c->server;
   if (c->method == METHOD_UNKNOWN) {
     char path[128], details[256];
     unknown_path(c, path, sizeof path);
@@ -508,14 +529,14 @@ static int screen_call(rpc_call *c) {
     rpc_reply(c, GRPC_STATUS_UNAVAILABLE, "the server is draining (shutting down): retry on another instance", NULL);
     return -1;
   }
-  if (!method_is_health(c->method) && s->tokens != NULL) {
-    const grpc_slice *auth = find_metadata(c, "authorization");
-    const char *why = greeksd_auth_check(s->tokens, auth ? (const char *)GRPC_SLICE_START_PTR(*auth) : NULL,
-                                         auth ? GRPC_SLICE_LENGTH(*auth) : 0);
-    if (why != NULL) {
-      rpc_reply(c, GRPC_STATUS_UNAUTHENTICATED, why, NULL);
-      return -1;
-    }
+  if (!method_is_health(c->method) && c->snap->auth && authenticate(c) != 0) return -1;
+  if ((c->method == METHOD_BOOK_HEDGE || c->method == METHOD_BOOK_STRATEGIES) &&
+      !c->snap->config.features.strategy_agent) {
+    rpc_reply(c, GRPC_STATUS_FAILED_PRECONDITION,
+              "the strategy agent is turned off on this server (features.strategy_agent: false): no hedge or "
+              "strategy is generated",
+              NULL);
+    return -1;
   }
   if (c->deadline_ns != 0 && c->deadline_ns <= c->started_ns) {
     rpc_reply(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline had passed when the call arrived; nothing was priced",
@@ -526,6 +547,7 @@ static int screen_call(rpc_call *c) {
 }
 
 static void start_call(rpc_call *c) {
+  c->snap = server_snapshot(c->server); /* this call's rules, to its end (adr/0035) */
   c->started_ns = gk_monotonic_ns();
   server_metrics_call_started(c);
   take_request_id(c);
@@ -659,6 +681,16 @@ static int start_engine(greeksd_server *s, char *error, size_t size) {
   }
   gk_pricing_agent_config pricing = gk_pricing_agent_config_default();
   pricing.tracer = s->tracer;
+  pricing.batching = s->config.features.dynamic_batching;
+  const greeksd_breaker *b = &s->config.breaker;
+  pricing.breaker.window_size = b->window_calls;
+  pricing.breaker.minimum_calls = b->minimum_calls;
+  pricing.breaker.failure_rate_threshold = b->failure_rate_percent;
+  pricing.breaker.slow_call_rate_threshold = b->slow_call_rate_percent;
+  pricing.breaker.slow_call_duration_ns = b->slow_call_ms * GK_NS_PER_MS;
+  pricing.breaker.wait_in_open_ns = b->wait_in_open_ms * GK_NS_PER_MS;
+  s->started_isa = (int)gk_isa_active();
+  snapshot_apply_isa(s, &s->config);
   if (gk_pricing_agent_start(s->pool, &pricing, &s->pricing, &status) != GK_OK) {
     snprintf(error, size, "cannot start the pricing agent: %s", status.message);
     return -1;
@@ -802,7 +834,7 @@ static void destroy(greeksd_server *s) {
   }
   greeksd_listener_free(s->listener);
   if (s->quota) grpc_resource_quota_unref(s->quota);
-  greeksd_free_tokens(s->tokens);
+  snapshot_free_all(s);
   free(s->threads);
   pthread_mutex_destroy(&s->lock);
   pthread_cond_destroy(&s->changed);
@@ -830,13 +862,13 @@ greeksd_server *greeksd_server_start(const greeksd_config *config, int *port, ch
     destroy(s);
     return NULL;
   }
-  if (config->token_file[0] != '\0') {
-    s->tokens = greeksd_load_tokens(config->token_file, error, size);
-    if (s->tokens == NULL) {
-      destroy(s);
-      return NULL;
-    }
+  greeksd_snapshot *first = snapshot_build(config, 1, error, size); /* version 1 (reload.c) */
+  if (first == NULL) {
+    destroy(s);
+    return NULL;
   }
+  atomic_store(&s->live, first);
+  greeksd_server_watch_files(s, config);
   if (start_tracer(s, error, size) != 0 || start_engine(s, error, size) != 0 || start_grpc(s, port, error, size) != 0) {
     destroy(s);
     return NULL;
@@ -906,11 +938,12 @@ long greeksd_server_shutdown(greeksd_server *s) {
   atomic_store(&s->draining, 1);
   long admitted = s->admitted_calls;
   pthread_mutex_unlock(&s->lock);
+  int64_t drain_ms = server_snapshot(s)->config.drain_timeout_ms; /* reloadable */
   gk_logf(GK_LOG_INFO, "greeksd", "draining: %ld calls in flight have %lld ms; new calls get UNAVAILABLE", admitted,
-          (long long)s->config.drain_timeout_ms);
+          (long long)drain_ms);
   book_side_drain(s); /* subscriptions end now (UNAVAILABLE, with where to resume) */
   long cancelled = 0;
-  if (!wait_for(s, has_no_admitted_calls, gk_monotonic_ns() + s->config.drain_timeout_ms * GK_NS_PER_MS)) {
+  if (!wait_for(s, has_no_admitted_calls, gk_monotonic_ns() + drain_ms * GK_NS_PER_MS)) {
     pthread_mutex_lock(&s->lock);
     cancelled = s->admitted_calls;
     pthread_mutex_unlock(&s->lock);

@@ -26,4 +26,28 @@ long greeksd_server_shutdown(greeksd_server *server);
  * off or its default address was taken. */
 int greeksd_server_metrics_port(const greeksd_server *server);
 
+/* Reload (reload.c, adr/0035): `candidate` is a configuration built from
+ * every layer again, `errors` what building it found. Validates it in full
+ * (start-up checks of the secret files included); when anything is wrong,
+ * logs every error at ERROR, counts the rejection and keeps the configuration
+ * in force. Otherwise logs each setting that needs a restart ("listen changed:
+ * needs a restart; keeping ..."), builds the next snapshot (version + 1) from
+ * the reloadable settings and publishes it atomically. `trigger` names what
+ * asked ("SIGHUP", "file change"). Returns 0 when accepted. Call from one
+ * thread at a time (main's). */
+int greeksd_server_reload(greeksd_server *server, const greeksd_config *candidate, const greeksd_errors *errors,
+                          const char *trigger);
+
+/* The configuration in force (the live snapshot's); valid until shutdown. */
+const greeksd_config *greeksd_server_config(const greeksd_server *server);
+unsigned long long greeksd_server_config_version(const greeksd_server *server);
+const char *greeksd_server_config_hash(const greeksd_server *server);
+
+/* Whether a watched file (--config, its overlay, the token files) changed
+ * since the last call (or the last reload): size, mtime or inode. Main thread. */
+int greeksd_server_files_changed(greeksd_server *server);
+
+/* Remembers the watched files of `config` as they are now. */
+void greeksd_server_watch_files(greeksd_server *server, const greeksd_config *config);
+
 #endif

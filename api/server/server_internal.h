@@ -102,6 +102,22 @@ typedef struct rpc_tag {
 
 typedef struct greeksd_server greeksd_server;
 
+/* One configuration in force (adr/0035): built and validated in full by
+ * reload.c, then published with one atomic store; never changed afterwards.
+ * A call reads the snapshot current when it arrived (rpc_call.snap) for its
+ * whole life. Snapshots replaced by a reload are kept (server->retired) until
+ * the server is destroyed, so a reader never holds a freed one; a reload is an
+ * operator's act, so that costs a few tens of KiB per reload. */
+typedef struct greeksd_snapshot {
+  greeksd_config config;      /* the settings a restart needs are as started */
+  char **anonymous_tokens;    /* --token-file's tokens; NULL = none */
+  char **named_tokens[GREEKSD_MAX_TOKENS]; /* config.tokens[i]'s tokens */
+  int auth;                   /* some token set is configured: calls need a bearer token */
+  unsigned long long version; /* 1 at start, +1 per accepted reload */
+  char hash[17];              /* greeksd_config_hash of config */
+  struct greeksd_snapshot *retired_next;
+} greeksd_snapshot;
+
 struct rpc_call {
   greeksd_server *server;
   rpc_method method;
@@ -147,6 +163,8 @@ struct rpc_call {
   gk_span span;
   size_t initial_metadata_count; /* entries of initial_metadata in use once sent */
   char book_id[GK_ID_SIZE];      /* BookService: the book, for the access log ("" = none) */
+  const greeksd_snapshot *snap;  /* the configuration in force when the call arrived */
+  const char *token_name;        /* the named token it authenticated with (the snapshot's), or NULL */
 };
 
 struct greeksd_server {
@@ -161,7 +179,14 @@ struct greeksd_server {
   gk_pool *pool;
   gk_pricing_agent *pricing;
   gk_agent *compute;         /* implied vol and portfolio revaluation jobs */
-  char **tokens;             /* bearer tokens, NULL-terminated; NULL = no auth */
+  /* Configuration (reload.c, adr/0035): `config` above is the one started
+   * with (what needs a restart reads it); `live` is the snapshot in force. */
+  _Atomic(greeksd_snapshot *) live;
+  greeksd_snapshot *retired;        /* replaced snapshots, freed with the server */
+  atomic_ullong reloads_accepted, reloads_rejected;
+  int started_isa;                  /* gk_isa before features.avx512 applied */
+  struct file_stamp *stamps;        /* the watched files' last seen state (main thread) */
+  int stamp_count;
   atomic_int draining;       /* SIGTERM: new calls are refused UNAVAILABLE */
   atomic_int stopping;       /* the core is shutting down: slots are not re-posted */
   atomic_int drain_cancelled; /* the drain timeout cancelled what was left */
@@ -299,6 +324,18 @@ typedef struct book_parts {
   struct gk_event_feed *feed;
 } book_parts;
 book_parts book_side_parts(greeksd_server *server);
+
+/* Configuration snapshots (reload.c). */
+greeksd_snapshot *snapshot_build(const greeksd_config *config, unsigned long long version, char *error, size_t size);
+void snapshot_free(greeksd_snapshot *snapshot);
+const greeksd_snapshot *server_snapshot(const greeksd_server *server); /* the one in force */
+const greeksd_config *rpc_config(const rpc_call *call); /* the call's snapshot's */
+void snapshot_apply_isa(greeksd_server *server, const greeksd_config *config); /* features.avx512 */
+void snapshot_free_all(greeksd_server *server);
+/* Feature names and values, in a fixed order, for /readyz and metrics. */
+enum { FEATURE_COUNT = 4 };
+extern const char *const feature_names[FEATURE_COUNT];
+int feature_enabled(const greeksd_features *features, int index);
 
 /* Health (health.c). */
 int health_serving_status(greeksd_server *server); /* 1 SERVING, 2 NOT_SERVING */

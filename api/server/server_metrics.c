@@ -136,11 +136,13 @@ static const char *store_kind(const char *url) {
 
 static void collect_info(void *user, gk_metrics_text *out) {
   greeksd_server *s = user;
-  const greeksd_config *c = &s->config;
+  const greeksd_snapshot *snap = server_snapshot(s); /* the configuration in force (adr/0035) */
+  const greeksd_config *c = &snap->config;
   gk_metrics_family(out, "greeks_build_info", GK_METRIC_GAUGE, "Always 1: the greeks version and the kernels' ISA.");
   gk_label build[] = {{"version", GREEKS_VERSION}, {"isa", gk_isa_name(gk_isa_active())}};
   gk_metrics_sample_u64(out, "greeks_build_info", build, 2, 1);
-  char server_threads[16], pool_threads[16], drain[24], connections[16], streams[16], queue[24];
+  char server_threads[16], pool_threads[16], drain[24], connections[16], streams[16], queue[24], version[24];
+  snprintf(version, sizeof version, "%llu", snap->version);
   snprintf(server_threads, sizeof server_threads, "%d", c->server_threads);
   snprintf(pool_threads, sizeof pool_threads, "%d", gk_pool_threads(s->pool));
   snprintf(drain, sizeof drain, "%lld", (long long)c->drain_timeout_ms);
@@ -151,16 +153,30 @@ static void collect_info(void *user, gk_metrics_text *out) {
                        {"server_threads", server_threads},
                        {"pool_threads", pool_threads},
                        {"tls", c->tls_cert[0] ? "true" : "false"},
-                       {"auth", c->token_file[0] ? "true" : "false"},
+                       {"auth", snap->auth ? "true" : "false"},
                        {"book_store", store_kind(c->book_store)},
                        {"drain_timeout_ms", drain},
                        {"max_connections", connections},
                        {"max_concurrent_streams", streams},
                        {"subscriber_queue", queue},
-                       {"log_level", gk_log_level_name(c->log_level)}};
+                       {"log_level", gk_log_level_name(c->log_level)},
+                       {"version", version},
+                       {"hash", snap->hash}};
   gk_metrics_family(out, "greeks_config_info", GK_METRIC_GAUGE,
-                    "Always 1: greeksd's configuration snapshot (no secrets, no paths).");
+                    "Always 1: greeksd's configuration snapshot in force (no secrets, no paths); version counts "
+                    "accepted reloads from 1, hash is the effective configuration's.");
   gk_metrics_sample_u64(out, "greeks_config_info", config, sizeof config / sizeof config[0], 1);
+  gk_metrics_family(out, "greeks_feature_enabled", GK_METRIC_GAUGE,
+                    "1 when the feature flag is on in the configuration in force (features.* in the config file).");
+  for (int i = 0; i < FEATURE_COUNT; i++) {
+    gk_label l[] = {{"feature", feature_names[i]}};
+    gk_metrics_sample_u64(out, "greeks_feature_enabled", l, 1, (uint64_t)feature_enabled(&c->features, i));
+  }
+  gk_metrics_family(out, "greeks_config_reloads_total", GK_METRIC_COUNTER,
+                    "Configuration reloads (SIGHUP or a watched file changing), by result.");
+  gk_label accepted[] = {{"result", "accepted"}}, rejected[] = {{"result", "rejected"}};
+  gk_metrics_sample_u64(out, "greeks_config_reloads_total", accepted, 1, atomic_load(&s->reloads_accepted));
+  gk_metrics_sample_u64(out, "greeks_config_reloads_total", rejected, 1, atomic_load(&s->reloads_rejected));
 }
 
 static void collect_server(void *user, gk_metrics_text *out) {

@@ -18,32 +18,32 @@
  * eventfds and epoll sets, the pool's threads). */
 enum { FD_RESERVE = 64 };
 
-/* A secret must be readable by its owner only: group or other bits refused. */
-static int check_private(const char *flag, const char *path, char *error, size_t size) {
+/* A secret must be readable by its owner only: group or other bits refused.
+ * `label` names where the path came from (config.h, greeksd_config_label). */
+static int check_private(const char *label, const char *path, greeksd_errors *e) {
   struct stat st;
   if (stat(path, &st) != 0) {
-    snprintf(error, size, "%s: '%s' cannot be read: %s", flag, path, strerror(errno));
+    greeksd_errors_add(e, "%s: '%s' cannot be read: %s", label, path, strerror(errno));
     return -1;
   }
   if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-    snprintf(error, size, "%s: '%s' has mode %04o: a secret must be private to its owner (chmod 600 '%s')", flag, path,
-             (unsigned)(st.st_mode & 07777), path);
+    greeksd_errors_add(e, "%s: '%s' has mode %04o: a secret must be private to its owner (chmod 600 '%s')", label,
+                       path, (unsigned)(st.st_mode & 07777), path);
     return -1;
   }
   return 0;
 }
 
-static int check_tokens(const char *path, char *error, size_t size) {
-  if (check_private("--token-file", path, error, size) != 0) return -1;
+static void check_tokens(const char *label, const char *path, greeksd_errors *e) {
+  if (check_private(label, path, e) != 0) return;
   char why[1200];
   char **tokens = greeksd_load_tokens(path, why, sizeof why);
   if (tokens == NULL) {
-    if (strncmp(why, "--token-file", 12) == 0) snprintf(error, size, "%s", why);
-    else snprintf(error, size, "--token-file: %s", why);
-    return -1;
+    const char *reason = strncmp(why, "--token-file ", 13) == 0 ? why + 13 : why; /* "'PATH': holds no token" */
+    greeksd_errors_add(e, "%s: %s", label, reason);
+    return;
   }
   greeksd_free_tokens(tokens);
-  return 0;
 }
 
 static X509 *read_certificate(const char *path) {
@@ -63,27 +63,24 @@ static EVP_PKEY *read_key(const char *path) {
 }
 
 /* The pair must parse and match: gRPC would only say it cannot listen. */
-static int check_tls_pair(const char *cert_path, const char *key_path, char *error, size_t size) {
-  if (check_private("--tls-key", key_path, error, size) != 0) return -1;
-  X509 *cert = read_certificate(cert_path);
-  EVP_PKEY *key = cert ? read_key(key_path) : NULL;
-  int rc = 0;
-  if (cert == NULL) {
-    snprintf(error, size, "--tls-cert: '%s' is not a readable PEM certificate", cert_path);
-    rc = -1;
-  } else if (key == NULL) {
-    snprintf(error, size, "--tls-key: '%s' is not a readable PEM private key (an encrypted key is not supported)",
-             key_path);
-    rc = -1;
-  } else if (X509_check_private_key(cert, key) != 1) {
-    snprintf(error, size, "--tls-key: '%s' does not belong to the certificate in --tls-cert '%s'", key_path,
-             cert_path);
-    rc = -1;
-  }
+static void check_tls_pair(const greeksd_config *c, greeksd_errors *e) {
+  char cert_label[GREEKSD_SOURCE_SIZE + 64], key_label[GREEKSD_SOURCE_SIZE + 64];
+  greeksd_config_label(c, "tls.cert", cert_label, sizeof cert_label);
+  greeksd_config_label(c, "tls.key", key_label, sizeof key_label);
+  if (check_private(key_label, c->tls_key, e) != 0) return;
+  X509 *cert = read_certificate(c->tls_cert);
+  EVP_PKEY *key = cert ? read_key(c->tls_key) : NULL;
+  if (cert == NULL)
+    greeksd_errors_add(e, "%s: '%s' is not a readable PEM certificate", cert_label, c->tls_cert);
+  else if (key == NULL)
+    greeksd_errors_add(e, "%s: '%s' is not a readable PEM private key (an encrypted key is not supported)", key_label,
+                       c->tls_key);
+  else if (X509_check_private_key(cert, key) != 1)
+    greeksd_errors_add(e, "%s: '%s' does not belong to the certificate in %s '%s'", key_label, c->tls_key, cert_label,
+                       c->tls_cert);
   ERR_clear_error();
   EVP_PKEY_free(key);
   X509_free(cert);
-  return rc;
 }
 
 long greeksd_raise_fd_limit(void) {
@@ -103,7 +100,7 @@ static void warn_about(const greeksd_config *c) {
             "plaintext on '%s', which is not a loopback address: anyone on the network can read and send requests "
             "(use --tls-cert/--tls-key, or listen on 127.0.0.1 behind a TLS proxy)",
             c->listen);
-  if (plaintext && c->token_file[0] != '\0')
+  if (plaintext && (c->token_file[0] != '\0' || c->token_count > 0))
     gk_logf(GK_LOG_WARN, "startup",
             "bearer tokens over plaintext: every token crosses the network in clear text (use --tls-cert/--tls-key)");
   struct rlimit limit;
@@ -115,9 +112,19 @@ static void warn_about(const greeksd_config *c) {
             (long)limit.rlim_cur, c->max_connections, FD_RESERVE);
 }
 
-int greeksd_startup_check(const greeksd_config *c, char *error, size_t size) {
-  if (c->token_file[0] != '\0' && check_tokens(c->token_file, error, size) != 0) return -1;
-  if (c->tls_cert[0] != '\0' && check_tls_pair(c->tls_cert, c->tls_key, error, size) != 0) return -1;
-  warn_about(c);
-  return 0;
+int greeksd_startup_check(const greeksd_config *c, greeksd_errors *e) {
+  int before = e->count;
+  char label[GREEKSD_SOURCE_SIZE + 64];
+  if (c->token_file[0] != '\0') check_tokens(greeksd_config_label(c, "token_file", label, sizeof label), c->token_file, e);
+  for (int i = 0; i < c->token_count; i++) {
+    const char *source = c->tokens[i].source;
+    if (source[0] == '-' || strncmp(source, "GREEKSD_", 8) == 0)
+      snprintf(label, sizeof label, "%s: token '%s'", source, c->tokens[i].name);
+    else snprintf(label, sizeof label, "%s: tokens[%s].file", source, c->tokens[i].name);
+    check_tokens(label, c->tokens[i].file, e);
+  }
+  if (c->tls_cert[0] != '\0' && c->tls_key[0] != '\0') check_tls_pair(c, e);
+  return e->count > before ? -1 : 0;
 }
+
+void greeksd_startup_warn(const greeksd_config *c) { warn_about(c); }

@@ -16,8 +16,14 @@
 
 #include "config.h"
 
-/* Returns 0, or -1 with the reason in error[size]. Logs the warnings. */
-int greeksd_startup_check(const greeksd_config *config, char *error, size_t size);
+/* The refusals, each error naming where the path came from (the flag, the
+ * variable, or FILE:LINE and the key): all of them are appended to *errors.
+ * Returns 0, or -1 when any was added. Logs nothing: --check-config and a
+ * reload run it too. */
+int greeksd_startup_check(const greeksd_config *config, greeksd_errors *errors);
+
+/* Logs the warnings (serving only). */
+void greeksd_startup_warn(const greeksd_config *config);
 
 /* Raises the soft RLIMIT_NOFILE to the hard limit (each connection is a
  * descriptor); returns the soft limit now in force. */

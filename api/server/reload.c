@@ -1,0 +1,227 @@
+/*
+ * greeksd's configuration snapshots and reloads (server.h, adr/0035).
+ *
+ * A snapshot is a validated configuration plus what it loaded (the bearer
+ * tokens), a version (1 at start, +1 per accepted reload) and a content hash.
+ * The server holds the one in force in an _Atomic pointer: a call loads it
+ * once when it arrives (rpc_call.snap) and uses it to the end, so a reload in
+ * the middle of a call never changes the rules under it. A reload (SIGHUP or a
+ * watched file changing; main.c drives both) builds a whole new configuration
+ * from every layer, validates it like a start would (secret files' modes and
+ * contents included), and only then publishes the next snapshot with one
+ * atomic store. A rejected reload changes nothing and says why.
+ *
+ * What a reload cannot change (the listen address, threads, the book store,
+ * ...) stays as started: the new snapshot copies only the reloadable settings
+ * over the running ones (greeksd_config_take_reloadable) and logs each other
+ * difference as "needs a restart". Replaced snapshots are kept until the
+ * server is destroyed: no reader can hold a freed one, and no reference count
+ * sits on the per-call path.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "auth.h"
+#include "greeks/isa.h"
+#include "greeks/log.h"
+#include "server.h"
+#include "server_internal.h"
+#include "startup.h"
+
+const char *const feature_names[FEATURE_COUNT] = {"dynamic_batching", "avx512", "american_over_grpc", "strategy_agent"};
+
+int feature_enabled(const greeksd_features *f, int index) {
+  switch (index) {
+  case 0: return f->dynamic_batching;
+  case 1: return f->avx512;
+  case 2: return f->american_over_grpc;
+  default: return f->strategy_agent;
+  }
+}
+
+/* ---- snapshots ---- */
+
+void snapshot_free(greeksd_snapshot *s) {
+  if (s == NULL) return;
+  greeksd_free_tokens(s->anonymous_tokens);
+  for (int i = 0; i < GREEKSD_MAX_TOKENS; i++) greeksd_free_tokens(s->named_tokens[i]);
+  free(s);
+}
+
+greeksd_snapshot *snapshot_build(const greeksd_config *config, unsigned long long version, char *error, size_t size) {
+  greeksd_snapshot *s = calloc(1, sizeof *s);
+  if (s == NULL) {
+    snprintf(error, size, "out of memory for a configuration snapshot");
+    return NULL;
+  }
+  s->config = *config;
+  s->version = version;
+  greeksd_config_hash(config, s->hash);
+  if (config->token_file[0] != '\0') {
+    s->anonymous_tokens = greeksd_load_tokens(config->token_file, error, size);
+    if (s->anonymous_tokens == NULL) goto failed;
+  }
+  for (int i = 0; i < config->token_count; i++) {
+    char why[1200];
+    s->named_tokens[i] = greeksd_load_tokens(config->tokens[i].file, why, sizeof why);
+    if (s->named_tokens[i] == NULL) {
+      snprintf(error, size, "token '%s': %s", config->tokens[i].name, why);
+      goto failed;
+    }
+  }
+  s->auth = s->anonymous_tokens != NULL || config->token_count > 0;
+  return s;
+failed:
+  snapshot_free(s);
+  return NULL;
+}
+
+const greeksd_snapshot *server_snapshot(const greeksd_server *server) {
+  return atomic_load(&((greeksd_server *)server)->live);
+}
+
+const greeksd_config *rpc_config(const rpc_call *call) {
+  return call->snap ? &call->snap->config : &server_snapshot(call->server)->config;
+}
+
+void snapshot_free_all(greeksd_server *server) {
+  snapshot_free(atomic_exchange(&server->live, NULL));
+  while (server->retired) {
+    greeksd_snapshot *next = server->retired->retired_next;
+    snapshot_free(server->retired);
+    server->retired = next;
+  }
+  free(server->stamps);
+  server->stamps = NULL;
+}
+
+/* features.avx512 off: the widest ISA below AVX-512 this machine runs; on:
+ * back to what the process started with (GREEKS_ISA included). The active ISA
+ * is an atomic the kernels read per call (kernels/src/dispatch.c). */
+void snapshot_apply_isa(greeksd_server *server, const greeksd_config *config) {
+  gk_isa want = (gk_isa)server->started_isa;
+  if (!config->features.avx512 && want == GK_ISA_AVX512) want = gk_isa_supported(GK_ISA_AVX2) ? GK_ISA_AVX2 : GK_ISA_SCALAR;
+  if (gk_isa_active() == want) return;
+  if (gk_isa_force(want) == GK_RC_OK)
+    gk_logf(GK_LOG_INFO, "config", "kernels now run on %s (features.avx512: %s)", gk_isa_name(want),
+            config->features.avx512 ? "true" : "false");
+}
+
+/* ---- the public side ---- */
+
+const greeksd_config *greeksd_server_config(const greeksd_server *server) { return &server_snapshot(server)->config; }
+unsigned long long greeksd_server_config_version(const greeksd_server *server) {
+  return server_snapshot(server)->version;
+}
+const char *greeksd_server_config_hash(const greeksd_server *server) { return server_snapshot(server)->hash; }
+
+static void log_needs_restart(const char *key, const char *old_value, const char *new_value, void *user) {
+  (void)user;
+  gk_logf(GK_LOG_WARN, "config", "%s changed: needs a restart; keeping %s (the new value '%s' applies at the next start)",
+          key, old_value[0] ? old_value : "(empty)", new_value);
+}
+
+/* Every error on one line ("; "-separated), for the log record's error field. */
+static void one_line(const greeksd_errors *errors, char *out, size_t size) {
+  snprintf(out, size, "%s", errors->text);
+  size_t n = strlen(out);
+  while (n > 0 && out[n - 1] == '\n') out[--n] = '\0';
+  for (char *p = out; (p = strchr(p, '\n')) != NULL;) *p = ';';
+}
+
+static void reject(greeksd_server *server, const greeksd_errors *errors, const char *trigger) {
+  const greeksd_snapshot *live = server_snapshot(server);
+  char joined[8400];
+  one_line(errors, joined, sizeof joined);
+  gk_log_fields fields = {.error = joined};
+  gk_log_record(GK_LOG_ERROR, "config", &fields,
+                "configuration reload (%s) rejected: %d error%s; keeping version %llu (hash %s)", trigger,
+                errors->count, errors->count == 1 ? "" : "s", live->version, live->hash);
+  atomic_fetch_add(&server->reloads_rejected, 1);
+}
+
+int greeksd_server_reload(greeksd_server *server, const greeksd_config *candidate, const greeksd_errors *parse_errors,
+                          const char *trigger) {
+  greeksd_server_watch_files(server, candidate); /* a rejected file is not re-read until it changes again */
+  greeksd_errors *errors = malloc(sizeof *errors);
+  if (errors == NULL) return -1;
+  *errors = *parse_errors;
+  if (errors->count == 0) greeksd_startup_check(candidate, errors);
+  greeksd_snapshot *live = atomic_load(&server->live), *next = NULL;
+  if (errors->count == 0) {
+    greeksd_config merged = live->config;
+    greeksd_config_take_reloadable(&merged, candidate);
+    char why[1400];
+    next = snapshot_build(&merged, live->version + 1, why, sizeof why);
+    if (next == NULL) greeksd_errors_add(errors, "%s", why);
+  }
+  if (errors->count != 0) {
+    reject(server, errors, trigger);
+    free(errors);
+    return -1;
+  }
+  free(errors);
+  greeksd_config_restart_changes(&live->config, candidate, log_needs_restart, NULL);
+  char changed[1024];
+  greeksd_config_reload_changes(&live->config, &next->config, changed, sizeof changed);
+  snapshot_apply_isa(server, &next->config);
+  live->retired_next = server->retired; /* only this thread writes retired */
+  server->retired = live;
+  atomic_store(&server->live, next);
+  atomic_fetch_add(&server->reloads_accepted, 1);
+  gk_logf(GK_LOG_INFO, "config", "configuration reloaded (%s): version %llu (hash %s), was %llu (hash %s); changed: %s",
+          trigger, next->version, next->hash, live->version, live->hash,
+          changed[0] ? changed : "no setting (token files re-read)");
+  return 0;
+}
+
+/* ---- watching the files ---- */
+
+typedef struct file_stamp {
+  char path[1100];
+  int exists;
+  dev_t device;
+  ino_t inode;
+  off_t size;
+  struct timespec mtime;
+} file_stamp;
+
+static void stamp(file_stamp *f, const char *path) {
+  struct stat st;
+  memset(f, 0, sizeof *f);
+  snprintf(f->path, sizeof f->path, "%s", path);
+  if (stat(path, &st) != 0) return;
+  f->exists = 1;
+  f->device = st.st_dev, f->inode = st.st_ino, f->size = st.st_size, f->mtime = st.st_mtim;
+}
+
+static int same_stamp(const file_stamp *a, const file_stamp *b) {
+  return a->exists == b->exists && a->device == b->device && a->inode == b->inode && a->size == b->size &&
+         a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
+}
+
+void greeksd_server_watch_files(greeksd_server *server, const greeksd_config *c) {
+  const char *paths[3 + GREEKSD_MAX_TOKENS];
+  int n = 0;
+  if (c->config_file[0]) paths[n++] = c->config_file;
+  if (c->overlay_file[0]) paths[n++] = c->overlay_file;
+  if (c->token_file[0]) paths[n++] = c->token_file;
+  for (int i = 0; i < c->token_count; i++) paths[n++] = c->tokens[i].file;
+  file_stamp *stamps = n ? calloc((size_t)n, sizeof *stamps) : NULL;
+  if (n && stamps == NULL) return;
+  for (int i = 0; i < n; i++) stamp(&stamps[i], paths[i]);
+  free(server->stamps);
+  server->stamps = stamps;
+  server->stamp_count = n;
+}
+
+int greeksd_server_files_changed(greeksd_server *server) {
+  for (int i = 0; i < server->stamp_count; i++) {
+    file_stamp now;
+    stamp(&now, server->stamps[i].path);
+    if (!same_stamp(&now, &server->stamps[i])) return 1;
+  }
+  return 0;
+}

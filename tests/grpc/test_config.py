@@ -1,0 +1,366 @@
+"""greeksd's configuration files, validation and reloads (issue 19 part 6,
+adr/0035, docs/operations.md "Configuration").
+
+What is checked, each against what the test itself wrote (line numbers counted
+from the text it wrote, values it chose), never against captured output:
+- precedence defaults < base file < overlay < GREEKSD_* < flags, through the
+  source comment --print-config writes for each value;
+- --check-config names FILE:LINE, the key, the value and the rule for an
+  unknown key, a wrong type, an out-of-range value, a contradiction, an inline
+  secret, and a world-readable key or token file, all in one run (exit 2);
+- --print-config never shows a token or a password;
+- the deploy/config examples validate;
+- on one running greeksd (same PID throughout): named tokens, rotation by
+  editing a token file + SIGHUP, a rejected reload that keeps the old
+  configuration, a feature flag turned off by SIGHUP, the configuration
+  version in /readyz and /metrics, a reload on a file change alone, and the
+  "needs a restart" line.
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_grpc import GREEKSD, Server  # noqa: E402  (also puts the stubs on sys.path)
+
+import grpc  # noqa: E402
+from greeks.v1 import book_pb2 as bk  # noqa: E402
+from greeks.v1 import book_pb2_grpc as bk_grpc  # noqa: E402
+from greeks.v1 import pricing_pb2 as pb  # noqa: E402
+from greeks.v1 import pricing_pb2_grpc as pb_grpc  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SLOWDOWN = float(os.environ.get("GREEKS_TEST_SLOWDOWN", "1"))
+TIMEOUT = 10 * SLOWDOWN
+
+
+def write(path, text, mode=0o600):
+    """Writes atomically (a reader never sees half a file) with `mode`."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+    return path
+
+
+def line_of(text, needle):
+    """1-based line of the first line containing needle."""
+    for number, line in enumerate(text.splitlines(), 1):
+        if needle in line:
+            return number
+    raise AssertionError("%r not in %r" % (needle, text))
+
+
+def greeksd(*args, env=None):
+    full = {k: v for k, v in os.environ.items() if not k.startswith("GREEKSD_")}
+    full.update(env or {})
+    return subprocess.run([GREEKSD, *args], capture_output=True, text=True, timeout=30, env=full)
+
+
+def printed(output):
+    """{key: (value, source)} from --print-config (sections joined with '.')."""
+    result, section = {}, ""
+    for line in output.splitlines():
+        if line.startswith("#") or not line.strip() or line.startswith("  -"):
+            continue
+        m = re.match(r'^(\s*)([a-z_0-9]+):\s*(.*?)\s*(?:#\s*(.*))?$', line)
+        if not m:
+            continue
+        indent, key, value, comment = m.groups()
+        if not indent and value == "":
+            section = key
+            continue
+        full = key if not indent else section + "." + key
+        result[full] = (value.strip('"'), (comment or "").split(";")[0].strip())
+    return result
+
+
+class Files(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.TemporaryDirectory()
+        self.d = self.dir.name
+
+    def tearDown(self):
+        self.dir.cleanup()
+
+    def test_precedence_file_then_overlay_then_environment_then_flag(self):
+        base = ("listen: 127.0.0.1:0\nserver_threads: 3\nlimits:\n  max_contracts: 100\n  receive_timeout_ms: 5000\n"
+                "log:\n  level: warn\nsubscriber_queue: 100\n")
+        overlay = "limits:\n  max_contracts: 200\n  receive_timeout_ms: 6000\nserver_threads: 5\n"
+        cfg = write(os.path.join(self.d, "greeksd.yaml"), base)
+        dev = write(os.path.join(self.d, "greeksd.dev.yaml"), overlay)
+        p = greeksd("--config", cfg, "--environment", "dev", "--print-config", "--max-contracts", "400",
+                    env={"GREEKSD_MAX_CONTRACTS": "300", "GREEKSD_SUBSCRIBER_QUEUE": "300"})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        got = printed(p.stdout)
+        self.assertEqual(got["limits.max_contracts"], ("400", "--max-contracts"))           # flag beats all
+        self.assertEqual(got["subscriber_queue"], ("300", "GREEKSD_SUBSCRIBER_QUEUE"))      # env beats the file
+        self.assertEqual(got["server_threads"], ("5", "%s:%d" % (dev, line_of(overlay, "server_threads"))))
+        self.assertEqual(got["limits.receive_timeout_ms"],
+                         ("6000", "%s:%d" % (dev, line_of(overlay, "receive_timeout_ms"))))  # overlay beats base
+        self.assertEqual(got["log.level"], ("warn", "%s:%d" % (cfg, line_of(base, "level"))))  # base beats default
+        self.assertEqual(got["pool_threads"], ("0", "default"))
+        # The same through GREEKSD_CONFIG / GREEKSD_ENVIRONMENT, no flags.
+        p = greeksd("--print-config", env={"GREEKSD_CONFIG": cfg, "GREEKSD_ENVIRONMENT": "dev"})
+        self.assertEqual(printed(p.stdout)["limits.max_contracts"], ("200", "%s:%d" % (dev, 2)))
+
+    def test_check_config_reports_every_error_with_file_line_key_value_and_rule(self):
+        world = write(os.path.join(self.d, "world.tok"), "tok-w\n", 0o644)
+        key = write(os.path.join(self.d, "tls.key"), "not a key\n", 0o644)
+        cert = write(os.path.join(self.d, "tls.crt"), "not a cert\n")
+        text = ("listen: 127.0.0.1:0\n"
+                "colour: blue\n"                               # unknown key
+                "server_threads: lots\n"                       # wrong type
+                "limits:\n"
+                "  max_contracts: 0\n"                         # out of range
+                "  memory_limit_mb: [1, 2]\n"                  # wrong type (a list)
+                "breaker:\n"
+                "  window_calls: 10\n"
+                "  minimum_calls: 20\n"                        # contradiction
+                "tokens:\n"
+                "  - {name: desk-a, token: hunter2}\n"         # inline secret
+                "  - {name: desk-w, file: %s}\n"               # world-readable
+                "tls:\n"
+                "  cert: %s\n" % (world, cert))
+        cfg = write(os.path.join(self.d, "bad.yaml"), text)
+        p = greeksd("--config", cfg, "--check-config")
+        self.assertEqual(p.returncode, 2)
+        err = p.stderr
+        at = lambda needle: "%s:%d: " % (cfg, line_of(text, needle))  # noqa: E731
+        self.assertIn(at("colour") + "colour: unknown key", err)
+        self.assertIn(at("server_threads") + "server_threads: 'lots' is not an integer", err)
+        self.assertIn(at("max_contracts") + "limits.max_contracts: '0' must be in [1, 67108864]", err)
+        self.assertIn(at("memory_limit_mb") + "limits.memory_limit_mb: must be a single value, not a list", err)
+        self.assertIn(at("minimum_calls") + "breaker.minimum_calls: '20' must not exceed breaker.window_calls 10", err)
+        self.assertIn(at("hunter2") + "tokens[0].token: '<redacted>' is an inline secret", err)
+        self.assertNotIn("hunter2", err)
+        self.assertIn(at("cert:") + "tls.cert: '%s': TLS needs both a certificate and a key" % cert, err)
+        self.assertIn("greeksd: 8 configuration errors", err)
+        # Once the file parses, the secret files are checked: modes named with their source.
+        good = text.replace("colour: blue\n", "").replace("lots", "2").replace("max_contracts: 0", "max_contracts: 9")
+        good = good.replace("  memory_limit_mb: [1, 2]\n", "").replace("minimum_calls: 20", "minimum_calls: 5")
+        good = good.replace("  - {name: desk-a, token: hunter2}\n", "") + "  key: %s\n" % key
+        write(cfg, good)
+        p = greeksd("--config", cfg, "--check-config")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("%s:%d: tokens[desk-w].file: '%s' has mode 0644" % (cfg, line_of(good, "desk-w"), world),
+                      p.stderr)
+        self.assertIn("%s:%d: tls.key: '%s' has mode 0644" % (cfg, line_of(good, "key:"), key), p.stderr)
+        # A PEM block pasted in place of a file name is an inline secret, never echoed.
+        write(cfg, "tls:\n  cert: %s\n  key: |\n    -----BEGIN PRIVATE KEY-----\n    MIIEv\n" % cert)
+        p = greeksd("--config", cfg, "--check-config")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("%s:3: tls.key: '<redacted>' is an inline secret" % cfg, p.stderr)
+        self.assertNotIn("MIIEv", p.stderr)
+        # A flag's and a variable's errors name the flag and the variable.
+        p = greeksd("--config", cfg, "--check-config", "--max-contracts", "0",
+                    env={"GREEKSD_LOG_LEVEL": "loud"})
+        self.assertIn("--max-contracts: '0' must be in", p.stderr)
+        self.assertIn("GREEKSD_LOG_LEVEL: 'loud' must be one of debug, info, warn, error", p.stderr)
+
+    def test_print_config_never_shows_a_secret(self):
+        token = write(os.path.join(self.d, "desk-a.tok"), "s3cret-token-value\n")
+        cfg = write(os.path.join(self.d, "c.yaml"),
+                    "book_store: postgresql://greeks:pa55word@db:5432/books\n"
+                    "tokens:\n  - {name: desk-a, file: %s}\n" % token)
+        p = greeksd("--config", cfg, "--print-config")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertNotIn("s3cret-token-value", p.stdout)
+        self.assertNotIn("pa55word", p.stdout)
+        self.assertIn("postgresql://greeks:REDACTED@db:5432/books", p.stdout)
+        self.assertIn('{name: "desk-a", file: "%s"}' % token, p.stdout)
+
+    def test_the_shipped_examples_validate(self):
+        base = os.path.join(ROOT, "deploy", "config", "greeksd.yaml")
+        for environment in (None, "dev", "staging"):
+            args = ["--config", base, "--check-config"] + (["--environment", environment] if environment else [])
+            p = greeksd(*args)
+            self.assertEqual(p.returncode, 0, (environment, p.stderr))
+        # prod names secret files mounted in production: point them here.
+        key, cert = os.path.join(self.d, "k.pem"), os.path.join(self.d, "c.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-days", "2", "-keyout", key, "-out", cert, "-subj", "/CN=localhost"],
+                       check=True, capture_output=True)
+        os.chmod(key, 0o600)
+        tok = write(os.path.join(self.d, "t"), "x\n")
+        p = greeksd("--config", base, "--environment", "prod", "--check-config", "--tls-cert", cert,
+                    "--tls-key", key, "--tokens", "desk-a=%s,desk-b=%s" % (tok, tok))
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+
+def http_json(port, path):
+    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=TIMEOUT) as r:
+        body = r.read().decode()
+    return json.loads(body) if path == "/readyz" else body
+
+
+class Reload(unittest.TestCase):
+    """One greeksd, reloaded again and again; each step checks it is the same process."""
+
+    BASE = ("log:\n  level: debug\n  format: json\npool_threads: 1\n"
+            "tokens:\n  - {name: desk-a, file: %(a)s}\n  - {name: desk-b, file: %(b)s}\n")
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        d = cls.dir.name
+        cls.token_a = write(os.path.join(d, "desk-a"), "alpha-1\n")
+        cls.token_b = write(os.path.join(d, "desk-b"), "bravo-1\n")
+        cls.cfg = write(os.path.join(d, "greeksd.yaml"), cls.BASE % {"a": cls.token_a, "b": cls.token_b})
+        cls.metrics_file = os.path.join(d, "metrics-port")
+        cls.server = Server("--config", cls.cfg, "--metrics-listen", "127.0.0.1:0",
+                            "--metrics-port-file", cls.metrics_file)
+        cls.pid = cls.server.proc.pid
+        with open(cls.metrics_file) as f:
+            cls.metrics_port = int(f.read())
+        cls.channel = grpc.insecure_channel(cls.server.target)
+        cls.stub = pb_grpc.PricingServiceStub(cls.channel)
+        cls.book = bk_grpc.BookServiceStub(cls.channel)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.channel.close()
+        code = cls.server.stop()
+        cls.server.close()
+        cls.dir.cleanup()
+        assert code == 0, code
+
+    def setUp(self):
+        self.assertIsNone(self.server.proc.poll(), "greeksd exited")
+        self.assertEqual(self.server.proc.pid, self.pid)
+
+    def version(self):
+        return http_json(self.metrics_port, "/readyz")["config"]["version"]
+
+    def reload(self, text=None, signal_it=True):
+        """Writes the config (when given), SIGHUPs (when asked), waits for a new version."""
+        before = self.version()
+        if text is not None:
+            write(self.cfg, text)
+        if signal_it:
+            self.server.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5 * SLOWDOWN
+        while self.version() == before:
+            self.assertLess(time.monotonic(), deadline, "no reload: " + self.server.stderr()[-2000:])
+            time.sleep(0.05)
+        return self.version()
+
+    def price(self, token, style=pb.EUROPEAN):
+        request = pb.PriceBatchRequest(model=pb.MODEL_BSM, spot=[100.0], strike=[100.0], expiry=[1.0], rate=[0.05],
+                                       vol=[0.2], type=[pb.PUT], style=[style], outputs=[pb.PRICE],
+                                       **{"yield": [0.0]})
+        metadata = [("authorization", "Bearer " + token)] if token else []
+        return self.stub.PriceBatch(request, metadata=metadata, timeout=TIMEOUT)
+
+    def code_of(self, call):
+        with self.assertRaises(grpc.RpcError) as raised:
+            call()
+        return raised.exception.code(), raised.exception.details()
+
+    def config_text(self, extra=""):
+        return self.BASE % {"a": self.token_a, "b": self.token_b} + extra
+
+    def test_1_each_named_token_works_and_its_name_is_logged_never_its_value(self):
+        self.assertEqual(self.price("alpha-1").count, 1)
+        self.assertEqual(self.price("bravo-1").count, 1)
+        self.assertEqual(self.code_of(lambda: self.price("nobody"))[0], grpc.StatusCode.UNAUTHENTICATED)
+        self.assertEqual(self.code_of(lambda: self.price(None))[0], grpc.StatusCode.UNAUTHENTICATED)
+        log = self.server.stderr()
+        self.assertIn("(token desk-a)", log)
+        self.assertIn("(token desk-b)", log)
+        for secret in ("alpha-1", "bravo-1", "nobody"):
+            self.assertNotIn(secret, log)
+        start = [json.loads(l) for l in log.splitlines() if '"configuration version 1 ' in l]
+        self.assertEqual(len(start), 1, log[-2000:])
+
+    def test_2_rotating_a_token_file_with_sighup_takes_effect_without_a_restart(self):
+        before = self.version()
+        write(self.token_a, "alpha-1\nalpha-2\n")  # overlap: both accepted while clients move
+        self.assertGreater(self.reload(), before)
+        self.assertEqual(self.price("alpha-1").count, 1)
+        self.assertEqual(self.price("alpha-2").count, 1)
+        write(self.token_a, "alpha-2\n")
+        self.reload()
+        self.assertEqual(self.code_of(lambda: self.price("alpha-1"))[0], grpc.StatusCode.UNAUTHENTICATED)
+        self.assertEqual(self.price("alpha-2").count, 1)
+        self.assertEqual(self.price("bravo-1").count, 1)
+        # A token file named by a reload (a new desk) is in force at once.
+        token_c = write(os.path.join(self.dir.name, "desk-c"), "charlie-1\n")
+        self.assertEqual(self.code_of(lambda: self.price("charlie-1"))[0], grpc.StatusCode.UNAUTHENTICATED)
+        self.reload(self.config_text("  - {name: desk-c, file: %s}\n" % token_c))
+        self.assertEqual(self.price("charlie-1").count, 1)
+        self.assertIn("(token desk-c)", self.server.stderr())
+        self.reload(self.config_text())
+        self.assertEqual(self.code_of(lambda: self.price("charlie-1"))[0], grpc.StatusCode.UNAUTHENTICATED)
+        self.assertEqual(self.server.stderr().count("serving on"), 1)  # never restarted
+
+    def test_3_an_invalid_reload_is_rejected_and_the_old_configuration_keeps_running(self):
+        before = self.version()
+        rejected_before = self.server.stderr().count("rejected")
+        write(self.cfg, self.config_text("limits:\n  max_contracts: -5\nbogus_key: 1\n"))
+        self.server.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5 * SLOWDOWN
+        while self.server.stderr().count("rejected") == rejected_before:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        line = [json.loads(l) for l in self.server.stderr().splitlines() if "rejected" in l][-1]
+        self.assertEqual(line["level"], "error")
+        self.assertIn("keeping version %d" % before, line["message"])
+        self.assertIn("limits.max_contracts: '-5' must be in [1, 67108864]", line["error"])
+        self.assertIn("bogus_key: unknown key", line["error"])
+        self.assertEqual(self.version(), before)
+        self.assertEqual(self.price("alpha-2").count, 1)  # calls still work, old tokens still in force
+        metrics = http_json(self.metrics_port, "/metrics")
+        self.assertRegex(metrics, r'greeks_config_reloads_total\{result="rejected"\} [1-9]')
+        write(self.cfg, self.config_text())
+        self.reload()
+
+    def test_4_a_feature_turned_off_by_sighup_refuses_american_contracts_and_hedges(self):
+        self.assertEqual(self.price("alpha-2", pb.AMERICAN).count, 1)
+        version = self.reload(self.config_text("features:\n  american_over_grpc: false\n  strategy_agent: false\n"))
+        code, details = self.code_of(lambda: self.price("alpha-2", pb.AMERICAN))
+        self.assertEqual(code, grpc.StatusCode.FAILED_PRECONDITION)
+        self.assertIn("features.american_over_grpc", details)
+        self.assertEqual(self.price("alpha-2").count, 1)  # European calls still priced
+        code, details = self.code_of(lambda: self.book.GenerateHedge(
+            bk.GenerateHedgeRequest(book_id="x", underlying="AAPL"),
+            metadata=[("authorization", "Bearer alpha-2")], timeout=TIMEOUT))
+        self.assertEqual(code, grpc.StatusCode.FAILED_PRECONDITION)
+        self.assertIn("features.strategy_agent", details)
+        ready = http_json(self.metrics_port, "/readyz")
+        self.assertEqual(ready["config"]["version"], version)
+        self.assertEqual(ready["features"], {"dynamic_batching": True, "avx512": True, "american_over_grpc": False,
+                                             "strategy_agent": False})
+        metrics = http_json(self.metrics_port, "/metrics")
+        self.assertIn('greeks_feature_enabled{feature="american_over_grpc"} 0', metrics)
+        self.assertIn('greeks_feature_enabled{feature="dynamic_batching"} 1', metrics)
+        info = re.search(r'greeks_config_info\{[^}]*version="(\d+)",hash="([0-9a-f]{16})"\} 1', metrics)
+        self.assertIsNotNone(info, metrics[:3000])
+        self.assertEqual((int(info.group(1)), info.group(2)), (version, ready["config"]["hash"]))
+
+    def test_5_a_changed_file_reloads_without_a_signal(self):
+        before = http_json(self.metrics_port, "/readyz")["config"]
+        by_file = self.server.stderr().count("configuration reloaded (file change)")
+        version = self.reload(self.config_text(), signal_it=False)
+        after = http_json(self.metrics_port, "/readyz")["config"]
+        self.assertEqual(after["version"], version)
+        self.assertNotEqual(after["hash"], before["hash"])  # the features came back on
+        self.assertEqual(self.price("alpha-2", pb.AMERICAN).count, 1)
+        self.assertEqual(self.server.stderr().count("configuration reloaded (file change)"), by_file + 1)
+
+    def test_6_a_setting_that_needs_a_restart_is_kept_and_said_so(self):
+        self.reload(self.config_text().replace("pool_threads: 1", "pool_threads: 2"))
+        self.assertIn("pool_threads changed: needs a restart; keeping 1", self.server.stderr())
+        self.assertEqual(http_json(self.metrics_port, "/readyz")["pool"]["threads"], 1)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,250 @@
+/*
+ * greeksd's configuration model without a server (api/server/config.c and
+ * config_file.c, adr/0035): YAML documents applied to the settings table,
+ * errors with FILE:LINE, layering by source, the render --print-config shows
+ * parsed back by libyaml itself, the reload helpers (restart-only changes,
+ * reloadable copy) and the hash. Every expectation is a value or a line the
+ * test wrote, or an independent parse (libyaml on the rendered text).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+static greeksd_errors errors;
+
+static int apply(greeksd_config *c, const char *text) {
+  memset(&errors, 0, sizeof errors);
+  return greeksd_config_apply_yaml(c, "t.yaml", text, strlen(text), &errors);
+}
+
+static void assert_error(const char *needle) {
+  if (strstr(errors.text, needle) == NULL) fail_msg("'%s' not in:\n%s", needle, errors.text);
+}
+
+static void a_document_sets_values_and_records_file_and_line(void **state) {
+  (void)state;
+  static greeksd_config c;
+  c = greeksd_config_default();
+  assert_int_equal(apply(&c, "# comment\nserver_threads: 7\nlimits:\n  max_contracts: 12\nlog:\n  level: debug\n"
+                             "features: {avx512: false}\n"),
+                   0);
+  assert_int_equal(c.server_threads, 7);
+  assert_int_equal(c.max_contracts, 12);
+  assert_int_equal(c.log_level, GK_LOG_DEBUG);
+  assert_false(c.features.avx512);
+  assert_true(c.features.american_over_grpc); /* untouched: still the default */
+  assert_string_equal(greeksd_config_source_of(&c, "server_threads"), "t.yaml:2");
+  assert_string_equal(greeksd_config_source_of(&c, "limits.max_contracts"), "t.yaml:4");
+  assert_string_equal(greeksd_config_source_of(&c, "features.avx512"), "t.yaml:7");
+  assert_string_equal(greeksd_config_source_of(&c, "pool_threads"), "default");
+}
+
+static void every_error_is_reported_with_its_line_and_rule(void **state) {
+  (void)state;
+  static greeksd_config c;
+  c = greeksd_config_default();
+  int n = apply(&c, "nope: 1\n"                      /* 1 unknown */
+                    "server_threads: 65\n"            /* 2 range */
+                    "log:\n"
+                    "  level: [a]\n"                  /* 4 type */
+                    "  colour: red\n"                 /* 5 unknown in a section */
+                    "limits: 5\n"                     /* 6 a value for a section */
+                    "tracing:\n  sample_ratio: 1.5\n" /* 8 range */
+                    "password: x\n"                   /* 9 inline secret */
+                    "listen:\n"                       /* 10 empty */
+                    "server_threads: 3\n");           /* 11 twice */
+  assert_int_equal(n, 9);
+  assert_int_equal(errors.count, 9);
+  assert_error("t.yaml:1: nope: unknown key");
+  assert_error("t.yaml:2: server_threads: '65' must be in [1, 64]");
+  assert_error("t.yaml:4: log.level: must be a single value, not a list");
+  assert_error("t.yaml:5: log.colour: unknown key");
+  assert_error("t.yaml:6: limits: must be a mapping of limits.* settings");
+  assert_error("t.yaml:8: tracing.sample_ratio: '1.5' must be a number in [0, 1]");
+  assert_error("t.yaml:9: password: '<redacted>' is an inline secret");
+  assert_error("t.yaml:10: listen: has no value");
+  assert_error("t.yaml:11: server_threads: appears twice");
+  assert_null(strstr(errors.text, "password: 'x'"));
+  assert_int_equal(c.server_threads, 2); /* a refused value leaves the one below it */
+}
+
+static void invalid_yaml_is_one_error_with_its_position(void **state) {
+  (void)state;
+  static greeksd_config c;
+  c = greeksd_config_default();
+  assert_int_equal(apply(&c, "a: [1, 2\nb: 3\n"), 1);
+  assert_error("t.yaml:");
+  assert_error("not valid YAML");
+  assert_int_equal(apply(&c, "- just\n- a list\n"), 1);
+  assert_error("t.yaml:1: the document must be a mapping of settings, not a list");
+  assert_int_equal(apply(&c, ""), 0); /* an empty file sets nothing */
+}
+
+static void named_tokens_replace_the_lower_layer_and_refuse_inline_values(void **state) {
+  (void)state;
+  static greeksd_config c;
+  c = greeksd_config_default();
+  assert_int_equal(apply(&c, "tokens:\n  - {name: a, file: /x/a}\n  - name: b\n    file: /x/b\n"), 0);
+  assert_int_equal(c.token_count, 2);
+  assert_string_equal(c.tokens[1].name, "b");
+  assert_string_equal(c.tokens[1].file, "/x/b");
+  assert_string_equal(c.tokens[1].source, "t.yaml:3");
+  assert_int_equal(apply(&c, "tokens:\n  - {name: c, file: /x/c}\n"), 0); /* an overlay's list replaces */
+  assert_int_equal(c.token_count, 1);
+  assert_string_equal(c.tokens[0].name, "c");
+  assert_int_equal(apply(&c, "tokens:\n  - {name: d, value: abc}\n  - {name: 'bad name', file: /f}\n"), 3);
+  assert_error("t.yaml:2: tokens[0].value: '<redacted>' is an inline secret");
+  assert_error("tokens[1]: name 'bad name' must be");
+  assert_null(strstr(errors.text, "abc"));
+  assert_int_equal(apply(&c, "tokens: s3cret\n"), 1);
+  assert_null(strstr(errors.text, "s3cret"));
+  assert_int_equal(apply(&c, "tls:\n  key: \"-----BEGIN PRIVATE KEY-----\\nMIIE\"\n"), 1);
+  assert_error("tls.key: '<redacted>' is an inline secret");
+  assert_null(strstr(errors.text, "MIIE"));
+}
+
+static void contradictions_name_both_keys(void **state) {
+  (void)state;
+  static greeksd_config c;
+  c = greeksd_config_default();
+  assert_int_equal(apply(&c, "tls:\n  cert: /c.pem\nbreaker:\n  window_calls: 5\n  minimum_calls: 6\n"
+                             "tokens:\n  - {name: a, file: /1}\n  - {name: a, file: /2}\n"),
+                   0);
+  memset(&errors, 0, sizeof errors);
+  greeksd_config_check_whole(&c, &errors);
+  assert_int_equal(errors.count, 3);
+  assert_error("t.yaml:2: tls.cert: '/c.pem': TLS needs both a certificate and a key");
+  assert_error("t.yaml:5: breaker.minimum_calls: '6' must not exceed breaker.window_calls 5");
+  assert_error("t.yaml:8: tokens: 'a' names two token files"); /* the second entry's line */
+}
+
+/* libyaml, reading what --print-config wrote: the value at section.key. */
+static int rendered_value(const char *text, const char *section, const char *key, char *out, size_t size) {
+  yaml_parser_t p;
+  yaml_document_t d;
+  int found = 0;
+  yaml_parser_initialize(&p);
+  yaml_parser_set_input_string(&p, (const unsigned char *)text, strlen(text));
+  assert_true(yaml_parser_load(&p, &d));
+  yaml_node_t *node = yaml_document_get_root_node(&d);
+  for (int level = 0; level < 2 && node && !found; level++) {
+    const char *want = level == 0 && section ? section : key;
+    yaml_node_t *next = NULL;
+    for (yaml_node_pair_t *q = node->data.mapping.pairs.start; q < node->data.mapping.pairs.top; q++) {
+      yaml_node_t *k = yaml_document_get_node(&d, q->key);
+      if (strcmp((const char *)k->data.scalar.value, want) == 0) next = yaml_document_get_node(&d, q->value);
+    }
+    node = next;
+    if (node && (section == NULL || level == 1)) {
+      snprintf(out, size, "%s", (const char *)node->data.scalar.value);
+      found = 1;
+    }
+  }
+  yaml_document_delete(&d);
+  yaml_parser_delete(&p);
+  return found;
+}
+
+static void the_render_is_yaml_that_reads_back_to_the_same_configuration(void **state) {
+  (void)state;
+  static greeksd_config c, back;
+  c = greeksd_config_default();
+  assert_int_equal(apply(&c, "listen: \"[::1]:7\"\nlimits: {max_contracts: 99}\nlog: {format: text}\n"
+                             "book_store: \"postgresql://u:hunter2@h/db\"\ntracing: {sample_ratio: 0.25}\n"
+                             "tokens: [{name: n1, file: /t/n1}]\n"),
+                   0);
+  char *text = greeksd_config_render(&c);
+  assert_non_null(text);
+  char value[256];
+  assert_true(rendered_value(text, NULL, "listen", value, sizeof value));
+  assert_string_equal(value, "[::1]:7");
+  assert_true(rendered_value(text, "limits", "max_contracts", value, sizeof value));
+  assert_string_equal(value, "99");
+  assert_true(rendered_value(text, NULL, "book_store", value, sizeof value));
+  assert_string_equal(value, "postgresql://u:REDACTED@h/db");
+  assert_null(strstr(text, "hunter2"));
+  assert_non_null(strstr(text, "max_contracts: 99  # t.yaml:2\n"));
+  /* Applied again (the store aside, redacted on purpose), it is the same configuration. */
+  back = greeksd_config_default();
+  assert_int_equal(apply(&back, text), 0);
+  char h1[17], h2[17];
+  snprintf(back.book_store, sizeof back.book_store, "%s", c.book_store);
+  greeksd_config_hash(&c, h1);
+  greeksd_config_hash(&back, h2);
+  assert_string_equal(h1, h2);
+  assert_int_equal(back.token_count, 1);
+  assert_string_equal(back.tokens[0].file, "/t/n1");
+  free(text);
+}
+
+static int restart_count;
+static char restart_keys[256];
+static void note_restart(const char *key, const char *old_value, const char *new_value, void *user) {
+  (void)user;
+  restart_count++;
+  size_t n = strlen(restart_keys);
+  snprintf(restart_keys + n, sizeof restart_keys - n, "%s:%s->%s;", key, old_value, new_value);
+}
+
+static void a_reload_takes_only_the_reloadable_settings(void **state) {
+  (void)state;
+  static greeksd_config running, next;
+  running = greeksd_config_default();
+  next = greeksd_config_default();
+  assert_int_equal(apply(&next, "listen: 0.0.0.0:1\nlimits: {max_contracts: 5, max_connections: 7}\n"
+                                "features: {strategy_agent: false}\ntokens: [{name: r, file: /r}]\n"),
+                   0);
+  restart_count = 0;
+  restart_keys[0] = '\0';
+  assert_int_equal(greeksd_config_restart_changes(&running, &next, note_restart, NULL), 2);
+  assert_string_equal(restart_keys, "listen:127.0.0.1:50051->0.0.0.0:1;limits.max_connections:1000->7;");
+  char changed[256];
+  greeksd_config_reload_changes(&running, &next, changed, sizeof changed);
+  assert_string_equal(changed, "tokens, limits.max_contracts, features.strategy_agent");
+  char before[17], after[17];
+  greeksd_config_hash(&running, before);
+  greeksd_config_take_reloadable(&running, &next);
+  greeksd_config_hash(&running, after);
+  assert_string_not_equal(before, after);
+  assert_string_equal(running.listen, "127.0.0.1:50051");
+  assert_int_equal(running.max_connections, 1000);
+  assert_int_equal(running.max_contracts, 5);
+  assert_false(running.features.strategy_agent);
+  assert_int_equal(running.token_count, 1);
+  assert_string_equal(greeksd_config_source_of(&running, "limits.max_contracts"), "t.yaml:2");
+  assert_string_equal(greeksd_config_source_of(&running, "listen"), "default");
+}
+
+static void the_overlay_sits_beside_the_base_file(void **state) {
+  (void)state;
+  char out[256];
+  greeksd_config_overlay_path("/etc/greeksd/greeksd.yaml", "prod", out, sizeof out);
+  assert_string_equal(out, "/etc/greeksd/greeksd.prod.yaml");
+  greeksd_config_overlay_path("conf/app.yml", "dev", out, sizeof out);
+  assert_string_equal(out, "conf/app.dev.yaml");
+  greeksd_config_overlay_path("noext", "staging", out, sizeof out);
+  assert_string_equal(out, "noext.staging.yaml");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(a_document_sets_values_and_records_file_and_line),
+      cmocka_unit_test(every_error_is_reported_with_its_line_and_rule),
+      cmocka_unit_test(invalid_yaml_is_one_error_with_its_position),
+      cmocka_unit_test(named_tokens_replace_the_lower_layer_and_refuse_inline_values),
+      cmocka_unit_test(contradictions_name_both_keys),
+      cmocka_unit_test(the_render_is_yaml_that_reads_back_to_the_same_configuration),
+      cmocka_unit_test(a_reload_takes_only_the_reloadable_settings),
+      cmocka_unit_test(the_overlay_sits_beside_the_base_file),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
