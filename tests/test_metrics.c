@@ -136,6 +136,7 @@ static void families_and_samples_follow_the_exposition_format(void **state) {
   gk_metrics_family(t, "g", GK_METRIC_GAUGE, "A gauge.");
   gk_metrics_sample_i64(t, "g", NULL, 0, -42);
   gk_metrics_sample_double(t, "g", NULL, 0, 0.1);
+  gk_metrics_sample_double(t, "g", NULL, 0, 0.1 + 0.2); /* 0.30000000000000004: 17 digits needed */
   gk_metrics_sample_double(t, "g", NULL, 0, 1.0 / 0.0);
   gk_metrics_sample_double(t, "g", NULL, 0, -1.0 / 0.0);
   assert_string_equal(text_of(t),
@@ -145,7 +146,8 @@ static void families_and_samples_follow_the_exposition_format(void **state) {
                       "# HELP g A gauge.\n"
                       "# TYPE g gauge\n"
                       "g -42\n"
-                      "g 0.10000000000000001\n"
+                      "g 0.1\n" /* the shortest text that reads back as 0.1 */
+                      "g 0.30000000000000004\n"
                       "g +Inf\n"
                       "g -Inf\n");
   gk_metrics_text_free(t);

@@ -1250,7 +1250,9 @@ int book_side_start(greeksd_server *server, char *error, size_t size) {
       gk_strategy_agent_start(side->service, NULL, &side->strategy, &status) != GK_OK ||
       start_query_actor(side, &status) != GK_OK)
     return fail_start(error, size, "cannot start the book agents", &status);
-  gk_logf(GK_LOG_INFO, "greeksd", "book store %s: %zu books loaded", server->config.book_store, books);
+  char shown[sizeof server->config.book_store + 16];
+  greeksd_redact_store(server->config.book_store, shown, sizeof shown); /* never its password */
+  gk_logf(GK_LOG_INFO, "greeksd", "book store %s: %zu books loaded", shown, books);
   return 0;
 }
 

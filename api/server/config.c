@@ -452,7 +452,7 @@ void greeksd_config_check_whole(const greeksd_config *c, greeksd_errors *e) {
 
 /* A PostgreSQL password (URL user:password@ or conninfo password=...) as
  * "REDACTED": the store's address may be shown, its secret never. */
-static void redact_store(const char *v, char *out, size_t size) {
+void greeksd_redact_store(const char *v, char *out, size_t size) {
   snprintf(out, size, "%s", v);
   const char *scheme = strstr(out, "://");
   char *at = scheme ? strchr(scheme + 3, '@') : NULL;
@@ -484,7 +484,7 @@ static void show(const greeksd_config *c, const setting *s, char *out, size_t n)
   case K_PATH:
   case K_URL: snprintf(out, n, "%s", (const char *)field); return;
   case K_METRICS: snprintf(out, n, "%s", ((const char *)field)[0] ? (const char *)field : "off"); return;
-  case K_STORE: redact_store(field, out, n); return;
+  case K_STORE: greeksd_redact_store(field, out, n); return;
   case K_INT: snprintf(out, n, "%d", *(const int *)field); return;
   case K_SIZE: snprintf(out, n, "%zu", *(const size_t *)field); return;
   case K_I64: snprintf(out, n, "%lld", (long long)*(const int64_t *)field); return;

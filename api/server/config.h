@@ -202,4 +202,8 @@ int greeksd_config_apply_yaml(greeksd_config *config, const char *path, const ch
  * greeksd.prod.yaml). */
 void greeksd_config_overlay_path(const char *file, const char *environment, char *out, size_t size);
 
+/* The book store's URL or conninfo with its password (user:password@ or
+ * password=...) replaced by REDACTED: what logs and --print-config show. */
+void greeksd_redact_store(const char *store, char *out, size_t size);
+
 #endif

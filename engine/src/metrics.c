@@ -204,10 +204,20 @@ static void put_series(gk_metrics_text *t, const char *name, const gk_label *lab
   put(t, "}");
 }
 
+/* The shortest decimal that reads back as v (0.005, not 0.0050000000000000001):
+ * Prometheus 2 matches `le` label values as text, so the rules' le="0.005"
+ * must be what is written. */
+static void shortest_double(char *out, size_t size, double v) {
+  for (int precision = 1; precision <= 17; precision++) {
+    snprintf(out, size, "%.*g", precision, v);
+    if (strtod(out, NULL) == v) return;
+  }
+}
+
 static void format_double(char *out, size_t size, double v) {
   if (isnan(v)) snprintf(out, size, "NaN");
   else if (isinf(v)) snprintf(out, size, v > 0 ? "+Inf" : "-Inf");
-  else snprintf(out, size, "%.17g", v);
+  else shortest_double(out, size, v);
 }
 
 void gk_metrics_sample_u64(gk_metrics_text *t, const char *name, const gk_label *labels, size_t n, uint64_t value) {

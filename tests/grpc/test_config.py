@@ -297,6 +297,11 @@ class Reload(unittest.TestCase):
         self.assertEqual(self.code_of(lambda: self.price("charlie-1"))[0], grpc.StatusCode.UNAUTHENTICATED)
         self.reload(self.config_text("  - {name: desk-c, file: %s}\n" % token_c))
         self.assertEqual(self.price("charlie-1").count, 1)
+        # The access line is written when the call is freed, just after the
+        # answer: give it a moment.
+        deadline = time.monotonic() + 5 * SLOWDOWN
+        while "(token desk-c)" not in self.server.stderr() and time.monotonic() < deadline:
+            time.sleep(0.02)
         self.assertIn("(token desk-c)", self.server.stderr())
         self.reload(self.config_text())
         self.assertEqual(self.code_of(lambda: self.price("charlie-1"))[0], grpc.StatusCode.UNAUTHENTICATED)

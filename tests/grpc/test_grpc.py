@@ -57,7 +57,9 @@ class Server:
             # 4 server threads: completions of one call land on different threads,
             # as in production (a later flag in args wins).
             [GREEKSD, "--listen", "127.0.0.1:0", "--port-file", self.port_file, "--server-threads", "4",
-             "--book-store", "sqlite:" + os.path.join(self.dir.name, "books.db"), *args],
+             "--book-store", "sqlite:" + os.path.join(self.dir.name, "books.db"),
+             # A free port for /metrics, not the default 9464 that parallel suites would share.
+             "--metrics-listen", "127.0.0.1:0", *args],
             stdout=subprocess.DEVNULL, stderr=self.log, env=full_env, preexec_fn=preexec_fn)
         deadline = time.monotonic() + START_TIMEOUT
         while not os.path.exists(self.port_file):
