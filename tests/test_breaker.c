@@ -690,6 +690,33 @@ static void test_concurrent_acquire_and_record_stay_consistent(void **state) {
   gk_breaker_destroy(run.breaker);
 }
 
+/* A reload lowers the failure threshold: 4 failures in 10 calls (40 %) kept the
+ * breaker closed at 50 % and open it at 30 %, with the window's calls kept; a
+ * new window shape is refused and changes nothing. */
+static void test_reconfigure_changes_thresholds_of_a_live_breaker(void **state) {
+  (void)state;
+  gk_breaker *b = make(small_config());
+  calls(b, 6, 1, FAST, T0);
+  calls(b, 3, 0, FAST, T0);
+  assert_int_equal(gk_breaker_state_now(b, T0), GK_BREAKER_CLOSED); /* 3 of 9: 33 % */
+  gk_breaker_config c = small_config();
+  c.failure_rate_threshold = 30;
+  gk_status status;
+  assert_int_equal(gk_breaker_reconfigure(b, &c, &status), GK_OK);
+  call(b, 0, FAST, T0); /* 4 of 10: 40 % >= 30 % */
+  assert_int_equal(gk_breaker_state_now(b, T0), GK_BREAKER_OPEN);
+  c.window_size = 20;
+  c.wait_in_open_ns = 1;
+  assert_int_equal(gk_breaker_reconfigure(b, &c, &status), GK_FAILED_PRECONDITION);
+  assert_string_equal(status.field, "window_size");
+  assert_int_equal(gk_breaker_state_now(b, T0 + 2), GK_BREAKER_OPEN); /* the wait was not changed */
+  c = small_config();
+  c.failure_rate_threshold = 0;
+  assert_int_equal(gk_breaker_reconfigure(b, &c, &status), GK_INVALID_ARGUMENT);
+  assert_string_equal(status.field, "failure_rate_threshold");
+  gk_breaker_destroy(b);
+}
+
 int main(void) {
   alarm(120); /* a deadlock (say, a listener called under the lock) fails, not hangs */
   const struct CMUnitTest tests[] = {
@@ -708,6 +735,7 @@ int main(void) {
       cmocka_unit_test(test_listener_sees_every_transition_in_order),
       cmocka_unit_test(test_listener_may_call_back_and_keeps_order),
       cmocka_unit_test(test_rejects_bad_configs_by_field),
+      cmocka_unit_test(test_reconfigure_changes_thresholds_of_a_live_breaker),
       cmocka_unit_test(test_default_and_pricing_configs),
       cmocka_unit_test(test_concurrent_acquire_and_record_stay_consistent),
   };

@@ -90,9 +90,9 @@ static const setting settings[] = {
      1000000, false, "1000", "open plaintext connections; more wait (default 1000)"},
     {"limits.memory_limit_mb", "--memory-limit-mb", "GREEKSD_MEMORY_LIMIT_MB", K_MIB, FIELD(memory_limit_bytes), 64,
      (long long)1 << 20, false, "2048", "memory the gRPC core may use, MiB, 64..2^20 (default 2048)"},
-    {"tls.cert", "--tls-cert", "GREEKSD_TLS_CERT", K_PATH, FIELD(tls_cert), NO_RANGE, false, "",
-     "server certificate (PEM); with --tls-key"},
-    {"tls.key", "--tls-key", "GREEKSD_TLS_KEY", K_PATH, FIELD(tls_key), NO_RANGE, false, "",
+    {"tls.cert", "--tls-cert", "GREEKSD_TLS_CERT", K_PATH, FIELD(tls_cert), NO_RANGE, true, "",
+     "server certificate (PEM); with --tls-key; a reload rotates it for new handshakes"},
+    {"tls.key", "--tls-key", "GREEKSD_TLS_KEY", K_PATH, FIELD(tls_key), NO_RANGE, true, "",
      "server private key (PEM file, mode 0600); with --tls-cert"},
     {"log.level", "--log-level", "GREEKSD_LOG_LEVEL", K_LEVEL, FIELD(log_level), NO_RANGE, true, "info",
      "debug, info, warn or error (default info)"},
@@ -120,18 +120,18 @@ static const setting settings[] = {
     {"breaker.window_calls", "--breaker-window-calls", "GREEKSD_BREAKER_WINDOW_CALLS", K_INT,
      FIELD(breaker.window_calls), 1, 1000000, false, "100", "pricing breaker: calls in its window (default 100)"},
     {"breaker.minimum_calls", "--breaker-minimum-calls", "GREEKSD_BREAKER_MINIMUM_CALLS", K_INT,
-     FIELD(breaker.minimum_calls), 1, 1000000, false, "20",
+     FIELD(breaker.minimum_calls), 1, 1000000, true, "20",
      "pricing breaker: calls before rates count, <= window (default 20)"},
     {"breaker.failure_rate_percent", "--breaker-failure-rate-percent", "GREEKSD_BREAKER_FAILURE_RATE_PERCENT",
-     K_PERCENT, FIELD(breaker.failure_rate_percent), NO_RANGE, false, "50",
+     K_PERCENT, FIELD(breaker.failure_rate_percent), NO_RANGE, true, "50",
      "pricing breaker: opens at this failure rate, (0, 100] (default 50)"},
     {"breaker.slow_call_rate_percent", "--breaker-slow-call-rate-percent", "GREEKSD_BREAKER_SLOW_CALL_RATE_PERCENT",
-     K_PERCENT, FIELD(breaker.slow_call_rate_percent), NO_RANGE, false, "80",
+     K_PERCENT, FIELD(breaker.slow_call_rate_percent), NO_RANGE, true, "80",
      "pricing breaker: opens at this slow-call rate, (0, 100] (default 80)"},
     {"breaker.slow_call_ms", "--breaker-slow-call-ms", "GREEKSD_BREAKER_SLOW_CALL_MS", K_I64,
-     FIELD(breaker.slow_call_ms), 1, 3600 * 1000, false, "50", "pricing breaker: a slow call, ms (default 50)"},
+     FIELD(breaker.slow_call_ms), 1, 3600 * 1000, true, "50", "pricing breaker: a slow call, ms (default 50)"},
     {"breaker.wait_in_open_ms", "--breaker-wait-in-open-ms", "GREEKSD_BREAKER_WAIT_IN_OPEN_MS", K_I64,
-     FIELD(breaker.wait_in_open_ms), 1, 3600 * 1000, false, "5000",
+     FIELD(breaker.wait_in_open_ms), 1, 3600 * 1000, true, "5000",
      "pricing breaker: OPEN -> HALF_OPEN after this, ms (default 5000)"},
 };
 enum { SETTING_COUNT = sizeof settings / sizeof settings[0] };
@@ -626,6 +626,16 @@ void greeksd_config_take_reloadable(greeksd_config *into, const greeksd_config *
   for (int i = 0; i < SETTING_COUNT; i++) {
     const setting *s = &settings[i];
     if (!s->reloadable) continue;
+    memcpy((char *)into + s->offset, (const char *)from + s->offset, s->size);
+    memcpy(into->source[i], from->source[i], GREEKSD_SOURCE_SIZE);
+    if (s->kind == K_TOKENS) into->token_count = from->token_count;
+  }
+}
+
+void greeksd_config_keep_setting(greeksd_config *into, const greeksd_config *from, const char *key) {
+  for (int i = 0; i < SETTING_COUNT; i++) {
+    const setting *s = &settings[i];
+    if (strcmp(s->key, key) != 0) continue;
     memcpy((char *)into + s->offset, (const char *)from + s->offset, s->size);
     memcpy(into->source[i], from->source[i], GREEKSD_SOURCE_SIZE);
     if (s->kind == K_TOKENS) into->token_count = from->token_count;

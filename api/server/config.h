@@ -184,6 +184,11 @@ void greeksd_config_reload_changes(const greeksd_config *a, const greeksd_config
 /* Copies the reloadable settings (and their sources) of `from` over `into`. */
 void greeksd_config_take_reloadable(greeksd_config *into, const greeksd_config *from);
 
+/* Copies one setting (by YAML key, with its source) of `from` over `into`:
+ * what a reload keeps as running (reload.c: plaintext/TLS mode). An unknown
+ * key copies nothing. */
+void greeksd_config_keep_setting(greeksd_config *into, const greeksd_config *from, const char *key);
+
 /* A 64-bit FNV-1a hash of every effective value (not the sources), as 16 hex
  * digits: equal configurations hash alike whichever layer set them. */
 void greeksd_config_hash(const greeksd_config *config, char out[17]);

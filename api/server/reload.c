@@ -17,6 +17,13 @@
  * difference as "needs a restart". Replaced snapshots are kept until the
  * server is destroyed: no reader can hold a freed one, and no reference count
  * sits on the per-call path.
+ *
+ * TLS: a snapshot also holds the certificate and key as read (PEM bytes),
+ * checked to parse and to belong together; the gRPC core asks for them at each
+ * new handshake (server.c, tls_certificate_fetcher), so a reload whose files
+ * hold a new pair rotates the certificate without a restart. An invalid pair
+ * rejects the reload like any other error. Switching between plaintext and TLS
+ * changes the listener, so that alone still needs a restart.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,8 +53,28 @@ int feature_enabled(const greeksd_features *f, int index) {
 void snapshot_free(greeksd_snapshot *s) {
   if (s == NULL) return;
   greeksd_free_tokens(s->anonymous_tokens);
+  free(s->tls_cert_pem);
+  free(s->tls_key_pem);
   for (int i = 0; i < GREEKSD_MAX_TOKENS; i++) greeksd_free_tokens(s->named_tokens[i]);
   free(s);
+}
+
+/* The pair read once into the snapshot and checked there: what passed is
+ * exactly what the core will be handed, whatever the files do next. */
+static int read_tls_pair(greeksd_snapshot *s, const greeksd_config *config, char *error, size_t size) {
+  char why[1200];
+  s->tls_cert_pem = greeksd_read_file(config->tls_cert, 1 << 20, why, sizeof why);
+  s->tls_key_pem = s->tls_cert_pem ? greeksd_read_file(config->tls_key, 1 << 20, why, sizeof why) : NULL;
+  if (s->tls_key_pem == NULL || greeksd_tls_pem_check(s->tls_cert_pem, s->tls_key_pem, why, sizeof why) != 0) {
+    snprintf(error, size, "TLS ('%s', '%s'): %s", config->tls_cert, config->tls_key, why);
+    return -1;
+  }
+  return 0;
+}
+
+int snapshot_same_tls(const greeksd_snapshot *a, const greeksd_snapshot *b) {
+  if (a->tls_cert_pem == NULL || b->tls_cert_pem == NULL) return a->tls_cert_pem == b->tls_cert_pem;
+  return strcmp(a->tls_cert_pem, b->tls_cert_pem) == 0 && strcmp(a->tls_key_pem, b->tls_key_pem) == 0;
 }
 
 greeksd_snapshot *snapshot_build(const greeksd_config *config, unsigned long long version, char *error, size_t size) {
@@ -72,6 +99,7 @@ greeksd_snapshot *snapshot_build(const greeksd_config *config, unsigned long lon
     }
   }
   s->auth = s->anonymous_tokens != NULL || config->token_count > 0;
+  if (config->tls_cert[0] != '\0' && read_tls_pair(s, config, error, size) != 0) goto failed;
   return s;
 failed:
   snapshot_free(s);
@@ -123,6 +151,18 @@ static void log_needs_restart(const char *key, const char *old_value, const char
           key, old_value[0] ? old_value : "(empty)", new_value);
 }
 
+/* Plaintext and TLS listen differently (server.c, start_grpc): a reload keeps
+ * the mode the server started in and says so; a new pair in TLS mode is taken. */
+static void keep_tls_mode(const greeksd_config *live, greeksd_config *merged) {
+  if ((live->tls_cert[0] == '\0') == (merged->tls_cert[0] == '\0')) return;
+  gk_logf(GK_LOG_WARN, "config",
+          "tls.cert changed: switching between plaintext and TLS needs a restart; keeping %s (the new value '%s' "
+          "applies at the next start)",
+          live->tls_cert[0] ? live->tls_cert : "plaintext", merged->tls_cert[0] ? merged->tls_cert : "plaintext");
+  greeksd_config_keep_setting(merged, live, "tls.cert");
+  greeksd_config_keep_setting(merged, live, "tls.key");
+}
+
 /* Every error on one line ("; "-separated), for the log record's error field. */
 static void one_line(const greeksd_errors *errors, char *out, size_t size) {
   snprintf(out, size, "%s", errors->text);
@@ -142,6 +182,17 @@ static void reject(greeksd_server *server, const greeksd_errors *errors, const c
   atomic_fetch_add(&server->reloads_rejected, 1);
 }
 
+/* The pricing breaker's thresholds, live (gk_breaker_reconfigure); its window's
+ * size is a restart setting, so the shape always matches here. */
+static void apply_breaker(greeksd_server *server, const greeksd_config *config) {
+  gk_breaker *breaker = gk_pricing_agent_breaker(server->pricing);
+  gk_breaker_config c = gk_breaker_config_for_pricing();
+  greeksd_breaker_config(config, &c);
+  gk_status status;
+  if (breaker && gk_breaker_reconfigure(breaker, &c, &status) != GK_OK)
+    gk_logf(GK_LOG_ERROR, "config", "the pricing breaker kept its thresholds: %s", status.message);
+}
+
 int greeksd_server_reload(greeksd_server *server, const greeksd_config *candidate, const greeksd_errors *parse_errors,
                           const char *trigger) {
   greeksd_server_watch_files(server, candidate); /* a rejected file is not re-read until it changes again */
@@ -153,6 +204,7 @@ int greeksd_server_reload(greeksd_server *server, const greeksd_config *candidat
   if (errors->count == 0) {
     greeksd_config merged = live->config;
     greeksd_config_take_reloadable(&merged, candidate);
+    keep_tls_mode(&live->config, &merged);
     char why[1400];
     next = snapshot_build(&merged, live->version + 1, why, sizeof why);
     if (next == NULL) greeksd_errors_add(errors, "%s", why);
@@ -166,7 +218,12 @@ int greeksd_server_reload(greeksd_server *server, const greeksd_config *candidat
   greeksd_config_restart_changes(&live->config, candidate, log_needs_restart, NULL);
   char changed[1024];
   greeksd_config_reload_changes(&live->config, &next->config, changed, sizeof changed);
+  if (!snapshot_same_tls(live, next)) {
+    size_t n = strlen(changed);
+    snprintf(changed + n, sizeof changed - n, "%sthe TLS certificate and key (new handshakes get them)", n ? ", " : "");
+  }
   snapshot_apply_isa(server, &next->config);
+  apply_breaker(server, &next->config);
   live->retired_next = server->retired; /* only this thread writes retired */
   server->retired = live;
   atomic_store(&server->live, next);
@@ -203,8 +260,10 @@ static int same_stamp(const file_stamp *a, const file_stamp *b) {
 }
 
 void greeksd_server_watch_files(greeksd_server *server, const greeksd_config *c) {
-  const char *paths[3 + GREEKSD_MAX_TOKENS];
+  const char *paths[5 + GREEKSD_MAX_TOKENS];
   int n = 0;
+  if (c->tls_cert[0]) paths[n++] = c->tls_cert; /* a rotated certificate is picked up like a token file */
+  if (c->tls_key[0]) paths[n++] = c->tls_key;
   if (c->config_file[0]) paths[n++] = c->config_file;
   if (c->overlay_file[0]) paths[n++] = c->overlay_file;
   if (c->token_file[0]) paths[n++] = c->token_file;

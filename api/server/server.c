@@ -652,20 +652,52 @@ static void *serve_completions(void *arg) {
 
 /* ---- start and stop ---- */
 
-static grpc_server_credentials *make_credentials(const greeksd_config *config, char *error, size_t size) {
-  if (config->tls_cert[0] == '\0') return grpc_insecure_server_credentials_create();
-  char *cert = greeksd_read_file(config->tls_cert, 1 << 20, error, size);
-  if (cert == NULL) return NULL;
-  char *key = greeksd_read_file(config->tls_key, 1 << 20, error, size);
-  if (key == NULL) {
-    free(cert);
-    return NULL;
+/* The gRPC core calls this on its own threads when it builds the listener and
+ * then at every new handshake (adr/0035, TLS rotation): the pair of the
+ * snapshot in force, handed over only when its PEM bytes differ from what the
+ * core already has. Connections already up keep the certificate they began
+ * with. Snapshots live until the server is destroyed, so tls_in_force never
+ * dangles; the core copies the PEM strings it is given. */
+static grpc_ssl_certificate_config_reload_status tls_certificate_fetcher(void *user,
+                                                                         grpc_ssl_server_certificate_config **config) {
+  greeksd_server *s = user;
+  const greeksd_snapshot *snap = server_snapshot(s);
+  if (snap->tls_cert_pem == NULL) return GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL; /* never: the mode is kept */
+  grpc_ssl_certificate_config_reload_status result = GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_UNCHANGED;
+  pthread_mutex_lock(&s->tls_lock);
+  const greeksd_snapshot *in_force = s->tls_in_force;
+  if (in_force != snap) {
+    if (in_force == NULL || !snapshot_same_tls(in_force, snap)) {
+      grpc_ssl_pem_key_cert_pair pair = {snap->tls_key_pem, snap->tls_cert_pem};
+      /* gRPC 1.51 asserts the client roots are set even when no client
+       * certificate is requested: our own certificate, never used to verify. */
+      *config = grpc_ssl_server_certificate_config_create(snap->tls_cert_pem, &pair, 1);
+      result = *config ? GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW : GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL;
+    }
+    if (result != GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_FAIL) s->tls_in_force = snap;
   }
-  grpc_ssl_pem_key_cert_pair pair = {key, cert};
-  grpc_server_credentials *creds =
-      grpc_ssl_server_credentials_create_ex(NULL, &pair, 1, GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE, NULL);
-  free(cert);
-  free(key);
+  pthread_mutex_unlock(&s->tls_lock);
+  if (result == GRPC_SSL_CERTIFICATE_CONFIG_RELOAD_NEW && in_force != NULL)
+    gk_logf(GK_LOG_INFO, "config", "TLS: new handshakes now get the certificate of configuration version %llu ('%s')",
+            snap->version, snap->config.tls_cert);
+  return result;
+}
+
+void greeksd_breaker_config(const greeksd_config *config, gk_breaker_config *out) {
+  const greeksd_breaker *b = &config->breaker;
+  out->window_size = b->window_calls;
+  out->minimum_calls = b->minimum_calls;
+  out->failure_rate_threshold = b->failure_rate_percent;
+  out->slow_call_rate_threshold = b->slow_call_rate_percent;
+  out->slow_call_duration_ns = b->slow_call_ms * GK_NS_PER_MS;
+  out->wait_in_open_ns = b->wait_in_open_ms * GK_NS_PER_MS;
+}
+
+static grpc_server_credentials *make_credentials(greeksd_server *s, char *error, size_t size) {
+  if (s->config.tls_cert[0] == '\0') return grpc_insecure_server_credentials_create();
+  grpc_ssl_server_credentials_options *options = grpc_ssl_server_credentials_create_options_using_config_fetcher(
+      GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE, tls_certificate_fetcher, s);
+  grpc_server_credentials *creds = options ? grpc_ssl_server_credentials_create_with_options(options) : NULL;
   if (creds == NULL) snprintf(error, size, "--tls-cert/--tls-key: gRPC refused the certificate or key");
   return creds;
 }
@@ -682,13 +714,7 @@ static int start_engine(greeksd_server *s, char *error, size_t size) {
   gk_pricing_agent_config pricing = gk_pricing_agent_config_default();
   pricing.tracer = s->tracer;
   pricing.batching = s->config.features.dynamic_batching;
-  const greeksd_breaker *b = &s->config.breaker;
-  pricing.breaker.window_size = b->window_calls;
-  pricing.breaker.minimum_calls = b->minimum_calls;
-  pricing.breaker.failure_rate_threshold = b->failure_rate_percent;
-  pricing.breaker.slow_call_rate_threshold = b->slow_call_rate_percent;
-  pricing.breaker.slow_call_duration_ns = b->slow_call_ms * GK_NS_PER_MS;
-  pricing.breaker.wait_in_open_ns = b->wait_in_open_ms * GK_NS_PER_MS;
+  greeksd_breaker_config(&s->config, &pricing.breaker);
   s->started_isa = (int)gk_isa_active();
   snapshot_apply_isa(s, &s->config);
   if (gk_pricing_agent_start(s->pool, &pricing, &s->pricing, &status) != GK_OK) {
@@ -763,7 +789,7 @@ static int start_grpc(greeksd_server *s, int *port, char *error, size_t size) {
     greeksd_listener_start(s->listener, s->server);
     return 0;
   }
-  grpc_server_credentials *creds = make_credentials(&s->config, error, size);
+  grpc_server_credentials *creds = make_credentials(s, error, size);
   if (creds == NULL) return -1;
   *port = grpc_server_add_http2_port(s->server, s->config.listen, creds);
   grpc_server_credentials_release(creds);
@@ -841,6 +867,7 @@ static void destroy(greeksd_server *s) {
   pthread_mutex_destroy(&s->watch_lock);
   server_metrics_free(s);
   pthread_mutex_destroy(&s->probe_lock);
+  pthread_mutex_destroy(&s->tls_lock);
   free(s);
   grpc_shutdown();
 }
@@ -856,6 +883,7 @@ greeksd_server *greeksd_server_start(const greeksd_config *config, int *port, ch
   pthread_cond_init(&s->changed, NULL);
   pthread_mutex_init(&s->watch_lock, NULL);
   pthread_mutex_init(&s->probe_lock, NULL);
+  pthread_mutex_init(&s->tls_lock, NULL);
   init_tag(&s->tag_shutdown, TAG_SHUTDOWN, NULL);
   grpc_init();
   if (server_metrics_create(s, error, size) != 0) { /* before the engine: the journal's listener counts into it */

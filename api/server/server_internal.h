@@ -26,6 +26,7 @@
 
 #include "config.h"
 #include "greeks/agent.h"
+#include "greeks/breaker.h"
 #include "greeks/book.h"
 #include "greeks/event_store.h"
 #include "greeks/metrics.h"
@@ -113,6 +114,8 @@ typedef struct greeksd_snapshot {
   char **anonymous_tokens;    /* --token-file's tokens; NULL = none */
   char **named_tokens[GREEKSD_MAX_TOKENS]; /* config.tokens[i]'s tokens */
   int auth;                   /* some token set is configured: calls need a bearer token */
+  char *tls_cert_pem;         /* config.tls_cert's contents as read and checked; NULL = plaintext */
+  char *tls_key_pem;          /* config.tls_key's, checked to belong to the certificate */
   unsigned long long version; /* 1 at start, +1 per accepted reload */
   char hash[17];              /* greeksd_config_hash of config */
   struct greeksd_snapshot *retired_next;
@@ -183,6 +186,10 @@ struct greeksd_server {
    * with (what needs a restart reads it); `live` is the snapshot in force. */
   _Atomic(greeksd_snapshot *) live;
   greeksd_snapshot *retired;        /* replaced snapshots, freed with the server */
+  /* TLS rotation (server.c, tls_certificate_fetcher): the snapshot whose
+   * certificate and key the gRPC core was last handed; gRPC threads. */
+  pthread_mutex_t tls_lock;
+  const greeksd_snapshot *tls_in_force; /* guarded by tls_lock; NULL until the core's first fetch */
   atomic_ullong reloads_accepted, reloads_rejected;
   int started_isa;                  /* gk_isa before features.avx512 applied */
   struct file_stamp *stamps;        /* the watched files' last seen state (main thread) */
@@ -220,6 +227,10 @@ struct greeksd_server {
    * exports only with --otlp-endpoint. Counters: gk_tracer_counters_of. */
   gk_tracer *tracer;
 };
+
+/* The pricing breaker's settings from a configuration, over *out (whose other
+ * fields, e.g. the half-open calls and the name, are kept). */
+void greeksd_breaker_config(const greeksd_config *config, gk_breaker_config *out);
 
 /* Answers the call: initial metadata (x-request-id), the response (may be NULL
  * for an error) and the status, in one batch that holds its own reference.
@@ -332,6 +343,7 @@ const greeksd_snapshot *server_snapshot(const greeksd_server *server); /* the on
 const greeksd_config *rpc_config(const rpc_call *call); /* the call's snapshot's */
 void snapshot_apply_isa(greeksd_server *server, const greeksd_config *config); /* features.avx512 */
 void snapshot_free_all(greeksd_server *server);
+int snapshot_same_tls(const greeksd_snapshot *a, const greeksd_snapshot *b); /* same PEM bytes */
 /* Feature names and values, in a fixed order, for /readyz and metrics. */
 enum { FEATURE_COUNT = 4 };
 extern const char *const feature_names[FEATURE_COUNT];

@@ -2,6 +2,7 @@
 #include "startup.h"
 
 #include <errno.h>
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -81,6 +82,26 @@ static void check_tls_pair(const greeksd_config *c, greeksd_errors *e) {
   ERR_clear_error();
   EVP_PKEY_free(key);
   X509_free(cert);
+}
+
+/* The same rule on the bytes a snapshot holds: the files may have changed
+ * since check_tls_pair read them, and what gRPC is handed must be what passed. */
+int greeksd_tls_pem_check(const char *cert_pem, const char *key_pem, char *why, size_t size) {
+  BIO *bio = BIO_new_mem_buf(cert_pem, -1);
+  X509 *cert = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+  BIO_free(bio);
+  bio = cert ? BIO_new_mem_buf(key_pem, -1) : NULL;
+  EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+  BIO_free(bio);
+  int ok = cert != NULL && key != NULL && X509_check_private_key(cert, key) == 1;
+  if (!ok)
+    snprintf(why, size, "%s", cert == NULL  ? "tls.cert: the certificate read is not a PEM certificate"
+                              : key == NULL ? "tls.key: the key read is not a PEM private key"
+                                            : "tls.key: the key read does not belong to the certificate read");
+  ERR_clear_error();
+  EVP_PKEY_free(key);
+  X509_free(cert);
+  return ok ? 0 : -1;
 }
 
 long greeksd_raise_fd_limit(void) {

@@ -22,6 +22,11 @@
  * reload run it too. */
 int greeksd_startup_check(const greeksd_config *config, greeksd_errors *errors);
 
+/* The TLS pair as read into memory (a snapshot's copy, reload.c): both PEM
+ * strings parse, and the key belongs to the certificate. Returns 0, or -1
+ * with the rule broken in why[size]. Logs nothing; thread-safe. */
+int greeksd_tls_pem_check(const char *cert_pem, const char *key_pem, char *why, size_t size);
+
 /* Logs the warnings (serving only). */
 void greeksd_startup_warn(const greeksd_config *config);
 

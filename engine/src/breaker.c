@@ -369,6 +369,34 @@ gk_code gk_breaker_create(const gk_breaker_config *config, gk_breaker **out, gk_
   return GK_OK;
 }
 
+gk_code gk_breaker_reconfigure(gk_breaker *b, const gk_breaker_config *config, gk_status *status) {
+  if (b == NULL || config == NULL)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "breaker", NULL, GK_STATUS_NO_INDEX,
+                         "gk_breaker_reconfigure needs a breaker and a configuration");
+  gk_breaker_config c = *config;
+  c.name = b->name; /* the name stays; listener fields are not read */
+  gk_code code = validate(&c, status);
+  if (code != GK_OK) return code;
+  pthread_mutex_lock(&b->lock);
+  /* The windows are sized at creation: changing their shape needs a new breaker. */
+  bool same_shape = c.window_type == b->config.window_type && c.window_size == b->config.window_size &&
+                    c.permitted_calls_in_half_open == b->config.permitted_calls_in_half_open;
+  if (same_shape) {
+    b->config.minimum_calls = c.minimum_calls;
+    b->config.failure_rate_threshold = c.failure_rate_threshold;
+    b->config.slow_call_rate_threshold = c.slow_call_rate_threshold;
+    b->config.slow_call_duration_ns = c.slow_call_duration_ns;
+    b->config.wait_in_open_ns = c.wait_in_open_ns;
+  }
+  pthread_mutex_unlock(&b->lock);
+  if (!same_shape)
+    return gk_status_set(status, GK_FAILED_PRECONDITION, "window_size", NULL, GK_STATUS_NO_INDEX,
+                         "circuit breaker '%s': the window type, its size and the half-open calls are fixed "
+                         "at creation (a new breaker is needed to change them)", b->name);
+  gk_status_clear(status);
+  return GK_OK;
+}
+
 void gk_breaker_destroy(gk_breaker *b) {
   if (b == NULL) return;
   window_free(&b->closed);

@@ -14,7 +14,12 @@ from the text it wrote, values it chose), never against captured output:
   editing a token file + SIGHUP, a rejected reload that keeps the old
   configuration, a feature flag turned off by SIGHUP, the configuration
   version in /readyz and /metrics, a reload on a file change alone, and the
-  "needs a restart" line.
+  "needs a restart" line;
+- TLS rotation on one running greeksd: a new certificate by SIGHUP serves new
+  handshakes (a client trusting only the new one connects, one trusting only
+  the old one fails) while an existing connection keeps working; a key that
+  does not belong to the certificate is rejected with the reason and the
+  current certificate stays in force.
 """
 import json
 import os
@@ -35,6 +40,8 @@ from greeks.v1 import book_pb2 as bk  # noqa: E402
 from greeks.v1 import book_pb2_grpc as bk_grpc  # noqa: E402
 from greeks.v1 import pricing_pb2 as pb  # noqa: E402
 from greeks.v1 import pricing_pb2_grpc as pb_grpc  # noqa: E402
+import health_pb2  # noqa: E402
+import health_pb2_grpc  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SLOWDOWN = float(os.environ.get("GREEKS_TEST_SLOWDOWN", "1"))
@@ -365,6 +372,157 @@ class Reload(unittest.TestCase):
         self.reload(self.config_text().replace("pool_threads: 1", "pool_threads: 2"))
         self.assertIn("pool_threads changed: needs a restart; keeping 1", self.server.stderr())
         self.assertEqual(http_json(self.metrics_port, "/readyz")["pool"]["threads"], 1)
+
+
+def self_signed(directory, name):
+    """A fresh self-signed certificate for 127.0.0.1 (its own RSA key): (cert PEM, key PEM)."""
+    key, cert = os.path.join(directory, name + ".key"), os.path.join(directory, name + ".crt")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-keyout", key, "-out", cert, "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    with open(cert) as c, open(key) as k:
+        return c.read(), k.read()
+
+
+class TlsRotation(unittest.TestCase):
+    """Certificate A at start, B after a SIGHUP, then a mismatched pair refused; one greeksd throughout."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        d = cls.dir.name
+        cls.a = self_signed(d, "a")
+        cls.b = self_signed(d, "b")
+        assert cls.a[0] != cls.b[0] and cls.a[1] != cls.b[1]
+        cls.cert = write(os.path.join(d, "server.crt"), cls.a[0], 0o644)
+        cls.key = write(os.path.join(d, "server.key"), cls.a[1])
+        cls.server = Server("--tls-cert", cls.cert, "--tls-key", cls.key, "--log-format", "json")
+        cls.pid = cls.server.proc.pid
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.server.stop()
+        cls.server.close()
+        cls.dir.cleanup()
+        assert code == 0, code
+
+    def channel_trusting(self, cert_pem):
+        # Its own subchannel pool: a new channel must make a new connection (a
+        # new handshake), never borrow one an earlier channel opened.
+        creds = grpc.ssl_channel_credentials(root_certificates=cert_pem.encode())
+        return grpc.secure_channel(self.server.target, creds, options=[("grpc.use_local_subchannel_pool", 1)])
+
+    def price(self, channel, timeout=TIMEOUT):
+        request = pb.PriceBatchRequest(model=pb.MODEL_BSM, spot=[100.0], strike=[100.0], expiry=[1.0], rate=[0.05],
+                                       vol=[0.2], type=[pb.PUT], style=[pb.EUROPEAN], outputs=[pb.PRICE],
+                                       **{"yield": [0.0]})
+        return pb_grpc.PricingServiceStub(channel).PriceBatch(request, timeout=timeout)
+
+    def handshake_fails(self, cert_pem):
+        channel = self.channel_trusting(cert_pem)
+        try:
+            with self.assertRaises(grpc.RpcError) as raised:
+                self.price(channel, timeout=3 * SLOWDOWN)
+            return raised.exception.code() == grpc.StatusCode.UNAVAILABLE
+        finally:
+            channel.close()
+
+    def serves(self, cert_pem):
+        channel = self.channel_trusting(cert_pem)
+        try:
+            return self.price(channel).count == 1
+        finally:
+            channel.close()
+
+    def sighup_until(self, condition, what):
+        self.server.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10 * SLOWDOWN
+        while not condition():
+            self.assertLess(time.monotonic(), deadline, what + ": " + self.server.stderr()[-3000:])
+            time.sleep(0.1)
+
+    def test_rotation_by_sighup_then_a_mismatched_pair_is_refused(self):
+        # Certificate A: a client trusting A is served; one trusting only B is not.
+        old = self.channel_trusting(self.a[0])
+        self.assertEqual(self.price(old).count, 1)
+        self.assertTrue(self.handshake_fails(self.b[0]))
+
+        # Rotate to B (key first, then the certificate, as an operator would) + SIGHUP.
+        write(self.key, self.b[1])
+        write(self.cert, self.b[0], 0o644)
+        accepted = lambda: "the TLS certificate and key (new handshakes get them)" in self.server.stderr()  # noqa: E731
+        self.sighup_until(accepted, "no reload took certificate B")
+        self.assertTrue(self.serves(self.b[0]))          # a new handshake gets B
+        self.assertTrue(self.handshake_fails(self.a[0]))  # and no longer A
+        self.assertEqual(self.price(old).count, 1)       # the connection made under A keeps working
+        self.assertIn("new handshakes now get the certificate of configuration version", self.server.stderr())
+
+        # A mismatched pair (B's key, A's certificate): refused with the reason; B stays in force.
+        rejected = self.server.stderr().count("rejected")
+        write(self.key, self.b[1])
+        write(self.cert, self.a[0], 0o644)
+        self.sighup_until(lambda: self.server.stderr().count("rejected") > rejected, "the bad pair was not rejected")
+        line = [json.loads(l) for l in self.server.stderr().splitlines() if "rejected" in l][-1]
+        self.assertEqual(line["level"], "error")
+        self.assertIn("--tls-key: '%s' does not belong to the certificate in --tls-cert '%s'" % (self.key, self.cert),
+                      line["error"])
+        self.assertTrue(self.serves(self.b[0]))
+        self.assertTrue(self.handshake_fails(self.a[0]))
+        old.close()
+        self.assertIsNone(self.server.proc.poll())
+        self.assertEqual(self.server.proc.pid, self.pid)
+        self.assertEqual(self.server.stderr().count("serving on"), 1)  # never restarted
+
+
+class BreakerReload(unittest.TestCase):
+    """The pricing breaker's thresholds change on a live server (gk_breaker_reconfigure):
+    every kernel call fails (GREEKSD_TEST_FAULT=fail); with minimum_calls 1000
+    the breaker stays closed after 30 failed calls, and once a reload lowers it
+    to 10 the next failure opens it (health NOT_SERVING), same process."""
+
+    def test_lowering_minimum_calls_by_sighup_opens_the_breaker(self):
+        d = tempfile.TemporaryDirectory()
+        cfg = write(os.path.join(d.name, "greeksd.yaml"),
+                    "breaker:\n  window_calls: 1000\n  minimum_calls: 1000\n")
+        server = Server("--config", cfg, env={"GREEKSD_TEST_FAULT": "fail"})
+        try:
+            channel = grpc.insecure_channel(server.target)
+            stub = pb_grpc.PricingServiceStub(channel)
+            health = health_pb2_grpc.HealthStub(channel)
+            request = pb.PriceChainRequest(model=pb.MODEL_BSM, market=pb.Market(spot=100.0, rate=0.01),
+                                           contracts=pb.ChainContracts(strike=[100.0], expiry=[1.0], vol=[0.2],
+                                                                       type=[pb.CALL]))
+
+            def fail_once():
+                with self.assertRaises(grpc.RpcError):
+                    stub.PriceChain(request, timeout=TIMEOUT)
+
+            def status():
+                return health.Check(health_pb2.HealthCheckRequest(service=""), timeout=TIMEOUT).status
+
+            for _ in range(30):
+                fail_once()
+            self.assertEqual(status(), health_pb2.HealthCheckResponse.SERVING)
+            write(cfg, "breaker:\n  window_calls: 1000\n  minimum_calls: 10\n")
+            server.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 5 * SLOWDOWN
+            while "changed: breaker.minimum_calls" not in server.stderr():
+                self.assertLess(time.monotonic(), deadline, server.stderr()[-2000:])
+                time.sleep(0.05)
+            try:
+                stub.PriceChain(request, timeout=TIMEOUT)
+            except grpc.RpcError:
+                pass
+            deadline = time.monotonic() + 5 * SLOWDOWN
+            while status() != health_pb2.HealthCheckResponse.NOT_SERVING:
+                self.assertLess(time.monotonic(), deadline, "the breaker did not open after the reload")
+                time.sleep(0.05)
+            channel.close()
+        finally:
+            self.assertEqual(server.stop(), 0)
+            server.close()
+            d.cleanup()
 
 
 if __name__ == "__main__":

@@ -5,7 +5,12 @@
 #   pg_test_server.sh start DIR   initdb + start; writes a libpq conninfo to DIR/conninfo
 #                                 (and prints it); database greeks_test, superuser greeks
 #   pg_test_server.sh stop DIR    pg_ctl stop -m fast, then removes the cluster and DIR
+#   pg_test_server.sh pause DIR   pg_ctl stop -m fast, keeping the cluster (a store outage)
+#   pg_test_server.sh resume DIR  starts the paused cluster again on the same port
 #
+# With PG_TEST_PASSWORD set, `start` gives the role that password and requires it
+# (scram-sha-256) on 127.0.0.1; the conninfo then goes over TCP with password=...
+# (for tests that a secret in the store's address is never logged).
 # How: the cluster (data directory, unix socket, server log) lives in a fresh
 # mktemp -d directory under /tmp, not in DIR itself, for two reasons: when run as
 # root (CI) the server must run as an unprivileged user (postgres refuses root),
@@ -15,7 +20,8 @@
 # The server listens on that socket and on 127.0.0.1 at a free port: ports are
 # tried from a random base, and a bind failure moves to the next one, so two runs
 # on one machine (or a port taken between a check and the bind) cannot collide.
-# Trust authentication on both (a test server reachable only from this machine);
+# Trust authentication on both (a test server reachable only from this machine),
+# unless PG_TEST_PASSWORD asks for a password on TCP (the socket stays trust);
 # fsync stays on, as in production: the suite tests durable commits (initdb's own
 # sync of the template files is skipped: the cluster dies with the test run).
 # Every wait is bounded: pg_ctl -w -t, and the script gives up after MAX_PORT_TRIES.
@@ -80,8 +86,14 @@ start() {
   if [ "$(id -u)" -eq 0 ]; then chown nobody:nogroup "$CLUSTER"; fi
   cd / # the owner may not be allowed into the caller's directory
 
-  as_owner "$PG_BIN/initdb" -D "$CLUSTER/data" -U greeks --auth=trust --encoding=UTF8 \
-    --locale=C --no-sync >"$CLUSTER/initdb.log" 2>&1 ||
+  auth_host=trust pwfile=
+  if [ -n "${PG_TEST_PASSWORD:-}" ]; then
+    auth_host=scram-sha-256 pwfile=$CLUSTER/pwfile
+    printf '%s\n' "$PG_TEST_PASSWORD" >"$pwfile"
+    if [ "$(id -u)" -eq 0 ]; then chown nobody:nogroup "$pwfile"; fi
+  fi
+  as_owner "$PG_BIN/initdb" -D "$CLUSTER/data" -U greeks --auth-local=trust --auth-host="$auth_host" \
+    ${pwfile:+--pwfile="$pwfile"} --encoding=UTF8 --locale=C --no-sync >"$CLUSTER/initdb.log" 2>&1 ||
     { cat "$CLUSTER/initdb.log" >&2; die "initdb failed"; }
   cat >>"$CLUSTER/data/postgresql.conf" <<EOF
 # pg_test_server.sh
@@ -112,7 +124,11 @@ EOF
     die "the server on port $port is not ready after 30 s"
   "$PG_BIN/createdb" -h "$CLUSTER" -p "$port" -U greeks greeks_test ||
     die "createdb greeks_test failed"
+  rm -f "$CLUSTER/pwfile"
   conninfo="host=$CLUSTER port=$port dbname=greeks_test user=greeks connect_timeout=10"
+  if [ -n "${PG_TEST_PASSWORD:-}" ]; then
+    conninfo="host=127.0.0.1 port=$port dbname=greeks_test user=greeks password=$PG_TEST_PASSWORD connect_timeout=10"
+  fi
   echo "$conninfo" >"$dir/conninfo"
   echo "$port" >"$dir/port"
   START_DONE=yes
@@ -138,9 +154,47 @@ stop() {
   rm -rf "$cluster" "$dir"
 }
 
-[ $# -eq 2 ] || die "usage: pg_test_server.sh start|stop DIR"
+# The cluster directory DIR names, checked to be one this script made.
+cluster_of() {
+  [ -f "$1/cluster" ] || die "$1 holds no cluster (run start first)"
+  cluster=$(cat "$1/cluster")
+  case $cluster in
+    /tmp/greeks-pg.*) ;;
+    *) die "$1/cluster names '$cluster', not a directory this script made" ;;
+  esac
+  echo "$cluster"
+}
+
+# Stops the server but keeps the cluster: clients see connection refused.
+pause() {
+  CLUSTER=$(cluster_of "$1")
+  cd /
+  as_owner "$PG_BIN/pg_ctl" -D "$CLUSTER/data" -w -t 30 -m fast stop >/dev/null 2>&1 ||
+    die "could not stop the server in $CLUSTER"
+}
+
+# Starts a paused cluster again on its port (DIR/port); no other port will do,
+# since clients hold the conninfo.
+resume() {
+  CLUSTER=$(cluster_of "$1")
+  port=$(cat "$1/port")
+  cd /
+  rc=0
+  try_start "$port" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    tail -n 30 "$CLUSTER/server.log" >&2
+    die "the server did not start again on port $port (log above)"
+  fi
+  "$PG_BIN/pg_isready" -q -h "$CLUSTER" -p "$port" -t 30 ||
+    die "the server on port $port is not ready after 30 s"
+}
+
+usage="usage: pg_test_server.sh start|stop|pause|resume DIR"
+[ $# -eq 2 ] || die "$usage"
 case $1 in
   start) start "$2" ;;
   stop) stop "$2" ;;
-  *) die "usage: pg_test_server.sh start|stop DIR" ;;
+  pause) pause "$2" ;;
+  resume) resume "$2" ;;
+  *) die "$usage" ;;
 esac

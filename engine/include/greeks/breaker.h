@@ -97,6 +97,16 @@ gk_breaker_config gk_breaker_config_for_pricing(void);
 gk_code gk_breaker_create(const gk_breaker_config *config, gk_breaker **breaker,
                           gk_status *status);
 
+/* Changes a live breaker's thresholds (a configuration reload): minimum_calls,
+ * both rate thresholds, the slow-call duration and the wait in OPEN take effect
+ * for the next call recorded, under the breaker's lock; the state and the
+ * calls already in the window are kept. The window's type and size and the
+ * half-open calls size the windows and cannot change: a config that changes
+ * them is refused with GK_FAILED_PRECONDITION (nothing changed). Fields are
+ * validated as by gk_breaker_create (GK_INVALID_ARGUMENT, nothing changed);
+ * name and listener are ignored. Thread-safe. */
+gk_code gk_breaker_reconfigure(gk_breaker *breaker, const gk_breaker_config *config, gk_status *status);
+
 /* Frees the breaker. NULL is a no-op. No other call on it may be running, and no
  * listener call may be in progress. */
 void gk_breaker_destroy(gk_breaker *breaker);

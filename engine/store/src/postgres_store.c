@@ -150,17 +150,17 @@ static const char *error_field(const PGresult *res, int field, const char *fallb
 /* libpq's connection messages end in newlines and may span lines. */
 static void one_line(char *text) {
   for (char *c = text; *c; c++)
-    if (*c == '\n' || *c == '\r') *c = ' ';
+    if (*c == '\n' || *c == '\r' || *c == '\t') *c = ' ';
   for (size_t n = strlen(text); n > 0 && text[n - 1] == ' '; n--) text[n - 1] = '\0';
 }
 
 static gk_code lost_connection(pg_store *s, PGconn *c, const char *what, gk_status *status) {
-  char reason[160];
+  char reason[112]; /* libpq's reason, cut so that the advice after it fits in a gk_status message */
   snprintf(reason, sizeof reason, "%s", c ? PQerrorMessage(c) : "out of memory");
   one_line(reason);
   return gk_status_set(status, GK_UNAVAILABLE, "store", s->base.description, GK_STATUS_NO_INDEX,
-                       "store %s: the connection to the server failed during %s (%s); it is "
-                       "reset on the next call: retry", s->base.description, what, reason);
+                       "store %s: connection lost during %s (%s); it is reset on the next call: "
+                       "retry", s->base.description, what, reason);
 }
 
 static gk_code code_of_sqlstate(const char *state) {

@@ -1,0 +1,235 @@
+"""greeksd with its book store on a real PostgreSQL that goes away and comes
+back: readiness and health per component (api/server/probes.c, health.c).
+
+What: a throwaway PostgreSQL cluster (tests/support/pg_test_server.sh) with a
+password on its role, greeksd journaling into it; the server is paused (pg_ctl
+stop -m fast, data kept) and resumed on the same port. While it is down,
+/readyz must answer 503 naming the store as unreachable, grpc.health.v1 must
+report greeks.v1.BookService NOT_SERVING while "" and greeks.v1.PricingService
+stay SERVING, pricing must still answer, and a trade must fail with
+UNAVAILABLE naming the store (never a crash). After the resume, readiness and
+health recover, a new trade is accepted, and every acknowledged event is in
+the book, in the audit trail, and in the events table read directly with psql
+(an independent reader); the one trade refused during the outage is nowhere.
+The store's password never appears in greeksd's stderr, /readyz or /metrics.
+
+How: every wait is a bounded poll (the store probe runs once a second); the
+cluster is stopped in a cleanup whatever happens.
+
+Environment (set by tests/CMakeLists.txt): GREEKSD, GREEKS_CLI (test_grpc reads it),
+GREEKS_STUBS, GREEKS_DATA,
+GREEKS_TEST_SLOWDOWN, PG_TEST_SCRIPT (the fixture script).
+"""
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_grpc import Server, SLOWDOWN  # noqa: E402  (also puts the stubs on sys.path)
+
+import grpc  # noqa: E402
+from greeks.v1 import pricing_pb2 as pb  # noqa: E402
+from greeks.v1 import pricing_pb2_grpc as pb_grpc  # noqa: E402
+from greeks.v1 import book_pb2 as bk  # noqa: E402
+from greeks.v1 import book_pb2_grpc as bk_grpc  # noqa: E402
+from greeks.events.v1 import book_events_pb2 as ev  # noqa: E402
+import health_pb2  # noqa: E402
+import health_pb2_grpc  # noqa: E402
+
+PG_SCRIPT = os.environ["PG_TEST_SCRIPT"]
+PSQL = os.path.join(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"), "psql")
+TIMEOUT = 30 * SLOWDOWN
+# The probe runs once a second; a verdict should follow an outage within a few.
+TURN_S = 10 * SLOWDOWN
+US_PER_DAY = 86400 * 10**6
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+BOOK = "greeks.v1.BookService"
+
+
+def http_get(url):
+    """(status, body) of a GET; HTTP errors are answers too."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def pg(command, directory, env):
+    p = subprocess.run(["sh", PG_SCRIPT, command, directory], capture_output=True, text=True, timeout=120, env=env)
+    if p.returncode != 0:
+        raise RuntimeError("pg_test_server.sh %s failed (%d): %s" % (command, p.returncode, p.stderr))
+    return p.stdout
+
+
+def poll(what, check, seconds=TURN_S):
+    """check() until it returns a true value, at most `seconds`; its last value."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            if not value:
+                raise AssertionError("%s: not within %.0f s" % (what, seconds))
+            return value
+        time.sleep(0.1)
+
+
+class StoreOutage(unittest.TestCase):
+    def setUp(self):
+        self.password = "pw-" + secrets.token_hex(12)
+        self.pg_env = dict(os.environ, PG_TEST_PASSWORD=self.password)
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+        self.pg_dir = os.path.join(self.tmp.name, "pg")
+        self.addCleanup(pg, "stop", self.pg_dir, self.pg_env)  # runs even when start fails part way
+        self.conninfo = pg("start", self.pg_dir, self.pg_env).strip()
+        self.assertIn("password=" + self.password, self.conninfo)  # a real secret, checked by the server
+        with open(os.path.join(self.pg_dir, "port")) as f:
+            self.pg_port = int(f.read())
+        port_file = os.path.join(self.tmp.name, "metrics-port")
+        self.server = Server("--book-store", self.conninfo, "--metrics-listen", "127.0.0.1:0",
+                             "--metrics-port-file", port_file)
+        self.addCleanup(self.server.close)
+        with open(port_file) as f:
+            self.base = "http://127.0.0.1:%d" % int(f.read())
+        self.channel = grpc.insecure_channel(self.server.target)
+        self.addCleanup(self.channel.close)
+        self.books = bk_grpc.BookServiceStub(self.channel)
+        self.pricing = pb_grpc.PricingServiceStub(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+        self.acked = []  # every CommandReply greeksd acknowledged
+        self.legs = {}   # trade id -> its quantity
+
+    # ---- helpers ----
+
+    def readyz(self):
+        status, body = http_get(self.base + "/readyz")
+        self.assertNotIn(self.password, body)
+        return status, json.loads(body)
+
+    def check(self, service):
+        return self.health.Check(health_pb2.HealthCheckRequest(service=service), timeout=TIMEOUT).status
+
+    def trade(self, trade_id):
+        leg = ev.Leg(instrument=ev.Instrument(underlying="AAPL", kind=ev.OPTION, option_type=ev.CALL,
+                                              style=ev.EUROPEAN, strike=100, expiry_us=self.expiry, multiplier=100),
+                     quantity=len(self.legs) + 1, price=4.0)
+        reply = self.books.ExecuteTrade(bk.ExecuteTradeRequest(book_id="desk", trade_id=trade_id, legs=[leg],
+                                                               idempotency_key="key-" + trade_id), timeout=TIMEOUT)
+        self.acked.append(reply)
+        self.legs[trade_id] = leg.quantity
+        return reply
+
+    def price_chain(self):
+        n = 21
+        request = pb.PriceChainRequest(model=pb.MODEL_BSM, market=pb.Market(spot=100, rate=0.03),
+                                       contracts=pb.ChainContracts(strike=[90.0 + i for i in range(n)],
+                                                                   expiry=[0.5] * n, vol=[0.2] * n,
+                                                                   type=[pb.CALL] * n))
+        reply = self.pricing.PriceChain(request, timeout=TIMEOUT)
+        prices = list(reply.greeks.price)
+        self.assertEqual(len(prices), n)
+        # Calls fall with the strike; the first is worth at least S - K e^{-rT} > 0.
+        self.assertTrue(all(a > b > 0 for a, b in zip(prices, prices[1:])), prices)
+        return prices
+
+    def events_in_postgres(self):
+        """(sequence, event_id) of the book's events, read with psql, not greeksd."""
+        p = subprocess.run([PSQL, self.conninfo, "-tA", "-F", " ", "-c",
+                            "SELECT stream, sequence, event_id FROM events ORDER BY stream, sequence"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        rows = [line.split(" ") for line in p.stdout.splitlines() if line]
+        return [(int(seq), eid) for stream, seq, eid in rows if "desk" in stream]
+
+    # ---- the outage ----
+
+    def test_the_store_goes_away_and_comes_back(self):
+        # Up: a book, a trade; ready, every service SERVING.
+        self.acked.append(self.books.OpenBook(bk.OpenBookRequest(book_id="desk", name="desk", currency="USD"),
+                                              timeout=TIMEOUT))
+        self.acked.append(self.books.UpdateMarket(bk.UpdateMarketRequest(book_id="desk", quotes=[
+            bk.MarketQuote(underlying="AAPL", spot=100.0, rate=0.03, vol=0.2)]), timeout=TIMEOUT))
+        self.expiry = int(time.time() * 1e6) + 90 * US_PER_DAY
+        self.trade("t1")
+        status, ready = self.readyz()
+        self.assertEqual(status, 200, ready)
+        self.assertEqual(ready["status"], "ready")
+        self.assertTrue(ready["store"]["reachable"])
+        self.assertNotIn("error", ready["store"])
+        description = ready["store"]["description"]
+        self.assertEqual(description, "postgresql:greeks_test@127.0.0.1:%d" % self.pg_port)
+        for service in ("", "greeks.v1.PricingService", BOOK):
+            self.assertEqual(self.check(service), SERVING, service)
+        prices = self.price_chain()
+
+        # Down: readiness 503 naming the store, BookService alone NOT_SERVING.
+        pg("pause", self.pg_dir, self.pg_env)
+        status, ready = poll("/readyz 503 after the store went away",
+                             lambda: (lambda r: r if r[0] == 503 else None)(self.readyz()))
+        self.assertEqual(ready["status"], "not_ready")
+        self.assertFalse(ready["store"]["reachable"])
+        self.assertEqual(ready["store"]["description"], description)
+        self.assertIn(description, ready["store"]["error"])
+        self.assertFalse(ready["draining"])
+        self.assertEqual(ready["services"], {"": "SERVING", "greeks.v1.PricingService": "SERVING",
+                                             BOOK: "NOT_SERVING"})
+        self.assertEqual(ready["agents"], {"pricing": "running", "compute": "running", "book-queries": "running"})
+        self.assertEqual(self.check(BOOK), NOT_SERVING)
+        self.assertEqual(self.check(""), SERVING)
+        self.assertEqual(self.check("greeks.v1.PricingService"), SERVING)
+        self.assertEqual(self.price_chain(), prices)  # pricing needs no store
+        for attempt in range(3):  # each of the pool's broken connections in turn: never a crash
+            with self.assertRaises(grpc.RpcError) as caught:
+                self.trade("refused")
+            self.assertEqual(caught.exception.code(), grpc.StatusCode.UNAVAILABLE, caught.exception.details())
+            self.assertIn(description, caught.exception.details())
+            self.assertNotIn(self.password, caught.exception.details())
+        self.assertIsNone(self.server.proc.poll(), "greeksd exited while the store was down")
+        self.legs.pop("refused", None)
+
+        # Back: ready again, BookService SERVING, a new trade accepted.
+        pg("resume", self.pg_dir, self.pg_env)
+        poll("/readyz 200 after the store came back", lambda: self.readyz()[0] == 200)
+        status, ready = self.readyz()
+        self.assertTrue(ready["store"]["reachable"])
+        self.assertNotIn("error", ready["store"])
+        poll("BookService SERVING after the store came back", lambda: self.check(BOOK) == SERVING)
+        self.assertEqual(self.check(""), SERVING)
+        self.trade("t2")
+
+        # Nothing acknowledged was lost; nothing refused was written.
+        book = self.books.GetBook(bk.GetBookRequest(book_id="desk"), timeout=TIMEOUT)
+        acked_sequences = sorted(s for r in self.acked for s in range(r.first_sequence, r.last_sequence + 1)
+                                 if r.last_sequence > 0)
+        self.assertEqual(acked_sequences, list(range(1, len(acked_sequences) + 1)))  # no gap, no double
+        self.assertEqual(book.version, acked_sequences[-1])
+        self.assertEqual([t.trade_id for t in book.trades], ["t1", "t2"])
+        (position,) = book.positions
+        self.assertEqual(position.quantity, sum(self.legs.values()))
+        audit = list(self.books.GetAuditTrail(bk.GetAuditTrailRequest(book_id="desk"), timeout=TIMEOUT))
+        self.assertEqual([e.sequence for e in audit], acked_sequences)
+        self.assertEqual(self.events_in_postgres(), [(e.sequence, e.event_id) for e in audit])
+
+        # A clean stop; the secret never shown or logged.
+        status, body = http_get(self.base + "/metrics")
+        self.assertEqual(status, 200)
+        self.assertNotIn(self.password, body)
+        self.assertEqual(self.server.stop(signal.SIGTERM, timeout=TIMEOUT), 0, self.server.stderr())
+        log = self.server.stderr()
+        self.assertIn("unreachable", log)
+        self.assertIn("reachable again", log)
+        self.assertNotIn(self.password, log)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
