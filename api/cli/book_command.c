@@ -404,7 +404,6 @@ static void print_problem(void *user, const csv_error *error) {
   fprintf(stderr, "greeks book: %s: %s\n", (const char *)user, error->message);
 }
 
-enum { TRADE_DONE, TRADE_REJECTED, TRADE_FATAL };
 
 /* A trade the book refused: "line L: trade T refused (CODE): message". */
 static void reject_trade(const char *file, const book_trade_item *item, const gk_status *st) {
@@ -417,46 +416,26 @@ static void reject_trade(const char *file, const book_trade_item *item, const gk
   write_trade_row(item->id, "rejected", NULL, message);
 }
 
-/* One trade of the file: TRADE_DONE, TRADE_REJECTED, or TRADE_FATAL (the book
+/* One trade of the file: BOOK_TRADE_DONE, BOOK_TRADE_REJECTED, or BOOK_TRADE_FATAL (the book
  * is missing or the store failed: the trades after it would fail alike). */
-static int execute_one(const session *s, const char *file, const book_trade_item *item, int *exit_code) {
+static int execute_one(void *user, const char *file, const book_trade_item *item, int *exit_code) {
+  const session *s = user;
   if (item->error[0]) {
     fprintf(stderr, "greeks book: %s: %s\n", file, item->error);
     write_trade_row(item->id, "rejected", NULL, item->error);
-    return TRADE_REJECTED;
+    return BOOK_TRADE_REJECTED;
   }
   gk_command_context ctx = command_context(s, item->trade.idempotency_key);
   gk_command_outcome out;
   gk_status st;
   if (gk_execute_trade(s->service, &ctx, s->book_id, &item->trade, &out, &st) == GK_OK) {
     write_done(item->id, &out, item->trade.idempotency_key, item->trade.leg_count);
-    return TRADE_DONE;
+    return BOOK_TRADE_DONE;
   }
   reject_trade(file, item, &st);
   *exit_code = book_exit_for(st.code);
   int book_level = strcmp(st.field, "book_id") == 0;
-  return *exit_code == BOOK_EXIT_FAILED || book_level ? TRADE_FATAL : TRADE_REJECTED;
-}
-
-static int execute_file(const session *s, csv_input *in, trade_reader *t) {
-  book_trade_item item;
-  csv_error e;
-  int got, rejected = 0, exit_code = CLI_EXIT_OK;
-  write_trade_header();
-  while ((got = trade_reader_next(t, &item, &e)) == 1) {
-    int outcome = execute_one(s, in->name, &item, &exit_code);
-    if (outcome == TRADE_FATAL) {
-      fprintf(stderr, "greeks book: %s: stopped at line %zu; the trades before it stand (re-running the file "
-              "is safe)\n", in->name, item.first_line);
-      return exit_code;
-    }
-    rejected += outcome == TRADE_REJECTED;
-  }
-  if (got < 0) {
-    fprintf(stderr, "greeks book: %s: %s; the trades before it stand\n", in->name, e.message);
-    return CLI_EXIT_UNUSABLE;
-  }
-  return rejected || trade_reader_unreadable(t) ? CLI_EXIT_BAD_ROWS : CLI_EXIT_OK;
+  return *exit_code == BOOK_EXIT_FAILED || book_level ? BOOK_TRADE_FATAL : BOOK_TRADE_REJECTED;
 }
 
 static int run_trade(session *s, const book_args *a) {
@@ -465,7 +444,7 @@ static int run_trade(session *s, const book_args *a) {
   int rc = CLI_EXIT_UNUSABLE;
   if (open_input(&in, a->file) == 0) {
     trade_reader *t = trade_reader_open(in.reader, s->now_us, print_problem, (void *)in.name, &e);
-    rc = t ? execute_file(s, &in, t) : input_error(&in, &e);
+    rc = t ? book_execute_trades("greeks book", in.name, t, execute_one, (void *)s) : input_error(&in, &e);
     trade_reader_free(t);
   }
   csv_input_close(&in);

@@ -678,3 +678,27 @@ int book_limits_read(csv_reader *reader, book_limits *limits, csv_error *e) {
   }
   return got < 0 ? -1 : 0;
 }
+
+/* ---- executing a trades file ---- */
+
+int book_execute_trades(const char *program, const char *file, trade_reader *t, book_trade_executor *execute,
+                        void *user) {
+  book_trade_item item;
+  csv_error e;
+  int got, rejected = 0, exit_code = CLI_EXIT_OK;
+  fputs("trade_id,status,first_sequence,last_sequence,message\n", stdout);
+  while ((got = trade_reader_next(t, &item, &e)) == 1) {
+    int outcome = execute(user, file, &item, &exit_code);
+    if (outcome == BOOK_TRADE_FATAL) {
+      fprintf(stderr, "%s: %s: stopped at line %zu; the trades before it stand (re-running the file is safe)\n",
+              program, file, item.first_line);
+      return exit_code;
+    }
+    rejected += outcome == BOOK_TRADE_REJECTED;
+  }
+  if (got < 0) {
+    fprintf(stderr, "%s: %s: %s; the trades before it stand\n", program, file, e.message);
+    return CLI_EXIT_UNUSABLE;
+  }
+  return rejected || trade_reader_unreadable(t) ? CLI_EXIT_BAD_ROWS : CLI_EXIT_OK;
+}

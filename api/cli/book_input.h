@@ -75,6 +75,20 @@ int trade_reader_next(trade_reader *t, book_trade_item *item, csv_error *error);
 size_t trade_reader_unreadable(const trade_reader *t);
 void trade_reader_free(trade_reader *t); /* NULL is a no-op */
 
+/* ---- executing a trades file (greeks book trade, greeks call book trade) ---- */
+
+/* What one trade came to: done, refused (the file goes on), or fatal (the
+ * book or the store failed: the file stops there; *exit_code says how). */
+enum { BOOK_TRADE_DONE, BOOK_TRADE_REJECTED, BOOK_TRADE_FATAL };
+typedef int book_trade_executor(void *user, const char *file, const book_trade_item *item, int *exit_code);
+
+/* Prints the result table's header, then runs `execute` on every trade of the
+ * file in order. Returns the verb's exit code: the fatal trade's, 2 for a file
+ * that cannot be read on (the trades before it stand), 3 when some trades were
+ * refused or rows unreadable, else 0. `program` prefixes the messages. */
+int book_execute_trades(const char *program, const char *file, trade_reader *t, book_trade_executor *execute,
+                        void *user);
+
 /* ---- a correction's legs: the trades file's columns; trade_id optional ---- */
 
 typedef struct book_legs {

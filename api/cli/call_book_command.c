@@ -402,7 +402,6 @@ static void print_problem(void *user, const csv_error *error) {
   fprintf(stderr, "greeks call book: %s: %s\n", (const char *)user, error->message);
 }
 
-enum { TRADE_DONE, TRADE_REJECTED, TRADE_FATAL };
 
 /* "line L: trade T refused (CODE): details", on stderr and as the trade's row. */
 static void reject_trade(const char *file, const book_trade_item *item, const gk_client_reply *r) {
@@ -415,11 +414,12 @@ static void reject_trade(const char *file, const book_trade_item *item, const gk
   write_trade_row(item->id, "rejected", NULL, message);
 }
 
-static int execute_one(const session *s, const char *file, const book_trade_item *item, int *exit_code) {
+static int execute_one(void *user, const char *file, const book_trade_item *item, int *exit_code) {
+  const session *s = user;
   if (item->error[0]) {
     fprintf(stderr, "greeks call book: %s: %s\n", file, item->error);
     write_trade_row(item->id, "rejected", NULL, item->error);
-    return TRADE_REJECTED;
+    return BOOK_TRADE_REJECTED;
   }
   wire_arena arena = {0};
   Greeks__V1__ExecuteTradeRequest q = GREEKS__V1__EXECUTE_TRADE_REQUEST__INIT;
@@ -433,38 +433,17 @@ static int execute_one(const session *s, const char *file, const book_trade_item
   gk_client_reply reply;
   int rc = arena.failed ? -1 : call_unary(s, "ExecuteTrade", &q.base, &reply);
   wire_arena_free(&arena);
-  if (arena.failed) return *exit_code = usage_error("out of memory", file), TRADE_FATAL;
+  if (arena.failed) return *exit_code = usage_error("out of memory", file), BOOK_TRADE_FATAL;
   if (rc != 0) {
     reject_trade(file, item, &reply);
     *exit_code = exit_for_status(reply.code);
-    return trade_level(reply.code) ? TRADE_REJECTED : TRADE_FATAL;
+    return trade_level(reply.code) ? BOOK_TRADE_REJECTED : BOOK_TRADE_FATAL;
   }
   Greeks__V1__CommandReply *r = command_reply(&reply);
-  if (r == NULL) return *exit_code = bad_answer(file, "CommandReply"), TRADE_FATAL;
+  if (r == NULL) return *exit_code = bad_answer(file, "CommandReply"), BOOK_TRADE_FATAL;
   write_done(item, r);
   greeks__v1__command_reply__free_unpacked(r, NULL);
-  return TRADE_DONE;
-}
-
-static int execute_file(const session *s, const csv_input *in, trade_reader *t) {
-  book_trade_item item;
-  csv_error e;
-  int got, rejected = 0, exit_code = CLI_EXIT_OK;
-  write_trade_header();
-  while ((got = trade_reader_next(t, &item, &e)) == 1) {
-    int outcome = execute_one(s, in->name, &item, &exit_code);
-    if (outcome == TRADE_FATAL) {
-      fprintf(stderr, "greeks call book: %s: stopped at line %zu; the trades before it stand (re-running the "
-              "file is safe)\n", in->name, item.first_line);
-      return exit_code;
-    }
-    rejected += outcome == TRADE_REJECTED;
-  }
-  if (got < 0) {
-    fprintf(stderr, "greeks call book: %s: %s; the trades before it stand\n", in->name, e.message);
-    return CLI_EXIT_UNUSABLE;
-  }
-  return rejected || trade_reader_unreadable(t) ? CLI_EXIT_BAD_ROWS : CLI_EXIT_OK;
+  return BOOK_TRADE_DONE;
 }
 
 static int run_trade(const session *s) {
@@ -473,7 +452,7 @@ static int run_trade(const session *s) {
   int rc = CLI_EXIT_UNUSABLE;
   if (open_input(&in, s->a->file) == 0) {
     trade_reader *t = trade_reader_open(in.reader, 0, print_problem, (void *)in.name, &e);
-    rc = t ? execute_file(s, &in, t) : input_error(&in, &e);
+    rc = t ? book_execute_trades("greeks call book", in.name, t, execute_one, (void *)s) : input_error(&in, &e);
     trade_reader_free(t);
   }
   csv_input_close(&in);
