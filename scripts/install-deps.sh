@@ -29,6 +29,7 @@ packages=(
   libmicrohttpd-dev                  # greeksd's HTTP listener: /metrics, /healthz, /readyz (adr/0031)
   libyaml-dev                        # greeksd's YAML configuration files (--config; api/server/config_file.c, adr/0035)
   prometheus                         # promtool (rules, metrics lint) and the server test_metrics scrapes with
+  python3-yaml                       # tests/test_k8s_manifests.py parses deploy/k8s/*.yaml
 )
 
 missing=()
