@@ -24,6 +24,13 @@
  * ALREADY_EXISTS) says nothing about the next one; a missing book, a refused
  * token or a server that went away would fail every trade after it alike.
  * Re-running the file is safe: each trade carries its idempotency key.
+ *
+ * Several instances (`greeks call --target a,b`, client.h): a call that ends
+ * UNAVAILABLE is retried by gRPC's retry policy, which resends the very bytes
+ * packed here once, so every attempt of a write carries the same idempotency
+ * key: a write that landed before its instance went away is answered as a
+ * replay (`replayed`) by the next one, not recorded twice, where the instances
+ * share one book store (they must, for books).
  */
 #include "call_book_command.h"
 

@@ -4,6 +4,10 @@
  * format, so `greeks call price-batch x.csv` and `greeks price x.csv` can be
  * compared line by line. Verbs: price-batch, price-chain, iv, revalue, health.
  *
+ * --target takes one HOST:PORT, a list of IP:PORT or a dns:/// name: calls are
+ * balanced over the instances and UNAVAILABLE is retried on another
+ * (--retry-attempts; api/client/client.h says how).
+ *
  * Exit codes: 0 ok; 2 unusable input or a failed call (the gRPC status is
  * printed); 3 some rows were invalid (named on stderr, the others answered).
  */
@@ -584,10 +588,13 @@ static int call_health(const call_options *o) {
 /* ---- arguments ---- */
 
 void call_command_usage(FILE *out) {
-  fputs("usage: greeks call [--target HOST:PORT] [--tls-ca FILE] [--token-file FILE]\n"
-        "                   [--timeout-ms N] [--request-id ID] VERB [options] FILE|-\n"
+  fputs("usage: greeks call [--target TARGET] [--tls-ca FILE] [--token-file FILE]\n"
+        "                   [--timeout-ms N] [--request-id ID] [--retry-attempts N] VERB [options] FILE|-\n"
         "  Calls greeksd (default target 127.0.0.1:50051; env GREEKS_TARGET) and prints\n"
-        "  the answer as the offline verb would. VERB:\n"
+        "  the answer as the offline verb would. TARGET: HOST:PORT; several instances as\n"
+        "  IP:PORT,IP:PORT,... or dns:///NAME:PORT (every address of the name): calls go\n"
+        "  round robin, and one ending UNAVAILABLE is retried on another instance, up to\n"
+        "  --retry-attempts in all (1..5, default 4; 1 = no retry). VERB:\n"
         "    price-batch [--model M] [--greeks LIST] FILE     like `greeks price`\n"
         "    price-chain --spot S --rate R [--yield Q] [--model M] [--greeks LIST] FILE\n"
         "                                                     like `greeks chain`\n"
@@ -612,6 +619,14 @@ static char *first_line_of(const char *path) {
   if (got == NULL) return NULL;
   line[strcspn(line, "\r\n")] = '\0';
   return line[0] ? strdup(line) : NULL; /* an empty token is refused here, not by the server */
+}
+
+static int parse_attempts(const char *value, int *attempts) {
+  double v;
+  if (value == NULL || cli_parse_double(value, &v) != NULL || v < 1 || v > GK_CLIENT_MAX_ATTEMPTS || v != (double)(int)v)
+    return -1;
+  *attempts = (int)v;
+  return 0;
 }
 
 static int parse_timeout(const char *value, int64_t *ms) {
@@ -654,6 +669,8 @@ int call_command(int argc, char **argv) {
     else if (cli_take_option(argc, argv, &i, "--request-id", &v)) o.client.request_id = v;
     else if (cli_take_option(argc, argv, &i, "--timeout-ms", &v)) {
       if (parse_timeout(v, &o.client.timeout_ms) != 0) return cli_usage_error("--timeout-ms must be an integer 1..86400000", v);
+    } else if (cli_take_option(argc, argv, &i, "--retry-attempts", &v)) {
+      if (parse_attempts(v, &o.client.retry_attempts) != 0) return cli_usage_error("--retry-attempts must be an integer 1..5", v);
     } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
       call_command_usage(stdout);
       return CLI_EXIT_OK;

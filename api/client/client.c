@@ -1,15 +1,29 @@
 /* Synchronous gRPC calls on the C core: one pluck queue per call. A server
  * stream reads one message per batch, so a slow consumer holds the stream back
- * (gRPC flow control) rather than buffering it here. */
+ * (gRPC flow control) rather than buffering it here.
+ *
+ * Several instances: the channel gets a service config (round_robin, and a
+ * retryPolicy on UNAVAILABLE for every method) and retries enabled, so balancing
+ * and failover are gRPC's own, not a loop here; a retried call is the same
+ * message with the same metadata. A list of IP:PORT becomes the C core's
+ * ipv4:/ipv6: name (its resolvers take a comma-separated address list); host
+ * names go through dns:/// (every address of the name), which a list of them
+ * cannot express, so such a list is refused with a pointer to dns:///. Each
+ * client starts the list at an item of its own (first_item): round robin only
+ * spreads the calls of one channel, and the CLI makes one call per process. */
 #include "client.h"
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 struct gk_client {
   grpc_channel *channel;
@@ -35,38 +49,160 @@ static char *read_text_file(const char *path) {
   return text;
 }
 
-gk_client *gk_client_create(const gk_client_options *o, char *error, size_t size) {
+enum { TARGET_MAX = 2048 };
+
+/* "HOST:PORT" split at its last colon: 4 for an IPv4 literal, 6 for "[v6]",
+ * 0 when the host is a name or the port is not 1..65535 digits. */
+static int address_family(const char *item, size_t n) {
+  char host[64];
+  const char *colon = NULL;
+  for (size_t i = 0; i < n; i++)
+    if (item[i] == ':') colon = item + i;
+  if (colon == NULL || colon == item || n - (size_t)(colon - item) < 2 || n - (size_t)(colon - item) > 6) return 0;
+  for (const char *p = colon + 1; p < item + n; p++)
+    if (!isdigit((unsigned char)*p)) return 0;
+  long port = strtol(colon + 1, NULL, 10);
+  size_t host_length = (size_t)(colon - item);
+  if (port < 1 || port > 65535 || host_length >= sizeof host) return 0;
+  memcpy(host, item, host_length);
+  host[host_length] = '\0';
+  unsigned char binary[16];
+  if (inet_pton(AF_INET, host, binary) == 1) return 4;
+  if (host_length > 2 && host[0] == '[' && host[host_length - 1] == ']') {
+    host[host_length - 1] = '\0';
+    if (inet_pton(AF_INET6, host + 1, binary) == 1) return 6;
+  }
+  return 0;
+}
+
+/* Which item of a list to put first: a process makes one call per channel in
+ * the CLI, and gRPC's round robin starts on the first address that connects
+ * (in practice the first listed), so each process starts at its own item. */
+static size_t first_item(size_t count) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  unsigned long long seed = (unsigned long long)now.tv_nsec ^ ((unsigned long long)getpid() << 20);
+  seed ^= seed >> 17, seed *= 0x9E3779B97F4A7C15ULL, seed ^= seed >> 29;
+  return (size_t)(seed % count);
+}
+
+/* Checks every item of a comma-separated list: their family (4 or 6), else 0. */
+static int list_family(const char *target, size_t *count) {
+  int family = 0;
+  *count = 0;
+  for (const char *item = target;; item++) {
+    size_t n = strcspn(item, ",");
+    int f = address_family(item, n);
+    if (f == 0 || (family != 0 && f != family)) return 0;
+    family = f;
+    ++*count;
+    item += n;
+    if (*item == '\0') return family;
+  }
+}
+
+/* `target`'s items from item `first` on, then those before it, comma-separated. */
+static void rotate_list(const char *target, size_t first, char *out, size_t size) {
+  const char *at = target;
+  for (size_t i = 0; i < first; i++) at = strchr(at, ',') + 1;
+  if (first == 0) snprintf(out, size, "%s", target);
+  else snprintf(out, size, "%s,%.*s", at, (int)(at - target - 1), target);
+}
+
+/* The gRPC name for `target`: as given when it is one address or has a scheme;
+ * "ipv4:a,b" / "ipv6:a,b" for a list of IP:PORT. -1 (reason in error) else. */
+static int channel_target(const char *target, char *out, size_t size, char *error, size_t error_size) {
+  if (strlen(target) >= TARGET_MAX) {
+    snprintf(error, error_size, "--target: longer than %d characters", TARGET_MAX - 1);
+    return -1;
+  }
+  if (strchr(target, ',') == NULL || strchr(target, '/') || strncmp(target, "ipv4:", 5) == 0 ||
+      strncmp(target, "ipv6:", 5) == 0) {
+    snprintf(out, size, "%s", target);
+    return 0;
+  }
+  size_t count;
+  int family = list_family(target, &count);
+  if (family == 0) {
+    snprintf(error, error_size,
+             "--target '%s': a list takes IP:PORT addresses of one family (127.0.0.1:50051,127.0.0.1:50052); "
+             "for a host name use dns:///NAME:PORT, which reaches every address of the name",
+             target);
+    return -1;
+  }
+  char rotated[TARGET_MAX];
+  rotate_list(target, first_item(count), rotated, sizeof rotated);
+  snprintf(out, size, "%s:%s", family == 4 ? "ipv4" : "ipv6", rotated);
+  return 0;
+}
+
+/* The service config: round robin over the addresses; UNAVAILABLE retried. */
+static void service_config(int attempts, char *out, size_t size) {
+  int n = snprintf(out, size, "{\"loadBalancingConfig\":[{\"round_robin\":{}}]");
+  if (attempts > 1)
+    n += snprintf(out + n, size - (size_t)n,
+                  ",\"methodConfig\":[{\"name\":[{}],\"retryPolicy\":{\"maxAttempts\":%d,"
+                  "\"initialBackoff\":\"0.1s\",\"maxBackoff\":\"1s\",\"backoffMultiplier\":2,"
+                  "\"retryableStatusCodes\":[\"UNAVAILABLE\"]}}]",
+                  attempts);
+  snprintf(out + n, size - (size_t)n, "}");
+}
+
+static int check_options(const gk_client_options *o, char *error, size_t size) {
   if (o == NULL || o->target == NULL || o->target[0] == '\0') {
     snprintf(error, size, "--target: a HOST:PORT is required");
-    return NULL;
+    return -1;
   }
   if (o->token && strlen(o->token) > 1000) {
     snprintf(error, size, "the bearer token is longer than 1000 characters");
+    return -1;
+  }
+  if (o->retry_attempts < 0 || o->retry_attempts > GK_CLIENT_MAX_ATTEMPTS) {
+    snprintf(error, size, "--retry-attempts %d: must be 1..%d (1 = no retry)", o->retry_attempts,
+             GK_CLIENT_MAX_ATTEMPTS);
+    return -1;
+  }
+  return 0;
+}
+
+static grpc_channel_credentials *credentials_for(const gk_client_options *o, char *error, size_t size) {
+  if (o->tls_ca_file == NULL) return grpc_insecure_credentials_create();
+  char *roots = read_text_file(o->tls_ca_file);
+  if (roots == NULL) {
+    snprintf(error, size, "--tls-ca '%s': cannot read the file (or it is over 1 MiB)", o->tls_ca_file);
     return NULL;
   }
+  grpc_channel_credentials *creds = grpc_ssl_credentials_create(roots, NULL, NULL, NULL);
+  free(roots);
+  return creds;
+}
+
+gk_client *gk_client_create(const gk_client_options *o, char *error, size_t size) {
+  char target[TARGET_MAX + 8], config[512];
+  if (check_options(o, error, size) != 0 || channel_target(o->target, target, sizeof target, error, size) != 0)
+    return NULL;
   gk_client *c = calloc(1, sizeof *c);
   if (c == NULL) {
     snprintf(error, size, "out of memory");
     return NULL;
   }
   grpc_init();
-  grpc_channel_credentials *creds;
-  if (o->tls_ca_file) {
-    char *roots = read_text_file(o->tls_ca_file);
-    if (roots == NULL) {
-      snprintf(error, size, "--tls-ca '%s': cannot read the file (or it is over 1 MiB)", o->tls_ca_file);
-      free(c);
-      grpc_shutdown();
-      return NULL;
-    }
-    creds = grpc_ssl_credentials_create(roots, NULL, NULL, NULL);
-    free(roots);
-  } else {
-    creds = grpc_insecure_credentials_create();
+  grpc_channel_credentials *creds = credentials_for(o, error, size);
+  if (creds == NULL) {
+    free(c);
+    grpc_shutdown();
+    return NULL;
   }
-  grpc_arg arg = {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = -1}};
-  grpc_channel_args args = {1, &arg};
-  c->channel = grpc_channel_create(o->target, creds, &args);
+  service_config(o->retry_attempts ? o->retry_attempts : GK_CLIENT_DEFAULT_ATTEMPTS, config, sizeof config);
+  grpc_arg args[4] = {
+      {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = -1}},
+      {GRPC_ARG_STRING, (char *)GRPC_ARG_SERVICE_CONFIG, {.string = config}},
+      {GRPC_ARG_INTEGER, (char *)GRPC_ARG_ENABLE_RETRIES, {.integer = 1}},
+      /* A request up to 64 MiB stays retryable (gRPC's default keeps 256 KiB). */
+      {GRPC_ARG_INTEGER, (char *)GRPC_ARG_PER_RPC_RETRY_BUFFER_SIZE, {.integer = 64 << 20}},
+  };
+  grpc_channel_args channel_args = {4, args};
+  c->channel = grpc_channel_create(target, creds, &channel_args);
   grpc_channel_credentials_release(creds);
   c->timeout_ms = o->timeout_ms;
   if (o->token) snprintf(c->authorization, sizeof c->authorization, "Bearer %s", o->token);

@@ -3,6 +3,17 @@
  * call` verbs and the load generator. Messages are opaque bytes here: callers
  * pack and unpack them with protobuf-c.
  *
+ * Several instances (issue 21): `target` may be one HOST:PORT, a gRPC name with
+ * a scheme ("dns:///greeksd:50051" resolves to every address of the name;
+ * "ipv4:10.0.0.1:50051,10.0.0.2:50051"), or a comma-separated list of IP:PORT
+ * ("127.0.0.1:50051,127.0.0.1:50052", turned into an ipv4:/ipv6: name). The
+ * channel balances calls round robin over the addresses and retries a call
+ * that ends UNAVAILABLE (the instance refused, died or is draining) up to
+ * retry_attempts times in all, with backoff, on whichever instance is up: the
+ * gRPC retry policy of the service config, so a retry resends the very same
+ * request bytes and metadata (idempotency keys included). A call is not
+ * retried once the server has sent it anything.
+ *
  * Ownership: a gk_client owns its channel; gk_client_reply.bytes is malloc'ed
  * and owned by the caller after a call (free it with gk_client_reply_free).
  * Errors are returned, never printed.
@@ -14,12 +25,15 @@
 #include <stdint.h>
 
 typedef struct gk_client_options {
-  const char *target;      /* "host:port"; required */
+  const char *target;      /* "host:port", a list "ip:port,ip:port" or "dns:///host:port"; required */
   const char *tls_ca_file; /* PEM roots to trust: TLS on when set */
   const char *token;       /* bearer token to send, or NULL */
   int64_t timeout_ms;      /* per call deadline; 0 = none */
   const char *request_id;  /* x-request-id to send, or NULL (the server makes one) */
+  int retry_attempts;      /* attempts per call on UNAVAILABLE, 1 (no retry)..5; 0 = GK_CLIENT_DEFAULT_ATTEMPTS */
 } gk_client_options;
+
+enum { GK_CLIENT_DEFAULT_ATTEMPTS = 4, GK_CLIENT_MAX_ATTEMPTS = 5 /* gRPC's own cap */ };
 
 typedef struct gk_client gk_client;
 
