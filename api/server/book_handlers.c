@@ -1245,6 +1245,10 @@ int book_side_start(greeksd_server *server, char *error, size_t size) {
     return fail_start(error, size, "the book store failed its replay", &status);
   if (gk_list_books(side->service, track_book, side->risk, &status) != GK_OK)
     return fail_start(error, size, "cannot list the books", &status);
+  /* Other instances' commits reach the guard, the risk agent and the feed
+   * (adr/0036); on SQLite a no-op (one process per file). */
+  if (gk_book_service_follow(side->service, &status) != GK_OK)
+    return fail_start(error, size, "cannot follow the book store", &status);
   gk_execution_agent_options execution = {.tracer = server->tracer}; /* agent.execution spans */
   if (gk_execution_agent_start(side->service, &execution, &side->execution, &status) != GK_OK ||
       gk_strategy_agent_start(side->service, NULL, &side->strategy, &status) != GK_OK ||
@@ -1259,6 +1263,7 @@ int book_side_start(greeksd_server *server, char *error, size_t size) {
 void book_side_stop(greeksd_server *server) {
   book_side *side = server->books;
   if (side == NULL) return;
+  gk_store_unwatch(side->store); /* no catch-up reaches the listeners once they stop */
   gk_execution_agent_stop(side->execution, GK_NS_PER_S);
   gk_strategy_agent_stop(side->strategy, GK_NS_PER_S);
   if (side->queries) gk_agent_stop(side->queries, GK_NS_PER_S);

@@ -36,6 +36,16 @@
  *     connection or a server shutting down -> GK_UNAVAILABLE, corrupted data ->
  *     GK_DATA_LOSS, anything else -> GK_IO_ERROR; each message names the store.
  *
+ *   - change notification (adr/0036): each append runs pg_notify('greeks_events',
+ *     'stream:first:last') inside its transaction, so the server delivers it at
+ *     commit, in commit order, and never for a rolled-back append. gk_store_watch
+ *     starts a watcher thread on its own connection (LISTEN greeks_events) that
+ *     waits on the socket with poll() in 200 ms slices (so unwatch is prompt),
+ *     parses each notification and calls back; a lost connection is reopened with
+ *     backoff (0.1 s doubling to 5 s) and followed by a "resync" call, since
+ *     notifications sent meanwhile are gone. The notification is only a wake-up:
+ *     the reader reads the stream by sequence.
+ *
  * Why: PostgreSQL gives several processes one journal with row-level locking, so
  * optimistic concurrency needs no table lock and appends to different streams
  * never wait for each other. Durability is the server's default
@@ -44,7 +54,9 @@
 #include "store_internal.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +84,15 @@ typedef struct pg_store {
   int idle_count;
   PGconn **idle; /* stack of connections nobody uses */
   PGconn **all;  /* every connection, for close */
+  char *conninfo; /* kept for the watcher's own connection */
+  /* The watch (gk_store_watch): set by watch, cleared by unwatch, both on the
+   * owner's thread; the watcher thread reads `changed`/`user` and `stop`. */
+  bool watching;
+  atomic_bool stop;
+  pthread_t watcher;
+  PGconn *first_listener; /* opened by watch, handed to the watcher thread */
+  gk_store_change changed;
+  void *changed_user;
 } pg_store;
 
 /* ---- parameters -------------------------------------------------------------- */
@@ -421,6 +442,18 @@ static gk_code insert_snapshot(pg_store *s, PGconn *c, const gk_append *a, gk_st
              PGRES_COMMAND_OK, NULL, "storing the snapshot", status);
 }
 
+/* The wake-up for other processes' watchers: delivered when this transaction
+ * commits, in commit order. */
+static gk_code notify_change(pg_store *s, PGconn *c, const gk_append *a, gk_status *status) {
+  char payload[GK_STORE_ID_SIZE * 2 + 48];
+  snprintf(payload, sizeof payload, "%s:%lld:%lld", a->stream, (long long)(a->expected_version + 1),
+           (long long)last_sequence(a));
+  pg_params p = {.count = 0};
+  param_text(&p, payload);
+  return run(s, c, "SELECT pg_notify('greeks_events', $1)", &p, PGRES_TUPLES_OK, NULL,
+             "notifying the append", status);
+}
+
 static bool has_key(const gk_append *a) {
   return a->idempotency_key && a->idempotency_key[0];
 }
@@ -433,6 +466,7 @@ static gk_code append_steps(pg_store *s, PGconn *c, const gk_append *a, gk_statu
   if (rc == GK_OK) rc = insert_events(s, c, a, status);
   if (rc == GK_OK && has_key(a)) rc = insert_idempotency(s, c, a, status);
   if (rc == GK_OK && a->snapshot.size > 0) rc = insert_snapshot(s, c, a, status);
+  if (rc == GK_OK) rc = notify_change(s, c, a, status);
   return rc;
 }
 
@@ -867,8 +901,124 @@ static gk_code connect_one(pg_store *s, const char *conninfo, PGconn **out, gk_s
   return GK_OK;
 }
 
+/* ---- the watcher ------------------------------------------------------------- */
+
+enum { WATCH_POLL_MS = 200, BACKOFF_FIRST_MS = 100, BACKOFF_MOST_MS = 5000 };
+
+/* Sleeps ms in WATCH_POLL_MS slices; false when asked to stop meanwhile. */
+static bool nap(pg_store *s, int ms) {
+  for (int slept = 0; slept < ms && !atomic_load(&s->stop); slept += WATCH_POLL_MS)
+    poll(NULL, 0, ms - slept < WATCH_POLL_MS ? ms - slept : WATCH_POLL_MS);
+  return !atomic_load(&s->stop);
+}
+
+/* A fresh connection listening on the channel, or NULL. */
+static PGconn *open_listener(pg_store *s) {
+  const char *const keys[] = {"dbname", "fallback_application_name", NULL};
+  const char *const values[] = {s->conninfo, "greeks-watch", NULL};
+  PGconn *c = PQconnectdbParams(keys, values, 1);
+  if (c != NULL && PQstatus(c) == CONNECTION_OK) {
+    PQsetNoticeProcessor(c, ignore_notice, NULL);
+    PGresult *res = PQexec(c, "LISTEN greeks_events");
+    bool listening = PQresultStatus(res) == PGRES_COMMAND_OK;
+    PQclear(res);
+    if (listening) return c;
+  }
+  PQfinish(c);
+  return NULL;
+}
+
+/* "stream:first:last" (the stream may itself hold ':'): calls back; a payload
+ * that does not parse is ignored (another writer's channel use). */
+static void deliver(pg_store *s, const char *payload) {
+  char text[GK_STORE_ID_SIZE * 2 + 48];
+  snprintf(text, sizeof text, "%s", payload);
+  char *second = strrchr(text, ':');
+  if (second == NULL) return;
+  *second = '\0';
+  char *first = strrchr(text, ':');
+  if (first == NULL || first == text) return;
+  *first = '\0';
+  char *end1, *end2;
+  long long from = strtoll(first + 1, &end1, 10), to = strtoll(second + 1, &end2, 10);
+  if (*end1 != '\0' || *end2 != '\0' || from < 1 || to < from) return;
+  s->changed(s->changed_user, text, from, to);
+}
+
+/* Waits for notifications until the connection breaks or stop is asked. */
+static void listen_until_lost(pg_store *s, PGconn *c) {
+  while (!atomic_load(&s->stop) && PQstatus(c) == CONNECTION_OK) {
+    struct pollfd fd = {.fd = PQsocket(c), .events = POLLIN};
+    if (fd.fd < 0) return;
+    int ready = poll(&fd, 1, WATCH_POLL_MS);
+    if (ready < 0) continue; /* EINTR */
+    if (ready > 0 && !PQconsumeInput(c)) return;
+    PGnotify *n;
+    while (!atomic_load(&s->stop) && (n = PQnotifies(c)) != NULL) {
+      deliver(s, n->extra);
+      PQfreemem(n);
+    }
+  }
+}
+
+static void *watch_loop(void *arg) {
+  pg_store *s = arg;
+  int backoff = BACKOFF_FIRST_MS;
+  PGconn *first = s->first_listener;
+  while (!atomic_load(&s->stop)) {
+    PGconn *c = first ? first : open_listener(s);
+    first = NULL;
+    if (c == NULL) {
+      if (!nap(s, backoff)) break;
+      backoff = backoff * 2 < BACKOFF_MOST_MS ? backoff * 2 : BACKOFF_MOST_MS;
+      continue;
+    }
+    backoff = BACKOFF_FIRST_MS;
+    s->changed(s->changed_user, NULL, 0, 0); /* listening now: re-read what may be missed */
+    listen_until_lost(s, c);
+    PQfinish(c);
+  }
+  return NULL;
+}
+
+static gk_code pg_watch(gk_event_store *store, gk_store_change changed, void *user,
+                        gk_status *status) {
+  pg_store *s = (pg_store *)store;
+  if (s->watching)
+    return gk_status_set(status, GK_FAILED_PRECONDITION, "store", s->base.description,
+                         GK_STATUS_NO_INDEX, "store %s is already watched: one watch per store",
+                         s->base.description);
+  /* Listening before this returns: every commit after it is notified. */
+  s->first_listener = open_listener(s);
+  if (s->first_listener == NULL)
+    return gk_status_set(status, GK_UNAVAILABLE, "store", s->base.description, GK_STATUS_NO_INDEX,
+                         "store %s: cannot open the watcher's connection (LISTEN greeks_events)",
+                         s->base.description);
+  s->changed = changed;
+  s->changed_user = user;
+  atomic_store(&s->stop, false);
+  if (pthread_create(&s->watcher, NULL, watch_loop, s) != 0) {
+    PQfinish(s->first_listener);
+    return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "store", s->base.description,
+                         GK_STATUS_NO_INDEX, "store %s: cannot start the watcher thread",
+                         s->base.description);
+  }
+  s->watching = true;
+  return GK_OK;
+}
+
+static void pg_unwatch(gk_event_store *store) {
+  pg_store *s = (pg_store *)store;
+  if (!s->watching) return;
+  atomic_store(&s->stop, true);
+  pthread_join(s->watcher, NULL);
+  s->watching = false;
+}
+
 static void pg_close(gk_event_store *store) {
   pg_store *s = (pg_store *)store;
+  pg_unwatch(store);
+  free(s->conninfo);
   for (int i = 0; i < s->size; i++) PQfinish(s->all[i]);
   pthread_cond_destroy(&s->released);
   pthread_mutex_destroy(&s->lock);
@@ -887,6 +1037,8 @@ static const gk_store_ops pg_ops = {
     .find_result = pg_find_result,
     .list_streams = pg_list_streams,
     .list_results = pg_list_results,
+    .watch = pg_watch,
+    .unwatch = pg_unwatch,
 };
 
 static gk_code check_open_arguments(const char *conninfo, int connections, gk_status *status) {
@@ -940,6 +1092,10 @@ gk_event_store *gk_postgres_store_open(const char *conninfo, int connections, gk
     return NULL;
   }
   gk_code rc = GK_OK;
+  s->conninfo = strdup(conninfo);
+  if (s->conninfo == NULL)
+    rc = gk_status_set(status, GK_RESOURCE_EXHAUSTED, "conninfo", "", GK_STATUS_NO_INDEX,
+                       "out of memory opening a PostgreSQL store");
   for (int i = 0; i < connections && rc == GK_OK; i++) {
     rc = connect_one(s, conninfo, &s->all[i], status);
     if (rc == GK_OK) s->size++;

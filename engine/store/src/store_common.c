@@ -220,6 +220,18 @@ const char *gk_store_describe(const gk_event_store *store) {
   return store ? store->description : "(no store)";
 }
 
+gk_code gk_store_watch(gk_event_store *store, gk_store_change changed, void *user,
+                       gk_status *status) {
+  if (store == NULL || changed == NULL)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "store", "", GK_STATUS_NO_INDEX,
+                         "gk_store_watch needs a store and a callback");
+  return store->ops->watch ? store->ops->watch(store, changed, user, status) : GK_OK;
+}
+
+void gk_store_unwatch(gk_event_store *store) {
+  if (store && store->ops->unwatch) store->ops->unwatch(store);
+}
+
 void gk_store_close(gk_event_store *store) {
   if (store) store->ops->close(store);
 }

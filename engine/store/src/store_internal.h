@@ -35,6 +35,9 @@ typedef struct gk_store_ops {
                           gk_status *status);
   gk_code (*list_results)(gk_event_store *store, const char *stream, gk_result_visitor visit,
                           void *user, gk_status *status);
+  /* NULL in an adapter without change notification (gk_store_watch is a no-op). */
+  gk_code (*watch)(gk_event_store *store, gk_store_change changed, void *user, gk_status *status);
+  void (*unwatch)(gk_event_store *store);
 } gk_store_ops;
 
 struct gk_event_store {

@@ -17,6 +17,11 @@
  * tentative state: queries take the same lock and copy the state only after the
  * append returned.
  *
+ * Each entry also keeps `delivered`, the last sequence its listener was told of:
+ * a command's commit moves it, and when the service follows the store
+ * (book_follow.c, adr/0036) every catch-up tells the listener the events after
+ * it, so other processes' events are told once, in order, like local ones.
+ *
  * Event ids are UUID v7 (time-ordered, random from getrandom(2)); event times are the command's time,
  * kept non-decreasing within a book so that audit reads by time range are exact.
  */
@@ -50,6 +55,7 @@ gk_book_service *gk_book_service_new(gk_event_store *store, const gk_book_servic
 
 void gk_book_service_free(gk_book_service *s) {
   if (s == NULL) return;
+  if (atomic_load(&s->following)) gk_store_unwatch(s->store); /* no callback after this */
   for (size_t i = 0; i < s->entry_count; i++) {
     gk_book_free(s->entries[i]->state);
     pthread_mutex_destroy(&s->entries[i]->lock);
@@ -93,6 +99,7 @@ book_entry *book_entry_for(gk_book_service *s, const char *book_id, gk_status *s
   if (found == NULL && s->entry_count < s->entry_capacity && (found = calloc(1, sizeof *found))) {
     snprintf(found->id, sizeof found->id, "%s", book_id);
     gk_book_stream_name(book_id, found->stream, sizeof found->stream);
+    found->delivered = -1;
     pthread_mutex_init(&found->lock, NULL);
     s->entries[s->entry_count++] = found;
   }
@@ -170,17 +177,31 @@ gk_code load_book(gk_book_service *s, const char *stream, int64_t until, gk_book
   return GK_OK;
 }
 
-/* The entry's state, current with the store (caller holds the entry's lock). */
+/* The entry's state, current with the store (caller holds the entry's lock).
+ * Following, the events after `delivered` are told to the listener as they are
+ * applied (a dropped state is rebuilt up to `delivered` first; a book first
+ * loaded while following is told from its first event); otherwise they are
+ * folded silently. */
 gk_code catch_up(gk_book_service *s, book_entry *e, gk_status *status) {
+  bool tell = atomic_load(&s->following);
+  if (tell && e->delivered < 0) e->delivered = 0; /* a book new since following began */
   gk_code rc;
   if (e->state == NULL) {
-    rc = load_book(s, e->stream, -1, &e->state, status);
-    if (rc == GK_OK) e->last_snapshot = gk_book_version(e->state);
+    rc = load_book(s, e->stream, tell ? e->delivered : -1, &e->state, status);
+    if (rc != GK_OK) return rc;
+    e->last_snapshot = gk_book_version(e->state);
+    if (!tell) {
+      e->delivered = gk_book_version(e->state);
+      return GK_OK;
+    }
+  }
+  rc = tell ? fold_and_tell(s, e, status) : fold_events(s, e->stream, e->state, -1, status);
+  if (rc != GK_OK) {
+    drop_state(e);
     return rc;
   }
-  rc = fold_events(s, e->stream, e->state, -1, status);
-  if (rc != GK_OK) drop_state(e);
-  return rc;
+  e->delivered = gk_book_version(e->state);
+  return GK_OK;
 }
 
 void drop_state(book_entry *e) {
@@ -445,6 +466,7 @@ static gk_code attempt_once(gk_book_service *s, book_entry *e, const gk_command_
     rc = apply_and_append(s, e, ctx, events, count, &out->result, status);
     if (rc == GK_OK && s->listener.committed)
       s->listener.committed(s->listener.user, e->id, e->state, events, count);
+    if (rc == GK_OK) e->delivered = gk_book_version(e->state);
     if (rc == GK_OK && refused) return refusal(&out->result, status);
   }
   if (rc == GK_OK || rc == GK_ABORTED || !ctx->idempotency_key || !ctx->idempotency_key[0])

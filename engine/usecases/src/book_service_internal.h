@@ -6,6 +6,7 @@
 #define GREEKS_BOOK_SERVICE_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "greeks/book_service.h"
 
@@ -18,6 +19,8 @@ typedef struct book_entry {
   pthread_mutex_t lock;  /* serializes commands on the book and guards state */
   gk_book *state;        /* the fold of the stream so far; NULL: load on next use */
   int64_t last_snapshot; /* sequence of the last snapshot known to be stored */
+  int64_t delivered;     /* the last sequence the listener was told of, or the version
+                            at first load (history is not told); -1: never loaded */
 } book_entry;
 
 struct gk_book_service {
@@ -30,6 +33,7 @@ struct gk_book_service {
   book_entry **entries;
   size_t entry_count, entry_capacity;
   gk_tracer *tracer; /* options.tracer */
+  atomic_bool following; /* gk_book_service_follow: catch-ups tell the listener */
 };
 
 /* A command: decide from the current state into events[0..*count). */
@@ -63,5 +67,9 @@ gk_code load_book(gk_book_service *service, const char *stream, int64_t until, g
                   gk_status *status);
 gk_code catch_up(gk_book_service *service, book_entry *entry, gk_status *status);
 void drop_state(book_entry *entry);
+/* Following (book_follow.c): applies the stream's events after the entry's
+ * state and tells the listener of them, a chunk at a time, moving `delivered`.
+ * On an error the caller drops the state. */
+gk_code fold_and_tell(gk_book_service *service, book_entry *entry, gk_status *status);
 
 #endif /* GREEKS_BOOK_SERVICE_INTERNAL_H */

@@ -186,6 +186,39 @@ gk_code gk_store_copy(gk_event_store *from, gk_event_store *to, gk_copy_progress
  * readiness and BookService health run it once a second, off the call path. */
 gk_code gk_store_ping(gk_event_store *store, gk_status *status);
 
+/* Change notification (adr/0036): tells a process of appends that other
+ * processes committed on the same store, so that it can read them (by sequence:
+ * the store stays the truth, a notification is only a wake-up).
+ *
+ * gk_store_watch starts a watcher thread that calls `changed(user, stream,
+ * first, last)` after appends to `stream` of the events first..last commit
+ * (appends of this process included), for each stream in its commit order. When
+ * the watcher (re)connects it calls changed(user, NULL, 0, 0): "resync", any
+ * notification may have been lost, re-read what you follow. It is called once
+ * when the watch starts. gk_store_watch returns once the watcher listens: every
+ * append committed after it returns is notified (while the connection holds).
+ *
+ * PostgreSQL: every append runs pg_notify('greeks_events', 'stream:first:last')
+ * in its own transaction (delivered at commit, in commit order, never for a
+ * rolled-back append). The watcher holds a dedicated connection with LISTEN
+ * greeks_events; a lost connection is reopened with backoff (0.1 s doubling to
+ * 5 s), then "resync". The channel is per database: streams of other schemas on
+ * the same database also wake the watcher (harmless: a read finds nothing new).
+ * SQLite: a no-op that returns GK_OK and never calls `changed` (one process per
+ * SQLite file is the supported setup).
+ *
+ * `changed` runs on the watcher thread, never two at once; it may call the store.
+ * One watch per store: a second gk_store_watch fails with GK_FAILED_PRECONDITION.
+ * Errors: GK_UNAVAILABLE when the watcher's first connection cannot be opened;
+ * GK_RESOURCE_EXHAUSTED when the thread cannot start. gk_store_unwatch
+ * stops the watcher and returns once `changed` is not running and will not run
+ * again (never call it from `changed`); no watch: a no-op. gk_store_close stops it
+ * too. */
+typedef void (*gk_store_change)(void *user, const char *stream, int64_t first, int64_t last);
+gk_code gk_store_watch(gk_event_store *store, gk_store_change changed, void *user,
+                       gk_status *status);
+void gk_store_unwatch(gk_event_store *store);
+
 /* What the port measured since the store was opened, for metrics: atomic cells
  * (greeks/metrics.h) that any thread may read at any time; owned by the store,
  * valid until gk_store_close. Recording costs each append and read two clock

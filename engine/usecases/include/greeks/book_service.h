@@ -50,7 +50,10 @@ typedef struct gk_book_service gk_book_service;
  * command returns, in sequence order per book (called under the book's lock:
  * it must be quick and must not call the service for the same book). The seam
  * for projections and subscribers (the risk agent, SubscribeEvents): events
- * committed by other processes reach them by reading the store. */
+ * committed by other processes reach them by reading the store, or, once the
+ * service follows the store (gk_book_service_follow), through this listener
+ * too: then every event of a book after its first load is told exactly once,
+ * in sequence order, whoever committed it. */
 typedef struct gk_book_listener {
   /* `book` is the state after the events (read it during the call only). */
   void (*committed)(void *user, const char *book_id, const gk_book *book, const gk_event *events,
@@ -93,6 +96,24 @@ void gk_book_service_free(gk_book_service *service); /* NULL is a no-op */
  * *books (may be NULL) to the number loaded. Stops at the first failure
  * (GK_DATA_LOSS naming the book and sequence, or the store's error). */
 gk_code gk_book_service_load_all(gk_book_service *service, size_t *books, gk_status *status);
+
+/* Follows the store (adr/0036): registers with gk_store_watch so that events
+ * other processes commit reach the listener as if committed here. On a change
+ * of book X to version V above what the listener was told, the book's cached
+ * state is caught up from the store (under the book's lock, as a command does)
+ * and the listener gets the events read, in order, skipping those already told
+ * (this process's own commits find the cache current and read nothing). A book
+ * first loaded while following (not by gk_book_service_load_all before) is told
+ * from its first event. On "resync" (the watch started, or the watcher
+ * reconnected: notifications may be lost) every book of the store is caught up. A catch-up a command or query does tells the
+ * listener as well, so nothing is told twice or out of order whatever path finds
+ * an event first. A failed catch-up on the watcher's thread is dropped: the
+ * book's next change, resync, command or query retries it.
+ * Call once, after gk_book_service_load_all (history is not told) and before
+ * commands. On SQLite the watch is a no-op (one process per file). Errors:
+ * GK_FAILED_PRECONDITION when already following; gk_store_watch's. Stopped by
+ * gk_book_service_free (which calls gk_store_unwatch on the store). */
+gk_code gk_book_service_follow(gk_book_service *service, gk_status *status);
 
 /* "book-<id>": the store stream of a book. */
 void gk_book_stream_name(const char *book_id, char *out, size_t size);

@@ -1,0 +1,113 @@
+/*
+ * book_follow.c - the book service following its store (gk_book_service_follow,
+ * adr/0036): events other processes commit reach this process's listener.
+ *
+ * What: a gk_store_watch callback and the catch-up that tells the listener.
+ *
+ * How: the store's watcher calls on_change(stream, first, last) after a commit
+ * (any process's) and on_change(NULL) after it (re)connects. For a book stream
+ * the callback takes the book's lock and, when `last` is past what the listener
+ * was told (entry->delivered), runs catch_up, which in following mode reads the
+ * stream by sequence from the cached state's version, applies each event and
+ * tells the listener a chunk of TELL_CHUNK events at a time with the state after
+ * them. A book first loaded while following is told from its first event (the
+ * books loaded before, by gk_book_service_load_all, are history). Resync catches
+ * up every book of the store, so a book created while the watcher was away is
+ * found too.
+ *
+ * Why: the notification is only a wake-up; the stream, read by sequence under
+ * the book's lock, is the truth. `delivered` is the one cursor every path moves
+ * (a command's own commit, a command's or query's catch-up, a notification), so
+ * whichever finds an event first tells it and the others skip it: each event is
+ * told once, in order. Chunks bound the memory of a long catch-up, and the
+ * listener never runs while a store connection is held.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "book_service_internal.h"
+
+enum { TELL_CHUNK = 64 };
+
+typedef struct tell_context {
+  book_entry *entry;
+  gk_event *events; /* TELL_CHUNK */
+  size_t count;
+  gk_code code;
+  gk_status *status;
+} tell_context;
+
+static int apply_and_keep(void *user, const gk_stored_event *stored) {
+  tell_context *t = user;
+  gk_event *event = &t->events[t->count];
+  t->code = gk_event_decode(t->entry->stream, stored, event, t->status);
+  if (t->code == GK_OK) t->code = gk_book_apply(t->entry->state, event, t->status);
+  if (t->code == GK_OK) t->count++;
+  return t->code != GK_OK || t->count == TELL_CHUNK;
+}
+
+gk_code fold_and_tell(gk_book_service *s, book_entry *e, gk_status *status) {
+  tell_context t = {e, malloc(TELL_CHUNK * sizeof(gk_event)), 0, GK_OK, status};
+  if (t.events == NULL)
+    return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "book_id", e->id, GK_STATUS_NO_INDEX,
+                         "out of memory catching up book %s", e->id);
+  gk_code rc = GK_OK;
+  do {
+    int64_t from = gk_book_version(e->state) + 1;
+    t.count = 0;
+    rc = gk_store_read(s->store, e->stream, from, from + TELL_CHUNK - 1, apply_and_keep, &t,
+                       status);
+    if (rc == GK_OK) rc = t.code;
+    if (rc != GK_OK || t.count == 0) break;
+    if (s->listener.committed)
+      s->listener.committed(s->listener.user, e->id, e->state, t.events, t.count);
+    e->delivered = gk_book_version(e->state);
+  } while (t.count == TELL_CHUNK);
+  free(t.events);
+  return rc;
+}
+
+/* Catches one book up under its lock; a failure is dropped (the book's next
+ * change, resync, command or query retries it). */
+static void catch_up_book(gk_book_service *s, const char *book_id) {
+  gk_status ignored;
+  book_entry *e = book_entry_for(s, book_id, &ignored);
+  if (e == NULL) return; /* not a book id, or out of memory: nothing to follow */
+  pthread_mutex_lock(&e->lock);
+  catch_up(s, e, &ignored);
+  pthread_mutex_unlock(&e->lock);
+}
+
+static int resync_one(void *user, const char *book_id, int64_t version) {
+  (void)version;
+  catch_up_book(user, book_id);
+  return 0;
+}
+
+static void on_change(void *user, const char *stream, int64_t first, int64_t last) {
+  (void)first;
+  gk_book_service *s = user;
+  gk_status ignored;
+  if (stream == NULL) {
+    gk_list_books(s, resync_one, s, &ignored); /* every book, cached or new */
+    return;
+  }
+  if (strncmp(stream, "book-", 5) != 0) return;
+  book_entry *e = book_entry_for(s, stream + 5, &ignored);
+  if (e == NULL) return;
+  pthread_mutex_lock(&e->lock);
+  if (last > e->delivered) catch_up(s, e, &ignored); /* else: told already (our own commit) */
+  pthread_mutex_unlock(&e->lock);
+}
+
+gk_code gk_book_service_follow(gk_book_service *s, gk_status *status) {
+  if (s == NULL)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "service", "", GK_STATUS_NO_INDEX,
+                         "gk_book_service_follow needs a service");
+  if (atomic_exchange(&s->following, true))
+    return gk_status_set(status, GK_FAILED_PRECONDITION, "service", "", GK_STATUS_NO_INDEX,
+                         "the book service already follows its store");
+  gk_code rc = gk_store_watch(s->store, on_change, s, status);
+  if (rc != GK_OK) atomic_store(&s->following, false);
+  return rc;
+}
