@@ -12,7 +12,7 @@ FUZZ_RUNS ?= 10000000
 FUZZ_TEST_SECONDS ?= 10
 CONCURRENCY_TESTS = test_engine test_portfolio test_breaker test_agent test_pricing_agent \
   test_book_service test_event_store test_risk_agent test_execution_agent test_event_feed test_strategy_agent \
-  test_metrics
+  test_metrics test_book_follow
 # The gRPC suites (label "concurrency" too) need the server, the CLI and the stubs.
 CONCURRENCY_TARGETS = $(CONCURRENCY_TESTS) greeksd greeks greeks_python_stubs
 JOBS ?= $(shell nproc)
