@@ -380,16 +380,11 @@ static int run_limits(session *s, const book_args *a) {
 
 /* ---- trade and correct: one row per trade ---- */
 
-static void write_trade_header(void) { fputs("trade_id,status,first_sequence,last_sequence,message\n", stdout); }
-
+/* A trade's row, with the sequences the command recorded (NULL: none). */
 static void write_trade_row(const char *trade_id, const char *status, const gk_command_outcome *out,
                             const char *message) {
-  csv_write_field(stdout, trade_id);
-  printf(",%s,", status);
-  if (out) printf("%" PRId64 ",%" PRId64 ",", out->result.first_sequence, out->result.last_sequence);
-  else fputs(",,", stdout);
-  csv_write_field(stdout, message);
-  fputc('\n', stdout);
+  int64_t first_last[2] = {out ? out->result.first_sequence : 0, out ? out->result.last_sequence : 0};
+  book_write_trade_row(trade_id, status, out ? first_last : NULL, message);
 }
 
 static void write_done(const char *trade_id, const gk_command_outcome *out, const char *key, size_t legs) {
@@ -472,7 +467,7 @@ static int run_correct(session *s, const book_args *a) {
     else {
       char message[64] = "cancelled";
       if (legs.count) snprintf(message, sizeof message, "corrected: %zu leg%s", legs.count, legs.count == 1 ? "" : "s");
-      write_trade_header();
+      book_write_trade_header();
       write_trade_row(a->trade_id, out.replayed ? "replayed" : "executed", &out, message);
     }
   }

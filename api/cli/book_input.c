@@ -19,6 +19,7 @@
 #include "book_input.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -681,12 +682,24 @@ int book_limits_read(csv_reader *reader, book_limits *limits, csv_error *e) {
 
 /* ---- executing a trades file ---- */
 
+void book_write_trade_header(void) { fputs("trade_id,status,first_sequence,last_sequence,message\n", stdout); }
+
+void book_write_trade_row(const char *trade_id, const char *status, const int64_t *first_last,
+                          const char *message) {
+  csv_write_field(stdout, trade_id);
+  printf(",%s,", status);
+  if (first_last) printf("%" PRId64 ",%" PRId64 ",", first_last[0], first_last[1]);
+  else fputs(",,", stdout);
+  csv_write_field(stdout, message);
+  fputc('\n', stdout);
+}
+
 int book_execute_trades(const char *program, const char *file, trade_reader *t, book_trade_executor *execute,
                         void *user) {
   book_trade_item item;
   csv_error e;
   int got, rejected = 0, exit_code = CLI_EXIT_OK;
-  fputs("trade_id,status,first_sequence,last_sequence,message\n", stdout);
+  book_write_trade_header();
   while ((got = trade_reader_next(t, &item, &e)) == 1) {
     int outcome = execute(user, file, &item, &exit_code);
     if (outcome == BOOK_TRADE_FATAL) {

@@ -77,6 +77,12 @@ void trade_reader_free(trade_reader *t); /* NULL is a no-op */
 
 /* ---- executing a trades file (greeks book trade, greeks call book trade) ---- */
 
+/* The result table both verbs print: its header, and one row per trade;
+ * sequences NULL for a trade that recorded nothing (first_last[0], [1]). */
+void book_write_trade_header(void);
+void book_write_trade_row(const char *trade_id, const char *status, const int64_t *first_last,
+                          const char *message);
+
 /* What one trade came to: done, refused (the file goes on), or fatal (the
  * book or the store failed: the file stops there; *exit_code says how). */
 enum { BOOK_TRADE_DONE, BOOK_TRADE_REJECTED, BOOK_TRADE_FATAL };

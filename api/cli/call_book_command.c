@@ -383,16 +383,11 @@ static int run_limits(const session *s) {
 
 /* ---- trade and correct: one row per trade ---- */
 
-static void write_trade_header(void) { fputs("trade_id,status,first_sequence,last_sequence,message\n", stdout); }
-
+/* A trade's row, with the sequences the reply names (NULL: none). */
 static void write_trade_row(const char *trade_id, const char *status, const Greeks__V1__CommandReply *r,
                             const char *message) {
-  csv_write_field(stdout, trade_id);
-  printf(",%s,", status);
-  if (r) printf("%" PRId64 ",%" PRId64 ",", r->first_sequence, r->last_sequence);
-  else fputs(",,", stdout);
-  csv_write_field(stdout, message);
-  fputc('\n', stdout);
+  int64_t first_last[2] = {r ? r->first_sequence : 0, r ? r->last_sequence : 0};
+  book_write_trade_row(trade_id, status, r ? first_last : NULL, message);
 }
 
 static void write_done(const book_trade_item *item, const Greeks__V1__CommandReply *r) {
@@ -484,7 +479,7 @@ static int send_correction(const session *s, const char *file, const book_legs *
   if (r == NULL) return bad_answer(s->a->book_id, "CommandReply");
   char message[64] = "cancelled";
   if (legs->count) snprintf(message, sizeof message, "corrected: %zu leg%s", legs->count, legs->count == 1 ? "" : "s");
-  write_trade_header();
+  book_write_trade_header();
   write_trade_row(s->a->second, r->replayed ? "replayed" : "executed", r, message);
   greeks__v1__command_reply__free_unpacked(r, NULL);
   return CLI_EXIT_OK;
