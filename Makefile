@@ -110,6 +110,13 @@ load-test: build
 telemetry-cost: build
 	bench/telemetry-cost $(BUILD_DIR)
 
+.PHONY: cluster-bench
+# Several greeksd on one PostgreSQL (docs/performance.md, "Several instances"):
+# trades/s and acknowledgement latency with 1, 2 and 3 instances, then the time
+# from a SIGKILL to every client trading again. JSON in $(BUILD_DIR)/cluster/.
+cluster-bench: build
+	bench/cluster-bench $(BUILD_DIR)
+
 .PHONY: bench-gate
 bench-gate:
 	$(MAKE) bench BENCH_ARGS="--benchmark_repetitions=5 --benchmark_enable_random_interleaving=true"

@@ -333,6 +333,7 @@ typedef struct book_parts {
   struct gk_execution_agent *execution;
   struct gk_risk_agent *risk;
   struct gk_event_feed *feed;
+  struct gk_book_service *service;
 } book_parts;
 book_parts book_side_parts(greeksd_server *server);
 

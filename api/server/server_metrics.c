@@ -434,7 +434,7 @@ static void collect_book(void *user, gk_metrics_text *out) {
   greeksd_server *s = user;
   server_metrics *m = s->metrics;
   gk_metrics_family(out, "greeks_book_events_committed_total", GK_METRIC_COUNTER,
-                    "Events committed to the book journal since start, by event type.");
+                    "Committed events of the books this instance serves, by event type, its own and, on a shared store, other instances'.");
   for (unsigned t = 1; t < EVENT_TYPE_SLOTS; t++) {
     const char *name = event_type_label(t);
     if (name == NULL) continue;
@@ -446,6 +446,15 @@ static void collect_book(void *user, gk_metrics_text *out) {
   counter(out, "greeks_risk_limit_restores_total", "Breached risk limits back within bounds (RiskLimitRestored committed).",
           gk_counter_value(&m->committed[GK_EVENT_RISK_LIMIT_RESTORED]));
   book_parts parts = book_side_parts(s);
+  if (parts.service) {
+    gk_book_service_counters c = gk_book_service_counters_of(parts.service);
+    counter(out, "greeks_book_events_followed_total",
+            "Events of the books this instance serves that it read from the shared store: other instances' commits.",
+            c.events_followed);
+    counter(out, "greeks_book_conflicts_total",
+            "Book commands that lost an optimistic-concurrency race (another writer appended first) and went round again.",
+            c.conflicts);
+  }
   if (parts.risk) {
     gk_risk_agent_counters r = gk_risk_agent_counters_of(parts.risk);
     counter(out, "greeks_risk_events_folded_total", "Committed events the risk agent folded into its projection.", r.events);

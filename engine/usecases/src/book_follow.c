@@ -62,6 +62,7 @@ gk_code fold_and_tell(gk_book_service *s, book_entry *e, gk_status *status) {
     if (s->listener.committed)
       s->listener.committed(s->listener.user, e->id, e->state, t.events, t.count);
     e->delivered = gk_book_version(e->state);
+    atomic_fetch_add_explicit(&s->events_followed, t.count, memory_order_relaxed);
   } while (t.count == TELL_CHUNK);
   free(t.events);
   return rc;

@@ -66,6 +66,15 @@ void gk_book_service_free(gk_book_service *s) {
   free(s);
 }
 
+gk_book_service_counters gk_book_service_counters_of(gk_book_service *s) {
+  gk_book_service_counters c = {0, 0, 0};
+  if (s == NULL) return c;
+  c.conflicts = atomic_load_explicit(&s->conflicts, memory_order_relaxed);
+  c.events_own = atomic_load_explicit(&s->events_own, memory_order_relaxed);
+  c.events_followed = atomic_load_explicit(&s->events_followed, memory_order_relaxed);
+  return c;
+}
+
 void gk_book_stream_name(const char *book_id, char *out, size_t size) {
   snprintf(out, size, "book-%s", book_id);
 }
@@ -467,6 +476,7 @@ static gk_code attempt_once(gk_book_service *s, book_entry *e, const gk_command_
     if (rc == GK_OK && s->listener.committed)
       s->listener.committed(s->listener.user, e->id, e->state, events, count);
     if (rc == GK_OK) e->delivered = gk_book_version(e->state);
+    if (rc == GK_OK) atomic_fetch_add_explicit(&s->events_own, count, memory_order_relaxed);
     if (rc == GK_OK && refused) return refusal(&out->result, status);
   }
   if (rc == GK_OK || rc == GK_ABORTED || !ctx->idempotency_key || !ctx->idempotency_key[0])
@@ -506,6 +516,7 @@ gk_code run_command(gk_book_service *s, const gk_command_context *ctx, const cha
     out->attempts = attempt;
     rc = attempt_once(s, e, ctx, command, out, events, &why);
     if (rc != GK_ABORTED) break;
+    atomic_fetch_add_explicit(&s->conflicts, 1, memory_order_relaxed);
   }
   pthread_mutex_unlock(&e->lock);
   free(events);

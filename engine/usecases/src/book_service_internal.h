@@ -34,6 +34,10 @@ struct gk_book_service {
   size_t entry_count, entry_capacity;
   gk_tracer *tracer; /* options.tracer */
   atomic_bool following; /* gk_book_service_follow: catch-ups tell the listener */
+  /* gk_book_service_counters; relaxed atomics: read by a metrics scrape. */
+  atomic_uint_fast64_t conflicts;       /* attempts that lost a race (GK_ABORTED) */
+  atomic_uint_fast64_t events_own;      /* told after this service's own appends */
+  atomic_uint_fast64_t events_followed; /* told after reading them from the store */
 };
 
 /* A command: decide from the current state into events[0..*count). */

@@ -115,6 +115,20 @@ gk_code gk_book_service_load_all(gk_book_service *service, size_t *books, gk_sta
  * gk_book_service_free (which calls gk_store_unwatch on the store). */
 gk_code gk_book_service_follow(gk_book_service *service, gk_status *status);
 
+/* What the service has done since it was created, for metrics. With several
+ * processes on one store (gk_book_service_follow), the listener is told of
+ * events_own + events_followed events: those this service appended, and those
+ * it found in the store (other processes' commits, or its own whose
+ * acknowledgement was lost). conflicts counts command attempts that lost an
+ * optimistic-concurrency race (another writer appended to the book first) and
+ * went round again; each is a reload of the book. Any thread. */
+typedef struct gk_book_service_counters {
+  uint64_t conflicts;
+  uint64_t events_own;
+  uint64_t events_followed;
+} gk_book_service_counters;
+gk_book_service_counters gk_book_service_counters_of(gk_book_service *service);
+
 /* "book-<id>": the store stream of a book. */
 void gk_book_stream_name(const char *book_id, char *out, size_t size);
 

@@ -1,0 +1,280 @@
+"""Three greeksd on one PostgreSQL book store, one killed with SIGKILL and
+later another stopped with SIGTERM, while clients trade and subscribe through
+all three (issue 21 part 4; adr/0036 for the design under test).
+
+What it checks, each against an independent reference:
+- No acknowledged trade lost or doubled: every acknowledged trade id is in
+  its book's journal exactly once (TradeExecuted events read with psql's
+  sibling, GetAuditTrail, on a survivor, and the row count with psql), and no
+  trade the clients did not send is there.
+- Positions equal the clients' own sums of what was acknowledged (plain
+  arithmetic here, not greeksd's), and every book equals a replay from scratch
+  by a fresh process (`greeks book show --store` offline) byte for byte, as
+  seen through each live instance (`greeks call book show`).
+- Every subscriber's stream is gap-free, in order and without duplicates,
+  across its instance's death (SIGKILL) or drain (SIGTERM) and its resume on
+  another instance, and it carries every instance's commits.
+- Idempotency keys hold across instances: a command resent to another
+  instance is answered as a replay with the first answer's sequences.
+- Clients carry on within their retry budget: every trade is acknowledged
+  (gRPC's retry policy, then at most RESEND_BUDGET resends of the same
+  request), and the time from the SIGKILL to every client's next
+  acknowledgement is bounded.
+- Each instance's risk projection follows every book: GetBookRisk at the
+  final version answers on each live instance, with equal delta.
+
+Bounded: a fixed number of trades, every wait capped; loopback only.
+Environment: test_grpc.py's, plus PG_TEST_SCRIPT and GREEKS_CLI.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cluster import (CALL_TIMEOUT_S, US_PER_DAY, Instance, Postgres, Subscriber, TradeDriver,  # noqa: E402
+                     cluster_channel, open_books, planned_trades, wait_until)
+from test_grpc import CLI, SLOWDOWN  # noqa: E402
+import grpc  # noqa: E402
+from greeks.v1 import book_pb2 as bk  # noqa: E402
+from greeks.v1 import book_pb2_grpc as bk_grpc  # noqa: E402
+from greeks.events.v1 import book_events_pb2 as ev  # noqa: E402
+
+BOOKS = ["desk-a", "desk-b", "desk-c"]
+CLIENTS = 6
+TRADES_PER_CLIENT = 100
+RESEND_BUDGET = 3
+# From the SIGKILL to each client's next acknowledgement: gRPC's backoff
+# (0.1 s, doubling) and a reconnect, on a busy 2-core machine.
+RECOVERY_BOUND_S = 5 * SLOWDOWN
+
+
+class ThreeInstances(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+        self.pg = Postgres(os.path.join(self.tmp.name, "pg"))
+        self.addCleanup(self.pg.stop)
+        self.instances = []
+        for name in ("a", "b", "c"):
+            instance = Instance(name, self.pg.conninfo)
+            self.addCleanup(instance.cleanup)
+            self.instances.append(instance)
+        self.targets = [i.target for i in self.instances]
+        self.channel = cluster_channel(self.targets)
+        self.addCleanup(self.channel.close)
+        self.expiry = (int(time.time() * 1e6) // US_PER_DAY + 120) * US_PER_DAY
+
+    def direct(self, instance):
+        channel = grpc.insecure_channel(instance.target)
+        self.addCleanup(channel.close)
+        return bk_grpc.BookServiceStub(channel)
+
+    def journal(self, stub, book):
+        """Every envelope of `book`'s audit trail, as read through `stub`."""
+        return list(stub.GetAuditTrail(bk.GetAuditTrailRequest(book_id=book), timeout=CALL_TIMEOUT_S))
+
+    def rows_in_postgres(self):
+        """{book: number of event rows}, read with psql: not through greeksd."""
+        psql = os.path.join(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"), "psql")
+        p = subprocess.run([psql, self.pg.conninfo, "-tA", "-F", " ", "-c",
+                            "SELECT stream, count(*), max(sequence) FROM events GROUP BY stream"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        counts = {}
+        for line in p.stdout.splitlines():
+            if not line:
+                continue
+            stream, count, top = line.split(" ")
+            for book in BOOKS:
+                if stream.endswith(book):
+                    self.assertEqual(int(count), int(top), "rows of %s are not 1..max" % stream)
+                    counts[book] = int(count)
+        return counts
+
+    def cli(self, *args):
+        p = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, "greeks %s: %s" % (" ".join(args), p.stderr))
+        return p.stdout
+
+    def test_trades_and_subscriptions_survive_a_kill_and_a_drain(self):
+        a, b, c = self.instances
+        cluster = bk_grpc.BookServiceStub(self.channel)
+        open_books(cluster, BOOKS, self.expiry)
+
+        # Idempotency across instances: the same command on a, then on c.
+        once = bk.ExecuteTradeRequest(book_id="desk-a", trade_id="once", idempotency_key="key-once",
+                                      legs=[ev.Leg(instrument=cluster_option(self.expiry), quantity=7, price=5.5)])
+        first = self.direct(a).ExecuteTrade(once, timeout=CALL_TIMEOUT_S)
+        again = self.direct(c).ExecuteTrade(once, timeout=CALL_TIMEOUT_S)
+        self.assertFalse(first.replayed)
+        self.assertTrue(again.replayed)
+        self.assertEqual((again.first_sequence, again.last_sequence), (first.first_sequence, first.last_sequence))
+        extra = {("desk-a", "once"): 7}
+
+        # Subscribers on every instance, one per book on a, b and c each.
+        subscribers = []
+        for instance in self.instances:
+            for book in BOOKS:
+                s = Subscriber(book, instance.target, self.channel)
+                s.start()
+                subscribers.append((instance, s))
+
+        # Events everywhere: trades through a alone reach the subscribers and
+        # the risk projections of b and c, which commit nothing meanwhile.
+        only_a = {}
+        for k in range(3):
+            for book in BOOKS:
+                request = bk.ExecuteTradeRequest(book_id=book, trade_id="a-only-%d" % k,
+                                                 idempotency_key="key-a-only-%s-%d" % (book, k),
+                                                 legs=[ev.Leg(instrument=cluster_option(self.expiry),
+                                                              quantity=1 + k, price=5.0)])
+                only_a[book] = self.direct(a).ExecuteTrade(request, timeout=CALL_TIMEOUT_S).last_sequence
+                extra[(book, request.trade_id)] = 1 + k
+        for instance, s in subscribers:
+            wait_until("%s's subscriber to %s told of a's trades" % (instance.name, s.book),
+                       lambda: s.last() >= only_a[s.book], 10 * SLOWDOWN)
+        for instance in (b, c):  # /metrics: events read from the shared store
+            self.assertGreaterEqual(instance.metrics()["greeks_book_events_followed_total"], len(BOOKS) * 3)
+            for book in BOOKS:
+                stub = self.direct(instance)
+                wait_until("%s's risk of %s at a's version" % (instance.name, book),
+                           lambda: stub.GetBookRisk(bk.GetBookRiskRequest(book_id=book),
+                                                    timeout=CALL_TIMEOUT_S).version >= only_a[book], 10 * SLOWDOWN)
+
+        # Clients through all three; SIGKILL b at a third, SIGTERM c at two thirds.
+        total = CLIENTS * TRADES_PER_CLIENT
+        acked = [0]
+        lock = threading.Lock()
+
+        def count():
+            with lock:
+                acked[0] += 1
+
+        drivers = [TradeDriver(cluster_channel(self.targets), planned_trades(k, TRADES_PER_CLIENT, BOOKS,
+                                                                             self.expiry, seed=21),
+                               resend_budget=RESEND_BUDGET, on_ack=count) for k in range(CLIENTS)]
+        for d in drivers:
+            d.start()
+        wait_until("a third of the trades", lambda: acked[0] >= total // 3, 60 * SLOWDOWN)
+        killed_at = time.monotonic()
+        b.kill()
+        wait_until("two thirds of the trades", lambda: acked[0] >= 2 * total // 3, 60 * SLOWDOWN)
+        self.assertEqual(c.terminate(), 0, c.stderr())
+        for d in drivers:
+            d.join(timeout=120 * SLOWDOWN)
+            self.assertFalse(d.is_alive(), "a client did not finish")
+
+        # Every trade acknowledged within the budget.
+        for d in drivers:
+            self.assertEqual(d.failed, [], "trades given up: %s" % [(r.trade_id, str(e)) for _, r, e in d.failed])
+            self.assertEqual(len(d.acked), TRADES_PER_CLIENT)
+            self.assertLessEqual(max(attempts for *_, attempts in d.acked), 1 + RESEND_BUDGET)
+        # Each client acknowledged a trade soon after the SIGKILL.
+        for d in drivers:
+            after = [finished for _, _, _, _, finished, _ in d.acked if finished > killed_at]
+            self.assertTrue(after, "a client acknowledged nothing after the kill")
+            self.assertLess(min(after) - killed_at, RECOVERY_BOUND_S)
+
+        errors = [e for d in drivers for e in d.errors]
+        resent = sum(attempts - 1 for d in drivers for *_, attempts in d.acked)
+        replays = sum(1 for d in drivers for _, _, reply, *_ in d.acked if reply.replayed)
+        recovered = max(min(f for *_, f, _ in d.acked if f > killed_at) - killed_at for d in drivers)
+        print("\n%d trades acknowledged; %d failed attempts resent (%s); %d answered as replays; "
+              "every client acknowledged again %.3f s after the SIGKILL"
+              % (total, resent, sorted(set(code.name for _, code, _ in errors)), replays, recovered),
+              file=sys.stderr)
+
+        # b comes back on its port and catches up; the survivors: a and b.
+        b.restart()
+        survivors = [a, b]
+
+        # Expected: the clients' own sums of acknowledged quantities.
+        expected_trades = {book: {} for book in BOOKS}
+        for (book, trade_id), quantity in extra.items():
+            expected_trades[book][trade_id] = quantity
+        for d in drivers:
+            for book, request, reply, *_ in d.acked:
+                self.assertEqual(reply.trade_id, request.trade_id)
+                expected_trades[book][request.trade_id] = request.legs[0].quantity
+        self.assertEqual(sum(len(t) for t in expected_trades.values()), total + len(extra))
+
+        finals = {}
+        for book in BOOKS:
+            envelopes = self.journal(self.direct(a), book)
+            sequences = [e.sequence for e in envelopes]
+            self.assertEqual(sequences, list(range(1, len(envelopes) + 1)), book)
+            finals[book] = sequences[-1]
+            executed = [ev.TradeExecuted.FromString(e.payload) for e in envelopes if e.type == ev.TRADE_EXECUTED]
+            ids = [t.trade_id for t in executed]
+            self.assertEqual(len(ids), len(set(ids)), "a trade recorded twice in %s" % book)
+            self.assertEqual(set(ids), set(expected_trades[book]), "lost or unknown trades in %s" % book)
+            self.assertEqual(self.journal(self.direct(b), book), envelopes)  # the restarted b reads the same
+        self.assertEqual(self.rows_in_postgres(), finals)
+
+        # Positions: the clients' arithmetic, then replay from scratch vs each instance.
+        for book in BOOKS:
+            quantities = {}
+            for d in drivers:
+                for bk_id, request, *_ in d.acked:
+                    if bk_id == book:
+                        strike = request.legs[0].instrument.strike
+                        quantities[strike] = quantities.get(strike, 0) + request.legs[0].quantity
+            for (extra_book, _), quantity in extra.items():
+                if extra_book == book:
+                    quantities[100.0] = quantities.get(100.0, 0) + quantity
+            for instance in survivors:
+                view = self.direct(instance).GetBook(bk.GetBookRequest(book_id=book), timeout=CALL_TIMEOUT_S)
+                self.assertEqual(view.version, finals[book], instance.name)
+                got = {p.instrument.strike: p.quantity for p in view.positions if p.quantity != 0}
+                self.assertEqual(got, {k: v for k, v in quantities.items() if v != 0}, book)
+            replay = self.cli("book", "show", book, "--store", self.pg.conninfo)
+            replay_columns = "\n".join(",".join(line.split(",")[:10]) for line in replay.splitlines())
+            for instance in survivors:
+                live = self.cli("call", "--target", instance.target, "book", "show", book)
+                self.assertEqual(live.strip(), replay_columns.strip(), "%s on %s" % (book, instance.name))
+
+        # Subscribers: gap-free, in order, no duplicates, every instance's commits.
+        deadline = time.monotonic() + 30 * SLOWDOWN
+        for instance, s in subscribers:
+            wait_until("subscriber of %s on %s at %d" % (s.book, instance.name, finals[s.book]),
+                       lambda: s.last() >= finals[s.book], max(1.0, deadline - time.monotonic()))
+        for instance, s in subscribers:
+            s.stop()
+            self.assertIsNone(s.error, s.error)
+            self.assertEqual(s.received, list(range(1, finals[s.book] + 1)),
+                             "stream of %s from %s (resumes %s)" % (s.book, instance.name, s.resumes))
+            if instance is b or instance is c:  # their streams ended: resumed elsewhere
+                self.assertTrue(s.resumes, "the subscriber on %s never resumed elsewhere" % instance.name)
+        print("subscriber resumes: %s" % [(i.name, s.book, r[:2]) for i, s in subscribers for r in s.resumes],
+              file=sys.stderr)
+        # A subscriber on the restarted b, from the start: history then nothing missing.
+        late = Subscriber("desk-b", b.target, self.channel)
+        late.start()
+        wait_until("late subscriber", lambda: late.last() >= finals["desk-b"], 30 * SLOWDOWN)
+        late.stop()
+        self.assertEqual(late.received, list(range(1, finals["desk-b"] + 1)))
+
+        # Each live instance's risk projection reached the final version.
+        for book in BOOKS:
+            deltas = []
+            for instance in survivors:
+                risk = self.direct(instance).GetBookRisk(bk.GetBookRiskRequest(book_id=book,
+                                                                               min_version=finals[book]),
+                                                         timeout=CALL_TIMEOUT_S)
+                self.assertGreaterEqual(risk.version, finals[book])
+                deltas.append(risk.total.risk.delta)
+            self.assertAlmostEqual(deltas[0], deltas[1], delta=1e-6 * max(1.0, abs(deltas[0])))
+        self.assertTrue(a.alive() and b.alive())
+
+
+def cluster_option(expiry_us):
+    return ev.Instrument(underlying="AAPL", kind=ev.OPTION, option_type=ev.CALL, style=ev.EUROPEAN,
+                         strike=100.0, expiry_us=expiry_us, multiplier=100)
+
+
+if __name__ == "__main__":
+    unittest.main()
