@@ -2,6 +2,8 @@
 # Installs the Debian 12 packages greeks needs to build, test and benchmark.
 # Idempotent: packages already present are skipped, and apt is not touched at all
 # when nothing is missing. Runs apt-get directly as root, through sudo otherwise.
+# Then the Node.js example's pinned packages (examples/node, npm ci), fetched
+# only when they are missing or older than its package-lock.json.
 set -euo pipefail
 
 packages=(
@@ -38,21 +40,34 @@ for pkg in "${packages[@]}"; do
     missing+=("$pkg")
   fi
 done
+# Node.js for examples/node (docs/api.md, "Several instances"; tests/grpc/test_node_example.py):
+# Debian's nodejs and npm, unless a node and an npm are already on the PATH
+# (another distribution of Node.js, e.g. one that bundles npm, is kept).
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
-if [ "${#missing[@]}" -eq 0 ]; then
-  exit 0
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    as_root=()
+  elif command -v sudo >/dev/null 2>&1; then
+    as_root=(sudo)
+  else
+    echo "install-deps: missing packages (${missing[*]}) and neither root nor sudo is available" >&2
+    exit 1
+  fi
+
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${as_root[@]}" apt-get update -q
+  "${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-if [ "$(id -u)" -eq 0 ]; then
-  as_root=()
-elif command -v sudo >/dev/null 2>&1; then
-  as_root=(sudo)
-else
-  echo "install-deps: missing packages (${missing[*]}) and neither root nor sudo is available" >&2
-  exit 1
+# The example's @grpc/grpc-js and @grpc/proto-loader, as pinned in its
+# package-lock.json, from the npm registry: again only when node_modules is
+# missing or older than the lock file, so repeated runs stay off the network.
+node_dir="$(cd "$(dirname "$0")/.." && pwd)/examples/node"
+if [ ! -d "$node_dir/node_modules" ] || [ "$node_dir/package-lock.json" -nt "$node_dir/node_modules" ]; then
+  echo "install-deps: npm ci in examples/node"
+  (cd "$node_dir" && npm ci --no-audit --no-fund)
+  touch "$node_dir/node_modules"
 fi
-
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-"${as_root[@]}" apt-get update -q
-"${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
