@@ -48,9 +48,9 @@ static const cli_verb verbs[V_COUNT] = {
     {"correct", 2, "correct BOOK TRADE_ID (--file LEGS.csv | --cancel) [--reason TEXT] [--key KEY]"},
     {"market", 1, "market BOOK --file MARKET.csv [--key KEY]"},
     {"limits", 1, "limits BOOK --file LIMITS.csv [--key KEY]"},
-    {"show", 1, "show BOOK [--as-of SEQ|TIME] [--at TIME] [--american-method bs2002|tree]"},
+    {"show", 1, "show BOOK [--as-of SEQ|TIME] [--at TIME] [--american-method bs2002|tree|alo]"},
     {"risk", 1, "risk BOOK [--as-of SEQ|TIME] [--at TIME] [--spot-shocks LIST] [--vol-shocks LIST]\n"
-                "              [--grid FILE] [--american-method bs2002|tree]"},
+                "              [--grid FILE] [--american-method bs2002|tree|alo]"},
     {"audit", 1, "audit BOOK [--from SEQ] [--to SEQ] [--since TIME] [--until TIME]"},
     {"list", 0, "list"},
 };

@@ -290,7 +290,7 @@ static int price_stream(price_job *job, csv_reader *reader, FILE *out) {
 
 void price_command_usage(FILE *out) {
   fputs("usage: greeks price [--model bsm|black76|gk|bachelier] [--isa scalar|avx2|avx512]\n"
-        "                    [--style european|american] [--american-method bs2002|tree]\n"
+        "                    [--style european|american] [--american-method bs2002|tree|alo]\n"
         "                    [--greeks all|none|LIST] [--threads N] FILE|-\n"
         "  Prices options. Input CSV header: id,type,S,K,T,r,q,sigma[,style]\n"
         "  (style european|american per row, default --style, itself default european;\n"
@@ -311,7 +311,7 @@ void price_command_usage(FILE *out) {
 
 void chain_command_usage(FILE *out) {
   fputs("usage: greeks chain --spot S --rate R [--yield Q] [--model bsm|black76|gk]\n"
-        "                    [--style european|american] [--american-method bs2002|tree]\n"
+        "                    [--style european|american] [--american-method bs2002|tree|alo]\n"
         "                    [--isa ISA] [--greeks all|none|LIST] [--threads N] FILE|-\n"
         "  Prices one underlying's option chain. The market (S, r, q) comes from the\n"
         "  flags; the input CSV has header id,type,K,T,sigma[,style]. Output and exit codes\n"

@@ -14,7 +14,7 @@ static const gk_american_kernel american_kernels[GK_ISA_COUNT] = {
     [GK_ISA_AVX512] = gk_american_kernel_avx512,
 };
 
-static const char *const method_names[GK_AMERICAN_METHOD_COUNT] = {"bs2002", "tree"};
+static const char *const method_names[GK_AMERICAN_METHOD_COUNT] = {"bs2002", "tree", "alo"};
 
 /* Bumps: small enough for a 1e-7-relative truncation error on the smooth BS2002
  * formula; on the tree, large enough that its residual wiggles (period: one node
@@ -25,6 +25,10 @@ static const gk_american_bumps method_bumps[GK_AMERICAN_METHOD_COUNT] = {
                             .spot_node_spacings = 0.0},
     [GK_AMERICAN_TREE] = {.spot_relative = 1e-3, .expiry_relative = 1e-3, .vol = 1e-3, .rate = 1e-4,
                           .spot_node_spacings = 4.0},
+    /* ALO is smooth to ~1e-10 relative: the BS2002 bumps balance truncation
+     * (h^2) against its noise (1e-10 / h). */
+    [GK_AMERICAN_ALO] = {.spot_relative = 1e-4, .expiry_relative = 1e-4, .vol = 1e-4, .rate = 1e-5,
+                         .spot_node_spacings = 0.0},
 };
 
 const gk_american_bumps *gk_american_bumps_of(gk_american_method method) {
@@ -145,7 +149,11 @@ void gk_american_price_element(gk_model model, gk_american_method method, gk_ame
 }
 
 static gk_american_pricer method_pricer(gk_american_method method) {
-  return method == GK_AMERICAN_TREE ? gk_american_tree_price : gk_bs2002_price;
+  switch (method) {
+    case GK_AMERICAN_TREE: return gk_american_tree_price;
+    case GK_AMERICAN_ALO: return gk_alo_price;
+    default: return gk_bs2002_price;
+  }
 }
 
 size_t gk_american_kernel_scalar(gk_model model, gk_american_method method,

@@ -33,6 +33,50 @@ double gk_american_tree_price(const gk_american_option *o);
  * with or without the Richardson extrapolation: tests study its convergence. */
 double gk_american_tree_price_steps(const gk_american_option *o, int steps, int richardson);
 
+/* ---- Andersen-Lake-Offengenden fixed point (kernels/scalar/american_alo_scalar.c) ---- */
+
+/* Most Chebyshev nodes (n) and points of a rule (l, p) a scheme may use: the
+ * working arrays have these sizes. */
+#define GK_ALO_MAX_NODES 48
+#define GK_ALO_MAX_POINTS 128
+
+/* A Gauss-Legendre rule mapped to theta in (0, pi/2), u = tau sin^2(theta):
+ * int_0^tau g(u) du ~= tau sum_j weight[j] g(tau sin[j]^2). Static tables. */
+typedef struct gk_alo_rule {
+  int count;
+  const double *sin, *cos, *weight;
+} gk_alo_rule;
+
+/* A scheme: n Chebyshev nodes of the boundary beyond tau = 0 (n + 1 points),
+ * m Jacobi-Newton steps, the l-point rule of the fixed-point integrals and the
+ * p-point rule of the price integral. */
+typedef struct gk_alo_scheme {
+  int nodes, iterations;
+  gk_alo_rule boundary, price;
+} gk_alo_scheme;
+
+/* The two accuracy levels (measured in docs/kernels.md). */
+typedef enum gk_alo_level {
+  GK_ALO_FAST = 0,     /* about 1e-6 x K */
+  GK_ALO_ACCURATE = 1, /* about 1e-10 x K; the level of GK_AMERICAN_ALO */
+  GK_ALO_LEVEL_COUNT
+} gk_alo_level;
+
+/* The level's scheme (static), NULL for an unknown level. */
+const gk_alo_scheme *gk_alo_scheme_of(gk_alo_level level);
+
+/* The American put (S, K, T, r, q, sigma) by the fixed point, for r > 0,
+ * sigma sqrt(T) >= GK_AMERICAN_TINY_STDDEV and T > 0; NaN for the two-boundary
+ * case q < r < 0, which it does not model (the batch classifies it out). */
+double gk_alo_put_price(double S, double K, double T, double r, double q, double sigma,
+                        const gk_alo_scheme *scheme);
+
+/* One option, any type, every limit routed (T = 0, deterministic, European):
+ * with a scheme, at a level, and at GK_ALO_ACCURATE (the method's pricer). */
+double gk_alo_price_scheme(const gk_american_option *o, const gk_alo_scheme *scheme);
+double gk_alo_price_level(const gk_american_option *o, gk_alo_level level);
+double gk_alo_price(const gk_american_option *o);
+
 /* Shared limits: the European (Black-Scholes-Merton) price, and the deterministic
  * (sigma = 0) American price, max over t in [0, T] of e^{-rt} (omega (S e^{bt} - K))+. */
 double gk_american_european_price(const gk_american_option *o);

@@ -3,7 +3,8 @@
  * models: bsm (dividend yield q), gk (foreign rate q) and black76 (futures, b = 0).
  * Units, layouts and per-element errors are those of greeks/batch.h.
  *
- * Two methods (adr/0011-american-options.md has the measured trade-off):
+ * Three methods (adr/0011-american-options.md has the measured trade-off of the
+ * first two):
  *  - GK_AMERICAN_BS2002: the Bjerksund-Stensland (2002) closed-form approximation,
  *    vectorized on AVX2 and AVX-512. A lower bound of the true price; against the
  *    accurate path over a 1080-option grid (docs/kernels.md) it is low by 0.025
@@ -16,6 +17,14 @@
  *    Within 3e-5 on average (3e-4 at most, K = 100) of a 8192-step reference;
  *    about 0.33 ms per price, 11 prices (3.5 ms) for all Greeks.
  *
+ *  - GK_AMERICAN_ALO: the Andersen-Lake-Offengelden (2016) fixed-point method:
+ *    the exercise boundary by Jacobi-Newton steps on its integral equation
+ *    (QD+ start, Chebyshev interpolation in sqrt(tau), Gauss-Legendre), then the
+ *    price by the early-exercise premium integral; calls by put-call symmetry.
+ *    Within 1.0e-9 x K (max) of QuantLib's QdFpAmericanEngine run to
+ *    convergence on 2028 random options (docs/kernels.md); about twice the
+ *    tree's time per price for now (scalar on every ISA; issue 22).
+ *
  * Greeks are bump-and-reprice central differences of the method's own price
  * (bumps in docs/kernels.md): delta and gamma bump S, vega bumps sigma, theta
  * shortens T, rho bumps r with q fixed, phi bumps q with r fixed. Only the price
@@ -24,7 +33,7 @@
  *
  * Domain: that of the European kernels, and r >= 0 and q >= 0 (black76: r >= 0).
  * Negative rates can make early exercise optimal over two boundaries, which
- * neither method models; such elements get GK_ELEMENT_AMERICAN_RATE_NEGATIVE or
+ * no method models; such elements get GK_ELEMENT_AMERICAN_RATE_NEGATIVE or
  * GK_ELEMENT_AMERICAN_YIELD_NEGATIVE rather than a wrong price.
  * 0 < T < GK_AMERICAN_MIN_EXPIRY is GK_ELEMENT_AMERICAN_EXPIRY_TOO_SHORT: theta
  * bumps T by a fraction of itself (1e-4 or 1e-3), which must be a normal double
@@ -51,6 +60,7 @@ enum { GK_STYLE_EUROPEAN = 0, GK_STYLE_AMERICAN = 1 };
 typedef enum gk_american_method {
   GK_AMERICAN_BS2002 = 0, /* fast: Bjerksund-Stensland 2002, vectorized */
   GK_AMERICAN_TREE = 1,   /* accurate: BBS binomial tree + Richardson extrapolation */
+  GK_AMERICAN_ALO = 2,    /* Andersen-Lake-Offengelden fixed point, near machine accuracy */
   GK_AMERICAN_METHOD_COUNT
 } gk_american_method;
 
@@ -60,7 +70,7 @@ typedef enum gk_american_method {
 /* Steps of the finer tree; the extrapolation also prices half as many. */
 #define GK_AMERICAN_TREE_STEPS 1024
 
-/* "bs2002" and "tree"; "unknown" for anything else. Static string. */
+/* "bs2002", "tree" and "alo"; "unknown" for anything else. Static string. */
 const char *gk_american_method_name(gk_american_method method);
 
 /* Parses a method name. GK_RC_NULL_ARGUMENT, GK_RC_BAD_METHOD. */
