@@ -33,7 +33,7 @@ double gk_american_tree_price(const gk_american_option *o);
  * with or without the Richardson extrapolation: tests study its convergence. */
 double gk_american_tree_price_steps(const gk_american_option *o, int steps, int richardson);
 
-/* ---- Andersen-Lake-Offengenden fixed point (kernels/scalar/american_alo_scalar.c) ---- */
+/* ---- Andersen-Lake-Offengelden fixed point (kernels/scalar/american_alo_scalar.c) ---- */
 
 /* Most Chebyshev nodes (n) and points of a rule (l, p) a scheme may use: the
  * working arrays have these sizes. */
