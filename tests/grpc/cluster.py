@@ -24,6 +24,7 @@ client cost about 0.2 ms of CPU per call, which on a 2-core machine is part of
 what a throughput figure measures (bench/cluster-bench says so).
 Environment: test_grpc.py's, plus PG_TEST_SCRIPT (the fixture script).
 """
+import collections
 import json
 import os
 import random
@@ -62,6 +63,16 @@ def cluster_channel(targets):
     return grpc.insecure_channel("ipv4:" + ",".join(targets),
                                  options=[("grpc.service_config", json.dumps(SERVICE_CONFIG)),
                                           ("grpc.enable_retries", 1)])
+
+
+def affinity_channel(targets, first):
+    """A channel that sends every call to targets[first] while it is up, then to
+    the next (pick_first over the rotated list), with the same retry policy:
+    book affinity (docs/operations.md, "Conflicts and where writes go")."""
+    config = dict(SERVICE_CONFIG, loadBalancingConfig=[{"pick_first": {}}])
+    ordered = targets[first:] + targets[:first]
+    return grpc.insecure_channel("ipv4:" + ",".join(ordered),
+                                 options=[("grpc.service_config", json.dumps(config)), ("grpc.enable_retries", 1)])
 
 
 class Postgres:
@@ -182,8 +193,12 @@ class TradeDriver(threading.Thread):
     """Executes its planned trades one after another through `channel`."""
 
     def __init__(self, channel, plan, resend_budget=3, on_ack=None, until=None):
+        """channel: one channel for every book, or {book: channel}."""
         super().__init__(daemon=True)
-        self.stub = bk_grpc.BookServiceStub(channel)
+        if isinstance(channel, dict):
+            self.stubs = {book: bk_grpc.BookServiceStub(c) for book, c in channel.items()}
+        else:
+            self.stubs = collections.defaultdict(lambda s=bk_grpc.BookServiceStub(channel): s)
         self.plan, self.resend_budget, self.on_ack = plan, resend_budget, on_ack
         self.until = until  # time.monotonic() after which no new trade starts; None: the whole plan
         self.acked = []    # (book, request, reply, started, finished, attempts)
@@ -197,7 +212,7 @@ class TradeDriver(threading.Thread):
                 break
             for attempt in range(1 + self.resend_budget):
                 try:
-                    reply = self.stub.ExecuteTrade(request, timeout=CALL_TIMEOUT_S)
+                    reply = self.stubs[book].ExecuteTrade(request, timeout=CALL_TIMEOUT_S)
                 except grpc.RpcError as e:
                     self.errors.append((time.monotonic(), e.code(), e.details()))
                     if e.code() not in RESENDABLE or attempt == self.resend_budget:
