@@ -415,6 +415,150 @@ static void test_bad_requests_are_refused_without_an_answer(void **state) {
   gk_pool_destroy(pool);
 }
 
+/* ---- gk_pricing_agent_price_inline (adr/0038) ---- */
+
+typedef struct inline_answer {
+  int calls;
+  pthread_t thread;
+  gk_status status;
+} inline_answer;
+
+static void note_inline_answer(gk_pricing_request *r, const gk_status *s) {
+  inline_answer *a = r->user;
+  a->calls++;
+  a->thread = pthread_self();
+  a->status = *s;
+}
+
+/* Prices c inline; done() must have run exactly once, here, before the return. */
+static gk_code price_inline_here(gk_pricing_agent *agent, call *c, gk_status *answer) {
+  inline_answer a = {0};
+  c->r.done = note_inline_answer;
+  c->r.user = &a;
+  gk_status status;
+  gk_code code = gk_pricing_agent_price_inline(agent, &c->r, &status);
+  if (code != GK_OK) {
+    assert_int_equal(a.calls, 0); /* refused: never answered */
+    if (answer) *answer = status;
+    return code;
+  }
+  assert_int_equal(a.calls, 1);
+  assert_true(pthread_equal(a.thread, pthread_self()));
+  if (answer) *answer = a.status;
+  return a.status.code;
+}
+
+/* Inline requests get exactly the kernels' results, on the caller's thread,
+ * never enter the mailbox, and are counted; a request above one slice is
+ * refused (it belongs to the pool), as are NULL arrays. */
+static void test_inline_requests_match_the_kernels_on_the_callers_thread(void **state) {
+  (void)state;
+  gk_pool *pool = make_pool();
+  gk_pricing_agent *agent = NULL;
+  assert_int_equal(gk_pricing_agent_start(pool, NULL, &agent, NULL), GK_OK);
+  size_t sizes[] = {1, 7, 16, 256, GK_PRICING_INLINE_MAX_OPTIONS};
+  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+    call c;
+    make_call(&c, sizes[k], 500 + k);
+    assert_int_equal(price_inline_here(agent, &c, NULL), GK_OK);
+    assert_true(matches_kernels(&c));
+    owned_batch_free(&c.b);
+  }
+  const gk_pricing_agent_stats *stats = gk_pricing_agent_stats_of(agent);
+  assert_int_equal(gk_counter_value(&stats->inline_requests), 5);
+  assert_int_equal(gk_pricing_agent_counters(agent).received, 0); /* no message ever queued */
+  call big;
+  make_call(&big, GK_PRICING_INLINE_MAX_OPTIONS + 1, 77);
+  gk_status status;
+  assert_int_equal(price_inline_here(agent, &big, &status), GK_INVALID_ARGUMENT);
+  assert_non_null(strstr(status.message, "priced inline"));
+  owned_batch_free(&big.b);
+  call bad;
+  make_call(&bad, 3, 78);
+  bad.r.out.vega = NULL;
+  assert_int_equal(price_inline_here(agent, &bad, &status), GK_INVALID_ARGUMENT);
+  owned_batch_free(&bad.b);
+  gk_pricing_agent_stop(agent, GK_NS_PER_S);
+  gk_pool_destroy(pool);
+}
+
+/* The checks the agent makes before pricing hold inline too: a passed deadline
+ * and a cancelled caller are answered without kernel time; an open breaker fails
+ * fast (UNAVAILABLE), or prices on the scalar fallback when configured. */
+static void test_inline_requests_keep_deadlines_cancellation_and_the_breaker(void **state) {
+  (void)state;
+  gk_pool *pool = make_pool();
+  gk_pricing_agent_config config = breaker_test_config();
+  gk_pricing_agent *agent = NULL;
+  assert_int_equal(gk_pricing_agent_start(pool, &config, &agent, NULL), GK_OK);
+  call c;
+  make_call(&c, 4, 31);
+  for (size_t i = 0; i < 4; i++) c.b.price[i] = -1;
+  c.r.deadline_ns = gk_monotonic_ns() - GK_NS_PER_MS;
+  gk_status status;
+  assert_int_equal(price_inline_here(agent, &c, &status), GK_DEADLINE_EXCEEDED);
+  assert_true(c.b.price[0] == -1);
+  c.r.deadline_ns = 0;
+  c.r.is_cancelled = always_cancelled;
+  assert_int_equal(price_inline_here(agent, &c, &status), GK_CANCELLED);
+  assert_true(c.b.price[3] == -1);
+  c.r.is_cancelled = NULL;
+  gk_pricing_agent_inject_fault(agent, GK_FAULT_FAIL, 0);
+  for (int i = 0; i < 4; i++) assert_int_equal(price_inline_here(agent, &c, &status), GK_INTERNAL);
+  assert_int_equal(gk_breaker_state_now(gk_pricing_agent_breaker(agent), gk_monotonic_ns()), GK_BREAKER_OPEN);
+  assert_int_equal(price_inline_here(agent, &c, &status), GK_UNAVAILABLE);
+  assert_true(c.b.price[0] == -1); /* failed fast: nothing priced */
+  owned_batch_free(&c.b);
+  gk_pricing_agent_stop(agent, GK_NS_PER_S);
+  gk_pool_destroy(pool);
+}
+
+typedef struct inline_client {
+  gk_pricing_agent *agent;
+  int index, ok;
+} inline_client;
+
+static void *run_inline_client(void *arg) {
+  inline_client *cl = arg;
+  cl->ok = 1;
+  for (int k = 0; k < 200; k++) {
+    call c;
+    make_call(&c, 1 + (size_t)((cl->index * 5 + k) % 32), (uint64_t)(cl->index * 10000 + k));
+    inline_answer a = {0};
+    c.r.done = note_inline_answer;
+    c.r.user = &a;
+    gk_status status;
+    if (gk_pricing_agent_price_inline(cl->agent, &c.r, &status) != GK_OK || a.calls != 1 ||
+        a.status.code != GK_OK || !matches_kernels(&c))
+      cl->ok = 0;
+    owned_batch_free(&c.b);
+  }
+  return NULL;
+}
+
+/* Several threads price inline at once (greeksd's completion-queue threads),
+ * sharing the breaker and the metrics cells: every answer is the kernels'. */
+static void test_inline_requests_from_many_threads(void **state) {
+  (void)state;
+  gk_pool *pool = make_pool();
+  gk_pricing_agent *agent = NULL;
+  assert_int_equal(gk_pricing_agent_start(pool, NULL, &agent, NULL), GK_OK);
+  enum { THREADS = 4 };
+  pthread_t threads[THREADS];
+  inline_client clients[THREADS];
+  for (int t = 0; t < THREADS; t++) {
+    clients[t] = (inline_client){agent, t, 0};
+    assert_int_equal(pthread_create(&threads[t], NULL, run_inline_client, &clients[t]), 0);
+  }
+  for (int t = 0; t < THREADS; t++) {
+    pthread_join(threads[t], NULL);
+    assert_true(clients[t].ok);
+  }
+  assert_int_equal(gk_counter_value(&gk_pricing_agent_stats_of(agent)->inline_requests), THREADS * 200);
+  gk_pricing_agent_stop(agent, GK_NS_PER_S);
+  gk_pool_destroy(pool);
+}
+
 int main(void) {
   skip_unless_active_isa_runs();
   const struct CMUnitTest tests[] = {
@@ -426,6 +570,9 @@ int main(void) {
       cmocka_unit_test(test_faults_drive_the_breaker_through_every_state),
       cmocka_unit_test(test_open_breaker_falls_back_to_scalar_when_configured),
       cmocka_unit_test(test_bad_requests_are_refused_without_an_answer),
+      cmocka_unit_test(test_inline_requests_match_the_kernels_on_the_callers_thread),
+      cmocka_unit_test(test_inline_requests_keep_deadlines_cancellation_and_the_breaker),
+      cmocka_unit_test(test_inline_requests_from_many_threads),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -90,6 +90,13 @@ static const setting settings[] = {
      1000000, false, "1000", "open plaintext connections; more wait (default 1000)"},
     {"limits.memory_limit_mb", "--memory-limit-mb", "GREEKSD_MEMORY_LIMIT_MB", K_MIB, FIELD(memory_limit_bytes), 64,
      (long long)1 << 20, false, "2048", "memory the gRPC core may use, MiB, 64..2^20 (default 2048)"},
+    {"serving.inline_max_contracts", "--inline-max-contracts", "GREEKSD_INLINE_MAX_CONTRACTS", K_SIZE,
+     FIELD(inline_max_contracts), 0, 4096 /* GK_PRICING_INLINE_MAX_OPTIONS */, true, "4096",
+     "European PriceChain/PriceBatch calls of at most this many contracts are priced on the gRPC thread that "
+     "received them; larger ones, and all with 0, go through the pricing agent, 0..4096 (default 4096)"},
+    {"serving.bulk_nice", "--bulk-nice", "GREEKSD_BULK_NICE", K_INT, FIELD(bulk_nice), 0, 19, false, "10",
+     "CPU nice value of the threads that run long work (the worker pool, American batches, revaluations), so "
+     "that small calls' threads win the cores when they wake; 0..19, 0 = unchanged (default 10)"},
     {"tls.cert", "--tls-cert", "GREEKSD_TLS_CERT", K_PATH, FIELD(tls_cert), NO_RANGE, true, "",
      "server certificate (PEM); with --tls-key; a reload rotates it for new handshakes"},
     {"tls.key", "--tls-key", "GREEKSD_TLS_KEY", K_PATH, FIELD(tls_key), NO_RANGE, true, "",

@@ -68,6 +68,8 @@ typedef struct greeksd_config {
   int max_concurrent_streams; /* per connection, advertised in HTTP/2 SETTINGS */
   int max_connections;       /* plaintext: open connections; more wait in the backlog */
   size_t memory_limit_bytes; /* the gRPC core's resource quota */
+  size_t inline_max_contracts; /* European pricing at most this big runs on the gRPC thread (adr/0038) */
+  int bulk_nice;               /* the worker pools and the compute agent run at this nice value (adr/0038) */
   char tls_cert[1024];       /* PEM files; both or neither */
   char tls_key[1024];
   char token_file[1024];     /* anonymous bearer tokens, one per line; "" = none */

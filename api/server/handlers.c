@@ -301,12 +301,19 @@ static void submit_price_job(price_job *j) {
     return;
   }
   if (j->style != NULL) {
+    rpc_watch_close(c); /* handed off: the agent asks whether the client is still there */
     submit_american_job(j);
     return;
   }
   gk_status status;
   rpc_ref(c); /* the job's, dropped by price_done */
-  if (gk_pricing_agent_submit(c->server->pricing, r, &status) != GK_OK) {
+  /* Small calls are priced here, on the completion-queue thread: waking the
+   * agent's thread costs more than the pricing (adr/0038). */
+  int inline_call = r->in.count <= rpc_config(c)->inline_max_contracts;
+  if (!inline_call) rpc_watch_close(c);
+  gk_code queued = inline_call ? gk_pricing_agent_price_inline(c->server->pricing, r, &status)
+                               : gk_pricing_agent_submit(c->server->pricing, r, &status);
+  if (queued != GK_OK) {
     rpc_reply_status(c, &status);
     rpc_release(c);
   }
@@ -474,6 +481,16 @@ static void compute_dead(void *context, gk_dead_letter *letter) {
   rpc_release(c); /* the job's */
 }
 
+/* On the compute agent's thread, once: it runs revaluations and American
+ * batches (some on this thread itself), long work that must yield the cores to
+ * the completion-queue threads' small calls (adr/0038). */
+static gk_code compute_agent_init(void *context, gk_status *status) {
+  (void)status;
+  greeksd_server *s = context;
+  (void)gk_thread_lower_priority(s->config.bulk_nice); /* refused: runs at normal priority */
+  return GK_OK;
+}
+
 gk_code compute_agent_start(greeksd_server *s, gk_status *status) {
   gk_agent_spec spec;
   memset(&spec, 0, sizeof spec);
@@ -484,6 +501,7 @@ gk_code compute_agent_start(greeksd_server *s, gk_status *status) {
   spec.retry.max_attempts = 1;
   spec.restart = gk_restart_policy_default();
   spec.batch_max_weight = 1;
+  spec.init = compute_agent_init;
   spec.handle_batch = compute_handle;
   spec.tracer = s->tracer;
   spec.expired = compute_expired;
@@ -867,6 +885,7 @@ static gk_code run_american_tasks(american_run *run, size_t tasks, int threads, 
   gk_pool_options options = gk_pool_options_default();
   options.threads = threads < (int)tasks ? threads : (int)tasks;
   options.bind = 0;
+  options.nice = rpc_config(run->call)->bulk_nice;
   gk_pool *pool;
   gk_code code = gk_pool_create(&options, &pool, status);
   if (code != GK_OK) return code;

@@ -130,6 +130,7 @@ static void grpc_log(gpr_log_func_args *args) {
 
 void greeksd_log_configure(greeksd_log_sink *sink, int config_format, gk_log_level threshold) {
   atomic_store_explicit(&sink->threshold, (int)threshold, memory_order_relaxed);
+  gk_log_set_threshold(threshold); /* below it, records are not even formatted */
   atomic_store_explicit(&sink->json,
                         config_format == GREEKSD_LOG_JSON || (config_format == GREEKSD_LOG_AUTO && !isatty(STDERR_FILENO)),
                         memory_order_relaxed);

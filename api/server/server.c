@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include "auth.h"
 #include "listener.h"
@@ -63,6 +64,10 @@ static int method_reads_payload(rpc_method m) {
 }
 static int method_is_book_stream(rpc_method m) { return m == METHOD_BOOK_AUDIT || m == METHOD_BOOK_SUBSCRIBE; }
 static int method_is_health(rpc_method m) { return m == METHOD_HEALTH_CHECK || m == METHOD_HEALTH_WATCH; }
+/* Methods whose small calls are answered on the thread that received them: the
+ * close is watched by the reply batch unless the handler hands the call off
+ * (rpc_watch_close). */
+static int method_answers_inline(rpc_method m) { return m == METHOD_PRICE_CHAIN || m == METHOD_PRICE_BATCH; }
 
 /* ---- call lifetime ---- */
 
@@ -167,6 +172,12 @@ static int slice_equals(grpc_slice slice, const char *text) {
   return GRPC_SLICE_LENGTH(slice) == n && memcmp(GRPC_SLICE_START_PTR(slice), text, n) == 0;
 }
 
+/* Writes v as 16 lower-case hex digits (no terminator). */
+static void put_hex64(char *out, uint64_t v) {
+  static const char digits[] = "0123456789abcdef";
+  for (int k = 15; k >= 0; k--, v >>= 4) out[k] = digits[v & 15];
+}
+
 /* A caller's id is kept when it is 1..GK_ID_SIZE-1 printable characters without
  * spaces, so it can go into logs and metadata as is; otherwise a new one. */
 static void take_request_id(rpc_call *c) {
@@ -183,13 +194,11 @@ static void take_request_id(rpc_call *c) {
       return;
     }
   }
-  uint8_t random[16];
-  if (getrandom(random, sizeof random, 0) != (ssize_t)sizeof random) {
-    static const char fallback[] = "unrandom";
-    snprintf(c->request_id, sizeof c->request_id, "%s-%llx", fallback, (unsigned long long)gk_monotonic_ns());
-    return;
-  }
-  for (size_t k = 0; k < sizeof random; k++) snprintf(c->request_id + 2 * k, 3, "%02x", random[k]);
+  greeksd_server *s = c->server;
+  uint64_t serial = atomic_fetch_add_explicit(&s->request_id_counter, 1, memory_order_relaxed);
+  put_hex64(c->request_id, s->request_id_prefix);
+  put_hex64(c->request_id + 16, serial);
+  c->request_id[32] = '\0';
 }
 
 static const grpc_slice *find_metadata(const rpc_call *c, const char *key) {
@@ -280,6 +289,7 @@ static void end_server_span(rpc_call *c, grpc_status_code code, const char *erro
 
 /* The access log record: one per call, DEBUG when it succeeded, INFO when not. */
 static void log_access(rpc_call *c, const char *path, grpc_status_code code, int64_t micros, const char *error) {
+  if (!gk_log_enabled(code == GRPC_STATUS_OK ? GK_LOG_DEBUG : GK_LOG_INFO)) return; /* at info, every good call */
   char trace_id[GK_TRACE_ID_HEX_SIZE], span_id[GK_SPAN_ID_HEX_SIZE], correlation[GK_ID_SIZE];
   gk_log_fields f = {.request_id = c->request_id, .method = path, .has_code = true, .code = (int)code,
                      .has_duration = true, .duration_us = micros};
@@ -305,7 +315,7 @@ static void log_call_end(rpc_call *c) {
   const char *why;
   grpc_status_code code = final_code(c, &why);
   atomic_fetch_add(code == GRPC_STATUS_OK ? &s->calls_ok : &s->calls_failed, 1);
-  char path[128], details[256] = "";
+  char path[128], details[256] = "", error[512] = "";
   if (c->method == METHOD_UNKNOWN) unknown_path(c, path, sizeof path);
   else snprintf(path, sizeof path, "%s", method_name(c->method));
   if (code != GRPC_STATUS_OK && c->has_status_details)
@@ -314,8 +324,9 @@ static void log_call_end(rpc_call *c) {
   int64_t micros = (gk_monotonic_ns() - c->started_ns) / GK_NS_PER_US;
   /* With a cancellation, what the server had answered (e.g. how far a
    * revaluation got) is kept after "answered=": the client never sees it. */
-  char error[512];
-  snprintf(error, sizeof error, "%s%s%s", why ? why : details, why && details[0] ? "; answered=" : "", why ? details : "");
+  if (why != NULL || details[0])
+    snprintf(error, sizeof error, "%s%s%s", why ? why : details, why && details[0] ? "; answered=" : "",
+             why ? details : "");
   end_server_span(c, code, error);
   log_access(c, path, code, micros, error);
 }
@@ -356,7 +367,7 @@ void rpc_reply(rpc_call *c, grpc_status_code code, const char *details, grpc_byt
   c->reply_code = code;
   c->status_details = grpc_slice_from_copied_string(details ? details : "");
   c->has_status_details = 1;
-  grpc_op ops[3];
+  grpc_op ops[4];
   memset(ops, 0, sizeof ops);
   size_t n = 0;
   if (!c->metadata_sent) ops[n++] = rpc_initial_metadata_op(c);
@@ -369,6 +380,14 @@ void rpc_reply(rpc_call *c, grpc_status_code code, const char *details, grpc_byt
   ops[n].data.send_status_from_server.status = code;
   ops[n].data.send_status_from_server.status_details = &c->status_details;
   n++;
+  int closes = !c->close_watched; /* this batch completes once the client's close is in too */
+  if (closes) {
+    c->close_watched = 1;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n].data.recv_close_on_server.cancelled = &c->close_cancelled;
+    n++;
+  }
+  c->reply_closes = closes;
   rpc_ref(c); /* the reply batch's */
   RPC_HANDOFF_RELEASE(&c->tag_replied);
   grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->tag_replied, NULL);
@@ -461,7 +480,9 @@ static void receive_message(rpc_call *c) {
 
 /* ---- new calls ---- */
 
-static void watch_for_close(rpc_call *c) {
+void rpc_watch_close(rpc_call *c) {
+  if (c->close_watched) return;
+  c->close_watched = 1;
   grpc_op op;
   memset(&op, 0, sizeof op);
   op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
@@ -553,7 +574,7 @@ static void start_call(rpc_call *c) {
   take_request_id(c);
   take_trace(c);
   if (c->method != METHOD_UNKNOWN) take_deadline(c);
-  watch_for_close(c);
+  if (!method_answers_inline(c->method)) rpc_watch_close(c);
   if (screen_call(c) != 0) return;
   if (method_reads_payload(c->method)) receive_message(c);
   else handlers[c->method](c);
@@ -614,6 +635,7 @@ static void rpc_handoff_fields(const rpc_tag *tag) {
     case TAG_REPLIED:
     case TAG_SENT:
     case TAG_STREAMED:
+      RPC_HANDOFF_FRESH(c->close_cancelled); /* a reply batch may carry the close */
       RPC_HANDOFF_FRESH(c->stream_payload);
       RPC_HANDOFF_FRESH(c->initial_metadata);
       RPC_HANDOFF_FRESH(c->status_details);
@@ -637,7 +659,10 @@ static void *serve_completions(void *arg) {
       case TAG_NEW_CALL: on_new_call(tag->call, ev.success); break;
       case TAG_MESSAGE: on_message(tag->call, ev.success); break;
       case TAG_CLOSED: on_closed(tag->call, ev.success); break;
-      case TAG_REPLIED: rpc_release(tag->call); break;
+      case TAG_REPLIED:
+        if (tag->call->reply_closes) on_closed(tag->call, ev.success); /* releases the batch's reference */
+        else rpc_release(tag->call);
+        break;
       case TAG_RECEIVED:
         if (tag->call->method == METHOD_BOOK_MARKET_STREAM) handle_book_market_stream_chunk(tag->call, ev.success);
         else handle_revalue_stream_chunk(tag->call, ev.success);
@@ -707,6 +732,7 @@ static int start_engine(greeksd_server *s, char *error, size_t size) {
   gk_pool_options options = gk_pool_options_default();
   options.threads = s->config.pool_threads;
   options.scratch_bytes = gk_chain_scratch_bytes();
+  options.nice = s->config.bulk_nice; /* large requests and revaluations yield to small calls (adr/0038) */
   if (gk_pool_create(&options, &s->pool, &status) != GK_OK) {
     snprintf(error, size, "cannot start the worker pool: %s", status.message);
     return -1;
@@ -879,6 +905,9 @@ greeksd_server *greeksd_server_start(const greeksd_config *config, int *port, ch
     return NULL;
   }
   s->config = *config;
+  if (getrandom(&s->request_id_prefix, sizeof s->request_id_prefix, 0) != (ssize_t)sizeof s->request_id_prefix)
+    s->request_id_prefix = (uint64_t)gk_monotonic_ns() ^ ((uint64_t)getpid() << 32); /* no entropy: still distinct */
+  atomic_init(&s->request_id_counter, 1);
   pthread_mutex_init(&s->lock, NULL);
   pthread_cond_init(&s->changed, NULL);
   pthread_mutex_init(&s->watch_lock, NULL);

@@ -239,6 +239,9 @@ static void collect_pricing(void *user, gk_metrics_text *out) {
   gk_metrics_family(out, "greeks_pricing_queue_wait_seconds", GK_METRIC_HISTOGRAM,
                     "Time a pricing request waited in the agent's mailbox before the agent took it.");
   gk_metrics_histogram(out, "greeks_pricing_queue_wait_seconds", NULL, 0, &stats->queue_wait);
+  counter(out, "greeks_pricing_inline_requests_total",
+          "Pricing requests priced on the gRPC thread that received them, never queued (--inline-max-contracts).",
+          gk_counter_value(&stats->inline_requests));
 }
 
 static void collect_breaker(void *user, gk_metrics_text *out) {

@@ -8,10 +8,13 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
 static pthread_mutex_t sink_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int threshold = GK_LOG_DEBUG; /* read without the lock: a hot path's first test */
+static atomic_bool has_sink;
 static gk_log_sink current_sink;
 static gk_log_record_sink current_record_sink;
 static void *current_user;
@@ -21,6 +24,7 @@ void gk_log_set_sink(gk_log_sink sink, void *user) {
   current_sink = sink;
   current_record_sink = NULL;
   current_user = user;
+  atomic_store(&has_sink, sink != NULL);
   pthread_mutex_unlock(&sink_lock);
 }
 
@@ -29,7 +33,15 @@ void gk_log_set_record_sink(gk_log_record_sink sink, void *user) {
   current_sink = NULL;
   current_record_sink = sink;
   current_user = user;
+  atomic_store(&has_sink, sink != NULL);
   pthread_mutex_unlock(&sink_lock);
+}
+
+void gk_log_set_threshold(gk_log_level level) { atomic_store_explicit(&threshold, (int)level, memory_order_relaxed); }
+
+bool gk_log_enabled(gk_log_level level) {
+  return (int)level >= atomic_load_explicit(&threshold, memory_order_relaxed) &&
+         atomic_load_explicit(&has_sink, memory_order_relaxed);
 }
 
 static void append(char *out, size_t size, size_t *n, const char *key, const char *value) {
@@ -62,6 +74,7 @@ size_t gk_log_fields_text(const gk_log_fields *f, char *out, size_t size) {
 __attribute__((format(printf, 4, 0))) static void dispatch(gk_log_level level, const char *component,
                                                           const gk_log_fields *fields, const char *format,
                                                           va_list args) {
+  if (!gk_log_enabled(level)) return;
   pthread_mutex_lock(&sink_lock);
   gk_log_sink sink = current_sink;
   gk_log_record_sink record_sink = current_record_sink;

@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "greeks/clock.h"
 
@@ -41,6 +43,7 @@ struct gk_pool {
   hwloc_topology_t topology;
   pool_worker *workers;
   size_t scratch_bytes;
+  int nice; /* options.nice, applied by each worker to itself */
 
   pthread_mutex_t run_lock; /* one run at a time */
   pthread_mutex_t lock;
@@ -63,8 +66,14 @@ struct gk_pool {
 };
 
 gk_pool_options gk_pool_options_default(void) {
-  gk_pool_options options = {.threads = 0, .bind = 1, .scratch_bytes = 0};
+  gk_pool_options options = {.threads = 0, .bind = 1, .scratch_bytes = 0, .nice = 0};
   return options;
+}
+
+int gk_thread_lower_priority(int nice) {
+  if (nice <= 0) return 0;
+  /* On Linux the nice value is a thread's own (PRIO_PROCESS with a thread id). */
+  return setpriority(PRIO_PROCESS, (id_t)gettid(), nice > 19 ? 19 : nice) == 0 ? 0 : -1;
 }
 
 /* cgroup v2 "cpu.max": "QUOTA PERIOD" or "max PERIOD". Returns the CPU count the
@@ -164,6 +173,7 @@ static void *worker_main(void *arg) {
   pool_worker *w = arg;
   gk_pool *pool = w->pool;
   bind_and_touch(w);
+  (void)gk_thread_lower_priority(pool->nice); /* refused: the work still gets done, at normal priority */
   pthread_mutex_lock(&pool->lock);
   pool->started++;
   pthread_cond_broadcast(&pool->done);
@@ -285,6 +295,12 @@ gk_code gk_pool_create(const gk_pool_options *options, gk_pool **out, gk_status 
                          "threads must be 0 (one per usable core) or between 1 and 4096, got %d",
                          opts.threads);
   }
+  if (opts.nice < 0 || opts.nice > 19) {
+    char value[32];
+    snprintf(value, sizeof value, "%d", opts.nice);
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "nice", value, GK_STATUS_NO_INDEX,
+                         "nice must be between 0 (unchanged) and 19 (lowest priority), got %d", opts.nice);
+  }
   gk_pool *pool = calloc(1, sizeof *pool);
   if (pool == NULL) return gk_status_set(status, GK_RESOURCE_EXHAUSTED, NULL, NULL, GK_STATUS_NO_INDEX, "out of memory creating the pool");
   pthread_mutex_init(&pool->run_lock, NULL);
@@ -293,6 +309,7 @@ gk_code gk_pool_create(const gk_pool_options *options, gk_pool **out, gk_status 
   pthread_cond_init(&pool->done, NULL);
   pool->thread_count = opts.threads > 0 ? opts.threads : gk_usable_cores();
   pool->scratch_bytes = opts.scratch_bytes;
+  pool->nice = opts.nice;
   pool->workers = calloc((size_t)pool->thread_count, sizeof *pool->workers);
   if (pool->workers == NULL || hwloc_topology_init(&pool->topology) != 0 ||
       hwloc_topology_load(pool->topology) != 0) {

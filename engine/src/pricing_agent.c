@@ -386,7 +386,8 @@ gk_code gk_pricing_agent_start(gk_pool *pool, const gk_pricing_agent_config *con
   return GK_OK;
 }
 
-gk_code gk_pricing_agent_submit(gk_pricing_agent *p, gk_pricing_request *r, gk_status *status) {
+/* The argument checks of submit and price_inline: GK_OK or GK_INVALID_ARGUMENT. */
+static gk_code check_request(gk_pricing_agent *p, gk_pricing_request *r, gk_status *status) {
   if (p == NULL || r == NULL || r->done == NULL)
     return gk_status_set(status, GK_INVALID_ARGUMENT, !p ? "agent" : !r ? "request" : "done", NULL,
                          GK_STATUS_NO_INDEX, "gk_pricing_agent_submit: a required argument is NULL");
@@ -401,6 +402,12 @@ gk_code gk_pricing_agent_submit(gk_pricing_agent *p, gk_pricing_request *r, gk_s
     if ((r->outputs & (1u << k)) && outs[k] == NULL)
       return gk_status_set(status, GK_INVALID_ARGUMENT, "outputs", NULL, GK_STATUS_NO_INDEX,
                            "request %s: an output in the mask has no array", r->request_id);
+  return GK_OK;
+}
+
+gk_code gk_pricing_agent_submit(gk_pricing_agent *p, gk_pricing_request *r, gk_status *status) {
+  gk_code checked = check_request(p, r, status);
+  if (checked != GK_OK) return checked;
   gk_envelope e = {0};
   e.type = MSG_PRICE;
   e.schema_version = MSG_PRICE_SCHEMA;
@@ -410,6 +417,39 @@ gk_code gk_pricing_agent_submit(gk_pricing_agent *p, gk_pricing_request *r, gk_s
   e.payload = r; /* the caller's; no free_payload */
   e.trace = r->trace;
   return gk_agent_send(p->agent, &e, status);
+}
+
+/* The caller's thread does what the agent's would do for a request alone: the
+ * cancellation and deadline checks, the breaker, the kernels, the metrics and
+ * the kernel span, then done(). No queue, so no queue wait is recorded. */
+gk_code gk_pricing_agent_price_inline(gk_pricing_agent *p, gk_pricing_request *r, gk_status *status) {
+  gk_code checked = check_request(p, r, status);
+  if (checked != GK_OK) return checked;
+  if (r->in.count > GK_PRICING_INLINE_MAX_OPTIONS)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "request", NULL, GK_STATUS_NO_INDEX,
+                         "request %s: %zu options; at most %d are priced inline (submit it)", r->request_id,
+                         r->in.count, GK_PRICING_INLINE_MAX_OPTIONS);
+  if (gk_agent_state_of(p->agent) != GK_AGENT_RUNNING)
+    return gk_status_set(status, GK_UNAVAILABLE, NULL, NULL, GK_STATUS_NO_INDEX,
+                         "request %s: not priced, the pricing agent is shutting down", r->request_id);
+  gk_status result;
+  gk_status_clear(&result);
+  if (r->is_cancelled != NULL && r->is_cancelled(r)) {
+    answer_cancelled(r, &result);
+    return GK_OK;
+  }
+  gk_envelope e = {0};
+  e.payload = r;
+  e.trace = r->trace;
+  e.deadline_ns = r->deadline_ns;
+  if (r->deadline_ns != 0 && gk_monotonic_ns() > r->deadline_ns) {
+    answer_expired(p, &e);
+    return GK_OK;
+  }
+  gk_counter_add(&p->stats.inline_requests, 1);
+  price_alone(p, &e, &result);
+  if (result.code != GK_OK) answer(r, &result); /* price_alone answers only success */
+  return GK_OK;
 }
 
 typedef struct waiter {

@@ -118,9 +118,19 @@ gk_code gk_traceparent_parse(const char *text, size_t length, gk_trace_context *
 
 void gk_traceparent_format(const gk_trace_context *c, char out[GK_TRACEPARENT_SIZE]) {
   char trace[GK_TRACE_ID_HEX_SIZE], span[GK_SPAN_ID_HEX_SIZE];
+  /* "00-" trace "-" span "-" flags, by hand: this runs for every call's reply. */
   gk_trace_hex(c->trace_id, GK_TRACE_ID_BYTES, trace);
   gk_trace_hex(c->span_id, GK_SPAN_ID_BYTES, span);
-  snprintf(out, GK_TRACEPARENT_SIZE, "00-%s-%s-%02x", trace, span, (unsigned)(c->flags & GK_TRACE_SAMPLED));
+  uint8_t flags = (uint8_t)(c->flags & GK_TRACE_SAMPLED);
+  char flag_hex[3];
+  gk_trace_hex(&flags, 1, flag_hex);
+  char *at = out;
+  memcpy(at, "00-", 3), at += 3;
+  memcpy(at, trace, 2 * GK_TRACE_ID_BYTES), at += 2 * GK_TRACE_ID_BYTES;
+  *at++ = '-';
+  memcpy(at, span, 2 * GK_SPAN_ID_BYTES), at += 2 * GK_SPAN_ID_BYTES;
+  *at++ = '-';
+  memcpy(at, flag_hex, 3); /* two digits and the terminator */
 }
 
 int64_t gk_trace_now_ns(void) {

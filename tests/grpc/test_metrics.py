@@ -188,8 +188,10 @@ class Exposition(unittest.TestCase):
         isa = [dict(ls)["isa"] for (n, ls) in after if n == "greeks_build_info"][0]
         self.assertEqual(moved("greeks_options_priced_total", model="bsm", isa=isa), sum(sizes))
         self.assertEqual(moved("greeks_options_priced_total"), sum(sizes))
-        self.assertEqual(moved("greeks_agent_messages_received_total", agent="pricing"), ok_chains)
-        self.assertEqual(moved("greeks_pricing_queue_wait_seconds_count"), ok_chains)
+        # Small chains are priced on the gRPC thread (adr/0038): never queued.
+        self.assertEqual(moved("greeks_pricing_inline_requests_total"), ok_chains)
+        self.assertEqual(moved("greeks_agent_messages_received_total", agent="pricing"), 0)
+        self.assertEqual(moved("greeks_pricing_queue_wait_seconds_count"), 0)
         self.assertGreaterEqual(moved("greeks_pricing_batch_options_count"), 1)
         self.assertEqual(moved("greeks_pricing_batch_options_sum"), sum(sizes))
         # The journal: one BookOpened, one MarketUpdated, three TradeExecuted.

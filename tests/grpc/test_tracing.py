@@ -239,8 +239,27 @@ class TracedCalls(unittest.TestCase):
         server = next(s for s in spans if s["kind"] == SERVER)
         self.assertNotIn("parentSpanId", server)  # a root
         self.assertEqual(server["spanId"], span)
+        # A small chain is priced on the gRPC thread (adr/0038): no agent hop.
         self.assertEqual(self.assert_chain(spans, "kernel.price", server),
-                         ["kernel.price", "agent.pricing", "greeks.v1.PricingService/PriceChain"])
+                         ["kernel.price", "greeks.v1.PricingService/PriceChain"])
+
+    def test_a_call_through_the_pricing_agent(self):
+        # Above --inline-max-contracts (here 0: every call) the agent's hop is a span.
+        server = Server("--otlp-endpoint", self.receiver.endpoint(), "--trace-sample-ratio", "1",
+                        "--inline-max-contracts", "0")
+        try:
+            channel, pricing = stub(server.target)
+            _, call = pricing.PriceChain.with_call(chain_request(3), timeout=TIMEOUT)
+            channel.close()
+            trace = dict(call.initial_metadata())["x-trace-id"]
+            spans = self.receiver.wait_for(trace, ["greeks.v1.PricingService/PriceChain", "agent.pricing",
+                                                   "kernel.price"])
+            root = next(s for s in spans if s["kind"] == SERVER)
+            self.assertEqual(self.assert_chain(spans, "kernel.price", root),
+                             ["kernel.price", "agent.pricing", "greeks.v1.PricingService/PriceChain"])
+        finally:
+            server.stop()
+            server.close()
 
     def test_an_unsampled_or_invalid_parent(self):
         unsampled = "11111111111111111111111111111111"
@@ -364,7 +383,7 @@ class CollectorTrouble(unittest.TestCase):
             time.sleep(1.0)  # a batch goes out (and fails) every 500 ms
             exported, dropped, warned = self.dropped(server)
             self.assertEqual(exported, 0)
-            self.assertGreaterEqual(dropped, 40 * 3)  # server, agent and kernel spans of 40 calls
+            self.assertGreaterEqual(dropped, 40 * 2)  # server and kernel spans of 40 small calls (no agent hop)
             self.assertEqual(len(warned), 1)  # said once per outage
         finally:
             server.close()

@@ -36,6 +36,15 @@ void gk_logf(gk_log_level level, const char *component, const char *format, ...)
 
 const char *gk_log_level_name(gk_log_level level);
 
+/* Events below `level` are dropped before they are formatted (default
+ * GK_LOG_DEBUG: everything reaches the sink, which may filter again). Part of
+ * the sink's configuration; thread-safe, takes effect for the next event. */
+void gk_log_set_threshold(gk_log_level level);
+
+/* Whether an event at `level` would reach a sink: callers skip building
+ * fields for a record nobody will read (greeksd's per-call access record). */
+bool gk_log_enabled(gk_log_level level);
+
 /* A record's optional fields: NULL strings and false has_* are absent. Strings
  * are borrowed for the call only. */
 typedef struct gk_log_fields {

@@ -32,9 +32,18 @@ typedef struct gk_pool_options {
   int bind;             /* nonzero: bind each worker to a core (default in
                            gk_pool_options_default) */
   size_t scratch_bytes; /* per-worker scratch, first-touched by its worker */
+  int nice;             /* 0..19: each worker lowers its own CPU priority by this
+                           much at start (Linux: per thread), so that bulk work
+                           yields the cores to latency-sensitive threads when they
+                           wake (adr/0038); 0: unchanged. A failure is ignored. */
 } gk_pool_options;
 
-/* threads 0, bind 1, scratch_bytes 0. */
+/* Lowers the calling thread's CPU priority to nice `nice` (0..19; Linux: per
+ * thread). 0 on success, -1 if the system refused. For threads that run bulk
+ * work outside a pool (an agent's). */
+int gk_thread_lower_priority(int nice);
+
+/* threads 0, bind 1, scratch_bytes 0, nice 0. */
 gk_pool_options gk_pool_options_default(void);
 
 /* Creates the pool and waits until every worker is up. On failure returns the

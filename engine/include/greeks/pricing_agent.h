@@ -25,6 +25,7 @@
 #include "greeks/isa.h"
 #include "greeks/metrics.h"
 #include "greeks/pool.h"
+#include "greeks/pricing.h"
 #include "greeks/status.h"
 
 #ifdef __cplusplus
@@ -83,6 +84,25 @@ gk_code gk_pricing_agent_start(gk_pool *pool, const gk_pricing_agent_config *con
 gk_code gk_pricing_agent_submit(gk_pricing_agent *agent, gk_pricing_request *request,
                                 gk_status *status);
 
+/* Requests of at most this many options may be priced inline: one slice, which
+ * the agent too would price on one thread (greeks/pricing.h). */
+#define GK_PRICING_INLINE_MAX_OPTIONS GK_SLICE_OPTIONS
+
+/* Prices a small request now, on the calling thread, as the agent would price
+ * it alone: the cancellation and deadline checks, the breaker (and its scalar
+ * fallback), the kernels, the metrics and the kernel span; then done() runs on
+ * this thread before the function returns. For callers that would otherwise
+ * wait for the agent's thread to wake up, price and answer (a gRPC completion
+ * thread: adr/0038), where the hand-off costs more than the pricing. Never
+ * batched with other requests. On GK_OK done() has run exactly once (with the
+ * result, or GK_CANCELLED, GK_DEADLINE_EXCEEDED, GK_UNAVAILABLE from an open
+ * breaker, the kernels' error); on an error return it has not run:
+ * GK_INVALID_ARGUMENT (as submit, or more than GK_PRICING_INLINE_MAX_OPTIONS
+ * options), GK_UNAVAILABLE (the agent is stopping). Thread-safe; callers on
+ * several threads price in parallel. */
+gk_code gk_pricing_agent_price_inline(gk_pricing_agent *agent, gk_pricing_request *request,
+                                      gk_status *status);
+
 /* Submits and waits for the answer (tests, CLI, benchmarks). done and user must be
  * unset: this function uses them. */
 gk_code gk_pricing_agent_price(gk_pricing_agent *agent, gk_pricing_request *request,
@@ -104,6 +124,7 @@ typedef struct gk_pricing_agent_stats {
   gk_counter options_priced[GK_MODEL_COUNT][GK_ISA_COUNT];
   gk_histogram batch_options; /* options per kernel call: a coalesced batch or a request alone */
   gk_histogram queue_wait;    /* ns from a request's submit to the agent taking it */
+  gk_counter inline_requests; /* requests priced by gk_pricing_agent_price_inline (never queued) */
 } gk_pricing_agent_stats;
 const gk_pricing_agent_stats *gk_pricing_agent_stats_of(const gk_pricing_agent *agent);
 gk_breaker *gk_pricing_agent_breaker(gk_pricing_agent *agent);
