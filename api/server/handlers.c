@@ -210,6 +210,30 @@ static grpc_slice pack_response_tail(const Greeks__V1__PriceResponse *tail) {
   return out;
 }
 
+/* A small response in one contiguous slice: a copy of a few KiB costs less
+ * than a slice (an allocation) per field and a long iovec for sendmsg (adr/0038). */
+enum { CONTIGUOUS_RESPONSE_MAX_BYTES = 64 * 1024 };
+
+static grpc_byte_buffer *encode_contiguous(const price_job *j, const Greeks__V1__PriceResponse *tail,
+                                           size_t greeks_length) {
+  const gk_pricing_request *r = &j->request;
+  size_t n = r->in.count, column_bytes = n * sizeof(double);
+  size_t tail_length = protobuf_c_message_get_packed_size(&tail->base);
+  grpc_slice out = grpc_slice_malloc(field_header_size(1, greeks_length) + greeks_length + tail_length);
+  uint8_t *at = GRPC_SLICE_START_PTR(out);
+  at += put_field_header(at, 1, greeks_length);
+  for (int k = 0, column = 0; k < OUTPUT_COUNT && n > 0; k++) {
+    if (!(r->outputs & (1u << k))) continue;
+    at += put_field_header(at, greeks_field(k), column_bytes);
+    memcpy(at, j->outputs + (size_t)(column++) * n, column_bytes);
+    at += column_bytes;
+  }
+  protobuf_c_message_pack(&tail->base, at);
+  grpc_byte_buffer *buffer = grpc_raw_byte_buffer_create(&out, 1);
+  grpc_slice_unref(out);
+  return buffer;
+}
+
 static grpc_byte_buffer *encode_price_response(price_job *j, const Greeks__V1__PriceResponse *tail) {
   const gk_pricing_request *r = &j->request;
   size_t n = r->in.count, column_bytes = n * sizeof(double), greeks_length = 0;
@@ -219,6 +243,7 @@ static grpc_byte_buffer *encode_price_response(price_job *j, const Greeks__V1__P
       greeks_length += field_header_size(greeks_field(k), column_bytes) + column_bytes;
       wanted++;
     }
+  if (greeks_length <= CONTIGUOUS_RESPONSE_MAX_BYTES) return encode_contiguous(j, tail, greeks_length);
   /* header + (column header, column) per output + tail */
   grpc_slice slices[1 + 2 * OUTPUT_COUNT + 1];
   size_t count = 0;
@@ -663,8 +688,20 @@ static void revalue(rpc_call *c, const portfolio_input *p) {
   free(zero_yield), free(res.error), free(res.per_underlying), free(res.pnl);
 }
 
+/* On the compute agent's thread: the request is decoded and checked here, not
+ * on the completion-queue thread, because a revaluation's message may hold
+ * millions of positions (tens of milliseconds to unpack) and the
+ * completion-queue threads must stay free for small calls (adr/0038). */
 static void run_revalue(rpc_call *c) {
   compute_job *j = c->job;
+  request_verdict v;
+  if (request_unpack_payload(&greeks__v1__revalue_portfolio_request__descriptor, c->request_payload, &j->message,
+                             &v) != 0 ||
+      revalue_validate((const Greeks__V1__RevaluePortfolioRequest *)j->message, rpc_config(c)->max_contracts,
+                       &j->model, &v) != 0) {
+    reply_verdict(c, &v);
+    return;
+  }
   Greeks__V1__RevaluePortfolioRequest *q = (Greeks__V1__RevaluePortfolioRequest *)j->message;
   const Greeks__V1__Positions *ps = q->positions;
   size_t n = ps ? ps->n_underlying : 0;
@@ -681,16 +718,8 @@ static void run_revalue(rpc_call *c) {
 }
 
 void handle_revalue(rpc_call *c) {
-  compute_job *j = new_compute_job(c, run_revalue);
-  if (j == NULL) return;
-  request_verdict v;
-  if (request_unpack_payload(&greeks__v1__revalue_portfolio_request__descriptor, c->request_payload, &j->message, &v) != 0 ||
-      revalue_validate((const Greeks__V1__RevaluePortfolioRequest *)j->message, rpc_config(c)->max_contracts,
-                       &j->model, &v) != 0) {
-    reply_verdict(c, &v);
-    return;
-  }
-  submit_compute_job(c, COMPUTE_JOB);
+  if (new_compute_job(c, run_revalue) == NULL) return;
+  submit_compute_job(c, COMPUTE_JOB); /* decoded there: run_revalue */
 }
 
 /* ---- RevaluePortfolioStream ---- */
