@@ -17,6 +17,7 @@
 
 #include "support/cli_run.h"
 
+#include "greeks/american.h"
 #include "greeks/iv.h"
 #include "support/test_support.h"
 
@@ -357,6 +358,63 @@ static void test_iv_round_trips_lognormal_prices(void **state) {
   remove("/tmp/greeks_cli_iv_bsm.csv");
 }
 
+/* `iv --style american`: prices made by the library's American methods at
+ * known vols come back to those vols (alo, the default, and tree), a deep
+ * in-the-money put at K - S gives vol 0 with its note, the price bounds and a
+ * negative rate are named bad rows, and the options are checked. */
+static void test_iv_american_style_round_trips_and_notes(void **state) {
+  (void)state;
+  enum { N = 4 };
+  double S[N] = {100, 100, 95, 120}, K[N] = {100, 110, 100, 100}, T[N] = {1, 0.5, 2, 0.75};
+  double r[N] = {0.05, 0.08, 0.03, 0.04}, q[N] = {0.02, 0.0, 0.06, 0.01}, sigma[N] = {0.3, 0.22, 0.45, 0.35};
+  uint8_t type[N] = {GK_PUT, GK_PUT, GK_CALL, GK_CALL}, error[N];
+  const gk_american_method methods[2] = {GK_AMERICAN_ALO, GK_AMERICAN_TREE};
+  for (int m = 0; m < 2; m++) {
+    double price[N];
+    gk_option_batch in = {N, S, K, T, r, q, sigma, type};
+    gk_greeks_batch out = {.price = price, .error = error};
+    assert_int_equal(gk_american_price_batch(GK_MODEL_BSM, methods[m], &in, GK_OUT_PRICE, &out, NULL), GK_RC_OK);
+    FILE *f = fopen("/tmp/greeks_cli_iv_american.csv", "w");
+    assert_non_null(f);
+    fputs("id,type,S,K,T,r,q,price\n", f);
+    for (int i = 0; i < N; i++)
+      fprintf(f, "x%d,%s,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g\n", i, type[i] ? "put" : "call", S[i], K[i], T[i], r[i],
+              q[i], price[i]);
+    fputs("deep,put,50,100,1,0.08,0,50\n", f);      /* exercise now: K - S */
+    fputs("low,put,80,100,1,0.05,0,19.5\n", f);     /* below K - S */
+    fputs("high,put,100,100,1,0.05,0,100\n", f);    /* at K */
+    fputs("neg,put,100,100,1,-0.01,0,5\n", f);      /* r < 0 */
+    fclose(f);
+    cli_result *res = run_cli("", m == 0 ? "iv --style american /tmp/greeks_cli_iv_american.csv"
+                                         : "iv --style american --american-method tree /tmp/greeks_cli_iv_american.csv");
+    assert_int_equal(res->exit_code, 3);
+    assert_string_equal(csv_cell(res->out, 0, 3), "note");
+    for (int i = 0; i < N; i++) {
+      double vol = strtod(csv_cell(res->out, i + 1, 1), NULL);
+      if (!close_enough(vol, sigma[i], m == 0 ? 1e-10 : 1e-7, 0))
+        fail_msg("%s row %d: vol %.17g, priced at %.17g", gk_american_method_name(methods[m]), i, vol, sigma[i]);
+      assert_string_equal(csv_cell(res->out, i + 1, 3), "");
+    }
+    assert_string_equal(csv_cell(res->out, N + 1, 1), "0");
+    assert_string_equal(csv_cell(res->out, N + 1, 3), "at_lower_limit");
+    assert_non_null(strstr(csv_cell(res->out, N + 2, 2), "intrinsic"));
+    assert_non_null(strstr(csv_cell(res->out, N + 3, 2), "upper bound"));
+    assert_non_null(strstr(csv_cell(res->out, N + 4, 2), "field 'r' value '-0.01'"));
+  }
+  cli_result *res = run_cli("", "iv --style american --american-method lsm /tmp/greeks_cli_iv_american.csv");
+  assert_int_equal(res->exit_code, 2);
+  assert_non_null(strstr(res->err, "bs2002, tree or alo"));
+  res = run_cli("", "iv --style american --model bachelier /tmp/greeks_cli_iv_american.csv");
+  assert_int_equal(res->exit_code, 2);
+  res = run_cli("", "iv --style bermudan /tmp/greeks_cli_iv_american.csv");
+  assert_int_equal(res->exit_code, 2);
+  /* European (the default) keeps its three columns. */
+  res = run_cli("", "iv /tmp/greeks_cli_iv_american.csv");
+  assert_string_equal(csv_cell(res->out, 0, 2), "error");
+  assert_null(strstr(res->out, "note"));
+  remove("/tmp/greeks_cli_iv_american.csv");
+}
+
 /* --style, --american-method and the style column: BS2002 reproduces Haug's
  * published value (6.7661, Haug 2007, section 3.3.3, S = K = 100, T = 0.5,
  * r = q = 0.10, sigma = 0.25), european rows keep their European price, a call
@@ -402,7 +460,7 @@ static void test_bad_style_is_a_bad_row_and_bad_options_exit_2(void **state) {
   assert_non_null(strstr(r->err, "--style must be european or american"));
   r = run_cli("", "price --american-method lsm american.csv");
   assert_int_equal(r->exit_code, 2);
-  assert_non_null(strstr(r->err, "bs2002 or tree"));
+  assert_non_null(strstr(r->err, "bs2002, tree or alo"));
   r = run_cli("", "price --style american --model bachelier american.csv");
   assert_int_equal(r->exit_code, 2);
   r = run_cli("", "price --style american --greeks everything american.csv");
@@ -633,6 +691,7 @@ int main(void) {
       cmocka_unit_test(test_revalue_overflowing_totals_fail_by_name),
       cmocka_unit_test(test_iv_round_trips_bachelier_prices),
       cmocka_unit_test(test_iv_round_trips_lognormal_prices),
+      cmocka_unit_test(test_iv_american_style_round_trips_and_notes),
       cmocka_unit_test(test_american_style_column_and_flags),
       cmocka_unit_test(test_fields_and_scenarios_are_read_whole),
       cmocka_unit_test(test_bad_style_is_a_bad_row_and_bad_options_exit_2),

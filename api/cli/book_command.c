@@ -184,7 +184,7 @@ static int parse_query_options(const book_args *a, int64_t now_us, query_options
   q->at_us = now_us;
   q->to = -1, q->until_us = INT64_MAX, q->from = 1;
   if (a->method && gk_american_method_from_name(a->method, &q->method) != GK_RC_OK)
-    return usage_error("--american-method must be bs2002 or tree", a->method);
+    return usage_error("--american-method must be bs2002, tree or alo", a->method);
   memcpy(q->spot_shocks, default_spot_shocks, sizeof default_spot_shocks);
   memcpy(q->vol_shocks, default_vol_shocks, sizeof default_vol_shocks);
   q->grid.spot = (gk_scenario_axis){3, q->spot_shocks, GK_SHOCK_RELATIVE};

@@ -1,6 +1,8 @@
 /*
- * `greeks iv [--model bsm|black76|gk|bachelier] FILE|-`: implied vols of a CSV of option prices,
- * streamed in chunks (greeks/iv.h). csv_reader gives each row's fields or why it
+ * `greeks iv [--model bsm|black76|gk|bachelier] [--style european|american]
+ * [--american-method bs2002|tree|alo] FILE|-`: implied vols of a CSV of option
+ * prices, streamed in chunks (greeks/iv.h; American prices: greeks/american_iv.h,
+ * which adds a `note` column for its flags). csv_reader gives each row's fields or why it
  * cannot be read, iv_parse_row the numbers or a named field error, the kernels
  * the vol or the rule the row broke; every bad row keeps its place in the output
  * with its message (exit 3), and only an unusable header or a failed read stops
@@ -14,6 +16,7 @@
 
 #include "cli_common.h"
 #include "csv.h"
+#include "greeks/american_iv.h"
 #include "greeks/iv.h"
 
 static const char *const column_names[IV_COLUMNS] = {"id", "type", "S", "K", "T", "r", "q", "price"};
@@ -26,8 +29,15 @@ typedef struct iv_chunk {
   size_t line[CHUNK];
   char problem[CHUNK][CSV_MESSAGE_SIZE]; /* "" when the row could be read */
   double spot[CHUNK], strike[CHUNK], expiry[CHUNK], rate[CHUNK], yield[CHUNK], price[CHUNK], vol[CHUNK];
-  uint8_t type[CHUNK], error[CHUNK];
+  uint8_t type[CHUNK], error[CHUNK], flags[CHUNK];
 } iv_chunk;
+
+/* What the run solves for: the model, and for American prices the method. */
+typedef struct iv_job {
+  gk_model model;
+  int american;              /* --style american */
+  gk_american_method method; /* --american-method, default alo */
+} iv_job;
 
 void iv_columns(gk_model model, csv_column columns[IV_COLUMNS]) {
   for (int c = 0; c < IV_COLUMNS; c++) {
@@ -91,9 +101,20 @@ static const char *field_text(const iv_chunk *c, size_t k, const char *field, ch
   return buffer;
 }
 
-static int solve_chunk(iv_chunk *c, gk_model model, const char *name, FILE *out, size_t *bad) {
+/* The note column of an American row: its solver flags as words. */
+static void write_note(FILE *out, uint8_t flags) {
+  const char *separator = "";
+  fputc(',', out);
+  if (flags & GK_AMERICAN_IV_FLAG_AT_LOWER_LIMIT) fputs("at_lower_limit", out), separator = " ";
+  if (flags & GK_AMERICAN_IV_FLAG_LOW_VEGA) fprintf(out, "%slow_vega", separator), separator = " ";
+  if (flags & GK_AMERICAN_IV_FLAG_NOT_CONVERGED) fprintf(out, "%snot_converged", separator);
+}
+
+static int solve_chunk(iv_chunk *c, const iv_job *job, const char *name, FILE *out, size_t *bad) {
   gk_iv_batch in = {c->count, c->spot, c->strike, c->expiry, c->rate, c->yield, c->price, c->type};
-  gk_rc rc = gk_implied_vol_batch(model, &in, c->vol, c->error, NULL);
+  gk_rc rc = job->american
+                 ? gk_american_implied_vol_batch(job->model, job->method, &in, c->vol, c->error, c->flags, NULL)
+                 : gk_implied_vol_batch(job->model, &in, c->vol, c->error, NULL);
   if (rc != GK_RC_OK) {
     fprintf(stderr, "greeks: implied vol: %s\n", gk_rc_message(rc));
     return -1;
@@ -118,6 +139,7 @@ static int solve_chunk(iv_chunk *c, gk_model model, const char *name, FILE *out,
     } else {
       fprintf(out, ",%.17g,", c->vol[k]);
     }
+    if (job->american) write_note(out, message[0] ? 0 : c->flags[k]);
     fputc('\n', out);
     free(c->id[k]);
   }
@@ -126,7 +148,8 @@ static int solve_chunk(iv_chunk *c, gk_model model, const char *name, FILE *out,
 }
 
 /* Reads the header, then every row in chunks. Returns an exit code. */
-static int iv_stream(gk_model model, csv_input *in, FILE *out) {
+static int iv_stream(const iv_job *job, csv_input *in, FILE *out) {
+  gk_model model = job->model;
   csv_column columns[IV_COLUMNS];
   iv_columns(model, columns);
   csv_error error;
@@ -136,7 +159,7 @@ static int iv_stream(gk_model model, csv_input *in, FILE *out) {
   }
   iv_chunk *c = calloc(1, sizeof *c);
   if (c == NULL) return CLI_EXIT_UNUSABLE;
-  fputs("id,iv,error\n", out);
+  fputs(job->american ? "id,iv,error,note\n" : "id,iv,error\n", out);
   const char *fields[IV_COLUMNS];
   size_t bad = 0;
   int status = CLI_EXIT_OK, got;
@@ -144,18 +167,19 @@ static int iv_stream(gk_model model, csv_input *in, FILE *out) {
     if (got == CSV_FAILED || add_row(c, fields, csv_reader_line(in->reader), got == CSV_BAD_ROW ? &error : NULL, model) != 0) {
       fprintf(stderr, "greeks: %s: %s\n", in->name, got == CSV_FAILED ? error.message : "out of memory");
       status = CLI_EXIT_UNUSABLE;
-    } else if (c->count == CHUNK && solve_chunk(c, model, in->name, out, &bad) != 0) {
+    } else if (c->count == CHUNK && solve_chunk(c, job, in->name, out, &bad) != 0) {
       status = CLI_EXIT_UNUSABLE;
     }
   }
-  if (status == CLI_EXIT_OK && c->count > 0 && solve_chunk(c, model, in->name, out, &bad) != 0) status = CLI_EXIT_UNUSABLE;
+  if (status == CLI_EXIT_OK && c->count > 0 && solve_chunk(c, job, in->name, out, &bad) != 0) status = CLI_EXIT_UNUSABLE;
   for (size_t k = 0; k < c->count; k++) free(c->id[k]);
   free(c);
   return status == CLI_EXIT_OK && bad > 0 ? CLI_EXIT_BAD_ROWS : status;
 }
 
 void iv_command_usage(FILE *out) {
-  fputs("usage: greeks iv [--model bsm|black76|gk|bachelier] [--isa ISA] FILE|-\n"
+  fputs("usage: greeks iv [--model bsm|black76|gk|bachelier] [--style european|american]\n"
+        "                [--american-method bs2002|tree|alo] [--isa ISA] FILE|-\n"
         "  Implied vols of option prices (default model bsm). Input CSV header:\n"
         "  id,type,S,K,T,r,q,price (q required by bsm and gk, optional otherwise;\n"
         "  black76 and bachelier: S is the forward; price is the discounted premium).\n"
@@ -163,16 +187,30 @@ void iv_command_usage(FILE *out) {
         "  gk; a normal vol in price units per sqrt(year) for bachelier. A price below\n"
         "  the discounted intrinsic value, or at or above the no-arbitrage bound (S e^{-qT}\n"
         "  for a call, K e^{-rT} for a put), is an error, never a made-up vol; one\n"
-        "  within 4 ulps of intrinsic gives 0. Exit 0 ok, 2 unusable input, 3 some bad rows.\n",
+        "  within 4 ulps of intrinsic gives 0. Exit 0 ok, 2 unusable input, 3 some bad rows.\n"
+        "  --style american: the prices are American (bsm, black76, gk), solved by\n"
+        "  --american-method (default alo, to 1e-10 relative where the vega allows);\n"
+        "  the bounds are the method's sigma -> 0 price and K (put) or S (call); r, q >= 0.\n"
+        "  Output CSV: id,iv,error,note; note: at_lower_limit (vol 0: the price is the\n"
+        "  sigma -> 0 limit, e.g. exercise now), low_vega (the price pins the vol\n"
+        "  more loosely than 1e-10), not_converged.\n",
         out);
 }
 
 int iv_command(int argc, char **argv) {
   const char *path = NULL, *model_name = "bsm";
+  iv_job job = {GK_MODEL_BSM, 0, GK_AMERICAN_IV_DEFAULT_METHOD};
   for (int i = 0; i < argc; i++) {
     const char *arg = argv[i], *value = NULL;
     if (cli_take_option(argc, argv, &i, "--model", &value)) {
       model_name = value;
+    } else if (cli_take_option(argc, argv, &i, "--style", &value)) {
+      if (value && strcasecmp(value, "american") == 0) job.american = 1;
+      else if (value && strcasecmp(value, "european") == 0) job.american = 0;
+      else return cli_usage_error("--style must be european or american", value);
+    } else if (cli_take_option(argc, argv, &i, "--american-method", &value)) {
+      if (!value || gk_american_method_from_name(value, &job.method) != GK_RC_OK)
+        return cli_usage_error("--american-method must be bs2002, tree or alo", value);
     } else if (cli_take_option(argc, argv, &i, "--isa", &value)) {
       if (cli_force_isa(value) != 0) return CLI_EXIT_UNUSABLE;
     } else if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
@@ -190,9 +228,10 @@ int iv_command(int argc, char **argv) {
     iv_command_usage(stderr);
     return CLI_EXIT_UNUSABLE;
   }
-  gk_model model;
-  if (cli_parse_model(model_name, &model) != 0)
+  if (cli_parse_model(model_name, &job.model) != 0)
     return cli_usage_error("--model must be bsm, black76, gk or bachelier", model_name);
+  if (job.american && job.model == GK_MODEL_BACHELIER)
+    return cli_usage_error("--style american needs a lognormal model (bsm, black76 or gk)", "bachelier");
   if (cli_check_isa() != 0) return CLI_EXIT_UNUSABLE;
   csv_input in;
   csv_error error;
@@ -201,7 +240,7 @@ int iv_command(int argc, char **argv) {
     csv_input_close(&in);
     return CLI_EXIT_UNUSABLE;
   }
-  int status = iv_stream(model, &in, stdout);
+  int status = iv_stream(&job, &in, stdout);
   csv_input_close(&in);
   if (fflush(stdout) != 0 || ferror(stdout)) return CLI_EXIT_UNUSABLE;
   return status;

@@ -21,7 +21,7 @@ static void usage(FILE *out) {
         "  price     price European options and Greeks from a CSV file\n"
         "  chain     price one underlying's option chain (market from flags)\n"
         "  revalue   revalue a portfolio: Greeks, aggregates and a scenario P&L grid\n"
-        "  iv        implied vols from option prices (bsm, black76, gk or bachelier)\n"
+        "  iv        implied vols from option prices (bsm, black76, gk or bachelier; american too)\n"
         "  call      the same over gRPC: send a file to greeksd (see 'greeks call --help')\n"
         "  book      trade books on a local store: open, trade, market, show, risk, audit\n"
         "  --version print the version and the instruction set in use\n"

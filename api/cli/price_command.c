@@ -344,7 +344,7 @@ static int run_price_job(int argc, char **argv, int chain_mode) {
         return cli_usage_error("--style must be european or american", value);
     } else if (cli_take_option(argc, argv, &i, "--american-method", &value)) {
       if (!value || gk_american_method_from_name(value, &job.method) != GK_RC_OK)
-        return cli_usage_error("--american-method must be bs2002 or tree", value);
+        return cli_usage_error("--american-method must be bs2002, tree or alo", value);
     } else if (cli_take_option(argc, argv, &i, "--isa", &value)) {
       if (cli_force_isa(value) != 0) return CLI_EXIT_UNUSABLE;
     } else if (cli_take_option(argc, argv, &i, "--threads", &value)) {

@@ -22,6 +22,7 @@
 #include "greeks/v1/pricing.pb-c.h"
 #include "greeks/breaker.h"
 #include "greeks/clock.h"
+#include "greeks/american_iv.h"
 #include "greeks/iv.h"
 #include "greeks/log.h"
 #include "greeks/portfolio.h"
@@ -537,16 +538,54 @@ gk_code compute_agent_start(greeksd_server *s, gk_status *status) {
 
 /* ---- ImpliedVol ---- */
 
+/* The AMERICAN contracts (exercise->style) of `in`, gathered and solved again
+ * as American premiums (greeks/american_iv.h) over their European answers:
+ * vol, codes and *invalid updated in place, flags[i] set for every contract.
+ * On this thread: the American solver prices a batch per step. Returns 0, -1
+ * when out of memory. */
+static int solve_american_ivs(gk_model model, const request_exercise *exercise, const gk_iv_batch *in, double *vol,
+                              uint8_t *codes, uint32_t *flags, size_t *invalid) {
+  size_t n = in->count, m = exercise->american, k = 0;
+  double *a = malloc(7 * m * sizeof *a);
+  uint8_t *bytes = malloc(3 * m);
+  if (a == NULL || bytes == NULL) return free(a), free(bytes), -1;
+  double *S = a, *K = a + m, *T = a + 2 * m, *r = a + 3 * m, *q = a + 4 * m, *price = a + 5 * m, *sub_vol = a + 6 * m;
+  uint8_t *type = bytes, *error = bytes + m, *sub_flags = bytes + 2 * m;
+  for (size_t i = 0; i < n; i++) {
+    flags[i] = 0;
+    if (exercise->style[i] != GK_STYLE_AMERICAN) continue;
+    S[k] = in->spot[i], K[k] = in->strike[i], T[k] = in->expiry[i], r[k] = in->rate[i], q[k] = in->yield[i];
+    price[k] = in->price[i], type[k++] = in->type[i];
+  }
+  gk_iv_batch sub = {m, S, K, T, r, q, price, type};
+  gk_rc rc = gk_american_implied_vol_batch(model, exercise->method, &sub, sub_vol, error, sub_flags, NULL);
+  for (size_t i = 0, j = 0; rc == GK_RC_OK && i < n; i++) {
+    if (exercise->style[i] != GK_STYLE_AMERICAN) continue;
+    *invalid -= codes[i] != GK_ELEMENT_OK;
+    vol[i] = sub_vol[j], codes[i] = error[j], flags[i] = sub_flags[j++];
+    *invalid += codes[i] != GK_ELEMENT_OK;
+  }
+  free(a), free(bytes);
+  return rc == GK_RC_OK ? 0 : -1; /* the request was validated: only a bug gives another rc */
+}
+
 static void run_implied_vol(rpc_call *c) {
   compute_job *j = c->job;
   Greeks__V1__ImpliedVolRequest *q = (Greeks__V1__ImpliedVolRequest *)j->message;
   size_t n = q->n_spot;
+  request_exercise exercise = {0};
+  request_verdict v;
+  if (implied_vol_exercise_validate(q, j->model, &exercise, &v) != 0) { /* accepted before: only out of memory */
+    reply_verdict(c, &v);
+    return;
+  }
   double *yield = q->n_yield ? NULL : filled(n, 0.0);
   uint8_t *types = request_kernel_types(n, q->type);
   double *vol = malloc((n ? n : 1) * sizeof *vol);
   uint8_t *codes = calloc(n ? n : 1, 1);
-  if ((!q->n_yield && !yield) || !types || !vol || !codes) {
-    free(yield), free(types), free(vol), free(codes);
+  uint32_t *flags = exercise.style ? malloc(n * sizeof *flags) : NULL;
+  if ((!q->n_yield && !yield) || !types || !vol || !codes || (exercise.style && !flags)) {
+    free(yield), free(types), free(vol), free(codes), free(flags), free(exercise.style);
     rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
     return;
   }
@@ -555,6 +594,8 @@ static void run_implied_vol(rpc_call *c) {
   gk_status status;
   if (gk_implied_vol(c->server->pool, j->model, &in, vol, codes, &invalid, &status) != GK_OK) {
     rpc_reply_status(c, &status);
+  } else if (exercise.style && solve_american_ivs(j->model, &exercise, &in, vol, codes, flags, &invalid) != 0) {
+    rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory solving the American contracts", NULL);
   } else {
     element_columns cols = {in.spot, in.strike, in.expiry, in.rate, in.yield, NULL, in.price, types};
     wire_errors errors;
@@ -567,11 +608,13 @@ static void run_implied_vol(rpc_call *c) {
       response.n_errors = errors.count;
       response.errors = errors.pointers;
       response.count = (uint32_t)n;
+      response.n_flags = flags ? n : 0;
+      response.flags = flags;
       reply_message(c, &response.base);
     }
     free_wire_errors(&errors);
   }
-  free(yield), free(types), free(vol), free(codes);
+  free(yield), free(types), free(vol), free(codes), free(flags), free(exercise.style);
 }
 
 void handle_implied_vol(rpc_call *c) {
@@ -584,6 +627,15 @@ void handle_implied_vol(rpc_call *c) {
     reply_verdict(c, &v);
     return;
   }
+  /* The exercise is checked here, refused before queueing, and derived again
+   * from the message on the compute thread. */
+  request_exercise exercise;
+  int refused = implied_vol_exercise_validate((const Greeks__V1__ImpliedVolRequest *)j->message, j->model, &exercise, &v);
+  if (refused) {
+    reply_verdict(c, &v);
+    return;
+  }
+  free(exercise.style);
   submit_compute_job(c, COMPUTE_JOB);
 }
 

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "greeks/american_iv.h"
 #include "greeks/batch.h"
 #include "greeks/portfolio.h"
 
@@ -152,10 +153,11 @@ static int check_method(int32_t wire, gk_american_method *method, request_verdic
     case GREEKS__V1__AMERICAN_METHOD__AMERICAN_METHOD_UNSPECIFIED:
     case GREEKS__V1__AMERICAN_METHOD__AMERICAN_METHOD_BS2002: *method = GK_AMERICAN_BS2002; return 0;
     case GREEKS__V1__AMERICAN_METHOD__AMERICAN_METHOD_TREE: *method = GK_AMERICAN_TREE; return 0;
+    case GREEKS__V1__AMERICAN_METHOD__AMERICAN_METHOD_ALO: *method = GK_AMERICAN_ALO; return 0;
     default:
       return refuse(v, GRPC_STATUS_INVALID_ARGUMENT,
-                    "field 'american_method': %d is not a known AmericanMethod (0 unspecified = bs2002, 1 bs2002, "
-                    "2 tree)",
+                    "field 'american_method': %d is not a known AmericanMethod (0 unspecified, 1 bs2002, 2 tree, "
+                    "3 alo)",
                     (int)wire);
   }
 }
@@ -348,6 +350,16 @@ int implied_vol_validate(const Greeks__V1__ImpliedVolRequest *q, size_t max_cont
       check_column("yield", q->n_yield, n, 1, v) || check_column("price", q->n_price, n, 0, v) ||
       check_column("type", q->n_type, n, 0, v))
     return -1;
+  return accepted(v);
+}
+
+int implied_vol_exercise_validate(const Greeks__V1__ImpliedVolRequest *q, gk_model model, request_exercise *exercise,
+                                  request_verdict *v) {
+  wire_styles styles = {"style", q->n_style, NULL, q->style};
+  /* PRICE: the check of what American pricing supports looks at the model only. */
+  if (check_exercise(&styles, q->n_spot, (int32_t)q->american_method, model, GK_OUT_PRICE, exercise, v)) return -1;
+  if (q->american_method == GREEKS__V1__AMERICAN_METHOD__AMERICAN_METHOD_UNSPECIFIED)
+    exercise->method = GK_AMERICAN_IV_DEFAULT_METHOD;
   return accepted(v);
 }
 

@@ -92,6 +92,15 @@ int price_batch_validate(const Greeks__V1__PriceBatchRequest *q, size_t max_cont
 int implied_vol_validate(const Greeks__V1__ImpliedVolRequest *q, size_t max_contracts, gk_model *model,
                          request_verdict *v);
 
+/* ImpliedVol's exercise, once implied_vol_validate has accepted the request:
+ * american_method known, style empty or one per contract, each EUROPEAN or
+ * AMERICAN, American contracts only under bsm, black76 or garman-kohlhagen.
+ * On acceptance *exercise is set as by price_batch_validate (style NULL when no
+ * contract is American; the caller frees it), except that an unspecified
+ * method is GK_AMERICAN_IV_DEFAULT_METHOD (alo), not bs2002. */
+int implied_vol_exercise_validate(const Greeks__V1__ImpliedVolRequest *q, gk_model model, request_exercise *exercise,
+                                  request_verdict *v);
+
 /* RevaluePortfolio: model, markets (at least one spot; rate one per spot,
  * yield one per spot or none), grid (known modes, at most
  * GK_MAX_SCENARIO_AXIS shocks per axis), positions (at most `max_positions`,

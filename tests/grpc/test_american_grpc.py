@@ -8,10 +8,14 @@ References, none of them the server's own output captured once:
     (Merton 1973), so both methods must return the European price;
   - a Cox-Ross-Rubinstein binomial tree written here (2000 and 2001 steps,
     averaged to damp the odd-even oscillation), independent of the kernels;
-  - the offline CLI (`greeks price` / `greeks chain` with a style column).
+  - the offline CLI (`greeks price` / `greeks chain` with a style column,
+    `greeks iv --style american`).
 Then: mixed styles in one chain, element errors, the validation messages, and
 latency isolation: small European calls complete while a large American
 request is still running, and a cancelled American request stops.
+ImpliedVol with American contracts (style, american_method, flags): American
+prices back to the vols they were priced at, European ones untouched beside
+them, the offline CLI's vols and notes, the price bounds as element errors.
 
 Environment (tests/CMakeLists.txt): that of test_grpc.py.
 """
@@ -286,8 +290,9 @@ class AmericanValidation(ServedOnce):
     def test_an_unknown_method_names_the_field_even_without_american_contracts(self):
         details = self.refused(self.stub.PriceBatch, batch(self.ROWS, [], method=9))
         self.assertIn("field 'american_method': 9 is not a known AmericanMethod", details)
-        details = self.refused(self.stub.PriceChain, self.chain([], method=3))
-        self.assertIn("field 'american_method': 3 is not a known AmericanMethod", details)
+        details = self.refused(self.stub.PriceChain, self.chain([], method=4))
+        self.assertIn("field 'american_method': 4 is not a known AmericanMethod", details)
+        self.assertIn("3 alo", details)
 
     def test_american_under_bachelier_is_refused_naming_the_contract(self):
         details = self.refused(self.stub.PriceBatch,
@@ -308,6 +313,123 @@ class AmericanValidation(ServedOnce):
         # Without American contracts they are served as before.
         reply = self.stub.PriceChain(self.chain([pb.EUROPEAN] * 3, outputs=[pb.VANNA]), timeout=30)
         self.assertEqual(len(reply.greeks.vanna), 3)
+
+
+def iv_request(rows, styles, method=pb.AMERICAN_METHOD_UNSPECIFIED, model=pb.MODEL_BSM):
+    """An ImpliedVolRequest from rows of dicts (S, K, T, r, q, price, type)."""
+    return pb.ImpliedVolRequest(
+        model=model, spot=[r["S"] for r in rows], strike=[r["K"] for r in rows], expiry=[r["T"] for r in rows],
+        rate=[r["r"] for r in rows], price=[r["price"] for r in rows], type=[option_type(r["type"]) for r in rows],
+        style=list(styles), american_method=method, **{"yield": [r["q"] for r in rows]})
+
+
+class AmericanMethodAlo(ServedOnce):
+    def test_alo_prices_agree_with_an_independent_tree_and_the_offline_cli(self):
+        cases = [dict(id="a", type=PUT, S=100.0, K=110.0, T=1.0, r=0.08, q=0.0, sigma=0.25),
+                 dict(id="b", type=PUT, S=100.0, K=100.0, T=0.5, r=0.05, q=0.02, sigma=0.30),
+                 dict(id="c", type=CALL, S=100.0, K=90.0, T=1.0, r=0.03, q=0.08, sigma=0.20)]
+        reply = self.stub.PriceBatch(batch(cases, [pb.AMERICAN] * 3, pb.AMERICAN_METHOD_ALO), timeout=60)
+        self.assertEqual(len(reply.errors), 0)
+        for i, row in enumerate(cases):
+            reference = crr_reference(row["S"], row["K"], row["T"], row["r"], row["q"], row["sigma"], row["type"])
+            european = european_bsm(row["S"], row["K"], row["T"], row["r"], row["q"], row["sigma"], row["type"])
+            self.assertGreater(reference - european, 0.01, "early exercise must matter here")
+            # CRR's own error (about 1e-4 at 2000 steps) bounds the comparison.
+            self.assertAlmostEqual(reply.greeks.price[i], reference, delta=1e-3, msg=row)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "alo.csv")
+            write_rows(path, cases, ["id", "type", "S", "K", "T", "r", "q", "sigma"])
+            code, out, err = run_cli("price", "--style", "american", "--american-method", "alo", path)
+        self.assertEqual(code, 0, err)
+        for i, line in enumerate(read_csv(out)):
+            for g in FIRST_ORDER:
+                self.assertTrue(close(getattr(reply.greeks, g)[i], float(line[g]), rel=1e-12, abs_tol=1e-12), (g, i))
+        # PriceChain selects alo too (its own decoder): the same prices on one market.
+        chain = pb.PriceChainRequest(
+            model=pb.MODEL_BSM, market=pb.Market(spot=100.0, rate=0.05, **{"yield": 0.02}),
+            american_method=pb.AMERICAN_METHOD_ALO, outputs=[pb.PRICE],
+            contracts=pb.ChainContracts(strike=[100.0], expiry=[0.5], vol=[0.30], type=[pb.PUT], style=[pb.AMERICAN]))
+        self.assertEqual(self.stub.PriceChain(chain, timeout=60).greeks.price[0], reply.greeks.price[1])
+
+
+class AmericanImpliedVol(ServedOnce):
+    # Near the money, out of the exercise region: every vol is pinned (flags 0).
+    ROWS = [dict(id="p%d" % i, type=PUT if i % 2 else CALL, S=100.0, K=92.0 + 2 * i, T=0.25 + 0.2 * i,
+                 r=0.06, q=0.02 if i % 3 else 0.05, sigma=0.15 + 0.04 * i) for i in range(9)]
+
+    def priced(self, method=pb.AMERICAN_METHOD_ALO, model=pb.MODEL_BSM):
+        """The rows with their American prices at their sigma, as PriceBatch gives them."""
+        reply = self.stub.PriceBatch(batch(self.ROWS, [pb.AMERICAN] * len(self.ROWS), method, model,
+                                           outputs=[pb.PRICE]), timeout=60)
+        self.assertEqual(len(reply.errors), 0)
+        return [dict(row, price=p) for row, p in zip(self.ROWS, reply.greeks.price)]
+
+    def test_american_prices_give_back_their_vols(self):
+        # alo to 1e-10 relative (american_iv.h); unspecified is alo; bs2002 too.
+        for method, model in ((pb.AMERICAN_METHOD_ALO, pb.MODEL_BSM), (pb.AMERICAN_METHOD_UNSPECIFIED, pb.MODEL_BSM),
+                              (pb.AMERICAN_METHOD_BS2002, pb.MODEL_BLACK76)):
+            rows = self.priced(pb.AMERICAN_METHOD_ALO if method == pb.AMERICAN_METHOD_UNSPECIFIED else method, model)
+            reply = self.stub.ImpliedVol(iv_request(rows, [pb.AMERICAN] * len(rows), method, model), timeout=120)
+            self.assertEqual((reply.count, len(reply.errors), len(reply.flags)), (len(rows), 0, len(rows)))
+            for i, row in enumerate(rows):
+                self.assertEqual(reply.flags[i], 0, row)
+                self.assertTrue(close(reply.vol[i], row["sigma"], rel=1e-10, abs_tol=0), (method, row, reply.vol[i]))
+
+    def test_european_contracts_beside_american_ones_are_untouched(self):
+        rows = self.priced()
+        european = self.stub.PriceBatch(batch(self.ROWS, [], outputs=[pb.PRICE]), timeout=30).greeks.price
+        mixed = [dict(row, price=european[i]) if i % 2 else row for i, row in enumerate(rows)]
+        styles = [pb.EUROPEAN if i % 2 else pb.AMERICAN for i in range(len(rows))]
+        reply = self.stub.ImpliedVol(iv_request(mixed, styles, pb.AMERICAN_METHOD_ALO), timeout=120)
+        plain = self.stub.ImpliedVol(iv_request(mixed, []), timeout=30)
+        self.assertEqual(len(plain.flags), 0)  # no American contract: no flags, as before
+        for i, row in enumerate(mixed):
+            self.assertTrue(close(reply.vol[i], row["sigma"], rel=1e-10, abs_tol=0), (i, reply.vol[i]))
+            if i % 2:
+                self.assertEqual(reply.vol[i], plain.vol[i])
+            else:  # the American premium read as a European one implies a higher vol
+                self.assertGreaterEqual(plain.vol[i], reply.vol[i] - 1e-12)
+
+    def test_matches_the_offline_cli_vols_notes_and_errors(self):
+        rows = self.priced()
+        deep = dict(id="deep", type=PUT, S=50.0, K=100.0, T=1.0, r=0.08, q=0.0, price=50.0)  # exercise now
+        low = dict(id="low", type=PUT, S=80.0, K=100.0, T=1.0, r=0.05, q=0.0, price=19.5)  # below K - S
+        high = dict(id="high", type=CALL, S=100.0, K=100.0, T=1.0, r=0.05, q=0.02, price=100.0)  # at S
+        negative = dict(id="neg", type=PUT, S=100.0, K=100.0, T=1.0, r=-0.01, q=0.0, price=5.0)
+        rows += [deep, low, high, negative]
+        reply = self.stub.ImpliedVol(iv_request(rows, [pb.AMERICAN] * len(rows), pb.AMERICAN_METHOD_ALO),
+                                     timeout=120)
+        errors = {e.index: e for e in reply.errors}
+        n = len(self.ROWS)
+        self.assertEqual(set(errors), {n + 1, n + 2, n + 3})
+        self.assertEqual((errors[n + 1].field, errors[n + 2].field, errors[n + 3].field), ("price", "price", "r"))
+        self.assertIn("intrinsic", errors[n + 1].reason)
+        self.assertIn("upper bound", errors[n + 2].reason)
+        self.assertEqual((reply.vol[n], reply.flags[n]), (0.0, 1))  # at the vol -> 0 limit
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "iv.csv")
+            write_rows(path, rows, ["id", "type", "S", "K", "T", "r", "q", "price"])
+            code, out, err = run_cli("iv", "--style", "american", "--american-method", "alo", path)
+        self.assertEqual(code, 3, err)  # the bad rows
+        offline = read_csv(out)
+        self.assertEqual(list(offline[0]), ["id", "iv", "error", "note"])
+        for i, line in enumerate(offline):
+            self.assertEqual(bool(line["error"]), i in errors, line)
+            if i not in errors:
+                self.assertTrue(close(float(line["iv"]), reply.vol[i], rel=1e-12, abs_tol=0), line)
+                self.assertEqual(line["note"], "at_lower_limit" if reply.flags[i] == 1 else "", line)
+
+    def test_american_contracts_are_validated_like_price_batch(self):
+        rows = self.priced()[:3]
+        details = self.refused(self.stub.ImpliedVol, iv_request(rows, [pb.AMERICAN] * 2))
+        self.assertIn("field 'style' has 2 entries but the request has 3 contracts", details)
+        details = self.refused(self.stub.ImpliedVol, iv_request(rows, [pb.AMERICAN, 5, pb.EUROPEAN]))
+        self.assertIn("field 'style[1]': 5 is not a known ExerciseStyle", details)
+        details = self.refused(self.stub.ImpliedVol, iv_request(rows, [], method=7))
+        self.assertIn("field 'american_method': 7 is not a known AmericanMethod", details)
+        details = self.refused(self.stub.ImpliedVol,
+                               iv_request(rows, [pb.EUROPEAN, pb.AMERICAN, pb.EUROPEAN], model=pb.MODEL_BACHELIER))
+        self.assertIn("field 'style[1]' is AMERICAN", details)
 
 
 class AmericanLatencyIsolation(ServedOnce):

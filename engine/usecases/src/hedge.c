@@ -153,7 +153,7 @@ static gk_code check_request(const gk_hedge_request *r, gk_status *status) {
   snprintf(text, sizeof text, "%u", method);
   if (method >= GK_AMERICAN_METHOD_COUNT)
     return gk_status_set(status, GK_INVALID_ARGUMENT, "american_method", text,
-                         GK_STATUS_NO_INDEX, "american_method must be bs2002 (0) or tree (1)");
+                         GK_STATUS_NO_INDEX, "american_method must be bs2002 (0), tree (1) or alo (2)");
   snprintf(text, sizeof text, "%zu", r->count);
   if (r->count == 0)
     return gk_status_set(status, GK_INVALID_ARGUMENT, "count", text, GK_STATUS_NO_INDEX,

@@ -265,8 +265,8 @@ static gk_code check_arguments(const gk_market_quote *market, const gk_quoted_in
   if ((unsigned)method >= GK_AMERICAN_METHOD_COUNT) {
     snprintf(text, sizeof text, "%d", (int)method);
     return gk_status_set(status, GK_INVALID_ARGUMENT, "american_method", text,
-                         GK_STATUS_NO_INDEX, "american_method is %s: it must be bs2002 (0) or "
-                         "tree (1)", text);
+                         GK_STATUS_NO_INDEX, "american_method is %s: it must be bs2002 (0), "
+                         "tree (1) or alo (2)", text);
   }
   gk_code rc = check_market(market, status);
   if (rc == GK_OK) rc = check_chain(market, chain, count, valuation_us, status);

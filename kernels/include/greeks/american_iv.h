@@ -1,0 +1,112 @@
+/*
+ * greeks/american_iv.h - implied volatility of American options (bsm, black76,
+ * gk), by any method of greeks/american.h (GK_AMERICAN_ALO is the default the
+ * CLI and the server use). Inputs, units and per-element errors mirror
+ * greeks/iv.h: a gk_iv_batch in, a Black vol per 1.00 and a gk_element_error per
+ * element out.
+ *
+ * What is solved: the sigma with price(sigma) = the given price, where price is
+ * the METHOD's own American price (so a round trip price -> vol -> price
+ * reproduces the method, not some other model). The price rises with sigma
+ * between two limits:
+ *   lower: the sigma -> 0 limit, the method's price at sigma = 0 (the best
+ *          discounted intrinsic value over the exercise dates: K - S for a put
+ *          to exercise now, S - K e^{-rT} for a call with q = 0);
+ *   upper: the sigma -> infinity limit, K for a put and S (the futures price
+ *          for black76) for a call; the solver searches sigma up to
+ *          GK_AMERICAN_IV_MAX_VOL.
+ *
+ * How: every element of a chunk (up to GK_AMERICAN_IV_CHUNK) is solved at once:
+ * each step prices the whole set of still-unconverged elements in ONE
+ * gk_american_price_batch_on call, so the solver is as fast as the method's
+ * batch kernel. Start: the European implied
+ * vol of the price (an upper bound of the American one, since the American price
+ * is at least the European at every sigma), else 100%. Steps: Newton on
+ * price(sigma) - price, kept inside a bracket [lo, hi] that every priced point
+ * narrows; a step leaving the bracket, or one that did not halve the residual,
+ * is replaced by bisection, so the loop always converges. Until a price above
+ * the target is seen, sigma grows at most twofold per step up to
+ * GK_AMERICAN_IV_MAX_VOL (the tree misprices vols near it on long expiries).
+ * Newton's slope is the method's vega at the start and the secant through the
+ * last two points afterwards (one price per step). Converged: a step below
+ * GK_AMERICAN_IV_TOLERANCE / 10 of sigma, the bracket narrower than that, or
+ * the residual within the price resolution R (below).
+ *
+ * Accuracy: the methods' prices carry rounding of a few ulps of the price and
+ * of the strike or spot level (bs2002 cancels terms of size K on a deep out of
+ * the money option), so the solver's price resolution is
+ *   R = 4 ulps x (price + max(S, K)),
+ * and it stops when |price(sigma) - price| <= R. The vol is then within
+ * GK_AMERICAN_IV_TOLERANCE (1e-10) relative of the method's exact root wherever
+ * the vega allows it: vega * sigma * 1e-10 >= R (R moves sigma by less than
+ * the tolerance). Elsewhere (deep in the money, where early exercise makes the
+ * price nearly flat in sigma; tiny far out-of-the-money prices) the vol still
+ * reproduces the price to R but is pinned more loosely: the element gets
+ * GK_AMERICAN_IV_FLAG_LOW_VEGA. The tree's price is only piecewise smooth in
+ * sigma (its exercise nodes jump) and can dip below its own sigma -> 0 limit by
+ * its discretization error deep in the money (such a price is below the lower
+ * limit: an error); bs2002 and alo are smooth (tests/test_american_iv.c).
+ *
+ * Per-element errors (vol 0): the input codes of gk_american_price_batch
+ * (including GK_ELEMENT_AMERICAN_RATE_NEGATIVE / _YIELD_NEGATIVE and
+ * _EXPIRY_TOO_SHORT), then GK_ELEMENT_EXPIRY_NOT_POSITIVE (T = 0: the price is
+ * the payoff whatever sigma), GK_ELEMENT_PRICE_NOT_FINITE,
+ * GK_ELEMENT_PRICE_BELOW_INTRINSIC (below the lower limit by more than the
+ * resolution R (above); within R of it, either side, the vol is 0, flagged
+ * GK_AMERICAN_IV_FLAG_AT_LOWER_LIMIT), and
+ * GK_ELEMENT_PRICE_ABOVE_UPPER_BOUND (at or above K for a put, S for a call, or
+ * above the method's price at GK_AMERICAN_IV_MAX_VOL). A vol is never NaN.
+ *
+ * Thread safety: no shared state; concurrent calls on distinct outputs are safe.
+ * Memory: none allocated (the chunk's work arrays are on the stack, about 18 KiB).
+ */
+#ifndef GREEKS_AMERICAN_IV_H
+#define GREEKS_AMERICAN_IV_H
+
+#include "greeks/american.h"
+#include "greeks/iv.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GK_AMERICAN_IV_TOLERANCE 1e-10      /* relative, in sigma, where the vega allows */
+#define GK_AMERICAN_IV_MAX_VOL 10.0         /* highest vol searched (1000%) */
+#define GK_AMERICAN_IV_MAX_STEPS 200        /* steps per element, at most */
+#define GK_AMERICAN_IV_CHUNK 128            /* elements solved together */
+#define GK_AMERICAN_IV_DEFAULT_METHOD GK_AMERICAN_ALO
+
+/* Per-element notes (a bit mask; 0 for most elements and for every error). */
+enum {
+  /* The price is the sigma -> 0 limit (to R): vol 0. Deep in the money
+   * (the exercise region) every vol up to some sigma_c gives that same price. */
+  GK_AMERICAN_IV_FLAG_AT_LOWER_LIMIT = 1u << 0,
+  /* vega * sigma * GK_AMERICAN_IV_TOLERANCE < R at the solution (above; the
+   * vega is the secant to the price at sigma (1 + 1e-7), one more price): the
+   * vol reproduces the price to R but is pinned more loosely than 1e-10. */
+  GK_AMERICAN_IV_FLAG_LOW_VEGA = 1u << 1,
+  /* GK_AMERICAN_IV_MAX_STEPS passed (never seen in the tests): the vol is the
+   * last point of a bracket narrowed by at least that many bisections. */
+  GK_AMERICAN_IV_FLAG_NOT_CONVERGED = 1u << 2,
+};
+
+/* Implied vols of in->count American options priced in->price under `model` by
+ * `method`, into vol[i] with error[i] (a gk_element_error) and, when `flags` is
+ * not NULL, flags[i] (the bits above). The caller owns every array. Returns
+ * GK_RC_OK; GK_RC_NULL_ARGUMENT (in, vol or error NULL); GK_RC_BAD_MODEL;
+ * GK_RC_MODEL_NOT_SUPPORTED (bachelier); GK_RC_BAD_METHOD; GK_RC_MISSING_INPUT
+ * (as gk_implied_vol_batch: yield is required by bsm and gk); GK_RC_ISA_* as for
+ * pricing. On an error return nothing is written. invalid_count may be NULL. */
+gk_rc gk_american_implied_vol_batch(gk_model model, gk_american_method method, const gk_iv_batch *in,
+                                    double *vol, uint8_t *error, uint8_t *flags, size_t *invalid_count);
+
+/* Same on an explicit ISA (the pricing and the European start both run on it). */
+gk_rc gk_american_implied_vol_batch_on(gk_isa isa, gk_model model, gk_american_method method,
+                                       const gk_iv_batch *in, double *vol, uint8_t *error,
+                                       uint8_t *flags, size_t *invalid_count);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GREEKS_AMERICAN_IV_H */
