@@ -29,3 +29,8 @@ size_t gk_american_kernel_avx2(gk_model model, gk_american_method method,
                                const gk_option_batch *in, unsigned outputs, gk_greeks_batch *out) {
   return american_vector_kernel(model, method, in, outputs, out);
 }
+
+size_t gk_alo_kernel_avx2(gk_model model, gk_alo_level level, const gk_option_batch *in, unsigned outputs,
+                         gk_greeks_batch *out) {
+  return alo_vector_kernel(model, level, in, outputs, out);
+}

@@ -1,6 +1,8 @@
 /*
  * American options: argument checks, the American domain rules, Greeks by
- * bump-and-reprice (shared by every ISA), and ISA dispatch.
+ * bump-and-reprice (shared by every ISA; ALO's delta, gamma and theta come
+ * from its boundary solve instead, gk_alo_price_element), and ISA dispatch
+ * (gk_american_price_batch_on; gk_alo_price_batch_on for ALO's levels).
  */
 #include <math.h>
 #include <string.h>
@@ -12,6 +14,12 @@ static const gk_american_kernel american_kernels[GK_ISA_COUNT] = {
     [GK_ISA_SCALAR] = gk_american_kernel_scalar,
     [GK_ISA_AVX2] = gk_american_kernel_avx2,
     [GK_ISA_AVX512] = gk_american_kernel_avx512,
+};
+
+static const gk_alo_kernel alo_kernels[GK_ISA_COUNT] = {
+    [GK_ISA_SCALAR] = gk_alo_kernel_scalar,
+    [GK_ISA_AVX2] = gk_alo_kernel_avx2,
+    [GK_ISA_AVX512] = gk_alo_kernel_avx512,
 };
 
 static const char *const method_names[GK_AMERICAN_METHOD_COUNT] = {"bs2002", "tree", "alo"};
@@ -148,6 +156,30 @@ void gk_american_price_element(gk_model model, gk_american_method method, gk_ame
     out->phi[i] = futures ? 0.0 : slope(pricer, &m, &m.q, bump->rate, 0.0, price);
 }
 
+void gk_alo_price_element(gk_model model, gk_alo_level level, const gk_option_batch *in, size_t i, unsigned outputs,
+                          gk_greeks_batch *out) {
+  gk_american_pricer pricer = level == GK_ALO_FAST ? gk_alo_price_fast : gk_alo_price;
+  int futures = model == GK_MODEL_BLACK76;
+  market_point m = {in->spot[i], in->strike[i], in->expiry[i], in->rate[i],
+                    futures ? in->rate[i] : in->yield[i], in->vol[i],
+                    in->type[i] == GK_PUT ? -1.0 : 1.0, futures};
+  gk_american_option o = {m.S, m.K, m.T, m.r, futures ? 0.0 : m.r - m.q, m.sigma, m.omega};
+  double price, delta, gamma, theta;
+  if (!(outputs & (GK_OUT_DELTA | GK_OUT_GAMMA | GK_OUT_THETA)) ||
+      !gk_alo_price_greeks(&o, gk_alo_scheme_of(level), &price, &delta, &gamma, &theta)) {
+    gk_american_price_element(model, GK_AMERICAN_ALO, pricer, in, i, outputs, out);
+    return;
+  }
+  const gk_american_bumps *bump = gk_american_bumps_of(GK_AMERICAN_ALO);
+  if (outputs & GK_OUT_PRICE) out->price[i] = price;
+  if (outputs & GK_OUT_DELTA) out->delta[i] = delta;
+  if (outputs & GK_OUT_GAMMA) out->gamma[i] = gamma;
+  if (outputs & GK_OUT_THETA) out->theta[i] = theta;
+  if (outputs & GK_OUT_VEGA) out->vega[i] = slope(pricer, &m, &m.sigma, bump->vol, 0.0, price);
+  if (outputs & GK_OUT_RHO) out->rho[i] = slope(pricer, &m, &m.r, bump->rate, 0.0, price);
+  if (outputs & GK_OUT_PHI) out->phi[i] = futures ? 0.0 : slope(pricer, &m, &m.q, bump->rate, 0.0, price);
+}
+
 static gk_american_pricer method_pricer(gk_american_method method) {
   switch (method) {
     case GK_AMERICAN_TREE: return gk_american_tree_price;
@@ -156,7 +188,9 @@ static gk_american_pricer method_pricer(gk_american_method method) {
   }
 }
 
-size_t gk_american_kernel_scalar(gk_model model, gk_american_method method,
+/* Every element of `in` with `pricer`, the Greeks by `method`'s bumps; ALO's
+ * at `level` with its analytic delta, gamma and theta. */
+static size_t scalar_kernel_with(gk_model model, gk_american_method method, gk_alo_level level,
                                  const gk_option_batch *in, unsigned outputs, gk_greeks_batch *out) {
   size_t invalid = 0;
   for (size_t i = 0; i < in->count; i++) {
@@ -167,9 +201,20 @@ size_t gk_american_kernel_scalar(gk_model model, gk_american_method method,
       invalid++;
       continue;
     }
-    gk_american_price_element(model, method, method_pricer(method), in, i, outputs, out);
+    if (method == GK_AMERICAN_ALO) gk_alo_price_element(model, level, in, i, outputs, out);
+    else gk_american_price_element(model, method, method_pricer(method), in, i, outputs, out);
   }
   return invalid;
+}
+
+size_t gk_american_kernel_scalar(gk_model model, gk_american_method method,
+                                 const gk_option_batch *in, unsigned outputs, gk_greeks_batch *out) {
+  return scalar_kernel_with(model, method, GK_ALO_ACCURATE, in, outputs, out);
+}
+
+size_t gk_alo_kernel_scalar(gk_model model, gk_alo_level level, const gk_option_batch *in, unsigned outputs,
+                            gk_greeks_batch *out) {
+  return scalar_kernel_with(model, GK_AMERICAN_ALO, level, in, outputs, out);
 }
 
 gk_rc gk_american_check_batch(gk_model model, gk_american_method method,
@@ -201,4 +246,16 @@ gk_rc gk_american_price_batch(gk_model model, gk_american_method method,
   gk_rc rc = gk_isa_init();
   if (rc != GK_RC_OK) return rc;
   return gk_american_price_batch_on(gk_isa_active(), model, method, in, outputs, out, invalid_count);
+}
+
+gk_rc gk_alo_price_batch_on(gk_isa isa, gk_model model, gk_alo_level level, const gk_option_batch *in,
+                            unsigned outputs, gk_greeks_batch *out, size_t *invalid_count) {
+  if ((unsigned)isa >= GK_ISA_COUNT) return GK_RC_ISA_UNKNOWN;
+  if (!gk_isa_supported(isa)) return GK_RC_ISA_UNSUPPORTED;
+  if ((unsigned)level >= GK_ALO_LEVEL_COUNT) return GK_RC_BAD_METHOD;
+  gk_rc rc = gk_american_check_batch(model, GK_AMERICAN_ALO, in, outputs, out);
+  if (rc != GK_RC_OK) return rc;
+  size_t invalid = in->count == 0 ? 0 : alo_kernels[isa](model, level, in, outputs, out);
+  if (invalid_count) *invalid_count = invalid;
+  return GK_RC_OK;
 }

@@ -35,10 +35,11 @@ double gk_american_tree_price_steps(const gk_american_option *o, int steps, int 
 
 /* ---- Andersen-Lake-Offengelden fixed point (kernels/scalar/american_alo_scalar.c) ---- */
 
-/* Most Chebyshev nodes (n) and points of a rule (l, p) a scheme may use: the
- * working arrays have these sizes. */
+/* Most Chebyshev nodes (n) and points of the boundary's rule (l) a scheme may
+ * use: the working arrays (thread-local) have these sizes. The price rule (p)
+ * is not stored and has no limit. */
 #define GK_ALO_MAX_NODES 48
-#define GK_ALO_MAX_POINTS 128
+#define GK_ALO_MAX_POINTS 64
 
 /* A Gauss-Legendre rule mapped to theta in (0, pi/2), u = tau sin^2(theta):
  * int_0^tau g(u) du ~= tau sum_j weight[j] g(tau sin[j]^2). Static tables. */
@@ -50,15 +51,23 @@ typedef struct gk_alo_rule {
 /* A scheme: n Chebyshev nodes of the boundary beyond tau = 0 (n + 1 points),
  * m Jacobi-Newton steps, the l-point rule of the fixed-point integrals and the
  * p-point rule of the price integral. */
+/* The fixed-point equation of the Jacobi-Newton steps: the paper's FP-A or
+ * FP-B, or (AUTO) FP-A where omega = 2 (r - q) / sigma^2 < fp_a_below_omega
+ * and FP-B elsewhere. FP-A falls back to FP-B where its steps make the
+ * value-matching residual grow (kernels/scalar/american_alo_scalar.c). */
+typedef enum gk_alo_equation { GK_ALO_FP_B = 0, GK_ALO_FP_A = 1, GK_ALO_FP_AUTO = 2 } gk_alo_equation;
+
 typedef struct gk_alo_scheme {
   int nodes, iterations;
   gk_alo_rule boundary, price;
+  gk_alo_equation equation;
+  double fp_a_below_omega;
 } gk_alo_scheme;
 
 /* The two accuracy levels (measured in docs/kernels.md). */
 typedef enum gk_alo_level {
-  GK_ALO_FAST = 0,     /* about 1e-6 x K */
-  GK_ALO_ACCURATE = 1, /* about 1e-10 x K; the level of GK_AMERICAN_ALO */
+  GK_ALO_FAST = 0,     /* 6.1e-7 x K at most on the stored set */
+  GK_ALO_ACCURATE = 1, /* 8.3e-9 x K at most; the level of GK_AMERICAN_ALO */
   GK_ALO_LEVEL_COUNT
 } gk_alo_level;
 
@@ -76,6 +85,41 @@ double gk_alo_put_price(double S, double K, double T, double r, double q, double
 double gk_alo_price_scheme(const gk_american_option *o, const gk_alo_scheme *scheme);
 double gk_alo_price_level(const gk_american_option *o, gk_alo_level level);
 double gk_alo_price(const gk_american_option *o);
+double gk_alo_price_fast(const gk_american_option *o); /* at GK_ALO_FAST */
+
+/* Price, delta, gamma and theta (-dP/dT) of one option from one boundary solve:
+ * delta and gamma differentiate the premium integral at the converged
+ * boundary (which does not depend on S), theta is the Black-Scholes equation's
+ * (the American price obeys it outside the exercise region; 0 inside). Returns
+ * 1, or 0 (outputs untouched) where the method prices a limit instead (T = 0,
+ * the deterministic limit, the European case) or a result is not finite. */
+int gk_alo_price_greeks(const gk_american_option *o, const gk_alo_scheme *scheme, double *price, double *delta,
+                        double *gamma, double *theta);
+
+/* Element i of `in` (classified valid) by ALO at `level`: price, delta, gamma
+ * and theta by gk_alo_price_greeks, vega, rho and phi by the bumps of
+ * gk_american_price_element; every output by the bumps where the analytic
+ * path declines (gk_alo_price_greeks returns 0). */
+void gk_alo_price_element(gk_model model, gk_alo_level level, const gk_option_batch *in, size_t i, unsigned outputs,
+                          gk_greeks_batch *out);
+
+/* ALO batches at a level on an ISA: GK_AMERICAN_ALO is GK_ALO_ACCURATE; this
+ * reaches the fast level too (tests, benchmarks). The contract of
+ * gk_american_price_batch_on with method GK_AMERICAN_ALO; GK_RC_BAD_METHOD
+ * for an unknown level. */
+gk_rc gk_alo_price_batch_on(gk_isa isa, gk_model model, gk_alo_level level, const gk_option_batch *in,
+                            unsigned outputs, gk_greeks_batch *out, size_t *invalid_count);
+
+/* The ALO kernels per ISA: price in->count elements at `level`, return the
+ * invalid count (the vector ones run american_alo_vector.h). */
+typedef size_t (*gk_alo_kernel)(gk_model model, gk_alo_level level, const gk_option_batch *in, unsigned outputs,
+                                gk_greeks_batch *out);
+size_t gk_alo_kernel_scalar(gk_model model, gk_alo_level level, const gk_option_batch *in, unsigned outputs,
+                            gk_greeks_batch *out);
+size_t gk_alo_kernel_avx2(gk_model model, gk_alo_level level, const gk_option_batch *in, unsigned outputs,
+                          gk_greeks_batch *out);
+size_t gk_alo_kernel_avx512(gk_model model, gk_alo_level level, const gk_option_batch *in, unsigned outputs,
+                            gk_greeks_batch *out);
 
 /* Shared limits: the European (Black-Scholes-Merton) price, and the deterministic
  * (sigma = 0) American price, max over t in [0, T] of e^{-rt} (omega (S e^{bt} - K))+. */
@@ -105,8 +149,6 @@ size_t gk_american_kernel_avx2(gk_model model, gk_american_method method,
 size_t gk_american_kernel_avx512(gk_model model, gk_american_method method,
                                  const gk_option_batch *in, unsigned outputs, gk_greeks_batch *out);
 
-#endif /* GREEKS_AMERICAN_INTERNAL_H */
-
 /* Bump sizes of the Greeks (docs/kernels.md): relative for S and T, absolute for
  * sigma, r and q. A bump that would leave the domain (sigma, r or q below 0) is
  * taken one-sided, forward. */
@@ -119,3 +161,5 @@ typedef struct gk_american_bumps {
 } gk_american_bumps;
 
 const gk_american_bumps *gk_american_bumps_of(gk_american_method method);
+
+#endif /* GREEKS_AMERICAN_INTERNAL_H */

@@ -1,8 +1,9 @@
 /*
  * American options, the vector body shared by every vector ISA: Bjerksund-
  * Stensland 2002 formula by formula as in kernels/scalar/american_scalar.c, and
- * its Greeks by the same bumps (kernels/src/american.c). The tree is inherently
- * sequential per option and runs the scalar reference on every ISA.
+ * its Greeks by the same bumps (kernels/src/american.c); ALO's in
+ * american_alo_vector.h. The tree is inherently sequential per option and runs
+ * the scalar reference on every ISA.
  *
  * Included once per ISA translation unit after that ISA's simd_*.h. BS2002 always
  * uses the correlations +-sqrt((sqrt 5 - 1)/2), below Genz's 0.925 threshold, so
@@ -274,9 +275,13 @@ static void av_price_group(gk_model model, const gk_option_batch *in, size_t i, 
     v_store(out->phi + i, m.futures ? zero : av_slope(&m, &m.q, v_set1(bump->rate), price, rules), n);
 }
 
+/* The ALO method's vector body (alo_vector_kernel). */
+#include "american_alo_vector.h"
+
 static size_t american_vector_kernel(gk_model model, gk_american_method method,
                                      const gk_option_batch *in, unsigned outputs,
                                      gk_greeks_batch *out) {
+  if (method == GK_AMERICAN_ALO) return alo_vector_kernel(model, GK_ALO_ACCURATE, in, outputs, out);
   if (method != GK_AMERICAN_BS2002) return gk_american_kernel_scalar(model, method, in, outputs, out);
   bs2002_rules rules;
   double rho = sqrt(AV_SQRT5_MINUS_1_HALF);

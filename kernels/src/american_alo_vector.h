@@ -1,0 +1,569 @@
+/*
+ * American options by the Andersen-Lake-Offengelden fixed point, the vector
+ * body shared by every vector ISA: kernels/scalar/american_alo_scalar.c step
+ * for step, VLANES options at a time in lock step.
+ *
+ * How: every lane runs the same scheme (n nodes, m Jacobi-Newton steps, the
+ * l- and p-point rules), so the loops are the scalar ones with each double
+ * replaced by a vector of VLANES options; the rules' constants (node
+ * positions, sines, cosines, weights) are scalars broadcast to every lane.
+ * What differs per lane is data, never control flow:
+ *  - the QD+ Newton solve runs until every lane has converged, a converged
+ *    lane keeping its value (so it gets what it would get alone);
+ *  - FP-A or FP-B is a per-lane choice (sigma against the scheme's threshold,
+ *    and the fallback where FP-A's residual grows): both steps are computed
+ *    from the same integrals and the lane selects one;
+ *  - the exercise test S <= B(T) is a select.
+ * Per point of a node the scalar reference stores 1 / (sigma sqrt t); here it
+ * is a per-node vector times the rule's 1 / cos, and only the two discounted
+ * weights are stored (thread-local, like the scalar node tables). The normal
+ * CDF is the rational tail of normal_tail_rational.h with one exp, as in the
+ * scalar code; N(d+) and N(d-) share one division. Delta, gamma and theta come
+ * from the same solve as the price (gk_alo_price_greeks).
+ * Results agree with the scalar reference to rounding (tests/test_american_alo.c
+ * bounds the difference), not bit for bit: exp, log and the rational's
+ * evaluation order differ.
+ *
+ * Lanes the vector path does not price go to the scalar reference element
+ * by element: invalid, expired, sigma sqrt(T) below GK_AMERICAN_TINY_STDDEV,
+ * never exercised early (European), or a non-finite vector result. That test
+ * runs on every (bumped) price, so a Greek's bump that leaves the vector
+ * domain is priced exactly as the scalar kernel prices it.
+ *
+ * Why: the boundary's integrals are nearly all of the work (n l m points, two
+ * normal CDFs each) and they vectorize across options without gathers.
+ *
+ * Included once per ISA translation unit after that ISA's simd_*.h and
+ * american_vector.h (av_european, av_market).
+ */
+#ifndef GREEKS_AMERICAN_ALO_VECTOR_H
+#define GREEKS_AMERICAN_ALO_VECTOR_H
+
+#include <float.h>
+#include <math.h>
+
+#include "american_internal.h"
+#include "normal_vector.h"
+
+/* The largest scheme the vector path runs (the static levels fit); a larger
+ * one goes to the scalar reference. */
+#define ALOV_MAX_NODES 24
+#define ALOV_MAX_POINTS 32
+
+#define ALOV_PI 3.14159265358979323846
+
+/* A scheme's constants, shared by every group of a batch call. */
+typedef struct alov_plan {
+  const gk_alo_scheme *scheme;
+  gk_alo_level level;
+  int n, l;
+  double half2[ALOV_MAX_NODES + 1];   /* sqrt(tau_i / T) = sin^2(i pi / 2n) */
+  double cosines[2 * ALOV_MAX_NODES]; /* cos(j pi / n) */
+  double z[ALOV_MAX_NODES + 1][ALOV_MAX_POINTS]; /* z of u = tau_i sin_j^2 */
+  double inv_cos[ALOV_MAX_POINTS];
+} alov_plan;
+
+static int alov_plan_init(alov_plan *p, gk_alo_level level) {
+  const gk_alo_scheme *scheme = gk_alo_scheme_of(level);
+  p->scheme = scheme, p->level = level;
+  if (scheme == NULL) return 0;
+  p->n = scheme->nodes, p->l = scheme->boundary.count;
+  if (p->n < 1 || p->n > ALOV_MAX_NODES || p->l < 1 || p->l > ALOV_MAX_POINTS) return 0;
+  for (int j = 0; j < 2 * p->n; j++) p->cosines[j] = cos(j * ALOV_PI / p->n);
+  for (int i = 0; i <= p->n; i++) {
+    double half = sin(i * ALOV_PI / (2.0 * p->n));
+    p->half2[i] = half * half;
+    for (int j = 0; j < p->l; j++) p->z[i][j] = 2.0 * p->half2[i] * scheme->boundary.sin[j] - 1.0;
+  }
+  for (int j = 0; j < p->l; j++) p->inv_cos[j] = 1.0 / scheme->boundary.cos[j];
+  return 1;
+}
+
+/* N(x) and the density n(x) from one exp (the scalar normal_cdf_density). */
+static inline vdouble alov_cdf_density(vdouble x, vdouble *density) {
+  vdouble y = v_abs(x);
+  vmask far = v_ge(y, v_set1(37.5)); /* N(-37.5) < 1e-300: 0 and 1 */
+  y = v_min(y, v_set1(37.5));
+  vdouble g = v_mul(v_set1(GK_INV_SQRT_2PI), v_exp_bounded(v_mul(v_mul(y, y), v_set1(-0.5))));
+  g = v_select(far, v_set1(0.0), g);
+  vdouble p, q;
+  tail_rational_terms(y, &p, &q);
+  vdouble tail = v_mul(g, v_div(p, q));
+  *density = g;
+  return v_select(v_lt(x, v_set1(0.0)), tail, v_sub(v_set1(1.0), tail));
+}
+
+static inline vdouble alov_cdf(vdouble x) {
+  vdouble density;
+  return alov_cdf_density(x, &density);
+}
+
+/* The put of each lane. */
+typedef struct alov_put {
+  vdouble S, K, T, r, q, sigma, xmax;
+  vdouble kappa; /* (r - q) / sigma + sigma / 2: d+ = x / (sigma sqrt t) + kappa sqrt t */
+} alov_put;
+
+/* ---- QD+ start (qdplus_at, qdplus_residual, qdplus_boundary) ---- */
+
+typedef struct alov_qdplus {
+  vdouble tau, sqrt_tau, v, dr, dq, alpha_dr, beta;
+} alov_qdplus;
+
+static inline alov_qdplus alov_qdplus_at(const alov_put *m, vdouble tau) {
+  alov_qdplus g;
+  vdouble one = v_set1(1.0), s2 = v_mul(m->sigma, m->sigma), rt = v_mul(m->r, tau);
+  g.tau = tau, g.sqrt_tau = v_sqrt(tau), g.v = v_mul(m->sigma, g.sqrt_tau);
+  g.dr = v_exp(v_sub(v_set1(0.0), rt)), g.dq = v_exp(v_sub(v_set1(0.0), v_mul(m->q, tau)));
+  vdouble h = v_sub(v_set1(0.0), v_expm1(v_sub(v_set1(0.0), rt)));
+  vdouble r_h = v_select(v_lt(rt, v_set1(1e-300)), v_div(one, tau), v_div(m->r, h));
+  vdouble omega = v_div(v_mul(v_set1(2.0), v_sub(m->r, m->q)), s2), om1 = v_sub(omega, one);
+  vdouble root = v_sqrt(v_fma(om1, om1, v_div(v_mul(v_set1(8.0), r_h), s2)));
+  vdouble lambda = v_mul(v_set1(-0.5), v_add(om1, root));
+  vdouble lambda_h = v_div(v_mul(v_set1(2.0), v_mul(r_h, r_h)), v_mul(s2, root));
+  vdouble denom = v_add(v_mul(v_set1(2.0), lambda), om1);
+  g.alpha_dr = v_div(v_set1(2.0), v_mul(s2, denom));
+  g.beta = v_sub(v_mul(v_mul(g.alpha_dr, g.dr), v_add(r_h, v_div(lambda_h, denom))), lambda);
+  return g;
+}
+
+static inline vdouble alov_qdplus_residual(const alov_put *m, const alov_qdplus *g, vdouble S, vdouble *slope) {
+  vdouble x = v_log(v_div(S, m->K));
+  vdouble dp = v_fma(v_set1(0.5), g->v, v_div(v_fma(v_sub(m->r, m->q), g->tau, x), g->v)), dm = v_sub(dp, g->v);
+  vdouble pdf, Nmdp = alov_cdf_density(v_sub(v_set1(0.0), dp), &pdf), Nmdm = alov_cdf(v_sub(v_set1(0.0), dm));
+  vdouble KdrN = v_mul(v_mul(m->K, g->dr), Nmdm), SdqN = v_mul(v_mul(S, g->dq), Nmdp);
+  vdouble put = v_sub(KdrN, SdqN);
+  vdouble theta = v_sub(v_sub(v_mul(m->r, KdrN), v_mul(m->q, SdqN)),
+                        v_div(v_mul(v_mul(v_set1(0.5), m->sigma), v_mul(v_mul(S, g->dq), pdf)), g->sqrt_tau));
+  vdouble exercise_delta = v_sub(v_set1(1.0), v_mul(g->dq, Nmdp));
+  vdouble inner = v_sub(v_div(v_sub(m->r, m->q), g->v), v_div(dm, v_mul(v_set1(2.0), g->tau)));
+  vdouble dtheta = v_mul(v_sub(v_set1(0.0), g->dq), v_fma(pdf, inner, v_mul(m->q, Nmdp)));
+  *slope = v_add(v_add(v_mul(v_add(v_set1(1.0), g->beta), exercise_delta), v_div(v_mul(g->dq, pdf), g->v)),
+                 v_mul(g->alpha_dr, dtheta));
+  vdouble excess = v_sub(v_sub(m->K, S), put);
+  return v_add(v_sub(v_mul(exercise_delta, S), v_mul(g->beta, excess)), v_mul(g->alpha_dr, theta));
+}
+
+/* Newton from xmax in (0, xmax]; a lane stops where its step is below
+ * 1e-10 relative, or after 64 steps. */
+static vdouble alov_qdplus_boundary(const alov_put *m, vdouble tau) {
+  alov_qdplus g = alov_qdplus_at(m, tau);
+  vdouble S = m->xmax;
+  unsigned active = (1u << VLANES) - 1u;
+  for (int it = 0; it < 64 && active; it++) {
+    vdouble slope, residual = alov_qdplus_residual(m, &g, S, &slope);
+    vdouble next = v_sub(S, v_div(residual, slope));
+    next = v_select(v_gt(next, v_set1(0.0)), next, v_mul(v_set1(0.5), S));
+    next = v_select(v_gt(next, m->xmax), m->xmax, next);
+    unsigned done = m_bits(v_le(v_abs(v_sub(next, S)), v_mul(v_set1(1e-10), S)));
+    double keep[VLANES], moved[VLANES];
+    v_store(keep, S, VLANES), v_store(moved, next, VLANES);
+    for (int k = 0; k < VLANES; k++)
+      if (active >> k & 1u) keep[k] = moved[k];
+    S = v_load(keep, VLANES);
+    active &= ~done;
+  }
+  return S;
+}
+
+/* ---- the boundary: Chebyshev coefficients per lane ---- */
+
+static void alov_fit(const alov_plan *p, const vdouble *H, vdouble *a) {
+  int n = p->n;
+  for (int k = 0; k <= n; k++) {
+    vdouble sum = v_mul(v_set1(0.5), v_add((k & 1) ? v_sub(v_set1(0.0), H[0]) : H[0], H[n]));
+    for (int i = 1; i < n; i++) {
+      double t = p->cosines[(i * k) % (2 * n)];
+      sum = v_fma(H[i], v_set1((k & 1) ? -t : t), sum);
+    }
+    a[k] = v_mul(sum, v_set1(2.0 / n));
+  }
+  a[0] = v_mul(a[0], v_set1(0.5));
+  a[n] = v_mul(a[n], v_set1(0.5));
+}
+
+static inline vdouble alov_boundary_h(const vdouble *a, int n, double z) {
+  vdouble b1 = v_set1(0.0), b2 = v_set1(0.0), z2 = v_set1(2.0 * z);
+  for (int k = n; k >= 1; k--) {
+    vdouble t = v_fma(z2, b1, v_sub(a[k], b2));
+    b2 = b1, b1 = t;
+  }
+  return v_max(v_fma(v_set1(z), b1, v_sub(a[0], b2)), v_set1(0.0));
+}
+
+/* ---- the fixed point ---- */
+
+/* A node's per-lane constants; the points' discounted weights r tau w_j e^{-r t}
+ * and q tau w_j e^{-q t} live in the caller's arrays. */
+typedef struct alov_node {
+  vdouble tau, sqrt_tau, dr, dq, v, inv_v, kappa_sqrt_tau;
+} alov_node;
+
+static void alov_tabulate_node(const alov_put *m, const gk_alo_rule *rule, vdouble sqrt_tau, alov_node *t,
+                               vdouble *wr, vdouble *wq) {
+  t->sqrt_tau = sqrt_tau, t->tau = v_mul(sqrt_tau, sqrt_tau);
+  t->dr = v_exp(v_sub(v_set1(0.0), v_mul(m->r, t->tau)));
+  t->dq = v_exp(v_sub(v_set1(0.0), v_mul(m->q, t->tau)));
+  t->v = v_mul(m->sigma, sqrt_tau), t->inv_v = v_div(v_set1(1.0), t->v);
+  t->kappa_sqrt_tau = v_mul(m->kappa, sqrt_tau);
+  vdouble r_tau = v_mul(m->r, t->tau), q_tau = v_mul(m->q, t->tau);
+  for (int j = 0; j < rule->count; j++) {
+    double c2 = rule->cos[j] * rule->cos[j];
+    vdouble time_to_go = v_mul(t->tau, v_set1(c2)), w = v_set1(rule->weight[j]);
+    wr[j] = v_mul(v_mul(r_tau, w), v_exp(v_sub(v_set1(0.0), v_mul(m->r, time_to_go))));
+    wq[j] = v_mul(v_mul(q_tau, w), v_exp(v_sub(v_set1(0.0), v_mul(m->q, time_to_go))));
+  }
+}
+
+typedef struct alov_sums {
+  vdouble nb, db, na, da;
+} alov_sums;
+
+/* H at four points z[0..3] by four interleaved Clenshaw recurrences: they
+ * share the coefficient loads and overlap their dependency chains. */
+static inline void alov_boundary_h4(const vdouble *a, int n, const double *z, vdouble *h) {
+  vdouble zero = v_set1(0.0), b1[4] = {zero, zero, zero, zero}, b2[4] = {zero, zero, zero, zero}, z2[4];
+  for (int c = 0; c < 4; c++) z2[c] = v_set1(2.0 * z[c]);
+  for (int k = n; k >= 1; k--)
+    for (int c = 0; c < 4; c++) {
+      vdouble t = v_fma(z2[c], b1[c], v_sub(a[k], b2[c]));
+      b2[c] = b1[c], b1[c] = t;
+    }
+  for (int c = 0; c < 4; c++) h[c] = v_max(v_fma(v_set1(z[c]), b1[c], v_sub(a[0], b2[c])), zero);
+}
+
+/* N and n of d+ and d- at once: the two rationals share one division,
+ * P1/Q1 = P1 Q2 / (Q1 Q2) (Q <= 4e16 on [0, 37.5]: the product is finite). */
+static inline void alov_cdf_density_pair(vdouble x1, vdouble x2, vdouble *N1, vdouble *n1, vdouble *N2,
+                                         vdouble *n2) {
+  vdouble cap = v_set1(37.5), zero = v_set1(0.0), one = v_set1(1.0);
+  vdouble y1 = v_min(v_abs(x1), cap), y2 = v_min(v_abs(x2), cap);
+  vdouble g1 = v_mul(v_set1(GK_INV_SQRT_2PI), v_exp_bounded(v_mul(v_mul(y1, y1), v_set1(-0.5))));
+  vdouble g2 = v_mul(v_set1(GK_INV_SQRT_2PI), v_exp_bounded(v_mul(v_mul(y2, y2), v_set1(-0.5))));
+  g1 = v_select(v_ge(y1, cap), zero, g1), g2 = v_select(v_ge(y2, cap), zero, g2);
+  vdouble p1, q1, p2, q2;
+  tail_rational_terms(y1, &p1, &q1);
+  tail_rational_terms(y2, &p2, &q2);
+  vdouble inv = v_div(one, v_mul(q1, q2));
+  vdouble tail1 = v_mul(g1, v_mul(v_mul(p1, q2), inv)), tail2 = v_mul(g2, v_mul(v_mul(p2, q1), inv));
+  *n1 = g1, *n2 = g2;
+  *N1 = v_select(v_lt(x1, zero), tail1, v_sub(one, tail1));
+  *N2 = v_select(v_lt(x2, zero), tail2, v_sub(one, tail2));
+}
+
+static alov_sums alov_integrate_node(const alov_plan *p, int i, const vdouble *a, const alov_node *t,
+                                     const vdouble *wr, const vdouble *wq, vdouble root_h) {
+  const gk_alo_rule *rule = &p->scheme->boundary;
+  vdouble H[ALOV_MAX_POINTS + 3];
+  double z[ALOV_MAX_POINTS + 3];
+  int l = rule->count;
+  for (int j = 0; j < l + 3; j++) z[j] = j < l ? p->z[i][j] : 0.0;
+  for (int j = 0; j < l; j += 4) alov_boundary_h4(a, p->n, &z[j], &H[j]);
+  alov_sums s = {v_set1(0.0), v_set1(0.0), v_set1(0.0), v_set1(0.0)};
+  for (int j = 0; j < l; j++) {
+    vdouble inv_v = v_mul(t->inv_v, v_set1(p->inv_cos[j]));
+    vdouble ep = v_fma(v_sub(v_sqrt(H[j]), root_h), inv_v, v_mul(t->kappa_sqrt_tau, v_set1(rule->cos[j])));
+    vdouble em = v_sub(ep, v_mul(t->v, v_set1(rule->cos[j])));
+    vdouble np, nm, Np, Nm;
+    alov_cdf_density_pair(ep, em, &Np, &np, &Nm, &nm);
+    s.nb = v_fma(wr[j], Nm, s.nb);
+    s.db = v_fma(wq[j], Np, s.db);
+    s.na = v_fma(wr[j], v_mul(nm, inv_v), s.na);
+    s.da = v_fma(wq[j], v_fma(np, inv_v, Np), s.da);
+  }
+  return s;
+}
+
+static inline vdouble alov_newton_step(vdouble K, vdouble B, vdouble N, vdouble D, vdouble dN, vdouble dD,
+                                       vdouble *residual) {
+  vdouble f = v_div(v_mul(K, N), D);
+  vdouble slope = v_mul(K, v_sub(v_div(dN, D), v_div(v_mul(dD, N), v_mul(D, D))));
+  *residual = v_sub(f, B);
+  vdouble next = v_sub(B, v_div(*residual, v_sub(slope, v_set1(1.0))));
+  vmask ok = v_le_and(v_gt(next, v_set1(0.0)), next, v_set1(DBL_MAX));
+  return v_select(ok, next, f);
+}
+
+/* ln(next / xmax)^2, 0 at or above xmax, NaN where next is not in (0, DBL_MAX]. */
+static inline vdouble alov_h_of(const alov_put *m, vdouble next) {
+  vmask ok = v_le_and(v_gt(next, v_set1(0.0)), next, v_set1(DBL_MAX));
+  vdouble l = v_log(v_div(v_min(next, m->xmax), m->xmax));
+  return v_select(ok, v_mul(l, l), v_set1(NAN));
+}
+
+typedef struct alov_steps {
+  vdouble h_a, h_b, residual;
+} alov_steps;
+
+static alov_steps alov_node_step(const alov_plan *p, int i, const alov_put *m, const vdouble *a,
+                                 const alov_node *t, const vdouble *wr, const vdouble *wq, vdouble h) {
+  vdouble zero = v_set1(0.0);
+  vdouble root_h = v_sqrt(h), B = v_mul(m->xmax, v_exp(v_sub(zero, root_h)));
+  vdouble x = v_sub(v_log(v_div(m->xmax, m->K)), root_h);
+  vdouble dp = v_fma(v_set1(0.5), t->v, v_div(v_fma(v_sub(m->r, m->q), t->tau, x), t->v)), dm = v_sub(dp, t->v);
+  vdouble np, nm, Np = alov_cdf_density(dp, &np), Nm = alov_cdf_density(dm, &nm);
+  alov_sums s = alov_integrate_node(p, i, a, t, wr, wq, root_h);
+  alov_steps out;
+  vdouble residual, Bv = v_mul(B, t->v);
+  {
+    vdouble N = v_add(v_div(v_mul(t->dr, nm), t->v), s.na);
+    vdouble D = v_add(v_mul(t->dq, v_add(v_div(np, t->v), Np)), s.da);
+    vdouble Bs2t = v_mul(B, v_mul(v_mul(m->sigma, m->sigma), t->tau));
+    vdouble dN = v_div(v_mul(v_sub(zero, v_mul(t->dr, nm)), dm), Bs2t);
+    vdouble dD = v_mul(v_mul(t->dq, np), v_sub(v_div(v_set1(1.0), Bv), v_div(dp, Bs2t)));
+    out.h_a = alov_h_of(m, alov_newton_step(m->K, B, N, D, dN, dD, &residual));
+  }
+  {
+    vdouble N = v_fma(t->dr, Nm, s.nb), D = v_fma(t->dq, Np, s.db);
+    vdouble dN = v_div(v_mul(t->dr, nm), Bv), dD = v_div(v_mul(t->dq, np), Bv);
+    vdouble h_b = alov_h_of(m, alov_newton_step(m->K, B, N, D, dN, dD, &residual));
+    out.residual = v_abs(residual);
+    out.h_b = v_select(v_eq(h_b, h_b), h_b, h);
+    out.residual = v_select(v_eq(out.h_a, out.h_a), out.residual, v_set1(INFINITY));
+  }
+  return out;
+}
+
+/* ---- the put ---- */
+
+/* The premium and its S-derivatives at the fixed boundary (the scalar
+ * exercise_premium). */
+typedef struct alov_premium {
+  vdouble value, delta, gamma;
+} alov_premium;
+
+static alov_premium alov_exercise_premium(const alov_put *m, const vdouble *a, int n, const gk_alo_rule *rule) {
+  vdouble sqrt_T = v_sqrt(m->T), x0 = v_log(v_div(m->S, m->xmax)), zero = v_set1(0.0);
+  vdouble rK = v_mul(m->r, m->K), qS = v_mul(m->q, m->S);
+  alov_premium sum = {zero, zero, zero};
+  for (int j = 0; j < rule->count; j++) {
+    double s = rule->sin[j], c = rule->cos[j];
+    vdouble t = v_mul(m->T, v_set1(c * c)), sqrt_t = v_mul(sqrt_T, v_set1(c)), v = v_mul(m->sigma, sqrt_t);
+    vdouble root_h = v_sqrt(alov_boundary_h(a, n, 2.0 * s - 1.0)), x = v_add(x0, root_h);
+    vdouble dp = v_fma(m->kappa, sqrt_t, v_div(x, v)), dm = v_sub(dp, v);
+    vdouble np, nm, Np, Nm;
+    alov_cdf_density_pair(v_sub(zero, dp), v_sub(zero, dm), &Np, &np, &Nm, &nm);
+    vdouble er = v_exp(v_sub(zero, v_mul(m->r, t))), eq = v_exp(v_sub(zero, v_mul(m->q, t)));
+    vdouble B = v_mul(m->xmax, v_exp(v_sub(zero, root_h))), Sv = v_mul(m->S, v);
+    vdouble edge = v_div(v_mul(v_mul(v_sub(v_mul(m->q, B), rK), er), nm), Sv);
+    vdouble w = v_set1(rule->weight[j]);
+    sum.value = v_fma(w, v_sub(v_mul(v_mul(rK, er), Nm), v_mul(v_mul(qS, eq), Np)), sum.value);
+    sum.delta = v_fma(w, v_sub(edge, v_mul(v_mul(m->q, eq), Np)), sum.delta);
+    sum.gamma = v_fma(w, v_div(v_sub(v_mul(v_mul(m->q, eq), np), v_mul(edge, dp)), Sv), sum.gamma);
+  }
+  sum.value = v_mul(m->T, sum.value), sum.delta = v_mul(m->T, sum.delta), sum.gamma = v_mul(m->T, sum.gamma);
+  return sum;
+}
+
+/* Price, delta, gamma and theta of each lane (the scalar put_value). */
+typedef struct alov_value {
+  vdouble price, delta, gamma, theta;
+} alov_value;
+
+/* The American put of every lane: r > 0, sigma sqrt(T) >= the tiny limit. */
+static alov_value alov_put_price(const alov_plan *p, const alov_put *m) {
+  const gk_alo_scheme *scheme = p->scheme;
+  int n = p->n, l = p->l;
+  /* Thread-local like the scalar node tables: too large for small stacks. */
+  static _Thread_local vdouble wr[(ALOV_MAX_NODES + 1) * ALOV_MAX_POINTS];
+  static _Thread_local vdouble wq[(ALOV_MAX_NODES + 1) * ALOV_MAX_POINTS];
+  alov_node nodes[ALOV_MAX_NODES + 1];
+  vdouble H[ALOV_MAX_NODES + 1], a[ALOV_MAX_NODES + 1], fallback[ALOV_MAX_NODES + 1];
+  vdouble sqrt_T = v_sqrt(m->T);
+  vmask fp_a = scheme->equation == GK_ALO_FP_A ? v_eq(m->T, m->T)
+               : scheme->equation == GK_ALO_FP_AUTO
+                   ? v_lt(v_mul(v_set1(2.0), v_sub(m->r, m->q)),
+                          v_mul(v_set1(scheme->fp_a_below_omega), v_mul(m->sigma, m->sigma)))
+                                                    : v_lt(m->T, v_set1(0.0));
+  H[0] = fallback[0] = v_set1(0.0);
+  for (int i = 1; i <= n; i++) {
+    vdouble sqrt_tau = v_mul(sqrt_T, v_set1(p->half2[i]));
+    vdouble lg = v_log(v_div(alov_qdplus_boundary(m, v_mul(sqrt_tau, sqrt_tau)), m->xmax));
+    H[i] = v_mul(lg, lg);
+    alov_tabulate_node(m, &scheme->boundary, sqrt_tau, &nodes[i], &wr[i * l], &wq[i * l]);
+  }
+  alov_fit(p, H, a);
+  vdouble last = v_set1(INFINITY), floor = v_mul(v_set1(1e-13), m->K);
+  for (int k = 0; k < scheme->iterations; k++) {
+    vdouble worst = v_set1(0.0), h_a[ALOV_MAX_NODES + 1], h_b[ALOV_MAX_NODES + 1];
+    for (int i = 1; i <= n; i++) {
+      alov_steps st = alov_node_step(p, i, m, a, &nodes[i], &wr[i * l], &wq[i * l], H[i]);
+      h_a[i] = st.h_a, h_b[i] = st.h_b;
+      worst = v_max(st.residual, worst); /* a NaN residual leaves worst (fmax) */
+    }
+    vmask revert = m_and(fp_a, m_and(v_gt(worst, v_mul(v_set1(2.0), last)), v_gt(worst, floor)));
+    vmask keep_a = m_andnot(m_and(fp_a, v_lt(worst, v_set1(INFINITY))), revert);
+    for (int i = 1; i <= n; i++) {
+      vdouble step = v_select(keep_a, h_a[i], h_b[i]);
+      H[i] = v_select(revert, fallback[i], step);
+      fallback[i] = v_select(revert, fallback[i], h_b[i]);
+    }
+    fp_a = keep_a;
+    last = worst;
+    alov_fit(p, H, a);
+  }
+  vdouble exercise = v_sub(m->K, m->S), zero = v_set1(0.0);
+  vmask exercised = v_le(v_log(v_div(m->S, m->xmax)), v_sub(zero, v_sqrt(alov_boundary_h(a, n, 1.0))));
+  av_option put = {m->S, m->K, m->T, m->r, v_sub(m->r, m->q), m->sigma, v_set1(-1.0)};
+  alov_premium premium = alov_exercise_premium(m, a, n, &scheme->price);
+  vdouble v = v_mul(m->sigma, sqrt_T), dq = v_exp(v_sub(zero, v_mul(m->q, m->T)));
+  vdouble d1 = v_fma(v_set1(0.5), v, v_div(v_fma(v_sub(m->r, m->q), m->T, v_log(v_div(m->S, m->K))), v));
+  vdouble n1, N1 = alov_cdf_density(v_sub(zero, d1), &n1);
+  alov_value out;
+  out.price = v_max(v_add(av_european(&put), v_max(premium.value, zero)), exercise);
+  out.delta = v_fma(v_sub(zero, dq), N1, premium.delta);
+  out.gamma = v_add(v_div(v_mul(dq, n1), v_mul(m->S, v)), premium.gamma);
+  vdouble half_s2S2 = v_mul(v_mul(v_set1(0.5), v_mul(m->sigma, m->sigma)), v_mul(m->S, m->S));
+  out.theta = v_sub(v_sub(v_mul(m->r, out.price), v_mul(v_mul(v_sub(m->r, m->q), m->S), out.delta)),
+                    v_mul(half_s2S2, out.gamma));
+  out.price = v_select(exercised, exercise, out.price);
+  out.delta = v_select(exercised, v_set1(-1.0), out.delta);
+  out.gamma = v_select(exercised, zero, out.gamma), out.theta = v_select(exercised, zero, out.theta);
+  return out;
+}
+
+/* The price of each lane of `o` (T > 0), and where `greeks` is not NULL its
+ * delta, gamma and theta (gk_alo_price_greeks). Lanes outside the vector domain
+ * and lanes whose result is not finite get the scalar reference's price and
+ * are flagged in *scalar_lanes (their Greeks are left to the caller). */
+static vdouble alov_price(const alov_plan *p, const av_option *o, alov_value *greeks, unsigned *scalar_lanes) {
+  vdouble zero = v_set1(0.0), one = v_set1(1.0);
+  vmask put = v_lt(o->omega, zero);
+  vdouble q = v_sub(o->r, o->b);
+  alov_put m;
+  m.S = v_select(put, o->S, o->K), m.K = v_select(put, o->K, o->S);
+  m.r = v_select(put, o->r, q), m.q = v_select(put, q, o->r);
+  m.T = o->T, m.sigma = o->sigma;
+  /* Outside the vector domain: the deterministic limit and the European case. */
+  vmask tiny = v_lt(v_mul(o->sigma, v_sqrt(o->T)), v_set1(GK_AMERICAN_TINY_STDDEV));
+  vmask european = m_and(v_le(m.r, zero), v_ge(m.q, m.r));
+  unsigned scalar = m_bits(m_or(tiny, european));
+  if (scalar) {
+    vmask s = m_or(tiny, european);
+    m.S = v_select(s, one, m.S), m.K = v_select(s, one, m.K), m.T = v_select(s, one, m.T);
+    m.r = v_select(s, v_set1(0.05), m.r), m.q = v_select(s, v_set1(0.02), m.q);
+    m.sigma = v_select(s, v_set1(0.2), m.sigma);
+  }
+  m.xmax = v_select(v_gt(m.q, m.r), v_mul(m.K, v_div(m.r, m.q)), m.K);
+  m.kappa = v_fma(v_set1(0.5), m.sigma, v_div(v_sub(m.r, m.q), m.sigma));
+  alov_value value = alov_put_price(p, &m);
+  vdouble intrinsic = v_max(v_mul(o->omega, v_sub(o->S, o->K)), zero);
+  vdouble price = v_max(value.price, v_max(av_european(o), intrinsic));
+  vmask finite = v_le(v_abs(price), v_set1(DBL_MAX));
+  if (greeks) {
+    /* Calls: the put with S and K swapped; by homogeneity dC/dS = (P - S_p P_S) / K_p
+     * and d2C/dS2 = S_p^2 P_SS / K_p^2. Theta is the put's. */
+    vdouble call_delta = v_div(v_sub(value.price, v_mul(m.S, value.delta)), m.K);
+    vdouble call_gamma = v_div(v_mul(v_mul(m.S, m.S), value.gamma), v_mul(m.K, m.K));
+    greeks->price = price;
+    greeks->delta = v_select(put, value.delta, call_delta);
+    greeks->gamma = v_select(put, value.gamma, call_gamma);
+    greeks->theta = value.theta;
+    vdouble all = v_add(v_add(greeks->delta, greeks->gamma), greeks->theta);
+    finite = m_and(finite, v_le(v_abs(all), v_set1(DBL_MAX)));
+  }
+  scalar |= ~m_bits(finite) & ((1u << VLANES) - 1u);
+  if (scalar_lanes) *scalar_lanes = scalar;
+  if (!scalar) return price;
+  double out[VLANES], S[VLANES], K[VLANES], T[VLANES], r[VLANES], b[VLANES], s[VLANES], w[VLANES];
+  v_store(out, price, VLANES), v_store(S, o->S, VLANES), v_store(K, o->K, VLANES);
+  v_store(T, o->T, VLANES), v_store(r, o->r, VLANES), v_store(b, o->b, VLANES);
+  v_store(s, o->sigma, VLANES), v_store(w, o->omega, VLANES);
+  for (int k = 0; k < VLANES; k++)
+    if (scalar >> k & 1u) {
+      gk_american_option one_option = {S[k], K[k], T[k], r[k], b[k], s[k], w[k]};
+      out[k] = gk_alo_price_scheme(&one_option, p->scheme);
+    }
+  price = v_load(out, VLANES);
+  if (greeks) greeks->price = price;
+  return price;
+}
+
+static inline vdouble alov_price_at(const alov_plan *p, const av_market *m) {
+  av_option o = {m->S, m->K, m->T, m->r, m->futures ? v_set1(0.0) : v_sub(m->r, m->q), m->sigma, m->omega};
+  return alov_price(p, &o, NULL, NULL);
+}
+
+/* The scalar slope(): central where x - h >= 0, else second-order forward. */
+static vdouble alov_slope(const alov_plan *p, av_market *m, vdouble *x, vdouble h, vdouble price) {
+  vdouble x0 = *x;
+  vmask central = v_ge(v_sub(x0, h), v_set1(0.0));
+  *x = v_add(x0, h);
+  vdouble up = alov_price_at(p, m);
+  *x = v_select(central, v_sub(x0, h), v_add(x0, v_add(h, h)));
+  vdouble other = alov_price_at(p, m);
+  *x = x0;
+  vdouble central_slope = v_div(v_sub(up, other), v_add(h, h));
+  vdouble forward_slope = v_div(v_sub(v_fma(v_set1(4.0), up, v_mul(v_set1(-3.0), price)), other), v_add(h, h));
+  return v_select(central, central_slope, forward_slope);
+}
+
+/* One group: the price, delta, gamma and theta from one solve (as
+ * gk_alo_price_element), vega, rho and phi by the scalar kernel's bumps. */
+static void alov_price_group(const alov_plan *p, gk_model model, const gk_option_batch *in, size_t i, size_t n,
+                             unsigned scalar_lanes, unsigned outputs, gk_greeks_batch *out) {
+  const gk_american_bumps *bump = gk_american_bumps_of(GK_AMERICAN_ALO);
+  vmask type_ok;
+  av_market m;
+  m.futures = model == GK_MODEL_BLACK76;
+  m.S = v_load(in->spot + i, n), m.K = v_load(in->strike + i, n), m.T = v_load(in->expiry + i, n);
+  m.r = v_load(in->rate + i, n), m.sigma = v_load(in->vol + i, n);
+  m.q = m.futures ? m.r : v_load(in->yield + i, n);
+  m.omega = v_load_omega(in->type + i, n, &type_ok);
+  /* Lanes past n and lanes the scalar path owns price a harmless option. */
+  double flags[VLANES];
+  for (size_t k = 0; k < VLANES; k++) flags[k] = k < n && !(scalar_lanes >> k & 1u) ? 1.0 : 0.0;
+  vmask live = v_gt(v_load(flags, VLANES), v_set1(0.0));
+  m.S = v_select(live, m.S, v_set1(1.0)), m.K = v_select(live, m.K, v_set1(1.0));
+  m.sigma = v_select(live, m.sigma, v_set1(0.2)), m.T = v_select(live, m.T, v_set1(1.0));
+  m.r = v_select(live, m.r, v_set1(0.05)), m.q = v_select(live, m.q, v_set1(0.02));
+  vdouble zero = v_set1(0.0), price;
+  unsigned redo = 0; /* lanes the scalar element path prices again, every output */
+  if (outputs & (GK_OUT_DELTA | GK_OUT_GAMMA | GK_OUT_THETA)) {
+    av_option o = {m.S, m.K, m.T, m.r, m.futures ? zero : v_sub(m.r, m.q), m.sigma, m.omega};
+    alov_value value;
+    price = alov_price(p, &o, &value, &redo);
+    if (outputs & GK_OUT_DELTA) v_store(out->delta + i, value.delta, n);
+    if (outputs & GK_OUT_GAMMA) v_store(out->gamma + i, value.gamma, n);
+    if (outputs & GK_OUT_THETA) v_store(out->theta + i, value.theta, n);
+  } else {
+    price = alov_price_at(p, &m);
+  }
+  if (outputs & GK_OUT_PRICE) v_store(out->price + i, price, n);
+  if (outputs & GK_OUT_VEGA) v_store(out->vega + i, alov_slope(p, &m, &m.sigma, v_set1(bump->vol), price), n);
+  if (outputs & GK_OUT_RHO) v_store(out->rho + i, alov_slope(p, &m, &m.r, v_set1(bump->rate), price), n);
+  if (outputs & GK_OUT_PHI)
+    v_store(out->phi + i, m.futures ? zero : alov_slope(p, &m, &m.q, v_set1(bump->rate), price), n);
+  for (size_t k = 0; k < n; k++)
+    if ((redo >> k & 1u) && !(scalar_lanes >> k & 1u)) gk_alo_price_element(model, p->level, in, i + k, outputs, out);
+}
+
+static size_t alo_vector_kernel(gk_model model, gk_alo_level level, const gk_option_batch *in, unsigned outputs,
+                                gk_greeks_batch *out) {
+  alov_plan plan;
+  if (!alov_plan_init(&plan, level)) return gk_alo_kernel_scalar(model, level, in, outputs, out);
+  size_t invalid = 0;
+  for (size_t i = 0; i < in->count; i += VLANES) {
+    size_t n = in->count - i < VLANES ? in->count - i : VLANES;
+    unsigned scalar_lanes = 0;
+    for (size_t k = 0; k < n; k++) {
+      gk_element_error error = gk_classify_american_element(model, in, i + k);
+      out->error[i + k] = (uint8_t)error;
+      if (error != GK_ELEMENT_OK) {
+        invalid++;
+        scalar_lanes |= 1u << k;
+      } else if (in->expiry[i + k] == 0.0) {
+        scalar_lanes |= 1u << k;
+      }
+    }
+    if (scalar_lanes != (1u << n) - 1u) alov_price_group(&plan, model, in, i, n, scalar_lanes, outputs, out);
+    for (size_t k = 0; k < n; k++) {
+      if (!(scalar_lanes >> k & 1u)) continue;
+      if (out->error[i + k] != GK_ELEMENT_OK) gk_zero_element_outputs(outputs, out, i + k);
+      else gk_alo_price_element(model, level, in, i + k, outputs, out);
+    }
+  }
+  return invalid;
+}
+
+#endif /* GREEKS_AMERICAN_ALO_VECTOR_H */
