@@ -177,17 +177,18 @@ static void report(const options *o, const char *mode, size_t done, size_t faile
   qsort(lat, n_lat, sizeof *lat, compare_doubles);
   double rps = (double)done / seconds;
   printf("%s contracts=%zu concurrency=%d connections=%d rate=%g: %.0f req/s, %.3g contracts/s, p50 %.1f us, p90 %.1f us, "
-         "p99 %.1f us, max %.1f us, %zu failed\n",
+         "p99 %.1f us, p99.9 %.1f us, max %.1f us, %zu failed\n",
          mode, o->contracts, o->concurrency, o->connections, o->rate, rps, rps * (double)o->contracts, percentile(lat, n_lat, 50),
-         percentile(lat, n_lat, 90), percentile(lat, n_lat, 99), n_lat ? lat[n_lat - 1] : NAN, failed);
+         percentile(lat, n_lat, 90), percentile(lat, n_lat, 99), percentile(lat, n_lat, 99.9), n_lat ? lat[n_lat - 1] : NAN,
+         failed);
   if (o->json) {
     FILE *f = fopen(o->json, "w");
     if (f) {
       fprintf(f, "{\"mode\": \"%s\", \"contracts\": %zu, \"concurrency\": %d, \"connections\": %d, \"rate\": %g, \"seconds\": %.3f, "
                  "\"requests\": %zu, \"failed\": %zu, \"requests_per_second\": %.1f, \"contracts_per_second\": %.1f, "
-                 "\"p50_us\": %.2f, \"p90_us\": %.2f, \"p99_us\": %.2f, \"max_us\": %.2f}\n",
+                 "\"p50_us\": %.2f, \"p90_us\": %.2f, \"p99_us\": %.2f, \"p999_us\": %.2f, \"max_us\": %.2f}\n",
               mode, o->contracts, o->concurrency, o->connections, o->rate, seconds, done, failed, rps, rps * (double)o->contracts,
-              percentile(lat, n_lat, 50), percentile(lat, n_lat, 90), percentile(lat, n_lat, 99),
+              percentile(lat, n_lat, 50), percentile(lat, n_lat, 90), percentile(lat, n_lat, 99), percentile(lat, n_lat, 99.9),
               n_lat ? lat[n_lat - 1] : NAN);
       fclose(f);
     }

@@ -65,7 +65,7 @@ static void every_error_is_reported_with_its_line_and_rule(void **state) {
   assert_int_equal(n, 9);
   assert_int_equal(errors.count, 9);
   assert_error("t.yaml:1: nope: unknown key");
-  assert_error("t.yaml:2: server_threads: '65' must be in [1, 64]");
+  assert_error("t.yaml:2: server_threads: '65' must be in [0, 64]");
   assert_error("t.yaml:4: log.level: must be a single value, not a list");
   assert_error("t.yaml:5: log.colour: unknown key");
   assert_error("t.yaml:6: limits: must be a mapping of limits.* settings");
@@ -74,7 +74,7 @@ static void every_error_is_reported_with_its_line_and_rule(void **state) {
   assert_error("t.yaml:10: listen: has no value");
   assert_error("t.yaml:11: server_threads: appears twice");
   assert_null(strstr(errors.text, "password: 'x'"));
-  assert_int_equal(c.server_threads, 2); /* a refused value leaves the one below it */
+  assert_int_equal(c.server_threads, 0); /* a refused value leaves the one below it (the default: auto) */
 }
 
 static void invalid_yaml_is_one_error_with_its_position(void **state) {

@@ -14,9 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
+#include "greeks/clock.h"
 #include "greeks/pricing.h"
 #include "support/test_support.h"
 
@@ -177,6 +181,62 @@ static void test_pool_rejects_bad_options(void **state) {
   assert_false(status.transient);
   assert_int_equal(gk_pool_run(NULL, 3, count_task, NULL, &status), GK_INVALID_ARGUMENT);
   assert_true(gk_usable_cores() >= 1);
+}
+
+/* Bulk pools (adr/0038): each worker lowers its own priority to options.nice
+ * (read back inside a task with getpriority on the worker's thread id, from
+ * the kernel, not from the pool), a nice outside 0..19 is refused naming the
+ * field, and a yield point's clock starts, holds and moves on as documented. */
+typedef struct nice_seen {
+  _Atomic int tasks, lowest;
+} nice_seen;
+
+static void record_nice_task(void *context, size_t task, int worker) {
+  (void)task;
+  nice_seen *seen = context;
+  int nice = getpriority(PRIO_PROCESS, (id_t)gettid());
+  int lowest = atomic_load(&seen->lowest);
+  while (nice < lowest && !atomic_compare_exchange_weak(&seen->lowest, &lowest, nice)) {
+  }
+  atomic_fetch_add(&seen->tasks, 1);
+  struct timespec pause = {0, 200000}; /* long enough that both workers take tasks */
+  nanosleep(&pause, NULL);
+  (void)worker;
+}
+
+static void test_pool_workers_run_at_the_bulk_priority_and_yield(void **state) {
+  (void)state;
+  gk_pool_options options = gk_pool_options_default();
+  options.threads = 2;
+  options.bind = 0;
+  options.nice = 7;
+  options.yield_every_ns = 1000;
+  gk_pool *pool = NULL;
+  assert_int_equal(gk_pool_create(&options, &pool, NULL), GK_OK);
+  nice_seen seen = {0, 100};
+  assert_int_equal(gk_pool_run(pool, 16, record_nice_task, &seen, NULL), GK_OK);
+  assert_int_equal(atomic_load(&seen.tasks), 16);
+  assert_int_equal(atomic_load(&seen.lowest), 7); /* every task ran on a worker at nice 7 */
+  gk_pool_destroy(pool);
+
+  options.nice = 20;
+  gk_status status;
+  assert_int_equal(gk_pool_create(&options, &pool, &status), GK_INVALID_ARGUMENT);
+  assert_string_equal(status.field, "nice");
+  assert_string_equal(status.value, "20");
+
+  int64_t next = 0;
+  gk_yield_point(&next, 0);
+  assert_true(next == 0); /* never: the clock is not even started */
+  gk_yield_point(&next, 10 * GK_NS_PER_S);
+  int64_t started = next;
+  assert_true(started > gk_monotonic_ns()); /* started, ten seconds on */
+  gk_yield_point(&next, 10 * GK_NS_PER_S);
+  assert_true(next == started); /* not due: unchanged */
+  next = 1;                     /* due */
+  gk_yield_point(&next, 10 * GK_NS_PER_S);
+  assert_true(next > started - GK_NS_PER_S && next != 1);
+  gk_pool_yield_point(NULL, 0); /* a NULL pool is a no-op */
 }
 
 static gk_pool *make_pool(int threads) {
@@ -398,6 +458,7 @@ int main(void) {
       cmocka_unit_test(test_pool_serializes_concurrent_runs),
       cmocka_unit_test(test_pool_runs_a_single_task_on_the_caller),
       cmocka_unit_test(test_pool_rejects_bad_options),
+      cmocka_unit_test(test_pool_workers_run_at_the_bulk_priority_and_yield),
       cmocka_unit_test(test_pool_binds_inside_the_affinity_mask),
       cmocka_unit_test(test_batch_equals_kernel_for_any_thread_count),
       cmocka_unit_test(test_chain_equals_batch_with_broadcast_market),

@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "greeks/pool.h"
+
 typedef enum kind {
   K_ADDRESS,   /* HOST:PORT */
   K_METRICS,   /* HOST:PORT or off ("" in the field) */
@@ -56,10 +58,11 @@ typedef struct setting {
 static const setting settings[] = {
     {"listen", "--listen", "GREEKSD_LISTEN", K_ADDRESS, FIELD(listen), NO_RANGE, false, "127.0.0.1:50051",
      "HOST:PORT to listen on (default 127.0.0.1:50051)"},
-    {"server_threads", "--server-threads", "GREEKSD_SERVER_THREADS", K_INT, FIELD(server_threads), 1, 64, false, "2",
-     "completion-queue threads, 1..64 (default 2)"},
+    {"server_threads", "--server-threads", "GREEKSD_SERVER_THREADS", K_INT, FIELD(server_threads), 0, 64, false, "0",
+     "completion-queue threads, 1..64, or 0: one per 4 usable cores, at least 1 (default 0; adr/0038)"},
     {"pool_threads", "--pool-threads", "GREEKSD_POOL_THREADS", K_INT, FIELD(pool_threads), 0, 1024, false, "0",
-     "pricing workers, 0 = one per usable core (default 0)"},
+     "pricing workers, 0 = one per usable core not kept for the completion-queue threads, at least 1 (default 0; "
+     "adr/0038)"},
     {"drain_timeout_ms", "--drain-timeout-ms", "GREEKSD_DRAIN_TIMEOUT_MS", K_I64, FIELD(drain_timeout_ms), 0,
      3600 * 1000, true, "10000", "on SIGTERM/SIGINT, time in-flight calls get to finish (default 10000)"},
     {"port_file", "--port-file", "GREEKSD_PORT_FILE", K_PATH, FIELD(port_file), NO_RANGE, false, "",
@@ -97,6 +100,10 @@ static const setting settings[] = {
     {"serving.bulk_nice", "--bulk-nice", "GREEKSD_BULK_NICE", K_INT, FIELD(bulk_nice), 0, 19, false, "10",
      "CPU nice value of the threads that run long work (the worker pool, American batches, revaluations), so "
      "that small calls' threads win the cores when they wake; 0..19, 0 = unchanged (default 10)"},
+    {"serving.bulk_yield_us", "--bulk-yield-us", "GREEKSD_BULK_YIELD_US", K_I64, FIELD(bulk_yield_us), 0, 100000,
+     false, "50",
+     "long work (revaluations, large and American batches) gives its core away this often, in microseconds, so "
+     "small calls' threads run within about this long; 0..100000, 0 = never (default 50)"},
     {"tls.cert", "--tls-cert", "GREEKSD_TLS_CERT", K_PATH, FIELD(tls_cert), NO_RANGE, true, "",
      "server certificate (PEM); with --tls-key; a reload rotates it for new handshakes"},
     {"tls.key", "--tls-key", "GREEKSD_TLS_KEY", K_PATH, FIELD(tls_key), NO_RANGE, true, "",
@@ -852,4 +859,22 @@ int greeksd_config_parse(int argc, char **argv, greeksd_config *c, greeksd_actio
   greeksd_config_check_whole(c, e);
   c->metrics_listen_set = strcmp(greeksd_config_source_of(c, "metrics_listen"), "default") != 0;
   return e->count ? -1 : (int)*action;
+}
+
+/* One completion-queue thread per 4 usable cores, at least 1, at most 16: on a
+ * 2-core machine a second thread doubled the server's CPU per small call (the
+ * threads contend for the same connection; docs/performance.md, adr/0038). */
+int greeksd_server_threads(const greeksd_config *config) {
+  if (config->server_threads > 0) return config->server_threads;
+  int threads = gk_usable_cores() / 4;
+  return threads < 1 ? 1 : threads > 16 ? 16 : threads;
+}
+
+/* The usable cores less the completion-queue threads' (at least 1): small calls
+ * are served on those threads, and a worker busy with a revaluation on their
+ * core delays them by milliseconds (docs/performance.md, adr/0038). */
+int greeksd_pool_threads(const greeksd_config *config) {
+  if (config->pool_threads > 0) return config->pool_threads;
+  int workers = gk_usable_cores() - greeksd_server_threads(config);
+  return workers < 1 ? 1 : workers;
 }

@@ -59,8 +59,8 @@ typedef struct greeksd_breaker {
 
 typedef struct greeksd_config {
   char listen[256];          /* host:port; port 0 picks a free one */
-  int server_threads;        /* completion-queue threads */
-  int pool_threads;          /* pricing workers, 0 = one per usable core */
+  int server_threads;        /* completion-queue threads; 0: greeksd_server_threads decides */
+  int pool_threads;          /* pricing workers; 0: greeksd_pool_threads decides */
   size_t max_message_bytes;  /* largest request accepted */
   size_t max_contracts;      /* contracts (or positions) per request */
   int64_t drain_timeout_ms;  /* graceful shutdown: in-flight calls get this long */
@@ -70,6 +70,7 @@ typedef struct greeksd_config {
   size_t memory_limit_bytes; /* the gRPC core's resource quota */
   size_t inline_max_contracts; /* European pricing at most this big runs on the gRPC thread (adr/0038) */
   int bulk_nice;               /* the worker pools and the compute agent run at this nice value (adr/0038) */
+  int64_t bulk_yield_us;       /* bulk work yields its core this often (adr/0038); 0: never */
   char tls_cert[1024];       /* PEM files; both or neither */
   char tls_key[1024];
   char token_file[1024];     /* anonymous bearer tokens, one per line; "" = none */
@@ -212,5 +213,13 @@ void greeksd_config_overlay_path(const char *file, const char *environment, char
 /* The book store's URL or conninfo with its password (user:password@ or
  * password=...) replaced by REDACTED: what logs and --print-config show. */
 void greeksd_redact_store(const char *store, char *out, size_t size);
+
+/* The completion-queue threads to run: config->server_threads, or for 0 one
+ * per 4 usable cores (affinity and cgroup quota honoured), at least 1, at most 16. */
+int greeksd_server_threads(const greeksd_config *config);
+
+/* The pool's workers: config->pool_threads, or for 0 the usable cores less
+ * greeksd_server_threads, at least 1. */
+int greeksd_pool_threads(const greeksd_config *config);
 
 #endif

@@ -153,7 +153,7 @@ int main(int argc, char **argv) {
           "greeks %s serving on %s (port %d, isa %s, %s%s; %d server threads, %d streams per connection, %d "
           "connections, fd limit %ld)",
           GREEKS_VERSION, config.listen, port, gk_isa_name(gk_isa_active()), config.tls_cert[0] ? "TLS" : "plaintext",
-          config.token_file[0] || config.token_count ? ", bearer tokens required" : "", config.server_threads,
+          config.token_file[0] || config.token_count ? ", bearer tokens required" : "", greeksd_server_threads(&config),
           config.max_concurrent_streams, config.max_connections, fd_limit);
   int signal_number = 0;
   for (;;) {

@@ -730,9 +730,10 @@ static grpc_server_credentials *make_credentials(greeksd_server *s, char *error,
 static int start_engine(greeksd_server *s, char *error, size_t size) {
   gk_status status;
   gk_pool_options options = gk_pool_options_default();
-  options.threads = s->config.pool_threads;
+  options.threads = greeksd_pool_threads(&s->config);
   options.scratch_bytes = gk_chain_scratch_bytes();
   options.nice = s->config.bulk_nice; /* large requests and revaluations yield to small calls (adr/0038) */
+  options.yield_every_ns = s->config.bulk_yield_us * GK_NS_PER_US;
   if (gk_pool_create(&options, &s->pool, &status) != GK_OK) {
     snprintf(error, size, "cannot start the worker pool: %s", status.message);
     return -1;
@@ -830,7 +831,7 @@ static int start_grpc(greeksd_server *s, int *port, char *error, size_t size) {
 
 static void post_all_slots(greeksd_server *s) {
   for (int m = 0; m < METHOD_COUNT; m++) {
-    int slots = method_is_health(m) || m == METHOD_UNKNOWN ? HEALTH_SLOTS : SLOTS_PER_THREAD * s->config.server_threads;
+    int slots = method_is_health(m) || m == METHOD_UNKNOWN ? HEALTH_SLOTS : SLOTS_PER_THREAD * greeksd_server_threads(&s->config);
     for (int k = 0; k < slots; k++) post_request_slot(s, (rpc_method)m);
   }
 }
@@ -930,7 +931,8 @@ greeksd_server *greeksd_server_start(const greeksd_config *config, int *port, ch
     destroy(s);
     return NULL;
   }
-  s->threads = calloc((size_t)config->server_threads, sizeof *s->threads);
+  int wanted = greeksd_server_threads(config);
+  s->threads = calloc((size_t)wanted, sizeof *s->threads);
   if (s->threads == NULL) {
     snprintf(error, size, "out of memory");
     grpc_server_shutdown_and_notify(s->server, s->cq, &s->tag_shutdown);
@@ -939,7 +941,7 @@ greeksd_server *greeksd_server_start(const greeksd_config *config, int *port, ch
     return NULL;
   }
   s->thread_count = 0;
-  for (int t = 0; t < config->server_threads; t++) {
+  for (int t = 0; t < wanted; t++) {
     if (pthread_create(&s->threads[t], NULL, serve_completions, s) != 0) break;
     s->thread_count++; /* shutdown joins only the threads that started */
   }

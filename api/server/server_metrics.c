@@ -143,7 +143,7 @@ static void collect_info(void *user, gk_metrics_text *out) {
   gk_metrics_sample_u64(out, "greeks_build_info", build, 2, 1);
   char server_threads[16], pool_threads[16], drain[24], connections[16], streams[16], queue[24], version[24];
   snprintf(version, sizeof version, "%llu", snap->version);
-  snprintf(server_threads, sizeof server_threads, "%d", c->server_threads);
+  snprintf(server_threads, sizeof server_threads, "%d", greeksd_server_threads(c));
   snprintf(pool_threads, sizeof pool_threads, "%d", gk_pool_threads(s->pool));
   snprintf(drain, sizeof drain, "%lld", (long long)c->drain_timeout_ms);
   snprintf(connections, sizeof connections, "%d", c->max_connections);

@@ -36,6 +36,7 @@ typedef struct pool_worker {
   hwloc_cpuset_t cpuset;   /* where it is bound (NULL: unbound) */
   void *scratch;
   int bound;
+  int64_t next_yield_ns; /* gk_pool_yield_point: yield once the clock passes this */
 } pool_worker;
 
 struct gk_pool {
@@ -43,7 +44,8 @@ struct gk_pool {
   hwloc_topology_t topology;
   pool_worker *workers;
   size_t scratch_bytes;
-  int nice; /* options.nice, applied by each worker to itself */
+  int nice;               /* options.nice, applied by each worker to itself */
+  int64_t yield_every_ns; /* options.yield_every_ns */
 
   pthread_mutex_t run_lock; /* one run at a time */
   pthread_mutex_t lock;
@@ -66,8 +68,24 @@ struct gk_pool {
 };
 
 gk_pool_options gk_pool_options_default(void) {
-  gk_pool_options options = {.threads = 0, .bind = 1, .scratch_bytes = 0, .nice = 0};
+  gk_pool_options options = {.threads = 0, .bind = 1, .scratch_bytes = 0, .nice = 0, .yield_every_ns = 0};
   return options;
+}
+
+/* Worker `worker`'s clock is only ever read and written by the thread running
+ * its tasks: the worker itself, or the caller of a one-task run while every
+ * worker is idle (both ordered by the pool's locks). */
+void gk_pool_yield_point(gk_pool *pool, int worker) {
+  if (pool == NULL || worker < 0 || worker >= pool->thread_count) return;
+  gk_yield_point(&pool->workers[worker].next_yield_ns, pool->yield_every_ns);
+}
+
+void gk_yield_point(int64_t *next_ns, int64_t every_ns) {
+  if (every_ns <= 0) return;
+  int64_t now = gk_monotonic_ns();
+  if (now < *next_ns) return;
+  if (*next_ns != 0) sched_yield(); /* the first call only starts the clock */
+  *next_ns = gk_monotonic_ns() + every_ns;
 }
 
 int gk_thread_lower_priority(int nice) {
@@ -129,6 +147,7 @@ static void work_on_run(pool_worker *w) {
     if (finished == 0) started_ns = gk_monotonic_ns();
     pool->task(pool->context, task, w->index);
     finished++;
+    gk_pool_yield_point(pool, w->index);
   }
   if (finished > 0) {
     count_busy(pool, started_ns, finished);
@@ -310,6 +329,7 @@ gk_code gk_pool_create(const gk_pool_options *options, gk_pool **out, gk_status 
   pool->thread_count = opts.threads > 0 ? opts.threads : gk_usable_cores();
   pool->scratch_bytes = opts.scratch_bytes;
   pool->nice = opts.nice;
+  pool->yield_every_ns = opts.yield_every_ns;
   pool->workers = calloc((size_t)pool->thread_count, sizeof *pool->workers);
   if (pool->workers == NULL || hwloc_topology_init(&pool->topology) != 0 ||
       hwloc_topology_load(pool->topology) != 0) {

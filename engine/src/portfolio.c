@@ -97,6 +97,7 @@ typedef struct revalue_job {
   _Atomic int out_of_memory;
   const gk_cancel_check *cancel;
   _Atomic int cancelled;
+  gk_pool *pool; /* NULL: run on the caller; else its yield points (gk_pool_yield_point) */
   _Atomic size_t chunks_done;
 } revalue_job;
 
@@ -335,7 +336,8 @@ static void add_scenario_pnl(double *restrict grid, double *restrict by_underlyi
 }
 
 /* Scenario P&L of a chunk's valid positions, position by position in order. */
-static void shock_chunk(revalue_job *job, worker_state *w, partial_sums *sums, size_t begin, size_t count) {
+static void shock_chunk(revalue_job *job, worker_state *w, partial_sums *sums, size_t begin, size_t count,
+                        int worker) {
   size_t g = job->grid_size, per_call = w->scenario_capacity / g;
   const gk_positions *p = job->positions;
   chunk_arrays *c = &w->chunk;
@@ -353,6 +355,7 @@ static void shock_chunk(revalue_job *job, worker_state *w, partial_sums *sums, s
                           w->s_yield, w->s_vol, w->s_type};
     gk_greeks_batch out = {w->s_price, NULL, NULL, NULL, NULL, NULL, NULL, w->s_error};
     gk_bsm_price_batch(job->model, &in, GK_OUT_PRICE, &out, NULL);
+    gk_pool_yield_point(job->pool, worker); /* a bulk pool lets small calls' threads run (adr/0038) */
     for (size_t b = 0; b < batch_positions; b++) {
       size_t kk = members[b], i = begin + kk;
       double *by_underlying = sums->grid_by_underlying ? sums->grid_by_underlying + (size_t)p->underlying[i] * g : NULL;
@@ -475,7 +478,7 @@ static void revalue_chunk(void *context, size_t chunk, int worker) {
   size_t count = job->positions->count - begin < CHUNK_POSITIONS ? job->positions->count - begin : CHUNK_POSITIONS;
   gather_chunk(job, w, begin, count);
   value_chunk(job, w, sums, begin, count);
-  if (job->grid_size > 0) shock_chunk(job, w, sums, begin, count);
+  if (job->grid_size > 0) shock_chunk(job, w, sums, begin, count, worker);
   hand_in_chunk(job, sums, chunk);
   atomic_fetch_add(&job->chunks_done, 1);
 }
@@ -598,6 +601,7 @@ gk_code gk_revalue_portfolio_ex(gk_pool *pool, gk_model model, const gk_markets 
   job.results = results;
   job.cancel = cancel;
   job.chunk_count = (positions->count + CHUNK_POSITIONS - 1) / CHUNK_POSITIONS;
+  job.pool = pool;
   int threads = pool ? gk_pool_threads(pool) : 1;
   job.states = calloc((size_t)threads, sizeof *job.states);
   job.handed_in = calloc(job.chunk_count > 0 ? job.chunk_count : 1, sizeof *job.handed_in);

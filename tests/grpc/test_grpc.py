@@ -752,9 +752,9 @@ class Configuration(unittest.TestCase):
         return subprocess.run([GREEKSD, *args], capture_output=True, text=True, timeout=30, env=full_env)
 
     def test_bad_values_are_refused_with_the_flag_value_and_rule(self):
-        p = self.run_greeksd("--server-threads", "0")
+        p = self.run_greeksd("--server-threads", "65")
         self.assertEqual(p.returncode, 2)
-        self.assertIn("--server-threads: '0' must be in [1, 64]", p.stderr)
+        self.assertIn("--server-threads: '65' must be in [0, 64]", p.stderr)
         p = self.run_greeksd(env={"GREEKSD_LISTEN": "nonsense"})
         self.assertEqual(p.returncode, 2)
         self.assertIn("GREEKSD_LISTEN: 'nonsense'", p.stderr)

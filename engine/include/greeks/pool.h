@@ -36,14 +36,33 @@ typedef struct gk_pool_options {
                            much at start (Linux: per thread), so that bulk work
                            yields the cores to latency-sensitive threads when they
                            wake (adr/0038); 0: unchanged. A failure is ignored. */
+  int64_t yield_every_ns; /* bulk pools: at its next yield point (between tasks,
+                           and gk_pool_yield_point inside them) a worker that has
+                           run this long since it last yielded gives its core away
+                           (sched_yield), so a thread woken for a small call runs
+                           within about this long; otherwise the kernel may let
+                           the worker finish its time slice, milliseconds
+                           (adr/0038). 0: never. */
 } gk_pool_options;
+
+/* A yield point inside a task that `worker` of `pool` runs (the task's worker
+ * argument): sched_yield() when the pool's yield_every_ns has passed since that
+ * worker last yielded; otherwise one clock read. A no-op for a NULL pool or
+ * yield_every_ns 0. Call it every few tens of microseconds of work in long
+ * tasks. */
+void gk_pool_yield_point(gk_pool *pool, int worker);
+
+/* The same for bulk work outside a pool's tasks: sched_yield() when every_ns
+ * has passed since *next_ns was set (the caller's clock; 0 to start it, which
+ * yields nothing). every_ns <= 0: never. */
+void gk_yield_point(int64_t *next_ns, int64_t every_ns);
 
 /* Lowers the calling thread's CPU priority to nice `nice` (0..19; Linux: per
  * thread). 0 on success, -1 if the system refused. For threads that run bulk
  * work outside a pool (an agent's). */
 int gk_thread_lower_priority(int nice);
 
-/* threads 0, bind 1, scratch_bytes 0, nice 0. */
+/* threads 0, bind 1, scratch_bytes 0, nice 0, yield_every_ns 0. */
 gk_pool_options gk_pool_options_default(void);
 
 /* Creates the pool and waits until every worker is up. On failure returns the
