@@ -133,15 +133,17 @@ typedef struct price_job {
   gk_american_method method;
   uint8_t *types;
   double *spot, *rate, *yield; /* owned when filled in by the server */
-  double *outputs;             /* one block, count per requested output */
-  uint8_t *errors;
+  double *market_block;        /* PriceChain: its spot, rate and yield columns, one allocation */
+  double *outputs;             /* one block: count per requested output, then the error codes */
+  uint8_t *errors;             /* inside `outputs`: not freed on its own */
 } price_job;
 
 static void free_price_job(void *p) {
   price_job *j = p;
   if (j->message) protobuf_c_message_free_unpacked(j->message, NULL);
   chain_request_free(&j->chain);
-  free(j->style), free(j->types), free(j->spot), free(j->rate), free(j->yield), free(j->outputs), free(j->errors);
+  free(j->style), free(j->types), free(j->spot), free(j->rate), free(j->yield), free(j->market_block);
+  free(j->outputs);
   free(j);
 }
 
@@ -155,9 +157,14 @@ static double **output_slot(gk_greeks_batch *out, int k) {
 static int allocate_outputs(price_job *j, size_t n) {
   unsigned mask = j->request.outputs;
   int wanted = __builtin_popcount(mask);
-  j->outputs = malloc((size_t)(wanted ? wanted : 1) * (n ? n : 1) * sizeof(double));
-  j->errors = calloc(n ? n : 1, 1);
-  if (!j->outputs || !j->errors) return -1;
+  /* One allocation per call, not one per column (adr/0038); the error codes
+   * after the columns, so a response that takes the columns as slices takes
+   * them too (they are read before it is encoded). */
+  size_t column_bytes = (size_t)(wanted ? wanted : 1) * (n ? n : 1) * sizeof(double);
+  j->outputs = malloc(column_bytes + (n ? n : 1));
+  if (!j->outputs) return -1;
+  j->errors = (uint8_t *)j->outputs + column_bytes;
+  memset(j->errors, 0, n ? n : 1);
   int at = 0;
   for (int k = 0; k < OUTPUT_COUNT; k++)
     if (mask & (1u << k)) *output_slot(&j->request.out, k) = j->outputs + (size_t)(at++) * n;
@@ -374,13 +381,15 @@ void handle_price_chain(rpc_call *c) {
   }
   j->style = exercise.style, j->method = exercise.method;
   size_t n = q->n_strike;
-  j->spot = filled(n, market.spot), j->rate = filled(n, market.rate), j->yield = filled(n, market.yield);
-  if (!j->spot || !j->rate || !j->yield) {
+  j->market_block = malloc(3 * (n ? n : 1) * sizeof(double)); /* one allocation for the three columns */
+  if (j->market_block == NULL) {
     rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
     return;
   }
+  double *spot = j->market_block, *rate = spot + n, *yield = rate + n;
+  for (size_t i = 0; i < n; i++) spot[i] = market.spot, rate[i] = market.rate, yield[i] = market.yield;
   j->request.model = model;
-  j->request.in = (gk_option_batch){n, j->spot, q->strike, q->expiry, j->rate, j->yield, q->vol, q->type};
+  j->request.in = (gk_option_batch){n, spot, q->strike, q->expiry, rate, yield, q->vol, q->type};
   submit_price_job(j);
 }
 
