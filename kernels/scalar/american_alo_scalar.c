@@ -30,6 +30,13 @@
  *     no factor exceeds 1 over the whole domain.
  *  4. The price: European put + int_0^T [r K e^{-r(T-u)} Phi(-d-(T-u, S/B(u)))
  *     - q S e^{-q(T-u)} Phi(-d+(T-u, S/B(u)))] du; K - S where S <= B(T).
+ *  5. The Greeks from the same solve: delta and gamma differentiate the
+ *     premium integral at the converged boundary (it does not depend on S),
+ *     theta is the Black-Scholes equation's; vega, rho and phi differentiate
+ *     the price at the converged boundary and add the boundary's own move
+ *     (the premium is not stationary in it) through one adjoint linear solve
+ *     of the linearised value-matching equations at the nodes: one more pass
+ *     over the points and an n x n elimination instead of six more solves.
  * Every integral over u in [0, tau] is taken in theta with u = tau sin^2(theta),
  * theta in [0, pi/2], by Gauss-Legendre: sqrt(u) = sqrt(tau) sin(theta) is the
  * interpolant's own variable (smooth at u = 0, where B(u) is not smooth in u)
@@ -333,6 +340,22 @@ static double boundary_h(const boundary *b, double z) {
   return h > 0.0 ? h : 0.0;
 }
 
+/* The Lagrange cardinal functions L_m(z), m = 0..n, of the nodes z_m =
+ * -cos(m pi / n) (barycentric form, weights (-1)^m, halved at the ends):
+ * H(z) = sum_m L_m(z) H_m is the interpolant fit_boundary builds, so
+ * dH(z)/dH_m = L_m(z). */
+static void cardinal_functions(const boundary *b, double z, double *L) {
+  int n = b->n;
+  double sum = 0.0;
+  for (int k = 0; k <= n; k++) {
+    double weight = ((k & 1) ? -1.0 : 1.0) * (k == 0 || k == n ? 0.5 : 1.0);
+    double gap = z + b->cosines[k];
+    L[k] = weight / (gap != 0.0 ? gap : DBL_MIN); /* on a node: L_k ~ 1, the others ~ 0 */
+    sum += L[k];
+  }
+  for (int k = 0; k <= n; k++) L[k] /= sum;
+}
+
 /* ---- the fixed point ---- */
 
 /* What a node's integrals need that no iteration changes: per node the
@@ -454,15 +477,38 @@ static double european_put(const put_market *m) {
  * derivatives in S at the fixed boundary (B does not depend on S):
  *   g_S  = -q e^{-q t} Phi(-d+) + e^{-r t} n(d-) (q B - r K) / (S v),
  *   g_SS = q e^{-q t} n(d+) / (S v) - (q B - r K) e^{-r t} n(d-) d+ / (S v)^2,
- * v = sigma sqrt t (S e^{-q t} n(d+) = B e^{-r t} n(d-) folds the terms). */
+ * v = sigma sqrt t (S e^{-q t} n(d+) = B e^{-r t} n(d-) folds the terms).
+ * Where `sens` is not NULL also the derivatives in sigma, r and q at a fixed
+ * boundary shape l_m = sqrt(H_m) (B(u) = xmax e^{-sqrt H(u)} still moves with
+ * xmax = K r/q where q > r), and the gradient in l_m (m = 1..n) through
+ * ln(S/B(u)) = ln(S/xmax) + sqrt(H(u)): g_x = (q B - r K) e^{-r t} n(d-) / v. */
 typedef struct premium_terms {
   double value, delta, gamma;
 } premium_terms;
 
-static premium_terms exercise_premium(const put_market *m, const boundary *b, const gk_alo_rule *rule) {
+/* d/dsigma, d/dr, d/dq of one quantity (the three parameters' order). */
+enum { SIGMA, RATE, YIELD, PARAMS };
+
+typedef struct premium_sensitivity {
+  double param[PARAMS];                /* at fixed l */
+  double shape[GK_ALO_MAX_NODES + 1]; /* d / d l_m */
+} premium_sensitivity;
+
+/* d ln(xmax) / dr and / dq: xmax = K r / q where q > r, else K. */
+static void xmax_slopes(const put_market *m, double *by_r, double *by_q) {
+  *by_r = m->q > m->r ? 1.0 / m->r : 0.0;
+  *by_q = m->q > m->r ? -1.0 / m->q : 0.0;
+}
+
+static premium_terms exercise_premium(const put_market *m, const boundary *b, const double *H,
+                                      const gk_alo_rule *rule, premium_sensitivity *sens) {
   double sqrt_T = sqrt(m->T), x0 = log(m->S / m->xmax);
   double kappa = (m->r - m->q) / m->sigma + 0.5 * m->sigma;
+  double kappa_sigma = 0.5 - (m->r - m->q) / (m->sigma * m->sigma), by_r, by_q; /* d kappa / d sigma */
+  xmax_slopes(m, &by_r, &by_q);
   premium_terms sum = {0.0, 0.0, 0.0};
+  int n = b->n;
+  if (sens) *sens = (premium_sensitivity){{0.0, 0.0, 0.0}, {0.0}};
   for (int j = 0; j < rule->count; j++) {
     double s = rule->sin[j], c = rule->cos[j];
     double t = m->T * c * c, sqrt_t = sqrt_T * c, v = m->sigma * sqrt_t;
@@ -475,19 +521,132 @@ static premium_terms exercise_premium(const put_market *m, const boundary *b, co
     sum.value += w * (m->r * m->K * er * Nm - m->q * m->S * eq * Np);
     sum.delta += w * (edge - m->q * eq * Np);
     sum.gamma += w * (m->q * eq * np / (m->S * v) - edge * dp / (m->S * v));
+    if (!sens) continue;
+    /* g_p = (r K e^{-rt})_p Phi(-d-) - (q S e^{-qt})_p Phi(-d+) - r K e^{-rt} n(d-) d-_p + q S e^{-qt} n(d+) d+_p */
+    double rKn = m->r * m->K * er * nm, qSn = m->q * m->S * eq * np;
+    double dp_sigma = -x / (m->sigma * v) + kappa_sigma * sqrt_t, dm_sigma = dp_sigma - sqrt_t;
+    double dp_r = -by_r / v + sqrt_t / m->sigma, dp_q = -by_q / v - sqrt_t / m->sigma;
+    sens->param[SIGMA] += w * (qSn * dp_sigma - rKn * dm_sigma);
+    sens->param[RATE] += w * (m->K * er * (1.0 - m->r * t) * Nm + (qSn - rKn) * dp_r);
+    sens->param[YIELD] += w * ((qSn - rKn) * dp_q - m->S * eq * (1.0 - m->q * t) * Np);
+    if (!(root_h > 0.0)) continue; /* H floored at 0: it does not move */
+    double L[GK_ALO_MAX_NODES + 1], g_x = edge * m->S / root_h * w; /* d sqrt(H) / d l_m = l_m L_m / sqrt(H) */
+    cardinal_functions(b, 2.0 * s - 1.0, L);
+    for (int k = 1; k <= n; k++) sens->shape[k] += g_x * L[k] * sqrt(H[k]);
   }
   sum.value *= m->T, sum.delta *= m->T, sum.gamma *= m->T;
+  if (sens) {
+    for (int p = 0; p < PARAMS; p++) sens->param[p] *= m->T;
+    for (int k = 1; k <= n; k++) sens->shape[k] *= m->T;
+  }
   return sum;
+}
+
+/* ---- vega, rho and phi: the boundary's own move by one adjoint solve ----
+ * The price is not stationary in the boundary (g_x above is not 0), so
+ * dP/dp = P_p + sum_m P_{l_m} dl_m/dp for p = sigma, r, q, l_m = sqrt(H_m) =
+ * ln(xmax / B_m) the node unknowns. The converged nodes solve FP-B's value
+ * matching F_i = K N_i - B_i D_i = 0 (N, D discounted as in node_step; where
+ * FP-A converged, its nodes solve FP-B's equation to the discretisation's
+ * error, ~1e-9), so J dl/dp = -F_p with J_im = dF_i/dl_m, and with the
+ * adjoint J^T lambda = P_l one solve serves all three:
+ *   dP/dp = P_p - lambda . F_p.
+ * J_im = delta_im [(B_i e^{-q tau} n(d+) - K e^{-r tau} n(d-)) / v + B_i D_i -
+ * sum_j c_ij] + l_m sum_j c_ij L_m(z_ij) / sqrt(H(z_ij)), c_ij = (K wr_ij
+ * n(d-_ij) - B_i wq_ij n(d+_ij)) / (sigma sqrt t_ij), L_m the cardinal
+ * functions of the interpolant (B(u) moves with every node). One more pass
+ * over the n l points (an iteration's worth) builds J and F_p; the solve is
+ * Gaussian elimination without pivoting (J is dominated by its diagonal, the
+ * Jacobi-Newton step's denominator; a zero pivot gives a non-finite result and
+ * the caller's bumps). */
+
+/* Row i of J (row[1..n]) and F_p at node i from the converged boundary. */
+static void linearise_node(const put_market *m, const boundary *b, const gk_alo_rule *rule, const node_table *t,
+                           const double *H, int i, double *row, double *F_p) {
+  int n = b->n;
+  double li = sqrt(H[i]), B = m->xmax * exp(-li), x = log(m->xmax / m->K) - li, by_r, by_q;
+  xmax_slopes(m, &by_r, &by_q);
+  double dp = (x + (m->r - m->q) * t->tau) / t->v + 0.5 * t->v, dm = dp - t->v;
+  double np, nm, Np = normal_cdf_density(dp, &np), Nm = normal_cdf_density(dm, &nm);
+  double kappa_sigma = 0.5 - (m->r - m->q) / (m->sigma * m->sigma);
+  double dp_sigma = -(dp - 0.5 * t->v) / m->sigma + 0.5 * t->sqrt_tau, dm_sigma = dp_sigma - t->sqrt_tau;
+  double dp_r = (by_r + t->tau) / t->v, dp_q = (by_q - t->tau) / t->v;
+  /* N_p and D_p: the node's own terms, then the integrals' */
+  double N_p[PARAMS] = {t->dr * nm * dm_sigma, t->dr * (nm * dp_r - t->tau * Nm), t->dr * nm * dp_q};
+  double D_p[PARAMS] = {t->dq * np * dp_sigma, t->dq * np * dp_r, t->dq * (np * dp_q - t->tau * Np)};
+  double D = t->dq * Np, diag = (B * t->dq * np - m->K * t->dr * nm) / t->v, A[GK_ALO_MAX_NODES + 1] = {0.0};
+  double h_at[GK_ALO_MAX_POINTS];
+  for (int j = 0; j < rule->count; j++) h_at[j] = boundary_h(b, t->scale * rule->sin[j] - 1.0);
+  for (int j = 0; j < rule->count; j++) {
+    double c = rule->cos[j], sqrt_t = t->sqrt_tau * c, time_to_go = t->tau * c * c, inv_v = t->inv_v[j];
+    double root_h = sqrt(h_at[j]), ep = (root_h - li) * inv_v + t->kappa_sqrt_tau * c, em = ep - t->v * c;
+    double npj, nmj, Npj = normal_cdf_density(ep, &npj), Nmj = normal_cdf_density(em, &nmj);
+    double wr = t->wr[j], wq = t->wq[j], cij = inv_v * (m->K * wr * nmj - B * wq * npj);
+    D += wq * Npj, diag -= cij;
+    double ep_sigma = -(root_h - li) * inv_v / m->sigma + kappa_sigma * sqrt_t, ep_r = sqrt_t / m->sigma;
+    double wr_r = t->tau * rule->weight[j] * exp(-m->r * time_to_go) - time_to_go * wr;
+    double wq_q = t->tau * rule->weight[j] * exp(-m->q * time_to_go) - time_to_go * wq;
+    N_p[SIGMA] += wr * nmj * (ep_sigma - sqrt_t), D_p[SIGMA] += wq * npj * ep_sigma;
+    N_p[RATE] += wr_r * Nmj + wr * nmj * ep_r, D_p[RATE] += wq * npj * ep_r;
+    N_p[YIELD] -= wr * nmj * ep_r, D_p[YIELD] += wq_q * Npj - wq * npj * ep_r;
+    if (!(root_h > 0.0)) continue; /* H floored at 0: it does not move */
+    double L[GK_ALO_MAX_NODES + 1], e = cij / root_h;
+    cardinal_functions(b, t->scale * rule->sin[j] - 1.0, L);
+    for (int k = 1; k <= n; k++) A[k] += e * L[k];
+  }
+  diag += B * D;
+  for (int k = 1; k <= n; k++) row[k] = A[k] * sqrt(H[k]) + (k == i ? diag : 0.0);
+  F_p[SIGMA] = m->K * N_p[SIGMA] - B * D_p[SIGMA];
+  F_p[RATE] = m->K * N_p[RATE] - B * (by_r * D + D_p[RATE]);
+  F_p[YIELD] = m->K * N_p[YIELD] - B * (by_q * D + D_p[YIELD]);
+}
+
+/* Solves A x = y in place (x overwrites y, A is destroyed), rows and columns
+ * 1..n, by Gaussian elimination without pivoting. */
+static void solve_in_place(int n, double A[][GK_ALO_MAX_NODES + 1], double *y) {
+  for (int c = 1; c <= n; c++) {
+    double inv_pivot = 1.0 / A[c][c];
+    for (int r = c + 1; r <= n; r++) {
+      double f = A[r][c] * inv_pivot;
+      for (int k = c + 1; k <= n; k++) A[r][k] -= f * A[c][k];
+      y[r] -= f * y[c];
+    }
+  }
+  for (int c = n; c >= 1; c--) {
+    double sum = y[c];
+    for (int k = c + 1; k <= n; k++) sum -= A[c][k] * y[k];
+    y[c] = sum / A[c][c];
+  }
+}
+
+/* d P / d(sigma, r, q) of the premium with the boundary's move: P_p - lambda . F_p. */
+static void premium_parameter_slopes(const put_market *m, const boundary *b, const gk_alo_rule *rule,
+                                     const node_table *nodes, const double *H, premium_sensitivity *sens,
+                                     double *slopes) {
+  int n = b->n;
+  static _Thread_local double At[GK_ALO_MAX_NODES + 1][GK_ALO_MAX_NODES + 1]; /* J^T */
+  double F_p[GK_ALO_MAX_NODES + 1][PARAMS], row[GK_ALO_MAX_NODES + 1], lambda[GK_ALO_MAX_NODES + 1];
+  for (int i = 1; i <= n; i++) {
+    linearise_node(m, b, rule, &nodes[i], H, i, row, F_p[i]);
+    for (int k = 1; k <= n; k++) At[k][i] = row[k];
+    lambda[i] = sens->shape[i];
+  }
+  solve_in_place(n, At, lambda);
+  for (int p = 0; p < PARAMS; p++) {
+    slopes[p] = sens->param[p];
+    for (int i = 1; i <= n; i++) slopes[p] -= lambda[i] * F_p[i][p];
+  }
 }
 
 /* The American put for r > 0, sigma sqrt(T) > 0: price, delta, gamma and theta
  * (-dP/dT, from the Black-Scholes equation, which the American price obeys
- * where it is not exercised: theta = r P - (r - q) S delta - sigma^2 S^2 gamma / 2). */
+ * where it is not exercised: theta = r P - (r - q) S delta - sigma^2 S^2 gamma / 2),
+ * and where asked vega, rho (d/dr at fixed q) and phi (d/dq at fixed r). */
 typedef struct put_value {
-  double price, delta, gamma, theta;
+  double price, delta, gamma, theta, vega, rho, phi;
 } put_value;
 
-static put_value alo_put(const put_market *m, const gk_alo_scheme *scheme) {
+static put_value alo_put(const put_market *m, const gk_alo_scheme *scheme, int with_slopes) {
   boundary b = {.n = scheme->nodes};
   int n = b.n;
   for (int j = 0; j < 2 * n; j++) b.cosines[j] = cos(j * PI / n);
@@ -538,8 +697,10 @@ static put_value alo_put(const put_market *m, const gk_alo_scheme *scheme) {
   }
   double exercise = m->K - m->S;
   /* B(T) = xmax e^{-sqrt H(1)}: at or below it the put is exercised now. */
-  if (log(m->S / m->xmax) <= -sqrt(boundary_h(&b, 1.0))) return (put_value){exercise, -1.0, 0.0, 0.0};
-  premium_terms premium = exercise_premium(m, &b, &scheme->price);
+  if (log(m->S / m->xmax) <= -sqrt(boundary_h(&b, 1.0)))
+    return (put_value){exercise, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  premium_sensitivity sens;
+  premium_terms premium = exercise_premium(m, &b, H, &scheme->price, with_slopes ? &sens : NULL);
   double v = m->sigma * sqrt_T, dq = exp(-m->q * m->T);
   double d1 = (log(m->S / m->K) + (m->r - m->q) * m->T) / v + 0.5 * v, n1, N1 = normal_cdf_density(-d1, &n1);
   put_value out;
@@ -547,6 +708,15 @@ static put_value alo_put(const put_market *m, const gk_alo_scheme *scheme) {
   out.delta = -dq * N1 + premium.delta;
   out.gamma = dq * n1 / (m->S * v) + premium.gamma;
   out.theta = m->r * out.price - (m->r - m->q) * m->S * out.delta - 0.5 * v * v / m->T * m->S * m->S * out.gamma;
+  out.vega = out.rho = out.phi = 0.0;
+  if (with_slopes) {
+    /* the European put's, then the premium's with the boundary's move */
+    double d2 = d1 - v, slopes[PARAMS];
+    premium_parameter_slopes(m, &b, &scheme->boundary, nodes, H, &sens, slopes);
+    out.vega = m->S * dq * n1 * sqrt_T + slopes[SIGMA];
+    out.rho = -m->K * m->T * exp(-m->r * m->T) * normal_cdf(-d2) + slopes[RATE];
+    out.phi = m->S * m->T * dq * N1 + slopes[YIELD];
+  }
   return out;
 }
 
@@ -557,7 +727,7 @@ double gk_alo_put_price(double S, double K, double T, double r, double q, double
     return NAN; /* a scheme the working arrays cannot hold: a caller's bug */
   if (r < 0.0 && q < r) return NAN; /* two boundaries: not modelled */
   put_market m = {S, K, T, r, q, sigma, q > r ? K * (r / q) : K};
-  return alo_put(&m, scheme).price;
+  return alo_put(&m, scheme, 0).price;
 }
 
 double gk_alo_price_scheme(const gk_american_option *o, const gk_alo_scheme *scheme) {
@@ -575,8 +745,7 @@ double gk_alo_price_scheme(const gk_american_option *o, const gk_alo_scheme *sch
   return fmax(price, fmax(gk_american_european_price(o), fmax(o->omega * (o->S - o->K), 0.0)));
 }
 
-int gk_alo_price_greeks(const gk_american_option *o, const gk_alo_scheme *scheme, double *price, double *delta,
-                        double *gamma, double *theta) {
+int gk_alo_price_greeks(const gk_american_option *o, const gk_alo_scheme *scheme, gk_alo_greeks *out) {
   if (o->T == 0.0 || !(o->sigma * sqrt(o->T) >= GK_AMERICAN_TINY_STDDEV)) return 0;
   double q = o->r - o->b;
   int put = o->omega < 0.0;
@@ -587,17 +756,20 @@ int gk_alo_price_greeks(const gk_american_option *o, const gk_alo_scheme *scheme
       scheme->boundary.count < 1 || scheme->boundary.count > GK_ALO_MAX_POINTS || scheme->price.count < 1)
     return 0;
   put_market m = {S, K, o->T, r_put, q_put, o->sigma, q_put > r_put ? K * (r_put / q_put) : K};
-  put_value p = alo_put(&m, scheme);
-  if (!(isfinite(p.price) && isfinite(p.delta) && isfinite(p.gamma) && isfinite(p.theta))) return 0;
-  *price = fmax(p.price, fmax(gk_american_european_price(o), fmax(o->omega * (o->S - o->K), 0.0)));
-  *theta = p.theta;
+  put_value p = alo_put(&m, scheme, 1);
+  double all = p.price + p.delta + p.gamma + p.theta + p.vega + p.rho + p.phi;
+  if (!isfinite(all)) return 0;
+  out->price = fmax(p.price, fmax(gk_american_european_price(o), fmax(o->omega * (o->S - o->K), 0.0)));
+  out->theta = p.theta, out->vega = p.vega;
   if (put) {
-    *delta = p.delta, *gamma = p.gamma;
+    out->delta = p.delta, out->gamma = p.gamma, out->rho = p.rho, out->phi = p.phi;
   } else {
     /* The call is the put with S and K swapped: by homogeneity P = S P_S + K P_K,
-     * so dC/dS = P_K = (P - S_p P_S) / K_p and d2C/dS2 = S_p^2 P_SS / K_p^2. */
-    *delta = (p.price - S * p.delta) / K;
-    *gamma = S * S * p.gamma / (K * K);
+     * so dC/dS = P_K = (P - S_p P_S) / K_p and d2C/dS2 = S_p^2 P_SS / K_p^2;
+     * the call's r is the put's q and the other way round. */
+    out->delta = (p.price - S * p.delta) / K;
+    out->gamma = S * S * p.gamma / (K * K);
+    out->rho = p.phi, out->phi = p.rho;
   }
   return 1;
 }

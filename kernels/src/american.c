@@ -1,7 +1,7 @@
 /*
  * American options: argument checks, the American domain rules, Greeks by
- * bump-and-reprice (shared by every ISA; ALO's delta, gamma and theta come
- * from its boundary solve instead, gk_alo_price_element), and ISA dispatch
+ * bump-and-reprice (shared by every ISA; ALO's Greeks come from its boundary
+ * solve instead, gk_alo_price_element, bumps only where that declines), and ISA dispatch
  * (gk_american_price_batch_on; gk_alo_price_batch_on for ALO's levels).
  */
 #include <math.h>
@@ -160,24 +160,22 @@ void gk_alo_price_element(gk_model model, gk_alo_level level, const gk_option_ba
                           gk_greeks_batch *out) {
   gk_american_pricer pricer = level == GK_ALO_FAST ? gk_alo_price_fast : gk_alo_price;
   int futures = model == GK_MODEL_BLACK76;
-  market_point m = {in->spot[i], in->strike[i], in->expiry[i], in->rate[i],
-                    futures ? in->rate[i] : in->yield[i], in->vol[i],
-                    in->type[i] == GK_PUT ? -1.0 : 1.0, futures};
-  gk_american_option o = {m.S, m.K, m.T, m.r, futures ? 0.0 : m.r - m.q, m.sigma, m.omega};
-  double price, delta, gamma, theta;
-  if (!(outputs & (GK_OUT_DELTA | GK_OUT_GAMMA | GK_OUT_THETA)) ||
-      !gk_alo_price_greeks(&o, gk_alo_scheme_of(level), &price, &delta, &gamma, &theta)) {
+  double S = in->spot[i], K = in->strike[i], T = in->expiry[i], r = in->rate[i], sigma = in->vol[i];
+  double q = futures ? r : in->yield[i], omega = in->type[i] == GK_PUT ? -1.0 : 1.0;
+  gk_american_option o = {S, K, T, r, futures ? 0.0 : r - q, sigma, omega};
+  gk_alo_greeks g;
+  if (!(outputs & ~(unsigned)GK_OUT_PRICE) || !gk_alo_price_greeks(&o, gk_alo_scheme_of(level), &g)) {
     gk_american_price_element(model, GK_AMERICAN_ALO, pricer, in, i, outputs, out);
     return;
   }
-  const gk_american_bumps *bump = gk_american_bumps_of(GK_AMERICAN_ALO);
-  if (outputs & GK_OUT_PRICE) out->price[i] = price;
-  if (outputs & GK_OUT_DELTA) out->delta[i] = delta;
-  if (outputs & GK_OUT_GAMMA) out->gamma[i] = gamma;
-  if (outputs & GK_OUT_THETA) out->theta[i] = theta;
-  if (outputs & GK_OUT_VEGA) out->vega[i] = slope(pricer, &m, &m.sigma, bump->vol, 0.0, price);
-  if (outputs & GK_OUT_RHO) out->rho[i] = slope(pricer, &m, &m.r, bump->rate, 0.0, price);
-  if (outputs & GK_OUT_PHI) out->phi[i] = futures ? 0.0 : slope(pricer, &m, &m.q, bump->rate, 0.0, price);
+  if (outputs & GK_OUT_PRICE) out->price[i] = g.price;
+  if (outputs & GK_OUT_DELTA) out->delta[i] = g.delta;
+  if (outputs & GK_OUT_GAMMA) out->gamma[i] = g.gamma;
+  if (outputs & GK_OUT_THETA) out->theta[i] = g.theta;
+  if (outputs & GK_OUT_VEGA) out->vega[i] = g.vega;
+  /* black76: q follows r (b = 0), so rho moves both and there is no phi. */
+  if (outputs & GK_OUT_RHO) out->rho[i] = futures ? g.rho + g.phi : g.rho;
+  if (outputs & GK_OUT_PHI) out->phi[i] = futures ? 0.0 : g.phi;
 }
 
 static gk_american_pricer method_pricer(gk_american_method method) {
@@ -189,7 +187,7 @@ static gk_american_pricer method_pricer(gk_american_method method) {
 }
 
 /* Every element of `in` with `pricer`, the Greeks by `method`'s bumps; ALO's
- * at `level` with its analytic delta, gamma and theta. */
+ * at `level` with its analytic Greeks. */
 static size_t scalar_kernel_with(gk_model model, gk_american_method method, gk_alo_level level,
                                  const gk_option_batch *in, unsigned outputs, gk_greeks_batch *out) {
   size_t invalid = 0;

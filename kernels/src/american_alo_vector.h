@@ -18,17 +18,19 @@
  * is a per-node vector times the rule's 1 / cos, and only the two discounted
  * weights are stored (thread-local, like the scalar node tables). The normal
  * CDF is the rational tail of normal_tail_rational.h with one exp, as in the
- * scalar code; N(d+) and N(d-) share one division. Delta, gamma and theta come
- * from the same solve as the price (gk_alo_price_greeks).
+ * scalar code; N(d+) and N(d-) share one division. Every Greek comes from
+ * the same solve as the price (gk_alo_price_greeks): vega, rho and phi with
+ * the adjoint solve of the linearised boundary equations, eliminated without
+ * pivoting so that every lane runs the same operations.
  * Results agree with the scalar reference to rounding (tests/test_american_alo.c
  * bounds the difference), not bit for bit: exp, log and the rational's
  * evaluation order differ.
  *
  * Lanes the vector path does not price go to the scalar reference element
  * by element: invalid, expired, sigma sqrt(T) below GK_AMERICAN_TINY_STDDEV,
- * never exercised early (European), or a non-finite vector result. That test
- * runs on every (bumped) price, so a Greek's bump that leaves the vector
- * domain is priced exactly as the scalar kernel prices it.
+ * never exercised early (European), or a non-finite vector result (a
+ * non-finite Greek included): those elements get the scalar element path,
+ * every output, exactly as the scalar kernel prices them.
  *
  * Why: the boundary's integrals are nearly all of the work (n l m points, two
  * normal CDFs each) and they vectorize across options without gathers.
@@ -327,15 +329,55 @@ static alov_steps alov_node_step(const alov_plan *p, int i, const alov_put *m, c
 /* ---- the put ---- */
 
 /* The premium and its S-derivatives at the fixed boundary (the scalar
- * exercise_premium). */
+ * exercise_premium), and where `sens` is not NULL its derivatives in sigma, r
+ * and q at a fixed boundary shape and its gradient in the node unknowns
+ * l_m = sqrt(H_m). */
 typedef struct alov_premium {
   vdouble value, delta, gamma;
 } alov_premium;
 
-static alov_premium alov_exercise_premium(const alov_put *m, const vdouble *a, int n, const gk_alo_rule *rule) {
-  vdouble sqrt_T = v_sqrt(m->T), x0 = v_log(v_div(m->S, m->xmax)), zero = v_set1(0.0);
-  vdouble rK = v_mul(m->r, m->K), qS = v_mul(m->q, m->S);
+enum { ALOV_SIGMA, ALOV_RATE, ALOV_YIELD, ALOV_PARAMS };
+
+typedef struct alov_sensitivity {
+  vdouble param[ALOV_PARAMS];
+  vdouble shape[ALOV_MAX_NODES + 1];
+} alov_sensitivity;
+
+/* The cardinal functions L_m(z), m = 0..n, of the interpolant (the scalar
+ * cardinal_functions): the same for every lane. */
+static void alov_cardinal(const alov_plan *p, double z, double *L) {
+  int n = p->n;
+  double sum = 0.0;
+  for (int k = 0; k <= n; k++) {
+    double weight = ((k & 1) ? -1.0 : 1.0) * (k == 0 || k == n ? 0.5 : 1.0);
+    double gap = z + p->cosines[k];
+    L[k] = weight / (gap != 0.0 ? gap : DBL_MIN);
+    sum += L[k];
+  }
+  for (int k = 0; k <= n; k++) L[k] /= sum;
+}
+
+/* d ln(xmax) / dr and / dq (the scalar xmax_slopes). */
+static inline void alov_xmax_slopes(const alov_put *m, vdouble *by_r, vdouble *by_q) {
+  vmask above = v_gt(m->q, m->r);
+  vdouble zero = v_set1(0.0), one = v_set1(1.0);
+  *by_r = v_select(above, v_div(one, m->r), zero);
+  *by_q = v_select(above, v_sub(zero, v_div(one, m->q)), zero);
+}
+
+static alov_premium alov_exercise_premium(const alov_plan *p, const alov_put *m, const vdouble *a, const vdouble *H,
+                                          const gk_alo_rule *rule, alov_sensitivity *sens) {
+  int n = p->n;
+  vdouble sqrt_T = v_sqrt(m->T), x0 = v_log(v_div(m->S, m->xmax)), zero = v_set1(0.0), one = v_set1(1.0);
+  vdouble rK = v_mul(m->r, m->K), qS = v_mul(m->q, m->S), by_r, by_q;
+  vdouble kappa_sigma = v_sub(v_set1(0.5), v_div(v_sub(m->r, m->q), v_mul(m->sigma, m->sigma)));
+  vdouble l[ALOV_MAX_NODES + 1];
+  alov_xmax_slopes(m, &by_r, &by_q);
   alov_premium sum = {zero, zero, zero};
+  if (sens) {
+    for (int k = 0; k < ALOV_PARAMS; k++) sens->param[k] = zero;
+    for (int k = 0; k <= n; k++) sens->shape[k] = zero, l[k] = v_sqrt(H[k]);
+  }
   for (int j = 0; j < rule->count; j++) {
     double s = rule->sin[j], c = rule->cos[j];
     vdouble t = v_mul(m->T, v_set1(c * c)), sqrt_t = v_mul(sqrt_T, v_set1(c)), v = v_mul(m->sigma, sqrt_t);
@@ -350,18 +392,139 @@ static alov_premium alov_exercise_premium(const alov_put *m, const vdouble *a, i
     sum.value = v_fma(w, v_sub(v_mul(v_mul(rK, er), Nm), v_mul(v_mul(qS, eq), Np)), sum.value);
     sum.delta = v_fma(w, v_sub(edge, v_mul(v_mul(m->q, eq), Np)), sum.delta);
     sum.gamma = v_fma(w, v_div(v_sub(v_mul(v_mul(m->q, eq), np), v_mul(edge, dp)), Sv), sum.gamma);
+    if (!sens) continue;
+    vdouble rKn = v_mul(v_mul(rK, er), nm), qSn = v_mul(v_mul(qS, eq), np), spread = v_sub(qSn, rKn);
+    vdouble dp_sigma = v_fma(kappa_sigma, sqrt_t, v_sub(zero, v_div(x, v_mul(m->sigma, v))));
+    vdouble dm_sigma = v_sub(dp_sigma, sqrt_t), t_sigma = v_div(sqrt_t, m->sigma);
+    vdouble dp_r = v_sub(t_sigma, v_div(by_r, v)), dp_q = v_sub(v_sub(zero, v_div(by_q, v)), t_sigma);
+    vdouble rate_term = v_mul(v_mul(v_mul(m->K, er), v_sub(one, v_mul(m->r, t))), Nm);
+    vdouble yield_term = v_mul(v_mul(v_mul(m->S, eq), v_sub(one, v_mul(m->q, t))), Np);
+    sens->param[ALOV_SIGMA] = v_fma(w, v_sub(v_mul(qSn, dp_sigma), v_mul(rKn, dm_sigma)), sens->param[ALOV_SIGMA]);
+    sens->param[ALOV_RATE] = v_fma(w, v_fma(spread, dp_r, rate_term), sens->param[ALOV_RATE]);
+    sens->param[ALOV_YIELD] = v_fma(w, v_sub(v_mul(spread, dp_q), yield_term), sens->param[ALOV_YIELD]);
+    /* d sqrt(H) / d l_m = l_m L_m / sqrt(H); 0 where H is floored at 0 */
+    double L[ALOV_MAX_NODES + 1];
+    alov_cardinal(p, 2.0 * s - 1.0, L);
+    vdouble g_x = v_mul(w, v_div(v_mul(edge, m->S), root_h));
+    g_x = v_select(v_gt(root_h, zero), g_x, zero);
+    for (int k = 1; k <= n; k++) sens->shape[k] = v_fma(v_mul(g_x, v_set1(L[k])), l[k], sens->shape[k]);
   }
   sum.value = v_mul(m->T, sum.value), sum.delta = v_mul(m->T, sum.delta), sum.gamma = v_mul(m->T, sum.gamma);
+  if (sens) {
+    for (int k = 0; k < ALOV_PARAMS; k++) sens->param[k] = v_mul(m->T, sens->param[k]);
+    for (int k = 1; k <= n; k++) sens->shape[k] = v_mul(m->T, sens->shape[k]);
+  }
   return sum;
 }
 
-/* Price, delta, gamma and theta of each lane (the scalar put_value). */
+/* ---- vega, rho and phi: the boundary's move by one adjoint solve (the
+ * scalar linearise_node, solve_in_place, premium_parameter_slopes) ---- */
+
+static void alov_linearise_node(const alov_plan *p, int i, const alov_put *m, const vdouble *a, const vdouble *H,
+                                const alov_node *t, const vdouble *wr, const vdouble *wq, vdouble *row,
+                                vdouble *F_p) {
+  const gk_alo_rule *rule = &p->scheme->boundary;
+  int n = p->n, l = rule->count;
+  vdouble zero = v_set1(0.0), half = v_set1(0.5), by_r, by_q;
+  alov_xmax_slopes(m, &by_r, &by_q);
+  vdouble li = v_sqrt(H[i]), B = v_mul(m->xmax, v_exp(v_sub(zero, li)));
+  vdouble x = v_sub(v_log(v_div(m->xmax, m->K)), li);
+  vdouble dp = v_fma(half, t->v, v_div(v_fma(v_sub(m->r, m->q), t->tau, x), t->v)), dm = v_sub(dp, t->v);
+  vdouble np, nm, Np = alov_cdf_density(dp, &np), Nm = alov_cdf_density(dm, &nm);
+  vdouble kappa_sigma = v_sub(half, v_div(v_sub(m->r, m->q), v_mul(m->sigma, m->sigma)));
+  vdouble dp_sigma = v_fma(half, t->sqrt_tau, v_div(v_sub(zero, v_fma(v_set1(-0.5), t->v, dp)), m->sigma));
+  vdouble dm_sigma = v_sub(dp_sigma, t->sqrt_tau);
+  vdouble dp_r = v_div(v_add(by_r, t->tau), t->v), dp_q = v_div(v_sub(by_q, t->tau), t->v);
+  vdouble drn = v_mul(t->dr, nm), dqn = v_mul(t->dq, np);
+  vdouble N_p[ALOV_PARAMS] = {v_mul(drn, dm_sigma), v_sub(v_mul(drn, dp_r), v_mul(v_mul(t->tau, t->dr), Nm)),
+                              v_mul(drn, dp_q)};
+  vdouble D_p[ALOV_PARAMS] = {v_mul(dqn, dp_sigma), v_mul(dqn, dp_r),
+                              v_sub(v_mul(dqn, dp_q), v_mul(v_mul(t->tau, t->dq), Np))};
+  vdouble D = v_mul(t->dq, Np), diag = v_div(v_sub(v_mul(B, dqn), v_mul(m->K, drn)), t->v);
+  vdouble A[ALOV_MAX_NODES + 1], h_at[ALOV_MAX_POINTS + 3];
+  double z[ALOV_MAX_POINTS + 3];
+  for (int k = 0; k <= n; k++) A[k] = zero;
+  for (int j = 0; j < l + 3; j++) z[j] = j < l ? p->z[i][j] : 0.0;
+  for (int j = 0; j < l; j += 4) alov_boundary_h4(a, n, &z[j], &h_at[j]);
+  for (int j = 0; j < l; j++) {
+    double c = rule->cos[j];
+    vdouble cc = v_set1(c), sqrt_t = v_mul(t->sqrt_tau, cc), time_to_go = v_mul(t->tau, v_set1(c * c));
+    vdouble inv_v = v_mul(t->inv_v, v_set1(p->inv_cos[j]));
+    vdouble root_h = v_sqrt(h_at[j]), gap = v_sub(root_h, li);
+    vdouble ep = v_fma(gap, inv_v, v_mul(t->kappa_sqrt_tau, cc)), em = v_sub(ep, v_mul(t->v, cc));
+    vdouble npj, nmj, Npj, Nmj;
+    alov_cdf_density_pair(ep, em, &Npj, &npj, &Nmj, &nmj);
+    vdouble cij = v_mul(inv_v, v_sub(v_mul(v_mul(m->K, wr[j]), nmj), v_mul(v_mul(B, wq[j]), npj)));
+    D = v_fma(wq[j], Npj, D), diag = v_sub(diag, cij);
+    vdouble ep_sigma = v_fma(kappa_sigma, sqrt_t, v_div(v_sub(zero, v_mul(gap, inv_v)), m->sigma));
+    vdouble ep_r = v_div(sqrt_t, m->sigma), w = v_set1(rule->weight[j]);
+    /* d(r tau w e^{-r t}) / dr = tau w e^{-r t} - t wr, and the same in q */
+    vdouble wr_r = v_sub(v_mul(v_mul(t->tau, w), v_exp(v_sub(zero, v_mul(m->r, time_to_go)))),
+                         v_mul(time_to_go, wr[j]));
+    vdouble wq_q = v_sub(v_mul(v_mul(t->tau, w), v_exp(v_sub(zero, v_mul(m->q, time_to_go)))),
+                         v_mul(time_to_go, wq[j]));
+    vdouble wrn = v_mul(wr[j], nmj), wqn = v_mul(wq[j], npj);
+    N_p[ALOV_SIGMA] = v_fma(wrn, v_sub(ep_sigma, sqrt_t), N_p[ALOV_SIGMA]);
+    D_p[ALOV_SIGMA] = v_fma(wqn, ep_sigma, D_p[ALOV_SIGMA]);
+    N_p[ALOV_RATE] = v_fma(wrn, ep_r, v_fma(wr_r, Nmj, N_p[ALOV_RATE]));
+    D_p[ALOV_RATE] = v_fma(wqn, ep_r, D_p[ALOV_RATE]);
+    N_p[ALOV_YIELD] = v_sub(N_p[ALOV_YIELD], v_mul(wrn, ep_r));
+    D_p[ALOV_YIELD] = v_sub(v_fma(wq_q, Npj, D_p[ALOV_YIELD]), v_mul(wqn, ep_r));
+    double L[ALOV_MAX_NODES + 1];
+    alov_cardinal(p, p->z[i][j], L);
+    vdouble e = v_select(v_gt(root_h, zero), v_div(cij, root_h), zero);
+    for (int k = 1; k <= n; k++) A[k] = v_fma(e, v_set1(L[k]), A[k]);
+  }
+  diag = v_fma(B, D, diag);
+  for (int k = 1; k <= n; k++) row[k] = v_mul(A[k], v_sqrt(H[k]));
+  row[i] = v_add(row[i], diag);
+  F_p[ALOV_SIGMA] = v_sub(v_mul(m->K, N_p[ALOV_SIGMA]), v_mul(B, D_p[ALOV_SIGMA]));
+  F_p[ALOV_RATE] = v_sub(v_mul(m->K, N_p[ALOV_RATE]), v_mul(B, v_fma(by_r, D, D_p[ALOV_RATE])));
+  F_p[ALOV_YIELD] = v_sub(v_mul(m->K, N_p[ALOV_YIELD]), v_mul(B, v_fma(by_q, D, D_p[ALOV_YIELD])));
+}
+
+/* d P / d(sigma, r, q) of the premium with the boundary's move: P_p - lambda . F_p,
+ * J^T lambda = P_l by elimination without pivoting (every lane at once). */
+static void alov_premium_parameter_slopes(const alov_plan *p, const alov_put *m, const vdouble *a, const vdouble *H,
+                                          const alov_node *nodes, const vdouble *wr, const vdouble *wq,
+                                          const alov_sensitivity *sens, vdouble *slopes) {
+  enum { W = ALOV_MAX_NODES + 1 };
+  int n = p->n, l = p->l;
+  static _Thread_local vdouble At[W * W]; /* J^T, rows and columns 1..n */
+  vdouble F_p[W][ALOV_PARAMS], row[W], y[W], one = v_set1(1.0);
+  for (int i = 1; i <= n; i++) {
+    alov_linearise_node(p, i, m, a, H, &nodes[i], &wr[i * l], &wq[i * l], row, F_p[i]);
+    for (int k = 1; k <= n; k++) At[k * W + i] = row[k];
+    y[i] = sens->shape[i];
+  }
+  for (int c = 1; c <= n; c++) {
+    vdouble inv_pivot = v_div(one, At[c * W + c]);
+    for (int r = c + 1; r <= n; r++) {
+      vdouble f = v_mul(At[r * W + c], inv_pivot);
+      for (int k = c + 1; k <= n; k++) At[r * W + k] = v_sub(At[r * W + k], v_mul(f, At[c * W + k]));
+      y[r] = v_sub(y[r], v_mul(f, y[c]));
+    }
+  }
+  for (int c = n; c >= 1; c--) {
+    vdouble sum = y[c];
+    for (int k = c + 1; k <= n; k++) sum = v_sub(sum, v_mul(At[c * W + k], y[k]));
+    y[c] = v_div(sum, At[c * W + c]);
+  }
+  for (int q = 0; q < ALOV_PARAMS; q++) {
+    slopes[q] = sens->param[q];
+    for (int i = 1; i <= n; i++) slopes[q] = v_sub(slopes[q], v_mul(y[i], F_p[i][q]));
+  }
+}
+
+/* Price, delta, gamma, theta, vega, rho and phi of each lane (the scalar
+ * put_value). */
 typedef struct alov_value {
-  vdouble price, delta, gamma, theta;
+  vdouble price, delta, gamma, theta, vega, rho, phi;
 } alov_value;
 
-/* The American put of every lane: r > 0, sigma sqrt(T) >= the tiny limit. */
-static alov_value alov_put_price(const alov_plan *p, const alov_put *m) {
+/* The American put of every lane: r > 0, sigma sqrt(T) >= the tiny limit;
+ * vega, rho and phi where with_slopes (else 0). */
+static alov_value alov_put_price(const alov_plan *p, const alov_put *m, int with_slopes) {
   const gk_alo_scheme *scheme = p->scheme;
   int n = p->n, l = p->l;
   /* Thread-local like the scalar node tables: too large for small stacks. */
@@ -405,7 +568,8 @@ static alov_value alov_put_price(const alov_plan *p, const alov_put *m) {
   vdouble exercise = v_sub(m->K, m->S), zero = v_set1(0.0);
   vmask exercised = v_le(v_log(v_div(m->S, m->xmax)), v_sub(zero, v_sqrt(alov_boundary_h(a, n, 1.0))));
   av_option put = {m->S, m->K, m->T, m->r, v_sub(m->r, m->q), m->sigma, v_set1(-1.0)};
-  alov_premium premium = alov_exercise_premium(m, a, n, &scheme->price);
+  alov_sensitivity sens;
+  alov_premium premium = alov_exercise_premium(p, m, a, H, &scheme->price, with_slopes ? &sens : NULL);
   vdouble v = v_mul(m->sigma, sqrt_T), dq = v_exp(v_sub(zero, v_mul(m->q, m->T)));
   vdouble d1 = v_fma(v_set1(0.5), v, v_div(v_fma(v_sub(m->r, m->q), m->T, v_log(v_div(m->S, m->K))), v));
   vdouble n1, N1 = alov_cdf_density(v_sub(zero, d1), &n1);
@@ -416,6 +580,17 @@ static alov_value alov_put_price(const alov_plan *p, const alov_put *m) {
   vdouble half_s2S2 = v_mul(v_mul(v_set1(0.5), v_mul(m->sigma, m->sigma)), v_mul(m->S, m->S));
   out.theta = v_sub(v_sub(v_mul(m->r, out.price), v_mul(v_mul(v_sub(m->r, m->q), m->S), out.delta)),
                     v_mul(half_s2S2, out.gamma));
+  out.vega = out.rho = out.phi = zero;
+  if (with_slopes) {
+    vdouble slopes[ALOV_PARAMS], d2 = v_sub(d1, v), T_dq = v_mul(m->T, dq);
+    alov_premium_parameter_slopes(p, m, a, H, nodes, wr, wq, &sens, slopes);
+    out.vega = v_fma(v_mul(v_mul(m->S, dq), n1), sqrt_T, slopes[ALOV_SIGMA]);
+    vdouble KTdr = v_mul(v_mul(m->K, m->T), v_exp(v_sub(zero, v_mul(m->r, m->T))));
+    out.rho = v_sub(slopes[ALOV_RATE], v_mul(KTdr, alov_cdf(v_sub(zero, d2))));
+    out.phi = v_fma(v_mul(m->S, T_dq), N1, slopes[ALOV_YIELD]);
+    out.vega = v_select(exercised, zero, out.vega), out.rho = v_select(exercised, zero, out.rho);
+    out.phi = v_select(exercised, zero, out.phi);
+  }
   out.price = v_select(exercised, exercise, out.price);
   out.delta = v_select(exercised, v_set1(-1.0), out.delta);
   out.gamma = v_select(exercised, zero, out.gamma), out.theta = v_select(exercised, zero, out.theta);
@@ -423,7 +598,8 @@ static alov_value alov_put_price(const alov_plan *p, const alov_put *m) {
 }
 
 /* The price of each lane of `o` (T > 0), and where `greeks` is not NULL its
- * delta, gamma and theta (gk_alo_price_greeks). Lanes outside the vector domain
+ * delta, gamma, theta, vega, rho (d/dr at fixed q) and phi (d/dq at fixed r)
+ * (gk_alo_price_greeks). Lanes outside the vector domain
  * and lanes whose result is not finite get the scalar reference's price and
  * are flagged in *scalar_lanes (their Greeks are left to the caller). */
 static vdouble alov_price(const alov_plan *p, const av_option *o, alov_value *greeks, unsigned *scalar_lanes) {
@@ -446,7 +622,7 @@ static vdouble alov_price(const alov_plan *p, const av_option *o, alov_value *gr
   }
   m.xmax = v_select(v_gt(m.q, m.r), v_mul(m.K, v_div(m.r, m.q)), m.K);
   m.kappa = v_fma(v_set1(0.5), m.sigma, v_div(v_sub(m.r, m.q), m.sigma));
-  alov_value value = alov_put_price(p, &m);
+  alov_value value = alov_put_price(p, &m, greeks != NULL);
   vdouble intrinsic = v_max(v_mul(o->omega, v_sub(o->S, o->K)), zero);
   vdouble price = v_max(value.price, v_max(av_european(o), intrinsic));
   vmask finite = v_le(v_abs(price), v_set1(DBL_MAX));
@@ -458,8 +634,11 @@ static vdouble alov_price(const alov_plan *p, const av_option *o, alov_value *gr
     greeks->price = price;
     greeks->delta = v_select(put, value.delta, call_delta);
     greeks->gamma = v_select(put, value.gamma, call_gamma);
-    greeks->theta = value.theta;
-    vdouble all = v_add(v_add(greeks->delta, greeks->gamma), greeks->theta);
+    greeks->theta = value.theta, greeks->vega = value.vega;
+    /* the call's r is the put's q and the other way round */
+    greeks->rho = v_select(put, value.rho, value.phi), greeks->phi = v_select(put, value.phi, value.rho);
+    vdouble all = v_add(v_add(v_add(greeks->delta, greeks->gamma), greeks->theta),
+                        v_add(v_add(greeks->vega, greeks->rho), greeks->phi));
     finite = m_and(finite, v_le(v_abs(all), v_set1(DBL_MAX)));
   }
   scalar |= ~m_bits(finite) & ((1u << VLANES) - 1u);
@@ -484,25 +663,10 @@ static inline vdouble alov_price_at(const alov_plan *p, const av_market *m) {
   return alov_price(p, &o, NULL, NULL);
 }
 
-/* The scalar slope(): central where x - h >= 0, else second-order forward. */
-static vdouble alov_slope(const alov_plan *p, av_market *m, vdouble *x, vdouble h, vdouble price) {
-  vdouble x0 = *x;
-  vmask central = v_ge(v_sub(x0, h), v_set1(0.0));
-  *x = v_add(x0, h);
-  vdouble up = alov_price_at(p, m);
-  *x = v_select(central, v_sub(x0, h), v_add(x0, v_add(h, h)));
-  vdouble other = alov_price_at(p, m);
-  *x = x0;
-  vdouble central_slope = v_div(v_sub(up, other), v_add(h, h));
-  vdouble forward_slope = v_div(v_sub(v_fma(v_set1(4.0), up, v_mul(v_set1(-3.0), price)), other), v_add(h, h));
-  return v_select(central, central_slope, forward_slope);
-}
-
-/* One group: the price, delta, gamma and theta from one solve (as
- * gk_alo_price_element), vega, rho and phi by the scalar kernel's bumps. */
+/* One group: the price and every Greek from one solve (as
+ * gk_alo_price_element). */
 static void alov_price_group(const alov_plan *p, gk_model model, const gk_option_batch *in, size_t i, size_t n,
                              unsigned scalar_lanes, unsigned outputs, gk_greeks_batch *out) {
-  const gk_american_bumps *bump = gk_american_bumps_of(GK_AMERICAN_ALO);
   vmask type_ok;
   av_market m;
   m.futures = model == GK_MODEL_BLACK76;
@@ -519,21 +683,21 @@ static void alov_price_group(const alov_plan *p, gk_model model, const gk_option
   m.r = v_select(live, m.r, v_set1(0.05)), m.q = v_select(live, m.q, v_set1(0.02));
   vdouble zero = v_set1(0.0), price;
   unsigned redo = 0; /* lanes the scalar element path prices again, every output */
-  if (outputs & (GK_OUT_DELTA | GK_OUT_GAMMA | GK_OUT_THETA)) {
+  if (outputs & ~(unsigned)GK_OUT_PRICE) {
     av_option o = {m.S, m.K, m.T, m.r, m.futures ? zero : v_sub(m.r, m.q), m.sigma, m.omega};
     alov_value value;
     price = alov_price(p, &o, &value, &redo);
     if (outputs & GK_OUT_DELTA) v_store(out->delta + i, value.delta, n);
     if (outputs & GK_OUT_GAMMA) v_store(out->gamma + i, value.gamma, n);
     if (outputs & GK_OUT_THETA) v_store(out->theta + i, value.theta, n);
+    if (outputs & GK_OUT_VEGA) v_store(out->vega + i, value.vega, n);
+    /* black76: q follows r (b = 0), so rho moves both and there is no phi */
+    if (outputs & GK_OUT_RHO) v_store(out->rho + i, m.futures ? v_add(value.rho, value.phi) : value.rho, n);
+    if (outputs & GK_OUT_PHI) v_store(out->phi + i, m.futures ? zero : value.phi, n);
   } else {
     price = alov_price_at(p, &m);
   }
   if (outputs & GK_OUT_PRICE) v_store(out->price + i, price, n);
-  if (outputs & GK_OUT_VEGA) v_store(out->vega + i, alov_slope(p, &m, &m.sigma, v_set1(bump->vol), price), n);
-  if (outputs & GK_OUT_RHO) v_store(out->rho + i, alov_slope(p, &m, &m.r, v_set1(bump->rate), price), n);
-  if (outputs & GK_OUT_PHI)
-    v_store(out->phi + i, m.futures ? zero : alov_slope(p, &m, &m.q, v_set1(bump->rate), price), n);
   for (size_t k = 0; k < n; k++)
     if ((redo >> k & 1u) && !(scalar_lanes >> k & 1u)) gk_alo_price_element(model, p->level, in, i + k, outputs, out);
 }

@@ -87,19 +87,25 @@ double gk_alo_price_level(const gk_american_option *o, gk_alo_level level);
 double gk_alo_price(const gk_american_option *o);
 double gk_alo_price_fast(const gk_american_option *o); /* at GK_ALO_FAST */
 
-/* Price, delta, gamma and theta (-dP/dT) of one option from one boundary solve:
- * delta and gamma differentiate the premium integral at the converged
- * boundary (which does not depend on S), theta is the Black-Scholes equation's
- * (the American price obeys it outside the exercise region; 0 inside). Returns
- * 1, or 0 (outputs untouched) where the method prices a limit instead (T = 0,
- * the deterministic limit, the European case) or a result is not finite. */
-int gk_alo_price_greeks(const gk_american_option *o, const gk_alo_scheme *scheme, double *price, double *delta,
-                        double *gamma, double *theta);
+/* Price and first-order Greeks of one option from one boundary solve: delta
+ * and gamma differentiate the premium integral at the converged boundary
+ * (which does not depend on S), theta is the Black-Scholes equation's (the
+ * American price obeys it outside the exercise region; 0 inside); vega, rho
+ * and phi differentiate the price at the converged boundary and add the
+ * boundary's own move through one adjoint linear solve of the linearised
+ * value-matching equations (kernels/scalar/american_alo_scalar.c). rho is
+ * dP/dr at fixed q, phi dP/dq at fixed r (black76: the caller adds them).
+ * Returns 1, or 0 (*out untouched) where the method prices a limit instead
+ * (T = 0, the deterministic limit, the European case) or a result is not
+ * finite. */
+typedef struct gk_alo_greeks {
+  double price, delta, gamma, theta, vega, rho, phi;
+} gk_alo_greeks;
+int gk_alo_price_greeks(const gk_american_option *o, const gk_alo_scheme *scheme, gk_alo_greeks *out);
 
-/* Element i of `in` (classified valid) by ALO at `level`: price, delta, gamma
- * and theta by gk_alo_price_greeks, vega, rho and phi by the bumps of
- * gk_american_price_element; every output by the bumps where the analytic
- * path declines (gk_alo_price_greeks returns 0). */
+/* Element i of `in` (classified valid) by ALO at `level`: every output by
+ * gk_alo_price_greeks, or by the bumps of gk_american_price_element where it
+ * declines (returns 0). */
 void gk_alo_price_element(gk_model model, gk_alo_level level, const gk_option_batch *in, size_t i, unsigned outputs,
                           gk_greeks_batch *out);
 
