@@ -17,13 +17,17 @@
 #include "greeks/bsm.h"
 #include "greeks/isa.h"
 #include "naive_bsm.h"
+#ifdef GREEKS_HAVE_QUANTLIB
+#include "quantlib_american.h"
+#endif
 /* The ALO levels (gk_alo_price_batch_on): GK_AMERICAN_ALO is the accurate one. */
 #include "../kernels/src/american_internal.h"
 
 _Static_assert(GK_CALL == 0 && GK_PUT == 1, "naive_bsm.c reads type 1 as a put");
 
 enum { KIND_BSM = 0, KIND_NAIVE_O2 = 1, KIND_NAIVE_FASTMATH = 2, KIND_AMERICAN_BS2002 = 3,
-       KIND_AMERICAN_TREE = 4, KIND_AMERICAN_ALO = 5, KIND_AMERICAN_ALO_FAST = 6 };
+       KIND_AMERICAN_TREE = 4, KIND_AMERICAN_ALO = 5, KIND_AMERICAN_ALO_FAST = 6,
+       KIND_QUANTLIB_FAST = 7, KIND_QUANTLIB_ACCURATE = 8 };
 
 /* batch: independent contracts, every input drawn per option (the bulk path).
  * chain: one underlying's chain, the shape desks price most: S, r, q shared,
@@ -189,6 +193,9 @@ static void data_release(bench_data *d) {
 typedef struct bench_state {
   const bench_case *c;
   bench_data *d;
+#ifdef GREEKS_HAVE_QUANTLIB
+  quantlib_american *quantlib; /* the QuantLib cases' engine, built once */
+#endif
 } bench_state;
 
 static void run_bsm(void *p) {
@@ -222,6 +229,29 @@ static void run_alo(void *p) {
   size_t invalid = 0;
   (void)price_alo(s->c, s->d, &invalid);
 }
+
+#ifdef GREEKS_HAVE_QUANTLIB
+/* QuantLib's QdFpAmericanEngine (issue 22 part 7) on the same inputs, price
+ * only: the engine built once in bench_case_create, each contract priced by its
+ * put formula (quantlib_american.cc). */
+static size_t price_quantlib(bench_state *s) {
+  bench_data *d = s->d;
+  return quantlib_american_price_batch(s->quantlib, d->n, d->type, d->spot, d->strike, d->expiry, d->rate,
+                                       d->yield, d->vol, d->price);
+}
+
+static void run_quantlib(void *p) { (void)price_quantlib(p); }
+
+/* The engine of a QuantLib case, and one run that must price every contract. */
+static int quantlib_ready(bench_state *s, char *error, size_t error_len) {
+  int scheme = s->c->kind == KIND_QUANTLIB_FAST ? QUANTLIB_QDFP_FAST : QUANTLIB_QDFP_ACCURATE;
+  s->quantlib = quantlib_american_new(scheme);
+  size_t failed = s->quantlib ? price_quantlib(s) : s->d->n;
+  if (failed == 0) return 1;
+  snprintf(error, error_len, "%s: QdFpAmericanEngine: %zu contracts failed", s->c->name, failed);
+  return 0;
+}
+#endif
 
 #define NAIVE_RUNNERS(suffix)                                                               \
   static void run_naive_price_##suffix(void *p) {                                          \
@@ -281,6 +311,13 @@ void *bench_case_create(const bench_case *c, char *error, size_t error_len) {
       bench_case_destroy(s);
       return NULL;
     }
+#ifdef GREEKS_HAVE_QUANTLIB
+  } else if (c->kind == KIND_QUANTLIB_FAST || c->kind == KIND_QUANTLIB_ACCURATE) {
+    if (!quantlib_ready(s, error, error_len)) {
+      bench_case_destroy(s);
+      return NULL;
+    }
+#endif
   } else {
     c->run(s);
   }
@@ -291,12 +328,15 @@ void bench_case_destroy(void *state) {
   bench_state *s = state;
   if (!s) return;
   data_release(s->d);
+#ifdef GREEKS_HAVE_QUANTLIB
+  quantlib_american_free(s->quantlib);
+#endif
   free(s);
 }
 
 /* ---- the table ---- */
 
-#define MAX_CASES (N_LAYOUTS * (GK_ISA_COUNT + 2) * N_MASKS * N_SIZES + 3 * GK_ISA_COUNT * N_MASKS + 1)
+#define MAX_CASES (N_LAYOUTS * (GK_ISA_COUNT + 2) * N_MASKS * N_SIZES + 3 * GK_ISA_COUNT * N_MASKS + 3)
 #define NAME_LEN 64
 
 static bench_case g_cases[MAX_CASES];
@@ -349,9 +389,9 @@ static void build_table(void) {
     for (size_t m = 0; m < N_MASKS; m++) add_case(LAYOUT_BATCH, prefix, KIND_AMERICAN_BS2002, isa, run_american, m, 0);
   }
   add_case(LAYOUT_BATCH, "american_tree/scalar", KIND_AMERICAN_TREE, GK_ISA_SCALAR, run_american, 0, 0);
-  /* ALO, accurate and fast, price and price + first-order Greeks (bump and
-   * reprice: 11 prices); the scalar accurate level price-only (about 0.4 s per
-   * batch, 4 s with Greeks). */
+  /* ALO, accurate and fast, price and price + first-order Greeks (all from one
+   * boundary solve: about 1.2x the price); the scalar accurate level price-only
+   * (about 0.4 s per batch). */
   for (int isa = 0; isa < GK_ISA_COUNT; isa++) {
     if (!gk_isa_supported((gk_isa)isa)) continue;
     char prefix[40];
@@ -363,6 +403,15 @@ static void build_table(void) {
       add_case(LAYOUT_BATCH, prefix, KIND_AMERICAN_ALO, isa, run_alo, m, 0);
     }
   }
+#ifdef GREEKS_HAVE_QUANTLIB
+  /* QuantLib 1.29's QdFpAmericanEngine, its fast and accurate schemes, on the
+   * same 1024 contracts, price only (it has no Greeks of its own). Its
+   * high-precision scheme (~70 ms a price, ~70 s a batch) is timed by
+   * greeks_american_accuracy instead. */
+  add_case(LAYOUT_BATCH, "american_quantlib_fast/scalar", KIND_QUANTLIB_FAST, GK_ISA_SCALAR, run_quantlib, 0, 0);
+  add_case(LAYOUT_BATCH, "american_quantlib_accurate/scalar", KIND_QUANTLIB_ACCURATE, GK_ISA_SCALAR, run_quantlib, 0,
+           0);
+#endif
 }
 
 size_t bench_cases_count(void) {
