@@ -29,6 +29,7 @@
 #include "greeks/american.h"
 #include "greeks/batch.h"
 #include "greeks/isa.h"
+#include "support/american_reference.h"
 /* gk_alo_price_batch_on and its levels. */
 #include "../kernels/src/american_internal.h"
 #ifdef GREEKS_HAVE_QUANTLIB
@@ -50,40 +51,19 @@ typedef struct outputs {
   uint8_t error[MAX_ROWS];
 } outputs;
 
-static double intrinsic(const contracts *c, size_t i) {
-  return fmax(c->type[i] == GK_PUT ? c->K[i] - c->S[i] : c->S[i] - c->K[i], 0.0);
-}
-
-/* tests/test_american_alo.c's corrected_reference: at least intrinsic, and
- * intrinsic at or below the perpetual put's boundary K lambda / (lambda - 1). */
-static double corrected_reference(const contracts *c, size_t i, double stored) {
-  int put = c->type[i] == GK_PUT;
-  double S = put ? c->S[i] : c->K[i], K = put ? c->K[i] : c->S[i];
-  double r = put ? c->r[i] : c->q[i], q = put ? c->q[i] : c->r[i];
-  double s2 = c->sigma[i] * c->sigma[i], b = r - q - 0.5 * s2;
-  double lambda = (-b - sqrt(b * b + 2.0 * s2 * r)) / s2;
-  if (S <= K * lambda / (lambda - 1.0)) return intrinsic(c, i);
-  return fmax(stored, intrinsic(c, i));
-}
-
+/* The stored rows, corrected as every test corrects them
+ * (tests/support/american_reference.c), into the columns the kernels take. */
 static int load(const char *path, contracts *c) {
-  FILE *f = fopen(path, "r");
-  if (!f) return 0;
-  char line[512], type[8];
-  c->n = 0;
-  if (!fgets(line, sizeof line, f)) line[0] = '\0'; /* header */
-  while (c->n < MAX_ROWS && fgets(line, sizeof line, f)) {
-    size_t i = c->n;
-    double stored;
-    if (sscanf(line, "%7[^,],%lf,%lf,%lf,%lf,%lf,%lf,%lf", type, &c->S[i], &c->K[i], &c->T[i], &c->r[i], &c->q[i],
-               &c->sigma[i], &stored) != 8)
-      continue;
-    c->type[i] = strcmp(type, "put") == 0 ? GK_PUT : GK_CALL;
-    c->reference[i] = corrected_reference(c, i, stored);
-    c->n++;
+  static american_row rows[MAX_ROWS];
+  size_t n = american_reference_load(path, rows, MAX_ROWS, 1);
+  if (n == (size_t)-1 || n == 0) return 0;
+  for (size_t i = 0; i < n; i++) {
+    c->S[i] = rows[i].S, c->K[i] = rows[i].K, c->T[i] = rows[i].T, c->r[i] = rows[i].r, c->q[i] = rows[i].q;
+    c->sigma[i] = rows[i].sigma, c->type[i] = rows[i].type;
+    c->reference[i] = american_reference_corrected(&rows[i]);
   }
-  fclose(f);
-  return c->n > 0;
+  c->n = n;
+  return 1;
 }
 
 /* One line: max and rms of |price - reference| / K, the worst contract, and

@@ -36,6 +36,7 @@
 
 #include "greeks/american.h"
 #include "greeks/bsm.h"
+#include "support/american_reference.h"
 #include "support/test_support.h"
 /* The method's levels and the shared European price. */
 #include "../kernels/src/american_internal.h"
@@ -45,11 +46,7 @@ double quantlib_qdfp_american(int type, double S, double K, double T, double r, 
                               int scheme);
 #endif
 
-typedef struct contract {
-  double S, K, T, r, q, sigma;
-  uint8_t type;
-  double reference; /* QuantLib's price */
-} contract;
+typedef american_row contract; /* support/american_reference.h */
 
 enum { MAX_CONTRACTS = 6000 };
 
@@ -97,40 +94,13 @@ static double european(const contract *c) {
   return gk_american_european_price(&o);
 }
 
-static double intrinsic(const contract *c) {
-  return fmax(c->type == GK_PUT ? c->K - c->S : c->S - c->K, 0.0);
-}
+static double intrinsic(const contract *c) { return american_intrinsic(c); }
 
-/* The exact facts that correct the reference: the price is at least intrinsic,
- * and for the put (a call through symmetry) at or below the perpetual boundary
- * K lambda / (lambda - 1), lambda the negative root of
- * sigma^2/2 l (l - 1) + (r - q) l - r = 0, it is intrinsic: the finite-T
- * boundary lies above the perpetual one. */
-static double corrected_reference(const contract *c) {
-  int put = c->type == GK_PUT;
-  double S = put ? c->S : c->K, K = put ? c->K : c->S, r = put ? c->r : c->q, q = put ? c->q : c->r;
-  double s2 = c->sigma * c->sigma, b = r - q - 0.5 * s2;
-  double lambda = (-b - sqrt(b * b + 2.0 * s2 * r)) / s2;
-  if (S <= K * lambda / (lambda - 1.0)) return intrinsic(c);
-  return fmax(c->reference, intrinsic(c));
-}
+static double corrected_reference(const contract *c) { return american_reference_corrected(c); }
 
 static size_t load_reference(contract *c) {
-  FILE *f = fopen(test_data_path("american_qdfp_quantlib.csv"), "r");
-  assert_non_null(f);
-  char line[512];
-  assert_non_null(fgets(line, sizeof line, f)); /* header */
-  size_t n = 0;
-  char type[8];
-  while (n < MAX_CONTRACTS && fgets(line, sizeof line, f)) {
-    contract *x = &c[n];
-    assert_int_equal(sscanf(line, "%7[^,],%lf,%lf,%lf,%lf,%lf,%lf,%lf", type, &x->S, &x->K, &x->T, &x->r,
-                            &x->q, &x->sigma, &x->reference),
-                     8);
-    x->type = strcmp(type, "put") == 0 ? GK_PUT : GK_CALL;
-    n++;
-  }
-  fclose(f);
+  size_t n = american_reference_load(test_data_path("american_qdfp_quantlib.csv"), c, MAX_CONTRACTS, 1);
+  assert_true(n != (size_t)-1); /* the file opens and every row parses */
   return n;
 }
 

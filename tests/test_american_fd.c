@@ -44,16 +44,13 @@
 #include <cmocka.h>
 
 #include "greeks/american.h"
+#include "support/american_reference.h"
 #include "support/test_support.h"
 
 enum { MAX_CONTRACTS = 6000, STRIDE = 50, BASE_NODES = 400, RANNACHER_SUBSTEPS = 4 };
 static const double TOLERANCE = 5e-6; /* x K */
 
-typedef struct contract {
-  double S, K, T, r, q, sigma;
-  uint8_t type;
-  double reference; /* QuantLib's price */
-} contract;
+typedef american_row contract; /* support/american_reference.h */
 
 typedef struct put_problem {
   double S, K, T, r, q, sigma;
@@ -147,38 +144,10 @@ static fd_result fd_american(const contract *c) {
   return (fd_result){p3 + (p3 - p2) / 3.0, order};
 }
 
-/* As test_american_alo.c: the stored price, corrected by the two exact facts
- * QuantLib's quadrature misses (never below intrinsic; intrinsic at or below
- * the perpetual put's boundary). */
-static double intrinsic(const contract *c) {
-  return fmax(c->type == GK_PUT ? c->K - c->S : c->S - c->K, 0.0);
-}
-
-static double corrected_reference(const contract *c) {
-  int put = c->type == GK_PUT;
-  double S = put ? c->S : c->K, K = put ? c->K : c->S, r = put ? c->r : c->q, q = put ? c->q : c->r;
-  double s2 = c->sigma * c->sigma, b = r - q - 0.5 * s2;
-  double lambda = (-b - sqrt(b * b + 2.0 * s2 * r)) / s2;
-  if (S <= K * lambda / (lambda - 1.0)) return intrinsic(c);
-  return fmax(c->reference, intrinsic(c));
-}
-
 /* Every STRIDE-th row of the stored reference. */
 static size_t load_subset(contract *c) {
-  FILE *f = fopen(test_data_path("american_qdfp_quantlib.csv"), "r");
-  assert_non_null(f);
-  char line[512], type[8];
-  assert_non_null(fgets(line, sizeof line, f)); /* header */
-  size_t n = 0;
-  for (size_t row = 0; n < MAX_CONTRACTS && fgets(line, sizeof line, f); row++) {
-    if (row % STRIDE != 0) continue;
-    contract *x = &c[n++];
-    assert_int_equal(sscanf(line, "%7[^,],%lf,%lf,%lf,%lf,%lf,%lf,%lf", type, &x->S, &x->K, &x->T, &x->r,
-                            &x->q, &x->sigma, &x->reference),
-                     8);
-    x->type = strcmp(type, "put") == 0 ? GK_PUT : GK_CALL;
-  }
-  fclose(f);
+  size_t n = american_reference_load(test_data_path("american_qdfp_quantlib.csv"), c, MAX_CONTRACTS, STRIDE);
+  assert_true(n != (size_t)-1); /* the file opens and every row parses */
   return n;
 }
 
@@ -216,7 +185,7 @@ static void test_fd_agrees_with_reference_and_alo(void **state) {
     fd_result fd = fd_american(&c[i]);
     assert_true(isfinite(fd.extrapolated));
     if (!isnan(fd.order)) orders[n_orders++] = fd.order;
-    double e_ref = fabs(fd.extrapolated - corrected_reference(&c[i])) / c[i].K;
+    double e_ref = fabs(fd.extrapolated - american_reference_corrected(&c[i])) / c[i].K;
     double e_alo = fabs(fd.extrapolated - alo[i]) / c[i].K;
     if (e_ref > max_ref) max_ref = e_ref, worst_ref = i;
     if (e_alo > max_alo) max_alo = e_alo, worst_alo = i;
