@@ -302,7 +302,10 @@ static void test_corners_are_finite_and_bounded(void **state) {
           fail_msg("%s level %d price %.17g out of bounds: S=%g T=%g r=%g q=%g sigma=%g %s", gk_isa_name((gk_isa)isa),
                    level, p, x->S, x->T, x->r, x->q, x->sigma, x->type == GK_PUT ? "put" : "call");
         double delta = b.delta[i] * (x->type == GK_PUT ? -1.0 : 1.0);
-        assert_true(delta >= -1e-6 && delta <= 1.0 + 1e-6);
+        if (!(delta >= -1e-6 && delta <= 1.0 + 1e-6))
+          fail_msg("%s level %d delta %.17g out of [0, 1]: S=%g K=%g T=%g r=%g q=%g sigma=%g %s",
+                   gk_isa_name((gk_isa)isa), level, b.delta[i], x->S, x->K, x->T, x->r, x->q, x->sigma,
+                   x->type == GK_PUT ? "put" : "call");
         /* The vector kernels reach the scalar reference's corner prices too. */
         if (level == GK_ALO_ACCURATE && !(fabs(p - scalar.price[i]) <= 1e-12 * fmax(x->K, x->S)))
           fail_msg("%s price %.17g, scalar %.17g: S=%g T=%g r=%g q=%g sigma=%g %s", gk_isa_name((gk_isa)isa), p,
@@ -501,19 +504,50 @@ static void test_negative_rates_are_element_errors(void **state) {
   assert_string_equal(gk_american_method_name(GK_AMERICAN_ALO), "alo");
 }
 
+/* The full Newton steps solve the same discrete equations as the Jacobi-Newton
+ * steps, only faster: on each equation, one Jacobi-Newton step and two Newton
+ * steps land where 300 Jacobi-Newton steps alone converge (to 1e-11 x K, the
+ * fixed point of the same nodes and rules, an independent solve of the same
+ * system). FP-B on contracts of both regimes (it converges everywhere, slowly
+ * where omega is large), FP-A where omega < 4 (where its Jacobi steps
+ * converge). A Jacobian missing the nodes' coupling through the integrals
+ * leaves two steps far from it (the mutation this test was checked with). */
+static void test_newton_steps_reach_the_discrete_fixed_point(void **state) {
+  (void)state;
+  const contract c[] = {{100, 100, 3.32, 0.0981, 0.016, 0.123, GK_PUT, 0},      /* omega 10.8: FP-B's */
+                        {52.7081, 55.7187, 3.09715, 0.0931646, 0.0008, 0.12829, GK_PUT, 0},
+                        {67.6084, 121.398, 3.529, 0.0742748, 0.0838498, 0.293449, GK_PUT, 0}, /* q > r */
+                        {90, 100, 0.5, 0.05, 0.02, 0.45, GK_PUT, 0},
+                        {110, 100, 4.8, 0.03, 0.01, 0.9, GK_PUT, 0}};
+  for (int equation = GK_ALO_FP_B; equation <= GK_ALO_FP_A; equation++)
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+      if (equation == GK_ALO_FP_A && 2.0 * (c[i].r - c[i].q) >= 4.0 * c[i].sigma * c[i].sigma) continue;
+      gk_alo_scheme newton = *gk_alo_scheme_of(GK_ALO_ACCURATE), jacobi = newton;
+      newton.equation = jacobi.equation = (gk_alo_equation)equation;
+      newton.iterations = 1, newton.newton_steps = 2;
+      jacobi.iterations = 300, jacobi.newton_steps = 0;
+      gk_american_option o = option_of(&c[i]);
+      double fast = gk_alo_price_scheme(&o, &newton), slow = gk_alo_price_scheme(&o, &jacobi);
+      if (!(fabs(fast - slow) <= 1e-11 * c[i].K))
+        fail_msg("%s contract %zu: Newton %.15g, 300 Jacobi-Newton steps %.15g", equation == GK_ALO_FP_A ? "FP-A" : "FP-B",
+                 i, fast, slow);
+    }
+}
+
 /* FP-A's Jacobi-Newton step diverges where the drift outweighs the vol
- * (omega = 2 (r - q) / sigma^2 large): forced FP-A on such a put lands far from
- * the converged reference, while the accurate level (FP-A only for omega < 4,
- * FP-B above) is within 1e-8 x K of it. The reference: the same put by FP-B
- * alone with 48 nodes, 64 steps and 32-point rules, converged (its own
- * distance to the live QuantLib price is checked above where QuantLib is
- * installed). */
+ * (omega = 2 (r - q) / sigma^2 large): forced FP-A run by Jacobi-Newton steps
+ * alone (16 of them, no full Newton step) lands far from the converged
+ * reference, while the accurate level (FP-A only for omega < 4, FP-B above,
+ * then full Newton steps) is within 1e-8 x K of it. The reference: the same
+ * put by FP-B alone with 48 nodes, 2 Jacobi-Newton and 3 full Newton steps
+ * and 32-point rules, converged (its own distance to the live QuantLib price
+ * is checked above where QuantLib is installed). */
 static void test_fp_a_is_kept_out_of_its_divergent_regime(void **state) {
   (void)state;
   const gk_alo_scheme *accurate = gk_alo_scheme_of(GK_ALO_ACCURATE);
   gk_alo_scheme forced_a = *accurate, converged = *accurate;
-  forced_a.equation = GK_ALO_FP_A;
-  converged.equation = GK_ALO_FP_B, converged.nodes = 48, converged.iterations = 64;
+  forced_a.equation = GK_ALO_FP_A, forced_a.iterations = 16, forced_a.newton_steps = 0;
+  converged.equation = GK_ALO_FP_B, converged.nodes = 48, converged.iterations = 2, converged.newton_steps = 3;
   converged.boundary = gk_alo_scheme_of(GK_ALO_FAST)->price; /* the 32-point rule */
   const contract c[] = {{52.7081, 55.7187, 3.09715, 0.0931646, 0.0008, 0.12829, GK_PUT, 0},
                         {100, 100, 3.32, 0.0981, 0.016, 0.123, GK_PUT, 0}};
@@ -676,6 +710,7 @@ int main(void) {
       cmocka_unit_test(test_vega_rho_phi_match_finite_differences),
       cmocka_unit_test(test_black76_is_bsm_with_yield_equal_rate),
       cmocka_unit_test(test_negative_rates_are_element_errors),
+      cmocka_unit_test(test_newton_steps_reach_the_discrete_fixed_point),
       cmocka_unit_test(test_fp_a_is_kept_out_of_its_divergent_regime),
       cmocka_unit_test(test_vector_isas_match_scalar),
       cmocka_unit_test(test_every_isa_within_reference_at_both_levels),

@@ -28,6 +28,12 @@
  *     (alo_put). One pass over a node's points gives both equations'
  *     integrals. Everything is discounted (e^{-r tau} N, e^{-q tau} D) so that
  *     no factor exceeds 1 over the whole domain.
+ *  3'. Then full Newton steps on the same equation, F_i = K N_i - B_i D_i = 0
+ *     at every node at once, with the whole Jacobian (each node's integrals
+ *     depend on every other node through the interpolant): the Jacobi-Newton
+ *     step's error shrinks only ~1.5x a step where the drift outweighs the
+ *     vol, Newton's squares. One Jacobi-Newton step from QD+ and two Newton
+ *     steps reach the discrete fixed point (newton_iteration, adr/0040).
  *  4. The price: European put + int_0^T [r K e^{-r(T-u)} Phi(-d-(T-u, S/B(u)))
  *     - q S e^{-q(T-u)} Phi(-d+(T-u, S/B(u)))] du; K - S where S <= B(T).
  *  5. The Greeks from the same solve: delta and gamma differentiate the
@@ -68,7 +74,7 @@
 /* ---- Gauss-Legendre rules on theta in (0, pi/2): u = tau sin^2 theta, the
  * weight folds in du = tau 2 sin cos dtheta, so int_0^tau g(u) du ~=
  * tau sum_j weight_j g(tau sin_j^2). Printed by
- * `tests/reference/gen_alo_rules.py 8 20 32 64` (40-digit mpmath). ---- */
+ * `tests/reference/gen_alo_rules.py 8 12 16 20 24 32 64 128` (40-digit mpmath). ---- */
 #define ALO_RULE_8_COUNT 8
 static const double alo_rule_8_sin[] = {
     0.99951368521159001, 0.98727538820199978, 0.93136725805544407, 0.801301417664392,
@@ -79,6 +85,60 @@ static const double alo_rule_8_cos[] = {
 static const double alo_rule_8_weight[] = {
     0.0049560138075432827, 0.054841235667607575, 0.16709469807274444, 0.27310805245210357,
     0.27310805245210357, 0.16709469807274444, 0.054841235667607575, 0.0049560138075432827};
+
+#define ALO_RULE_12_COUNT 12
+static const double alo_rule_12_sin[] = {
+    0.99989513413726738, 0.99716583309892992, 0.98371489289616976, 0.94793144010730246,
+    0.87925327694699151, 0.77312673647229901, 0.63425156629817825, 0.47635456854949665,
+    0.31847446499852333, 0.17973594380167027, 0.075234973915839692, 0.01448173776229765};
+static const double alo_rule_12_cos[] = {
+    0.01448173776229765, 0.075234973915839692, 0.17973594380167027, 0.31847446499852333,
+    0.47635456854949665, 0.63425156629817825, 0.77312673647229901, 0.87925327694699151,
+    0.94793144010730246, 0.98371489289616976, 0.99716583309892992, 0.99989513413726738};
+static const double alo_rule_12_weight[] = {
+    0.0010730254348021401, 0.012602145332097331, 0.044458683765500481, 0.096344183713626894,
+    0.1536162681691669, 0.19190569358480625, 0.19190569358480625, 0.1536162681691669,
+    0.096344183713626894, 0.044458683765500481, 0.012602145332097331, 0.0010730254348021401};
+
+#define ALO_RULE_16_COUNT 16
+static const double alo_rule_16_sin[] = {
+    0.99996535166491185, 0.99905268976724537, 0.99443655854508228, 0.98160452545521415,
+    0.95530122799744055, 0.91076118862166189, 0.84500208981660763, 0.75785614264529266,
+    0.65242169419386864, 0.53476300190417592, 0.41293347805725034, 0.29563417222402116,
+    0.19092552371499144, 0.10533722527678947, 0.043516928531689252, 0.0083243900478705574};
+static const double alo_rule_16_cos[] = {
+    0.0083243900478705574, 0.043516928531689252, 0.10533722527678947, 0.19092552371499144,
+    0.29563417222402116, 0.41293347805725034, 0.53476300190417592, 0.65242169419386864,
+    0.75785614264529266, 0.84500208981660763, 0.91076118862166189, 0.95530122799744055,
+    0.98160452545521415, 0.99443655854508228, 0.99905268976724537, 0.99996535166491185};
+static const double alo_rule_16_weight[] = {
+    0.00035503112097767017, 0.0042513850940796329, 0.015657646148953673, 0.036689300323055569,
+    0.066364342243320135, 0.099929387812074416, 0.12961280457896754, 0.14714010267857136,
+    0.14714010267857136, 0.12961280457896754, 0.099929387812074416, 0.066364342243320135,
+    0.036689300323055569, 0.015657646148953673, 0.0042513850940796329, 0.00035503112097767017};
+
+#define ALO_RULE_24_COUNT 24
+static const double alo_rule_24_sin[] = {
+    0.99999285600289067, 0.99980303202201282, 0.99882512081521702, 0.99602351211252338,
+    0.99002387749031284, 0.9792425858034397, 0.96204774570653784, 0.93694064689362611,
+    0.90274082073631801, 0.85875357036340216, 0.80489741234965595, 0.74177174061060103,
+    0.67065243221173754, 0.59341398331420192, 0.51238882246601491, 0.430184856284271,
+    0.34948851797813529, 0.27288117373862347, 0.20269178115797667, 0.14089968771805708,
+    0.089090758886844978, 0.048460066327515268, 0.01984684255971203, 0.0037799395738572043};
+static const double alo_rule_24_cos[] = {
+    0.0037799395738572043, 0.01984684255971203, 0.048460066327515268, 0.089090758886844978,
+    0.14089968771805708, 0.20269178115797667, 0.27288117373862347, 0.34948851797813529,
+    0.430184856284271, 0.51238882246601491, 0.59341398331420192, 0.67065243221173754,
+    0.74177174061060103, 0.80489741234965595, 0.85875357036340216, 0.90274082073631801,
+    0.93694064689362611, 0.96204774570653784, 0.9792425858034397, 0.99002387749031284,
+    0.99602351211252338, 0.99882512081521702, 0.99980303202201282, 0.99999285600289067};
+static const double alo_rule_24_weight[] = {
+    7.3275716015691554e-05, 0.00088930075378265672, 0.0033664783772112974, 0.0082654490940382453,
+    0.016071442592121454, 0.026872248240246591, 0.040255283030036906, 0.055264739761756845,
+    0.070459794529400641, 0.084095600505289428, 0.094412199426717372, 0.099974187973382866,
+    0.099974187973382866, 0.094412199426717372, 0.084095600505289428, 0.070459794529400641,
+    0.055264739761756845, 0.040255283030036906, 0.026872248240246591, 0.016071442592121454,
+    0.0082654490940382453, 0.0033664783772112974, 0.00088930075378265672, 7.3275716015691554e-05};
 
 #define ALO_RULE_20_COUNT 20
 static const double alo_rule_20_sin[] = {
@@ -183,6 +243,107 @@ static const double alo_rule_64_weight[] = {
     0.00018185156454773136, 7.2111285298869491e-05, 1.8724581236221638e-05, 1.5289317893465647e-06};
 
 
+#define ALO_RULE_128_COUNT 128
+static const double alo_rule_128_sin[] = {
+    0.99999999054238031, 0.99999973750551663, 0.99999841526216071, 0.99999454060838922,
+    0.99998597701310354, 0.9999699410466395, 0.99994301077966341, 0.99990113615689102,
+    0.99983965134493491, 0.99975328905196648, 0.99963619681519478, 0.99948195525003658,
+    0.99928359825216928, 0.99903363514037957, 0.9987240747242051, 0.99834645127578947,
+    0.99789185238011202, 0.99735094863182339, 0.99671402514029528, 0.99597101479722461,
+    0.99511153325321833, 0.99412491554128446, 0.99300025427610483, 0.99172643934843041,
+    0.99029219902399757, 0.98868614234608043, 0.98689680273028191, 0.98491268262950393,
+    0.98272229913635223, 0.98031423037962306, 0.97767716256112092, 0.97479993746898852,
+    0.9716716002941217, 0.96828144756722656, 0.9646190750257817, 0.96067442521273139,
+    0.95643783460227005, 0.95190008004272053, 0.94705242430236558, 0.94188666050126779,
+    0.9363951552107127, 0.93057089000201232, 0.92440750122808191, 0.91789931782451628,
+    0.9110413969218748, 0.90382955706756729, 0.89626040886412106, 0.88833138284068802,
+    0.88004075438638918, 0.87138766558744785, 0.86237214382494554, 0.85299511700638353,
+    0.84325842532191198, 0.83316482943499504, 0.82271801503726594, 0.81192259371822761,
+    0.80078410012211521, 0.7893089853864671, 0.77750460687956113, 0.76537921427666855,
+    0.75294193203784798, 0.74020273837255146, 0.72717244079842203, 0.71386264842313951,
+    0.70028574109880393, 0.68645483561794907, 0.6723837491386716, 0.65808696004336131,
+    0.64357956645097858, 0.62887724261660083, 0.61399619346392198, 0.59895310750643416,
+    0.58376510842107199, 0.56844970554407104, 0.55302474356266895, 0.53750835167800826,
+    0.52191889251421619, 0.50627491104613065, 0.49059508381358474, 0.47489816868359791,
+    0.45920295541334555, 0.44352821725648806, 0.4278926638434517, 0.41231489555270617,
+    0.39681335957511271, 0.38140630785719032, 0.36611175709182403, 0.35094745090669244,
+    0.33593082438170152, 0.32107897100715288, 0.30640861217443327, 0.29193606927086058,
+    0.2776772384301387, 0.26364756796982863, 0.24986203852749692, 0.23633514588791169,
+    0.22308088647496471, 0.2101127454640378, 0.19744368745342872, 0.18508614961731135,
+    0.17305203724762702, 0.16135272157837027, 0.14999903977301307, 0.13900129694436394,
+    0.1283692700660248, 0.11811221362581964, 0.10823886686414466, 0.09875746243413229,
+    0.089675736315831839, 0.081000938813267656, 0.072739846461220253, 0.064898774667852072,
+    0.057483590919825071, 0.050499728378282649, 0.043952199696932349, 0.037845610897395451,
+    0.032184175141889468, 0.026971726249041327, 0.022211731804953887, 0.017907305728080764,
+    0.014061220151840588, 0.010675916490023441, 0.0077535155368633384, 0.005295826389595565,
+    0.0033043537063285997, 0.0017803014259623225, 0.00072456117603183524, 0.00013753268427777398};
+static const double alo_rule_128_cos[] = {
+    0.00013753268427777398, 0.00072456117603183524, 0.0017803014259623225, 0.0033043537063285997,
+    0.005295826389595565, 0.0077535155368633384, 0.010675916490023441, 0.014061220151840588,
+    0.017907305728080764, 0.022211731804953887, 0.026971726249041327, 0.032184175141889468,
+    0.037845610897395451, 0.043952199696932349, 0.050499728378282649, 0.057483590919825071,
+    0.064898774667852072, 0.072739846461220253, 0.081000938813267656, 0.089675736315831839,
+    0.09875746243413229, 0.10823886686414466, 0.11811221362581964, 0.1283692700660248,
+    0.13900129694436394, 0.14999903977301307, 0.16135272157837027, 0.17305203724762702,
+    0.18508614961731135, 0.19744368745342872, 0.2101127454640378, 0.22308088647496471,
+    0.23633514588791169, 0.24986203852749692, 0.26364756796982863, 0.2776772384301387,
+    0.29193606927086058, 0.30640861217443327, 0.32107897100715288, 0.33593082438170152,
+    0.35094745090669244, 0.36611175709182403, 0.38140630785719032, 0.39681335957511271,
+    0.41231489555270617, 0.4278926638434517, 0.44352821725648806, 0.45920295541334555,
+    0.47489816868359791, 0.49059508381358474, 0.50627491104613065, 0.52191889251421619,
+    0.53750835167800826, 0.55302474356266895, 0.56844970554407104, 0.58376510842107199,
+    0.59895310750643416, 0.61399619346392198, 0.62887724261660083, 0.64357956645097858,
+    0.65808696004336131, 0.6723837491386716, 0.68645483561794907, 0.70028574109880393,
+    0.71386264842313951, 0.72717244079842203, 0.74020273837255146, 0.75294193203784798,
+    0.76537921427666855, 0.77750460687956113, 0.7893089853864671, 0.80078410012211521,
+    0.81192259371822761, 0.82271801503726594, 0.83316482943499504, 0.84325842532191198,
+    0.85299511700638353, 0.86237214382494554, 0.87138766558744785, 0.88004075438638918,
+    0.88833138284068802, 0.89626040886412106, 0.90382955706756729, 0.9110413969218748,
+    0.91789931782451628, 0.92440750122808191, 0.93057089000201232, 0.9363951552107127,
+    0.94188666050126779, 0.94705242430236558, 0.95190008004272053, 0.95643783460227005,
+    0.96067442521273139, 0.9646190750257817, 0.96828144756722656, 0.9716716002941217,
+    0.97479993746898852, 0.97767716256112092, 0.98031423037962306, 0.98272229913635223,
+    0.98491268262950393, 0.98689680273028191, 0.98868614234608043, 0.99029219902399757,
+    0.99172643934843041, 0.99300025427610483, 0.99412491554128446, 0.99511153325321833,
+    0.99597101479722461, 0.99671402514029528, 0.99735094863182339, 0.99789185238011202,
+    0.99834645127578947, 0.9987240747242051, 0.99903363514037957, 0.99928359825216928,
+    0.99948195525003658, 0.99963619681519478, 0.99975328905196648, 0.99983965134493491,
+    0.99990113615689102, 0.99994301077966341, 0.9999699410466395, 0.99998597701310354,
+    0.99999454060838922, 0.99999841526216071, 0.99999973750551663, 0.99999999054238031};
+static const double alo_rule_128_weight[] = {
+    9.7082390196459611e-08, 1.1902788741970564e-06, 4.5932375323454646e-06, 1.1617698060162008e-05,
+    2.35643790522535e-05, 4.1718891198555595e-05, 6.7347514374593148e-05, 0.00010169283881151894,
+    0.00014596925143460111, 0.0002013582504460008, 0.00026900357544310666, 0.00035000614533453497,
+    0.00044541880182360458, 0.00055624086218872715, 0.00068341249143090204, 0.0008278089105057399,
+    0.000990234464229267, 0.0011714165794533503, 0.0013719996511502312, 0.0015925389010211959,
+    0.0018334942600399327, 0.0020952243328389241, 0.0023779805079250167, 0.0026819012832428185,
+    0.0030070068814651652, 0.0033531942334528277, 0.0037202324114680367, 0.0041077585958311106,
+    0.0045152746596673152, 0.0049421444561039141, 0.0053875918906606786, 0.0058506998585629985,
+    0.0063304101222463952, 0.0068255241983877458, 0.0073347053163889137, 0.0078564815013758994,
+    0.0083892498245115958, 0.0089312818518321388, 0.0094807303100137939, 0.010035636973596867,
+    0.010593941763400359, 0.011153493030348443, 0.011712058982913489, 0.012267340200098667,
+    0.012816983155591736, 0.013358594662690312, 0.013889757134106001, 0.014408044536082231,
+    0.014911038902688457, 0.015396347263953223, 0.015861618830928299, 0.016304562272073515,
+    0.016722962908728805, 0.017114699653077162, 0.01747776151004431, 0.017810263465131898,
+    0.018110461583301537, 0.018376767149730557, 0.018607759691513348, 0.018802198730101829,
+    0.018959034127334632, 0.019077414903121329, 0.019156696420005132, 0.019196445848667559,
+    0.019196445848667559, 0.019156696420005132, 0.019077414903121329, 0.018959034127334632,
+    0.018802198730101829, 0.018607759691513348, 0.018376767149730557, 0.018110461583301537,
+    0.017810263465131898, 0.01747776151004431, 0.017114699653077162, 0.016722962908728805,
+    0.016304562272073515, 0.015861618830928299, 0.015396347263953223, 0.014911038902688457,
+    0.014408044536082231, 0.013889757134106001, 0.013358594662690312, 0.012816983155591736,
+    0.012267340200098667, 0.011712058982913489, 0.011153493030348443, 0.010593941763400359,
+    0.010035636973596867, 0.0094807303100137939, 0.0089312818518321388, 0.0083892498245115958,
+    0.0078564815013758994, 0.0073347053163889137, 0.0068255241983877458, 0.0063304101222463952,
+    0.0058506998585629985, 0.0053875918906606786, 0.0049421444561039141, 0.0045152746596673152,
+    0.0041077585958311106, 0.0037202324114680367, 0.0033531942334528277, 0.0030070068814651652,
+    0.0026819012832428185, 0.0023779805079250167, 0.0020952243328389241, 0.0018334942600399327,
+    0.0015925389010211959, 0.0013719996511502312, 0.0011714165794533503, 0.000990234464229267,
+    0.0008278089105057399, 0.00068341249143090204, 0.00055624086218872715, 0.00044541880182360458,
+    0.00035000614533453497, 0.00026900357544310666, 0.0002013582504460008, 0.00014596925143460111,
+    0.00010169283881151894, 6.7347514374593148e-05, 4.1718891198555595e-05, 2.35643790522535e-05,
+    1.1617698060162008e-05, 4.5932375323454646e-06, 1.1902788741970564e-06, 9.7082390196459611e-08};
+
 #define ALO_RULE(n) {ALO_RULE_##n##_COUNT, alo_rule_##n##_sin, alo_rule_##n##_cos, alo_rule_##n##_weight}
 
 /* (n, m, l, p) of each level, measured against the converged reference in
@@ -191,11 +352,19 @@ static const double alo_rule_64_weight[] = {
  * oscillates and diverges (its n(d) / (sigma sqrt tau) terms dominate its
  * derivative), while FP-B converges; below, FP-A converges in fewer steps. */
 static const gk_alo_scheme alo_schemes[GK_ALO_LEVEL_COUNT] = {
-    [GK_ALO_FAST] = {.nodes = 10, .iterations = 8, .boundary = ALO_RULE(8), .price = ALO_RULE(32),
+    [GK_ALO_FAST] = {.nodes = 10, .iterations = 1, .newton_steps = 1, .boundary = ALO_RULE(8), .price = ALO_RULE(32),
                      .equation = GK_ALO_FP_AUTO, .fp_a_below_omega = 4.0},
-    [GK_ALO_ACCURATE] = {.nodes = 20, .iterations = 16, .boundary = ALO_RULE(20), .price = ALO_RULE(64),
+    [GK_ALO_ACCURATE] = {.nodes = 20, .iterations = 1, .newton_steps = 2, .boundary = ALO_RULE(20), .price = ALO_RULE(128),
                          .equation = GK_ALO_FP_AUTO, .fp_a_below_omega = 4.0},
 };
+
+const gk_alo_rule *gk_alo_rule_with(int points) {
+  static const gk_alo_rule rules[] = {ALO_RULE(8),  ALO_RULE(12), ALO_RULE(16), ALO_RULE(20),
+                                      ALO_RULE(24), ALO_RULE(32), ALO_RULE(64), ALO_RULE(128)};
+  for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++)
+    if (rules[i].count == points) return &rules[i];
+  return NULL;
+}
 
 const gk_alo_scheme *gk_alo_scheme_of(gk_alo_level level) {
   return (unsigned)level < GK_ALO_LEVEL_COUNT ? &alo_schemes[level] : NULL;
@@ -340,20 +509,42 @@ static double boundary_h(const boundary *b, double z) {
   return h > 0.0 ? h : 0.0;
 }
 
-/* The Lagrange cardinal functions L_m(z), m = 0..n, of the nodes z_m =
- * -cos(m pi / n) (barycentric form, weights (-1)^m, halved at the ends):
- * H(z) = sum_m L_m(z) H_m is the interpolant fit_boundary builds, so
- * dH(z)/dH_m = L_m(z). */
-static void cardinal_functions(const boundary *b, double z, double *L) {
+/* ---- full Newton steps on the discretised value matching ----
+ * The Jacobi-Newton step differentiates each node's equation in its own
+ * B(tau_i) only; where the drift outweighs the vol (FP-B's regime) the
+ * other nodes' pull through the integrals is strong and the error shrinks
+ * only ~1.5x a step. A Newton step on the whole system F_i(l) = K N_i -
+ * B_i D_i = 0, l_m = sqrt(H_m), uses the Jacobian J_im of the adjoint
+ * (linearise_node's row without the parameter terms): from the QD+ start
+ * and a few Jacobi-Newton steps it converges quadratically. J's coupling
+ * term needs dH(z)/dH_m at every point; instead of the cardinal functions
+ * (n + 1 divisions a point) it is accumulated in the Chebyshev basis,
+ * g_k = sum_j e_j T_k(z_j), and taken back to the nodes by the transpose of
+ * fit_boundary: n multiply-adds a point, no division. */
+
+/* out_m = sum_k g_k da_k/dH_m, a the coefficients fit_boundary makes of H:
+ * da_k/dH_m = (2/n) c_k c_m (-1)^k cos(m k pi / n), c halving the ends. */
+static void fit_boundary_transpose(const boundary *b, const double *g, double *out) {
   int n = b->n;
-  double sum = 0.0;
-  for (int k = 0; k <= n; k++) {
-    double weight = ((k & 1) ? -1.0 : 1.0) * (k == 0 || k == n ? 0.5 : 1.0);
-    double gap = z + b->cosines[k];
-    L[k] = weight / (gap != 0.0 ? gap : DBL_MIN); /* on a node: L_k ~ 1, the others ~ 0 */
-    sum += L[k];
+  double scaled[GK_ALO_MAX_NODES + 1];
+  for (int k = 0; k <= n; k++)
+    scaled[k] = g[k] * (2.0 / n) * (k == 0 || k == n ? 0.5 : 1.0) * ((k & 1) ? -1.0 : 1.0);
+  for (int m = 0; m <= n; m++) {
+    double sum = 0.0;
+    for (int k = 0; k <= n; k++) sum += scaled[k] * b->cosines[(m * k) % (2 * n)];
+    out[m] = sum * (m == 0 || m == n ? 0.5 : 1.0);
   }
-  for (int k = 0; k <= n; k++) L[k] /= sum;
+}
+
+/* H(z) and T_0..T_n(z) by the three-term recurrence (|T_k| <= 1 on [-1, 1]:
+ * the direct sum is as stable as Clenshaw's here), H floored at 0. */
+static double boundary_h_and_basis(const boundary *b, double z, double *T) {
+  int n = b->n;
+  T[0] = 1.0, T[1] = z;
+  for (int k = 2; k <= n; k++) T[k] = 2.0 * z * T[k - 1] - T[k - 2];
+  double h = 0.0;
+  for (int k = n; k >= 0; k--) h += b->a[k] * T[k];
+  return h > 0.0 ? h : 0.0;
 }
 
 /* ---- the fixed point ---- */
@@ -509,6 +700,7 @@ static premium_terms exercise_premium(const put_market *m, const boundary *b, co
   premium_terms sum = {0.0, 0.0, 0.0};
   int n = b->n;
   if (sens) *sens = (premium_sensitivity){{0.0, 0.0, 0.0}, {0.0}};
+  double shape_basis[GK_ALO_MAX_NODES + 1] = {0.0};
   for (int j = 0; j < rule->count; j++) {
     double s = rule->sin[j], c = rule->cos[j];
     double t = m->T * c * c, sqrt_t = sqrt_T * c, v = m->sigma * sqrt_t;
@@ -530,9 +722,15 @@ static premium_terms exercise_premium(const put_market *m, const boundary *b, co
     sens->param[RATE] += w * (m->K * er * (1.0 - m->r * t) * Nm + (qSn - rKn) * dp_r);
     sens->param[YIELD] += w * ((qSn - rKn) * dp_q - m->S * eq * (1.0 - m->q * t) * Np);
     if (!(root_h > 0.0)) continue; /* H floored at 0: it does not move */
-    double L[GK_ALO_MAX_NODES + 1], g_x = edge * m->S / root_h * w; /* d sqrt(H) / d l_m = l_m L_m / sqrt(H) */
-    cardinal_functions(b, 2.0 * s - 1.0, L);
-    for (int k = 1; k <= n; k++) sens->shape[k] += g_x * L[k] * sqrt(H[k]);
+    /* d sqrt(H(z)) / d l_m = l_m L_m(z) / sqrt(H), L_m = sum_k T_k(z) da_k/dH_m */
+    double T[GK_ALO_MAX_NODES + 2], g_x = edge * m->S / root_h * w;
+    boundary_h_and_basis(b, 2.0 * s - 1.0, T);
+    for (int k = 0; k <= n; k++) shape_basis[k] += g_x * T[k];
+  }
+  if (sens) {
+    double A[GK_ALO_MAX_NODES + 1];
+    fit_boundary_transpose(b, shape_basis, A);
+    for (int k = 1; k <= n; k++) sens->shape[k] = A[k] * sqrt(H[k]);
   }
   sum.value *= m->T, sum.delta *= m->T, sum.gamma *= m->T;
   if (sens) {
@@ -560,9 +758,14 @@ static premium_terms exercise_premium(const put_market *m, const boundary *b, co
  * Jacobi-Newton step's denominator; a zero pivot gives a non-finite result and
  * the caller's bumps). */
 
-/* Row i of J (row[1..n]) and F_p at node i from the converged boundary. */
-static void linearise_node(const put_market *m, const boundary *b, const gk_alo_rule *rule, const node_table *t,
-                           const double *H, int i, double *row, double *F_p) {
+/* F_i = K N_i - B_i D_i of FP-B (value matching) or, where fp_a, of FP-A
+ * (smooth pasting), row i of its J (row[1..n]) and, where F_p is not NULL
+ * (FP-B only), dF_i/d(sigma, r, q) at fixed l, at node i from the current
+ * boundary. With G_j(e+) each point's integrand of K N - B D, c_ij =
+ * dG_j/de+ / (sigma sqrt t): FP-B K wr n(e-) - B wq n(e+), FP-A (n' = -d n)
+ * -K wr e- n(e-) / v_j - B wq n(e+) (1 - e+ / v_j), v_j = sigma sqrt t. */
+static double linearise_node(const put_market *m, const boundary *b, const gk_alo_rule *rule, const node_table *t,
+                             const double *H, int i, int fp_a, double *row, double *F_p) {
   int n = b->n;
   double li = sqrt(H[i]), B = m->xmax * exp(-li), x = log(m->xmax / m->K) - li, by_r, by_q;
   xmax_slopes(m, &by_r, &by_q);
@@ -574,31 +777,47 @@ static void linearise_node(const put_market *m, const boundary *b, const gk_alo_
   /* N_p and D_p: the node's own terms, then the integrals' */
   double N_p[PARAMS] = {t->dr * nm * dm_sigma, t->dr * (nm * dp_r - t->tau * Nm), t->dr * nm * dp_q};
   double D_p[PARAMS] = {t->dq * np * dp_sigma, t->dq * np * dp_r, t->dq * (np * dp_q - t->tau * Np)};
-  double D = t->dq * Np, diag = (B * t->dq * np - m->K * t->dr * nm) / t->v, A[GK_ALO_MAX_NODES + 1] = {0.0};
-  double h_at[GK_ALO_MAX_POINTS];
-  for (int j = 0; j < rule->count; j++) h_at[j] = boundary_h(b, t->scale * rule->sin[j] - 1.0);
+  double N = t->dr * Nm, D = t->dq * Np, diag = (B * t->dq * np - m->K * t->dr * nm) / t->v;
+  if (fp_a) {
+    N = t->dr * nm / t->v, D = t->dq * (np / t->v + Np);
+    diag = (m->K * t->dr * dm * nm / t->v - B * t->dq * np * (dp / t->v - 1.0)) / t->v;
+  }
+  double g[GK_ALO_MAX_NODES + 1] = {0.0}, T[GK_ALO_MAX_NODES + 2], A[GK_ALO_MAX_NODES + 1];
   for (int j = 0; j < rule->count; j++) {
     double c = rule->cos[j], sqrt_t = t->sqrt_tau * c, time_to_go = t->tau * c * c, inv_v = t->inv_v[j];
-    double root_h = sqrt(h_at[j]), ep = (root_h - li) * inv_v + t->kappa_sqrt_tau * c, em = ep - t->v * c;
+    double root_h = sqrt(boundary_h_and_basis(b, t->scale * rule->sin[j] - 1.0, T));
+    double ep = (root_h - li) * inv_v + t->kappa_sqrt_tau * c, em = ep - t->v * c;
     double npj, nmj, Npj = normal_cdf_density(ep, &npj), Nmj = normal_cdf_density(em, &nmj);
-    double wr = t->wr[j], wq = t->wq[j], cij = inv_v * (m->K * wr * nmj - B * wq * npj);
-    D += wq * Npj, diag -= cij;
-    double ep_sigma = -(root_h - li) * inv_v / m->sigma + kappa_sigma * sqrt_t, ep_r = sqrt_t / m->sigma;
-    double wr_r = t->tau * rule->weight[j] * exp(-m->r * time_to_go) - time_to_go * wr;
-    double wq_q = t->tau * rule->weight[j] * exp(-m->q * time_to_go) - time_to_go * wq;
-    N_p[SIGMA] += wr * nmj * (ep_sigma - sqrt_t), D_p[SIGMA] += wq * npj * ep_sigma;
-    N_p[RATE] += wr_r * Nmj + wr * nmj * ep_r, D_p[RATE] += wq * npj * ep_r;
-    N_p[YIELD] -= wr * nmj * ep_r, D_p[YIELD] += wq_q * Npj - wq * npj * ep_r;
+    double wr = t->wr[j], wq = t->wq[j], cij;
+    if (fp_a) {
+      cij = inv_v * (-m->K * wr * em * nmj * inv_v - B * wq * npj * (1.0 - ep * inv_v));
+      N += wr * nmj * inv_v, D += wq * (Npj + npj * inv_v);
+    } else {
+      cij = inv_v * (m->K * wr * nmj - B * wq * npj);
+      N += wr * Nmj, D += wq * Npj;
+    }
+    diag -= cij;
+    if (F_p) {
+      double ep_sigma = -(root_h - li) * inv_v / m->sigma + kappa_sigma * sqrt_t, ep_r = sqrt_t / m->sigma;
+      double wr_r = t->tau * rule->weight[j] * exp(-m->r * time_to_go) - time_to_go * wr;
+      double wq_q = t->tau * rule->weight[j] * exp(-m->q * time_to_go) - time_to_go * wq;
+      N_p[SIGMA] += wr * nmj * (ep_sigma - sqrt_t), D_p[SIGMA] += wq * npj * ep_sigma;
+      N_p[RATE] += wr_r * Nmj + wr * nmj * ep_r, D_p[RATE] += wq * npj * ep_r;
+      N_p[YIELD] -= wr * nmj * ep_r, D_p[YIELD] += wq_q * Npj - wq * npj * ep_r;
+    }
     if (!(root_h > 0.0)) continue; /* H floored at 0: it does not move */
-    double L[GK_ALO_MAX_NODES + 1], e = cij / root_h;
-    cardinal_functions(b, t->scale * rule->sin[j] - 1.0, L);
-    for (int k = 1; k <= n; k++) A[k] += e * L[k];
+    double e = cij / root_h;
+    for (int k = 0; k <= n; k++) g[k] += e * T[k];
   }
+  fit_boundary_transpose(b, g, A);
   diag += B * D;
   for (int k = 1; k <= n; k++) row[k] = A[k] * sqrt(H[k]) + (k == i ? diag : 0.0);
-  F_p[SIGMA] = m->K * N_p[SIGMA] - B * D_p[SIGMA];
-  F_p[RATE] = m->K * N_p[RATE] - B * (by_r * D + D_p[RATE]);
-  F_p[YIELD] = m->K * N_p[YIELD] - B * (by_q * D + D_p[YIELD]);
+  if (F_p) {
+    F_p[SIGMA] = m->K * N_p[SIGMA] - B * D_p[SIGMA];
+    F_p[RATE] = m->K * N_p[RATE] - B * (by_r * D + D_p[RATE]);
+    F_p[YIELD] = m->K * N_p[YIELD] - B * (by_q * D + D_p[YIELD]);
+  }
+  return m->K * N - B * D;
 }
 
 /* Solves A x = y in place (x overwrites y, A is destroyed), rows and columns
@@ -627,7 +846,7 @@ static void premium_parameter_slopes(const put_market *m, const boundary *b, con
   static _Thread_local double At[GK_ALO_MAX_NODES + 1][GK_ALO_MAX_NODES + 1]; /* J^T */
   double F_p[GK_ALO_MAX_NODES + 1][PARAMS], row[GK_ALO_MAX_NODES + 1], lambda[GK_ALO_MAX_NODES + 1];
   for (int i = 1; i <= n; i++) {
-    linearise_node(m, b, rule, &nodes[i], H, i, row, F_p[i]);
+    linearise_node(m, b, rule, &nodes[i], H, i, 0, row, F_p[i]);
     for (int k = 1; k <= n; k++) At[k][i] = row[k];
     lambda[i] = sens->shape[i];
   }
@@ -635,6 +854,24 @@ static void premium_parameter_slopes(const put_market *m, const boundary *b, con
   for (int p = 0; p < PARAMS; p++) {
     slopes[p] = sens->param[p];
     for (int i = 1; i <= n; i++) slopes[p] -= lambda[i] * F_p[i][p];
+  }
+}
+
+/* One Newton step l <- l - J^{-1} F at every node. A step that leaves l
+ * non-finite or negative (B above xmax) at a node halves l there instead;
+ * the next step, or the Jacobi-Newton ones before, have brought the
+ * boundary close enough that this is a safeguard, not a path. */
+static void newton_iteration(const put_market *m, const boundary *b, const gk_alo_rule *rule,
+                             const node_table *nodes, int fp_a, double *H) {
+  int n = b->n;
+  static _Thread_local double J[GK_ALO_MAX_NODES + 1][GK_ALO_MAX_NODES + 1];
+  double F[GK_ALO_MAX_NODES + 1];
+  for (int i = 1; i <= n; i++) F[i] = linearise_node(m, b, rule, &nodes[i], H, i, fp_a, J[i], NULL);
+  solve_in_place(n, J, F);
+  for (int i = 1; i <= n; i++) {
+    double l = sqrt(H[i]), next = l - F[i];
+    if (!(next >= 0.0 && next < DBL_MAX)) next = 0.5 * l;
+    H[i] = next * next;
   }
 }
 
@@ -695,6 +932,10 @@ static put_value alo_put(const put_market *m, const gk_alo_scheme *scheme, int w
     last = worst;
     fit_boundary(&b, H);
   }
+  for (int k = 0; k < scheme->newton_steps; k++) {
+    newton_iteration(m, &b, &scheme->boundary, nodes, fp_a, H);
+    fit_boundary(&b, H);
+  }
   double exercise = m->K - m->S;
   /* B(T) = xmax e^{-sqrt H(1)}: at or below it the put is exercised now. */
   if (log(m->S / m->xmax) <= -sqrt(boundary_h(&b, 1.0)))
@@ -705,7 +946,10 @@ static put_value alo_put(const put_market *m, const gk_alo_scheme *scheme, int w
   double d1 = (log(m->S / m->K) + (m->r - m->q) * m->T) / v + 0.5 * v, n1, N1 = normal_cdf_density(-d1, &n1);
   put_value out;
   out.price = fmax(european_put(m) + fmax(premium.value, 0.0), exercise);
-  out.delta = -dq * N1 + premium.delta;
+  /* An American put's delta lies in [-1, 0]; where the boundary sits within
+   * a hair of S and sigma sqrt(T) is extreme (S 0.001, K 100, sigma 100,
+   * T 100) the premium's quadrature can leave it 1% past -1. */
+  out.delta = fmin(fmax(-dq * N1 + premium.delta, -1.0), 0.0);
   out.gamma = dq * n1 / (m->S * v) + premium.gamma;
   out.theta = m->r * out.price - (m->r - m->q) * m->S * out.delta - 0.5 * v * v / m->T * m->S * m->S * out.gamma;
   out.vega = out.rho = out.phi = 0.0;

@@ -21,7 +21,15 @@
  * scalar code; N(d+) and N(d-) share one division. Every Greek comes from
  * the same solve as the price (gk_alo_price_greeks): vega, rho and phi with
  * the adjoint solve of the linearised boundary equations, eliminated without
- * pivoting so that every lane runs the same operations.
+ * pivoting so that every lane runs the same operations; the full Newton steps
+ * after the Jacobi-Newton ones solve the same linearised system, each lane
+ * on its own equation (FP-A or FP-B), by the same elimination.
+ * The interpolant's cardinal functions L_m (H(z) = sum_m L_m(z) H_m) at every
+ * point of every node do not depend on the option: the plan tabulates them
+ * once per batch call (thread-local scratch, barycentric formula), so H at a
+ * point is one multiply-add per node value and its gradient in the node
+ * values, which the Newton steps need, is the table itself (the scalar
+ * reference takes the same numbers through the Chebyshev coefficients).
  * Results agree with the scalar reference to rounding (tests/test_american_alo.c
  * bounds the difference), not bit for bit: exp, log and the rational's
  * evaluation order differ.
@@ -63,7 +71,28 @@ typedef struct alov_plan {
   double cosines[2 * ALOV_MAX_NODES]; /* cos(j pi / n) */
   double z[ALOV_MAX_NODES + 1][ALOV_MAX_POINTS]; /* z of u = tau_i sin_j^2 */
   double inv_cos[ALOV_MAX_POINTS];
+  const double *cardinal; /* L_m(z[i][j]) at cardinal[(i * ALOV_MAX_POINTS + j) * ALOV_STRIDE + m] */
 } alov_plan;
+
+#define ALOV_STRIDE (ALOV_MAX_NODES + 1)
+
+static const double *alov_cardinal_at(const alov_plan *p, int i, int j) {
+  return p->cardinal + ((size_t)i * ALOV_MAX_POINTS + (size_t)j) * ALOV_STRIDE;
+}
+
+/* L_m(z), m = 0..n, of the nodes z_m = -cos(m pi / n) by the barycentric
+ * formula (weights (-1)^m, halved at the ends); on a node, 1 there and ~0
+ * elsewhere. */
+static void alov_cardinal_functions(const alov_plan *p, double z, double *L) {
+  int n = p->n;
+  double sum = 0.0;
+  for (int m = 0; m <= n; m++) {
+    double weight = ((m & 1) ? -1.0 : 1.0) * (m == 0 || m == n ? 0.5 : 1.0), gap = z + p->cosines[m];
+    L[m] = weight / (gap != 0.0 ? gap : DBL_MIN);
+    sum += L[m];
+  }
+  for (int m = 0; m <= n; m++) L[m] /= sum;
+}
 
 static int alov_plan_init(alov_plan *p, gk_alo_level level) {
   const gk_alo_scheme *scheme = gk_alo_scheme_of(level);
@@ -78,6 +107,13 @@ static int alov_plan_init(alov_plan *p, gk_alo_level level) {
     for (int j = 0; j < p->l; j++) p->z[i][j] = 2.0 * p->half2[i] * scheme->boundary.sin[j] - 1.0;
   }
   for (int j = 0; j < p->l; j++) p->inv_cos[j] = 1.0 / scheme->boundary.cos[j];
+  /* Thread-local: 160 KB, too large for small thread stacks; every call
+   * refills what it reads. */
+  static _Thread_local double cardinal[(ALOV_MAX_NODES + 1) * ALOV_MAX_POINTS * ALOV_STRIDE];
+  for (int i = 1; i <= p->n; i++)
+    for (int j = 0; j < p->l; j++)
+      alov_cardinal_functions(p, p->z[i][j], cardinal + ((size_t)i * ALOV_MAX_POINTS + (size_t)j) * ALOV_STRIDE);
+  p->cardinal = cardinal;
   return 1;
 }
 
@@ -174,8 +210,8 @@ static void alov_fit(const alov_plan *p, const vdouble *H, vdouble *a) {
   int n = p->n;
   for (int k = 0; k <= n; k++) {
     vdouble sum = v_mul(v_set1(0.5), v_add((k & 1) ? v_sub(v_set1(0.0), H[0]) : H[0], H[n]));
-    for (int i = 1; i < n; i++) {
-      double t = p->cosines[(i * k) % (2 * n)];
+    for (int i = 1, at = k; i < n; i++, at = at + k >= 2 * n ? at + k - 2 * n : at + k) {
+      double t = p->cosines[at]; /* cos(i k pi / n): at = i k mod 2n */
       sum = v_fma(H[i], v_set1((k & 1) ? -t : t), sum);
     }
     a[k] = v_mul(sum, v_set1(2.0 / n));
@@ -191,6 +227,29 @@ static inline vdouble alov_boundary_h(const vdouble *a, int n, double z) {
     b2 = b1, b1 = t;
   }
   return v_max(v_fma(v_set1(z), b1, v_sub(a[0], b2)), v_set1(0.0));
+}
+
+/* H at a point from its tabulated cardinal functions: sum_m L_m H_m (H_0 =
+ * 0), floored at 0. */
+static inline vdouble alov_boundary_h_at(const vdouble *H, int n, const double *L) {
+  vdouble h = v_mul(H[1], v_set1(L[1]));
+  for (int m = 2; m <= n; m++) h = v_fma(H[m], v_set1(L[m]), h);
+  return v_max(h, v_set1(0.0));
+}
+
+/* The transpose of alov_fit (the scalar fit_boundary_transpose): out_m =
+ * sum_k g_k da_k/dH_m. */
+static void alov_fit_transpose(const alov_plan *p, const vdouble *g, vdouble *out) {
+  int n = p->n;
+  vdouble scaled[ALOV_MAX_NODES + 1];
+  for (int k = 0; k <= n; k++)
+    scaled[k] = v_mul(g[k], v_set1((2.0 / n) * (k == 0 || k == n ? 0.5 : 1.0) * ((k & 1) ? -1.0 : 1.0)));
+  for (int m = 0; m <= n; m++) {
+    vdouble sum = v_set1(0.0);
+    for (int k = 0, at = 0; k <= n; k++, at = at + m >= 2 * n ? at + m - 2 * n : at + m)
+      sum = v_fma(scaled[k], v_set1(p->cosines[at]), sum); /* at = m k mod 2n */
+    out[m] = v_mul(sum, v_set1(m == 0 || m == n ? 0.5 : 1.0));
+  }
 }
 
 /* ---- the fixed point ---- */
@@ -221,19 +280,6 @@ typedef struct alov_sums {
   vdouble nb, db, na, da;
 } alov_sums;
 
-/* H at four points z[0..3] by four interleaved Clenshaw recurrences: they
- * share the coefficient loads and overlap their dependency chains. */
-static inline void alov_boundary_h4(const vdouble *a, int n, const double *z, vdouble *h) {
-  vdouble zero = v_set1(0.0), b1[4] = {zero, zero, zero, zero}, b2[4] = {zero, zero, zero, zero}, z2[4];
-  for (int c = 0; c < 4; c++) z2[c] = v_set1(2.0 * z[c]);
-  for (int k = n; k >= 1; k--)
-    for (int c = 0; c < 4; c++) {
-      vdouble t = v_fma(z2[c], b1[c], v_sub(a[k], b2[c]));
-      b2[c] = b1[c], b1[c] = t;
-    }
-  for (int c = 0; c < 4; c++) h[c] = v_max(v_fma(v_set1(z[c]), b1[c], v_sub(a[0], b2[c])), zero);
-}
-
 /* N and n of d+ and d- at once: the two rationals share one division,
  * P1/Q1 = P1 Q2 / (Q1 Q2) (Q <= 4e16 on [0, 37.5]: the product is finite). */
 static inline void alov_cdf_density_pair(vdouble x1, vdouble x2, vdouble *N1, vdouble *n1, vdouble *N2,
@@ -253,18 +299,15 @@ static inline void alov_cdf_density_pair(vdouble x1, vdouble x2, vdouble *N1, vd
   *N2 = v_select(v_lt(x2, zero), tail2, v_sub(one, tail2));
 }
 
-static alov_sums alov_integrate_node(const alov_plan *p, int i, const vdouble *a, const alov_node *t,
+static alov_sums alov_integrate_node(const alov_plan *p, int i, const vdouble *H, const alov_node *t,
                                      const vdouble *wr, const vdouble *wq, vdouble root_h) {
   const gk_alo_rule *rule = &p->scheme->boundary;
-  vdouble H[ALOV_MAX_POINTS + 3];
-  double z[ALOV_MAX_POINTS + 3];
   int l = rule->count;
-  for (int j = 0; j < l + 3; j++) z[j] = j < l ? p->z[i][j] : 0.0;
-  for (int j = 0; j < l; j += 4) alov_boundary_h4(a, p->n, &z[j], &H[j]);
   alov_sums s = {v_set1(0.0), v_set1(0.0), v_set1(0.0), v_set1(0.0)};
   for (int j = 0; j < l; j++) {
     vdouble inv_v = v_mul(t->inv_v, v_set1(p->inv_cos[j]));
-    vdouble ep = v_fma(v_sub(v_sqrt(H[j]), root_h), inv_v, v_mul(t->kappa_sqrt_tau, v_set1(rule->cos[j])));
+    vdouble h = alov_boundary_h_at(H, p->n, alov_cardinal_at(p, i, j));
+    vdouble ep = v_fma(v_sub(v_sqrt(h), root_h), inv_v, v_mul(t->kappa_sqrt_tau, v_set1(rule->cos[j])));
     vdouble em = v_sub(ep, v_mul(t->v, v_set1(rule->cos[j])));
     vdouble np, nm, Np, Nm;
     alov_cdf_density_pair(ep, em, &Np, &np, &Nm, &nm);
@@ -297,14 +340,14 @@ typedef struct alov_steps {
   vdouble h_a, h_b, residual;
 } alov_steps;
 
-static alov_steps alov_node_step(const alov_plan *p, int i, const alov_put *m, const vdouble *a,
-                                 const alov_node *t, const vdouble *wr, const vdouble *wq, vdouble h) {
-  vdouble zero = v_set1(0.0);
+static alov_steps alov_node_step(const alov_plan *p, int i, const alov_put *m, const vdouble *H,
+                                 const alov_node *t, const vdouble *wr, const vdouble *wq) {
+  vdouble zero = v_set1(0.0), h = H[i];
   vdouble root_h = v_sqrt(h), B = v_mul(m->xmax, v_exp(v_sub(zero, root_h)));
   vdouble x = v_sub(v_log(v_div(m->xmax, m->K)), root_h);
   vdouble dp = v_fma(v_set1(0.5), t->v, v_div(v_fma(v_sub(m->r, m->q), t->tau, x), t->v)), dm = v_sub(dp, t->v);
   vdouble np, nm, Np = alov_cdf_density(dp, &np), Nm = alov_cdf_density(dm, &nm);
-  alov_sums s = alov_integrate_node(p, i, a, t, wr, wq, root_h);
+  alov_sums s = alov_integrate_node(p, i, H, t, wr, wq, root_h);
   alov_steps out;
   vdouble residual, Bv = v_mul(B, t->v);
   {
@@ -343,20 +386,6 @@ typedef struct alov_sensitivity {
   vdouble shape[ALOV_MAX_NODES + 1];
 } alov_sensitivity;
 
-/* The cardinal functions L_m(z), m = 0..n, of the interpolant (the scalar
- * cardinal_functions): the same for every lane. */
-static void alov_cardinal(const alov_plan *p, double z, double *L) {
-  int n = p->n;
-  double sum = 0.0;
-  for (int k = 0; k <= n; k++) {
-    double weight = ((k & 1) ? -1.0 : 1.0) * (k == 0 || k == n ? 0.5 : 1.0);
-    double gap = z + p->cosines[k];
-    L[k] = weight / (gap != 0.0 ? gap : DBL_MIN);
-    sum += L[k];
-  }
-  for (int k = 0; k <= n; k++) L[k] /= sum;
-}
-
 /* d ln(xmax) / dr and / dq (the scalar xmax_slopes). */
 static inline void alov_xmax_slopes(const alov_put *m, vdouble *by_r, vdouble *by_q) {
   vmask above = v_gt(m->q, m->r);
@@ -374,6 +403,8 @@ static alov_premium alov_exercise_premium(const alov_plan *p, const alov_put *m,
   vdouble l[ALOV_MAX_NODES + 1];
   alov_xmax_slopes(m, &by_r, &by_q);
   alov_premium sum = {zero, zero, zero};
+  vdouble shape_basis[ALOV_MAX_NODES + 1];
+  for (int k = 0; k <= n; k++) shape_basis[k] = zero;
   if (sens) {
     for (int k = 0; k < ALOV_PARAMS; k++) sens->param[k] = zero;
     for (int k = 0; k <= n; k++) sens->shape[k] = zero, l[k] = v_sqrt(H[k]);
@@ -402,15 +433,20 @@ static alov_premium alov_exercise_premium(const alov_plan *p, const alov_put *m,
     sens->param[ALOV_SIGMA] = v_fma(w, v_sub(v_mul(qSn, dp_sigma), v_mul(rKn, dm_sigma)), sens->param[ALOV_SIGMA]);
     sens->param[ALOV_RATE] = v_fma(w, v_fma(spread, dp_r, rate_term), sens->param[ALOV_RATE]);
     sens->param[ALOV_YIELD] = v_fma(w, v_sub(v_mul(spread, dp_q), yield_term), sens->param[ALOV_YIELD]);
-    /* d sqrt(H) / d l_m = l_m L_m / sqrt(H); 0 where H is floored at 0 */
-    double L[ALOV_MAX_NODES + 1];
-    alov_cardinal(p, 2.0 * s - 1.0, L);
+    /* d sqrt(H(z)) / d l_m = l_m L_m(z) / sqrt(H), L_m = sum_k T_k(z) da_k/dH_m;
+     * 0 where H is floored at 0 */
+    double T[ALOV_MAX_NODES + 2], z = 2.0 * s - 1.0;
+    T[0] = 1.0, T[1] = z;
+    for (int k = 2; k <= n; k++) T[k] = 2.0 * z * T[k - 1] - T[k - 2];
     vdouble g_x = v_mul(w, v_div(v_mul(edge, m->S), root_h));
     g_x = v_select(v_gt(root_h, zero), g_x, zero);
-    for (int k = 1; k <= n; k++) sens->shape[k] = v_fma(v_mul(g_x, v_set1(L[k])), l[k], sens->shape[k]);
+    for (int k = 0; k <= n; k++) shape_basis[k] = v_fma(g_x, v_set1(T[k]), shape_basis[k]);
   }
   sum.value = v_mul(m->T, sum.value), sum.delta = v_mul(m->T, sum.delta), sum.gamma = v_mul(m->T, sum.gamma);
   if (sens) {
+    vdouble A[ALOV_MAX_NODES + 1];
+    alov_fit_transpose(p, shape_basis, A);
+    for (int k = 1; k <= n; k++) sens->shape[k] = v_mul(A[k], l[k]);
     for (int k = 0; k < ALOV_PARAMS; k++) sens->param[k] = v_mul(m->T, sens->param[k]);
     for (int k = 1; k <= n; k++) sens->shape[k] = v_mul(m->T, sens->shape[k]);
   }
@@ -420,12 +456,14 @@ static alov_premium alov_exercise_premium(const alov_plan *p, const alov_put *m,
 /* ---- vega, rho and phi: the boundary's move by one adjoint solve (the
  * scalar linearise_node, solve_in_place, premium_parameter_slopes) ---- */
 
-static void alov_linearise_node(const alov_plan *p, int i, const alov_put *m, const vdouble *a, const vdouble *H,
-                                const alov_node *t, const vdouble *wr, const vdouble *wq, vdouble *row,
-                                vdouble *F_p) {
+/* F_i of FP-B, or of FP-A where fp_a, row i of its J and, where F_p is not
+ * NULL (FP-B only), F_i's parameter slopes (the scalar linearise_node). */
+static vdouble alov_linearise_node(const alov_plan *p, int i, const alov_put *m, const vdouble *H,
+                                   const alov_node *t, const vdouble *wr, const vdouble *wq, vmask fp_a,
+                                   vdouble *row, vdouble *F_p) {
   const gk_alo_rule *rule = &p->scheme->boundary;
   int n = p->n, l = rule->count;
-  vdouble zero = v_set1(0.0), half = v_set1(0.5), by_r, by_q;
+  vdouble zero = v_set1(0.0), half = v_set1(0.5), one = v_set1(1.0), by_r, by_q;
   alov_xmax_slopes(m, &by_r, &by_q);
   vdouble li = v_sqrt(H[i]), B = v_mul(m->xmax, v_exp(v_sub(zero, li)));
   vdouble x = v_sub(v_log(v_div(m->xmax, m->K)), li);
@@ -440,76 +478,122 @@ static void alov_linearise_node(const alov_plan *p, int i, const alov_put *m, co
                               v_mul(drn, dp_q)};
   vdouble D_p[ALOV_PARAMS] = {v_mul(dqn, dp_sigma), v_mul(dqn, dp_r),
                               v_sub(v_mul(dqn, dp_q), v_mul(v_mul(t->tau, t->dq), Np))};
-  vdouble D = v_mul(t->dq, Np), diag = v_div(v_sub(v_mul(B, dqn), v_mul(m->K, drn)), t->v);
-  vdouble A[ALOV_MAX_NODES + 1], h_at[ALOV_MAX_POINTS + 3];
-  double z[ALOV_MAX_POINTS + 3];
+  /* the node's own terms: FP-B K dr N(d-) - B dq N(d+), FP-A K dr n(d-)/v - B dq (n(d+)/v + N(d+)) */
+  vdouble N = v_select(fp_a, v_mul(drn, t->inv_v), v_mul(t->dr, Nm));
+  vdouble D = v_select(fp_a, v_mul(t->dq, v_fma(np, t->inv_v, Np)), v_mul(t->dq, Np));
+  vdouble diag_b = v_mul(v_sub(v_mul(B, dqn), v_mul(m->K, drn)), t->inv_v);
+  vdouble diag_a = v_mul(v_sub(v_mul(v_mul(m->K, drn), v_mul(dm, t->inv_v)),
+                               v_mul(v_mul(B, dqn), v_fma(dp, t->inv_v, v_set1(-1.0)))),
+                         t->inv_v);
+  vdouble diag = v_select(fp_a, diag_a, diag_b);
+  vdouble A[ALOV_MAX_NODES + 1]; /* sum_j c_ij L_m(z_ij) / sqrt(H(z_ij)) */
   for (int k = 0; k <= n; k++) A[k] = zero;
-  for (int j = 0; j < l + 3; j++) z[j] = j < l ? p->z[i][j] : 0.0;
-  for (int j = 0; j < l; j += 4) alov_boundary_h4(a, n, &z[j], &h_at[j]);
   for (int j = 0; j < l; j++) {
     double c = rule->cos[j];
-    vdouble cc = v_set1(c), sqrt_t = v_mul(t->sqrt_tau, cc), time_to_go = v_mul(t->tau, v_set1(c * c));
+    const double *L = alov_cardinal_at(p, i, j);
+    vdouble cc = v_set1(c);
     vdouble inv_v = v_mul(t->inv_v, v_set1(p->inv_cos[j]));
-    vdouble root_h = v_sqrt(h_at[j]), gap = v_sub(root_h, li);
+    vdouble root_h = v_sqrt(alov_boundary_h_at(H, n, L)), gap = v_sub(root_h, li);
     vdouble ep = v_fma(gap, inv_v, v_mul(t->kappa_sqrt_tau, cc)), em = v_sub(ep, v_mul(t->v, cc));
     vdouble npj, nmj, Npj, Nmj;
     alov_cdf_density_pair(ep, em, &Npj, &npj, &Nmj, &nmj);
-    vdouble cij = v_mul(inv_v, v_sub(v_mul(v_mul(m->K, wr[j]), nmj), v_mul(v_mul(B, wq[j]), npj)));
-    D = v_fma(wq[j], Npj, D), diag = v_sub(diag, cij);
-    vdouble ep_sigma = v_fma(kappa_sigma, sqrt_t, v_div(v_sub(zero, v_mul(gap, inv_v)), m->sigma));
-    vdouble ep_r = v_div(sqrt_t, m->sigma), w = v_set1(rule->weight[j]);
-    /* d(r tau w e^{-r t}) / dr = tau w e^{-r t} - t wr, and the same in q */
-    vdouble wr_r = v_sub(v_mul(v_mul(t->tau, w), v_exp(v_sub(zero, v_mul(m->r, time_to_go)))),
-                         v_mul(time_to_go, wr[j]));
-    vdouble wq_q = v_sub(v_mul(v_mul(t->tau, w), v_exp(v_sub(zero, v_mul(m->q, time_to_go)))),
-                         v_mul(time_to_go, wq[j]));
-    vdouble wrn = v_mul(wr[j], nmj), wqn = v_mul(wq[j], npj);
-    N_p[ALOV_SIGMA] = v_fma(wrn, v_sub(ep_sigma, sqrt_t), N_p[ALOV_SIGMA]);
-    D_p[ALOV_SIGMA] = v_fma(wqn, ep_sigma, D_p[ALOV_SIGMA]);
-    N_p[ALOV_RATE] = v_fma(wrn, ep_r, v_fma(wr_r, Nmj, N_p[ALOV_RATE]));
-    D_p[ALOV_RATE] = v_fma(wqn, ep_r, D_p[ALOV_RATE]);
-    N_p[ALOV_YIELD] = v_sub(N_p[ALOV_YIELD], v_mul(wrn, ep_r));
-    D_p[ALOV_YIELD] = v_sub(v_fma(wq_q, Npj, D_p[ALOV_YIELD]), v_mul(wqn, ep_r));
-    double L[ALOV_MAX_NODES + 1];
-    alov_cardinal(p, p->z[i][j], L);
+    vdouble wrn = v_mul(wr[j], nmj), wqn = v_mul(wq[j], npj), Kwrn = v_mul(m->K, wrn), Bwqn = v_mul(B, wqn);
+    vdouble c_b = v_mul(inv_v, v_sub(Kwrn, Bwqn));
+    vdouble c_a = v_mul(inv_v, v_sub(v_mul(v_sub(zero, Kwrn), v_mul(em, inv_v)),
+                                     v_mul(Bwqn, v_sub(one, v_mul(ep, inv_v)))));
+    vdouble cij = v_select(fp_a, c_a, c_b);
+    N = v_add(N, v_select(fp_a, v_mul(wrn, inv_v), v_mul(wr[j], Nmj)));
+    D = v_add(D, v_select(fp_a, v_fma(wqn, inv_v, v_mul(wq[j], Npj)), v_mul(wq[j], Npj)));
+    diag = v_sub(diag, cij);
+    if (F_p) {
+      vdouble sqrt_t = v_mul(t->sqrt_tau, cc), time_to_go = v_mul(t->tau, v_set1(c * c));
+      vdouble ep_sigma = v_fma(kappa_sigma, sqrt_t, v_div(v_sub(zero, v_mul(gap, inv_v)), m->sigma));
+      vdouble ep_r = v_div(sqrt_t, m->sigma), w = v_set1(rule->weight[j]);
+      /* d(r tau w e^{-r t}) / dr = tau w e^{-r t} - t wr, and the same in q */
+      vdouble wr_r = v_sub(v_mul(v_mul(t->tau, w), v_exp(v_sub(zero, v_mul(m->r, time_to_go)))),
+                           v_mul(time_to_go, wr[j]));
+      vdouble wq_q = v_sub(v_mul(v_mul(t->tau, w), v_exp(v_sub(zero, v_mul(m->q, time_to_go)))),
+                           v_mul(time_to_go, wq[j]));
+      N_p[ALOV_SIGMA] = v_fma(wrn, v_sub(ep_sigma, sqrt_t), N_p[ALOV_SIGMA]);
+      D_p[ALOV_SIGMA] = v_fma(wqn, ep_sigma, D_p[ALOV_SIGMA]);
+      N_p[ALOV_RATE] = v_fma(wrn, ep_r, v_fma(wr_r, Nmj, N_p[ALOV_RATE]));
+      D_p[ALOV_RATE] = v_fma(wqn, ep_r, D_p[ALOV_RATE]);
+      N_p[ALOV_YIELD] = v_sub(N_p[ALOV_YIELD], v_mul(wrn, ep_r));
+      D_p[ALOV_YIELD] = v_sub(v_fma(wq_q, Npj, D_p[ALOV_YIELD]), v_mul(wqn, ep_r));
+    }
     vdouble e = v_select(v_gt(root_h, zero), v_div(cij, root_h), zero);
     for (int k = 1; k <= n; k++) A[k] = v_fma(e, v_set1(L[k]), A[k]);
   }
   diag = v_fma(B, D, diag);
   for (int k = 1; k <= n; k++) row[k] = v_mul(A[k], v_sqrt(H[k]));
   row[i] = v_add(row[i], diag);
-  F_p[ALOV_SIGMA] = v_sub(v_mul(m->K, N_p[ALOV_SIGMA]), v_mul(B, D_p[ALOV_SIGMA]));
-  F_p[ALOV_RATE] = v_sub(v_mul(m->K, N_p[ALOV_RATE]), v_mul(B, v_fma(by_r, D, D_p[ALOV_RATE])));
-  F_p[ALOV_YIELD] = v_sub(v_mul(m->K, N_p[ALOV_YIELD]), v_mul(B, v_fma(by_q, D, D_p[ALOV_YIELD])));
+  if (F_p) {
+    F_p[ALOV_SIGMA] = v_sub(v_mul(m->K, N_p[ALOV_SIGMA]), v_mul(B, D_p[ALOV_SIGMA]));
+    F_p[ALOV_RATE] = v_sub(v_mul(m->K, N_p[ALOV_RATE]), v_mul(B, v_fma(by_r, D, D_p[ALOV_RATE])));
+    F_p[ALOV_YIELD] = v_sub(v_mul(m->K, N_p[ALOV_YIELD]), v_mul(B, v_fma(by_q, D, D_p[ALOV_YIELD])));
+  }
+  return v_sub(v_mul(m->K, N), v_mul(B, D));
 }
 
-/* d P / d(sigma, r, q) of the premium with the boundary's move: P_p - lambda . F_p,
- * J^T lambda = P_l by elimination without pivoting (every lane at once). */
-static void alov_premium_parameter_slopes(const alov_plan *p, const alov_put *m, const vdouble *a, const vdouble *H,
-                                          const alov_node *nodes, const vdouble *wr, const vdouble *wq,
-                                          const alov_sensitivity *sens, vdouble *slopes) {
+/* Solves A x = y in place, rows and columns 1..n of the W-wide A (destroyed),
+ * by elimination without pivoting, every lane at once (the scalar
+ * solve_in_place). */
+static void alov_solve_in_place(int n, vdouble *A, vdouble *y) {
   enum { W = ALOV_MAX_NODES + 1 };
-  int n = p->n, l = p->l;
-  static _Thread_local vdouble At[W * W]; /* J^T, rows and columns 1..n */
-  vdouble F_p[W][ALOV_PARAMS], row[W], y[W], one = v_set1(1.0);
-  for (int i = 1; i <= n; i++) {
-    alov_linearise_node(p, i, m, a, H, &nodes[i], &wr[i * l], &wq[i * l], row, F_p[i]);
-    for (int k = 1; k <= n; k++) At[k * W + i] = row[k];
-    y[i] = sens->shape[i];
-  }
+  vdouble one = v_set1(1.0);
   for (int c = 1; c <= n; c++) {
-    vdouble inv_pivot = v_div(one, At[c * W + c]);
+    vdouble inv_pivot = v_div(one, A[c * W + c]);
     for (int r = c + 1; r <= n; r++) {
-      vdouble f = v_mul(At[r * W + c], inv_pivot);
-      for (int k = c + 1; k <= n; k++) At[r * W + k] = v_sub(At[r * W + k], v_mul(f, At[c * W + k]));
+      vdouble f = v_mul(A[r * W + c], inv_pivot);
+      for (int k = c + 1; k <= n; k++) A[r * W + k] = v_sub(A[r * W + k], v_mul(f, A[c * W + k]));
       y[r] = v_sub(y[r], v_mul(f, y[c]));
     }
   }
   for (int c = n; c >= 1; c--) {
     vdouble sum = y[c];
-    for (int k = c + 1; k <= n; k++) sum = v_sub(sum, v_mul(At[c * W + k], y[k]));
-    y[c] = v_div(sum, At[c * W + c]);
+    for (int k = c + 1; k <= n; k++) sum = v_sub(sum, v_mul(A[c * W + k], y[k]));
+    y[c] = v_div(sum, A[c * W + c]);
   }
+}
+
+/* One Newton step l <- l - J^{-1} F at every node (the scalar
+ * newton_iteration): where a lane's step leaves l non-finite or negative,
+ * half its l. */
+static void alov_newton_iteration(const alov_plan *p, const alov_put *m, vdouble *H,
+                                  const alov_node *nodes, const vdouble *wr, const vdouble *wq, vmask fp_a) {
+  enum { W = ALOV_MAX_NODES + 1 };
+  int n = p->n, l = p->l;
+  static _Thread_local vdouble J[W * W];
+  vdouble F[W], row[W];
+  for (int i = 1; i <= n; i++) {
+    F[i] = alov_linearise_node(p, i, m, H, &nodes[i], &wr[i * l], &wq[i * l], fp_a, row, NULL);
+    for (int k = 1; k <= n; k++) J[i * W + k] = row[k];
+  }
+  alov_solve_in_place(n, J, F);
+  for (int i = 1; i <= n; i++) {
+    vdouble li = v_sqrt(H[i]), next = v_sub(li, F[i]);
+    vmask ok = v_le_and(v_ge(next, v_set1(0.0)), next, v_set1(DBL_MAX));
+    next = v_select(ok, next, v_mul(v_set1(0.5), li));
+    H[i] = v_mul(next, next);
+  }
+}
+
+/* d P / d(sigma, r, q) of the premium with the boundary's move: P_p - lambda . F_p,
+ * J^T lambda = P_l by elimination without pivoting (every lane at once). */
+static void alov_premium_parameter_slopes(const alov_plan *p, const alov_put *m, const vdouble *H,
+                                          const alov_node *nodes, const vdouble *wr, const vdouble *wq,
+                                          const alov_sensitivity *sens, vdouble *slopes) {
+  enum { W = ALOV_MAX_NODES + 1 };
+  int n = p->n, l = p->l;
+  static _Thread_local vdouble At[W * W]; /* J^T, rows and columns 1..n */
+  vdouble F_p[W][ALOV_PARAMS], row[W], y[W];
+  vmask fp_b = v_lt(m->T, v_set1(0.0)); /* every lane: value matching */
+  for (int i = 1; i <= n; i++) {
+    alov_linearise_node(p, i, m, H, &nodes[i], &wr[i * l], &wq[i * l], fp_b, row, F_p[i]);
+    for (int k = 1; k <= n; k++) At[k * W + i] = row[k];
+    y[i] = sens->shape[i];
+  }
+  alov_solve_in_place(n, At, y);
   for (int q = 0; q < ALOV_PARAMS; q++) {
     slopes[q] = sens->param[q];
     for (int i = 1; i <= n; i++) slopes[q] = v_sub(slopes[q], v_mul(y[i], F_p[i][q]));
@@ -550,7 +634,7 @@ static alov_value alov_put_price(const alov_plan *p, const alov_put *m, int with
   for (int k = 0; k < scheme->iterations; k++) {
     vdouble worst = v_set1(0.0), h_a[ALOV_MAX_NODES + 1], h_b[ALOV_MAX_NODES + 1];
     for (int i = 1; i <= n; i++) {
-      alov_steps st = alov_node_step(p, i, m, a, &nodes[i], &wr[i * l], &wq[i * l], H[i]);
+      alov_steps st = alov_node_step(p, i, m, H, &nodes[i], &wr[i * l], &wq[i * l]);
       h_a[i] = st.h_a, h_b[i] = st.h_b;
       worst = v_max(st.residual, worst); /* a NaN residual leaves worst (fmax) */
     }
@@ -565,6 +649,10 @@ static alov_value alov_put_price(const alov_plan *p, const alov_put *m, int with
     last = worst;
     alov_fit(p, H, a);
   }
+  for (int k = 0; k < scheme->newton_steps; k++) {
+    alov_newton_iteration(p, m, H, nodes, wr, wq, fp_a);
+    alov_fit(p, H, a);
+  }
   vdouble exercise = v_sub(m->K, m->S), zero = v_set1(0.0);
   vmask exercised = v_le(v_log(v_div(m->S, m->xmax)), v_sub(zero, v_sqrt(alov_boundary_h(a, n, 1.0))));
   av_option put = {m->S, m->K, m->T, m->r, v_sub(m->r, m->q), m->sigma, v_set1(-1.0)};
@@ -575,7 +663,7 @@ static alov_value alov_put_price(const alov_plan *p, const alov_put *m, int with
   vdouble n1, N1 = alov_cdf_density(v_sub(zero, d1), &n1);
   alov_value out;
   out.price = v_max(v_add(av_european(&put), v_max(premium.value, zero)), exercise);
-  out.delta = v_fma(v_sub(zero, dq), N1, premium.delta);
+  out.delta = v_min(v_max(v_fma(v_sub(zero, dq), N1, premium.delta), v_set1(-1.0)), zero); /* [-1, 0] */
   out.gamma = v_add(v_div(v_mul(dq, n1), v_mul(m->S, v)), premium.gamma);
   vdouble half_s2S2 = v_mul(v_mul(v_set1(0.5), v_mul(m->sigma, m->sigma)), v_mul(m->S, m->S));
   out.theta = v_sub(v_sub(v_mul(m->r, out.price), v_mul(v_mul(v_sub(m->r, m->q), m->S), out.delta)),
@@ -583,7 +671,7 @@ static alov_value alov_put_price(const alov_plan *p, const alov_put *m, int with
   out.vega = out.rho = out.phi = zero;
   if (with_slopes) {
     vdouble slopes[ALOV_PARAMS], d2 = v_sub(d1, v), T_dq = v_mul(m->T, dq);
-    alov_premium_parameter_slopes(p, m, a, H, nodes, wr, wq, &sens, slopes);
+    alov_premium_parameter_slopes(p, m, H, nodes, wr, wq, &sens, slopes);
     out.vega = v_fma(v_mul(v_mul(m->S, dq), n1), sqrt_T, slopes[ALOV_SIGMA]);
     vdouble KTdr = v_mul(v_mul(m->K, m->T), v_exp(v_sub(zero, v_mul(m->r, m->T))));
     out.rho = v_sub(slopes[ALOV_RATE], v_mul(KTdr, alov_cdf(v_sub(zero, d2))));

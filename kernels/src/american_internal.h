@@ -59,6 +59,7 @@ typedef enum gk_alo_equation { GK_ALO_FP_B = 0, GK_ALO_FP_A = 1, GK_ALO_FP_AUTO 
 
 typedef struct gk_alo_scheme {
   int nodes, iterations;
+  int newton_steps; /* full Newton steps after the m Jacobi-Newton ones, on the same equation */
   gk_alo_rule boundary, price;
   gk_alo_equation equation;
   double fp_a_below_omega;
@@ -70,6 +71,11 @@ typedef enum gk_alo_level {
   GK_ALO_ACCURATE = 1, /* 8.3e-9 x K at most; the level of GK_AMERICAN_ALO */
   GK_ALO_LEVEL_COUNT
 } gk_alo_level;
+
+/* The tabulated Gauss-Legendre rule of `points` points (8, 12, 16, 20, 24,
+ * 32, 64 or 128; static), NULL for any other count: for schemes built by tests
+ * and benchmarks. */
+const gk_alo_rule *gk_alo_rule_with(int points);
 
 /* The level's scheme (static), NULL for an unknown level. */
 const gk_alo_scheme *gk_alo_scheme_of(gk_alo_level level);
