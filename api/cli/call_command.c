@@ -3,6 +3,12 @@
  * greeksd as one request and prints the answer in the offline verbs' CSV
  * format, so `greeks call price-batch x.csv` and `greeks price x.csv` can be
  * compared line by line. Verbs: price-batch, price-chain, iv, revalue, health.
+ * `call iv --style american [--american-method bs2002|tree|alo]` sends the
+ * ImpliedVol request's style column (every row AMERICAN) and method (default
+ * alo, as `greeks iv`), and prints the offline verb's id,iv,error,note: each
+ * element error rebuilt from the server's field and rule and the row's own
+ * value, the note from the server's flags, so both verbs' outputs compare
+ * byte for byte.
  *
  * --target takes one HOST:PORT, a list of IP:PORT or a dns:/// name: calls are
  * balanced over the instances and UNAVAILABLE is retried on another
@@ -21,6 +27,8 @@
 #include "cli_common.h"
 #include "client.h"
 #include "csv.h"
+#include "greeks/american.h"
+#include "greeks/american_iv.h"
 #include "greeks/v1/pricing.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
 
@@ -149,6 +157,9 @@ typedef struct call_options {
   const char *market_path;
   const char *spot_shocks, *vol_shocks;
   const char *service;
+  int american;              /* iv --style american */
+  int exercise_option;       /* --style or --american-method given */
+  gk_american_method method; /* iv --american-method, default alo as `greeks iv` */
 } call_options;
 
 static int call_rpc(const call_options *o, const char *method, const ProtobufCMessage *request, gk_client_reply *reply) {
@@ -317,6 +328,78 @@ static int call_price_chain(const call_options *o) {
   return exit_code;
 }
 
+/* The row's value that an ImpliedVol element error names, as the offline verb
+ * shows it (iv_command.c: S, K, T, r, q, else the price). */
+static double iv_field_value(const table *t, size_t i, const char *field) {
+  static const char *const fields[] = {"S", "K", "T", "r", "q"};
+  for (int c = 0; c < 5; c++)
+    if (strcmp(field, fields[c]) == 0) return t->col[c][i];
+  return t->col[5][i];
+}
+
+/* The server's element errors in the offline verb's words: "line N: field 'F'
+ * value 'V': RULE", V the row's value (%.15g, as the server writes it before
+ * the rule in `reason`). Rows the CLI could not read keep their own message.
+ * Returns the number of bad rows. */
+static size_t explain_iv_errors(table *t, Greeks__V1__ElementError **errors, size_t n) {
+  for (size_t e = 0; e < n; e++) {
+    size_t i = errors[e]->index;
+    if (i >= t->count || t->problem[i][0]) continue;
+    const char *field = errors[e]->field ? errors[e]->field : "", *rule = errors[e]->reason ? errors[e]->reason : "";
+    char value[64];
+    snprintf(value, sizeof value, "%.15g", iv_field_value(t, i, field));
+    size_t shown = strlen(value);
+    if (strncmp(rule, value, shown) == 0 && rule[shown] == ' ') rule += shown + 1;
+    csv_error error;
+    csv_field_error(&error, t->line[i], field, value, rule);
+    snprintf(t->problem[i], CSV_MESSAGE_SIZE, "%s", error.message);
+  }
+  size_t bad = 0;
+  for (size_t i = 0; i < t->count; i++) bad += t->problem[i][0] != '\0';
+  return bad;
+}
+
+/* The note column of an American row: the solver flags as the offline verb
+ * writes them (GK_AMERICAN_IV_FLAG_*, which the wire's flags carry). */
+static void write_iv_note(FILE *out, uint32_t flags) {
+  const char *separator = "";
+  fputc(',', out);
+  if (flags & GK_AMERICAN_IV_FLAG_AT_LOWER_LIMIT) fputs("at_lower_limit", out), separator = " ";
+  if (flags & GK_AMERICAN_IV_FLAG_LOW_VEGA) fprintf(out, "%slow_vega", separator), separator = " ";
+  if (flags & GK_AMERICAN_IV_FLAG_NOT_CONVERGED) fprintf(out, "%snot_converged", separator);
+}
+
+static Greeks__V1__AmericanMethod wire_american_method(gk_american_method m) {
+  switch (m) {
+    case GK_AMERICAN_BS2002: return GREEKS__V1__AMERICAN_METHOD__AMERICAN_METHOD_BS2002;
+    case GK_AMERICAN_TREE: return GREEKS__V1__AMERICAN_METHOD__AMERICAN_METHOD_TREE;
+    default: return GREEKS__V1__AMERICAN_METHOD__AMERICAN_METHOD_ALO;
+  }
+}
+
+/* Prints id,iv,error (and note for American prices) from the server's answer.
+ * Returns 0, or -1 when the answer does not fit the rows sent. */
+static int print_ivs(table *t, int american, const Greeks__V1__ImpliedVolResponse *r, size_t *bad) {
+  for (size_t e = 0; e < r->n_errors; e++)
+    if (r->errors[e]->index >= t->count) return -1;
+  if (r->n_vol != t->count || (american && r->n_flags != t->count)) return -1;
+  *bad = explain_iv_errors(t, r->errors, r->n_errors);
+  fputs(american ? "id,iv,error,note\n" : "id,iv,error\n", stdout);
+  for (size_t i = 0; i < t->count; i++) {
+    csv_write_field(stdout, t->id[i]);
+    int ok = !t->problem[i][0];
+    write_number(stdout, ok, r->vol[i]);
+    fputc(',', stdout);
+    if (!ok) {
+      csv_write_field(stdout, t->problem[i]);
+      fprintf(stderr, "greeks: %s\n", t->problem[i]);
+    }
+    if (american) write_iv_note(stdout, ok ? r->flags[i] : 0);
+    fputc('\n', stdout);
+  }
+  return 0;
+}
+
 static int call_iv(const call_options *o) {
   static const char *const names[] = {"id", "type", "S", "K", "T", "r", "q", "price"};
   static const int required[] = {1, 1, 1, 1, 1, 1, 0, 1};
@@ -327,24 +410,23 @@ static int call_iv(const call_options *o) {
   q.n_spot = q.n_strike = q.n_expiry = q.n_rate = q.n_yield = q.n_price = q.n_type = t.count;
   q.spot = t.col[0], q.strike = t.col[1], q.expiry = t.col[2], q.rate = t.col[3], q.yield = t.col[4], q.price = t.col[5];
   q.type = wire_types(&t);
+  Greeks__V1__ExerciseStyle *styles = NULL;
+  if (o->american) {
+    styles = malloc((t.count ? t.count : 1) * sizeof *styles);
+    for (size_t i = 0; styles && i < t.count; i++) styles[i] = GREEKS__V1__EXERCISE_STYLE__AMERICAN;
+    q.n_style = t.count, q.style = styles;
+    q.american_method = wire_american_method(o->method);
+  }
   gk_client_reply reply;
-  int rc = q.type ? call_rpc(o, "/greeks.v1.PricingService/ImpliedVol", &q.base, &reply) : -1;
-  free(q.type);
+  int rc = q.type && (styles || !o->american) ? call_rpc(o, "/greeks.v1.PricingService/ImpliedVol", &q.base, &reply) : -1;
+  free(q.type), free(styles);
   size_t bad = 0;
   if (rc == 0) {
     Greeks__V1__ImpliedVolResponse *r = greeks__v1__implied_vol_response__unpack(NULL, reply.length, reply.bytes);
     gk_client_reply_free(&reply);
-    if (r == NULL || r->n_vol != t.count) {
+    if (r == NULL || print_ivs(&t, o->american, r, &bad) != 0) {
       fprintf(stderr, "greeks: the server's answer is not an ImpliedVolResponse for %zu contracts\n", t.count);
       rc = -1;
-    } else {
-      bad = explain_errors(&t, r->errors, r->n_errors);
-      fputs("id,iv,error\n", stdout);
-      for (size_t i = 0; i < t.count; i++) {
-        csv_write_field(stdout, t.id[i]);
-        write_number(stdout, !t.problem[i][0], r->vol[i]);
-        finish_row(stdout, &t, i);
-      }
     }
     if (r) greeks__v1__implied_vol_response__free_unpacked(r, NULL);
   }
@@ -598,7 +680,9 @@ void call_command_usage(FILE *out) {
         "    price-batch [--model M] [--greeks LIST] FILE     like `greeks price`\n"
         "    price-chain --spot S --rate R [--yield Q] [--model M] [--greeks LIST] FILE\n"
         "                                                     like `greeks chain`\n"
-        "    iv [--model M] FILE                              like `greeks iv`\n"
+        "    iv [--model M] [--style european|american] [--american-method bs2002|tree|alo] FILE\n"
+        "        like `greeks iv`; --style american: American premiums, solved by the\n"
+        "        method (default alo), output id,iv,error,note\n"
         "    revalue --market MARKET.csv [--spot-shocks LIST] [--vol-shocks LIST] POSITIONS.csv\n"
         "        risk per underlying and TOTAL; spot shocks relative (0.1 = +10%),\n"
         "        vol shocks absolute (0.05 = +5 vol points); then spot_shock,vol_shock,pnl\n"
@@ -648,6 +732,27 @@ static int take_verb_option(int argc, char **argv, int *i, call_options *o) {
   if (cli_take_option(argc, argv, i, "--spot-shocks", &v)) return (o->spot_shocks = v) ? 1 : -1;
   if (cli_take_option(argc, argv, i, "--vol-shocks", &v)) return (o->vol_shocks = v) ? 1 : -1;
   if (cli_take_option(argc, argv, i, "--service", &v)) return (o->service = v) ? 1 : -1;
+  if (cli_take_option(argc, argv, i, "--style", &v)) {
+    o->exercise_option = 1;
+    if (v && strcasecmp(v, "american") == 0) return o->american = 1, 1;
+    if (v && strcasecmp(v, "european") == 0) return o->american = 0, 1;
+    return cli_usage_error("--style must be european or american", v), -1;
+  }
+  if (cli_take_option(argc, argv, i, "--american-method", &v)) {
+    o->exercise_option = 1;
+    if (v && gk_american_method_from_name(v, &o->method) == GK_RC_OK) return 1;
+    return cli_usage_error("--american-method must be bs2002, tree or alo", v), -1;
+  }
+  return 0;
+}
+
+/* --style and --american-method: call iv's only, and American prices need a
+ * lognormal model (as `greeks iv` says). Returns 0, or the usage error's exit code. */
+static int check_exercise_options(const call_options *o, const char *verb) {
+  if (o->exercise_option && strcmp(verb, "iv") != 0)
+    return cli_usage_error("--style and --american-method belong to call iv, not", verb);
+  if (o->american && o->model == GK_MODEL_BACHELIER)
+    return cli_usage_error("--style american needs a lognormal model (bsm, black76 or gk)", "bachelier");
   return 0;
 }
 
@@ -656,6 +761,7 @@ int call_command(int argc, char **argv) {
   memset(&o, 0, sizeof o);
   o.model = GK_MODEL_BSM;
   o.outputs = GK_OUT_ALL;
+  o.method = GK_AMERICAN_IV_DEFAULT_METHOD;
   o.client.target = getenv("GREEKS_TARGET") ? getenv("GREEKS_TARGET") : "127.0.0.1:50051";
   const char *verb = NULL, *token_file = NULL;
   int book_argc = 0;
@@ -694,6 +800,8 @@ int call_command(int argc, char **argv) {
     call_command_usage(stderr);
     return CLI_EXIT_UNUSABLE;
   }
+  int refused = book_argv ? 0 : check_exercise_options(&o, verb);
+  if (refused) return refused;
   char *token = NULL;
   if (token_file && (token = first_line_of(token_file)) == NULL) return cli_usage_error("--token-file: cannot read a token from", token_file);
   o.client.token = token;
