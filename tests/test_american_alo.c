@@ -484,19 +484,16 @@ static void test_black76_is_bsm_with_yield_equal_rate(void **state) {
   owned_batch_free(&black);
 }
 
-/* Negative rates (two boundaries are possible) keep the per-element errors of
- * the other methods; the name round-trips. */
-static void test_negative_rates_are_element_errors(void **state) {
+/* Negative rates are priced (two boundaries routed to the tree: the values in
+ * tests/test_american_negative_rates.c); the name round-trips. */
+static void test_negative_rates_are_priced(void **state) {
   (void)state;
   contract c[3] = {{100, 100, 1, -0.01, 0.0, 0.2, GK_PUT, 0},
                    {100, 100, 1, -0.01, -0.02, 0.2, GK_PUT, 0},
                    {100, 100, 1, 0.05, -0.02, 0.2, GK_CALL, 0}};
   owned_batch b;
   price_batch(GK_ISA_SCALAR, GK_MODEL_BSM, c, 3, GK_OUT_ALL, &b);
-  assert_int_equal(b.error[0], GK_ELEMENT_AMERICAN_RATE_NEGATIVE);
-  assert_int_equal(b.error[1], GK_ELEMENT_AMERICAN_RATE_NEGATIVE);
-  assert_int_equal(b.error[2], GK_ELEMENT_AMERICAN_YIELD_NEGATIVE);
-  for (int i = 0; i < 3; i++) assert_true(b.price[i] == 0.0 && b.delta[i] == 0.0);
+  for (int i = 0; i < 3; i++) assert_true(b.error[i] == GK_ELEMENT_OK && b.price[i] > 0.0 && b.delta[i] != 0.0);
   owned_batch_free(&b);
   gk_american_method m;
   assert_int_equal(gk_american_method_from_name("alo", &m), GK_RC_OK);
@@ -578,7 +575,7 @@ static void isa_contracts(contract *c) {
   }
   c[4].T = 0.0;           /* expired */
   c[9].sigma = 1e-12;     /* deterministic limit */
-  c[13].r = -0.01;        /* invalid: negative rate */
+  c[13].r = -0.01;        /* negative rate: never exercised early (a put, q >= r) */
   c[20].sigma = -0.2;     /* invalid: negative vol */
 }
 
@@ -709,7 +706,7 @@ int main(void) {
       cmocka_unit_test(test_delta_gamma_theta_match_finite_differences),
       cmocka_unit_test(test_vega_rho_phi_match_finite_differences),
       cmocka_unit_test(test_black76_is_bsm_with_yield_equal_rate),
-      cmocka_unit_test(test_negative_rates_are_element_errors),
+      cmocka_unit_test(test_negative_rates_are_priced),
       cmocka_unit_test(test_newton_steps_reach_the_discrete_fixed_point),
       cmocka_unit_test(test_fp_a_is_kept_out_of_its_divergent_regime),
       cmocka_unit_test(test_vector_isas_match_scalar),

@@ -265,8 +265,8 @@ static void test_prices_outside_the_limits_are_element_errors(void **state) {
   add_row(&t, 2, 100, 100, 1, 0.05, 0.02, 100.0, GK_PUT);            /* at K */
   add_row(&t, 3, 100, 100, 1, 0.05, 0.02, 100.0, GK_CALL);           /* at S */
   add_row(&t, 4, 100, 100, 1, 0.05, 0.02, 0.5 * (at_max_vol + 100), GK_PUT); /* above the highest vol's */
-  add_row(&t, 5, 100, 100, 1, -0.01, 0.02, 5.0, GK_PUT);             /* r < 0 */
-  add_row(&t, 6, 100, 100, 1, 0.05, -0.01, 5.0, GK_CALL);            /* q < 0 */
+  add_row(&t, 5, 100, 100, 1, -0.01, 0.02, 101.1, GK_PUT);           /* r < 0: above K e^{-rT} = 101.005 */
+  add_row(&t, 6, 100, 100, 1, 0.05, -0.01, 101.1, GK_CALL);          /* q < 0: above S e^{-qT} */
   add_row(&t, 7, 100, 100, 0.0, 0.05, 0.02, 5.0, GK_PUT);            /* T = 0 */
   add_row(&t, 8, 100, 100, 1e-310, 0.05, 0.02, 5.0, GK_PUT);         /* T too short */
   add_row(&t, 9, 100, 100, 1, 0.05, 0.02, NAN, GK_PUT);              /* price not finite */
@@ -277,8 +277,8 @@ static void test_prices_outside_the_limits_are_element_errors(void **state) {
   assert_int_equal(solve_rows(&t, 14, GK_MODEL_BSM), 13);
   const gk_element_error want[14] = {
       GK_ELEMENT_PRICE_BELOW_INTRINSIC, GK_ELEMENT_PRICE_BELOW_INTRINSIC, GK_ELEMENT_PRICE_ABOVE_UPPER_BOUND,
-      GK_ELEMENT_PRICE_ABOVE_UPPER_BOUND, GK_ELEMENT_PRICE_ABOVE_UPPER_BOUND, GK_ELEMENT_AMERICAN_RATE_NEGATIVE,
-      GK_ELEMENT_AMERICAN_YIELD_NEGATIVE, GK_ELEMENT_EXPIRY_NOT_POSITIVE, GK_ELEMENT_AMERICAN_EXPIRY_TOO_SHORT,
+      GK_ELEMENT_PRICE_ABOVE_UPPER_BOUND, GK_ELEMENT_PRICE_ABOVE_UPPER_BOUND, GK_ELEMENT_PRICE_ABOVE_UPPER_BOUND,
+      GK_ELEMENT_PRICE_ABOVE_UPPER_BOUND, GK_ELEMENT_EXPIRY_NOT_POSITIVE, GK_ELEMENT_AMERICAN_EXPIRY_TOO_SHORT,
       GK_ELEMENT_PRICE_NOT_FINITE, GK_ELEMENT_SPOT_NOT_FINITE, GK_ELEMENT_TYPE_INVALID, GK_ELEMENT_OK,
       GK_ELEMENT_PRICE_NOT_FINITE};
   for (size_t i = 0; i < 14; i++) {

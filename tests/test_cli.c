@@ -360,8 +360,8 @@ static void test_iv_round_trips_lognormal_prices(void **state) {
 
 /* `iv --style american`: prices made by the library's American methods at
  * known vols come back to those vols (alo, the default, and tree), a deep
- * in-the-money put at K - S gives vol 0 with its note, the price bounds and a
- * negative rate are named bad rows, and the options are checked. */
+ * in-the-money put at K - S gives vol 0 with its note, the price bounds are
+ * named bad rows, a negative rate is solved, and the options are checked. */
 static void test_iv_american_style_round_trips_and_notes(void **state) {
   (void)state;
   enum { N = 4 };
@@ -383,7 +383,7 @@ static void test_iv_american_style_round_trips_and_notes(void **state) {
     fputs("deep,put,50,100,1,0.08,0,50\n", f);      /* exercise now: K - S */
     fputs("low,put,80,100,1,0.05,0,19.5\n", f);     /* below K - S */
     fputs("high,put,100,100,1,0.05,0,100\n", f);    /* at K */
-    fputs("neg,put,100,100,1,-0.01,0,5\n", f);      /* r < 0 */
+    fputs("neg,put,100,100,1,-0.01,0,8\n", f);      /* r < 0: priced (never exercised early) */
     fclose(f);
     cli_result *res = run_cli("", m == 0 ? "iv --style american /tmp/greeks_cli_iv_american.csv"
                                          : "iv --style american --american-method tree /tmp/greeks_cli_iv_american.csv");
@@ -399,7 +399,10 @@ static void test_iv_american_style_round_trips_and_notes(void **state) {
     assert_string_equal(csv_cell(res->out, N + 1, 3), "at_lower_limit");
     assert_non_null(strstr(csv_cell(res->out, N + 2, 2), "intrinsic"));
     assert_non_null(strstr(csv_cell(res->out, N + 3, 2), "upper bound"));
-    assert_non_null(strstr(csv_cell(res->out, N + 4, 2), "field 'r' value '-0.01'"));
+    /* r < 0 with q = 0: the put is European, its vol the European one. */
+    assert_string_equal(csv_cell(res->out, N + 4, 2), "");
+    double neg_vol = strtod(csv_cell(res->out, N + 4, 1), NULL);
+    assert_true(neg_vol > 0.1 && neg_vol < 0.3);
   }
   cli_result *res = run_cli("", "iv --style american --american-method lsm /tmp/greeks_cli_iv_american.csv");
   assert_int_equal(res->exit_code, 2);
@@ -418,11 +421,12 @@ static void test_iv_american_style_round_trips_and_notes(void **state) {
 /* --style, --american-method and the style column: BS2002 reproduces Haug's
  * published value (6.7661, Haug 2007, section 3.3.3, S = K = 100, T = 0.5,
  * r = q = 0.10, sigma = 0.25), european rows keep their European price, a call
- * without dividends is its European price, a negative rate is a named bad row. */
+ * without dividends is its European price, and so is a put under a negative
+ * rate (never exercised early: docs/kernels.md, "Negative rates"). */
 static void test_american_style_column_and_flags(void **state) {
   (void)state;
   cli_result *r = run_cli("", "price american.csv");
-  assert_int_equal(r->exit_code, 3); /* the negative-rate row */
+  assert_int_equal(r->exit_code, 0); /* the negative-rate row is priced */
   double american = strtod(csv_cell(r->out, 1, 1), NULL);
   double european = strtod(csv_cell(r->out, 2, 1), NULL);
   assert_true(fabs(american - 6.7661) < 0.5e-4);
@@ -433,7 +437,12 @@ static void test_american_style_column_and_flags(void **state) {
   owned_batch_price(&b, GK_MODEL_BSM);
   assert_true(fabs(strtod(csv_cell(r->out, 4, 1), NULL) - b.price[0]) < 1e-12);
   owned_batch_free(&b);
-  assert_string_equal(csv_cell(r->out, 5, 8), "line 6: field 'r' value '-0.01': must be >= 0 for an american option");
+  b = owned_batch_make(1);
+  b.spot[0] = 100, b.strike[0] = 100, b.expiry[0] = 0.5, b.rate[0] = -0.01, b.vol[0] = 0.25, b.type[0] = GK_PUT;
+  owned_batch_price(&b, GK_MODEL_BSM);
+  assert_true(fabs(strtod(csv_cell(r->out, 5, 1), NULL) - b.price[0]) < 1e-12);
+  owned_batch_free(&b);
+  assert_string_equal(csv_cell(r->out, 5, 8), "");
 
   r = run_cli("", "price --style american --american-method tree american.csv");
   double tree = strtod(csv_cell(r->out, 3, 1), NULL); /* blank style: american now */

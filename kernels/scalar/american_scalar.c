@@ -1,7 +1,9 @@
 /*
  * Scalar reference for American options: Bjerksund-Stensland (2002), the BBSR
  * binomial tree, and Greeks by bump-and-reprice. Formulas: docs/kernels.md and
- * adr/0011-american-options.md.
+ * adr/0011-american-options.md. The tree takes every sign of r and q (it
+ * compares holding with exercise at every node, so two exercise boundaries are
+ * no special case); BS2002 models one boundary (gk_american_exercise_of).
  */
 #include <math.h>
 
@@ -118,17 +120,20 @@ static double bs2002_call_unit_strike(double s, double T, double r, double b, do
 double gk_bs2002_price(const gk_american_option *o) {
   if (o->T == 0.0) return fmax(o->omega * (o->S - o->K), 0.0);
   if (o->sigma * sqrt(o->T) < GK_AMERICAN_TINY_STDDEV) return gk_american_deterministic_price(o);
+  /* Never exercised early (for the call: q <= 0 and r >= q; not merely b >= r,
+   * which also holds for the two-boundary calls r < q < 0): European. */
+  gk_american_exercise regime = gk_american_exercise_of(o);
+  if (regime == GK_EXERCISE_NEVER) return gk_american_european_price(o);
+  /* BS2002 is a lower bound of the American price, as are these two; the max only
+   * removes rounding below them. Two boundaries, which one flat boundary cannot
+   * model: the bound alone (american_internal.h; the batch routes them to the tree). */
+  double floor_value = fmax(gk_american_european_price(o), fmax(o->omega * (o->S - o->K), 0.0));
+  if (regime == GK_EXERCISE_TWO_BOUNDARIES) return floor_value;
   /* A put is the call with S and K swapped, rate r - b and carry -b. */
   int put = o->omega < 0.0;
   double S = put ? o->K : o->S, K = put ? o->S : o->K;
   double r = put ? o->r - o->b : o->r, b = put ? -o->b : o->b;
-  /* No early exercise when carrying the stock costs nothing more than the money:
-   * the call is European. */
-  if (b >= r) return gk_american_european_price(o);
-  double price = K * bs2002_call_unit_strike(S / K, o->T, r, b, o->sigma);
-  /* BS2002 is a lower bound of the American price, as are these two; the max only
-   * removes rounding below them. */
-  return fmax(price, fmax(gk_american_european_price(o), fmax(o->omega * (o->S - o->K), 0.0)));
+  return fmax(K * bs2002_call_unit_strike(S / K, o->T, r, b, o->sigma), floor_value);
 }
 
 /* ---- Binomial tree, Black-Scholes last step, Richardson extrapolation ---- */

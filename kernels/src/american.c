@@ -3,6 +3,15 @@
  * bump-and-reprice (shared by every ISA; ALO's Greeks come from its boundary
  * solve instead, gk_alo_price_element, bumps only where that declines), and ISA dispatch
  * (gk_american_price_batch_on; gk_alo_price_batch_on for ALO's levels).
+ *
+ * Negative rates (docs/kernels.md): gk_american_exercise_of is the one
+ * predicate of the exercise regime (never, one boundary, two boundaries). The
+ * kernels ask gk_american_routed_to_tree per element and price the
+ * two-boundary ones (and a thin strip beside them) by the tree whatever the
+ * method: bs2002 and alo model one boundary only. The scalar kernel routes
+ * before pricing, the vector kernels (american_vector.h) route their lanes
+ * the same way. Elements never exercised early get the European price
+ * exactly on every method (the tree's too).
  */
 #include <math.h>
 #include <string.h>
@@ -62,10 +71,28 @@ gk_rc gk_american_method_from_name(const char *name, gk_american_method *method)
 gk_element_error gk_classify_american_element(gk_model model, const gk_option_batch *in, size_t i) {
   gk_element_error error = gk_classify_element(model, in, i);
   if (error != GK_ELEMENT_OK) return error;
-  if (in->rate[i] < 0.0) return GK_ELEMENT_AMERICAN_RATE_NEGATIVE;
-  if (gk_model_uses_yield(model) && in->yield[i] < 0.0) return GK_ELEMENT_AMERICAN_YIELD_NEGATIVE;
+  /* Negative r and q are priced (GK_ELEMENT_AMERICAN_RATE_NEGATIVE and
+   * _YIELD_NEGATIVE are no longer returned). */
   if (in->expiry[i] > 0.0 && in->expiry[i] < GK_AMERICAN_MIN_EXPIRY) return GK_ELEMENT_AMERICAN_EXPIRY_TOO_SHORT;
   return GK_ELEMENT_OK;
+}
+
+/* The regime of the put (r, q) (american_internal.h). */
+static gk_american_exercise put_exercise(double r, double q) {
+  if (r > 0.0) return GK_EXERCISE_ONE_BOUNDARY;
+  return q >= r ? GK_EXERCISE_NEVER : GK_EXERCISE_TWO_BOUNDARIES;
+}
+
+gk_american_exercise gk_american_exercise_of(const gk_american_option *o) {
+  double q = o->r - o->b;
+  return o->omega < 0.0 ? put_exercise(o->r, q) : put_exercise(q, o->r);
+}
+
+int gk_american_routed_to_tree(gk_model model, const gk_option_batch *in, size_t i) {
+  if (model == GK_MODEL_BLACK76) return 0; /* q = r: never two boundaries */
+  double r = in->rate[i], q = in->yield[i];
+  double r_put = in->type[i] == GK_PUT ? r : q, q_put = in->type[i] == GK_PUT ? q : r;
+  return q_put < r_put && r_put < GK_AMERICAN_ROUTE_MARGIN;
 }
 
 /* The market of one element, with r and q apart so that rho and phi can move
@@ -148,12 +175,45 @@ void gk_american_price_element(gk_model model, gk_american_method method, gk_ame
   /* theta = -d price / dT; T - h stays > 0 with a relative bump. */
   if (outputs & GK_OUT_THETA)
     out->theta[i] = -slope(pricer, &m, &m.T, bump->expiry_relative * m.T, 0.0, price);
+  /* Rates of any sign: r and q bumps are always central. */
   if (outputs & GK_OUT_RHO) {
     /* black76: q follows r (b = 0), so rho moves the discount rate alone. */
-    out->rho[i] = slope(pricer, &m, &m.r, bump->rate, 0.0, price);
+    out->rho[i] = slope(pricer, &m, &m.r, bump->rate, -INFINITY, price);
   }
   if (outputs & GK_OUT_PHI)
-    out->phi[i] = futures ? 0.0 : slope(pricer, &m, &m.q, bump->rate, 0.0, price);
+    out->phi[i] = futures ? 0.0 : slope(pricer, &m, &m.q, bump->rate, -INFINITY, price);
+}
+
+static gk_american_pricer method_pricer(gk_american_method method) {
+  switch (method) {
+    case GK_AMERICAN_TREE: return gk_american_tree_price;
+    case GK_AMERICAN_ALO: return gk_alo_price;
+    default: return gk_bs2002_price;
+  }
+}
+
+void gk_american_price_routed_element(gk_model model, const gk_option_batch *in, size_t i, unsigned outputs,
+                                      gk_greeks_batch *out) {
+  gk_american_price_element(model, GK_AMERICAN_TREE, gk_american_tree_price, in, i, outputs, out);
+}
+
+/* Element i of a method other than ALO (classified valid, not routed). The
+ * tree's pricer models every regime; where the element is never exercised
+ * early its price and Greeks are the European ones exactly (with the smooth
+ * methods' bumps), as bs2002's and alo's are. */
+static void price_method_element(gk_model model, gk_american_method method, const gk_option_batch *in, size_t i,
+                                 unsigned outputs, gk_greeks_batch *out) {
+  if (method == GK_AMERICAN_TREE) {
+    int futures = model == GK_MODEL_BLACK76;
+    double r = in->rate[i], q = futures ? r : in->yield[i];
+    gk_american_option o = {in->spot[i], in->strike[i], in->expiry[i], r, futures ? 0.0 : r - q, in->vol[i],
+                            in->type[i] == GK_PUT ? -1.0 : 1.0};
+    if (gk_american_exercise_of(&o) == GK_EXERCISE_NEVER) {
+      gk_american_price_element(model, GK_AMERICAN_BS2002, gk_american_european_price, in, i, outputs, out);
+      return;
+    }
+  }
+  gk_american_price_element(model, method, method_pricer(method), in, i, outputs, out);
 }
 
 void gk_alo_price_element(gk_model model, gk_alo_level level, const gk_option_batch *in, size_t i, unsigned outputs,
@@ -178,14 +238,6 @@ void gk_alo_price_element(gk_model model, gk_alo_level level, const gk_option_ba
   if (outputs & GK_OUT_PHI) out->phi[i] = futures ? 0.0 : g.phi;
 }
 
-static gk_american_pricer method_pricer(gk_american_method method) {
-  switch (method) {
-    case GK_AMERICAN_TREE: return gk_american_tree_price;
-    case GK_AMERICAN_ALO: return gk_alo_price;
-    default: return gk_bs2002_price;
-  }
-}
-
 /* Every element of `in` with `pricer`, the Greeks by `method`'s bumps; ALO's
  * at `level` with its analytic Greeks. */
 static size_t scalar_kernel_with(gk_model model, gk_american_method method, gk_alo_level level,
@@ -199,8 +251,9 @@ static size_t scalar_kernel_with(gk_model model, gk_american_method method, gk_a
       invalid++;
       continue;
     }
-    if (method == GK_AMERICAN_ALO) gk_alo_price_element(model, level, in, i, outputs, out);
-    else gk_american_price_element(model, method, method_pricer(method), in, i, outputs, out);
+    if (gk_american_routed_to_tree(model, in, i)) gk_american_price_routed_element(model, in, i, outputs, out);
+    else if (method == GK_AMERICAN_ALO) gk_alo_price_element(model, level, in, i, outputs, out);
+    else price_method_element(model, method, in, i, outputs, out);
   }
   return invalid;
 }

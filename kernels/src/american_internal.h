@@ -25,7 +25,12 @@ typedef struct gk_american_option {
 /* Most steps a tree may take (its working rows are thread-local arrays). */
 #define GK_AMERICAN_TREE_MAX_STEPS 8192
 
-/* Prices of one option by each method; finite for every option in the domain. */
+/* Prices of one option by each method; finite for every option in the domain.
+ * The tree models every exercise regime. BS2002 returns the European price
+ * where the option is never exercised early and, where it has two boundaries
+ * (which it does not model, and which the batch routes to the tree), the lower
+ * bound max(European, intrinsic): continuous with the European price across
+ * q = r, so that the Greeks' bumps of a never-exercised element stay right. */
 double gk_bs2002_price(const gk_american_option *o);
 double gk_american_tree_price(const gk_american_option *o);
 
@@ -82,7 +87,7 @@ const gk_alo_scheme *gk_alo_scheme_of(gk_alo_level level);
 
 /* The American put (S, K, T, r, q, sigma) by the fixed point, for r > 0,
  * sigma sqrt(T) >= GK_AMERICAN_TINY_STDDEV and T > 0; NaN for the two-boundary
- * case q < r < 0, which it does not model (the batch classifies it out). */
+ * case q < r < 0, which it does not model (the batch routes it to the tree). */
 double gk_alo_put_price(double S, double K, double T, double r, double q, double sigma,
                         const gk_alo_scheme *scheme);
 
@@ -141,6 +146,40 @@ double gk_american_deterministic_price(const gk_american_option *o);
 /* The first American domain rule element i breaks (the European ones first). */
 gk_element_error gk_classify_american_element(gk_model model, const gk_option_batch *in, size_t i);
 
+/* ---- Early exercise by the sign of the rates (docs/kernels.md, "Negative rates") ----
+ * The one predicate every method, ISA and the implied vol use. For the put
+ * (r, q) (Battauz, De Donno and Sbuelz 2015); a call by the symmetry
+ * C(S, K, r, q) = P(K, S, q, r), so the call's r plays the put's q:
+ *  - NEVER: r <= 0 and q >= r. Holding the strike earns nothing, the stock's
+ *    carry costs nothing more: never exercised early, the European price.
+ *  - ONE_BOUNDARY: r > 0 (q of either sign): one boundary below
+ *    K min(1, r/q) (K where q <= r), the case every method models.
+ *  - TWO_BOUNDARIES: q < r <= 0: exercise pays only in a band between two
+ *    boundaries (at r = 0 the lower one is 0), which only the tree models. */
+typedef enum gk_american_exercise {
+  GK_EXERCISE_NEVER = 0,
+  GK_EXERCISE_ONE_BOUNDARY = 1,
+  GK_EXERCISE_TWO_BOUNDARIES = 2
+} gk_american_exercise;
+
+gk_american_exercise gk_american_exercise_of(const gk_american_option *o);
+
+/* Width of the one-boundary strip next to the two-boundary region (0 <= r < this
+ * for the put, with q < r) that is routed with it: no Greek bump of bs2002 or alo
+ * (rates by 1e-5) then crosses from their domain into the tree's. */
+#define GK_AMERICAN_ROUTE_MARGIN 1e-4
+
+/* Whether element i (classified valid) is priced by the tree whatever the method
+ * asked: two boundaries, or within GK_AMERICAN_ROUTE_MARGIN of them (never
+ * black76, where q = r). Its price and Greeks are then the tree's, with the
+ * tree's accuracy. */
+int gk_american_routed_to_tree(gk_model model, const gk_option_batch *in, size_t i);
+
+/* Prices element i (classified valid, routed) by the tree: price and Greeks
+ * as GK_AMERICAN_TREE's. */
+void gk_american_price_routed_element(gk_model model, const gk_option_batch *in, size_t i, unsigned outputs,
+                                      gk_greeks_batch *out);
+
 /* A price function of one option: the method, or a vector kernel's own. */
 typedef double (*gk_american_pricer)(const gk_american_option *o);
 
@@ -162,8 +201,8 @@ size_t gk_american_kernel_avx512(gk_model model, gk_american_method method,
                                  const gk_option_batch *in, unsigned outputs, gk_greeks_batch *out);
 
 /* Bump sizes of the Greeks (docs/kernels.md): relative for S and T, absolute for
- * sigma, r and q. A bump that would leave the domain (sigma, r or q below 0) is
- * taken one-sided, forward. */
+ * sigma, r and q. A sigma bump that would leave the domain (below 0) is taken
+ * one-sided, forward; r and q bumps are central at any sign. */
 typedef struct gk_american_bumps {
   double spot_relative, expiry_relative, vol, rate;
   /* The tree's price wiggles in S with the period of its node spacing,

@@ -95,10 +95,19 @@ static double price_resolution(double target, double S, double K) {
   return GK_IV_INTRINSIC_ULPS * DBL_EPSILON * (fabs(target) + fmax(S, K));
 }
 
+/* The American price's upper bound: a put pays at most K, discounted at a
+ * rate that may be negative, so K max(1, e^{-rT}); a call at most S max(1,
+ * e^{-qT}) (black76: q = r). */
+static double price_upper_bound(const chunk_solver *c, size_t k) {
+  if (c->type[k] == GK_PUT) return c->K[k] * fmax(1.0, exp(-c->r[k] * c->T[k]));
+  double q = gk_model_uses_yield(c->model) ? c->q[k] : c->r[k];
+  return c->S[k] * fmax(1.0, exp(-q * c->T[k]));
+}
+
 /* Step 1 for batch element k, priced at sigma = 0: its input error, or the
  * price's against the limits (iv.h's order). */
 static gk_element_error limit_error(const chunk_solver *c, size_t k, double target) {
-  double lower = c->price[k], upper = c->type[k] == GK_PUT ? c->K[k] : c->S[k];
+  double lower = c->price[k], upper = price_upper_bound(c, k);
   if (c->batch_error[k] != GK_ELEMENT_OK) return (gk_element_error)c->batch_error[k];
   if (!(c->T[k] > 0.0)) return GK_ELEMENT_EXPIRY_NOT_POSITIVE;
   if (!isfinite(target)) return GK_ELEMENT_PRICE_NOT_FINITE;

@@ -10,7 +10,9 @@
  * the vector bivariate CDF is his 20-point asin-form rule with the sines
  * precomputed once per call. Lanes the vector path does not price (invalid,
  * expired, sigma sqrt(T) below GK_AMERICAN_TINY_STDDEV, or a non-finite vector
- * result) go to the scalar reference element by element.
+ * result) go to the scalar reference element by element; lanes with two
+ * exercise boundaries (gk_american_routed_to_tree) to the tree, for bs2002
+ * before and for alo after the vector pass (alo_vector_kernel_routed).
  */
 #ifndef GREEKS_AMERICAN_VECTOR_H
 #define GREEKS_AMERICAN_VECTOR_H
@@ -181,14 +183,20 @@ static vdouble av_bs2002_price(const av_option *o, const bs2002_rules *rules) {
   vmask put = v_lt(o->omega, v_set1(0.0));
   vdouble S = v_select(put, o->K, o->S), K = v_select(put, o->S, o->K);
   vdouble r = v_select(put, v_sub(o->r, o->b), o->r), b = v_select(put, v_sub(v_set1(0.0), o->b), o->b);
-  vmask european = v_ge(b, r);
-  /* European lanes run the formula on a harmless carry; their result is replaced. */
-  vdouble safe_b = v_select(european, v_sub(r, v_set1(0.05)), b);
+  /* gk_american_exercise_of in the call's terms (r, b): its symmetric put has
+   * rate r - b and yield r, so never exercised early is b >= r and b >= 0, two
+   * boundaries b >= r and b < 0 (the put's q < r <= 0); the formula runs where
+   * b < r. */
+  vmask no_formula = v_ge(b, r), european = m_and(no_formula, v_ge(b, v_set1(0.0)));
+  /* Those lanes run the formula on a harmless carry; their result is replaced. */
+  vdouble safe_b = v_select(no_formula, v_sub(r, v_set1(0.05)), b);
   vdouble unit = av_call_unit_strike(v_log(v_div(S, K)), o->T, r, safe_b, o->sigma, rules);
   vdouble eur = av_european(o);
   vdouble intrinsic = v_max(v_mul(o->omega, v_sub(o->S, o->K)), v_set1(0.0));
-  vdouble price = v_select(european, eur, v_max(v_mul(K, unit), v_max(eur, intrinsic)));
-  return price;
+  vdouble floor_value = v_max(eur, intrinsic);
+  /* Two boundaries: the lower bound alone, as gk_bs2002_price. */
+  vdouble price = v_select(no_formula, floor_value, v_max(v_mul(K, unit), floor_value));
+  return v_select(european, eur, price);
 }
 
 /* Lanes whose vector price is not finite: priced again by the scalar reference. */
@@ -218,11 +226,11 @@ static inline vdouble av_price_at(const av_market *m, const bs2002_rules *rules)
   return av_repair_lanes(av_bs2002_price(&o, rules), &o);
 }
 
-/* The scalar slope(): central where x - h >= 0, else second-order forward. */
-static inline vdouble av_slope(const av_market *m, vdouble *x, vdouble h, vdouble price,
+/* The scalar slope(): central where x - h >= lower, else second-order forward. */
+static inline vdouble av_slope(const av_market *m, vdouble *x, vdouble h, double lower, vdouble price,
                                const bs2002_rules *rules) {
   vdouble x0 = *x;
-  vmask central = v_ge(v_sub(x0, h), v_set1(0.0));
+  vmask central = v_ge(v_sub(x0, h), v_set1(lower));
   *x = v_add(x0, h);
   vdouble up = av_price_at(m, rules);
   *x = v_select(central, v_sub(x0, h), v_add(x0, v_add(h, h)));
@@ -265,23 +273,37 @@ static void av_price_group(gk_model model, const gk_option_batch *in, size_t i, 
     vdouble second = v_add(v_fma(v_set1(-2.0), price, up), down);
     if (outputs & GK_OUT_GAMMA) v_store(out->gamma + i, v_div(second, v_mul(h, h)), n);
   }
-  if (outputs & GK_OUT_VEGA) v_store(out->vega + i, av_slope(&m, &m.sigma, v_set1(bump->vol), price, rules), n);
+  if (outputs & GK_OUT_VEGA) v_store(out->vega + i, av_slope(&m, &m.sigma, v_set1(bump->vol), 0.0, price, rules), n);
   if (outputs & GK_OUT_THETA) {
     vdouble h = v_mul(m.T, v_set1(bump->expiry_relative));
-    v_store(out->theta + i, v_sub(zero, av_slope(&m, &m.T, h, price, rules)), n);
+    v_store(out->theta + i, v_sub(zero, av_slope(&m, &m.T, h, 0.0, price, rules)), n);
   }
-  if (outputs & GK_OUT_RHO) v_store(out->rho + i, av_slope(&m, &m.r, v_set1(bump->rate), price, rules), n);
+  /* Rates of any sign: central. */
+  vdouble rate_h = v_set1(bump->rate);
+  if (outputs & GK_OUT_RHO) v_store(out->rho + i, av_slope(&m, &m.r, rate_h, -INFINITY, price, rules), n);
   if (outputs & GK_OUT_PHI)
-    v_store(out->phi + i, m.futures ? zero : av_slope(&m, &m.q, v_set1(bump->rate), price, rules), n);
+    v_store(out->phi + i, m.futures ? zero : av_slope(&m, &m.q, rate_h, -INFINITY, price, rules), n);
 }
 
 /* The ALO method's vector body (alo_vector_kernel). */
 #include "american_alo_vector.h"
 
+/* ALO on a vector ISA with the two-boundary routing: alo_vector_kernel prices
+ * every lane, then the routed elements (gk_american_routed_to_tree) are priced
+ * again, every output, by the tree; what alo wrote there is discarded. */
+static size_t alo_vector_kernel_routed(gk_model model, gk_alo_level level, const gk_option_batch *in,
+                                       unsigned outputs, gk_greeks_batch *out) {
+  size_t invalid = alo_vector_kernel(model, level, in, outputs, out);
+  for (size_t i = 0; i < in->count; i++)
+    if (out->error[i] == GK_ELEMENT_OK && gk_american_routed_to_tree(model, in, i))
+      gk_american_price_routed_element(model, in, i, outputs, out);
+  return invalid;
+}
+
 static size_t american_vector_kernel(gk_model model, gk_american_method method,
                                      const gk_option_batch *in, unsigned outputs,
                                      gk_greeks_batch *out) {
-  if (method == GK_AMERICAN_ALO) return alo_vector_kernel(model, GK_ALO_ACCURATE, in, outputs, out);
+  if (method == GK_AMERICAN_ALO) return alo_vector_kernel_routed(model, GK_ALO_ACCURATE, in, outputs, out);
   if (method != GK_AMERICAN_BS2002) return gk_american_kernel_scalar(model, method, in, outputs, out);
   bs2002_rules rules;
   double rho = sqrt(AV_SQRT5_MINUS_1_HALF);
@@ -299,7 +321,8 @@ static size_t american_vector_kernel(gk_model model, gk_american_method method,
         invalid++;
         scalar_lanes |= 1u << k;
       } else if (in->expiry[i + k] == 0.0 ||
-                 in->vol[i + k] * sqrt(in->expiry[i + k]) < GK_AMERICAN_TINY_STDDEV) {
+                 in->vol[i + k] * sqrt(in->expiry[i + k]) < GK_AMERICAN_TINY_STDDEV ||
+                 gk_american_routed_to_tree(model, in, i + k)) {
         scalar_lanes |= 1u << k;
       }
     }
@@ -307,6 +330,8 @@ static size_t american_vector_kernel(gk_model model, gk_american_method method,
     for (size_t k = 0; k < n; k++) {
       if (!(scalar_lanes >> k & 1u)) continue;
       if (out->error[i + k] != GK_ELEMENT_OK) gk_zero_element_outputs(outputs, out, i + k);
+      else if (gk_american_routed_to_tree(model, in, i + k))
+        gk_american_price_routed_element(model, in, i + k, outputs, out);
       else gk_american_price_element(model, GK_AMERICAN_BS2002, gk_bs2002_price, in, i + k, outputs, out);
     }
   }

@@ -133,7 +133,7 @@ class CallIvAmerican(unittest.TestCase):
         self.assertEqual(served, offline)
 
     def test_unreadable_rows_and_input_errors_keep_the_offline_words(self):
-        # A negative rate (an American input error), a bad type and a bad
+        # A negative rate (priced, by both verbs alike), a bad type and a bad
         # number, beside a good row, on the European and the American verb.
         rows = random_contracts(4, seed=11)
         prices = self.american_prices(rows, "alo")

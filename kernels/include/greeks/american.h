@@ -35,16 +35,20 @@
  * and first-order Greeks exist (GK_OUT_ALL); second-order bits in the mask return
  * GK_RC_OUTPUT_NOT_SUPPORTED.
  *
- * Domain: that of the European kernels, and r >= 0 and q >= 0 (black76: r >= 0).
- * Negative rates can make early exercise optimal over two boundaries, which
- * no method models; such elements get GK_ELEMENT_AMERICAN_RATE_NEGATIVE or
- * GK_ELEMENT_AMERICAN_YIELD_NEGATIVE rather than a wrong price.
+ * Domain: that of the European kernels, r and q of either sign. Negative rates
+ * (docs/kernels.md, "Negative rates"): a put with r <= 0 and q >= r (a call
+ * with q <= 0 and r >= q) is never exercised early and every method returns
+ * the European price; a put with q < r <= 0 (a call with r < q <= 0) can be
+ * exercised between two boundaries, which only the tree models: those
+ * elements (and puts with 0 <= r < 1e-4, q < r, calls by symmetry) are priced
+ * by GK_AMERICAN_TREE, price and Greeks, whatever `method` says, with the
+ * tree's accuracy and cost. GK_ELEMENT_AMERICAN_RATE_NEGATIVE and
+ * GK_ELEMENT_AMERICAN_YIELD_NEGATIVE are no longer returned.
  * 0 < T < GK_AMERICAN_MIN_EXPIRY is GK_ELEMENT_AMERICAN_EXPIRY_TOO_SHORT: theta
  * bumps T by a fraction of itself (1e-4 or 1e-3), which must be a normal double
  * for T +- h to be distinct and exact; for T < 2.2e-304 it is subnormal or 0,
  * and theta came out as 0/0 = NaN. T = 0 (at expiry) is valid.
- * A call with q = 0 (b >= r) is never exercised early: its price is the European
- * price. sigma sqrt(T) below 1e-9 is priced as its deterministic limit, the best
+ * sigma sqrt(T) below 1e-9 is priced as its deterministic limit, the best
  * discounted intrinsic value over the exercise dates.
  * Bachelier returns GK_RC_MODEL_NOT_SUPPORTED.
  */

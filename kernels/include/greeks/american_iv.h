@@ -12,9 +12,10 @@
  *   lower: the sigma -> 0 limit, the method's price at sigma = 0 (the best
  *          discounted intrinsic value over the exercise dates: K - S for a put
  *          to exercise now, S - K e^{-rT} for a call with q = 0);
- *   upper: the sigma -> infinity limit, K for a put and S (the futures price
- *          for black76) for a call; the solver searches sigma up to
- *          GK_AMERICAN_IV_MAX_VOL.
+ *   upper: the sigma -> infinity limit, K max(1, e^{-rT}) for a put and
+ *          S max(1, e^{-qT}) for a call (black76: F max(1, e^{-rT})): the
+ *          factor exceeds 1 only under a negative rate; the solver searches
+ *          sigma up to GK_AMERICAN_IV_MAX_VOL.
  *
  * How: every element of a chunk (up to GK_AMERICAN_IV_CHUNK) is solved at once:
  * each step prices the whole set of still-unconverged elements in ONE
@@ -48,13 +49,13 @@
  * limit: an error); bs2002 and alo are smooth (tests/test_american_iv.c).
  *
  * Per-element errors (vol 0): the input codes of gk_american_price_batch
- * (including GK_ELEMENT_AMERICAN_RATE_NEGATIVE / _YIELD_NEGATIVE and
- * _EXPIRY_TOO_SHORT), then GK_ELEMENT_EXPIRY_NOT_POSITIVE (T = 0: the price is
+ * (including GK_ELEMENT_AMERICAN_EXPIRY_TOO_SHORT; negative r and q are
+ * priced), then GK_ELEMENT_EXPIRY_NOT_POSITIVE (T = 0: the price is
  * the payoff whatever sigma), GK_ELEMENT_PRICE_NOT_FINITE,
  * GK_ELEMENT_PRICE_BELOW_INTRINSIC (below the lower limit by more than the
  * resolution R (above); within R of it, either side, the vol is 0, flagged
  * GK_AMERICAN_IV_FLAG_AT_LOWER_LIMIT), and
- * GK_ELEMENT_PRICE_ABOVE_UPPER_BOUND (at or above K for a put, S for a call, or
+ * GK_ELEMENT_PRICE_ABOVE_UPPER_BOUND (at or above the upper limit, or
  * above the method's price at GK_AMERICAN_IV_MAX_VOL). A vol is never NaN.
  *
  * Thread safety: no shared state; concurrent calls on distinct outputs are safe.

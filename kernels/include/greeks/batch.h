@@ -156,8 +156,8 @@ typedef enum gk_element_error {
   GK_ELEMENT_PRICE_BELOW_INTRINSIC,
   GK_ELEMENT_EXPIRY_NOT_POSITIVE,
   GK_ELEMENT_PRICE_ABOVE_UPPER_BOUND,
-  /* American options only (greeks/american.h): negative rates can call for two
-   * exercise boundaries, which the methods do not model. */
+  /* No longer returned: American options price negative rates (greeks/american.h).
+   * Kept so that the codes after them keep their numbers. */
   GK_ELEMENT_AMERICAN_RATE_NEGATIVE,
   GK_ELEMENT_AMERICAN_YIELD_NEGATIVE,
   /* A requested output's true value lies beyond the double range (|x| > DBL_MAX):
