@@ -41,8 +41,8 @@
  *
  * Errors: GK_INVALID_ARGUMENT naming the field ("view.move", "chain[4].ask"), its
  * value and the rule; GK_RESOURCE_EXHAUSTED on OOM. Options the kernels refuse
- * (an element error: an American option under a negative rate, an expiry past
- * 100 years) are left out with every candidate that uses them.
+ * (an element error: an expiry past 100 years, a vol above the kernels'
+ * limit) are left out with every candidate that uses them.
  */
 #include <float.h>
 #include <math.h>

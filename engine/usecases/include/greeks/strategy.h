@@ -106,7 +106,7 @@ typedef struct gk_hedge_proposal {
  * Errors, beyond the header's: GK_INVALID_ARGUMENT for a NULL argument, a target
  * or american_method out of range, count 0 or above GK_MAX_QUOTED_INSTRUMENTS,
  * an instrument quoted twice, or one the kernels refuse at the book's market
- * (e.g. an American option with a negative rate); GK_FAILED_PRECONDITION when a
+ * (e.g. an expiry past 100 years); GK_FAILED_PRECONDITION when a
  * position of the underlying cannot be valued, or when every basis needs more
  * than GK_MAX_QUANTITY contracts; GK_RESOURCE_EXHAUSTED on OOM. On any error
  * *out is zeroed. Allocates O(count) scratch; O(count^2) work for two
@@ -162,7 +162,7 @@ typedef struct gk_strategy {
  * Options expiring at or before the horizon are worth their payoff there. A chain
  * that allows no structure gives GK_OK with *written = 0; on an error *written is
  * 0 and `out` untouched. Structures using an option the kernels refuse (an
- * American option under a negative rate) are left out. docs/strategy.md has the
+ * expiry past 100 years) are left out. docs/strategy.md has the
  * strike choice, the grid behind max_loss/max_gain (exact when every leg has
  * expired by the horizon), view_pnl per direction and the score. */
 gk_code gk_generate_strategies(const gk_market_quote *market, const gk_quoted_instrument *chain,
