@@ -455,12 +455,13 @@ static double qdplus_residual(const qdplus *g, double S, double *slope) {
   return exercise_delta * S - g->beta * (m->K - S - put) + g->alpha_dr * theta;
 }
 
-/* The QD+ boundary at tau by Newton from xmax, kept in (0, xmax]. The result
- * only starts the iteration: a step that fails to converge leaves the last
- * iterate, which the Jacobi-Newton steps then correct. */
-static double qdplus_boundary(const put_market *m, double tau) {
+/* The QD+ boundary at tau by Newton from `start` (the previous node's, which
+ * lies above it: the boundary falls with tau; xmax at the first), kept in
+ * (0, xmax]. The result only starts the iteration: a step that fails to
+ * converge leaves the last iterate, which the Newton steps then correct. */
+static double qdplus_boundary(const put_market *m, double tau, double start) {
   qdplus g = qdplus_at(m, tau);
-  double S = m->xmax;
+  double S = start;
   for (int it = 0; it < 64; it++) {
     double slope, residual = qdplus_residual(&g, S, &slope);
     double next = S - residual / slope;
@@ -759,9 +760,10 @@ static premium_terms exercise_premium(const put_market *m, const boundary *b, co
  * the caller's bumps). */
 
 /* F_i = K N_i - B_i D_i of FP-B (value matching) or, where fp_a, of FP-A
- * (smooth pasting), row i of its J (row[1..n]) and, where F_p is not NULL
- * (FP-B only), dF_i/d(sigma, r, q) at fixed l, at node i from the current
- * boundary. With G_j(e+) each point's integrand of K N - B D, c_ij =
+ * (smooth pasting), row i of its J (row[1..n]) and, where F_p is not NULL,
+ * dF_i/d(sigma, r, q) at fixed l, at node i from the current boundary. FP-A's
+ * parameter slopes differentiate its densities too: n'(d) = -d n(d), and
+ * 1 / (sigma sqrt t) moves with sigma. With G_j(e+) each point's integrand of K N - B D, c_ij =
  * dG_j/de+ / (sigma sqrt t): FP-B K wr n(e-) - B wq n(e+), FP-A (n' = -d n)
  * -K wr e- n(e-) / v_j - B wq n(e+) (1 - e+ / v_j), v_j = sigma sqrt t. */
 static double linearise_node(const put_market *m, const boundary *b, const gk_alo_rule *rule, const node_table *t,
@@ -778,9 +780,17 @@ static double linearise_node(const put_market *m, const boundary *b, const gk_al
   double N_p[PARAMS] = {t->dr * nm * dm_sigma, t->dr * (nm * dp_r - t->tau * Nm), t->dr * nm * dp_q};
   double D_p[PARAMS] = {t->dq * np * dp_sigma, t->dq * np * dp_r, t->dq * (np * dp_q - t->tau * Np)};
   double N = t->dr * Nm, D = t->dq * Np, diag = (B * t->dq * np - m->K * t->dr * nm) / t->v;
+  double inv_sigma = 1.0 / m->sigma;
   if (fp_a) {
-    N = t->dr * nm / t->v, D = t->dq * (np / t->v + Np);
+    double a_n = t->dr * nm / t->v, a_p = t->dq * np / t->v;
+    N = a_n, D = t->dq * (np / t->v + Np);
     diag = (m->K * t->dr * dm * nm / t->v - B * t->dq * np * (dp / t->v - 1.0)) / t->v;
+    N_p[SIGMA] = a_n * (-dm * dm_sigma - inv_sigma);
+    N_p[RATE] = a_n * (-t->tau - dm * dp_r);
+    N_p[YIELD] = -a_n * dm * dp_q;
+    D_p[SIGMA] = a_p * (-dp * dp_sigma - inv_sigma) + t->dq * np * dp_sigma;
+    D_p[RATE] = (t->dq * np - a_p * dp) * dp_r;
+    D_p[YIELD] = -t->tau * D + (t->dq * np - a_p * dp) * dp_q;
   }
   double g[GK_ALO_MAX_NODES + 1] = {0.0}, T[GK_ALO_MAX_NODES + 2], A[GK_ALO_MAX_NODES + 1];
   for (int j = 0; j < rule->count; j++) {
@@ -798,12 +808,24 @@ static double linearise_node(const put_market *m, const boundary *b, const gk_al
     }
     diag -= cij;
     if (F_p) {
-      double ep_sigma = -(root_h - li) * inv_v / m->sigma + kappa_sigma * sqrt_t, ep_r = sqrt_t / m->sigma;
+      /* e-'s slopes: sigma e+_sigma - sqrt t, r and q those of e+ (e+_q = -e+_r) */
+      double ep_sigma = -(root_h - li) * inv_v * inv_sigma + kappa_sigma * sqrt_t, ep_r = sqrt_t * inv_sigma;
+      double em_sigma = ep_sigma - sqrt_t;
       double wr_r = t->tau * rule->weight[j] * exp(-m->r * time_to_go) - time_to_go * wr;
       double wq_q = t->tau * rule->weight[j] * exp(-m->q * time_to_go) - time_to_go * wq;
-      N_p[SIGMA] += wr * nmj * (ep_sigma - sqrt_t), D_p[SIGMA] += wq * npj * ep_sigma;
-      N_p[RATE] += wr_r * Nmj + wr * nmj * ep_r, D_p[RATE] += wq * npj * ep_r;
-      N_p[YIELD] -= wr * nmj * ep_r, D_p[YIELD] += wq_q * Npj - wq * npj * ep_r;
+      if (fp_a) {
+        double an = wr * nmj * inv_v, ap = wq * npj * inv_v;
+        N_p[SIGMA] += an * (-em * em_sigma - inv_sigma);
+        N_p[RATE] += wr_r * nmj * inv_v - an * em * ep_r;
+        N_p[YIELD] += an * em * ep_r;
+        D_p[SIGMA] += wq * npj * ep_sigma + ap * (-ep * ep_sigma - inv_sigma);
+        D_p[RATE] += (wq * npj - ap * ep) * ep_r;
+        D_p[YIELD] += wq_q * (Npj + npj * inv_v) - (wq * npj - ap * ep) * ep_r;
+      } else {
+        N_p[SIGMA] += wr * nmj * em_sigma, D_p[SIGMA] += wq * npj * ep_sigma;
+        N_p[RATE] += wr_r * Nmj + wr * nmj * ep_r, D_p[RATE] += wq * npj * ep_r;
+        N_p[YIELD] -= wr * nmj * ep_r, D_p[YIELD] += wq_q * Npj - wq * npj * ep_r;
+      }
     }
     if (!(root_h > 0.0)) continue; /* H floored at 0: it does not move */
     double e = cij / root_h;
@@ -820,17 +842,25 @@ static double linearise_node(const put_market *m, const boundary *b, const gk_al
   return m->K * N - B * D;
 }
 
-/* Solves A x = y in place (x overwrites y, A is destroyed), rows and columns
- * 1..n, by Gaussian elimination without pivoting. */
-static void solve_in_place(int n, double A[][GK_ALO_MAX_NODES + 1], double *y) {
+/* J = L U in place, rows and columns 1..n, without pivoting (J is dominated by
+ * its diagonal, the Jacobi-Newton step's denominator; a zero pivot gives a
+ * non-finite result, which the caller replaces): U on and above the
+ * diagonal, L's multipliers below it. */
+static void lu_factor(int n, double A[][GK_ALO_MAX_NODES + 1]) {
   for (int c = 1; c <= n; c++) {
     double inv_pivot = 1.0 / A[c][c];
     for (int r = c + 1; r <= n; r++) {
       double f = A[r][c] * inv_pivot;
+      A[r][c] = f;
       for (int k = c + 1; k <= n; k++) A[r][k] -= f * A[c][k];
-      y[r] -= f * y[c];
     }
   }
+}
+
+/* Solves J x = y with lu_factor's factors; x overwrites y. */
+static void lu_solve(int n, double A[][GK_ALO_MAX_NODES + 1], double *y) {
+  for (int c = 1; c <= n; c++)
+    for (int r = c + 1; r <= n; r++) y[r] -= A[r][c] * y[c];
   for (int c = n; c >= 1; c--) {
     double sum = y[c];
     for (int k = c + 1; k <= n; k++) sum -= A[c][k] * y[k];
@@ -838,22 +868,44 @@ static void solve_in_place(int n, double A[][GK_ALO_MAX_NODES + 1], double *y) {
   }
 }
 
-/* d P / d(sigma, r, q) of the premium with the boundary's move: P_p - lambda . F_p. */
-static void premium_parameter_slopes(const put_market *m, const boundary *b, const gk_alo_rule *rule,
-                                     const node_table *nodes, const double *H, premium_sensitivity *sens,
-                                     double *slopes) {
-  int n = b->n;
-  static _Thread_local double At[GK_ALO_MAX_NODES + 1][GK_ALO_MAX_NODES + 1]; /* J^T */
-  double F_p[GK_ALO_MAX_NODES + 1][PARAMS], row[GK_ALO_MAX_NODES + 1], lambda[GK_ALO_MAX_NODES + 1];
-  for (int i = 1; i <= n; i++) {
-    linearise_node(m, b, rule, &nodes[i], H, i, 0, row, F_p[i]);
-    for (int k = 1; k <= n; k++) At[k][i] = row[k];
-    lambda[i] = sens->shape[i];
+/* Solves J^T x = y (U^T w = y, then L^T x = w); x overwrites y. */
+static void lu_solve_transposed(int n, double A[][GK_ALO_MAX_NODES + 1], double *y) {
+  for (int c = 1; c <= n; c++) {
+    double sum = y[c];
+    for (int k = 1; k < c; k++) sum -= A[k][c] * y[k];
+    y[c] = sum / A[c][c];
   }
-  solve_in_place(n, At, lambda);
+  for (int c = n; c >= 1; c--)
+    for (int r = c + 1; r <= n; r++) y[c] -= A[r][c] * y[r];
+}
+
+/* A linearised system: J's factors and, for the Greeks' adjoint, F_p at every
+ * node. */
+typedef struct linear_system {
+  double LU[GK_ALO_MAX_NODES + 1][GK_ALO_MAX_NODES + 1];
+  double F_p[GK_ALO_MAX_NODES + 1][PARAMS];
+} linear_system;
+
+/* J (factored) and where with_slopes F_p at every node into `system`, F into
+ * F[1..n]. */
+static void linearise_system(const put_market *m, const boundary *b, const gk_alo_rule *rule,
+                             const node_table *nodes, int fp_a, const double *H, int with_slopes,
+                             linear_system *system, double *F) {
+  int n = b->n;
+  for (int i = 1; i <= n; i++)
+    F[i] = linearise_node(m, b, rule, &nodes[i], H, i, fp_a, system->LU[i], with_slopes ? system->F_p[i] : NULL);
+  lu_factor(n, system->LU);
+}
+
+/* d P / d(sigma, r, q) of the premium with the boundary's move: P_p - lambda . F_p. */
+static void premium_parameter_slopes(int n, linear_system *system, const premium_sensitivity *sens,
+                                     double *slopes) {
+  double lambda[GK_ALO_MAX_NODES + 1];
+  for (int i = 1; i <= n; i++) lambda[i] = sens->shape[i];
+  lu_solve_transposed(n, system->LU, lambda);
   for (int p = 0; p < PARAMS; p++) {
     slopes[p] = sens->param[p];
-    for (int i = 1; i <= n; i++) slopes[p] -= lambda[i] * F_p[i][p];
+    for (int i = 1; i <= n; i++) slopes[p] -= lambda[i] * system->F_p[i][p];
   }
 }
 
@@ -862,12 +914,11 @@ static void premium_parameter_slopes(const put_market *m, const boundary *b, con
  * the next step, or the Jacobi-Newton ones before, have brought the
  * boundary close enough that this is a safeguard, not a path. */
 static void newton_iteration(const put_market *m, const boundary *b, const gk_alo_rule *rule,
-                             const node_table *nodes, int fp_a, double *H) {
+                             const node_table *nodes, int fp_a, double *H, linear_system *system) {
   int n = b->n;
-  static _Thread_local double J[GK_ALO_MAX_NODES + 1][GK_ALO_MAX_NODES + 1];
   double F[GK_ALO_MAX_NODES + 1];
-  for (int i = 1; i <= n; i++) F[i] = linearise_node(m, b, rule, &nodes[i], H, i, fp_a, J[i], NULL);
-  solve_in_place(n, J, F);
+  linearise_system(m, b, rule, nodes, fp_a, H, 0, system, F);
+  lu_solve(n, system->LU, F);
   for (int i = 1; i <= n; i++) {
     double l = sqrt(H[i]), next = l - F[i];
     if (!(next >= 0.0 && next < DBL_MAX)) next = 0.5 * l;
@@ -894,10 +945,12 @@ static put_value alo_put(const put_market *m, const gk_alo_scheme *scheme, int w
              (scheme->equation == GK_ALO_FP_AUTO &&
               2.0 * (m->r - m->q) < scheme->fp_a_below_omega * m->sigma * m->sigma);
   H[0] = 0.0;
+  double start = m->xmax; /* QD+ from xmax at the first node, then from the last */
   for (int i = 1; i <= n; i++) {
     /* 1 + z_i = 1 - cos(i pi / n) = 2 sin^2(i pi / 2n), without cancellation */
     double half = sin(i * PI / (2.0 * n)), sqrt_tau = sqrt_T * half * half;
-    double l = log(qdplus_boundary(m, sqrt_tau * sqrt_tau) / m->xmax);
+    start = qdplus_boundary(m, sqrt_tau * sqrt_tau, start);
+    double l = log(start / m->xmax);
     H[i] = l * l;
     tabulate_node(m, &scheme->boundary, sqrt_tau, 2.0 * half * half, &nodes[i]);
   }
@@ -932,9 +985,20 @@ static put_value alo_put(const put_market *m, const gk_alo_scheme *scheme, int w
     last = worst;
     fit_boundary(&b, H);
   }
+  /* Thread-local like the node tables: too large for small thread stacks. */
+  static _Thread_local linear_system system;
   for (int k = 0; k < scheme->newton_steps; k++) {
-    newton_iteration(m, &b, &scheme->boundary, nodes, fp_a, H);
+    newton_iteration(m, &b, &scheme->boundary, nodes, fp_a, H, &system);
     fit_boundary(&b, H);
+  }
+  /* The adjoint's system at the converged boundary, each option on its own
+   * equation. (Taking J and F_p from the last Newton step instead saves this
+   * pass, ~15% of the time with Greeks, but that boundary is ~1e-6 away in
+   * FP-B's regime and vega, rho and phi then miss their finite differences by
+   * 1.1e-7 relative instead of 2e-9: adr/0040.) */
+  if (with_slopes) {
+    double F[GK_ALO_MAX_NODES + 1];
+    linearise_system(m, &b, &scheme->boundary, nodes, fp_a, H, 1, &system, F);
   }
   double exercise = m->K - m->S;
   /* B(T) = xmax e^{-sqrt H(1)}: at or below it the put is exercised now. */
@@ -956,7 +1020,7 @@ static put_value alo_put(const put_market *m, const gk_alo_scheme *scheme, int w
   if (with_slopes) {
     /* the European put's, then the premium's with the boundary's move */
     double d2 = d1 - v, slopes[PARAMS];
-    premium_parameter_slopes(m, &b, &scheme->boundary, nodes, H, &sens, slopes);
+    premium_parameter_slopes(n, &system, &sens, slopes);
     out.vega = m->S * dq * n1 * sqrt_T + slopes[SIGMA];
     out.rho = -m->K * m->T * exp(-m->r * m->T) * normal_cdf(-d2) + slopes[RATE];
     out.phi = m->S * m->T * dq * N1 + slopes[YIELD];
@@ -985,6 +1049,9 @@ double gk_alo_price_scheme(const gk_american_option *o, const gk_alo_scheme *sch
   /* A put is never exercised early when money earns nothing (r <= 0 <= ... ,
    * q >= r): European. For the call this is q <= 0 with r >= q, b >= r. */
   if (r_put <= 0.0 && q_put >= r_put) return gk_american_european_price(o);
+  /* Two boundaries (q < r <= 0 for the put), which alo does not model: the batch
+   * routes such elements to the tree; a direct caller gets the lower bound. */
+  if (r_put <= 0.0 && q_put < r_put) return fmax(gk_american_european_price(o), fmax(o->omega * (o->S - o->K), 0.0));
   double price = gk_alo_put_price(S, K, o->T, r_put, q_put, o->sigma, scheme);
   return fmax(price, fmax(gk_american_european_price(o), fmax(o->omega * (o->S - o->K), 0.0)));
 }
@@ -996,6 +1063,7 @@ int gk_alo_price_greeks(const gk_american_option *o, const gk_alo_scheme *scheme
   double S = put ? o->S : o->K, K = put ? o->K : o->S;
   double r_put = put ? o->r : q, q_put = put ? q : o->r;
   if (r_put <= 0.0 && q_put >= r_put) return 0; /* European */
+  if (r_put <= 0.0 && q_put < r_put) return 0;   /* two boundaries: the tree's (the batch routes them) */
   if (scheme == NULL || scheme->nodes < 1 || scheme->nodes > GK_ALO_MAX_NODES || scheme->iterations < 0 ||
       scheme->boundary.count < 1 || scheme->boundary.count > GK_ALO_MAX_POINTS || scheme->price.count < 1)
     return 0;

@@ -59,6 +59,7 @@
  * one goes to the scalar reference. */
 #define ALOV_MAX_NODES 24
 #define ALOV_MAX_POINTS 32
+#define ALOV_MAX_PRICE_POINTS 128
 
 #define ALOV_PI 3.14159265358979323846
 
@@ -72,6 +73,8 @@ typedef struct alov_plan {
   double z[ALOV_MAX_NODES + 1][ALOV_MAX_POINTS]; /* z of u = tau_i sin_j^2 */
   double inv_cos[ALOV_MAX_POINTS];
   const double *cardinal; /* L_m(z[i][j]) at cardinal[(i * ALOV_MAX_POINTS + j) * ALOV_STRIDE + m] */
+  const double *price_basis; /* T_k(2 sin_j^2 - 1) of the price rule at price_basis[j * ALOV_STRIDE + k] */
+  double price_inv_cos[ALOV_MAX_PRICE_POINTS];
 } alov_plan;
 
 #define ALOV_STRIDE (ALOV_MAX_NODES + 1)
@@ -99,7 +102,9 @@ static int alov_plan_init(alov_plan *p, gk_alo_level level) {
   p->scheme = scheme, p->level = level;
   if (scheme == NULL) return 0;
   p->n = scheme->nodes, p->l = scheme->boundary.count;
-  if (p->n < 1 || p->n > ALOV_MAX_NODES || p->l < 1 || p->l > ALOV_MAX_POINTS) return 0;
+  if (p->n < 1 || p->n > ALOV_MAX_NODES || p->l < 1 || p->l > ALOV_MAX_POINTS ||
+      scheme->price.count < 1 || scheme->price.count > ALOV_MAX_PRICE_POINTS)
+    return 0;
   for (int j = 0; j < 2 * p->n; j++) p->cosines[j] = cos(j * ALOV_PI / p->n);
   for (int i = 0; i <= p->n; i++) {
     double half = sin(i * ALOV_PI / (2.0 * p->n));
@@ -114,6 +119,14 @@ static int alov_plan_init(alov_plan *p, gk_alo_level level) {
     for (int j = 0; j < p->l; j++)
       alov_cardinal_functions(p, p->z[i][j], cardinal + ((size_t)i * ALOV_MAX_POINTS + (size_t)j) * ALOV_STRIDE);
   p->cardinal = cardinal;
+  static _Thread_local double price_basis[ALOV_MAX_PRICE_POINTS * ALOV_STRIDE];
+  for (int j = 0; j < scheme->price.count; j++) {
+    double *T = price_basis + (size_t)j * ALOV_STRIDE, z = 2.0 * scheme->price.sin[j] - 1.0;
+    T[0] = 1.0, T[1] = z;
+    for (int k = 2; k <= p->n; k++) T[k] = 2.0 * z * T[k - 1] - T[k - 2];
+    p->price_inv_cos[j] = 1.0 / scheme->price.cos[j];
+  }
+  p->price_basis = price_basis;
   return 1;
 }
 
@@ -182,11 +195,11 @@ static inline vdouble alov_qdplus_residual(const alov_put *m, const alov_qdplus 
   return v_add(v_sub(v_mul(exercise_delta, S), v_mul(g->beta, excess)), v_mul(g->alpha_dr, theta));
 }
 
-/* Newton from xmax in (0, xmax]; a lane stops where its step is below
- * 1e-10 relative, or after 64 steps. */
-static vdouble alov_qdplus_boundary(const alov_put *m, vdouble tau) {
+/* Newton from `start` (the previous node's, xmax at the first) in (0, xmax];
+ * a lane stops where its step is below 1e-10 relative, or after 64 steps. */
+static vdouble alov_qdplus_boundary(const alov_put *m, vdouble tau, vdouble start) {
   alov_qdplus g = alov_qdplus_at(m, tau);
-  vdouble S = m->xmax;
+  vdouble S = start;
   unsigned active = (1u << VLANES) - 1u;
   for (int it = 0; it < 64 && active; it++) {
     vdouble slope, residual = alov_qdplus_residual(m, &g, S, &slope);
@@ -229,12 +242,27 @@ static inline vdouble alov_boundary_h(const vdouble *a, int n, double z) {
   return v_max(v_fma(v_set1(z), b1, v_sub(a[0], b2)), v_set1(0.0));
 }
 
+/* H at a point from its tabulated Chebyshev polynomials: sum_k a_k T_k,
+ * floored at 0, in four partial sums (a Clenshaw recurrence is one chain). */
+static inline vdouble alov_chebyshev_sum(const vdouble *a, int n, const double *T) {
+  vdouble zero = v_set1(0.0), h[4] = {a[0], zero, zero, zero};
+  int k = 1;
+  for (; k + 3 <= n; k += 4)
+    for (int c = 0; c < 4; c++) h[c] = v_fma(a[k + c], v_set1(T[k + c]), h[c]);
+  for (; k <= n; k++) h[0] = v_fma(a[k], v_set1(T[k]), h[0]);
+  return v_max(v_add(v_add(h[0], h[1]), v_add(h[2], h[3])), zero);
+}
+
 /* H at a point from its tabulated cardinal functions: sum_m L_m H_m (H_0 =
- * 0), floored at 0. */
+ * 0), floored at 0. Four partial sums: one chain of n multiply-adds would
+ * make every point wait n FMA latencies. */
 static inline vdouble alov_boundary_h_at(const vdouble *H, int n, const double *L) {
-  vdouble h = v_mul(H[1], v_set1(L[1]));
-  for (int m = 2; m <= n; m++) h = v_fma(H[m], v_set1(L[m]), h);
-  return v_max(h, v_set1(0.0));
+  vdouble zero = v_set1(0.0), h[4] = {zero, zero, zero, zero};
+  int m = 1;
+  for (; m + 3 <= n; m += 4)
+    for (int c = 0; c < 4; c++) h[c] = v_fma(H[m + c], v_set1(L[m + c]), h[c]);
+  for (; m <= n; m++) h[0] = v_fma(H[m], v_set1(L[m]), h[0]);
+  return v_max(v_add(v_add(h[0], h[1]), v_add(h[2], h[3])), zero);
 }
 
 /* The transpose of alov_fit (the scalar fit_boundary_transpose): out_m =
@@ -409,25 +437,29 @@ static alov_premium alov_exercise_premium(const alov_plan *p, const alov_put *m,
     for (int k = 0; k < ALOV_PARAMS; k++) sens->param[k] = zero;
     for (int k = 0; k <= n; k++) sens->shape[k] = zero, l[k] = v_sqrt(H[k]);
   }
+  vdouble inv_sigma_sqrt_T = v_div(one, v_mul(m->sigma, sqrt_T)), inv_S = v_div(one, m->S);
+  vdouble inv_sigma = v_div(one, m->sigma);
   for (int j = 0; j < rule->count; j++) {
-    double s = rule->sin[j], c = rule->cos[j];
+    double c = rule->cos[j];
+    const double *T = p->price_basis + (size_t)j * ALOV_STRIDE;
     vdouble t = v_mul(m->T, v_set1(c * c)), sqrt_t = v_mul(sqrt_T, v_set1(c)), v = v_mul(m->sigma, sqrt_t);
-    vdouble root_h = v_sqrt(alov_boundary_h(a, n, 2.0 * s - 1.0)), x = v_add(x0, root_h);
-    vdouble dp = v_fma(m->kappa, sqrt_t, v_div(x, v)), dm = v_sub(dp, v);
+    vdouble inv_v = v_mul(inv_sigma_sqrt_T, v_set1(p->price_inv_cos[j])), inv_Sv = v_mul(inv_S, inv_v);
+    vdouble root_h = v_sqrt(alov_chebyshev_sum(a, n, T)), x = v_add(x0, root_h);
+    vdouble dp = v_fma(m->kappa, sqrt_t, v_mul(x, inv_v)), dm = v_sub(dp, v);
     vdouble np, nm, Np, Nm;
     alov_cdf_density_pair(v_sub(zero, dp), v_sub(zero, dm), &Np, &np, &Nm, &nm);
     vdouble er = v_exp(v_sub(zero, v_mul(m->r, t))), eq = v_exp(v_sub(zero, v_mul(m->q, t)));
-    vdouble B = v_mul(m->xmax, v_exp(v_sub(zero, root_h))), Sv = v_mul(m->S, v);
-    vdouble edge = v_div(v_mul(v_mul(v_sub(v_mul(m->q, B), rK), er), nm), Sv);
+    vdouble B = v_mul(m->xmax, v_exp(v_sub(zero, root_h)));
+    vdouble edge = v_mul(v_mul(v_mul(v_sub(v_mul(m->q, B), rK), er), nm), inv_Sv);
     vdouble w = v_set1(rule->weight[j]);
     sum.value = v_fma(w, v_sub(v_mul(v_mul(rK, er), Nm), v_mul(v_mul(qS, eq), Np)), sum.value);
     sum.delta = v_fma(w, v_sub(edge, v_mul(v_mul(m->q, eq), Np)), sum.delta);
-    sum.gamma = v_fma(w, v_div(v_sub(v_mul(v_mul(m->q, eq), np), v_mul(edge, dp)), Sv), sum.gamma);
+    sum.gamma = v_fma(w, v_mul(v_sub(v_mul(v_mul(m->q, eq), np), v_mul(edge, dp)), inv_Sv), sum.gamma);
     if (!sens) continue;
     vdouble rKn = v_mul(v_mul(rK, er), nm), qSn = v_mul(v_mul(qS, eq), np), spread = v_sub(qSn, rKn);
-    vdouble dp_sigma = v_fma(kappa_sigma, sqrt_t, v_sub(zero, v_div(x, v_mul(m->sigma, v))));
-    vdouble dm_sigma = v_sub(dp_sigma, sqrt_t), t_sigma = v_div(sqrt_t, m->sigma);
-    vdouble dp_r = v_sub(t_sigma, v_div(by_r, v)), dp_q = v_sub(v_sub(zero, v_div(by_q, v)), t_sigma);
+    vdouble dp_sigma = v_fma(kappa_sigma, sqrt_t, v_sub(zero, v_mul(v_mul(x, inv_v), inv_sigma)));
+    vdouble dm_sigma = v_sub(dp_sigma, sqrt_t), t_sigma = v_mul(sqrt_t, inv_sigma);
+    vdouble dp_r = v_sub(t_sigma, v_mul(by_r, inv_v)), dp_q = v_sub(v_sub(zero, v_mul(by_q, inv_v)), t_sigma);
     vdouble rate_term = v_mul(v_mul(v_mul(m->K, er), v_sub(one, v_mul(m->r, t))), Nm);
     vdouble yield_term = v_mul(v_mul(v_mul(m->S, eq), v_sub(one, v_mul(m->q, t))), Np);
     sens->param[ALOV_SIGMA] = v_fma(w, v_sub(v_mul(qSn, dp_sigma), v_mul(rKn, dm_sigma)), sens->param[ALOV_SIGMA]);
@@ -435,9 +467,6 @@ static alov_premium alov_exercise_premium(const alov_plan *p, const alov_put *m,
     sens->param[ALOV_YIELD] = v_fma(w, v_sub(v_mul(spread, dp_q), yield_term), sens->param[ALOV_YIELD]);
     /* d sqrt(H(z)) / d l_m = l_m L_m(z) / sqrt(H), L_m = sum_k T_k(z) da_k/dH_m;
      * 0 where H is floored at 0 */
-    double T[ALOV_MAX_NODES + 2], z = 2.0 * s - 1.0;
-    T[0] = 1.0, T[1] = z;
-    for (int k = 2; k <= n; k++) T[k] = 2.0 * z * T[k - 1] - T[k - 2];
     vdouble g_x = v_mul(w, v_div(v_mul(edge, m->S), root_h));
     g_x = v_select(v_gt(root_h, zero), g_x, zero);
     for (int k = 0; k <= n; k++) shape_basis[k] = v_fma(g_x, v_set1(T[k]), shape_basis[k]);
@@ -458,14 +487,14 @@ static alov_premium alov_exercise_premium(const alov_plan *p, const alov_put *m,
 
 /* F_i of FP-B, or of FP-A where fp_a, row i of its J and, where F_p is not
  * NULL (FP-B only), F_i's parameter slopes (the scalar linearise_node). */
-static vdouble alov_linearise_node(const alov_plan *p, int i, const alov_put *m, const vdouble *H,
+static vdouble alov_linearise_node(const alov_plan *p, int i, const alov_put *m, const vdouble *H, const vdouble *roots,
                                    const alov_node *t, const vdouble *wr, const vdouble *wq, vmask fp_a,
                                    vdouble *row, vdouble *F_p) {
   const gk_alo_rule *rule = &p->scheme->boundary;
   int n = p->n, l = rule->count;
   vdouble zero = v_set1(0.0), half = v_set1(0.5), one = v_set1(1.0), by_r, by_q;
   alov_xmax_slopes(m, &by_r, &by_q);
-  vdouble li = v_sqrt(H[i]), B = v_mul(m->xmax, v_exp(v_sub(zero, li)));
+  vdouble li = roots[i], B = v_mul(m->xmax, v_exp(v_sub(zero, li)));
   vdouble x = v_sub(v_log(v_div(m->xmax, m->K)), li);
   vdouble dp = v_fma(half, t->v, v_div(v_fma(v_sub(m->r, m->q), t->tau, x), t->v)), dm = v_sub(dp, t->v);
   vdouble np, nm, Np = alov_cdf_density(dp, &np), Nm = alov_cdf_density(dm, &nm);
@@ -486,6 +515,19 @@ static vdouble alov_linearise_node(const alov_plan *p, int i, const alov_put *m,
                                v_mul(v_mul(B, dqn), v_fma(dp, t->inv_v, v_set1(-1.0)))),
                          t->inv_v);
   vdouble diag = v_select(fp_a, diag_a, diag_b);
+  vdouble inv_sigma = v_div(one, m->sigma);
+  if (F_p) { /* FP-A's node terms: its densities move too, n'(d) = -d n(d) */
+    vdouble a_n = v_mul(drn, t->inv_v), a_p = v_mul(dqn, t->inv_v), spread = v_sub(dqn, v_mul(a_p, dp));
+    vdouble A_N[ALOV_PARAMS] = {v_mul(a_n, v_sub(v_mul(v_sub(zero, dm), dm_sigma), inv_sigma)),
+                                v_mul(a_n, v_sub(v_mul(v_sub(zero, dm), dp_r), t->tau)),
+                                v_mul(v_sub(zero, a_n), v_mul(dm, dp_q))};
+    vdouble A_D[ALOV_PARAMS] = {v_fma(dqn, dp_sigma, v_mul(a_p, v_sub(v_mul(v_sub(zero, dp), dp_sigma), inv_sigma))),
+                                v_mul(spread, dp_r), v_fma(spread, dp_q, v_mul(v_sub(zero, t->tau), D))};
+    for (int k = 0; k < ALOV_PARAMS; k++)
+      N_p[k] = v_select(fp_a, A_N[k], N_p[k]), D_p[k] = v_select(fp_a, A_D[k], D_p[k]);
+  }
+  vmask r_nonzero = v_gt(v_abs(m->r), v_set1(1e-200)), q_nonzero = v_gt(v_abs(m->q), v_set1(1e-200));
+  vdouble inv_r = v_div(one, v_select(r_nonzero, m->r, one)), inv_q = v_div(one, v_select(q_nonzero, m->q, one));
   vdouble A[ALOV_MAX_NODES + 1]; /* sum_j c_ij L_m(z_ij) / sqrt(H(z_ij)) */
   for (int k = 0; k <= n; k++) A[k] = zero;
   for (int j = 0; j < l; j++) {
@@ -507,25 +549,34 @@ static vdouble alov_linearise_node(const alov_plan *p, int i, const alov_put *m,
     diag = v_sub(diag, cij);
     if (F_p) {
       vdouble sqrt_t = v_mul(t->sqrt_tau, cc), time_to_go = v_mul(t->tau, v_set1(c * c));
-      vdouble ep_sigma = v_fma(kappa_sigma, sqrt_t, v_div(v_sub(zero, v_mul(gap, inv_v)), m->sigma));
-      vdouble ep_r = v_div(sqrt_t, m->sigma), w = v_set1(rule->weight[j]);
-      /* d(r tau w e^{-r t}) / dr = tau w e^{-r t} - t wr, and the same in q */
-      vdouble wr_r = v_sub(v_mul(v_mul(t->tau, w), v_exp(v_sub(zero, v_mul(m->r, time_to_go)))),
-                           v_mul(time_to_go, wr[j]));
-      vdouble wq_q = v_sub(v_mul(v_mul(t->tau, w), v_exp(v_sub(zero, v_mul(m->q, time_to_go)))),
-                           v_mul(time_to_go, wq[j]));
-      N_p[ALOV_SIGMA] = v_fma(wrn, v_sub(ep_sigma, sqrt_t), N_p[ALOV_SIGMA]);
-      D_p[ALOV_SIGMA] = v_fma(wqn, ep_sigma, D_p[ALOV_SIGMA]);
-      N_p[ALOV_RATE] = v_fma(wrn, ep_r, v_fma(wr_r, Nmj, N_p[ALOV_RATE]));
-      D_p[ALOV_RATE] = v_fma(wqn, ep_r, D_p[ALOV_RATE]);
-      N_p[ALOV_YIELD] = v_sub(N_p[ALOV_YIELD], v_mul(wrn, ep_r));
-      D_p[ALOV_YIELD] = v_sub(v_fma(wq_q, Npj, D_p[ALOV_YIELD]), v_mul(wqn, ep_r));
+      vdouble ep_sigma = v_fma(kappa_sigma, sqrt_t, v_mul(v_sub(zero, v_mul(gap, inv_v)), inv_sigma));
+      vdouble ep_r = v_mul(sqrt_t, inv_sigma), w = v_set1(rule->weight[j]), em_sigma = v_sub(ep_sigma, sqrt_t);
+      /* d(r tau w e^{-r t}) / dr = tau w e^{-r t} - t wr = wr (1/r - t), and the
+       * same in q; tau w where the rate is (nearly) 0 */
+      vdouble tau_w = v_mul(t->tau, w);
+      vdouble wr_r = v_select(r_nonzero, v_mul(wr[j], v_sub(inv_r, time_to_go)), tau_w);
+      vdouble wq_q = v_select(q_nonzero, v_mul(wq[j], v_sub(inv_q, time_to_go)), tau_w);
+      /* FP-B's integrands N(e-), N(e+); FP-A's n(e-)/v_j, N(e+) + n(e+)/v_j */
+      vdouble an = v_mul(wrn, inv_v), ap = v_mul(wqn, inv_v), spread = v_sub(wqn, v_mul(ap, ep));
+      vdouble b_n[ALOV_PARAMS] = {v_mul(wrn, em_sigma), v_fma(wrn, ep_r, v_mul(wr_r, Nmj)),
+                                  v_sub(zero, v_mul(wrn, ep_r))};
+      vdouble b_d[ALOV_PARAMS] = {v_mul(wqn, ep_sigma), v_mul(wqn, ep_r), v_sub(v_mul(wq_q, Npj), v_mul(wqn, ep_r))};
+      vdouble a_n[ALOV_PARAMS] = {v_mul(an, v_sub(v_mul(v_sub(zero, em), em_sigma), inv_sigma)),
+                                  v_sub(v_mul(v_mul(wr_r, nmj), inv_v), v_mul(an, v_mul(em, ep_r))),
+                                  v_mul(an, v_mul(em, ep_r))};
+      vdouble a_d[ALOV_PARAMS] = {v_fma(wqn, ep_sigma, v_mul(ap, v_sub(v_mul(v_sub(zero, ep), ep_sigma), inv_sigma))),
+                                  v_mul(spread, ep_r),
+                                  v_sub(v_mul(wq_q, v_fma(npj, inv_v, Npj)), v_mul(spread, ep_r))};
+      for (int k = 0; k < ALOV_PARAMS; k++) {
+        N_p[k] = v_add(N_p[k], v_select(fp_a, a_n[k], b_n[k]));
+        D_p[k] = v_add(D_p[k], v_select(fp_a, a_d[k], b_d[k]));
+      }
     }
     vdouble e = v_select(v_gt(root_h, zero), v_div(cij, root_h), zero);
     for (int k = 1; k <= n; k++) A[k] = v_fma(e, v_set1(L[k]), A[k]);
   }
   diag = v_fma(B, D, diag);
-  for (int k = 1; k <= n; k++) row[k] = v_mul(A[k], v_sqrt(H[k]));
+  for (int k = 1; k <= n; k++) row[k] = v_mul(A[k], roots[k]);
   row[i] = v_add(row[i], diag);
   if (F_p) {
     F_p[ALOV_SIGMA] = v_sub(v_mul(m->K, N_p[ALOV_SIGMA]), v_mul(B, D_p[ALOV_SIGMA]));
@@ -535,41 +586,76 @@ static vdouble alov_linearise_node(const alov_plan *p, int i, const alov_put *m,
   return v_sub(v_mul(m->K, N), v_mul(B, D));
 }
 
-/* Solves A x = y in place, rows and columns 1..n of the W-wide A (destroyed),
- * by elimination without pivoting, every lane at once (the scalar
- * solve_in_place). */
-static void alov_solve_in_place(int n, vdouble *A, vdouble *y) {
-  enum { W = ALOV_MAX_NODES + 1 };
-  vdouble one = v_set1(1.0);
+/* J = L U in place, rows and columns 1..n of the W-wide A, without pivoting,
+ * every lane at once (the scalar lu_factor): U on and above the diagonal, L's
+ * multipliers below it. */
+enum { ALOV_W = ALOV_MAX_NODES + 1 };
+
+static void alov_lu_factor(int n, vdouble *A) {
   for (int c = 1; c <= n; c++) {
-    vdouble inv_pivot = v_div(one, A[c * W + c]);
+    vdouble inv_pivot = v_div(v_set1(1.0), A[c * ALOV_W + c]);
     for (int r = c + 1; r <= n; r++) {
-      vdouble f = v_mul(A[r * W + c], inv_pivot);
-      for (int k = c + 1; k <= n; k++) A[r * W + k] = v_sub(A[r * W + k], v_mul(f, A[c * W + k]));
-      y[r] = v_sub(y[r], v_mul(f, y[c]));
+      vdouble f = v_mul(A[r * ALOV_W + c], inv_pivot);
+      A[r * ALOV_W + c] = f;
+      for (int k = c + 1; k <= n; k++) A[r * ALOV_W + k] = v_sub(A[r * ALOV_W + k], v_mul(f, A[c * ALOV_W + k]));
     }
   }
+}
+
+/* J x = y with the factors (the scalar lu_solve); x overwrites y. */
+static void alov_lu_solve(int n, const vdouble *A, vdouble *y) {
+  for (int c = 1; c <= n; c++)
+    for (int r = c + 1; r <= n; r++) y[r] = v_sub(y[r], v_mul(A[r * ALOV_W + c], y[c]));
   for (int c = n; c >= 1; c--) {
     vdouble sum = y[c];
-    for (int k = c + 1; k <= n; k++) sum = v_sub(sum, v_mul(A[c * W + k], y[k]));
-    y[c] = v_div(sum, A[c * W + c]);
+    for (int k = c + 1; k <= n; k++) sum = v_sub(sum, v_mul(A[c * ALOV_W + k], y[k]));
+    y[c] = v_div(sum, A[c * ALOV_W + c]);
   }
+}
+
+/* J^T x = y (the scalar lu_solve_transposed); x overwrites y. */
+static void alov_lu_solve_transposed(int n, const vdouble *A, vdouble *y) {
+  for (int c = 1; c <= n; c++) {
+    vdouble sum = y[c];
+    for (int k = 1; k < c; k++) sum = v_sub(sum, v_mul(A[k * ALOV_W + c], y[k]));
+    y[c] = v_div(sum, A[c * ALOV_W + c]);
+  }
+  for (int c = n; c >= 1; c--)
+    for (int r = c + 1; r <= n; r++) y[c] = v_sub(y[c], v_mul(A[r * ALOV_W + c], y[r]));
+}
+
+/* A linearised system of every lane (the scalar linear_system): J's factors
+ * and, for the adjoint, F_p. */
+typedef struct alov_system {
+  vdouble LU[ALOV_W * ALOV_W];
+  vdouble F_p[ALOV_W][ALOV_PARAMS];
+} alov_system;
+
+/* J (factored) and where with_slopes F_p at every node, F into F[1..n] (the
+ * scalar linearise_system), each lane on its equation (fp_a). */
+static void alov_linearise_system(const alov_plan *p, const alov_put *m, const vdouble *H, const alov_node *nodes,
+                                  const vdouble *wr, const vdouble *wq, vmask fp_a, int with_slopes,
+                                  alov_system *system, vdouble *F) {
+  int n = p->n, l = p->l;
+  vdouble row[ALOV_W], roots[ALOV_W]; /* l_k = sqrt(H_k) */
+  for (int k = 0; k <= n; k++) roots[k] = v_sqrt(H[k]);
+  for (int i = 1; i <= n; i++) {
+    F[i] = alov_linearise_node(p, i, m, H, roots, &nodes[i], &wr[i * l], &wq[i * l], fp_a, row,
+                               with_slopes ? system->F_p[i] : NULL);
+    for (int k = 1; k <= n; k++) system->LU[i * ALOV_W + k] = row[k];
+  }
+  alov_lu_factor(n, system->LU);
 }
 
 /* One Newton step l <- l - J^{-1} F at every node (the scalar
  * newton_iteration): where a lane's step leaves l non-finite or negative,
  * half its l. */
-static void alov_newton_iteration(const alov_plan *p, const alov_put *m, vdouble *H,
-                                  const alov_node *nodes, const vdouble *wr, const vdouble *wq, vmask fp_a) {
-  enum { W = ALOV_MAX_NODES + 1 };
-  int n = p->n, l = p->l;
-  static _Thread_local vdouble J[W * W];
-  vdouble F[W], row[W];
-  for (int i = 1; i <= n; i++) {
-    F[i] = alov_linearise_node(p, i, m, H, &nodes[i], &wr[i * l], &wq[i * l], fp_a, row, NULL);
-    for (int k = 1; k <= n; k++) J[i * W + k] = row[k];
-  }
-  alov_solve_in_place(n, J, F);
+static void alov_newton_iteration(const alov_plan *p, const alov_put *m, vdouble *H, const alov_node *nodes,
+                                  const vdouble *wr, const vdouble *wq, vmask fp_a, alov_system *system) {
+  int n = p->n;
+  vdouble F[ALOV_W];
+  alov_linearise_system(p, m, H, nodes, wr, wq, fp_a, 0, system, F);
+  alov_lu_solve(n, system->LU, F);
   for (int i = 1; i <= n; i++) {
     vdouble li = v_sqrt(H[i]), next = v_sub(li, F[i]);
     vmask ok = v_le_and(v_ge(next, v_set1(0.0)), next, v_set1(DBL_MAX));
@@ -579,24 +665,15 @@ static void alov_newton_iteration(const alov_plan *p, const alov_put *m, vdouble
 }
 
 /* d P / d(sigma, r, q) of the premium with the boundary's move: P_p - lambda . F_p,
- * J^T lambda = P_l by elimination without pivoting (every lane at once). */
-static void alov_premium_parameter_slopes(const alov_plan *p, const alov_put *m, const vdouble *H,
-                                          const alov_node *nodes, const vdouble *wr, const vdouble *wq,
-                                          const alov_sensitivity *sens, vdouble *slopes) {
-  enum { W = ALOV_MAX_NODES + 1 };
-  int n = p->n, l = p->l;
-  static _Thread_local vdouble At[W * W]; /* J^T, rows and columns 1..n */
-  vdouble F_p[W][ALOV_PARAMS], row[W], y[W];
-  vmask fp_b = v_lt(m->T, v_set1(0.0)); /* every lane: value matching */
-  for (int i = 1; i <= n; i++) {
-    alov_linearise_node(p, i, m, H, &nodes[i], &wr[i * l], &wq[i * l], fp_b, row, F_p[i]);
-    for (int k = 1; k <= n; k++) At[k * W + i] = row[k];
-    y[i] = sens->shape[i];
-  }
-  alov_solve_in_place(n, At, y);
+ * J^T lambda = P_l (the scalar premium_parameter_slopes). */
+static void alov_premium_parameter_slopes(int n, const alov_system *system, const alov_sensitivity *sens,
+                                          vdouble *slopes) {
+  vdouble y[ALOV_W];
+  for (int i = 1; i <= n; i++) y[i] = sens->shape[i];
+  alov_lu_solve_transposed(n, system->LU, y);
   for (int q = 0; q < ALOV_PARAMS; q++) {
     slopes[q] = sens->param[q];
-    for (int i = 1; i <= n; i++) slopes[q] = v_sub(slopes[q], v_mul(y[i], F_p[i][q]));
+    for (int i = 1; i <= n; i++) slopes[q] = v_sub(slopes[q], v_mul(y[i], system->F_p[i][q]));
   }
 }
 
@@ -623,9 +700,11 @@ static alov_value alov_put_price(const alov_plan *p, const alov_put *m, int with
                           v_mul(v_set1(scheme->fp_a_below_omega), v_mul(m->sigma, m->sigma)))
                                                     : v_lt(m->T, v_set1(0.0));
   H[0] = fallback[0] = v_set1(0.0);
+  vdouble start = m->xmax;
   for (int i = 1; i <= n; i++) {
     vdouble sqrt_tau = v_mul(sqrt_T, v_set1(p->half2[i]));
-    vdouble lg = v_log(v_div(alov_qdplus_boundary(m, v_mul(sqrt_tau, sqrt_tau)), m->xmax));
+    start = alov_qdplus_boundary(m, v_mul(sqrt_tau, sqrt_tau), start);
+    vdouble lg = v_log(v_div(start, m->xmax));
     H[i] = v_mul(lg, lg);
     alov_tabulate_node(m, &scheme->boundary, sqrt_tau, &nodes[i], &wr[i * l], &wq[i * l]);
   }
@@ -649,9 +728,14 @@ static alov_value alov_put_price(const alov_plan *p, const alov_put *m, int with
     last = worst;
     alov_fit(p, H, a);
   }
+  static _Thread_local alov_system system; /* too large for small thread stacks */
   for (int k = 0; k < scheme->newton_steps; k++) {
-    alov_newton_iteration(p, m, H, nodes, wr, wq, fp_a);
+    alov_newton_iteration(p, m, H, nodes, wr, wq, fp_a, &system);
     alov_fit(p, H, a);
+  }
+  if (with_slopes) { /* the adjoint's system at the converged boundary (the scalar alo_put) */
+    vdouble F[ALOV_W];
+    alov_linearise_system(p, m, H, nodes, wr, wq, fp_a, 1, &system, F);
   }
   vdouble exercise = v_sub(m->K, m->S), zero = v_set1(0.0);
   vmask exercised = v_le(v_log(v_div(m->S, m->xmax)), v_sub(zero, v_sqrt(alov_boundary_h(a, n, 1.0))));
@@ -671,7 +755,7 @@ static alov_value alov_put_price(const alov_plan *p, const alov_put *m, int with
   out.vega = out.rho = out.phi = zero;
   if (with_slopes) {
     vdouble slopes[ALOV_PARAMS], d2 = v_sub(d1, v), T_dq = v_mul(m->T, dq);
-    alov_premium_parameter_slopes(p, m, H, nodes, wr, wq, &sens, slopes);
+    alov_premium_parameter_slopes(n, &system, &sens, slopes);
     out.vega = v_fma(v_mul(v_mul(m->S, dq), n1), sqrt_T, slopes[ALOV_SIGMA]);
     vdouble KTdr = v_mul(v_mul(m->K, m->T), v_exp(v_sub(zero, v_mul(m->r, m->T))));
     out.rho = v_sub(slopes[ALOV_RATE], v_mul(KTdr, alov_cdf(v_sub(zero, d2))));
