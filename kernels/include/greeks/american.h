@@ -14,24 +14,27 @@
  *  - GK_AMERICAN_TREE: the accurate path, a binomial tree whose last step uses the
  *    European (Black-Scholes) value, with two-point Richardson extrapolation
  *    (Broadie-Detemple "BBSR"), GK_AMERICAN_TREE_STEPS steps. Scalar on every ISA.
- *    Within 3e-5 on average (3e-4 at most, K = 100) of a 8192-step reference;
+ *    Within 3e-5 on average of a 8192-step reference (3e-4 at most on a 48-option
+ *    grid, 4.1e-4 on long-dated calls with a high yield; K = 100);
  *    about 0.33 ms per price, 11 prices (3.5 ms) for all Greeks.
  *
  *  - GK_AMERICAN_ALO: the Andersen-Lake-Offengelden (2016) fixed-point method:
- *    the exercise boundary by Jacobi-Newton steps on its integral equation
- *    (QD+ start, Chebyshev interpolation in sqrt(tau), Gauss-Legendre, FP-A or
- *    FP-B per option), then the price by the early-exercise premium integral;
- *    calls by put-call symmetry. Vectorized on AVX2 and AVX-512 (options in
- *    lock step). Within 8.3e-9 x K (max) of QuantLib's QdFpAmericanEngine run
- *    to convergence on 5000 random options (docs/kernels.md); about 45 us per
- *    price on AVX-512, 0.37 ms scalar.
+ *    the exercise boundary by one Jacobi-Newton and two full Newton steps on
+ *    its integral equation (QD+ start, Chebyshev interpolation in sqrt(tau),
+ *    Gauss-Legendre, FP-A or FP-B per option), then the price by the
+ *    early-exercise premium integral; calls by put-call symmetry. Vectorized
+ *    on AVX2 and AVX-512 (options in lock step). Within 8.3e-9 x K (max) of
+ *    QuantLib's QdFpAmericanEngine run to convergence on 5000 random options
+ *    (docs/kernels.md); about 14 us per price on AVX-512 (19 us with every
+ *    first-order Greek), 0.18 ms scalar.
  *
  * Greeks are bump-and-reprice central differences of the method's own price
  * (bumps in docs/kernels.md): delta and gamma bump S, vega bumps sigma, theta
  * shortens T, rho bumps r with q fixed, phi bumps q with r fixed. ALO computes
- * delta, gamma and theta analytically from its one boundary solve (the premium
- * integral at the converged boundary, theta from the Black-Scholes equation)
- * and bumps only sigma, r and q. Only the price
+ * every first-order Greek from its one boundary solve: delta and gamma from
+ * the premium integral at the converged boundary, theta from the Black-Scholes
+ * equation, vega, rho and phi with the boundary's own move by one adjoint
+ * solve (adr/0039, adr/0040). Only the price
  * and first-order Greeks exist (GK_OUT_ALL); second-order bits in the mask return
  * GK_RC_OUTPUT_NOT_SUPPORTED.
  *
