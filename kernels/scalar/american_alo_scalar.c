@@ -33,7 +33,11 @@
  *     depend on every other node through the interpolant): the Jacobi-Newton
  *     step's error shrinks only ~1.5x a step where the drift outweighs the
  *     vol, Newton's squares. One Jacobi-Newton step from QD+ and two Newton
- *     steps reach the discrete fixed point (newton_iteration, adr/0040).
+ *     steps reach the discrete fixed point (newton_iteration, adr/0040). The
+ *     levels save most of that work on a coarse grid: QD+ and the first steps
+ *     on fewer nodes and a shorter rule, whose interpolant starts the fine
+ *     grid, where one Newton step lands within 1e-9 x K of its fixed point
+ *     (solve_boundary, alo_put).
  *  4. The price: European put + int_0^T [r K e^{-r(T-u)} Phi(-d-(T-u, S/B(u)))
  *     - q S e^{-q(T-u)} Phi(-d+(T-u, S/B(u)))] du; K - S where S <= B(T).
  *  5. The Greeks from the same solve: delta and gamma differentiate the
@@ -346,16 +350,20 @@ static const double alo_rule_128_weight[] = {
 
 #define ALO_RULE(n) {ALO_RULE_##n##_COUNT, alo_rule_##n##_sin, alo_rule_##n##_cos, alo_rule_##n##_weight}
 
-/* (n, m, l, p) of each level, measured against the converged reference in
- * docs/kernels.md (5000 contracts). FP-A where omega = 2 (r - q) / sigma^2 < 4,
- * FP-B above: where the drift outweighs the vol, FP-A's Jacobi-Newton step
- * oscillates and diverges (its n(d) / (sigma sqrt tau) terms dominate its
- * derivative), while FP-B converges; below, FP-A converges in fewer steps. */
+/* Each level, measured against the converged reference in docs/kernels.md
+ * (5000 contracts; adr/0040): a coarse solve (QD+ at its nodes, its steps)
+ * starts the fine grid, whose Newton step lands on its discrete fixed point.
+ * FP-A where omega = 2 (r - q) / sigma^2 < 4, FP-B above: where the drift
+ * outweighs the vol, FP-A's Jacobi-Newton step oscillates and diverges (its
+ * n(d) / (sigma sqrt tau) terms dominate its derivative), while FP-B
+ * converges; below, FP-A's discretisation is the more accurate. */
 static const gk_alo_scheme alo_schemes[GK_ALO_LEVEL_COUNT] = {
-    [GK_ALO_FAST] = {.nodes = 10, .iterations = 1, .newton_steps = 1, .boundary = ALO_RULE(8), .price = ALO_RULE(32),
-                     .equation = GK_ALO_FP_AUTO, .fp_a_below_omega = 4.0},
-    [GK_ALO_ACCURATE] = {.nodes = 20, .iterations = 1, .newton_steps = 2, .boundary = ALO_RULE(20), .price = ALO_RULE(128),
-                         .equation = GK_ALO_FP_AUTO, .fp_a_below_omega = 4.0},
+    [GK_ALO_FAST] = {.nodes = 10, .iterations = 0, .newton_steps = 1, .coarse_nodes = 6, .coarse_iterations = 1,
+                     .coarse_newton_steps = 0, .coarse_boundary = ALO_RULE(8), .boundary = ALO_RULE(8),
+                     .price = ALO_RULE(32), .equation = GK_ALO_FP_AUTO, .fp_a_below_omega = 4.0},
+    [GK_ALO_ACCURATE] = {.nodes = 20, .iterations = 0, .newton_steps = 1, .coarse_nodes = 16, .coarse_iterations = 1,
+                         .coarse_newton_steps = 1, .coarse_boundary = ALO_RULE(16), .boundary = ALO_RULE(20),
+                         .price = ALO_RULE(128), .equation = GK_ALO_FP_AUTO, .fp_a_below_omega = 4.0},
 };
 
 const gk_alo_rule *gk_alo_rule_with(int points) {
@@ -934,27 +942,31 @@ typedef struct put_value {
   double price, delta, gamma, theta, vega, rho, phi;
 } put_value;
 
-static put_value alo_put(const put_market *m, const gk_alo_scheme *scheme, int with_slopes) {
-  boundary b = {.n = scheme->nodes};
-  int n = b.n;
-  for (int j = 0; j < 2 * n; j++) b.cosines[j] = cos(j * PI / n);
-  double sqrt_T = sqrt(m->T), H[GK_ALO_MAX_NODES + 1];
-  /* Thread-local like the tree's rows: too large for small thread stacks. */
-  static _Thread_local node_table nodes[GK_ALO_MAX_NODES + 1];
-  int fp_a = scheme->equation == GK_ALO_FP_A ||
-             (scheme->equation == GK_ALO_FP_AUTO &&
-              2.0 * (m->r - m->q) < scheme->fp_a_below_omega * m->sigma * m->sigma);
+/* The boundary at n nodes on `rule`: from QD+ (coarse == NULL) or from the
+ * coarse grid's interpolant at the nodes, then m Jacobi-Newton and N Newton
+ * steps. Fills b (its n set by the caller), H and the node tables; *fp_a is
+ * the option's equation in and out (the safeguard may switch it to FP-B). */
+static void solve_boundary(const put_market *m, const gk_alo_rule *rule, int iterations, int newton_steps,
+                           const boundary *coarse, boundary *b, double *H, node_table *nodes, int *fp_a,
+                           linear_system *system) {
+  int n = b->n;
+  for (int j = 0; j < 2 * n; j++) b->cosines[j] = cos(j * PI / n);
+  double sqrt_T = sqrt(m->T);
   H[0] = 0.0;
   double start = m->xmax; /* QD+ from xmax at the first node, then from the last */
   for (int i = 1; i <= n; i++) {
     /* 1 + z_i = 1 - cos(i pi / n) = 2 sin^2(i pi / 2n), without cancellation */
     double half = sin(i * PI / (2.0 * n)), sqrt_tau = sqrt_T * half * half;
-    start = qdplus_boundary(m, sqrt_tau * sqrt_tau, start);
-    double l = log(start / m->xmax);
-    H[i] = l * l;
-    tabulate_node(m, &scheme->boundary, sqrt_tau, 2.0 * half * half, &nodes[i]);
+    if (coarse) {
+      H[i] = boundary_h(coarse, 2.0 * half * half - 1.0);
+    } else {
+      start = qdplus_boundary(m, sqrt_tau * sqrt_tau, start);
+      double l = log(start / m->xmax);
+      H[i] = l * l;
+    }
+    tabulate_node(m, rule, sqrt_tau, 2.0 * half * half, &nodes[i]);
   }
-  fit_boundary(&b, H);
+  fit_boundary(b, H);
   /* The FP-A safeguard inside the iteration: where an FP-A step fails (no
    * positive finite boundary) or the largest value-matching residual
    * max_i |f_B - B| more than doubles from one step to the next (a blow-up),
@@ -965,31 +977,54 @@ static put_value alo_put(const put_market *m, const gk_alo_scheme *scheme, int w
    * as the test would switch converging FP-A runs too: their FP-B residual
    * can rise for a few steps.) */
   double last = INFINITY, floor = 1e-13 * m->K, fallback[GK_ALO_MAX_NODES + 1];
-  for (int k = 0; k < scheme->iterations; k++) {
+  for (int k = 0; k < iterations; k++) {
     double worst = 0.0;
     node_steps step[GK_ALO_MAX_NODES + 1];
     for (int i = 1; i <= n; i++) {
-      step[i] = node_step(m, &b, &scheme->boundary, &nodes[i], H[i]);
+      step[i] = node_step(m, b, rule, &nodes[i], H[i]);
       worst = fmax(worst, step[i].residual);
     }
-    if (fp_a && worst > 2.0 * last && worst > floor) { /* the last FP-A step did harm */
-      fp_a = 0;
+    if (*fp_a && worst > 2.0 * last && worst > floor) { /* the last FP-A step did harm */
+      *fp_a = 0;
       for (int i = 1; i <= n; i++) H[i] = fallback[i];
     } else {
-      if (!(worst < INFINITY)) fp_a = 0; /* an FP-A step failed: FP-B's instead */
+      if (!(worst < INFINITY)) *fp_a = 0; /* an FP-A step failed: FP-B's instead */
       for (int i = 1; i <= n; i++) {
-        H[i] = fp_a ? step[i].h_a : step[i].h_b;
+        H[i] = *fp_a ? step[i].h_a : step[i].h_b;
         fallback[i] = step[i].h_b;
       }
     }
     last = worst;
-    fit_boundary(&b, H);
+    fit_boundary(b, H);
   }
-  /* Thread-local like the node tables: too large for small thread stacks. */
+  for (int k = 0; k < newton_steps; k++) {
+    newton_iteration(m, b, rule, nodes, *fp_a, H, system);
+    fit_boundary(b, H);
+  }
+}
+
+static put_value alo_put(const put_market *m, const gk_alo_scheme *scheme, int with_slopes) {
+  boundary b = {.n = scheme->nodes};
+  int n = b.n;
+  double sqrt_T = sqrt(m->T), H[GK_ALO_MAX_NODES + 1];
+  /* Thread-local like the tree's rows: too large for small thread stacks. */
+  static _Thread_local node_table nodes[GK_ALO_MAX_NODES + 1];
   static _Thread_local linear_system system;
-  for (int k = 0; k < scheme->newton_steps; k++) {
-    newton_iteration(m, &b, &scheme->boundary, nodes, fp_a, H, &system);
-    fit_boundary(&b, H);
+  int fp_a = scheme->equation == GK_ALO_FP_A ||
+             (scheme->equation == GK_ALO_FP_AUTO &&
+              2.0 * (m->r - m->q) < scheme->fp_a_below_omega * m->sigma * m->sigma);
+  if (scheme->coarse_nodes > 0) {
+    /* The coarse grid's solve starts the fine one (adr/0040). */
+    static _Thread_local node_table coarse_nodes[GK_ALO_MAX_NODES + 1];
+    boundary coarse = {.n = scheme->coarse_nodes};
+    double coarse_H[GK_ALO_MAX_NODES + 1];
+    solve_boundary(m, &scheme->coarse_boundary, scheme->coarse_iterations, scheme->coarse_newton_steps, NULL,
+                   &coarse, coarse_H, coarse_nodes, &fp_a, &system);
+    solve_boundary(m, &scheme->boundary, scheme->iterations, scheme->newton_steps, &coarse, &b, H, nodes, &fp_a,
+                   &system);
+  } else {
+    solve_boundary(m, &scheme->boundary, scheme->iterations, scheme->newton_steps, NULL, &b, H, nodes, &fp_a,
+                   &system);
   }
   /* The adjoint's system at the converged boundary, each option on its own
    * equation. (Taking J and F_p from the last Newton step instead saves this

@@ -63,30 +63,38 @@
 
 #define ALOV_PI 3.14159265358979323846
 
-/* A scheme's constants, shared by every group of a batch call. */
-typedef struct alov_plan {
-  const gk_alo_scheme *scheme;
-  gk_alo_level level;
+/* One grid of the boundary: n nodes and the l-point rule of their integrals. */
+typedef struct alov_grid {
+  const gk_alo_rule *rule;
   int n, l;
   double half2[ALOV_MAX_NODES + 1];   /* sqrt(tau_i / T) = sin^2(i pi / 2n) */
   double cosines[2 * ALOV_MAX_NODES]; /* cos(j pi / n) */
   double z[ALOV_MAX_NODES + 1][ALOV_MAX_POINTS]; /* z of u = tau_i sin_j^2 */
   double inv_cos[ALOV_MAX_POINTS];
   const double *cardinal; /* L_m(z[i][j]) at cardinal[(i * ALOV_MAX_POINTS + j) * ALOV_STRIDE + m] */
+} alov_grid;
+
+/* A scheme's constants, shared by every group of a batch call: the fine grid,
+ * the coarse one where the scheme starts from it (adr/0040), the price rule's. */
+typedef struct alov_plan {
+  const gk_alo_scheme *scheme;
+  gk_alo_level level;
+  alov_grid fine, coarse;
+  int has_coarse;
   const double *price_basis; /* T_k(2 sin_j^2 - 1) of the price rule at price_basis[j * ALOV_STRIDE + k] */
   double price_inv_cos[ALOV_MAX_PRICE_POINTS];
 } alov_plan;
 
 #define ALOV_STRIDE (ALOV_MAX_NODES + 1)
 
-static const double *alov_cardinal_at(const alov_plan *p, int i, int j) {
+static const double *alov_cardinal_at(const alov_grid *p, int i, int j) {
   return p->cardinal + ((size_t)i * ALOV_MAX_POINTS + (size_t)j) * ALOV_STRIDE;
 }
 
 /* L_m(z), m = 0..n, of the nodes z_m = -cos(m pi / n) by the barycentric
  * formula (weights (-1)^m, halved at the ends); on a node, 1 there and ~0
  * elsewhere. */
-static void alov_cardinal_functions(const alov_plan *p, double z, double *L) {
+static void alov_cardinal_functions(const alov_grid *p, double z, double *L) {
   int n = p->n;
   double sum = 0.0;
   for (int m = 0; m <= n; m++) {
@@ -97,33 +105,42 @@ static void alov_cardinal_functions(const alov_plan *p, double z, double *L) {
   for (int m = 0; m <= n; m++) L[m] /= sum;
 }
 
+/* A grid of n nodes on `rule`, its cardinal functions into `cardinal`
+ * (thread-local scratch of the caller's). Returns 0 where the arrays cannot
+ * hold it. */
+static int alov_grid_init(alov_grid *g, int n, const gk_alo_rule *rule, double *cardinal) {
+  g->rule = rule, g->n = n, g->l = rule->count;
+  if (g->n < 1 || g->n > ALOV_MAX_NODES || g->l < 1 || g->l > ALOV_MAX_POINTS) return 0;
+  for (int j = 0; j < 2 * g->n; j++) g->cosines[j] = cos(j * ALOV_PI / g->n);
+  for (int i = 0; i <= g->n; i++) {
+    double half = sin(i * ALOV_PI / (2.0 * g->n));
+    g->half2[i] = half * half;
+    for (int j = 0; j < g->l; j++) g->z[i][j] = 2.0 * g->half2[i] * rule->sin[j] - 1.0;
+  }
+  for (int j = 0; j < g->l; j++) g->inv_cos[j] = 1.0 / rule->cos[j];
+  for (int i = 1; i <= g->n; i++)
+    for (int j = 0; j < g->l; j++)
+      alov_cardinal_functions(g, g->z[i][j], cardinal + ((size_t)i * ALOV_MAX_POINTS + (size_t)j) * ALOV_STRIDE);
+  g->cardinal = cardinal;
+  return 1;
+}
+
 static int alov_plan_init(alov_plan *p, gk_alo_level level) {
   const gk_alo_scheme *scheme = gk_alo_scheme_of(level);
   p->scheme = scheme, p->level = level;
-  if (scheme == NULL) return 0;
-  p->n = scheme->nodes, p->l = scheme->boundary.count;
-  if (p->n < 1 || p->n > ALOV_MAX_NODES || p->l < 1 || p->l > ALOV_MAX_POINTS ||
-      scheme->price.count < 1 || scheme->price.count > ALOV_MAX_PRICE_POINTS)
-    return 0;
-  for (int j = 0; j < 2 * p->n; j++) p->cosines[j] = cos(j * ALOV_PI / p->n);
-  for (int i = 0; i <= p->n; i++) {
-    double half = sin(i * ALOV_PI / (2.0 * p->n));
-    p->half2[i] = half * half;
-    for (int j = 0; j < p->l; j++) p->z[i][j] = 2.0 * p->half2[i] * scheme->boundary.sin[j] - 1.0;
-  }
-  for (int j = 0; j < p->l; j++) p->inv_cos[j] = 1.0 / scheme->boundary.cos[j];
-  /* Thread-local: 160 KB, too large for small thread stacks; every call
+  if (scheme == NULL || scheme->price.count < 1 || scheme->price.count > ALOV_MAX_PRICE_POINTS) return 0;
+  /* Thread-local: 160 KB each, too large for small thread stacks; every call
    * refills what it reads. */
-  static _Thread_local double cardinal[(ALOV_MAX_NODES + 1) * ALOV_MAX_POINTS * ALOV_STRIDE];
-  for (int i = 1; i <= p->n; i++)
-    for (int j = 0; j < p->l; j++)
-      alov_cardinal_functions(p, p->z[i][j], cardinal + ((size_t)i * ALOV_MAX_POINTS + (size_t)j) * ALOV_STRIDE);
-  p->cardinal = cardinal;
+  static _Thread_local double fine[(ALOV_MAX_NODES + 1) * ALOV_MAX_POINTS * ALOV_STRIDE];
+  static _Thread_local double coarse[(ALOV_MAX_NODES + 1) * ALOV_MAX_POINTS * ALOV_STRIDE];
+  if (!alov_grid_init(&p->fine, scheme->nodes, &scheme->boundary, fine)) return 0;
+  p->has_coarse = scheme->coarse_nodes > 0;
+  if (p->has_coarse && !alov_grid_init(&p->coarse, scheme->coarse_nodes, &scheme->coarse_boundary, coarse)) return 0;
   static _Thread_local double price_basis[ALOV_MAX_PRICE_POINTS * ALOV_STRIDE];
   for (int j = 0; j < scheme->price.count; j++) {
     double *T = price_basis + (size_t)j * ALOV_STRIDE, z = 2.0 * scheme->price.sin[j] - 1.0;
     T[0] = 1.0, T[1] = z;
-    for (int k = 2; k <= p->n; k++) T[k] = 2.0 * z * T[k - 1] - T[k - 2];
+    for (int k = 2; k <= p->fine.n; k++) T[k] = 2.0 * z * T[k - 1] - T[k - 2];
     p->price_inv_cos[j] = 1.0 / scheme->price.cos[j];
   }
   p->price_basis = price_basis;
@@ -219,7 +236,7 @@ static vdouble alov_qdplus_boundary(const alov_put *m, vdouble tau, vdouble star
 
 /* ---- the boundary: Chebyshev coefficients per lane ---- */
 
-static void alov_fit(const alov_plan *p, const vdouble *H, vdouble *a) {
+static void alov_fit(const alov_grid *p, const vdouble *H, vdouble *a) {
   int n = p->n;
   for (int k = 0; k <= n; k++) {
     vdouble sum = v_mul(v_set1(0.5), v_add((k & 1) ? v_sub(v_set1(0.0), H[0]) : H[0], H[n]));
@@ -267,7 +284,7 @@ static inline vdouble alov_boundary_h_at(const vdouble *H, int n, const double *
 
 /* The transpose of alov_fit (the scalar fit_boundary_transpose): out_m =
  * sum_k g_k da_k/dH_m. */
-static void alov_fit_transpose(const alov_plan *p, const vdouble *g, vdouble *out) {
+static void alov_fit_transpose(const alov_grid *p, const vdouble *g, vdouble *out) {
   int n = p->n;
   vdouble scaled[ALOV_MAX_NODES + 1];
   for (int k = 0; k <= n; k++)
@@ -327,9 +344,9 @@ static inline void alov_cdf_density_pair(vdouble x1, vdouble x2, vdouble *N1, vd
   *N2 = v_select(v_lt(x2, zero), tail2, v_sub(one, tail2));
 }
 
-static alov_sums alov_integrate_node(const alov_plan *p, int i, const vdouble *H, const alov_node *t,
+static alov_sums alov_integrate_node(const alov_grid *p, int i, const vdouble *H, const alov_node *t,
                                      const vdouble *wr, const vdouble *wq, vdouble root_h) {
-  const gk_alo_rule *rule = &p->scheme->boundary;
+  const gk_alo_rule *rule = p->rule;
   int l = rule->count;
   alov_sums s = {v_set1(0.0), v_set1(0.0), v_set1(0.0), v_set1(0.0)};
   for (int j = 0; j < l; j++) {
@@ -368,7 +385,7 @@ typedef struct alov_steps {
   vdouble h_a, h_b, residual;
 } alov_steps;
 
-static alov_steps alov_node_step(const alov_plan *p, int i, const alov_put *m, const vdouble *H,
+static alov_steps alov_node_step(const alov_grid *p, int i, const alov_put *m, const vdouble *H,
                                  const alov_node *t, const vdouble *wr, const vdouble *wq) {
   vdouble zero = v_set1(0.0), h = H[i];
   vdouble root_h = v_sqrt(h), B = v_mul(m->xmax, v_exp(v_sub(zero, root_h)));
@@ -424,7 +441,7 @@ static inline void alov_xmax_slopes(const alov_put *m, vdouble *by_r, vdouble *b
 
 static alov_premium alov_exercise_premium(const alov_plan *p, const alov_put *m, const vdouble *a, const vdouble *H,
                                           const gk_alo_rule *rule, alov_sensitivity *sens) {
-  int n = p->n;
+  int n = p->fine.n;
   vdouble sqrt_T = v_sqrt(m->T), x0 = v_log(v_div(m->S, m->xmax)), zero = v_set1(0.0), one = v_set1(1.0);
   vdouble rK = v_mul(m->r, m->K), qS = v_mul(m->q, m->S), by_r, by_q;
   vdouble kappa_sigma = v_sub(v_set1(0.5), v_div(v_sub(m->r, m->q), v_mul(m->sigma, m->sigma)));
@@ -474,7 +491,7 @@ static alov_premium alov_exercise_premium(const alov_plan *p, const alov_put *m,
   sum.value = v_mul(m->T, sum.value), sum.delta = v_mul(m->T, sum.delta), sum.gamma = v_mul(m->T, sum.gamma);
   if (sens) {
     vdouble A[ALOV_MAX_NODES + 1];
-    alov_fit_transpose(p, shape_basis, A);
+    alov_fit_transpose(&p->fine, shape_basis, A);
     for (int k = 1; k <= n; k++) sens->shape[k] = v_mul(A[k], l[k]);
     for (int k = 0; k < ALOV_PARAMS; k++) sens->param[k] = v_mul(m->T, sens->param[k]);
     for (int k = 1; k <= n; k++) sens->shape[k] = v_mul(m->T, sens->shape[k]);
@@ -487,10 +504,10 @@ static alov_premium alov_exercise_premium(const alov_plan *p, const alov_put *m,
 
 /* F_i of FP-B, or of FP-A where fp_a, row i of its J and, where F_p is not
  * NULL (FP-B only), F_i's parameter slopes (the scalar linearise_node). */
-static vdouble alov_linearise_node(const alov_plan *p, int i, const alov_put *m, const vdouble *H, const vdouble *roots,
+static vdouble alov_linearise_node(const alov_grid *p, int i, const alov_put *m, const vdouble *H, const vdouble *roots,
                                    const alov_node *t, const vdouble *wr, const vdouble *wq, vmask fp_a,
                                    vdouble *row, vdouble *F_p) {
-  const gk_alo_rule *rule = &p->scheme->boundary;
+  const gk_alo_rule *rule = p->rule;
   int n = p->n, l = rule->count;
   vdouble zero = v_set1(0.0), half = v_set1(0.5), one = v_set1(1.0), by_r, by_q;
   alov_xmax_slopes(m, &by_r, &by_q);
@@ -633,7 +650,7 @@ typedef struct alov_system {
 
 /* J (factored) and where with_slopes F_p at every node, F into F[1..n] (the
  * scalar linearise_system), each lane on its equation (fp_a). */
-static void alov_linearise_system(const alov_plan *p, const alov_put *m, const vdouble *H, const alov_node *nodes,
+static void alov_linearise_system(const alov_grid *p, const alov_put *m, const vdouble *H, const alov_node *nodes,
                                   const vdouble *wr, const vdouble *wq, vmask fp_a, int with_slopes,
                                   alov_system *system, vdouble *F) {
   int n = p->n, l = p->l;
@@ -650,7 +667,7 @@ static void alov_linearise_system(const alov_plan *p, const alov_put *m, const v
 /* One Newton step l <- l - J^{-1} F at every node (the scalar
  * newton_iteration): where a lane's step leaves l non-finite or negative,
  * half its l. */
-static void alov_newton_iteration(const alov_plan *p, const alov_put *m, vdouble *H, const alov_node *nodes,
+static void alov_newton_iteration(const alov_grid *p, const alov_put *m, vdouble *H, const alov_node *nodes,
                                   const vdouble *wr, const vdouble *wq, vmask fp_a, alov_system *system) {
   int n = p->n;
   vdouble F[ALOV_W];
@@ -685,57 +702,84 @@ typedef struct alov_value {
 
 /* The American put of every lane: r > 0, sigma sqrt(T) >= the tiny limit;
  * vega, rho and phi where with_slopes (else 0). */
+/* The boundary on grid g (the scalar solve_boundary): from QD+ (coarse ==
+ * NULL) or from the coarse grid's coefficients at g's nodes, then m
+ * Jacobi-Newton and N Newton steps. Fills H, a and the node tables; *fp_a in
+ * and out. */
+static void alov_solve_boundary(const alov_grid *g, const alov_put *m, int iterations, int newton_steps,
+                                const alov_grid *coarse, const vdouble *coarse_a, vdouble *H, vdouble *a,
+                                alov_node *nodes, vdouble *wr, vdouble *wq, vmask *fp_a, alov_system *system) {
+  int n = g->n, l = g->l;
+  vdouble sqrt_T = v_sqrt(m->T), fallback[ALOV_MAX_NODES + 1];
+  H[0] = fallback[0] = v_set1(0.0);
+  vdouble start = m->xmax;
+  for (int i = 1; i <= n; i++) {
+    vdouble sqrt_tau = v_mul(sqrt_T, v_set1(g->half2[i]));
+    if (coarse) {
+      H[i] = alov_boundary_h(coarse_a, coarse->n, 2.0 * g->half2[i] - 1.0);
+    } else {
+      start = alov_qdplus_boundary(m, v_mul(sqrt_tau, sqrt_tau), start);
+      vdouble lg = v_log(v_div(start, m->xmax));
+      H[i] = v_mul(lg, lg);
+    }
+    alov_tabulate_node(m, g->rule, sqrt_tau, &nodes[i], &wr[i * l], &wq[i * l]);
+  }
+  alov_fit(g, H, a);
+  vdouble last = v_set1(INFINITY), floor = v_mul(v_set1(1e-13), m->K);
+  for (int k = 0; k < iterations; k++) {
+    vdouble worst = v_set1(0.0), h_a[ALOV_MAX_NODES + 1], h_b[ALOV_MAX_NODES + 1];
+    for (int i = 1; i <= n; i++) {
+      alov_steps st = alov_node_step(g, i, m, H, &nodes[i], &wr[i * l], &wq[i * l]);
+      h_a[i] = st.h_a, h_b[i] = st.h_b;
+      worst = v_max(st.residual, worst); /* a NaN residual leaves worst (fmax) */
+    }
+    vmask revert = m_and(*fp_a, m_and(v_gt(worst, v_mul(v_set1(2.0), last)), v_gt(worst, floor)));
+    vmask keep_a = m_andnot(m_and(*fp_a, v_lt(worst, v_set1(INFINITY))), revert);
+    for (int i = 1; i <= n; i++) {
+      vdouble step = v_select(keep_a, h_a[i], h_b[i]);
+      H[i] = v_select(revert, fallback[i], step);
+      fallback[i] = v_select(revert, fallback[i], h_b[i]);
+    }
+    *fp_a = keep_a;
+    last = worst;
+    alov_fit(g, H, a);
+  }
+  for (int k = 0; k < newton_steps; k++) {
+    alov_newton_iteration(g, m, H, nodes, wr, wq, *fp_a, system);
+    alov_fit(g, H, a);
+  }
+}
+
 static alov_value alov_put_price(const alov_plan *p, const alov_put *m, int with_slopes) {
   const gk_alo_scheme *scheme = p->scheme;
-  int n = p->n, l = p->l;
-  /* Thread-local like the scalar node tables: too large for small stacks. */
+  const alov_grid *g = &p->fine;
+  int n = g->n;
+  /* Thread-local like the scalar node tables: too large for small stacks. The
+   * coarse solve's tables are done with before the fine one fills them. */
   static _Thread_local vdouble wr[(ALOV_MAX_NODES + 1) * ALOV_MAX_POINTS];
   static _Thread_local vdouble wq[(ALOV_MAX_NODES + 1) * ALOV_MAX_POINTS];
+  static _Thread_local alov_system system;
   alov_node nodes[ALOV_MAX_NODES + 1];
-  vdouble H[ALOV_MAX_NODES + 1], a[ALOV_MAX_NODES + 1], fallback[ALOV_MAX_NODES + 1];
+  vdouble H[ALOV_MAX_NODES + 1], a[ALOV_MAX_NODES + 1];
   vdouble sqrt_T = v_sqrt(m->T);
   vmask fp_a = scheme->equation == GK_ALO_FP_A ? v_eq(m->T, m->T)
                : scheme->equation == GK_ALO_FP_AUTO
                    ? v_lt(v_mul(v_set1(2.0), v_sub(m->r, m->q)),
                           v_mul(v_set1(scheme->fp_a_below_omega), v_mul(m->sigma, m->sigma)))
                                                     : v_lt(m->T, v_set1(0.0));
-  H[0] = fallback[0] = v_set1(0.0);
-  vdouble start = m->xmax;
-  for (int i = 1; i <= n; i++) {
-    vdouble sqrt_tau = v_mul(sqrt_T, v_set1(p->half2[i]));
-    start = alov_qdplus_boundary(m, v_mul(sqrt_tau, sqrt_tau), start);
-    vdouble lg = v_log(v_div(start, m->xmax));
-    H[i] = v_mul(lg, lg);
-    alov_tabulate_node(m, &scheme->boundary, sqrt_tau, &nodes[i], &wr[i * l], &wq[i * l]);
-  }
-  alov_fit(p, H, a);
-  vdouble last = v_set1(INFINITY), floor = v_mul(v_set1(1e-13), m->K);
-  for (int k = 0; k < scheme->iterations; k++) {
-    vdouble worst = v_set1(0.0), h_a[ALOV_MAX_NODES + 1], h_b[ALOV_MAX_NODES + 1];
-    for (int i = 1; i <= n; i++) {
-      alov_steps st = alov_node_step(p, i, m, H, &nodes[i], &wr[i * l], &wq[i * l]);
-      h_a[i] = st.h_a, h_b[i] = st.h_b;
-      worst = v_max(st.residual, worst); /* a NaN residual leaves worst (fmax) */
-    }
-    vmask revert = m_and(fp_a, m_and(v_gt(worst, v_mul(v_set1(2.0), last)), v_gt(worst, floor)));
-    vmask keep_a = m_andnot(m_and(fp_a, v_lt(worst, v_set1(INFINITY))), revert);
-    for (int i = 1; i <= n; i++) {
-      vdouble step = v_select(keep_a, h_a[i], h_b[i]);
-      H[i] = v_select(revert, fallback[i], step);
-      fallback[i] = v_select(revert, fallback[i], h_b[i]);
-    }
-    fp_a = keep_a;
-    last = worst;
-    alov_fit(p, H, a);
-  }
-  static _Thread_local alov_system system; /* too large for small thread stacks */
-  for (int k = 0; k < scheme->newton_steps; k++) {
-    alov_newton_iteration(p, m, H, nodes, wr, wq, fp_a, &system);
-    alov_fit(p, H, a);
+  if (p->has_coarse) {
+    vdouble coarse_H[ALOV_MAX_NODES + 1], coarse_a[ALOV_MAX_NODES + 1];
+    alov_solve_boundary(&p->coarse, m, scheme->coarse_iterations, scheme->coarse_newton_steps, NULL, NULL,
+                        coarse_H, coarse_a, nodes, wr, wq, &fp_a, &system);
+    alov_solve_boundary(g, m, scheme->iterations, scheme->newton_steps, &p->coarse, coarse_a, H, a, nodes, wr, wq,
+                        &fp_a, &system);
+  } else {
+    alov_solve_boundary(g, m, scheme->iterations, scheme->newton_steps, NULL, NULL, H, a, nodes, wr, wq, &fp_a,
+                        &system);
   }
   if (with_slopes) { /* the adjoint's system at the converged boundary (the scalar alo_put) */
     vdouble F[ALOV_W];
-    alov_linearise_system(p, m, H, nodes, wr, wq, fp_a, 1, &system, F);
+    alov_linearise_system(g, m, H, nodes, wr, wq, fp_a, 1, &system, F);
   }
   vdouble exercise = v_sub(m->K, m->S), zero = v_set1(0.0);
   vmask exercised = v_le(v_log(v_div(m->S, m->xmax)), v_sub(zero, v_sqrt(alov_boundary_h(a, n, 1.0))));

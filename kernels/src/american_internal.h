@@ -65,6 +65,10 @@ typedef enum gk_alo_equation { GK_ALO_FP_B = 0, GK_ALO_FP_A = 1, GK_ALO_FP_AUTO 
 typedef struct gk_alo_scheme {
   int nodes, iterations;
   int newton_steps; /* full Newton steps after the m Jacobi-Newton ones, on the same equation */
+  /* Where coarse_nodes > 0: a solve on that many nodes and the coarse rule
+   * (its own steps) starts the fine one instead of QD+ (adr/0040). */
+  int coarse_nodes, coarse_iterations, coarse_newton_steps;
+  gk_alo_rule coarse_boundary;
   gk_alo_rule boundary, price;
   gk_alo_equation equation;
   double fp_a_below_omega;
