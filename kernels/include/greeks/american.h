@@ -19,14 +19,14 @@
  *    about 0.33 ms per price, 11 prices (3.5 ms) for all Greeks.
  *
  *  - GK_AMERICAN_ALO: the Andersen-Lake-Offengelden (2016) fixed-point method:
- *    the exercise boundary by one Jacobi-Newton and two full Newton steps on
- *    its integral equation (QD+ start, Chebyshev interpolation in sqrt(tau),
- *    Gauss-Legendre, FP-A or FP-B per option), then the price by the
- *    early-exercise premium integral; calls by put-call symmetry. Vectorized
- *    on AVX2 and AVX-512 (options in lock step). Within 8.3e-9 x K (max) of
- *    QuantLib's QdFpAmericanEngine run to convergence on 5000 random options
- *    (docs/kernels.md); about 14 us per price on AVX-512 (19 us with every
- *    first-order Greek), 0.18 ms scalar.
+ *    the exercise boundary by Jacobi-Newton and full Newton steps on its
+ *    integral equation, first on a coarse grid (QD+ start, Chebyshev
+ *    interpolation in sqrt(tau), Gauss-Legendre, FP-A or FP-B per option),
+ *    then the price by the early-exercise premium integral; calls by put-call
+ *    symmetry. Vectorized on AVX2 and AVX-512 (options in lock step). Within
+ *    7e-9 x K (max) of QuantLib's QdFpAmericanEngine run to convergence on
+ *    5000 random options (docs/kernels.md); about 12 us per price on AVX-512
+ *    (17 us with every first-order Greek), 0.15 ms scalar.
  *
  * Greeks are bump-and-reprice central differences of the method's own price
  * (bumps in docs/kernels.md): delta and gamma bump S, vega bumps sigma, theta
