@@ -359,16 +359,6 @@ static size_t explain_iv_errors(table *t, Greeks__V1__ElementError **errors, siz
   return bad;
 }
 
-/* The note column of an American row: the solver flags as the offline verb
- * writes them (GK_AMERICAN_IV_FLAG_*, which the wire's flags carry). */
-static void write_iv_note(FILE *out, uint32_t flags) {
-  const char *separator = "";
-  fputc(',', out);
-  if (flags & GK_AMERICAN_IV_FLAG_AT_LOWER_LIMIT) fputs("at_lower_limit", out), separator = " ";
-  if (flags & GK_AMERICAN_IV_FLAG_LOW_VEGA) fprintf(out, "%slow_vega", separator), separator = " ";
-  if (flags & GK_AMERICAN_IV_FLAG_NOT_CONVERGED) fprintf(out, "%snot_converged", separator);
-}
-
 static Greeks__V1__AmericanMethod wire_american_method(gk_american_method m) {
   switch (m) {
     case GK_AMERICAN_BS2002: return GREEKS__V1__AMERICAN_METHOD__AMERICAN_METHOD_BS2002;
@@ -394,7 +384,7 @@ static int print_ivs(table *t, int american, const Greeks__V1__ImpliedVolRespons
       csv_write_field(stdout, t->problem[i]);
       fprintf(stderr, "greeks: %s\n", t->problem[i]);
     }
-    if (american) write_iv_note(stdout, ok ? r->flags[i] : 0);
+    if (american) cli_write_american_iv_note(stdout, ok ? r->flags[i] : 0);
     fputc('\n', stdout);
   }
   return 0;

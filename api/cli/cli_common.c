@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "greeks/american_iv.h"
 #include "greeks/isa.h"
 #include "greeks/pool.h"
 
@@ -171,4 +172,12 @@ int cli_parse_greeks(const char *list, unsigned *outputs) {
     if (*p == ',') p++;
   }
   return 0;
+}
+
+void cli_write_american_iv_note(FILE *out, unsigned flags) {
+  const char *separator = "";
+  fputc(',', out);
+  if (flags & GK_AMERICAN_IV_FLAG_AT_LOWER_LIMIT) fputs("at_lower_limit", out), separator = " ";
+  if (flags & GK_AMERICAN_IV_FLAG_LOW_VEGA) fprintf(out, "%slow_vega", separator), separator = " ";
+  if (flags & GK_AMERICAN_IV_FLAG_NOT_CONVERGED) fprintf(out, "%snot_converged", separator);
 }

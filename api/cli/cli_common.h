@@ -3,6 +3,7 @@
 #define GREEKS_CLI_COMMON_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "greeks/batch.h"
 
@@ -91,5 +92,11 @@ int cli_parse_model(const char *name, gk_model *model);
  * comma-separated list of Greek names ('second' for the nine second-order
  * ones). The price is always included. Returns 0 or -1. */
 int cli_parse_greeks(const char *list, unsigned *outputs);
+
+/* Writes ",NOTE" for an American implied vol: its solver flags
+ * (GK_AMERICAN_IV_FLAG_*) as space-separated words, nothing after the comma
+ * where there are none. Shared by `greeks iv` and `greeks call iv`, whose
+ * outputs must match byte for byte. */
+void cli_write_american_iv_note(FILE *out, unsigned flags);
 
 #endif

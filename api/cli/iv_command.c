@@ -101,15 +101,6 @@ static const char *field_text(const iv_chunk *c, size_t k, const char *field, ch
   return buffer;
 }
 
-/* The note column of an American row: its solver flags as words. */
-static void write_note(FILE *out, uint8_t flags) {
-  const char *separator = "";
-  fputc(',', out);
-  if (flags & GK_AMERICAN_IV_FLAG_AT_LOWER_LIMIT) fputs("at_lower_limit", out), separator = " ";
-  if (flags & GK_AMERICAN_IV_FLAG_LOW_VEGA) fprintf(out, "%slow_vega", separator), separator = " ";
-  if (flags & GK_AMERICAN_IV_FLAG_NOT_CONVERGED) fprintf(out, "%snot_converged", separator);
-}
-
 static int solve_chunk(iv_chunk *c, const iv_job *job, const char *name, FILE *out, size_t *bad) {
   gk_iv_batch in = {c->count, c->spot, c->strike, c->expiry, c->rate, c->yield, c->price, c->type};
   gk_rc rc = job->american
@@ -139,7 +130,7 @@ static int solve_chunk(iv_chunk *c, const iv_job *job, const char *name, FILE *o
     } else {
       fprintf(out, ",%.17g,", c->vol[k]);
     }
-    if (job->american) write_note(out, message[0] ? 0 : c->flags[k]);
+    if (job->american) cli_write_american_iv_note(out, message[0] ? 0 : c->flags[k]);
     fputc('\n', out);
     free(c->id[k]);
   }
