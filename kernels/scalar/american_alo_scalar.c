@@ -749,23 +749,23 @@ static premium_terms exercise_premium(const put_market *m, const boundary *b, co
   return sum;
 }
 
-/* ---- vega, rho and phi: the boundary's own move by one adjoint solve ----
+/* ---- the linearised boundary equations: the Newton steps and the Greeks ----
  * The price is not stationary in the boundary (g_x above is not 0), so
  * dP/dp = P_p + sum_m P_{l_m} dl_m/dp for p = sigma, r, q, l_m = sqrt(H_m) =
- * ln(xmax / B_m) the node unknowns. The converged nodes solve FP-B's value
- * matching F_i = K N_i - B_i D_i = 0 (N, D discounted as in node_step; where
- * FP-A converged, its nodes solve FP-B's equation to the discretisation's
- * error, ~1e-9), so J dl/dp = -F_p with J_im = dF_i/dl_m, and with the
- * adjoint J^T lambda = P_l one solve serves all three:
+ * ln(xmax / B_m) the node unknowns. The converged nodes solve the option's
+ * equation F_i = K N_i - B_i D_i = 0 (FP-B's value matching or FP-A's smooth
+ * pasting, N, D discounted as in node_step), so J dl/dp = -F_p with J_im =
+ * dF_i/dl_m, and with the adjoint J^T lambda = P_l one solve serves all three:
  *   dP/dp = P_p - lambda . F_p.
- * J_im = delta_im [(B_i e^{-q tau} n(d+) - K e^{-r tau} n(d-)) / v + B_i D_i -
- * sum_j c_ij] + l_m sum_j c_ij L_m(z_ij) / sqrt(H(z_ij)), c_ij = (K wr_ij
- * n(d-_ij) - B_i wq_ij n(d+_ij)) / (sigma sqrt t_ij), L_m the cardinal
- * functions of the interpolant (B(u) moves with every node). One more pass
- * over the n l points (an iteration's worth) builds J and F_p; the solve is
- * Gaussian elimination without pivoting (J is dominated by its diagonal, the
- * Jacobi-Newton step's denominator; a zero pivot gives a non-finite result and
- * the caller's bumps). */
+ * For FP-B, J_im = delta_im [(B_i e^{-q tau} n(d+) - K e^{-r tau} n(d-)) / v +
+ * B_i D_i - sum_j c_ij] + l_m sum_j c_ij L_m(z_ij) / sqrt(H(z_ij)), c_ij = (K
+ * wr_ij n(d-_ij) - B_i wq_ij n(d+_ij)) / (sigma sqrt t_ij), L_m the cardinal
+ * functions of the interpolant (B(u) moves with every node); FP-A's the same
+ * with its own integrands (linearise_node). The Newton steps solve J dl = -F
+ * with the same J. One pass over the n l points builds J, F and F_p; J is
+ * factored without pivoting (it is dominated by its diagonal, the
+ * Jacobi-Newton step's denominator; a zero pivot gives a non-finite result
+ * and the caller's bumps). */
 
 /* F_i = K N_i - B_i D_i of FP-B (value matching) or, where fp_a, of FP-A
  * (smooth pasting), row i of its J (row[1..n]) and, where F_p is not NULL,

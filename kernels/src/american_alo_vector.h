@@ -3,8 +3,8 @@
  * body shared by every vector ISA: kernels/scalar/american_alo_scalar.c step
  * for step, VLANES options at a time in lock step.
  *
- * How: every lane runs the same scheme (n nodes, m Jacobi-Newton steps, the
- * l- and p-point rules), so the loops are the scalar ones with each double
+ * How: every lane runs the same scheme (its coarse and fine grids' nodes,
+ * rules and steps, the p-point price rule), so the loops are the scalar ones with each double
  * replaced by a vector of VLANES options; the rules' constants (node
  * positions, sines, cosines, weights) are scalars broadcast to every lane.
  * What differs per lane is data, never control flow:
@@ -499,8 +499,9 @@ static alov_premium alov_exercise_premium(const alov_plan *p, const alov_put *m,
   return sum;
 }
 
-/* ---- vega, rho and phi: the boundary's move by one adjoint solve (the
- * scalar linearise_node, solve_in_place, premium_parameter_slopes) ---- */
+/* ---- the linearised boundary equations: the Newton steps and vega, rho and
+ * phi's adjoint (the scalar linearise_node, lu_*, linearise_system,
+ * newton_iteration, premium_parameter_slopes) ---- */
 
 /* F_i of FP-B, or of FP-A where fp_a, row i of its J and, where F_p is not
  * NULL (FP-B only), F_i's parameter slopes (the scalar linearise_node). */
