@@ -184,9 +184,14 @@ class NodeExample(unittest.TestCase):
         lines = [json.loads(line) for line in (out + rest).decode().splitlines()]
         self.assertEqual(len(lines), calls)
         self.assert_priced(lines)
-        # The call in flight on b was answered once, by a: every call exactly once overall.
+        # The call in flight on b was answered once, by a: every call exactly once
+        # overall. b writes a call's access record just after its reply, and the
+        # SIGSTOP can land between the two (seen under ASan), so one call b
+        # answered may have no record: the records may fall one short of the
+        # calls, never above them (a call answered twice would show as one more).
         b = count_answered(self.b, "PriceChain")
-        self.assertEqual(answered(self.a, calls - b, "PriceChain") + b, calls)
+        recorded = answered(self.a, calls - b, "PriceChain") + b
+        self.assertIn(recorded, (calls - 1, calls))
         self.assertLessEqual(b, stalled_at)  # b answered nothing after it was stopped
 
     def test_unavailable_is_retried_on_the_other_address(self):
