@@ -460,6 +460,49 @@ static void test_vector_kernels_match_scalar(void **state) {
   owned_batch_free(&b);
 }
 
+/* Pacing (gk_american_price_batch_paced): the tree calls the pace after each
+ * price it computes, 11 for an element with every first-order Greek (price,
+ * two spot bumps, two each in sigma, T, r and q), and the outputs are bit for
+ * bit the unpaced ones; the other methods are not paced; an invalid element
+ * prices nothing. */
+static void count_price(void *context) { (*(int *)context)++; }
+
+static void test_tree_paces_between_prices(void **state) {
+  (void)state;
+  enum { N = 3 };
+  const option o[N] = {{100, 100, 1, 0.05, 0.02, 0.25, GK_PUT},
+                       {90, 100, 0.5, 0.04, 0.01, 0.3, GK_CALL},
+                       {100, 100, 1, 0.05, 0.02, -1.0, GK_PUT}}; /* invalid vol */
+  for (int method = 0; method < GK_AMERICAN_METHOD_COUNT; method++) {
+    owned_batch paced = owned_batch_make(N), plain = owned_batch_make(N);
+    owned_batch *both[2] = {&paced, &plain};
+    for (int k = 0; k < 2; k++)
+      for (size_t i = 0; i < N; i++) {
+        both[k]->spot[i] = o[i].S, both[k]->strike[i] = o[i].K, both[k]->expiry[i] = o[i].T;
+        both[k]->rate[i] = o[i].r, both[k]->yield[i] = o[i].q, both[k]->vol[i] = o[i].sigma;
+        both[k]->type[i] = o[i].type;
+      }
+    int calls = 0;
+    gk_american_pace pace = {count_price, &calls};
+    gk_option_batch in = owned_batch_inputs(&paced), in_plain = owned_batch_inputs(&plain);
+    gk_greeks_batch out = owned_batch_outputs(&paced), out_plain = owned_batch_outputs(&plain);
+    size_t invalid = 0;
+    assert_int_equal(gk_american_price_batch_paced(GK_MODEL_BSM, (gk_american_method)method, &in, GK_OUT_ALL, &out,
+                                                   &invalid, &pace),
+                     GK_RC_OK);
+    assert_int_equal(gk_american_price_batch(GK_MODEL_BSM, (gk_american_method)method, &in_plain, GK_OUT_ALL,
+                                             &out_plain, NULL),
+                     GK_RC_OK);
+    assert_int_equal(invalid, 1);
+    assert_int_equal(calls, method == GK_AMERICAN_TREE ? 2 * 11 : 0);
+    double *a[7] = {paced.price, paced.delta, paced.gamma, paced.vega, paced.theta, paced.rho, paced.phi};
+    double *b[7] = {plain.price, plain.delta, plain.gamma, plain.vega, plain.theta, plain.rho, plain.phi};
+    for (int k = 0; k < 7; k++) assert_memory_equal(a[k], b[k], N * sizeof(double));
+    assert_memory_equal(paced.error, plain.error, N);
+    owned_batch_free(&paced), owned_batch_free(&plain);
+  }
+}
+
 int main(void) {
   skip_unless_active_isa_runs();
   const struct CMUnitTest tests[] = {
@@ -478,6 +521,7 @@ int main(void) {
       cmocka_unit_test(test_invalid_inputs_and_arguments),
       cmocka_unit_test(test_subnormal_expiry_is_an_error_never_nan),
       cmocka_unit_test(test_vector_kernels_match_scalar),
+      cmocka_unit_test(test_tree_paces_between_prices),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

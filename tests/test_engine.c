@@ -351,7 +351,7 @@ static void test_batch_with_styles_equals_kernels_per_element(void **state) {
   gk_greeks_batch eur_out = owned_batch_outputs(&eur), am_out = owned_batch_outputs(&am);
   assert_int_equal(gk_bsm_price_batch(GK_MODEL_BSM, &in, GK_OUT_ALL, &eur_out, NULL), GK_RC_OK);
   assert_int_equal(gk_american_price_batch(GK_MODEL_BSM, GK_AMERICAN_BS2002, &in, GK_OUT_ALL, &am_out, NULL), GK_RC_OK);
-  gk_exercise exercise = {style, GK_AMERICAN_BS2002};
+  gk_exercise exercise = {.style = style, .method = GK_AMERICAN_BS2002};
   for (int threads = 0; threads <= 2; threads += 2) {
     owned_batch got = owned_batch_make(n);
     gk_greeks_batch got_out = owned_batch_outputs(&got);

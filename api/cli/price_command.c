@@ -216,7 +216,7 @@ static int price_chunk(price_job *job, chunk *c, FILE *out) {
                          c->second[6], c->second[7], c->second[8]};
   gk_status status;
   gk_code code;
-  gk_exercise exercise = {c->style, job->method};
+  gk_exercise exercise = {.style = c->style, .method = job->method};
   if (job->rules.chain_mode) {
     gk_chain chain = {c->count, c->strike, c->expiry, c->vol, c->type};
     code = gk_price_chain_ex(job->pool, job->rules.model, &job->market, &chain, &exercise, job->outputs,

@@ -949,13 +949,24 @@ static gk_greeks_batch results_from(const gk_greeks_batch *out, size_t begin) {
   return s;
 }
 
+/* The task's yield clock, which the tree also runs between the prices of an
+ * element (gk_american_pace): one element with Greeks is 11 prices. */
+typedef struct task_yield {
+  int64_t next_ns, every_ns;
+} task_yield;
+
+static void yield_between_prices(void *context) {
+  task_yield *y = context;
+  gk_yield_point(&y->next_ns, y->every_ns);
+}
+
 static void price_american_task(void *context, size_t task, int worker) {
   (void)worker;
   american_run *run = context;
   const gk_pricing_request *r = run->request;
   size_t begin = task * run->task_options, end = begin + run->task_options;
   if (end > r->in.count) end = r->in.count;
-  int64_t next_yield = 0;
+  task_yield yield = {0, run->yield_every_ns};
   for (size_t at = begin; at < end; at += run->call_options) {
     if (atomic_load(&run->stopped) || revaluation_unwanted(run->call)) {
       atomic_store(&run->stopped, 1);
@@ -964,7 +975,8 @@ static void price_american_task(void *context, size_t task, int worker) {
     size_t count = end - at < run->call_options ? end - at : run->call_options;
     gk_option_batch in = options_from(&r->in, at, count);
     gk_greeks_batch out = results_from(&r->out, at);
-    gk_exercise exercise = {run->exercise.style + at, run->exercise.method};
+    gk_exercise exercise = {.style = run->exercise.style + at, .method = run->exercise.method,
+                            .pace = {yield.every_ns > 0 ? yield_between_prices : NULL, &yield}};
     size_t invalid = 0;
     gk_status status;
     if (gk_price_batch_ex(NULL, r->model, &in, &exercise, r->outputs, &out, &invalid, &status) != GK_OK) {
@@ -973,7 +985,7 @@ static void price_american_task(void *context, size_t task, int worker) {
       return;
     }
     atomic_fetch_add(&run->invalid, invalid);
-    gk_yield_point(&next_yield, run->yield_every_ns); /* small calls' threads run (adr/0038) */
+    gk_yield_point(&yield.next_ns, yield.every_ns); /* small calls' threads run (adr/0038) */
   }
 }
 
@@ -1001,7 +1013,7 @@ static gk_code run_american_tasks(american_run *run, size_t tasks, int threads, 
 static void price_american(rpc_call *c) {
   price_job *j = c->job;
   gk_pricing_request *r = &j->request;
-  american_run run = {.call = c, .request = r, .exercise = {j->style, j->method}};
+  american_run run = {.call = c, .request = r, .exercise = {.style = j->style, .method = j->method}};
   run.task_options = j->method == GK_AMERICAN_TREE ? AMERICAN_TREE_TASK
                      : j->method == GK_AMERICAN_ALO ? AMERICAN_ALO_TASK
                                                     : AMERICAN_BS2002_TASK;

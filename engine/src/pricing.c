@@ -62,7 +62,8 @@ static size_t price_slice_by_style(gk_model model, const gk_option_batch *in,
     size_t run_invalid = 0;
     /* Arguments were checked on the whole batch; a run cannot fail differently. */
     if (run_style == GK_STYLE_AMERICAN)
-      gk_american_price_batch(model, exercise->method, &run, outputs, &run_out, &run_invalid);
+      gk_american_price_batch_paced(model, exercise->method, &run, outputs, &run_out, &run_invalid,
+                                    &exercise->pace);
     else
       gk_bsm_price_batch(model, &run, outputs, &run_out, &run_invalid);
     invalid += run_invalid;

@@ -99,12 +99,15 @@ int gk_american_routed_to_tree(gk_model model, const gk_option_batch *in, size_t
  * one of them. */
 typedef struct market_point {
   double S, K, T, r, q, sigma, omega;
-  int futures; /* black76: b = 0 whatever r */
+  int futures;                   /* black76: b = 0 whatever r */
+  const gk_american_pace *pace; /* NULL: none */
 } market_point;
 
 static double price_at(gk_american_pricer pricer, const market_point *m) {
   gk_american_option o = {m->S, m->K, m->T, m->r, m->futures ? 0.0 : m->r - m->q, m->sigma, m->omega};
-  return pricer(&o);
+  double price = pricer(&o);
+  if (m->pace && m->pace->between_prices) m->pace->between_prices(m->pace->context);
+  return price;
 }
 
 /* d price / d x by a central difference, or when x - h would leave the domain
@@ -147,13 +150,14 @@ static void expiry_outputs(const market_point *m, unsigned outputs, gk_greeks_ba
   if (outputs & GK_OUT_DELTA) out->delta[i] = moneyness > 0.0 ? m->omega : (moneyness == 0.0 ? 0.5 * m->omega : 0.0);
 }
 
-void gk_american_price_element(gk_model model, gk_american_method method, gk_american_pricer pricer,
-                               const gk_option_batch *in, size_t i, unsigned outputs,
-                               gk_greeks_batch *out) {
+/* gk_american_price_element with `pace` called after each price (may be NULL). */
+static void price_element_paced(gk_model model, gk_american_method method, gk_american_pricer pricer,
+                                const gk_option_batch *in, size_t i, unsigned outputs, gk_greeks_batch *out,
+                                const gk_american_pace *pace) {
   int futures = model == GK_MODEL_BLACK76;
   market_point m = {in->spot[i], in->strike[i], in->expiry[i], in->rate[i],
                     futures ? in->rate[i] : in->yield[i], in->vol[i],
-                    in->type[i] == GK_PUT ? -1.0 : 1.0, futures};
+                    in->type[i] == GK_PUT ? -1.0 : 1.0, futures, pace};
   if (m.T == 0.0) {
     expiry_outputs(&m, outputs, out, i);
     return;
@@ -184,6 +188,12 @@ void gk_american_price_element(gk_model model, gk_american_method method, gk_ame
     out->phi[i] = futures ? 0.0 : slope(pricer, &m, &m.q, bump->rate, -INFINITY, price);
 }
 
+void gk_american_price_element(gk_model model, gk_american_method method, gk_american_pricer pricer,
+                               const gk_option_batch *in, size_t i, unsigned outputs,
+                               gk_greeks_batch *out) {
+  price_element_paced(model, method, pricer, in, i, outputs, out, NULL);
+}
+
 static gk_american_pricer method_pricer(gk_american_method method) {
   switch (method) {
     case GK_AMERICAN_TREE: return gk_american_tree_price;
@@ -202,7 +212,7 @@ void gk_american_price_routed_element(gk_model model, const gk_option_batch *in,
  * early its price and Greeks are the European ones exactly (with the smooth
  * methods' bumps), as bs2002's and alo's are. */
 static void price_method_element(gk_model model, gk_american_method method, const gk_option_batch *in, size_t i,
-                                 unsigned outputs, gk_greeks_batch *out) {
+                                 unsigned outputs, gk_greeks_batch *out, const gk_american_pace *pace) {
   if (method == GK_AMERICAN_TREE) {
     int futures = model == GK_MODEL_BLACK76;
     double r = in->rate[i], q = futures ? r : in->yield[i];
@@ -213,7 +223,7 @@ static void price_method_element(gk_model model, gk_american_method method, cons
       return;
     }
   }
-  gk_american_price_element(model, method, method_pricer(method), in, i, outputs, out);
+  price_element_paced(model, method, method_pricer(method), in, i, outputs, out, pace);
 }
 
 void gk_alo_price_element(gk_model model, gk_alo_level level, const gk_option_batch *in, size_t i, unsigned outputs,
@@ -241,7 +251,8 @@ void gk_alo_price_element(gk_model model, gk_alo_level level, const gk_option_ba
 /* Every element of `in` with `pricer`, the Greeks by `method`'s bumps; ALO's
  * at `level` with its analytic Greeks. */
 static size_t scalar_kernel_with(gk_model model, gk_american_method method, gk_alo_level level,
-                                 const gk_option_batch *in, unsigned outputs, gk_greeks_batch *out) {
+                                 const gk_option_batch *in, unsigned outputs, gk_greeks_batch *out,
+                                 const gk_american_pace *pace) {
   size_t invalid = 0;
   for (size_t i = 0; i < in->count; i++) {
     gk_element_error error = gk_classify_american_element(model, in, i);
@@ -253,19 +264,19 @@ static size_t scalar_kernel_with(gk_model model, gk_american_method method, gk_a
     }
     if (gk_american_routed_to_tree(model, in, i)) gk_american_price_routed_element(model, in, i, outputs, out);
     else if (method == GK_AMERICAN_ALO) gk_alo_price_element(model, level, in, i, outputs, out);
-    else price_method_element(model, method, in, i, outputs, out);
+    else price_method_element(model, method, in, i, outputs, out, pace);
   }
   return invalid;
 }
 
 size_t gk_american_kernel_scalar(gk_model model, gk_american_method method,
                                  const gk_option_batch *in, unsigned outputs, gk_greeks_batch *out) {
-  return scalar_kernel_with(model, method, GK_ALO_ACCURATE, in, outputs, out);
+  return scalar_kernel_with(model, method, GK_ALO_ACCURATE, in, outputs, out, NULL);
 }
 
 size_t gk_alo_kernel_scalar(gk_model model, gk_alo_level level, const gk_option_batch *in, unsigned outputs,
                             gk_greeks_batch *out) {
-  return scalar_kernel_with(model, GK_AMERICAN_ALO, level, in, outputs, out);
+  return scalar_kernel_with(model, GK_AMERICAN_ALO, level, in, outputs, out, NULL);
 }
 
 gk_rc gk_american_check_batch(gk_model model, gk_american_method method,
@@ -307,6 +318,23 @@ gk_rc gk_alo_price_batch_on(gk_isa isa, gk_model model, gk_alo_level level, cons
   gk_rc rc = gk_american_check_batch(model, GK_AMERICAN_ALO, in, outputs, out);
   if (rc != GK_RC_OK) return rc;
   size_t invalid = in->count == 0 ? 0 : alo_kernels[isa](model, level, in, outputs, out);
+  if (invalid_count) *invalid_count = invalid;
+  return GK_RC_OK;
+}
+
+/* The tree is scalar on every ISA (the vector kernels hand it to
+ * gk_american_kernel_scalar), so its paced path is that kernel with the pace:
+ * the same prices in the same order. */
+gk_rc gk_american_price_batch_paced(gk_model model, gk_american_method method, const gk_option_batch *in,
+                                    unsigned outputs, gk_greeks_batch *out, size_t *invalid_count,
+                                    const gk_american_pace *pace) {
+  if (pace == NULL || pace->between_prices == NULL || method != GK_AMERICAN_TREE)
+    return gk_american_price_batch(model, method, in, outputs, out, invalid_count);
+  gk_rc rc = gk_isa_init();
+  if (rc != GK_RC_OK) return rc;
+  rc = gk_american_check_batch(model, method, in, outputs, out);
+  if (rc != GK_RC_OK) return rc;
+  size_t invalid = in->count == 0 ? 0 : scalar_kernel_with(model, method, GK_ALO_ACCURATE, in, outputs, out, pace);
   if (invalid_count) *invalid_count = invalid;
   return GK_RC_OK;
 }

@@ -32,10 +32,12 @@ gk_code gk_price_batch(gk_pool *pool, gk_model model, const gk_option_batch *in,
 
 /* Exercise style of a batch: style[i] is GK_STYLE_EUROPEAN or GK_STYLE_AMERICAN
  * (style NULL: every element european); American elements are priced with
- * `method` (greeks/american.h), which supports first-order outputs only. */
+ * `method` (greeks/american.h), which supports first-order outputs only, and
+ * paced by `pace` (gk_american_price_batch_paced; zero: none). */
 typedef struct gk_exercise {
   const uint8_t *style;
   gk_american_method method;
+  gk_american_pace pace;
 } gk_exercise;
 
 /* gk_price_batch with exercise styles; exercise NULL is gk_price_batch. A style

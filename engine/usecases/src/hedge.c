@@ -302,7 +302,7 @@ static gk_code price_contracts(hedge_work *w, gk_status *status) {
     gk_option_batch in = {c.count, c.in[0], c.in[1], c.in[2], c.in[3], c.in[4], c.in[5], c.type};
     gk_greeks_batch out = {c.out[0], c.out[1], c.out[2], c.out[3], c.out[4], c.out[5], c.out[6],
                            c.error, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
-    gk_exercise exercise = {c.style, w->request->american_method};
+    gk_exercise exercise = {.style = c.style, .method = w->request->american_method};
     rc = gk_price_batch_ex(NULL, GK_MODEL_BSM, &in, &exercise, GK_OUT_ALL, &out, NULL, status);
   }
   for (size_t k = 0; rc == GK_OK && k < c.count; k++) rc = take_option(w, &c, k, status);

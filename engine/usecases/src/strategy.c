@@ -650,7 +650,7 @@ static gk_code price_queue(work *w, size_t n, unsigned outputs, gk_status *statu
   gk_greeks_batch out = {o, o + n, o + 2 * n, o + 3 * n, o + 4 * n, o + 5 * n, o + 6 * n,
                          w->b_error, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
   if (!(outputs & GK_OUT_DELTA)) out = (gk_greeks_batch){.price = o, .error = w->b_error};
-  gk_exercise exercise = {w->b_style, w->method};
+  gk_exercise exercise = {.style = w->b_style, .method = w->method};
   gk_code rc = gk_price_batch_ex(NULL, GK_MODEL_BSM, &in, &exercise, outputs, &out, NULL, status);
   for (size_t k = 0; rc == GK_OK && k < n; k++)
     if (w->b_error[k] != GK_ELEMENT_OK || !isfinite(o[k])) w->bad[w->b_column[k]] = true;
