@@ -884,20 +884,7 @@ static inline vdouble alov_price_at(const alov_plan *p, const av_market *m) {
  * gk_alo_price_element). */
 static void alov_price_group(const alov_plan *p, gk_model model, const gk_option_batch *in, size_t i, size_t n,
                              unsigned scalar_lanes, unsigned outputs, gk_greeks_batch *out) {
-  vmask type_ok;
-  av_market m;
-  m.futures = model == GK_MODEL_BLACK76;
-  m.S = v_load(in->spot + i, n), m.K = v_load(in->strike + i, n), m.T = v_load(in->expiry + i, n);
-  m.r = v_load(in->rate + i, n), m.sigma = v_load(in->vol + i, n);
-  m.q = m.futures ? m.r : v_load(in->yield + i, n);
-  m.omega = v_load_omega(in->type + i, n, &type_ok);
-  /* Lanes past n and lanes the scalar path owns price a harmless option. */
-  double flags[VLANES];
-  for (size_t k = 0; k < VLANES; k++) flags[k] = k < n && !(scalar_lanes >> k & 1u) ? 1.0 : 0.0;
-  vmask live = v_gt(v_load(flags, VLANES), v_set1(0.0));
-  m.S = v_select(live, m.S, v_set1(1.0)), m.K = v_select(live, m.K, v_set1(1.0));
-  m.sigma = v_select(live, m.sigma, v_set1(0.2)), m.T = v_select(live, m.T, v_set1(1.0));
-  m.r = v_select(live, m.r, v_set1(0.05)), m.q = v_select(live, m.q, v_set1(0.02));
+  av_market m = av_load_group(model, in, i, n, scalar_lanes);
   vdouble zero = v_set1(0.0), price;
   unsigned redo = 0; /* lanes the scalar element path prices again, every output */
   if (outputs & ~(unsigned)GK_OUT_PRICE) {

@@ -241,10 +241,11 @@ static inline vdouble av_slope(const av_market *m, vdouble *x, vdouble h, double
   return v_select(central, central_slope, forward_slope);
 }
 
-static void av_price_group(gk_model model, const gk_option_batch *in, size_t i, size_t n,
-                           unsigned scalar_lanes, unsigned outputs, gk_greeks_batch *out,
-                           const bs2002_rules *rules) {
-  const gk_american_bumps *bump = gk_american_bumps_of(GK_AMERICAN_BS2002);
+/* The market of elements [i, i + n) of `in`, one per lane. Lanes past n and
+ * lanes the scalar path owns (overwritten later) price a harmless option
+ * instead of invalid or limiting inputs. Shared by the bs2002 and alo groups. */
+static av_market av_load_group(gk_model model, const gk_option_batch *in, size_t i, size_t n,
+                               unsigned scalar_lanes) {
   vmask type_ok;
   av_market m;
   m.futures = model == GK_MODEL_BLACK76;
@@ -252,14 +253,20 @@ static void av_price_group(gk_model model, const gk_option_batch *in, size_t i, 
   m.r = v_load(in->rate + i, n), m.sigma = v_load(in->vol + i, n);
   m.q = m.futures ? m.r : v_load(in->yield + i, n);
   m.omega = v_load_omega(in->type + i, n, &type_ok);
-  /* Lanes past n and lanes the scalar path owns (overwritten later) price a
-   * harmless option instead of invalid or limiting inputs. */
   double flags[VLANES];
   for (size_t k = 0; k < VLANES; k++) flags[k] = k < n && !(scalar_lanes >> k & 1u) ? 1.0 : 0.0;
   vmask live = v_gt(v_load(flags, VLANES), v_set1(0.0));
   m.S = v_select(live, m.S, v_set1(1.0)), m.K = v_select(live, m.K, v_set1(1.0));
   m.sigma = v_select(live, m.sigma, v_set1(0.2)), m.T = v_select(live, m.T, v_set1(1.0));
   m.r = v_select(live, m.r, v_set1(0.05)), m.q = v_select(live, m.q, v_set1(0.02));
+  return m;
+}
+
+static void av_price_group(gk_model model, const gk_option_batch *in, size_t i, size_t n,
+                           unsigned scalar_lanes, unsigned outputs, gk_greeks_batch *out,
+                           const bs2002_rules *rules) {
+  const gk_american_bumps *bump = gk_american_bumps_of(GK_AMERICAN_BS2002);
+  av_market m = av_load_group(model, in, i, n, scalar_lanes);
   vdouble price = av_price_at(&m, rules), zero = v_set1(0.0);
   if (outputs & GK_OUT_PRICE) v_store(out->price + i, price, n);
   if (outputs & (GK_OUT_DELTA | GK_OUT_GAMMA)) {
