@@ -13,66 +13,7 @@
 
 #include "greeks/batch.h"
 #include "greeks/v1/pricing.pb-c.h"
-
-enum { WIRE_VARINT = 0, WIRE_FIXED64 = 1, WIRE_LENGTH_DELIMITED = 2, VARINT_MAX_BYTES = 10 };
-
-/* A cursor over the message's slices, bounded by the (sub)message being read. */
-typedef struct wire {
-  const grpc_slice *slices;
-  size_t count, index;
-  const uint8_t *at, *end;
-  size_t left; /* bytes left in the message being read */
-} wire;
-
-static int next_slice(wire *w) {
-  while (w->at == w->end) {
-    if (w->index == w->count) return -1;
-    const grpc_slice *s = &w->slices[w->index++];
-    w->at = GRPC_SLICE_START_PTR(*s);
-    w->end = w->at + GRPC_SLICE_LENGTH(*s);
-  }
-  return 0;
-}
-
-static int read_varint(wire *w, uint64_t *value) {
-  uint64_t v = 0;
-  for (int i = 0; i < VARINT_MAX_BYTES; i++) {
-    if (w->left == 0 || next_slice(w) != 0) return -1;
-    uint8_t b = *w->at++;
-    w->left--;
-    v |= (uint64_t)(b & 0x7f) << (7 * i);
-    if (!(b & 0x80)) {
-      *value = v;
-      return 0;
-    }
-  }
-  return -1;
-}
-
-static int read_bytes(wire *w, void *dst, size_t n) {
-  if (n > w->left) return -1;
-  uint8_t *to = dst;
-  while (n > 0) {
-    if (next_slice(w) != 0) return -1;
-    size_t chunk = (size_t)(w->end - w->at) < n ? (size_t)(w->end - w->at) : n;
-    memcpy(to, w->at, chunk);
-    to += chunk, w->at += chunk, w->left -= chunk, n -= chunk;
-  }
-  return 0;
-}
-
-static int read_double(wire *w, double *value) { return read_bytes(w, value, sizeof *value); }
-
-/* Reads a length prefix and narrows `w` to it; `outer` keeps what remains after. */
-static int enter(wire *w, size_t *outer) {
-  uint64_t length;
-  if (read_varint(w, &length) != 0 || length > w->left) return -1;
-  *outer = w->left - (size_t)length;
-  w->left = (size_t)length;
-  return 0;
-}
-
-static void leave(wire *w, size_t outer) { w->left = outer; }
+#include "wire_reader.h"
 
 /* A packed column of doubles: the length must be a whole number of them. */
 static chain_decode_result read_doubles(wire *w, double **column, size_t *n) {
@@ -82,10 +23,6 @@ static chain_decode_result read_doubles(wire *w, double **column, size_t *n) {
   *column = malloc(length ? (size_t)length : 1);
   if (*column == NULL) return CHAIN_DECODE_NO_MEMORY;
   return read_bytes(w, *column, (size_t)length) == 0 ? CHAIN_DECODE_OK : CHAIN_DECODE_FALLBACK;
-}
-
-uint8_t chain_kernel_option_type(uint32_t wire_value) {
-  return wire_value == GREEKS__V1__OPTION_TYPE__CALL ? GK_CALL : wire_value == GREEKS__V1__OPTION_TYPE__PUT ? GK_PUT : 0xff;
 }
 
 /* A packed column of OptionType: each value is at least one byte, so the
@@ -150,14 +87,6 @@ static chain_decode_result read_outputs(wire *w, chain_request *r) {
   }
   leave(w, outer);
   return CHAIN_DECODE_OK;
-}
-
-/* Each field of a (sub)message at most once: a repeat is legal protobuf (the
- * last wins, or submessages merge), but not canonical. */
-static int first_time(unsigned *seen, unsigned field) {
-  if (*seen & (1u << field)) return 0;
-  *seen |= 1u << field;
-  return 1;
 }
 
 static chain_decode_result read_market(wire *w, chain_request *r) {

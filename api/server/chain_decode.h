@@ -17,6 +17,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "greeks/batch.h"
+#include "greeks/v1/pricing.pb-c.h"
+
 enum { CHAIN_DECODE_MAX_OUTPUTS = 64 };
 
 typedef enum chain_decode_result {
@@ -50,7 +53,9 @@ typedef struct chain_request {
  * element ("type"), so one bad contract does not fail the call. Every RPC's
  * decoding uses this one rule. `wire_value` is the low 32 bits of the varint,
  * as protobuf reads an enum (int32): 2^32+1 is CALL in every decoder. */
-uint8_t chain_kernel_option_type(uint32_t wire_value);
+static inline uint8_t chain_kernel_option_type(uint32_t wire_value) {
+  return wire_value == GREEKS__V1__OPTION_TYPE__CALL ? GK_CALL : wire_value == GREEKS__V1__OPTION_TYPE__PUT ? GK_PUT : 0xff;
+}
 
 chain_decode_result chain_request_decode(grpc_byte_buffer *payload, chain_request *out);
 

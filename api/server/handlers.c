@@ -430,12 +430,27 @@ typedef void (*compute_fn)(rpc_call *call);
 /* The compute agent's envelope types: what c->job is. */
 enum { COMPUTE_JOB = 1, COMPUTE_AMERICAN = 2 /* a price_job with American contracts */ };
 
+/* A yield clock for bulk work on the compute agent's thread or a pool task:
+ * the tree runs it between the prices of an element (gk_american_pace; one
+ * element with Greeks is 11 prices), the revaluation decoder between its
+ * steps (portfolio_decode.h). */
+typedef struct task_yield {
+  int64_t next_ns, every_ns;
+} task_yield;
+
+static void yield_between_prices(void *context) {
+  task_yield *y = context;
+  gk_yield_point(&y->next_ns, y->every_ns);
+}
+
 typedef struct compute_job {
   compute_fn run;
   ProtobufCMessage *message;
-  /* RevaluePortfolioStream: positions gathered across chunks. */
+  decoded_portfolio portfolio; /* RevaluePortfolio's request */
+  /* RevaluePortfolioStream: positions gathered across chunks, and the first
+   * message (model, markets, grid). */
   gk_model model;
-  ProtobufCMessage *first;
+  decoded_portfolio first;
   size_t chunks, count, capacity;
   uint32_t *underlying;
   uint8_t *type;
@@ -445,7 +460,8 @@ typedef struct compute_job {
 static void free_compute_job(void *p) {
   compute_job *j = p;
   if (j->message) protobuf_c_message_free_unpacked(j->message, NULL);
-  if (j->first) protobuf_c_message_free_unpacked(j->first, NULL);
+  decoded_portfolio_free(&j->portfolio);
+  decoded_portfolio_free(&j->first);
   free(j->underlying), free(j->type), free(j->strike), free(j->expiry), free(j->vol), free(j->quantity);
   free(j->multiplier);
   free(j);
@@ -751,31 +767,27 @@ static void revalue(rpc_call *c, const portfolio_input *p) {
 
 /* On the compute agent's thread: the request is decoded and checked here, not
  * on the completion-queue thread, because a revaluation's message may hold
- * millions of positions (tens of milliseconds to unpack) and the
- * completion-queue threads must stay free for small calls (adr/0038). */
+ * millions of positions (tens of milliseconds to decode) and the
+ * completion-queue threads must stay free for small calls (adr/0038). The
+ * decoder yields the core when due between its steps (adr/0041): decoding
+ * 200,000 positions is 4-5 ms of CPU, too long to run without a break. */
 static void run_revalue(rpc_call *c) {
   compute_job *j = c->job;
   request_verdict v;
-  if (request_unpack_payload(&greeks__v1__revalue_portfolio_request__descriptor, c->request_payload, &j->message,
-                             &v) != 0 ||
-      revalue_validate((const Greeks__V1__RevaluePortfolioRequest *)j->message, rpc_config(c)->max_contracts,
-                       &j->model, &v) != 0) {
+  task_yield yield = {0, rpc_config(c)->bulk_yield_us * GK_NS_PER_US};
+  if (portfolio_decode_any(c->request_payload, yield_between_prices, &yield, &j->portfolio, &v) != 0 ||
+      revalue_validate(j->portfolio.request, rpc_config(c)->max_contracts, &j->model, &v) != 0) {
     reply_verdict(c, &v);
     return;
   }
-  Greeks__V1__RevaluePortfolioRequest *q = (Greeks__V1__RevaluePortfolioRequest *)j->message;
+  const Greeks__V1__RevaluePortfolioRequest *q = j->portfolio.request;
   const Greeks__V1__Positions *ps = q->positions;
   size_t n = ps ? ps->n_underlying : 0;
-  uint8_t *types = ps ? request_kernel_types(n, ps->type) : malloc(1);
-  if (types == NULL) {
-    rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
-    return;
-  }
   portfolio_input p = {j->model, q->markets, q->grid,
-                       {n, ps ? ps->underlying : NULL, types, ps ? ps->strike : NULL, ps ? ps->expiry : NULL,
-                        ps ? ps->vol : NULL, ps ? ps->quantity : NULL, ps ? ps->multiplier : NULL}};
+                       {n, ps ? ps->underlying : NULL, j->portfolio.kernel_types, ps ? ps->strike : NULL,
+                        ps ? ps->expiry : NULL, ps ? ps->vol : NULL, ps ? ps->quantity : NULL,
+                        ps ? ps->multiplier : NULL}};
   revalue(c, &p);
-  free(types);
 }
 
 void handle_revalue(rpc_call *c) {
@@ -787,7 +799,7 @@ void handle_revalue(rpc_call *c) {
 
 static void run_revalue_stream(rpc_call *c) {
   compute_job *j = c->job;
-  Greeks__V1__RevaluePortfolioRequest *first = (Greeks__V1__RevaluePortfolioRequest *)j->first;
+  const Greeks__V1__RevaluePortfolioRequest *first = j->first.request;
   portfolio_input p = {j->model, first->markets, first->grid,
                        {j->count, j->underlying, j->type, j->strike, j->expiry, j->vol, j->quantity, j->multiplier}};
   revalue(c, &p);
@@ -832,8 +844,8 @@ static int grow_positions(compute_job *j, size_t need) {
 }
 
 /* Copies a validated chunk's positions (revalue_chunk_validate) after those
- * gathered so far. */
-static int append_positions(rpc_call *c, compute_job *j, const Greeks__V1__Positions *ps) {
+ * gathered so far; `types` are their kernel codes. */
+static int append_positions(rpc_call *c, compute_job *j, const Greeks__V1__Positions *ps, const uint8_t *types) {
   if (ps == NULL) return 0;
   size_t n = ps->n_underlying;
   if (n == 0) return 0; /* an empty message: nothing to copy (memcpy from NULL is undefined even for 0 bytes) */
@@ -847,13 +859,7 @@ static int append_positions(rpc_call *c, compute_job *j, const Greeks__V1__Posit
   memcpy(j->vol + j->count, ps->vol, n * 8);
   memcpy(j->quantity + j->count, ps->quantity, n * 8);
   memcpy(j->multiplier + j->count, ps->multiplier, n * 8);
-  uint8_t *types = request_kernel_types(n, ps->type);
-  if (types == NULL) {
-    rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory gathering positions", NULL);
-    return -1;
-  }
   memcpy(j->type + j->count, types, n);
-  free(types);
   j->count += n;
   return 0;
 }
@@ -867,23 +873,23 @@ void handle_revalue_stream_chunk(rpc_call *c, bool success) {
     return;
   }
   if (c->request_payload == NULL) { /* the client half-closed: all chunks are in */
-    if (j->first == NULL) rpc_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "the stream carried no message", NULL);
+    if (j->first.request == NULL) rpc_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "the stream carried no message", NULL);
     else submit_compute_job(c, COMPUTE_JOB);
     rpc_release(c);
     return;
   }
-  ProtobufCMessage *m;
-  request_verdict v;
-  int ok = request_unpack_payload(&greeks__v1__revalue_portfolio_request__descriptor, c->request_payload, &m, &v) == 0;
-  const Greeks__V1__RevaluePortfolioRequest *q = (const Greeks__V1__RevaluePortfolioRequest *)m;
-  j->chunks++;
   /* A refused message ends the stream, so while j->first is unset the message
-   * is number 1. */
-  if (ok && revalue_chunk_validate(q, j->chunks, j->count, rpc_config(c)->max_contracts, &j->model, &v) != 0) ok = 0;
+   * is number 1; it is decoded in place (a decoded message points into
+   * itself) and kept for its model, markets and grid. */
+  decoded_portfolio later, *m = j->first.request == NULL ? &j->first : &later;
+  request_verdict v;
+  int ok = portfolio_decode_any(c->request_payload, NULL, NULL, m, &v) == 0;
+  j->chunks++;
+  if (ok && revalue_chunk_validate(m->request, j->chunks, j->count, rpc_config(c)->max_contracts, &j->model, &v) != 0)
+    ok = 0;
   if (!ok) reply_verdict(c, &v);
-  else ok = append_positions(c, j, q->positions) == 0;
-  if (m != NULL && j->first == NULL) j->first = m;
-  else if (m != NULL) protobuf_c_message_free_unpacked(m, NULL);
+  else ok = append_positions(c, j, m->request->positions, m->kernel_types) == 0;
+  if (m == &later) decoded_portfolio_free(&later);
   if (ok) receive_next_chunk(c);
   rpc_release(c);
 }
@@ -949,17 +955,6 @@ static gk_greeks_batch results_from(const gk_greeks_batch *out, size_t begin) {
   return s;
 }
 
-/* The task's yield clock, which the tree also runs between the prices of an
- * element (gk_american_pace): one element with Greeks is 11 prices. */
-typedef struct task_yield {
-  int64_t next_ns, every_ns;
-} task_yield;
-
-static void yield_between_prices(void *context) {
-  task_yield *y = context;
-  gk_yield_point(&y->next_ns, y->every_ns);
-}
-
 static void price_american_task(void *context, size_t task, int worker) {
   (void)worker;
   american_run *run = context;
@@ -1001,6 +996,7 @@ static gk_code run_american_tasks(american_run *run, size_t tasks, int threads, 
   options.bind = 0;
   options.nice = rpc_config(run->call)->bulk_nice;
   options.yield_every_ns = run->yield_every_ns;
+  options.name = "gk-american";
   gk_pool *pool;
   gk_code code = gk_pool_create(&options, &pool, status);
   if (code != GK_OK) return code;

@@ -19,6 +19,7 @@
 
 #include "greeks/breaker.h"
 #include "greeks/clock.h"
+#include "greeks/pool.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "requests.h"
 #include "server_internal.h"
@@ -178,6 +179,7 @@ void health_watch_closed(rpc_call *c) {
 
 static void *poll_health(void *arg) {
   greeksd_server *s = arg;
+  (void)gk_thread_set_name("gk-health");
   while (!atomic_load(&s->stop_health)) {
     pthread_mutex_lock(&s->watch_lock);
     rpc_call *next;

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "greeks/clock.h"
+#include "greeks/pool.h"
 #include "greeks/log.h"
 
 enum { LISTENER_POLL_MS = 100, LISTEN_BACKLOG = 1024, EMFILE_LOG_EVERY_S = 10 };
@@ -206,6 +207,7 @@ static void note_cap(greeksd_listener *l) {
 
 static void *accept_loop(void *arg) {
   greeksd_listener *l = arg;
+  (void)gk_thread_set_name("gk-http");
   while (!atomic_load(&l->stop)) {
     forget_closed(l);
     note_cap(l);

@@ -20,6 +20,7 @@
 
 #include "greeks/breaker.h"
 #include "greeks/clock.h"
+#include "greeks/pool.h"
 #include "greeks/log.h"
 #include "http_listener.h"
 #include "server.h"
@@ -45,6 +46,7 @@ static void probe_store(greeksd_server *s) {
 
 static void *probe_loop(void *arg) {
   greeksd_server *s = arg;
+  (void)gk_thread_set_name("gk-probes");
   while (!atomic_load(&s->stop_probe)) {
     for (int k = 0; k < 20 && !atomic_load(&s->stop_probe); k++) {
       struct timespec pause = {0, 50 * 1000 * 1000};

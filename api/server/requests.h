@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "chain_decode.h"
+#include "portfolio_decode.h"
 #include "greeks/pricing.h"
 #include "greeks/v1/pricing.pb-c.h"
 
@@ -116,6 +117,27 @@ int revalue_validate(const Greeks__V1__RevaluePortfolioRequest *q, size_t max_po
  * for a later message. */
 int revalue_chunk_validate(const Greeks__V1__RevaluePortfolioRequest *q, size_t number, size_t gathered,
                            size_t max_positions, gk_model *model, request_verdict *v);
+
+/* A RevaluePortfolioRequest as decoded by portfolio_decode_any: `request`
+ * points at the hand decoder's result or at protobuf-c's, and kernel_types
+ * holds its positions' types as kernel codes (NULL without positions). */
+typedef struct decoded_portfolio {
+  const Greeks__V1__RevaluePortfolioRequest *request;
+  const uint8_t *kernel_types;
+  portfolio_request hand;      /* the hand decoder's, when it took the message */
+  ProtobufCMessage *unpacked;  /* protobuf-c's, otherwise */
+  uint8_t *unpacked_types;
+} decoded_portfolio; /* not to be copied: request may point into it */
+
+/* A RevaluePortfolioRequest from the payload: the hand decoder
+ * (portfolio_decode.h, calling `pace` between its steps) first, protobuf-c for
+ * whatever that one hands back. Decoding only: revalue_validate and
+ * revalue_chunk_validate check the result. On success the caller frees `out`
+ * (decoded_portfolio_free); on failure it owns nothing. */
+int portfolio_decode_any(grpc_byte_buffer *payload, portfolio_decode_pace pace, void *pace_context,
+                         decoded_portfolio *out, request_verdict *v);
+
+void decoded_portfolio_free(decoded_portfolio *d);
 
 /* A column of wire OptionTypes as kernel codes (chain_kernel_option_type), in
  * a malloc'd array the caller frees; NULL when memory ran out. */

@@ -22,6 +22,7 @@
 #include "auth.h"
 #include "listener.h"
 #include "greeks/clock.h"
+#include "greeks/pool.h"
 #include "greeks/isa.h"
 #include "greeks/log.h"
 #include "greeks/otlp.h"
@@ -648,6 +649,7 @@ static void rpc_handoff_fields(const rpc_tag *tag) {
 
 static void *serve_completions(void *arg) {
   greeksd_server *s = arg;
+  (void)gk_thread_set_name("gk-cq");
   for (;;) {
     grpc_event ev = grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
@@ -734,6 +736,7 @@ static int start_engine(greeksd_server *s, char *error, size_t size) {
   options.scratch_bytes = gk_chain_scratch_bytes();
   options.nice = s->config.bulk_nice; /* large requests and revaluations yield to small calls (adr/0038) */
   options.yield_every_ns = s->config.bulk_yield_us * GK_NS_PER_US;
+  options.name = "gk-pool";
   if (gk_pool_create(&options, &s->pool, &status) != GK_OK) {
     snprintf(error, size, "cannot start the worker pool: %s", status.message);
     return -1;

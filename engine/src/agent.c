@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "greeks/clock.h"
+#include "greeks/pool.h"
 
 struct gk_agent {
   gk_agent_spec spec;
@@ -299,6 +300,9 @@ static void expire_remaining(gk_agent *a) {
 
 static void *agent_main(void *arg) {
   gk_agent *a = arg;
+  char name[16];
+  snprintf(name, sizeof name, "gk-%s", a->spec.name ? a->spec.name : "agent");
+  (void)gk_thread_set_name(name);
   set_state(a, GK_AGENT_STARTING);
   gk_code code = a->spec.init ? a->spec.init(a->spec.context, &a->init_status) : GK_OK;
   pthread_mutex_lock(&a->lock);

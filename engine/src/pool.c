@@ -45,6 +45,7 @@ struct gk_pool {
   pool_worker *workers;
   size_t scratch_bytes;
   int nice;               /* options.nice, applied by each worker to itself */
+  char name[12];          /* options.name, cut: the prefix of the workers' thread names */
   int64_t yield_every_ns; /* options.yield_every_ns */
 
   pthread_mutex_t run_lock; /* one run at a time */
@@ -68,7 +69,7 @@ struct gk_pool {
 };
 
 gk_pool_options gk_pool_options_default(void) {
-  gk_pool_options options = {.threads = 0, .bind = 1, .scratch_bytes = 0, .nice = 0, .yield_every_ns = 0};
+  gk_pool_options options = {.threads = 0, .bind = 1, .scratch_bytes = 0, .nice = 0, .yield_every_ns = 0, .name = NULL};
   return options;
 }
 
@@ -86,6 +87,12 @@ void gk_yield_point(int64_t *next_ns, int64_t every_ns) {
   if (now < *next_ns) return;
   if (*next_ns != 0) sched_yield(); /* the first call only starts the clock */
   *next_ns = gk_monotonic_ns() + every_ns;
+}
+
+int gk_thread_set_name(const char *name) {
+  char cut[16];
+  snprintf(cut, sizeof cut, "%s", name ? name : "");
+  return pthread_setname_np(pthread_self(), cut) == 0 ? 0 : -1;
 }
 
 int gk_thread_lower_priority(int nice) {
@@ -191,6 +198,9 @@ static void spin_for_new_run(gk_pool *pool, unsigned long seen) {
 static void *worker_main(void *arg) {
   pool_worker *w = arg;
   gk_pool *pool = w->pool;
+  char name[16];
+  snprintf(name, sizeof name, "%s-%d", pool->name, w->index);
+  (void)gk_thread_set_name(name);
   bind_and_touch(w);
   (void)gk_thread_lower_priority(pool->nice); /* refused: the work still gets done, at normal priority */
   pthread_mutex_lock(&pool->lock);
@@ -329,6 +339,7 @@ gk_code gk_pool_create(const gk_pool_options *options, gk_pool **out, gk_status 
   pool->thread_count = opts.threads > 0 ? opts.threads : gk_usable_cores();
   pool->scratch_bytes = opts.scratch_bytes;
   pool->nice = opts.nice;
+  snprintf(pool->name, sizeof pool->name, "%s", opts.name ? opts.name : "gk-pool");
   pool->yield_every_ns = opts.yield_every_ns;
   pool->workers = calloc((size_t)pool->thread_count, sizeof *pool->workers);
   if (pool->workers == NULL || hwloc_topology_init(&pool->topology) != 0 ||

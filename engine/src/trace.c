@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "greeks/clock.h"
+#include "greeks/pool.h"
 #include "greeks/log.h"
 
 struct gk_tracer {
@@ -278,6 +279,7 @@ static void export_batch(gk_tracer *t, size_t n) {
 
 static void *export_main(void *arg) {
   gk_tracer *t = arg;
+  (void)gk_thread_set_name("gk-trace");
   int64_t last = gk_monotonic_ns();
   pthread_mutex_lock(&t->lock);
   for (;;) {

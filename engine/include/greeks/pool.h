@@ -43,6 +43,9 @@ typedef struct gk_pool_options {
                            within about this long; otherwise the kernel may let
                            the worker finish its time slice, milliseconds
                            (adr/0038). 0: never. */
+  const char *name;     /* the workers' thread names are this plus "-" and the
+                           worker's index, cut to 15 bytes (what ps -L, top -H
+                           and perf show); NULL: "gk-pool". Not kept. */
 } gk_pool_options;
 
 /* A yield point inside a task that `worker` of `pool` runs (the task's worker
@@ -62,7 +65,12 @@ void gk_yield_point(int64_t *next_ns, int64_t every_ns);
  * work outside a pool (an agent's). */
 int gk_thread_lower_priority(int nice);
 
-/* threads 0, bind 1, scratch_bytes 0, nice 0, yield_every_ns 0. */
+/* Names the calling thread (Linux: at most 15 bytes, longer names are cut) so
+ * that ps -L, top -H, perf and /proc tell a process's threads apart. Best
+ * effort: returns 0, or -1 if the system refused. */
+int gk_thread_set_name(const char *name);
+
+/* threads 0, bind 1, scratch_bytes 0, nice 0, yield_every_ns 0, name NULL. */
 gk_pool_options gk_pool_options_default(void);
 
 /* Creates the pool and waits until every worker is up. On failure returns the

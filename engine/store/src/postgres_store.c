@@ -51,6 +51,7 @@
  * never wait for each other. Durability is the server's default
  * synchronous_commit=on: COMMIT returns after the WAL is flushed.
  */
+#include "greeks/pool.h"
 #include "store_internal.h"
 
 #include <libpq-fe.h>
@@ -963,6 +964,7 @@ static void listen_until_lost(pg_store *s, PGconn *c) {
 
 static void *watch_loop(void *arg) {
   pg_store *s = arg;
+  (void)gk_thread_set_name("gk-pg-listen");
   int backoff = BACKOFF_FIRST_MS;
   PGconn *first = s->first_listener;
   while (!atomic_load(&s->stop)) {
