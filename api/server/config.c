@@ -104,6 +104,10 @@ static const setting settings[] = {
      false, "50",
      "long work (revaluations, large and American batches) gives its core away this often, in microseconds, so "
      "small calls' threads run within about this long; 0..100000, 0 = never (default 50)"},
+    {"serving.bdp_probe", "--bdp-probe", "GREEKSD_BDP_PROBE", K_BOOL, FIELD(bdp_probe), NO_RANGE, false, "false",
+     "true or false: gRPC's bandwidth-delay probing grows each connection's receive window, so that a client "
+     "may send a large message in one burst; off, it sends in window-sized pieces and small calls on the "
+     "same cores wait less behind it (adr/0041) (default false)"},
     {"tls.cert", "--tls-cert", "GREEKSD_TLS_CERT", K_PATH, FIELD(tls_cert), NO_RANGE, true, "",
      "server certificate (PEM); with --tls-key; a reload rotates it for new handshakes"},
     {"tls.key", "--tls-key", "GREEKSD_TLS_KEY", K_PATH, FIELD(tls_key), NO_RANGE, true, "",

@@ -71,6 +71,7 @@ typedef struct greeksd_config {
   size_t inline_max_contracts; /* European pricing at most this big runs on the gRPC thread (adr/0038) */
   int bulk_nice;               /* the worker pools and the compute agent run at this nice value (adr/0038) */
   int64_t bulk_yield_us;       /* bulk work yields its core this often (adr/0038); 0: never */
+  bool bdp_probe;              /* gRPC's BDP probing grows receive windows (adr/0041) */
   char tls_cert[1024];       /* PEM files; both or neither */
   char tls_key[1024];
   char token_file[1024];     /* anonymous bearer tokens, one per line; "" = none */

@@ -775,7 +775,7 @@ static grpc_arg integer_argument(const char *key, int value) {
   return a;
 }
 
-enum { SERVER_ARGUMENT_COUNT = 6 };
+enum { SERVER_ARGUMENT_COUNT = 7 };
 
 /* Channel arguments: the limits of docs/operations.md. */
 static void server_arguments(greeksd_server *s, grpc_arg args[SERVER_ARGUMENT_COUNT]) {
@@ -792,6 +792,10 @@ static void server_arguments(greeksd_server *s, grpc_arg args[SERVER_ARGUMENT_CO
   args[5].key = (char *)GRPC_ARG_RESOURCE_QUOTA;
   args[5].value.pointer.p = s->quota;
   args[5].value.pointer.vtable = grpc_resource_quota_arg_vtable();
+  /* Off by default: with the probe, the window grows until a client sends a
+   * revaluation's megabytes in one burst, which the loopback and the reading
+   * thread each spend milliseconds on while small calls wait (adr/0041). */
+  args[6] = integer_argument(GRPC_ARG_HTTP2_BDP_PROBE, s->config.bdp_probe ? 1 : 0);
 }
 
 static void create_grpc_server(greeksd_server *s) {
