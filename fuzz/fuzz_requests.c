@@ -5,7 +5,8 @@
  * Input: a 3-byte header, then a serialized message. Byte 0 picks the request
  * kind (modulo 6): PriceBatch, PriceChain (chain_decode_any: the hand decoder,
  * then protobuf-c), ImpliedVol, RevaluePortfolio, a RevaluePortfolioStream
- * first message, a later one. Byte 1 is the contract limit (255 means
+ * first message, a later one (the three through portfolio_decode_any: the
+ * paced hand decoder, then protobuf-c). Byte 1 is the contract limit (255 means
  * SIZE_MAX, to reach the sums near the top of size_t); byte 2 is how many
  * positions a later stream message finds already gathered.
  *
@@ -179,12 +180,20 @@ static void require_first_message(const Greeks__V1__RevaluePortfolioRequest *q, 
 
 /* number 0: RevaluePortfolio; 1: a stream's first message; 2: a later one. */
 static void revalue(const uint8_t *bytes, size_t n, size_t limit, size_t number, size_t gathered) {
-  ProtobufCMessage *m;
+  grpc_slice s = grpc_slice_from_copied_buffer((const char *)bytes, n);
+  grpc_byte_buffer *payload = grpc_raw_byte_buffer_create(&s, 1);
+  grpc_slice_unref(s);
+  decoded_portfolio d;
   request_verdict v;
-  int result = request_unpack(&greeks__v1__revalue_portfolio_request__descriptor, bytes, n, &m, &v);
+  int result = portfolio_decode_any(payload, NULL, NULL, &d, &v);
+  grpc_byte_buffer_destroy(payload);
   require_verdict(result, &v);
-  if (result != 0) return;
-  const Greeks__V1__RevaluePortfolioRequest *q = (const Greeks__V1__RevaluePortfolioRequest *)m;
+  if (result != 0) {
+    require(d.request == NULL && d.unpacked == NULL && d.hand.positions.strike == NULL); /* owns nothing */
+    return;
+  }
+  const Greeks__V1__RevaluePortfolioRequest *q = d.request;
+  if (q->positions) require(q->positions->n_type == 0 || d.kernel_types != NULL);
   gk_model model = GK_MODEL_BSM;
   result = number == 0 ? revalue_validate(q, limit, &model, &v)
                        : revalue_chunk_validate(q, number, gathered, limit, number == 1 ? &model : NULL, &v);
@@ -194,7 +203,7 @@ static void revalue(const uint8_t *bytes, size_t n, size_t limit, size_t number,
     else require(q->model == 0 && q->markets == NULL && q->grid == NULL);
     require_positions(q->positions, gathered, limit);
   }
-  protobuf_c_message_free_unpacked(m, NULL);
+  decoded_portfolio_free(&d);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

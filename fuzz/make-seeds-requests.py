@@ -10,6 +10,8 @@ build/tests/grpc_stubs, or $GREEKS_STUBS). Writes, replacing what is there:
                                   cut points) + a PriceChainRequest
   fuzz/corpus/fuzz_requests/      a 3-byte header (kind, contract limit,
                                   positions already gathered) + a message
+  fuzz/corpus/fuzz_portfolio_decode/  the chain decoder's 7-byte header + a
+                                  RevaluePortfolioRequest
 
 Valid and invalid messages, canonical and not (repeated fields, unpacked
 columns), so that the fuzzers start at every rule and both decoders. The
@@ -115,6 +117,23 @@ CHAIN_SEEDS = {
 }
 
 
+# RevaluePortfolioRequests for the paced hand decoder: canonical ones, long
+# varints, and encodings it hands back to protobuf-c.
+PORTFOLIO_SEEDS = {
+    "valid": revalue(),
+    "many-positions": revalue(n=40),
+    "positions-only": revalue(first=False),
+    "empty": b"",
+    "no-grid": revalue(grid=False),
+    "long-varints": bytes([0x1A, 0x0E, 0x0A, 0x05, 0x85, 0x80, 0x80, 0x80, 0x10,
+                           0x12, 0x05, 0x81, 0x80, 0x80, 0x80, 0x10]),
+    "model-twice": MODEL_TWICE,
+    "unpacked-underlying": bytes([0x1A, 0x02, 0x08, 0x01]),
+    "strike-twice": bytes([0x1A, 0x04, 0x1A, 0x00, 0x1A, 0x00]),
+    "truncated": revalue(n=5)[:-5],
+}
+
+
 def chain_header(name, length):
     """Slice count and cut points that differ per seed, inside the message."""
     count = (len(name) + length) % 4
@@ -165,6 +184,7 @@ def main():
     corpus = ROOT / "fuzz/corpus"
     write(corpus / "fuzz_chain_decode", {n: chain_header(n, len(m)) + m for n, m in CHAIN_SEEDS.items()})
     write(corpus / "fuzz_requests", {n: bytes([k, limit, gathered]) + m for n, (k, limit, gathered, m) in REQUEST_SEEDS.items()})
+    write(corpus / "fuzz_portfolio_decode", {n: chain_header(n, len(m)) + m for n, m in PORTFOLIO_SEEDS.items()})
 
 
 if __name__ == "__main__":
