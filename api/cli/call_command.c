@@ -162,7 +162,10 @@ typedef struct call_options {
   gk_american_method method; /* iv --american-method, default alo as `greeks iv` */
 } call_options;
 
-static int call_rpc(const call_options *o, const char *method, const ProtobufCMessage *request, gk_client_reply *reply) {
+/* One call: unary for one request, client-streaming for several. Prints the
+ * failure and returns -1 unless the call completed with status OK. */
+static int call_rpc_messages(const call_options *o, const char *method, const ProtobufCMessage *const *requests,
+                             size_t count, gk_client_reply *reply) {
   char error[512];
   memset(reply, 0, sizeof *reply);
   gk_client *client = gk_client_create(&o->client, error, sizeof error);
@@ -170,14 +173,19 @@ static int call_rpc(const call_options *o, const char *method, const ProtobufCMe
     fprintf(stderr, "greeks: %s\n", error);
     return -1;
   }
-  size_t n = protobuf_c_message_get_packed_size(request);
-  uint8_t *bytes = malloc(n ? n : 1);
-  int rc = -1;
-  if (bytes) {
-    protobuf_c_message_pack(request, bytes);
-    rc = gk_client_unary(client, method, bytes, n, reply);
+  uint8_t **bytes = calloc(count, sizeof *bytes);
+  size_t *lengths = calloc(count, sizeof *lengths);
+  int rc = bytes && lengths ? 0 : -1;
+  for (size_t k = 0; rc == 0 && k < count; k++) {
+    lengths[k] = protobuf_c_message_get_packed_size(requests[k]);
+    if ((bytes[k] = malloc(lengths[k] ? lengths[k] : 1)) == NULL) rc = -1;
+    else protobuf_c_message_pack(requests[k], bytes[k]);
   }
-  free(bytes);
+  if (rc == 0 && count == 1) rc = gk_client_unary(client, method, bytes[0], lengths[0], reply);
+  else if (rc == 0) rc = gk_client_stream(client, method, (const uint8_t *const *)bytes, lengths, count, reply);
+  else snprintf(reply->details, sizeof reply->details, "out of memory encoding the request");
+  for (size_t k = 0; bytes && k < count; k++) free(bytes[k]);
+  free(bytes), free(lengths);
   gk_client_destroy(client);
   if (rc != 0 || reply->code != 0) {
     fprintf(stderr, "greeks: %s: %s: %s (request id %s)\n", method, rc != 0 ? "FAILED" : gk_client_code_name(reply->code),
@@ -186,6 +194,10 @@ static int call_rpc(const call_options *o, const char *method, const ProtobufCMe
     return -1;
   }
   return 0;
+}
+
+static int call_rpc(const call_options *o, const char *method, const ProtobufCMessage *request, gk_client_reply *reply) {
+  return call_rpc_messages(o, method, &request, 1, reply);
 }
 
 /* ---- printing ---- */
@@ -598,6 +610,53 @@ static int print_revalued(const names *u, const Greeks__V1__RevaluePortfolioResp
   return 0;
 }
 
+/* Positions per message when a portfolio goes by RevaluePortfolioStream. */
+enum { CALL_REVALUE_CHUNK_POSITIONS = 5000 };
+
+/* The positions [begin, begin + n) of `all`, as a view (no copy). */
+static Greeks__V1__Positions positions_slice(const Greeks__V1__Positions *all, size_t begin, size_t n) {
+  Greeks__V1__Positions p = GREEKS__V1__POSITIONS__INIT;
+  p.n_underlying = p.n_type = p.n_strike = p.n_expiry = p.n_vol = p.n_quantity = p.n_multiplier = n;
+  p.underlying = all->underlying + begin, p.type = all->type + begin, p.strike = all->strike + begin;
+  p.expiry = all->expiry + begin, p.vol = all->vol + begin, p.quantity = all->quantity + begin;
+  p.multiplier = all->multiplier + begin;
+  return p;
+}
+
+/* A portfolio of more than CALL_REVALUE_CHUNK_POSITIONS goes by
+ * RevaluePortfolioStream in messages of that many positions, the first with
+ * model, markets and grid; a smaller one by RevaluePortfolio. The server
+ * answers both the same; the stream's messages reach it as it asks for them,
+ * so small calls on its cores do not wait behind one large message
+ * (adr/0041). */
+static int send_revaluation(const call_options *o, const Greeks__V1__RevaluePortfolioRequest *q,
+                            gk_client_reply *reply) {
+  size_t n = q->positions->n_underlying;
+  if (n <= CALL_REVALUE_CHUNK_POSITIONS)
+    return call_rpc(o, "/greeks.v1.PricingService/RevaluePortfolio", &q->base, reply);
+  size_t count = (n + CALL_REVALUE_CHUNK_POSITIONS - 1) / CALL_REVALUE_CHUNK_POSITIONS;
+  Greeks__V1__RevaluePortfolioRequest *messages = calloc(count, sizeof *messages);
+  Greeks__V1__Positions *parts = calloc(count, sizeof *parts);
+  const ProtobufCMessage **pointers = calloc(count, sizeof *pointers);
+  int rc = -1;
+  if (messages && parts && pointers) {
+    for (size_t k = 0; k < count; k++) {
+      size_t begin = k * CALL_REVALUE_CHUNK_POSITIONS;
+      size_t size = n - begin < CALL_REVALUE_CHUNK_POSITIONS ? n - begin : CALL_REVALUE_CHUNK_POSITIONS;
+      static const Greeks__V1__RevaluePortfolioRequest empty = GREEKS__V1__REVALUE_PORTFOLIO_REQUEST__INIT;
+      messages[k] = k == 0 ? *q : empty;
+      parts[k] = positions_slice(q->positions, begin, size);
+      messages[k].positions = &parts[k];
+      pointers[k] = &messages[k].base;
+    }
+    rc = call_rpc_messages(o, "/greeks.v1.PricingService/RevaluePortfolioStream", pointers, count, reply);
+  } else {
+    fprintf(stderr, "greeks: out of memory splitting %zu positions into messages\n", n);
+  }
+  free(messages), free(parts), free(pointers);
+  return rc;
+}
+
 static int call_revalue(const call_options *o) {
   if (o->market_path == NULL) {
     fprintf(stderr, "greeks: call revalue needs --market MARKET.csv\n");
@@ -624,7 +683,7 @@ static int call_revalue(const call_options *o) {
     q.positions = &positions;
     q.grid = &grid;
     gk_client_reply reply;
-    rc = call_rpc(o, "/greeks.v1.PricingService/RevaluePortfolio", &q.base, &reply);
+    rc = send_revaluation(o, &q, &reply);
     if (rc == 0) {
       Greeks__V1__RevaluePortfolioResponse *r = greeks__v1__revalue_portfolio_response__unpack(NULL, reply.length, reply.bytes);
       gk_client_reply_free(&reply);
@@ -675,7 +734,8 @@ void call_command_usage(FILE *out) {
         "        method (default alo), output id,iv,error,note\n"
         "    revalue --market MARKET.csv [--spot-shocks LIST] [--vol-shocks LIST] POSITIONS.csv\n"
         "        risk per underlying and TOTAL; spot shocks relative (0.1 = +10%),\n"
-        "        vol shocks absolute (0.05 = +5 vol points); then spot_shock,vol_shock,pnl\n"
+        "        vol shocks absolute (0.05 = +5 vol points); then spot_shock,vol_shock,pnl;\n"
+        "        over 5,000 positions go by RevaluePortfolioStream, 5,000 a message\n"
         "    health [--service NAME]                          prints SERVING or NOT_SERVING\n"
         "    book VERB ...    greeks.v1.BookService, like `greeks book` (greeks call book --help)\n"
         "  --token-file: the first line is sent as 'authorization: Bearer <token>'.\n"

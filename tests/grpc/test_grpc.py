@@ -334,6 +334,42 @@ class PricingAgainstOfflineCli(ServedTestCase):
         self.assertEqual((code, out.strip()), (0, "SERVING"))
 
 
+class LargePortfolioByStream(ServedTestCase):
+    """`greeks call revalue` sends a portfolio of more than 5,000 positions by
+    RevaluePortfolioStream in 5,000-position messages (adr/0041). The server
+    here refuses messages over 1 MiB: 30,000 positions in one message (1.3 MB)
+    would be refused, the stream's messages (210 KB) are not, and the answer
+    is the offline verb's, byte for byte."""
+    server_args = ("--max-message-bytes", "1048576")
+
+    def test_call_revalue_streams_a_large_portfolio(self):
+        market = os.path.join(DATA, "cli", "market.csv")
+        rng = random.Random(5)
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "positions.csv")
+            with open(path, "w") as f:
+                f.write("id,underlying,type,K,T,sigma,quantity,multiplier\n")
+                for i in range(30000):
+                    u, s = rng.choice([("SPX", 5000.0), ("AAPL", 190.0)])
+                    f.write("p%d,%s,%s,%.4f,%.4f,%.4f,%d,100\n" % (
+                        i, u, rng.choice(["call", "put"]), s * rng.uniform(0.8, 1.2), rng.uniform(0.05, 2),
+                        rng.uniform(0.1, 0.5), rng.randint(-10, 10) or 1))
+            code, served, err = run_cli("call", "--target", self.server.target, "revalue", "--market", market, path)
+            self.assertEqual(code, 0, err)
+            code, offline, err = run_cli("revalue", path, "--market", market, "--scenarios", "none")
+            self.assertEqual(code, 0, err)
+        self.assertEqual(served, offline)
+        self.assertIn("TOTAL,30000,", served)
+        one = pb.RevaluePortfolioRequest(
+            model=pb.MODEL_BSM, markets=pb.Markets(spot=[100.0], rate=[0.01]),
+            positions=pb.Positions(underlying=[0] * 30000, type=[pb.CALL] * 30000, strike=[100.0] * 30000,
+                                   expiry=[1.0] * 30000, vol=[0.2] * 30000, quantity=[1.0] * 30000,
+                                   multiplier=[1.0] * 30000))
+        with self.assertRaises(grpc.RpcError) as refused:
+            self.stub.RevaluePortfolio(one, timeout=30)
+        self.assertEqual(refused.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+
 class ErrorPaths(ServedTestCase):
     def test_bad_contract_is_an_element_error_not_a_failed_call(self):
         rows = random_batch(3, seed=1)
