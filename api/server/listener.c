@@ -207,7 +207,7 @@ static void note_cap(greeksd_listener *l) {
 
 static void *accept_loop(void *arg) {
   greeksd_listener *l = arg;
-  (void)gk_thread_set_name("gk-http");
+  (void)gk_thread_set_name("gk-accept");
   while (!atomic_load(&l->stop)) {
     forget_closed(l);
     note_cap(l);

@@ -334,6 +334,19 @@ class PricingAgainstOfflineCli(ServedTestCase):
         self.assertEqual((code, out.strip()), (0, "SERVING"))
 
 
+class ThreadNames(ServedTestCase):
+    def test_threads_say_what_they_run(self):
+        # ps -L, top -H and perf tell greeksd's threads apart by these names
+        # (4 completion-queue threads here: Server passes --server-threads 4).
+        names = []
+        for task in os.listdir("/proc/%d/task" % self.server.proc.pid):
+            with open("/proc/%d/task/%s/comm" % (self.server.proc.pid, task)) as f:
+                names.append(f.read().strip())
+        self.assertEqual(names.count("gk-cq"), 4, names)
+        for name in ("gk-pool-0", "gk-pricing", "gk-compute", "gk-health", "gk-probes", "gk-accept"):
+            self.assertIn(name, names)
+
+
 class LargePortfolioByStream(ServedTestCase):
     """`greeks call revalue` sends a portfolio of more than 5,000 positions by
     RevaluePortfolioStream in 5,000-position messages (adr/0041). The server
