@@ -25,30 +25,14 @@
 
 #include "portfolio_decode.h"
 #include "greeks/v1/pricing.pb-c.h"
+#include "sliced_input.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-enum { HEADER = 7, MAX_SLICES = 4 };
+enum { HEADER = SLICED_HEADER };
 
 static void require(int condition) {
   if (!condition) __builtin_trap();
-}
-
-/* The message cut into 1..4 slices at the header's points. */
-static grpc_byte_buffer *sliced(const uint8_t *header, const uint8_t *bytes, size_t length) {
-  size_t count = 1 + (size_t)(header[0] % MAX_SLICES), cuts[MAX_SLICES + 1];
-  cuts[0] = 0, cuts[count] = length;
-  for (size_t i = 1; i < count; i++) {
-    size_t raw = (size_t)header[2 * i - 1] | (size_t)header[2 * i] << 8, at = raw % (length + 1), k = i;
-    while (k > 1 && cuts[k - 1] > at) cuts[k] = cuts[k - 1], k--; /* insertion sort */
-    cuts[k] = at;
-  }
-  grpc_slice slices[MAX_SLICES];
-  for (size_t i = 0; i < count; i++)
-    slices[i] = grpc_slice_from_copied_buffer((const char *)bytes + cuts[i], cuts[i + 1] - cuts[i]);
-  grpc_byte_buffer *b = grpc_raw_byte_buffer_create(slices, count);
-  for (size_t i = 0; i < count; i++) grpc_slice_unref(slices[i]);
-  return b;
 }
 
 static int same_doubles(const double *a, size_t n_a, const double *b, size_t n_b) {

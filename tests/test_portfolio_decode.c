@@ -19,22 +19,11 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "support/wire_slices.h"
+
 #include "portfolio_decode.h"
 #include "greeks/batch.h"
 #include "greeks/v1/pricing.pb-c.h"
-
-/* xorshift64*: reproducible inputs without global state. */
-static uint64_t next_random(uint64_t *state) {
-  *state ^= *state >> 12, *state ^= *state << 25, *state ^= *state >> 27;
-  return *state * 2685821657736338717ull;
-}
-
-static double uniform(uint64_t *state) { return (double)(next_random(state) >> 11) * 0x1.0p-53; }
-
-typedef struct encoded {
-  uint8_t *bytes;
-  size_t length;
-} encoded;
 
 enum { MOST = 400 };
 
@@ -84,20 +73,6 @@ static encoded random_request(uint64_t *rng) {
   e.bytes = malloc(e.length ? e.length : 1);
   greeks__v1__revalue_portfolio_request__pack(&q, e.bytes);
   return e;
-}
-
-/* The bytes as gRPC might deliver them: 1 to 6 slices cut at random. */
-static grpc_byte_buffer *sliced(const uint8_t *bytes, size_t length, uint64_t *rng) {
-  grpc_slice slices[6];
-  size_t count = 1 + (size_t)(next_random(rng) % 6), at = 0;
-  for (size_t i = 0; i < count; i++) {
-    size_t end = i + 1 == count ? length : at + (size_t)(next_random(rng) % (length - at + 1));
-    slices[i] = grpc_slice_from_copied_buffer((const char *)bytes + at, end - at);
-    at = end;
-  }
-  grpc_byte_buffer *b = grpc_raw_byte_buffer_create(slices, count);
-  for (size_t i = 0; i < count; i++) grpc_slice_unref(slices[i]);
-  return b;
 }
 
 static uint8_t kernel_type(int wire) {
@@ -300,10 +275,7 @@ static void long_varints_keep_their_low_32_bits(void **state) {
   /* positions{underlying: [2^32+5], type: [2^32+1]} */
   const uint8_t bytes[] = {0x1a, 0x0e, 0x0a, 0x05, 0x85, 0x80, 0x80, 0x80, 0x10, 0x12, 0x05, 0x81, 0x80, 0x80, 0x80, 0x10};
   for (size_t cut = 0; cut <= sizeof bytes; cut++) {
-    grpc_slice slices[2] = {grpc_slice_from_copied_buffer((const char *)bytes, cut),
-                            grpc_slice_from_copied_buffer((const char *)bytes + cut, sizeof bytes - cut)};
-    grpc_byte_buffer *b = grpc_raw_byte_buffer_create(slices, 2);
-    grpc_slice_unref(slices[0]), grpc_slice_unref(slices[1]);
+    grpc_byte_buffer *b = cut_in_two(bytes, sizeof bytes, cut);
     portfolio_request r;
     assert_int_equal(portfolio_request_decode(b, &r, NULL, NULL), CHAIN_DECODE_OK);
     assert_int_equal(r.positions.n_underlying, 1);

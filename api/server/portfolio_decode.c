@@ -103,29 +103,24 @@ static chain_decode_result read_varints(decoder *d, varint_column *c) {
   return CHAIN_DECODE_OK;
 }
 
-static chain_decode_result read_underlying(decoder *d, Greeks__V1__Positions *p) {
-  size_t outer;
-  if (enter(&d->w, &outer) != 0) return CHAIN_DECODE_FALLBACK;
-  p->underlying = malloc((d->w.left ? d->w.left : 1) * sizeof *p->underlying);
-  if (p->underlying == NULL) return CHAIN_DECODE_NO_MEMORY;
-  varint_column c = {p->underlying, NULL, NULL, 0};
-  chain_decode_result result = read_varints(d, &c);
-  p->n_underlying = c.n;
-  leave(&d->w, outer);
-  return result;
-}
-
-static chain_decode_result read_types(decoder *d, portfolio_request *r) {
+/* Field 1 (underlying) or 2 (type) of Positions: a packed column of varints,
+ * its arrays sized by the column's length in bytes. */
+static chain_decode_result read_varint_field(decoder *d, portfolio_request *r, unsigned field) {
   Greeks__V1__Positions *p = &r->positions;
   size_t outer;
   if (enter(&d->w, &outer) != 0) return CHAIN_DECODE_FALLBACK;
   size_t most = d->w.left ? d->w.left : 1;
-  p->type = malloc(most * sizeof *p->type);
-  r->kernel_types = malloc(most);
-  if (p->type == NULL || r->kernel_types == NULL) return CHAIN_DECODE_NO_MEMORY;
-  varint_column c = {NULL, p->type, r->kernel_types, 0};
+  varint_column c = {NULL, NULL, NULL, 0};
+  if (field == 1) {
+    c.indices = p->underlying = malloc(most * sizeof *p->underlying);
+    if (c.indices == NULL) return CHAIN_DECODE_NO_MEMORY;
+  } else {
+    c.types = p->type = malloc(most * sizeof *p->type);
+    c.kernel_types = r->kernel_types = malloc(most);
+    if (c.types == NULL || c.kernel_types == NULL) return CHAIN_DECODE_NO_MEMORY;
+  }
   chain_decode_result result = read_varints(d, &c);
-  p->n_type = c.n;
+  *(field == 1 ? &p->n_underlying : &p->n_type) = c.n;
   leave(&d->w, outer);
   return result;
 }
@@ -142,8 +137,7 @@ static chain_decode_result read_positions(decoder *d, portfolio_request *r) {
     unsigned field = (unsigned)(tag >> 3);
     if ((tag & 7) != WIRE_LENGTH_DELIMITED || field < 1 || field > 7 || !first_time(&seen, field))
       return CHAIN_DECODE_FALLBACK;
-    chain_decode_result result = field == 1   ? read_underlying(d, p)
-                                 : field == 2 ? read_types(d, r)
+    chain_decode_result result = field <= 2   ? read_varint_field(d, r, field)
                                  : field == 3 ? read_doubles(d, &p->strike, &p->n_strike)
                                  : field == 4 ? read_doubles(d, &p->expiry, &p->n_expiry)
                                  : field == 5 ? read_doubles(d, &p->vol, &p->n_vol)
