@@ -69,6 +69,9 @@ bench: build
 	$(BUILD_DIR)/bench/greeks_book_bench --benchmark_repetitions=5 \
 	  --benchmark_report_aggregates_only=true --benchmark_out=$(BUILD_DIR)/bench-book.json \
 	  --benchmark_out_format=json $(BOOK_BENCH_ARGS)
+	$(BUILD_DIR)/bench/greeks_decode_bench --benchmark_repetitions=3 \
+	  --benchmark_report_aggregates_only=true --benchmark_out=$(BUILD_DIR)/bench-decode.json \
+	  --benchmark_out_format=json
 
 clean:
 	rm -rf $(BUILD_DIR) $(SANITIZE_DIR) $(TSAN_DIR) $(FUZZ_DIR)

@@ -1,0 +1,123 @@
+// bench/decode_bench.cc - greeksd's request decoding (api/server/requests.c)
+// under Google Benchmark: a RevaluePortfolioRequest of N positions, delivered
+// as gRPC delivers it (64 KiB slices), decoded by the paced hand decoder
+// (portfolio_decode_any, what greeksd runs) and by protobuf-c alone (readall,
+// unpack, kernel types: what it ran before adr/0041). items_per_second =
+// positions decoded; the counter paces = pace calls per decode.
+//   build/bench/greeks_decode_bench --benchmark_repetitions=5
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <vector>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/grpc.h>
+#include <grpc/slice.h>
+
+extern "C" {
+#include "requests.h"
+}
+
+namespace {
+
+struct Message {
+  std::vector<uint8_t> bytes;
+  grpc_byte_buffer *payload = nullptr;
+};
+
+// N positions on 50 underlyings, packed by protobuf-c, cut into 64 KiB slices.
+Message portfolio(size_t n) {
+  std::vector<uint32_t> underlying(n);
+  std::vector<Greeks__V1__OptionType> type(n);
+  std::vector<double> strike(n), expiry(n), vol(n), quantity(n), multiplier(n, 100.0);
+  uint64_t x = 23;
+  for (size_t i = 0; i < n; i++) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    underlying[i] = static_cast<uint32_t>((x >> 33) % 50);
+    type[i] = (x >> 20) & 1 ? GREEKS__V1__OPTION_TYPE__CALL : GREEKS__V1__OPTION_TYPE__PUT;
+    strike[i] = 80.0 + static_cast<double>((x >> 11) % 7000) / 100.0;
+    expiry[i] = 0.05 + static_cast<double>((x >> 24) % 195) / 100.0;
+    vol[i] = 0.1 + static_cast<double>((x >> 40) % 40) / 100.0;
+    quantity[i] = static_cast<double>(static_cast<int>((x >> 50) % 21) - 10);
+  }
+  std::vector<double> spot(50), rate(50, 0.03);
+  for (size_t k = 0; k < 50; k++) spot[k] = 100.0 + static_cast<double>(k);
+  Greeks__V1__Markets markets = GREEKS__V1__MARKETS__INIT;
+  markets.n_spot = markets.n_rate = 50, markets.spot = spot.data(), markets.rate = rate.data();
+  Greeks__V1__Positions p = GREEKS__V1__POSITIONS__INIT;
+  p.n_underlying = p.n_type = p.n_strike = p.n_expiry = p.n_vol = p.n_quantity = p.n_multiplier = n;
+  p.underlying = underlying.data(), p.type = type.data(), p.strike = strike.data(), p.expiry = expiry.data();
+  p.vol = vol.data(), p.quantity = quantity.data(), p.multiplier = multiplier.data();
+  Greeks__V1__RevaluePortfolioRequest q = GREEKS__V1__REVALUE_PORTFOLIO_REQUEST__INIT;
+  q.model = GREEKS__V1__MODEL__MODEL_BSM, q.markets = &markets, q.positions = &p;
+  Message m;
+  m.bytes.resize(greeks__v1__revalue_portfolio_request__get_packed_size(&q));
+  greeks__v1__revalue_portfolio_request__pack(&q, m.bytes.data());
+  std::vector<grpc_slice> slices;
+  for (size_t at = 0; at < m.bytes.size(); at += 64 * 1024) {
+    size_t end = at + 64 * 1024 < m.bytes.size() ? at + 64 * 1024 : m.bytes.size();
+    slices.push_back(grpc_slice_from_copied_buffer(reinterpret_cast<const char *>(m.bytes.data()) + at, end - at));
+  }
+  m.payload = grpc_raw_byte_buffer_create(slices.data(), slices.size());
+  for (grpc_slice &s : slices) grpc_slice_unref(s);
+  return m;
+}
+
+void count_pace(void *context) { ++*static_cast<int64_t *>(context); }
+
+void BM_revalue_paced(benchmark::State &state) {
+  size_t n = static_cast<size_t>(state.range(0));
+  Message m = portfolio(n);
+  int64_t paces = 0;
+  for (auto _ : state) {
+    decoded_portfolio d;
+    request_verdict v;
+    if (portfolio_decode_any(m.payload, count_pace, &paces, &d, &v) != 0 || d.hand.request.positions == nullptr) {
+      state.SkipWithError("the paced decoder did not take the message");
+      break;
+    }
+    benchmark::DoNotOptimize(d.kernel_types);
+    decoded_portfolio_free(&d);
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(n));
+  state.counters["paces"] = state.iterations() ? static_cast<double>(paces) / static_cast<double>(state.iterations()) : 0;
+  state.counters["bytes"] = static_cast<double>(m.bytes.size());
+  grpc_byte_buffer_destroy(m.payload);
+}
+
+void BM_revalue_protobuf_c(benchmark::State &state) {
+  size_t n = static_cast<size_t>(state.range(0));
+  Message m = portfolio(n);
+  for (auto _ : state) {
+    ProtobufCMessage *unpacked;
+    request_verdict v;
+    if (request_unpack_payload(&greeks__v1__revalue_portfolio_request__descriptor, m.payload, &unpacked, &v) != 0) {
+      state.SkipWithError("protobuf-c refused the message");
+      break;
+    }
+    const Greeks__V1__Positions *p = reinterpret_cast<Greeks__V1__RevaluePortfolioRequest *>(unpacked)->positions;
+    uint8_t *types = request_kernel_types(p->n_type, p->type);
+    benchmark::DoNotOptimize(types);
+    free(types);
+    protobuf_c_message_free_unpacked(unpacked, nullptr);
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(n));
+  state.counters["bytes"] = static_cast<double>(m.bytes.size());
+  grpc_byte_buffer_destroy(m.payload);
+}
+
+}  // namespace
+
+BENCHMARK(BM_revalue_paced)->Name("decode/revalue/paced")->Arg(5000)->Arg(200000)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_revalue_protobuf_c)->Name("decode/revalue/protobuf_c")->Arg(5000)->Arg(200000)->Unit(benchmark::kMicrosecond);
+
+int main(int argc, char **argv) {
+  grpc_init();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  grpc_shutdown();
+  return 0;
+}
