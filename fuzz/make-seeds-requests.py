@@ -98,6 +98,10 @@ MODEL_TWICE = bytes([0x08, 0x01, 0x08, 0x02])
 UNPACKED_STRIKE = bytes([0x1A, 0x09, 0x09]) + struct.pack("<d", 100.0)
 OPTION_TYPE_2_POW_32_PLUS_1 = bytes([0x1A, 0x07, 0x22, 0x05, 0x81, 0x80, 0x80, 0x80, 0x10])
 TRUNCATED = chain()[:-3]
+# Length prefixes and tags longer than 5 bytes: protobuf-c refuses them, so the
+# hand decoders must hand them back (fuzz_chain_decode found the first).
+OVERLONG_LENGTH = bytes([0x1A, 0x07, 0x22, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00])
+OVERLONG_TAG = bytes([0x88, 0x80, 0x80, 0x80, 0x80, 0x00, 0x01])
 
 CHAIN_SEEDS = {
     "valid": chain(),
@@ -114,6 +118,8 @@ CHAIN_SEEDS = {
     "unknown-output": chain(outputs=[0, 17]),
     "american-tree": chain(styles=[pb.AMERICAN, pb.EUROPEAN, pb.AMERICAN], method=pb.AMERICAN_METHOD_TREE),
     "unknown-style-and-method": chain(styles=[pb.EUROPEAN, 5, -1], method=9),
+    "overlong-length": OVERLONG_LENGTH,
+    "overlong-tag": OVERLONG_TAG,
 }
 
 
@@ -131,6 +137,8 @@ PORTFOLIO_SEEDS = {
     "unpacked-underlying": bytes([0x1A, 0x02, 0x08, 0x01]),
     "strike-twice": bytes([0x1A, 0x04, 0x1A, 0x00, 0x1A, 0x00]),
     "truncated": revalue(n=5)[:-5],
+    "overlong-length": bytes([0x1A, 0x07, 0x1A, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00]),
+    "overlong-tag": OVERLONG_TAG,
 }
 
 

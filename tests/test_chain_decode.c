@@ -214,6 +214,24 @@ static void option_type_2_pow_32_plus_1_is_call_in_both_decoders(void **state) {
   }
 }
 
+/* Regression (found by fuzz_chain_decode): a length prefix or a tag longer
+ * than 5 bytes, zero-padded, is refused by protobuf-c, so the hand decoder
+ * must hand it back, not read it. Here contracts{type: []} with its length as
+ * a 6-byte varint, and model = 1 with its tag as a 6-byte varint. */
+static void overlong_lengths_and_tags_are_handed_back(void **state) {
+  (void)state;
+  const uint8_t long_length[] = {0x1a, 0x07, 0x22, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00};
+  const uint8_t long_tag[] = {0x88, 0x80, 0x80, 0x80, 0x80, 0x00, 0x01};
+  const uint8_t *cases[] = {long_length, long_tag};
+  size_t lengths[] = {sizeof long_length, sizeof long_tag};
+  for (size_t i = 0; i < 2; i++) {
+    assert_null(greeks__v1__price_chain_request__unpack(NULL, lengths[i], cases[i]));
+    chain_request r;
+    assert_int_equal(decode_bytes(cases[i], lengths[i], &r), CHAIN_DECODE_FALLBACK);
+    assert_null(r.type);
+  }
+}
+
 int main(void) {
   grpc_init();
   const struct CMUnitTest tests[] = {
@@ -221,6 +239,7 @@ int main(void) {
       cmocka_unit_test(other_valid_encodings_are_handed_back),
       cmocka_unit_test(damaged_bytes_are_never_misread),
       cmocka_unit_test(option_type_2_pow_32_plus_1_is_call_in_both_decoders),
+      cmocka_unit_test(overlong_lengths_and_tags_are_handed_back),
   };
   int failed = cmocka_run_group_tests(tests, NULL, NULL);
   grpc_shutdown();

@@ -288,6 +288,24 @@ static void long_varints_keep_their_low_32_bits(void **state) {
   }
 }
 
+/* The chain decoder's regression (fuzz_chain_decode found it) holds here
+ * too: a length prefix or a tag longer than 5 bytes, which protobuf-c
+ * refuses, is handed back. positions{strike: []} with a 6-byte length, and
+ * model = 1 with a 6-byte tag. */
+static void overlong_lengths_and_tags_are_handed_back(void **state) {
+  (void)state;
+  const uint8_t long_length[] = {0x1a, 0x07, 0x1a, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00};
+  const uint8_t long_tag[] = {0x88, 0x80, 0x80, 0x80, 0x80, 0x00, 0x01};
+  const uint8_t *cases[] = {long_length, long_tag};
+  size_t lengths[] = {sizeof long_length, sizeof long_tag};
+  for (size_t i = 0; i < 2; i++) {
+    assert_null(greeks__v1__revalue_portfolio_request__unpack(NULL, lengths[i], cases[i]));
+    portfolio_request r;
+    assert_int_equal(decode_bytes(cases[i], lengths[i], &r), CHAIN_DECODE_FALLBACK);
+    assert_owns_nothing(&r);
+  }
+}
+
 int main(void) {
   grpc_init();
   const struct CMUnitTest tests[] = {
@@ -296,6 +314,7 @@ int main(void) {
       cmocka_unit_test(damaged_bytes_are_never_misread),
       cmocka_unit_test(a_large_message_is_read_in_paced_steps),
       cmocka_unit_test(long_varints_keep_their_low_32_bits),
+      cmocka_unit_test(overlong_lengths_and_tags_are_handed_back),
   };
   int failed = cmocka_run_group_tests(tests, NULL, NULL);
   grpc_shutdown();

@@ -18,7 +18,8 @@
 /* A packed column of doubles: the length must be a whole number of them. */
 static chain_decode_result read_doubles(wire *w, double **column, size_t *n) {
   uint64_t length;
-  if (read_varint(w, &length) != 0 || length > w->left || length % sizeof(double) != 0) return CHAIN_DECODE_FALLBACK;
+  if (read_tag_or_length(w, &length) != 0 || length > w->left || length % sizeof(double) != 0)
+    return CHAIN_DECODE_FALLBACK;
   *n = (size_t)length / sizeof(double);
   *column = malloc(length ? (size_t)length : 1);
   if (*column == NULL) return CHAIN_DECODE_NO_MEMORY;
@@ -96,7 +97,7 @@ static chain_decode_result read_market(wire *w, chain_request *r) {
   double *slots[] = {NULL, &r->spot, &r->rate, &r->yield};
   while (w->left > 0) {
     uint64_t tag;
-    if (read_varint(w, &tag) != 0) return CHAIN_DECODE_FALLBACK;
+    if (read_tag_or_length(w, &tag) != 0) return CHAIN_DECODE_FALLBACK;
     unsigned field = (unsigned)(tag >> 3);
     if ((tag & 7) != WIRE_FIXED64 || field < 1 || field > 3 || !first_time(&seen, field) ||
         read_double(w, slots[field]) != 0)
@@ -113,7 +114,7 @@ static chain_decode_result read_contracts(wire *w, chain_request *r) {
   if (enter(w, &outer) != 0) return CHAIN_DECODE_FALLBACK;
   while (w->left > 0) {
     uint64_t tag;
-    if (read_varint(w, &tag) != 0) return CHAIN_DECODE_FALLBACK;
+    if (read_tag_or_length(w, &tag) != 0) return CHAIN_DECODE_FALLBACK;
     unsigned field = (unsigned)(tag >> 3);
     if ((tag & 7) != WIRE_LENGTH_DELIMITED || field < 1 || field > 5 || !first_time(&seen, field))
       return CHAIN_DECODE_FALLBACK;
@@ -132,7 +133,7 @@ static chain_decode_result read_request(wire *w, chain_request *r) {
   unsigned seen = 0;
   while (w->left > 0) {
     uint64_t tag, v;
-    if (read_varint(w, &tag) != 0) return CHAIN_DECODE_FALLBACK;
+    if (read_tag_or_length(w, &tag) != 0) return CHAIN_DECODE_FALLBACK;
     unsigned field = (unsigned)(tag >> 3), wire_type = (unsigned)(tag & 7);
     if (field < 1 || field > 5 || !first_time(&seen, field)) return CHAIN_DECODE_FALLBACK;
     chain_decode_result result = CHAIN_DECODE_FALLBACK;

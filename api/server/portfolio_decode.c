@@ -30,7 +30,7 @@ static void count_read(decoder *d, size_t bytes) {
 /* A packed column of doubles, copied in steps of at most the pace's bytes. */
 static chain_decode_result read_doubles(decoder *d, double **column, size_t *n) {
   uint64_t length;
-  if (read_varint(&d->w, &length) != 0 || length > d->w.left || length % sizeof(double) != 0)
+  if (read_tag_or_length(&d->w, &length) != 0 || length > d->w.left || length % sizeof(double) != 0)
     return CHAIN_DECODE_FALLBACK;
   *column = malloc(length ? (size_t)length : 1);
   if (*column == NULL) return CHAIN_DECODE_NO_MEMORY;
@@ -133,7 +133,7 @@ static chain_decode_result read_positions(decoder *d, portfolio_request *r) {
   r->request.positions = p;
   while (d->w.left > 0) {
     uint64_t tag;
-    if (read_varint(&d->w, &tag) != 0) return CHAIN_DECODE_FALLBACK;
+    if (read_tag_or_length(&d->w, &tag) != 0) return CHAIN_DECODE_FALLBACK;
     unsigned field = (unsigned)(tag >> 3);
     if ((tag & 7) != WIRE_LENGTH_DELIMITED || field < 1 || field > 7 || !first_time(&seen, field))
       return CHAIN_DECODE_FALLBACK;
@@ -154,7 +154,7 @@ static chain_decode_result read_positions(decoder *d, portfolio_request *r) {
 static chain_decode_result read_small_message(decoder *d, const ProtobufCMessageDescriptor *descriptor,
                                               ProtobufCMessage **out) {
   uint64_t length;
-  if (read_varint(&d->w, &length) != 0 || length > d->w.left) return CHAIN_DECODE_FALLBACK;
+  if (read_tag_or_length(&d->w, &length) != 0 || length > d->w.left) return CHAIN_DECODE_FALLBACK;
   uint8_t *bytes = malloc(length ? (size_t)length : 1);
   if (bytes == NULL) return CHAIN_DECODE_NO_MEMORY;
   if (read_bytes(&d->w, bytes, (size_t)length) == 0) *out = protobuf_c_message_unpack(descriptor, NULL, (size_t)length, bytes);
@@ -166,7 +166,7 @@ static chain_decode_result read_request(decoder *d, portfolio_request *r) {
   unsigned seen = 0;
   while (d->w.left > 0) {
     uint64_t tag, v;
-    if (read_varint(&d->w, &tag) != 0) return CHAIN_DECODE_FALLBACK;
+    if (read_tag_or_length(&d->w, &tag) != 0) return CHAIN_DECODE_FALLBACK;
     unsigned field = (unsigned)(tag >> 3), wire_type = (unsigned)(tag & 7);
     if (field < 1 || field > 4 || !first_time(&seen, field)) return CHAIN_DECODE_FALLBACK;
     chain_decode_result result = CHAIN_DECODE_FALLBACK;

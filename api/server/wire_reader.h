@@ -62,10 +62,20 @@ static inline int read_bytes(wire *w, void *dst, size_t n) {
 
 static inline int read_double(wire *w, double *value) { return read_bytes(w, value, sizeof *value); }
 
+/* A tag or a length prefix. protobuf-c reads either in at most 5 bytes and
+ * refuses a longer encoding (other readers take up to 10, zero-padded), so a
+ * longer one is not canonical here: the decoders hand the message back to
+ * protobuf-c, which words the error. */
+static inline int read_tag_or_length(wire *w, uint64_t *value) {
+  size_t before = w->left;
+  if (read_varint(w, value) != 0) return -1;
+  return before - w->left <= 5 ? 0 : -1;
+}
+
 /* Reads a length prefix and narrows `w` to it; `outer` keeps what remains after. */
 static inline int enter(wire *w, size_t *outer) {
   uint64_t length;
-  if (read_varint(w, &length) != 0 || length > w->left) return -1;
+  if (read_tag_or_length(w, &length) != 0 || length > w->left) return -1;
   *outer = w->left - (size_t)length;
   w->left = (size_t)length;
   return 0;
