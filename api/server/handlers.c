@@ -438,7 +438,7 @@ typedef struct task_yield {
   int64_t next_ns, every_ns;
 } task_yield;
 
-static void yield_between_prices(void *context) {
+static void yield_when_due(void *context) {
   task_yield *y = context;
   gk_yield_point(&y->next_ns, y->every_ns);
 }
@@ -775,7 +775,7 @@ static void run_revalue(rpc_call *c) {
   compute_job *j = c->job;
   request_verdict v;
   task_yield yield = {0, rpc_config(c)->bulk_yield_us * GK_NS_PER_US};
-  if (portfolio_decode_any(c->request_payload, yield_between_prices, &yield, &j->portfolio, &v) != 0 ||
+  if (portfolio_decode_any(c->request_payload, yield_when_due, &yield, &j->portfolio, &v) != 0 ||
       revalue_validate(j->portfolio.request, rpc_config(c)->max_contracts, &j->model, &v) != 0) {
     reply_verdict(c, &v);
     return;
@@ -971,7 +971,7 @@ static void price_american_task(void *context, size_t task, int worker) {
     gk_option_batch in = options_from(&r->in, at, count);
     gk_greeks_batch out = results_from(&r->out, at);
     gk_exercise exercise = {.style = run->exercise.style + at, .method = run->exercise.method,
-                            .pace = {yield.every_ns > 0 ? yield_between_prices : NULL, &yield}};
+                            .pace = {yield.every_ns > 0 ? yield_when_due : NULL, &yield}};
     size_t invalid = 0;
     gk_status status;
     if (gk_price_batch_ex(NULL, r->model, &in, &exercise, r->outputs, &out, &invalid, &status) != GK_OK) {
