@@ -463,10 +463,13 @@ static double qdplus_residual(const qdplus *g, double S, double *slope) {
   return exercise_delta * S - g->beta * (m->K - S - put) + g->alpha_dr * theta;
 }
 
-/* The QD+ boundary at tau by Newton from `start` (the previous node's, which
- * lies above it: the boundary falls with tau; xmax at the first), kept in
- * (0, xmax]. The result only starts the iteration: a step that fails to
- * converge leaves the last iterate, which the Newton steps then correct. */
+/* The QD+ boundary at tau by Newton from `start` (xmax at the first node,
+ * then the line through the last two nodes' H), kept in (0, xmax]. Newton
+ * converges quadratically here, so a step below 1e-6 S leaves ~1e-12 S; the
+ * step after it would only confirm that (15% of QD+'s steps in
+ * greeks_bench's contracts). The result only starts the iteration: a step
+ * that fails to converge leaves the last iterate, which the Newton steps
+ * then correct. */
 static double qdplus_boundary(const put_market *m, double tau, double start) {
   qdplus g = qdplus_at(m, tau);
   double S = start;
@@ -475,7 +478,7 @@ static double qdplus_boundary(const put_market *m, double tau, double start) {
     double next = S - residual / slope;
     if (!(next > 0.0)) next = 0.5 * S; /* NaN, or a step past 0 */
     if (next > m->xmax) next = m->xmax;
-    if (fabs(next - S) <= 1e-10 * S) return next;
+    if (fabs(next - S) <= 1e-6 * S) return next;
     S = next;
   }
   return S;
@@ -953,13 +956,21 @@ static void solve_boundary(const put_market *m, const gk_alo_rule *rule, int ite
   for (int j = 0; j < 2 * n; j++) b->cosines[j] = cos(j * PI / n);
   double sqrt_T = sqrt(m->T);
   H[0] = 0.0;
-  double start = m->xmax; /* QD+ from xmax at the first node, then from the last */
+  double start = m->xmax, half2[GK_ALO_MAX_NODES + 1] = {0.0}; /* sqrt(tau_i / T) */
   for (int i = 1; i <= n; i++) {
     /* 1 + z_i = 1 - cos(i pi / n) = 2 sin^2(i pi / 2n), without cancellation */
     double half = sin(i * PI / (2.0 * n)), sqrt_tau = sqrt_T * half * half;
+    half2[i] = half * half;
     if (coarse) {
       H[i] = boundary_h(coarse, 2.0 * half * half - 1.0);
     } else {
+      /* QD+ from xmax at the first node, then from the line through the last
+       * two nodes' H (H(0) = 0): H is smooth in sqrt(tau), and the line's
+       * start saves about one Newton step in six of the previous node's */
+      if (i >= 2) {
+        double f = (half2[i] - half2[i - 1]) / (half2[i - 1] - half2[i - 2]);
+        start = m->xmax * exp(-sqrt(fmax(H[i - 1] + f * (H[i - 1] - H[i - 2]), H[i - 1])));
+      }
       start = qdplus_boundary(m, sqrt_tau * sqrt_tau, start);
       double l = log(start / m->xmax);
       H[i] = l * l;

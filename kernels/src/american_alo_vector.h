@@ -212,8 +212,10 @@ static inline vdouble alov_qdplus_residual(const alov_put *m, const alov_qdplus 
   return v_add(v_sub(v_mul(exercise_delta, S), v_mul(g->beta, excess)), v_mul(g->alpha_dr, theta));
 }
 
-/* Newton from `start` (the previous node's, xmax at the first) in (0, xmax];
- * a lane stops where its step is below 1e-10 relative, or after 64 steps. */
+/* Newton from `start` (xmax at the first node, then the line through the
+ * last two nodes' H) in (0, xmax]; a lane stops where its step is below 1e-6
+ * relative (which leaves ~1e-12: the scalar qdplus_boundary), or after 64
+ * steps. */
 static vdouble alov_qdplus_boundary(const alov_put *m, vdouble tau, vdouble start) {
   alov_qdplus g = alov_qdplus_at(m, tau);
   vdouble S = start;
@@ -223,7 +225,7 @@ static vdouble alov_qdplus_boundary(const alov_put *m, vdouble tau, vdouble star
     vdouble next = v_sub(S, v_div(residual, slope));
     next = v_select(v_gt(next, v_set1(0.0)), next, v_mul(v_set1(0.5), S));
     next = v_select(v_gt(next, m->xmax), m->xmax, next);
-    unsigned done = m_bits(v_le(v_abs(v_sub(next, S)), v_mul(v_set1(1e-10), S)));
+    unsigned done = m_bits(v_le(v_abs(v_sub(next, S)), v_mul(v_set1(1e-6), S)));
     double keep[VLANES], moved[VLANES];
     v_store(keep, S, VLANES), v_store(moved, next, VLANES);
     for (int k = 0; k < VLANES; k++)
@@ -344,8 +346,26 @@ static inline void alov_cdf_density_pair(vdouble x1, vdouble x2, vdouble *N1, vd
   *N2 = v_select(v_lt(x2, zero), tail2, v_sub(one, tail2));
 }
 
+/* The points' normal CDFs and densities, a stage at a time: every point's
+ * arguments first, then N and n of all of them in one short loop, then the
+ * sums. A point's chain (its H, sqrt, exp, rational, division) is ~200
+ * cycles long; done point by point, the out-of-order window held little more
+ * than one point, and the FMA pipes idled. In a loop of CDFs alone several
+ * points are in flight at once. Thread-local: too large for small stacks. */
+typedef struct alov_points {
+  vdouble x[2 * ALOV_MAX_POINTS], N[2 * ALOV_MAX_POINTS], density[2 * ALOV_MAX_POINTS];
+  vdouble root_h[ALOV_MAX_POINTS], slope[ALOV_MAX_POINTS]; /* sqrt(H) at the point; c_ij / sqrt(H) */
+} alov_points;
+
+static void alov_cdf_density_many(alov_points *pts, int count) {
+  for (int k = 0; k < count; k += 2)
+    alov_cdf_density_pair(pts->x[k], pts->x[k + 1], &pts->N[k], &pts->density[k], &pts->N[k + 1],
+                          &pts->density[k + 1]);
+}
+
 static alov_sums alov_integrate_node(const alov_grid *p, int i, const vdouble *H, const alov_node *t,
                                      const vdouble *wr, const vdouble *wq, vdouble root_h) {
+  static _Thread_local alov_points pts;
   const gk_alo_rule *rule = p->rule;
   int l = rule->count;
   alov_sums s = {v_set1(0.0), v_set1(0.0), v_set1(0.0), v_set1(0.0)};
@@ -353,9 +373,12 @@ static alov_sums alov_integrate_node(const alov_grid *p, int i, const vdouble *H
     vdouble inv_v = v_mul(t->inv_v, v_set1(p->inv_cos[j]));
     vdouble h = alov_boundary_h_at(H, p->n, alov_cardinal_at(p, i, j));
     vdouble ep = v_fma(v_sub(v_sqrt(h), root_h), inv_v, v_mul(t->kappa_sqrt_tau, v_set1(rule->cos[j])));
-    vdouble em = v_sub(ep, v_mul(t->v, v_set1(rule->cos[j])));
-    vdouble np, nm, Np, Nm;
-    alov_cdf_density_pair(ep, em, &Np, &np, &Nm, &nm);
+    pts.x[2 * j] = ep, pts.x[2 * j + 1] = v_sub(ep, v_mul(t->v, v_set1(rule->cos[j])));
+  }
+  alov_cdf_density_many(&pts, 2 * l);
+  for (int j = 0; j < l; j++) {
+    vdouble inv_v = v_mul(t->inv_v, v_set1(p->inv_cos[j]));
+    vdouble Np = pts.N[2 * j], np = pts.density[2 * j], Nm = pts.N[2 * j + 1], nm = pts.density[2 * j + 1];
     s.nb = v_fma(wr[j], Nm, s.nb);
     s.db = v_fma(wq[j], Np, s.db);
     s.na = v_fma(wr[j], v_mul(nm, inv_v), s.na);
@@ -456,15 +479,30 @@ static alov_premium alov_exercise_premium(const alov_plan *p, const alov_put *m,
   }
   vdouble inv_sigma_sqrt_T = v_div(one, v_mul(m->sigma, sqrt_T)), inv_S = v_div(one, m->S);
   vdouble inv_sigma = v_div(one, m->sigma);
+  /* a stage at a time (alov_points): the arguments, the CDFs, the sums */
+  static _Thread_local alov_points pts[ALOV_MAX_PRICE_POINTS / ALOV_MAX_POINTS];
   for (int j = 0; j < rule->count; j++) {
+    alov_points *at = &pts[j / ALOV_MAX_POINTS];
+    int k = j % ALOV_MAX_POINTS;
+    vdouble sqrt_t = v_mul(sqrt_T, v_set1(rule->cos[j])), inv_v = v_mul(inv_sigma_sqrt_T, v_set1(p->price_inv_cos[j]));
+    vdouble root_h = v_sqrt(alov_chebyshev_sum(a, n, p->price_basis + (size_t)j * ALOV_STRIDE));
+    vdouble dp = v_fma(m->kappa, sqrt_t, v_mul(v_add(x0, root_h), inv_v));
+    at->root_h[k] = root_h, at->x[2 * k] = v_sub(zero, dp), at->x[2 * k + 1] = v_sub(v_mul(m->sigma, sqrt_t), dp);
+  }
+  for (int j = 0; j < rule->count; j += ALOV_MAX_POINTS) {
+    int left = rule->count - j;
+    alov_cdf_density_many(&pts[j / ALOV_MAX_POINTS], 2 * (left < ALOV_MAX_POINTS ? left : ALOV_MAX_POINTS));
+  }
+  for (int j = 0; j < rule->count; j++) {
+    const alov_points *at = &pts[j / ALOV_MAX_POINTS];
+    int i = j % ALOV_MAX_POINTS;
     double c = rule->cos[j];
     const double *T = p->price_basis + (size_t)j * ALOV_STRIDE;
-    vdouble t = v_mul(m->T, v_set1(c * c)), sqrt_t = v_mul(sqrt_T, v_set1(c)), v = v_mul(m->sigma, sqrt_t);
+    vdouble t = v_mul(m->T, v_set1(c * c)), sqrt_t = v_mul(sqrt_T, v_set1(c));
     vdouble inv_v = v_mul(inv_sigma_sqrt_T, v_set1(p->price_inv_cos[j])), inv_Sv = v_mul(inv_S, inv_v);
-    vdouble root_h = v_sqrt(alov_chebyshev_sum(a, n, T)), x = v_add(x0, root_h);
-    vdouble dp = v_fma(m->kappa, sqrt_t, v_mul(x, inv_v)), dm = v_sub(dp, v);
-    vdouble np, nm, Np, Nm;
-    alov_cdf_density_pair(v_sub(zero, dp), v_sub(zero, dm), &Np, &np, &Nm, &nm);
+    vdouble root_h = at->root_h[i], x = v_add(x0, root_h);
+    vdouble dp = v_sub(zero, at->x[2 * i]);
+    vdouble Np = at->N[2 * i], np = at->density[2 * i], Nm = at->N[2 * i + 1], nm = at->density[2 * i + 1];
     vdouble er = v_exp(v_sub(zero, v_mul(m->r, t))), eq = v_exp(v_sub(zero, v_mul(m->q, t)));
     vdouble B = v_mul(m->xmax, v_exp(v_sub(zero, root_h)));
     vdouble edge = v_mul(v_mul(v_mul(v_sub(v_mul(m->q, B), rK), er), nm), inv_Sv);
@@ -546,17 +584,20 @@ static vdouble alov_linearise_node(const alov_grid *p, int i, const alov_put *m,
   }
   vmask r_nonzero = v_gt(v_abs(m->r), v_set1(1e-200)), q_nonzero = v_gt(v_abs(m->q), v_set1(1e-200));
   vdouble inv_r = v_div(one, v_select(r_nonzero, m->r, one)), inv_q = v_div(one, v_select(q_nonzero, m->q, one));
-  vdouble A[ALOV_MAX_NODES + 1]; /* sum_j c_ij L_m(z_ij) / sqrt(H(z_ij)) */
-  for (int k = 0; k <= n; k++) A[k] = zero;
+  static _Thread_local alov_points pts;
+  for (int j = 0; j < l; j++) { /* the points' arguments */
+    vdouble cc = v_set1(rule->cos[j]), inv_v = v_mul(t->inv_v, v_set1(p->inv_cos[j]));
+    vdouble root_h = v_sqrt(alov_boundary_h_at(H, n, alov_cardinal_at(p, i, j)));
+    vdouble ep = v_fma(v_sub(root_h, li), inv_v, v_mul(t->kappa_sqrt_tau, cc));
+    pts.root_h[j] = root_h, pts.x[2 * j] = ep, pts.x[2 * j + 1] = v_sub(ep, v_mul(t->v, cc));
+  }
+  alov_cdf_density_many(&pts, 2 * l);
   for (int j = 0; j < l; j++) {
     double c = rule->cos[j];
-    const double *L = alov_cardinal_at(p, i, j);
     vdouble cc = v_set1(c);
     vdouble inv_v = v_mul(t->inv_v, v_set1(p->inv_cos[j]));
-    vdouble root_h = v_sqrt(alov_boundary_h_at(H, n, L)), gap = v_sub(root_h, li);
-    vdouble ep = v_fma(gap, inv_v, v_mul(t->kappa_sqrt_tau, cc)), em = v_sub(ep, v_mul(t->v, cc));
-    vdouble npj, nmj, Npj, Nmj;
-    alov_cdf_density_pair(ep, em, &Npj, &npj, &Nmj, &nmj);
+    vdouble root_h = pts.root_h[j], gap = v_sub(root_h, li), ep = pts.x[2 * j], em = pts.x[2 * j + 1];
+    vdouble Npj = pts.N[2 * j], npj = pts.density[2 * j], Nmj = pts.N[2 * j + 1], nmj = pts.density[2 * j + 1];
     vdouble wrn = v_mul(wr[j], nmj), wqn = v_mul(wq[j], npj), Kwrn = v_mul(m->K, wrn), Bwqn = v_mul(B, wqn);
     vdouble c_b = v_mul(inv_v, v_sub(Kwrn, Bwqn));
     vdouble c_a = v_mul(inv_v, v_sub(v_mul(v_sub(zero, Kwrn), v_mul(em, inv_v)),
@@ -590,8 +631,17 @@ static vdouble alov_linearise_node(const alov_grid *p, int i, const alov_put *m,
         D_p[k] = v_add(D_p[k], v_select(fp_a, a_d[k], b_d[k]));
       }
     }
-    vdouble e = v_select(v_gt(root_h, zero), v_div(cij, root_h), zero);
-    for (int k = 1; k <= n; k++) A[k] = v_fma(e, v_set1(L[k]), A[k]);
+    pts.slope[j] = v_select(v_gt(root_h, zero), v_div(cij, root_h), zero);
+  }
+  /* A_m = sum_j c_ij L_m(z_ij) / sqrt(H(z_ij)), four m at a time */
+  vdouble A[ALOV_MAX_NODES + 4];
+  for (int k = 1; k <= n; k += 4) {
+    vdouble acc[4] = {zero, zero, zero, zero};
+    for (int j = 0; j < l; j++) {
+      const double *L = alov_cardinal_at(p, i, j) + k;
+      for (int c = 0; c < 4; c++) acc[c] = v_fma(pts.slope[j], v_set1(L[c]), acc[c]);
+    }
+    for (int c = 0; c < 4; c++) A[k + c] = acc[c];
   }
   diag = v_fma(B, D, diag);
   for (int k = 1; k <= n; k++) row[k] = v_mul(A[k], roots[k]);
@@ -719,6 +769,11 @@ static void alov_solve_boundary(const alov_grid *g, const alov_put *m, int itera
     if (coarse) {
       H[i] = alov_boundary_h(coarse_a, coarse->n, 2.0 * g->half2[i] - 1.0);
     } else {
+      if (i >= 2) { /* the scalar solve_boundary's start: the line through the last two H */
+        double f = (g->half2[i] - g->half2[i - 1]) / (g->half2[i - 1] - g->half2[i - 2]);
+        vdouble guess = v_max(v_fma(v_sub(H[i - 1], H[i - 2]), v_set1(f), H[i - 1]), H[i - 1]);
+        start = v_mul(m->xmax, v_exp(v_sub(v_set1(0.0), v_sqrt(guess))));
+      }
       start = alov_qdplus_boundary(m, v_mul(sqrt_tau, sqrt_tau), start);
       vdouble lg = v_log(v_div(start, m->xmax));
       H[i] = v_mul(lg, lg);
