@@ -166,6 +166,25 @@ static inline vdouble alov_cdf(vdouble x) {
   return alov_cdf_density(x, &density);
 }
 
+/* N and n of d+ and d- at once: the two rationals share one division,
+ * P1/Q1 = P1 Q2 / (Q1 Q2) (Q <= 4e16 on [0, 37.5]: the product is finite). */
+static inline void alov_cdf_density_pair(vdouble x1, vdouble x2, vdouble *N1, vdouble *n1, vdouble *N2,
+                                         vdouble *n2) {
+  vdouble cap = v_set1(37.5), zero = v_set1(0.0), one = v_set1(1.0);
+  vdouble y1 = v_min(v_abs(x1), cap), y2 = v_min(v_abs(x2), cap);
+  vdouble g1 = v_mul(v_set1(GK_INV_SQRT_2PI), v_exp_bounded(v_mul(v_mul(y1, y1), v_set1(-0.5))));
+  vdouble g2 = v_mul(v_set1(GK_INV_SQRT_2PI), v_exp_bounded(v_mul(v_mul(y2, y2), v_set1(-0.5))));
+  g1 = v_select(v_ge(y1, cap), zero, g1), g2 = v_select(v_ge(y2, cap), zero, g2);
+  vdouble p1, q1, p2, q2;
+  tail_rational_terms(y1, &p1, &q1);
+  tail_rational_terms(y2, &p2, &q2);
+  vdouble inv = v_div(one, v_mul(q1, q2));
+  vdouble tail1 = v_mul(g1, v_mul(v_mul(p1, q2), inv)), tail2 = v_mul(g2, v_mul(v_mul(p2, q1), inv));
+  *n1 = g1, *n2 = g2;
+  *N1 = v_select(v_lt(x1, zero), tail1, v_sub(one, tail1));
+  *N2 = v_select(v_lt(x2, zero), tail2, v_sub(one, tail2));
+}
+
 /* The put of each lane. */
 typedef struct alov_put {
   vdouble S, K, T, r, q, sigma, xmax;
@@ -174,8 +193,11 @@ typedef struct alov_put {
 
 /* ---- QD+ start (qdplus_at, qdplus_residual, qdplus_boundary) ---- */
 
+/* A node's constants; every division a Newton step would repeat is a
+ * reciprocal here (the steps were divider-bound: eight divisions each). */
 typedef struct alov_qdplus {
   vdouble tau, sqrt_tau, v, dr, dq, alpha_dr, beta;
+  vdouble inv_K, inv_v, drift_over_v, half_over_tau, half_sigma_over_sqrt_tau;
 } alov_qdplus;
 
 static inline alov_qdplus alov_qdplus_at(const alov_put *m, vdouble tau) {
@@ -192,21 +214,24 @@ static inline alov_qdplus alov_qdplus_at(const alov_put *m, vdouble tau) {
   vdouble denom = v_add(v_mul(v_set1(2.0), lambda), om1);
   g.alpha_dr = v_div(v_set1(2.0), v_mul(s2, denom));
   g.beta = v_sub(v_mul(v_mul(g.alpha_dr, g.dr), v_add(r_h, v_div(lambda_h, denom))), lambda);
+  g.inv_K = v_div(one, m->K), g.inv_v = v_div(one, g.v), g.drift_over_v = v_mul(v_sub(m->r, m->q), g.inv_v);
+  g.half_over_tau = v_div(v_set1(0.5), tau), g.half_sigma_over_sqrt_tau = v_div(v_mul(v_set1(0.5), m->sigma), g.sqrt_tau);
   return g;
 }
 
 static inline vdouble alov_qdplus_residual(const alov_put *m, const alov_qdplus *g, vdouble S, vdouble *slope) {
-  vdouble x = v_log(v_div(S, m->K));
-  vdouble dp = v_fma(v_set1(0.5), g->v, v_div(v_fma(v_sub(m->r, m->q), g->tau, x), g->v)), dm = v_sub(dp, g->v);
-  vdouble pdf, Nmdp = alov_cdf_density(v_sub(v_set1(0.0), dp), &pdf), Nmdm = alov_cdf(v_sub(v_set1(0.0), dm));
+  vdouble x = v_log(v_mul(S, g->inv_K));
+  vdouble dp = v_fma(v_set1(0.5), g->v, v_mul(v_fma(v_sub(m->r, m->q), g->tau, x), g->inv_v)), dm = v_sub(dp, g->v);
+  vdouble pdf, pdf_m, Nmdp, Nmdm;
+  alov_cdf_density_pair(v_sub(v_set1(0.0), dp), v_sub(v_set1(0.0), dm), &Nmdp, &pdf, &Nmdm, &pdf_m);
   vdouble KdrN = v_mul(v_mul(m->K, g->dr), Nmdm), SdqN = v_mul(v_mul(S, g->dq), Nmdp);
   vdouble put = v_sub(KdrN, SdqN);
   vdouble theta = v_sub(v_sub(v_mul(m->r, KdrN), v_mul(m->q, SdqN)),
-                        v_div(v_mul(v_mul(v_set1(0.5), m->sigma), v_mul(v_mul(S, g->dq), pdf)), g->sqrt_tau));
+                        v_mul(g->half_sigma_over_sqrt_tau, v_mul(v_mul(S, g->dq), pdf)));
   vdouble exercise_delta = v_sub(v_set1(1.0), v_mul(g->dq, Nmdp));
-  vdouble inner = v_sub(v_div(v_sub(m->r, m->q), g->v), v_div(dm, v_mul(v_set1(2.0), g->tau)));
+  vdouble inner = v_sub(g->drift_over_v, v_mul(dm, g->half_over_tau));
   vdouble dtheta = v_mul(v_sub(v_set1(0.0), g->dq), v_fma(pdf, inner, v_mul(m->q, Nmdp)));
-  *slope = v_add(v_add(v_mul(v_add(v_set1(1.0), g->beta), exercise_delta), v_div(v_mul(g->dq, pdf), g->v)),
+  *slope = v_add(v_add(v_mul(v_add(v_set1(1.0), g->beta), exercise_delta), v_mul(v_mul(g->dq, pdf), g->inv_v)),
                  v_mul(g->alpha_dr, dtheta));
   vdouble excess = v_sub(v_sub(m->K, S), put);
   return v_add(v_sub(v_mul(exercise_delta, S), v_mul(g->beta, excess)), v_mul(g->alpha_dr, theta));
@@ -327,24 +352,6 @@ typedef struct alov_sums {
   vdouble nb, db, na, da;
 } alov_sums;
 
-/* N and n of d+ and d- at once: the two rationals share one division,
- * P1/Q1 = P1 Q2 / (Q1 Q2) (Q <= 4e16 on [0, 37.5]: the product is finite). */
-static inline void alov_cdf_density_pair(vdouble x1, vdouble x2, vdouble *N1, vdouble *n1, vdouble *N2,
-                                         vdouble *n2) {
-  vdouble cap = v_set1(37.5), zero = v_set1(0.0), one = v_set1(1.0);
-  vdouble y1 = v_min(v_abs(x1), cap), y2 = v_min(v_abs(x2), cap);
-  vdouble g1 = v_mul(v_set1(GK_INV_SQRT_2PI), v_exp_bounded(v_mul(v_mul(y1, y1), v_set1(-0.5))));
-  vdouble g2 = v_mul(v_set1(GK_INV_SQRT_2PI), v_exp_bounded(v_mul(v_mul(y2, y2), v_set1(-0.5))));
-  g1 = v_select(v_ge(y1, cap), zero, g1), g2 = v_select(v_ge(y2, cap), zero, g2);
-  vdouble p1, q1, p2, q2;
-  tail_rational_terms(y1, &p1, &q1);
-  tail_rational_terms(y2, &p2, &q2);
-  vdouble inv = v_div(one, v_mul(q1, q2));
-  vdouble tail1 = v_mul(g1, v_mul(v_mul(p1, q2), inv)), tail2 = v_mul(g2, v_mul(v_mul(p2, q1), inv));
-  *n1 = g1, *n2 = g2;
-  *N1 = v_select(v_lt(x1, zero), tail1, v_sub(one, tail1));
-  *N2 = v_select(v_lt(x2, zero), tail2, v_sub(one, tail2));
-}
 
 /* The points' normal CDFs and densities, a stage at a time: every point's
  * arguments first, then N and n of all of them in one short loop, then the
