@@ -364,6 +364,11 @@ typedef struct alov_points {
   vdouble root_h[ALOV_MAX_POINTS], slope[ALOV_MAX_POINTS]; /* sqrt(H) at the point; c_ij / sqrt(H) */
 } alov_points;
 
+/* One scratch per thread for the three users (the Jacobi-Newton sums, the
+ * linearisation, the price pass: never two at once); the price pass's p
+ * points take several blocks. */
+static _Thread_local alov_points alov_scratch[ALOV_MAX_PRICE_POINTS / ALOV_MAX_POINTS];
+
 static void alov_cdf_density_many(alov_points *pts, int count) {
   for (int k = 0; k < count; k += 2)
     alov_cdf_density_pair(pts->x[k], pts->x[k + 1], &pts->N[k], &pts->density[k], &pts->N[k + 1],
@@ -372,7 +377,7 @@ static void alov_cdf_density_many(alov_points *pts, int count) {
 
 static alov_sums alov_integrate_node(const alov_grid *p, int i, const vdouble *H, const alov_node *t,
                                      const vdouble *wr, const vdouble *wq, vdouble root_h) {
-  static _Thread_local alov_points pts;
+  alov_points *pts = &alov_scratch[0];
   const gk_alo_rule *rule = p->rule;
   int l = rule->count;
   alov_sums s = {v_set1(0.0), v_set1(0.0), v_set1(0.0), v_set1(0.0)};
@@ -380,12 +385,12 @@ static alov_sums alov_integrate_node(const alov_grid *p, int i, const vdouble *H
     vdouble inv_v = v_mul(t->inv_v, v_set1(p->inv_cos[j]));
     vdouble h = alov_boundary_h_at(H, p->n, alov_cardinal_at(p, i, j));
     vdouble ep = v_fma(v_sub(v_sqrt(h), root_h), inv_v, v_mul(t->kappa_sqrt_tau, v_set1(rule->cos[j])));
-    pts.x[2 * j] = ep, pts.x[2 * j + 1] = v_sub(ep, v_mul(t->v, v_set1(rule->cos[j])));
+    pts->x[2 * j] = ep, pts->x[2 * j + 1] = v_sub(ep, v_mul(t->v, v_set1(rule->cos[j])));
   }
-  alov_cdf_density_many(&pts, 2 * l);
+  alov_cdf_density_many(pts, 2 * l);
   for (int j = 0; j < l; j++) {
     vdouble inv_v = v_mul(t->inv_v, v_set1(p->inv_cos[j]));
-    vdouble Np = pts.N[2 * j], np = pts.density[2 * j], Nm = pts.N[2 * j + 1], nm = pts.density[2 * j + 1];
+    vdouble Np = pts->N[2 * j], np = pts->density[2 * j], Nm = pts->N[2 * j + 1], nm = pts->density[2 * j + 1];
     s.nb = v_fma(wr[j], Nm, s.nb);
     s.db = v_fma(wq[j], Np, s.db);
     s.na = v_fma(wr[j], v_mul(nm, inv_v), s.na);
@@ -487,7 +492,7 @@ static alov_premium alov_exercise_premium(const alov_plan *p, const alov_put *m,
   vdouble inv_sigma_sqrt_T = v_div(one, v_mul(m->sigma, sqrt_T)), inv_S = v_div(one, m->S);
   vdouble inv_sigma = v_div(one, m->sigma);
   /* a stage at a time (alov_points): the arguments, the CDFs, the sums */
-  static _Thread_local alov_points pts[ALOV_MAX_PRICE_POINTS / ALOV_MAX_POINTS];
+  alov_points *pts = alov_scratch;
   for (int j = 0; j < rule->count; j++) {
     alov_points *at = &pts[j / ALOV_MAX_POINTS];
     int k = j % ALOV_MAX_POINTS;
@@ -591,20 +596,20 @@ static vdouble alov_linearise_node(const alov_grid *p, int i, const alov_put *m,
   }
   vmask r_nonzero = v_gt(v_abs(m->r), v_set1(1e-200)), q_nonzero = v_gt(v_abs(m->q), v_set1(1e-200));
   vdouble inv_r = v_div(one, v_select(r_nonzero, m->r, one)), inv_q = v_div(one, v_select(q_nonzero, m->q, one));
-  static _Thread_local alov_points pts;
+  alov_points *pts = &alov_scratch[0];
   for (int j = 0; j < l; j++) { /* the points' arguments */
     vdouble cc = v_set1(rule->cos[j]), inv_v = v_mul(t->inv_v, v_set1(p->inv_cos[j]));
     vdouble root_h = v_sqrt(alov_boundary_h_at(H, n, alov_cardinal_at(p, i, j)));
     vdouble ep = v_fma(v_sub(root_h, li), inv_v, v_mul(t->kappa_sqrt_tau, cc));
-    pts.root_h[j] = root_h, pts.x[2 * j] = ep, pts.x[2 * j + 1] = v_sub(ep, v_mul(t->v, cc));
+    pts->root_h[j] = root_h, pts->x[2 * j] = ep, pts->x[2 * j + 1] = v_sub(ep, v_mul(t->v, cc));
   }
-  alov_cdf_density_many(&pts, 2 * l);
+  alov_cdf_density_many(pts, 2 * l);
   for (int j = 0; j < l; j++) {
     double c = rule->cos[j];
     vdouble cc = v_set1(c);
     vdouble inv_v = v_mul(t->inv_v, v_set1(p->inv_cos[j]));
-    vdouble root_h = pts.root_h[j], gap = v_sub(root_h, li), ep = pts.x[2 * j], em = pts.x[2 * j + 1];
-    vdouble Npj = pts.N[2 * j], npj = pts.density[2 * j], Nmj = pts.N[2 * j + 1], nmj = pts.density[2 * j + 1];
+    vdouble root_h = pts->root_h[j], gap = v_sub(root_h, li), ep = pts->x[2 * j], em = pts->x[2 * j + 1];
+    vdouble Npj = pts->N[2 * j], npj = pts->density[2 * j], Nmj = pts->N[2 * j + 1], nmj = pts->density[2 * j + 1];
     vdouble wrn = v_mul(wr[j], nmj), wqn = v_mul(wq[j], npj), Kwrn = v_mul(m->K, wrn), Bwqn = v_mul(B, wqn);
     vdouble c_b = v_mul(inv_v, v_sub(Kwrn, Bwqn));
     vdouble c_a = v_mul(inv_v, v_sub(v_mul(v_sub(zero, Kwrn), v_mul(em, inv_v)),
@@ -638,7 +643,7 @@ static vdouble alov_linearise_node(const alov_grid *p, int i, const alov_put *m,
         D_p[k] = v_add(D_p[k], v_select(fp_a, a_d[k], b_d[k]));
       }
     }
-    pts.slope[j] = v_select(v_gt(root_h, zero), v_div(cij, root_h), zero);
+    pts->slope[j] = v_select(v_gt(root_h, zero), v_div(cij, root_h), zero);
   }
   /* A_m = sum_j c_ij L_m(z_ij) / sqrt(H(z_ij)), four m at a time */
   vdouble A[ALOV_MAX_NODES + 4];
@@ -646,7 +651,7 @@ static vdouble alov_linearise_node(const alov_grid *p, int i, const alov_put *m,
     vdouble acc[4] = {zero, zero, zero, zero};
     for (int j = 0; j < l; j++) {
       const double *L = alov_cardinal_at(p, i, j) + k;
-      for (int c = 0; c < 4; c++) acc[c] = v_fma(pts.slope[j], v_set1(L[c]), acc[c]);
+      for (int c = 0; c < 4; c++) acc[c] = v_fma(pts->slope[j], v_set1(L[c]), acc[c]);
     }
     for (int c = 0; c < 4; c++) A[k + c] = acc[c];
   }
