@@ -189,7 +189,35 @@ static inline void alov_cdf_density_pair(vdouble x1, vdouble x2, vdouble *N1, vd
 typedef struct alov_put {
   vdouble S, K, T, r, q, sigma, xmax;
   vdouble kappa; /* (r - q) / sigma + sigma / 2: d+ = x / (sigma sqrt t) + kappa sqrt t */
+  /* Derived once per group (alov_put_derive), not at every node: the nodes'
+   * terms were a division or a log apiece. */
+  vdouble log_xmax_over_K, inv_sigma, inv_xmax;
+  vdouble kappa_sigma;  /* d kappa / d sigma = 1/2 - (r - q) / sigma^2 */
+  vdouble by_r, by_q;   /* d ln(xmax) / dr and / dq */
+  vdouble inv_r, inv_q; /* 1 / r and 1 / q, 1 where (nearly) 0 */
+  vmask r_nonzero, q_nonzero;
 } alov_put;
+
+/* d ln(xmax) / dr and / dq (the scalar xmax_slopes). */
+static inline void alov_xmax_slopes(const alov_put *m, vdouble *by_r, vdouble *by_q) {
+  vmask above = v_gt(m->q, m->r);
+  vdouble zero = v_set1(0.0), one = v_set1(1.0);
+  *by_r = v_select(above, v_div(one, m->r), zero);
+  *by_q = v_select(above, v_sub(zero, v_div(one, m->q)), zero);
+}
+
+/* m's derived constants from S, K, T, r, q, sigma and xmax. */
+static void alov_put_derive(alov_put *m) {
+  vdouble one = v_set1(1.0);
+  m->kappa = v_fma(v_set1(0.5), m->sigma, v_div(v_sub(m->r, m->q), m->sigma));
+  m->log_xmax_over_K = v_log(v_div(m->xmax, m->K));
+  m->inv_sigma = v_div(one, m->sigma), m->inv_xmax = v_div(one, m->xmax);
+  m->kappa_sigma = v_sub(v_set1(0.5), v_div(v_sub(m->r, m->q), v_mul(m->sigma, m->sigma)));
+  alov_xmax_slopes(m, &m->by_r, &m->by_q);
+  m->r_nonzero = v_gt(v_abs(m->r), v_set1(1e-200)), m->q_nonzero = v_gt(v_abs(m->q), v_set1(1e-200));
+  m->inv_r = v_div(one, v_select(m->r_nonzero, m->r, one));
+  m->inv_q = v_div(one, v_select(m->q_nonzero, m->q, one));
+}
 
 /* ---- QD+ start (qdplus_at, qdplus_residual, qdplus_boundary) ---- */
 
@@ -244,19 +272,15 @@ static inline vdouble alov_qdplus_residual(const alov_put *m, const alov_qdplus 
 static vdouble alov_qdplus_boundary(const alov_put *m, vdouble tau, vdouble start) {
   alov_qdplus g = alov_qdplus_at(m, tau);
   vdouble S = start;
-  unsigned active = (1u << VLANES) - 1u;
-  for (int it = 0; it < 64 && active; it++) {
+  vmask active = v_le(v_set1(0.0), v_set1(1.0)); /* every lane */
+  for (int it = 0; it < 64 && m_bits(active); it++) {
     vdouble slope, residual = alov_qdplus_residual(m, &g, S, &slope);
     vdouble next = v_sub(S, v_div(residual, slope));
     next = v_select(v_gt(next, v_set1(0.0)), next, v_mul(v_set1(0.5), S));
     next = v_select(v_gt(next, m->xmax), m->xmax, next);
-    unsigned done = m_bits(v_le(v_abs(v_sub(next, S)), v_mul(v_set1(1e-6), S)));
-    double keep[VLANES], moved[VLANES];
-    v_store(keep, S, VLANES), v_store(moved, next, VLANES);
-    for (int k = 0; k < VLANES; k++)
-      if (active >> k & 1u) keep[k] = moved[k];
-    S = v_load(keep, VLANES);
-    active &= ~done;
+    vmask done = v_le(v_abs(v_sub(next, S)), v_mul(v_set1(1e-6), S));
+    S = v_select(active, next, S);
+    active = m_andnot(active, done);
   }
   return S;
 }
@@ -401,8 +425,9 @@ static alov_sums alov_integrate_node(const alov_grid *p, int i, const vdouble *H
 
 static inline vdouble alov_newton_step(vdouble K, vdouble B, vdouble N, vdouble D, vdouble dN, vdouble dD,
                                        vdouble *residual) {
-  vdouble f = v_div(v_mul(K, N), D);
-  vdouble slope = v_mul(K, v_sub(v_div(dN, D), v_div(v_mul(dD, N), v_mul(D, D))));
+  vdouble inv_D = v_div(v_set1(1.0), D), N_over_D = v_mul(N, inv_D);
+  vdouble f = v_mul(K, N_over_D);
+  vdouble slope = v_mul(v_mul(K, inv_D), v_sub(dN, v_mul(dD, N_over_D)));
   *residual = v_sub(f, B);
   vdouble next = v_sub(B, v_div(*residual, v_sub(slope, v_set1(1.0))));
   vmask ok = v_le_and(v_gt(next, v_set1(0.0)), next, v_set1(DBL_MAX));
@@ -412,7 +437,7 @@ static inline vdouble alov_newton_step(vdouble K, vdouble B, vdouble N, vdouble 
 /* ln(next / xmax)^2, 0 at or above xmax, NaN where next is not in (0, DBL_MAX]. */
 static inline vdouble alov_h_of(const alov_put *m, vdouble next) {
   vmask ok = v_le_and(v_gt(next, v_set1(0.0)), next, v_set1(DBL_MAX));
-  vdouble l = v_log(v_div(v_min(next, m->xmax), m->xmax));
+  vdouble l = v_log(v_select(v_lt(next, m->xmax), v_mul(next, m->inv_xmax), v_set1(1.0))); /* exactly 0 at xmax */
   return v_select(ok, v_mul(l, l), v_set1(NAN));
 }
 
@@ -424,23 +449,23 @@ static alov_steps alov_node_step(const alov_grid *p, int i, const alov_put *m, c
                                  const alov_node *t, const vdouble *wr, const vdouble *wq) {
   vdouble zero = v_set1(0.0), h = H[i];
   vdouble root_h = v_sqrt(h), B = v_mul(m->xmax, v_exp(v_sub(zero, root_h)));
-  vdouble x = v_sub(v_log(v_div(m->xmax, m->K)), root_h);
-  vdouble dp = v_fma(v_set1(0.5), t->v, v_div(v_fma(v_sub(m->r, m->q), t->tau, x), t->v)), dm = v_sub(dp, t->v);
-  vdouble np, nm, Np = alov_cdf_density(dp, &np), Nm = alov_cdf_density(dm, &nm);
+  vdouble x = v_sub(m->log_xmax_over_K, root_h);
+  vdouble dp = v_fma(v_set1(0.5), t->v, v_mul(v_fma(v_sub(m->r, m->q), t->tau, x), t->inv_v)), dm = v_sub(dp, t->v);
+  vdouble np, nm, Np, Nm;
+  alov_cdf_density_pair(dp, dm, &Np, &np, &Nm, &nm);
   alov_sums s = alov_integrate_node(p, i, H, t, wr, wq, root_h);
   alov_steps out;
-  vdouble residual, Bv = v_mul(B, t->v);
+  vdouble residual, inv_Bv = v_div(v_set1(1.0), v_mul(B, t->v)), inv_Bs2t = v_mul(inv_Bv, t->inv_v); /* B sigma^2 tau */
   {
-    vdouble N = v_add(v_div(v_mul(t->dr, nm), t->v), s.na);
-    vdouble D = v_add(v_mul(t->dq, v_add(v_div(np, t->v), Np)), s.da);
-    vdouble Bs2t = v_mul(B, v_mul(v_mul(m->sigma, m->sigma), t->tau));
-    vdouble dN = v_div(v_mul(v_sub(zero, v_mul(t->dr, nm)), dm), Bs2t);
-    vdouble dD = v_mul(v_mul(t->dq, np), v_sub(v_div(v_set1(1.0), Bv), v_div(dp, Bs2t)));
+    vdouble N = v_add(v_mul(v_mul(t->dr, nm), t->inv_v), s.na);
+    vdouble D = v_add(v_mul(t->dq, v_fma(np, t->inv_v, Np)), s.da);
+    vdouble dN = v_mul(v_mul(v_sub(zero, v_mul(t->dr, nm)), dm), inv_Bs2t);
+    vdouble dD = v_mul(v_mul(t->dq, np), v_sub(inv_Bv, v_mul(dp, inv_Bs2t)));
     out.h_a = alov_h_of(m, alov_newton_step(m->K, B, N, D, dN, dD, &residual));
   }
   {
     vdouble N = v_fma(t->dr, Nm, s.nb), D = v_fma(t->dq, Np, s.db);
-    vdouble dN = v_div(v_mul(t->dr, nm), Bv), dD = v_div(v_mul(t->dq, np), Bv);
+    vdouble dN = v_mul(v_mul(t->dr, nm), inv_Bv), dD = v_mul(v_mul(t->dq, np), inv_Bv);
     vdouble h_b = alov_h_of(m, alov_newton_step(m->K, B, N, D, dN, dD, &residual));
     out.residual = v_abs(residual);
     out.h_b = v_select(v_eq(h_b, h_b), h_b, h);
@@ -466,22 +491,13 @@ typedef struct alov_sensitivity {
   vdouble shape[ALOV_MAX_NODES + 1];
 } alov_sensitivity;
 
-/* d ln(xmax) / dr and / dq (the scalar xmax_slopes). */
-static inline void alov_xmax_slopes(const alov_put *m, vdouble *by_r, vdouble *by_q) {
-  vmask above = v_gt(m->q, m->r);
-  vdouble zero = v_set1(0.0), one = v_set1(1.0);
-  *by_r = v_select(above, v_div(one, m->r), zero);
-  *by_q = v_select(above, v_sub(zero, v_div(one, m->q)), zero);
-}
-
 static alov_premium alov_exercise_premium(const alov_plan *p, const alov_put *m, const vdouble *a, const vdouble *H,
                                           const gk_alo_rule *rule, alov_sensitivity *sens) {
   int n = p->fine.n;
   vdouble sqrt_T = v_sqrt(m->T), x0 = v_log(v_div(m->S, m->xmax)), zero = v_set1(0.0), one = v_set1(1.0);
-  vdouble rK = v_mul(m->r, m->K), qS = v_mul(m->q, m->S), by_r, by_q;
-  vdouble kappa_sigma = v_sub(v_set1(0.5), v_div(v_sub(m->r, m->q), v_mul(m->sigma, m->sigma)));
+  vdouble rK = v_mul(m->r, m->K), qS = v_mul(m->q, m->S), by_r = m->by_r, by_q = m->by_q;
+  vdouble kappa_sigma = m->kappa_sigma;
   vdouble l[ALOV_MAX_NODES + 1];
-  alov_xmax_slopes(m, &by_r, &by_q);
   alov_premium sum = {zero, zero, zero};
   vdouble shape_basis[ALOV_MAX_NODES + 1];
   for (int k = 0; k <= n; k++) shape_basis[k] = zero;
@@ -490,7 +506,7 @@ static alov_premium alov_exercise_premium(const alov_plan *p, const alov_put *m,
     for (int k = 0; k <= n; k++) sens->shape[k] = zero, l[k] = v_sqrt(H[k]);
   }
   vdouble inv_sigma_sqrt_T = v_div(one, v_mul(m->sigma, sqrt_T)), inv_S = v_div(one, m->S);
-  vdouble inv_sigma = v_div(one, m->sigma);
+  vdouble inv_sigma = m->inv_sigma;
   /* a stage at a time (alov_points): the arguments, the CDFs, the sums */
   alov_points *pts = alov_scratch;
   for (int j = 0; j < rule->count; j++) {
@@ -560,16 +576,15 @@ static vdouble alov_linearise_node(const alov_grid *p, int i, const alov_put *m,
                                    vdouble *row, vdouble *F_p) {
   const gk_alo_rule *rule = p->rule;
   int n = p->n, l = rule->count;
-  vdouble zero = v_set1(0.0), half = v_set1(0.5), one = v_set1(1.0), by_r, by_q;
-  alov_xmax_slopes(m, &by_r, &by_q);
+  vdouble zero = v_set1(0.0), half = v_set1(0.5), one = v_set1(1.0), by_r = m->by_r, by_q = m->by_q;
   vdouble li = roots[i], B = v_mul(m->xmax, v_exp(v_sub(zero, li)));
-  vdouble x = v_sub(v_log(v_div(m->xmax, m->K)), li);
-  vdouble dp = v_fma(half, t->v, v_div(v_fma(v_sub(m->r, m->q), t->tau, x), t->v)), dm = v_sub(dp, t->v);
-  vdouble np, nm, Np = alov_cdf_density(dp, &np), Nm = alov_cdf_density(dm, &nm);
-  vdouble kappa_sigma = v_sub(half, v_div(v_sub(m->r, m->q), v_mul(m->sigma, m->sigma)));
-  vdouble dp_sigma = v_fma(half, t->sqrt_tau, v_div(v_sub(zero, v_fma(v_set1(-0.5), t->v, dp)), m->sigma));
+  vdouble x = v_sub(m->log_xmax_over_K, li), inv_sigma = m->inv_sigma, kappa_sigma = m->kappa_sigma;
+  vdouble dp = v_fma(half, t->v, v_mul(v_fma(v_sub(m->r, m->q), t->tau, x), t->inv_v)), dm = v_sub(dp, t->v);
+  vdouble np, nm, Np, Nm;
+  alov_cdf_density_pair(dp, dm, &Np, &np, &Nm, &nm);
+  vdouble dp_sigma = v_fma(half, t->sqrt_tau, v_mul(v_sub(zero, v_fma(v_set1(-0.5), t->v, dp)), inv_sigma));
   vdouble dm_sigma = v_sub(dp_sigma, t->sqrt_tau);
-  vdouble dp_r = v_div(v_add(by_r, t->tau), t->v), dp_q = v_div(v_sub(by_q, t->tau), t->v);
+  vdouble dp_r = v_mul(v_add(by_r, t->tau), t->inv_v), dp_q = v_mul(v_sub(by_q, t->tau), t->inv_v);
   vdouble drn = v_mul(t->dr, nm), dqn = v_mul(t->dq, np);
   vdouble N_p[ALOV_PARAMS] = {v_mul(drn, dm_sigma), v_sub(v_mul(drn, dp_r), v_mul(v_mul(t->tau, t->dr), Nm)),
                               v_mul(drn, dp_q)};
@@ -583,7 +598,6 @@ static vdouble alov_linearise_node(const alov_grid *p, int i, const alov_put *m,
                                v_mul(v_mul(B, dqn), v_fma(dp, t->inv_v, v_set1(-1.0)))),
                          t->inv_v);
   vdouble diag = v_select(fp_a, diag_a, diag_b);
-  vdouble inv_sigma = v_div(one, m->sigma);
   if (F_p) { /* FP-A's node terms: its densities move too, n'(d) = -d n(d) */
     vdouble a_n = v_mul(drn, t->inv_v), a_p = v_mul(dqn, t->inv_v), spread = v_sub(dqn, v_mul(a_p, dp));
     vdouble A_N[ALOV_PARAMS] = {v_mul(a_n, v_sub(v_mul(v_sub(zero, dm), dm_sigma), inv_sigma)),
@@ -594,8 +608,8 @@ static vdouble alov_linearise_node(const alov_grid *p, int i, const alov_put *m,
     for (int k = 0; k < ALOV_PARAMS; k++)
       N_p[k] = v_select(fp_a, A_N[k], N_p[k]), D_p[k] = v_select(fp_a, A_D[k], D_p[k]);
   }
-  vmask r_nonzero = v_gt(v_abs(m->r), v_set1(1e-200)), q_nonzero = v_gt(v_abs(m->q), v_set1(1e-200));
-  vdouble inv_r = v_div(one, v_select(r_nonzero, m->r, one)), inv_q = v_div(one, v_select(q_nonzero, m->q, one));
+  vmask r_nonzero = m->r_nonzero, q_nonzero = m->q_nonzero;
+  vdouble inv_r = m->inv_r, inv_q = m->inv_q;
   alov_points *pts = &alov_scratch[0];
   for (int j = 0; j < l; j++) { /* the points' arguments */
     vdouble cc = v_set1(rule->cos[j]), inv_v = v_mul(t->inv_v, v_set1(p->inv_cos[j]));
@@ -905,7 +919,7 @@ static vdouble alov_price(const alov_plan *p, const av_option *o, alov_value *gr
     m.sigma = v_select(s, v_set1(0.2), m.sigma);
   }
   m.xmax = v_select(v_gt(m.q, m.r), v_mul(m.K, v_div(m.r, m.q)), m.K);
-  m.kappa = v_fma(v_set1(0.5), m.sigma, v_div(v_sub(m.r, m.q), m.sigma));
+  alov_put_derive(&m);
   alov_value value = alov_put_price(p, &m, greeks != NULL);
   vdouble intrinsic = v_max(v_mul(o->omega, v_sub(o->S, o->K)), zero);
   vdouble price = v_max(value.price, v_max(av_european(o), intrinsic));
