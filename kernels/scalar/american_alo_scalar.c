@@ -463,25 +463,49 @@ static double qdplus_residual(const qdplus *g, double S, double *slope) {
   return exercise_delta * S - g->beta * (m->K - S - put) + g->alpha_dr * theta;
 }
 
-/* The QD+ boundary at tau by Newton from `start` (xmax at the first node,
- * then the line through the last two nodes' H), kept in (0, xmax]. Newton
- * converges quadratically here, so a step below 1e-6 S leaves ~1e-12 S; the
- * step after it would only confirm that (15% of QD+'s steps in
- * greeks_bench's contracts). The result only starts the iteration: a step
- * that fails to converge leaves the last iterate, which the Newton steps
- * then correct. */
-static double qdplus_boundary(const put_market *m, double tau, double start) {
-  qdplus g = qdplus_at(m, tau);
-  double S = start;
-  for (int it = 0; it < 64; it++) {
-    double slope, residual = qdplus_residual(&g, S, &slope);
-    double next = S - residual / slope;
-    if (!(next > 0.0)) next = 0.5 * S; /* NaN, or a step past 0 */
-    if (next > m->xmax) next = m->xmax;
-    if (fabs(next - S) <= 1e-6 * S) return next;
-    S = next;
+/* One QD+ Newton step from S, kept in (0, xmax]; *converged where it moved
+ * S by at most 1e-6 S: Newton converges quadratically here, so such a step
+ * leaves ~1e-12 S, and another would only confirm that. */
+static double qdplus_step(const qdplus *g, double S, int *converged) {
+  double slope, residual = qdplus_residual(g, S, &slope);
+  double next = S - residual / slope;
+  if (!(next > 0.0)) next = 0.5 * S; /* NaN, or a step past 0 */
+  if (next > g->m->xmax) next = g->m->xmax;
+  *converged = fabs(next - S) <= 1e-6 * S;
+  return next;
+}
+
+/* The QD+ boundary at every node into H[1..n] (sqrt(tau_i / T) = half2[i]),
+ * in two phases:
+ *  1. node after node, one step from a warm start: xmax at the first node,
+ *     then the line through the last two nodes' H (H(0) = 0; H is smooth in
+ *     sqrt(tau)) after their first steps;
+ *  2. each node's remaining steps until one converges (64 steps in all).
+ * The vector kernels interleave phase 2's nodes (their steps are long
+ * chains); the phases make the starts, and so the results, the same. A node
+ * that does not converge keeps its last iterate, which the iteration's
+ * steps then correct: QD+ only starts it. */
+static void qdplus_nodes(const put_market *m, int n, double sqrt_T, const double *half2, double *H) {
+  qdplus g[GK_ALO_MAX_NODES + 1];
+  double S[GK_ALO_MAX_NODES + 1];
+  int converged[GK_ALO_MAX_NODES + 1];
+  H[0] = 0.0;
+  for (int i = 1; i <= n; i++) {
+    double sqrt_tau = sqrt_T * half2[i], start = m->xmax;
+    if (i >= 2) {
+      double f = (half2[i] - half2[i - 1]) / (half2[i - 1] - half2[i - 2]);
+      start = m->xmax * exp(-sqrt(fmax(H[i - 1] + f * (H[i - 1] - H[i - 2]), H[i - 1])));
+    }
+    g[i] = qdplus_at(m, sqrt_tau * sqrt_tau);
+    S[i] = qdplus_step(&g[i], start, &converged[i]);
+    double l = log(S[i] / m->xmax);
+    H[i] = l * l;
   }
-  return S;
+  for (int i = 1; i <= n; i++) {
+    for (int it = 1; it < 64 && !converged[i]; it++) S[i] = qdplus_step(&g[i], S[i], &converged[i]);
+    double l = log(S[i] / m->xmax);
+    H[i] = l * l;
+  }
 }
 
 /* ---- the boundary as a Chebyshev polynomial in z = 2 sqrt(tau / T) - 1 ---- */
@@ -956,26 +980,16 @@ static void solve_boundary(const put_market *m, const gk_alo_rule *rule, int ite
   for (int j = 0; j < 2 * n; j++) b->cosines[j] = cos(j * PI / n);
   double sqrt_T = sqrt(m->T);
   H[0] = 0.0;
-  double start = m->xmax, half2[GK_ALO_MAX_NODES + 1] = {0.0}; /* sqrt(tau_i / T) */
+  double half2[GK_ALO_MAX_NODES + 1] = {0.0}; /* sqrt(tau_i / T) */
   for (int i = 1; i <= n; i++) {
     /* 1 + z_i = 1 - cos(i pi / n) = 2 sin^2(i pi / 2n), without cancellation */
-    double half = sin(i * PI / (2.0 * n)), sqrt_tau = sqrt_T * half * half;
+    double half = sin(i * PI / (2.0 * n));
     half2[i] = half * half;
-    if (coarse) {
-      H[i] = boundary_h(coarse, 2.0 * half * half - 1.0);
-    } else {
-      /* QD+ from xmax at the first node, then from the line through the last
-       * two nodes' H (H(0) = 0): H is smooth in sqrt(tau), and the line's
-       * start saves about one Newton step in six of the previous node's */
-      if (i >= 2) {
-        double f = (half2[i] - half2[i - 1]) / (half2[i - 1] - half2[i - 2]);
-        start = m->xmax * exp(-sqrt(fmax(H[i - 1] + f * (H[i - 1] - H[i - 2]), H[i - 1])));
-      }
-      start = qdplus_boundary(m, sqrt_tau * sqrt_tau, start);
-      double l = log(start / m->xmax);
-      H[i] = l * l;
-    }
-    tabulate_node(m, rule, sqrt_tau, 2.0 * half * half, &nodes[i]);
+  }
+  if (!coarse) qdplus_nodes(m, n, sqrt_T, half2, H);
+  for (int i = 1; i <= n; i++) {
+    if (coarse) H[i] = boundary_h(coarse, 2.0 * half2[i] - 1.0);
+    tabulate_node(m, rule, sqrt_T * half2[i], 2.0 * half2[i], &nodes[i]);
   }
   fit_boundary(b, H);
   /* The FP-A safeguard inside the iteration: where an FP-A step fails (no
