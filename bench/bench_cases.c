@@ -27,7 +27,12 @@ _Static_assert(GK_CALL == 0 && GK_PUT == 1, "naive_bsm.c reads type 1 as a put")
 
 enum { KIND_BSM = 0, KIND_NAIVE_O2 = 1, KIND_NAIVE_FASTMATH = 2, KIND_AMERICAN_BS2002 = 3,
        KIND_AMERICAN_TREE = 4, KIND_AMERICAN_ALO = 5, KIND_AMERICAN_ALO_FAST = 6,
-       KIND_QUANTLIB_FAST = 7, KIND_QUANTLIB_ACCURATE = 8 };
+       KIND_QUANTLIB_FAST = 7, KIND_QUANTLIB_ACCURATE = 8, KIND_AMERICAN_ALO_CALLS = 9 };
+
+/* greeksd prices an American batch AMERICAN_ALO_CALL (8) options a kernel call
+ * (api/server/handlers.c: each call a cancellation and yield point): the
+ * calls case prices the same 1024 options that way, so a per-call cost shows. */
+enum { ALO_CALL_OPTIONS = 8 };
 
 /* batch: independent contracts, every input drawn per option (the bulk path).
  * chain: one underlying's chain, the shape desks price most: S, r, q shared,
@@ -219,9 +224,34 @@ static void run_american(void *p) {
 }
 
 /* ALO (issue 22) at its accurate or fast level, per ISA. */
+/* Options [at, at + count) of a batch, and their outputs. */
+static gk_option_batch options_slice(const gk_option_batch *in, size_t at, size_t count) {
+  return (gk_option_batch){count,      in->spot + at, in->strike + at, in->expiry + at, in->rate + at,
+                           in->yield + at, in->vol + at,  in->type + at};
+}
+
+static gk_greeks_batch outputs_slice(const gk_greeks_batch *out, size_t at) {
+  gk_greeks_batch slice = {0};
+  double *const *from[] = {&out->price, &out->delta, &out->gamma, &out->vega, &out->theta, &out->rho, &out->phi};
+  double **to[] = {&slice.price, &slice.delta, &slice.gamma, &slice.vega, &slice.theta, &slice.rho, &slice.phi};
+  for (size_t k = 0; k < sizeof from / sizeof from[0]; k++) *to[k] = *from[k] ? *from[k] + at : NULL;
+  slice.error = out->error + at;
+  return slice;
+}
+
 static gk_rc price_alo(const bench_case *c, bench_data *d, size_t *invalid) {
   gk_alo_level level = c->kind == KIND_AMERICAN_ALO_FAST ? GK_ALO_FAST : GK_ALO_ACCURATE;
-  return gk_alo_price_batch_on((gk_isa)c->isa, GK_MODEL_BSM, level, &d->in, c->mask, &d->out, invalid);
+  if (c->kind != KIND_AMERICAN_ALO_CALLS)
+    return gk_alo_price_batch_on((gk_isa)c->isa, GK_MODEL_BSM, level, &d->in, c->mask, &d->out, invalid);
+  for (size_t at = 0; at < d->in.count; at += ALO_CALL_OPTIONS) {
+    size_t count = d->in.count - at < ALO_CALL_OPTIONS ? d->in.count - at : ALO_CALL_OPTIONS, slice_invalid = 0;
+    gk_option_batch in = options_slice(&d->in, at, count);
+    gk_greeks_batch out = outputs_slice(&d->out, at);
+    gk_rc rc = gk_alo_price_batch_on((gk_isa)c->isa, GK_MODEL_BSM, level, &in, c->mask, &out, &slice_invalid);
+    if (rc != GK_RC_OK) return rc;
+    *invalid += slice_invalid;
+  }
+  return GK_RC_OK;
 }
 
 static void run_alo(void *p) {
@@ -302,7 +332,7 @@ void *bench_case_create(const bench_case *c, char *error, size_t error_len) {
       bench_case_destroy(s);
       return NULL;
     }
-  } else if (c->kind == KIND_AMERICAN_ALO || c->kind == KIND_AMERICAN_ALO_FAST) {
+  } else if (c->kind == KIND_AMERICAN_ALO || c->kind == KIND_AMERICAN_ALO_FAST || c->kind == KIND_AMERICAN_ALO_CALLS) {
     size_t invalid = 0;
     gk_rc rc = price_alo(c, s->d, &invalid);
     if (rc != GK_RC_OK || invalid != 0) {
@@ -336,7 +366,10 @@ void bench_case_destroy(void *state) {
 
 /* ---- the table ---- */
 
-#define MAX_CASES (N_LAYOUTS * (GK_ISA_COUNT + 2) * N_MASKS * N_SIZES + 3 * GK_ISA_COUNT * N_MASKS + 3)
+/* The European cases per layout, then the American ones: bs2002, alo fast,
+ * alo accurate and alo in calls of 8 on every ISA and mask, the tree and
+ * QuantLib's two schemes. */
+#define MAX_CASES (N_LAYOUTS * (GK_ISA_COUNT + 2) * N_MASKS * N_SIZES + 4 * GK_ISA_COUNT * N_MASKS + 3)
 #define NAME_LEN 64
 
 static bench_case g_cases[MAX_CASES];
@@ -347,6 +380,10 @@ static char g_isas[64];
 
 static void add_case(int layout, const char *prefix, int kind, int isa, void (*run)(void *),
                      size_t m, size_t k) {
+  if (g_case_count == MAX_CASES) { /* a case added without growing MAX_CASES: say so, never overrun */
+    fprintf(stderr, "greeks_bench: more than %zu cases; raise MAX_CASES\n", (size_t)MAX_CASES);
+    abort();
+  }
   size_t i = g_case_count++;
   snprintf(g_names[i], NAME_LEN, "%s/%s/%s/%zu", kLayouts[layout], prefix, kMasks[m].name,
            kSizes[k]);
@@ -401,6 +438,9 @@ static void build_table(void) {
       if (isa == GK_ISA_SCALAR && kMasks[m].mask != GK_OUT_PRICE) continue;
       snprintf(prefix, sizeof prefix, "american_alo/%s", gk_isa_name((gk_isa)isa));
       add_case(LAYOUT_BATCH, prefix, KIND_AMERICAN_ALO, isa, run_alo, m, 0);
+      if (isa == GK_ISA_SCALAR) continue;
+      snprintf(prefix, sizeof prefix, "american_alo_calls_of_%d/%s", ALO_CALL_OPTIONS, gk_isa_name((gk_isa)isa));
+      add_case(LAYOUT_BATCH, prefix, KIND_AMERICAN_ALO_CALLS, isa, run_alo, m, 0);
     }
   }
 #ifdef GREEKS_HAVE_QUANTLIB

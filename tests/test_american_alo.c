@@ -25,6 +25,7 @@
  * at both levels, and the dispatcher with each ISA forced.
  */
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -664,6 +665,63 @@ static void test_every_isa_within_reference_at_both_levels(void **state) {
   }
 }
 
+/* The vector kernels build each level's tables once per thread
+ * (alov_plan_of) and keep them. A batch priced 8 options a call, the two
+ * levels alternating call by call (as greeksd's American batches and a
+ * caller mixing levels do), gives bit for bit what one call over the whole
+ * batch gives: on this thread, whose tables earlier tests built, and on a
+ * new thread, whose first call builds them. */
+enum { CHUNKED_CONTRACTS = 64, CHUNK = 8 };
+
+typedef struct chunked_run {
+  gk_isa isa;
+  const contract *c;
+  double price[GK_ALO_LEVEL_COUNT][CHUNKED_CONTRACTS], vega[GK_ALO_LEVEL_COUNT][CHUNKED_CONTRACTS];
+} chunked_run;
+
+static void *price_in_chunks(void *arg) {
+  chunked_run *run = arg;
+  for (size_t at = 0; at < CHUNKED_CONTRACTS; at += CHUNK)
+    for (int level = 0; level < GK_ALO_LEVEL_COUNT; level++) {
+      owned_batch b;
+      price_batch_level(run->isa, GK_MODEL_BSM, (gk_alo_level)level, run->c + at, CHUNK, GK_OUT_ALL, &b);
+      for (size_t i = 0; i < CHUNK; i++) run->price[level][at + i] = b.price[i], run->vega[level][at + i] = b.vega[i];
+      owned_batch_free(&b);
+    }
+  return NULL;
+}
+
+static void test_small_calls_on_any_thread_match_one_batch(void **state) {
+  (void)state;
+  static contract c[MAX_CONTRACTS];
+  assert_true(load_reference(c) >= CHUNKED_CONTRACTS);
+  for (int isa = 0; isa < GK_ISA_COUNT; isa++) {
+    if (!gk_isa_supported((gk_isa)isa)) continue;
+    owned_batch whole[GK_ALO_LEVEL_COUNT];
+    for (int level = 0; level < GK_ALO_LEVEL_COUNT; level++)
+      price_batch_level((gk_isa)isa, GK_MODEL_BSM, (gk_alo_level)level, c, CHUNKED_CONTRACTS, GK_OUT_ALL,
+                        &whole[level]);
+    static chunked_run here, there;
+    here = (chunked_run){.isa = (gk_isa)isa, .c = c};
+    there = here;
+    price_in_chunks(&here);
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, price_in_chunks, &there), 0);
+    assert_int_equal(pthread_join(thread, NULL), 0);
+    for (int level = 0; level < GK_ALO_LEVEL_COUNT; level++) {
+      for (size_t i = 0; i < CHUNKED_CONTRACTS; i++) {
+        const chunked_run *runs[2] = {&here, &there};
+        for (int k = 0; k < 2; k++)
+          if (runs[k]->price[level][i] != whole[level].price[i] || runs[k]->vega[level][i] != whole[level].vega[i])
+            fail_msg("%s level %d contract %zu (%s thread): price %.17g / %.17g, vega %.17g / %.17g",
+                     gk_isa_name((gk_isa)isa), level, i, k ? "a new" : "this", runs[k]->price[level][i],
+                     whole[level].price[i], runs[k]->vega[level][i], whole[level].vega[i]);
+      }
+      owned_batch_free(&whole[level]);
+    }
+  }
+}
+
 /* The dispatching entry point with the active ISA forced to each one this
  * machine runs (AVX-512 and AVX2 forced off in turn, as GREEKS_ISA does):
  * the explicit ISA's outputs exactly, and the scalar reference's to rounding. */
@@ -726,6 +784,7 @@ int main(void) {
       cmocka_unit_test(test_fp_a_is_kept_out_of_its_divergent_regime),
       cmocka_unit_test(test_vector_isas_match_scalar),
       cmocka_unit_test(test_every_isa_within_reference_at_both_levels),
+      cmocka_unit_test(test_small_calls_on_any_thread_match_one_batch),
       cmocka_unit_test(test_forced_isa_dispatch),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

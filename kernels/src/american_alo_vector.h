@@ -26,7 +26,7 @@
  * on its own equation (FP-A or FP-B), by the same elimination.
  * The interpolant's cardinal functions L_m (H(z) = sum_m L_m(z) H_m) at every
  * point of every node do not depend on the option: the plan tabulates them
- * once per batch call (thread-local scratch, barycentric formula), so H at a
+ * once per thread and level (alov_plan_of, barycentric formula), so H at a
  * point is one multiply-add per node value and its gradient in the node
  * values, which the Newton steps need, is the table itself (the scalar
  * reference takes the same numbers through the Chebyshev coefficients).
@@ -71,7 +71,7 @@ typedef struct alov_grid {
   double cosines[2 * ALOV_MAX_NODES]; /* cos(j pi / n) */
   double z[ALOV_MAX_NODES + 1][ALOV_MAX_POINTS]; /* z of u = tau_i sin_j^2 */
   double inv_cos[ALOV_MAX_POINTS];
-  const double *cardinal; /* L_m(z[i][j]) at cardinal[(i * ALOV_MAX_POINTS + j) * ALOV_STRIDE + m] */
+  const double *cardinal; /* L_m(z[i][j]) at cardinal[(i * l + j) * ALOV_STRIDE + m] */
 } alov_grid;
 
 /* A scheme's constants, shared by every group of a batch call: the fine grid,
@@ -88,7 +88,7 @@ typedef struct alov_plan {
 #define ALOV_STRIDE (ALOV_MAX_NODES + 1)
 
 static const double *alov_cardinal_at(const alov_grid *p, int i, int j) {
-  return p->cardinal + ((size_t)i * ALOV_MAX_POINTS + (size_t)j) * ALOV_STRIDE;
+  return p->cardinal + ((size_t)i * (size_t)p->l + (size_t)j) * ALOV_STRIDE;
 }
 
 /* L_m(z), m = 0..n, of the nodes z_m = -cos(m pi / n) by the barycentric
@@ -105,12 +105,37 @@ static void alov_cardinal_functions(const alov_grid *p, double z, double *L) {
   for (int m = 0; m <= n; m++) L[m] /= sum;
 }
 
-/* A grid of n nodes on `rule`, its cardinal functions into `cardinal`
- * (thread-local scratch of the caller's). Returns 0 where the arrays cannot
- * hold it. */
-static int alov_grid_init(alov_grid *g, int n, const gk_alo_rule *rule, double *cardinal) {
+/* The plans of one thread, one per level, built at the thread's first call
+ * of the level and kept: the accurate level's cardinal tables take ~30 us to
+ * build, and greeksd prices American batches 8 options a kernel call (~90 us
+ * with Greeks). Every grid's table is carved from one arena: (n + 1) l rows
+ * of ALOV_STRIDE. Thread-local: no locks, and too large for small stacks. */
+#define ALOV_ARENA_DOUBLES (2 * (ALOV_MAX_NODES + 1) * ALOV_MAX_POINTS * ALOV_STRIDE)
+
+typedef struct alov_plans {
+  alov_plan plan[GK_ALO_LEVEL_COUNT];
+  int state[GK_ALO_LEVEL_COUNT]; /* 0 not built yet, 1 built, -1 not for the vector path */
+  size_t arena_used;
+  double price_basis[GK_ALO_LEVEL_COUNT][ALOV_MAX_PRICE_POINTS * ALOV_STRIDE];
+  double arena[ALOV_ARENA_DOUBLES];
+} alov_plans;
+
+/* `doubles` of the arena, or NULL where it cannot hold them. */
+static double *alov_arena_take(alov_plans *plans, size_t doubles) {
+  if (doubles > ALOV_ARENA_DOUBLES - plans->arena_used) return NULL;
+  double *taken = plans->arena + plans->arena_used;
+  plans->arena_used += doubles;
+  return taken;
+}
+
+/* A grid of n nodes on `rule`, its cardinal functions in the arena. Returns 0
+ * where the grid's arrays or the arena cannot hold it. */
+static int alov_grid_init(alov_grid *g, int n, const gk_alo_rule *rule, alov_plans *plans) {
   g->rule = rule, g->n = n, g->l = rule->count;
   if (g->n < 1 || g->n > ALOV_MAX_NODES || g->l < 1 || g->l > ALOV_MAX_POINTS) return 0;
+  double *cardinal = alov_arena_take(plans, (size_t)(g->n + 1) * (size_t)g->l * ALOV_STRIDE);
+  if (cardinal == NULL) return 0;
+  g->cardinal = cardinal;
   for (int j = 0; j < 2 * g->n; j++) g->cosines[j] = cos(j * ALOV_PI / g->n);
   for (int i = 0; i <= g->n; i++) {
     double half = sin(i * ALOV_PI / (2.0 * g->n));
@@ -120,23 +145,18 @@ static int alov_grid_init(alov_grid *g, int n, const gk_alo_rule *rule, double *
   for (int j = 0; j < g->l; j++) g->inv_cos[j] = 1.0 / rule->cos[j];
   for (int i = 1; i <= g->n; i++)
     for (int j = 0; j < g->l; j++)
-      alov_cardinal_functions(g, g->z[i][j], cardinal + ((size_t)i * ALOV_MAX_POINTS + (size_t)j) * ALOV_STRIDE);
-  g->cardinal = cardinal;
+      alov_cardinal_functions(g, g->z[i][j], cardinal + ((size_t)i * (size_t)g->l + (size_t)j) * ALOV_STRIDE);
   return 1;
 }
 
-static int alov_plan_init(alov_plan *p, gk_alo_level level) {
+static int alov_plan_init(alov_plan *p, gk_alo_level level, alov_plans *plans) {
   const gk_alo_scheme *scheme = gk_alo_scheme_of(level);
   p->scheme = scheme, p->level = level;
   if (scheme == NULL || scheme->price.count < 1 || scheme->price.count > ALOV_MAX_PRICE_POINTS) return 0;
-  /* Thread-local: 160 KB each, too large for small thread stacks; every call
-   * refills what it reads. */
-  static _Thread_local double fine[(ALOV_MAX_NODES + 1) * ALOV_MAX_POINTS * ALOV_STRIDE];
-  static _Thread_local double coarse[(ALOV_MAX_NODES + 1) * ALOV_MAX_POINTS * ALOV_STRIDE];
-  if (!alov_grid_init(&p->fine, scheme->nodes, &scheme->boundary, fine)) return 0;
+  if (!alov_grid_init(&p->fine, scheme->nodes, &scheme->boundary, plans)) return 0;
   p->has_coarse = scheme->coarse_nodes > 0;
-  if (p->has_coarse && !alov_grid_init(&p->coarse, scheme->coarse_nodes, &scheme->coarse_boundary, coarse)) return 0;
-  static _Thread_local double price_basis[ALOV_MAX_PRICE_POINTS * ALOV_STRIDE];
+  if (p->has_coarse && !alov_grid_init(&p->coarse, scheme->coarse_nodes, &scheme->coarse_boundary, plans)) return 0;
+  double *price_basis = plans->price_basis[level];
   for (int j = 0; j < scheme->price.count; j++) {
     double *T = price_basis + (size_t)j * ALOV_STRIDE, z = 2.0 * scheme->price.sin[j] - 1.0;
     T[0] = 1.0, T[1] = z;
@@ -145,6 +165,15 @@ static int alov_plan_init(alov_plan *p, gk_alo_level level) {
   }
   p->price_basis = price_basis;
   return 1;
+}
+
+/* The level's plan on this thread, NULL where its scheme does not fit the
+ * vector path (then the scalar reference prices the batch). */
+static const alov_plan *alov_plan_of(gk_alo_level level) {
+  static _Thread_local alov_plans plans;
+  if ((unsigned)level >= GK_ALO_LEVEL_COUNT) return NULL;
+  if (plans.state[level] == 0) plans.state[level] = alov_plan_init(&plans.plan[level], level, &plans) ? 1 : -1;
+  return plans.state[level] > 0 ? &plans.plan[level] : NULL;
 }
 
 /* N(x) and the density n(x) from one exp (the scalar normal_cdf_density). */
@@ -243,7 +272,8 @@ static inline alov_qdplus alov_qdplus_at(const alov_put *m, vdouble tau) {
   g.alpha_dr = v_div(v_set1(2.0), v_mul(s2, denom));
   g.beta = v_sub(v_mul(v_mul(g.alpha_dr, g.dr), v_add(r_h, v_div(lambda_h, denom))), lambda);
   g.inv_K = v_div(one, m->K), g.inv_v = v_div(one, g.v), g.drift_over_v = v_mul(v_sub(m->r, m->q), g.inv_v);
-  g.half_over_tau = v_div(v_set1(0.5), tau), g.half_sigma_over_sqrt_tau = v_div(v_mul(v_set1(0.5), m->sigma), g.sqrt_tau);
+  g.half_over_tau = v_div(v_set1(0.5), tau);
+  g.half_sigma_over_sqrt_tau = v_div(v_mul(v_set1(0.5), m->sigma), g.sqrt_tau);
   return g;
 }
 
@@ -1012,8 +1042,8 @@ static void alov_price_group(const alov_plan *p, gk_model model, const gk_option
 
 static size_t alo_vector_kernel(gk_model model, gk_alo_level level, const gk_option_batch *in, unsigned outputs,
                                 gk_greeks_batch *out) {
-  alov_plan plan;
-  if (!alov_plan_init(&plan, level)) return gk_alo_kernel_scalar(model, level, in, outputs, out);
+  const alov_plan *plan = alov_plan_of(level);
+  if (plan == NULL) return gk_alo_kernel_scalar(model, level, in, outputs, out);
   size_t invalid = 0;
   for (size_t i = 0; i < in->count; i += VLANES) {
     size_t n = in->count - i < VLANES ? in->count - i : VLANES;
@@ -1028,7 +1058,7 @@ static size_t alo_vector_kernel(gk_model model, gk_alo_level level, const gk_opt
         scalar_lanes |= 1u << k;
       }
     }
-    if (scalar_lanes != (1u << n) - 1u) alov_price_group(&plan, model, in, i, n, scalar_lanes, outputs, out);
+    if (scalar_lanes != (1u << n) - 1u) alov_price_group(plan, model, in, i, n, scalar_lanes, outputs, out);
     for (size_t k = 0; k < n; k++) {
       if (!(scalar_lanes >> k & 1u)) continue;
       if (out->error[i + k] != GK_ELEMENT_OK) gk_zero_element_outputs(outputs, out, i + k);
