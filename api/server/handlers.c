@@ -542,6 +542,14 @@ static gk_code compute_agent_init(void *context, gk_status *status) {
   return GK_OK;
 }
 
+/* On the compute agent's thread, when it stops or before a restart: its
+ * American pool goes with it. */
+static void compute_agent_shutdown(void *context) {
+  greeksd_server *s = context;
+  if (s->american_pool != NULL) gk_pool_destroy(s->american_pool);
+  s->american_pool = NULL;
+}
+
 gk_code compute_agent_start(greeksd_server *s, gk_status *status) {
   gk_agent_spec spec;
   memset(&spec, 0, sizeof spec);
@@ -553,6 +561,7 @@ gk_code compute_agent_start(greeksd_server *s, gk_status *status) {
   spec.restart = gk_restart_policy_default();
   spec.batch_max_weight = 1;
   spec.init = compute_agent_init;
+  spec.shutdown = compute_agent_shutdown;
   spec.handle_batch = compute_handle;
   spec.tracer = s->tracer;
   spec.expired = compute_expired;
@@ -984,25 +993,28 @@ static void price_american_task(void *context, size_t task, int worker) {
   }
 }
 
-/* Runs every task: on the calling thread for one, else on a pool of the
- * request's own. */
-static gk_code run_american_tasks(american_run *run, size_t tasks, int threads, gk_status *status) {
+/* Runs every task: on the calling thread for one, else on the compute
+ * agent's American pool, created at its first use with the shared pool's
+ * thread count and kept: a pool per request took 1-2 ms to start, as long as
+ * pricing a hundred options by alo. bulk_nice and bulk_yield_us need a
+ * restart, so the pool's settings never go stale. */
+static gk_code run_american_tasks(american_run *run, size_t tasks, gk_status *status) {
   if (tasks == 1) {
     price_american_task(run, 0, 0);
     return GK_OK;
   }
-  gk_pool_options options = gk_pool_options_default();
-  options.threads = threads < (int)tasks ? threads : (int)tasks;
-  options.bind = 0;
-  options.nice = rpc_config(run->call)->bulk_nice;
-  options.yield_every_ns = run->yield_every_ns;
-  options.name = "gk-american";
-  gk_pool *pool;
-  gk_code code = gk_pool_create(&options, &pool, status);
-  if (code != GK_OK) return code;
-  code = gk_pool_run(pool, tasks, price_american_task, run, status);
-  gk_pool_destroy(pool);
-  return code;
+  greeksd_server *s = run->call->server;
+  if (s->american_pool == NULL) {
+    gk_pool_options options = gk_pool_options_default();
+    options.threads = gk_pool_threads(s->pool);
+    options.bind = 0;
+    options.nice = s->config.bulk_nice;
+    options.yield_every_ns = s->config.bulk_yield_us * GK_NS_PER_US;
+    options.name = "gk-american";
+    gk_code code = gk_pool_create(&options, &s->american_pool, status);
+    if (code != GK_OK) return s->american_pool = NULL, code;
+  }
+  return gk_pool_run(s->american_pool, tasks, price_american_task, run, status);
 }
 
 /* On the compute agent's thread: prices the job's request, answers the call. */
@@ -1019,7 +1031,7 @@ static void price_american(rpc_call *c) {
   run.yield_every_ns = rpc_config(c)->bulk_yield_us * GK_NS_PER_US;
   size_t tasks = (r->in.count + run.task_options - 1) / run.task_options;
   gk_status status;
-  gk_code code = tasks == 0 ? GK_OK : run_american_tasks(&run, tasks, gk_pool_threads(c->server->pool), &status);
+  gk_code code = tasks == 0 ? GK_OK : run_american_tasks(&run, tasks, &status);
   if (code != GK_OK) {
     rpc_reply_status(c, &status);
   } else if (atomic_load(&run.failed)) {

@@ -190,6 +190,10 @@ struct greeksd_server {
   gk_pool *pool;
   gk_pricing_agent *pricing;
   gk_agent *compute;         /* implied vol and portfolio revaluation jobs */
+  /* The compute agent's own pool for American batches of more than one task
+   * (adr/0033): created on its thread at the first such batch, kept, and
+   * destroyed when the agent shuts down. Only the agent's thread touches it. */
+  gk_pool *american_pool;
   /* Configuration (reload.c, adr/0035): `config` above is the one started
    * with (what needs a restart reads it); `live` is the snapshot in force. */
   _Atomic(greeksd_snapshot *) live;

@@ -352,6 +352,36 @@ class AmericanMethodAlo(ServedOnce):
         self.assertEqual(self.stub.PriceChain(chain, timeout=60).greeks.price[0], reply.greeks.price[1])
 
 
+class AmericanPoolKept(ServedOnce):
+    """A multi-task American batch runs on the compute agent's own pool,
+    created at the first such batch and kept (adr/0033): the same gk-american
+    threads answer every later one, where a pool per request took 1-2 ms to
+    start. The second batch's prices are the first's, bit for bit."""
+
+    def american_threads(self):
+        pid = self.server.proc.pid
+        threads = set()
+        for task in os.listdir("/proc/%d/task" % pid):
+            try:
+                with open("/proc/%d/task/%s/comm" % (pid, task)) as f:
+                    if f.read().startswith("gk-american"):
+                        threads.add(int(task))
+            except FileNotFoundError:  # a thread that ended while listed
+                pass
+        return threads
+
+    def test_later_batches_run_on_the_first_batchs_threads(self):
+        rows = random_rows(200, 11)  # 64 contracts a task for alo: 4 tasks
+        request = batch(rows, [pb.AMERICAN] * len(rows), pb.AMERICAN_METHOD_ALO)
+        first = self.stub.PriceBatch(request, timeout=60)
+        threads = self.american_threads()
+        self.assertGreater(len(threads), 0, "a multi-task batch runs on the American pool")
+        for _ in range(3):
+            again = self.stub.PriceBatch(request, timeout=60)
+            self.assertEqual(list(again.greeks.price), list(first.greeks.price))
+            self.assertEqual(self.american_threads(), threads)
+
+
 class AmericanImpliedVol(ServedOnce):
     # Near the money, out of the exercise region: every vol is pinned (flags 0).
     ROWS = [dict(id="p%d" % i, type=PUT if i % 2 else CALL, S=100.0, K=92.0 + 2 * i, T=0.25 + 0.2 * i,
