@@ -27,8 +27,9 @@
  *    7e-9 x K (max) of QuantLib's QdFpAmericanEngine run to convergence on
  *    5000 random options (docs/kernels.md); about 7.3 us per price on AVX-512
  *    (10.8 us with every first-order Greek), 0.13 ms scalar. Each thread
- *    builds a level's tables at its first call and keeps them (~200 KB of
- *    thread-local memory per vector ISA it prices on).
+ *    builds a level's tables at its first call and keeps them: with its
+ *    scratch, 0.6 MB of thread-local memory per vector ISA (AVX-512), about
+ *    0.4 MB of it touched once the thread has priced at both levels.
  *
  * Greeks are bump-and-reprice central differences of the method's own price
  * (bumps in docs/kernels.md): delta and gamma bump S, vega bumps sigma, theta
