@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "greeks/american.h"
+#include "greeks/american_iv.h"
 #include "greeks/batch.h"
 #include "greeks/bsm.h"
 #include "greeks/isa.h"
@@ -27,7 +28,8 @@ _Static_assert(GK_CALL == 0 && GK_PUT == 1, "naive_bsm.c reads type 1 as a put")
 
 enum { KIND_BSM = 0, KIND_NAIVE_O2 = 1, KIND_NAIVE_FASTMATH = 2, KIND_AMERICAN_BS2002 = 3,
        KIND_AMERICAN_TREE = 4, KIND_AMERICAN_ALO = 5, KIND_AMERICAN_ALO_FAST = 6,
-       KIND_QUANTLIB_FAST = 7, KIND_QUANTLIB_ACCURATE = 8, KIND_AMERICAN_ALO_CALLS = 9 };
+       KIND_QUANTLIB_FAST = 7, KIND_QUANTLIB_ACCURATE = 8, KIND_AMERICAN_ALO_CALLS = 9,
+       KIND_AMERICAN_ALO_IV = 10 };
 
 /* greeksd prices an American batch AMERICAN_ALO_CALL (8) options a kernel call
  * (api/server/handlers.c: each call a cancellation and yield point): the
@@ -198,6 +200,11 @@ static void data_release(bench_data *d) {
 typedef struct bench_state {
   const bench_case *c;
   bench_data *d;
+  /* The American implied-vol case: alo's prices at the data's vols, and
+   * the solved vols. */
+  double *iv_price, *iv_vol;
+  uint8_t *iv_error, *iv_flags;
+  gk_iv_batch iv_in;
 #ifdef GREEKS_HAVE_QUANTLIB
   quantlib_american *quantlib; /* the QuantLib cases' engine, built once */
 #endif
@@ -258,6 +265,51 @@ static void run_alo(void *p) {
   bench_state *s = p;
   size_t invalid = 0;
   (void)price_alo(s->c, s->d, &invalid);
+}
+
+/* alo's American implied vols of its own prices (issue 22 part 5): each
+ * solver step prices the unconverged elements in one batch call. */
+static size_t solve_alo_ivs(bench_state *s) {
+  size_t invalid = 0;
+  (void)gk_american_implied_vol_batch_on((gk_isa)s->c->isa, GK_MODEL_BSM, GK_AMERICAN_ALO, &s->iv_in, s->iv_vol,
+                                         s->iv_error, s->iv_flags, &invalid);
+  return invalid;
+}
+
+static void run_alo_iv(void *p) { (void)solve_alo_ivs(p); }
+
+/* The prices to solve (alo accurate at the data's vols), and one solve that
+ * must give every vol back: to 1e-8 relative, or flagged where the price
+ * pins it loosely (low vega) or not at all (exercised now: vol 0). */
+static int alo_iv_ready(bench_state *s, char *error, size_t error_len) {
+  bench_data *d = s->d;
+  size_t n = d->n, invalid = 0;
+  s->iv_price = malloc(2 * n * sizeof(double));
+  s->iv_error = malloc(2 * n);
+  if (s->iv_price == NULL || s->iv_error == NULL) {
+    snprintf(error, error_len, "%s: out of memory", s->c->name);
+    return 0;
+  }
+  s->iv_vol = s->iv_price + n, s->iv_flags = s->iv_error + n;
+  gk_greeks_batch out = {.price = s->iv_price, .error = s->iv_error};
+  gk_rc rc = gk_alo_price_batch_on((gk_isa)s->c->isa, GK_MODEL_BSM, GK_ALO_ACCURATE, &d->in, GK_OUT_PRICE, &out,
+                                   &invalid);
+  if (rc != GK_RC_OK || invalid != 0) {
+    snprintf(error, error_len, "%s: gk_alo_price_batch_on: %s, %zu invalid", s->c->name, gk_rc_message(rc), invalid);
+    return 0;
+  }
+  s->iv_in = (gk_iv_batch){n, d->spot, d->strike, d->expiry, d->rate, d->yield, s->iv_price, d->type};
+  if ((invalid = solve_alo_ivs(s)) != 0) {
+    snprintf(error, error_len, "%s: %zu elements without a vol", s->c->name, invalid);
+    return 0;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (!(fabs(s->iv_vol[i] - d->vol[i]) <= 1e-8 * d->vol[i]) &&
+        !(s->iv_flags[i] & (GK_AMERICAN_IV_FLAG_LOW_VEGA | GK_AMERICAN_IV_FLAG_AT_LOWER_LIMIT))) {
+      snprintf(error, error_len, "%s: element %zu: vol %.17g back as %.17g", s->c->name, i, d->vol[i], s->iv_vol[i]);
+      return 0;
+    }
+  return 1;
 }
 
 #ifdef GREEKS_HAVE_QUANTLIB
@@ -341,6 +393,11 @@ void *bench_case_create(const bench_case *c, char *error, size_t error_len) {
       bench_case_destroy(s);
       return NULL;
     }
+  } else if (c->kind == KIND_AMERICAN_ALO_IV) {
+    if (!alo_iv_ready(s, error, error_len)) {
+      bench_case_destroy(s);
+      return NULL;
+    }
 #ifdef GREEKS_HAVE_QUANTLIB
   } else if (c->kind == KIND_QUANTLIB_FAST || c->kind == KIND_QUANTLIB_ACCURATE) {
     if (!quantlib_ready(s, error, error_len)) {
@@ -358,6 +415,7 @@ void bench_case_destroy(void *state) {
   bench_state *s = state;
   if (!s) return;
   data_release(s->d);
+  free(s->iv_price), free(s->iv_error);
 #ifdef GREEKS_HAVE_QUANTLIB
   quantlib_american_free(s->quantlib);
 #endif
@@ -367,9 +425,9 @@ void bench_case_destroy(void *state) {
 /* ---- the table ---- */
 
 /* The European cases per layout, then the American ones: bs2002, alo fast,
- * alo accurate and alo in calls of 8 on every ISA and mask, the tree and
- * QuantLib's two schemes. */
-#define MAX_CASES (N_LAYOUTS * (GK_ISA_COUNT + 2) * N_MASKS * N_SIZES + 4 * GK_ISA_COUNT * N_MASKS + 3)
+ * alo accurate and alo in calls of 8 on every ISA and mask, alo's implied
+ * vols on every ISA, the tree and QuantLib's two schemes. */
+#define MAX_CASES (N_LAYOUTS * (GK_ISA_COUNT + 2) * N_MASKS * N_SIZES + 4 * GK_ISA_COUNT * N_MASKS + GK_ISA_COUNT + 3)
 #define NAME_LEN 64
 
 static bench_case g_cases[MAX_CASES];
@@ -442,6 +500,9 @@ static void build_table(void) {
       snprintf(prefix, sizeof prefix, "american_alo_calls_of_%d/%s", ALO_CALL_OPTIONS, gk_isa_name((gk_isa)isa));
       add_case(LAYOUT_BATCH, prefix, KIND_AMERICAN_ALO_CALLS, isa, run_alo, m, 0);
     }
+    /* alo's implied vols (the price is the input: "price" names the mask) */
+    snprintf(prefix, sizeof prefix, "american_iv_alo/%s", gk_isa_name((gk_isa)isa));
+    add_case(LAYOUT_BATCH, prefix, KIND_AMERICAN_ALO_IV, isa, run_alo_iv, 0, 0);
   }
 #ifdef GREEKS_HAVE_QUANTLIB
   /* QuantLib 1.29's QdFpAmericanEngine, its fast and accurate schemes, on the
