@@ -198,32 +198,24 @@ static void other_valid_encodings_are_handed_back(void **state) {
 }
 
 /* Every truncation, and random byte corruption: never a crash (the sanitizers
- * watch), and a request the decoder accepts is one protobuf-c reads the same. */
+ * watch), and a request the decoder accepts is one protobuf-c reads the same;
+ * one it hands back owns nothing. */
+static void check_damaged(const uint8_t *bytes, size_t length) {
+  portfolio_request r;
+  if (decode_bytes(bytes, length, &r) == CHAIN_DECODE_OK) {
+    assert_same_as_protobuf_c(&r, bytes, length);
+    portfolio_request_free(&r);
+  } else {
+    assert_owns_nothing(&r);
+  }
+}
+
 static void damaged_bytes_are_never_misread(void **state) {
   (void)state;
   uint64_t rng = 42;
   for (int trial = 0; trial < 200; trial++) {
     encoded e = random_request(&rng);
-    for (size_t cut = 0; cut < e.length; cut += 1 + e.length / 40) {
-      portfolio_request r;
-      if (decode_bytes(e.bytes, cut, &r) == CHAIN_DECODE_OK) {
-        assert_same_as_protobuf_c(&r, e.bytes, cut);
-        portfolio_request_free(&r);
-      } else {
-        assert_owns_nothing(&r);
-      }
-    }
-    for (int k = 0; k < 20 && e.length > 0; k++) {
-      uint8_t *copy = malloc(e.length);
-      memcpy(copy, e.bytes, e.length);
-      copy[next_random(&rng) % e.length] = (uint8_t)next_random(&rng);
-      portfolio_request r;
-      if (decode_bytes(copy, e.length, &r) == CHAIN_DECODE_OK) {
-        assert_same_as_protobuf_c(&r, copy, e.length);
-        portfolio_request_free(&r);
-      }
-      free(copy);
-    }
+    check_damaged_copies(&e, &rng, check_damaged);
     free(e.bytes);
   }
 }
