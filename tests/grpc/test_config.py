@@ -267,6 +267,19 @@ class Reload(unittest.TestCase):
         metadata = [("authorization", "Bearer " + token)] if token else []
         return self.stub.PriceBatch(request, metadata=metadata, timeout=TIMEOUT)
 
+    def log_with(self, *needles):
+        """The server's log once every needle is in it. The access line is
+        written when the call is freed, just after the client has its answer,
+        so a line can trail the reply by a moment (more under sanitizers)."""
+        deadline = time.monotonic() + 5 * SLOWDOWN
+        log = self.server.stderr()
+        while not all(n in log for n in needles) and time.monotonic() < deadline:
+            time.sleep(0.02)
+            log = self.server.stderr()
+        for n in needles:
+            self.assertIn(n, log)
+        return log
+
     def code_of(self, call):
         with self.assertRaises(grpc.RpcError) as raised:
             call()
@@ -280,9 +293,7 @@ class Reload(unittest.TestCase):
         self.assertEqual(self.price("bravo-1").count, 1)
         self.assertEqual(self.code_of(lambda: self.price("nobody"))[0], grpc.StatusCode.UNAUTHENTICATED)
         self.assertEqual(self.code_of(lambda: self.price(None))[0], grpc.StatusCode.UNAUTHENTICATED)
-        log = self.server.stderr()
-        self.assertIn("(token desk-a)", log)
-        self.assertIn("(token desk-b)", log)
+        log = self.log_with("(token desk-a)", "(token desk-b)", "PriceBatch UNAUTHENTICATED")
         for secret in ("alpha-1", "bravo-1", "nobody"):
             self.assertNotIn(secret, log)
         start = [json.loads(l) for l in log.splitlines() if '"configuration version 1 ' in l]
@@ -304,12 +315,7 @@ class Reload(unittest.TestCase):
         self.assertEqual(self.code_of(lambda: self.price("charlie-1"))[0], grpc.StatusCode.UNAUTHENTICATED)
         self.reload(self.config_text("  - {name: desk-c, file: %s}\n" % token_c))
         self.assertEqual(self.price("charlie-1").count, 1)
-        # The access line is written when the call is freed, just after the
-        # answer: give it a moment.
-        deadline = time.monotonic() + 5 * SLOWDOWN
-        while "(token desk-c)" not in self.server.stderr() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        self.assertIn("(token desk-c)", self.server.stderr())
+        self.log_with("(token desk-c)")
         self.reload(self.config_text())
         self.assertEqual(self.code_of(lambda: self.price("charlie-1"))[0], grpc.StatusCode.UNAUTHENTICATED)
         self.assertEqual(self.server.stderr().count("serving on"), 1)  # never restarted
