@@ -265,6 +265,48 @@ static void test_calls_without_dividend_are_european_exactly(void **state) {
   owned_batch_free(&eur);
 }
 
+/* (e') Elements outside the vector domain (never exercised early, or
+ * sigma sqrt(T) below the deterministic limit's threshold) are priced by the
+ * scalar reference on every ISA: a group of 8 of them alone (which the vector
+ * kernels no longer solve for nothing) and a group mixing them with elements
+ * the vector solve prices. Every output of those elements is the scalar
+ * ISA's, bit for bit, at both levels; the others are finite. */
+static void test_elements_outside_the_vector_domain_are_the_scalar_references(void **state) {
+  (void)state;
+  const contract alone[8] = {{100, 90, 1.0, 0.05, 0.0, 0.3, GK_CALL, 0},  {80, 120, 5.0, 0.1, 0.0, 0.8, GK_CALL, 0},
+                             {100, 100, 0.01, 0.0, 0.0, 0.2, GK_CALL, 0}, {100, 110, 2.0, 0.0, 0.04, 0.25, GK_PUT, 0},
+                             {100, 95, 0.5, 0.03, 0.0, 1e-12, GK_PUT, 0}, {100, 105, 1.5, 0.02, 0.01, 0.0, GK_CALL, 0},
+                             {50, 40, 3.0, -0.01, 0.0, 0.4, GK_PUT, 0},   {120, 100, 0.25, 0.07, 0.0, 0.15, GK_CALL, 0}};
+  contract c[16];
+  for (size_t i = 0; i < 8; i++) {
+    c[i] = alone[i];
+    c[8 + i] = i % 2 ? alone[i] : (contract){100, 90 + 5.0 * (double)i, 0.5 + 0.25 * (double)i, 0.04, 0.01, 0.3,
+                                             GK_PUT, 0};
+  }
+  for (int level = 0; level < GK_ALO_LEVEL_COUNT; level++) {
+    owned_batch scalar;
+    price_batch_level(GK_ISA_SCALAR, GK_MODEL_BSM, (gk_alo_level)level, c, 16, GK_OUT_ALL, &scalar);
+    for (int isa = 1; isa < GK_ISA_COUNT; isa++) {
+      if (!gk_isa_supported((gk_isa)isa)) continue;
+      owned_batch b;
+      price_batch_level((gk_isa)isa, GK_MODEL_BSM, (gk_alo_level)level, c, 16, GK_OUT_ALL, &b);
+      for (size_t i = 0; i < 16; i++) {
+        double got[7] = {b.price[i], b.delta[i], b.gamma[i], b.vega[i], b.theta[i], b.rho[i], b.phi[i]};
+        double want[7] = {scalar.price[i], scalar.delta[i], scalar.gamma[i], scalar.vega[i],
+                          scalar.theta[i], scalar.rho[i],   scalar.phi[i]};
+        int outside = i < 8 || i % 2;
+        assert_int_equal(b.error[i], GK_ELEMENT_OK);
+        for (int k = 0; k < 7; k++)
+          if (outside ? memcmp(&got[k], &want[k], sizeof got[k]) != 0 : !isfinite(got[k]))
+            fail_msg("%s level %d element %zu output %d: %.17g, scalar %.17g", gk_isa_name((gk_isa)isa), level, i, k,
+                     got[k], want[k]);
+      }
+      owned_batch_free(&b);
+    }
+    owned_batch_free(&scalar);
+  }
+}
+
 /* (f) Corners: T tiny, sigma 0.01 and 3, deep in and out of the money, the far
  * ends of the domain, on every ISA at both levels. Every output finite, the
  * price within its bounds, the deltas of the right sign and size, the vector
@@ -774,6 +816,7 @@ int main(void) {
       cmocka_unit_test(test_price_bounds_and_parity_bounds),
       cmocka_unit_test(test_put_call_symmetry),
       cmocka_unit_test(test_calls_without_dividend_are_european_exactly),
+      cmocka_unit_test(test_elements_outside_the_vector_domain_are_the_scalar_references),
       cmocka_unit_test(test_corners_are_finite_and_bounded),
       cmocka_unit_test(test_greeks_agree_with_the_tree),
       cmocka_unit_test(test_delta_gamma_theta_match_finite_differences),

@@ -1040,6 +1040,18 @@ static void alov_price_group(const alov_plan *p, gk_model model, const gk_option
     if ((redo >> k & 1u) && !(scalar_lanes >> k & 1u)) gk_alo_price_element(model, p->level, in, i + k, outputs, out);
 }
 
+/* Whether valid element i lies outside the vector domain (alov_price): the
+ * deterministic limit (sigma sqrt(T) tiny) or a put never exercised early
+ * (r <= 0, q >= r; a call on q = 0 is one). The scalar reference prices
+ * those in closed form; classed here, a group of them alone skips the vector
+ * solve, which its lanes would run on stand-in values and throw away (an
+ * implied vol's first batch is all at sigma = 0: it cost as much as a solve). */
+static int alov_priced_alone(gk_model model, const gk_option_batch *in, size_t i) {
+  double r = in->rate[i], q = model == GK_MODEL_BLACK76 ? r : in->yield[i];
+  double r_put = in->type[i] == GK_PUT ? r : q, q_put = in->type[i] == GK_PUT ? q : r;
+  return in->vol[i] * sqrt(in->expiry[i]) < GK_AMERICAN_TINY_STDDEV || (r_put <= 0.0 && q_put >= r_put);
+}
+
 static size_t alo_vector_kernel(gk_model model, gk_alo_level level, const gk_option_batch *in, unsigned outputs,
                                 gk_greeks_batch *out) {
   const alov_plan *plan = alov_plan_of(level);
@@ -1054,7 +1066,7 @@ static size_t alo_vector_kernel(gk_model model, gk_alo_level level, const gk_opt
       if (error != GK_ELEMENT_OK) {
         invalid++;
         scalar_lanes |= 1u << k;
-      } else if (in->expiry[i + k] == 0.0) {
+      } else if (in->expiry[i + k] == 0.0 || alov_priced_alone(model, in, i + k)) {
         scalar_lanes |= 1u << k;
       }
     }
