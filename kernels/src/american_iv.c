@@ -8,21 +8,30 @@
  *     gives the price's lower bound; the price checks follow (iv.h's order);
  *  2. the start: the European implied vol of the price, one gk_implied_vol
  *     batch call (an upper bound of the American vol), or 100%;
- *  3. the steps: the still-active elements are gathered into one batch, priced
+ *  3. alo only, the warm start: step 4 on alo's fast level (1e-6 of the
+ *     strike, ~4x cheaper a price), to a step of 1e-6 of sigma; its root and
+ *     its last slope start step 4, whose first step then needs no vega;
+ *  4. the steps: the still-active elements are gathered into one batch, priced
  *     in one gk_american_price_batch_on call (with the method's vega the first
- *     time), and each takes a Newton step (the vega, then the secant of its
- *     last two points), or a bisection of its bracket when Newton would leave
- *     the bracket or did not halve the residual;
- *  4. the vega note: the solutions priced once more, a hair higher.
+ *     time, unless step 3 gave a slope), and each takes a Newton step (that
+ *     slope, then the secant of its last two points), or a bisection of its
+ *     bracket when Newton would leave the bracket or did not halve the residual;
+ *  5. the vega note: the solutions priced once more, a hair higher.
  * Why this way: the pricing calls carry every unconverged element together, so
  * the cost is that of the method's batch kernel (vectorized methods make this
  * faster with no change here), and the bracket makes convergence certain even
  * where the vega is 0 (the exercise region) or only approximate (the tree).
+ * The warm start only moves where step 4 starts: every result, error and flag
+ * comes from step 4 and 5 at the method's own accuracy, so an element the
+ * fast level misjudges (an error, no convergence, a vol it cannot reach)
+ * starts from step 2's vol as before. With it, step 4 takes two accurate
+ * prices a vol where it took four to five, one of them with the vega.
  */
 #include <float.h>
 #include <math.h>
 #include <string.h>
 
+#include "american_internal.h"
 #include "greeks/american_iv.h"
 #include "kernel_internal.h"
 
@@ -30,6 +39,7 @@
 #define STEP_TOLERANCE (0.1 * GK_AMERICAN_IV_TOLERANCE) /* a tenth of the target */
 #define START_WITHOUT_EUROPEAN 1.0                       /* 100%: the price is above the European bound */
 #define VEGA_PROBE 1e-7                                  /* relative sigma step of the vega note */
+#define WARM_STEP_TOLERANCE 1e-6 /* the warm start's stop: its level is only good to ~1e-6 of K anyway */
 
 /* One chunk: the solver's state per element and the gathered batch of the
  * elements still being solved (map[k]: chunk position of batch element k). */
@@ -37,15 +47,21 @@ typedef struct chunk_solver {
   gk_isa isa;
   gk_model model;
   gk_american_method method;
+  int warm;              /* pricing on alo's fast level (step 3) */
+  double step_tolerance; /* the relative sigma step that ends a search */
   const gk_iv_batch *in;
   size_t first, n;
   double target[CHUNK], resolution[CHUNK], lo[CHUNK], hi[CHUNK], sigma[CHUNK];
-  double slope[CHUNK]; /* the last slope that rose above rounding */
+  double slope[CHUNK];      /* the last slope that rose above rounding */
+  double warm_slope[CHUNK]; /* step 3's last slope: step 4's first; 0 where none */
   double last_sigma[CHUNK], last_residual[CHUNK]; /* the previous priced point */
   uint8_t active[CHUNK], hi_priced[CHUNK], error[CHUNK], flags[CHUNK];
+  uint8_t noted[CHUNK]; /* the vega note taken by step 4's paired first step */
+  /* the batch: up to two points per element (the paired first step) */
   size_t batch, map[CHUNK];
-  double S[CHUNK], K[CHUNK], T[CHUNK], r[CHUNK], q[CHUNK], vol[CHUNK], price[CHUNK], vega[CHUNK];
-  uint8_t type[CHUNK], batch_error[CHUNK];
+  double S[2 * CHUNK], K[2 * CHUNK], T[2 * CHUNK], r[2 * CHUNK], q[2 * CHUNK], vol[2 * CHUNK];
+  double price[2 * CHUNK], vega[2 * CHUNK];
+  uint8_t type[2 * CHUNK], batch_error[2 * CHUNK];
 } chunk_solver;
 
 static gk_rc check_arguments(gk_isa isa, gk_model model, gk_american_method method, const gk_iv_batch *in,
@@ -79,6 +95,7 @@ static void gather_batch(chunk_solver *c, int all) {
 static gk_rc price_batch(chunk_solver *c, unsigned outputs) {
   gk_option_batch in = {c->batch, c->S, c->K, c->T, c->r, c->q, c->vol, c->type};
   gk_greeks_batch out = {.price = c->price, .vega = c->vega, .error = c->batch_error};
+  if (c->warm) return gk_alo_price_batch_on(c->isa, c->model, GK_ALO_FAST, &in, outputs, &out, NULL);
   return gk_american_price_batch_on(c->isa, c->model, c->method, &in, outputs, &out, NULL);
 }
 
@@ -137,7 +154,7 @@ static void check_against_limits(chunk_solver *c, size_t k) {
 }
 
 static gk_rc check_inputs(chunk_solver *c) {
-  for (size_t j = 0; j < c->n; j++) c->sigma[j] = 0.0, c->active[j] = 0, c->flags[j] = 0;
+  for (size_t j = 0; j < c->n; j++) c->sigma[j] = 0.0, c->active[j] = 0, c->flags[j] = 0, c->noted[j] = 0;
   gather_batch(c, 1);
   gk_rc rc = price_batch(c, GK_OUT_PRICE);
   if (rc != GK_RC_OK) return rc;
@@ -165,13 +182,13 @@ static gk_rc choose_start(chunk_solver *c) {
  * secant through the last two (a price alone per step afterwards), unless
  * their prices differ by rounding only (16 resolutions): then the last good slope. */
 static double step_slope(const chunk_solver *c, size_t k, size_t j, int step, double residual) {
-  if (step == 0) return c->vega[k];
+  if (step == 0) return c->warm_slope[j] > 0.0 ? c->warm_slope[j] : c->vega[k];
   double rise = residual - c->last_residual[j], run = c->sigma[j] - c->last_sigma[j];
   if (!(fabs(rise) > 16.0 * c->resolution[j]) || run == 0.0) return c->slope[j];
   return rise / run;
 }
 
-/* Step 3 for batch element k, priced at its sigma: narrow the bracket, then
+/* Step 4 for batch element k, priced at its sigma: narrow the bracket, then
  * stop or choose the next sigma. */
 static void take_step(chunk_solver *c, size_t k, int step) {
   size_t j = c->map[k];
@@ -200,42 +217,148 @@ static void take_step(chunk_solver *c, size_t k, int step) {
   int use_newton = slope > 0.0 && newton > lo && newton < top &&
                    fabs(residual) <= 0.5 * fabs(c->last_residual[j]);
   double next = use_newton ? newton : c->hi_priced[j] ? 0.5 * (lo + top) : top;
-  int converged = use_newton ? fabs(next - sigma) <= STEP_TOLERANCE * next
-                             : c->hi_priced[j] && top - lo <= STEP_TOLERANCE * top;
+  int converged = use_newton ? fabs(next - sigma) <= c->step_tolerance * next
+                             : c->hi_priced[j] && top - lo <= c->step_tolerance * top;
   c->last_residual[j] = residual, c->last_sigma[j] = sigma;
   if (!converged && step + 1 == GK_AMERICAN_IV_MAX_STEPS) c->flags[j] |= GK_AMERICAN_IV_FLAG_NOT_CONVERGED;
   if (converged || step + 1 == GK_AMERICAN_IV_MAX_STEPS) finish(c, j, GK_ELEMENT_OK, next);
   else c->sigma[j] = next;
 }
 
-static gk_rc iterate(chunk_solver *c) {
-  for (int step = 0; step < GK_AMERICAN_IV_MAX_STEPS; step++) {
+/* Whether an active element of the gathered batch starts without a slope. */
+static int batch_needs_vega(const chunk_solver *c) {
+  for (size_t k = 0; k < c->batch; k++)
+    if (!(c->warm_slope[c->map[k]] > 0.0)) return 1;
+  return 0;
+}
+
+static gk_rc iterate(chunk_solver *c, int first_step) {
+  for (int step = first_step; step < GK_AMERICAN_IV_MAX_STEPS; step++) {
     gather_batch(c, 0);
     if (c->batch == 0) break;
-    gk_rc rc = price_batch(c, step == 0 ? GK_OUT_PRICE | GK_OUT_VEGA : GK_OUT_PRICE);
+    gk_rc rc = price_batch(c, step == 0 && batch_needs_vega(c) ? GK_OUT_PRICE | GK_OUT_VEGA : GK_OUT_PRICE);
     if (rc != GK_RC_OK) return rc;
     for (size_t k = 0; k < c->batch; k++) take_step(c, k, step);
   }
   return GK_RC_OK;
 }
 
-/* Step 4, the vega note: every solved element priced once more, all in one
+/* Whether element j is one that alo hands to the tree (american.h, negative
+ * rates): the fast level would price it by the tree too, at full cost. */
+static int routed_to_tree(const chunk_solver *c, size_t j) {
+  size_t i = c->first + j;
+  const gk_iv_batch *in = c->in;
+  gk_option_batch one = {in->count, in->spot, in->strike, in->expiry, in->rate, in->yield, NULL, in->type};
+  return gk_model_uses_yield(c->model) && gk_american_routed_to_tree(c->model, &one, i); /* black76: never */
+}
+
+/* The state of step 4's search from sigma, its bracket the whole range. */
+static void restart_search(chunk_solver *c, size_t j, double sigma) {
+  c->active[j] = 1, c->error[j] = GK_ELEMENT_OK, c->flags[j] = 0;
+  c->sigma[j] = sigma;
+  c->lo[j] = 0.0, c->hi[j] = GK_AMERICAN_IV_MAX_VOL, c->hi_priced[j] = 0;
+  c->last_residual[j] = INFINITY, c->last_sigma[j] = 0.0, c->slope[j] = 0.0;
+}
+
+/* Step 3: alo's fast level solved from step 2's start; where it converged
+ * cleanly, its root and last slope start step 4, else step 2's vol does. */
+static gk_rc warm_start(chunk_solver *c) {
+  for (size_t j = 0; j < c->n; j++) c->warm_slope[j] = 0.0;
+  if (c->method != GK_AMERICAN_ALO) return GK_RC_OK;
+  uint8_t searched[CHUNK];
+  double start[CHUNK];
+  for (size_t j = 0; j < c->n; j++) {
+    searched[j] = c->active[j], start[j] = c->sigma[j];
+    if (c->active[j] && routed_to_tree(c, j)) c->active[j] = 0;
+  }
+  c->warm = 1, c->step_tolerance = WARM_STEP_TOLERANCE;
+  gk_rc rc = iterate(c, 0);
+  c->warm = 0, c->step_tolerance = STEP_TOLERANCE;
+  if (rc != GK_RC_OK) return rc;
+  for (size_t j = 0; j < c->n; j++) {
+    if (!searched[j]) continue;
+    int usable = !routed_to_tree(c, j) && c->error[j] == GK_ELEMENT_OK && c->flags[j] == 0 &&
+                 c->sigma[j] > 0.0 && c->sigma[j] < GK_AMERICAN_IV_MAX_VOL && c->slope[j] > 0.0;
+    double slope = c->slope[j];
+    restart_search(c, j, usable ? c->sigma[j] : start[j]);
+    c->warm_slope[j] = usable ? slope : 0.0;
+  }
+  return GK_RC_OK;
+}
+
+/* The vega note of a solved element from a rise of its price over sigma
+ * VEGA_PROBE (step 5). */
+static void note_vega(chunk_solver *c, size_t j, double rise) {
+  if (!(rise * (GK_AMERICAN_IV_TOLERANCE / VEGA_PROBE) >= c->resolution[j])) c->flags[j] |= GK_AMERICAN_IV_FLAG_LOW_VEGA;
+  c->noted[j] = 1;
+}
+
+/* Whether the Newton step from sigma to next, on a secant slope whose two
+ * prices rose by `rise`, lands within the tolerance of the root: the slope's
+ * relative error is its rounding (2 R / rise) plus its truncation (~1e-7,
+ * allowed 1e-6), the step's own error that times the step, plus a curvature
+ * term (a second derivative ten times sigma's scale, allowed). */
+static int paired_step_is_final(const chunk_solver *c, size_t j, double sigma, double next, double rise) {
+  double step = fabs(next - sigma), slope_error = 2.0 * c->resolution[j] / rise + 1e-6;
+  return rise > 0.0 && step * slope_error + 10.0 * step * step / sigma <= STEP_TOLERANCE * next;
+}
+
+/* Step 4's first step on alo: each element priced at sigma and at sigma (1 +
+ * VEGA_PROBE) in one batch. Their secant is the step's slope (no vega asked)
+ * and, sigma being this close to the root after step 3, the vega note's rise.
+ * Where the Newton step it gives is short enough that the secant's own error
+ * cannot move the result by the tolerance, the element is solved without
+ * another price: with step 3's start that is most of them, at two prices. */
+static gk_rc paired_first_step(chunk_solver *c) {
+  gather_batch(c, 0);
+  size_t n = c->batch;
+  if (n == 0) return GK_RC_OK;
+  for (size_t k = 0; k < n; k++) {
+    c->S[n + k] = c->S[k], c->K[n + k] = c->K[k], c->T[n + k] = c->T[k];
+    c->r[n + k] = c->r[k], c->q[n + k] = c->q[k], c->type[n + k] = c->type[k];
+    c->vol[n + k] = c->vol[k] * (1.0 + VEGA_PROBE);
+  }
+  c->batch = 2 * n;
+  gk_rc rc = price_batch(c, GK_OUT_PRICE);
+  c->batch = n;
+  if (rc != GK_RC_OK) return rc;
+  for (size_t k = 0; k < n; k++) {
+    size_t j = c->map[k];
+    double sigma = c->sigma[j];
+    int both = c->batch_error[k] == GK_ELEMENT_OK && c->batch_error[n + k] == GK_ELEMENT_OK;
+    double rise = both ? c->price[n + k] - c->price[k] : NAN;
+    c->vega[k] = rise > 0.0 ? rise / (sigma * VEGA_PROBE) : 0.0; /* the step's slope (step_slope) */
+    c->warm_slope[j] = 0.0;
+    take_step(c, k, 0);
+    if (c->active[j] && paired_step_is_final(c, j, sigma, c->sigma[j], rise)) finish(c, j, GK_ELEMENT_OK, c->sigma[j]);
+    if (!c->active[j] && c->error[j] == GK_ELEMENT_OK && both && fabs(c->sigma[j] - sigma) <= 1e-6 * sigma)
+      note_vega(c, j, rise);
+  }
+  return GK_RC_OK;
+}
+
+/* Step 4: alo's paired first step, then the steps. */
+static gk_rc search(chunk_solver *c) {
+  if (c->method != GK_AMERICAN_ALO) return iterate(c, 0);
+  gk_rc rc = paired_first_step(c);
+  return rc == GK_RC_OK ? iterate(c, 1) : rc;
+}
+
+/* Step 5, the vega note: every solved element priced once more, all in one
  * batch call, at sigma (1 + VEGA_PROBE). The secant to the price,
  * (price - target) / (sigma VEGA_PROBE), stands for the vega at the solution
  * (the last Newton slope can span the kink where the price leaves the
  * exercise region); R moves it by 1e-9 of itself at the flag's threshold. */
 static gk_rc note_low_vega(chunk_solver *c) {
   for (size_t j = 0; j < c->n; j++)
-    c->active[j] = c->error[j] == GK_ELEMENT_OK && !(c->flags[j] & GK_AMERICAN_IV_FLAG_AT_LOWER_LIMIT);
+    c->active[j] = c->error[j] == GK_ELEMENT_OK && !(c->flags[j] & GK_AMERICAN_IV_FLAG_AT_LOWER_LIMIT) && !c->noted[j];
   gather_batch(c, 0);
   for (size_t k = 0; k < c->batch; k++) c->vol[k] *= 1.0 + VEGA_PROBE;
   gk_rc rc = price_batch(c, GK_OUT_PRICE);
   if (rc != GK_RC_OK) return rc;
   for (size_t k = 0; k < c->batch; k++) {
     size_t j = c->map[k];
-    double rise = c->price[k] - c->target[j]; /* vega sigma VEGA_PROBE, +- R */
-    if (!(rise * (GK_AMERICAN_IV_TOLERANCE / VEGA_PROBE) >= c->resolution[j]))
-      c->flags[j] |= GK_AMERICAN_IV_FLAG_LOW_VEGA;
+    note_vega(c, j, c->price[k] - c->target[j]); /* the rise: vega sigma VEGA_PROBE, +- R */
     c->active[j] = 0;
   }
   return GK_RC_OK;
@@ -244,7 +367,8 @@ static gk_rc note_low_vega(chunk_solver *c) {
 static gk_rc solve_chunk(chunk_solver *c, double *vol, uint8_t *error, uint8_t *flags, size_t *invalid) {
   gk_rc rc = check_inputs(c);
   if (rc == GK_RC_OK) rc = choose_start(c);
-  if (rc == GK_RC_OK) rc = iterate(c);
+  if (rc == GK_RC_OK) rc = warm_start(c);
+  if (rc == GK_RC_OK) rc = search(c);
   if (rc == GK_RC_OK) rc = note_low_vega(c);
   if (rc != GK_RC_OK) return rc;
   for (size_t j = 0; j < c->n; j++) {
@@ -261,7 +385,7 @@ gk_rc gk_american_implied_vol_batch_on(gk_isa isa, gk_model model, gk_american_m
                                        uint8_t *flags, size_t *invalid_count) {
   gk_rc rc = check_arguments(isa, model, method, in, vol, error);
   if (rc != GK_RC_OK) return rc;
-  chunk_solver c = {.isa = isa, .model = model, .method = method, .in = in};
+  chunk_solver c = {.isa = isa, .model = model, .method = method, .step_tolerance = STEP_TOLERANCE, .in = in};
   size_t invalid = 0;
   for (size_t first = 0; first < in->count; first += CHUNK) {
     c.first = first;
