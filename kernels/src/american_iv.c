@@ -9,14 +9,15 @@
  *  2. the start: the European implied vol of the price, one gk_implied_vol
  *     batch call (an upper bound of the American vol), or 100%;
  *  3. alo only, the warm start: step 4 on alo's fast level (1e-6 of the
- *     strike, ~4x cheaper a price), to a step of 1e-6 of sigma; its root and
- *     its last slope start step 4, whose first step then needs no vega;
+ *     strike, ~4x cheaper a price), to a step of 1e-6 of sigma; its root
+ *     starts step 4, whose first Newton step then usually ends the search;
  *  4. the steps: the still-active elements are gathered into one batch, priced
  *     in one gk_american_price_batch_on call (with the method's vega the first
- *     time, unless step 3 gave a slope), and each takes a Newton step (that
- *     slope, then the secant of its last two points), or a bisection of its
- *     bracket when Newton would leave the bracket or did not halve the residual;
- *  5. the vega note: the solutions priced once more, a hair higher.
+ *     time), and each takes a Newton step (the vega, then the secant of its
+ *     last two points), or a bisection of its bracket when Newton would leave
+ *     the bracket or did not halve the residual;
+ *  5. the vega note: the solutions priced once more, a hair higher (on alo,
+ *     only those whose vega is near the note's threshold).
  * Why this way: the pricing calls carry every unconverged element together, so
  * the cost is that of the method's batch kernel (vectorized methods make this
  * faster with no change here), and the bracket makes convergence certain even
@@ -24,8 +25,8 @@
  * The warm start only moves where step 4 starts: every result, error and flag
  * comes from step 4 and 5 at the method's own accuracy, so an element the
  * fast level misjudges (an error, no convergence, a vol it cannot reach)
- * starts from step 2's vol as before. With it, step 4 takes two accurate
- * prices a vol where it took four to five, one of them with the vega.
+ * starts from step 2's vol as before. With it, a vol takes one accurate
+ * price with vega where it took four to five prices and a note (adr/0043).
  */
 #include <float.h>
 #include <math.h>
@@ -53,15 +54,13 @@ typedef struct chunk_solver {
   size_t first, n;
   double target[CHUNK], resolution[CHUNK], lo[CHUNK], hi[CHUNK], sigma[CHUNK];
   double slope[CHUNK];      /* the last slope that rose above rounding */
-  double warm_slope[CHUNK]; /* step 3's last slope: step 4's first; 0 where none */
+  uint8_t warm_started[CHUNK]; /* step 3 gave step 4's start */
   double last_sigma[CHUNK], last_residual[CHUNK]; /* the previous priced point */
   uint8_t active[CHUNK], hi_priced[CHUNK], error[CHUNK], flags[CHUNK];
-  uint8_t noted[CHUNK]; /* the vega note taken by step 4's paired first step */
-  /* the batch: up to two points per element (the paired first step) */
+  uint8_t noted[CHUNK]; /* the vega note taken by step 4's first step (alo) */
   size_t batch, map[CHUNK];
-  double S[2 * CHUNK], K[2 * CHUNK], T[2 * CHUNK], r[2 * CHUNK], q[2 * CHUNK], vol[2 * CHUNK];
-  double price[2 * CHUNK], vega[2 * CHUNK];
-  uint8_t type[2 * CHUNK], batch_error[2 * CHUNK];
+  double S[CHUNK], K[CHUNK], T[CHUNK], r[CHUNK], q[CHUNK], vol[CHUNK], price[CHUNK], vega[CHUNK];
+  uint8_t type[CHUNK], batch_error[CHUNK];
 } chunk_solver;
 
 static gk_rc check_arguments(gk_isa isa, gk_model model, gk_american_method method, const gk_iv_batch *in,
@@ -182,7 +181,7 @@ static gk_rc choose_start(chunk_solver *c) {
  * secant through the last two (a price alone per step afterwards), unless
  * their prices differ by rounding only (16 resolutions): then the last good slope. */
 static double step_slope(const chunk_solver *c, size_t k, size_t j, int step, double residual) {
-  if (step == 0) return c->warm_slope[j] > 0.0 ? c->warm_slope[j] : c->vega[k];
+  if (step == 0) return c->vega[k];
   double rise = residual - c->last_residual[j], run = c->sigma[j] - c->last_sigma[j];
   if (!(fabs(rise) > 16.0 * c->resolution[j]) || run == 0.0) return c->slope[j];
   return rise / run;
@@ -225,18 +224,11 @@ static void take_step(chunk_solver *c, size_t k, int step) {
   else c->sigma[j] = next;
 }
 
-/* Whether an active element of the gathered batch starts without a slope. */
-static int batch_needs_vega(const chunk_solver *c) {
-  for (size_t k = 0; k < c->batch; k++)
-    if (!(c->warm_slope[c->map[k]] > 0.0)) return 1;
-  return 0;
-}
-
 static gk_rc iterate(chunk_solver *c, int first_step) {
   for (int step = first_step; step < GK_AMERICAN_IV_MAX_STEPS; step++) {
     gather_batch(c, 0);
     if (c->batch == 0) break;
-    gk_rc rc = price_batch(c, step == 0 && batch_needs_vega(c) ? GK_OUT_PRICE | GK_OUT_VEGA : GK_OUT_PRICE);
+    gk_rc rc = price_batch(c, step == 0 ? GK_OUT_PRICE | GK_OUT_VEGA : GK_OUT_PRICE);
     if (rc != GK_RC_OK) return rc;
     for (size_t k = 0; k < c->batch; k++) take_step(c, k, step);
   }
@@ -261,9 +253,9 @@ static void restart_search(chunk_solver *c, size_t j, double sigma) {
 }
 
 /* Step 3: alo's fast level solved from step 2's start; where it converged
- * cleanly, its root and last slope start step 4, else step 2's vol does. */
+ * cleanly, its root starts step 4, else step 2's vol does. */
 static gk_rc warm_start(chunk_solver *c) {
-  for (size_t j = 0; j < c->n; j++) c->warm_slope[j] = 0.0;
+  for (size_t j = 0; j < c->n; j++) c->warm_started[j] = 0;
   if (c->method != GK_AMERICAN_ALO) return GK_RC_OK;
   uint8_t searched[CHUNK];
   double start[CHUNK];
@@ -279,9 +271,8 @@ static gk_rc warm_start(chunk_solver *c) {
     if (!searched[j]) continue;
     int usable = !routed_to_tree(c, j) && c->error[j] == GK_ELEMENT_OK && c->flags[j] == 0 &&
                  c->sigma[j] > 0.0 && c->sigma[j] < GK_AMERICAN_IV_MAX_VOL && c->slope[j] > 0.0;
-    double slope = c->slope[j];
     restart_search(c, j, usable ? c->sigma[j] : start[j]);
-    c->warm_slope[j] = usable ? slope : 0.0;
+    c->warm_started[j] = (uint8_t)usable;
   }
   return GK_RC_OK;
 }
@@ -293,54 +284,51 @@ static void note_vega(chunk_solver *c, size_t j, double rise) {
   c->noted[j] = 1;
 }
 
-/* Whether the Newton step from sigma to next, on a secant slope whose two
- * prices rose by `rise`, lands within the tolerance of the root: the slope's
- * relative error is its rounding (2 R / rise) plus its truncation (~1e-7,
- * allowed 1e-6), the step's own error that times the step, plus a curvature
+/* The relative error allowed alo's vega as the slope of its own price in
+ * sigma: the adjoint's vega is the converged boundary's derivative, which
+ * the scheme's price follows to ~1e-8 (docs/kernels.md); a 100-fold margin. */
+#define ALO_VEGA_SLOPE_ERROR 1e-6
+
+/* Whether the Newton step from sigma to next, on alo's vega, lands within the
+ * tolerance of the root: the slope's error times the step, plus a curvature
  * term (a second derivative ten times sigma's scale, allowed). */
-static int paired_step_is_final(const chunk_solver *c, size_t j, double sigma, double next, double rise) {
-  double step = fabs(next - sigma), slope_error = 2.0 * c->resolution[j] / rise + 1e-6;
-  return rise > 0.0 && step * slope_error + 10.0 * step * step / sigma <= STEP_TOLERANCE * next;
+static int first_step_is_final(double sigma, double next) {
+  double step = fabs(next - sigma);
+  return step * ALO_VEGA_SLOPE_ERROR + 10.0 * step * step / sigma <= STEP_TOLERANCE * next;
 }
 
-/* Step 4's first step on alo: each element priced at sigma and at sigma (1 +
- * VEGA_PROBE) in one batch. Their secant is the step's slope (no vega asked)
- * and, sigma being this close to the root after step 3, the vega note's rise.
- * Where the Newton step it gives is short enough that the secant's own error
- * cannot move the result by the tolerance, the element is solved without
- * another price: with step 3's start that is most of them, at two prices. */
-static gk_rc paired_first_step(chunk_solver *c) {
+/* Step 4's first step on alo, from step 3's start: each element priced with
+ * its vega (the adjoint pass, ~1.5x a price), the Newton slope. Where step 3
+ * started it and the step is short enough that the slope's error cannot move
+ * the result by the tolerance, the element is solved without another price.
+ * Where the vega is well above the vega note's threshold (4 R), it is the
+ * note: the note's secant just above the solution would give the same
+ * verdict; nearer the threshold the note prices it (step 5). Elements that
+ * alo hands to the tree (vega by bumps of a piecewise smooth price) were not
+ * warm-started and take the usual steps. */
+static gk_rc first_accurate_step(chunk_solver *c) {
   gather_batch(c, 0);
-  size_t n = c->batch;
-  if (n == 0) return GK_RC_OK;
-  for (size_t k = 0; k < n; k++) {
-    c->S[n + k] = c->S[k], c->K[n + k] = c->K[k], c->T[n + k] = c->T[k];
-    c->r[n + k] = c->r[k], c->q[n + k] = c->q[k], c->type[n + k] = c->type[k];
-    c->vol[n + k] = c->vol[k] * (1.0 + VEGA_PROBE);
-  }
-  c->batch = 2 * n;
-  gk_rc rc = price_batch(c, GK_OUT_PRICE);
-  c->batch = n;
+  if (c->batch == 0) return GK_RC_OK;
+  gk_rc rc = price_batch(c, GK_OUT_PRICE | GK_OUT_VEGA);
   if (rc != GK_RC_OK) return rc;
-  for (size_t k = 0; k < n; k++) {
+  for (size_t k = 0; k < c->batch; k++) {
     size_t j = c->map[k];
-    double sigma = c->sigma[j];
-    int both = c->batch_error[k] == GK_ELEMENT_OK && c->batch_error[n + k] == GK_ELEMENT_OK;
-    double rise = both ? c->price[n + k] - c->price[k] : NAN;
-    c->vega[k] = rise > 0.0 ? rise / (sigma * VEGA_PROBE) : 0.0; /* the step's slope (step_slope) */
-    c->warm_slope[j] = 0.0;
+    double sigma = c->sigma[j], rise = c->vega[k] * sigma * VEGA_PROBE;
+    int warm = c->warm_started[j], priced = c->batch_error[k] == GK_ELEMENT_OK;
+    int clear_of_the_note = priced && rise * (GK_AMERICAN_IV_TOLERANCE / VEGA_PROBE) >= 4.0 * c->resolution[j];
     take_step(c, k, 0);
-    if (c->active[j] && paired_step_is_final(c, j, sigma, c->sigma[j], rise)) finish(c, j, GK_ELEMENT_OK, c->sigma[j]);
-    if (!c->active[j] && c->error[j] == GK_ELEMENT_OK && both && fabs(c->sigma[j] - sigma) <= 1e-6 * sigma)
+    if (c->active[j] && warm && clear_of_the_note && first_step_is_final(sigma, c->sigma[j]))
+      finish(c, j, GK_ELEMENT_OK, c->sigma[j]);
+    if (!c->active[j] && c->error[j] == GK_ELEMENT_OK && clear_of_the_note && fabs(c->sigma[j] - sigma) <= 1e-6 * sigma)
       note_vega(c, j, rise);
   }
   return GK_RC_OK;
 }
 
-/* Step 4: alo's paired first step, then the steps. */
+/* Step 4: alo's first accurate step, then the steps. */
 static gk_rc search(chunk_solver *c) {
   if (c->method != GK_AMERICAN_ALO) return iterate(c, 0);
-  gk_rc rc = paired_first_step(c);
+  gk_rc rc = first_accurate_step(c);
   return rc == GK_RC_OK ? iterate(c, 1) : rc;
 }
 

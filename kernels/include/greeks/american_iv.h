@@ -30,10 +30,10 @@
  * GK_AMERICAN_IV_MAX_VOL (the tree misprices vols near it on long expiries).
  * Newton's slope is the method's vega at the start and the secant through the
  * last two points afterwards (one price per step). With GK_AMERICAN_ALO the
- * start is first refined on alo's fast level, and the first accurate batch
- * prices sigma and sigma (1 + 1e-7) together: their secant is the slope, and
- * most elements are solved by that one step (about two accurate prices a
- * vol; results, errors and flags all from the accurate level; adr/0043).
+ * start is first refined on alo's fast level, and most elements are then
+ * solved by the first accurate Newton step (about one accurate price with
+ * vega a vol; results, errors and flags all from the accurate level;
+ * adr/0043).
  * Converged: a step below
  * GK_AMERICAN_IV_TOLERANCE / 10 of sigma, the bracket narrower than that, or
  * the residual within the price resolution R (below).
@@ -64,7 +64,7 @@
  * above the method's price at GK_AMERICAN_IV_MAX_VOL). A vol is never NaN.
  *
  * Thread safety: no shared state; concurrent calls on distinct outputs are safe.
- * Memory: none allocated (the chunk's work arrays are on the stack, about 30 KiB).
+ * Memory: none allocated (the chunk's work arrays are on the stack, about 20 KiB).
  */
 #ifndef GREEKS_AMERICAN_IV_H
 #define GREEKS_AMERICAN_IV_H
