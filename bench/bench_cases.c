@@ -29,7 +29,7 @@ _Static_assert(GK_CALL == 0 && GK_PUT == 1, "naive_bsm.c reads type 1 as a put")
 enum { KIND_BSM = 0, KIND_NAIVE_O2 = 1, KIND_NAIVE_FASTMATH = 2, KIND_AMERICAN_BS2002 = 3,
        KIND_AMERICAN_TREE = 4, KIND_AMERICAN_ALO = 5, KIND_AMERICAN_ALO_FAST = 6,
        KIND_QUANTLIB_FAST = 7, KIND_QUANTLIB_ACCURATE = 8, KIND_AMERICAN_ALO_CALLS = 9,
-       KIND_AMERICAN_ALO_IV = 10, KIND_AMERICAN_ALO_CALLS_NO_DIVIDEND = 11 };
+       KIND_AMERICAN_ALO_IV = 10, KIND_AMERICAN_ALO_CALLS_NO_DIVIDEND = 11, KIND_AMERICAN_ALO_CHAIN_NO_DIVIDEND = 12 };
 
 /* greeksd prices an American batch AMERICAN_ALO_CALL (8) options a kernel call
  * (api/server/handlers.c: each call a cancellation and yield point): the
@@ -205,7 +205,8 @@ typedef struct bench_state {
   double *iv_price, *iv_vol;
   uint8_t *iv_error, *iv_flags;
   gk_iv_batch iv_in;
-  /* The no-dividend case: the data's contracts as calls on q = 0. */
+  /* The no-dividend cases: the data's contracts on q = 0, as calls, or as
+   * a chain's calls and puts, alternating. */
   double *no_yield;
   uint8_t *calls;
   gk_option_batch calls_in;
@@ -283,15 +284,16 @@ static size_t solve_alo_ivs(bench_state *s) {
 static void run_alo_iv(void *p) { (void)solve_alo_ivs(p); }
 
 /* Calls on q = 0 are never exercised early: alo returns the European price,
- * in closed form, and a group of them alone runs no solve (adr/0043). */
-static void run_alo_calls_no_dividend(void *p) {
+ * in closed form, and they take no lane of the vector solve (adr/0043); in
+ * the chain, the puts between them are packed into full groups. */
+static void run_alo_no_dividend(void *p) {
   bench_state *s = p;
   size_t invalid = 0;
   (void)gk_alo_price_batch_on((gk_isa)s->c->isa, GK_MODEL_BSM, GK_ALO_ACCURATE, &s->calls_in, s->c->mask, &s->d->out,
                               &invalid);
 }
 
-static int alo_calls_ready(bench_state *s, char *error, size_t error_len) {
+static int alo_no_dividend_ready(bench_state *s, char *error, size_t error_len) {
   bench_data *d = s->d;
   size_t n = d->n, invalid = 0;
   s->no_yield = calloc(n, sizeof(double));
@@ -300,7 +302,8 @@ static int alo_calls_ready(bench_state *s, char *error, size_t error_len) {
     snprintf(error, error_len, "%s: out of memory", s->c->name);
     return 0;
   }
-  memset(s->calls, GK_CALL, n);
+  for (size_t i = 0; i < n; i++)
+    s->calls[i] = s->c->kind == KIND_AMERICAN_ALO_CHAIN_NO_DIVIDEND && i % 2 ? GK_PUT : GK_CALL;
   s->calls_in = (gk_option_batch){n, d->spot, d->strike, d->expiry, d->rate, s->no_yield, d->vol, s->calls};
   gk_rc rc = gk_alo_price_batch_on((gk_isa)s->c->isa, GK_MODEL_BSM, GK_ALO_ACCURATE, &s->calls_in, s->c->mask,
                                    &d->out, &invalid);
@@ -426,8 +429,8 @@ void *bench_case_create(const bench_case *c, char *error, size_t error_len) {
       bench_case_destroy(s);
       return NULL;
     }
-  } else if (c->kind == KIND_AMERICAN_ALO_CALLS_NO_DIVIDEND) {
-    if (!alo_calls_ready(s, error, error_len)) {
+  } else if (c->kind == KIND_AMERICAN_ALO_CALLS_NO_DIVIDEND || c->kind == KIND_AMERICAN_ALO_CHAIN_NO_DIVIDEND) {
+    if (!alo_no_dividend_ready(s, error, error_len)) {
       bench_case_destroy(s);
       return NULL;
     }
@@ -466,7 +469,7 @@ void bench_case_destroy(void *state) {
 /* The European cases per layout, then the American ones: bs2002, alo fast,
  * alo accurate and alo in calls of 8 on every ISA and mask, alo's implied
  * vols on every ISA, the tree and QuantLib's two schemes. */
-#define MAX_CASES (N_LAYOUTS * (GK_ISA_COUNT + 2) * N_MASKS * N_SIZES + 4 * GK_ISA_COUNT * N_MASKS + 2 * GK_ISA_COUNT + 3)
+#define MAX_CASES (N_LAYOUTS * (GK_ISA_COUNT + 2) * N_MASKS * N_SIZES + 4 * GK_ISA_COUNT * N_MASKS + 3 * GK_ISA_COUNT + 3)
 #define NAME_LEN 64
 
 static bench_case g_cases[MAX_CASES];
@@ -540,7 +543,9 @@ static void build_table(void) {
       add_case(LAYOUT_BATCH, prefix, KIND_AMERICAN_ALO_CALLS, isa, run_alo, m, 0);
     }
     snprintf(prefix, sizeof prefix, "american_alo_calls_no_dividend/%s", gk_isa_name((gk_isa)isa));
-    add_case(LAYOUT_BATCH, prefix, KIND_AMERICAN_ALO_CALLS_NO_DIVIDEND, isa, run_alo_calls_no_dividend, 0, 0);
+    add_case(LAYOUT_BATCH, prefix, KIND_AMERICAN_ALO_CALLS_NO_DIVIDEND, isa, run_alo_no_dividend, 0, 0);
+    snprintf(prefix, sizeof prefix, "american_alo_chain_no_dividend/%s", gk_isa_name((gk_isa)isa));
+    add_case(LAYOUT_BATCH, prefix, KIND_AMERICAN_ALO_CHAIN_NO_DIVIDEND, isa, run_alo_no_dividend, 0, 0);
     /* alo's implied vols (the price is the input: "price" names the mask) */
     snprintf(prefix, sizeof prefix, "american_iv_alo/%s", gk_isa_name((gk_isa)isa));
     add_case(LAYOUT_BATCH, prefix, KIND_AMERICAN_ALO_IV, isa, run_alo_iv, 0, 0);

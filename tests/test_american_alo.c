@@ -307,6 +307,56 @@ static void test_elements_outside_the_vector_domain_are_the_scalar_references(vo
   }
 }
 
+/* (e'') A price does not depend on its neighbours in the batch: the vector
+ * kernels pack the elements their solve prices into full groups (those
+ * priced alone, invalid or expired take no lane), so an element's lane and
+ * group change with what surrounds it. 40 contracts alone, then in reverse
+ * order with a call on q = 0 after each and an expired and an invalid
+ * element after every fifth: every output bit for bit, every vector ISA,
+ * both levels. */
+static void test_prices_do_not_depend_on_their_neighbours(void **state) {
+  (void)state;
+  enum { N = 40, MIXED = N + N + 2 * (N / 5) };
+  contract plain[N], mixed[MIXED];
+  size_t where[N], m = 0;
+  test_rng rng = {4343};
+  for (size_t i = 0; i < N; i++)
+    plain[i] = (contract){rng_uniform(&rng, 60, 140), rng_uniform(&rng, 60, 140), rng_uniform(&rng, 0.05, 3),
+                          rng_uniform(&rng, 0.01, 0.1), rng_uniform(&rng, 0.001, 0.08), rng_uniform(&rng, 0.05, 1),
+                          i % 3 ? GK_PUT : GK_CALL, 0};
+  for (size_t k = 0; k < N; k++) {
+    size_t i = N - 1 - k;
+    where[i] = m, mixed[m++] = plain[i];
+    mixed[m++] = (contract){plain[i].S, plain[i].K, plain[i].T, plain[i].r, 0.0, plain[i].sigma, GK_CALL, 0};
+    if (k % 5 == 4) {
+      mixed[m++] = (contract){100, 100, 0.0, 0.05, 0.01, 0.2, GK_PUT, 0}; /* expired: the payoff */
+      mixed[m++] = (contract){100, 100, 1.0, 0.05, 0.01, -0.2, GK_PUT, 0}; /* invalid: a negative vol */
+    }
+  }
+  assert_int_equal(m, MIXED);
+  for (int isa = 1; isa < GK_ISA_COUNT; isa++) {
+    if (!gk_isa_supported((gk_isa)isa)) continue;
+    for (int level = 0; level < GK_ALO_LEVEL_COUNT; level++) {
+      owned_batch a, b;
+      price_batch_level((gk_isa)isa, GK_MODEL_BSM, (gk_alo_level)level, plain, N, GK_OUT_ALL, &a);
+      price_batch_level((gk_isa)isa, GK_MODEL_BSM, (gk_alo_level)level, mixed, MIXED, GK_OUT_ALL, &b);
+      for (size_t i = 0; i < N; i++) {
+        size_t j = where[i];
+        double x[7] = {a.price[i], a.delta[i], a.gamma[i], a.vega[i], a.theta[i], a.rho[i], a.phi[i]};
+        double y[7] = {b.price[j], b.delta[j], b.gamma[j], b.vega[j], b.theta[j], b.rho[j], b.phi[j]};
+        assert_int_equal(a.error[i], GK_ELEMENT_OK);
+        assert_int_equal(b.error[j], GK_ELEMENT_OK);
+        for (int k = 0; k < 7; k++)
+          if (memcmp(&x[k], &y[k], sizeof x[k]) != 0)
+            fail_msg("%s level %d contract %zu output %d: alone %.17g, among others %.17g", gk_isa_name((gk_isa)isa),
+                     level, i, k, x[k], y[k]);
+      }
+      owned_batch_free(&a);
+      owned_batch_free(&b);
+    }
+  }
+}
+
 /* (f) Corners: T tiny, sigma 0.01 and 3, deep in and out of the money, the far
  * ends of the domain, on every ISA at both levels. Every output finite, the
  * price within its bounds, the deltas of the right sign and size, the vector
@@ -817,6 +867,7 @@ int main(void) {
       cmocka_unit_test(test_put_call_symmetry),
       cmocka_unit_test(test_calls_without_dividend_are_european_exactly),
       cmocka_unit_test(test_elements_outside_the_vector_domain_are_the_scalar_references),
+      cmocka_unit_test(test_prices_do_not_depend_on_their_neighbours),
       cmocka_unit_test(test_corners_are_finite_and_bounded),
       cmocka_unit_test(test_greeks_agree_with_the_tree),
       cmocka_unit_test(test_delta_gamma_theta_match_finite_differences),

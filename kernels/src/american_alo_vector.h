@@ -34,11 +34,14 @@
  * bounds the difference), not bit for bit: exp, log and the rational's
  * evaluation order differ.
  *
- * Lanes the vector path does not price go to the scalar reference element
+ * Elements the vector path does not price go to the scalar reference element
  * by element: invalid, expired, sigma sqrt(T) below GK_AMERICAN_TINY_STDDEV,
  * never exercised early (European), or a non-finite vector result (a
  * non-finite Greek included): those elements get the scalar element path,
- * every output, exactly as the scalar kernel prices them.
+ * every output, exactly as the scalar kernel prices them. The others are
+ * packed VLANES at a time (alov_pack), so no lane of a solve is spent on an
+ * element priced elsewhere; since no lane's result depends on another's, a
+ * price does not depend on its neighbours in the batch (adr/0043).
  *
  * Why: the boundary's integrals are nearly all of the work (n l m points, two
  * normal CDFs each) and they vectorize across options without gathers.
@@ -1043,13 +1046,50 @@ static void alov_price_group(const alov_plan *p, gk_model model, const gk_option
 /* Whether valid element i lies outside the vector domain (alov_price): the
  * deterministic limit (sigma sqrt(T) tiny) or a put never exercised early
  * (r <= 0, q >= r; a call on q = 0 is one). The scalar reference prices
- * those in closed form; classed here, a group of them alone skips the vector
- * solve, which its lanes would run on stand-in values and throw away (an
- * implied vol's first batch is all at sigma = 0: it cost as much as a solve). */
+ * those in closed form; classed here, they take no lane of the vector solve,
+ * which ran on stand-in values for them and threw the lanes away (an implied
+ * vol's first batch is all at sigma = 0: it cost as much as a solve). */
 static int alov_priced_alone(gk_model model, const gk_option_batch *in, size_t i) {
   double r = in->rate[i], q = model == GK_MODEL_BLACK76 ? r : in->yield[i];
   double r_put = in->type[i] == GK_PUT ? r : q, q_put = in->type[i] == GK_PUT ? q : r;
   return in->vol[i] * sqrt(in->expiry[i]) < GK_AMERICAN_TINY_STDDEV || (r_put <= 0.0 && q_put >= r_put);
+}
+
+/* VLANES elements of `in` that the vector solve prices, gathered into one
+ * full group: a group's cost is the same whatever share of its lanes is
+ * live, and a chain that alternates calls on q = 0 (priced alone) with puts
+ * would otherwise solve every group for half its lanes. A lane's result does
+ * not depend on its neighbours (every per-lane decision is masked), so the
+ * packing changes no output. */
+typedef struct alov_pack {
+  size_t count, at[VLANES];
+  double S[VLANES], K[VLANES], T[VLANES], r[VLANES], q[VLANES], vol[VLANES];
+  uint8_t type[VLANES], error[VLANES];
+  double price[VLANES], delta[VLANES], gamma[VLANES], vega[VLANES], theta[VLANES], rho[VLANES], phi[VLANES];
+} alov_pack;
+
+static void alov_pack_add(alov_pack *k, const gk_option_batch *in, size_t i) {
+  size_t n = k->count++;
+  k->at[n] = i;
+  k->S[n] = in->spot[i], k->K[n] = in->strike[i], k->T[n] = in->expiry[i], k->r[n] = in->rate[i];
+  k->q[n] = in->yield ? in->yield[i] : 0.0, k->vol[n] = in->vol[i], k->type[n] = in->type[i];
+}
+
+/* Prices the pack's elements as one group and writes their outputs back. */
+static void alov_pack_price(const alov_plan *p, gk_model model, alov_pack *k, unsigned outputs,
+                            gk_greeks_batch *out) {
+  if (k->count == 0) return;
+  gk_option_batch in = {k->count, k->S, k->K, k->T, k->r, k->q, k->vol, k->type};
+  gk_greeks_batch packed = {.price = k->price, .delta = k->delta, .gamma = k->gamma, .vega = k->vega,
+                            .theta = k->theta, .rho = k->rho, .phi = k->phi, .error = k->error};
+  alov_price_group(p, model, &in, 0, k->count, 0, outputs, &packed);
+  double *const from[] = {k->price, k->delta, k->gamma, k->vega, k->theta, k->rho, k->phi};
+  double *const to[] = {out->price, out->delta, out->gamma, out->vega, out->theta, out->rho, out->phi};
+  const unsigned bits[] = {GK_OUT_PRICE, GK_OUT_DELTA, GK_OUT_GAMMA, GK_OUT_VEGA, GK_OUT_THETA, GK_OUT_RHO, GK_OUT_PHI};
+  for (size_t o = 0; o < sizeof bits / sizeof bits[0]; o++)
+    if (outputs & bits[o])
+      for (size_t j = 0; j < k->count; j++) to[o][k->at[j]] = from[o][j];
+  k->count = 0;
 }
 
 static size_t alo_vector_kernel(gk_model model, gk_alo_level level, const gk_option_batch *in, unsigned outputs,
@@ -1057,26 +1097,21 @@ static size_t alo_vector_kernel(gk_model model, gk_alo_level level, const gk_opt
   const alov_plan *plan = alov_plan_of(level);
   if (plan == NULL) return gk_alo_kernel_scalar(model, level, in, outputs, out);
   size_t invalid = 0;
-  for (size_t i = 0; i < in->count; i += VLANES) {
-    size_t n = in->count - i < VLANES ? in->count - i : VLANES;
-    unsigned scalar_lanes = 0;
-    for (size_t k = 0; k < n; k++) {
-      gk_element_error error = gk_classify_american_element(model, in, i + k);
-      out->error[i + k] = (uint8_t)error;
-      if (error != GK_ELEMENT_OK) {
-        invalid++;
-        scalar_lanes |= 1u << k;
-      } else if (in->expiry[i + k] == 0.0 || alov_priced_alone(model, in, i + k)) {
-        scalar_lanes |= 1u << k;
-      }
-    }
-    if (scalar_lanes != (1u << n) - 1u) alov_price_group(plan, model, in, i, n, scalar_lanes, outputs, out);
-    for (size_t k = 0; k < n; k++) {
-      if (!(scalar_lanes >> k & 1u)) continue;
-      if (out->error[i + k] != GK_ELEMENT_OK) gk_zero_element_outputs(outputs, out, i + k);
-      else gk_alo_price_element(model, level, in, i + k, outputs, out);
+  alov_pack pack = {.count = 0};
+  for (size_t i = 0; i < in->count; i++) {
+    gk_element_error error = gk_classify_american_element(model, in, i);
+    out->error[i] = (uint8_t)error;
+    if (error != GK_ELEMENT_OK) {
+      invalid++;
+      gk_zero_element_outputs(outputs, out, i);
+    } else if (in->expiry[i] == 0.0 || alov_priced_alone(model, in, i)) {
+      gk_alo_price_element(model, level, in, i, outputs, out);
+    } else {
+      alov_pack_add(&pack, in, i);
+      if (pack.count == VLANES) alov_pack_price(plan, model, &pack, outputs, out);
     }
   }
+  alov_pack_price(plan, model, &pack, outputs, out);
   return invalid;
 }
 
