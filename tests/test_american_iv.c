@@ -389,8 +389,43 @@ static void test_scalar_isa_agrees(void **state) {
   owned_batch_free(&b);
 }
 
+/* The paced solve (greeksd's, with a yield point between the tree's prices)
+ * gives the unpaced one's vols, errors and flags bit for bit, and runs the
+ * pace after every tree price; alo is not paced and unchanged too. */
+static void count_price(void *context) { ++*(size_t *)context; }
+
+static void test_paced_solves_are_the_unpaced_ones(void **state) {
+  (void)state;
+  enum { N = 6 };
+  owned_batch b = owned_batch_make(N);
+  test_rng rng = {2209};
+  for (size_t i = 0; i < N; i++) fill_contract(&b, i, &rng);
+  const gk_american_method methods[] = {GK_AMERICAN_TREE, GK_AMERICAN_ALO};
+  for (size_t m = 0; m < 2; m++) {
+    price_american(GK_MODEL_BSM, methods[m], &b);
+    solved s = solve(GK_MODEL_BSM, methods[m], &b);
+    double vol[N];
+    uint8_t error[N], flags[N];
+    size_t prices = 0, invalid = 99;
+    gk_american_pace pace = {count_price, &prices};
+    gk_iv_batch iv = {N, b.spot, b.strike, b.expiry, b.rate, b.yield, b.price, b.type};
+    assert_int_equal(gk_american_implied_vol_batch_paced(GK_MODEL_BSM, methods[m], &iv, vol, error, flags, &invalid,
+                                                         &pace),
+                     GK_RC_OK);
+    assert_int_equal(invalid, s.invalid);
+    assert_memory_equal(vol, s.vol, sizeof vol);
+    assert_memory_equal(error, s.error, sizeof error);
+    assert_memory_equal(flags, s.flags, sizeof flags);
+    if (methods[m] == GK_AMERICAN_TREE) assert_true(prices >= 2 * N); /* a dozen a vol: at least two */
+    else assert_int_equal(prices, 0);
+    solved_free(&s);
+  }
+  owned_batch_free(&b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_paced_solves_are_the_unpaced_ones),
       cmocka_unit_test(test_round_trip_alo_recovers_sigma_to_1e10),
       cmocka_unit_test(test_round_trip_alo_black76_and_gk),
       cmocka_unit_test(test_round_trip_bs2002_recovers_sigma_to_1e10),

@@ -572,17 +572,93 @@ gk_code compute_agent_start(greeksd_server *s, gk_status *status) {
 
 /* ---- ImpliedVol ---- */
 
+/* Whether a long job's call is no longer wanted: cancelled, or past its
+ * deadline (revaluations, American batches and implied vols stop then). */
+static int revaluation_unwanted(void *user) {
+  const rpc_call *c = user;
+  return rpc_is_cancelled(c) || rpc_deadline_passed(c);
+}
+
+static void reply_stopped(rpc_call *c, const gk_status *status) {
+  int expired = rpc_deadline_passed(c);
+  char details[sizeof status->message + 64];
+  snprintf(details, sizeof details, "%s: %s", expired ? "the deadline passed" : "the client cancelled the call",
+           status->message);
+  rpc_reply(c, expired ? GRPC_STATUS_DEADLINE_EXCEEDED : GRPC_STATUS_CANCELLED, details, NULL);
+}
+
+
+static gk_code run_on_american_pool(greeksd_server *s, size_t tasks, gk_pool_task task, void *context,
+                                    gk_status *status);
+
+/* American implied vols on the compute agent's American pool, as American
+ * batches are priced (below): a task of contracts at a time, each task's
+ * solver calls a slice of it, the call checked for cancellation and its
+ * deadline before each slice, a yield point after it, and the tree's prices
+ * paced inside (gk_american_implied_vol_batch_paced). A tree vol takes a
+ * dozen tree prices, ~4 ms: one a call. alo's solver works a chunk of
+ * elements at once; its vols, like every method's, do not depend on how the
+ * contracts are sliced. */
+enum { AMERICAN_IV_TREE_TASK = 4, AMERICAN_IV_ALO_TASK = 64, AMERICAN_IV_BS2002_TASK = 256 };
+enum { AMERICAN_IV_TREE_CALL = 1, AMERICAN_IV_ALO_CALL = 64, AMERICAN_IV_BS2002_CALL = 256 };
+
+typedef struct american_iv_run {
+  rpc_call *call;
+  gk_model model;
+  gk_american_method method;
+  gk_iv_batch in; /* the gathered American contracts */
+  double *vol;
+  uint8_t *error, *flags;
+  size_t task_options, call_options;
+  int64_t yield_every_ns; /* serving.bulk_yield_us */
+  atomic_int stopped;     /* unwanted: the remaining tasks return at once */
+  atomic_int failed;      /* a solver call failed (a bug: the request was validated) */
+} american_iv_run;
+
+static void solve_american_iv_task(void *context, size_t task, int worker) {
+  (void)worker;
+  american_iv_run *run = context;
+  size_t begin = task * run->task_options, end = begin + run->task_options;
+  if (end > run->in.count) end = run->in.count;
+  task_yield yield = {0, run->yield_every_ns};
+  gk_american_pace pace = {yield.every_ns > 0 ? yield_when_due : NULL, &yield};
+  for (size_t at = begin; at < end; at += run->call_options) {
+    if (atomic_load(&run->stopped) || revaluation_unwanted(run->call)) {
+      atomic_store(&run->stopped, 1);
+      return;
+    }
+    size_t count = end - at < run->call_options ? end - at : run->call_options;
+    const gk_iv_batch *in = &run->in;
+    gk_iv_batch slice = {count,         in->spot + at,  in->strike + at, in->expiry + at,
+                         in->rate + at, in->yield + at, in->price + at,  in->type + at};
+    if (gk_american_implied_vol_batch_paced(run->model, run->method, &slice, run->vol + at, run->error + at,
+                                            run->flags + at, NULL, &pace) != GK_RC_OK) {
+      atomic_store(&run->failed, 1);
+      atomic_store(&run->stopped, 1);
+      return;
+    }
+    gk_yield_point(&yield.next_ns, yield.every_ns); /* small calls' threads run (adr/0038) */
+  }
+}
+
 /* The AMERICAN contracts (exercise->style) of `in`, gathered and solved again
  * as American premiums (greeks/american_iv.h) over their European answers:
  * vol, codes and *invalid updated in place, flags[i] set for every contract.
- * On this thread: the American solver prices a batch per step. Returns 0, -1
- * when out of memory. */
-static int solve_american_ivs(gk_model model, const request_exercise *exercise, const gk_iv_batch *in, double *vol,
-                              uint8_t *codes, uint32_t *flags, size_t *invalid) {
+ * GK_OK; GK_CANCELLED where the call was cancelled or its deadline passed
+ * (the vols are then unfinished and untouched); GK_RESOURCE_EXHAUSTED when
+ * out of memory; the pool's code where it failed; *status says which. */
+static gk_code solve_american_ivs(rpc_call *c, gk_model model, const request_exercise *exercise,
+                                  const gk_iv_batch *in, double *vol, uint8_t *codes, uint32_t *flags,
+                                  size_t *invalid, gk_status *status) {
   size_t n = in->count, m = exercise->american, k = 0;
-  double *a = malloc(7 * m * sizeof *a);
-  uint8_t *bytes = malloc(3 * m);
-  if (a == NULL || bytes == NULL) return free(a), free(bytes), -1;
+  double *a = malloc(7 * (m ? m : 1) * sizeof *a);
+  uint8_t *bytes = malloc(3 * (m ? m : 1));
+  if (a == NULL || bytes == NULL) {
+    free(a), free(bytes);
+    gk_status_set(status, GK_RESOURCE_EXHAUSTED, NULL, NULL, GK_STATUS_NO_INDEX,
+                  "out of memory solving the American contracts");
+    return GK_RESOURCE_EXHAUSTED;
+  }
   double *S = a, *K = a + m, *T = a + 2 * m, *r = a + 3 * m, *q = a + 4 * m, *price = a + 5 * m, *sub_vol = a + 6 * m;
   uint8_t *type = bytes, *error = bytes + m, *sub_flags = bytes + 2 * m;
   for (size_t i = 0; i < n; i++) {
@@ -591,16 +667,32 @@ static int solve_american_ivs(gk_model model, const request_exercise *exercise, 
     S[k] = in->spot[i], K[k] = in->strike[i], T[k] = in->expiry[i], r[k] = in->rate[i], q[k] = in->yield[i];
     price[k] = in->price[i], type[k++] = in->type[i];
   }
-  gk_iv_batch sub = {m, S, K, T, r, q, price, type};
-  gk_rc rc = gk_american_implied_vol_batch(model, exercise->method, &sub, sub_vol, error, sub_flags, NULL);
-  for (size_t i = 0, j = 0; rc == GK_RC_OK && i < n; i++) {
+  american_iv_run run = {.call = c, .model = model, .method = exercise->method, .in = {m, S, K, T, r, q, price, type},
+                         .vol = sub_vol, .error = error, .flags = sub_flags};
+  run.task_options = exercise->method == GK_AMERICAN_TREE  ? AMERICAN_IV_TREE_TASK
+                     : exercise->method == GK_AMERICAN_ALO ? AMERICAN_IV_ALO_TASK
+                                                           : AMERICAN_IV_BS2002_TASK;
+  run.call_options = exercise->method == GK_AMERICAN_TREE  ? AMERICAN_IV_TREE_CALL
+                     : exercise->method == GK_AMERICAN_ALO ? AMERICAN_IV_ALO_CALL
+                                                           : AMERICAN_IV_BS2002_CALL;
+  run.yield_every_ns = rpc_config(c)->bulk_yield_us * GK_NS_PER_US;
+  size_t tasks = (m + run.task_options - 1) / run.task_options;
+  gk_code code = tasks == 0 ? GK_OK : run_on_american_pool(c->server, tasks, solve_american_iv_task, &run, status);
+  if (code == GK_OK && atomic_load(&run.failed)) {
+    code = GK_INTERNAL;
+    gk_status_set(status, code, NULL, NULL, GK_STATUS_NO_INDEX, "the American implied vol solver failed");
+  } else if (code == GK_OK && atomic_load(&run.stopped)) {
+    code = GK_CANCELLED;
+    gk_status_set(status, code, NULL, NULL, GK_STATUS_NO_INDEX, "the American implied vols stopped unfinished");
+  }
+  for (size_t i = 0, j = 0; code == GK_OK && i < n; i++) {
     if (exercise->style[i] != GK_STYLE_AMERICAN) continue;
     *invalid -= codes[i] != GK_ELEMENT_OK;
     vol[i] = sub_vol[j], codes[i] = error[j], flags[i] = sub_flags[j++];
     *invalid += codes[i] != GK_ELEMENT_OK;
   }
   free(a), free(bytes);
-  return rc == GK_RC_OK ? 0 : -1; /* the request was validated: only a bug gives another rc */
+  return code;
 }
 
 static void run_implied_vol(rpc_call *c) {
@@ -626,10 +718,13 @@ static void run_implied_vol(rpc_call *c) {
   gk_iv_batch in = {n, q->spot, q->strike, q->expiry, q->rate, q->n_yield ? q->yield : yield, q->price, types};
   size_t invalid = 0;
   gk_status status;
+  gk_code code;
   if (gk_implied_vol(c->server->pool, j->model, &in, vol, codes, &invalid, &status) != GK_OK) {
     rpc_reply_status(c, &status);
-  } else if (exercise.style && solve_american_ivs(j->model, &exercise, &in, vol, codes, flags, &invalid) != 0) {
-    rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory solving the American contracts", NULL);
+  } else if (exercise.style &&
+             (code = solve_american_ivs(c, j->model, &exercise, &in, vol, codes, flags, &invalid, &status)) != GK_OK) {
+    if (code == GK_CANCELLED) reply_stopped(c, &status);
+    else rpc_reply_status(c, &status);
   } else {
     element_columns cols = {in.spot, in.strike, in.expiry, in.rate, in.yield, NULL, in.price, types};
     wire_errors errors;
@@ -727,19 +822,6 @@ static void reply_revalued(rpc_call *c, const portfolio_input *p, const gk_portf
 
 /* A revaluation of a million positions takes over a second: it stops between
  * chunks once its client has gone or its deadline has passed. */
-static int revaluation_unwanted(void *user) {
-  const rpc_call *c = user;
-  return rpc_is_cancelled(c) || rpc_deadline_passed(c);
-}
-
-static void reply_stopped(rpc_call *c, const gk_status *status) {
-  int expired = rpc_deadline_passed(c);
-  char details[sizeof status->message + 64];
-  snprintf(details, sizeof details, "%s: %s", expired ? "the deadline passed" : "the client cancelled the call",
-           status->message);
-  rpc_reply(c, expired ? GRPC_STATUS_DEADLINE_EXCEEDED : GRPC_STATUS_CANCELLED, details, NULL);
-}
-
 static void revalue(rpc_call *c, const portfolio_input *p) {
   const Greeks__V1__Markets *mk = p->markets;
   size_t m = mk->n_spot;
@@ -998,12 +1080,12 @@ static void price_american_task(void *context, size_t task, int worker) {
  * thread count and kept: a pool per request took 1-2 ms to start, as long as
  * pricing a hundred options by alo. bulk_nice and bulk_yield_us need a
  * restart, so the pool's settings never go stale. */
-static gk_code run_american_tasks(american_run *run, size_t tasks, gk_status *status) {
+static gk_code run_on_american_pool(greeksd_server *s, size_t tasks, gk_pool_task task, void *context,
+                                    gk_status *status) {
   if (tasks == 1) {
-    price_american_task(run, 0, 0);
+    task(context, 0, 0);
     return GK_OK;
   }
-  greeksd_server *s = run->call->server;
   if (s->american_pool == NULL) {
     gk_pool_options options = gk_pool_options_default();
     options.threads = gk_pool_threads(s->pool);
@@ -1014,7 +1096,7 @@ static gk_code run_american_tasks(american_run *run, size_t tasks, gk_status *st
     gk_code code = gk_pool_create(&options, &s->american_pool, status);
     if (code != GK_OK) return s->american_pool = NULL, code;
   }
-  return gk_pool_run(s->american_pool, tasks, price_american_task, run, status);
+  return gk_pool_run(s->american_pool, tasks, task, context, status);
 }
 
 /* On the compute agent's thread: prices the job's request, answers the call. */
@@ -1031,7 +1113,7 @@ static void price_american(rpc_call *c) {
   run.yield_every_ns = rpc_config(c)->bulk_yield_us * GK_NS_PER_US;
   size_t tasks = (r->in.count + run.task_options - 1) / run.task_options;
   gk_status status;
-  gk_code code = tasks == 0 ? GK_OK : run_american_tasks(&run, tasks, &status);
+  gk_code code = tasks == 0 ? GK_OK : run_on_american_pool(c->server, tasks, price_american_task, &run, &status);
   if (code != GK_OK) {
     rpc_reply_status(c, &status);
   } else if (atomic_load(&run.failed)) {

@@ -49,6 +49,7 @@ typedef struct chunk_solver {
   gk_model model;
   gk_american_method method;
   int warm;              /* pricing on alo's fast level (step 3) */
+  const gk_american_pace *pace; /* the tree's, between its prices; NULL: none */
   double step_tolerance; /* the relative sigma step that ends a search */
   const gk_iv_batch *in;
   size_t first, n;
@@ -95,6 +96,8 @@ static gk_rc price_batch(chunk_solver *c, unsigned outputs) {
   gk_option_batch in = {c->batch, c->S, c->K, c->T, c->r, c->q, c->vol, c->type};
   gk_greeks_batch out = {.price = c->price, .vega = c->vega, .error = c->batch_error};
   if (c->warm) return gk_alo_price_batch_on(c->isa, c->model, GK_ALO_FAST, &in, outputs, &out, NULL);
+  if (c->pace && c->method == GK_AMERICAN_TREE) /* scalar on every ISA: the same prices */
+    return gk_american_price_batch_paced(c->model, c->method, &in, outputs, &out, NULL, c->pace);
   return gk_american_price_batch_on(c->isa, c->model, c->method, &in, outputs, &out, NULL);
 }
 
@@ -368,12 +371,12 @@ static gk_rc solve_chunk(chunk_solver *c, double *vol, uint8_t *error, uint8_t *
   return GK_RC_OK;
 }
 
-gk_rc gk_american_implied_vol_batch_on(gk_isa isa, gk_model model, gk_american_method method,
-                                       const gk_iv_batch *in, double *vol, uint8_t *error,
-                                       uint8_t *flags, size_t *invalid_count) {
+static gk_rc solve_batch(gk_isa isa, gk_model model, gk_american_method method, const gk_iv_batch *in, double *vol,
+                         uint8_t *error, uint8_t *flags, size_t *invalid_count, const gk_american_pace *pace) {
   gk_rc rc = check_arguments(isa, model, method, in, vol, error);
   if (rc != GK_RC_OK) return rc;
-  chunk_solver c = {.isa = isa, .model = model, .method = method, .step_tolerance = STEP_TOLERANCE, .in = in};
+  chunk_solver c = {.isa = isa, .model = model, .method = method, .pace = pace, .step_tolerance = STEP_TOLERANCE,
+                    .in = in};
   size_t invalid = 0;
   for (size_t first = 0; first < in->count; first += CHUNK) {
     c.first = first;
@@ -383,6 +386,21 @@ gk_rc gk_american_implied_vol_batch_on(gk_isa isa, gk_model model, gk_american_m
   }
   if (invalid_count) *invalid_count = invalid;
   return GK_RC_OK;
+}
+
+gk_rc gk_american_implied_vol_batch_on(gk_isa isa, gk_model model, gk_american_method method,
+                                       const gk_iv_batch *in, double *vol, uint8_t *error,
+                                       uint8_t *flags, size_t *invalid_count) {
+  return solve_batch(isa, model, method, in, vol, error, flags, invalid_count, NULL);
+}
+
+gk_rc gk_american_implied_vol_batch_paced(gk_model model, gk_american_method method, const gk_iv_batch *in,
+                                          double *vol, uint8_t *error, uint8_t *flags, size_t *invalid_count,
+                                          const gk_american_pace *pace) {
+  gk_rc rc = gk_isa_init();
+  if (rc != GK_RC_OK) return rc;
+  return solve_batch(gk_isa_active(), model, method, in, vol, error, flags, invalid_count,
+                     pace && pace->between_prices ? pace : NULL);
 }
 
 gk_rc gk_american_implied_vol_batch(gk_model model, gk_american_method method, const gk_iv_batch *in,

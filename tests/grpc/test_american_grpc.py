@@ -94,6 +94,19 @@ def random_rows(n, seed, negative_rates=False):
                  q=rng.uniform(0.0, 0.06), sigma=rng.uniform(0.08, 0.6)) for i in range(n)]
 
 
+def american_threads(server):
+    """The ids of greeksd's gk-american threads (its American pool)."""
+    threads = set()
+    for task in os.listdir("/proc/%d/task" % server.proc.pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (server.proc.pid, task)) as f:
+                if f.read().startswith("gk-american"):
+                    threads.add(int(task))
+        except FileNotFoundError:  # a thread that ended while listed
+            pass
+    return threads
+
+
 def usable_cores():
     try:
         return len(os.sched_getaffinity(0))
@@ -358,28 +371,16 @@ class AmericanPoolKept(ServedOnce):
     threads answer every later one, where a pool per request took 1-2 ms to
     start. The second batch's prices are the first's, bit for bit."""
 
-    def american_threads(self):
-        pid = self.server.proc.pid
-        threads = set()
-        for task in os.listdir("/proc/%d/task" % pid):
-            try:
-                with open("/proc/%d/task/%s/comm" % (pid, task)) as f:
-                    if f.read().startswith("gk-american"):
-                        threads.add(int(task))
-            except FileNotFoundError:  # a thread that ended while listed
-                pass
-        return threads
-
     def test_later_batches_run_on_the_first_batchs_threads(self):
         rows = random_rows(200, 11)  # 64 contracts a task for alo: 4 tasks
         request = batch(rows, [pb.AMERICAN] * len(rows), pb.AMERICAN_METHOD_ALO)
         first = self.stub.PriceBatch(request, timeout=60)
-        threads = self.american_threads()
+        threads = american_threads(self.server)
         self.assertGreater(len(threads), 0, "a multi-task batch runs on the American pool")
         for _ in range(3):
             again = self.stub.PriceBatch(request, timeout=60)
             self.assertEqual(list(again.greeks.price), list(first.greeks.price))
-            self.assertEqual(self.american_threads(), threads)
+            self.assertEqual(american_threads(self.server), threads)
 
 
 class AmericanImpliedVol(ServedOnce):
@@ -461,6 +462,55 @@ class AmericanImpliedVol(ServedOnce):
         details = self.refused(self.stub.ImpliedVol,
                                iv_request(rows, [pb.EUROPEAN, pb.AMERICAN, pb.EUROPEAN], model=pb.MODEL_BACHELIER))
         self.assertIn("field 'style[1]' is AMERICAN", details)
+
+
+class AmericanImpliedVolOnThePool(ServedOnce):
+    """ImpliedVol's American contracts are solved as American batches are
+    priced: in tasks on the compute agent's American pool, each task's
+    solver calls checked for cancellation and the deadline, the tree's prices
+    paced. Before, the whole solve ran on the compute agent's thread, which
+    neither a deadline nor a cancellation could stop."""
+
+    def alo_priced(self, n, seed, method=pb.AMERICAN_METHOD_ALO):
+        rows = random_rows(n, seed)
+        reply = self.stub.PriceBatch(batch(rows, [pb.AMERICAN] * n, method, outputs=[pb.PRICE]), timeout=120)
+        self.assertEqual(len(reply.errors), 0)
+        return [dict(row, price=p) for row, p in zip(rows, reply.greeks.price)]
+
+    def test_a_large_request_gives_the_vols_of_its_slices_on_the_pool(self):
+        rows = self.alo_priced(300, 71)  # 64 contracts a task for alo: 5 tasks
+        whole = self.stub.ImpliedVol(iv_request(rows, [pb.AMERICAN] * len(rows), pb.AMERICAN_METHOD_ALO),
+                                     timeout=120)
+        self.assertGreater(len(american_threads(self.server)), 0, "a multi-task solve runs on the American pool")
+        self.assertEqual((whole.count, len(whole.flags)), (len(rows), len(rows)))
+        vols, flags, errors = [], [], {}
+        for at in range(0, len(rows), 50):  # one task each, on the agent's thread
+            part = self.stub.ImpliedVol(iv_request(rows[at:at + 50], [pb.AMERICAN] * len(rows[at:at + 50]),
+                                                   pb.AMERICAN_METHOD_ALO), timeout=120)
+            vols += list(part.vol)
+            flags += list(part.flags)
+            errors.update({at + e.index: e.reason for e in part.errors})
+        self.assertEqual(list(whole.vol), vols)  # bit for bit, however sliced
+        self.assertEqual(list(whole.flags), flags)
+        self.assertEqual({e.index: e.reason for e in whole.errors}, errors)
+        pinned = [i for i, f in enumerate(flags) if f == 0 and i not in errors]
+        self.assertGreater(len(pinned), len(rows) // 2)
+        for i in pinned:
+            self.assertTrue(close(whole.vol[i], rows[i]["sigma"], rel=1e-10, abs_tol=0), (rows[i], whole.vol[i]))
+
+    def test_an_expired_tree_solve_stops_and_frees_the_agent(self):
+        # Targets from alo (cheap); the tree solves them to its own vols.
+        # 1500 x a dozen tree prices: seconds of work on every core.
+        rows, small = self.alo_priced(1500, 72), self.alo_priced(9, 73)
+        with self.assertRaises(grpc.RpcError) as raised:
+            self.stub.ImpliedVol(iv_request(rows, [pb.AMERICAN] * len(rows), pb.AMERICAN_METHOD_TREE), timeout=0.3)
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+        # The agent is free again within a task (4 tree vols): the next
+        # compute call is answered at once, not after the abandoned solve.
+        start = time.monotonic()
+        reply = self.stub.ImpliedVol(iv_request(small, [pb.AMERICAN] * 9, pb.AMERICAN_METHOD_ALO), timeout=60)
+        self.assertEqual(reply.count, 9)
+        self.assertLess(time.monotonic() - start, 1.0 * SLOWDOWN)
 
 
 class AmericanLatencyIsolation(ServedOnce):

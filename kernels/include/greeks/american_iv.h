@@ -111,6 +111,16 @@ gk_rc gk_american_implied_vol_batch_on(gk_isa isa, gk_model model, gk_american_m
                                        const gk_iv_batch *in, double *vol, uint8_t *error,
                                        uint8_t *flags, size_t *invalid_count);
 
+/* gk_american_implied_vol_batch with pacing (pace may be NULL): with
+ * GK_AMERICAN_TREE the solver's pricing calls run gk_american_price_batch_paced,
+ * so pace->between_prices runs after each tree price (an element's solve
+ * takes a dozen of them, ~0.35 ms each); the other methods are not paced (a
+ * price takes microseconds). The vols, errors and flags are bit for bit
+ * gk_american_implied_vol_batch's. */
+gk_rc gk_american_implied_vol_batch_paced(gk_model model, gk_american_method method, const gk_iv_batch *in,
+                                          double *vol, uint8_t *error, uint8_t *flags, size_t *invalid_count,
+                                          const gk_american_pace *pace);
+
 #ifdef __cplusplus
 }
 #endif
