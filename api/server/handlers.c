@@ -574,7 +574,7 @@ gk_code compute_agent_start(greeksd_server *s, gk_status *status) {
 
 /* Whether a long job's call is no longer wanted: cancelled, or past its
  * deadline (revaluations, American batches and implied vols stop then). */
-static int revaluation_unwanted(void *user) {
+static int call_no_longer_wanted(void *user) {
   const rpc_call *c = user;
   return rpc_is_cancelled(c) || rpc_deadline_passed(c);
 }
@@ -586,7 +586,6 @@ static void reply_stopped(rpc_call *c, const gk_status *status) {
            status->message);
   rpc_reply(c, expired ? GRPC_STATUS_DEADLINE_EXCEEDED : GRPC_STATUS_CANCELLED, details, NULL);
 }
-
 
 static gk_code run_on_american_pool(greeksd_server *s, size_t tasks, gk_pool_task task, void *context,
                                     gk_status *status);
@@ -623,7 +622,7 @@ static void solve_american_iv_task(void *context, size_t task, int worker) {
   task_yield yield = {0, run->yield_every_ns};
   gk_american_pace pace = {yield.every_ns > 0 ? yield_when_due : NULL, &yield};
   for (size_t at = begin; at < end; at += run->call_options) {
-    if (atomic_load(&run->stopped) || revaluation_unwanted(run->call)) {
+    if (atomic_load(&run->stopped) || call_no_longer_wanted(run->call)) {
       atomic_store(&run->stopped, 1);
       return;
     }
@@ -847,7 +846,7 @@ static void revalue(rpc_call *c, const portfolio_input *p) {
   if (!res.error || !res.per_underlying || !res.pnl || (!mk->n_yield && !zero_yield)) {
     rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
   } else if (gk_revalue_portfolio_ex(c->server->pool, p->model, &markets, &p->positions, &grid,
-                                     &(gk_cancel_check){revaluation_unwanted, c}, &res, &status) != GK_OK) {
+                                     &(gk_cancel_check){call_no_longer_wanted, c}, &res, &status) != GK_OK) {
     if (status.code == GK_CANCELLED) reply_stopped(c, &status);
     else rpc_reply_status(c, &status);
   } else {
@@ -1054,7 +1053,7 @@ static void price_american_task(void *context, size_t task, int worker) {
   if (end > r->in.count) end = r->in.count;
   task_yield yield = {0, run->yield_every_ns};
   for (size_t at = begin; at < end; at += run->call_options) {
-    if (atomic_load(&run->stopped) || revaluation_unwanted(run->call)) {
+    if (atomic_load(&run->stopped) || call_no_longer_wanted(run->call)) {
       atomic_store(&run->stopped, 1);
       return;
     }
