@@ -357,6 +357,66 @@ static void test_prices_do_not_depend_on_their_neighbours(void **state) {
   }
 }
 
+/* (e3) GK_AMERICAN_ALO_FAST is alo's fast level through the public method
+ * API: its name round-trips, and gk_american_price_batch_on with it gives
+ * gk_alo_price_batch_on's GK_ALO_FAST outputs bit for bit on every ISA,
+ * bsm and black76, a q = 0 call and a negative-rate put (routed to the tree)
+ * among random contracts; the accurate method still gives the accurate
+ * level, and the two differ (within 1e-6 x K). */
+static void test_alo_fast_is_a_method(void **state) {
+  (void)state;
+  gk_american_method method;
+  assert_int_equal(gk_american_method_from_name("alo-fast", &method), GK_RC_OK);
+  assert_int_equal(method, GK_AMERICAN_ALO_FAST);
+  assert_string_equal(gk_american_method_name(GK_AMERICAN_ALO_FAST), "alo-fast");
+  enum { N = 20 };
+  contract c[N];
+  test_rng rng = {4444};
+  for (size_t i = 0; i < N; i++)
+    c[i] = (contract){rng_uniform(&rng, 60, 140), rng_uniform(&rng, 60, 140), rng_uniform(&rng, 0.05, 3),
+                      rng_uniform(&rng, 0.01, 0.1), rng_uniform(&rng, 0.001, 0.08), rng_uniform(&rng, 0.05, 1),
+                      i % 3 ? GK_PUT : GK_CALL, 0};
+  c[3] = (contract){100, 95, 1.0, 0.05, 0.0, 0.3, GK_CALL, 0};
+  c[7] = (contract){100, 105, 1.0, 0.01, -0.02, 0.3, GK_PUT, 0};
+  const gk_model models[] = {GK_MODEL_BSM, GK_MODEL_BLACK76};
+  const gk_american_method methods[2] = {GK_AMERICAN_ALO_FAST, GK_AMERICAN_ALO};
+  for (int isa = 0; isa < GK_ISA_COUNT; isa++) {
+    if (!gk_isa_supported((gk_isa)isa)) continue;
+    for (size_t m = 0; m < 2; m++) {
+      owned_batch level, b[2];
+      price_batch_level((gk_isa)isa, models[m], GK_ALO_FAST, c, N, GK_OUT_ALL, &level);
+      for (size_t k = 0; k < 2; k++) {
+        b[k] = owned_batch_make(N);
+        for (size_t i = 0; i < N; i++) {
+          b[k].spot[i] = c[i].S, b[k].strike[i] = c[i].K, b[k].expiry[i] = c[i].T, b[k].rate[i] = c[i].r;
+          b[k].yield[i] = c[i].q, b[k].vol[i] = c[i].sigma, b[k].type[i] = c[i].type;
+        }
+        gk_option_batch in = owned_batch_inputs(&b[k]);
+        gk_greeks_batch out = owned_batch_outputs(&b[k]);
+        assert_int_equal(gk_american_price_batch_on((gk_isa)isa, models[m], methods[k], &in, GK_OUT_ALL, &out, NULL),
+                         GK_RC_OK);
+      }
+      const owned_batch *fast = &b[0], *accurate = &b[1];
+      assert_memory_equal(fast->price, level.price, N * sizeof(double));
+      assert_memory_equal(fast->delta, level.delta, N * sizeof(double));
+      assert_memory_equal(fast->gamma, level.gamma, N * sizeof(double));
+      assert_memory_equal(fast->vega, level.vega, N * sizeof(double));
+      assert_memory_equal(fast->theta, level.theta, N * sizeof(double));
+      assert_memory_equal(fast->rho, level.rho, N * sizeof(double));
+      assert_memory_equal(fast->phi, level.phi, N * sizeof(double));
+      size_t differ = 0;
+      for (size_t i = 0; i < N; i++) {
+        assert_true(fabs(fast->price[i] - accurate->price[i]) <= 1e-6 * c[i].K);
+        differ += fast->price[i] != accurate->price[i];
+      }
+      assert_true(differ >= N / 2);
+      owned_batch_free(&level);
+      owned_batch_free(&b[0]);
+      owned_batch_free(&b[1]);
+    }
+  }
+}
+
 /* (f) Corners: T tiny, sigma 0.01 and 3, deep in and out of the money, the far
  * ends of the domain, on every ISA at both levels. Every output finite, the
  * price within its bounds, the deltas of the right sign and size, the vector
@@ -868,6 +928,7 @@ int main(void) {
       cmocka_unit_test(test_calls_without_dividend_are_european_exactly),
       cmocka_unit_test(test_elements_outside_the_vector_domain_are_the_scalar_references),
       cmocka_unit_test(test_prices_do_not_depend_on_their_neighbours),
+      cmocka_unit_test(test_alo_fast_is_a_method),
       cmocka_unit_test(test_corners_are_finite_and_bounded),
       cmocka_unit_test(test_greeks_agree_with_the_tree),
       cmocka_unit_test(test_delta_gamma_theta_match_finite_differences),

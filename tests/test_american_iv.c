@@ -176,6 +176,13 @@ static void test_round_trip_alo_recovers_sigma_to_1e10(void **state) {
   check_round_trip(GK_MODEL_BSM, GK_AMERICAN_ALO, 1e-10, 2201, ROUND_TRIPS);
 }
 
+/* alo's fast level is smooth in sigma too: its own prices back to their
+ * vols to 1e-10 (the generic solver: no warm start, which it is). */
+static void test_round_trip_alo_fast_recovers_sigma_to_1e10(void **state) {
+  (void)state;
+  check_round_trip(GK_MODEL_BSM, GK_AMERICAN_ALO_FAST, 1e-10, 2210, 300);
+}
+
 static void test_round_trip_alo_black76_and_gk(void **state) {
   (void)state;
   check_round_trip(GK_MODEL_BLACK76, GK_AMERICAN_ALO, 1e-10, 2202, 200);
@@ -428,6 +435,7 @@ int main(void) {
       cmocka_unit_test(test_paced_solves_are_the_unpaced_ones),
       cmocka_unit_test(test_round_trip_alo_recovers_sigma_to_1e10),
       cmocka_unit_test(test_round_trip_alo_black76_and_gk),
+      cmocka_unit_test(test_round_trip_alo_fast_recovers_sigma_to_1e10),
       cmocka_unit_test(test_round_trip_bs2002_recovers_sigma_to_1e10),
       cmocka_unit_test(test_round_trip_tree_recovers_sigma),
       cmocka_unit_test(test_calls_without_dividend_have_the_european_vol),

@@ -157,7 +157,8 @@ static outputs price_one(gk_isa isa, gk_model model, gk_american_method method, 
   return r;
 }
 
-/* Every (ISA, method) this machine runs: the three methods, and alo's fast level. */
+/* Every (ISA, method) this machine runs: the four methods (alo's fast level
+ * is one). alo_level stays -1: gk_alo_price_batch_on's levels are the methods'. */
 typedef struct path {
   gk_isa isa;
   gk_american_method method;
@@ -169,7 +170,6 @@ static size_t all_paths(path *p) {
   for (int isa = 0; isa < GK_ISA_COUNT; isa++) {
     if (!gk_isa_supported((gk_isa)isa)) continue;
     for (int m = 0; m < GK_AMERICAN_METHOD_COUNT; m++) p[n++] = (path){(gk_isa)isa, (gk_american_method)m, -1};
-    p[n++] = (path){(gk_isa)isa, GK_AMERICAN_ALO, GK_ALO_FAST};
   }
   return n;
 }
@@ -197,7 +197,7 @@ static void expect_close(const char *what, const char *where, size_t c, double g
  * exactly and its Greeks to the bumps' accuracy, on bsm, gk and black76. */
 static void test_never_exercised_is_the_european_price(void **state) {
   (void)state;
-  path paths[4 * GK_ISA_COUNT];
+  path paths[GK_AMERICAN_METHOD_COUNT * GK_ISA_COUNT];
   size_t np = all_paths(paths);
   static const gk_model models[] = {GK_MODEL_BSM, GK_MODEL_GK, GK_MODEL_BLACK76};
   char name[64];
@@ -229,7 +229,7 @@ static void test_never_exercised_is_the_european_price(void **state) {
  * something there (so a European answer would fail). */
 static void test_two_boundaries_price_as_the_reference_tree(void **state) {
   (void)state;
-  path paths[4 * GK_ISA_COUNT];
+  path paths[GK_AMERICAN_METHOD_COUNT * GK_ISA_COUNT];
   size_t np = all_paths(paths);
   char name[64];
   for (size_t c = 0; c < CASES; c++) {
@@ -250,7 +250,7 @@ static void test_two_boundaries_price_as_the_reference_tree(void **state) {
  * two boundaries, on every method, as in the reference. */
 static void test_two_boundary_put_is_exercised_in_a_band(void **state) {
   (void)state;
-  path paths[4 * GK_ISA_COUNT];
+  path paths[GK_AMERICAN_METHOD_COUNT * GK_ISA_COUNT];
   size_t np = all_paths(paths);
   char name[64];
   static const double spots[3] = {10.0, 60.0, 99.0};
@@ -274,7 +274,7 @@ static void test_two_boundary_put_is_exercised_in_a_band(void **state) {
  * 2.5% of it. */
 static void test_one_boundary_under_negative_rates(void **state) {
   (void)state;
-  path paths[4 * GK_ISA_COUNT];
+  path paths[GK_AMERICAN_METHOD_COUNT * GK_ISA_COUNT];
   size_t np = all_paths(paths);
   char name[64];
   for (size_t c = 0; c < CASES; c++) {
@@ -287,8 +287,8 @@ static void test_one_boundary_under_negative_rates(void **state) {
       path_name(&paths[k], name, sizeof name);
       if (priced_by_tree(&paths[k], &cases[c])) {
         expect_close("tree price", name, c, r.price, want, 5e-6 * o->K);
-      } else if (paths[k].method == GK_AMERICAN_ALO) {
-        expect_close("alo price", name, c, r.price, want, (paths[k].alo_level == GK_ALO_FAST ? 2e-6 : 1e-6) * o->K);
+      } else if (paths[k].method == GK_AMERICAN_ALO || paths[k].method == GK_AMERICAN_ALO_FAST) {
+        expect_close("alo price", name, c, r.price, want, (paths[k].method == GK_AMERICAN_ALO_FAST ? 2e-6 : 1e-6) * o->K);
       } else {
         if (!(r.price <= want + 1e-6 * o->K && r.price >= 0.975 * want))
           fail_msg("bs2002 on %s, case %zu: %.10g against %.10g", name, c, r.price, want);
@@ -301,7 +301,7 @@ static void test_one_boundary_under_negative_rates(void **state) {
  * bsm and gk, all outputs finite. */
 static void test_prices_within_bounds(void **state) {
   (void)state;
-  path paths[4 * GK_ISA_COUNT];
+  path paths[GK_AMERICAN_METHOD_COUNT * GK_ISA_COUNT];
   size_t np = all_paths(paths);
   char name[64];
   for (size_t c = 0; c < CASES; c++) {
@@ -325,7 +325,7 @@ static void test_prices_within_bounds(void **state) {
  * put mirrors a two-boundary call). */
 static void test_put_call_symmetry(void **state) {
   (void)state;
-  path paths[4 * GK_ISA_COUNT];
+  path paths[GK_AMERICAN_METHOD_COUNT * GK_ISA_COUNT];
   size_t np = all_paths(paths);
   char name[64];
   for (size_t c = 0; c < CASES; c++) {
@@ -347,7 +347,7 @@ static void test_put_call_symmetry(void **state) {
  * against the tree's price) to its documented Greek accuracy. */
 static void test_greeks_match_finite_differences(void **state) {
   (void)state;
-  path paths[4 * GK_ISA_COUNT];
+  path paths[GK_AMERICAN_METHOD_COUNT * GK_ISA_COUNT];
   size_t np = all_paths(paths);
   char name[64];
   for (size_t c = 0; c < CASES; c++) {

@@ -406,7 +406,7 @@ static void test_iv_american_style_round_trips_and_notes(void **state) {
   }
   cli_result *res = run_cli("", "iv --style american --american-method lsm /tmp/greeks_cli_iv_american.csv");
   assert_int_equal(res->exit_code, 2);
-  assert_non_null(strstr(res->err, "bs2002, tree or alo"));
+  assert_non_null(strstr(res->err, "bs2002, tree, alo or alo-fast"));
   res = run_cli("", "iv --style american --model bachelier /tmp/greeks_cli_iv_american.csv");
   assert_int_equal(res->exit_code, 2);
   res = run_cli("", "iv --style bermudan /tmp/greeks_cli_iv_american.csv");
@@ -444,6 +444,17 @@ static void test_american_style_column_and_flags(void **state) {
   owned_batch_free(&b);
   assert_string_equal(csv_cell(r->out, 5, 8), "");
 
+  /* alo and its fast level: the same contract within 1e-6 x K of each other,
+   * both above BS2002 (a lower bound) and within the tree's error of it. */
+  r = run_cli("", "price --style american --american-method alo american.csv");
+  assert_int_equal(r->exit_code, 0);
+  double alo = strtod(csv_cell(r->out, 1, 1), NULL);
+  r = run_cli("", "price --style american --american-method alo-fast american.csv");
+  assert_int_equal(r->exit_code, 0);
+  double alo_fast = strtod(csv_cell(r->out, 1, 1), NULL);
+  assert_true(fabs(alo_fast - alo) <= 1e-6 * 100 && alo_fast != alo);
+  assert_true(alo > american && alo - american < 0.02);
+
   r = run_cli("", "price --style american --american-method tree american.csv");
   double tree = strtod(csv_cell(r->out, 3, 1), NULL); /* blank style: american now */
   assert_true(tree > american && tree - american < 0.02); /* BS2002 is a lower bound */
@@ -469,7 +480,7 @@ static void test_bad_style_is_a_bad_row_and_bad_options_exit_2(void **state) {
   assert_non_null(strstr(r->err, "--style must be european or american"));
   r = run_cli("", "price --american-method lsm american.csv");
   assert_int_equal(r->exit_code, 2);
-  assert_non_null(strstr(r->err, "bs2002, tree or alo"));
+  assert_non_null(strstr(r->err, "bs2002, tree, alo or alo-fast"));
   r = run_cli("", "price --style american --model bachelier american.csv");
   assert_int_equal(r->exit_code, 2);
   r = run_cli("", "price --style american --greeks everything american.csv");

@@ -48,9 +48,9 @@ static const cli_verb verbs[V_COUNT] = {
     {"correct", 2, "correct BOOK TRADE_ID (--file LEGS.csv | --cancel) [--reason TEXT] [--key KEY]"},
     {"market", 1, "market BOOK --file MARKET.csv [--key KEY]"},
     {"limits", 1, "limits BOOK --file LIMITS.csv [--key KEY]"},
-    {"show", 1, "show BOOK [--as-of SEQ|TIME] [--at TIME] [--american-method bs2002|tree|alo]"},
+    {"show", 1, "show BOOK [--as-of SEQ|TIME] [--at TIME] [--american-method bs2002|tree|alo|alo-fast]"},
     {"risk", 1, "risk BOOK [--as-of SEQ|TIME] [--at TIME] [--spot-shocks LIST] [--vol-shocks LIST]\n"
-                "              [--grid FILE] [--american-method bs2002|tree|alo]"},
+                "              [--grid FILE] [--american-method bs2002|tree|alo|alo-fast]"},
     {"audit", 1, "audit BOOK [--from SEQ] [--to SEQ] [--since TIME] [--until TIME]"},
     {"list", 0, "list"},
 };
@@ -184,7 +184,7 @@ static int parse_query_options(const book_args *a, int64_t now_us, query_options
   q->at_us = now_us;
   q->to = -1, q->until_us = INT64_MAX, q->from = 1;
   if (a->method && gk_american_method_from_name(a->method, &q->method) != GK_RC_OK)
-    return usage_error("--american-method must be bs2002, tree or alo", a->method);
+    return usage_error("--american-method must be bs2002, tree, alo or alo-fast", a->method);
   memcpy(q->spot_shocks, default_spot_shocks, sizeof default_spot_shocks);
   memcpy(q->vol_shocks, default_vol_shocks, sizeof default_vol_shocks);
   q->grid.spot = (gk_scenario_axis){3, q->spot_shocks, GK_SHOCK_RELATIVE};

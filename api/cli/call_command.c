@@ -3,7 +3,7 @@
  * greeksd as one request and prints the answer in the offline verbs' CSV
  * format, so `greeks call price-batch x.csv` and `greeks price x.csv` can be
  * compared line by line. Verbs: price-batch, price-chain, iv, revalue, health.
- * `call iv --style american [--american-method bs2002|tree|alo]` sends the
+ * `call iv --style american [--american-method bs2002|tree|alo|alo-fast]` sends the
  * ImpliedVol request's style column (every row AMERICAN) and method (default
  * alo, as `greeks iv`), and prints the offline verb's id,iv,error,note: each
  * element error rebuilt from the server's field and rule and the row's own
@@ -375,6 +375,7 @@ static Greeks__V1__AmericanMethod wire_american_method(gk_american_method m) {
   switch (m) {
     case GK_AMERICAN_BS2002: return GREEKS__V1__AMERICAN_METHOD__AMERICAN_METHOD_BS2002;
     case GK_AMERICAN_TREE: return GREEKS__V1__AMERICAN_METHOD__AMERICAN_METHOD_TREE;
+    case GK_AMERICAN_ALO_FAST: return GREEKS__V1__AMERICAN_METHOD__AMERICAN_METHOD_ALO_FAST;
     default: return GREEKS__V1__AMERICAN_METHOD__AMERICAN_METHOD_ALO;
   }
 }
@@ -729,7 +730,7 @@ void call_command_usage(FILE *out) {
         "    price-batch [--model M] [--greeks LIST] FILE     like `greeks price`\n"
         "    price-chain --spot S --rate R [--yield Q] [--model M] [--greeks LIST] FILE\n"
         "                                                     like `greeks chain`\n"
-        "    iv [--model M] [--style european|american] [--american-method bs2002|tree|alo] FILE\n"
+        "    iv [--model M] [--style european|american] [--american-method bs2002|tree|alo|alo-fast] FILE\n"
         "        like `greeks iv`; --style american: American premiums, solved by the\n"
         "        method (default alo), output id,iv,error,note\n"
         "    revalue --market MARKET.csv [--spot-shocks LIST] [--vol-shocks LIST] POSITIONS.csv\n"
@@ -791,7 +792,7 @@ static int take_verb_option(int argc, char **argv, int *i, call_options *o) {
   if (cli_take_option(argc, argv, i, "--american-method", &v)) {
     o->exercise_option = 1;
     if (v && gk_american_method_from_name(v, &o->method) == GK_RC_OK) return 1;
-    return cli_usage_error("--american-method must be bs2002, tree or alo", v), -1;
+    return cli_usage_error("--american-method must be bs2002, tree, alo or alo-fast", v), -1;
   }
   return 0;
 }

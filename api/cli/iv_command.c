@@ -1,6 +1,6 @@
 /*
  * `greeks iv [--model bsm|black76|gk|bachelier] [--style european|american]
- * [--american-method bs2002|tree|alo] FILE|-`: implied vols of a CSV of option
+ * [--american-method bs2002|tree|alo|alo-fast] FILE|-`: implied vols of a CSV of option
  * prices, streamed in chunks (greeks/iv.h; American prices: greeks/american_iv.h,
  * which adds a `note` column for its flags). csv_reader gives each row's fields or why it
  * cannot be read, iv_parse_row the numbers or a named field error, the kernels
@@ -170,7 +170,7 @@ static int iv_stream(const iv_job *job, csv_input *in, FILE *out) {
 
 void iv_command_usage(FILE *out) {
   fputs("usage: greeks iv [--model bsm|black76|gk|bachelier] [--style european|american]\n"
-        "                [--american-method bs2002|tree|alo] [--isa ISA] FILE|-\n"
+        "                [--american-method bs2002|tree|alo|alo-fast] [--isa ISA] FILE|-\n"
         "  Implied vols of option prices (default model bsm). Input CSV header:\n"
         "  id,type,S,K,T,r,q,price (q required by bsm and gk, optional otherwise;\n"
         "  black76 and bachelier: S is the forward; price is the discounted premium).\n"
@@ -201,7 +201,7 @@ int iv_command(int argc, char **argv) {
       else return cli_usage_error("--style must be european or american", value);
     } else if (cli_take_option(argc, argv, &i, "--american-method", &value)) {
       if (!value || gk_american_method_from_name(value, &job.method) != GK_RC_OK)
-        return cli_usage_error("--american-method must be bs2002, tree or alo", value);
+        return cli_usage_error("--american-method must be bs2002, tree, alo or alo-fast", value);
     } else if (cli_take_option(argc, argv, &i, "--isa", &value)) {
       if (cli_force_isa(value) != 0) return CLI_EXIT_UNUSABLE;
     } else if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {

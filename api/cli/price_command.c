@@ -290,7 +290,7 @@ static int price_stream(price_job *job, csv_reader *reader, FILE *out) {
 
 void price_command_usage(FILE *out) {
   fputs("usage: greeks price [--model bsm|black76|gk|bachelier] [--isa scalar|avx2|avx512]\n"
-        "                    [--style european|american] [--american-method bs2002|tree|alo]\n"
+        "                    [--style european|american] [--american-method bs2002|tree|alo|alo-fast]\n"
         "                    [--greeks all|none|LIST] [--threads N] FILE|-\n"
         "  Prices options. Input CSV header: id,type,S,K,T,r,q,sigma[,style]\n"
         "  (style european|american per row, default --style, itself default european;\n"
@@ -311,7 +311,7 @@ void price_command_usage(FILE *out) {
 
 void chain_command_usage(FILE *out) {
   fputs("usage: greeks chain --spot S --rate R [--yield Q] [--model bsm|black76|gk]\n"
-        "                    [--style european|american] [--american-method bs2002|tree|alo]\n"
+        "                    [--style european|american] [--american-method bs2002|tree|alo|alo-fast]\n"
         "                    [--isa ISA] [--greeks all|none|LIST] [--threads N] FILE|-\n"
         "  Prices one underlying's option chain. The market (S, r, q) comes from the\n"
         "  flags; the input CSV has header id,type,K,T,sigma[,style]. Output and exit codes\n"
@@ -344,7 +344,7 @@ static int run_price_job(int argc, char **argv, int chain_mode) {
         return cli_usage_error("--style must be european or american", value);
     } else if (cli_take_option(argc, argv, &i, "--american-method", &value)) {
       if (!value || gk_american_method_from_name(value, &job.method) != GK_RC_OK)
-        return cli_usage_error("--american-method must be bs2002, tree or alo", value);
+        return cli_usage_error("--american-method must be bs2002, tree, alo or alo-fast", value);
     } else if (cli_take_option(argc, argv, &i, "--isa", &value)) {
       if (cli_force_isa(value) != 0) return CLI_EXIT_UNUSABLE;
     } else if (cli_take_option(argc, argv, &i, "--threads", &value)) {

@@ -668,12 +668,13 @@ static gk_code solve_american_ivs(rpc_call *c, gk_model model, const request_exe
   }
   american_iv_run run = {.call = c, .model = model, .method = exercise->method, .in = {m, S, K, T, r, q, price, type},
                          .vol = sub_vol, .error = error, .flags = sub_flags};
-  run.task_options = exercise->method == GK_AMERICAN_TREE  ? AMERICAN_IV_TREE_TASK
-                     : exercise->method == GK_AMERICAN_ALO ? AMERICAN_IV_ALO_TASK
-                                                           : AMERICAN_IV_BS2002_TASK;
-  run.call_options = exercise->method == GK_AMERICAN_TREE  ? AMERICAN_IV_TREE_CALL
-                     : exercise->method == GK_AMERICAN_ALO ? AMERICAN_IV_ALO_CALL
-                                                           : AMERICAN_IV_BS2002_CALL;
+  int alo = exercise->method == GK_AMERICAN_ALO || exercise->method == GK_AMERICAN_ALO_FAST;
+  run.task_options = exercise->method == GK_AMERICAN_TREE ? AMERICAN_IV_TREE_TASK
+                     : alo                                ? AMERICAN_IV_ALO_TASK
+                                                          : AMERICAN_IV_BS2002_TASK;
+  run.call_options = exercise->method == GK_AMERICAN_TREE ? AMERICAN_IV_TREE_CALL
+                     : alo                                ? AMERICAN_IV_ALO_CALL
+                                                          : AMERICAN_IV_BS2002_CALL;
   run.yield_every_ns = rpc_config(c)->bulk_yield_us * GK_NS_PER_US;
   size_t tasks = (m + run.task_options - 1) / run.task_options;
   gk_code code = tasks == 0 ? GK_OK : run_on_american_pool(c->server, tasks, solve_american_iv_task, &run, status);
@@ -1103,12 +1104,13 @@ static void price_american(rpc_call *c) {
   price_job *j = c->job;
   gk_pricing_request *r = &j->request;
   american_run run = {.call = c, .request = r, .exercise = {.style = j->style, .method = j->method}};
+  int alo = j->method == GK_AMERICAN_ALO || j->method == GK_AMERICAN_ALO_FAST; /* both levels: alo's sizes */
   run.task_options = j->method == GK_AMERICAN_TREE ? AMERICAN_TREE_TASK
-                     : j->method == GK_AMERICAN_ALO ? AMERICAN_ALO_TASK
-                                                    : AMERICAN_BS2002_TASK;
+                     : alo                         ? AMERICAN_ALO_TASK
+                                                   : AMERICAN_BS2002_TASK;
   run.call_options = j->method == GK_AMERICAN_TREE ? AMERICAN_TREE_CALL
-                     : j->method == GK_AMERICAN_ALO ? AMERICAN_ALO_CALL
-                                                    : AMERICAN_BS2002_CALL;
+                     : alo                         ? AMERICAN_ALO_CALL
+                                                   : AMERICAN_BS2002_CALL;
   run.yield_every_ns = rpc_config(c)->bulk_yield_us * GK_NS_PER_US;
   size_t tasks = (r->in.count + run.task_options - 1) / run.task_options;
   gk_status status;

@@ -154,10 +154,11 @@ static int check_method(int32_t wire, gk_american_method *method, request_verdic
     case GREEKS__V1__AMERICAN_METHOD__AMERICAN_METHOD_BS2002: *method = GK_AMERICAN_BS2002; return 0;
     case GREEKS__V1__AMERICAN_METHOD__AMERICAN_METHOD_TREE: *method = GK_AMERICAN_TREE; return 0;
     case GREEKS__V1__AMERICAN_METHOD__AMERICAN_METHOD_ALO: *method = GK_AMERICAN_ALO; return 0;
+    case GREEKS__V1__AMERICAN_METHOD__AMERICAN_METHOD_ALO_FAST: *method = GK_AMERICAN_ALO_FAST; return 0;
     default:
       return refuse(v, GRPC_STATUS_INVALID_ARGUMENT,
                     "field 'american_method': %d is not a known AmericanMethod (0 unspecified, 1 bs2002, 2 tree, "
-                    "3 alo)",
+                    "3 alo, 4 alo_fast)",
                     (int)wire);
   }
 }

@@ -31,7 +31,7 @@ static const gk_alo_kernel alo_kernels[GK_ISA_COUNT] = {
     [GK_ISA_AVX512] = gk_alo_kernel_avx512,
 };
 
-static const char *const method_names[GK_AMERICAN_METHOD_COUNT] = {"bs2002", "tree", "alo"};
+static const char *const method_names[GK_AMERICAN_METHOD_COUNT] = {"bs2002", "tree", "alo", "alo-fast"};
 
 /* Bumps: small enough for a 1e-7-relative truncation error on the smooth BS2002
  * formula; on the tree, large enough that its residual wiggles (period: one node
@@ -46,6 +46,10 @@ static const gk_american_bumps method_bumps[GK_AMERICAN_METHOD_COUNT] = {
      * (h^2) against its noise (1e-10 / h). */
     [GK_AMERICAN_ALO] = {.spot_relative = 1e-4, .expiry_relative = 1e-4, .vol = 1e-4, .rate = 1e-5,
                          .spot_node_spacings = 0.0},
+    /* The fast level is smooth too (its noise ~1e-13 relative, its error a
+     * smooth function of the inputs); its analytic Greeks are used anyway. */
+    [GK_AMERICAN_ALO_FAST] = {.spot_relative = 1e-4, .expiry_relative = 1e-4, .vol = 1e-4, .rate = 1e-5,
+                              .spot_node_spacings = 0.0},
 };
 
 const gk_american_bumps *gk_american_bumps_of(gk_american_method method) {
@@ -198,6 +202,7 @@ static gk_american_pricer method_pricer(gk_american_method method) {
   switch (method) {
     case GK_AMERICAN_TREE: return gk_american_tree_price;
     case GK_AMERICAN_ALO: return gk_alo_price;
+    case GK_AMERICAN_ALO_FAST: return gk_alo_price_fast;
     default: return gk_bs2002_price;
   }
 }
@@ -263,7 +268,7 @@ static size_t scalar_kernel_with(gk_model model, gk_american_method method, gk_a
       continue;
     }
     if (gk_american_routed_to_tree(model, in, i)) gk_american_price_routed_element(model, in, i, outputs, out);
-    else if (method == GK_AMERICAN_ALO) gk_alo_price_element(model, level, in, i, outputs, out);
+    else if (gk_american_method_is_alo(method)) gk_alo_price_element(model, level, in, i, outputs, out);
     else price_method_element(model, method, in, i, outputs, out, pace);
   }
   return invalid;
@@ -271,7 +276,7 @@ static size_t scalar_kernel_with(gk_model model, gk_american_method method, gk_a
 
 size_t gk_american_kernel_scalar(gk_model model, gk_american_method method,
                                  const gk_option_batch *in, unsigned outputs, gk_greeks_batch *out) {
-  return scalar_kernel_with(model, method, GK_ALO_ACCURATE, in, outputs, out, NULL);
+  return scalar_kernel_with(model, method, gk_alo_level_of(method), in, outputs, out, NULL);
 }
 
 size_t gk_alo_kernel_scalar(gk_model model, gk_alo_level level, const gk_option_batch *in, unsigned outputs,

@@ -76,10 +76,19 @@ typedef struct gk_alo_scheme {
 
 /* The two accuracy levels (measured in docs/kernels.md). */
 typedef enum gk_alo_level {
-  GK_ALO_FAST = 0,     /* 6.1e-7 x K at most on the stored set */
-  GK_ALO_ACCURATE = 1, /* 8.3e-9 x K at most; the level of GK_AMERICAN_ALO */
+  GK_ALO_FAST = 0,     /* 6.3e-7 x K at most on the stored set; GK_AMERICAN_ALO_FAST's */
+  GK_ALO_ACCURATE = 1, /* 7.0e-9 x K at most; the level of GK_AMERICAN_ALO */
   GK_ALO_LEVEL_COUNT
 } gk_alo_level;
+
+/* Whether `method` is alo at one of its levels, and which level (accurate
+ * for any other method: the level argument it ignores). */
+static inline int gk_american_method_is_alo(gk_american_method method) {
+  return method == GK_AMERICAN_ALO || method == GK_AMERICAN_ALO_FAST;
+}
+static inline gk_alo_level gk_alo_level_of(gk_american_method method) {
+  return method == GK_AMERICAN_ALO_FAST ? GK_ALO_FAST : GK_ALO_ACCURATE;
+}
 
 /* The tabulated Gauss-Legendre rule of `points` points (8, 12, 16, 20, 24,
  * 32, 64 or 128; static), NULL for any other count: for schemes built by tests

@@ -310,7 +310,8 @@ static size_t alo_vector_kernel_routed(gk_model model, gk_alo_level level, const
 static size_t american_vector_kernel(gk_model model, gk_american_method method,
                                      const gk_option_batch *in, unsigned outputs,
                                      gk_greeks_batch *out) {
-  if (method == GK_AMERICAN_ALO) return alo_vector_kernel_routed(model, GK_ALO_ACCURATE, in, outputs, out);
+  if (gk_american_method_is_alo(method))
+    return alo_vector_kernel_routed(model, gk_alo_level_of(method), in, outputs, out);
   if (method != GK_AMERICAN_BS2002) return gk_american_kernel_scalar(model, method, in, outputs, out);
   bs2002_rules rules;
   double rho = sqrt(AV_SQRT5_MINUS_1_HALF);

@@ -146,7 +146,7 @@ const char *gk_rc_message(gk_rc rc) {
     case GK_RC_ISA_UNKNOWN: return "unknown ISA name (expected scalar, avx2 or avx512)";
     case GK_RC_ISA_UNSUPPORTED: return "this CPU or OS cannot run the requested ISA";
     case GK_RC_MODEL_NOT_SUPPORTED: return "this operation is not available for this model in this version";
-    case GK_RC_BAD_METHOD: return "american method must be bs2002, tree or alo";
+    case GK_RC_BAD_METHOD: return "american method must be bs2002, tree, alo or alo-fast";
     case GK_RC_OUTPUT_NOT_SUPPORTED: return "an output in the mask is not available here (american: price and first-order Greeks only)";
   }
   return "unknown return code";

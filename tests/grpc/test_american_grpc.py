@@ -303,9 +303,9 @@ class AmericanValidation(ServedOnce):
     def test_an_unknown_method_names_the_field_even_without_american_contracts(self):
         details = self.refused(self.stub.PriceBatch, batch(self.ROWS, [], method=9))
         self.assertIn("field 'american_method': 9 is not a known AmericanMethod", details)
-        details = self.refused(self.stub.PriceChain, self.chain([], method=4))
-        self.assertIn("field 'american_method': 4 is not a known AmericanMethod", details)
-        self.assertIn("3 alo", details)
+        details = self.refused(self.stub.PriceChain, self.chain([], method=5))
+        self.assertIn("field 'american_method': 5 is not a known AmericanMethod", details)
+        self.assertIn("3 alo, 4 alo_fast", details)
 
     def test_american_under_bachelier_is_refused_naming_the_contract(self):
         details = self.refused(self.stub.PriceBatch,
@@ -363,6 +363,25 @@ class AmericanMethodAlo(ServedOnce):
             american_method=pb.AMERICAN_METHOD_ALO, outputs=[pb.PRICE],
             contracts=pb.ChainContracts(strike=[100.0], expiry=[0.5], vol=[0.30], type=[pb.PUT], style=[pb.AMERICAN]))
         self.assertEqual(self.stub.PriceChain(chain, timeout=60).greeks.price[0], reply.greeks.price[1])
+
+    def test_alo_fast_is_within_1e6_of_alo_and_inverts_to_its_own_vols(self):
+        rows = random_rows(40, 81)
+        styles = [pb.AMERICAN] * len(rows)
+        accurate = self.stub.PriceBatch(batch(rows, styles, pb.AMERICAN_METHOD_ALO), timeout=60)
+        fast = self.stub.PriceBatch(batch(rows, styles, pb.AMERICAN_METHOD_ALO_FAST), timeout=60)
+        self.assertEqual((len(fast.errors), len(fast.greeks.price)), (0, len(rows)))
+        differ = 0
+        for i, row in enumerate(rows):
+            self.assertLessEqual(abs(fast.greeks.price[i] - accurate.greeks.price[i]), 1e-6 * row["K"], row)
+            self.assertLessEqual(abs(fast.greeks.delta[i] - accurate.greeks.delta[i]), 1e-4, row)
+            differ += fast.greeks.price[i] != accurate.greeks.price[i]
+        self.assertGreater(differ, len(rows) // 2)  # a level of its own, not alo's prices
+        priced = [dict(row, price=p) for row, p in zip(rows, fast.greeks.price)]
+        reply = self.stub.ImpliedVol(iv_request(priced, styles, pb.AMERICAN_METHOD_ALO_FAST), timeout=120)
+        self.assertEqual(len(reply.errors), 0)
+        for i, row in enumerate(rows):
+            if reply.flags[i] == 0:
+                self.assertTrue(close(reply.vol[i], row["sigma"], rel=1e-10, abs_tol=0), (row, reply.vol[i]))
 
 
 class AmericanPoolKept(ServedOnce):

@@ -178,7 +178,7 @@ class CallIvAmerican(unittest.TestCase):
         self.assertIn("--style must be european or american", err)
         code, _, err = self.call("iv", "--style", "american", "--american-method", "lsm", path)
         self.assertEqual(code, 2)
-        self.assertIn("--american-method must be bs2002, tree or alo", err)
+        self.assertIn("--american-method must be bs2002, tree, alo or alo-fast", err)
         code, _, err = self.call("iv", "--model", "bachelier", "--style", "american", path)
         self.assertEqual(code, 2)
         self.assertIn("needs a lognormal model", err)
