@@ -38,7 +38,9 @@
  * by element: invalid, expired, sigma sqrt(T) below GK_AMERICAN_TINY_STDDEV,
  * never exercised early (European), or a non-finite vector result (a
  * non-finite Greek included): those elements get the scalar element path,
- * every output, exactly as the scalar kernel prices them. The others are
+ * every output, exactly as the scalar kernel prices them; the elements alo
+ * hands to the tree (gk_american_routed_to_tree) to the tree, before any
+ * lane is spent on them, as the scalar kernel routes. The others are
  * packed VLANES at a time (alov_pack), so no lane of a solve is spent on an
  * element priced elsewhere; since no lane's result depends on another's, a
  * price does not depend on its neighbours in the batch (adr/0043).
@@ -1104,6 +1106,8 @@ static size_t alo_vector_kernel(gk_model model, gk_alo_level level, const gk_opt
     if (error != GK_ELEMENT_OK) {
       invalid++;
       gk_zero_element_outputs(outputs, out, i);
+    } else if (gk_american_routed_to_tree(model, in, i)) {
+      gk_american_price_routed_element(model, in, i, outputs, out); /* two boundaries: the tree's */
     } else if (in->expiry[i] == 0.0 || alov_priced_alone(model, in, i)) {
       gk_alo_price_element(model, level, in, i, outputs, out);
     } else {

@@ -11,8 +11,8 @@
  * precomputed once per call. Lanes the vector path does not price (invalid,
  * expired, sigma sqrt(T) below GK_AMERICAN_TINY_STDDEV, or a non-finite vector
  * result) go to the scalar reference element by element; lanes with two
- * exercise boundaries (gk_american_routed_to_tree) to the tree, for bs2002
- * before and for alo after the vector pass (alo_vector_kernel_routed).
+ * exercise boundaries (gk_american_routed_to_tree) to the tree, before the
+ * vector pass (alo's in alo_vector_kernel).
  */
 #ifndef GREEKS_AMERICAN_VECTOR_H
 #define GREEKS_AMERICAN_VECTOR_H
@@ -295,16 +295,12 @@ static void av_price_group(gk_model model, const gk_option_batch *in, size_t i, 
 /* The ALO method's vector body (alo_vector_kernel). */
 #include "american_alo_vector.h"
 
-/* ALO on a vector ISA with the two-boundary routing: alo_vector_kernel prices
- * every lane, then the routed elements (gk_american_routed_to_tree) are priced
- * again, every output, by the tree; what alo wrote there is discarded. */
+/* ALO on a vector ISA with the two-boundary routing: alo_vector_kernel hands
+ * the routed elements (gk_american_routed_to_tree) to the tree itself,
+ * before packing the solve's lanes, as the scalar kernel does. */
 static size_t alo_vector_kernel_routed(gk_model model, gk_alo_level level, const gk_option_batch *in,
                                        unsigned outputs, gk_greeks_batch *out) {
-  size_t invalid = alo_vector_kernel(model, level, in, outputs, out);
-  for (size_t i = 0; i < in->count; i++)
-    if (out->error[i] == GK_ELEMENT_OK && gk_american_routed_to_tree(model, in, i))
-      gk_american_price_routed_element(model, in, i, outputs, out);
-  return invalid;
+  return alo_vector_kernel(model, level, in, outputs, out);
 }
 
 static size_t american_vector_kernel(gk_model model, gk_american_method method,
