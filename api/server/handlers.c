@@ -598,8 +598,13 @@ static gk_code run_on_american_pool(greeksd_server *s, size_t tasks, gk_pool_tas
  * dozen tree prices, ~4 ms: one a call. alo's solver works a chunk of
  * elements at once; its vols, like every method's, do not depend on how the
  * contracts are sliced. */
-enum { AMERICAN_IV_TREE_TASK = 4, AMERICAN_IV_ALO_TASK = 64, AMERICAN_IV_BS2002_TASK = 256 };
-enum { AMERICAN_IV_TREE_CALL = 1, AMERICAN_IV_ALO_CALL = 64, AMERICAN_IV_BS2002_CALL = 256 };
+typedef struct american_sizes {
+  size_t task, call; /* contracts a pool task takes, and a kernel or solver call inside it */
+} american_sizes;
+
+static const american_sizes american_iv_sizes[GK_AMERICAN_METHOD_COUNT] = {
+    [GK_AMERICAN_BS2002] = {256, 256}, [GK_AMERICAN_TREE] = {4, 1},
+    [GK_AMERICAN_ALO] = {64, 64},      [GK_AMERICAN_ALO_FAST] = {64, 64}};
 
 typedef struct american_iv_run {
   rpc_call *call;
@@ -668,13 +673,8 @@ static gk_code solve_american_ivs(rpc_call *c, gk_model model, const request_exe
   }
   american_iv_run run = {.call = c, .model = model, .method = exercise->method, .in = {m, S, K, T, r, q, price, type},
                          .vol = sub_vol, .error = error, .flags = sub_flags};
-  int alo = exercise->method == GK_AMERICAN_ALO || exercise->method == GK_AMERICAN_ALO_FAST;
-  run.task_options = exercise->method == GK_AMERICAN_TREE ? AMERICAN_IV_TREE_TASK
-                     : alo                                ? AMERICAN_IV_ALO_TASK
-                                                          : AMERICAN_IV_BS2002_TASK;
-  run.call_options = exercise->method == GK_AMERICAN_TREE ? AMERICAN_IV_TREE_CALL
-                     : alo                                ? AMERICAN_IV_ALO_CALL
-                                                          : AMERICAN_IV_BS2002_CALL;
+  run.task_options = american_iv_sizes[exercise->method].task;
+  run.call_options = american_iv_sizes[exercise->method].call;
   run.yield_every_ns = rpc_config(c)->bulk_yield_us * GK_NS_PER_US;
   size_t tasks = (m + run.task_options - 1) / run.task_options;
   gk_code code = tasks == 0 ? GK_OK : run_on_american_pool(c->server, tasks, solve_american_iv_task, &run, status);
@@ -1010,8 +1010,9 @@ void handle_revalue_stream_chunk(rpc_call *c, bool success) {
  * the task yields its core when due (adr/0038), so a call is at most a few
  * hundred microseconds of work (tree: ~0.33 ms a contract; alo: ~0.4 ms a
  * vector of 8; bs2002: ~1 us a contract). */
-enum { AMERICAN_TREE_TASK = 16, AMERICAN_ALO_TASK = 64, AMERICAN_BS2002_TASK = GK_SLICE_OPTIONS };
-enum { AMERICAN_TREE_CALL = 1, AMERICAN_ALO_CALL = 8, AMERICAN_BS2002_CALL = 256 };
+static const american_sizes american_price_sizes[GK_AMERICAN_METHOD_COUNT] = {
+    [GK_AMERICAN_BS2002] = {GK_SLICE_OPTIONS, 256}, [GK_AMERICAN_TREE] = {16, 1},
+    [GK_AMERICAN_ALO] = {64, 8},                    [GK_AMERICAN_ALO_FAST] = {64, 8}};
 
 typedef struct american_run {
   rpc_call *call;
@@ -1104,13 +1105,8 @@ static void price_american(rpc_call *c) {
   price_job *j = c->job;
   gk_pricing_request *r = &j->request;
   american_run run = {.call = c, .request = r, .exercise = {.style = j->style, .method = j->method}};
-  int alo = j->method == GK_AMERICAN_ALO || j->method == GK_AMERICAN_ALO_FAST; /* both levels: alo's sizes */
-  run.task_options = j->method == GK_AMERICAN_TREE ? AMERICAN_TREE_TASK
-                     : alo                         ? AMERICAN_ALO_TASK
-                                                   : AMERICAN_BS2002_TASK;
-  run.call_options = j->method == GK_AMERICAN_TREE ? AMERICAN_TREE_CALL
-                     : alo                         ? AMERICAN_ALO_CALL
-                                                   : AMERICAN_BS2002_CALL;
+  run.task_options = american_price_sizes[j->method].task;
+  run.call_options = american_price_sizes[j->method].call;
   run.yield_every_ns = rpc_config(c)->bulk_yield_us * GK_NS_PER_US;
   size_t tasks = (r->in.count + run.task_options - 1) / run.task_options;
   gk_status status;
