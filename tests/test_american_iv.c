@@ -54,6 +54,14 @@ static void fill_contract(owned_batch *b, size_t i, test_rng *rng) {
   b->type[i] = (uint8_t)(i % 2 ? GK_PUT : GK_CALL);
 }
 
+/* n random contracts (fill_contract) from `seed`, unpriced. */
+static owned_batch random_batch(size_t n, uint64_t seed) {
+  owned_batch b = owned_batch_make(n);
+  test_rng rng = {seed};
+  for (size_t i = 0; i < n; i++) fill_contract(&b, i, &rng);
+  return b;
+}
+
 /* Prices b (price only) by `method` at its vols; returns the error count. */
 static size_t price_american(gk_model model, gk_american_method method, owned_batch *b) {
   gk_option_batch in = owned_batch_inputs(b);
@@ -109,9 +117,7 @@ static void solved_free(solved *s) {
 /* The round trip of one method and model over n contracts. */
 static void check_round_trip(gk_model model, gk_american_method method, double tolerance, uint64_t seed, size_t n) {
   int other_roots_allowed = method == GK_AMERICAN_TREE;
-  owned_batch b = owned_batch_make(n);
-  test_rng rng = {seed};
-  for (size_t i = 0; i < n; i++) fill_contract(&b, i, &rng);
+  owned_batch b = random_batch(n, seed);
   assert_int_equal(price_american(model, method, &b), 0);
   solved s = solve(model, method, &b);
   size_t checked = 0, low_vega = 0, at_limit = 0, below = 0, other_root = 0, failures = 0;
@@ -377,9 +383,7 @@ static void test_corners_give_finite_vols_or_flags(void **state) {
 static void test_scalar_isa_agrees(void **state) {
   (void)state;
   enum { N = 300 };
-  owned_batch b = owned_batch_make(N);
-  test_rng rng = {2208};
-  for (size_t i = 0; i < N; i++) fill_contract(&b, i, &rng);
+  owned_batch b = random_batch(N, 2208);
   price_american(GK_MODEL_BSM, GK_AMERICAN_BS2002, &b);
   solved s = solve(GK_MODEL_BSM, GK_AMERICAN_BS2002, &b);
   double vol[N];
@@ -404,9 +408,7 @@ static void count_price(void *context) { ++*(size_t *)context; }
 static void test_paced_solves_are_the_unpaced_ones(void **state) {
   (void)state;
   enum { N = 6 };
-  owned_batch b = owned_batch_make(N);
-  test_rng rng = {2209};
-  for (size_t i = 0; i < N; i++) fill_contract(&b, i, &rng);
+  owned_batch b = random_batch(N, 2209);
   const gk_american_method methods[] = {GK_AMERICAN_TREE, GK_AMERICAN_ALO};
   for (size_t m = 0; m < 2; m++) {
     price_american(GK_MODEL_BSM, methods[m], &b);
