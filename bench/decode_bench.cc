@@ -1,9 +1,11 @@
 // bench/decode_bench.cc - greeksd's request decoding (api/server/requests.c)
-// under Google Benchmark: a RevaluePortfolioRequest of N positions, delivered
-// as gRPC delivers it (64 KiB slices), decoded by the paced hand decoder
-// (portfolio_decode_any, what greeksd runs) and by protobuf-c alone (readall,
-// unpack, kernel types: what it ran before adr/0041). items_per_second =
-// positions decoded; the counter paces = pace calls per decode.
+// under Google Benchmark: a RevaluePortfolioRequest of N positions and a
+// PriceBatchRequest of N contracts, delivered as gRPC delivers them (64 KiB
+// slices), decoded by the paced hand decoders (portfolio_decode_any,
+// batch_decode_any: what greeksd runs) and by protobuf-c alone (readall,
+// unpack, kernel types: what it ran before adr/0041 and adr/0045).
+// items_per_second = positions or contracts decoded; the counter paces =
+// pace calls per decode.
 //   build/bench/greeks_decode_bench --benchmark_repetitions=5
 #include <benchmark/benchmark.h>
 
@@ -25,6 +27,8 @@ struct Message {
   std::vector<uint8_t> bytes;
   grpc_byte_buffer *payload = nullptr;
 };
+
+Message sliced(Message &m);
 
 // N positions on 50 underlyings, packed by protobuf-c, cut into 64 KiB slices.
 Message portfolio(size_t n) {
@@ -54,6 +58,36 @@ Message portfolio(size_t n) {
   Message m;
   m.bytes.resize(greeks__v1__revalue_portfolio_request__get_packed_size(&q));
   greeks__v1__revalue_portfolio_request__pack(&q, m.bytes.data());
+  return sliced(m);
+}
+
+// N contracts with every column, packed by protobuf-c, cut into 64 KiB slices.
+Message batch(size_t n) {
+  std::vector<Greeks__V1__OptionType> type(n);
+  std::vector<double> spot(n), strike(n), expiry(n), rate(n, 0.03), yield(n, 0.01), vol(n);
+  uint64_t x = 29;
+  for (size_t i = 0; i < n; i++) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    type[i] = (x >> 20) & 1 ? GREEKS__V1__OPTION_TYPE__CALL : GREEKS__V1__OPTION_TYPE__PUT;
+    spot[i] = 100.0 + static_cast<double>((x >> 33) % 50);
+    strike[i] = 80.0 + static_cast<double>((x >> 11) % 7000) / 100.0;
+    expiry[i] = 0.05 + static_cast<double>((x >> 24) % 195) / 100.0;
+    vol[i] = 0.1 + static_cast<double>((x >> 40) % 40) / 100.0;
+  }
+  Greeks__V1__Output outputs[] = {GREEKS__V1__OUTPUT__ALL_FIRST_ORDER};
+  Greeks__V1__PriceBatchRequest q = GREEKS__V1__PRICE_BATCH_REQUEST__INIT;
+  q.model = GREEKS__V1__MODEL__MODEL_BSM;
+  q.n_spot = q.n_strike = q.n_expiry = q.n_rate = q.n_yield = q.n_vol = q.n_type = n;
+  q.spot = spot.data(), q.strike = strike.data(), q.expiry = expiry.data(), q.rate = rate.data();
+  q.yield = yield.data(), q.vol = vol.data(), q.type = type.data();
+  q.n_outputs = 1, q.outputs = outputs;
+  Message m;
+  m.bytes.resize(greeks__v1__price_batch_request__get_packed_size(&q));
+  greeks__v1__price_batch_request__pack(&q, m.bytes.data());
+  return sliced(m);
+}
+
+Message sliced(Message &m) {
   std::vector<grpc_slice> slices;
   for (size_t at = 0; at < m.bytes.size(); at += 64 * 1024) {
     size_t end = at + 64 * 1024 < m.bytes.size() ? at + 64 * 1024 : m.bytes.size();
@@ -66,19 +100,23 @@ Message portfolio(size_t n) {
 
 void count_pace(void *context) { ++*static_cast<int64_t *>(context); }
 
-void BM_revalue_paced(benchmark::State &state) {
+// The paced hand decoder, through its *_decode_any as greeksd calls it:
+// decode_any(payload, pace, context, &decoded, &verdict); took(decoded) says
+// the hand decoder (not protobuf-c) read it.
+template <typename Decoded, typename DecodeAny, typename Took, typename Release>
+void time_paced(benchmark::State &state, Message (*make)(size_t), DecodeAny decode_any, Took took, Release release) {
   size_t n = static_cast<size_t>(state.range(0));
-  Message m = portfolio(n);
+  Message m = make(n);
   int64_t paces = 0;
   for (auto _ : state) {
-    decoded_portfolio d;
+    Decoded d;
     request_verdict v;
-    if (portfolio_decode_any(m.payload, count_pace, &paces, &d, &v) != 0 || d.hand.request.positions == nullptr) {
+    if (decode_any(m.payload, count_pace, &paces, &d, &v) != 0 || !took(d)) {
       state.SkipWithError("the paced decoder did not take the message");
       break;
     }
     benchmark::DoNotOptimize(d.kernel_types);
-    decoded_portfolio_free(&d);
+    release(&d);
   }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(n));
   state.counters["paces"] = state.iterations() ? static_cast<double>(paces) / static_cast<double>(state.iterations()) : 0;
@@ -86,18 +124,23 @@ void BM_revalue_paced(benchmark::State &state) {
   grpc_byte_buffer_destroy(m.payload);
 }
 
-void BM_revalue_protobuf_c(benchmark::State &state) {
+// protobuf-c alone: readall, unpack, and the types as kernel codes;
+// types_of(message, &count) finds the type column.
+template <typename TypesOf>
+void time_protobuf_c(benchmark::State &state, Message (*make)(size_t), const ProtobufCMessageDescriptor *descriptor,
+                     TypesOf types_of) {
   size_t n = static_cast<size_t>(state.range(0));
-  Message m = portfolio(n);
+  Message m = make(n);
   for (auto _ : state) {
     ProtobufCMessage *unpacked;
     request_verdict v;
-    if (request_unpack_payload(&greeks__v1__revalue_portfolio_request__descriptor, m.payload, &unpacked, &v) != 0) {
+    if (request_unpack_payload(descriptor, m.payload, &unpacked, &v) != 0) {
       state.SkipWithError("protobuf-c refused the message");
       break;
     }
-    const Greeks__V1__Positions *p = reinterpret_cast<Greeks__V1__RevaluePortfolioRequest *>(unpacked)->positions;
-    uint8_t *types = request_kernel_types(p->n_type, p->type);
+    size_t count = 0;
+    const Greeks__V1__OptionType *type = types_of(unpacked, &count);
+    uint8_t *types = request_kernel_types(count, type);
     benchmark::DoNotOptimize(types);
     free(types);
     protobuf_c_message_free_unpacked(unpacked, nullptr);
@@ -107,8 +150,39 @@ void BM_revalue_protobuf_c(benchmark::State &state) {
   grpc_byte_buffer_destroy(m.payload);
 }
 
+void BM_revalue_paced(benchmark::State &state) {
+  time_paced<decoded_portfolio>(
+      state, portfolio, portfolio_decode_any,
+      [](const decoded_portfolio &d) { return d.hand.request.positions != nullptr; }, decoded_portfolio_free);
+}
+
+void BM_revalue_protobuf_c(benchmark::State &state) {
+  time_protobuf_c(state, portfolio, &greeks__v1__revalue_portfolio_request__descriptor,
+                  [](ProtobufCMessage *m, size_t *count) {
+                    const Greeks__V1__Positions *p = reinterpret_cast<Greeks__V1__RevaluePortfolioRequest *>(m)->positions;
+                    *count = p->n_type;
+                    return static_cast<const Greeks__V1__OptionType *>(p->type);
+                  });
+}
+
+void BM_batch_paced(benchmark::State &state) {
+  time_paced<decoded_batch>(
+      state, batch, batch_decode_any, [](const decoded_batch &d) { return d.hand.request.spot != nullptr; },
+      decoded_batch_free);
+}
+
+void BM_batch_protobuf_c(benchmark::State &state) {
+  time_protobuf_c(state, batch, &greeks__v1__price_batch_request__descriptor, [](ProtobufCMessage *m, size_t *count) {
+    const Greeks__V1__PriceBatchRequest *q = reinterpret_cast<Greeks__V1__PriceBatchRequest *>(m);
+    *count = q->n_type;
+    return static_cast<const Greeks__V1__OptionType *>(q->type);
+  });
+}
+
 }  // namespace
 
+BENCHMARK(BM_batch_paced)->Name("decode/batch/paced")->Arg(4096)->Arg(200000)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_batch_protobuf_c)->Name("decode/batch/protobuf_c")->Arg(4096)->Arg(200000)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_revalue_paced)->Name("decode/revalue/paced")->Arg(5000)->Arg(200000)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_revalue_protobuf_c)->Name("decode/revalue/protobuf_c")->Arg(5000)->Arg(200000)->Unit(benchmark::kMicrosecond);
 

@@ -3,8 +3,9 @@
  * the same functions the handlers call, without a server.
  *
  * Input: a 3-byte header, then a serialized message. Byte 0 picks the request
- * kind (modulo 6): PriceBatch, PriceChain (chain_decode_any: the hand decoder,
- * then protobuf-c), ImpliedVol, RevaluePortfolio, a RevaluePortfolioStream
+ * kind (modulo 6): PriceBatch (batch_decode_any: the paced hand decoder, then
+ * protobuf-c), PriceChain (chain_decode_any: the hand decoder, then
+ * protobuf-c), ImpliedVol, RevaluePortfolio, a RevaluePortfolioStream
  * first message, a later one (the three through portfolio_decode_any: the
  * paced hand decoder, then protobuf-c). Byte 1 is the contract limit (255 means
  * SIZE_MAX, to reach the sums near the top of size_t); byte 2 is how many
@@ -90,12 +91,20 @@ static void require_exercise(request_exercise *e, size_t contracts, gk_model mod
 /* ---- one function per kind: unpack, validate, check what was accepted ---- */
 
 static void price_batch(const uint8_t *bytes, size_t n, size_t limit) {
-  ProtobufCMessage *m;
+  grpc_slice s = grpc_slice_from_copied_buffer((const char *)bytes, n);
+  grpc_byte_buffer *payload = grpc_raw_byte_buffer_create(&s, 1);
+  grpc_slice_unref(s);
+  decoded_batch d;
   request_verdict v;
-  int result = request_unpack(&greeks__v1__price_batch_request__descriptor, bytes, n, &m, &v);
+  int result = batch_decode_any(payload, NULL, NULL, &d, &v);
+  grpc_byte_buffer_destroy(payload);
   require_verdict(result, &v);
-  if (result != 0) return;
-  const Greeks__V1__PriceBatchRequest *q = (const Greeks__V1__PriceBatchRequest *)m;
+  if (result != 0) {
+    require(d.request == NULL && d.unpacked == NULL && d.hand.request.spot == NULL); /* owns nothing */
+    return;
+  }
+  const Greeks__V1__PriceBatchRequest *q = d.request;
+  require(q->n_type == 0 || d.kernel_types != NULL);
   gk_model model;
   unsigned mask;
   request_exercise exercise;
@@ -109,7 +118,7 @@ static void price_batch(const uint8_t *bytes, size_t n, size_t limit) {
             column_ok(q->n_style, c, 1));
     require_exercise(&exercise, c, model, mask);
   }
-  protobuf_c_message_free_unpacked(m, NULL);
+  decoded_batch_free(&d);
 }
 
 static void price_chain(const uint8_t *bytes, size_t n, size_t limit) {

@@ -12,6 +12,8 @@ build/tests/grpc_stubs, or $GREEKS_STUBS). Writes, replacing what is there:
                                   positions already gathered) + a message
   fuzz/corpus/fuzz_portfolio_decode/  the chain decoder's 7-byte header + a
                                   RevaluePortfolioRequest
+  fuzz/corpus/fuzz_batch_decode/  the chain decoder's 7-byte header + a
+                                  PriceBatchRequest
 
 Valid and invalid messages, canonical and not (repeated fields, unpacked
 columns), so that the fuzzers start at every rule and both decoders. The
@@ -142,6 +144,24 @@ PORTFOLIO_SEEDS = {
 }
 
 
+# PriceBatchRequests for the paced hand decoder: canonical ones, long
+# varints, and encodings it hands back to protobuf-c.
+BATCH_SEEDS = {
+    "valid": batch(),
+    "many-contracts": batch(n=40, outputs=[pb.ALL_FIRST_ORDER]),
+    "american": batch(styles=[pb.AMERICAN, pb.EUROPEAN, pb.AMERICAN], method=pb.AMERICAN_METHOD_ALO),
+    "empty": b"",
+    "short-columns": batch(yield_n=0, vol_n=1),
+    "long-varints": bytes([0x08, 0x82, 0x80, 0x80, 0x80, 0x10, 0x42, 0x05, 0x81, 0x80, 0x80, 0x80, 0x10]),
+    "model-twice": MODEL_TWICE,
+    "unpacked-type": bytes([0x40, 0x01]),
+    "spot-twice": bytes([0x12, 0x00, 0x12, 0x00]),
+    "truncated": batch(n=5)[:-5],
+    "overlong-length": bytes([0x12, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00]),
+    "overlong-tag": OVERLONG_TAG,
+}
+
+
 def chain_header(name, length):
     """Slice count and cut points that differ per seed, inside the message."""
     count = (len(name) + length) % 4
@@ -193,6 +213,7 @@ def main():
     write(corpus / "fuzz_chain_decode", {n: chain_header(n, len(m)) + m for n, m in CHAIN_SEEDS.items()})
     write(corpus / "fuzz_requests", {n: bytes([k, limit, gathered]) + m for n, (k, limit, gathered, m) in REQUEST_SEEDS.items()})
     write(corpus / "fuzz_portfolio_decode", {n: chain_header(n, len(m)) + m for n, m in PORTFOLIO_SEEDS.items()})
+    write(corpus / "fuzz_batch_decode", {n: chain_header(n, len(m)) + m for n, m in BATCH_SEEDS.items()})
 
 
 if __name__ == "__main__":

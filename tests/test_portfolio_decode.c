@@ -4,7 +4,8 @@
  * split into random slices must decode to exactly what protobuf-c reads back;
  * encodings it does not take (repeated fields, unpacked columns, unknown
  * fields, compression) must be handed back, never misread; truncated and
- * corrupted bytes must never crash or be accepted as something else; and a
+ * corrupted bytes must never crash or be accepted as something else
+ * (support/decoder_checks.h); and a
  * large message must be read in paced steps (the point of the decoder,
  * adr/0041).
  */
@@ -19,6 +20,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "support/decoder_checks.h"
 #include "support/wire_slices.h"
 
 #include "portfolio_decode.h"
@@ -75,15 +77,6 @@ static encoded random_request(uint64_t *rng) {
   return e;
 }
 
-static uint8_t kernel_type(int wire) {
-  return wire == GREEKS__V1__OPTION_TYPE__CALL ? GK_CALL : wire == GREEKS__V1__OPTION_TYPE__PUT ? GK_PUT : 0xff;
-}
-
-static void assert_same_doubles(const double *a, size_t n_a, const double *b, size_t n_b) {
-  assert_int_equal(n_a, n_b);
-  if (n_a) assert_memory_equal(a, b, n_a * sizeof *a);
-}
-
 /* Everything the decoder read equals what protobuf-c reads from the same bytes. */
 static void assert_same_as_protobuf_c(const portfolio_request *r, const uint8_t *bytes, size_t length) {
   Greeks__V1__RevaluePortfolioRequest *q = greeks__v1__revalue_portfolio_request__unpack(NULL, length, bytes);
@@ -111,7 +104,7 @@ static void assert_same_as_protobuf_c(const portfolio_request *r, const uint8_t 
     assert_int_equal(a->n_type, b->n_type);
     for (size_t i = 0; i < b->n_type; i++) {
       assert_int_equal((int32_t)a->type[i], (int32_t)b->type[i]);
-      assert_int_equal(r->kernel_types[i], kernel_type((int)b->type[i]));
+      assert_int_equal(r->kernel_types[i], expected_kernel_type((int)b->type[i]));
     }
     assert_same_doubles(a->strike, a->n_strike, b->strike, b->n_strike);
     assert_same_doubles(a->expiry, a->n_expiry, b->expiry, b->n_expiry);
@@ -122,31 +115,16 @@ static void assert_same_as_protobuf_c(const portfolio_request *r, const uint8_t 
   greeks__v1__revalue_portfolio_request__free_unpacked(q, NULL);
 }
 
-static void canonical_requests_decode_as_protobuf_c_reads_them(void **state) {
-  (void)state;
-  uint64_t rng = 0x9e3779b97f4a7c15ull;
-  for (int trial = 0; trial < 2000; trial++) {
-    encoded e = random_request(&rng);
-    grpc_byte_buffer *b = sliced(e.bytes, e.length, &rng);
-    portfolio_request r;
-    assert_int_equal(portfolio_request_decode(b, &r, NULL, NULL), CHAIN_DECODE_OK);
-    assert_same_as_protobuf_c(&r, e.bytes, e.length);
-    portfolio_request_free(&r);
-    grpc_byte_buffer_destroy(b);
-    free(e.bytes);
-  }
+static chain_decode_result decode(grpc_byte_buffer *payload, void *out) {
+  return portfolio_request_decode(payload, out, NULL, NULL);
 }
 
-static chain_decode_result decode_bytes(const uint8_t *bytes, size_t length, portfolio_request *r) {
-  grpc_slice s = grpc_slice_from_copied_buffer((const char *)bytes, length);
-  grpc_byte_buffer *b = grpc_raw_byte_buffer_create(&s, 1);
-  grpc_slice_unref(s);
-  chain_decode_result result = portfolio_request_decode(b, r, NULL, NULL);
-  grpc_byte_buffer_destroy(b);
-  return result;
+static void as_protobuf_c(const void *out, const uint8_t *bytes, size_t length) {
+  assert_same_as_protobuf_c(out, bytes, length);
 }
 
-static void assert_owns_nothing(const portfolio_request *r) {
+static void owns_nothing(const void *out) {
+  const portfolio_request *r = out;
   assert_null(r->request.markets);
   assert_null(r->request.grid);
   assert_null(r->request.positions);
@@ -155,69 +133,47 @@ static void assert_owns_nothing(const portfolio_request *r) {
   assert_null(r->kernel_types);
 }
 
+static void release(void *out) { portfolio_request_free(out); }
+
+static const decoder_under_test portfolio_decoder = {sizeof(portfolio_request), decode, as_protobuf_c, owns_nothing,
+                                                     release, random_request};
+
+static void canonical_requests_decode_as_protobuf_c_reads_them(void **state) {
+  (void)state;
+  decoder_check_canonical(&portfolio_decoder, 0x9e3779b97f4a7c15ull, 2000);
+}
+
 /* Valid protobuf that is not canonical goes back to protobuf-c. */
 static void other_valid_encodings_are_handed_back(void **state) {
   (void)state;
-  const uint8_t model_twice[] = {0x08, 0x01, 0x08, 0x02};
-  const uint8_t unknown_field[] = {0x08, 0x01, 0x28, 0x05};                      /* field 5 */
-  const uint8_t unpacked_underlying[] = {0x1a, 0x02, 0x08, 0x01};                /* positions{underlying: 1, as varint} */
-  const uint8_t unpacked_strike[] = {0x1a, 0x09, 0x19, 0, 0, 0, 0, 0, 0, 0x59, 0x40}; /* positions{strike: 100, fixed64} */
-  const uint8_t unknown_in_positions[] = {0x1a, 0x02, 0x40, 0x01};               /* positions{field 8} */
-  const uint8_t strike_twice[] = {0x1a, 0x04, 0x1a, 0x00, 0x1a, 0x00};           /* positions{strike: [], strike: []} */
-  const uint8_t markets_twice[] = {0x12, 0x00, 0x12, 0x00};
-  const uint8_t positions_twice[] = {0x1a, 0x00, 0x1a, 0x00};
-  const uint8_t strike_not_whole_doubles[] = {0x1a, 0x05, 0x1a, 0x03, 1, 2, 3};
-  const uint8_t model_as_length[] = {0x0a, 0x00};                               /* field 1, wire type 2 */
-  const uint8_t bad_markets[] = {0x12, 0x02, 0x0a, 0x03};                       /* markets{spot: 3 bytes short} */
-  const struct {
-    const uint8_t *bytes;
-    size_t length;
-  } cases[] = {{model_twice, sizeof model_twice},
-               {unknown_field, sizeof unknown_field},
-               {unpacked_underlying, sizeof unpacked_underlying},
-               {unpacked_strike, sizeof unpacked_strike},
-               {unknown_in_positions, sizeof unknown_in_positions},
-               {strike_twice, sizeof strike_twice},
-               {markets_twice, sizeof markets_twice},
-               {positions_twice, sizeof positions_twice},
-               {strike_not_whole_doubles, sizeof strike_not_whole_doubles},
-               {model_as_length, sizeof model_as_length},
-               {bad_markets, sizeof bad_markets}};
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    portfolio_request r;
-    assert_int_equal(decode_bytes(cases[i].bytes, cases[i].length, &r), CHAIN_DECODE_FALLBACK);
-    assert_owns_nothing(&r);
-  }
-  grpc_slice s = grpc_slice_from_static_string("x");
-  grpc_byte_buffer *b = grpc_raw_compressed_byte_buffer_create(&s, 1, GRPC_COMPRESS_GZIP);
-  portfolio_request r;
-  assert_int_equal(portfolio_request_decode(b, &r, NULL, NULL), CHAIN_DECODE_FALLBACK);
-  grpc_byte_buffer_destroy(b);
-  assert_int_equal(portfolio_request_decode(NULL, &r, NULL, NULL), CHAIN_DECODE_FALLBACK);
-  assert_owns_nothing(&r);
-}
-
-/* Every truncation, and random byte corruption: never a crash (the sanitizers
- * watch), and a request the decoder accepts is one protobuf-c reads the same;
- * one it hands back owns nothing. */
-static void check_damaged(const uint8_t *bytes, size_t length) {
-  portfolio_request r;
-  if (decode_bytes(bytes, length, &r) == CHAIN_DECODE_OK) {
-    assert_same_as_protobuf_c(&r, bytes, length);
-    portfolio_request_free(&r);
-  } else {
-    assert_owns_nothing(&r);
-  }
+  static const uint8_t model_twice[] = {0x08, 0x01, 0x08, 0x02};
+  static const uint8_t unknown_field[] = {0x08, 0x01, 0x28, 0x05};                      /* field 5 */
+  static const uint8_t unpacked_underlying[] = {0x1a, 0x02, 0x08, 0x01};                /* positions{underlying: 1, as varint} */
+  static const uint8_t unpacked_strike[] = {0x1a, 0x09, 0x19, 0, 0, 0, 0, 0, 0, 0x59, 0x40}; /* positions{strike: 100, fixed64} */
+  static const uint8_t unknown_in_positions[] = {0x1a, 0x02, 0x40, 0x01};               /* positions{field 8} */
+  static const uint8_t strike_twice[] = {0x1a, 0x04, 0x1a, 0x00, 0x1a, 0x00};           /* positions{strike: [], strike: []} */
+  static const uint8_t markets_twice[] = {0x12, 0x00, 0x12, 0x00};
+  static const uint8_t positions_twice[] = {0x1a, 0x00, 0x1a, 0x00};
+  static const uint8_t strike_not_whole_doubles[] = {0x1a, 0x05, 0x1a, 0x03, 1, 2, 3};
+  static const uint8_t model_as_length[] = {0x0a, 0x00};                               /* field 1, wire type 2 */
+  static const uint8_t bad_markets[] = {0x12, 0x02, 0x0a, 0x03};                       /* markets{spot: 3 bytes short} */
+  const byte_string cases[] = {{model_twice, sizeof model_twice},
+                               {unknown_field, sizeof unknown_field},
+                               {unpacked_underlying, sizeof unpacked_underlying},
+                               {unpacked_strike, sizeof unpacked_strike},
+                               {unknown_in_positions, sizeof unknown_in_positions},
+                               {strike_twice, sizeof strike_twice},
+                               {markets_twice, sizeof markets_twice},
+                               {positions_twice, sizeof positions_twice},
+                               {strike_not_whole_doubles, sizeof strike_not_whole_doubles},
+                               {model_as_length, sizeof model_as_length},
+                               {bad_markets, sizeof bad_markets}};
+  decoder_check_handed_back(&portfolio_decoder, cases, sizeof cases / sizeof cases[0]);
 }
 
 static void damaged_bytes_are_never_misread(void **state) {
   (void)state;
-  uint64_t rng = 42;
-  for (int trial = 0; trial < 200; trial++) {
-    encoded e = random_request(&rng);
-    check_damaged_copies(&e, &rng, check_damaged);
-    free(e.bytes);
-  }
+  decoder_check_damaged(&portfolio_decoder, 42, 200);
 }
 
 static void count_pace(void *context) { ++*(int *)context; }
@@ -258,6 +214,14 @@ static void a_large_message_is_read_in_paced_steps(void **state) {
   free(bytes), free(underlying), free(type), free(column);
 }
 
+static void is_index_5_and_a_call(const void *out) {
+  const portfolio_request *r = out;
+  assert_int_equal(r->positions.n_underlying, 1);
+  assert_int_equal(r->positions.underlying[0], 5);
+  assert_int_equal(r->positions.n_type, 1);
+  assert_int_equal(r->kernel_types[0], GK_CALL);
+}
+
 /* Regression guard shared with the chain decoder: an OptionType varint of
  * 2^32+1 is CALL, as protobuf reads an enum (int32: the low 32 bits), and an
  * underlying index of 2^32+5 is 5, as protobuf reads a uint32; every split of
@@ -265,19 +229,9 @@ static void a_large_message_is_read_in_paced_steps(void **state) {
 static void long_varints_keep_their_low_32_bits(void **state) {
   (void)state;
   /* positions{underlying: [2^32+5], type: [2^32+1]} */
-  const uint8_t bytes[] = {0x1a, 0x0e, 0x0a, 0x05, 0x85, 0x80, 0x80, 0x80, 0x10, 0x12, 0x05, 0x81, 0x80, 0x80, 0x80, 0x10};
-  for (size_t cut = 0; cut <= sizeof bytes; cut++) {
-    grpc_byte_buffer *b = cut_in_two(bytes, sizeof bytes, cut);
-    portfolio_request r;
-    assert_int_equal(portfolio_request_decode(b, &r, NULL, NULL), CHAIN_DECODE_OK);
-    assert_int_equal(r.positions.n_underlying, 1);
-    assert_int_equal(r.positions.underlying[0], 5);
-    assert_int_equal(r.positions.n_type, 1);
-    assert_int_equal(r.kernel_types[0], GK_CALL);
-    assert_same_as_protobuf_c(&r, bytes, sizeof bytes);
-    portfolio_request_free(&r);
-    grpc_byte_buffer_destroy(b);
-  }
+  static const uint8_t bytes[] = {0x1a, 0x0e, 0x0a, 0x05, 0x85, 0x80, 0x80, 0x80, 0x10,
+                                  0x12, 0x05, 0x81, 0x80, 0x80, 0x80, 0x10};
+  decoder_check_every_cut(&portfolio_decoder, bytes, sizeof bytes, is_index_5_and_a_call);
 }
 
 /* The chain decoder's regression (fuzz_chain_decode found it) holds here
@@ -293,8 +247,8 @@ static void overlong_lengths_and_tags_are_handed_back(void **state) {
   for (size_t i = 0; i < 2; i++) {
     assert_null(greeks__v1__revalue_portfolio_request__unpack(NULL, lengths[i], cases[i]));
     portfolio_request r;
-    assert_int_equal(decode_bytes(cases[i], lengths[i], &r), CHAIN_DECODE_FALLBACK);
-    assert_owns_nothing(&r);
+    assert_int_equal(decoder_decode_bytes(&portfolio_decoder, cases[i], lengths[i], &r), CHAIN_DECODE_FALLBACK);
+    owns_nothing(&r);
   }
 }
 

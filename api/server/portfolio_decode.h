@@ -28,7 +28,7 @@
 #include "chain_decode.h"
 #include "greeks/v1/pricing.pb-c.h"
 
-enum { PORTFOLIO_DECODE_PACE_BYTES = 64 * 1024 };
+enum { PORTFOLIO_DECODE_PACE_BYTES = 64 * 1024 }; /* COLUMN_DECODE_PACE_BYTES */
 
 typedef struct portfolio_request {
   /* What protobuf-c would have unpacked: model; markets and grid (unpacked by

@@ -328,6 +328,35 @@ void decoded_portfolio_free(decoded_portfolio *d) {
   memset(d, 0, sizeof *d);
 }
 
+int batch_decode_any(grpc_byte_buffer *payload, batch_decode_pace pace, void *pace_context, decoded_batch *out,
+                     request_verdict *v) {
+  memset(out, 0, sizeof *out);
+  switch (batch_request_decode(payload, &out->hand, pace, pace_context)) {
+    case CHAIN_DECODE_OK:
+      out->request = &out->hand.request;
+      out->kernel_types = out->hand.kernel_types;
+      return accepted(v);
+    case CHAIN_DECODE_NO_MEMORY: return refuse(v, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory decoding the request");
+    case CHAIN_DECODE_FALLBACK: break;
+  }
+  if (request_unpack_payload(&greeks__v1__price_batch_request__descriptor, payload, &out->unpacked, v) != 0) return -1;
+  const Greeks__V1__PriceBatchRequest *q = (const Greeks__V1__PriceBatchRequest *)out->unpacked;
+  if ((out->unpacked_types = request_kernel_types(q->n_type, q->type)) == NULL) {
+    decoded_batch_free(out);
+    return refuse(v, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory decoding the request");
+  }
+  out->request = q;
+  out->kernel_types = out->unpacked_types;
+  return accepted(v);
+}
+
+void decoded_batch_free(decoded_batch *d) {
+  batch_request_free(&d->hand);
+  if (d->unpacked) protobuf_c_message_free_unpacked(d->unpacked, NULL);
+  free(d->unpacked_types);
+  memset(d, 0, sizeof *d);
+}
+
 static int check_chain_market(const chain_request *q, gk_model model, gk_market *market, request_verdict *v) {
   *market = (gk_market){q->spot, q->rate, gk_model_uses_yield(model) ? q->yield : 0.0};
   gk_status status;

@@ -31,6 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "batch_decode.h"
 #include "chain_decode.h"
 #include "portfolio_decode.h"
 #include "greeks/pricing.h"
@@ -138,6 +139,27 @@ int portfolio_decode_any(grpc_byte_buffer *payload, portfolio_decode_pace pace, 
                          decoded_portfolio *out, request_verdict *v);
 
 void decoded_portfolio_free(decoded_portfolio *d);
+
+/* A PriceBatchRequest as decoded by batch_decode_any: `request` points at the
+ * hand decoder's result or at protobuf-c's, and kernel_types holds its types
+ * as kernel codes. */
+typedef struct decoded_batch {
+  const Greeks__V1__PriceBatchRequest *request;
+  const uint8_t *kernel_types;
+  batch_request hand;         /* the hand decoder's, when it took the message */
+  ProtobufCMessage *unpacked; /* protobuf-c's, otherwise */
+  uint8_t *unpacked_types;
+} decoded_batch; /* not to be copied: request may point into it */
+
+/* A PriceBatchRequest from the payload: the hand decoder (batch_decode.h,
+ * calling `pace` between its steps) first, protobuf-c for whatever that one
+ * hands back. Decoding only: price_batch_validate checks the result. On
+ * success the caller frees `out` (decoded_batch_free); on failure it owns
+ * nothing. */
+int batch_decode_any(grpc_byte_buffer *payload, batch_decode_pace pace, void *pace_context, decoded_batch *out,
+                     request_verdict *v);
+
+void decoded_batch_free(decoded_batch *d);
 
 /* A column of wire OptionTypes as kernel codes (chain_kernel_option_type), in
  * a malloc'd array the caller frees; NULL when memory ran out. */
