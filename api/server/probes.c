@@ -90,8 +90,8 @@ static char *readiness_json(greeksd_server *s, int *ready, size_t *length) {
   book_parts parts = book_side_parts(s);
   readiness r = {atomic_load(&s->draining), atomic_load(&s->store_probed_ns) != 0 && atomic_load(&s->store_reachable), 1};
   gk_agent_state pricing = gk_pricing_agent_state(s->pricing), compute = gk_agent_state_of(s->compute),
-                 queries = gk_agent_state_of(parts.queries);
-  r.agents_ok = agent_ok(pricing) && agent_ok(compute) && agent_ok(queries);
+                 intake = gk_agent_state_of(s->intake), queries = gk_agent_state_of(parts.queries);
+  r.agents_ok = agent_ok(pricing) && agent_ok(compute) && agent_ok(intake) && agent_ok(queries);
   char error[512] = "", description[512];
   pthread_mutex_lock(&s->probe_lock);
   if (!r.store_ok) json_text(error, sizeof error, s->store_error);
@@ -107,7 +107,7 @@ static char *readiness_json(greeksd_server *s, int *ready, size_t *length) {
                    "{\"status\":\"%s\",\"draining\":%s,"
                    "\"store\":{\"reachable\":%s,\"description\":\"%s\",\"last_probe_ms_ago\":%lld%s%s%s},"
                    "\"breaker\":{\"pricing\":\"%s\"},"
-                   "\"agents\":{\"pricing\":\"%s\",\"compute\":\"%s\",\"book-queries\":\"%s\"},"
+                   "\"agents\":{\"pricing\":\"%s\",\"compute\":\"%s\",\"intake\":\"%s\",\"book-queries\":\"%s\"},"
                    "\"pool\":{\"threads\":%d},"
                    "\"services\":{\"\":\"%s\",\"greeks.v1.PricingService\":\"%s\",\"greeks.v1.BookService\":\"%s\"},"
                    "\"config\":{\"version\":%llu,\"hash\":\"%s\"},"
@@ -116,7 +116,8 @@ static char *readiness_json(greeksd_server *s, int *ready, size_t *length) {
                    r.store_ok ? "true" : "false", description,
                    probed ? (long long)((gk_monotonic_ns() - probed) / GK_NS_PER_MS) : -1LL,
                    error[0] ? ",\"error\":\"" : "", error, error[0] ? "\"" : "", gk_breaker_state_name(breaker),
-                   gk_agent_state_name(pricing), gk_agent_state_name(compute), gk_agent_state_name(queries),
+                   gk_agent_state_name(pricing), gk_agent_state_name(compute), gk_agent_state_name(intake),
+                   gk_agent_state_name(queries),
                    gk_pool_threads(s->pool), serving_name(health_service_status(s, HEALTH_SERVICE_SERVER)),
                    serving_name(health_service_status(s, HEALTH_SERVICE_PRICING)),
                    serving_name(health_service_status(s, HEALTH_SERVICE_BOOK)), snap->version, snap->hash,

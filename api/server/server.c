@@ -763,6 +763,10 @@ static int start_engine(greeksd_server *s, char *error, size_t size) {
     snprintf(error, size, "cannot start the compute agent: %s", status.message);
     return -1;
   }
+  if (intake_agent_start(s, &status) != GK_OK) {
+    snprintf(error, size, "cannot start the intake agent: %s", status.message);
+    return -1;
+  }
   return book_side_start(s, error, size);
 }
 
@@ -880,6 +884,7 @@ static void stop_tracer(greeksd_server *s) {
 static void destroy(greeksd_server *s) {
   probes_stop(s); /* the HTTP listener reads the parts stopped below */
   book_side_stop(s);
+  if (s->intake) gk_agent_stop(s->intake, GK_NS_PER_S); /* it submits to the two below */
   if (s->compute) gk_agent_stop(s->compute, GK_NS_PER_S);
   if (s->pricing) gk_pricing_agent_stop(s->pricing, GK_NS_PER_S);
   gk_pool_destroy(s->pool);

@@ -190,6 +190,7 @@ struct greeksd_server {
   gk_pool *pool;
   gk_pricing_agent *pricing;
   gk_agent *compute;         /* implied vol and portfolio revaluation jobs */
+  gk_agent *intake;          /* large PriceBatch requests, decoded paced (adr/0045) */
   /* The compute agent's own pool for American batches of more than one task
    * (adr/0033): created on its thread at the first such batch, kept, and
    * destroyed when the agent shuts down. Only the agent's thread touches it. */
@@ -307,6 +308,7 @@ void handle_revalue_stream_chunk(rpc_call *call, bool success);
 
 /* The compute agent's spec (handlers.c). */
 gk_code compute_agent_start(greeksd_server *server, gk_status *status);
+gk_code intake_agent_start(greeksd_server *server, gk_status *status);
 
 /* BookService (book_handlers.c): its engine (journal, book service, agents,
  * event feed) starts with the server and stops after the last call. */

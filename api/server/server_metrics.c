@@ -304,11 +304,12 @@ static agent_row agent_row_of(const char *name, gk_agent *a) {
   return r;
 }
 
-static size_t agent_rows(greeksd_server *s, agent_row rows[3]) {
+static size_t agent_rows(greeksd_server *s, agent_row rows[4]) {
   size_t n = 0;
   rows[n++] = (agent_row){"pricing", 1, 1, 1, gk_pricing_agent_state(s->pricing),
                           gk_pricing_agent_mailbox_size(s->pricing), 0, gk_pricing_agent_counters(s->pricing)};
   if (s->compute) rows[n++] = agent_row_of("compute", s->compute);
+  if (s->intake) rows[n++] = agent_row_of("intake", s->intake);
   book_parts parts = book_side_parts(s);
   if (parts.queries) rows[n++] = agent_row_of("book-queries", parts.queries);
   return n;
@@ -340,7 +341,7 @@ static void agent_counter(gk_metrics_text *out, const char *name, const char *he
 
 static void collect_agents(void *user, gk_metrics_text *out) {
   greeksd_server *s = user;
-  agent_row rows[3];
+  agent_row rows[4];
   size_t n = agent_rows(s, rows);
   book_parts parts = book_side_parts(s);
   int has_exec = parts.execution != NULL;

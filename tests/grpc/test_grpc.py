@@ -343,7 +343,7 @@ class ThreadNames(ServedTestCase):
             with open("/proc/%d/task/%s/comm" % (self.server.proc.pid, task)) as f:
                 names.append(f.read().strip())
         self.assertEqual(names.count("gk-cq"), 4, names)
-        for name in ("gk-pool-0", "gk-pricing", "gk-compute", "gk-health", "gk-probes", "gk-accept"):
+        for name in ("gk-pool-0", "gk-pricing", "gk-compute", "gk-intake", "gk-health", "gk-probes", "gk-accept"):
             self.assertIn(name, names)
 
 

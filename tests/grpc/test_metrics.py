@@ -10,6 +10,7 @@ Environment (tests/CMakeLists.txt): GREEKSD, GREEKS_STUBS, GREEKS_TEST_SLOWDOWN.
 """
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -106,7 +107,10 @@ def chain(n, strike0=90.0, spot=100.0):
                                                             expiry=[0.5] * n, vol=[0.2] * n, type=[pb.CALL] * n))
 
 
-class Exposition(unittest.TestCase):
+class MetricsServedTestCase(unittest.TestCase):
+    """One greeksd with its metrics listener per class, and its stubs; the
+    server must exit cleanly (sanitizer builds report there)."""
+
     @classmethod
     def setUpClass(cls):
         cls.server = MetricsServer()
@@ -121,7 +125,10 @@ class Exposition(unittest.TestCase):
         code = cls.server.stop()
         log = cls.server.stderr()
         cls.server.close()
-        assert code == 0, "greeksd exited %d: %s" % (code, log[-3000:])  # sanitizer builds: a clean exit
+        assert code == 0, "greeksd exited %d: %s" % (code, log[-3000:])
+
+
+class Exposition(MetricsServedTestCase):
 
     def wait_for(self, predicate, what):
         deadline = time.monotonic() + TIMEOUT
@@ -241,7 +248,7 @@ class Exposition(unittest.TestCase):
         self.assertFalse(ready["draining"])
         self.assertTrue(ready["store"]["reachable"])
         self.assertTrue(ready["store"]["description"].startswith("sqlite:"))
-        self.assertEqual(ready["agents"], {"pricing": "running", "compute": "running", "book-queries": "running"})
+        self.assertEqual(ready["agents"], {"pricing": "running", "compute": "running", "intake": "running", "book-queries": "running"})
         self.assertEqual(ready["breaker"], {"pricing": "CLOSED"})
         self.assertGreaterEqual(ready["pool"]["threads"], 1)
         self.assertEqual(ready["services"]["greeks.v1.BookService"], "SERVING")
@@ -251,6 +258,94 @@ class Exposition(unittest.TestCase):
         with self.assertRaises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(request, timeout=10)
         self.assertEqual(caught.exception.code, 405)
+
+
+class LargeBatchesOnTheIntakeAgent(MetricsServedTestCase):
+    """A PriceBatch of more than 256 KiB is decoded on the intake agent, paced,
+    not on the completion-queue thread (adr/0045): its answer must be the one
+    its slices get where they arrive, bit for bit, element errors included;
+    its request errors must name the field as there; and the agents' counters
+    show which path each call took."""
+
+    def handled(self, agent):
+        return value(parse_metrics(self.server.metrics()), "greeks_agent_messages_handled_total", agent=agent)
+
+    @staticmethod
+    def request(n, seed, american=False):
+        rng = random.Random(seed)
+        columns = {k: [] for k in ("spot", "strike", "expiry", "rate", "yield", "vol", "type")}
+        for i in range(n):
+            for k, low, high in (("spot", 50, 150), ("strike", 50, 150), ("expiry", 0.01, 3), ("rate", 0.0, 0.08),
+                                 ("yield", 0, 0.05), ("vol", 0.05, 0.9)):
+                columns[k].append(rng.uniform(low, high))
+            columns["type"].append(rng.choice([pb.CALL, pb.PUT]))
+        columns["vol"][5] = -0.2            # element errors, far apart
+        columns["type"][n - 7] = pb.OPTION_TYPE_UNSPECIFIED
+        extra = dict(style=[pb.AMERICAN] * n, american_method=pb.AMERICAN_METHOD_BS2002) if american else {}
+        return pb.PriceBatchRequest(model=pb.MODEL_BSM, outputs=[pb.ALL_FIRST_ORDER], **columns, **extra)
+
+    @staticmethod
+    def slice_of(request, begin, end):
+        part = pb.PriceBatchRequest()
+        part.CopyFrom(request)
+        for field in ("spot", "strike", "expiry", "rate", "yield", "vol", "type", "style"):
+            column = getattr(part, field)
+            if len(column):
+                kept = list(column)[begin:end]
+                del column[:]
+                column.extend(kept)
+        return part
+
+    def assert_same_as_slices(self, request, pieces):
+        n = len(request.spot)
+        self.assertGreater(request.ByteSize(), 256 * 1024)  # the intake's threshold
+        before = {a: self.handled(a) for a in ("intake", "pricing", "compute")}
+        whole = self.pricing.PriceBatch(request, timeout=TIMEOUT)
+        moved = {a: self.handled(a) - before[a] for a in before}
+        self.assertEqual(moved["intake"], 1)
+        step = n // pieces
+        errors = []
+        for begin in range(0, n, step):
+            part = self.slice_of(request, begin, begin + step)
+            self.assertLess(part.ByteSize(), 256 * 1024)  # decoded where it arrives
+            reply = self.pricing.PriceBatch(part, timeout=TIMEOUT)
+            for name in ("price", "delta", "gamma", "vega", "theta", "rho", "phi"):
+                got = list(getattr(whole.greeks, name))[begin:begin + step]
+                self.assertEqual(got, list(getattr(reply.greeks, name)), name)  # bit for bit
+            errors += [(e.index + begin, e.field, e.reason) for e in reply.errors]
+        self.assertEqual(self.handled("intake") - before["intake"], 1)  # the slices never went there
+        self.assertEqual([(e.index, e.field, e.reason) for e in whole.errors], errors)
+        self.assertEqual([e[0] for e in errors], [5, n - 7])
+        return moved
+
+    def test_a_large_european_batch_is_its_slices(self):
+        moved = self.assert_same_as_slices(self.request(12000, seed=31), 12)
+        self.assertEqual(moved["pricing"], 1)  # 12,000 contracts: priced by the agent, not inline
+
+    def test_a_large_american_batch_is_its_slices(self):
+        moved = self.assert_same_as_slices(self.request(6000, seed=32, american=True), 6)
+        self.assertEqual(moved["compute"], 1)  # American contracts: the compute agent's pool
+
+    def test_a_large_bad_request_names_the_field(self):
+        request = self.request(12000, seed=33)
+        request.strike.append(100.0)
+        before = self.handled("intake")
+        with self.assertRaises(grpc.RpcError) as raised:
+            self.pricing.PriceBatch(request, timeout=TIMEOUT)
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("'strike'", raised.exception.details())
+        self.assertEqual(self.handled("intake") - before, 1)
+
+    def test_a_large_request_protobuf_c_must_read_is_read(self):
+        # model sent twice (legal protobuf, the last wins; not canonical): the
+        # intake hands it to protobuf-c, which reads BLACK76.
+        request = self.request(12000, seed=34)
+        raw = self.channel.unary_unary("/greeks.v1.PricingService/PriceBatch")
+        body = request.SerializeToString() + pb.PriceBatchRequest(model=pb.MODEL_BLACK76).SerializeToString()
+        whole = pb.PriceResponse.FromString(raw(body, timeout=TIMEOUT))
+        request.model = pb.MODEL_BLACK76
+        part = self.pricing.PriceBatch(self.slice_of(request, 0, 1000), timeout=TIMEOUT)
+        self.assertEqual(list(whole.greeks.price)[:1000], list(part.greeks.price))
 
 
 class Draining(unittest.TestCase):
