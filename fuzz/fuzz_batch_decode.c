@@ -1,11 +1,14 @@
 /*
- * Differential fuzzing of greeksd's hand-written PriceBatchRequest decoder
- * (api/server/batch_decode.c) against protobuf-c, the reference.
+ * Differential fuzzing of greeksd's hand-written PriceBatchRequest and
+ * ImpliedVolRequest decoder (api/server/batch_decode.c) against protobuf-c,
+ * the reference.
  *
  * Input: a 7-byte header, then the message, as for fuzz_chain_decode: header
- * byte 0 picks 1 to 4 slices, bytes 1-6 are three 16-bit cut points (each
- * taken modulo the message length plus one, then sorted), so the fuzzer
- * chooses where gRPC's slices end, inside a varint or a double included.
+ * byte 0 picks 1 to 4 slices (its low two bits) and the message (its top
+ * bit: ImpliedVolRequest when set), bytes 1-6 are three 16-bit cut points
+ * (each taken modulo the message length plus one, then sorted), so the
+ * fuzzer chooses where gRPC's slices end, inside a varint or a double
+ * included.
  *
  * Property: when the hand decoder says CHAIN_DECODE_OK, protobuf-c accepts the
  * same bytes and every field agrees exactly: model and american_method; every
@@ -54,13 +57,51 @@ static void require_same(const batch_request *r, const Greeks__V1__PriceBatchReq
   for (size_t i = 0; i < p->n_style; i++) require((int32_t)h->style[i] == (int32_t)p->style[i]);
 }
 
+static void require_same_iv(const iv_request *r, const Greeks__V1__ImpliedVolRequest *p) {
+  const Greeks__V1__ImpliedVolRequest *h = &r->request;
+  require((int32_t)h->model == (int32_t)p->model && (int32_t)h->american_method == (int32_t)p->american_method);
+  require(same_doubles(h->spot, h->n_spot, p->spot, p->n_spot) &&
+          same_doubles(h->strike, h->n_strike, p->strike, p->n_strike) &&
+          same_doubles(h->expiry, h->n_expiry, p->expiry, p->n_expiry) &&
+          same_doubles(h->rate, h->n_rate, p->rate, p->n_rate) &&
+          same_doubles(h->yield, h->n_yield, p->yield, p->n_yield) &&
+          same_doubles(h->price, h->n_price, p->price, p->n_price));
+  require(h->n_type == p->n_type && h->n_style == p->n_style);
+  for (size_t i = 0; i < p->n_type; i++)
+    require((int32_t)h->type[i] == (int32_t)p->type[i] &&
+            r->kernel_types[i] == chain_kernel_option_type((uint32_t)p->type[i]));
+  for (size_t i = 0; i < p->n_style; i++) require((int32_t)h->style[i] == (int32_t)p->style[i]);
+}
+
 static void count_pace(void *context) { ++*(size_t *)context; }
+
+static void check_iv(grpc_byte_buffer *b, const uint8_t *bytes, size_t length) {
+  iv_request r;
+  size_t paces = 0;
+  chain_decode_result result = iv_request_decode(b, &r, count_pace, &paces);
+  require(paces <= length / BATCH_DECODE_PACE_BYTES);
+  if (result == CHAIN_DECODE_OK) {
+    Greeks__V1__ImpliedVolRequest *q = greeks__v1__implied_vol_request__unpack(NULL, length, bytes);
+    require(q != NULL);
+    require_same_iv(&r, q);
+    greeks__v1__implied_vol_request__free_unpacked(q, NULL);
+    iv_request_free(&r);
+  } else {
+    require(result == CHAIN_DECODE_FALLBACK || result == CHAIN_DECODE_NO_MEMORY);
+    require(!r.request.spot && !r.request.price && !r.request.type && !r.request.style && !r.kernel_types);
+  }
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < HEADER) return 0;
   const uint8_t *bytes = data + HEADER;
   size_t length = size - HEADER, paces = 0;
   grpc_byte_buffer *b = sliced(data, bytes, length);
+  if (data[0] & 0x80) {
+    check_iv(b, bytes, length);
+    grpc_byte_buffer_destroy(b);
+    return 0;
+  }
   batch_request r;
   chain_decode_result result = batch_request_decode(b, &r, count_pace, &paces);
   grpc_byte_buffer_destroy(b);

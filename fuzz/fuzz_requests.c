@@ -5,7 +5,7 @@
  * Input: a 3-byte header, then a serialized message. Byte 0 picks the request
  * kind (modulo 6): PriceBatch (batch_decode_any: the paced hand decoder, then
  * protobuf-c), PriceChain (chain_decode_any: the hand decoder, then
- * protobuf-c), ImpliedVol, RevaluePortfolio, a RevaluePortfolioStream
+ * protobuf-c), ImpliedVol (iv_decode_any, as PriceBatch), RevaluePortfolio, a RevaluePortfolioStream
  * first message, a later one (the three through portfolio_decode_any: the
  * paced hand decoder, then protobuf-c). Byte 1 is the contract limit (255 means
  * SIZE_MAX, to reach the sums near the top of size_t); byte 2 is how many
@@ -90,10 +90,16 @@ static void require_exercise(request_exercise *e, size_t contracts, gk_model mod
 
 /* ---- one function per kind: unpack, validate, check what was accepted ---- */
 
-static void price_batch(const uint8_t *bytes, size_t n, size_t limit) {
+/* The bytes as one slice, as greeksd's decoders take a request. */
+static grpc_byte_buffer *payload_of(const uint8_t *bytes, size_t n) {
   grpc_slice s = grpc_slice_from_copied_buffer((const char *)bytes, n);
   grpc_byte_buffer *payload = grpc_raw_byte_buffer_create(&s, 1);
   grpc_slice_unref(s);
+  return payload;
+}
+
+static void price_batch(const uint8_t *bytes, size_t n, size_t limit) {
+  grpc_byte_buffer *payload = payload_of(bytes, n);
   decoded_batch d;
   request_verdict v;
   int result = batch_decode_any(payload, NULL, NULL, &d, &v);
@@ -150,12 +156,18 @@ static void price_chain(const uint8_t *bytes, size_t n, size_t limit) {
 }
 
 static void implied_vol(const uint8_t *bytes, size_t n, size_t limit) {
-  ProtobufCMessage *m;
+  grpc_byte_buffer *payload = payload_of(bytes, n);
+  decoded_iv d;
   request_verdict v;
-  int result = request_unpack(&greeks__v1__implied_vol_request__descriptor, bytes, n, &m, &v);
+  int result = iv_decode_any(payload, NULL, NULL, &d, &v);
+  grpc_byte_buffer_destroy(payload);
   require_verdict(result, &v);
-  if (result != 0) return;
-  const Greeks__V1__ImpliedVolRequest *q = (const Greeks__V1__ImpliedVolRequest *)m;
+  if (result != 0) {
+    require(d.request == NULL && d.unpacked == NULL && d.hand.request.spot == NULL); /* owns nothing */
+    return;
+  }
+  const Greeks__V1__ImpliedVolRequest *q = d.request;
+  require(q->n_type == 0 || d.kernel_types != NULL);
   gk_model model;
   result = implied_vol_validate(q, limit, &model, &v);
   require_verdict(result, &v);
@@ -165,7 +177,7 @@ static void implied_vol(const uint8_t *bytes, size_t n, size_t limit) {
     require(column_ok(q->n_strike, c, 0) && column_ok(q->n_expiry, c, 0) && column_ok(q->n_rate, c, 0) &&
             column_ok(q->n_yield, c, 1) && column_ok(q->n_price, c, 0) && column_ok(q->n_type, c, 0));
   }
-  protobuf_c_message_free_unpacked(m, NULL);
+  decoded_iv_free(&d);
 }
 
 static void require_positions(const Greeks__V1__Positions *p, size_t gathered, size_t limit) {

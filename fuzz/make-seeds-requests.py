@@ -13,7 +13,8 @@ build/tests/grpc_stubs, or $GREEKS_STUBS). Writes, replacing what is there:
   fuzz/corpus/fuzz_portfolio_decode/  the chain decoder's 7-byte header + a
                                   RevaluePortfolioRequest
   fuzz/corpus/fuzz_batch_decode/  the chain decoder's 7-byte header + a
-                                  PriceBatchRequest
+                                  PriceBatchRequest, or with the header's top
+                                  bit set an ImpliedVolRequest
 
 Valid and invalid messages, canonical and not (repeated fields, unpacked
 columns), so that the fuzzers start at every rule and both decoders. The
@@ -162,6 +163,14 @@ BATCH_SEEDS = {
 }
 
 
+IV_SEEDS = {
+    "valid": implied_vol(),
+    "short-price": implied_vol(price_n=0),
+    "price-twice": bytes([0x3A, 0x00, 0x3A, 0x00]),
+    "field-11": bytes([0x58, 0x01]),
+}
+
+
 def chain_header(name, length):
     """Slice count and cut points that differ per seed, inside the message."""
     count = (len(name) + length) % 4
@@ -213,7 +222,11 @@ def main():
     write(corpus / "fuzz_chain_decode", {n: chain_header(n, len(m)) + m for n, m in CHAIN_SEEDS.items()})
     write(corpus / "fuzz_requests", {n: bytes([k, limit, gathered]) + m for n, (k, limit, gathered, m) in REQUEST_SEEDS.items()})
     write(corpus / "fuzz_portfolio_decode", {n: chain_header(n, len(m)) + m for n, m in PORTFOLIO_SEEDS.items()})
-    write(corpus / "fuzz_batch_decode", {n: chain_header(n, len(m)) + m for n, m in BATCH_SEEDS.items()})
+    batch_seeds = {n: chain_header(n, len(m)) + m for n, m in BATCH_SEEDS.items()}
+    for n, m in IV_SEEDS.items():  # the header's top bit: an ImpliedVolRequest
+        header = chain_header(n, len(m))
+        batch_seeds["iv-" + n] = bytes([header[0] | 0x80]) + header[1:] + m
+    write(corpus / "fuzz_batch_decode", batch_seeds)
 
 
 if __name__ == "__main__":

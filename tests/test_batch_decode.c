@@ -1,5 +1,6 @@
 /*
- * greeksd's PriceBatchRequest decoder (api/server/batch_decode.c) against
+ * greeksd's PriceBatchRequest and ImpliedVolRequest decoder
+ * (api/server/batch_decode.c) against
  * protobuf-c, the reference: random requests encoded by protobuf-c and split
  * into random slices must decode to exactly what protobuf-c reads back;
  * encodings it does not take (repeated fields, unpacked columns, unknown
@@ -218,6 +219,93 @@ static void long_varints_keep_their_low_32_bits(void **state) {
   decoder_check_every_cut(&batch_decoder, bytes, sizeof bytes, is_black76_with_one_call);
 }
 
+/* ---- ImpliedVolRequest: the same reader on the other table ---- */
+
+static encoded random_iv_request(uint64_t *rng) {
+  size_t n = (size_t)(next_random(rng) % 5 == 0 ? next_random(rng) % 3 : next_random(rng) % MOST);
+  static double column[6][MOST];
+  static Greeks__V1__OptionType type[MOST];
+  static Greeks__V1__ExerciseStyle style[MOST];
+  for (int c = 0; c < 6; c++)
+    for (size_t i = 0; i < n; i++) column[c][i] = 200.0 * uniform(rng) - 20.0;
+  for (size_t i = 0; i < n; i++) {
+    type[i] = (Greeks__V1__OptionType)random_enum(rng, 1, 2);
+    style[i] = (Greeks__V1__ExerciseStyle)random_enum(rng, 0, 1);
+  }
+  Greeks__V1__ImpliedVolRequest q = GREEKS__V1__IMPLIED_VOL_REQUEST__INIT;
+  q.model = (Greeks__V1__Model)random_enum(rng, 0, 4);
+  size_t *lengths[6] = {&q.n_spot, &q.n_strike, &q.n_expiry, &q.n_rate, &q.n_yield, &q.n_price};
+  double **columns[6] = {&q.spot, &q.strike, &q.expiry, &q.rate, &q.yield, &q.price};
+  for (int c = 0; c < 6; c++) {
+    uint64_t k = next_random(rng) % 10;
+    *lengths[c] = k == 0 ? 0 : k == 1 ? n / 2 : n;
+    *columns[c] = column[c];
+  }
+  q.n_type = next_random(rng) % 8 == 0 ? n / 3 : n, q.type = type;
+  q.n_style = next_random(rng) % 2 ? 0 : n, q.style = style;
+  q.american_method = (Greeks__V1__AmericanMethod)random_enum(rng, 0, 4);
+  encoded e;
+  e.length = greeks__v1__implied_vol_request__get_packed_size(&q);
+  e.bytes = malloc(e.length ? e.length : 1);
+  greeks__v1__implied_vol_request__pack(&q, e.bytes);
+  return e;
+}
+
+static void iv_as_protobuf_c(const void *out, const uint8_t *bytes, size_t length) {
+  const iv_request *r = out;
+  Greeks__V1__ImpliedVolRequest *q = greeks__v1__implied_vol_request__unpack(NULL, length, bytes);
+  assert_non_null(q);
+  const Greeks__V1__ImpliedVolRequest *h = &r->request;
+  assert_int_equal((int32_t)h->model, (int32_t)q->model);
+  assert_int_equal((int32_t)h->american_method, (int32_t)q->american_method);
+  assert_same_doubles(h->spot, h->n_spot, q->spot, q->n_spot);
+  assert_same_doubles(h->strike, h->n_strike, q->strike, q->n_strike);
+  assert_same_doubles(h->expiry, h->n_expiry, q->expiry, q->n_expiry);
+  assert_same_doubles(h->rate, h->n_rate, q->rate, q->n_rate);
+  assert_same_doubles(h->yield, h->n_yield, q->yield, q->n_yield);
+  assert_same_doubles(h->price, h->n_price, q->price, q->n_price);
+  assert_int_equal(h->n_type, q->n_type);
+  for (size_t i = 0; i < q->n_type; i++) {
+    assert_int_equal((int32_t)h->type[i], (int32_t)q->type[i]);
+    assert_int_equal(r->kernel_types[i], expected_kernel_type((int)q->type[i]));
+  }
+  assert_int_equal(h->n_style, q->n_style);
+  for (size_t i = 0; i < q->n_style; i++) assert_int_equal((int32_t)h->style[i], (int32_t)q->style[i]);
+  greeks__v1__implied_vol_request__free_unpacked(q, NULL);
+}
+
+static chain_decode_result iv_decode(grpc_byte_buffer *payload, void *out) {
+  return iv_request_decode(payload, out, NULL, NULL);
+}
+
+static void iv_owns_nothing(const void *out) {
+  const iv_request *r = out;
+  assert_null(r->request.spot);
+  assert_null(r->request.price);
+  assert_null(r->request.type);
+  assert_null(r->request.style);
+  assert_null(r->kernel_types);
+}
+
+static void iv_release(void *out) { iv_request_free(out); }
+
+static const decoder_under_test iv_decoder = {sizeof(iv_request), iv_decode, iv_as_protobuf_c, iv_owns_nothing,
+                                              iv_release, random_iv_request};
+
+static void implied_vol_requests_decode_as_protobuf_c_reads_them(void **state) {
+  (void)state;
+  decoder_check_canonical(&iv_decoder, 0x853c49e6748fea9bull, 2000);
+  decoder_check_damaged(&iv_decoder, 44, 200);
+  /* Its own numbering: field 11 is PriceBatch's, not ImpliedVol's. */
+  static const uint8_t method_as_field_11[] = {0x58, 0x01};
+  static const uint8_t price_twice[] = {0x3a, 0x00, 0x3a, 0x00};
+  static const uint8_t unpacked_style[] = {0x48, 0x01};
+  const byte_string cases[] = {{method_as_field_11, sizeof method_as_field_11},
+                               {price_twice, sizeof price_twice},
+                               {unpacked_style, sizeof unpacked_style}};
+  decoder_check_handed_back(&iv_decoder, cases, sizeof cases / sizeof cases[0]);
+}
+
 int main(void) {
   grpc_init();
   const struct CMUnitTest tests[] = {
@@ -226,6 +314,7 @@ int main(void) {
       cmocka_unit_test(damaged_bytes_are_never_misread),
       cmocka_unit_test(a_large_message_is_read_in_paced_steps),
       cmocka_unit_test(long_varints_keep_their_low_32_bits),
+      cmocka_unit_test(implied_vol_requests_decode_as_protobuf_c_reads_them),
   };
   int failed = cmocka_run_group_tests(tests, NULL, NULL);
   grpc_shutdown();

@@ -1,15 +1,18 @@
 /*
- * A PriceBatchRequest decoded straight from the call's byte buffer, in paced
+ * The two column messages of independent contracts, PriceBatchRequest and
+ * ImpliedVolRequest, decoded straight from the call's byte buffer in paced
  * steps (column_decode.h).
  *
- * A risk job's PriceBatch can hold hundreds of thousands of contracts (9 MB
- * for 200,000). protobuf-c reads it only whole: a copy of gRPC's slices into
- * one buffer, then one unpack that copies every column again, milliseconds
- * of CPU without a break on the thread that does it. This decoder copies
- * each column once, turns option types into kernel codes on the way, and
- * calls `pace` every BATCH_DECODE_PACE_BYTES; greeksd runs it on its intake
- * agent for large requests, with the bulk yield point as the pace
- * (adr/0045), and on the completion-queue thread, unpaced, for small ones.
+ * A risk job's batch can hold hundreds of thousands of contracts (9 MB for
+ * 200,000). protobuf-c reads it only whole: a copy of gRPC's slices into one
+ * buffer, then one unpack that copies every column again, milliseconds of CPU
+ * without a break on the thread that does it. This decoder copies each column
+ * once, turns option types into kernel codes on the way, and calls `pace`
+ * every BATCH_DECODE_PACE_BYTES. greeksd decodes large requests with its
+ * bulk yield point as the pace, off the completion-queue thread:
+ * - a PriceBatch on the intake agent;
+ * - an ImpliedVol on the compute agent, where it is solved anyway.
+ * It decodes small ones unpaced where they arrive (adr/0045).
  *
  * Like chain_decode.h it accepts only the canonical encoding every protobuf
  * library writes: each field at most once, packed columns, no unknown fields.
@@ -37,13 +40,21 @@ typedef struct batch_request {
   uint8_t *kernel_types; /* request.type as kernel codes, n_type of them */
 } batch_request;
 
+typedef struct iv_request {
+  Greeks__V1__ImpliedVolRequest request; /* as batch_request's */
+  uint8_t *kernel_types;
+} iv_request;
+
 /* Decodes `payload` (not consumed) into `out`. On CHAIN_DECODE_OK `out` owns
- * what it points at (batch_request_free); on any other result it owns
- * nothing. */
+ * what it points at (batch_request_free, iv_request_free); on any other
+ * result it owns nothing. */
 chain_decode_result batch_request_decode(grpc_byte_buffer *payload, batch_request *out, batch_decode_pace pace,
                                          void *pace_context);
+chain_decode_result iv_request_decode(grpc_byte_buffer *payload, iv_request *out, batch_decode_pace pace,
+                                      void *pace_context);
 
-/* Frees what a successful decode left in `r` (a zeroed `r` is fine). */
+/* Free what a successful decode left (a zeroed request is fine). */
 void batch_request_free(batch_request *r);
+void iv_request_free(iv_request *r);
 
 #endif

@@ -390,12 +390,17 @@ void handle_price_chain(rpc_call *c) {
   submit_price_job(j);
 }
 
-/* A PriceBatch request of more bytes than this is decoded on the intake
- * agent, paced, not on the completion-queue thread (adr/0045): about 4,500
- * contracts, where the decoding alone would hold small calls up for ~50 us
- * and more. Smaller ones are decoded and (up to serving.inline_max_contracts,
- * 4096 at most) priced where they arrive. */
-enum { PRICE_BATCH_INTAKE_BYTES = 256 * 1024 };
+/* A PriceBatch or ImpliedVol request of more bytes than this is decoded off
+ * the completion-queue thread, paced (adr/0045): a PriceBatch on the intake
+ * agent, an ImpliedVol on the compute agent that solves it. That is about
+ * 4,500 contracts, ~12 us of decoding that would hold small calls up. Smaller
+ * ones are decoded where they arrive, and PriceBatch's priced there up to
+ * serving.inline_max_contracts (4096 at most). */
+enum { BULK_DECODE_BYTES = 256 * 1024 };
+
+static int decoded_off_the_cq_thread(const rpc_call *c) {
+  return c->request_payload != NULL && grpc_byte_buffer_length(c->request_payload) > BULK_DECODE_BYTES;
+}
 
 /* Decodes, validates and submits the call's PriceBatch (c->job, a price_job),
  * calling `pace` between the decoder's steps. */
@@ -428,7 +433,7 @@ static void submit_to_intake(rpc_call *c);
 
 void handle_price_batch(rpc_call *c) {
   if (new_price_job(c) == NULL) return;
-  if (c->request_payload != NULL && grpc_byte_buffer_length(c->request_payload) > PRICE_BATCH_INTAKE_BYTES) {
+  if (decoded_off_the_cq_thread(c)) {
     rpc_watch_close(c); /* handed off: the intake and pricing agents ask whether the client is still there */
     submit_to_intake(c);
     return;
@@ -462,7 +467,7 @@ static void yield_when_due(void *context) {
 
 typedef struct compute_job {
   compute_fn run;
-  ProtobufCMessage *message;
+  decoded_iv iv;               /* ImpliedVol's request */
   decoded_portfolio portfolio; /* RevaluePortfolio's request */
   /* RevaluePortfolioStream: positions gathered across chunks, and the first
    * message (model, markets, grid). */
@@ -476,7 +481,7 @@ typedef struct compute_job {
 
 static void free_compute_job(void *p) {
   compute_job *j = p;
-  if (j->message) protobuf_c_message_free_unpacked(j->message, NULL);
+  decoded_iv_free(&j->iv);
   decoded_portfolio_free(&j->portfolio);
   decoded_portfolio_free(&j->first);
   free(j->underlying), free(j->type), free(j->strike), free(j->expiry), free(j->vol), free(j->quantity);
@@ -739,7 +744,8 @@ static gk_code solve_american_ivs(rpc_call *c, gk_model model, const request_exe
 
 static void run_implied_vol(rpc_call *c) {
   compute_job *j = c->job;
-  Greeks__V1__ImpliedVolRequest *q = (Greeks__V1__ImpliedVolRequest *)j->message;
+  const Greeks__V1__ImpliedVolRequest *q = j->iv.request;
+  const uint8_t *types = j->iv.kernel_types;
   size_t n = q->n_spot;
   request_exercise exercise = {0};
   request_verdict v;
@@ -748,12 +754,11 @@ static void run_implied_vol(rpc_call *c) {
     return;
   }
   double *yield = q->n_yield ? NULL : filled(n, 0.0);
-  uint8_t *types = request_kernel_types(n, q->type);
   double *vol = malloc((n ? n : 1) * sizeof *vol);
   uint8_t *codes = calloc(n ? n : 1, 1);
   uint32_t *flags = exercise.style ? malloc(n * sizeof *flags) : NULL;
-  if ((!q->n_yield && !yield) || !types || !vol || !codes || (exercise.style && !flags)) {
-    free(yield), free(types), free(vol), free(codes), free(flags), free(exercise.style);
+  if ((!q->n_yield && !yield) || !vol || !codes || (exercise.style && !flags)) {
+    free(yield), free(vol), free(codes), free(flags), free(exercise.style);
     rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
     return;
   }
@@ -785,28 +790,38 @@ static void run_implied_vol(rpc_call *c) {
     }
     free_wire_errors(&errors);
   }
-  free(yield), free(types), free(vol), free(codes), free(flags), free(exercise.style);
+  free(yield), free(vol), free(codes), free(flags), free(exercise.style);
+}
+
+/* Decodes and checks the call's ImpliedVol (c->job, a compute_job), calling
+ * `pace` between the decoder's steps; 0, or -1 with the call answered. The
+ * exercise is checked here, refused before any solving, and derived again by
+ * run_implied_vol. */
+static int decode_implied_vol(rpc_call *c, batch_decode_pace pace, void *pace_context) {
+  compute_job *j = c->job;
+  request_verdict v;
+  request_exercise exercise;
+  if (iv_decode_any(c->request_payload, pace, pace_context, &j->iv, &v) != 0 ||
+      implied_vol_validate(j->iv.request, rpc_config(c)->max_contracts, &j->model, &v) != 0 ||
+      implied_vol_exercise_validate(j->iv.request, j->model, &exercise, &v) != 0) {
+    reply_verdict(c, &v);
+    return -1;
+  }
+  free(exercise.style);
+  return 0;
+}
+
+/* A large ImpliedVol, decoded here on the compute agent, paced by the bulk
+ * yield point, then solved (adr/0045). */
+static void decode_and_run_implied_vol(rpc_call *c) {
+  task_yield yield = {0, rpc_config(c)->bulk_yield_us * GK_NS_PER_US};
+  if (decode_implied_vol(c, yield_when_due, &yield) == 0) run_implied_vol(c);
 }
 
 void handle_implied_vol(rpc_call *c) {
-  compute_job *j = new_compute_job(c, run_implied_vol);
-  if (j == NULL) return;
-  request_verdict v;
-  if (request_unpack_payload(&greeks__v1__implied_vol_request__descriptor, c->request_payload, &j->message, &v) != 0 ||
-      implied_vol_validate((const Greeks__V1__ImpliedVolRequest *)j->message, rpc_config(c)->max_contracts,
-                           &j->model, &v) != 0) {
-    reply_verdict(c, &v);
-    return;
-  }
-  /* The exercise is checked here, refused before queueing, and derived again
-   * from the message on the compute thread. */
-  request_exercise exercise;
-  int refused = implied_vol_exercise_validate((const Greeks__V1__ImpliedVolRequest *)j->message, j->model, &exercise, &v);
-  if (refused) {
-    reply_verdict(c, &v);
-    return;
-  }
-  free(exercise.style);
+  int large = decoded_off_the_cq_thread(c);
+  if (new_compute_job(c, large ? decode_and_run_implied_vol : run_implied_vol) == NULL) return;
+  if (!large && decode_implied_vol(c, NULL, NULL) != 0) return;
   submit_compute_job(c, COMPUTE_JOB);
 }
 

@@ -298,27 +298,72 @@ int chain_decode_any(grpc_byte_buffer *payload, chain_request *out, request_verd
   return decode_with_protobuf_c(payload, out, v);
 }
 
+/* ---- the hand decoders first, protobuf-c for what they hand back ---- */
+
+/* 1: the hand decoder took the message; 0: hand it to protobuf-c; -1:
+ * refused (out of memory). */
+static int hand_decoded(chain_decode_result result, request_verdict *v) {
+  switch (result) {
+    case CHAIN_DECODE_OK: accepted(v); return 1;
+    case CHAIN_DECODE_NO_MEMORY:
+      return refuse(v, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory decoding the request");
+    case CHAIN_DECODE_FALLBACK: break;
+  }
+  return 0;
+}
+
+/* The message's option types, n of them (NULL where it has none). */
+typedef const Greeks__V1__OptionType *(*types_of_message)(const ProtobufCMessage *m, size_t *n);
+
+/* protobuf-c's reading into *unpacked and its types as kernel codes into
+ * *types; 0, or -1 with the verdict and nothing owned. */
+static int unpack_with_types(const ProtobufCMessageDescriptor *descriptor, grpc_byte_buffer *payload,
+                             types_of_message types_of, ProtobufCMessage **unpacked, uint8_t **types,
+                             request_verdict *v) {
+  if (request_unpack_payload(descriptor, payload, unpacked, v) != 0) return -1;
+  size_t n = 0;
+  const Greeks__V1__OptionType *wire = types_of(*unpacked, &n);
+  if (wire != NULL && (*types = request_kernel_types(n, wire)) == NULL) {
+    protobuf_c_message_free_unpacked(*unpacked, NULL);
+    *unpacked = NULL;
+    return refuse(v, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory decoding the request");
+  }
+  return accepted(v);
+}
+
+static const Greeks__V1__OptionType *portfolio_types(const ProtobufCMessage *m, size_t *n) {
+  const Greeks__V1__Positions *p = ((const Greeks__V1__RevaluePortfolioRequest *)m)->positions;
+  *n = p ? p->n_type : 0;
+  return p ? p->type : NULL;
+}
+
+static const Greeks__V1__OptionType *batch_types(const ProtobufCMessage *m, size_t *n) {
+  const Greeks__V1__PriceBatchRequest *q = (const Greeks__V1__PriceBatchRequest *)m;
+  *n = q->n_type;
+  return q->type;
+}
+
+static const Greeks__V1__OptionType *iv_types(const ProtobufCMessage *m, size_t *n) {
+  const Greeks__V1__ImpliedVolRequest *q = (const Greeks__V1__ImpliedVolRequest *)m;
+  *n = q->n_type;
+  return q->type;
+}
+
 int portfolio_decode_any(grpc_byte_buffer *payload, portfolio_decode_pace pace, void *pace_context,
                          decoded_portfolio *out, request_verdict *v) {
   memset(out, 0, sizeof *out);
-  switch (portfolio_request_decode(payload, &out->hand, pace, pace_context)) {
-    case CHAIN_DECODE_OK:
-      out->request = &out->hand.request;
-      out->kernel_types = out->hand.kernel_types;
-      return accepted(v);
-    case CHAIN_DECODE_NO_MEMORY: return refuse(v, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory decoding the request");
-    case CHAIN_DECODE_FALLBACK: break;
+  int hand = hand_decoded(portfolio_request_decode(payload, &out->hand, pace, pace_context), v);
+  if (hand > 0) {
+    out->request = &out->hand.request;
+    out->kernel_types = out->hand.kernel_types;
+    return 0;
   }
-  if (request_unpack_payload(&greeks__v1__revalue_portfolio_request__descriptor, payload, &out->unpacked, v) != 0)
+  if (hand < 0 || unpack_with_types(&greeks__v1__revalue_portfolio_request__descriptor, payload, portfolio_types,
+                                    &out->unpacked, &out->unpacked_types, v) != 0)
     return -1;
-  const Greeks__V1__RevaluePortfolioRequest *q = (const Greeks__V1__RevaluePortfolioRequest *)out->unpacked;
-  if (q->positions && (out->unpacked_types = request_kernel_types(q->positions->n_type, q->positions->type)) == NULL) {
-    decoded_portfolio_free(out);
-    return refuse(v, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory decoding the request");
-  }
-  out->request = q;
+  out->request = (const Greeks__V1__RevaluePortfolioRequest *)out->unpacked;
   out->kernel_types = out->unpacked_types;
-  return accepted(v);
+  return 0;
 }
 
 void decoded_portfolio_free(decoded_portfolio *d) {
@@ -331,27 +376,46 @@ void decoded_portfolio_free(decoded_portfolio *d) {
 int batch_decode_any(grpc_byte_buffer *payload, batch_decode_pace pace, void *pace_context, decoded_batch *out,
                      request_verdict *v) {
   memset(out, 0, sizeof *out);
-  switch (batch_request_decode(payload, &out->hand, pace, pace_context)) {
-    case CHAIN_DECODE_OK:
-      out->request = &out->hand.request;
-      out->kernel_types = out->hand.kernel_types;
-      return accepted(v);
-    case CHAIN_DECODE_NO_MEMORY: return refuse(v, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory decoding the request");
-    case CHAIN_DECODE_FALLBACK: break;
+  int hand = hand_decoded(batch_request_decode(payload, &out->hand, pace, pace_context), v);
+  if (hand > 0) {
+    out->request = &out->hand.request;
+    out->kernel_types = out->hand.kernel_types;
+    return 0;
   }
-  if (request_unpack_payload(&greeks__v1__price_batch_request__descriptor, payload, &out->unpacked, v) != 0) return -1;
-  const Greeks__V1__PriceBatchRequest *q = (const Greeks__V1__PriceBatchRequest *)out->unpacked;
-  if ((out->unpacked_types = request_kernel_types(q->n_type, q->type)) == NULL) {
-    decoded_batch_free(out);
-    return refuse(v, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory decoding the request");
-  }
-  out->request = q;
+  if (hand < 0 || unpack_with_types(&greeks__v1__price_batch_request__descriptor, payload, batch_types,
+                                    &out->unpacked, &out->unpacked_types, v) != 0)
+    return -1;
+  out->request = (const Greeks__V1__PriceBatchRequest *)out->unpacked;
   out->kernel_types = out->unpacked_types;
-  return accepted(v);
+  return 0;
 }
 
 void decoded_batch_free(decoded_batch *d) {
   batch_request_free(&d->hand);
+  if (d->unpacked) protobuf_c_message_free_unpacked(d->unpacked, NULL);
+  free(d->unpacked_types);
+  memset(d, 0, sizeof *d);
+}
+
+int iv_decode_any(grpc_byte_buffer *payload, batch_decode_pace pace, void *pace_context, decoded_iv *out,
+                  request_verdict *v) {
+  memset(out, 0, sizeof *out);
+  int hand = hand_decoded(iv_request_decode(payload, &out->hand, pace, pace_context), v);
+  if (hand > 0) {
+    out->request = &out->hand.request;
+    out->kernel_types = out->hand.kernel_types;
+    return 0;
+  }
+  if (hand < 0 || unpack_with_types(&greeks__v1__implied_vol_request__descriptor, payload, iv_types, &out->unpacked,
+                                    &out->unpacked_types, v) != 0)
+    return -1;
+  out->request = (const Greeks__V1__ImpliedVolRequest *)out->unpacked;
+  out->kernel_types = out->unpacked_types;
+  return 0;
+}
+
+void decoded_iv_free(decoded_iv *d) {
+  iv_request_free(&d->hand);
   if (d->unpacked) protobuf_c_message_free_unpacked(d->unpacked, NULL);
   free(d->unpacked_types);
   memset(d, 0, sizeof *d);

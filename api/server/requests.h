@@ -161,6 +161,21 @@ int batch_decode_any(grpc_byte_buffer *payload, batch_decode_pace pace, void *pa
 
 void decoded_batch_free(decoded_batch *d);
 
+/* An ImpliedVolRequest, as batch_decode_any decodes a PriceBatchRequest;
+ * implied_vol_validate and implied_vol_exercise_validate check the result. */
+typedef struct decoded_iv {
+  const Greeks__V1__ImpliedVolRequest *request;
+  const uint8_t *kernel_types;
+  iv_request hand;
+  ProtobufCMessage *unpacked;
+  uint8_t *unpacked_types;
+} decoded_iv; /* not to be copied: request may point into it */
+
+int iv_decode_any(grpc_byte_buffer *payload, batch_decode_pace pace, void *pace_context, decoded_iv *out,
+                  request_verdict *v);
+
+void decoded_iv_free(decoded_iv *d);
+
 /* A column of wire OptionTypes as kernel codes (chain_kernel_option_type), in
  * a malloc'd array the caller frees; NULL when memory ran out. */
 uint8_t *request_kernel_types(size_t n, const Greeks__V1__OptionType *types);

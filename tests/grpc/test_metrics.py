@@ -260,15 +260,27 @@ class Exposition(MetricsServedTestCase):
         self.assertEqual(caught.exception.code, 405)
 
 
-class LargeBatchesOnTheIntakeAgent(MetricsServedTestCase):
-    """A PriceBatch of more than 256 KiB is decoded on the intake agent, paced,
-    not on the completion-queue thread (adr/0045): its answer must be the one
-    its slices get where they arrive, bit for bit, element errors included;
-    its request errors must name the field as there; and the agents' counters
-    show which path each call took."""
+class LargeRequestsDecodedOffTheCqThread(MetricsServedTestCase):
+    """A PriceBatch of more than 256 KiB is decoded on the intake agent, an
+    ImpliedVol on the compute agent, paced, not on the completion-queue thread
+    (adr/0045): the answer must be the one its slices get where they arrive,
+    bit for bit, element errors included; request errors must name the field
+    as there; and the agents' counters show which path a PriceBatch took."""
 
     def handled(self, agent):
         return value(parse_metrics(self.server.metrics()), "greeks_agent_messages_handled_total", agent=agent)
+
+    def moved(self, before, at_least=None):
+        """How far each agent's handled count moved from `before`, once every
+        agent with at_least[agent] has moved that far: an agent counts a
+        message after its handler returns, which may be after the reply."""
+        want = at_least or {}
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            now = {a: self.handled(a) - before[a] for a in before}
+            if all(now[a] >= n for a, n in want.items()) or time.monotonic() > deadline:
+                return now
+            time.sleep(0.01)
 
     @staticmethod
     def request(n, seed, american=False):
@@ -296,13 +308,14 @@ class LargeBatchesOnTheIntakeAgent(MetricsServedTestCase):
                 column.extend(kept)
         return part
 
-    def assert_same_as_slices(self, request, pieces):
+    def assert_same_as_slices(self, request, pieces, downstream):
         n = len(request.spot)
         self.assertGreater(request.ByteSize(), 256 * 1024)  # the intake's threshold
         before = {a: self.handled(a) for a in ("intake", "pricing", "compute")}
         whole = self.pricing.PriceBatch(request, timeout=TIMEOUT)
-        moved = {a: self.handled(a) - before[a] for a in before}
+        moved = self.moved(before, {"intake": 1, downstream: 1})
         self.assertEqual(moved["intake"], 1)
+        self.assertEqual(moved[downstream], 1)
         step = n // pieces
         errors = []
         for begin in range(0, n, step):
@@ -313,28 +326,53 @@ class LargeBatchesOnTheIntakeAgent(MetricsServedTestCase):
                 got = list(getattr(whole.greeks, name))[begin:begin + step]
                 self.assertEqual(got, list(getattr(reply.greeks, name)), name)  # bit for bit
             errors += [(e.index + begin, e.field, e.reason) for e in reply.errors]
-        self.assertEqual(self.handled("intake") - before["intake"], 1)  # the slices never went there
+        self.assertEqual(self.moved(before)["intake"], 1)  # the slices never went there
         self.assertEqual([(e.index, e.field, e.reason) for e in whole.errors], errors)
         self.assertEqual([e[0] for e in errors], [5, n - 7])
         return moved
 
     def test_a_large_european_batch_is_its_slices(self):
-        moved = self.assert_same_as_slices(self.request(12000, seed=31), 12)
-        self.assertEqual(moved["pricing"], 1)  # 12,000 contracts: priced by the agent, not inline
+        # 12,000 contracts: priced by the agent, not inline
+        self.assert_same_as_slices(self.request(12000, seed=31), 12, "pricing")
 
     def test_a_large_american_batch_is_its_slices(self):
-        moved = self.assert_same_as_slices(self.request(6000, seed=32, american=True), 6)
-        self.assertEqual(moved["compute"], 1)  # American contracts: the compute agent's pool
+        # American contracts: the compute agent's pool
+        self.assert_same_as_slices(self.request(6000, seed=32, american=True), 6, "compute")
 
     def test_a_large_bad_request_names_the_field(self):
         request = self.request(12000, seed=33)
         request.strike.append(100.0)
-        before = self.handled("intake")
+        before = {"intake": self.handled("intake")}
         with self.assertRaises(grpc.RpcError) as raised:
             self.pricing.PriceBatch(request, timeout=TIMEOUT)
         self.assertEqual(raised.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
         self.assertIn("'strike'", raised.exception.details())
-        self.assertEqual(self.handled("intake") - before, 1)
+        self.assertEqual(self.moved(before, {"intake": 1})["intake"], 1)
+
+    def test_a_large_implied_vol_is_its_slices(self):
+        # Over 256 KiB, an ImpliedVol is decoded on the compute agent that
+        # solves it, paced; its vols and element errors are its slices'.
+        priced = self.request(12000, seed=35)
+        prices = list(self.pricing.PriceBatch(priced, timeout=TIMEOUT).greeks.price)
+        columns = {k: list(getattr(priced, k)) for k in ("spot", "strike", "expiry", "rate", "yield", "type")}
+        request = pb.ImpliedVolRequest(model=pb.MODEL_BSM, price=prices, **columns)
+        self.assertGreater(request.ByteSize(), 256 * 1024)
+        whole = self.pricing.ImpliedVol(request, timeout=TIMEOUT)
+        vols, errors = [], []
+        for begin in range(0, 12000, 1000):
+            part = pb.ImpliedVolRequest(model=pb.MODEL_BSM, price=prices[begin:begin + 1000],
+                                        **{k: v[begin:begin + 1000] for k, v in columns.items()})
+            reply = self.pricing.ImpliedVol(part, timeout=TIMEOUT)
+            vols += list(reply.vol)
+            errors += [(e.index + begin, e.field, e.reason) for e in reply.errors]
+        self.assertEqual(list(whole.vol), vols)  # bit for bit
+        self.assertEqual([(e.index, e.field, e.reason) for e in whole.errors], errors)
+        self.assertIn(12000 - 7, [e[0] for e in errors])  # the unspecified type
+        request.strike.append(100.0)
+        with self.assertRaises(grpc.RpcError) as raised:
+            self.pricing.ImpliedVol(request, timeout=TIMEOUT)
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("'strike'", raised.exception.details())
 
     def test_a_large_request_protobuf_c_must_read_is_read(self):
         # model sent twice (legal protobuf, the last wins; not canonical): the
