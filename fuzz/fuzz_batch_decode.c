@@ -88,7 +88,9 @@ static void check_iv(grpc_byte_buffer *b, const uint8_t *bytes, size_t length) {
     iv_request_free(&r);
   } else {
     require(result == CHAIN_DECODE_FALLBACK || result == CHAIN_DECODE_NO_MEMORY);
-    require(!r.request.spot && !r.request.price && !r.request.type && !r.request.style && !r.kernel_types);
+    const Greeks__V1__ImpliedVolRequest *h = &r.request;
+    require(!h->spot && !h->strike && !h->expiry && !h->rate && !h->yield && !h->price && !h->type && !h->style &&
+            !r.kernel_types);
   }
 }
 
@@ -115,7 +117,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   } else {
     require(result == CHAIN_DECODE_FALLBACK || result == CHAIN_DECODE_NO_MEMORY);
     const Greeks__V1__PriceBatchRequest *h = &r.request;
-    require(!h->spot && !h->strike && !h->vol && !h->type && !h->outputs && !h->style && !r.kernel_types);
+    require(!h->spot && !h->strike && !h->expiry && !h->rate && !h->yield && !h->vol && !h->type && !h->outputs &&
+            !h->style && !r.kernel_types);
   }
   return 0;
 }

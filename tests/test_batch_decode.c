@@ -110,6 +110,10 @@ static void owns_nothing(const void *out) {
   const batch_request *r = out;
   const Greeks__V1__PriceBatchRequest *q = &r->request;
   assert_null(q->spot);
+  assert_null(q->strike);
+  assert_null(q->expiry);
+  assert_null(q->rate);
+  assert_null(q->yield);
   assert_null(q->vol);
   assert_null(q->type);
   assert_null(q->outputs);
@@ -281,6 +285,10 @@ static chain_decode_result iv_decode(grpc_byte_buffer *payload, void *out) {
 static void iv_owns_nothing(const void *out) {
   const iv_request *r = out;
   assert_null(r->request.spot);
+  assert_null(r->request.strike);
+  assert_null(r->request.expiry);
+  assert_null(r->request.rate);
+  assert_null(r->request.yield);
   assert_null(r->request.price);
   assert_null(r->request.type);
   assert_null(r->request.style);

@@ -17,13 +17,14 @@ int column_decoder_init(column_decoder *d, grpc_byte_buffer *payload, column_dec
   return 0;
 }
 
-/* Steps are at most COLUMN_DECODE_PACE_BYTES, so one pace per call is enough;
- * the excess carries over, so a pace comes after every 64 KiB of columns. */
+/* A pace after every 64 KiB of columns: the excess carries over to the next
+ * step. */
 static void count_read(column_decoder *d, size_t bytes) {
   d->since_pace += bytes;
-  if (d->since_pace < COLUMN_DECODE_PACE_BYTES) return;
-  d->since_pace -= COLUMN_DECODE_PACE_BYTES;
-  if (d->pace) d->pace(d->pace_context);
+  while (d->since_pace >= COLUMN_DECODE_PACE_BYTES) {
+    d->since_pace -= COLUMN_DECODE_PACE_BYTES;
+    if (d->pace) d->pace(d->pace_context);
+  }
 }
 
 chain_decode_result column_read_doubles(column_decoder *d, double **column, size_t *n) {

@@ -448,8 +448,9 @@ typedef void (*compute_fn)(rpc_call *call);
 /* The compute and intake agents' envelope types: what c->job is. */
 enum {
   COMPUTE_JOB = 1,
-  COMPUTE_AMERICAN = 2,  /* a price_job with American contracts */
-  INTAKE_PRICE_BATCH = 3 /* a price_job whose request is still to decode */
+  COMPUTE_AMERICAN = 2,   /* a price_job with American contracts */
+  INTAKE_PRICE_BATCH = 3, /* a price_job whose request is still to decode */
+  COMPUTE_LARGE_IV = 4    /* a compute_job whose ImpliedVol is still to decode */
 };
 
 /* A yield clock for bulk work on the compute agent's thread or a pool task:
@@ -531,19 +532,33 @@ static void decode_price_batch_paced(rpc_call *c) {
 }
 
 static void price_american(rpc_call *c);
+static void decode_and_run_implied_vol(rpc_call *c);
 
+/* Answers UNAVAILABLE and returns 1 while the pricing breaker is open. It
+ * only reads the breaker: the pricing agent's calls move it on. */
+static int refused_by_the_breaker(rpc_call *c) {
+  if (gk_breaker_state_now(gk_pricing_agent_breaker(c->server->pricing), gk_monotonic_ns()) != GK_BREAKER_OPEN)
+    return 0;
+  rpc_reply(c, GRPC_STATUS_UNAVAILABLE, "the pricing circuit breaker is open: retry with backoff", NULL);
+  return 1;
+}
+
+/* Requests still to decode are decoded and checked before the breaker is
+ * asked, so that a bad one gets the error it gets when small; a large
+ * PriceBatch then meets the breaker where a small one does (the pricing
+ * agent, whose calls let an open breaker try again, or the compute agent). */
 static gk_code compute_handle(void *context, gk_envelope *batch, size_t count, gk_status *results) {
-  greeksd_server *s = context;
-  gk_breaker *breaker = gk_pricing_agent_breaker(s->pricing);
+  (void)context;
   for (size_t i = 0; i < count; i++) {
     rpc_call *c = batch[i].payload;
     gk_status_clear(&results[i]);
     if (rpc_is_cancelled(c)) rpc_reply(c, GRPC_STATUS_CANCELLED, "the client cancelled the call", NULL);
-    else if (gk_breaker_state_now(breaker, gk_monotonic_ns()) == GK_BREAKER_OPEN)
-      rpc_reply(c, GRPC_STATUS_UNAVAILABLE, "the pricing circuit breaker is open: retry with backoff", NULL);
-    else if (batch[i].type == COMPUTE_AMERICAN) price_american(c);
     else if (batch[i].type == INTAKE_PRICE_BATCH) decode_price_batch_paced(c);
-    else ((compute_job *)c->job)->run(c);
+    else if (batch[i].type == COMPUTE_LARGE_IV) decode_and_run_implied_vol(c);
+    else if (!refused_by_the_breaker(c)) {
+      if (batch[i].type == COMPUTE_AMERICAN) price_american(c);
+      else ((compute_job *)c->job)->run(c);
+    }
     rpc_release(c); /* the job's */
   }
   return GK_OK;
@@ -794,34 +809,45 @@ static void run_implied_vol(rpc_call *c) {
 }
 
 /* Decodes and checks the call's ImpliedVol (c->job, a compute_job), calling
- * `pace` between the decoder's steps; 0, or -1 with the call answered. The
- * exercise is checked here, refused before any solving, and derived again by
- * run_implied_vol. */
+ * `pace` between the decoder's steps; 0, or -1 with the call answered. */
 static int decode_implied_vol(rpc_call *c, batch_decode_pace pace, void *pace_context) {
   compute_job *j = c->job;
   request_verdict v;
-  request_exercise exercise;
   if (iv_decode_any(c->request_payload, pace, pace_context, &j->iv, &v) != 0 ||
-      implied_vol_validate(j->iv.request, rpc_config(c)->max_contracts, &j->model, &v) != 0 ||
-      implied_vol_exercise_validate(j->iv.request, j->model, &exercise, &v) != 0) {
+      implied_vol_validate(j->iv.request, rpc_config(c)->max_contracts, &j->model, &v) != 0) {
     reply_verdict(c, &v);
     return -1;
   }
-  free(exercise.style);
   return 0;
 }
 
-/* A large ImpliedVol, decoded here on the compute agent, paced by the bulk
- * yield point, then solved (adr/0045). */
+/* A large ImpliedVol on the compute agent: decoded here, paced by the bulk
+ * yield point, checked, and only then refused while the breaker is open, so
+ * a bad request gets the error it gets when small (adr/0045). run_implied_vol
+ * checks the exercise. */
 static void decode_and_run_implied_vol(rpc_call *c) {
   task_yield yield = {0, rpc_config(c)->bulk_yield_us * GK_NS_PER_US};
-  if (decode_implied_vol(c, yield_when_due, &yield) == 0) run_implied_vol(c);
+  if (decode_implied_vol(c, yield_when_due, &yield) == 0 && !refused_by_the_breaker(c)) run_implied_vol(c);
 }
 
+/* A small ImpliedVol is decoded and checked here, its exercise too, so a bad
+ * one is refused before it queues; run_implied_vol derives the exercise
+ * again. A large one is decoded on the compute agent. */
 void handle_implied_vol(rpc_call *c) {
-  int large = decoded_off_the_cq_thread(c);
-  if (new_compute_job(c, large ? decode_and_run_implied_vol : run_implied_vol) == NULL) return;
-  if (!large && decode_implied_vol(c, NULL, NULL) != 0) return;
+  if (new_compute_job(c, run_implied_vol) == NULL) return;
+  if (decoded_off_the_cq_thread(c)) {
+    submit_compute_job(c, COMPUTE_LARGE_IV);
+    return;
+  }
+  request_verdict v;
+  request_exercise exercise;
+  if (decode_implied_vol(c, NULL, NULL) != 0) return;
+  if (implied_vol_exercise_validate(((compute_job *)c->job)->iv.request, ((compute_job *)c->job)->model, &exercise,
+                                    &v) != 0) {
+    reply_verdict(c, &v);
+    return;
+  }
+  free(exercise.style);
   submit_compute_job(c, COMPUTE_JOB);
 }
 
