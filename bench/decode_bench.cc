@@ -1,5 +1,6 @@
 // bench/decode_bench.cc - greeksd's request decoding (api/server/requests.c)
-// under Google Benchmark: a RevaluePortfolioRequest of N positions and a
+// under Google Benchmark: a PriceChainRequest (the hand decoder every small
+// call takes), a RevaluePortfolioRequest of N positions and a
 // PriceBatchRequest of N contracts, delivered as gRPC delivers them (64 KiB
 // slices), decoded by the paced hand decoders (portfolio_decode_any,
 // batch_decode_any: what greeksd runs) and by protobuf-c alone (readall,
@@ -84,6 +85,33 @@ Message batch(size_t n) {
   Message m;
   m.bytes.resize(greeks__v1__price_batch_request__get_packed_size(&q));
   greeks__v1__price_batch_request__pack(&q, m.bytes.data());
+  return sliced(m);
+}
+
+// A PriceChainRequest of N contracts (strike, expiry, vol, type; all
+// first-order outputs), packed by protobuf-c, cut into 64 KiB slices.
+Message chain(size_t n) {
+  std::vector<Greeks__V1__OptionType> type(n);
+  std::vector<double> strike(n), expiry(n), vol(n);
+  for (size_t i = 0; i < n; i++) {
+    type[i] = i % 2 ? GREEKS__V1__OPTION_TYPE__CALL : GREEKS__V1__OPTION_TYPE__PUT;
+    strike[i] = 80.0 + static_cast<double>(i % 400) / 10.0;
+    expiry[i] = 0.25 + static_cast<double>(i % 8) / 4.0;
+    vol[i] = 0.2 + static_cast<double>(i % 10) / 100.0;
+  }
+  Greeks__V1__Market market = GREEKS__V1__MARKET__INIT;
+  market.spot = 100.0, market.rate = 0.03, market.yield = 0.01;
+  Greeks__V1__ChainContracts contracts = GREEKS__V1__CHAIN_CONTRACTS__INIT;
+  contracts.n_strike = contracts.n_expiry = contracts.n_vol = contracts.n_type = n;
+  contracts.strike = strike.data(), contracts.expiry = expiry.data(), contracts.vol = vol.data();
+  contracts.type = type.data();
+  Greeks__V1__Output outputs[] = {GREEKS__V1__OUTPUT__ALL_FIRST_ORDER};
+  Greeks__V1__PriceChainRequest q = GREEKS__V1__PRICE_CHAIN_REQUEST__INIT;
+  q.model = GREEKS__V1__MODEL__MODEL_BSM, q.market = &market, q.contracts = &contracts;
+  q.n_outputs = 1, q.outputs = outputs;
+  Message m;
+  m.bytes.resize(greeks__v1__price_chain_request__get_packed_size(&q));
+  greeks__v1__price_chain_request__pack(&q, m.bytes.data());
   return sliced(m);
 }
 
@@ -179,7 +207,29 @@ void BM_batch_protobuf_c(benchmark::State &state) {
   });
 }
 
+// PriceChain's hand decoder (chain_decode_any), as the completion-queue
+// thread runs it on every small call.
+void BM_chain(benchmark::State &state) {
+  size_t n = static_cast<size_t>(state.range(0));
+  Message m = chain(n);
+  for (auto _ : state) {
+    chain_request q;
+    request_verdict v;
+    if (chain_decode_any(m.payload, &q, &v) != 0) {
+      state.SkipWithError("the chain decoder refused the message");
+      break;
+    }
+    benchmark::DoNotOptimize(q.type);
+    chain_request_free(&q);
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(n));
+  state.counters["bytes"] = static_cast<double>(m.bytes.size());
+  grpc_byte_buffer_destroy(m.payload);
+}
+
 }  // namespace
+
+BENCHMARK(BM_chain)->Name("decode/chain")->Arg(16)->Arg(256)->Arg(4096)->Unit(benchmark::kMicrosecond);
 
 BENCHMARK(BM_batch_paced)->Name("decode/batch/paced")->Arg(4096)->Arg(200000)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_batch_protobuf_c)->Name("decode/batch/protobuf_c")->Arg(4096)->Arg(200000)->Unit(benchmark::kMicrosecond);
