@@ -160,6 +160,11 @@ static void test_open_refuses_until_the_wait_has_elapsed(void **state) {
   assert_non_null(strstr(status.message, "(retry after 1 ms)"));
   assert_refused(b, opened + WAIT - 1, "'test' is OPEN");
   assert_refused(b, opened + WAIT, "'test' is OPEN"); /* Resilience4j: strictly after */
+  /* Uncounted work is refused for the wait, strictly, then let through. */
+  assert_true(gk_breaker_refusing(b, opened));
+  assert_true(gk_breaker_refusing(b, opened + WAIT));
+  assert_false(gk_breaker_refusing(b, opened + WAIT + 1));
+  assert_false(gk_breaker_refusing(NULL, opened));
   /* Reporting never transitions, however late it is. */
   assert_int_equal(gk_breaker_state_now(b, opened + 100 * WAIT), GK_BREAKER_OPEN);
   gk_breaker_metrics m = metrics_at(b, opened + 100 * WAIT);

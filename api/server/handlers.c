@@ -511,7 +511,7 @@ static void send_to_agent(rpc_call *c, gk_agent *agent, uint32_t type) {
   snprintf(e.correlation_id, sizeof e.correlation_id, "%s", c->request_id);
   e.deadline_ns = c->deadline_ns;
   e.payload = c;
-  e.trace = rpc_trace_of(c); /* span: agent.compute */
+  e.trace = rpc_trace_of(c); /* span: agent.compute or agent.intake */
   gk_status status;
   rpc_ref(c); /* the job's, dropped once the agent has answered */
   if (gk_agent_send(agent, &e, &status) != GK_OK) {
@@ -534,11 +534,13 @@ static void decode_price_batch_paced(rpc_call *c) {
 static void price_american(rpc_call *c);
 static void decode_and_run_implied_vol(rpc_call *c);
 
-/* Answers UNAVAILABLE and returns 1 while the pricing breaker is open. It
- * only reads the breaker: the pricing agent's calls move it on. */
+/* Answers UNAVAILABLE and returns 1 while the pricing breaker is open and
+ * its wait has not passed. It only reads the breaker (the pricing agent's
+ * calls move it on), and after the wait lets the work through, so that
+ * revaluations and implied vols are not refused for good on a server where no
+ * pricing call comes. */
 static int refused_by_the_breaker(rpc_call *c) {
-  if (gk_breaker_state_now(gk_pricing_agent_breaker(c->server->pricing), gk_monotonic_ns()) != GK_BREAKER_OPEN)
-    return 0;
+  if (!gk_breaker_refusing(gk_pricing_agent_breaker(c->server->pricing), gk_monotonic_ns())) return 0;
   rpc_reply(c, GRPC_STATUS_UNAVAILABLE, "the pricing circuit breaker is open: retry with backoff", NULL);
   return 1;
 }

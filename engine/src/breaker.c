@@ -500,6 +500,16 @@ gk_breaker_state gk_breaker_state_now(gk_breaker *b, int64_t now_ns) {
   return state;
 }
 
+int gk_breaker_refusing(gk_breaker *b, int64_t now_ns) {
+  if (b == NULL) return 0;
+  pthread_mutex_lock(&b->lock);
+  int refusing = b->state == GK_BREAKER_OPEN &&
+                 !(now_ns > b->opened_at_ns &&
+                   (uint64_t)now_ns - (uint64_t)b->opened_at_ns > (uint64_t)b->config.wait_in_open_ns);
+  pthread_mutex_unlock(&b->lock);
+  return refusing;
+}
+
 void gk_breaker_force_open(gk_breaker *b, int64_t now_ns) {
   if (b == NULL) return;
   pthread_mutex_lock(&b->lock);

@@ -815,6 +815,37 @@ class CircuitBreaker(unittest.TestCase):
             server.close()
 
 
+    def test_compute_work_is_refused_only_for_the_breakers_wait(self):
+        # The compute agent reads the pricing breaker but is not counted by
+        # it: after the wait it serves implied vols again though no pricing
+        # call came to move the breaker on (health still reports it open).
+        wait = 2.0 * SLOWDOWN  # seconds: room for the calls below inside it, sanitizers included
+        server = Server("--breaker-wait-in-open-ms", str(int(wait * 1000)), env={"GREEKSD_TEST_FAULT": "fail"})
+        try:
+            channel, s = stub(server.target)
+            health = health_pb2_grpc.HealthStub(channel)
+            request = batch_request(random_batch(4, seed=30))
+            for _ in range(25):
+                with self.assertRaises(grpc.RpcError):
+                    s.PriceBatch(request, timeout=30)
+            opened = time.monotonic()
+            iv = pb.ImpliedVolRequest(spot=[100.0], strike=[100.0], expiry=[1.0], rate=[0.0], price=[8.0], type=[pb.CALL])
+            with self.assertRaises(grpc.RpcError) as raised:
+                s.ImpliedVol(iv, timeout=30)
+            self.assertEqual(raised.exception.code(), grpc.StatusCode.UNAVAILABLE)
+            self.assertLess(time.monotonic() - opened, wait)  # still inside the wait
+            time.sleep(wait + 0.2)
+            reply = s.ImpliedVol(iv, timeout=30)
+            self.assertEqual(reply.count, 1)
+            self.assertGreater(reply.vol[0], 0.0)
+            self.assertEqual(health.Check(health_pb2.HealthCheckRequest(), timeout=30).status,
+                             health_pb2.HealthCheckResponse.NOT_SERVING)
+            channel.close()
+            self.assertEqual(server.stop(), 0)
+        finally:
+            server.close()
+
+
 class Configuration(unittest.TestCase):
     def run_greeksd(self, *args, env=None):
         full_env = dict(os.environ)

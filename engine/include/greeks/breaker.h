@@ -138,6 +138,14 @@ void gk_breaker_release(gk_breaker *breaker);
  * gk_breaker_acquire. now_ns is accepted for symmetry with the other calls. */
 gk_breaker_state gk_breaker_state_now(gk_breaker *breaker, int64_t now_ns);
 
+/* Whether a call at now_ns would be refused for the open breaker's wait:
+ * OPEN and the wait not yet passed (strictly, as gk_breaker_acquire). Never
+ * changes the state or the counts. For gating work that the breaker guards
+ * but whose outcomes it does not count (greeksd's compute agent): such work
+ * must not stay refused after the wait just because no counted call came to
+ * move the breaker on. 0 for a NULL breaker. */
+int gk_breaker_refusing(gk_breaker *breaker, int64_t now_ns);
+
 /* Moves to FORCED_OPEN (from any other state) and clears the window. */
 void gk_breaker_force_open(gk_breaker *breaker, int64_t now_ns);
 
