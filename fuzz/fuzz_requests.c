@@ -106,7 +106,7 @@ static void price_batch(const uint8_t *bytes, size_t n, size_t limit) {
   grpc_byte_buffer_destroy(payload);
   require_verdict(result, &v);
   if (result != 0) {
-    require(d.request == NULL && d.unpacked == NULL && d.hand.request.spot == NULL); /* owns nothing */
+    require(d.request == NULL && d.unpacked.message == NULL && d.hand.request.spot == NULL); /* owns nothing */
     return;
   }
   const Greeks__V1__PriceBatchRequest *q = d.request;
@@ -163,7 +163,7 @@ static void implied_vol(const uint8_t *bytes, size_t n, size_t limit) {
   grpc_byte_buffer_destroy(payload);
   require_verdict(result, &v);
   if (result != 0) {
-    require(d.request == NULL && d.unpacked == NULL && d.hand.request.spot == NULL); /* owns nothing */
+    require(d.request == NULL && d.unpacked.message == NULL && d.hand.request.spot == NULL); /* owns nothing */
     return;
   }
   const Greeks__V1__ImpliedVolRequest *q = d.request;
@@ -210,7 +210,7 @@ static void revalue(const uint8_t *bytes, size_t n, size_t limit, size_t number,
   grpc_byte_buffer_destroy(payload);
   require_verdict(result, &v);
   if (result != 0) {
-    require(d.request == NULL && d.unpacked == NULL && d.hand.positions.strike == NULL); /* owns nothing */
+    require(d.request == NULL && d.unpacked.message == NULL && d.hand.positions.strike == NULL); /* owns nothing */
     return;
   }
   const Greeks__V1__RevaluePortfolioRequest *q = d.request;

@@ -315,20 +315,30 @@ static int hand_decoded(chain_decode_result result, request_verdict *v) {
 /* The message's option types, n of them (NULL where it has none). */
 typedef const Greeks__V1__OptionType *(*types_of_message)(const ProtobufCMessage *m, size_t *n);
 
-/* protobuf-c's reading into *unpacked and its types as kernel codes into
- * *types; 0, or -1 with the verdict and nothing owned. */
-static int unpack_with_types(const ProtobufCMessageDescriptor *descriptor, grpc_byte_buffer *payload,
-                             types_of_message types_of, ProtobufCMessage **unpacked, uint8_t **types,
-                             request_verdict *v) {
-  if (request_unpack_payload(descriptor, payload, unpacked, v) != 0) return -1;
+/* After a hand decoder's `result`: 1 where it took the message; 0 where
+ * protobuf-c read it instead, into *u with its types as kernel codes; -1,
+ * with the verdict and *u owning nothing, where either refused it. */
+static int take_or_unpack(chain_decode_result result, grpc_byte_buffer *payload,
+                          const ProtobufCMessageDescriptor *descriptor, types_of_message types_of,
+                          unpacked_request *u, request_verdict *v) {
+  int taken = hand_decoded(result, v);
+  if (taken != 0) return taken;
+  if (request_unpack_payload(descriptor, payload, &u->message, v) != 0) return -1;
   size_t n = 0;
-  const Greeks__V1__OptionType *wire = types_of(*unpacked, &n);
-  if (wire != NULL && (*types = request_kernel_types(n, wire)) == NULL) {
-    protobuf_c_message_free_unpacked(*unpacked, NULL);
-    *unpacked = NULL;
+  const Greeks__V1__OptionType *wire = types_of(u->message, &n);
+  if (wire != NULL && (u->kernel_types = request_kernel_types(n, wire)) == NULL) {
+    protobuf_c_message_free_unpacked(u->message, NULL);
+    u->message = NULL;
     return refuse(v, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory decoding the request");
   }
-  return accepted(v);
+  accepted(v);
+  return 0;
+}
+
+static void unpacked_request_free(unpacked_request *u) {
+  if (u->message) protobuf_c_message_free_unpacked(u->message, NULL);
+  free(u->kernel_types);
+  u->message = NULL, u->kernel_types = NULL;
 }
 
 static const Greeks__V1__OptionType *portfolio_types(const ProtobufCMessage *m, size_t *n) {
@@ -352,72 +362,51 @@ static const Greeks__V1__OptionType *iv_types(const ProtobufCMessage *m, size_t 
 int portfolio_decode_any(grpc_byte_buffer *payload, portfolio_decode_pace pace, void *pace_context,
                          decoded_portfolio *out, request_verdict *v) {
   memset(out, 0, sizeof *out);
-  int hand = hand_decoded(portfolio_request_decode(payload, &out->hand, pace, pace_context), v);
-  if (hand > 0) {
-    out->request = &out->hand.request;
-    out->kernel_types = out->hand.kernel_types;
-    return 0;
-  }
-  if (hand < 0 || unpack_with_types(&greeks__v1__revalue_portfolio_request__descriptor, payload, portfolio_types,
-                                    &out->unpacked, &out->unpacked_types, v) != 0)
-    return -1;
-  out->request = (const Greeks__V1__RevaluePortfolioRequest *)out->unpacked;
-  out->kernel_types = out->unpacked_types;
+  int took = take_or_unpack(portfolio_request_decode(payload, &out->hand, pace, pace_context), payload,
+                            &greeks__v1__revalue_portfolio_request__descriptor, portfolio_types, &out->unpacked, v);
+  if (took < 0) return -1;
+  out->request = took ? &out->hand.request : (const Greeks__V1__RevaluePortfolioRequest *)out->unpacked.message;
+  out->kernel_types = took ? out->hand.kernel_types : out->unpacked.kernel_types;
   return 0;
 }
 
 void decoded_portfolio_free(decoded_portfolio *d) {
   portfolio_request_free(&d->hand);
-  if (d->unpacked) protobuf_c_message_free_unpacked(d->unpacked, NULL);
-  free(d->unpacked_types);
+  unpacked_request_free(&d->unpacked);
   memset(d, 0, sizeof *d);
 }
 
 int batch_decode_any(grpc_byte_buffer *payload, batch_decode_pace pace, void *pace_context, decoded_batch *out,
                      request_verdict *v) {
   memset(out, 0, sizeof *out);
-  int hand = hand_decoded(batch_request_decode(payload, &out->hand, pace, pace_context), v);
-  if (hand > 0) {
-    out->request = &out->hand.request;
-    out->kernel_types = out->hand.kernel_types;
-    return 0;
-  }
-  if (hand < 0 || unpack_with_types(&greeks__v1__price_batch_request__descriptor, payload, batch_types,
-                                    &out->unpacked, &out->unpacked_types, v) != 0)
-    return -1;
-  out->request = (const Greeks__V1__PriceBatchRequest *)out->unpacked;
-  out->kernel_types = out->unpacked_types;
+  int took = take_or_unpack(batch_request_decode(payload, &out->hand, pace, pace_context), payload,
+                            &greeks__v1__price_batch_request__descriptor, batch_types, &out->unpacked, v);
+  if (took < 0) return -1;
+  out->request = took ? &out->hand.request : (const Greeks__V1__PriceBatchRequest *)out->unpacked.message;
+  out->kernel_types = took ? out->hand.kernel_types : out->unpacked.kernel_types;
   return 0;
 }
 
 void decoded_batch_free(decoded_batch *d) {
   batch_request_free(&d->hand);
-  if (d->unpacked) protobuf_c_message_free_unpacked(d->unpacked, NULL);
-  free(d->unpacked_types);
+  unpacked_request_free(&d->unpacked);
   memset(d, 0, sizeof *d);
 }
 
 int iv_decode_any(grpc_byte_buffer *payload, batch_decode_pace pace, void *pace_context, decoded_iv *out,
                   request_verdict *v) {
   memset(out, 0, sizeof *out);
-  int hand = hand_decoded(iv_request_decode(payload, &out->hand, pace, pace_context), v);
-  if (hand > 0) {
-    out->request = &out->hand.request;
-    out->kernel_types = out->hand.kernel_types;
-    return 0;
-  }
-  if (hand < 0 || unpack_with_types(&greeks__v1__implied_vol_request__descriptor, payload, iv_types, &out->unpacked,
-                                    &out->unpacked_types, v) != 0)
-    return -1;
-  out->request = (const Greeks__V1__ImpliedVolRequest *)out->unpacked;
-  out->kernel_types = out->unpacked_types;
+  int took = take_or_unpack(iv_request_decode(payload, &out->hand, pace, pace_context), payload,
+                            &greeks__v1__implied_vol_request__descriptor, iv_types, &out->unpacked, v);
+  if (took < 0) return -1;
+  out->request = took ? &out->hand.request : (const Greeks__V1__ImpliedVolRequest *)out->unpacked.message;
+  out->kernel_types = took ? out->hand.kernel_types : out->unpacked.kernel_types;
   return 0;
 }
 
 void decoded_iv_free(decoded_iv *d) {
   iv_request_free(&d->hand);
-  if (d->unpacked) protobuf_c_message_free_unpacked(d->unpacked, NULL);
-  free(d->unpacked_types);
+  unpacked_request_free(&d->unpacked);
   memset(d, 0, sizeof *d);
 }
 

@@ -119,15 +119,21 @@ int revalue_validate(const Greeks__V1__RevaluePortfolioRequest *q, size_t max_po
 int revalue_chunk_validate(const Greeks__V1__RevaluePortfolioRequest *q, size_t number, size_t gathered,
                            size_t max_positions, gk_model *model, request_verdict *v);
 
+/* What protobuf-c read where a hand decoder handed the message back: the
+ * message and its option types as kernel codes (NULL where it has none). */
+typedef struct unpacked_request {
+  ProtobufCMessage *message;
+  uint8_t *kernel_types;
+} unpacked_request;
+
 /* A RevaluePortfolioRequest as decoded by portfolio_decode_any: `request`
  * points at the hand decoder's result or at protobuf-c's, and kernel_types
  * holds its positions' types as kernel codes (NULL without positions). */
 typedef struct decoded_portfolio {
   const Greeks__V1__RevaluePortfolioRequest *request;
   const uint8_t *kernel_types;
-  portfolio_request hand;      /* the hand decoder's, when it took the message */
-  ProtobufCMessage *unpacked;  /* protobuf-c's, otherwise */
-  uint8_t *unpacked_types;
+  portfolio_request hand;   /* the hand decoder's, when it took the message */
+  unpacked_request unpacked; /* protobuf-c's, otherwise */
 } decoded_portfolio; /* not to be copied: request may point into it */
 
 /* A RevaluePortfolioRequest from the payload: the hand decoder
@@ -146,9 +152,8 @@ void decoded_portfolio_free(decoded_portfolio *d);
 typedef struct decoded_batch {
   const Greeks__V1__PriceBatchRequest *request;
   const uint8_t *kernel_types;
-  batch_request hand;         /* the hand decoder's, when it took the message */
-  ProtobufCMessage *unpacked; /* protobuf-c's, otherwise */
-  uint8_t *unpacked_types;
+  batch_request hand;        /* the hand decoder's, when it took the message */
+  unpacked_request unpacked; /* protobuf-c's, otherwise */
 } decoded_batch; /* not to be copied: request may point into it */
 
 /* A PriceBatchRequest from the payload: the hand decoder (batch_decode.h,
@@ -167,8 +172,7 @@ typedef struct decoded_iv {
   const Greeks__V1__ImpliedVolRequest *request;
   const uint8_t *kernel_types;
   iv_request hand;
-  ProtobufCMessage *unpacked;
-  uint8_t *unpacked_types;
+  unpacked_request unpacked;
 } decoded_iv; /* not to be copied: request may point into it */
 
 int iv_decode_any(grpc_byte_buffer *payload, batch_decode_pace pace, void *pace_context, decoded_iv *out,
