@@ -363,9 +363,12 @@ static price_job *new_price_job(rpc_call *c) {
   return j;
 }
 
-void handle_price_chain(rpc_call *c) {
-  price_job *j = new_price_job(c);
-  if (j == NULL) return;
+static int decoded_off_the_cq_thread(const rpc_call *c);
+static void submit_to_intake(rpc_call *c, uint32_t type);
+
+/* Decodes, validates and submits the call's PriceChain (c->job, a price_job). */
+static void decode_price_chain(rpc_call *c) {
+  price_job *j = c->job;
   chain_request *q = &j->chain;
   request_verdict v;
   gk_model model;
@@ -390,12 +393,30 @@ void handle_price_chain(rpc_call *c) {
   submit_price_job(j);
 }
 
-/* A PriceBatch or ImpliedVol request of more bytes than this is decoded off
- * the completion-queue thread, paced (adr/0045): a PriceBatch on the intake
- * agent, an ImpliedVol on the compute agent that solves it. That is about
- * 4,500 contracts, ~12 us of decoding that would hold small calls up. Smaller
- * ones are decoded where they arrive, and PriceBatch's priced there up to
- * serving.inline_max_contracts (4096 at most). */
+/* The intake agent's envelope types (with the compute agent's, below). */
+enum { INTAKE_PRICE_BATCH = 3, INTAKE_PRICE_CHAIN = 5 };
+
+/* A chain over BULK_DECODE_BYTES (some 10,000 contracts) is decoded on the
+ * intake agent, as a large PriceBatch is: the chain decoder is a copy per
+ * column (~1.5 ms for a million contracts), not worth a pace, but not to be
+ * done on the thread small calls wait for (adr/0045). */
+void handle_price_chain(rpc_call *c) {
+  if (new_price_job(c) == NULL) return;
+  if (decoded_off_the_cq_thread(c)) {
+    rpc_watch_close(c); /* handed off: the intake and pricing agents ask whether the client is still there */
+    submit_to_intake(c, INTAKE_PRICE_CHAIN);
+    return;
+  }
+  decode_price_chain(c);
+}
+
+/* A PriceChain, PriceBatch or ImpliedVol request of more bytes than this is
+ * decoded off the completion-queue thread (adr/0045): a PriceChain or
+ * PriceBatch on the intake agent, an ImpliedVol on the compute agent that
+ * solves it. For a PriceBatch that is about 4,500 contracts, ~12 us of
+ * decoding that would hold small calls up. Smaller ones are decoded where
+ * they arrive, and priced there up to serving.inline_max_contracts (4096 at
+ * most). */
 enum { BULK_DECODE_BYTES = 256 * 1024 };
 
 static int decoded_off_the_cq_thread(const rpc_call *c) {
@@ -429,13 +450,11 @@ static void decode_price_batch(rpc_call *c, batch_decode_pace pace, void *pace_c
   submit_price_job(j);
 }
 
-static void submit_to_intake(rpc_call *c);
-
 void handle_price_batch(rpc_call *c) {
   if (new_price_job(c) == NULL) return;
   if (decoded_off_the_cq_thread(c)) {
     rpc_watch_close(c); /* handed off: the intake and pricing agents ask whether the client is still there */
-    submit_to_intake(c);
+    submit_to_intake(c, INTAKE_PRICE_BATCH);
     return;
   }
   decode_price_batch(c, NULL, NULL);
@@ -445,12 +464,12 @@ void handle_price_batch(rpc_call *c) {
 
 typedef void (*compute_fn)(rpc_call *call);
 
-/* The compute and intake agents' envelope types: what c->job is. */
+/* The compute agent's envelope types: what c->job is (the intake's, a
+ * price_job whose request is still to decode, are above). */
 enum {
   COMPUTE_JOB = 1,
-  COMPUTE_AMERICAN = 2,   /* a price_job with American contracts */
-  INTAKE_PRICE_BATCH = 3, /* a price_job whose request is still to decode */
-  COMPUTE_LARGE_IV = 4    /* a compute_job whose ImpliedVol is still to decode */
+  COMPUTE_AMERICAN = 2, /* a price_job with American contracts */
+  COMPUTE_LARGE_IV = 4  /* a compute_job whose ImpliedVol is still to decode */
 };
 
 /* A yield clock for bulk work on the compute agent's thread or a pool task:
@@ -522,9 +541,8 @@ static void send_to_agent(rpc_call *c, gk_agent *agent, uint32_t type) {
 
 static void submit_compute_job(rpc_call *c, uint32_t type) { send_to_agent(c, c->server->compute, type); }
 
-/* The PriceBatch decoded there, paced by the bulk yield point: 200,000
- * contracts are 9 MB, ~2 ms of copying (adr/0045). */
-static void submit_to_intake(rpc_call *c) { send_to_agent(c, c->server->intake, INTAKE_PRICE_BATCH); }
+/* A PriceChain or PriceBatch, decoded there (adr/0045). */
+static void submit_to_intake(rpc_call *c, uint32_t type) { send_to_agent(c, c->server->intake, type); }
 
 static void decode_price_batch_paced(rpc_call *c) {
   task_yield yield = {0, rpc_config(c)->bulk_yield_us * GK_NS_PER_US};
@@ -556,6 +574,7 @@ static gk_code compute_handle(void *context, gk_envelope *batch, size_t count, g
     gk_status_clear(&results[i]);
     if (rpc_is_cancelled(c)) rpc_reply(c, GRPC_STATUS_CANCELLED, "the client cancelled the call", NULL);
     else if (batch[i].type == INTAKE_PRICE_BATCH) decode_price_batch_paced(c);
+    else if (batch[i].type == INTAKE_PRICE_CHAIN) decode_price_chain(c);
     else if (batch[i].type == COMPUTE_LARGE_IV) decode_and_run_implied_vol(c);
     else if (!refused_by_the_breaker(c)) {
       if (batch[i].type == COMPUTE_AMERICAN) price_american(c);

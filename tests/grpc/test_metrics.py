@@ -261,9 +261,9 @@ class Exposition(MetricsServedTestCase):
 
 
 class LargeRequestsDecodedOffTheCqThread(MetricsServedTestCase):
-    """A PriceBatch of more than 256 KiB is decoded on the intake agent, an
-    ImpliedVol on the compute agent, paced, not on the completion-queue thread
-    (adr/0045): the answer must be the one its slices get where they arrive,
+    """A PriceChain or PriceBatch of more than 256 KiB is decoded on the intake
+    agent, an ImpliedVol on the compute agent, not on the completion-queue
+    thread (adr/0045): the answer must be the one its slices get where they arrive,
     bit for bit, element errors included; request errors must name the field
     as there; and the agents' counters show which path a PriceBatch took."""
 
@@ -336,6 +336,38 @@ class LargeRequestsDecodedOffTheCqThread(MetricsServedTestCase):
         self.assertEqual(raised.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
         self.assertIn("'strike'", raised.exception.details())
         self.assertEqual(self.received("intake") - before, 1)
+
+    def test_a_large_chain_is_its_slices(self):
+        # A PriceChain over 256 KiB is decoded on the intake agent too.
+        rng = random.Random(36)
+        n = 12000
+        strike = [rng.uniform(50, 150) for _ in range(n)]
+        expiry = [rng.uniform(0.01, 3) for _ in range(n)]
+        vol = [rng.uniform(0.05, 0.9) for _ in range(n)]
+        types = [rng.choice([pb.CALL, pb.PUT]) for _ in range(n)]
+        vol[11] = -0.1  # an element error
+
+        def chain(begin, end):
+            return pb.PriceChainRequest(model=pb.MODEL_BSM, market=pb.Market(spot=100.0, rate=0.03, **{"yield": 0.01}),
+                                        contracts=pb.ChainContracts(strike=strike[begin:end], expiry=expiry[begin:end],
+                                                                    vol=vol[begin:end], type=types[begin:end]),
+                                        outputs=[pb.ALL_FIRST_ORDER])
+        whole_request = chain(0, n)
+        self.assertGreater(whole_request.ByteSize(), 256 * 1024)
+        before = {a: self.received(a) for a in ("intake", "pricing")}
+        whole = self.pricing.PriceChain(whole_request, timeout=TIMEOUT)
+        self.assertEqual(self.received("intake") - before["intake"], 1)
+        self.assertEqual(self.received("pricing") - before["pricing"], 1)  # 12,000 contracts: not inline
+        errors = []
+        for begin in range(0, n, 1000):
+            reply = self.pricing.PriceChain(chain(begin, begin + 1000), timeout=TIMEOUT)
+            for name in ("price", "delta", "gamma", "vega", "theta", "rho", "phi"):
+                self.assertEqual(list(getattr(whole.greeks, name))[begin:begin + 1000],
+                                 list(getattr(reply.greeks, name)), name)  # bit for bit
+            errors += [(e.index + begin, e.field, e.reason) for e in reply.errors]
+        self.assertEqual(self.received("intake") - before["intake"], 1)  # the slices never went there
+        self.assertEqual([(e.index, e.field, e.reason) for e in whole.errors], errors)
+        self.assertEqual([e[0] for e in errors], [11])
 
     def test_a_large_implied_vol_is_its_slices(self):
         # Over 256 KiB, an ImpliedVol is decoded on the compute agent that
