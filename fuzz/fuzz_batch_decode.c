@@ -33,22 +33,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 enum { HEADER = SLICED_HEADER };
 
-static void require(int condition) {
-  if (!condition) __builtin_trap();
-}
-
-static int same_doubles(const double *a, size_t n_a, const double *b, size_t n_b) {
-  return n_a == n_b && (n_a == 0 || memcmp(a, b, n_a * sizeof *a) == 0);
-}
-
 static void require_same(const batch_request *r, const Greeks__V1__PriceBatchRequest *p) {
   const Greeks__V1__PriceBatchRequest *h = &r->request;
   require((int32_t)h->model == (int32_t)p->model && (int32_t)h->american_method == (int32_t)p->american_method);
-  require(same_doubles(h->spot, h->n_spot, p->spot, p->n_spot) &&
-          same_doubles(h->strike, h->n_strike, p->strike, p->n_strike) &&
-          same_doubles(h->expiry, h->n_expiry, p->expiry, p->n_expiry) &&
-          same_doubles(h->rate, h->n_rate, p->rate, p->n_rate) &&
-          same_doubles(h->yield, h->n_yield, p->yield, p->n_yield) && same_doubles(h->vol, h->n_vol, p->vol, p->n_vol));
+  require(same_columns(h->spot, h->n_spot, p->spot, p->n_spot) &&
+          same_columns(h->strike, h->n_strike, p->strike, p->n_strike) &&
+          same_columns(h->expiry, h->n_expiry, p->expiry, p->n_expiry) &&
+          same_columns(h->rate, h->n_rate, p->rate, p->n_rate) &&
+          same_columns(h->yield, h->n_yield, p->yield, p->n_yield) && same_columns(h->vol, h->n_vol, p->vol, p->n_vol));
   require(h->n_type == p->n_type && h->n_outputs == p->n_outputs && h->n_style == p->n_style);
   for (size_t i = 0; i < p->n_type; i++)
     require((int32_t)h->type[i] == (int32_t)p->type[i] &&
@@ -60,12 +52,12 @@ static void require_same(const batch_request *r, const Greeks__V1__PriceBatchReq
 static void require_same_iv(const iv_request *r, const Greeks__V1__ImpliedVolRequest *p) {
   const Greeks__V1__ImpliedVolRequest *h = &r->request;
   require((int32_t)h->model == (int32_t)p->model && (int32_t)h->american_method == (int32_t)p->american_method);
-  require(same_doubles(h->spot, h->n_spot, p->spot, p->n_spot) &&
-          same_doubles(h->strike, h->n_strike, p->strike, p->n_strike) &&
-          same_doubles(h->expiry, h->n_expiry, p->expiry, p->n_expiry) &&
-          same_doubles(h->rate, h->n_rate, p->rate, p->n_rate) &&
-          same_doubles(h->yield, h->n_yield, p->yield, p->n_yield) &&
-          same_doubles(h->price, h->n_price, p->price, p->n_price));
+  require(same_columns(h->spot, h->n_spot, p->spot, p->n_spot) &&
+          same_columns(h->strike, h->n_strike, p->strike, p->n_strike) &&
+          same_columns(h->expiry, h->n_expiry, p->expiry, p->n_expiry) &&
+          same_columns(h->rate, h->n_rate, p->rate, p->n_rate) &&
+          same_columns(h->yield, h->n_yield, p->yield, p->n_yield) &&
+          same_columns(h->price, h->n_price, p->price, p->n_price));
   require(h->n_type == p->n_type && h->n_style == p->n_style);
   for (size_t i = 0; i < p->n_type; i++)
     require((int32_t)h->type[i] == (int32_t)p->type[i] &&

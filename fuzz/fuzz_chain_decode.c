@@ -32,10 +32,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 enum { HEADER = SLICED_HEADER };
 
-static void require(int condition) {
-  if (!condition) __builtin_trap();
-}
-
 static int same_doubles(const double *a, const double *b, size_t n) { return n == 0 || memcmp(a, b, n * sizeof *a) == 0; }
 
 static void require_market(const chain_request *r, const Greeks__V1__Market *m) {

@@ -31,26 +31,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 enum { HEADER = SLICED_HEADER };
 
-static void require(int condition) {
-  if (!condition) __builtin_trap();
-}
-
-static int same_doubles(const double *a, size_t n_a, const double *b, size_t n_b) {
-  return n_a == n_b && (n_a == 0 || memcmp(a, b, n_a * sizeof *a) == 0);
-}
-
 static void require_markets(const Greeks__V1__Markets *h, const Greeks__V1__Markets *p) {
   require((h == NULL) == (p == NULL));
   if (p == NULL) return;
-  require(same_doubles(h->spot, h->n_spot, p->spot, p->n_spot) && same_doubles(h->rate, h->n_rate, p->rate, p->n_rate) &&
-          same_doubles(h->yield, h->n_yield, p->yield, p->n_yield));
+  require(same_columns(h->spot, h->n_spot, p->spot, p->n_spot) && same_columns(h->rate, h->n_rate, p->rate, p->n_rate) &&
+          same_columns(h->yield, h->n_yield, p->yield, p->n_yield));
 }
 
 static void require_grid(const Greeks__V1__ScenarioGrid *h, const Greeks__V1__ScenarioGrid *p) {
   require((h == NULL) == (p == NULL));
   if (p == NULL) return;
-  require(same_doubles(h->spot_shocks, h->n_spot_shocks, p->spot_shocks, p->n_spot_shocks) &&
-          same_doubles(h->vol_shocks, h->n_vol_shocks, p->vol_shocks, p->n_vol_shocks));
+  require(same_columns(h->spot_shocks, h->n_spot_shocks, p->spot_shocks, p->n_spot_shocks) &&
+          same_columns(h->vol_shocks, h->n_vol_shocks, p->vol_shocks, p->n_vol_shocks));
   require((int32_t)h->spot_mode == (int32_t)p->spot_mode && (int32_t)h->vol_mode == (int32_t)p->vol_mode);
 }
 
@@ -63,11 +55,11 @@ static void require_positions(const portfolio_request *r, const Greeks__V1__Posi
   for (size_t i = 0; i < p->n_type; i++)
     require((int32_t)h->type[i] == (int32_t)p->type[i] &&
             r->kernel_types[i] == chain_kernel_option_type((uint32_t)p->type[i]));
-  require(same_doubles(h->strike, h->n_strike, p->strike, p->n_strike) &&
-          same_doubles(h->expiry, h->n_expiry, p->expiry, p->n_expiry) &&
-          same_doubles(h->vol, h->n_vol, p->vol, p->n_vol) &&
-          same_doubles(h->quantity, h->n_quantity, p->quantity, p->n_quantity) &&
-          same_doubles(h->multiplier, h->n_multiplier, p->multiplier, p->n_multiplier));
+  require(same_columns(h->strike, h->n_strike, p->strike, p->n_strike) &&
+          same_columns(h->expiry, h->n_expiry, p->expiry, p->n_expiry) &&
+          same_columns(h->vol, h->n_vol, p->vol, p->n_vol) &&
+          same_columns(h->quantity, h->n_quantity, p->quantity, p->n_quantity) &&
+          same_columns(h->multiplier, h->n_multiplier, p->multiplier, p->n_multiplier));
 }
 
 static void count_pace(void *context) { ++*(size_t *)context; }

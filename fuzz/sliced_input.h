@@ -1,6 +1,7 @@
 /*
- * For the decoder fuzzers (fuzz_chain_decode.c, fuzz_portfolio_decode.c): a
- * message delivered as gRPC might, cut into slices where the fuzzer says.
+ * For the decoder fuzzers (fuzz_chain_decode.c, fuzz_portfolio_decode.c,
+ * fuzz_batch_decode.c): a message delivered as gRPC might, cut into slices
+ * where the fuzzer says, and the two checks their properties are made of.
  * The input's 7-byte header: byte 0 picks 1 to 4 slices, bytes 1-6 are three
  * 16-bit cut points, each taken modulo the message length plus one, then
  * sorted, so cuts fall anywhere, inside a varint or a double included.
@@ -12,8 +13,19 @@
 #include <grpc/slice.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 enum { SLICED_HEADER = 7, SLICED_MAX_SLICES = 4 };
+
+/* A violated property traps, so libFuzzer keeps the input. */
+static inline void require(int condition) {
+  if (!condition) __builtin_trap();
+}
+
+/* Two columns of doubles, n_a and n_b long, equal bit for bit. */
+static inline int same_columns(const double *a, size_t n_a, const double *b, size_t n_b) {
+  return n_a == n_b && (n_a == 0 || memcmp(a, b, n_a * sizeof *a) == 0);
+}
 
 /* The message cut at the header's points; the caller destroys the buffer. */
 static inline grpc_byte_buffer *sliced(const uint8_t *header, const uint8_t *bytes, size_t length) {

@@ -366,6 +366,18 @@ static price_job *new_price_job(rpc_call *c) {
 static int decoded_off_the_cq_thread(const rpc_call *c);
 static void submit_to_intake(rpc_call *c, uint32_t type);
 
+/* A PriceChain's or PriceBatch's job, decoded here by `decode_here`, or on
+ * the intake agent (as `intake_type`) where the request is large. */
+static void handle_price_job(rpc_call *c, uint32_t intake_type, void (*decode_here)(rpc_call *c)) {
+  if (new_price_job(c) == NULL) return;
+  if (decoded_off_the_cq_thread(c)) {
+    rpc_watch_close(c); /* handed off: the intake and pricing agents ask whether the client is still there */
+    submit_to_intake(c, intake_type);
+    return;
+  }
+  decode_here(c);
+}
+
 /* Decodes, validates and submits the call's PriceChain (c->job, a price_job). */
 static void decode_price_chain(rpc_call *c) {
   price_job *j = c->job;
@@ -400,15 +412,7 @@ enum { INTAKE_PRICE_BATCH = 3, INTAKE_PRICE_CHAIN = 5 };
  * intake agent, as a large PriceBatch is: the chain decoder is a copy per
  * column, unpaced (2.6 ms for a million contracts, 25 MB), which is not to
  * be done on the thread small calls wait for (adr/0045). */
-void handle_price_chain(rpc_call *c) {
-  if (new_price_job(c) == NULL) return;
-  if (decoded_off_the_cq_thread(c)) {
-    rpc_watch_close(c); /* handed off: the intake and pricing agents ask whether the client is still there */
-    submit_to_intake(c, INTAKE_PRICE_CHAIN);
-    return;
-  }
-  decode_price_chain(c);
-}
+void handle_price_chain(rpc_call *c) { handle_price_job(c, INTAKE_PRICE_CHAIN, decode_price_chain); }
 
 /* A PriceChain, PriceBatch or ImpliedVol request of more bytes than this is
  * decoded off the completion-queue thread (adr/0045): a PriceChain or
@@ -450,15 +454,9 @@ static void decode_price_batch(rpc_call *c, batch_decode_pace pace, void *pace_c
   submit_price_job(j);
 }
 
-void handle_price_batch(rpc_call *c) {
-  if (new_price_job(c) == NULL) return;
-  if (decoded_off_the_cq_thread(c)) {
-    rpc_watch_close(c); /* handed off: the intake and pricing agents ask whether the client is still there */
-    submit_to_intake(c, INTAKE_PRICE_BATCH);
-    return;
-  }
-  decode_price_batch(c, NULL, NULL);
-}
+static void decode_price_batch_here(rpc_call *c) { decode_price_batch(c, NULL, NULL); }
+
+void handle_price_batch(rpc_call *c) { handle_price_job(c, INTAKE_PRICE_BATCH, decode_price_batch_here); }
 
 /* ---- the compute agent: ImpliedVol and RevaluePortfolio ---- */
 
