@@ -223,7 +223,7 @@ void iv_command_usage(FILE *out) {
         "  within 4 ulps of intrinsic gives 0. Exit 0 ok, 2 unusable input, 3 some bad rows.\n"
         "  --style american: the prices are American (bsm, black76, gk), solved by\n"
         "  --american-method (default alo, to 1e-10 relative where the vega allows);\n"
-        "  the bounds are the method's sigma -> 0 price and K (put) or S (call); r, q >= 0.\n"
+        "  the bounds are the method's sigma -> 0 price and K (put) or S (call); any r, q.\n"
         "  Output CSV: id,iv,error,note; note: at_lower_limit (vol 0: the price is the\n"
         "  sigma -> 0 limit, e.g. exercise now), low_vega (the price pins the vol\n"
         "  more loosely than 1e-10), not_converged.\n"
