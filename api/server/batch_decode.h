@@ -35,7 +35,9 @@ enum { BATCH_DECODE_PACE_BYTES = 64 * 1024 }; /* COLUMN_DECODE_PACE_BYTES */
 typedef void (*batch_decode_pace)(void *context);
 
 typedef struct batch_request {
-  /* What protobuf-c would have unpacked; its columns malloc'd here. */
+  /* What protobuf-c would have unpacked, column for column (an empty one is
+   * a 1-byte block with count 0 where protobuf-c leaves NULL: read by its
+   * count only); its columns malloc'd here. */
   Greeks__V1__PriceBatchRequest request;
   uint8_t *kernel_types; /* request.type as kernel codes, n_type of them */
 } batch_request;

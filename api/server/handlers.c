@@ -783,7 +783,7 @@ static void run_implied_vol(rpc_call *c) {
   size_t n = q->n_spot;
   request_exercise exercise = {0};
   request_verdict v;
-  if (implied_vol_exercise_validate(q, j->model, &exercise, &v) != 0) { /* accepted before: only out of memory */
+  if (implied_vol_exercise_validate(q, j->model, &exercise, &v) != 0) { /* accepted by decode_implied_vol: out of memory */
     reply_verdict(c, &v);
     return;
   }
@@ -827,47 +827,43 @@ static void run_implied_vol(rpc_call *c) {
   free(yield), free(vol), free(codes), free(flags), free(exercise.style);
 }
 
-/* Decodes and checks the call's ImpliedVol (c->job, a compute_job), calling
- * `pace` between the decoder's steps; 0, or -1 with the call answered. */
+/* Decodes the call's ImpliedVol (c->job, a compute_job), calling `pace`
+ * between the decoder's steps, and checks all of it, its exercise too (the
+ * styles it derives are dropped: run_implied_vol derives them again where
+ * they are used); 0, or -1 with the call answered. Every rule is checked
+ * here, before a large request meets the breaker, so that a bad one gets
+ * INVALID_ARGUMENT whatever its size. */
 static int decode_implied_vol(rpc_call *c, batch_decode_pace pace, void *pace_context) {
   compute_job *j = c->job;
   request_verdict v;
+  request_exercise exercise = {0};
   if (iv_decode_any(c->request_payload, pace, pace_context, &j->iv, &v) != 0 ||
-      implied_vol_validate(j->iv.request, rpc_config(c)->max_contracts, &j->model, &v) != 0) {
+      implied_vol_validate(j->iv.request, rpc_config(c)->max_contracts, &j->model, &v) != 0 ||
+      implied_vol_exercise_validate(j->iv.request, j->model, &exercise, &v) != 0) {
     reply_verdict(c, &v);
     return -1;
   }
+  free(exercise.style);
   return 0;
 }
 
 /* A large ImpliedVol on the compute agent: decoded here, paced by the bulk
  * yield point, checked, and only then refused while the breaker is open, so
- * a bad request gets the error it gets when small (adr/0045). run_implied_vol
- * checks the exercise. */
+ * a bad request gets the error it gets when small (adr/0045). */
 static void decode_and_run_implied_vol(rpc_call *c) {
   task_yield yield = {0, rpc_config(c)->bulk_yield_us * GK_NS_PER_US};
   if (decode_implied_vol(c, yield_when_due, &yield) == 0 && !refused_by_the_breaker(c)) run_implied_vol(c);
 }
 
-/* A small ImpliedVol is decoded and checked here, its exercise too, so a bad
- * one is refused before it queues; run_implied_vol derives the exercise
- * again. A large one is decoded on the compute agent. */
+/* A small ImpliedVol is decoded and checked here, so a bad one is refused
+ * before it queues. A large one is decoded on the compute agent. */
 void handle_implied_vol(rpc_call *c) {
   if (new_compute_job(c, run_implied_vol) == NULL) return;
   if (decoded_off_the_cq_thread(c)) {
     submit_compute_job(c, COMPUTE_LARGE_IV);
     return;
   }
-  request_verdict v;
-  request_exercise exercise;
-  if (decode_implied_vol(c, NULL, NULL) != 0) return;
-  if (implied_vol_exercise_validate(((compute_job *)c->job)->iv.request, ((compute_job *)c->job)->model, &exercise,
-                                    &v) != 0) {
-    reply_verdict(c, &v);
-    return;
-  }
-  free(exercise.style);
-  submit_compute_job(c, COMPUTE_JOB);
+  if (decode_implied_vol(c, NULL, NULL) == 0) submit_compute_job(c, COMPUTE_JOB);
 }
 
 /* ---- RevaluePortfolio ---- */

@@ -240,7 +240,8 @@ static void collect_pricing(void *user, gk_metrics_text *out) {
                     "Time a pricing request waited in the agent's mailbox before the agent took it.");
   gk_metrics_histogram(out, "greeks_pricing_queue_wait_seconds", NULL, 0, &stats->queue_wait);
   counter(out, "greeks_pricing_inline_requests_total",
-          "Pricing requests priced on the gRPC thread that received them, never queued (--inline-max-contracts).",
+          "Pricing requests priced without queueing at the pricing agent (--inline-max-contracts): on the gRPC "
+          "thread that received them, or on the intake agent that decoded one over 256 KiB.",
           gk_counter_value(&stats->inline_requests));
 }
 

@@ -804,11 +804,31 @@ class CircuitBreaker(unittest.TestCase):
                     call(request, timeout=30)
                 self.assertEqual(raised.exception.code(), code, raised.exception.details())
                 self.assertIn(words, raised.exception.details())
-                request.strike.append(100.0)
-                with self.assertRaises(grpc.RpcError) as raised:
-                    call(request, timeout=30)
-                self.assertEqual(raised.exception.code(), grpc.StatusCode.INVALID_ARGUMENT, raised.exception.details())
-                self.assertIn("'strike'", raised.exception.details())
+                # Each rule a small request is refused by, the exercise's
+                # included (method, style column, what American pricing
+                # supports), is checked before the breaker when large too.
+                def longer_strike(r):
+                    r.strike.append(100.0)
+
+                def unknown_method(r):
+                    r.american_method = 99
+
+                def style_column_too_long(r):
+                    r.style.extend([pb.AMERICAN] * (n + 1))
+
+                def american_under_bachelier(r):
+                    r.model, r.style[:] = pb.MODEL_BACHELIER, [pb.AMERICAN] * n
+
+                for spoil, field in ((longer_strike, "'strike'"), (unknown_method, "'american_method'"),
+                                     (style_column_too_long, "'style'"), (american_under_bachelier, "'style[0]'")):
+                    bad = type(request)()
+                    bad.CopyFrom(request)
+                    spoil(bad)
+                    with self.assertRaises(grpc.RpcError) as raised:
+                        call(bad, timeout=30)
+                    self.assertEqual(raised.exception.code(), grpc.StatusCode.INVALID_ARGUMENT,
+                                     (spoil.__name__, raised.exception.details()))
+                    self.assertIn(field, raised.exception.details())
             channel.close()
             self.assertEqual(server.stop(), 0)
         finally:
