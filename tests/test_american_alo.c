@@ -654,6 +654,125 @@ static void test_negative_rates_are_priced(void **state) {
   assert_string_equal(gk_american_method_name(GK_AMERICAN_ALO), "alo");
 }
 
+/* Long-dated puts with a strongly negative yield (calls with a strongly
+ * negative rate): their boundary falls far below its start within the life,
+ * which the levels' grids do not resolve (the accurate level priced the first
+ * one at 0.0043, the third and fourth at 0.59, the fifth at 0.047). Past
+ * GK_ALO_MAX_CARRY, (r - q) T of the put, both levels price them on the wide
+ * scheme on every ISA, within 5e-8 x K of QuantLib 1.29's QdFpAmericanEngine
+ * with its high-precision scheme, an independent code (values computed once by
+ * a one-off program against Debian's libquantlib0-dev; docs/kernels.md,
+ * "alo's domain"). The tree, 1024 steps, is 2.3e-4 x K off the first and
+ * prices the sixth at 0: its steps barely move up against such a drift. */
+static void test_strong_carry_on_the_wide_scheme(void **state) {
+  (void)state;
+  static const contract c[] = {{100, 100, 15, 0.01, -0.5, 0.1, GK_PUT, 0.36237553},
+                               {100, 100, 10, 0.01, -0.5, 0.1, GK_PUT, 0.36237505},
+                               {100, 100, 30, 0.05, -0.3, 0.2, GK_PUT, 2.14535731},
+                               {100, 100, 30, -0.3, 0.05, 0.2, GK_CALL, 2.14535731},
+                               {100, 100, 50, 0.05, -0.2, 0.2, GK_PUT, 3.01293348},
+                               {100, 100, 10, -0.5, 0.01, 0.05, GK_CALL, 0.09027350}};
+  enum { N = sizeof c / sizeof c[0] };
+  const gk_isa isas[] = {GK_ISA_SCALAR, GK_ISA_AVX2, GK_ISA_AVX512};
+  owned_batch first = {0};
+  int have_first = 0;
+  for (int level = 0; level < GK_ALO_LEVEL_COUNT; level++)
+    for (int k = 0; k < 3; k++) {
+      if (!gk_isa_supported(isas[k])) continue;
+      owned_batch b;
+      price_batch_level(isas[k], GK_MODEL_BSM, (gk_alo_level)level, c, N, GK_OUT_ALL, &b);
+      for (size_t i = 0; i < N; i++) {
+        gk_american_option o = option_of(&c[i]);
+        assert_true(gk_alo_beyond_carry(&o));
+        assert_int_equal(b.error[i], GK_ELEMENT_OK);
+        if (!(fabs(b.price[i] - c[i].reference) <= 5e-8 * c[i].K))
+          fail_msg("level %d %s: contract %zu priced %.10g, QuantLib %.10g", level, gk_isa_name(isas[k]), i,
+                   b.price[i], c[i].reference);
+        if (have_first) /* one scheme, one scalar code: the same numbers at both levels and on every ISA */
+          assert_true(b.price[i] == first.price[i] && b.delta[i] == first.delta[i] && b.vega[i] == first.vega[i] &&
+                      b.rho[i] == first.rho[i] && b.phi[i] == first.phi[i] && b.theta[i] == first.theta[i]);
+      }
+      if (have_first) owned_batch_free(&b);
+      else first = b, have_first = 1;
+    }
+  owned_batch_free(&first);
+}
+
+/* The tree where its lattice reaches far from the centre (sigma sqrt(T
+ * steps) in the hundreds): a row's lowest node times a power of the up/down
+ * ratio was 0 x inf there, and the tree priced the first contract at -14.9
+ * (then floored at 0) from 2048 steps on. Against QuantLib's high-precision
+ * QdFp price (a one-off run, as above) at 4096 steps, within the tree's own
+ * accuracy on such contracts; alo agrees too, an independent method. */
+static void test_tree_far_from_the_lattice_centre(void **state) {
+  (void)state;
+  static const contract c[] = {{114.9, 100, 77.86, 0.158, -0.007, 1.694, GK_PUT, 68.70161097},
+                               {100, 100, 100, 0.05, 0.08, 3.0, GK_CALL, 91.50306767}};
+  for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+    gk_american_option o = option_of(&c[i]);
+    for (int steps = 2048; steps <= 4096; steps *= 2) {
+      double tree = gk_american_tree_price_steps(&o, steps, 1);
+      if (!(fabs(tree - c[i].reference) <= 1.5e-3 * c[i].K))
+        fail_msg("contract %zu, %d steps: tree %.10g, QuantLib %.10g", i, steps, tree, c[i].reference);
+    }
+    assert_true(fabs(gk_american_tree_price_steps(&o, 4096, 1) - c[i].reference) <= 3e-4 * c[i].K);
+    assert_true(fabs(gk_alo_price(&o) - c[i].reference) <= 1e-7 * c[i].K);
+  }
+}
+
+/* An American option is worth at least as much with more time: across
+ * expiries to 100 years, yields and rates of either sign and vols from 5% to
+ * 150%, each level's price on every ISA never falls as T grows by more than
+ * the level's error out there (2e-6 x K accurate, 5e-4 x K fast: beyond the
+ * stored set's T <= 5 and rates <= 10% the levels' grids are less accurate,
+ * docs/kernels.md, "alo's domain"), and stays between max(European,
+ * intrinsic) and K (put) or S (call). Before the wide scheme, alo broke this
+ * for long-dated puts with q < 0 by up to 0.36 (all of the price). */
+static void test_price_never_falls_with_expiry(void **state) {
+  (void)state;
+  static const double expiries[] = {0.25, 0.5, 1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 75, 100};
+  static const double rates[][2] = {{0.05, 0.0}, {0.05, -0.05}, {0.01, -0.5}, {0.05, -0.3}, {0.2, 0.0},
+                                    {0.05, 0.1}, {0.3, -0.2}, {0.02, 0.3}};
+  static const double vols[] = {0.05, 0.2, 0.6, 1.5};
+  enum { TN = sizeof expiries / sizeof expiries[0], RN = sizeof rates / sizeof rates[0], VN = sizeof vols / sizeof vols[0] };
+  enum { N = 2 * RN * VN * TN };
+  contract *c = calloc(N, sizeof *c);
+  assert_non_null(c);
+  size_t n = 0;
+  for (int type = 0; type < 2; type++)
+    for (int a = 0; a < RN; a++)
+      for (int v = 0; v < VN; v++)
+        for (int t = 0; t < TN; t++) {
+          /* a call with the put's rates swapped: the same exercise problem */
+          double r = type == GK_PUT ? rates[a][0] : rates[a][1], q = type == GK_PUT ? rates[a][1] : rates[a][0];
+          c[n++] = (contract){100, 100, expiries[t], r, q, vols[v], (uint8_t)type, 0};
+        }
+  const gk_isa isas[] = {GK_ISA_SCALAR, GK_ISA_AVX2, GK_ISA_AVX512};
+  int checked = 0;
+  for (int level = 0; level < GK_ALO_LEVEL_COUNT; level++)
+    for (int k = 0; k < 3; k++) {
+      if (!gk_isa_supported(isas[k])) continue;
+      owned_batch b;
+      price_batch_level(isas[k], GK_MODEL_BSM, (gk_alo_level)level, c, N, GK_OUT_PRICE, &b);
+      for (size_t i = 0; i < N; i++) {
+        double floor_value = fmax(european(&c[i]), intrinsic(&c[i]));
+        double cap = c[i].type == GK_PUT ? c[i].K : c[i].S;
+        if (!(b.error[i] == GK_ELEMENT_OK && b.price[i] >= floor_value - 1e-9 * c[i].K && b.price[i] <= cap))
+          fail_msg("level %d %s: T %g r %g q %g sigma %g type %d: price %.10g outside [%.10g, %g]", level,
+                   gk_isa_name(isas[k]), c[i].T, c[i].r, c[i].q, c[i].sigma, c[i].type, b.price[i], floor_value,
+                   cap);
+        if (i % TN != 0 && !(b.price[i] >= b.price[i - 1] - (level == GK_ALO_FAST ? 5e-4 : 2e-6) * c[i].K))
+          fail_msg("level %d %s: r %g q %g sigma %g type %d: %.10g at T %g falls to %.10g at T %g", level,
+                   gk_isa_name(isas[k]), c[i].r, c[i].q, c[i].sigma, c[i].type, b.price[i - 1], c[i - 1].T,
+                   b.price[i], c[i].T);
+        checked++;
+      }
+      owned_batch_free(&b);
+    }
+  free(c);
+  print_message("prices checked against their bounds and the next shorter expiry: %d\n", checked);
+}
+
 /* The full Newton steps solve the same discrete equations as the Jacobi-Newton
  * steps, only faster: on each equation, one Jacobi-Newton step and two Newton
  * steps land where 300 Jacobi-Newton steps alone converge (to 1e-11 x K, the
@@ -935,6 +1054,9 @@ int main(void) {
       cmocka_unit_test(test_vega_rho_phi_match_finite_differences),
       cmocka_unit_test(test_black76_is_bsm_with_yield_equal_rate),
       cmocka_unit_test(test_negative_rates_are_priced),
+      cmocka_unit_test(test_strong_carry_on_the_wide_scheme),
+      cmocka_unit_test(test_price_never_falls_with_expiry),
+      cmocka_unit_test(test_tree_far_from_the_lattice_centre),
       cmocka_unit_test(test_newton_steps_reach_the_discrete_fixed_point),
       cmocka_unit_test(test_fp_a_is_kept_out_of_its_divergent_regime),
       cmocka_unit_test(test_vector_isas_match_scalar),

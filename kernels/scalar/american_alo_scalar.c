@@ -381,6 +381,33 @@ const gk_alo_scheme *gk_alo_scheme_of(gk_alo_level level) {
   return (unsigned)level < GK_ALO_LEVEL_COUNT ? &alo_schemes[level] : NULL;
 }
 
+/* Past GK_ALO_MAX_CARRY the level grids' coarse start and single fine step
+ * land far from the boundary; from QD+ on 32 nodes, the first step a
+ * Jacobi-Newton one, three Newton steps reach QuantLib's high-precision
+ * prices to ~1e-8 x K on the contracts of test_strong_carry_on_the_wide_scheme
+ * (48 nodes and 64 points move them by 1.3e-8 x K at most). */
+static const gk_alo_scheme alo_wide = {.nodes = 32, .iterations = 1, .newton_steps = 3, .coarse_nodes = 0,
+                                       .boundary = ALO_RULE(32), .price = ALO_RULE(128),
+                                       .equation = GK_ALO_FP_AUTO, .fp_a_below_omega = 4.0};
+
+const gk_alo_scheme *gk_alo_wide_scheme(void) { return &alo_wide; }
+
+int gk_alo_beyond_carry(const gk_american_option *o) {
+  double put_carry = o->omega < 0.0 ? o->b : -o->b; /* b = r - q; a call is the put of (K, S, q, r) */
+  return fabs(put_carry) * o->T > GK_ALO_MAX_CARRY;
+}
+
+const gk_alo_scheme *gk_alo_scheme_for(const gk_american_option *o, gk_alo_level level) {
+  return gk_alo_beyond_carry(o) ? &alo_wide : gk_alo_scheme_of(level);
+}
+
+gk_american_option gk_alo_priced_as(const gk_american_option *o) {
+  gk_american_option as = *o;
+  double put_carry = o->omega < 0.0 ? o->b : -o->b;
+  if (fabs(put_carry) * o->T > GK_ALO_WIDE_MAX_CARRY) as.T = GK_ALO_WIDE_MAX_CARRY / fabs(put_carry);
+  return as;
+}
+
 /* ---- the normal distribution: N(-y) = exp(-y^2/2) R(y) for y >= 0, R the
  * rational of normal_tail_rational.h on [0, 40], as the
  * vector kernels evaluate it; relative accuracy ~6e-16 in the tails. ---- */
@@ -1150,7 +1177,8 @@ int gk_alo_price_greeks(const gk_american_option *o, const gk_alo_scheme *scheme
 }
 
 double gk_alo_price_level(const gk_american_option *o, gk_alo_level level) {
-  return gk_alo_price_scheme(o, gk_alo_scheme_of(level));
+  gk_american_option as = gk_alo_priced_as(o);
+  return gk_alo_price_scheme(&as, gk_alo_scheme_for(o, level));
 }
 
 double gk_alo_price(const gk_american_option *o) { return gk_alo_price_level(o, GK_ALO_ACCURATE); }

@@ -5,6 +5,7 @@
  * compares holding with exercise at every node, so two exercise boundaries are
  * no special case); BS2002 models one boundary (gk_american_exercise_of).
  */
+#include <float.h>
 #include <math.h>
 
 #include "../src/american_internal.h"
@@ -140,37 +141,95 @@ double gk_bs2002_price(const gk_american_option *o) {
 
 /* One tree of `steps` steps. Nodes are centred on the forward (log step
  * (b - sigma^2/2) dt +- sigma sqrt(dt)), so the branch probability stays near 1/2
- * for any carry, unlike Cox-Ross-Rubinstein's. */
-static double bbs_tree(const gk_american_option *o, int steps) {
+ * for any carry, unlike Cox-Ross-Rubinstein's. Node j of step i sits at
+ * S e^{i drift + (2j - i) sd}. */
+typedef struct tree_lattice {
+  double dt, sd, drift, pu, pd;
+} tree_lattice;
+
+static tree_lattice lattice_of(const gk_american_option *o, int steps) {
+  tree_lattice t;
+  t.dt = o->T / steps, t.sd = o->sigma * sqrt(t.dt), t.drift = (o->b - 0.5 * o->sigma * o->sigma) * t.dt;
+  double up = exp(t.drift + t.sd), down = exp(t.drift - t.sd);
+  double p = (exp(o->b * t.dt) - down) / (up - down), disc = exp(-o->r * t.dt);
+  t.pu = disc * p, t.pd = disc * (1.0 - p);
+  return t;
+}
+
+/* Whether every node's spot is a row's lowest node, S e^{i (drift - sd)}, times
+ * a power e^{2 j sd} of one table with both factors normal doubles: then the
+ * product is the spot to rounding. Past that (sigma sqrt(T steps) above ~350,
+ * or a drift of hundreds of log units over T) the table overflows where the
+ * lowest node underflows, and 0 x inf is no spot; and a call's top node
+ * must not overflow (its +inf value would reach the root). */
+static int lattice_products_finite(const gk_american_option *o, int steps, const tree_lattice *t) {
+  double lowest = log(o->S) + (steps - 1) * (t->drift - t->sd), highest = lowest + 2.0 * t->sd * (steps - 1);
+  return 2.0 * t->sd * (steps - 1) < 700.0 && lowest > -700.0 && highest < 700.0;
+}
+
+/* The value at a node one dt from expiry: the European value over dt, or
+ * exercise. A spot the lattice saturated (0 or +inf) is the limit's. */
+static double last_step_value(const gk_american_option *o, double spot, double dt) {
+  if (!(spot > 0.0)) return o->omega < 0.0 ? fmax(o->K, o->K * exp(-o->r * dt)) : 0.0;
+  if (!(spot <= DBL_MAX)) return o->omega < 0.0 ? 0.0 : INFINITY;
+  gk_american_option node = *o;
+  node.S = spot, node.T = dt;
+  return fmax(gk_american_european_price(&node), o->omega * (spot - o->K));
+}
+
+static double bbs_tree_by_table(const gk_american_option *o, int steps, const tree_lattice *t) {
   /* Thread-local rows (2 x 64 KiB): too large for small thread stacks, and no
    * allocation that could fail mid-batch. */
   static _Thread_local double values[GK_AMERICAN_TREE_MAX_STEPS + 1];
   static _Thread_local double powers[GK_AMERICAN_TREE_MAX_STEPS + 1];
-  double dt = o->T / steps, sd = o->sigma * sqrt(dt), drift = (o->b - 0.5 * o->sigma * o->sigma) * dt;
-  double up = exp(drift + sd), down = exp(drift - sd);
-  double p = (exp(o->b * dt) - down) / (up - down), disc = exp(-o->r * dt);
-  double pu = disc * p, pd = disc * (1.0 - p), ratio = exp(2.0 * sd), w = o->omega;
-  /* Node j of step i sits at S e^{i (drift - sd)} ratio^j: the powers once, so
-   * the inner loop has no serial dependency and vectorizes. */
+  double ratio = exp(2.0 * t->sd), w = o->omega, pu = t->pu, pd = t->pd;
+  /* The powers once, so the inner loop has no serial dependency and vectorizes. */
   powers[0] = 1.0;
   for (int j = 1; j < steps; j++) powers[j] = powers[j - 1] * ratio;
-  /* Last step: the European value over one dt, or exercise. */
   int last = steps - 1;
-  gk_american_option node = *o;
-  node.T = dt;
-  double base = o->S * exp(last * (drift - sd));
-  for (int j = 0; j <= last; j++) {
-    node.S = base * powers[j];
-    values[j] = fmax(gk_american_european_price(&node), w * (node.S - o->K));
-  }
+  double base = o->S * exp(last * (t->drift - t->sd));
+  for (int j = 0; j <= last; j++) values[j] = last_step_value(o, base * powers[j], t->dt);
   for (int i = last - 1; i >= 0; i--) {
-    double w_spot0 = w * o->S * exp(i * (drift - sd)), wk = w * o->K;
+    double w_spot0 = w * o->S * exp(i * (t->drift - t->sd)), wk = w * o->K;
     for (int j = 0; j <= i; j++) {
       double hold = pu * values[j + 1] + pd * values[j], exercise = w_spot0 * powers[j] - wk;
       values[j] = hold > exercise ? hold : exercise;
     }
   }
   return values[0];
+}
+
+/* A put's tree with each node's spot from its own exp, saturating to 0 or +inf
+ * far from the centre, where the put is worth K and 0: the lattices whose
+ * products would not be finite (extreme sigma sqrt(T) or carry). Several
+ * times slower than the table, and only there. */
+static double bbs_put_tree_by_exp(const gk_american_option *o, int steps, const tree_lattice *t) {
+  static _Thread_local double values[GK_AMERICAN_TREE_MAX_STEPS + 1];
+  double log_S = log(o->S), pu = t->pu, pd = t->pd;
+  int last = steps - 1;
+  for (int j = 0; j <= last; j++)
+    values[j] = last_step_value(o, exp(log_S + last * t->drift + (2 * j - last) * t->sd), t->dt);
+  for (int i = last - 1; i >= 0; i--) {
+    double row = log_S + i * t->drift - i * t->sd;
+    for (int j = 0; j <= i; j++) {
+      double hold = pu * values[j + 1] + pd * values[j], exercise = o->K - exp(row + 2 * j * t->sd);
+      values[j] = hold > exercise ? hold : exercise;
+    }
+  }
+  return values[0];
+}
+
+static double bbs_tree(const gk_american_option *o, int steps) {
+  tree_lattice t = lattice_of(o, steps);
+  if (lattice_products_finite(o, steps, &t)) return bbs_tree_by_table(o, steps, &t);
+  if (o->omega < 0.0) return bbs_put_tree_by_exp(o, steps, &t);
+  /* A call's values grow with the spot, so a saturated node would carry +inf
+   * to the root: price the put it equals by symmetry, C(S, K, r, q) =
+   * P(K, S, q, r), whose values stay in [0, K]. */
+  double q = o->r - o->b;
+  gk_american_option put = {o->K, o->S, o->T, q, q - o->r, o->sigma, -1.0};
+  tree_lattice tp = lattice_of(&put, steps);
+  return bbs_put_tree_by_exp(&put, steps, &tp);
 }
 
 double gk_american_tree_price_steps(const gk_american_option *o, int steps, int richardson) {

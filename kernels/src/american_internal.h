@@ -98,6 +98,37 @@ const gk_alo_rule *gk_alo_rule_with(int points);
 /* The level's scheme (static), NULL for an unknown level. */
 const gk_alo_scheme *gk_alo_scheme_of(gk_alo_level level);
 
+/* alo's level grids resolve the boundary while the put's carry over the life,
+ * (r - q) T (a call's: (q - r) T), is at most this. Past it the boundary falls
+ * far below its start within the life (long-dated puts with a negative
+ * yield, calls with a negative rate) and the level grids misprice by up to
+ * tens of percent of K; such an option is priced, at either level and on
+ * every ISA, by the scalar reference on the wide scheme (docs/kernels.md,
+ * "alo's domain"). */
+#define GK_ALO_MAX_CARRY 2.0
+
+/* Whether `o` is past GK_ALO_MAX_CARRY (never black76, b = 0). */
+int gk_alo_beyond_carry(const gk_american_option *o);
+
+/* The wide scheme (static): 32 nodes and a 32-point rule from QD+, one
+ * Jacobi-Newton and three Newton steps, the 128-point price rule. */
+const gk_alo_scheme *gk_alo_wide_scheme(void);
+
+/* The scheme alo prices `o` on at `level`: the level's, or the wide one past
+ * GK_ALO_MAX_CARRY. */
+const gk_alo_scheme *gk_alo_scheme_for(const gk_american_option *o, gk_alo_level level);
+
+/* The wide scheme resolves the boundary up to this carry over the life; past
+ * it the option is priced at the expiry where the carry reaches it. An
+ * American price never falls as T grows and never passes the perpetual
+ * option's, and by then it is within ~1e-8 x K of the perpetual's on the
+ * contracts of test_price_never_falls_with_expiry: the price is then that
+ * expiry's (theta that expiry's too), where the grid itself would fail. */
+#define GK_ALO_WIDE_MAX_CARRY 10.0
+
+/* `o` as alo prices it: T capped where its carry passes GK_ALO_WIDE_MAX_CARRY. */
+gk_american_option gk_alo_priced_as(const gk_american_option *o);
+
 /* The American put (S, K, T, r, q, sigma) by the fixed point, for r > 0,
  * sigma sqrt(T) >= GK_AMERICAN_TINY_STDDEV and T > 0; NaN for the two-boundary
  * case q < r < 0, which it does not model (the batch routes it to the tree). */

@@ -239,12 +239,15 @@ static gk_rc iterate(chunk_solver *c, int first_step) {
 }
 
 /* Whether element j is one that alo hands to the tree (american.h, negative
- * rates): the fast level would price it by the tree too, at full cost. */
+ * rates) or prices on its wide scheme (past GK_ALO_MAX_CARRY): the fast level
+ * would price it the same way, at full cost. */
 static int routed_to_tree(const chunk_solver *c, size_t j) {
   size_t i = c->first + j;
   const gk_iv_batch *in = c->in;
+  if (!gk_model_uses_yield(c->model)) return 0; /* black76: never */
   gk_option_batch one = {in->count, in->spot, in->strike, in->expiry, in->rate, in->yield, NULL, in->type};
-  return gk_model_uses_yield(c->model) && gk_american_routed_to_tree(c->model, &one, i); /* black76: never */
+  double put_carry = in->type[i] == GK_PUT ? in->rate[i] - in->yield[i] : in->yield[i] - in->rate[i];
+  return gk_american_routed_to_tree(c->model, &one, i) || fabs(put_carry) * in->expiry[i] > GK_ALO_MAX_CARRY;
 }
 
 /* The state of step 4's search from sigma, its bracket the whole range. */
