@@ -401,11 +401,51 @@ const gk_alo_scheme *gk_alo_scheme_for(const gk_american_option *o, gk_alo_level
   return gk_alo_beyond_carry(o) ? &alo_wide : gk_alo_scheme_of(level);
 }
 
+/* The perpetual put of (S, K, r, q), r > 0: K - S at or below its boundary
+ * K lambda / (lambda - 1), (K - B)(S / B)^lambda above it, lambda the negative
+ * root of sigma^2/2 l (l - 1) + (r - q) l - r = 0. */
+static double perpetual_put(double S, double K, double r, double q, double sigma) {
+  double a = 0.5 * sigma * sigma, b = r - q - a;
+  double lambda = (-b - sqrt(b * b + 4.0 * a * r)) / (2.0 * a), B = K * lambda / (lambda - 1.0);
+  return S <= B ? K - S : (K - B) * pow(S / B, lambda);
+}
+
 gk_american_option gk_alo_priced_as(const gk_american_option *o) {
-  gk_american_option as = *o;
   double put_carry = o->omega < 0.0 ? o->b : -o->b;
-  if (fabs(put_carry) * o->T > GK_ALO_WIDE_MAX_CARRY) as.T = GK_ALO_WIDE_MAX_CARRY / fabs(put_carry);
-  return as;
+  if (!(fabs(put_carry) * o->T > GK_ALO_WIDE_MAX_CARRY)) return *o;
+  double q = o->r - o->b;
+  int put = o->omega < 0.0;
+  double S = put ? o->S : o->K, K = put ? o->K : o->S, r_put = put ? o->r : q, q_put = put ? q : o->r;
+  if (!(r_put > 0.0)) return *o; /* European or two boundaries: no grid is solved */
+  /* Up the expiries from the trusted one, doubling, to T: a solve is kept
+   * while it stays in the bracket of the last kept price and the perpetual's
+   * (each within 1e-7 x K, the solves' own error); the first that leaves it
+   * has failed, and the last kept expiry's price is the nearest lower bound. */
+  double slack = 1e-7 * K, cap = perpetual_put(S, K, r_put, q_put, o->sigma) + slack;
+  gk_american_option kept = *o;
+  kept.T = GK_ALO_WIDE_MAX_CARRY / fabs(put_carry);
+  double floor_value = gk_alo_price_scheme(&kept, &alo_wide);
+  double failed = INFINITY;
+  for (double T = 2.0 * kept.T; kept.T < o->T; T *= 2.0) {
+    gk_american_option next = *o;
+    next.T = fmin(T, o->T);
+    double price = gk_alo_price_scheme(&next, &alo_wide);
+    if (!(price >= floor_value - slack && price <= cap)) {
+      failed = next.T;
+      break;
+    }
+    kept = next, floor_value = price;
+  }
+  /* Four halvings of the gap between the last kept expiry and the failed one
+   * bring the lower bound within a sixteenth of it. */
+  for (int k = 0; k < 4 && failed < INFINITY; k++) {
+    gk_american_option mid = *o;
+    mid.T = 0.5 * (kept.T + failed);
+    double price = gk_alo_price_scheme(&mid, &alo_wide);
+    if (price >= floor_value - slack && price <= cap) kept = mid, floor_value = price;
+    else failed = mid.T;
+  }
+  return kept;
 }
 
 /* ---- the normal distribution: N(-y) = exp(-y^2/2) R(y) for y >= 0, R the

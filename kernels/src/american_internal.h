@@ -118,15 +118,19 @@ const gk_alo_scheme *gk_alo_wide_scheme(void);
  * GK_ALO_MAX_CARRY. */
 const gk_alo_scheme *gk_alo_scheme_for(const gk_american_option *o, gk_alo_level level);
 
-/* The wide scheme resolves the boundary up to this carry over the life; past
- * it the option is priced at the expiry where the carry reaches it. An
- * American price never falls as T grows and never passes the perpetual
- * option's, and by then it is within ~1e-8 x K of the perpetual's on the
- * contracts of test_price_never_falls_with_expiry: the price is then that
- * expiry's (theta that expiry's too), where the grid itself would fail. */
+/* Up to this carry over the life the wide scheme is trusted as it is. Past
+ * it, where the drift outweighs the vol, its grid can fail too (a put of
+ * r = 0.01, q = -0.5, sigma = 0.1 at 0.36 up to T = 30, 0.0009 at T = 100).
+ * An American price never falls as T grows and never passes the perpetual
+ * option's, so a solve at T is checked against that bracket: the price at the
+ * expiry where the carry is this, and the perpetual's. */
 #define GK_ALO_WIDE_MAX_CARRY 10.0
 
-/* `o` as alo prices it: T capped where its carry passes GK_ALO_WIDE_MAX_CARRY. */
+/* `o` as alo solves it: itself, or past GK_ALO_WIDE_MAX_CARRY, where the wide
+ * solves at the expiries from the trusted one, doubling up to T, leave the
+ * bracket (by more than 1e-7 x K), `o` at the longest expiry whose solve
+ * stayed in it: a lower bound of the price, which there has all but reached
+ * the perpetual's. */
 gk_american_option gk_alo_priced_as(const gk_american_option *o);
 
 /* The American put (S, K, T, r, q, sigma) by the fixed point, for r > 0,
