@@ -703,7 +703,8 @@ static void test_strong_carry_on_the_wide_scheme(void **state) {
  * ratio was 0 x inf there, and the tree priced the first contract at -14.9
  * (then floored at 0) from 2048 steps on. Against QuantLib's high-precision
  * QdFp price (a one-off run, as above) at 4096 steps, within the tree's own
- * accuracy on such contracts; alo agrees too, an independent method. */
+ * accuracy on such contracts; alo agrees too, an independent method. And a
+ * drift too strong for 1024 steps. */
 static void test_tree_far_from_the_lattice_centre(void **state) {
   (void)state;
   static const contract c[] = {{114.9, 100, 77.86, 0.158, -0.007, 1.694, GK_PUT, 68.70161097},
@@ -718,6 +719,14 @@ static void test_tree_far_from_the_lattice_centre(void **state) {
     assert_true(fabs(gk_american_tree_price_steps(&o, 4096, 1) - c[i].reference) <= 3e-4 * c[i].K);
     assert_true(fabs(gk_alo_price(&o) - c[i].reference) <= 1e-7 * c[i].K);
   }
+  /* A drift that outweighs the vol: at 1024 steps the lattice barely moved
+   * up and the call was worth 0; the tree now takes the steps the drift
+   * needs (8192 here). */
+  contract pulled = {100, 100, 10, -0.5, 0.01, 0.05, GK_CALL, 0.09027350};
+  gk_american_option o = option_of(&pulled);
+  double tree = gk_american_tree_price(&o);
+  if (!(fabs(tree - pulled.reference) <= 3e-5 * pulled.K))
+    fail_msg("the pulled call: tree %.10g, QuantLib %.10g", tree, pulled.reference);
 }
 
 /* An American option is worth at least as much with more time: across

@@ -244,6 +244,19 @@ double gk_american_tree_price_steps(const gk_american_option *o, int steps, int 
   return fmax(price, fmax(o->omega * (o->S - o->K), 0.0));
 }
 
+/* A step moves the log spot by drift +- sd, drift = (b - sigma^2/2) dt and
+ * sd = sigma sqrt(dt): where the drift is not well under sd the lattice
+ * barely moves against it, and a call under a strongly negative carry is
+ * worth 0 on it (r = -0.5, q = 0.01, sigma = 0.05, T = 10: 0 at 1024 steps
+ * for 0.0903). (drift / sd)^2 = (b - sigma^2/2)^2 T / (sigma^2 steps): the
+ * steps keep it at 1/8 at most, up to GK_AMERICAN_TREE_MAX_STEPS. */
+static int tree_steps_for(const gk_american_option *o) {
+  double pull = o->b - 0.5 * o->sigma * o->sigma, wanted = 8.0 * pull * pull * o->T / (o->sigma * o->sigma);
+  if (!(wanted > GK_AMERICAN_TREE_STEPS)) return GK_AMERICAN_TREE_STEPS;
+  if (!(wanted < GK_AMERICAN_TREE_MAX_STEPS)) return GK_AMERICAN_TREE_MAX_STEPS;
+  return 2 * ((int)ceil(wanted) / 2 + 1);
+}
+
 double gk_american_tree_price(const gk_american_option *o) {
-  return gk_american_tree_price_steps(o, GK_AMERICAN_TREE_STEPS, 1);
+  return gk_american_tree_price_steps(o, tree_steps_for(o), 1);
 }
