@@ -503,6 +503,52 @@ static void test_tree_paces_between_prices(void **state) {
   }
 }
 
+/* BS2002 as sigma -> 0 reaches the deterministic limit (the best time to
+ * exercise a known path), which is also its own price below
+ * GK_AMERICAN_TINY_STDDEV. Its beta was a sum that cancels to nothing there
+ * (b / sigma^2 ~ 3e14): the vector kernels priced the call below at 10.21 at
+ * sigma = 1.1e-9 for 2.90, the scalar one 3.09 at 3.2e-9, and a vega whose
+ * down bump crossed the tiny stddev was -36578. The limit is computed here
+ * from its definition, independently of the kernels. */
+static void test_bs2002_at_tiny_vols_reaches_the_deterministic_limit(void **state) {
+  (void)state;
+  enum { N = 400 };
+  option o[N];
+  result res[N];
+  for (int i = 0; i < N; i++)
+    o[i] = (option){100, 100, 1, 0.05, 0.02, exp(log(1e-9) + (log(1e-4) - log(1e-9)) * i / (N - 3)), GK_CALL};
+  o[N - 2].sigma = 1.0000001e-4, o[N - 1].sigma = 1.0001e-4;
+  price_many(GK_MODEL_BSM, GK_AMERICAN_BS2002, o, N, 0, res);
+  /* e^{-rt} (S e^{bt} - K) over t in [0, 1] is largest at t = 1 here (b > 0, r K > (r - b) S e^{bt}) */
+  double limit = 0.0;
+  for (int k = 0; k <= 1000; k++) {
+    double t = k / 1000.0;
+    limit = fmax(limit, exp(-0.05 * t) * (100.0 * exp(0.03 * t) - 100.0));
+  }
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(res[i].error, GK_ELEMENT_OK);
+    if (!(fabs(res[i].v[PRICE] - limit) <= 1e-9 * 100.0 && fabs(res[i].v[VEGA]) <= 1e-6))
+      fail_msg("sigma %.6g: price %.12g (limit %.12g), vega %.6g", o[i].sigma, res[i].v[PRICE], limit,
+               res[i].v[VEGA]);
+  }
+}
+
+/* A call never exercised early (q <= 0, r >= q) whose forward leaves the
+ * double range before its discounting: S e^{-qT} - K e^{-rT} is 1.4e219 with
+ * r = 5, q = -5, T = 100, but S e^{bT} alone overflows. Every method priced
+ * it inf at sigma = 0 (the deterministic limit formed e^{-rT} (S e^{bT} - K)). */
+static void test_deterministic_limit_does_not_overflow(void **state) {
+  (void)state;
+  const gk_american_method methods[] = {GK_AMERICAN_BS2002, GK_AMERICAN_TREE, GK_AMERICAN_ALO, GK_AMERICAN_ALO_FAST};
+  const double vols[] = {0.0, 1e-12, 1e-4};
+  double want = 100.0 * exp(500.0) - 100.0 * exp(-500.0);
+  for (int m = 0; m < 4; m++)
+    for (int v = 0; v < 3; v++) {
+      result r = price_one(methods[m], (option){100, 100, 100, 5.0, -5.0, vols[v], GK_CALL});
+      expect_close(gk_american_method_name(methods[m]), r.v[PRICE], want, 1e-12, 0.0);
+    }
+}
+
 int main(void) {
   skip_unless_active_isa_runs();
   const struct CMUnitTest tests[] = {
@@ -522,6 +568,8 @@ int main(void) {
       cmocka_unit_test(test_subnormal_expiry_is_an_error_never_nan),
       cmocka_unit_test(test_vector_kernels_match_scalar),
       cmocka_unit_test(test_tree_paces_between_prices),
+      cmocka_unit_test(test_bs2002_at_tiny_vols_reaches_the_deterministic_limit),
+      cmocka_unit_test(test_deterministic_limit_does_not_overflow),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

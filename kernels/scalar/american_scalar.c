@@ -38,8 +38,11 @@ double gk_american_european_price(const gk_american_option *o) {
   return fmax(w * (A * gk_normal_cdf(w * d1) - B * gk_normal_cdf(w * d2)), floor_value);
 }
 
+/* e^{-rt} omega (S e^{bt} - K), formed as omega (S e^{(b-r)t} - K e^{-rt}): S e^{bt}
+ * alone overflows where bt > 709 though the discounted value is finite (a
+ * call with r = 5, q = -5, T = 100 was priced inf). */
 static double discounted_intrinsic(const gk_american_option *o, double t) {
-  return exp(-o->r * t) * fmax(o->omega * (o->S * exp(o->b * t) - o->K), 0.0);
+  return fmax(o->omega * (o->S * exp((o->b - o->r) * t) - o->K * exp(-o->r * t)), 0.0);
 }
 
 double gk_american_deterministic_price(const gk_american_option *o) {
@@ -102,8 +105,11 @@ static double bs_boundary(double B0, double Binf, double b, double v, double t) 
 static double bs2002_call_unit_strike(double s, double T, double r, double b, double sigma) {
   bs2002 m = {s, T, SQRT5_MINUS_1_HALF * T, r, b, sigma * sigma, 0.0, sqrt(T)};
   m.sqrt_t1 = sqrt(m.t1);
-  double bv = b / m.v2;
-  double beta = (0.5 - bv) + sqrt((bv - 0.5) * (bv - 0.5) + 2.0 * r / m.v2);
+  /* beta = (1/2 - b/v2) + sqrt((b/v2 - 1/2)^2 + 2r/v2); where b/v2 is large
+   * (sigma -> 0, b > 0) the sum cancels to nothing: its conjugate form,
+   * (2r/v2) / (sqrt(...) - (1/2 - b/v2)), then. */
+  double half_minus = 0.5 - b / m.v2, root = sqrt(half_minus * half_minus + 2.0 * r / m.v2);
+  double beta = half_minus >= 0.0 ? half_minus + root : (2.0 * r / m.v2) / (root - half_minus);
   double Binf = beta / (beta - 1.0), B0 = fmax(1.0, r / (r - b));
   if (!(Binf > B0)) return s >= B0 ? s - 1.0 : NAN; /* cannot happen for sigma > 0 */
   double I1 = bs_boundary(B0, Binf, b, sigma, m.t1), I2 = bs_boundary(B0, Binf, b, sigma, T);

@@ -146,8 +146,11 @@ static inline vdouble av_call_unit_strike(vdouble ls, vdouble T, vdouble r, vdou
   av_model m;
   m.ls = ls, m.T = T, m.t1 = v_mul(v_set1(AV_SQRT5_MINUS_1_HALF), T), m.r = r, m.b = b;
   m.v = sigma, m.v2 = v_mul(sigma, sigma), m.sqrt_t1 = v_sqrt(m.t1), m.sqrt_T = v_sqrt(T);
-  vdouble bv = v_div(b, m.v2), half_minus = v_sub(v_set1(0.5), bv);
-  vdouble beta = v_add(half_minus, v_sqrt(v_fma(half_minus, half_minus, v_div(v_add(r, r), m.v2))));
+  /* beta as the scalar's: the conjugate form where 1/2 - b/v2 < 0, which
+   * otherwise cancels to nothing as sigma -> 0 */
+  vdouble half_minus = v_sub(v_set1(0.5), v_div(b, m.v2)), c = v_div(v_add(r, r), m.v2);
+  vdouble root = v_sqrt(v_fma(half_minus, half_minus, c));
+  vdouble beta = v_select(v_ge(half_minus, zero), v_add(half_minus, root), v_div(c, v_sub(root, half_minus)));
   vdouble Binf = v_div(beta, v_sub(beta, one)), B0 = v_max(one, v_div(r, v_sub(r, b)));
   vdouble I1 = av_boundary(B0, Binf, b, sigma, m.t1), I2 = av_boundary(B0, Binf, b, sigma, T);
   vdouble l1 = v_log(I1), l2 = v_log(I2);
@@ -160,7 +163,11 @@ static inline vdouble av_call_unit_strike(vdouble ls, vdouble T, vdouble r, vdou
   price = v_add(price, v_sub(av_psi(&m, rules, one, l1, l2, l1, zero), av_psi(&m, rules, one, zero, l2, l1, zero)));
   price = v_add(price, v_sub(av_psi(&m, rules, zero, zero, l2, l1, zero), av_psi(&m, rules, zero, l1, l2, l1, zero)));
   vdouble s = v_exp(ls);
-  return v_select(v_ge(s, I2), v_sub(s, one), price);
+  price = v_select(v_ge(s, I2), v_sub(s, one), price);
+  /* The scalar's guard: no boundary above B0 (not for sigma > 0 in exact
+   * arithmetic): s - 1 at or past B0, else NaN, which the caller's max with
+   * the European and intrinsic values drops. */
+  return v_select(v_gt(Binf, B0), price, v_select(v_ge(s, B0), v_sub(s, one), v_set1(NAN)));
 }
 
 /* One group of options, every lane priced by BS2002 (sigma sqrt(T) at least
@@ -199,9 +206,14 @@ static vdouble av_bs2002_price(const av_option *o, const bs2002_rules *rules) {
   return v_select(european, eur, price);
 }
 
-/* Lanes whose vector price is not finite: priced again by the scalar reference. */
+/* Lanes whose vector price is not finite, and lanes below the tiny stddev (a
+ * bump of sigma may land there, where the scalar takes the deterministic
+ * limit and the formula has no meaning): priced again by the scalar
+ * reference. */
 static vdouble av_repair_lanes(vdouble price, const av_option *o) {
-  unsigned bad = ~m_bits(v_le(v_abs(price), v_set1(DBL_MAX))) & ((1u << VLANES) - 1u);
+  vmask finite = v_le(v_abs(price), v_set1(DBL_MAX));
+  vmask tiny = v_lt(v_mul(o->sigma, v_sqrt(o->T)), v_set1(GK_AMERICAN_TINY_STDDEV));
+  unsigned bad = (~m_bits(finite) | m_bits(tiny)) & ((1u << VLANES) - 1u);
   if (!bad) return price;
   double p[VLANES], S[VLANES], K[VLANES], T[VLANES], r[VLANES], b[VLANES], s[VLANES], w[VLANES];
   v_store(p, price, VLANES), v_store(S, o->S, VLANES), v_store(K, o->K, VLANES);
