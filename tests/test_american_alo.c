@@ -727,6 +727,19 @@ static void test_tree_far_from_the_lattice_centre(void **state) {
   double tree = gk_american_tree_price(&o);
   if (!(fabs(tree - pulled.reference) <= 3e-5 * pulled.K))
     fail_msg("the pulled call: tree %.10g, QuantLib %.10g", tree, pulled.reference);
+  /* Huge sigma sqrt(T): steps for sigma sqrt(dt) <= 0.35 (at 1024 steps the put
+   * of sigma = 3 was 1.2e-3 x K off), and past what 8192 steps resolve, alo
+   * (the tree priced the sigma = 30 put at 0: its branch probability left
+   * [0, 1]). */
+  static const contract wild[] = {{100, 100, 100, 0.05, 0.08, 3.0, GK_PUT, 94.14796575},
+                                  {100, 100, 100, 0.05, 0.08, 10.0, GK_PUT, 99.21338920},
+                                  {100, 100, 100, 0.05, 0.08, 30.0, GK_PUT, 99.88780427}};
+  for (size_t i = 0; i < sizeof wild / sizeof wild[0]; i++) {
+    gk_american_option w = option_of(&wild[i]);
+    double price = gk_american_tree_price(&w);
+    if (!(fabs(price - wild[i].reference) <= 1e-4 * wild[i].K))
+      fail_msg("sigma %g: tree %.10g, QuantLib %.10g", wild[i].sigma, price, wild[i].reference);
+  }
 }
 
 /* An American option is worth at least as much with more time: across

@@ -255,14 +255,27 @@ double gk_american_tree_price_steps(const gk_american_option *o, int steps, int 
  * barely moves against it, and a call under a strongly negative carry is
  * worth 0 on it (r = -0.5, q = 0.01, sigma = 0.05, T = 10: 0 at 1024 steps
  * for 0.0903). (drift / sd)^2 = (b - sigma^2/2)^2 T / (sigma^2 steps): the
- * steps keep it at 1/8 at most, up to GK_AMERICAN_TREE_MAX_STEPS. */
+ * steps keep it at 1/32 at most, up to GK_AMERICAN_TREE_MAX_STEPS; for large
+ * sigma that is sigma sqrt(dt) <= 0.35 (at 0.7 a put of sigma = 3, T = 100
+ * was 1.2e-3 x K off). Where even twice the most steps would not do (sigma
+ * sqrt(T) beyond ~45; beyond ~90 the branch probability leaves [0, 1] and
+ * the tree priced a put at 0 for 99.89), returns 0. */
 static int tree_steps_for(const gk_american_option *o) {
-  double pull = o->b - 0.5 * o->sigma * o->sigma, wanted = 8.0 * pull * pull * o->T / (o->sigma * o->sigma);
+  double pull = o->b - 0.5 * o->sigma * o->sigma, wanted = 32.0 * pull * pull * o->T / (o->sigma * o->sigma);
   if (!(wanted > GK_AMERICAN_TREE_STEPS)) return GK_AMERICAN_TREE_STEPS;
+  if (!(wanted < 2.0 * GK_AMERICAN_TREE_MAX_STEPS)) return 0;
   if (!(wanted < GK_AMERICAN_TREE_MAX_STEPS)) return GK_AMERICAN_TREE_MAX_STEPS;
   return 2 * ((int)ceil(wanted) / 2 + 1);
 }
 
+/* Lattices the tree cannot resolve: one exercise boundary goes to alo
+ * (accurate; its wide scheme where the carry is strong), which resolves them
+ * (QuantLib's high-precision QdFp within 3e-6 x K at sigma = 30 and 100,
+ * T = 100); two boundaries, which only the tree models, keep its most steps. */
 double gk_american_tree_price(const gk_american_option *o) {
-  return gk_american_tree_price_steps(o, tree_steps_for(o), 1);
+  int steps = tree_steps_for(o);
+  if (steps == 0 && o->T > 0.0 && o->sigma * sqrt(o->T) >= GK_AMERICAN_TINY_STDDEV &&
+      gk_american_exercise_of(o) == GK_EXERCISE_ONE_BOUNDARY)
+    return gk_alo_price(o);
+  return gk_american_tree_price_steps(o, steps ? steps : GK_AMERICAN_TREE_MAX_STEPS, 1);
 }
