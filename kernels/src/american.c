@@ -99,6 +99,12 @@ int gk_american_routed_to_tree(gk_model model, const gk_option_batch *in, size_t
   return q_put < r_put && r_put < GK_AMERICAN_ROUTE_MARGIN;
 }
 
+int gk_alo_beyond_carry_at(gk_model model, const gk_option_batch *in, size_t i) {
+  if (model == GK_MODEL_BLACK76) return 0; /* q = r: no carry */
+  double put_carry = in->type[i] == GK_PUT ? in->rate[i] - in->yield[i] : in->yield[i] - in->rate[i];
+  return fabs(put_carry) * in->expiry[i] > GK_ALO_MAX_CARRY;
+}
+
 /* The market of one element, with r and q apart so that rho and phi can move
  * one of them. */
 typedef struct market_point {
@@ -270,6 +276,8 @@ static size_t scalar_kernel_with(gk_model model, gk_american_method method, gk_a
     }
     if (gk_american_routed_to_tree(model, in, i)) gk_american_price_routed_element(model, in, i, outputs, out);
     else if (gk_american_method_is_alo(method)) gk_alo_price_element(model, level, in, i, outputs, out);
+    else if (method == GK_AMERICAN_BS2002 && gk_alo_beyond_carry_at(model, in, i))
+      gk_alo_price_element(model, GK_ALO_ACCURATE, in, i, outputs, out);
     else price_method_element(model, method, in, i, outputs, out, pace);
   }
   return invalid;

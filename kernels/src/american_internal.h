@@ -107,8 +107,12 @@ const gk_alo_scheme *gk_alo_scheme_of(gk_alo_level level);
  * "alo's domain"). */
 #define GK_ALO_MAX_CARRY 2.0
 
-/* Whether `o` is past GK_ALO_MAX_CARRY (never black76, b = 0). */
+/* Whether `o` is past GK_ALO_MAX_CARRY (never black76, b = 0); the same for
+ * element i of a batch. bs2002, whose flat boundary has the same trouble
+ * there (a put worth 0.36 priced 3e-85, delta -0.5, gamma 100), hands such
+ * elements to alo too. */
 int gk_alo_beyond_carry(const gk_american_option *o);
+int gk_alo_beyond_carry_at(gk_model model, const gk_option_batch *in, size_t i);
 
 /* The wide scheme (static): 32 nodes and a 32-point rule from QD+, one
  * Jacobi-Newton and three Newton steps, the 128-point price rule. */
