@@ -32,5 +32,5 @@ size_t gk_american_kernel_avx2(gk_model model, gk_american_method method,
 
 size_t gk_alo_kernel_avx2(gk_model model, gk_alo_level level, const gk_option_batch *in, unsigned outputs,
                          gk_greeks_batch *out) {
-  return alo_vector_kernel_routed(model, level, in, outputs, out);
+  return alo_vector_kernel(model, level, in, outputs, out);
 }

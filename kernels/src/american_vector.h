@@ -307,19 +307,11 @@ static void av_price_group(gk_model model, const gk_option_batch *in, size_t i, 
 /* The ALO method's vector body (alo_vector_kernel). */
 #include "american_alo_vector.h"
 
-/* ALO on a vector ISA with the two-boundary routing: alo_vector_kernel hands
- * the routed elements (gk_american_routed_to_tree) to the tree itself,
- * before packing the solve's lanes, as the scalar kernel does. */
-static size_t alo_vector_kernel_routed(gk_model model, gk_alo_level level, const gk_option_batch *in,
-                                       unsigned outputs, gk_greeks_batch *out) {
-  return alo_vector_kernel(model, level, in, outputs, out);
-}
-
 static size_t american_vector_kernel(gk_model model, gk_american_method method,
                                      const gk_option_batch *in, unsigned outputs,
                                      gk_greeks_batch *out) {
   if (gk_american_method_is_alo(method))
-    return alo_vector_kernel_routed(model, gk_alo_level_of(method), in, outputs, out);
+    return alo_vector_kernel(model, gk_alo_level_of(method), in, outputs, out); /* routes as the scalar kernel */
   if (method != GK_AMERICAN_BS2002) return gk_american_kernel_scalar(model, method, in, outputs, out);
   bs2002_rules rules;
   double rho = sqrt(AV_SQRT5_MINUS_1_HALF);

@@ -88,8 +88,10 @@ enum {
    * (the exercise region) every vol up to some sigma_c gives that same price. */
   GK_AMERICAN_IV_FLAG_AT_LOWER_LIMIT = 1u << 0,
   /* vega * sigma * GK_AMERICAN_IV_TOLERANCE < R at the solution (above; the
-   * vega is the secant to the price at sigma (1 + 1e-7), one more price): the
-   * vol reproduces the price to R but is pinned more loosely than 1e-10. */
+   * vega is the secant to the price at sigma (1 + 1e-7), one more price, or
+   * on alo, where the first Newton step ends the search clear of the
+   * threshold, alo's own analytic vega): the vol reproduces the price to R
+   * but is pinned more loosely than 1e-10. */
   GK_AMERICAN_IV_FLAG_LOW_VEGA = 1u << 1,
   /* GK_AMERICAN_IV_MAX_STEPS passed (never seen in the tests): the vol is the
    * last point of a bracket narrowed by at least that many bisections. */
