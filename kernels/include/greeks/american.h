@@ -56,6 +56,13 @@
  * by GK_AMERICAN_TREE, price and Greeks, whatever `method` says, with the
  * tree's accuracy and cost. GK_ELEMENT_AMERICAN_RATE_NEGATIVE and
  * GK_ELEMENT_AMERICAN_YIELD_NEGATIVE are no longer returned.
+ * Strong carry (docs/kernels.md, "alo's domain"): where the put's carry over
+ * the life, |r - q| T (a call's: its put form's), passes 2, alo at either
+ * level and bs2002 price by alo's wide scheme (scalar; ~1 ms a price with
+ * Greeks), past 10 checked against the bracket a price must lie in (the
+ * price at a shorter expiry, the perpetual option's). The tree takes the steps
+ * a drift or a sigma sqrt(T) needs, up to 8192, and hands a one-boundary
+ * option it cannot resolve (sigma sqrt(T) past ~45) to alo.
  * 0 < T < GK_AMERICAN_MIN_EXPIRY is GK_ELEMENT_AMERICAN_EXPIRY_TOO_SHORT: theta
  * bumps T by a fraction of itself (1e-4 or 1e-3), which must be a normal double
  * for T +- h to be distinct and exact; for T < 2.2e-304 it is subnormal or 0,
