@@ -534,6 +534,35 @@ static void test_a_damaged_row_fails_naming_file_and_sequence(void **state) {
   assert_non_null(strstr(st.message, "sequence 2"));
 }
 
+/* A snapshot row stored under another sequence than the book it holds is
+ * DATA_LOSS naming both, not a crash: the message read the book's version
+ * after the book was freed (found in review: SIGSEGV in book show, and
+ * greeksd's load_all at start). */
+static void test_a_snapshot_at_the_wrong_sequence_is_data_loss(void **state) {
+  fixture *f = *state;
+  close_service(f);
+  open_service(f, 1); /* a snapshot after every event */
+  open_desk(f, "desk1");
+  gk_status st;
+  gk_instrument c = option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 150);
+  must(send_trade(f->service, "desk1", "T1", c, 10, 5, T0 + 10, NULL, &st), &st);
+  close_service(f);
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "UPDATE snapshots SET sequence = sequence + 1 WHERE stream = 'book-desk1' AND "
+                                    "sequence = (SELECT max(sequence) FROM snapshots WHERE stream = 'book-desk1')",
+                                NULL, NULL, NULL),
+                   SQLITE_OK);
+  sqlite3_close(db);
+  open_service(f, 0);
+  gk_book *b = NULL;
+  assert_int_equal(gk_get_book(f->service, "desk1", -1, &b, &st), GK_DATA_LOSS);
+  assert_null(b);
+  assert_non_null(strstr(st.message, "stored at sequence 3 holds sequence 2"));
+  size_t books = 0;
+  assert_int_equal(gk_book_service_load_all(f->service, &books, &st), GK_DATA_LOSS);
+}
+
 static void test_load_all_replays_every_book_and_finds_damage_at_start(void **state) {
   fixture *f = *state;
   open_desk(f, "desk1");
@@ -644,6 +673,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_concurrent_writers_on_two_services_lose_nothing,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_large_book_is_snapshotted_less_often, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_a_snapshot_at_the_wrong_sequence_is_data_loss, setup, teardown),
       cmocka_unit_test_setup_teardown(test_snapshots_and_replay_give_the_same_book, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_audit_trail_and_correction, setup, teardown),

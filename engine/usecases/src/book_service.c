@@ -157,12 +157,12 @@ static void take_snapshot(void *user, int64_t sequence, const uint8_t *data, siz
   snapshot_context *c = user;
   c->code = gk_book_snapshot_decode(c->stream, data, size, &c->book, c->status);
   if (c->code == GK_OK && gk_book_version(c->book) != sequence) {
+    int64_t held = gk_book_version(c->book); /* read before the book goes */
     gk_book_free(c->book);
     c->book = NULL;
     c->code = gk_status_set(c->status, GK_DATA_LOSS, "snapshot", c->stream, GK_STATUS_NO_INDEX,
                             "stream %s: the snapshot stored at sequence %lld holds sequence "
-                            "%lld", c->stream, (long long)sequence,
-                            (long long)gk_book_version(c->book));
+                            "%lld", c->stream, (long long)sequence, (long long)held);
   }
 }
 
