@@ -770,6 +770,69 @@ static void run_writers(writer *w, void *(*body)(void *)) {
       fail_msg("writer %d: %s: %s", i, gk_code_name(w[i].failure), w[i].message);
 }
 
+/* A full disk in the middle of a group commit: SQLite answers SQLITE_FULL by
+ * rolling the whole transaction back, the batch's earlier appends with it.
+ * Every append reported GK_OK must then be in the store and every one reported
+ * failed must not: before, the appends after the failing one ran their
+ * SAVEPOINT outside any transaction, committed one by one, and were reported
+ * failed (found in review), so each writer's stream ends one past what it was
+ * told. A store capped at 256 KiB (gk_sqlite_options.max_bytes) stands in
+ * for the full disk; eight writers keep batches several appends long. */
+typedef struct filling_writer {
+  fixture *f;
+  gk_event_store *store;
+  char stream[GK_STORE_ID_SIZE];
+  int64_t ok;
+  gk_code last;
+} filling_writer;
+
+static void *fill_until_full(void *arg) {
+  filling_writer *w = arg;
+  static _Thread_local batch b;
+  static _Thread_local uint8_t big[2048];
+  for (int i = 0; i < 4000; i++) {
+    make_events(w->f, &b, w->stream + strlen(w->f->prefix), w->ok + 1, 1);
+    memset(big, 'x', sizeof big);
+    b.events[0].payload = big, b.events[0].payload_size = sizeof big;
+    gk_status st;
+    w->last = append(w->store, w->stream, w->ok, b.events, 1, NULL, NULL, NULL, &st);
+    if (w->last != GK_OK) break;
+    w->ok++;
+  }
+  return NULL;
+}
+
+static void a_full_disk_mid_batch_commits_exactly_what_it_reports(void **state) {
+  fixture *f = *state;
+  if (!is_sqlite()) skip();
+  char path[256];
+  store_temp_path("gk_store_full", path, sizeof path);
+  gk_sqlite_options o = {.max_bytes = 256 * 1024};
+  gk_status st;
+  gk_event_store *store = gk_sqlite_store_open(path, &o, &st);
+  if (store == NULL) fail_msg("open: %s", st.message);
+  filling_writer w[THREADS];
+  pthread_t threads[THREADS];
+  for (int i = 0; i < THREADS; i++) {
+    w[i] = (filling_writer){.f = f, .store = store, .ok = 0, .last = GK_OK};
+    snprintf(w[i].stream, sizeof w[i].stream, "%sbook-full-%d", f->prefix, i);
+    assert_int_equal(pthread_create(&threads[i], NULL, fill_until_full, &w[i]), 0);
+  }
+  for (int i = 0; i < THREADS; i++) assert_int_equal(pthread_join(threads[i], NULL), 0);
+  int64_t landed = 0;
+  for (int i = 0; i < THREADS; i++) {
+    assert_int_equal(w[i].last, GK_IO_ERROR); /* each writer ran into the cap */
+    int64_t version = version_of(store, w[i].stream);
+    if (version != w[i].ok)
+      fail_msg("writer %d was told %lld appends landed; its stream is at %lld", i, (long long)w[i].ok,
+               (long long)version);
+    landed += version;
+  }
+  print_message("appends until the 256 KiB cap: %lld\n", (long long)landed);
+  gk_store_close(store);
+  store_remove_files(path);
+}
+
 static void concurrent_appends_to_one_stream_retry_until_each_lands_once(void **state) {
   fixture *f = *state;
   const char *stream = S(f, "book-contended");
@@ -1280,6 +1343,7 @@ int main(void) {
       T(reads_return_the_requested_range_in_sequence_order),
       T(a_visitor_returning_nonzero_stops_the_read_with_ok),
       T(a_read_to_the_end_meets_a_concurrent_commit_without_data_loss),
+      T(a_full_disk_mid_batch_commits_exactly_what_it_reports),
       T(a_long_stream_reads_whole_and_stops_midway_cleanly),
       T(read_times_selects_by_event_time_in_sequence_order),
       T(version_is_the_last_sequence_and_zero_for_an_unknown_stream),

@@ -46,6 +46,7 @@ typedef struct sqlite_store {
   char path[4096];
   int busy_timeout_ms;
   bool synchronous_normal;
+  int64_t max_bytes; /* 0: no cap */
   pthread_mutex_t lock;
   append_request *queue_head, *queue_tail;
   bool leader_active;
@@ -103,6 +104,11 @@ static gk_code configure_writer(sqlite_store *s, gk_status *status) {
   if (rc == SQLITE_OK)
     rc = exec(db, s->synchronous_normal ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL");
   if (rc == SQLITE_OK) rc = exec(db, "PRAGMA foreign_keys=OFF");
+  if (rc == SQLITE_OK && s->max_bytes > 0) {
+    char cap[64];
+    snprintf(cap, sizeof cap, "PRAGMA max_page_count=%lld", (long long)(s->max_bytes / 4096 > 0 ? s->max_bytes / 4096 : 1));
+    rc = exec(db, cap);
+  }
   return rc == SQLITE_OK ? GK_OK : sqlite_fail(s, db, rc, "configuring WAL mode", status);
 }
 
@@ -246,6 +252,7 @@ gk_event_store *gk_sqlite_store_open(const char *path, const gk_sqlite_options *
   snprintf(s->base.description, sizeof s->base.description, "sqlite:%.240s", path);
   s->busy_timeout_ms = options && options->busy_timeout_ms > 0 ? options->busy_timeout_ms : 5000;
   s->synchronous_normal = options && options->synchronous_normal;
+  s->max_bytes = options && options->max_bytes > 0 ? options->max_bytes : 0;
   pthread_mutex_init(&s->lock, NULL);
   if (open_writer(s, status) != GK_OK) {
     sqlite_close(&s->base);
@@ -388,7 +395,24 @@ static void commit_batch(sqlite_store *s, append_request *batch) {
     fail_batch(batch, sqlite_fail(s, s->writer, rc, "starting a transaction", &why), &why);
     return;
   }
-  for (append_request *r = batch; r; r = r->next) run_in_savepoint(s, r);
+  for (append_request *r = batch; r; r = r->next) {
+    run_in_savepoint(s, r);
+    if (!sqlite3_get_autocommit(s->writer)) continue;
+    /* SQLite answered r's error (a full disk or cap, an I/O error, no memory)
+     * by rolling the whole transaction back: the batch's earlier appends are
+     * gone too, and a SAVEPOINT now would run, and commit, on its own. Every
+     * request fails; none of them is in the store. (Found in review: the
+     * later appends committed one by one and were reported failed, so a
+     * keyless retry applied them twice.) */
+    gk_code code = r->code != GK_OK ? r->code : GK_IO_ERROR;
+    gk_status_set(&why, code, "store", s->base.description, GK_STATUS_NO_INDEX,
+                  "store %s: the commit that held this append was rolled back (%s); nothing of it was "
+                  "written", s->base.description, r->code != GK_OK ? r->status.message : "no transaction");
+    for (append_request *q = batch; q != r->next; q = q->next)
+      if (q != r) q->code = GK_OK; /* done before r: rolled back with it, so failed below */
+    fail_batch(batch, code, &why);
+    return;
+  }
   rc = exec(s->writer, "COMMIT");
   if (rc != SQLITE_OK) {
     gk_code code = sqlite_fail(s, s->writer, rc, "committing", &why);

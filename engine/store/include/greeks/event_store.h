@@ -90,6 +90,10 @@ typedef struct gk_sqlite_options {
   int64_t snapshot_every;     /* informational for callers; default 1000 */
   bool synchronous_normal;    /* false (default): FULL, an fsync per commit */
   int busy_timeout_ms;        /* default 5000 */
+  /* 0 (default): no cap. Else the store file's size cap in bytes (PRAGMA
+   * max_page_count): an append that would pass it fails GK_IO_ERROR ("database
+   * or disk is full"), as on a full disk, and commits nothing. */
+  int64_t max_bytes;
 } gk_sqlite_options;
 gk_event_store *gk_sqlite_store_open(const char *path, const gk_sqlite_options *options,
                                      gk_status *status);
