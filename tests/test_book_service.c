@@ -428,6 +428,30 @@ static void test_the_limit_guard_refuses_hard_breaches_before_trading(void **sta
   gk_book_free(b);
   /* selling is fine: it lowers the metric */
   must(send_trade(s, "desk", "T3", stock, -100, 201, T0 + 4, NULL, &st), &st);
+  /* A correction is checked on its net change (found in review: it skipped
+   * the check and booked 10x the hard limit). T1 rebooked as 900 shares nets
+   * +600: 200 + 600 = 800 shares, 160,000 > 100,000: refused, journaled,
+   * nothing moved; rebooked as 400 (net +100, 60,000) it goes through. */
+  gk_command_context cc = at(T0 + 5, NULL);
+  gk_leg bigger = {stock, 900, 200};
+  assert_int_equal(gk_correct_trade(s, &cc, "desk", "T1", &bigger, 1, "fat finger", &out, &st),
+                   GK_FAILED_PRECONDITION);
+  assert_non_null(strstr(st.message, "correction of trade T1"));
+  assert_non_null(strstr(st.message, "160000"));
+  must(gk_get_book(s, "desk", -1, &b, &st), &st);
+  assert_int_equal(gk_book_find_position(b, &stock)->quantity, 200);
+  version = gk_book_version(b);
+  gk_book_free(b);
+  memset(&rejected, 0, sizeof rejected);
+  must(gk_audit_trail(s, "desk", version, version, see_rejection, &rejected, &st), &st);
+  assert_int_equal(rejected.type, GK_EVENT_TRADE_REJECTED);
+  assert_string_equal(rejected.as.trade_rejected.trade_id, "T1");
+  assert_true(rejected.as.trade_rejected.leg_count == 1 && rejected.as.trade_rejected.legs[0].quantity == 600);
+  gk_leg smaller = {stock, 400, 200};
+  must(gk_correct_trade(s, &cc, "desk", "T1", &smaller, 1, "fat finger", NULL, &st), &st);
+  must(gk_get_book(s, "desk", -1, &b, &st), &st);
+  assert_int_equal(gk_book_find_position(b, &stock)->quantity, 300);
+  gk_book_free(b);
   gk_book_service_free(s);
   gk_limit_guard_free(guard);
 }

@@ -421,27 +421,70 @@ static gk_code decide(gk_book_service *s, book_entry *e, const gk_command_contex
   return command->decide(e->state, command->args, ctx->now_us, events, count, status);
 }
 
-/* Asks the pre-trade check about a decided trade; on a refusal, events[0]
- * becomes the TradeRejected to journal and the result says why. */
+/* A correction's net change as the legs of one trade: the replacement's
+ * quantities less the original's, instrument by instrument (one whose
+ * quantities cancel drops out). 1: t holds them; 0: no position moves; -1:
+ * more instruments move than one trade may hold. */
+static int correction_as_trade(const gk_trade_corrected *c, gk_trade *t) {
+  gk_leg net[2 * GK_MAX_LEGS];
+  size_t n = 0;
+  for (size_t i = 0; i < c->replacement_count && i < GK_MAX_LEGS; i++) net[n++] = c->replacement[i];
+  for (size_t i = 0; i < c->reversed_count && i < GK_MAX_LEGS; i++) {
+    size_t k = 0;
+    while (k < n && !gk_instrument_equal(&net[k].instrument, &c->reversed[i].instrument)) k++;
+    if (k == n) net[n] = c->reversed[i], net[n++].quantity = 0;
+    net[k].quantity -= c->reversed[i].quantity;
+  }
+  memset(t, 0, sizeof *t);
+  snprintf(t->trade_id, sizeof t->trade_id, "%s", c->trade_id);
+  for (size_t k = 0; k < n; k++) {
+    if (net[k].quantity == 0) continue;
+    if (t->leg_count == GK_MAX_LEGS) return -1;
+    t->legs[t->leg_count++] = net[k];
+  }
+  return t->leg_count > 0;
+}
+
+/* Asks the pre-trade check about a decided trade, or a correction's net
+ * change (a correction could otherwise book what the limits refuse as a
+ * trade: found in review); on a refusal, events[0] becomes the TradeRejected
+ * to journal and the result says why. */
 static bool refused_before_trade(gk_book_service *s, book_entry *e, const gk_command_context *ctx,
                                  const book_command *command, gk_event *events,
                                  gk_command_result *result) {
-  if (command->trade == NULL || s->pre_trade.refuse == NULL) return false;
+  if (s->pre_trade.refuse == NULL) return false;
+  const gk_trade *t = command->trade;
+  gk_trade net;
   gk_trade_rejected why;
   memset(&why, 0, sizeof why);
-  if (!s->pre_trade.refuse(s->pre_trade.user, e->state, command->trade, ctx->now_us, &why))
-    return false;
-  const gk_trade *t = command->trade;
+  int moves = 1;
+  if (t == NULL && events[0].type == GK_EVENT_TRADE_CORRECTED) {
+    moves = correction_as_trade(&events[0].as.trade_corrected, &net);
+    if (moves == 0) return false;
+    t = &net;
+  }
+  if (t == NULL) return false;
+  if (moves < 0) { /* fail closed: a correction is never booked unchecked */
+    why.hard = 1;
+    snprintf(why.reason, sizeof why.reason, "net change over %d instruments: not checked", GK_MAX_LEGS);
+    snprintf(result->rejection, sizeof result->rejection,
+             "correction of trade %.120s refused before execution: its net change moves more than %d "
+             "instruments, more than one pre-trade check takes; correct it in parts",
+             t->trade_id, GK_MAX_LEGS);
+  } else {
+    if (!s->pre_trade.refuse(s->pre_trade.user, e->state, t, ctx->now_us, &why)) return false;
+    char limit[64];
+    snprintf(limit, sizeof limit, "%s%s%s", gk_limit_metric_name(why.limit.metric),
+             why.limit.underlying[0] ? " of " : " of the book", why.limit.underlying);
+    snprintf(result->rejection, sizeof result->rejection,
+             "%s %s refused before execution: it would take %s to %.6g, above its %s limit "
+             "%.6g (now %.6g)%s%.60s", t == &net ? "correction of trade" : "trade", t->trade_id, limit,
+             why.would_be, why.hard ? "hard" : "soft", why.threshold, why.value, why.reason[0] ? "; " : "",
+             why.reason);
+  }
   memcpy(why.trade_id, t->trade_id, sizeof why.trade_id);
   why.leg_count = t->leg_count;
   memcpy(why.legs, t->legs, t->leg_count * sizeof *t->legs);
-  char limit[64];
-  snprintf(limit, sizeof limit, "%s%s%s", gk_limit_metric_name(why.limit.metric),
-           why.limit.underlying[0] ? " of " : " of the book", why.limit.underlying);
-  snprintf(result->rejection, sizeof result->rejection,
-           "trade %s refused before execution: it would take %s to %.6g, above its %s limit "
-           "%.6g (now %.6g)%s%.60s", t->trade_id, limit, why.would_be, why.hard ? "hard" : "soft",
-           why.threshold, why.value, why.reason[0] ? "; " : "", why.reason);
   memset(&events[0].as, 0, sizeof events[0].as);
   events[0].type = GK_EVENT_TRADE_REJECTED;
   events[0].meta.schema_version = gk_event_current_version(GK_EVENT_TRADE_REJECTED);
