@@ -217,6 +217,43 @@ static void test_a_correction_equals_a_book_booked_right_first_time(void **state
   gk_book_free(right);
 }
 
+/* A correction that would take a position past the book's bound of 1e15
+ * contracts is refused at decide, FAILED_PRECONDITION naming the leg (found
+ * in review: apply refused it as DATA_LOSS, "a leg no valid trade has", and
+ * greeksd dead-lettered the command). 1000 buys of 1e12 bring the position to
+ * the bound; rebooking a 1e12 sale as a 1e12 buy would pass it. */
+static void test_a_correction_past_the_position_bound_is_refused_at_decide(void **state) {
+  (void)state;
+  gk_book *b = opened_book();
+  gk_instrument stock;
+  assert_int_equal(gk_instrument_underlying("AAPL", &stock, NULL), GK_OK);
+  gk_leg buy = {stock, INT64_C(1000000000000), 100};
+  for (int i = 0; i < 1000; i++) {
+    char id[16];
+    snprintf(id, sizeof id, "B%d", i);
+    assert_int_equal(trade(b, id, &buy, 1, NULL), GK_OK);
+  }
+  gk_leg sell = {stock, -INT64_C(1000000000000), 100};
+  assert_int_equal(trade(b, "S1", &sell, 1, NULL), GK_OK);
+  gk_event original;
+  memset(&original, 0, sizeof original);
+  original.type = GK_EVENT_TRADE_EXECUTED;
+  original.meta.sequence = gk_book_trade_sequence(b, "S1");
+  snprintf(original.as.trade_executed.trade_id, GK_TRADE_ID_SIZE, "S1");
+  original.as.trade_executed.leg_count = 1;
+  original.as.trade_executed.legs[0] = sell;
+  original.as.trade_executed.trade_time_us = T0 + 1000;
+  gk_event correction;
+  gk_status st;
+  assert_int_equal(gk_book_decide_correction(b, &original, &buy, 1, "wrong side", T0 + 5000, &correction, &st),
+                   GK_FAILED_PRECONDITION);
+  assert_string_equal(st.field, "replacement");
+  assert_non_null(strstr(st.message, "bound"));
+  gk_leg smaller = {stock, -INT64_C(500000000000), 100};
+  assert_int_equal(gk_book_decide_correction(b, &original, &smaller, 1, "half", T0 + 5000, &correction, &st), GK_OK);
+  gk_book_free(b);
+}
+
 static void test_apply_refuses_out_of_sequence_and_foreign_events(void **state) {
   (void)state;
   gk_book *b = opened_book();
@@ -328,6 +365,7 @@ int main(void) {
       cmocka_unit_test(test_a_trade_id_applies_at_most_once),
       cmocka_unit_test(test_average_cost_pnl_matches_cash_flow_accounting),
       cmocka_unit_test(test_a_correction_equals_a_book_booked_right_first_time),
+      cmocka_unit_test(test_a_correction_past_the_position_bound_is_refused_at_decide),
       cmocka_unit_test(test_apply_refuses_out_of_sequence_and_foreign_events),
       cmocka_unit_test(test_a_failed_apply_leaves_the_book_unchanged),
       cmocka_unit_test(test_a_book_without_positions_snapshots_and_loads),

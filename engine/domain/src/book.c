@@ -290,6 +290,41 @@ static gk_code check_position_bounds(const gk_book *b, const gk_leg *legs, size_
   return GK_OK;
 }
 
+/* A correction's fills in apply's order (the original legs reversed, then the
+ * replacement), each within the book's bound: else FAILED_PRECONDITION naming
+ * the leg, where apply would meet it as a journal event no valid trade makes
+ * (DATA_LOSS; found in review). */
+static gk_code check_correction_bounds(const gk_book *b, const gk_leg *undo, size_t undo_count,
+                                       const gk_leg *legs, size_t count, gk_status *status) {
+  gk_instrument seen[2 * GK_MAX_LEGS];
+  int64_t quantity[2 * GK_MAX_LEGS];
+  size_t n = 0;
+  for (int pass = 0; pass < 2; pass++) {
+    const gk_leg *l = pass ? legs : undo;
+    size_t m = pass ? count : undo_count;
+    for (size_t i = 0; i < m && i < GK_MAX_LEGS; i++) {
+      size_t k = 0;
+      while (k < n && !gk_instrument_equal(&seen[k], &l[i].instrument)) k++;
+      if (k == n) {
+        const gk_position *p = gk_book_find_position(b, &l[i].instrument);
+        seen[n] = l[i].instrument, quantity[n++] = p ? p->quantity : 0;
+      }
+      int64_t dq = pass ? l[i].quantity : -l[i].quantity;
+      if ((dq > 0 && quantity[k] > GK_MAX_POSITION_QUANTITY - dq) ||
+          (dq < 0 && quantity[k] < -GK_MAX_POSITION_QUANTITY - dq)) {
+        char text[32];
+        snprintf(text, sizeof text, "%lld", (long long)dq);
+        return gk_status_set(status, GK_FAILED_PRECONDITION, pass ? "replacement" : "original", text,
+                             (int64_t)i, "%s leg %zu would take the position beyond the book's bound of "
+                             "%lld contracts", pass ? "replacement" : "the reversal of original", i,
+                             (long long)GK_MAX_POSITION_QUANTITY);
+      }
+      quantity[k] += dq;
+    }
+  }
+  return GK_OK;
+}
+
 #define TRADE_TIME_SKEW_US (INT64_C(300) * 1000000) /* a trade may be stamped 5 min ahead */
 
 gk_code gk_book_decide_trade(const gk_book *b, const gk_trade *t, int64_t now_us, gk_event *out,
@@ -362,6 +397,8 @@ gk_code gk_book_decide_correction(const gk_book *b, const gk_event *original,
   if (reason && strlen(reason) >= GK_TEXT_SIZE)
     return gk_status_set(status, GK_INVALID_ARGUMENT, "reason", "", GK_STATUS_NO_INDEX,
                          "reason must be shorter than %d characters", GK_TEXT_SIZE);
+  rc = check_correction_bounds(b, legs, leg_count, replacement, replacement_count, status);
+  if (rc != GK_OK) return rc;
   start_event(out, GK_EVENT_TRADE_CORRECTED);
   gk_trade_corrected *c = &out->as.trade_corrected;
   snprintf(c->trade_id, sizeof c->trade_id, "%s", trade_id);
