@@ -384,12 +384,24 @@ static size_t black_iv_vector_kernel(gk_model model, const gk_iv_batch *in, doub
     S = v_select(ok, S, one), K = v_select(ok, K, one), T = v_select(ok, T, one);
     r = v_select(ok, r, zero), q = v_select(ok, q, zero), price = v_select(ok, price, v_set1(0.1));
     vdouble carry = black76 ? zero : v_mul(v_sub(r, q), T);
-    /* Intrinsic value and time value as in the scalar reference. */
-    vdouble forward_minus_strike = v_fma(S, v_expm1(carry), v_sub(S, K));
-    vdouble intrinsic = v_mul(v_max(v_mul(omega, forward_minus_strike), zero), v_exp(biv_neg(v_mul(r, T))));
-    vdouble time_value = v_sub(price, intrinsic);
-    vdouble ratio = v_div(S, K);
+    /* Intrinsic value, time value and the intrinsic's rounding bound as in the
+     * scalar reference: the expm1 form near the money at a small carry, else
+     * S e^{-qT} - K e^{-rT} (the expm1 form cancels there, or overflows). */
+    vdouble ratio = v_div(S, K), dr = v_exp(biv_neg(v_mul(r, T))), abs_carry = v_abs(carry);
+    vdouble rt = v_abs(v_mul(r, T)), eps = v_set1(2.220446049250313e-16), two = v_set1(2.0);
     vmask near_money = m_and(v_gt(ratio, half), v_lt(ratio, v_set1(2.0)));
+    vmask small_carry = m_and(near_money, v_le(abs_carry, half));
+    vdouble fk = v_fma(S, v_expm1(v_select(small_carry, carry, zero)), v_sub(S, K));
+    vdouble A = v_mul(S, v_exp(biv_neg(v_mul(q, T)))), B = v_mul(K, dr), direct = v_sub(A, B);
+    vdouble near_error = v_mul(v_mul(eps, dr), v_fma(v_mul(v_set1(3.0), v_mul(S, abs_carry)), v_exp(abs_carry),
+                                                     v_mul(v_add(two, rt), v_abs(fk))));
+    vdouble direct_error = v_mul(eps, v_add(v_fma(v_add(two, v_abs(v_mul(q, T))), A, v_mul(v_add(two, rt), B)),
+                                             v_abs(direct)));
+    vdouble intrinsic = v_select(small_carry, v_mul(v_max(v_mul(omega, fk), zero), dr), v_max(v_mul(omega, direct), zero));
+    vdouble intrinsic_error = v_select(small_carry, near_error, direct_error);
+    vdouble signed_value = v_mul(omega, v_select(small_carry, v_mul(fk, dr), direct));
+    intrinsic_error = v_select(v_gt(signed_value, biv_neg(intrinsic_error)), intrinsic_error, zero);
+    vdouble time_value = v_sub(price, intrinsic);
     unsigned near_bits = m_bits(near_money), all_bits = (1u << VLANES) - 1u;
     vdouble log_sk = near_bits ? v_log1p(v_div(v_sub(S, K), K)) : zero;
     if (near_bits != all_bits) log_sk = v_select(near_money, log_sk, v_log(ratio));
@@ -397,7 +409,8 @@ static size_t black_iv_vector_kernel(gk_model model, const gk_iv_batch *in, doub
     vdouble scale = v_mul(v_mul(v_sqrt(S), v_sqrt(K)), v_exp(v_mul(v_set1(-0.5), v_mul(v_add(r, q), T))));
     vdouble beta = v_div(time_value, scale), b_max = v_exp(v_mul(half, x));
     /* Solved here: clear of intrinsic and of the bound by more than rounding. */
-    vdouble band = v_mul(v_set1(2.0 * GK_IV_INTRINSIC_ULPS * 2.220446049250313e-16), v_max(v_abs(price), intrinsic));
+    vdouble band = v_fma(v_set1(2.0 * GK_IV_INTRINSIC_ULPS * 2.220446049250313e-16), v_max(v_abs(price), intrinsic),
+                         v_mul(two, intrinsic_error));
     vmask solvable = m_and(ok, v_gt(time_value, band));
     /* The bound: b_max less its own rounding and that of a time value taken
      * from a much larger price (deep in the money). */
