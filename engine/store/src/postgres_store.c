@@ -435,12 +435,19 @@ static gk_code insert_idempotency(pg_store *s, PGconn *c, const gk_append *a, gk
 }
 
 static gk_code insert_snapshot(pg_store *s, PGconn *c, const gk_append *a, gk_status *status) {
+  size_t size;
+  uint8_t *sealed = store_snapshot_seal(a->stream, last_sequence(a), a->snapshot.data, a->snapshot.size, &size);
+  if (sealed == NULL)
+    return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "snapshot", a->stream, GK_STATUS_NO_INDEX,
+                         "out of memory sealing the snapshot");
   pg_params p = {.count = 0};
   param_text(&p, a->stream);
   param_int8(&p, last_sequence(a));
-  param_bytes(&p, a->snapshot.data, a->snapshot.size);
-  return run(s, c, "INSERT INTO snapshots (stream, sequence, data) VALUES ($1, $2, $3)", &p,
-             PGRES_COMMAND_OK, NULL, "storing the snapshot", status);
+  param_bytes(&p, sealed, size);
+  gk_code rc = run(s, c, "INSERT INTO snapshots (stream, sequence, data) VALUES ($1, $2, $3)", &p,
+                   PGRES_COMMAND_OK, NULL, "storing the snapshot", status);
+  free(sealed);
+  return rc;
 }
 
 /* The wake-up for other processes' watchers: delivered when this transaction
@@ -684,7 +691,16 @@ static gk_code pg_load_snapshot(gk_event_store *store, const char *stream, int64
                      "SELECT sequence, data FROM snapshots WHERE stream = $1 AND sequence <= $2 "
                      "ORDER BY sequence DESC LIMIT 1", &p, &res, "loading the snapshot", status);
   if (rc != GK_OK) return rc;
-  rc = visit_blob_row(s, res, "the snapshot", visit, user, found, status);
+  /* the row's seal checked (store_snapshot_open) before the visitor sees it */
+  rc = visit_blob_row(s, res, "the snapshot", NULL, NULL, found, status);
+  if (rc == GK_OK && *found) {
+    int64_t sequence = 0;
+    (void)get_int8(res, 0, 0, &sequence);
+    const uint8_t *data = (const uint8_t *)PQgetvalue(res, 0, 1);
+    size_t size;
+    rc = store_snapshot_open(store, stream, sequence, data, (size_t)PQgetlength(res, 0, 1), &size, status);
+    if (rc == GK_OK && visit) visit(user, sequence, data, size);
+  }
   PQclear(res);
   return rc;
 }

@@ -341,11 +341,16 @@ static int record_key_and_snapshot(sqlite_store *s, const gk_append *a) {
     rc = step_done(st);
   }
   if (rc == SQLITE_OK && a->snapshot.size) {
+    size_t size;
+    uint8_t *sealed = store_snapshot_seal(a->stream, last, a->snapshot.data, a->snapshot.size, &size);
+    if (sealed == NULL) return SQLITE_NOMEM;
     st = s->stmts.insert_snapshot;
     bind_text(st, 1, a->stream);
     sqlite3_bind_int64(st, 2, last);
-    sqlite3_bind_blob(st, 3, a->snapshot.data, (int)a->snapshot.size, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 3, sealed, (int)size, SQLITE_STATIC);
     rc = step_done(st);
+    sqlite3_clear_bindings(st);
+    free(sealed);
   }
   return rc;
 }
@@ -717,14 +722,36 @@ static void read_blob_row(void *user, sqlite3_stmt *row) {
            (size_t)sqlite3_column_bytes(row, 1));
 }
 
+/* A snapshot row, its seal checked (store_snapshot_open) before the visitor
+ * sees it. */
+typedef struct snapshot_call {
+  const gk_event_store *store;
+  const char *stream;
+  gk_blob_visitor visit;
+  void *user;
+  gk_code code;
+  gk_status *status;
+} snapshot_call;
+
+static void read_snapshot_row(void *user, sqlite3_stmt *row) {
+  snapshot_call *c = user;
+  int64_t sequence = sqlite3_column_int64(row, 0);
+  const uint8_t *data = sqlite3_column_blob(row, 1);
+  size_t size;
+  c->code = store_snapshot_open(c->store, c->stream, sequence, data, (size_t)sqlite3_column_bytes(row, 1), &size,
+                                c->status);
+  if (c->code == GK_OK) c->visit(c->user, sequence, data, size);
+}
+
 static gk_code sqlite_load_snapshot(gk_event_store *base, const char *stream, int64_t max_sequence,
                                     gk_blob_visitor visit, void *user, bool *found,
                                     gk_status *status) {
   one_row_query q = {"SELECT sequence, data FROM snapshots WHERE stream=?1 AND sequence<=?2 "
                      "ORDER BY sequence DESC LIMIT 1",
                      stream, NULL, max_sequence < 0 ? INT64_MAX : max_sequence};
-  blob_call c = {visit, user};
-  return query_one_row((sqlite_store *)base, &q, read_blob_row, &c, found, status);
+  snapshot_call c = {base, stream, visit, user, GK_OK, status};
+  gk_code code = query_one_row((sqlite_store *)base, &q, read_snapshot_row, &c, found, status);
+  return code != GK_OK ? code : c.code;
 }
 
 static gk_code sqlite_find_result(gk_event_store *base, const char *stream, const char *key,

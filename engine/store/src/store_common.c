@@ -12,6 +12,7 @@
 #include "store_internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -47,6 +48,49 @@ uint32_t gk_store_checksum(const gk_stored_event *e) {
   uint32_t crc = (uint32_t)crc32(0L, header, (uInt)(p - header));
   if (e->payload_size) crc = (uint32_t)crc32(crc, e->payload, (uInt)e->payload_size);
   return crc;
+}
+
+static const uint8_t snapshot_magic[8] = {'G', 'K', 'S', 'N', 'A', 'P', '1', 0};
+enum { SEAL_SIZE = 12 };
+
+static uint32_t snapshot_crc(const char *stream, int64_t sequence, const uint8_t *data, size_t size) {
+  uint8_t header[2 * 8 + GK_STORE_ID_SIZE], *p = header;
+  p = put_string(p, stream);
+  p = put_u64(p, (uint64_t)sequence);
+  uint32_t crc = (uint32_t)crc32(0L, header, (uInt)(p - header));
+  return size ? (uint32_t)crc32(crc, data, (uInt)size) : crc;
+}
+
+uint8_t *store_snapshot_seal(const char *stream, int64_t sequence, const uint8_t *data, size_t size,
+                             size_t *sealed_size) {
+  uint8_t *out = malloc(size + SEAL_SIZE);
+  if (out == NULL) return NULL;
+  if (size) memcpy(out, data, size);
+  memcpy(out + size, snapshot_magic, sizeof snapshot_magic);
+  uint32_t crc = snapshot_crc(stream, sequence, data, size);
+  for (int i = 0; i < 4; i++) out[size + 8 + i] = (uint8_t)(crc >> (8 * i));
+  *sealed_size = size + SEAL_SIZE;
+  return out;
+}
+
+gk_code store_snapshot_open(const gk_event_store *store, const char *stream, int64_t sequence,
+                            const uint8_t *data, size_t size, size_t *snapshot_size, gk_status *status) {
+  *snapshot_size = size;
+  if (size < SEAL_SIZE || memcmp(data + size - SEAL_SIZE, snapshot_magic, sizeof snapshot_magic) != 0)
+    return GK_OK; /* written before the seal */
+  size_t n = size - SEAL_SIZE;
+  uint32_t stored = 0;
+  for (int i = 0; i < 4; i++) stored |= (uint32_t)data[n + 8 + i] << (8 * i);
+  if (snapshot_crc(stream, sequence, data, n) != stored) {
+    char value[32];
+    snprintf(value, sizeof value, "%lld", (long long)sequence);
+    return gk_status_set(status, GK_DATA_LOSS, "snapshot", value, GK_STATUS_NO_INDEX,
+                         "store %s, stream %s: the snapshot at sequence %lld fails its checksum (the "
+                         "row is damaged); see docs/operations.md, corrupted store",
+                         store->description, stream, (long long)sequence);
+  }
+  *snapshot_size = n;
+  return GK_OK;
 }
 
 gk_code store_check_row(const gk_event_store *store, const char *stream, int64_t expected,

@@ -55,6 +55,20 @@ void store_stats_init(gk_event_store *store);
 
 /* Checks a row read back from an adapter: its checksum, and that its sequence is
  * `expected` (no gap). GK_DATA_LOSS naming the store and the sequence otherwise. */
+/* A snapshot row's bytes: the snapshot, then a 12-byte seal, "GKSNAP1" and a
+ * NUL, then the CRC-32 (little-endian) of the stream, the row's sequence and
+ * the snapshot, as gk_store_checksum lays them out. Event rows have their
+ * checksum column; a snapshot had none, and a damaged one that still parsed
+ * seeded a wrong book (found in review). store_snapshot_seal returns the
+ * sealed bytes (malloc'd; NULL when out of memory); store_snapshot_open checks
+ * a row's seal and gives the snapshot's size, GK_DATA_LOSS naming the store,
+ * the stream and the sequence when it fails. Rows written before the seal
+ * (no "GKSNAP1") are taken as they are. */
+uint8_t *store_snapshot_seal(const char *stream, int64_t sequence, const uint8_t *data, size_t size,
+                             size_t *sealed_size);
+gk_code store_snapshot_open(const gk_event_store *store, const char *stream, int64_t sequence,
+                            const uint8_t *data, size_t size, size_t *snapshot_size, gk_status *status);
+
 gk_code store_check_row(const gk_event_store *store, const char *stream, int64_t expected,
                         const gk_stored_event *event, uint32_t stored_checksum, gk_status *status);
 
