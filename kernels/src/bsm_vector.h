@@ -86,6 +86,23 @@ static inline void store_output(double *column, size_t at, unsigned outputs, uns
   if (outputs & which) v_store(column + at, value, n);
 }
 
+/* Lanes whose value is inf or NaN. */
+static inline vmask m_not_finite(vdouble x) {
+  vdouble one = v_set1(1.0);
+  return m_andnot(v_eq(one, one), v_le(v_abs(x), v_set1(1.7976931348623157e308)));
+}
+
+/* store_output, noting in *bad the lanes whose value asked for is not finite:
+ * a second-order Greek can pass the double range (d1 d2 / sigma at a tiny
+ * stddev), which the scalar reference reports as GK_ELEMENT_GREEK_OVERFLOW;
+ * those lanes go to it (found in review: zomma -inf with error 0). */
+static inline void keep(vmask *bad, double *column, size_t at, unsigned outputs, unsigned which, vdouble value,
+                        size_t n) {
+  if (!(outputs & which)) return;
+  v_store(column + at, value, n);
+  *bad = m_or(*bad, m_not_finite(value));
+}
+
 /* Factors that depend only on (T, r, q): an option chain shares them across many
  * strikes, so they are kept from one vector to the next while (T, r, q) repeat. */
 typedef struct carry_factors {
@@ -112,8 +129,9 @@ typedef struct second_order_inputs {
   vmask collapsed;
 } second_order_inputs;
 
-static inline void store_second_order(const second_order_inputs *v, unsigned outputs,
+static inline unsigned store_second_order(const second_order_inputs *v, unsigned outputs,
                                       gk_greeks_batch *out, size_t i, size_t n) {
+  vmask bad = v_lt(v->S, v_set1(0.0)); /* none */
   const vdouble zero = v_set1(0.0), one = v_set1(1.0), half = v_set1(0.5);
   vdouble pdf1 = v->pdf1, pdf2 = v->pdf2;
   vdouble b = v_sub(v->r, v->q), b_minus_r = v_sub(b, v->r);
@@ -125,27 +143,28 @@ static inline void store_second_order(const second_order_inputs *v, unsigned out
   vdouble b_d1_over_s = v_mul(v_mul(b, v->d1), v->inv_s);
   vmask c = v->collapsed;
 
-  store_output(out->vanna, i, outputs, GK_OUT_VANNA,
+  keep(&bad, out->vanna, i, outputs, GK_OUT_VANNA,
                v_select(c, zero, v_mul(v_mul(v_sub(zero, v->carry), pdf1), v_mul(v->d2, inv_sigma))), n);
-  store_output(out->volga, i, outputs, GK_OUT_VOLGA,
+  keep(&bad, out->volga, i, outputs, GK_OUT_VOLGA,
                v_select(c, zero, v_mul(vega, v_mul(d1d2, inv_sigma))), n);
   vdouble charm_drift = v_mul(v_mul(v->omega, b_minus_r), v->n1);
   vdouble charm_density = v_mul(pdf1, v_sub(v_mul(b, v->inv_s), v_mul(v->d2, half_inv_t)));
   vdouble charm = v_mul(v_sub(zero, v->carry), v_add(charm_drift, v_select(c, zero, charm_density)));
-  store_output(out->charm, i, outputs, GK_OUT_CHARM, charm, n);
+  keep(&bad, out->charm, i, outputs, GK_OUT_CHARM, charm, n);
   vdouble veta = v_mul(vega, v_sub(v_add(v_sub(zero, b_minus_r), b_d1_over_s), v_mul(v_add(one, d1d2), half_inv_t)));
-  store_output(out->veta, i, outputs, GK_OUT_VETA, v_select(c, zero, veta), n);
+  keep(&bad, out->veta, i, outputs, GK_OUT_VETA, v_select(c, zero, veta), n);
   vdouble speed = v_div(v_mul(v_sub(zero, gamma), v_add(one, v_mul(v->d1, v->inv_s))), v->S);
-  store_output(out->speed, i, outputs, GK_OUT_SPEED, v_select(c, zero, speed), n);
+  keep(&bad, out->speed, i, outputs, GK_OUT_SPEED, v_select(c, zero, speed), n);
   vdouble zomma = v_mul(gamma, v_mul(v_sub(d1d2, one), inv_sigma));
-  store_output(out->zomma, i, outputs, GK_OUT_ZOMMA, v_select(c, zero, zomma), n);
+  keep(&bad, out->zomma, i, outputs, GK_OUT_ZOMMA, v_select(c, zero, zomma), n);
   vdouble color = v_mul(v_sub(zero, gamma),
                         v_add(v_sub(b_minus_r, b_d1_over_s), v_mul(v_sub(d1d2, one), half_inv_t)));
-  store_output(out->color, i, outputs, GK_OUT_COLOR, v_select(c, zero, color), n);
-  store_output(out->dual_delta, i, outputs, GK_OUT_DUAL_DELTA,
+  keep(&bad, out->color, i, outputs, GK_OUT_COLOR, v_select(c, zero, color), n);
+  keep(&bad, out->dual_delta, i, outputs, GK_OUT_DUAL_DELTA,
                v_mul(v_sub(zero, v->omega), v_mul(v->discount, v->n2)), n);
   vdouble dual_gamma = v_div(v_mul(v_mul(v->discount, pdf2), v->inv_s), v->K);
-  store_output(out->dual_gamma, i, outputs, GK_OUT_DUAL_GAMMA, v_select(c, zero, dual_gamma), n);
+  keep(&bad, out->dual_gamma, i, outputs, GK_OUT_DUAL_GAMMA, v_select(c, zero, dual_gamma), n);
+  return m_bits(bad);
 }
 
 /* What the first pass over a block hands to the second, per vector: only the
@@ -192,9 +211,10 @@ static inline __attribute__((always_inline)) void prepare_vector(gk_model model,
 /* Pass 2: the densities, the two normal CDFs and every requested output.
  * omega (+-1) multiplies by a sign flip. The products A N(omega d1) and
  * B N(omega d2) serve price, theta, rho and phi. */
-static inline __attribute__((always_inline)) void finish_vector(gk_model model, const gk_option_batch *in,
-                                                                const vector_state *st, unsigned outputs,
-                                                                gk_greeks_batch *out, size_t i, size_t n) {
+static inline __attribute__((always_inline)) unsigned finish_vector(gk_model model, const gk_option_batch *in,
+                                                                    const vector_state *st, unsigned outputs,
+                                                                    gk_greeks_batch *out, size_t i, size_t n) {
+  unsigned overflowed = 0; /* lanes with a second-order output past the double range */
   const vdouble zero = v_set1(0.0);
   vmask type_valid;
   vector_inputs v = load_inputs(model, in, i, n, &type_valid);
@@ -247,7 +267,7 @@ static inline __attribute__((always_inline)) void finish_vector(gk_model model, 
     second_order_inputs so = {S,         v.strike,     T,          v.rate, v.yield, v.vol, omega,
                               st->carry, st->discount, st->sqrt_t, inv_s,  d1,      d2,     pdf1,
                               pdf2,      n1,           n2,         vega,   gamma_raw, collapsed};
-    store_second_order(&so, outputs, out, i, n);
+    overflowed = store_second_order(&so, outputs, out, i, n) & ((1u << n) - 1u);
   }
 
   if (model == GK_MODEL_BLACK76) {
@@ -257,6 +277,7 @@ static inline __attribute__((always_inline)) void finish_vector(gk_model model, 
     store_output(out->rho, i, outputs, GK_OUT_RHO, v_mul(T, signed_b_n2), n);
     store_output(out->phi, i, outputs, GK_OUT_PHI, v_fnma(T, signed_a_n1, zero), n);
   }
+  return overflowed;
 }
 
 /* Writes each element's error code; the scalar reference (gk_bsm_element)
@@ -306,8 +327,8 @@ static inline __attribute__((always_inline)) size_t bsm_vector_loop(gk_model mod
 #pragma GCC unroll 1
     for (size_t k = 0; k < vectors; k++) {
       size_t i = start + k * VLANES, n = in->count - i < VLANES ? in->count - i : VLANES;
-      finish_vector(model, in, &state[k], outputs, out, i, n);
-      invalid += record_errors(model, in, i, n, state[k].scalar_lanes, outputs, out);
+      unsigned overflowed = finish_vector(model, in, &state[k], outputs, out, i, n);
+      invalid += record_errors(model, in, i, n, state[k].scalar_lanes | overflowed, outputs, out);
     }
   }
   return invalid;
