@@ -162,6 +162,31 @@ static void test_tails_limits_and_negative_levels(void **state) {
   for (int k = 0; k < 16; k++) assert_true(close_enough(a.v[k], b.v[k], 1e-12, 1e-16));
 }
 
+/* Outputs past the double range are GK_ELEMENT_GREEK_OVERFLOW with zeros, as
+ * for the lognormal models, never inf with error 0 (found in review: zomma
+ * -inf at F = K = 0 and speed too at F = 1e-50, sigma = 1.1e-51, T = 100,
+ * r = -5; the scalar reference had no such check). On the active ISA. */
+static void test_outputs_past_the_double_range_are_an_error(void **state) {
+  (void)state;
+  normal_option at = {0, 0, 100, -5, 1.1e-51, GK_CALL}, beside = {1e-50, 0, 100, -5, 1.1e-51, GK_CALL};
+  normal_option both[2] = {at, beside};
+  for (int k = 0; k < 2; k++) {
+    normal_result r = price_normal(both[k]);
+    assert_int_equal(r.error, GK_ELEMENT_GREEK_OVERFLOW);
+    for (int j = 0; j < 16; j++) assert_true(r.v[j] == 0.0);
+  }
+  /* a price-only request of the same is fine: the price is finite */
+  owned_batch b = owned_batch_make(1);
+  b.spot[0] = 0, b.strike[0] = 0, b.expiry[0] = 100, b.rate[0] = -5, b.vol[0] = 1.1e-51, b.type[0] = GK_CALL;
+  gk_option_batch in = owned_batch_inputs(&b);
+  in.yield = NULL;
+  gk_greeks_batch out = owned_batch_outputs(&b);
+  assert_int_equal(gk_bsm_price_batch(GK_MODEL_BACHELIER, &in, GK_OUT_PRICE, &out, NULL), GK_RC_OK);
+  assert_int_equal(b.error[0], GK_ELEMENT_OK);
+  assert_true(isfinite(b.price[0]));
+  owned_batch_free(&b);
+}
+
 static void test_invalid_inputs_are_named(void **state) {
   (void)state;
   struct { normal_option o; gk_element_error want; } cases[] = {
@@ -267,6 +292,7 @@ int main(void) {
       cmocka_unit_test(test_price_matches_integration_and_parity),
       cmocka_unit_test(test_greeks_match_finite_differences),
       cmocka_unit_test(test_tails_limits_and_negative_levels),
+      cmocka_unit_test(test_outputs_past_the_double_range_are_an_error),
       cmocka_unit_test(test_invalid_inputs_are_named),
       cmocka_unit_test(test_vector_kernels_match_scalar),
       cmocka_unit_test(test_unrequested_outputs_may_be_null),

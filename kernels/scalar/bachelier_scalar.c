@@ -33,46 +33,61 @@ static double normal_h(double z) {
   return z > 0 ? z + otm : otm;
 }
 
+/* Element i (the vector kernels' too, for lanes whose outputs left the double
+ * range): every requested output, or zeros and GK_ELEMENT_GREEK_OVERFLOW when
+ * one of them is not finite, as the BSM kernels do (found in review: zomma
+ * and speed came out -inf with error 0 at sigma = 1e-51, T = 100, r = -5). */
+gk_element_error gk_bachelier_element(gk_model model, const gk_option_batch *in, size_t i, unsigned outputs,
+                                      gk_greeks_batch *out) {
+  gk_element_error error = gk_classify_element(model, in, i);
+  if (error != GK_ELEMENT_OK) {
+    gk_zero_element_outputs(outputs, out, i);
+    return error;
+  }
+  double F = in->spot[i], K = in->strike[i], T = in->expiry[i], r = in->rate[i];
+  double sigma = in->vol[i], omega = in->type[i] == GK_PUT ? -1.0 : 1.0;
+  double D = exp(-r * T), sqrt_t = sqrt(T), s = sigma * sqrt_t, moneyness = omega * (F - K);
+  int collapsed = !(s > GK_TINY_STDDEV * fmax(1.0, fmax(fabs(F), fabs(K))));
+  double d = collapsed ? (F == K ? 0.0 : copysign(INFINITY, F - K)) : (F - K) / s;
+  double pdf = normal_pdf(d), cdf = normal_cdf(omega * d);
+  double price = collapsed ? D * fmax(moneyness, 0.0) : D * s * normal_h(omega * d);
+  double delta = omega * D * cdf, vega = D * sqrt_t * pdf;
+  double gamma = collapsed ? 0.0 : D * pdf / s;
+  double decay = T > 0.0 ? D * sigma * pdf * 0.5 / sqrt_t : 0.0;
+  double v[16] = {price, delta, gamma, vega, r * price - decay, -T * price, 0.0};
+  if (outputs & GK_OUT_SECOND_ORDER) {
+    double d2 = d * d;
+    int density = !collapsed; /* density terms vanish in the limit */
+    v[7] = density ? -D * pdf * d / sigma : 0.0;                      /* vanna */
+    v[8] = density ? vega * d2 / sigma : 0.0;                         /* volga */
+    v[9] = r * delta + (density ? D * pdf * d / (2.0 * T) : 0.0);     /* charm */
+    v[10] = density ? vega * (r - (1.0 + d2) / (2.0 * T)) : 0.0;      /* veta */
+    v[11] = density ? -gamma * d / s : 0.0;                           /* speed */
+    v[12] = density ? gamma * (d2 - 1.0) / sigma : 0.0;               /* zomma */
+    v[13] = density ? gamma * (r - (d2 - 1.0) / (2.0 * T)) : 0.0;     /* color */
+    v[14] = -omega * D * cdf;                                         /* dual delta */
+    v[15] = gamma;                                                    /* dual gamma */
+  }
+  for (unsigned bit = 0; bit < 16; bit++)
+    if ((outputs & (1u << bit)) && !isfinite(v[bit])) {
+      gk_zero_element_outputs(outputs, out, i);
+      return GK_ELEMENT_GREEK_OVERFLOW;
+    }
+  double *const dst[16] = {out->price, out->delta, out->gamma, out->vega, out->theta, out->rho,
+                           out->phi, out->vanna, out->volga, out->charm, out->veta, out->speed,
+                           out->zomma, out->color, out->dual_delta, out->dual_gamma};
+  for (unsigned bit = 0; bit < 16; bit++)
+    if (outputs & (1u << bit)) dst[bit][i] = v[bit];
+  return GK_ELEMENT_OK;
+}
+
 size_t gk_bachelier_kernel_scalar(gk_model model, const gk_option_batch *in, unsigned outputs,
                                   gk_greeks_batch *out) {
   size_t invalid = 0;
   for (size_t i = 0; i < in->count; i++) {
-    gk_element_error error = gk_classify_element(model, in, i);
+    gk_element_error error = gk_bachelier_element(model, in, i, outputs, out);
     out->error[i] = (uint8_t)error;
-    if (error != GK_ELEMENT_OK) {
-      gk_zero_element_outputs(outputs, out, i);
-      invalid++;
-      continue;
-    }
-    double F = in->spot[i], K = in->strike[i], T = in->expiry[i], r = in->rate[i];
-    double sigma = in->vol[i], omega = in->type[i] == GK_PUT ? -1.0 : 1.0;
-    double D = exp(-r * T), sqrt_t = sqrt(T), s = sigma * sqrt_t, moneyness = omega * (F - K);
-    int collapsed = !(s > GK_TINY_STDDEV * fmax(1.0, fmax(fabs(F), fabs(K))));
-    double d = collapsed ? (F == K ? 0.0 : copysign(INFINITY, F - K)) : (F - K) / s;
-    double pdf = normal_pdf(d), cdf = normal_cdf(omega * d);
-    double price = collapsed ? D * fmax(moneyness, 0.0) : D * s * normal_h(omega * d);
-    double delta = omega * D * cdf, vega = D * sqrt_t * pdf;
-    double gamma = collapsed ? 0.0 : D * pdf / s;
-    double decay = T > 0.0 ? D * sigma * pdf * 0.5 / sqrt_t : 0.0;
-    if (outputs & GK_OUT_PRICE) out->price[i] = price;
-    if (outputs & GK_OUT_DELTA) out->delta[i] = delta;
-    if (outputs & GK_OUT_GAMMA) out->gamma[i] = gamma;
-    if (outputs & GK_OUT_VEGA) out->vega[i] = vega;
-    if (outputs & GK_OUT_THETA) out->theta[i] = r * price - decay;
-    if (outputs & GK_OUT_RHO) out->rho[i] = -T * price;
-    if (outputs & GK_OUT_PHI) out->phi[i] = 0.0;
-    if (!(outputs & GK_OUT_SECOND_ORDER)) continue;
-    double d2 = d * d;
-    int density = !collapsed; /* density terms vanish in the limit */
-    if (outputs & GK_OUT_VANNA) out->vanna[i] = density ? -D * pdf * d / sigma : 0.0;
-    if (outputs & GK_OUT_VOLGA) out->volga[i] = density ? vega * d2 / sigma : 0.0;
-    if (outputs & GK_OUT_CHARM) out->charm[i] = r * delta + (density ? D * pdf * d / (2.0 * T) : 0.0);
-    if (outputs & GK_OUT_VETA) out->veta[i] = density ? vega * (r - (1.0 + d2) / (2.0 * T)) : 0.0;
-    if (outputs & GK_OUT_SPEED) out->speed[i] = density ? -gamma * d / s : 0.0;
-    if (outputs & GK_OUT_ZOMMA) out->zomma[i] = density ? gamma * (d2 - 1.0) / sigma : 0.0;
-    if (outputs & GK_OUT_COLOR) out->color[i] = density ? gamma * (r - (d2 - 1.0) / (2.0 * T)) : 0.0;
-    if (outputs & GK_OUT_DUAL_DELTA) out->dual_delta[i] = -omega * D * cdf;
-    if (outputs & GK_OUT_DUAL_GAMMA) out->dual_gamma[i] = gamma;
+    invalid += error != GK_ELEMENT_OK;
   }
   return invalid;
 }

@@ -19,9 +19,10 @@ static inline vmask bachelier_in_domain(const vector_inputs *v, vmask type_valid
   return ok;
 }
 
-static inline void price_bachelier_vector(const vector_inputs *v, unsigned outputs,
+static inline unsigned price_bachelier_vector(const vector_inputs *v, unsigned outputs,
                                           gk_greeks_batch *out, size_t i, size_t n) {
   const vdouble zero = v_set1(0.0), one = v_set1(1.0), half = v_set1(0.5);
+  vmask bad = v_lt(one, zero); /* lanes with a requested output past the double range */
   vdouble F = v->spot, K = v->strike, T = v->expiry, r = v->rate, sigma = v->vol, omega = v_xor(v->put_sign, one);
   vdouble D = v_exp(v_mul(v_sub(zero, r), T)), sqrt_t = v_sqrt(T), s = v_mul(sigma, sqrt_t);
   vdouble gap = v_sub(F, K);
@@ -45,32 +46,33 @@ static inline void price_bachelier_vector(const vector_inputs *v, unsigned outpu
   vdouble gamma = v_select(collapsed, zero, v_mul(v_mul(D, pdf), inv_s));
   /* D sigma n(d) / (2 sqrt T) = D n(d) sigma^2 / (2 s). */
   vdouble decay = v_select(collapsed, zero, v_mul(v_mul(v_mul(D, pdf), v_mul(sigma, sigma)), v_mul(half, inv_s)));
-  store_output(out->price, i, outputs, GK_OUT_PRICE, price, n);
-  store_output(out->delta, i, outputs, GK_OUT_DELTA, delta, n);
-  store_output(out->gamma, i, outputs, GK_OUT_GAMMA, gamma, n);
-  store_output(out->vega, i, outputs, GK_OUT_VEGA, vega, n);
-  store_output(out->theta, i, outputs, GK_OUT_THETA, v_sub(v_mul(r, price), decay), n);
-  store_output(out->rho, i, outputs, GK_OUT_RHO, v_mul(v_sub(zero, T), price), n);
-  store_output(out->phi, i, outputs, GK_OUT_PHI, zero, n);
-  if (!(outputs & GK_OUT_SECOND_ORDER)) return;
+  keep(&bad, out->price, i, outputs, GK_OUT_PRICE, price, n);
+  keep(&bad, out->delta, i, outputs, GK_OUT_DELTA, delta, n);
+  keep(&bad, out->gamma, i, outputs, GK_OUT_GAMMA, gamma, n);
+  keep(&bad, out->vega, i, outputs, GK_OUT_VEGA, vega, n);
+  keep(&bad, out->theta, i, outputs, GK_OUT_THETA, v_sub(v_mul(r, price), decay), n);
+  keep(&bad, out->rho, i, outputs, GK_OUT_RHO, v_mul(v_sub(zero, T), price), n);
+  keep(&bad, out->phi, i, outputs, GK_OUT_PHI, zero, n);
+  if (!(outputs & GK_OUT_SECOND_ORDER)) return m_bits(bad);
   vdouble inv_sigma = v_mul(sqrt_t, inv_s), sigma_over_s = v_mul(sigma, inv_s);
   vdouble half_inv_t = v_mul(half, v_mul(sigma_over_s, sigma_over_s)); /* 1/(2T) */
   vdouble d2 = v_mul(d, d), d_pdf = v_mul(D, v_mul(pdf, d));
   vmask c = collapsed;
-  store_output(out->vanna, i, outputs, GK_OUT_VANNA, v_select(c, zero, v_sub(zero, v_mul(d_pdf, inv_sigma))), n);
-  store_output(out->volga, i, outputs, GK_OUT_VOLGA, v_select(c, zero, v_mul(vega, v_mul(d2, inv_sigma))), n);
-  store_output(out->charm, i, outputs, GK_OUT_CHARM,
+  keep(&bad, out->vanna, i, outputs, GK_OUT_VANNA, v_select(c, zero, v_sub(zero, v_mul(d_pdf, inv_sigma))), n);
+  keep(&bad, out->volga, i, outputs, GK_OUT_VOLGA, v_select(c, zero, v_mul(vega, v_mul(d2, inv_sigma))), n);
+  keep(&bad, out->charm, i, outputs, GK_OUT_CHARM,
                v_add(v_mul(r, delta), v_select(c, zero, v_mul(d_pdf, half_inv_t))), n);
-  store_output(out->veta, i, outputs, GK_OUT_VETA,
+  keep(&bad, out->veta, i, outputs, GK_OUT_VETA,
                v_select(c, zero, v_mul(vega, v_sub(r, v_mul(v_add(one, d2), half_inv_t)))), n);
-  store_output(out->speed, i, outputs, GK_OUT_SPEED,
+  keep(&bad, out->speed, i, outputs, GK_OUT_SPEED,
                v_select(c, zero, v_sub(zero, v_mul(gamma, v_mul(d, inv_s)))), n);
-  store_output(out->zomma, i, outputs, GK_OUT_ZOMMA,
+  keep(&bad, out->zomma, i, outputs, GK_OUT_ZOMMA,
                v_select(c, zero, v_mul(gamma, v_mul(v_sub(d2, one), inv_sigma))), n);
-  store_output(out->color, i, outputs, GK_OUT_COLOR,
+  keep(&bad, out->color, i, outputs, GK_OUT_COLOR,
                v_select(c, zero, v_mul(gamma, v_sub(r, v_mul(v_sub(d2, one), half_inv_t)))), n);
-  store_output(out->dual_delta, i, outputs, GK_OUT_DUAL_DELTA, v_sub(zero, delta), n);
-  store_output(out->dual_gamma, i, outputs, GK_OUT_DUAL_GAMMA, gamma, n);
+  keep(&bad, out->dual_delta, i, outputs, GK_OUT_DUAL_DELTA, v_sub(zero, delta), n);
+  keep(&bad, out->dual_gamma, i, outputs, GK_OUT_DUAL_GAMMA, gamma, n);
+  return m_bits(bad);
 }
 
 static size_t bachelier_vector_kernel(gk_model model, const gk_option_batch *in, unsigned outputs,
@@ -83,8 +85,14 @@ static size_t bachelier_vector_kernel(gk_model model, const gk_option_batch *in,
     vmask valid = bachelier_in_domain(&v, type_valid);
     unsigned invalid_lanes = ~m_bits(valid) & ((1u << n) - 1u);
     if (invalid_lanes != 0 || n < VLANES) neutralize_invalid_lanes(&v, valid);
-    price_bachelier_vector(&v, outputs, out, i, n);
+    unsigned overflowed = price_bachelier_vector(&v, outputs, out, i, n) & ~invalid_lanes & ((1u << n) - 1u);
     invalid += record_errors(model, in, i, n, invalid_lanes, outputs, out);
+    for (size_t lane = 0; overflowed && lane < n; lane++) /* the scalar's element: GREEK_OVERFLOW */
+      if (overflowed & (1u << lane)) {
+        gk_element_error e = gk_bachelier_element(model, in, i + lane, outputs, out);
+        out->error[i + lane] = (uint8_t)e;
+        invalid += e != GK_ELEMENT_OK;
+      }
   }
   return invalid;
 }

@@ -49,6 +49,9 @@ size_t gk_bsm_kernel_avx2(gk_model model, const gk_option_batch *in, unsigned ou
 size_t gk_bsm_kernel_avx512(gk_model model, const gk_option_batch *in, unsigned outputs,
                             gk_greeks_batch *out);
 
+/* Element i of a Bachelier batch by the scalar reference (its error code). */
+gk_element_error gk_bachelier_element(gk_model model, const gk_option_batch *in, size_t i, unsigned outputs,
+                                      gk_greeks_batch *out);
 size_t gk_bachelier_kernel_scalar(gk_model model, const gk_option_batch *in, unsigned outputs,
                                   gk_greeks_batch *out);
 size_t gk_bachelier_kernel_avx2(gk_model model, const gk_option_batch *in, unsigned outputs,
