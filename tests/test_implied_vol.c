@@ -374,6 +374,27 @@ static void test_lognormal_textbook_and_parity(void **state) {
   assert_true(vol[0] > 0.05 && vol[0] < 0.5);
 }
 
+/* Implied normal vols at the domain's edges (found in review): a price whose
+ * vol would pass the model's limit came out as an infinite vol with no error
+ * (p / D overflowing at r = 5, T = 100), and an exact in-the-money price at
+ * |rT| ~ 17 was refused as below intrinsic (e^{-rT}'s argument rounds by |rT|
+ * ulps). On the active ISA. */
+static void test_normal_vol_at_the_domain_edges(void **state) {
+  (void)state;
+  double F[2] = {0, -0.0083773300680953337}, K[2] = {0, 0.011228678483440245};
+  double T[2] = {100, 95.545739377873829}, r[2] = {5, -0.17720085396815544}, price[2] = {1e100, 441912.60258697829};
+  uint8_t type[2] = {GK_CALL, GK_PUT};
+  gk_iv_batch in = {2, F, K, T, r, NULL, price, type};
+  double vol[2];
+  uint8_t error[2];
+  size_t invalid = 0;
+  assert_int_equal(gk_implied_vol_batch(GK_MODEL_BACHELIER, &in, vol, error, &invalid), GK_RC_OK);
+  assert_int_equal(error[0], GK_ELEMENT_NORMAL_VOL_OUT_OF_RANGE);
+  assert_true(vol[0] == 0.0);
+  assert_int_equal(error[1], GK_ELEMENT_OK); /* its time value is below the rounding: at intrinsic */
+  assert_true(isfinite(vol[1]) && vol[1] >= 0.0 && vol[1] < 1e-3);
+}
+
 /* The intrinsic value far from the money or under a large carry (found in
  * review): S expm1((r - q)T) + (S - K) cancelled where the forward is far
  * below S, refusing a price equal to its intrinsic value to 21 digits as
@@ -584,6 +605,7 @@ int main(void) {
       cmocka_unit_test(test_lognormal_textbook_and_parity),
       cmocka_unit_test(test_lognormal_bounds),
       cmocka_unit_test(test_lognormal_intrinsic_far_from_the_money),
+      cmocka_unit_test(test_normal_vol_at_the_domain_edges),
       cmocka_unit_test(test_lognormal_price_exactly_at_the_bound_is_refused),
       cmocka_unit_test(test_lognormal_extremes),
       cmocka_unit_test(test_lognormal_vector_kernels_match_scalar),

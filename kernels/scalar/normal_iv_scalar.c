@@ -58,14 +58,21 @@ gk_element_error gk_normal_iv_element(const gk_iv_batch *in, size_t i, double *v
   if (in->type[i] != GK_CALL && in->type[i] != GK_PUT) return GK_ELEMENT_TYPE_INVALID;
   double omega = in->type[i] == GK_PUT ? -1.0 : 1.0, D = exp(-r * T), m = F - K;
   double p = price / D, intrinsic = fmax(omega * m, 0.0), v = p - intrinsic;
-  if (v < -GK_IV_INTRINSIC_ULPS * DBL_EPSILON * fmax(fabs(p), intrinsic)) return GK_ELEMENT_PRICE_BELOW_INTRINSIC;
+  /* p carries e^{-rT}'s rounding, its argument's included: |rT| + 2 ulps of
+   * itself (at |rT| ~ 14 and more, 4 ulps alone refused exact in-the-money
+   * prices as below intrinsic; found in review) */
+  double rounding = DBL_EPSILON * (GK_IV_INTRINSIC_ULPS * fmax(fabs(p), intrinsic) + (2.0 + fabs(r * T)) * fabs(p));
+  if (v < -rounding) return GK_ELEMENT_PRICE_BELOW_INTRINSIC;
   if (v <= 0.0) return GK_ELEMENT_OK; /* at intrinsic: vol 0 */
   double a = fabs(m), sqrt_t = sqrt(T), c = v / a;
-  if (a == 0.0 || c > GK_NORMAL_IV_ATM_RATIO) {
-    *vol = v / (GK_INV_SQRT_2PI * sqrt_t); /* at the money: v = s n(0) */
-    return GK_ELEMENT_OK;
+  if (a == 0.0 || c > GK_NORMAL_IV_ATM_RATIO) *vol = v / (GK_INV_SQRT_2PI * sqrt_t); /* at the money: v = s n(0) */
+  else *vol = a / (solve_moneyness_ratio(c) * sqrt_t);
+  /* A price whose vol would pass the model's (p / D overflowing at r = 5,
+   * T = 100 made it inf): the normal vol's limit, not a number. */
+  if (!(*vol <= GK_MAX_PRICE_LEVEL)) {
+    *vol = 0.0;
+    return GK_ELEMENT_NORMAL_VOL_OUT_OF_RANGE;
   }
-  *vol = a / (solve_moneyness_ratio(c) * sqrt_t);
   return GK_ELEMENT_OK;
 }
 

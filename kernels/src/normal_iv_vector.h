@@ -57,6 +57,7 @@ static size_t normal_iv_vector_kernel(const gk_iv_batch *in, double *vol, uint8_
      * such lanes go to the scalar reference so that every ISA gives one answer. */
     vdouble band = v_mul(v_set1(2.0 * GK_IV_INTRINSIC_ULPS * 2.220446049250313e-16),
                          v_max(v_abs(p), v_max(v_mul(omega, m), zero)));
+    band = v_fma(v_mul(v_set1(2.0 * 2.220446049250313e-16), v_add(v_set1(2.0), v_abs(v_mul(r, T)))), v_abs(p), band);
     vmask solvable = m_and(ok, v_gt(v, band));
     vdouble c = v_div(v, v_select(v_gt(a, zero), a, one));
     /* Off the money the solver runs; at the money v = s n(0) gives sigma directly. */
@@ -65,6 +66,7 @@ static size_t normal_iv_vector_kernel(const gk_iv_batch *in, double *vol, uint8_
     vdouble u = normal_iv_solve(v_select(iterate, c, one));
     vdouble atm_vol = v_div(v, v_mul(v_set1(GK_INV_SQRT_2PI), sqrt_t));
     vdouble sigma = v_select(off_money, v_div(a, v_mul(u, sqrt_t)), atm_vol);
+    solvable = m_and(solvable, v_le(sigma, max_level)); /* past the model's vol: the scalar's error */
     v_store(vol + i, v_select(solvable, sigma, zero), n);
     /* Everything not solved here (rejected, or at / below intrinsic) goes to the
      * scalar reference, which also gives the reason. */
