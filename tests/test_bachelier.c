@@ -187,6 +187,31 @@ static void test_outputs_past_the_double_range_are_an_error(void **state) {
   owned_batch_free(&b);
 }
 
+/* Theta where the stddev collapses at the forward (F = K): D sigma n(0) /
+ * (2 sqrt T), which the vector kernels zeroed (found in review: 0 against
+ * the scalar's -3.7e10 at T = 2.9e-47 and -2.0e143 at T = 1e-300); off the
+ * forward n(d) = 0 and theta r price. Every ISA against the formula. */
+static void test_collapsed_theta_at_the_forward(void **state) {
+  (void)state;
+  double F[3] = {1e15, 0, 0.5}, K[3] = {1e15, 0, 0.4}, T[3] = {2.89986311774403e-47, 1e-300, 1e-40};
+  double r[3] = {5, 0, 0}, q[3] = {0, 0, 0}, sigma[3] = {1e-12, 1e-6, 1e-12}, theta[3];
+  uint8_t type[3] = {GK_PUT, GK_CALL, GK_CALL}, error[3];
+  gk_option_batch in = {3, F, K, T, r, q, sigma, type};
+  gk_greeks_batch out = {0};
+  out.theta = theta, out.error = error;
+  const gk_isa isas[] = {GK_ISA_SCALAR, GK_ISA_AVX2, GK_ISA_AVX512};
+  for (int k = 0; k < 3; k++) {
+    if (!gk_isa_supported(isas[k])) continue;
+    assert_int_equal(gk_bsm_price_batch_on(isas[k], GK_MODEL_BACHELIER, &in, GK_OUT_THETA, &out, NULL), GK_RC_OK);
+    for (int i = 0; i < 2; i++) {
+      double want = -exp(-r[i] * T[i]) * sigma[i] * 0.3989422804014327 * 0.5 / sqrt(T[i]);
+      assert_int_equal(error[i], GK_ELEMENT_OK);
+      if (!close_enough(theta[i], want, 1e-14, 0)) fail_msg("%s, element %d: theta %.17g, want %.17g", gk_isa_name(isas[k]), i, theta[i], want);
+    }
+    assert_true(theta[2] == 0.0); /* off the forward, r = 0: r price = 0 */
+  }
+}
+
 static void test_invalid_inputs_are_named(void **state) {
   (void)state;
   struct { normal_option o; gk_element_error want; } cases[] = {
@@ -293,6 +318,7 @@ int main(void) {
       cmocka_unit_test(test_greeks_match_finite_differences),
       cmocka_unit_test(test_tails_limits_and_negative_levels),
       cmocka_unit_test(test_outputs_past_the_double_range_are_an_error),
+      cmocka_unit_test(test_collapsed_theta_at_the_forward),
       cmocka_unit_test(test_invalid_inputs_are_named),
       cmocka_unit_test(test_vector_kernels_match_scalar),
       cmocka_unit_test(test_unrequested_outputs_may_be_null),

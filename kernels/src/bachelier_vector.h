@@ -45,7 +45,12 @@ static inline unsigned price_bachelier_vector(const vector_inputs *v, unsigned o
   vdouble vega = v_mul(v_mul(D, sqrt_t), pdf);
   vdouble gamma = v_select(collapsed, zero, v_mul(v_mul(D, pdf), inv_s));
   /* D sigma n(d) / (2 sqrt T) = D n(d) sigma^2 / (2 s). */
-  vdouble decay = v_select(collapsed, zero, v_mul(v_mul(v_mul(D, pdf), v_mul(sigma, sigma)), v_mul(half, inv_s)));
+  /* Collapsed lanes as the scalar: D sigma n(d) / (2 sqrt T), n(d) = 0 off the
+   * forward and n(0) at it (F = K: the vector had 0 where the scalar has
+   * -3.7e10 at T = 2.9e-47; found in review); 0 at T = 0. */
+  vdouble collapsed_decay = v_div(v_mul(v_mul(D, pdf), v_mul(half, sigma)), v_select(v_gt(T, zero), sqrt_t, one));
+  collapsed_decay = v_select(v_gt(T, zero), collapsed_decay, zero);
+  vdouble decay = v_select(collapsed, collapsed_decay, v_mul(v_mul(v_mul(D, pdf), v_mul(sigma, sigma)), v_mul(half, inv_s)));
   keep(&bad, out->price, i, outputs, GK_OUT_PRICE, price, n);
   keep(&bad, out->delta, i, outputs, GK_OUT_DELTA, delta, n);
   keep(&bad, out->gamma, i, outputs, GK_OUT_GAMMA, gamma, n);
