@@ -565,6 +565,15 @@ static void test_a_damaged_row_fails_naming_file_and_sequence(void **state) {
  * start). A sealed one fails its checksum, which covers the stream, the
  * row's sequence and the bytes: moved, or with one byte changed (a double
  * of the book, 100.0 to 101.0, had folded into a wrong average cost). */
+/* One statement on the closed store's file, as a bad disk or a bad restore
+ * would change it. */
+static void run_sql(const fixture *f, const char *sql) {
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+  if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+  sqlite3_close(db);
+}
+
 static void test_a_snapshot_at_the_wrong_sequence_is_data_loss(void **state) {
   fixture *f = *state;
   close_service(f);
@@ -574,24 +583,19 @@ static void test_a_snapshot_at_the_wrong_sequence_is_data_loss(void **state) {
   gk_instrument c = option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 150);
   must(send_trade(f->service, "desk1", "T1", c, 10, 5, T0 + 10, NULL, &st), &st);
   close_service(f);
-  sqlite3 *db;
-  assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
   const char *latest = " WHERE stream = 'book-desk1' AND sequence = (SELECT max(sequence) FROM snapshots WHERE "
                        "stream = 'book-desk1')";
   char sql[512];
   /* a byte of the latest snapshot changed */
   snprintf(sql, sizeof sql, "UPDATE snapshots SET data = substr(data, 1, 20) || X'7F' || substr(data, 22)%s", latest);
-  assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-  sqlite3_close(db);
+  run_sql(f, sql);
   open_service(f, 0);
   gk_book *b = NULL;
   assert_int_equal(gk_get_book(f->service, "desk1", -1, &b, &st), GK_DATA_LOSS);
   assert_null(b);
   assert_non_null(strstr(st.message, "snapshot at sequence 2 fails its checksum"));
   close_service(f);
-  assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK); /* the damaged row goes: a cache */
-  assert_int_equal(sqlite3_exec(db, "DELETE FROM snapshots WHERE stream = 'book-desk1'", NULL, NULL, NULL), SQLITE_OK);
-  sqlite3_close(db);
+  run_sql(f, "DELETE FROM snapshots WHERE stream = 'book-desk1'"); /* the damaged row goes: a cache */
   /* moved, sealed: its checksum; moved, written before the seal: the book's check */
   const char *moves[] = {"UPDATE snapshots SET sequence = sequence + 1",
                          "UPDATE snapshots SET sequence = sequence + 1, data = substr(data, 1, length(data) - 12)"};
@@ -607,12 +611,10 @@ static void test_a_snapshot_at_the_wrong_sequence_is_data_loss(void **state) {
     at = gk_book_version(now);
     gk_book_free(now);
     close_service(f);
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     snprintf(sql, sizeof sql, "DELETE FROM snapshots WHERE stream = 'book-desk1' AND sequence < %lld", (long long)at);
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    run_sql(f, sql);
     snprintf(sql, sizeof sql, "%s%s", moves[k], latest);
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    run_sql(f, sql);
     open_service(f, 0);
     char want[96];
     snprintf(want, sizeof want, k == 0 ? "snapshot at sequence %lld fails its checksum"
@@ -623,10 +625,7 @@ static void test_a_snapshot_at_the_wrong_sequence_is_data_loss(void **state) {
     size_t books = 0;
     assert_int_equal(gk_book_service_load_all(f->service, &books, &st), GK_DATA_LOSS);
     close_service(f);
-    /* the damage undone for the next round: the moved row goes */
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "DELETE FROM snapshots WHERE stream = 'book-desk1'", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    run_sql(f, "DELETE FROM snapshots WHERE stream = 'book-desk1'"); /* the moved row goes for the next round */
   }
   open_service(f, 0);
 }

@@ -68,17 +68,7 @@ gk_element_error gk_bachelier_element(gk_model model, const gk_option_batch *in,
     v[14] = -omega * D * cdf;                                         /* dual delta */
     v[15] = gamma;                                                    /* dual gamma */
   }
-  for (unsigned bit = 0; bit < 16; bit++)
-    if ((outputs & (1u << bit)) && !isfinite(v[bit])) {
-      gk_zero_element_outputs(outputs, out, i);
-      return GK_ELEMENT_GREEK_OVERFLOW;
-    }
-  double *const dst[16] = {out->price, out->delta, out->gamma, out->vega, out->theta, out->rho,
-                           out->phi, out->vanna, out->volga, out->charm, out->veta, out->speed,
-                           out->zomma, out->color, out->dual_delta, out->dual_gamma};
-  for (unsigned bit = 0; bit < 16; bit++)
-    if (outputs & (1u << bit)) dst[bit][i] = v[bit];
-  return GK_ELEMENT_OK;
+  return gk_store_element_outputs(v, outputs, out, i);
 }
 
 size_t gk_bachelier_kernel_scalar(gk_model model, const gk_option_batch *in, unsigned outputs,

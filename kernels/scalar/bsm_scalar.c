@@ -160,25 +160,13 @@ static element_result price_element_tiny_stddev(gk_model model, double S, double
 }
 #endif
 
-/* Writes the requested outputs of element i from res; GK_ELEMENT_GREEK_OVERFLOW
- * (and zeros) when one of them is not finite, so no inf or NaN leaves the kernel. */
+/* Writes the requested outputs of element i from res (gk_store_element_outputs). */
 static gk_element_error store_element(const element_result *res, unsigned outputs,
                                       gk_greeks_batch *out, size_t i) {
   const double values[16] = {res->price, res->delta, res->gamma, res->vega, res->theta, res->rho,
                              res->phi, res->vanna, res->volga, res->charm, res->veta, res->speed,
                              res->zomma, res->color, res->dual_delta, res->dual_gamma};
-  for (unsigned bit = 0; bit < 16; bit++) {
-    if ((outputs & (1u << bit)) && !isfinite(values[bit])) {
-      gk_zero_element_outputs(outputs, out, i);
-      return GK_ELEMENT_GREEK_OVERFLOW;
-    }
-  }
-  double *const dst[16] = {out->price, out->delta, out->gamma, out->vega, out->theta, out->rho,
-                           out->phi, out->vanna, out->volga, out->charm, out->veta, out->speed,
-                           out->zomma, out->color, out->dual_delta, out->dual_gamma};
-  for (unsigned bit = 0; bit < 16; bit++)
-    if (outputs & (1u << bit)) dst[bit][i] = values[bit];
-  return GK_ELEMENT_OK;
+  return gk_store_element_outputs(values, outputs, out, i);
 }
 
 gk_element_error gk_bsm_element(gk_model model, const gk_option_batch *in, size_t i,

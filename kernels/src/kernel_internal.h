@@ -106,4 +106,10 @@ gk_element_error gk_classify_element(gk_model model, const gk_option_batch *in, 
 /* Writes 0 to every requested output of element i. */
 void gk_zero_element_outputs(unsigned outputs, gk_greeks_batch *out, size_t i);
 
+/* Writes element i's requested outputs from values[16] (price .. dual gamma,
+ * in mask-bit order); GK_ELEMENT_GREEK_OVERFLOW and zeros when one of them is
+ * not finite, so no inf or NaN leaves a kernel. */
+gk_element_error gk_store_element_outputs(const double values[16], unsigned outputs, gk_greeks_batch *out,
+                                          size_t i);
+
 #endif /* GREEKS_KERNEL_INTERNAL_H */
