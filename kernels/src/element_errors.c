@@ -63,22 +63,6 @@ gk_element_error gk_classify_element(gk_model model, const gk_option_batch *in, 
   return GK_ELEMENT_OK;
 }
 
-gk_element_error gk_store_element_outputs(const double values[16], unsigned outputs, gk_greeks_batch *out,
-                                          size_t i) {
-  for (unsigned bit = 0; bit < 16; bit++) {
-    if ((outputs & (1u << bit)) && !isfinite(values[bit])) {
-      gk_zero_element_outputs(outputs, out, i);
-      return GK_ELEMENT_GREEK_OVERFLOW;
-    }
-  }
-  double *const dst[16] = {out->price, out->delta, out->gamma, out->vega, out->theta, out->rho,
-                           out->phi, out->vanna, out->volga, out->charm, out->veta, out->speed,
-                           out->zomma, out->color, out->dual_delta, out->dual_gamma};
-  for (unsigned bit = 0; bit < 16; bit++)
-    if (outputs & (1u << bit)) dst[bit][i] = values[bit];
-  return GK_ELEMENT_OK;
-}
-
 void gk_zero_element_outputs(unsigned outputs, gk_greeks_batch *out, size_t i) {
   if (outputs & GK_OUT_PRICE) out->price[i] = 0.0;
   if (outputs & GK_OUT_DELTA) out->delta[i] = 0.0;
