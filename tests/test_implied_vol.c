@@ -374,6 +374,27 @@ static void test_lognormal_textbook_and_parity(void **state) {
   assert_true(vol[0] > 0.05 && vol[0] < 0.5);
 }
 
+/* A time value so small against sqrt(S K) e^{-(r+q)T/2} that the normalised
+ * price underflows a double (found in review): the solver stepped on ln 0 and
+ * returned a made-up vol (0.0111 for the 2.4273e-4 that prices the put to
+ * 1.671e-144, the reviewer's long-double value); it now solves on ln beta.
+ * On the active ISA (such lanes go to the scalar reference). */
+static void test_lognormal_vol_of_an_underflowing_normalised_price(void **state) {
+  (void)state;
+  double S[2] = {965009580.11859953, 1}, K[2] = {873760625.57081854, 1}, T[2] = {100, 1}, r[2] = {-5, 0};
+  double q[2] = {-5, 0}, price[2] = {1.6711310002143671e-144, 4.94e-324};
+  uint8_t type[2] = {GK_PUT, GK_CALL};
+  gk_iv_batch in = {2, S, K, T, r, q, price, type};
+  double vol[2];
+  uint8_t error[2];
+  size_t invalid = 0;
+  assert_int_equal(gk_implied_vol_batch(GK_MODEL_BSM, &in, vol, error, &invalid), GK_RC_OK);
+  assert_int_equal(error[0], GK_ELEMENT_OK);
+  if (!(fabs(vol[0] - 2.4273e-4) <= 1e-5 * 2.4273e-4)) fail_msg("vol %.10g for 2.4273e-4", vol[0]);
+  assert_int_equal(error[1], GK_ELEMENT_OK); /* at the money, b ~ s / sqrt(2 pi): a subnormal vol */
+  assert_true(vol[1] >= 0 && vol[1] < 1e-300);
+}
+
 /* Implied normal vols at the domain's edges (found in review): a price whose
  * vol would pass the model's limit came out as an infinite vol with no error
  * (p / D overflowing at r = 5, T = 100), and an exact in-the-money price at
@@ -606,6 +627,7 @@ int main(void) {
       cmocka_unit_test(test_lognormal_bounds),
       cmocka_unit_test(test_lognormal_intrinsic_far_from_the_money),
       cmocka_unit_test(test_normal_vol_at_the_domain_edges),
+      cmocka_unit_test(test_lognormal_vol_of_an_underflowing_normalised_price),
       cmocka_unit_test(test_lognormal_price_exactly_at_the_bound_is_refused),
       cmocka_unit_test(test_lognormal_extremes),
       cmocka_unit_test(test_lognormal_vector_kernels_match_scalar),
