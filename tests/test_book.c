@@ -183,21 +183,27 @@ static void test_average_cost_pnl_matches_cash_flow_accounting(void **state) {
   gk_book_free(b);
 }
 
+/* Trade id's TradeExecuted event (booked by trade() above), as the use case
+ * would read it back from the store to correct it. */
+static gk_event executed_event(const gk_book *b, const char *id, const gk_leg *legs, size_t n) {
+  gk_event e;
+  memset(&e, 0, sizeof e);
+  e.type = GK_EVENT_TRADE_EXECUTED;
+  e.meta.sequence = gk_book_trade_sequence(b, id);
+  snprintf(e.as.trade_executed.trade_id, GK_TRADE_ID_SIZE, "%s", id);
+  e.as.trade_executed.leg_count = n;
+  memcpy(e.as.trade_executed.legs, legs, n * sizeof *legs);
+  e.as.trade_executed.trade_time_us = T0 + 1000;
+  return e;
+}
+
 static void test_a_correction_equals_a_book_booked_right_first_time(void **state) {
   (void)state;
   gk_book *wrong = opened_book(), *right = opened_book();
   gk_leg first[2] = {{call_option("AAPL", 150), 10, 5}, {call_option("AAPL", 160), -10, 2}};
   gk_leg fixed[1] = {{call_option("AAPL", 155), 7, 3.5}};
   assert_int_equal(trade(wrong, "T1", first, 2, NULL), GK_OK);
-  /* the original event, as the use case would read it back from the store */
-  gk_event original;
-  memset(&original, 0, sizeof original);
-  original.type = GK_EVENT_TRADE_EXECUTED;
-  original.meta.sequence = gk_book_trade_sequence(wrong, "T1");
-  snprintf(original.as.trade_executed.trade_id, GK_TRADE_ID_SIZE, "T1");
-  original.as.trade_executed.leg_count = 2;
-  memcpy(original.as.trade_executed.legs, first, sizeof first);
-  original.as.trade_executed.trade_time_us = T0 + 1000;
+  gk_event original = executed_event(wrong, "T1", first, 2);
   gk_event correction;
   assert_int_equal(gk_book_decide_correction(wrong, &original, fixed, 1, "wrong strikes",
                                              T0 + 5000, &correction, NULL), GK_OK);
@@ -235,14 +241,7 @@ static void test_a_correction_past_the_position_bound_is_refused_at_decide(void 
   }
   gk_leg sell = {stock, -INT64_C(1000000000000), 100};
   assert_int_equal(trade(b, "S1", &sell, 1, NULL), GK_OK);
-  gk_event original;
-  memset(&original, 0, sizeof original);
-  original.type = GK_EVENT_TRADE_EXECUTED;
-  original.meta.sequence = gk_book_trade_sequence(b, "S1");
-  snprintf(original.as.trade_executed.trade_id, GK_TRADE_ID_SIZE, "S1");
-  original.as.trade_executed.leg_count = 1;
-  original.as.trade_executed.legs[0] = sell;
-  original.as.trade_executed.trade_time_us = T0 + 1000;
+  gk_event original = executed_event(b, "S1", &sell, 1);
   gk_event correction;
   gk_status st;
   assert_int_equal(gk_book_decide_correction(b, &original, &buy, 1, "wrong side", T0 + 5000, &correction, &st),
