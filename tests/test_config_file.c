@@ -86,7 +86,36 @@ static void invalid_yaml_is_one_error_with_its_position(void **state) {
   assert_error("not valid YAML");
   assert_int_equal(apply(&c, "- just\n- a list\n"), 1);
   assert_error("t.yaml:1: the document must be a mapping of settings, not a list");
-  assert_int_equal(apply(&c, ""), 0); /* an empty file sets nothing */
+  assert_int_equal(apply(&c, "a: 1\nb: 2\n# 3\nc: \"x\xff\"\n"), 1); /* a reader error: its own line, not 1:1 */
+  assert_error("t.yaml:4:");
+  assert_error("(byte 0xff)");
+}
+
+/* An emptied or half-written file must not reset the configuration: a
+ * reload of an emptied file once switched bearer-token auth off. */
+static void an_empty_file_a_second_document_or_a_bare_key_is_refused(void **state) {
+  (void)state;
+  static greeksd_config c;
+  c = greeksd_config_default();
+  assert_int_equal(apply(&c, ""), 1);
+  assert_error("t.yaml: holds no settings");
+  assert_int_equal(apply(&c, "# only a comment\n\n"), 1);
+  assert_error("holds no settings");
+  assert_int_equal(apply(&c, "{}\n"), 0); /* the way to say "no settings" */
+  assert_int_equal(apply(&c, "server_threads: 2\n---\nserver_threads: 99\nbogus: 1\n"), 1);
+  assert_error("t.yaml:3: a second YAML document");
+  assert_int_equal(c.server_threads, 2);
+  assert_int_equal(apply(&c, "token_file: /x/t\n"), 0);
+  assert_int_equal(apply(&c, "token_file:\n"), 1);
+  assert_error("t.yaml:1: token_file: has no value: write \"\" to clear it");
+  assert_string_equal(c.token_file, "/x/t");
+  assert_int_equal(apply(&c, "port_file: ~\n"), 1);
+  assert_error("port_file: has no value");
+  assert_int_equal(apply(&c, "limits:\n  max_contracts: 5\nlimits.max_contracts: 6\n"), 1);
+  assert_error("t.yaml:3: limits.max_contracts: set twice in one file (first at line 2)");
+  assert_int_equal(c.max_contracts, 5);
+  assert_int_equal(apply(&c, "token_file: \"\"\n"), 0); /* cleared on purpose */
+  assert_string_equal(c.token_file, "");
 }
 
 static void named_tokens_replace_the_lower_layer_and_refuse_inline_values(void **state) {
@@ -235,16 +264,70 @@ static void the_overlay_sits_beside_the_base_file(void **state) {
   assert_string_equal(out, "noext.staging.yaml");
 }
 
+/* Numbers are decimal, ports digits, IPv6 hosts bracketed: what passes the
+ * check is what a start can use. */
+static void numbers_and_addresses_are_read_strictly(void **state) {
+  (void)state;
+  static greeksd_config c;
+  c = greeksd_config_default();
+  assert_int_equal(apply(&c, "breaker:\n  failure_rate_percent: 0x32\n"), 1);
+  assert_error("failure_rate_percent: '0x32'");
+  assert_int_equal(apply(&c, "limits:\n  max_message_bytes: 99999999999999999999\n"), 1);
+  assert_error("must be in [");
+  assert_int_equal(apply(&c, "server_threads: \" 2\"\n"), 1);
+  assert_error("is not an integer");
+  static const char *const refused[] = {"::45678", "127.0.0.1: 80", "localhost:+80", "127.0.0.1:-0",
+                                        "http://x:80", "a b c:1", ":80", "localhost"};
+  for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+    char text[96];
+    snprintf(text, sizeof text, "listen: \"%s\"\n", refused[i]);
+    if (apply(&c, text) != 1) fail_msg("listen '%s' was accepted", refused[i]);
+  }
+  static const char *const taken[] = {"[::1]:0", "127.0.0.1:50051", "localhost:0", "0.0.0.0:65535"};
+  for (size_t i = 0; i < sizeof taken / sizeof taken[0]; i++) {
+    char text[96];
+    snprintf(text, sizeof text, "listen: \"%s\"\n", taken[i]);
+    if (apply(&c, text) != 0) fail_msg("listen '%s' was refused: %s", taken[i], errors.text);
+  }
+}
+
+/* The store's password never shown, however libpq would read it. */
+static void a_store_password_is_redacted_in_every_form_libpq_reads(void **state) {
+  (void)state;
+  static const char *const cases[][2] = {
+      {"host=db dbname=x password = hunter2", "host=db dbname=x password = REDACTED"},
+      {"host=db password='hunter 2' user=u", "host=db password=REDACTED user=u"},
+      {"password='a\\'b c' host=h", "password=REDACTED host=h"},
+      {"password=hunter2", "password=REDACTED"},
+      {"postgresql://u:secret@h:5432/db?sslmode=require&password=two", "postgresql://u:REDACTED@h:5432/db?sslmode=require&password=REDACTED"},
+      {"postgresql://u@h/db", "postgresql://u@h/db"},
+      {"host=db dbname=x mypassword=keep", "host=db dbname=x mypassword=keep"},
+      {"/var/lib/greeks/books.db", "/var/lib/greeks/books.db"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char out[256];
+    greeksd_redact_store(cases[i][0], out, sizeof out);
+    assert_string_equal(out, cases[i][1]);
+  }
+  char tiny[12]; /* cut short: still terminated, still no secret */
+  greeksd_redact_store("password = hunter2", tiny, sizeof tiny);
+  assert_null(strstr(tiny, "hunter"));
+  assert_true(strlen(tiny) < sizeof tiny);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(a_document_sets_values_and_records_file_and_line),
       cmocka_unit_test(every_error_is_reported_with_its_line_and_rule),
       cmocka_unit_test(invalid_yaml_is_one_error_with_its_position),
+      cmocka_unit_test(an_empty_file_a_second_document_or_a_bare_key_is_refused),
       cmocka_unit_test(named_tokens_replace_the_lower_layer_and_refuse_inline_values),
       cmocka_unit_test(contradictions_name_both_keys),
       cmocka_unit_test(the_render_is_yaml_that_reads_back_to_the_same_configuration),
       cmocka_unit_test(a_reload_takes_only_the_reloadable_settings),
       cmocka_unit_test(the_overlay_sits_beside_the_base_file),
+      cmocka_unit_test(a_store_password_is_redacted_in_every_form_libpq_reads),
+      cmocka_unit_test(numbers_and_addresses_are_read_strictly),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

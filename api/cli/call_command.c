@@ -780,9 +780,9 @@ static int take_verb_option(int argc, char **argv, int *i, call_options *o) {
   if (cli_take_option(argc, argv, i, "--rate", &v)) return (o->have_rate = v && !cli_parse_double(v, &o->rate)) ? 1 : (cli_usage_error("--rate must be a number", v), -1);
   if (cli_take_option(argc, argv, i, "--yield", &v)) return v && !cli_parse_double(v, &o->yield) ? 1 : (cli_usage_error("--yield must be a number", v), -1);
   if (cli_take_option(argc, argv, i, "--market", &v)) return (o->market_path = v) ? 1 : (cli_usage_error("--market needs a file", ""), -1);
-  if (cli_take_option(argc, argv, i, "--spot-shocks", &v)) return (o->spot_shocks = v) ? 1 : -1;
-  if (cli_take_option(argc, argv, i, "--vol-shocks", &v)) return (o->vol_shocks = v) ? 1 : -1;
-  if (cli_take_option(argc, argv, i, "--service", &v)) return (o->service = v) ? 1 : -1;
+  if (cli_take_option(argc, argv, i, "--spot-shocks", &v)) return (o->spot_shocks = v) && v[0] ? 1 : (cli_usage_error("--spot-shocks needs a list", v), -1);
+  if (cli_take_option(argc, argv, i, "--vol-shocks", &v)) return (o->vol_shocks = v) && v[0] ? 1 : (cli_usage_error("--vol-shocks needs a list", v), -1);
+  if (cli_take_option(argc, argv, i, "--service", &v)) return (o->service = v) ? 1 : (cli_usage_error("--service needs a name", v), -1);
   if (cli_take_option(argc, argv, i, "--style", &v)) {
     o->exercise_option = 1;
     if (v && strcasecmp(v, "american") == 0) return o->american = 1, 1;
@@ -820,11 +820,17 @@ int call_command(int argc, char **argv) {
   for (int i = 0; i < argc; i++) {
     const char *v = NULL;
     int taken;
-    if (cli_take_option(argc, argv, &i, "--target", &v)) o.client.target = v;
-    else if (cli_take_option(argc, argv, &i, "--tls-ca", &v)) o.client.tls_ca_file = v;
-    else if (cli_take_option(argc, argv, &i, "--token-file", &v)) token_file = v;
-    else if (cli_take_option(argc, argv, &i, "--request-id", &v)) o.client.request_id = v;
-    else if (cli_take_option(argc, argv, &i, "--timeout-ms", &v)) {
+    /* a missing value is an error, never "no TLS" or "no token": a trailing
+     * --tls-ca once called in plaintext */
+    if (cli_take_option(argc, argv, &i, "--target", &v)) {
+      if ((o.client.target = v) == NULL || !v[0]) return cli_usage_error("--target needs host:port", v);
+    } else if (cli_take_option(argc, argv, &i, "--tls-ca", &v)) {
+      if ((o.client.tls_ca_file = v) == NULL || !v[0]) return cli_usage_error("--tls-ca needs a file", v);
+    } else if (cli_take_option(argc, argv, &i, "--token-file", &v)) {
+      if ((token_file = v) == NULL || !v[0]) return cli_usage_error("--token-file needs a file", v);
+    } else if (cli_take_option(argc, argv, &i, "--request-id", &v)) {
+      if ((o.client.request_id = v) == NULL || !v[0]) return cli_usage_error("--request-id needs a value", v);
+    } else if (cli_take_option(argc, argv, &i, "--timeout-ms", &v)) {
       if (parse_timeout(v, &o.client.timeout_ms) != 0) return cli_usage_error("--timeout-ms must be an integer 1..86400000", v);
     } else if (cli_take_option(argc, argv, &i, "--retry-attempts", &v)) {
       if (parse_attempts(v, &o.client.retry_attempts) != 0) return cli_usage_error("--retry-attempts must be an integer 1..5", v);

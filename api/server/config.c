@@ -16,6 +16,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -172,15 +173,18 @@ void greeksd_errors_add(greeksd_errors *e, const char *format, ...) {
 
 /* ---- applying one value ---- */
 
+/* Decimal digits with an optional leading '-': strtoll alone would also take
+ * leading spaces and a '+'. Out of range is said as a range, not "not an integer". */
 static int parse_integer(const char *text, long long min, long long max, long long *out, char *why, size_t n) {
-  char *end = NULL;
+  const char *digits = text[0] == '-' ? text + 1 : text;
+  int well_formed = digits[0] != '\0' && strspn(digits, "0123456789") == strlen(digits);
   errno = 0;
-  long long v = strtoll(text, &end, 10);
-  if (text[0] == '\0' || *end != '\0' || errno != 0) {
+  long long v = well_formed ? strtoll(text, NULL, 10) : 0;
+  if (!well_formed) {
     snprintf(why, n, "is not an integer");
     return -1;
   }
-  if (v < min || v > max) {
+  if (errno == ERANGE || v < min || v > max) {
     snprintf(why, n, "must be in [%lld, %lld]", min, max);
     return -1;
   }
@@ -188,12 +192,14 @@ static int parse_integer(const char *text, long long min, long long max, long lo
   return 0;
 }
 
+/* A decimal number (strtod would also read hex, "inf" and "nan"). */
 static int parse_number(const char *text, double *out, char *why, size_t n) {
   char *end = NULL;
+  int decimal = text[0] != '\0' && strspn(text, "0123456789+-.eE") == strlen(text);
   errno = 0;
-  double v = strtod(text, &end);
-  if (text[0] == '\0' || *end != '\0' || errno != 0 || v != v) {
-    snprintf(why, n, "is not a number");
+  double v = decimal ? strtod(text, &end) : 0;
+  if (!decimal || *end != '\0' || errno != 0 || !isfinite(v)) {
+    snprintf(why, n, "is not a decimal number");
     return -1;
   }
   *out = v;
@@ -209,14 +215,22 @@ static int copy_text(char *dst, size_t size, const char *value, char *why, size_
   return 0;
 }
 
+/* HOST:PORT, an IPv6 host in brackets ([::1]:50051), the port digits only:
+ * what --check-config passes, the start must be able to bind. */
 static int check_address(const char *v, char *why, size_t n) {
   const char *colon = strrchr(v, ':');
   long long port;
-  if (colon == NULL || colon == v) {
-    snprintf(why, n, "must be HOST:PORT, e.g. 127.0.0.1:50051");
+  size_t host_length = colon ? (size_t)(colon - v) : 0;
+  int bracketed = host_length >= 2 && v[0] == '[' && v[host_length - 1] == ']';
+  if (colon == NULL || colon == v || strpbrk(v, " \t\r\n/") != NULL) {
+    snprintf(why, n, "must be HOST:PORT, e.g. 127.0.0.1:50051 or [::1]:50051");
     return -1;
   }
-  if (parse_integer(colon + 1, 0, 65535, &port, why, n) != 0) {
+  if (!bracketed && memchr(v, ':', host_length) != NULL) {
+    snprintf(why, n, "an IPv6 host must be in brackets: [HOST]:PORT, e.g. [::1]:50051");
+    return -1;
+  }
+  if (colon[1] == '-' || parse_integer(colon + 1, 0, 65535, &port, why, n) != 0) {
     snprintf(why, n, "must end in a port number 0..65535 (0 picks a free port)");
     return -1;
   }
@@ -468,30 +482,65 @@ void greeksd_config_check_whole(const greeksd_config *c, greeksd_errors *e) {
 
 /* ---- showing ---- */
 
-/* A PostgreSQL password (URL user:password@ or conninfo password=...) as
- * "REDACTED": the store's address may be shown, its secret never. */
+/* A PostgreSQL password as "REDACTED": the store's address may be shown, its
+ * secret never. Where libpq reads one: a URL's user:password@, a URL's
+ * ?password=... parameter, and a conninfo's password = value, with spaces
+ * around '=' allowed and the value plain or single-quoted with backslash
+ * escapes (libpq's conninfo grammar). */
+static size_t redact_value(const char *in, size_t at, int in_url, char *out, size_t *o, size_t size);
+
 void greeksd_redact_store(const char *v, char *out, size_t size) {
-  snprintf(out, size, "%s", v);
-  const char *scheme = strstr(out, "://");
-  char *at = scheme ? strchr(scheme + 3, '@') : NULL;
-  char *colon = NULL;
-  if (at) {
-    for (char *p = (char *)scheme + 3; p < at; p++)
-      if (*p == ':') colon = p;
+  if (size == 0) return;
+  const char *scheme = strstr(v, "://");
+  const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+  const char *slash = scheme ? strchr(scheme + 3, '/') : NULL;
+  if (at && slash && slash < at) at = NULL; /* an '@' in the path is not the user part */
+  const char *colon = NULL;
+  for (const char *p = scheme ? scheme + 3 : v; at && p < at; p++)
+    if (*p == ':') colon = p;
+  size_t o = 0;
+  for (size_t i = 0; v[i] != '\0' && o + 1 < size;) {
+    if (colon && v + i == colon + 1) { /* user:PASSWORD@ */
+      o += (size_t)snprintf(out + o, size - o, "REDACTED");
+      if (o >= size) break;
+      i = (size_t)(at - v);
+      continue;
+    }
+    int word_start = i == 0 || v[i - 1] == ' ' || v[i - 1] == '\t' || v[i - 1] == '?' || v[i - 1] == '&';
+    if (word_start && strncmp(v + i, "password", 8) == 0) {
+      size_t j = i + 8;
+      while (v[j] == ' ' || v[j] == '\t') j++;
+      if (v[j] == '=') {
+        size_t copy = j + 1 - i;
+        if (o + copy >= size) break;
+        memcpy(out + o, v + i, copy), o += copy;
+        i = redact_value(v, j + 1, scheme != NULL, out, &o, size);
+        continue;
+      }
+    }
+    out[o++] = v[i++];
   }
-  if (colon) {
-    char rest[1100];
-    snprintf(rest, sizeof rest, "%s", at);
-    snprintf(colon + 1, size - (size_t)(colon + 1 - out), "REDACTED%s", rest);
+  out[o < size ? o : size - 1] = '\0';
+}
+
+/* The value after "password=" at `at`: spaces kept, the value itself written
+ * as REDACTED; returns the index after it. */
+static size_t redact_value(const char *in, size_t at, int in_url, char *out, size_t *o, size_t size) {
+  while (!in_url && (in[at] == ' ' || in[at] == '\t')) {
+    if (*o + 1 < size) out[(*o)++] = in[at];
+    at++;
   }
-  char *pw = strstr(out, "password=");
-  if (pw) {
-    char *end = pw + 9;
-    while (*end && *end != ' ') end++;
-    char rest[1100];
-    snprintf(rest, sizeof rest, "%s", end);
-    snprintf(pw + 9, size - (size_t)(pw + 9 - out), "REDACTED%s", rest);
+  if (!in_url && in[at] == '\'') {
+    for (at++; in[at] != '\0' && in[at] != '\''; at++)
+      if (in[at] == '\\' && in[at + 1] != '\0') at++;
+    if (in[at] == '\'') at++;
+  } else {
+    while (in[at] != '\0' && in[at] != ' ' && in[at] != '\t' && !(in_url && in[at] == '&')) at++;
   }
+  int n = snprintf(out + *o, size - *o, "REDACTED");
+  *o += n > 0 ? (size_t)n : 0;
+  if (*o >= size) *o = size - 1;
+  return at;
 }
 
 static void show(const greeksd_config *c, const setting *s, char *out, size_t n) {

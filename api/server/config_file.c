@@ -13,6 +13,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
 
@@ -24,7 +25,17 @@ typedef struct walk {
   const char *path;
   greeksd_errors *errors;
   int tokens_seen; /* the file's tokens list replaces lower layers' */
+  /* every full key this file set, with its line: "limits.max_contracts" and
+   * "limits: {max_contracts}" are one key, and a file sets it once */
+  char (*keys)[160];
+  size_t *key_lines;
+  int key_count;
 } walk;
+
+enum { WALK_MAX_KEYS = 256 };
+
+/* 1 (and the error) when this file already set `full`. */
+static int set_twice(walk *w, const yaml_node_t *key_node, const char *full);
 
 static size_t line_of(const yaml_node_t *node) { return node->start_mark.line + 1; }
 
@@ -169,13 +180,34 @@ static void walk_value(walk *w, const char *full, const yaml_node_t *key_node, c
     inline_secret(w, value, full);
     return;
   }
+  if (!greeksd_config_has_key(full)) {
+    error_at(w, key_node, full, "unknown key (see docs/operations.md, Configuration)%s", "");
+    return;
+  }
+  if (is_null(value)) { /* "key:" alone is a line cut short, not a choice: clearing takes "" */
+    error_at(w, value, full, "has no value: write \"\" to clear it%s", "");
+    return;
+  }
+  if (set_twice(w, key_node, full)) return;
   char source[GREEKSD_SOURCE_SIZE], why[256];
   snprintf(source, sizeof source, "%s:%zu", w->path, line_of(value));
-  int rc = greeksd_config_set_key(w->config, full, is_null(value) ? "" : text, source, why, sizeof why);
+  int rc = greeksd_config_set_key(w->config, full, text, source, why, sizeof why);
   if (rc == 1) error_at(w, key_node, full, "unknown key (see docs/operations.md, Configuration)%s", "");
   else if (rc != 0 && is_pem(text)) inline_secret(w, value, full);
-  else if (rc != 0 && is_null(value)) error_at(w, value, full, "has no value: %s", why);
   else if (rc != 0) greeksd_errors_add(w->errors, "%s: %s: '%s' %s", source, full, text, why);
+}
+
+static int set_twice(walk *w, const yaml_node_t *key_node, const char *full) {
+  for (int i = 0; i < w->key_count; i++)
+    if (strcmp(w->keys[i], full) == 0) {
+      error_at(w, key_node, full, "set twice in one file (first at line %zu)", w->key_lines[i]);
+      return 1;
+    }
+  if (w->keys != NULL && w->key_count < WALK_MAX_KEYS) {
+    snprintf(w->keys[w->key_count], sizeof w->keys[0], "%s", full);
+    w->key_lines[w->key_count++] = line_of(key_node);
+  }
+  return 0;
 }
 
 static void walk_mapping(walk *w, const yaml_node_t *node, const char *prefix) {
@@ -196,6 +228,45 @@ static void walk_mapping(walk *w, const yaml_node_t *node, const char *prefix) {
   }
 }
 
+/* The line and column of a byte offset (a reader error has no mark, only an offset). */
+static void position_of(const char *text, size_t length, size_t offset, size_t *line, size_t *column) {
+  *line = 1, *column = 1;
+  for (size_t i = 0; i < offset && i < length; i++) {
+    if (text[i] == '\n') (*line)++, *column = 1;
+    else (*column)++;
+  }
+}
+
+static void parse_error(greeksd_errors *errors, const char *path, const yaml_parser_t *parser, const char *text,
+                        size_t length) {
+  size_t line = parser->problem_mark.line + 1, column = parser->problem_mark.column + 1;
+  if (parser->error == YAML_READER_ERROR) { /* libyaml sets problem_offset and the byte, not the mark */
+    position_of(text, length, parser->problem_offset, &line, &column);
+    greeksd_errors_add(errors, "%s:%zu:%zu: not valid YAML: %s (byte 0x%02x)", path, line, column,
+                       parser->problem ? parser->problem : "unreadable text", (unsigned)parser->problem_value & 0xff);
+    return;
+  }
+  greeksd_errors_add(errors, "%s:%zu:%zu: not valid YAML: %s%s%s", path, line, column,
+                     parser->problem ? parser->problem : "parse error", parser->context ? " " : "",
+                     parser->context ? parser->context : "");
+}
+
+/* A second document ("---" after the first) would be ignored: refused instead,
+ * so no setting is silently dropped. */
+static void refuse_second_document(greeksd_errors *errors, const char *path, yaml_parser_t *parser, const char *text,
+                                   size_t length) {
+  yaml_document_t next;
+  if (!yaml_parser_load(parser, &next)) {
+    parse_error(errors, path, parser, text, length);
+    return;
+  }
+  yaml_node_t *root = yaml_document_get_root_node(&next);
+  if (root != NULL)
+    greeksd_errors_add(errors, "%s:%zu: a second YAML document: a configuration file holds one (no '---' between settings)",
+                       path, line_of(root));
+  yaml_document_delete(&next);
+}
+
 int greeksd_config_apply_yaml(greeksd_config *config, const char *path, const char *text, size_t length,
                               greeksd_errors *errors) {
   int before = errors->count;
@@ -207,19 +278,25 @@ int greeksd_config_apply_yaml(greeksd_config *config, const char *path, const ch
   }
   yaml_parser_set_input_string(&parser, (const unsigned char *)text, length);
   if (!yaml_parser_load(&parser, &document)) {
-    greeksd_errors_add(errors, "%s:%zu:%zu: not valid YAML: %s%s%s", path, parser.problem_mark.line + 1,
-                       parser.problem_mark.column + 1, parser.problem ? parser.problem : "parse error",
-                       parser.context ? " " : "", parser.context ? parser.context : "");
+    parse_error(errors, path, &parser, text, length);
     yaml_parser_delete(&parser);
     return errors->count - before;
   }
   yaml_node_t *root = yaml_document_get_root_node(&document);
-  walk w = {config, &document, path, errors, 0};
-  if (root != NULL && root->type == YAML_MAPPING_NODE) walk_mapping(&w, root, "");
-  else if (root != NULL && !(root->type == YAML_SCALAR_NODE && is_null(root)))
+  walk w = {config, &document, path, errors, 0, calloc(WALK_MAX_KEYS, 160), calloc(WALK_MAX_KEYS, sizeof(size_t)), 0};
+  if (w.keys == NULL || w.key_lines == NULL) free(w.keys), free(w.key_lines), w.keys = NULL, w.key_lines = NULL;
+  if (root == NULL || (root->type == YAML_SCALAR_NODE && is_null(root)))
+    greeksd_errors_add(errors,
+                       "%s: holds no settings (an empty document): write {} for a file without settings (a file "
+                       "caught half-written, or emptied by mistake, must not reset the configuration)",
+                       path);
+  else if (root->type == YAML_MAPPING_NODE) walk_mapping(&w, root, "");
+  else
     greeksd_errors_add(errors, "%s:%zu: the document must be a mapping of settings, not %s", path, line_of(root),
                        type_name(root->type));
+  free(w.keys), free(w.key_lines);
   yaml_document_delete(&document);
+  if (root != NULL) refuse_second_document(errors, path, &parser, text, length);
   yaml_parser_delete(&parser);
   return errors->count - before;
 }

@@ -201,14 +201,25 @@ int greeksd_server_reload(greeksd_server *server, const greeksd_config *candidat
   *errors = *parse_errors;
   if (errors->count == 0) greeksd_startup_check(candidate, errors);
   greeksd_snapshot *live = atomic_load(&server->live), *next = NULL;
+  greeksd_config *merged = malloc(sizeof *merged);
+  if (merged == NULL) {
+    free(errors);
+    return -1;
+  }
   if (errors->count == 0) {
-    greeksd_config merged = live->config;
-    greeksd_config_take_reloadable(&merged, candidate);
-    keep_tls_mode(&live->config, &merged);
+    *merged = live->config;
+    greeksd_config_take_reloadable(merged, candidate);
+    keep_tls_mode(&live->config, merged);
+    /* the running settings a reload keeps (the breaker's window, ...) beside
+     * the new ones it takes: a pair a start would refuse is refused here */
+    greeksd_config_check_whole(merged, errors);
+  }
+  if (errors->count == 0) {
     char why[1400];
-    next = snapshot_build(&merged, live->version + 1, why, sizeof why);
+    next = snapshot_build(merged, live->version + 1, why, sizeof why);
     if (next == NULL) greeksd_errors_add(errors, "%s", why);
   }
+  free(merged);
   if (errors->count != 0) {
     reject(server, errors, trigger);
     free(errors);
@@ -236,25 +247,33 @@ int greeksd_server_reload(greeksd_server *server, const greeksd_config *candidat
 
 /* ---- watching the files ---- */
 
-typedef struct file_stamp {
-  char path[1100];
+typedef struct file_state {
   int exists;
   dev_t device;
   ino_t inode;
   off_t size;
   struct timespec mtime;
+} file_state;
+
+/* A watched file: its state when last read (baseline) and at the last poll
+ * (seen). A change is acted on only once two polls a second apart agree on
+ * it: an editor or `cat >` writes a file in several steps, and a reload of
+ * the half-written (or empty) file is refused at best and, where the
+ * half is valid YAML, applied. */
+typedef struct file_stamp {
+  char path[1100];
+  file_state baseline, seen;
 } file_stamp;
 
-static void stamp(file_stamp *f, const char *path) {
+static void stamp(file_state *f, const char *path) {
   struct stat st;
   memset(f, 0, sizeof *f);
-  snprintf(f->path, sizeof f->path, "%s", path);
   if (stat(path, &st) != 0) return;
   f->exists = 1;
   f->device = st.st_dev, f->inode = st.st_ino, f->size = st.st_size, f->mtime = st.st_mtim;
 }
 
-static int same_stamp(const file_stamp *a, const file_stamp *b) {
+static int same_stamp(const file_state *a, const file_state *b) {
   return a->exists == b->exists && a->device == b->device && a->inode == b->inode && a->size == b->size &&
          a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
 }
@@ -270,17 +289,27 @@ void greeksd_server_watch_files(greeksd_server *server, const greeksd_config *c)
   for (int i = 0; i < c->token_count; i++) paths[n++] = c->tokens[i].file;
   file_stamp *stamps = n ? calloc((size_t)n, sizeof *stamps) : NULL;
   if (n && stamps == NULL) return;
-  for (int i = 0; i < n; i++) stamp(&stamps[i], paths[i]);
+  for (int i = 0; i < n; i++) {
+    snprintf(stamps[i].path, sizeof stamps[i].path, "%s", paths[i]);
+    stamp(&stamps[i].baseline, paths[i]);
+    stamps[i].seen = stamps[i].baseline;
+  }
   free(server->stamps);
   server->stamps = stamps;
   server->stamp_count = n;
 }
 
+/* 1 when a watched file differs from its baseline and has not changed since
+ * the previous poll (a settled change); a file still changing waits. */
 int greeksd_server_files_changed(greeksd_server *server) {
+  int settled = 0, moving = 0;
   for (int i = 0; i < server->stamp_count; i++) {
-    file_stamp now;
-    stamp(&now, server->stamps[i].path);
-    if (!same_stamp(&now, &server->stamps[i])) return 1;
+    file_stamp *f = &server->stamps[i];
+    file_state now;
+    stamp(&now, f->path);
+    if (!same_stamp(&now, &f->seen)) moving = 1;
+    else if (!same_stamp(&now, &f->baseline)) settled = 1;
+    f->seen = now;
   }
-  return 0;
+  return settled && !moving;
 }

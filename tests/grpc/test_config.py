@@ -374,6 +374,22 @@ class Reload(unittest.TestCase):
         self.assertEqual(self.price("alpha-2", pb.AMERICAN).count, 1)
         self.assertEqual(self.server.stderr().count("configuration reloaded (file change)"), by_file + 1)
 
+    def test_7_an_emptied_file_is_refused_and_auth_stays_on(self):
+        """`: > greeksd.yaml` (or an editor caught mid-write) once reloaded an
+        empty configuration and switched bearer-token auth off."""
+        before = self.version()
+        rejected_before = self.server.stderr().count("reload (file change) rejected")
+        write(self.cfg, "")
+        deadline = time.monotonic() + 5 * SLOWDOWN
+        while self.server.stderr().count("reload (file change) rejected") == rejected_before:
+            self.assertLess(time.monotonic(), deadline, self.server.stderr()[-2000:])
+            time.sleep(0.05)
+        self.assertIn("holds no settings", self.server.stderr())
+        self.assertEqual(self.version(), before)
+        self.assertEqual(self.code_of(lambda: self.price(None))[0], grpc.StatusCode.UNAUTHENTICATED)
+        self.assertEqual(self.price("bravo-1").count, 1)
+        self.reload(self.config_text(), signal_it=False)  # the file back: reloaded again
+
     def test_6_a_setting_that_needs_a_restart_is_kept_and_said_so(self):
         self.reload(self.config_text().replace("pool_threads: 1", "pool_threads: 2"))
         self.assertIn("pool_threads changed: needs a restart; keeping 1", self.server.stderr())
@@ -525,6 +541,33 @@ class BreakerReload(unittest.TestCase):
                 self.assertLess(time.monotonic(), deadline, "the breaker did not open after the reload")
                 time.sleep(0.05)
             channel.close()
+        finally:
+            self.assertEqual(server.stop(), 0)
+            server.close()
+            d.cleanup()
+
+    def test_a_minimum_above_the_running_window_is_refused_not_half_applied(self):
+        """window_calls needs a restart, so a reload keeps the running 100; a
+        new minimum_calls of 500 beside it is a pair a start refuses. It was
+        published (config version 2) while the breaker kept its old thresholds."""
+        d = tempfile.TemporaryDirectory()
+        cfg = write(os.path.join(d.name, "greeksd.yaml"),
+                    "breaker:\n  window_calls: 100\n  minimum_calls: 20\n  failure_rate_percent: 50\n")
+        metrics_file = os.path.join(d.name, "metrics-port")
+        server = Server("--config", cfg, "--metrics-listen", "127.0.0.1:0", "--metrics-port-file", metrics_file)
+        try:
+            with open(metrics_file) as f:
+                port = int(f.read())
+            write(cfg, "breaker:\n  window_calls: 1000\n  minimum_calls: 500\n  failure_rate_percent: 30\n")
+            server.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 5 * SLOWDOWN
+            while "rejected" not in server.stderr():
+                self.assertLess(time.monotonic(), deadline, server.stderr()[-2000:])
+                time.sleep(0.05)
+            self.assertIn("breaker.minimum_calls", server.stderr())
+            self.assertIn("must not exceed breaker.window_calls 100", server.stderr())
+            self.assertEqual(http_json(port, "/readyz")["config"]["version"], 1)
+            self.assertNotIn("kept its thresholds", server.stderr())
         finally:
             self.assertEqual(server.stop(), 0)
             server.close()
