@@ -235,6 +235,21 @@ class Usage(unittest.TestCase):
             self.assertEqual(code, 2, bad)
             self.assertIn("--retry-attempts", err)
 
+    def test_an_option_without_its_value_is_a_usage_error_not_a_default(self):
+        """A trailing --tls-ca once called in plaintext, a trailing --token-file
+        without a token; --service alone exited 2 without a word."""
+        stand_in = StandIn()
+        self.addCleanup(stand_in.close)
+        for option in ("--tls-ca", "--token-file", "--request-id", "--target", "--service", "--spot-shocks",
+                       "--vol-shocks"):
+            # --service= is the whole server's health (gRPC's empty service name)
+            for form in ([option], [option + "="]) if option != "--service" else ([option],):
+                args = ["--target", stand_in.target, "health"] + form if option != "--target" else ["health"] + form
+                code, out, err, _ = run_cli("call", *args)
+                self.assertEqual(code, 2, (form, out, err))
+                self.assertIn(option, err, form)
+        self.assertEqual(stand_in.handler.attempts, [])  # refused before any call
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
