@@ -118,6 +118,25 @@ static void test_commands_on_an_unopened_book_are_not_found(void **state) {
   gk_book_free(b);
 }
 
+/* A spot past the kernels' price level is refused when it is decided: 1e308
+ * once made the book's totals NaN, which read as "limit restored" and let the
+ * pre-trade check through. */
+static void test_a_spot_past_the_kernels_level_is_refused(void **state) {
+  (void)state;
+  gk_book *b = opened_book();
+  gk_status st;
+  gk_event e;
+  gk_market_quote q = {.underlying = "AAPL", .spot = 2e15, .vol = 0.2, .market_time_us = 1};
+  assert_int_equal(gk_book_decide_market(b, &q, &e, &st), GK_INVALID_ARGUMENT);
+  assert_string_equal(st.field, "spot");
+  assert_string_equal(st.value, "2000000000000000");
+  q.spot = 1e308;
+  assert_int_equal(gk_book_decide_market(b, &q, &e, &st), GK_INVALID_ARGUMENT);
+  q.spot = 1e15;
+  assert_int_equal(gk_book_decide_market(b, &q, &e, &st), GK_OK);
+  gk_book_free(b);
+}
+
 static void test_a_zero_quantity_leg_is_refused_by_index(void **state) {
   (void)state;
   gk_book *b = opened_book();
@@ -365,6 +384,7 @@ int main(void) {
       cmocka_unit_test(test_average_cost_pnl_matches_cash_flow_accounting),
       cmocka_unit_test(test_a_correction_equals_a_book_booked_right_first_time),
       cmocka_unit_test(test_a_correction_past_the_position_bound_is_refused_at_decide),
+      cmocka_unit_test(test_a_spot_past_the_kernels_level_is_refused),
       cmocka_unit_test(test_apply_refuses_out_of_sequence_and_foreign_events),
       cmocka_unit_test(test_a_failed_apply_leaves_the_book_unchanged),
       cmocka_unit_test(test_a_book_without_positions_snapshots_and_loads),

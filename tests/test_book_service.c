@@ -732,6 +732,33 @@ static void test_valuation_prices_at_the_book_market_and_skips_expired(void **st
   gk_book_free(b);
 }
 
+/* A position its base pricing could not value (here K = 1e12 on S = 1.2e15:
+ * past the kernels' limits) is out of the Greeks and out of the scenario grid
+ * alike, in both styles: its shocked copies (S x 0.75 prices) once added
+ * q x m x (price - 0) to the American grid, a 9e14 "loss" from nothing. */
+static void test_a_position_the_base_cannot_price_is_out_of_the_grid(void **state) {
+  (void)state;
+  for (unsigned style = GK_STYLE_EUROPEAN; style <= GK_STYLE_AMERICAN; style++) {
+    gk_status st;
+    gk_book *b = gk_book_new();
+    must(gk_book_restore_header(b, "desk", "", "USD", T0, 3, T0, &st), &st);
+    gk_market_quote q = {.underlying = "HUGE", .spot = 1.2e15, .vol = 0.2, .market_time_us = T0};
+    must(gk_book_restore_market(b, &q, &st), &st);
+    gk_position p = {.quantity = -1, .average_cost = 1};
+    must(gk_instrument_option("HUGE", GK_CALL, style, 1e12, T0 + 86400000000LL * 30, 1, &p.instrument, &st), &st);
+    must(gk_book_restore_position(b, &p, &st), &st);
+    double spot[] = {-0.25, 0, 0.25}, vol[] = {0};
+    gk_scenario_grid g = {{3, spot, GK_SHOCK_RELATIVE}, {1, vol, GK_SHOCK_ABSOLUTE}};
+    gk_book_valuation v;
+    must(gk_value_book(b, T0, &g, GK_AMERICAN_BS2002, NULL, &v, &st), &st);
+    assert_int_equal(v.positions[0].state, GK_VALUED_ERROR);
+    for (int k = 0; k < 3; k++)
+      if (v.pnl[k] != 0) fail_msg("style %u: scenario %d P&L %g from a position not valued", style, k, v.pnl[k]);
+    gk_book_valuation_free(&v);
+    gk_book_free(b);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_open_trade_and_read_back, setup, teardown),
@@ -756,6 +783,7 @@ int main(void) {
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_valuation_prices_at_the_book_market_and_skips_expired,
                                       setup, teardown),
+      cmocka_unit_test(test_a_position_the_base_cannot_price_is_out_of_the_grid),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

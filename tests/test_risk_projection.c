@@ -226,12 +226,106 @@ static void test_limits_cross_once_each_way_with_hysteresis(void **state) {
   assert_int_equal(tick(book, p, 115.0, c), 0); /* 1150 >= 1140: hard holds */
   assert_int_equal(tick(book, p, 113.0, c), 1); /* 1130 < 1140: hard restored, soft holds */
   assert_true(c[0].type == GK_EVENT_RISK_LIMIT_RESTORED && c[0].edge.hard == 1);
-  /* the limit removed: nothing to breach, no spurious edge */
+  /* the limit removed while its soft level is breached: that breach closes
+   * (Restored at the old threshold), and nothing else is reported */
   assert_int_equal(gk_book_decide_limits(book, NULL, 0, &e, NULL), GK_OK);
   commit(book, &e);
   assert_int_equal(gk_risk_projection_apply(p, book, &e, 1, T0, c, &count, &st), GK_OK);
-  assert_int_equal(count, 0);
+  assert_int_equal(count, 1);
+  assert_true(c[0].type == GK_EVENT_RISK_LIMIT_RESTORED && c[0].edge.hard == 0);
+  assert_true(c[0].edge.threshold == 1000 && fabs(c[0].edge.value - 1130) < 1e-9);
   assert_true(fabs(gk_risk_projection_metric(p, &limit) - 1130) < 1e-9);
+  assert_int_equal(tick(book, p, 130.0, c), 0); /* no limit: no edge */
+  gk_risk_projection_free(p);
+  gk_book_free(book);
+}
+
+static size_t set_limits(gk_book *book, gk_risk_projection *p, const gk_risk_limit *l, size_t n,
+                         gk_limit_crossing *c) {
+  gk_event e;
+  gk_status st;
+  size_t count;
+  assert_int_equal(gk_book_decide_limits(book, l, n, &e, NULL), GK_OK);
+  commit(book, &e);
+  assert_int_equal(gk_risk_projection_apply(p, book, &e, 1, T0, c, &count, &st), GK_OK);
+  return count;
+}
+
+/* Every Breached in the journal is followed by its Restored before the same
+ * level breaches again: a level withdrawn (limit removed, level set to 0) while
+ * breached closes; an edge the caller could not journal is reported again. */
+static void test_breaches_open_and_close_in_pairs(void **state) {
+  (void)state;
+  gk_book *book = open_book();
+  gk_event e;
+  gk_trade t = {.trade_id = "T1", .leg_count = 1, .trade_time_us = T0};
+  gk_instrument_underlying("AAPL", &t.legs[0].instrument, NULL);
+  t.legs[0].quantity = 12, t.legs[0].price = 100;
+  assert_int_equal(gk_book_decide_trade(book, &t, T0, &e, NULL), GK_OK);
+  commit(book, &e);
+  gk_risk_projection *p = projection();
+  gk_limit_crossing c[GK_MAX_CROSSINGS];
+  size_t count;
+  gk_status st;
+  assert_int_equal(gk_risk_projection_rebuild(p, book, T0, c, &count, &st), GK_OK);
+  assert_int_equal(tick(book, p, 100, c), 0);  /* dollar delta 1200, no limit yet */
+  gk_risk_limit l = {.underlying = "AAPL", .metric = GK_LIMIT_DOLLAR_DELTA, .soft = 1000, .hard = 2000};
+  int open = 0; /* soft breaches open, by the edges reported */
+  gk_risk_limit soft_off = l;
+  soft_off.soft = 0;
+  const gk_risk_limit *steps[] = {&l, NULL, &l, &soft_off, &l};
+  for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+    count = set_limits(book, p, steps[k], steps[k] ? 1 : 0, c);
+    assert_int_equal(count, 1);
+    assert_int_equal(c[0].edge.hard, 0);
+    open += c[0].type == GK_EVENT_RISK_LIMIT_BREACHED ? 1 : -1;
+    assert_in_range(open, 0, 1);
+    assert_int_equal(open, k % 2 == 0); /* breached, closed, breached, closed, breached */
+  }
+  /* the caller could not journal a Restored: taken back, reported at the next evaluation */
+  assert_int_equal(tick(book, p, 90, c), 0); /* 1080: still breached */
+  assert_int_equal(tick(book, p, 70, c), 1); /* 840 < 950: restored */
+  assert_int_equal(c[0].type, GK_EVENT_RISK_LIMIT_RESTORED);
+  gk_risk_projection_unreport(p, c, 1);
+  assert_true(gk_risk_projection_breached(p, &l, 0));
+  assert_int_equal(tick(book, p, 71, c), 1);
+  assert_int_equal(c[0].type, GK_EVENT_RISK_LIMIT_RESTORED);
+  assert_false(gk_risk_projection_breached(p, &l, 0));
+  gk_risk_projection_free(p);
+  gk_book_free(book);
+}
+
+/* An option that expires carries no risk from then on, whichever underlying the
+ * next event names: the incremental projection equals a rebuild at the same
+ * valuation time (a restart), and the pre-trade check uses it. */
+static void test_an_expired_option_leaves_the_risk_at_the_next_event(void **state) {
+  (void)state;
+  const int64_t day = INT64_C(86400000000);
+  gk_book *book = open_book();
+  gk_event e;
+  gk_market_quote aapl = {.underlying = "AAPL", .spot = 100, .vol = 0.2, .market_time_us = T0};
+  assert_int_equal(gk_book_decide_market(book, &aapl, &e, NULL), GK_OK);
+  commit(book, &e);
+  gk_trade t = {.trade_id = "T1", .leg_count = 1, .trade_time_us = T0};
+  assert_int_equal(gk_instrument_option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 95, T0 + day, 100,
+                                        &t.legs[0].instrument, NULL), GK_OK);
+  t.legs[0].quantity = 10, t.legs[0].price = 5;
+  assert_int_equal(gk_book_decide_trade(book, &t, T0, &e, NULL), GK_OK);
+  commit(book, &e);
+  gk_risk_projection *p = projection(), *fresh = projection();
+  gk_limit_crossing c[GK_MAX_CROSSINGS];
+  size_t count;
+  gk_status st;
+  assert_int_equal(gk_risk_projection_rebuild(p, book, T0, c, &count, &st), GK_OK);
+  assert_true(gk_risk_projection_total(p)->risk.dollar_delta > 50000); /* deep in the money */
+  gk_market_quote msft = {.underlying = "MSFT", .spot = 300, .vol = 0.2, .market_time_us = T0 + 3 * day};
+  assert_int_equal(gk_book_decide_market(book, &msft, &e, NULL), GK_OK);
+  commit(book, &e);
+  assert_int_equal(gk_risk_projection_apply(p, book, &e, 1, T0 + 3 * day, c, &count, &st), GK_OK);
+  assert_int_equal(gk_risk_projection_rebuild(fresh, book, T0 + 3 * day, c, &count, &st), GK_OK);
+  assert_true(gk_risk_projection_total(p)->risk.dollar_delta == 0);
+  assert_same_risk(gk_risk_projection_total(p), gk_risk_projection_total(fresh), 15);
+  gk_risk_projection_free(fresh);
   gk_risk_projection_free(p);
   gk_book_free(book);
 }
@@ -328,6 +422,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_incremental_equals_a_full_rebuild_on_random_sequences),
       cmocka_unit_test(test_limits_cross_once_each_way_with_hysteresis),
+      cmocka_unit_test(test_breaches_open_and_close_in_pairs),
+      cmocka_unit_test(test_an_expired_option_leaves_the_risk_at_the_next_event),
       cmocka_unit_test(test_what_if_equals_the_projection_after_the_trade),
       cmocka_unit_test(test_another_book_is_refused),
   };

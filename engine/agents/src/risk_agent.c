@@ -52,6 +52,7 @@ struct gk_risk_agent {
   agent_book **books;
   size_t count, capacity;
   _Atomic uint64_t batches, events, recomputations, rebuilds, crossings, dropped;
+  _Atomic uint64_t unjournaled; /* crossings the store refused, taken back to be reported again */
 };
 
 static agent_book *book_entry(gk_risk_agent *a, const char *id);
@@ -175,8 +176,15 @@ static void journal_crossings(gk_risk_agent *a, agent_book *b, const gk_limit_cr
   gk_command_outcome out;
   gk_status st;
   if (gk_record_limit_edges(a->options.service, &ctx, b->id, types, edges, count, &out, &st) !=
-      GK_OK)
-    return; /* the next batch re-evaluates from the same state and tries again */
+      GK_OK) {
+    /* not journaled (the store busy, full, down): the levels go back to where
+     * they were, so the book's next evaluation reports the crossings again */
+    pthread_mutex_lock(&b->view_lock);
+    gk_risk_projection_unreport(b->projection, c, count);
+    pthread_mutex_unlock(&b->view_lock);
+    atomic_fetch_add(&a->unjournaled, count);
+    return;
+  }
   atomic_fetch_add(&a->crossings, count);
   if (a->options.on_edge == NULL) return;
   edge_delivery d = {a, b->id};

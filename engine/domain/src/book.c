@@ -415,6 +415,12 @@ gk_code gk_book_decide_market(const gk_book *b, const gk_market_quote *q, gk_eve
   gk_code rc = require_open(b, status);
   if (rc == GK_OK) rc = gk_market_quote_validate(q, status);
   if (rc != GK_OK) return rc;
+  if (q->spot > GK_MAX_PRICE_LEVEL) { /* at decide only: journals written before still read */
+    char text[32];
+    snprintf(text, sizeof text, "%.17g", q->spot);
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "spot", text, GK_STATUS_NO_INDEX,
+                         "spot must be at most %g (the pricing kernels' largest price level)", GK_MAX_PRICE_LEVEL);
+  }
   start_event(out, GK_EVENT_MARKET_UPDATED);
   out->as.market_updated = *q;
   return GK_OK;

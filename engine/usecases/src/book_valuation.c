@@ -292,7 +292,7 @@ static double shocked(double x, double by, gk_shock_mode mode, double floor) {
 /* One scenario's P&L over the American positions, added in position order. */
 static gk_code american_scenario(valuation_work *w, gk_american_method method, size_t i, size_t j,
                                  double *spot, double *vol, gk_greeks_batch *out,
-                                 const double *base, gk_status *status) {
+                                 const double *base, const uint8_t *base_error, gk_status *status) {
   path_columns *c = &w->american;
   for (size_t k = 0; k < c->count; k++) {
     spot[k] = shocked(c->spot[k], w->grid->spot.shocks[i], w->grid->spot.mode, 1e-12);
@@ -301,7 +301,7 @@ static gk_code american_scenario(valuation_work *w, gk_american_method method, s
   gk_code rc = price_american(c, spot, vol, method, GK_OUT_PRICE, out, status);
   size_t g = i * w->grid->vol.count + j;
   for (size_t k = 0; rc == GK_OK && k < c->count; k++) {
-    if (out->error[k]) continue;
+    if (out->error[k] || base_error[k]) continue; /* a position the base could not price is out of the grid too */
     double pnl = c->quantity[k] * c->multiplier[k] * (out->price[k] - base[k]);
     w->out->pnl[g] += pnl;
     w->out->pnl_per_underlying[w->market_of[c->underlying[k]] * w->grid_size + g] += pnl;
@@ -346,11 +346,13 @@ static gk_code value_american(valuation_work *w, gk_american_method method, gk_s
   if (rc == GK_OK) memcpy(base, g.price, n * sizeof *base);
   double *spot = malloc(n * sizeof *spot), *vol = malloc(n * sizeof *vol);
   if (rc == GK_OK && (spot == NULL || vol == NULL)) rc = out_of_memory(status);
-  gk_greeks_batch scenario = {.price = columns + 8 * n, .error = error};
+  uint8_t *scenario_error = calloc(n, 1); /* its own: the base's flags say who is out of the grid */
+  if (rc == GK_OK && scenario_error == NULL) rc = out_of_memory(status);
+  gk_greeks_batch scenario = {.price = columns + 8 * n, .error = scenario_error};
   for (size_t i = 0; rc == GK_OK && w->grid_size && i < w->grid->spot.count; i++)
     for (size_t j = 0; rc == GK_OK && j < w->grid->vol.count; j++)
-      rc = american_scenario(w, method, i, j, spot, vol, &scenario, base, status);
-  free(columns), free(error), free(spot), free(vol);
+      rc = american_scenario(w, method, i, j, spot, vol, &scenario, base, error, status);
+  free(columns), free(error), free(scenario_error), free(spot), free(vol);
   return rc;
 }
 

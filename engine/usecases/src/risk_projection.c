@@ -25,6 +25,7 @@ typedef struct underlying_state {
   double *pnl;       /* grid_size entries, or NULL without a grid */
   size_t *positions; /* book position indices, ascending */
   size_t count, capacity;
+  int64_t next_expiry_us; /* the earliest option expiry after its valuation; INT64_MAX: none */
   bool touched;
 } underlying_state;
 
@@ -222,8 +223,11 @@ static gk_code value_underlying(gk_risk_projection *p, const gk_book *book, unde
   if (rc != GK_OK) return rc;
   s->view.risk = v.total;
   s->view.gross_notional = 0;
+  s->next_expiry_us = INT64_MAX;
   for (size_t k = 0; k < v.count; k++) {
     const gk_position *pos = gk_book_position(book, s->positions[k]);
+    int64_t expiry = pos->instrument.expiry_us; /* 0: the underlying itself */
+    if (pos->quantity != 0 && expiry > valuation_us && expiry < s->next_expiry_us) s->next_expiry_us = expiry;
     if (v.positions[k].state != GK_VALUED) continue;
     s->view.gross_notional +=
         fabs((double)pos->quantity) * pos->instrument.multiplier * v.positions[k].spot;
@@ -260,8 +264,18 @@ static void sum_totals(gk_risk_projection *p) {
   t->worst_loss = worst;
 }
 
+/* An option that expired since its underlying was valued carries no risk
+ * (docs/book.md): that underlying is valued again even if no event named it,
+ * or an expired position's risk would stay in the totals and the pre-trade
+ * check until the next event on its own underlying. */
+static void touch_expired(gk_risk_projection *p, int64_t valuation_us) {
+  for (size_t u = 0; u < p->underlying_count; u++)
+    if (p->underlyings[u].next_expiry_us <= valuation_us) p->underlyings[u].touched = true;
+}
+
 static gk_code value_touched(gk_risk_projection *p, const gk_book *book, int64_t valuation_us,
                              gk_status *status) {
+  touch_expired(p, valuation_us);
   for (size_t u = 0; u < p->underlying_count; u++) {
     if (!p->underlyings[u].touched) continue;
     gk_code rc = value_underlying(p, book, &p->underlyings[u], valuation_us, status);
@@ -294,18 +308,45 @@ static bool same_limit(const gk_risk_limit *a, const gk_risk_limit *b) {
   return a->metric == b->metric && strcmp(a->underlying, b->underlying) == 0;
 }
 
-/* Takes the book's limits, keeping the breach state of a limit that stays. */
-static void sync_limits(gk_risk_projection *p, const gk_book *book) {
+static void add_crossing(gk_limit_crossing *out, size_t *count, gk_event_type type, const gk_risk_limit *limit,
+                         int hard, double value, double threshold) {
+  gk_limit_crossing *c = &out[(*count)++];
+  c->type = type;
+  c->edge.limit = *limit;
+  c->edge.hard = (uint8_t)hard;
+  c->edge.value = value;
+  c->edge.threshold = threshold;
+}
+
+/* Takes the book's limits, keeping the breach state of a limit that stays. A
+ * breached level that goes away (its limit removed, or its level set to 0) is
+ * reported Restored at the old threshold: a reader of the journal that tracks
+ * open breaches sees every one close (before, the next breach of the same
+ * limit came as a second Breached). */
+static void sync_limits(gk_risk_projection *p, const gk_book *book, gk_limit_crossing *out, size_t *count) {
   const gk_risk_limits_set *set = gk_book_limits(book);
   limit_state next[GK_MAX_LIMITS];
   for (size_t i = 0; i < set->count; i++) {
     next[i].limit = set->limits[i];
     next[i].breached[0] = next[i].breached[1] = false;
-    for (size_t j = 0; j < p->limit_count; j++)
-      if (same_limit(&p->limits[j].limit, &set->limits[i])) {
-        next[i].breached[0] = p->limits[j].breached[0];
-        next[i].breached[1] = p->limits[j].breached[1];
+  }
+  for (size_t j = 0; j < p->limit_count; j++) {
+    const limit_state *old = &p->limits[j];
+    limit_state *kept = NULL;
+    for (size_t i = 0; i < set->count && kept == NULL; i++)
+      if (same_limit(&old->limit, &set->limits[i])) kept = &next[i];
+    for (int hard = 0; hard < 2; hard++) {
+      if (!old->breached[hard]) continue;
+      double level = kept ? (hard ? kept->limit.hard : kept->limit.soft) : 0;
+      if (level > 0) {
+        kept->breached[hard] = true;
+        continue;
       }
+      double value = gk_risk_projection_metric(p, &old->limit);
+      double threshold = hard ? old->limit.hard : old->limit.soft;
+      if (isfinite(value))
+        add_crossing(out, count, GK_EVENT_RISK_LIMIT_RESTORED, &old->limit, hard, value, threshold);
+    }
   }
   memcpy(p->limits, next, set->count * sizeof *next);
   p->limit_count = set->count;
@@ -320,16 +361,15 @@ static void evaluate_level(gk_risk_projection *p, limit_state *s, int hard,
     return;
   }
   double value = gk_risk_projection_metric(p, &s->limit);
+  /* NaN or inf (an overflowing total) says nothing either way: the state
+   * stays (a NaN once read as "restored", and the edge could not be journaled) */
+  if (!isfinite(value)) return;
   bool was = s->breached[hard];
   bool now = was ? value >= level * (1 - p->hysteresis) : value > level;
   if (now == was) return;
   s->breached[hard] = now;
-  gk_limit_crossing *c = &out[(*count)++];
-  c->type = now ? GK_EVENT_RISK_LIMIT_BREACHED : GK_EVENT_RISK_LIMIT_RESTORED;
-  c->edge.limit = s->limit;
-  c->edge.hard = (uint8_t)hard;
-  c->edge.value = value;
-  c->edge.threshold = level;
+  add_crossing(out, count, now ? GK_EVENT_RISK_LIMIT_BREACHED : GK_EVENT_RISK_LIMIT_RESTORED, &s->limit, hard,
+               value, level);
 }
 
 static void evaluate_limits(gk_risk_projection *p, gk_limit_crossing *out, size_t *count) {
@@ -384,7 +424,7 @@ gk_code gk_risk_projection_rebuild(gk_risk_projection *p, const gk_book *book,
   if (rc == GK_OK) rc = value_touched(p, book, valuation_us, status);
   if (rc != GK_OK) return rc;
   p->version = gk_book_version(book);
-  sync_limits(p, book);
+  sync_limits(p, book, crossings, count);
   evaluate_limits(p, crossings, count);
   return GK_OK;
 }
@@ -400,7 +440,7 @@ gk_code gk_risk_projection_apply(gk_risk_projection *p, const gk_book *book,
   rc = value_touched(p, book, valuation_us, status);
   if (rc != GK_OK) return rc;
   p->version = gk_book_version(book);
-  sync_limits(p, book);
+  sync_limits(p, book, crossings, count);
   evaluate_limits(p, crossings, count);
   return GK_OK;
 }
@@ -433,6 +473,14 @@ bool gk_risk_projection_breached(const gk_risk_projection *p, const gk_risk_limi
 }
 
 int64_t gk_risk_projection_version(const gk_risk_projection *p) { return p->version; }
+
+void gk_risk_projection_unreport(gk_risk_projection *p, const gk_limit_crossing *crossings, size_t count) {
+  for (size_t k = 0; k < count; k++)
+    for (size_t i = 0; i < p->limit_count; i++)
+      if (same_limit(&p->limits[i].limit, &crossings[k].edge.limit))
+        p->limits[i].breached[crossings[k].edge.hard ? 1 : 0] =
+            crossings[k].type != GK_EVENT_RISK_LIMIT_BREACHED;
+}
 
 /* ---- what if: a pre-trade check ------------------------------------------------------------ */
 
@@ -557,8 +605,9 @@ static void fill_checks(const gk_risk_projection *p, const gk_book *book, const 
     c->limit = set->limits[i];
     c->before = gk_risk_projection_metric(p, &c->limit);
     c->after = metric_after(p, w, &c->limit);
-    c->soft_breach = c->limit.soft > 0 && c->after > c->limit.soft;
-    c->hard_breach = c->limit.hard > 0 && c->after > c->limit.hard;
+    /* fail closed: an after that is not finite is over every level */
+    c->soft_breach = c->limit.soft > 0 && !(c->after <= c->limit.soft);
+    c->hard_breach = c->limit.hard > 0 && !(c->after <= c->limit.hard);
   }
   *count = set->count;
 }
@@ -670,7 +719,8 @@ static gk_risk_projection *current(gk_limit_guard *g, const gk_book *book, int64
     gk_status_set(status, GK_RESOURCE_EXHAUSTED, "guard", "", GK_STATUS_NO_INDEX, "out of memory");
     return NULL;
   }
-  if (strcmp(p->book_id, gk_book_id(book)) == 0 && p->version == gk_book_version(book)) return p;
+  if (strcmp(p->book_id, gk_book_id(book)) == 0 && p->version == gk_book_version(book))
+    return value_touched(p, book, valuation_us, status) == GK_OK ? p : NULL; /* options expired since */
   gk_limit_crossing crossings[GK_MAX_CROSSINGS];
   size_t count;
   return gk_risk_projection_rebuild(p, book, valuation_us, crossings, &count, status) == GK_OK

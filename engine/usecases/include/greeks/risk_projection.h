@@ -29,7 +29,9 @@
  *
  * Time: each recomputation values at the valuation time it is given; an
  * underlying not touched keeps the time it was last valued at (a caller that
- * wants the passage of time reflected everywhere calls gk_risk_projection_rebuild).
+ * wants the passage of time reflected everywhere calls gk_risk_projection_rebuild),
+ * except that an underlying holding an option that has expired since is
+ * valued again (an expired option carries no risk).
  *
  * Not thread-safe: one owner (the risk agent) at a time.
  */
@@ -74,7 +76,8 @@ typedef struct gk_limit_crossing {
   gk_limit_edge edge;
 } gk_limit_crossing;
 
-#define GK_MAX_CROSSINGS (2 * GK_MAX_LIMITS) /* a soft and a hard level per limit */
+/* a soft and a hard level per limit, and as many withdrawn breached levels */
+#define GK_MAX_CROSSINGS (4 * GK_MAX_LIMITS)
 
 /* Recomputes everything from `book` at valuation_us and evaluates every limit.
  * Crossings relative to the previous state go to crossings[0..*count). */
@@ -105,6 +108,12 @@ double gk_risk_projection_metric(const gk_risk_projection *projection, const gk_
 bool gk_risk_projection_breached(const gk_risk_projection *projection, const gk_risk_limit *limit,
                                  int hard);
 int64_t gk_risk_projection_version(const gk_risk_projection *projection); /* book version folded */
+
+/* Takes back crossings the caller could not journal: each level goes back to
+ * the state before its crossing, so the next evaluation reports it again
+ * (a breach flagged but never journaled was lost for good). */
+void gk_risk_projection_unreport(gk_risk_projection *projection, const gk_limit_crossing *crossings,
+                                 size_t count);
 
 /* A pre-trade check (the execution agent's): each of the book's limits with its
  * value now and the value it would have if `legs` were applied, everything else
