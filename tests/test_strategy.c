@@ -639,6 +639,28 @@ static void test_covered_american_call_gains_at_most_strike_less_cost_plus_call(
   free(f);
 }
 
+/* With r < 0 (and q = 0) an American call is exercised deep in the money too:
+ * both legs of a bull call spread are then worth S - K, so its gain tends to
+ * the strikes' width less the premium paid, and never exceeds it (the
+ * European asymptote e^{-rT'} K overstated it by 23% here). */
+static void test_american_call_spread_gains_at_most_its_width_when_rates_are_negative(void **state) {
+  (void)state;
+  fixture *f = malloc(sizeof *f);
+  make_chain(f, GK_STYLE_AMERICAN);
+  f->market.rate = -0.05, f->market.yield = 0;
+  gk_quoted_instrument pair[2] = {*quote_of(f, GK_CALL, 100, FAR), *quote_of(f, GK_CALL, 110, FAR)};
+  double want = (110 - 100 - (pair[0].ask - pair[1].bid)) * 200;
+  size_t n = 0;
+  gk_status st;
+  assert_int_equal(gk_generate_strategies(&f->market, pair, 2, &f->view, T0, GK_AMERICAN_BS2002, f->out,
+                                          CAPACITY, &n, &st), GK_OK);
+  const leg_key keys[2] = {{'C', 100, FAR}, {'C', 110, FAR}};
+  f->written = n;
+  const gk_strategy *spread = must_find(f, "bull_call_spread", keys, 2);
+  assert_close(spread->max_gain, want, 1e-9);
+  free(f);
+}
+
 /* ---- validation and the edges ---------------------------------------------------------------- */
 
 typedef struct invalid_case {
@@ -771,6 +793,7 @@ int main(void) {
       cmocka_unit_test(test_every_kind_is_built_and_every_number_is_finite),
       cmocka_unit_test(test_american_chain_prices_with_the_american_kernels),
       cmocka_unit_test(test_covered_american_call_gains_at_most_strike_less_cost_plus_call),
+      cmocka_unit_test(test_american_call_spread_gains_at_most_its_width_when_rates_are_negative),
       cmocka_unit_test(test_invalid_arguments_name_their_field),
       cmocka_unit_test(test_a_chain_without_a_structure_gives_none),
       cmocka_unit_test(test_the_same_input_gives_the_same_bytes),

@@ -199,6 +199,28 @@ static void test_a_hedge_is_journaled_as_proposed_and_replayed_by_key(void **sta
   assert_string_equal(st.field, "strategy_id");
 }
 
+/* Keys up to 63 characters are the caller's: two that share their first 40
+ * are two requests (the ids were cut to 40 characters, so the second was
+ * refused as the first key reused), and each still replays by its own key. */
+static void test_long_keys_that_share_a_prefix_are_different_requests(void **state) {
+  fixture *f = *state;
+  const char *one = "order-2026-12-01-desk-AAPL-hedge-request-000001";
+  const char *two = "order-2026-12-01-desk-AAPL-hedge-request-000002";
+  answer a, b, again;
+  init_answer(&a), init_answer(&b), init_answer(&again);
+  request_hedge(f, one, 0, &a);
+  request_hedge(f, two, 0, &b);
+  assert_int_equal(a.code, GK_OK);
+  assert_int_equal(b.code, GK_OK);
+  assert_string_not_equal(a.ids[0], b.ids[0]);
+  assert_true(b.last > a.last);
+  request_hedge(f, two, 0, &again);
+  assert_int_equal(again.code, GK_OK);
+  assert_string_equal(again.ids[0], b.ids[0]);
+  assert_int_equal(again.last, b.last);
+  assert_int_equal(journaled(f).count, 2);
+}
+
 static void test_strategies_are_each_journaled_in_rank_order(void **state) {
   fixture *f = *state;
   gk_quoted_instrument chain[11];
@@ -313,6 +335,7 @@ static void test_an_empty_hedge_is_journaled_and_replays(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_a_hedge_is_journaled_as_proposed_and_replayed_by_key, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_long_keys_that_share_a_prefix_are_different_requests, setup, teardown),
       cmocka_unit_test_setup_teardown(test_strategies_are_each_journaled_in_rank_order, setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_request_past_its_deadline_never_runs, setup, teardown),
       cmocka_unit_test_setup_teardown(test_an_empty_hedge_is_journaled_and_replays, setup, teardown),

@@ -53,10 +53,28 @@ static void answer_error(const strategy_job *j, gk_code code, const gk_status *s
 
 /* ---- proposals --------------------------------------------------------------------------- */
 
+/* The part of a caller's key the derived ids and keys start with: the key
+ * itself up to 40 characters (room for "-p" and an index), past that its
+ * first 23 characters, '~' and a 64-bit FNV-1a hash of the whole key. A cut
+ * alone made two keys that differ after character 40 one key: the second
+ * request was refused, or, identical, replayed the first's proposals. */
+static void key_stem(const char *key, char out[41]) {
+  size_t length = strlen(key);
+  if (length <= 40) {
+    memcpy(out, key, length + 1);
+    return;
+  }
+  uint64_t h = UINT64_C(1469598103934665603);
+  for (size_t i = 0; i < length; i++) h = (h ^ (unsigned char)key[i]) * UINT64_C(1099511628211);
+  snprintf(out, 41, "%.23s~%016llx", key, (unsigned long long)h);
+}
+
 /* "KEY-i" with a key (a retry names the same proposals), else random. */
 static void proposal_id(const strategy_job *j, const char *prefix, size_t index, char out[GK_META_ID_SIZE]) {
   if (j->key[0]) {
-    snprintf(out, GK_META_ID_SIZE, "%.40s-%zu", j->key, index);
+    char stem[41];
+    key_stem(j->key, stem);
+    snprintf(out, GK_META_ID_SIZE, "%s-%zu", stem, index);
     return;
   }
   uint8_t r[12] = {0};
@@ -70,8 +88,8 @@ static void proposal_id(const strategy_job *j, const char *prefix, size_t index,
 
 static gk_code journal(gk_strategy_agent *a, const strategy_job *j, const gk_strategy_proposed *p, size_t index,
                        gk_command_outcome *out, gk_status *status) {
-  char key[GK_META_ID_SIZE] = "";
-  if (j->key[0]) snprintf(key, sizeof key, "%.40s-p%zu", j->key, index);
+  char key[GK_META_ID_SIZE] = "", stem[41];
+  if (j->key[0]) key_stem(j->key, stem), snprintf(key, sizeof key, "%s-p%zu", stem, index);
   gk_command_context ctx = {.now_us = j->now_us, .idempotency_key = key[0] ? key : NULL,
                             .correlation_id = j->correlation[0] ? j->correlation : NULL};
   return gk_propose_strategy(a->service, &ctx, j->book_id, p, out, status);

@@ -909,10 +909,11 @@ static void asymptote(const evaluation *e, double *slope, double *limit, double 
     if (v->column == NONE) { *slope += v->weight; continue; }
     const gk_instrument *in = &w->chain[v->quote].instrument;
     if (in->type != GK_CALL) continue;
-    /* an American call is exercised deep in the money when q > 0 (q < 0 the kernels
-     * refuse); with q = 0 it is the European call */
+    /* an American call is exercised deep in the money when q > 0 or r < 0 (its
+     * European value, e^{-qT} S - e^{-rT} K, then falls below S - K); with
+     * q = 0 <= r it is the European call */
     double years = horizon_years(w, v->column);
-    bool exercised = in->style == GK_STYLE_AMERICAN && w->market->yield > 0;
+    bool exercised = in->style == GK_STYLE_AMERICAN && (w->market->yield > 0 || w->market->rate < 0);
     bool live = years > 0 && !exercised;
     *slope += v->weight * (live ? exp(-w->market->yield * years) : 1);
     *limit -= v->weight * in->strike * (live ? exp(-w->market->rate * years) : 1);
