@@ -80,14 +80,17 @@ static gk_instrument short_call(void) {
   return option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 100, T0 + YEAR / 2, 100);
 }
 
-static gk_book *desk(void) {
+static gk_book *desk_short(int64_t calls);
+static gk_book *desk(void) { return desk_short(10); }
+
+static gk_book *desk_short(int64_t calls) {
   gk_book *book = gk_book_new();
   gk_event e;
   assert_int_equal(gk_book_decide_open(book, "desk", "", "USD", &e, NULL), GK_OK);
   commit(book, &e);
   set_market(book, "AAPL", SPOT);
   set_market(book, "MSFT", 300);
-  trade(book, "T1", short_call(), -10);
+  trade(book, "T1", short_call(), -calls);
   trade(book, "T2", option("MSFT", GK_CALL, GK_STYLE_EUROPEAN, 300, T0 + YEAR, 100), 50);
   return book;
 }
@@ -301,6 +304,28 @@ static void test_delta_gamma_hedge_is_the_cheapest_basis_rounded(void **state) {
   gk_book_free(book);
 }
 
+/* Whole contracts: a basis whose rounding undoes it loses to one that keeps it.
+ * Short one call (gamma -2.2): a one-day ATM call offered beside a 6-month 110
+ * call is the LP's cheapest vertex (0.07 of a contract: its gamma per contract
+ * dwarfs the book's), but 0.07 rounds to 0 and left the book's gamma exactly
+ * where it was, under "OK". Offering it must not make the hedge worse. */
+static void test_a_vertex_rounded_to_nothing_loses_to_one_that_hedges(void **state) {
+  (void)state;
+  gk_book *book = desk_short(1);
+  gk_quoted_instrument q[] = {quote(underlying("AAPL"), 99.99, 100.01, 0),
+                              quote(option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 110, T0 + YEAR / 2, 100), 3.0, 3.2, 0),
+                              quote(option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 100, T0 + YEAR / 365, 100), 0.50, 0.55, 0)};
+  gk_hedge_request two = request(GK_HEDGE_DELTA_GAMMA, q, 2), three = request(GK_HEDGE_DELTA_GAMMA, q, 3);
+  gk_hedge_proposal without = hedge(book, &two), with = hedge(book, &three);
+  assert_true(with.before.gamma < -1);
+  assert_true(fabs(with.after.gamma) <= 0.5 * fabs(with.before.gamma));
+  assert_true(fabs(with.after.gamma) <= fabs(without.after.gamma) + 1e-12);
+  assert_non_null(leg_of(&with, &q[1].instrument));
+  assert_true(fabs(with.after.delta) <= 0.5 + 1e-9);
+  assert_legs_add_up(&with, q, 3);
+  gk_book_free(book);
+}
+
 /* The same call at two multipliers: the same Greeks per unit, so the one whose
  * spread is narrower per unit is chosen (10 times as many contracts when it is
  * the x10), and the choice flips with the spreads. */
@@ -403,6 +428,14 @@ static void test_unreachable_targets_fail_naming_what_is_missing(void **state) {
   assert_int_equal(gk_generate_hedge(book, &r, &p, &st), GK_FAILED_PRECONDITION);
   assert_string_equal(st.field, "target");
   assert_non_null(strstr(st.message, "more than"));
+
+  /* the underlying has delta, but a book short 1e12 calls x100 needs ~5e13
+   * units of it: "more than", not "no instrument with delta" */
+  gk_book *huge = desk_short(INT64_C(1000000000000));
+  r = request(GK_HEDGE_DELTA, spot_only, 1);
+  assert_int_equal(gk_generate_hedge(huge, &r, &p, &st), GK_FAILED_PRECONDITION);
+  assert_non_null(strstr(st.message, "more than"));
+  gk_book_free(huge);
 
   gk_quoted_instrument ibm[] = {quote(underlying("IBM"), 99.9, 100.1, 0)};
   r = request(GK_HEDGE_DELTA, ibm, 1);
@@ -591,6 +624,7 @@ int main(void) {
       cmocka_unit_test(test_delta_hedge_buys_the_rounded_book_delta_in_the_underlying),
       cmocka_unit_test(test_delta_gamma_hedge_is_the_cheapest_basis_rounded),
       cmocka_unit_test(test_the_cheaper_of_two_equivalent_options_is_chosen),
+      cmocka_unit_test(test_a_vertex_rounded_to_nothing_loses_to_one_that_hedges),
       cmocka_unit_test(test_a_full_chain_hedge_is_the_cheapest_basis),
       cmocka_unit_test(test_delta_vega_hedge_is_the_cheapest_basis_rounded),
       cmocka_unit_test(test_unreachable_targets_fail_naming_what_is_missing),

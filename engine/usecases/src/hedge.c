@@ -45,6 +45,8 @@
 #define SINGULAR 1e-10   /* |det| below this fraction of its terms: singular */
 #define NEGLIGIBLE 1e-12 /* a scaled coefficient below this is 0 */
 #define FEASIBLE 1e-9    /* a scaled residual below this meets its constraint */
+#define ACCEPTABLE_MISS 0.5 /* whole contracts leave at most half of each target Greek */
+#define MISS_TOLERANCE 0.01 /* misses this close (share of the book's Greek) tie: cost decides */
 #define MAX_QUOTE_VOL 10.0
 
 const char *gk_hedge_target_name(unsigned target) {
@@ -317,9 +319,11 @@ typedef struct basis {
   size_t index[2];
   double q[2];     /* contracts (units for the underlying), before rounding */
   double cost;
+  double miss;     /* after rounding: the largest |Greek left| / |Greek before| over the targets */
 } basis;
 
 typedef struct program {
+  const hedge_work *w;
   size_t m, n;        /* constraints (1 or 2), instruments */
   double *a[2];       /* the constraint rows, each divided by its scale */
   double b[2];        /* -before, divided by the same scale */
@@ -343,7 +347,7 @@ static void scale_row(program *p, size_t k) {
 
 static bool build_program(const hedge_work *w, program *p) {
   memset(p, 0, sizeof *p);
-  p->m = w->request->target == GK_HEDGE_DELTA ? 1 : 2, p->n = w->n, p->c = w->cost;
+  p->w = w, p->m = w->request->target == GK_HEDGE_DELTA ? 1 : 2, p->n = w->n, p->c = w->cost;
   p->a[0] = malloc(2 * w->n * sizeof(double));
   if (p->a[0] == NULL) return false;
   p->a[1] = p->a[0] + w->n;
@@ -356,7 +360,50 @@ static bool build_program(const hedge_work *w, program *p) {
   return true;
 }
 
-/* Keeps `candidate` when it is tradable and strictly cheaper than the best. */
+/* A basis in whole contracts (step 5): its options rounded to the nearest
+ * contract, then the underlying, when offered, to the whole units that bring
+ * delta nearest 0 (index NONE when not offered). Touches only the basis: the
+ * search calls it for every candidate. */
+typedef struct whole_basis {
+  double q[2];   /* the basis's options, whole contracts (its underlying, if any: 0 here) */
+  double units;  /* the underlying's units */
+} whole_basis;
+
+static whole_basis round_basis(const hedge_work *w, const basis *b) {
+  whole_basis r = {{0, 0}, 0};
+  double delta = w->before.delta;
+  for (size_t j = 0; j < b->size; j++) {
+    if (b->index[j] == w->underlying) continue;
+    r.q[j] = (double)llround(b->q[j]);
+    delta += r.q[j] * w->contract[b->index[j]].delta;
+  }
+  if (w->underlying != NONE) r.units = round(-delta);
+  return r;
+}
+
+/* What whole contracts leave of each target Greek, as a share of the book's. */
+static double rounded_miss(const program *p, const basis *b) {
+  const hedge_work *w = p->w;
+  whole_basis r = round_basis(w, b);
+  double miss = 0;
+  for (size_t k = 0; k < p->m; k++) {
+    double before = constrained(&w->before, w->request->target, k), left = before;
+    for (size_t j = 0; j < b->size; j++)
+      left += r.q[j] * constrained(&w->contract[b->index[j]], w->request->target, k);
+    if (k == 0) left += r.units; /* the underlying: delta 1, no gamma, no vega */
+    if (fabs(p->b[k]) > FEASIBLE) miss = fmax(miss, fabs(left) / fabs(before)); /* else: met already */
+  }
+  return miss;
+}
+
+/* Keeps `candidate` when it is tradable and better than the best: a basis that
+ * in whole contracts takes at least half of each target Greek off the book
+ * beats one that does not; among those the cheaper wins (the LP's optimum,
+ * as before), among the others the one that leaves less (by more than 1% of
+ * the book's Greek), then the cheaper. The vertex is exact in fractions of a
+ * contract, and rounding can undo it: a delta-gamma hedge picked 0.07 of a
+ * one-day option (its gamma per contract dwarfs the book's), rounded it to 0
+ * and left the book's gamma untouched. */
 static void consider(program *p, basis *candidate, basis *best) {
   candidate->cost = 0;
   for (size_t j = 0; j < candidate->size; j++) {
@@ -367,14 +414,30 @@ static void consider(program *p, basis *candidate, basis *best) {
     }
     candidate->cost += p->c[candidate->index[j]] * fabs(q);
   }
-  if (best->size == NONE || candidate->cost < best->cost - 1e-12 * best->cost) *best = *candidate;
+  candidate->miss = rounded_miss(p, candidate);
+  if (best->size == NONE) {
+    *best = *candidate;
+    return;
+  }
+  bool ok = candidate->miss <= ACCEPTABLE_MISS, best_ok = best->miss <= ACCEPTABLE_MISS;
+  bool cheaper = candidate->cost < best->cost - 1e-12 * best->cost;
+  bool better = ok != best_ok ? ok
+                : ok          ? cheaper
+                              : candidate->miss < best->miss - MISS_TOLERANCE ||
+                          (candidate->miss <= best->miss + MISS_TOLERANCE && cheaper);
+  if (better) *best = *candidate;
 }
 
 /* Instrument i alone: the least-squares quantity, kept if it meets every row. */
 static void try_single(program *p, size_t i, basis *best) {
   double a0 = p->a[0][i], a1 = p->a[1][i];
   double norm = a0 * a0 + a1 * a1;
-  if (!(norm > NEGLIGIBLE * NEGLIGIBLE)) return;
+  if (!(norm > NEGLIGIBLE * NEGLIGIBLE)) {
+    /* nonzero but 1e12 times below the book's exposure: it would take more
+     * contracts than any quantity allows; say that, not "no delta" */
+    if (norm > 0) p->out_of_range++;
+    return;
+  }
   double q = (a0 * p->b[0] + a1 * p->b[1]) / norm;
   if (fabs(a0 * q - p->b[0]) > FEASIBLE || fabs(a1 * q - p->b[1]) > FEASIBLE) return;
   basis candidate = {1, {i, 0}, {q, 0}, 0};
@@ -434,14 +497,12 @@ static gk_code infeasible(const hedge_work *w, const program *p, gk_status *stat
  * options' rounding in delta. */
 static gk_code round_quantities(const hedge_work *w, const basis *best, int64_t *q,
                                 gk_status *status) {
+  whole_basis whole = round_basis(w, best);
   memset(q, 0, w->n * sizeof *q);
   for (size_t j = 0; j < best->size; j++)
-    if (best->index[j] != w->underlying) q[best->index[j]] = llround(best->q[j]);
+    if (best->index[j] != w->underlying) q[best->index[j]] = (int64_t)whole.q[j];
   if (w->underlying == NONE) return GK_OK;
-  double delta = w->before.delta;
-  for (size_t i = 0; i < w->n; i++)
-    if (i != w->underlying) delta += (double)q[i] * w->contract[i].delta;
-  double units = round(-delta);
+  double units = whole.units;
   if (!(fabs(units) <= (double)GK_MAX_QUANTITY)) {
     char text[32];
     snprintf(text, sizeof text, "%.17g", units);
