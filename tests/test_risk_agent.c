@@ -3,14 +3,19 @@
  * service's listener: crossings are journaled (RiskLimitBreached / Restored,
  * read back from the audit trail) and handed to the subscriber in order; a
  * burst of ticks is coalesced into fewer recomputations; the live totals equal
- * an independent whole-book valuation; a full mailbox is healed by a reload.
+ * an independent whole-book valuation; a full mailbox is healed by a reload;
+ * a crossing the store refused (another writer held the lock) is journaled at
+ * the next recomputation, so the journal never shows Restored without Breached.
  * Label "concurrency": the agent's thread against the commands' threads, under
  * TSan in make test.
  */
 #include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <sqlite3.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,12 +57,24 @@ static int edges_heard(heard_edges *h) {
   return n;
 }
 
+/* A second connection to the store's file, as another process would hold it:
+ * it takes SQLite's write lock from the agent's on_risk, that is on the agent's
+ * thread after it folded the first commit past `after` and before it journals
+ * that commit's crossings. The connection is opened before the agent starts. */
+typedef struct other_writer {
+  sqlite3 *db;
+  _Atomic int64_t after; /* INT64_MAX: not armed */
+  int rc;                /* BEGIN IMMEDIATE's answer, written before `holding` */
+  atomic_bool holding;   /* set once; from then on the agent leaves db alone */
+} other_writer;
+
 typedef struct fixture {
   char dir[64], path[128];
   gk_event_store *store;
   gk_book_service *service;
   gk_risk_agent *agent;
   heard_edges heard;
+  other_writer writer;
 } fixture;
 
 static void start(fixture *f, size_t mailbox, int64_t coalesce_ns) {
@@ -85,6 +102,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
   fixture *f = *state;
   gk_risk_agent_stop(f->agent, 2000000000);
+  sqlite3_close(f->writer.db); /* a lock still held (a failed test) is rolled back */
   gk_book_service_free(f->service);
   gk_store_close(f->store);
   char command[160];
@@ -173,6 +191,117 @@ static void test_crossings_are_journaled_then_published_in_order(void **state) {
   must(gk_audit_trail(f->service, "desk", 1, -1, count_edges, &t, &st), &st);
   assert_int_equal(t.breached, 1);
   assert_int_equal(t.restored, 1);
+}
+
+/* on_risk: user is the fixture's heard_edges (on_edge shares it). */
+static void take_write_lock(void *user, const char *book_id, int64_t version,
+                            const gk_underlying_risk *total) {
+  (void)book_id, (void)total;
+  other_writer *w = &((fixture *)((char *)user - offsetof(fixture, heard)))->writer;
+  if (atomic_load(&w->holding) || version <= atomic_load(&w->after)) return;
+  w->rc = sqlite3_exec(w->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+  atomic_store(&w->holding, true);
+}
+
+typedef struct edge_trail {
+  int count;
+  int orphans;  /* Restored with no open Breached of that level before it */
+  bool open[2]; /* per level (soft, hard): Breached and not yet Restored */
+  gk_event_type types[8];
+  gk_limit_edge edges[8];
+} edge_trail;
+
+static int collect_edges(void *user, const gk_event *e) {
+  edge_trail *t = user;
+  if (e->type != GK_EVENT_RISK_LIMIT_BREACHED && e->type != GK_EVENT_RISK_LIMIT_RESTORED) return 0;
+  const gk_limit_edge *edge = &e->as.limit_edge;
+  bool breached = e->type == GK_EVENT_RISK_LIMIT_BREACHED;
+  if (!breached && !t->open[edge->hard != 0]) t->orphans++;
+  t->open[edge->hard != 0] = breached;
+  if (t->count < 8) t->types[t->count] = e->type, t->edges[t->count] = *edge;
+  t->count++;
+  return 0;
+}
+
+/* Another writer holds SQLite's write lock (a second connection, BEGIN
+ * IMMEDIATE) while the agent journals a breach: gk_record_limit_edges fails
+ * after the store's busy timeout (100 ms here). The crossing must not be lost:
+ * the agent takes it back, so the next recomputation, still over the limit,
+ * reports and journals it; else the journal would later show a Restored with
+ * no Breached before it. The lock is taken from on_risk, on the agent's thread
+ * between folding the tick and journaling, so the refusal is certain; it is
+ * released once the agent's view shows the level no longer breached (the
+ * crossing taken back), at most 2 s, then the market moves on: 121 (still
+ * over) and 100 (restored). Expected from the trade alone (9 shares, dollar
+ * delta 9 x spot, soft 1000, restore under 950): exactly Breached at
+ * 9 x 121 = 1089 (the refused 1080 at 120 is never stored), then Restored at
+ * 900, both on the soft level at threshold 1000; the subscriber hears the same
+ * two. */
+static void test_a_crossing_the_busy_store_refused_is_journaled_at_the_next_recomputation(
+    void **state) {
+  fixture *f = *state;
+  gk_status st;
+  gk_sqlite_options so = {.busy_timeout_ms = 100};
+  f->store = gk_sqlite_store_open(f->path, &so, &st);
+  assert_non_null(f->store);
+  assert_int_equal(sqlite3_open(f->path, &f->writer.db), SQLITE_OK);
+  sqlite3_busy_timeout(f->writer.db, 2000); /* the service's own commit may still be ending */
+  atomic_store(&f->writer.after, INT64_MAX);
+  gk_risk_agent_options ao = {.on_edge = on_edge, .on_risk = take_write_lock, .user = &f->heard};
+  assert_int_equal(gk_risk_agent_start(&ao, &f->agent, &st), GK_OK);
+  gk_book_service_options bo = {.listener = {gk_risk_agent_committed, f->agent}};
+  f->service = gk_book_service_new(f->store, &bo, &st);
+  gk_risk_agent_bind(f->agent, f->service);
+
+  int64_t before = setup_book(f);
+  wait_for_version(f, "desk", before);
+  atomic_store(&f->writer.after, before);
+  int64_t refused = tick(f, 120); /* 1080 > 1000: breached, but the store is locked */
+  bool taken_back = false;
+  for (int i = 0; i < 400 && !taken_back; i++) {
+    gk_book_risk_view *view = NULL;
+    if (atomic_load(&f->writer.holding) &&
+        gk_risk_agent_book_risk_view(f->agent, "desk", &view, &st) == GK_OK)
+      taken_back = view->version >= refused && view->limit_count == 1 && !view->limits[0].soft_breached;
+    gk_book_risk_view_free(view);
+    if (!taken_back) sleep_ms(5);
+  }
+  assert_true(atomic_load(&f->writer.holding));
+  assert_int_equal(f->writer.rc, SQLITE_OK);
+  assert_int_equal(sqlite3_exec(f->writer.db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_close(f->writer.db), SQLITE_OK);
+  f->writer.db = NULL;
+  assert_int_equal(edges_heard(&f->heard), 0); /* nothing stored, nothing told */
+
+  wait_for_version(f, "desk", tick(f, 121)); /* 1089, still over; alone in its batch */
+  int64_t last = tick(f, 100);               /* 900 < 950: restored */
+  for (int i = 0; i < 400; i++) { /* the Restored is journaled, then told */
+    pthread_mutex_lock(&f->heard.lock);
+    bool restored = f->heard.count > 0 && f->heard.count <= 16 &&
+                    f->heard.types[f->heard.count - 1] == GK_EVENT_RISK_LIMIT_RESTORED;
+    pthread_mutex_unlock(&f->heard.lock);
+    if (restored) break;
+    sleep_ms(5);
+  }
+  wait_for_version(f, "desk", last);
+
+  edge_trail journal = {0};
+  must(gk_audit_trail(f->service, "desk", 1, -1, collect_edges, &journal, &st), &st);
+  assert_int_equal(journal.orphans, 0);
+  assert_int_equal(journal.count, 2);
+  assert_int_equal(journal.types[0], GK_EVENT_RISK_LIMIT_BREACHED);
+  assert_int_equal(journal.types[1], GK_EVENT_RISK_LIMIT_RESTORED);
+  const double expected_value[2] = {9 * 121.0, 9 * 100.0};
+  for (int i = 0; i < 2; i++) {
+    assert_string_equal(journal.edges[i].limit.underlying, "AAPL");
+    assert_int_equal(journal.edges[i].limit.metric, GK_LIMIT_DOLLAR_DELTA);
+    assert_int_equal(journal.edges[i].hard, 0);
+    assert_true(journal.edges[i].threshold == 1000);
+    assert_true(fabs(journal.edges[i].value - expected_value[i]) < 1e-9);
+  }
+  assert_int_equal(edges_heard(&f->heard), 2);
+  assert_int_equal(f->heard.types[0], GK_EVENT_RISK_LIMIT_BREACHED);
+  assert_int_equal(f->heard.types[1], GK_EVENT_RISK_LIMIT_RESTORED);
 }
 
 static void test_live_totals_equal_a_whole_book_valuation(void **state) {
@@ -353,6 +482,9 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_crossings_are_journaled_then_published_in_order, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(
+          test_a_crossing_the_busy_store_refused_is_journaled_at_the_next_recomputation, setup,
+          teardown),
       cmocka_unit_test_setup_teardown(test_live_totals_equal_a_whole_book_valuation, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_a_burst_of_ticks_is_coalesced, setup, teardown),
