@@ -20,6 +20,7 @@
 #include "call_command.h"
 #include "call_book_command.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -43,6 +44,8 @@ typedef struct table {
   uint8_t *type;        /* GK_CALL, GK_PUT or 0xff */
   size_t *line;
   char (*problem)[CSV_MESSAGE_SIZE];
+  const char *const *names; /* the columns read (id, type, then col[0..]) */
+  int ncols;
 } table;
 
 static void table_free(table *t) {
@@ -89,13 +92,13 @@ static int open_table(csv_input *in, const char *path, const char *const *names,
 
 /* Row k of the table from its fields: a problem, or its type and numbers. */
 static void table_row(table *t, size_t k, const char *const *names, int ncols, const char **fields, size_t line) {
-  const char *type = cli_skip_spaces(fields[1]);
-  uint8_t code = strcasecmp(type, "call") == 0 ? GK_CALL : strcasecmp(type, "put") == 0 ? GK_PUT : 0xff;
+  uint8_t code = cli_word_is(fields[1], "call") ? GK_CALL : cli_word_is(fields[1], "put") ? GK_PUT : 0xff;
   csv_error error = {0, ""};
   if (code == 0xff) csv_field_error(&error, line, "type", fields[1], "must be call or put");
   for (int c = 2; c < ncols && !error.message[0]; c++) {
     if (fields[c] == NULL) continue; /* optional and absent: 0 */
     const char *rule = cli_parse_double(fields[c], &t->col[c - 2][k]);
+    if (rule == NULL && !isfinite(t->col[c - 2][k])) rule = "must be a finite number"; /* said here, with the text read */
     if (rule) csv_field_error(&error, line, names[c], fields[c], rule);
   }
   snprintf(t->problem[k], CSV_MESSAGE_SIZE, "%s", error.message);
@@ -104,6 +107,7 @@ static void table_row(table *t, size_t k, const char *const *names, int ncols, c
 
 static int read_table(const char *path, const char *const *names, const int *required, int ncols, table *t) {
   csv_input in;
+  t->names = names, t->ncols = ncols;
   if (open_table(&in, path, names, required, ncols) != 0) return -1;
   const char *fields[CSV_NAMED_MAX];
   csv_error error;
@@ -209,11 +213,35 @@ static void write_number(FILE *out, int wanted, double value) {
 
 /* The server's element errors by index; rows the CLI could not read keep their
  * own message. Returns the number of bad rows. */
-static size_t explain_errors(table *t, Greeks__V1__ElementError **errors, size_t n) {
+/* The row's value an element error names: its column's number, else the
+ * column `fallback` (-1: none, NAN). */
+static double field_value(const table *t, size_t i, const char *field, int fallback) {
+  for (int c = 2; c < t->ncols; c++)
+    if (strcmp(field, t->names[c]) == 0) return t->col[c - 2][i];
+  return fallback >= 0 ? t->col[fallback][i] : NAN;
+}
+
+/* The server's element errors in the offline verb's words: "line N: field 'F'
+ * value 'V': RULE", V the row's value (%.15g, as the server writes it before
+ * the rule in `reason`). Rows the CLI could not read keep their own message.
+ * Returns the number of bad rows. */
+static size_t explain_errors(table *t, Greeks__V1__ElementError **errors, size_t n, int fallback) {
   for (size_t e = 0; e < n; e++) {
     size_t i = errors[e]->index;
-    if (i < t->count && !t->problem[i][0])
-      snprintf(t->problem[i], CSV_MESSAGE_SIZE, "line %zu: field '%s': %s", t->line[i], errors[e]->field, errors[e]->reason);
+    if (i >= t->count || t->problem[i][0]) continue;
+    const char *field = errors[e]->field ? errors[e]->field : "", *rule = errors[e]->reason ? errors[e]->reason : "";
+    double v = field_value(t, i, field, fallback);
+    if (isnan(v)) { /* a field that is no column of the row (sigma*sqrt(T), ...) */
+      snprintf(t->problem[i], CSV_MESSAGE_SIZE, "line %zu: field '%s': %s", t->line[i], field, rule);
+      continue;
+    }
+    char value[64];
+    snprintf(value, sizeof value, "%.15g", v);
+    size_t shown = strlen(value);
+    if (strncmp(rule, value, shown) == 0 && rule[shown] == ' ') rule += shown + 1;
+    csv_error error;
+    csv_field_error(&error, t->line[i], field, value, rule);
+    snprintf(t->problem[i], CSV_MESSAGE_SIZE, "%s", error.message);
   }
   size_t bad = 0;
   for (size_t i = 0; i < t->count; i++) bad += t->problem[i][0] != '\0';
@@ -283,7 +311,7 @@ static int price_response(table *t, unsigned outputs, gk_client_reply *reply) {
     if (r) greeks__v1__price_response__free_unpacked(r, NULL);
     return CLI_EXIT_UNUSABLE;
   }
-  size_t bad = explain_errors(t, r->errors, r->n_errors);
+  size_t bad = explain_errors(t, r->errors, r->n_errors, -1);
   print_greeks(t, outputs, r);
   greeks__v1__price_response__free_unpacked(r, NULL);
   return finish(0, bad);
@@ -340,37 +368,6 @@ static int call_price_chain(const call_options *o) {
   return exit_code;
 }
 
-/* The row's value that an ImpliedVol element error names, as the offline verb
- * shows it (iv_command.c: S, K, T, r, q, else the price). */
-static double iv_field_value(const table *t, size_t i, const char *field) {
-  static const char *const fields[] = {"S", "K", "T", "r", "q"};
-  for (int c = 0; c < 5; c++)
-    if (strcmp(field, fields[c]) == 0) return t->col[c][i];
-  return t->col[5][i];
-}
-
-/* The server's element errors in the offline verb's words: "line N: field 'F'
- * value 'V': RULE", V the row's value (%.15g, as the server writes it before
- * the rule in `reason`). Rows the CLI could not read keep their own message.
- * Returns the number of bad rows. */
-static size_t explain_iv_errors(table *t, Greeks__V1__ElementError **errors, size_t n) {
-  for (size_t e = 0; e < n; e++) {
-    size_t i = errors[e]->index;
-    if (i >= t->count || t->problem[i][0]) continue;
-    const char *field = errors[e]->field ? errors[e]->field : "", *rule = errors[e]->reason ? errors[e]->reason : "";
-    char value[64];
-    snprintf(value, sizeof value, "%.15g", iv_field_value(t, i, field));
-    size_t shown = strlen(value);
-    if (strncmp(rule, value, shown) == 0 && rule[shown] == ' ') rule += shown + 1;
-    csv_error error;
-    csv_field_error(&error, t->line[i], field, value, rule);
-    snprintf(t->problem[i], CSV_MESSAGE_SIZE, "%s", error.message);
-  }
-  size_t bad = 0;
-  for (size_t i = 0; i < t->count; i++) bad += t->problem[i][0] != '\0';
-  return bad;
-}
-
 static Greeks__V1__AmericanMethod wire_american_method(gk_american_method m) {
   switch (m) {
     case GK_AMERICAN_BS2002: return GREEKS__V1__AMERICAN_METHOD__AMERICAN_METHOD_BS2002;
@@ -386,7 +383,7 @@ static int print_ivs(table *t, int american, const Greeks__V1__ImpliedVolRespons
   for (size_t e = 0; e < r->n_errors; e++)
     if (r->errors[e]->index >= t->count) return -1;
   if (r->n_vol != t->count || (american && r->n_flags != t->count)) return -1;
-  *bad = explain_iv_errors(t, r->errors, r->n_errors);
+  *bad = explain_errors(t, r->errors, r->n_errors, 5); /* any other field: the price */
   fputs(american ? "id,iv,error,note\n" : "id,iv,error\n", stdout);
   for (size_t i = 0; i < t->count; i++) {
     csv_write_field(stdout, t->id[i]);
@@ -486,6 +483,13 @@ static int read_market_file(const char *path, names *u, Greeks__V1__Markets *m) 
     else if (fields[3] && (rule = cli_parse_double(fields[3], &m->yield[k])) != NULL) bad = "q";
     if (bad) {
       csv_field_error(&problem, csv_reader_line(f.reader), bad, fields[bad[0] == 'S' ? 1 : bad[0] == 'r' ? 2 : 3], rule);
+      fprintf(stderr, "greeks: %s: %s\n", f.name, problem.message);
+      rc = -1;
+      break;
+    }
+    if (fields[0][0] == '\0' || find_name(u, fields[0]) >= 0) { /* as offline `greeks revalue` says */
+      csv_field_error(&problem, csv_reader_line(f.reader), "underlying", fields[0],
+                      fields[0][0] ? "appears twice" : "empty");
       fprintf(stderr, "greeks: %s: %s\n", f.name, problem.message);
       rc = -1;
       break;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "greeks/american_iv.h"
 #include "greeks/isa.h"
@@ -105,13 +106,25 @@ int cli_check_isa(void) {
   return 0;
 }
 
+/* A decimal number, spaces around it allowed; strtod alone would also read
+ * hex ("0x10" as 16). "inf" and "nan" read here and are refused where a
+ * finite value is required, with that rule. */
 const char *cli_parse_double(const char *text, double *value) {
   const char *start = cli_skip_spaces(text);
   if (*start == '\0') return "empty";
   char *end;
   *value = strtod(start, &end);
   if (end == start || *cli_skip_spaces(end) != '\0') return "not a number";
+  if (memchr(start, 'x', (size_t)(end - start)) || memchr(start, 'X', (size_t)(end - start)))
+    return "not a decimal number";
   return NULL;
+}
+
+int cli_word_is(const char *text, const char *word) {
+  const char *start = cli_skip_spaces(text);
+  size_t length = strlen(start);
+  while (length > 0 && (start[length - 1] == ' ' || start[length - 1] == '\t')) length--;
+  return length == strlen(word) && strncasecmp(start, word, length) == 0;
 }
 
 int cli_parse_threads(const char *text, int *threads) {

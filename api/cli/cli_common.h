@@ -15,6 +15,8 @@ enum {
 
 /* Returns the first non-space character of s. */
 const char *cli_skip_spaces(const char *s);
+/* 1 when text is word, case aside, with spaces before or after ("call " is call). */
+int cli_word_is(const char *text, const char *word);
 
 /* If argv[*i] is `name VALUE` or `name=VALUE`, sets *value (NULL when VALUE is
  * missing), advances *i past what it consumed and returns 1; otherwise 0. */

@@ -81,9 +81,8 @@ static int parse_number(const char *const *fields, int column, size_t line, doub
 }
 
 static int parse_type(const char *text, size_t line, uint8_t *type, csv_error *error) {
-  const char *name = cli_skip_spaces(text);
-  if (strcasecmp(name, "call") == 0) *type = GK_CALL;
-  else if (strcasecmp(name, "put") == 0) *type = GK_PUT;
+  if (cli_word_is(text, "call")) *type = GK_CALL;
+  else if (cli_word_is(text, "put")) *type = GK_PUT;
   else {
     csv_field_error(error, line, "type", text, "must be call or put");
     return -1;
@@ -92,8 +91,8 @@ static int parse_type(const char *text, size_t line, uint8_t *type, csv_error *e
 }
 
 static int parse_style_name(const char *text, uint8_t *style) {
-  if (strcasecmp(text, "european") == 0) *style = GK_STYLE_EUROPEAN;
-  else if (strcasecmp(text, "american") == 0) *style = GK_STYLE_AMERICAN;
+  if (cli_word_is(text, "european")) *style = GK_STYLE_EUROPEAN;
+  else if (cli_word_is(text, "american")) *style = GK_STYLE_AMERICAN;
   else return -1;
   return 0;
 }

@@ -333,6 +333,40 @@ class PricingAgainstOfflineCli(ServedTestCase):
         code, out, err = run_cli("call", "--target", self.server.target, "health")
         self.assertEqual((code, out.strip()), (0, "SERVING"))
 
+    def test_cli_call_rows_in_error_read_as_the_offline_verb_reads_them(self):
+        """Rows the CLI refuses itself (1e400 read as inf, hex, nan) and rows the
+        server refuses (T < 0) carry the offline verb's words, and a type with
+        spaces around it is a type; the served output was "field 'S': inf ..."
+        and 0x10 was priced as S = 16."""
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "rows.csv")
+            with open(path, "w") as f:
+                f.write("id,type,S,K,T,r,q,sigma\n"
+                        "a,call ,100,100,1,0.05,0,0.2\n"
+                        "b,call,1e400,100,1,0.05,0,0.2\n"
+                        "c,call,nan,100,1,0.05,0,0.2\n"
+                        "d,call,0x10,100,1,0.05,0,0.2\n"
+                        "e, put ,100,100,-1,0.05,0,0.2\n"
+                        "f,put,100,100,1,-inf,0,0.2\n")
+            code, served, err = run_cli("call", "--target", self.server.target, "price-batch", path)
+            code_offline, offline, _ = run_cli("price", path)
+            self.assertEqual(served, offline)
+            self.assertEqual(code, code_offline)
+            lines = served.splitlines()
+            self.assertEqual(lines[1].split(",")[-1], "")  # "call " priced
+            self.assertIn("field 'S' value '1e400': must be a finite number", lines[2])
+            self.assertIn("field 'S' value '0x10': not a decimal number", lines[4])
+            self.assertIn("field 'T' value '-1':", lines[5])
+            market, positions = os.path.join(d, "m.csv"), os.path.join(d, "p.csv")
+            with open(market, "w") as f:
+                f.write("underlying,S,r,q,sigma\nAAPL,100,0.05,0,0.2\nAAPL,200,0.05,0,0.2\n")
+            with open(positions, "w") as f:
+                f.write("underlying,type,K,T,sigma,quantity\nAAPL,call,100,1,0.2,1\n")
+            code, out, err = run_cli("call", "--target", self.server.target, "revalue", "--market", market,
+                                     "--spot-shocks", "0", positions)
+            self.assertEqual(code, 2, out)
+            self.assertIn("line 3: field 'underlying' value 'AAPL': appears twice", err)
+
 
 class ThreadNames(ServedTestCase):
     def test_threads_say_what_they_run(self):
