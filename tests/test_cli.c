@@ -753,6 +753,78 @@ static void test_an_error_about_sigma_sqrt_t_shows_sigma_and_t(void **state) {
   assert_non_null(strstr(r->err, "field 'sigma*sqrt(T)' value 'sigma=0.2 T=1e-310'"));
 }
 
+/* Runs `revalue POSITIONS --market MARKET ARGS` on a positions file written
+ * from `positions` (MARKET: a file in tests/data/cli or TMP_CSV). */
+static cli_result *revalue_text(const char *positions, const char *market, const char *args) {
+  char path[64], command[256];
+  snprintf(path, sizeof path, "%s", temp_csv(positions));
+  snprintf(command, sizeof command, "revalue %s --market %s %s", path, market, args);
+  cli_result *r = run_cli("", command);
+  remove(path);
+  return r;
+}
+
+/* Names and types are trimmed at both ends, as numbers are: "SPX ," in the
+ * market file made every SPX position unreadable, and type "call " was not a
+ * type. The spaced files give byte for byte what the plain ones give; a name
+ * that differs from another only by spaces appears twice. */
+static void test_revalue_trims_names_and_types_at_both_ends(void **state) {
+  (void)state;
+  static char plain[65536];
+  cli_result *r = run_cli("", "revalue positions_good.csv --market market.csv --scenarios none");
+  assert_int_equal(r->exit_code, 0);
+  snprintf(plain, sizeof plain, "%s", r->out);
+  WRITE_CSV("underlying,S,r,q\nSPX ,5000,0.045,0.013\n AAPL\t,190,0.045,0.005\nBAD,nan,0.01,0\n");
+  r = revalue_text("id,underlying,type,K,T,sigma,quantity,multiplier\n"
+                   "p1, SPX ,call ,5100,0.25,0.15,10,100\n"
+                   "p2,SPX\t,\tPUT ,4800,0.25,0.18,-5,100\n"
+                   "p3,AAPL , call,200,0.5,0.25,20,100\n",
+                   TMP_CSV, "--scenarios none");
+  assert_string_equal(r->err, "");
+  assert_int_equal(r->exit_code, 0);
+  assert_string_equal(r->out, plain);
+  WRITE_CSV("underlying,S,r,q\nSPX,5000,0.045,0.013\nSPX  ,4000,0.045,0.013\n");
+  r = run_cli("", "revalue positions_good.csv --market " TMP_CSV " --scenarios none");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "line 3: field 'underlying' value 'SPX  ': appears twice"));
+}
+
+/* A position the engine rejects is shown with the text its file had: quantity
+ * '1e400' (it read as inf, and the message said 'inf'), K '-3.0' (not '-3');
+ * and an error about sigma*sqrt(T) shows sigma and T (it said value 'nan'), as
+ * `greeks price` does. The same text goes to --positions-out. */
+static void test_revalue_errors_show_the_values_as_typed(void **state) {
+  (void)state;
+  cli_result *r = revalue_text("id,underlying,type,K,T,sigma,quantity,multiplier\n"
+                               "big,SPX,call,5000,0.5,0.2,1e400,1\n"
+                               "neg,SPX,call, -3.0 ,0.5,0.2,1,1\n"
+                               "ok,SPX,call,5000,0.5,0.2,1,1\n",
+                               "market.csv", "--scenarios none --positions-out /tmp/greeks_cli_typed.csv");
+  assert_int_equal(r->exit_code, 3);
+  assert_non_null(strstr(r->err, "line 2: field 'quantity' value '1e400': must be a finite number"));
+  assert_non_null(strstr(r->err, "line 3: field 'K' value '-3.0': must be > 0"));
+  static char positions[65536];
+  cli_slurp("/tmp/greeks_cli_typed.csv", positions, sizeof positions);
+  assert_non_null(strstr(positions, "big,,,,,,,,line 2: field 'quantity' value '1e400'"));
+  WRITE_CSV("underlying,S,r,q\nX,1e-10,0,0\n");
+  r = revalue_text("id,underlying,type,K,T,sigma,quantity,multiplier\na,X,call,1e-10,1,1e-299,1,1\n", TMP_CSV,
+                   "--scenarios none");
+  assert_int_equal(r->exit_code, 3);
+  assert_non_null(strstr(r->err, "line 2: field 'sigma*sqrt(T)' value 'sigma=1e-299 T=1': is so small"));
+}
+
+/* revalue --help said "Either file may be '-'" twice and left bachelier out of
+ * --model, which takes it. */
+static void test_revalue_help_lists_every_model_once(void **state) {
+  (void)state;
+  cli_result *r = run_cli("", "revalue --help");
+  assert_int_equal(r->exit_code, 0);
+  assert_non_null(strstr(r->out, "[--model bsm|black76|gk|bachelier]"));
+  const char *first = strstr(r->out, "Either file may be '-'");
+  assert_non_null(first);
+  assert_null(strstr(first + 1, "Either file may be '-'"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_prices_a_good_file_to_round_trip_precision),
@@ -783,6 +855,9 @@ int main(void) {
       cmocka_unit_test(test_bad_row_messages_name_the_file_and_escape_values),
       cmocka_unit_test(test_help_lists_every_iv_model),
       cmocka_unit_test(test_an_error_about_sigma_sqrt_t_shows_sigma_and_t),
+      cmocka_unit_test(test_revalue_trims_names_and_types_at_both_ends),
+      cmocka_unit_test(test_revalue_errors_show_the_values_as_typed),
+      cmocka_unit_test(test_revalue_help_lists_every_model_once),
   };
   int failed = cmocka_run_group_tests(tests, NULL, NULL);
   remove(TMP_CSV);

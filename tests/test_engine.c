@@ -1,7 +1,7 @@
 /*
  * Engine: the worker pool (every task runs exactly once, concurrent callers, bad
- * options, binding inside the affinity mask), and the batch and chain use cases against direct kernel calls, with
- * results identical for 1, 2, 3 and 7 threads.
+ * options, binding inside the affinity mask, thread names), and the batch and chain use cases against direct kernel calls, with
+ * results identical for 1, 2, 3 and 7 threads; a chain refuses a pool with too little scratch.
  */
 #define _GNU_SOURCE
 #include <math.h>
@@ -451,6 +451,86 @@ static void test_chain_rejects_a_bad_market_by_name(void **state) {
   owned_batch_free(&b);
 }
 
+/* Every worker writes a whole chain scratch (gk_chain_scratch_bytes()) into its
+ * pool scratch: a pool created with less (64 bytes here) used to be accepted
+ * when worker 0 had any scratch at all, and each worker overflowed its buffer
+ * (3 slices, so both workers write). Now the call is refused by name before any
+ * run, and a pool with exactly enough still prices. */
+static void test_chain_refuses_a_pool_with_too_little_scratch(void **state) {
+  (void)state;
+  const size_t n = 3 * GK_SLICE_OPTIONS;
+  owned_batch b = owned_batch_make(n);
+  test_rng rng = {5};
+  for (size_t i = 0; i < n; i++) fill_random_option(&b, i, &rng);
+  gk_chain chain = {n, b.strike, b.expiry, b.vol, b.type};
+  gk_greeks_batch out = owned_batch_outputs(&b);
+  gk_market market = {100, 0.05, 0.0};
+  gk_pool_options options = gk_pool_options_default();
+  options.threads = 2;
+  options.bind = 0;
+  options.scratch_bytes = 64;
+  gk_pool *small = NULL;
+  assert_int_equal(gk_pool_create(&options, &small, NULL), GK_OK);
+  assert_int_equal(gk_pool_scratch_bytes(small), 64);
+  gk_status status;
+  assert_int_equal(gk_price_chain(small, GK_MODEL_BSM, &market, &chain, GK_OUT_PRICE, &out, NULL, &status),
+                   GK_INVALID_ARGUMENT);
+  assert_string_equal(status.field, "pool");
+  assert_string_equal(status.value, "64");
+  assert_non_null(strstr(status.message, "gk_chain_scratch_bytes()"));
+  assert_int_equal(gk_pool_stats_of(small).runs, 0); /* refused before any worker wrote */
+  gk_pool_destroy(small);
+  options.scratch_bytes = gk_chain_scratch_bytes();
+  gk_pool *enough = NULL;
+  assert_int_equal(gk_pool_create(&options, &enough, NULL), GK_OK);
+  assert_int_equal(gk_pool_scratch_bytes(enough), gk_chain_scratch_bytes());
+  assert_int_equal(gk_price_chain(enough, GK_MODEL_BSM, &market, &chain, GK_OUT_PRICE, &out, NULL, &status), GK_OK);
+  gk_pool_destroy(enough);
+  assert_int_equal(gk_pool_scratch_bytes(NULL), 0);
+  owned_batch_free(&b);
+}
+
+/* Each task reads the name of the thread it runs on, by its worker index. */
+typedef struct names_seen {
+  char name[4][16];
+} names_seen;
+
+static void record_thread_name(void *context, size_t task, int worker) {
+  (void)task;
+  names_seen *seen = context;
+  pthread_getname_np(pthread_self(), seen->name[worker], sizeof seen->name[worker]);
+  struct timespec pause = {0, 200000}; /* long enough that both workers take tasks */
+  nanosleep(&pause, NULL);
+}
+
+/* pool.h: the workers are named options.name + "-N", cut to 15 bytes. A 13-byte
+ * name was cut to 11 before the "-N" (the pool kept 12 bytes of it). */
+static void test_pool_workers_are_named_name_dash_index(void **state) {
+  (void)state;
+  gk_pool_options options = gk_pool_options_default();
+  options.threads = 2;
+  options.bind = 0;
+  options.name = "abcdefghijklm"; /* 13 bytes: "-0" makes exactly 15 */
+  gk_pool *pool = NULL;
+  assert_int_equal(gk_pool_create(&options, &pool, NULL), GK_OK);
+  names_seen seen = {{"", ""}};
+  assert_int_equal(gk_pool_run(pool, 8, record_thread_name, &seen, NULL), GK_OK);
+  for (int w = 0; w < 2; w++) {
+    char want[16];
+    snprintf(want, sizeof want, "abcdefghijklm-%d", w);
+    if (seen.name[w][0] != '\0') assert_string_equal(seen.name[w], want); /* a worker may get no task */
+  }
+  assert_true(seen.name[0][0] != '\0' || seen.name[1][0] != '\0');
+  gk_pool_destroy(pool);
+  options.name = "abcdefghijklmnopqrstuvwxyz"; /* longer than a thread name: cut to 15 */
+  assert_int_equal(gk_pool_create(&options, &pool, NULL), GK_OK);
+  names_seen long_seen = {{"", ""}};
+  assert_int_equal(gk_pool_run(pool, 8, record_thread_name, &long_seen, NULL), GK_OK);
+  for (int w = 0; w < 2; w++)
+    if (long_seen.name[w][0] != '\0') assert_string_equal(long_seen.name[w], "abcdefghijklmno");
+  gk_pool_destroy(pool);
+}
+
 int main(void) {
   skip_unless_active_isa_runs();
   const struct CMUnitTest tests[] = {
@@ -464,6 +544,8 @@ int main(void) {
       cmocka_unit_test(test_chain_equals_batch_with_broadcast_market),
       cmocka_unit_test(test_batch_rejects_unusable_arguments),
       cmocka_unit_test(test_chain_rejects_a_bad_market_by_name),
+      cmocka_unit_test(test_chain_refuses_a_pool_with_too_little_scratch),
+      cmocka_unit_test(test_pool_workers_are_named_name_dash_index),
       cmocka_unit_test(test_batch_with_styles_equals_kernels_per_element),
       cmocka_unit_test(test_implied_vol_over_the_pool_equals_the_kernel),
   };

@@ -424,6 +424,38 @@ static void test_bad_grids_are_rejected_by_field(void **state) {
   free(b);
 }
 
+/* portfolio.h: shocked vols are kept >= 0. A relative vol shock of -100% or
+ * below is that clamp, vol 0, as an absolute shock below -vol is; it used to
+ * fail the call with the rule that only a relative SPOT shock has (docs/engine.md).
+ * Checked against each position repriced by the kernel at sigma 0, and bit for
+ * bit against the absolute shock -1 (also vol 0). */
+static void test_a_relative_vol_shock_of_minus_100_percent_or_below_prices_at_vol_0(void **state) {
+  (void)state;
+  book *b = make_book(12);
+  static const double no_spot_shock[] = {0.0}, rel_vol[] = {-1.0, -1.5, 0.0}, abs_vol[] = {-1.0, -1.0, 0.0};
+  gk_scenario_grid rel = {{1, no_spot_shock, GK_SHOCK_RELATIVE}, {3, rel_vol, GK_SHOCK_RELATIVE}};
+  gk_scenario_grid abs = {{1, no_spot_shock, GK_SHOCK_RELATIVE}, {3, abs_vol, GK_SHOCK_ABSOLUTE}};
+  outcome *o = revalue(b, 2, &rel), *by_abs = revalue(b, 0, &abs);
+  double want = 0, scale = 0;
+  for (int i = 0; i < POSITIONS; i++) {
+    owned_batch base = price_position(b, i, 0, 0);
+    owned_batch at_zero = price_position(b, i, 0, -b->vol[i]); /* vol + (-vol) = sigma 0 exactly */
+    assert_int_equal(at_zero.error[0], 0);
+    double w = b->quantity[i] * b->multiplier[i], term = w * (at_zero.price[0] - base.price[0]);
+    want += term, scale += fabs(w * base.price[0]) + fabs(term);
+    owned_batch_free(&base);
+    owned_batch_free(&at_zero);
+  }
+  assert_close_sum(o->pnl[0], want, scale, "P&L at a relative vol shock of -1");
+  assert_close_sum(o->pnl[1], want, scale, "P&L at a relative vol shock of -1.5");
+  assert_true(o->pnl[0] == o->pnl[1] && o->pnl[2] == 0.0);
+  assert_memory_equal(o->pnl, by_abs->pnl, 3 * sizeof(double));
+  assert_true(fabs(want) > 1e-6 * scale); /* vol 0 moves the book: not a trivially zero grid */
+  free(o);
+  free(by_abs);
+  free(b);
+}
+
 int main(void) {
   skip_unless_active_isa_runs();
   const struct CMUnitTest tests[] = {
@@ -435,6 +467,7 @@ int main(void) {
       cmocka_unit_test(test_invalid_positions_are_named_and_excluded),
       cmocka_unit_test(test_a_bad_market_invalidates_only_its_positions),
       cmocka_unit_test(test_bad_grids_are_rejected_by_field),
+      cmocka_unit_test(test_a_relative_vol_shock_of_minus_100_percent_or_below_prices_at_vol_0),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -413,6 +413,15 @@ static void test_another_book_is_refused(void **state) {
   gk_risk_projection_options bad = {.hysteresis = 0.9};
   assert_null(gk_risk_projection_new(&bad, &st));
   assert_string_equal(st.field, "hysteresis");
+  /* -100% of the spot leaves no spot; -100% of the vol is the vol's floor */
+  static const double minus_all[] = {-1};
+  gk_risk_projection_options spot_gone = {.grid = {{1, minus_all, GK_SHOCK_RELATIVE}, {1, vol_shocks, GK_SHOCK_ABSOLUTE}}};
+  assert_null(gk_risk_projection_new(&spot_gone, &st));
+  assert_string_equal(st.field, "grid.spot");
+  gk_risk_projection_options vol_floor = {.grid = {{1, spot_shocks, GK_SHOCK_RELATIVE}, {1, minus_all, GK_SHOCK_RELATIVE}}};
+  gk_risk_projection *floored = gk_risk_projection_new(&vol_floor, &st);
+  assert_non_null(floored);
+  gk_risk_projection_free(floored);
   gk_risk_projection_free(p);
   gk_book_free(other);
   gk_book_free(book);

@@ -108,20 +108,24 @@ static void write_grid(FILE *out, const char *name, const double *pnl, const gk_
     }
 }
 
-static double position_field_value(const position_table *p, size_t k, const char *field) {
-  if (strcmp(field, "K") == 0) return p->strike[k];
-  if (strcmp(field, "T") == 0) return p->expiry[k];
-  if (strcmp(field, "sigma") == 0) return p->vol[k];
-  if (strcmp(field, "quantity") == 0) return p->quantity[k];
-  if (strcmp(field, "multiplier") == 0) return p->multiplier[k];
-  return NAN;
+/* The value a message shows for position k's `field`: the text the file had,
+ * not the double it became (1e400 is inf once read). A quantity of several
+ * columns (sigma*sqrt(T)) shows those columns, as `greeks price` does. */
+static void position_field_value(const position_table *p, size_t k, const char *field, char *value,
+                                 size_t size) {
+  const char *text = position_text(p, k, field);
+  if (text != NULL) snprintf(value, size, "%s", text);
+  else if (strcmp(field, "sigma*sqrt(T)") == 0)
+    /* 32 bytes each: both stay within what a message shows of a value. */
+    snprintf(value, size, "sigma=%.32s T=%.32s", position_text(p, k, "sigma"), position_text(p, k, "T"));
+  else value[0] = '\0';
 }
 
 /* Names each position the engine rejected: line, field, value, rule. */
 static void describe_invalid(const position_table *p, const market_table *m, size_t k,
                              unsigned error, char *message) {
   const char *field = gk_position_error_field(error);
-  char value[64];
+  char value[128];
   if (strcmp(field, "S") == 0 || strcmp(field, "r") == 0 || strcmp(field, "q") == 0) {
     uint32_t u = p->underlying[k];
     double v = field[0] == 'S' ? m->spot[u] : field[0] == 'r' ? m->rate[u] : m->yield[u];
@@ -131,7 +135,7 @@ static void describe_invalid(const position_table *p, const market_table *m, siz
              p->line[k], name, field, v, gk_position_error_rule(error));
     return;
   }
-  snprintf(value, sizeof value, "%.17g", position_field_value(p, k, field));
+  position_field_value(p, k, field, value, sizeof value);
   csv_error e;
   csv_field_error(&e, p->line[k], field, value, gk_position_error_rule(error));
   snprintf(message, MESSAGE_SIZE, "%s", e.message);
@@ -242,11 +246,10 @@ done:
 
 void revalue_command_usage(FILE *out) {
   fputs("usage: greeks revalue POSITIONS.csv --market MARKET.csv [--scenarios SPEC]\n"
-        "                      [--model bsm|black76|gk] [--threads N] [--isa ISA]\n"
+        "                      [--model bsm|black76|gk|bachelier] [--threads N] [--isa ISA]\n"
         "                      [--grid-out FILE] [--positions-out FILE]\n"
         "  POSITIONS.csv: id,underlying,type,K,T,sigma,quantity[,multiplier]\n"
-        "  MARKET.csv:    underlying,S,r,q (q not needed for black76)\n"
-        "  Either file may be '-' (stdin), not both.\n"
+        "  MARKET.csv:    underlying,S,r,q (q not needed for black76 or bachelier)\n"
         "  Either file may be '-' (stdin), not both.\n"
         "  SPEC: 'none' or spot=MODE:FROM:TO:COUNT,vol=MODE:FROM:TO:COUNT with MODE rel\n"
         "  (x(1+shock)) or abs (x+shock); default " DEFAULT_SCENARIOS ".\n"

@@ -7,6 +7,7 @@
  */
 #include "revalue_input.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -15,22 +16,36 @@
 
 /* ---- market file: underlying,S,r,q ---- */
 
-static uint64_t hash_name(const char *s) {
+/* The length of `s` without its trailing spaces. Names and types are trimmed at
+ * both ends (cli_skip_spaces the start), as numbers are: "SPX ," in one file
+ * and "SPX," in the other are the same underlying. */
+static size_t trimmed_length(const char *s) {
+  size_t n = strlen(s);
+  while (n > 0 && isspace((unsigned char)s[n - 1])) n--;
+  return n;
+}
+
+static uint64_t hash_name(const char *s, size_t len) {
   uint64_t h = 1469598103934665603ull;
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
   return h;
 }
 
-long market_find(const market_table *m, const char *name) {
+/* The first `len` bytes of `name`: a trimmed field, looked up in place (its
+ * trailing spaces are not cut off with a NUL in the reader's row). */
+static long find_name(const market_table *m, const char *name, size_t len) {
   if (m->slot_count == 0) return -1;
-  for (size_t i = hash_name(name) & (m->slot_count - 1);; i = (i + 1) & (m->slot_count - 1)) {
+  for (size_t i = hash_name(name, len) & (m->slot_count - 1);; i = (i + 1) & (m->slot_count - 1)) {
     if (m->slots[i] == UINT32_MAX) return -1;
-    if (strcmp(m->names[m->slots[i]], name) == 0) return m->slots[i];
+    const char *known = m->names[m->slots[i]];
+    if (strncmp(known, name, len) == 0 && known[len] == '\0') return m->slots[i];
   }
 }
 
+long market_find(const market_table *m, const char *name) { return find_name(m, name, strlen(name)); }
+
 static void insert_slot(market_table *m, uint32_t k) {
-  size_t i = hash_name(m->names[k]) & (m->slot_count - 1);
+  size_t i = hash_name(m->names[k], strlen(m->names[k])) & (m->slot_count - 1);
   while (m->slots[i] != UINT32_MAX) i = (i + 1) & (m->slot_count - 1);
   m->slots[i] = k;
 }
@@ -62,11 +77,14 @@ static int grow_slots(market_table *m) {
   return 0;
 }
 
-/* Adds a market; rehashes when the table would pass half full. */
-static int add_market(market_table *m, const char *name, double S, double r, double q) {
+/* Adds a market named by the first `len` bytes of `name`; rehashes when the
+ * table would pass half full. */
+static int add_market(market_table *m, const char *name, size_t len, double S, double r, double q) {
   if (m->count == m->capacity && grow_markets(m) != 0) return -1;
   if ((m->count + 1) * 2 > m->slot_count && grow_slots(m) != 0) return -1;
-  if ((m->names[m->count] = strdup(name)) == NULL) return -1;
+  if ((m->names[m->count] = malloc(len + 1)) == NULL) return -1;
+  memcpy(m->names[m->count], name, len);
+  m->names[m->count][len] = '\0';
   m->spot[m->count] = S, m->rate[m->count] = r, m->yield[m->count] = q;
   insert_slot(m, (uint32_t)m->count);
   m->count++;
@@ -95,11 +113,12 @@ static int market_row(const char **f, size_t line, gk_model model, market_table 
       (f[M_Q] && gk_model_uses_yield(model) && number_field(f[M_Q], "q", line, &q, error)))
     return -1;
   const char *name = cli_skip_spaces(f[M_NAME]);
-  if (*name == '\0' || market_find(m, name) >= 0) {
-    csv_field_error(error, line, "underlying", f[M_NAME], *name ? "appears twice" : "empty");
+  size_t len = trimmed_length(name);
+  if (len == 0 || find_name(m, name, len) >= 0) {
+    csv_field_error(error, line, "underlying", f[M_NAME], len ? "appears twice" : "empty");
     return -1;
   }
-  if (add_market(m, name, S, r, q) == 0) return 0;
+  if (add_market(m, name, len, S, r, q) == 0) return 0;
   error->line = 0;
   snprintf(error->message, sizeof error->message, "out of memory");
   return -1;
@@ -140,19 +159,44 @@ static int reserve_positions(position_table *p) {
   return 0;
 }
 
-static int store_id(position_table *p, const char *id) {
-  size_t len = strlen(id) + 1;
-  while (p->ids_used + len > p->ids_capacity) {
+/* Appends `len` bytes of `text` and a NUL to the ids arena. */
+static int append_text(position_table *p, const char *text, size_t len) {
+  while (p->ids_used + len + 1 > p->ids_capacity) {
     size_t next = p->ids_capacity ? p->ids_capacity * 2 : 65536;
     char *grown = realloc(p->ids, next);
     if (grown == NULL) return -1;
     p->ids = grown;
     p->ids_capacity = next;
   }
-  p->id_at[p->count] = p->ids_used;
-  memcpy(p->ids + p->ids_used, id, len);
-  p->ids_used += len;
+  memcpy(p->ids + p->ids_used, text, len);
+  p->ids[p->ids_used + len] = '\0';
+  p->ids_used += len + 1;
   return 0;
+}
+
+/* The number columns whose text is kept, in arena order after the id. */
+static const char *const kept_columns[] = {"K", "T", "sigma", "quantity", "multiplier"};
+
+/* Keeps the row's id and its number fields as typed (trimmed): an error found
+ * later, by the engine, then shows what the user wrote ('1e400'), not the
+ * double it became ('inf'). */
+static int store_texts(position_table *p, const char **f) {
+  p->id_at[p->count] = p->ids_used;
+  if (append_text(p, f[P_ID], strlen(f[P_ID])) != 0) return -1;
+  for (int c = P_K; c <= P_MULTIPLIER; c++) {
+    const char *text = cli_skip_spaces(f[c] ? f[c] : "");
+    if (append_text(p, text, trimmed_length(text)) != 0) return -1;
+  }
+  return 0;
+}
+
+const char *position_text(const position_table *p, size_t k, const char *column) {
+  const char *text = p->ids + p->id_at[k];
+  for (size_t c = 0; c < sizeof kept_columns / sizeof kept_columns[0]; c++) {
+    text += strlen(text) + 1; /* past the id, then past each column before */
+    if (strcmp(column, kept_columns[c]) == 0) return text;
+  }
+  return NULL;
 }
 
 void positions_free(position_table *p) {
@@ -161,19 +205,20 @@ void positions_free(position_table *p) {
   memset(p, 0, sizeof *p);
 }
 
+/* 1 when the first `len` bytes of `text` are `word`, in any case. */
 /* Parses one record into slot p->count; -1 with *error set when a field cannot
  * be read. */
 static int parse_position(const char **f, size_t line, const market_table *m, position_table *p,
                           csv_error *error) {
   size_t k = p->count;
-  const char *type = cli_skip_spaces(f[P_TYPE]);
-  if (strcasecmp(type, "call") == 0) p->type[k] = GK_CALL;
-  else if (strcasecmp(type, "put") == 0) p->type[k] = GK_PUT;
+  if (cli_word_is(f[P_TYPE], "call")) p->type[k] = GK_CALL;
+  else if (cli_word_is(f[P_TYPE], "put")) p->type[k] = GK_PUT;
   else {
     csv_field_error(error, line, "type", f[P_TYPE], "must be call or put");
     return -1;
   }
-  long u = market_find(m, cli_skip_spaces(f[P_UNDERLYING]));
+  const char *name = cli_skip_spaces(f[P_UNDERLYING]);
+  long u = find_name(m, name, trimmed_length(name));
   if (u < 0) {
     csv_field_error(error, line, "underlying", f[P_UNDERLYING], "not in the market file");
     return -1;
@@ -215,7 +260,7 @@ int positions_read(csv_reader *reader, const market_table *m, position_table *p,
       continue;
     }
     p->line[p->count] = line;
-    if (store_id(p, fields[P_ID]) != 0) return out_of_memory(error);
+    if (store_texts(p, fields) != 0) return out_of_memory(error);
     p->count++;
   }
   return 0;

@@ -21,7 +21,7 @@
 
 typedef struct market_table {
   size_t count, capacity;
-  char **names;              /* unique, non-empty, no leading spaces */
+  char **names;              /* unique, non-empty, trimmed of spaces at both ends */
   double *spot, *rate, *yield; /* yield 0 when the file has no q or the model ignores it */
   uint32_t *slots;           /* open-addressing index from name to position */
   size_t slot_count;         /* a power of two, or 0 */
@@ -42,7 +42,9 @@ typedef struct position_table {
   uint8_t *type;         /* GK_CALL or GK_PUT */
   double *strike, *expiry, *vol, *quantity, *multiplier; /* multiplier 1 when absent */
   size_t *line, *id_at;  /* source line; offset of the id in `ids` */
-  char *ids;             /* every id, NUL-terminated, one arena */
+  char *ids;             /* per position its id, then the text of its K, T, sigma,
+                            quantity and multiplier fields (position_text), each
+                            NUL-terminated, one arena */
   size_t ids_used, ids_capacity;
   size_t unreadable;     /* rows reported as bad and left out */
 } position_table;
@@ -56,5 +58,10 @@ typedef void position_problem_fn(void *user, const csv_error *error);
 int positions_read(csv_reader *reader, const market_table *m, position_table *p, position_problem_fn *problem,
                    void *user, csv_error *error);
 void positions_free(position_table *p);
+
+/* Position k's `column` (K, T, sigma, quantity or multiplier) as the file had
+ * it, trimmed of spaces ("" for a multiplier the file has no column for), for
+ * messages; NULL for any other column. */
+const char *position_text(const position_table *p, size_t k, const char *column);
 
 #endif

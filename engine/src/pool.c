@@ -45,7 +45,8 @@ struct gk_pool {
   pool_worker *workers;
   size_t scratch_bytes;
   int nice;               /* options.nice, applied by each worker to itself */
-  char name[12];          /* options.name, cut: the prefix of the workers' thread names */
+  char name[16];          /* options.name cut to 15 bytes, the most a thread name holds: the
+                           * prefix of the workers' names, "-N" then cut to 15 too (pool.h) */
   int64_t yield_every_ns; /* options.yield_every_ns */
 
   pthread_mutex_t run_lock; /* one run at a time */
@@ -90,8 +91,10 @@ void gk_yield_point(int64_t *next_ns, int64_t every_ns) {
 }
 
 int gk_thread_set_name(const char *name) {
-  char cut[16];
-  snprintf(cut, sizeof cut, "%s", name ? name : "");
+  char cut[16]; /* cut here, not by snprintf: cutting is the point, not a mistake to warn of */
+  size_t n = name ? strnlen(name, sizeof cut - 1) : 0;
+  memcpy(cut, name ? name : "", n);
+  cut[n] = '\0';
   return pthread_setname_np(pthread_self(), cut) == 0 ? 0 : -1;
 }
 
@@ -198,7 +201,7 @@ static void spin_for_new_run(gk_pool *pool, unsigned long seen) {
 static void *worker_main(void *arg) {
   pool_worker *w = arg;
   gk_pool *pool = w->pool;
-  char name[16];
+  char name[sizeof pool->name + 16]; /* whole; gk_thread_set_name cuts it to 15 bytes */
   snprintf(name, sizeof name, "%s-%d", pool->name, w->index);
   (void)gk_thread_set_name(name);
   bind_and_touch(w);
@@ -388,6 +391,8 @@ void gk_pool_destroy(gk_pool *pool) {
 int gk_pool_threads(const gk_pool *pool) { return pool ? pool->thread_count : 0; }
 int gk_pool_numa_nodes(const gk_pool *pool) { return pool ? pool->node_count : 0; }
 int gk_pool_bound(const gk_pool *pool) { return pool ? pool->all_bound : 0; }
+
+size_t gk_pool_scratch_bytes(const gk_pool *pool) { return pool ? pool->scratch_bytes : 0; }
 
 void *gk_pool_scratch(gk_pool *pool, int worker) {
   if (pool == NULL || worker < 0 || worker >= pool->thread_count) return NULL;

@@ -483,7 +483,10 @@ static void revalue_chunk(void *context, size_t chunk, int worker) {
   atomic_fetch_add(&job->chunks_done, 1);
 }
 
-static gk_code check_axis(const gk_scenario_axis *axis, const char *name, gk_status *status) {
+/* A relative shock <= -100% would leave no spot (or a negative one) to price
+ * at, so the spot axis refuses it; on the vol axis the same shock is the clamp
+ * at vol 0 (portfolio.h), as an absolute shock below -vol already is. */
+static gk_code check_axis(const gk_scenario_axis *axis, const char *name, int is_spot, gk_status *status) {
   char field[32];
   if (axis->count > GK_MAX_SCENARIO_AXIS)
     return gk_status_set(status, GK_INVALID_ARGUMENT, name, NULL, GK_STATUS_NO_INDEX,
@@ -499,9 +502,9 @@ static gk_code check_axis(const gk_scenario_axis *axis, const char *name, gk_sta
     snprintf(value, sizeof value, "%.17g", k);
     if (!isfinite(k))
       return gk_status_set(status, GK_INVALID_ARGUMENT, field, value, (int64_t)i, "%s = %s: must be finite", field, value);
-    if (axis->mode == GK_SHOCK_RELATIVE && k <= -1.0)
+    if (is_spot && axis->mode == GK_SHOCK_RELATIVE && k <= -1.0)
       return gk_status_set(status, GK_INVALID_ARGUMENT, field, value, (int64_t)i,
-                           "%s = %s: a relative shock must be > -1 (-100%%)", field, value);
+                           "%s = %s: a relative spot shock must be > -1 (-100%%)", field, value);
   }
   return GK_OK;
 }
@@ -525,8 +528,8 @@ static gk_code check_arguments(const gk_markets *m, const gk_positions *p, const
   if (!r->error || (m->count > 0 && !r->per_underlying))
     return gk_status_set(status, GK_INVALID_ARGUMENT, !r->error ? "results.error" : "results.per_underlying",
                          NULL, GK_STATUS_NO_INDEX, "results: error and per_underlying arrays are required");
-  gk_code code = check_axis(&grid->spot, "spot_shocks", status);
-  if (code == GK_OK) code = check_axis(&grid->vol, "vol_shocks", status);
+  gk_code code = check_axis(&grid->spot, "spot_shocks", 1, status);
+  if (code == GK_OK) code = check_axis(&grid->vol, "vol_shocks", 0, status);
   if (code != GK_OK) return code;
   if (grid->spot.count * grid->vol.count > 0 && !r->pnl)
     return gk_status_set(status, GK_INVALID_ARGUMENT, "results.pnl", NULL, GK_STATUS_NO_INDEX,

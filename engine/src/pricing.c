@@ -216,6 +216,18 @@ static void price_chain_slice(void *context, size_t task, int worker) {
   atomic_fetch_add(&job->invalid, invalid);
 }
 
+/* Every worker writes a whole chain_scratch into its scratch: a pool with less
+ * (none, or created for other work) would overflow it, so it is refused. */
+static gk_code check_chain_pool(const gk_pool *pool, gk_status *status) {
+  size_t has = gk_pool_scratch_bytes(pool), needs = gk_chain_scratch_bytes();
+  if (pool == NULL || has >= needs) return GK_OK;
+  char value[32];
+  snprintf(value, sizeof value, "%zu", has);
+  return gk_status_set(status, GK_INVALID_ARGUMENT, "pool", value, GK_STATUS_NO_INDEX,
+                       "gk_price_chain: the pool has %zu bytes of scratch per worker, %zu needed "
+                       "(create it with scratch_bytes >= gk_chain_scratch_bytes())", has, needs);
+}
+
 gk_code gk_price_chain(gk_pool *pool, gk_model model, const gk_market *market,
                        const gk_chain *chain, unsigned outputs, gk_greeks_batch *out,
                        size_t *invalid_count, gk_status *status) {
@@ -230,10 +242,8 @@ gk_code gk_price_chain_ex(gk_pool *pool, gk_model model, const gk_market *market
                          "gk_price_chain: %s is NULL", chain ? "out" : "chain");
   gk_code code = gk_market_validate(model, market, status);
   if (code != GK_OK) return code;
-  if (pool != NULL && gk_pool_scratch(pool, 0) == NULL)
-    return gk_status_set(status, GK_INVALID_ARGUMENT, "pool", NULL, GK_STATUS_NO_INDEX,
-                         "gk_price_chain: the pool has no scratch (create it with "
-                         "scratch_bytes >= gk_chain_scratch_bytes())");
+  code = check_chain_pool(pool, status);
+  if (code != GK_OK) return code;
   /* The kernels' argument rules on the batch the slices will build (market arrays
    * stand in for the broadcast spot, rate and yield). */
   double one_spot = market->spot, one_rate = market->rate, one_yield = market->yield;

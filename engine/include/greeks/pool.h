@@ -95,6 +95,12 @@ int gk_usable_cores(void);
  * if none was asked for. Owned by the pool. */
 void *gk_pool_scratch(gk_pool *pool, int worker);
 
+/* The scratch each worker of `pool` has: options.scratch_bytes as created (0:
+ * none; NULL pool: 0). Tasks that write a fixed amount into gk_pool_scratch
+ * check it against that amount before a run, since the pointer alone cannot
+ * say how long the memory is. */
+size_t gk_pool_scratch_bytes(const gk_pool *pool);
+
 /* A task: runs with worker `worker`'s identity and scratch (0 <= worker <
  * gk_pool_threads), on that worker's thread or, for a run of one task, on the
  * caller's. */

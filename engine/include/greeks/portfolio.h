@@ -60,7 +60,8 @@ typedef struct gk_scenario_axis {
 
 /* Scenario (i, j) shocks spot by spot.shocks[i] and vol by vol.shocks[j]; its P&L
  * is stored at [i * vol.count + j]. Shocked spots are kept >= 1e-12 and shocked
- * vols >= 0 (a -10 vol point shock on a 5% vol prices at 0 vol). */
+ * vols >= 0 (a -10 vol point shock on a 5% vol prices at 0 vol, as does a
+ * relative vol shock <= -1). A relative spot shock <= -1 is refused. */
 typedef struct gk_scenario_grid {
   gk_scenario_axis spot;
   gk_scenario_axis vol;

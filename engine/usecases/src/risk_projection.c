@@ -56,16 +56,19 @@ struct gk_risk_projection {
 
 /* ---- lifetime ----------------------------------------------------------------------- */
 
-static gk_code check_axis(const gk_scenario_axis *axis, const char *field, gk_status *status) {
+/* A relative spot shock must leave a spot (> -1); a vol shock at or below -100%
+ * is the vol's floor, as in gk_revalue_portfolio. */
+static gk_code check_axis(const gk_scenario_axis *axis, const char *field, bool is_spot, gk_status *status) {
   if (axis->count > GK_MAX_SCENARIO_AXIS || (axis->count && axis->shocks == NULL))
     return gk_status_set(status, GK_INVALID_ARGUMENT, field, "", GK_STATUS_NO_INDEX,
                          "%s: at most %d shocks, and the array when there are any", field,
                          GK_MAX_SCENARIO_AXIS);
   for (size_t i = 0; i < axis->count; i++)
     if (!isfinite(axis->shocks[i]) ||
-        (axis->mode == GK_SHOCK_RELATIVE && axis->shocks[i] <= -1))
+        (is_spot && axis->mode == GK_SHOCK_RELATIVE && axis->shocks[i] <= -1))
       return gk_status_set(status, GK_INVALID_ARGUMENT, field, "", (int64_t)i,
-                           "%s[%zu] must be finite (and > -1 when relative)", field, i);
+                           is_spot ? "%s[%zu] must be finite (and > -1 when relative)" : "%s[%zu] must be finite",
+                           field, i);
   return GK_OK;
 }
 
@@ -79,8 +82,8 @@ gk_risk_projection *gk_risk_projection_new(const gk_risk_projection_options *o,
                   "hysteresis must be in [0, 0.5] (a fraction of the level)");
     return NULL;
   }
-  if (check_axis(&o->grid.spot, "grid.spot", status) != GK_OK ||
-      check_axis(&o->grid.vol, "grid.vol", status) != GK_OK)
+  if (check_axis(&o->grid.spot, "grid.spot", true, status) != GK_OK ||
+      check_axis(&o->grid.vol, "grid.vol", false, status) != GK_OK)
     return NULL;
   gk_risk_projection *p = calloc(1, sizeof *p);
   size_t grid_size = o->grid.spot.count * o->grid.vol.count;
