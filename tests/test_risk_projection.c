@@ -192,15 +192,22 @@ static size_t tick(gk_book *book, gk_risk_projection *p, double spot,
   return count;
 }
 
-static void test_limits_cross_once_each_way_with_hysteresis(void **state) {
-  (void)state;
+/* A book holding `quantity` AAPL shares: dollar delta = quantity x spot, exactly. */
+static gk_book *book_long_aapl(int64_t quantity, double price) {
   gk_book *book = open_book();
   gk_event e;
   gk_trade t = {.trade_id = "T1", .leg_count = 1, .trade_time_us = T0};
   gk_instrument_underlying("AAPL", &t.legs[0].instrument, NULL);
-  t.legs[0].quantity = 10, t.legs[0].price = 90;
+  t.legs[0].quantity = quantity, t.legs[0].price = price;
   assert_int_equal(gk_book_decide_trade(book, &t, T0, &e, NULL), GK_OK);
   commit(book, &e);
+  return book;
+}
+
+static void test_limits_cross_once_each_way_with_hysteresis(void **state) {
+  (void)state;
+  gk_book *book = book_long_aapl(10, 90);
+  gk_event e;
   gk_risk_limit limit = {.underlying = "AAPL", .metric = GK_LIMIT_DOLLAR_DELTA, .soft = 1000,
                          .hard = 1200};
   assert_int_equal(gk_book_decide_limits(book, &limit, 1, &e, NULL), GK_OK);
@@ -256,13 +263,7 @@ static size_t set_limits(gk_book *book, gk_risk_projection *p, const gk_risk_lim
  * breached closes; an edge the caller could not journal is reported again. */
 static void test_breaches_open_and_close_in_pairs(void **state) {
   (void)state;
-  gk_book *book = open_book();
-  gk_event e;
-  gk_trade t = {.trade_id = "T1", .leg_count = 1, .trade_time_us = T0};
-  gk_instrument_underlying("AAPL", &t.legs[0].instrument, NULL);
-  t.legs[0].quantity = 12, t.legs[0].price = 100;
-  assert_int_equal(gk_book_decide_trade(book, &t, T0, &e, NULL), GK_OK);
-  commit(book, &e);
+  gk_book *book = book_long_aapl(12, 100);
   gk_risk_projection *p = projection();
   gk_limit_crossing c[GK_MAX_CROSSINGS];
   size_t count;
