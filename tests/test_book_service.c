@@ -452,7 +452,38 @@ static void test_the_limit_guard_refuses_hard_breaches_before_trading(void **sta
   must(gk_get_book(s, "desk", -1, &b, &st), &st);
   assert_int_equal(gk_book_find_position(b, &stock)->quantity, 300);
   gk_book_free(b);
+  /* A refusal that fails closed names no limit (a correction netting 32
+   * instruments, past what one check values). It is journaled, and the book
+   * must still load from the store: such refusals were written with a zero
+   * limit the decoder then refused, DATA_LOSS at every later start. */
+  gk_trade wide = {.trade_id = "T9", .leg_count = GK_MAX_LEGS, .trade_time_us = T0 + 6};
+  gk_leg rebooked[GK_MAX_LEGS];
+  for (int i = 0; i < GK_MAX_LEGS; i++) {
+    char symbol[8];
+    snprintf(symbol, sizeof symbol, "A%02d", i);
+    gk_instrument_underlying(symbol, &wide.legs[i].instrument, NULL);
+    wide.legs[i].quantity = 1, wide.legs[i].price = 10;
+    snprintf(symbol, sizeof symbol, "B%02d", i);
+    gk_instrument_underlying(symbol, &rebooked[i].instrument, NULL);
+    rebooked[i].quantity = 1, rebooked[i].price = 10;
+  }
+  gk_command_context wc = at(T0 + 6, NULL);
+  must(gk_execute_trade(s, &wc, "desk", &wide, NULL, &st), &st);
+  assert_int_equal(gk_correct_trade(s, &wc, "desk", "T9", rebooked, GK_MAX_LEGS, "rebook", &out, &st),
+                   GK_FAILED_PRECONDITION);
   gk_book_service_free(s);
+  gk_book_service *restarted = gk_book_service_new(f->store, &o, &st);
+  size_t books = 0;
+  must(gk_book_service_load_all(restarted, &books, &st), &st);
+  must(gk_get_book(restarted, "desk", -1, &b, &st), &st);
+  version = gk_book_version(b);
+  gk_book_free(b);
+  memset(&rejected, 0, sizeof rejected);
+  must(gk_audit_trail(restarted, "desk", version, version, see_rejection, &rejected, &st), &st);
+  assert_int_equal(rejected.type, GK_EVENT_TRADE_REJECTED);
+  assert_string_equal(rejected.as.trade_rejected.trade_id, "T9");
+  assert_true(rejected.as.trade_rejected.limit.soft == 0 && rejected.as.trade_rejected.limit.hard == 0);
+  gk_book_service_free(restarted);
   gk_limit_guard_free(guard);
 }
 
@@ -596,10 +627,12 @@ static void test_a_snapshot_at_the_wrong_sequence_is_data_loss(void **state) {
   assert_non_null(strstr(st.message, "snapshot at sequence 2 fails its checksum"));
   close_service(f);
   run_sql(f, "DELETE FROM snapshots WHERE stream = 'book-desk1'"); /* the damaged row goes: a cache */
-  /* moved, sealed: its checksum; moved, written before the seal: the book's check */
+  /* moved, sealed: its checksum; moved and cut short of its seal (written
+   * before the seal, or a bad copy): not used, the book replayed from its
+   * events. Some cuts of a sealed row decoded into a wrong book. */
   const char *moves[] = {"UPDATE snapshots SET sequence = sequence + 1",
                          "UPDATE snapshots SET sequence = sequence + 1, data = substr(data, 1, length(data) - 12)"};
-  const char *says[] = {"snapshot at sequence 3 fails its checksum", "stored at sequence 3 holds sequence 2"};
+
   for (int k = 0; k < 2; k++) {
     open_service(f, 1);
     char id[16];
@@ -616,14 +649,20 @@ static void test_a_snapshot_at_the_wrong_sequence_is_data_loss(void **state) {
     snprintf(sql, sizeof sql, "%s%s", moves[k], latest);
     run_sql(f, sql);
     open_service(f, 0);
-    char want[96];
-    snprintf(want, sizeof want, k == 0 ? "snapshot at sequence %lld fails its checksum"
-                                       : "stored at sequence %lld holds sequence %lld",
-             (long long)at + 1, (long long)at);
-    assert_int_equal(gk_get_book(f->service, "desk1", -1, &b, &st), GK_DATA_LOSS);
-    if (!strstr(st.message, want)) fail_msg("%s: %s", says[k], st.message);
     size_t books = 0;
-    assert_int_equal(gk_book_service_load_all(f->service, &books, &st), GK_DATA_LOSS);
+    if (k == 0) {
+      char want[96];
+      snprintf(want, sizeof want, "snapshot at sequence %lld fails its checksum", (long long)at + 1);
+      assert_int_equal(gk_get_book(f->service, "desk1", -1, &b, &st), GK_DATA_LOSS);
+      if (!strstr(st.message, want)) fail_msg("%s", st.message);
+      assert_int_equal(gk_book_service_load_all(f->service, &books, &st), GK_DATA_LOSS);
+    } else {
+      must(gk_get_book(f->service, "desk1", -1, &b, &st), &st);
+      assert_int_equal(gk_book_version(b), at);
+      assert_int_equal(gk_book_find_position(b, &c)->quantity, 30); /* T1, T2, T3: replayed */
+      gk_book_free(b);
+      must(gk_book_service_load_all(f->service, &books, &st), &st);
+    }
     close_service(f);
     run_sql(f, "DELETE FROM snapshots WHERE stream = 'book-desk1'"); /* the moved row goes for the next round */
   }

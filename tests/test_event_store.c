@@ -934,6 +934,10 @@ static void misnumbered_events_are_an_invalid_argument_naming_the_sequence(void 
   make_events(f, &b, "bad", 1, 1);
   b.events[0].event_id[0] = '\0';
   assert_invalid(append(f->store, stream, 0, b.events, 1, NULL, NULL, NULL, &st), &st, "event_id");
+  /* an id filling its buffer, no NUL: stored, then every read failed its checksum */
+  make_events(f, &b, "bad", 1, 1);
+  memset(b.events[0].causation_id, 'c', GK_STORE_ID_SIZE);
+  assert_invalid(append(f->store, stream, 0, b.events, 1, NULL, NULL, NULL, &st), &st, "event_id");
   assert_int_equal(version_of(f->store, stream), 0);
 }
 
@@ -1174,6 +1178,15 @@ static void a_read_to_the_end_of_a_stream_missing_its_last_events_fails_with_dat
   c = (collected){.stop_after = 1};
   assert_int_equal(gk_store_read(f->store, stream, 1, -1, collect, &c, &st), GK_OK);
   assert_sequences(&c, 1, 1);
+  collected_free(&c);
+  /* a bounded read whose bound lies in the loss fails too (SQLite returned
+   * events 1-2 as if the stream ended there: a book "as of 4" at version 2) */
+  c = (collected){0};
+  assert_int_equal(gk_store_read(f->store, stream, 1, 4, collect, &c, &st), GK_DATA_LOSS);
+  assert_string_equal(st.value, "3");
+  collected_free(&c);
+  c = (collected){0};
+  assert_int_equal(gk_store_read(f->store, stream, 2, 9, collect, &c, &st), GK_DATA_LOSS);
   collected_free(&c);
 }
 

@@ -203,6 +203,12 @@ static gk_code encode_strategy(const gk_strategy_proposed *s, uint8_t **bytes, s
   return pack(&pb.base, bytes, size, status);
 }
 
+/* A refusal that failed closed (the check could not value, a correction over
+ * the instruments' bound) names no limit: its limit is all zero. */
+static bool rejection_names_a_limit(const gk_trade_rejected *r) {
+  return r->limit.soft != 0 || r->limit.hard != 0 || r->limit.underlying[0] != '\0';
+}
+
 static gk_code encode_rejection(const gk_trade_rejected *r, uint8_t **bytes, size_t *size,
                                 gk_status *status) {
   pb_legs legs;
@@ -212,7 +218,7 @@ static gk_code encode_rejection(const gk_trade_rejected *r, uint8_t **bytes, siz
   pb.trade_id = (char *)r->trade_id;
   pb.n_legs = r->leg_count;
   pb.legs = legs_to_pb(r->legs, r->leg_count, &legs);
-  pb.limit = &limit;
+  pb.limit = rejection_names_a_limit(r) ? &limit : NULL; /* fail closed: no limit broke */
   pb.level = r->hard ? GREEKS__EVENTS__V1__LIMIT_LEVEL__HARD : GREEKS__EVENTS__V1__LIMIT_LEVEL__SOFT;
   pb.value = r->value;
   pb.would_be = r->would_be;
@@ -443,7 +449,13 @@ static gk_code decode_rejection(const decode_context *c,
   out->value = pb->value;
   out->would_be = pb->would_be;
   out->threshold = pb->threshold;
-  gk_code rc = limit_from_pb(c, pb->limit, &out->limit);
+  /* No limit (NULL), or the zero limit such refusals were written with before:
+   * the refusal names none. Validating it made every one of them DATA_LOSS on
+   * the next load, and the book (and greeksd) unable to start. */
+  bool none = pb->limit == NULL ||
+              (pb->limit->soft == 0 && pb->limit->hard == 0 && (pb->limit->underlying == NULL || !pb->limit->underlying[0]));
+  memset(&out->limit, 0, sizeof out->limit);
+  gk_code rc = none ? GK_OK : limit_from_pb(c, pb->limit, &out->limit);
   if (rc != GK_OK) return rc;
   return legs_from_pb(c, pb->legs, pb->n_legs, out->legs, &out->leg_count, false);
 }

@@ -699,7 +699,8 @@ static gk_code pg_load_snapshot(gk_event_store *store, const char *stream, int64
     const uint8_t *data = (const uint8_t *)PQgetvalue(res, 0, 1);
     size_t size;
     rc = store_snapshot_open(store, stream, sequence, data, (size_t)PQgetlength(res, 0, 1), &size, status);
-    if (rc == GK_OK && visit) visit(user, sequence, data, size);
+    if (rc == GK_NOT_FOUND) rc = GK_OK, *found = false; /* unsealed: not used, the events replayed */
+    else if (rc == GK_OK && visit) visit(user, sequence, data, size);
   }
   PQclear(res);
   return rc;

@@ -595,17 +595,16 @@ static gk_code sqlite_read(gk_event_store *base, const char *stream, int64_t fro
                            gk_event_visitor visit, void *user, gk_status *status) {
   tail_check t = {visit, user, 0, false};
   int64_t version = 0;
-  if (to < 0) {
-    gk_code code = sqlite_version(base, stream, &version, status);
-    if (code != GK_OK) return code;
-  }
-  gk_code code = run_event_query((sqlite_store *)base,
-                                 EVENT_COLUMNS "WHERE stream=?1 AND sequence>=?2 AND sequence<=?3 "
-                                               "ORDER BY sequence",
-                                 stream, from, to < 0 ? INT64_MAX : to, from, visit_and_note, &t,
-                                 status);
-  if (code != GK_OK || to >= 0) return code;
-  return check_tail(base, stream, from, version, &t, status);
+  gk_code code = sqlite_version(base, stream, &version, status);
+  if (code != GK_OK) return code;
+  code = run_event_query((sqlite_store *)base,
+                         EVENT_COLUMNS "WHERE stream=?1 AND sequence>=?2 AND sequence<=?3 "
+                                       "ORDER BY sequence",
+                         stream, from, to < 0 ? INT64_MAX : to, from, visit_and_note, &t, status);
+  if (code != GK_OK) return code;
+  /* a bounded read must reach its bound too, where the stream has it: events
+   * missing before `to` are damage, not a short read (PostgreSQL's check) */
+  return check_tail(base, stream, from, to >= 0 && to < version ? to : version, &t, status);
 }
 
 /* Reads by time without an index on time: event times are non-decreasing in a
@@ -731,6 +730,7 @@ typedef struct snapshot_call {
   void *user;
   gk_code code;
   gk_status *status;
+  bool unsealed; /* the row is not used: replay instead */
 } snapshot_call;
 
 static void read_snapshot_row(void *user, sqlite3_stmt *row) {
@@ -740,7 +740,8 @@ static void read_snapshot_row(void *user, sqlite3_stmt *row) {
   size_t size;
   c->code = store_snapshot_open(c->store, c->stream, sequence, data, (size_t)sqlite3_column_bytes(row, 1), &size,
                                 c->status);
-  if (c->code == GK_OK) c->visit(c->user, sequence, data, size);
+  if (c->code == GK_NOT_FOUND) c->code = GK_OK, c->unsealed = true;
+  else if (c->code == GK_OK) c->visit(c->user, sequence, data, size);
 }
 
 static gk_code sqlite_load_snapshot(gk_event_store *base, const char *stream, int64_t max_sequence,
@@ -749,8 +750,9 @@ static gk_code sqlite_load_snapshot(gk_event_store *base, const char *stream, in
   one_row_query q = {"SELECT sequence, data FROM snapshots WHERE stream=?1 AND sequence<=?2 "
                      "ORDER BY sequence DESC LIMIT 1",
                      stream, NULL, max_sequence < 0 ? INT64_MAX : max_sequence};
-  snapshot_call c = {base, stream, visit, user, GK_OK, status};
+  snapshot_call c = {base, stream, visit, user, GK_OK, status, false};
   gk_code code = query_one_row((sqlite_store *)base, &q, read_snapshot_row, &c, found, status);
+  if (code == GK_OK && c.unsealed) *found = false;
   return code != GK_OK ? code : c.code;
 }
 

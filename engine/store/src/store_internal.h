@@ -62,8 +62,10 @@ void store_stats_init(gk_event_store *store);
  * seeded a wrong book (found in review). store_snapshot_seal returns the
  * sealed bytes (malloc'd; NULL when out of memory); store_snapshot_open checks
  * a row's seal and gives the snapshot's size, GK_DATA_LOSS naming the store,
- * the stream and the sequence when it fails. Rows written before the seal
- * (no "GKSNAP1") are taken as they are. */
+ * the stream and the sequence when it fails. A row without the seal (written
+ * before it, or a sealed row cut short: some cuts still decode, into a wrong
+ * book) is GK_NOT_FOUND: the adapters then report no snapshot, and the book
+ * is replayed from its events (a snapshot is a cache). */
 uint8_t *store_snapshot_seal(const char *stream, int64_t sequence, const uint8_t *data, size_t size,
                              size_t *sealed_size);
 gk_code store_snapshot_open(const gk_event_store *store, const char *stream, int64_t sequence,
