@@ -608,10 +608,13 @@ static Greeks__V1__GreeksSummary *wire_summary(wire_arena *a, const gk_risk *r) 
   return w;
 }
 
-static gk_strategy_context strategy_context(rpc_call *c, book_job *j) {
+/* As every command's events: the trace id, else the request id (adr/0032).
+ * `correlation` must outlive the submit (the agent copies it there). */
+static gk_strategy_context strategy_context(rpc_call *c, book_job *j, char correlation[GK_ID_SIZE]) {
+  rpc_correlation_id(c, correlation);
   return (gk_strategy_context){.book_id = j->book_id,
                                .idempotency_key = j->key,
-                               .correlation_id = c->request_id,
+                               .correlation_id = correlation,
                                .now_us = wall_clock_us(),
                                .deadline_ns = c->deadline_ns};
 }
@@ -673,7 +676,8 @@ void handle_book_hedge(rpc_call *c) {
                               .count = q->n_instruments,
                               .american_method = GK_AMERICAN_BS2002};
   snprintf(request.underlying, sizeof request.underlying, "%s", q->underlying);
-  gk_strategy_context context = strategy_context(c, j);
+  char correlation[GK_ID_SIZE];
+  gk_strategy_context context = strategy_context(c, j, correlation);
   gk_status status;
   rpc_ref(c); /* the request's, dropped by hedge_done */
   if (gk_strategy_agent_hedge(c->server->books->strategy, &context, &request, hedge_done, c, &status) != GK_OK) {
@@ -777,7 +781,8 @@ void handle_book_strategies(rpc_call *c) {
                                    .view = view,
                                    .max_results = q->max_results ? q->max_results : STRATEGIES_DEFAULT,
                                    .american_method = GK_AMERICAN_BS2002};
-  gk_strategy_context context = strategy_context(c, j);
+  char correlation[GK_ID_SIZE];
+  gk_strategy_context context = strategy_context(c, j, correlation);
   gk_status status;
   rpc_ref(c); /* the request's, dropped by strategies_done */
   if (gk_strategy_agent_strategies(c->server->books->strategy, &context, &request, strategies_done, c, &status) !=
@@ -1081,9 +1086,9 @@ void handle_book_audit(rpc_call *c) {
     }
   }
   s->by_time = q->from_time_us != 0 || q->to_time_us != 0;
-  if (s->by_time && q->to_time_us < q->from_time_us) {
-    snprintf(why, sizeof why, "fields 'from_time_us' %lld and 'to_time_us' %lld: from <= to",
-             (long long)q->from_time_us, (long long)q->to_time_us);
+  if (s->by_time && (q->to_time_us == 0 || q->to_time_us < q->from_time_us)) {
+    snprintf(why, sizeof why, "fields 'from_time_us' %lld and 'to_time_us' %lld: a time range needs to_time_us, "
+             "and from <= to", (long long)q->from_time_us, (long long)q->to_time_us);
     {
       reply_invalid(c, why);
       return;
@@ -1102,7 +1107,7 @@ void handle_book_audit(rpc_call *c) {
     return;
   }
   s->next_sequence = s->by_time ? 0 : (q->from_sequence ? q->from_sequence : 1);
-  s->to_sequence = q->to_sequence ? q->to_sequence : -1;
+  s->to_sequence = q->to_sequence && !s->by_time ? q->to_sequence : -1; /* a time range ignores the sequences */
   s->from_us = q->from_time_us, s->to_us = q->to_time_us;
   if (list_stream(c, s) != 0) return;
   pump(c, s);

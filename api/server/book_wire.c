@@ -73,6 +73,8 @@ __attribute__((format(printf, 3, 4))) static int refuse(char *why, size_t size, 
 }
 
 static int refuse_rule(char *why, size_t size, const char *field, const gk_status *rule) {
+  if (rule->value[0] && !strstr(rule->message, rule->value)) /* the value too, where the rule leaves it out */
+    return refuse(why, size, "%s: %s (%s: '%s')", field, rule->message, rule->field, rule->value);
   return refuse(why, size, "%s: %s", field, rule->message);
 }
 
@@ -96,6 +98,15 @@ int wire_read_instrument(const Greeks__Events__V1__Instrument *pb, const char *f
     return refuse(why, size, "%s: unknown kind, option_type or style value (%d, %d, %d)", field, (int)pb->kind,
                   (int)pb->option_type, (int)pb->style);
   if (pb->kind == GREEKS__EVENTS__V1__INSTRUMENT_KIND__UNDERLYING) {
+    /* an option's fields on the underlying were dropped: multiplier 100 meant
+     * one share per unit */
+    if (pb->strike != 0 || pb->expiry_us != 0 || pb->option_type != 0 || pb->style != 0 ||
+        !(pb->multiplier == 0 || pb->multiplier == 1))
+      return refuse(why, size,
+                    "%s: the underlying has no strike, expiry, option_type or style and a multiplier of 1 (or 0: "
+                    "unset); got strike %.17g, expiry_us %lld, option_type %d, style %d, multiplier %.17g",
+                    field, pb->strike, (long long)pb->expiry_us, (int)pb->option_type, (int)pb->style,
+                    pb->multiplier);
     gk_status rule;
     if (gk_instrument_underlying(pb->underlying, out, &rule) != GK_OK) return refuse_rule(why, size, field, &rule);
     return 0;

@@ -46,11 +46,94 @@ static int refuse(request_verdict *v, grpc_status_code code, const char *format,
 
 /* ---- unpacking ---- */
 
+/* Proto3 strings are UTF-8; protobuf-c does not check, and keeps an embedded
+ * NUL that every C string function then stops at. A book name of bytes ff fe
+ * was journaled and made the book unreadable to every client that checks
+ * (Python: "Exception deserializing response"); ids "t1\0a" and "t1\0b"
+ * were one id. So the raw message is walked once before it is unpacked: every
+ * string field, in nested messages too, must be valid UTF-8 without NUL. */
+typedef struct wire_cursor {
+  const uint8_t *at, *end;
+} wire_cursor;
+
+static int wire_varint(wire_cursor *c, uint64_t *value) {
+  *value = 0;
+  for (int shift = 0; shift < 64 && c->at < c->end; shift += 7) {
+    uint8_t byte = *c->at++;
+    *value |= (uint64_t)(byte & 0x7f) << shift;
+    if (!(byte & 0x80)) return 0;
+  }
+  return -1;
+}
+
+/* 1 when bytes[0..n) is UTF-8 (RFC 3629: no overlongs, no surrogates, at most
+ * U+10FFFF) without a NUL byte. */
+static int text_is_clean(const uint8_t *b, size_t n) {
+  for (size_t i = 0; i < n;) {
+    uint8_t c = b[i];
+    if (c == 0) return 0;
+    if (c < 0x80) { i++; continue; }
+    size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+    if (len == 0 || c > 0xf4 || i + len > n) return 0;
+    for (size_t k = 1; k < len; k++)
+      if ((b[i + k] & 0xc0) != 0x80) return 0;
+    uint8_t d = b[i + 1];
+    if ((c == 0xe0 && d < 0xa0) || (c == 0xed && d > 0x9f) || (c == 0xf0 && d < 0x90) || (c == 0xf4 && d > 0x8f))
+      return 0;
+    i += len;
+  }
+  return 1;
+}
+
+/* The first string field of `descriptor`'s message in [at, end) that is not
+ * clean text, its name into `field` (e.g. "legs.instrument.underlying");
+ * 0 when there is none. Malformed wire data is left to protobuf-c to refuse. */
+static int find_unclean_string(const ProtobufCMessageDescriptor *descriptor, const uint8_t *at, const uint8_t *end,
+                               int depth, char *field, size_t size) {
+  wire_cursor c = {at, end};
+  while (c.at < c.end) {
+    uint64_t tag, length;
+    if (wire_varint(&c, &tag) != 0) return 0;
+    unsigned type = (unsigned)(tag & 7);
+    if (type == 0) {
+      if (wire_varint(&c, &length) != 0) return 0;
+      continue;
+    }
+    size_t skip = type == 1 ? 8 : type == 5 ? 4 : 0;
+    if (type == 2) {
+      if (wire_varint(&c, &length) != 0 || length > (uint64_t)(c.end - c.at)) return 0;
+      skip = (size_t)length;
+    } else if (skip == 0 || skip > (size_t)(c.end - c.at)) {
+      return 0; /* groups and truncated data: protobuf-c's to refuse */
+    }
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(descriptor, (unsigned)(tag >> 3));
+    if (type == 2 && f && f->type == PROTOBUF_C_TYPE_STRING && !text_is_clean(c.at, skip)) {
+      snprintf(field, size, "%s", f->name);
+      return 1;
+    }
+    if (type == 2 && f && f->type == PROTOBUF_C_TYPE_MESSAGE && depth < 16 &&
+        find_unclean_string(f->descriptor, c.at, c.at + skip, depth + 1, field, size)) {
+      char inner[128];
+      memcpy(inner, field, sizeof inner < size ? sizeof inner : size);
+      inner[sizeof inner - 1] = '\0';
+      int n = snprintf(field, size, "%s.", f->name);
+      if (n > 0 && (size_t)n < size) snprintf(field + n, size - (size_t)n, "%.100s", inner);
+      return 1;
+    }
+    c.at += skip;
+  }
+  return 0;
+}
+
 int request_unpack(const ProtobufCMessageDescriptor *descriptor, const uint8_t *bytes, size_t n, ProtobufCMessage **out,
                    request_verdict *v) {
   *out = NULL;
   if (bytes == NULL)
     return refuse(v, GRPC_STATUS_INVALID_ARGUMENT, "the call carried no readable %s message", descriptor->name);
+  char field[128];
+  if (find_unclean_string(descriptor, bytes, bytes + n, 0, field, sizeof field))
+    return refuse(v, GRPC_STATUS_INVALID_ARGUMENT,
+                  "field '%s': a string must be UTF-8 without NUL bytes (proto3 strings are UTF-8)", field);
   *out = protobuf_c_message_unpack(descriptor, NULL, n, bytes);
   if (*out == NULL)
     return refuse(v, GRPC_STATUS_INVALID_ARGUMENT, "the request is not a valid %s message", descriptor->name);

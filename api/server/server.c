@@ -398,9 +398,15 @@ void rpc_reply(rpc_call *c, grpc_status_code code, const char *details, grpc_byt
   }
 }
 
+/* The status's message, and its field and value where the message leaves the
+ * value out (docs/api.md: an error names the field, the value and the rule;
+ * "trade_id may hold only letters..." said which rule, not which id). */
 void rpc_reply_status(rpc_call *c, const gk_status *status) {
-  char details[sizeof status->message + 16];
-  snprintf(details, sizeof details, "%s", status->message);
+  char details[sizeof status->message + sizeof status->field + sizeof status->value + 32];
+  int n = snprintf(details, sizeof details, "%s", status->message);
+  if (n > 0 && (size_t)n < sizeof details && status->value[0] && !strstr(status->message, status->value))
+    snprintf(details + n, sizeof details - (size_t)n, " (%s%s'%s')", status->field, status->field[0] ? ": " : "",
+             status->value);
   rpc_reply(c, grpc_code_of(status), details, NULL);
 }
 

@@ -154,6 +154,76 @@ class CommandsAndQueries(BookServiceCase):
         self.assert_code(grpc.StatusCode.ALREADY_EXISTS, lambda: self.stub.OpenBook(
             bk.OpenBookRequest(book_id="bad", name="again", currency="USD"), timeout=TIMEOUT))
 
+    def raw_call(self, method, request_bytes):
+        """A request sent as bytes: Python's protobuf will not write bad UTF-8."""
+        call = self.channel.unary_unary("/greeks.v1.BookService/" + method, request_serializer=lambda b: b,
+                                        response_deserializer=lambda b: b)
+        return call(request_bytes, timeout=TIMEOUT)
+
+    def test_strings_must_be_utf8_without_nul(self):
+        """A name of bytes ff fe was journaled and made the book unreadable to
+        every client that checks UTF-8; "t1\\0a" and "t1\\0b" were one id."""
+        raw = bk.OpenBookRequest(book_id="utf", name="AB", currency="USD").SerializeToString()
+        self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.raw_call("OpenBook", raw.replace(b"AB", b"\xff\xfe")),
+                         "field 'name'", "UTF-8")
+        self.assert_code(grpc.StatusCode.NOT_FOUND, lambda: self.stub.GetBook(bk.GetBookRequest(book_id="utf"),
+                                                                               timeout=TIMEOUT))
+        self.open_book("nul")
+        leg = ev.Leg(instrument=option("AAPL", 100, now_us() + 60 * US_PER_DAY), quantity=1, price=1.0)
+        self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.trade("nul", "t1\x00a", [leg]), "trade_id", "NUL")
+        self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.trade("nul", "t2", [leg], key="k\x00one"),
+                         "idempotency_key")
+        nested = bk.ExecuteTradeRequest(book_id="nul", trade_id="t3", legs=[ev.Leg(
+            instrument=option("ZZ", 100, now_us() + 60 * US_PER_DAY), quantity=1, price=1.0)]).SerializeToString()
+        self.assert_code(grpc.StatusCode.INVALID_ARGUMENT,
+                         lambda: self.raw_call("ExecuteTrade", nested.replace(b"ZZ", b"\xc3\x28")),
+                         "field 'legs.instrument.underlying'")
+        self.assertEqual([e.type for e in self.audit("nul")], [ev.BOOK_OPENED, ev.MARKET_UPDATED])
+        self.trade("nul", "t4", [leg])  # clean text is as before: "é" is UTF-8
+        self.stub.OpenBook(bk.OpenBookRequest(book_id="utf8", name="d\u00e9sk", currency="USD"), timeout=TIMEOUT)
+
+    def test_requests_are_read_as_documented(self):
+        """A time range ignores the sequence fields; an underlying leg with an
+        option's fields is refused (multiplier 100 became 1); one vol per
+        instrument; "" and "USD" are one currency for a retried OpenBook; a
+        58-character book id opens, 59 is refused naming book_id; refusals
+        name the value."""
+        self.open_book("reads")
+        events = self.audit("reads")
+        ranged = self.audit("reads", from_time_us=events[0].time_us, to_time_us=events[-1].time_us, to_sequence=1)
+        self.assertEqual([e.sequence for e in ranged], [e.sequence for e in events])
+        self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.audit("reads", from_time_us=-5), "to_time_us")
+        stock = ev.Instrument(underlying="AAPL", kind=ev.UNDERLYING, multiplier=100)
+        self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.trade("reads", "s1", [
+            ev.Leg(instrument=stock, quantity=1, price=100.0)]), "multiplier 100")
+        self.trade("reads", "s2", [ev.Leg(instrument=underlying("AAPL"), quantity=1, price=100.0)])
+        c = option("AAPL", 100, now_us() + 60 * US_PER_DAY)
+        self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.stub.UpdateMarket(bk.UpdateMarketRequest(
+            book_id="reads", quotes=[bk.MarketQuote(underlying="AAPL", spot=100, rate=0.03, vol=0.2, vols=[
+                ev.VolPoint(instrument=c, vol=0.2), ev.VolPoint(instrument=c, vol=0.5)])]), timeout=TIMEOUT),
+            "same instrument")
+        first = self.stub.OpenBook(bk.OpenBookRequest(book_id="ccy", name="n", currency="", idempotency_key="o1"),
+                                   timeout=TIMEOUT)
+        again = self.stub.OpenBook(bk.OpenBookRequest(book_id="ccy", name="n", currency="USD", idempotency_key="o1"),
+                                   timeout=TIMEOUT)
+        self.assertEqual(first.last_sequence, again.last_sequence)
+        self.stub.OpenBook(bk.OpenBookRequest(book_id="b" * 58, name="n"), timeout=TIMEOUT)
+        self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.stub.OpenBook(
+            bk.OpenBookRequest(book_id="b" * 59, name="n"), timeout=TIMEOUT), "book_id", "1 to 58")
+        self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.trade("reads", "bad id!", [
+            ev.Leg(instrument=underlying("AAPL"), quantity=1, price=100.0)]), "'bad id!'")
+
+    def test_asking_about_unknown_books_keeps_no_state(self):
+        """Each unknown id asked about kept a 3.3 kB entry for the life of the
+        server. Asked again, it is still NOT_FOUND; OpenBook still opens it."""
+        for i in range(50):
+            self.assert_code(grpc.StatusCode.NOT_FOUND, lambda: self.stub.GetBook(
+                bk.GetBookRequest(book_id="ghost%d" % i), timeout=TIMEOUT), "does not exist")
+        self.assert_code(grpc.StatusCode.NOT_FOUND, lambda: self.trade("ghost1", "t1", [
+            ev.Leg(instrument=underlying("AAPL"), quantity=1, price=100.0)]), "not open")
+        self.open_book("ghost1")
+        self.assertEqual(self.stub.GetBook(bk.GetBookRequest(book_id="ghost1"), timeout=TIMEOUT).book_id, "ghost1")
+
     def test_correction_and_book_as_of(self):
         self.open_book("corr")
         c = option("AAPL", 100, now_us() + 60 * US_PER_DAY)

@@ -229,10 +229,12 @@ gk_code gk_book_decide_open(const gk_book *b, const char *book_id, const char *n
                             const char *currency, gk_event *out, gk_status *status) {
   size_t id_length = book_id ? strlen(book_id) : 0;
   gk_instrument probe; /* the identifier rule is the symbol rule with a longer limit */
-  if (id_length == 0 || id_length >= GK_BOOK_ID_SIZE)
-    return gk_status_set(status, GK_INVALID_ARGUMENT, "book_id", book_id ? book_id : "",
-                         GK_STATUS_NO_INDEX, "book_id must be 1 to %d characters",
-                         GK_BOOK_ID_SIZE - 1);
+  if (id_length == 0 || id_length > GK_BOOK_ID_MAX_LENGTH) {
+    char text[GK_BOOK_ID_SIZE];
+    snprintf(text, sizeof text, "%.*s", (int)sizeof text - 1, book_id ? book_id : "");
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "book_id", text, GK_STATUS_NO_INDEX,
+                         "book_id must be 1 to %d characters (it has %zu)", GK_BOOK_ID_MAX_LENGTH, id_length);
+  }
   for (size_t i = 0; i < id_length; i++) {
     char one[2] = {book_id[i], 0};
     if (gk_instrument_underlying(one, &probe, NULL) != GK_OK)
@@ -415,6 +417,15 @@ gk_code gk_book_decide_market(const gk_book *b, const gk_market_quote *q, gk_eve
   gk_code rc = require_open(b, status);
   if (rc == GK_OK) rc = gk_market_quote_validate(q, status);
   if (rc != GK_OK) return rc;
+  for (size_t i = 1; i < q->vol_point_count; i++) /* a set: the order of two vols for one instrument decided */
+    for (size_t j = 0; j < i; j++)
+      if (gk_instrument_equal(&q->vol_points[i].instrument, &q->vol_points[j].instrument)) {
+        char text[64];
+        gk_instrument_format(&q->vol_points[i].instrument, text, sizeof text);
+        return gk_status_set(status, GK_INVALID_ARGUMENT, "vols", text, (int64_t)i,
+                             "vol point %zu is for the same instrument as vol point %zu (%s): one vol per instrument",
+                             i, j, text);
+      }
   if (q->spot > GK_MAX_PRICE_LEVEL) { /* at decide only: journals written before still read */
     char text[32];
     snprintf(text, sizeof text, "%.17g", q->spot);

@@ -70,14 +70,15 @@ static uint64_t open_fields(uint64_t hash, const void *args) {
   const open_args *a = args;
   hash = fingerprint_text(hash, a->book_id);
   hash = fingerprint_text(hash, a->name);
-  return fingerprint_text(hash, a->currency);
+  /* the currency as decided: "" is USD, so a retry spelling it out is the same request */
+  return fingerprint_text(hash, a->currency && a->currency[0] ? a->currency : "USD");
 }
 
 gk_code gk_open_book(gk_book_service *s, const gk_command_context *ctx, const char *book_id,
                      const char *name, const char *currency, gk_command_outcome *out,
                      gk_status *status) {
   open_args a = {book_id, name, currency};
-  book_command c = {decide_open, &a, NULL, 1, fingerprint_of("open", open_fields, &a)};
+  book_command c = {decide_open, &a, NULL, 1, fingerprint_of("open", open_fields, &a), NULL, true};
   return run_command(s, ctx, book_id, &c, out, status);
 }
 

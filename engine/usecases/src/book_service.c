@@ -90,13 +90,40 @@ static gk_code check_book_id(const char *book_id, gk_status *status) {
   return rc;
 }
 
-/* The entry of a book, created on first use; it lives as long as the service. */
+static book_entry *find_entry(gk_book_service *s, const char *book_id) {
+  for (size_t i = 0; i < s->entry_count; i++)
+    if (strcmp(s->entries[i]->id, book_id) == 0) return s->entries[i];
+  return NULL;
+}
+
+/* GK_OK when the book's stream has events, else NOT_FOUND worded for the use. */
+static gk_code require_stream(gk_book_service *s, const char *book_id, entry_use use, gk_status *status) {
+  char stream[GK_STORE_ID_SIZE + 8];
+  gk_book_stream_name(book_id, stream, sizeof stream);
+  int64_t version = 0;
+  gk_code rc = gk_store_version(s->store, stream, &version, status);
+  if (rc != GK_OK || version > 0) return rc;
+  if (use == ENTRY_COMMAND)
+    return gk_status_set(status, GK_NOT_FOUND, "book_id", book_id, GK_STATUS_NO_INDEX,
+                         "book %s is not open: open it first (OpenBook / greeks book open)", book_id);
+  return gk_status_set(status, GK_NOT_FOUND, "book_id", book_id, GK_STATUS_NO_INDEX, "book %s does not exist",
+                       book_id);
+}
+
 book_entry *book_entry_for(gk_book_service *s, const char *book_id, gk_status *status) {
+  return book_entry_for_use(s, book_id, ENTRY_CREATE, status);
+}
+
+/* The entry of a book, created on first use; it lives as long as the service. */
+book_entry *book_entry_for_use(gk_book_service *s, const char *book_id, entry_use use, gk_status *status) {
   if (check_book_id(book_id, status) != GK_OK) return NULL;
   pthread_mutex_lock(&s->lock);
-  book_entry *found = NULL;
-  for (size_t i = 0; i < s->entry_count && !found; i++)
-    if (strcmp(s->entries[i]->id, book_id) == 0) found = s->entries[i];
+  book_entry *found = find_entry(s, book_id);
+  pthread_mutex_unlock(&s->lock);
+  if (found) return found;
+  if (use != ENTRY_CREATE && require_stream(s, book_id, use, status) != GK_OK) return NULL;
+  pthread_mutex_lock(&s->lock);
+  found = find_entry(s, book_id); /* made by another thread meanwhile */
   if (found == NULL && s->entry_count == s->entry_capacity) {
     size_t capacity = s->entry_capacity ? 2 * s->entry_capacity : 16;
     book_entry **grown = realloc(s->entries, capacity * sizeof *grown);
@@ -542,7 +569,7 @@ gk_code run_command(gk_book_service *s, const gk_command_context *ctx, const cha
   gk_command_outcome scratch;
   if (out == NULL) out = &scratch;
   memset(out, 0, sizeof *out);
-  book_entry *e = book_entry_for(s, book_id, status);
+  book_entry *e = book_entry_for_use(s, book_id, command->opens ? ENTRY_CREATE : ENTRY_COMMAND, status);
   if (e == NULL) return status ? status->code : GK_INVALID_ARGUMENT;
   if (command->max_events == 0 || command->max_events > GK_MAX_BATCH_EVENTS)
     return gk_status_set(status, GK_INVALID_ARGUMENT, "events", "", GK_STATUS_NO_INDEX,

@@ -51,6 +51,7 @@ typedef struct book_command {
   size_t max_events;    /* room decide may use (events are ~3 kB: sized per command) */
   uint64_t fingerprint; /* of the request, kept with its key (nonzero) */
   const gk_trade *trade; /* a trade command: asked of the pre-trade check */
+  bool opens;            /* OpenBook: the one command on a book with no stream yet */
 } book_command;
 
 /* FNV-1a over a request's fields, for book_command.fingerprint. */
@@ -59,7 +60,15 @@ uint64_t fingerprint_text(uint64_t hash, const char *text);
 uint64_t fingerprint_legs(uint64_t hash, const gk_leg *legs, size_t count);
 #define FINGERPRINT_SEED UINT64_C(1469598103934665603)
 
+/* How book_entry_for treats a book id it has no entry for: ENTRY_CREATE makes
+ * one (OpenBook; a stream another instance wrote); ENTRY_QUERY and
+ * ENTRY_COMMAND first ask the store, and a stream with no events is
+ * GK_NOT_FOUND without an entry: an entry lives as long as the service, and
+ * one per unknown id asked about grew memory without bound (3.3 kB each). */
+typedef enum { ENTRY_CREATE, ENTRY_QUERY, ENTRY_COMMAND } entry_use;
+
 book_entry *book_entry_for(gk_book_service *service, const char *book_id, gk_status *status);
+book_entry *book_entry_for_use(gk_book_service *service, const char *book_id, entry_use use, gk_status *status);
 gk_code run_command(gk_book_service *service, const gk_command_context *context,
                     const char *book_id, const book_command *command, gk_command_outcome *out,
                     gk_status *status);

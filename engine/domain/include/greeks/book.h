@@ -39,7 +39,10 @@ extern "C" {
 #endif
 
 #define GK_SYMBOL_SIZE 16       /* underlying symbol, up to 15 characters */
-#define GK_BOOK_ID_SIZE 64      /* up to 63 characters [A-Za-z0-9._-] */
+#define GK_BOOK_ID_SIZE 64      /* buffers; an id is at most GK_BOOK_ID_MAX_LENGTH */
+/* Book ids are up to 58 characters of [A-Za-z0-9._-]: the journal stores a book
+ * as the stream "book-ID", and stream names are at most 63 characters. */
+#define GK_BOOK_ID_MAX_LENGTH 58
 #define GK_TRADE_ID_SIZE 64
 #define GK_EVENT_ID_SIZE 40     /* UUID text, 36 characters */
 #define GK_META_ID_SIZE 64      /* correlation, causation, idempotency key */
