@@ -21,12 +21,25 @@
 #include "greeks/breaker.h"
 #include "greeks/clock.h"
 #include "greeks/pool.h"
+#include "greeks/json.h"
 #include "greeks/log.h"
 #include "http_listener.h"
 #include "server.h"
 #include "server_internal.h"
 
 /* ---- the store probe ---- */
+
+/* The probe runs every second; a libpq call on a frozen network or a stopped
+ * server never returns, so "the last probe answered" alone stayed true for as
+ * long as the next one hung: ready, SERVING and greeks_store_up 1 while every
+ * book command timed out. An answer older than this counts as none. */
+#define STORE_PROBE_STALE_NS (3 * GK_NS_PER_S)
+
+int store_probe_verdict(greeksd_server *s) {
+  int64_t probed = atomic_load(&s->store_probed_ns);
+  if (probed == 0) return -1;
+  return atomic_load(&s->store_reachable) && gk_monotonic_ns() - probed <= STORE_PROBE_STALE_NS;
+}
 
 static void probe_store(greeksd_server *s) {
   gk_event_store *store = book_side_parts(s).store;
@@ -59,16 +72,10 @@ static void *probe_loop(void *arg) {
 
 /* ---- readiness ---- */
 
-/* A JSON string's contents: quotes, backslashes and control bytes escaped. */
+/* A JSON string's contents (gk_json_escape: control bytes, and bytes that are
+ * not UTF-8 as U+FFFD: a store path in Latin-1 made /readyz invalid JSON). */
 static void json_text(char *out, size_t size, const char *text) {
-  size_t k = 0;
-  for (; *text && k + 7 < size; text++) {
-    unsigned char ch = (unsigned char)*text;
-    if (ch == '"' || ch == '\\') out[k++] = '\\', out[k++] = (char)ch;
-    else if (ch < 0x20) k += (size_t)snprintf(out + k, size - k, "\\u%04x", ch);
-    else out[k++] = (char)ch;
-  }
-  out[k] = '\0';
+  gk_json_escape(out, size, text, strlen(text));
 }
 
 static const char *serving_name(int status) { return status == 1 ? "SERVING" : "NOT_SERVING"; }
@@ -88,13 +95,16 @@ static const char *on(const greeksd_snapshot *snap, int feature) {
 static char *readiness_json(greeksd_server *s, int *ready, size_t *length) {
   const greeksd_snapshot *snap = server_snapshot(s);
   book_parts parts = book_side_parts(s);
-  readiness r = {atomic_load(&s->draining), atomic_load(&s->store_probed_ns) != 0 && atomic_load(&s->store_reachable), 1};
+  readiness r = {atomic_load(&s->draining), store_probe_verdict(s) == 1, 1};
   gk_agent_state pricing = gk_pricing_agent_state(s->pricing), compute = gk_agent_state_of(s->compute),
                  intake = gk_agent_state_of(s->intake), queries = gk_agent_state_of(parts.queries);
   r.agents_ok = agent_ok(pricing) && agent_ok(compute) && agent_ok(intake) && agent_ok(queries);
   char error[512] = "", description[512];
   pthread_mutex_lock(&s->probe_lock);
-  if (!r.store_ok) json_text(error, sizeof error, s->store_error);
+  if (!r.store_ok && atomic_load(&s->store_reachable))
+    snprintf(error, sizeof error, "no store probe has answered for over %d s (the store or its network hangs)",
+             (int)(STORE_PROBE_STALE_NS / GK_NS_PER_S));
+  else if (!r.store_ok) json_text(error, sizeof error, s->store_error);
   pthread_mutex_unlock(&s->probe_lock);
   json_text(description, sizeof description, gk_store_describe(parts.store));
   int64_t probed = atomic_load(&s->store_probed_ns);

@@ -172,6 +172,24 @@ class StoreOutage(unittest.TestCase):
             self.assertEqual(self.check(service), SERVING, service)
         prices = self.price_chain()
 
+        # Hung: the server and its backends stopped (SIGSTOP), connections open,
+        # nothing answers. The probe's libpq call never returns; readiness used
+        # to stay 200 on the last answer while every book command timed out.
+        pg("freeze", self.pg_dir, self.pg_env)
+        try:
+            status, ready = poll("/readyz 503 while the store hangs",
+                                 lambda: (lambda r: r if r[0] == 503 else None)(self.readyz()))
+            self.assertFalse(ready["store"]["reachable"])
+            self.assertIn("hangs", ready["store"]["error"])
+            self.assertGreater(ready["store"]["last_probe_ms_ago"], 3000)
+            self.assertEqual(self.check(BOOK), NOT_SERVING)
+            self.assertIn("greeks_store_up 0", http_get(self.base + "/metrics")[1])
+            self.assertEqual(self.price_chain(), prices)
+        finally:
+            pg("thaw", self.pg_dir, self.pg_env)
+        poll("/readyz 200 once the store answers again", lambda: self.readyz()[0] == 200)
+        self.assertEqual(self.check(BOOK), SERVING)
+
         # Down: readiness 503 naming the store, BookService alone NOT_SERVING.
         pg("pause", self.pg_dir, self.pg_env)
         status, ready = poll("/readyz 503 after the store went away",

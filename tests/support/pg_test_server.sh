@@ -7,6 +7,7 @@
 #   pg_test_server.sh stop DIR    pg_ctl stop -m fast, then removes the cluster and DIR
 #   pg_test_server.sh pause DIR   pg_ctl stop -m fast, keeping the cluster (a store outage)
 #   pg_test_server.sh resume DIR  starts the paused cluster again on the same port
+#   pg_test_server.sh freeze DIR  SIGSTOPs the server and its backends (a hang); thaw: SIGCONT
 #
 # With PG_TEST_PASSWORD set, `start` gives the role that password and requires it
 # (scram-sha-256) on 127.0.0.1; the conninfo then goes over TCP with password=...
@@ -189,12 +190,23 @@ resume() {
     die "the server on port $port is not ready after 30 s"
 }
 
-usage="usage: pg_test_server.sh start|stop|pause|resume DIR"
+# Freezes (SIGSTOP) or thaws (SIGCONT) the server and every backend: clients'
+# connections stay open and nothing answers, as on a dead network or a hung host.
+signal_cluster() {
+  CLUSTER=$(cluster_of "$2")
+  postmaster=$(head -n 1 "$CLUSTER/data/postmaster.pid")
+  kill "-$1" "$postmaster"
+  for child in $(pgrep -P "$postmaster"); do kill "-$1" "$child" 2>/dev/null || true; done
+}
+
+usage="usage: pg_test_server.sh start|stop|pause|resume|freeze|thaw DIR"
 [ $# -eq 2 ] || die "$usage"
 case $1 in
   start) start "$2" ;;
   stop) stop "$2" ;;
   pause) pause "$2" ;;
   resume) resume "$2" ;;
+  freeze) signal_cluster STOP "$2" ;;
+  thaw) signal_cluster CONT "$2" ;;
   *) die "$usage" ;;
 esac
