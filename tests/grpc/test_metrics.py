@@ -538,6 +538,22 @@ class Switches(unittest.TestCase):
         self.assertEqual(p.returncode, 1, p.stderr)
         self.assertIn("--metrics-listen: cannot listen on", p.stderr)
 
+    def test_readyz_is_json_whatever_bytes_the_store_path_holds(self):
+        """A store path in Latin-1 went into /readyz as raw bytes: not UTF-8,
+        so not JSON (the log line was escaped)."""
+        with tempfile.TemporaryDirectory() as d:
+            directory = os.path.join(d.encode(), b"caf\xe9-\xff")
+            os.mkdir(directory)
+            server = MetricsServer("--book-store", b"sqlite:" + directory + b"/books.db")
+            try:
+                status, _, body = http_get(server.base + "/readyz")
+                self.assertEqual(status, 200, body)
+                ready = json.loads(body)  # http_get decodes strictly: a byte that is not UTF-8 raises
+                self.assertIn("caf\ufffd-\ufffd", ready["store"]["description"])
+            finally:
+                self.assertEqual(server.stop(), 0)
+                server.close()
+
     def test_a_bad_address_is_refused_by_name(self):
         p = self.run_greeksd("--metrics-listen", "nowhere")
         self.assertEqual(p.returncode, 2)
