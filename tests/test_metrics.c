@@ -139,6 +139,12 @@ static void families_and_samples_follow_the_exposition_format(void **state) {
   gk_metrics_sample_double(t, "g", NULL, 0, 0.1 + 0.2); /* 0.30000000000000004: 17 digits needed */
   gk_metrics_sample_double(t, "g", NULL, 0, 1.0 / 0.0);
   gk_metrics_sample_double(t, "g", NULL, 0, -1.0 / 0.0);
+  /* as Go's FormatFloat(v, 'g', -1, 64) (client_golang): positional for
+   * exponents -4..5, else exponent form; 10 was "1e+01", and le="10" in a
+   * rule matched nothing */
+  static const double go_cases[] = {10, 100000, 1e6, 2.5e6, 0.005, 2.5e-5, 0, -1.5, 1e21, 0.0001};
+  for (size_t i = 0; i < sizeof go_cases / sizeof go_cases[0]; i++)
+    gk_metrics_sample_double(t, "g", NULL, 0, go_cases[i]);
   assert_string_equal(text_of(t),
                       "# HELP x_total Counts\\\\things\\nsecond line.\n"
                       "# TYPE x_total counter\n"
@@ -149,7 +155,8 @@ static void families_and_samples_follow_the_exposition_format(void **state) {
                       "g 0.1\n" /* the shortest text that reads back as 0.1 */
                       "g 0.30000000000000004\n"
                       "g +Inf\n"
-                      "g -Inf\n");
+                      "g -Inf\n"
+                      "g 10\ng 100000\ng 1e+06\ng 2.5e+06\ng 0.005\ng 2.5e-05\ng 0\ng -1.5\ng 1e+21\ng 0.0001\n");
   gk_metrics_text_free(t);
 }
 

@@ -298,6 +298,34 @@ static void test_json_escaping_follows_rfc_8259(void **state) {
   assert_string_equal(small, "");
 }
 
+/* A text log line: one record, one line, whatever a client sent. A book id
+ * "x\n... error greeksd: FORGED\x1b[2J" made a second, fake record and moved
+ * the terminal. */
+static void test_text_escaping_keeps_a_record_on_one_line(void **state) {
+  (void)state;
+  static const struct {
+    const char *in;
+    size_t n;
+    const char *out;
+  } cases[] = {
+      {"plain caf\xc3\xa9", 0, "plain caf\xc3\xa9"}, /* n 0: strlen */
+      {"x\nFORGED\x1b[2J", 0, "x\\nFORGED\\x1b[2J"},
+      {"a\\b\tc\r", 0, "a\\\\b\\tc\\r"},
+      {"\xff\xfe\x7f", 0, "\\xff\\xfe\\x7f"},
+      {"nul\0x", 5, "nul\\x00x"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char out[128];
+    size_t n = gk_text_escape(out, sizeof out, cases[i].in, cases[i].n ? cases[i].n : strlen(cases[i].in));
+    assert_string_equal(out, cases[i].out);
+    assert_int_equal(n, strlen(cases[i].out));
+    assert_null(memchr(out, '\n', n));
+  }
+  char small[4];
+  assert_int_equal(gk_text_escape(small, 4, "ab\n", 3), 2); /* never half an escape */
+  assert_string_equal(small, "ab");
+}
+
 static void test_otlp_body_has_the_json_mapping(void **state) {
   (void)state;
   gk_span spans[2];
@@ -389,6 +417,7 @@ int main(void) {
       cmocka_unit_test(test_unsampled_or_exporterless_spans_are_not_recorded),
       cmocka_unit_test(test_an_agent_span_is_the_child_of_the_sender_and_the_parent_of_the_work),
       cmocka_unit_test(test_json_escaping_follows_rfc_8259),
+      cmocka_unit_test(test_text_escaping_keeps_a_record_on_one_line),
       cmocka_unit_test(test_otlp_body_has_the_json_mapping),
       cmocka_unit_test(test_log_records_reach_both_kinds_of_sink),
   };

@@ -109,11 +109,12 @@ static void write_record(void *user, gk_log_level level, const char *component, 
   if (json) {
     n = greeksd_log_json(buffer, sizeof buffer - 1, now_unix_us(), level, component, message, fields);
   } else {
-    char stamp[32];
+    char stamp[32], text[8192];
     timestamp(now_unix_us(), stamp);
-    int w = snprintf(buffer, sizeof buffer - 1, "%s %-5s %s: %s", stamp, gk_log_level_name(level), component, message);
-    n = w < 0 ? 0 : (size_t)w < sizeof buffer - 1 ? (size_t)w : sizeof buffer - 2;
-    n += gk_log_fields_text(fields, buffer + n, sizeof buffer - 1 - n);
+    int w = snprintf(text, sizeof text, "%s %-5s %s: %s", stamp, gk_log_level_name(level), component, message);
+    size_t raw = w < 0 ? 0 : (size_t)w < sizeof text ? (size_t)w : sizeof text - 1;
+    raw += gk_log_fields_text(fields, text + raw, sizeof text - raw);
+    n = gk_text_escape(buffer, sizeof buffer - 1, text, raw); /* one record, one line, whatever a client sent */
   }
   buffer[n++] = '\n';
   fwrite(buffer, 1, n, stderr);

@@ -56,3 +56,28 @@ size_t gk_json_escape(char *out, size_t size, const char *text, size_t length) {
   if (size > 0) out[w] = '\0';
   return w;
 }
+
+size_t gk_text_escape(char *out, size_t size, const char *text, size_t length) {
+  const uint8_t *p = (const uint8_t *)text;
+  size_t w = 0;
+  for (size_t i = 0; i < length;) {
+    char piece[8];
+    const char *bytes = piece;
+    size_t n = 0, used = 1;
+    uint8_t b = p[i];
+    if (b == '\\') memcpy(piece, "\\\\", 2), n = 2;
+    else if (b == '\n') memcpy(piece, "\\n", 2), n = 2;
+    else if (b == '\r') memcpy(piece, "\\r", 2), n = 2;
+    else if (b == '\t') memcpy(piece, "\\t", 2), n = 2;
+    else if (b < 0x20 || b == 0x7f) n = (size_t)snprintf(piece, sizeof piece, "\\x%02x", b);
+    else if (b < 0x80) piece[0] = (char)b, n = 1;
+    else if ((used = utf8_sequence_length(p + i, length - i)) > 0) bytes = text + i, n = used;
+    else n = (size_t)snprintf(piece, sizeof piece, "\\x%02x", b), used = 1;
+    if (w + n + 1 > size) break;
+    memcpy(out + w, bytes, n);
+    w += n;
+    i += used;
+  }
+  if (size > 0) out[w] = '\0';
+  return w;
+}

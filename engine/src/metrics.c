@@ -204,14 +204,26 @@ static void put_series(gk_metrics_text *t, const char *name, const gk_label *lab
   put(t, "}");
 }
 
-/* The shortest decimal that reads back as v (0.005, not 0.0050000000000000001):
- * Prometheus 2 matches `le` label values as text, so the rules' le="0.005"
- * must be what is written. */
+/* The shortest decimal that reads back as v (0.005, not 0.0050000000000000001),
+ * written as Go's strconv.FormatFloat(v, 'g', -1, 64) writes it, which is what
+ * client_golang exposes: positional for decimal exponents -4..5 ("10",
+ * "0.005"), else exponent form ("1e+06"). Prometheus 2 matches `le` label
+ * values as text, so le="10" in a rule must be what is written (%.1g gave
+ * "1e+01"). */
 static void shortest_double(char *out, size_t size, double v) {
-  for (int precision = 1; precision <= 17; precision++) {
-    snprintf(out, size, "%.*g", precision, v);
-    if (strtod(out, NULL) == v) return;
+  int digits = 1;
+  for (; digits < 17; digits++) {
+    snprintf(out, size, "%.*e", digits - 1, v);
+    if (strtod(out, NULL) == v) break;
   }
+  snprintf(out, size, "%.*e", digits - 1, v);
+  int exponent = atoi(strchr(out, 'e') + 1);
+  if (v == 0 || exponent < -4 || exponent >= 6) {
+    if (v == 0) snprintf(out, size, "0");
+    return;
+  }
+  int decimals = digits - 1 - exponent;
+  snprintf(out, size, "%.*f", decimals > 0 ? decimals : 0, v);
 }
 
 static void format_double(char *out, size_t size, double v) {

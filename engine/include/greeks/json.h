@@ -28,6 +28,13 @@ extern "C" {
  * would not fit whole. Returns the bytes written, not counting the NUL. */
 size_t gk_json_escape(char *out, size_t size, const char *text, size_t length);
 
+/* The same for a line of plain text (a log line): backslash, \n, \r and \t
+ * as two characters, other control bytes, DEL and bytes that are not UTF-8 as
+ * \xNN, well-formed UTF-8 as is. A client's book id or request id then cannot
+ * end a log line and forge the next one, or move the terminal. At most 4
+ * output bytes per input byte. */
+size_t gk_text_escape(char *out, size_t size, const char *text, size_t length);
+
 #ifdef __cplusplus
 }
 #endif
