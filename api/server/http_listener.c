@@ -33,6 +33,8 @@ static enum MHD_Result queue(struct MHD_Connection *connection, int status, cons
   }
   MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
   MHD_add_response_header(response, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+  if (status == MHD_HTTP_METHOD_NOT_ALLOWED) /* RFC 9110: a 405 says what is allowed */
+    MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
   enum MHD_Result queued = MHD_queue_response(connection, (unsigned)status, response);
   MHD_destroy_response(response);
   return queued;
@@ -105,9 +107,14 @@ greeksd_http *greeksd_http_start(const char *listen, greeksd_http_route route, v
   http->user = user;
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO;
   if (address.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+  /* The connection timeout is an idle one: a client sending a header line a
+   * second holds its connection for good, and 32 such connections once took
+   * every slot, so /healthz timed out and the liveness probe restarted the
+   * pod. Slots are therefore shared out per address: one address holds at
+   * most 16 of 256, and a probe from any other still gets in. */
   http->daemon = MHD_start_daemon(flags, 0, NULL, NULL, answer, http, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&address,
-                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)32, MHD_OPTION_CONNECTION_TIMEOUT,
-                                  (unsigned)10, MHD_OPTION_END);
+                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)256, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                  (unsigned)16, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
   if (http->daemon == NULL) {
     snprintf(error, size, "--metrics-listen: cannot listen on '%s' (address in use, or not an address of this host)",
              listen);

@@ -258,6 +258,35 @@ class Exposition(MetricsServedTestCase):
         with self.assertRaises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(request, timeout=10)
         self.assertEqual(caught.exception.code, 405)
+        self.assertEqual(caught.exception.headers.get("Allow"), "GET, HEAD")
+
+    def test_slow_clients_on_one_address_leave_the_probes_to_others(self):
+        """40 connections from 127.0.0.1 each sending a header line a second
+        (the timeout is an idle one, so they never time out): they once took all
+        32 slots and /healthz timed out. One address now holds at most 16 of
+        256; the probe from 127.0.0.2 answers at once."""
+        slow = []
+        try:
+            for _ in range(40):
+                c = socket.create_connection(("127.0.0.1", self.server.metrics_port), timeout=5)
+                c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+                slow.append(c)
+            for _ in range(3):  # keep them busy past any idle check
+                time.sleep(0.5)
+                for c in slow:
+                    try:
+                        c.sendall(b"X-Slow: 1\r\n")
+                    except OSError:
+                        pass  # refused over the per-address limit: closed
+            probe = socket.create_connection(("127.0.0.1", self.server.metrics_port), timeout=5,
+                                             source_address=("127.0.0.2", 0))
+            with probe:
+                probe.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                answer = probe.recv(4096)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:200])
+        finally:
+            for c in slow:
+                c.close()
 
 
 class LargeRequestsDecodedOffTheCqThread(MetricsServedTestCase):
