@@ -6,6 +6,7 @@
  * accounted for), the agent runtime's span hand-off, JSON escaping against
  * RFC 8259 by hand, the OTLP JSON body's shape, and gk_log_record's fields.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -179,9 +181,52 @@ static void test_a_blocked_exporter_costs_spans_not_time(void **state) {
   pthread_mutex_unlock(&c.lock);
   gk_tracer_counters final;
   gk_tracer_destroy(t, &final);
-  assert_int_equal(final.exported + final.dropped_queue_full + final.dropped_export_failed, 101);
+  assert_int_equal(final.exported + final.dropped_queue_full + final.dropped_export_failed + final.dropped_at_shutdown,
+                   101);
   assert_int_equal(final.exported, c.count);
   assert_true(final.exported >= 1);
+}
+
+typedef struct destroyer {
+  gk_tracer *tracer;
+  gk_tracer_counters final;
+} destroyer;
+
+static void *destroy_tracer(void *arg) {
+  destroyer *d = arg;
+  gk_tracer_destroy(d->tracer, &d->final);
+  return NULL;
+}
+
+/* Shutdown exports the whole queue, batch after batch, when the collector
+ * answers: one round alone dropped all but one batch (376 of 888 in review),
+ * and counted them as "queue full". */
+static void test_shutdown_exports_every_queued_span(void **state) {
+  (void)state;
+  capture c;
+  gk_tracer *t = capturing_tracer(&c, 64, 4);
+  gk_trace_context root;
+  assert_int_equal(parse(spec_example, &root), GK_OK);
+  pthread_mutex_lock(&c.lock);
+  c.blocked = 1;
+  pthread_mutex_unlock(&c.lock);
+  end_one(t, &root); /* taken by the export thread, which blocks in the exporter */
+  pthread_mutex_lock(&c.lock);
+  while (c.calls == 0) pthread_cond_wait(&c.changed, &c.lock);
+  pthread_mutex_unlock(&c.lock);
+  for (int i = 0; i < 40; i++) end_one(t, &root); /* queued: 10 batches */
+  destroyer d = {t, {0}};
+  pthread_t thread;
+  assert_int_equal(pthread_create(&thread, NULL, destroy_tracer, &d), 0);
+  struct timespec pause = {0, 50 * 1000 * 1000}; /* shutdown begun while the exporter is blocked */
+  nanosleep(&pause, NULL);
+  pthread_mutex_lock(&c.lock);
+  c.blocked = 0;
+  pthread_cond_broadcast(&c.changed);
+  pthread_mutex_unlock(&c.lock);
+  pthread_join(thread, NULL);
+  assert_int_equal(d.final.exported, 41);
+  assert_int_equal(d.final.dropped_queue_full + d.final.dropped_export_failed + d.final.dropped_at_shutdown, 0);
 }
 
 static void test_a_failing_exporter_counts_its_spans_dropped(void **state) {
@@ -195,7 +240,7 @@ static void test_a_failing_exporter_counts_its_spans_dropped(void **state) {
   gk_tracer_counters final;
   gk_tracer_destroy(t, &final);
   assert_int_equal(final.exported, 0);
-  assert_int_equal(final.dropped_export_failed + final.dropped_queue_full, 10);
+  assert_int_equal(final.dropped_export_failed + final.dropped_queue_full + final.dropped_at_shutdown, 10);
   assert_true(final.export_failures >= 1);
 }
 
@@ -414,6 +459,7 @@ int main(void) {
       cmocka_unit_test(test_sampling_follows_the_ratio_and_the_parent),
       cmocka_unit_test(test_a_blocked_exporter_costs_spans_not_time),
       cmocka_unit_test(test_a_failing_exporter_counts_its_spans_dropped),
+      cmocka_unit_test(test_shutdown_exports_every_queued_span),
       cmocka_unit_test(test_unsampled_or_exporterless_spans_are_not_recorded),
       cmocka_unit_test(test_an_agent_span_is_the_child_of_the_sender_and_the_parent_of_the_work),
       cmocka_unit_test(test_json_escaping_follows_rfc_8259),

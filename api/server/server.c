@@ -882,9 +882,13 @@ static void stop_tracer(greeksd_server *s) {
   gk_tracer_destroy(s->tracer, &final);
   s->tracer = NULL;
   if (s->config.otlp_endpoint[0] != '\0')
-    gk_logf(GK_LOG_INFO, "tracer", "traces: %llu spans exported, %llu dropped (%llu with the queue full, %llu in failed exports)",
-            (unsigned long long)final.exported, (unsigned long long)(final.dropped_queue_full + final.dropped_export_failed),
-            (unsigned long long)final.dropped_queue_full, (unsigned long long)final.dropped_export_failed);
+    gk_logf(GK_LOG_INFO, "tracer",
+            "traces: %llu spans exported, %llu dropped (%llu with the queue full, %llu in failed exports, %llu left at "
+            "shutdown after a failed export)",
+            (unsigned long long)final.exported,
+            (unsigned long long)(final.dropped_queue_full + final.dropped_export_failed + final.dropped_at_shutdown),
+            (unsigned long long)final.dropped_queue_full, (unsigned long long)final.dropped_export_failed,
+            (unsigned long long)final.dropped_at_shutdown);
 }
 
 static void destroy(greeksd_server *s) {

@@ -42,7 +42,7 @@ struct gk_tracer {
   bool thread_started;
   bool failing; /* the last export failed (export thread only) */
   pthread_t thread;
-  _Atomic uint64_t recorded, exported, dropped_full, dropped_failed, failures;
+  _Atomic uint64_t recorded, exported, dropped_full, dropped_failed, dropped_shutdown, failures;
 };
 
 /* ---- ids and W3C text ---- */
@@ -281,6 +281,12 @@ static void *export_main(void *arg) {
   gk_tracer *t = arg;
   (void)gk_thread_set_name("gk-trace");
   int64_t last = gk_monotonic_ns();
+  /* At shutdown the queue is exported batch by batch until it is empty (each
+   * round bounded by the exporter's timeout, at most a queue's worth of
+   * rounds), unless an export fails: then the rest is dropped at once and
+   * counted as such. One round alone dropped 376 of 888 queued spans with a
+   * healthy collector, counted as "queue full". */
+  size_t shutdown_rounds = t->options.queue_capacity / t->options.batch_max + 1;
   pthread_mutex_lock(&t->lock);
   for (;;) {
     size_t n = wait_for_batch(t, &last);
@@ -293,8 +299,9 @@ static void *export_main(void *arg) {
     if (n > 0) export_batch(t, n);
     last = gk_monotonic_ns();
     pthread_mutex_lock(&t->lock);
-    if (last_round) { /* one round at shutdown: what did not fit is dropped */
-      atomic_fetch_add(&t->dropped_full, t->count);
+    if (last_round && t->count > 0 && !t->failing && --shutdown_rounds > 0) continue;
+    if (last_round) {
+      atomic_fetch_add(&t->dropped_shutdown, t->count);
       t->count = 0;
       break;
     }
@@ -390,6 +397,7 @@ gk_tracer_counters gk_tracer_counters_of(gk_tracer *t) {
   c.recorded = atomic_load(&t->recorded);
   c.exported = atomic_load(&t->exported);
   c.dropped_queue_full = atomic_load(&t->dropped_full);
+  c.dropped_at_shutdown = atomic_load(&t->dropped_shutdown);
   c.dropped_export_failed = atomic_load(&t->dropped_failed);
   c.export_failures = atomic_load(&t->failures);
   pthread_mutex_lock(&t->lock);

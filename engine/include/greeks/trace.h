@@ -171,8 +171,9 @@ gk_code gk_tracer_create(const gk_tracer_options *options, gk_tracer **tracer, g
 
 typedef struct gk_tracer_counters gk_tracer_counters;
 
-/* Exports what is queued (one more round, bounded by the exporter's timeout),
- * stops the thread, destroys the exporter, frees. When `final` is not NULL it
+/* Exports what is queued (batch after batch, each bounded by the exporter's
+ * timeout, until the queue is empty or an export fails: the rest is then
+ * dropped_at_shutdown), stops the thread, destroys the exporter, frees. When `final` is not NULL it
  * gets the counters after that last round. NULL tracer: a no-op (final zeroed). */
 void gk_tracer_destroy(gk_tracer *tracer, gk_tracer_counters *final);
 
@@ -181,6 +182,7 @@ struct gk_tracer_counters {
   uint64_t exported;              /* spans the exporter accepted */
   uint64_t dropped_queue_full;    /* ended while the queue was full */
   uint64_t dropped_export_failed; /* in a batch the exporter failed (collector down, slow, refused) */
+  uint64_t dropped_at_shutdown;   /* queued at shutdown after an export failed */
   uint64_t export_failures;       /* failed export calls */
   uint64_t queued;                /* waiting now */
 };
