@@ -328,11 +328,26 @@ static void stage_scenarios(const revalue_job *job, worker_state *w, const chunk
 
 /* One position's scenario P&L, weight x (shocked price - base), added to the
  * grid and, when asked, to its underlying's grid. */
+/* A scenario the kernel could not price (its outputs zeroed, an element error)
+ * adds nothing: the position is out of that scenario, as on the American path
+ * (book_valuation.c). It added weight x (0 - base), a loss of the whole
+ * position from a number nobody priced. */
 static void add_scenario_pnl(double *restrict grid, double *restrict by_underlying,
-                             const double *restrict prices, size_t g, double weight, double base) {
-  for (size_t e = 0; e < g; e++) grid[e] += weight * (prices[e] - base);
-  if (by_underlying)
-    for (size_t e = 0; e < g; e++) by_underlying[e] += weight * (prices[e] - base);
+                             const double *restrict prices, const uint8_t *restrict errors, size_t g, double weight,
+                             double base) {
+  uint8_t any = 0;
+  for (size_t e = 0; e < g; e++) any |= errors[e];
+  if (!any) {
+    for (size_t e = 0; e < g; e++) grid[e] += weight * (prices[e] - base);
+    if (by_underlying)
+      for (size_t e = 0; e < g; e++) by_underlying[e] += weight * (prices[e] - base);
+    return;
+  }
+  for (size_t e = 0; e < g; e++) {
+    double pnl = errors[e] ? 0.0 : weight * (prices[e] - base);
+    grid[e] += pnl;
+    if (by_underlying) by_underlying[e] += pnl;
+  }
 }
 
 /* Scenario P&L of a chunk's valid positions, position by position in order. */
@@ -359,7 +374,7 @@ static void shock_chunk(revalue_job *job, worker_state *w, partial_sums *sums, s
     for (size_t b = 0; b < batch_positions; b++) {
       size_t kk = members[b], i = begin + kk;
       double *by_underlying = sums->grid_by_underlying ? sums->grid_by_underlying + (size_t)p->underlying[i] * g : NULL;
-      add_scenario_pnl(sums->grid, by_underlying, w->s_price + b * g, g,
+      add_scenario_pnl(sums->grid, by_underlying, w->s_price + b * g, w->s_error + b * g, g,
                        p->quantity[i] * p->multiplier[i], c->price[kk]);
     }
   }
