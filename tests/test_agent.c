@@ -31,6 +31,7 @@ typedef struct script {
   _Atomic int transient_failures_left; /* type 2: fail transiently this many times */
   _Atomic int release;                 /* type 5 waits until set */
   _Atomic long sum;
+  _Atomic int init_limit; /* init fails once it has run this many times (0: never) */
 } script;
 
 enum { OK_MSG = 1, FLAKY = 2, PERMANENT = 3, BROKEN = 4, BLOCKING = 5, HEAVY = 6 };
@@ -38,7 +39,9 @@ enum { OK_MSG = 1, FLAKY = 2, PERMANENT = 3, BROKEN = 4, BLOCKING = 5, HEAVY = 6
 static gk_code script_init(void *context, gk_status *status) {
   (void)status;
   script *s = context;
-  atomic_fetch_add(&s->inits, 1);
+  int n = atomic_fetch_add(&s->inits, 1) + 1;
+  int limit = atomic_load(&s->init_limit);
+  if (limit && n > limit) return gk_status_set(status, GK_INTERNAL, NULL, NULL, GK_STATUS_NO_INDEX, "init fails");
   return GK_OK;
 }
 
@@ -196,6 +199,42 @@ static void test_backoff_grows_with_jitter_and_a_cap(void **state) {
   assert_int_equal(gk_retry_backoff_ns(&p, 4, 0.0), 50 * GK_NS_PER_MS); /* capped */
   assert_int_equal(gk_retry_backoff_ns(&p, 2, 0.5), 15 * GK_NS_PER_MS); /* 20 * (1 - 0.5 * 0.5) */
   assert_true(gk_retry_backoff_ns(&p, 2, 0.999999) > 10 * GK_NS_PER_MS - 1000);
+  /* uncapped, far out: held at INT64_MAX (2^63 cast to int64_t was UB, INT64_MIN in practice: no wait) */
+  gk_retry_policy uncapped = {100, GK_NS_PER_S, 2.0, INT64_MAX, 0.0};
+  assert_true(gk_retry_backoff_ns(&uncapped, 40, 0.0) == INT64_MAX);
+  assert_true(gk_retry_backoff_ns(&uncapped, 3, 0.0) == 4 * GK_NS_PER_S);
+}
+
+/* Past 65535 the envelope's uint16_t attempt wrapped to 0 and a failing message
+ * was retried forever with no backoff: such a policy is refused. */
+static void test_a_retry_policy_past_the_attempt_counter_is_refused(void **state) {
+  (void)state;
+  script s = {0};
+  gk_agent_spec spec = spec_for(&s);
+  spec.retry.max_attempts = 70000;
+  gk_agent *a = NULL;
+  gk_status status;
+  assert_int_equal(gk_agent_start(&spec, &a, &status), GK_INVALID_ARGUMENT);
+  assert_string_equal(status.field, "retry");
+  assert_null(a);
+}
+
+/* A restart whose init fails leaves a context already shut down: shutdown
+ * runs once per successful init, never twice (greeksd's compute agent frees a
+ * pool there: a double free). */
+static void test_a_failed_restart_shuts_down_once(void **state) {
+  (void)state;
+  script s = {0};
+  atomic_store(&s.init_limit, 1);
+  gk_agent_spec spec = spec_for(&s);
+  gk_agent *a = NULL;
+  assert_int_equal(gk_agent_start(&spec, &a, NULL), GK_OK);
+  assert_int_equal(send_type(a, BROKEN, 1, NULL), GK_OK);
+  for (int i = 0; i < 2000 && gk_agent_state_of(a) != GK_AGENT_STOPPED; i++) sleep_ms(1);
+  assert_int_equal(gk_agent_state_of(a), GK_AGENT_STOPPED);
+  gk_agent_stop(a, 0);
+  assert_int_equal(atomic_load(&s.inits), 2);     /* the start, and the restart that failed */
+  assert_int_equal(atomic_load(&s.shutdowns), 1); /* for the one init that succeeded */
 }
 
 static void test_transient_failures_are_retried(void **state) {
@@ -303,6 +342,19 @@ static void test_stop_drains_or_expires_the_mailbox(void **state) {
   size_t unhandled = gk_agent_stop(a, 0); /* no drain time: the queued ten are answered unhandled */
   assert_int_equal(unhandled, (size_t)atomic_load(&t.expired));
   assert_int_equal(atomic_load(&t.handled) + atomic_load(&t.expired), 11);
+
+  /* "drain however long it takes": now + INT64_MAX overflowed into the past
+   * and every queued envelope expired unhandled */
+  script u = {0};
+  spec = spec_for(&u);
+  assert_int_equal(gk_agent_start(&spec, &a, NULL), GK_OK);
+  assert_int_equal(send_type(a, BLOCKING, 0, NULL), GK_OK);
+  wait_until(&u.blocked, 1);
+  for (int i = 0; i < 20; i++) assert_int_equal(send_type(a, OK_MSG, 1, NULL), GK_OK);
+  atomic_store(&u.release, 1);
+  assert_int_equal(gk_agent_stop(a, INT64_MAX), 0);
+  assert_int_equal(atomic_load(&u.handled), 21);
+  assert_int_equal(atomic_load(&u.expired), 0);
 }
 
 static void test_batches_respect_weight_and_delay(void **state) {
@@ -398,6 +450,8 @@ int main(void) {
       cmocka_unit_test(test_start_runs_init_and_stop_runs_shutdown),
       cmocka_unit_test(test_full_mailbox_rejects_at_once),
       cmocka_unit_test(test_backoff_grows_with_jitter_and_a_cap),
+      cmocka_unit_test(test_a_retry_policy_past_the_attempt_counter_is_refused),
+      cmocka_unit_test(test_a_failed_restart_shuts_down_once),
       cmocka_unit_test(test_transient_failures_are_retried),
       cmocka_unit_test(test_exhausted_and_permanent_failures_are_dead_lettered),
       cmocka_unit_test(test_expired_envelopes_skip_the_handler),

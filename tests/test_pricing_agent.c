@@ -323,9 +323,20 @@ static void test_faults_drive_the_breaker_through_every_state(void **state) {
   assert_true(second == GK_INTERNAL || second == GK_UNAVAILABLE);
   /* Failure rate reached: open, and calls fail fast without reaching the kernels. */
   assert_int_equal(gk_breaker_state_now(breaker, gk_monotonic_ns()), GK_BREAKER_OPEN);
+  gk_agent_counters before = gk_pricing_agent_counters(agent);
+  gk_breaker_metrics refused_before;
+  gk_breaker_get_metrics(breaker, gk_monotonic_ns(), &refused_before);
   assert_int_equal(price_small(agent, &status, NULL), GK_UNAVAILABLE);
   assert_int_equal(gk_status_grpc_code(&status), 14);
-  assert_true(status.transient);
+  assert_true(status.transient); /* for the caller: try again later */
+  /* ... but not retried by the agent: the refusal is the answer, at once (it
+   * was retried after a backoff, refused again, then dead-lettered) */
+  gk_agent_counters after = gk_pricing_agent_counters(agent);
+  gk_breaker_metrics refused_after;
+  gk_breaker_get_metrics(breaker, gk_monotonic_ns(), &refused_after);
+  assert_int_equal(after.retried, before.retried);
+  assert_int_equal(after.dead_lettered, before.dead_lettered);
+  assert_int_equal(refused_after.not_permitted_calls, refused_before.not_permitted_calls + 1);
 
   /* After the wait, half-open lets probes through; healthy probes close it. */
   gk_pricing_agent_inject_fault(agent, GK_FAULT_NONE, 0);

@@ -36,7 +36,11 @@ struct gk_agent {
   uint64_t random_state;
   gk_code init_code;
   gk_status init_status;
+  int context_live; /* init succeeded and shutdown has not run: one shutdown per init */
 };
+
+/* a + b, held at INT64_MAX: a deadline "now + forever" overflowed into the past */
+static int64_t saturating_add(int64_t a, int64_t b) { return b > 0 && a > INT64_MAX - b ? INT64_MAX : a + b; }
 
 static const char *const state_names[] = {"created", "starting", "running", "degraded", "stopping", "stopped"};
 
@@ -71,6 +75,7 @@ int64_t gk_retry_backoff_ns(const gk_retry_policy *policy, int attempt, double u
   double backoff = (double)policy->initial_backoff_ns * pow(policy->multiplier, attempt - 1);
   if (backoff > (double)policy->max_backoff_ns) backoff = (double)policy->max_backoff_ns;
   backoff *= 1.0 - policy->jitter * u;
+  if (!(backoff < 0x1p63)) return INT64_MAX; /* (double)INT64_MAX is 2^63: the cast was UB */
   return backoff < 0 ? 0 : (int64_t)backoff;
 }
 
@@ -153,7 +158,7 @@ static size_t take_batch(gk_agent *a) {
     /* Wait for more only while under the minimum fill and the latency bound:
      * waiting when nothing else can arrive (a caller blocked on this very answer)
      * would only add latency. */
-    int64_t wait = start + a->spec.batch_max_delay_ns - gk_monotonic_ns();
+    int64_t wait = saturating_add(start, a->spec.batch_max_delay_ns) - gk_monotonic_ns();
     if (a->stop_requested || wait <= 0 || max_weight <= 1 || total >= a->spec.batch_min_weight) return n;
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
@@ -181,9 +186,17 @@ static int supervise_restart(gk_agent *a) {
   pthread_mutex_unlock(&a->lock);
   sleep_ns(p->backoff_ns);
   if (a->spec.shutdown) a->spec.shutdown(a->spec.context);
+  a->context_live = 0;
   gk_status status;
   gk_status_clear(&status);
-  if (a->spec.init && a->spec.init(a->spec.context, &status) != GK_OK) return 0;
+  if (a->spec.init && a->spec.init(a->spec.context, &status) != GK_OK) {
+    /* the context is shut down already: agent_main must not shut it down again */
+    pthread_mutex_lock(&a->lock);
+    a->init_code = status.code ? status.code : GK_INTERNAL, a->init_status = status;
+    pthread_mutex_unlock(&a->lock);
+    return 0;
+  }
+  a->context_live = 1;
   set_state(a, GK_AGENT_RUNNING);
   return 1;
 }
@@ -232,13 +245,19 @@ static void close_spans(gk_agent *a, gk_envelope *batch, size_t n, gk_span *span
  * the handler is broken beyond the restart policy (the agent must stop). */
 static int deliver(gk_agent *a, size_t n) {
   gk_envelope *batch = a->batch;
-  size_t live = 0;
-  int64_t now = gk_monotonic_ns();
-  for (size_t i = 0; i < n; i++) {
-    if (batch[i].deadline_ns != 0 && now > batch[i].deadline_ns) expire(a, &batch[i]);
-    else batch[live++] = batch[i];
-  }
+  size_t live = n;
+  int64_t now;
   while (live > 0) {
+    /* every round: a retry slept the batch's longest backoff, which can carry
+     * an envelope past its deadline */
+    size_t kept = 0;
+    now = gk_monotonic_ns();
+    for (size_t i = 0; i < live; i++) {
+      if (batch[i].deadline_ns != 0 && now > batch[i].deadline_ns) expire(a, &batch[i]);
+      else batch[kept++] = batch[i];
+    }
+    live = kept;
+    if (live == 0) break;
     for (size_t i = 0; i < live; i++) gk_status_clear(&a->results[i]);
     gk_span *spans = open_spans(a, batch, live);
     gk_code code = a->spec.handle_batch(a->spec.context, batch, live, a->results);
@@ -267,7 +286,7 @@ static int deliver(gk_agent *a, size_t n) {
       }
       int attempts_left = batch[i].attempt < a->spec.retry.max_attempts;
       int64_t wait = gk_retry_backoff_ns(&a->spec.retry, batch[i].attempt, next_uniform(a));
-      int in_time = batch[i].deadline_ns == 0 || now + wait < batch[i].deadline_ns;
+      int in_time = batch[i].deadline_ns == 0 || batch[i].deadline_ns - now > wait;
       if (result->transient && attempts_left && in_time) {
         batch[i].attempt++;
         if (wait > backoff) backoff = wait;
@@ -312,6 +331,7 @@ static void *agent_main(void *arg) {
     set_state(a, GK_AGENT_STOPPED);
     return NULL;
   }
+  a->context_live = 1;
   set_state(a, GK_AGENT_RUNNING);
   for (;;) {
     pthread_mutex_lock(&a->lock);
@@ -333,7 +353,8 @@ static void *agent_main(void *arg) {
     }
   }
   set_state(a, GK_AGENT_STOPPING);
-  if (a->spec.shutdown) a->spec.shutdown(a->spec.context);
+  if (a->spec.shutdown && a->context_live) a->spec.shutdown(a->spec.context);
+  a->context_live = 0;
   set_state(a, GK_AGENT_STOPPED);
   return NULL;
 }
@@ -359,10 +380,10 @@ static gk_code check_spec(const gk_agent_spec *s, gk_status *status) {
     return gk_status_set(status, GK_INVALID_ARGUMENT, "dead_letter_capacity", NULL, GK_STATUS_NO_INDEX,
                          "agent '%s': dead_letter_capacity must be >= 1", s->name ? s->name : "");
   const gk_retry_policy *r = &s->retry;
-  if (r->max_attempts < 1 || r->initial_backoff_ns < 0 || r->max_backoff_ns < r->initial_backoff_ns ||
+  if (r->max_attempts < 1 || r->max_attempts > UINT16_MAX || r->initial_backoff_ns < 0 || r->max_backoff_ns < r->initial_backoff_ns ||
       !(r->multiplier >= 1.0) || !(r->jitter >= 0.0 && r->jitter <= 1.0))
     return gk_status_set(status, GK_INVALID_ARGUMENT, "retry", NULL, GK_STATUS_NO_INDEX,
-                         "agent '%s': retry policy needs max_attempts >= 1, 0 <= initial <= max backoff, "
+                         "agent '%s': retry policy needs max_attempts in [1, 65535], 0 <= initial <= max backoff, "
                          "multiplier >= 1 and jitter in [0, 1]", s->name ? s->name : "");
   if (s->restart.max_restarts < 0 || s->restart.window_ns < 0 || s->restart.backoff_ns < 0 ||
       s->batch_max_delay_ns < 0)
@@ -450,7 +471,7 @@ size_t gk_agent_stop(gk_agent *a, int64_t drain_timeout_ns) {
   pthread_mutex_lock(&a->lock);
   a->accepting = 0;
   a->stop_requested = 1;
-  a->drain_deadline_ns = gk_monotonic_ns() + (drain_timeout_ns > 0 ? drain_timeout_ns : 0);
+  a->drain_deadline_ns = saturating_add(gk_monotonic_ns(), drain_timeout_ns > 0 ? drain_timeout_ns : 0);
   pthread_cond_broadcast(&a->not_empty);
   pthread_mutex_unlock(&a->lock);
   pthread_join(a->thread, NULL);

@@ -459,8 +459,8 @@ gk_code gk_breaker_acquire(gk_breaker *b, int64_t now_ns, gk_status *status) {
 void gk_breaker_record(gk_breaker *b, int succeeded, int64_t duration_ns, int64_t now_ns) {
   if (b == NULL) return;
   bool failed = !succeeded;
+  pthread_mutex_lock(&b->lock); /* the threshold too: gk_breaker_reconfigure writes it under the lock */
   bool slow = (duration_ns < 0 ? 0 : duration_ns) >= b->config.slow_call_duration_ns;
-  pthread_mutex_lock(&b->lock);
   switch (b->state) {
     case GK_BREAKER_CLOSED:
       window_add(&b->closed, failed, slow, now_ns);

@@ -133,10 +133,11 @@ static void count_priced(gk_pricing_agent *p, gk_model model, gk_isa isa, size_t
  * *used_fallback, or the failure every request of the group gets. */
 static gk_code guarded_price(gk_pricing_agent *p, gk_model model, unsigned outputs,
                              const gk_option_batch *in, gk_greeks_batch *out, size_t *invalid,
-                             int *used_fallback, gk_status *status) {
+                             int *used_fallback, int *refused, gk_status *status) {
   int64_t start = gk_monotonic_ns();
-  *used_fallback = 0;
+  *used_fallback = 0, *refused = 0;
   if (gk_breaker_acquire(p->breaker, start, status) != GK_OK) {
+    *refused = !p->config.fallback_to_scalar;
     if (!p->config.fallback_to_scalar) return status->code;
     *used_fallback = 1;
     gk_status_clear(status); /* the refusal is not the answer: the fallback's result is */
@@ -180,14 +181,26 @@ static void trace_kernel(gk_pricing_agent *p, const gk_envelope *e, int64_t star
   if (pooled) gk_span_end_at(p->config.tracer, &run, end_ns);
 }
 
+/* The breaker's refusal is the answer (UNAVAILABLE, transient for the
+ * caller), given at once: handed to the runtime as a failure it was retried,
+ * after a backoff, only to be refused again (0.9 ms a refused request) and
+ * then dead-lettered. The runtime sees the request done. */
+static void answer_refused(gk_pricing_request *r, gk_status *result) {
+  gk_status refusal = *result;
+  gk_status_clear(result);
+  answer(r, &refusal);
+}
+
 /* A request on its own: priced in place, no copies. */
 static void price_alone(gk_pricing_agent *p, gk_envelope *e, gk_status *result) {
   gk_pricing_request *r = request_of(e);
   int64_t start_ns = p->config.tracer ? gk_trace_now_ns() : 0;
+  int refused;
   gk_code code = guarded_price(p, r->model, r->outputs, &r->in, &r->out, &r->invalid_count,
-                               &r->fallback_used, result);
+                               &r->fallback_used, &refused, result);
   trace_kernel(p, e, start_ns, r->in.count, r->model, r->fallback_used, code);
   if (code == GK_OK) answer(r, result);
+  else if (refused) answer_refused(r, result);
 }
 
 static void copy_in(soa *b, size_t at, const gk_option_batch *in) {
@@ -232,9 +245,9 @@ static void price_together(gk_pricing_agent *p, gk_envelope *batch, const size_t
                          o[9], o[10], o[11], o[12], o[13], o[14], o[15]};
   gk_status status;
   size_t invalid = 0;
-  int used_fallback = 0;
+  int used_fallback = 0, refused = 0;
   int64_t start_ns = p->config.tracer ? gk_trace_now_ns() : 0;
-  gk_code code = guarded_price(p, first->model, outputs, &in, &out, &invalid, &used_fallback, &status);
+  gk_code code = guarded_price(p, first->model, outputs, &in, &out, &invalid, &used_fallback, &refused, &status);
   for (size_t m = 0; m < count; m++)
     trace_kernel(p, &batch[members[m]], start_ns, total, first->model, used_fallback, code);
   size_t at = 0;
@@ -248,6 +261,9 @@ static void price_together(gk_pricing_agent *p, gk_envelope *batch, const size_t
       r->fallback_used = used_fallback;
       gk_status_clear(&results[members[m]]);
       answer(r, &results[members[m]]);
+    } else if (refused) {
+      results[members[m]] = status;
+      answer_refused(r, &results[members[m]]);
     } else {
       results[members[m]] = status;
     }

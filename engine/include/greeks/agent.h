@@ -79,7 +79,7 @@ const char *gk_agent_state_name(gk_agent_state state);
 /* ---- retries ---- */
 
 typedef struct gk_retry_policy {
-  int max_attempts;          /* total deliveries, >= 1 (1 = no retry) */
+  int max_attempts;          /* total deliveries, 1..65535 (1 = no retry) */
   int64_t initial_backoff_ns;
   double multiplier;         /* >= 1 */
   int64_t max_backoff_ns;
