@@ -42,7 +42,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "book_command.h"
 #include "book_input.h"
@@ -282,6 +284,25 @@ static int fail_in_file(const session *s, const char *file, const char *field, c
 
 static const char *text_or_empty(const char *text) { return text ? text : ""; }
 
+/* The idempotency key of one write: --key, else one made for this request
+ * ("cli-" and 96 random bits). The client retries UNAVAILABLE with the same
+ * bytes, so a request that reached the server and lost its reply is replayed,
+ * not applied twice: without a key a market update or a correction was
+ * journaled twice, and an open came back ALREADY_EXISTS after it opened. */
+static const char *write_key(const session *s, char out[GK_META_ID_SIZE]) {
+  if (s->a->key && s->a->key[0]) return s->a->key;
+  uint8_t r[12];
+  if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t t = ((uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec) ^ ((uint64_t)getpid() << 40);
+    memcpy(r, &t, sizeof t), memset(r + 8, 0, 4);
+  }
+  int n = snprintf(out, GK_META_ID_SIZE, "cli-");
+  for (size_t i = 0; i < sizeof r; i++) n += snprintf(out + n, GK_META_ID_SIZE - (size_t)n, "%02x", r[i]);
+  return out;
+}
+
 static Greeks__V1__CommandReply *command_reply(gk_client_reply *reply) {
   Greeks__V1__CommandReply *r = greeks__v1__command_reply__unpack(NULL, reply->length, reply->bytes);
   gk_client_reply_free(reply);
@@ -312,7 +333,8 @@ static int run_open(const session *s) {
   q.book_id = (char *)s->a->book_id;
   q.name = (char *)text_or_empty(s->a->name);
   q.currency = (char *)(s->a->currency ? s->a->currency : "USD");
-  q.idempotency_key = (char *)text_or_empty(s->a->key);
+  char key[GK_META_ID_SIZE];
+  q.idempotency_key = (char *)write_key(s, key);
   return run_command(s, "OpenBook", &q.base, NULL, NULL, NULL, 0);
 }
 
@@ -332,7 +354,8 @@ static int send_quotes(const session *s, const char *file, const book_quotes *qu
   wire_arena arena = {0};
   Greeks__V1__UpdateMarketRequest q = GREEKS__V1__UPDATE_MARKET_REQUEST__INIT;
   q.book_id = (char *)s->a->book_id;
-  q.idempotency_key = (char *)text_or_empty(s->a->key);
+  char key[GK_META_ID_SIZE];
+  q.idempotency_key = (char *)write_key(s, key);
   q.quotes = wire_alloc(&arena, quotes->count * sizeof *q.quotes);
   for (size_t i = 0; q.quotes && i < quotes->count; i++) q.quotes[i] = wire_quote(&arena, &quotes->quotes[i]);
   q.n_quotes = quotes->count;
@@ -369,7 +392,8 @@ static int run_limits(const session *s) {
   if (rc == CLI_EXIT_OK) {
     Greeks__V1__SetRiskLimitsRequest q = GREEKS__V1__SET_RISK_LIMITS_REQUEST__INIT;
     q.book_id = (char *)s->a->book_id;
-    q.idempotency_key = (char *)text_or_empty(s->a->key);
+    char key[GK_META_ID_SIZE];
+    q.idempotency_key = (char *)write_key(s, key);
     q.limits = wire_alloc(&arena, (limits.count ? limits.count : 1) * sizeof *q.limits);
     for (size_t i = 0; q.limits && i < limits.count; i++) q.limits[i] = wire_limit(&arena, &limits.limits[i]);
     q.n_limits = limits.count;
@@ -469,7 +493,8 @@ static int send_correction(const session *s, const char *file, const book_legs *
   q.replacement_legs = legs->count ? wire_legs(&arena, legs->legs, legs->count) : NULL;
   q.n_replacement_legs = legs->count;
   q.reason = (char *)text_or_empty(s->a->reason);
-  q.idempotency_key = (char *)text_or_empty(s->a->key);
+  char key[GK_META_ID_SIZE];
+  q.idempotency_key = (char *)write_key(s, key);
   gk_client_reply reply;
   int rc = arena.failed ? -1 : call_unary(s, "CorrectTrade", &q.base, &reply);
   wire_arena_free(&arena);
@@ -929,7 +954,8 @@ static int run_hedge(const session *s) {
     q.underlying = (char *)s->a->second;
     q.instruments = wire_quoted(&arena, quotes);
     q.n_instruments = quotes->count;
-    q.idempotency_key = (char *)text_or_empty(s->a->key);
+    char key[GK_META_ID_SIZE];
+    q.idempotency_key = (char *)write_key(s, key);
     if (arena.failed) rc = usage_error("out of memory", s->a->quotes);
     else if (call_unary(s, "GenerateHedge", &q.base, &reply) != 0)
       rc = fail_in_file(s, s->a->quotes, "instruments", quotes->lines, quotes->count, &reply);
@@ -1040,7 +1066,8 @@ static int run_strategies(const session *s) {
     q.chain = wire_quoted(&arena, chain);
     q.n_chain = chain->count;
     q.view = &view;
-    q.idempotency_key = (char *)text_or_empty(s->a->key);
+    char key[GK_META_ID_SIZE];
+    q.idempotency_key = (char *)write_key(s, key);
     if (arena.failed) rc = usage_error("out of memory", s->a->chain);
     else if (call_unary(s, "GenerateStrategies", &q.base, &reply) != 0)
       rc = fail_in_file(s, s->a->chain, "chain", chain->lines, chain->count, &reply);

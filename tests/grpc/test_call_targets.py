@@ -208,6 +208,23 @@ class RetryPolicy(unittest.TestCase):
         self.assertEqual({r.idempotency_key for r in requests}, {"open-k1"})
         self.assertEqual(len({r for _, r in got}), 1)
 
+    def test_a_book_write_without_a_key_gets_one_made_for_it(self):
+        """Without --key a write went out keyless: a request that reached the
+        server and lost its reply was applied again on the retry (a market
+        update journaled twice). Each request now carries a made key, the same
+        on every attempt, a new one per request."""
+        keys = []
+        for _ in range(2):
+            self.stand_in.handler.attempts.clear()
+            code, out, err, _ = run_cli("call", "--target", self.stand_in.target, "book", "open", "desk1")
+            self.assertNotEqual(code, 0)
+            requests = [bk.OpenBookRequest.FromString(r) for _, r in self.stand_in.handler.attempts]
+            self.assertEqual(len(requests), 4)
+            self.assertEqual(len({r.idempotency_key for r in requests}), 1)
+            keys.append(requests[0].idempotency_key)
+        self.assertTrue(all(k.startswith("cli-") and len(k) == 28 for k in keys), keys)
+        self.assertNotEqual(keys[0], keys[1])
+
     def test_unavailable_on_one_instance_is_retried_on_the_other(self):
         server = Server("--log-level", "debug")
         self.addCleanup(server.close)
