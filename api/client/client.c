@@ -194,14 +194,21 @@ gk_client *gk_client_create(const gk_client_options *o, char *error, size_t size
     return NULL;
   }
   service_config(o->retry_attempts ? o->retry_attempts : GK_CLIENT_DEFAULT_ATTEMPTS, config, sizeof config);
-  grpc_arg args[4] = {
+  /* A list's channel name is "ipv4:a,b", which TLS checked against the
+   * server's certificate as a whole and never matched: the instances of a
+   * list share one certificate, checked against the list's first address. */
+  char authority[TARGET_MAX];
+  snprintf(authority, sizeof authority, "%.*s", (int)strcspn(o->target, ","), o->target);
+  int tls_list = o->tls_ca_file != NULL && strcmp(target, o->target) != 0;
+  grpc_arg args[5] = {
       {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = -1}},
       {GRPC_ARG_STRING, (char *)GRPC_ARG_SERVICE_CONFIG, {.string = config}},
       {GRPC_ARG_INTEGER, (char *)GRPC_ARG_ENABLE_RETRIES, {.integer = 1}},
       /* A request up to 64 MiB stays retryable (gRPC's default keeps 256 KiB). */
       {GRPC_ARG_INTEGER, (char *)GRPC_ARG_PER_RPC_RETRY_BUFFER_SIZE, {.integer = 64 << 20}},
+      {GRPC_ARG_STRING, (char *)GRPC_ARG_DEFAULT_AUTHORITY, {.string = authority}},
   };
-  grpc_channel_args channel_args = {4, args};
+  grpc_channel_args channel_args = {tls_list ? 5u : 4u, args};
   c->channel = grpc_channel_create(target, creds, &channel_args);
   grpc_channel_credentials_release(creds);
   c->timeout_ms = o->timeout_ms;

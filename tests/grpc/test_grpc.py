@@ -742,6 +742,19 @@ class Tls(unittest.TestCase):
                                  "price-batch", good)
         self.assertEqual(code, 0, err)
 
+    def test_cli_over_tls_to_a_list_of_instances(self):
+        """A list's channel name "ipv4:a,b" was checked against the certificate
+        as a whole ("Peer name ... is not in peer certificate"): TLS never
+        worked with a list. Two instances sharing the certificate."""
+        second = Server("--tls-cert", self.cert, "--tls-key", self.key)
+        try:
+            for targets in ((self.server.target, second.target), (second.target, self.server.target)):
+                code, out, err = run_cli("call", "--target", ",".join(targets), "--tls-ca", self.cert, "health")
+                self.assertEqual((code, out.strip()), (0, "SERVING"), err)
+        finally:
+            self.assertEqual(second.stop(), 0)
+            second.close()
+
 
 class HealthAndShutdown(unittest.TestCase):
     def test_watch_sees_not_serving_when_draining_and_in_flight_calls_finish(self):
