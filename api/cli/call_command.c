@@ -744,6 +744,7 @@ void call_command_usage(FILE *out) {
         "    health [--service NAME]                          prints SERVING or NOT_SERVING\n"
         "    book VERB ...    greeks.v1.BookService, like `greeks book` (greeks call book --help)\n"
         "  --token-file: the first line is sent as 'authorization: Bearer <token>'.\n"
+        "  --timeout-ms: each call's deadline, default 300000 (none for book subscribe).\n"
         "  Exit 0 ok, 1 health not serving, 2 unusable input or a failed call (the gRPC\n"
         "  status and request id on stderr), 3 some rows invalid.\n",
         out);
@@ -774,6 +775,8 @@ static int parse_timeout(const char *value, int64_t *ms) {
   *ms = (int64_t)v;
   return 0;
 }
+
+#define CALL_DEFAULT_TIMEOUT_MS 300000 /* 5 minutes: past the largest batch a CLI sends */
 
 /* One option of the verb; returns 1 when taken, 0 when not an option, -1 on a bad value. */
 static int take_verb_option(int argc, char **argv, int *i, call_options *o) {
@@ -866,6 +869,11 @@ int call_command(int argc, char **argv) {
   char *token = NULL;
   if (token_file && (token = first_line_of(token_file)) == NULL) return cli_usage_error("--token-file: cannot read a token from", token_file);
   o.client.token = token;
+  /* A deadline unless one was given: without one a call to a server that
+   * stopped answering (SIGSTOP, a dead network) waited forever. A
+   * subscription runs as long as the server sends. */
+  int streams = book_argv && book_argc > 0 && strcmp(book_argv[0], "subscribe") == 0;
+  if (o.client.timeout_ms == 0 && !streams) o.client.timeout_ms = CALL_DEFAULT_TIMEOUT_MS;
   int rc;
   if (book_argv) rc = call_book_command(&o.client, book_argc, book_argv);
   else if (strcmp(verb, "health") == 0) rc = call_health(&o);

@@ -81,6 +81,7 @@ class Unavailable(grpc.GenericRpcHandler):
 
     def __init__(self):
         self.attempts = []
+        self.remaining = []  # each attempt's deadline as the server saw it (None: none)
         self.lock = threading.Lock()
 
     def service(self, details):
@@ -89,6 +90,7 @@ class Unavailable(grpc.GenericRpcHandler):
         def refuse(request, context):
             with self.lock:
                 self.attempts.append((method, request))
+                self.remaining.append(context.time_remaining())
             context.abort(grpc.StatusCode.UNAVAILABLE, "stand-in: going away")
 
         return grpc.unary_unary_rpc_method_handler(refuse, request_deserializer=None, response_serializer=None)
@@ -224,6 +226,18 @@ class RetryPolicy(unittest.TestCase):
             keys.append(requests[0].idempotency_key)
         self.assertTrue(all(k.startswith("cli-") and len(k) == 28 for k in keys), keys)
         self.assertNotEqual(keys[0], keys[1])
+
+    def test_calls_have_a_deadline_unless_they_stream(self):
+        """Without --timeout-ms a call to a server that stopped answering waited
+        forever: it gets 300 s; --timeout-ms sets it. (book subscribe keeps
+        none: it runs as long as the server sends.)"""
+        self.stand_in.handler.remaining.clear()
+        run_cli("call", "--target", self.stand_in.target, "--retry-attempts", "1", "price-batch", GOOD)
+        self.assertTrue(290 < self.stand_in.handler.remaining[0] <= 300, self.stand_in.handler.remaining)
+        self.stand_in.handler.remaining.clear()
+        run_cli("call", "--target", self.stand_in.target, "--retry-attempts", "1", "--timeout-ms", "20000",
+                "book", "show", "desk1")
+        self.assertTrue(10 < self.stand_in.handler.remaining[0] <= 20, self.stand_in.handler.remaining)
 
     def test_unavailable_on_one_instance_is_retried_on_the_other(self):
         server = Server("--log-level", "debug")
