@@ -360,6 +360,9 @@ static void test_audit_lists_every_event_in_order(void **state) {
   r = book(LATER, "audit desk --from 3 --to 4");
   assert_int_equal(count_lines(r->out), 3);
   assert_string_equal(csv_cell(r->out, 1, 0), "3");
+  r = book(LATER, "audit desk --from 5 --to 3"); /* refused, as greeks call book refuses it */
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "--to must be >= --from"));
   r = book(LATER, "audit desk --since 2026-01-16T00:00:00Z");
   assert_int_equal(count_lines(r->out), 2);
   assert_string_equal(csv_cell(r->out, 1, 0), "8");

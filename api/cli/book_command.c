@@ -198,6 +198,7 @@ static int parse_query_options(const book_args *a, int64_t now_us, query_options
       (a->since && time_option("--since", a->since, now_us, &q->since_us)) ||
       (a->until && time_option("--until", a->until, now_us, &q->until_us)))
     return CLI_EXIT_UNUSABLE;
+  if (q->to >= 0 && q->to < q->from) return usage_error("--to must be >= --from", a->to); /* as greeks call book */
   return 0;
 }
 
@@ -443,8 +444,7 @@ static int run_trade(session *s, const book_args *a) {
     trade_reader_free(t);
   }
   csv_input_close(&in);
-  if (fflush(stdout) != 0 || ferror(stdout)) return usage_error("cannot write the output", strerror(errno));
-  return rc;
+  return rc; /* an output that cannot be written: said by book_command, after the session */
 }
 
 static int run_correct(session *s, const book_args *a) {
@@ -783,6 +783,12 @@ int book_command(int argc, char **argv) {
   rc = open_session(&a, now_us, &s);
   if (rc == 0) rc = run_verb(&s, &a, &q);
   close_session(&s);
-  if (fflush(stdout) != 0 || ferror(stdout)) return usage_error("cannot write the output", strerror(errno));
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    /* exit 2 says "nothing was written", and a rerun of a keyless command
+     * would then apply it twice: what ran has been recorded */
+    fprintf(stderr, "greeks book: cannot write the output (%s); what the command did is recorded in the "
+                    "store: check with `greeks book audit` before running it again (4)\n", strerror(errno));
+    return BOOK_EXIT_FAILED;
+  }
   return rc;
 }
