@@ -30,24 +30,22 @@ static size_t utf8_sequence_length(const uint8_t *p, size_t left) {
   return n;
 }
 
-size_t gk_json_escape(char *out, size_t size, const char *text, size_t length) {
+/* The bytes written for one byte that is not part of a well-formed multi-byte
+ * UTF-8 sequence (ASCII, or an invalid byte when invalid is set). */
+typedef size_t (*escape_byte)(uint8_t b, int invalid, char piece[8]);
+
+/* One pass over text, each character written only if it fits whole. */
+static size_t escape_with(char *out, size_t size, const char *text, size_t length, escape_byte escape) {
   const uint8_t *p = (const uint8_t *)text;
   size_t w = 0;
   for (size_t i = 0; i < length;) {
     char piece[8];
     const char *bytes = piece;
-    size_t n = 0, used = 1;
+    size_t n, used = 1;
     uint8_t b = p[i];
-    if (b == '"' || b == '\\') piece[0] = '\\', piece[1] = (char)b, n = 2;
-    else if (b == '\n') memcpy(piece, "\\n", 2), n = 2;
-    else if (b == '\r') memcpy(piece, "\\r", 2), n = 2;
-    else if (b == '\t') memcpy(piece, "\\t", 2), n = 2;
-    else if (b == '\b') memcpy(piece, "\\b", 2), n = 2;
-    else if (b == '\f') memcpy(piece, "\\f", 2), n = 2;
-    else if (b < 0x20 || b == 0x7f) n = (size_t)snprintf(piece, sizeof piece, "\\u%04x", b);
-    else if (b < 0x80) piece[0] = (char)b, n = 1;
+    if (b < 0x80) n = escape(b, 0, piece);
     else if ((used = utf8_sequence_length(p + i, length - i)) > 0) bytes = text + i, n = used;
-    else memcpy(piece, "\\ufffd", 6), n = 6, used = 1;
+    else n = escape(b, 1, piece), used = 1;
     if (w + n + 1 > size) break;
     memcpy(out + w, bytes, n);
     w += n;
@@ -57,27 +55,32 @@ size_t gk_json_escape(char *out, size_t size, const char *text, size_t length) {
   return w;
 }
 
+static size_t json_byte(uint8_t b, int invalid, char piece[8]) {
+  if (invalid) return memcpy(piece, "\\ufffd", 6), 6;
+  if (b == '"' || b == '\\') return piece[0] = '\\', piece[1] = (char)b, 2;
+  if (b == '\n') return memcpy(piece, "\\n", 2), 2;
+  if (b == '\r') return memcpy(piece, "\\r", 2), 2;
+  if (b == '\t') return memcpy(piece, "\\t", 2), 2;
+  if (b == '\b') return memcpy(piece, "\\b", 2), 2;
+  if (b == '\f') return memcpy(piece, "\\f", 2), 2;
+  if (b < 0x20 || b == 0x7f) return (size_t)snprintf(piece, 8, "\\u%04x", b);
+  return piece[0] = (char)b, 1;
+}
+
+static size_t text_byte(uint8_t b, int invalid, char piece[8]) {
+  if (invalid) return (size_t)snprintf(piece, 8, "\\x%02x", b);
+  if (b == '\\') return memcpy(piece, "\\\\", 2), 2;
+  if (b == '\n') return memcpy(piece, "\\n", 2), 2;
+  if (b == '\r') return memcpy(piece, "\\r", 2), 2;
+  if (b == '\t') return memcpy(piece, "\\t", 2), 2;
+  if (b < 0x20 || b == 0x7f) return (size_t)snprintf(piece, 8, "\\x%02x", b);
+  return piece[0] = (char)b, 1;
+}
+
+size_t gk_json_escape(char *out, size_t size, const char *text, size_t length) {
+  return escape_with(out, size, text, length, json_byte);
+}
+
 size_t gk_text_escape(char *out, size_t size, const char *text, size_t length) {
-  const uint8_t *p = (const uint8_t *)text;
-  size_t w = 0;
-  for (size_t i = 0; i < length;) {
-    char piece[8];
-    const char *bytes = piece;
-    size_t n = 0, used = 1;
-    uint8_t b = p[i];
-    if (b == '\\') memcpy(piece, "\\\\", 2), n = 2;
-    else if (b == '\n') memcpy(piece, "\\n", 2), n = 2;
-    else if (b == '\r') memcpy(piece, "\\r", 2), n = 2;
-    else if (b == '\t') memcpy(piece, "\\t", 2), n = 2;
-    else if (b < 0x20 || b == 0x7f) n = (size_t)snprintf(piece, sizeof piece, "\\x%02x", b);
-    else if (b < 0x80) piece[0] = (char)b, n = 1;
-    else if ((used = utf8_sequence_length(p + i, length - i)) > 0) bytes = text + i, n = used;
-    else n = (size_t)snprintf(piece, sizeof piece, "\\x%02x", b), used = 1;
-    if (w + n + 1 > size) break;
-    memcpy(out + w, bytes, n);
-    w += n;
-    i += used;
-  }
-  if (size > 0) out[w] = '\0';
-  return w;
+  return escape_with(out, size, text, length, text_byte);
 }
