@@ -297,6 +297,33 @@ static void test_expired_envelopes_skip_the_handler(void **state) {
   gk_agent_stop(a, GK_NS_PER_S);
 }
 
+/* A retry round sleeps the batch's longest backoff: an envelope whose own
+ * backoff fit before its deadline can still be past it when the round comes.
+ * It is expired then, not delivered late. A (first delivery, backoff 10 ms,
+ * deadline in 25 ms) and B (a resend at attempt 3, backoff 40 ms) fail once
+ * together; the round after 40 ms finds A past its deadline. */
+static void test_a_retry_round_expires_what_its_sleep_carried_past_the_deadline(void **state) {
+  (void)state;
+  script s = {0};
+  atomic_store(&s.transient_failures_left, 2);
+  gk_agent_spec spec = spec_for(&s);
+  spec.retry = (gk_retry_policy){5, 10 * GK_NS_PER_MS, 2.0, GK_NS_PER_S, 0.0};
+  spec.batch_max_weight = 8, spec.batch_min_weight = 2, spec.batch_max_delay_ns = 500 * GK_NS_PER_MS;
+  gk_agent *a = NULL;
+  assert_int_equal(gk_agent_start(&spec, &a, NULL), GK_OK);
+  gk_envelope first = {0}, resent = {0};
+  first.type = FLAKY, resent.type = FLAKY;
+  resent.attempt = 3;
+  first.deadline_ns = gk_monotonic_ns() + 25 * GK_NS_PER_MS;
+  assert_int_equal(gk_agent_send(a, &first, NULL), GK_OK);
+  assert_int_equal(gk_agent_send(a, &resent, NULL), GK_OK);
+  wait_until(&s.handled, 1);
+  gk_agent_stop(a, GK_NS_PER_S);
+  assert_int_equal(atomic_load(&s.max_batch), 2); /* one batch: the case */
+  assert_int_equal(atomic_load(&s.handled), 1);   /* B only */
+  assert_int_equal(atomic_load(&s.expired), 1);   /* A, at the retry round */
+}
+
 static void test_supervisor_restarts_then_gives_up(void **state) {
   (void)state;
   script s = {0};
@@ -455,6 +482,7 @@ int main(void) {
       cmocka_unit_test(test_transient_failures_are_retried),
       cmocka_unit_test(test_exhausted_and_permanent_failures_are_dead_lettered),
       cmocka_unit_test(test_expired_envelopes_skip_the_handler),
+      cmocka_unit_test(test_a_retry_round_expires_what_its_sleep_carried_past_the_deadline),
       cmocka_unit_test(test_supervisor_restarts_then_gives_up),
       cmocka_unit_test(test_stop_drains_or_expires_the_mailbox),
       cmocka_unit_test(test_batches_respect_weight_and_delay),
