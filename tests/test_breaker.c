@@ -569,6 +569,41 @@ static void test_rejects_bad_configs_by_field(void **state) {
   gk_breaker_destroy(NULL);
 }
 
+/* Calls recorded while another thread reconfigures the thresholds (a config
+ * reload): record read the slow-call threshold before taking the lock that
+ * reconfigure writes it under, a data race ThreadSanitizer reports (make
+ * test-tsan runs this file). */
+typedef struct reconfigurer {
+  gk_breaker *b;
+  atomic_int stop;
+} reconfigurer;
+
+static void *reconfigure_often(void *arg) {
+  reconfigurer *r = arg;
+  for (int i = 0; !atomic_load(&r->stop) && i < 20000; i++) {
+    gk_breaker_config c = small_config();
+    c.slow_call_duration_ns = SLOW + (i % 2) * SLOW;
+    c.failure_rate_threshold = 100;
+    c.slow_call_rate_threshold = 100;
+    assert_int_equal(gk_breaker_reconfigure(r->b, &c, NULL), GK_OK);
+  }
+  return NULL;
+}
+
+static void test_recording_while_reconfigured_is_race_free(void **state) {
+  (void)state;
+  gk_breaker_config c = small_config();
+  c.failure_rate_threshold = 100, c.slow_call_rate_threshold = 100; /* stays closed */
+  reconfigurer r = {make(c), 0};
+  pthread_t thread;
+  assert_int_equal(pthread_create(&thread, NULL, reconfigure_often, &r), 0);
+  for (int i = 0; i < 20000; i++) gk_breaker_record(r.b, 1, SLOW / 2, T0); /* results of calls in flight */
+  atomic_store(&r.stop, 1);
+  pthread_join(thread, NULL);
+  assert_int_equal(gk_breaker_state_now(r.b, T0), GK_BREAKER_CLOSED);
+  gk_breaker_destroy(r.b);
+}
+
 static void test_default_and_pricing_configs(void **state) {
   (void)state;
   gk_breaker_config d = gk_breaker_config_default(); /* Resilience4j's */
@@ -742,6 +777,7 @@ int main(void) {
       cmocka_unit_test(test_rejects_bad_configs_by_field),
       cmocka_unit_test(test_reconfigure_changes_thresholds_of_a_live_breaker),
       cmocka_unit_test(test_default_and_pricing_configs),
+      cmocka_unit_test(test_recording_while_reconfigured_is_race_free),
       cmocka_unit_test(test_concurrent_acquire_and_record_stay_consistent),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
