@@ -301,7 +301,9 @@ static void a_store_password_is_redacted_in_every_form_libpq_reads(void **state)
       {"password=hunter2", "password=REDACTED"},
       {"postgresql://u:secret@h:5432/db?sslmode=require&password=two", "postgresql://u:REDACTED@h:5432/db?sslmode=require&password=REDACTED"},
       {"postgresql://u@h/db", "postgresql://u@h/db"},
-      {"host=db dbname=x mypassword=keep", "host=db dbname=x mypassword=keep"},
+      {"host=db sslpassword=KEYPASS", "host=db sslpassword=REDACTED"},
+      {"postgresql://u@db/x?sslpassword=KEYPASS&sslmode=verify-full", "postgresql://u@db/x?sslpassword=REDACTED&sslmode=verify-full"},
+      {"host=db dbname=x password_hint=keep", "host=db dbname=x password_hint=keep"},
       {"/var/lib/greeks/books.db", "/var/lib/greeks/books.db"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

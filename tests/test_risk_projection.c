@@ -282,6 +282,13 @@ static void test_breaches_open_and_close_in_pairs(void **state) {
     open += c[0].type == GK_EVENT_RISK_LIMIT_BREACHED ? 1 : -1;
     assert_in_range(open, 0, 1);
     assert_int_equal(open, k % 2 == 0); /* breached, closed, breached, closed, breached */
+    if (k == 1 || k == 3) { /* the withdrawal's Restored not journaled: reported again at the next tick */
+      gk_risk_projection_unreport(p, c, 1);
+      size_t again = tick(book, p, 100, c);
+      if (again != 1) fail_msg("step %zu: %zu crossings after the take-back", k, again);
+      assert_true(c[0].type == GK_EVENT_RISK_LIMIT_RESTORED && c[0].edge.threshold == 1000);
+      assert_int_equal(tick(book, p, 100, c), 0); /* once */
+    }
   }
   /* the caller could not journal a Restored: taken back, reported at the next evaluation */
   assert_int_equal(tick(book, p, 90, c), 0); /* 1080: still breached */

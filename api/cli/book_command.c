@@ -198,7 +198,7 @@ static int parse_query_options(const book_args *a, int64_t now_us, query_options
       (a->since && time_option("--since", a->since, now_us, &q->since_us)) ||
       (a->until && time_option("--until", a->until, now_us, &q->until_us)))
     return CLI_EXIT_UNUSABLE;
-  if (q->to >= 0 && q->to < q->from) return usage_error("--to must be >= --from", a->to); /* as greeks call book */
+  if (q->to > 0 && q->to < q->from) return usage_error("--to must be >= --from", a->to); /* as greeks call book */
   return 0;
 }
 
@@ -755,7 +755,8 @@ void book_command_usage(FILE *out) {
         "  command's time. Files may be '-' (stdin). Output is CSV on stdout; see\n"
         "  docs/book-cli.md for the files' columns. Exit 0 ok, 2 bad usage or input, or\n"
         "  refused by the book, 3 some trades rejected (the others executed), 4 the store\n"
-        "  failed (safe to re-run).\n",
+        "  failed (safe to re-run), or a write ran but its output could not be written (check\n"
+        "  audit before running it again).\n",
         out);
 }
 
@@ -784,8 +785,10 @@ int book_command(int argc, char **argv) {
   if (rc == 0) rc = run_verb(&s, &a, &q);
   close_session(&s);
   if (fflush(stdout) != 0 || ferror(stdout)) {
-    /* exit 2 says "nothing was written", and a rerun of a keyless command
-     * would then apply it twice: what ran has been recorded */
+    /* after a write that ran, exit 2 ("nothing was written") would invite a
+     * rerun that applies a keyless command twice: say it is recorded */
+    int wrote = a.verb <= V_LIMITS && (rc == CLI_EXIT_OK || rc == CLI_EXIT_BAD_ROWS);
+    if (!wrote) return usage_error("cannot write the output", strerror(errno));
     fprintf(stderr, "greeks book: cannot write the output (%s); what the command did is recorded in the "
                     "store: check with `greeks book audit` before running it again (4)\n", strerror(errno));
     return BOOK_EXIT_FAILED;

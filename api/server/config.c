@@ -507,8 +507,10 @@ void greeksd_redact_store(const char *v, char *out, size_t size) {
       continue;
     }
     int word_start = i == 0 || v[i - 1] == ' ' || v[i - 1] == '\t' || v[i - 1] == '?' || v[i - 1] == '&';
-    if (word_start && strncmp(v + i, "password", 8) == 0) {
-      size_t j = i + 8;
+    size_t key = word_start ? strspn(v + i, "abcdefghijklmnopqrstuvwxyz_") : 0;
+    /* password, sslpassword: any key that ends in "password" is a secret */
+    if (key >= 8 && strncmp(v + i + key - 8, "password", 8) == 0) {
+      size_t j = i + key;
       while (v[j] == ' ' || v[j] == '\t') j++;
       if (v[j] == '=') {
         size_t copy = j + 1 - i;

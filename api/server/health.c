@@ -43,7 +43,7 @@ const char *const health_service_names[HEALTH_SERVICE_COUNT] = {"", "greeks.v1.P
 int health_service_status(greeksd_server *s, int service) {
   if (service != HEALTH_SERVICE_BOOK) return health_serving_status(s);
   if (atomic_load(&s->draining)) return NOT_SERVING;
-  if (store_probe_verdict(s) == 0) return NOT_SERVING; /* failed, or no answer for 3 s */
+  if (store_probe_verdict(s) == 0) return NOT_SERVING; /* failed, or no answer for 10 s */
   return SERVING;
 }
 

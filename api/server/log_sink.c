@@ -109,7 +109,7 @@ static void write_record(void *user, gk_log_level level, const char *component, 
   if (json) {
     n = greeksd_log_json(buffer, sizeof buffer - 1, now_unix_us(), level, component, message, fields);
   } else {
-    char stamp[32], text[8192];
+    char stamp[32], text[sizeof buffer];
     timestamp(now_unix_us(), stamp);
     int w = snprintf(text, sizeof text, "%s %-5s %s: %s", stamp, gk_log_level_name(level), component, message);
     size_t raw = w < 0 ? 0 : (size_t)w < sizeof text ? (size_t)w : sizeof text - 1;

@@ -33,7 +33,7 @@
  * server never returns, so "the last probe answered" alone stayed true for as
  * long as the next one hung: ready, SERVING and greeks_store_up 1 while every
  * book command timed out. An answer older than this counts as none. */
-#define STORE_PROBE_STALE_NS (3 * GK_NS_PER_S)
+#define STORE_PROBE_STALE_NS (10 * GK_NS_PER_S) /* past a busy pool's waits: the ping queues for a connection */
 
 int store_probe_verdict(greeksd_server *s) {
   int64_t probed = atomic_load(&s->store_probed_ns);

@@ -349,7 +349,7 @@ char *server_metrics_render(greeksd_server *server, size_t *length);
 int probes_start(greeksd_server *server, char *error, size_t size); /* probe thread, then the HTTP listener */
 void probes_stop(greeksd_server *server);
 /* The book store as the probes last saw it: -1 never probed yet, 1 the last
- * probe answered and finished within 3 s, 0 otherwise (it failed, or it hangs). */
+ * probe answered and finished within 10 s, 0 otherwise (it failed, or it hangs). */
 int store_probe_verdict(greeksd_server *server);
 /* The book side's parts, for metrics and readiness (book_handlers.c); every
  * pointer NULL before the book side starts or after it stopped. */

@@ -399,7 +399,7 @@ static void collect_store(void *user, gk_metrics_text *out) {
   greeksd_server *s = user;
   const gk_store_stats *st = gk_store_stats_of(book_side_parts(s).store);
   int64_t probed = atomic_load(&s->store_probed_ns);
-  gauge(out, "greeks_store_up", "1 when the last probe of the book store (every second) was answered, within 3 s.",
+  gauge(out, "greeks_store_up", "1 when the last probe of the book store (every second) was answered, within 10 s.",
         store_probe_verdict(s) == 1);
   gauge(out, "greeks_store_probe_age_seconds", "Time since the last store probe finished (-1: none yet).",
         probed == 0 ? -1.0 : (double)(gk_monotonic_ns() - probed) * 1e-9);

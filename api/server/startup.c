@@ -16,8 +16,9 @@
 #include "listener.h"
 
 /* Descriptors greeksd needs besides its connections (log, listener, gRPC's
- * eventfds and epoll sets, the pool's threads). */
-enum { FD_RESERVE = 64 };
+ * eventfds and epoll sets, the pool's threads), and the metrics listener's
+ * 256 connections (http_listener.c). */
+enum { FD_RESERVE = 64 + 256 };
 
 /* A secret must be readable by its owner only: group or other bits refused.
  * `label` names where the path came from (config.h, greeksd_config_label). */

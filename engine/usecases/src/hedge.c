@@ -414,13 +414,15 @@ static void consider(program *p, basis *candidate, basis *best) {
     }
     candidate->cost += p->c[candidate->index[j]] * fabs(q);
   }
+  bool cheaper = best->size == NONE || candidate->cost < best->cost - 1e-12 * best->cost;
+  bool best_ok = best->size != NONE && best->miss <= ACCEPTABLE_MISS;
+  if (best_ok && !cheaper) return; /* cannot win: no rounding needed (130,816 bases at 512 instruments) */
   candidate->miss = rounded_miss(p, candidate);
   if (best->size == NONE) {
     *best = *candidate;
     return;
   }
-  bool ok = candidate->miss <= ACCEPTABLE_MISS, best_ok = best->miss <= ACCEPTABLE_MISS;
-  bool cheaper = candidate->cost < best->cost - 1e-12 * best->cost;
+  bool ok = candidate->miss <= ACCEPTABLE_MISS;
   bool better = ok != best_ok ? ok
                 : ok          ? cheaper
                               : candidate->miss < best->miss - MISS_TOLERANCE ||

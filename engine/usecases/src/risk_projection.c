@@ -52,6 +52,10 @@ struct gk_risk_projection {
   double *total_pnl;
   limit_state limits[GK_MAX_LIMITS];
   size_t limit_count;
+  /* Restored edges of withdrawn levels the caller could not journal
+   * (gk_risk_projection_unreport): reported again at the next evaluation. */
+  gk_limit_crossing withdrawn[GK_MAX_CROSSINGS];
+  size_t withdrawn_count;
 };
 
 /* ---- lifetime ----------------------------------------------------------------------- */
@@ -321,6 +325,18 @@ static void add_crossing(gk_limit_crossing *out, size_t *count, gk_event_type ty
   c->edge.threshold = threshold;
 }
 
+/* A breached level gone: Restored at its old threshold, with the value now;
+ * a value that is not finite cannot be journaled, so it waits for the next
+ * evaluation. */
+static void withdraw(gk_risk_projection *p, gk_limit_crossing *out, size_t *count, const gk_risk_limit *limit,
+                     int hard, double threshold) {
+  double value = gk_risk_projection_metric(p, limit);
+  if (isfinite(value)) add_crossing(out, count, GK_EVENT_RISK_LIMIT_RESTORED, limit, hard, value, threshold);
+  else if (p->withdrawn_count < GK_MAX_CROSSINGS)
+    p->withdrawn[p->withdrawn_count++] = (gk_limit_crossing){GK_EVENT_RISK_LIMIT_RESTORED,
+                                                             {.limit = *limit, .hard = (uint8_t)hard, .threshold = threshold}};
+}
+
 /* Takes the book's limits, keeping the breach state of a limit that stays. A
  * breached level that goes away (its limit removed, or its level set to 0) is
  * reported Restored at the old threshold: a reader of the journal that tracks
@@ -332,6 +348,16 @@ static void sync_limits(gk_risk_projection *p, const gk_book *book, gk_limit_cro
   for (size_t i = 0; i < set->count; i++) {
     next[i].limit = set->limits[i];
     next[i].breached[0] = next[i].breached[1] = false;
+  }
+  size_t waiting = p->withdrawn_count;
+  p->withdrawn_count = 0;
+  for (size_t k = 0; k < waiting; k++) { /* not journaled last time: again, unless the limit came back */
+    const gk_limit_crossing *w = &p->withdrawn[k];
+    limit_state *back = NULL;
+    for (size_t i = 0; i < set->count && back == NULL; i++)
+      if (same_limit(&w->edge.limit, &set->limits[i])) back = &next[i];
+    if (back && (w->edge.hard ? back->limit.hard : back->limit.soft) > 0) back->breached[w->edge.hard] = true;
+    else withdraw(p, out, count, &w->edge.limit, w->edge.hard, w->edge.threshold);
   }
   for (size_t j = 0; j < p->limit_count; j++) {
     const limit_state *old = &p->limits[j];
@@ -345,10 +371,7 @@ static void sync_limits(gk_risk_projection *p, const gk_book *book, gk_limit_cro
         kept->breached[hard] = true;
         continue;
       }
-      double value = gk_risk_projection_metric(p, &old->limit);
-      double threshold = hard ? old->limit.hard : old->limit.soft;
-      if (isfinite(value))
-        add_crossing(out, count, GK_EVENT_RISK_LIMIT_RESTORED, &old->limit, hard, value, threshold);
+      withdraw(p, out, count, &old->limit, hard, hard ? old->limit.hard : old->limit.soft);
     }
   }
   memcpy(p->limits, next, set->count * sizeof *next);
@@ -478,11 +501,21 @@ bool gk_risk_projection_breached(const gk_risk_projection *p, const gk_risk_limi
 int64_t gk_risk_projection_version(const gk_risk_projection *p) { return p->version; }
 
 void gk_risk_projection_unreport(gk_risk_projection *p, const gk_limit_crossing *crossings, size_t count) {
-  for (size_t k = 0; k < count; k++)
-    for (size_t i = 0; i < p->limit_count; i++)
-      if (same_limit(&p->limits[i].limit, &crossings[k].edge.limit))
-        p->limits[i].breached[crossings[k].edge.hard ? 1 : 0] =
-            crossings[k].type != GK_EVENT_RISK_LIMIT_BREACHED;
+  for (size_t k = 0; k < count; k++) {
+    const gk_limit_crossing *c = &crossings[k];
+    int hard = c->edge.hard ? 1 : 0;
+    limit_state *s = NULL;
+    for (size_t i = 0; i < p->limit_count && s == NULL; i++)
+      if (same_limit(&p->limits[i].limit, &c->edge.limit)) s = &p->limits[i];
+    double level = s ? (hard ? s->limit.hard : s->limit.soft) : 0;
+    if (c->type == GK_EVENT_RISK_LIMIT_BREACHED) {
+      if (s) s->breached[hard] = false; /* not breached yet, as far as the journal knows */
+    } else if (s && level > 0) {
+      s->breached[hard] = true; /* a value back under its level: crosses again */
+    } else if (p->withdrawn_count < GK_MAX_CROSSINGS) {
+      p->withdrawn[p->withdrawn_count++] = *c; /* a level withdrawn: its Restored, with its threshold, waits */
+    }
+  }
 }
 
 /* ---- what if: a pre-trade check ------------------------------------------------------------ */
