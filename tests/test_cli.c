@@ -358,6 +358,31 @@ static void test_iv_round_trips_lognormal_prices(void **state) {
   remove("/tmp/greeks_cli_iv_bsm.csv");
 }
 
+/* A row's own "american" with second-order Greeks or bachelier is a bad row
+ * (exit 3, the others priced), as --style american is refused at the start:
+ * it reached the engine, which failed the whole chunk, and the run stopped
+ * half-printed with exit 2. */
+static void test_an_american_row_the_outputs_cannot_have_is_a_bad_row(void **state) {
+  (void)state;
+  FILE *f = fopen("/tmp/greeks_cli_american_row.csv", "w");
+  assert_non_null(f);
+  fputs("id,type,S,K,T,r,q,sigma,style\n"
+        "e1,call,100,100,1,0.05,0.01,0.2,european\n"
+        "a1,put,100,100,1,0.05,0.01,0.2,american\n"
+        "e2,put,100,110,1,0.05,0.01,0.2,\n",
+        f);
+  fclose(f);
+  cli_result *r = run_cli("", "price --greeks everything /tmp/greeks_cli_american_row.csv");
+  assert_int_equal(r->exit_code, 3);
+  assert_int_equal(count_lines(r->out), 4);
+  assert_non_null(strstr(r->out, "line 3: field 'style' value 'american': American options have price and first-order Greeks only"));
+  assert_non_null(strstr(r->out, "\ne2,"));
+  assert_null(strstr(r->out, "\ne2,,")); /* priced */
+  r = run_cli("", "price --model bachelier /tmp/greeks_cli_american_row.csv");
+  assert_int_equal(r->exit_code, 3);
+  assert_non_null(strstr(r->out, "American options need a lognormal model"));
+}
+
 /* `iv --style american`: prices made by the library's American methods at
  * known vols come back to those vols (alo, the default, and tree), a deep
  * in-the-money put at K - S gives vol 0 with its note, the price bounds are
@@ -841,6 +866,7 @@ int main(void) {
       cmocka_unit_test(test_iv_round_trips_bachelier_prices),
       cmocka_unit_test(test_iv_round_trips_lognormal_prices),
       cmocka_unit_test(test_iv_american_style_round_trips_and_notes),
+      cmocka_unit_test(test_an_american_row_the_outputs_cannot_have_is_a_bad_row),
       cmocka_unit_test(test_iv_threads_give_the_same_vols),
       cmocka_unit_test(test_american_style_column_and_flags),
       cmocka_unit_test(test_fields_and_scenarios_are_read_whole),

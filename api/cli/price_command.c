@@ -104,9 +104,23 @@ static int parse_style(const price_rules *rules, const char *text, size_t line, 
                        csv_error *error) {
   const char *name = text ? cli_skip_spaces(text) : "";
   *style = rules->default_style;
-  if (*name == '\0' || parse_style_name(name, style) == 0) return 0;
-  csv_field_error(error, line, "style", text, "must be european or american");
-  return -1;
+  if (*name != '\0' && parse_style_name(name, style) != 0) {
+    csv_field_error(error, line, "style", text, "must be european or american");
+    return -1;
+  }
+  /* the row's own "american" is refused as a bad row, as --style american is
+   * refused at the start: it once reached the engine, which failed the whole
+   * chunk, and the run stopped half-printed with exit 2 */
+  if (*style == GK_STYLE_AMERICAN && rules->model == GK_MODEL_BACHELIER) {
+    csv_field_error(error, line, "style", text ? text : "american", "American options need a lognormal model (bsm, black76 or gk)");
+    return -1;
+  }
+  if (*style == GK_STYLE_AMERICAN && rules->second_order) {
+    csv_field_error(error, line, "style", text ? text : "american",
+                    "American options have price and first-order Greeks only");
+    return -1;
+  }
+  return 0;
 }
 
 int price_parse_row(const price_rules *rules, const char *const *f, size_t line, price_values *v,
@@ -378,6 +392,7 @@ static int run_price_job(int argc, char **argv, int chain_mode) {
     return CLI_EXIT_UNUSABLE;
   }
   if (cli_check_isa() != 0) return CLI_EXIT_UNUSABLE;
+  job.rules.second_order = (job.outputs & GK_OUT_SECOND_ORDER) != 0;
   if (job.rules.default_style == GK_STYLE_AMERICAN && job.rules.model == GK_MODEL_BACHELIER)
     return cli_usage_error("--style american needs a lognormal model (bsm, black76 or gk)", "bachelier");
   if (job.rules.default_style == GK_STYLE_AMERICAN && (job.outputs & GK_OUT_SECOND_ORDER))

@@ -26,6 +26,7 @@ typedef struct price_rules {
   gk_model model;
   int chain_mode;        /* S, r, q come from the command line, not the file */
   uint8_t default_style; /* GK_STYLE_*: rows whose style is absent or blank */
+  int second_order;      /* second-order Greeks asked for: an American row cannot have them */
 } price_rules;
 
 /* One row as the kernels get it. */
