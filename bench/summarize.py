@@ -85,10 +85,15 @@ def throughputs(doc):
     return result, spread, errors
 
 
+GB_SUFFIXES = ("min_time:", "min_warmup_time:", "repeats:", "iterations:")
+
+
 def clean(name):
-    """The case name without suffixes Google Benchmark may append."""
+    """The case name without suffixes Google Benchmark may append. threads:N
+    stays: it names a different case (threads:1 and threads:2 once collapsed
+    into one name, whichever was read last)."""
     return "/".join(p for p in name.split("/")
-                    if ":" not in p and p not in ("real_time", "process_time", "manual_time"))
+                    if not p.startswith(GB_SUFFIXES) and p not in ("real_time", "process_time", "manual_time"))
 
 
 LAYOUTS = ("batch", "chain")

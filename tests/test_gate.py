@@ -65,15 +65,18 @@ def repeated_run(rates, medians=None, means=None):
 
 
 SUMMARIZE = os.path.join(ROOT, "bench", "summarize.py")
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+sys.dont_write_bytecode = True
+import summarize  # noqa: E402
 NOT_VECTORIZED = "naive_bsm_all_fastmath: vector none, scalar only log erfc exp"
 
 
-def doc(benchmarks, vectorized="true"):
+def doc(benchmarks, vectorized="true", isas="scalar,avx2,avx512", fastmath_flags="-O3 -march=native -ffast-math"):
     """vectorized: the context's fastmath_baseline_vectorized (None: absent)."""
     ctx = {"date": "2026-01-01T00:00:00+00:00", "host_name": "testhost",
-           "num_cpus": 2, "mhz_per_cpu": 2600, "greeks_isas": "scalar,avx2,avx512",
+           "num_cpus": 2, "mhz_per_cpu": 2600, "greeks_isas": isas,
            "executable": "greeks_bench",
-           "naive_fastmath_flags": "-O3 -march=native -ffast-math"}
+           "naive_fastmath_flags": fastmath_flags}
     if vectorized is not None:
         ctx["fastmath_baseline_vectorized"] = vectorized
         ctx["fastmath_baseline_vector_calls"] = (
@@ -101,10 +104,10 @@ class GateTest(unittest.TestCase):
     def path(self, name):
         return os.path.join(self.dir, name)
 
-    def save(self, name, benchmarks, vectorized="true"):
+    def save(self, name, benchmarks, vectorized="true", **context):
         p = self.path(name)
         with open(p, "w", encoding="utf-8") as f:
-            json.dump(doc(benchmarks, vectorized), f)
+            json.dump(doc(benchmarks, vectorized, **context), f)
         return p
 
     def gate(self, *args):
@@ -115,8 +118,8 @@ class GateTest(unittest.TestCase):
         return self.gate("--run", self.save("base_run.json", benchmarks),
                          "--write-baseline", self.baseline, *extra)
 
-    def check(self, benchmarks, *extra, vectorized="true"):
-        return self.gate("--run", self.save("run.json", benchmarks, vectorized),
+    def check(self, benchmarks, *extra, vectorized="true", **context):
+        return self.gate("--run", self.save("run.json", benchmarks, vectorized, **context),
                          "--baseline", self.baseline, *extra)
 
     def summarize(self, benchmarks, vectorized):
@@ -253,22 +256,59 @@ class GateTest(unittest.TestCase):
         self.assertIn("improved", self.row(r.stdout, FIG_O2))
         self.assertIn("+30.0%", self.row(r.stdout, FIG_O2))
 
-    def test_missing_figure_reported_but_passes_unless_strict(self):
+    def test_a_figure_missing_for_a_reason_the_run_states_passes_unless_strict(self):
+        """avx512 cases absent from a run whose ISAs lack avx512: "absent",
+        passes; the same run claiming avx512 (a renamed case, a wrong filter):
+        "missing", fails (missing figures always passed before)."""
         rates = {k: v for k, v in RATES.items() if "/avx512/" not in k}
-        r = self.check(single_run(rates))
+        r = self.check(single_run(rates), isas="scalar,avx2")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertIn("missing", self.row(r.stdout, FIG_O2))
+        self.assertIn("absent", self.row(r.stdout, FIG_O2))
         self.assertIn("| ok |", self.row(r.stdout, FIG_O2.replace("avx512", "avx2")))
-        r = self.check(single_run(rates), "--strict")
+        r = self.check(single_run(rates), "--strict", isas="scalar,avx2")
         self.assertEqual(r.returncode, 1, r.stdout)
-        self.assertIn("missing", self.row(r.stdout, FIG_O2))
+        r = self.check(single_run(rates))
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("| missing |", self.row(r.stdout, FIG_O2))
 
-    def test_missing_reference_is_missing(self):
+    def test_missing_reference_is_missing_and_fails(self):
         rates = {k: v for k, v in RATES.items() if k != "batch/naive_o2/all/65536"}
         r = self.check(single_run(rates))
-        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertEqual(r.returncode, 1, r.stdout)
         self.assertIn("missing", self.row(r.stdout, FIG_O2))
         self.assertIn("| ok |", self.row(r.stdout, FIG_FM))
+
+    def test_an_errored_case_fails(self):
+        """Google Benchmark exits 0 after SkipWithError: a run whose cases all
+        errored passed the gate ("29 missing -> PASS")."""
+        benchmarks = single_run(RATES)
+        for b in benchmarks:
+            if b["name"] == AVX512_ALL:
+                b["error_occurred"], b["error_message"] = True, "could not allocate"
+                del b["items_per_second"]
+        r = self.check(benchmarks)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("| ERROR |", self.row(r.stdout, FIG_O2))
+
+    def test_a_run_that_compares_nothing_fails(self):
+        rates = {k: v for k, v in RATES.items() if "naive" not in k}
+        r = self.check(single_run(rates), isas="")
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("nothing compared", r.stdout)
+
+    def test_figures_against_a_reference_built_otherwise_are_left_out(self):
+        """The build's naive_fastmath flags changed (-march=native to x86-64-v4)
+        and every figure against it read +48% to +103%: a 25% loss of the
+        kernel passed. Such figures are left out, said so; the others gate."""
+        r = self.check(single_run(scaled(RATES, AVX512_ALL, 0.5)), fastmath_flags="-O3 -march=x86-64-v4 -ffast-math")
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertIn("left out the figures against naive_fastmath", r.stdout)
+        self.assertNotIn(f"| {FIG_FM} |", r.stdout)
+        self.assertIn("REGRESSION", self.row(r.stdout, FIG_O2))
+
+    def test_thread_counts_name_different_cases(self):
+        self.assertEqual(summarize.clean("engine/batch/threads:2/1048576/real_time"), "engine/batch/threads:2/1048576")
+        self.assertEqual(summarize.clean("batch/bsm/avx2/all/65536/min_time:0.100/repeats:3"), "batch/bsm/avx2/all/65536")
 
     def test_only_selects_figures(self):
         r = self.check(single_run(scaled(RATES, AVX512_ALL, 0.5)), "--only", "^chain/")
