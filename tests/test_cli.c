@@ -383,6 +383,29 @@ static void test_an_american_row_the_outputs_cannot_have_is_a_bad_row(void **sta
   assert_non_null(strstr(r->out, "American options need a lognormal model"));
 }
 
+/* A row with too few fields keeps its id in the output (a job joins on id: it
+ * came out blank, named only by the line number in its error cell). */
+static void test_a_short_row_keeps_its_id(void **state) {
+  (void)state;
+  FILE *f = fopen("/tmp/greeks_cli_short_row.csv", "w");
+  assert_non_null(f);
+  fputs("id,type,S,K,T,r,q,sigma\nok1,call,100,100,1,0.05,0,0.2\nshort1,call,100,100,1,0.05,0\n"
+        "\"open,call,100\n",
+        f);
+  fclose(f);
+  cli_result *r = run_cli("", "price --greeks none /tmp/greeks_cli_short_row.csv");
+  assert_int_equal(r->exit_code, 3);
+  assert_non_null(strstr(r->out, "\nshort1,,"));
+  assert_non_null(strstr(r->out, "row has 7 fields, header has 8"));
+  f = fopen("/tmp/greeks_cli_short_iv.csv", "w");
+  assert_non_null(f);
+  fputs("id,type,S,K,T,r,q,price\nok1,call,100,100,1,0.05,0,10.45\nshort1,call,100,100,1,0.05\n", f);
+  fclose(f);
+  r = run_cli("", "iv /tmp/greeks_cli_short_iv.csv");
+  assert_int_equal(r->exit_code, 3);
+  assert_non_null(strstr(r->out, "\nshort1,"));
+}
+
 /* `iv --style american`: prices made by the library's American methods at
  * known vols come back to those vols (alo, the default, and tree), a deep
  * in-the-money put at K - S gives vol 0 with its note, the price bounds are
@@ -867,6 +890,7 @@ int main(void) {
       cmocka_unit_test(test_iv_round_trips_lognormal_prices),
       cmocka_unit_test(test_iv_american_style_round_trips_and_notes),
       cmocka_unit_test(test_an_american_row_the_outputs_cannot_have_is_a_bad_row),
+      cmocka_unit_test(test_a_short_row_keeps_its_id),
       cmocka_unit_test(test_iv_threads_give_the_same_vols),
       cmocka_unit_test(test_american_style_column_and_flags),
       cmocka_unit_test(test_fields_and_scenarios_are_read_whole),

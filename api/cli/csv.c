@@ -394,10 +394,16 @@ int csv_reader_next(csv_reader *r, const char **fields, csv_error *e) {
   int got = next_line(r, e);
   if (got <= 0) return got < 0 ? CSV_FAILED : CSV_END;
   int status = split_line(r, e);
-  if (status == 0) status = check_row(r, e);
-  if (status != CSV_ROW) return status;
-  for (int c = 0; c < r->ncols; c++) fields[c] = r->column_of[c] >= 0 ? r->fields[r->column_of[c]] : NULL;
-  return CSV_ROW;
+  int split = status == 0;
+  if (split) status = check_row(r, e);
+  /* A bad row that split still hands over the fields it has (NULL past its
+   * end): the caller can name the row by its id. Not split: every field NULL,
+   * never the previous row's. */
+  for (int c = 0; c < r->ncols; c++) {
+    int at = r->column_of[c];
+    fields[c] = split && at >= 0 && (size_t)at < r->field_count ? r->fields[at] : NULL;
+  }
+  return status;
 }
 
 size_t csv_reader_line(const csv_reader *r) { return r->line_number; }

@@ -14,6 +14,7 @@
 
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 #include <strings.h>
 
@@ -80,7 +81,7 @@ int iv_parse_row(gk_model model, const char *const *f, size_t line, iv_values *v
  * parser's) with a type byte the kernels reject. Returns -1 when out of memory. */
 static int add_row(iv_chunk *c, const char **f, size_t line, const csv_error *problem, gk_model model) {
   size_t k = c->count;
-  c->id[k] = strdup(problem == NULL && f[IV_ID] ? f[IV_ID] : "");
+  c->id[k] = strdup(f[IV_ID] ? f[IV_ID] : ""); /* a bad row keeps its id when the reader has it */
   if (c->id[k] == NULL) return -1;
   c->count++;
   c->line[k] = line;
@@ -282,6 +283,9 @@ int iv_command(int argc, char **argv) {
   int status = job.pool ? iv_stream(&job, &in, stdout) : CLI_EXIT_UNUSABLE;
   gk_pool_destroy(job.pool);
   csv_input_close(&in);
-  if (fflush(stdout) != 0 || ferror(stdout)) return CLI_EXIT_UNUSABLE;
+  if (fflush(stdout) != 0 || ferror(stdout)) { /* said, as price and revalue say it */
+    fprintf(stderr, "greeks: write error: %s\n", strerror(errno));
+    return CLI_EXIT_UNUSABLE;
+  }
   return status;
 }

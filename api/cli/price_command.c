@@ -149,7 +149,8 @@ static int add_row(price_job *job, chunk *c, const char **fields, size_t line, c
   r->error[0] = '\0';
   memset(r->field, 0, sizeof r->field);
   r->text = NULL;
-  if (problem == NULL && (r->text = csv_copy_fields(fields, PRICE_COLUMNS, r->field)) == NULL) return -1;
+  /* a bad row's fields too, as far as the reader has them: its id is written */
+  if ((r->text = csv_copy_fields(fields, PRICE_COLUMNS, r->field)) == NULL) return -1;
   c->count++;
   price_values v;
   csv_error error;
