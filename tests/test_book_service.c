@@ -375,6 +375,20 @@ static int see_rejection(void *user, const gk_event *e) {
   return 0;
 }
 
+/* The TradeRejected at the book's current version (zeroed if that event is
+ * another kind). */
+static gk_event last_rejection(gk_book_service *s, const char *book_id) {
+  gk_status st;
+  gk_book *b = NULL;
+  must(gk_get_book(s, book_id, -1, &b, &st), &st);
+  int64_t version = gk_book_version(b);
+  gk_book_free(b);
+  gk_event rejected;
+  memset(&rejected, 0, sizeof rejected);
+  must(gk_audit_trail(s, book_id, version, version, see_rejection, &rejected, &st), &st);
+  return rejected;
+}
+
 /* The execution path with the limit guard: a trade that would break a hard limit
  * is refused (journaled, nothing traded), a soft breach is accepted, and a retry
  * of the refused command gets the same refusal. */
@@ -440,10 +454,8 @@ static void test_the_limit_guard_refuses_hard_breaches_before_trading(void **sta
   assert_non_null(strstr(st.message, "160000"));
   must(gk_get_book(s, "desk", -1, &b, &st), &st);
   assert_int_equal(gk_book_find_position(b, &stock)->quantity, 200);
-  version = gk_book_version(b);
   gk_book_free(b);
-  memset(&rejected, 0, sizeof rejected);
-  must(gk_audit_trail(s, "desk", version, version, see_rejection, &rejected, &st), &st);
+  rejected = last_rejection(s, "desk");
   assert_int_equal(rejected.type, GK_EVENT_TRADE_REJECTED);
   assert_string_equal(rejected.as.trade_rejected.trade_id, "T1");
   assert_true(rejected.as.trade_rejected.leg_count == 1 && rejected.as.trade_rejected.legs[0].quantity == 600);
@@ -475,11 +487,7 @@ static void test_the_limit_guard_refuses_hard_breaches_before_trading(void **sta
   gk_book_service *restarted = gk_book_service_new(f->store, &o, &st);
   size_t books = 0;
   must(gk_book_service_load_all(restarted, &books, &st), &st);
-  must(gk_get_book(restarted, "desk", -1, &b, &st), &st);
-  version = gk_book_version(b);
-  gk_book_free(b);
-  memset(&rejected, 0, sizeof rejected);
-  must(gk_audit_trail(restarted, "desk", version, version, see_rejection, &rejected, &st), &st);
+  rejected = last_rejection(restarted, "desk");
   assert_int_equal(rejected.type, GK_EVENT_TRADE_REJECTED);
   assert_string_equal(rejected.as.trade_rejected.trade_id, "T9");
   assert_true(rejected.as.trade_rejected.limit.soft == 0 && rejected.as.trade_rejected.limit.hard == 0);
