@@ -298,6 +298,9 @@ static void assert_legs_equal(const gk_leg *got, const gk_leg *want, size_t coun
 static void test_a_trade_is_answered_once_after_it_is_on_file(void **state) {
   fixture *f = *state;
   start(f, CHECK_NONE, NULL, 0);
+  /* every shard running: what /readyz and greeks_agent_state report */
+  assert_int_equal(gk_execution_agent_state(f->agent), GK_AGENT_RUNNING);
+  assert_int_equal(gk_execution_agent_state(NULL), GK_AGENT_STOPPED);
   open_book(f, "desk");
   gk_trade t = one_leg_trade("T1", stock("AAPL"), 250, 189.5);
   t.leg_count = 2;

@@ -174,6 +174,8 @@ static int count_edges(void *user, const gk_event *e) {
 static void test_crossings_are_journaled_then_published_in_order(void **state) {
   fixture *f = *state;
   start(f, 0, 0);
+  assert_int_equal(gk_risk_agent_state(f->agent), GK_AGENT_RUNNING); /* what /readyz reports */
+  assert_int_equal(gk_risk_agent_state(NULL), GK_AGENT_STOPPED);
   wait_for_version(f, "desk", setup_book(f));
   assert_int_equal(edges_heard(&f->heard), 0);
   tick(f, 120); /* 1080 > 1000: breached */

@@ -164,6 +164,8 @@ static void request_hedge(fixture *f, const char *key, int64_t deadline_ns, answ
 
 static void test_a_hedge_is_journaled_as_proposed_and_replayed_by_key(void **state) {
   fixture *f = *state;
+  assert_int_equal(gk_strategy_agent_state(f->agent), GK_AGENT_RUNNING); /* what /readyz reports */
+  assert_int_equal(gk_strategy_agent_state(NULL), GK_AGENT_STOPPED);
   answer a, again;
   init_answer(&a);
   init_answer(&again);

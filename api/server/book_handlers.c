@@ -1284,6 +1284,6 @@ void book_side_stop(greeksd_server *server) {
 
 book_parts book_side_parts(greeksd_server *server) {
   book_side *side = server->books;
-  if (side == NULL) return (book_parts){NULL, NULL, NULL, NULL, NULL, NULL};
-  return (book_parts){side->store, side->queries, side->execution, side->risk, side->feed, side->service};
+  if (side == NULL) return (book_parts){NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+  return (book_parts){side->store, side->queries, side->execution, side->risk, side->strategy, side->feed, side->service};
 }

@@ -20,6 +20,9 @@
 
 #include "greeks/breaker.h"
 #include "greeks/clock.h"
+#include "greeks/strategy_agent.h"
+#include "greeks/risk_agent.h"
+#include "greeks/execution_agent.h"
 #include "greeks/pool.h"
 #include "greeks/json.h"
 #include "greeks/log.h"
@@ -97,8 +100,11 @@ static char *readiness_json(greeksd_server *s, int *ready, size_t *length) {
   book_parts parts = book_side_parts(s);
   readiness r = {atomic_load(&s->draining), store_probe_verdict(s) == 1, 1};
   gk_agent_state pricing = gk_pricing_agent_state(s->pricing), compute = gk_agent_state_of(s->compute),
-                 intake = gk_agent_state_of(s->intake), queries = gk_agent_state_of(parts.queries);
-  r.agents_ok = agent_ok(pricing) && agent_ok(compute) && agent_ok(intake) && agent_ok(queries);
+                 intake = gk_agent_state_of(s->intake), queries = gk_agent_state_of(parts.queries),
+                 execution = gk_execution_agent_state(parts.execution), risk = gk_risk_agent_state(parts.risk),
+                 strategy = gk_strategy_agent_state(parts.strategy);
+  r.agents_ok = agent_ok(pricing) && agent_ok(compute) && agent_ok(intake) && agent_ok(queries) &&
+                agent_ok(execution) && agent_ok(risk) && agent_ok(strategy);
   char error[512] = "", description[512];
   pthread_mutex_lock(&s->probe_lock);
   if (!r.store_ok && atomic_load(&s->store_reachable))
@@ -117,7 +123,8 @@ static char *readiness_json(greeksd_server *s, int *ready, size_t *length) {
                    "{\"status\":\"%s\",\"draining\":%s,"
                    "\"store\":{\"reachable\":%s,\"description\":\"%s\",\"last_probe_ms_ago\":%lld%s%s%s},"
                    "\"breaker\":{\"pricing\":\"%s\"},"
-                   "\"agents\":{\"pricing\":\"%s\",\"compute\":\"%s\",\"intake\":\"%s\",\"book-queries\":\"%s\"},"
+                   "\"agents\":{\"pricing\":\"%s\",\"compute\":\"%s\",\"intake\":\"%s\",\"book-queries\":\"%s\","
+                   "\"execution\":\"%s\",\"risk\":\"%s\",\"strategy\":\"%s\"},"
                    "\"pool\":{\"threads\":%d},"
                    "\"services\":{\"\":\"%s\",\"greeks.v1.PricingService\":\"%s\",\"greeks.v1.BookService\":\"%s\"},"
                    "\"config\":{\"version\":%llu,\"hash\":\"%s\"},"
@@ -127,7 +134,8 @@ static char *readiness_json(greeksd_server *s, int *ready, size_t *length) {
                    probed ? (long long)((gk_monotonic_ns() - probed) / GK_NS_PER_MS) : -1LL,
                    error[0] ? ",\"error\":\"" : "", error, error[0] ? "\"" : "", gk_breaker_state_name(breaker),
                    gk_agent_state_name(pricing), gk_agent_state_name(compute), gk_agent_state_name(intake),
-                   gk_agent_state_name(queries),
+                   gk_agent_state_name(queries), gk_agent_state_name(execution), gk_agent_state_name(risk),
+                   gk_agent_state_name(strategy),
                    gk_pool_threads(s->pool), serving_name(health_service_status(s, HEALTH_SERVICE_SERVER)),
                    serving_name(health_service_status(s, HEALTH_SERVICE_PRICING)),
                    serving_name(health_service_status(s, HEALTH_SERVICE_BOOK)), snap->version, snap->hash,

@@ -358,6 +358,7 @@ typedef struct book_parts {
   gk_agent *queries;
   struct gk_execution_agent *execution;
   struct gk_risk_agent *risk;
+  struct gk_strategy_agent *strategy;
   struct gk_event_feed *feed;
   struct gk_book_service *service;
 } book_parts;

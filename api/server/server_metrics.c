@@ -33,6 +33,7 @@
 #include "greeks/execution_agent.h"
 #include "greeks/isa.h"
 #include "greeks/risk_agent.h"
+#include "greeks/strategy_agent.h"
 #include "greeks/trace.h"
 #include "server_internal.h"
 
@@ -340,6 +341,13 @@ static void agent_counter(gk_metrics_text *out, const char *name, const char *he
   }
 }
 
+static void agent_state_series(gk_metrics_text *out, const char *agent, gk_agent_state state) {
+  for (int st = GK_AGENT_CREATED; st <= GK_AGENT_STOPPED; st++) {
+    gk_label l[] = {{"agent", agent}, {"state", gk_agent_state_name((gk_agent_state)st)}};
+    gk_metrics_sample_u64(out, "greeks_agent_state", l, 2, state == (gk_agent_state)st);
+  }
+}
+
 static void collect_agents(void *user, gk_metrics_text *out) {
   greeksd_server *s = user;
   agent_row rows[4];
@@ -349,11 +357,11 @@ static void collect_agents(void *user, gk_metrics_text *out) {
   gk_execution_agent_counters e = {0};
   if (has_exec) e = gk_execution_agent_counters_of(parts.execution);
   gk_metrics_family(out, "greeks_agent_state", GK_METRIC_GAUGE, "1 for each agent's lifecycle state, 0 for the others.");
-  for (size_t i = 0; i < n; i++)
-    for (int st = GK_AGENT_CREATED; st <= GK_AGENT_STOPPED; st++) {
-      gk_label l[] = {{"agent", rows[i].name}, {"state", gk_agent_state_name((gk_agent_state)st)}};
-      gk_metrics_sample_u64(out, "greeks_agent_state", l, 2, rows[i].state == (gk_agent_state)st);
-    }
+  for (size_t i = 0; i < n; i++) agent_state_series(out, rows[i].name, rows[i].state);
+  /* the book side's other agents: state only (execution: its least healthy shard) */
+  if (has_exec) agent_state_series(out, "execution", gk_execution_agent_state(parts.execution));
+  if (parts.risk) agent_state_series(out, "risk", gk_risk_agent_state(parts.risk));
+  if (parts.strategy) agent_state_series(out, "strategy", gk_strategy_agent_state(parts.strategy));
   gk_metrics_family(out, "greeks_agent_mailbox_depth", GK_METRIC_GAUGE, "Envelopes waiting in each agent's mailbox.");
   for (size_t i = 0; i < n; i++) {
     gk_label l[] = {{"agent", rows[i].name}};

@@ -214,7 +214,9 @@ class Exposition(MetricsServedTestCase):
         self.assertEqual(moved("greeks_agent_messages_handled_total", agent="execution"), 6)
         # Gauges and info.
         self.assertEqual(value(after, "greeks_breaker_state", state="CLOSED"), 1)
-        self.assertEqual(value(after, "greeks_agent_state", agent="pricing", state="running"), 1)
+        for agent in ("pricing", "compute", "intake", "book-queries", "execution", "risk", "strategy"):
+            self.assertEqual(value(after, "greeks_agent_state", agent=agent, state="running"), 1, agent)
+            self.assertEqual(value(after, "greeks_agent_state", agent=agent, state="stopped"), 0, agent)
         self.assertEqual(value(after, "greeks_store_up"), 1)
         self.assertEqual(value(after, "greeks_server_draining"), 0)
         self.assertGreater(value(after, "process_resident_memory_bytes"), 1 << 20)
@@ -248,7 +250,8 @@ class Exposition(MetricsServedTestCase):
         self.assertFalse(ready["draining"])
         self.assertTrue(ready["store"]["reachable"])
         self.assertTrue(ready["store"]["description"].startswith("sqlite:"))
-        self.assertEqual(ready["agents"], {"pricing": "running", "compute": "running", "intake": "running", "book-queries": "running"})
+        self.assertEqual(ready["agents"], {"pricing": "running", "compute": "running", "intake": "running", "book-queries": "running",
+                                           "execution": "running", "risk": "running", "strategy": "running"})
         self.assertEqual(ready["breaker"], {"pricing": "CLOSED"})
         self.assertGreaterEqual(ready["pool"]["threads"], 1)
         self.assertEqual(ready["services"]["greeks.v1.BookService"], "SERVING")

@@ -201,7 +201,8 @@ class StoreOutage(unittest.TestCase):
         self.assertFalse(ready["draining"])
         self.assertEqual(ready["services"], {"": "SERVING", "greeks.v1.PricingService": "SERVING",
                                              BOOK: "NOT_SERVING"})
-        self.assertEqual(ready["agents"], {"pricing": "running", "compute": "running", "intake": "running", "book-queries": "running"})
+        self.assertEqual(ready["agents"], {"pricing": "running", "compute": "running", "intake": "running", "book-queries": "running",
+                                           "execution": "running", "risk": "running", "strategy": "running"})
         self.assertEqual(self.check(BOOK), NOT_SERVING)
         self.assertEqual(self.check(""), SERVING)
         self.assertEqual(self.check("greeks.v1.PricingService"), SERVING)

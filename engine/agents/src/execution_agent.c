@@ -414,6 +414,29 @@ gk_execution_agent_counters gk_execution_agent_counters_of(gk_execution_agent *a
   return c;
 }
 
+/* How far a state is from serving: running, degraded, starting, stopping, stopped. */
+static int unhealthiness(gk_agent_state state) {
+  switch (state) {
+    case GK_AGENT_RUNNING: return 0;
+    case GK_AGENT_DEGRADED: return 1;
+    case GK_AGENT_CREATED:
+    case GK_AGENT_STARTING: return 2;
+    case GK_AGENT_STOPPING: return 3;
+    case GK_AGENT_STOPPED: return 4;
+  }
+  return 4;
+}
+
+gk_agent_state gk_execution_agent_state(gk_execution_agent *a) {
+  if (a == NULL || a->shard_count == 0) return GK_AGENT_STOPPED;
+  gk_agent_state worst = GK_AGENT_RUNNING;
+  for (size_t i = 0; i < a->shard_count; i++) {
+    gk_agent_state state = gk_agent_state_of(a->shards[i]);
+    if (unhealthiness(state) > unhealthiness(worst)) worst = state;
+  }
+  return worst;
+}
+
 /* ---- submit and wait --------------------------------------------------------------------- */
 
 typedef struct waiter {

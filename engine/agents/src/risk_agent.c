@@ -430,6 +430,10 @@ void gk_book_risk_view_free(gk_book_risk_view *v) {
   free(v);
 }
 
+gk_agent_state gk_risk_agent_state(gk_risk_agent *a) {
+  return a ? gk_agent_state_of(a->agent) : GK_AGENT_STOPPED;
+}
+
 gk_risk_agent_counters gk_risk_agent_counters_of(gk_risk_agent *a) {
   gk_risk_agent_counters c = {atomic_load(&a->batches),        atomic_load(&a->events),
                               atomic_load(&a->recomputations), atomic_load(&a->rebuilds),

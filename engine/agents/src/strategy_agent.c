@@ -325,6 +325,10 @@ gk_code gk_strategy_agent_strategies(gk_strategy_agent *a, const gk_strategy_con
   return offer(a, j, c->deadline_ns, status);
 }
 
+gk_agent_state gk_strategy_agent_state(gk_strategy_agent *a) {
+  return a ? gk_agent_state_of(a->actor) : GK_AGENT_STOPPED;
+}
+
 void gk_strategy_agent_stop(gk_strategy_agent *a, int64_t drain_timeout_ns) {
   if (a == NULL) return;
   atomic_store(&a->stopping, true);

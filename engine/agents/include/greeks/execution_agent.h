@@ -157,6 +157,12 @@ typedef struct gk_execution_agent_counters {
 
 gk_execution_agent_counters gk_execution_agent_counters_of(gk_execution_agent *agent);
 
+/* The least healthy shard's lifecycle state (stopped before stopping before
+ * degraded before running): one shard that gave up after its restarts leaves
+ * its books' commands unanswerable, so readiness must see it. GK_AGENT_STOPPED
+ * for NULL. */
+gk_agent_state gk_execution_agent_state(gk_execution_agent *agent);
+
 #ifdef __cplusplus
 }
 #endif

@@ -111,6 +111,11 @@ typedef struct gk_risk_agent_counters {
 } gk_risk_agent_counters;
 gk_risk_agent_counters gk_risk_agent_counters_of(gk_risk_agent *agent);
 
+/* The agent's actor's lifecycle state (greeks/agent.h); GK_AGENT_STOPPED for
+ * NULL. Stopped, it no longer folds commits: live risk and limit breaches go
+ * stale, so readiness must see it. */
+gk_agent_state gk_risk_agent_state(gk_risk_agent *agent);
+
 #ifdef __cplusplus
 }
 #endif

@@ -99,6 +99,10 @@ gk_code gk_strategy_agent_strategies(gk_strategy_agent *agent, const gk_strategy
  * GK_UNAVAILABLE, joins, frees. NULL is a no-op. */
 void gk_strategy_agent_stop(gk_strategy_agent *agent, int64_t drain_timeout_ns);
 
+/* The agent's actor's lifecycle state (greeks/agent.h); GK_AGENT_STOPPED for
+ * NULL. */
+gk_agent_state gk_strategy_agent_state(gk_strategy_agent *agent);
+
 #ifdef __cplusplus
 }
 #endif
