@@ -224,6 +224,25 @@ static void note_restart(const char *key, const char *old_value, const char *new
   snprintf(restart_keys + n, sizeof restart_keys - n, "%s:%s->%s;", key, old_value, new_value);
 }
 
+/* The store's URL is shown without its password, but a change of the password
+ * alone still needs a restart and is reported, the secret never shown. */
+static void a_changed_store_password_alone_is_a_restart_change(void **state) {
+  (void)state;
+  static greeksd_config running, next;
+  running = greeksd_config_default();
+  next = greeksd_config_default();
+  assert_int_equal(apply(&running, "book_store: postgresql://desk:old-secret@db.internal/books\n"), 0);
+  assert_int_equal(apply(&next, "book_store: postgresql://desk:new-secret@db.internal/books\n"), 0);
+  restart_count = 0;
+  restart_keys[0] = '\0';
+  assert_int_equal(greeksd_config_restart_changes(&running, &next, note_restart, NULL), 1);
+  assert_non_null(strstr(restart_keys, "book_store:"));
+  assert_non_null(strstr(restart_keys, "with a different password;"));
+  assert_null(strstr(restart_keys, "secret"));
+  /* the same URL twice: no change */
+  assert_int_equal(greeksd_config_restart_changes(&running, &running, note_restart, NULL), 0);
+}
+
 static void a_reload_takes_only_the_reloadable_settings(void **state) {
   (void)state;
   static greeksd_config running, next;
@@ -327,6 +346,7 @@ int main(void) {
       cmocka_unit_test(contradictions_name_both_keys),
       cmocka_unit_test(the_render_is_yaml_that_reads_back_to_the_same_configuration),
       cmocka_unit_test(a_reload_takes_only_the_reloadable_settings),
+      cmocka_unit_test(a_changed_store_password_alone_is_a_restart_change),
       cmocka_unit_test(the_overlay_sits_beside_the_base_file),
       cmocka_unit_test(a_store_password_is_redacted_in_every_form_libpq_reads),
       cmocka_unit_test(numbers_and_addresses_are_read_strictly),

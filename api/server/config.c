@@ -662,7 +662,11 @@ char *greeksd_config_render(const greeksd_config *c) {
 
 /* ---- reloads ---- */
 
+/* Compared as written, not as shown: the store's URL is shown without its
+ * password, and a change of the password alone is a change (it needs a
+ * restart, and the operator must be told so). */
 static int same_value(const greeksd_config *a, const greeksd_config *b, const setting *s) {
+  if (s->kind == K_STORE) return strcmp((const char *)a + s->offset, (const char *)b + s->offset) == 0;
   char x[4200], y[4200];
   show(a, s, x, sizeof x);
   show(b, s, y, sizeof y);
@@ -677,6 +681,8 @@ int greeksd_config_restart_changes(const greeksd_config *a, const greeksd_config
     if (settings[i].reloadable || same_value(a, b, &settings[i])) continue;
     show(a, &settings[i], x, sizeof x);
     show(b, &settings[i], y, sizeof y);
+    if (strcmp(x, y) == 0) /* only what show redacts differs */
+      snprintf(y + strlen(y), sizeof y - strlen(y), " with a different password");
     changed(settings[i].key, x, y, user);
     count++;
   }
