@@ -60,7 +60,7 @@ static void require_same_as_protobuf_c(const chain_request *r, const uint8_t *by
   require_market(r, q->market);
   require_contracts(r, q->contracts);
   require(r->n_outputs == q->n_outputs);
-  for (size_t i = 0; i < q->n_outputs; i++) require(r->outputs[i] == (int32_t)q->outputs[i]);
+  for (size_t i = 0; i < q->n_outputs; i++) require(r->outputs[i] == (int32_t)q->outputs[i] && r->outputs_at[i] == i);
   greeks__v1__price_chain_request__free_unpacked(q, NULL);
 }
 

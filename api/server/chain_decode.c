@@ -86,6 +86,7 @@ static chain_decode_result read_outputs(wire *w, chain_request *r) {
   while (w->left > 0) {
     uint64_t v;
     if (r->n_outputs == CHAIN_DECODE_MAX_OUTPUTS || read_varint(w, &v) != 0) return CHAIN_DECODE_FALLBACK;
+    r->outputs_at[r->n_outputs] = (uint32_t)r->n_outputs;
     r->outputs[r->n_outputs++] = (int32_t)(uint32_t)v; /* protobuf's int32 enum: the low 32 bits */
   }
   leave(w, outer);

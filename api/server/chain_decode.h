@@ -38,6 +38,10 @@ typedef struct chain_request {
   double *strike, *expiry, *vol;
   uint8_t *type; /* GK_CALL, GK_PUT, or 0xff for any other wire value */
   int32_t outputs[CHAIN_DECODE_MAX_OUTPUTS]; /* the wire's Output values, unchecked */
+  /* Each value's position in the request's outputs (what an error names):
+   * i from the hand decoder; the first occurrence of each distinct value from
+   * the protobuf-c fallback, which keeps distinct values only. */
+  uint32_t outputs_at[CHAIN_DECODE_MAX_OUTPUTS];
   /* Exercise: the wire's ExerciseStyle values (low 32 bits, as protobuf reads
    * an enum), unchecked, n_style of them (0: the column was absent), owned;
    * and the AmericanMethod value, unchecked. */

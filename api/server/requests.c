@@ -179,15 +179,19 @@ static int check_model(int wire, gk_model *model, request_verdict *v) {
   }
 }
 
-/* The output mask of a request; an empty list means price and first order. */
-static int check_outputs(size_t n, const Greeks__V1__Output *outputs, unsigned *mask, request_verdict *v) {
+/* The output mask of a request; an empty list means price and first order.
+ * at[i] is outputs[i]'s position in the request (NULL: i). */
+static int check_outputs(size_t n, const Greeks__V1__Output *outputs, const uint32_t *at, unsigned *mask,
+                         request_verdict *v) {
   *mask = n == 0 ? GK_OUT_ALL : 0;
   for (size_t i = 0; i < n; i++) {
     int o = (int)outputs[i];
     if (o >= GREEKS__V1__OUTPUT__PRICE && o <= GREEKS__V1__OUTPUT__DUAL_GAMMA) *mask |= 1u << (o - 1);
     else if (o == GREEKS__V1__OUTPUT__ALL_FIRST_ORDER) *mask |= GK_OUT_ALL;
     else if (o == GREEKS__V1__OUTPUT__ALL_SECOND_ORDER) *mask |= GK_OUT_SECOND_ORDER;
-    else return refuse(v, GRPC_STATUS_INVALID_ARGUMENT, "field 'outputs[%zu]': %d is not a known Output", i, o);
+    else
+      return refuse(v, GRPC_STATUS_INVALID_ARGUMENT, "field 'outputs[%zu]': %d is not a known Output",
+                    at ? (size_t)at[i] : i, o);
   }
   return 0;
 }
@@ -322,20 +326,19 @@ static double *copied(const double *values, size_t n) {
   return a;
 }
 
-/* Repeats do not change the mask; more distinct values than fit can only
- * mean unknown ones (enum Output has 18). */
-static int distinct_outputs(const Greeks__V1__PriceChainRequest *q, chain_request *r, request_verdict *v) {
-  for (size_t i = 0; i < q->n_outputs; i++) {
+/* Repeats do not change the mask, so the first occurrence of each distinct
+ * value is kept, with its position for the error that names it. Past 64
+ * distinct values the rest can be dropped: enum Output has 18, so the first
+ * unknown value is among the 64 kept, and chain_validate refuses it in its
+ * turn (after the model, as for the hand decoder's requests). */
+static void distinct_outputs(const Greeks__V1__PriceChainRequest *q, chain_request *r) {
+  for (size_t i = 0; i < q->n_outputs && r->n_outputs < CHAIN_DECODE_MAX_OUTPUTS; i++) {
     size_t k = 0;
     while (k < r->n_outputs && r->outputs[k] != (int32_t)q->outputs[i]) k++;
     if (k < r->n_outputs) continue;
-    if (r->n_outputs == CHAIN_DECODE_MAX_OUTPUTS)
-      return refuse(v, GRPC_STATUS_INVALID_ARGUMENT,
-                    "field 'outputs' holds more than %d distinct values, so some are not known Outputs",
-                    CHAIN_DECODE_MAX_OUTPUTS);
+    r->outputs_at[r->n_outputs] = (uint32_t)i;
     r->outputs[r->n_outputs++] = (int32_t)q->outputs[i];
   }
-  return 0;
 }
 
 static int copy_contracts(const Greeks__V1__ChainContracts *k, chain_request *r, request_verdict *v) {
@@ -360,7 +363,8 @@ static int decode_with_protobuf_c(grpc_byte_buffer *payload, chain_request *r, r
   memset(r, 0, sizeof *r);
   r->model = q->model;
   r->american_method = q->american_method;
-  int failed = distinct_outputs(q, r, v);
+  int failed = 0;
+  distinct_outputs(q, r);
   if (q->market) r->has_market = 1, r->spot = q->market->spot, r->rate = q->market->rate, r->yield = q->market->yield;
   if (!failed && q->contracts) failed = copy_contracts(q->contracts, r, v);
   protobuf_c_message_free_unpacked(m, NULL);
@@ -508,7 +512,7 @@ int chain_validate(const chain_request *q, size_t max_contracts, gk_model *model
   Greeks__V1__Output outputs[CHAIN_DECODE_MAX_OUTPUTS];
   size_t n_outputs = q->n_outputs < CHAIN_DECODE_MAX_OUTPUTS ? q->n_outputs : CHAIN_DECODE_MAX_OUTPUTS;
   for (size_t i = 0; i < n_outputs; i++) outputs[i] = (Greeks__V1__Output)q->outputs[i];
-  if (check_model(q->model, model, v) || check_outputs(n_outputs, outputs, outputs_mask, v)) return -1;
+  if (check_model(q->model, model, v) || check_outputs(n_outputs, outputs, q->outputs_at, outputs_mask, v)) return -1;
   if (!q->has_market)
     return refuse(v, GRPC_STATUS_INVALID_ARGUMENT, "field 'market' is required: the chain's spot, rate and yield");
   size_t n = q->n_strike;
@@ -525,7 +529,7 @@ int chain_validate(const chain_request *q, size_t max_contracts, gk_model *model
 
 int price_batch_validate(const Greeks__V1__PriceBatchRequest *q, size_t max_contracts, gk_model *model,
                          unsigned *outputs_mask, request_exercise *exercise, request_verdict *v) {
-  if (check_model(q->model, model, v) || check_outputs(q->n_outputs, q->outputs, outputs_mask, v)) return -1;
+  if (check_model(q->model, model, v) || check_outputs(q->n_outputs, q->outputs, NULL, outputs_mask, v)) return -1;
   size_t n = q->n_spot;
   if (check_count("contracts", n, max_contracts, v) || check_column("strike", q->n_strike, n, 0, v) ||
       check_column("expiry", q->n_expiry, n, 0, v) || check_column("rate", q->n_rate, n, 0, v) ||
@@ -572,15 +576,20 @@ static int known_mode(Greeks__V1__ShockMode mode) {
   return mode == GREEKS__V1__SHOCK_MODE__RELATIVE || mode == GREEKS__V1__SHOCK_MODE__ABSOLUTE;
 }
 
+static int check_grid_axis(const char *axis, Greeks__V1__ShockMode mode, size_t shocks, request_verdict *v) {
+  if (!known_mode(mode))
+    return refuse(v, GRPC_STATUS_INVALID_ARGUMENT,
+                  "field 'grid.%s_mode': %d is not a known ShockMode (0 RELATIVE, 1 ABSOLUTE)", axis, (int)mode);
+  if (shocks > GK_MAX_SCENARIO_AXIS)
+    return refuse(v, GRPC_STATUS_INVALID_ARGUMENT, "field 'grid.%s_shocks': %zu shocks; at most %d per axis", axis,
+                  shocks, GK_MAX_SCENARIO_AXIS);
+  return 0;
+}
+
 static int check_grid(const Greeks__V1__ScenarioGrid *g, request_verdict *v) {
   if (g == NULL) return 0;
-  if (!known_mode(g->spot_mode) || !known_mode(g->vol_mode))
-    return refuse(v, GRPC_STATUS_INVALID_ARGUMENT,
-                  "field 'grid.spot_mode'/'grid.vol_mode': must be RELATIVE (0) or ABSOLUTE (1)");
-  if (g->n_spot_shocks > GK_MAX_SCENARIO_AXIS || g->n_vol_shocks > GK_MAX_SCENARIO_AXIS)
-    return refuse(v, GRPC_STATUS_INVALID_ARGUMENT, "field 'grid': an axis holds %zu shocks; at most %d per axis",
-                  g->n_spot_shocks > g->n_vol_shocks ? g->n_spot_shocks : g->n_vol_shocks, GK_MAX_SCENARIO_AXIS);
-  return 0;
+  return check_grid_axis("spot", g->spot_mode, g->n_spot_shocks, v) ||
+         check_grid_axis("vol", g->vol_mode, g->n_vol_shocks, v);
 }
 
 static int check_positions(const Greeks__V1__Positions *p, size_t limit, request_verdict *v) {
@@ -614,8 +623,9 @@ int revalue_chunk_validate(const Greeks__V1__RevaluePortfolioRequest *q, size_t 
   if (number <= 1) {
     if (check_model(q->model, model, v) || check_markets(q->markets, v) || check_grid(q->grid, v)) return -1;
   } else if (q->model != 0 || q->markets != NULL || q->grid != NULL) {
-    return refuse(v, GRPC_STATUS_INVALID_ARGUMENT,
-                  "message %zu of the stream sets model, markets or grid: only the first message may", number);
+    return refuse(v, GRPC_STATUS_INVALID_ARGUMENT, "field '%s': set in message %zu of the stream; only the first "
+                  "message may set model, markets or grid", q->model != 0 ? "model" : q->markets ? "markets" : "grid",
+                  number);
   }
   if (check_chunk_positions(q->positions, gathered, max_positions, v)) return -1;
   return accepted(v);

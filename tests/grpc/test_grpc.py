@@ -455,6 +455,25 @@ class ErrorPaths(ServedTestCase):
         request = batch_request(random_batch(1, seed=5), outputs=[77])
         self.assertIn("outputs", self.assertStatus(grpc.StatusCode.INVALID_ARGUMENT, self.stub.PriceBatch, request, timeout=30))
 
+    def test_an_unknown_output_is_named_by_its_position_however_encoded(self):
+        """Over 64 outputs, or outputs not packed, the request goes to
+        protobuf-c's decoder, which kept only distinct values: the error named
+        the unknown value's place among those (outputs[1]), not in the request."""
+        market = pb.Market(spot=100, rate=0.01)
+        contracts = pb.ChainContracts(strike=[100], expiry=[1], vol=[0.2], type=[pb.CALL])
+        for outputs, at in (([pb.PRICE] * 63 + [0], 63), ([pb.PRICE] * 64 + [0], 64),
+                            ([pb.DELTA, pb.PRICE] * 40 + [42], 80)):
+            request = pb.PriceChainRequest(market=market, contracts=contracts, outputs=outputs)
+            self.assertIn("field 'outputs[%d]': %d is not a known Output" % (at, outputs[-1]),
+                          self.assertStatus(grpc.StatusCode.INVALID_ARGUMENT, self.stub.PriceChain, request,
+                                            timeout=30))
+        # the same request with its outputs unpacked (field 4, varint, three times)
+        raw = self.channel.unary_unary("/greeks.v1.PricingService/PriceChain")
+        body = pb.PriceChainRequest(market=market, contracts=contracts).SerializeToString() + bytes(
+            [0x20, pb.PRICE, 0x20, pb.PRICE, 0x20, 0])
+        self.assertIn("field 'outputs[2]': 0 is not a known Output",
+                      self.assertStatus(grpc.StatusCode.INVALID_ARGUMENT, raw, body, timeout=30))
+
     def test_chain_without_market_is_invalid(self):
         details = self.assertStatus(grpc.StatusCode.INVALID_ARGUMENT, self.stub.PriceChain,
                                     pb.PriceChainRequest(contracts=pb.ChainContracts(strike=[1], expiry=[1], vol=[0.2],
@@ -636,17 +655,17 @@ class RequestRules(ServedTestCase):
         for field in ("spot_mode", "vol_mode"):
             request = self.revaluation()
             setattr(request.grid, field, 7)
-            self.refused(self.stub.RevaluePortfolio, request, "grid.vol_mode")
+            self.refused(self.stub.RevaluePortfolio, request, "field 'grid.%s': 7 is not a known ShockMode" % field)
         for axis in ("spot_shocks", "vol_shocks"):
             request = self.revaluation()
             getattr(request.grid, axis).extend([0.01] * 101)  # 102 points, one over GK_MAX_SCENARIO_AXIS
-            self.refused(self.stub.RevaluePortfolio, request, "at most 101 per axis")
+            self.refused(self.stub.RevaluePortfolio, request, "field 'grid.%s': 102 shocks; at most 101 per axis" % axis)
             del getattr(request.grid, axis)[-1]
             self.assertEqual(self.stub.RevaluePortfolio(request, timeout=30).total.positions, 2)
 
     def test_only_a_streams_first_message_may_set_the_grid(self):
         later = pb.RevaluePortfolioRequest(grid=pb.ScenarioGrid(spot_shocks=[0.0], vol_shocks=[0.0]))
-        self.refused(self.stub.RevaluePortfolioStream, iter([self.revaluation(), later]), "message 2")
+        self.refused(self.stub.RevaluePortfolioStream, iter([self.revaluation(), later]), "field 'grid'", "message 2")
 
 
 class Authentication(unittest.TestCase):
