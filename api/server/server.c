@@ -245,6 +245,12 @@ static void take_deadline(rpc_call *c) {
   }
   gpr_timespec now = gpr_now(deadline.clock_type);
   gpr_timespec left = gpr_time_sub(deadline, now);
+  /* Centuries away (Go and Java clients send ~292 years for "none"): no
+   * deadline. Its nanoseconds would overflow, and did, into one long past. */
+  if (left.tv_sec >= (INT64_MAX - c->started_ns) / GK_NS_PER_S - 1) {
+    c->deadline_ns = 0;
+    return;
+  }
   int64_t left_ns = (int64_t)left.tv_sec * GK_NS_PER_S + left.tv_nsec;
   c->deadline_ns = c->started_ns + left_ns;
   if (c->deadline_ns == 0) c->deadline_ns = 1;

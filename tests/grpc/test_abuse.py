@@ -440,6 +440,21 @@ class AccessLog(unittest.TestCase):
         finally:
             raw.close()
 
+    def test_item9_a_deadline_centuries_away_is_no_deadline(self):
+        """Go and Java clients send about 292 years (2562047H, the largest
+        int64 of nanoseconds) for "no deadline"; its nanoseconds overflowed
+        and the call was refused as already expired (code 4)."""
+        frame = framed(batch_request(random_batch(1, seed=3)).SerializeToString())
+        raw = RawHttp2(self.server.port)
+        try:
+            for stream_id, timeout in ((1, "2562047H"), (3, "99999999H"), (5, "2500000H")):
+                raw.headers(stream_id, "PriceBatch", extra=[("grpc-timeout", timeout)])
+                raw.data(stream_id, frame, end_stream=True)
+                self.assertEqual(raw.grpc_status(stream_id), 0, timeout)
+        finally:
+            raw.close()
+        self.assertNotIn("the deadline had passed", self.server.stderr())
+
     def test_item12_a_63_character_request_id_is_kept(self):
         channel, s = stub(self.server.target)
         rid = "r" * 63
