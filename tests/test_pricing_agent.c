@@ -17,10 +17,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <math.h>
 #include <cmocka.h>
 
 #include "greeks/clock.h"
 #include "greeks/log.h"
+#include "greeks/pricing.h"
 #include "greeks/pricing_agent.h"
 #include "support/test_support.h"
 
@@ -147,6 +149,59 @@ static void test_concurrent_small_requests_coalesce_and_match_the_kernels(void *
   }
   assert_int_equal(c.handled, 880); /* 100 priced and 10 empty per client */
   assert_true(c.batches < 880); /* requests were coalesced */
+  gk_pricing_agent_stop(agent, GK_NS_PER_S);
+  gk_pool_destroy(pool);
+}
+
+static atomic_int coalesced_answers;
+static void count_coalesced_answer(gk_pricing_request *r, const gk_status *status) {
+  (void)r, (void)status;
+  atomic_fetch_add(&coalesced_answers, 1);
+}
+
+/* Coalesced requests are priced with the union of their outputs. A put at
+ * T = 1e-300 has a price and first-order Greeks but its color overflows: asked
+ * beside a request for color, it came back GREEK_OVERFLOW with no price. Its
+ * answer must be what it gets alone (found in review). */
+static void test_a_coalesced_request_is_answered_for_its_own_outputs(void **state) {
+  (void)state;
+  gk_pool *pool = make_pool();
+  gk_pricing_agent_config config = gk_pricing_agent_config_default();
+  config.min_batch_options = 2, config.max_delay_ns = 500 * GK_NS_PER_MS; /* wait for the second */
+  gk_pricing_agent *agent = NULL;
+  assert_int_equal(gk_pricing_agent_start(pool, &config, &agent, NULL), GK_OK);
+  double aS = 100, aK = 100, aT = 1e-300, ar = 0, aq = 0, av = 0.2;
+  uint8_t a_type = GK_PUT;
+  double a_out[7] = {0}, want[7] = {0};
+  uint8_t a_error = 99, want_error = 99;
+  gk_pricing_request a;
+  memset(&a, 0, sizeof a);
+  a.model = GK_MODEL_BSM, a.outputs = GK_OUT_ALL, a.done = count_coalesced_answer;
+  a.in = (gk_option_batch){1, &aS, &aK, &aT, &ar, &aq, &av, &a_type};
+  a.out = (gk_greeks_batch){&a_out[0], &a_out[1], &a_out[2], &a_out[3], &a_out[4], &a_out[5], &a_out[6], &a_error};
+  snprintf(a.request_id, sizeof a.request_id, "first-order");
+  double bS = 100, bK = 110, bT = 1, br = 0.01, bq = 0, bv = 0.2, b_price = 0, b_color = 0;
+  uint8_t b_type = GK_CALL, b_error = 99;
+  gk_pricing_request b;
+  memset(&b, 0, sizeof b);
+  b.model = GK_MODEL_BSM, b.outputs = GK_OUT_PRICE | GK_OUT_COLOR, b.done = count_coalesced_answer;
+  b.in = (gk_option_batch){1, &bS, &bK, &bT, &br, &bq, &bv, &b_type};
+  b.out = (gk_greeks_batch){.price = &b_price, .error = &b_error, .color = &b_color};
+  snprintf(b.request_id, sizeof b.request_id, "color");
+  atomic_store(&coalesced_answers, 0);
+  assert_int_equal(gk_pricing_agent_submit(agent, &a, NULL), GK_OK);
+  assert_int_equal(gk_pricing_agent_submit(agent, &b, NULL), GK_OK);
+  for (int i = 0; i < 5000 && atomic_load(&coalesced_answers) < 2; i++) sleep_ms(1);
+  assert_int_equal(atomic_load(&coalesced_answers), 2);
+  assert_true(gk_pricing_agent_counters(agent).batches == 1); /* they were priced together */
+  gk_greeks_batch alone = {&want[0], &want[1], &want[2], &want[3], &want[4], &want[5], &want[6], &want_error};
+  assert_int_equal(gk_price_batch(NULL, GK_MODEL_BSM, &a.in, GK_OUT_ALL, &alone, NULL, NULL), GK_OK);
+  assert_int_equal(want_error, 0);
+  assert_int_equal(a_error, 0);
+  assert_int_equal(a.invalid_count, 0);
+  assert_memory_equal(a_out, want, sizeof want);
+  assert_int_equal(b_error, 0);
+  assert_true(b_price > 0 && isfinite(b_color));
   gk_pricing_agent_stop(agent, GK_NS_PER_S);
   gk_pool_destroy(pool);
 }
@@ -574,6 +629,7 @@ int main(void) {
   skip_unless_active_isa_runs();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_concurrent_small_requests_coalesce_and_match_the_kernels),
+      cmocka_unit_test(test_a_coalesced_request_is_answered_for_its_own_outputs),
       cmocka_unit_test(test_large_request_goes_straight_through),
       cmocka_unit_test(test_expired_requests_are_not_priced),
       cmocka_unit_test(test_cancelled_requests_are_not_priced),

@@ -226,7 +226,17 @@ static void copy_out(const soa *b, size_t at, gk_pricing_request *r) {
   for (size_t i = 0; i < n; i++) r->invalid_count += r->out.error[i] != 0;
 }
 
-/* Several small requests of one model, coalesced into the agent's buffer. */
+static int any_error(const uint8_t *error, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (error[i] != 0) return 1;
+  return 0;
+}
+
+/* Several small requests of one model, coalesced into the agent's buffer and
+ * priced with the union of their outputs. An element can fail on an output
+ * its own request did not ask for (a color that overflows where the price and
+ * delta exist): a request with errors whose outputs are not the union's is
+ * priced again alone, so that its answer never depends on its neighbours. */
 static void price_together(gk_pricing_agent *p, gk_envelope *batch, const size_t *members, size_t count,
                            gk_status *results) {
   gk_pricing_request *first = request_of(&batch[members[0]]);
@@ -256,7 +266,9 @@ static void price_together(gk_pricing_agent *p, gk_envelope *batch, const size_t
     /* Read before answering: once done() runs the request is the caller's again
      * (often a stack frame about to be reused), and must not be touched. */
     size_t n = r->in.count;
-    if (code == GK_OK) {
+    if (code == GK_OK && r->outputs != outputs && any_error(p->buffer.error + at, n)) {
+      price_alone(p, &batch[members[m]], &results[members[m]]);
+    } else if (code == GK_OK) {
       copy_out(&p->buffer, at, r);
       r->fallback_used = used_fallback;
       gk_status_clear(&results[members[m]]);
