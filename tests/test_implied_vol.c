@@ -253,11 +253,13 @@ static void test_lognormal_round_trip_recovers_the_vol(void **state) {
     /* Every element, checkable or not, gets a finite vol; the only errors a
      * priced option can earn are the upper bound's (a price rounded onto it)
      * and, where the reference price itself is less certain than 4 ulps (the
-     * solver's rounding allowance), the intrinsic value's. */
+     * solver's rounding allowance), the intrinsic value's, or a vol past
+     * GK_MAX_VOL (a time value all rounding determines no vol). */
     assert_true(isfinite(implied[i]) && implied[i] >= 0);
     int uncertain = uncertainty[i] > 2 * DBL_EPSILON * fabs(b.price[i]);
     if (error[i] != GK_ELEMENT_OK && error[i] != GK_ELEMENT_PRICE_ABOVE_UPPER_BOUND &&
-        !(uncertain && error[i] == GK_ELEMENT_PRICE_BELOW_INTRINSIC))
+        !(uncertain && (error[i] == GK_ELEMENT_PRICE_BELOW_INTRINSIC ||
+                        error[i] == GK_ELEMENT_IMPLIED_VOL_OUT_OF_RANGE)))
       fail_msg("[%zu] error %d for a price from the formula: S=%.17g K=%.17g T=%.17g r=%.17g q=%.17g sigma=%.17g type %d price %.17g", i, error[i], b.spot[i], b.strike[i], b.expiry[i], b.rate[i], b.yield[i], b.vol[i], b.type[i], b.price[i]);
     at_bound += error[i] == GK_ELEMENT_PRICE_ABOVE_UPPER_BOUND;
     double sigma = b.vol[i];
@@ -542,6 +544,47 @@ static void test_lognormal_price_exactly_at_the_bound_is_refused(void **state) {
   }
 }
 
+/* Away from the money a price equal to the double S e^{-qT} or K e^{-rT}
+ * normalised to a beta a rounding below its bound and was solved into a vol
+ * of 7 to 34 on every ISA; and a price within a hair of the bound at tiny T
+ * implied vols of 1e4 to 1e161, which the pricer refuses (found in review). */
+static void test_lognormal_bound_and_vols_past_the_domain_are_refused_on_every_isa(void **state) {
+  (void)state;
+  enum { N = 2000 + 3 };
+  owned_batch b = owned_batch_make(N);
+  test_rng rng = {777};
+  for (size_t i = 0; i < 2000; i++) {
+    fill_lognormal_option(&b, i, &rng);
+    b.price[i] = b.type[i] == GK_PUT ? b.strike[i] * exp(-b.rate[i] * b.expiry[i])
+                                     : b.spot[i] * exp(-b.yield[i] * b.expiry[i]);
+  }
+  const double tiny_T[3] = {1e-6, 1e-300, 5e-324}, price[3] = {99.99999999, 99.9, 50};
+  for (size_t k = 0; k < 3; k++) {
+    size_t i = 2000 + k;
+    b.spot[i] = 100, b.strike[i] = 100, b.expiry[i] = tiny_T[k], b.rate[i] = 0, b.yield[i] = 0;
+    b.price[i] = price[k], b.type[i] = GK_CALL;
+  }
+  double *vol = calloc(N, sizeof *vol);
+  uint8_t *error = calloc(N, 1);
+  gk_iv_batch iv = {N, b.spot, b.strike, b.expiry, b.rate, b.yield, b.price, b.type};
+  for (int isa = 0; isa < GK_ISA_COUNT; isa++) {
+    if (!gk_isa_supported((gk_isa)isa)) continue;
+    for (int m = 0; m < 2; m++) {
+      gk_model model = m == 0 ? GK_MODEL_BSM : GK_MODEL_GK;
+      assert_int_equal(gk_implied_vol_batch_on((gk_isa)isa, model, &iv, vol, error, NULL), GK_RC_OK);
+      for (size_t i = 0; i < 2000; i++)
+        if (error[i] != GK_ELEMENT_PRICE_ABOVE_UPPER_BOUND)
+          fail_msg("isa %d [%zu] a price at the bound gave error %d, vol %.17g", isa, i, error[i], vol[i]);
+      for (size_t i = 2000; i < N; i++) {
+        assert_int_equal(error[i], GK_ELEMENT_IMPLIED_VOL_OUT_OF_RANGE);
+        assert_true(vol[i] == 0.0);
+      }
+    }
+  }
+  free(vol), free(error);
+  owned_batch_free(&b);
+}
+
 /* Extremes priced by the library's pricer and solved back: T = 1e-6 years with
  * vols 1e-4 and 10, at and off the money. */
 static void test_lognormal_extremes(void **state) {
@@ -630,6 +673,7 @@ int main(void) {
       cmocka_unit_test(test_lognormal_vol_of_an_underflowing_normalised_price),
       cmocka_unit_test(test_lognormal_price_exactly_at_the_bound_is_refused),
       cmocka_unit_test(test_lognormal_extremes),
+      cmocka_unit_test(test_lognormal_bound_and_vols_past_the_domain_are_refused_on_every_isa),
       cmocka_unit_test(test_lognormal_vector_kernels_match_scalar),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

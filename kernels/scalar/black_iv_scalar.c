@@ -362,6 +362,12 @@ static double discounted_intrinsic(double S, double K, double q, double r, doubl
   return fmax(omega * (A - B), 0.0);
 }
 
+gk_element_error gk_lognormal_iv_in_range(double *vol) {
+  if (*vol <= GK_MAX_VOL) return GK_ELEMENT_OK;
+  *vol = 0.0;
+  return GK_ELEMENT_IMPLIED_VOL_OUT_OF_RANGE;
+}
+
 gk_element_error gk_lognormal_iv_element(gk_model model, const gk_iv_batch *in, size_t i, double *vol) {
   *vol = 0.0;
   gk_element_error e = check_element(model, in, i);
@@ -374,6 +380,11 @@ gk_element_error gk_lognormal_iv_element(gk_model model, const gk_iv_batch *in, 
   if (time_value < -(GK_IV_INTRINSIC_ULPS * DBL_EPSILON * fmax(fabs(price), intrinsic) + error))
     return GK_ELEMENT_PRICE_BELOW_INTRINSIC;
   if (time_value <= 0.0) return GK_ELEMENT_OK; /* at intrinsic: vol 0 */
+  /* The bound itself, before normalising: a price equal to the double
+   * K e^{-rT} could normalise to a beta a rounding below its bound and be
+   * solved into a vol of 30 (found in review). */
+  double upper = omega > 0.0 ? S * exp(-q * T) : K * exp(-r * T);
+  if (price >= upper * (1.0 - 4.0 * DBL_EPSILON)) return GK_ELEMENT_PRICE_ABOVE_UPPER_BOUND;
   /* x = ln(F/K) and sqrt(F K) e^{-rT} without the forward, which can overflow. */
   double x = -fabs(log_moneyness(S, K) + carry);
   double beta = time_value / (sqrt(S) * sqrt(K) * exp(-0.5 * (r + q) * T));
@@ -381,10 +392,10 @@ gk_element_error gk_lognormal_iv_element(gk_model model, const gk_iv_batch *in, 
   if (beta < DBL_MIN) { /* a time value below what beta can carry: solved on ln beta */
     double ln_beta = log(time_value) - log(sqrt(S)) - log(sqrt(K)) + 0.5 * (r + q) * T;
     *vol = normalised_stddev_from_log(ln_beta, x) / sqrt(T);
-    return GK_ELEMENT_OK;
+    return gk_lognormal_iv_in_range(vol);
   }
   *vol = gk_normalised_implied_stddev(beta, x) / sqrt(T);
-  return GK_ELEMENT_OK;
+  return gk_lognormal_iv_in_range(vol);
 }
 
 size_t gk_lognormal_iv_kernel_scalar(gk_model model, const gk_iv_batch *in, double *vol, uint8_t *error) {

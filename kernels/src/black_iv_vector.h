@@ -417,6 +417,10 @@ static size_t black_iv_vector_kernel(gk_model model, const gk_iv_batch *in, doub
     vdouble bound_band = v_fma(v_set1(64 * 2.220446049250313e-16), b_max,
                                v_div(v_mul(v_set1(16 * 2.220446049250313e-16), v_add(v_abs(price), intrinsic)), scale));
     solvable = m_and(solvable, v_lt(beta, v_sub(b_max, bound_band)));
+    /* and clear of the bound itself (S e^{-qT} or K e^{-rT}) by more than
+     * rounding: the scalar reference refuses those */
+    vdouble upper_bound = v_select(v_gt(omega, zero), A, B);
+    solvable = m_and(solvable, v_lt(price, v_mul(upper_bound, v_set1(1.0 - 4.0 * 2.220446049250313e-16))));
     solvable = m_and(solvable, m_and(v_ge(x, v_set1(-GK_BLACK_LARGE_X)), v_gt(beta, v_set1(1e-280))));
     beta = v_select(solvable, beta, v_mul(v_set1(0.25), b_max));
     vmask lower, upper;

@@ -202,6 +202,12 @@ gk_rc gk_implied_vol_batch_on(gk_isa isa, gk_model model, const gk_iv_batch *in,
   if (in->count > 0)
     invalid = model == GK_MODEL_BACHELIER ? normal_iv_kernels[isa](in, vol, error)
                                           : lognormal_iv_kernels[isa](model, in, vol, error);
+  if (model != GK_MODEL_BACHELIER) /* the vector kernels' own lanes; the scalar's are in range already */
+    for (size_t i = 0; i < in->count; i++)
+      if (error[i] == GK_ELEMENT_OK && gk_lognormal_iv_in_range(&vol[i]) != GK_ELEMENT_OK) {
+        error[i] = GK_ELEMENT_IMPLIED_VOL_OUT_OF_RANGE;
+        invalid++;
+      }
   if (invalid_count) *invalid_count = invalid;
   return GK_RC_OK;
 }

@@ -93,6 +93,10 @@ size_t gk_lognormal_iv_kernel_scalar(gk_model model, const gk_iv_batch *in, doub
 size_t gk_lognormal_iv_kernel_avx2(gk_model model, const gk_iv_batch *in, double *vol, uint8_t *error);
 size_t gk_lognormal_iv_kernel_avx512(gk_model model, const gk_iv_batch *in, double *vol, uint8_t *error);
 gk_element_error gk_lognormal_iv_element(gk_model model, const gk_iv_batch *in, size_t i, double *vol);
+/* A solved lognormal vol above GK_MAX_VOL becomes 0 and
+ * GK_ELEMENT_IMPLIED_VOL_OUT_OF_RANGE (the vector kernels' lanes too, in
+ * gk_implied_vol_batch_on); else GK_ELEMENT_OK. */
+gk_element_error gk_lognormal_iv_in_range(double *vol);
 
 /* s = sigma sqrt(T) with normalised Black b(x, s) = beta, for x <= 0 and
  * 0 < beta < e^{x/2} (scalar reference; exposed for the tests of the solver). */
