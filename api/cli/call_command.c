@@ -35,13 +35,22 @@
 
 /* ---- the CSV, whole, as columns ---- */
 
-#define CSV_NAMED_MAX 8 /* the most columns a call verb reads */
+#define CSV_NAMED_MAX 9 /* the most columns a call verb reads */
+
+/* How a price verb reads its optional style column (as `greeks price`). */
+typedef struct style_rules {
+  uint8_t default_style;  /* --style, default european */
+  int lognormal, second_order; /* what an American row needs: bsm/black76/gk, no second order */
+} style_rules;
 
 typedef struct table {
   size_t count, capacity;
   char **id;
   double *col[8];
   uint8_t *type;        /* GK_CALL, GK_PUT or 0xff */
+  uint8_t *style;       /* GK_STYLE_*, where a column named "style" is read */
+  const style_rules *style_rules;
+  char *source;         /* the input's name for row messages, as the offline verbs print it */
   size_t *line;
   char (*problem)[CSV_MESSAGE_SIZE];
   const char *const *names; /* the columns read (id, type, then col[0..]) */
@@ -50,7 +59,7 @@ typedef struct table {
 
 static void table_free(table *t) {
   for (size_t i = 0; i < t->count; i++) free(t->id[i]);
-  free(t->id), free(t->type), free(t->line), free(t->problem);
+  free(t->id), free(t->type), free(t->style), free(t->line), free(t->problem), free(t->source);
   for (int c = 0; c < 8; c++) free(t->col[c]);
 }
 
@@ -58,12 +67,13 @@ static int table_grow(table *t) {
   if (t->count < t->capacity) return 0;
   size_t cap = t->capacity ? 2 * t->capacity : 1024;
   void *p[11] = {realloc(t->id, cap * sizeof *t->id), realloc(t->type, cap), realloc(t->line, cap * sizeof *t->line),
-                 realloc(t->problem, cap * sizeof *t->problem)};
+                 realloc(t->problem, cap * sizeof *t->problem), realloc(t->style, cap)};
   if (p[0]) t->id = p[0];
   if (p[1]) t->type = p[1];
   if (p[2]) t->line = p[2];
   if (p[3]) t->problem = p[3];
-  int ok = p[0] && p[1] && p[2] && p[3];
+  if (p[4]) t->style = p[4];
+  int ok = p[0] && p[1] && p[2] && p[3] && p[4];
   for (int c = 0; c < 8; c++) {
     double *grown = realloc(t->col[c], cap * sizeof(double));
     if (grown) t->col[c] = grown;
@@ -90,12 +100,39 @@ static int open_table(csv_input *in, const char *path, const char *const *names,
   return -1;
 }
 
+/* A row's exercise style: its own word, or --style's where the field is blank
+ * or the column absent; an unknown word, or an American row the model or the
+ * outputs cannot price, is a bad row (as `greeks price` says). */
+static void style_field(const style_rules *rules, const char *text, size_t line, uint8_t *style, csv_error *error) {
+  const char *name = text ? cli_skip_spaces(text) : "";
+  *style = rules->default_style;
+  if (*name != '\0') {
+    if (cli_word_is(name, "european")) *style = GK_STYLE_EUROPEAN;
+    else if (cli_word_is(name, "american")) *style = GK_STYLE_AMERICAN;
+    else {
+      csv_field_error(error, line, "style", text, "must be european or american");
+      return;
+    }
+  }
+  if (*style != GK_STYLE_AMERICAN) return;
+  if (!rules->lognormal)
+    csv_field_error(error, line, "style", text ? text : "american",
+                    "American options need a lognormal model (bsm, black76 or gk)");
+  else if (rules->second_order)
+    csv_field_error(error, line, "style", text ? text : "american",
+                    "American options have price and first-order Greeks only");
+}
+
 /* Row k of the table from its fields: a problem, or its type and numbers. */
 static void table_row(table *t, size_t k, const char *const *names, int ncols, const char **fields, size_t line) {
   uint8_t code = cli_word_is(fields[1], "call") ? GK_CALL : cli_word_is(fields[1], "put") ? GK_PUT : 0xff;
   csv_error error = {0, ""};
   if (code == 0xff) csv_field_error(&error, line, "type", fields[1], "must be call or put");
   for (int c = 2; c < ncols && !error.message[0]; c++) {
+    if (t->style_rules && strcmp(names[c], "style") == 0) {
+      style_field(t->style_rules, fields[c], line, &t->style[k], &error);
+      continue;
+    }
     if (fields[c] == NULL) continue; /* optional and absent: 0 */
     const char *rule = cli_parse_double(fields[c], &t->col[c - 2][k]);
     if (rule == NULL && !isfinite(t->col[c - 2][k])) rule = "must be a finite number"; /* said here, with the text read */
@@ -103,12 +140,30 @@ static void table_row(table *t, size_t k, const char *const *names, int ncols, c
   }
   snprintf(t->problem[k], CSV_MESSAGE_SIZE, "%s", error.message);
   if (!error.message[0]) t->type[k] = code;
+  else t->style[k] = GK_STYLE_EUROPEAN; /* a bad row goes as an invalid type, never refusing the call */
+}
+
+/* The wire's style column, or NULL (n 0) when every row is European: then a
+ * server without American contracts over gRPC still answers. */
+static Greeks__V1__ExerciseStyle *wire_styles(const table *t, size_t *n, int *failed) {
+  *n = 0, *failed = 0;
+  size_t american = 0;
+  for (size_t i = 0; i < t->count; i++) american += t->style[i] == GK_STYLE_AMERICAN;
+  if (american == 0) return NULL;
+  Greeks__V1__ExerciseStyle *w = malloc(t->count * sizeof *w);
+  if (w == NULL) return *failed = 1, NULL;
+  for (size_t i = 0; i < t->count; i++)
+    w[i] = t->style[i] == GK_STYLE_AMERICAN ? GREEKS__V1__EXERCISE_STYLE__AMERICAN
+                                            : GREEKS__V1__EXERCISE_STYLE__EUROPEAN;
+  *n = t->count;
+  return w;
 }
 
 static int read_table(const char *path, const char *const *names, const int *required, int ncols, table *t) {
   csv_input in;
   t->names = names, t->ncols = ncols;
   if (open_table(&in, path, names, required, ncols) != 0) return -1;
+  t->source = strdup(in.name ? in.name : path);
   const char *fields[CSV_NAMED_MAX];
   csv_error error;
   int got, rc = 0;
@@ -123,6 +178,7 @@ static int read_table(const char *path, const char *const *names, const int *req
     t->line[k] = csv_reader_line(in.reader);
     t->problem[k][0] = '\0';
     t->type[k] = 0xff;
+    t->style[k] = GK_STYLE_EUROPEAN;
     for (int c = 0; c < ncols - 2; c++) t->col[c][k] = 0.0;
     if (got == CSV_BAD_ROW) snprintf(t->problem[k], CSV_MESSAGE_SIZE, "%s", error.message);
     else table_row(t, k, names, ncols, fields, t->line[k]);
@@ -161,9 +217,10 @@ typedef struct call_options {
   const char *market_path;
   const char *spot_shocks, *vol_shocks;
   const char *service;
-  int american;              /* iv --style american */
+  int american;              /* --style american */
   int exercise_option;       /* --style or --american-method given */
-  gk_american_method method; /* iv --american-method, default alo as `greeks iv` */
+  int method_given;          /* --american-method given */
+  gk_american_method method; /* --american-method; iv's default alo as `greeks iv`, the price verbs' bs2002 as `greeks price` */
 } call_options;
 
 /* One call: unary for one request, client-streaming for several. Prints the
@@ -252,7 +309,7 @@ static void finish_row(FILE *out, const table *t, size_t i) {
   fputc(',', out);
   if (t->problem[i][0]) {
     csv_write_field(out, t->problem[i]);
-    fprintf(stderr, "greeks: %s\n", t->problem[i]);
+    fprintf(stderr, "greeks: %s: %s\n", t->source ? t->source : "-", t->problem[i]);
   }
   fputc('\n', out);
 }
@@ -317,43 +374,64 @@ static int price_response(table *t, unsigned outputs, gk_client_reply *reply) {
   return finish(0, bad);
 }
 
+static Greeks__V1__AmericanMethod wire_american_method(gk_american_method m);
+
+/* The price verbs' styles: the optional column, --style its default. */
+static style_rules price_style_rules(const call_options *o) {
+  return (style_rules){o->american ? GK_STYLE_AMERICAN : GK_STYLE_EUROPEAN, o->model != GK_MODEL_BACHELIER,
+                       (o->outputs & GK_OUT_SECOND_ORDER) != 0};
+}
+
+/* The method American rows are priced with: --american-method, else bs2002 as `greeks price`. */
+static Greeks__V1__AmericanMethod price_method(const call_options *o) {
+  return wire_american_method(o->method_given ? o->method : GK_AMERICAN_BS2002);
+}
+
 static int call_price_batch(const call_options *o) {
-  static const char *const names[] = {"id", "type", "S", "K", "T", "r", "q", "sigma"};
-  static const int required[] = {1, 1, 1, 1, 1, 1, 0, 1};
-  table t = {0};
-  if (read_table(o->path, names, required, 8, &t) != 0) return table_free(&t), CLI_EXIT_UNUSABLE;
+  static const char *const names[] = {"id", "type", "S", "K", "T", "r", "q", "sigma", "style"};
+  static const int required[] = {1, 1, 1, 1, 1, 1, 0, 1, 0};
+  style_rules rules = price_style_rules(o);
+  table t = {.style_rules = &rules};
+  if (read_table(o->path, names, required, 9, &t) != 0) return table_free(&t), CLI_EXIT_UNUSABLE;
   Greeks__V1__PriceBatchRequest q = GREEKS__V1__PRICE_BATCH_REQUEST__INIT;
   Greeks__V1__Output outputs[16];
   q.model = wire_model(o->model);
   q.n_spot = q.n_strike = q.n_expiry = q.n_rate = q.n_yield = q.n_vol = q.n_type = t.count;
   q.spot = t.col[0], q.strike = t.col[1], q.expiry = t.col[2], q.rate = t.col[3], q.yield = t.col[4], q.vol = t.col[5];
   q.type = wire_types(&t);
+  int no_memory;
+  q.style = wire_styles(&t, &q.n_style, &no_memory);
+  q.american_method = price_method(o);
   add_outputs(o->outputs, outputs, &q.n_outputs);
   q.outputs = outputs;
   gk_client_reply reply;
-  int rc = q.type ? call_rpc(o, "/greeks.v1.PricingService/PriceBatch", &q.base, &reply) : -1;
-  free(q.type);
+  int rc = q.type && !no_memory ? call_rpc(o, "/greeks.v1.PricingService/PriceBatch", &q.base, &reply) : -1;
+  free(q.type), free(q.style);
   int exit_code = rc == 0 ? price_response(&t, o->outputs, &reply) : CLI_EXIT_UNUSABLE;
   table_free(&t);
   return exit_code;
 }
 
 static int call_price_chain(const call_options *o) {
-  static const char *const names[] = {"id", "type", "K", "T", "sigma"};
-  static const int required[] = {1, 1, 1, 1, 1};
+  static const char *const names[] = {"id", "type", "K", "T", "sigma", "style"};
+  static const int required[] = {1, 1, 1, 1, 1, 0};
   if (!o->have_spot || !o->have_rate) {
     fprintf(stderr, "greeks: call price-chain needs --spot and --rate\n");
     return CLI_EXIT_UNUSABLE;
   }
-  table t = {0};
-  if (read_table(o->path, names, required, 5, &t) != 0) return table_free(&t), CLI_EXIT_UNUSABLE;
+  style_rules rules = price_style_rules(o);
+  table t = {.style_rules = &rules};
+  if (read_table(o->path, names, required, 6, &t) != 0) return table_free(&t), CLI_EXIT_UNUSABLE;
   Greeks__V1__Market market = GREEKS__V1__MARKET__INIT;
   market.spot = o->spot, market.rate = o->rate, market.yield = o->yield;
   Greeks__V1__ChainContracts contracts = GREEKS__V1__CHAIN_CONTRACTS__INIT;
   contracts.n_strike = contracts.n_expiry = contracts.n_vol = contracts.n_type = t.count;
   contracts.strike = t.col[0], contracts.expiry = t.col[1], contracts.vol = t.col[2];
   contracts.type = wire_types(&t);
+  int no_memory;
+  contracts.style = wire_styles(&t, &contracts.n_style, &no_memory);
   Greeks__V1__PriceChainRequest q = GREEKS__V1__PRICE_CHAIN_REQUEST__INIT;
+  q.american_method = price_method(o);
   Greeks__V1__Output outputs[16];
   q.model = wire_model(o->model);
   q.market = &market;
@@ -361,8 +439,8 @@ static int call_price_chain(const call_options *o) {
   add_outputs(o->outputs, outputs, &q.n_outputs);
   q.outputs = outputs;
   gk_client_reply reply;
-  int rc = contracts.type ? call_rpc(o, "/greeks.v1.PricingService/PriceChain", &q.base, &reply) : -1;
-  free(contracts.type);
+  int rc = contracts.type && !no_memory ? call_rpc(o, "/greeks.v1.PricingService/PriceChain", &q.base, &reply) : -1;
+  free(contracts.type), free(contracts.style);
   int exit_code = rc == 0 ? price_response(&t, o->outputs, &reply) : CLI_EXIT_UNUSABLE;
   table_free(&t);
   return exit_code;
@@ -392,7 +470,7 @@ static int print_ivs(table *t, int american, const Greeks__V1__ImpliedVolRespons
     fputc(',', stdout);
     if (!ok) {
       csv_write_field(stdout, t->problem[i]);
-      fprintf(stderr, "greeks: %s\n", t->problem[i]);
+      fprintf(stderr, "greeks: %s: %s\n", t->source ? t->source : "-", t->problem[i]);
     }
     if (american) cli_write_american_iv_note(stdout, ok ? r->flags[i] : 0);
     fputc('\n', stdout);
@@ -731,9 +809,12 @@ void call_command_usage(FILE *out) {
         "  IP:PORT,IP:PORT,... or dns:///NAME:PORT (every address of the name): calls go\n"
         "  round robin, and one ending UNAVAILABLE is retried on another instance, up to\n"
         "  --retry-attempts in all (1..5, default 4; 1 = no retry). VERB:\n"
-        "    price-batch [--model M] [--greeks LIST] FILE     like `greeks price`\n"
-        "    price-chain --spot S --rate R [--yield Q] [--model M] [--greeks LIST] FILE\n"
-        "                                                     like `greeks chain`\n"
+        "    price-batch [--model M] [--greeks LIST] [--style european|american]\n"
+        "                [--american-method bs2002|tree|alo|alo-fast] FILE   like `greeks price`\n"
+        "    price-chain --spot S --rate R [--yield Q] [--model M] [--greeks LIST] [--style ...]\n"
+        "                [--american-method ...] FILE             like `greeks chain`\n"
+        "        (an optional style column per row, default --style; American rows by\n"
+        "        --american-method, default bs2002)\n"
         "    iv [--model M] [--style european|american] [--american-method bs2002|tree|alo|alo-fast] FILE\n"
         "        like `greeks iv`; --style american: American premiums, solved by the\n"
         "        method (default alo), output id,iv,error,note\n"
@@ -797,20 +878,24 @@ static int take_verb_option(int argc, char **argv, int *i, call_options *o) {
     return cli_usage_error("--style must be european or american", v), -1;
   }
   if (cli_take_option(argc, argv, i, "--american-method", &v)) {
-    o->exercise_option = 1;
+    o->exercise_option = 1, o->method_given = 1;
     if (v && gk_american_method_from_name(v, &o->method) == GK_RC_OK) return 1;
     return cli_usage_error("--american-method must be bs2002, tree, alo or alo-fast", v), -1;
   }
   return 0;
 }
 
-/* --style and --american-method: call iv's only, and American prices need a
- * lognormal model (as `greeks iv` says). Returns 0, or the usage error's exit code. */
+/* --style and --american-method: the price verbs' and iv's, and American
+ * prices need a lognormal model and first-order outputs (as `greeks price`
+ * and `greeks iv` say). Returns 0, or the usage error's exit code. */
 static int check_exercise_options(const call_options *o, const char *verb) {
-  if (o->exercise_option && strcmp(verb, "iv") != 0)
-    return cli_usage_error("--style and --american-method belong to call iv, not", verb);
+  int priced = strcmp(verb, "price-batch") == 0 || strcmp(verb, "price-chain") == 0;
+  if (o->exercise_option && !priced && strcmp(verb, "iv") != 0)
+    return cli_usage_error("--style and --american-method belong to call price-batch, price-chain and iv, not", verb);
   if (o->american && o->model == GK_MODEL_BACHELIER)
     return cli_usage_error("--style american needs a lognormal model (bsm, black76 or gk)", "bachelier");
+  if (o->american && priced && (o->outputs & GK_OUT_SECOND_ORDER))
+    return cli_usage_error("--style american has price and first-order Greeks only", "second order");
   return 0;
 }
 

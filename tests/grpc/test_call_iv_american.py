@@ -170,6 +170,41 @@ class CallIvAmerican(unittest.TestCase):
                 checked += 1
         self.assertGreater(checked, 10)
 
+    def test_price_verbs_read_the_style_column_as_offline(self):
+        """`call price-batch` and `price-chain` once read no style column and
+        priced American rows as European with exit 0 (found in review): their
+        stdout must be the offline verbs' byte for byte, every method, the
+        column's bad words and refusals included."""
+        rows = random_contracts(12, seed=23)
+        for i, r in enumerate(rows):
+            r["style"] = ["american", "european", "", "AMERICAN", "bermudan"][i % 5]
+        batch = self.path("styled-batch.csv")
+        write_rows(batch, rows, CONTRACT_COLUMNS + ["style"])
+        chain_rows = [dict(r, S=None, r=None, q=None) for r in rows]
+        chain = self.path("styled-chain.csv")
+        write_rows(chain, chain_rows, ["id", "type", "K", "T", "sigma", "style"])
+        market = ("--spot", "101.5", "--rate", "0.04", "--yield", "0.01")
+        for extra in ((), ("--american-method", "alo"), ("--american-method", "tree", "--greeks", "delta"),
+                      ("--style", "american", "--american-method", "alo-fast"), ("--greeks", "second")):
+            offline = run_cli("price", *extra, batch)
+            served = self.call("price-batch", *extra, batch)
+            self.assertEqual(served[0], offline[0], extra)
+            self.assertEqual(served[1], offline[1], extra)
+            self.assertEqual(served[2], offline[2], extra)  # same words, the file named
+            offline = run_cli("chain", *market, *extra, chain)
+            served = self.call("price-chain", *market, *extra, chain)
+            self.assertEqual((served[0], served[1]), (offline[0], offline[1]), extra)
+        # and the American rows are American: above their European price
+        plain = self.path("plain-batch.csv")
+        write_rows(plain, rows, CONTRACT_COLUMNS)
+        american = {r["id"]: float(r["price"]) for r in read_csv(self.call("price-batch", batch)[1]) if r["price"]}
+        european = {r["id"]: float(r["price"]) for r in read_csv(self.call("price-batch", plain)[1])}
+        self.assertGreater(american["c0"], european["c0"])
+        self.assertEqual(american["c1"], european["c1"])
+        code, _, err = self.call("price-batch", "--style", "american", "--greeks", "second", batch)
+        self.assertEqual(code, 2)
+        self.assertIn("--style american has price and first-order Greeks only", err)
+
     def test_options_spelled_and_refused_as_offline(self):
         rows = random_contracts(2, seed=17)
         path = self.iv_file(rows, self.american_prices(rows, "alo"), "iv-opts.csv")
@@ -182,9 +217,9 @@ class CallIvAmerican(unittest.TestCase):
         code, _, err = self.call("iv", "--model", "bachelier", "--style", "american", path)
         self.assertEqual(code, 2)
         self.assertIn("needs a lognormal model", err)
-        code, _, err = self.call("price-batch", "--style", "american", path)
+        code, _, err = self.call("revalue", "--style", "american", "--market", path, path)
         self.assertEqual(code, 2)
-        self.assertIn("belong to call iv", err)
+        self.assertIn("belong to call price-batch, price-chain and iv", err)
         code, out, err = self.call("iv", "--style", "AMERICAN", "--american-method", "alo", path)
         self.assertEqual(code, 0, err)
         self.assertEqual(out.splitlines()[0], "id,iv,error,note")
