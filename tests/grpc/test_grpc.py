@@ -651,6 +651,17 @@ class RequestRules(ServedTestCase):
         first, second = self.revaluation(60), pb.RevaluePortfolioRequest(positions=self.revaluation(60).positions)
         self.refused(self.stub.RevaluePortfolioStream, iter([first, second]), "--max-contracts")
 
+    def test_underlyings_in_markets_are_limited_like_positions(self):
+        """A million underlyings with no position took 2.4 s of the compute
+        agent and 15x the message's bytes in memory (found in review)."""
+        request = self.revaluation()
+        request.markets.spot.extend([100.0] * 100)  # 101 underlyings, limit 100
+        request.markets.rate.extend([0.01] * 100)
+        self.refused(self.stub.RevaluePortfolio, request, "101 underlyings in field 'markets'", "--max-contracts")
+        self.refused(self.stub.RevaluePortfolioStream, iter([request]), "101 underlyings in field 'markets'")
+        del request.markets.spot[-1], request.markets.rate[-1]
+        self.assertEqual(self.stub.RevaluePortfolio(request, timeout=30).total.positions, 2)
+
     def test_grid_modes_and_axis_lengths(self):
         for field in ("spot_mode", "vol_mode"):
             request = self.revaluation()
