@@ -1005,7 +1005,9 @@ static void receive_next_chunk(rpc_call *c) {
   op.data.recv_message.recv_message = &c->request_payload;
   atomic_fetch_add(&c->refs, 1);
   RPC_HANDOFF_RELEASE(&c->tag_received);
+  rpc_await_message(c); /* a chunk trickled in is cut by --receive-timeout-ms, as a unary message is */
   if (grpc_call_start_batch(c->call, &op, 1, &c->tag_received, NULL) != GRPC_CALL_OK) {
+    rpc_message_arrived(c);
     rpc_release(c);
     rpc_reply(c, GRPC_STATUS_INTERNAL, "could not read the request stream", NULL);
   }
@@ -1056,6 +1058,13 @@ static int append_positions(rpc_call *c, compute_job *j, const Greeks__V1__Posit
 /* A chunk arrived (or the stream ended: payload NULL). */
 void handle_revalue_stream_chunk(rpc_call *c, bool success) {
   compute_job *j = c->job;
+  rpc_message_arrived(c);
+  if (rpc_cancelled_by_server(c)) { /* its chunk was overdue: no revaluation of what came */
+    rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "a message of the stream did not arrive within --receive-timeout-ms",
+              NULL);
+    rpc_release(c);
+    return;
+  }
   if (!success) {
     rpc_reply(c, GRPC_STATUS_CANCELLED, "the request stream broke off", NULL);
     rpc_release(c);

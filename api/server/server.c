@@ -275,6 +275,8 @@ static void unknown_path(const rpc_call *c, char *out, size_t size) {
 static grpc_status_code final_code(const rpc_call *c, const char **why) {
   *why = NULL;
   if (c->closed && c->close_cancelled) {
+    if (atomic_load(&c->server_cancel_code) == GRPC_STATUS_RESOURCE_EXHAUSTED)
+      return *why = "the request message did not arrive within --receive-timeout-ms", GRPC_STATUS_RESOURCE_EXHAUSTED;
     if (atomic_load(&c->server->drain_cancelled)) return *why = "cancelled by the drain timeout", GRPC_STATUS_CANCELLED;
     if (rpc_deadline_passed(c)) return *why = "the deadline passed", GRPC_STATUS_DEADLINE_EXCEEDED;
     return *why = "the client cancelled the call", GRPC_STATUS_CANCELLED;
@@ -423,14 +425,15 @@ grpc_byte_buffer *rpc_buffer_from(uint8_t *bytes, size_t length) {
   return buffer;
 }
 
-/* ---- waiting for a unary request message ----
+/* ---- waiting for a request message (a unary call's, or a revaluation
+ * stream's next chunk) ----
  *
  * A client may declare a message of up to 4 GiB and send it slowly; the core
  * holds the stream until it is complete. Calls waiting for their message are
  * listed, and the health thread cancels those that wait longer than
  * --receive-timeout-ms (rpc_cancel_slow_uploads). */
 
-static void await_message(rpc_call *c) {
+void rpc_await_message(rpc_call *c) {
   greeksd_server *s = c->server;
   pthread_mutex_lock(&s->lock);
   c->awaiting_since_ns = gk_monotonic_ns();
@@ -439,7 +442,7 @@ static void await_message(rpc_call *c) {
   pthread_mutex_unlock(&s->lock);
 }
 
-static void message_arrived(rpc_call *c) {
+void rpc_message_arrived(rpc_call *c) {
   greeksd_server *s = c->server;
   pthread_mutex_lock(&s->lock);
   for (rpc_call **p = &s->awaiting; *p; p = &(*p)->awaiting_next)
@@ -451,12 +454,15 @@ static void message_arrived(rpc_call *c) {
   pthread_mutex_unlock(&s->lock);
 }
 
+int rpc_cancelled_by_server(const rpc_call *c) { return atomic_load(&c->server_cancel_code) != 0; }
+
 void rpc_cancel_slow_uploads(greeksd_server *s) {
   int64_t limit = server_snapshot(s)->config.receive_timeout_ms * GK_NS_PER_MS, now = gk_monotonic_ns();
   pthread_mutex_lock(&s->lock);
   for (rpc_call *c = s->awaiting; c; c = c->awaiting_next) /* each holds its RECV_MESSAGE reference */
     if (c->awaiting_since_ns != 0 && now - c->awaiting_since_ns > limit) {
       c->awaiting_since_ns = 0; /* once */
+      atomic_store(&c->server_cancel_code, GRPC_STATUS_RESOURCE_EXHAUSTED); /* for the access log and metrics */
       gk_logf(GK_LOG_INFO, "greeksd", "request_id=%s: the request message did not arrive within %lld ms: cancelled",
               c->request_id, (long long)(limit / GK_NS_PER_MS));
       grpc_call_cancel_with_status(c->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
@@ -482,10 +488,10 @@ static void receive_message(rpc_call *c) {
   op.op = GRPC_OP_RECV_MESSAGE;
   op.data.recv_message.recv_message = &c->request_payload;
   rpc_ref(c); /* the batch's */
-  await_message(c);
+  rpc_await_message(c);
   RPC_HANDOFF_RELEASE(&c->tag_message);
   if (grpc_call_start_batch(c->call, &op, 1, &c->tag_message, NULL) != GRPC_CALL_OK) {
-    message_arrived(c);
+    rpc_message_arrived(c);
     rpc_release(c);
     rpc_reply(c, GRPC_STATUS_INTERNAL, "could not read the request message", NULL);
   }
@@ -603,9 +609,12 @@ static void on_new_call(rpc_call *c, bool success) {
 /* A unary call's request message: NULL when the client half-closed without
  * one or the call ended first. */
 static void on_message(rpc_call *c, bool success) {
-  message_arrived(c);
+  rpc_message_arrived(c);
   if (!success || c->request_payload == NULL) {
-    if (!success || rpc_is_cancelled(c))
+    if (atomic_load(&c->server_cancel_code) == GRPC_STATUS_RESOURCE_EXHAUSTED)
+      rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "the request message did not arrive within --receive-timeout-ms",
+                NULL);
+    else if (!success || rpc_is_cancelled(c))
       rpc_reply(c, GRPC_STATUS_CANCELLED, "the call ended before its request message arrived", NULL);
     else rpc_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "the call carried no request message", NULL);
   } else {

@@ -133,6 +133,9 @@ struct rpc_call {
   atomic_int cancelled;              /* RECV_CLOSE_ON_SERVER said the client went away */
   atomic_int answered;               /* rpc_reply ran */
   int close_cancelled;               /* written by that batch */
+  /* Set before greeksd itself cancels the call (a request message overdue):
+   * how the call really ended, not a client cancellation. 0: none. */
+  atomic_int server_cancel_code;
   int closed;                        /* that batch completed */
   int close_watched;                 /* RECV_CLOSE_ON_SERVER was started (alone, or in the reply) */
   int reply_closes;                  /* ... in the reply batch, whose completion is then the close's */
@@ -284,9 +287,16 @@ void rpc_release(rpc_call *call);
  * `bytes`, which must come from malloc). */
 grpc_byte_buffer *rpc_buffer_from(uint8_t *bytes, size_t length);
 
-/* Cancels unary calls whose request message has not arrived within
+/* Cancels calls whose request message (a unary one, or a revaluation stream's
+ * next chunk) has not arrived within
  * --receive-timeout-ms (called by the health thread). */
 void rpc_cancel_slow_uploads(greeksd_server *server);
+/* A RECV_MESSAGE the call waits on, timed by --receive-timeout-ms: listed
+ * before it starts, taken off when it completes (either way). */
+void rpc_await_message(rpc_call *call);
+void rpc_message_arrived(rpc_call *call);
+/* greeksd cancelled the call itself (its message overdue): nonzero. */
+int rpc_cancelled_by_server(const rpc_call *call);
 
 /* Returns free heap memory to the system when no call is in flight, at most
  * every 10 s (called by the health thread). */

@@ -366,6 +366,54 @@ class AbusedServer(unittest.TestCase):
         finally:
             raw.close()
         self.assertServing()
+        # the access log says how it ended: greeksd's timeout, not a client
+        # cancellation (code 1), which it once said (found in review)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            lines = [r for r in map(json.loads, self.server.stderr().splitlines())
+                     if r.get("component") == "access" and r.get("request_id") == "declares-4-gib"]
+            if lines:
+                break
+            time.sleep(0.05)
+        self.assertEqual(len(lines), 1, self.server.stderr()[-3000:])
+        self.assertEqual(lines[0]["code"], grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], lines[0])
+        self.assertIn("--receive-timeout-ms", lines[0]["error"], lines[0])
+
+
+    def test_item5_a_trickled_stream_chunk_is_cut_by_the_receive_timeout(self):
+        """A revaluation stream's next chunk was not timed: a chunk declared
+        4 GiB and trickled held the call (and a drain) until the client left
+        (found in review)."""
+        self.server.stop()
+        self.server.close()
+        self.server = Server("--server-threads", "4", "--receive-timeout-ms", "500")
+        self.channel.close()
+        self.channel, self.stub = stub(self.server.target)
+        first = pb.RevaluePortfolioRequest(
+            markets=pb.Markets(spot=[100.0], rate=[0.01]),
+            positions=pb.Positions(underlying=[0], type=[pb.CALL], strike=[100.0], expiry=[1.0], vol=[0.2],
+                                   quantity=[1.0], multiplier=[1.0])).SerializeToString()
+        raw = RawHttp2(self.server.port)
+        try:
+            raw.headers(1, "RevaluePortfolioStream", extra=[("x-request-id", "trickled-chunk")])
+            raw.data(1, framed(first))
+            raw.data(1, b"\x00\xff\xff\xff\xf0" + b"\x00" * 100)
+            started = time.monotonic()
+            status = raw.grpc_status(1, timeout=10)
+            self.assertEqual(status, grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], raw.events[-5:])
+            self.assertLess(time.monotonic() - started, 5)
+        finally:
+            raw.close()
+        self.assertServing()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            lines = [r for r in map(json.loads, self.server.stderr().splitlines())
+                     if r.get("component") == "access" and r.get("request_id") == "trickled-chunk"]
+            if lines:
+                break
+            time.sleep(0.05)
+        self.assertEqual(len(lines), 1, self.server.stderr()[-3000:])
+        self.assertEqual(lines[0]["code"], grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], lines[0])
 
 
 class MemoryQuota(unittest.TestCase):
