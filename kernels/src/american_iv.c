@@ -131,7 +131,7 @@ static gk_element_error limit_error(const chunk_solver *c, size_t k, double targ
   if (!(c->T[k] > 0.0)) return GK_ELEMENT_EXPIRY_NOT_POSITIVE;
   if (!isfinite(target)) return GK_ELEMENT_PRICE_NOT_FINITE;
   if (target - lower < -price_resolution(target, c->S[k], c->K[k])) return GK_ELEMENT_PRICE_BELOW_INTRINSIC;
-  if (target >= upper) return GK_ELEMENT_PRICE_ABOVE_UPPER_BOUND;
+  if (target >= upper) return GK_ELEMENT_AMERICAN_PRICE_ABOVE_UPPER_BOUND;
   return GK_ELEMENT_OK;
 }
 
@@ -204,7 +204,7 @@ static void take_step(chunk_solver *c, size_t k, int step) {
   else c->hi[j] = sigma, c->hi_priced[j] = 1; /* also a NaN price: search lower */
   if (slope > 0.0) c->slope[j] = slope;
   if (residual < 0.0 && sigma >= GK_AMERICAN_IV_MAX_VOL) {
-    finish(c, j, GK_ELEMENT_PRICE_ABOVE_UPPER_BOUND, 0.0);
+    finish(c, j, GK_ELEMENT_AMERICAN_PRICE_ABOVE_UPPER_BOUND, 0.0);
     return;
   }
   if (fabs(residual) <= c->resolution[j]) {

@@ -86,7 +86,7 @@ void gk_zero_element_outputs(unsigned outputs, gk_greeks_batch *out, size_t i) {
 static const char *const element_fields[GK_ELEMENT_ERROR_COUNT] = {
     "", "S", "S", "S", "K", "K", "K", "T", "T", "T", "r", "r", "q", "q",
     "sigma", "sigma", "sigma", "type", "S", "K", "sigma", "price", "price", "T", "price", "r", "q",
-    "sigma*sqrt(T)", "T", "price",
+    "sigma*sqrt(T)", "T", "price", "price",
 };
 
 #define STR_(x) #x
@@ -124,6 +124,8 @@ static const char *const element_rules[GK_ELEMENT_ERROR_COUNT] = {
     "must be 0 or >= " STR(GK_AMERICAN_MIN_EXPIRY) " (years) for an american option "
     "(its theta bump would be a subnormal number)",
     "implies a vol above " STR(GK_MAX_VOL) " (10000%), past what the pricer accepts",
+    "must be < the American upper bound (S for a call, K for a put; S e^{-qT} or K e^{-rT} where larger) "
+    "and no more than the method's price at a vol of 10 (1000%), the highest searched",
 };
 
 const char *gk_element_error_field(gk_element_error error) {

@@ -60,7 +60,7 @@
  * GK_ELEMENT_PRICE_BELOW_INTRINSIC (below the lower limit by more than the
  * resolution R (above); within R of it, either side, the vol is 0, flagged
  * GK_AMERICAN_IV_FLAG_AT_LOWER_LIMIT), and
- * GK_ELEMENT_PRICE_ABOVE_UPPER_BOUND (at or above the upper limit, or
+ * GK_ELEMENT_AMERICAN_PRICE_ABOVE_UPPER_BOUND (at or above the upper limit, or
  * above the method's price at GK_AMERICAN_IV_MAX_VOL). A vol is never NaN.
  *
  * Thread safety: no shared state; concurrent calls on distinct outputs are safe.

@@ -169,6 +169,11 @@ typedef enum gk_element_error {
    * GK_MAX_VOL, which the pricer refuses, so price -> vol -> price cannot
    * round-trip (a price within a hair of the upper bound, tiny T). */
   GK_ELEMENT_IMPLIED_VOL_OUT_OF_RANGE,
+  /* American implied vol only: at or above the American upper limit (S for a
+   * call, K for a put; S e^{-qT} or K e^{-rT} where larger), or above the
+   * method's price at GK_AMERICAN_IV_MAX_VOL (greeks/american_iv.h). The
+   * European bound's words (S e^{-qT}) would misstate it. */
+  GK_ELEMENT_AMERICAN_PRICE_ABOVE_UPPER_BOUND,
   GK_ELEMENT_ERROR_COUNT
 } gk_element_error;
 
