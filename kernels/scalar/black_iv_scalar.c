@@ -46,7 +46,7 @@
 /* y >= 0: the table's piecewise polynomial (the vector kernels' function, so
  * both agree to the last bits), and Laplace's asymptotic series beyond its
  * range, where 8 terms are exact to double precision. */
-static double tail_ratio(double y) {
+double gk_normal_tail_ratio(double y) {
   if (!(y <= GK_TAIL_Y_MAX)) { /* also NaN, which must not index the table */
     double w = 1.0 / (y * y), series = 1.0, term = 1.0;
     for (int k = 1; k <= 8; k++) {
@@ -65,7 +65,7 @@ static double tail_ratio(double y) {
 }
 
 /* Any sign: for y < 0, N(-y) = 1 - N(y) gives R(y) = e^{y^2/2} - R(-y). */
-static double scaled_tail(double y) { return y >= 0 ? tail_ratio(y) : exp(0.5 * y * y) - tail_ratio(-y); }
+static double scaled_tail(double y) { return y >= 0 ? gk_normal_tail_ratio(y) : exp(0.5 * y * y) - gk_normal_tail_ratio(-y); }
 
 /* ---- normalised Black and its pieces ---- */
 
@@ -80,7 +80,7 @@ typedef struct black_parts {
 
 /* R(y - t) - R(y + t) for small t: -2 sum over odd k of R^(k)(y) t^k / k!. */
 static double small_t_difference(double y, double t) {
-  double r0 = tail_ratio(y), r1 = y * r0 - GK_INV_SQRT_2PI;
+  double r0 = gk_normal_tail_ratio(y), r1 = y * r0 - GK_INV_SQRT_2PI;
   double r2 = r0 + y * r1, r3 = y * r2 + 2 * r1, r4 = y * r3 + 3 * r2;
   double r5 = y * r4 + 4 * r3, r6 = y * r5 + 5 * r4, r7 = y * r6 + 6 * r5;
   double w = t * t;
@@ -89,11 +89,11 @@ static double small_t_difference(double y, double t) {
 
 static black_parts normalised_black(double x, double s) {
   double h = x / s, t = 0.5 * s, y = -h, z = 0.5 * (h * h + t * t);
-  double e = exp(-z), b_max = exp(0.5 * x), far = tail_ratio(y + t);
+  double e = exp(-z), b_max = exp(0.5 * x), far = gk_normal_tail_ratio(y + t);
   black_parts p;
   p.vega = GK_INV_SQRT_2PI * e;
   if (t - y > GK_BLACK_UPPER_D1) {
-    double sum = tail_ratio(t - y) + far;
+    double sum = gk_normal_tail_ratio(t - y) + far;
     p.gap = e * sum, p.log_gap = log(sum) - z, p.gap_over_vega = SQRT_2PI * sum;
     p.b = b_max - p.gap, p.log_b = log(p.b), p.b_over_vega = p.b / p.vega;
   } else {

@@ -97,6 +97,9 @@ gk_element_error gk_lognormal_iv_element(gk_model model, const gk_iv_batch *in, 
  * GK_ELEMENT_IMPLIED_VOL_OUT_OF_RANGE (the vector kernels' lanes too, in
  * gk_implied_vol_batch_on); else GK_ELEMENT_OK. */
 gk_element_error gk_lognormal_iv_in_range(double *vol);
+/* R(y) = N(-y) e^{y^2/2} for y >= 0 (the vector kernels' normal_tail_ratio,
+ * to the last bits; Laplace's series past GK_TAIL_Y_MAX). */
+double gk_normal_tail_ratio(double y);
 
 /* s = sigma sqrt(T) with normalised Black b(x, s) = beta, for x <= 0 and
  * 0 < beta < e^{x/2} (scalar reference; exposed for the tests of the solver). */
