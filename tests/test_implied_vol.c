@@ -412,7 +412,8 @@ static void test_normal_vol_at_the_domain_edges(void **state) {
   uint8_t error[2];
   size_t invalid = 0;
   assert_int_equal(gk_implied_vol_batch(GK_MODEL_BACHELIER, &in, vol, error, &invalid), GK_RC_OK);
-  assert_int_equal(error[0], GK_ELEMENT_NORMAL_VOL_OUT_OF_RANGE);
+  assert_int_equal(error[0], GK_ELEMENT_IMPLIED_VOL_OUT_OF_RANGE); /* the price's error, not 'sigma' */
+  assert_string_equal(gk_element_error_field(GK_ELEMENT_IMPLIED_VOL_OUT_OF_RANGE), "price");
   assert_true(vol[0] == 0.0);
   assert_int_equal(error[1], GK_ELEMENT_OK); /* its time value is below the rounding: at intrinsic */
   assert_true(isfinite(vol[1]) && vol[1] >= 0.0 && vol[1] < 1e-3);

@@ -71,7 +71,7 @@ gk_element_error gk_normal_iv_element(const gk_iv_batch *in, size_t i, double *v
    * T = 100 made it inf): the normal vol's limit, not a number. */
   if (!(*vol <= GK_MAX_PRICE_LEVEL)) {
     *vol = 0.0;
-    return GK_ELEMENT_NORMAL_VOL_OUT_OF_RANGE;
+    return GK_ELEMENT_IMPLIED_VOL_OUT_OF_RANGE; /* the price's error: "sigma" would name what was not sent */
   }
   return GK_ELEMENT_OK;
 }

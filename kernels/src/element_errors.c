@@ -123,7 +123,8 @@ static const char *const element_rules[GK_ELEMENT_ERROR_COUNT] = {
     "is so small that a requested output exceeds the double range (1.8e308)",
     "must be 0 or >= " STR(GK_AMERICAN_MIN_EXPIRY) " (years) for an american option "
     "(its theta bump would be a subnormal number)",
-    "implies a vol above " STR(GK_MAX_VOL) " (10000%), past what the pricer accepts",
+    "implies a vol past what the pricer accepts (lognormal: above " STR(GK_MAX_VOL) ", 10000%; bachelier: above "
+    STR(GK_MAX_PRICE_LEVEL) " price units per sqrt(year))",
     "must be < the American upper bound (S for a call, K for a put; S e^{-qT} or K e^{-rT} where larger) "
     "and no more than the method's price at a vol of 10 (1000%), the highest searched",
 };

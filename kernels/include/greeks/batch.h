@@ -165,9 +165,9 @@ typedef enum gk_element_error {
   GK_ELEMENT_GREEK_OVERFLOW,
   /* American only: 0 < T < GK_AMERICAN_MIN_EXPIRY (greeks/american.h). */
   GK_ELEMENT_AMERICAN_EXPIRY_TOO_SHORT,
-  /* Implied vol only (lognormal models): the price implies a vol above
-   * GK_MAX_VOL, which the pricer refuses, so price -> vol -> price cannot
-   * round-trip (a price within a hair of the upper bound, tiny T). */
+  /* Implied vol only: the price implies a vol the pricer refuses (lognormal:
+   * above GK_MAX_VOL; bachelier: above GK_MAX_PRICE_LEVEL), so price -> vol ->
+   * price cannot round-trip (a price within a hair of the upper bound, tiny T). */
   GK_ELEMENT_IMPLIED_VOL_OUT_OF_RANGE,
   /* American implied vol only: at or above the American upper limit (S for a
    * call, K for a put; S e^{-qT} or K e^{-rT} where larger), or above the
