@@ -59,9 +59,11 @@ typedef struct gk_scenario_axis {
 #define GK_MAX_SCENARIO_AXIS 101
 
 /* Scenario (i, j) shocks spot by spot.shocks[i] and vol by vol.shocks[j]; its P&L
- * is stored at [i * vol.count + j]. Shocked spots are kept >= 1e-12 and shocked
- * vols >= 0 (a -10 vol point shock on a 5% vol prices at 0 vol, as does a
- * relative vol shock <= -1). A relative spot shock <= -1 is refused. */
+ * is stored at [i * vol.count + j]. Shocked spots are kept in the model's
+ * domain, [1e-12, 1e15] (GK_MAX_PRICE_LEVEL), and shocked vols in [0, 100]
+ * (GK_MAX_VOL): a -10 vol point shock on a 5% vol prices at 0 vol, as does a
+ * relative vol shock <= -1, and a shock past the top prices at the top (the
+ * cell keeps the shock asked for). A relative spot shock <= -1 is refused. */
 typedef struct gk_scenario_grid {
   gk_scenario_axis spot;
   gk_scenario_axis vol;
