@@ -69,15 +69,17 @@ static void check_tls_pair(const greeksd_config *c, greeksd_errors *e) {
   char cert_label[GREEKSD_SOURCE_SIZE + 64], key_label[GREEKSD_SOURCE_SIZE + 64];
   greeksd_config_label(c, "tls.cert", cert_label, sizeof cert_label);
   greeksd_config_label(c, "tls.key", key_label, sizeof key_label);
-  if (check_private(key_label, c->tls_key, e) != 0) return;
+  /* both files' errors, not the key's alone (the operator fixes one, then
+   * learns of the other at the next start) */
+  int key_private = check_private(key_label, c->tls_key, e) == 0;
   X509 *cert = read_certificate(c->tls_cert);
-  EVP_PKEY *key = cert ? read_key(c->tls_key) : NULL;
+  EVP_PKEY *key = cert && key_private ? read_key(c->tls_key) : NULL;
   if (cert == NULL)
     greeksd_errors_add(e, "%s: '%s' is not a readable PEM certificate", cert_label, c->tls_cert);
-  else if (key == NULL)
+  else if (key_private && key == NULL) /* a key not private is said by check_private */
     greeksd_errors_add(e, "%s: '%s' is not a readable PEM private key (an encrypted key is not supported)", key_label,
                        c->tls_key);
-  else if (X509_check_private_key(cert, key) != 1)
+  else if (key != NULL && X509_check_private_key(cert, key) != 1)
     greeksd_errors_add(e, "%s: '%s' does not belong to the certificate in %s '%s'", key_label, c->tls_key, cert_label,
                        c->tls_cert);
   ERR_clear_error();

@@ -161,6 +161,8 @@ class Files(unittest.TestCase):
         self.assertIn("%s:%d: tokens[desk-w].file: '%s' has mode 0644" % (cfg, line_of(good, "desk-w"), world),
                       p.stderr)
         self.assertIn("%s:%d: tls.key: '%s' has mode 0644" % (cfg, line_of(good, "key:"), key), p.stderr)
+        self.assertIn("%s:%d: tls.cert: '%s' is not a readable PEM certificate" % (cfg, line_of(good, "cert:"), cert),
+                      p.stderr)  # both files' errors, not the key's alone
         # A PEM block pasted in place of a file name is an inline secret, never echoed.
         write(cfg, "tls:\n  cert: %s\n  key: |\n    -----BEGIN PRIVATE KEY-----\n    MIIEv\n" % cert)
         p = greeksd("--config", cfg, "--check-config")
