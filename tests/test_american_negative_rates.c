@@ -321,6 +321,44 @@ static void test_prices_within_bounds(void **state) {
   }
 }
 
+/* Two-boundary contracts far from the cases above (sigma sqrt(T) to ~60, rates
+ * to -5): every method routes them to the tree, which once priced a call at
+ * twice its bound with delta 2190 (its branch probability 17.7) and a put at
+ * 320 for a bound of 3.6e52 (found in review). The reviewer's two rows, then
+ * random ones: within [max(European, payoff now), the upper bound], Greeks
+ * finite. Price only for the random ones: the tree's most steps take ~50 ms. */
+static void test_two_boundary_contracts_stay_within_their_bounds(void **state) {
+  (void)state;
+  option reviewed[2] = {{30, 100, 70, -2.4, -0.1, 75, GK_CALL}, {120, 100, 97, -1.2, -4, 86, GK_PUT}};
+  test_rng rng = {2026120602};
+  enum { RANDOM = 40 };
+  for (int c = 0; c < 2 + RANDOM; c++) {
+    option o;
+    if (c < 2) o = reviewed[c];
+    else {
+      o.type = (uint8_t)(rng_next(&rng) & 1u);
+      o.S = rng_uniform(&rng, 50, 150), o.K = 100;
+      o.T = exp(rng_uniform(&rng, log(0.05), log(100.0)));
+      o.sigma = exp(rng_uniform(&rng, log(0.05), log(6.0)));
+      double a = -rng_uniform(&rng, 0.0, 3.0), b = -rng_uniform(&rng, 0.0, 3.0);
+      o.r = o.type == GK_PUT ? fmax(a, b) : fmin(a, b), o.q = o.type == GK_PUT ? fmin(a, b) : fmax(a, b); /* two boundaries */
+    }
+    double lower = fmax(intrinsic(&o), european_of(&o).price);
+    double upper = o.type == GK_PUT ? o.K * fmax(1.0, exp(-o.r * o.T)) : o.S * fmax(1.0, exp(-o.q * o.T));
+    outputs r = price_one(GK_ISA_SCALAR, GK_MODEL_BSM, GK_AMERICAN_TREE, -1, &o, c < 2 ? GK_OUT_ALL : GK_OUT_PRICE);
+    if (!(r.error == 0 && r.price >= lower * (1 - 1e-12) && r.price <= upper * (1 + 1e-12)))
+      fail_msg("case %d (%s S %g T %g r %g q %g sigma %g): %.15g outside [%.15g, %.15g], error %d", c,
+               o.type == GK_PUT ? "put" : "call", o.S, o.T, o.r, o.q, o.sigma, r.price, lower, upper, r.error);
+    if (c < 2) {
+      double all[] = {r.delta, r.gamma, r.vega, r.theta, r.rho, r.phi};
+      for (size_t g = 0; g < 6; g++)
+        if (!isfinite(all[g])) fail_msg("case %d: Greek %zu not finite", c, g);
+      /* at the bound: the bound's own slope in S (e^{-qT} for the call, 0 for the put) */
+      assert_true(fabs(r.delta - (o.type == GK_PUT ? 0.0 : exp(-o.q * o.T))) <= 1e-6 * fabs(exp(-o.q * o.T)));
+    }
+  }
+}
+
 /* C(S, K, r, q) = P(K, S, q, r) on every path, every regime (a two-boundary
  * put mirrors a two-boundary call). */
 static void test_put_call_symmetry(void **state) {
@@ -441,6 +479,7 @@ int main(void) {
       cmocka_unit_test(test_two_boundary_put_is_exercised_in_a_band),
       cmocka_unit_test(test_one_boundary_under_negative_rates),
       cmocka_unit_test(test_prices_within_bounds),
+      cmocka_unit_test(test_two_boundary_contracts_stay_within_their_bounds),
       cmocka_unit_test(test_put_call_symmetry),
       cmocka_unit_test(test_greeks_match_finite_differences),
       cmocka_unit_test(test_implied_vol_round_trip),

@@ -268,14 +268,33 @@ static int tree_steps_for(const gk_american_option *o) {
   return 2 * ((int)ceil(wanted) / 2 + 1);
 }
 
+/* An American price's no-arbitrage limits: at least the European price and
+ * the payoff now; at most K (a put) or S (a call), or what holding that cash
+ * or stock to expiry is worth where a negative rate or yield makes it more. */
+static double american_upper_bound(const gk_american_option *o) {
+  double q = o->r - o->b;
+  return o->omega < 0.0 ? o->K * fmax(1.0, exp(-o->r * o->T)) : o->S * fmax(1.0, exp(-q * o->T));
+}
+
 /* Lattices the tree cannot resolve: one exercise boundary goes to alo
  * (accurate; its wide scheme where the carry is strong), which resolves them
  * (QuantLib's high-precision QdFp within 3e-6 x K at sigma = 30 and 100,
- * T = 100); two boundaries, which only the tree models, keep its most steps. */
+ * T = 100). Two boundaries, which only the tree models: where even its most
+ * steps leave the branch probability outside [0, 1] the lattice means
+ * nothing (a call worth twice its bound, delta 2190; found in review), and
+ * there sigma sqrt(T) is so large that the European price has reached the
+ * bound: max(European, payoff now). Every tree price is kept within the
+ * limits: an unconverged lattice once priced below the European. */
 double gk_american_tree_price(const gk_american_option *o) {
   int steps = tree_steps_for(o);
-  if (steps == 0 && o->T > 0.0 && o->sigma * sqrt(o->T) >= GK_AMERICAN_TINY_STDDEV &&
-      gk_american_exercise_of(o) == GK_EXERCISE_ONE_BOUNDARY)
-    return gk_alo_price(o);
-  return gk_american_tree_price_steps(o, steps ? steps : GK_AMERICAN_TREE_MAX_STEPS, 1);
+  int resolvable = o->T == 0.0 || o->sigma * sqrt(o->T) < GK_AMERICAN_TINY_STDDEV;
+  if (steps == 0 && !resolvable && gk_american_exercise_of(o) == GK_EXERCISE_ONE_BOUNDARY) return gk_alo_price(o);
+  double lower = fmax(gk_american_european_price(o), fmax(o->omega * (o->S - o->K), 0.0));
+  if (steps == 0 && !resolvable) {
+    tree_lattice t = lattice_of(o, GK_AMERICAN_TREE_MAX_STEPS);
+    if (!(t.pu >= 0.0 && t.pd >= 0.0)) return lower;
+  }
+  double price = gk_american_tree_price_steps(o, steps ? steps : GK_AMERICAN_TREE_MAX_STEPS, 1);
+  if (resolvable) return price;
+  return fmin(fmax(price, lower), american_upper_bound(o));
 }
