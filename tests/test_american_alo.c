@@ -929,6 +929,45 @@ static void assert_outputs_close(const owned_batch *a, const owned_batch *b, con
 /* The vector kernels (AVX2, AVX-512, lanes in lock step) give the scalar
  * reference's price and Greeks to rounding, at both levels, for bsm and
  * black76, and the same per-element errors. */
+/* A low vol against the carry (put form r > q): the boundary falls to the
+ * perpetual one in a sliver of the life, and the levels' grids left prices
+ * above the perpetual put, falling with T, and at T = 1 "exercise now" (price
+ * 0, delta -1) for a put worth 9.2e-5 (found in review). Past
+ * GK_ALO_MAX_PULL the wide scheme prices them, bracketed past
+ * GK_ALO_WIDE_MAX_PULL. Reference: the perpetual put in closed form, which the
+ * price has all but reached from T = 0.01 (sigma 0.001; the tree gives
+ * 9.194e-5 there) and from T = 0.3 (sigma 0.01). Every ISA, both levels. */
+static void test_a_low_vol_against_the_carry_is_the_perpetual(void **state) {
+  (void)state;
+  static const struct { double sigma, T; } cases[] = {{0.001, 0.01}, {0.001, 0.1}, {0.001, 0.3}, {0.001, 1},
+                                                     {0.001, 3},    {0.01, 0.3},   {0.01, 1},     {0.01, 3},
+                                                     {0.01, 10}};
+  enum { N = sizeof cases / sizeof cases[0] };
+  double S[N], K[N], T[N], r[N], q[N], sigma[N], price[N], delta[N], gamma[N], vega[N], theta[N], rho[N], phi[N];
+  uint8_t type[N], error[N];
+  for (size_t i = 0; i < N; i++)
+    S[i] = K[i] = 100, T[i] = cases[i].T, r[i] = 0.3, q[i] = 0.1, sigma[i] = cases[i].sigma, type[i] = GK_PUT;
+  gk_option_batch in = {N, S, K, T, r, q, sigma, type};
+  gk_greeks_batch out = {price, delta, gamma, vega, theta, rho, phi, error};
+  for (int isa = 0; isa < GK_ISA_COUNT; isa++) {
+    if (!gk_isa_supported((gk_isa)isa)) continue;
+    for (int level = 0; level < GK_ALO_LEVEL_COUNT; level++) {
+      assert_int_equal(gk_alo_price_batch_on((gk_isa)isa, GK_MODEL_BSM, (gk_alo_level)level, &in, GK_OUT_ALL, &out,
+                                             NULL),
+                       GK_RC_OK);
+      for (size_t i = 0; i < N; i++) {
+        double a = 0.5 * sigma[i] * sigma[i], b = r[i] - q[i] - a;
+        double lambda = (-b - sqrt(b * b + 4.0 * a * r[i])) / (2.0 * a), B = K[i] * lambda / (lambda - 1.0);
+        double perpetual = (K[i] - B) * pow(S[i] / B, lambda), perpetual_delta = lambda * perpetual / S[i];
+        if (error[i] != 0 || !(fabs(price[i] - perpetual) <= 1e-8 * K[i]) ||
+            !(fabs(delta[i] - perpetual_delta) <= 1e-3 * fabs(perpetual_delta)))
+          fail_msg("isa %d level %d sigma %g T %g: price %.10g delta %.6g, perpetual %.10g delta %.6g (error %d)",
+                   isa, level, sigma[i], T[i], price[i], delta[i], perpetual, perpetual_delta, error[i]);
+      }
+    }
+  }
+}
+
 static void test_vector_isas_match_scalar(void **state) {
   (void)state;
   contract c[ISA_N];
@@ -1100,6 +1139,7 @@ int main(void) {
       cmocka_unit_test(test_tree_far_from_the_lattice_centre),
       cmocka_unit_test(test_newton_steps_reach_the_discrete_fixed_point),
       cmocka_unit_test(test_fp_a_is_kept_out_of_its_divergent_regime),
+      cmocka_unit_test(test_a_low_vol_against_the_carry_is_the_perpetual),
       cmocka_unit_test(test_vector_isas_match_scalar),
       cmocka_unit_test(test_every_isa_within_reference_at_both_levels),
       cmocka_unit_test(test_small_calls_on_any_thread_match_one_batch),

@@ -397,8 +397,18 @@ int gk_alo_beyond_carry(const gk_american_option *o) {
   return fabs(put_carry) * o->T > GK_ALO_MAX_CARRY;
 }
 
+/* T (r - q)^2 / sigma^2 of the put form where r > q; 0 elsewhere. */
+static double put_pull(const gk_american_option *o) {
+  double put_carry = o->omega < 0.0 ? o->b : -o->b;
+  return put_carry > 0.0 ? o->T * put_carry * put_carry / (o->sigma * o->sigma) : 0.0;
+}
+
+int gk_alo_beyond_levels(const gk_american_option *o) {
+  return gk_alo_beyond_carry(o) || put_pull(o) > GK_ALO_MAX_PULL;
+}
+
 const gk_alo_scheme *gk_alo_scheme_for(const gk_american_option *o, gk_alo_level level) {
-  return gk_alo_beyond_carry(o) ? &alo_wide : gk_alo_scheme_of(level);
+  return gk_alo_beyond_levels(o) ? &alo_wide : gk_alo_scheme_of(level);
 }
 
 /* The perpetual put of (S, K, r, q), r > 0: K - S at or below its boundary
@@ -412,7 +422,10 @@ static double perpetual_put(double S, double K, double r, double q, double sigma
 
 gk_american_option gk_alo_priced_as(const gk_american_option *o) {
   double put_carry = o->omega < 0.0 ? o->b : -o->b;
-  if (!(fabs(put_carry) * o->T > GK_ALO_WIDE_MAX_CARRY)) return *o;
+  double carry_trusted = fabs(put_carry) > 0.0 ? GK_ALO_WIDE_MAX_CARRY / fabs(put_carry) : INFINITY;
+  double pull = put_pull(o), pull_trusted = pull > 0.0 ? o->T * GK_ALO_WIDE_MAX_PULL / pull : INFINITY;
+  double trusted = fmin(carry_trusted, pull_trusted);
+  if (!(o->T > trusted)) return *o;
   double q = o->r - o->b;
   int put = o->omega < 0.0;
   double S = put ? o->S : o->K, K = put ? o->K : o->S, r_put = put ? o->r : q, q_put = put ? q : o->r;
@@ -421,9 +434,13 @@ gk_american_option gk_alo_priced_as(const gk_american_option *o) {
    * while it stays in the bracket of the last kept price and the perpetual's
    * (each within 1e-7 x K, the solves' own error); the first that leaves it
    * has failed, and the last kept expiry's price is the nearest lower bound. */
-  double slack = 1e-7 * K, cap = perpetual_put(S, K, r_put, q_put, o->sigma) + slack;
+  /* Past the pull the price has all but reached the perpetual's, and can be
+   * far below 1e-7 x K (9.2e-5 at sigma = 0.001): a solve 9e-8 x K above the
+   * perpetual passed that slack. The wide solves there hold to ~1e-10 x K. */
+  double slack = (pull_trusted < carry_trusted ? 1e-9 : 1e-7) * K;
+  double cap = perpetual_put(S, K, r_put, q_put, o->sigma) + slack;
   gk_american_option kept = *o;
-  kept.T = GK_ALO_WIDE_MAX_CARRY / fabs(put_carry);
+  kept.T = trusted;
   double floor_value = gk_alo_price_scheme(&kept, &alo_wide);
   double failed = INFINITY;
   for (double T = 2.0 * kept.T; kept.T < o->T; T *= 2.0) {

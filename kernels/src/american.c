@@ -105,6 +105,14 @@ int gk_alo_beyond_carry_at(gk_model model, const gk_option_batch *in, size_t i) 
   return fabs(put_carry) * in->expiry[i] > GK_ALO_MAX_CARRY;
 }
 
+int gk_alo_beyond_levels_at(gk_model model, const gk_option_batch *in, size_t i) {
+  if (model == GK_MODEL_BLACK76) return 0; /* q = r: no carry */
+  if (gk_alo_beyond_carry_at(model, in, i)) return 1;
+  double put_carry = in->type[i] == GK_PUT ? in->rate[i] - in->yield[i] : in->yield[i] - in->rate[i];
+  double sigma = in->vol[i];
+  return put_carry > 0.0 && in->expiry[i] * put_carry * put_carry > GK_ALO_MAX_PULL * sigma * sigma;
+}
+
 /* The market of one element, with r and q apart so that rho and phi can move
  * one of them. */
 typedef struct market_point {

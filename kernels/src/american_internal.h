@@ -114,12 +114,29 @@ const gk_alo_scheme *gk_alo_scheme_of(gk_alo_level level);
 int gk_alo_beyond_carry(const gk_american_option *o);
 int gk_alo_beyond_carry_at(gk_model model, const gk_option_batch *in, size_t i);
 
+/* The put form's carry against its vol over the life, T (r - q)^2 / sigma^2
+ * with r > q: where it is large the boundary falls to the perpetual one in a
+ * sliver of the life (a low vol: sigma = 0.001, r = 0.3, q = 0.1), which the
+ * levels' grids in sqrt(tau) cannot resolve. The stored set reaches 20; past
+ * 30 the accurate level left 2e-8 to 5e-6 x K, priced above the perpetual
+ * put, fell as T grew, and at T = 1 said "exercise now" for a put worth
+ * 9.2e-5 (found in review). Such an option goes to the wide scheme, which
+ * holds to ~1e-8 x K up to a pull of several thousand (GK_ALO_WIDE_MAX_PULL
+ * is where its bracket starts). Never black76 (no carry). */
+#define GK_ALO_MAX_PULL 30.0
+#define GK_ALO_WIDE_MAX_PULL 1000.0
+
+/* Past GK_ALO_MAX_CARRY or GK_ALO_MAX_PULL: priced by the scalar reference
+ * on the wide scheme (alo's levels, on every ISA); the same for element i. */
+int gk_alo_beyond_levels(const gk_american_option *o);
+int gk_alo_beyond_levels_at(gk_model model, const gk_option_batch *in, size_t i);
+
 /* The wide scheme (static): 32 nodes and a 32-point rule from QD+, one
  * Jacobi-Newton and three Newton steps, the 128-point price rule. */
 const gk_alo_scheme *gk_alo_wide_scheme(void);
 
 /* The scheme alo prices `o` on at `level`: the level's, or the wide one past
- * GK_ALO_MAX_CARRY. */
+ * GK_ALO_MAX_CARRY or GK_ALO_MAX_PULL. */
 const gk_alo_scheme *gk_alo_scheme_for(const gk_american_option *o, gk_alo_level level);
 
 /* Up to this carry over the life the wide scheme is trusted as it is. Past
@@ -130,9 +147,10 @@ const gk_alo_scheme *gk_alo_scheme_for(const gk_american_option *o, gk_alo_level
  * expiry where the carry is this, and the perpetual's. */
 #define GK_ALO_WIDE_MAX_CARRY 10.0
 
-/* `o` as alo solves it: itself, or past GK_ALO_WIDE_MAX_CARRY, where the wide
- * solves at the expiries from the trusted one, doubling up to T, leave the
- * bracket (by more than 1e-7 x K), `o` at the longest expiry whose solve
+/* `o` as alo solves it: itself, or past GK_ALO_WIDE_MAX_CARRY or
+ * GK_ALO_WIDE_MAX_PULL (the trusted expiry: the shorter of the two), where the
+ * wide solves at the expiries from the trusted one, doubling up to T, leave
+ * the bracket (by more than 1e-7 x K), `o` at the longest expiry whose solve
  * stayed in it: a lower bound of the price, which there has all but reached
  * the perpetual's. */
 gk_american_option gk_alo_priced_as(const gk_american_option *o);

@@ -246,7 +246,7 @@ static int routed_to_tree(const chunk_solver *c, size_t j) {
   const gk_iv_batch *in = c->in;
   if (!gk_model_uses_yield(c->model)) return 0; /* black76: never */
   gk_option_batch one = {in->count, in->spot, in->strike, in->expiry, in->rate, in->yield, NULL, in->type};
-  return gk_american_routed_to_tree(c->model, &one, i) || gk_alo_beyond_carry_at(c->model, &one, i);
+  return gk_american_routed_to_tree(c->model, &one, i) || gk_alo_beyond_carry_at(c->model, &one, i); /* not the pull: it moves with the vol solved for */
 }
 
 /* The state of step 4's search from sigma, its bracket the whole range. */
