@@ -972,6 +972,37 @@ static void test_a_low_vol_against_the_carry_is_the_perpetual(void **state) {
  * forward's value, qS - rK for the call, rK - qS for the put. The scalar
  * reference's bump moved the price by less than its rounding and said 0 where
  * the vector kernels said -19 (found in review). Every ISA, both levels. */
+/* Within an ulp of GK_ALO_MAX_PULL the scalar reference and the vector
+ * kernels' routing once disagreed (a quotient against a product), and the
+ * ISAs priced these puts on two schemes, 1.9e-7 x K apart at the fast level
+ * (found in review). Every ISA, both levels: the scalar's price to 1e-13. */
+static void test_the_pull_threshold_is_one_test_on_every_isa(void **state) {
+  (void)state;
+  double S[2] = {100, 100}, K[2] = {100, 100}, T[2] = {0.20329815933243417, 0.07083404006964124};
+  double r[2] = {0.405, 0.24}, q[2] = {0.005, 0.001}, sigma[2] = {0.03292805566341539, 0.011613370459400058};
+  uint8_t type[2] = {GK_PUT, GK_PUT};
+  gk_option_batch in = {2, S, K, T, r, q, sigma, type};
+  for (int level = 0; level < GK_ALO_LEVEL_COUNT; level++) {
+    double want[2], price[2];
+    uint8_t error[2];
+    gk_greeks_batch out = {.price = want, .error = error};
+    assert_int_equal(gk_alo_price_batch_on(GK_ISA_SCALAR, GK_MODEL_BSM, (gk_alo_level)level, &in, GK_OUT_PRICE, &out,
+                                           NULL),
+                     GK_RC_OK);
+    for (int isa = GK_ISA_SCALAR + 1; isa < GK_ISA_COUNT; isa++) {
+      if (!gk_isa_supported((gk_isa)isa)) continue;
+      out.price = price;
+      assert_int_equal(gk_alo_price_batch_on((gk_isa)isa, GK_MODEL_BSM, (gk_alo_level)level, &in, GK_OUT_PRICE, &out,
+                                             NULL),
+                       GK_RC_OK);
+      for (int i = 0; i < 2; i++)
+        if (!(fabs(price[i] - want[i]) <= 1e-13 * K[i]))
+          fail_msg("isa %d level %d put %d: %.17g against the scalar's %.17g", isa, level, i, price[i], want[i]);
+      out.price = want;
+    }
+  }
+}
+
 static void test_theta_at_a_tiny_expiry_on_every_isa(void **state) {
   (void)state;
   double S[2] = {110, 1}, K[2] = {100, 3}, T[2] = {1e-12, 1e-12}, r[2] = {0.3, 0.01}, q[2] = {0.1, 0.5};
@@ -1166,6 +1197,7 @@ int main(void) {
       cmocka_unit_test(test_fp_a_is_kept_out_of_its_divergent_regime),
       cmocka_unit_test(test_a_low_vol_against_the_carry_is_the_perpetual),
       cmocka_unit_test(test_theta_at_a_tiny_expiry_on_every_isa),
+      cmocka_unit_test(test_the_pull_threshold_is_one_test_on_every_isa),
       cmocka_unit_test(test_vector_isas_match_scalar),
       cmocka_unit_test(test_every_isa_within_reference_at_both_levels),
       cmocka_unit_test(test_small_calls_on_any_thread_match_one_batch),

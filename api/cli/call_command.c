@@ -50,6 +50,7 @@ typedef struct table {
   uint8_t *type;        /* GK_CALL, GK_PUT or 0xff */
   uint8_t *style;       /* GK_STYLE_*, where a column named "style" is read */
   const style_rules *style_rules;
+  int ignore_q;         /* a model without a yield: q is not read (as offline) */
   char *source;         /* the input's name for row messages, as the offline verbs print it */
   size_t *line;
   char (*problem)[CSV_MESSAGE_SIZE];
@@ -128,11 +129,11 @@ static void table_row(table *t, size_t k, const char *const *names, int ncols, c
   uint8_t code = cli_word_is(fields[1], "call") ? GK_CALL : cli_word_is(fields[1], "put") ? GK_PUT : 0xff;
   csv_error error = {0, ""};
   if (code == 0xff) csv_field_error(&error, line, "type", fields[1], "must be call or put");
+  /* the offline verbs' order: type, style, then the numbers in `names` order */
+  for (int c = 2; c < ncols && t->style_rules && !error.message[0]; c++)
+    if (strcmp(names[c], "style") == 0) style_field(t->style_rules, fields[c], line, &t->style[k], &error);
   for (int c = 2; c < ncols && !error.message[0]; c++) {
-    if (t->style_rules && strcmp(names[c], "style") == 0) {
-      style_field(t->style_rules, fields[c], line, &t->style[k], &error);
-      continue;
-    }
+    if (strcmp(names[c], "style") == 0 || (t->ignore_q && strcmp(names[c], "q") == 0)) continue;
     if (fields[c] == NULL) continue; /* optional and absent: 0 */
     const char *rule = cli_parse_double(fields[c], &t->col[c - 2][k]);
     if (rule == NULL && !isfinite(t->col[c - 2][k])) rule = "must be a finite number"; /* said here, with the text read */
@@ -388,16 +389,17 @@ static Greeks__V1__AmericanMethod price_method(const call_options *o) {
 }
 
 static int call_price_batch(const call_options *o) {
-  static const char *const names[] = {"id", "type", "S", "K", "T", "r", "q", "sigma", "style"};
-  static const int required[] = {1, 1, 1, 1, 1, 1, 0, 1, 0};
+  /* `greeks price`'s order of checks: K, T, sigma, then S, r, q */
+  static const char *const names[] = {"id", "type", "K", "T", "sigma", "S", "r", "q", "style"};
+  static const int required[] = {1, 1, 1, 1, 1, 1, 1, 0, 0};
   style_rules rules = price_style_rules(o);
-  table t = {.style_rules = &rules};
+  table t = {.style_rules = &rules, .ignore_q = !gk_model_uses_yield(o->model)};
   if (read_table(o->path, names, required, 9, &t) != 0) return table_free(&t), CLI_EXIT_UNUSABLE;
   Greeks__V1__PriceBatchRequest q = GREEKS__V1__PRICE_BATCH_REQUEST__INIT;
   Greeks__V1__Output outputs[16];
   q.model = wire_model(o->model);
   q.n_spot = q.n_strike = q.n_expiry = q.n_rate = q.n_yield = q.n_vol = q.n_type = t.count;
-  q.spot = t.col[0], q.strike = t.col[1], q.expiry = t.col[2], q.rate = t.col[3], q.yield = t.col[4], q.vol = t.col[5];
+  q.strike = t.col[0], q.expiry = t.col[1], q.vol = t.col[2], q.spot = t.col[3], q.rate = t.col[4], q.yield = t.col[5];
   q.type = wire_types(&t);
   int no_memory;
   q.style = wire_styles(&t, &q.n_style, &no_memory);
@@ -481,7 +483,7 @@ static int print_ivs(table *t, int american, const Greeks__V1__ImpliedVolRespons
 static int call_iv(const call_options *o) {
   static const char *const names[] = {"id", "type", "S", "K", "T", "r", "q", "price"};
   static const int required[] = {1, 1, 1, 1, 1, 1, 0, 1};
-  table t = {0};
+  table t = {.ignore_q = !gk_model_uses_yield(o->model)};
   if (read_table(o->path, names, required, 8, &t) != 0) return table_free(&t), CLI_EXIT_UNUSABLE;
   Greeks__V1__ImpliedVolRequest q = GREEKS__V1__IMPLIED_VOL_REQUEST__INIT;
   q.model = wire_model(o->model);

@@ -403,8 +403,13 @@ static double put_pull(const gk_american_option *o) {
   return put_carry > 0.0 ? o->T * put_carry * put_carry / (o->sigma * o->sigma) : 0.0;
 }
 
+/* As gk_alo_beyond_levels_at computes it, to the bit (a quotient here and a
+ * product there differed within an ulp of 30, and the ISAs priced one
+ * contract on two schemes; found in review). */
 int gk_alo_beyond_levels(const gk_american_option *o) {
-  return gk_alo_beyond_carry(o) || put_pull(o) > GK_ALO_MAX_PULL;
+  double put_carry = o->omega < 0.0 ? o->b : -o->b;
+  return gk_alo_beyond_carry(o) ||
+         (put_carry > 0.0 && o->T * put_carry * put_carry > GK_ALO_MAX_PULL * o->sigma * o->sigma);
 }
 
 const gk_alo_scheme *gk_alo_scheme_for(const gk_american_option *o, gk_alo_level level) {

@@ -280,7 +280,8 @@ static double american_upper_bound(const gk_american_option *o) {
  * (accurate; its wide scheme where the carry is strong), which resolves them
  * (QuantLib's high-precision QdFp within 3e-6 x K at sigma = 30 and 100,
  * T = 100). Two boundaries, which only the tree models: where even its most
- * steps leave the branch probability outside [0, 1] the lattice means
+ * steps leave the branch probability outside [0, 1] (sigma sqrt(dt) above
+ * ~2: p does not depend on the carry) the lattice means
  * nothing (a call worth twice its bound, delta 2190; found in review), and
  * there sigma sqrt(T) is so large that the European price has reached the
  * bound: max(European, payoff now). Every tree price is kept within the

@@ -178,6 +178,10 @@ class CallIvAmerican(unittest.TestCase):
         rows = random_contracts(12, seed=23)
         for i, r in enumerate(rows):
             r["style"] = ["american", "european", "", "AMERICAN", "bermudan"][i % 5]
+        # rows with two problems: the offline verbs' order of checks names the first
+        rows.append(dict(rows[0], id="two-a", S="x", style="bermudan"))
+        rows.append(dict(rows[1], id="two-b", S="x", K="y", style=""))
+        rows.append(dict(rows[2], id="bad-q", q="zz", style=""))  # ignored under black76, as offline
         batch = self.path("styled-batch.csv")
         write_rows(batch, rows, CONTRACT_COLUMNS + ["style"])
         chain_rows = [dict(r, S=None, r=None, q=None) for r in rows]
@@ -185,7 +189,8 @@ class CallIvAmerican(unittest.TestCase):
         write_rows(chain, chain_rows, ["id", "type", "K", "T", "sigma", "style"])
         market = ("--spot", "101.5", "--rate", "0.04", "--yield", "0.01")
         for extra in ((), ("--american-method", "alo"), ("--american-method", "tree", "--greeks", "delta"),
-                      ("--style", "american", "--american-method", "alo-fast"), ("--greeks", "second")):
+                      ("--style", "american", "--american-method", "alo-fast"), ("--greeks", "second"),
+                      ("--model", "black76")):
             offline = run_cli("price", *extra, batch)
             served = self.call("price-batch", *extra, batch)
             self.assertEqual(served[0], offline[0], extra)
@@ -198,7 +203,7 @@ class CallIvAmerican(unittest.TestCase):
         plain = self.path("plain-batch.csv")
         write_rows(plain, rows, CONTRACT_COLUMNS)
         american = {r["id"]: float(r["price"]) for r in read_csv(self.call("price-batch", batch)[1]) if r["price"]}
-        european = {r["id"]: float(r["price"]) for r in read_csv(self.call("price-batch", plain)[1])}
+        european = {r["id"]: float(r["price"]) for r in read_csv(self.call("price-batch", plain)[1]) if r["price"]}
         self.assertGreater(american["c0"], european["c0"])
         self.assertEqual(american["c1"], european["c1"])
         code, _, err = self.call("price-batch", "--style", "american", "--greeks", "second", batch)

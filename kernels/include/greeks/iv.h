@@ -43,7 +43,9 @@ typedef struct gk_iv_batch {
  * intrinsic value implies a vol of exactly 0 (rounding, not arbitrage). Lognormal
  * models: a price at or above the no-arbitrage bound (S e^{-qT} for a call,
  * K e^{-rT} for a put; black76: F e^{-rT}) is GK_ELEMENT_PRICE_ABOVE_UPPER_BOUND,
- * also when it is within rounding of the bound (the vol would be infinite).
+ * also when it is within rounding of the bound (the vol would be infinite); a
+ * price implying a vol the pricer refuses (lognormal above GK_MAX_VOL, bachelier
+ * above GK_MAX_PRICE_LEVEL) is GK_ELEMENT_IMPLIED_VOL_OUT_OF_RANGE (vol 0).
  * Returns GK_RC_OK; GK_RC_NULL_ARGUMENT / GK_RC_MISSING_INPUT for unusable
  * arrays (yield is required by bsm and gk); GK_RC_ISA_* as for pricing. invalid_count may be NULL. */
 gk_rc gk_implied_vol_batch(gk_model model, const gk_iv_batch *in, double *vol, uint8_t *error,
