@@ -929,6 +929,11 @@ static void assert_outputs_close(const owned_batch *a, const owned_batch *b, con
 /* The vector kernels (AVX2, AVX-512, lanes in lock step) give the scalar
  * reference's price and Greeks to rounding, at both levels, for bsm and
  * black76, and the same per-element errors. */
+/* in priced by alo at `level` on `isa` (bsm), which must accept the call. */
+static void alo_priced_on(gk_isa isa, int level, const gk_option_batch *in, unsigned outputs, gk_greeks_batch *out) {
+  assert_int_equal(gk_alo_price_batch_on(isa, GK_MODEL_BSM, (gk_alo_level)level, in, outputs, out, NULL), GK_RC_OK);
+}
+
 /* A low vol against the carry (put form r > q): the boundary falls to the
  * perpetual one in a sliver of the life, and the levels' grids left prices
  * above the perpetual put, falling with T, and at T = 1 "exercise now" (price
@@ -952,9 +957,7 @@ static void test_a_low_vol_against_the_carry_is_the_perpetual(void **state) {
   for (int isa = 0; isa < GK_ISA_COUNT; isa++) {
     if (!gk_isa_supported((gk_isa)isa)) continue;
     for (int level = 0; level < GK_ALO_LEVEL_COUNT; level++) {
-      assert_int_equal(gk_alo_price_batch_on((gk_isa)isa, GK_MODEL_BSM, (gk_alo_level)level, &in, GK_OUT_ALL, &out,
-                                             NULL),
-                       GK_RC_OK);
+      alo_priced_on((gk_isa)isa, level, &in, GK_OUT_ALL, &out);
       for (size_t i = 0; i < N; i++) {
         double a = 0.5 * sigma[i] * sigma[i], b = r[i] - q[i] - a;
         double lambda = (-b - sqrt(b * b + 4.0 * a * r[i])) / (2.0 * a), B = K[i] * lambda / (lambda - 1.0);
@@ -986,15 +989,11 @@ static void test_the_pull_threshold_is_one_test_on_every_isa(void **state) {
     double want[2], price[2];
     uint8_t error[2];
     gk_greeks_batch out = {.price = want, .error = error};
-    assert_int_equal(gk_alo_price_batch_on(GK_ISA_SCALAR, GK_MODEL_BSM, (gk_alo_level)level, &in, GK_OUT_PRICE, &out,
-                                           NULL),
-                     GK_RC_OK);
+    alo_priced_on(GK_ISA_SCALAR, level, &in, GK_OUT_PRICE, &out);
     for (int isa = GK_ISA_SCALAR + 1; isa < GK_ISA_COUNT; isa++) {
       if (!gk_isa_supported((gk_isa)isa)) continue;
       out.price = price;
-      assert_int_equal(gk_alo_price_batch_on((gk_isa)isa, GK_MODEL_BSM, (gk_alo_level)level, &in, GK_OUT_PRICE, &out,
-                                             NULL),
-                       GK_RC_OK);
+      alo_priced_on((gk_isa)isa, level, &in, GK_OUT_PRICE, &out);
       for (int i = 0; i < 2; i++)
         if (!(fabs(price[i] - want[i]) <= 1e-13 * K[i]))
           fail_msg("isa %d level %d put %d: %.17g against the scalar's %.17g", isa, level, i, price[i], want[i]);
@@ -1014,9 +1013,7 @@ static void test_theta_at_a_tiny_expiry_on_every_isa(void **state) {
   for (int isa = 0; isa < GK_ISA_COUNT; isa++) {
     if (!gk_isa_supported((gk_isa)isa)) continue;
     for (int level = 0; level < GK_ALO_LEVEL_COUNT; level++) {
-      assert_int_equal(gk_alo_price_batch_on((gk_isa)isa, GK_MODEL_BSM, (gk_alo_level)level, &in, GK_OUT_ALL, &out,
-                                             NULL),
-                       GK_RC_OK);
+      alo_priced_on((gk_isa)isa, level, &in, GK_OUT_ALL, &out);
       for (int i = 0; i < 2; i++)
         if (error[i] != 0 || !(fabs(theta[i] - want[i]) <= 1e-4 * fabs(want[i])))
           fail_msg("isa %d level %d row %d: theta %.10g, want %.10g", isa, level, i, theta[i], want[i]);

@@ -349,11 +349,7 @@ class AbusedServer(unittest.TestCase):
         self.assertServing()
 
     def test_item5_a_declared_4_gib_message_does_not_hold_the_stream(self):
-        self.server.stop()
-        self.server.close()
-        self.server = Server("--server-threads", "4", "--receive-timeout-ms", "500")
-        self.channel.close()
-        self.channel, self.stub = stub(self.server.target)
+        self.restart_with_receive_timeout(500)
         raw = RawHttp2(self.server.port)
         try:
             raw.headers(1, "PriceBatch", extra=[("x-request-id", "declares-4-gib")])
@@ -368,27 +364,34 @@ class AbusedServer(unittest.TestCase):
         self.assertServing()
         # the access log says how it ended: greeksd's timeout, not a client
         # cancellation (code 1), which it once said (found in review)
+        line = self.access_line("declares-4-gib")
+        self.assertEqual(line["code"], grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], line)
+        self.assertIn("--receive-timeout-ms", line["error"], line)
+
+    def restart_with_receive_timeout(self, ms):
+        self.server.stop()
+        self.server.close()
+        self.server = Server("--server-threads", "4", "--receive-timeout-ms", str(ms))
+        self.channel.close()
+        self.channel, self.stub = stub(self.server.target)
+
+    def access_line(self, request_id):
+        """The call's one access log record (JSON lines), waited for."""
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             lines = [r for r in map(json.loads, self.server.stderr().splitlines())
-                     if r.get("component") == "access" and r.get("request_id") == "declares-4-gib"]
+                     if r.get("component") == "access" and r.get("request_id") == request_id]
             if lines:
                 break
             time.sleep(0.05)
         self.assertEqual(len(lines), 1, self.server.stderr()[-3000:])
-        self.assertEqual(lines[0]["code"], grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], lines[0])
-        self.assertIn("--receive-timeout-ms", lines[0]["error"], lines[0])
-
+        return lines[0]
 
     def test_item5_a_trickled_stream_chunk_is_cut_by_the_receive_timeout(self):
         """A revaluation stream's next chunk was not timed: a chunk declared
         4 GiB and trickled held the call (and a drain) until the client left
         (found in review)."""
-        self.server.stop()
-        self.server.close()
-        self.server = Server("--server-threads", "4", "--receive-timeout-ms", "500")
-        self.channel.close()
-        self.channel, self.stub = stub(self.server.target)
+        self.restart_with_receive_timeout(500)
         first = pb.RevaluePortfolioRequest(
             markets=pb.Markets(spot=[100.0], rate=[0.01]),
             positions=pb.Positions(underlying=[0], type=[pb.CALL], strike=[100.0], expiry=[1.0], vol=[0.2],
@@ -405,15 +408,8 @@ class AbusedServer(unittest.TestCase):
         finally:
             raw.close()
         self.assertServing()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            lines = [r for r in map(json.loads, self.server.stderr().splitlines())
-                     if r.get("component") == "access" and r.get("request_id") == "trickled-chunk"]
-            if lines:
-                break
-            time.sleep(0.05)
-        self.assertEqual(len(lines), 1, self.server.stderr()[-3000:])
-        self.assertEqual(lines[0]["code"], grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], lines[0])
+        line = self.access_line("trickled-chunk")
+        self.assertEqual(line["code"], grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], line)
 
 
 class MemoryQuota(unittest.TestCase):
