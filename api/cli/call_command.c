@@ -391,7 +391,7 @@ static Greeks__V1__AmericanMethod price_method(const call_options *o) {
 static int call_price_batch(const call_options *o) {
   /* `greeks price`'s order of checks: K, T, sigma, then S, r, q */
   static const char *const names[] = {"id", "type", "K", "T", "sigma", "S", "r", "q", "style"};
-  static const int required[] = {1, 1, 1, 1, 1, 1, 1, 0, 0};
+  const int required[] = {1, 1, 1, 1, 1, 1, 1, gk_model_uses_yield(o->model), 0}; /* q: bsm and gk, as offline */
   style_rules rules = price_style_rules(o);
   table t = {.style_rules = &rules, .ignore_q = !gk_model_uses_yield(o->model)};
   if (read_table(o->path, names, required, 9, &t) != 0) return table_free(&t), CLI_EXIT_UNUSABLE;
@@ -482,7 +482,7 @@ static int print_ivs(table *t, int american, const Greeks__V1__ImpliedVolRespons
 
 static int call_iv(const call_options *o) {
   static const char *const names[] = {"id", "type", "S", "K", "T", "r", "q", "price"};
-  static const int required[] = {1, 1, 1, 1, 1, 1, 0, 1};
+  const int required[] = {1, 1, 1, 1, 1, 1, gk_model_uses_yield(o->model), 1}; /* q: bsm and gk, as offline */
   table t = {.ignore_q = !gk_model_uses_yield(o->model)};
   if (read_table(o->path, names, required, 8, &t) != 0) return table_free(&t), CLI_EXIT_UNUSABLE;
   Greeks__V1__ImpliedVolRequest q = GREEKS__V1__IMPLIED_VOL_REQUEST__INIT;

@@ -209,6 +209,23 @@ class CallIvAmerican(unittest.TestCase):
         code, _, err = self.call("price-batch", "--style", "american", "--greeks", "second", batch)
         self.assertEqual(code, 2)
         self.assertIn("--style american has price and first-order Greeks only", err)
+        # q is required where the model has a yield (bsm, gk), as offline: a file
+        # without it was priced at q = 0
+        no_q = self.path("no-q.csv")
+        write_rows(no_q, random_contracts(2, seed=5), [c for c in CONTRACT_COLUMNS if c != "q"])
+        for verb, offline in (("price-batch", "price"),):
+            for model, want in (("bsm", 2), ("gk", 2), ("black76", 0)):
+                code, out, err = self.call(verb, "--model", model, no_q)
+                self.assertEqual(code, want, err)
+                self.assertEqual(code, run_cli(offline, "--model", model, no_q)[0])
+                if want == 2:
+                    self.assertIn("header has no 'q' column", err)
+        no_q_iv = self.path("no-q-iv.csv")
+        write_rows(no_q_iv, [dict(r, price=5.0) for r in random_contracts(2, seed=6)],
+                   [c for c in IV_COLUMNS if c != "q"])
+        for model, want in (("bsm", 2), ("black76", 0)):
+            code, _, err = self.call("iv", "--model", model, no_q_iv)
+            self.assertEqual((code, run_cli("iv", "--model", model, no_q_iv)[0]), (want, want), err)
 
     def test_options_spelled_and_refused_as_offline(self):
         rows = random_contracts(2, seed=17)
