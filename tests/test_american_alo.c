@@ -1002,6 +1002,35 @@ static void test_the_pull_threshold_is_one_test_on_every_isa(void **state) {
   }
 }
 
+/* r T from 15 to 37 (r and q near 0.45): the levels priced up to 7.9e-7 x K
+ * above the perpetual put, an upper bound, the fast level 4e-4 x K off (found
+ * in review). Past GK_ALO_MAX_DISCOUNT the wide scheme prices them: within
+ * 1e-8 x K of the perpetual, which these puts have all but reached, every ISA,
+ * both levels; never above it by more than that. */
+static void test_a_long_life_at_high_rates_is_the_perpetual(void **state) {
+  (void)state;
+  double S[2] = {121.43798616199794, 115.11573249624483}, K[2] = {100, 100};
+  double T[2] = {81.04275729520425, 49.57433593570571}, r[2] = {0.461261753617683, 0.45105103231980964};
+  double q[2] = {0.4494200146855208, 0.43692977675101924}, sigma[2] = {0.3014004866775447, 0.4829999187302967};
+  uint8_t type[2] = {GK_PUT, GK_PUT}, error[2];
+  double price[2];
+  gk_option_batch in = {2, S, K, T, r, q, sigma, type};
+  gk_greeks_batch out = {.price = price, .error = error};
+  for (int isa = 0; isa < GK_ISA_COUNT; isa++) {
+    if (!gk_isa_supported((gk_isa)isa)) continue;
+    for (int level = 0; level < GK_ALO_LEVEL_COUNT; level++) {
+      alo_priced_on((gk_isa)isa, level, &in, GK_OUT_PRICE, &out);
+      for (int i = 0; i < 2; i++) {
+        double a = 0.5 * sigma[i] * sigma[i], b = r[i] - q[i] - a;
+        double lambda = (-b - sqrt(b * b + 4.0 * a * r[i])) / (2.0 * a), B = K[i] * lambda / (lambda - 1.0);
+        double perpetual = (K[i] - B) * pow(S[i] / B, lambda);
+        if (error[i] != 0 || !(fabs(price[i] - perpetual) <= 1e-8 * K[i]))
+          fail_msg("isa %d level %d put %d: %.10g against the perpetual %.10g", isa, level, i, price[i], perpetual);
+      }
+    }
+  }
+}
+
 static void test_theta_at_a_tiny_expiry_on_every_isa(void **state) {
   (void)state;
   double S[2] = {110, 1}, K[2] = {100, 3}, T[2] = {1e-12, 1e-12}, r[2] = {0.3, 0.01}, q[2] = {0.1, 0.5};
@@ -1194,6 +1223,7 @@ int main(void) {
       cmocka_unit_test(test_fp_a_is_kept_out_of_its_divergent_regime),
       cmocka_unit_test(test_a_low_vol_against_the_carry_is_the_perpetual),
       cmocka_unit_test(test_theta_at_a_tiny_expiry_on_every_isa),
+      cmocka_unit_test(test_a_long_life_at_high_rates_is_the_perpetual),
       cmocka_unit_test(test_the_pull_threshold_is_one_test_on_every_isa),
       cmocka_unit_test(test_vector_isas_match_scalar),
       cmocka_unit_test(test_every_isa_within_reference_at_both_levels),

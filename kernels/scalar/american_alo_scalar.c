@@ -407,9 +407,10 @@ static double put_pull(const gk_american_option *o) {
  * product there differed within an ulp of 30, and the ISAs priced one
  * contract on two schemes; found in review). */
 int gk_alo_beyond_levels(const gk_american_option *o) {
-  double put_carry = o->omega < 0.0 ? o->b : -o->b;
+  double put_carry = o->omega < 0.0 ? o->b : -o->b, r_put = o->omega < 0.0 ? o->r : o->r - o->b;
   return gk_alo_beyond_carry(o) ||
-         (put_carry > 0.0 && o->T * put_carry * put_carry > GK_ALO_MAX_PULL * o->sigma * o->sigma);
+         (put_carry > 0.0 && o->T * put_carry * put_carry > GK_ALO_MAX_PULL * o->sigma * o->sigma) ||
+         r_put * o->T > GK_ALO_MAX_DISCOUNT;
 }
 
 const gk_alo_scheme *gk_alo_scheme_for(const gk_american_option *o, gk_alo_level level) {

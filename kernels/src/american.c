@@ -107,11 +107,13 @@ int gk_alo_beyond_carry_at(gk_model model, const gk_option_batch *in, size_t i) 
 }
 
 int gk_alo_beyond_levels_at(gk_model model, const gk_option_batch *in, size_t i) {
-  if (model == GK_MODEL_BLACK76) return 0; /* q = r: no carry */
+  if (model == GK_MODEL_BLACK76) return in->rate[i] * in->expiry[i] > GK_ALO_MAX_DISCOUNT; /* b = 0: no carry, no pull */
   if (gk_alo_beyond_carry_at(model, in, i)) return 1;
   double put_carry = in->type[i] == GK_PUT ? in->rate[i] - in->yield[i] : in->yield[i] - in->rate[i];
-  double sigma = in->vol[i];
-  return put_carry > 0.0 && in->expiry[i] * put_carry * put_carry > GK_ALO_MAX_PULL * sigma * sigma;
+  double sigma = in->vol[i], b = in->rate[i] - in->yield[i];
+  double r_put = in->type[i] == GK_PUT ? in->rate[i] : in->rate[i] - b; /* as the scalar's r - b */
+  return (put_carry > 0.0 && in->expiry[i] * put_carry * put_carry > GK_ALO_MAX_PULL * sigma * sigma) ||
+         r_put * in->expiry[i] > GK_ALO_MAX_DISCOUNT;
 }
 
 /* The market of one element, with r and q apart so that rho and phi can move

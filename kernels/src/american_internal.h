@@ -126,8 +126,16 @@ int gk_alo_beyond_carry_at(gk_model model, const gk_option_batch *in, size_t i);
 #define GK_ALO_MAX_PULL 30.0
 #define GK_ALO_WIDE_MAX_PULL 1000.0
 
-/* Past GK_ALO_MAX_CARRY or GK_ALO_MAX_PULL: priced by the scalar reference
- * on the wide scheme (alo's levels, on every ISA); the same for element i. */
+/* The put form's r T past which the levels' grids lose the boundary to the
+ * discounting over a long life: at r T 15 to 37 (r and q near 0.45, carry
+ * and pull small) they priced up to 7.9e-7 x K above the perpetual put, an
+ * upper bound, and the fast level 4e-4 x K off; the wide scheme is within
+ * 1e-9 x K of it there (found in review). Never reached with r <= 0.15. */
+#define GK_ALO_MAX_DISCOUNT 15.0
+
+/* Past GK_ALO_MAX_CARRY, GK_ALO_MAX_PULL or GK_ALO_MAX_DISCOUNT: priced by
+ * the scalar reference on the wide scheme (alo's levels, on every ISA); the
+ * same for element i, computed with the same operations, to the bit. */
 int gk_alo_beyond_levels(const gk_american_option *o);
 int gk_alo_beyond_levels_at(gk_model model, const gk_option_batch *in, size_t i);
 
