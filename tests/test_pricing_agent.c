@@ -153,10 +153,11 @@ static void test_concurrent_small_requests_coalesce_and_match_the_kernels(void *
   gk_pool_destroy(pool);
 }
 
-static atomic_int coalesced_answers;
-static void count_coalesced_answer(gk_pricing_request *r, const gk_status *status) {
-  (void)r, (void)status;
-  atomic_fetch_add(&coalesced_answers, 1);
+/* done() of requests submitted without waiting: counts the answers. */
+static _Atomic int answered;
+static void count_answer(gk_pricing_request *r, const gk_status *s) {
+  (void)r, (void)s;
+  atomic_fetch_add(&answered, 1);
 }
 
 /* Coalesced requests are priced with the union of their outputs. A put at
@@ -176,7 +177,7 @@ static void test_a_coalesced_request_is_answered_for_its_own_outputs(void **stat
   uint8_t a_error = 99, want_error = 99;
   gk_pricing_request a;
   memset(&a, 0, sizeof a);
-  a.model = GK_MODEL_BSM, a.outputs = GK_OUT_ALL, a.done = count_coalesced_answer;
+  a.model = GK_MODEL_BSM, a.outputs = GK_OUT_ALL, a.done = count_answer;
   a.in = (gk_option_batch){1, &aS, &aK, &aT, &ar, &aq, &av, &a_type};
   a.out = (gk_greeks_batch){&a_out[0], &a_out[1], &a_out[2], &a_out[3], &a_out[4], &a_out[5], &a_out[6], &a_error};
   snprintf(a.request_id, sizeof a.request_id, "first-order");
@@ -184,15 +185,15 @@ static void test_a_coalesced_request_is_answered_for_its_own_outputs(void **stat
   uint8_t b_type = GK_CALL, b_error = 99;
   gk_pricing_request b;
   memset(&b, 0, sizeof b);
-  b.model = GK_MODEL_BSM, b.outputs = GK_OUT_PRICE | GK_OUT_COLOR, b.done = count_coalesced_answer;
+  b.model = GK_MODEL_BSM, b.outputs = GK_OUT_PRICE | GK_OUT_COLOR, b.done = count_answer;
   b.in = (gk_option_batch){1, &bS, &bK, &bT, &br, &bq, &bv, &b_type};
   b.out = (gk_greeks_batch){.price = &b_price, .error = &b_error, .color = &b_color};
   snprintf(b.request_id, sizeof b.request_id, "color");
-  atomic_store(&coalesced_answers, 0);
+  atomic_store(&answered, 0);
   assert_int_equal(gk_pricing_agent_submit(agent, &a, NULL), GK_OK);
   assert_int_equal(gk_pricing_agent_submit(agent, &b, NULL), GK_OK);
-  for (int i = 0; i < 5000 && atomic_load(&coalesced_answers) < 2; i++) sleep_ms(1);
-  assert_int_equal(atomic_load(&coalesced_answers), 2);
+  for (int i = 0; i < 5000 && atomic_load(&answered) < 2; i++) sleep_ms(1);
+  assert_int_equal(atomic_load(&answered), 2);
   assert_true(gk_pricing_agent_counters(agent).batches == 1); /* they were priced together */
   gk_greeks_batch alone = {&want[0], &want[1], &want[2], &want[3], &want[4], &want[5], &want[6], &want_error};
   assert_int_equal(gk_price_batch(NULL, GK_MODEL_BSM, &a.in, GK_OUT_ALL, &alone, NULL, NULL), GK_OK);
@@ -275,12 +276,6 @@ static void test_cancelled_requests_are_not_priced(void **state) {
   owned_batch_free(&c.b);
   gk_pricing_agent_stop(agent, GK_NS_PER_S);
   gk_pool_destroy(pool);
-}
-
-static _Atomic int answered;
-static void count_answer(gk_pricing_request *r, const gk_status *s) {
-  (void)r, (void)s;
-  atomic_fetch_add(&answered, 1);
 }
 
 static void test_full_mailbox_and_stop_answer_exactly_once(void **state) {
