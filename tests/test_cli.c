@@ -708,6 +708,30 @@ static void test_a_column_named_twice_is_unusable_input(void **state) {
   assert_non_null(strstr(r->err, "column 'S' appears twice"));
 }
 
+/* Revaluation prices European positions: a positions file with `greeks
+ * price`'s style column had its American rows valued as European, exit 0
+ * (found in review). Such a row is now a bad row naming the field; the
+ * others are valued. And a --scenarios count past int read as its value
+ * modulo 2^32 (4294967299 gave 3 points). */
+static void test_revalue_refuses_american_rows_and_wrapped_counts(void **state) {
+  (void)state;
+  WRITE_CSV("id,underlying,type,K,T,sigma,quantity,style\n"
+            "e,SPX,put,4800,0.25,0.18,10,european\n"
+            "a,SPX,put,4800,0.25,0.18,10,american\n"
+            "x,SPX,put,4800,0.25,0.18,10,bermudan\n"
+            "b,SPX,put,4800,0.25,0.18,10, \n");
+  cli_result *r = run_cli("", "revalue " TMP_CSV " --market market.csv --scenarios none");
+  assert_int_equal(r->exit_code, 3);
+  assert_non_null(strstr(r->err, "line 3: field 'style' value 'american': revaluation prices European positions only"));
+  assert_non_null(strstr(r->err, "line 4: field 'style' value 'bermudan': must be european"));
+  assert_string_equal(csv_cell(r->out, 1, 0), "SPX");
+  assert_string_equal(csv_cell(r->out, 1, 1), "2"); /* e and b */
+  r = run_cli("", "revalue positions_good.csv --market market.csv "
+                  "--scenarios spot=rel:-0.2:0.2:4294967299,vol=abs:0:0:1");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "--scenarios must be"));
+}
+
 static void test_a_utf8_byte_order_mark_is_skipped(void **state) {
   (void)state;
   WRITE_CSV("\xef\xbb\xbfid,type,S,K,T,r,q,sigma\r\nhaug,call,60,65,0.25,0.08,0,0.30\r\n");
@@ -899,6 +923,7 @@ int main(void) {
       cmocka_unit_test(test_a_nul_byte_in_a_field_is_a_bad_row),
       cmocka_unit_test(test_a_row_with_more_fields_than_the_header_is_a_bad_row),
       cmocka_unit_test(test_a_column_named_twice_is_unusable_input),
+      cmocka_unit_test(test_revalue_refuses_american_rows_and_wrapped_counts),
       cmocka_unit_test(test_a_utf8_byte_order_mark_is_skipped),
       cmocka_unit_test(test_any_number_of_unknown_columns_is_ignored),
       cmocka_unit_test(test_revalue_reads_either_file_from_stdin),

@@ -336,10 +336,10 @@ static void test_invalid_positions_are_named_and_excluded(void **state) {
   book *b = make_book(4);
   gk_scenario_grid grid = standard_grid();
   outcome *clean = revalue(b, 2, &grid);
-  int bad[] = {3, 1500, 2047, 4999};
+  int bad[] = {3, 1500, 2047, 4999, 777};
   double removed_value = 0, removed_pnl = 0;
-  for (int k = 0; k < 4; k++) removed_value += clean->value[bad[k]];
-  for (int k = 0; k < 4; k++) {
+  for (int k = 0; k < 5; k++) removed_value += clean->value[bad[k]];
+  for (int k = 0; k < 5; k++) {
     int i = bad[k];
     double w = b->quantity[i] * b->multiplier[i];
     owned_batch p0 = price_position(b, i, 0, 0), p1 = price_position(b, i, spot_shocks[0], vol_shocks[0]);
@@ -351,18 +351,21 @@ static void test_invalid_positions_are_named_and_excluded(void **state) {
   b->quantity[1500] = NAN;
   b->multiplier[2047] = 0;
   b->strike[4999] = -1;
+  b->quantity[777] = 1e307, b->multiplier[777] = 100; /* each finite, their product not */
   outcome *o = revalue(b, 2, &grid);
-  assert_int_equal(o->results.invalid_positions, 4);
+  assert_int_equal(o->results.invalid_positions, 5);
   assert_int_equal(o->error[3], GK_POSITION_UNDERLYING_UNKNOWN);
   assert_int_equal(o->error[1500], GK_POSITION_QUANTITY_NOT_FINITE);
   assert_int_equal(o->error[2047], GK_POSITION_MULTIPLIER_NOT_POSITIVE);
   assert_int_equal(o->error[4999], GK_ELEMENT_STRIKE_NOT_POSITIVE);
+  assert_int_equal(o->error[777], GK_POSITION_WEIGHT_NOT_FINITE);
+  assert_string_equal(gk_position_error_field(o->error[777]), "quantity");
   assert_string_equal(gk_position_error_field(o->error[3]), "underlying");
   assert_string_equal(gk_position_error_field(o->error[2047]), "multiplier");
   assert_string_equal(gk_position_error_field(o->error[4999]), "K");
   assert_true(strlen(gk_position_error_rule(o->error[1500])) > 5);
-  for (int k = 0; k < 4; k++) assert_true(o->value[bad[k]] == 0.0);
-  assert_int_equal(o->results.total.positions, POSITIONS - 4);
+  for (int k = 0; k < 5; k++) assert_true(o->value[bad[k]] == 0.0);
+  assert_int_equal(o->results.total.positions, POSITIONS - 5);
   double scale = fabs(clean->results.total.value) + fabs(removed_value) + 1e6;
   assert_close_sum(o->results.total.value, clean->results.total.value - removed_value, scale, "total without the bad positions");
   assert_close_sum(o->pnl[0], clean->pnl[0] - removed_pnl, scale, "P&L without the bad positions");

@@ -28,6 +28,7 @@
 #include "cli_common.h"
 #include "client.h"
 #include "csv.h"
+#include "revalue_input.h"
 #include "greeks/american.h"
 #include "greeks/american_iv.h"
 #include "greeks/v1/pricing.pb-c.h"
@@ -516,139 +517,46 @@ static int call_iv(const call_options *o) {
 
 /* ---- revalue ---- */
 
-typedef struct names {
-  size_t count;
-  char **name;
-} names;
-
-static long find_name(const names *n, const char *name) {
-  for (size_t i = 0; i < n->count; i++)
-    if (strcmp(n->name[i], name) == 0) return (long)i;
-  return -1;
+/* The market and positions files are read by revalue_input.c, the offline
+ * verb's reader, so that both verbs take the same files by the same rules
+ * (names and types trimmed, q required under bsm and gk, American rows
+ * refused); a bad position row is reported and left out, as offline. */
+static void print_revalue_problem(void *user, const csv_error *error) {
+  fprintf(stderr, "greeks: %s: %s\n", (const char *)user, error->message);
 }
 
-static void names_free(names *n) {
-  for (size_t i = 0; i < n->count; i++) free(n->name[i]);
-  free(n->name);
+static int read_revalue_file(const char *path, gk_model model, market_table *markets, const market_table *known,
+                             position_table *positions) {
+  csv_input in;
+  csv_error error;
+  int status = csv_input_open(&in, path, &error);
+  if (status == 0 && markets) status = market_read(in.reader, model, markets, &error);
+  else if (status == 0) status = positions_read(in.reader, known, positions, print_revalue_problem, (void *)in.name, &error);
+  if (status != 0 && in.reader) fprintf(stderr, "greeks: %s: %s\n", in.name, error.message);
+  else if (status != 0) fprintf(stderr, "greeks: %s\n", error.message);
+  csv_input_close(&in);
+  return status;
 }
 
-/* MARKET.csv: underlying,S,r[,q]. */
-static int read_market_file(const char *path, names *u, Greeks__V1__Markets *m) {
-  static const char *const cols[] = {"underlying", "S", "r", "q"};
-  static const int required[] = {1, 1, 1, 0};
-  csv_input f;
-  if (open_table(&f, path, cols, required, 4) != 0) return -1;
-  const char *fields[4];
-  csv_error problem;
-  int got, rc = 0;
-  while (rc == 0 && (got = csv_reader_next(f.reader, fields, &problem)) != CSV_END) {
-    size_t k = u->count;
-    char **name = realloc(u->name, (k + 1) * sizeof *name);
-    double *s = realloc(m->spot, (k + 1) * 8), *r = NULL, *q = NULL;
-    if (name) u->name = name;
-    if (s) m->spot = s;
-    if (s) r = realloc(m->rate, (k + 1) * 8);
-    if (r) m->rate = r;
-    if (r) q = realloc(m->yield, (k + 1) * 8);
-    if (q) m->yield = q;
-    if (got != CSV_ROW || !name || !q) {
-      fprintf(stderr, "greeks: %s: %s\n", f.name, got != CSV_ROW ? problem.message : "out of memory");
-      rc = -1;
-      break;
-    }
-    m->yield[k] = 0.0;
-    const char *rule = NULL, *bad = NULL;
-    if ((rule = cli_parse_double(fields[1], &m->spot[k])) != NULL) bad = "S";
-    else if ((rule = cli_parse_double(fields[2], &m->rate[k])) != NULL) bad = "r";
-    else if (fields[3] && (rule = cli_parse_double(fields[3], &m->yield[k])) != NULL) bad = "q";
-    if (bad) {
-      csv_field_error(&problem, csv_reader_line(f.reader), bad, fields[bad[0] == 'S' ? 1 : bad[0] == 'r' ? 2 : 3], rule);
-      fprintf(stderr, "greeks: %s: %s\n", f.name, problem.message);
-      rc = -1;
-      break;
-    }
-    if (fields[0][0] == '\0' || find_name(u, fields[0]) >= 0) { /* as offline `greeks revalue` says */
-      csv_field_error(&problem, csv_reader_line(f.reader), "underlying", fields[0],
-                      fields[0][0] ? "appears twice" : "empty");
-      fprintf(stderr, "greeks: %s: %s\n", f.name, problem.message);
-      rc = -1;
-      break;
-    }
-    u->name[u->count++] = strdup(fields[0]);
+/* The tables as the request's columns: views of the tables' arrays, but for
+ * the types, which the wire spells as enum values. */
+static int revalue_columns(const market_table *m, const position_table *p,
+                           Greeks__V1__Markets *markets, Greeks__V1__Positions *positions) {
+  markets->n_spot = markets->n_rate = markets->n_yield = m->count;
+  markets->spot = m->spot, markets->rate = m->rate, markets->yield = m->yield;
+  size_t n = p->count;
+  positions->n_underlying = positions->n_type = positions->n_strike = positions->n_expiry = n;
+  positions->n_vol = positions->n_quantity = positions->n_multiplier = n;
+  positions->underlying = p->underlying, positions->strike = p->strike, positions->expiry = p->expiry;
+  positions->vol = p->vol, positions->quantity = p->quantity, positions->multiplier = p->multiplier;
+  positions->type = malloc((n ? n : 1) * sizeof *positions->type);
+  if (positions->type == NULL) {
+    fprintf(stderr, "greeks: out of memory for %zu positions\n", n);
+    return -1;
   }
-  csv_input_close(&f);
-  m->n_spot = m->n_rate = m->n_yield = u->count;
-  if (rc == 0 && u->count == 0) {
-    fprintf(stderr, "greeks: %s: no underlyings\n", path);
-    rc = -1;
-  }
-  return rc;
-}
-
-/* POSITIONS.csv: id,underlying,type,K,T,sigma,quantity[,multiplier]. A row that
- * cannot be read stops the command: positions are summed, and a silently
- * dropped one would change the totals. */
-static int read_positions_file(const char *path, const names *u, Greeks__V1__Positions *p) {
-  static const char *const cols[] = {"id", "underlying", "type", "K", "T", "sigma", "quantity", "multiplier"};
-  static const int required[] = {1, 1, 1, 1, 1, 1, 1, 0};
-  csv_input f;
-  if (open_table(&f, path, cols, required, 8) != 0) return -1;
-  const char *fields[8];
-  csv_error problem;
-  size_t cap = 0;
-  int got, rc = 0;
-  while (rc == 0 && (got = csv_reader_next(f.reader, fields, &problem)) != CSV_END) {
-    if (got != CSV_ROW) {
-      fprintf(stderr, "greeks: %s: %s\n", f.name, problem.message);
-      rc = -1;
-      break;
-    }
-    size_t k = p->n_underlying;
-    if (k == cap) {
-      cap = cap ? 2 * cap : 1024;
-      void *a[7] = {realloc(p->underlying, cap * 4), realloc(p->type, cap * sizeof *p->type), realloc(p->strike, cap * 8),
-                    realloc(p->expiry, cap * 8), realloc(p->vol, cap * 8), realloc(p->quantity, cap * 8),
-                    realloc(p->multiplier, cap * 8)};
-      if (a[0]) p->underlying = a[0];
-      if (a[1]) p->type = a[1];
-      if (a[2]) p->strike = a[2];
-      if (a[3]) p->expiry = a[3];
-      if (a[4]) p->vol = a[4];
-      if (a[5]) p->quantity = a[5];
-      if (a[6]) p->multiplier = a[6];
-      if (!a[0] || !a[1] || !a[2] || !a[3] || !a[4] || !a[5] || !a[6]) {
-        fprintf(stderr, "greeks: out of memory reading %s\n", path);
-        rc = -1;
-        break;
-      }
-    }
-    long underlying = find_name(u, fields[1]);
-    const char *type = cli_skip_spaces(fields[2]);
-    p->multiplier[k] = 1.0;
-    const char *rule = NULL, *bad = NULL;
-    if (underlying < 0) bad = "underlying", rule = "not in the market file";
-    else if (strcasecmp(type, "call") != 0 && strcasecmp(type, "put") != 0) bad = "type", rule = "must be call or put";
-    else if ((rule = cli_parse_double(fields[3], &p->strike[k])) != NULL) bad = "K";
-    else if ((rule = cli_parse_double(fields[4], &p->expiry[k])) != NULL) bad = "T";
-    else if ((rule = cli_parse_double(fields[5], &p->vol[k])) != NULL) bad = "sigma";
-    else if ((rule = cli_parse_double(fields[6], &p->quantity[k])) != NULL) bad = "quantity";
-    else if (fields[7] && (rule = cli_parse_double(fields[7], &p->multiplier[k])) != NULL) bad = "multiplier";
-    if (bad) {
-      int column = 1;
-      while (strcmp(cols[column], bad) != 0) column++;
-      csv_field_error(&problem, csv_reader_line(f.reader), bad, fields[column], rule);
-      fprintf(stderr, "greeks: %s: %s\n", f.name, problem.message);
-      rc = -1;
-      break;
-    }
-    p->underlying[k] = (uint32_t)underlying;
-    p->type[k] = strcasecmp(type, "call") == 0 ? GREEKS__V1__OPTION_TYPE__CALL : GREEKS__V1__OPTION_TYPE__PUT;
-    p->n_underlying++;
-  }
-  csv_input_close(&f);
-  size_t n = p->n_underlying;
-  p->n_type = p->n_strike = p->n_expiry = p->n_vol = p->n_quantity = p->n_multiplier = n;
-  return rc;
+  for (size_t k = 0; k < n; k++)
+    positions->type[k] = p->type[k] == GK_CALL ? GREEKS__V1__OPTION_TYPE__CALL : GREEKS__V1__OPTION_TYPE__PUT;
+  return 0;
 }
 
 /* "a,b,c" into a malloc'ed array. */
@@ -672,7 +580,8 @@ static void print_risk(const char *name, const Greeks__V1__Risk *r) {
          r->delta, r->gamma, r->vega, r->theta, r->rho, r->phi, r->dollar_delta, r->dollar_gamma);
 }
 
-static int print_revalued(const names *u, const Greeks__V1__RevaluePortfolioResponse *r, const Greeks__V1__ScenarioGrid *g) {
+static int print_revalued(const market_table *u, const position_table *p, const char *positions_name,
+                          const Greeks__V1__RevaluePortfolioResponse *r, const Greeks__V1__ScenarioGrid *g) {
   size_t spot_axis = g->n_spot_shocks ? g->n_spot_shocks : (g->n_vol_shocks ? 1 : 0);
   size_t vol_axis = g->n_vol_shocks ? g->n_vol_shocks : (g->n_spot_shocks ? 1 : 0);
   if (r->n_per_underlying != u->count || r->total == NULL || r->spot_shocks != spot_axis ||
@@ -681,7 +590,7 @@ static int print_revalued(const names *u, const Greeks__V1__RevaluePortfolioResp
     return -1;
   }
   fputs("underlying,positions,value,delta,gamma,vega,theta,rho,phi,dollar_delta,dollar_gamma\n", stdout);
-  for (size_t i = 0; i < u->count; i++) print_risk(u->name[i], r->per_underlying[i]);
+  for (size_t i = 0; i < u->count; i++) print_risk(u->names[i], r->per_underlying[i]);
   print_risk("TOTAL", r->total);
   if (r->n_pnl > 0) {
     fputs("spot_shock,vol_shock,pnl\n", stdout);
@@ -690,8 +599,15 @@ static int print_revalued(const names *u, const Greeks__V1__RevaluePortfolioResp
         printf("%.15g,%.15g,%.17g\n", g->n_spot_shocks ? g->spot_shocks[i] : 0.0, g->n_vol_shocks ? g->vol_shocks[j] : 0.0,
                r->pnl[(size_t)i * r->vol_shocks + j]);
   }
-  for (size_t e = 0; e < r->n_errors; e++)
-    fprintf(stderr, "greeks: position %u: field '%s': %s\n", r->errors[e]->index, r->errors[e]->field, r->errors[e]->reason);
+  for (size_t e = 0; e < r->n_errors; e++) { /* the index counts the positions sent, not the file's rows */
+    size_t k = r->errors[e]->index;
+    if (k < p->count) {
+      char message[CSV_MESSAGE_SIZE];
+      position_problem_text(p, u, k, r->errors[e]->field, r->errors[e]->reason, message, sizeof message);
+      fprintf(stderr, "greeks: %s: %s\n", positions_name, message);
+    } else
+      fprintf(stderr, "greeks: position %zu: field '%s': %s\n", k, r->errors[e]->field, r->errors[e]->reason);
+  }
   return 0;
 }
 
@@ -747,20 +663,22 @@ static int call_revalue(const call_options *o) {
     fprintf(stderr, "greeks: call revalue needs --market MARKET.csv\n");
     return CLI_EXIT_UNUSABLE;
   }
-  names u = {0};
+  market_table u = {0};
+  position_table held = {0};
   Greeks__V1__Markets markets = GREEKS__V1__MARKETS__INIT;
   Greeks__V1__Positions positions = GREEKS__V1__POSITIONS__INIT;
   Greeks__V1__ScenarioGrid grid = GREEKS__V1__SCENARIO_GRID__INIT;
   grid.spot_mode = GREEKS__V1__SHOCK_MODE__RELATIVE;
   grid.vol_mode = GREEKS__V1__SHOCK_MODE__ABSOLUTE;
-  int rc = read_market_file(o->market_path, &u, &markets);
-  if (rc == 0) rc = read_positions_file(o->path, &u, &positions);
+  int rc = read_revalue_file(o->market_path, o->model, &u, NULL, NULL);
+  if (rc == 0) rc = read_revalue_file(o->path, o->model, NULL, &u, &held);
+  if (rc == 0) rc = revalue_columns(&u, &held, &markets, &positions);
   if (rc == 0 && (parse_list(o->spot_shocks, &grid.spot_shocks, &grid.n_spot_shocks) != 0 ||
                   parse_list(o->vol_shocks, &grid.vol_shocks, &grid.n_vol_shocks) != 0)) {
     fprintf(stderr, "greeks: --spot-shocks/--vol-shocks must be comma-separated numbers\n");
     rc = -1;
   }
-  size_t bad = 0;
+  size_t bad = held.unreadable;
   if (rc == 0) {
     Greeks__V1__RevaluePortfolioRequest q = GREEKS__V1__REVALUE_PORTFOLIO_REQUEST__INIT;
     q.model = wire_model(o->model);
@@ -772,15 +690,15 @@ static int call_revalue(const call_options *o) {
     if (rc == 0) {
       Greeks__V1__RevaluePortfolioResponse *r = greeks__v1__revalue_portfolio_response__unpack(NULL, reply.length, reply.bytes);
       gk_client_reply_free(&reply);
-      rc = r ? print_revalued(&u, r, &grid) : -1;
-      bad = r ? r->n_errors : 0;
+      const char *name = strcmp(o->path, "-") == 0 ? "<stdin>" : o->path;
+      rc = r ? print_revalued(&u, &held, name, r, &grid) : -1;
+      bad += r ? r->n_errors : 0;
       if (r) greeks__v1__revalue_portfolio_response__free_unpacked(r, NULL);
     }
   }
-  names_free(&u);
-  free(markets.spot), free(markets.rate), free(markets.yield);
-  free(positions.underlying), free(positions.type), free(positions.strike), free(positions.expiry), free(positions.vol);
-  free(positions.quantity), free(positions.multiplier), free(grid.spot_shocks), free(grid.vol_shocks);
+  free(positions.type), free(grid.spot_shocks), free(grid.vol_shocks);
+  positions_free(&held);
+  market_free(&u);
   return finish(rc, bad);
 }
 

@@ -47,19 +47,32 @@ typedef struct axis_spec {
   gk_scenario_axis axis;
 } axis_spec;
 
+/* MODE:FROM:TO:COUNT, each field parsed with strtod/strtol and range-checked
+ * (sscanf's conversions are undefined past their type's range: a count of
+ * 4294967299 read as 3). */
 static int parse_axis(const char *text, axis_spec *spec) {
   char mode[8];
-  double from, to;
-  int count, used = 0;
-  if (sscanf(text, "%7[a-z]:%lf:%lf:%d%n", mode, &from, &to, &count, &used) != 4 || text[used] != '\0')
-    return -1;
+  const char *colon = strchr(text, ':');
+  if (colon == NULL || (size_t)(colon - text) >= sizeof mode) return -1;
+  memcpy(mode, text, (size_t)(colon - text));
+  mode[colon - text] = '\0';
+  char *end;
+  errno = 0;
+  double from = strtod(colon + 1, &end);
+  if (end == colon + 1 || *end != ':') return -1;
+  const char *next = end + 1;
+  double to = strtod(next, &end);
+  if (end == next || *end != ':') return -1;
+  next = end + 1;
+  long count = strtol(next, &end, 10);
+  if (end == next || *end != '\0' || errno != 0) return -1;
   if (count < 1 || count > GK_MAX_SCENARIO_AXIS || !isfinite(from) || !isfinite(to)) return -1;
   if (strcmp(mode, "rel") == 0) spec->axis.mode = GK_SHOCK_RELATIVE;
   else if (strcmp(mode, "abs") == 0) spec->axis.mode = GK_SHOCK_ABSOLUTE;
   else return -1;
   double tiny = 1e-12 * fmax(fabs(from), fabs(to));
-  for (int i = 0; i < count; i++) {
-    double shock = count == 1 ? from : from + (to - from) * i / (count - 1);
+  for (long i = 0; i < count; i++) {
+    double shock = count == 1 ? from : from + (to - from) * (double)i / (double)(count - 1);
     spec->shocks[i] = fabs(shock) < tiny ? 0.0 : shock; /* the unshocked point is exactly 0 */
   }
   spec->axis.count = (size_t)count;
@@ -108,37 +121,11 @@ static void write_grid(FILE *out, const char *name, const double *pnl, const gk_
     }
 }
 
-/* The value a message shows for position k's `field`: the text the file had,
- * not the double it became (1e400 is inf once read). A quantity of several
- * columns (sigma*sqrt(T)) shows those columns, as `greeks price` does. */
-static void position_field_value(const position_table *p, size_t k, const char *field, char *value,
-                                 size_t size) {
-  const char *text = position_text(p, k, field);
-  if (text != NULL) snprintf(value, size, "%s", text);
-  else if (strcmp(field, "sigma*sqrt(T)") == 0)
-    /* 32 bytes each: both stay within what a message shows of a value. */
-    snprintf(value, size, "sigma=%.32s T=%.32s", position_text(p, k, "sigma"), position_text(p, k, "T"));
-  else value[0] = '\0';
-}
-
 /* Names each position the engine rejected: line, field, value, rule. */
-static void describe_invalid(const position_table *p, const market_table *m, size_t k,
-                             unsigned error, char *message) {
-  const char *field = gk_position_error_field(error);
-  char value[128];
-  if (strcmp(field, "S") == 0 || strcmp(field, "r") == 0 || strcmp(field, "q") == 0) {
-    uint32_t u = p->underlying[k];
-    double v = field[0] == 'S' ? m->spot[u] : field[0] == 'r' ? m->rate[u] : m->yield[u];
-    char name[64];
-    csv_escape(name, sizeof name, m->names[u], strlen(m->names[u]), 40);
-    snprintf(message, MESSAGE_SIZE, "line %zu: underlying '%s' field '%s' value '%.17g': %s",
-             p->line[k], name, field, v, gk_position_error_rule(error));
-    return;
-  }
-  position_field_value(p, k, field, value, sizeof value);
-  csv_error e;
-  csv_field_error(&e, p->line[k], field, value, gk_position_error_rule(error));
-  snprintf(message, MESSAGE_SIZE, "%s", e.message);
+static void describe_invalid(const position_table *p, const market_table *m, size_t k, unsigned error,
+                             char *message) {
+  position_problem_text(p, m, k, gk_position_error_field(error), gk_position_error_rule(error), message,
+                        MESSAGE_SIZE);
 }
 
 typedef struct revalue_options {

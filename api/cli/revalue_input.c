@@ -141,7 +141,7 @@ int market_read(csv_reader *reader, gk_model model, market_table *m, csv_error *
 
 /* ---- positions file: id,underlying,type,K,T,sigma,quantity[,multiplier] ---- */
 
-enum { P_ID, P_UNDERLYING, P_TYPE, P_K, P_T, P_SIGMA, P_QUANTITY, P_MULTIPLIER, P_COLS };
+enum { P_ID, P_UNDERLYING, P_TYPE, P_K, P_T, P_SIGMA, P_QUANTITY, P_MULTIPLIER, P_STYLE, P_COLS };
 
 static int reserve_positions(position_table *p) {
   if (p->count < p->capacity) return 0;
@@ -217,6 +217,17 @@ static int parse_position(const char **f, size_t line, const market_table *m, po
     csv_field_error(error, line, "type", f[P_TYPE], "must be call or put");
     return -1;
   }
+  /* Revaluation prices European positions; `greeks price` reads the same
+   * column, so an American row here would otherwise be valued as European
+   * without a word. */
+  const char *style = f[P_STYLE] ? cli_skip_spaces(f[P_STYLE]) : "";
+  if (*style != '\0' && !cli_word_is(style, "european")) {
+    csv_field_error(error, line, "style", f[P_STYLE],
+                    cli_word_is(style, "american")
+                        ? "revaluation prices European positions only (price American ones with greeks price)"
+                        : "must be european (revaluation prices European positions only)");
+    return -1;
+  }
   const char *name = cli_skip_spaces(f[P_UNDERLYING]);
   long u = find_name(m, name, trimmed_length(name));
   if (u < 0) {
@@ -242,7 +253,8 @@ static int out_of_memory(csv_error *error) {
 int positions_read(csv_reader *reader, const market_table *m, position_table *p, position_problem_fn *problem,
                    void *user, csv_error *error) {
   const csv_column columns[P_COLS] = {{"id", 1}, {"underlying", 1}, {"type", 1},     {"K", 1},
-                                      {"T", 1},  {"sigma", 1},      {"quantity", 1}, {"multiplier", 0}};
+                                      {"T", 1},  {"sigma", 1},      {"quantity", 1}, {"multiplier", 0},
+                                      {"style", 0}};
   if (csv_reader_header(reader, columns, P_COLS, error) != 0) return -1;
   const char *fields[P_COLS];
   csv_error bad;
@@ -264,4 +276,35 @@ int positions_read(csv_reader *reader, const market_table *m, position_table *p,
     p->count++;
   }
   return 0;
+}
+
+/* The value a message shows for position k's `field`: the text the file had,
+ * not the double it became (1e400 is inf once read). A quantity of several
+ * columns (sigma*sqrt(T)) shows those columns, as `greeks price` does. */
+static void position_field_value(const position_table *p, size_t k, const char *field, char *value,
+                                 size_t size) {
+  const char *text = position_text(p, k, field);
+  if (text != NULL) snprintf(value, size, "%s", text);
+  else if (strcmp(field, "sigma*sqrt(T)") == 0)
+    /* 32 bytes each: both stay within what a message shows of a value. */
+    snprintf(value, size, "sigma=%.32s T=%.32s", position_text(p, k, "sigma"), position_text(p, k, "T"));
+  else value[0] = '\0';
+}
+
+void position_problem_text(const position_table *p, const market_table *m, size_t k, const char *field,
+                           const char *rule, char *message, size_t size) {
+  char value[128];
+  if (strcmp(field, "S") == 0 || strcmp(field, "r") == 0 || strcmp(field, "q") == 0) {
+    uint32_t u = p->underlying[k];
+    double v = field[0] == 'S' ? m->spot[u] : field[0] == 'r' ? m->rate[u] : m->yield[u];
+    char name[64];
+    csv_escape(name, sizeof name, m->names[u], strlen(m->names[u]), 40);
+    snprintf(message, size, "line %zu: underlying '%s' field '%s' value '%.17g': %s", p->line[k], name, field, v,
+             rule);
+    return;
+  }
+  position_field_value(p, k, field, value, sizeof value);
+  csv_error e;
+  csv_field_error(&e, p->line[k], field, value, rule);
+  snprintf(message, size, "%s", e.message);
 }

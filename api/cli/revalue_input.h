@@ -64,4 +64,10 @@ void positions_free(position_table *p);
  * messages; NULL for any other column. */
 const char *position_text(const position_table *p, size_t k, const char *column);
 
+/* The message for position k that the engine (or a server) refused with
+ * `field` and `rule`: "line L: field 'F' value 'V': rule", V the text the file
+ * had; a market field (S, r, q) names the underlying and its value. */
+void position_problem_text(const position_table *p, const market_table *m, size_t k, const char *field,
+                           const char *rule, char *message, size_t size);
+
 #endif

@@ -101,18 +101,19 @@ typedef struct revalue_job {
   _Atomic size_t chunks_done;
 } revalue_job;
 
-static const char *const position_fields[] = {"underlying", "quantity", "multiplier"};
-static const char *const position_rules[] = {"names no underlying in the market data",
-                                             "must be a finite number", "must be finite and > 0"};
+static const char *const position_fields[] = {"underlying", "quantity", "multiplier", "quantity"};
+static const char *const position_rules[] = {"names no underlying in the market data", "must be a finite number",
+                                             "must be finite and > 0",
+                                             "times the multiplier must be finite (it passes the double range)"};
 
 const char *gk_position_error_field(unsigned error) {
-  if (error >= GK_POSITION_UNDERLYING_UNKNOWN && error <= GK_POSITION_MULTIPLIER_NOT_POSITIVE)
+  if (error >= GK_POSITION_UNDERLYING_UNKNOWN && error <= GK_POSITION_WEIGHT_NOT_FINITE)
     return position_fields[error - GK_POSITION_UNDERLYING_UNKNOWN];
   return gk_element_error_field((gk_element_error)error);
 }
 
 const char *gk_position_error_rule(unsigned error) {
-  if (error >= GK_POSITION_UNDERLYING_UNKNOWN && error <= GK_POSITION_MULTIPLIER_NOT_POSITIVE)
+  if (error >= GK_POSITION_UNDERLYING_UNKNOWN && error <= GK_POSITION_WEIGHT_NOT_FINITE)
     return position_rules[error - GK_POSITION_UNDERLYING_UNKNOWN];
   return gk_element_error_rule((gk_element_error)error);
 }
@@ -200,6 +201,9 @@ static uint8_t check_position(const revalue_job *job, size_t i) {
   if (p->underlying[i] >= job->markets->count) return GK_POSITION_UNDERLYING_UNKNOWN;
   if (!isfinite(p->quantity[i])) return GK_POSITION_QUANTITY_NOT_FINITE;
   if (!(isfinite(p->multiplier[i]) && p->multiplier[i] > 0)) return GK_POSITION_MULTIPLIER_NOT_POSITIVE;
+  /* a weight past the range is one position's fault: name it, rather than
+   * fail the whole revaluation on an infinite sum */
+  if (!isfinite(p->quantity[i] * p->multiplier[i])) return GK_POSITION_WEIGHT_NOT_FINITE;
   return 0;
 }
 

@@ -368,6 +368,49 @@ class PricingAgainstOfflineCli(ServedTestCase):
             self.assertIn("line 3: field 'underlying' value 'AAPL': appears twice", err)
 
 
+    def test_cli_call_revalue_reads_files_as_the_offline_verb(self):
+        """`greeks call revalue` read its files by its own rules (found in
+        review): a bsm market file without q was priced at q = 0 (value 9.8%
+        high, exit 0) where offline refuses it; 'SPX ' and 'call ' were not
+        trimmed; an American row was valued as European. It now reads them
+        with the offline verb's reader and prints what the offline verb prints."""
+        with tempfile.TemporaryDirectory() as d:
+            market, positions = os.path.join(d, "m.csv"), os.path.join(d, "p.csv")
+            with open(market, "w") as f:
+                f.write("underlying,S,r\nSPX,5000,0.045\n")
+            with open(positions, "w") as f:
+                f.write("id,underlying,type,K,T,sigma,quantity,multiplier\np1,SPX,call,5100,0.25,0.15,10,100\n")
+            served = run_cli("call", "--target", self.server.target, "revalue", "--market", market, positions)
+            offline = run_cli("revalue", positions, "--market", market, "--scenarios", "none")
+            self.assertEqual(served[0], 2, served)
+            self.assertEqual(offline[0], 2, offline)
+            self.assertIn("header has no 'q' column", served[2])
+            # black76 ignores q: a market file without it is fine for both
+            served = run_cli("call", "--target", self.server.target, "--model", "black76", "revalue",
+                             "--market", market, positions)
+            offline = run_cli("revalue", positions, "--market", market, "--model", "black76", "--scenarios", "none")
+            self.assertEqual((served[0], offline[0]), (0, 0), (served, offline))
+            self.assertEqual(served[1], offline[1])
+            with open(market, "w") as f:
+                f.write("underlying,S,r,q\nSPX ,5000,0.045,0.013\nAAPL,190,0.045,0.005\n")
+            with open(positions, "w") as f:
+                f.write("id,underlying,type,K,T,sigma,quantity,multiplier,style\n"
+                        "p1,SPX,call ,5100,0.25,0.15,10,100,european\n"
+                        "p2, AAPL,put,180,0.5,0.25,-3,100,\n"
+                        "p3,AAPL,put,180,0.5,0.25,7,100,american\n"
+                        "p4,AAPL,put,180,0.5,0.25,1e307,100,\n")
+            served = run_cli("call", "--target", self.server.target, "revalue", "--market", market, positions)
+            offline = run_cli("revalue", positions, "--market", market, "--scenarios", "none")
+            self.assertEqual(served[0], 3, served)
+            self.assertEqual(offline[0], 3, offline)
+            self.assertEqual(served[1], offline[1])  # the risk, every digit
+            self.assertEqual(served[1].splitlines()[1].split(",")[:2], ["SPX", "1"])
+            self.assertEqual(served[1].splitlines()[2].split(",")[:2], ["AAPL", "1"])
+            for err in (served[2], offline[2]):
+                self.assertIn("line 4: field 'style' value 'american': revaluation prices European positions only",
+                              err)
+                self.assertIn("line 5: field 'quantity' value '1e307': times the multiplier must be finite", err)
+
 class ThreadNames(ServedTestCase):
     def test_threads_say_what_they_run(self):
         # ps -L, top -H and perf tell greeksd's threads apart by these names

@@ -63,7 +63,9 @@ typedef struct gk_scenario_axis {
  * domain, [1e-12, 1e15] (GK_MAX_PRICE_LEVEL), and shocked vols in [0, 100]
  * (GK_MAX_VOL): a -10 vol point shock on a 5% vol prices at 0 vol, as does a
  * relative vol shock <= -1, and a shock past the top prices at the top (the
- * cell keeps the shock asked for). A relative spot shock <= -1 is refused. */
+ * cell keeps the shock asked for). Under bachelier (forwards of either sign,
+ * vols in price units) the forward is kept in [-1e15, 1e15] and the vol in
+ * [0, 1e15]. A relative spot shock <= -1 is refused. */
 typedef struct gk_scenario_grid {
   gk_scenario_axis spot;
   gk_scenario_axis vol;
@@ -97,6 +99,7 @@ enum {
   GK_POSITION_UNDERLYING_UNKNOWN = 64,
   GK_POSITION_QUANTITY_NOT_FINITE = 65,
   GK_POSITION_MULTIPLIER_NOT_POSITIVE = 66,
+  GK_POSITION_WEIGHT_NOT_FINITE = 67, /* quantity x multiplier past the double range (field "quantity") */
 };
 
 /* Field name and rule of any code in results.error (kernel or position codes). */
