@@ -464,6 +464,26 @@ static void test_the_limit_guard_refuses_hard_breaches_before_trading(void **sta
   must(gk_get_book(s, "desk", -1, &b, &st), &st);
   assert_int_equal(gk_book_find_position(b, &stock)->quantity, 300);
   gk_book_free(b);
+  /* A correction whose net change passes a leg's bounds (+1e12 rebooked as
+   * -1e12 nets -2e12; a leg holds 1e12) fails closed without a valuation and
+   * records the replacement asked for. It recorded the net legs, which no
+   * later read accepted: the book, and greeksd, could not load again (found
+   * in review). The restart below reads it back. */
+  gk_market_quote big = {.underlying = "BIG", .spot = 1, .vol = 0.25, .market_time_us = T0};
+  must(gk_update_market(s, &c, "desk", &big, 1, NULL, &st), &st);
+  gk_instrument big_stock;
+  gk_instrument_underlying("BIG", &big_stock, NULL);
+  must(send_trade(s, "desk", "T10", big_stock, 1000000000000, 1, T0 + 5, NULL, &st), &st);
+  gk_leg flipped = {big_stock, -1000000000000, 1};
+  assert_int_equal(gk_correct_trade(s, &cc, "desk", "T10", &flipped, 1, "wrong side", &out, &st),
+                   GK_FAILED_PRECONDITION);
+  assert_non_null(strstr(st.message, "correction of trade T10 refused before execution: its net change is past "
+                                     "what one pre-trade check values"));
+  assert_null(strstr(st.message, "limit 0"));
+  rejected = last_rejection(s, "desk");
+  assert_string_equal(rejected.as.trade_rejected.trade_id, "T10");
+  assert_true(rejected.as.trade_rejected.leg_count == 1 &&
+              rejected.as.trade_rejected.legs[0].quantity == -1000000000000);
   /* A refusal that fails closed names no limit (a correction netting 32
    * instruments, past what one check values). It is journaled, and the book
    * must still load from the store: such refusals were written with a zero
@@ -493,6 +513,47 @@ static void test_the_limit_guard_refuses_hard_breaches_before_trading(void **sta
   assert_true(rejected.as.trade_rejected.limit.soft == 0 && rejected.as.trade_rejected.limit.hard == 0);
   gk_book_service_free(restarted);
   gk_limit_guard_free(guard);
+}
+
+/* A refusal's legs record what was refused and move no position: one
+ * written past a leg's bounds (as corrections netting twice them were,
+ * before their refusals recorded the replacement) reads back, where it made
+ * the book DATA_LOSS at every later load (found in review). A trade's legs
+ * past the bounds still do not read. */
+static void test_a_refusal_past_a_legs_bounds_reads_back(void **state) {
+  (void)state;
+  gk_status st;
+  gk_event e;
+  memset(&e, 0, sizeof e);
+  e.type = GK_EVENT_TRADE_REJECTED;
+  e.meta.schema_version = gk_event_current_version(GK_EVENT_TRADE_REJECTED);
+  e.meta.sequence = 5;
+  snprintf(e.as.trade_rejected.trade_id, sizeof e.as.trade_rejected.trade_id, "T1");
+  gk_instrument_underlying("AAPL", &e.as.trade_rejected.legs[0].instrument, NULL);
+  e.as.trade_rejected.legs[0].quantity = -2000000000000, e.as.trade_rejected.legs[0].price = 1;
+  e.as.trade_rejected.leg_count = 1;
+  snprintf(e.as.trade_rejected.reason, sizeof e.as.trade_rejected.reason, "not checked");
+  uint8_t *bytes = NULL;
+  size_t size = 0;
+  must(gk_event_encode_payload(&e, &bytes, &size, &st), &st);
+  gk_stored_event stored;
+  gk_event_to_stored(&e, bytes, size, &stored);
+  gk_event back;
+  must(gk_event_decode("book-x", &stored, &back, &st), &st);
+  assert_int_equal(back.as.trade_rejected.legs[0].quantity, -2000000000000);
+  free(bytes);
+  gk_event trade;
+  memset(&trade, 0, sizeof trade);
+  trade.type = GK_EVENT_TRADE_EXECUTED;
+  trade.meta.schema_version = gk_event_current_version(GK_EVENT_TRADE_EXECUTED);
+  trade.meta.sequence = 6;
+  snprintf(trade.as.trade_executed.trade_id, sizeof trade.as.trade_executed.trade_id, "T2");
+  trade.as.trade_executed.legs[0] = e.as.trade_rejected.legs[0];
+  trade.as.trade_executed.leg_count = 1;
+  must(gk_event_encode_payload(&trade, &bytes, &size, &st), &st);
+  gk_event_to_stored(&trade, bytes, size, &stored);
+  assert_int_equal(gk_event_decode("book-x", &stored, &back, &st), GK_DATA_LOSS);
+  free(bytes);
 }
 
 static void test_audit_trail_and_correction(void **state) {
@@ -533,6 +594,38 @@ static void test_audit_trail_and_correction(void **state) {
   audit_seen window = {0};
   must(gk_audit_trail_times(f->service, "desk1", T0 + 10, T0 + 15, see_event, &window, &st), &st);
   assert_int_equal(window.count, 1);
+}
+
+/* A trade made before its option's expiry may be corrected after it, any
+ * number of times: each correction is checked against the trade's own time.
+ * The second one was checked against the first correction's time, after
+ * expiry, and refused (found in review). A replay from scratch gives the
+ * same book. */
+static void test_a_correction_of_a_correction_checks_the_trade_time(void **state) {
+  fixture *f = *state;
+  open_desk(f, "desk1");
+  gk_status st;
+  gk_instrument c = option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 150);
+  int64_t day = INT64_C(86400000000);
+  must(send_trade(f->service, "desk1", "T1", c, 10, 5, EXPIRY - 5 * day, NULL, &st), &st);
+  gk_leg first = {c, 8, 5}, second = {c, 6, 5};
+  gk_command_context after = at(EXPIRY + 5 * day, NULL), later = at(EXPIRY + 6 * day, NULL);
+  must(gk_correct_trade(f->service, &after, "desk1", "T1", &first, 1, "fat finger", NULL, &st), &st);
+  must(gk_correct_trade(f->service, &later, "desk1", "T1", &second, 1, "fat finger again", NULL, &st), &st);
+  gk_book *b = book_now(f, "desk1");
+  assert_int_equal(gk_book_find_position(b, &c)->quantity, 6);
+  gk_book *replayed = replayed_from_scratch(f->path, "desk1");
+  assert_books_equal(b, replayed);
+  gk_book_free(replayed);
+  gk_book_free(b);
+  /* a trade made after expiry is still refused, and so is rebooking onto an
+   * instrument that had expired by the trade's time */
+  gk_instrument expired = c;
+  expired.expiry_us = EXPIRY - 10 * day;
+  gk_leg onto_expired = {expired, 6, 5};
+  assert_int_equal(gk_correct_trade(f->service, &later, "desk1", "T1", &onto_expired, 1, "", NULL, &st),
+                   GK_FAILED_PRECONDITION);
+  assert_non_null(strstr(st.message, "original trade time"));
 }
 
 static void load_sql_fixture(const char *db_path, const char *sql_file) {
@@ -817,7 +910,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_a_snapshot_at_the_wrong_sequence_is_data_loss, setup, teardown),
       cmocka_unit_test_setup_teardown(test_snapshots_and_replay_give_the_same_book, setup,
                                       teardown),
+      cmocka_unit_test(test_a_refusal_past_a_legs_bounds_reads_back),
       cmocka_unit_test_setup_teardown(test_audit_trail_and_correction, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_a_correction_of_a_correction_checks_the_trade_time, setup, teardown),
       cmocka_unit_test_setup_teardown(test_the_limit_guard_refuses_hard_breaches_before_trading,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_the_listener_hears_committed_events_in_order, setup,

@@ -386,11 +386,14 @@ gk_code gk_book_decide_correction(const gk_book *b, const gk_event *original,
     return gk_status_set(status, GK_FAILED_PRECONDITION, "trade_id", trade_id, GK_STATUS_NO_INDEX,
                          "trade %s is not on book %s, or the given event is not its latest",
                          trade_id, b->id);
+  /* The trade's own time: a correction carries it on, so that correcting a
+   * correction checks expiry as correcting the trade does (it checked the
+   * first correction's time: found in review). */
+  int64_t traded_at = original->type == GK_EVENT_TRADE_EXECUTED ? original->as.trade_executed.trade_time_us
+                      : original->as.trade_corrected.trade_time_us != 0 ? original->as.trade_corrected.trade_time_us
+                                                                         : original->meta.time_us;
   if (replacement_count > 0) {
     rc = gk_legs_validate(replacement, replacement_count, status);
-    int64_t traded_at = original->type == GK_EVENT_TRADE_EXECUTED
-                            ? original->as.trade_executed.trade_time_us
-                            : original->meta.time_us;
     if (rc == GK_OK)
       rc = check_not_expired(replacement, replacement_count, traded_at, "original trade time",
                              status);
@@ -409,6 +412,7 @@ gk_code gk_book_decide_correction(const gk_book *b, const gk_event *original,
   c->replacement_count = replacement_count;
   if (replacement_count) memcpy(c->replacement, replacement, replacement_count * sizeof *replacement);
   snprintf(c->reason, sizeof c->reason, "%s", reason ? reason : "");
+  c->trade_time_us = traded_at;
   return GK_OK;
 }
 

@@ -150,6 +150,7 @@ static gk_code encode_correction(const gk_trade_corrected *c, uint8_t **bytes, s
   pb.n_replacement_legs = c->replacement_count;
   pb.replacement_legs = legs_to_pb(c->replacement, c->replacement_count, &replacement);
   pb.reason = (char *)c->reason;
+  pb.trade_time_us = c->trade_time_us;
   return pack(&pb.base, bytes, size, status);
 }
 
@@ -320,8 +321,12 @@ static gk_code instrument_from_pb(const decode_context *c, const PbInstrument *p
   return GK_OK;
 }
 
+/* A trade's legs, or (within_bounds false) a refusal's: those record what was
+ * refused, which changes no position and may lie past a leg's bounds (a
+ * correction's net change can reach twice them), so only their count and
+ * instruments are held to the rules. */
 static gk_code legs_from_pb(const decode_context *c, PbLeg *const *pb, size_t n, gk_leg *out,
-                            size_t *count, bool allow_empty) {
+                            size_t *count, bool allow_empty, bool within_bounds) {
   if (n > GK_MAX_LEGS || (n == 0 && !allow_empty)) return damaged(c, "bad number of legs");
   for (size_t i = 0; i < n; i++) {
     gk_code rc = instrument_from_pb(c, pb[i]->instrument, &out[i].instrument);
@@ -330,7 +335,7 @@ static gk_code legs_from_pb(const decode_context *c, PbLeg *const *pb, size_t n,
     out[i].price = pb[i]->price;
   }
   *count = n;
-  if (n == 0) return GK_OK;
+  if (n == 0 || !within_bounds) return GK_OK;
   gk_status rule;
   if (gk_legs_validate(out, n, &rule) != GK_OK) return invalid_value(c, &rule);
   return GK_OK;
@@ -346,7 +351,7 @@ static gk_code decode_trade(const decode_context *c, const Greeks__Events__V1__T
   copy_text(t->idempotency_key, sizeof t->idempotency_key, pb->idempotency_key);
   copy_text(t->strategy_id, sizeof t->strategy_id, pb->strategy_id);
   t->trade_time_us = pb->trade_time_us;
-  return legs_from_pb(c, pb->legs, pb->n_legs, t->legs, &t->leg_count, false);
+  return legs_from_pb(c, pb->legs, pb->n_legs, t->legs, &t->leg_count, false, true);
 }
 
 static gk_code decode_correction(const decode_context *c,
@@ -356,11 +361,12 @@ static gk_code decode_correction(const decode_context *c,
     return damaged(c, "a text field is too long");
   copy_text(out->trade_id, sizeof out->trade_id, pb->trade_id);
   copy_text(out->reason, sizeof out->reason, pb->reason);
+  out->trade_time_us = pb->trade_time_us;
   gk_code rc = legs_from_pb(c, pb->reversed_legs, pb->n_reversed_legs, out->reversed,
-                            &out->reversed_count, true);
+                            &out->reversed_count, true, true);
   if (rc != GK_OK) return rc;
   return legs_from_pb(c, pb->replacement_legs, pb->n_replacement_legs, out->replacement,
-                      &out->replacement_count, true);
+                      &out->replacement_count, true, true);
 }
 
 static gk_code market_from_pb(const decode_context *c, const PbMarket *pb, gk_market_quote *q) {
@@ -435,7 +441,7 @@ static gk_code decode_strategy(const decode_context *c,
   copy_text(out->description, sizeof out->description, pb->description);
   out->net_premium = pb->net_premium;
   /* No legs is a valid proposal: the hedge of a book already at its target. */
-  return legs_from_pb(c, pb->legs, pb->n_legs, out->legs, &out->leg_count, true);
+  return legs_from_pb(c, pb->legs, pb->n_legs, out->legs, &out->leg_count, true, true);
 }
 
 static gk_code decode_rejection(const decode_context *c,
@@ -457,7 +463,7 @@ static gk_code decode_rejection(const decode_context *c,
   memset(&out->limit, 0, sizeof out->limit);
   gk_code rc = none ? GK_OK : limit_from_pb(c, pb->limit, &out->limit);
   if (rc != GK_OK) return rc;
-  return legs_from_pb(c, pb->legs, pb->n_legs, out->legs, &out->leg_count, false);
+  return legs_from_pb(c, pb->legs, pb->n_legs, out->legs, &out->leg_count, false, false);
 }
 
 /* Which message a (type, version) pair is stored as. */

@@ -481,33 +481,58 @@ static bool refused_before_trade(gk_book_service *s, book_entry *e, const gk_com
                                  gk_command_result *result) {
   if (s->pre_trade.refuse == NULL) return false;
   const gk_trade *t = command->trade;
-  gk_trade net;
+  gk_trade net, replacement;
   gk_trade_rejected why;
   memset(&why, 0, sizeof why);
   int moves = 1;
+  gk_status beyond;
+  gk_status_clear(&beyond);
   if (t == NULL && events[0].type == GK_EVENT_TRADE_CORRECTED) {
-    moves = correction_as_trade(&events[0].as.trade_corrected, &net);
+    const gk_trade_corrected *c = &events[0].as.trade_corrected;
+    moves = correction_as_trade(c, &net);
     if (moves == 0) return false;
+    if (moves > 0 && gk_legs_validate(net.legs, net.leg_count, &beyond) != GK_OK) moves = -2;
+    memset(&replacement, 0, sizeof replacement);
+    memcpy(replacement.trade_id, c->trade_id, sizeof replacement.trade_id);
+    replacement.leg_count = c->replacement_count;
+    memcpy(replacement.legs, c->replacement, c->replacement_count * sizeof *c->replacement);
     t = &net;
   }
   if (t == NULL) return false;
   if (moves < 0) { /* fail closed: a correction is never booked unchecked */
     why.hard = 1;
-    snprintf(why.reason, sizeof why.reason, "net change over %d instruments: not checked", GK_MAX_LEGS);
-    snprintf(result->rejection, sizeof result->rejection,
-             "correction of trade %.120s refused before execution: its net change moves more than %d "
-             "instruments, more than one pre-trade check takes; correct it in parts",
-             t->trade_id, GK_MAX_LEGS);
+    if (moves == -1) {
+      snprintf(why.reason, sizeof why.reason, "net change over %d instruments: not checked", GK_MAX_LEGS);
+      snprintf(result->rejection, sizeof result->rejection,
+               "correction of trade %.120s refused before execution: its net change moves more than %d "
+               "instruments, more than one pre-trade check takes; correct it in parts",
+               t->trade_id, GK_MAX_LEGS);
+    } else {
+      snprintf(why.reason, sizeof why.reason, "net change past a leg's bounds: not checked");
+      snprintf(result->rejection, sizeof result->rejection,
+               "correction of trade %.120s refused before execution: its net change is past what one "
+               "pre-trade check values (%.120s); correct it in parts",
+               t->trade_id, beyond.message);
+    }
+    /* The refusal records the replacement asked for: the net legs that
+     * could not be checked may lie past a leg's bounds. */
+    t = &replacement;
   } else {
     if (!s->pre_trade.refuse(s->pre_trade.user, e->state, t, ctx->now_us, &why)) return false;
-    char limit[64];
-    snprintf(limit, sizeof limit, "%s%s%s", gk_limit_metric_name(why.limit.metric),
-             why.limit.underlying[0] ? " of " : " of the book", why.limit.underlying);
-    snprintf(result->rejection, sizeof result->rejection,
-             "%s %s refused before execution: it would take %s to %.6g, above its %s limit "
-             "%.6g (now %.6g)%s%.60s", t == &net ? "correction of trade" : "trade", t->trade_id, limit,
-             why.would_be, why.hard ? "hard" : "soft", why.threshold, why.value, why.reason[0] ? "; " : "",
-             why.reason);
+    bool names_a_limit = why.limit.soft != 0 || why.limit.hard != 0 || why.limit.underlying[0] != '\0';
+    if (names_a_limit) {
+      char limit[64];
+      snprintf(limit, sizeof limit, "%s%s%s", gk_limit_metric_name(why.limit.metric),
+               why.limit.underlying[0] ? " of " : " of the book", why.limit.underlying);
+      snprintf(result->rejection, sizeof result->rejection,
+               "%s %s refused before execution: it would take %s to %.6g, above its %s limit "
+               "%.6g (now %.6g)%s%.60s", t == &net ? "correction of trade" : "trade", t->trade_id, limit,
+               why.would_be, why.hard ? "hard" : "soft", why.threshold, why.value, why.reason[0] ? "; " : "",
+               why.reason);
+    } else { /* failed closed: no limit broke, the check could not value the trade */
+      snprintf(result->rejection, sizeof result->rejection, "%s %s refused before execution: %.160s",
+               t == &net ? "correction of trade" : "trade", t->trade_id, why.reason);
+    }
   }
   memcpy(why.trade_id, t->trade_id, sizeof why.trade_id);
   why.leg_count = t->leg_count;

@@ -203,6 +203,7 @@ typedef struct gk_trade_corrected {
   size_t replacement_count;
   gk_leg replacement[GK_MAX_LEGS];
   char reason[GK_TEXT_SIZE];
+  int64_t trade_time_us; /* the trade's own trade time, µs since the epoch; 0: not recorded (older events) */
 } gk_trade_corrected;
 
 typedef struct gk_risk_limits_set {
