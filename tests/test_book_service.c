@@ -899,6 +899,57 @@ static void test_a_position_the_base_cannot_price_is_out_of_the_grid(void **stat
   }
 }
 
+/* A position the pricer refuses (an option living past 100 years, booked
+ * before trades were held to the pricer's life) carried no risk at all, gross
+ * notional included, and the pre-trade check let a trade on its underlying
+ * through (found in review). Gross notional now counts it (it needs only the
+ * spot), the check fails closed naming it, and such a trade is refused when
+ * decided. */
+static void test_a_position_the_pricer_refuses_is_not_risk_free(void **state) {
+  (void)state;
+  gk_status st;
+  int64_t year = INT64_C(365) * 86400000000LL;
+  gk_book *b = gk_book_new();
+  must(gk_book_restore_header(b, "desk", "", "USD", T0, 3, T0, &st), &st);
+  gk_market_quote q = {.underlying = "AAPL", .spot = 100, .vol = 0.2, .market_time_us = T0};
+  must(gk_book_restore_market(b, &q, &st), &st);
+  gk_position p = {.quantity = 1000, .average_cost = 1};
+  must(gk_instrument_option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 100, T0 + 101 * year, 100, &p.instrument, &st),
+       &st);
+  must(gk_book_restore_position(b, &p, &st), &st);
+  gk_risk_limits_set limits = {.count = 1};
+  limits.limits[0] = (gk_risk_limit){.metric = GK_LIMIT_GROSS_NOTIONAL, .soft = 1e6, .hard = 5e7};
+  must(gk_book_restore_limits(b, &limits, &st), &st);
+  gk_risk_projection *proj = gk_risk_projection_new(NULL, &st);
+  gk_limit_crossing crossings[GK_MAX_CROSSINGS];
+  size_t n = 0;
+  must(gk_risk_projection_rebuild(proj, b, T0, crossings, &n, &st), &st);
+  /* 1000 x 100 x spot 100 */
+  assert_true(gk_risk_projection_metric(proj, &limits.limits[0]) == 1e7);
+  gk_risk_projection_free(proj);
+  gk_risk_projection_options po = {0};
+  gk_limit_guard *guard = gk_limit_guard_new(&po, &st);
+  gk_trade t = {.trade_id = "T1", .leg_count = 1, .trade_time_us = T0};
+  gk_instrument_underlying("AAPL", &t.legs[0].instrument, NULL);
+  t.legs[0].quantity = 1, t.legs[0].price = 100;
+  gk_trade_rejected why;
+  memset(&why, 0, sizeof why);
+  assert_true(gk_limit_guard_refuse(guard, b, &t, T0, &why));
+  assert_non_null(strstr(why.reason, "could not value"));
+  assert_non_null(strstr(why.reason, "cannot be priced"));
+  gk_limit_guard_free(guard);
+  /* the same option as a new trade: refused when decided */
+  gk_trade far = {.trade_id = "T2", .leg_count = 1, .trade_time_us = T0};
+  far.legs[0] = (gk_leg){p.instrument, 1, 1};
+  gk_event e;
+  assert_int_equal(gk_book_decide_trade(b, &far, T0, &e, &st), GK_INVALID_ARGUMENT);
+  assert_string_equal(st.field, "expiry");
+  assert_non_null(strstr(st.message, "expires 101.0 years after the trade time"));
+  far.legs[0].instrument.expiry_us = T0 + 99 * year;
+  must(gk_book_decide_trade(b, &far, T0, &e, &st), &st);
+  gk_book_free(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_open_trade_and_read_back, setup, teardown),
@@ -926,6 +977,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_valuation_prices_at_the_book_market_and_skips_expired,
                                       setup, teardown),
       cmocka_unit_test(test_a_position_the_base_cannot_price_is_out_of_the_grid),
+      cmocka_unit_test(test_a_position_the_pricer_refuses_is_not_risk_free),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

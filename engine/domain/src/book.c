@@ -274,6 +274,27 @@ static gk_code check_not_expired(const gk_leg *legs, size_t count, int64_t at_us
   return GK_OK;
 }
 
+/* An option leg must expire at most GK_MAX_EXPIRY years (ACT/365F) after
+ * `at_us`: past it the pricer refuses the position, which then carried no
+ * risk, and the pre-trade check let it through (a year mistyped 2127 for 2027:
+ * found in review). */
+static gk_code check_within_pricing_life(const gk_leg *legs, size_t count, int64_t at_us, const char *when,
+                                         gk_status *status) {
+  const double us_per_year = 365.0 * 86400.0 * 1e6;
+  for (size_t i = 0; i < count; i++) {
+    const gk_instrument *in = &legs[i].instrument;
+    if (in->kind != GK_KIND_OPTION) continue;
+    double years = ((double)in->expiry_us - (double)at_us) / us_per_year;
+    if (years <= GK_MAX_EXPIRY) continue;
+    char text[96];
+    gk_instrument_format(in, text, sizeof text);
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "expiry", text, (int64_t)i,
+                         "leg %zu: %s expires %.1f years after the %s; options are priced up to %g years "
+                         "(is the year mistyped?)", i, text, years, when, GK_MAX_EXPIRY);
+  }
+  return GK_OK;
+}
+
 /* Would any position's quantity leave +-GK_MAX_POSITION_QUANTITY? */
 static gk_code check_position_bounds(const gk_book *b, const gk_leg *legs, size_t count,
                                      gk_status *status) {
@@ -349,6 +370,7 @@ gk_code gk_book_decide_trade(const gk_book *b, const gk_trade *t, int64_t now_us
                          GK_STATUS_NO_INDEX, "strategy %s was not proposed on book %s",
                          t->strategy_id, b->id);
   rc = check_not_expired(t->legs, t->leg_count, t->trade_time_us, "trade time", status);
+  if (rc == GK_OK) rc = check_within_pricing_life(t->legs, t->leg_count, t->trade_time_us, "trade time", status);
   if (rc == GK_OK) rc = check_position_bounds(b, t->legs, t->leg_count, status);
   if (rc != GK_OK) return rc;
   start_event(out, GK_EVENT_TRADE_EXECUTED);
@@ -397,6 +419,8 @@ gk_code gk_book_decide_correction(const gk_book *b, const gk_event *original,
     if (rc == GK_OK)
       rc = check_not_expired(replacement, replacement_count, traded_at, "original trade time",
                              status);
+    if (rc == GK_OK)
+      rc = check_within_pricing_life(replacement, replacement_count, traded_at, "original trade time", status);
     if (rc != GK_OK) return rc;
   }
   if (reason && strlen(reason) >= GK_TEXT_SIZE)

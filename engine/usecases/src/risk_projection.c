@@ -222,6 +222,12 @@ static gk_code index_new_positions(gk_risk_projection *p, const gk_book *book, g
 
 /* ---- valuation ------------------------------------------------------------------------------ */
 
+/* Gross notional needs only a market: a position the pricer refuses still
+ * counts (it was left out, and with it the check that needs no price). */
+static bool counts_in_notional(const gk_position_value *v) {
+  return v->state == GK_VALUED || v->state == GK_VALUED_ERROR;
+}
+
 static gk_code value_underlying(gk_risk_projection *p, const gk_book *book, underlying_state *s,
                                 int64_t valuation_us, gk_status *status) {
   gk_book_valuation v;
@@ -235,7 +241,7 @@ static gk_code value_underlying(gk_risk_projection *p, const gk_book *book, unde
     const gk_position *pos = gk_book_position(book, s->positions[k]);
     int64_t expiry = pos->instrument.expiry_us; /* 0: the underlying itself */
     if (pos->quantity != 0 && expiry > valuation_us && expiry < s->next_expiry_us) s->next_expiry_us = expiry;
-    if (v.positions[k].state != GK_VALUED) continue;
+    if (!counts_in_notional(&v.positions[k])) continue;
     s->view.gross_notional +=
         fabs((double)pos->quantity) * pos->instrument.multiplier * v.positions[k].spot;
   }
@@ -583,9 +589,16 @@ static gk_code value_after(const gk_risk_projection *p, const gk_book *book, con
     after->risk = v.total;
     for (size_t k = 0; k < v.count; k++) {
       const gk_position *pos = gk_book_position(s, k);
-      if (v.positions[k].state == GK_VALUED)
+      if (counts_in_notional(&v.positions[k]))
         after->gross_notional +=
             fabs((double)pos->quantity) * pos->instrument.multiplier * v.positions[k].spot;
+      if (v.positions[k].state == GK_VALUED_ERROR && rc == GK_OK) { /* fail closed (adr/0026) */
+        char text[96];
+        gk_instrument_format(&pos->instrument, text, sizeof text);
+        rc = gk_status_set(status, GK_FAILED_PRECONDITION, "position", text, GK_STATUS_NO_INDEX,
+                           "%s after the trade cannot be priced (%s %s)", text,
+                           gk_position_error_field(v.positions[k].error), gk_position_error_rule(v.positions[k].error));
+      }
     }
     for (size_t g = 0; g < p->grid_size; g++) {
       pnl[g] = v.pnl[g];
