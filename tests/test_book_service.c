@@ -950,6 +950,43 @@ static void test_a_position_the_pricer_refuses_is_not_risk_free(void **state) {
   gk_book_free(b);
 }
 
+/* Every instance on a shared store sees every commit and detects the same
+ * crossings: each journaled its own Breached, two for one crossing (found in
+ * review). An edge that would not change the book's open breaches is left
+ * out, and a call left with none appends nothing. */
+static void test_a_limit_edge_the_journal_holds_is_not_journaled_again(void **state) {
+  fixture *f = *state;
+  open_desk(f, "desk1");
+  gk_status st;
+  gk_command_context c = at(T0, NULL);
+  gk_risk_limit l = {.underlying = "AAPL", .metric = GK_LIMIT_DOLLAR_DELTA, .soft = 1000};
+  must(gk_set_risk_limits(f->service, &c, "desk1", &l, 1, NULL, &st), &st);
+  gk_limit_edge breach = {.limit = l, .hard = 0, .value = 5000, .threshold = 1000};
+  gk_event_type breached = GK_EVENT_RISK_LIMIT_BREACHED, restored = GK_EVENT_RISK_LIMIT_RESTORED;
+  gk_command_outcome out;
+  must(gk_record_limit_edges(f->service, &c, "desk1", &breached, &breach, 1, &out, &st), &st);
+  int64_t first = out.result.first_sequence;
+  assert_true(first > 0);
+  /* the second instance's copy of the same crossing */
+  must(gk_record_limit_edges(f->service, &c, "desk1", &breached, &breach, 1, &out, &st), &st);
+  assert_int_equal(out.result.first_sequence, 0);
+  gk_book *b = book_now(f, "desk1");
+  assert_int_equal(gk_book_version(b), first);
+  gk_book_free(b);
+  /* a Restored and its copy in one call: one is journaled */
+  gk_event_type both[2] = {restored, restored};
+  gk_limit_edge edges[2] = {breach, breach};
+  edges[0].value = edges[1].value = 900;
+  must(gk_record_limit_edges(f->service, &c, "desk1", both, edges, 2, &out, &st), &st);
+  assert_true(out.result.first_sequence == first + 1 && out.result.last_sequence == first + 1);
+  b = book_now(f, "desk1");
+  assert_false(gk_book_breach_open(b, &l, 0));
+  gk_book *replayed = replayed_from_scratch(f->path, "desk1");
+  assert_books_equal(b, replayed);
+  gk_book_free(replayed);
+  gk_book_free(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_open_trade_and_read_back, setup, teardown),
@@ -978,6 +1015,7 @@ int main(void) {
                                       setup, teardown),
       cmocka_unit_test(test_a_position_the_base_cannot_price_is_out_of_the_grid),
       cmocka_unit_test(test_a_position_the_pricer_refuses_is_not_risk_free),
+      cmocka_unit_test_setup_teardown(test_a_limit_edge_the_journal_holds_is_not_journaled_again, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -303,6 +303,70 @@ static void test_breaches_open_and_close_in_pairs(void **state) {
   gk_book_free(book);
 }
 
+/* Journals crossings into the book, as the risk agent does. */
+static void journal(gk_book *book, const gk_limit_crossing *c, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    gk_event e;
+    assert_int_equal(gk_book_decide_limit_edge(book, c[i].type, &c[i].edge, &e, NULL), GK_OK);
+    commit(book, &e);
+  }
+}
+
+/* A projection that starts (a restart, another instance) starts from the
+ * breaches the journal holds open. It started with every level closed (found
+ * in review): a level still breached was journaled Breached a second time, and
+ * one whose value fell while no projection watched was never restored. */
+static void test_a_new_projection_starts_from_the_journals_open_breaches(void **state) {
+  (void)state;
+  gk_book *book = book_long_aapl(50, 100);
+  gk_risk_limit l = {.underlying = "AAPL", .metric = GK_LIMIT_DOLLAR_DELTA, .soft = 1000};
+  gk_event e;
+  assert_int_equal(gk_book_decide_limits(book, &l, 1, &e, NULL), GK_OK);
+  commit(book, &e);
+  gk_risk_projection *p = projection();
+  gk_limit_crossing c[GK_MAX_CROSSINGS];
+  size_t count;
+  gk_status st;
+  assert_int_equal(gk_risk_projection_rebuild(p, book, T0, c, &count, &st), GK_OK);
+  assert_int_equal(tick(book, p, 100, c), 1); /* 5000 > 1000 */
+  journal(book, c, 1);
+  assert_true(gk_book_breach_open(book, &l, 0));
+  assert_false(gk_book_edge_changes_breaches(book, GK_EVENT_RISK_LIMIT_BREACHED, &c[0].edge));
+  gk_risk_projection_free(p);
+  /* still above: nothing to report */
+  p = projection();
+  assert_int_equal(gk_risk_projection_rebuild(p, book, T0, c, &count, &st), GK_OK);
+  assert_int_equal(count, 0);
+  assert_true(gk_risk_projection_breached(p, &l, 0));
+  gk_risk_projection_free(p);
+  /* the value fell while nothing watched: its Restored */
+  gk_market_quote q = {.underlying = "AAPL", .spot = 10, .vol = 0.2, .market_time_us = T0};
+  assert_int_equal(gk_book_decide_market(book, &q, &e, NULL), GK_OK);
+  commit(book, &e);
+  p = projection();
+  assert_int_equal(gk_risk_projection_rebuild(p, book, T0, c, &count, &st), GK_OK);
+  assert_int_equal(count, 1);
+  assert_true(c[0].type == GK_EVENT_RISK_LIMIT_RESTORED && c[0].edge.threshold == 1000);
+  journal(book, c, 1);
+  assert_false(gk_book_breach_open(book, &l, 0));
+  /* breached again, then the limit removed while nothing watched: Restored at
+   * the threshold it breached */
+  assert_int_equal(tick(book, p, 100, c), 1);
+  assert_int_equal(c[0].type, GK_EVENT_RISK_LIMIT_BREACHED);
+  journal(book, c, 1);
+  gk_risk_projection_free(p);
+  assert_int_equal(gk_book_decide_limits(book, NULL, 0, &e, NULL), GK_OK);
+  commit(book, &e);
+  p = projection();
+  assert_int_equal(gk_risk_projection_rebuild(p, book, T0, c, &count, &st), GK_OK);
+  assert_int_equal(count, 1);
+  assert_true(c[0].type == GK_EVENT_RISK_LIMIT_RESTORED && c[0].edge.threshold == 1000);
+  journal(book, c, 1);
+  assert_int_equal(gk_book_open_breach_count(book), 0);
+  gk_risk_projection_free(p);
+  gk_book_free(book);
+}
+
 /* An option that expires carries no risk from then on, whichever underlying the
  * next event names: the incremental projection equals a rebuild at the same
  * valuation time (a restart), and the pre-trade check uses it. */
@@ -440,6 +504,7 @@ int main(void) {
       cmocka_unit_test(test_incremental_equals_a_full_rebuild_on_random_sequences),
       cmocka_unit_test(test_limits_cross_once_each_way_with_hysteresis),
       cmocka_unit_test(test_breaches_open_and_close_in_pairs),
+      cmocka_unit_test(test_a_new_projection_starts_from_the_journals_open_breaches),
       cmocka_unit_test(test_an_expired_option_leaves_the_risk_at_the_next_event),
       cmocka_unit_test(test_what_if_equals_the_projection_after_the_trade),
       cmocka_unit_test(test_another_book_is_refused),

@@ -100,6 +100,44 @@ class ThreeInstances(unittest.TestCase):
         self.assertEqual(p.returncode, 0, "greeks %s: %s" % (" ".join(args), p.stderr))
         return p.stdout
 
+    def test_each_crossing_is_journaled_once_by_the_cluster(self):
+        """Every instance's risk agent sees every commit and detects the same
+        crossing: each journaled its own RiskLimitBreached, one per instance
+        (found in review). The journal now holds each crossing once: one
+        Breached, then one Restored (adr/0050)."""
+        cluster = bk_grpc.BookServiceStub(self.channel)
+        a = self.direct(self.instances[0])
+        a.OpenBook(bk.OpenBookRequest(book_id="lim", name="lim", currency="USD"), timeout=CALL_TIMEOUT_S)
+        a.UpdateMarket(bk.UpdateMarketRequest(book_id="lim", quotes=[
+            bk.MarketQuote(underlying="AAPL", spot=100.0, rate=0.03, vol=0.25)]), timeout=CALL_TIMEOUT_S)
+        a.SetRiskLimits(bk.SetRiskLimitsRequest(book_id="lim", limits=[
+            ev.RiskLimit(underlying="", metric=ev.DOLLAR_DELTA, soft=1000)]), timeout=CALL_TIMEOUT_S)
+        stock = ev.Instrument(underlying="AAPL", kind=ev.UNDERLYING, multiplier=1)
+        stubs = [self.direct(i) for i in self.instances]
+
+        def edges():
+            return [e.type for e in self.journal(cluster, "lim")
+                    if e.type in (ev.RISK_LIMIT_BREACHED, ev.RISK_LIMIT_RESTORED)]
+
+        def every_instance_sees(breached, version):
+            for stub in stubs:
+                risk = stub.GetBookRisk(bk.GetBookRiskRequest(book_id="lim", min_version=version),
+                                        timeout=CALL_TIMEOUT_S)
+                if [s.soft_breached for s in risk.limits] != [breached]:
+                    return False
+            return True
+
+        for quantity, breached in ((50, True), (-50, False)):
+            reply = a.ExecuteTrade(bk.ExecuteTradeRequest(book_id="lim", trade_id="t%d" % quantity, legs=[
+                ev.Leg(instrument=stock, quantity=quantity, price=100.0)]), timeout=CALL_TIMEOUT_S)
+            wait_until("every instance's projection sees the crossing",
+                       lambda: every_instance_sees(breached, reply.last_sequence), 10 * SLOWDOWN)
+            # each instance's agent journals after its projection moves: give
+            # the slowest one time to try
+            time.sleep(1.0 * SLOWDOWN)
+            expected = [ev.RISK_LIMIT_BREACHED] if breached else [ev.RISK_LIMIT_BREACHED, ev.RISK_LIMIT_RESTORED]
+            self.assertEqual(edges(), expected)
+
     def test_trades_and_subscriptions_survive_a_kill_and_a_drain(self):
         a, b, c = self.instances
         cluster = bk_grpc.BookServiceStub(self.channel)

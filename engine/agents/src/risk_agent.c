@@ -185,7 +185,8 @@ static void journal_crossings(gk_risk_agent *a, agent_book *b, const gk_limit_cr
     atomic_fetch_add(&a->unjournaled, count);
     return;
   }
-  atomic_fetch_add(&a->crossings, count);
+  if (out.result.first_sequence == 0) return; /* the journal held them all (another instance) */
+  atomic_fetch_add(&a->crossings, (uint64_t)(out.result.last_sequence - out.result.first_sequence + 1));
   if (a->options.on_edge == NULL) return;
   edge_delivery d = {a, b->id};
   gk_audit_trail(a->options.service, b->id, out.result.first_sequence, out.result.last_sequence,

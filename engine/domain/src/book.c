@@ -57,6 +57,8 @@ struct gk_book {
   strategy_ref *strategies;
   size_t strategy_count, strategy_capacity;
   gk_risk_limits_set limits;
+  gk_limit_edge breaches[GK_MAX_OPEN_BREACHES]; /* open, oldest first */
+  size_t breach_count;
 };
 
 /* ---- lifetime ------------------------------------------------------------------- */
@@ -751,6 +753,57 @@ static gk_code apply_open(gk_book *b, const gk_event *e, gk_status *status) {
   return GK_OK;
 }
 
+/* ---- open breaches ------------------------------------------------------------------------------ */
+
+static bool same_level(const gk_limit_edge *a, const gk_risk_limit *limit, int hard) {
+  return a->limit.metric == limit->metric && strcmp(a->limit.underlying, limit->underlying) == 0 &&
+         (a->hard ? 1 : 0) == (hard ? 1 : 0);
+}
+
+static size_t find_breach(const gk_book *b, const gk_risk_limit *limit, int hard) {
+  for (size_t i = 0; i < b->breach_count; i++)
+    if (same_level(&b->breaches[i], limit, hard)) return i;
+  return SIZE_MAX;
+}
+
+static void forget_breach(gk_book *b, size_t i) {
+  memmove(&b->breaches[i], &b->breaches[i + 1], (b->breach_count - i - 1) * sizeof *b->breaches);
+  b->breach_count--;
+}
+
+/* Never fails: an edge is a record of the journal, and a replay must fold it. */
+static void record_edge(gk_book *b, gk_event_type type, const gk_limit_edge *edge) {
+  size_t at = find_breach(b, &edge->limit, edge->hard);
+  if (at != SIZE_MAX) forget_breach(b, at);
+  if (type != GK_EVENT_RISK_LIMIT_BREACHED) return;
+  if (b->breach_count == GK_MAX_OPEN_BREACHES) forget_breach(b, 0);
+  b->breaches[b->breach_count++] = *edge;
+}
+
+bool gk_book_breach_open(const gk_book *b, const gk_risk_limit *limit, int hard) {
+  return find_breach(b, limit, hard) != SIZE_MAX;
+}
+
+size_t gk_book_open_breach_count(const gk_book *b) { return b->breach_count; }
+
+const gk_limit_edge *gk_book_open_breach_at(const gk_book *b, size_t i) {
+  return i < b->breach_count ? &b->breaches[i] : NULL;
+}
+
+bool gk_book_edge_changes_breaches(const gk_book *b, gk_event_type type, const gk_limit_edge *edge) {
+  return gk_book_breach_open(b, &edge->limit, edge->hard) != (type == GK_EVENT_RISK_LIMIT_BREACHED);
+}
+
+gk_code gk_book_restore_breach(gk_book *b, const gk_limit_edge *open, gk_status *status) {
+  gk_code rc = gk_risk_limit_validate(&open->limit, status);
+  if (rc != GK_OK) return rc;
+  if (b->breach_count == GK_MAX_OPEN_BREACHES || find_breach(b, &open->limit, open->hard) != SIZE_MAX)
+    return gk_status_set(status, GK_DATA_LOSS, "open_breaches", "", GK_STATUS_NO_INDEX,
+                         "a snapshot of book %s holds too many open breaches, or one twice", b->id);
+  b->breaches[b->breach_count++] = *open;
+  return GK_OK;
+}
+
 static gk_code apply_body(gk_book *b, const gk_event *e, gk_status *status) {
   switch (e->type) {
     case GK_EVENT_BOOK_OPENED: return apply_open(b, e, status);
@@ -763,6 +816,8 @@ static gk_code apply_body(gk_book *b, const gk_event *e, gk_status *status) {
       return GK_OK;
     case GK_EVENT_RISK_LIMIT_BREACHED:
     case GK_EVENT_RISK_LIMIT_RESTORED:
+      record_edge(b, e->type, &e->as.limit_edge);
+      return GK_OK;
     case GK_EVENT_TRADE_REJECTED: return GK_OK; /* recorded, but no position changes */
     case GK_EVENT_STRATEGY_PROPOSED:
       return add_strategy(b, e->as.strategy_proposed.strategy_id, e, status);
@@ -938,6 +993,11 @@ bool gk_book_equal(const gk_book *a, const gk_book *b, char *out, size_t size) {
       !markets_equal(a, b, out, size))
     return false;
   if (!limits_equal(a, b)) return differ(out, size, "limits");
+  if (a->breach_count != b->breach_count) return differ(out, size, "open breaches");
+  for (size_t i = 0; i < a->breach_count; i++)
+    if (!same_level(&a->breaches[i], &b->breaches[i].limit, b->breaches[i].hard) ||
+        a->breaches[i].value != b->breaches[i].value || a->breaches[i].threshold != b->breaches[i].threshold)
+      return differ(out, size, "open breaches");
   if (a->strategy_count != b->strategy_count) return differ(out, size, "strategies");
   for (size_t i = 0; i < a->strategy_count; i++)
     if (strcmp(a->strategies[i].id, b->strategies[i].id)) return differ(out, size, "strategies");

@@ -175,6 +175,26 @@ gk_code gk_book_snapshot_encode(const gk_book *book, uint8_t **bytes, size_t *si
   }
   pb.n_limits = limits->count;
   pb.limits = limit_pointers;
+  size_t open_count = gk_book_open_breach_count(book);
+  Greeks__Events__V1__RiskLimitBreached pb_open[GK_MAX_OPEN_BREACHES], *open_pointers[GK_MAX_OPEN_BREACHES];
+  Greeks__Events__V1__RiskLimit pb_open_limits[GK_MAX_OPEN_BREACHES];
+  for (size_t i = 0; i < open_count; i++) {
+    const gk_limit_edge *e = gk_book_open_breach_at(book, i);
+    greeks__events__v1__risk_limit_breached__init(&pb_open[i]);
+    greeks__events__v1__risk_limit__init(&pb_open_limits[i]);
+    pb_open_limits[i].underlying = (char *)e->limit.underlying;
+    pb_open_limits[i].metric = (Greeks__Events__V1__LimitMetric)e->limit.metric;
+    pb_open_limits[i].soft = e->limit.soft;
+    pb_open_limits[i].hard = e->limit.hard;
+    pb_open[i].limit = &pb_open_limits[i];
+    pb_open[i].level = e->hard ? GREEKS__EVENTS__V1__LIMIT_LEVEL__HARD : GREEKS__EVENTS__V1__LIMIT_LEVEL__SOFT;
+    pb_open[i].value = e->value;
+    pb_open[i].threshold = e->threshold;
+    open_pointers[i] = &pb_open[i];
+  }
+  pb.n_open_breaches = open_count;
+  pb.open_breaches = open_pointers;
+  pb.breaches_recorded = 1;
   snapshot_parts parts = {0};
   market_parts markets = {0};
   bool ok = fill_positions(book, &pb, &parts) && fill_trades(book, &pb, &parts) &&
@@ -243,6 +263,16 @@ static gk_code restore_market(gk_book *book, const Greeks__Events__V1__MarketUpd
   return gk_book_restore_market(book, &q, status);
 }
 
+static gk_code restore_limit(const Greeks__Events__V1__RiskLimit *in, gk_risk_limit *l) {
+  memset(l, 0, sizeof *l);
+  if (in == NULL || in->underlying == NULL || strlen(in->underlying) >= GK_SYMBOL_SIZE) return GK_DATA_LOSS;
+  snprintf(l->underlying, sizeof l->underlying, "%s", in->underlying);
+  l->metric = (uint8_t)((unsigned)in->metric < GK_LIMIT_METRIC_COUNT ? (unsigned)in->metric : 255);
+  l->soft = in->soft;
+  l->hard = in->hard;
+  return GK_OK;
+}
+
 static gk_code restore_parts(gk_book *book, const PbSnapshot *pb, gk_status *status) {
   gk_code rc = gk_book_restore_header(book, pb->book_id, pb->name, pb->currency,
                                       pb->opened_time_us, pb->sequence, pb->last_event_time_us,
@@ -261,16 +291,16 @@ static gk_code restore_parts(gk_book *book, const PbSnapshot *pb, gk_status *sta
     rc = restore_market(book, pb->markets[i], status);
   gk_risk_limits_set limits = {.count = pb->n_limits};
   if (rc == GK_OK && pb->n_limits > GK_MAX_LIMITS) rc = GK_DATA_LOSS;
-  for (size_t i = 0; rc == GK_OK && i < pb->n_limits; i++) {
-    gk_risk_limit *l = &limits.limits[i];
-    const Greeks__Events__V1__RiskLimit *in = pb->limits[i];
-    if (in->underlying == NULL || strlen(in->underlying) >= GK_SYMBOL_SIZE) rc = GK_DATA_LOSS;
-    else snprintf(l->underlying, sizeof l->underlying, "%s", in->underlying);
-    l->metric = (uint8_t)((unsigned)in->metric < GK_LIMIT_METRIC_COUNT ? (unsigned)in->metric : 255);
-    l->soft = in->soft;
-    l->hard = in->hard;
-  }
+  for (size_t i = 0; rc == GK_OK && i < pb->n_limits; i++) rc = restore_limit(pb->limits[i], &limits.limits[i]);
   if (rc == GK_OK) rc = gk_book_restore_limits(book, &limits, status);
+  for (size_t i = 0; rc == GK_OK && i < pb->n_open_breaches; i++) {
+    const Greeks__Events__V1__RiskLimitBreached *in = pb->open_breaches[i];
+    gk_limit_edge open = {.hard = in->level == GREEKS__EVENTS__V1__LIMIT_LEVEL__HARD,
+                          .value = in->value,
+                          .threshold = in->threshold};
+    rc = restore_limit(in->limit, &open.limit);
+    if (rc == GK_OK) rc = gk_book_restore_breach(book, &open, status);
+  }
   for (size_t i = 0; rc == GK_OK && i < pb->n_strategies; i++)
     rc = gk_book_restore_strategy(book, pb->strategies[i], status);
   return rc;
@@ -318,6 +348,13 @@ gk_code gk_book_snapshot_decode(const char *stream, const uint8_t *bytes, size_t
   if (pb == NULL) {
     free_chunks(chunks);
     return snapshot_damaged(stream, -1, "the bytes do not parse", status);
+  }
+  if (!pb->breaches_recorded) { /* older than open breaches: not used (event_codec.h) */
+    int64_t sequence = pb->sequence;
+    free_chunks(chunks);
+    return gk_status_set(status, GK_FAILED_PRECONDITION, "snapshot", stream, GK_STATUS_NO_INDEX,
+                         "stream %s: the snapshot at sequence %lld does not record open breaches: "
+                         "replay the stream instead", stream, (long long)sequence);
   }
   gk_book *book = gk_book_new();
   if (book == NULL || !gk_book_reserve(book, pb->n_positions, pb->n_trades)) {

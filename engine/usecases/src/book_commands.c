@@ -310,14 +310,26 @@ static gk_code decide_edges(const gk_book *book, const void *args, int64_t now_u
   if (a->count == 0 || a->count > GK_MAX_BATCH_EVENTS)
     return gk_status_set(status, GK_INVALID_ARGUMENT, "edges", "", GK_STATUS_NO_INDEX,
                          "1 to %d limit edges per call", GK_MAX_BATCH_EVENTS);
+  /* An edge the journal already holds (another instance on the store
+   * journaled the same crossing, or a restart found it open) is not
+   * journaled again: only edges that change the open breaches, each judged
+   * after the ones before it in this call (adr/0047). */
+  size_t kept = 0;
   for (size_t i = 0; i < a->count; i++) {
-    gk_code rc = gk_book_decide_limit_edge(book, a->types[i], &a->edges[i], &events[i], status);
+    bool open = gk_book_breach_open(book, &a->edges[i].limit, a->edges[i].hard);
+    for (size_t k = 0; k < kept; k++)
+      if (events[k].as.limit_edge.limit.metric == a->edges[i].limit.metric &&
+          strcmp(events[k].as.limit_edge.limit.underlying, a->edges[i].limit.underlying) == 0 &&
+          events[k].as.limit_edge.hard == a->edges[i].hard)
+        open = events[k].type == GK_EVENT_RISK_LIMIT_BREACHED;
+    gk_code rc = gk_book_decide_limit_edge(book, a->types[i], &a->edges[i], &events[kept], status);
     if (rc != GK_OK) {
       if (status) status->index = (int64_t)i;
       return rc;
     }
+    if (open != (a->types[i] == GK_EVENT_RISK_LIMIT_BREACHED)) kept++;
   }
-  *count = a->count;
+  *count = kept;
   return GK_OK;
 }
 

@@ -353,7 +353,25 @@ static void sync_limits(gk_risk_projection *p, const gk_book *book, gk_limit_cro
   limit_state next[GK_MAX_LIMITS];
   for (size_t i = 0; i < set->count; i++) {
     next[i].limit = set->limits[i];
-    next[i].breached[0] = next[i].breached[1] = false;
+    /* A limit this projection has no state for starts where the journal
+     * left it: a restart neither journals an open breach a second time nor
+     * leaves open one whose value has since fallen (found in review). */
+    bool known = false;
+    for (size_t j = 0; j < p->limit_count && !known; j++) known = same_limit(&p->limits[j].limit, &set->limits[i]);
+    for (int hard = 0; hard < 2; hard++)
+      next[i].breached[hard] = !known && gk_book_breach_open(book, &set->limits[i], hard);
+  }
+  /* A level the journal holds open for a limit this projection never knew
+   * and the book no longer has (removed while no projection watched): its
+   * Restored, at the threshold it breached. */
+  for (size_t k = 0; k < gk_book_open_breach_count(book); k++) {
+    const gk_limit_edge *open = gk_book_open_breach_at(book, k);
+    bool known = false, kept = false;
+    for (size_t j = 0; j < p->limit_count && !known; j++) known = same_limit(&p->limits[j].limit, &open->limit);
+    for (size_t i = 0; i < set->count && !kept; i++)
+      kept = same_limit(&set->limits[i], &open->limit) &&
+             (open->hard ? set->limits[i].hard : set->limits[i].soft) > 0;
+    if (!known && !kept) withdraw(p, out, count, &open->limit, open->hard, open->threshold);
   }
   size_t waiting = p->withdrawn_count;
   p->withdrawn_count = 0;

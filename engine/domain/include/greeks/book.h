@@ -287,6 +287,21 @@ bool gk_book_vol_of(const gk_book *book, const gk_instrument *instrument, double
 
 const gk_risk_limits_set *gk_book_limits(const gk_book *book);
 
+/* The limit levels the journal holds breached: a RiskLimitBreached opens its
+ * level (the limit's underlying and metric, soft or hard), a RiskLimitRestored
+ * closes it. The risk projection starts from these, so that a restart neither
+ * opens a breach twice nor leaves one open that the value has left, and a
+ * limit edge that would not change them is not journaled (several instances
+ * on one store see every crossing; adr/0047). At most GK_MAX_OPEN_BREACHES
+ * (each of GK_MAX_LIMITS limits at two levels, and as many withdrawn ones
+ * awaiting their Restored); past that the oldest is forgotten. */
+#define GK_MAX_OPEN_BREACHES (4 * GK_MAX_LIMITS)
+bool gk_book_breach_open(const gk_book *book, const gk_risk_limit *limit, int hard);
+size_t gk_book_open_breach_count(const gk_book *book);
+const gk_limit_edge *gk_book_open_breach_at(const gk_book *book, size_t index);
+/* Whether journaling `type` for `edge` would change the open breaches. */
+bool gk_book_edge_changes_breaches(const gk_book *book, gk_event_type type, const gk_limit_edge *edge);
+
 /* The sequence of the event that last set a trade's legs (its TradeExecuted or
  * latest TradeCorrected); 0 when the book has no such trade. */
 int64_t gk_book_trade_sequence(const gk_book *book, const char *trade_id);
@@ -358,6 +373,7 @@ gk_code gk_book_restore_trade(gk_book *book, const char *trade_id, int64_t seque
 gk_code gk_book_restore_market(gk_book *book, const gk_market_quote *quote, gk_status *status);
 gk_code gk_book_restore_limits(gk_book *book, const gk_risk_limits_set *limits, gk_status *status);
 gk_code gk_book_restore_strategy(gk_book *book, const char *strategy_id, gk_status *status);
+gk_code gk_book_restore_breach(gk_book *book, const gk_limit_edge *open, gk_status *status);
 
 /* True when both books hold the same state (every position, trade, market, limit,
  * version); on false, `difference` (may be NULL) says the first that differs. */

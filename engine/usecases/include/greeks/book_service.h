@@ -189,7 +189,10 @@ gk_code gk_propose_strategy(gk_book_service *service, const gk_command_context *
                             gk_command_outcome *out, gk_status *status);
 
 /* Journals limit crossings (from the risk projection) as RiskLimitBreached /
- * RiskLimitRestored events, in order, in one append. */
+ * RiskLimitRestored events, in order, in one append. A crossing that would not
+ * change the book's open breaches (gk_book_breach_open: another instance
+ * journaled it, or it is already open) is left out; when none is left nothing
+ * is appended and out->result.first_sequence is 0. */
 gk_code gk_record_limit_edges(gk_book_service *service, const gk_command_context *context,
                               const char *book_id, const gk_event_type *types,
                               const gk_limit_edge *edges, size_t count, gk_command_outcome *out,
