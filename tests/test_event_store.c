@@ -554,6 +554,30 @@ static void a_stale_expected_version_aborts_and_writes_nothing(void **state) {
   append_ok(f, stream, 3, 1); /* the right version still appends */
 }
 
+/* Keys and ids are held to one rule at the port: SQLite kept a key that is
+ * not UTF-8 which PostgreSQL's text refuses, so such a store could never be
+ * migrated (found in review). Both adapters now refuse it, naming the field;
+ * nothing is written. */
+static void keys_and_ids_that_are_not_utf8_are_refused_by_every_adapter(void **state) {
+  fixture *f = *state;
+  const char *stream = S(f, "book-utf8");
+  batch b;
+  make_events(f, &b, "x", 1, 1);
+  gk_status st;
+  assert_int_equal(append(f->store, stream, 0, b.events, 1, "k\xe9y", "answer", NULL, &st), GK_INVALID_ARGUMENT);
+  assert_string_equal(st.field, "idempotency_key");
+  snprintf(b.events[0].correlation_id, sizeof b.events[0].correlation_id, "c\xff");
+  assert_int_equal(append(f->store, stream, 0, b.events, 1, NULL, NULL, NULL, &st), GK_INVALID_ARGUMENT);
+  assert_non_null(strstr(st.message, "UTF-8"));
+  assert_int_equal(version_of(f->store, stream), 0);
+  snprintf(b.events[0].correlation_id, sizeof b.events[0].correlation_id, "caf\xc3\xa9");
+  assert_int_equal(append(f->store, stream, 0, b.events, 1, "cl\xc3\xa9", "answer", NULL, &st), GK_OK);
+  /* and the rule that picks the adapter, which labels and messages share */
+  assert_true(gk_store_url_is_postgres("host=/tmp port=5432 dbname=x"));
+  assert_true(gk_store_url_is_postgres("postgresql://u@h/db") && gk_store_url_is_postgres("dbname=x"));
+  assert_false(gk_store_url_is_postgres("sqlite:/var/lib/x.db") || gk_store_url_is_postgres("/data/a:b.db"));
+}
+
 static void a_recorded_idempotency_key_refuses_the_append_and_keeps_the_first_result(void **state) {
   fixture *f = *state;
   const char *stream = S(f, "book-idem");
@@ -1362,6 +1386,7 @@ int main(void) {
       T(version_is_the_last_sequence_and_zero_for_an_unknown_stream),
       T(a_stale_expected_version_aborts_and_writes_nothing),
       T(a_recorded_idempotency_key_refuses_the_append_and_keeps_the_first_result),
+      T(keys_and_ids_that_are_not_utf8_are_refused_by_every_adapter),
       T(a_recorded_key_with_a_stale_expected_version_fails_already_exists),
       T(list_results_gives_every_record_of_the_stream_in_key_order),
       T(list_results_gives_every_record_of_a_long_stream),

@@ -247,12 +247,17 @@ int greeksd_server_reload(greeksd_server *server, const greeksd_config *candidat
 
 /* ---- watching the files ---- */
 
+/* Mode, owner and ctime too: `chmod 600` on a secret file a reload refused
+ * for its mode changes nothing else, and the fix went unseen until a SIGHUP
+ * (found in review). */
 typedef struct file_state {
   int exists;
   dev_t device;
   ino_t inode;
   off_t size;
-  struct timespec mtime;
+  mode_t mode;
+  uid_t owner;
+  struct timespec mtime, ctime;
 } file_state;
 
 /* A watched file: its state when last read (baseline) and at the last poll
@@ -271,11 +276,14 @@ static void stamp(file_state *f, const char *path) {
   if (stat(path, &st) != 0) return;
   f->exists = 1;
   f->device = st.st_dev, f->inode = st.st_ino, f->size = st.st_size, f->mtime = st.st_mtim;
+  f->mode = st.st_mode, f->owner = st.st_uid, f->ctime = st.st_ctim;
 }
 
 static int same_stamp(const file_state *a, const file_state *b) {
   return a->exists == b->exists && a->device == b->device && a->inode == b->inode && a->size == b->size &&
-         a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
+         a->mode == b->mode && a->owner == b->owner && a->mtime.tv_sec == b->mtime.tv_sec &&
+         a->mtime.tv_nsec == b->mtime.tv_nsec && a->ctime.tv_sec == b->ctime.tv_sec &&
+         a->ctime.tv_nsec == b->ctime.tv_nsec;
 }
 
 void greeksd_server_watch_files(greeksd_server *server, const greeksd_config *c) {

@@ -25,6 +25,7 @@
 #include "greeks/american_iv.h"
 #include "greeks/batch.h"
 #include "greeks/portfolio.h"
+#include "greeks/text.h"
 
 /* ---- verdicts ---- */
 
@@ -66,25 +67,6 @@ static int wire_varint(wire_cursor *c, uint64_t *value) {
   return -1;
 }
 
-/* 1 when bytes[0..n) is UTF-8 (RFC 3629: no overlongs, no surrogates, at most
- * U+10FFFF) without a NUL byte. */
-static int text_is_clean(const uint8_t *b, size_t n) {
-  for (size_t i = 0; i < n;) {
-    uint8_t c = b[i];
-    if (c == 0) return 0;
-    if (c < 0x80) { i++; continue; }
-    size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
-    if (len == 0 || c > 0xf4 || i + len > n) return 0;
-    for (size_t k = 1; k < len; k++)
-      if ((b[i + k] & 0xc0) != 0x80) return 0;
-    uint8_t d = b[i + 1];
-    if ((c == 0xe0 && d < 0xa0) || (c == 0xed && d > 0x9f) || (c == 0xf0 && d < 0x90) || (c == 0xf4 && d > 0x8f))
-      return 0;
-    i += len;
-  }
-  return 1;
-}
-
 /* The first string field of `descriptor`'s message in [at, end) that is not
  * clean text, its name into `field` (e.g. "legs.instrument.underlying");
  * 0 when there is none. Malformed wire data is left to protobuf-c to refuse. */
@@ -107,7 +89,7 @@ static int find_unclean_string(const ProtobufCMessageDescriptor *descriptor, con
       return 0; /* groups and truncated data: protobuf-c's to refuse */
     }
     const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(descriptor, (unsigned)(tag >> 3));
-    if (type == 2 && f && f->type == PROTOBUF_C_TYPE_STRING && !text_is_clean(c.at, skip)) {
+    if (type == 2 && f && f->type == PROTOBUF_C_TYPE_STRING && !gk_text_is_clean(c.at, skip)) {
       snprintf(field, size, "%s", f->name);
       return 1;
     }

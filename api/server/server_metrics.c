@@ -30,6 +30,7 @@
 #include "greeks/breaker.h"
 #include "greeks/clock.h"
 #include "greeks/event_feed.h"
+#include "greeks/event_store.h"
 #include "greeks/execution_agent.h"
 #include "greeks/isa.h"
 #include "greeks/risk_agent.h"
@@ -132,7 +133,7 @@ static void gauge(gk_metrics_text *out, const char *name, const char *help, doub
 /* ---- build, configuration, server ---- */
 
 static const char *store_kind(const char *url) {
-  return strncmp(url, "sqlite:", 7) == 0 || strchr(url, ':') == NULL ? "sqlite" : "postgresql";
+  return gk_store_url_is_postgres(url) ? "postgresql" : "sqlite"; /* as gk_store_open_url opens it */
 }
 
 static void collect_info(void *user, gk_metrics_text *out) {

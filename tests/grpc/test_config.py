@@ -392,6 +392,25 @@ class Reload(unittest.TestCase):
         self.assertEqual(self.price("bravo-1").count, 1)
         self.reload(self.config_text(), signal_it=False)  # the file back: reloaded again
 
+    def test_8_chmod_on_a_refused_token_file_reloads_without_a_signal(self):
+        """A token file whose mode a reload refused is fixed with `chmod 600`,
+        as the refusal says; the watch saw only size and mtime, so the fix
+        went unseen until a SIGHUP (found in review)."""
+        rejected_before = self.server.stderr().count("reload (file change) rejected")
+        before = self.version()
+        write(self.token_b, "bravo-1\nbravo-2\n", 0o644)
+        deadline = time.monotonic() + 5 * SLOWDOWN
+        while self.server.stderr().count("reload (file change) rejected") == rejected_before:
+            self.assertLess(time.monotonic(), deadline, self.server.stderr()[-2000:])
+            time.sleep(0.05)
+        self.assertIn("has mode 0644", self.server.stderr())
+        self.assertEqual(self.code_of(lambda: self.price("bravo-2"))[0], grpc.StatusCode.UNAUTHENTICATED)
+        os.chmod(self.token_b, 0o600)
+        self.assertGreater(self.reload(signal_it=False), before)
+        self.assertEqual(self.price("bravo-2").count, 1)
+        write(self.token_b, "bravo-1\n")
+        self.reload(signal_it=False)
+
     def test_6_a_setting_that_needs_a_restart_is_kept_and_said_so(self):
         self.reload(self.config_text().replace("pool_threads: 1", "pool_threads: 2"))
         self.assertIn("pool_threads changed: needs a restart; keeping 1", self.server.stderr())

@@ -17,6 +17,7 @@
 #include <zlib.h>
 
 #include "greeks/clock.h"
+#include "greeks/text.h"
 
 /* zlib's CRC-32 (slice-by-8, ~1 GB/s): the library the field trusts. The
  * metadata is laid out in one buffer (integers little-endian, each string as its
@@ -152,6 +153,11 @@ static gk_code check_events(const gk_append *a, gk_status *status) {
       return gk_status_set(status, GK_INVALID_ARGUMENT, "event_id", "", (int64_t)i,
                            "event %zu: its event, correlation and causation ids must be shorter than %zu "
                            "characters", i, sizeof e->event_id);
+    if (!gk_text_is_clean((const uint8_t *)e->event_id, strlen(e->event_id)) ||
+        !gk_text_is_clean((const uint8_t *)e->correlation_id, strlen(e->correlation_id)) ||
+        !gk_text_is_clean((const uint8_t *)e->causation_id, strlen(e->causation_id)))
+      return gk_status_set(status, GK_INVALID_ARGUMENT, "event_id", "", (int64_t)i,
+                           "event %zu: its event, correlation and causation ids must be UTF-8 text", i);
     if (i > 0 && e->time_us < a->events[i - 1].time_us)
       return gk_status_set(status, GK_INVALID_ARGUMENT, "time_us", "", (int64_t)i,
                            "event %zu is earlier than event %zu: event times never decrease "
@@ -204,6 +210,12 @@ gk_code gk_store_append(gk_event_store *store, const gk_append *a, gk_status *st
   if (rc == GK_OK && a->idempotency_key && strlen(a->idempotency_key) >= GK_STORE_ID_SIZE)
     rc = gk_status_set(status, GK_INVALID_ARGUMENT, "idempotency_key", "", GK_STATUS_NO_INDEX,
                        "idempotency_key must be shorter than %d characters", GK_STORE_ID_SIZE);
+  /* one rule for both adapters: PostgreSQL's text refuses what SQLite kept,
+   * and a store holding such a key could never be migrated (found in review) */
+  if (rc == GK_OK && a->idempotency_key &&
+      !gk_text_is_clean((const uint8_t *)a->idempotency_key, strlen(a->idempotency_key)))
+    rc = gk_status_set(status, GK_INVALID_ARGUMENT, "idempotency_key", "", GK_STATUS_NO_INDEX,
+                       "idempotency_key must be UTF-8 text");
   if (rc != GK_OK) return rc;
   int64_t started_ns = gk_monotonic_ns();
   rc = store->ops->append(store, a, status);
@@ -294,15 +306,18 @@ static bool starts_with(const char *s, const char *prefix) {
   return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+bool gk_store_url_is_postgres(const char *url) {
+  return url && (starts_with(url, "postgresql://") || starts_with(url, "postgres://") || starts_with(url, "host=") ||
+                 starts_with(url, "dbname="));
+}
+
 gk_event_store *gk_store_open_url(const char *url, gk_status *status) {
   if (url == NULL || url[0] == '\0') {
     gk_status_set(status, GK_INVALID_ARGUMENT, "store", "", GK_STATUS_NO_INDEX,
                   "the store must be \"sqlite:PATH\", a path, or a PostgreSQL URL");
     return NULL;
   }
-  if (starts_with(url, "postgresql://") || starts_with(url, "postgres://") ||
-      starts_with(url, "host=") || starts_with(url, "dbname="))
-    return gk_postgres_store_open(url, 4, status);
+  if (gk_store_url_is_postgres(url)) return gk_postgres_store_open(url, 4, status);
   if (starts_with(url, "sqlite:")) url += strlen("sqlite:");
   return gk_sqlite_store_open(url, NULL, status);
 }

@@ -107,6 +107,10 @@ gk_event_store *gk_postgres_store_open(const char *conninfo, int connections, gk
  * matching adapter. */
 gk_event_store *gk_store_open_url(const char *url, gk_status *status);
 
+/* Whether gk_store_open_url opens `url` on PostgreSQL (else SQLite): the one
+ * rule, for labels and messages that name the kind of store. */
+bool gk_store_url_is_postgres(const char *url);
+
 void gk_store_close(gk_event_store *store); /* NULL is a no-op */
 
 /* "sqlite:/path/books.db" or "postgresql:dbname@host" (no password), for errors. */
