@@ -30,8 +30,14 @@ enum { SERVING = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVIN
 
 int health_serving_status(greeksd_server *s) {
   if (atomic_load(&s->draining)) return NOT_SERVING;
+  /* NOT_SERVING for the open breaker's wait only: after it the breaker lets
+   * trial calls in, and a balancer that routes by health would never send
+   * them if health still said NOT_SERVING (found in review: the instance
+   * stayed out of rotation for good). */
   gk_breaker *breaker = gk_pricing_agent_breaker(s->pricing);
-  if (gk_breaker_state_now(breaker, gk_monotonic_ns()) == GK_BREAKER_OPEN) return NOT_SERVING;
+  int64_t now = gk_monotonic_ns();
+  if (gk_breaker_state_now(breaker, now) == GK_BREAKER_FORCED_OPEN || gk_breaker_refusing(breaker, now))
+    return NOT_SERVING;
   return SERVING;
 }
 

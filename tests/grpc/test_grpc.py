@@ -958,7 +958,10 @@ class CircuitBreaker(unittest.TestCase):
     def test_compute_work_is_refused_only_for_the_breakers_wait(self):
         # The compute agent reads the pricing breaker but is not counted by
         # it: after the wait it serves implied vols again though no pricing
-        # call came to move the breaker on (health still reports it open).
+        # call came to move the breaker on. Health says NOT_SERVING inside
+        # the wait and SERVING after it, so that a balancer routing by health
+        # sends the trial calls (it said NOT_SERVING until a pricing call
+        # came, which such a balancer never sends: found in review).
         wait = 2.0 * SLOWDOWN  # seconds: room for the calls below inside it, sanitizers included
         server = Server("--breaker-wait-in-open-ms", str(int(wait * 1000)), env={"GREEKSD_TEST_FAULT": "fail"})
         try:
@@ -973,13 +976,15 @@ class CircuitBreaker(unittest.TestCase):
             with self.assertRaises(grpc.RpcError) as raised:
                 s.ImpliedVol(iv, timeout=30)
             self.assertEqual(raised.exception.code(), grpc.StatusCode.UNAVAILABLE)
+            inside = health.Check(health_pb2.HealthCheckRequest(), timeout=30).status
             self.assertLess(time.monotonic() - opened, wait)  # still inside the wait
+            self.assertEqual(inside, health_pb2.HealthCheckResponse.NOT_SERVING)
             time.sleep(wait + 0.2)
             reply = s.ImpliedVol(iv, timeout=30)
             self.assertEqual(reply.count, 1)
             self.assertGreater(reply.vol[0], 0.0)
             self.assertEqual(health.Check(health_pb2.HealthCheckRequest(), timeout=30).status,
-                             health_pb2.HealthCheckResponse.NOT_SERVING)
+                             health_pb2.HealthCheckResponse.SERVING)
             channel.close()
             self.assertEqual(server.stop(), 0)
         finally:
