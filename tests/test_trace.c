@@ -229,6 +229,41 @@ static void test_shutdown_exports_every_queued_span(void **state) {
   assert_int_equal(d.final.dropped_queue_full + d.final.dropped_export_failed + d.final.dropped_at_shutdown, 0);
 }
 
+/* An export that fails while shutdown waits for it ends the shutdown: the
+ * queue is dropped, not offered to the failing collector for another round
+ * (each round a whole exporter timeout: greeksd stopped two timeouts after
+ * its drain with a collector that hung; found in review). */
+static void test_shutdown_after_a_failed_export_drops_the_queue_at_once(void **state) {
+  (void)state;
+  capture c;
+  gk_tracer *t = capturing_tracer(&c, 64, 4);
+  gk_trace_context root;
+  assert_int_equal(parse(spec_example, &root), GK_OK);
+  pthread_mutex_lock(&c.lock);
+  c.blocked = 1;
+  pthread_mutex_unlock(&c.lock);
+  end_one(t, &root); /* taken by the export thread, which blocks in the exporter */
+  pthread_mutex_lock(&c.lock);
+  while (c.calls == 0) pthread_cond_wait(&c.changed, &c.lock);
+  pthread_mutex_unlock(&c.lock);
+  for (int i = 0; i < 40; i++) end_one(t, &root);
+  destroyer d = {t, {0}};
+  pthread_t thread;
+  assert_int_equal(pthread_create(&thread, NULL, destroy_tracer, &d), 0);
+  struct timespec pause = {0, 50 * 1000 * 1000}; /* shutdown begun while the exporter is blocked */
+  nanosleep(&pause, NULL);
+  pthread_mutex_lock(&c.lock);
+  c.fail = 1; /* the blocked export times out */
+  c.blocked = 0;
+  pthread_cond_broadcast(&c.changed);
+  pthread_mutex_unlock(&c.lock);
+  pthread_join(thread, NULL);
+  assert_int_equal(c.calls, 1);
+  assert_int_equal(d.final.exported, 0);
+  assert_int_equal(d.final.dropped_export_failed, 1);
+  assert_int_equal(d.final.dropped_at_shutdown, 40);
+}
+
 static void test_a_failing_exporter_counts_its_spans_dropped(void **state) {
   (void)state;
   capture c;
@@ -460,6 +495,7 @@ int main(void) {
       cmocka_unit_test(test_a_blocked_exporter_costs_spans_not_time),
       cmocka_unit_test(test_a_failing_exporter_counts_its_spans_dropped),
       cmocka_unit_test(test_shutdown_exports_every_queued_span),
+      cmocka_unit_test(test_shutdown_after_a_failed_export_drops_the_queue_at_once),
       cmocka_unit_test(test_unsampled_or_exporterless_spans_are_not_recorded),
       cmocka_unit_test(test_an_agent_span_is_the_child_of_the_sender_and_the_parent_of_the_work),
       cmocka_unit_test(test_json_escaping_follows_rfc_8259),

@@ -291,6 +291,12 @@ static void *export_main(void *arg) {
   for (;;) {
     size_t n = wait_for_batch(t, &last);
     if (n == 0 && t->stopping) break;
+    if (t->stopping && t->failing) { /* the export before the stop failed: no round of its own to wait out
+                                        (shutdown took two exporter timeouts: found in review) */
+      atomic_fetch_add(&t->dropped_shutdown, t->count);
+      t->count = 0;
+      break;
+    }
     for (size_t i = 0; i < n; i++) t->batch[i] = t->ring[(t->head + i) % t->options.queue_capacity];
     t->head = (t->head + n) % t->options.queue_capacity;
     t->count -= n;
