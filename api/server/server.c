@@ -312,11 +312,25 @@ static void log_access(rpc_call *c, const char *path, grpc_status_code code, int
   f.book_id = c->book_id[0] ? c->book_id : NULL;
   f.error = error[0] ? error : NULL;
   char *peer = c->call ? grpc_call_get_peer(c->call) : NULL;
-  f.peer = peer && strncmp(peer, "fd:", 3) != 0 ? peer : NULL; /* "fd:N": our own listener's connection */
+  /* "fd:N": our own listener's connection; "unknown": gRPC's answer once the
+   * call was cancelled (it read as a peer named "unknown": found in review) */
+  f.peer = peer && strncmp(peer, "fd:", 3) != 0 && strcmp(peer, "unknown") != 0 ? peer : NULL;
   gk_log_record(code == GRPC_STATUS_OK ? GK_LOG_DEBUG : GK_LOG_INFO, "access", &f, "%s %s in %lld us%s%s%s", path,
                 greeksd_grpc_code_name((int)code), (long long)micros, c->token_name ? " (token " : "",
                 c->token_name ? c->token_name : "", c->token_name ? ")" : "");
   gpr_free(peer);
+}
+
+/* What a handler answered beyond its own reaction to a cancellation it took
+ * for the client's ("the client cancelled the call[: how far it got]"): a
+ * drain or a receive timeout cancels the call too, and the reaction then
+ * named the wrong party (found in review). */
+static const char *answer_beyond_the_cancel(const char *details) {
+  static const char reaction[] = "the client cancelled the call";
+  if (strncmp(details, reaction, sizeof reaction - 1) != 0) return details;
+  const char *rest = details + sizeof reaction - 1;
+  while (*rest == ':' || *rest == ' ') rest++;
+  return rest;
 }
 
 static void log_call_end(rpc_call *c) {
@@ -332,10 +346,13 @@ static void log_call_end(rpc_call *c) {
              (const char *)GRPC_SLICE_START_PTR(c->status_details));
   int64_t micros = (gk_monotonic_ns() - c->started_ns) / GK_NS_PER_US;
   /* With a cancellation, what the server had answered (e.g. how far a
-   * revaluation got) is kept after "answered=": the client never sees it. */
+   * revaluation got) is kept after "answered=": the client never sees it.
+   * Not the handler's own reaction to the cancellation ("the client cancelled
+   * the call" after a drain or a deadline said who cancelled, wrongly). */
+  const char *answered = why ? answer_beyond_the_cancel(details) : details;
   if (why != NULL || details[0])
-    snprintf(error, sizeof error, "%s%s%s", why ? why : details, why && details[0] ? "; answered=" : "",
-             why ? details : "");
+    snprintf(error, sizeof error, "%s%s%s", why ? why : details, why && answered[0] ? "; answered=" : "",
+             why ? answered : "");
   end_server_span(c, code, error);
   log_access(c, path, code, micros, error);
 }

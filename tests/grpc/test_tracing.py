@@ -311,6 +311,64 @@ class TracedCalls(unittest.TestCase):
             self.assertIsInstance(r["component"], str)
             self.assertIsInstance(r["message"], str)
 
+    def test_a_call_past_its_deadline_is_logged_without_a_peer_or_a_cancel_it_did_not_see(self):
+        """A cancelled call's peer read "unknown" (gRPC's answer once a call is
+        cancelled) and was logged as a peer on plaintext, which logs none; and
+        the handler's own reaction was logged as what it answered, "the client
+        cancelled the call", for a deadline the client never cancelled
+        (found in review)."""
+        first = pb.RevaluePortfolioRequest(
+            markets=pb.Markets(spot=[100.0], rate=[0.01], **{"yield": [0.0]}),
+            positions=pb.Positions(underlying=[0], type=[pb.CALL], strike=[100.0], expiry=[1.0], vol=[0.2],
+                                   quantity=[1.0], multiplier=[1.0]))
+
+        def messages():
+            yield first
+            time.sleep(1.5 * SLOWDOWN)  # the deadline passes with the stream open
+
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.stub.RevaluePortfolioStream(messages(), timeout=0.3 * SLOWDOWN,
+                                             metadata=[("x-request-id", "deadline-1")])
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+        record = self.access_record("deadline-1")
+        self.assertEqual(record["code"], 4)
+        self.assertNotIn("peer", record)
+        self.assertIn("the deadline passed", record["error"])
+        self.assertNotIn("client cancelled", record["error"])
+
+    def test_a_call_cut_by_the_drain_is_not_logged_as_the_clients_cancel(self):
+        """A call the drain timeout cancelled was logged "cancelled by the drain
+        timeout; answered=the client cancelled the call": the handler's own
+        reaction, naming a party that never cancelled (found in review)."""
+        server = Server("--log-level", "debug", "--drain-timeout-ms", str(int(300 * SLOWDOWN)))
+        try:
+            channel, pricing = stub(server.target)
+            first = pb.RevaluePortfolioRequest(
+                markets=pb.Markets(spot=[100.0], rate=[0.01], **{"yield": [0.0]}),
+                positions=pb.Positions(underlying=[0], type=[pb.CALL], strike=[100.0], expiry=[1.0], vol=[0.2],
+                                       quantity=[1.0], multiplier=[1.0]))
+            leave = threading.Event()
+
+            def messages():
+                yield first
+                leave.wait(10 * SLOWDOWN)  # the upload stays open through the drain
+
+            future = pricing.RevaluePortfolioStream.future(messages(), timeout=30 * SLOWDOWN,
+                                                           metadata=[("x-request-id", "drained-1")])
+            time.sleep(0.3 * SLOWDOWN)
+            self.assertEqual(server.stop(timeout=30), 0)
+            leave.set()
+            with self.assertRaises(grpc.RpcError):
+                future.result()
+            channel.close()
+            records = [r for r in json_lines(server.stderr()) if r.get("request_id") == "drained-1"]
+            self.assertEqual(len(records), 1, server.stderr()[-3000:])
+            self.assertIn("cancelled by the drain timeout", records[0]["error"])
+            self.assertNotIn("client cancelled", records[0]["error"])
+            self.assertNotIn("peer", records[0])
+        finally:
+            server.close()
+
     def test_hostile_text_is_escaped(self):
         # The refusal names the symbol as sent: quotes, a backslash, control
         # characters and non-ASCII reach the log inside one JSON string.
