@@ -250,14 +250,17 @@ class Reload(unittest.TestCase):
         return http_json(self.metrics_port, "/readyz")["config"]["version"]
 
     def reload(self, text=None, signal_it=True):
-        """Writes the config (when given), SIGHUPs (when asked), waits for a new version."""
+        """Writes the config (when given), SIGHUPs (when asked), waits for a new
+        version, or for the log to say the reload changed nothing (then the
+        version stays: the file came back to what is in force)."""
         before = self.version()
+        unchanged = self.server.stderr().count("nothing changed; keeping version")
         if text is not None:
             write(self.cfg, text)
         if signal_it:
             self.server.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 5 * SLOWDOWN
-        while self.version() == before:
+        while self.version() == before and self.server.stderr().count("nothing changed; keeping version") == unchanged:
             self.assertLess(time.monotonic(), deadline, "no reload: " + self.server.stderr()[-2000:])
             time.sleep(0.05)
         return self.version()
@@ -412,9 +415,31 @@ class Reload(unittest.TestCase):
         self.reload(signal_it=False)
 
     def test_6_a_setting_that_needs_a_restart_is_kept_and_said_so(self):
-        self.reload(self.config_text().replace("pool_threads: 1", "pool_threads: 2"))
+        # Nothing else changed: the version stays (a reload that changes
+        # nothing publishes nothing; each kept ~49 KB for good: found in review).
+        before = self.version()
+        unchanged = self.server.stderr().count("nothing changed; keeping version %d" % before)
+        write(self.cfg, self.config_text().replace("pool_threads: 1", "pool_threads: 2"))
+        self.server.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5 * SLOWDOWN
+        while self.server.stderr().count("nothing changed; keeping version %d" % before) == unchanged:
+            self.assertLess(time.monotonic(), deadline, self.server.stderr()[-2000:])
+            time.sleep(0.05)
         self.assertIn("pool_threads changed: needs a restart; keeping 1", self.server.stderr())
         self.assertEqual(http_json(self.metrics_port, "/readyz")["pool"]["threads"], 1)
+        self.assertEqual(self.version(), before)
+        rss = [int(l.split()[1]) for l in open("/proc/%d/status" % self.pid) if l.startswith("VmRSS")][0]
+        for _ in range(100):  # a sidecar's SIGHUPs: the configuration in force is kept, not copied
+            self.server.proc.send_signal(signal.SIGHUP)
+            time.sleep(0.005)
+        deadline = time.monotonic() + 10 * SLOWDOWN
+        while self.server.stderr().count("nothing changed; keeping version %d" % before) < unchanged + 2:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        time.sleep(0.5 * SLOWDOWN)
+        self.assertEqual(self.version(), before)
+        grown = [int(l.split()[1]) for l in open("/proc/%d/status" % self.pid) if l.startswith("VmRSS")][0] - rss
+        self.assertLess(grown, 2048, "kB after 100 SIGHUPs")
 
 
 def self_signed(directory, name):
