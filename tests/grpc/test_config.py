@@ -439,7 +439,8 @@ class Reload(unittest.TestCase):
         time.sleep(0.5 * SLOWDOWN)
         self.assertEqual(self.version(), before)
         grown = [int(l.split()[1]) for l in open("/proc/%d/status" % self.pid) if l.startswith("VmRSS")][0] - rss
-        self.assertLess(grown, 2048, "kB after 100 SIGHUPs")
+        if not ("ASAN_OPTIONS" in os.environ or "TSAN_OPTIONS" in os.environ):  # their allocators keep what is freed
+            self.assertLess(grown, 2048, "kB after 100 SIGHUPs")
 
 
 def self_signed(directory, name):

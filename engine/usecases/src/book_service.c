@@ -3,19 +3,25 @@
  *
  * Each book has an entry holding its lock and its cached state (the fold of its
  * stream so far). A command takes the entry's lock, decides on the cached state,
- * applies the new events to it, and appends them with the expected version and
- * the idempotency key. If the append fails the cached state is dropped (it holds
- * events that never committed) and rebuilt from the store on the next use; on
- * GK_ABORTED (another process appended first) the command goes round again on
- * fresh state. A refusal (by a rule, or because the key is already recorded) is
- * checked against the key's recorded answer: a retried command gets the first
- * answer, whether the retry is refused by a rule (its trade id is taken: by
- * itself) or by the key. So the hot path reads nothing from the store.
+ * appends the new events with the expected version and the idempotency key, and
+ * applies them to the cached state once they are committed. On GK_ABORTED
+ * (another process appended first) the cached state, untouched, catches up on
+ * the events it missed and the command goes round again. A refusal (by a rule,
+ * or because the key is already recorded) is checked against the key's recorded
+ * answer: a retried command gets the first answer, whether the retry is
+ * refused by a rule (its trade id is taken: by itself) or by the key. So the
+ * hot path reads nothing from the store.
  *
- * Applying before the append, under the lock, lets the snapshot written with
- * the events be the state after them, in the same transaction. Nobody sees the
- * tentative state: queries take the same lock and copy the state only after the
- * append returned.
+ * When a snapshot is due the events are applied first, under the lock, so that
+ * the snapshot written with them is the state after them, in the same
+ * transaction; if that append fails the cached state (holding events that
+ * never committed) is dropped and rebuilt from the store on the next use.
+ * Nobody sees the tentative state: queries take the same lock and copy the
+ * state only after the append returned. Applying after the commit otherwise
+ * keeps a conflict's retry to the few events it missed: dropping the state on
+ * every conflict made each retry reload the book, long enough that a steady
+ * writer on another instance won nearly every race (found in review: on
+ * PostgreSQL the second of two writers gave up with ABORTED).
  *
  * Each entry also keeps `delivered`, the last sequence its listener was told of:
  * a command's commit moves it, and when the service follows the store
@@ -34,6 +40,7 @@
 #include <time.h>
 
 #include "book_service_internal.h"
+#include "greeks/clock.h"
 
 /* ---- service and entries ---------------------------------------------------------- */
 
@@ -47,7 +54,7 @@ gk_book_service *gk_book_service_new(gk_event_store *store, const gk_book_servic
   }
   s->store = store;
   s->snapshot_every = options && options->snapshot_every ? options->snapshot_every : 1000;
-  s->max_attempts = options && options->max_attempts > 0 ? options->max_attempts : 8;
+  s->max_attempts = options && options->max_attempts > 0 ? options->max_attempts : 16;
   if (options) s->listener = options->listener, s->pre_trade = options->pre_trade, s->tracer = options->tracer;
   pthread_mutex_init(&s->lock, NULL);
   return s;
@@ -337,9 +344,16 @@ static gk_code encode_events(const gk_event *events, size_t count, encoded_batch
  * instead of once per thousand (adr/0034). */
 enum { SNAPSHOT_POSITIONS_PER_EVENT = 8 };
 
-static bool snapshot_due(const gk_book_service *s, const book_entry *e) {
-  int64_t since = gk_book_version(e->state) - e->last_snapshot;
-  int64_t by_size = (int64_t)(gk_book_position_count(e->state) / SNAPSHOT_POSITIONS_PER_EVENT);
+/* Due with `events` applied to the cached state (judged before they are:
+ * each leg they book may add a position). */
+static bool snapshot_due(const gk_book_service *s, const book_entry *e, const gk_event *events, size_t count) {
+  int64_t since = gk_book_version(e->state) + (int64_t)count - e->last_snapshot;
+  size_t positions = gk_book_position_count(e->state);
+  for (size_t i = 0; i < count; i++)
+    positions += events[i].type == GK_EVENT_TRADE_EXECUTED    ? events[i].as.trade_executed.leg_count
+                 : events[i].type == GK_EVENT_TRADE_CORRECTED ? events[i].as.trade_corrected.replacement_count
+                                                              : 0;
+  int64_t by_size = (int64_t)(positions / SNAPSHOT_POSITIONS_PER_EVENT);
   return s->snapshot_every > 0 && since >= s->snapshot_every && since >= by_size;
 }
 
@@ -358,11 +372,11 @@ static gk_code apply_and_append(gk_book_service *s, book_entry *e, const gk_comm
                                 const gk_command_result *result, gk_status *status) {
   int64_t expected = gk_book_version(e->state);
   encoded_batch b = {0};
+  bool snapshot = snapshot_due(s, e, events, count); /* then applied first: the snapshot is the state after them */
   gk_code rc = encode_events(events, count, &b, status);
-  if (rc == GK_OK) rc = apply_all(e->state, events, count, status);
+  if (rc == GK_OK && snapshot) rc = apply_all(e->state, events, count, status);
   if (rc == GK_OK) rc = gk_command_result_encode(result, &b.result, &b.result_size, status);
-  bool snapshot = rc == GK_OK && snapshot_due(s, e);
-  if (snapshot) rc = gk_book_snapshot_encode(e->state, &b.snapshot, &b.snapshot_size, status);
+  if (rc == GK_OK && snapshot) rc = gk_book_snapshot_encode(e->state, &b.snapshot, &b.snapshot_size, status);
   if (rc == GK_OK) {
     gk_append a = {.stream = e->stream, .expected_version = expected, .events = b.stored,
                    .count = count, .idempotency_key = ctx->idempotency_key,
@@ -377,8 +391,13 @@ static gk_code apply_and_append(gk_book_service *s, book_entry *e, const gk_comm
     gk_span_end(s->tracer, &span);
   }
   free_batch(&b);
-  if (rc != GK_OK) drop_state(e);
-  else if (snapshot) e->last_snapshot = gk_book_version(e->state);
+  if (rc == GK_OK && !snapshot) {
+    gk_status applied;
+    if (apply_all(e->state, events, count, &applied) != GK_OK) drop_state(e); /* committed: rebuilt from the store */
+  } else if (rc != GK_OK && snapshot) {
+    drop_state(e); /* holds events that never committed */
+  }
+  if (rc == GK_OK && snapshot) e->last_snapshot = gk_book_version(e->state);
   return rc;
 }
 
@@ -577,9 +596,11 @@ static gk_code attempt_once(gk_book_service *s, book_entry *e, const gk_command_
     fill_result(e, events, count, command, &out->result);
     memcpy(out->result.rejection, rejection, sizeof rejection);
     rc = apply_and_append(s, e, ctx, events, count, &out->result, status);
-    if (rc == GK_OK && s->listener.committed)
-      s->listener.committed(s->listener.user, e->id, e->state, events, count);
-    if (rc == GK_OK) e->delivered = gk_book_version(e->state);
+    /* committed but not applied (out of memory): the state is rebuilt, and
+     * the listener told, at the next catch-up */
+    bool applied = rc == GK_OK && e->state != NULL;
+    if (applied && s->listener.committed) s->listener.committed(s->listener.user, e->id, e->state, events, count);
+    if (applied) e->delivered = gk_book_version(e->state);
     if (rc == GK_OK) atomic_fetch_add_explicit(&s->events_own, count, memory_order_relaxed);
     if (rc == GK_OK && refused) return refusal(&out->result, status);
   }
@@ -596,6 +617,15 @@ static gk_code attempt_once(gk_book_service *s, book_entry *e, const gk_command_
     return looked;
   }
   return found ? GK_OK : rc;
+}
+
+static void pause_after_conflict(int attempt) {
+  uint32_t r = 0;
+  if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) r = (uint32_t)gk_monotonic_ns();
+  int64_t ceiling_us = (int64_t)1000 << (attempt < 8 ? attempt : 8); /* 2 ms .. 256 ms */
+  int64_t us = 100 + (int64_t)(r % (uint32_t)ceiling_us);
+  struct timespec pause = {(time_t)(us / 1000000), (long)(us % 1000000) * 1000};
+  nanosleep(&pause, NULL);
 }
 
 gk_code run_command(gk_book_service *s, const gk_command_context *ctx, const char *book_id,
@@ -621,6 +651,12 @@ gk_code run_command(gk_book_service *s, const gk_command_context *ctx, const cha
     rc = attempt_once(s, e, ctx, command, out, events, &why);
     if (rc != GK_ABORTED) break;
     atomic_fetch_add_explicit(&s->conflicts, 1, memory_order_relaxed);
+    /* the cached state is as it was, short of the events another process
+     * committed: fold those (a dropped state is loaded by decide), after a
+     * pause of random length, doubling up to 256 ms: two writers that met
+     * would otherwise meet again at once */
+    if (attempt < s->max_attempts) pause_after_conflict(attempt);
+    if (e->state && catch_up(s, e, &why) != GK_OK) drop_state(e);
   }
   pthread_mutex_unlock(&e->lock);
   free(events);

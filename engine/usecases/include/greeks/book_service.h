@@ -78,7 +78,7 @@ typedef struct gk_book_service_options {
   int64_t snapshot_every; /* a snapshot every N events per book, and for a book of P
                              positions not before P/8 events (its cost grows with
                              P); 0: default 1000; <0: never */
-  int max_attempts;       /* tries of a command on GK_ABORTED; 0: default 8 */
+  int max_attempts;       /* tries of a command on GK_ABORTED, with random pauses doubling to 256 ms between them; 0: default 16 */
   gk_book_listener listener; /* committed == NULL: none */
   gk_pre_trade_check pre_trade; /* refuse == NULL: none */
   gk_tracer *tracer;      /* NULL: no spans; else a sampled command's append is the span
