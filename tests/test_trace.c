@@ -198,28 +198,37 @@ static void *destroy_tracer(void *arg) {
   return NULL;
 }
 
+/* One span taken by the export thread and blocked in the exporter, 40 more
+ * queued (10 batches of 4), then shutdown begun on another thread while the
+ * exporter is still blocked; the caller unblocks it and joins `thread`. */
+static gk_tracer *queue_behind_a_blocked_export_and_stop(capture *c, destroyer *d, pthread_t *thread) {
+  gk_tracer *t = capturing_tracer(c, 64, 4);
+  gk_trace_context root;
+  assert_int_equal(parse(spec_example, &root), GK_OK);
+  pthread_mutex_lock(&c->lock);
+  c->blocked = 1;
+  pthread_mutex_unlock(&c->lock);
+  end_one(t, &root);
+  pthread_mutex_lock(&c->lock);
+  while (c->calls == 0) pthread_cond_wait(&c->changed, &c->lock);
+  pthread_mutex_unlock(&c->lock);
+  for (int i = 0; i < 40; i++) end_one(t, &root);
+  *d = (destroyer){t, {0}};
+  assert_int_equal(pthread_create(thread, NULL, destroy_tracer, d), 0);
+  struct timespec pause = {0, 50 * 1000 * 1000};
+  nanosleep(&pause, NULL);
+  return t;
+}
+
 /* Shutdown exports the whole queue, batch after batch, when the collector
  * answers: one round alone dropped all but one batch (376 of 888 in review),
  * and counted them as "queue full". */
 static void test_shutdown_exports_every_queued_span(void **state) {
   (void)state;
   capture c;
-  gk_tracer *t = capturing_tracer(&c, 64, 4);
-  gk_trace_context root;
-  assert_int_equal(parse(spec_example, &root), GK_OK);
-  pthread_mutex_lock(&c.lock);
-  c.blocked = 1;
-  pthread_mutex_unlock(&c.lock);
-  end_one(t, &root); /* taken by the export thread, which blocks in the exporter */
-  pthread_mutex_lock(&c.lock);
-  while (c.calls == 0) pthread_cond_wait(&c.changed, &c.lock);
-  pthread_mutex_unlock(&c.lock);
-  for (int i = 0; i < 40; i++) end_one(t, &root); /* queued: 10 batches */
-  destroyer d = {t, {0}};
+  destroyer d;
   pthread_t thread;
-  assert_int_equal(pthread_create(&thread, NULL, destroy_tracer, &d), 0);
-  struct timespec pause = {0, 50 * 1000 * 1000}; /* shutdown begun while the exporter is blocked */
-  nanosleep(&pause, NULL);
+  queue_behind_a_blocked_export_and_stop(&c, &d, &thread);
   pthread_mutex_lock(&c.lock);
   c.blocked = 0;
   pthread_cond_broadcast(&c.changed);
@@ -236,22 +245,9 @@ static void test_shutdown_exports_every_queued_span(void **state) {
 static void test_shutdown_after_a_failed_export_drops_the_queue_at_once(void **state) {
   (void)state;
   capture c;
-  gk_tracer *t = capturing_tracer(&c, 64, 4);
-  gk_trace_context root;
-  assert_int_equal(parse(spec_example, &root), GK_OK);
-  pthread_mutex_lock(&c.lock);
-  c.blocked = 1;
-  pthread_mutex_unlock(&c.lock);
-  end_one(t, &root); /* taken by the export thread, which blocks in the exporter */
-  pthread_mutex_lock(&c.lock);
-  while (c.calls == 0) pthread_cond_wait(&c.changed, &c.lock);
-  pthread_mutex_unlock(&c.lock);
-  for (int i = 0; i < 40; i++) end_one(t, &root);
-  destroyer d = {t, {0}};
+  destroyer d;
   pthread_t thread;
-  assert_int_equal(pthread_create(&thread, NULL, destroy_tracer, &d), 0);
-  struct timespec pause = {0, 50 * 1000 * 1000}; /* shutdown begun while the exporter is blocked */
-  nanosleep(&pause, NULL);
+  queue_behind_a_blocked_export_and_stop(&c, &d, &thread);
   pthread_mutex_lock(&c.lock);
   c.fail = 1; /* the blocked export times out */
   c.blocked = 0;

@@ -28,6 +28,7 @@
 #include "cli_common.h"
 #include "client.h"
 #include "csv.h"
+#include "revalue_command.h"
 #include "revalue_input.h"
 #include "greeks/american.h"
 #include "greeks/american_iv.h"
@@ -517,26 +518,10 @@ static int call_iv(const call_options *o) {
 
 /* ---- revalue ---- */
 
-/* The market and positions files are read by revalue_input.c, the offline
- * verb's reader, so that both verbs take the same files by the same rules
- * (names and types trimmed, q required under bsm and gk, American rows
+/* The market and positions files are read as the offline verb reads them
+ * (revalue_read_input), so that both verbs take the same files by the same
+ * rules (names and types trimmed, q required under bsm and gk, American rows
  * refused); a bad position row is reported and left out, as offline. */
-static void print_revalue_problem(void *user, const csv_error *error) {
-  fprintf(stderr, "greeks: %s: %s\n", (const char *)user, error->message);
-}
-
-static int read_revalue_file(const char *path, gk_model model, market_table *markets, const market_table *known,
-                             position_table *positions) {
-  csv_input in;
-  csv_error error;
-  int status = csv_input_open(&in, path, &error);
-  if (status == 0 && markets) status = market_read(in.reader, model, markets, &error);
-  else if (status == 0) status = positions_read(in.reader, known, positions, print_revalue_problem, (void *)in.name, &error);
-  if (status != 0 && in.reader) fprintf(stderr, "greeks: %s: %s\n", in.name, error.message);
-  else if (status != 0) fprintf(stderr, "greeks: %s\n", error.message);
-  csv_input_close(&in);
-  return status;
-}
 
 /* The tables as the request's columns: views of the tables' arrays, but for
  * the types, which the wire spells as enum values. */
@@ -670,8 +655,8 @@ static int call_revalue(const call_options *o) {
   Greeks__V1__ScenarioGrid grid = GREEKS__V1__SCENARIO_GRID__INIT;
   grid.spot_mode = GREEKS__V1__SHOCK_MODE__RELATIVE;
   grid.vol_mode = GREEKS__V1__SHOCK_MODE__ABSOLUTE;
-  int rc = read_revalue_file(o->market_path, o->model, &u, NULL, NULL);
-  if (rc == 0) rc = read_revalue_file(o->path, o->model, NULL, &u, &held);
+  int rc = revalue_read_input(o->market_path, o->model, &u, NULL, NULL);
+  if (rc == 0) rc = revalue_read_input(o->path, o->model, NULL, &u, &held);
   if (rc == 0) rc = revalue_columns(&u, &held, &markets, &positions);
   if (rc == 0 && (parse_list(o->spot_shocks, &grid.spot_shocks, &grid.n_spot_shocks) != 0 ||
                   parse_list(o->vol_shocks, &grid.vol_shocks, &grid.n_vol_shocks) != 0)) {

@@ -25,10 +25,8 @@ static void print_problem(void *user, const csv_error *error) {
   fprintf(stderr, "greeks: %s: %s\n", (const char *)user, error->message);
 }
 
-/* Opens `path` ("-": stdin) and reads it with market_read (markets != NULL) or
- * positions_read. Returns 0, or -1 after printing why. */
-static int read_input(const char *path, gk_model model, market_table *markets, const market_table *known,
-                      position_table *positions) {
+int revalue_read_input(const char *path, gk_model model, market_table *markets, const market_table *known,
+                       position_table *positions) {
   csv_input in;
   csv_error error;
   int status = csv_input_open(&in, path, &error);
@@ -188,8 +186,8 @@ static int revalue(const revalue_options *o) {
   int exit_code = CLI_EXIT_UNUSABLE;
   gk_pool *pool = NULL;
   gk_portfolio_results r = {0};
-  if (read_input(o->market_path, o->model, &m, NULL, NULL) != 0 ||
-      read_input(o->positions_path, o->model, NULL, &m, &p) != 0)
+  if (revalue_read_input(o->market_path, o->model, &m, NULL, NULL) != 0 ||
+      revalue_read_input(o->positions_path, o->model, NULL, &m, &p) != 0)
     goto done;
   size_t n = p.count ? p.count : 1, g = grid.spot.count * grid.vol.count;
   r.value = calloc(n, 8), r.delta = calloc(n, 8), r.gamma = calloc(n, 8), r.vega = calloc(n, 8);
