@@ -206,7 +206,8 @@ gk_code gk_store_append(gk_event_store *store, const gk_append *a, gk_status *st
     return gk_status_set(status, GK_INVALID_ARGUMENT, "store", "", GK_STATUS_NO_INDEX,
                          "gk_store_append needs a store and an append");
   gk_code rc = check_stream(a->stream, status);
-  if (rc == GK_OK) rc = check_events(a, status);
+  /* the key before the events: their causation id defaults to it, and a bad
+   * key was reported as a bad event id (found in review) */
   if (rc == GK_OK && a->idempotency_key && strlen(a->idempotency_key) >= GK_STORE_ID_SIZE)
     rc = gk_status_set(status, GK_INVALID_ARGUMENT, "idempotency_key", "", GK_STATUS_NO_INDEX,
                        "idempotency_key must be shorter than %d characters", GK_STORE_ID_SIZE);
@@ -216,6 +217,7 @@ gk_code gk_store_append(gk_event_store *store, const gk_append *a, gk_status *st
       !gk_text_is_clean((const uint8_t *)a->idempotency_key, strlen(a->idempotency_key)))
     rc = gk_status_set(status, GK_INVALID_ARGUMENT, "idempotency_key", "", GK_STATUS_NO_INDEX,
                        "idempotency_key must be UTF-8 text");
+  if (rc == GK_OK) rc = check_events(a, status);
   if (rc != GK_OK) return rc;
   int64_t started_ns = gk_monotonic_ns();
   rc = store->ops->append(store, a, status);

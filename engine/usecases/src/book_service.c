@@ -207,11 +207,17 @@ static void take_snapshot(void *user, int64_t sequence, const uint8_t *data, siz
 
 gk_code load_book(gk_book_service *s, const char *stream, int64_t until, gk_book **out,
                   gk_status *status) {
+  return load_book_from(s, stream, until, out, NULL, status);
+}
+
+gk_code load_book_from(gk_book_service *s, const char *stream, int64_t until, gk_book **out,
+                       int64_t *snapshot_sequence, gk_status *status) {
   snapshot_context c = {stream, NULL, GK_OK, status};
   bool found = false;
   gk_code rc = gk_store_load_snapshot(s->store, stream, until, take_snapshot, &c, &found, status);
   if (rc == GK_OK) rc = c.code;
   if (rc != GK_OK) return rc;
+  if (snapshot_sequence) *snapshot_sequence = found && c.book ? gk_book_version(c.book) : 0;
   gk_book *book = found && c.book ? c.book : gk_book_new();
   if (book == NULL)
     return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "book", stream, GK_STATUS_NO_INDEX,
@@ -235,9 +241,14 @@ gk_code catch_up(gk_book_service *s, book_entry *e, gk_status *status) {
   if (tell && e->delivered < 0) e->delivered = 0; /* a book new since following began */
   gk_code rc;
   if (e->state == NULL) {
-    rc = load_book(s, e->stream, tell ? e->delivered : -1, &e->state, status);
+    /* the snapshot it came from: a book replayed past an unusable (older)
+     * snapshot, or with none, is snapshotted when next due, not
+     * snapshot_every commands from now (each restart replayed it in full
+     * again: found in review) */
+    int64_t snapshot_at = 0;
+    rc = load_book_from(s, e->stream, tell ? e->delivered : -1, &e->state, &snapshot_at, status);
     if (rc != GK_OK) return rc;
-    e->last_snapshot = gk_book_version(e->state);
+    e->last_snapshot = snapshot_at;
     if (!tell) {
       e->delivered = gk_book_version(e->state);
       return GK_OK;
@@ -460,13 +471,16 @@ static gk_code decide(gk_book_service *s, book_entry *e, const gk_command_contex
   gk_code rc = e->state ? GK_OK : catch_up(s, e, status);
   if (rc != GK_OK) return rc;
   rc = command->decide(e->state, command->args, ctx->now_us, events, count, status);
-  if (rc == GK_OK) return rc;
+  /* Nothing to journal (limit edges the cache holds) is confirmed like a
+   * refusal: with no append, no version check would catch a stale cache
+   * (found in review: a real second breach was dropped). */
+  if (rc == GK_OK && *count > 0) return rc;
   int64_t before = gk_book_version(e->state);
   gk_status stale = status ? *status : (gk_status){0};
   gk_code caught = catch_up(s, e, status);
   if (caught != GK_OK) return caught;
   if (gk_book_version(e->state) == before) {
-    if (status) *status = stale;
+    if (status && rc != GK_OK) *status = stale;
     return rc;
   }
   return command->decide(e->state, command->args, ctx->now_us, events, count, status);
@@ -655,7 +669,11 @@ gk_code run_command(gk_book_service *s, const gk_command_context *ctx, const cha
      * committed: fold those (a dropped state is loaded by decide), after a
      * pause of random length, doubling up to 256 ms: two writers that met
      * would otherwise meet again at once */
-    if (attempt < s->max_attempts) pause_after_conflict(attempt);
+    if (attempt < s->max_attempts) { /* the book's queries and this process's other commands go on meanwhile */
+      pthread_mutex_unlock(&e->lock);
+      pause_after_conflict(attempt);
+      pthread_mutex_lock(&e->lock);
+    }
     if (e->state && catch_up(s, e, &why) != GK_OK) drop_state(e);
   }
   pthread_mutex_unlock(&e->lock);

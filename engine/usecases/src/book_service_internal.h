@@ -78,6 +78,10 @@ gk_code fold_events(gk_book_service *service, const char *stream, gk_book *book,
 /* The latest snapshot at or before `until` plus the events after it. */
 gk_code load_book(gk_book_service *service, const char *stream, int64_t until, gk_book **out,
                   gk_status *status);
+/* load_book, and the sequence of the snapshot it started from (0: none, or
+ * one too old to use) into *snapshot_sequence. */
+gk_code load_book_from(gk_book_service *service, const char *stream, int64_t until, gk_book **out,
+                       int64_t *snapshot_sequence, gk_status *status);
 gk_code catch_up(gk_book_service *service, book_entry *entry, gk_status *status);
 void drop_state(book_entry *entry);
 /* Following (book_follow.c): applies the stream's events after the entry's

@@ -613,9 +613,10 @@ static gk_code value_after(const gk_risk_projection *p, const gk_book *book, con
       if (v.positions[k].state == GK_VALUED_ERROR && rc == GK_OK) { /* fail closed (adr/0026) */
         char text[96];
         gk_instrument_format(&pos->instrument, text, sizeof text);
+        /* the rule first: the guard's reason keeps the first 80 characters */
         rc = gk_status_set(status, GK_FAILED_PRECONDITION, "position", text, GK_STATUS_NO_INDEX,
-                           "%s after the trade cannot be priced (%s %s)", text,
-                           gk_position_error_field(v.positions[k].error), gk_position_error_rule(v.positions[k].error));
+                           "cannot price %s %s: %s", gk_position_error_field(v.positions[k].error),
+                           gk_position_error_rule(v.positions[k].error), text);
       }
     }
     for (size_t g = 0; g < p->grid_size; g++) {
