@@ -459,6 +459,38 @@ static void test_a_trade_id_seen_earlier_is_rejected_not_replayed(void **state) 
   assert_string_equal(csv_cell(r->out, 2, 1), "replayed");
 }
 
+static void write_text(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  assert_int_equal(fclose(f), 0);
+}
+
+/* The offline trade and correct meet the pre-trade check greeksd runs: a
+ * trade past a hard limit is refused and journaled as TradeRejected. The CLI
+ * booked it, on a store it may share with greeksd (found in review). */
+static void test_a_trade_past_a_hard_limit_is_refused_offline_too(void **state) {
+  (void)state;
+  char limits[128], trades[128];
+  snprintf(limits, sizeof limits, "%s/hard.csv", store_dir);
+  snprintf(trades, sizeof trades, "%s/big.csv", store_dir);
+  write_text(limits, "underlying,metric,soft,hard\n,gross_notional,,1000\n");
+  write_text(trades, "trade_id,underlying,kind,type,style,strike,expiry,multiplier,quantity,price\n"
+                     "G1,SPX,underlying,,,,,,50,100\nG2,SPX,underlying,,,,,,5,100\n");
+  assert_int_equal(book(NOW, "open desk")->exit_code, 0);
+  assert_int_equal(book(NOW, "market desk --file market.csv")->exit_code, 0);
+  assert_int_equal(book(NOW, "limits desk --file %s", limits)->exit_code, 0);
+  cli_result *r = book(NOW, "trade desk --file %s", trades);
+  assert_int_equal(r->exit_code, 3);
+  assert_string_equal(csv_cell(r->out, 1, 0), "G1"); /* 50 x 100 = 5000 > 1000 */
+  assert_string_equal(csv_cell(r->out, 1, 1), "rejected");
+  assert_non_null(strstr(csv_cell(r->out, 1, 4), "above its hard limit 1000"));
+  assert_string_equal(csv_cell(r->out, 2, 1), "executed"); /* 500 */
+  r = book(NOW, "audit desk");
+  assert_true(find_line(r->out, "5,") >= 0);
+  assert_non_null(strstr(r->out, "TradeRejected"));
+}
+
 static void test_trades_read_from_stdin(void **state) {
   (void)state;
   assert_int_equal(book(NOW, "open desk")->exit_code, 0);
@@ -555,6 +587,7 @@ int main(void) {
       STORE_TEST(test_market_and_limits_files_are_all_or_nothing),
       STORE_TEST(test_an_unreadable_row_rejects_the_trades_beside_it),
       STORE_TEST(test_a_trade_id_seen_earlier_is_rejected_not_replayed),
+      STORE_TEST(test_a_trade_past_a_hard_limit_is_refused_offline_too),
       STORE_TEST(test_trades_read_from_stdin),
       STORE_TEST(test_times_take_fractions_and_offsets_and_print_as_utc),
       STORE_TEST(test_usage_errors_exit_2_with_a_clear_message),

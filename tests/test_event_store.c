@@ -580,6 +580,11 @@ static void keys_and_ids_that_are_not_utf8_are_refused_by_every_adapter(void **s
   assert_true(gk_store_url_is_postgres("host=/tmp port=5432 dbname=x"));
   assert_true(gk_store_url_is_postgres("postgresql://u@h/db") && gk_store_url_is_postgres("dbname=x"));
   assert_false(gk_store_url_is_postgres("sqlite:/var/lib/x.db") || gk_store_url_is_postgres("/data/a:b.db"));
+  /* a conninfo in any key order is PostgreSQL; "user=... host=..." was a
+   * SQLite file of that name (found in review) */
+  assert_true(gk_store_url_is_postgres("user=greeks host=127.0.0.1 port=5432 dbname=x"));
+  assert_true(gk_store_url_is_postgres("port=5433 dbname=x") && gk_store_url_is_postgres("service=books"));
+  assert_false(gk_store_url_is_postgres("/data/a=b.db") || gk_store_url_is_postgres("sqlite:user=x.db"));
 }
 
 static void a_recorded_idempotency_key_refuses_the_append_and_keeps_the_first_result(void **state) {

@@ -37,6 +37,7 @@
 #include "cli_common.h"
 #include "csv.h"
 #include "greeks/book_service.h"
+#include "greeks/risk_projection.h"
 
 /* ---- arguments ---- */
 
@@ -207,6 +208,7 @@ static int parse_query_options(const book_args *a, int64_t now_us, query_options
 typedef struct session {
   gk_event_store *store;
   gk_book_service *service;
+  gk_limit_guard *guard; /* the pre-trade check greeksd runs: the same refusals offline */
   int64_t now_us;
   const char *book_id;
 } session;
@@ -276,12 +278,21 @@ static int open_session(const book_args *a, int64_t now_us, session *s) {
   gk_status status;
   s->store = gk_store_open_url(url, &status);
   if (s->store == NULL) return fail("store", &status);
-  s->service = gk_book_service_new(s->store, NULL, &status);
+  /* A trade or correction that would break a hard limit is refused (and
+   * journaled as TradeRejected) here as greeksd refuses it: the CLI booked it
+   * (found in review). Same grid and American method as greeksd's check. */
+  gk_risk_projection_options projection = {.grid = gk_standard_risk_grid(), .american_method = GK_AMERICAN_BS2002};
+  s->guard = gk_limit_guard_new(&projection, &status);
+  if (s->guard == NULL) return fail("store", &status);
+  gk_book_service_options options = {.pre_trade = {gk_limit_guard_refuse, s->guard},
+                                     .listener = {gk_limit_guard_committed, s->guard}};
+  s->service = gk_book_service_new(s->store, &options, &status);
   return s->service ? 0 : fail("store", &status);
 }
 
 static void close_session(session *s) {
   gk_book_service_free(s->service);
+  gk_limit_guard_free(s->guard);
   gk_store_close(s->store);
 }
 

@@ -110,10 +110,7 @@ static int starts_with(const char *s, const char *prefix) {
 }
 
 /* gk_store_open_url's rule: these open PostgreSQL, anything else is a SQLite path. */
-static int is_postgres(const char *url) {
-  return starts_with(url, "postgresql://") || starts_with(url, "postgres://") ||
-         starts_with(url, "host=") || starts_with(url, "dbname=");
-}
+static int is_postgres(const char *url) { return gk_store_url_is_postgres(url); }
 
 static int check_source(const char *from) {
   if (is_postgres(from)) return 0;

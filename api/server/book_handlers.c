@@ -61,15 +61,6 @@ typedef struct book_side {
   struct book_stream *streams;
 } book_side;
 
-/* The server's risk grid: spot -25%..+25% by 5%, vol -10..+10 points by 5. */
-static const double grid_spot_shocks[] = {-0.25, -0.2, -0.15, -0.1, -0.05, 0, 0.05, 0.1, 0.15, 0.2, 0.25};
-static const double grid_vol_shocks[] = {-0.1, -0.05, 0, 0.05, 0.1};
-
-static gk_scenario_grid server_grid(void) {
-  return (gk_scenario_grid){{sizeof grid_spot_shocks / sizeof grid_spot_shocks[0], grid_spot_shocks, GK_SHOCK_RELATIVE},
-                            {sizeof grid_vol_shocks / sizeof grid_vol_shocks[0], grid_vol_shocks, GK_SHOCK_ABSOLUTE}};
-}
-
 static int64_t wall_clock_us(void) {
   struct timespec t;
   clock_gettime(CLOCK_REALTIME, &t);
@@ -1204,7 +1195,7 @@ static int track_book(void *user, const char *book_id, int64_t version) {
 }
 
 static int start_listeners(book_side *side, gk_status *status) {
-  gk_scenario_grid grid = server_grid();
+  gk_scenario_grid grid = gk_standard_risk_grid();
   gk_risk_projection_options projection = {.grid = grid, .american_method = GK_AMERICAN_BS2002};
   side->guard = gk_limit_guard_new(&projection, status);
   if (side->guard == NULL) return -1;

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libpq-fe.h>
 #include <zlib.h>
 
 #include "greeks/clock.h"
@@ -308,9 +309,21 @@ static bool starts_with(const char *s, const char *prefix) {
   return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+/* A URL, or a libpq conninfo in any key order ("user=x host=y", "service=z",
+ * as libpq itself parses it): only host= and dbname= first were taken, and
+ * "user=... host=..." became a SQLite file of that name, a migration to it
+ * reported as done (found in review). "sqlite:" names a file whatever it
+ * holds. */
 bool gk_store_url_is_postgres(const char *url) {
-  return url && (starts_with(url, "postgresql://") || starts_with(url, "postgres://") || starts_with(url, "host=") ||
-                 starts_with(url, "dbname="));
+  if (url == NULL || starts_with(url, "sqlite:")) return false;
+  if (starts_with(url, "postgresql://") || starts_with(url, "postgres://")) return true;
+  if (strchr(url, '=') == NULL) return false;
+  char *error = NULL;
+  PQconninfoOption *options = PQconninfoParse(url, &error);
+  PQfreemem(error);
+  if (options == NULL) return false;
+  PQconninfoFree(options);
+  return true;
 }
 
 gk_event_store *gk_store_open_url(const char *url, gk_status *status) {

@@ -795,6 +795,15 @@ static gk_risk_projection *current(gk_limit_guard *g, const gk_book *book, int64
              ? p : NULL;
 }
 
+static const double standard_spot_shocks[] = {-0.25, -0.2, -0.15, -0.1, -0.05, 0, 0.05, 0.1, 0.15, 0.2, 0.25};
+static const double standard_vol_shocks[] = {-0.1, -0.05, 0, 0.05, 0.1};
+
+gk_scenario_grid gk_standard_risk_grid(void) {
+  return (gk_scenario_grid){
+      {sizeof standard_spot_shocks / sizeof standard_spot_shocks[0], standard_spot_shocks, GK_SHOCK_RELATIVE},
+      {sizeof standard_vol_shocks / sizeof standard_vol_shocks[0], standard_vol_shocks, GK_SHOCK_ABSOLUTE}};
+}
+
 bool gk_limit_guard_refuse(void *guard, const gk_book *book, const gk_trade *trade, int64_t now_us,
                            gk_trade_rejected *why) {
   gk_limit_guard *g = guard;

@@ -53,6 +53,11 @@ typedef struct gk_risk_projection_options {
   gk_pool *pool;                    /* may be NULL; borrowed */
 } gk_risk_projection_options;
 
+/* The grid greeksd's live risk and pre-trade check use, and the offline CLI's
+ * check with them (static): spot -25%..+25% by 5% (relative), vol -10..+10
+ * points by 5 (absolute). */
+gk_scenario_grid gk_standard_risk_grid(void);
+
 /* NULL with a status on a bad option (the grid's rules as gk_revalue_portfolio's)
  * or OOM. */
 gk_risk_projection *gk_risk_projection_new(const gk_risk_projection_options *options,
