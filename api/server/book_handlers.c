@@ -1121,11 +1121,22 @@ void handle_book_subscribe(rpc_call *c) {
     }
   }
   if (list_stream(c, s) != 0) return;
+  if (c->server->test_subscribe_pause_ms > 0) {
+    struct timespec pause = {0, (long)c->server->test_subscribe_pause_ms * 1000000L};
+    nanosleep(&pause, NULL);
+  }
   gk_subscription *sub = NULL;
   gk_status status;
   /* Under the stream's lock: a notify() that comes before the subscription is
-   * stored waits, then pumps with it. */
+   * stored waits, then pumps with it. A stream that ended between the listing
+   * and here (the client left, a deadline) was cleaned up already, and no one
+   * would close a subscription made now: the feed then called into the freed
+   * call at the book's next commit (found in review). */
   pthread_mutex_lock(&s->lock);
+  if (s->finished || s->cleaned) {
+    pthread_mutex_unlock(&s->lock);
+    return;
+  }
   gk_code rc = gk_event_feed_subscribe(c->server->books->feed, s->job.book_id, q->from_sequence ? q->from_sequence : 1,
                                        stream_notified, c, &sub, &status);
   if (rc != GK_OK) {

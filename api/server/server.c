@@ -797,6 +797,13 @@ static int start_engine(greeksd_server *s, char *error, size_t size) {
     gk_pricing_agent_inject_fault(s->pricing, GK_FAULT_FAIL, 0);
     gk_logf(GK_LOG_WARN, "greeksd", "GREEKSD_TEST_FAULT=fail: every pricing call fails (test hook)");
   }
+  /* GREEKSD_TEST_FAULT=slow_subscribe: SubscribeEvents pauses 300 ms between
+   * listing its stream and subscribing, where a client that leaves once left
+   * a subscription to a freed call (tests/grpc/test_book_service.py). */
+  if (fault != NULL && strcmp(fault, "slow_subscribe") == 0) {
+    s->test_subscribe_pause_ms = 300;
+    gk_logf(GK_LOG_WARN, "greeksd", "GREEKSD_TEST_FAULT=slow_subscribe: subscriptions pause 300 ms (test hook)");
+  }
   if (compute_agent_start(s, &status) != GK_OK) {
     snprintf(error, size, "cannot start the compute agent: %s", status.message);
     return -1;

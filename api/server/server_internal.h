@@ -211,6 +211,7 @@ struct greeksd_server {
   struct file_stamp *stamps;        /* the watched files' last seen state (main thread) */
   int stamp_count;
   atomic_int draining;       /* SIGTERM: new calls are refused UNAVAILABLE */
+  int test_subscribe_pause_ms; /* GREEKSD_TEST_FAULT=slow_subscribe: widens a race for its test; 0 */
   atomic_int stopping;       /* the core is shutting down: slots are not re-posted */
   atomic_int drain_cancelled; /* the drain timeout cancelled what was left */
   rpc_tag tag_shutdown;

@@ -505,6 +505,39 @@ class DrainAndAuth(unittest.TestCase):
         self.assertEqual(s.stop(), 0)
         self.assertLess(time.monotonic() - started, 2.0 * SLOWDOWN)  # not held to the drain timeout
 
+    def test_a_subscriber_that_leaves_before_it_is_subscribed_leaves_nothing_behind(self):
+        """A SubscribeEvents whose client left between the listing of its stream
+        and its subscription kept the subscription, with the freed call as its
+        user: the book's next commit called into freed memory (found in
+        review). The test hook pauses there for 300 ms; the call's deadline
+        passes inside the pause."""
+        import tempfile
+        import urllib.request
+        with tempfile.TemporaryDirectory() as d:
+            port_file = os.path.join(d, "metrics-port")
+            s = Server("--metrics-port-file", port_file, env={"GREEKSD_TEST_FAULT": "slow_subscribe"})
+            try:
+                channel = grpc.insecure_channel(s.target)
+                stub = bk_grpc.BookServiceStub(channel)
+                stub.OpenBook(bk.OpenBookRequest(book_id="gone", name="gone", currency="USD"), timeout=TIMEOUT)
+                with self.assertRaises(grpc.RpcError) as caught:
+                    list(stub.SubscribeEvents(bk.SubscribeEventsRequest(book_id="gone", from_sequence=1),
+                                              timeout=0.1))
+                self.assertEqual(caught.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+                time.sleep(0.5)  # past the pause: the handler has run on
+                for i in range(3):  # commits the stale subscription would be told of
+                    stub.UpdateMarket(bk.UpdateMarketRequest(book_id="gone", quotes=[
+                        bk.MarketQuote(underlying="AAPL", spot=100.0 + i, rate=0.03, vol=0.2)]), timeout=TIMEOUT)
+                with open(port_file) as f:
+                    port = int(f.read())
+                metrics = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10).read().decode()
+                gauge = [l for l in metrics.splitlines() if l.startswith("greeks_event_feed_subscriptions ")]
+                self.assertEqual(gauge, ["greeks_event_feed_subscriptions 0"])
+                channel.close()
+                self.assertEqual(s.stop(), 0)
+            finally:
+                s.close()
+
     def test_tokens_guard_the_book_service(self):
         import tempfile
         with tempfile.NamedTemporaryFile("w", suffix=".tokens", delete=False) as f:
