@@ -321,7 +321,10 @@ static void tick_done(void *user, gk_code code, const gk_command_outcome *outcom
     rpc_reply(c, (grpc_status_code)gk_status_grpc_code(status), details, NULL);
   } else {
     j->messages++;
-    if (outcome->result.last_sequence) j->last_sequence = outcome->result.last_sequence;
+    /* the latest: a replayed message answers with its first (older) sequence,
+     * which a reader passing last_sequence to GetBookRisk's min_version would
+     * take for this stream's last (found in review) */
+    if (outcome->result.last_sequence > j->last_sequence) j->last_sequence = outcome->result.last_sequence;
     receive_next_tick(c);
   }
   rpc_release(c); /* the command's */
@@ -1068,15 +1071,16 @@ void handle_book_audit(rpc_call *c) {
     reply_invalid(c, why);
     return;
   }
-  if (q->from_sequence < 0 || q->to_sequence < 0 || (q->to_sequence && q->to_sequence < q->from_sequence)) {
+  /* by time, the sequence fields are ignored, as documented (they were
+   * checked, and a time range with a stray from_sequence refused) */
+  s->by_time = q->from_time_us != 0 || q->to_time_us != 0;
+  if (!s->by_time &&
+      (q->from_sequence < 0 || q->to_sequence < 0 || (q->to_sequence && q->to_sequence < q->from_sequence))) {
     snprintf(why, sizeof why, "fields 'from_sequence' %lld and 'to_sequence' %lld: 0 <= from <= to (to 0: the end)",
              (long long)q->from_sequence, (long long)q->to_sequence);
-    {
-      reply_invalid(c, why);
-      return;
-    }
+    reply_invalid(c, why);
+    return;
   }
-  s->by_time = q->from_time_us != 0 || q->to_time_us != 0;
   if (s->by_time && (q->to_time_us == 0 || q->to_time_us < q->from_time_us)) {
     snprintf(why, sizeof why, "fields 'from_time_us' %lld and 'to_time_us' %lld: a time range needs to_time_us, "
              "and from <= to", (long long)q->from_time_us, (long long)q->to_time_us);

@@ -260,6 +260,11 @@ class CommandsAndQueries(BookServiceCase):
         by_time = self.audit("audit", from_time_us=events[49].time_us, to_time_us=events[59].time_us)
         self.assertTrue({e.sequence for e in by_time} >= set(range(50, 61)))
         self.assertTrue(all(events[49].time_us <= e.time_us <= events[59].time_us for e in by_time))
+        # by time, the sequence fields are ignored, as documented (they were
+        # checked: found in review)
+        stray = self.audit("audit", from_time_us=events[49].time_us, to_time_us=events[59].time_us,
+                           from_sequence=-1, to_sequence=3)
+        self.assertEqual([e.sequence for e in stray], [e.sequence for e in by_time])
         self.assertEqual(len({e.event_id for e in events}), len(events))
 
     def test_update_market_stream_records_each_message(self):
@@ -278,6 +283,17 @@ class CommandsAndQueries(BookServiceCase):
         self.assertIn("spot", details)
         after = self.stub.GetBook(bk.GetBookRequest(book_id="ticks"), timeout=TIMEOUT)
         self.assertEqual(after.version, book.version + 3)  # the three before the bad one
+        # A replayed message (its key recorded before) answers with its first
+        # sequence; the reply's last_sequence stays the stream's last recorded
+        # (it went back to the replay's: found in review).
+        keyed = bk.UpdateMarketRequest(book_id="ticks", idempotency_key="tick-a", quotes=[
+            bk.MarketQuote(underlying="AAPL", spot=150, rate=0.03, vol=0.2)])
+        first = self.stub.UpdateMarket(keyed, timeout=TIMEOUT)
+        fresh = [bk.UpdateMarketRequest(book_id="ticks", idempotency_key="tick-%d" % i, quotes=[
+            bk.MarketQuote(underlying="AAPL", spot=151 + i, rate=0.03, vol=0.2)]) for i in range(2)]
+        reply = self.stub.UpdateMarketStream(iter(fresh + [keyed]), timeout=TIMEOUT)
+        self.assertEqual(reply.messages, 3)
+        self.assertEqual(reply.last_sequence, first.last_sequence + 2)
 
 
 class Risk(BookServiceCase):
@@ -364,11 +380,30 @@ class Subscriptions(BookServiceCase):
         self.assertEqual([e.event_id for e in got], [e.event_id for e in trail])
         self.assertEqual([e.payload for e in got], [e.payload for e in trail])
 
+    def test_one_command_larger_than_the_queue_reaches_an_idle_subscriber(self):
+        """With --subscriber-queue 16, a subscriber that was waiting, caught up,
+        was ended "fell behind" by one UpdateMarket of 20 quotes (found in
+        review): one command's events always fit a queue they find empty."""
+        self.open_book("wide")
+        sub = self.stub.SubscribeEvents(bk.SubscribeEventsRequest(book_id="wide", from_sequence=1), timeout=TIMEOUT)
+        self.assertEqual([next(sub).sequence for _ in range(2)], [1, 2])  # caught up, waiting
+        reply = self.stub.UpdateMarket(bk.UpdateMarketRequest(book_id="wide", quotes=[
+            bk.MarketQuote(underlying="S%d" % i, spot=100.0 + i, rate=0.03, vol=0.2) for i in range(20)]),
+            timeout=TIMEOUT)
+        self.assertEqual(reply.last_sequence - reply.first_sequence, 19)
+        self.assertEqual([next(sub).sequence for _ in range(20)], list(range(3, 23)))
+        sub.cancel()
+
     def test_a_stuck_subscriber_is_told_it_fell_behind_and_never_slows_trading(self):
         self.open_book("slow")
         # Its own connection, as a real stuck client has: on a shared one it would
         # also hold up the HTTP/2 connection window of every other call.
-        stuck_channel = grpc.insecure_channel(self.server.target)
+        # Its window held at 64 KB (no BDP growth): the transport fills, then
+        # the queue, as on a client that stopped reading long ago. (One
+        # command's events always fit an empty queue: a queue of 16 no longer
+        # ends a subscriber for a single command of 200 quotes.)
+        stuck_channel = grpc.insecure_channel(self.server.target, options=[
+            ("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 65536)])
         stuck = bk_grpc.BookServiceStub(stuck_channel).SubscribeEvents(
             bk.SubscribeEventsRequest(book_id="slow", from_sequence=1), timeout=TIMEOUT)
         first = next(stuck)  # subscribed; now it stops reading

@@ -334,10 +334,23 @@ class Subscriptions(CallBookCase):
             self.assertTrue(proc.stdout.readline().startswith("sequence,"))
             self.assertTrue(proc.stdout.readline().startswith("1,"))
             proc.send_signal(signal.SIGSTOP)  # subscribed; now it stops reading
-            vols = "".join("S%d,%d,0.03,0,0.2\n" % (i, 100 + i) for i in range(400))
-            market = self.file("wide.csv", "underlying,spot,rate,yield,vol\n" + vols)
-            for _ in range(20):  # 20 x 400 events: far beyond the transport's window
-                self.ok("market", "slow", "--file", market)
+            # One command's events always fit a queue they find empty, so the
+            # queue overflows only once the stopped client's socket and window
+            # are full: 24 commands of 512 quotes with 16 vol points each
+            # (~1.5 kB an event, ~18 MB), sent from here for speed.
+            import grpc
+            from greeks.v1 import book_pb2 as bk, book_pb2_grpc as bk_grpc
+            from greeks.events.v1 import book_events_pb2 as ev
+            expiry = int((time.time() + 90 * 86400) * 1e6)
+            with grpc.insecure_channel(self.server.target) as channel:
+                stub = bk_grpc.BookServiceStub(channel)
+                for batch in range(24):
+                    quotes = [bk.MarketQuote(underlying="S%d" % i, spot=100 + batch, rate=0.03, vol=0.2, vols=[
+                        ev.VolPoint(instrument=ev.Instrument(underlying="S%d" % i, kind=ev.OPTION, option_type=ev.CALL,
+                                                             style=ev.EUROPEAN, strike=50 + k, expiry_us=expiry,
+                                                             multiplier=100), vol=0.2 + k / 1000)
+                        for k in range(16)]) for i in range(512)]
+                    stub.UpdateMarket(bk.UpdateMarketRequest(book_id="slow", quotes=quotes), timeout=TIMEOUT)
         finally:
             proc.send_signal(signal.SIGCONT)
         # Read through the same buffered file objects as readline() above:

@@ -61,7 +61,8 @@ struct gk_subscription {
   /* under lock: the live queue */
   pthread_mutex_t lock;
   gk_event *ring;
-  size_t capacity, head, count;
+  size_t capacity, head, count; /* capacity: the ring's, at least one command's events */
+  size_t limit;                 /* the configured queue: past it (a command's own events aside) it fell behind */
   bool behind;
 
   /* the consumer's own */
@@ -154,7 +155,10 @@ static bool enqueue_events(gk_event_feed *feed, gk_subscription *sub, const gk_e
   size_t queued = 0;
   for (size_t i = 0; i < count && !sub->behind; i++) {
     if (events[i].meta.sequence < sub->from_sequence) continue;
-    if (sub->count == sub->capacity) {
+    /* One command's events always fit a queue they found empty: an idle
+     * subscriber was ended as "fell behind" by a single UpdateMarket of more
+     * quotes than a small --subscriber-queue (found in review). */
+    if (sub->count == sub->capacity || (!was_empty && sub->count >= sub->limit)) {
       sub->behind = fell_behind = true;
       sub->head = sub->count = 0; /* drop the queue: the store has every event */
       break;
@@ -198,7 +202,11 @@ static gk_subscription *subscription_new(gk_event_feed *feed, const char *book_i
                                          void *user) {
   gk_subscription *sub = calloc(1, sizeof *sub);
   if (sub == NULL) return NULL;
-  sub->ring = malloc(feed->queue_capacity * sizeof *sub->ring);
+  /* at least one command's events: an idle subscriber, caught up, was ended
+   * as "fell behind" by a single UpdateMarket of more quotes than a small
+   * queue held (found in review) */
+  size_t capacity = feed->queue_capacity > GK_MAX_MARKET_QUOTES ? feed->queue_capacity : GK_MAX_MARKET_QUOTES;
+  sub->ring = malloc(capacity * sizeof *sub->ring);
   sub->page = malloc(GK_EVENT_FEED_PAGE * sizeof *sub->page);
   if (sub->ring == NULL || sub->page == NULL) {
     free(sub->ring);
@@ -211,7 +219,8 @@ static gk_subscription *subscription_new(gk_event_feed *feed, const char *book_i
   sub->from_sequence = sub->next_sequence = from_sequence;
   sub->notify = notify;
   sub->user = user;
-  sub->capacity = feed->queue_capacity;
+  sub->capacity = capacity;
+  sub->limit = feed->queue_capacity;
   pthread_mutex_init(&sub->lock, NULL);
   return sub;
 }
