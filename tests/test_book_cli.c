@@ -442,6 +442,38 @@ static void test_an_unreadable_row_rejects_the_trades_beside_it(void **state) {
   assert_string_equal(csv_cell(r->out, 3, 1), "executed");
 }
 
+static void write_text(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  assert_int_equal(fclose(f), 0);
+}
+
+/* A row with an empty trade_id is as untrustworthy as an unreadable one: a
+ * blank id on a continuation row booked the first leg alone, and the fixed
+ * file could not be rerun (found in review). */
+static void test_a_row_without_a_trade_id_rejects_the_trades_beside_it(void **state) {
+  (void)state;
+  char trades[128];
+  snprintf(trades, sizeof trades, "%s/blank.csv", store_dir);
+  write_text(trades, "trade_id,underlying,kind,type,style,strike,expiry,multiplier,quantity,price\n"
+                     "S1,SPX,option,call,european,100,2027-01-15T21:00:00Z,100,10,9.5\n"
+                     ",SPX,option,call,european,110,2027-01-15T21:00:00Z,100,-10,5\n"
+                     "S2,SPX,underlying,,,,,,-500,100\n"
+                     "S3,SPX,underlying,,,,,,5,100\n");
+  assert_int_equal(book(NOW, "open desk")->exit_code, 0);
+  cli_result *r = book(NOW, "trade desk --file %s", trades);
+  assert_int_equal(r->exit_code, 3);
+  assert_string_equal(csv_cell(r->out, 1, 0), "S1");
+  assert_string_equal(csv_cell(r->out, 1, 1), "rejected");
+  assert_non_null(strstr(csv_cell(r->out, 1, 4), "line 3 has no usable trade_id"));
+  assert_string_equal(csv_cell(r->out, 2, 1), "rejected"); /* the row itself */
+  assert_string_equal(csv_cell(r->out, 3, 0), "S2");
+  assert_string_equal(csv_cell(r->out, 3, 1), "rejected");
+  assert_string_equal(csv_cell(r->out, 4, 0), "S3");
+  assert_string_equal(csv_cell(r->out, 4, 1), "executed");
+}
+
 static void test_a_trade_id_seen_earlier_is_rejected_not_replayed(void **state) {
   (void)state;
   assert_int_equal(book(NOW, "open desk")->exit_code, 0);
@@ -457,13 +489,6 @@ static void test_a_trade_id_seen_earlier_is_rejected_not_replayed(void **state) 
   r = book(NOW, "trade desk --file trades_split.csv");
   assert_string_equal(csv_cell(r->out, 1, 1), "replayed");
   assert_string_equal(csv_cell(r->out, 2, 1), "replayed");
-}
-
-static void write_text(const char *path, const char *text) {
-  FILE *f = fopen(path, "w");
-  assert_non_null(f);
-  fputs(text, f);
-  assert_int_equal(fclose(f), 0);
 }
 
 /* The offline trade and correct meet the pre-trade check greeksd runs: a
@@ -588,6 +613,7 @@ int main(void) {
       STORE_TEST(test_an_unreadable_row_rejects_the_trades_beside_it),
       STORE_TEST(test_a_trade_id_seen_earlier_is_rejected_not_replayed),
       STORE_TEST(test_a_trade_past_a_hard_limit_is_refused_offline_too),
+      STORE_TEST(test_a_row_without_a_trade_id_rejects_the_trades_beside_it),
       STORE_TEST(test_trades_read_from_stdin),
       STORE_TEST(test_times_take_fractions_and_offsets_and_print_as_utc),
       STORE_TEST(test_usage_errors_exit_2_with_a_clear_message),

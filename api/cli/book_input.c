@@ -27,6 +27,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "book_command.h"
 #include "cli_common.h"
 
 /* ---- times ---- */
@@ -347,6 +348,7 @@ struct trade_reader {
   trade_row next;     /* the row read ahead */
   int have_next;
   size_t taint_line;  /* an unreadable line right before `next`'s trade, 0 none */
+  bool taint_no_id;   /* that line was read, but has no usable trade_id */
   char group[GROUP_ID_SIZE];
   seen_id *seen;      /* open addressing, at most half full */
   size_t seen_slots, seen_count;
@@ -475,8 +477,10 @@ static void start_item(trade_reader *t, book_trade_item *item) {
     reject(item, "line %zu: field 'trade_id' value '%s': appeared already at line %zu (a trade's legs are "
            "consecutive rows; that trade stands)", r->line, item->id, earlier);
   if (t->taint_line)
-    reject(item, "line %zu could not be read and may be one of this trade's legs", t->taint_line);
-  t->taint_line = 0;
+    reject(item, t->taint_no_id ? "line %zu has no usable trade_id and may be one of this trade's legs"
+                                : "line %zu could not be read and may be one of this trade's legs",
+           t->taint_line);
+  t->taint_line = 0, t->taint_no_id = false;
   add_leg(item, r);
 }
 
@@ -515,29 +519,40 @@ static int first_row(trade_reader *t, csv_error *e) {
   for (;;) {
     int got = read_row(t, e);
     if (got != ROW_UNREADABLE) return got;
-    t->taint_line = t->next.line;
+    t->taint_line = t->next.line, t->taint_no_id = false;
   }
 }
+
+/* A row without a usable trade_id (empty, too long) says no more about which
+ * trade it belongs to than an unreadable one: the trades beside it are
+ * rejected too. A blank id on a continuation row booked part of a trade, and
+ * the fixed file could not be rerun (found in review). */
+static bool usable_id(const char *id) { return id[0] != '\0' && strlen(id) < GK_TRADE_ID_SIZE; }
 
 int trade_reader_next(trade_reader *t, book_trade_item *item, csv_error *e) {
   int got = first_row(t, e);
   if (got != ROW_GOOD) return got;
   t->have_next = 0;
+  bool own_id_unusable = !usable_id(t->next.id);
+  size_t own_line = t->next.line;
   start_item(t, item);
-  while ((got = read_row(t, e)) != ROW_END) {
+  while (!own_id_unusable && (got = read_row(t, e)) != ROW_END) { /* such a row is an item of its own */
     if (got == ROW_FAILED) return -1;
     if (got == ROW_UNREADABLE) {
       reject(item, "line %zu could not be read and may be one of this trade's legs", t->next.line);
-      t->taint_line = t->next.line;
+      t->taint_line = t->next.line, t->taint_no_id = false;
       continue;
     }
     if (strcmp(t->next.id, t->group) != 0) {
+      if (!usable_id(t->next.id))
+        reject(item, "line %zu has no usable trade_id and may be one of this trade's legs", t->next.line);
       t->have_next = 1;
       break;
     }
     t->taint_line = 0; /* the unreadable line sat inside this trade, not before the next */
     add_leg(item, &t->next);
   }
+  if (own_id_unusable) t->taint_line = own_line, t->taint_no_id = true; /* and the trade after it */
   if (finish_item(t, item) == 0) return 1;
   e->line = 0;
   snprintf(e->message, sizeof e->message, "out of memory");
@@ -699,9 +714,11 @@ int book_execute_trades(const char *program, const char *file, trade_reader *t, 
   book_trade_item item;
   csv_error e;
   int got, rejected = 0, exit_code = CLI_EXIT_OK;
+  size_t done = 0;
   book_write_trade_header();
   while ((got = trade_reader_next(t, &item, &e)) == 1) {
     int outcome = execute(user, file, &item, &exit_code);
+    done++;
     if (outcome == BOOK_TRADE_FATAL) {
       fprintf(stderr, "%s: %s: stopped at line %zu; the trades before it stand (re-running the file is safe)\n",
               program, file, item.first_line);
@@ -709,9 +726,10 @@ int book_execute_trades(const char *program, const char *file, trade_reader *t, 
     }
     rejected += outcome == BOOK_TRADE_REJECTED;
   }
-  if (got < 0) {
-    fprintf(stderr, "%s: %s: %s; the trades before it stand\n", program, file, e.message);
-    return CLI_EXIT_UNUSABLE;
+  if (got < 0) { /* exit 2 says nothing was written: only when nothing was (found in review) */
+    fprintf(stderr, "%s: %s: %s; %s\n", program, file, e.message,
+            done ? "the trades before it stand (re-running the file is safe)" : "nothing was written");
+    return done ? BOOK_EXIT_FAILED : CLI_EXIT_UNUSABLE;
   }
   return rejected || trade_reader_unreadable(t) ? CLI_EXIT_BAD_ROWS : CLI_EXIT_OK;
 }
