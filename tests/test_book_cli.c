@@ -536,6 +536,24 @@ static void test_times_take_fractions_and_offsets_and_print_as_utc(void **state)
   r = book("2026-01-15", "list");
   assert_int_equal(r->exit_code, 2);
   assert_non_null(strstr(r->err, "--now must be an RFC 3339 time"));
+  /* an offset past the year 9999 (printed back as 10000-01-01, which no
+   * option reads: found in review) */
+  r = book("9999-12-31T23:59:59-23:59", "list");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "--now must be at or before 9999-12-31T23:59:59Z"));
+  assert_int_equal(book("9999-12-31T23:59:59Z", "list")->exit_code, 0);
+  /* an empty file is no store to migrate from (opening it wrote a schema into it) */
+  char empty[128], target[128], args[320];
+  snprintf(empty, sizeof empty, "%s/empty.db", store_dir);
+  snprintf(target, sizeof target, "%s/target.db", store_dir);
+  fclose(fopen(empty, "w"));
+  snprintf(args, sizeof args, "book migrate --store %s --to %s", empty, target);
+  r = run_cli("", args);
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "--store: the file is empty, not a store"));
+  struct stat info;
+  assert_int_equal(stat(empty, &info), 0);
+  assert_int_equal(info.st_size, 0);
 }
 
 static void test_usage_errors_exit_2_with_a_clear_message(void **state) {

@@ -144,6 +144,9 @@ const char *book_parse_time(const char *text, int64_t now_us, int64_t *us) {
   int64_t seconds = days_from_civil(t.year, t.month, t.day) * 86400 + t.hour * 3600 + t.minute * 60 +
                     t.second - (int64_t)t.offset_minutes * 60;
   if (seconds < 0) return "must be at or after 1970-01-01T00:00:00Z";
+  /* an offset can carry 9999-12-31 past the year 9999, which no time option
+   * reads back (audit printed 10000-01-01: found in review) */
+  if (seconds > days_from_civil(9999, 12, 31) * 86400 + 86399) return "must be at or before 9999-12-31T23:59:59Z";
   *us = seconds * 1000000 + t.micros;
   return NULL;
 }
@@ -475,7 +478,7 @@ static void start_item(trade_reader *t, book_trade_item *item) {
   size_t earlier = seen_line(t, r->id);
   if (earlier)
     reject(item, "line %zu: field 'trade_id' value '%s': appeared already at line %zu (a trade's legs are "
-           "consecutive rows; that trade stands)", r->line, item->id, earlier);
+           "consecutive rows; this row is not added to it)", r->line, item->id, earlier);
   if (t->taint_line)
     reject(item, t->taint_no_id ? "line %zu has no usable trade_id and may be one of this trade's legs"
                                 : "line %zu could not be read and may be one of this trade's legs",
