@@ -149,6 +149,18 @@ class CommandsAndQueries(BookServiceCase):
         self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.stub.UpdateMarket(bk.UpdateMarketRequest(
             book_id="bad", quotes=[bk.MarketQuote(underlying="AAPL", spot=-1, vol=0.2)]), timeout=TIMEOUT),
             "quotes[0]", "spot")
+        # rules decided on the book name their quote too (they named none:
+        # found in review): a spot past 1e15 in the third quote, in a call and
+        # in a stream's message
+        far = bk.UpdateMarketRequest(book_id="bad", quotes=[
+            bk.MarketQuote(underlying=s, spot=100, rate=0.03, vol=0.2) for s in ("A1", "A2")] + [
+            bk.MarketQuote(underlying="A3", spot=1e300, rate=0.03, vol=0.2)])
+        details = self.assert_code(grpc.StatusCode.INVALID_ARGUMENT,
+                                   lambda: self.stub.UpdateMarket(far, timeout=TIMEOUT), "spot")
+        self.assertTrue(details.startswith("quotes[2]: "), details)
+        details = self.assert_code(grpc.StatusCode.INVALID_ARGUMENT,
+                                   lambda: self.stub.UpdateMarketStream(iter([far]), timeout=TIMEOUT), "spot")
+        self.assertTrue(details.startswith("message 1: quotes[2]: "), details)
         self.assert_code(grpc.StatusCode.NOT_FOUND, lambda: self.stub.GetBook(bk.GetBookRequest(book_id="nope"),
                                                                                timeout=TIMEOUT))
         self.assert_code(grpc.StatusCode.ALREADY_EXISTS, lambda: self.stub.OpenBook(
