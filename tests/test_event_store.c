@@ -585,6 +585,10 @@ static void keys_and_ids_that_are_not_utf8_are_refused_by_every_adapter(void **s
   assert_true(gk_store_url_is_postgres("user=greeks host=127.0.0.1 port=5432 dbname=x"));
   assert_true(gk_store_url_is_postgres("port=5433 dbname=x") && gk_store_url_is_postgres("service=books"));
   assert_false(gk_store_url_is_postgres("/data/a=b.db") || gk_store_url_is_postgres("sqlite:user=x.db"));
+  assert_false(gk_store_url_is_postgres("a=b.db")); /* not a libpq keyword: a file */
+  /* a typo after a known first keyword is libpq's error, not a new file */
+  assert_true(gk_store_url_is_postgres("host=127.0.0.1 dbnme=books"));
+  assert_true(gk_store_url_is_postgres("host=127.0.0.1 password='abc"));
 }
 
 static void a_recorded_idempotency_key_refuses_the_append_and_keeps_the_first_result(void **state) {

@@ -157,9 +157,11 @@ static int copy_all(gk_event_store *from, gk_event_store *to) {
     fprintf(stderr, PREFIX "the %lld stream(s) listed on stdout are copied and verified on %s\n",
             (long long)p.streams, gk_store_describe(to));
   /* the stream it stopped in is not listed, but may be on the target in part,
-   * and a rerun refuses a target holding any of it (found in review) */
-  fprintf(stderr, PREFIX "the stream the copy stopped in may be on %s in part: start again on an empty target\n",
-          gk_store_describe(to));
+   * and a rerun refuses a target holding any of it (found in review); not so
+   * when the target was refused before anything was written */
+  if (st.code != GK_ALREADY_EXISTS)
+    fprintf(stderr, PREFIX "the stream the copy stopped in may be on %s in part: start again on an empty target\n",
+            gk_store_describe(to));
   return code;
 }
 

@@ -309,21 +309,29 @@ static bool starts_with(const char *s, const char *prefix) {
   return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
-/* A URL, or a libpq conninfo in any key order ("user=x host=y", "service=z",
- * as libpq itself parses it): only host= and dbname= first were taken, and
- * "user=... host=..." became a SQLite file of that name, a migration to it
- * reported as done (found in review). "sqlite:" names a file whatever it
- * holds. */
+/* A URL, or a libpq conninfo in any key order ("user=x host=y", "service=z"):
+ * only host= and dbname= first were taken, and "user=... host=..." became a
+ * SQLite file of that name, a migration to it reported as done (found in
+ * review). Decided on the first "keyword =" alone, the keyword one libpq
+ * knows, so that a typo later in the string ("dbnme=", an unterminated
+ * quote) is libpq's error, not a new file. "sqlite:" names a file whatever
+ * it holds. */
 bool gk_store_url_is_postgres(const char *url) {
   if (url == NULL || starts_with(url, "sqlite:")) return false;
   if (starts_with(url, "postgresql://") || starts_with(url, "postgres://")) return true;
-  if (strchr(url, '=') == NULL) return false;
-  char *error = NULL;
-  PQconninfoOption *options = PQconninfoParse(url, &error);
-  PQfreemem(error);
-  if (options == NULL) return false;
-  PQconninfoFree(options);
-  return true;
+  const char *p = url;
+  while (*p == ' ' || *p == '\t') p++;
+  const char *keyword = p;
+  while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_') p++;
+  size_t length = (size_t)(p - keyword);
+  while (*p == ' ' || *p == '\t') p++;
+  if (length == 0 || *p != '=') return false;
+  PQconninfoOption *known = PQconndefaults();
+  bool found = false;
+  for (PQconninfoOption *o = known; o && o->keyword && !found; o++)
+    found = strlen(o->keyword) == length && strncmp(o->keyword, keyword, length) == 0;
+  PQconninfoFree(known);
+  return found;
 }
 
 gk_event_store *gk_store_open_url(const char *url, gk_status *status) {
