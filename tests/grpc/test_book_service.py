@@ -12,6 +12,7 @@ GREEKS_TEST_SLOWDOWN for sanitizer builds.
 import math
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -404,6 +405,27 @@ class Subscriptions(BookServiceCase):
             timeout=TIMEOUT)
         self.assertEqual(reply.last_sequence - reply.first_sequence, 19)
         self.assertEqual([next(sub).sequence for _ in range(20)], list(range(3, 23)))
+        sub.cancel()
+
+    def test_a_wide_command_of_another_writer_reaches_an_idle_subscriber(self):
+        """Another writer's events (here the CLI on greeksd's store) reached
+        subscribers in pages of 64: a command of 100 quotes was split, and a
+        subscriber with a queue of 16 ended "fell behind" (found in review)."""
+        self.open_book("cliwide")
+        sub = self.stub.SubscribeEvents(bk.SubscribeEventsRequest(book_id="cliwide", from_sequence=1),
+                                        timeout=TIMEOUT)
+        self.assertEqual([next(sub).sequence for _ in range(2)], [1, 2])
+        market = os.path.join(self.server.dir.name, "wide-market.csv")
+        with open(market, "w") as f:
+            f.write("underlying,spot,rate,yield,vol\n")
+            for i in range(500):  # one command, as wide as one may be but 12 quotes
+                f.write("W%d,%d,0.03,0,0.2\n" % (i, 100 + i))
+        store = "sqlite:" + os.path.join(self.server.dir.name, "books.db")
+        p = subprocess.run([os.environ["GREEKS_CLI"], "book", "market", "cliwide", "--file", market, "--store", store],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.stub.GetBook(bk.GetBookRequest(book_id="cliwide"), timeout=TIMEOUT)  # greeksd catches up
+        self.assertEqual([next(sub).sequence for _ in range(500)], list(range(3, 503)))
         sub.cancel()
 
     def test_a_stuck_subscriber_is_told_it_fell_behind_and_never_slows_trading(self):
