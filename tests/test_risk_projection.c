@@ -204,19 +204,32 @@ static gk_book *book_long_aapl(int64_t quantity, double price) {
   return book;
 }
 
+/* Commits a RiskLimitsSet of `n` limits to the book (no projection told). */
+static void limit_book(gk_book *book, const gk_risk_limit *l, size_t n) {
+  gk_event e;
+  assert_int_equal(gk_book_decide_limits(book, l, n, &e, NULL), GK_OK);
+  commit(book, &e);
+}
+
+/* A new projection rebuilt from the book; its crossings into c, *count. */
+static gk_risk_projection *rebuilt(const gk_book *book, gk_limit_crossing *c, size_t *count) {
+  gk_risk_projection *p = projection();
+  gk_status st;
+  assert_int_equal(gk_risk_projection_rebuild(p, book, T0, c, count, &st), GK_OK);
+  return p;
+}
+
 static void test_limits_cross_once_each_way_with_hysteresis(void **state) {
   (void)state;
   gk_book *book = book_long_aapl(10, 90);
   gk_event e;
   gk_risk_limit limit = {.underlying = "AAPL", .metric = GK_LIMIT_DOLLAR_DELTA, .soft = 1000,
                          .hard = 1200};
-  assert_int_equal(gk_book_decide_limits(book, &limit, 1, &e, NULL), GK_OK);
-  commit(book, &e);
-  gk_risk_projection *p = projection();
+  limit_book(book, &limit, 1);
   gk_limit_crossing c[GK_MAX_CROSSINGS];
   size_t count;
   gk_status st;
-  assert_int_equal(gk_risk_projection_rebuild(p, book, T0, c, &count, &st), GK_OK);
+  gk_risk_projection *p = rebuilt(book, c, &count);
   assert_int_equal(count, 0); /* no market yet: nothing valued */
   assert_int_equal(tick(book, p, 100.1, c), 1); /* 1001 > 1000: soft breached */
   assert_int_equal(c[0].type, GK_EVENT_RISK_LIMIT_BREACHED);
@@ -320,31 +333,26 @@ static void test_a_new_projection_starts_from_the_journals_open_breaches(void **
   (void)state;
   gk_book *book = book_long_aapl(50, 100);
   gk_risk_limit l = {.underlying = "AAPL", .metric = GK_LIMIT_DOLLAR_DELTA, .soft = 1000};
-  gk_event e;
-  assert_int_equal(gk_book_decide_limits(book, &l, 1, &e, NULL), GK_OK);
-  commit(book, &e);
-  gk_risk_projection *p = projection();
+  limit_book(book, &l, 1);
   gk_limit_crossing c[GK_MAX_CROSSINGS];
   size_t count;
-  gk_status st;
-  assert_int_equal(gk_risk_projection_rebuild(p, book, T0, c, &count, &st), GK_OK);
+  gk_risk_projection *p = rebuilt(book, c, &count);
   assert_int_equal(tick(book, p, 100, c), 1); /* 5000 > 1000 */
   journal(book, c, 1);
   assert_true(gk_book_breach_open(book, &l, 0));
   assert_false(gk_book_edge_changes_breaches(book, GK_EVENT_RISK_LIMIT_BREACHED, &c[0].edge));
   gk_risk_projection_free(p);
   /* still above: nothing to report */
-  p = projection();
-  assert_int_equal(gk_risk_projection_rebuild(p, book, T0, c, &count, &st), GK_OK);
+  p = rebuilt(book, c, &count);
   assert_int_equal(count, 0);
   assert_true(gk_risk_projection_breached(p, &l, 0));
   gk_risk_projection_free(p);
   /* the value fell while nothing watched: its Restored */
   gk_market_quote q = {.underlying = "AAPL", .spot = 10, .vol = 0.2, .market_time_us = T0};
+  gk_event e;
   assert_int_equal(gk_book_decide_market(book, &q, &e, NULL), GK_OK);
   commit(book, &e);
-  p = projection();
-  assert_int_equal(gk_risk_projection_rebuild(p, book, T0, c, &count, &st), GK_OK);
+  p = rebuilt(book, c, &count);
   assert_int_equal(count, 1);
   assert_true(c[0].type == GK_EVENT_RISK_LIMIT_RESTORED && c[0].edge.threshold == 1000);
   journal(book, c, 1);
@@ -355,10 +363,8 @@ static void test_a_new_projection_starts_from_the_journals_open_breaches(void **
   assert_int_equal(c[0].type, GK_EVENT_RISK_LIMIT_BREACHED);
   journal(book, c, 1);
   gk_risk_projection_free(p);
-  assert_int_equal(gk_book_decide_limits(book, NULL, 0, &e, NULL), GK_OK);
-  commit(book, &e);
-  p = projection();
-  assert_int_equal(gk_risk_projection_rebuild(p, book, T0, c, &count, &st), GK_OK);
+  limit_book(book, NULL, 0);
+  p = rebuilt(book, c, &count);
   assert_int_equal(count, 1);
   assert_true(c[0].type == GK_EVENT_RISK_LIMIT_RESTORED && c[0].edge.threshold == 1000);
   journal(book, c, 1);

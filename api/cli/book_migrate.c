@@ -109,11 +109,9 @@ static int starts_with(const char *s, const char *prefix) {
   return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
-/* gk_store_open_url's rule: these open PostgreSQL, anything else is a SQLite path. */
-static int is_postgres(const char *url) { return gk_store_url_is_postgres(url); }
 
 static int check_source(const char *from) {
-  if (is_postgres(from)) return 0;
+  if (gk_store_url_is_postgres(from)) return 0; /* gk_store_open_url's rule */
   const char *path = starts_with(from, "sqlite:") ? from + strlen("sqlite:") : from;
   struct stat info;
   if (path[0] != '\0' && stat(path, &info) != 0 && errno == ENOENT)
