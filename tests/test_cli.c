@@ -861,8 +861,9 @@ static void test_revalue_trims_names_and_types_at_both_ends(void **state) {
   assert_non_null(strstr(r->err, "line 3: field 'underlying' value 'SPX  ': appears twice"));
 }
 
-/* A position the engine rejects is shown with the text its file had: quantity
- * '1e400' (it read as inf, and the message said 'inf'), K '-3.0' (not '-3');
+/* A position the engine rejects is shown with the text its file had: K '-3.0'
+ * (not '-3'), and quantity '1e400' is named as past the double range (it read
+ * as inf, and the message said 'inf');
  * and an error about sigma*sqrt(T) shows sigma and T (it said value 'nan'), as
  * `greeks price` does. The same text goes to --positions-out. */
 static void test_revalue_errors_show_the_values_as_typed(void **state) {
@@ -873,11 +874,12 @@ static void test_revalue_errors_show_the_values_as_typed(void **state) {
                                "ok,SPX,call,5000,0.5,0.2,1,1\n",
                                "market.csv", "--scenarios none --positions-out /tmp/greeks_cli_typed.csv");
   assert_int_equal(r->exit_code, 3);
-  assert_non_null(strstr(r->err, "line 2: field 'quantity' value '1e400': must be a finite number"));
+  assert_non_null(strstr(r->err, "line 2: field 'quantity' value '1e400': overflows a double"));
   assert_non_null(strstr(r->err, "line 3: field 'K' value '-3.0': must be > 0"));
   static char positions[65536];
   cli_slurp("/tmp/greeks_cli_typed.csv", positions, sizeof positions);
-  assert_non_null(strstr(positions, "big,,,,,,,,line 2: field 'quantity' value '1e400'"));
+  assert_non_null(strstr(positions, "neg,,,,,,,,line 3: field 'K' value '-3.0'"));
+  assert_null(strstr(positions, "big,")); /* past the double range: unreadable, as documented */
   WRITE_CSV("underlying,S,r,q\nX,1e-10,0,0\n");
   r = revalue_text("id,underlying,type,K,T,sigma,quantity,multiplier\na,X,call,1e-10,1,1e-299,1,1\n", TMP_CSV,
                    "--scenarios none");
@@ -895,6 +897,66 @@ static void test_revalue_help_lists_every_model_once(void **state) {
   const char *first = strstr(r->out, "Either file may be '-'");
   assert_non_null(first);
   assert_null(strstr(first + 1, "Either file may be '-'"));
+}
+
+/* greeks iv trims a type at both ends as the other verbs do ("put " failed
+ * every row of a fixed-width export), and its messages quote the row's own
+ * text: a 17-digit price as typed (it printed 15 digits, a value not in the
+ * file), 1e400 and 1e-400 by what they are (they said 'inf': must be finite,
+ * and '0': must be > 0). The put's price is Black-Scholes at sigma 0.3,
+ * 13.907008104099475 by an independent erfc evaluation. */
+static void test_iv_trims_types_and_quotes_values_as_typed(void **state) {
+  (void)state;
+  const char *path = temp_csv("id,type,S,K,T,r,q,price\n"
+                              "spaced, put ,100,110,0.5,0.03,0.01,13.907008104099475\n"
+                              "plain,put,100,110,0.5,0.03,0.01,13.907008104099475\n"
+                              "high,call,100,120,1,0.05,0.02,98.01986733067553\n"
+                              "tiny,call,100,1e-400,1,0.05,0.02,5\n"
+                              "huge,call,1e400,100,1,0.05,0.02,5\n");
+  char args[128];
+  snprintf(args, sizeof args, "iv %s", path);
+  cli_result *r = run_cli("", args);
+  remove(path);
+  assert_int_equal(r->exit_code, 3);
+  double plain = strtod(csv_cell(r->out, 2, 1), NULL), spaced = strtod(csv_cell(r->out, 1, 1), NULL);
+  assert_true(spaced == plain);
+  assert_true(fabs(spaced - 0.3) < 1e-12);
+  assert_non_null(strstr(r->err, "line 4: field 'price' value '98.01986733067553': must be < the no-arbitrage"));
+  assert_non_null(strstr(r->err, "line 5: field 'K' value '1e-400': underflows a double to 0"));
+  assert_non_null(strstr(r->err, "line 6: field 'S' value '1e400': overflows a double"));
+}
+
+/* A number past the double range is named as such in every verb's reader. */
+static void test_numbers_past_the_double_range_are_named(void **state) {
+  (void)state;
+  const char *path = temp_csv("id,type,S,K,T,r,q,sigma\n"
+                              "tiny,call,100,1e-400,1,0.05,0.02,0.2\n"
+                              "huge,call,1e400,100,1,0.05,0.02,0.2\n"
+                              "sub,call,100,100,1,0.05,0.02,1e-310\n");
+  char args[128];
+  snprintf(args, sizeof args, "price %s", path);
+  cli_result *r = run_cli("", args);
+  remove(path);
+  assert_int_equal(r->exit_code, 3);
+  assert_non_null(strstr(r->err, "line 2: field 'K' value '1e-400': underflows a double to 0"));
+  assert_non_null(strstr(r->err, "line 3: field 'S' value '1e400': overflows a double"));
+  assert_null(strstr(r->err, "line 4")); /* a subnormal vol is a number: the intrinsic value */
+}
+
+/* --help and --version into a full disk fail (exit 2, "write error"), as the
+ * data paths do: a job recording the version got an empty file and exit 0. */
+static void test_help_and_version_fail_on_a_full_disk(void **state) {
+  (void)state;
+  const char *cli = getenv("GREEKS_TEST_CLI");
+  if (cli == NULL || *cli == '\0') cli = GREEKS_CLI_PATH;
+  const char *args[] = {"--version", "--help", "price --help", "iv --help", "revalue --help"};
+  for (size_t k = 0; k < sizeof args / sizeof args[0]; k++) {
+    char command[1024];
+    snprintf(command, sizeof command, "'%s' %s >/dev/full 2>/dev/null", cli, args[k]);
+    int status = system(command);
+    assert_true(WIFEXITED(status));
+    if (WEXITSTATUS(status) != 2) fail_msg("greeks %s >/dev/full exited %d", args[k], WEXITSTATUS(status));
+  }
 }
 
 int main(void) {
@@ -933,6 +995,9 @@ int main(void) {
       cmocka_unit_test(test_revalue_trims_names_and_types_at_both_ends),
       cmocka_unit_test(test_revalue_errors_show_the_values_as_typed),
       cmocka_unit_test(test_revalue_help_lists_every_model_once),
+      cmocka_unit_test(test_iv_trims_types_and_quotes_values_as_typed),
+      cmocka_unit_test(test_numbers_past_the_double_range_are_named),
+      cmocka_unit_test(test_help_and_version_fail_on_a_full_disk),
   };
   int failed = cmocka_run_group_tests(tests, NULL, NULL);
   remove(TMP_CSV);

@@ -1,6 +1,8 @@
 #include "cli_common.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,10 +115,16 @@ const char *cli_parse_double(const char *text, double *value) {
   const char *start = cli_skip_spaces(text);
   if (*start == '\0') return "empty";
   char *end;
+  errno = 0;
   *value = strtod(start, &end);
   if (end == start || *cli_skip_spaces(end) != '\0') return "not a number";
   if (memchr(start, 'x', (size_t)(end - start)) || memchr(start, 'X', (size_t)(end - start)))
     return "not a decimal number";
+  /* strtod says ERANGE for subnormal results too: only a value lost entirely
+   * is refused, so that 1e400 is not "must be a finite number" and 1e-400 not
+   * "must be > 0" */
+  if (errno == ERANGE && isinf(*value)) return "overflows a double (magnitude above 1.8e308)";
+  if (errno == ERANGE && *value == 0.0) return "underflows a double to 0 (magnitude below 4.9e-324)";
   return NULL;
 }
 

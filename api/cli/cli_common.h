@@ -74,8 +74,10 @@ int cli_force_isa(const char *name);
  * clear error and returns -1 otherwise. */
 int cli_check_isa(void);
 
-/* Parses a whole field as a double (leading/trailing spaces allowed). Returns NULL
- * on success, else the rule it broke ("empty", "not a number"). */
+/* Parses a whole field as a decimal double (leading/trailing spaces allowed).
+ * Returns NULL on success, else the rule it broke ("empty", "not a number",
+ * "not a decimal number", overflows or underflows to 0: a value past the
+ * double range is not read as inf or 0). */
 const char *cli_parse_double(const char *text, double *value);
 
 /* Parses --threads: 0 (one per usable core) to 1024. Prints a clear error and

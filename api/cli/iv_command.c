@@ -31,7 +31,8 @@ static const char *const column_names[IV_COLUMNS] = {"id", "type", "S", "K", "T"
 
 typedef struct iv_chunk {
   size_t count;
-  char *id[CHUNK];
+  char *text[CHUNK];                   /* the row's fields, one block (csv_copy_fields) */
+  const char *field[CHUNK][IV_COLUMNS]; /* into text; NULL for a column the reader did not give */
   size_t line[CHUNK];
   char problem[CHUNK][CSV_MESSAGE_SIZE]; /* "" when the row could be read */
   double spot[CHUNK], strike[CHUNK], expiry[CHUNK], rate[CHUNK], yield[CHUNK], price[CHUNK], vol[CHUNK];
@@ -62,9 +63,8 @@ static int read_number(const char *const *f, int column, size_t line, double *va
 
 int iv_parse_row(gk_model model, const char *const *f, size_t line, iv_values *v, csv_error *error) {
   memset(v, 0, sizeof *v);
-  const char *type = cli_skip_spaces(f[IV_TYPE]);
-  if (strcasecmp(type, "call") == 0) v->type = GK_CALL;
-  else if (strcasecmp(type, "put") == 0) v->type = GK_PUT;
+  if (cli_word_is(f[IV_TYPE], "call")) v->type = GK_CALL;
+  else if (cli_word_is(f[IV_TYPE], "put")) v->type = GK_PUT;
   else {
     csv_field_error(error, line, "type", f[IV_TYPE], "must be call or put");
     return -1;
@@ -81,8 +81,9 @@ int iv_parse_row(gk_model model, const char *const *f, size_t line, iv_values *v
  * parser's) with a type byte the kernels reject. Returns -1 when out of memory. */
 static int add_row(iv_chunk *c, const char **f, size_t line, const csv_error *problem, gk_model model) {
   size_t k = c->count;
-  c->id[k] = strdup(f[IV_ID] ? f[IV_ID] : ""); /* a bad row keeps its id when the reader has it */
-  if (c->id[k] == NULL) return -1;
+  /* a bad row keeps its id when the reader has it; an element error quotes the
+   * row's own text (1e400 is inf once read) */
+  if ((c->text[k] = csv_copy_fields(f, IV_COLUMNS, c->field[k])) == NULL) return -1;
   c->count++;
   c->line[k] = line;
   c->problem[k][0] = '\0';
@@ -100,12 +101,11 @@ static int add_row(iv_chunk *c, const char **f, size_t line, const csv_error *pr
   return 0;
 }
 
-static const char *field_text(const iv_chunk *c, size_t k, const char *field, char *buffer, size_t size) {
-  double v = strcmp(field, "S") == 0 ? c->spot[k] : strcmp(field, "K") == 0 ? c->strike[k]
-           : strcmp(field, "T") == 0 ? c->expiry[k] : strcmp(field, "r") == 0 ? c->rate[k]
-           : strcmp(field, "q") == 0 ? c->yield[k] : c->price[k];
-  snprintf(buffer, size, "%.15g", v); /* readable; the row is named by its line */
-  return buffer;
+/* The row's own text of a field a kernel rule names, as the user wrote it. */
+static const char *field_text(const iv_chunk *c, size_t k, const char *field) {
+  for (int col = 0; col < IV_COLUMNS; col++)
+    if (strcmp(field, column_names[col]) == 0 && c->field[k][col]) return c->field[k][col];
+  return "";
 }
 
 /* American vols of a chunk, a task of contracts at a time: a tree vol is a
@@ -158,13 +158,12 @@ static int solve_chunk(iv_chunk *c, const iv_job *job, const char *name, FILE *o
     if (c->problem[k][0]) snprintf(message, sizeof message, "%s", c->problem[k]);
     else if (c->error[k] != GK_ELEMENT_OK) {
       const char *field = gk_element_error_field((gk_element_error)c->error[k]);
-      char value[64];
       csv_error error;
-      csv_field_error(&error, c->line[k], field, field_text(c, k, field, value, sizeof value),
+      csv_field_error(&error, c->line[k], field, field_text(c, k, field),
                       gk_element_error_rule((gk_element_error)c->error[k]));
       snprintf(message, sizeof message, "%s", error.message);
     }
-    csv_write_field(out, c->id[k]);
+    csv_write_field(out, c->field[k][IV_ID] ? c->field[k][IV_ID] : "");
     if (message[0]) {
       fputs(",,", out);
       csv_write_field(out, message);
@@ -175,7 +174,7 @@ static int solve_chunk(iv_chunk *c, const iv_job *job, const char *name, FILE *o
     }
     if (job->american) cli_write_american_iv_note(out, message[0] ? 0 : c->flags[k]);
     fputc('\n', out);
-    free(c->id[k]);
+    free(c->text[k]);
   }
   c->count = 0;
   return 0;
@@ -206,7 +205,7 @@ static int iv_stream(const iv_job *job, csv_input *in, FILE *out) {
     }
   }
   if (status == CLI_EXIT_OK && c->count > 0 && solve_chunk(c, job, in->name, out, &bad) != 0) status = CLI_EXIT_UNUSABLE;
-  for (size_t k = 0; k < c->count; k++) free(c->id[k]);
+  for (size_t k = 0; k < c->count; k++) free(c->text[k]);
   free(c);
   return status == CLI_EXIT_OK && bad > 0 ? CLI_EXIT_BAD_ROWS : status;
 }

@@ -1,4 +1,5 @@
 /* The `greeks` command line: offline access to the pricing use cases. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -41,8 +42,7 @@ static void log_to_stderr(void *user, gk_log_level level, const char *component,
   if (level >= GK_LOG_WARN) fprintf(stderr, "greeks: %s: %s: %s\n", gk_log_level_name(level), component, message);
 }
 
-int main(int argc, char **argv) {
-  gk_log_set_sink(log_to_stderr, NULL);
+static int run_command(int argc, char **argv) {
   if (argc < 2) {
     usage(stderr);
     return CLI_EXIT_UNUSABLE;
@@ -62,4 +62,17 @@ int main(int argc, char **argv) {
   fprintf(stderr, "greeks: unknown command '%s'\n", command);
   usage(stderr);
   return CLI_EXIT_UNUSABLE;
+}
+
+int main(int argc, char **argv) {
+  gk_log_set_sink(log_to_stderr, NULL);
+  int status = run_command(argc, argv);
+  /* A command that succeeded has written all it says it wrote: --help or
+   * --version into a full disk is a failure too (the data paths check their
+   * own writes and have said so when status is not 0). */
+  if (status == CLI_EXIT_OK && (fflush(stdout) != 0 || ferror(stdout))) {
+    fprintf(stderr, "greeks: write error: %s\n", strerror(errno ? errno : EIO));
+    return CLI_EXIT_UNUSABLE;
+  }
+  return status;
 }

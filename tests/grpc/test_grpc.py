@@ -354,7 +354,7 @@ class PricingAgainstOfflineCli(ServedTestCase):
             self.assertEqual(code, code_offline)
             lines = served.splitlines()
             self.assertEqual(lines[1].split(",")[-1], "")  # "call " priced
-            self.assertIn("field 'S' value '1e400': must be a finite number", lines[2])
+            self.assertIn("field 'S' value '1e400': overflows a double", lines[2])
             self.assertIn("field 'S' value '0x10': not a decimal number", lines[4])
             self.assertIn("field 'T' value '-1':", lines[5])
             market, positions = os.path.join(d, "m.csv"), os.path.join(d, "p.csv")
