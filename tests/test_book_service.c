@@ -19,6 +19,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "greeks/american.h"
 #include "greeks/book_service.h"
 #include "greeks/risk_projection.h"
 
@@ -899,6 +900,54 @@ static void test_a_position_the_base_cannot_price_is_out_of_the_grid(void **stat
   }
 }
 
+/* The grid's rules hold whatever the book holds. On a book of an American put
+ * and stock only (no European option, so the portfolio revaluation never ran)
+ * a -150% spot shock was a success equal to -100%, and a vol shock past 100
+ * dropped the put out of its cell (the American pricer refuses such a vol)
+ * instead of pricing at the cap as European options do. Now the shock is
+ * refused by name, and spot and vol are kept in [1e-12, 1e15] and [1e-8, 100]:
+ * the cells match the put priced at the cap and the stock at 1e15. */
+static void test_american_and_stock_positions_follow_the_grid_rules(void **state) {
+  (void)state;
+  gk_status st;
+  gk_book *b = gk_book_new();
+  must(gk_book_restore_header(b, "desk", "", "USD", T0, 3, T0, &st), &st);
+  gk_market_quote q = {.underlying = "AAA", .spot = 100, .rate = 0.03, .yield = 0.01, .vol = 0.25,
+                       .market_time_us = T0};
+  must(gk_book_restore_market(b, &q, &st), &st);
+  gk_position put = {.quantity = 10, .average_cost = 5}, stock = {.quantity = 200, .average_cost = 100};
+  int64_t expiry = T0 + 86400000000LL * 365;
+  must(gk_instrument_option("AAA", GK_PUT, GK_STYLE_AMERICAN, 100, expiry, 100, &put.instrument, &st), &st);
+  must(gk_instrument_underlying("AAA", &stock.instrument, &st), &st);
+  must(gk_book_restore_position(b, &put, &st), &st);
+  must(gk_book_restore_position(b, &stock, &st), &st);
+  gk_book_valuation v;
+  double crash[] = {-1.5, 0}, flat[] = {0};
+  gk_scenario_grid refused = {{2, crash, GK_SHOCK_RELATIVE}, {1, flat, GK_SHOCK_ABSOLUTE}};
+  assert_int_equal(gk_value_book(b, T0, &refused, GK_AMERICAN_BS2002, NULL, &v, &st), GK_INVALID_ARGUMENT);
+  assert_string_equal(st.field, "spot_shocks[0]");
+  assert_non_null(strstr(st.message, "must be > -1"));
+  double spot_up[] = {0, 1e16}, vols[] = {0, 150};
+  gk_scenario_grid g = {{2, spot_up, GK_SHOCK_ABSOLUTE}, {2, vols, GK_SHOCK_ABSOLUTE}};
+  must(gk_value_book(b, T0, &g, GK_AMERICAN_BS2002, NULL, &v, &st), &st);
+  double years = v.positions[0].years, S[] = {100, 100}, K[] = {100, 100}, T[] = {years, years};
+  double r[] = {0.03, 0.03}, y[] = {0.01, 0.01}, sigma[] = {0.25, 100}, price[2];
+  uint8_t type[] = {GK_PUT, GK_PUT}, error[2];
+  gk_option_batch in = {2, S, K, T, r, y, sigma, type};
+  gk_greeks_batch out = {price, NULL, NULL, NULL, NULL, NULL, NULL, error};
+  assert_int_equal(gk_american_price_batch(GK_MODEL_BSM, GK_AMERICAN_BS2002, &in, GK_OUT_PRICE, &out, NULL),
+                   GK_RC_OK);
+  assert_true(error[0] == 0 && error[1] == 0 && price[1] > price[0]);
+  double at_cap = 1000 * (price[1] - price[0]);
+  if (fabs(v.pnl[1] - at_cap) > 1e-9 * at_cap) fail_msg("vol +150: P&L %.17g, the put at vol 100 %.17g", v.pnl[1], at_cap);
+  /* spot 1e15: the stock gains 200 x (1e15 - 100); the put is worth nothing there */
+  double stock_gain = 200 * (1e15 - 100), put_loss = -1000 * price[0];
+  if (fabs(v.pnl[2] - (stock_gain + put_loss)) > 1e-12 * stock_gain)
+    fail_msg("spot +1e16: P&L %.17g, want %.17g", v.pnl[2], stock_gain + put_loss);
+  gk_book_valuation_free(&v);
+  gk_book_free(b);
+}
+
 /* A position the pricer refuses (an option living past 100 years, booked
  * before trades were held to the pricer's life) carried no risk at all, gross
  * notional included, and the pre-trade check let a trade on its underlying
@@ -1065,6 +1114,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_valuation_prices_at_the_book_market_and_skips_expired,
                                       setup, teardown),
       cmocka_unit_test(test_a_position_the_base_cannot_price_is_out_of_the_grid),
+      cmocka_unit_test(test_american_and_stock_positions_follow_the_grid_rules),
       cmocka_unit_test(test_a_position_the_pricer_refuses_is_not_risk_free),
       cmocka_unit_test_setup_teardown(test_a_limit_edge_the_journal_holds_is_not_journaled_again, setup, teardown),
       cmocka_unit_test_setup_teardown(test_an_edge_the_stale_cache_holds_is_confirmed_on_the_store, setup, teardown),

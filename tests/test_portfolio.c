@@ -336,10 +336,17 @@ static void test_invalid_positions_are_named_and_excluded(void **state) {
   book *b = make_book(4);
   gk_scenario_grid grid = standard_grid();
   outcome *clean = revalue(b, 2, &grid);
-  int bad[] = {3, 1500, 2047, 4999, 777};
+  /* the sixth: a position worth more than 10 a unit, whose finite weight
+   * 1e306 x 100 then takes its value past the range (it failed the whole call
+   * on an infinite total, naming no position) */
+  int rich = 0;
+  while (rich < POSITIONS && !(clean->value[rich] / (b->quantity[rich] * b->multiplier[rich]) > 10.0 && rich != 777))
+    rich++;
+  assert_true(rich < POSITIONS);
+  int bad[] = {3, 1500, 2047, 4999, 777, rich};
   double removed_value = 0, removed_pnl = 0;
-  for (int k = 0; k < 5; k++) removed_value += clean->value[bad[k]];
-  for (int k = 0; k < 5; k++) {
+  for (int k = 0; k < 6; k++) removed_value += clean->value[bad[k]];
+  for (int k = 0; k < 6; k++) {
     int i = bad[k];
     double w = b->quantity[i] * b->multiplier[i];
     owned_batch p0 = price_position(b, i, 0, 0), p1 = price_position(b, i, spot_shocks[0], vol_shocks[0]);
@@ -352,8 +359,12 @@ static void test_invalid_positions_are_named_and_excluded(void **state) {
   b->multiplier[2047] = 0;
   b->strike[4999] = -1;
   b->quantity[777] = 1e307, b->multiplier[777] = 100; /* each finite, their product not */
+  b->quantity[rich] = 1e306, b->multiplier[rich] = 100;  /* the product finite, x its price not */
   outcome *o = revalue(b, 2, &grid);
-  assert_int_equal(o->results.invalid_positions, 5);
+  assert_int_equal(o->results.invalid_positions, 6);
+  assert_int_equal(o->error[rich], GK_POSITION_SCALED_NOT_FINITE);
+  assert_string_equal(gk_position_error_field(o->error[rich]), "quantity");
+  assert_non_null(strstr(gk_position_error_rule(o->error[rich]), "passes the double range"));
   assert_int_equal(o->error[3], GK_POSITION_UNDERLYING_UNKNOWN);
   assert_int_equal(o->error[1500], GK_POSITION_QUANTITY_NOT_FINITE);
   assert_int_equal(o->error[2047], GK_POSITION_MULTIPLIER_NOT_POSITIVE);
@@ -364,8 +375,8 @@ static void test_invalid_positions_are_named_and_excluded(void **state) {
   assert_string_equal(gk_position_error_field(o->error[2047]), "multiplier");
   assert_string_equal(gk_position_error_field(o->error[4999]), "K");
   assert_true(strlen(gk_position_error_rule(o->error[1500])) > 5);
-  for (int k = 0; k < 5; k++) assert_true(o->value[bad[k]] == 0.0);
-  assert_int_equal(o->results.total.positions, POSITIONS - 5);
+  for (int k = 0; k < 6; k++) assert_true(o->value[bad[k]] == 0.0);
+  assert_int_equal(o->results.total.positions, POSITIONS - 6);
   double scale = fabs(clean->results.total.value) + fabs(removed_value) + 1e6;
   assert_close_sum(o->results.total.value, clean->results.total.value - removed_value, scale, "total without the bad positions");
   assert_close_sum(o->pnl[0], clean->pnl[0] - removed_pnl, scale, "P&L without the bad positions");

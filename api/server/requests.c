@@ -178,12 +178,18 @@ static int check_outputs(size_t n, const Greeks__V1__Output *outputs, const uint
   return 0;
 }
 
-/* Every column must have `count` entries ("optional" ones may also be empty). */
-static int check_column(const char *name, size_t n, size_t count, int optional, request_verdict *v) {
+/* Every column must have `count` entries ("optional" ones may also be empty),
+ * one per `unit` (a contract, a position; markets: an underlying). */
+static int check_column_of(const char *name, size_t n, size_t count, int optional, const char *units,
+                           const char *unit, request_verdict *v) {
   if (n == count || (optional && n == 0)) return 0;
   return refuse(v, GRPC_STATUS_INVALID_ARGUMENT,
-                "field '%s' has %zu entries but the request has %zu contracts: every column needs one entry per contract",
-                name, n, count);
+                "field '%s' has %zu entries but the request has %zu %s: every column needs one entry per %s", name, n,
+                count, units, unit);
+}
+
+static int check_column(const char *name, size_t n, size_t count, int optional, request_verdict *v) {
+  return check_column_of(name, n, count, optional, "contracts", "contract", v);
 }
 
 static int refuse_count(const char *what, size_t count, size_t limit, request_verdict *v) {
@@ -553,8 +559,8 @@ static int check_markets(const Greeks__V1__Markets *mk, size_t limit, request_ve
   if (mk == NULL || mk->n_spot == 0)
     return refuse(v, GRPC_STATUS_INVALID_ARGUMENT, "field 'markets' is required: at least one underlying's spot and rate");
   return check_count("underlyings in field 'markets'", mk->n_spot, limit, v) ||
-         check_column("markets.rate", mk->n_rate, mk->n_spot, 0, v) ||
-         check_column("markets.yield", mk->n_yield, mk->n_spot, 1, v);
+         check_column_of("markets.rate", mk->n_rate, mk->n_spot, 0, "underlyings (markets.spot)", "underlying", v) ||
+         check_column_of("markets.yield", mk->n_yield, mk->n_spot, 1, "underlyings (markets.spot)", "underlying", v);
 }
 
 static int known_mode(Greeks__V1__ShockMode mode) {
@@ -579,11 +585,12 @@ static int check_grid(const Greeks__V1__ScenarioGrid *g, request_verdict *v) {
 
 static int check_positions(const Greeks__V1__Positions *p, size_t limit, request_verdict *v) {
   size_t n = p->n_underlying;
-  return check_count("positions", n, limit, v) || check_column("positions.type", p->n_type, n, 0, v) ||
-         check_column("positions.strike", p->n_strike, n, 0, v) ||
-         check_column("positions.expiry", p->n_expiry, n, 0, v) || check_column("positions.vol", p->n_vol, n, 0, v) ||
-         check_column("positions.quantity", p->n_quantity, n, 0, v) ||
-         check_column("positions.multiplier", p->n_multiplier, n, 0, v);
+#define POSITION_COLUMN(name, have) check_column_of(name, have, n, 0, "positions", "position", v)
+  return check_count("positions", n, limit, v) || POSITION_COLUMN("positions.type", p->n_type) ||
+         POSITION_COLUMN("positions.strike", p->n_strike) || POSITION_COLUMN("positions.expiry", p->n_expiry) ||
+         POSITION_COLUMN("positions.vol", p->n_vol) || POSITION_COLUMN("positions.quantity", p->n_quantity) ||
+         POSITION_COLUMN("positions.multiplier", p->n_multiplier);
+#undef POSITION_COLUMN
 }
 
 int revalue_validate(const Greeks__V1__RevaluePortfolioRequest *q, size_t max_positions, gk_model *model,

@@ -19,6 +19,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,19 +102,20 @@ typedef struct revalue_job {
   _Atomic size_t chunks_done;
 } revalue_job;
 
-static const char *const position_fields[] = {"underlying", "quantity", "multiplier", "quantity"};
-static const char *const position_rules[] = {"names no underlying in the market data", "must be a finite number",
-                                             "must be finite and > 0",
-                                             "times the multiplier must be finite (it passes the double range)"};
+static const char *const position_fields[] = {"underlying", "quantity", "multiplier", "quantity", "quantity"};
+static const char *const position_rules[] = {
+    "names no underlying in the market data", "must be a finite number", "must be finite and > 0",
+    "times the multiplier must be finite (it passes the double range)",
+    "times the multiplier times the price or a Greek passes the double range (1.8e308)"};
 
 const char *gk_position_error_field(unsigned error) {
-  if (error >= GK_POSITION_UNDERLYING_UNKNOWN && error <= GK_POSITION_WEIGHT_NOT_FINITE)
+  if (error >= GK_POSITION_UNDERLYING_UNKNOWN && error <= GK_POSITION_SCALED_NOT_FINITE)
     return position_fields[error - GK_POSITION_UNDERLYING_UNKNOWN];
   return gk_element_error_field((gk_element_error)error);
 }
 
 const char *gk_position_error_rule(unsigned error) {
-  if (error >= GK_POSITION_UNDERLYING_UNKNOWN && error <= GK_POSITION_WEIGHT_NOT_FINITE)
+  if (error >= GK_POSITION_UNDERLYING_UNKNOWN && error <= GK_POSITION_SCALED_NOT_FINITE)
     return position_rules[error - GK_POSITION_UNDERLYING_UNKNOWN];
   return gk_element_error_rule((gk_element_error)error);
 }
@@ -239,6 +241,12 @@ static void write_position(gk_portfolio_results *r, size_t i, const gk_risk *x) 
   if (r->phi) r->phi[i] = x->phi;
 }
 
+static bool risk_is_finite(const gk_risk *x) {
+  return isfinite(x->value) && isfinite(x->delta) && isfinite(x->gamma) && isfinite(x->vega) &&
+         isfinite(x->theta) && isfinite(x->rho) && isfinite(x->phi) && isfinite(x->dollar_delta) &&
+         isfinite(x->dollar_gamma);
+}
+
 /* Base prices and Greeks of a chunk, scaled, written per position and summed. */
 static void value_chunk(revalue_job *job, worker_state *w, partial_sums *sums, size_t begin, size_t count) {
   chunk_arrays *c = &w->chunk;
@@ -262,6 +270,13 @@ static void value_chunk(revalue_job *job, worker_state *w, partial_sums *sums, s
     x.theta = weight * c->theta[k], x.rho = weight * c->rho[k], x.phi = weight * c->phi[k];
     x.dollar_delta = x.delta * S, x.dollar_gamma = x.gamma * S * S;
     x.positions = 1;
+    if (!risk_is_finite(&x)) { /* one position's figure past the range: name it, as a weight past it */
+      job->results->error[i] = GK_POSITION_SCALED_NOT_FINITE;
+      sums->invalid++;
+      x = (gk_risk){0};
+      write_position(job->results, i, &x);
+      continue;
+    }
     write_position(job->results, i, &x);
     uint32_t u = p->underlying[i];
     touch(sums, u);
@@ -528,6 +543,13 @@ static gk_code check_axis(const gk_scenario_axis *axis, const char *name, int is
   return GK_OK;
 }
 
+gk_code gk_scenario_grid_check(const gk_scenario_grid *grid, gk_status *status) {
+  if (grid == NULL)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "grid", NULL, GK_STATUS_NO_INDEX, "grid is NULL");
+  gk_code code = check_axis(&grid->spot, "spot_shocks", 1, status);
+  return code == GK_OK ? check_axis(&grid->vol, "vol_shocks", 0, status) : code;
+}
+
 static gk_code check_arguments(const gk_markets *m, const gk_positions *p, const gk_scenario_grid *grid,
                                const gk_portfolio_results *r, gk_model model, gk_status *status) {
   if (!m || !p || !grid || !r)
@@ -547,8 +569,7 @@ static gk_code check_arguments(const gk_markets *m, const gk_positions *p, const
   if (!r->error || (m->count > 0 && !r->per_underlying))
     return gk_status_set(status, GK_INVALID_ARGUMENT, !r->error ? "results.error" : "results.per_underlying",
                          NULL, GK_STATUS_NO_INDEX, "results: error and per_underlying arrays are required");
-  gk_code code = check_axis(&grid->spot, "spot_shocks", 1, status);
-  if (code == GK_OK) code = check_axis(&grid->vol, "vol_shocks", 0, status);
+  gk_code code = gk_scenario_grid_check(grid, status);
   if (code != GK_OK) return code;
   if (grid->spot.count * grid->vol.count > 0 && !r->pnl)
     return gk_status_set(status, GK_INVALID_ARGUMENT, "results.pnl", NULL, GK_STATUS_NO_INDEX,

@@ -705,6 +705,23 @@ class RequestRules(ServedTestCase):
         del request.markets.spot[-1], request.markets.rate[-1]
         self.assertEqual(self.stub.RevaluePortfolio(request, timeout=30).total.positions, 2)
 
+    def test_a_market_column_is_counted_in_underlyings(self):
+        """A market column of the wrong length is named against markets.spot's
+        underlyings; it said "the request has 2 contracts" of a request with
+        other counts of positions (found in review)."""
+        request = self.revaluation()
+        request.markets.spot.append(50.0)
+        request.markets.rate.append(0.01)
+        del request.markets.rate[-1]
+        self.refused(self.stub.RevaluePortfolio, request,
+                     "field 'markets.rate' has %d entries but the request has %d underlyings (markets.spot)"
+                     % (len(request.markets.rate), len(request.markets.spot)))
+        request = self.revaluation()
+        del request.positions.vol[-1]
+        self.refused(self.stub.RevaluePortfolio, request,
+                     "field 'positions.vol' has %d entries but the request has %d positions"
+                     % (len(request.positions.vol), len(request.positions.type)))
+
     def test_grid_modes_and_axis_lengths(self):
         for field in ("spot_mode", "vol_mode"):
             request = self.revaluation()

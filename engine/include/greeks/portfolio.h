@@ -71,6 +71,13 @@ typedef struct gk_scenario_grid {
   gk_scenario_axis vol;
 } gk_scenario_grid;
 
+/* GK_OK when `grid` follows the rules above (at most GK_MAX_SCENARIO_AXIS
+ * finite shocks an axis, a known mode, no relative spot shock <= -1); else
+ * GK_INVALID_ARGUMENT naming the shock ("spot_shocks[0]") and its value. What
+ * gk_revalue_portfolio checks first; a caller valuing other positions on the
+ * same grid (the book's American options, its stock) checks it too. */
+gk_code gk_scenario_grid_check(const gk_scenario_grid *grid, gk_status *status);
+
 typedef struct gk_risk {
   double value, delta, gamma, vega, theta, rho, phi;
   double dollar_delta, dollar_gamma;
@@ -100,6 +107,7 @@ enum {
   GK_POSITION_QUANTITY_NOT_FINITE = 65,
   GK_POSITION_MULTIPLIER_NOT_POSITIVE = 66,
   GK_POSITION_WEIGHT_NOT_FINITE = 67, /* quantity x multiplier past the double range (field "quantity") */
+  GK_POSITION_SCALED_NOT_FINITE = 68, /* that weight x its price or a Greek past the range (field "quantity") */
 };
 
 /* Field name and rule of any code in results.error (kernel or position codes). */

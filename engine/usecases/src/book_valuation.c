@@ -158,6 +158,14 @@ static void push_option(valuation_work *w, path_columns *c, size_t index, size_t
   c->multiplier[k] = p->instrument.multiplier;
 }
 
+/* A shocked spot or vol kept in [lo, hi], as the portfolio revaluation keeps
+ * its European options' (portfolio.h): the same grid prices every kind of
+ * position at the same points. */
+static double shocked(double x, double by, gk_shock_mode mode, double lo, double hi) {
+  double s = mode == GK_SHOCK_RELATIVE ? x * (1 + by) : x + by;
+  return s < lo ? lo : s > hi ? hi : s;
+}
+
 /* The underlying: value S x q, delta q, dollar delta S x q; the grid linearly. */
 static void value_underlying(valuation_work *w, size_t index, size_t m, const gk_position *p) {
   const gk_market_quote *q = gk_book_market(w->book, m);
@@ -171,8 +179,7 @@ static void value_underlying(valuation_work *w, size_t index, size_t m, const gk
   r->positions++;
   for (size_t i = 0; w->grid_size && i < w->grid->spot.count; i++) {
     double shock = w->grid->spot.shocks[i];
-    double s = w->grid->spot.mode == GK_SHOCK_RELATIVE ? q->spot * (1 + shock) : q->spot + shock;
-    if (s < 1e-12) s = 1e-12;
+    double s = shocked(q->spot, shock, w->grid->spot.mode, GK_MIN_PRICE_LEVEL, GK_MAX_PRICE_LEVEL);
     for (size_t j = 0; j < w->grid->vol.count; j++) {
       double pnl = units * (s - q->spot);
       w->out->pnl[i * w->grid->vol.count + j] += pnl;
@@ -284,10 +291,6 @@ static gk_code price_american(const path_columns *c, const double *spot, const d
                        GK_STATUS_NO_INDEX, "American pricing failed: %s", gk_rc_message(rc));
 }
 
-static double shocked(double x, double by, gk_shock_mode mode, double floor) {
-  double s = mode == GK_SHOCK_RELATIVE ? x * (1 + by) : x + by;
-  return s < floor ? floor : s;
-}
 
 /* One scenario's P&L over the American positions, added in position order. */
 static gk_code american_scenario(valuation_work *w, gk_american_method method, size_t i, size_t j,
@@ -295,8 +298,9 @@ static gk_code american_scenario(valuation_work *w, gk_american_method method, s
                                  const double *base, const uint8_t *base_error, gk_status *status) {
   path_columns *c = &w->american;
   for (size_t k = 0; k < c->count; k++) {
-    spot[k] = shocked(c->spot[k], w->grid->spot.shocks[i], w->grid->spot.mode, 1e-12);
-    vol[k] = shocked(c->vol[k], w->grid->vol.shocks[j], w->grid->vol.mode, 1e-8);
+    /* vol floored at 1e-8, not 0: the American pricers' smallest vol */
+    spot[k] = shocked(c->spot[k], w->grid->spot.shocks[i], w->grid->spot.mode, GK_MIN_PRICE_LEVEL, GK_MAX_PRICE_LEVEL);
+    vol[k] = shocked(c->vol[k], w->grid->vol.shocks[j], w->grid->vol.mode, 1e-8, GK_MAX_VOL);
   }
   gk_code rc = price_american(c, spot, vol, method, GK_OUT_PRICE, out, status);
   size_t g = i * w->grid->vol.count + j;
@@ -394,6 +398,11 @@ gk_code gk_value_book_positions(const gk_book *book, const size_t *positions, si
       return gk_status_set(status, GK_INVALID_ARGUMENT, "positions", "", (int64_t)i,
                            "position index %zu is not in the book (%zu positions)", positions[i],
                            gk_book_position_count(book));
+  /* the grid's rules hold for every position kind, not only where the book
+   * has European options (a -150% shock was a success, equal to -100%, on a
+   * book of American options and stock) */
+  gk_code checked = grid ? gk_scenario_grid_check(grid, status) : GK_OK;
+  if (checked != GK_OK) return checked;
   gk_scenario_grid none = {{0, NULL, GK_SHOCK_RELATIVE}, {0, NULL, GK_SHOCK_ABSOLUTE}};
   valuation_work w = {.book = book, .subset = positions, .subset_count = count, .out = out,
                       .grid = grid ? grid : &none};
