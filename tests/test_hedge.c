@@ -326,6 +326,46 @@ static void test_a_vertex_rounded_to_nothing_loses_to_one_that_hedges(void **sta
   gk_book_free(book);
 }
 
+/* A small book (a 90/91 call spread, x100) hedged delta-gamma with two options
+ * a year out and no underlying: the exact pair is about -0.95 and +1.08
+ * contracts, which round to -1 and +1, leaving delta and gamma twice and more
+ * the book's own. Trading nothing leaves less of both, so nothing is proposed
+ * (found in review: the rounded pair came back OK and charged the spread). */
+static void test_whole_contracts_never_leave_more_than_the_book_has(void **state) {
+  (void)state;
+  gk_book *book = gk_book_new();
+  gk_event e;
+  assert_int_equal(gk_book_decide_open(book, "desk", "", "USD", &e, NULL), GK_OK);
+  commit(book, &e);
+  set_market(book, "AAPL", SPOT);
+  trade(book, "T1", option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 90, T0 + YEAR / 2, 100), 1);
+  trade(book, "T2", option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 91, T0 + YEAR / 2, 100), -1);
+  gk_quoted_instrument q[] = {quote(option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 115, T0 + YEAR, 100), 4.90, 5.00, 0),
+                              quote(option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 120, T0 + YEAR, 100), 3.50, 3.60, 0)};
+  gk_hedge_request r = request(GK_HEDGE_DELTA_GAMMA, q, 2);
+  gk_hedge_proposal p = hedge(book, &r);
+  /* the independent check: the book's own Greeks, and the exact pair's rounding */
+  gk_instrument low = option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 90, T0 + YEAR / 2, 100);
+  gk_instrument high = option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 91, T0 + YEAR / 2, 100);
+  greeks a = reference(&low, VOL), b = reference(&high, VOL);
+  greeks c1 = reference(&q[0].instrument, VOL), c2 = reference(&q[1].instrument, VOL);
+  double delta = a.delta - b.delta, gamma = a.gamma - b.gamma;
+  double det = c1.delta * c2.gamma - c2.delta * c1.gamma;
+  double x1 = (-delta * c2.gamma + c2.delta * gamma) / det, x2 = (-c1.delta * gamma + delta * c1.gamma) / det;
+  double rounded_delta = delta + round(x1) * c1.delta + round(x2) * c2.delta;
+  double rounded_gamma = gamma + round(x1) * c1.gamma + round(x2) * c2.gamma;
+  assert_true(fabs(rounded_delta) > fabs(delta) && fabs(rounded_gamma) > fabs(gamma)); /* the trap is set */
+  assert_true(close_enough(p.before.delta, delta, 1e-10, 1e-9));
+  assert_true(close_enough(p.before.gamma, gamma, 1e-10, 1e-12));
+  if (fabs(p.after.delta) > fabs(p.before.delta) * (1 + 1e-12) || fabs(p.after.gamma) > fabs(p.before.gamma) * (1 + 1e-12))
+    fail_msg("%zu legs leave delta %g gamma %g of the book's %g and %g", p.leg_count, p.after.delta, p.after.gamma,
+             p.before.delta, p.before.gamma);
+  assert_int_equal(p.leg_count, 0);
+  assert_true(p.cost == 0 && p.premium == 0);
+  assert_legs_add_up(&p, q, 2);
+  gk_book_free(book);
+}
+
 /* The same call at two multipliers: the same Greeks per unit, so the one whose
  * spread is narrower per unit is chosen (10 times as many contracts when it is
  * the x10), and the choice flips with the spreads. */
@@ -625,6 +665,7 @@ int main(void) {
       cmocka_unit_test(test_delta_gamma_hedge_is_the_cheapest_basis_rounded),
       cmocka_unit_test(test_the_cheaper_of_two_equivalent_options_is_chosen),
       cmocka_unit_test(test_a_vertex_rounded_to_nothing_loses_to_one_that_hedges),
+      cmocka_unit_test(test_whole_contracts_never_leave_more_than_the_book_has),
       cmocka_unit_test(test_a_full_chain_hedge_is_the_cheapest_basis),
       cmocka_unit_test(test_delta_vega_hedge_is_the_cheapest_basis_rounded),
       cmocka_unit_test(test_unreachable_targets_fail_naming_what_is_missing),

@@ -457,16 +457,21 @@ static void try_pair(program *p, size_t i, size_t j, basis *best) {
   consider(p, &candidate, best);
 }
 
-/* Every basis, smallest first: best->size stays NONE when none is feasible. */
+/* Every basis, smallest first: best->size stays NONE when none is feasible.
+ * Trading nothing (but the underlying's whole units, where offered) is a
+ * candidate too once any basis is feasible: whole contracts of the best basis
+ * can leave more of a target Greek than the book has now (a delta-gamma hedge
+ * of a small book, rounded from -0.44 and +0.51 contracts to 0 and +1, made
+ * its delta 4x and its gamma 5x larger, and charged the spread for it). */
 static void solve(program *p, basis *best) {
   best->size = NONE;
-  if (fabs(p->b[0]) <= FEASIBLE && fabs(p->b[1]) <= FEASIBLE) {
-    basis nothing = {0, {0, 0}, {0, 0}, 0};
-    consider(p, &nothing, best);
-  }
+  basis nothing = {0, {0, 0}, {0, 0}, 0};
+  bool met = fabs(p->b[0]) <= FEASIBLE && fabs(p->b[1]) <= FEASIBLE;
+  if (met) consider(p, &nothing, best);
   for (size_t i = 0; i < p->n; i++) try_single(p, i, best);
   for (size_t i = 0; p->m == 2 && i < p->n; i++)
     for (size_t j = i + 1; j < p->n; j++) try_pair(p, i, j, best);
+  if (!met && best->size != NONE) consider(p, &nothing, best);
 }
 
 /* No feasible basis: says which target and what the instruments lack. */
