@@ -56,6 +56,7 @@ struct gk_book {
   index_map market_index;
   strategy_ref *strategies;
   size_t strategy_count, strategy_capacity;
+  index_map strategy_index; /* a lookup per proposal and per trade naming one: was a scan */
   gk_risk_limits_set limits;
   gk_limit_edge breaches[GK_MAX_OPEN_BREACHES]; /* open, oldest first */
   size_t breach_count;
@@ -74,6 +75,7 @@ void gk_book_free(gk_book *b) {
   index_map_free(&b->position_index);
   index_map_free(&b->trade_index);
   index_map_free(&b->market_index);
+  index_map_free(&b->strategy_index);
   free(b);
 }
 
@@ -99,6 +101,7 @@ gk_book *gk_book_clone(const gk_book *from) {
   bool maps = index_map_copy(&b->position_index, &from->position_index);
   maps = index_map_copy(&b->trade_index, &from->trade_index) && maps;
   maps = index_map_copy(&b->market_index, &from->market_index) && maps;
+  maps = index_map_copy(&b->strategy_index, &from->strategy_index) && maps;
   bool arrays = (b->positions || !from->position_count) && (b->trades || !from->trade_count) &&
                 (b->markets || !from->market_count) && (b->strategies || !from->strategy_count);
   if (!maps || !arrays) {
@@ -203,10 +206,14 @@ const char *gk_book_trade_id_at(const gk_book *b, size_t i, int64_t *sequence) {
   return b->trades[i].id;
 }
 
+static bool strategy_matches(const void *context, size_t index) {
+  const text_key *k = context;
+  return strcmp(k->book->strategies[index].id, k->text) == 0;
+}
+
 bool gk_book_has_strategy(const gk_book *b, const char *strategy_id) {
-  for (size_t i = 0; i < b->strategy_count; i++)
-    if (strcmp(b->strategies[i].id, strategy_id) == 0) return true;
-  return false;
+  text_key key = {b, strategy_id};
+  return index_map_find(&b->strategy_index, hash_text(strategy_id), strategy_matches, &key) != SIZE_MAX;
 }
 
 const char *gk_book_strategy_at(const gk_book *b, size_t i) {
@@ -595,7 +602,7 @@ static bool reserve_strategies(gk_book *b, size_t extra) {
                sizeof *b->strategies, &r))
     return false;
   b->strategies = r;
-  return true;
+  return index_map_reserve(&b->strategy_index, extra);
 }
 
 static void fill(gk_position *p, int64_t dq, double price) {
@@ -738,7 +745,9 @@ static gk_code add_strategy(gk_book *b, const char *id, const gk_event *e, gk_st
     return e ? out_of_memory(e, status)
              : gk_status_set(status, GK_RESOURCE_EXHAUSTED, "book", b->id, GK_STATUS_NO_INDEX,
                              "out of memory");
-  snprintf(b->strategies[b->strategy_count++].id, GK_META_ID_SIZE, "%s", id);
+  snprintf(b->strategies[b->strategy_count].id, GK_META_ID_SIZE, "%s", id);
+  index_map_add(&b->strategy_index, hash_text(b->strategies[b->strategy_count].id), b->strategy_count);
+  b->strategy_count++;
   return GK_OK;
 }
 
