@@ -81,14 +81,21 @@ static gk_instrument short_call(void) {
 }
 
 static gk_book *desk_short(int64_t calls);
-static gk_book *desk(void) { return desk_short(10); }
 
-static gk_book *desk_short(int64_t calls) {
+/* An open book with the AAPL market and nothing traded. */
+static gk_book *aapl_desk(void) {
   gk_book *book = gk_book_new();
   gk_event e;
   assert_int_equal(gk_book_decide_open(book, "desk", "", "USD", &e, NULL), GK_OK);
   commit(book, &e);
   set_market(book, "AAPL", SPOT);
+  return book;
+}
+
+static gk_book *desk(void) { return desk_short(10); }
+
+static gk_book *desk_short(int64_t calls) {
+  gk_book *book = aapl_desk();
   set_market(book, "MSFT", 300);
   trade(book, "T1", short_call(), -calls);
   trade(book, "T2", option("MSFT", GK_CALL, GK_STYLE_EUROPEAN, 300, T0 + YEAR, 100), 50);
@@ -333,11 +340,7 @@ static void test_a_vertex_rounded_to_nothing_loses_to_one_that_hedges(void **sta
  * (found in review: the rounded pair came back OK and charged the spread). */
 static void test_whole_contracts_never_leave_more_than_the_book_has(void **state) {
   (void)state;
-  gk_book *book = gk_book_new();
-  gk_event e;
-  assert_int_equal(gk_book_decide_open(book, "desk", "", "USD", &e, NULL), GK_OK);
-  commit(book, &e);
-  set_market(book, "AAPL", SPOT);
+  gk_book *book = aapl_desk();
   trade(book, "T1", option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 90, T0 + YEAR / 2, 100), 1);
   trade(book, "T2", option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 91, T0 + YEAR / 2, 100), -1);
   gk_quoted_instrument q[] = {quote(option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 115, T0 + YEAR, 100), 4.90, 5.00, 0),
@@ -579,11 +582,7 @@ static void test_a_neutral_book_needs_no_legs(void **state) {
  * the underlying: a basis smaller than the constraints. */
 static void test_a_gammaless_book_hedges_delta_gamma_with_the_underlying_alone(void **state) {
   (void)state;
-  gk_book *book = gk_book_new();
-  gk_event e;
-  assert_int_equal(gk_book_decide_open(book, "desk", "", "USD", &e, NULL), GK_OK);
-  commit(book, &e);
-  set_market(book, "AAPL", SPOT);
+  gk_book *book = aapl_desk();
   trade(book, "T1", underlying("AAPL"), 300);
   gk_quoted_instrument q[] = {
       quote(option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 100, T0 + YEAR, 100), 10.5, 10.6, 0),
