@@ -336,9 +336,27 @@ static void a_store_password_is_redacted_in_every_form_libpq_reads(void **state)
   assert_true(strlen(tiny) < sizeof tiny);
 }
 
+/* A store value that names no store is refused where it is set, with its
+ * password redacted: a typo in a conninfo's first keyword made greeksd serve
+ * from a new, empty SQLite file of that name (found in review). */
+static void a_store_that_would_become_a_new_file_is_refused(void **state) {
+  (void)state;
+  static greeksd_config c;
+  c = greeksd_config_default();
+  assert_int_not_equal(apply(&c, "book_store: \"hots=db.example dbname=books password=hunter2\"\n"), 0);
+  assert_error("t.yaml:1: book_store: 'hots=db.example dbname=books password=REDACTED'");
+  assert_error("'hots' is no libpq keyword");
+  assert_null(strstr(errors.text, "hunter2"));
+  assert_int_not_equal(apply(&c, "book_store: mysql:books\n"), 0);
+  assert_error("'mysql:' is no store scheme");
+  assert_int_equal(apply(&c, "book_store: \"sqlite:mysql:books\"\n"), 0);
+  assert_int_equal(apply(&c, "book_store: \"user=greeks host=db dbname=books\"\n"), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(a_document_sets_values_and_records_file_and_line),
+      cmocka_unit_test(a_store_that_would_become_a_new_file_is_refused),
       cmocka_unit_test(every_error_is_reported_with_its_line_and_rule),
       cmocka_unit_test(invalid_yaml_is_one_error_with_its_position),
       cmocka_unit_test(an_empty_file_a_second_document_or_a_bare_key_is_refused),

@@ -589,6 +589,25 @@ static void keys_and_ids_that_are_not_utf8_are_refused_by_every_adapter(void **s
   /* a typo after a known first keyword is libpq's error, not a new file */
   assert_true(gk_store_url_is_postgres("host=127.0.0.1 dbnme=books"));
   assert_true(gk_store_url_is_postgres("host=127.0.0.1 password='abc"));
+  /* a bare value shaped like a conninfo or a URL of another scheme is no
+   * store: "hots=db dbname=x" (a typo) and "mysql:x" opened new SQLite files
+   * of those names (found in review); sqlite: names any file */
+  char why[256];
+  assert_non_null(gk_store_url_problem("hots=db.example dbname=books user=desk", why, sizeof why));
+  assert_non_null(strstr(why, "'hots' is no libpq keyword"));
+  assert_non_null(gk_store_url_problem("a=b.db", why, sizeof why));
+  assert_non_null(gk_store_url_problem("mysql:foo", why, sizeof why));
+  assert_non_null(strstr(why, "'mysql:' is no store scheme"));
+  assert_non_null(gk_store_url_problem("", why, sizeof why));
+  const char *stores[] = {"sqlite:mysql:foo", "sqlite:a=b.db", "/data/a=b.db", "/data/a:b.db", "books.db",
+                          "host=x dbname=y", "postgresql://u:pw@h/db", "./x=y.db"};
+  for (size_t i = 0; i < sizeof stores / sizeof stores[0]; i++)
+    if (gk_store_url_problem(stores[i], why, sizeof why)) fail_msg("%s refused: %s", stores[i], why);
+  const char *typo = "hots=greeks-test-typo password=secret";
+  assert_null(gk_store_open_url(typo, &st));
+  assert_int_equal(st.code, GK_INVALID_ARGUMENT);
+  assert_null(strstr(st.message, "secret"));
+  assert_int_equal(access(typo, F_OK), -1); /* no file of that name */
 }
 
 static void a_recorded_idempotency_key_refuses_the_append_and_keeps_the_first_result(void **state) {

@@ -1287,7 +1287,9 @@ int book_side_start(greeksd_server *server, char *error, size_t size) {
     return fail_start(error, size, "cannot start the book agents", &status);
   char shown[sizeof server->config.book_store + 16];
   greeksd_redact_store(server->config.book_store, shown, sizeof shown); /* never its password */
-  gk_logf(GK_LOG_INFO, "greeksd", "book store %s: %zu books loaded", shown, books);
+  /* with what it opened ("sqlite:/abs/path.db", "postgresql:db@host"): the
+   * kind of store shows in the start line */
+  gk_logf(GK_LOG_INFO, "greeksd", "book store %s (%s): %zu books loaded", shown, gk_store_describe(side->store), books);
   return 0;
 }
 

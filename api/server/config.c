@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "greeks/event_store.h"
 #include "greeks/pool.h"
 
 typedef enum kind {
@@ -350,10 +351,7 @@ static int apply(greeksd_config *c, const setting *s, const char *v, const char 
   case K_METRICS: return apply_metrics(field, s->size, v, why, n);
   case K_PATH: return copy_text(field, s->size, v, why, n);
   case K_STORE:
-    if (v[0] == '\0') {
-      snprintf(why, n, "must name a store: sqlite:PATH or a PostgreSQL URL");
-      return -1;
-    }
+    if (gk_store_url_problem(v, why, n)) return -1; /* a typo made a new SQLite file of its name */
     return copy_text(field, s->size, v, why, n);
   case K_URL:
     if (v[0] != '\0' && strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
@@ -416,6 +414,16 @@ int greeksd_config_set_key(greeksd_config *c, const char *key, const char *value
   int row = row_of(key);
   if (row < 0) return 1;
   return set_row(c, row, value, source, why, n);
+}
+
+static const char *value_shown(int row, const char *value, char *out, size_t size) {
+  if (row >= 0 && settings[row].kind == K_STORE) greeksd_redact_store(value, out, size);
+  else snprintf(out, size, "%s", value);
+  return out;
+}
+
+const char *greeksd_config_value_shown(const char *key, const char *value, char *out, size_t size) {
+  return value_shown(row_of(key), value, out, size);
 }
 
 int greeksd_config_has_key(const char *key) { return row_of(key) >= 0; }
@@ -790,8 +798,9 @@ static void apply_environment(greeksd_config *c, greeksd_errors *e) {
   for (int i = 0; i < SETTING_COUNT; i++) {
     const char *value = getenv(settings[i].env);
     if (value == NULL) continue;
+    char shown[512];
     if (set_row(c, i, value, settings[i].env, why, sizeof why) != 0)
-      greeksd_errors_add(e, "%s: '%s' %s", settings[i].env, value, why);
+      greeksd_errors_add(e, "%s: '%s' %s", settings[i].env, value_shown(i, value, shown, sizeof shown), why);
   }
 }
 
@@ -892,8 +901,9 @@ static void apply_flags(int argc, char **argv, greeksd_config *c, greeksd_errors
       }
       value = argv[++i];
     }
+    char shown[512];
     if (set_row(c, row, value, settings[row].flag, why, sizeof why) != 0)
-      greeksd_errors_add(e, "%s: '%s' %s", settings[row].flag, value, why);
+      greeksd_errors_add(e, "%s: '%s' %s", settings[row].flag, value_shown(row, value, shown, sizeof shown), why);
   }
 }
 

@@ -143,6 +143,10 @@ void greeksd_config_usage(void);
 /* Sets the setting whose YAML key is `key` ("limits.max_contracts") from its
  * text, recording `source`. Returns 0; 1 when no setting has that key; -1 with
  * the rule broken in why[why_size]. */
+/* `value` of setting `key` as an error message may show it: the book store's
+ * password redacted (greeksd_redact_store), others as they are. Returns out. */
+const char *greeksd_config_value_shown(const char *key, const char *value, char *out, size_t size);
+
 int greeksd_config_set_key(greeksd_config *config, const char *key, const char *value, const char *source,
                            char *why, size_t why_size);
 

@@ -194,7 +194,11 @@ static void walk_value(walk *w, const char *full, const yaml_node_t *key_node, c
   int rc = greeksd_config_set_key(w->config, full, text, source, why, sizeof why);
   if (rc == 1) error_at(w, key_node, full, "unknown key (see docs/operations.md, Configuration)%s", "");
   else if (rc != 0 && is_pem(text)) inline_secret(w, value, full);
-  else if (rc != 0) greeksd_errors_add(w->errors, "%s: %s: '%s' %s", source, full, text, why);
+  else if (rc != 0) {
+    char shown[512];
+    greeksd_errors_add(w->errors, "%s: %s: '%s' %s", source, full,
+                       greeksd_config_value_shown(full, text, shown, sizeof shown), why);
+  }
 }
 
 static int set_twice(walk *w, const yaml_node_t *key_node, const char *full) {

@@ -334,10 +334,41 @@ bool gk_store_url_is_postgres(const char *url) {
   return found;
 }
 
-gk_event_store *gk_store_open_url(const char *url, gk_status *status) {
+const char *gk_store_url_problem(const char *url, char *why, size_t size) {
   if (url == NULL || url[0] == '\0') {
-    gk_status_set(status, GK_INVALID_ARGUMENT, "store", "", GK_STATUS_NO_INDEX,
-                  "the store must be \"sqlite:PATH\", a path, or a PostgreSQL URL");
+    snprintf(why, size, "must name a store: sqlite:PATH, a path, or a PostgreSQL URL or conninfo");
+    return why;
+  }
+  if (starts_with(url, "sqlite:") || gk_store_url_is_postgres(url)) return NULL;
+  const char *p = url;
+  while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '+' ||
+         *p == '.' || *p == '-')
+    p++;
+  bool scheme = p > url && ((*url >= 'a' && *url <= 'z') || (*url >= 'A' && *url <= 'Z')) && *p == ':';
+  if (scheme) {
+    snprintf(why, size, "'%.*s:' is no store scheme: sqlite:PATH or postgresql://... (sqlite:PATH names a file of any name)",
+             (int)(p - url < 40 ? p - url : 40), url);
+    return why;
+  }
+  const char *k = url;
+  while (*k == ' ' || *k == '\t') k++;
+  size_t length = strspn(k, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_");
+  const char *after = k + length;
+  while (*after == ' ' || *after == '\t') after++;
+  if (length > 0 && *after == '=') { /* "word=": conninfo-shaped; "/data/a=b.db" is a path */
+    snprintf(why, size,
+             "looks like a libpq conninfo, but '%.*s' is no libpq keyword (host, dbname, user, service...); a file "
+             "whose name holds '=': sqlite:PATH",
+             (int)(length < 40 ? length : 40), k);
+    return why;
+  }
+  return NULL;
+}
+
+gk_event_store *gk_store_open_url(const char *url, gk_status *status) {
+  char why[256];
+  if (gk_store_url_problem(url, why, sizeof why)) {
+    gk_status_set(status, GK_INVALID_ARGUMENT, "store", "", GK_STATUS_NO_INDEX, "the store %s", why); /* no value: it may hold a password */
     return NULL;
   }
   if (gk_store_url_is_postgres(url)) return gk_postgres_store_open(url, 4, status);

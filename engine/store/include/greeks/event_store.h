@@ -111,6 +111,14 @@ gk_event_store *gk_store_open_url(const char *url, gk_status *status);
  * rule, for labels and messages that name the kind of store. */
 bool gk_store_url_is_postgres(const char *url);
 
+/* Why `url` is no store gk_store_open_url opens as meant, or NULL when it is
+ * one. A bare path that looks like a conninfo whose first keyword libpq does
+ * not know ("hots=db1 dbname=books") or like a URL of another scheme
+ * ("mysql:books") is refused: it would open a new, empty SQLite file of that
+ * name. "sqlite:PATH" names any file. The reason (written to `why`, `size`
+ * bytes) says which form was meant; `why` is returned. */
+const char *gk_store_url_problem(const char *url, char *why, size_t size);
+
 void gk_store_close(gk_event_store *store); /* NULL is a no-op */
 
 /* "sqlite:/path/books.db" or "postgresql:dbname@host" (no password), for errors. */
