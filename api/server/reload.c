@@ -80,10 +80,29 @@ static int same_tokens(char **a, char **b) {
   return a[i] == NULL && b[i] == NULL;
 }
 
+/* The settings alike, where each was written aside: a comment added above a
+ * key moves its FILE:LINE, not its value, and published a new version (found
+ * in review). Compared on copies with the sources cleared; a reload is rare. */
+static int same_settings(const greeksd_config *a, const greeksd_config *b) {
+  greeksd_config *x = malloc(sizeof *x), *y = malloc(sizeof *y);
+  int same = 0;
+  if (x && y) {
+    *x = *a, *y = *b;
+    memset(x->source, 0, sizeof x->source), memset(y->source, 0, sizeof y->source);
+    for (int i = 0; i < GREEKSD_MAX_TOKENS; i++)
+      memset(x->tokens[i].source, 0, sizeof x->tokens[i].source),
+          memset(y->tokens[i].source, 0, sizeof y->tokens[i].source);
+    same = memcmp(x, y, sizeof *x) == 0;
+  }
+  free(x), free(y);
+  return same; /* out of memory: "changed", which publishes as before */
+}
+
 /* Everything a call reads from a snapshot: the settings (their hash, and the
- * struct itself), the tokens in force and the TLS pair. */
+ * struct itself but for where each was written), the tokens in force and the
+ * TLS pair. */
 static int snapshot_same(const greeksd_snapshot *a, const greeksd_snapshot *b) {
-  if (strcmp(a->hash, b->hash) != 0 || memcmp(&a->config, &b->config, sizeof a->config) != 0 || a->auth != b->auth ||
+  if (strcmp(a->hash, b->hash) != 0 || !same_settings(&a->config, &b->config) || a->auth != b->auth ||
       !snapshot_same_tls(a, b) || !same_tokens(a->anonymous_tokens, b->anonymous_tokens))
     return 0;
   for (int i = 0; i < GREEKSD_MAX_TOKENS; i++)

@@ -441,6 +441,16 @@ class Reload(unittest.TestCase):
         grown = [int(l.split()[1]) for l in open("/proc/%d/status" % self.pid) if l.startswith("VmRSS")][0] - rss
         if not ("ASAN_OPTIONS" in os.environ or "TSAN_OPTIONS" in os.environ):  # their allocators keep what is freed
             self.assertLess(grown, 2048, "kB after 100 SIGHUPs")
+        # A comment above the settings moves each one's FILE:LINE, not its
+        # value: nothing changed (it published a new version; found in review).
+        unchanged = self.server.stderr().count("nothing changed; keeping version %d" % before)
+        write(self.cfg, "# moved down a line\n" + self.config_text().replace("pool_threads: 1", "pool_threads: 2"))
+        self.server.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5 * SLOWDOWN
+        while self.server.stderr().count("nothing changed; keeping version %d" % before) == unchanged:
+            self.assertLess(time.monotonic(), deadline, self.server.stderr()[-2000:])
+            time.sleep(0.05)
+        self.assertEqual(self.version(), before)
 
 
 def self_signed(directory, name):
