@@ -277,7 +277,9 @@ static grpc_status_code final_code(const rpc_call *c, const char **why) {
   if (c->closed && c->close_cancelled) {
     if (atomic_load(&c->server_cancel_code) == GRPC_STATUS_RESOURCE_EXHAUSTED)
       return *why = "the request message did not arrive within --receive-timeout-ms", GRPC_STATUS_RESOURCE_EXHAUSTED;
-    if (atomic_load(&c->server->drain_cancelled)) return *why = "cancelled by the drain timeout", GRPC_STATUS_CANCELLED;
+    /* grpc_server_cancel_all_calls answers UNAVAILABLE ("Cancelling all
+     * calls"): record what the client got */
+    if (atomic_load(&c->server->drain_cancelled)) return *why = "cancelled by the drain timeout", GRPC_STATUS_UNAVAILABLE;
     if (rpc_deadline_passed(c)) return *why = "the deadline passed", GRPC_STATUS_DEADLINE_EXCEEDED;
     return *why = "the client cancelled the call", GRPC_STATUS_CANCELLED;
   }

@@ -361,12 +361,16 @@ class TracedCalls(unittest.TestCase):
             time.sleep(0.3 * SLOWDOWN)
             self.assertEqual(server.stop(timeout=30), 0)
             leave.set()
-            with self.assertRaises(grpc.RpcError):
+            with self.assertRaises(grpc.RpcError) as raised:
                 future.result()
             channel.close()
             records = [r for r in json_lines(server.stderr()) if r.get("request_id") == "drained-1"]
             self.assertEqual(len(records), 1, server.stderr()[-3000:])
             self.assertIn("cancelled by the drain timeout", records[0]["error"])
+            # the code the client got (UNAVAILABLE: the core's cancel-all),
+            # not CANCELLED, which the log said (found in review)
+            self.assertEqual(raised.exception.code(), grpc.StatusCode.UNAVAILABLE)
+            self.assertEqual(records[0]["code"], raised.exception.code().value[0])
             self.assertNotIn("client cancelled", records[0]["error"])
             self.assertNotIn("peer", records[0])
         finally:
