@@ -62,7 +62,7 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *connection, cons
 static int resolve(const char *listen, struct sockaddr_storage *address, char *error, size_t size) {
   const char *colon = strrchr(listen, ':');
   if (colon == NULL || colon == listen) {
-    snprintf(error, size, "--metrics-listen: '%s' must be HOST:PORT", listen);
+    snprintf(error, size, "'%s' must be HOST:PORT", listen);
     return -1;
   }
   char host[256];
@@ -77,7 +77,7 @@ static int resolve(const char *listen, struct sockaddr_storage *address, char *e
   hints.ai_socktype = SOCK_STREAM;
   int rc = getaddrinfo(host, colon + 1, &hints, &found);
   if (rc != 0 || found == NULL) {
-    snprintf(error, size, "--metrics-listen: cannot resolve '%s': %s", host, gai_strerror(rc));
+    snprintf(error, size, "cannot resolve '%s': %s", host, gai_strerror(rc));
     return -1;
   }
   memcpy(address, found->ai_addr, found->ai_addrlen); /* MHD takes the length from the family */
@@ -116,7 +116,7 @@ greeksd_http *greeksd_http_start(const char *listen, greeksd_http_route route, v
                                   MHD_OPTION_CONNECTION_LIMIT, (unsigned)256, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
                                   (unsigned)16, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
   if (http->daemon == NULL) {
-    snprintf(error, size, "--metrics-listen: cannot listen on '%s' (address in use, or not an address of this host)",
+    snprintf(error, size, "cannot listen on '%s' (address in use, or not an address of this host)",
              listen);
     free(http);
     return NULL;

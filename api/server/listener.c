@@ -128,14 +128,14 @@ greeksd_listener *greeksd_listener_bind(const char *address, int max_connections
                                         size_t size) {
   struct addrinfo *found = resolve(address, 1);
   if (found == NULL) {
-    snprintf(error, size, "--listen: '%s' is not an address of this host (HOST:PORT)", address);
+    snprintf(error, size, "'%s' is not an address of this host (HOST:PORT)", address);
     return NULL;
   }
   char why[200] = "no address";
   int fd = bind_one(found, why, sizeof why); /* the first address: one socket, as the core's listener would */
   freeaddrinfo(found);
   if (fd < 0) {
-    snprintf(error, size, "--listen: cannot listen on '%s': %s", address, why);
+    snprintf(error, size, "cannot listen on '%s': %s", address, why);
     return NULL;
   }
   greeksd_listener *l = calloc(1, sizeof *l);

@@ -184,6 +184,7 @@ int probes_start(greeksd_server *s, char *error, size_t size) {
   if (s->config.metrics_listen[0] == '\0') return 0;
   s->http = greeksd_http_start(s->config.metrics_listen, route, s, &s->metrics_port, error, size);
   if (s->http != NULL) return 0;
+  greeksd_error_for_setting(&s->config, "metrics_listen", error, size);
   if (s->config.metrics_listen_set) return -1;
   /* The default address is taken (another greeksd on this host, tests run in
    * parallel): said at info, since nothing was asked that could not be done. */

@@ -865,11 +865,19 @@ static void create_grpc_server(greeksd_server *s) {
 /* Plaintext: greeksd's own listener, which caps connections and survives
  * EMFILE (adr/0022). TLS: the core's listener (grpc 1.51 takes only insecure
  * credentials on accepted descriptors). */
+/* An error about `key` prefixed with where the operator set it ("--listen",
+ * "GREEKSD_LISTEN", "FILE:LINE: listen"): it named --listen whatever the source. */
+void greeksd_error_for_setting(const greeksd_config *config, const char *key, char *error, size_t size) {
+  char why[512], label[320];
+  snprintf(why, sizeof why, "%s", error);
+  snprintf(error, size, "%s: %s", greeksd_config_label(config, key, label, sizeof label), why);
+}
+
 static int start_grpc(greeksd_server *s, int *port, char *error, size_t size) {
   create_grpc_server(s);
   if (s->config.tls_cert[0] == '\0') {
     s->listener = greeksd_listener_bind(s->config.listen, s->config.max_connections, port, error, size);
-    if (s->listener == NULL) return -1;
+    if (s->listener == NULL) return greeksd_error_for_setting(&s->config, "listen", error, size), -1;
     grpc_server_start(s->server);
     greeksd_listener_start(s->listener, s->server);
     return 0;
@@ -879,9 +887,9 @@ static int start_grpc(greeksd_server *s, int *port, char *error, size_t size) {
   *port = grpc_server_add_http2_port(s->server, s->config.listen, creds);
   grpc_server_credentials_release(creds);
   if (*port == 0) {
-    snprintf(error, size, "--listen: cannot listen on '%s' (address in use, or not an address of this host)",
+    snprintf(error, size, "cannot listen on '%s' (address in use, or not an address of this host)",
              s->config.listen);
-    return -1;
+    return greeksd_error_for_setting(&s->config, "listen", error, size), -1;
   }
   grpc_server_start(s->server);
   return 0;

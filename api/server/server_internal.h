@@ -379,6 +379,10 @@ book_parts book_side_parts(greeksd_server *server);
 greeksd_snapshot *snapshot_build(const greeksd_config *config, unsigned long long version, char *error, size_t size);
 void snapshot_free(greeksd_snapshot *snapshot);
 const greeksd_snapshot *server_snapshot(const greeksd_server *server); /* the one in force */
+
+/* error[size], an error about setting `key`, prefixed with where it was set
+ * ("--listen", "GREEKSD_LISTEN", "FILE:LINE: listen"; server.c). */
+void greeksd_error_for_setting(const greeksd_config *config, const char *key, char *error, size_t size);
 const greeksd_config *rpc_config(const rpc_call *call); /* the call's snapshot's */
 void snapshot_apply_isa(greeksd_server *server, const greeksd_config *config); /* features.avx512 */
 void snapshot_free_all(greeksd_server *server);

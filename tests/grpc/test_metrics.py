@@ -549,10 +549,11 @@ class RealPrometheus(unittest.TestCase):
 
 
 class Switches(unittest.TestCase):
-    def run_greeksd(self, *args):
+    def run_greeksd(self, *args, env=None):
         with tempfile.TemporaryDirectory() as d:
             return subprocess.run([GREEKSD, "--listen", "127.0.0.1:0", "--book-store", "sqlite:" + d + "/b.db", *args],
-                                  capture_output=True, text=True, timeout=TIMEOUT)
+                                  capture_output=True, text=True, timeout=TIMEOUT,
+                                  env=dict(os.environ, **env) if env else None)
 
     def test_off_disables_the_listener(self):
         server = Server("--metrics-listen", "off")
@@ -569,6 +570,24 @@ class Switches(unittest.TestCase):
             p = self.run_greeksd("--metrics-listen", "127.0.0.1:%d" % taken.getsockname()[1])
         self.assertEqual(p.returncode, 1, p.stderr)
         self.assertIn("--metrics-listen: cannot listen on", p.stderr)
+
+    def test_a_taken_address_is_named_where_it_was_set(self):
+        """The error named --metrics-listen (or --listen) for an address set by
+        a variable or a file (found in review)."""
+        with socket.socket() as taken, tempfile.TemporaryDirectory() as d:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            address = "127.0.0.1:%d" % taken.getsockname()[1]
+            p = self.run_greeksd(env={"GREEKSD_METRICS_LISTEN": address})
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertIn("GREEKSD_METRICS_LISTEN: cannot listen on '%s'" % address, p.stderr)
+            config = os.path.join(d, "listen.yaml")
+            with open(config, "w") as f:
+                f.write("# the gRPC port\nlisten: %s\n" % address)
+            p = subprocess.run([GREEKSD, "--config", config, "--metrics-listen", "off", "--book-store",
+                                "sqlite:" + d + "/b.db"], capture_output=True, text=True, timeout=TIMEOUT)
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertIn("%s:2: listen: cannot listen on '%s'" % (config, address), p.stderr)
 
     def test_readyz_is_json_whatever_bytes_the_store_path_holds(self):
         """A store path in Latin-1 went into /readyz as raw bytes: not UTF-8,
