@@ -353,10 +353,28 @@ static void a_store_that_would_become_a_new_file_is_refused(void **state) {
   assert_int_equal(apply(&c, "book_store: \"user=greeks host=db dbname=books\"\n"), 0);
 }
 
+/* A GREEKSD_ variable no setting reads is named, with the one it likely
+ * meant: GREEKSD_DRAIN_TIMEOUT left the drain at its default without a word
+ * (found in review). The settings' own, the files' and the test hooks' are
+ * known. */
+static void variables_no_setting_reads_are_named(void **state) {
+  (void)state;
+  char *environment[] = {"GREEKSD_DRAIN_TIMEOUT=60000", "GREEKSD_DRAIN_TIMEOUT_MS=1", "GREEKSD_CONFIG=c.yaml",
+                         "GREEKSD_ENVIRONMENT=prod", "GREEKSD_TEST_FAULT=fail", "GREEKSD=/usr/bin/greeksd",
+                         "GREEKSD_BOGUS=1", "PATH=/bin", NULL};
+  char out[512];
+  assert_int_equal(greeksd_config_unknown_variables(environment, out, sizeof out), 2);
+  assert_string_equal(out, "GREEKSD_DRAIN_TIMEOUT (GREEKSD_DRAIN_TIMEOUT_MS?), GREEKSD_BOGUS");
+  char *clean[] = {"GREEKSD_LISTEN=127.0.0.1:1", "GREEKSD_BOOK_STORE=sqlite:b.db", NULL};
+  assert_int_equal(greeksd_config_unknown_variables(clean, out, sizeof out), 0);
+  assert_string_equal(out, "");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(a_document_sets_values_and_records_file_and_line),
       cmocka_unit_test(a_store_that_would_become_a_new_file_is_refused),
+      cmocka_unit_test(variables_no_setting_reads_are_named),
       cmocka_unit_test(every_error_is_reported_with_its_line_and_rule),
       cmocka_unit_test(invalid_yaml_is_one_error_with_its_position),
       cmocka_unit_test(an_empty_file_a_second_document_or_a_bare_key_is_refused),

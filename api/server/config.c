@@ -907,6 +907,49 @@ static void apply_flags(int argc, char **argv, greeksd_config *c, greeksd_errors
   }
 }
 
+/* A GREEKSD_ variable no setting reads: a misspelt one (GREEKSD_DRAIN_TIMEOUT
+ * for GREEKSD_DRAIN_TIMEOUT_MS) left the default in force without a word. Not
+ * refused, as an unknown key is: a shell may export GREEKSD_ names of its own
+ * (GREEKSD_TARGET for the soak replay). GREEKSD_TEST_* are the test hooks. */
+static int is_known_variable(const char *name, size_t length) {
+  static const char *const others[] = {"GREEKSD_CONFIG", "GREEKSD_ENVIRONMENT"};
+  if (length >= 13 && strncmp(name, "GREEKSD_TEST_", 13) == 0) return 1;
+  for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
+    if (strlen(others[i]) == length && strncmp(name, others[i], length) == 0) return 1;
+  for (int i = 0; i < SETTING_COUNT; i++)
+    if (strlen(settings[i].env) == length && strncmp(name, settings[i].env, length) == 0) return 1;
+  return 0;
+}
+
+/* The setting variable `name` most likely meant: one that begins with it, or
+ * that it begins with; NULL if none. */
+static const char *meant_variable(const char *name, size_t length) {
+  for (int i = 0; i < SETTING_COUNT; i++) {
+    size_t known = strlen(settings[i].env);
+    size_t shorter = known < length ? known : length;
+    if (shorter > 8 && strncmp(name, settings[i].env, shorter) == 0) return settings[i].env;
+  }
+  return NULL;
+}
+
+int greeksd_config_unknown_variables(char *const *environment, char *out, size_t size) {
+  int count = 0;
+  size_t used = 0;
+  if (size > 0) out[0] = '\0';
+  for (char *const *v = environment; v && *v; v++) {
+    if (strncmp(*v, "GREEKSD_", 8) != 0) continue;
+    size_t length = strcspn(*v, "=");
+    if (is_known_variable(*v, length)) continue;
+    const char *meant = meant_variable(*v, length);
+    char one[200];
+    snprintf(one, sizeof one, "%s%.*s%s%s%s", count ? ", " : "", (int)(length < 64 ? length : 64), *v,
+             meant ? " (" : "", meant ? meant : "", meant ? "?)" : "");
+    if (used + strlen(one) < size) used += (size_t)snprintf(out + used, size - used, "%s", one);
+    count++;
+  }
+  return count;
+}
+
 int greeksd_config_parse(int argc, char **argv, greeksd_config *c, greeksd_action *action, greeksd_errors *e) {
   *c = greeksd_config_default();
   memset(e, 0, sizeof *e);

@@ -150,6 +150,12 @@ const char *greeksd_config_value_shown(const char *key, const char *value, char 
 int greeksd_config_set_key(greeksd_config *config, const char *key, const char *value, const char *source,
                            char *why, size_t why_size);
 
+/* The GREEKSD_* names in `environment` (NULL-terminated, e.g. environ) that
+ * no setting reads, listed into out ("GREEKSD_DRAIN_TIMEOUT
+ * (GREEKSD_DRAIN_TIMEOUT_MS?)"), with the setting each likely meant; returns
+ * how many. GREEKSD_CONFIG, GREEKSD_ENVIRONMENT and GREEKSD_TEST_* are known. */
+int greeksd_config_unknown_variables(char *const *environment, char *out, size_t size);
+
 /* Whether a setting has this YAML key. */
 int greeksd_config_has_key(const char *key);
 

@@ -60,6 +60,11 @@ static int check_or_print(const greeksd_config *config, greeksd_action action) {
   int rc = greeksd_startup_check(config, errors) == 0 ? 0 : refuse(errors);
   free(errors);
   if (rc != 0) return rc;
+  extern char **environ;
+  char unknown[1024];
+  if (greeksd_config_unknown_variables(environ, unknown, sizeof unknown) > 0)
+    fprintf(stderr, "greeksd: warning: ignored: %s: no greeksd setting reads it (the variables: greeksd --help)\n",
+            unknown);
   char hash[17];
   greeksd_config_hash(config, hash);
   if (action == GREEKSD_PRINT_CONFIG) {

@@ -117,7 +117,12 @@ long greeksd_raise_fd_limit(void) {
   return limit.rlim_cur == RLIM_INFINITY ? -1 : (long)limit.rlim_cur;
 }
 
+extern char **environ;
+
 static void warn_about(const greeksd_config *c) {
+  char unknown[1024];
+  if (greeksd_config_unknown_variables(environ, unknown, sizeof unknown) > 0)
+    gk_logf(GK_LOG_WARN, "startup", "ignored: %s: no greeksd setting reads it (the variables: greeksd --help)", unknown);
   int plaintext = c->tls_cert[0] == '\0';
   if (plaintext && !greeksd_address_is_loopback(c->listen))
     gk_logf(GK_LOG_WARN, "startup",
