@@ -1253,7 +1253,10 @@ int book_side_start(greeksd_server *server, char *error, size_t size) {
   server->books = side;
   gk_status status;
   side->store = gk_store_open_url(server->config.book_store, &status);
-  if (side->store == NULL) return fail_start(error, size, "cannot open the book store", &status);
+  if (side->store == NULL) {
+    fail_start(error, size, "cannot open the book store", &status);
+    return greeksd_error_for_setting(&server->config, "book_store", error, size), -1;
+  }
   if (start_listeners(side, &status) != 0) return fail_start(error, size, "cannot start the risk agents", &status);
   side->feed = gk_event_feed_new(NULL, server->config.subscriber_queue, &status);
   if (side->feed == NULL ||

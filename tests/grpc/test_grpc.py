@@ -1036,6 +1036,23 @@ class Configuration(unittest.TestCase):
         self.assertEqual(p.returncode, 1)
         self.assertIn("cannot listen on", p.stderr)
 
+    def test_an_unreachable_postgresql_store_fails_to_start_with_libpqs_reason(self):
+        """The start said "connection lost during connecting (... Is the server
+        running on that host and); it is reset on the next call: retry": a
+        call that never comes, libpq's reason cut, the setting not named
+        (found in review)."""
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            port = closed.getsockname()[1]  # bound, never listening: refused
+            p = self.run_greeksd("--listen", "127.0.0.1:0", "--metrics-listen", "off",
+                                 "--book-store", "postgresql://greeks:pw@127.0.0.1:%d/nodb" % port)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("--book-store: cannot open the book store: store postgresql:nodb@127.0.0.1:%d: cannot connect:"
+                      % port, p.stderr)
+        self.assertIn("accepting TCP/IP connections?", p.stderr)
+        self.assertNotIn("next call", p.stderr)
+        self.assertNotIn("pw", p.stderr.replace("postgresql:nodb", ""))
+
     def test_item7_a_second_server_on_the_same_address_fails_to_start(self):
         first = Server()
         try:

@@ -185,6 +185,17 @@ static gk_code lost_connection(pg_store *s, PGconn *c, const char *what, gk_stat
                        "retry", s->base.description, what, reason);
 }
 
+/* A connection that could not be made: libpq's whole reason (as much as a
+ * gk_status holds), without the advice for a connection lost mid-call (at
+ * start-up "it is reset on the next call" named a call that never comes). */
+static gk_code cannot_connect(pg_store *s, PGconn *c, gk_status *status) {
+  char reason[224];
+  snprintf(reason, sizeof reason, "%s", c ? PQerrorMessage(c) : "out of memory");
+  one_line(reason);
+  return gk_status_set(status, GK_UNAVAILABLE, "store", s->base.description, GK_STATUS_NO_INDEX,
+                       "store %s: cannot connect: %s", s->base.description, reason);
+}
+
 static gk_code code_of_sqlstate(const char *state) {
   if (!strcmp(state, "40001") || !strcmp(state, "40P01")) return GK_ABORTED;
   if (!strncmp(state, "08", 2) || !strcmp(state, "57P01") || !strcmp(state, "57P02") ||
@@ -910,7 +921,7 @@ static gk_code connect_one(pg_store *s, const char *conninfo, PGconn **out, gk_s
   PGconn *c = PQconnectdbParams(keys, values, 1);
   if (s->base.description[0] == '\0') describe(s, c);
   if (c == NULL || PQstatus(c) != CONNECTION_OK) {
-    gk_code rc = lost_connection(s, c, "connecting", status);
+    gk_code rc = cannot_connect(s, c, status);
     PQfinish(c);
     return rc;
   }
