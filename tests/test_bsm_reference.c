@@ -276,6 +276,38 @@ static void test_second_order_against_mpmath(void **state) {
   }
 }
 
+/* A yield far below the rate: charm, veta and color took b - r as (r - q) - r,
+ * which rounds a q of 1e-12 beside r = 0.05 away (charm 1.3e-6 off; 11% at
+ * r = 5, q = 1e-15; found in review). Against mpmath's numerical derivatives
+ * of the 50-digit price (tests/reference/gen_bsm2_mpmath.py's definitions),
+ * computed for these rows. */
+static void test_a_yield_far_below_the_rate_keeps_its_time_greeks(void **state) {
+  (void)state;
+  static const struct {
+    double S, K, T, r, q, sigma, charm, veta, color;
+  } rows[] = {
+      {1000, 100, 1, 0.05, 1e-12, 0.1, 9.9999999999899997989e-13, NAN, NAN},
+      {100, 100, 1, 2.0, 1e-15, 0.3, -1.1047891875982045591e-10, 7.3689745650065865985e-8, 2.5643736753051985631e-11},
+      {100, 110, 0.5, 0.5, 1e-13, 0.25, -0.51209676197932209649, 17.152000374486058451, 0.042097707181555919344},
+  };
+  size_t n = sizeof rows / sizeof rows[0];
+  owned_batch b = owned_batch_make(n);
+  for (size_t i = 0; i < n; i++) {
+    b.type[i] = GK_CALL, b.spot[i] = rows[i].S, b.strike[i] = rows[i].K, b.expiry[i] = rows[i].T;
+    b.rate[i] = rows[i].r, b.yield[i] = rows[i].q, b.vol[i] = rows[i].sigma;
+  }
+  b.count = n;
+  owned_batch_price(&b, GK_MODEL_BSM);
+  for (size_t i = 0; i < n; i++) {
+    double got[3] = {b.charm[i], b.veta[i], b.color[i]}, want[3] = {rows[i].charm, rows[i].veta, rows[i].color};
+    for (int k = 0; k < 3; k++)
+      if (!isnan(want[k]) && !(fabs(got[k] - want[k]) <= 1e-12 * fabs(want[k])))
+        fail_msg("row %zu on %s: %s %.17g, mpmath %.17g", i, gk_isa_name(gk_isa_active()),
+                 k == 0 ? "charm" : k == 1 ? "veta" : "color", got[k], want[k]);
+  }
+  owned_batch_free(&b);
+}
+
 /* sigma sqrt(T) below GK_TINY_STDDEV (T down to 5e-324, sigma down to 1e-300)
  * against tests/data/bsm_tiny_stddev_mpmath.csv (mpmath, unbounded exponents).
  * Each row is priced twice: first-order outputs only, whose true values are all
@@ -347,6 +379,7 @@ int main(void) {
       cmocka_unit_test(test_black76_against_mpmath),
       cmocka_unit_test(test_gk_against_mpmath),
       cmocka_unit_test(test_second_order_against_mpmath),
+      cmocka_unit_test(test_a_yield_far_below_the_rate_keeps_its_time_greeks),
       cmocka_unit_test(test_tiny_stddev_against_mpmath),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

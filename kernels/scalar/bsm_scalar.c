@@ -32,7 +32,9 @@ static void second_order(element_result *res, double omega, double S, double K, 
                          double pdf1, double pdf2, double carry, double discount, int collapsed) {
   double b = r - q, n2_signed = normal_cdf_signed(omega, d2);
   res->dual_delta = -omega * discount * n2_signed;
-  res->charm = -carry * omega * (b - r) * n1;
+  /* b - r is -q exactly: written as (r - q) - r it lost a q far below |r|
+   * to the rounding of r - q (charm 1.3e-6 off at q = 1e-12, r = 0.05) */
+  res->charm = carry * omega * q * n1;
   if (collapsed) {
     res->vanna = res->volga = res->veta = res->speed = res->zomma = res->color = 0.0;
     res->dual_gamma = 0.0;
@@ -42,10 +44,10 @@ static void second_order(element_result *res, double omega, double S, double K, 
   res->vanna = -carry * pdf1 * d2 / sigma;
   res->volga = res->vega * d1 * d2 / sigma;
   res->charm -= carry * pdf1 * (b / s - d2 / (2.0 * T));
-  res->veta = res->vega * ((r - b) + b * d1 / s - (1.0 + d1 * d2) / (2.0 * T));
+  res->veta = res->vega * (q + b * d1 / s - (1.0 + d1 * d2) / (2.0 * T));
   res->speed = -res->gamma * (1.0 + d1 / s) / S;
   res->zomma = res->gamma * (d1 * d2 - 1.0) / sigma;
-  res->color = -res->gamma * ((b - r) - b * d1 / s + (d1 * d2 - 1.0) / (2.0 * T));
+  res->color = -res->gamma * (-q - b * d1 / s + (d1 * d2 - 1.0) / (2.0 * T));
   res->dual_gamma = discount * pdf2 / (K * s);
 }
 
@@ -139,11 +141,11 @@ static element_result price_element_tiny_stddev(gk_model model, double S_in, dou
   /* second_order() above, term for term */
   res.vanna = narrow(-carry * pdf1 * d2 / sigma);
   res.volga = narrow(vega * d1 * d2 / sigma);
-  res.charm = narrow(-carry * omega * (b - r) * n1 - carry * pdf1 * (b / s - d2 / (2.0L * T)));
-  res.veta = narrow(vega * ((r - b) + b * d1 / s - (1.0L + d1 * d2) / (2.0L * T)));
+  res.charm = narrow(carry * omega * q * n1 - carry * pdf1 * (b / s - d2 / (2.0L * T)));
+  res.veta = narrow(vega * (q + b * d1 / s - (1.0L + d1 * d2) / (2.0L * T)));
   res.speed = narrow(-gamma * (1.0L + d1 / s) / S);
   res.zomma = narrow(gamma * (d1 * d2 - 1.0L) / sigma);
-  res.color = narrow(-gamma * ((b - r) - b * d1 / s + (d1 * d2 - 1.0L) / (2.0L * T)));
+  res.color = narrow(-gamma * (-q - b * d1 / s + (d1 * d2 - 1.0L) / (2.0L * T)));
   res.dual_delta = narrow(-omega * discount * normal_cdf_signed_wide(omega, d2));
   res.dual_gamma = narrow(discount * pdf2 / (K * s));
   return res;

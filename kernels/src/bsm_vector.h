@@ -134,7 +134,9 @@ static inline unsigned store_second_order(const second_order_inputs *v, unsigned
   vmask bad = v_lt(v->S, v_set1(0.0)); /* none */
   const vdouble zero = v_set1(0.0), one = v_set1(1.0), half = v_set1(0.5);
   vdouble pdf1 = v->pdf1, pdf2 = v->pdf2;
-  vdouble b = v_sub(v->r, v->q), b_minus_r = v_sub(b, v->r);
+  /* b - r is -q exactly: (r - q) - r lost a q far below |r| (the scalar
+   * second_order) */
+  vdouble b = v_sub(v->r, v->q), b_minus_r = v_sub(zero, v->q);
   vdouble inv_sigma = v_mul(v->sqrt_t, v->inv_s);
   vdouble sigma_over_s = v_mul(v->sigma, v->inv_s);
   vdouble half_inv_t = v_mul(half, v_mul(sigma_over_s, sigma_over_s));
