@@ -710,6 +710,10 @@ void book_write_trade_row(const char *trade_id, const char *status, const int64_
   else fputs(",,", stdout);
   csv_write_field(stdout, message);
   fputc('\n', stdout);
+  /* each row as its trade is answered: a run stopped by Ctrl-C or a kill
+   * left 129 executed trades without a row and its last row cut (stdout is
+   * fully buffered into a file; one write per trade is nothing beside it) */
+  fflush(stdout);
 }
 
 int book_execute_trades(const char *program, const char *file, trade_reader *t, book_trade_executor *execute,
@@ -723,7 +727,9 @@ int book_execute_trades(const char *program, const char *file, trade_reader *t, 
     int outcome = execute(user, file, &item, &exit_code);
     done++;
     if (outcome == BOOK_TRADE_FATAL) {
-      fprintf(stderr, "%s: %s: stopped at line %zu; the trades before it stand (re-running the file is safe)\n",
+      fprintf(stderr,
+              "%s: %s: stopped at line %zu; the trades before it stand, and that one may have executed "
+              "(re-running the file is safe: its keys replay what ran)\n",
               program, file, item.first_line);
       return exit_code;
     }

@@ -35,6 +35,7 @@
 #include "call_book_command.h"
 
 #include <grpc/status.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stddef.h>
@@ -90,11 +91,13 @@ typedef struct call_args {
 
 #define ON(v) (1u << (v))
 
+/* The writes that take --key (trade keys come from its file). */
+#define KEYED_VERBS (ON(V_OPEN) | ON(V_CORRECT) | ON(V_MARKET) | ON(V_LIMITS) | ON(V_HEDGE) | ON(V_STRATEGIES))
+
 static const cli_option option_specs[] = {
     {"--name", offsetof(call_args, name), ON(V_OPEN)},
     {"--currency", offsetof(call_args, currency), ON(V_OPEN)},
-    {"--key", offsetof(call_args, key),
-     ON(V_OPEN) | ON(V_CORRECT) | ON(V_MARKET) | ON(V_LIMITS) | ON(V_HEDGE) | ON(V_STRATEGIES)},
+    {"--key", offsetof(call_args, key), KEYED_VERBS},
     {"--file", offsetof(call_args, file), ON(V_TRADE) | ON(V_CORRECT) | ON(V_MARKET) | ON(V_LIMITS)},
     {"--reason", offsetof(call_args, reason), ON(V_CORRECT)},
     {"--strategy", offsetof(call_args, strategy), ON(V_TRADE)},
@@ -192,6 +195,7 @@ static int number_option(const char *name, const char *text, double *value) {
 typedef struct session {
   gk_client *client;
   const call_args *a;
+  char key[GK_META_ID_SIZE]; /* the write's key when --key is not given (make_key) */
 } session;
 
 /* A gRPC status as an exit code (call_book_command.h). */
@@ -284,13 +288,13 @@ static int fail_in_file(const session *s, const char *file, const char *field, c
 
 static const char *text_or_empty(const char *text) { return text ? text : ""; }
 
-/* The idempotency key of one write: --key, else one made for this request
- * ("cli-" and 96 random bits). The client retries UNAVAILABLE with the same
- * bytes, so a request that reached the server and lost its reply is replayed,
- * not applied twice: without a key a market update or a correction was
- * journaled twice, and an open came back ALREADY_EXISTS after it opened. */
-static const char *write_key(const session *s, char out[GK_META_ID_SIZE]) {
-  if (s->a->key && s->a->key[0]) return s->a->key;
+/* A key for a write run without --key ("cli-" and 96 random bits), made once
+ * per run. The client retries UNAVAILABLE with the same bytes, so a request
+ * that reached the server and lost its reply is replayed, not applied twice:
+ * without a key a market update or a correction was journaled twice, and an
+ * open came back ALREADY_EXISTS after it opened. A run that fails with its
+ * outcome unknown prints it (say_key), so that a re-run can replay. */
+static void make_key(char out[GK_META_ID_SIZE]) {
   uint8_t r[12];
   if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
     struct timespec now;
@@ -300,8 +304,10 @@ static const char *write_key(const session *s, char out[GK_META_ID_SIZE]) {
   }
   int n = snprintf(out, GK_META_ID_SIZE, "cli-");
   for (size_t i = 0; i < sizeof r; i++) n += snprintf(out + n, GK_META_ID_SIZE - (size_t)n, "%02x", r[i]);
-  return out;
 }
+
+/* The idempotency key of this run's write: --key, else the one made for it. */
+static const char *write_key(const session *s) { return s->a->key && s->a->key[0] ? s->a->key : s->key; }
 
 static Greeks__V1__CommandReply *command_reply(gk_client_reply *reply) {
   Greeks__V1__CommandReply *r = greeks__v1__command_reply__unpack(NULL, reply->length, reply->bytes);
@@ -333,8 +339,7 @@ static int run_open(const session *s) {
   q.book_id = (char *)s->a->book_id;
   q.name = (char *)text_or_empty(s->a->name);
   q.currency = (char *)(s->a->currency ? s->a->currency : "USD");
-  char key[GK_META_ID_SIZE];
-  q.idempotency_key = (char *)write_key(s, key);
+  q.idempotency_key = (char *)write_key(s);
   return run_command(s, "OpenBook", &q.base, NULL, NULL, NULL, 0);
 }
 
@@ -354,8 +359,7 @@ static int send_quotes(const session *s, const char *file, const book_quotes *qu
   wire_arena arena = {0};
   Greeks__V1__UpdateMarketRequest q = GREEKS__V1__UPDATE_MARKET_REQUEST__INIT;
   q.book_id = (char *)s->a->book_id;
-  char key[GK_META_ID_SIZE];
-  q.idempotency_key = (char *)write_key(s, key);
+  q.idempotency_key = (char *)write_key(s);
   q.quotes = wire_alloc(&arena, quotes->count * sizeof *q.quotes);
   for (size_t i = 0; q.quotes && i < quotes->count; i++) q.quotes[i] = wire_quote(&arena, &quotes->quotes[i]);
   q.n_quotes = quotes->count;
@@ -392,8 +396,7 @@ static int run_limits(const session *s) {
   if (rc == CLI_EXIT_OK) {
     Greeks__V1__SetRiskLimitsRequest q = GREEKS__V1__SET_RISK_LIMITS_REQUEST__INIT;
     q.book_id = (char *)s->a->book_id;
-    char key[GK_META_ID_SIZE];
-    q.idempotency_key = (char *)write_key(s, key);
+    q.idempotency_key = (char *)write_key(s);
     q.limits = wire_alloc(&arena, (limits.count ? limits.count : 1) * sizeof *q.limits);
     for (size_t i = 0; q.limits && i < limits.count; i++) q.limits[i] = wire_limit(&arena, &limits.limits[i]);
     q.n_limits = limits.count;
@@ -429,15 +432,20 @@ static void print_problem(void *user, const csv_error *error) {
 }
 
 
-/* "line L: trade T refused (CODE): details", on stderr and as the trade's row. */
+/* "line L: trade T refused (CODE): details", on stderr and as the trade's row;
+ * a failure that is not the trade's own (a deadline, UNAVAILABLE, a lost
+ * reply) leaves its outcome unknown, and the row says so: it read "rejected"
+ * of a trade that had executed (found in review). */
 static void reject_trade(const char *file, const book_trade_item *item, const gk_client_reply *r) {
   size_t line = line_named(r->details, "legs", item->lines, item->trade.leg_count);
   char message[CSV_MESSAGE_SIZE + sizeof r->details];
-  snprintf(message, sizeof message, "line %zu: trade %s refused (%s): %s", line ? line : item->first_line, item->id,
+  int refused = trade_level(r->code);
+  snprintf(message, sizeof message, "line %zu: trade %s %s (%s): %s", line ? line : item->first_line, item->id,
+           refused ? "refused" : "outcome unknown: re-run the file to learn it (its key replays it if it ran)",
            gk_client_code_name(r->code), r->details);
   fprintf(stderr, "greeks call book: %s: %s (request id %s)\n", file, message,
           r->request_id[0] ? r->request_id : "none");
-  write_trade_row(item->id, "rejected", NULL, message);
+  write_trade_row(item->id, refused ? "rejected" : "unknown", NULL, message);
 }
 
 static int execute_one(void *user, const char *file, const book_trade_item *item, int *exit_code) {
@@ -493,8 +501,7 @@ static int send_correction(const session *s, const char *file, const book_legs *
   q.replacement_legs = legs->count ? wire_legs(&arena, legs->legs, legs->count) : NULL;
   q.n_replacement_legs = legs->count;
   q.reason = (char *)text_or_empty(s->a->reason);
-  char key[GK_META_ID_SIZE];
-  q.idempotency_key = (char *)write_key(s, key);
+  q.idempotency_key = (char *)write_key(s);
   gk_client_reply reply;
   int rc = arena.failed ? -1 : call_unary(s, "CorrectTrade", &q.base, &reply);
   wire_arena_free(&arena);
@@ -954,8 +961,7 @@ static int run_hedge(const session *s) {
     q.underlying = (char *)s->a->second;
     q.instruments = wire_quoted(&arena, quotes);
     q.n_instruments = quotes->count;
-    char key[GK_META_ID_SIZE];
-    q.idempotency_key = (char *)write_key(s, key);
+    q.idempotency_key = (char *)write_key(s);
     if (arena.failed) rc = usage_error("out of memory", s->a->quotes);
     else if (call_unary(s, "GenerateHedge", &q.base, &reply) != 0)
       rc = fail_in_file(s, s->a->quotes, "instruments", quotes->lines, quotes->count, &reply);
@@ -1066,8 +1072,7 @@ static int run_strategies(const session *s) {
     q.chain = wire_quoted(&arena, chain);
     q.n_chain = chain->count;
     q.view = &view;
-    char key[GK_META_ID_SIZE];
-    q.idempotency_key = (char *)write_key(s, key);
+    q.idempotency_key = (char *)write_key(s);
     if (arena.failed) rc = usage_error("out of memory", s->a->chain);
     else if (call_unary(s, "GenerateStrategies", &q.base, &reply) != 0)
       rc = fail_in_file(s, s->a->chain, "chain", chain->lines, chain->count, &reply);
@@ -1104,7 +1109,8 @@ void call_book_usage(FILE *out) {
   fputs("  greeks.v1.BookService on greeksd; the files are those of `greeks book` (docs/book-cli.md);\n"
         "  QUOTES.csv: underlying,kind,type,style,strike,expiry,multiplier,bid,ask[,vol].\n"
         "  Exit 0 ok, 2 bad usage or input, or refused by the server, 3 some trades rejected (the\n"
-        "  others executed), 4 the call or the server failed (safe to re-run).\n",
+        "  others executed), 4 the call or the server failed, or the output could not be written after a\n"
+        "  write ran (re-run a write with --key KEY, the key it prints: what ran is replayed).\n",
         out);
 }
 
@@ -1124,10 +1130,23 @@ int call_book_command(const gk_client_options *connection, int argc, char **argv
   int rc = parse_args(argc, argv, &a);
   if (rc != 0) return rc;
   char error[512];
-  session s = {gk_client_create(connection, error, sizeof error), &a};
+  session s = {gk_client_create(connection, error, sizeof error), &a, ""};
   if (s.client == NULL) return usage_error(error, connection->target);
+  make_key(s.key);
   rc = run_verb(&s);
   gk_client_destroy(s.client);
-  if (fflush(stdout) != 0 || ferror(stdout)) return usage_error("cannot write the output", "stdout");
+  int keyed = (ON(a.verb) & KEYED_VERBS) != 0, writes = keyed || a.verb == V_TRADE;
+  if (fflush(stdout) != 0 || ferror(stdout)) {
+    int saved = errno;
+    if (!writes || rc == CLI_EXIT_UNUSABLE) return usage_error("cannot write the output", "stdout");
+    /* the write ran: exit 2 said nothing was written (found in review) */
+    fprintf(stderr, "greeks call book: cannot write the output (%s) after the command ran: check `greeks call book "
+                    "audit %s` before running it again%s%s\n",
+            strerror(saved), a.book_id, keyed ? " without --key " : "", keyed ? write_key(&s) : "");
+    return BOOK_EXIT_FAILED;
+  }
+  if (keyed && rc == BOOK_EXIT_FAILED)
+    fprintf(stderr, "greeks call book: the outcome is unknown; re-run with --key %s: what ran is then replayed, "
+                    "not run twice\n", write_key(&s));
   return rc;
 }

@@ -296,6 +296,75 @@ class CommandsAndQueries(CallBookCase):
         self.assertIn("UNAVAILABLE", err)
 
 
+class OutcomeUnknown(CallBookCase):
+    """Calls cut while the server may still run them (found in review): a
+    trade whose call timed out was reported "rejected" though it executed; a
+    market update that timed out said "safe to re-run" and a re-run journaled
+    it twice (its key was random and never shown); an output that could not be
+    written after a write ran exited 2, "nothing was written"."""
+
+    def hold_the_store(self, seconds):
+        """The server's journal locked by another writer for `seconds`."""
+        import sqlite3
+        import threading
+        db = sqlite3.connect(os.path.join(self.server.dir.name, "books.db"), timeout=30, isolation_level=None,
+                             check_same_thread=False)
+        db.execute("BEGIN EXCLUSIVE")
+        threading.Timer(seconds, lambda: (db.execute("ROLLBACK"), db.close())).start()
+
+    def call_short(self, *args):
+        p = subprocess.run([CLI, "call", "--target", self.server.target, "--timeout-ms", "500", "book", *args],
+                           capture_output=True, text=True, timeout=TIMEOUT)
+        return p.returncode, p.stdout, p.stderr
+
+    def test_a_write_cut_by_its_deadline_says_its_key_and_a_trade_is_unknown(self):
+        self.open_book("cut")
+        market = self.file("cut-market.csv", "underlying,spot,rate,yield,vol\nAAPL,101,0.03,0,0.2\n")
+        trades = self.file("cut-trades.csv", TRADE_COLUMNS + "\nC1,AAPL,underlying,,,,,,7,100\n")
+        self.hold_the_store(3 * SLOWDOWN)
+        code, out, err = self.call_short("market", "cut", "--file", market)
+        self.assertEqual(code, 4, err)
+        self.assertTrue("DEADLINE_EXCEEDED" in err or "UNAVAILABLE" in err, err)
+        marker = "re-run with --key "
+        self.assertIn(marker, err)
+        key = err.split(marker)[1].split(":")[0]
+        self.assertTrue(key.startswith("cli-"), err)
+        code, out, err = self.call_short("trade", "cut", "--file", trades)
+        self.assertEqual(code, 4, err)
+        (row,) = rows(out)
+        self.assertEqual(row["status"], "unknown", out)
+        self.assertIn("outcome unknown", row["message"])
+        self.assertIn("that one may have executed", err)
+        # Once the store is free, the re-runs replay or run each once: one
+        # MarketUpdated under the key shown, one trade of 7.
+        deadline = time.monotonic() + 30 * SLOWDOWN
+        while True:
+            code, out, err = self.call("market", "cut", "--file", market, "--key", key)
+            if code == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertEqual(code, 0, err)
+        (again,) = rows(self.call("trade", "cut", "--file", trades)[1])
+        self.assertIn(again["status"], ("executed", "replayed"))
+        audit = rows(self.ok("audit", "cut"))
+        self.assertEqual([r["causation_id"] for r in audit].count(key), 1, audit)
+        self.assertEqual([r["type"] for r in audit].count("TradeExecuted"), 1, audit)
+
+    def test_a_write_whose_output_cannot_be_written_exits_4(self):
+        with open("/dev/full", "w") as full:
+            p = subprocess.run([CLI, "call", "--target", self.server.target, "book", "open", "fullout"],
+                               stdout=full, stderr=subprocess.PIPE, text=True, timeout=TIMEOUT)
+        self.assertEqual(p.returncode, 4, p.stderr)
+        self.assertIn("after the command ran", p.stderr)
+        self.assertIn("audit fullout", p.stderr)
+        self.assertIn("without --key cli-", p.stderr)
+        self.assertEqual(rows(self.ok("audit", "fullout"))[0]["type"], "BookOpened")  # it did run
+        with open("/dev/full", "w") as full:  # a read: nothing ran, exit 2 as before
+            p = subprocess.run([CLI, "call", "--target", self.server.target, "book", "show", "fullout"],
+                               stdout=full, stderr=subprocess.PIPE, text=True, timeout=TIMEOUT)
+        self.assertEqual(p.returncode, 2, p.stderr)
+
+
 class socket_closed:
     """A loopback address with nothing listening."""
 
