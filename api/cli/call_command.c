@@ -729,22 +729,41 @@ void call_command_usage(FILE *out) {
         "        over 5,000 positions go by RevaluePortfolioStream, 5,000 a message\n"
         "    health [--service NAME]                          prints SERVING or NOT_SERVING\n"
         "    book VERB ...    greeks.v1.BookService, like `greeks book` (greeks call book --help)\n"
-        "  --token-file: the first line is sent as 'authorization: Bearer <token>'.\n"
+        "  --token-file: its first line that is not blank or a '#' comment, trimmed, is sent as\n"
+        "        'authorization: Bearer <token>' (as greeksd reads the file).\n"
         "  --timeout-ms: each call's deadline, default 300000 (none for book subscribe).\n"
         "  Exit 0 ok, 1 health not serving, 2 unusable input or a failed call (the gRPC\n"
         "  status and request id on stderr), 3 some rows invalid.\n",
         out);
 }
 
-static char *first_line_of(const char *path) {
+/* The token of a token file read as greeksd reads one (auth.c): the first
+ * line that is not blank or a '#' comment, spaces and tabs around it trimmed.
+ * The client sent the first line verbatim, so a file greeksd accepted ("# desk
+ * tokens" above the token) failed here as UNAUTHENTICATED (found in review). */
+static char *token_of(const char *path) {
   FILE *f = fopen(path, "r");
   if (f == NULL) return NULL;
-  char line[1100];
-  char *got = fgets(line, sizeof line, f);
+  char line[1100], *token = NULL;
+  while (token == NULL && fgets(line, sizeof line, f)) {
+    char *begin = line, *end = line + strcspn(line, "\r\n");
+    while (begin < end && (*begin == ' ' || *begin == '\t')) begin++;
+    while (end > begin && (end[-1] == ' ' || end[-1] == '\t')) end--;
+    if (begin == end || *begin == '#') continue;
+    *end = '\0';
+    token = strdup(begin); /* an empty file is refused here, not by the server */
+  }
   fclose(f);
-  if (got == NULL) return NULL;
-  line[strcspn(line, "\r\n")] = '\0';
-  return line[0] ? strdup(line) : NULL; /* an empty token is refused here, not by the server */
+  return token;
+}
+
+/* gRPC sends only printable ASCII in a text header: a request id or token
+ * with another byte made the call's first batch fail, and the client waited
+ * out its whole deadline (forever for subscribe; found in review). */
+static int is_header_text(const char *text) {
+  for (const unsigned char *p = (const unsigned char *)text; *p; p++)
+    if (*p < 0x20 || *p > 0x7e) return 0;
+  return 1;
 }
 
 static int parse_attempts(const char *value, int *attempts) {
@@ -827,6 +846,8 @@ int call_command(int argc, char **argv) {
       if ((token_file = v) == NULL || !v[0]) return cli_usage_error("--token-file needs a file", v);
     } else if (cli_take_option(argc, argv, &i, "--request-id", &v)) {
       if ((o.client.request_id = v) == NULL || !v[0]) return cli_usage_error("--request-id needs a value", v);
+      if (!is_header_text(v))
+        return cli_usage_error("--request-id must be printable ASCII (a gRPC header value)", v);
     } else if (cli_take_option(argc, argv, &i, "--timeout-ms", &v)) {
       if (parse_timeout(v, &o.client.timeout_ms) != 0) return cli_usage_error("--timeout-ms must be an integer 1..86400000", v);
     } else if (cli_take_option(argc, argv, &i, "--retry-attempts", &v)) {
@@ -857,7 +878,11 @@ int call_command(int argc, char **argv) {
   int refused = book_argv ? 0 : check_exercise_options(&o, verb);
   if (refused) return refused;
   char *token = NULL;
-  if (token_file && (token = first_line_of(token_file)) == NULL) return cli_usage_error("--token-file: cannot read a token from", token_file);
+  if (token_file && (token = token_of(token_file)) == NULL) return cli_usage_error("--token-file: cannot read a token from", token_file);
+  if (token && !is_header_text(token)) {
+    free(token);
+    return cli_usage_error("--token-file: the token must be printable ASCII (a gRPC header value)", token_file);
+  }
   o.client.token = token;
   /* A deadline unless one was given: without one a call to a server that
    * stopped answering (SIGSTOP, a dead network) waited forever. A

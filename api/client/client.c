@@ -118,6 +118,18 @@ static int channel_target(const char *target, char *out, size_t size, char *erro
   }
   if (strchr(target, ',') == NULL || strchr(target, '/') || strncmp(target, "ipv4:", 5) == 0 ||
       strncmp(target, "ipv6:", 5) == 0) {
+    /* a port past 65535 went to gRPC, which took it modulo 65536: 105525
+     * reached another greeksd on 39989 and opened a book there (found in
+     * review). Only a trailing ":DIGITS" is a port (unix:/path has none). */
+    const char *colon = strrchr(target, ':');
+    size_t digits = colon ? strspn(colon + 1, "0123456789") : 0;
+    if (digits > 0 && colon[1 + digits] == '\0' && strchr(target, ',') == NULL) {
+      long port = digits > 6 ? 0 : strtol(colon + 1, NULL, 10);
+      if (port < 1 || port > 65535) {
+        snprintf(error, error_size, "--target '%s': the port must be 1..65535", target);
+        return -1;
+      }
+    }
     snprintf(out, size, "%s", target);
     return 0;
   }
@@ -170,6 +182,13 @@ static grpc_channel_credentials *credentials_for(const gk_client_options *o, cha
   char *roots = read_text_file(o->tls_ca_file);
   if (roots == NULL) {
     snprintf(error, size, "--tls-ca '%s': cannot read the file (or it is over 1 MiB)", o->tls_ca_file);
+    return NULL;
+  }
+  /* a DER file or a key failed every call with "empty address list" and the
+   * core's internals, exit 4 "safe to re-run" (found in review) */
+  if (strstr(roots, "-----BEGIN CERTIFICATE-----") == NULL) {
+    snprintf(error, size, "--tls-ca '%s': holds no PEM certificate (-----BEGIN CERTIFICATE-----)", o->tls_ca_file);
+    free(roots);
     return NULL;
   }
   grpc_channel_credentials *creds = grpc_ssl_credentials_create(roots, NULL, NULL, NULL);
@@ -264,7 +283,12 @@ typedef struct call_state {
 } call_state;
 
 static int run_batch(call_state *s, grpc_op *ops, size_t n, void *tag) {
-  if (grpc_call_start_batch(s->call, ops, n, tag, NULL) != GRPC_CALL_OK) return -1;
+  if (grpc_call_start_batch(s->call, ops, n, tag, NULL) != GRPC_CALL_OK) {
+    /* refused before sending (a header the core will not send): no status
+     * would ever come, and the caller's receive waited out the deadline */
+    grpc_call_cancel_with_status(s->call, GRPC_STATUS_INTERNAL, "the client could not send the call", NULL);
+    return -1;
+  }
   grpc_event ev = grpc_completion_queue_pluck(s->cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
   return ev.type == GRPC_OP_COMPLETE && ev.success ? 0 : -1;
 }

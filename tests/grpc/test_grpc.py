@@ -783,6 +783,59 @@ class Authentication(unittest.TestCase):
             f.write("second-token\n")
         code, out, err = run_cli("call", "--target", self.server.target, "--token-file", token_file, "price-batch", good)
         self.assertEqual(code, 0, err)
+        # The server's own file works for the client too: its first line that
+        # is not a comment, trimmed (the client sent "# desk tokens"; found in
+        # review).
+        code, out, err = run_cli("call", "--target", self.server.target, "--token-file", self.tokens, "price-batch", good)
+        self.assertEqual(code, 0, err)
+        # A token gRPC cannot send is refused at once; the call waited out
+        # its whole deadline (found in review).
+        with open(token_file, "w") as f:
+            f.write("tok\x01en\n")
+        started = time.monotonic()
+        code, out, err = run_cli("call", "--target", self.server.target, "--token-file", token_file, "price-batch", good)
+        self.assertEqual(code, 2, err)
+        self.assertIn("printable ASCII", err)
+        self.assertLess(time.monotonic() - started, 10)
+
+
+class ClientArguments(unittest.TestCase):
+    """`greeks call` refuses at once what it cannot send as meant (found in
+    review): a port past 65535 went to gRPC modulo 65536 (127.0.0.1:105525
+    opened a book on another greeksd's 39989); a request id that is not
+    printable ASCII hung until the deadline (forever for subscribe); a CA file
+    that is not PEM failed each call with the core's internals, exit 4."""
+
+    def test_refused_before_any_call(self):
+        with tempfile.TemporaryDirectory() as d:
+            der = os.path.join(d, "ca.der")
+            with open(der, "wb") as f:
+                f.write(b"\x30\x82\x01\x0a")
+            cases = [(["--target", "127.0.0.1:105525"], "the port must be 1..65535"),
+                     (["--target", "dns:///localhost:70000"], "the port must be 1..65535"),
+                     (["--target", "127.0.0.1:1", "--request-id", "caf\u00e9"], "printable ASCII"),
+                     (["--target", "127.0.0.1:1", "--tls-ca", der], "holds no PEM certificate")]
+            for args, message in cases:
+                started = time.monotonic()
+                code, out, err = run_cli("call", *args, "--timeout-ms", "60000", "health")
+                self.assertEqual(code, 2, (args, err))
+                self.assertIn(message, err)
+                self.assertLess(time.monotonic() - started, 10, args)
+
+    def test_answered_rows_lost_to_a_full_disk_are_a_failure(self):
+        """call price-batch with some bad rows into a full disk exited 3, "the
+        others were answered", with every answered row lost."""
+        server = Server()
+        try:
+            with open("/dev/full", "w") as full:
+                p = subprocess.run([CLI, "call", "--target", server.target, "price-batch",
+                                    os.path.join(DATA, "cli", "bad_rows.csv")],
+                                   stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertIn("write error", p.stderr)
+        finally:
+            self.assertEqual(server.stop(), 0)
+            server.close()
 
 
 class Tls(unittest.TestCase):
