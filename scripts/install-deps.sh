@@ -57,9 +57,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
 
   echo "install-deps: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  "${as_root[@]}" apt-get update -q
-  "${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # through env: sudo resets the environment, so an exported
+  # DEBIAN_FRONTEND never reached apt-get run by a non-root user, who could
+  # then get debconf prompts (found in review)
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
 # The example's @grpc/grpc-js and @grpc/proto-loader, as pinned in its
