@@ -47,7 +47,7 @@ typedef struct style_rules {
 
 typedef struct table {
   size_t count, capacity;
-  char **id;
+  char **text;          /* each row's fields as read, NUL-separated, id first (row_field) */
   double *col[8];
   uint8_t *type;        /* GK_CALL, GK_PUT or 0xff */
   uint8_t *style;       /* GK_STYLE_*, where a column named "style" is read */
@@ -55,23 +55,29 @@ typedef struct table {
   int ignore_q;         /* a model without a yield: q is not read (as offline) */
   char *source;         /* the input's name for row messages, as the offline verbs print it */
   size_t *line;
-  char (*problem)[CSV_MESSAGE_SIZE];
+  char **problem;       /* NULL, or why the row is bad (set_problem): most rows have none */
   const char *const *names; /* the columns read (id, type, then col[0..]) */
   int ncols;
 } table;
 
+/* A problem that could not be copied (out of memory): shared, never freed. */
+static char problem_without_memory[] = "out of memory keeping this row's message";
+
 static void table_free(table *t) {
-  for (size_t i = 0; i < t->count; i++) free(t->id[i]);
-  free(t->id), free(t->type), free(t->style), free(t->line), free(t->problem), free(t->source);
+  for (size_t i = 0; i < t->count; i++) {
+    free(t->text[i]);
+    if (t->problem[i] != problem_without_memory) free(t->problem[i]);
+  }
+  free(t->text), free(t->type), free(t->style), free(t->line), free(t->problem), free(t->source);
   for (int c = 0; c < 8; c++) free(t->col[c]);
 }
 
 static int table_grow(table *t) {
   if (t->count < t->capacity) return 0;
   size_t cap = t->capacity ? 2 * t->capacity : 1024;
-  void *p[11] = {realloc(t->id, cap * sizeof *t->id), realloc(t->type, cap), realloc(t->line, cap * sizeof *t->line),
+  void *p[11] = {realloc(t->text, cap * sizeof *t->text), realloc(t->type, cap), realloc(t->line, cap * sizeof *t->line),
                  realloc(t->problem, cap * sizeof *t->problem), realloc(t->style, cap)};
-  if (p[0]) t->id = p[0];
+  if (p[0]) t->text = p[0];
   if (p[1]) t->type = p[1];
   if (p[2]) t->line = p[2];
   if (p[3]) t->problem = p[3];
@@ -126,6 +132,36 @@ static void style_field(const style_rules *rules, const char *text, size_t line,
                     "American options have price and first-order Greeks only");
 }
 
+/* Row k's problem, a message of at most CSV_MESSAGE_SIZE bytes. A row kept
+ * 256 bytes for one whether it had one or not: 1M rows cost 256 MB more than
+ * the offline verb (found in review). */
+static void set_problem(table *t, size_t k, const char *message) {
+  if (t->problem[k] != problem_without_memory) free(t->problem[k]);
+  t->problem[k] = strndup(message, CSV_MESSAGE_SIZE - 1);
+  if (t->problem[k] == NULL) t->problem[k] = problem_without_memory;
+}
+
+/* The row's `ncols` fields, NUL-separated (an absent one empty), in one block. */
+static char *join_fields(const char **fields, int ncols) {
+  size_t total = 0;
+  for (int c = 0; c < ncols; c++) total += (fields[c] ? strlen(fields[c]) : 0) + 1;
+  char *block = malloc(total), *at = block;
+  for (int c = 0; block && c < ncols; c++) {
+    size_t n = fields[c] ? strlen(fields[c]) : 0;
+    memcpy(at, fields[c] ? fields[c] : "", n);
+    at[n] = '\0';
+    at += n + 1;
+  }
+  return block;
+}
+
+/* Field c of row i as the file had it ("" when absent). */
+static const char *row_field(const table *t, size_t i, int c) {
+  const char *p = t->text[i];
+  for (int k = 0; p && k < c; k++) p += strlen(p) + 1;
+  return p ? p : "";
+}
+
 /* Row k of the table from its fields: a problem, or its type and numbers. */
 static void table_row(table *t, size_t k, const char *const *names, int ncols, const char **fields, size_t line) {
   uint8_t code = cli_word_is(fields[1], "call") ? GK_CALL : cli_word_is(fields[1], "put") ? GK_PUT : 0xff;
@@ -141,7 +177,7 @@ static void table_row(table *t, size_t k, const char *const *names, int ncols, c
     if (rule == NULL && !isfinite(t->col[c - 2][k])) rule = "must be a finite number"; /* said here, with the text read */
     if (rule) csv_field_error(&error, line, names[c], fields[c], rule);
   }
-  snprintf(t->problem[k], CSV_MESSAGE_SIZE, "%s", error.message);
+  if (error.message[0]) set_problem(t, k, error.message);
   if (!error.message[0]) t->type[k] = code;
   else t->style[k] = GK_STYLE_EUROPEAN; /* a bad row goes as an invalid type, never refusing the call */
 }
@@ -177,13 +213,19 @@ static int read_table(const char *path, const char *const *names, const int *req
       break;
     }
     size_t k = t->count++;
-    t->id[k] = strdup(got == CSV_ROW && fields[0] ? fields[0] : "");
+    const char *id_only[CSV_NAMED_MAX] = {fields[0]};
+    t->text[k] = join_fields(got == CSV_ROW ? fields : id_only, ncols); /* a bad row keeps its id if read */
     t->line[k] = csv_reader_line(in.reader);
-    t->problem[k][0] = '\0';
+    t->problem[k] = NULL;
     t->type[k] = 0xff;
     t->style[k] = GK_STYLE_EUROPEAN;
     for (int c = 0; c < ncols - 2; c++) t->col[c][k] = 0.0;
-    if (got == CSV_BAD_ROW) snprintf(t->problem[k], CSV_MESSAGE_SIZE, "%s", error.message);
+    if (t->text[k] == NULL) {
+      fprintf(stderr, "greeks: %s: out of memory\n", in.name);
+      rc = -1;
+      break;
+    }
+    if (got == CSV_BAD_ROW) set_problem(t, k, error.message);
     else table_row(t, k, names, ncols, fields, t->line[k]);
   }
   csv_input_close(&in);
@@ -273,44 +315,47 @@ static void write_number(FILE *out, int wanted, double value) {
 
 /* The server's element errors by index; rows the CLI could not read keep their
  * own message. Returns the number of bad rows. */
-/* The row's value an element error names: its column's number, else the
- * column `fallback` (-1: none, NAN). */
-static double field_value(const table *t, size_t i, const char *field, int fallback) {
+/* The column an element error names: its own, else the column `fallback`
+ * of col[] (-1: none, then -1). */
+static int field_column(const table *t, const char *field, int fallback) {
   for (int c = 2; c < t->ncols; c++)
-    if (strcmp(field, t->names[c]) == 0) return t->col[c - 2][i];
-  return fallback >= 0 ? t->col[fallback][i] : NAN;
+    if (strcmp(field, t->names[c]) == 0) return c;
+  return fallback >= 0 ? fallback + 2 : -1;
 }
 
 /* The server's element errors in the offline verb's words: "line N: field 'F'
- * value 'V': RULE", V the row's value (%.15g, as the server writes it before
- * the rule in `reason`). Rows the CLI could not read keep their own message.
- * Returns the number of bad rows. */
+ * value 'V': RULE", V the row's text as the file had it (the offline verbs
+ * show that; the server's `reason` starts with the value in %.15g, which is
+ * taken off). Rows the CLI could not read keep their own message. Returns
+ * the number of bad rows. */
 static size_t explain_errors(table *t, Greeks__V1__ElementError **errors, size_t n, int fallback) {
   for (size_t e = 0; e < n; e++) {
     size_t i = errors[e]->index;
-    if (i >= t->count || t->problem[i][0]) continue;
+    if (i >= t->count || t->problem[i]) continue;
     const char *field = errors[e]->field ? errors[e]->field : "", *rule = errors[e]->reason ? errors[e]->reason : "";
-    double v = field_value(t, i, field, fallback);
-    if (isnan(v)) { /* a field that is no column of the row (sigma*sqrt(T), ...) */
-      snprintf(t->problem[i], CSV_MESSAGE_SIZE, "line %zu: field '%s': %s", t->line[i], field, rule);
+    int c = field_column(t, field, fallback);
+    char message[CSV_MESSAGE_SIZE];
+    if (c < 0) { /* a field that is no column of the row (sigma*sqrt(T), ...) */
+      snprintf(message, sizeof message, "line %zu: field '%s': %s", t->line[i], field, rule);
+      set_problem(t, i, message);
       continue;
     }
     char value[64];
-    snprintf(value, sizeof value, "%.15g", v);
+    snprintf(value, sizeof value, "%.15g", t->col[c - 2][i]);
     size_t shown = strlen(value);
     if (strncmp(rule, value, shown) == 0 && rule[shown] == ' ') rule += shown + 1;
     csv_error error;
-    csv_field_error(&error, t->line[i], field, value, rule);
-    snprintf(t->problem[i], CSV_MESSAGE_SIZE, "%s", error.message);
+    csv_field_error(&error, t->line[i], field, row_field(t, i, c), rule);
+    set_problem(t, i, error.message);
   }
   size_t bad = 0;
-  for (size_t i = 0; i < t->count; i++) bad += t->problem[i][0] != '\0';
+  for (size_t i = 0; i < t->count; i++) bad += t->problem[i] != NULL;
   return bad;
 }
 
 static void finish_row(FILE *out, const table *t, size_t i) {
   fputc(',', out);
-  if (t->problem[i][0]) {
+  if (t->problem[i]) {
     csv_write_field(out, t->problem[i]);
     fprintf(stderr, "greeks: %s: %s\n", t->source ? t->source : "-", t->problem[i]);
   }
@@ -331,8 +376,8 @@ static void print_greeks(table *t, unsigned outputs, const Greeks__V1__PriceResp
   for (int k = 0; k < shown; k++) printf(",%s", output_names[k]);
   fputs(",error\n", stdout);
   for (size_t i = 0; i < t->count; i++) {
-    csv_write_field(stdout, t->id[i]);
-    int ok = !t->problem[i][0];
+    csv_write_field(stdout, row_field(t, i, 0));
+    int ok = !t->problem[i];
     for (int k = 0; k < shown; k++) write_number(stdout, ok && (outputs & (1u << k)) && columns[k], columns[k] ? columns[k][i] : 0.0);
     finish_row(stdout, t, i);
   }
@@ -468,8 +513,8 @@ static int print_ivs(table *t, int american, const Greeks__V1__ImpliedVolRespons
   *bad = explain_errors(t, r->errors, r->n_errors, 5); /* any other field: the price */
   fputs(american ? "id,iv,error,note\n" : "id,iv,error\n", stdout);
   for (size_t i = 0; i < t->count; i++) {
-    csv_write_field(stdout, t->id[i]);
-    int ok = !t->problem[i][0];
+    csv_write_field(stdout, row_field(t, i, 0));
+    int ok = !t->problem[i];
     write_number(stdout, ok, r->vol[i]);
     fputc(',', stdout);
     if (!ok) {

@@ -333,6 +333,22 @@ class PricingAgainstOfflineCli(ServedTestCase):
         code, out, err = run_cli("call", "--target", self.server.target, "health")
         self.assertEqual((code, out.strip()), (0, "SERVING"))
 
+    def test_cli_call_iv_names_a_refused_value_as_typed_like_the_offline_verb(self):
+        """A price the server refuses is shown as the file had it, as `greeks
+        iv` shows it: both printed the double at 15 digits, a value not in the
+        file (found in review)."""
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "iv.csv")
+            with open(path, "w") as f:
+                f.write("id,type,S,K,T,r,q,price\n"
+                        "high,call,100,120,1,0.05,0.02,98.01986733067553\n"
+                        "ok, put ,100,110,0.5,0.03,0.01,13.907008104099475\n")
+            code, served, err = run_cli("call", "--target", self.server.target, "iv", path)
+            code_offline, offline, _ = run_cli("iv", path)
+            self.assertEqual((code, code_offline), (3, 3))
+            self.assertEqual(served, offline)
+            self.assertIn("value '98.01986733067553': must be < the no-arbitrage upper bound", served)
+
     def test_cli_call_rows_in_error_read_as_the_offline_verb_reads_them(self):
         """Rows the CLI refuses itself (1e400 read as inf, hex, nan) and rows the
         server refuses (T < 0) carry the offline verb's words, and a type with
