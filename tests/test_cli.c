@@ -244,12 +244,14 @@ static void test_revalue_reports_risk_grid_and_bad_positions(void **state) {
 
 /* Issue 17 item 11: two positions of 1e308 each summed to inf and revalue
  * printed inf with exit 0; now the call fails, naming the total, and prints no
- * grid or totals. */
+ * grid or totals. Each position's own figures are finite here (5e303 calls:
+ * dollar gamma 1.3e308 each); one whose own figure overflows is that
+ * position's error (GK_POSITION_SCALED_NOT_FINITE). */
 static void test_revalue_overflowing_totals_fail_by_name(void **state) {
   (void)state;
   cli_result *r = run_cli("", "revalue positions_overflow.csv --market market.csv");
   assert_int_equal(r->exit_code, 2);
-  assert_non_null(strstr(r->err, "total.value overflowed"));
+  assert_non_null(strstr(r->err, "total.dollar_gamma overflowed"));
   assert_null(strstr(r->out, "inf"));
   assert_null(strstr(r->out, "nan"));
 }
