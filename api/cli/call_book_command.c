@@ -293,7 +293,7 @@ static const char *text_or_empty(const char *text) { return text ? text : ""; }
  * that reached the server and lost its reply is replayed, not applied twice:
  * without a key a market update or a correction was journaled twice, and an
  * open came back ALREADY_EXISTS after it opened. A run that fails with its
- * outcome unknown prints it (say_key), so that a re-run can replay. */
+ * outcome unknown prints it (call_book_command), so that a re-run can replay. */
 static void make_key(char out[GK_META_ID_SIZE]) {
   uint8_t r[12];
   if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
