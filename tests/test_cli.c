@@ -606,19 +606,24 @@ static const char *temp_csv(const char *text) {
   return path;
 }
 
+/* Runs `VERB FILE` on a file written from `text`, then removes the file. */
+static cli_result *verb_on_text(const char *verb, const char *text) {
+  char args[128];
+  snprintf(args, sizeof args, "%s %s", verb, temp_csv(text));
+  cli_result *r = run_cli("", args);
+  remove(strchr(args, ' ') + 1);
+  return r;
+}
+
 /* A field is read whole: a number with text after it, or a quoted field with
  * text after its closing quote, names the row instead of pricing a prefix; and
  * --scenarios holds at most GK_MAX_SCENARIO_AXIS (101) points per axis. */
 static void test_fields_and_scenarios_are_read_whole(void **state) {
   (void)state;
-  const char *path = temp_csv("id,type,S,K,T,r,q,sigma\n"
-                              "ok,call,60,65,0.25,0.08,0,0.30\n"
-                              "suffix,call,60x,65,0.25,0.08,0,0.30\n"
-                              "quoted,\"call\"x,60,65,0.25,0.08,0,0.30\n");
-  char args[128];
-  snprintf(args, sizeof args, "price %s", path);
-  cli_result *r = run_cli("", args);
-  remove(path);
+  cli_result *r = verb_on_text("price", "id,type,S,K,T,r,q,sigma\n"
+                                        "ok,call,60,65,0.25,0.08,0,0.30\n"
+                                        "suffix,call,60x,65,0.25,0.08,0,0.30\n"
+                                        "quoted,\"call\"x,60,65,0.25,0.08,0,0.30\n");
   assert_int_equal(r->exit_code, 3);
   assert_true(strtod(csv_cell(r->out, 1, 1), NULL) > 2.0);
   assert_non_null(strstr(r->err, "line 3: field 'S' value '60x': not a number"));
@@ -818,11 +823,8 @@ static void test_help_lists_every_iv_model(void **state) {
  * value '' before. */
 static void test_an_error_about_sigma_sqrt_t_shows_sigma_and_t(void **state) {
   (void)state;
-  const char *path = temp_csv("id,type,S,K,T,r,q,sigma\nx,call,100,100,1e-310,0.05,0,0.2\n");
-  char args[128];
-  snprintf(args, sizeof args, "price --greeks everything %s", path);
-  cli_result *r = run_cli("", args);
-  remove(path);
+  cli_result *r = verb_on_text("price --greeks everything",
+                               "id,type,S,K,T,r,q,sigma\nx,call,100,100,1e-310,0.05,0,0.2\n");
   assert_int_equal(r->exit_code, 3);
   assert_non_null(strstr(r->err, "field 'sigma*sqrt(T)' value 'sigma=0.2 T=1e-310'"));
 }
@@ -909,16 +911,12 @@ static void test_revalue_help_lists_every_model_once(void **state) {
  * 13.907008104099475 by an independent erfc evaluation. */
 static void test_iv_trims_types_and_quotes_values_as_typed(void **state) {
   (void)state;
-  const char *path = temp_csv("id,type,S,K,T,r,q,price\n"
-                              "spaced, put ,100,110,0.5,0.03,0.01,13.907008104099475\n"
-                              "plain,put,100,110,0.5,0.03,0.01,13.907008104099475\n"
-                              "high,call,100,120,1,0.05,0.02,98.01986733067553\n"
-                              "tiny,call,100,1e-400,1,0.05,0.02,5\n"
-                              "huge,call,1e400,100,1,0.05,0.02,5\n");
-  char args[128];
-  snprintf(args, sizeof args, "iv %s", path);
-  cli_result *r = run_cli("", args);
-  remove(path);
+  cli_result *r = verb_on_text("iv", "id,type,S,K,T,r,q,price\n"
+                                     "spaced, put ,100,110,0.5,0.03,0.01,13.907008104099475\n"
+                                     "plain,put,100,110,0.5,0.03,0.01,13.907008104099475\n"
+                                     "high,call,100,120,1,0.05,0.02,98.01986733067553\n"
+                                     "tiny,call,100,1e-400,1,0.05,0.02,5\n"
+                                     "huge,call,1e400,100,1,0.05,0.02,5\n");
   assert_int_equal(r->exit_code, 3);
   double plain = strtod(csv_cell(r->out, 2, 1), NULL), spaced = strtod(csv_cell(r->out, 1, 1), NULL);
   assert_true(spaced == plain);
@@ -931,14 +929,10 @@ static void test_iv_trims_types_and_quotes_values_as_typed(void **state) {
 /* A number past the double range is named as such in every verb's reader. */
 static void test_numbers_past_the_double_range_are_named(void **state) {
   (void)state;
-  const char *path = temp_csv("id,type,S,K,T,r,q,sigma\n"
-                              "tiny,call,100,1e-400,1,0.05,0.02,0.2\n"
-                              "huge,call,1e400,100,1,0.05,0.02,0.2\n"
-                              "sub,call,100,100,1,0.05,0.02,1e-310\n");
-  char args[128];
-  snprintf(args, sizeof args, "price %s", path);
-  cli_result *r = run_cli("", args);
-  remove(path);
+  cli_result *r = verb_on_text("price", "id,type,S,K,T,r,q,sigma\n"
+                                        "tiny,call,100,1e-400,1,0.05,0.02,0.2\n"
+                                        "huge,call,1e400,100,1,0.05,0.02,0.2\n"
+                                        "sub,call,100,100,1,0.05,0.02,1e-310\n");
   assert_int_equal(r->exit_code, 3);
   assert_non_null(strstr(r->err, "line 2: field 'K' value '1e-400': underflows a double to 0"));
   assert_non_null(strstr(r->err, "line 3: field 'S' value '1e400': overflows a double"));
