@@ -998,6 +998,49 @@ static void test_a_position_the_pricer_refuses_is_not_risk_free(void **state) {
   gk_book_free(b);
 }
 
+/* A trade on an underlying the book has no market for carried no figure at
+ * all, so it passed every hard limit: 100,000 MSFT shares on a book whose
+ * hard gross notional is 1e6 (found in review). Where a hard limit covers the
+ * symbol (the book's own, or one on that symbol) the check fails closed and
+ * names it; a limit on another symbol alone does not stop it. */
+static void test_a_trade_without_a_market_fails_closed_under_a_covering_hard_limit(void **state) {
+  (void)state;
+  gk_status st;
+  gk_book *b = gk_book_new();
+  must(gk_book_restore_header(b, "desk", "", "USD", T0, 3, T0, &st), &st);
+  gk_market_quote q = {.underlying = "SPX", .spot = 5000, .vol = 0.2, .market_time_us = T0};
+  must(gk_book_restore_market(b, &q, &st), &st);
+  gk_risk_limits_set limits = {.count = 1};
+  limits.limits[0] = (gk_risk_limit){.underlying = "SPX", .metric = GK_LIMIT_GROSS_NOTIONAL, .hard = 1e6};
+  must(gk_book_restore_limits(b, &limits, &st), &st);
+  gk_risk_projection_options po = {0};
+  gk_limit_guard *guard = gk_limit_guard_new(&po, &st);
+  gk_trade t = {.trade_id = "N2", .leg_count = 1, .trade_time_us = T0};
+  gk_instrument_underlying("MSFT", &t.legs[0].instrument, NULL);
+  t.legs[0].quantity = 100000, t.legs[0].price = 400;
+  gk_trade_rejected why;
+  memset(&why, 0, sizeof why);
+  assert_false(gk_limit_guard_refuse(guard, b, &t, T0, &why)); /* SPX's limit does not cover MSFT */
+  limits.limits[0].underlying[0] = '\0'; /* the book's gross notional: covers MSFT */
+  must(gk_book_restore_limits(b, &limits, &st), &st);
+  gk_limit_guard_free(guard);
+  guard = gk_limit_guard_new(&po, &st);
+  memset(&why, 0, sizeof why);
+  assert_true(gk_limit_guard_refuse(guard, b, &t, T0, &why));
+  if (!strstr(why.reason, "no market for MSFT")) fail_msg("reason: %s", why.reason);
+  /* once quoted, the same trade is refused on its figures: 4e7 > 1e6 */
+  gk_market_quote m = {.underlying = "MSFT", .spot = 400, .vol = 0.3, .market_time_us = T0};
+  must(gk_book_restore_market(b, &m, &st), &st);
+  gk_limit_guard_free(guard);
+  guard = gk_limit_guard_new(&po, &st);
+  memset(&why, 0, sizeof why);
+  assert_true(gk_limit_guard_refuse(guard, b, &t, T0, &why));
+  assert_true(why.hard && why.limit.metric == GK_LIMIT_GROSS_NOTIONAL);
+  assert_true(why.would_be == 100000.0 * 400.0);
+  gk_limit_guard_free(guard);
+  gk_book_free(b);
+}
+
 /* Every instance on a shared store sees every commit and detects the same
  * crossings: each journaled its own Breached, two for one crossing (found in
  * review). An edge that would not change the book's open breaches is left
@@ -1115,6 +1158,7 @@ int main(void) {
                                       setup, teardown),
       cmocka_unit_test(test_a_position_the_base_cannot_price_is_out_of_the_grid),
       cmocka_unit_test(test_american_and_stock_positions_follow_the_grid_rules),
+      cmocka_unit_test(test_a_trade_without_a_market_fails_closed_under_a_covering_hard_limit),
       cmocka_unit_test(test_a_position_the_pricer_refuses_is_not_risk_free),
       cmocka_unit_test_setup_teardown(test_a_limit_edge_the_journal_holds_is_not_journaled_again, setup, teardown),
       cmocka_unit_test_setup_teardown(test_an_edge_the_stale_cache_holds_is_confirmed_on_the_store, setup, teardown),
