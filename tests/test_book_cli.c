@@ -514,6 +514,16 @@ static void test_a_trade_past_a_hard_limit_is_refused_offline_too(void **state) 
   r = book(NOW, "audit desk");
   assert_true(find_line(r->out, "5,") >= 0);
   assert_non_null(strstr(r->out, "TradeRejected"));
+  /* a refused correction reads as one in the audit trail: it read "trade G2
+   * refused" (found in review) */
+  char legs[128];
+  snprintf(legs, sizeof legs, "%s/g2.csv", store_dir);
+  write_text(legs, "trade_id,underlying,kind,type,style,strike,expiry,multiplier,quantity,price\n"
+                   "G2,SPX,underlying,,,,,,50,100\n");
+  r = book(NOW, "correct desk G2 --file %s", legs);
+  assert_int_equal(r->exit_code, 2);
+  r = book(NOW, "audit desk");
+  assert_non_null(strstr(r->out, "correction of trade G2 refused: hard gross_notional on the book would be 5000 > 1000"));
 }
 
 static void test_trades_read_from_stdin(void **state) {

@@ -438,6 +438,11 @@ static void test_the_limit_guard_refuses_hard_breaches_before_trading(void **sta
   assert_int_equal(send_trade(s, "desk", "T2", stock, 300, 200, T0 + 3, &out, &st),
                    GK_FAILED_PRECONDITION);
   assert_non_null(strstr(st.message, "120000"));
+  /* ... saying it is the first answer, of then, and how to try again */
+  char replayed[96];
+  snprintf(replayed, sizeof replayed, "the first answer to idempotency key key-T2, sequence %lld: a new key",
+           (long long)version);
+  if (!strstr(st.message, replayed)) fail_msg("replayed refusal: %s", st.message);
   must(gk_get_book(s, "desk", -1, &b, &st), &st);
   assert_int_equal(gk_book_version(b), version);
   gk_book_free(b);
@@ -459,7 +464,12 @@ static void test_the_limit_guard_refuses_hard_breaches_before_trading(void **sta
   rejected = last_rejection(s, "desk");
   assert_int_equal(rejected.type, GK_EVENT_TRADE_REJECTED);
   assert_string_equal(rejected.as.trade_rejected.trade_id, "T1");
-  assert_true(rejected.as.trade_rejected.leg_count == 1 && rejected.as.trade_rejected.legs[0].quantity == 600);
+  /* the journal keeps the replacement asked for (900), and says it was a
+   * correction checked on its net change: it kept the net +600 as if a trade
+   * of 600 had been refused (found in review) */
+  assert_true(rejected.as.trade_rejected.leg_count == 1 && rejected.as.trade_rejected.legs[0].quantity == 900);
+  assert_non_null(strstr(rejected.as.trade_rejected.reason, "correction: checked on its net change"));
+  assert_true(rejected.as.trade_rejected.would_be == 160000.0);
   gk_leg smaller = {stock, 400, 200};
   must(gk_correct_trade(s, &cc, "desk", "T1", &smaller, 1, "fat finger", NULL, &st), &st);
   must(gk_get_book(s, "desk", -1, &b, &st), &st);

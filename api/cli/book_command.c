@@ -671,10 +671,13 @@ void book_event_summary(const gk_event *e, char *out, size_t size) {
     case GK_EVENT_RISK_LIMIT_RESTORED: summarize_limit(e, out, size); return;
     case GK_EVENT_TRADE_REJECTED: {
       const gk_trade_rejected *r = &e->as.trade_rejected;
-      snprintf(out, size, "trade %s refused: %s %s on %s would be %.10g > %.10g", r->trade_id,
-               r->hard ? "hard" : "soft", gk_limit_metric_name(r->limit.metric),
-               r->limit.underlying[0] ? r->limit.underlying : "the book", r->would_be,
-               r->threshold);
+      const char *what = strncmp(r->reason, "correction", 10) == 0 ? "correction of trade" : "trade";
+      if (r->threshold == 0 && r->reason[0]) /* failed closed: no limit, the reason */
+        snprintf(out, size, "%s %s refused: %.160s", what, r->trade_id, r->reason);
+      else
+        snprintf(out, size, "%s %s refused: %s %s on %s would be %.10g > %.10g", what, r->trade_id,
+                 r->hard ? "hard" : "soft", gk_limit_metric_name(r->limit.metric),
+                 r->limit.underlying[0] ? r->limit.underlying : "the book", r->would_be, r->threshold);
       return;
     }
     case GK_EVENT_STRATEGY_PROPOSED:

@@ -540,13 +540,13 @@ static bool refused_before_trade(gk_book_service *s, book_entry *e, const gk_com
   if (moves < 0) { /* fail closed: a correction is never booked unchecked */
     why.hard = 1;
     if (moves == -1) {
-      snprintf(why.reason, sizeof why.reason, "net change over %d instruments: not checked", GK_MAX_LEGS);
+      snprintf(why.reason, sizeof why.reason, "correction: net change over %d instruments: not checked", GK_MAX_LEGS);
       snprintf(result->rejection, sizeof result->rejection,
                "correction of trade %.120s refused before execution: its net change moves more than %d "
                "instruments, more than one pre-trade check takes; correct it in parts",
                t->trade_id, GK_MAX_LEGS);
     } else {
-      snprintf(why.reason, sizeof why.reason, "net change past a leg's bounds: not checked");
+      snprintf(why.reason, sizeof why.reason, "correction: net change past a leg's bounds: not checked");
       snprintf(result->rejection, sizeof result->rejection,
                "correction of trade %.120s refused before execution: its net change is past what one "
                "pre-trade check values (%.120s); correct it in parts",
@@ -571,6 +571,19 @@ static bool refused_before_trade(gk_book_service *s, book_entry *e, const gk_com
       snprintf(result->rejection, sizeof result->rejection, "%s %s refused before execution: %.160s",
                t == &net ? "correction of trade" : "trade", t->trade_id, why.reason);
     }
+    if (t == &net) {
+      /* The journal says it was a correction and keeps the legs asked for:
+       * it read "trade G1 refused" with the net +14 contracts, a trade
+       * nobody sent (found in review). The limit's figures are the net
+       * change's. */
+      char joined[2 * sizeof why.reason];
+      snprintf(joined, sizeof joined, "correction: checked on its net change%s%s", why.reason[0] ? "; " : "",
+               why.reason);
+      size_t kept = strnlen(joined, sizeof why.reason - 1);
+      memcpy(why.reason, joined, kept);
+      why.reason[kept] = '\0';
+      t = &replacement;
+    }
   }
   memcpy(why.trade_id, t->trade_id, sizeof why.trade_id);
   why.leg_count = t->leg_count;
@@ -585,6 +598,15 @@ static bool refused_before_trade(gk_book_service *s, book_entry *e, const gk_com
 static gk_code refusal(const gk_command_result *result, gk_status *status) {
   return gk_status_set(status, GK_FAILED_PRECONDITION, "limit", "", GK_STATUS_NO_INDEX, "%s",
                        result->rejection);
+}
+
+/* A refusal answered again to its key says so: its figures are those of then
+ * (a limit raised since did not show), and only a new key tries again (found
+ * in review). */
+static gk_code replayed_refusal(const gk_command_result *result, const char *key, gk_status *status) {
+  return gk_status_set(status, GK_FAILED_PRECONDITION, "limit", "", GK_STATUS_NO_INDEX,
+                       "%.150s [the first answer to idempotency key %.40s, sequence %lld: a new key tries again]",
+                       result->rejection, key, (long long)result->first_sequence);
 }
 
 /* One try: decide, append, and on a refusal or a key already recorded, the
@@ -624,7 +646,8 @@ static gk_code attempt_once(gk_book_service *s, book_entry *e, const gk_command_
   gk_status lookup;
   gk_code looked = find_first_answer(s, e, ctx->idempotency_key, out, &found, &lookup);
   if (looked == GK_OK && found) looked = check_same_request(ctx, command, out, &lookup);
-  if (looked == GK_OK && found && out->result.rejection[0]) looked = refusal(&out->result, &lookup);
+  if (looked == GK_OK && found && out->result.rejection[0])
+    looked = replayed_refusal(&out->result, ctx->idempotency_key, &lookup);
   if (looked != GK_OK) {
     out->replayed = false;
     if (status) *status = lookup;
