@@ -74,12 +74,24 @@ void gk_risk_agent_committed(void *user, const char *book_id, const gk_book *boo
   if (count) memcpy(c->events, events, count * sizeof *events);
   gk_envelope envelope = {.type = 1, .schema_version = 1, .payload = c, .free_payload = free};
   if (gk_agent_send(a->agent, &envelope, NULL) != GK_OK) {
-    /* A full mailbox holds at least one envelope, so another batch will run: it
-     * ends by reloading every book marked here. */
     free(c);
     atomic_fetch_add(&a->dropped, 1);
     agent_book *b = book_entry(a, book_id);
     if (b) atomic_store(&b->dropped, true);
+    /* The mark must be seen by a batch taken after it: the refusal came
+     * before the mark, and the batch holding the envelopes that filled the
+     * mailbox could run its last heal_dropped in between (live risk then
+     * stayed behind until the next commit; found in review). A reload
+     * request offered now either lands (its batch reloads the book) or is
+     * refused after the mark, so the envelopes filling the mailbox are taken
+     * after it and their batch heals. */
+    committed_batch *reload = malloc(sizeof *reload);
+    if (reload == NULL) return;
+    memset(reload->book_id, 0, sizeof reload->book_id);
+    memcpy(reload->book_id, book_id, strnlen(book_id, GK_BOOK_ID_SIZE - 1));
+    reload->count = 0;
+    gk_envelope again = {.type = 1, .schema_version = 1, .payload = reload, .free_payload = free};
+    if (gk_agent_send(a->agent, &again, NULL) != GK_OK) free(reload);
   }
 }
 
