@@ -133,7 +133,11 @@ typedef struct gk_agent_spec {
   size_t (*weight)(void *context, const gk_envelope *envelope);
   /* Handlers run on the agent's thread. handle_batch gets `count` envelopes and
    * writes one status per envelope into `results`; it returns GK_INTERNAL only
-   * when it is broken (the supervisor restarts it). */
+   * when it is broken (the supervisor restarts it). Then every envelope of the
+   * batch is dead-lettered, so a handler that answers its callers itself (the
+   * pricing agent's done()) must return GK_INTERNAL before answering any: an
+   * envelope answered and then dead-lettered is answered twice (the `dead`
+   * hook answers it again). */
   gk_code (*init)(void *context, gk_status *status);
   gk_code (*handle_batch)(void *context, gk_envelope *batch, size_t count, gk_status *results);
   void (*expired)(void *context, gk_envelope *envelope);   /* deadline passed before handling */
