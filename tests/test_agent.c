@@ -349,6 +349,45 @@ static void test_supervisor_restarts_then_gives_up(void **state) {
   gk_agent_stop(a, 0);
 }
 
+typedef struct stopper {
+  gk_agent *agent;
+  _Atomic int started;
+} stopper;
+
+static void *stop_agent(void *arg) {
+  stopper *s = arg;
+  atomic_store(&s->started, 1);
+  gk_agent_stop(s->agent, GK_NS_PER_S);
+  return NULL;
+}
+
+/* A send while the agent drains is refused saying it is stopping: the state
+ * is still "running" until the mailbox is empty, and the refusal said "is
+ * running and accepts no messages" (found in review). */
+static void test_a_send_while_draining_says_the_agent_is_stopping(void **state) {
+  (void)state;
+  script s = {0};
+  gk_agent_spec spec = spec_for(&s);
+  gk_agent *a = NULL;
+  assert_int_equal(gk_agent_start(&spec, &a, NULL), GK_OK);
+  assert_int_equal(send_type(a, BLOCKING, 0, NULL), GK_OK);
+  wait_until(&s.blocked, 1);
+  stopper stop = {a, 0};
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, stop_agent, &stop), 0);
+  wait_until(&stop.started, 1);
+  gk_status status;
+  gk_code code = GK_OK;
+  for (int i = 0; i < 2000 && code == GK_OK; i++) { /* until the stop has closed the mailbox */
+    code = send_type(a, OK_MSG, 1, &status);
+    if (code == GK_OK) sleep_ms(1);
+  }
+  assert_int_equal(code, GK_UNAVAILABLE);
+  if (!strstr(status.message, "is stopping and accepts no messages")) fail_msg("%s", status.message);
+  atomic_store(&s.release, 1);
+  assert_int_equal(pthread_join(t, NULL), 0);
+}
+
 static void test_stop_drains_or_expires_the_mailbox(void **state) {
   (void)state;
   script s = {0};
@@ -485,6 +524,7 @@ int main(void) {
       cmocka_unit_test(test_a_retry_round_expires_what_its_sleep_carried_past_the_deadline),
       cmocka_unit_test(test_supervisor_restarts_then_gives_up),
       cmocka_unit_test(test_stop_drains_or_expires_the_mailbox),
+      cmocka_unit_test(test_a_send_while_draining_says_the_agent_is_stopping),
       cmocka_unit_test(test_batches_respect_weight_and_delay),
       cmocka_unit_test(test_concurrent_producers_lose_nothing),
   };

@@ -288,6 +288,20 @@ static void test_refusals_name_the_field_and_never_call_done(void **state) {
   gk_strategies_request s = {.chain = quotes, .count = 1, .max_results = 0};
   assert_int_equal(gk_strategy_agent_strategies(f->agent, &c, &s, on_strategies, &a, &st), GK_INVALID_ARGUMENT);
   assert_string_equal(st.field, "max_results");
+  /* each field by its own name: a strategies request's list is its chain, and
+   * a long correlation id is not the key (both said otherwise; found in
+   * review) */
+  s.count = 0, s.max_results = 10;
+  assert_int_equal(gk_strategy_agent_strategies(f->agent, &c, &s, on_strategies, &a, &st), GK_INVALID_ARGUMENT);
+  assert_string_equal(st.field, "chain");
+  s.count = 1;
+  char long_id[80];
+  memset(long_id, 'c', sizeof long_id - 1), long_id[sizeof long_id - 1] = '\0';
+  c.correlation_id = long_id;
+  r.count = 1;
+  assert_int_equal(gk_strategy_agent_hedge(f->agent, &c, &r, on_hedge, &a, &st), GK_INVALID_ARGUMENT);
+  assert_string_equal(st.field, "correlation_id");
+  c.correlation_id = NULL;
   /* The generator's own refusal comes back through done(): gamma with no option. */
   r.count = 1;
   r.target = GK_HEDGE_DELTA_GAMMA;

@@ -441,9 +441,12 @@ gk_code gk_agent_send(gk_agent *a, const gk_envelope *e, gk_status *status) {
   pthread_mutex_lock(&a->lock);
   if (!a->accepting) {
     pthread_mutex_unlock(&a->lock);
+    /* draining, the state is still "running": it said "is running and
+     * accepts no messages" (found in review) */
     return gk_status_set(status, GK_UNAVAILABLE, NULL, NULL, GK_STATUS_NO_INDEX,
                          "agent '%s' is %s and accepts no messages", a->name,
-                         gk_agent_state_name((gk_agent_state)atomic_load(&a->state)));
+                         a->stop_requested ? "stopping"
+                                           : gk_agent_state_name((gk_agent_state)atomic_load(&a->state)));
   }
   if (a->count == a->spec.mailbox_capacity) {
     a->counters.rejected_full++;

@@ -246,19 +246,24 @@ static gk_code invalid(gk_status *status, const char *field, const char *rule) {
   return gk_status_set(status, GK_INVALID_ARGUMENT, field, "", GK_STATUS_NO_INDEX, "%s", rule);
 }
 
-static strategy_job *new_job(const gk_strategy_context *c, const gk_quoted_instrument *quoted, size_t count,
-                             gk_status *status) {
+static strategy_job *new_job(const gk_strategy_context *c, const char *list, const gk_quoted_instrument *quoted,
+                             size_t count, gk_status *status) {
   if (c == NULL || c->book_id == NULL || c->book_id[0] == '\0' || strlen(c->book_id) >= GK_BOOK_ID_SIZE) {
     invalid(status, "book_id", "a request names its book (1 to 63 characters)");
     return NULL;
   }
   if (quoted == NULL || count == 0 || count > GK_MAX_QUOTED_INSTRUMENTS) {
-    invalid(status, "instruments", "a request offers 1 to 512 quoted instruments");
+    invalid(status, list, "a request offers 1 to 512 quoted instruments");
     return NULL;
   }
-  if ((c->idempotency_key && strlen(c->idempotency_key) >= GK_META_ID_SIZE) ||
-      (c->correlation_id && strlen(c->correlation_id) >= GK_META_ID_SIZE)) {
-    invalid(status, "idempotency_key", "keys and correlation ids are at most 63 characters");
+  /* each named for itself, and the list by its own name (a strategies
+   * request's is `chain`; found in review) */
+  if (c->idempotency_key && strlen(c->idempotency_key) >= GK_META_ID_SIZE) {
+    invalid(status, "idempotency_key", "an idempotency key is at most 63 characters");
+    return NULL;
+  }
+  if (c->correlation_id && strlen(c->correlation_id) >= GK_META_ID_SIZE) {
+    invalid(status, "correlation_id", "a correlation id is at most 63 characters");
     return NULL;
   }
   strategy_job *j = calloc(1, sizeof *j + count * sizeof *j->quoted);
@@ -292,7 +297,7 @@ static gk_code offer(gk_strategy_agent *a, strategy_job *j, int64_t deadline_ns,
 gk_code gk_strategy_agent_hedge(gk_strategy_agent *a, const gk_strategy_context *c, const gk_hedge_request *r,
                                 gk_hedge_done done, void *user, gk_status *status) {
   if (r == NULL || done == NULL) return invalid(status, r ? "done" : "request", "a hedge needs a request and done()");
-  strategy_job *j = new_job(c, r->instruments, r->count, status);
+  strategy_job *j = new_job(c, "instruments", r->instruments, r->count, status);
   if (j == NULL) return status ? status->code : GK_INVALID_ARGUMENT;
   j->kind = JOB_HEDGE;
   j->hedge = *r;
@@ -311,7 +316,7 @@ gk_code gk_strategy_agent_strategies(gk_strategy_agent *a, const gk_strategy_con
   if (r->max_results == 0 || r->max_results > GK_MAX_PROPOSED_STRATEGIES)
     return gk_status_set(status, GK_INVALID_ARGUMENT, "max_results", "", GK_STATUS_NO_INDEX,
                          "max_results is %zu: 1 to %d", r->max_results, GK_MAX_PROPOSED_STRATEGIES);
-  strategy_job *j = new_job(c, r->chain, r->count, status);
+  strategy_job *j = new_job(c, "chain", r->chain, r->count, status);
   if (j == NULL) return status ? status->code : GK_INVALID_ARGUMENT;
   j->kind = JOB_STRATEGIES;
   j->strategies = *r;
