@@ -219,8 +219,10 @@ typedef struct wire_styles {
   const Greeks__V1__ExerciseStyle *enums;
 } wire_styles;
 
+/* An enum value as the wire sent it: through int32_t, since protobuf-c's
+ * enum type is unsigned here and a -1 read as 4294967295 (found in review). */
 static int64_t style_at(const wire_styles *s, size_t i) {
-  return s->values ? (int64_t)s->values[i] : (int64_t)s->enums[i];
+  return s->values ? (int64_t)s->values[i] : (int64_t)(int32_t)s->enums[i];
 }
 
 static int check_method(int32_t wire, gk_american_method *method, request_verdict *v) {

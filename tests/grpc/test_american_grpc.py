@@ -299,6 +299,10 @@ class AmericanValidation(ServedOnce):
         self.assertIn("field 'style[1]': 7 is not a known ExerciseStyle", details)
         details = self.refused(self.stub.PriceChain, self.chain([pb.AMERICAN, pb.AMERICAN, -2]))
         self.assertIn("field 'contracts.style[2]': -2 is not a known ExerciseStyle", details)
+        # the same on PriceBatch, whose column protobuf-c reads as its enum
+        # type: it said 4294967295 (found in review)
+        details = self.refused(self.stub.PriceBatch, batch(self.ROWS, [pb.EUROPEAN, -1, pb.AMERICAN]))
+        self.assertIn("field 'style[1]': -1 is not a known ExerciseStyle", details)
 
     def test_an_unknown_method_names_the_field_even_without_american_contracts(self):
         details = self.refused(self.stub.PriceBatch, batch(self.ROWS, [], method=9))
