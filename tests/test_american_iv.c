@@ -125,7 +125,7 @@ static void check_round_trip(gk_model model, gk_american_method method, double t
   for (size_t i = 0; i < n; i++) {
     double S = b.spot[i], K = b.strike[i], T = b.expiry[i], r = b.rate[i], q = b.yield[i], sigma = b.vol[i];
     assert_true(isfinite(s.vol[i]) && s.vol[i] >= 0);
-    if (s.error[i] == GK_ELEMENT_PRICE_BELOW_INTRINSIC) {
+    if (s.error[i] == GK_ELEMENT_AMERICAN_PRICE_BELOW_LOWER_LIMIT) {
       /* Only where the method's own price dips below its sigma -> 0 limit
        * (a discretization error, deep in the money). */
       double limit = american_price(model, method, S, K, T, r, q, 0.0, b.type[i]);
@@ -289,7 +289,8 @@ static void test_prices_outside_the_limits_are_element_errors(void **state) {
   add_row(&t, 13, 100, 100, 1, 0.05, 0.02, INFINITY, GK_CALL);       /* price infinite */
   assert_int_equal(solve_rows(&t, 14, GK_MODEL_BSM), 13);
   const gk_element_error want[14] = {
-      GK_ELEMENT_PRICE_BELOW_INTRINSIC, GK_ELEMENT_PRICE_BELOW_INTRINSIC, GK_ELEMENT_AMERICAN_PRICE_ABOVE_UPPER_BOUND,
+      GK_ELEMENT_AMERICAN_PRICE_BELOW_LOWER_LIMIT, GK_ELEMENT_AMERICAN_PRICE_BELOW_LOWER_LIMIT,
+      GK_ELEMENT_AMERICAN_PRICE_ABOVE_UPPER_BOUND,
       GK_ELEMENT_AMERICAN_PRICE_ABOVE_UPPER_BOUND, GK_ELEMENT_AMERICAN_PRICE_ABOVE_UPPER_BOUND,
       GK_ELEMENT_AMERICAN_PRICE_ABOVE_UPPER_BOUND, GK_ELEMENT_AMERICAN_PRICE_ABOVE_UPPER_BOUND,
       GK_ELEMENT_EXPIRY_NOT_POSITIVE, GK_ELEMENT_AMERICAN_EXPIRY_TOO_SHORT,

@@ -130,7 +130,7 @@ static gk_element_error limit_error(const chunk_solver *c, size_t k, double targ
   if (c->batch_error[k] != GK_ELEMENT_OK) return (gk_element_error)c->batch_error[k];
   if (!(c->T[k] > 0.0)) return GK_ELEMENT_EXPIRY_NOT_POSITIVE;
   if (!isfinite(target)) return GK_ELEMENT_PRICE_NOT_FINITE;
-  if (target - lower < -price_resolution(target, c->S[k], c->K[k])) return GK_ELEMENT_PRICE_BELOW_INTRINSIC;
+  if (target - lower < -price_resolution(target, c->S[k], c->K[k])) return GK_ELEMENT_AMERICAN_PRICE_BELOW_LOWER_LIMIT;
   if (target >= upper) return GK_ELEMENT_AMERICAN_PRICE_ABOVE_UPPER_BOUND;
   return GK_ELEMENT_OK;
 }

@@ -86,7 +86,7 @@ void gk_zero_element_outputs(unsigned outputs, gk_greeks_batch *out, size_t i) {
 static const char *const element_fields[GK_ELEMENT_ERROR_COUNT] = {
     "", "S", "S", "S", "K", "K", "K", "T", "T", "T", "r", "r", "q", "q",
     "sigma", "sigma", "sigma", "type", "S", "K", "sigma", "price", "price", "T", "price", "r", "q",
-    "sigma*sqrt(T)", "T", "price", "price",
+    "sigma*sqrt(T)", "T", "price", "price", "price",
 };
 
 #define STR_(x) #x
@@ -127,6 +127,8 @@ static const char *const element_rules[GK_ELEMENT_ERROR_COUNT] = {
     STR(GK_MAX_PRICE_LEVEL) " price units per sqrt(year))",
     "must be < the American upper bound (S for a call, K for a put; S e^{-qT} or K e^{-rT} where larger) "
     "and no more than the method's price at a vol of 10 (1000%), the highest searched",
+    "must be >= the American price at vol 0, the lower limit (exercise now: K - S for a put, S - K for a call; "
+    "or the discounted forward's intrinsic value where waiting pays more): no vol gives a lower price",
 };
 
 const char *gk_element_error_field(gk_element_error error) {

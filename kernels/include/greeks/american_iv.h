@@ -57,7 +57,8 @@
  * (including GK_ELEMENT_AMERICAN_EXPIRY_TOO_SHORT; negative r and q are
  * priced), then GK_ELEMENT_EXPIRY_NOT_POSITIVE (T = 0: the price is
  * the payoff whatever sigma), GK_ELEMENT_PRICE_NOT_FINITE,
- * GK_ELEMENT_PRICE_BELOW_INTRINSIC (below the lower limit by more than the
+ * GK_ELEMENT_AMERICAN_PRICE_BELOW_LOWER_LIMIT (below the lower limit, the
+ * method's price at vol 0, by more than the
  * resolution R (above); within R of it, either side, the vol is 0, flagged
  * GK_AMERICAN_IV_FLAG_AT_LOWER_LIMIT), and
  * GK_ELEMENT_AMERICAN_PRICE_ABOVE_UPPER_BOUND (at or above the upper limit, or

@@ -174,6 +174,12 @@ typedef enum gk_element_error {
    * method's price at GK_AMERICAN_IV_MAX_VOL (greeks/american_iv.h). The
    * European bound's words (S e^{-qT}) would misstate it. */
   GK_ELEMENT_AMERICAN_PRICE_ABOVE_UPPER_BOUND,
+  /* American implied vol only: below the method's price at vol 0 (exercise
+   * now, or the discounted forward's intrinsic value where waiting pays
+   * more). The European words ("the discounted intrinsic value") named a
+   * bound such a price meets (a put worth K - S = 20 now, refused at 19.5
+   * against a discounted intrinsic 16.7; found in review). */
+  GK_ELEMENT_AMERICAN_PRICE_BELOW_LOWER_LIMIT,
   GK_ELEMENT_ERROR_COUNT
 } gk_element_error;
 
