@@ -52,6 +52,7 @@ typedef struct table {
   uint8_t *type;        /* GK_CALL, GK_PUT or 0xff */
   uint8_t *style;       /* GK_STYLE_*, where a column named "style" is read */
   const style_rules *style_rules;
+  int has_style;        /* the header has a "style" column */
   int ignore_q;         /* a model without a yield: q is not read (as offline) */
   char *source;         /* the input's name for row messages, as the offline verbs print it */
   size_t *line;
@@ -203,6 +204,8 @@ static int read_table(const char *path, const char *const *names, const int *req
   t->names = names, t->ncols = ncols;
   if (open_table(&in, path, names, required, ncols) != 0) return -1;
   t->source = strdup(in.name ? in.name : path);
+  for (int c = 0; c < ncols; c++)
+    if (strcmp(names[c], "style") == 0) t->has_style = csv_reader_has_column(in.reader, c);
   const char *fields[CSV_NAMED_MAX];
   csv_error error;
   int got, rc = 0;
@@ -504,14 +507,15 @@ static Greeks__V1__AmericanMethod wire_american_method(gk_american_method m) {
   }
 }
 
-/* Prints id,iv,error (and note for American prices) from the server's answer.
- * Returns 0, or -1 when the answer does not fit the rows sent. */
-static int print_ivs(table *t, int american, const Greeks__V1__ImpliedVolResponse *r, size_t *bad) {
+/* Prints id,iv,error (and note where a row may be American: `note`) from the
+ * server's answer, the flags of American rows (sent: `american`). Returns 0,
+ * or -1 when the answer does not fit the rows sent. */
+static int print_ivs(table *t, int note, int american, const Greeks__V1__ImpliedVolResponse *r, size_t *bad) {
   for (size_t e = 0; e < r->n_errors; e++)
     if (r->errors[e]->index >= t->count) return -1;
   if (r->n_vol != t->count || (american && r->n_flags != t->count)) return -1;
   *bad = explain_errors(t, r->errors, r->n_errors, 5); /* any other field: the price */
-  fputs(american ? "id,iv,error,note\n" : "id,iv,error\n", stdout);
+  fputs(note ? "id,iv,error,note\n" : "id,iv,error\n", stdout);
   for (size_t i = 0; i < t->count; i++) {
     csv_write_field(stdout, row_field(t, i, 0));
     int ok = !t->problem[i];
@@ -521,37 +525,41 @@ static int print_ivs(table *t, int american, const Greeks__V1__ImpliedVolRespons
       csv_write_field(stdout, t->problem[i]);
       fprintf(stderr, "greeks: %s: %s\n", t->source ? t->source : "-", t->problem[i]);
     }
-    if (american) cli_write_american_iv_note(stdout, ok ? r->flags[i] : 0);
+    if (note) cli_write_american_iv_note(stdout, ok && american && t->style[i] == GK_STYLE_AMERICAN ? r->flags[i] : 0);
     fputc('\n', stdout);
   }
   return 0;
 }
 
 static int call_iv(const call_options *o) {
-  static const char *const names[] = {"id", "type", "S", "K", "T", "r", "q", "price"};
-  const int required[] = {1, 1, 1, 1, 1, 1, gk_model_uses_yield(o->model), 1}; /* q: bsm and gk, as offline */
-  table t = {.ignore_q = !gk_model_uses_yield(o->model)};
-  if (read_table(o->path, names, required, 8, &t) != 0) return table_free(&t), CLI_EXIT_UNUSABLE;
+  static const char *const names[] = {"id", "type", "S", "K", "T", "r", "q", "price", "style"};
+  const int required[] = {1, 1, 1, 1, 1, 1, gk_model_uses_yield(o->model), 1, 0}; /* q: bsm and gk, as offline */
+  /* a style column chooses per row, --style where it is blank, as `greeks iv`
+   * (it was ignored: an American premium solved as European; found in review) */
+  style_rules rules = {o->american ? GK_STYLE_AMERICAN : GK_STYLE_EUROPEAN, o->model != GK_MODEL_BACHELIER, 0};
+  table t = {.style_rules = &rules, .ignore_q = !gk_model_uses_yield(o->model)};
+  if (read_table(o->path, names, required, 9, &t) != 0) return table_free(&t), CLI_EXIT_UNUSABLE;
   Greeks__V1__ImpliedVolRequest q = GREEKS__V1__IMPLIED_VOL_REQUEST__INIT;
   q.model = wire_model(o->model);
   q.n_spot = q.n_strike = q.n_expiry = q.n_rate = q.n_yield = q.n_price = q.n_type = t.count;
   q.spot = t.col[0], q.strike = t.col[1], q.expiry = t.col[2], q.rate = t.col[3], q.yield = t.col[4], q.price = t.col[5];
   q.type = wire_types(&t);
-  Greeks__V1__ExerciseStyle *styles = NULL;
-  if (o->american) {
-    styles = malloc((t.count ? t.count : 1) * sizeof *styles);
-    for (size_t i = 0; styles && i < t.count; i++) styles[i] = GREEKS__V1__EXERCISE_STYLE__AMERICAN;
-    q.n_style = t.count, q.style = styles;
+  int failed = 0;
+  size_t n_styles = 0;
+  Greeks__V1__ExerciseStyle *styles = wire_styles(&t, &n_styles, &failed); /* NULL: every row European */
+  int any_american = styles != NULL;
+  if (styles) {
+    q.n_style = n_styles, q.style = styles;
     q.american_method = wire_american_method(o->method);
   }
   gk_client_reply reply;
-  int rc = q.type && (styles || !o->american) ? call_rpc(o, "/greeks.v1.PricingService/ImpliedVol", &q.base, &reply) : -1;
+  int rc = q.type && !failed ? call_rpc(o, "/greeks.v1.PricingService/ImpliedVol", &q.base, &reply) : -1;
   free(q.type), free(styles);
   size_t bad = 0;
   if (rc == 0) {
     Greeks__V1__ImpliedVolResponse *r = greeks__v1__implied_vol_response__unpack(NULL, reply.length, reply.bytes);
     gk_client_reply_free(&reply);
-    if (r == NULL || print_ivs(&t, o->american, r, &bad) != 0) {
+    if (r == NULL || print_ivs(&t, o->american || t.has_style, any_american, r, &bad) != 0) {
       fprintf(stderr, "greeks: the server's answer is not an ImpliedVolResponse for %zu contracts\n", t.count);
       rc = -1;
     }

@@ -341,6 +341,8 @@ static int map_column(csv_reader *r, const csv_column *column, int c, csv_error 
   return -1;
 }
 
+int csv_reader_has_column(const csv_reader *r, int c) { return c >= 0 && c < r->ncols && r->column_of[c] >= 0; }
+
 int csv_reader_header(csv_reader *r, const csv_column *columns, int ncols, csv_error *e) {
   int got = next_line(r, e);
   if (got < 0) return -1;

@@ -73,6 +73,9 @@ int csv_reader_header(csv_reader *r, const csv_column *columns, int ncols, csv_e
  * lacks). Returns CSV_ROW, CSV_END, CSV_BAD_ROW or CSV_FAILED. */
 int csv_reader_next(csv_reader *r, const char **fields, csv_error *error);
 
+/* Whether the header has verb column c (after csv_reader_header). */
+int csv_reader_has_column(const csv_reader *r, int c);
+
 /* The line number of the last line read (the row just returned). */
 size_t csv_reader_line(const csv_reader *r);
 

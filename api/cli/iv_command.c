@@ -25,7 +25,7 @@
 #include "greeks/pool.h"
 #include "greeks/pricing.h"
 
-static const char *const column_names[IV_COLUMNS] = {"id", "type", "S", "K", "T", "r", "q", "price"};
+static const char *const column_names[IV_COLUMNS] = {"id", "type", "S", "K", "T", "r", "q", "price", "style"};
 
 #define CHUNK 8192
 
@@ -37,12 +37,14 @@ typedef struct iv_chunk {
   char problem[CHUNK][CSV_MESSAGE_SIZE]; /* "" when the row could be read */
   double spot[CHUNK], strike[CHUNK], expiry[CHUNK], rate[CHUNK], yield[CHUNK], price[CHUNK], vol[CHUNK];
   uint8_t type[CHUNK], error[CHUNK], flags[CHUNK];
+  uint8_t american[CHUNK]; /* the row's style: its own, else --style's */
 } iv_chunk;
 
 /* What the run solves for: the model, and for American prices the method. */
 typedef struct iv_job {
   gk_model model;
-  int american;              /* --style american */
+  int american;              /* --style american: the default of rows without a style */
+  int note;                  /* the output has the note column (a row may be American) */
   gk_american_method method; /* --american-method, default alo */
   gk_pool *pool;             /* --threads workers */
 } iv_job;
@@ -50,7 +52,7 @@ typedef struct iv_job {
 void iv_columns(gk_model model, csv_column columns[IV_COLUMNS]) {
   for (int c = 0; c < IV_COLUMNS; c++) {
     columns[c].name = column_names[c];
-    columns[c].required = c != IV_Q || gk_model_uses_yield(model);
+    columns[c].required = c != IV_STYLE && (c != IV_Q || gk_model_uses_yield(model));
   }
 }
 
@@ -74,12 +76,29 @@ int iv_parse_row(gk_model model, const char *const *f, size_t line, iv_values *v
       (gk_model_uses_yield(model) && read_number(f, IV_Q, line, &v->yield, error)) ||
       read_number(f, IV_PRICE, line, &v->price, error))
     return -1;
+  /* a price file's own style column, as `greeks price` reads it: it was
+   * ignored, and an American premium was solved as a European one (found in
+   * review) */
+  const char *style = f[IV_STYLE] ? cli_skip_spaces(f[IV_STYLE]) : "";
+  v->style = IV_STYLE_DEFAULT;
+  if (*style == '\0') return 0;
+  if (cli_word_is(style, "european")) v->style = GK_STYLE_EUROPEAN;
+  else if (cli_word_is(style, "american")) v->style = GK_STYLE_AMERICAN;
+  else {
+    csv_field_error(error, line, "style", f[IV_STYLE], "must be european or american");
+    return -1;
+  }
+  if (v->style == GK_STYLE_AMERICAN && model == GK_MODEL_BACHELIER) {
+    csv_field_error(error, line, "style", f[IV_STYLE], "American options need a lognormal model (bsm, black76 or gk)");
+    return -1;
+  }
   return 0;
 }
 
 /* Fills row k from its fields, or keeps its problem (the reader's or the
  * parser's) with a type byte the kernels reject. Returns -1 when out of memory. */
-static int add_row(iv_chunk *c, const char **f, size_t line, const csv_error *problem, gk_model model) {
+static int add_row(iv_chunk *c, const char **f, size_t line, const csv_error *problem, const iv_job *job) {
+  gk_model model = job->model;
   size_t k = c->count;
   /* a bad row keeps its id when the reader has it; an element error quotes the
    * row's own text (1e400 is inf once read) */
@@ -88,10 +107,12 @@ static int add_row(iv_chunk *c, const char **f, size_t line, const csv_error *pr
   c->line[k] = line;
   c->problem[k][0] = '\0';
   c->type[k] = 0xff;
+  c->american[k] = (uint8_t)job->american;
   iv_values v;
   csv_error error;
   if (problem == NULL && iv_parse_row(model, f, line, &v, &error) == 0) {
     c->type[k] = v.type;
+    if (v.style != IV_STYLE_DEFAULT) c->american[k] = v.style == GK_STYLE_AMERICAN;
     c->spot[k] = v.spot, c->strike[k] = v.strike, c->expiry[k] = v.expiry;
     c->rate[k] = v.rate, c->yield[k] = v.yield, c->price[k] = v.price;
     return 0;
@@ -130,9 +151,9 @@ static void solve_american_task(void *context, size_t task, int worker) {
   if (rc != GK_RC_OK) atomic_compare_exchange_strong(&t->rc, &ok, (int)rc);
 }
 
-/* The chunk's vols into c->vol and c->error (and c->flags). Returns 0, or -1
- * after saying why. */
-static int solve_vols(iv_chunk *c, const iv_job *job) {
+/* The chunk's vols into c->vol and c->error (and c->flags), every row of
+ * job's style. Returns 0, or -1 after saying why. */
+static int solve_one_style(iv_chunk *c, const iv_job *job) {
   gk_iv_batch in = {c->count, c->spot, c->strike, c->expiry, c->rate, c->yield, c->price, c->type};
   gk_status status;
   if (!job->american) {
@@ -149,6 +170,42 @@ static int solve_vols(iv_chunk *c, const iv_job *job) {
   if (atomic_load(&t.rc) == GK_RC_OK) return 0;
   fprintf(stderr, "greeks: implied vol: %s\n", gk_rc_message((gk_rc)atomic_load(&t.rc)));
   return -1;
+}
+
+/* The rows of one style (american or not) solved on a gathered copy; the
+ * whole chunk in place when every row has it. */
+static int solve_style(iv_chunk *c, const iv_job *job, int american) {
+  size_t n = 0;
+  for (size_t k = 0; k < c->count; k++) n += c->american[k] == american;
+  if (n == 0) return 0;
+  iv_job sub = *job;
+  sub.american = american;
+  if (n == c->count) return solve_one_style(c, &sub);
+  iv_chunk *g = malloc(sizeof *g);
+  if (g == NULL) {
+    fprintf(stderr, "greeks: implied vol: out of memory\n");
+    return -1;
+  }
+  g->count = 0;
+  for (size_t k = 0; k < c->count; k++) {
+    if (c->american[k] != american) continue;
+    size_t j = g->count++;
+    g->spot[j] = c->spot[k], g->strike[j] = c->strike[k], g->expiry[j] = c->expiry[k];
+    g->rate[j] = c->rate[k], g->yield[j] = c->yield[k], g->price[j] = c->price[k], g->type[j] = c->type[k];
+    g->flags[j] = 0;
+  }
+  int rc = solve_one_style(g, &sub);
+  for (size_t k = 0, j = 0; rc == 0 && k < c->count; k++)
+    if (c->american[k] == american) c->vol[k] = g->vol[j], c->error[k] = g->error[j], c->flags[k] = g->flags[j], j++;
+  free(g);
+  return rc;
+}
+
+/* A file's rows may mix styles (its style column): each style is solved by its
+ * own solver. */
+static int solve_vols(iv_chunk *c, const iv_job *job) {
+  memset(c->flags, 0, c->count);
+  return solve_style(c, job, 0) != 0 || solve_style(c, job, 1) != 0 ? -1 : 0;
 }
 
 static int solve_chunk(iv_chunk *c, const iv_job *job, const char *name, FILE *out, size_t *bad) {
@@ -172,7 +229,7 @@ static int solve_chunk(iv_chunk *c, const iv_job *job, const char *name, FILE *o
     } else {
       fprintf(out, ",%.17g,", c->vol[k]);
     }
-    if (job->american) cli_write_american_iv_note(out, message[0] ? 0 : c->flags[k]);
+    if (job->note) cli_write_american_iv_note(out, message[0] || !c->american[k] ? 0 : c->flags[k]);
     fputc('\n', out);
     free(c->text[k]);
   }
@@ -192,12 +249,17 @@ static int iv_stream(const iv_job *job, csv_input *in, FILE *out) {
   }
   iv_chunk *c = calloc(1, sizeof *c);
   if (c == NULL) return CLI_EXIT_UNUSABLE;
-  fputs(job->american ? "id,iv,error,note\n" : "id,iv,error\n", out);
+  /* the note column where a row may be American: --style american, or a
+   * style column (its rows choose) */
+  iv_job with_note = *job;
+  with_note.note = job->american || csv_reader_has_column(in->reader, IV_STYLE);
+  job = &with_note;
+  fputs(job->note ? "id,iv,error,note\n" : "id,iv,error\n", out);
   const char *fields[IV_COLUMNS];
   size_t bad = 0;
   int status = CLI_EXIT_OK, got;
   while (status == CLI_EXIT_OK && (got = csv_reader_next(in->reader, fields, &error)) != CSV_END) {
-    if (got == CSV_FAILED || add_row(c, fields, csv_reader_line(in->reader), got == CSV_BAD_ROW ? &error : NULL, model) != 0) {
+    if (got == CSV_FAILED || add_row(c, fields, csv_reader_line(in->reader), got == CSV_BAD_ROW ? &error : NULL, job) != 0) {
       fprintf(stderr, "greeks: %s: %s\n", in->name, got == CSV_FAILED ? error.message : "out of memory");
       status = CLI_EXIT_UNUSABLE;
     } else if (c->count == CHUNK && solve_chunk(c, job, in->name, out, &bad) != 0) {
@@ -226,6 +288,7 @@ void iv_command_usage(FILE *out) {
         "  --american-method (default alo, to 1e-10 relative where the vega allows);\n"
         "  the bounds are the method's sigma -> 0 price and K max(1, e^{-rT}) (put) or\n"
         "  S max(1, e^{-qT}) (call), and the method's price at a vol of 10; any r, q.\n"
+        "  A style column (european|american, optional) chooses per row, --style where blank.\n"
         "  Output CSV: id,iv,error,note; note: at_lower_limit (vol 0: the price is the\n"
         "  sigma -> 0 limit, e.g. exercise now), low_vega (the price pins the vol\n"
         "  more loosely than 1e-10), not_converged.\n"
@@ -236,7 +299,7 @@ void iv_command_usage(FILE *out) {
 
 int iv_command(int argc, char **argv) {
   const char *path = NULL, *model_name = "bsm";
-  iv_job job = {GK_MODEL_BSM, 0, GK_AMERICAN_IV_DEFAULT_METHOD, NULL};
+  iv_job job = {GK_MODEL_BSM, 0, 0, GK_AMERICAN_IV_DEFAULT_METHOD, NULL};
   int threads = 0;
   for (int i = 0; i < argc; i++) {
     const char *arg = argv[i], *value = NULL;

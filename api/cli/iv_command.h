@@ -15,12 +15,16 @@ int iv_command(int argc, char **argv);
 void iv_command_usage(FILE *out);
 
 /* The columns of an iv file, in this order in csv_reader_next's fields. */
-enum { IV_ID, IV_TYPE, IV_S, IV_K, IV_T, IV_R, IV_Q, IV_PRICE, IV_COLUMNS };
+enum { IV_ID, IV_TYPE, IV_S, IV_K, IV_T, IV_R, IV_Q, IV_PRICE, IV_STYLE, IV_COLUMNS };
+
+/* A row's style when its style field is absent or blank: --style's. */
+#define IV_STYLE_DEFAULT 0xff
 
 /* One row as gk_implied_vol_batch gets it. */
 typedef struct iv_values {
   uint8_t type; /* GK_CALL or GK_PUT */
   double spot, strike, expiry, rate, yield, price; /* yield 0 when the model ignores q */
+  uint8_t style; /* GK_STYLE_EUROPEAN, GK_STYLE_AMERICAN or IV_STYLE_DEFAULT */
 } iv_values;
 
 /* The columns to ask csv_reader_header for under `model` (q required by bsm, gk). */
