@@ -328,8 +328,8 @@ static int field_column(const table *t, const char *field, int fallback) {
 
 /* The server's element errors in the offline verb's words: "line N: field 'F'
  * value 'V': RULE", V the row's text as the file had it (the offline verbs
- * show that; the server's `reason` starts with the value in %.15g, which is
- * taken off). Rows the CLI could not read keep their own message. Returns
+ * show that; the server's `reason` starts with the value as it printed it,
+ * which is taken off). Rows the CLI could not read keep their own message. Returns
  * the number of bad rows. */
 static size_t explain_errors(table *t, Greeks__V1__ElementError **errors, size_t n, int fallback) {
   for (size_t e = 0; e < n; e++) {
@@ -343,10 +343,7 @@ static size_t explain_errors(table *t, Greeks__V1__ElementError **errors, size_t
       set_problem(t, i, message);
       continue;
     }
-    char value[64];
-    snprintf(value, sizeof value, "%.15g", t->col[c - 2][i]);
-    size_t shown = strlen(value);
-    if (strncmp(rule, value, shown) == 0 && rule[shown] == ' ') rule += shown + 1;
+    rule = cli_rule_of_reason(rule);
     csv_error error;
     csv_field_error(&error, t->line[i], field, row_field(t, i, c), rule);
     set_problem(t, i, error.message);
@@ -641,7 +638,8 @@ static int print_revalued(const market_table *u, const position_table *p, const 
     size_t k = r->errors[e]->index;
     if (k < p->count) {
       char message[CSV_MESSAGE_SIZE];
-      position_problem_text(p, u, k, r->errors[e]->field, r->errors[e]->reason, message, sizeof message);
+      position_problem_text(p, u, k, r->errors[e]->field, cli_rule_of_reason(r->errors[e]->reason), message,
+                            sizeof message);
       fprintf(stderr, "greeks: %s: %s\n", positions_name, message);
     } else
       fprintf(stderr, "greeks: position %zu: field '%s': %s\n", k, r->errors[e]->field, r->errors[e]->reason);

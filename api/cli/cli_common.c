@@ -128,6 +128,14 @@ const char *cli_parse_double(const char *text, double *value) {
   return NULL;
 }
 
+const char *cli_rule_of_reason(const char *reason) {
+  if (reason == NULL) return "";
+  char *end;
+  errno = 0;
+  (void)strtod(reason, &end);
+  return end != reason && *end == ' ' ? end + 1 : reason;
+}
+
 int cli_word_is(const char *text, const char *word) {
   const char *start = cli_skip_spaces(text);
   size_t length = strlen(start);

@@ -74,6 +74,11 @@ int cli_force_isa(const char *name);
  * clear error and returns -1 otherwise. */
 int cli_check_isa(void);
 
+/* The rule of a server's element-error reason, "VALUE RULE": RULE, the value
+ * (a number, as the server prints it) taken off; the reason itself when it
+ * starts with no number. */
+const char *cli_rule_of_reason(const char *reason);
+
 /* Parses a whole field as a decimal double (leading/trailing spaces allowed).
  * Returns NULL on success, else the rule it broke ("empty", "not a number",
  * "not a decimal number", overflows or underflows to 0: a value past the

@@ -64,14 +64,42 @@ static void free_wire_errors(wire_errors *w) {
 typedef struct element_columns {
   const double *spot, *strike, *expiry, *rate, *yield, *vol, *price;
   const uint8_t *type;
+  /* A revaluation's: the positions' own columns, and S, r, q from the
+   * market of each position's underlying (markets.spot[u], ...). */
+  const double *quantity, *multiplier;
+  const uint32_t *underlying;
+  const double *market_spot, *market_rate, *market_yield;
+  size_t markets;
 } element_columns;
 
-static int column_value(const element_columns *cols, const char *field, size_t i, double *v) {
+/* The value of `field` for element i, and where a market value comes from
+ * ("spot" for markets.spot[u], with *u set), else where is "". */
+static int column_value(const element_columns *cols, const char *field, size_t i, double *v, const char **where,
+                        uint32_t *u) {
+  *where = "";
+  if (cols->underlying) { /* a revaluation: S, r and q are the underlying's market's */
+    const struct {
+      const char *name, *column;
+      const double *values;
+    } market[] = {{"S", "spot", cols->market_spot}, {"r", "rate", cols->market_rate}, {"q", "yield", cols->market_yield}};
+    for (size_t k = 0; k < 3; k++) {
+      if (strcmp(field, market[k].name) != 0) continue;
+      *u = cols->underlying[i];
+      if (market[k].values == NULL || *u >= cols->markets) return 0;
+      *v = market[k].values[*u], *where = market[k].column;
+      return 1;
+    }
+    if (strcmp(field, "underlying") == 0) {
+      *v = (double)cols->underlying[i];
+      return 1;
+    }
+  }
   const struct {
     const char *name;
     const double *column;
-  } map[] = {{"S", cols->spot}, {"K", cols->strike}, {"T", cols->expiry}, {"r", cols->rate},
-             {"q", cols->yield}, {"sigma", cols->vol}, {"price", cols->price}};
+  } map[] = {{"S", cols->spot},         {"K", cols->strike}, {"T", cols->expiry},
+             {"r", cols->rate},         {"q", cols->yield},  {"sigma", cols->vol},
+             {"price", cols->price},    {"quantity", cols->quantity}, {"multiplier", cols->multiplier}};
   for (size_t k = 0; k < sizeof map / sizeof map[0]; k++)
     if (strcmp(field, map[k].name) == 0 && map[k].column) {
       *v = map[k].column[i];
@@ -96,8 +124,15 @@ static int build_wire_errors(const uint8_t *codes, size_t n, size_t invalid, con
     e->index = (uint32_t)i;
     const char *field = field_of(codes[i]);
     double v;
-    if (cols && column_value(cols, field, i, &v))
-      snprintf(w->reasons[w->count], sizeof w->reasons[0], "%.15g %s", v, rule_of(codes[i]));
+    const char *where;
+    uint32_t u = 0;
+    /* %.17g: the value as sent (at %.15g, 100.00000000000001 read "100 must
+     * be <= 100"; found in review); a market value says whose it is */
+    if (cols && column_value(cols, field, i, &v, &where, &u) && where[0])
+      snprintf(w->reasons[w->count], sizeof w->reasons[0], "%.17g %s (markets.%s[%u], this position's underlying)", v,
+               rule_of(codes[i]), where, u);
+    else if (cols && column_value(cols, field, i, &v, &where, &u))
+      snprintf(w->reasons[w->count], sizeof w->reasons[0], "%.17g %s", v, rule_of(codes[i]));
     else
       snprintf(w->reasons[w->count], sizeof w->reasons[0], "%s", rule_of(codes[i]));
     e->field = (char *)field;
@@ -278,7 +313,8 @@ static grpc_byte_buffer *encode_price_response(price_job *j, const Greeks__V1__P
 static void reply_priced(price_job *j) {
   gk_pricing_request *r = &j->request;
   size_t n = r->in.count;
-  element_columns cols = {r->in.spot, r->in.strike, r->in.expiry, r->in.rate, r->in.yield, r->in.vol, NULL, r->in.type};
+  element_columns cols = {r->in.spot, r->in.strike, r->in.expiry, r->in.rate, r->in.yield, r->in.vol, NULL, r->in.type,
+                          .markets = 0};
   wire_errors errors;
   if (build_wire_errors(j->errors, n, r->invalid_count, &cols, element_field, element_rule, &errors) != 0) {
     free_wire_errors(&errors);
@@ -807,7 +843,7 @@ static void run_implied_vol(rpc_call *c) {
     if (code == GK_CANCELLED) reply_stopped(c, &status);
     else rpc_reply_status(c, &status);
   } else {
-    element_columns cols = {in.spot, in.strike, in.expiry, in.rate, in.yield, NULL, in.price, types};
+    element_columns cols = {in.spot, in.strike, in.expiry, in.rate, in.yield, NULL, in.price, types, .markets = 0};
     wire_errors errors;
     if (build_wire_errors(codes, n, invalid, &cols, element_field, element_rule, &errors) != 0) {
       rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory encoding the response", NULL);
@@ -893,8 +929,15 @@ static void reply_revalued(rpc_call *c, const portfolio_input *p, const gk_portf
   Greeks__V1__Risk **per_ptr = calloc(m ? m : 1, sizeof *per_ptr);
   wire_errors errors;
   memset(&errors, 0, sizeof errors);
+  /* each error with its value: they came without one ("must be >= 0"), and a
+   * market's spot read as the position's (found in review) */
+  const gk_positions *q = &p->positions;
+  element_columns cols = {.strike = q->strike, .expiry = q->expiry, .vol = q->vol, .quantity = q->quantity,
+                          .multiplier = q->multiplier, .underlying = q->underlying, .market_spot = p->markets->spot,
+                          .market_rate = p->markets->rate,
+                          .market_yield = p->markets->n_yield ? p->markets->yield : NULL, .markets = m};
   if (!per || !per_ptr ||
-      build_wire_errors(res->error, p->positions.count, res->invalid_positions, NULL, position_field, position_rule, &errors) != 0) {
+      build_wire_errors(res->error, p->positions.count, res->invalid_positions, &cols, position_field, position_rule, &errors) != 0) {
     free(per), free(per_ptr);
     free_wire_errors(&errors);
     rpc_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory encoding the response", NULL);

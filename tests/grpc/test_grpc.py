@@ -721,6 +721,25 @@ class RequestRules(ServedTestCase):
         del request.markets.spot[-1], request.markets.rate[-1]
         self.assertEqual(self.stub.RevaluePortfolio(request, timeout=30).total.positions, 2)
 
+    def test_element_errors_carry_the_value_as_sent(self):
+        """A revaluation's element errors had no value ("must be >= 0"), and a
+        market's spot read as the position's own; a PriceBatch value was
+        rounded to 15 digits ("100 must be <= 100.0"; found in review)."""
+        request = self.revaluation()
+        request.positions.vol[1] = -1.0
+        request.markets.spot[0] = -100.0
+        reply = self.stub.RevaluePortfolio(request, timeout=30)
+        reasons = {(e.index, e.field): e.reason for e in reply.errors}
+        self.assertEqual(reasons[(0, "S")], "-100 must be > 0 (markets.spot[0], this position's underlying)")
+        request = self.revaluation()
+        request.positions.vol[1] = -1.0
+        reply = self.stub.RevaluePortfolio(request, timeout=30)
+        self.assertEqual([(e.index, e.field, e.reason) for e in reply.errors], [(1, "sigma", "-1 must be >= 0")])
+        rows = random_batch(1, seed=5)
+        rows[0]["sigma"] = 100.00000000000001
+        reply = self.stub.PriceBatch(batch_request(rows), timeout=30)
+        self.assertTrue(reply.errors[0].reason.startswith("100.00000000000001 must be <= 100"), reply.errors[0].reason)
+
     def test_a_market_column_is_counted_in_underlyings(self):
         """A market column of the wrong length is named against markets.spot's
         underlyings; it said "the request has 2 contracts" of a request with
