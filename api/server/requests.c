@@ -179,13 +179,25 @@ static int check_outputs(size_t n, const Greeks__V1__Output *outputs, const uint
 }
 
 /* Every column must have `count` entries ("optional" ones may also be empty),
- * one per `unit` (a contract, a position; markets: an underlying). */
-static int check_column_of(const char *name, size_t n, size_t count, int optional, const char *units,
-                           const char *unit, request_verdict *v) {
+ * one per `unit` (a contract, a position; markets: an underlying). `count`
+ * comes from column `counted_by`: when that one is empty, it is the one
+ * named (a PriceBatch without spot blamed 'strike' for "0 contracts"; found
+ * in review). */
+static int check_column_by(const char *name, size_t n, size_t count, const char *counted_by, int optional,
+                           const char *units, const char *unit, request_verdict *v) {
   if (n == count || (optional && n == 0)) return 0;
+  if (count == 0 && counted_by)
+    return refuse(v, GRPC_STATUS_INVALID_ARGUMENT,
+                  "field '%s' is empty but field '%s' has %zu entries: every column needs one entry per %s",
+                  counted_by, name, n, unit);
   return refuse(v, GRPC_STATUS_INVALID_ARGUMENT,
                 "field '%s' has %zu entries but the request has %zu %s: every column needs one entry per %s", name, n,
                 count, units, unit);
+}
+
+static int check_column_of(const char *name, size_t n, size_t count, int optional, const char *units,
+                           const char *unit, request_verdict *v) {
+  return check_column_by(name, n, count, NULL, optional, units, unit, v);
 }
 
 static int check_column(const char *name, size_t n, size_t count, int optional, request_verdict *v) {
@@ -506,10 +518,12 @@ int chain_validate(const chain_request *q, size_t max_contracts, gk_model *model
   if (!q->has_market)
     return refuse(v, GRPC_STATUS_INVALID_ARGUMENT, "field 'market' is required: the chain's spot, rate and yield");
   size_t n = q->n_strike;
-  if (check_count("contracts", n, max_contracts, v) || check_column("contracts.expiry", q->n_expiry, n, 0, v) ||
-      check_column("contracts.vol", q->n_vol, n, 0, v) || check_column("contracts.type", q->n_type, n, 0, v) ||
+#define COLUMN(name, have) check_column_by(name, have, n, "contracts.strike", 0, "contracts", "contract", v)
+  if (check_count("contracts", n, max_contracts, v) || COLUMN("contracts.expiry", q->n_expiry) ||
+      COLUMN("contracts.vol", q->n_vol) || COLUMN("contracts.type", q->n_type) ||
       check_chain_market(q, *model, market, v))
     return -1;
+#undef COLUMN
   wire_styles styles = {"contracts.style", q->n_style, q->style, NULL};
   if (check_exercise(&styles, n, q->american_method, *model, *outputs_mask, exercise, v)) return -1;
   return accepted(v);
@@ -521,11 +535,12 @@ int price_batch_validate(const Greeks__V1__PriceBatchRequest *q, size_t max_cont
                          unsigned *outputs_mask, request_exercise *exercise, request_verdict *v) {
   if (check_model(q->model, model, v) || check_outputs(q->n_outputs, q->outputs, NULL, outputs_mask, v)) return -1;
   size_t n = q->n_spot;
-  if (check_count("contracts", n, max_contracts, v) || check_column("strike", q->n_strike, n, 0, v) ||
-      check_column("expiry", q->n_expiry, n, 0, v) || check_column("rate", q->n_rate, n, 0, v) ||
-      check_column("yield", q->n_yield, n, 1, v) || check_column("vol", q->n_vol, n, 0, v) ||
-      check_column("type", q->n_type, n, 0, v))
+#define COLUMN(name, have, optional) check_column_by(name, have, n, "spot", optional, "contracts", "contract", v)
+  if (check_count("contracts", n, max_contracts, v) || COLUMN("strike", q->n_strike, 0) ||
+      COLUMN("expiry", q->n_expiry, 0) || COLUMN("rate", q->n_rate, 0) || COLUMN("yield", q->n_yield, 1) ||
+      COLUMN("vol", q->n_vol, 0) || COLUMN("type", q->n_type, 0))
     return -1;
+#undef COLUMN
   wire_styles styles = {"style", q->n_style, NULL, q->style};
   if (check_exercise(&styles, n, (int32_t)q->american_method, *model, *outputs_mask, exercise, v)) return -1;
   return accepted(v);
@@ -535,11 +550,12 @@ int implied_vol_validate(const Greeks__V1__ImpliedVolRequest *q, size_t max_cont
                          request_verdict *v) {
   if (check_model(q->model, model, v)) return -1;
   size_t n = q->n_spot;
-  if (check_count("contracts", n, max_contracts, v) || check_column("strike", q->n_strike, n, 0, v) ||
-      check_column("expiry", q->n_expiry, n, 0, v) || check_column("rate", q->n_rate, n, 0, v) ||
-      check_column("yield", q->n_yield, n, 1, v) || check_column("price", q->n_price, n, 0, v) ||
-      check_column("type", q->n_type, n, 0, v))
+#define COLUMN(name, have, optional) check_column_by(name, have, n, "spot", optional, "contracts", "contract", v)
+  if (check_count("contracts", n, max_contracts, v) || COLUMN("strike", q->n_strike, 0) ||
+      COLUMN("expiry", q->n_expiry, 0) || COLUMN("rate", q->n_rate, 0) || COLUMN("yield", q->n_yield, 1) ||
+      COLUMN("price", q->n_price, 0) || COLUMN("type", q->n_type, 0))
     return -1;
+#undef COLUMN
   return accepted(v);
 }
 
@@ -587,7 +603,8 @@ static int check_grid(const Greeks__V1__ScenarioGrid *g, request_verdict *v) {
 
 static int check_positions(const Greeks__V1__Positions *p, size_t limit, request_verdict *v) {
   size_t n = p->n_underlying;
-#define POSITION_COLUMN(name, have) check_column_of(name, have, n, 0, "positions", "position", v)
+#define POSITION_COLUMN(name, have) \
+  check_column_by(name, have, n, "positions.underlying", 0, "positions", "position", v)
   return check_count("positions", n, limit, v) || POSITION_COLUMN("positions.type", p->n_type) ||
          POSITION_COLUMN("positions.strike", p->n_strike) || POSITION_COLUMN("positions.expiry", p->n_expiry) ||
          POSITION_COLUMN("positions.vol", p->n_vol) || POSITION_COLUMN("positions.quantity", p->n_quantity) ||

@@ -740,6 +740,17 @@ class RequestRules(ServedTestCase):
         reply = self.stub.PriceBatch(batch_request(rows), timeout=30)
         self.assertTrue(reply.errors[0].reason.startswith("100.00000000000001 must be <= 100"), reply.errors[0].reason)
 
+    def test_an_empty_counting_column_is_the_one_named(self):
+        """A PriceBatch without spot said "field 'strike' has 2 entries but the
+        request has 0 contracts" (found in review): the empty column is named."""
+        request = batch_request(random_batch(2, seed=3))
+        del request.spot[:]
+        self.refused(self.stub.PriceBatch, request, "field 'spot' is empty but field 'strike' has 2 entries")
+        request = self.revaluation()
+        del request.positions.underlying[:]
+        self.refused(self.stub.RevaluePortfolio, request,
+                     "field 'positions.underlying' is empty but field 'positions.type' has 2 entries")
+
     def test_a_market_column_is_counted_in_underlyings(self):
         """A market column of the wrong length is named against markets.spot's
         underlyings; it said "the request has 2 contracts" of a request with
