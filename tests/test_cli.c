@@ -939,6 +939,24 @@ static void test_numbers_past_the_double_range_are_named(void **state) {
   assert_null(strstr(r->err, "line 4")); /* a subnormal vol is a number: the intrinsic value */
 }
 
+/* A price file given to chain: its S, r, q columns are ignored, and said to
+ * be (an SPX chain priced at --spot 100 came back zeros without a word; found
+ * in review). The row is priced at the flags' market: the same as a chain file
+ * without those columns. */
+static void test_chain_says_it_ignores_a_files_market_columns(void **state) {
+  (void)state;
+  cli_result *r = verb_on_text("chain --spot 100 --rate 0.05 --yield 0.01",
+                               "id,type,S,K,T,r,q,sigma\nx,call,5000,100,1,0.09,0.02,0.2\n");
+  assert_int_equal(r->exit_code, 0);
+  assert_non_null(strstr(r->err, "warning: its S, r and q columns are ignored"));
+  static char with_market[1024];
+  snprintf(with_market, sizeof with_market, "%s", csv_cell(r->out, 1, 1));
+  r = verb_on_text("chain --spot 100 --rate 0.05 --yield 0.01", "id,type,K,T,sigma\nx,call,100,1,0.2\n");
+  assert_int_equal(r->exit_code, 0);
+  assert_string_equal(r->err, "");
+  assert_string_equal(csv_cell(r->out, 1, 1), with_market);
+}
+
 /* --help and --version into a full disk fail (exit 2, "write error"), as the
  * data paths do: a job recording the version got an empty file and exit 0. */
 static void test_help_and_version_fail_on_a_full_disk(void **state) {
@@ -994,6 +1012,7 @@ int main(void) {
       cmocka_unit_test(test_iv_trims_types_and_quotes_values_as_typed),
       cmocka_unit_test(test_numbers_past_the_double_range_are_named),
       cmocka_unit_test(test_help_and_version_fail_on_a_full_disk),
+      cmocka_unit_test(test_chain_says_it_ignores_a_files_market_columns),
   };
   int failed = cmocka_run_group_tests(tests, NULL, NULL);
   remove(TMP_CSV);

@@ -64,9 +64,10 @@ void price_columns(const price_rules *rules, csv_column columns[PRICE_COLUMNS]) 
   for (int col = 0; col < PRICE_COLUMNS; col++) {
     int market_column = col == PRICE_S || col == PRICE_R || col == PRICE_Q;
     int optional = (col == PRICE_Q && !gk_model_uses_yield(rules->model)) || col == PRICE_STYLE;
-    /* chain mode: the flags give S, r, q; such columns in the file are ignored */
-    columns[col].name = rules->chain_mode && market_column ? NULL : column_names[col];
-    columns[col].required = !optional;
+    /* chain mode: the flags give S, r, q; such columns in the file are read
+     * (optional) only to say they are ignored (price_parse_row skips them) */
+    columns[col].name = column_names[col];
+    columns[col].required = !optional && !(rules->chain_mode && market_column);
   }
 }
 
@@ -254,7 +255,17 @@ static int read_header(price_job *job, csv_reader *reader) {
   csv_column columns[PRICE_COLUMNS];
   price_columns(&job->rules, columns);
   csv_error error;
-  if (csv_reader_header(reader, columns, PRICE_COLUMNS, &error) == 0) return 0;
+  if (csv_reader_header(reader, columns, PRICE_COLUMNS, &error) == 0) {
+    /* a price file given to chain: its S, r, q are not the flags' (an SPX
+     * chain priced at --spot 100 came back zeros without a word; found in
+     * review) */
+    if (job->rules.chain_mode && (csv_reader_has_column(reader, PRICE_S) || csv_reader_has_column(reader, PRICE_R) ||
+                                  csv_reader_has_column(reader, PRICE_Q)))
+      fprintf(stderr, "greeks: %s: warning: its S, r and q columns are ignored: chain prices at --spot, --rate "
+                      "and --yield (greeks price reads them)\n",
+              job->path);
+    return 0;
+  }
   fprintf(stderr, "greeks: %s: %s (expected %s)\n", job->path, error.message,
           job->rules.chain_mode ? "id,type,K,T,sigma" : "id,type,S,K,T,r,q,sigma");
   return -1;
