@@ -74,7 +74,12 @@ static void check_tls_pair(const greeksd_config *c, greeksd_errors *e) {
   int key_private = check_private(key_label, c->tls_key, e) == 0;
   X509 *cert = read_certificate(c->tls_cert);
   EVP_PKEY *key = cert && key_private ? read_key(c->tls_key) : NULL;
-  if (cert == NULL)
+  FILE *probe = cert == NULL ? fopen(c->tls_cert, "r") : NULL;
+  int cannot_open = cert == NULL && probe == NULL ? errno : 0;
+  if (probe) fclose(probe);
+  if (cannot_open) /* a missing file said "not a readable PEM certificate" (found in review) */
+    greeksd_errors_add(e, "%s: '%s' cannot be read: %s", cert_label, c->tls_cert, strerror(cannot_open));
+  else if (cert == NULL)
     greeksd_errors_add(e, "%s: '%s' is not a readable PEM certificate", cert_label, c->tls_cert);
   else if (key_private && key == NULL) /* a key not private is said by check_private */
     greeksd_errors_add(e, "%s: '%s' is not a readable PEM private key (an encrypted key is not supported)", key_label,

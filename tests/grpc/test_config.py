@@ -163,6 +163,12 @@ class Files(unittest.TestCase):
         self.assertIn("%s:%d: tls.key: '%s' has mode 0644" % (cfg, line_of(good, "key:"), key), p.stderr)
         self.assertIn("%s:%d: tls.cert: '%s' is not a readable PEM certificate" % (cfg, line_of(good, "cert:"), cert),
                       p.stderr)  # both files' errors, not the key's alone
+        # a missing certificate says so, as a missing key does (it said "not
+        # a readable PEM certificate"; found in review)
+        missing = os.path.join(self.d, "absent.crt")
+        write(cfg, good.replace(cert, missing))
+        p = greeksd("--config", cfg, "--check-config")
+        self.assertIn("tls.cert: '%s' cannot be read: No such file or directory" % missing, p.stderr)
         # A PEM block pasted in place of a file name is an inline secret, never echoed.
         write(cfg, "tls:\n  cert: %s\n  key: |\n    -----BEGIN PRIVATE KEY-----\n    MIIEv\n" % cert)
         p = greeksd("--config", cfg, "--check-config")
