@@ -522,7 +522,34 @@ static void test_the_limit_guard_refuses_hard_breaches_before_trading(void **sta
   assert_int_equal(rejected.type, GK_EVENT_TRADE_REJECTED);
   assert_string_equal(rejected.as.trade_rejected.trade_id, "T9");
   assert_true(rejected.as.trade_rejected.limit.soft == 0 && rejected.as.trade_rejected.limit.hard == 0);
+  /* A refused cancel records no legs (the replacement asked for), and reads
+   * back: such a TradeRejected was DATA_LOSS on the next load, the book
+   * unreadable and greeksd unable to start (found in review). 400 shares,
+   * a hedge of -300, then a hard 50,000: cancelling the hedge would take
+   * dollar delta to 80,000. */
+  gk_command_context c2 = at(T0 + 7, NULL);
+  must(gk_open_book(restarted, &c2, "desk2", "", "USD", NULL, &st), &st);
+  must(gk_update_market(restarted, &c2, "desk2", &q, 1, NULL, &st), &st);
+  must(send_trade(restarted, "desk2", "B1", stock, 400, 200, T0 + 8, NULL, &st), &st);
+  must(send_trade(restarted, "desk2", "H1", stock, -300, 200, T0 + 8, NULL, &st), &st);
+  gk_risk_limit tight = {.underlying = "AAPL", .metric = GK_LIMIT_DOLLAR_DELTA, .hard = 5e4};
+  must(gk_set_risk_limits(restarted, &c2, "desk2", &tight, 1, NULL, &st), &st);
+  assert_int_equal(gk_correct_trade(restarted, &c2, "desk2", "H1", NULL, 0, "hedge booked in error", &out, &st),
+                   GK_FAILED_PRECONDITION);
+  assert_non_null(strstr(st.message, "correction of trade H1"));
   gk_book_service_free(restarted);
+  gk_book_service *again = gk_book_service_new(f->store, &o, &st);
+  must(gk_book_service_load_all(again, &books, &st), &st);
+  rejected = last_rejection(again, "desk2");
+  assert_int_equal(rejected.type, GK_EVENT_TRADE_REJECTED);
+  assert_string_equal(rejected.as.trade_rejected.trade_id, "H1");
+  assert_int_equal(rejected.as.trade_rejected.leg_count, 0);
+  assert_non_null(strstr(rejected.as.trade_rejected.reason, "correction (a cancel: no legs)"));
+  gk_book *b2 = NULL;
+  must(gk_get_book(again, "desk2", -1, &b2, &st), &st);
+  assert_int_equal(gk_book_find_position(b2, &stock)->quantity, 100); /* the hedge stands */
+  gk_book_free(b2);
+  gk_book_service_free(again);
   gk_limit_guard_free(guard);
 }
 

@@ -463,7 +463,10 @@ static gk_code decode_rejection(const decode_context *c,
   memset(&out->limit, 0, sizeof out->limit);
   gk_code rc = none ? GK_OK : limit_from_pb(c, pb->limit, &out->limit);
   if (rc != GK_OK) return rc;
-  return legs_from_pb(c, pb->legs, pb->n_legs, out->legs, &out->leg_count, false, false);
+  /* no legs: a refused cancel (a correction records the replacement asked
+   * for, and a cancel asks for none). Refusing them made the book unreadable
+   * and greeksd unable to start (found in review). */
+  return legs_from_pb(c, pb->legs, pb->n_legs, out->legs, &out->leg_count, true, false);
 }
 
 /* Which message a (type, version) pair is stored as. */
