@@ -4,7 +4,7 @@
 What: parses every YAML document of deploy/k8s/*.yaml and checks the greeksd
 Deployment against the binary named by $GREEKSD: its args use only flags that
 `greeksd --help` lists; the probes' ports are the ones --listen and
---metrics-listen bind; readiness is /readyz; a gRPC probe is on the gRPC port
+--metrics-listen bind; readiness is /readyz/pricing; a gRPC probe is on the gRPC port
 and only on a plaintext listener (the kubelet's gRPC probe cannot speak TLS);
 every volume mounted exists; every file the args, the environment and the
 config name (config file, tokens, TLS pair, PGPASSFILE) lies under a mount;
@@ -169,7 +169,8 @@ def check_deployment(greeksd, deployment, configmaps):
     check({grpc_port, metrics_port} <= declared, f"containerPorts {declared} miss {grpc_port} or {metrics_port}")
     tls = bool(args.get("--tls-cert") or (config.get("tls") or {}).get("cert"))
     readiness = container.get("readinessProbe")
-    check(readiness and readiness.get("httpGet", {}).get("path") == "/readyz", "the readiness probe is not /readyz")
+    check(readiness and readiness.get("httpGet", {}).get("path") == "/readyz/pricing",
+          "the readiness probe is not /readyz/pricing (a shared store's outage must not empty the Service)")
     for name in ("livenessProbe", "readinessProbe", "startupProbe"):
         probe = container.get(name)
         if not probe:
@@ -181,7 +182,8 @@ def check_deployment(greeksd, deployment, configmaps):
             check(probe["grpc"].get("service", "") == "", f"{name}: gRPC probe service should be \"\"")
         elif kind == "httpGet":
             check(port == metrics_port, f"{name}: HTTP probe on port {port}, --metrics-listen is {metrics_port}")
-            check(probe["httpGet"]["path"] in ("/healthz", "/readyz"), f"{name}: path {probe['httpGet']['path']}")
+            check(probe["httpGet"]["path"] in ("/healthz", "/readyz", "/readyz/pricing"),
+                  f"{name}: path {probe['httpGet']['path']}")
         else:
             check(False, f"{name}: neither an HTTP nor a gRPC probe")
     check(container.get("livenessProbe"), "no liveness probe")

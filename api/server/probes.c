@@ -95,7 +95,7 @@ static const char *on(const greeksd_snapshot *snap, int feature) {
 
 /* The body of /readyz; *ready says whether it is 200. The configuration in
  * force: its version, hash and feature flags (adr/0035). */
-static char *readiness_json(greeksd_server *s, int *ready, size_t *length) {
+static char *readiness_json(greeksd_server *s, int pricing_only, int *ready, size_t *length) {
   const greeksd_snapshot *snap = server_snapshot(s);
   book_parts parts = book_side_parts(s);
   readiness r = {atomic_load(&s->draining), store_probe_verdict(s) == 1, 1};
@@ -115,7 +115,12 @@ static char *readiness_json(greeksd_server *s, int *ready, size_t *length) {
   json_text(description, sizeof description, gk_store_describe(parts.store));
   int64_t probed = atomic_load(&s->store_probed_ns);
   gk_breaker_state breaker = gk_breaker_state_now(gk_pricing_agent_breaker(s->pricing), gk_monotonic_ns());
-  *ready = !r.draining && r.store_ok && r.agents_ok;
+  /* /readyz/pricing: what PriceChain and the other pricing calls need, not
+   * the book store. Instances that share one PostgreSQL all went NotReady
+   * when it did, and pricing, which still worked, became unreachable with
+   * nothing failing that an alert watched (found in review). */
+  int pricing_ok = agent_ok(pricing) && agent_ok(compute) && agent_ok(intake);
+  *ready = pricing_only ? !r.draining && pricing_ok : !r.draining && r.store_ok && r.agents_ok;
   size_t size = 4096;
   char *body = malloc(size);
   if (body == NULL) return NULL;
@@ -163,14 +168,15 @@ static void route(void *user, const char *path, greeksd_http_reply *reply) {
   } else if (strcmp(path, "/healthz") == 0) {
     reply->content_type = "application/json";
     reply->body = copy_text("{\"status\":\"alive\"}\n", &reply->length);
-  } else if (strcmp(path, "/readyz") == 0) {
+  } else if (strcmp(path, "/readyz") == 0 || strcmp(path, "/readyz/pricing") == 0) {
     int ready = 0;
     reply->content_type = "application/json";
-    reply->body = readiness_json(s, &ready, &reply->length);
+    reply->body = readiness_json(s, strcmp(path, "/readyz/pricing") == 0, &ready, &reply->length);
     reply->status = reply->body == NULL ? 500 : ready ? 200 : 503;
   } else {
     reply->status = 404;
-    reply->body = copy_text("not found: this listener serves /metrics, /healthz and /readyz\n", &reply->length);
+    reply->body = copy_text("not found: this listener serves /metrics, /healthz, /readyz and /readyz/pricing\n",
+                            &reply->length);
   }
 }
 

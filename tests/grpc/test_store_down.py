@@ -198,6 +198,12 @@ class StoreOutage(unittest.TestCase):
         self.assertFalse(ready["store"]["reachable"])
         self.assertEqual(ready["store"]["description"], description)
         self.assertIn(description, ready["store"]["error"])
+        # /readyz/pricing stays 200: pricing needs no store, and instances that
+        # share it all went NotReady together, pricing unreachable (found in
+        # review; deploy/k8s's readiness probe)
+        status, body = http_get(self.base + "/readyz/pricing")
+        self.assertEqual(status, 200, body)
+        self.assertFalse(json.loads(body)["store"]["reachable"])
         self.assertFalse(ready["draining"])
         self.assertEqual(ready["services"], {"": "SERVING", "greeks.v1.PricingService": "SERVING",
                                              BOOK: "NOT_SERVING"})
