@@ -243,6 +243,31 @@ class TracedCalls(unittest.TestCase):
         self.assertEqual(self.assert_chain(spans, "kernel.price", server),
                          ["kernel.price", "greeks.v1.PricingService/PriceChain"])
 
+    def test_a_call_the_breaker_refuses_has_no_kernel_span(self):
+        """No kernel ran for a call the open breaker refused: it got a
+        kernel.price span with status UNAVAILABLE (found in review)."""
+        server = Server("--otlp-endpoint", self.receiver.endpoint(), "--trace-sample-ratio", "1",
+                        env={"GREEKSD_TEST_FAULT": "fail"})
+        try:
+            channel, pricing = stub(server.target)
+            failed, refused = [], []
+            for i in range(30):
+                with self.assertRaises(grpc.RpcError) as raised:
+                    pricing.PriceChain(chain_request(3), timeout=TIMEOUT)
+                trace = dict(raised.exception.initial_metadata()).get("x-trace-id")
+                (refused if raised.exception.code() == grpc.StatusCode.UNAVAILABLE else failed).append(trace)
+            channel.close()
+            self.assertTrue(failed and refused, (len(failed), len(refused)))
+            spans = self.receiver.wait_for(failed[0], ["greeks.v1.PricingService/PriceChain", "kernel.price"])
+            for trace in refused[-3:]:
+                spans = self.receiver.wait_for(trace, ["greeks.v1.PricingService/PriceChain"])
+                time.sleep(0.2 * SLOWDOWN)  # a kernel span, were there one, is exported with the call's
+                names = [s["name"] for s in self.receiver.spans(trace)]
+                self.assertNotIn("kernel.price", names, trace)
+        finally:
+            server.stop()
+            server.close()
+
     def test_a_call_through_the_pricing_agent(self):
         # Above --inline-max-contracts (here 0: every call) the agent's hop is a span.
         server = Server("--otlp-endpoint", self.receiver.endpoint(), "--trace-sample-ratio", "1",
