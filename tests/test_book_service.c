@@ -985,6 +985,18 @@ static void test_american_and_stock_positions_follow_the_grid_rules(void **state
   gk_book_free(b);
 }
 
+/* Whether a fresh limit guard (the standard grid) refuses `t` on `b`, and why. */
+static bool guard_refuses(const gk_book *b, const gk_trade *t, gk_trade_rejected *why) {
+  gk_status st;
+  gk_risk_projection_options po = {0};
+  gk_limit_guard *guard = gk_limit_guard_new(&po, &st);
+  if (guard == NULL) fail_msg("limit guard: %s", st.message);
+  memset(why, 0, sizeof *why);
+  bool refused = gk_limit_guard_refuse(guard, b, t, T0, why);
+  gk_limit_guard_free(guard);
+  return refused;
+}
+
 /* A position the pricer refuses (an option living past 100 years, booked
  * before trades were held to the pricer's life) carried no risk at all, gross
  * notional included, and the pre-trade check let a trade on its underlying
@@ -1013,16 +1025,12 @@ static void test_a_position_the_pricer_refuses_is_not_risk_free(void **state) {
   /* 1000 x 100 x spot 100 */
   assert_true(gk_risk_projection_metric(proj, &limits.limits[0]) == 1e7);
   gk_risk_projection_free(proj);
-  gk_risk_projection_options po = {0};
-  gk_limit_guard *guard = gk_limit_guard_new(&po, &st);
   gk_trade t = {.trade_id = "T1", .leg_count = 1, .trade_time_us = T0};
   gk_instrument_underlying("AAPL", &t.legs[0].instrument, NULL);
   t.legs[0].quantity = 1, t.legs[0].price = 100;
   gk_trade_rejected why;
-  memset(&why, 0, sizeof why);
-  assert_true(gk_limit_guard_refuse(guard, b, &t, T0, &why));
+  assert_true(guard_refuses(b, &t, &why));
   assert_non_null(strstr(why.reason, "the pre-trade check could not value: cannot price T "));
-  gk_limit_guard_free(guard);
   /* the same option as a new trade: refused when decided */
   gk_trade far = {.trade_id = "T2", .leg_count = 1, .trade_time_us = T0};
   far.legs[0] = (gk_leg){p.instrument, 1, 1};
@@ -1050,31 +1058,21 @@ static void test_a_trade_without_a_market_fails_closed_under_a_covering_hard_lim
   gk_risk_limits_set limits = {.count = 1};
   limits.limits[0] = (gk_risk_limit){.underlying = "SPX", .metric = GK_LIMIT_GROSS_NOTIONAL, .hard = 1e6};
   must(gk_book_restore_limits(b, &limits, &st), &st);
-  gk_risk_projection_options po = {0};
-  gk_limit_guard *guard = gk_limit_guard_new(&po, &st);
   gk_trade t = {.trade_id = "N2", .leg_count = 1, .trade_time_us = T0};
   gk_instrument_underlying("MSFT", &t.legs[0].instrument, NULL);
   t.legs[0].quantity = 100000, t.legs[0].price = 400;
   gk_trade_rejected why;
-  memset(&why, 0, sizeof why);
-  assert_false(gk_limit_guard_refuse(guard, b, &t, T0, &why)); /* SPX's limit does not cover MSFT */
+  assert_false(guard_refuses(b, &t, &why)); /* SPX's limit does not cover MSFT */
   limits.limits[0].underlying[0] = '\0'; /* the book's gross notional: covers MSFT */
   must(gk_book_restore_limits(b, &limits, &st), &st);
-  gk_limit_guard_free(guard);
-  guard = gk_limit_guard_new(&po, &st);
-  memset(&why, 0, sizeof why);
-  assert_true(gk_limit_guard_refuse(guard, b, &t, T0, &why));
+  assert_true(guard_refuses(b, &t, &why));
   if (!strstr(why.reason, "no market for MSFT")) fail_msg("reason: %s", why.reason);
   /* once quoted, the same trade is refused on its figures: 4e7 > 1e6 */
   gk_market_quote m = {.underlying = "MSFT", .spot = 400, .vol = 0.3, .market_time_us = T0};
   must(gk_book_restore_market(b, &m, &st), &st);
-  gk_limit_guard_free(guard);
-  guard = gk_limit_guard_new(&po, &st);
-  memset(&why, 0, sizeof why);
-  assert_true(gk_limit_guard_refuse(guard, b, &t, T0, &why));
+  assert_true(guard_refuses(b, &t, &why));
   assert_true(why.hard && why.limit.metric == GK_LIMIT_GROSS_NOTIONAL);
   assert_true(why.would_be == 100000.0 * 400.0);
-  gk_limit_guard_free(guard);
   gk_book_free(b);
 }
 
