@@ -586,6 +586,51 @@ static void test_lognormal_bound_and_vols_past_the_domain_are_refused_on_every_i
   owned_batch_free(&b);
 }
 
+/* The forward within an ulp or so of the strike, with a tiny time value
+ * (found in review): the vector kernels' initial guess lost b_c to rounding
+ * where |ln(F/K)| ~ 1e-16, and AVX2 and AVX-512 sent 3.29e-10 for a price of
+ * vol 1e-10 and 1e-11 alike, with no error; at T = 1e-248 3.5e-110 for 0.2.
+ * Prices from mpmath at 60 digits (the last one is the small-s limit
+ * S s sqrt(T) / sqrt(2 pi), exact to ~1e-240). Every ISA. */
+static void test_lognormal_vol_with_the_forward_an_ulp_from_the_strike(void **state) {
+  (void)state;
+  enum { N = 7 };
+  const double q_ulp = 0.030000000000000002, f_ulp = 0.9999999999999999;
+  double S[N] = {100, 100, 100, f_ulp, f_ulp, f_ulp, 100};
+  double K[N] = {100, 100, 100, 1, 1, 1, 100};
+  double T[N] = {1, 1, 1, 1, 1, 1, 1e-248};
+  double r[N] = {0.03, 0.03, 0.03, 0.03, 0.03, 0.03, 0.05};
+  double q[N] = {q_ulp, q_ulp, q_ulp, 0.03, 0.03, 0.03, 0.02};
+  double price[N] = {3.871517524757723e-08, 3.871517373246807e-09, 3.871515858137853e-10,
+                     3.8715121545397773e-11, 3.871463671282095e-12, 3.8709788599645927e-13,
+                     100 * 0.2e-124 * 0.3989422804014327};
+  const double expected[N] = {1e-9, 1e-10, 1e-11, 1e-10, 1e-11, 1e-12, 0.2};
+  uint8_t type[N] = {GK_CALL, GK_CALL, GK_CALL, GK_CALL, GK_CALL, GK_CALL, GK_CALL};
+  const gk_isa isas[] = {GK_ISA_SCALAR, GK_ISA_AVX2, GK_ISA_AVX512};
+  for (int k = 0; k < 3; k++) {
+    if (!gk_isa_supported(isas[k])) continue;
+    double vol[N];
+    uint8_t error[N];
+    size_t invalid = 0;
+    /* elements 0-2 and 6 as bsm (S, r, q), 3-5 as black76 (F = S, q ignored) */
+    gk_iv_batch bsm = {N, S, K, T, r, q, price, type};
+    assert_int_equal(gk_implied_vol_batch_on(isas[k], GK_MODEL_BSM, &bsm, vol, error, &invalid), GK_RC_OK);
+    for (int i = 0; i < N; i++) {
+      if (i >= 3 && i <= 5) continue;
+      assert_int_equal(error[i], GK_ELEMENT_OK);
+      if (!(fabs(vol[i] - expected[i]) <= 1e-6 * expected[i]))
+        fail_msg("%s, bsm element %d: %.17g for %.17g", gk_isa_name(isas[k]), i, vol[i], expected[i]);
+    }
+    gk_iv_batch black = {N, S, K, T, r, NULL, price, type};
+    assert_int_equal(gk_implied_vol_batch_on(isas[k], GK_MODEL_BLACK76, &black, vol, error, &invalid), GK_RC_OK);
+    for (int i = 3; i <= 5; i++) {
+      assert_int_equal(error[i], GK_ELEMENT_OK);
+      if (!(fabs(vol[i] - expected[i]) <= 1e-6 * expected[i]))
+        fail_msg("%s, black76 element %d: %.17g for %.17g", gk_isa_name(isas[k]), i, vol[i], expected[i]);
+    }
+  }
+}
+
 /* Extremes priced by the library's pricer and solved back: T = 1e-6 years with
  * vols 1e-4 and 10, at and off the money. */
 static void test_lognormal_extremes(void **state) {
@@ -674,6 +719,7 @@ int main(void) {
       cmocka_unit_test(test_lognormal_vol_of_an_underflowing_normalised_price),
       cmocka_unit_test(test_lognormal_price_exactly_at_the_bound_is_refused),
       cmocka_unit_test(test_lognormal_extremes),
+      cmocka_unit_test(test_lognormal_vol_with_the_forward_an_ulp_from_the_strike),
       cmocka_unit_test(test_lognormal_bound_and_vols_past_the_domain_are_refused_on_every_isa),
       cmocka_unit_test(test_lognormal_vector_kernels_match_scalar),
   };

@@ -201,9 +201,16 @@ static inline vdouble biv_initial_guess(vdouble beta, vdouble x, vdouble b_max, 
   const vdouble zero = v_set1(0.0), one = v_set1(1.0), half = v_set1(0.5), tiny = v_set1(1e-300);
   vdouble s_c = biv_inflection_s(x);
   /* At the inflection point d1 = 0 and (h^2 + t^2)/2 = -x/2, so b_c and its
-   * vega need no exp: b_max (1/2 - R(s_c)) and b_max / sqrt(2 pi). (The
-   * difference loses digits at small |x|; it only places the guess.) */
+   * vega need no exp: b_max (1/2 - R(s_c)) and b_max / sqrt(2 pi). The
+   * difference loses digits at small |x| (its absolute error, ~eps b_max, is
+   * all of b_c when |x| is near an ulp): s_l = s_c - b_c / v_c then came out
+   * <= 0 and the guess, clamped there, sent a vol 3-200x off the root with no
+   * error (found in review: S = K, q an ulp above r). Lanes with |x| < 1e-10
+   * take b_c from the Black value itself, as the scalar reference does; the
+   * others keep the cheap form, so no lane depends on its neighbours. */
   vdouble b_c = v_mul(b_max, v_sub(half, biv_tail_ratio(s_c)));
+  vmask near_forward = v_lt(v_abs(x), v_set1(1e-10));
+  if (m_bits(near_forward)) b_c = v_select(near_forward, biv_black(x, s_c, b_max, BIV_VALUE).b, b_c);
   vdouble v_c = v_mul(b_max, v_set1(GK_INV_SQRT_2PI));
   vmask lower_side = v_lt(beta, b_c);
   vdouble s_l = v_sub(s_c, v_div(b_c, v_c));
