@@ -631,9 +631,12 @@ static void leg_count_text(size_t n, char *out, size_t size) {
 static void summarize_limit(const gk_event *e, char *out, size_t size) {
   const gk_limit_edge *l = &e->as.limit_edge;
   int breached = e->type == GK_EVENT_RISK_LIMIT_BREACHED;
-  snprintf(out, size, "%s %s limit on %s %s: %.10g %s %.10g", l->hard ? "hard" : "soft",
+  /* A restore happens below the level less the hysteresis, not at the level
+   * (it read "restored: 74973 <= 80000" where 77973 had stayed breached) */
+  snprintf(out, size, "%s %s limit on %s %s: %.10g %s %.10g%s", l->hard ? "hard" : "soft",
            gk_limit_metric_name(l->limit.metric), l->limit.underlying[0] ? l->limit.underlying : "the book",
-           breached ? "breached" : "restored", l->value, breached ? ">" : "<=", l->threshold);
+           breached ? "breached" : "restored", l->value, breached ? ">" : "<", l->threshold,
+           breached ? "" : " less the hysteresis");
 }
 
 /* A short human text for an audit row (book_command.h); `greeks call book
@@ -664,7 +667,8 @@ void book_event_summary(const gk_event *e, char *out, size_t size) {
       return;
     }
     case GK_EVENT_RISK_LIMITS_SET:
-      if (e->as.limits_set.count) snprintf(out, size, "%zu limits set", e->as.limits_set.count);
+      if (e->as.limits_set.count)
+        snprintf(out, size, "%zu limit%s set", e->as.limits_set.count, e->as.limits_set.count == 1 ? "" : "s");
       else snprintf(out, size, "limits cleared");
       return;
     case GK_EVENT_RISK_LIMIT_BREACHED:

@@ -107,8 +107,9 @@ int main(int argc, char **argv) {
   if (parsed == GREEKSD_HELP) return 0;
   if (parsed < 0) return refuse(&errors);
   gk_rc rc = gk_isa_init();
-  if (rc != GK_RC_OK) {
-    fprintf(stderr, "greeksd: %s\n", gk_rc_message(rc));
+  if (rc != GK_RC_OK) { /* only GREEKS_ISA can make it fail: name it and its value */
+    const char *forced = getenv("GREEKS_ISA");
+    fprintf(stderr, "greeksd: GREEKS_ISA='%s' (environment): %s\n", forced ? forced : "", gk_rc_message(rc));
     return 2;
   }
   if (action != GREEKSD_SERVE) return check_or_print(&config, action);

@@ -178,6 +178,26 @@ class CommandsAndQueries(CallBookCase):
         self.assertEqual((again["status"], again["first_sequence"]), ("replayed", "4"))
         self.assertEqual(len(rows(self.ok("audit", "aud"))), 5)
 
+    def test_a_breach_and_its_restore_read_as_the_rules_applied(self):
+        # found in review: a restore read "restored: 74973 <= 80000", where 77973 had
+        # stayed breached (the rule is below the level less the hysteresis)
+        self.open_book("edge", spot=100.0)
+        limits = self.file("edge-limits.csv", "underlying,metric,soft,hard\n,gross_notional,1000,\n")
+        self.ok("limits", "edge", "--file", limits)
+        self.assertEqual(self.trades("edge", "edge1.csv", ["E1,AAPL,underlying,,,,,,20,100\n"])[0], 0)
+        self.assertEqual(self.trades("edge", "edge2.csv", ["E2,AAPL,underlying,,,,,,-15,100\n"])[0], 0)
+        deadline = time.time() + 20 * SLOWDOWN  # the risk agent journals the edges after the trades
+        while True:
+            audit = rows(self.ok("audit", "edge"))
+            summaries = {r["type"]: r["summary"] for r in audit}
+            if "RiskLimitRestored" in summaries or time.time() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertEqual(summaries.get("RiskLimitsSet"), "1 limit set")
+        self.assertEqual(summaries.get("RiskLimitBreached"), "soft gross_notional limit on the book breached: 2000 > 1000")
+        self.assertEqual(summaries.get("RiskLimitRestored"),
+                         "soft gross_notional limit on the book restored: 500 < 1000 less the hysteresis")
+
     def test_risk_matches_the_closed_form_and_names_the_limit_state(self):
         self.open_book("risk", spot=100.0, vol=0.25, rate=0.03)
         before = time.time()

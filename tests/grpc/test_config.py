@@ -193,6 +193,12 @@ class Files(unittest.TestCase):
         self.assertIn("postgresql://greeks:REDACTED@db:5432/books", p.stdout)
         self.assertIn('{name: "desk-a", file: "%s"}' % token, p.stdout)
 
+    def test_an_unknown_isa_names_the_variable_and_its_value(self):
+        # found in review: "unknown ISA name" alone, and greeksd has no --isa flag to suspect
+        p = greeksd("--listen", "127.0.0.1:0", "--check-config", env={"GREEKS_ISA": "avx9"})
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("GREEKS_ISA='avx9' (environment): unknown ISA name", p.stderr)
+
     def test_the_shipped_examples_validate(self):
         base = os.path.join(ROOT, "deploy", "config", "greeksd.yaml")
         for environment in (None, "dev", "staging"):
