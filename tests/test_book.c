@@ -115,6 +115,12 @@ static void test_commands_on_an_unopened_book_are_not_found(void **state) {
   assert_string_equal(st.field, "book_id");
   assert_int_equal(gk_book_decide_open(b, "desk1", "", "usd", &e, &st), GK_INVALID_ARGUMENT);
   assert_string_equal(st.field, "currency");
+  /* a name that is not UTF-8 (the CLI journaled one, and gRPC clients could
+   * no longer read the book: found in review); UTF-8 passes */
+  assert_int_equal(gk_book_decide_open(b, "desk1", "bad\xff\x01name", "USD", &e, &st), GK_INVALID_ARGUMENT);
+  assert_string_equal(st.field, "name");
+  assert_non_null(strstr(st.message, "UTF-8"));
+  assert_int_equal(gk_book_decide_open(b, "desk1", "Caf\xc3\xa9 desk", "USD", &e, &st), GK_OK);
   gk_book_free(b);
 }
 
@@ -268,6 +274,9 @@ static void test_a_correction_past_the_position_bound_is_refused_at_decide(void 
   assert_string_equal(st.field, "replacement");
   assert_non_null(strstr(st.message, "bound"));
   gk_leg smaller = {stock, -INT64_C(500000000000), 100};
+  assert_int_equal(gk_book_decide_correction(b, &original, &smaller, 1, "h\xc0\xaf" "alf", T0 + 5000, &correction, &st),
+                   GK_INVALID_ARGUMENT); /* an overlong '/': not UTF-8 */
+  assert_string_equal(st.field, "reason");
   assert_int_equal(gk_book_decide_correction(b, &original, &smaller, 1, "half", T0 + 5000, &correction, &st), GK_OK);
   gk_book_free(b);
 }

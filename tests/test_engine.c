@@ -181,6 +181,13 @@ static void test_pool_rejects_bad_options(void **state) {
   assert_false(status.transient);
   assert_int_equal(gk_pool_run(NULL, 3, count_task, NULL, &status), GK_INVALID_ARGUMENT);
   assert_true(gk_usable_cores() >= 1);
+  /* a scratch size that would wrap when rounded up to 64 bytes (it became an
+   * empty block a chain then wrote past: found in review) */
+  options = gk_pool_options_default();
+  options.scratch_bytes = SIZE_MAX - 5;
+  assert_int_equal(gk_pool_create(&options, &pool, &status), GK_INVALID_ARGUMENT);
+  assert_null(pool);
+  assert_string_equal(status.field, "scratch_bytes");
 }
 
 /* Bulk pools (adr/0038): each worker lowers its own priority to options.nice

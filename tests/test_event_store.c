@@ -1004,6 +1004,7 @@ static void an_empty_stream_name_is_an_invalid_argument_naming_the_stream(void *
   gk_status st;
   assert_invalid(append(f->store, "", 0, b.events, 1, NULL, NULL, NULL, &st), &st, "stream");
   assert_invalid(append(f->store, NULL, 0, b.events, 1, NULL, NULL, NULL, &st), &st, "stream");
+  assert_invalid(append(f->store, "book-\xff", 0, b.events, 1, NULL, NULL, NULL, &st), &st, "stream"); /* not UTF-8 */
   char long_name[GK_STORE_ID_SIZE + 1];
   memset(long_name, 's', GK_STORE_ID_SIZE);
   long_name[GK_STORE_ID_SIZE] = '\0';

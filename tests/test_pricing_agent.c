@@ -471,6 +471,18 @@ static void test_bad_requests_are_refused_without_an_answer(void **state) {
   c.r.out.vega = c.b.vega;
   c.r.model = (gk_model)9;
   assert_int_equal(gk_pricing_agent_submit(agent, &c.r, &status), GK_INVALID_ARGUMENT);
+  assert_string_equal(status.field, "model"); /* which of model, outputs, arrays (found in review) */
+  assert_non_null(strstr(status.message, "model 9 is not a model"));
+  c.r.model = GK_MODEL_BSM;
+  c.r.in.vol = NULL;
+  assert_int_equal(gk_pricing_agent_submit(agent, &c.r, &status), GK_INVALID_ARGUMENT);
+  assert_string_equal(status.value, "vol");
+  c.r.in.vol = c.b.vol;
+  /* an id filling its buffer without a NUL: refused, not read past its end */
+  memset(c.r.request_id, 'x', sizeof c.r.request_id);
+  assert_int_equal(gk_pricing_agent_submit(agent, &c.r, &status), GK_INVALID_ARGUMENT);
+  assert_string_equal(status.field, "request_id");
+  assert_int_equal(gk_pricing_agent_counters(agent).received, 0);
   owned_batch_free(&c.b);
   gk_pricing_agent_stop(agent, GK_NS_PER_S);
   gk_pool_destroy(pool);

@@ -438,6 +438,12 @@ gk_code gk_agent_start(const gk_agent_spec *spec, gk_agent **out, gk_status *sta
 gk_code gk_agent_send(gk_agent *a, const gk_envelope *e, gk_status *status) {
   if (a == NULL || e == NULL)
     return gk_status_set(status, GK_INVALID_ARGUMENT, a ? "envelope" : "agent", NULL, GK_STATUS_NO_INDEX, "gk_agent_send: NULL argument");
+  /* ids are C strings in fixed buffers: one without its NUL was kept, and
+   * every message that printed it read past the buffer (found in review) */
+  if (!memchr(e->request_id, 0, sizeof e->request_id) || !memchr(e->correlation_id, 0, sizeof e->correlation_id))
+    return gk_status_set(status, GK_INVALID_ARGUMENT, !memchr(e->request_id, 0, sizeof e->request_id) ? "request_id" : "correlation_id",
+                         NULL, GK_STATUS_NO_INDEX, "gk_agent_send: an id must be shorter than %d bytes (NUL-terminated)",
+                         (int)sizeof e->request_id);
   pthread_mutex_lock(&a->lock);
   if (!a->accepting) {
     pthread_mutex_unlock(&a->lock);

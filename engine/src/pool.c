@@ -333,6 +333,15 @@ gk_code gk_pool_create(const gk_pool_options *options, gk_pool **out, gk_status 
     return gk_status_set(status, GK_INVALID_ARGUMENT, "nice", value, GK_STATUS_NO_INDEX,
                          "nice must be between 0 (unchanged) and 19 (lowest priority), got %d", opts.nice);
   }
+  /* Each worker rounds its scratch up to 64 bytes: a size past SIZE_MAX - 63
+   * wrapped to 0, aligned_alloc(64, 0) succeeded, and a chain trusting
+   * gk_pool_scratch_bytes wrote past a 1-byte block (found in review) */
+  if (opts.scratch_bytes > SIZE_MAX - 63) {
+    char value[32];
+    snprintf(value, sizeof value, "%zu", opts.scratch_bytes);
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "scratch_bytes", value, GK_STATUS_NO_INDEX,
+                         "scratch_bytes must be at most %zu, got %zu", (size_t)(SIZE_MAX - 63), opts.scratch_bytes);
+  }
   gk_pool *pool = calloc(1, sizeof *pool);
   if (pool == NULL) return gk_status_set(status, GK_RESOURCE_EXHAUSTED, NULL, NULL, GK_STATUS_NO_INDEX, "out of memory creating the pool");
   pthread_mutex_init(&pool->run_lock, NULL);

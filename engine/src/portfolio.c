@@ -643,7 +643,7 @@ gk_code gk_revalue_portfolio_ex(gk_pool *pool, gk_model model, const gk_markets 
   job.max_vol = model == GK_MODEL_BACHELIER ? GK_MAX_PRICE_LEVEL : GK_MAX_VOL;
   job.results = results;
   job.cancel = cancel;
-  job.chunk_count = (positions->count + CHUNK_POSITIONS - 1) / CHUNK_POSITIONS;
+  job.chunk_count = positions->count / CHUNK_POSITIONS + (positions->count % CHUNK_POSITIONS != 0);
   job.pool = pool;
   int threads = pool ? gk_pool_threads(pool) : 1;
   job.states = calloc((size_t)threads, sizeof *job.states);

@@ -11,7 +11,8 @@
 #include "greeks/isa.h"
 #include "greeks/iv.h"
 
-static size_t slice_count(size_t n) { return (n + GK_SLICE_OPTIONS - 1) / GK_SLICE_OPTIONS; }
+/* Rounded up without n + S - 1, which wraps to 0 slices near SIZE_MAX. */
+static size_t slice_count(size_t n) { return n / GK_SLICE_OPTIONS + (n % GK_SLICE_OPTIONS != 0); }
 
 static gk_code kernel_error(gk_rc rc, gk_status *status) {
   gk_code code = rc == GK_RC_ISA_UNKNOWN || rc == GK_RC_ISA_UNSUPPORTED ? GK_UNAVAILABLE

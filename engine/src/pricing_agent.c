@@ -423,17 +423,33 @@ static gk_code check_request(gk_pricing_agent *p, gk_pricing_request *r, gk_stat
   if (p == NULL || r == NULL || r->done == NULL)
     return gk_status_set(status, GK_INVALID_ARGUMENT, !p ? "agent" : !r ? "request" : "done", NULL,
                          GK_STATUS_NO_INDEX, "gk_pricing_agent_submit: a required argument is NULL");
-  if ((unsigned)r->model >= GK_MODEL_COUNT || (r->outputs & ~(unsigned)GK_OUT_EVERYTHING) || r->out.error == NULL ||
-      (r->in.count > 0 && (!r->in.spot || !r->in.strike || !r->in.expiry || !r->in.rate || !r->in.vol ||
-                           !r->in.type || (gk_model_uses_yield(r->model) && !r->in.yield))))
-    return gk_status_set(status, GK_INVALID_ARGUMENT, "request", NULL, GK_STATUS_NO_INDEX,
-                         "request %s: model, outputs or arrays are unusable", r->request_id);
+  /* the id is printed in every message below: one without its NUL read past
+   * the buffer (found in review) */
+  if (!memchr(r->request_id, 0, sizeof r->request_id))
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "request_id", NULL, GK_STATUS_NO_INDEX,
+                         "a request id must be shorter than %d bytes (NUL-terminated)", (int)sizeof r->request_id);
+  const char *id = r->request_id[0] ? r->request_id : "(no id)";
+  if ((unsigned)r->model >= GK_MODEL_COUNT)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "model", NULL, GK_STATUS_NO_INDEX,
+                         "request %s: model %u is not a model", id, (unsigned)r->model);
+  if (r->outputs & ~(unsigned)GK_OUT_EVERYTHING)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "outputs", NULL, GK_STATUS_NO_INDEX,
+                         "request %s: outputs 0x%x has bits past GK_OUT_EVERYTHING", id, r->outputs);
+  if (r->out.error == NULL)
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "out.error", NULL, GK_STATUS_NO_INDEX,
+                         "request %s: the per-element error array is NULL", id);
+  if (r->in.count > 0 && (!r->in.spot || !r->in.strike || !r->in.expiry || !r->in.rate || !r->in.vol ||
+                          !r->in.type || (gk_model_uses_yield(r->model) && !r->in.yield)))
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "in",
+                         !r->in.spot ? "spot" : !r->in.strike ? "strike" : !r->in.expiry ? "expiry"
+                         : !r->in.rate ? "rate" : !r->in.vol ? "vol" : !r->in.type ? "type" : "yield",
+                         GK_STATUS_NO_INDEX, "request %s: an input array the model needs is NULL", id);
   double *outs[OUTPUT_COUNT];
   request_outputs(&r->out, outs);
   for (int k = 0; k < OUTPUT_COUNT; k++)
     if ((r->outputs & (1u << k)) && outs[k] == NULL)
       return gk_status_set(status, GK_INVALID_ARGUMENT, "outputs", NULL, GK_STATUS_NO_INDEX,
-                           "request %s: an output in the mask has no array", r->request_id);
+                           "request %s: an output in the mask has no array", id);
   return GK_OK;
 }
 

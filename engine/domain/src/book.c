@@ -26,6 +26,7 @@
 
 #include "greeks/batch.h"
 #include "greeks/book.h"
+#include "greeks/text.h"
 #include "index_map.h"
 
 #define GK_MAX_POSITION_QUANTITY INT64_C(1000000000000000) /* 1e15 contracts */
@@ -234,6 +235,15 @@ static void start_event(gk_event *out, gk_event_type type) {
   out->meta.schema_version = gk_event_current_version(type);
 }
 
+
+/* Free text kept in an event (a book's name, a correction's reason) is
+ * UTF-8: proto3 strings are, and a name that is not made the book unreadable
+ * over gRPC for good (found in review: the CLI journaled 'bad\xff\x01name'). */
+static bool text_is_clean_utf8(const char *field, const char *text, gk_status *status) {
+  if (gk_text_is_clean((const uint8_t *)text, strlen(text))) return true;
+  gk_status_set(status, GK_INVALID_ARGUMENT, field, "", GK_STATUS_NO_INDEX, "%s must be UTF-8 text", field);
+  return false;
+}
 gk_code gk_book_decide_open(const gk_book *b, const char *book_id, const char *name,
                             const char *currency, gk_event *out, gk_status *status) {
   size_t id_length = book_id ? strlen(book_id) : 0;
@@ -256,6 +266,7 @@ gk_code gk_book_decide_open(const gk_book *b, const char *book_id, const char *n
   if (name && strlen(name) >= GK_TEXT_SIZE)
     return gk_status_set(status, GK_INVALID_ARGUMENT, "name", "", GK_STATUS_NO_INDEX,
                          "name must be shorter than %d characters", GK_TEXT_SIZE);
+  if (name && !text_is_clean_utf8("name", name, status)) return GK_INVALID_ARGUMENT;
   const char *ccy = currency && currency[0] ? currency : "USD";
   if (strlen(ccy) != 3 || ccy[0] < 'A' || ccy[0] > 'Z' || ccy[1] < 'A' || ccy[1] > 'Z' ||
       ccy[2] < 'A' || ccy[2] > 'Z')
@@ -435,6 +446,7 @@ gk_code gk_book_decide_correction(const gk_book *b, const gk_event *original,
   if (reason && strlen(reason) >= GK_TEXT_SIZE)
     return gk_status_set(status, GK_INVALID_ARGUMENT, "reason", "", GK_STATUS_NO_INDEX,
                          "reason must be shorter than %d characters", GK_TEXT_SIZE);
+  if (reason && !text_is_clean_utf8("reason", reason, status)) return GK_INVALID_ARGUMENT;
   rc = check_correction_bounds(b, legs, leg_count, replacement, replacement_count, status);
   if (rc != GK_OK) return rc;
   start_event(out, GK_EVENT_TRADE_CORRECTED);

@@ -123,6 +123,10 @@ static gk_code check_stream(const char *stream, gk_status *status) {
   if (strlen(stream) >= GK_STORE_ID_SIZE)
     return gk_status_set(status, GK_INVALID_ARGUMENT, "stream", stream, GK_STATUS_NO_INDEX,
                          "stream must be shorter than %d characters", GK_STORE_ID_SIZE);
+  /* SQLite kept what PostgreSQL refuses, so such a store could not be copied
+   * to PostgreSQL (found in review): both hold stream names to the id rule */
+  if (!gk_text_is_clean((const uint8_t *)stream, strlen(stream)))
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "stream", "", GK_STATUS_NO_INDEX, "stream must be UTF-8 text");
   return GK_OK;
 }
 

@@ -83,8 +83,9 @@ gk_code gk_instrument_underlying(const char *underlying, gk_instrument *out, gk_
 gk_code gk_instrument_validate(const gk_instrument *instrument, gk_status *status);
 bool gk_instrument_equal(const gk_instrument *a, const gk_instrument *b);
 uint64_t gk_instrument_hash(const gk_instrument *instrument);
-/* "AAPL 2027-01-15T21:00:00Z C 150 american x100" or "AAPL underlying"; returns
- * the length written (truncated to size). */
+/* "AAPL 2027-01-15T21:00:00Z C 150 american x100" or "AAPL underlying",
+ * truncated to size and NUL-terminated; returns, as snprintf does, the length
+ * the whole text has (>= size: it was truncated), not the length written. */
 int gk_instrument_format(const gk_instrument *instrument, char *out, size_t size);
 /* ACT/365 Fixed year fraction from valuation_us to the expiry (negative once expired). */
 double gk_year_fraction(int64_t valuation_us, int64_t expiry_us);
