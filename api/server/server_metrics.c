@@ -427,6 +427,14 @@ static void collect_store(void *user, gk_metrics_text *out) {
   gk_metrics_histogram(out, "greeks_store_replay_seconds", NULL, 0, &st->replay_latency);
   counter(out, "greeks_store_events_replayed_total", "Events read back from the book journal.",
           gk_counter_value(&st->events_replayed));
+  counter(out, "greeks_store_watch_connections_lost_total",
+          "PostgreSQL: times the LISTEN connection that follows other instances' commits was lost (closed, or "
+          "silent past its 5 s probe) and reopened.",
+          gk_counter_value(&st->watch_connections_lost));
+  counter(out, "greeks_store_watch_catch_ups_failed_total",
+          "PostgreSQL: catch-ups on other instances' commits that failed and were retried (0.1 s doubling to 5 s); "
+          "rising steadily means this instance is behind the shared books.",
+          gk_counter_value(&st->watch_catch_ups_failed));
 }
 
 static const char *event_type_label(unsigned type) {

@@ -219,6 +219,11 @@ class StoreOutage(unittest.TestCase):
             self.assertEqual(caught.exception.code(), grpc.StatusCode.UNAVAILABLE, caught.exception.details())
             self.assertIn(description, caught.exception.details())
             self.assertNotIn(self.password, caught.exception.details())
+            # libpq's first line only, and the advice whole: its hint lines
+            # cut both ("... failed: No such file or directory  Is the); it is
+            # re", found in review)
+            self.assertTrue(caught.exception.details().endswith("retry"), caught.exception.details())
+            self.assertNotIn("Is the", caught.exception.details())
         self.assertIsNone(self.server.proc.poll(), "greeksd exited while the store was down")
         self.legs.pop("refused", None)
 

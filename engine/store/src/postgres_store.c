@@ -51,6 +51,7 @@
  * never wait for each other. Durability is the server's default
  * synchronous_commit=on: COMMIT returns after the WAL is flushed.
  */
+#include "greeks/clock.h"
 #include "greeks/pool.h"
 #include "store_internal.h"
 
@@ -176,13 +177,37 @@ static void one_line(char *text) {
   for (size_t n = strlen(text); n > 0 && text[n - 1] == ' '; n--) text[n - 1] = '\0';
 }
 
+/* libpq's reason in few words: its first line (the hint lines after it, "Is
+ * the server running...", add nothing), without the 'connection to server at
+ * "host" (addr), port N failed: ' prefix that repeats the store's own
+ * description (with both, a host name left no room for the cause: found in
+ * review). */
+static void short_reason(PGconn *c, char *out, size_t size) {
+  const char *text = c ? PQerrorMessage(c) : "out of memory";
+  size_t line = strcspn(text, "\n");
+  const char *failed = strstr(text, " failed: ");
+  if (strncmp(text, "connection to server", 20) == 0 && failed != NULL && failed < text + line) {
+    text = failed + 9;
+    line = strcspn(text, "\n");
+  }
+  snprintf(out, size, "%.*s", (int)line, text);
+  one_line(out);
+}
+
 static gk_code lost_connection(pg_store *s, PGconn *c, const char *what, gk_status *status) {
-  char reason[112]; /* libpq's reason, cut so that the advice after it fits in a gk_status message */
-  snprintf(reason, sizeof reason, "%s", c ? PQerrorMessage(c) : "out of memory");
-  one_line(reason);
+  char reason[160];
+  short_reason(c, reason, sizeof reason);
   return gk_status_set(status, GK_UNAVAILABLE, "store", s->base.description, GK_STATUS_NO_INDEX,
                        "store %s: connection lost during %s (%s); it is reset on the next call: "
                        "retry", s->base.description, what, reason);
+}
+
+/* A pooled connection that broke earlier and could not be made again. */
+static gk_code cannot_reconnect(pg_store *s, PGconn *c, gk_status *status) {
+  char reason[160];
+  short_reason(c, reason, sizeof reason);
+  return gk_status_set(status, GK_UNAVAILABLE, "store", s->base.description, GK_STATUS_NO_INDEX,
+                       "store %s: cannot reconnect (%s); retry", s->base.description, reason);
 }
 
 /* A connection that could not be made: libpq's whole reason (as much as a
@@ -277,7 +302,7 @@ static gk_code acquire(pg_store *s, PGconn **out, gk_status *status) {
    * reset here, outside the lock: PQreset blocks while it reconnects. */
   if (PQstatus(c) != CONNECTION_OK) PQreset(c);
   if (PQstatus(c) != CONNECTION_OK) {
-    gk_code rc = lost_connection(s, c, "reconnecting", status);
+    gk_code rc = cannot_reconnect(s, c, status);
     release(s, c);
     return rc;
   }
@@ -933,6 +958,11 @@ static gk_code connect_one(pg_store *s, const char *conninfo, PGconn **out, gk_s
 /* ---- the watcher ------------------------------------------------------------- */
 
 enum { WATCH_POLL_MS = 200, BACKOFF_FIRST_MS = 100, BACKOFF_MOST_MS = 5000 };
+/* The silent-connection probe (found in review: a LISTEN connection a NAT
+ * dropped was never noticed, and the instance served stale risk with /readyz
+ * 200): after WATCH_QUIET_MS without a byte, SELECT 1; no answer within
+ * WATCH_ANSWER_MS and the connection counts as lost. */
+enum { WATCH_QUIET_MS = 5000, WATCH_ANSWER_MS = 5000 };
 
 /* Sleeps ms in WATCH_POLL_MS slices; false when asked to stop meanwhile. */
 static bool nap(pg_store *s, int ms) {
@@ -941,10 +971,13 @@ static bool nap(pg_store *s, int ms) {
   return !atomic_load(&s->stop);
 }
 
-/* A fresh connection listening on the channel, or NULL. */
+/* A fresh connection listening on the channel, or NULL. The keepalives come
+ * before dbname, so a conninfo that sets its own overrides them (libpq takes
+ * the later of two settings); libpq ignores them on a Unix socket. */
 static PGconn *open_listener(pg_store *s) {
-  const char *const keys[] = {"dbname", "fallback_application_name", NULL};
-  const char *const values[] = {s->conninfo, "greeks-watch", NULL};
+  const char *const keys[] = {"keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+                              "dbname", "fallback_application_name", NULL};
+  const char *const values[] = {"1", "10", "5", "3", s->conninfo, "greeks-watch", NULL};
   PGconn *c = PQconnectdbParams(keys, values, 1);
   if (c != NULL && PQstatus(c) == CONNECTION_OK) {
     PQsetNoticeProcessor(c, ignore_notice, NULL);
@@ -958,34 +991,82 @@ static PGconn *open_listener(pg_store *s) {
 }
 
 /* "stream:first:last" (the stream may itself hold ':'): calls back; a payload
- * that does not parse is ignored (another writer's channel use). */
-static void deliver(pg_store *s, const char *payload) {
+ * that does not parse is ignored (another writer's channel use). Nonzero when
+ * the callback could not catch up. */
+static int deliver(pg_store *s, const char *payload) {
   char text[GK_STORE_ID_SIZE * 2 + 48];
   snprintf(text, sizeof text, "%s", payload);
   char *second = strrchr(text, ':');
-  if (second == NULL) return;
+  if (second == NULL) return 0;
   *second = '\0';
   char *first = strrchr(text, ':');
-  if (first == NULL || first == text) return;
+  if (first == NULL || first == text) return 0;
   *first = '\0';
   char *end1, *end2;
   long long from = strtoll(first + 1, &end1, 10), to = strtoll(second + 1, &end2, 10);
-  if (*end1 != '\0' || *end2 != '\0' || from < 1 || to < from) return;
-  s->changed(s->changed_user, text, from, to);
+  if (*end1 != '\0' || *end2 != '\0' || from < 1 || to < from) return 0;
+  return s->changed(s->changed_user, text, from, to);
 }
 
-/* Waits for notifications until the connection breaks or stop is asked. */
-static void listen_until_lost(pg_store *s, PGconn *c) {
+/* A catch-up the callback could not finish is retried as a resync, backing
+ * off, from the listening loop: a quiet book would otherwise wait for its
+ * next notification, which may never come (found in review: after a
+ * PostgreSQL restart the resync's first read failed on a stale pooled
+ * connection, and the instance stayed behind with nothing said). */
+typedef struct resync_state {
+  bool pending;
+  int backoff_ms;
+  int64_t next_ns;
+} resync_state;
+
+static void resync_failed(pg_store *s, resync_state *r) {
+  gk_counter_add(&s->base.stats.watch_catch_ups_failed, 1);
+  r->backoff_ms = r->pending ? (r->backoff_ms * 2 < BACKOFF_MOST_MS ? r->backoff_ms * 2 : BACKOFF_MOST_MS)
+                             : BACKOFF_FIRST_MS;
+  r->pending = true;
+  r->next_ns = gk_monotonic_ns() + (int64_t)r->backoff_ms * 1000000;
+}
+
+static void resync(pg_store *s, resync_state *r) {
+  if (s->changed(s->changed_user, NULL, 0, 0) != 0) resync_failed(s, r);
+  else r->pending = false;
+}
+
+/* The probe's SELECT 1 answered: its results read, false while more are due. */
+static bool probe_answered(PGconn *c) {
+  while (!PQisBusy(c)) {
+    PGresult *res = PQgetResult(c);
+    if (res == NULL) return true;
+    PQclear(res);
+  }
+  return false;
+}
+
+/* Waits for notifications until the connection breaks, goes silent past the
+ * probe, or stop is asked. */
+static void listen_until_lost(pg_store *s, PGconn *c, resync_state *r) {
+  int64_t heard_ns = gk_monotonic_ns(), probe_sent_ns = 0;
   while (!atomic_load(&s->stop) && PQstatus(c) == CONNECTION_OK) {
     struct pollfd fd = {.fd = PQsocket(c), .events = POLLIN};
     if (fd.fd < 0) return;
     int ready = poll(&fd, 1, WATCH_POLL_MS);
     if (ready < 0) continue; /* EINTR */
-    if (ready > 0 && !PQconsumeInput(c)) return;
+    int64_t now = gk_monotonic_ns();
+    if (ready > 0) {
+      if (!PQconsumeInput(c)) return;
+      heard_ns = now;
+      if (probe_sent_ns != 0 && probe_answered(c)) probe_sent_ns = 0;
+    }
     PGnotify *n;
     while (!atomic_load(&s->stop) && (n = PQnotifies(c)) != NULL) {
-      deliver(s, n->extra);
+      if (deliver(s, n->extra) != 0 && !r->pending) resync_failed(s, r);
       PQfreemem(n);
+    }
+    if (r->pending && now >= r->next_ns) resync(s, r);
+    if (probe_sent_ns != 0 && now - probe_sent_ns > (int64_t)WATCH_ANSWER_MS * 1000000) return;
+    if (probe_sent_ns == 0 && now - heard_ns > (int64_t)WATCH_QUIET_MS * 1000000) {
+      if (!PQsendQuery(c, "SELECT 1")) return;
+      probe_sent_ns = now;
     }
   }
 }
@@ -1004,9 +1085,11 @@ static void *watch_loop(void *arg) {
       continue;
     }
     backoff = BACKOFF_FIRST_MS;
-    s->changed(s->changed_user, NULL, 0, 0); /* listening now: re-read what may be missed */
-    listen_until_lost(s, c);
+    resync_state r = {0};
+    resync(s, &r); /* listening now: re-read what may be missed */
+    listen_until_lost(s, c, &r);
     PQfinish(c);
+    if (!atomic_load(&s->stop)) gk_counter_add(&s->base.stats.watch_connections_lost, 1);
   }
   return NULL;
 }

@@ -73,37 +73,47 @@ gk_code fold_and_tell(gk_book_service *s, book_entry *e, gk_status *status) {
   return rc;
 }
 
-/* Catches one book up under its lock; a failure is dropped (the book's next
- * change, resync, command or query retries it). */
-static void catch_up_book(gk_book_service *s, const char *book_id) {
+/* Catches one book up under its lock: GK_OK, or the read's failure, which the
+ * watcher answers with a resync, backing off (gk_store_change). */
+static gk_code catch_up_book(gk_book_service *s, const char *book_id) {
   gk_status ignored;
   book_entry *e = book_entry_for(s, book_id, &ignored);
-  if (e == NULL) return; /* not a book id, or out of memory: nothing to follow */
+  if (e == NULL) return GK_OK; /* not a book id, or out of memory: nothing to follow */
   pthread_mutex_lock(&e->lock);
-  catch_up(s, e, &ignored);
+  gk_code rc = catch_up(s, e, &ignored);
   pthread_mutex_unlock(&e->lock);
+  return rc;
 }
+
+typedef struct resync_pass {
+  gk_book_service *service;
+  int failed; /* books whose catch-up failed; every book is still tried */
+} resync_pass;
 
 static int resync_one(void *user, const char *book_id, int64_t version) {
   (void)version;
-  catch_up_book(user, book_id);
+  resync_pass *pass = user;
+  if (catch_up_book(pass->service, book_id) != GK_OK) pass->failed++;
   return 0;
 }
 
-static void on_change(void *user, const char *stream, int64_t first, int64_t last) {
+static int on_change(void *user, const char *stream, int64_t first, int64_t last) {
   (void)first;
   gk_book_service *s = user;
   gk_status ignored;
-  if (stream == NULL) {
-    gk_list_books(s, resync_one, s, &ignored); /* every book, cached or new */
-    return;
+  if (stream == NULL) { /* every book, cached or new */
+    resync_pass pass = {s, 0};
+    if (gk_list_books(s, resync_one, &pass, &ignored) != GK_OK) return -1;
+    return pass.failed ? -1 : 0;
   }
-  if (strncmp(stream, "book-", 5) != 0) return;
+  if (strncmp(stream, "book-", 5) != 0) return 0;
   book_entry *e = book_entry_for(s, stream + 5, &ignored);
-  if (e == NULL) return;
+  if (e == NULL) return 0;
   pthread_mutex_lock(&e->lock);
-  if (last > e->delivered) catch_up(s, e, &ignored); /* else: told already (our own commit) */
+  gk_code rc = GK_OK;
+  if (last > e->delivered) rc = catch_up(s, e, &ignored); /* else: told already (our own commit) */
   pthread_mutex_unlock(&e->lock);
+  return rc == GK_OK ? 0 : -1;
 }
 
 gk_code gk_book_service_follow(gk_book_service *s, gk_status *status) {

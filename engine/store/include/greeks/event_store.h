@@ -213,12 +213,21 @@ gk_code gk_store_ping(gk_event_store *store, gk_status *status);
  * notification may have been lost, re-read what you follow. It is called once
  * when the watch starts. gk_store_watch returns once the watcher listens: every
  * append committed after it returns is notified (while the connection holds).
+ * `changed` returns 0 when it caught up on what it was told, nonzero when it
+ * could not (a read failed: after an outage the first read on a pooled
+ * connection can). The watcher then calls "resync" again, 0.1 s doubling to
+ * 5 s apart, until one returns 0, so a failed catch-up is never left for the
+ * next notification, which for a quiet book may never come.
  *
  * PostgreSQL: every append runs pg_notify('greeks_events', 'stream:first:last')
  * in its own transaction (delivered at commit, in commit order, never for a
  * rolled-back append). The watcher holds a dedicated connection with LISTEN
  * greeks_events; a lost connection is reopened with backoff (0.1 s doubling to
- * 5 s), then "resync". The channel is per database: streams of other schemas on
+ * 5 s), then "resync". A connection that goes silent without closing (a NAT or
+ * firewall dropping it, a failover's vanished host) is found by a probe: after
+ * 5 s without a byte the watcher sends SELECT 1 and counts the connection lost
+ * when no answer comes within 5 s; TCP keepalives (idle 10 s, 3 probes 5 s
+ * apart) are its defaults too, which the conninfo may override. The channel is per database: streams of other schemas on
  * the same database also wake the watcher (harmless: a read finds nothing new).
  * SQLite: a no-op that returns GK_OK and never calls `changed` (one process per
  * SQLite file is the supported setup).
@@ -230,7 +239,7 @@ gk_code gk_store_ping(gk_event_store *store, gk_status *status);
  * stops the watcher and returns once `changed` is not running and will not run
  * again (never call it from `changed`); no watch: a no-op. gk_store_close stops it
  * too. */
-typedef void (*gk_store_change)(void *user, const char *stream, int64_t first, int64_t last);
+typedef int (*gk_store_change)(void *user, const char *stream, int64_t first, int64_t last);
 gk_code gk_store_watch(gk_event_store *store, gk_store_change changed, void *user,
                        gk_status *status);
 void gk_store_unwatch(gk_event_store *store);
@@ -245,6 +254,9 @@ typedef struct gk_store_stats {
   gk_counter appends_ok, appends_failed;
   gk_counter events_appended;  /* by appends that succeeded */
   gk_counter events_replayed;  /* handed to gk_store_read's visitors */
+  /* The watch (PostgreSQL): connections it lost (closed, or silent past the
+   * probe), and catch-ups `changed` could not finish, each retried */
+  gk_counter watch_connections_lost, watch_catch_ups_failed;
 } gk_store_stats;
 const gk_store_stats *gk_store_stats_of(const gk_event_store *store);
 
