@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <cmocka.h>
@@ -331,6 +332,67 @@ static void test_a_worker_far_ahead_of_the_merge_order_waits_and_results_stay_ex
   free(b);
 }
 
+/* Peak resident memory of this process, in MiB. */
+static long peak_rss_mib(void) {
+  struct rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss / 1024;
+}
+
+/* Many underlyings on a pool of two NUMA nodes (hwloc's synthetic topology):
+ * a set of partial sums was sized by the portfolio's underlyings (200,000: 18
+ * MB a set), and while the second node's worker ran ahead the first node's
+ * allocated a set past the limit for every chunk of its range: hundreds of
+ * sets, gigabytes (found in review). Sets now hold a chunk's own underlyings
+ * and the one whose turn it is keeps the last free set. The sums stay those
+ * of the single-thread run, bit for bit. */
+static void test_many_underlyings_on_two_numa_nodes_stay_in_bounded_memory(void **state) {
+  (void)state;
+  enum { U = 200000, N = 400000 };
+  double *spot = malloc(U * sizeof(double)), *rate = malloc(U * sizeof(double)), *yield = malloc(U * sizeof(double));
+  uint32_t *underlying = malloc(N * sizeof(uint32_t));
+  uint8_t *type = malloc(N), *error = malloc(N);
+  double *strike = malloc(N * sizeof(double)), *expiry = malloc(N * sizeof(double)), *vol = malloc(N * sizeof(double));
+  double *quantity = malloc(N * sizeof(double)), *multiplier = malloc(N * sizeof(double));
+  gk_risk *per_underlying[2] = {calloc(U, sizeof(gk_risk)), calloc(U, sizeof(gk_risk))};
+  assert_true(spot && rate && yield && underlying && type && error && strike && expiry && vol && quantity &&
+              multiplier && per_underlying[0] && per_underlying[1]);
+  for (size_t u = 0; u < U; u++) spot[u] = 50 + (double)(u % 100), rate[u] = 0.03, yield[u] = 0.01;
+  uint64_t x = 12345;
+  for (size_t i = 0; i < N; i++) {
+    x = x * 6364136223846793005u + 1442695040888963407u;
+    underlying[i] = (uint32_t)((x >> 33) % U), type[i] = (uint8_t)(i & 1);
+    strike[i] = 60 + (double)(i % 80), expiry[i] = 0.5, vol[i] = 0.25, quantity[i] = 1 + (double)(i % 7);
+    multiplier[i] = 100;
+  }
+  gk_markets markets = {U, spot, rate, yield};
+  gk_positions positions = {N, underlying, type, strike, expiry, vol, quantity, multiplier};
+  double no_shock = 0, pnl[2][1];
+  gk_scenario_grid grid = {{1, &no_shock, GK_SHOCK_RELATIVE}, {1, &no_shock, GK_SHOCK_ABSOLUTE}};
+  gk_portfolio_results r[2];
+  for (int k = 0; k < 2; k++) {
+    memset(per_underlying[k], 0, U * sizeof(gk_risk)); /* resident before the measure */
+    r[k] = (gk_portfolio_results){.error = error, .per_underlying = per_underlying[k], .pnl = pnl[k]};
+  }
+  gk_status status;
+  assert_int_equal(gk_revalue_portfolio(NULL, GK_MODEL_BSM, &markets, &positions, &grid, &r[0], &status), GK_OK);
+  setenv("HWLOC_SYNTHETIC", "node:2 core:1 pu:1", 1);
+  gk_pool *pool = pool_of(2);
+  unsetenv("HWLOC_SYNTHETIC");
+  assert_int_equal(gk_pool_numa_nodes(pool), 2);
+  long before = peak_rss_mib();
+  assert_int_equal(gk_revalue_portfolio(pool, GK_MODEL_BSM, &markets, &positions, &grid, &r[1], &status), GK_OK);
+  long grew = peak_rss_mib() - before;
+  gk_pool_destroy(pool);
+  print_message("two NUMA nodes, %d underlyings, %d positions: peak memory grew %ld MiB\n", U, N, grew);
+  assert_true(grew < 96); /* a budget of 64 MiB of sets, two workers' maps (0.8 MB each) */
+  assert_memory_equal(per_underlying[1], per_underlying[0], U * sizeof(gk_risk));
+  assert_memory_equal(&r[1].total, &r[0].total, sizeof r[0].total);
+  void *arrays[] = {spot, rate, yield, underlying, type, error, strike, expiry, vol, quantity, multiplier,
+                    per_underlying[0], per_underlying[1]};
+  for (size_t k = 0; k < sizeof arrays / sizeof arrays[0]; k++) free(arrays[k]);
+}
+
 static void test_invalid_positions_are_named_and_excluded(void **state) {
   (void)state;
   book *b = make_book(4);
@@ -478,6 +540,7 @@ int main(void) {
       cmocka_unit_test(test_results_are_identical_for_any_thread_count),
       cmocka_unit_test(test_a_cancel_check_stops_the_revaluation_between_chunks),
       cmocka_unit_test(test_a_worker_far_ahead_of_the_merge_order_waits_and_results_stay_exact),
+      cmocka_unit_test(test_many_underlyings_on_two_numa_nodes_stay_in_bounded_memory),
       cmocka_unit_test(test_invalid_positions_are_named_and_excluded),
       cmocka_unit_test(test_a_bad_market_invalidates_only_its_positions),
       cmocka_unit_test(test_bad_grids_are_rejected_by_field),

@@ -57,24 +57,37 @@ typedef struct worker_state {
    * first batch of a projection's revaluation only strikes and expiries move. */
   staged_slot *staged;
   size_t staged_slots;
+  /* Per underlying, its slot in the partial sums of the chunk in hand
+   * (NO_SLOT: none yet); reset after each chunk. One dense map per worker, so
+   * that a set of partial sums holds only the chunk's own underlyings. */
+  uint32_t *slot_of;
 } worker_state;
 
-/* The partial sums of one chunk, from its pricing until its turn to be merged. */
+#define NO_SLOT UINT32_MAX
+
+/* The partial sums of one chunk, from its pricing until its turn to be merged.
+ * Slot t holds underlying touched[t]'s sums: a chunk touches at most
+ * CHUNK_POSITIONS underlyings, so a set's size does not grow with the
+ * portfolio's underlyings (sized by them, sets of 100,000 underlyings took
+ * hundreds of MB while chunks waited for their turn: found in review). */
 typedef struct partial_sums {
-  gk_risk *risk;       /* per underlying, dense */
-  double *grid_by_underlying; /* underlyings x grid size, when asked for */
+  gk_risk *risk;       /* per slot: CHUNK_POSITIONS */
+  double *grid_by_underlying; /* CHUNK_POSITIONS x grid size, per slot, when asked for */
   double *grid;        /* grid size */
   gk_risk total;
-  uint32_t *touched;   /* underlyings with non-zero partials, in first-touch order */
-  uint8_t *is_touched;
+  uint32_t *touched;   /* the underlying of each slot, in first-touch order */
   size_t touched_count, invalid;
   struct partial_sums *next; /* in the free list */
   struct partial_sums *next_allocated;
 } partial_sums;
 
 /* Enough sets that a worker rarely waits for the merge order: one in hand and
- * one waiting for a slower worker's chunk. */
+ * one waiting for a slower worker's chunk. On a pool of several NUMA nodes,
+ * each node's workers start on their own range, which merges only after the
+ * ranges before it: there sets may take up to PARTIAL_SETS_BUDGET bytes, so
+ * that those workers keep working meanwhile instead of waiting for a set. */
 #define PARTIAL_SETS_PER_WORKER 2
+#define PARTIAL_SETS_BUDGET (size_t)(64u << 20)
 
 typedef struct revalue_job {
   gk_model model;
@@ -123,14 +136,14 @@ const char *gk_position_error_rule(unsigned error) {
 static void free_worker_state(worker_state *w) {
   if (w == NULL) return;
   void *arrays[] = {w->s_spot, w->s_strike, w->s_expiry, w->s_rate, w->s_yield, w->s_vol,
-                    w->s_price, w->s_type, w->s_error, w->staged};
+                    w->s_price, w->s_type, w->s_error, w->staged, w->slot_of};
   for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) free(arrays[i]);
   free(w);
 }
 
 static void free_partial_sums(partial_sums *p) {
   if (p == NULL) return;
-  void *arrays[] = {p->risk, p->grid_by_underlying, p->grid, p->touched, p->is_touched};
+  void *arrays[] = {p->risk, p->grid_by_underlying, p->grid, p->touched};
   for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) free(arrays[i]);
   free(p);
 }
@@ -138,16 +151,15 @@ static void free_partial_sums(partial_sums *p) {
 static partial_sums *new_partial_sums(const revalue_job *job) {
   partial_sums *p = calloc(1, sizeof *p);
   if (p == NULL) return NULL;
-  size_t underlyings = job->markets->count > 0 ? job->markets->count : 1, g = job->grid_size;
+  size_t g = job->grid_size;
   int ok = 1;
   if (g > 0) {
     ok &= (p->grid = calloc(g, sizeof(double))) != NULL;
     if (job->results->pnl_per_underlying)
-      ok &= (p->grid_by_underlying = calloc(underlyings * g, sizeof(double))) != NULL;
+      ok &= (p->grid_by_underlying = calloc((size_t)CHUNK_POSITIONS * g, sizeof(double))) != NULL;
   }
-  ok &= (p->risk = calloc(underlyings, sizeof(gk_risk))) != NULL;
-  ok &= (p->touched = calloc(underlyings, sizeof(uint32_t))) != NULL;
-  ok &= (p->is_touched = calloc(underlyings, 1)) != NULL;
+  ok &= (p->risk = calloc(CHUNK_POSITIONS, sizeof(gk_risk))) != NULL;
+  ok &= (p->touched = calloc(CHUNK_POSITIONS, sizeof(uint32_t))) != NULL;
   if (!ok) {
     free_partial_sums(p);
     return NULL;
@@ -174,7 +186,10 @@ static worker_state *new_worker_state(const revalue_job *job) {
   w->s_error = g > 0 ? malloc(n) : NULL;
   w->staged = g > 0 ? malloc(positions_per_call * sizeof *w->staged) : NULL;
   w->staged_slots = 0;
-  int ok = 1;
+  size_t underlyings = job->markets->count > 0 ? job->markets->count : 1;
+  w->slot_of = malloc(underlyings * sizeof *w->slot_of);
+  if (w->slot_of) memset(w->slot_of, 0xff, underlyings * sizeof *w->slot_of); /* NO_SLOT */
+  int ok = w->slot_of != NULL;
   for (size_t i = 0; g > 0 && i < sizeof doubles / sizeof doubles[0]; i++) ok &= *doubles[i] != NULL;
   if (g > 0) ok &= w->s_type != NULL && w->s_error != NULL && w->staged != NULL;
   if (!ok) {
@@ -191,11 +206,18 @@ void gk_risk_add(gk_risk *sum, const gk_risk *r) {
   sum->positions += r->positions;
 }
 
-static void touch(partial_sums *p, uint32_t u) {
-  if (!p->is_touched[u]) {
-    p->is_touched[u] = 1;
+/* Underlying u's slot in the chunk's sums, given one on its first touch. */
+static uint32_t slot_for(worker_state *w, partial_sums *p, uint32_t u) {
+  if (w->slot_of[u] == NO_SLOT) {
+    w->slot_of[u] = (uint32_t)p->touched_count;
     p->touched[p->touched_count++] = u;
   }
+  return w->slot_of[u];
+}
+
+/* The worker's map back to NO_SLOT for the next chunk: only what was set. */
+static void release_slots(worker_state *w, const partial_sums *p) {
+  for (size_t t = 0; t < p->touched_count; t++) w->slot_of[p->touched[t]] = NO_SLOT;
 }
 
 static uint8_t check_position(const revalue_job *job, size_t i) {
@@ -278,9 +300,7 @@ static void value_chunk(revalue_job *job, worker_state *w, partial_sums *sums, s
       continue;
     }
     write_position(job->results, i, &x);
-    uint32_t u = p->underlying[i];
-    touch(sums, u);
-    gk_risk_add(&sums->risk[u], &x);
+    gk_risk_add(&sums->risk[slot_for(w, sums, p->underlying[i])], &x);
     gk_risk_add(&sums->total, &x);
   }
 }
@@ -392,7 +412,9 @@ static void shock_chunk(revalue_job *job, worker_state *w, partial_sums *sums, s
     gk_pool_yield_point(job->pool, worker); /* a bulk pool lets small calls' threads run (adr/0038) */
     for (size_t b = 0; b < batch_positions; b++) {
       size_t kk = members[b], i = begin + kk;
-      double *by_underlying = sums->grid_by_underlying ? sums->grid_by_underlying + (size_t)p->underlying[i] * g : NULL;
+      /* a valid position's underlying has its slot from value_chunk */
+      double *by_underlying =
+          sums->grid_by_underlying ? sums->grid_by_underlying + (size_t)w->slot_of[p->underlying[i]] * g : NULL;
       add_scenario_pnl(sums->grid, by_underlying, w->s_price + b * g, w->s_error + b * g, g,
                        p->quantity[i] * p->multiplier[i], c->price[kk]);
     }
@@ -406,14 +428,13 @@ static void merge_partials(revalue_job *job, partial_sums *p) {
   size_t g = job->grid_size;
   for (size_t t = 0; t < p->touched_count; t++) {
     uint32_t u = p->touched[t];
-    gk_risk_add(&r->per_underlying[u], &p->risk[u]);
-    memset(&p->risk[u], 0, sizeof p->risk[u]);
+    gk_risk_add(&r->per_underlying[u], &p->risk[t]);
+    memset(&p->risk[t], 0, sizeof p->risk[t]);
     if (p->grid_by_underlying) {
-      double *src = p->grid_by_underlying + (size_t)u * g, *dst = r->pnl_per_underlying + (size_t)u * g;
+      double *src = p->grid_by_underlying + t * g, *dst = r->pnl_per_underlying + (size_t)u * g;
       for (size_t e = 0; e < g; e++) dst[e] += src[e];
       memset(src, 0, g * sizeof(double));
     }
-    p->is_touched[u] = 0;
   }
   p->touched_count = 0;
   gk_risk_add(&r->total, &p->total);
@@ -449,20 +470,25 @@ static void hand_in_chunk(revalue_job *job, partial_sums *sums, size_t chunk) {
 
 /* A set to price `chunk` into: a free one, else a new one while under the limit,
  * else waits for a merge to free one. A chunk whose turn to merge has come never
- * waits (it gets a new set past the limit): every chunk before it is merged, so
- * nothing would free a set for it, for instance when it was stolen from another
- * NUMA node's range after this worker's sets were handed in for later chunks.
+ * waits (it gets a new set past the limit when none is free): every chunk
+ * before it is merged, so nothing would free a set for it, for instance when it
+ * was stolen from another NUMA node's range after this worker's sets were handed
+ * in for later chunks. At the limit, a chunk whose turn has not come leaves the
+ * last free set to the one whose turn it is: taking it made that one allocate
+ * past the limit for every chunk of its range while a second NUMA node's
+ * workers ran ahead (hundreds of sets for a cap of 4: found in review).
  * NULL: out of memory. */
 static partial_sums *take_partial_sums(revalue_job *job, size_t chunk) {
   pthread_mutex_lock(&job->merge_lock);
   partial_sums *p = NULL;
   for (;;) {
-    if (job->free_sets != NULL) {
+    int in_turn = job->merged == chunk;
+    if (job->free_sets != NULL && (in_turn || job->free_sets->next != NULL || job->set_count < job->set_limit)) {
       p = job->free_sets;
       job->free_sets = p->next;
       break;
     }
-    if (job->set_count < job->set_limit || job->merged == chunk) {
+    if (job->set_count < job->set_limit || (in_turn && job->free_sets == NULL)) {
       /* Reserve the set, then allocate it outside the lock: a set is
        * underlyings x grid doubles, and other workers are handing in meanwhile. */
       job->set_count++;
@@ -513,6 +539,7 @@ static void revalue_chunk(void *context, size_t chunk, int worker) {
   gather_chunk(job, w, begin, count);
   value_chunk(job, w, sums, begin, count);
   if (job->grid_size > 0) shock_chunk(job, w, sums, begin, count, worker);
+  release_slots(w, sums);
   hand_in_chunk(job, sums, chunk);
   atomic_fetch_add(&job->chunks_done, 1);
 }
@@ -648,7 +675,12 @@ gk_code gk_revalue_portfolio_ex(gk_pool *pool, gk_model model, const gk_markets 
   int threads = pool ? gk_pool_threads(pool) : 1;
   job.states = calloc((size_t)threads, sizeof *job.states);
   job.handed_in = calloc(job.chunk_count > 0 ? job.chunk_count : 1, sizeof *job.handed_in);
+  /* a set's bytes: its slots' risk and underlying, its grid, its slots' grids */
+  size_t set_bytes = (size_t)CHUNK_POSITIONS * (sizeof(gk_risk) + sizeof(uint32_t)) + job.grid_size * sizeof(double) +
+                     (results->pnl_per_underlying ? (size_t)CHUNK_POSITIONS * job.grid_size * sizeof(double) : 0);
   job.set_limit = (size_t)threads * PARTIAL_SETS_PER_WORKER;
+  if (pool != NULL && gk_pool_numa_nodes(pool) > 1 && PARTIAL_SETS_BUDGET / set_bytes > job.set_limit)
+    job.set_limit = PARTIAL_SETS_BUDGET / set_bytes;
   if (job.states == NULL || job.handed_in == NULL) {
     free(job.states), free(job.handed_in);
     return gk_status_set(status, GK_RESOURCE_EXHAUSTED, NULL, NULL, GK_STATUS_NO_INDEX, "out of memory");

@@ -5,8 +5,12 @@
  * and in total, and computes the P&L on a grid of spot x vol shocks. Positions
  * stream through the pool in fixed chunks; partial sums are merged in chunk order,
  * so results are bit-identical for any thread count. Memory: the caller's arrays
- * plus, per worker, a few hundred kB and one partial of the per-underlying results;
- * nothing is allocated per position.
+ * plus, per worker, a few hundred kB and a map of 4 bytes per underlying, plus
+ * the chunks' partial sums waiting for their turn to merge: each holds only its
+ * chunk's underlyings (1024 at most: ~95 kB, and 1024 x grid doubles with
+ * per-underlying P&L), two per worker, or up to 64 MiB of them on a pool of
+ * several NUMA nodes, whose later ranges merge after the first's. Nothing is
+ * allocated per position.
  *
  * Conventions (per position, scaled by quantity x multiplier):
  *   value = price; delta, gamma, vega, theta, rho, phi as in greeks/batch.h
