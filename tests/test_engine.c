@@ -131,6 +131,25 @@ static void test_pool_binds_inside_the_affinity_mask(void **state) {
   gk_pool_destroy(pool);
 }
 
+/* A pool with fewer workers than the process's cores does not bind: every
+ * process bound its worker i to the i-th allowed core, so two replicas with a
+ * quota below their cpuset ran on the same cores (found in review). */
+static void test_a_pool_smaller_than_the_cores_runs_unbound(void **state) {
+  (void)state;
+  cpu_set_t allowed;
+  assert_int_equal(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  if (CPU_COUNT(&allowed) < 2) skip();
+  gk_pool_options options = gk_pool_options_default();
+  options.threads = 1;
+  gk_pool *pool = NULL;
+  assert_int_equal(gk_pool_create(&options, &pool, NULL), GK_OK);
+  assert_false(gk_pool_bound(pool));
+  int cpu[2] = {-1, -1};
+  assert_int_equal(gk_pool_run(pool, 2, record_cpu, cpu, NULL), GK_OK);
+  assert_true(cpu[0] >= 0 && cpu[1] >= 0);
+  gk_pool_destroy(pool);
+}
+
 typedef struct caller_args {
   gk_pool *pool;
   int ok;
@@ -547,6 +566,7 @@ int main(void) {
       cmocka_unit_test(test_pool_rejects_bad_options),
       cmocka_unit_test(test_pool_workers_run_at_the_bulk_priority_and_yield),
       cmocka_unit_test(test_pool_binds_inside_the_affinity_mask),
+      cmocka_unit_test(test_a_pool_smaller_than_the_cores_runs_unbound),
       cmocka_unit_test(test_batch_equals_kernel_for_any_thread_count),
       cmocka_unit_test(test_chain_equals_batch_with_broadcast_market),
       cmocka_unit_test(test_batch_rejects_unusable_arguments),

@@ -30,7 +30,10 @@ typedef struct gk_pool_options {
   int threads;          /* 0: one per core this process may use (affinity mask and
                            cgroup CPU quota honoured) */
   int bind;             /* nonzero: bind each worker to a core (default in
-                           gk_pool_options_default) */
+                           gk_pool_options_default), when the pool has at
+                           least one worker per core the process may use;
+                           fewer workers run unbound, for the scheduler to
+                           spread them and other processes over the cores */
   size_t scratch_bytes; /* per-worker scratch, first-touched by its worker */
   int nice;             /* 0..19: each worker lowers its own CPU priority by this
                            much at start (Linux: per thread), so that bulk work
