@@ -26,7 +26,7 @@
  * on its own equation (FP-A or FP-B), by the same elimination.
  * The interpolant's cardinal functions L_m (H(z) = sum_m L_m(z) H_m) at every
  * point of every node do not depend on the option: the plan tabulates them
- * once per thread and level (alov_plan_of, barycentric formula), so H at a
+ * once per process and level (alov_plan_of, barycentric formula), so H at a
  * point is one multiply-add per node value and its gradient in the node
  * values, which the Newton steps need, is the table itself (the scalar
  * reference takes the same numbers through the Chebyshev coefficients).
@@ -56,6 +56,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 
 #include "american_internal.h"
 #include "normal_vector.h"
@@ -110,11 +111,10 @@ static void alov_cardinal_functions(const alov_grid *p, double z, double *L) {
   for (int m = 0; m <= n; m++) L[m] /= sum;
 }
 
-/* The plans of one thread, one per level, built at the thread's first call
- * of the level and kept: the accurate level's cardinal tables take ~30 us to
- * build, and greeksd prices American batches 8 options a kernel call (~90 us
- * with Greeks). Every grid's table is carved from one arena: (n + 1) l rows
- * of ALOV_STRIDE. Thread-local: no locks, and too large for small stacks. */
+/* The plans, one per level, built once and kept: the accurate level's
+ * cardinal tables take ~30 us to build, and greeksd prices American batches 8
+ * options a kernel call (~90 us with Greeks). Every grid's table is carved
+ * from one arena: (n + 1) l rows of ALOV_STRIDE. */
 #define ALOV_ARENA_DOUBLES (2 * (ALOV_MAX_NODES + 1) * ALOV_MAX_POINTS * ALOV_STRIDE)
 
 typedef struct alov_plans {
@@ -172,13 +172,26 @@ static int alov_plan_init(alov_plan *p, gk_alo_level level, alov_plans *plans) {
   return 1;
 }
 
-/* The level's plan on this thread, NULL where its scheme does not fit the
- * vector path (then the scalar reference prices the batch). */
+/* The levels' plans, built once per process at the first call (~60 us) and
+ * only read after: they do not depend on the option. They were thread-local,
+ * and glibc zeroes every thread's static TLS at its creation, priced or not:
+ * 800 KB of the kernels' 1.4 MB per thread, in every thread of a program
+ * linking them (found in review; adr/0042, decision 7 amended). */
+static _Alignas(64) alov_plans alov_shared_plans;
+static pthread_once_t alov_plans_once = PTHREAD_ONCE_INIT;
+
+static void alov_build_plans(void) {
+  for (int level = 0; level < GK_ALO_LEVEL_COUNT; level++)
+    alov_shared_plans.state[level] =
+        alov_plan_init(&alov_shared_plans.plan[level], (gk_alo_level)level, &alov_shared_plans) ? 1 : -1;
+}
+
+/* The level's plan, NULL where its scheme does not fit the vector path (then
+ * the scalar reference prices the batch). */
 static const alov_plan *alov_plan_of(gk_alo_level level) {
-  static _Thread_local alov_plans plans;
   if ((unsigned)level >= GK_ALO_LEVEL_COUNT) return NULL;
-  if (plans.state[level] == 0) plans.state[level] = alov_plan_init(&plans.plan[level], level, &plans) ? 1 : -1;
-  return plans.state[level] > 0 ? &plans.plan[level] : NULL;
+  pthread_once(&alov_plans_once, alov_build_plans);
+  return alov_shared_plans.state[level] > 0 ? &alov_shared_plans.plan[level] : NULL;
 }
 
 /* N(x) and the density n(x) from one exp (the scalar normal_cdf_density). */
