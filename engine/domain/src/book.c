@@ -73,10 +73,10 @@ void gk_book_free(gk_book *b) {
   free(b->trades);
   free(b->markets);
   free(b->strategies);
-  index_map_free(&b->position_index);
-  index_map_free(&b->trade_index);
-  index_map_free(&b->market_index);
-  index_map_free(&b->strategy_index);
+  gk_index_map_free(&b->position_index);
+  gk_index_map_free(&b->trade_index);
+  gk_index_map_free(&b->market_index);
+  gk_index_map_free(&b->strategy_index);
   free(b);
 }
 
@@ -99,10 +99,10 @@ gk_book *gk_book_clone(const gk_book *from) {
   b->trade_capacity = from->trade_count;
   b->market_capacity = from->market_count;
   b->strategy_capacity = from->strategy_count;
-  bool maps = index_map_copy(&b->position_index, &from->position_index);
-  maps = index_map_copy(&b->trade_index, &from->trade_index) && maps;
-  maps = index_map_copy(&b->market_index, &from->market_index) && maps;
-  maps = index_map_copy(&b->strategy_index, &from->strategy_index) && maps;
+  bool maps = gk_index_map_copy(&b->position_index, &from->position_index);
+  maps = gk_index_map_copy(&b->trade_index, &from->trade_index) && maps;
+  maps = gk_index_map_copy(&b->market_index, &from->market_index) && maps;
+  maps = gk_index_map_copy(&b->strategy_index, &from->strategy_index) && maps;
   bool arrays = (b->positions || !from->position_count) && (b->trades || !from->trade_count) &&
                 (b->markets || !from->market_count) && (b->strategies || !from->strategy_count);
   if (!maps || !arrays) {
@@ -126,7 +126,7 @@ static bool position_matches(const void *context, size_t index) {
 
 static size_t find_position(const gk_book *b, const gk_instrument *instrument) {
   instrument_key key = {b, instrument};
-  return index_map_find(&b->position_index, gk_instrument_hash(instrument), position_matches, &key);
+  return gk_index_map_find(&b->position_index, gk_instrument_hash(instrument), position_matches, &key);
 }
 
 typedef struct text_key {
@@ -134,7 +134,7 @@ typedef struct text_key {
   const char *text;
 } text_key;
 
-static uint64_t hash_text(const char *text) { return hash_bytes(HASH_SEED, text, strlen(text)); }
+static uint64_t hash_text(const char *text) { return gk_hash_bytes(HASH_SEED, text, strlen(text)); }
 
 static bool trade_matches(const void *context, size_t index) {
   const text_key *k = context;
@@ -143,7 +143,7 @@ static bool trade_matches(const void *context, size_t index) {
 
 static size_t find_trade(const gk_book *b, const char *trade_id) {
   text_key key = {b, trade_id};
-  return index_map_find(&b->trade_index, hash_text(trade_id), trade_matches, &key);
+  return gk_index_map_find(&b->trade_index, hash_text(trade_id), trade_matches, &key);
 }
 
 static bool market_matches(const void *context, size_t index) {
@@ -153,7 +153,7 @@ static bool market_matches(const void *context, size_t index) {
 
 static size_t find_market(const gk_book *b, const char *underlying) {
   text_key key = {b, underlying};
-  return index_map_find(&b->market_index, hash_text(underlying), market_matches, &key);
+  return gk_index_map_find(&b->market_index, hash_text(underlying), market_matches, &key);
 }
 
 bool gk_book_is_open(const gk_book *b) { return b->open; }
@@ -214,7 +214,7 @@ static bool strategy_matches(const void *context, size_t index) {
 
 bool gk_book_has_strategy(const gk_book *b, const char *strategy_id) {
   text_key key = {b, strategy_id};
-  return index_map_find(&b->strategy_index, hash_text(strategy_id), strategy_matches, &key) != SIZE_MAX;
+  return gk_index_map_find(&b->strategy_index, hash_text(strategy_id), strategy_matches, &key) != SIZE_MAX;
 }
 
 const char *gk_book_strategy_at(const gk_book *b, size_t i) {
@@ -589,7 +589,7 @@ static bool reserve_positions(gk_book *b, size_t extra) {
                sizeof *b->positions, &p))
     return false;
   b->positions = p;
-  return index_map_reserve(&b->position_index, extra);
+  return gk_index_map_reserve(&b->position_index, extra);
 }
 
 static bool reserve_trades(gk_book *b, size_t extra) {
@@ -597,7 +597,7 @@ static bool reserve_trades(gk_book *b, size_t extra) {
   if (!reserve(b->trades, &b->trade_capacity, b->trade_count + extra, sizeof *b->trades, &t))
     return false;
   b->trades = t;
-  return index_map_reserve(&b->trade_index, extra);
+  return gk_index_map_reserve(&b->trade_index, extra);
 }
 
 static bool reserve_markets(gk_book *b, size_t extra) {
@@ -605,7 +605,7 @@ static bool reserve_markets(gk_book *b, size_t extra) {
   if (!reserve(b->markets, &b->market_capacity, b->market_count + extra, sizeof *b->markets, &m))
     return false;
   b->markets = m;
-  return index_map_reserve(&b->market_index, extra);
+  return gk_index_map_reserve(&b->market_index, extra);
 }
 
 static bool reserve_strategies(gk_book *b, size_t extra) {
@@ -614,7 +614,7 @@ static bool reserve_strategies(gk_book *b, size_t extra) {
                sizeof *b->strategies, &r))
     return false;
   b->strategies = r;
-  return index_map_reserve(&b->strategy_index, extra);
+  return gk_index_map_reserve(&b->strategy_index, extra);
 }
 
 static void fill(gk_position *p, int64_t dq, double price) {
@@ -679,7 +679,7 @@ static void store_fills(gk_book *b, const pending_fills *p) {
     }
     size_t at = b->position_count++;
     b->positions[at] = p->after[i];
-    index_map_add(&b->position_index, gk_instrument_hash(&p->after[i].instrument), at);
+    gk_index_map_add(&b->position_index, gk_instrument_hash(&p->after[i].instrument), at);
   }
 }
 
@@ -722,7 +722,7 @@ static gk_code apply_trade(gk_book *b, const gk_event *e, gk_status *status) {
   trade_ref *ref = &b->trades[b->trade_count];
   snprintf(ref->id, sizeof ref->id, "%s", t->trade_id);
   ref->sequence = e->meta.sequence;
-  index_map_add(&b->trade_index, hash_text(ref->id), b->trade_count++);
+  gk_index_map_add(&b->trade_index, hash_text(ref->id), b->trade_count++);
   return GK_OK;
 }
 
@@ -748,7 +748,7 @@ static gk_code apply_market(gk_book *b, const gk_event *e, gk_status *status) {
   if (!reserve_markets(b, 1))
     return out_of_memory(e, status);
   b->markets[b->market_count] = *q;
-  index_map_add(&b->market_index, hash_text(q->underlying), b->market_count++);
+  gk_index_map_add(&b->market_index, hash_text(q->underlying), b->market_count++);
   return GK_OK;
 }
 
@@ -758,7 +758,7 @@ static gk_code add_strategy(gk_book *b, const char *id, const gk_event *e, gk_st
              : gk_status_set(status, GK_RESOURCE_EXHAUSTED, "book", b->id, GK_STATUS_NO_INDEX,
                              "out of memory");
   snprintf(b->strategies[b->strategy_count].id, GK_META_ID_SIZE, "%s", id);
-  index_map_add(&b->strategy_index, hash_text(b->strategies[b->strategy_count].id), b->strategy_count);
+  gk_index_map_add(&b->strategy_index, hash_text(b->strategies[b->strategy_count].id), b->strategy_count);
   b->strategy_count++;
   return GK_OK;
 }
@@ -898,7 +898,7 @@ gk_code gk_book_restore_position(gk_book *b, const gk_position *p, gk_status *st
     return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "book", b->id, GK_STATUS_NO_INDEX,
                          "out of memory restoring a snapshot");
   b->positions[b->position_count] = *p;
-  index_map_add(&b->position_index, gk_instrument_hash(&p->instrument), b->position_count++);
+  gk_index_map_add(&b->position_index, gk_instrument_hash(&p->instrument), b->position_count++);
   return GK_OK;
 }
 
@@ -915,7 +915,7 @@ gk_code gk_book_restore_trade(gk_book *b, const char *trade_id, int64_t sequence
   trade_ref *ref = &b->trades[b->trade_count];
   snprintf(ref->id, sizeof ref->id, "%s", trade_id);
   ref->sequence = sequence;
-  index_map_add(&b->trade_index, hash_text(ref->id), b->trade_count++);
+  gk_index_map_add(&b->trade_index, hash_text(ref->id), b->trade_count++);
   return GK_OK;
 }
 

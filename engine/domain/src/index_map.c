@@ -5,7 +5,7 @@
 #include <string.h>
 
 /* FNV-1a, then a final mix so that nearby keys spread over the table. */
-uint64_t hash_bytes(uint64_t hash, const void *data, size_t size) {
+uint64_t gk_hash_bytes(uint64_t hash, const void *data, size_t size) {
   const unsigned char *p = data;
   for (size_t i = 0; i < size; i++) hash = (hash ^ p[i]) * UINT64_C(1099511628211);
   return hash;
@@ -18,7 +18,7 @@ static uint64_t mix(uint64_t h) {
   return h;
 }
 
-size_t index_map_find(const index_map *map, uint64_t hash, index_matches matches,
+size_t gk_index_map_find(const index_map *map, uint64_t hash, index_matches matches,
                       const void *context) {
   if (map->capacity == 0) return SIZE_MAX;
   size_t mask = map->capacity - 1;
@@ -57,13 +57,13 @@ static bool grow(index_map *map) {
   return true;
 }
 
-bool index_map_reserve(index_map *map, size_t extra) {
+bool gk_index_map_reserve(index_map *map, size_t extra) {
   while ((map->count + extra) * 2 > map->capacity)
     if (!grow(map)) return false;
   return true;
 }
 
-bool index_map_add(index_map *map, uint64_t hash, size_t index) {
+bool gk_index_map_add(index_map *map, uint64_t hash, size_t index) {
   if (index >= UINT32_MAX - 1) return false;
   if ((map->count + 1) * 2 > map->capacity && !grow(map)) return false;
   place(map->slots, map->hashes, map->capacity, hash, (uint32_t)(index + 1));
@@ -71,13 +71,13 @@ bool index_map_add(index_map *map, uint64_t hash, size_t index) {
   return true;
 }
 
-bool index_map_copy(index_map *to, const index_map *from) {
+bool gk_index_map_copy(index_map *to, const index_map *from) {
   memset(to, 0, sizeof *to);
   if (from->capacity == 0) return true;
   to->slots = malloc(from->capacity * sizeof *to->slots);
   to->hashes = malloc(from->capacity * sizeof *to->hashes);
   if (to->slots == NULL || to->hashes == NULL) {
-    index_map_free(to);
+    gk_index_map_free(to);
     return false;
   }
   memcpy(to->slots, from->slots, from->capacity * sizeof *to->slots);
@@ -87,7 +87,7 @@ bool index_map_copy(index_map *to, const index_map *from) {
   return true;
 }
 
-void index_map_free(index_map *map) {
+void gk_index_map_free(index_map *map) {
   free(map->slots);
   free(map->hashes);
   memset(map, 0, sizeof *map);

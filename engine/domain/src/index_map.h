@@ -24,16 +24,16 @@ typedef struct index_map {
 typedef bool (*index_matches)(const void *context, size_t index);
 
 /* The index of the key with `hash`, or SIZE_MAX. */
-size_t index_map_find(const index_map *map, uint64_t hash, index_matches matches,
+size_t gk_index_map_find(const index_map *map, uint64_t hash, index_matches matches,
                       const void *context);
 /* Adds index for hash (the caller checked it is absent); false on OOM. */
-bool index_map_add(index_map *map, uint64_t hash, size_t index);
+bool gk_index_map_add(index_map *map, uint64_t hash, size_t index);
 /* Makes room for `extra` more adds, so that they cannot fail; false on OOM. */
-bool index_map_reserve(index_map *map, size_t extra);
-bool index_map_copy(index_map *to, const index_map *from);
-void index_map_free(index_map *map);
+bool gk_index_map_reserve(index_map *map, size_t extra);
+bool gk_index_map_copy(index_map *to, const index_map *from);
+void gk_index_map_free(index_map *map);
 
-uint64_t hash_bytes(uint64_t hash, const void *data, size_t size);
+uint64_t gk_hash_bytes(uint64_t hash, const void *data, size_t size);
 #define HASH_SEED UINT64_C(1469598103934665603)
 
 #endif /* GREEKS_INDEX_MAP_H */

@@ -124,12 +124,12 @@ bool gk_instrument_equal(const gk_instrument *a, const gk_instrument *b) {
 
 uint64_t gk_instrument_hash(const gk_instrument *in) {
   double strike = in->strike + 0.0, multiplier = in->multiplier + 0.0; /* -0 -> +0 */
-  uint64_t h = hash_bytes(HASH_SEED, in->underlying, strlen(in->underlying));
+  uint64_t h = gk_hash_bytes(HASH_SEED, in->underlying, strlen(in->underlying));
   uint8_t small[3] = {in->kind, in->type, in->style};
-  h = hash_bytes(h, small, sizeof small);
-  h = hash_bytes(h, &strike, sizeof strike);
-  h = hash_bytes(h, &in->expiry_us, sizeof in->expiry_us);
-  return hash_bytes(h, &multiplier, sizeof multiplier);
+  h = gk_hash_bytes(h, small, sizeof small);
+  h = gk_hash_bytes(h, &strike, sizeof strike);
+  h = gk_hash_bytes(h, &in->expiry_us, sizeof in->expiry_us);
+  return gk_hash_bytes(h, &multiplier, sizeof multiplier);
 }
 
 static void format_utc(int64_t us, char *out, size_t size) {

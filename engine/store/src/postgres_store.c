@@ -25,7 +25,7 @@
  *     million events holds FETCH_ROWS rows, not all of them. The cursor lives in a
  *     REPEATABLE READ READ ONLY transaction: the stream's version read beside it is
  *     from the same snapshot, which lets a read to the end notice missing trailing
- *     events too. Every row goes through store_check_row (checksum, no gap).
+ *     events too. Every row goes through gk_store_check_row (checksum, no gap).
  *     The read's visitor runs while its connection is held (a visitor that calls
  *     the store again takes a second one: with connections = 1 it would wait
  *     forever); snapshot, result and stream visitors run after the release.
@@ -472,7 +472,7 @@ static gk_code insert_idempotency(pg_store *s, PGconn *c, const gk_append *a, gk
 
 static gk_code insert_snapshot(pg_store *s, PGconn *c, const gk_append *a, gk_status *status) {
   size_t size;
-  uint8_t *sealed = store_snapshot_seal(a->stream, last_sequence(a), a->snapshot.data, a->snapshot.size, &size);
+  uint8_t *sealed = gk_store_snapshot_seal(a->stream, last_sequence(a), a->snapshot.data, a->snapshot.size, &size);
   if (sealed == NULL)
     return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "snapshot", a->stream, GK_STATUS_NO_INDEX,
                          "out of memory sealing the snapshot");
@@ -580,7 +580,7 @@ static gk_code visit_rows(scan *sc, const PGresult *res, gk_status *status) {
     if (!decode_event(res, row, &e, &checksum)) return unreadable_row(sc, status);
     if (sc->expect_first) sc->expected = e.sequence;
     sc->expect_first = false;
-    gk_code rc = store_check_row(&sc->s->base, sc->stream, sc->expected, &e, checksum, status);
+    gk_code rc = gk_store_check_row(&sc->s->base, sc->stream, sc->expected, &e, checksum, status);
     if (rc != GK_OK) return rc;
     sc->expected++;
     if (sc->visit(sc->user, &e) != 0) {
@@ -611,7 +611,7 @@ static gk_code scan_cursor(PGconn *c, scan *sc, const char *select_sql, const pg
 }
 
 /* A read to the stream's end that stopped short of its version lost its last
- * events (the gap store_check_row cannot see: no row after it). */
+ * events (the gap gk_store_check_row cannot see: no row after it). */
 static gk_code check_tail(PGconn *c, const scan *sc, int64_t to, gk_status *status) {
   pg_params p = {.count = 0};
   param_text(&p, sc->stream);
@@ -727,14 +727,14 @@ static gk_code pg_load_snapshot(gk_event_store *store, const char *stream, int64
                      "SELECT sequence, data FROM snapshots WHERE stream = $1 AND sequence <= $2 "
                      "ORDER BY sequence DESC LIMIT 1", &p, &res, "loading the snapshot", status);
   if (rc != GK_OK) return rc;
-  /* the row's seal checked (store_snapshot_open) before the visitor sees it */
+  /* the row's seal checked (gk_store_snapshot_open) before the visitor sees it */
   rc = visit_blob_row(s, res, "the snapshot", NULL, NULL, found, status);
   if (rc == GK_OK && *found) {
     int64_t sequence = 0;
     (void)get_int8(res, 0, 0, &sequence);
     const uint8_t *data = (const uint8_t *)PQgetvalue(res, 0, 1);
     size_t size;
-    rc = store_snapshot_open(store, stream, sequence, data, (size_t)PQgetlength(res, 0, 1), &size, status);
+    rc = gk_store_snapshot_open(store, stream, sequence, data, (size_t)PQgetlength(res, 0, 1), &size, status);
     if (rc == GK_NOT_FOUND) rc = GK_OK, *found = false; /* unsealed: not used, the events replayed */
     else if (rc == GK_OK && visit) visit(user, sequence, data, size);
   }
@@ -1182,7 +1182,7 @@ static pg_store *new_store(int connections) {
   pg_store *s = calloc(1, sizeof *s);
   if (s == NULL) return NULL;
   s->base.ops = &pg_ops;
-  store_stats_init(&s->base);
+  gk_store_stats_init(&s->base);
   s->all = calloc((size_t)connections, sizeof *s->all);
   s->idle = calloc((size_t)connections, sizeof *s->idle);
   if (s->all == NULL || s->idle == NULL) {

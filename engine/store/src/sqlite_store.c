@@ -12,7 +12,7 @@
  * alone, an append commits at once. No caller returns before its commit.
  *
  * Reads use their own connections (WAL readers never block the writer), kept in
- * a small free list. Every row read is checked (store_check_row) before a
+ * a small free list. Every row read is checked (gk_store_check_row) before a
  * visitor sees it. At open, PRAGMA quick_check finds a truncated or damaged file
  * and fails with GK_DATA_LOSS naming it, before any book is built from it.
  */
@@ -247,7 +247,7 @@ gk_event_store *gk_sqlite_store_open(const char *path, const gk_sqlite_options *
     return NULL;
   }
   s->base.ops = &sqlite_ops;
-  store_stats_init(&s->base);
+  gk_store_stats_init(&s->base);
   snprintf(s->path, sizeof s->path, "%s", path);
   snprintf(s->base.description, sizeof s->base.description, "sqlite:%.240s", path);
   s->busy_timeout_ms = options && options->busy_timeout_ms > 0 ? options->busy_timeout_ms : 5000;
@@ -342,7 +342,7 @@ static int record_key_and_snapshot(sqlite_store *s, const gk_append *a) {
   }
   if (rc == SQLITE_OK && a->snapshot.size) {
     size_t size;
-    uint8_t *sealed = store_snapshot_seal(a->stream, last, a->snapshot.data, a->snapshot.size, &size);
+    uint8_t *sealed = gk_store_snapshot_seal(a->stream, last, a->snapshot.data, a->snapshot.size, &size);
     if (sealed == NULL) return SQLITE_NOMEM;
     st = s->stmts.insert_snapshot;
     bind_text(st, 1, a->stream);
@@ -526,7 +526,7 @@ static gk_code visit_rows(sqlite_store *s, sqlite3 *db, sqlite3_stmt *st, const 
     gk_stored_event e;
     uint32_t checksum = row_to_event(st, &e);
     if (expected < 0) expected = e.sequence;
-    gk_code code = store_check_row(&s->base, stream, expected, &e, checksum, status);
+    gk_code code = gk_store_check_row(&s->base, stream, expected, &e, checksum, status);
     if (code != GK_OK) return code;
     if (visit(user, &e) != 0) return GK_OK;
     expected++;
@@ -721,7 +721,7 @@ static void read_blob_row(void *user, sqlite3_stmt *row) {
            (size_t)sqlite3_column_bytes(row, 1));
 }
 
-/* A snapshot row, its seal checked (store_snapshot_open) before the visitor
+/* A snapshot row, its seal checked (gk_store_snapshot_open) before the visitor
  * sees it. */
 typedef struct snapshot_call {
   const gk_event_store *store;
@@ -738,7 +738,7 @@ static void read_snapshot_row(void *user, sqlite3_stmt *row) {
   int64_t sequence = sqlite3_column_int64(row, 0);
   const uint8_t *data = sqlite3_column_blob(row, 1);
   size_t size;
-  c->code = store_snapshot_open(c->store, c->stream, sequence, data, (size_t)sqlite3_column_bytes(row, 1), &size,
+  c->code = gk_store_snapshot_open(c->store, c->stream, sequence, data, (size_t)sqlite3_column_bytes(row, 1), &size,
                                 c->status);
   if (c->code == GK_NOT_FOUND) c->code = GK_OK, c->unsealed = true;
   else if (c->code == GK_OK) c->visit(c->user, sequence, data, size);

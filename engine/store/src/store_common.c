@@ -63,7 +63,7 @@ static uint32_t snapshot_crc(const char *stream, int64_t sequence, const uint8_t
   return size ? (uint32_t)crc32(crc, data, (uInt)size) : crc;
 }
 
-uint8_t *store_snapshot_seal(const char *stream, int64_t sequence, const uint8_t *data, size_t size,
+uint8_t *gk_store_snapshot_seal(const char *stream, int64_t sequence, const uint8_t *data, size_t size,
                              size_t *sealed_size) {
   uint8_t *out = malloc(size + SEAL_SIZE);
   if (out == NULL) return NULL;
@@ -75,7 +75,7 @@ uint8_t *store_snapshot_seal(const char *stream, int64_t sequence, const uint8_t
   return out;
 }
 
-gk_code store_snapshot_open(const gk_event_store *store, const char *stream, int64_t sequence,
+gk_code gk_store_snapshot_open(const gk_event_store *store, const char *stream, int64_t sequence,
                             const uint8_t *data, size_t size, size_t *snapshot_size, gk_status *status) {
   *snapshot_size = size;
   /* No seal: written before the seal, or a sealed row cut short (a bad copy or
@@ -98,7 +98,7 @@ gk_code store_snapshot_open(const gk_event_store *store, const char *stream, int
   return GK_OK;
 }
 
-gk_code store_check_row(const gk_event_store *store, const char *stream, int64_t expected,
+gk_code gk_store_check_row(const gk_event_store *store, const char *stream, int64_t expected,
                         const gk_stored_event *event, uint32_t stored_checksum, gk_status *status) {
   char value[32];
   snprintf(value, sizeof value, "%lld", (long long)event->sequence);
@@ -173,7 +173,7 @@ static gk_code check_events(const gk_append *a, gk_status *status) {
 
 /* ---- metrics (gk_store_stats) ---- */
 
-void store_stats_init(gk_event_store *store) {
+void gk_store_stats_init(gk_event_store *store) {
   gk_histogram_init_latency(&store->stats.append_latency, NULL);
   gk_histogram_init_latency(&store->stats.replay_latency, NULL);
 }

@@ -47,7 +47,7 @@ struct gk_event_store {
 };
 
 /* Sets the histograms' buckets; each adapter's open calls it once. */
-void store_stats_init(gk_event_store *store);
+void gk_store_stats_init(gk_event_store *store);
 
 #define GK_STORE_FORMAT "greeks-event-store"
 #define GK_STORE_FORMAT_VERSION "1"
@@ -59,19 +59,19 @@ void store_stats_init(gk_event_store *store);
  * NUL, then the CRC-32 (little-endian) of the stream, the row's sequence and
  * the snapshot, as gk_store_checksum lays them out. Event rows have their
  * checksum column; a snapshot had none, and a damaged one that still parsed
- * seeded a wrong book (found in review). store_snapshot_seal returns the
- * sealed bytes (malloc'd; NULL when out of memory); store_snapshot_open checks
+ * seeded a wrong book (found in review). gk_store_snapshot_seal returns the
+ * sealed bytes (malloc'd; NULL when out of memory); gk_store_snapshot_open checks
  * a row's seal and gives the snapshot's size, GK_DATA_LOSS naming the store,
  * the stream and the sequence when it fails. A row without the seal (written
  * before it, or a sealed row cut short: some cuts still decode, into a wrong
  * book) is GK_NOT_FOUND: the adapters then report no snapshot, and the book
  * is replayed from its events (a snapshot is a cache). */
-uint8_t *store_snapshot_seal(const char *stream, int64_t sequence, const uint8_t *data, size_t size,
+uint8_t *gk_store_snapshot_seal(const char *stream, int64_t sequence, const uint8_t *data, size_t size,
                              size_t *sealed_size);
-gk_code store_snapshot_open(const gk_event_store *store, const char *stream, int64_t sequence,
+gk_code gk_store_snapshot_open(const gk_event_store *store, const char *stream, int64_t sequence,
                             const uint8_t *data, size_t size, size_t *snapshot_size, gk_status *status);
 
-gk_code store_check_row(const gk_event_store *store, const char *stream, int64_t expected,
+gk_code gk_store_check_row(const gk_event_store *store, const char *stream, int64_t expected,
                         const gk_stored_event *event, uint32_t stored_checksum, gk_status *status);
 
 #endif /* GREEKS_STORE_INTERNAL_H */

@@ -1,5 +1,5 @@
 /*
- * book_commands.c - the book's commands, each a decider handed to run_command
+ * book_commands.c - the book's commands, each a decider handed to gk_book_run_command
  * (book_service.c): open, execute trade, correct trade, update market, set
  * limits. The deciders only adapt arguments to the aggregate's decide functions;
  * the rules live in the aggregate (engine/domain/src/book.c).
@@ -11,37 +11,37 @@
 
 /* ---- request fingerprints: what a command asks for, not when ----------------- */
 
-uint64_t fingerprint_bytes(uint64_t hash, const void *data, size_t size) {
+uint64_t gk_fingerprint_bytes(uint64_t hash, const void *data, size_t size) {
   const unsigned char *p = data;
   for (size_t i = 0; i < size; i++) hash = (hash ^ p[i]) * UINT64_C(1099511628211);
   return hash;
 }
 
-uint64_t fingerprint_text(uint64_t hash, const char *text) {
+uint64_t gk_fingerprint_text(uint64_t hash, const char *text) {
   size_t n = text ? strlen(text) : 0;
-  hash = fingerprint_bytes(hash, &n, sizeof n);
-  return fingerprint_bytes(hash, text ? text : "", n);
+  hash = gk_fingerprint_bytes(hash, &n, sizeof n);
+  return gk_fingerprint_bytes(hash, text ? text : "", n);
 }
 
 static uint64_t fingerprint_double(uint64_t hash, double v) {
   v += 0.0; /* -0 -> +0 */
-  return fingerprint_bytes(hash, &v, sizeof v);
+  return gk_fingerprint_bytes(hash, &v, sizeof v);
 }
 
 static uint64_t fingerprint_instrument(uint64_t hash, const gk_instrument *in) {
-  hash = fingerprint_text(hash, in->underlying);
+  hash = gk_fingerprint_text(hash, in->underlying);
   unsigned char small[3] = {in->kind, in->type, in->style};
-  hash = fingerprint_bytes(hash, small, sizeof small);
+  hash = gk_fingerprint_bytes(hash, small, sizeof small);
   hash = fingerprint_double(hash, in->strike);
-  hash = fingerprint_bytes(hash, &in->expiry_us, sizeof in->expiry_us);
+  hash = gk_fingerprint_bytes(hash, &in->expiry_us, sizeof in->expiry_us);
   return fingerprint_double(hash, in->multiplier);
 }
 
-uint64_t fingerprint_legs(uint64_t hash, const gk_leg *legs, size_t count) {
-  hash = fingerprint_bytes(hash, &count, sizeof count);
+uint64_t gk_fingerprint_legs(uint64_t hash, const gk_leg *legs, size_t count) {
+  hash = gk_fingerprint_bytes(hash, &count, sizeof count);
   for (size_t i = 0; i < count; i++) {
     hash = fingerprint_instrument(hash, &legs[i].instrument);
-    hash = fingerprint_bytes(hash, &legs[i].quantity, sizeof legs[i].quantity);
+    hash = gk_fingerprint_bytes(hash, &legs[i].quantity, sizeof legs[i].quantity);
     hash = fingerprint_double(hash, legs[i].price);
   }
   return hash;
@@ -51,7 +51,7 @@ static uint64_t nonzero(uint64_t hash) { return hash ? hash : 1; }
 
 static uint64_t fingerprint_of(const char *command, uint64_t (*more)(uint64_t, const void *),
                                const void *args) {
-  return nonzero(more(fingerprint_text(FINGERPRINT_SEED, command), args));
+  return nonzero(more(gk_fingerprint_text(FINGERPRINT_SEED, command), args));
 }
 
 typedef struct open_args {
@@ -68,10 +68,10 @@ static gk_code decide_open(const gk_book *book, const void *args, int64_t now_us
 
 static uint64_t open_fields(uint64_t hash, const void *args) {
   const open_args *a = args;
-  hash = fingerprint_text(hash, a->book_id);
-  hash = fingerprint_text(hash, a->name);
+  hash = gk_fingerprint_text(hash, a->book_id);
+  hash = gk_fingerprint_text(hash, a->name);
   /* the currency as decided: "" is USD, so a retry spelling it out is the same request */
-  return fingerprint_text(hash, a->currency && a->currency[0] ? a->currency : "USD");
+  return gk_fingerprint_text(hash, a->currency && a->currency[0] ? a->currency : "USD");
 }
 
 gk_code gk_open_book(gk_book_service *s, const gk_command_context *ctx, const char *book_id,
@@ -79,7 +79,7 @@ gk_code gk_open_book(gk_book_service *s, const gk_command_context *ctx, const ch
                      gk_status *status) {
   open_args a = {book_id, name, currency};
   book_command c = {decide_open, &a, NULL, 1, fingerprint_of("open", open_fields, &a), NULL, true};
-  return run_command(s, ctx, book_id, &c, out, status);
+  return gk_book_run_command(s, ctx, book_id, &c, out, status);
 }
 
 static gk_code decide_trade(const gk_book *book, const void *args, int64_t now_us,
@@ -90,9 +90,9 @@ static gk_code decide_trade(const gk_book *book, const void *args, int64_t now_u
 
 static uint64_t trade_fields(uint64_t hash, const void *args) {
   const gk_trade *t = args;
-  hash = fingerprint_text(hash, t->trade_id);
-  hash = fingerprint_text(hash, t->strategy_id);
-  return fingerprint_legs(hash, t->legs, t->leg_count < GK_MAX_LEGS ? t->leg_count : GK_MAX_LEGS);
+  hash = gk_fingerprint_text(hash, t->trade_id);
+  hash = gk_fingerprint_text(hash, t->strategy_id);
+  return gk_fingerprint_legs(hash, t->legs, t->leg_count < GK_MAX_LEGS ? t->leg_count : GK_MAX_LEGS);
 }
 
 gk_code gk_execute_trade(gk_book_service *s, const gk_command_context *ctx, const char *book_id,
@@ -103,7 +103,7 @@ gk_code gk_execute_trade(gk_book_service *s, const gk_command_context *ctx, cons
     with_key.idempotency_key = trade->idempotency_key;
   book_command c = {decide_trade, trade, trade->trade_id, 1,
                     fingerprint_of("trade", trade_fields, trade), trade};
-  return run_command(s, &with_key, book_id, &c, out, status);
+  return gk_book_run_command(s, &with_key, book_id, &c, out, status);
 }
 
 typedef struct correction_args {
@@ -165,8 +165,8 @@ static gk_code decide_correction(const gk_book *book, const void *args, int64_t 
 
 static uint64_t correction_fields(uint64_t hash, const void *args) {
   const correction_args *a = args;
-  hash = fingerprint_text(hash, a->trade_id);
-  return fingerprint_legs(hash, a->legs, a->count <= GK_MAX_LEGS ? a->count : 0);
+  hash = gk_fingerprint_text(hash, a->trade_id);
+  return gk_fingerprint_legs(hash, a->legs, a->count <= GK_MAX_LEGS ? a->count : 0);
 }
 
 gk_code gk_correct_trade(gk_book_service *s, const gk_command_context *ctx, const char *book_id,
@@ -178,7 +178,7 @@ gk_code gk_correct_trade(gk_book_service *s, const gk_command_context *ctx, cons
   correction_args a = {s, trade_id, replacement, replacement_count, reason};
   book_command c = {decide_correction, &a, trade_id, 2, /* [1]: the original */
                     fingerprint_of("correct", correction_fields, &a)};
-  return run_command(s, ctx, book_id, &c, out, status);
+  return gk_book_run_command(s, ctx, book_id, &c, out, status);
 }
 
 typedef struct market_args {
@@ -214,7 +214,7 @@ static uint64_t market_fields(uint64_t hash, const void *args) {
   size_t n = a->count <= GK_MAX_BATCH_EVENTS ? a->count : 0;
   for (size_t i = 0; i < n; i++) {
     const gk_market_quote *q = &a->quotes[i];
-    hash = fingerprint_text(hash, q->underlying);
+    hash = gk_fingerprint_text(hash, q->underlying);
     double values[4] = {q->spot, q->rate, q->yield, q->vol};
     for (int k = 0; k < 4; k++) hash = fingerprint_double(hash, values[k]);
     size_t points = q->vol_point_count <= GK_MAX_VOL_POINTS ? q->vol_point_count : 0;
@@ -233,7 +233,7 @@ gk_code gk_update_market(gk_book_service *s, const gk_command_context *ctx, cons
   book_command c = {decide_market, &a, NULL,
                    count && count <= GK_MAX_BATCH_EVENTS ? count : 1, /* decide refuses the rest */
                    fingerprint_of("market", market_fields, &a)};
-  return run_command(s, ctx, book_id, &c, out, status);
+  return gk_book_run_command(s, ctx, book_id, &c, out, status);
 }
 
 typedef struct limits_args {
@@ -253,8 +253,8 @@ static uint64_t limit_fields(uint64_t hash, const void *args) {
   const limits_args *a = args;
   size_t n = a->count <= GK_MAX_LIMITS ? a->count : 0;
   for (size_t i = 0; i < n; i++) {
-    hash = fingerprint_text(hash, a->limits[i].underlying);
-    hash = fingerprint_bytes(hash, &a->limits[i].metric, 1);
+    hash = gk_fingerprint_text(hash, a->limits[i].underlying);
+    hash = gk_fingerprint_bytes(hash, &a->limits[i].metric, 1);
     hash = fingerprint_double(hash, a->limits[i].soft);
     hash = fingerprint_double(hash, a->limits[i].hard);
   }
@@ -266,7 +266,7 @@ gk_code gk_set_risk_limits(gk_book_service *s, const gk_command_context *ctx, co
                            gk_status *status) {
   limits_args a = {limits, count};
   book_command c = {decide_limits, &a, NULL, 1, fingerprint_of("limits", limit_fields, &a)};
-  return run_command(s, ctx, book_id, &c, out, status);
+  return gk_book_run_command(s, ctx, book_id, &c, out, status);
 }
 
 static gk_code decide_strategy(const gk_book *book, const void *args, int64_t now_us,
@@ -279,8 +279,8 @@ static gk_code decide_strategy(const gk_book *book, const void *args, int64_t no
 
 static uint64_t strategy_fields(uint64_t hash, const void *args) {
   const gk_strategy_proposed *p = args;
-  hash = fingerprint_text(hash, p->strategy_id);
-  hash = fingerprint_text(hash, p->kind);
+  hash = gk_fingerprint_text(hash, p->strategy_id);
+  hash = gk_fingerprint_text(hash, p->kind);
   for (size_t i = 0; i < p->leg_count; i++) {
     hash = fingerprint_instrument(hash, &p->legs[i].instrument);
     hash = fingerprint_double(hash, (double)p->legs[i].quantity);
@@ -294,7 +294,7 @@ gk_code gk_propose_strategy(gk_book_service *s, const gk_command_context *ctx,
                             gk_command_outcome *out, gk_status *status) {
   book_command c = {decide_strategy, proposal, NULL, 1,
                     fingerprint_of("strategy", strategy_fields, proposal)};
-  return run_command(s, ctx, book_id, &c, out, status);
+  return gk_book_run_command(s, ctx, book_id, &c, out, status);
 }
 
 typedef struct edge_args {
@@ -337,10 +337,10 @@ static uint64_t edge_fields(uint64_t hash, const void *args) {
   const edge_args *a = args;
   size_t n = a->count <= GK_MAX_BATCH_EVENTS ? a->count : 0;
   for (size_t i = 0; i < n; i++) {
-    hash = fingerprint_bytes(hash, &a->types[i], sizeof a->types[i]);
-    hash = fingerprint_text(hash, a->edges[i].limit.underlying);
-    hash = fingerprint_bytes(hash, &a->edges[i].limit.metric, 1);
-    hash = fingerprint_bytes(hash, &a->edges[i].hard, 1);
+    hash = gk_fingerprint_bytes(hash, &a->types[i], sizeof a->types[i]);
+    hash = gk_fingerprint_text(hash, a->edges[i].limit.underlying);
+    hash = gk_fingerprint_bytes(hash, &a->edges[i].limit.metric, 1);
+    hash = gk_fingerprint_bytes(hash, &a->edges[i].hard, 1);
     hash = fingerprint_double(hash, a->edges[i].value);
     hash = fingerprint_double(hash, a->edges[i].threshold);
   }
@@ -355,5 +355,5 @@ gk_code gk_record_limit_edges(gk_book_service *s, const gk_command_context *ctx,
   book_command c = {decide_edges, &a, NULL,
                     count && count <= GK_MAX_BATCH_EVENTS ? count : 1, /* decide refuses the rest */
                     fingerprint_of("edges", edge_fields, &a), NULL};
-  return run_command(s, ctx, book_id, &c, out, status);
+  return gk_book_run_command(s, ctx, book_id, &c, out, status);
 }

@@ -7,7 +7,7 @@
  * How: the store's watcher calls on_change(stream, first, last) after a commit
  * (any process's) and on_change(NULL) after it (re)connects. For a book stream
  * the callback takes the book's lock and, when `last` is past what the listener
- * was told (entry->delivered), runs catch_up, which in following mode reads the
+ * was told (entry->delivered), runs gk_book_catch_up, which in following mode reads the
  * stream by sequence from the cached state's version, applies each event and
  * tells the listener a chunk of TELL_CHUNK events at a time with the state after
  * them. A book first loaded while following is told from its first event (the
@@ -51,7 +51,7 @@ static int apply_and_keep(void *user, const gk_stored_event *stored) {
   return t->code != GK_OK || t->count == TELL_CHUNK;
 }
 
-gk_code fold_and_tell(gk_book_service *s, book_entry *e, gk_status *status) {
+gk_code gk_book_fold_and_tell(gk_book_service *s, book_entry *e, gk_status *status) {
   tell_context t = {e, malloc(TELL_CHUNK * sizeof(gk_event)), 0, GK_OK, status};
   if (t.events == NULL)
     return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "book_id", e->id, GK_STATUS_NO_INDEX,
@@ -77,10 +77,10 @@ gk_code fold_and_tell(gk_book_service *s, book_entry *e, gk_status *status) {
  * watcher answers with a resync, backing off (gk_store_change). */
 static gk_code catch_up_book(gk_book_service *s, const char *book_id) {
   gk_status ignored;
-  book_entry *e = book_entry_for(s, book_id, &ignored);
+  book_entry *e = gk_book_entry_for(s, book_id, &ignored);
   if (e == NULL) return GK_OK; /* not a book id, or out of memory: nothing to follow */
   pthread_mutex_lock(&e->lock);
-  gk_code rc = catch_up(s, e, &ignored);
+  gk_code rc = gk_book_catch_up(s, e, &ignored);
   pthread_mutex_unlock(&e->lock);
   return rc;
 }
@@ -107,11 +107,11 @@ static int on_change(void *user, const char *stream, int64_t first, int64_t last
     return pass.failed ? -1 : 0;
   }
   if (strncmp(stream, "book-", 5) != 0) return 0;
-  book_entry *e = book_entry_for(s, stream + 5, &ignored);
+  book_entry *e = gk_book_entry_for(s, stream + 5, &ignored);
   if (e == NULL) return 0;
   pthread_mutex_lock(&e->lock);
   gk_code rc = GK_OK;
-  if (last > e->delivered) rc = catch_up(s, e, &ignored); /* else: told already (our own commit) */
+  if (last > e->delivered) rc = gk_book_catch_up(s, e, &ignored); /* else: told already (our own commit) */
   pthread_mutex_unlock(&e->lock);
   return rc == GK_OK ? 0 : -1;
 }

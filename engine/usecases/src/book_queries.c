@@ -25,7 +25,7 @@ static gk_code not_found(const char *book_id, int64_t sequence, gk_status *statu
 
 static gk_code current_copy(gk_book_service *s, book_entry *e, gk_book **out, gk_status *status) {
   pthread_mutex_lock(&e->lock);
-  gk_code rc = catch_up(s, e, status);
+  gk_code rc = gk_book_catch_up(s, e, status);
   if (rc == GK_OK) {
     *out = gk_book_clone(e->state);
     if (*out == NULL)
@@ -39,10 +39,10 @@ static gk_code current_copy(gk_book_service *s, book_entry *e, gk_book **out, gk
 gk_code gk_get_book(gk_book_service *s, const char *book_id, int64_t max_sequence, gk_book **out,
                     gk_status *status) {
   *out = NULL;
-  book_entry *e = book_entry_for_use(s, book_id, ENTRY_QUERY, status);
+  book_entry *e = gk_book_entry_for_use(s, book_id, ENTRY_QUERY, status);
   if (e == NULL) return status ? status->code : GK_INVALID_ARGUMENT;
   gk_code rc = max_sequence < 0 ? current_copy(s, e, out, status)
-                                : load_book(s, e->stream, max_sequence, out, status);
+                                : gk_book_load(s, e->stream, max_sequence, out, status);
   if (rc != GK_OK) return rc;
   if (!gk_book_is_open(*out)) {
     gk_book_free(*out);
@@ -64,7 +64,7 @@ static int note_sequence(void *user, const gk_stored_event *event) {
 gk_code gk_get_book_as_of_time(gk_book_service *s, const char *book_id, int64_t time_us,
                                gk_book **out, gk_status *status) {
   *out = NULL;
-  book_entry *e = book_entry_for_use(s, book_id, ENTRY_QUERY, status);
+  book_entry *e = gk_book_entry_for_use(s, book_id, ENTRY_QUERY, status);
   if (e == NULL) return status ? status->code : GK_INVALID_ARGUMENT;
   last_before last = {0};
   gk_code rc = gk_store_read_times(s->store, e->stream, INT64_MIN, time_us, note_sequence, &last,
@@ -104,7 +104,7 @@ static int audit_one(void *user, const gk_stored_event *stored) {
 
 gk_code gk_audit_trail(gk_book_service *s, const char *book_id, int64_t from, int64_t to,
                        gk_domain_event_visitor visit, void *user, gk_status *status) {
-  book_entry *e = book_entry_for_use(s, book_id, ENTRY_QUERY, status);
+  book_entry *e = gk_book_entry_for_use(s, book_id, ENTRY_QUERY, status);
   if (e == NULL) return status ? status->code : GK_INVALID_ARGUMENT;
   audit_context a = {0, e->stream, visit, user, GK_OK, status};
   gk_code rc = gk_store_read(s->store, e->stream, from, to, audit_one, &a, status);
@@ -115,7 +115,7 @@ gk_code gk_audit_trail(gk_book_service *s, const char *book_id, int64_t from, in
 gk_code gk_audit_trail_times(gk_book_service *s, const char *book_id, int64_t from_us,
                              int64_t to_us, gk_domain_event_visitor visit, void *user,
                              gk_status *status) {
-  book_entry *e = book_entry_for_use(s, book_id, ENTRY_QUERY, status);
+  book_entry *e = gk_book_entry_for_use(s, book_id, ENTRY_QUERY, status);
   if (e == NULL) return status ? status->code : GK_INVALID_ARGUMENT;
   audit_context a = {0, e->stream, visit, user, GK_OK, status};
   gk_code rc = gk_store_read_times(s->store, e->stream, from_us, to_us, audit_one, &a, status);
@@ -144,13 +144,13 @@ typedef struct load_all_context {
 static int load_one(void *user, const char *book_id, int64_t version) {
   (void)version;
   load_all_context *l = user;
-  book_entry *e = book_entry_for(l->service, book_id, l->status); /* listed: its stream exists */
+  book_entry *e = gk_book_entry_for(l->service, book_id, l->status); /* listed: its stream exists */
   if (e == NULL) {
     l->code = l->status ? l->status->code : GK_RESOURCE_EXHAUSTED;
     return 1;
   }
   pthread_mutex_lock(&e->lock);
-  l->code = catch_up(l->service, e, l->status);
+  l->code = gk_book_catch_up(l->service, e, l->status);
   pthread_mutex_unlock(&e->lock);
   if (l->code == GK_OK) l->loaded++;
   return l->code != GK_OK;

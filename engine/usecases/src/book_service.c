@@ -117,12 +117,12 @@ static gk_code require_stream(gk_book_service *s, const char *book_id, entry_use
                        book_id);
 }
 
-book_entry *book_entry_for(gk_book_service *s, const char *book_id, gk_status *status) {
-  return book_entry_for_use(s, book_id, ENTRY_CREATE, status);
+book_entry *gk_book_entry_for(gk_book_service *s, const char *book_id, gk_status *status) {
+  return gk_book_entry_for_use(s, book_id, ENTRY_CREATE, status);
 }
 
 /* The entry of a book, created on first use; it lives as long as the service. */
-book_entry *book_entry_for_use(gk_book_service *s, const char *book_id, entry_use use, gk_status *status) {
+book_entry *gk_book_entry_for_use(gk_book_service *s, const char *book_id, entry_use use, gk_status *status) {
   if (check_book_id(book_id, status) != GK_OK) return NULL;
   pthread_mutex_lock(&s->lock);
   book_entry *found = find_entry(s, book_id);
@@ -172,7 +172,7 @@ static int fold_one(void *user, const gk_stored_event *stored) {
   return f->code != GK_OK;
 }
 
-gk_code fold_events(gk_book_service *s, const char *stream, gk_book *book, int64_t until,
+gk_code gk_book_fold_events(gk_book_service *s, const char *stream, gk_book *book, int64_t until,
                     gk_status *status) {
   fold_context f = {book, stream, until, GK_OK, status};
   gk_code rc = gk_store_read(s->store, stream, gk_book_version(book) + 1, until, fold_one, &f,
@@ -205,12 +205,12 @@ static void take_snapshot(void *user, int64_t sequence, const uint8_t *data, siz
   }
 }
 
-gk_code load_book(gk_book_service *s, const char *stream, int64_t until, gk_book **out,
+gk_code gk_book_load(gk_book_service *s, const char *stream, int64_t until, gk_book **out,
                   gk_status *status) {
-  return load_book_from(s, stream, until, out, NULL, status);
+  return gk_book_load_from(s, stream, until, out, NULL, status);
 }
 
-gk_code load_book_from(gk_book_service *s, const char *stream, int64_t until, gk_book **out,
+gk_code gk_book_load_from(gk_book_service *s, const char *stream, int64_t until, gk_book **out,
                        int64_t *snapshot_sequence, gk_status *status) {
   snapshot_context c = {stream, NULL, GK_OK, status};
   bool found = false;
@@ -222,7 +222,7 @@ gk_code load_book_from(gk_book_service *s, const char *stream, int64_t until, gk
   if (book == NULL)
     return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "book", stream, GK_STATUS_NO_INDEX,
                          "out of memory loading %s", stream);
-  rc = fold_events(s, stream, book, until, status);
+  rc = gk_book_fold_events(s, stream, book, until, status);
   if (rc != GK_OK) {
     gk_book_free(book);
     return rc;
@@ -236,7 +236,7 @@ gk_code load_book_from(gk_book_service *s, const char *stream, int64_t until, gk
  * applied (a dropped state is rebuilt up to `delivered` first; a book first
  * loaded while following is told from its first event); otherwise they are
  * folded silently. */
-gk_code catch_up(gk_book_service *s, book_entry *e, gk_status *status) {
+gk_code gk_book_catch_up(gk_book_service *s, book_entry *e, gk_status *status) {
   bool tell = atomic_load(&s->following);
   if (tell && e->delivered < 0) e->delivered = 0; /* a book new since following began */
   gk_code rc;
@@ -246,7 +246,7 @@ gk_code catch_up(gk_book_service *s, book_entry *e, gk_status *status) {
      * snapshot_every commands from now (each restart replayed it in full
      * again: found in review) */
     int64_t snapshot_at = 0;
-    rc = load_book_from(s, e->stream, tell ? e->delivered : -1, &e->state, &snapshot_at, status);
+    rc = gk_book_load_from(s, e->stream, tell ? e->delivered : -1, &e->state, &snapshot_at, status);
     if (rc != GK_OK) return rc;
     e->last_snapshot = snapshot_at;
     if (!tell) {
@@ -254,16 +254,16 @@ gk_code catch_up(gk_book_service *s, book_entry *e, gk_status *status) {
       return GK_OK;
     }
   }
-  rc = tell ? fold_and_tell(s, e, status) : fold_events(s, e->stream, e->state, -1, status);
+  rc = tell ? gk_book_fold_and_tell(s, e, status) : gk_book_fold_events(s, e->stream, e->state, -1, status);
   if (rc != GK_OK) {
-    drop_state(e);
+    gk_book_drop_state(e);
     return rc;
   }
   e->delivered = gk_book_version(e->state);
   return GK_OK;
 }
 
-void drop_state(book_entry *e) {
+void gk_book_drop_state(book_entry *e) {
   gk_book_free(e->state);
   e->state = NULL;
 }
@@ -404,9 +404,9 @@ static gk_code apply_and_append(gk_book_service *s, book_entry *e, const gk_comm
   free_batch(&b);
   if (rc == GK_OK && !snapshot) {
     gk_status applied;
-    if (apply_all(e->state, events, count, &applied) != GK_OK) drop_state(e); /* committed: rebuilt from the store */
+    if (apply_all(e->state, events, count, &applied) != GK_OK) gk_book_drop_state(e); /* committed: rebuilt from the store */
   } else if (rc != GK_OK && snapshot) {
-    drop_state(e); /* holds events that never committed */
+    gk_book_drop_state(e); /* holds events that never committed */
   }
   if (rc == GK_OK && snapshot) e->last_snapshot = gk_book_version(e->state);
   return rc;
@@ -468,7 +468,7 @@ static gk_code check_same_request(const gk_command_context *ctx, const book_comm
 static gk_code decide(gk_book_service *s, book_entry *e, const gk_command_context *ctx,
                       const book_command *command, gk_event *events, size_t *count,
                       gk_status *status) {
-  gk_code rc = e->state ? GK_OK : catch_up(s, e, status);
+  gk_code rc = e->state ? GK_OK : gk_book_catch_up(s, e, status);
   if (rc != GK_OK) return rc;
   rc = command->decide(e->state, command->args, ctx->now_us, events, count, status);
   /* Nothing to journal (limit edges the cache holds) is confirmed like a
@@ -477,7 +477,7 @@ static gk_code decide(gk_book_service *s, book_entry *e, const gk_command_contex
   if (rc == GK_OK && *count > 0) return rc;
   int64_t before = gk_book_version(e->state);
   gk_status stale = status ? *status : (gk_status){0};
-  gk_code caught = catch_up(s, e, status);
+  gk_code caught = gk_book_catch_up(s, e, status);
   if (caught != GK_OK) return caught;
   if (gk_book_version(e->state) == before) {
     if (status && rc != GK_OK) *status = stale;
@@ -665,12 +665,12 @@ static void pause_after_conflict(int attempt) {
   nanosleep(&pause, NULL);
 }
 
-gk_code run_command(gk_book_service *s, const gk_command_context *ctx, const char *book_id,
+gk_code gk_book_run_command(gk_book_service *s, const gk_command_context *ctx, const char *book_id,
                     const book_command *command, gk_command_outcome *out, gk_status *status) {
   gk_command_outcome scratch;
   if (out == NULL) out = &scratch;
   memset(out, 0, sizeof *out);
-  book_entry *e = book_entry_for_use(s, book_id, command->opens ? ENTRY_CREATE : ENTRY_COMMAND, status);
+  book_entry *e = gk_book_entry_for_use(s, book_id, command->opens ? ENTRY_CREATE : ENTRY_COMMAND, status);
   if (e == NULL) return status ? status->code : GK_INVALID_ARGUMENT;
   if (command->max_events == 0 || command->max_events > GK_MAX_BATCH_EVENTS)
     return gk_status_set(status, GK_INVALID_ARGUMENT, "events", "", GK_STATUS_NO_INDEX,
@@ -697,7 +697,7 @@ gk_code run_command(gk_book_service *s, const gk_command_context *ctx, const cha
       pause_after_conflict(attempt);
       pthread_mutex_lock(&e->lock);
     }
-    if (e->state && catch_up(s, e, &why) != GK_OK) drop_state(e);
+    if (e->state && gk_book_catch_up(s, e, &why) != GK_OK) gk_book_drop_state(e);
   }
   pthread_mutex_unlock(&e->lock);
   free(events);

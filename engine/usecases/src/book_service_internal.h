@@ -55,38 +55,38 @@ typedef struct book_command {
 } book_command;
 
 /* FNV-1a over a request's fields, for book_command.fingerprint. */
-uint64_t fingerprint_bytes(uint64_t hash, const void *data, size_t size);
-uint64_t fingerprint_text(uint64_t hash, const char *text);
-uint64_t fingerprint_legs(uint64_t hash, const gk_leg *legs, size_t count);
+uint64_t gk_fingerprint_bytes(uint64_t hash, const void *data, size_t size);
+uint64_t gk_fingerprint_text(uint64_t hash, const char *text);
+uint64_t gk_fingerprint_legs(uint64_t hash, const gk_leg *legs, size_t count);
 #define FINGERPRINT_SEED UINT64_C(1469598103934665603)
 
-/* How book_entry_for treats a book id it has no entry for: ENTRY_CREATE makes
+/* How gk_book_entry_for treats a book id it has no entry for: ENTRY_CREATE makes
  * one (OpenBook; a stream another instance wrote); ENTRY_QUERY and
  * ENTRY_COMMAND first ask the store, and a stream with no events is
  * GK_NOT_FOUND without an entry: an entry lives as long as the service, and
  * one per unknown id asked about grew memory without bound (3.3 kB each). */
 typedef enum { ENTRY_CREATE, ENTRY_QUERY, ENTRY_COMMAND } entry_use;
 
-book_entry *book_entry_for(gk_book_service *service, const char *book_id, gk_status *status);
-book_entry *book_entry_for_use(gk_book_service *service, const char *book_id, entry_use use, gk_status *status);
-gk_code run_command(gk_book_service *service, const gk_command_context *context,
+book_entry *gk_book_entry_for(gk_book_service *service, const char *book_id, gk_status *status);
+book_entry *gk_book_entry_for_use(gk_book_service *service, const char *book_id, entry_use use, gk_status *status);
+gk_code gk_book_run_command(gk_book_service *service, const gk_command_context *context,
                     const char *book_id, const book_command *command, gk_command_outcome *out,
                     gk_status *status);
 /* Applies the stream's events after the book's version, up to `until` (< 0: all). */
-gk_code fold_events(gk_book_service *service, const char *stream, gk_book *book, int64_t until,
+gk_code gk_book_fold_events(gk_book_service *service, const char *stream, gk_book *book, int64_t until,
                     gk_status *status);
 /* The latest snapshot at or before `until` plus the events after it. */
-gk_code load_book(gk_book_service *service, const char *stream, int64_t until, gk_book **out,
+gk_code gk_book_load(gk_book_service *service, const char *stream, int64_t until, gk_book **out,
                   gk_status *status);
-/* load_book, and the sequence of the snapshot it started from (0: none, or
+/* gk_book_load, and the sequence of the snapshot it started from (0: none, or
  * one too old to use) into *snapshot_sequence. */
-gk_code load_book_from(gk_book_service *service, const char *stream, int64_t until, gk_book **out,
+gk_code gk_book_load_from(gk_book_service *service, const char *stream, int64_t until, gk_book **out,
                        int64_t *snapshot_sequence, gk_status *status);
-gk_code catch_up(gk_book_service *service, book_entry *entry, gk_status *status);
-void drop_state(book_entry *entry);
+gk_code gk_book_catch_up(gk_book_service *service, book_entry *entry, gk_status *status);
+void gk_book_drop_state(book_entry *entry);
 /* Following (book_follow.c): applies the stream's events after the entry's
  * state and tells the listener of them, a chunk at a time, moving `delivered`.
  * On an error the caller drops the state. */
-gk_code fold_and_tell(gk_book_service *service, book_entry *entry, gk_status *status);
+gk_code gk_book_fold_and_tell(gk_book_service *service, book_entry *entry, gk_status *status);
 
 #endif /* GREEKS_BOOK_SERVICE_INTERNAL_H */
