@@ -594,6 +594,47 @@ static void test_a_refusal_past_a_legs_bounds_reads_back(void **state) {
   free(bytes);
 }
 
+/* Doubles greeks never writes (a limit edge's NaN value, a proposal's
+ * infinite premium) are damage when read back: they loaded as a NaN breach
+ * and an infinite premium (found by fuzz_journal). */
+static void test_non_finite_edges_and_premiums_read_as_damage(void **state) {
+  (void)state;
+  gk_status st;
+  gk_event e;
+  memset(&e, 0, sizeof e);
+  e.type = GK_EVENT_RISK_LIMIT_BREACHED;
+  e.meta.schema_version = gk_event_current_version(GK_EVENT_RISK_LIMIT_BREACHED);
+  e.meta.sequence = 7;
+  snprintf(e.as.limit_edge.limit.underlying, sizeof e.as.limit_edge.limit.underlying, "AAPL");
+  e.as.limit_edge.limit.metric = GK_LIMIT_DOLLAR_DELTA, e.as.limit_edge.limit.soft = 1000;
+  e.as.limit_edge.value = NAN, e.as.limit_edge.threshold = 1000;
+  uint8_t *bytes = NULL;
+  size_t size = 0;
+  must(gk_event_encode_payload(&e, &bytes, &size, &st), &st);
+  gk_stored_event stored;
+  gk_event_to_stored(&e, bytes, size, &stored);
+  gk_event back;
+  assert_int_equal(gk_event_decode("book-x", &stored, &back, &st), GK_DATA_LOSS);
+  assert_non_null(strstr(st.message, "not finite"));
+  free(bytes);
+  e.as.limit_edge.value = 1500, e.as.limit_edge.threshold = INFINITY;
+  must(gk_event_encode_payload(&e, &bytes, &size, &st), &st);
+  gk_event_to_stored(&e, bytes, size, &stored);
+  assert_int_equal(gk_event_decode("book-x", &stored, &back, &st), GK_DATA_LOSS);
+  free(bytes);
+  memset(&e, 0, sizeof e);
+  e.type = GK_EVENT_STRATEGY_PROPOSED;
+  e.meta.schema_version = gk_event_current_version(GK_EVENT_STRATEGY_PROPOSED);
+  e.meta.sequence = 8;
+  snprintf(e.as.strategy_proposed.strategy_id, sizeof e.as.strategy_proposed.strategy_id, "S1");
+  e.as.strategy_proposed.net_premium = INFINITY;
+  must(gk_event_encode_payload(&e, &bytes, &size, &st), &st);
+  gk_event_to_stored(&e, bytes, size, &stored);
+  assert_int_equal(gk_event_decode("book-x", &stored, &back, &st), GK_DATA_LOSS);
+  assert_non_null(strstr(st.message, "net premium"));
+  free(bytes);
+}
+
 static void test_audit_trail_and_correction(void **state) {
   fixture *f = *state;
   open_desk(f, "desk1");
@@ -1177,6 +1218,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_snapshots_and_replay_give_the_same_book, setup,
                                       teardown),
       cmocka_unit_test(test_a_refusal_past_a_legs_bounds_reads_back),
+      cmocka_unit_test(test_non_finite_edges_and_premiums_read_as_damage),
       cmocka_unit_test_setup_teardown(test_audit_trail_and_correction, setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_correction_of_a_correction_checks_the_trade_time, setup, teardown),
       cmocka_unit_test_setup_teardown(test_the_limit_guard_refuses_hard_breaches_before_trading,

@@ -821,6 +821,9 @@ gk_code gk_book_restore_breach(gk_book *b, const gk_limit_edge *open, gk_status 
   if (b->breach_count == GK_MAX_OPEN_BREACHES || find_breach(b, &open->limit, open->hard) != SIZE_MAX)
     return gk_status_set(status, GK_DATA_LOSS, "open_breaches", "", GK_STATUS_NO_INDEX,
                          "a snapshot of book %s holds too many open breaches, or one twice", b->id);
+  if (!isfinite(open->value) || !isfinite(open->threshold)) /* never written: damage (found by fuzz_journal) */
+    return gk_status_set(status, GK_DATA_LOSS, "open_breaches", "", GK_STATUS_NO_INDEX,
+                         "a snapshot of book %s holds an open breach whose value or threshold is not finite", b->id);
   b->breaches[b->breach_count++] = *open;
   return GK_OK;
 }

@@ -9,6 +9,7 @@
  * round trips through malloc; a message too large for the arena falls back to
  * the heap. Every decoded value is validated again by the domain's own rules.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -440,6 +441,9 @@ static gk_code decode_strategy(const decode_context *c,
   copy_text(out->kind, sizeof out->kind, pb->kind);
   copy_text(out->description, sizeof out->description, pb->description);
   out->net_premium = pb->net_premium;
+  /* greeks never writes a non-finite premium (gk_book_decide_proposal): such
+   * a row is damage, not a proposal (found by fuzz_journal) */
+  if (!isfinite(out->net_premium)) return damaged(c, "the proposal's net premium is not finite");
   /* No legs is a valid proposal: the hedge of a book already at its target. */
   return legs_from_pb(c, pb->legs, pb->n_legs, out->legs, &out->leg_count, true, true);
 }
@@ -495,6 +499,10 @@ static gk_code decode_edge(const decode_context *c, const PbLimit *limit, int le
   out->hard = level == GREEKS__EVENTS__V1__LIMIT_LEVEL__HARD;
   out->value = value;
   out->threshold = threshold;
+  /* never written (gk_book_decide_limit_edge refuses them): damage, which
+   * loaded as a NaN breach (found by fuzz_journal) */
+  if (rc == GK_OK && (!isfinite(value) || !isfinite(threshold)))
+    return damaged(c, "a limit edge's value or threshold is not finite");
   return rc;
 }
 
