@@ -6,6 +6,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -215,8 +216,21 @@ static void test_a_retry_policy_past_the_attempt_counter_is_refused(void **state
   gk_agent *a = NULL;
   gk_status status;
   assert_int_equal(gk_agent_start(&spec, &a, &status), GK_INVALID_ARGUMENT);
-  assert_string_equal(status.field, "retry");
+  assert_string_equal(status.field, "retry.max_attempts");
+  assert_string_equal(status.value, "70000");
   assert_null(a);
+  /* each rule names its own field and value (found in review: one sentence
+   * for all four) */
+  spec.retry = gk_retry_policy_default();
+  spec.retry.multiplier = NAN;
+  assert_int_equal(gk_agent_start(&spec, &a, &status), GK_INVALID_ARGUMENT);
+  assert_string_equal(status.field, "retry.multiplier");
+  assert_non_null(strstr(status.message, "must be >= 1, got nan"));
+  spec.retry = gk_retry_policy_default();
+  spec.retry.jitter = 2;
+  assert_int_equal(gk_agent_start(&spec, &a, &status), GK_INVALID_ARGUMENT);
+  assert_string_equal(status.field, "retry.jitter");
+  assert_string_equal(status.value, "2");
 }
 
 /* A restart whose init fails leaves a context already shut down: shutdown

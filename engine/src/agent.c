@@ -379,12 +379,32 @@ static gk_code check_spec(const gk_agent_spec *s, gk_status *status) {
   if (s->dead_letter_capacity < 1)
     return gk_status_set(status, GK_INVALID_ARGUMENT, "dead_letter_capacity", NULL, GK_STATUS_NO_INDEX,
                          "agent '%s': dead_letter_capacity must be >= 1", s->name ? s->name : "");
+  /* each rule names its field and value (one sentence for all four read
+   * the same for any of them: found in review) */
   const gk_retry_policy *r = &s->retry;
-  if (r->max_attempts < 1 || r->max_attempts > UINT16_MAX || r->initial_backoff_ns < 0 || r->max_backoff_ns < r->initial_backoff_ns ||
-      !(r->multiplier >= 1.0) || !(r->jitter >= 0.0 && r->jitter <= 1.0))
-    return gk_status_set(status, GK_INVALID_ARGUMENT, "retry", NULL, GK_STATUS_NO_INDEX,
-                         "agent '%s': retry policy needs max_attempts in [1, 65535], 0 <= initial <= max backoff, "
-                         "multiplier >= 1 and jitter in [0, 1]", s->name ? s->name : "");
+  const char *name = s->name ? s->name : "";
+  char value[48];
+  if (r->max_attempts < 1 || r->max_attempts > UINT16_MAX) {
+    snprintf(value, sizeof value, "%d", r->max_attempts);
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "retry.max_attempts", value, GK_STATUS_NO_INDEX,
+                         "agent '%s': retry.max_attempts must be in [1, 65535], got %s", name, value);
+  }
+  if (r->initial_backoff_ns < 0 || r->max_backoff_ns < r->initial_backoff_ns) {
+    snprintf(value, sizeof value, "%lld..%lld", (long long)r->initial_backoff_ns, (long long)r->max_backoff_ns);
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "retry.initial_backoff_ns", value, GK_STATUS_NO_INDEX,
+                         "agent '%s': retry backoff must satisfy 0 <= initial_backoff_ns <= max_backoff_ns, got %s ns",
+                         name, value);
+  }
+  if (!(r->multiplier >= 1.0)) {
+    snprintf(value, sizeof value, "%.17g", r->multiplier);
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "retry.multiplier", value, GK_STATUS_NO_INDEX,
+                         "agent '%s': retry.multiplier must be >= 1, got %s", name, value);
+  }
+  if (!(r->jitter >= 0.0 && r->jitter <= 1.0)) {
+    snprintf(value, sizeof value, "%.17g", r->jitter);
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "retry.jitter", value, GK_STATUS_NO_INDEX,
+                         "agent '%s': retry.jitter must be in [0, 1], got %s", name, value);
+  }
   if (s->restart.max_restarts < 0 || s->restart.window_ns < 0 || s->restart.backoff_ns < 0 ||
       s->batch_max_delay_ns < 0)
     return gk_status_set(status, GK_INVALID_ARGUMENT, "restart", NULL, GK_STATUS_NO_INDEX,
