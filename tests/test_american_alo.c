@@ -1125,6 +1125,7 @@ static void *price_in_chunks(void *arg) {
   return NULL;
 }
 
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 /* Resident memory of this process, in KiB (VmRSS). */
 static long resident_kib(void) {
   FILE *f = fopen("/proc/self/status", "r");
@@ -1143,6 +1144,7 @@ static void *idle_thread(void *unused) {
   pthread_barrier_wait(&idle_barrier); /* then leave */
   return unused;
 }
+#endif
 
 /* A thread that never prices pays the kernels' static TLS, which glibc zeroes
  * at its creation: 1471 KiB when the alo plans were per thread (found in

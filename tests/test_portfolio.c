@@ -385,7 +385,14 @@ static void test_many_underlyings_on_two_numa_nodes_stay_in_bounded_memory(void 
   long grew = peak_rss_mib() - before;
   gk_pool_destroy(pool);
   print_message("two NUMA nodes, %d underlyings, %d positions: peak memory grew %ld MiB\n", U, N, grew);
-  assert_true(grew < 96); /* a budget of 64 MiB of sets, two workers' maps (0.8 MB each) */
+  /* a budget of 64 MiB of sets, two workers' maps (0.8 MB each); the
+   * sanitizers' shadow memory adds to it (23 MiB measured under ASan), and
+   * the fault took 719 MiB */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  assert_true(grew < 256);
+#else
+  assert_true(grew < 96);
+#endif
   assert_memory_equal(per_underlying[1], per_underlying[0], U * sizeof(gk_risk));
   assert_memory_equal(&r[1].total, &r[0].total, sizeof r[0].total);
   void *arrays[] = {spot, rate, yield, underlying, type, error, strike, expiry, vol, quantity, multiplier,
