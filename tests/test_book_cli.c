@@ -526,6 +526,34 @@ static void test_a_trade_past_a_hard_limit_is_refused_offline_too(void **state) 
   assert_non_null(strstr(r->out, "correction of trade G2 refused: hard gross_notional on the book would be 5000 > 1000"));
 }
 
+/* Rows without a usable trade_id each report their own line and rule (the
+ * second's was hidden under the first's taint message), and an id cut to fit
+ * the report is cut between UTF-8 characters, not inside one (found in
+ * review). */
+static void test_bad_trade_ids_are_each_reported_on_their_own_line(void **state) {
+  (void)state;
+  char trades[128], accents[128];
+  snprintf(trades, sizeof trades, "%s/ids.csv", store_dir);
+  write_text(trades, "trade_id,underlying,kind,type,style,strike,expiry,multiplier,quantity,price\n"
+                     "E2,SPX,underlying,,,,,,1,100\n,SPX,underlying,,,,,,1,100\n"
+                     ",SPX,underlying,,,,,,-1,100\nE3,SPX,underlying,,,,,,1,100\n");
+  assert_int_equal(book(NOW, "open desk")->exit_code, 0);
+  cli_result *r = book(NOW, "trade desk --file %s", trades);
+  assert_int_equal(r->exit_code, 3);
+  assert_string_equal(csv_cell(r->out, 2, 4), "line 3: field 'trade_id' value '': empty");
+  assert_string_equal(csv_cell(r->out, 3, 4), "line 4: field 'trade_id' value '': empty");
+  char text[512] = "trade_id,underlying,kind,type,style,strike,expiry,multiplier,quantity,price\n";
+  for (int i = 0; i < 40; i++) strcat(text, "\xc3\xa9"); /* 40 x 'é': 80 bytes */
+  strcat(text, ",SPX,underlying,,,,,,1,100\n");
+  snprintf(accents, sizeof accents, "%s/accents.csv", store_dir);
+  write_text(accents, text);
+  r = book(NOW, "trade desk --file %s", accents);
+  assert_int_equal(r->exit_code, 3);
+  const char *id = csv_cell(r->out, 1, 0);
+  assert_int_equal(strlen(id), 62); /* 31 whole characters of the 63 bytes that fit */
+  assert_true(((unsigned char)id[61] & 0xc0) == 0x80 && (unsigned char)id[60] == 0xc3);
+}
+
 static void test_trades_read_from_stdin(void **state) {
   (void)state;
   assert_int_equal(book(NOW, "open desk")->exit_code, 0);
@@ -638,6 +666,7 @@ int main(void) {
       STORE_TEST(test_audit_lists_every_event_in_order),
       STORE_TEST(test_risk_prints_each_underlying_and_the_total),
       STORE_TEST(test_market_and_limits_files_are_all_or_nothing),
+      STORE_TEST(test_bad_trade_ids_are_each_reported_on_their_own_line),
       STORE_TEST(test_an_unreadable_row_rejects_the_trades_beside_it),
       STORE_TEST(test_a_trade_id_seen_earlier_is_rejected_not_replayed),
       STORE_TEST(test_a_trade_past_a_hard_limit_is_refused_offline_too),

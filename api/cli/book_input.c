@@ -466,11 +466,21 @@ static void add_leg(book_trade_item *item, const trade_row *r) {
   trade->legs[trade->leg_count++] = r->leg;
 }
 
+/* At most size - 1 bytes of text, cut before a UTF-8 character, not inside
+ * one (a cut 'é' made the report unreadable as UTF-8: found in review). */
+static void copy_whole_characters(char *out, size_t size, const char *text) {
+  size_t n = strnlen(text, size - 1);
+  if (text[n] != '\0')
+    while (n > 0 && ((unsigned char)text[n] & 0xc0) == 0x80) n--; /* text[n] continues a character */
+  memcpy(out, text, n);
+  out[n] = '\0';
+}
+
 static void start_item(trade_reader *t, book_trade_item *item) {
   const trade_row *r = &t->next;
   memset(item, 0, sizeof *item);
   snprintf(t->group, sizeof t->group, "%s", r->id);
-  snprintf(item->id, sizeof item->id, "%.*s", GK_TRADE_ID_SIZE - 1, r->id);
+  copy_whole_characters(item->id, sizeof item->id, r->id);
   snprintf(item->trade.trade_id, sizeof item->trade.trade_id, "%s", item->id);
   item->first_line = r->line;
   item->trade.trade_time_us = r->time_us;
@@ -479,12 +489,14 @@ static void start_item(trade_reader *t, book_trade_item *item) {
   if (earlier)
     reject(item, "line %zu: field 'trade_id' value '%s': appeared already at line %zu (a trade's legs are "
            "consecutive rows; this row is not added to it)", r->line, item->id, earlier);
+  /* the row's own problem first: the taint of the line before hid it, and
+   * was reported under this row (found in review) */
+  add_leg(item, r);
   if (t->taint_line)
     reject(item, t->taint_no_id ? "line %zu has no usable trade_id and may be one of this trade's legs"
                                 : "line %zu could not be read and may be one of this trade's legs",
            t->taint_line);
   t->taint_line = 0, t->taint_no_id = false;
-  add_leg(item, r);
 }
 
 /* "cli-<trade_id>", or for a long id its first 42 bytes and a hash of it. */

@@ -53,20 +53,33 @@ static void answer_error(const strategy_job *j, gk_code code, const gk_status *s
 
 /* ---- proposals --------------------------------------------------------------------------- */
 
+static bool is_id_character(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+         c == '-';
+}
+
 /* The part of a caller's key the derived ids and keys start with: the key
- * itself up to 40 characters (room for "-p" and an index), past that its
- * first 23 characters, '~' and a 64-bit FNV-1a hash of the whole key. A cut
- * alone made two keys that differ after character 40 one key: the second
- * request was refused, or, identical, replayed the first's proposals. */
+ * itself when it has at most 40 characters (room for "-p" and an index), all
+ * of [A-Za-z0-9._-] (a proposal's id is the trade_id of its legs table, which
+ * must be one); else its first 23 characters, each outside that set as '_',
+ * then '.' and a 64-bit FNV-1a hash of the whole key. A cut alone made two
+ * keys that differ after character 40 one key: the second request was
+ * refused, or, identical, replayed the first's proposals; '~' and the key's
+ * own characters made a legs table its trade verb refused (found in
+ * review). */
 static void key_stem(const char *key, char out[41]) {
   size_t length = strlen(key);
-  if (length <= 40) {
+  bool usable = length <= 40;
+  for (size_t i = 0; usable && i < length; i++) usable = is_id_character(key[i]);
+  if (usable) {
     memcpy(out, key, length + 1);
     return;
   }
   uint64_t h = UINT64_C(1469598103934665603);
   for (size_t i = 0; i < length; i++) h = (h ^ (unsigned char)key[i]) * UINT64_C(1099511628211);
-  snprintf(out, 41, "%.23s~%016llx", key, (unsigned long long)h);
+  size_t head = length < 23 ? length : 23;
+  for (size_t i = 0; i < head; i++) out[i] = is_id_character(key[i]) ? key[i] : '_';
+  snprintf(out + head, 41 - head, ".%016llx", (unsigned long long)h);
 }
 
 /* "KEY-i" with a key (a retry names the same proposals), else random. */
