@@ -354,7 +354,11 @@ static void test_implied_vol_over_the_pool_equals_the_kernel(void **state) {
   gk_iv_batch no_price = iv;
   no_price.price = NULL;
   assert_int_equal(gk_implied_vol(NULL, GK_MODEL_BSM, &no_price, got, got_error, NULL, &status), GK_INVALID_ARGUMENT);
-  assert_string_equal(status.field, "in");
+  assert_string_equal(status.field, "price"); /* the array named (it said "in", or nothing for yield) */
+  gk_iv_batch no_yield = iv;
+  no_yield.yield = NULL;
+  assert_int_equal(gk_implied_vol(NULL, GK_MODEL_BSM, &no_yield, got, got_error, NULL, &status), GK_INVALID_ARGUMENT);
+  assert_string_equal(status.field, "yield");
   free(want), free(got), free(want_error), free(got_error);
   owned_batch_free(&b);
 }
@@ -448,6 +452,7 @@ static void test_batch_rejects_unusable_arguments(void **state) {
   assert_int_equal(gk_price_batch(NULL, GK_MODEL_BSM, NULL, GK_OUT_PRICE, &out, NULL, &status), GK_INVALID_ARGUMENT);
   in.yield = NULL;
   assert_int_equal(gk_price_batch(NULL, GK_MODEL_GK, &in, GK_OUT_PRICE, &out, NULL, &status), GK_INVALID_ARGUMENT);
+  assert_string_equal(status.field, "yield"); /* named: pricing.h promises it (found in review) */
   assert_int_equal(gk_price_batch(NULL, GK_MODEL_BLACK76, &in, GK_OUT_PRICE, &out, NULL, &status), GK_OK);
   owned_batch_free(&b);
 }

@@ -21,6 +21,26 @@ static gk_code kernel_error(gk_rc rc, gk_status *status) {
                        gk_rc_message(rc));
 }
 
+/* The first input array of `in` the model needs that is NULL, else NULL: the
+ * kernels' GK_RC_MISSING_INPUT does not say which (pricing.h promises the
+ * field: found in review). */
+static const char *missing_input(gk_model model, const gk_option_batch *in) {
+  if (in == NULL || in->count == 0) return NULL;
+  const struct {
+    const char *name;
+    const void *array;
+  } arrays[] = {{"spot", in->spot}, {"strike", in->strike}, {"expiry", in->expiry}, {"rate", in->rate},
+                {"vol", in->vol},   {"type", in->type}};
+  for (size_t k = 0; k < sizeof arrays / sizeof arrays[0]; k++)
+    if (arrays[k].array == NULL) return arrays[k].name;
+  return (unsigned)model < GK_MODEL_COUNT && gk_model_uses_yield(model) && in->yield == NULL ? "yield" : NULL;
+}
+
+static gk_code missing_input_error(const char *field, gk_status *status) {
+  return gk_status_set(status, GK_INVALID_ARGUMENT, field, NULL, GK_STATUS_NO_INDEX,
+                       "pricing kernels: the input array '%s' the model needs is NULL", field);
+}
+
 /* A sub-range [begin, begin + count) of a batch: every array offset. */
 static gk_option_batch batch_slice(const gk_option_batch *in, size_t begin, size_t count) {
   gk_option_batch s = *in;
@@ -130,6 +150,7 @@ gk_code gk_price_batch_ex(gk_pool *pool, gk_model model, const gk_option_batch *
   /* The kernels' own argument rules, checked once for the whole batch; the ISA
    * choice too, so a bad GREEKS_ISA fails here rather than inside a worker. */
   gk_rc rc = gk_bsm_check_batch(model, in, outputs, out);
+  if (rc == GK_RC_MISSING_INPUT && missing_input(model, in)) return missing_input_error(missing_input(model, in), status);
   if (rc == GK_RC_OK) rc = gk_isa_init();
   if (rc != GK_RC_OK) return kernel_error(rc, status);
   gk_code code = check_exercise(model, in, exercise, outputs, out, status);
@@ -308,8 +329,12 @@ gk_code gk_implied_vol(gk_pool *pool, gk_model model, const gk_iv_batch *in, dou
     return gk_status_set(status, GK_INVALID_ARGUMENT, !in ? "in" : !vol ? "vol" : "error", NULL, GK_STATUS_NO_INDEX,
                          "gk_implied_vol: a required argument is NULL");
   if (in->count > 0 && (!in->spot || !in->strike || !in->expiry || !in->rate || !in->price || !in->type))
-    return gk_status_set(status, GK_INVALID_ARGUMENT, "in", NULL, GK_STATUS_NO_INDEX,
-                         "gk_implied_vol: spot, strike, expiry, rate, price and type arrays are required");
+    return gk_status_set(status, GK_INVALID_ARGUMENT,
+                         !in->spot ? "spot" : !in->strike ? "strike" : !in->expiry ? "expiry"
+                         : !in->rate ? "rate" : !in->price ? "price" : "type",
+                         NULL, GK_STATUS_NO_INDEX, "gk_implied_vol: spot, strike, expiry, rate, price and type arrays are required");
+  if (in->count > 0 && (unsigned)model < GK_MODEL_COUNT && gk_model_uses_yield(model) && in->yield == NULL)
+    return missing_input_error("yield", status);
   iv_job job = {model, in, vol, error, 0};
   gk_rc rc = in->count == 0 ? gk_implied_vol_batch(model, in, vol, error, NULL) : solve_iv_slice(&job, 0);
   if (rc != GK_RC_OK) return kernel_error(rc, status);

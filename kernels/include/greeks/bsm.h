@@ -14,9 +14,11 @@
  *  - T = 0: intrinsic value; delta is the payoff step (+-1 in the money, 0 out of
  *    it, +-1/2 at the strike); gamma, vega, rho and phi are 0; theta is the drift
  *    of the intrinsic value (q S - r K for an in-the-money call).
- *  - sigma = 0 (or sigma * sqrt(T) below 1e-100): the discounted forward intrinsic
- *    value, with the Greeks of that limit (vega at the forward is its one-sided
- *    limit, A sqrt(T) / sqrt(2 pi)).
+ *  - sigma = 0: the discounted forward intrinsic value, with the Greeks of that
+ *    limit (vega at the forward is its one-sided limit, A sqrt(T) / sqrt(2 pi)).
+ *    0 < sigma * sqrt(T) < 1e-50: the same formulas in long double, rounded once
+ *    (near the money gamma is then huge, not 0; an output past the double range
+ *    is GK_ELEMENT_GREEK_OVERFLOW; docs/kernels.md).
  *
  * Rho and phi hold the other inputs fixed: for bsm and gk, rho moves r alone
  * (so the carry b = r - q moves with it); for black76 rho = -T price and phi = 0.
