@@ -270,6 +270,19 @@ static void unknown_path(const rpc_call *c, char *out, size_t size) {
   out[k] = '\0';
 }
 
+/* A client cancel this close to the deadline is the deadline's: the client's
+ * own clock ends the call (it resets the stream) a little before the server's
+ * copy of the deadline, taken from the rounded grpc-timeout header when the
+ * headers arrived, so deadline-ended streams were counted CANCELLED, spending
+ * no error budget (found in review: 3 of 8 subscriptions with a 0.5 s
+ * deadline). 20 ms, or 1% of a longer timeout. */
+static int cancelled_at_the_deadline(const rpc_call *c) {
+  if (c->deadline_ns == 0) return 0;
+  int64_t timeout = c->deadline_ns - c->started_ns, slack = 20 * GK_NS_PER_MS;
+  if (timeout / 100 > slack) slack = timeout / 100;
+  return gk_monotonic_ns() + slack > c->deadline_ns;
+}
+
 /* How the call really ended: a client that went away or a deadline that
  * passed ends the call whatever the server tried to send. */
 static grpc_status_code final_code(const rpc_call *c, const char **why) {
@@ -280,7 +293,7 @@ static grpc_status_code final_code(const rpc_call *c, const char **why) {
     /* grpc_server_cancel_all_calls answers UNAVAILABLE ("Cancelling all
      * calls"): record what the client got */
     if (atomic_load(&c->server->drain_cancelled)) return *why = "cancelled by the drain timeout", GRPC_STATUS_UNAVAILABLE;
-    if (rpc_deadline_passed(c)) return *why = "the deadline passed", GRPC_STATUS_DEADLINE_EXCEEDED;
+    if (cancelled_at_the_deadline(c)) return *why = "the deadline passed", GRPC_STATUS_DEADLINE_EXCEEDED;
     return *why = "the client cancelled the call", GRPC_STATUS_CANCELLED;
   }
   if (atomic_load(&c->answered)) return c->reply_code;
