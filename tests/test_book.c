@@ -104,6 +104,36 @@ static void test_year_fraction_is_act_365_fixed(void **state) {
   assert_true(gk_year_fraction(y2028, y2027) < 0);
 }
 
+/* The 100-year rule holds from the earliest time the position is valued: a
+ * trade stamped 4 minutes ahead with an expiry 100 years after its stamp was
+ * accepted, then valued at the command's time (100 years + 4 min: past the
+ * pricer) with no risk (found in review). */
+static void test_the_pricing_life_counts_from_the_first_valuation(void **state) {
+  (void)state;
+  gk_book *b = opened_book();
+  const int64_t ahead_us = INT64_C(240) * 1000000, century_us = (int64_t)(100.0 * 365.0 * 86400.0 * 1e6);
+  gk_instrument far;
+  assert_int_equal(gk_instrument_option("SPX", GK_CALL, GK_STYLE_EUROPEAN, 100, T0 + ahead_us + century_us, 100,
+                                        &far, NULL), GK_OK);
+  gk_trade t = {0};
+  snprintf(t.trade_id, sizeof t.trade_id, "L1");
+  t.leg_count = 1;
+  t.legs[0] = (gk_leg){far, 1, 90};
+  t.trade_time_us = T0 + ahead_us;
+  gk_event e;
+  gk_status st;
+  assert_int_equal(gk_book_decide_trade(b, &t, T0, &e, &st), GK_INVALID_ARGUMENT);
+  assert_string_equal(st.field, "expiry");
+  assert_non_null(strstr(st.message, "after the command's time"));
+  t.trade_time_us = T0; /* stamped now: 100 years and 4 minutes, refused as well */
+  assert_int_equal(gk_book_decide_trade(b, &t, T0, &e, &st), GK_INVALID_ARGUMENT);
+  t.trade_time_us = T0 + 2 * ahead_us; /* past the 5 minutes: its own rule, with the values */
+  assert_int_equal(gk_book_decide_trade(b, &t, T0, &e, &st), GK_INVALID_ARGUMENT);
+  assert_string_equal(st.field, "trade_time");
+  assert_non_null(strstr(st.message, "480.0 s after the command's time"));
+  gk_book_free(b);
+}
+
 static void test_commands_on_an_unopened_book_are_not_found(void **state) {
   (void)state;
   gk_book *b = gk_book_new();
@@ -404,6 +434,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_values_are_validated_with_field_value_and_rule),
       cmocka_unit_test(test_year_fraction_is_act_365_fixed),
+      cmocka_unit_test(test_the_pricing_life_counts_from_the_first_valuation),
       cmocka_unit_test(test_commands_on_an_unopened_book_are_not_found),
       cmocka_unit_test(test_a_zero_quantity_leg_is_refused_by_index),
       cmocka_unit_test(test_no_trade_on_an_expired_instrument_and_no_leg_applies),

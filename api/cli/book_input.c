@@ -237,10 +237,21 @@ static int optional_number(const row *r, int c, double fallback, double *v, csv_
   return 0;
 }
 
-static int time_field(const row *r, int c, int64_t *us, csv_error *e) {
+/* now_us 0 is `greeks call book`'s: a time left 0 means "when the server runs
+ * it", so a file's own 1970-01-01T00:00:00Z would have been replaced by the
+ * server's clock, and an expiry of "now" read as the epoch (found in review). */
+static int time_field_of(const row *r, int c, int is_expiry, int64_t *us, csv_error *e) {
   const char *rule = book_parse_time(r->f[c], r->now_us, us);
+  const char *text = cli_skip_spaces(r->f[c]);
+  int said_now = strncmp(text, "now", 3) == 0 && trimmed_length(text) == 3;
+  if (rule == NULL && r->now_us == 0 && *us == 0 && (is_expiry || !said_now))
+    rule = is_expiry ? "must be a time: 'now' is the server's clock, at which an option would expire as it is "
+                       "traded"
+                     : "must be after 1970-01-01T00:00:00Z here (0 would mean the server's clock)";
   return rule ? bad_field(r, c, rule, e) : 0;
 }
+
+static int time_field(const row *r, int c, int64_t *us, csv_error *e) { return time_field_of(r, c, 0, us, e); }
 
 static int optional_time(const row *r, int c, int64_t *us, csv_error *e) {
   if (!is_empty(r, c)) return time_field(r, c, us, e);
@@ -281,7 +292,7 @@ static int parse_option(const row *r, const char *underlying, gk_instrument *in,
     return bad_field(r, C_STYLE, "must be european or american (empty: european)", e);
   double strike, multiplier;
   int64_t expiry;
-  if (number(r, C_STRIKE, &strike, e) || time_field(r, C_EXPIRY, &expiry, e) ||
+  if (number(r, C_STRIKE, &strike, e) || time_field_of(r, C_EXPIRY, 1, &expiry, e) ||
       optional_number(r, C_MULTIPLIER, 1.0, &multiplier, e))
     return -1;
   gk_status s;

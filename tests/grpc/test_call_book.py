@@ -198,6 +198,28 @@ class CommandsAndQueries(CallBookCase):
         self.assertEqual(summaries.get("RiskLimitRestored"),
                          "soft gross_notional limit on the book restored: 500 < 1000 less the hysteresis")
 
+    def test_the_epoch_is_a_time_not_the_servers_clock(self):
+        # found in review: 0 on the wire means "the server's clock" (or no range),
+        # so a file's 1970-01-01T00:00:00Z trade_time was replaced by it, an
+        # expiry of 'now' read as the epoch, and --until at the epoch listed every event
+        self.open_book("epoch")
+        code, out, err = self.call("trade", "epoch", "--file", self.file("epoch.csv", TRADE_COLUMNS + ",trade_time\n"
+                                   "Z1,AAPL,underlying,,,,,,1,100,1970-01-01T00:00:00Z\n"
+                                   "Z2,AAPL,option,call,,100,now,100,1,5,\n"
+                                   "Z3,AAPL,underlying,,,,,,1,100,now\n"))
+        self.assertEqual(code, 3, err)
+        by_id = {r["trade_id"]: r for r in rows(out)}
+        self.assertEqual(by_id["Z1"]["status"], "rejected")
+        self.assertIn("must be after 1970-01-01T00:00:00Z here", by_id["Z1"]["message"])
+        self.assertEqual(by_id["Z2"]["status"], "rejected")
+        self.assertIn("'now' is the server's clock", by_id["Z2"]["message"])
+        self.assertEqual(by_id["Z3"]["status"], "executed")  # 'now' in trade_time: the server's clock
+        for window in (("--until", "1970-01-01T00:00:00Z"),
+                       ("--since", "2030-01-01T00:00:00Z", "--until", "2029-01-01T00:00:00Z")):
+            code, out, err = self.call("audit", "epoch", *window)
+            self.assertEqual(code, 0, err)
+            self.assertEqual(rows(out), [], window)  # the header alone, as the offline verb
+
     def test_risk_matches_the_closed_form_and_names_the_limit_state(self):
         self.open_book("risk", spot=100.0, vol=0.25, rate=0.03)
         before = time.time()

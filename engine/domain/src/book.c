@@ -383,14 +383,22 @@ gk_code gk_book_decide_trade(const gk_book *b, const gk_trade *t, int64_t now_us
     char text[32];
     snprintf(text, sizeof text, "%lld", (long long)t->trade_time_us);
     return gk_status_set(status, GK_INVALID_ARGUMENT, "trade_time", text, GK_STATUS_NO_INDEX,
-                         "trade_time is more than 5 minutes in the future");
+                         "trade_time %lld us is %.1f s after the command's time %lld us; at most 5 minutes ahead",
+                         (long long)t->trade_time_us, (double)(t->trade_time_us - now_us) / 1e6, (long long)now_us);
   }
   if (t->strategy_id[0] && !gk_book_has_strategy(b, t->strategy_id))
     return gk_status_set(status, GK_FAILED_PRECONDITION, "strategy_id", t->strategy_id,
                          GK_STATUS_NO_INDEX, "strategy %s was not proposed on book %s",
                          t->strategy_id, b->id);
   rc = check_not_expired(t->legs, t->leg_count, t->trade_time_us, "trade time", status);
-  if (rc == GK_OK) rc = check_within_pricing_life(t->legs, t->leg_count, t->trade_time_us, "trade time", status);
+  /* From the earliest time the position can be valued: a trade stamped up to
+   * 5 minutes ahead is valued at the command's time, where a 100-year life
+   * counted from the trade time is longer than the pricer takes, and the
+   * position was accepted with no risk (found in review). */
+  if (rc == GK_OK)
+    rc = now_us < t->trade_time_us ? check_within_pricing_life(t->legs, t->leg_count, now_us, "command's time", status)
+                                   : check_within_pricing_life(t->legs, t->leg_count, t->trade_time_us, "trade time",
+                                                               status);
   if (rc == GK_OK) rc = check_position_bounds(b, t->legs, t->leg_count, status);
   if (rc != GK_OK) return rc;
   start_event(out, GK_EVENT_TRADE_EXECUTED);
@@ -414,7 +422,6 @@ gk_code gk_book_decide_correction(const gk_book *b, const gk_event *original,
                                   const gk_leg *replacement, size_t replacement_count,
                                   const char *reason, int64_t now_us, gk_event *out,
                                   gk_status *status) {
-  (void)now_us;
   gk_code rc = require_open(b, status);
   if (rc != GK_OK) return rc;
   if (original == NULL || (original->type != GK_EVENT_TRADE_EXECUTED &&
@@ -439,8 +446,10 @@ gk_code gk_book_decide_correction(const gk_book *b, const gk_event *original,
     if (rc == GK_OK)
       rc = check_not_expired(replacement, replacement_count, traded_at, "original trade time",
                              status);
-    if (rc == GK_OK)
-      rc = check_within_pricing_life(replacement, replacement_count, traded_at, "original trade time", status);
+    if (rc == GK_OK) /* from the earliest valuation time, as for a trade */
+      rc = now_us < traded_at ? check_within_pricing_life(replacement, replacement_count, now_us, "command's time", status)
+                              : check_within_pricing_life(replacement, replacement_count, traded_at,
+                                                          "original trade time", status);
     if (rc != GK_OK) return rc;
   }
   if (reason && strlen(reason) >= GK_TEXT_SIZE)
