@@ -9,6 +9,7 @@
  */
 #include "server.h"
 
+#include <grpc/compression.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
@@ -839,7 +840,7 @@ static grpc_arg integer_argument(const char *key, int value) {
   return a;
 }
 
-enum { SERVER_ARGUMENT_COUNT = 7 };
+enum { SERVER_ARGUMENT_COUNT = 11 };
 
 /* Channel arguments: the limits of docs/operations.md. */
 static void server_arguments(greeksd_server *s, grpc_arg args[SERVER_ARGUMENT_COUNT]) {
@@ -860,6 +861,18 @@ static void server_arguments(greeksd_server *s, grpc_arg args[SERVER_ARGUMENT_CO
    * revaluation's megabytes in one burst, which the loopback and the reading
    * thread each spend milliseconds on while small calls wait (adr/0041). */
   args[6] = integer_argument(GRPC_ARG_HTTP2_BDP_PROBE, s->config.bdp_probe ? 1 : 0);
+  /* Identity only: the core inflates a compressed message whole before it
+   * compares it with the receive limit, outside the resource quota, so 875 KB
+   * of gzip sent without a token (to Health, which needs none) took 1 GB and
+   * 8 s of a thread (found in review). A compressed request is UNIMPLEMENTED. */
+  args[7] = integer_argument(GRPC_COMPRESSION_CHANNEL_ENABLED_ALGORITHMS_BITSET, 1 << GRPC_COMPRESS_NONE);
+  /* A connection that answers nothing, not even a ping, is closed after
+   * KEEPALIVE_TIME + KEEPALIVE_TIMEOUT: sockets that never sent the HTTP/2
+   * preface held --max-connections slots forever (found in review). Clients
+   * answer pings by themselves; idle ones cost a ping every 30 s. */
+  args[8] = integer_argument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  args[9] = integer_argument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  args[10] = integer_argument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
 }
 
 static void create_grpc_server(greeksd_server *s) {

@@ -128,6 +128,15 @@ def write_rows(path, rows, columns):
             w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
 
 
+def varint(n):
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
 def batch_request(rows, outputs=()):
     return pb.PriceBatchRequest(
         model=pb.MODEL_BSM, spot=[r["S"] for r in rows], strike=[r["K"] for r in rows],
@@ -659,6 +668,28 @@ class OversizedMessages(ServedTestCase):
         with self.assertRaises(grpc.RpcError) as raised:
             self.stub.PriceBatch(request, timeout=30)
         self.assertEqual(raised.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+
+    def test_a_compressed_request_is_refused_before_it_is_inflated(self):
+        """The core inflated a compressed message whole before comparing it with
+        --max-message-bytes, outside the memory quota: 875 KB of gzip sent to
+        Health, which needs no token, took 1 GB (found in review). Only the
+        identity encoding is accepted."""
+        def resident_kib():
+            with open("/proc/%d/status" % self.server.proc.pid) as f:
+                return int(next(l for l in f if l.startswith("VmHWM")).split()[1])
+        zeros = 6 << 20  # 6 MiB of zero bytes in field 100: ~6 KB of gzip, under this server's 8 KiB
+        message = bytes([0xA2, 0x06]) + varint(zeros) + bytes(zeros)
+        call = self.channel.unary_unary("/grpc.health.v1.Health/Check")
+        before = resident_kib()
+        with self.assertRaises(grpc.RpcError) as raised:
+            call(message, timeout=60, compression=grpc.Compression.Gzip)
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.UNIMPLEMENTED, raised.exception.details())
+        self.assertIn("disabled", raised.exception.details())
+        self.assertLess(resident_kib() - before, 4 << 10)  # not the 6 MiB inflated
+        with self.assertRaises(grpc.RpcError) as raised:  # a pricing call alike
+            self.stub.PriceBatch(batch_request(random_batch(3, seed=4)), timeout=30,
+                                 compression=grpc.Compression.Gzip)
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
 
     def test_too_many_contracts_is_invalid_argument(self):
         # 101 contracts with only the required columns stay under the 8 KiB limit.
