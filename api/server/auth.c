@@ -3,14 +3,35 @@
 #include "auth.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+/* greeks call's limit on a token (api/client/client.c) */
+#define GREEKSD_TOKEN_MAX_LENGTH 1000
+
+/* A regular file only, opened without blocking: a FIFO put in a token
+ * file's place blocked the thread that also handles SIGTERM and reloads, and
+ * a directory said only "cannot read" (found in review). */
 char *greeksd_read_file(const char *path, size_t max_bytes, char *error, size_t size) {
-  FILE *f = fopen(path, "rb");
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    snprintf(error, size, "'%s': cannot open: %s", path, strerror(errno));
+    return NULL;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    snprintf(error, size, "'%s': is not a regular file (a FIFO, directory or device)", path);
+    close(fd);
+    return NULL;
+  }
+  FILE *f = fdopen(fd, "rb");
   if (f == NULL) {
     snprintf(error, size, "'%s': cannot open: %s", path, strerror(errno));
+    close(fd);
     return NULL;
   }
   char *text = malloc(max_bytes + 1);
@@ -52,14 +73,32 @@ char **greeksd_load_tokens(const char *path, char *error, size_t size) {
   for (const char *p = text; *p; p++) lines += *p == '\n';
   char **tokens = calloc(lines + 1, sizeof *tokens);
   size_t count = 0;
-  for (const char *line = text; tokens && *line;) {
+  size_t line_number = 0, bad_line = 0;
+  const char *bad_rule = NULL;
+  for (const char *line = text; tokens && *line && bad_line == 0;) {
     const char *end = strchr(line, '\n');
     if (end == NULL) end = line + strlen(line);
+    line_number++;
     char *token = trimmed_copy(line, end);
-    if (token) tokens[count++] = token;
+    /* what a client can send in an authorization header (printable ASCII),
+     * and no longer than `greeks call` sends: a token outside that passed
+     * --check-config and no client could ever match it (found in review) */
+    for (const char *c = token; c && *c && bad_line == 0; c++)
+      if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
+        bad_line = line_number, bad_rule = "holds a byte that is not printable ASCII (a UTF-8 character, a BOM, a "
+                                           "control character)";
+    if (token && bad_line == 0 && strlen(token) > GREEKSD_TOKEN_MAX_LENGTH)
+      bad_line = line_number, bad_rule = "is longer than 1000 characters";
+    if (token && bad_line == 0) tokens[count++] = token;
+    else free(token);
     line = *end ? end + 1 : end;
   }
   free(text);
+  if (bad_line) { /* the value is never printed */
+    snprintf(error, size, "--token-file '%s': the token on line %zu %s", path, bad_line, bad_rule);
+    greeksd_free_tokens(tokens);
+    return NULL;
+  }
   if (tokens == NULL || count == 0) {
     snprintf(error, size, "--token-file '%s': %s", path, tokens ? "holds no token" : "out of memory");
     greeksd_free_tokens(tokens);

@@ -28,6 +28,11 @@ static int check_private(const char *label, const char *path, greeksd_errors *e)
     greeksd_errors_add(e, "%s: '%s' cannot be read: %s", label, path, strerror(errno));
     return -1;
   }
+  if (!S_ISREG(st.st_mode)) { /* a FIFO hung the start; a directory was told to chmod 600 (found in review) */
+    greeksd_errors_add(e, "%s: '%s' is not a regular file (a FIFO, directory or device): a secret is a file", label,
+                       path);
+    return -1;
+  }
   if (st.st_mode & (S_IRWXG | S_IRWXO)) {
     greeksd_errors_add(e, "%s: '%s' has mode %04o: a secret must be private to its owner (chmod 600 '%s')", label,
                        path, (unsigned)(st.st_mode & 07777), path);

@@ -1215,6 +1215,25 @@ class Configuration(unittest.TestCase):
             p = self.run_greeksd("--listen", "127.0.0.1:0", "--token-file", os.path.join(d, "missing"))
             self.assertEqual(p.returncode, 2)
             self.assertIn("--token-file", p.stderr)
+            # found in review: a FIFO hung the start (and, swapped in later, the
+            # thread that handles SIGTERM); a directory was told to chmod 600; a
+            # token no client can send (not printable ASCII) passed
+            fifo = os.path.join(d, "fifo")
+            os.mkfifo(fifo, 0o600)
+            private_dir = os.path.join(d, "dir")
+            os.mkdir(private_dir, 0o700)
+            for path in (fifo, private_dir):
+                p = self.run_greeksd("--listen", "127.0.0.1:0", "--token-file", path, "--check-config")
+                self.assertEqual(p.returncode, 2, p.stderr)
+                self.assertIn("'%s' is not a regular file" % path, p.stderr)
+            accented = self.secret(d, "accented", "\ufeffdesk-token\n", 0o600)  # a BOM
+            p = self.run_greeksd("--listen", "127.0.0.1:0", "--token-file", accented, "--check-config")
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertIn("the token on line 1 holds a byte that is not printable ASCII", p.stderr)
+            self.assertNotIn("desk-token", p.stderr)  # never the value
+            crlf = self.secret(d, "crlf", "desk-token\r\n", 0o600)  # a CR is trimmed, not refused
+            p = self.run_greeksd("--listen", "127.0.0.1:0", "--token-file", crlf, "--check-config")
+            self.assertEqual(p.returncode, 0, p.stderr)
 
     def test_item8_a_key_that_does_not_match_the_certificate_is_named(self):
         with tempfile.TemporaryDirectory() as d:
