@@ -75,7 +75,8 @@ static int resolve(const char *listen, struct sockaddr_storage *address, char *e
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  int rc = getaddrinfo(host, colon + 1, &hints, &found);
+  hints.ai_flags = AI_PASSIVE; /* '*' or an empty host: every interface, as --listen reads it (it bound loopback) */
+  int rc = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &found);
   if (rc != 0 || found == NULL) {
     snprintf(error, size, "cannot resolve '%s': %s", host, gai_strerror(rc));
     return -1;

@@ -85,8 +85,11 @@ static int is_loopback(const struct sockaddr *a) {
   return 0;
 }
 
+/* Resolved as the bind resolves it (passive): '*' is every interface there,
+ * and a non-passive lookup read it as loopback, so '*:PORT' bound 0.0.0.0
+ * with no plaintext warning (found in review). */
 int greeksd_address_is_loopback(const char *address) {
-  struct addrinfo *found = resolve(address, 0);
+  struct addrinfo *found = resolve(address, 1);
   if (found == NULL) return 0;
   int all = 1;
   for (struct addrinfo *a = found; a; a = a->ai_next) all &= is_loopback(a->ai_addr);

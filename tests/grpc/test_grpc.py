@@ -1267,6 +1267,13 @@ class Configuration(unittest.TestCase):
             finally:
                 self.assertEqual(server.stop(), 0)
                 server.close()
+            # '*' binds every interface too: it was checked as loopback (found in review)
+            server = Server("--listen", "*:0", "--token-file", tokens)
+            try:
+                self.assertIn("plaintext on '*:0', which is not a loopback address", server.stderr())
+            finally:
+                self.assertEqual(server.stop(), 0)
+                server.close()
         quiet = Server()
         try:
             self.assertNotIn("WARN", quiet.stderr().upper().replace("WARNING", ""))
