@@ -69,6 +69,26 @@ static EVP_PKEY *read_key(const char *path) {
   return key;
 }
 
+/* "expired on DATE" or "is not valid before DATE" for a certificate outside
+ * its validity now, else NULL: an expired pair was accepted at start and
+ * swapped in by a reload without a word, and every verifying client then
+ * failed its handshake (found in review). */
+static const char *certificate_out_of_date(const X509 *cert, char *out, size_t size) {
+  const ASN1_TIME *not_after = X509_get0_notAfter(cert), *not_before = X509_get0_notBefore(cert);
+  int expired = not_after && X509_cmp_current_time(not_after) < 0;
+  int early = !expired && not_before && X509_cmp_current_time(not_before) > 0;
+  if (!expired && !early) return NULL;
+  char date[64] = "";
+  BIO *text = BIO_new(BIO_s_mem());
+  if (text && ASN1_TIME_print(text, expired ? not_after : not_before)) {
+    int n = BIO_read(text, date, (int)sizeof date - 1);
+    date[n > 0 ? n : 0] = '\0';
+  }
+  BIO_free(text);
+  snprintf(out, size, "%s %s", expired ? "expired on" : "is not valid before", date);
+  return out;
+}
+
 /* The pair must parse and match: gRPC would only say it cannot listen. */
 static void check_tls_pair(const greeksd_config *c, greeksd_errors *e) {
   char cert_label[GREEKSD_SOURCE_SIZE + 64], key_label[GREEKSD_SOURCE_SIZE + 64];
@@ -92,6 +112,10 @@ static void check_tls_pair(const greeksd_config *c, greeksd_errors *e) {
   else if (key != NULL && X509_check_private_key(cert, key) != 1)
     greeksd_errors_add(e, "%s: '%s' does not belong to the certificate in %s '%s'", key_label, c->tls_key, cert_label,
                        c->tls_cert);
+  char dated[96];
+  if (cert != NULL && certificate_out_of_date(cert, dated, sizeof dated))
+    greeksd_errors_add(e, "%s: '%s' %s: clients that verify it would refuse every handshake", cert_label,
+                       c->tls_cert, dated);
   ERR_clear_error();
   EVP_PKEY_free(key);
   X509_free(cert);
@@ -107,10 +131,15 @@ int greeksd_tls_pem_check(const char *cert_pem, const char *key_pem, char *why, 
   EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
   BIO_free(bio);
   int ok = cert != NULL && key != NULL && X509_check_private_key(cert, key) == 1;
+  char dated[96];
   if (!ok)
     snprintf(why, size, "%s", cert == NULL  ? "tls.cert: the certificate read is not a PEM certificate"
                               : key == NULL ? "tls.key: the key read is not a PEM private key"
                                             : "tls.key: the key read does not belong to the certificate read");
+  else if (certificate_out_of_date(cert, dated, sizeof dated)) {
+    snprintf(why, size, "tls.cert: the certificate read %s", dated);
+    ok = 0;
+  }
   ERR_clear_error();
   EVP_PKEY_free(key);
   X509_free(cert);

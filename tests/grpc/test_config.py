@@ -560,10 +560,38 @@ class TlsRotation(unittest.TestCase):
                       line["error"])
         self.assertTrue(self.serves(self.b[0]))
         self.assertTrue(self.handshake_fails(self.a[0]))
+
+        # An expired pair: refused with its date (it was swapped in without a
+        # word, and verifying clients then failed: found in review); B stays.
+        with tempfile.TemporaryDirectory() as scratch:
+            expired_cert, expired_key = expired_pair(scratch)
+        rejected = self.server.stderr().count("rejected")
+        write(self.key, expired_key)
+        write(self.cert, expired_cert, 0o644)
+        self.sighup_until(lambda: self.server.stderr().count("rejected") > rejected, "the expired pair was not rejected")
+        line = [json.loads(l) for l in self.server.stderr().splitlines() if "rejected" in l][-1]
+        self.assertIn("expired on Jan  2 00:00:00 2020 GMT", line["error"])
+        self.assertTrue(self.serves(self.b[0]))
         old.close()
         self.assertIsNone(self.server.proc.poll())
         self.assertEqual(self.server.proc.pid, self.pid)
         self.assertEqual(self.server.stderr().count("serving on"), 1)  # never restarted
+
+
+def expired_pair(directory):
+    """A self-signed certificate valid on 2020-01-01 only, and its key (PEM
+    text each), made by `openssl ca`, which takes the dates."""
+    run = lambda *a: subprocess.run(a, cwd=directory, check=True, capture_output=True)  # noqa: E731
+    run("openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", "old.key", "-out", "old.csr", "-subj", "/CN=localhost")
+    write(os.path.join(directory, "index.txt"), "")
+    write(os.path.join(directory, "serial"), "01\n")
+    write(os.path.join(directory, "ca.cnf"), "[ca]\ndefault_ca=d\n[d]\ndatabase=index.txt\nnew_certs_dir=.\n"
+          "serial=serial\ndefault_md=sha256\npolicy=p\n[p]\ncommonName=supplied\n")
+    run("openssl", "ca", "-batch", "-config", "ca.cnf", "-selfsign", "-keyfile", "old.key", "-in", "old.csr",
+        "-out", "old.pem", "-notext", "-startdate", "20200101000000Z", "-enddate", "20200102000000Z")
+    with open(os.path.join(directory, "old.pem")) as c, open(os.path.join(directory, "old.key")) as k:
+        return c.read(), k.read()
 
 
 class BreakerReload(unittest.TestCase):
