@@ -558,6 +558,18 @@ static void test_the_limit_guard_refuses_hard_breaches_before_trading(void **sta
  * before their refusals recorded the replacement) reads back, where it made
  * the book DATA_LOSS at every later load (found in review). A trade's legs
  * past the bounds still do not read. */
+/* e encoded as greeks writes it, then read back into *back: the decoder's verdict. */
+static gk_code read_back(const gk_event *e, gk_event *back, gk_status *st) {
+  uint8_t *bytes = NULL;
+  size_t size = 0;
+  must(gk_event_encode_payload(e, &bytes, &size, st), st);
+  gk_stored_event stored;
+  gk_event_to_stored(e, bytes, size, &stored);
+  gk_code rc = gk_event_decode("book-x", &stored, back, st);
+  free(bytes);
+  return rc;
+}
+
 static void test_a_refusal_past_a_legs_bounds_reads_back(void **state) {
   (void)state;
   gk_status st;
@@ -571,15 +583,9 @@ static void test_a_refusal_past_a_legs_bounds_reads_back(void **state) {
   e.as.trade_rejected.legs[0].quantity = -2000000000000, e.as.trade_rejected.legs[0].price = 1;
   e.as.trade_rejected.leg_count = 1;
   snprintf(e.as.trade_rejected.reason, sizeof e.as.trade_rejected.reason, "not checked");
-  uint8_t *bytes = NULL;
-  size_t size = 0;
-  must(gk_event_encode_payload(&e, &bytes, &size, &st), &st);
-  gk_stored_event stored;
-  gk_event_to_stored(&e, bytes, size, &stored);
   gk_event back;
-  must(gk_event_decode("book-x", &stored, &back, &st), &st);
+  must(read_back(&e, &back, &st), &st);
   assert_int_equal(back.as.trade_rejected.legs[0].quantity, -2000000000000);
-  free(bytes);
   gk_event trade;
   memset(&trade, 0, sizeof trade);
   trade.type = GK_EVENT_TRADE_EXECUTED;
@@ -588,10 +594,7 @@ static void test_a_refusal_past_a_legs_bounds_reads_back(void **state) {
   snprintf(trade.as.trade_executed.trade_id, sizeof trade.as.trade_executed.trade_id, "T2");
   trade.as.trade_executed.legs[0] = e.as.trade_rejected.legs[0];
   trade.as.trade_executed.leg_count = 1;
-  must(gk_event_encode_payload(&trade, &bytes, &size, &st), &st);
-  gk_event_to_stored(&trade, bytes, size, &stored);
-  assert_int_equal(gk_event_decode("book-x", &stored, &back, &st), GK_DATA_LOSS);
-  free(bytes);
+  assert_int_equal(read_back(&trade, &back, &st), GK_DATA_LOSS);
 }
 
 /* Doubles greeks never writes (a limit edge's NaN value, a proposal's
@@ -608,31 +611,19 @@ static void test_non_finite_edges_and_premiums_read_as_damage(void **state) {
   snprintf(e.as.limit_edge.limit.underlying, sizeof e.as.limit_edge.limit.underlying, "AAPL");
   e.as.limit_edge.limit.metric = GK_LIMIT_DOLLAR_DELTA, e.as.limit_edge.limit.soft = 1000;
   e.as.limit_edge.value = NAN, e.as.limit_edge.threshold = 1000;
-  uint8_t *bytes = NULL;
-  size_t size = 0;
-  must(gk_event_encode_payload(&e, &bytes, &size, &st), &st);
-  gk_stored_event stored;
-  gk_event_to_stored(&e, bytes, size, &stored);
   gk_event back;
-  assert_int_equal(gk_event_decode("book-x", &stored, &back, &st), GK_DATA_LOSS);
+  assert_int_equal(read_back(&e, &back, &st), GK_DATA_LOSS);
   assert_non_null(strstr(st.message, "not finite"));
-  free(bytes);
   e.as.limit_edge.value = 1500, e.as.limit_edge.threshold = INFINITY;
-  must(gk_event_encode_payload(&e, &bytes, &size, &st), &st);
-  gk_event_to_stored(&e, bytes, size, &stored);
-  assert_int_equal(gk_event_decode("book-x", &stored, &back, &st), GK_DATA_LOSS);
-  free(bytes);
+  assert_int_equal(read_back(&e, &back, &st), GK_DATA_LOSS);
   memset(&e, 0, sizeof e);
   e.type = GK_EVENT_STRATEGY_PROPOSED;
   e.meta.schema_version = gk_event_current_version(GK_EVENT_STRATEGY_PROPOSED);
   e.meta.sequence = 8;
   snprintf(e.as.strategy_proposed.strategy_id, sizeof e.as.strategy_proposed.strategy_id, "S1");
   e.as.strategy_proposed.net_premium = INFINITY;
-  must(gk_event_encode_payload(&e, &bytes, &size, &st), &st);
-  gk_event_to_stored(&e, bytes, size, &stored);
-  assert_int_equal(gk_event_decode("book-x", &stored, &back, &st), GK_DATA_LOSS);
+  assert_int_equal(read_back(&e, &back, &st), GK_DATA_LOSS);
   assert_non_null(strstr(st.message, "net premium"));
-  free(bytes);
 }
 
 static void test_audit_trail_and_correction(void **state) {
