@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "greeks/status.h"
+#include "greeks/text.h"
 
 static void test_codes_map_to_categories_and_transience(void **state) {
   (void)state;
@@ -67,10 +68,34 @@ static void test_context_and_truncation(void **state) {
   assert_int_equal(gk_status_set(NULL, GK_UNAVAILABLE, NULL, NULL, 0, "ignored"), GK_UNAVAILABLE);
 }
 
+/* A value or message cut inside a client's character stays UTF-8: a gRPC
+ * client decoded a cut "é" as Latin-1, the whole message with it. */
+static void test_a_cut_inside_a_character_stays_text(void **state) {
+  (void)state;
+  char accents[601] = "";
+  for (int i = 0; i < 300; i++) strcat(accents, "\xc3\xa9"); /* é */
+  gk_status s;
+  gk_status_set(&s, GK_INVALID_ARGUMENT, "underlying", accents, GK_STATUS_NO_INDEX, "x%s", accents);
+  /* value[64] holds 31 whole é and half of the 32nd; message[256] after the 'x' too */
+  assert_true(gk_text_is_clean((const uint8_t *)s.value, strlen(s.value)));
+  assert_true(gk_text_is_clean((const uint8_t *)s.message, strlen(s.message)));
+  assert_int_equal(strlen(s.value), sizeof s.value - 1);
+  assert_int_equal(s.value[sizeof s.value - 2], '?');
+  assert_memory_equal(s.value, accents, sizeof s.value - 2);
+
+  char mixed[] = "a\xff" "b\xc3" "c\xe2\x82\xac" "d\xe2\x82";
+  assert_int_equal(gk_text_make_clean(mixed), 4);
+  assert_string_equal(mixed, "a?b?c\xe2\x82\xac" "d??");
+  char clean[] = "\xf0\x9f\x98\x80 ok";
+  assert_int_equal(gk_text_make_clean(clean), 0);
+  assert_string_equal(clean, "\xf0\x9f\x98\x80 ok");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_codes_map_to_categories_and_transience),
       cmocka_unit_test(test_context_and_truncation),
+      cmocka_unit_test(test_a_cut_inside_a_character_stays_text),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -78,6 +78,14 @@ static int refuse_rule(char *why, size_t size, const char *field, const gk_statu
   return refuse(why, size, "%s: %s", field, rule->message);
 }
 
+/* An underlying too long for the domain: the rule first, then the start of
+ * the text (a value of any length put the rule past the details' end, and a
+ * cut inside a character made them mojibake: found in review). */
+static int long_symbol(char *why, size_t size, const char *field, const char *text) {
+  return refuse(why, size, "%s.underlying has %zu bytes: a symbol is 1 to %d characters of [A-Za-z0-9._-] (it starts "
+                "'%.24s')", field, strlen(text), GK_SYMBOL_SIZE - 1, text);
+}
+
 int wire_read_id(const char *text, const char *field, int optional, char *out, size_t out_size, char *why,
                  size_t size) {
   size_t n = text ? strlen(text) : 0;
@@ -92,8 +100,7 @@ int wire_read_instrument(const Greeks__Events__V1__Instrument *pb, const char *f
   memset(out, 0, sizeof *out);
   if (pb == NULL) return refuse(why, size, "field '%s' is required", field);
   if (strlen(pb->underlying) >= GK_SYMBOL_SIZE)
-    return refuse(why, size, "%s.underlying: '%s' has more than %d characters", field, pb->underlying,
-                  GK_SYMBOL_SIZE - 1);
+    return long_symbol(why, size, field, pb->underlying);
   if ((unsigned)pb->kind > 1 || (unsigned)pb->option_type > 1 || (unsigned)pb->style > 1)
     return refuse(why, size, "%s: unknown kind, option_type or style value (%d, %d, %d)", field, (int)pb->kind,
                   (int)pb->option_type, (int)pb->style);
@@ -149,9 +156,9 @@ int wire_read_limits(Greeks__Events__V1__RiskLimit *const *limits, size_t count,
   for (size_t i = 0; i < count; i++) {
     const Greeks__Events__V1__RiskLimit *pb = limits[i];
     memset(&out[i], 0, sizeof out[i]);
-    if (strlen(pb->underlying) >= GK_SYMBOL_SIZE)
-      return refuse(why, size, "limits[%zu].underlying: '%s' has more than %d characters", i, pb->underlying,
-                    GK_SYMBOL_SIZE - 1);
+    char at[32];
+    snprintf(at, sizeof at, "limits[%zu]", i);
+    if (strlen(pb->underlying) >= GK_SYMBOL_SIZE) return long_symbol(why, size, at, pb->underlying);
     if ((unsigned)pb->metric >= GK_LIMIT_METRIC_COUNT)
       return refuse(why, size, "limits[%zu].metric: unknown metric %d", i, (int)pb->metric);
     memcpy(out[i].underlying, pb->underlying, strlen(pb->underlying) + 1);
@@ -159,11 +166,7 @@ int wire_read_limits(Greeks__Events__V1__RiskLimit *const *limits, size_t count,
     out[i].soft = pb->soft;
     out[i].hard = pb->hard;
     gk_status rule;
-    if (gk_risk_limit_validate(&out[i], &rule) != GK_OK) {
-      char at[32];
-      snprintf(at, sizeof at, "limits[%zu]", i);
-      return refuse_rule(why, size, at, &rule);
-    }
+    if (gk_risk_limit_validate(&out[i], &rule) != GK_OK) return refuse_rule(why, size, at, &rule);
   }
   return 0;
 }
@@ -173,8 +176,7 @@ int wire_read_quote(const Greeks__V1__MarketQuote *pb, const char *field, int64_
   memset(out, 0, sizeof *out);
   if (pb == NULL) return refuse(why, size, "field '%s' is required", field);
   if (strlen(pb->underlying) >= GK_SYMBOL_SIZE)
-    return refuse(why, size, "%s.underlying: '%s' has more than %d characters", field, pb->underlying,
-                  GK_SYMBOL_SIZE - 1);
+    return long_symbol(why, size, field, pb->underlying);
   if (pb->n_vols > GK_MAX_VOL_POINTS)
     return refuse(why, size, "%s.vols has %zu entries: at most %d", field, pb->n_vols, GK_MAX_VOL_POINTS);
   memcpy(out->underlying, pb->underlying, strlen(pb->underlying) + 1);

@@ -28,6 +28,7 @@
 #include "greeks/log.h"
 #include "greeks/otlp.h"
 #include "greeks/pricing.h"
+#include "greeks/text.h"
 #include "greeks/trace.h"
 #include "log_sink.h"
 #include "server_internal.h"
@@ -398,6 +399,21 @@ grpc_op rpc_initial_metadata_op(rpc_call *c) {
   return op;
 }
 
+/* The details as UTF-8: a client decodes grpc-message as UTF-8 and, when it
+ * is not, shows all of it as Latin-1; a message cut inside a character of a
+ * client's own text came back as mojibake (found in review). */
+static grpc_slice clean_details(const char *details) {
+  size_t n = strlen(details);
+  if (gk_text_is_clean((const uint8_t *)details, n)) return grpc_slice_from_copied_string(details);
+  char *text = malloc(n + 1);
+  if (text == NULL) return grpc_slice_from_static_string("(details not UTF-8; out of memory cleaning them)");
+  memcpy(text, details, n + 1);
+  gk_text_make_clean(text);
+  grpc_slice slice = grpc_slice_from_copied_string(text);
+  free(text);
+  return slice;
+}
+
 void rpc_reply(rpc_call *c, grpc_status_code code, const char *details, grpc_byte_buffer *response) {
   if (atomic_exchange(&c->answered, 1)) {
     gk_logf(GK_LOG_ERROR, "greeksd", "request_id=%s: bug: a second answer (code %d, %s) was dropped", c->request_id,
@@ -407,7 +423,7 @@ void rpc_reply(rpc_call *c, grpc_status_code code, const char *details, grpc_byt
   }
   c->reply_payload = response;
   c->reply_code = code;
-  c->status_details = grpc_slice_from_copied_string(details ? details : "");
+  c->status_details = clean_details(details ? details : "");
   c->has_status_details = 1;
   grpc_op ops[4];
   memset(ops, 0, sizeof ops);

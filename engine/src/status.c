@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "greeks/text.h"
+
 void gk_status_clear(gk_status *status) {
   if (status == NULL) return;
   memset(status, 0, sizeof *status);
@@ -50,6 +52,11 @@ gk_code gk_status_set(gk_status *status, gk_code code, const char *field, const 
   va_start(args, format);
   vsnprintf(status->message, sizeof status->message, format, args);
   va_end(args);
+  /* a value or message cut inside a client's character would not be UTF-8,
+   * and a gRPC client decodes the whole message as Latin-1 (found in review) */
+  gk_text_make_clean(status->field);
+  gk_text_make_clean(status->value);
+  gk_text_make_clean(status->message);
   return code;
 }
 

@@ -195,6 +195,24 @@ class CommandsAndQueries(BookServiceCase):
         self.trade("nul", "t4", [leg])  # clean text is as before: "é" is UTF-8
         self.stub.OpenBook(bk.OpenBookRequest(book_id="utf8", name="d\u00e9sk", currency="USD"), timeout=TIMEOUT)
 
+    def test_a_long_text_in_a_refusal_is_cut_as_text(self):
+        """An underlying of 300 "é" put the rule past the details' 511 bytes
+        and cut the last "é" in two: the client decoded the whole message as
+        Latin-1 and never saw the rule."""
+        self.open_book("cut")
+        exp = now_us() + 60 * US_PER_DAY
+        for symbol, where in (("\u00e9" * 300, "legs[0].instrument.underlying"),
+                              ("x" + "\u00e9" * 300, "legs[0].instrument.underlying")):
+            details = self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.trade("cut", "t1", [
+                ev.Leg(instrument=option(symbol, 100, exp), quantity=1, price=1.0)]),
+                where, "has %d bytes" % len(symbol.encode()), "1 to 15 characters")
+            self.assertNotIn("\u00c3", details)  # "é" read as Latin-1 is "Ã©"
+            self.assertIn("\u00e9" * 10, details)
+        details = self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.stub.SetRiskLimits(
+            bk.SetRiskLimitsRequest(book_id="cut", limits=[ev.RiskLimit(underlying="\u00e9" * 300, soft=1, hard=2)]),
+            timeout=TIMEOUT), "limits[0].underlying", "1 to 15 characters")
+        self.assertNotIn("\u00c3", details)
+
     def test_requests_are_read_as_documented(self):
         """A time range ignores the sequence fields; an underlying leg with an
         option's fields is refused (multiplier 100 became 1); one vol per

@@ -15,4 +15,10 @@
  * surrogates, nothing past U+10FFFF) without a NUL byte. */
 bool gk_text_is_clean(const uint8_t *bytes, size_t n);
 
+/* Replaces, in place up to its NUL, each byte of `text` that is not part of a
+ * well-formed UTF-8 sequence with '?', so that a message cut inside a
+ * character (snprintf into a fixed buffer), or quoting a client's bytes, is
+ * still text a client can decode. Returns how many bytes it replaced. */
+size_t gk_text_make_clean(char *text);
+
 #endif
