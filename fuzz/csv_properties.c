@@ -53,6 +53,7 @@ void csv_check_error(const csv_error *error, size_t lines) {
   csv_require(error->line <= lines, "error line within the input");
   csv_require(memchr(error->message, '\0', sizeof error->message) != NULL, "message terminated");
   csv_require(error->message[0] != '\0', "message not empty");
+  if (!printable(error->message)) fprintf(stderr, "message: %s\n", error->message);
   csv_require(printable(error->message), "message printable");
   if (error->line == 0) return;
   char prefix[32];

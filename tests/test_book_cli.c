@@ -528,8 +528,8 @@ static void test_a_trade_past_a_hard_limit_is_refused_offline_too(void **state) 
 
 /* Rows without a usable trade_id each report their own line and rule (the
  * second's was hidden under the first's taint message), and an id cut to fit
- * the report is cut between UTF-8 characters, not inside one (found in
- * review). */
+ * the report is cut between UTF-8 characters, not inside one, and says it was
+ * cut (found in review). */
 static void test_bad_trade_ids_are_each_reported_on_their_own_line(void **state) {
   (void)state;
   char trades[128], accents[128];
@@ -550,8 +550,10 @@ static void test_bad_trade_ids_are_each_reported_on_their_own_line(void **state)
   r = book(NOW, "trade desk --file %s", accents);
   assert_int_equal(r->exit_code, 3);
   const char *id = csv_cell(r->out, 1, 0);
-  assert_int_equal(strlen(id), 62); /* 31 whole characters of the 63 bytes that fit */
-  assert_true(((unsigned char)id[61] & 0xc0) == 0x80 && (unsigned char)id[60] == 0xc3);
+  /* whole characters up to the id's 63 bytes, then "..." (csv_escape) */
+  assert_int_equal(strlen(id), 64 + 3);
+  assert_true(((unsigned char)id[63] & 0xc0) == 0x80 && (unsigned char)id[62] == 0xc3);
+  assert_string_equal(id + 64, "...");
 }
 
 static void test_trades_read_from_stdin(void **state) {

@@ -416,7 +416,7 @@ static void print_problem(void *user, const csv_error *error) {
 static void reject_trade(const char *file, const book_trade_item *item, const gk_status *st) {
   size_t line = st->index >= 0 && (uint64_t)st->index < item->trade.leg_count ? item->lines[st->index]
                                                                                 : item->first_line;
-  char message[CSV_MESSAGE_SIZE + 128];
+  char message[CSV_MESSAGE_SIZE + sizeof item->id + 64];
   snprintf(message, sizeof message, "line %zu: trade %s refused (%s): %s", line, item->id, gk_code_name(st->code),
            st->message);
   fprintf(stderr, "greeks book: %s: %s\n", file, message);

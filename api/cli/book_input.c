@@ -491,8 +491,10 @@ static void start_item(trade_reader *t, book_trade_item *item) {
   const trade_row *r = &t->next;
   memset(item, 0, sizeof *item);
   snprintf(t->group, sizeof t->group, "%s", r->id);
-  copy_whole_characters(item->id, sizeof item->id, r->id);
-  snprintf(item->trade.trade_id, sizeof item->trade.trade_id, "%s", item->id);
+  copy_whole_characters(item->trade.trade_id, sizeof item->trade.trade_id, r->id);
+  /* shown escaped: a byte that is not UTF-8 text went raw into the messages
+   * and the report (found by fuzz_csv_book) */
+  csv_escape(item->id, sizeof item->id, r->id, strlen(r->id), GK_TRADE_ID_SIZE - 1);
   item->first_line = r->line;
   item->trade.trade_time_us = r->time_us;
   snprintf(item->trade.idempotency_key, sizeof item->trade.idempotency_key, "%s", r->key);
@@ -518,7 +520,7 @@ static void default_key(const char *id, char *out, size_t size) {
 
 static int finish_item(trade_reader *t, book_trade_item *item) {
   if (item->trade.idempotency_key[0] == '\0')
-    default_key(item->id, item->trade.idempotency_key, sizeof item->trade.idempotency_key);
+    default_key(item->trade.trade_id, item->trade.idempotency_key, sizeof item->trade.idempotency_key);
   if (item->trade.leg_count == 0) reject(item, "line %zu: no legs", item->first_line);
   return remember_id(t, t->group, item->first_line);
 }

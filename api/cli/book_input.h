@@ -48,7 +48,8 @@ const char *book_parse_int(const char *text, int64_t *value);
 /* One trade of the file, ready for gk_execute_trade unless `error` is set. */
 typedef struct book_trade_item {
   gk_trade trade;            /* trade_time defaults to now; idempotency_key to "cli-<id>" */
-  char id[GK_TRADE_ID_SIZE]; /* the trade_id as written (cut to fit), for the report */
+  char id[2 * GK_TRADE_ID_SIZE]; /* the trade_id as written, escaped and cut as csv_escape does, for messages
+                                  * and the report */
   size_t first_line;
   size_t lines[GK_MAX_LEGS]; /* the source line of each leg */
   char error[CSV_MESSAGE_SIZE]; /* "": valid; else why it is rejected before the book sees it */
