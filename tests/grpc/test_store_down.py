@@ -24,9 +24,11 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -259,6 +261,146 @@ class StoreOutage(unittest.TestCase):
         self.assertIn("unreachable", log)
         self.assertIn("reachable again", log)
         self.assertNotIn(self.password, log)
+
+
+class CommitCutProxy:
+    """A TCP proxy in front of PostgreSQL that, when armed, forwards the next
+    COMMIT of a transaction that inserted events, lets the server commit and
+    answer, and then cuts the connection before the answer reaches greeksd: the
+    append is in the journal, and greeksd sees a connection lost during its
+    COMMIT. With drop_commit, the COMMIT itself is lost with the connection."""
+
+    def __init__(self, pg_port):
+        self.pg_port = pg_port
+        self.armed = threading.Event()
+        self.drop_commit = False  # True: the COMMIT itself is lost, not its answer
+        self.cuts = 0
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.accept_loop, daemon=True)
+        self.thread.start()
+
+    def accept_loop(self):
+        while not self.stopping.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            server = socket.create_connection(("127.0.0.1", self.pg_port))
+            state = {"inserted": False, "cut": False}
+            threading.Thread(target=self.pump, args=(client, server, state, True), daemon=True).start()
+            threading.Thread(target=self.pump, args=(server, client, state, False), daemon=True).start()
+
+    def pump(self, source, target, state, from_client):
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data or state["cut"]:
+                    break
+                if from_client and b"INSERT INTO events" in data:
+                    state["inserted"] = True
+                if from_client and b"COMMIT\x00" in data and state["inserted"]:
+                    state["inserted"] = False
+                    if self.armed.is_set():
+                        self.armed.clear()
+                        self.cuts += 1
+                        state["cut"] = True
+                        if self.drop_commit:
+                            break  # the server never sees the COMMIT: it rolls back
+                        # The server's answer ends the other pump, which closes both
+                        # ends: the server has committed, greeksd never hears it.
+                        target.sendall(data)
+                        time.sleep(0.5)
+                        break
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, target):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.stopping.set()
+        self.thread.join(timeout=5)
+        self.listener.close()
+
+
+class LostCommit(unittest.TestCase):
+    """A connection lost after COMMIT was sent. It was answered UNAVAILABLE,
+    which the execution agent retries as "nothing was written": a trade without
+    a key executed and was answered ALREADY_EXISTS, a correction without a key
+    was journaled twice, and a keyed trade sent once came back "replayed"
+    (found in review). greeksd now learns the outcome on another connection."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(self.tmp.cleanup)
+        self.pg_dir = os.path.join(self.tmp.name, "pg")
+        self.addCleanup(pg, "stop", self.pg_dir, os.environ)
+        self.conninfo = pg("start", self.pg_dir, os.environ).strip()
+        with open(os.path.join(self.pg_dir, "port")) as f:
+            self.proxy = CommitCutProxy(int(f.read()))
+        self.addCleanup(self.proxy.close)
+        self.server = Server("--book-store", "host=127.0.0.1 port=%d dbname=greeks_test user=greeks" %
+                             self.proxy.port)
+        self.addCleanup(self.server.close)
+        self.channel = grpc.insecure_channel(self.server.target)
+        self.addCleanup(self.channel.close)
+        self.books = bk_grpc.BookServiceStub(self.channel)
+        self.expiry = int(time.time() * 1e6) + 90 * US_PER_DAY
+
+    def leg(self, quantity):
+        return ev.Leg(instrument=ev.Instrument(underlying="AAPL", kind=ev.OPTION, option_type=ev.CALL,
+                                               style=ev.EUROPEAN, strike=100, expiry_us=self.expiry,
+                                               multiplier=100), quantity=quantity, price=4.0)
+
+    def cut(self, call):
+        """call() with the proxy armed; the reply, once the cut happened."""
+        cuts = self.proxy.cuts
+        self.proxy.armed.set()
+        reply = call()
+        self.assertEqual(self.proxy.cuts, cuts + 1, "the proxy cut no commit")
+        return reply
+
+    def journal(self):
+        """The book's event types, read with psql straight from the server."""
+        p = subprocess.run([PSQL, self.conninfo, "-tA", "-c",
+                            "SELECT type FROM events WHERE stream = 'book-desk' ORDER BY sequence"],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return [int(t) for t in p.stdout.split()]
+
+    def test_a_commit_whose_answer_was_lost_is_answered_by_its_outcome(self):
+        self.books.OpenBook(bk.OpenBookRequest(book_id="desk", name="desk", currency="USD"), timeout=TIMEOUT)
+        trade = self.cut(lambda: self.books.ExecuteTrade(bk.ExecuteTradeRequest(
+            book_id="desk", trade_id="t1", legs=[self.leg(10)]), timeout=TIMEOUT))
+        self.assertEqual(trade.first_sequence, 2)
+        self.assertFalse(trade.replayed)
+        correction = self.cut(lambda: self.books.CorrectTrade(bk.CorrectTradeRequest(
+            book_id="desk", trade_id="t1", replacement_legs=[self.leg(7)], reason="fat finger"), timeout=TIMEOUT))
+        self.assertEqual((correction.first_sequence, correction.last_sequence), (3, 3))
+        keyed = self.cut(lambda: self.books.ExecuteTrade(bk.ExecuteTradeRequest(
+            book_id="desk", trade_id="t2", legs=[self.leg(1)], idempotency_key="k-t2"), timeout=TIMEOUT))
+        self.assertFalse(keyed.replayed)
+        self.assertEqual(keyed.first_sequence, 4)
+        # The COMMIT itself lost: nothing was written, so the agent's retry on a
+        # new connection is safe, and the client sees one trade.
+        self.proxy.drop_commit = True
+        dropped = self.cut(lambda: self.books.ExecuteTrade(bk.ExecuteTradeRequest(
+            book_id="desk", trade_id="t3", legs=[self.leg(2)]), timeout=TIMEOUT))
+        self.assertEqual(dropped.first_sequence, 5)
+        self.assertEqual(self.journal(), [ev.BOOK_OPENED, ev.TRADE_EXECUTED, ev.TRADE_CORRECTED,
+                                          ev.TRADE_EXECUTED, ev.TRADE_EXECUTED])
+        book = self.books.GetBook(bk.GetBookRequest(book_id="desk"), timeout=TIMEOUT)
+        self.assertEqual(book.version, 5)
+        self.assertEqual(sorted(p.quantity for p in book.positions), [10])
 
 
 if __name__ == "__main__":

@@ -35,6 +35,11 @@
  *     events -> GK_ABORTED, a duplicate idempotency key -> GK_ALREADY_EXISTS, a lost
  *     connection or a server shutting down -> GK_UNAVAILABLE, corrupted data ->
  *     GK_DATA_LOSS, anything else -> GK_IO_ERROR; each message names the store.
+ *   - a connection lost after COMMIT was sent leaves the append's outcome open:
+ *     another connection ends the old backend (pg_terminate_backend), waits for
+ *     it to go, and looks for the first event's id, so the append answers what
+ *     happened (GK_OK, or GK_UNAVAILABLE: nothing written); only when that
+ *     cannot be learnt within 5 s does the status say the outcome is unknown.
  *
  *   - change notification (adr/0036): each append runs pg_notify('greeks_events',
  *     'stream:first:last') inside its transaction, so the server delivers it at
@@ -514,6 +519,77 @@ static gk_code append_steps(pg_store *s, PGconn *c, const gk_append *a, gk_statu
   return rc;
 }
 
+/* ---- a commit whose answer was lost -------------------------------------------- */
+
+enum { LOST_COMMIT_PATIENCE_MS = 5000, LOST_COMMIT_POLL_MS = 20 };
+
+/* 1 while the server still runs backend `pid`, 0 once it has ended, -1 when the
+ * question cannot be asked. On first sight it asks the server to end it: a
+ * backend whose client vanished without a FIN (a cut network) would otherwise
+ * wait for TCP's timeouts. A backend inside its commit finishes the commit
+ * before it ends; one that never got the COMMIT rolls back. */
+static int backend_running(PGconn *c, int pid, bool terminate) {
+  pg_params p = {.count = 0};
+  param_int8(&p, pid);
+  PGresult *res = exec(c, terminate ? "SELECT pg_terminate_backend($1::int4) FROM pg_stat_activity WHERE pid = $1"
+                                    : "SELECT 1 FROM pg_stat_activity WHERE pid = $1",
+                       &p);
+  int running = PQresultStatus(res) == PGRES_TUPLES_OK ? PQntuples(res) > 0 : -1;
+  PQclear(res);
+  return running;
+}
+
+/* 1 when the append's first event is in the journal (event ids are unique),
+ * 0 when not, -1 when the question cannot be asked. */
+static int first_event_stored(PGconn *c, const gk_append *a) {
+  pg_params p = {.count = 0};
+  param_text(&p, a->events[0].event_id);
+  PGresult *res = exec(c, "SELECT 1 FROM events WHERE event_id = $1", &p);
+  int stored = PQresultStatus(res) == PGRES_TUPLES_OK ? PQntuples(res) > 0 : -1;
+  PQclear(res);
+  return stored;
+}
+
+/* The connection broke after COMMIT was sent: the append may or may not have
+ * committed. Before, that was GK_UNAVAILABLE, retried as "nothing was
+ * written": a command without a key ran twice, and one with a key came back
+ * "replayed" the first time it was sent (found in review). Now another
+ * connection waits for the old backend to end, so that the outcome is final,
+ * and reads whether the first event is there: GK_OK, or GK_UNAVAILABLE that is
+ * safe to retry. When it cannot learn which within LOST_COMMIT_PATIENCE_MS,
+ * the status says the outcome is unknown. */
+static gk_code resolve_lost_commit(pg_store *s, int pid, const gk_append *a, gk_status *status) {
+  PGconn *c;
+  gk_status ignored;
+  int64_t give_up = gk_monotonic_ns() + (int64_t)LOST_COMMIT_PATIENCE_MS * 1000000;
+  while (a->events[0].event_id[0] && gk_monotonic_ns() < give_up) {
+    if (acquire(s, &c, &ignored) != GK_OK) {
+      poll(NULL, 0, LOST_COMMIT_POLL_MS * 5);
+      continue;
+    }
+    int running = backend_running(c, pid, true);
+    while (running == 1 && gk_monotonic_ns() < give_up) {
+      poll(NULL, 0, LOST_COMMIT_POLL_MS);
+      running = backend_running(c, pid, false);
+    }
+    int stored = running == 0 ? first_event_stored(c, a) : -1;
+    release(s, c);
+    if (stored == 1) {
+      gk_status_clear(status);
+      return GK_OK;
+    }
+    if (stored == 0)
+      return gk_status_set(status, GK_UNAVAILABLE, "store", s->base.description, GK_STATUS_NO_INDEX,
+                           "store %s: connection lost during the commit, which did not happen (checked on "
+                           "another connection): nothing was written; retry", s->base.description);
+    if (running == 1) break;
+  }
+  return gk_status_set(status, GK_UNAVAILABLE, "store", s->base.description, GK_STATUS_NO_INDEX,
+                       "store %s: connection lost during the commit, and its outcome could not be learnt: "
+                       "retry with the same idempotency key to learn it (without a key, read the stream "
+                       "first)", s->base.description);
+}
+
 static gk_code pg_append(gk_event_store *store, const gk_append *a, gk_status *status) {
   pg_store *s = (pg_store *)store;
   PGconn *c;
@@ -521,13 +597,14 @@ static gk_code pg_append(gk_event_store *store, const gk_append *a, gk_status *s
   if (rc != GK_OK) return rc;
   rc = run(s, c, "BEGIN", NULL, PGRES_COMMAND_OK, NULL, "starting the append", status);
   if (rc == GK_OK) rc = append_steps(s, c, a, status);
-  /* A connection lost during COMMIT leaves the outcome unknown: the message says
-   * so, and the idempotency key makes the retry safe. */
-  if (rc == GK_OK)
-    rc = run(s, c, "COMMIT", NULL, PGRES_COMMAND_OK, NULL,
-             "the commit (its outcome is unknown: retry with the same idempotency key)", status);
+  int pid = PQbackendPID(c);
+  bool commit_lost = false;
+  if (rc == GK_OK) {
+    rc = run(s, c, "COMMIT", NULL, PGRES_COMMAND_OK, NULL, "the commit", status);
+    commit_lost = rc != GK_OK && PQstatus(c) != CONNECTION_OK;
+  }
   release(s, c); /* rolls back a failed append */
-  return rc;
+  return commit_lost ? resolve_lost_commit(s, pid, a, status) : rc;
 }
 
 /* ---- reads ------------------------------------------------------------------- */
