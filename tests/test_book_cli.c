@@ -249,6 +249,20 @@ static void test_migrate_copies_every_book_verbatim_and_refuses_a_second_copy(vo
   r = run_cli("", args); /* the target already holds the book */
   assert_int_equal(r->exit_code, 2);
   assert_non_null(strstr(r->err, "book-desk"));
+  /* a copy made with its report lost is exit 4, not 2 ("nothing was
+   * written"), and says so (found in review) */
+  char command[1024], err_path[300];
+  static char err[4096];
+  snprintf(err_path, sizeof err_path, "%s/migrate.err", store_dir);
+  snprintf(command, sizeof command,
+           "'%s' book migrate --store sqlite:%s/books.db --to sqlite:%s/copy2.db >/dev/full 2>'%s'",
+           GREEKS_CLI_PATH, store_dir, store_dir, err_path);
+  int status = system(command);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 4);
+  cli_slurp(err_path, err, sizeof err);
+  assert_non_null(strstr(err, "every stream was copied and verified"));
+  assert_non_null(strstr(err, "cannot write the output"));
 }
 
 static void test_show_values_a_european_option_as_black_scholes(void **state) {

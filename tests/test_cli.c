@@ -111,6 +111,12 @@ static void test_unusable_files_exit_2_with_a_clear_message(void **state) {
   assert_non_null(strstr(r->err, "--model must be bsm, black76, gk or bachelier"));
   r = run_cli("", "price --greeks delta,rhoo good.csv");
   assert_int_equal(r->exit_code, 2);
+  /* an unset $GREEKS priced without any Greek, exit 0 (found in review) */
+  r = run_cli("", "price --greeks '' good.csv");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "--greeks must be"));
+  r = run_cli("", "price --greeks delta, good.csv");
+  assert_int_equal(r->exit_code, 2);
   r = run_cli("", "price --isa sse2 good.csv");
   assert_int_equal(r->exit_code, 2);
   assert_non_null(strstr(r->err, "unknown ISA name"));
@@ -272,6 +278,37 @@ static void test_revalue_rejects_unusable_input(void **state) {
   r = run_cli("", "revalue positions_good.csv --market market.csv --scenarios none --threads 5000");
   assert_int_equal(r->exit_code, 2);
   assert_non_null(strstr(r->err, "--threads"));
+  /* --grid-out without a grid left yesterday's file, exit 0; one file for
+   * both outputs was overwritten without a word (found in review) */
+  FILE *stale = fopen("/tmp/greeks_cli_stale_grid.csv", "w");
+  assert_non_null(stale);
+  fputs("STALE\n", stale);
+  fclose(stale);
+  r = run_cli("", "revalue positions_good.csv --market market.csv --scenarios none "
+                  "--grid-out /tmp/greeks_cli_stale_grid.csv");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "--grid-out has no grid to write under --scenarios none"));
+  r = run_cli("", "revalue positions_good.csv --market market.csv --grid-out /tmp/greeks_cli_both.csv "
+                  "--positions-out /tmp/greeks_cli_both.csv");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "name the same file"));
+  remove("/tmp/greeks_cli_stale_grid.csv");
+}
+
+/* `greeks call`'s usage errors name what is wrong: a list's bad port was
+ * told about address families, and the verb list left out book (found in
+ * review). No server is reached: both are refused before connecting. */
+static void test_call_usage_errors_name_the_item(void **state) {
+  (void)state;
+  cli_result *r = run_cli("", "call --target 127.0.0.1:5,127.0.0.1:70000 health");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "item '127.0.0.1:70000' is not an IP:PORT address (port 1..65535)"));
+  r = run_cli("", "call --target 127.0.0.1:5,[::1]:6 health");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "item '[::1]:6'"));
+  r = run_cli("", "call --target 127.0.0.1:5 bogus");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "revalue, health, book)"));
 }
 
 static void test_iv_round_trips_bachelier_prices(void **state) {
@@ -995,6 +1032,7 @@ int main(void) {
       cmocka_unit_test(test_chain_prices_on_the_market_from_flags),
       cmocka_unit_test(test_revalue_reports_risk_grid_and_bad_positions),
       cmocka_unit_test(test_revalue_rejects_unusable_input),
+      cmocka_unit_test(test_call_usage_errors_name_the_item),
       cmocka_unit_test(test_revalue_overflowing_totals_fail_by_name),
       cmocka_unit_test(test_iv_round_trips_bachelier_prices),
       cmocka_unit_test(test_iv_round_trips_lognormal_prices),

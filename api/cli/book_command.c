@@ -144,25 +144,14 @@ static int sequence_option(const char *name, const char *text, int64_t *sequence
 
 /* "-0.1,0,0.1": 1 to GK_MAX_SCENARIO_AXIS finite numbers. */
 static int shocks_option(const char *name, const char *text, double *shocks, gk_scenario_axis *axis) {
-  size_t count = 0;
-  for (const char *p = text;; p++) {
-    char item[64];
-    size_t n = strcspn(p, ",");
-    double value = 0;
-    if (n >= sizeof item || count == GK_MAX_SCENARIO_AXIS) break;
-    memcpy(item, p, n);
-    item[n] = '\0';
-    if (cli_parse_double(item, &value) != NULL || !isfinite(value)) break;
-    shocks[count++] = value;
-    p += n;
-    if (*p == '\0') {
-      axis->count = count, axis->shocks = shocks;
-      return 0;
-    }
+  size_t count;
+  const char *rule = cli_parse_shocks(text, shocks, &count);
+  if (rule == NULL) {
+    axis->count = count, axis->shocks = shocks;
+    return 0;
   }
   char message[128];
-  snprintf(message, sizeof message, "%s must be 1 to %d comma-separated finite numbers", name,
-           GK_MAX_SCENARIO_AXIS);
+  snprintf(message, sizeof message, "%s %s", name, rule);
   return usage_error(message, text);
 }
 
@@ -802,13 +791,14 @@ int book_command(int argc, char **argv) {
   rc = open_session(&a, now_us, &s);
   if (rc == 0) rc = run_verb(&s, &a, &q);
   close_session(&s);
-  if (fflush(stdout) != 0 || ferror(stdout)) {
+  const char *failure = cli_output_failure(stdout);
+  if (failure) {
     /* after a write that ran, exit 2 ("nothing was written") would invite a
      * rerun that applies a keyless command twice: say it is recorded */
     int wrote = a.verb <= V_LIMITS && (rc == CLI_EXIT_OK || rc == CLI_EXIT_BAD_ROWS);
-    if (!wrote) return usage_error("cannot write the output", strerror(errno));
+    if (!wrote) return usage_error("cannot write the output", failure);
     fprintf(stderr, "greeks book: cannot write the output (%s); what the command did is recorded in the "
-                    "store: check with `greeks book audit` before running it again (4)\n", strerror(errno));
+                    "store: check with `greeks book audit` before running it again (4)\n", failure);
     return BOOK_EXIT_FAILED;
   }
   return rc;

@@ -178,9 +178,12 @@ int book_migrate_command(int argc, char **argv) {
   if (rc == 0) rc = copy_all(from, to);
   gk_store_close(to);
   gk_store_close(from);
-  if (fflush(stdout) != 0 || ferror(stdout)) {
-    fprintf(stderr, PREFIX "cannot write the output: %s\n", strerror(errno));
-    if (rc == 0) rc = CLI_EXIT_UNUSABLE;
+  const char *failure = cli_output_failure(stdout);
+  if (failure) {
+    /* the copy ran: exit 2 says nothing was written (found in review) */
+    fprintf(stderr, PREFIX "cannot write the output (%s)%s\n", failure,
+            rc == 0 ? "; every stream was copied and verified: see `greeks book list --store` on the target" : "");
+    if (rc == 0) rc = BOOK_EXIT_FAILED;
   }
   return rc;
 }

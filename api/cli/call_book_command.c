@@ -711,19 +711,24 @@ static void write_event_row(const char *book_id, const Greeks__Events__V1__Event
 typedef struct event_rows {
   const char *book_id;
   int64_t remaining;     /* rows still wanted; -1: all */
-  int64_t last_sequence; /* of the last row printed, 0 none */
+  int64_t last_sequence; /* of the last row printed (subscribe: and flushed), 0 none */
   int unreadable;        /* a message was not an EventEnvelope */
   int flush;             /* after every row (subscribe: a live feed) */
+  const char *write_failure; /* subscribe: why a row could not be written; the stream stops */
 } event_rows;
 
+/* A subscriber's row that cannot be written stops the stream, and the resume
+ * point is the row after the last one flushed: the feed went on past a full
+ * disk, losing rows, and then said to resume after them (found in review). */
 static int on_event(void *user, const uint8_t *bytes, size_t length) {
   event_rows *v = user;
   Greeks__Events__V1__EventEnvelope *m = greeks__events__v1__event_envelope__unpack(NULL, length, bytes);
   if (m == NULL) return v->unreadable = 1;
   write_event_row(v->book_id, m);
-  v->last_sequence = m->sequence;
+  int64_t sequence = m->sequence;
   greeks__events__v1__event_envelope__free_unpacked(m, NULL);
-  if (v->flush) fflush(stdout);
+  if (v->flush && (v->write_failure = cli_output_failure(stdout)) != NULL) return 1;
+  v->last_sequence = sequence;
   return v->remaining > 0 && --v->remaining == 0;
 }
 
@@ -731,11 +736,11 @@ static int stream_events(const session *s, const char *rpc, const ProtobufCMessa
                          gk_client_reply *reply) {
   char method[96];
   snprintf(method, sizeof method, "/greeks.v1.BookService/%s", rpc);
+  fputs("sequence,time,type,event_id,correlation_id,causation_id,summary\n", stdout);
+  if (rows->flush && (rows->write_failure = cli_output_failure(stdout)) != NULL) return -1;
   size_t n = 0;
   uint8_t *bytes = wire_pack(request, &n);
   if (bytes == NULL) return usage_error("out of memory", rpc);
-  fputs("sequence,time,type,event_id,correlation_id,causation_id,summary\n", stdout);
-  if (rows->flush) fflush(stdout);
   int made = gk_client_server_stream(s->client, method, bytes, n, on_event, rows, reply);
   free(bytes);
   if (made != 0) reply->code = GRPC_STATUS_UNAVAILABLE;
@@ -762,7 +767,7 @@ static int run_audit(const session *s) {
     fputs("sequence,time,type,event_id,correlation_id,causation_id,summary\n", stdout);
     return CLI_EXIT_OK;
   }
-  event_rows rows = {a->book_id, -1, 0, 0, 0};
+  event_rows rows = {a->book_id, -1, 0, 0, 0, NULL};
   gk_client_reply reply;
   int rc = stream_events(s, "GetAuditTrail", &q.base, &rows, &reply);
   return rc < 0 ? fail(a->book_id, &reply) : rc;
@@ -786,10 +791,17 @@ static int run_subscribe(const session *s) {
   if ((a->from && whole_option("--from", a->from, 1, INT64_MAX, &q.from_sequence)) ||
       (a->count && whole_option("--count", a->count, 1, INT64_MAX, &count)))
     return CLI_EXIT_UNUSABLE;
-  event_rows rows = {a->book_id, count, 0, 0, 1};
+  event_rows rows = {a->book_id, count, 0, 0, 1, NULL};
   gk_client_reply reply;
   int rc = stream_events(s, "SubscribeEvents", &q.base, &rows, &reply);
-  return rc < 0 ? subscription_ended(s, &rows, q.from_sequence ? q.from_sequence : 1, &reply) : rc;
+  int64_t from = q.from_sequence ? q.from_sequence : 1;
+  if (rows.write_failure) {
+    fprintf(stderr, "greeks call book: %s: cannot write the output (%s): the subscription stopped; resume with: "
+                    "greeks call book subscribe %s --from %" PRId64 "\n",
+            a->book_id, rows.write_failure, a->book_id, rows.last_sequence ? rows.last_sequence + 1 : from);
+    return BOOK_EXIT_FAILED;
+  }
+  return rc < 0 ? subscription_ended(s, &rows, from, &reply) : rc;
 }
 
 /* ---- quoted instruments: underlying,kind,type,style,strike,expiry,multiplier,bid,ask[,vol] ---- */
@@ -1144,13 +1156,14 @@ int call_book_command(const gk_client_options *connection, int argc, char **argv
   rc = run_verb(&s);
   gk_client_destroy(s.client);
   int keyed = (ON(a.verb) & KEYED_VERBS) != 0, writes = keyed || a.verb == V_TRADE;
-  if (fflush(stdout) != 0 || ferror(stdout)) {
-    int saved = errno;
-    if (!writes || rc == CLI_EXIT_UNUSABLE) return usage_error("cannot write the output", "stdout");
+  const char *failure = cli_output_failure(stdout);
+  if (failure && a.verb == V_SUBSCRIBE && rc == BOOK_EXIT_FAILED) return rc; /* said, with where to resume */
+  if (failure) {
+    if (!writes || rc == CLI_EXIT_UNUSABLE) return usage_error("cannot write the output", failure);
     /* the write ran: exit 2 said nothing was written (found in review) */
     fprintf(stderr, "greeks call book: cannot write the output (%s) after the command ran: check `greeks call book "
                     "audit %s` before running it again%s%s\n",
-            strerror(saved), a.book_id, keyed ? " without --key " : "", keyed ? write_key(&s) : "");
+            failure, a.book_id, keyed ? " without --key " : "", keyed ? write_key(&s) : "");
     return BOOK_EXIT_FAILED;
   }
   if (keyed && rc == BOOK_EXIT_FAILED)

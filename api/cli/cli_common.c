@@ -11,6 +11,7 @@
 #include "greeks/american_iv.h"
 #include "greeks/isa.h"
 #include "greeks/pool.h"
+#include "greeks/portfolio.h"
 
 const char *cli_skip_spaces(const char *s) {
   while (*s && isspace((unsigned char)*s)) s++;
@@ -85,6 +86,14 @@ int cli_parse_verb(int argc, char **argv, const cli_verb_table *t, void *values,
 int cli_usage_error(const char *message, const char *value) {
   fprintf(stderr, "greeks: %s: '%s'\n", message, value ? value : "(missing)");
   return 2;
+}
+
+const char *cli_output_failure(FILE *out) {
+  errno = 0;
+  int flushed = fflush(out), saved = errno;
+  if (flushed == 0 && !ferror(out)) return NULL;
+  if (flushed != 0 && saved != 0) return strerror(saved);
+  return "a write failed: a full disk, a closed pipe, a quota or an I/O error";
 }
 
 int cli_force_isa(const char *name) {
@@ -190,17 +199,37 @@ int cli_parse_greeks(const char *list, unsigned *outputs) {
   if (strcmp(list, "all") == 0) *outputs = GK_OUT_ALL;
   else if (strcmp(list, "everything") == 0) *outputs = GK_OUT_EVERYTHING;
   if (strcmp(list, "all") == 0 || strcmp(list, "everything") == 0 || strcmp(list, "none") == 0) return 0;
+  /* every item named, none empty: "" (an unset $GREEKS) read as none, and a
+   * trailing comma passed (found in review) */
   const char *p = list;
-  while (*p) {
+  do {
     size_t n = strcspn(p, ",");
     size_t i = 0, count = sizeof greeks / sizeof greeks[0];
     while (i < count && !(strlen(greeks[i].name) == n && strncmp(p, greeks[i].name, n) == 0)) i++;
     if (i == count) return -1;
     *outputs |= greeks[i].bit;
     p += n;
-    if (*p == ',') p++;
-  }
+  } while (*p++ == ',');
   return 0;
+}
+
+const char *cli_parse_shocks(const char *text, double *shocks, size_t *count) {
+  *count = 0;
+  for (const char *p = text ? text : "";; p++) {
+    char item[64];
+    size_t n = strcspn(p, ",");
+    double value = 0;
+    if (n >= sizeof item || *count == GK_MAX_SCENARIO_AXIS) break;
+    memcpy(item, p, n);
+    item[n] = '\0';
+    if (cli_parse_double(item, &value) != NULL || !isfinite(value)) break;
+    shocks[(*count)++] = value;
+    p += n;
+    if (*p == '\0') return NULL;
+  }
+  *count = 0;
+  _Static_assert(GK_MAX_SCENARIO_AXIS == 101, "the rule's text says 101");
+  return "must be 1 to 101 comma-separated finite numbers";
 }
 
 void cli_write_american_iv_note(FILE *out, unsigned flags) {

@@ -66,6 +66,13 @@ int cli_parse_verb(int argc, char **argv, const cli_verb_table *table, void *val
 /* Prints "greeks: MESSAGE: 'VALUE'" to stderr; returns CLI_EXIT_UNUSABLE. */
 int cli_usage_error(const char *message, const char *value);
 
+/* Flushes `out`: NULL when all that was written to it arrived, else why not.
+ * That is strerror(errno) when this flush failed; when only an earlier write
+ * did (ferror set, nothing left to flush), its errno is gone (a later call may
+ * have set errno to anything: a full disk was reported as "Bad file
+ * descriptor"), and the text names the usual causes instead. */
+const char *cli_output_failure(FILE *out);
+
 /* Forces the kernels onto the named ISA; prints a clear error and returns -1 if
  * the name is unknown or the machine cannot run it. */
 int cli_force_isa(const char *name);
@@ -99,8 +106,14 @@ int cli_parse_model(const char *name, gk_model *model);
 
 /* Parses --greeks: all (first order), everything, none (price only) or a
  * comma-separated list of Greek names ('second' for the nine second-order
- * ones). The price is always included. Returns 0 or -1. */
+ * ones). The price is always included. Returns 0, or -1 for an unknown name or
+ * an empty list or item ("", "delta,"). */
 int cli_parse_greeks(const char *list, unsigned *outputs);
+
+/* Parses a scenario axis, "-0.1,0,0.1": 1 to GK_MAX_SCENARIO_AXIS (101) finite
+ * numbers, no empty item, into shocks[GK_MAX_SCENARIO_AXIS]. Returns NULL, or
+ * the rule the text breaks. */
+const char *cli_parse_shocks(const char *text, double *shocks, size_t *count);
 
 /* Writes ",NOTE" for an American implied vol: its solver flags
  * (GK_AMERICAN_IV_FLAG_*) as space-separated words, nothing after the comma

@@ -72,8 +72,9 @@ int main(int argc, char **argv) {
    * and so is `call price-batch` whose answered rows were lost (it exited 3,
    * "the others were answered"; found in review). The paths that check their
    * own writes have said so and returned 2 or 4. */
-  if ((status == CLI_EXIT_OK || status == CLI_EXIT_BAD_ROWS) && (fflush(stdout) != 0 || ferror(stdout))) {
-    fprintf(stderr, "greeks: write error: %s\n", strerror(errno ? errno : EIO));
+  const char *failure = status == CLI_EXIT_OK || status == CLI_EXIT_BAD_ROWS ? cli_output_failure(stdout) : NULL;
+  if (failure) {
+    fprintf(stderr, "greeks: write error: %s\n", failure);
     return CLI_EXIT_UNUSABLE;
   }
   return status;

@@ -340,7 +340,7 @@ void price_command_usage(FILE *out) {
 }
 
 void chain_command_usage(FILE *out) {
-  fputs("usage: greeks chain --spot S --rate R [--yield Q] [--model bsm|black76|gk]\n"
+  fputs("usage: greeks chain --spot S --rate R [--yield Q] [--model bsm|black76|gk|bachelier]\n"
         "                    [--style european|american] [--american-method bs2002|tree|alo|alo-fast]\n"
         "                    [--isa ISA] [--greeks all|none|LIST] [--threads N] FILE|-\n"
         "  Prices one underlying's option chain. The market (S, r, q) comes from the\n"
@@ -432,8 +432,9 @@ static int run_price_job(int argc, char **argv, int chain_mode) {
     status = CLI_EXIT_UNUSABLE;
   }
   csv_input_close(&in);
-  if (fflush(stdout) != 0 || ferror(stdout)) {
-    fprintf(stderr, "greeks: write error: %s\n", strerror(errno));
+  const char *failure = cli_output_failure(stdout);
+  if (failure) {
+    fprintf(stderr, "greeks: write error: %s\n", failure);
     return CLI_EXIT_UNUSABLE;
   }
   return status;

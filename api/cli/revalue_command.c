@@ -181,6 +181,10 @@ static int revalue(const revalue_options *o) {
     return cli_usage_error("--scenarios must be 'none' or like '" DEFAULT_SCENARIOS
                            "' (mode rel|abs:from:to:count, count 1 to 101)", o->scenarios);
   gk_scenario_grid grid = {spot.axis, vol.axis};
+  /* a grid file left as it was, exit 0, read as today's P&L grid by the next
+   * step of a batch job (found in review) */
+  if (o->grid_path && grid.spot.count * grid.vol.count == 0)
+    return cli_usage_error("--grid-out has no grid to write under --scenarios none", o->grid_path);
   market_table m = {0};
   position_table p = {0};
   int exit_code = CLI_EXIT_UNUSABLE;
@@ -291,6 +295,9 @@ int revalue_command(int argc, char **argv) {
   }
   if (strcmp(o.positions_path, "-") == 0 && strcmp(o.market_path, "-") == 0)
     return cli_usage_error("stdin ('-') can be the positions or the market file, not both", "-");
+  if (o.grid_path && o.positions_out_path && strcmp(o.grid_path, o.positions_out_path) == 0)
+    return cli_usage_error("--grid-out and --positions-out name the same file (the second would overwrite the first)",
+                           o.grid_path);
   if (cli_check_isa() != 0) return CLI_EXIT_UNUSABLE;
   return revalue(&o);
 }

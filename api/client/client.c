@@ -87,12 +87,13 @@ static size_t first_item(size_t count) {
 }
 
 /* Checks every item of a comma-separated list: their family (4 or 6), else 0. */
-static int list_family(const char *target, size_t *count) {
+static int list_family(const char *target, size_t *count, const char **bad, size_t *bad_length) {
   int family = 0;
   *count = 0;
   for (const char *item = target;; item++) {
     size_t n = strcspn(item, ",");
     int f = address_family(item, n);
+    *bad = item, *bad_length = n;
     if (f == 0 || (family != 0 && f != family)) return 0;
     family = f;
     ++*count;
@@ -133,13 +134,16 @@ static int channel_target(const char *target, char *out, size_t size, char *erro
     snprintf(out, size, "%s", target);
     return 0;
   }
-  size_t count;
-  int family = list_family(target, &count);
+  size_t count, bad_length;
+  const char *bad;
+  int family = list_family(target, &count, &bad, &bad_length);
   if (family == 0) {
+    /* the item at fault: "127.0.0.1:70000" was told about families (found in review) */
     snprintf(error, error_size,
-             "--target '%s': a list takes IP:PORT addresses of one family (127.0.0.1:50051,127.0.0.1:50052); "
-             "for a host name use dns:///NAME:PORT, which reaches every address of the name",
-             target);
+             "--target '%s': item '%.*s' is not an IP:PORT address (port 1..65535) of the list's family; a list "
+             "takes IP:PORT addresses of one family (127.0.0.1:50051,127.0.0.1:50052); for a host name use "
+             "dns:///NAME:PORT, which reaches every address of the name",
+             target, (int)bad_length, bad);
     return -1;
   }
   char rotated[TARGET_MAX];

@@ -481,6 +481,35 @@ class Subscriptions(CallBookCase):
         rest = rows(self.ok("subscribe", "slow", "--from", str(resume), "--count", "3"))
         self.assertEqual([int(r["sequence"]) for r in rest], [resume, resume + 1, resume + 2])
 
+    def test_a_subscriber_that_cannot_write_stops_with_where_to_resume(self):
+        """Its output failing (a closed pipe here, a full disk in production),
+        the feed went on and lost rows, then said to resume after them."""
+        self.open_book("cut")
+        proc = subprocess.Popen([CLI, "call", "--target", self.server.target, "book", "subscribe", "cut"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGPIPE, signal.SIG_IGN))
+        try:
+            self.assertTrue(proc.stdout.readline().startswith("sequence,"))
+            self.assertTrue(proc.stdout.readline().startswith("1,"))
+            self.assertTrue(proc.stdout.readline().startswith("2,"))
+            proc.stdout.close()  # the reader goes away; the next row cannot be written
+            self.ok("market", "cut", "--file", self.file("cut-m.csv", "underlying,spot,rate,yield,vol\nAAPL,101,0.03,0,0.2\n"))
+            proc.wait(timeout=20 * SLOWDOWN)  # it went on streaming, and never exited
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        err = proc.stderr.read()
+        self.assertEqual(proc.returncode, 4, err)
+        self.assertIn("cannot write the output", err)
+        self.assertIn("greeks call book subscribe cut --from 3", err)  # rows 1 and 2 were written
+        with open("/dev/full", "w") as full:
+            p = subprocess.run([CLI, "call", "--target", self.server.target, "book", "subscribe", "cut", "--from", "2"],
+                               stdout=full, stderr=subprocess.PIPE, text=True, timeout=TIMEOUT)
+        self.assertEqual(p.returncode, 4, p.stderr)
+        self.assertIn("No space left on device", p.stderr)
+        self.assertIn("subscribe cut --from 2", p.stderr)
+
 
 class OfflineAgrees(CallBookCase):
     def test_the_offline_verbs_read_the_same_book_from_the_servers_journal(self):

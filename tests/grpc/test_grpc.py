@@ -391,6 +391,17 @@ class PricingAgainstOfflineCli(ServedTestCase):
                                      "--spot-shocks", "0", positions)
             self.assertEqual(code, 2, out)
             self.assertIn("line 3: field 'underlying' value 'AAPL': appears twice", err)
+            # shock lists by the offline verb's rule, the flag and value named: ","
+            # dropped the grid with exit 0 (found in review)
+            with open(market, "w") as f:
+                f.write("underlying,S,r,q\nAAPL,100,0.05,0\n")
+            with open(positions, "w") as f:
+                f.write("id,underlying,type,K,T,sigma,quantity\np1,AAPL,call,100,1,0.2,1\n")
+            for flag, value in (("--spot-shocks", ","), ("--vol-shocks", "0.1,,-0.1"), ("--spot-shocks", "1e400")):
+                code, out, err = run_cli("call", "--target", self.server.target, "revalue", "--market", market,
+                                         flag, value, positions)
+                self.assertEqual(code, 2, out)
+                self.assertIn("%s must be 1 to 101 comma-separated finite numbers: '%s'" % (flag, value), err)
 
 
     def test_cli_call_revalue_reads_files_as_the_offline_verb(self):
