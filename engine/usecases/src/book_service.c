@@ -349,22 +349,27 @@ static gk_code encode_events(const gk_event *events, size_t count, encoded_batch
 /* A snapshot is written inside a command's append, so its cost (encoding and
  * writing every position: about 0.7 s for a million) is paid by that command.
  * Due every snapshot_every events, and for a large book not before the events
- * since the last one number an eighth of its positions: a million-position book
- * is snapshotted every 125,000 events, whose replay (about 0.2 s) stays below
- * the snapshot's own load, while the write is paid once per 125,000 commands
- * instead of once per thousand (adr/0034). */
-enum { SNAPSHOT_POSITIONS_PER_EVENT = 8 };
+ * since the last one number an eighth of its size: a million-position book is
+ * snapshotted every 125,000 events, whose replay (about 0.2 s) stays below the
+ * snapshot's own load, while the write is paid once per 125,000 commands
+ * instead of once per thousand (adr/0034). The size counts what a snapshot
+ * holds: positions, and every trade id and strategy the book has had (counted
+ * by positions alone, a book of many trades on few positions was snapshotted
+ * every 1,000 events, each snapshot holding all its trades: storage grew with
+ * the square of the trades; found in review). Counted so, the snapshots of a
+ * growing book come at growing intervals and add up to a few times its last. */
+enum { SNAPSHOT_ITEMS_PER_EVENT = 8 };
 
 /* Due with `events` applied to the cached state (judged before they are:
- * each leg they book may add a position). */
+ * each leg they book may add a position, each trade a trade id). */
 static bool snapshot_due(const gk_book_service *s, const book_entry *e, const gk_event *events, size_t count) {
   int64_t since = gk_book_version(e->state) + (int64_t)count - e->last_snapshot;
-  size_t positions = gk_book_position_count(e->state);
+  size_t items = gk_book_position_count(e->state) + gk_book_trade_count(e->state) + gk_book_strategy_count(e->state);
   for (size_t i = 0; i < count; i++)
-    positions += events[i].type == GK_EVENT_TRADE_EXECUTED    ? events[i].as.trade_executed.leg_count
-                 : events[i].type == GK_EVENT_TRADE_CORRECTED ? events[i].as.trade_corrected.replacement_count
-                                                              : 0;
-  int64_t by_size = (int64_t)(positions / SNAPSHOT_POSITIONS_PER_EVENT);
+    items += events[i].type == GK_EVENT_TRADE_EXECUTED    ? 1u + events[i].as.trade_executed.leg_count
+             : events[i].type == GK_EVENT_TRADE_CORRECTED ? events[i].as.trade_corrected.replacement_count
+                                                          : 0;
+  int64_t by_size = (int64_t)(items / SNAPSHOT_ITEMS_PER_EVENT);
   return s->snapshot_every > 0 && since >= s->snapshot_every && since >= by_size;
 }
 
