@@ -603,6 +603,50 @@ static void test_the_limit_guard_refuses_hard_breaches_before_trading(void **sta
   gk_limit_guard_free(guard);
 }
 
+/* With no limit on the book, a correction the pre-trade check could not
+ * value is booked: the guard passes every trade of such a book, and a 9-leg
+ * trade's expiry could not be corrected at once, nor a +1e12 trade flipped,
+ * each journaled as a refusal no limit caused (found in review). */
+static void test_a_book_without_limits_takes_any_correction(void **state) {
+  fixture *f = *state;
+  gk_status st;
+  gk_risk_projection_options po = {0};
+  gk_limit_guard *guard = gk_limit_guard_new(&po, &st);
+  assert_non_null(guard);
+  gk_book_service_options o = {.pre_trade = {gk_limit_guard_refuse, guard},
+                               .listener = {gk_limit_guard_committed, guard}};
+  gk_book_service *s = gk_book_service_new(f->store, &o, &st);
+  gk_command_context c = at(T0, NULL);
+  must(gk_open_book(s, &c, "free", "", "USD", NULL, &st), &st);
+  enum { LEGS = 9 };
+  gk_trade nine = {.trade_id = "T9", .leg_count = LEGS, .trade_time_us = T0 + 1};
+  gk_leg moved[LEGS];
+  for (int i = 0; i < LEGS; i++) {
+    nine.legs[i] = (gk_leg){option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 100 + i), 1, 1.0};
+    moved[i] = nine.legs[i];
+    moved[i].instrument.expiry_us += 35 * 86400 * (int64_t)1000000; /* the right expiry: 18 instruments move */
+  }
+  gk_command_context tc = at(T0 + 1, NULL);
+  must(gk_execute_trade(s, &tc, "free", &nine, NULL, &st), &st);
+  gk_command_context cc = at(T0 + 2, NULL);
+  must(gk_correct_trade(s, &cc, "free", "T9", moved, LEGS, "wrong expiry", NULL, &st), &st);
+  gk_instrument big;
+  gk_instrument_underlying("BIG", &big, NULL);
+  must(send_trade(s, "free", "T10", big, 1000000000000, 1, T0 + 3, NULL, &st), &st);
+  gk_leg flipped = {big, -1000000000000, 1};
+  must(gk_correct_trade(s, &cc, "free", "T10", &flipped, 1, "wrong side", NULL, &st), &st);
+  gk_book *b = NULL;
+  must(gk_get_book(s, "free", -1, &b, &st), &st);
+  assert_int_equal(gk_book_find_position(b, &moved[0].instrument)->quantity, 1);
+  const gk_position *old = gk_book_find_position(b, &nine.legs[0].instrument);
+  assert_true(old == NULL || old->quantity == 0);
+  assert_int_equal(gk_book_find_position(b, &big)->quantity, -1000000000000);
+  assert_int_equal(gk_book_version(b), 5); /* opened, two trades, two corrections: no refusal */
+  gk_book_free(b);
+  gk_book_service_free(s);
+  gk_limit_guard_free(guard);
+}
+
 /* A refusal's legs record what was refused and move no position: one
  * written past a leg's bounds (as corrections netting twice them were,
  * before their refusals recorded the replacement) reads back, where it made
@@ -1265,6 +1309,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_a_correction_of_a_correction_checks_the_trade_time, setup, teardown),
       cmocka_unit_test_setup_teardown(test_the_limit_guard_refuses_hard_breaches_before_trading,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(test_a_book_without_limits_takes_any_correction, setup, teardown),
       cmocka_unit_test_setup_teardown(test_the_listener_hears_committed_events_in_order, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_market_v1_events_are_upcast_on_replay, setup, teardown),
