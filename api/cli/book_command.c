@@ -109,6 +109,9 @@ static int parse_args(int argc, char **argv, book_args *a) {
     return usage_error("correct takes --file LEGS.csv or --cancel, one of them", a->cancel ? "--cancel" : NULL);
   if ((a->verb == V_TRADE || a->verb == V_MARKET || a->verb == V_LIMITS) && a->file == NULL)
     return usage_error("--file is required ('-' for stdin)", NULL);
+  /* a trade id no trade can have: said so, not "not on book" (found in review) */
+  if (a->verb == V_CORRECT && a->trade_id && strlen(a->trade_id) >= GK_TRADE_ID_SIZE)
+    return usage_error("TRADE_ID must be 1 to 63 characters of [A-Za-z0-9._-]", a->trade_id);
   return 0;
 }
 

@@ -559,13 +559,21 @@ static void reply_risk(rpc_call *c, const gk_book_risk_view *v) {
 
 enum { RISK_WAIT_MAX_MS = 2000 };
 
-/* The live risk, once it reflects min_version (waiting at most 2 s or the
- * deadline): a client that just traded reads its own write. */
+/* The live risk, once it reflects min_version (waiting at most 2 s, or until
+ * shortly before the deadline): a client that just traded reads its own
+ * write. The wait ends a margin before the deadline, the larger of 50 ms and
+ * 5% of the call's time, so that the UNAVAILABLE ("retry") reaches the client:
+ * waiting to the deadline itself, the client always saw its own
+ * DEADLINE_EXCEEDED instead (found in review). */
 static void run_get_risk(rpc_call *c, book_job *j) {
   const Greeks__V1__GetBookRiskRequest *q = (const Greeks__V1__GetBookRiskRequest *)j->message;
   book_side *side = c->server->books;
   int64_t until = gk_monotonic_ns() + (int64_t)RISK_WAIT_MAX_MS * GK_NS_PER_MS;
-  if (c->deadline_ns && c->deadline_ns < until) until = c->deadline_ns;
+  if (c->deadline_ns) {
+    int64_t margin = (c->deadline_ns - c->started_ns) / 20;
+    if (margin < 50 * GK_NS_PER_MS) margin = 50 * GK_NS_PER_MS;
+    if (c->deadline_ns - margin < until) until = c->deadline_ns - margin;
+  }
   int known = 0; /* the book exists: checked once, when the agent has not seen it */
   for (;;) {
     gk_book_risk_view *v = NULL;

@@ -9,7 +9,9 @@
  */
 #include "book_wire.h"
 
+#include <ctype.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,8 +74,22 @@ __attribute__((format(printf, 3, 4))) static int refuse(char *why, size_t size, 
   return -1;
 }
 
+/* Whether `value` stands in `text` as a whole word or number, not as part of
+ * one: a spot of 0 "appeared" in "[0.0001, 10]" and went unsaid (found in
+ * review). */
+static bool says_value(const char *text, const char *value) {
+  size_t n = strlen(value);
+  for (const char *at = strstr(text, value); at; at = strstr(at + 1, value)) {
+    char before = at > text ? at[-1] : ' ', after = at[n];
+    bool joined = isalnum((unsigned char)before) || strchr(".-+_", before) || isalnum((unsigned char)after) ||
+                  (after != '\0' && strchr("._", after) && isalnum((unsigned char)at[n + 1]));
+    if (!joined) return true;
+  }
+  return false;
+}
+
 static int refuse_rule(char *why, size_t size, const char *field, const gk_status *rule) {
-  if (rule->value[0] && !strstr(rule->message, rule->value)) /* the value too, where the rule leaves it out */
+  if (rule->value[0] && !says_value(rule->message, rule->value)) /* the value too, where the rule leaves it out */
     return refuse(why, size, "%s: %s (%s: '%s')", field, rule->message, rule->field, rule->value);
   return refuse(why, size, "%s: %s", field, rule->message);
 }
@@ -89,8 +105,11 @@ static int long_symbol(char *why, size_t size, const char *field, const char *te
 int wire_read_id(const char *text, const char *field, int optional, char *out, size_t out_size, char *why,
                  size_t size) {
   size_t n = text ? strlen(text) : 0;
+  /* a book id's rule is shorter than its buffer: 59 to 63 characters were
+   * told "1 to 58", 64 "at most 63" (found in review) */
+  size_t most = strcmp(field, "book_id") == 0 ? GK_BOOK_ID_MAX_LENGTH : out_size - 1;
   if (n == 0 && !optional) return refuse(why, size, "field '%s' is required", field);
-  if (n >= out_size) return refuse(why, size, "field '%s' has %zu characters: at most %zu", field, n, out_size - 1);
+  if (n > most) return refuse(why, size, "field '%s' has %zu characters: at most %zu", field, n, most);
   memcpy(out, text ? text : "", n + 1);
   return 0;
 }

@@ -150,6 +150,17 @@ class CommandsAndQueries(BookServiceCase):
         self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.stub.UpdateMarket(bk.UpdateMarketRequest(
             book_id="bad", quotes=[bk.MarketQuote(underlying="AAPL", spot=-1, vol=0.2)]), timeout=TIMEOUT),
             "quotes[0]", "spot")
+        # the value is said even when its digits occur in the rule (a spot of 0
+        # in "[0.0001, 10]"), and a book id's limit is its rule's, 58 (found
+        # in review)
+        details = self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.stub.UpdateMarket(
+            bk.UpdateMarketRequest(book_id="bad", quotes=[bk.MarketQuote(underlying="AAPL", spot=100, vol=0)]),
+            timeout=TIMEOUT), "quotes[0]", "vol")
+        self.assertIn("'0'", details)
+        for length in (59, 63, 64):
+            self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.stub.GetBook(
+                bk.GetBookRequest(book_id="b" * length), timeout=TIMEOUT),
+                "field 'book_id' has %d characters: at most 58" % length)
         # rules decided on the book name their quote too (they named none:
         # found in review): a spot past 1e15 in the third quote, in a call and
         # in a stream's message
@@ -347,6 +358,17 @@ class Risk(BookServiceCase):
         self.assertEqual(len(risk.total.pnl), len(risk.spot_shocks) * len(risk.vol_shocks))
         centre = risk.spot_shocks[:].index(0.0) * len(risk.vol_shocks) + list(risk.vol_shocks).index(0.0)
         self.assertAlmostEqual(risk.total.pnl[centre], 0.0, places=6)
+
+    def test_a_version_not_reached_is_unavailable_before_the_deadline(self):
+        """The wait ran to the deadline itself, so the client saw its own
+        DEADLINE_EXCEEDED, never the documented UNAVAILABLE (found in review)."""
+        self.open_book("ahead")
+        for timeout in (0.5 * SLOWDOWN, 1.5 * SLOWDOWN):
+            started = time.monotonic()
+            self.assert_code(grpc.StatusCode.UNAVAILABLE, lambda: self.stub.GetBookRisk(
+                bk.GetBookRiskRequest(book_id="ahead", min_version=10**6), timeout=timeout),
+                "does not yet reflect the version asked for")
+            self.assertLess(time.monotonic() - started, timeout)
 
     def test_hard_limit_refuses_soft_limit_breaches(self):
         self.open_book("limits", spot=100)
