@@ -679,7 +679,8 @@ void handle_book_hedge(rpc_call *c) {
     return;
   }
   if (strlen(q->underlying) == 0 || strlen(q->underlying) >= GK_SYMBOL_SIZE) {
-    snprintf(why, sizeof why, "field 'underlying' is '%s': 1 to %d characters", q->underlying, GK_SYMBOL_SIZE - 1);
+    snprintf(why, sizeof why, "field 'underlying' has %zu bytes: 1 to %d characters (it starts '%.24s')",
+             strlen(q->underlying), GK_SYMBOL_SIZE - 1, q->underlying);
     reply_invalid(c, why);
     return;
   }
