@@ -679,7 +679,7 @@ void handle_book_hedge(rpc_call *c) {
     return;
   }
   if (strlen(q->underlying) == 0 || strlen(q->underlying) >= GK_SYMBOL_SIZE) {
-    snprintf(why, sizeof why, "field 'underlying' has %zu bytes: 1 to %d characters (it starts '%.24s')",
+    snprintf(why, sizeof why, "field 'underlying' has %zu bytes: 1 to %d characters (it starts '%.40s')",
              strlen(q->underlying), GK_SYMBOL_SIZE - 1, q->underlying);
     reply_invalid(c, why);
     return;

@@ -99,7 +99,7 @@ static int refuse_rule(char *why, size_t size, const char *field, const gk_statu
  * cut inside a character made them mojibake: found in review). */
 static int long_symbol(char *why, size_t size, const char *field, const char *text) {
   return refuse(why, size, "%s.underlying has %zu bytes: a symbol is 1 to %d characters of [A-Za-z0-9._-] (it starts "
-                "'%.24s')", field, strlen(text), GK_SYMBOL_SIZE - 1, text);
+                "'%.40s')", field, strlen(text), GK_SYMBOL_SIZE - 1, text);
 }
 
 int wire_read_id(const char *text, const char *field, int optional, char *out, size_t out_size, char *why,

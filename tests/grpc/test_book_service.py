@@ -251,7 +251,7 @@ class CommandsAndQueries(BookServiceCase):
         self.assertEqual(first.last_sequence, again.last_sequence)
         self.stub.OpenBook(bk.OpenBookRequest(book_id="b" * 58, name="n"), timeout=TIMEOUT)
         self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.stub.OpenBook(
-            bk.OpenBookRequest(book_id="b" * 59, name="n"), timeout=TIMEOUT), "book_id", "1 to 58")
+            bk.OpenBookRequest(book_id="b" * 59, name="n"), timeout=TIMEOUT), "book_id", "at most 58")
         self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.trade("reads", "bad id!", [
             ev.Leg(instrument=underlying("AAPL"), quantity=1, price=100.0)]), "'bad id!'")
 
