@@ -20,6 +20,7 @@
 
 #include <cmocka.h>
 
+#include "../engine/src/pool_internal.h"
 #include "greeks/clock.h"
 #include "greeks/pricing.h"
 #include "support/test_support.h"
@@ -562,10 +563,50 @@ static void test_pool_workers_are_named_name_dash_index(void **state) {
   gk_pool_destroy(pool);
 }
 
+/* Writes `text` to dir/name, making the directories on the way. */
+static void write_tree_file(const char *dir, const char *name, const char *text) {
+  char path[1400], command[1500];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  snprintf(command, sizeof command, "mkdir -p \"$(dirname '%s')\"", path);
+  assert_int_equal(system(command), 0);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+}
+
+/* The cgroup v2 quota is the tightest of the process's own cgroup and its
+ * ancestors' (found in review: only the root's was read), on a tree made
+ * here, since this machine may be cgroup v1 or give no quota. */
+static void test_the_cgroup_quota_is_the_tightest_on_the_way_up(void **state) {
+  (void)state;
+  char root[] = "/tmp/gk_cgroup_XXXXXX";
+  assert_non_null(mkdtemp(root));
+  char fs[600], self[600], command[700];
+  snprintf(fs, sizeof fs, "%s/sys", root);
+  snprintf(self, sizeof self, "%s/cgroup", root);
+  write_tree_file(root, "cgroup", "0::/system.slice/greeksd.service\n");
+  write_tree_file(fs, "cpu.max", "max 100000\n");
+  assert_int_equal(gk_cgroup_cpu_quota_at(self, fs), 0); /* no quota anywhere readable below the root */
+  write_tree_file(fs, "system.slice/greeksd.service/cpu.max", "250000 100000\n"); /* 2.5 CPUs: 3 */
+  assert_int_equal(gk_cgroup_cpu_quota_at(self, fs), 3);
+  write_tree_file(fs, "system.slice/cpu.max", "100000 100000\n"); /* a parent's 1 CPU is tighter */
+  assert_int_equal(gk_cgroup_cpu_quota_at(self, fs), 1);
+  write_tree_file(fs, "system.slice/cpu.max", "max 100000\n");
+  write_tree_file(fs, "cpu.max", "50000 100000\n"); /* the root's (a container's own) half CPU: 1 */
+  assert_int_equal(gk_cgroup_cpu_quota_at(self, fs), 1);
+  write_tree_file(fs, "cpu.max", "junk\n");
+  write_tree_file(root, "cgroup", "12:cpu,cpuacct:/user.slice\n"); /* cgroup v1 only: its own line is not read */
+  assert_int_equal(gk_cgroup_cpu_quota_at(self, fs), 0);
+  snprintf(command, sizeof command, "rm -rf '%s'", root);
+  assert_int_equal(system(command), 0);
+}
+
 int main(void) {
   skip_unless_active_isa_runs();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pool_runs_every_task_once),
+      cmocka_unit_test(test_the_cgroup_quota_is_the_tightest_on_the_way_up),
       cmocka_unit_test(test_pool_serializes_concurrent_runs),
       cmocka_unit_test(test_pool_runs_a_single_task_on_the_caller),
       cmocka_unit_test(test_pool_rejects_bad_options),

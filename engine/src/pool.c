@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "greeks/clock.h"
+#include "pool_internal.h"
 
 #define MAX_NODES 64
 
@@ -124,9 +125,9 @@ static int cpu_max_quota(const char *path) {
  * which is the process's own inside a cgroup namespace (a container). Only
  * the root was read: under systemd's CPUQuota= or a parent's quota, without
  * a namespace, every core counted (found in review). 0: no quota. */
-static int cgroup_cpu_quota(void) {
-  char line[512] = "", path[640];
-  FILE *f = fopen("/proc/self/cgroup", "r");
+int gk_cgroup_cpu_quota_at(const char *proc_cgroup, const char *cgroup_root) {
+  char line[512] = "", path[1024];
+  FILE *f = fopen(proc_cgroup, "r");
   if (f != NULL) {
     char entry[512];
     while (fgets(entry, sizeof entry, f) != NULL)
@@ -136,7 +137,7 @@ static int cgroup_cpu_quota(void) {
   line[strcspn(line, "\n")] = '\0';
   int tightest = 0;
   for (;;) { /* from the process's cgroup up to the root */
-    snprintf(path, sizeof path, "/sys/fs/cgroup%s/cpu.max", line[0] == '/' && line[1] ? line : "");
+    snprintf(path, sizeof path, "%s%s/cpu.max", cgroup_root, line[0] == '/' && line[1] ? line : "");
     int quota = cpu_max_quota(path);
     if (quota > 0 && (tightest == 0 || quota < tightest)) tightest = quota;
     char *slash = strrchr(line, '/');
@@ -151,7 +152,7 @@ int gk_usable_cores(void) {
   cpu_set_t set;
   int cores = 1;
   if (sched_getaffinity(0, sizeof set, &set) == 0) cores = CPU_COUNT(&set);
-  int quota = cgroup_cpu_quota();
+  int quota = gk_cgroup_cpu_quota_at("/proc/self/cgroup", "/sys/fs/cgroup");
   if (quota > 0 && quota < cores) cores = quota;
   return cores < 1 ? 1 : cores;
 }
