@@ -231,6 +231,9 @@ static void test_limits_cross_once_each_way_with_hysteresis(void **state) {
   gk_status st;
   gk_risk_projection *p = rebuilt(book, c, &count);
   assert_int_equal(count, 0); /* no market yet: nothing valued */
+  /* the limits the projection evaluated, as GetBookRisk lists them */
+  assert_int_equal(gk_risk_projection_limit_count(p), 1);
+  assert_true(gk_risk_projection_limit_at(p, 0)->hard == 1200 && gk_risk_projection_limit_at(p, 1) == NULL);
   assert_int_equal(tick(book, p, 100.1, c), 1); /* 1001 > 1000: soft breached */
   assert_int_equal(c[0].type, GK_EVENT_RISK_LIMIT_BREACHED);
   assert_int_equal(c[0].edge.hard, 0);
@@ -250,7 +253,10 @@ static void test_limits_cross_once_each_way_with_hysteresis(void **state) {
    * (Restored at the old threshold), and nothing else is reported */
   assert_int_equal(gk_book_decide_limits(book, NULL, 0, &e, NULL), GK_OK);
   commit(book, &e);
+  assert_int_equal(gk_book_limits(book)->count, 0);
+  assert_int_equal(gk_risk_projection_limit_count(p), 1); /* the book runs ahead of the projection */
   assert_int_equal(gk_risk_projection_apply(p, book, &e, 1, T0, c, &count, &st), GK_OK);
+  assert_int_equal(gk_risk_projection_limit_count(p), 0);
   assert_int_equal(count, 1);
   assert_true(c[0].type == GK_EVENT_RISK_LIMIT_RESTORED && c[0].edge.hard == 0);
   assert_true(c[0].edge.threshold == 1000 && fabs(c[0].edge.value - 1130) < 1e-9);

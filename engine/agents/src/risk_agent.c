@@ -385,11 +385,14 @@ static void copy_underlying(const gk_underlying_risk *from, size_t grid, double 
   }
 }
 
+/* The limits the projection evaluated, not the folded book's: that book runs
+ * ahead of the projection within a batch, and a reader saw one version's
+ * figures beside a later version's limits (found in review). */
 static void copy_limits(const agent_book *b, gk_book_risk_view *v) {
-  const gk_risk_limits_set *limits = gk_book_limits(b->book);
-  for (size_t i = 0; i < limits->count && i < GK_MAX_LIMITS; i++) {
+  size_t count = gk_risk_projection_limit_count(b->projection);
+  for (size_t i = 0; i < count && i < GK_MAX_LIMITS; i++) {
     gk_limit_state *s = &v->limits[v->limit_count++];
-    s->limit = limits->limits[i];
+    s->limit = *gk_risk_projection_limit_at(b->projection, i);
     s->value = gk_risk_projection_metric(b->projection, &s->limit);
     s->soft_breached = gk_risk_projection_breached(b->projection, &s->limit, 0);
     s->hard_breached = gk_risk_projection_breached(b->projection, &s->limit, 1);

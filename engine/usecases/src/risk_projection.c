@@ -522,6 +522,12 @@ bool gk_risk_projection_breached(const gk_risk_projection *p, const gk_risk_limi
   return false;
 }
 
+size_t gk_risk_projection_limit_count(const gk_risk_projection *p) { return p->limit_count; }
+
+const gk_risk_limit *gk_risk_projection_limit_at(const gk_risk_projection *p, size_t index) {
+  return index < p->limit_count ? &p->limits[index].limit : NULL;
+}
+
 int64_t gk_risk_projection_version(const gk_risk_projection *p) { return p->version; }
 
 void gk_risk_projection_unreport(gk_risk_projection *p, const gk_limit_crossing *crossings, size_t count) {

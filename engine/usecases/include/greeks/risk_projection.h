@@ -113,6 +113,11 @@ double gk_risk_projection_metric(const gk_risk_projection *projection, const gk_
 bool gk_risk_projection_breached(const gk_risk_projection *projection, const gk_risk_limit *limit,
                                  int hard);
 int64_t gk_risk_projection_version(const gk_risk_projection *projection); /* book version folded */
+/* The limits the projection evaluated at its version (a reader pairing the
+ * figures with the book's newer limits showed a limit set ten versions later
+ * beside them, as not breached: found in review). */
+size_t gk_risk_projection_limit_count(const gk_risk_projection *projection);
+const gk_risk_limit *gk_risk_projection_limit_at(const gk_risk_projection *projection, size_t index);
 
 /* Takes back crossings the caller could not journal: each level goes back to
  * the state before its crossing, so the next evaluation reports it again
