@@ -628,7 +628,11 @@ static int screen_call(rpc_call *c) {
     return -1;
   }
   if (c->deadline_ns != 0 && c->deadline_ns <= c->started_ns) {
-    rpc_reply(c, GRPC_STATUS_DEADLINE_EXCEEDED, "the deadline had passed when the call arrived; nothing was priced",
+    /* "nothing was priced" was said of book commands too (found in review) */
+    rpc_reply(c, GRPC_STATUS_DEADLINE_EXCEEDED,
+              c->method < METHOD_HEALTH_CHECK ? "the deadline had passed when the call arrived; nothing was priced"
+                                              : "the deadline had passed when the call arrived; nothing was run or "
+                                                "recorded",
               NULL);
     return -1;
   }
