@@ -440,18 +440,30 @@ static gk_event last_rejection(gk_book_service *s, const char *book_id) {
   return rejected;
 }
 
+/* A book service on the fixture's store with the limit guard as its
+ * pre-trade check and listener, as greeksd wires them; *o the options, for a
+ * restart. */
+static gk_book_service *guarded_service(fixture *f, gk_limit_guard **guard, gk_book_service_options *o) {
+  gk_status st;
+  gk_risk_projection_options po = {0};
+  *guard = gk_limit_guard_new(&po, &st);
+  assert_non_null(*guard);
+  *o = (gk_book_service_options){.pre_trade = {gk_limit_guard_refuse, *guard},
+                                 .listener = {gk_limit_guard_committed, *guard}};
+  gk_book_service *s = gk_book_service_new(f->store, o, &st);
+  assert_non_null(s);
+  return s;
+}
+
 /* The execution path with the limit guard: a trade that would break a hard limit
  * is refused (journaled, nothing traded), a soft breach is accepted, and a retry
  * of the refused command gets the same refusal. */
 static void test_the_limit_guard_refuses_hard_breaches_before_trading(void **state) {
   fixture *f = *state;
   gk_status st;
-  gk_risk_projection_options po = {0};
-  gk_limit_guard *guard = gk_limit_guard_new(&po, &st);
-  assert_non_null(guard);
-  gk_book_service_options o = {.pre_trade = {gk_limit_guard_refuse, guard},
-                               .listener = {gk_limit_guard_committed, guard}};
-  gk_book_service *s = gk_book_service_new(f->store, &o, &st);
+  gk_limit_guard *guard;
+  gk_book_service_options o;
+  gk_book_service *s = guarded_service(f, &guard, &o);
   gk_command_context c = at(T0, NULL);
   must(gk_open_book(s, &c, "desk", "", "USD", NULL, &st), &st);
   gk_market_quote q = {.underlying = "AAPL", .spot = 200, .vol = 0.25, .market_time_us = T0};
@@ -610,12 +622,9 @@ static void test_the_limit_guard_refuses_hard_breaches_before_trading(void **sta
 static void test_a_book_without_limits_takes_any_correction(void **state) {
   fixture *f = *state;
   gk_status st;
-  gk_risk_projection_options po = {0};
-  gk_limit_guard *guard = gk_limit_guard_new(&po, &st);
-  assert_non_null(guard);
-  gk_book_service_options o = {.pre_trade = {gk_limit_guard_refuse, guard},
-                               .listener = {gk_limit_guard_committed, guard}};
-  gk_book_service *s = gk_book_service_new(f->store, &o, &st);
+  gk_limit_guard *guard;
+  gk_book_service_options o;
+  gk_book_service *s = guarded_service(f, &guard, &o);
   gk_command_context c = at(T0, NULL);
   must(gk_open_book(s, &c, "free", "", "USD", NULL, &st), &st);
   enum { LEGS = 9 };
