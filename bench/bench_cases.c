@@ -31,8 +31,9 @@ enum { KIND_BSM = 0, KIND_NAIVE_O2 = 1, KIND_NAIVE_FASTMATH = 2, KIND_AMERICAN_B
        KIND_QUANTLIB_FAST = 7, KIND_QUANTLIB_ACCURATE = 8, KIND_AMERICAN_ALO_CALLS = 9,
        KIND_AMERICAN_ALO_IV = 10, KIND_AMERICAN_ALO_CALLS_NO_DIVIDEND = 11, KIND_AMERICAN_ALO_CHAIN_NO_DIVIDEND = 12 };
 
-/* greeksd prices an American batch AMERICAN_ALO_CALL (8) options a kernel call
- * (api/server/handlers.c: each call a cancellation and yield point): the
+/* greeksd prices an American batch 8 options a kernel call (alo's entry in
+ * american_price_sizes, api/server/handlers.c: each call a cancellation and
+ * yield point): the
  * calls case prices the same 1024 options that way, so a per-call cost shows. */
 enum { ALO_CALL_OPTIONS = 8 };
 

@@ -14,8 +14,9 @@
  * wanted (events committed between a history page and the registration, or
  * appended by another process on the same store, which never reach this
  * process's listener) the missing ones are read from the store. Events of
- * other processes therefore arrive when the next local commit of the book
- * reveals the gap; a feed is the live view of the process it runs in.
+ * other processes arrive when the book service, following the store's change
+ * notifications (gk_book_service_follow, adr/0036), or the next local commit of
+ * the book, reveals the gap.
  *
  * Wiring (the feed needs the service for history, the service needs the feed
  * as its listener; greeks/listener_fanout.h to share the listener):
