@@ -14,10 +14,17 @@
  *     message or a field;
  *   - a reader that refuses says why: a non-empty text starting with the
  *     request field at fault ("legs[2]...", "field 'limits' ...");
- *   - what a reader accepts passes the domain's own validators: each leg
- *     (gk_legs_validate), each limit (gk_risk_limit_validate), each quote
- *     (gk_market_quote_validate), the quoted instruments
- *     (gk_quoted_instruments_validate);
+ *   - what a reader accepts is what the message says, field by field (a
+ *     leg's quantity, price and instrument: underlying, kind, type, style,
+ *     strike, expiry, multiplier; a limit's underlying, metric and levels; a
+ *     quote's values, time and vol points; a quoted instrument's bid, ask, vol
+ *     and instrument): the readers run the domain's validators themselves, so
+ *     those alone would not catch a field read into the wrong place; and it
+ *     passes those validators (each leg on its own);
+ *   - an id (ExecuteTrade's book_id, trade_id, strategy_id, idempotency_key)
+ *     is accepted exactly when its length is within its rule (book_id 1 to
+ *     58, the others up to 63, the optional ones possibly empty), and copied
+ *     whole;
  *   - nothing crashes or leaks (ASan, UBSan, LeakSanitizer).
  */
 #include <stddef.h>
@@ -54,10 +61,19 @@ static void require_refusal(const char *why, const char *const *fields, size_t c
   require(named, "a refusal starts with the field at fault", why);
 }
 
-static void require_legs(const gk_leg *legs, size_t count) {
-  gk_status st;
-  for (size_t i = 0; i < count; i++)
-    require(gk_legs_validate(&legs[i], 1, &st) == GK_OK, "an accepted leg passes gk_legs_validate", st.message);
+/* An accepted instrument is the message's. */
+static void require_instrument(const gk_instrument *in, const Greeks__Events__V1__Instrument *pb) {
+  require(strcmp(in->underlying, pb->underlying) == 0, "the underlying as sent", pb->underlying);
+  int option = pb->kind == GREEKS__EVENTS__V1__INSTRUMENT_KIND__OPTION;
+  require(in->kind == (option ? GK_KIND_OPTION : GK_KIND_UNDERLYING), "the kind as sent", NULL);
+  if (!option) return;
+  require(in->type == (pb->option_type == GREEKS__EVENTS__V1__OPTION_TYPE__PUT ? GK_PUT : GK_CALL),
+          "the option type as sent", NULL);
+  require(in->style == (pb->style == GREEKS__EVENTS__V1__EXERCISE_STYLE__AMERICAN ? GK_STYLE_AMERICAN
+                                                                                  : GK_STYLE_EUROPEAN),
+          "the style as sent", NULL);
+  require(in->strike == pb->strike && in->expiry_us == pb->expiry_us && in->multiplier == pb->multiplier,
+          "strike, expiry and multiplier as sent", NULL);
 }
 
 static void read_legs(Greeks__Events__V1__Leg *const *legs, size_t count, const char *field) {
@@ -65,8 +81,29 @@ static void read_legs(Greeks__Events__V1__Leg *const *legs, size_t count, const 
   size_t written = 0;
   char why[WIRE_WHY_SIZE] = "";
   const char *fields[] = {field};
-  if (wire_read_legs(legs, count, field, out, &written, why, sizeof why) == 0) require_legs(out, written);
-  else require_refusal(why, fields, 1);
+  gk_status st;
+  if (wire_read_legs(legs, count, field, out, &written, why, sizeof why) != 0) {
+    require_refusal(why, fields, 1);
+    return;
+  }
+  require(written == count, "every leg read", NULL);
+  for (size_t i = 0; i < written; i++) {
+    require(gk_legs_validate(&out[i], 1, &st) == GK_OK, "an accepted leg passes gk_legs_validate", st.message);
+    require(out[i].quantity == legs[i]->quantity && out[i].price == legs[i]->price, "quantity and price as sent",
+            NULL);
+    require_instrument(&out[i].instrument, legs[i]->instrument);
+  }
+}
+
+/* wire_read_id: accepted exactly within its rule, and copied whole. */
+static void read_id(const char *text, const char *field, int optional, size_t most, size_t out_size) {
+  char out[GK_META_ID_SIZE + GK_BOOK_ID_SIZE];
+  char why[WIRE_WHY_SIZE] = "";
+  size_t n = strlen(text);
+  int ok = wire_read_id(text, field, optional, out, out_size, why, sizeof why) == 0;
+  require(ok == ((n > 0 || optional) && n <= most), "an id is accepted exactly within its rule", why);
+  if (ok) require(strcmp(out, text) == 0, "an id copied whole", text);
+  else require(strncmp(why, "field '", 7) == 0, "an id's refusal names its field", why);
 }
 
 static void read_limits(const Greeks__V1__SetRiskLimitsRequest *q) {
@@ -78,8 +115,13 @@ static void read_limits(const Greeks__V1__SetRiskLimitsRequest *q) {
     require_refusal(why, fields, 1);
     return;
   }
-  for (size_t i = 0; i < q->n_limits; i++)
+  for (size_t i = 0; i < q->n_limits; i++) {
     require(gk_risk_limit_validate(&out[i], &st) == GK_OK, "an accepted limit passes its validator", st.message);
+    const Greeks__Events__V1__RiskLimit *pb = q->limits[i];
+    require(strcmp(out[i].underlying, pb->underlying) == 0 && out[i].metric == (unsigned)pb->metric &&
+                out[i].soft == pb->soft && out[i].hard == pb->hard,
+            "a limit as sent", pb->underlying);
+  }
 }
 
 static void read_quote(const Greeks__V1__MarketQuote *pb, const char *field) {
@@ -92,6 +134,15 @@ static void read_quote(const Greeks__V1__MarketQuote *pb, const char *field) {
     return;
   }
   require(gk_market_quote_validate(&quote, &st) == GK_OK, "an accepted quote passes its validator", st.message);
+  require(strcmp(quote.underlying, pb->underlying) == 0 && quote.spot == pb->spot && quote.rate == pb->rate &&
+              quote.yield == pb->yield && quote.vol == pb->vol &&
+              quote.market_time_us == (pb->market_time_us ? pb->market_time_us : 1800000000000000LL),
+          "a quote as sent", pb->underlying);
+  require(quote.vol_point_count == pb->n_vols, "every vol point read", NULL);
+  for (size_t i = 0; i < pb->n_vols; i++) {
+    require(quote.vol_points[i].vol == pb->vols[i]->vol, "a vol point's vol as sent", NULL);
+    require_instrument(&quote.vol_points[i].instrument, pb->vols[i]->instrument);
+  }
 }
 
 static void read_quoted(Greeks__V1__QuotedInstrument *const *quoted, size_t count, const char *field) {
@@ -100,11 +151,17 @@ static void read_quoted(Greeks__V1__QuotedInstrument *const *quoted, size_t coun
   char why[WIRE_WHY_SIZE] = "";
   const char *fields[] = {field};
   gk_status st;
-  if (wire_read_quoted(quoted, count, field, out, why, sizeof why) == 0)
+  if (wire_read_quoted(quoted, count, field, out, why, sizeof why) == 0) {
     require(gk_quoted_instruments_validate(out, count, &st) == GK_OK, "accepted quotes pass their validator",
             st.message);
-  else
+    for (size_t i = 0; i < count; i++) {
+      require(out[i].bid == quoted[i]->bid && out[i].ask == quoted[i]->ask && out[i].vol == quoted[i]->vol,
+              "a quoted instrument's bid, ask and vol as sent", NULL);
+      require_instrument(&out[i].instrument, quoted[i]->instrument);
+    }
+  } else {
     require_refusal(why, fields, 1);
+  }
   free(out);
 }
 
@@ -113,6 +170,10 @@ static void read_message(int kind, const ProtobufCMessage *m) {
   switch (kind) {
     case 0: {
       const Greeks__V1__ExecuteTradeRequest *q = (const Greeks__V1__ExecuteTradeRequest *)m;
+      read_id(q->book_id, "book_id", 0, GK_BOOK_ID_MAX_LENGTH, GK_BOOK_ID_SIZE);
+      read_id(q->trade_id, "trade_id", 0, GK_TRADE_ID_SIZE - 1, GK_TRADE_ID_SIZE);
+      read_id(q->strategy_id, "strategy_id", 1, GK_META_ID_SIZE - 1, GK_META_ID_SIZE);
+      read_id(q->idempotency_key, "idempotency_key", 1, GK_META_ID_SIZE - 1, GK_META_ID_SIZE);
       read_legs(q->legs, q->n_legs, "legs");
       break;
     }

@@ -16,15 +16,22 @@
  *   - quotes: at least one, each passes gk_market_quote_validate, no
  *     underlying twice;
  *   - limits: at most GK_MAX_LIMITS, each passes gk_risk_limit_validate.
- * A refused file has one printable error within the input's lines.
+ * A refused file has one printable error within the input's lines. Every
+ * accepted value equals its own row's field read again here (underlying,
+ * quantity, price, strike, multiplier and type of a leg; a quote's spot, rate,
+ * yield and vol; a limit's underlying, metric and levels), so a reader that
+ * takes one column for another fails even where the validators pass.
  */
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "book_input.h"
+#include "cli_common.h"
 #include "csv_properties.h"
 
 enum { FILE_TRADES, FILE_LEGS, FILE_QUOTES, FILE_LIMITS, FILE_KINDS };
@@ -68,7 +75,85 @@ static void check_good_trade(const book_trade_item *item, size_t lines, char (*i
   }
 }
 
-static void read_trades(csv_reader *r, size_t lines) {
+/* ---- what was read is what the rows say ----------------------------------------
+ * Each accepted value is compared with its own row's field, read again here
+ * (csv_check_each_row): a reader that took one column for another, or dropped
+ * a value, passes every validator and fails this. The readers' results are
+ * handed over in these (the row callback has no user pointer). */
+static const gk_leg *read_legs_at[1024];
+static size_t read_leg_lines[1024], read_leg_count;
+static const book_quotes *read_quotes_now;
+static const book_limits *read_limits_now;
+
+static int same_text_trimmed(const char *field, const char *value) {
+  field = cli_skip_spaces(field ? field : "");
+  size_t n = strlen(value);
+  return strncmp(field, value, n) == 0 && *cli_skip_spaces(field + n) == '\0';
+}
+
+static int same_number(const char *field, double value, double if_empty) {
+  double parsed;
+  if (*cli_skip_spaces(field ? field : "") == '\0') return value == if_empty;
+  return cli_parse_double(field, &parsed) == NULL && parsed == value;
+}
+
+static void leg_row_matches(const char **f, size_t line, size_t lines) {
+  (void)lines;
+  for (size_t k = 0; k < read_leg_count; k++) {
+    if (read_leg_lines[k] != line) continue;
+    const gk_leg *leg = read_legs_at[k];
+    int64_t quantity;
+    csv_require(same_text_trimmed(f[1], leg->instrument.underlying), "a leg's underlying is its row's");
+    csv_require(book_parse_int(f[8], &quantity) == NULL && quantity == leg->quantity, "a leg's quantity is its row's");
+    csv_require(same_number(f[9], leg->price, -1), "a leg's price is its row's");
+    if (leg->instrument.kind == GK_KIND_OPTION) {
+      csv_require(same_number(f[5], leg->instrument.strike, -1), "an option's strike is its row's");
+      csv_require(same_number(f[7], leg->instrument.multiplier, 1.0), "an option's multiplier is its row's");
+      csv_require((leg->instrument.type == GK_PUT) == (strncasecmp(cli_skip_spaces(f[3]), "put", 3) == 0),
+                  "an option's type is its row's");
+    }
+  }
+}
+
+static void quote_row_matches(const char **f, size_t line, size_t lines) {
+  (void)lines;
+  const book_quotes *q = read_quotes_now;
+  for (size_t k = 0; k < q->count; k++) {
+    if (q->lines[k] != line) continue;
+    const gk_market_quote *x = &q->quotes[k];
+    csv_require(same_text_trimmed(f[0], x->underlying), "a quote's underlying is its row's");
+    csv_require(same_number(f[1], x->spot, NAN) && same_number(f[2], x->rate, NAN) &&
+                    same_number(f[3], x->yield, NAN) && same_number(f[4], x->vol, NAN),
+                "a quote's spot, rate, yield and vol are its row's");
+    return;
+  }
+  csv_require(0, "every row of an accepted market file is a quote");
+}
+
+static void limit_row_matches(const char **f, size_t line, size_t lines) {
+  (void)lines;
+  const book_limits *l = read_limits_now;
+  for (size_t k = 0; k < l->count; k++) {
+    if (l->lines[k] != line) continue;
+    const gk_risk_limit *x = &l->limits[k];
+    csv_require(same_text_trimmed(f[0], x->underlying), "a limit's underlying is its row's");
+    csv_require(same_text_trimmed(f[1], gk_limit_metric_name(x->metric)), "a limit's metric is its row's");
+    csv_require(same_number(f[2], x->soft, 0.0) && same_number(f[3], x->hard, 0.0),
+                "a limit's soft and hard levels are its row's");
+    return;
+  }
+  csv_require(0, "every row of an accepted limits file is a limit");
+}
+
+static const csv_column trade_columns[] = {{"trade_id", 1},   {"underlying", 1}, {"kind", 1},
+                                           {"type", 1},       {"style", 0},      {"strike", 1},
+                                           {"expiry", 1},     {"multiplier", 0}, {"quantity", 1},
+                                           {"price", 1},      {"trade_time", 0}, {"idempotency_key", 0}};
+static const csv_column market_columns[] = {{"underlying", 1}, {"spot", 1}, {"rate", 1},
+                                            {"yield", 1},      {"vol", 1},  {"market_time", 0}};
+static const csv_column limit_columns[] = {{"underlying", 1}, {"metric", 1}, {"soft", 1}, {"hard", 1}};
+
+static void read_trades(csv_reader *r, size_t lines, const uint8_t *data, size_t size) {
   csv_error e;
   trade_reader *t = trade_reader_open(r, now_us, problem_seen, &lines, &e);
   if (t == NULL) {
@@ -90,6 +175,10 @@ static void read_trades(csv_reader *r, size_t lines) {
     }
     check_good_trade(item, lines, ids, good);
     memcpy(ids[good++], item->trade.trade_id, GK_TRADE_ID_SIZE);
+    read_leg_count = 0;
+    for (size_t k = 0; k < item->trade.leg_count && k < 1024; k++)
+      read_legs_at[k] = &item->trade.legs[k], read_leg_lines[read_leg_count++] = item->lines[k];
+    csv_check_each_row(data, size, trade_columns, 12, leg_row_matches);
   }
   if (got < 0) csv_check_error(&e, lines);
   csv_require(trade_reader_unreadable(t) <= lines, "unreadable rows within the input");
@@ -98,7 +187,7 @@ static void read_trades(csv_reader *r, size_t lines) {
   trade_reader_free(t);
 }
 
-static void read_legs(csv_reader *r, size_t lines) {
+static void read_legs(csv_reader *r, size_t lines, const uint8_t *data, size_t size) {
   book_legs *legs = malloc(sizeof *legs);
   csv_require(legs != NULL, "memory");
   csv_error e;
@@ -107,13 +196,17 @@ static void read_legs(csv_reader *r, size_t lines) {
     csv_require(legs->count >= 1 && legs->count <= GK_MAX_LEGS, "1 to GK_MAX_LEGS legs");
     for (size_t k = 0; k < legs->count; k++)
       csv_require(gk_legs_validate(&legs->legs[k], 1, &s) == GK_OK, "each leg passes gk_legs_validate");
+    read_leg_count = 0;
+    for (size_t k = 0; k < legs->count; k++)
+      read_legs_at[k] = &legs->legs[k], read_leg_lines[read_leg_count++] = legs->lines[k];
+    csv_check_each_row(data, size, trade_columns, 12, leg_row_matches);
   } else {
     csv_check_error(&e, lines);
   }
   free(legs);
 }
 
-static void read_quotes(csv_reader *r, size_t lines) {
+static void read_quotes(csv_reader *r, size_t lines, const uint8_t *data, size_t size) {
   book_quotes *q = malloc(sizeof *q);
   csv_require(q != NULL, "memory");
   csv_error e;
@@ -125,13 +218,15 @@ static void read_quotes(csv_reader *r, size_t lines) {
       for (size_t j = 0; j < k; j++)
         csv_require(strcmp(q->quotes[j].underlying, q->quotes[k].underlying) != 0, "underlying once");
     }
+    read_quotes_now = q;
+    csv_check_each_row(data, size, market_columns, 6, quote_row_matches);
   } else {
     csv_check_error(&e, lines);
   }
   free(q);
 }
 
-static void read_limits(csv_reader *r, size_t lines) {
+static void read_limits(csv_reader *r, size_t lines, const uint8_t *data, size_t size) {
   book_limits *l = malloc(sizeof *l);
   csv_require(l != NULL, "memory");
   csv_error e;
@@ -140,6 +235,8 @@ static void read_limits(csv_reader *r, size_t lines) {
     csv_require(l->count <= GK_MAX_LIMITS, "at most GK_MAX_LIMITS limits");
     for (size_t k = 0; k < l->count; k++)
       csv_require(gk_risk_limit_validate(&l->limits[k], &s) == GK_OK, "limit passes its validator");
+    read_limits_now = l;
+    csv_check_each_row(data, size, limit_columns, 4, limit_row_matches);
   } else {
     csv_check_error(&e, lines);
   }
@@ -148,24 +245,18 @@ static void read_limits(csv_reader *r, size_t lines) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size == 0) return 0;
-  static const csv_column trades[] = {{"trade_id", 1},  {"underlying", 1}, {"kind", 1},       {"type", 1},
-                                      {"style", 0},     {"strike", 1},     {"expiry", 1},     {"multiplier", 0},
-                                      {"quantity", 1},  {"price", 1},      {"trade_time", 0}, {"idempotency_key", 0}};
-  static const csv_column market[] = {{"underlying", 1}, {"spot", 1}, {"rate", 1},
-                                      {"yield", 1},      {"vol", 1},  {"market_time", 0}};
-  static const csv_column limits[] = {{"underlying", 1}, {"metric", 1}, {"soft", 1}, {"hard", 1}};
   int kind = data[0] % FILE_KINDS;
   data++, size--;
-  if (kind == FILE_QUOTES) csv_check_readers_agree(data, size, market, 6);
-  else if (kind == FILE_LIMITS) csv_check_readers_agree(data, size, limits, 4);
-  else csv_check_readers_agree(data, size, trades, 12);
+  if (kind == FILE_QUOTES) csv_check_readers_agree(data, size, market_columns, 6);
+  else if (kind == FILE_LIMITS) csv_check_readers_agree(data, size, limit_columns, 4);
+  else csv_check_readers_agree(data, size, trade_columns, 12);
   size_t lines = csv_line_count(data, size);
   csv_reader *r = csv_reader_memory((const char *)data, size);
   csv_require(r != NULL, "reader");
-  if (kind == FILE_TRADES) read_trades(r, lines);
-  else if (kind == FILE_LEGS) read_legs(r, lines);
-  else if (kind == FILE_QUOTES) read_quotes(r, lines);
-  else read_limits(r, lines);
+  if (kind == FILE_TRADES) read_trades(r, lines, data, size);
+  else if (kind == FILE_LEGS) read_legs(r, lines, data, size);
+  else if (kind == FILE_QUOTES) read_quotes(r, lines, data, size);
+  else read_limits(r, lines, data, size);
   csv_reader_free(r);
   return 0;
 }

@@ -41,6 +41,8 @@ def quoted(strike, bid, ask, vol=0.0):
 SEEDS = {
     "trade": (0, bk.ExecuteTradeRequest(book_id="desk", trade_id="t1", legs=[
         ev.Leg(instrument=option(), quantity=10, price=4.5), ev.Leg(instrument=stock(), quantity=-300, price=101)])),
+    "trade_book_id_59": (0, bk.ExecuteTradeRequest(book_id="b" * 59, trade_id="t" * 63, idempotency_key="k" * 64,
+                                                   legs=[ev.Leg(instrument=stock(), quantity=1, price=1)])),
     "trade_bad_strike": (0, bk.ExecuteTradeRequest(book_id="desk", trade_id="t2", legs=[
         ev.Leg(instrument=option(strike=-5), quantity=1, price=1)])),
     "trade_same_instrument_twice": (0, bk.ExecuteTradeRequest(book_id="desk", trade_id="t3", legs=[

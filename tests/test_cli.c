@@ -309,6 +309,9 @@ static void test_call_usage_errors_name_the_item(void **state) {
   r = run_cli("", "call --target 127.0.0.1:5 bogus");
   assert_int_equal(r->exit_code, 2);
   assert_non_null(strstr(r->err, "revalue, health, book)"));
+  r = run_cli("", "call --target 127.0.0.1:5 bogus --style american --token-file /nonexistent");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "unknown verb"));
 }
 
 static void test_iv_round_trips_bachelier_prices(void **state) {

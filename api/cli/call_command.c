@@ -925,6 +925,12 @@ int call_command(int argc, char **argv) {
     call_command_usage(stderr);
     return CLI_EXIT_UNUSABLE;
   }
+  /* an unknown verb first: it was told about a missing file, --style or a
+   * token file instead (found in review) */
+  static const char *const verbs[] = {"price-batch", "price-chain", "iv", "revalue", "health"};
+  int known = book_argv != NULL;
+  for (size_t k = 0; k < sizeof verbs / sizeof verbs[0]; k++) known |= strcmp(verb, verbs[k]) == 0;
+  if (!known) return cli_usage_error("unknown verb (price-batch, price-chain, iv, revalue, health, book)", verb);
   int refused = book_argv ? 0 : check_exercise_options(&o, verb);
   if (refused) return refused;
   char *token = NULL;
@@ -940,11 +946,7 @@ int call_command(int argc, char **argv) {
   int streams = book_argv && book_argc > 0 && strcmp(book_argv[0], "subscribe") == 0;
   if (o.client.timeout_ms == 0 && !streams) o.client.timeout_ms = CALL_DEFAULT_TIMEOUT_MS;
   int rc;
-  static const char *const file_verbs[] = {"price-batch", "price-chain", "iv", "revalue"};
-  int known = strcmp(verb, "health") == 0;
-  for (size_t k = 0; k < sizeof file_verbs / sizeof file_verbs[0]; k++) known |= strcmp(verb, file_verbs[k]) == 0;
   if (book_argv) rc = call_book_command(&o.client, book_argc, book_argv);
-  else if (!known) rc = cli_usage_error("unknown verb (price-batch, price-chain, iv, revalue, health, book)", verb);
   else if (strcmp(verb, "health") == 0) rc = call_health(&o);
   else if (o.path == NULL) rc = cli_usage_error("missing input file for", verb);
   else if (strcmp(verb, "price-batch") == 0) rc = call_price_batch(&o);

@@ -274,6 +274,9 @@ class CommitCutProxy:
         self.pg_port = pg_port
         self.armed = threading.Event()
         self.drop_commit = False  # True: the COMMIT itself is lost, not its answer
+        self.down_after_cut = 0.0  # seconds new connections are refused after a cut
+        self.refuse_until = 0.0
+        self.live = []  # every connection's two sockets
         self.cuts = 0
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
@@ -290,7 +293,11 @@ class CommitCutProxy:
                 client, _ = self.listener.accept()
             except socket.timeout:
                 continue
+            if time.monotonic() < self.refuse_until:  # the store "down" for a while after a cut
+                client.close()
+                continue
             server = socket.create_connection(("127.0.0.1", self.pg_port))
+            self.live.append((client, server))
             state = {"inserted": False, "cut": False}
             threading.Thread(target=self.pump, args=(client, server, state, True), daemon=True).start()
             threading.Thread(target=self.pump, args=(server, client, state, False), daemon=True).start()
@@ -308,6 +315,15 @@ class CommitCutProxy:
                     if self.armed.is_set():
                         self.armed.clear()
                         self.cuts += 1
+                        self.refuse_until = time.monotonic() + self.down_after_cut
+                        if self.down_after_cut:  # the whole store goes: every other connection too
+                            for pair in self.live:
+                                if source not in pair:
+                                    for end in pair:
+                                        try:
+                                            end.shutdown(socket.SHUT_RDWR)
+                                        except OSError:
+                                            pass
                         state["cut"] = True
                         if self.drop_commit:
                             break  # the server never sees the COMMIT: it rolls back
@@ -401,6 +417,19 @@ class LostCommit(unittest.TestCase):
         book = self.books.GetBook(bk.GetBookRequest(book_id="desk"), timeout=TIMEOUT)
         self.assertEqual(book.version, 5)
         self.assertEqual(sorted(p.quantity for p in book.positions), [10])
+        # Committed, then the store out of reach past the 5 s the server gives
+        # itself to learn the outcome: the client is told the outcome is
+        # unknown, and nothing retries it as if nothing had been written (a
+        # keyless correction was journaled twice: found in review).
+        self.proxy.drop_commit = False
+        self.proxy.down_after_cut = 7 * SLOWDOWN
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.cut(lambda: self.books.CorrectTrade(bk.CorrectTradeRequest(
+                book_id="desk", trade_id="t3", replacement_legs=[self.leg(5)], reason="size"), timeout=TIMEOUT))
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.UNAVAILABLE, caught.exception.details())
+        self.assertIn("its outcome could not be learnt: it may have been recorded", caught.exception.details())
+        time.sleep(max(0.0, self.proxy.refuse_until - time.monotonic()) + 0.5)
+        self.assertEqual(self.journal().count(ev.TRADE_CORRECTED), 2)  # t1's and this one, once
 
 
 if __name__ == "__main__":

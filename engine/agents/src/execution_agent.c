@@ -131,7 +131,10 @@ static void run_one(gk_execution_agent *a, gk_envelope *e, gk_status *result) {
   q->last.code = code;
   q->last_outcome = out;
   *result = q->last;
-  result->transient = code == GK_UNAVAILABLE;
+  /* not when the store says the outcome is unknown (a commit whose answer
+   * was lost and could not be learnt): a retry would run it twice */
+  bool outcome_unknown = status.code == GK_UNAVAILABLE && !status.transient;
+  result->transient = code == GK_UNAVAILABLE && !outcome_unknown;
 }
 
 static gk_code run_commands(void *context, gk_envelope *batch, size_t count, gk_status *results) {

@@ -36,10 +36,11 @@
  *     connection or a server shutting down -> GK_UNAVAILABLE, corrupted data ->
  *     GK_DATA_LOSS, anything else -> GK_IO_ERROR; each message names the store.
  *   - a connection lost after COMMIT was sent leaves the append's outcome open:
- *     another connection ends the old backend (pg_terminate_backend), waits for
- *     it to go, and looks for the first event's id, so the append answers what
- *     happened (GK_OK, or GK_UNAVAILABLE: nothing written); only when that
- *     cannot be learnt within 5 s does the status say the outcome is unknown.
+ *     another connection ends the old session if it still holds the append's
+ *     transaction (matched by pid and transaction id) and asks txid_status, so
+ *     the append answers what happened (GK_OK, or GK_UNAVAILABLE: nothing
+ *     written); only when that cannot be learnt within 5 s is the status an
+ *     UNAVAILABLE marked not transient, saying the outcome is unknown.
  *
  *   - change notification (adr/0036): each append runs pg_notify('greeks_events',
  *     'stream:first:last') inside its transaction, so the server delivers it at
@@ -492,15 +493,22 @@ static gk_code insert_snapshot(pg_store *s, PGconn *c, const gk_append *a, gk_st
 }
 
 /* The wake-up for other processes' watchers: delivered when this transaction
- * commits, in commit order. */
-static gk_code notify_change(pg_store *s, PGconn *c, const gk_append *a, gk_status *status) {
+ * commits, in commit order. The same statement reads the transaction's id
+ * (txid_current, with its epoch) into *xid: a COMMIT whose answer is lost is
+ * then resolved by that id (resolve_lost_commit). */
+static gk_code notify_change(pg_store *s, PGconn *c, const gk_append *a, int64_t *xid, gk_status *status) {
   char payload[GK_STORE_ID_SIZE * 2 + 48];
   snprintf(payload, sizeof payload, "%s:%lld:%lld", a->stream, (long long)(a->expected_version + 1),
            (long long)last_sequence(a));
   pg_params p = {.count = 0};
   param_text(&p, payload);
-  return run(s, c, "SELECT pg_notify('greeks_events', $1)", &p, PGRES_TUPLES_OK, NULL,
-             "notifying the append", status);
+  PGresult *res = NULL;
+  gk_code rc = run(s, c, "SELECT pg_notify('greeks_events', $1), txid_current()", &p, PGRES_TUPLES_OK, &res,
+                   "notifying the append", status);
+  if (rc != GK_OK) return rc;
+  if (PQntuples(res) != 1 || !get_int8(res, 0, 1, xid)) *xid = 0;
+  PQclear(res);
+  return GK_OK;
 }
 
 static bool has_key(const gk_append *a) {
@@ -509,13 +517,13 @@ static bool has_key(const gk_append *a) {
 
 /* The unit of work, inside BEGIN ... COMMIT: the first failure stops it and the
  * caller rolls back, so nothing of a failed append stays. */
-static gk_code append_steps(pg_store *s, PGconn *c, const gk_append *a, gk_status *status) {
+static gk_code append_steps(pg_store *s, PGconn *c, const gk_append *a, int64_t *xid, gk_status *status) {
   gk_code rc = has_key(a) ? refuse_known_key(s, c, a, status) : GK_OK;
   if (rc == GK_OK) rc = advance_version(s, c, a, status);
   if (rc == GK_OK) rc = insert_events(s, c, a, status);
   if (rc == GK_OK && has_key(a)) rc = insert_idempotency(s, c, a, status);
   if (rc == GK_OK && a->snapshot.size > 0) rc = insert_snapshot(s, c, a, status);
-  if (rc == GK_OK) rc = notify_change(s, c, a, status);
+  if (rc == GK_OK) rc = notify_change(s, c, a, xid, status);
   return rc;
 }
 
@@ -523,71 +531,77 @@ static gk_code append_steps(pg_store *s, PGconn *c, const gk_append *a, gk_statu
 
 enum { LOST_COMMIT_PATIENCE_MS = 5000, LOST_COMMIT_POLL_MS = 20 };
 
-/* 1 while the server still runs backend `pid`, 0 once it has ended, -1 when the
- * question cannot be asked. On first sight it asks the server to end it: a
- * backend whose client vanished without a FIN (a cut network) would otherwise
- * wait for TCP's timeouts. A backend inside its commit finishes the commit
- * before it ends; one that never got the COMMIT rolls back. */
-static int backend_running(PGconn *c, int pid, bool terminate) {
+/* Ends the session still inside transaction `xid`, if any: a backend whose
+ * client vanished without a FIN (a cut network) would otherwise hold the
+ * transaction open until TCP gives up. The session is found by its backend
+ * pid and its transaction together, so a pid reused by another session (a
+ * restarted server's) is never touched. A backend inside its commit finishes
+ * the commit before it ends; one that never got the COMMIT rolls back. */
+static void end_lost_session(PGconn *c, int pid, int64_t xid) {
   pg_params p = {.count = 0};
   param_int8(&p, pid);
-  PGresult *res = exec(c, terminate ? "SELECT pg_terminate_backend($1::int4) FROM pg_stat_activity WHERE pid = $1"
-                                    : "SELECT 1 FROM pg_stat_activity WHERE pid = $1",
-                       &p);
-  int running = PQresultStatus(res) == PGRES_TUPLES_OK ? PQntuples(res) > 0 : -1;
-  PQclear(res);
-  return running;
+  param_int8(&p, xid);
+  PQclear(exec(c,
+               "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 "
+               "AND backend_xid::text = ($2 % 4294967296)::text",
+               &p));
 }
 
-/* 1 when the append's first event is in the journal (event ids are unique),
- * 0 when not, -1 when the question cannot be asked. */
-static int first_event_stored(PGconn *c, const gk_append *a) {
+/* txid_status of the append's transaction: 1 committed, 0 aborted (or too old
+ * to say, which a moment after the commit it is not), -1 in progress or not
+ * learnt. */
+static int transaction_outcome(PGconn *c, int64_t xid) {
   pg_params p = {.count = 0};
-  param_text(&p, a->events[0].event_id);
-  PGresult *res = exec(c, "SELECT 1 FROM events WHERE event_id = $1", &p);
-  int stored = PQresultStatus(res) == PGRES_TUPLES_OK ? PQntuples(res) > 0 : -1;
+  param_int8(&p, xid);
+  PGresult *res = PQexecParams(c, "SELECT txid_status($1)", p.count, p.types, p.values, p.lengths, p.formats, 0);
+  int outcome = -1;
+  if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
+    const char *text = PQgetvalue(res, 0, 0);
+    outcome = strcmp(text, "committed") == 0 ? 1 : strcmp(text, "aborted") == 0 ? 0 : -1;
+  }
   PQclear(res);
-  return stored;
+  return outcome;
 }
 
 /* The connection broke after COMMIT was sent: the append may or may not have
  * committed. Before, that was GK_UNAVAILABLE, retried as "nothing was
  * written": a command without a key ran twice, and one with a key came back
  * "replayed" the first time it was sent (found in review). Now another
- * connection waits for the old backend to end, so that the outcome is final,
- * and reads whether the first event is there: GK_OK, or GK_UNAVAILABLE that is
- * safe to retry. When it cannot learn which within LOST_COMMIT_PATIENCE_MS,
- * the status says the outcome is unknown. */
-static gk_code resolve_lost_commit(pg_store *s, int pid, const gk_append *a, gk_status *status) {
+ * connection asks the server what became of the append's transaction
+ * (txid_status, which exists for this), ending the old session if it still
+ * holds it: GK_OK when it committed, GK_UNAVAILABLE (nothing written, safe to
+ * retry) when it aborted. When that cannot be learnt within
+ * LOST_COMMIT_PATIENCE_MS (the server down, or the old session stuck), the
+ * status is GK_UNAVAILABLE marked not transient: the outcome is unknown, so
+ * nothing retries it as if nothing had been written. */
+static gk_code resolve_lost_commit(pg_store *s, int pid, int64_t xid, gk_status *status) {
   PGconn *c;
   gk_status ignored;
   int64_t give_up = gk_monotonic_ns() + (int64_t)LOST_COMMIT_PATIENCE_MS * 1000000;
-  while (a->events[0].event_id[0] && gk_monotonic_ns() < give_up) {
-    if (acquire(s, &c, &ignored) != GK_OK) {
-      poll(NULL, 0, LOST_COMMIT_POLL_MS * 5);
-      continue;
+  bool ended = false;
+  while (xid != 0 && gk_monotonic_ns() < give_up) {
+    int outcome = -1;
+    if (acquire(s, &c, &ignored) == GK_OK) {
+      if (!ended) end_lost_session(c, pid, xid), ended = true;
+      outcome = transaction_outcome(c, xid);
+      release(s, c);
     }
-    int running = backend_running(c, pid, true);
-    while (running == 1 && gk_monotonic_ns() < give_up) {
-      poll(NULL, 0, LOST_COMMIT_POLL_MS);
-      running = backend_running(c, pid, false);
-    }
-    int stored = running == 0 ? first_event_stored(c, a) : -1;
-    release(s, c);
-    if (stored == 1) {
+    if (outcome == 1) {
       gk_status_clear(status);
       return GK_OK;
     }
-    if (stored == 0)
+    if (outcome == 0)
       return gk_status_set(status, GK_UNAVAILABLE, "store", s->base.description, GK_STATUS_NO_INDEX,
                            "store %s: connection lost during the commit, which did not happen (checked on "
                            "another connection): nothing was written; retry", s->base.description);
-    if (running == 1) break;
+    poll(NULL, 0, LOST_COMMIT_POLL_MS);
   }
-  return gk_status_set(status, GK_UNAVAILABLE, "store", s->base.description, GK_STATUS_NO_INDEX,
-                       "store %s: connection lost during the commit, and its outcome could not be learnt: "
-                       "retry with the same idempotency key to learn it (without a key, read the stream "
-                       "first)", s->base.description);
+  gk_status_set(status, GK_UNAVAILABLE, "store", s->base.description, GK_STATUS_NO_INDEX,
+                "store %s: connection lost during the commit, and its outcome could not be learnt: it may "
+                "have been recorded; resend with the same idempotency key to learn it (without a key, read "
+                "the book first)", s->base.description);
+  status->transient = false;
+  return GK_UNAVAILABLE;
 }
 
 static gk_code pg_append(gk_event_store *store, const gk_append *a, gk_status *status) {
@@ -596,7 +610,8 @@ static gk_code pg_append(gk_event_store *store, const gk_append *a, gk_status *s
   gk_code rc = acquire(s, &c, status);
   if (rc != GK_OK) return rc;
   rc = run(s, c, "BEGIN", NULL, PGRES_COMMAND_OK, NULL, "starting the append", status);
-  if (rc == GK_OK) rc = append_steps(s, c, a, status);
+  int64_t xid = 0;
+  if (rc == GK_OK) rc = append_steps(s, c, a, &xid, status);
   int pid = PQbackendPID(c);
   bool commit_lost = false;
   if (rc == GK_OK) {
@@ -604,7 +619,7 @@ static gk_code pg_append(gk_event_store *store, const gk_append *a, gk_status *s
     commit_lost = rc != GK_OK && PQstatus(c) != CONNECTION_OK;
   }
   release(s, c); /* rolls back a failed append */
-  return commit_lost ? resolve_lost_commit(s, pid, a, status) : rc;
+  return commit_lost ? resolve_lost_commit(s, pid, xid, status) : rc;
 }
 
 /* ---- reads ------------------------------------------------------------------- */
