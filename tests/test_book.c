@@ -131,6 +131,21 @@ static void test_the_pricing_life_counts_from_the_first_valuation(void **state) 
   assert_int_equal(gk_book_decide_trade(b, &t, T0, &e, &st), GK_INVALID_ARGUMENT);
   assert_string_equal(st.field, "trade_time");
   assert_non_null(strstr(st.message, "480.0 s after the command's time"));
+  /* both times as RFC 3339, as the user wrote them, not raw microseconds */
+  char want[160], at[40], now[40];
+  gk_time_format_utc(T0 + 2 * ahead_us, at, sizeof at);
+  gk_time_format_utc(T0, now, sizeof now);
+  snprintf(want, sizeof want, "trade_time %s (", at);
+  assert_non_null(strstr(st.message, want));
+  snprintf(want, sizeof want, "after the command's time %s;", now);
+  assert_non_null(strstr(st.message, want));
+  assert_string_equal(st.value, at);
+  gk_time_format_utc(1800000000000000LL, at, sizeof at);
+  assert_string_equal(at, "2027-01-15T08:00:00Z");
+  gk_time_format_utc(1800000000000001LL, at, sizeof at);
+  assert_string_equal(at, "2027-01-15T08:00:00.000001Z");
+  gk_time_format_utc(-1, at, sizeof at);
+  assert_string_equal(at, "1969-12-31T23:59:59.999999Z");
   gk_book_free(b);
 }
 

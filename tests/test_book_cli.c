@@ -620,6 +620,9 @@ static void test_usage_errors_exit_2_with_a_clear_message(void **state) {
   r = book(NOW, "frob desk");
   assert_int_equal(r->exit_code, 2);
   assert_non_null(strstr(r->err, "unknown verb"));
+  r = book(NOW, "trade nobook --file trades.csv"); /* a missing book stops the file; the trade was not run */
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "stopped at line 2; the trades before it stand, and that one was not executed"));
   r = book(NOW, "correct desk %0*d --cancel", 64, 7); /* no trade has such an id: said so, not "not on book" */
   assert_int_equal(r->exit_code, 2);
   assert_non_null(strstr(r->err, "TRADE_ID must be 1 to 63 characters"));

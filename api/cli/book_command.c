@@ -434,7 +434,13 @@ static int execute_one(void *user, const char *file, const book_trade_item *item
   reject_trade(file, item, &st);
   *exit_code = book_exit_for(st.code);
   int book_level = strcmp(st.field, "book_id") == 0;
-  return *exit_code == BOOK_EXIT_FAILED || book_level ? BOOK_TRADE_FATAL : BOOK_TRADE_REJECTED;
+  if (*exit_code != BOOK_EXIT_FAILED && !book_level) return BOOK_TRADE_REJECTED;
+  /* a failure that may have followed the commit: the store unavailable or
+   * failing (a lost PostgreSQL commit), memory, an internal error; not a
+   * missing book, a damaged journal or lost races (nothing written) */
+  int unknown = st.code == GK_UNAVAILABLE || st.code == GK_IO_ERROR || st.code == GK_INTERNAL ||
+                st.code == GK_RESOURCE_EXHAUSTED || st.code == GK_DEADLINE_EXCEEDED || st.code == GK_CANCELLED;
+  return unknown ? BOOK_TRADE_FATAL_UNKNOWN : BOOK_TRADE_FATAL;
 }
 
 static int run_trade(session *s, const book_args *a) {

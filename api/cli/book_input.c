@@ -755,10 +755,15 @@ int book_execute_trades(const char *program, const char *file, trade_reader *t, 
   while ((got = trade_reader_next(t, &item, &e)) == 1) {
     int outcome = execute(user, file, &item, &exit_code);
     done++;
-    if (outcome == BOOK_TRADE_FATAL) {
+    if (outcome == BOOK_TRADE_FATAL_UNKNOWN) {
       fprintf(stderr,
               "%s: %s: stopped at line %zu; the trades before it stand, and that one may have executed "
               "(re-running the file is safe: its keys replay what ran)\n",
+              program, file, item.first_line);
+      return exit_code;
+    }
+    if (outcome == BOOK_TRADE_FATAL) { /* "may have executed" was said of a book that does not exist */
+      fprintf(stderr, "%s: %s: stopped at line %zu; the trades before it stand, and that one was not executed\n",
               program, file, item.first_line);
       return exit_code;
     }

@@ -85,8 +85,11 @@ void book_write_trade_row(const char *trade_id, const char *status, const int64_
                           const char *message);
 
 /* What one trade came to: done, refused (the file goes on), or fatal (the
- * book or the store failed: the file stops there; *exit_code says how). */
-enum { BOOK_TRADE_DONE, BOOK_TRADE_REJECTED, BOOK_TRADE_FATAL };
+ * book or the store failed: the file stops there; *exit_code says how), the
+ * trade not run (BOOK_TRADE_FATAL: no such book, a refused token, a damaged
+ * journal) or its outcome unknown (BOOK_TRADE_FATAL_UNKNOWN: a deadline, the
+ * store or server unavailable, a reply lost). */
+enum { BOOK_TRADE_DONE, BOOK_TRADE_REJECTED, BOOK_TRADE_FATAL, BOOK_TRADE_FATAL_UNKNOWN };
 typedef int book_trade_executor(void *user, const char *file, const book_trade_item *item, int *exit_code);
 
 /* Prints the result table's header, then runs `execute` on every trade of the

@@ -220,6 +220,15 @@ static int trade_level(int code) {
          code == GRPC_STATUS_ALREADY_EXISTS;
 }
 
+/* Whether a failed command may have run all the same: a deadline, a cancel,
+ * the server or its store unavailable, an internal error. Any other code is a
+ * refusal: the command was not run (NOT_FOUND and UNAUTHENTICATED were called
+ * "outcome unknown": found in review). */
+static int outcome_unknown(int code) {
+  return code == GRPC_STATUS_DEADLINE_EXCEEDED || code == GRPC_STATUS_UNAVAILABLE ||
+         code == GRPC_STATUS_CANCELLED || code == GRPC_STATUS_INTERNAL || code == GRPC_STATUS_UNKNOWN;
+}
+
 /* "greeks call book: WHERE: details (CODE, request id ID)"; returns the exit code. */
 static int fail(const char *where, const gk_client_reply *r) {
   fprintf(stderr, "greeks call book: %s: %s (%s, request id %s)\n", where, r->details, gk_client_code_name(r->code),
@@ -439,7 +448,7 @@ static void print_problem(void *user, const csv_error *error) {
 static void reject_trade(const char *file, const book_trade_item *item, const gk_client_reply *r) {
   size_t line = line_named(r->details, "legs", item->lines, item->trade.leg_count);
   char message[CSV_MESSAGE_SIZE + sizeof r->details];
-  int refused = trade_level(r->code);
+  int refused = !outcome_unknown(r->code);
   snprintf(message, sizeof message, "line %zu: trade %s %s (%s): %s", line ? line : item->first_line, item->id,
            refused ? "refused" : "outcome unknown: re-run the file to learn it (its key replays it if it ran)",
            gk_client_code_name(r->code), r->details);
@@ -471,10 +480,12 @@ static int execute_one(void *user, const char *file, const book_trade_item *item
   if (rc != 0) {
     reject_trade(file, item, &reply);
     *exit_code = exit_for_status(reply.code);
-    return trade_level(reply.code) ? BOOK_TRADE_REJECTED : BOOK_TRADE_FATAL;
+    return trade_level(reply.code)       ? BOOK_TRADE_REJECTED
+           : outcome_unknown(reply.code) ? BOOK_TRADE_FATAL_UNKNOWN
+                                         : BOOK_TRADE_FATAL;
   }
   Greeks__V1__CommandReply *r = command_reply(&reply);
-  if (r == NULL) return *exit_code = bad_answer(file, "CommandReply"), BOOK_TRADE_FATAL;
+  if (r == NULL) return *exit_code = bad_answer(file, "CommandReply"), BOOK_TRADE_FATAL_UNKNOWN; /* it ran */
   write_done(item, r);
   greeks__v1__command_reply__free_unpacked(r, NULL);
   return BOOK_TRADE_DONE;

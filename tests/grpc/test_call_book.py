@@ -331,6 +331,12 @@ class CommandsAndQueries(CallBookCase):
         self.assertEqual(code, 2)  # the book is missing: the first trade stops the file
         self.assertIn("stopped at line 2", err)
         self.assertEqual([r["trade_id"] for r in rows(out)], ["N1"])
+        # ... and it was not run: "outcome unknown" and "may have executed" were
+        # said of a book that does not exist (found in review)
+        self.assertEqual(rows(out)[0]["status"], "rejected")
+        self.assertIn("refused (NOT_FOUND)", rows(out)[0]["message"])
+        self.assertIn("that one was not executed", err)
+        self.assertNotIn("may have executed", err)
         # Nobody listening: the call fails on the way, exit 4 (safe to re-run).
         with socket_closed() as target:
             code, out, err = self.call("show", "twice", target=target)

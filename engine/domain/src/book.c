@@ -379,12 +379,13 @@ gk_code gk_book_decide_trade(const gk_book *b, const gk_trade *t, int64_t now_us
     return gk_status_set(status, GK_ALREADY_EXISTS, "trade_id", t->trade_id, GK_STATUS_NO_INDEX,
                          "trade %s is already on book %s (a trade id is applied once; "
                          "correct it with CorrectTrade)", t->trade_id, b->id);
-  if (t->trade_time_us > now_us + TRADE_TIME_SKEW_US) {
-    char text[32];
-    snprintf(text, sizeof text, "%lld", (long long)t->trade_time_us);
+  if (t->trade_time_us > now_us + TRADE_TIME_SKEW_US) { /* times as written, not raw microseconds */
+    char text[40], now[40];
+    gk_time_format_utc(t->trade_time_us, text, sizeof text);
+    gk_time_format_utc(now_us, now, sizeof now);
     return gk_status_set(status, GK_INVALID_ARGUMENT, "trade_time", text, GK_STATUS_NO_INDEX,
-                         "trade_time %lld us is %.1f s after the command's time %lld us; at most 5 minutes ahead",
-                         (long long)t->trade_time_us, (double)(t->trade_time_us - now_us) / 1e6, (long long)now_us);
+                         "trade_time %s (%lld us) is %.1f s after the command's time %s; at most 5 minutes ahead",
+                         text, (long long)t->trade_time_us, (double)(t->trade_time_us - now_us) / 1e6, now);
   }
   if (t->strategy_id[0] && !gk_book_has_strategy(b, t->strategy_id))
     return gk_status_set(status, GK_FAILED_PRECONDITION, "strategy_id", t->strategy_id,

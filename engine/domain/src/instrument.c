@@ -132,17 +132,24 @@ uint64_t gk_instrument_hash(const gk_instrument *in) {
   return gk_hash_bytes(h, &multiplier, sizeof multiplier);
 }
 
-static void format_utc(int64_t us, char *out, size_t size) {
-  time_t seconds = (time_t)(us / 1000000);
+void gk_time_format_utc(int64_t us, char *out, size_t size) {
+  int64_t micros = us % 1000000;
+  if (micros < 0) micros += 1000000;
+  time_t seconds = (time_t)((us - micros) / 1000000);
   struct tm tm;
-  if (gmtime_r(&seconds, &tm) == NULL || strftime(out, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+  size_t n = gmtime_r(&seconds, &tm) ? strftime(out, size, "%Y-%m-%dT%H:%M:%S", &tm) : 0;
+  if (n == 0) {
     snprintf(out, size, "%lldus", (long long)us);
+    return;
+  }
+  if (micros) snprintf(out + n, size - n, ".%06lldZ", (long long)micros);
+  else snprintf(out + n, size - n, "Z");
 }
 
 int gk_instrument_format(const gk_instrument *in, char *out, size_t size) {
   if (in->kind == GK_KIND_UNDERLYING) return snprintf(out, size, "%s underlying", in->underlying);
   char expiry[32];
-  format_utc(in->expiry_us, expiry, sizeof expiry);
+  gk_time_format_utc(in->expiry_us, expiry, sizeof expiry);
   return snprintf(out, size, "%s %s %s %.10g %s x%.10g", in->underlying, expiry,
                   in->type == GK_CALL ? "C" : "P", in->strike,
                   in->style == GK_STYLE_AMERICAN ? "american" : "european", in->multiplier);

@@ -87,6 +87,10 @@ uint64_t gk_instrument_hash(const gk_instrument *instrument);
  * truncated to size and NUL-terminated; returns, as snprintf does, the length
  * the whole text has (>= size: it was truncated), not the length written. */
 int gk_instrument_format(const gk_instrument *instrument, char *out, size_t size);
+/* A time in microseconds since the epoch as RFC 3339 UTC, "2027-01-15T21:00:00Z",
+ * with ".ffffff" before the Z when it has microseconds; "<N>us" when gmtime
+ * cannot. out holds at least 40 bytes. */
+void gk_time_format_utc(int64_t us, char *out, size_t size);
 /* ACT/365 Fixed year fraction from valuation_us to the expiry (negative once expired). */
 double gk_year_fraction(int64_t valuation_us, int64_t expiry_us);
 
