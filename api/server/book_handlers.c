@@ -330,6 +330,16 @@ static void receive_next_tick(rpc_call *c) {
   }
 }
 
+/* A market stream ended by the drain: how far it got. */
+static void reply_market_stream_drained(rpc_call *c, const book_job *j) {
+  char details[160];
+  snprintf(details, sizeof details,
+           "the server is shutting down: %llu messages recorded (last_sequence %lld); send the rest to another "
+           "instance",
+           (unsigned long long)j->messages, (long long)j->last_sequence);
+  rpc_reply(c, GRPC_STATUS_UNAVAILABLE, details, NULL);
+}
+
 static void tick_done(void *user, gk_code code, const gk_command_outcome *outcome, const gk_status *status) {
   rpc_call *c = user;
   book_job *j = c->job;
@@ -345,7 +355,11 @@ static void tick_done(void *user, gk_code code, const gk_command_outcome *outcom
      * which a reader passing last_sequence to GetBookRisk's min_version would
      * take for this stream's last (found in review) */
     if (outcome->result.last_sequence > j->last_sequence) j->last_sequence = outcome->result.last_sequence;
-    receive_next_tick(c);
+    /* no more ticks once the server drains, and the client is told how far
+     * the stream got: it read on, committed ticks sent after SIGTERM, and was
+     * then cancelled at the drain timeout with no count (found in review) */
+    if (atomic_load(&c->server->draining)) reply_market_stream_drained(c, j);
+    else receive_next_tick(c);
   }
   rpc_release(c); /* the command's */
 }
@@ -364,6 +378,8 @@ void handle_book_market_stream_chunk(rpc_call *c, bool success) {
     r.messages = j->messages;
     r.last_sequence = j->last_sequence;
     reply_packed(c, &r.base);
+  } else if (atomic_load(&c->server->draining)) { /* a tick that arrives during the drain is not run */
+    reply_market_stream_drained(c, j);
   } else {
     if (j->message) protobuf_c_message_free_unpacked(j->message, NULL);
     j->message = NULL;

@@ -614,6 +614,59 @@ class DrainAndAuth(unittest.TestCase):
         self.assertEqual(s.stop(), 0)
         self.assertLess(time.monotonic() - started, 2.0 * SLOWDOWN)  # not held to the drain timeout
 
+    def test_sigterm_ends_a_market_feed_saying_how_far_it_got(self):
+        """A feed that had not half-closed read on through the drain, committed
+        a tick sent after SIGTERM, and was cancelled at the drain timeout with
+        no count (found in review). The tick after SIGTERM is not run, and the
+        status says what was recorded."""
+        import threading
+        s = Server("--drain-timeout-ms", str(int(8000 * SLOWDOWN)))
+        try:
+            stub = bk_grpc.BookServiceStub(grpc.insecure_channel(s.target))
+            stub.OpenBook(bk.OpenBookRequest(book_id="feed", name="f", currency="USD"), timeout=TIMEOUT)
+            first_two_sent, signalled = threading.Event(), threading.Event()
+
+            def ticks():
+                for spot in (110.0, 111.0):
+                    yield bk.UpdateMarketRequest(book_id="feed", quotes=[
+                        bk.MarketQuote(underlying="AAPL", spot=spot, rate=0.03, vol=0.2)])
+                first_two_sent.set()
+                signalled.wait(timeout=TIMEOUT)
+                time.sleep(0.3)  # the drain has begun
+                yield bk.UpdateMarketRequest(book_id="feed", quotes=[
+                    bk.MarketQuote(underlying="AAPL", spot=112.0, rate=0.03, vol=0.2)])
+                time.sleep(TIMEOUT)  # never half-closes
+
+            answer = {}
+
+            def feed():
+                try:
+                    stub.UpdateMarketStream(ticks(), timeout=TIMEOUT)
+                except grpc.RpcError as e:
+                    answer["code"], answer["details"] = e.code(), e.details()
+
+            feeder = threading.Thread(target=feed, daemon=True)
+            feeder.start()
+            self.assertTrue(first_two_sent.wait(timeout=TIMEOUT))
+            deadline = time.monotonic() + TIMEOUT
+            while stub.GetBook(bk.GetBookRequest(book_id="feed"), timeout=TIMEOUT).version < 3:
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.02)
+            started = time.monotonic()
+            s.proc.send_signal(signal.SIGTERM)
+            signalled.set()
+            feeder.join(timeout=TIMEOUT)
+            self.assertEqual(answer.get("code"), grpc.StatusCode.UNAVAILABLE, answer)
+            self.assertIn("the server is shutting down: 2 messages recorded (last_sequence 3)", answer["details"])
+            self.assertLess(time.monotonic() - started, 6.0 * SLOWDOWN)  # not held to the 8 s drain timeout
+            self.assertEqual(s.stop(), 0)
+            import sqlite3
+            with sqlite3.connect(os.path.join(s.dir.name, "books.db")) as db:  # read without greeksd
+                count = db.execute("SELECT count(*) FROM events WHERE stream = 'book-feed'").fetchone()[0]
+            self.assertEqual(count, 3)  # opened, 110, 111: the tick sent after SIGTERM was not run
+        finally:
+            s.close()
+
     def test_a_subscriber_that_leaves_before_it_is_subscribed_leaves_nothing_behind(self):
         """A SubscribeEvents whose client left between the listing of its stream
         and its subscription kept the subscription, with the freed call as its
