@@ -40,7 +40,8 @@
  *     transaction (matched by pid and transaction id) and asks txid_status, so
  *     the append answers what happened (GK_OK, or GK_UNAVAILABLE: nothing
  *     written); only when that cannot be learnt within 5 s is the status an
- *     UNAVAILABLE marked not transient, saying the outcome is unknown.
+ *     UNAVAILABLE marked not transient, saying the outcome is unknown
+ *     (adr/0052).
  *
  *   - change notification (adr/0036): each append runs pg_notify('greeks_events',
  *     'stream:first:last') inside its transaction, so the server delivers it at
