@@ -88,10 +88,24 @@ static bool says_value(const char *text, const char *value) {
   return false;
 }
 
+/* The rule's message without the domain's own "leg N: " when the field named
+ * before it already says which leg ("legs[1]: leg 1: quantity ...", found in
+ * review). */
+static const char *without_leg_prefix(const char *field, const char *message) {
+  const char *open = strrchr(field, '[');
+  if (open == NULL || strncmp(message, "leg ", 4) != 0) return message;
+  size_t digits = strspn(message + 4, "0123456789");
+  if (digits == 0 || message[4 + digits] != ':' || strncmp(open + 1, message + 4, digits) != 0 ||
+      open[1 + digits] != ']')
+    return message;
+  return message + 4 + digits + 1 + (message[5 + digits] == ' ');
+}
+
 static int refuse_rule(char *why, size_t size, const char *field, const gk_status *rule) {
-  if (rule->value[0] && !says_value(rule->message, rule->value)) /* the value too, where the rule leaves it out */
-    return refuse(why, size, "%s: %s (%s: '%s')", field, rule->message, rule->field, rule->value);
-  return refuse(why, size, "%s: %s", field, rule->message);
+  const char *message = without_leg_prefix(field, rule->message);
+  if (rule->value[0] && !says_value(message, rule->value)) /* the value too, where the rule leaves it out */
+    return refuse(why, size, "%s: %s (%s: '%s')", field, message, rule->field, rule->value);
+  return refuse(why, size, "%s: %s", field, message);
 }
 
 /* An underlying too long for the domain: the rule first, then the start of

@@ -145,6 +145,10 @@ class CommandsAndQueries(BookServiceCase):
             ev.Leg(instrument=option("AAPL", 100, exp), quantity=1, price=1.0),
             ev.Leg(instrument=option("AAPL", -5, exp), quantity=1, price=1.0)]), "legs[1]", "strike")
         self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.trade("bad", "t1", []), "legs")
+        details = self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.trade("bad", "t1", [
+            ev.Leg(instrument=option("AAPL", 100, exp), quantity=1, price=1.0),
+            ev.Leg(instrument=option("AAPL", 110, exp), quantity=0, price=1.0)]), "legs[1]", "quantity")
+        self.assertTrue(details.startswith("legs[1]: quantity must be nonzero"), details)  # not "legs[1]: leg 1: "
         self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.trade("", "t1", [
             ev.Leg(instrument=option("AAPL", 100, exp), quantity=1, price=1.0)]), "book_id")
         self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.stub.UpdateMarket(bk.UpdateMarketRequest(
