@@ -80,8 +80,8 @@ static void check_good_trade(const book_trade_item *item, size_t lines, char (*i
  * (csv_check_each_row): a reader that took one column for another, or dropped
  * a value, passes every validator and fails this. The readers' results are
  * handed over in these (the row callback has no user pointer). */
-static const gk_leg *read_legs_at[1024];
-static size_t read_leg_lines[1024], read_leg_count;
+static const gk_leg *read_legs_at[GK_MAX_LEGS];
+static size_t read_leg_lines[GK_MAX_LEGS], read_leg_count;
 static const book_quotes *read_quotes_now;
 static const book_limits *read_limits_now;
 
@@ -153,6 +153,15 @@ static const csv_column market_columns[] = {{"underlying", 1}, {"spot", 1}, {"ra
                                             {"yield", 1},      {"vol", 1},  {"market_time", 0}};
 static const csv_column limit_columns[] = {{"underlying", 1}, {"metric", 1}, {"soft", 1}, {"hard", 1}};
 
+/* Each of `count` legs against its own row (lines[k]). */
+static void check_legs_against_rows(const gk_leg *legs, const size_t *lines, size_t count, const uint8_t *data,
+                                    size_t size) {
+  read_leg_count = 0;
+  for (size_t k = 0; k < count && k < GK_MAX_LEGS; k++)
+    read_legs_at[k] = &legs[k], read_leg_lines[read_leg_count++] = lines[k];
+  csv_check_each_row(data, size, trade_columns, 12, leg_row_matches);
+}
+
 static void read_trades(csv_reader *r, size_t lines, const uint8_t *data, size_t size) {
   csv_error e;
   trade_reader *t = trade_reader_open(r, now_us, problem_seen, &lines, &e);
@@ -175,10 +184,7 @@ static void read_trades(csv_reader *r, size_t lines, const uint8_t *data, size_t
     }
     check_good_trade(item, lines, ids, good);
     memcpy(ids[good++], item->trade.trade_id, GK_TRADE_ID_SIZE);
-    read_leg_count = 0;
-    for (size_t k = 0; k < item->trade.leg_count && k < 1024; k++)
-      read_legs_at[k] = &item->trade.legs[k], read_leg_lines[read_leg_count++] = item->lines[k];
-    csv_check_each_row(data, size, trade_columns, 12, leg_row_matches);
+    check_legs_against_rows(item->trade.legs, item->lines, item->trade.leg_count, data, size);
   }
   if (got < 0) csv_check_error(&e, lines);
   csv_require(trade_reader_unreadable(t) <= lines, "unreadable rows within the input");
@@ -196,10 +202,7 @@ static void read_legs(csv_reader *r, size_t lines, const uint8_t *data, size_t s
     csv_require(legs->count >= 1 && legs->count <= GK_MAX_LEGS, "1 to GK_MAX_LEGS legs");
     for (size_t k = 0; k < legs->count; k++)
       csv_require(gk_legs_validate(&legs->legs[k], 1, &s) == GK_OK, "each leg passes gk_legs_validate");
-    read_leg_count = 0;
-    for (size_t k = 0; k < legs->count; k++)
-      read_legs_at[k] = &legs->legs[k], read_leg_lines[read_leg_count++] = legs->lines[k];
-    csv_check_each_row(data, size, trade_columns, 12, leg_row_matches);
+    check_legs_against_rows(legs->legs, legs->lines, legs->count, data, size);
   } else {
     csv_check_error(&e, lines);
   }

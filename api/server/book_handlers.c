@@ -175,7 +175,7 @@ static void submit_command(rpc_call *c, gk_execution_command *command, gk_execut
 }
 
 static int read_book_and_key(book_job *j, const char *book_id, const char *key, char *why) {
-  return wire_read_id(book_id, "book_id", 0, j->book_id, sizeof j->book_id, why, WIRE_WHY_SIZE) != 0 ||
+  return wire_read_book_id(book_id, j->book_id, why, WIRE_WHY_SIZE) != 0 ||
                  wire_read_id(key, "idempotency_key", 1, j->key, sizeof j->key, why, WIRE_WHY_SIZE) != 0
              ? -1
              : 0;
@@ -474,7 +474,7 @@ void handle_book_get(rpc_call *c) {
   if (j == NULL) return;
   char why[WIRE_WHY_SIZE];
   const Greeks__V1__GetBookRequest *q = (const Greeks__V1__GetBookRequest *)j->message;
-  if (wire_read_id(q->book_id, "book_id", 0, j->book_id, sizeof j->book_id, why, sizeof why) != 0) {
+  if (wire_read_book_id(q->book_id, j->book_id, why, sizeof why) != 0) {
     reply_invalid(c, why);
     return;
   }
@@ -497,7 +497,7 @@ void handle_book_get_as_of(rpc_call *c) {
   if (j == NULL) return;
   char why[WIRE_WHY_SIZE];
   const Greeks__V1__GetBookAsOfRequest *q = (const Greeks__V1__GetBookAsOfRequest *)j->message;
-  if (wire_read_id(q->book_id, "book_id", 0, j->book_id, sizeof j->book_id, why, sizeof why) != 0) {
+  if (wire_read_book_id(q->book_id, j->book_id, why, sizeof why) != 0) {
     reply_invalid(c, why);
     return;
   }
@@ -628,7 +628,7 @@ void handle_book_risk(rpc_call *c) {
   if (j == NULL) return;
   char why[WIRE_WHY_SIZE];
   const Greeks__V1__GetBookRiskRequest *q = (const Greeks__V1__GetBookRiskRequest *)j->message;
-  if (wire_read_id(q->book_id, "book_id", 0, j->book_id, sizeof j->book_id, why, sizeof why) != 0) {
+  if (wire_read_book_id(q->book_id, j->book_id, why, sizeof why) != 0) {
     reply_invalid(c, why);
     return;
   }
@@ -1112,7 +1112,7 @@ void handle_book_audit(rpc_call *c) {
   if (s == NULL) return;
   const Greeks__V1__GetAuditTrailRequest *q = (const Greeks__V1__GetAuditTrailRequest *)s->job.message;
   char why[WIRE_WHY_SIZE];
-  if (wire_read_id(q->book_id, "book_id", 0, s->job.book_id, sizeof s->job.book_id, why, sizeof why) != 0) {
+  if (wire_read_book_id(q->book_id, s->job.book_id, why, sizeof why) != 0) {
     reply_invalid(c, why);
     return;
   }
@@ -1158,7 +1158,7 @@ void handle_book_subscribe(rpc_call *c) {
   if (s == NULL) return;
   const Greeks__V1__SubscribeEventsRequest *q = (const Greeks__V1__SubscribeEventsRequest *)s->job.message;
   char why[WIRE_WHY_SIZE];
-  if (wire_read_id(q->book_id, "book_id", 0, s->job.book_id, sizeof s->job.book_id, why, sizeof why) != 0) {
+  if (wire_read_book_id(q->book_id, s->job.book_id, why, sizeof why) != 0) {
     reply_invalid(c, why);
     return;
   }

@@ -116,16 +116,24 @@ static int long_symbol(char *why, size_t size, const char *field, const char *te
                 "'%.40s')", field, strlen(text), GK_SYMBOL_SIZE - 1, text);
 }
 
-int wire_read_id(const char *text, const char *field, int optional, char *out, size_t out_size, char *why,
-                 size_t size) {
+static int read_id_of_at_most(const char *text, const char *field, int optional, size_t most, char *out, char *why,
+                              size_t size) {
   size_t n = text ? strlen(text) : 0;
-  /* a book id's rule is shorter than its buffer: 59 to 63 characters were
-   * told "1 to 58", 64 "at most 63" (found in review) */
-  size_t most = strcmp(field, "book_id") == 0 ? GK_BOOK_ID_MAX_LENGTH : out_size - 1;
   if (n == 0 && !optional) return refuse(why, size, "field '%s' is required", field);
   if (n > most) return refuse(why, size, "field '%s' has %zu characters: at most %zu", field, n, most);
   memcpy(out, text ? text : "", n + 1);
   return 0;
+}
+
+int wire_read_id(const char *text, const char *field, int optional, char *out, size_t out_size, char *why,
+                 size_t size) {
+  return read_id_of_at_most(text, field, optional, out_size - 1, out, why, size);
+}
+
+/* A book id's rule is shorter than its buffer: 59 to 63 characters were told
+ * "1 to 58", 64 "at most 63" (found in review). */
+int wire_read_book_id(const char *text, char out[GK_BOOK_ID_SIZE], char *why, size_t size) {
+  return read_id_of_at_most(text, "book_id", 0, GK_BOOK_ID_MAX_LENGTH, out, why, size);
 }
 
 int wire_read_instrument(const Greeks__Events__V1__Instrument *pb, const char *field, gk_instrument *out,

@@ -53,6 +53,8 @@ int wire_read_quoted(Greeks__V1__QuotedInstrument *const *quoted, size_t count, 
  * only when `optional`. */
 int wire_read_id(const char *text, const char *field, int optional, char *out, size_t out_size, char *why,
                  size_t size);
+/* A book id: required, 1 to GK_BOOK_ID_MAX_LENGTH (58) characters. */
+int wire_read_book_id(const char *text, char out[GK_BOOK_ID_SIZE], char *why, size_t size);
 
 /* ---- writers --------------------------------------------------------------- */
 
