@@ -67,12 +67,22 @@ static int wire_varint(wire_cursor *c, uint64_t *value) {
   return -1;
 }
 
+/* A field's name as a refusal gives it: "legs[2]" for the third occurrence
+ * of a repeated field, its bare name otherwise. */
+static void name_field(const ProtobufCFieldDescriptor *f, unsigned occurrence, char *name, size_t size) {
+  if (f->label == PROTOBUF_C_LABEL_REPEATED)
+    snprintf(name, size, "%s[%u]", f->name, occurrence);
+  else
+    snprintf(name, size, "%s", f->name);
+}
+
 /* The first string field of `descriptor`'s message in [at, end) that is not
- * clean text, its name into `field` (e.g. "legs.instrument.underlying");
+ * clean text, its path into `field` (e.g. "legs[2].instrument.underlying");
  * 0 when there is none. Malformed wire data is left to protobuf-c to refuse. */
 static int find_unclean_string(const ProtobufCMessageDescriptor *descriptor, const uint8_t *at, const uint8_t *end,
                                int depth, char *field, size_t size) {
   wire_cursor c = {at, end};
+  unsigned occurrences[64] = {0}; /* per field of the descriptor: repeated fields' indices */
   while (c.at < c.end) {
     uint64_t tag, length;
     if (wire_varint(&c, &tag) != 0) return 0;
@@ -89,8 +99,13 @@ static int find_unclean_string(const ProtobufCMessageDescriptor *descriptor, con
       return 0; /* groups and truncated data: protobuf-c's to refuse */
     }
     const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field(descriptor, (unsigned)(tag >> 3));
+    unsigned occurrence = 0;
+    if (f) {
+      size_t slot = (size_t)(f - descriptor->fields);
+      if (slot < sizeof occurrences / sizeof occurrences[0]) occurrence = occurrences[slot]++;
+    }
     if (type == 2 && f && f->type == PROTOBUF_C_TYPE_STRING && !gk_text_is_clean(c.at, skip)) {
-      snprintf(field, size, "%s", f->name);
+      name_field(f, occurrence, field, size);
       return 1;
     }
     if (type == 2 && f && f->type == PROTOBUF_C_TYPE_MESSAGE && depth < 16 &&
@@ -98,7 +113,9 @@ static int find_unclean_string(const ProtobufCMessageDescriptor *descriptor, con
       char inner[128];
       memcpy(inner, field, sizeof inner < size ? sizeof inner : size);
       inner[sizeof inner - 1] = '\0';
-      int n = snprintf(field, size, "%s.", f->name);
+      char outer[64];
+      name_field(f, occurrence, outer, sizeof outer);
+      int n = snprintf(field, size, "%s.", outer);
       if (n > 0 && (size_t)n < size) snprintf(field + n, size - (size_t)n, "%.100s", inner);
       return 1;
     }

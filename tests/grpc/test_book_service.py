@@ -202,10 +202,11 @@ class CommandsAndQueries(BookServiceCase):
         self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.trade("nul", "t2", [leg], key="k\x00one"),
                          "idempotency_key")
         nested = bk.ExecuteTradeRequest(book_id="nul", trade_id="t3", legs=[ev.Leg(
-            instrument=option("ZZ", 100, now_us() + 60 * US_PER_DAY), quantity=1, price=1.0)]).SerializeToString()
+            instrument=option(u, 100, now_us() + 60 * US_PER_DAY), quantity=1, price=1.0)
+            for u in ("AA", "BB", "ZZ")]).SerializeToString()
         self.assert_code(grpc.StatusCode.INVALID_ARGUMENT,
                          lambda: self.raw_call("ExecuteTrade", nested.replace(b"ZZ", b"\xc3\x28")),
-                         "field 'legs.instrument.underlying'")
+                         "field 'legs[2].instrument.underlying'")  # the leg, not just the field
         self.assertEqual([e.type for e in self.audit("nul")], [ev.BOOK_OPENED, ev.MARKET_UPDATED])
         self.trade("nul", "t4", [leg])  # clean text is as before: "é" is UTF-8
         self.stub.OpenBook(bk.OpenBookRequest(book_id="utf8", name="d\u00e9sk", currency="USD"), timeout=TIMEOUT)
