@@ -577,6 +577,13 @@ const char *bench_cases_isas(void) {
   return g_isas;
 }
 
+const char *bench_cases_dispatched_isa(void) { return gk_isa_name(gk_isa_active()); }
+
+const char *bench_cases_forced_isa(void) {
+  const char *forced = getenv("GREEKS_ISA");
+  return forced ? forced : "";
+}
+
 /* ---- cross-check ---- */
 
 #define N_OUTPUTS 7

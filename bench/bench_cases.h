@@ -51,6 +51,12 @@ int bench_cases_verify(size_t n, char *report, size_t report_len);
 /* The ISAs the table covers, e.g. "scalar,avx2,avx512" (static string). */
 const char *bench_cases_isas(void);
 
+/* The ISA the kernels' dispatcher chose for the unpinned entry points (the
+ * widest supported, unless GREEKS_ISA forced another), and GREEKS_ISA's value
+ * ("" when unset): bench/gate checks that dispatch did not fall back. */
+const char *bench_cases_dispatched_isa(void);
+const char *bench_cases_forced_isa(void);
+
 #ifdef __cplusplus
 }
 #endif

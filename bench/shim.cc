@@ -27,6 +27,38 @@
 
 namespace {
 
+// The ISAs the CPU and OS offer, by the compiler's own probe: "scalar,avx2,avx512"
+// with the kernels' requirements (AVX-512 needs F and DQ, and AVX2 with FMA).
+std::string cpu_isas() {
+  __builtin_cpu_init();
+  std::string isas = "scalar";
+  bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (avx2) isas += ",avx2";
+  if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")) isas += ",avx512";
+  return isas;
+}
+
+// /proc/cpuinfo's first "model name", or "unknown": bench/gate refuses to
+// compare a run with a baseline measured on another CPU model.
+std::string cpu_model() {
+  std::string model = "unknown";
+  FILE *f = std::fopen("/proc/cpuinfo", "r");
+  if (f == nullptr) return model;
+  char line[512];
+  while (std::fgets(line, sizeof line, f)) {
+    if (std::strncmp(line, "model name", 10) != 0) continue;
+    const char *colon = std::strchr(line, ':');
+    if (colon == nullptr) break;
+    std::string value(colon + 1);
+    size_t first = value.find_first_not_of(" \t");
+    size_t last = value.find_last_not_of(" \t\r\n");
+    if (first != std::string::npos) model = value.substr(first, last - first + 1);
+    break;
+  }
+  std::fclose(f);
+  return model;
+}
+
 constexpr const char *kDefaultMinTime = "--benchmark_min_time=0.2";  // s per case and repetition
 
 // States are created on a case's first run and kept until every benchmark has
@@ -137,6 +169,14 @@ int main(int argc, char **argv) {
   }
 
   benchmark::AddCustomContext("greeks_isas", bench_cases_isas());
+  // What the CPU itself reports, probed apart from the kernels' dispatcher
+  // (libgcc's cpuid and xgetbv reading), and what the dispatcher chose: a
+  // detection that lost AVX-512 would otherwise drop the avx512 cases and look
+  // like a machine without it (bench/gate compares the three).
+  benchmark::AddCustomContext("cpu_isas", cpu_isas());
+  benchmark::AddCustomContext("greeks_dispatch", bench_cases_dispatched_isa());
+  benchmark::AddCustomContext("greeks_isa_forced", bench_cases_forced_isa());
+  benchmark::AddCustomContext("cpu_model", cpu_model());
   benchmark::AddCustomContext("naive_o2_flags", GREEKS_NAIVE_O2_FLAGS);
   benchmark::AddCustomContext("naive_fastmath_flags", GREEKS_NAIVE_FASTMATH_FLAGS);
   // "true" only if the build found libmvec calls in every loop of the fast-math

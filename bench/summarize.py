@@ -80,7 +80,7 @@ def throughputs(doc):
             result[name] = statistics.median(values)
         else:
             continue
-        if len(values) > 1:
+        if len(values) > 1 and result[name] > 0:  # a zero median has no relative spread
             spread[name] = (max(values) - min(values)) / result[name]
     return result, spread, errors
 

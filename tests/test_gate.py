@@ -71,12 +71,15 @@ import summarize  # noqa: E402
 NOT_VECTORIZED = "naive_bsm_all_fastmath: vector none, scalar only log erfc exp"
 
 
-def doc(benchmarks, vectorized="true", isas="scalar,avx2,avx512", fastmath_flags="-O3 -march=native -ffast-math"):
-    """vectorized: the context's fastmath_baseline_vectorized (None: absent)."""
+def doc(benchmarks, vectorized="true", isas="scalar,avx2,avx512", fastmath_flags="-O3 -march=native -ffast-math",
+        extra=None):
+    """vectorized: the context's fastmath_baseline_vectorized (None: absent);
+    extra: more context keys (cpu_isas, greeks_dispatch, cpu_model...)."""
     ctx = {"date": "2026-01-01T00:00:00+00:00", "host_name": "testhost",
            "num_cpus": 2, "mhz_per_cpu": 2600, "greeks_isas": isas,
            "executable": "greeks_bench",
            "naive_fastmath_flags": fastmath_flags}
+    ctx.update(extra or {})
     if vectorized is not None:
         ctx["fastmath_baseline_vectorized"] = vectorized
         ctx["fastmath_baseline_vector_calls"] = (
@@ -270,6 +273,80 @@ class GateTest(unittest.TestCase):
         r = self.check(single_run(rates))
         self.assertEqual(r.returncode, 1, r.stdout)
         self.assertIn("| missing |", self.row(r.stdout, FIG_O2))
+
+    def test_an_isa_the_cpu_reports_but_greeks_lost_fails(self):
+        """A detection that dropped AVX-512 on an AVX-512 machine removed the
+        avx512 cases, and the gate read them as a machine without it: PASS."""
+        rates = {k: v for k, v in RATES.items() if "/avx512/" not in k}
+        lost = {"cpu_isas": "scalar,avx2,avx512", "greeks_dispatch": "avx2", "greeks_isa_forced": ""}
+        r = self.check(single_run(rates), isas="scalar,avx2", extra=lost)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("| missing |", self.row(r.stdout, FIG_O2))
+        self.assertIn("the CPU reports avx512 but greeks offered only scalar,avx2", r.stdout)
+        # a CPU that really lacks it: absent, as before
+        r = self.check(single_run(rates), isas="scalar,avx2",
+                       extra={"cpu_isas": "scalar,avx2", "greeks_dispatch": "avx2", "greeks_isa_forced": ""})
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("absent", self.row(r.stdout, FIG_O2))
+
+    def test_dispatch_below_the_widest_isa_fails_unless_forced(self):
+        """Every gated case pins its ISA, so a dispatcher that picked AVX2 on
+        an AVX-512 machine moved no figure."""
+        fell = {"cpu_isas": "scalar,avx2,avx512", "greeks_dispatch": "avx2", "greeks_isa_forced": ""}
+        r = self.check(single_run(RATES), extra=fell)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("dispatch chose avx2, not the widest ISA offered (avx512)", r.stdout)
+        r = self.check(single_run(RATES), extra=dict(fell, greeks_isa_forced="avx2"))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        r = self.check(single_run(RATES), extra=dict(fell, greeks_dispatch="avx512"))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_a_figure_one_of_several_runs_lacks_is_not_filled_in_by_the_others(self):
+        """With --run a --run b, a case errored (or missing) in b passed on a's value."""
+        good = self.save("good.json", single_run(RATES))
+        errored = single_run(RATES)
+        for b in errored:
+            if b["name"] == AVX512_ALL:
+                b["error_occurred"], b["error_message"] = True, "engine: cannot start 2 threads"
+                del b["items_per_second"]
+        r = self.gate("--run", good, "--run", self.save("bad.json", errored), "--baseline", self.baseline)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("| ERROR |", self.row(r.stdout, FIG_O2))
+        rates = {k: v for k, v in RATES.items() if k != AVX512_ALL}
+        r = self.gate("--run", good, "--run", self.save("short.json", single_run(rates)),
+                      "--baseline", self.baseline)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("| missing |", self.row(r.stdout, FIG_O2))
+        r = self.gate("--run", good, "--run", self.save("good2.json", single_run(RATES)),
+                      "--baseline", self.baseline)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_a_zero_throughput_is_an_error_not_a_traceback(self):
+        benchmarks = repeated_run(RATES)
+        for b in benchmarks:
+            if b["run_name"] == AVX512_ALL:
+                b["items_per_second"] = 0.0
+        r = self.check(benchmarks)
+        self.assertNotIn("Traceback", r.stderr)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("| missing |", self.row(r.stdout, FIG_O2))
+
+    def test_a_run_from_another_cpu_model_is_refused(self):
+        """Ratios move between CPU models: a run on another model was compared
+        silently, hiding up to a 30% loss or inventing one."""
+        p = self.save("amd.json", single_run(RATES), extra={"cpu_model": "AMD EPYC"})
+        self.assertEqual(self.gate("--run", p, "--write-baseline", self.baseline).returncode, 0)
+        self.assertEqual(self.load_baseline()["metadata"]["cpu_model"], "AMD EPYC")
+        intel = {"cpu_model": "Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz"}
+        r = self.check(single_run(RATES), extra=intel)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("the baseline on 'AMD EPYC'", r.stderr)
+        self.assertIn("--allow-other-cpu", r.stderr)
+        r = self.check(single_run(RATES), "--allow-other-cpu", extra=intel)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("compared anyway", r.stdout)
+        r = self.check(single_run(RATES), extra={"cpu_model": "AMD EPYC"})
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
     def test_missing_reference_is_missing_and_fails(self):
         rates = {k: v for k, v in RATES.items() if k != "batch/naive_o2/all/65536"}
