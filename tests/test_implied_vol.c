@@ -419,6 +419,61 @@ static void test_normal_vol_at_the_domain_edges(void **state) {
   assert_true(isfinite(vol[1]) && vol[1] >= 0.0 && vol[1] < 1e-3);
 }
 
+/* An in-the-money price exactly at its discounted intrinsic value, rounded
+ * once from long double: p / D and F - K each round, so such a price came out
+ * an ulp or two above intrinsic and was solved into an arbitrary vol at a
+ * vega of ~1e-14 (585 of 3000 random ones), or refused as past the model's
+ * vols at large levels (found in review; black76 gave 0 on the same row). */
+static void test_normal_vol_of_an_exact_intrinsic_price_is_zero(void **state) {
+  (void)state;
+  enum { N = 3001 };
+  owned_batch b = owned_batch_make(N);
+  test_rng rng = {0x1badb002u};
+  for (size_t i = 0; i < N; i++) {
+    double level = rng_log_uniform(&rng, 1e-3, 1e14), F = level * rng_uniform(&rng, -1, 1);
+    double K = F - level * rng_uniform(&rng, 0.01, 1) * (i % 2 ? -1 : 1);
+    b.type[i] = F > K ? GK_CALL : GK_PUT;
+    b.spot[i] = F, b.strike[i] = K;
+    b.expiry[i] = rng_uniform(&rng, 0.01, 30), b.rate[i] = rng_uniform(&rng, -0.1, 0.2);
+    long double intrinsic = b.type[i] == GK_CALL ? (long double)F - K : (long double)K - F;
+    b.price[i] = (double)(expl(-(long double)b.rate[i] * b.expiry[i]) * intrinsic);
+  }
+  /* the reviewer's row: e^{-0.02} (0.045 - 0.02) correctly rounded */
+  b.spot[N - 1] = 0.045, b.strike[N - 1] = 0.02, b.expiry[N - 1] = 0.5, b.rate[N - 1] = 0.04;
+  b.type[N - 1] = GK_CALL, b.price[N - 1] = 0.02450496683266888;
+  gk_iv_batch in = {N, b.spot, b.strike, b.expiry, b.rate, NULL, b.price, b.type};
+  size_t invalid = 0;
+  assert_int_equal(gk_implied_vol_batch(GK_MODEL_BACHELIER, &in, b.vol, b.error, &invalid), GK_RC_OK);
+  for (size_t i = 0; i < N; i++) {
+    if (b.error[i] != GK_ELEMENT_OK || b.vol[i] != 0.0)
+      fail_msg("element %zu: F %.17g K %.17g T %.17g r %.17g price %.17g: error %d vol %.17g (want 0)", i, b.spot[i],
+               b.strike[i], b.expiry[i], b.rate[i], b.price[i], b.error[i], b.vol[i]);
+  }
+  assert_int_equal(invalid, 0);
+  owned_batch_free(&b);
+}
+
+/* Time values so small against |F - K| that the root lies past u = 38, where
+ * n(u) underflows: the solver's cap made every such price the vol |F - K| /
+ * (38 sqrt T), one that repriced 40x the input (found in review). mpmath's
+ * roots of s h(-u) = price (50 digits). */
+static void test_normal_vol_of_a_time_value_past_the_density_underflow(void **state) {
+  (void)state;
+  double F[3] = {-1e15, -1e15, 0}, K[3] = {1e15, 1e15, 1}, T[3] = {1, 1, 1}, r[3] = {0, 0, 0};
+  double price[3] = {1e-305, 1e-308, 1e-320};
+  double want[3] = {52497995572761.786502, 52250405633322.113768, 0.026261516834316469646};
+  uint8_t type[3] = {GK_CALL, GK_CALL, GK_CALL};
+  gk_iv_batch in = {3, F, K, T, r, NULL, price, type};
+  double vol[3];
+  uint8_t error[3];
+  assert_int_equal(gk_implied_vol_batch(GK_MODEL_BACHELIER, &in, vol, error, NULL), GK_RC_OK);
+  for (int k = 0; k < 3; k++) {
+    assert_int_equal(error[k], GK_ELEMENT_OK);
+    if (!close_enough(vol[k], want[k], 1e-12, 0))
+      fail_msg("row %d: vol %.17g, mpmath %.17g", k, vol[k], want[k]);
+  }
+}
+
 /* The intrinsic value far from the money or under a large carry (found in
  * review): S expm1((r - q)T) + (S - K) cancelled where the forward is far
  * below S, refusing a price equal to its intrinsic value to 21 digits as
@@ -716,6 +771,8 @@ int main(void) {
       cmocka_unit_test(test_lognormal_bounds),
       cmocka_unit_test(test_lognormal_intrinsic_far_from_the_money),
       cmocka_unit_test(test_normal_vol_at_the_domain_edges),
+      cmocka_unit_test(test_normal_vol_of_an_exact_intrinsic_price_is_zero),
+      cmocka_unit_test(test_normal_vol_of_a_time_value_past_the_density_underflow),
       cmocka_unit_test(test_lognormal_vol_of_an_underflowing_normalised_price),
       cmocka_unit_test(test_lognormal_price_exactly_at_the_bound_is_refused),
       cmocka_unit_test(test_lognormal_extremes),

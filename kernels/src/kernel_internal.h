@@ -65,7 +65,9 @@ size_t gk_bachelier_kernel_avx512(gk_model model, const gk_option_batch *in, uns
  * (u < 1e-200), and how many ulps below intrinsic a price may be and still
  * mean "vol 0" rather than an arbitrage. */
 #define GK_NORMAL_IV_ITERATIONS 5
-#define GK_NORMAL_IV_MAX_U 38.0
+#define GK_NORMAL_IV_MAX_U 38.0        /* vector solver: lanes with c below GK_NORMAL_IV_VECTOR_MIN_RATIO go scalar */
+#define GK_NORMAL_IV_MAX_U_SCALAR 40.0 /* above the root of the smallest positive c (u ~ 38.5) */
+#define GK_NORMAL_IV_VECTOR_MIN_RATIO 1e-130 /* u below ~24.6: the vector solver's direct formula */
 #define GK_NORMAL_IV_ATM_RATIO 1e200
 #define GK_IV_INTRINSIC_ULPS 4.0
 

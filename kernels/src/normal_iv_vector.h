@@ -62,6 +62,9 @@ static size_t normal_iv_vector_kernel(const gk_iv_batch *in, double *vol, uint8_
     vdouble c = v_div(v, v_select(v_gt(a, zero), a, one));
     /* Off the money the solver runs; at the money v = s n(0) gives sigma directly. */
     vmask off_money = m_and(v_gt(a, zero), v_le(c, v_set1(GK_NORMAL_IV_ATM_RATIO)));
+    /* A time value under 1e-130 of |F - K| has its root past u ~ 24.6, where the
+     * scalar reference solves in logs: such lanes go there. */
+    solvable = m_andnot(solvable, m_and(off_money, v_lt(c, v_set1(GK_NORMAL_IV_VECTOR_MIN_RATIO))));
     vmask iterate = m_and(solvable, off_money);
     vdouble u = normal_iv_solve(v_select(iterate, c, one));
     vdouble atm_vol = v_div(v, v_mul(v_set1(GK_INV_SQRT_2PI), sqrt_t));
