@@ -133,6 +133,14 @@ static int build_wire_errors(const uint8_t *codes, size_t n, size_t invalid, con
                rule_of(codes[i]), where, u);
     else if (cols && column_value(cols, field, i, &v, &where, &u))
       snprintf(w->reasons[w->count], sizeof w->reasons[0], "%.17g %s", v, rule_of(codes[i]));
+    else if (cols && cols->vol && cols->expiry && strcmp(field, "sigma*sqrt(T)") == 0)
+      /* a quantity of two inputs: both, as the CLI shows them (found in review) */
+      snprintf(w->reasons[w->count], sizeof w->reasons[0], "sigma=%.17g T=%.17g: %s", cols->vol[i],
+               cols->expiry[i], rule_of(codes[i]));
+    else if (cols && cols->type && strcmp(field, "type") == 0)
+      /* the decoders keep no wire number for a bad type (0xff): say what it was */
+      snprintf(w->reasons[w->count], sizeof w->reasons[0],
+               "OPTION_TYPE_UNSPECIFIED (unset) or a number OptionType does not define: %s", rule_of(codes[i]));
     else
       snprintf(w->reasons[w->count], sizeof w->reasons[0], "%s", rule_of(codes[i]));
     e->field = (char *)field;

@@ -781,6 +781,18 @@ class RequestRules(ServedTestCase):
         rows[0]["sigma"] = 100.00000000000001
         reply = self.stub.PriceBatch(batch_request(rows), timeout=30)
         self.assertTrue(reply.errors[0].reason.startswith("100.00000000000001 must be <= 100"), reply.errors[0].reason)
+        # a quantity of two inputs gives both; a bad type says what it was
+        rows = random_batch(2, seed=6)
+        rows[0].update(S=0.01, K=0.01, T=100.0, r=-5.0, sigma=1.1e-51)
+        request = batch_request(rows, outputs=[pb.ALL_FIRST_ORDER, pb.ALL_SECOND_ORDER])
+        request.model = pb.MODEL_BACHELIER
+        request.type[1] = pb.OPTION_TYPE_UNSPECIFIED
+        reply = self.stub.PriceBatch(request, timeout=30)
+        reasons = {(e.index, e.field): e.reason for e in reply.errors}
+        self.assertEqual(reasons, {(0, "sigma*sqrt(T)"): "sigma=1.1e-51 T=100: is so small that a requested output "
+                                   "exceeds the double range (1.8e308)",
+                                   (1, "type"): "OPTION_TYPE_UNSPECIFIED (unset) or a number OptionType does not "
+                                   "define: must be call or put"})
 
     def test_an_empty_counting_column_is_the_one_named(self):
         """A PriceBatch without spot said "field 'strike' has 2 entries but the
