@@ -5,6 +5,7 @@
  * concurrent producers. Also runs under ThreadSanitizer (make test).
  */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <pthread.h>
 #include <math.h>
 #include <setjmp.h>
@@ -524,6 +525,34 @@ static void test_concurrent_producers_lose_nothing(void **state) {
   assert_int_equal(atomic_load(&s.sum), 20000);
 }
 
+/* The agents', tracer's and drain's timed waits run on CLOCK_MONOTONIC (a
+ * wall clock stepped back by NTP stretched them: found in review). A
+ * condition made by gk_cond_init_monotonic waits the time asked for with a
+ * deadline from gk_monotonic_deadline: were the two clocks not the same, the
+ * monotonic deadline (the machine's uptime) would read as a wall-clock time
+ * in 1970 and the wait would end at once. */
+static void test_monotonic_condition_waits_the_time_asked(void **state) {
+  (void)state;
+  pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+  pthread_cond_t cond;
+  assert_int_equal(gk_cond_init_monotonic(&cond), 0);
+  pthread_mutex_lock(&lock);
+  int64_t start = gk_monotonic_ns();
+  struct timespec until = gk_monotonic_deadline(30 * GK_NS_PER_MS);
+  int rc = 0;
+  while (rc == 0) rc = pthread_cond_timedwait(&cond, &lock, &until); /* spurious wake-ups: wait on */
+  int64_t waited = gk_monotonic_ns() - start;
+  pthread_mutex_unlock(&lock);
+  assert_int_equal(rc, ETIMEDOUT);
+  assert_true(waited >= 29 * GK_NS_PER_MS);
+  assert_true(waited < 5 * GK_NS_PER_S);
+  struct timespec now = gk_monotonic_deadline(-5);
+  struct timespec mono;
+  clock_gettime(CLOCK_MONOTONIC, &mono);
+  assert_true(now.tv_sec <= mono.tv_sec && mono.tv_sec - now.tv_sec <= 1); /* a negative wait is now */
+  pthread_cond_destroy(&cond);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_lifecycle_transitions),
@@ -541,6 +570,7 @@ int main(void) {
       cmocka_unit_test(test_a_send_while_draining_says_the_agent_is_stopping),
       cmocka_unit_test(test_batches_respect_weight_and_delay),
       cmocka_unit_test(test_concurrent_producers_lose_nothing),
+      cmocka_unit_test(test_monotonic_condition_waits_the_time_asked),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

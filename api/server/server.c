@@ -1027,7 +1027,7 @@ greeksd_server *greeksd_server_start(const greeksd_config *config, int *port, ch
     s->request_id_prefix = (uint64_t)gk_monotonic_ns() ^ ((uint64_t)getpid() << 32); /* no entropy: still distinct */
   atomic_init(&s->request_id_counter, 1);
   pthread_mutex_init(&s->lock, NULL);
-  pthread_cond_init(&s->changed, NULL);
+  gk_cond_init_monotonic(&s->changed); /* the drain's waits: not stretched by a wall-clock step */
   pthread_mutex_init(&s->watch_lock, NULL);
   pthread_mutex_init(&s->probe_lock, NULL);
   pthread_mutex_init(&s->tls_lock, NULL);
@@ -1088,12 +1088,8 @@ static int wait_for(greeksd_server *s, int (*pred)(greeksd_server *), int64_t un
   while (!pred(s)) {
     int64_t now = gk_monotonic_ns();
     if (until_ns != 0 && now >= until_ns) break;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
     int64_t step = until_ns != 0 && until_ns - now < 50 * GK_NS_PER_MS ? until_ns - now : 50 * GK_NS_PER_MS;
-    ts.tv_nsec += (long)step;
-    ts.tv_sec += ts.tv_nsec / GK_NS_PER_S;
-    ts.tv_nsec %= GK_NS_PER_S;
+    struct timespec ts = gk_monotonic_deadline(step);
     pthread_cond_timedwait(&s->changed, &s->lock, &ts);
   }
   int done = pred(s);

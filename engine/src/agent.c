@@ -160,11 +160,7 @@ static size_t take_batch(gk_agent *a) {
      * would only add latency. */
     int64_t wait = saturating_add(start, a->spec.batch_max_delay_ns) - gk_monotonic_ns();
     if (a->stop_requested || wait <= 0 || max_weight <= 1 || total >= a->spec.batch_min_weight) return n;
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    int64_t ns = until.tv_nsec + wait;
-    until.tv_sec += (time_t)(ns / GK_NS_PER_S);
-    until.tv_nsec = (long)(ns % GK_NS_PER_S);
+    struct timespec until = gk_monotonic_deadline(wait);
     pthread_cond_timedwait(&a->not_empty, &a->lock, &until);
   }
 }
@@ -423,7 +419,7 @@ gk_code gk_agent_start(const gk_agent_spec *spec, gk_agent **out, gk_status *sta
   snprintf(a->name, sizeof a->name, "%s", spec->name ? spec->name : "agent");
   a->spec.name = a->name;
   pthread_mutex_init(&a->lock, NULL);
-  pthread_cond_init(&a->not_empty, NULL);
+  gk_cond_init_monotonic(&a->not_empty); /* the batch timer's waits */
   pthread_cond_init(&a->state_changed, NULL);
   a->ring = calloc(spec->mailbox_capacity, sizeof *a->ring);
   a->dead = calloc(spec->dead_letter_capacity, sizeof *a->dead);

@@ -249,12 +249,7 @@ static size_t wait_for_batch(gk_tracer *t, int64_t *last_export_ns) {
     int64_t due = *last_export_ns + t->options.batch_delay_ns;
     int64_t now = gk_monotonic_ns();
     if (t->count >= t->options.batch_max || (t->count > 0 && (now >= due || t->stopping)) || t->stopping) break;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t wait = t->count > 0 ? due - now : t->options.batch_delay_ns;
-    int64_t at = (int64_t)ts.tv_sec * GK_NS_PER_S + ts.tv_nsec + wait;
-    ts.tv_sec = (time_t)(at / GK_NS_PER_S);
-    ts.tv_nsec = (long)(at % GK_NS_PER_S);
+    struct timespec ts = gk_monotonic_deadline(t->count > 0 ? due - now : t->options.batch_delay_ns);
     pthread_cond_timedwait(&t->wake, &t->lock, &ts);
   }
   return t->count < t->options.batch_max ? t->count : t->options.batch_max;
@@ -361,7 +356,7 @@ gk_code gk_tracer_create(const gk_tracer_options *o, gk_tracer **out, gk_status 
   if (t == NULL) return gk_status_set(status, GK_RESOURCE_EXHAUSTED, NULL, NULL, GK_STATUS_NO_INDEX, "tracer: out of memory");
   t->options = *o;
   pthread_mutex_init(&t->lock, NULL);
-  pthread_cond_init(&t->wake, NULL);
+  gk_cond_init_monotonic(&t->wake);
   if (getrandom(&t->seed, sizeof t->seed, 0) != (ssize_t)sizeof t->seed)
     t->seed = (uint64_t)gk_monotonic_ns() ^ (uint64_t)gk_trace_now_ns() << 17;
   atomic_init(&t->sequence, 0);
