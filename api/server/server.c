@@ -505,10 +505,14 @@ void rpc_message_arrived(rpc_call *c) {
 
 int rpc_cancelled_by_server(const rpc_call *c) { return atomic_load(&c->server_cancel_code) != 0; }
 
+/* Each call's limit is its own snapshot's: a reload never changes the rules
+ * under a call in flight (a stream opened at 20 s was cut at 1 s by a reload:
+ * found in review). */
 void rpc_cancel_slow_uploads(greeksd_server *s) {
-  int64_t limit = server_snapshot(s)->config.receive_timeout_ms * GK_NS_PER_MS, now = gk_monotonic_ns();
+  int64_t now = gk_monotonic_ns();
   pthread_mutex_lock(&s->lock);
-  for (rpc_call *c = s->awaiting; c; c = c->awaiting_next) /* each holds its RECV_MESSAGE reference */
+  for (rpc_call *c = s->awaiting; c; c = c->awaiting_next) { /* each holds its RECV_MESSAGE reference */
+    int64_t limit = rpc_config(c)->receive_timeout_ms * GK_NS_PER_MS;
     if (c->awaiting_since_ns != 0 && now - c->awaiting_since_ns > limit) {
       c->awaiting_since_ns = 0; /* once */
       atomic_store(&c->server_cancel_code, GRPC_STATUS_RESOURCE_EXHAUSTED); /* for the access log and metrics */
@@ -517,6 +521,7 @@ void rpc_cancel_slow_uploads(greeksd_server *s) {
       grpc_call_cancel_with_status(c->call, GRPC_STATUS_RESOURCE_EXHAUSTED,
                                    "the request message did not arrive within --receive-timeout-ms", NULL);
     }
+  }
   pthread_mutex_unlock(&s->lock);
 }
 

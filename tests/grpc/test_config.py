@@ -426,6 +426,46 @@ class Reload(unittest.TestCase):
         write(self.token_b, "bravo-1\n")
         self.reload(signal_it=False)
 
+    def test_9_a_reload_keeps_the_receive_timeout_of_a_call_in_flight(self):
+        """A stream opened under a 20 s receive timeout was cut after 1 s by a
+        reload to 1000 ms (the check read the live configuration, not the
+        call's: found in review). Calls in flight keep their rules."""
+        import threading
+        self.reload(self.config_text("limits:\n  receive_timeout_ms: 20000\n"))
+        go_on = threading.Event()
+        first = pb.RevaluePortfolioRequest(
+            markets=pb.Markets(spot=[100.0], rate=[0.01]),
+            positions=pb.Positions(underlying=[0], type=[pb.CALL], strike=[100.0], expiry=[1.0], vol=[0.2],
+                                   quantity=[1.0], multiplier=[1.0]))
+
+        def chunks():
+            yield first
+            go_on.wait(10)
+
+        answer = {}
+        with open(self.token_a) as f:
+            token = f.read().strip()  # the earlier tests rotate it
+
+        def call():
+            try:
+                answer["reply"] = self.stub.RevaluePortfolioStream(
+                    chunks(), metadata=[("authorization", "Bearer " + token)], timeout=30 * SLOWDOWN)
+            except grpc.RpcError as e:
+                answer["error"] = (e.code(), e.details())
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        try:
+            time.sleep(0.5)
+            self.reload(self.config_text("limits:\n  receive_timeout_ms: 1000\n"))
+            time.sleep(2.5)  # past the new limit, well within the call's own
+        finally:
+            go_on.set()
+            caller.join(30)
+        self.assertNotIn("error", answer)
+        self.assertEqual(answer["reply"].positions, 1)
+        self.reload(self.config_text())
+
     def test_6_a_setting_that_needs_a_restart_is_kept_and_said_so(self):
         # Nothing else changed: the version stays (a reload that changes
         # nothing publishes nothing; each kept ~49 KB for good: found in review).
