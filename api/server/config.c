@@ -16,11 +16,14 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "greeks/event_store.h"
 #include "greeks/pool.h"
@@ -760,10 +763,25 @@ void greeksd_config_overlay_path(const char *file, const char *environment, char
   snprintf(out, size, "%.*s.%s.yaml", (int)n, file, environment);
 }
 
+/* A regular file only, opened without blocking: a FIFO given as the config
+ * file hung the thread that reloads and takes SIGTERM at the next SIGHUP, so
+ * only SIGKILL stopped greeksd (found in review; token files had the rule). */
 static char *read_whole(const char *path, size_t *length, char *why, size_t n) {
-  FILE *f = fopen(path, "rb");
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    snprintf(why, n, "cannot be read: %s", strerror(errno));
+    return NULL;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    snprintf(why, n, "is not a regular file (a FIFO, directory or device): a configuration is a file");
+    close(fd);
+    return NULL;
+  }
+  FILE *f = fdopen(fd, "rb");
   if (f == NULL) {
     snprintf(why, n, "cannot be read: %s", strerror(errno));
+    close(fd);
     return NULL;
   }
   size_t cap = 1 << 20;

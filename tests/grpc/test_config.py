@@ -193,6 +193,19 @@ class Files(unittest.TestCase):
         self.assertIn("postgresql://greeks:REDACTED@db:5432/books", p.stdout)
         self.assertIn('{name: "desk-a", file: "%s"}' % token, p.stdout)
 
+    def test_a_config_that_is_not_a_regular_file_is_refused_not_waited_on(self):
+        """A FIFO as the config file blocked the thread that reloads and takes
+        SIGTERM at the next SIGHUP: only SIGKILL stopped greeksd (found in
+        review). Refused like a FIFO in a token file's place."""
+        fifo = os.path.join(self.d, "greeksd.yaml")
+        os.mkfifo(fifo)
+        p = greeksd("--config", fifo, "--check-config")
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("--config: '%s' is not a regular file" % fifo, p.stderr)
+        p = greeksd("--config", self.d, "--check-config")
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("is not a regular file", p.stderr)
+
     def test_an_unknown_isa_names_the_variable_and_its_value(self):
         # found in review: "unknown ISA name" alone, and greeksd has no --isa flag to suspect
         p = greeksd("--listen", "127.0.0.1:0", "--check-config", env={"GREEKS_ISA": "avx9"})
