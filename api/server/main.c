@@ -80,6 +80,10 @@ static int check_or_print(const greeksd_config *config, greeksd_action action) {
   return 0;
 }
 
+static void apply_logging(const greeksd_config *next, void *sink) {
+  greeksd_log_configure(sink, next->log_format, next->log_level);
+}
+
 /* Builds the configuration again from every layer and hands it to the
  * server, which validates it in full before anything changes. */
 static void reload(greeksd_server *server, greeksd_log_sink *sink, int argc, char **argv, const char *trigger) {
@@ -90,10 +94,7 @@ static void reload(greeksd_server *server, greeksd_log_sink *sink, int argc, cha
   } else {
     greeksd_action action;
     greeksd_config_parse(argc, argv, candidate, &action, errors);
-    if (greeksd_server_reload(server, candidate, errors, trigger) == 0) {
-      const greeksd_config *live = greeksd_server_config(server);
-      greeksd_log_configure(sink, live->log_format, live->log_level);
-    }
+    greeksd_server_reload(server, candidate, errors, trigger, apply_logging, sink);
   }
   free(candidate);
   free(errors);

@@ -232,7 +232,7 @@ static void apply_breaker(greeksd_server *server, const greeksd_config *config) 
 }
 
 int greeksd_server_reload(greeksd_server *server, const greeksd_config *candidate, const greeksd_errors *parse_errors,
-                          const char *trigger) {
+                          const char *trigger, greeksd_reload_hook *apply_logging, void *hook_arg) {
   greeksd_server_watch_files(server, candidate); /* a rejected file is not re-read until it changes again */
   greeksd_errors *errors = malloc(sizeof *errors);
   if (errors == NULL) return -1;
@@ -264,6 +264,7 @@ int greeksd_server_reload(greeksd_server *server, const greeksd_config *candidat
     return -1;
   }
   free(errors);
+  if (apply_logging) apply_logging(&next->config, hook_arg); /* what follows is logged as the reload asks */
   greeksd_config_restart_changes(&live->config, candidate, log_needs_restart, NULL);
   char changed[1024];
   greeksd_config_reload_changes(&live->config, &next->config, changed, sizeof changed);

@@ -35,8 +35,14 @@ int greeksd_server_metrics_port(const greeksd_server *server);
  * the reloadable settings and publishes it atomically. `trigger` names what
  * asked ("SIGHUP", "file change"). Returns 0 when accepted. Call from one
  * thread at a time (main's). */
+typedef void greeksd_reload_hook(const greeksd_config *next, void *arg);
+/* `apply_logging` (may be NULL) runs once the reload is accepted, before its
+ * INFO line: so a reload that raises the level or changes the format
+ * announces itself in the new settings (it was written under the old ones,
+ * and a level raised from warn to info never logged its own reload: found in
+ * review). */
 int greeksd_server_reload(greeksd_server *server, const greeksd_config *candidate, const greeksd_errors *errors,
-                          const char *trigger);
+                          const char *trigger, greeksd_reload_hook *apply_logging, void *hook_arg);
 
 /* The configuration in force (the live snapshot's); valid until shutdown. */
 const greeksd_config *greeksd_server_config(const greeksd_server *server);

@@ -439,6 +439,18 @@ class Reload(unittest.TestCase):
         write(self.token_b, "bravo-1\n")
         self.reload(signal_it=False)
 
+    def test_91_a_reload_that_raises_the_log_level_logs_itself(self):
+        """The reload's INFO line was written under the old level: from warn
+        back to info or debug, no line said the reload happened (found in
+        review)."""
+        self.reload(self.config_text().replace("level: debug", "level: warn"))
+        before = self.server.stderr().count('configuration reloaded')
+        version = self.reload(self.config_text())
+        log = self.log_with("version %d" % version)
+        self.assertEqual(log.count('configuration reloaded'), before + 1, log[-2000:])
+        line = [json.loads(x) for x in log.splitlines() if "version %d (hash" % version in x][-1]
+        self.assertEqual(line["level"], "info")
+
     def test_9_a_reload_keeps_the_receive_timeout_of_a_call_in_flight(self):
         """A stream opened under a 20 s receive timeout was cut after 1 s by a
         reload to 1000 ms (the check read the live configuration, not the
