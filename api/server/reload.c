@@ -251,6 +251,13 @@ int greeksd_server_reload(greeksd_server *server, const greeksd_config *candidat
     /* the running settings a reload keeps (the breaker's window, ...) beside
      * the new ones it takes: a pair a start would refuse is refused here */
     greeksd_config_check_whole(merged, errors);
+    if (merged->breaker.minimum_calls > merged->breaker.window_calls &&
+        candidate->breaker.window_calls != merged->breaker.window_calls)
+      /* the line above names the running window by its old FILE:LINE, where
+       * the file now says something else (found in review) */
+      greeksd_errors_add(errors, "breaker.window_calls: the new %d takes effect only at a restart; a reload checks "
+                         "breaker.minimum_calls against the running %d", candidate->breaker.window_calls,
+                         merged->breaker.window_calls);
   }
   if (errors->count == 0) {
     char why[1400];

@@ -728,6 +728,9 @@ class BreakerReload(unittest.TestCase):
                 time.sleep(0.05)
             self.assertIn("breaker.minimum_calls", server.stderr())
             self.assertIn("must not exceed breaker.window_calls 100", server.stderr())
+            # and why 100, when the file now says 1000 (found in review)
+            self.assertIn("breaker.window_calls: the new 1000 takes effect only at a restart; a reload checks "
+                          "breaker.minimum_calls against the running 100", server.stderr())
             self.assertEqual(http_json(port, "/readyz")["config"]["version"], 1)
             self.assertNotIn("kept its thresholds", server.stderr())
         finally:
