@@ -1373,6 +1373,36 @@ static void a_store_of_another_format_fails_to_open_with_data_loss(void **state)
   }
 }
 
+/* Another application's SQLite database at the store path: refused before
+ * anything writes to it. The WAL mode and the greeks schema were written
+ * first, so a mistyped path changed someone's database, even from `greeks
+ * book list` (found in review). */
+static void another_applications_database_is_refused_and_left_unchanged(void **state) {
+  (void)state;
+  if (!is_sqlite()) skip();
+  char where[1200];
+  store_temp_path("gk_store_test", where, sizeof where);
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open(where, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT);"
+                                    "INSERT INTO customers(name) VALUES('alice');", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  gk_status st;
+  assert_null(open_store_at(where, 1, &st));
+  assert_int_equal(st.code, GK_DATA_LOSS);
+  assert_non_null(strstr(st.message, "another SQLite database (1 tables: customers); nothing was changed"));
+  assert_int_equal(sqlite3_open(where, &db), SQLITE_OK);
+  sqlite3_stmt *q = NULL;
+  assert_int_equal(sqlite3_prepare_v2(db, "SELECT (SELECT group_concat(name) FROM sqlite_master), "
+                                          "(SELECT journal_mode FROM pragma_journal_mode)", -1, &q, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+  assert_string_equal((const char *)sqlite3_column_text(q, 0), "customers");
+  assert_string_equal((const char *)sqlite3_column_text(q, 1), "delete");
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  store_remove_files(where);
+}
+
 typedef struct opener {
   const char *where;
   gk_event_store *store;
@@ -1474,6 +1504,7 @@ int main(void) {
       T(a_read_to_the_end_of_a_stream_missing_its_last_events_fails_with_data_loss),
       T(the_description_names_the_store_and_never_a_password),
       T(a_store_of_another_format_fails_to_open_with_data_loss),
+    T(another_applications_database_is_refused_and_left_unchanged),
       T(a_new_store_opened_from_several_threads_at_once_opens_for_all),
       T(a_dropped_connection_fails_unavailable_once_then_recovers),
 #undef T

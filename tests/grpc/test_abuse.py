@@ -584,6 +584,46 @@ class Connections(unittest.TestCase):
         finally:
             server.close()
 
+    def test_item5_book_calls_on_an_open_connection_go_on_without_descriptors(self):
+        """With every descriptor taken by idle connections, GetBook on a
+        connection already open failed UNAVAILABLE ("cannot open the file")
+        when the store needed a new reader (found in review): the store opens
+        its first readers with itself, and a read waits for one of them."""
+        from concurrent.futures import ThreadPoolExecutor
+        from greeks.v1 import book_pb2 as bk
+        from greeks.v1 import book_pb2_grpc as bk_grpc
+        from greeks.events.v1 import book_events_pb2 as ev
+        server = self.start("--max-connections", "100000")
+        channel = grpc.insecure_channel(server.target)
+        try:
+            book = bk_grpc.BookServiceStub(channel)
+            leg = ev.Leg(instrument=ev.Instrument(underlying="FD", kind=ev.UNDERLYING, multiplier=1),
+                         quantity=1, price=10.0)
+            for b in range(8):
+                book.OpenBook(bk.OpenBookRequest(book_id="fd%d" % b, name="d", currency="USD"), timeout=20)
+                book.ExecuteTrade(bk.ExecuteTradeRequest(book_id="fd%d" % b, trade_id="t", legs=[leg]), timeout=20)
+            socks = self.idle_connections(server.port, 400)  # every descriptor greeksd has
+            try:
+                time.sleep(1.0)
+                self.assertIn("Too many open files", server.stderr())
+
+                def read(k):
+                    b = "fd%d" % (k % 8)
+                    got = book.GetBook(bk.GetBookRequest(book_id=b), timeout=20)
+                    trail = list(book.GetAuditTrail(bk.GetAuditTrailRequest(book_id=b), timeout=20))
+                    return got.version, len(trail)
+
+                with ThreadPoolExecutor(16) as pool:
+                    answers = list(pool.map(read, range(32)))
+                self.assertTrue(all(v == n and v >= 2 for v, n in answers), answers)
+            finally:
+                for s in socks:
+                    s.close()
+            self.assertEqual(server.stop(), 0, server.stderr())
+        finally:
+            channel.close()
+            server.close()
+
     def test_item5_connections_beyond_the_cap_wait_then_are_served(self):
         server = self.start("--max-connections", "20")
         try:

@@ -16,15 +16,23 @@
  * visitor sees it. At open, PRAGMA quick_check finds a truncated or damaged file
  * and fails with GK_DATA_LOSS naming it, before any book is built from it.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "greeks/clock.h"
 #include "store_internal.h"
 
 enum { READER_POOL = 64 }; /* idle read connections kept: one per concurrent reader */
+/* Readers opened with the store: with the process out of descriptors a read
+ * waits for one of them instead of failing ("calls on open connections go
+ * on", docs/operations.md; GetBook failed UNAVAILABLE under EMFILE: found in
+ * review). Each holds two descriptors (the file and its -wal). */
+enum { READERS_AT_OPEN = 4 };
+#define READER_WAIT_NS (5 * GK_NS_PER_S) /* for a reader when none can be opened */
 
 typedef struct append_request {
   const gk_append *append;
@@ -54,15 +62,34 @@ typedef struct sqlite_store {
   writer_statements stmts;
   sqlite3 *readers[READER_POOL]; /* idle read connections, guarded by lock */
   int idle_readers;
+  int open_readers;              /* idle or on loan, guarded by lock */
+  pthread_cond_t reader_returned;
 } sqlite_store;
 
 static const gk_store_ops sqlite_ops;
+static gk_code open_first_readers(sqlite_store *s, gk_status *status);
 
 /* ---- errors ------------------------------------------------------------------ */
+
+/* The operating system's own error behind SQLite's, as "; the system said: No
+ * space left on device" (SQLite's "disk I/O error" alone sent operators
+ * looking for corruption on a full disk: found in review), and a hint for the
+ * errors an operator can act on. */
+static void system_cause(sqlite3 *db, char *out, size_t size) {
+  int e = db ? sqlite3_system_errno(db) : 0;
+  const char *hint = e == ENOSPC ? " (the file system is full: free space, then resend)"
+                     : e == EMFILE || e == ENFILE ? " (out of file descriptors: docs/operations.md, EMFILE)"
+                     : e == EROFS || e == EACCES || e == EPERM ? " (the file or its directory cannot be written)"
+                     : "";
+  if (e != 0) snprintf(out, size, "; the system said: %s%s", strerror(e), hint);
+  else out[0] = '\0';
+}
 
 static gk_code sqlite_fail(const sqlite_store *s, sqlite3 *db, int rc, const char *what,
                            gk_status *status) {
   const char *detail = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  char cause[160];
+  system_cause(db, cause, sizeof cause);
   int primary = rc & 0xFF;
   gk_code code = GK_IO_ERROR;
   const char *hint = "";
@@ -76,7 +103,7 @@ static gk_code sqlite_fail(const sqlite_store *s, sqlite3 *db, int rc, const cha
     code = GK_RESOURCE_EXHAUSTED;
   }
   return gk_status_set(status, code, "store", s->path, GK_STATUS_NO_INDEX,
-                       "store %s: %s failed: %s%s", s->base.description, what, detail, hint);
+                       "store %s: %s failed: %s%s%s", s->base.description, what, detail, cause, hint);
 }
 
 /* ---- connections --------------------------------------------------------------- */
@@ -87,9 +114,11 @@ static gk_code open_connection(sqlite_store *s, int flags, sqlite3 **out, gk_sta
   sqlite3 *db = NULL;
   int rc = sqlite3_open_v2(s->path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK) {
+    char cause[160];
+    system_cause(db, cause, sizeof cause);
     gk_code code = gk_status_set(status, GK_IO_ERROR, "store", s->path, GK_STATUS_NO_INDEX,
-                                 "store %s: cannot open the file: %s", s->base.description,
-                                 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+                                 "store %s: cannot open the file: %s%s", s->base.description,
+                                 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc), cause);
     sqlite3_close(db);
     return code;
   }
@@ -160,6 +189,35 @@ static gk_code check_format(sqlite_store *s, gk_status *status) {
   return GK_OK;
 }
 
+/* A file that holds tables but no greeks_meta is another application's
+ * database: refused before anything writes to it. The WAL mode (which stays
+ * with the file) and the schema were written first, so a mistyped path
+ * turned someone's database into a half greeks store, even from `greeks book
+ * list` (found in review). */
+static gk_code refuse_foreign_file(sqlite_store *s, gk_status *status) {
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(s->writer,
+                              "SELECT name FROM sqlite_master WHERE type IN ('table','view') "
+                              "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name", -1, &st, NULL);
+  if (rc != SQLITE_OK) return sqlite_fail(s, s->writer, rc, "reading the file's tables", status);
+  char names[200] = "";
+  int tables = 0, ours = 0;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *name = (const char *)sqlite3_column_text(st, 0);
+    if (name && strcmp(name, "greeks_meta") == 0) ours = 1;
+    size_t used = strlen(names);
+    if (tables++ < 5 && used + 1 < sizeof names)
+      snprintf(names + used, sizeof names - used, "%s%.40s", used ? ", " : "", name ? name : "");
+  }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) return sqlite_fail(s, s->writer, rc, "reading the file's tables", status);
+  if (tables == 0 || ours) return GK_OK;
+  return gk_status_set(status, GK_DATA_LOSS, "store", s->path, GK_STATUS_NO_INDEX,
+                       "store %s: not a greeks event store: the file is another SQLite database (%d tables: "
+                       "%s%s); nothing was changed. Check the path", s->base.description, tables, names,
+                       tables > 5 ? ", ..." : "");
+}
+
 static gk_code quick_check(sqlite_store *s, gk_status *status) {
   sqlite3_stmt *st = NULL;
   int rc = sqlite3_prepare_v2(s->writer, "PRAGMA quick_check", -1, &st, NULL);
@@ -224,6 +282,7 @@ static void sqlite_close(gk_event_store *base) {
   for (int i = 0; i < s->idle_readers; i++) sqlite3_close(s->readers[i]);
   finalize_writer(s);
   sqlite3_close(s->writer);
+  pthread_cond_destroy(&s->reader_returned);
   pthread_mutex_destroy(&s->lock);
   free(s);
 }
@@ -231,6 +290,7 @@ static void sqlite_close(gk_event_store *base) {
 static gk_code open_writer(sqlite_store *s, gk_status *status) {
   gk_code rc = open_connection(s, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &s->writer, status);
   if (rc == GK_OK) rc = quick_check(s, status);
+  if (rc == GK_OK) rc = refuse_foreign_file(s, status);
   if (rc == GK_OK) rc = configure_writer(s, status);
   if (rc == GK_OK) rc = create_schema(s, status);
   if (rc == GK_OK) rc = check_format(s, status);
@@ -259,7 +319,8 @@ gk_event_store *gk_sqlite_store_open(const char *path, const gk_sqlite_options *
   s->synchronous_normal = options && options->synchronous_normal;
   s->max_bytes = options && options->max_bytes > 0 ? options->max_bytes : 0;
   pthread_mutex_init(&s->lock, NULL);
-  if (open_writer(s, status) != GK_OK) {
+  gk_cond_init_monotonic(&s->reader_returned);
+  if (open_writer(s, status) != GK_OK || open_first_readers(s, status) != GK_OK) {
     sqlite_close(&s->base);
     return NULL;
   }
@@ -476,12 +537,45 @@ static gk_code sqlite_append(gk_event_store *base, const gk_append *a, gk_status
 
 /* ---- reads --------------------------------------------------------------------- */
 
+static bool out_of_descriptors(const gk_status *status) {
+  return strstr(status->message, "Too many open files") != NULL;
+}
+
+/* A read connection with its files open: SQLite opens them at the first
+ * read, so a connection opened ahead held no descriptor and failed there. */
+static gk_code open_reader(sqlite_store *s, sqlite3 **db, gk_status *status) {
+  gk_code rc = open_connection(s, SQLITE_OPEN_READONLY, db, status);
+  if (rc != GK_OK) return rc;
+  int sqlite_rc = exec(*db, "SELECT 1 FROM greeks_meta LIMIT 1");
+  if (sqlite_rc == SQLITE_OK) return GK_OK;
+  rc = sqlite_fail(s, *db, sqlite_rc, "opening a reader", status);
+  sqlite3_close(*db);
+  *db = NULL;
+  return rc;
+}
+
+/* An idle reader, else a new one; when the process is out of descriptors, the
+ * next reader returned (up to READER_WAIT_NS) rather than an error. */
 static gk_code borrow_reader(sqlite_store *s, sqlite3 **db, gk_status *status) {
   pthread_mutex_lock(&s->lock);
   *db = s->idle_readers > 0 ? s->readers[--s->idle_readers] : NULL;
   pthread_mutex_unlock(&s->lock);
   if (*db) return GK_OK;
-  return open_connection(s, SQLITE_OPEN_READONLY, db, status);
+  gk_code rc = open_reader(s, db, status);
+  pthread_mutex_lock(&s->lock);
+  if (rc == GK_OK) {
+    s->open_readers++;
+  } else if (out_of_descriptors(status) && s->open_readers > 0) {
+    struct timespec until = gk_monotonic_deadline(READER_WAIT_NS);
+    while (s->idle_readers == 0 && pthread_cond_timedwait(&s->reader_returned, &s->lock, &until) == 0) {
+    }
+    if (s->idle_readers > 0) {
+      *db = s->readers[--s->idle_readers];
+      rc = GK_OK;
+    }
+  }
+  pthread_mutex_unlock(&s->lock);
+  return rc;
 }
 
 static void return_reader(sqlite_store *s, sqlite3 *db) {
@@ -489,9 +583,23 @@ static void return_reader(sqlite_store *s, sqlite3 *db) {
   if (s->idle_readers < READER_POOL) {
     s->readers[s->idle_readers++] = db;
     db = NULL;
+    pthread_cond_signal(&s->reader_returned);
+  } else {
+    s->open_readers--;
   }
   pthread_mutex_unlock(&s->lock);
   sqlite3_close(db);
+}
+
+static gk_code open_first_readers(sqlite_store *s, gk_status *status) {
+  for (int i = 0; i < READERS_AT_OPEN; i++) {
+    sqlite3 *db = NULL;
+    gk_code rc = open_reader(s, &db, status);
+    if (rc != GK_OK) return rc;
+    s->readers[s->idle_readers++] = db;
+    s->open_readers++;
+  }
+  return GK_OK;
 }
 
 static void copy_column_text(sqlite3_stmt *st, int i, char *out, size_t size) {
