@@ -44,9 +44,32 @@ int store_probe_verdict(greeksd_server *s) {
   return atomic_load(&s->store_reachable) && gk_monotonic_ns() - probed <= STORE_PROBE_STALE_NS;
 }
 
+/* One ERROR line a probe round (a second) while appends fail for the store's
+ * own reasons (a full disk, a lost database), naming the last cause, and one
+ * INFO line when they succeed again. A failed append was only the caller's
+ * answer and an info access line: a full disk left a warn-level log empty
+ * while every trade failed and /readyz said ready (found in review). */
+static void report_append_faults(greeksd_server *s, gk_event_store *store) {
+  const gk_store_stats *stats = gk_store_stats_of(store);
+  uint64_t faulted = gk_counter_value(&stats->appends_faulted), ok = gk_counter_value(&stats->appends_ok);
+  if (faulted > s->store_faults_seen) {
+    char last[300];
+    gk_store_last_fault(store, last, sizeof last);
+    gk_logf(GK_LOG_ERROR, "greeksd", "book store %s: %llu appends failed since the last probe (%llu since the start): %s",
+            gk_store_describe(store), (unsigned long long)(faulted - s->store_faults_seen),
+            (unsigned long long)faulted, last);
+    s->store_appends_failing = 1;
+  } else if (s->store_appends_failing && ok > s->store_appends_ok_seen) {
+    gk_logf(GK_LOG_INFO, "greeksd", "book store %s: appends succeed again", gk_store_describe(store));
+    s->store_appends_failing = 0;
+  }
+  s->store_faults_seen = faulted, s->store_appends_ok_seen = ok;
+}
+
 static void probe_store(greeksd_server *s) {
   gk_event_store *store = book_side_parts(s).store;
   if (store == NULL) return;
+  report_append_faults(s, store);
   gk_status status;
   int ok = gk_store_ping(store, &status) == GK_OK;
   if (!ok) {

@@ -237,6 +237,10 @@ struct greeksd_server {
   _Atomic int64_t store_probed_ns; /* when it ran (gk_monotonic_ns), 0 = never */
   pthread_mutex_t probe_lock;     /* guards store_error */
   char store_error[256];          /* the last failed probe's reason */
+  /* The probe thread's own: appends the store failed (appends_faulted) and
+   * that succeeded when it last looked, and whether it said they fail */
+  uint64_t store_faults_seen, store_appends_ok_seen;
+  int store_appends_failing;
   pthread_t probe_thread;
   int probe_thread_started;
   atomic_int stop_probe;

@@ -228,6 +228,12 @@ class StoreOutage(unittest.TestCase):
             self.assertNotIn("Is the", caught.exception.details())
         self.assertIsNone(self.server.proc.poll(), "greeksd exited while the store was down")
         self.legs.pop("refused", None)
+        # the operator hears of it: an ERROR line naming the store and the
+        # cause (a failed append was only an info access line: found in review)
+        poll("an ERROR line for the failed appends", lambda: "appends failed since the last probe" in self.server.stderr())
+        line = [x for x in self.server.stderr().splitlines() if "appends failed since the last probe" in x][0]
+        self.assertIn(description, line)
+        self.assertTrue("ERROR" in line or '"error"' in line, line)
 
         # Back: ready again, BookService SERVING, a new trade accepted.
         pg("resume", self.pg_dir, self.pg_env)
@@ -238,6 +244,7 @@ class StoreOutage(unittest.TestCase):
         poll("BookService SERVING after the store came back", lambda: self.check(BOOK) == SERVING)
         self.assertEqual(self.check(""), SERVING)
         self.trade("t2")
+        poll("appends said to succeed again", lambda: "appends succeed again" in self.server.stderr())
 
         # Nothing acknowledged was lost; nothing refused was written.
         book = self.books.GetBook(bk.GetBookRequest(book_id="desk"), timeout=TIMEOUT)

@@ -176,6 +176,31 @@ static gk_code check_events(const gk_append *a, gk_status *status) {
 void gk_store_stats_init(gk_event_store *store) {
   gk_histogram_init_latency(&store->stats.append_latency, NULL);
   gk_histogram_init_latency(&store->stats.replay_latency, NULL);
+  pthread_mutex_init(&store->fault_lock, NULL);
+  store->last_fault[0] = '\0';
+}
+
+void gk_store_last_fault(gk_event_store *store, char *message, size_t size) {
+  if (size == 0) return;
+  message[0] = '\0';
+  if (store == NULL) return;
+  pthread_mutex_lock(&store->fault_lock);
+  snprintf(message, size, "%s", store->last_fault);
+  pthread_mutex_unlock(&store->fault_lock);
+}
+
+/* The store's own failures, not the caller's: what an operator must hear of. */
+static bool is_store_fault(gk_code rc) {
+  return rc == GK_UNAVAILABLE || rc == GK_IO_ERROR || rc == GK_DATA_LOSS || rc == GK_RESOURCE_EXHAUSTED ||
+         rc == GK_INTERNAL;
+}
+
+static void note_fault(gk_event_store *store, gk_code rc, const gk_status *status) {
+  if (!is_store_fault(rc)) return;
+  gk_counter_add(&store->stats.appends_faulted, 1);
+  pthread_mutex_lock(&store->fault_lock);
+  snprintf(store->last_fault, sizeof store->last_fault, "%s", status ? status->message : "");
+  pthread_mutex_unlock(&store->fault_lock);
 }
 
 const gk_store_stats *gk_store_stats_of(const gk_event_store *store) { return store ? &store->stats : NULL; }
@@ -229,6 +254,7 @@ gk_code gk_store_append(gk_event_store *store, const gk_append *a, gk_status *st
   gk_histogram_observe(&store->stats.append_latency, elapsed_ns(started_ns));
   gk_counter_add(rc == GK_OK ? &store->stats.appends_ok : &store->stats.appends_failed, 1);
   if (rc == GK_OK) gk_counter_add(&store->stats.events_appended, a->count);
+  else note_fault(store, rc, status);
   return rc;
 }
 
@@ -306,7 +332,9 @@ void gk_store_unwatch(gk_event_store *store) {
 }
 
 void gk_store_close(gk_event_store *store) {
-  if (store) store->ops->close(store);
+  if (store == NULL) return;
+  pthread_mutex_destroy(&store->fault_lock);
+  store->ops->close(store);
 }
 
 static bool starts_with(const char *s, const char *prefix) {

@@ -16,6 +16,8 @@
 #ifndef GREEKS_STORE_INTERNAL_H
 #define GREEKS_STORE_INTERNAL_H
 
+#include <pthread.h>
+
 #include "greeks/event_store.h"
 
 typedef struct gk_store_ops {
@@ -44,6 +46,8 @@ struct gk_event_store {
   const gk_store_ops *ops;
   char description[256]; /* "sqlite:/path" or "postgresql:db@host:port" */
   gk_store_stats stats;  /* kept by store_common.c around the adapter's calls */
+  pthread_mutex_t fault_lock; /* guards last_fault */
+  char last_fault[300];
 };
 
 /* Sets the histograms' buckets; each adapter's open calls it once. */

@@ -252,6 +252,10 @@ typedef struct gk_store_stats {
   gk_histogram append_latency; /* ns per gk_store_append that reached the adapter, any outcome */
   gk_histogram replay_latency; /* ns per gk_store_read: replaying a stream's events */
   gk_counter appends_ok, appends_failed;
+  /* Of the failed, those the store caused (unavailable, I/O, data loss,
+   * resources, internal), not the caller (a version conflict, a bad event):
+   * greeksd logs them at ERROR as they grow (gk_store_last_fault) */
+  gk_counter appends_faulted;
   gk_counter events_appended;  /* by appends that succeeded */
   gk_counter events_replayed;  /* handed to gk_store_read's visitors */
   /* The watch (PostgreSQL): connections it lost (closed, or silent past the
@@ -259,6 +263,10 @@ typedef struct gk_store_stats {
   gk_counter watch_connections_lost, watch_catch_ups_failed;
 } gk_store_stats;
 const gk_store_stats *gk_store_stats_of(const gk_event_store *store);
+
+/* The message of the last append the store failed for its own reasons
+ * (appends_faulted), copied into `message` ("" before any); any thread. */
+void gk_store_last_fault(gk_event_store *store, char *message, size_t size);
 
 /* The adapters' shared pieces (engine/store/store_common.c). */
 uint32_t gk_store_checksum(const gk_stored_event *event);
