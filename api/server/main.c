@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <stdio.h>
+#include <errno.h>
 #include <string.h>
 #include <time.h>
 
@@ -37,6 +38,15 @@ static int write_port_file(const char *path, int port) {
   fprintf(f, "%d\n", port);
   if (fclose(f) != 0) return -1;
   return rename(temporary, path); /* readers never see a half-written file */
+}
+
+/* A port file that cannot be written stops the start: whoever asked for it
+ * (a supervisor, a test harness) waits for it, forever, while greeksd served
+ * with a warning that gave no reason (found in review). */
+static int refuse_port_file(greeksd_server *server, const char *flag, const char *path) {
+  gk_logf(GK_LOG_ERROR, "greeksd", "%s: cannot write '%s': %s: stopping", flag, path, strerror(errno));
+  greeksd_server_shutdown(server);
+  return 1;
 }
 
 /* Prints every error, one per line, each naming its source, value and rule. */
@@ -148,14 +158,13 @@ int main(int argc, char **argv) {
   int metrics_port = greeksd_server_metrics_port(server);
   /* The metrics port first: a reader that sees the gRPC port file finds both. */
   if (metrics_port != 0 && write_port_file(config.metrics_port_file, metrics_port) != 0)
-    gk_logf(GK_LOG_WARN, "greeksd", "could not write the metrics port to '%s'", config.metrics_port_file);
+    return refuse_port_file(server, "--metrics-port-file", config.metrics_port_file);
   if (metrics_port != 0) gk_logf(GK_LOG_INFO, "greeksd", "metrics, /healthz and /readyz on http://%s (port %d)",
                                  config.metrics_listen, metrics_port);
   gk_logf(GK_LOG_INFO, "config", "configuration version %llu (hash %s): base %s, overlay %s",
           greeksd_server_config_version(server), greeksd_server_config_hash(server),
           config.config_file[0] ? config.config_file : "none", config.overlay_file[0] ? config.overlay_file : "none");
-  if (write_port_file(config.port_file, port) != 0)
-    gk_logf(GK_LOG_WARN, "greeksd", "could not write the port to '%s'", config.port_file);
+  if (write_port_file(config.port_file, port) != 0) return refuse_port_file(server, "--port-file", config.port_file);
   gk_logf(GK_LOG_INFO, "greeksd",
           "greeks %s serving on %s (port %d, isa %s, %s%s; %d server threads, %d streams per connection, %d "
           "connections, fd limit %ld)",

@@ -206,6 +206,14 @@ class Files(unittest.TestCase):
         self.assertEqual(p.returncode, 2, p.stderr)
         self.assertIn("is not a regular file", p.stderr)
 
+    def test_a_port_file_that_cannot_be_written_stops_the_start(self):
+        """greeksd served with a reasonless warning, and whoever waited for
+        the port file waited forever (found in review)."""
+        missing = os.path.join(self.d, "no-such-dir", "port")
+        p = greeksd("--listen", "127.0.0.1:0", "--metrics-listen", "off", "--port-file", missing)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("--port-file: cannot write '%s': No such file or directory: stopping" % missing, p.stderr)
+
     def test_an_unknown_isa_names_the_variable_and_its_value(self):
         # found in review: "unknown ISA name" alone, and greeksd has no --isa flag to suspect
         p = greeksd("--listen", "127.0.0.1:0", "--check-config", env={"GREEKS_ISA": "avx9"})
