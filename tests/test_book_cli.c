@@ -327,6 +327,41 @@ static void test_correct_and_cancel_rewrite_positions(void **state) {
   assert_string_equal(csv_cell(r->out, 2, 6), "trade T2 cancelled");
 }
 
+static void write_text(const char *path, const char *text);
+
+/* A correction file's idempotency_key and trade_time were dropped unread: a
+ * key in the file made a re-run look safe while each run corrected again,
+ * moving average cost and realized P&L (found in review). The key is now
+ * the correction's; a trade_time is refused. */
+static void test_a_correction_files_key_is_its_key(void **state) {
+  (void)state;
+  open_trade_and_price();
+  char legs[160];
+  snprintf(legs, sizeof legs, "%s/keyed.csv", store_dir);
+  write_text(legs, "trade_id,underlying,kind,type,style,strike,expiry,multiplier,quantity,price,idempotency_key\n"
+                   "T1,SPX,underlying,,,,,,4,100,fix-T1\n");
+  cli_result *r = book(LATER, "correct desk T1 --file %s", legs);
+  assert_int_equal(r->exit_code, 0);
+  assert_string_equal(csv_cell(r->out, 1, 1), "executed");
+  const char *first = csv_cell(r->out, 1, 2);
+  char sequence[32];
+  snprintf(sequence, sizeof sequence, "%s", first);
+  r = book(LATER, "correct desk T1 --file %s", legs); /* a re-run: replayed, not corrected again */
+  assert_int_equal(r->exit_code, 0);
+  assert_string_equal(csv_cell(r->out, 1, 1), "replayed");
+  assert_string_equal(csv_cell(r->out, 1, 2), sequence);
+  r = book(LATER, "correct desk T1 --file %s --key another", legs);
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "field 'idempotency_key' value 'fix-T1': differs from --key 'another'"));
+  write_text(legs, "trade_id,underlying,kind,type,style,strike,expiry,multiplier,quantity,price,trade_time\n"
+                   "T1,SPX,underlying,,,,,,4,100,2026-01-01T00:00:00Z\n");
+  r = book(LATER, "correct desk T1 --file %s", legs);
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "field 'trade_time' value '2026-01-01T00:00:00Z': must be empty"));
+  r = book(LATER, "audit desk");
+  assert_int_equal(count_lines(r->out) - 1, atoi(sequence)); /* one correction journaled, nothing after it */
+}
+
 static void test_show_as_of_an_earlier_sequence_or_time_shows_earlier_quantities(void **state) {
   (void)state;
   open_trade_and_price();
@@ -684,6 +719,7 @@ int main(void) {
       STORE_TEST(test_migrate_copies_every_book_verbatim_and_refuses_a_second_copy),
       STORE_TEST(test_show_values_a_european_option_as_black_scholes),
       STORE_TEST(test_correct_and_cancel_rewrite_positions),
+      STORE_TEST(test_a_correction_files_key_is_its_key),
       STORE_TEST(test_show_as_of_an_earlier_sequence_or_time_shows_earlier_quantities),
       STORE_TEST(test_audit_lists_every_event_in_order),
       STORE_TEST(test_risk_prints_each_underlying_and_the_total),

@@ -465,9 +465,11 @@ static int run_correct(session *s, const book_args *a) {
     return CLI_EXIT_UNUSABLE;
   }
   int rc = CLI_EXIT_OK;
-  if (a->file && book_legs_read(in.reader, a->trade_id, &legs, &e) != 0) rc = input_error(&in, &e);
+  const char *key = a->key;
+  if (a->file && (book_legs_read(in.reader, a->trade_id, &legs, &e) != 0 || book_legs_key(&legs, a->key, &key, &e) != 0))
+    rc = input_error(&in, &e);
   if (rc == CLI_EXIT_OK) {
-    gk_command_context ctx = command_context(s, a->key);
+    gk_command_context ctx = command_context(s, key);
     gk_command_outcome out;
     gk_status st;
     if (gk_correct_trade(s->service, &ctx, s->book_id, a->trade_id, legs.legs, legs.count, a->reason, &out,

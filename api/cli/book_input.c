@@ -623,8 +623,8 @@ static int next_row(csv_reader *reader, const char **f, size_t *line, csv_error 
 int book_legs_read(csv_reader *reader, const char *trade_id, book_legs *legs, csv_error *e) {
   csv_column columns[C_COLS];
   for (int c = 0; c < C_COLS; c++)
-    columns[c] = (csv_column){c == C_TRADE_TIME || c == C_KEY ? NULL : leg_names[c],
-                              c != C_TRADE_ID && c != C_STYLE && c != C_MULTIPLIER};
+    columns[c] = (csv_column){leg_names[c], c != C_TRADE_ID && c != C_STYLE && c != C_MULTIPLIER &&
+                                                c != C_TRADE_TIME && c != C_KEY};
   if (csv_reader_header(reader, columns, C_COLS, e) != 0) return -1;
   memset(legs, 0, sizeof *legs);
   const char *f[C_COLS];
@@ -635,12 +635,40 @@ int book_legs_read(csv_reader *reader, const char *trade_id, book_legs *legs, cs
     row r = {f, leg_names, C_COLS, line, 0};
     if (!is_empty(&r, C_TRADE_ID) && strcmp(word(&r, C_TRADE_ID, id, sizeof id), trade_id) != 0)
       return bad_field(&r, C_TRADE_ID, "must be empty or the trade being corrected", e);
+    /* Both columns were dropped unread: a key in the file made a re-run look
+     * safe while each run corrected again, moving P&L (found in review). */
+    if (!is_empty(&r, C_TRADE_TIME))
+      return bad_field(&r, C_TRADE_TIME,
+                       "must be empty: a correction keeps the trade's own time (to change it, cancel the trade "
+                       "and book it again)", e);
+    if (!is_empty(&r, C_KEY)) {
+      char key[GK_META_ID_SIZE];
+      if (word(&r, C_KEY, key, sizeof key)[0] == '\0')
+        return bad_field(&r, C_KEY, "must be shorter than 64 characters", e);
+      if (legs->key[0] == '\0') {
+        memcpy(legs->key, key, sizeof key);
+        legs->key_line = line;
+      } else if (strcmp(key, legs->key) != 0) {
+        return bad_field(&r, C_KEY, "must be the same on every row: a correction is one command with one key", e);
+      }
+    }
     if (legs->count == GK_MAX_LEGS) return too_many(e, line, "legs", GK_MAX_LEGS);
     if (parse_leg(&r, &legs->legs[legs->count], e) != 0) return -1;
     legs->lines[legs->count++] = line;
   }
   if (got < 0) return -1;
   return legs->count ? 0 : no_rows(e, "no legs (to cancel the trade, use --cancel)");
+}
+
+int book_legs_key(const book_legs *legs, const char *flag_key, const char **key, csv_error *e) {
+  bool flag = flag_key && flag_key[0];
+  *key = flag ? flag_key : legs->key[0] ? legs->key : NULL;
+  if (!flag || legs->key[0] == '\0' || strcmp(flag_key, legs->key) == 0) return 0;
+  e->line = legs->key_line;
+  snprintf(e->message, sizeof e->message,
+           "line %zu: field 'idempotency_key' value '%.63s': differs from --key '%.63s' (one command, one key)",
+           legs->key_line, legs->key, flag_key);
+  return -1;
 }
 
 /* ---- market ---- */

@@ -105,11 +105,21 @@ typedef struct book_legs {
   size_t count;
   gk_leg legs[GK_MAX_LEGS];
   size_t lines[GK_MAX_LEGS];
+  char key[GK_META_ID_SIZE]; /* the file's idempotency_key ("" when none) */
+  size_t key_line;           /* the first row that gave it */
 } book_legs;
 
 /* Reads every row; a trade_id column, when present, must hold `trade_id` or be
- * empty. Returns 0, or -1 with *error set (any bad row, none, too many). */
+ * empty. An idempotency_key column, when present, is the correction's key: the
+ * same on every row that gives one (the callers refuse one that differs from
+ * --key). A trade_time must be empty: a correction keeps the trade's own time.
+ * Returns 0, or -1 with *error set (any bad row, none, too many). */
 int book_legs_read(csv_reader *reader, const char *trade_id, book_legs *legs, csv_error *error);
+
+/* The correction's key: --key (`flag_key`, NULL or "" when not given), else
+ * the file's (NULL when neither). -1 with *error set when both are given and
+ * differ. */
+int book_legs_key(const book_legs *legs, const char *flag_key, const char **key, csv_error *error);
 
 /* ---- market: underlying,spot,rate,yield,vol[,market_time] ---- */
 

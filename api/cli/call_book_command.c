@@ -533,9 +533,14 @@ static int run_correct(const session *s) {
   csv_error e;
   book_legs legs = {0};
   int rc = CLI_EXIT_OK;
+  session own = *s; /* with the file's key, when it gives one and --key does not */
+  const char *key = NULL;
   if (s->a->file && open_input(&in, s->a->file) != 0) rc = CLI_EXIT_UNUSABLE;
-  else if (s->a->file && book_legs_read(in.reader, s->a->second, &legs, &e) != 0) rc = input_error(&in, &e);
-  if (rc == CLI_EXIT_OK) rc = send_correction(s, in.name, &legs);
+  else if (s->a->file && (book_legs_read(in.reader, s->a->second, &legs, &e) != 0 ||
+                          book_legs_key(&legs, s->a->key, &key, &e) != 0))
+    rc = input_error(&in, &e);
+  if (rc == CLI_EXIT_OK && key && !(s->a->key && s->a->key[0])) snprintf(own.key, sizeof own.key, "%s", key);
+  if (rc == CLI_EXIT_OK) rc = send_correction(&own, in.name, &legs);
   csv_input_close(&in);
   return rc;
 }
