@@ -210,7 +210,8 @@ class Files(unittest.TestCase):
         """greeksd served with a reasonless warning, and whoever waited for
         the port file waited forever (found in review)."""
         missing = os.path.join(self.d, "no-such-dir", "port")
-        p = greeksd("--listen", "127.0.0.1:0", "--metrics-listen", "off", "--port-file", missing)
+        p = greeksd("--listen", "127.0.0.1:0", "--metrics-listen", "off", "--port-file", missing,
+                    "--book-store", "sqlite:" + os.path.join(self.d, "books.db"))
         self.assertEqual(p.returncode, 1, p.stderr)
         self.assertIn("--port-file: cannot write '%s': No such file or directory: stopping" % missing, p.stderr)
 

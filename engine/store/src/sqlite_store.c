@@ -75,8 +75,15 @@ static gk_code open_first_readers(sqlite_store *s, gk_status *status);
  * space left on device" (SQLite's "disk I/O error" alone sent operators
  * looking for corruption on a full disk: found in review), and a hint for the
  * errors an operator can act on. */
-static void system_cause(sqlite3 *db, char *out, size_t size) {
-  int e = db ? sqlite3_system_errno(db) : 0;
+static void system_cause(sqlite3 *db, int rc, char *out, size_t size) {
+  /* SQLite sets the system errno on I/O and open errors only and never
+   * clears it: on another error it is an earlier failure's (found in review) */
+  int primary = rc & 0xFF;
+  int e = db && (primary == SQLITE_IOERR || primary == SQLITE_CANTOPEN) ? sqlite3_system_errno(db) : 0;
+  if (primary == SQLITE_FULL) { /* a write past the disk's end: SQLite keeps no errno for it */
+    snprintf(out, size, " (the file system is full, or the store's size cap is reached: free space, then resend)");
+    return;
+  }
   const char *hint = e == ENOSPC ? " (the file system is full: free space, then resend)"
                      : e == EMFILE || e == ENFILE ? " (out of file descriptors: docs/operations.md, EMFILE)"
                      : e == EROFS || e == EACCES || e == EPERM ? " (the file or its directory cannot be written)"
@@ -89,7 +96,7 @@ static gk_code sqlite_fail(const sqlite_store *s, sqlite3 *db, int rc, const cha
                            gk_status *status) {
   const char *detail = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
   char cause[160];
-  system_cause(db, cause, sizeof cause);
+  system_cause(db, rc, cause, sizeof cause);
   int primary = rc & 0xFF;
   gk_code code = GK_IO_ERROR;
   const char *hint = "";
@@ -115,7 +122,7 @@ static gk_code open_connection(sqlite_store *s, int flags, sqlite3 **out, gk_sta
   int rc = sqlite3_open_v2(s->path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK) {
     char cause[160];
-    system_cause(db, cause, sizeof cause);
+    system_cause(db, rc, cause, sizeof cause);
     gk_code code = gk_status_set(status, GK_IO_ERROR, "store", s->path, GK_STATUS_NO_INDEX,
                                  "store %s: cannot open the file: %s%s", s->base.description,
                                  db ? sqlite3_errmsg(db) : sqlite3_errstr(rc), cause);
@@ -541,6 +548,17 @@ static bool out_of_descriptors(const gk_status *status) {
   return strstr(status->message, "Too many open files") != NULL;
 }
 
+static gk_code borrow_reader_into(sqlite_store *s, sqlite3 **db, gk_status *status);
+
+/* status may be NULL (greeks/status.h): the reason is read from a local one. */
+static gk_code borrow_reader(sqlite_store *s, sqlite3 **db, gk_status *status) {
+  gk_status local;
+  gk_status_clear(&local);
+  gk_code rc = borrow_reader_into(s, db, &local);
+  if (rc != GK_OK && status) *status = local;
+  return rc;
+}
+
 /* A read connection with its files open: SQLite opens them at the first
  * read, so a connection opened ahead held no descriptor and failed there. */
 static gk_code open_reader(sqlite_store *s, sqlite3 **db, gk_status *status) {
@@ -556,7 +574,7 @@ static gk_code open_reader(sqlite_store *s, sqlite3 **db, gk_status *status) {
 
 /* An idle reader, else a new one; when the process is out of descriptors, the
  * next reader returned (up to READER_WAIT_NS) rather than an error. */
-static gk_code borrow_reader(sqlite_store *s, sqlite3 **db, gk_status *status) {
+static gk_code borrow_reader_into(sqlite_store *s, sqlite3 **db, gk_status *status) {
   pthread_mutex_lock(&s->lock);
   *db = s->idle_readers > 0 ? s->readers[--s->idle_readers] : NULL;
   pthread_mutex_unlock(&s->lock);
