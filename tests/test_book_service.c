@@ -1248,6 +1248,45 @@ static void test_a_limit_edge_the_journal_holds_is_not_journaled_again(void **st
   gk_book_free(b);
 }
 
+/* Two instances on one store: the second judged a breach at version V,
+ * while the first journaled that breach and its restore after V. Recorded at
+ * a later version the second's breach was a phantom (the book was back below
+ * the level: found in review). Edges judged before the journal's last edge
+ * are refused, nothing appended, and the caller judges again. */
+static void test_limit_edges_judged_before_the_last_edge_are_refused(void **state) {
+  fixture *f = *state;
+  open_desk(f, "desk1");
+  gk_status st;
+  gk_command_context c = at(T0, NULL);
+  gk_risk_limit l = {.underlying = "AAPL", .metric = GK_LIMIT_DOLLAR_DELTA, .soft = 1000};
+  must(gk_set_risk_limits(f->service, &c, "desk1", &l, 1, NULL, &st), &st);
+  gk_book *b = book_now(f, "desk1");
+  int64_t judged_at = gk_book_version(b); /* the second instance judges here */
+  gk_book_free(b);
+  gk_limit_edge edge = {.limit = l, .hard = 0, .value = 1500, .threshold = 1000};
+  gk_event_type breached = GK_EVENT_RISK_LIMIT_BREACHED, restored = GK_EVENT_RISK_LIMIT_RESTORED;
+  gk_command_outcome out;
+  /* the first instance: breach and restore, both judged on time */
+  must(gk_record_limit_edges_judged_at(f->service, &c, "desk1", judged_at, &breached, &edge, 1, &out, &st), &st);
+  int64_t breach_at = out.result.first_sequence;
+  edge.value = 500;
+  must(gk_record_limit_edges_judged_at(f->service, &c, "desk1", breach_at, &restored, &edge, 1, &out, &st), &st);
+  /* the second instance's breach, judged at the older version */
+  edge.value = 1500;
+  assert_int_equal(gk_record_limit_edges_judged_at(f->service, &c, "desk1", judged_at, &breached, &edge, 1, &out, &st),
+                   GK_FAILED_PRECONDITION);
+  assert_string_equal(st.field, "edges");
+  assert_non_null(strstr(st.message, "catch up and judge again"));
+  b = book_now(f, "desk1");
+  assert_int_equal(gk_book_version(b), breach_at + 1); /* nothing appended */
+  assert_false(gk_book_breach_open(b, &l, 0));
+  assert_int_equal(gk_book_last_edge_version(b), breach_at + 1);
+  gk_book_free(b);
+  /* judged at the current version: journaled */
+  must(gk_record_limit_edges_judged_at(f->service, &c, "desk1", breach_at + 1, &breached, &edge, 1, &out, &st), &st);
+  assert_int_equal(out.result.first_sequence, breach_at + 2);
+}
+
 /* An edge call left with nothing to journal is confirmed on a caught-up
  * book, as a refusal is: with no append, no version check caught a stale
  * cache, and a real second breach was reported done but never journaled
@@ -1335,6 +1374,7 @@ int main(void) {
       cmocka_unit_test(test_a_position_the_pricer_refuses_is_not_risk_free),
       cmocka_unit_test_setup_teardown(test_a_limit_edge_the_journal_holds_is_not_journaled_again, setup, teardown),
       cmocka_unit_test_setup_teardown(test_an_edge_the_stale_cache_holds_is_confirmed_on_the_store, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_limit_edges_judged_before_the_last_edge_are_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_book_loaded_without_a_snapshot_is_snapshotted_when_due, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -379,6 +379,50 @@ static void test_a_new_projection_starts_from_the_journals_open_breaches(void **
   gk_book_free(book);
 }
 
+/* Two instances follow one book. The second, paused, takes in the first's
+ * Breached and the tick that brought the value back in one batch: it kept
+ * its own state (not breached), never restored the breach the journal held
+ * open, and its GetBookRisk said "not breached" against the journal (found
+ * in review). A batch that holds limit edges takes the levels' state from the
+ * journal: the second restores it. */
+static void test_a_batch_with_another_instances_edges_takes_the_journals_state(void **state) {
+  (void)state;
+  gk_book *book = book_long_aapl(5, 100);
+  gk_risk_limit l = {.underlying = "AAPL", .metric = GK_LIMIT_DOLLAR_DELTA, .soft = 1000};
+  limit_book(book, &l, 1);
+  gk_limit_crossing c[GK_MAX_CROSSINGS];
+  size_t count;
+  gk_status st;
+  gk_risk_projection *first = rebuilt(book, c, &count), *second = rebuilt(book, c, &count);
+  gk_event batch[3];
+  gk_market_quote q = {.underlying = "AAPL", .spot = 100, .vol = 0.2, .market_time_us = T0};
+  assert_int_equal(gk_book_decide_market(book, &q, &batch[0], NULL), GK_OK);
+  commit(book, &batch[0]); /* 500: both follow it */
+  assert_int_equal(gk_risk_projection_apply(first, book, &batch[0], 1, T0, c, &count, &st), GK_OK);
+  assert_int_equal(count, 0);
+  assert_int_equal(gk_risk_projection_apply(second, book, &batch[0], 1, T0, c, &count, &st), GK_OK);
+  assert_int_equal(count, 0);
+  /* the first instance: 1500, its Breached journaled, then back to 500 */
+  q.spot = 300;
+  assert_int_equal(gk_book_decide_market(book, &q, &batch[0], NULL), GK_OK);
+  commit(book, &batch[0]);
+  assert_int_equal(gk_risk_projection_apply(first, book, &batch[0], 1, T0, c, &count, &st), GK_OK);
+  assert_true(count == 1 && c[0].type == GK_EVENT_RISK_LIMIT_BREACHED);
+  assert_int_equal(gk_book_decide_limit_edge(book, c[0].type, &c[0].edge, &batch[1], NULL), GK_OK);
+  commit(book, &batch[1]);
+  q.spot = 100;
+  assert_int_equal(gk_book_decide_market(book, &q, &batch[2], NULL), GK_OK);
+  commit(book, &batch[2]); /* the first stops here, its Restored never journaled */
+  assert_true(gk_book_breach_open(book, &l, 0));
+  /* the second takes in the three at once */
+  assert_int_equal(gk_risk_projection_apply(second, book, batch, 3, T0, c, &count, &st), GK_OK);
+  assert_int_equal(count, 1);
+  assert_true(c[0].type == GK_EVENT_RISK_LIMIT_RESTORED && fabs(c[0].edge.value - 500) < 1e-9);
+  gk_risk_projection_free(first);
+  gk_risk_projection_free(second);
+  gk_book_free(book);
+}
+
 /* An option that expires carries no risk from then on, whichever underlying the
  * next event names: the incremental projection equals a rebuild at the same
  * valuation time (a restart), and the pre-trade check uses it. */
@@ -530,6 +574,7 @@ int main(void) {
       cmocka_unit_test(test_limits_cross_once_each_way_with_hysteresis),
       cmocka_unit_test(test_breaches_open_and_close_in_pairs),
       cmocka_unit_test(test_a_new_projection_starts_from_the_journals_open_breaches),
+      cmocka_unit_test(test_a_batch_with_another_instances_edges_takes_the_journals_state),
       cmocka_unit_test(test_an_expired_option_leaves_the_risk_at_the_next_event),
       cmocka_unit_test(test_what_if_equals_the_projection_after_the_trade),
       cmocka_unit_test(test_another_book_is_refused),

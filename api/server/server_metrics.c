@@ -484,6 +484,9 @@ static void collect_book(void *user, gk_metrics_text *out) {
     counter(out, "greeks_risk_rebuilds_total", "Projections rebuilt from the book (a reload).", r.rebuilds);
     counter(out, "greeks_risk_dropped_commits_total", "Commits that did not fit the risk agent's mailbox (healed by a reload).",
             r.dropped);
+    counter(out, "greeks_risk_stale_edges_total",
+            "Limit crossings judged before another instance's edge on the shared store, judged again instead.",
+            r.stale_edges);
   }
   if (parts.feed) {
     gk_event_feed_counters f = gk_event_feed_counters_of(parts.feed);

@@ -53,6 +53,7 @@ struct gk_risk_agent {
   size_t count, capacity;
   _Atomic uint64_t batches, events, recomputations, rebuilds, crossings, dropped;
   _Atomic uint64_t unjournaled; /* crossings the store refused, taken back to be reported again */
+  _Atomic uint64_t stale_edges; /* crossings judged before another instance's edge: judged again */
 };
 
 static agent_book *book_entry(gk_risk_agent *a, const char *id);
@@ -176,10 +177,13 @@ static int deliver_edge(void *user, const gk_event *e) {
   return 0;
 }
 
-/* Journals the crossings, then hands the stored events to the subscriber. */
-static void journal_crossings(gk_risk_agent *a, agent_book *b, const gk_limit_crossing *c,
+/* Journals the crossings, then hands the stored events to the subscriber.
+ * Returns false when they were judged on a state the journal has moved past
+ * (another instance journaled an edge since): the levels go back, and the
+ * caller reloads the book and judges again. */
+static bool journal_crossings(gk_risk_agent *a, agent_book *b, const gk_limit_crossing *c,
                               size_t count) {
-  if (count == 0) return;
+  if (count == 0) return true;
   gk_event_type types[GK_MAX_CROSSINGS];
   gk_limit_edge edges[GK_MAX_CROSSINGS];
   for (size_t i = 0; i < count; i++) types[i] = c[i].type, edges[i] = c[i].edge;
@@ -187,22 +191,31 @@ static void journal_crossings(gk_risk_agent *a, agent_book *b, const gk_limit_cr
                             .correlation_id = "risk-agent"};
   gk_command_outcome out;
   gk_status st;
-  if (gk_record_limit_edges(a->options.service, &ctx, b->id, types, edges, count, &out, &st) !=
-      GK_OK) {
-    /* not journaled (the store busy, full, down): the levels go back to where
-     * they were, so the book's next evaluation reports the crossings again */
+  pthread_mutex_lock(&b->view_lock);
+  int64_t judged_at = gk_risk_projection_version(b->projection);
+  pthread_mutex_unlock(&b->view_lock);
+  gk_code rc = gk_record_limit_edges_judged_at(a->options.service, &ctx, b->id, judged_at, types, edges, count,
+                                               &out, &st);
+  if (rc != GK_OK) {
+    /* not journaled (the store busy, full, down; or judged too early): the
+     * levels go back to where they were, so the book's next evaluation
+     * reports the crossings again */
     pthread_mutex_lock(&b->view_lock);
     gk_risk_projection_unreport(b->projection, c, count);
+    bool stale = rc == GK_FAILED_PRECONDITION && strcmp(st.field, "edges") == 0;
+    if (stale) b->reload = true;
     pthread_mutex_unlock(&b->view_lock);
-    atomic_fetch_add(&a->unjournaled, count);
-    return;
+    if (stale) atomic_fetch_add(&a->stale_edges, count);
+    else atomic_fetch_add(&a->unjournaled, count);
+    return !stale;
   }
-  if (out.result.first_sequence == 0) return; /* the journal held them all (another instance) */
+  if (out.result.first_sequence == 0) return true; /* the journal held them all (another instance) */
   atomic_fetch_add(&a->crossings, (uint64_t)(out.result.last_sequence - out.result.first_sequence + 1));
-  if (a->options.on_edge == NULL) return;
+  if (a->options.on_edge == NULL) return true;
   edge_delivery d = {a, b->id};
   gk_audit_trail(a->options.service, b->id, out.result.first_sequence, out.result.last_sequence,
                  deliver_edge, &d, &st);
+  return true;
 }
 
 static void reload(gk_risk_agent *a, agent_book *b, gk_limit_crossing *c, size_t *count) {
@@ -217,7 +230,8 @@ static void reload(gk_risk_agent *a, agent_book *b, gk_limit_crossing *c, size_t
                              &st);
 }
 
-static void update_risk(gk_risk_agent *a, agent_book *b) {
+/* depth: how many times this book was judged again after stale edges. */
+static void update_risk_at(gk_risk_agent *a, agent_book *b, int depth) {
   gk_limit_crossing crossings[GK_MAX_CROSSINGS];
   size_t count = 0;
   gk_status st;
@@ -240,8 +254,10 @@ static void update_risk(gk_risk_agent *a, agent_book *b) {
   b->pending_count = 0;
   pthread_mutex_unlock(&b->view_lock);
   publish(a, b);
-  journal_crossings(a, b, crossings, count);
+  if (!journal_crossings(a, b, crossings, count) && depth < 3) update_risk_at(a, b, depth + 1); /* judged again */
 }
+
+static void update_risk(gk_risk_agent *a, agent_book *b) { update_risk_at(a, b, 0); }
 
 /* Books whose commits were dropped are reloaded from the service. */
 static void heal_dropped(gk_risk_agent *a) {
@@ -453,6 +469,7 @@ gk_agent_state gk_risk_agent_state(gk_risk_agent *a) {
 gk_risk_agent_counters gk_risk_agent_counters_of(gk_risk_agent *a) {
   gk_risk_agent_counters c = {atomic_load(&a->batches),        atomic_load(&a->events),
                               atomic_load(&a->recomputations), atomic_load(&a->rebuilds),
-                              atomic_load(&a->crossings),      atomic_load(&a->dropped)};
+                              atomic_load(&a->crossings),      atomic_load(&a->dropped),
+                              atomic_load(&a->stale_edges)};
   return c;
 }

@@ -61,6 +61,10 @@ struct gk_book {
   gk_risk_limits_set limits;
   gk_limit_edge breaches[GK_MAX_OPEN_BREACHES]; /* open, oldest first */
   size_t breach_count;
+  /* The version of the last limit edge journaled, or, after a snapshot, the
+   * snapshot's version when none followed (a bound: snapshots do not carry
+   * it). Not compared by gk_book_equal: only a watermark for stale edges. */
+  int64_t last_edge_version;
 };
 
 /* ---- lifetime ------------------------------------------------------------------- */
@@ -851,6 +855,7 @@ static gk_code apply_body(gk_book *b, const gk_event *e, gk_status *status) {
     case GK_EVENT_RISK_LIMIT_BREACHED:
     case GK_EVENT_RISK_LIMIT_RESTORED:
       record_edge(b, e->type, &e->as.limit_edge);
+      b->last_edge_version = e->meta.sequence;
       return GK_OK;
     case GK_EVENT_TRADE_REJECTED: return GK_OK; /* recorded, but no position changes */
     case GK_EVENT_STRATEGY_PROPOSED:
@@ -894,9 +899,12 @@ gk_code gk_book_restore_header(gk_book *b, const char *book_id, const char *name
   memcpy(b->currency, probe.as.book_opened.currency, 4);
   b->opened_us = opened_time_us;
   b->version = sequence;
+  b->last_edge_version = sequence; /* no later than this: an edge judged before it is stale */
   b->last_event_us = last_event_time_us;
   return GK_OK;
 }
+
+int64_t gk_book_last_edge_version(const gk_book *b) { return b->last_edge_version; }
 
 gk_code gk_book_restore_position(gk_book *b, const gk_position *p, gk_status *status) {
   gk_code rc = gk_instrument_validate(&p->instrument, status);

@@ -343,6 +343,24 @@ static void withdraw(gk_risk_projection *p, gk_limit_crossing *out, size_t *coun
                                                              {.limit = *limit, .hard = (uint8_t)hard, .threshold = threshold}};
 }
 
+/* Each level's state from the journal's open breaches (gk_book_breach_open),
+ * for the limits this projection knows: at a rebuild, and after a batch that
+ * holds limit edges. Another instance on the store journals edges this one
+ * never judged; with its own state kept, this one journaled a breach the
+ * journal had already opened and closed, or never restored one the other
+ * opened before it died (found in review). */
+static void take_journal_breaches(gk_risk_projection *p, const gk_book *book) {
+  for (size_t j = 0; j < p->limit_count; j++)
+    for (int hard = 0; hard < 2; hard++)
+      p->limits[j].breached[hard] = gk_book_breach_open(book, &p->limits[j].limit, hard);
+}
+
+static bool holds_limit_edges(const gk_event *events, size_t count) {
+  for (size_t i = 0; i < count; i++)
+    if (events[i].type == GK_EVENT_RISK_LIMIT_BREACHED || events[i].type == GK_EVENT_RISK_LIMIT_RESTORED) return true;
+  return false;
+}
+
 /* Takes the book's limits, keeping the breach state of a limit that stays. A
  * breached level that goes away (its limit removed, or its level set to 0) is
  * reported Restored at the old threshold: a reader of the journal that tracks
@@ -474,6 +492,7 @@ gk_code gk_risk_projection_rebuild(gk_risk_projection *p, const gk_book *book,
   if (rc == GK_OK) rc = value_touched(p, book, valuation_us, status);
   if (rc != GK_OK) return rc;
   p->version = gk_book_version(book);
+  take_journal_breaches(p, book);
   sync_limits(p, book, crossings, count);
   evaluate_limits(p, crossings, count);
   return GK_OK;
@@ -490,6 +509,7 @@ gk_code gk_risk_projection_apply(gk_risk_projection *p, const gk_book *book,
   rc = value_touched(p, book, valuation_us, status);
   if (rc != GK_OK) return rc;
   p->version = gk_book_version(book);
+  if (holds_limit_edges(events, event_count)) take_journal_breaches(p, book);
   sync_limits(p, book, crossings, count);
   evaluate_limits(p, crossings, count);
   return GK_OK;

@@ -306,6 +306,11 @@ size_t gk_book_open_breach_count(const gk_book *book);
 const gk_limit_edge *gk_book_open_breach_at(const gk_book *book, size_t index);
 /* Whether journaling `type` for `edge` would change the open breaches. */
 bool gk_book_edge_changes_breaches(const gk_book *book, gk_event_type type, const gk_limit_edge *edge);
+/* The version of the last RiskLimitBreached or RiskLimitRestored applied (0:
+ * none), or a later version: after a snapshot it is the snapshot's when no
+ * edge followed. Limit edges judged at an earlier version are stale: another
+ * judgement of the levels has been journaled since (adr/0050). */
+int64_t gk_book_last_edge_version(const gk_book *book);
 
 /* The sequence of the event that last set a trade's legs (its TradeExecuted or
  * latest TradeCorrected); 0 when the book has no such trade. */

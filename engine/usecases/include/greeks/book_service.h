@@ -198,6 +198,17 @@ gk_code gk_record_limit_edges(gk_book_service *service, const gk_command_context
                               const gk_limit_edge *edges, size_t count, gk_command_outcome *out,
                               gk_status *status);
 
+/* The same for edges judged at book version `judged_at` (the projection's):
+ * GK_FAILED_PRECONDITION, field "edges", nothing appended, when the journal
+ * holds a limit edge after it
+ * (gk_book_last_edge_version): another instance judged the levels since, and
+ * the caller must catch up and judge again rather than journal a crossing of
+ * a state the journal has moved past. */
+gk_code gk_record_limit_edges_judged_at(gk_book_service *service, const gk_command_context *context,
+                                        const char *book_id, int64_t judged_at, const gk_event_type *types,
+                                        const gk_limit_edge *edges, size_t count, gk_command_outcome *out,
+                                        gk_status *status);
+
 /* ---- queries ------------------------------------------------------------------- */
 
 /* The book now (max_sequence < 0) or as of a past sequence: a copy the caller
