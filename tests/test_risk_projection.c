@@ -380,12 +380,14 @@ static void test_a_new_projection_starts_from_the_journals_open_breaches(void **
 }
 
 /* Two instances follow one book. The second, paused, takes in the first's
- * Breached and the tick that brought the value back in one batch: it kept
- * its own state (not breached), never restored the breach the journal held
- * open, and its GetBookRisk said "not breached" against the journal (found
- * in review). A batch that holds limit edges takes the levels' state from the
- * journal: the second restores it. */
-static void test_a_batch_with_another_instances_edges_takes_the_journals_state(void **state) {
+ * Breached and the tick that brought the value back in one batch; the first
+ * died before its Restored. The second keeps its own state through batches
+ * (it judged no breach, and journals no edge): taking the journal's state at
+ * every batch made two instances that value an untouched underlying at
+ * different times hand a level back and forth without end (found in review
+ * of adr/0053's first version). Its next rebuild (a reload after stale edges,
+ * a restart) takes the journal's state and restores the breach. */
+static void test_a_rebuild_takes_the_journals_state_and_a_batch_keeps_its_own(void **state) {
   (void)state;
   gk_book *book = book_long_aapl(5, 100);
   gk_risk_limit l = {.underlying = "AAPL", .metric = GK_LIMIT_DOLLAR_DELTA, .soft = 1000};
@@ -414,12 +416,38 @@ static void test_a_batch_with_another_instances_edges_takes_the_journals_state(v
   assert_int_equal(gk_book_decide_market(book, &q, &batch[2], NULL), GK_OK);
   commit(book, &batch[2]); /* the first stops here, its Restored never journaled */
   assert_true(gk_book_breach_open(book, &l, 0));
-  /* the second takes in the three at once */
+  /* the second takes in the three at once: its own state, no edge */
   assert_int_equal(gk_risk_projection_apply(second, book, batch, 3, T0, c, &count, &st), GK_OK);
+  assert_int_equal(count, 0);
+  assert_false(gk_risk_projection_breached(second, &l, 0));
+  /* its rebuild: the journal's state, and the Restored */
+  assert_int_equal(gk_risk_projection_rebuild(second, book, T0, c, &count, &st), GK_OK);
   assert_int_equal(count, 1);
   assert_true(c[0].type == GK_EVENT_RISK_LIMIT_RESTORED && fabs(c[0].edge.value - 500) < 1e-9);
   gk_risk_projection_free(first);
   gk_risk_projection_free(second);
+  gk_book_free(book);
+}
+
+/* A breached limit removed while the projection runs is restored at the
+ * threshold its Breached crossed, as after a restart: it was the limit's
+ * level at removal (1200 raised from 1000) online, 1000 offline (found in
+ * review). */
+static void test_a_removed_limit_is_restored_at_its_journaled_threshold(void **state) {
+  (void)state;
+  gk_book *book = book_long_aapl(5, 100);
+  gk_risk_limit l = {.underlying = "AAPL", .metric = GK_LIMIT_DOLLAR_DELTA, .soft = 1000};
+  limit_book(book, &l, 1);
+  gk_limit_crossing c[GK_MAX_CROSSINGS];
+  size_t count;
+  gk_risk_projection *p = rebuilt(book, c, &count);
+  assert_int_equal(tick(book, p, 300, c), 1); /* 1500 > 1000 */
+  journal(book, c, 1);
+  l.soft = 1200; /* still breached at 1500 */
+  assert_int_equal(set_limits(book, p, &l, 1, c), 0);
+  assert_int_equal(set_limits(book, p, NULL, 0, c), 1);
+  assert_true(c[0].type == GK_EVENT_RISK_LIMIT_RESTORED && c[0].edge.threshold == 1000);
+  gk_risk_projection_free(p);
   gk_book_free(book);
 }
 
@@ -574,7 +602,8 @@ int main(void) {
       cmocka_unit_test(test_limits_cross_once_each_way_with_hysteresis),
       cmocka_unit_test(test_breaches_open_and_close_in_pairs),
       cmocka_unit_test(test_a_new_projection_starts_from_the_journals_open_breaches),
-      cmocka_unit_test(test_a_batch_with_another_instances_edges_takes_the_journals_state),
+      cmocka_unit_test(test_a_rebuild_takes_the_journals_state_and_a_batch_keeps_its_own),
+      cmocka_unit_test(test_a_removed_limit_is_restored_at_its_journaled_threshold),
       cmocka_unit_test(test_an_expired_option_leaves_the_risk_at_the_next_event),
       cmocka_unit_test(test_what_if_equals_the_projection_after_the_trade),
       cmocka_unit_test(test_another_book_is_refused),

@@ -485,7 +485,7 @@ static void collect_book(void *user, gk_metrics_text *out) {
     counter(out, "greeks_risk_dropped_commits_total", "Commits that did not fit the risk agent's mailbox (healed by a reload).",
             r.dropped);
     counter(out, "greeks_risk_stale_edges_total",
-            "Limit crossings judged before another instance's edge on the shared store, judged again instead.",
+            "Limit crossings judged before the journal's last limit edge (another instance's, or this one's under a backlog), judged again instead.",
             r.stale_edges);
   }
   if (parts.feed) {

@@ -344,21 +344,29 @@ static void withdraw(gk_risk_projection *p, gk_limit_crossing *out, size_t *coun
 }
 
 /* Each level's state from the journal's open breaches (gk_book_breach_open),
- * for the limits this projection knows: at a rebuild, and after a batch that
- * holds limit edges. Another instance on the store journals edges this one
- * never judged; with its own state kept, this one journaled a breach the
- * journal had already opened and closed, or never restored one the other
- * opened before it died (found in review). */
+ * for the limits this projection knows, at a rebuild (a reload after stale
+ * edges, adr/0053). Not after every batch holding another instance's edges:
+ * two instances can value an untouched underlying at different times
+ * (docs/book.md), and each taking the other's state then judging its own
+ * figures journaled Breached/Restored pairs without end, ~900 a second
+ * (found in review). Between rebuilds each instance keeps its own state;
+ * adr/0050's rule keeps their copies of one crossing out of the journal. */
 static void take_journal_breaches(gk_risk_projection *p, const gk_book *book) {
   for (size_t j = 0; j < p->limit_count; j++)
     for (int hard = 0; hard < 2; hard++)
       p->limits[j].breached[hard] = gk_book_breach_open(book, &p->limits[j].limit, hard);
 }
 
-static bool holds_limit_edges(const gk_event *events, size_t count) {
-  for (size_t i = 0; i < count; i++)
-    if (events[i].type == GK_EVENT_RISK_LIMIT_BREACHED || events[i].type == GK_EVENT_RISK_LIMIT_RESTORED) return true;
-  return false;
+/* The threshold a breach of `limit`'s level was journaled at, else `level`:
+ * a Restored for a removed limit names the threshold its Breached crossed,
+ * whether the limit was removed while greeksd ran (the level it had then) or
+ * offline (found in review: 1200 online, 1000 after a restart). */
+static double journaled_threshold(const gk_book *book, const gk_risk_limit *limit, int hard, double level) {
+  for (size_t k = 0; k < gk_book_open_breach_count(book); k++) {
+    const gk_limit_edge *open = gk_book_open_breach_at(book, k);
+    if (open->hard == hard && same_limit(&open->limit, limit)) return open->threshold;
+  }
+  return level;
 }
 
 /* Takes the book's limits, keeping the breach state of a limit that stays. A
@@ -413,7 +421,8 @@ static void sync_limits(gk_risk_projection *p, const gk_book *book, gk_limit_cro
         kept->breached[hard] = true;
         continue;
       }
-      withdraw(p, out, count, &old->limit, hard, hard ? old->limit.hard : old->limit.soft);
+      withdraw(p, out, count, &old->limit, hard,
+               journaled_threshold(book, &old->limit, hard, hard ? old->limit.hard : old->limit.soft));
     }
   }
   memcpy(p->limits, next, set->count * sizeof *next);
@@ -509,7 +518,6 @@ gk_code gk_risk_projection_apply(gk_risk_projection *p, const gk_book *book,
   rc = value_touched(p, book, valuation_us, status);
   if (rc != GK_OK) return rc;
   p->version = gk_book_version(book);
-  if (holds_limit_edges(events, event_count)) take_journal_breaches(p, book);
   sync_limits(p, book, crossings, count);
   evaluate_limits(p, crossings, count);
   return GK_OK;

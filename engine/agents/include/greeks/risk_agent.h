@@ -108,8 +108,9 @@ void gk_book_risk_view_free(gk_book_risk_view *view); /* NULL is a no-op */
 
 typedef struct gk_risk_agent_counters {
   uint64_t batches, events, recomputations, rebuilds, crossings, dropped;
-  /* crossings judged on a state another instance had already judged past
-   * (gk_record_limit_edges_judged_at refused them): reloaded and judged again */
+  /* crossings judged before the journal's last limit edge (another
+   * instance's, or this one's own under a backlog of more than a batch):
+   * refused by gk_record_limit_edges_judged_at, reloaded and judged again */
   uint64_t stale_edges;
 } gk_risk_agent_counters;
 gk_risk_agent_counters gk_risk_agent_counters_of(gk_risk_agent *agent);
