@@ -558,6 +558,8 @@ static void test_a_trade_past_a_hard_limit_is_refused_offline_too(void **state) 
   assert_int_equal(r->exit_code, 3);
   assert_string_equal(csv_cell(r->out, 1, 0), "G1"); /* 50 x 100 = 5000 > 1000 */
   assert_string_equal(csv_cell(r->out, 1, 1), "rejected");
+  assert_string_equal(csv_cell(r->out, 1, 2), "5"); /* its TradeRejected, journaled (below) */
+  assert_string_equal(csv_cell(r->out, 1, 3), "5");
   assert_non_null(strstr(csv_cell(r->out, 1, 4), "above its hard limit 1000"));
   assert_string_equal(csv_cell(r->out, 2, 1), "executed"); /* 500 */
   r = book(NOW, "audit desk");

@@ -404,15 +404,18 @@ static void print_problem(void *user, const csv_error *error) {
 }
 
 
-/* A trade the book refused: "line L: trade T refused (CODE): message". */
-static void reject_trade(const char *file, const book_trade_item *item, const gk_status *st) {
+/* A trade the book refused: "line L: trade T refused (CODE): message", with
+ * the sequence of its TradeRejected when the refusal was journaled (a hard
+ * limit: the row showed none though the journal held it, found in review). */
+static void reject_trade(const char *file, const book_trade_item *item, const gk_status *st,
+                         const gk_command_outcome *journaled) {
   size_t line = st->index >= 0 && (uint64_t)st->index < item->trade.leg_count ? item->lines[st->index]
                                                                                 : item->first_line;
   char message[CSV_MESSAGE_SIZE + sizeof item->id + 64];
   snprintf(message, sizeof message, "line %zu: trade %s refused (%s): %s", line, item->id, gk_code_name(st->code),
            st->message);
   fprintf(stderr, "greeks book: %s: %s\n", file, message);
-  write_trade_row(item->id, "rejected", NULL, message);
+  write_trade_row(item->id, "rejected", journaled, message);
 }
 
 /* One trade of the file: BOOK_TRADE_DONE, BOOK_TRADE_REJECTED, or BOOK_TRADE_FATAL (the book
@@ -431,7 +434,8 @@ static int execute_one(void *user, const char *file, const book_trade_item *item
     write_done(item->id, &out, item->trade.idempotency_key, item->trade.leg_count);
     return BOOK_TRADE_DONE;
   }
-  reject_trade(file, item, &st);
+  bool journaled = st.code == GK_FAILED_PRECONDITION && strcmp(st.field, "limit") == 0 && out.result.first_sequence > 0;
+  reject_trade(file, item, &st, journaled ? &out : NULL);
   *exit_code = book_exit_for(st.code);
   int book_level = strcmp(st.field, "book_id") == 0;
   if (*exit_code != BOOK_EXIT_FAILED && !book_level) return BOOK_TRADE_REJECTED;
