@@ -71,6 +71,12 @@ static gk_code open_first_readers(sqlite_store *s, gk_status *status);
 
 /* ---- errors ------------------------------------------------------------------ */
 
+/* The system errno behind a failed SQLite call (0 when it recorded none). */
+static int system_errno_of(sqlite3 *db, int rc) {
+  int primary = rc & 0xFF;
+  return db && (primary == SQLITE_IOERR || primary == SQLITE_CANTOPEN) ? sqlite3_system_errno(db) : 0;
+}
+
 /* The operating system's own error behind SQLite's, as "; the system said: No
  * space left on device" (SQLite's "disk I/O error" alone sent operators
  * looking for corruption on a full disk: found in review), and a hint for the
@@ -79,7 +85,7 @@ static void system_cause(sqlite3 *db, int rc, char *out, size_t size) {
   /* SQLite sets the system errno on I/O and open errors only and never
    * clears it: on another error it is an earlier failure's (found in review) */
   int primary = rc & 0xFF;
-  int e = db && (primary == SQLITE_IOERR || primary == SQLITE_CANTOPEN) ? sqlite3_system_errno(db) : 0;
+  int e = system_errno_of(db, rc);
   if (primary == SQLITE_FULL) { /* a write past the disk's end: SQLite keeps no errno for it */
     snprintf(out, size, " (the file system is full, or the store's size cap is reached: free space, then resend)");
     return;
@@ -117,9 +123,11 @@ static gk_code sqlite_fail(const sqlite_store *s, sqlite3 *db, int rc, const cha
 
 static int exec(sqlite3 *db, const char *sql) { return sqlite3_exec(db, sql, NULL, NULL, NULL); }
 
-static gk_code open_connection(sqlite_store *s, int flags, sqlite3 **out, gk_status *status) {
+/* *system_errno (may be NULL): the failure's errno, 0 when none. */
+static gk_code open_connection_at(sqlite_store *s, int flags, sqlite3 **out, int *system_errno, gk_status *status) {
   sqlite3 *db = NULL;
   int rc = sqlite3_open_v2(s->path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL);
+  if (system_errno) *system_errno = rc == SQLITE_OK ? 0 : system_errno_of(db, rc);
   if (rc != SQLITE_OK) {
     char cause[160];
     system_cause(db, rc, cause, sizeof cause);
@@ -132,6 +140,10 @@ static gk_code open_connection(sqlite_store *s, int flags, sqlite3 **out, gk_sta
   sqlite3_busy_timeout(db, s->busy_timeout_ms);
   *out = db;
   return GK_OK;
+}
+
+static gk_code open_connection(sqlite_store *s, int flags, sqlite3 **out, gk_status *status) {
+  return open_connection_at(s, flags, out, NULL, status);
 }
 
 static gk_code configure_writer(sqlite_store *s, gk_status *status) {
@@ -544,10 +556,6 @@ static gk_code sqlite_append(gk_event_store *base, const gk_append *a, gk_status
 
 /* ---- reads --------------------------------------------------------------------- */
 
-static bool out_of_descriptors(const gk_status *status) {
-  return strstr(status->message, "Too many open files") != NULL;
-}
-
 static gk_code borrow_reader_into(sqlite_store *s, sqlite3 **db, gk_status *status);
 
 /* status may be NULL (greeks/status.h): the reason is read from a local one. */
@@ -560,12 +568,14 @@ static gk_code borrow_reader(sqlite_store *s, sqlite3 **db, gk_status *status) {
 }
 
 /* A read connection with its files open: SQLite opens them at the first
- * read, so a connection opened ahead held no descriptor and failed there. */
-static gk_code open_reader(sqlite_store *s, sqlite3 **db, gk_status *status) {
-  gk_code rc = open_connection(s, SQLITE_OPEN_READONLY, db, status);
+ * read, so a connection opened ahead held no descriptor and failed there.
+ * *system_errno: the failure's errno (EMFILE: out of descriptors), else 0. */
+static gk_code open_reader(sqlite_store *s, sqlite3 **db, int *system_errno, gk_status *status) {
+  gk_code rc = open_connection_at(s, SQLITE_OPEN_READONLY, db, system_errno, status);
   if (rc != GK_OK) return rc;
   int sqlite_rc = exec(*db, "SELECT 1 FROM greeks_meta LIMIT 1");
   if (sqlite_rc == SQLITE_OK) return GK_OK;
+  *system_errno = system_errno_of(*db, sqlite_rc);
   rc = sqlite_fail(s, *db, sqlite_rc, "opening a reader", status);
   sqlite3_close(*db);
   *db = NULL;
@@ -579,11 +589,13 @@ static gk_code borrow_reader_into(sqlite_store *s, sqlite3 **db, gk_status *stat
   *db = s->idle_readers > 0 ? s->readers[--s->idle_readers] : NULL;
   pthread_mutex_unlock(&s->lock);
   if (*db) return GK_OK;
-  gk_code rc = open_reader(s, db, status);
+  int system_errno = 0;
+  gk_code rc = open_reader(s, db, &system_errno, status);
   pthread_mutex_lock(&s->lock);
+  bool out_of_descriptors = system_errno == EMFILE || system_errno == ENFILE;
   if (rc == GK_OK) {
     s->open_readers++;
-  } else if (out_of_descriptors(status) && s->open_readers > 0) {
+  } else if (out_of_descriptors && s->open_readers > 0) {
     struct timespec until = gk_monotonic_deadline(READER_WAIT_NS);
     while (s->idle_readers == 0 && pthread_cond_timedwait(&s->reader_returned, &s->lock, &until) == 0) {
     }
@@ -612,7 +624,8 @@ static void return_reader(sqlite_store *s, sqlite3 *db) {
 static gk_code open_first_readers(sqlite_store *s, gk_status *status) {
   for (int i = 0; i < READERS_AT_OPEN; i++) {
     sqlite3 *db = NULL;
-    gk_code rc = open_reader(s, &db, status);
+    int system_errno;
+    gk_code rc = open_reader(s, &db, &system_errno, status);
     if (rc != GK_OK) return rc;
     s->readers[s->idle_readers++] = db;
     s->open_readers++;
