@@ -418,13 +418,23 @@ static void test_a_snapshot_round_trips_to_an_equal_book(void **state) {
   char why[128];
   assert_true(gk_book_equal(b, back, why, sizeof why));
   assert_true(gk_book_breach_open(back, &edge.limit, 1));
-  /* A snapshot from before open breaches were recorded (no field 13, which
-   * protobuf-c packs last: tag 0x68, value 1) cannot say which are open: it
-   * is refused as such, and the service replays the stream instead. */
-  assert_true(size > 2 && bytes[size - 2] == 0x68 && bytes[size - 1] == 0x01);
+  /* Snapshots from before open breaches, or before the underlyings' event
+   * times, were recorded cannot say which levels are open or when each
+   * underlying was valued: refused as such, and the service replays the
+   * stream instead. protobuf-c packs fields in order: ... 13 (tag 0x68,
+   * value 1), 14 (packed, tag 0x72), 15 (tag 0x78, value 1). */
+  assert_true(size > 2 && bytes[size - 2] == 0x78 && bytes[size - 1] == 0x01);
+  size_t field13 = 0;
+  for (size_t k = 0; k + 2 < size; k++)
+    if (bytes[k] == 0x68 && bytes[k + 1] == 0x01 && bytes[k + 2] == 0x72) field13 = k;
+  assert_true(field13 > 0);
   gk_status old;
   gk_book *from_old = NULL;
-  assert_int_equal(gk_book_snapshot_decode("book-desk1", bytes, size - 2, &from_old, &old), GK_FAILED_PRECONDITION);
+  assert_int_equal(gk_book_snapshot_decode("book-desk1", bytes, field13 + 2, &from_old, &old),
+                   GK_FAILED_PRECONDITION);
+  assert_null(from_old);
+  assert_non_null(strstr(old.message, "does not record its underlyings' event times"));
+  assert_int_equal(gk_book_snapshot_decode("book-desk1", bytes, field13, &from_old, &old), GK_FAILED_PRECONDITION);
   assert_null(from_old);
   assert_non_null(strstr(old.message, "does not record open breaches"));
   double vol;

@@ -53,6 +53,10 @@ struct gk_book {
   size_t trade_count, trade_capacity;
   index_map trade_index;
   gk_market_quote *markets;
+  /* Per market (same index): the time of the last event that moved the
+   * underlying's market or positions. The live risk values an underlying at
+   * this time, so its figures are a function of the journal (adr/0054). */
+  int64_t *market_event_us;
   size_t market_count, market_capacity;
   index_map market_index;
   strategy_ref *strategies;
@@ -76,6 +80,7 @@ void gk_book_free(gk_book *b) {
   free(b->positions);
   free(b->trades);
   free(b->markets);
+  free(b->market_event_us);
   free(b->strategies);
   gk_index_map_free(&b->position_index);
   gk_index_map_free(&b->trade_index);
@@ -98,6 +103,7 @@ gk_book *gk_book_clone(const gk_book *from) {
   b->positions = copy_array(from->positions, from->position_count, sizeof *b->positions);
   b->trades = copy_array(from->trades, from->trade_count, sizeof *b->trades);
   b->markets = copy_array(from->markets, from->market_count, sizeof *b->markets);
+  b->market_event_us = copy_array(from->market_event_us, from->market_count, sizeof *b->market_event_us);
   b->strategies = copy_array(from->strategies, from->strategy_count, sizeof *b->strategies);
   b->position_capacity = from->position_count;
   b->trade_capacity = from->trade_count;
@@ -108,7 +114,8 @@ gk_book *gk_book_clone(const gk_book *from) {
   maps = gk_index_map_copy(&b->market_index, &from->market_index) && maps;
   maps = gk_index_map_copy(&b->strategy_index, &from->strategy_index) && maps;
   bool arrays = (b->positions || !from->position_count) && (b->trades || !from->trade_count) &&
-                (b->markets || !from->market_count) && (b->strategies || !from->strategy_count);
+                (b->markets || !from->market_count) && (b->market_event_us || !from->market_count) &&
+                (b->strategies || !from->strategy_count);
   if (!maps || !arrays) {
     gk_book_free(b);
     return NULL;
@@ -184,6 +191,11 @@ const gk_position *gk_book_find_position(const gk_book *b, const gk_instrument *
 
 const gk_market_quote *gk_book_market(const gk_book *b, size_t i) {
   return i < b->market_count ? &b->markets[i] : NULL;
+}
+
+int64_t gk_book_underlying_event_time(const gk_book *b, const char *underlying) {
+  size_t at = find_market(b, underlying);
+  return at == SIZE_MAX ? 0 : b->market_event_us[at];
 }
 
 const gk_market_quote *gk_book_find_market(const gk_book *b, const char *underlying) {
@@ -615,7 +627,12 @@ static bool reserve_trades(gk_book *b, size_t extra) {
 }
 
 static bool reserve_markets(gk_book *b, size_t extra) {
-  void *m;
+  void *m, *t;
+  size_t times_capacity = b->market_capacity;
+  if (!reserve(b->market_event_us, &times_capacity, b->market_count + extra,
+               sizeof *b->market_event_us, &t))
+    return false;
+  b->market_event_us = t;
   if (!reserve(b->markets, &b->market_capacity, b->market_count + extra, sizeof *b->markets, &m))
     return false;
   b->markets = m;
@@ -697,6 +714,15 @@ static void store_fills(gk_book *b, const pending_fills *p) {
   }
 }
 
+/* A trade or correction moves its legs' underlyings: those with a market
+ * take the event's time (one without has no figure to time). */
+static void mark_legs(gk_book *b, const gk_leg *legs, size_t count, int64_t time_us) {
+  for (size_t i = 0; i < count; i++) {
+    size_t at = find_market(b, legs[i].instrument.underlying);
+    if (at != SIZE_MAX) b->market_event_us[at] = time_us;
+  }
+}
+
 static gk_code out_of_memory(const gk_event *e, gk_status *status) {
   return gk_status_set(status, GK_RESOURCE_EXHAUSTED, "book", e->meta.book_id, GK_STATUS_NO_INDEX,
                        "out of memory applying event %lld", (long long)e->meta.sequence);
@@ -714,6 +740,8 @@ static gk_code apply_legs(gk_book *b, const gk_event *e, const gk_leg *undo, siz
   if (!reserve_positions(b, p.count) || !reserve_trades(b, 1))
     return out_of_memory(e, status);
   store_fills(b, &p);
+  mark_legs(b, undo, undo_count, e->meta.time_us);
+  mark_legs(b, legs, count, e->meta.time_us);
   return GK_OK;
 }
 
@@ -757,11 +785,13 @@ static gk_code apply_market(gk_book *b, const gk_event *e, gk_status *status) {
   size_t at = find_market(b, q->underlying);
   if (at != SIZE_MAX) {
     b->markets[at] = *q;
+    b->market_event_us[at] = e->meta.time_us;
     return GK_OK;
   }
   if (!reserve_markets(b, 1))
     return out_of_memory(e, status);
   b->markets[b->market_count] = *q;
+  b->market_event_us[b->market_count] = e->meta.time_us;
   gk_index_map_add(&b->market_index, hash_text(q->underlying), b->market_count++);
   return GK_OK;
 }
@@ -941,9 +971,19 @@ gk_code gk_book_restore_trade(gk_book *b, const char *trade_id, int64_t sequence
 }
 
 gk_code gk_book_restore_market(gk_book *b, const gk_market_quote *q, gk_status *status) {
+  return gk_book_restore_market_at(b, q, b->last_event_us, status);
+}
+
+gk_code gk_book_restore_market_at(gk_book *b, const gk_market_quote *q, int64_t event_time_us,
+                                  gk_status *status) {
   gk_code rc = gk_market_quote_validate(q, status);
   if (rc != GK_OK) return rc;
-  gk_event e = {.meta.sequence = b->version};
+  if (event_time_us > b->last_event_us)
+    return gk_status_set(status, GK_DATA_LOSS, "markets", q->underlying, GK_STATUS_NO_INDEX,
+                         "a snapshot of book %s times underlying %s's last event at %lld us, after "
+                         "the book's last event (%lld us)", b->id, q->underlying,
+                         (long long)event_time_us, (long long)b->last_event_us);
+  gk_event e = {.meta.sequence = b->version, .meta.time_us = event_time_us};
   snprintf(e.meta.book_id, sizeof e.meta.book_id, "%s", b->id);
   return apply_market(b, &(gk_event){.meta = e.meta, .type = GK_EVENT_MARKET_UPDATED,
                                      .as.market_updated = *q}, status);
@@ -1005,7 +1045,8 @@ static bool markets_equal(const gk_book *a, const gk_book *b, char *out, size_t 
     const gk_market_quote *x = &a->markets[i], *y = &b->markets[i];
     bool same = strcmp(x->underlying, y->underlying) == 0 && x->spot == y->spot &&
                 x->rate == y->rate && x->yield == y->yield && x->vol == y->vol &&
-                x->vol_point_count == y->vol_point_count && x->market_time_us == y->market_time_us;
+                x->vol_point_count == y->vol_point_count && x->market_time_us == y->market_time_us &&
+                a->market_event_us[i] == b->market_event_us[i];
     for (size_t j = 0; same && j < x->vol_point_count; j++)
       same = gk_instrument_equal(&x->vol_points[j].instrument, &y->vol_points[j].instrument) &&
              x->vol_points[j].vol == y->vol_points[j].vol;

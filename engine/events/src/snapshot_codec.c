@@ -103,6 +103,7 @@ static bool fill_strategies(const gk_book *book, PbSnapshot *pb, snapshot_parts 
  * encoded through the event encoder's layout into a sub-message, packed here. */
 typedef struct market_parts {
   Greeks__Events__V1__MarketUpdated *markets;
+  int64_t *event_times;
   Greeks__Events__V1__MarketUpdated **pointers;
   PbInstrument *instruments;
   Greeks__Events__V1__VolPoint *points;
@@ -111,6 +112,7 @@ typedef struct market_parts {
 
 static void free_markets(market_parts *m) {
   free(m->markets);
+  free(m->event_times);
   free(m->pointers);
   free(m->instruments);
   free(m->points);
@@ -142,15 +144,24 @@ static void market_to_pb(const gk_market_quote *q, size_t slot, market_parts *m)
 static bool fill_markets(const gk_book *book, PbSnapshot *pb, market_parts *m) {
   size_t n = gk_book_market_count(book), k = n ? n : 1;
   m->markets = calloc(k, sizeof *m->markets);
+  m->event_times = calloc(k, sizeof *m->event_times);
   m->pointers = calloc(k, sizeof *m->pointers);
   m->instruments = calloc(k * GK_MAX_VOL_POINTS, sizeof *m->instruments);
   m->points = calloc(k * GK_MAX_VOL_POINTS, sizeof *m->points);
   m->point_pointers = calloc(k * GK_MAX_VOL_POINTS, sizeof *m->point_pointers);
-  if (!m->markets || !m->pointers || !m->instruments || !m->points || !m->point_pointers)
+  if (!m->markets || !m->event_times || !m->pointers || !m->instruments || !m->points ||
+      !m->point_pointers)
     return false;
-  for (size_t i = 0; i < n; i++) market_to_pb(gk_book_market(book, i), i, m);
+  for (size_t i = 0; i < n; i++) {
+    const gk_market_quote *q = gk_book_market(book, i);
+    market_to_pb(q, i, m);
+    m->event_times[i] = gk_book_underlying_event_time(book, q->underlying);
+  }
   pb->n_markets = n;
   pb->markets = m->pointers;
+  pb->n_market_event_time_us = n;
+  pb->market_event_time_us = m->event_times;
+  pb->market_times_recorded = 1;
   return true;
 }
 
@@ -242,7 +253,7 @@ static bool instrument_from_pb(const PbInstrument *pb, gk_instrument *out) {
 }
 
 static gk_code restore_market(gk_book *book, const Greeks__Events__V1__MarketUpdated *pb,
-                              gk_status *status) {
+                              int64_t event_time_us, gk_status *status) {
   gk_market_quote q;
   memset(&q, 0, sizeof q);
   if (pb->underlying == NULL || strlen(pb->underlying) >= GK_SYMBOL_SIZE ||
@@ -260,7 +271,7 @@ static gk_code restore_market(gk_book *book, const Greeks__Events__V1__MarketUpd
       return GK_DATA_LOSS;
     q.vol_points[j].vol = pb->vols[j]->vol;
   }
-  return gk_book_restore_market(book, &q, status);
+  return gk_book_restore_market_at(book, &q, event_time_us, status);
 }
 
 static gk_code restore_limit(const Greeks__Events__V1__RiskLimit *in, gk_risk_limit *l) {
@@ -287,8 +298,9 @@ static gk_code restore_parts(gk_book *book, const PbSnapshot *pb, gk_status *sta
   }
   for (size_t i = 0; rc == GK_OK && i < pb->n_trades; i++)
     rc = gk_book_restore_trade(book, pb->trades[i]->trade_id, pb->trades[i]->sequence, status);
+  if (rc == GK_OK && pb->n_market_event_time_us != pb->n_markets) rc = GK_DATA_LOSS;
   for (size_t i = 0; rc == GK_OK && i < pb->n_markets; i++)
-    rc = restore_market(book, pb->markets[i], status);
+    rc = restore_market(book, pb->markets[i], pb->market_event_time_us[i], status);
   gk_risk_limits_set limits = {.count = pb->n_limits};
   if (rc == GK_OK && pb->n_limits > GK_MAX_LIMITS) rc = GK_DATA_LOSS;
   for (size_t i = 0; rc == GK_OK && i < pb->n_limits; i++) rc = restore_limit(pb->limits[i], &limits.limits[i]);
@@ -349,12 +361,14 @@ gk_code gk_book_snapshot_decode(const char *stream, const uint8_t *bytes, size_t
     free_chunks(chunks);
     return snapshot_damaged(stream, -1, "the bytes do not parse", status);
   }
-  if (!pb->breaches_recorded) { /* older than open breaches: not used (event_codec.h) */
+  if (!pb->breaches_recorded || !pb->market_times_recorded) {
+    /* older than open breaches or the underlyings' event times: not used (event_codec.h) */
     int64_t sequence = pb->sequence;
+    const char *lacks = pb->breaches_recorded ? "its underlyings' event times" : "open breaches";
     free_chunks(chunks);
     return gk_status_set(status, GK_FAILED_PRECONDITION, "snapshot", stream, GK_STATUS_NO_INDEX,
-                         "stream %s: the snapshot at sequence %lld does not record open breaches: "
-                         "replay the stream instead", stream, (long long)sequence);
+                         "stream %s: the snapshot at sequence %lld does not record %s: "
+                         "replay the stream instead", stream, (long long)sequence, lacks);
   }
   gk_book *book = gk_book_new();
   if (book == NULL || !gk_book_reserve(book, pb->n_positions, pb->n_trades)) {

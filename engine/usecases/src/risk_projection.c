@@ -228,8 +228,30 @@ static bool counts_in_notional(const gk_position_value *v) {
   return v->state == GK_VALUED || v->state == GK_VALUED_ERROR;
 }
 
+/* When an underlying is valued (adr/0054): at the time of the last event that
+ * moved its market or positions, or at the last expiry since then, up to
+ * as_of, of one of its open positions (from then on that option carries no
+ * risk). A function of the book's state and as_of alone, so every instance
+ * folding the journal, however it batches the events, restarted or not, values
+ * the underlying at the same time and gets the same figures; before, a rebuild
+ * valued every underlying at the book's last event time and could cross a
+ * level no event had moved (found in review). 0 without a market: there is
+ * nothing to value, and no expiry to wait for. */
+static int64_t valuation_time_of(const gk_book *book, const underlying_state *s, int64_t as_of) {
+  int64_t t = gk_book_underlying_event_time(book, s->view.underlying);
+  if (t == 0) return 0;
+  if (t > as_of) t = as_of;
+  for (size_t k = 0; k < s->count; k++) {
+    const gk_position *pos = gk_book_position(book, s->positions[k]);
+    int64_t expiry = pos->instrument.expiry_us; /* 0: the underlying itself */
+    if (pos->quantity != 0 && expiry > t && expiry <= as_of) t = expiry;
+  }
+  return t;
+}
+
 static gk_code value_underlying(gk_risk_projection *p, const gk_book *book, underlying_state *s,
-                                int64_t valuation_us, gk_status *status) {
+                                int64_t as_of, gk_status *status) {
+  int64_t valuation_us = valuation_time_of(book, s, as_of);
   gk_book_valuation v;
   gk_code rc = gk_value_book_positions(book, s->positions, s->count, valuation_us, &p->grid,
                                        p->method, p->pool, &v, status);
@@ -240,7 +262,8 @@ static gk_code value_underlying(gk_risk_projection *p, const gk_book *book, unde
   for (size_t k = 0; k < v.count; k++) {
     const gk_position *pos = gk_book_position(book, s->positions[k]);
     int64_t expiry = pos->instrument.expiry_us; /* 0: the underlying itself */
-    if (pos->quantity != 0 && expiry > valuation_us && expiry < s->next_expiry_us) s->next_expiry_us = expiry;
+    if (valuation_us != 0 && pos->quantity != 0 && expiry > valuation_us && expiry < s->next_expiry_us)
+      s->next_expiry_us = expiry;
     if (!counts_in_notional(&v.positions[k])) continue;
     s->view.gross_notional +=
         fabs((double)pos->quantity) * pos->instrument.multiplier * v.positions[k].spot;
@@ -281,17 +304,17 @@ static void sum_totals(gk_risk_projection *p) {
  * (docs/book.md): that underlying is valued again even if no event named it,
  * or an expired position's risk would stay in the totals and the pre-trade
  * check until the next event on its own underlying. */
-static void touch_expired(gk_risk_projection *p, int64_t valuation_us) {
+static void touch_expired(gk_risk_projection *p, int64_t as_of) {
   for (size_t u = 0; u < p->underlying_count; u++)
-    if (p->underlyings[u].next_expiry_us <= valuation_us) p->underlyings[u].touched = true;
+    if (p->underlyings[u].next_expiry_us <= as_of) p->underlyings[u].touched = true;
 }
 
-static gk_code value_touched(gk_risk_projection *p, const gk_book *book, int64_t valuation_us,
+static gk_code value_touched(gk_risk_projection *p, const gk_book *book, int64_t as_of,
                              gk_status *status) {
-  touch_expired(p, valuation_us);
+  touch_expired(p, as_of);
   for (size_t u = 0; u < p->underlying_count; u++) {
     if (!p->underlyings[u].touched) continue;
-    gk_code rc = value_underlying(p, book, &p->underlyings[u], valuation_us, status);
+    gk_code rc = value_underlying(p, book, &p->underlyings[u], as_of, status);
     if (rc != GK_OK) return rc;
   }
   sum_totals(p);
@@ -492,13 +515,13 @@ static gk_code check_book(const gk_risk_projection *p, const gk_book *book, gk_s
 }
 
 gk_code gk_risk_projection_rebuild(gk_risk_projection *p, const gk_book *book,
-                                   int64_t valuation_us, gk_limit_crossing *crossings,
+                                   int64_t as_of_us, gk_limit_crossing *crossings,
                                    size_t *count, gk_status *status) {
   *count = 0;
   clear_underlyings(p);
   memcpy(p->book_id, gk_book_id(book), strnlen(gk_book_id(book), GK_BOOK_ID_SIZE - 1) + 1);
   gk_code rc = index_new_positions(p, book, status);
-  if (rc == GK_OK) rc = value_touched(p, book, valuation_us, status);
+  if (rc == GK_OK) rc = value_touched(p, book, as_of_us, status);
   if (rc != GK_OK) return rc;
   p->version = gk_book_version(book);
   take_journal_breaches(p, book);
@@ -508,14 +531,14 @@ gk_code gk_risk_projection_rebuild(gk_risk_projection *p, const gk_book *book,
 }
 
 gk_code gk_risk_projection_apply(gk_risk_projection *p, const gk_book *book,
-                                 const gk_event *events, size_t event_count, int64_t valuation_us,
+                                 const gk_event *events, size_t event_count, int64_t as_of_us,
                                  gk_limit_crossing *crossings, size_t *count, gk_status *status) {
   *count = 0;
   gk_code rc = check_book(p, book, status);
   if (rc == GK_OK) rc = index_new_positions(p, book, status);
   if (rc != GK_OK) return rc;
   for (size_t i = 0; i < event_count; i++) touch_event(p, &events[i]);
-  rc = value_touched(p, book, valuation_us, status);
+  rc = value_touched(p, book, as_of_us, status);
   if (rc != GK_OK) return rc;
   p->version = gk_book_version(book);
   sync_limits(p, book, crossings, count);

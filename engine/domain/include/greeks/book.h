@@ -286,6 +286,12 @@ const gk_position *gk_book_find_position(const gk_book *book, const gk_instrumen
 size_t gk_book_market_count(const gk_book *book);
 const gk_market_quote *gk_book_market(const gk_book *book, size_t index);
 const gk_market_quote *gk_book_find_market(const gk_book *book, const char *underlying);
+/* The time (us since the epoch) of the last event that moved `underlying`'s
+ * market or positions: its MarketUpdated, or a trade or correction with a leg
+ * on it after that. 0 when the book has no market for it. The live risk
+ * values an underlying at this time (adr/0054), so the figures are a function
+ * of the journal, whoever folds it and however its events are batched. */
+int64_t gk_book_underlying_event_time(const gk_book *book, const char *underlying);
 /* The vol of `instrument`: its vol point if the market has one, else the
  * underlying's vol; false when the underlying has no market. */
 bool gk_book_vol_of(const gk_book *book, const gk_instrument *instrument, double *vol);
@@ -380,7 +386,12 @@ gk_code gk_book_restore_header(gk_book *book, const char *book_id, const char *n
 gk_code gk_book_restore_position(gk_book *book, const gk_position *position, gk_status *status);
 gk_code gk_book_restore_trade(gk_book *book, const char *trade_id, int64_t sequence,
                               gk_status *status);
+/* The market, timed (gk_book_underlying_event_time) at the header's last event. */
 gk_code gk_book_restore_market(gk_book *book, const gk_market_quote *quote, gk_status *status);
+/* The market with the time of its underlying's last event; GK_DATA_LOSS when
+ * that is after the header's last event. */
+gk_code gk_book_restore_market_at(gk_book *book, const gk_market_quote *quote,
+                                  int64_t underlying_event_time_us, gk_status *status);
 gk_code gk_book_restore_limits(gk_book *book, const gk_risk_limits_set *limits, gk_status *status);
 gk_code gk_book_restore_strategy(gk_book *book, const char *strategy_id, gk_status *status);
 gk_code gk_book_restore_breach(gk_book *book, const gk_limit_edge *open, gk_status *status);

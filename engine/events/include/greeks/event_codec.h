@@ -46,8 +46,9 @@ gk_code gk_book_snapshot_encode(const gk_book *book, uint8_t **bytes, size_t *si
                                 gk_status *status);
 /* A fresh book from snapshot bytes (*out owned by the caller). GK_DATA_LOSS when
  * the bytes do not parse or break a rule; GK_FAILED_PRECONDITION for a
- * snapshot written before snapshots recorded the open limit breaches (it
- * cannot say which are open: replay the stream instead). */
+ * snapshot written before snapshots recorded the open limit breaches or the
+ * underlyings' event times (it cannot say which levels are open, or when the
+ * live risk valued each underlying: replay the stream instead). */
 gk_code gk_book_snapshot_decode(const char *stream, const uint8_t *bytes, size_t size,
                                 gk_book **out, gk_status *status);
 

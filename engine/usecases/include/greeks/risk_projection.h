@@ -10,8 +10,9 @@
  * Each underlying's figures come from valuing that underlying's positions alone
  * (gk_value_book_positions, in book position order), and the book's totals are
  * summed over underlyings in a fixed order, so the incremental result equals a
- * full rebuild bit for bit at the same valuation times (tests/test_risk_projection.c
- * checks it on random sequences of trades and ticks).
+ * full rebuild bit for bit, however the events were batched
+ * (tests/test_risk_projection.c checks it on random sequences of trades, ticks
+ * and expiries, in random batches, through snapshots).
  *
  * Limits: a level (soft or hard) is breached when |value| rises above it, and
  * restored only when it falls below level x (1 - hysteresis) (default 5%), so a
@@ -27,11 +28,14 @@
  *   worst_scenario_loss  max(0, -min over the grid of the scenario P&L)
  *   gross_notional       sum |quantity| x multiplier x S over valued positions
  *
- * Time: each recomputation values at the valuation time it is given; an
- * underlying not touched keeps the time it was last valued at (a caller that
- * wants the passage of time reflected everywhere calls gk_risk_projection_rebuild),
- * except that an underlying holding an option that has expired since is
- * valued again (an expired option carries no risk).
+ * Time (adr/0054): each underlying is valued at the time of the last event
+ * that moved its market or positions (gk_book_underlying_event_time), or at
+ * the last expiry since then, up to the call's as_of, of one of its open
+ * options (an expired option carries no risk). So the figures are a function
+ * of the book's state and as_of alone: every instance folding one journal
+ * computes the same ones, restarted or not. An underlying no event touches
+ * does not decay (its theta has not run since its last event). valued_at_us
+ * is 0 for an underlying without a market.
  *
  * Not thread-safe: one owner (the risk agent) at a time.
  */
@@ -84,19 +88,21 @@ typedef struct gk_limit_crossing {
 /* a soft and a hard level per limit, and as many withdrawn breached levels */
 #define GK_MAX_CROSSINGS (4 * GK_MAX_LIMITS)
 
-/* Recomputes everything from `book` at valuation_us and evaluates every limit.
- * Crossings relative to the previous state go to crossings[0..*count). */
+/* Recomputes everything from `book` as of as_of_us (us since the epoch: the
+ * book's last event time, or a command's time, never before the book's last
+ * event) and evaluates every limit. Crossings relative to the previous state
+ * go to crossings[0..*count). */
 gk_code gk_risk_projection_rebuild(gk_risk_projection *projection, const gk_book *book,
-                                   int64_t valuation_us, gk_limit_crossing *crossings,
+                                   int64_t as_of_us, gk_limit_crossing *crossings,
                                    size_t *count, gk_status *status);
 
 /* Folds committed events: `book` is the state after them (the caller applied
- * them). Recomputes the touched underlyings at valuation_us, then evaluates the
- * limits (all of them when the events set new limits). Crossings go to
+ * them). Recomputes the touched underlyings as of as_of_us (above), then
+ * evaluates the limits (all of them when the events set new limits). Crossings go to
  * crossings[0..*count) (room for GK_MAX_CROSSINGS). A book other than the one
  * rebuilt (another id, or an older version) is GK_FAILED_PRECONDITION. */
 gk_code gk_risk_projection_apply(gk_risk_projection *projection, const gk_book *book,
-                                 const gk_event *events, size_t event_count, int64_t valuation_us,
+                                 const gk_event *events, size_t event_count, int64_t as_of_us,
                                  gk_limit_crossing *crossings, size_t *count, gk_status *status);
 
 /* The book's totals (summed over underlyings in the order they first appeared)
