@@ -497,7 +497,7 @@ static void test_a_new_projection_starts_from_the_journals_open_breaches(void **
  * different times hand a level back and forth without end (found in review
  * of adr/0053's first version). Its next rebuild (a reload after stale edges,
  * a restart) takes the journal's state and restores the breach. */
-static void test_a_rebuild_takes_the_journals_state_and_a_batch_keeps_its_own(void **state) {
+static void test_a_batch_holding_edges_takes_the_journals_state(void **state) {
   (void)state;
   gk_book *book = book_long_aapl(5, 100);
   gk_risk_limit l = {.underlying = "AAPL", .metric = GK_LIMIT_DOLLAR_DELTA, .soft = 1000};
@@ -526,16 +526,75 @@ static void test_a_rebuild_takes_the_journals_state_and_a_batch_keeps_its_own(vo
   assert_int_equal(gk_book_decide_market(book, &q, &batch[2], NULL), GK_OK);
   commit(book, &batch[2]); /* the first stops here, its Restored never journaled */
   assert_true(gk_book_breach_open(book, &l, 0));
-  /* the second takes in the three at once: its own state, no edge */
+  /* the second takes in the three at once: it never saw the 1500, but the
+   * batch holds the first's Breached, so it takes the journal's state and
+   * restores the level at once (adr/0054), not at its next rebuild */
   assert_int_equal(gk_risk_projection_apply(second, book, batch, 3, T0, c, &count, &st), GK_OK);
-  assert_int_equal(count, 0);
+  assert_int_equal(count, 1);
+  assert_true(c[0].type == GK_EVENT_RISK_LIMIT_RESTORED && fabs(c[0].edge.value - 500) < 1e-9);
   assert_false(gk_risk_projection_breached(second, &l, 0));
-  /* its rebuild: the journal's state, and the Restored */
+  /* a rebuild takes the journal's state too */
   assert_int_equal(gk_risk_projection_rebuild(second, book, T0, c, &count, &st), GK_OK);
   assert_int_equal(count, 1);
   assert_true(c[0].type == GK_EVENT_RISK_LIMIT_RESTORED && fabs(c[0].edge.value - 500) < 1e-9);
   gk_risk_projection_free(first);
   gk_risk_projection_free(second);
+  gk_book_free(book);
+}
+
+/* Two instances configured apart (here their scenario grids: a worst loss of
+ * 2000 on one, 1000 on the other, the level 1500 between) disagree on a level
+ * for good. Each batch holding the other's edge takes the journal's state and
+ * judges its own figures, so without the brake they hand the level back and
+ * forth without end (~900 edges a second). With it the journal holds two
+ * edges per move: the level stays where the journal has it until the next
+ * tick. */
+static gk_risk_projection *projection_with_shocks(const double *spot, size_t n) {
+  gk_risk_projection_options o = {.grid = {{n, spot, GK_SHOCK_RELATIVE}, {1, vol_shocks + 1, GK_SHOCK_ABSOLUTE}}};
+  gk_status st;
+  gk_risk_projection *p = gk_risk_projection_new(&o, &st);
+  if (p == NULL) fail_msg("%s", st.message);
+  return p;
+}
+
+static void test_instances_configured_apart_stop_flipping_a_level(void **state) {
+  (void)state;
+  static const double wide[] = {-0.2, 0, 0.2}, narrow[] = {-0.1, 0, 0.1};
+  gk_book *book = book_long_aapl(100, 100);
+  gk_risk_limit l = {.underlying = "", .metric = GK_LIMIT_WORST_SCENARIO_LOSS, .soft = 1500};
+  limit_book(book, &l, 1);
+  gk_risk_projection *p[2] = {projection_with_shocks(wide, 3), projection_with_shocks(narrow, 3)};
+  gk_limit_crossing c[GK_MAX_CROSSINGS];
+  size_t count, journaled = 0;
+  gk_status st;
+  for (int i = 0; i < 2; i++) assert_int_equal(gk_risk_projection_rebuild(p[i], book, T0, c, &count, &st), GK_OK);
+  for (int round = 0; round < 2; round++) {
+    gk_event tick_event;
+    gk_market_quote q = {.underlying = "AAPL", .spot = 100, .vol = 0.2, .market_time_us = T0};
+    assert_int_equal(gk_book_decide_market(book, &q, &tick_event, NULL), GK_OK);
+    commit(book, &tick_event);
+    gk_event pending[2][16];
+    size_t pending_count[2] = {0, 0};
+    for (int i = 0; i < 2; i++) pending[i][pending_count[i]++] = tick_event;
+    size_t before = journaled;
+    for (int turn = 0; turn < 20; turn++) { /* each instance folds what it has not seen, journals what it judged */
+      int i = turn % 2;
+      assert_int_equal(gk_risk_projection_apply(p[i], book, pending[i], pending_count[i], T0, c, &count, &st), GK_OK);
+      pending_count[i] = 0;
+      for (size_t k = 0; k < count; k++) {
+        gk_event e;
+        if (!gk_book_edge_changes_breaches(book, c[k].type, &c[k].edge)) continue;
+        assert_int_equal(gk_book_decide_limit_edge(book, c[k].type, &c[k].edge, &e, NULL), GK_OK);
+        commit(book, &e);
+        journaled++;
+        for (int j = 0; j < 2; j++) pending[j][pending_count[j]++] = e;
+      }
+    }
+    assert_in_range(journaled - before, 1, 2);
+  }
+  assert_true(gk_risk_projection_metric(p[0], &l) > 1500 && gk_risk_projection_metric(p[1], &l) < 1425);
+  gk_risk_projection_free(p[0]);
+  gk_risk_projection_free(p[1]);
   gk_book_free(book);
 }
 
@@ -713,7 +772,8 @@ int main(void) {
       cmocka_unit_test(test_limits_cross_once_each_way_with_hysteresis),
       cmocka_unit_test(test_breaches_open_and_close_in_pairs),
       cmocka_unit_test(test_a_new_projection_starts_from_the_journals_open_breaches),
-      cmocka_unit_test(test_a_rebuild_takes_the_journals_state_and_a_batch_keeps_its_own),
+      cmocka_unit_test(test_a_batch_holding_edges_takes_the_journals_state),
+      cmocka_unit_test(test_instances_configured_apart_stop_flipping_a_level),
       cmocka_unit_test(test_a_removed_limit_is_restored_at_its_journaled_threshold),
       cmocka_unit_test(test_an_expired_option_leaves_the_risk_at_the_next_event),
       cmocka_unit_test(test_what_if_equals_the_projection_after_the_trade),

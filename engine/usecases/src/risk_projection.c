@@ -32,7 +32,15 @@ typedef struct underlying_state {
 typedef struct limit_state {
   gk_risk_limit limit;
   bool breached[2]; /* [0] soft, [1] hard */
+  /* Edges the journal holds on each level since the last event that could
+   * move a metric or a level (a trade, a correction, a tick, a limits set):
+   * the brake on instances that disagree (take_journal_breaches). */
+  uint8_t edges_since_move[2];
 } limit_state;
+
+/* A level flipped this many times in the journal with nothing moved since is
+ * held where the journal has it (adr/0054). */
+#define EDGES_BEFORE_THE_BRAKE 2
 
 struct gk_risk_projection {
   gk_scenario_grid grid;
@@ -367,13 +375,17 @@ static void withdraw(gk_risk_projection *p, gk_limit_crossing *out, size_t *coun
 }
 
 /* Each level's state from the journal's open breaches (gk_book_breach_open),
- * for the limits this projection knows, at a rebuild (a reload after stale
- * edges, adr/0053). Not after every batch holding another instance's edges:
- * two instances can value an untouched underlying at different times
- * (docs/book.md), and each taking the other's state then judging its own
- * figures journaled Breached/Restored pairs without end, ~900 a second
- * (found in review). Between rebuilds each instance keeps its own state;
- * adr/0050's rule keeps their copies of one crossing out of the journal. */
+ * for the limits this projection knows: at a rebuild, and after a batch that
+ * holds limit edges. Another instance on the store journals edges this one
+ * never judged (it folded a spike this one's batch skipped, then died before
+ * its Restored): taking the journal's state lets this one restore it at its
+ * next batch, not its next rebuild. Safe since adr/0054: instances folding one
+ * journal compute the same figures, so they judge alike. Instances that are
+ * configured apart (another grid, American method) do not: each would take
+ * the other's edge and journal its own reversal without end (~900 edges a
+ * second, found in review of adr/0053's first version). The brake: a level
+ * the journal flipped EDGES_BEFORE_THE_BRAKE times with nothing moved since
+ * is held where the journal has it until the next trade, tick or limits set. */
 static void take_journal_breaches(gk_risk_projection *p, const gk_book *book) {
   for (size_t j = 0; j < p->limit_count; j++)
     for (int hard = 0; hard < 2; hard++)
@@ -406,7 +418,12 @@ static void sync_limits(gk_risk_projection *p, const gk_book *book, gk_limit_cro
      * left it: a restart neither journals an open breach a second time nor
      * leaves open one whose value has since fallen (found in review). */
     bool known = false;
-    for (size_t j = 0; j < p->limit_count && !known; j++) known = same_limit(&p->limits[j].limit, &set->limits[i]);
+    next[i].edges_since_move[0] = next[i].edges_since_move[1] = 0;
+    for (size_t j = 0; j < p->limit_count && !known; j++)
+      if (same_limit(&p->limits[j].limit, &set->limits[i])) {
+        known = true;
+        memcpy(next[i].edges_since_move, p->limits[j].edges_since_move, sizeof next[i].edges_since_move);
+      }
     for (int hard = 0; hard < 2; hard++)
       next[i].breached[hard] = !known && gk_book_breach_open(book, &set->limits[i], hard);
   }
@@ -466,7 +483,7 @@ static void evaluate_level(gk_risk_projection *p, limit_state *s, int hard,
   if (!isfinite(value)) return;
   bool was = s->breached[hard];
   bool now = was ? value >= level * (1 - p->hysteresis) : value > level;
-  if (now == was) return;
+  if (now == was || s->edges_since_move[hard] >= EDGES_BEFORE_THE_BRAKE) return;
   s->breached[hard] = now;
   add_crossing(out, count, now ? GK_EVENT_RISK_LIMIT_BREACHED : GK_EVENT_RISK_LIMIT_RESTORED, &s->limit, hard,
                value, level);
@@ -502,6 +519,27 @@ static void touch_event(gk_risk_projection *p, const gk_event *e) {
     case GK_EVENT_MARKET_UPDATED: touch(p, e->as.market_updated.underlying); break;
     default: break;
   }
+}
+
+/* Counts the batch's limit edges per level since its last metric-moving event
+ * (the brake's count); true when it holds any edge. */
+static bool count_journal_edges(gk_risk_projection *p, const gk_event *events, size_t count) {
+  bool edges = false;
+  for (size_t i = 0; i < count; i++) {
+    const gk_event *e = &events[i];
+    if (e->type == GK_EVENT_RISK_LIMIT_BREACHED || e->type == GK_EVENT_RISK_LIMIT_RESTORED) {
+      edges = true;
+      int hard = e->as.limit_edge.hard ? 1 : 0;
+      for (size_t j = 0; j < p->limit_count; j++)
+        if (same_limit(&p->limits[j].limit, &e->as.limit_edge.limit) && p->limits[j].edges_since_move[hard] < UINT8_MAX)
+          p->limits[j].edges_since_move[hard]++;
+    } else if (e->type == GK_EVENT_TRADE_EXECUTED || e->type == GK_EVENT_TRADE_CORRECTED ||
+               e->type == GK_EVENT_MARKET_UPDATED || e->type == GK_EVENT_RISK_LIMITS_SET) {
+      for (size_t j = 0; j < p->limit_count; j++)
+        p->limits[j].edges_since_move[0] = p->limits[j].edges_since_move[1] = 0;
+    }
+  }
+  return edges;
 }
 
 static gk_code check_book(const gk_risk_projection *p, const gk_book *book, gk_status *status) {
@@ -541,6 +579,7 @@ gk_code gk_risk_projection_apply(gk_risk_projection *p, const gk_book *book,
   rc = value_touched(p, book, as_of_us, status);
   if (rc != GK_OK) return rc;
   p->version = gk_book_version(book);
+  if (count_journal_edges(p, events, event_count)) take_journal_breaches(p, book);
   sync_limits(p, book, crossings, count);
   evaluate_limits(p, crossings, count);
   return GK_OK;
