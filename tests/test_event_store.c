@@ -18,16 +18,20 @@
  * GK_DATA_LOSS for a damaged row, for a gap and for events missing at the tail.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <dirent.h>
+#include <errno.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1415,6 +1419,127 @@ static void *open_concurrently(void *arg) {
   return NULL;
 }
 
+/* ---- out of descriptors: a read waits for a reader (SQLite) ------------------ */
+
+static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hold_changed = PTHREAD_COND_INITIALIZER;
+static int holding, releases;
+
+/* Keeps its reader on loan until the test releases it. */
+static int hold_the_reader(void *user, const gk_stored_event *e) {
+  (void)user, (void)e;
+  pthread_mutex_lock(&hold_lock);
+  holding++;
+  pthread_cond_broadcast(&hold_changed);
+  while (releases == 0) pthread_cond_wait(&hold_changed, &hold_lock);
+  releases--;
+  pthread_mutex_unlock(&hold_lock);
+  return 0;
+}
+
+static int count_event(void *user, const gk_stored_event *e) {
+  (void)e;
+  ++*(int *)user;
+  return 0;
+}
+
+typedef struct reader_job {
+  gk_event_store *store;
+  const char *stream;
+  bool hold;
+  int seen;
+  gk_code rc;
+  gk_status st;
+  _Atomic bool done;
+} reader_job;
+
+static void *read_one(void *arg) {
+  reader_job *j = arg;
+  j->rc = gk_store_read(j->store, j->stream, 1, 1, j->hold ? hold_the_reader : count_event,
+                        &j->seen, &j->st);
+  atomic_store(&j->done, true);
+  return NULL;
+}
+
+static void release_readers(int n) {
+  pthread_mutex_lock(&hold_lock);
+  releases += n;
+  pthread_cond_broadcast(&hold_changed);
+  pthread_mutex_unlock(&hold_lock);
+}
+
+/* Every descriptor the process can still open, taken until EMFILE under a soft
+ * limit a few above the highest one open now (holes below it included: a
+ * shell may hand down a descriptor in the 200s). *taken is malloc'ed. */
+static int take_every_descriptor(int **taken, struct rlimit *old) {
+  int highest = 0;
+  DIR *d = opendir("/proc/self/fd");
+  assert_non_null(d);
+  for (struct dirent *e; (e = readdir(d)) != NULL;)
+    if (atoi(e->d_name) > highest) highest = atoi(e->d_name);
+  closedir(d);
+  assert_int_equal(getrlimit(RLIMIT_NOFILE, old), 0);
+  struct rlimit low = *old;
+  low.rlim_cur = (rlim_t)highest + 8;
+  assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+  int room = highest + 8, n = 0;
+  *taken = malloc((size_t)room * sizeof **taken);
+  assert_non_null(*taken);
+  errno = 0;
+  while (n < room && ((*taken)[n] = dup(0)) >= 0) n++;
+  assert_int_equal(errno, EMFILE);
+  return n;
+}
+
+/* Out of descriptors with every reader on loan (docs/operations.md: calls on
+ * open connections go on), a read waits for one to come back instead of
+ * failing UNAVAILABLE (found in review; the wait had no test: a store that
+ * never waited passed every other). */
+static void a_read_out_of_descriptors_waits_for_a_reader_to_come_back(void **state) {
+  fixture *f = *state;
+  if (!is_sqlite()) skip(); /* PostgreSQL's connections are opened with the store */
+  const char *stream = S(f, "book-fd");
+  batch b;
+  make_events(f, &b, "fd", 1, 1);
+  gk_status st;
+  assert_int_equal(append(f->store, stream, 0, b.events, 1, NULL, NULL, NULL, &st), GK_OK);
+  holding = releases = 0;
+  enum { HOLDERS = 4 }; /* the readers the store opened with itself */
+  reader_job holders[HOLDERS], waiter = {.store = f->store, .stream = stream};
+  pthread_t threads[HOLDERS], waiter_thread;
+  for (int i = 0; i < HOLDERS; i++) {
+    holders[i] = (reader_job){.store = f->store, .stream = stream, .hold = true};
+    assert_int_equal(pthread_create(&threads[i], NULL, read_one, &holders[i]), 0);
+  }
+  pthread_mutex_lock(&hold_lock);
+  while (holding < HOLDERS) pthread_cond_wait(&hold_changed, &hold_lock);
+  pthread_mutex_unlock(&hold_lock);
+  int *taken;
+  struct rlimit old;
+  int n = take_every_descriptor(&taken, &old);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  assert_int_equal(pthread_create(&waiter_thread, NULL, read_one, &waiter), 0);
+  nanosleep(&(struct timespec){0, 200 * 1000 * 1000}, NULL);
+  bool waited = !atomic_load(&waiter.done);
+  release_readers(1); /* one reader comes back: the waiting read takes it */
+  assert_int_equal(pthread_join(waiter_thread, NULL), 0);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  for (int i = 0; i < n; i++) close(taken[i]);
+  free(taken);
+  assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+  release_readers(HOLDERS);
+  for (int i = 0; i < HOLDERS; i++) {
+    assert_int_equal(pthread_join(threads[i], NULL), 0);
+    assert_int_equal(holders[i].rc, GK_OK);
+  }
+  if (waiter.rc != GK_OK) fail_msg("the read out of descriptors: %s", waiter.st.message);
+  assert_true(waited);
+  assert_int_equal(waiter.seen, 1);
+  double seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+  assert_true(seconds >= 0.19 && seconds < 4); /* until the release, not the 5 s limit */
+}
+
 /* Processes starting together each create the schema if missing: none may fail
  * on another's half-made tables. */
 static void a_new_store_opened_from_several_threads_at_once_opens_for_all(void **state) {
@@ -1505,6 +1630,7 @@ int main(void) {
       T(the_description_names_the_store_and_never_a_password),
       T(a_store_of_another_format_fails_to_open_with_data_loss),
     T(another_applications_database_is_refused_and_left_unchanged),
+      T(a_read_out_of_descriptors_waits_for_a_reader_to_come_back),
       T(a_new_store_opened_from_several_threads_at_once_opens_for_all),
       T(a_dropped_connection_fails_unavailable_once_then_recovers),
 #undef T
