@@ -495,9 +495,15 @@ static void commit_batch(sqlite_store *s, append_request *batch) {
      * later appends committed one by one and were reported failed, so a
      * keyless retry applied them twice.) */
     gk_code code = r->code != GK_OK ? r->code : GK_IO_ERROR;
-    gk_status_set(&why, code, "store", s->base.description, GK_STATUS_NO_INDEX,
-                  "store %s: the commit that held this append was rolled back (%s); nothing of it was "
-                  "written", s->base.description, r->code != GK_OK ? r->status.message : "no transaction");
+    /* the cause first, naming the store once: a 256-byte status cut the
+     * cause's hint off when both named it (found by its test) */
+    if (r->code != GK_OK)
+      gk_status_set(&why, code, "store", s->base.description, GK_STATUS_NO_INDEX,
+                    "%s; its commit was rolled back: nothing of this append was written", r->status.message);
+    else
+      gk_status_set(&why, code, "store", s->base.description, GK_STATUS_NO_INDEX,
+                    "store %s: the commit that held this append was rolled back (no transaction); nothing "
+                    "of it was written", s->base.description);
     for (append_request *q = batch; q != r->next; q = q->next)
       if (q != r) q->code = GK_OK; /* done before r: rolled back with it, so failed below */
     fail_batch(batch, code, &why);
