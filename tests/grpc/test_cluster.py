@@ -27,6 +27,7 @@ Bounded: a fixed number of trades, every wait capped; loopback only.
 Environment: test_grpc.py's, plus PG_TEST_SCRIPT and GREEKS_CLI.
 """
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -211,6 +212,48 @@ class ThreeInstances(unittest.TestCase):
         for stub in stubs:
             risk = stub.GetBookRisk(bk.GetBookRiskRequest(book_id="swing"), timeout=CALL_TIMEOUT_S)
             self.assertEqual([l.soft_breached for l in risk.limits], [False])
+
+    def test_a_breach_left_open_by_a_dead_instance_is_restored_by_a_survivor(self):
+        """An instance journals a Breached for a spike, then dies before the
+        fall's Restored; a survivor that was paused through both folds the
+        spike, the Breached and the fall in one batch. It kept its own state
+        ("never breached") and left the journal's breach open until its next
+        restart, its GetBookRisk saying "not breached" meanwhile (found in
+        review). It now takes the journal's state at that batch and restores
+        the level (adr/0054)."""
+        a, b, c = self.instances
+        c.kill()  # the test needs one survivor, which must not see the spike alone
+        sa, sb = self.direct(a), self.direct(b)
+        sa.OpenBook(bk.OpenBookRequest(book_id="dead", name="dead", currency="USD"), timeout=CALL_TIMEOUT_S)
+        sa.UpdateMarket(bk.UpdateMarketRequest(book_id="dead", quotes=[
+            bk.MarketQuote(underlying="A", spot=100.0, vol=0.2)]), timeout=CALL_TIMEOUT_S)
+        sa.SetRiskLimits(bk.SetRiskLimitsRequest(book_id="dead", limits=[
+            ev.RiskLimit(underlying="", metric=ev.DOLLAR_DELTA, soft=1000)]), timeout=CALL_TIMEOUT_S)
+        stock = ev.Instrument(underlying="A", kind=ev.UNDERLYING, multiplier=1)
+        last = sa.ExecuteTrade(bk.ExecuteTradeRequest(book_id="dead", trade_id="t0", legs=[
+            ev.Leg(instrument=stock, quantity=5, price=100.0)]), timeout=CALL_TIMEOUT_S).last_sequence  # 500
+        sb.GetBookRisk(bk.GetBookRiskRequest(book_id="dead", min_version=last), timeout=CALL_TIMEOUT_S)
+        os.kill(b.server.proc.pid, signal.SIGSTOP)
+        self.addCleanup(lambda: b.alive() and os.kill(b.server.proc.pid, signal.SIGCONT))
+
+        def edges(stub):
+            return [e.type for e in self.journal(stub, "dead")
+                    if e.type in (ev.RISK_LIMIT_BREACHED, ev.RISK_LIMIT_RESTORED)]
+
+        sa.UpdateMarket(bk.UpdateMarketRequest(book_id="dead", quotes=[
+            bk.MarketQuote(underlying="A", spot=300.0, vol=0.2)]), timeout=CALL_TIMEOUT_S)  # 1500
+        wait_until("the first instance journals its Breached",
+                   lambda: edges(sa) == [ev.RISK_LIMIT_BREACHED], 10 * SLOWDOWN)
+        a.kill()
+        market = os.path.join(self.tmp.name, "fall.csv")
+        with open(market, "w") as f:
+            f.write("underlying,spot,rate,yield,vol\nA,100,0,0,0.2\n")  # 500: below 950
+        self.cli("book", "market", "dead", "--file", market, "--store", self.pg.conninfo)
+        os.kill(b.server.proc.pid, signal.SIGCONT)
+        wait_until("the survivor restores the level the dead instance left open",
+                   lambda: edges(sb) == [ev.RISK_LIMIT_BREACHED, ev.RISK_LIMIT_RESTORED], 10 * SLOWDOWN)
+        risk = sb.GetBookRisk(bk.GetBookRiskRequest(book_id="dead"), timeout=CALL_TIMEOUT_S)
+        self.assertEqual([(l.soft_breached, l.value) for l in risk.limits], [(False, 500.0)])
 
     def test_trades_and_subscriptions_survive_a_kill_and_a_drain(self):
         a, b, c = self.instances
