@@ -732,6 +732,57 @@ static void test_what_if_equals_the_projection_after_the_trade(void **state) {
   gk_book_free(book);
 }
 
+/* The pre-trade check judges a trade at the time its event will carry: the
+ * later of the command's clock and the book's last event (an instance whose
+ * clock is behind the one that wrote the last event). It valued the traded
+ * underlying at the command's clock instead, so the "would be" it refused on
+ * was not the figure the book would have had (found in review of adr/0054). */
+static void test_the_pre_trade_check_values_at_the_time_the_event_will_carry(void **state) {
+  (void)state;
+  const int64_t day = INT64_C(86400000000);
+  gk_book *book = open_book();
+  gk_event e;
+  gk_market_quote q = {.underlying = "AAPL", .spot = 100, .vol = 0.3, .market_time_us = T0};
+  assert_int_equal(gk_book_decide_market(book, &q, &e, NULL), GK_OK);
+  e.meta.sequence = gk_book_version(book) + 1;
+  e.meta.time_us = T0 + 20 * day; /* written by an instance whose clock is 20 days ahead */
+  snprintf(e.meta.book_id, sizeof e.meta.book_id, "desk");
+  assert_int_equal(gk_book_apply(book, &e, NULL), GK_OK);
+  gk_risk_limit l = {.underlying = "", .metric = GK_LIMIT_DOLLAR_DELTA, .soft = 1, .hard = 2};
+  gk_event limits;
+  assert_int_equal(gk_book_decide_limits(book, &l, 1, &limits, NULL), GK_OK);
+  limits.meta.sequence = gk_book_version(book) + 1;
+  limits.meta.time_us = T0 + 20 * day;
+  snprintf(limits.meta.book_id, sizeof limits.meta.book_id, "desk");
+  assert_int_equal(gk_book_apply(book, &limits, NULL), GK_OK);
+  gk_trade t = {.trade_id = "T1", .leg_count = 1, .trade_time_us = T0};
+  assert_int_equal(gk_instrument_option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 100, T0 + 30 * day, 100,
+                                        &t.legs[0].instrument, NULL), GK_OK);
+  t.legs[0].quantity = 10, t.legs[0].price = 5;
+  gk_risk_projection_options o = {.grid = {{5, spot_shocks, GK_SHOCK_RELATIVE}, {3, vol_shocks, GK_SHOCK_ABSOLUTE}}};
+  gk_status st;
+  gk_limit_guard *g = gk_limit_guard_new(&o, &st);
+  assert_non_null(g);
+  gk_trade_rejected why;
+  memset(&why, 0, sizeof why);
+  assert_true(gk_limit_guard_refuse(g, book, &t, T0, &why)); /* the command's clock: T0 */
+  /* what the book would show: the trade's event carries the book's time */
+  gk_event trade;
+  assert_int_equal(gk_book_decide_trade(book, &t, T0 + 20 * day, &trade, NULL), GK_OK);
+  trade.meta.sequence = gk_book_version(book) + 1;
+  trade.meta.time_us = T0 + 20 * day;
+  snprintf(trade.meta.book_id, sizeof trade.meta.book_id, "desk");
+  assert_int_equal(gk_book_apply(book, &trade, NULL), GK_OK);
+  gk_limit_crossing c[GK_MAX_CROSSINGS];
+  size_t count;
+  gk_risk_projection *after = projection();
+  assert_int_equal(gk_risk_projection_rebuild(after, book, T0 + 20 * day, c, &count, &st), GK_OK);
+  assert_close(why.would_be, gk_risk_projection_metric(after, &l));
+  gk_risk_projection_free(after);
+  gk_limit_guard_free(g);
+  gk_book_free(book);
+}
+
 static void test_another_book_is_refused(void **state) {
   (void)state;
   gk_book *book = open_book(), *other = gk_book_new();
@@ -777,6 +828,7 @@ int main(void) {
       cmocka_unit_test(test_a_removed_limit_is_restored_at_its_journaled_threshold),
       cmocka_unit_test(test_an_expired_option_leaves_the_risk_at_the_next_event),
       cmocka_unit_test(test_what_if_equals_the_projection_after_the_trade),
+      cmocka_unit_test(test_the_pre_trade_check_values_at_the_time_the_event_will_carry),
       cmocka_unit_test(test_another_book_is_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -928,6 +928,11 @@ bool gk_limit_guard_refuse(void *guard, const gk_book *book, const gk_trade *tra
   gk_status st;
   gk_status_clear(&st);
   if (gk_book_limits(book)->count == 0) return false;
+  /* judged at the time the trade's event will carry (book_service.c's stamp):
+   * an instance whose clock is behind the book's last event valued the
+   * traded underlying at its own clock, not at the figure the book would
+   * show (found in review of adr/0054) */
+  if (now_us < gk_book_last_event_time(book)) now_us = gk_book_last_event_time(book);
   gk_risk_projection *p = current(g, book, now_us, &st);
   gk_limit_check checks[GK_MAX_LIMITS];
   size_t n = 0;

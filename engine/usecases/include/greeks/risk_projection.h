@@ -158,6 +158,8 @@ gk_code gk_risk_projection_what_if(const gk_risk_projection *projection, const g
 typedef struct gk_limit_guard gk_limit_guard;
 gk_limit_guard *gk_limit_guard_new(const gk_risk_projection_options *options, gk_status *status);
 void gk_limit_guard_free(gk_limit_guard *guard); /* NULL is a no-op */
+/* now_us: the command's clock; the trade is judged at the later of it and the
+ * book's last event time, the time its event will carry. */
 bool gk_limit_guard_refuse(void *guard, const gk_book *book, const gk_trade *trade, int64_t now_us,
                            gk_trade_rejected *why);
 void gk_limit_guard_committed(void *guard, const char *book_id, const gk_book *book,
