@@ -190,7 +190,8 @@ typedef struct snapshot_context {
 static void take_snapshot(void *user, int64_t sequence, const uint8_t *data, size_t size) {
   snapshot_context *c = user;
   c->code = gk_book_snapshot_decode(c->stream, data, size, &c->book, c->status);
-  if (c->code == GK_FAILED_PRECONDITION) { /* older than open breaches or the underlyings' event times: replayed from the start */
+  /* older than open breaches or the underlyings' event times: replayed from the start */
+  if (c->code == GK_FAILED_PRECONDITION) {
     c->code = GK_OK;
     c->book = NULL;
     return;
