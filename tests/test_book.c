@@ -293,6 +293,48 @@ static void test_a_correction_equals_a_book_booked_right_first_time(void **state
   gk_book_free(right);
 }
 
+/* Applies a market for `underlying` at `time_us`. */
+static void market_at(gk_book *b, const char *underlying, int64_t time_us) {
+  gk_market_quote q = {.spot = 100, .vol = 0.2, .market_time_us = time_us};
+  snprintf(q.underlying, sizeof q.underlying, "%s", underlying);
+  gk_event e;
+  assert_int_equal(gk_book_decide_market(b, &q, &e, NULL), GK_OK);
+  e.meta.sequence = gk_book_version(b) + 1;
+  e.meta.time_us = time_us;
+  snprintf(e.meta.book_id, sizeof e.meta.book_id, "desk1");
+  assert_int_equal(gk_book_apply(b, &e, NULL), GK_OK);
+}
+
+/* Each underlying's last event time (the live risk's valuation time,
+ * adr/0054): a market sets it, a trade that changes a position on it moves
+ * it, and a correction moves only the underlyings whose quantities it
+ * changes. A leg repeated unchanged moved it too, so the pre-trade check
+ * (which judges the net change) and the book disagreed: a correction passed
+ * a hard limit it then breached (found in review). */
+static void test_an_underlyings_event_time_moves_with_its_quantities(void **state) {
+  (void)state;
+  gk_book *b = opened_book();
+  assert_int_equal(gk_book_underlying_event_time(b, "AAPL"), 0); /* no market */
+  market_at(b, "AAPL", T0 + 100);
+  market_at(b, "MSFT", T0 + 200);
+  assert_int_equal(gk_book_underlying_event_time(b, "AAPL"), T0 + 100);
+  gk_leg legs[2] = {{call_option("AAPL", 150), 10, 5}, {call_option("MSFT", 300), 4, 2}};
+  assert_int_equal(trade(b, "T1", legs, 2, NULL), GK_OK); /* at T0 + 2000 */
+  assert_int_equal(gk_book_underlying_event_time(b, "AAPL"), T0 + 2000);
+  assert_int_equal(gk_book_underlying_event_time(b, "MSFT"), T0 + 2000);
+  /* the AAPL leg doubled, the MSFT leg repeated as it was (another price) */
+  gk_leg fixed[2] = {{call_option("AAPL", 150), 20, 5}, {call_option("MSFT", 300), 4, 2.5}};
+  gk_event original = executed_event(b, "T1", legs, 2), correction;
+  assert_int_equal(gk_book_decide_correction(b, &original, fixed, 2, "size", T0 + 9000, &correction, NULL), GK_OK);
+  correction.meta.sequence = gk_book_version(b) + 1;
+  correction.meta.time_us = T0 + 9000;
+  snprintf(correction.meta.book_id, sizeof correction.meta.book_id, "desk1");
+  assert_int_equal(gk_book_apply(b, &correction, NULL), GK_OK);
+  assert_int_equal(gk_book_underlying_event_time(b, "AAPL"), T0 + 9000);
+  assert_int_equal(gk_book_underlying_event_time(b, "MSFT"), T0 + 2000);
+  gk_book_free(b);
+}
+
 /* A correction that would take a position past the book's bound of 1e15
  * contracts is refused at decide, FAILED_PRECONDITION naming the leg (found
  * in review: apply refused it as DATA_LOSS, "a leg no valid trade has", and
@@ -466,6 +508,7 @@ int main(void) {
       cmocka_unit_test(test_a_trade_id_applies_at_most_once),
       cmocka_unit_test(test_average_cost_pnl_matches_cash_flow_accounting),
       cmocka_unit_test(test_a_correction_equals_a_book_booked_right_first_time),
+      cmocka_unit_test(test_an_underlyings_event_time_moves_with_its_quantities),
       cmocka_unit_test(test_a_correction_past_the_position_bound_is_refused_at_decide),
       cmocka_unit_test(test_a_spot_past_the_kernels_level_is_refused),
       cmocka_unit_test(test_apply_refuses_out_of_sequence_and_foreign_events),

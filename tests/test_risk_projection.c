@@ -598,6 +598,119 @@ static void test_instances_configured_apart_stop_flipping_a_level(void **state) 
   gk_book_free(book);
 }
 
+/* Applies `e` at `time_us` and folds it into `p`; the crossings it reports are
+ * journaled at once (as the risk agent does), each folded in a batch of its own. */
+static size_t fold_and_journal(gk_book *book, gk_risk_projection *p, gk_event *e, int64_t time_us,
+                               gk_limit_crossing *c) {
+  gk_status st;
+  size_t count;
+  e->meta.sequence = gk_book_version(book) + 1;
+  e->meta.time_us = time_us;
+  snprintf(e->meta.book_id, sizeof e->meta.book_id, "desk");
+  assert_int_equal(gk_book_apply(book, e, &st), GK_OK);
+  assert_int_equal(gk_risk_projection_apply(p, book, e, 1, time_us, c, &count, &st), GK_OK);
+  for (size_t k = 0; k < count; k++) {
+    gk_event edge;
+    gk_limit_crossing ignored[GK_MAX_CROSSINGS];
+    size_t none;
+    assert_int_equal(gk_book_decide_limit_edge(book, c[k].type, &c[k].edge, &edge, NULL), GK_OK);
+    edge.meta.sequence = gk_book_version(book) + 1;
+    edge.meta.time_us = time_us;
+    snprintf(edge.meta.book_id, sizeof edge.meta.book_id, "desk");
+    assert_int_equal(gk_book_apply(book, &edge, &st), GK_OK);
+    assert_int_equal(gk_risk_projection_apply(p, book, &edge, 1, time_us, ignored, &none, &st), GK_OK);
+    assert_int_equal(none, 0);
+  }
+  return count;
+}
+
+/* An event that moves only the book's time (a refused trade). */
+static gk_event rejection(void) {
+  gk_event e;
+  memset(&e, 0, sizeof e);
+  e.type = GK_EVENT_TRADE_REJECTED;
+  snprintf(e.as.trade_rejected.trade_id, sizeof e.as.trade_rejected.trade_id, "refused");
+  return e;
+}
+
+/* Option expiries move figures with no trade or tick: one instance alone
+ * journaled a Breached (a trade) and a Restored (a call's expiry), then held
+ * the level through a put's expiry that took the value back over it, the
+ * brake counting two edges since the last trade (found in review). An expiry
+ * now releases the brake. */
+static void test_an_expiry_releases_the_brake(void **state) {
+  (void)state;
+  const int64_t second = INT64_C(1000000);
+  gk_book *book = open_book();
+  gk_event e;
+  gk_market_quote q = {.underlying = "A", .spot = 100, .vol = 0.2, .market_time_us = T0};
+  assert_int_equal(gk_book_decide_market(book, &q, &e, NULL), GK_OK);
+  commit(book, &e);
+  gk_risk_limit l = {.underlying = "A", .metric = GK_LIMIT_DOLLAR_DELTA, .soft = 8000};
+  limit_book(book, &l, 1);
+  gk_risk_projection *p = projection();
+  gk_limit_crossing c[GK_MAX_CROSSINGS];
+  size_t count;
+  gk_status st;
+  assert_int_equal(gk_risk_projection_rebuild(p, book, T0, c, &count, &st), GK_OK);
+  /* 100 shares (10,000), a deep call (+10,000) and a deep put (-10,000) */
+  gk_trade t = {.trade_id = "T1", .leg_count = 3, .trade_time_us = T0};
+  gk_instrument_underlying("A", &t.legs[0].instrument, NULL);
+  assert_int_equal(gk_instrument_option("A", GK_CALL, GK_STYLE_EUROPEAN, 50, T0 + 3 * second, 100,
+                                        &t.legs[1].instrument, NULL), GK_OK);
+  assert_int_equal(gk_instrument_option("A", GK_PUT, GK_STYLE_EUROPEAN, 150, T0 + 6 * second, 100,
+                                        &t.legs[2].instrument, NULL), GK_OK);
+  t.legs[0].quantity = 100, t.legs[1].quantity = 1, t.legs[2].quantity = 1;
+  t.legs[0].price = 100, t.legs[1].price = 50, t.legs[2].price = 50;
+  assert_int_equal(gk_book_decide_trade(book, &t, T0, &e, NULL), GK_OK);
+  assert_int_equal(fold_and_journal(book, p, &e, T0, c), 1);
+  assert_int_equal(c[0].type, GK_EVENT_RISK_LIMIT_BREACHED);
+  e = rejection();
+  assert_int_equal(fold_and_journal(book, p, &e, T0 + 4 * second, c), 1); /* the call expired: 0 */
+  assert_int_equal(c[0].type, GK_EVENT_RISK_LIMIT_RESTORED);
+  e = rejection();
+  assert_int_equal(fold_and_journal(book, p, &e, T0 + 7 * second, c), 1); /* the put expired: 10,000 */
+  assert_int_equal(c[0].type, GK_EVENT_RISK_LIMIT_BREACHED);
+  assert_true(gk_risk_projection_breached(p, &l, 0));
+  gk_risk_projection_free(p);
+  gk_book_free(book);
+}
+
+/* A rebuild (the risk agent's reload after stale edges or dropped commits)
+ * folds trades and ticks it never counted: the brake starts again there, as
+ * a restart's would. It kept the count, and a held level stayed held after a
+ * tick a reload folded (found in review). */
+static void test_a_rebuild_releases_the_brake(void **state) {
+  (void)state;
+  gk_book *book = book_long_aapl(10, 100);
+  gk_risk_limit l = {.underlying = "AAPL", .metric = GK_LIMIT_DOLLAR_DELTA, .soft = 1500};
+  limit_book(book, &l, 1);
+  gk_limit_crossing c[GK_MAX_CROSSINGS];
+  size_t count;
+  gk_status st;
+  gk_risk_projection *p = rebuilt(book, c, &count);
+  assert_int_equal(tick(book, p, 100, c), 0); /* 1000 */
+  /* another instance journals a Breached and its Restored: two edges, nothing moved */
+  gk_limit_edge edge = {.limit = l, .value = 1600, .threshold = 1500};
+  gk_event e[2];
+  assert_int_equal(gk_book_decide_limit_edge(book, GK_EVENT_RISK_LIMIT_BREACHED, &edge, &e[0], NULL), GK_OK);
+  commit(book, &e[0]);
+  edge.value = 1000;
+  assert_int_equal(gk_book_decide_limit_edge(book, GK_EVENT_RISK_LIMIT_RESTORED, &edge, &e[1], NULL), GK_OK);
+  commit(book, &e[1]);
+  assert_int_equal(gk_risk_projection_apply(p, book, e, 2, T0, c, &count, &st), GK_OK);
+  assert_int_equal(count, 0);
+  /* a tick to 300 (3000), folded by a reload */
+  gk_market_quote q = {.underlying = "AAPL", .spot = 300, .vol = 0.2, .market_time_us = T0};
+  assert_int_equal(gk_book_decide_market(book, &q, &e[0], NULL), GK_OK);
+  commit(book, &e[0]);
+  assert_int_equal(gk_risk_projection_rebuild(p, book, T0, c, &count, &st), GK_OK);
+  assert_int_equal(count, 1);
+  assert_int_equal(c[0].type, GK_EVENT_RISK_LIMIT_BREACHED);
+  gk_risk_projection_free(p);
+  gk_book_free(book);
+}
+
 /* A breached limit removed while the projection runs is restored at the
  * threshold its Breached crossed, as after a restart: it was the limit's
  * level at removal (1200 raised from 1000) online, 1000 offline (found in
@@ -825,6 +938,8 @@ int main(void) {
       cmocka_unit_test(test_a_new_projection_starts_from_the_journals_open_breaches),
       cmocka_unit_test(test_a_batch_holding_edges_takes_the_journals_state),
       cmocka_unit_test(test_instances_configured_apart_stop_flipping_a_level),
+      cmocka_unit_test(test_an_expiry_releases_the_brake),
+      cmocka_unit_test(test_a_rebuild_releases_the_brake),
       cmocka_unit_test(test_a_removed_limit_is_restored_at_its_journaled_threshold),
       cmocka_unit_test(test_an_expired_option_leaves_the_risk_at_the_next_event),
       cmocka_unit_test(test_what_if_equals_the_projection_after_the_trade),

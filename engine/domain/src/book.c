@@ -714,11 +714,18 @@ static void store_fills(gk_book *b, const pending_fills *p) {
   }
 }
 
-/* A trade or correction moves its legs' underlyings: those with a market
- * take the event's time (one without has no figure to time). */
-static void mark_legs(gk_book *b, const gk_leg *legs, size_t count, int64_t time_us) {
-  for (size_t i = 0; i < count; i++) {
-    size_t at = find_market(b, legs[i].instrument.underlying);
+/* The underlyings of the positions whose quantity the fills change take the
+ * event's time (those with a market: one without has no figure to time). A
+ * correction repeating a leg unchanged moves nothing there: the risk figures
+ * depend on quantities, and the pre-trade check judges a correction by its net
+ * change (found in review: it retimed such an underlying the check had left
+ * alone, and a correction passed the hard-limit check it then breached). Call
+ * before store_fills, which overwrites the quantities compared here. */
+static void mark_moved(gk_book *b, const pending_fills *p, int64_t time_us) {
+  for (size_t i = 0; i < p->count; i++) {
+    int64_t before = p->index[i] == SIZE_MAX ? 0 : b->positions[p->index[i]].quantity;
+    if (p->after[i].quantity == before) continue;
+    size_t at = find_market(b, p->after[i].instrument.underlying);
     if (at != SIZE_MAX) b->market_event_us[at] = time_us;
   }
 }
@@ -739,9 +746,8 @@ static gk_code apply_legs(gk_book *b, const gk_event *e, const gk_leg *undo, siz
   if (rc != GK_OK) return rc;
   if (!reserve_positions(b, p.count) || !reserve_trades(b, 1))
     return out_of_memory(e, status);
+  mark_moved(b, &p, e->meta.time_us);
   store_fills(b, &p);
-  mark_legs(b, undo, undo_count, e->meta.time_us);
-  mark_legs(b, legs, count, e->meta.time_us);
   return GK_OK;
 }
 

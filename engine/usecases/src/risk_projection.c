@@ -189,6 +189,7 @@ static size_t underlying_for(gk_risk_projection *p, const char *symbol) {
     return SIZE_MAX;
   underlying_state *s = &p->underlyings[p->underlying_count];
   memset(s, 0, sizeof *s);
+  s->next_expiry_us = INT64_MAX; /* none until valued (its first position touches it) */
   memcpy(s->view.underlying, symbol, strnlen(symbol, GK_SYMBOL_SIZE - 1));
   if (p->grid_size && (s->pnl = calloc(p->grid_size, sizeof *s->pnl)) == NULL) return SIZE_MAX;
   s->view.pnl = s->pnl;
@@ -312,14 +313,22 @@ static void sum_totals(gk_risk_projection *p) {
  * (docs/book.md): that underlying is valued again even if no event named it,
  * or an expired position's risk would stay in the totals and the pre-trade
  * check until the next event on its own underlying. */
-static void touch_expired(gk_risk_projection *p, int64_t as_of) {
+/* True when an expiry made one, so figures may move with no trade or tick
+ * (the brake's count starts again: found in review). */
+static bool touch_expired(gk_risk_projection *p, int64_t as_of) {
+  bool expired = false;
   for (size_t u = 0; u < p->underlying_count; u++)
-    if (p->underlyings[u].next_expiry_us <= as_of) p->underlyings[u].touched = true;
+    if (p->underlyings[u].next_expiry_us <= as_of) p->underlyings[u].touched = expired = true;
+  return expired;
+}
+
+static void release_the_brake(gk_risk_projection *p) {
+  for (size_t j = 0; j < p->limit_count; j++) p->limits[j].edges_since_move[0] = p->limits[j].edges_since_move[1] = 0;
 }
 
 static gk_code value_touched(gk_risk_projection *p, const gk_book *book, int64_t as_of,
                              gk_status *status) {
-  touch_expired(p, as_of);
+  if (touch_expired(p, as_of)) release_the_brake(p);
   for (size_t u = 0; u < p->underlying_count; u++) {
     if (!p->underlyings[u].touched) continue;
     gk_code rc = value_underlying(p, book, &p->underlyings[u], as_of, status);
@@ -535,8 +544,7 @@ static bool count_journal_edges(gk_risk_projection *p, const gk_event *events, s
           p->limits[j].edges_since_move[hard]++;
     } else if (e->type == GK_EVENT_TRADE_EXECUTED || e->type == GK_EVENT_TRADE_CORRECTED ||
                e->type == GK_EVENT_MARKET_UPDATED || e->type == GK_EVENT_RISK_LIMITS_SET) {
-      for (size_t j = 0; j < p->limit_count; j++)
-        p->limits[j].edges_since_move[0] = p->limits[j].edges_since_move[1] = 0;
+      release_the_brake(p);
     }
   }
   return edges;
@@ -564,6 +572,7 @@ gk_code gk_risk_projection_rebuild(gk_risk_projection *p, const gk_book *book,
   p->version = gk_book_version(book);
   take_journal_breaches(p, book);
   sync_limits(p, book, crossings, count);
+  release_the_brake(p); /* a rebuild folds what it did not count (found in review) */
   evaluate_limits(p, crossings, count);
   return GK_OK;
 }
@@ -576,10 +585,11 @@ gk_code gk_risk_projection_apply(gk_risk_projection *p, const gk_book *book,
   if (rc == GK_OK) rc = index_new_positions(p, book, status);
   if (rc != GK_OK) return rc;
   for (size_t i = 0; i < event_count; i++) touch_event(p, &events[i]);
-  rc = value_touched(p, book, as_of_us, status);
+  bool edges = count_journal_edges(p, events, event_count);
+  rc = value_touched(p, book, as_of_us, status); /* after the count: an expiry releases the brake */
   if (rc != GK_OK) return rc;
   p->version = gk_book_version(book);
-  if (count_journal_edges(p, events, event_count)) take_journal_breaches(p, book);
+  if (edges) take_journal_breaches(p, book);
   sync_limits(p, book, crossings, count);
   evaluate_limits(p, crossings, count);
   return GK_OK;

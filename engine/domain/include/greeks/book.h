@@ -287,8 +287,9 @@ size_t gk_book_market_count(const gk_book *book);
 const gk_market_quote *gk_book_market(const gk_book *book, size_t index);
 const gk_market_quote *gk_book_find_market(const gk_book *book, const char *underlying);
 /* The time (us since the epoch) of the last event that moved `underlying`'s
- * market or positions: its MarketUpdated, or a trade or correction with a leg
- * on it after that. 0 when the book has no market for it. The live risk
+ * market or positions: its MarketUpdated, or a trade or correction that
+ * changed the quantity of a position on it after that (a correction repeating
+ * a leg unchanged does not). 0 when the book has no market for it. The live risk
  * values an underlying at this time (adr/0054), so the figures are a function
  * of the journal, whoever folds it and however its events are batched. */
 int64_t gk_book_underlying_event_time(const gk_book *book, const char *underlying);
