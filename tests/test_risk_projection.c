@@ -593,6 +593,9 @@ static void test_instances_configured_apart_stop_flipping_a_level(void **state) 
     assert_in_range(journaled - before, 1, 2);
   }
   assert_true(gk_risk_projection_metric(p[0], &l) > 1500 && gk_risk_projection_metric(p[1], &l) < 1425);
+  /* the crossings the brake held are counted, for greeks_risk_held_edges_total */
+  assert_true(gk_risk_projection_take_held(p[0]) + gk_risk_projection_take_held(p[1]) > 0);
+  assert_int_equal(gk_risk_projection_take_held(p[0]) + gk_risk_projection_take_held(p[1]), 0);
   gk_risk_projection_free(p[0]);
   gk_risk_projection_free(p[1]);
   gk_book_free(book);

@@ -487,6 +487,10 @@ static void collect_book(void *user, gk_metrics_text *out) {
     counter(out, "greeks_risk_stale_edges_total",
             "Limit crossings judged before the journal's last limit edge (another instance's, or this one's under a backlog), judged again instead.",
             r.stale_edges);
+    counter(out, "greeks_risk_held_edges_total",
+            "Limit crossings held where the journal has the level: it flipped twice with nothing moved since "
+            "(another instance values the book differently; adr/0054).",
+            r.held_edges);
   }
   if (parts.feed) {
     gk_event_feed_counters f = gk_event_feed_counters_of(parts.feed);

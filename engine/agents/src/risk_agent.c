@@ -54,6 +54,7 @@ struct gk_risk_agent {
   _Atomic uint64_t batches, events, recomputations, rebuilds, crossings, dropped;
   _Atomic uint64_t unjournaled; /* crossings the store refused, taken back to be reported again */
   _Atomic uint64_t stale_edges; /* crossings judged before another instance's edge: judged again */
+  _Atomic uint64_t held_edges;  /* crossings the projection's brake held (adr/0054) */
 };
 
 static agent_book *book_entry(gk_risk_agent *a, const char *id);
@@ -250,6 +251,7 @@ static void update_risk_at(gk_risk_agent *a, agent_book *b, int depth) {
     reload(a, b, crossings, &count);
   }
   atomic_fetch_add(&a->recomputations, 1);
+  atomic_fetch_add(&a->held_edges, gk_risk_projection_take_held(b->projection));
   b->reload = false;
   b->pending_count = 0;
   pthread_mutex_unlock(&b->view_lock);
@@ -470,6 +472,6 @@ gk_risk_agent_counters gk_risk_agent_counters_of(gk_risk_agent *a) {
   gk_risk_agent_counters c = {atomic_load(&a->batches),        atomic_load(&a->events),
                               atomic_load(&a->recomputations), atomic_load(&a->rebuilds),
                               atomic_load(&a->crossings),      atomic_load(&a->dropped),
-                              atomic_load(&a->stale_edges)};
+                              atomic_load(&a->stale_edges),    atomic_load(&a->held_edges)};
   return c;
 }

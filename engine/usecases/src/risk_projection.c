@@ -64,6 +64,7 @@ struct gk_risk_projection {
    * (gk_risk_projection_unreport): reported again at the next evaluation. */
   gk_limit_crossing withdrawn[GK_MAX_CROSSINGS];
   size_t withdrawn_count;
+  uint64_t held; /* crossings the brake held since gk_risk_projection_take_held */
 };
 
 /* ---- lifetime ----------------------------------------------------------------------- */
@@ -492,7 +493,11 @@ static void evaluate_level(gk_risk_projection *p, limit_state *s, int hard,
   if (!isfinite(value)) return;
   bool was = s->breached[hard];
   bool now = was ? value >= level * (1 - p->hysteresis) : value > level;
-  if (now == was || s->edges_since_move[hard] >= EDGES_BEFORE_THE_BRAKE) return;
+  if (now == was) return;
+  if (s->edges_since_move[hard] >= EDGES_BEFORE_THE_BRAKE) {
+    p->held++;
+    return;
+  }
   s->breached[hard] = now;
   add_crossing(out, count, now ? GK_EVENT_RISK_LIMIT_BREACHED : GK_EVENT_RISK_LIMIT_RESTORED, &s->limit, hard,
                value, level);
@@ -629,6 +634,12 @@ const gk_risk_limit *gk_risk_projection_limit_at(const gk_risk_projection *p, si
 }
 
 int64_t gk_risk_projection_version(const gk_risk_projection *p) { return p->version; }
+
+uint64_t gk_risk_projection_take_held(gk_risk_projection *p) {
+  uint64_t held = p->held;
+  p->held = 0;
+  return held;
+}
 
 void gk_risk_projection_unreport(gk_risk_projection *p, const gk_limit_crossing *crossings, size_t count) {
   for (size_t k = 0; k < count; k++) {

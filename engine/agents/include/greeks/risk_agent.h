@@ -112,6 +112,10 @@ typedef struct gk_risk_agent_counters {
    * instance's, or this one's own under a backlog of more than a batch):
    * refused by gk_record_limit_edges_judged_at, reloaded and judged again */
   uint64_t stale_edges;
+  /* crossings the projection's figures made but the brake held: the journal
+   * had flipped the level twice with nothing moved since, so another
+   * instance values the book differently (adr/0054) */
+  uint64_t held_edges;
 } gk_risk_agent_counters;
 gk_risk_agent_counters gk_risk_agent_counters_of(gk_risk_agent *agent);
 
