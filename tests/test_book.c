@@ -335,6 +335,63 @@ static void test_an_underlyings_event_time_moves_with_its_quantities(void **stat
   gk_book_free(b);
 }
 
+/* Applies a decided event at the book's next sequence. */
+static void apply_next(gk_book *b, gk_event *e) {
+  e->meta.sequence = gk_book_version(b) + 1;
+  e->meta.time_us = T0 + 10000;
+  snprintf(e->meta.book_id, sizeof e->meta.book_id, "desk1");
+  assert_int_equal(gk_book_apply(b, e, NULL), GK_OK);
+}
+
+static void edge_on(gk_book *b, gk_event_type type, const gk_risk_limit *l, int hard) {
+  gk_limit_edge edge = {.limit = *l, .hard = (uint8_t)hard, .value = 2, .threshold = 1};
+  gk_event e;
+  assert_int_equal(gk_book_decide_limit_edge(b, type, &edge, &e, NULL), GK_OK);
+  apply_next(b, &e);
+}
+
+/* The live risk's brake counts, per level, the edges the journal holds since
+ * the last trade, correction, tick or limits set (adr/0054): a fold of the
+ * journal, kept through snapshots, so a restarted or reloaded instance brakes
+ * as a running one does. */
+static void test_the_brakes_count_is_folded_from_the_journal(void **state) {
+  (void)state;
+  gk_book *b = opened_book();
+  gk_risk_limit l[2] = {{.underlying = "", .metric = GK_LIMIT_DOLLAR_DELTA, .soft = 1, .hard = 5},
+                        {.underlying = "AAPL", .metric = GK_LIMIT_VEGA, .soft = 1}};
+  gk_event e;
+  assert_int_equal(gk_book_decide_limits(b, l, 2, &e, NULL), GK_OK);
+  apply_next(b, &e);
+  edge_on(b, GK_EVENT_RISK_LIMIT_BREACHED, &l[0], 0);
+  edge_on(b, GK_EVENT_RISK_LIMIT_RESTORED, &l[0], 0);
+  edge_on(b, GK_EVENT_RISK_LIMIT_BREACHED, &l[0], 1);
+  assert_int_equal(gk_book_edges_since_move(b, &l[0], 0), 2);
+  assert_int_equal(gk_book_edges_since_move(b, &l[0], 1), 1);
+  assert_int_equal(gk_book_edges_since_move(b, &l[1], 0), 0);
+  gk_risk_limit absent = {.underlying = "MSFT", .metric = GK_LIMIT_VEGA, .soft = 1};
+  edge_on(b, GK_EVENT_RISK_LIMIT_BREACHED, &absent, 0); /* a limit the book does not have: not counted */
+  assert_int_equal(gk_book_edges_since_move(b, &absent, 0), 0);
+  uint8_t *bytes;
+  size_t size;
+  gk_book *back = NULL;
+  assert_int_equal(gk_book_snapshot_encode(b, &bytes, &size, NULL), GK_OK);
+  assert_int_equal(gk_book_snapshot_decode("book-desk1", bytes, size, &back, NULL), GK_OK);
+  free(bytes);
+  assert_true(gk_book_equal(b, back, NULL, 0));
+  assert_int_equal(gk_book_edges_since_move(back, &l[0], 0), 2);
+  assert_int_equal(gk_book_edges_since_move(back, &l[0], 1), 1);
+  gk_book_free(back);
+  market_at(b, "AAPL", T0 + 20000); /* a tick: everything moved */
+  assert_int_equal(gk_book_edges_since_move(b, &l[0], 0), 0);
+  assert_int_equal(gk_book_edges_since_move(b, &l[0], 1), 0);
+  edge_on(b, GK_EVENT_RISK_LIMIT_RESTORED, &l[0], 1);
+  assert_int_equal(gk_book_edges_since_move(b, &l[0], 1), 1);
+  assert_int_equal(gk_book_decide_limits(b, l, 2, &e, NULL), GK_OK); /* a limits set: a move too */
+  apply_next(b, &e);
+  assert_int_equal(gk_book_edges_since_move(b, &l[0], 1), 0);
+  gk_book_free(b);
+}
+
 /* A correction that would take a position past the book's bound of 1e15
  * contracts is refused at decide, FAILED_PRECONDITION naming the leg (found
  * in review: apply refused it as DATA_LOSS, "a leg no valid trade has", and
@@ -509,6 +566,7 @@ int main(void) {
       cmocka_unit_test(test_average_cost_pnl_matches_cash_flow_accounting),
       cmocka_unit_test(test_a_correction_equals_a_book_booked_right_first_time),
       cmocka_unit_test(test_an_underlyings_event_time_moves_with_its_quantities),
+      cmocka_unit_test(test_the_brakes_count_is_folded_from_the_journal),
       cmocka_unit_test(test_a_correction_past_the_position_bound_is_refused_at_decide),
       cmocka_unit_test(test_a_spot_past_the_kernels_level_is_refused),
       cmocka_unit_test(test_apply_refuses_out_of_sequence_and_foreign_events),

@@ -596,6 +596,17 @@ static void test_instances_configured_apart_stop_flipping_a_level(void **state) 
   /* the crossings the brake held are counted, for greeks_risk_held_edges_total */
   assert_true(gk_risk_projection_take_held(p[0]) + gk_risk_projection_take_held(p[1]) > 0);
   assert_int_equal(gk_risk_projection_take_held(p[0]) + gk_risk_projection_take_held(p[1]), 0);
+  /* A second instance of either release that starts or reloads now (a stale
+   * edge's reload, a restart) brakes as the running ones do: the count is the
+   * journal's. Each kept its own and a rebuild started it at 0, so with two
+   * instances a release every reload journaled two more edges, four a move
+   * (found in review). */
+  for (int i = 0; i < 2; i++) {
+    gk_risk_projection *fresh = projection_with_shocks(i ? narrow : wide, 3);
+    assert_int_equal(gk_risk_projection_rebuild(fresh, book, T0, c, &count, &st), GK_OK);
+    assert_int_equal(count, 0);
+    gk_risk_projection_free(fresh);
+  }
   gk_risk_projection_free(p[0]);
   gk_risk_projection_free(p[1]);
   gk_book_free(book);

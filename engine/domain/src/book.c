@@ -63,6 +63,11 @@ struct gk_book {
   size_t strategy_count, strategy_capacity;
   index_map strategy_index; /* a lookup per proposal and per trade naming one: was a scan */
   gk_risk_limits_set limits;
+  /* Per limit of `limits` (same index), soft then hard: the limit edges the
+   * journal holds on the level since its last trade, correction, tick or
+   * limits set, saturating (the live risk's brake, adr/0054: a count every
+   * instance folds alike, where each kept its own and a reload reset it). */
+  uint8_t edges_since_move[GK_MAX_LIMITS][2];
   gk_limit_edge breaches[GK_MAX_OPEN_BREACHES]; /* open, oldest first */
   size_t breach_count;
   /* The version of the last limit edge journaled, or, after a snapshot, the
@@ -878,6 +883,39 @@ gk_code gk_book_restore_breach(gk_book *b, const gk_limit_edge *open, gk_status 
   return GK_OK;
 }
 
+static size_t find_limit(const gk_book *b, const gk_risk_limit *limit) {
+  for (size_t i = 0; i < b->limits.count; i++)
+    if (b->limits.limits[i].metric == limit->metric &&
+        strcmp(b->limits.limits[i].underlying, limit->underlying) == 0)
+      return i;
+  return SIZE_MAX;
+}
+
+/* The brake's count (edges_since_move), after the event applied. */
+static void count_edges(gk_book *b, const gk_event *e) {
+  switch (e->type) {
+    case GK_EVENT_TRADE_EXECUTED:
+    case GK_EVENT_TRADE_CORRECTED:
+    case GK_EVENT_MARKET_UPDATED:
+    case GK_EVENT_RISK_LIMITS_SET:
+      memset(b->edges_since_move, 0, sizeof b->edges_since_move);
+      return;
+    case GK_EVENT_RISK_LIMIT_BREACHED:
+    case GK_EVENT_RISK_LIMIT_RESTORED: {
+      size_t i = find_limit(b, &e->as.limit_edge.limit);
+      uint8_t *n = i == SIZE_MAX ? NULL : &b->edges_since_move[i][e->as.limit_edge.hard ? 1 : 0];
+      if (n && *n < UINT8_MAX) ++*n;
+      return;
+    }
+    default: return;
+  }
+}
+
+unsigned gk_book_edges_since_move(const gk_book *b, const gk_risk_limit *limit, int hard) {
+  size_t i = find_limit(b, limit);
+  return i == SIZE_MAX ? 0 : b->edges_since_move[i][hard ? 1 : 0];
+}
+
 static gk_code apply_body(gk_book *b, const gk_event *e, gk_status *status) {
   switch (e->type) {
     case GK_EVENT_BOOK_OPENED: return apply_open(b, e, status);
@@ -908,6 +946,7 @@ gk_code gk_book_apply(gk_book *b, const gk_event *e, gk_status *status) {
     return corrupt(b, e, "it belongs to another book", status);
   gk_code rc = apply_body(b, e, status);
   if (rc != GK_OK) return rc;
+  count_edges(b, e);
   b->version = e->meta.sequence;
   b->last_event_us = e->meta.time_us;
   return GK_OK;
@@ -1007,6 +1046,17 @@ gk_code gk_book_restore_limits(gk_book *b, const gk_risk_limits_set *limits, gk_
   return GK_OK;
 }
 
+gk_code gk_book_restore_edges_since_move(gk_book *b, size_t limit_index, unsigned soft, unsigned hard,
+                                         gk_status *status) {
+  if (limit_index >= b->limits.count || soft > UINT8_MAX || hard > UINT8_MAX)
+    return gk_status_set(status, GK_DATA_LOSS, "limits", "", (int64_t)limit_index,
+                         "a snapshot of book %s counts edges for limit %zu of %zu, or past %u", b->id,
+                         limit_index, b->limits.count, UINT8_MAX);
+  b->edges_since_move[limit_index][0] = (uint8_t)soft;
+  b->edges_since_move[limit_index][1] = (uint8_t)hard;
+  return GK_OK;
+}
+
 gk_code gk_book_restore_strategy(gk_book *b, const char *strategy_id, gk_status *status) {
   if (strategy_id == NULL || strlen(strategy_id) >= GK_META_ID_SIZE)
     return gk_status_set(status, GK_DATA_LOSS, "strategies", "", GK_STATUS_NO_INDEX,
@@ -1066,7 +1116,7 @@ static bool limits_equal(const gk_book *a, const gk_book *b) {
   for (size_t i = 0; i < a->limits.count; i++) {
     const gk_risk_limit *x = &a->limits.limits[i], *y = &b->limits.limits[i];
     if (strcmp(x->underlying, y->underlying) || x->metric != y->metric || x->soft != y->soft ||
-        x->hard != y->hard)
+        x->hard != y->hard || memcmp(a->edges_since_move[i], b->edges_since_move[i], 2) != 0)
       return false;
   }
   return true;

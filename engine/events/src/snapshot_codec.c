@@ -186,6 +186,13 @@ gk_code gk_book_snapshot_encode(const gk_book *book, uint8_t **bytes, size_t *si
   }
   pb.n_limits = limits->count;
   pb.limits = limit_pointers;
+  uint32_t edge_counts[2 * GK_MAX_LIMITS];
+  for (size_t i = 0; i < limits->count; i++) {
+    edge_counts[2 * i] = gk_book_edges_since_move(book, &limits->limits[i], 0);
+    edge_counts[2 * i + 1] = gk_book_edges_since_move(book, &limits->limits[i], 1);
+  }
+  pb.n_limit_edges_since_move = 2 * limits->count;
+  pb.limit_edges_since_move = edge_counts;
   size_t open_count = gk_book_open_breach_count(book);
   Greeks__Events__V1__RiskLimitBreached pb_open[GK_MAX_OPEN_BREACHES], *open_pointers[GK_MAX_OPEN_BREACHES];
   Greeks__Events__V1__RiskLimit pb_open_limits[GK_MAX_OPEN_BREACHES];
@@ -305,6 +312,12 @@ static gk_code restore_parts(gk_book *book, const PbSnapshot *pb, gk_status *sta
   if (rc == GK_OK && pb->n_limits > GK_MAX_LIMITS) rc = GK_DATA_LOSS;
   for (size_t i = 0; rc == GK_OK && i < pb->n_limits; i++) rc = restore_limit(pb->limits[i], &limits.limits[i]);
   if (rc == GK_OK) rc = gk_book_restore_limits(book, &limits, status);
+  /* none in a snapshot from before the brake's count: 0 */
+  if (rc == GK_OK && pb->n_limit_edges_since_move != 0 && pb->n_limit_edges_since_move != 2 * pb->n_limits)
+    rc = GK_DATA_LOSS;
+  for (size_t i = 0; rc == GK_OK && pb->n_limit_edges_since_move && i < pb->n_limits; i++)
+    rc = gk_book_restore_edges_since_move(book, i, pb->limit_edges_since_move[2 * i],
+                                          pb->limit_edges_since_move[2 * i + 1], status);
   for (size_t i = 0; rc == GK_OK && i < pb->n_open_breaches; i++) {
     const Greeks__Events__V1__RiskLimitBreached *in = pb->open_breaches[i];
     gk_limit_edge open = {.hard = in->level == GREEKS__EVENTS__V1__LIMIT_LEVEL__HARD,

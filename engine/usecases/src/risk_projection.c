@@ -32,10 +32,15 @@ typedef struct underlying_state {
 typedef struct limit_state {
   gk_risk_limit limit;
   bool breached[2]; /* [0] soft, [1] hard */
-  /* Edges the journal holds on each level since the last event that could
-   * move a metric or a level (a trade, a correction, a tick, a limits set):
-   * the brake on instances that disagree (take_journal_breaches). */
-  uint8_t edges_since_move[2];
+  /* Edges folded on each level since the last option expiry this projection
+   * revalued at (an expiry moves figures with no event), UINT8_MAX when it
+   * saw none since its rebuild: the brake counts the lower of this and the
+   * journal's own count since the last trade, correction, tick or limits set
+   * (gk_book_edges_since_move), so every instance brakes alike, restarted,
+   * reloaded or not (take_journal_breaches; found in review: each kept the
+   * count alone and a reload reset it, and two instances a release journaled
+   * four edges a move). */
+  uint8_t edges_since_expiry[2];
 } limit_state;
 
 /* A level flipped this many times in the journal with nothing moved since is
@@ -324,7 +329,7 @@ static bool touch_expired(gk_risk_projection *p, int64_t as_of) {
 }
 
 static void release_the_brake(gk_risk_projection *p) {
-  for (size_t j = 0; j < p->limit_count; j++) p->limits[j].edges_since_move[0] = p->limits[j].edges_since_move[1] = 0;
+  for (size_t j = 0; j < p->limit_count; j++) p->limits[j].edges_since_expiry[0] = p->limits[j].edges_since_expiry[1] = 0;
 }
 
 static gk_code value_touched(gk_risk_projection *p, const gk_book *book, int64_t as_of,
@@ -390,12 +395,13 @@ static void withdraw(gk_risk_projection *p, gk_limit_crossing *out, size_t *coun
  * never judged (it folded a spike this one's batch skipped, then died before
  * its Restored): taking the journal's state lets this one restore it at its
  * next batch, not its next rebuild. Safe since adr/0054: instances folding one
- * journal compute the same figures, so they judge alike. Instances that are
- * configured apart (another grid, American method) do not: each would take
- * the other's edge and journal its own reversal without end (~900 edges a
- * second, found in review of adr/0053's first version). The brake: a level
- * the journal flipped EDGES_BEFORE_THE_BRAKE times with nothing moved since
- * is held where the journal has it until the next trade, tick or limits set. */
+ * journal compute the same figures, so they judge alike. Instances that value
+ * apart (two releases, kernels rounding apart) do not: each would take the
+ * other's edge and journal its own reversal without end (~900 edges a second,
+ * found in review of adr/0053's first version). The brake (evaluate_level): a
+ * level the journal flipped EDGES_BEFORE_THE_BRAKE times with nothing moved
+ * since (no trade, correction, tick, limits set, or expiry this projection
+ * revalued at) is held where the journal has it. */
 static void take_journal_breaches(gk_risk_projection *p, const gk_book *book) {
   for (size_t j = 0; j < p->limit_count; j++)
     for (int hard = 0; hard < 2; hard++)
@@ -428,11 +434,11 @@ static void sync_limits(gk_risk_projection *p, const gk_book *book, gk_limit_cro
      * left it: a restart neither journals an open breach a second time nor
      * leaves open one whose value has since fallen (found in review). */
     bool known = false;
-    next[i].edges_since_move[0] = next[i].edges_since_move[1] = 0;
+    next[i].edges_since_expiry[0] = next[i].edges_since_expiry[1] = UINT8_MAX; /* the journal's count */
     for (size_t j = 0; j < p->limit_count && !known; j++)
       if (same_limit(&p->limits[j].limit, &set->limits[i])) {
         known = true;
-        memcpy(next[i].edges_since_move, p->limits[j].edges_since_move, sizeof next[i].edges_since_move);
+        memcpy(next[i].edges_since_expiry, p->limits[j].edges_since_expiry, sizeof next[i].edges_since_expiry);
       }
     for (int hard = 0; hard < 2; hard++)
       next[i].breached[hard] = !known && gk_book_breach_open(book, &set->limits[i], hard);
@@ -480,7 +486,7 @@ static void sync_limits(gk_risk_projection *p, const gk_book *book, gk_limit_cro
 }
 
 /* Breached above the level; restored only below level x (1 - hysteresis). */
-static void evaluate_level(gk_risk_projection *p, limit_state *s, int hard,
+static void evaluate_level(gk_risk_projection *p, const gk_book *book, limit_state *s, int hard,
                            gk_limit_crossing *out, size_t *count) {
   double level = hard ? s->limit.hard : s->limit.soft;
   if (level <= 0) {
@@ -494,7 +500,8 @@ static void evaluate_level(gk_risk_projection *p, limit_state *s, int hard,
   bool was = s->breached[hard];
   bool now = was ? value >= level * (1 - p->hysteresis) : value > level;
   if (now == was) return;
-  if (s->edges_since_move[hard] >= EDGES_BEFORE_THE_BRAKE) {
+  unsigned journal = gk_book_edges_since_move(book, &s->limit, hard), mine = s->edges_since_expiry[hard];
+  if ((journal < mine ? journal : mine) >= EDGES_BEFORE_THE_BRAKE) {
     p->held++;
     return;
   }
@@ -503,10 +510,10 @@ static void evaluate_level(gk_risk_projection *p, limit_state *s, int hard,
                value, level);
 }
 
-static void evaluate_limits(gk_risk_projection *p, gk_limit_crossing *out, size_t *count) {
+static void evaluate_limits(gk_risk_projection *p, const gk_book *book, gk_limit_crossing *out, size_t *count) {
   for (size_t i = 0; i < p->limit_count; i++) {
-    evaluate_level(p, &p->limits[i], 0, out, count);
-    evaluate_level(p, &p->limits[i], 1, out, count);
+    evaluate_level(p, book, &p->limits[i], 0, out, count);
+    evaluate_level(p, book, &p->limits[i], 1, out, count);
   }
 }
 
@@ -535,9 +542,11 @@ static void touch_event(gk_risk_projection *p, const gk_event *e) {
   }
 }
 
-/* Counts the batch's limit edges per level since its last metric-moving event
- * (the brake's count); true when it holds any edge. */
-static bool count_journal_edges(gk_risk_projection *p, const gk_event *events, size_t count) {
+/* Counts the batch's limit edges per level since the last expiry this
+ * projection revalued at (the brake's own count, beside the journal's); a
+ * trade, correction, tick or limits set leaves the count to the journal's.
+ * True when the batch holds any edge. */
+static bool count_edges_since_expiry(gk_risk_projection *p, const gk_event *events, size_t count) {
   bool edges = false;
   for (size_t i = 0; i < count; i++) {
     const gk_event *e = &events[i];
@@ -545,11 +554,12 @@ static bool count_journal_edges(gk_risk_projection *p, const gk_event *events, s
       edges = true;
       int hard = e->as.limit_edge.hard ? 1 : 0;
       for (size_t j = 0; j < p->limit_count; j++)
-        if (same_limit(&p->limits[j].limit, &e->as.limit_edge.limit) && p->limits[j].edges_since_move[hard] < UINT8_MAX)
-          p->limits[j].edges_since_move[hard]++;
+        if (same_limit(&p->limits[j].limit, &e->as.limit_edge.limit) && p->limits[j].edges_since_expiry[hard] < UINT8_MAX)
+          p->limits[j].edges_since_expiry[hard]++;
     } else if (e->type == GK_EVENT_TRADE_EXECUTED || e->type == GK_EVENT_TRADE_CORRECTED ||
                e->type == GK_EVENT_MARKET_UPDATED || e->type == GK_EVENT_RISK_LIMITS_SET) {
-      release_the_brake(p);
+      for (size_t j = 0; j < p->limit_count; j++)
+        p->limits[j].edges_since_expiry[0] = p->limits[j].edges_since_expiry[1] = UINT8_MAX;
     }
   }
   return edges;
@@ -577,8 +587,9 @@ gk_code gk_risk_projection_rebuild(gk_risk_projection *p, const gk_book *book,
   p->version = gk_book_version(book);
   take_journal_breaches(p, book);
   sync_limits(p, book, crossings, count);
-  release_the_brake(p); /* a rebuild folds what it did not count (found in review) */
-  evaluate_limits(p, crossings, count);
+  for (size_t j = 0; j < p->limit_count; j++) /* no expiry seen yet: the journal's count alone */
+    p->limits[j].edges_since_expiry[0] = p->limits[j].edges_since_expiry[1] = UINT8_MAX;
+  evaluate_limits(p, book, crossings, count);
   return GK_OK;
 }
 
@@ -590,13 +601,13 @@ gk_code gk_risk_projection_apply(gk_risk_projection *p, const gk_book *book,
   if (rc == GK_OK) rc = index_new_positions(p, book, status);
   if (rc != GK_OK) return rc;
   for (size_t i = 0; i < event_count; i++) touch_event(p, &events[i]);
-  bool edges = count_journal_edges(p, events, event_count);
+  bool edges = count_edges_since_expiry(p, events, event_count);
   rc = value_touched(p, book, as_of_us, status); /* after the count: an expiry releases the brake */
   if (rc != GK_OK) return rc;
   p->version = gk_book_version(book);
   if (edges) take_journal_breaches(p, book);
   sync_limits(p, book, crossings, count);
-  evaluate_limits(p, crossings, count);
+  evaluate_limits(p, book, crossings, count);
   return GK_OK;
 }
 

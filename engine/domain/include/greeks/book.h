@@ -397,6 +397,15 @@ gk_code gk_book_restore_limits(gk_book *book, const gk_risk_limits_set *limits, 
 gk_code gk_book_restore_strategy(gk_book *book, const char *strategy_id, gk_status *status);
 gk_code gk_book_restore_breach(gk_book *book, const gk_limit_edge *open, gk_status *status);
 
+/* The live risk's brake (adr/0054): the limit edges the journal holds on
+ * `limit`'s level (hard: 1 for the hard level) since the book's last trade,
+ * correction, tick or limits set, at most 255; 0 for a limit the book does
+ * not have. A fold of the journal, so every instance reads the same count. */
+unsigned gk_book_edges_since_move(const gk_book *book, const gk_risk_limit *limit, int hard);
+/* Snapshot support: the counts of limit `limit_index` of the restored limits. */
+gk_code gk_book_restore_edges_since_move(gk_book *book, size_t limit_index, unsigned soft,
+                                         unsigned hard, gk_status *status);
+
 /* True when both books hold the same state (every position, trade, market, limit,
  * version); on false, `difference` (may be NULL) says the first that differs. */
 bool gk_book_equal(const gk_book *a, const gk_book *b, char *difference, size_t size);
