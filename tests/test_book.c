@@ -389,6 +389,38 @@ static void test_the_brakes_count_is_folded_from_the_journal(void **state) {
   assert_int_equal(gk_book_decide_limits(b, l, 2, &e, NULL), GK_OK); /* a limits set: a move too */
   apply_next(b, &e);
   assert_int_equal(gk_book_edges_since_move(b, &l[0], 1), 0);
+  /* an option held expires: the first event at or after its expiry is a move
+   * (a refused trade here), in the book and in its snapshot taken before */
+  gk_instrument soon;
+  assert_int_equal(gk_instrument_option("AAPL", GK_PUT, GK_STYLE_EUROPEAN, 150, T0 + 50000, 100, &soon, NULL), GK_OK);
+  gk_trade t = {.trade_id = "T9", .leg_count = 1, .trade_time_us = T0 + 10000};
+  t.legs[0] = (gk_leg){soon, 1, 2};
+  assert_int_equal(gk_book_decide_trade(b, &t, T0 + 10000, &e, NULL), GK_OK);
+  apply_next(b, &e);
+  edge_on(b, GK_EVENT_RISK_LIMIT_BREACHED, &l[0], 0);
+  edge_on(b, GK_EVENT_RISK_LIMIT_RESTORED, &l[0], 0);
+  assert_true(gk_book_snapshot_encode(b, &bytes, &size, NULL) == GK_OK);
+  assert_int_equal(gk_book_snapshot_decode("book-desk1", bytes, size, &back, NULL), GK_OK);
+  free(bytes);
+  gk_book *books[2] = {b, back};
+  for (int k = 0; k < 2; k++) {
+    gk_event before_expiry, after_expiry;
+    memset(&before_expiry, 0, sizeof before_expiry);
+    before_expiry.type = GK_EVENT_TRADE_REJECTED;
+    after_expiry = before_expiry;
+    before_expiry.meta.sequence = gk_book_version(books[k]) + 1;
+    before_expiry.meta.time_us = T0 + 49999;
+    snprintf(before_expiry.meta.book_id, sizeof before_expiry.meta.book_id, "desk1");
+    assert_int_equal(gk_book_apply(books[k], &before_expiry, NULL), GK_OK);
+    assert_int_equal(gk_book_edges_since_move(books[k], &l[0], 0), 2);
+    after_expiry.meta.sequence = gk_book_version(books[k]) + 1;
+    after_expiry.meta.time_us = T0 + 50000; /* at the expiry: expired */
+    snprintf(after_expiry.meta.book_id, sizeof after_expiry.meta.book_id, "desk1");
+    assert_int_equal(gk_book_apply(books[k], &after_expiry, NULL), GK_OK);
+    assert_int_equal(gk_book_edges_since_move(books[k], &l[0], 0), 0);
+  }
+  assert_true(gk_book_equal(b, back, NULL, 0));
+  gk_book_free(back);
   gk_book_free(b);
 }
 

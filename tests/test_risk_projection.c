@@ -682,6 +682,22 @@ static void test_an_expiry_releases_the_brake(void **state) {
   e = rejection();
   assert_int_equal(fold_and_journal(book, p, &e, T0 + 4 * second, c), 1); /* the call expired: 0 */
   assert_int_equal(c[0].type, GK_EVENT_RISK_LIMIT_RESTORED);
+  /* the put's expiry reaches the journal, and the instance dies before it
+   * judges it: a restarted one must judge it as the running one would have
+   * (a count kept apart from the journal's expiries held it there) */
+  gk_book *at_death = gk_book_clone(book);
+  assert_non_null(at_death);
+  e = rejection();
+  e.meta.sequence = gk_book_version(at_death) + 1;
+  e.meta.time_us = T0 + 7 * second;
+  snprintf(e.meta.book_id, sizeof e.meta.book_id, "desk");
+  assert_int_equal(gk_book_apply(at_death, &e, &st), GK_OK);
+  gk_risk_projection *restarted = projection();
+  assert_int_equal(gk_risk_projection_rebuild(restarted, at_death, T0 + 7 * second, c, &count, &st), GK_OK);
+  assert_int_equal(count, 1);
+  assert_int_equal(c[0].type, GK_EVENT_RISK_LIMIT_BREACHED);
+  gk_risk_projection_free(restarted);
+  gk_book_free(at_death);
   e = rejection();
   assert_int_equal(fold_and_journal(book, p, &e, T0 + 7 * second, c), 1); /* the put expired: 10,000 */
   assert_int_equal(c[0].type, GK_EVENT_RISK_LIMIT_BREACHED);

@@ -64,10 +64,18 @@ struct gk_book {
   index_map strategy_index; /* a lookup per proposal and per trade naming one: was a scan */
   gk_risk_limits_set limits;
   /* Per limit of `limits` (same index), soft then hard: the limit edges the
-   * journal holds on the level since its last trade, correction, tick or
-   * limits set, saturating (the live risk's brake, adr/0054: a count every
-   * instance folds alike, where each kept its own and a reload reset it). */
+   * journal holds on the level since its last trade, correction, tick,
+   * limits set or option expiry, saturating (the live risk's brake,
+   * adr/0054: a count every instance folds alike, where each kept its own
+   * and a reload reset it). */
   uint8_t edges_since_move[GK_MAX_LIMITS][2];
+  /* The earliest expiry after last_event_us of an option position held
+   * (quantity != 0); INT64_MAX when none. An event at or after it moves
+   * figures with no trade or tick, so it restarts the brake's count too.
+   * Derived from the positions and last_event_us (restores recompute it);
+   * fills_* are one event's fills' share of it, set by mark_moved. */
+  int64_t next_expiry_us, fills_first_expiry_us;
+  bool fills_closed_the_next;
   gk_limit_edge breaches[GK_MAX_OPEN_BREACHES]; /* open, oldest first */
   size_t breach_count;
   /* The version of the last limit edge journaled, or, after a snapshot, the
@@ -78,7 +86,11 @@ struct gk_book {
 
 /* ---- lifetime ------------------------------------------------------------------- */
 
-gk_book *gk_book_new(void) { return calloc(1, sizeof(gk_book)); }
+gk_book *gk_book_new(void) {
+  gk_book *b = calloc(1, sizeof(gk_book));
+  if (b) b->next_expiry_us = INT64_MAX;
+  return b;
+}
 
 void gk_book_free(gk_book *b) {
   if (b == NULL) return;
@@ -729,6 +741,10 @@ static void store_fills(gk_book *b, const pending_fills *p) {
 static void mark_moved(gk_book *b, const pending_fills *p, int64_t time_us) {
   for (size_t i = 0; i < p->count; i++) {
     int64_t before = p->index[i] == SIZE_MAX ? 0 : b->positions[p->index[i]].quantity;
+    int64_t expiry = p->after[i].instrument.expiry_us; /* 0: the underlying itself */
+    if (expiry != 0 && p->after[i].quantity != 0 && expiry < b->fills_first_expiry_us)
+      b->fills_first_expiry_us = expiry;
+    if (expiry == b->next_expiry_us && before != 0 && p->after[i].quantity == 0) b->fills_closed_the_next = true;
     if (p->after[i].quantity == before) continue;
     size_t at = find_market(b, p->after[i].instrument.underlying);
     if (at != SIZE_MAX) b->market_event_us[at] = time_us;
@@ -883,6 +899,16 @@ gk_code gk_book_restore_breach(gk_book *b, const gk_limit_edge *open, gk_status 
   return GK_OK;
 }
 
+/* next_expiry_us from the positions, after last_event_us. */
+static void find_next_expiry(gk_book *b) {
+  b->next_expiry_us = INT64_MAX;
+  for (size_t i = 0; i < b->position_count; i++) {
+    int64_t expiry = b->positions[i].instrument.expiry_us;
+    if (b->positions[i].quantity != 0 && expiry > b->last_event_us && expiry < b->next_expiry_us)
+      b->next_expiry_us = expiry;
+  }
+}
+
 static size_t find_limit(const gk_book *b, const gk_risk_limit *limit) {
   for (size_t i = 0; i < b->limits.count; i++)
     if (b->limits.limits[i].metric == limit->metric &&
@@ -944,11 +970,20 @@ gk_code gk_book_apply(gk_book *b, const gk_event *e, gk_status *status) {
     return corrupt(b, e, "the stream does not start with BookOpened", status);
   if (b->open && strcmp(e->meta.book_id, b->id) != 0)
     return corrupt(b, e, "it belongs to another book", status);
+  /* an option held expired at or before this event: figures moved (the live
+   * risk values its underlying again), so the brake's count starts again */
+  bool expired = b->next_expiry_us <= e->meta.time_us;
+  b->fills_first_expiry_us = INT64_MAX;
+  b->fills_closed_the_next = false;
   gk_code rc = apply_body(b, e, status);
   if (rc != GK_OK) return rc;
+  if (expired) memset(b->edges_since_move, 0, sizeof b->edges_since_move);
   count_edges(b, e);
   b->version = e->meta.sequence;
   b->last_event_us = e->meta.time_us;
+  if (expired || b->fills_closed_the_next) find_next_expiry(b);
+  else if (b->fills_first_expiry_us > b->last_event_us && b->fills_first_expiry_us < b->next_expiry_us)
+    b->next_expiry_us = b->fills_first_expiry_us;
   return GK_OK;
 }
 
@@ -976,6 +1011,7 @@ gk_code gk_book_restore_header(gk_book *b, const char *book_id, const char *name
   b->version = sequence;
   b->last_edge_version = sequence; /* no later than this: an edge judged before it is stale */
   b->last_event_us = last_event_time_us;
+  b->next_expiry_us = INT64_MAX;
   return GK_OK;
 }
 
@@ -995,6 +1031,9 @@ gk_code gk_book_restore_position(gk_book *b, const gk_position *p, gk_status *st
                          "out of memory restoring a snapshot");
   b->positions[b->position_count] = *p;
   gk_index_map_add(&b->position_index, gk_instrument_hash(&p->instrument), b->position_count++);
+  if (p->quantity != 0 && p->instrument.expiry_us > b->last_event_us &&
+      p->instrument.expiry_us < b->next_expiry_us)
+    b->next_expiry_us = p->instrument.expiry_us;
   return GK_OK;
 }
 

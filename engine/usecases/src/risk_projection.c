@@ -32,15 +32,6 @@ typedef struct underlying_state {
 typedef struct limit_state {
   gk_risk_limit limit;
   bool breached[2]; /* [0] soft, [1] hard */
-  /* Edges folded on each level since the last option expiry this projection
-   * revalued at (an expiry moves figures with no event), UINT8_MAX when it
-   * saw none since its rebuild: the brake counts the lower of this and the
-   * journal's own count since the last trade, correction, tick or limits set
-   * (gk_book_edges_since_move), so every instance brakes alike, restarted,
-   * reloaded or not (take_journal_breaches; found in review: each kept the
-   * count alone and a reload reset it, and two instances a release journaled
-   * four edges a move). */
-  uint8_t edges_since_expiry[2];
 } limit_state;
 
 /* A level flipped this many times in the journal with nothing moved since is
@@ -319,22 +310,14 @@ static void sum_totals(gk_risk_projection *p) {
  * (docs/book.md): that underlying is valued again even if no event named it,
  * or an expired position's risk would stay in the totals and the pre-trade
  * check until the next event on its own underlying. */
-/* True when an expiry made one, so figures may move with no trade or tick
- * (the brake's count starts again: found in review). */
-static bool touch_expired(gk_risk_projection *p, int64_t as_of) {
-  bool expired = false;
+static void touch_expired(gk_risk_projection *p, int64_t as_of) {
   for (size_t u = 0; u < p->underlying_count; u++)
-    if (p->underlyings[u].next_expiry_us <= as_of) p->underlyings[u].touched = expired = true;
-  return expired;
-}
-
-static void release_the_brake(gk_risk_projection *p) {
-  for (size_t j = 0; j < p->limit_count; j++) p->limits[j].edges_since_expiry[0] = p->limits[j].edges_since_expiry[1] = 0;
+    if (p->underlyings[u].next_expiry_us <= as_of) p->underlyings[u].touched = true;
 }
 
 static gk_code value_touched(gk_risk_projection *p, const gk_book *book, int64_t as_of,
                              gk_status *status) {
-  if (touch_expired(p, as_of)) release_the_brake(p);
+  touch_expired(p, as_of);
   for (size_t u = 0; u < p->underlying_count; u++) {
     if (!p->underlyings[u].touched) continue;
     gk_code rc = value_underlying(p, book, &p->underlyings[u], as_of, status);
@@ -400,8 +383,8 @@ static void withdraw(gk_risk_projection *p, gk_limit_crossing *out, size_t *coun
  * other's edge and journal its own reversal without end (~900 edges a second,
  * found in review of adr/0053's first version). The brake (evaluate_level): a
  * level the journal flipped EDGES_BEFORE_THE_BRAKE times with nothing moved
- * since (no trade, correction, tick, limits set, or expiry this projection
- * revalued at) is held where the journal has it. */
+ * since (no trade, correction, tick, limits set or option expiry:
+ * gk_book_edges_since_move) is held where the journal has it. */
 static void take_journal_breaches(gk_risk_projection *p, const gk_book *book) {
   for (size_t j = 0; j < p->limit_count; j++)
     for (int hard = 0; hard < 2; hard++)
@@ -434,12 +417,7 @@ static void sync_limits(gk_risk_projection *p, const gk_book *book, gk_limit_cro
      * left it: a restart neither journals an open breach a second time nor
      * leaves open one whose value has since fallen (found in review). */
     bool known = false;
-    next[i].edges_since_expiry[0] = next[i].edges_since_expiry[1] = UINT8_MAX; /* the journal's count */
-    for (size_t j = 0; j < p->limit_count && !known; j++)
-      if (same_limit(&p->limits[j].limit, &set->limits[i])) {
-        known = true;
-        memcpy(next[i].edges_since_expiry, p->limits[j].edges_since_expiry, sizeof next[i].edges_since_expiry);
-      }
+    for (size_t j = 0; j < p->limit_count && !known; j++) known = same_limit(&p->limits[j].limit, &set->limits[i]);
     for (int hard = 0; hard < 2; hard++)
       next[i].breached[hard] = !known && gk_book_breach_open(book, &set->limits[i], hard);
   }
@@ -500,8 +478,10 @@ static void evaluate_level(gk_risk_projection *p, const gk_book *book, limit_sta
   bool was = s->breached[hard];
   bool now = was ? value >= level * (1 - p->hysteresis) : value > level;
   if (now == was) return;
-  unsigned journal = gk_book_edges_since_move(book, &s->limit, hard), mine = s->edges_since_expiry[hard];
-  if ((journal < mine ? journal : mine) >= EDGES_BEFORE_THE_BRAKE) {
+  /* the journal's count, not this instance's: a restart or a reload started
+   * an instance's own at 0, and two instances a release journaled four edges
+   * a move (found in review) */
+  if (gk_book_edges_since_move(book, &s->limit, hard) >= EDGES_BEFORE_THE_BRAKE) {
     p->held++;
     return;
   }
@@ -542,27 +522,10 @@ static void touch_event(gk_risk_projection *p, const gk_event *e) {
   }
 }
 
-/* Counts the batch's limit edges per level since the last expiry this
- * projection revalued at (the brake's own count, beside the journal's); a
- * trade, correction, tick or limits set leaves the count to the journal's.
- * True when the batch holds any edge. */
-static bool count_edges_since_expiry(gk_risk_projection *p, const gk_event *events, size_t count) {
-  bool edges = false;
-  for (size_t i = 0; i < count; i++) {
-    const gk_event *e = &events[i];
-    if (e->type == GK_EVENT_RISK_LIMIT_BREACHED || e->type == GK_EVENT_RISK_LIMIT_RESTORED) {
-      edges = true;
-      int hard = e->as.limit_edge.hard ? 1 : 0;
-      for (size_t j = 0; j < p->limit_count; j++)
-        if (same_limit(&p->limits[j].limit, &e->as.limit_edge.limit) && p->limits[j].edges_since_expiry[hard] < UINT8_MAX)
-          p->limits[j].edges_since_expiry[hard]++;
-    } else if (e->type == GK_EVENT_TRADE_EXECUTED || e->type == GK_EVENT_TRADE_CORRECTED ||
-               e->type == GK_EVENT_MARKET_UPDATED || e->type == GK_EVENT_RISK_LIMITS_SET) {
-      for (size_t j = 0; j < p->limit_count; j++)
-        p->limits[j].edges_since_expiry[0] = p->limits[j].edges_since_expiry[1] = UINT8_MAX;
-    }
-  }
-  return edges;
+static bool holds_limit_edges(const gk_event *events, size_t count) {
+  for (size_t i = 0; i < count; i++)
+    if (events[i].type == GK_EVENT_RISK_LIMIT_BREACHED || events[i].type == GK_EVENT_RISK_LIMIT_RESTORED) return true;
+  return false;
 }
 
 static gk_code check_book(const gk_risk_projection *p, const gk_book *book, gk_status *status) {
@@ -587,8 +550,6 @@ gk_code gk_risk_projection_rebuild(gk_risk_projection *p, const gk_book *book,
   p->version = gk_book_version(book);
   take_journal_breaches(p, book);
   sync_limits(p, book, crossings, count);
-  for (size_t j = 0; j < p->limit_count; j++) /* no expiry seen yet: the journal's count alone */
-    p->limits[j].edges_since_expiry[0] = p->limits[j].edges_since_expiry[1] = UINT8_MAX;
   evaluate_limits(p, book, crossings, count);
   return GK_OK;
 }
@@ -601,11 +562,10 @@ gk_code gk_risk_projection_apply(gk_risk_projection *p, const gk_book *book,
   if (rc == GK_OK) rc = index_new_positions(p, book, status);
   if (rc != GK_OK) return rc;
   for (size_t i = 0; i < event_count; i++) touch_event(p, &events[i]);
-  bool edges = count_edges_since_expiry(p, events, event_count);
-  rc = value_touched(p, book, as_of_us, status); /* after the count: an expiry releases the brake */
+  rc = value_touched(p, book, as_of_us, status);
   if (rc != GK_OK) return rc;
   p->version = gk_book_version(book);
-  if (edges) take_journal_breaches(p, book);
+  if (holds_limit_edges(events, event_count)) take_journal_breaches(p, book);
   sync_limits(p, book, crossings, count);
   evaluate_limits(p, book, crossings, count);
   return GK_OK;

@@ -399,7 +399,8 @@ gk_code gk_book_restore_breach(gk_book *book, const gk_limit_edge *open, gk_stat
 
 /* The live risk's brake (adr/0054): the limit edges the journal holds on
  * `limit`'s level (hard: 1 for the hard level) since the book's last trade,
- * correction, tick or limits set, at most 255; 0 for a limit the book does
+ * correction, tick or limits set, or the first event at or after the expiry
+ * of an option position it held, at most 255; 0 for a limit the book does
  * not have. A fold of the journal, so every instance reads the same count. */
 unsigned gk_book_edges_since_move(const gk_book *book, const gk_risk_limit *limit, int hard);
 /* Snapshot support: the counts of limit `limit_index` of the restored limits. */
