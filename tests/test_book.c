@@ -424,6 +424,53 @@ static void test_the_brakes_count_is_folded_from_the_journal(void **state) {
   gk_book_free(b);
 }
 
+/* A trade booked late (its trade time before the event's) may carry a leg
+ * that has already expired by the event's time: the book's next expiry is
+ * then the other legs' earliest, as a book restored from a snapshot finds it.
+ * The expired leg hid them, the brake's count never restarted at their
+ * expiry, and one instance held a real breach for good (found in review). */
+static void test_a_late_trade_with_an_expired_leg_keeps_the_later_expiries(void **state) {
+  (void)state;
+  gk_book *b = opened_book();
+  gk_risk_limit l = {.underlying = "", .metric = GK_LIMIT_DOLLAR_DELTA, .soft = 1};
+  gk_event e;
+  assert_int_equal(gk_book_decide_limits(b, &l, 1, &e, NULL), GK_OK);
+  apply_next(b, &e); /* at T0 + 10000 */
+  gk_trade t = {.trade_id = "late", .leg_count = 2, .trade_time_us = T0 + 10000};
+  assert_int_equal(gk_instrument_option("AAPL", GK_PUT, GK_STYLE_EUROPEAN, 90, T0 + 50000, 100,
+                                        &t.legs[0].instrument, NULL), GK_OK);
+  assert_int_equal(gk_instrument_option("AAPL", GK_PUT, GK_STYLE_EUROPEAN, 90, T0 + 1000000, 100,
+                                        &t.legs[1].instrument, NULL), GK_OK);
+  t.legs[0].quantity = t.legs[1].quantity = 1;
+  t.legs[0].price = t.legs[1].price = 1;
+  assert_int_equal(gk_book_decide_trade(b, &t, T0 + 100000, &e, NULL), GK_OK);
+  e.meta.sequence = gk_book_version(b) + 1;
+  e.meta.time_us = T0 + 100000; /* booked after the first leg's expiry */
+  snprintf(e.meta.book_id, sizeof e.meta.book_id, "desk1");
+  assert_int_equal(gk_book_apply(b, &e, NULL), GK_OK);
+  uint8_t *bytes;
+  size_t size;
+  gk_book *back = NULL;
+  assert_int_equal(gk_book_snapshot_encode(b, &bytes, &size, NULL), GK_OK);
+  assert_int_equal(gk_book_snapshot_decode("book-desk1", bytes, size, &back, NULL), GK_OK);
+  free(bytes);
+  char why[64];
+  if (!gk_book_equal(b, back, why, sizeof why)) fail_msg("live and restored differ: %s", why);
+  edge_on(b, GK_EVENT_RISK_LIMIT_BREACHED, &l, 0);
+  edge_on(b, GK_EVENT_RISK_LIMIT_RESTORED, &l, 0);
+  assert_int_equal(gk_book_edges_since_move(b, &l, 0), 2);
+  gk_event later;
+  memset(&later, 0, sizeof later);
+  later.type = GK_EVENT_TRADE_REJECTED;
+  later.meta.sequence = gk_book_version(b) + 1;
+  later.meta.time_us = T0 + 1000000; /* the second leg's expiry */
+  snprintf(later.meta.book_id, sizeof later.meta.book_id, "desk1");
+  assert_int_equal(gk_book_apply(b, &later, NULL), GK_OK);
+  assert_int_equal(gk_book_edges_since_move(b, &l, 0), 0);
+  gk_book_free(back);
+  gk_book_free(b);
+}
+
 /* A correction that would take a position past the book's bound of 1e15
  * contracts is refused at decide, FAILED_PRECONDITION naming the leg (found
  * in review: apply refused it as DATA_LOSS, "a leg no valid trade has", and
@@ -599,6 +646,7 @@ int main(void) {
       cmocka_unit_test(test_a_correction_equals_a_book_booked_right_first_time),
       cmocka_unit_test(test_an_underlyings_event_time_moves_with_its_quantities),
       cmocka_unit_test(test_the_brakes_count_is_folded_from_the_journal),
+      cmocka_unit_test(test_a_late_trade_with_an_expired_leg_keeps_the_later_expiries),
       cmocka_unit_test(test_a_correction_past_the_position_bound_is_refused_at_decide),
       cmocka_unit_test(test_a_spot_past_the_kernels_level_is_refused),
       cmocka_unit_test(test_apply_refuses_out_of_sequence_and_foreign_events),

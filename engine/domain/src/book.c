@@ -742,7 +742,10 @@ static void mark_moved(gk_book *b, const pending_fills *p, int64_t time_us) {
   for (size_t i = 0; i < p->count; i++) {
     int64_t before = p->index[i] == SIZE_MAX ? 0 : b->positions[p->index[i]].quantity;
     int64_t expiry = p->after[i].instrument.expiry_us; /* 0: the underlying itself */
-    if (expiry != 0 && p->after[i].quantity != 0 && expiry < b->fills_first_expiry_us)
+    /* only expiries after this event: a leg already expired at its time (a
+     * trade booked late, a correction's legs) hid the later ones, and the
+     * brake held a crossing an expiry made (found in review) */
+    if (expiry > time_us && p->after[i].quantity != 0 && expiry < b->fills_first_expiry_us)
       b->fills_first_expiry_us = expiry;
     if (expiry == b->next_expiry_us && before != 0 && p->after[i].quantity == 0) b->fills_closed_the_next = true;
     if (p->after[i].quantity == before) continue;
@@ -1167,6 +1170,7 @@ bool gk_book_equal(const gk_book *a, const gk_book *b, char *out, size_t size) {
     return differ(out, size, "header");
   if (a->version != b->version || a->last_event_us != b->last_event_us)
     return differ(out, size, "version");
+  if (a->next_expiry_us != b->next_expiry_us) return differ(out, size, "next expiry"); /* derived: a check */
   if (!positions_equal(a, b, out, size) || !trades_equal(a, b, out, size) ||
       !markets_equal(a, b, out, size))
     return false;
