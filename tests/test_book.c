@@ -293,16 +293,40 @@ static void test_a_correction_equals_a_book_booked_right_first_time(void **state
   gk_book_free(right);
 }
 
+/* Applies a decided event at the book's next sequence, at `time_us`. */
+static void apply_at(gk_book *b, gk_event *e, int64_t time_us) {
+  e->meta.sequence = gk_book_version(b) + 1;
+  e->meta.time_us = time_us;
+  snprintf(e->meta.book_id, sizeof e->meta.book_id, "desk1");
+  assert_int_equal(gk_book_apply(b, e, NULL), GK_OK);
+}
+
+/* A refused trade at `time_us`: an event that moves only the book's time. */
+static void rejection_at(gk_book *b, int64_t time_us) {
+  gk_event e;
+  memset(&e, 0, sizeof e);
+  e.type = GK_EVENT_TRADE_REJECTED;
+  apply_at(b, &e, time_us);
+}
+
+/* A copy of `b` through a snapshot (owned by the caller). */
+static gk_book *snapshot_round_trip(const gk_book *b) {
+  uint8_t *bytes;
+  size_t size;
+  gk_book *back = NULL;
+  assert_int_equal(gk_book_snapshot_encode(b, &bytes, &size, NULL), GK_OK);
+  assert_int_equal(gk_book_snapshot_decode("book-desk1", bytes, size, &back, NULL), GK_OK);
+  free(bytes);
+  return back;
+}
+
 /* Applies a market for `underlying` at `time_us`. */
 static void market_at(gk_book *b, const char *underlying, int64_t time_us) {
   gk_market_quote q = {.spot = 100, .vol = 0.2, .market_time_us = time_us};
   snprintf(q.underlying, sizeof q.underlying, "%s", underlying);
   gk_event e;
   assert_int_equal(gk_book_decide_market(b, &q, &e, NULL), GK_OK);
-  e.meta.sequence = gk_book_version(b) + 1;
-  e.meta.time_us = time_us;
-  snprintf(e.meta.book_id, sizeof e.meta.book_id, "desk1");
-  assert_int_equal(gk_book_apply(b, &e, NULL), GK_OK);
+  apply_at(b, &e, time_us);
 }
 
 /* Each underlying's last event time (the live risk's valuation time,
@@ -326,22 +350,13 @@ static void test_an_underlyings_event_time_moves_with_its_quantities(void **stat
   gk_leg fixed[2] = {{call_option("AAPL", 150), 20, 5}, {call_option("MSFT", 300), 4, 2.5}};
   gk_event original = executed_event(b, "T1", legs, 2), correction;
   assert_int_equal(gk_book_decide_correction(b, &original, fixed, 2, "size", T0 + 9000, &correction, NULL), GK_OK);
-  correction.meta.sequence = gk_book_version(b) + 1;
-  correction.meta.time_us = T0 + 9000;
-  snprintf(correction.meta.book_id, sizeof correction.meta.book_id, "desk1");
-  assert_int_equal(gk_book_apply(b, &correction, NULL), GK_OK);
+  apply_at(b, &correction, T0 + 9000);
   assert_int_equal(gk_book_underlying_event_time(b, "AAPL"), T0 + 9000);
   assert_int_equal(gk_book_underlying_event_time(b, "MSFT"), T0 + 2000);
   gk_book_free(b);
 }
 
-/* Applies a decided event at the book's next sequence. */
-static void apply_next(gk_book *b, gk_event *e) {
-  e->meta.sequence = gk_book_version(b) + 1;
-  e->meta.time_us = T0 + 10000;
-  snprintf(e->meta.book_id, sizeof e->meta.book_id, "desk1");
-  assert_int_equal(gk_book_apply(b, e, NULL), GK_OK);
-}
+static void apply_next(gk_book *b, gk_event *e) { apply_at(b, e, T0 + 10000); }
 
 static void edge_on(gk_book *b, gk_event_type type, const gk_risk_limit *l, int hard) {
   gk_limit_edge edge = {.limit = *l, .hard = (uint8_t)hard, .value = 2, .threshold = 1};
@@ -371,12 +386,7 @@ static void test_the_brakes_count_is_folded_from_the_journal(void **state) {
   gk_risk_limit absent = {.underlying = "MSFT", .metric = GK_LIMIT_VEGA, .soft = 1};
   edge_on(b, GK_EVENT_RISK_LIMIT_BREACHED, &absent, 0); /* a limit the book does not have: not counted */
   assert_int_equal(gk_book_edges_since_move(b, &absent, 0), 0);
-  uint8_t *bytes;
-  size_t size;
-  gk_book *back = NULL;
-  assert_int_equal(gk_book_snapshot_encode(b, &bytes, &size, NULL), GK_OK);
-  assert_int_equal(gk_book_snapshot_decode("book-desk1", bytes, size, &back, NULL), GK_OK);
-  free(bytes);
+  gk_book *back = snapshot_round_trip(b);
   assert_true(gk_book_equal(b, back, NULL, 0));
   assert_int_equal(gk_book_edges_since_move(back, &l[0], 0), 2);
   assert_int_equal(gk_book_edges_since_move(back, &l[0], 1), 1);
@@ -399,24 +409,12 @@ static void test_the_brakes_count_is_folded_from_the_journal(void **state) {
   apply_next(b, &e);
   edge_on(b, GK_EVENT_RISK_LIMIT_BREACHED, &l[0], 0);
   edge_on(b, GK_EVENT_RISK_LIMIT_RESTORED, &l[0], 0);
-  assert_true(gk_book_snapshot_encode(b, &bytes, &size, NULL) == GK_OK);
-  assert_int_equal(gk_book_snapshot_decode("book-desk1", bytes, size, &back, NULL), GK_OK);
-  free(bytes);
+  back = snapshot_round_trip(b);
   gk_book *books[2] = {b, back};
   for (int k = 0; k < 2; k++) {
-    gk_event before_expiry, after_expiry;
-    memset(&before_expiry, 0, sizeof before_expiry);
-    before_expiry.type = GK_EVENT_TRADE_REJECTED;
-    after_expiry = before_expiry;
-    before_expiry.meta.sequence = gk_book_version(books[k]) + 1;
-    before_expiry.meta.time_us = T0 + 49999;
-    snprintf(before_expiry.meta.book_id, sizeof before_expiry.meta.book_id, "desk1");
-    assert_int_equal(gk_book_apply(books[k], &before_expiry, NULL), GK_OK);
+    rejection_at(books[k], T0 + 49999);
     assert_int_equal(gk_book_edges_since_move(books[k], &l[0], 0), 2);
-    after_expiry.meta.sequence = gk_book_version(books[k]) + 1;
-    after_expiry.meta.time_us = T0 + 50000; /* at the expiry: expired */
-    snprintf(after_expiry.meta.book_id, sizeof after_expiry.meta.book_id, "desk1");
-    assert_int_equal(gk_book_apply(books[k], &after_expiry, NULL), GK_OK);
+    rejection_at(books[k], T0 + 50000); /* at the expiry: expired */
     assert_int_equal(gk_book_edges_since_move(books[k], &l[0], 0), 0);
   }
   assert_true(gk_book_equal(b, back, NULL, 0));
@@ -444,28 +442,14 @@ static void test_a_late_trade_with_an_expired_leg_keeps_the_later_expiries(void 
   t.legs[0].quantity = t.legs[1].quantity = 1;
   t.legs[0].price = t.legs[1].price = 1;
   assert_int_equal(gk_book_decide_trade(b, &t, T0 + 100000, &e, NULL), GK_OK);
-  e.meta.sequence = gk_book_version(b) + 1;
-  e.meta.time_us = T0 + 100000; /* booked after the first leg's expiry */
-  snprintf(e.meta.book_id, sizeof e.meta.book_id, "desk1");
-  assert_int_equal(gk_book_apply(b, &e, NULL), GK_OK);
-  uint8_t *bytes;
-  size_t size;
-  gk_book *back = NULL;
-  assert_int_equal(gk_book_snapshot_encode(b, &bytes, &size, NULL), GK_OK);
-  assert_int_equal(gk_book_snapshot_decode("book-desk1", bytes, size, &back, NULL), GK_OK);
-  free(bytes);
+  apply_at(b, &e, T0 + 100000); /* booked after the first leg's expiry */
+  gk_book *back = snapshot_round_trip(b);
   char why[64];
   if (!gk_book_equal(b, back, why, sizeof why)) fail_msg("live and restored differ: %s", why);
   edge_on(b, GK_EVENT_RISK_LIMIT_BREACHED, &l, 0);
   edge_on(b, GK_EVENT_RISK_LIMIT_RESTORED, &l, 0);
   assert_int_equal(gk_book_edges_since_move(b, &l, 0), 2);
-  gk_event later;
-  memset(&later, 0, sizeof later);
-  later.type = GK_EVENT_TRADE_REJECTED;
-  later.meta.sequence = gk_book_version(b) + 1;
-  later.meta.time_us = T0 + 1000000; /* the second leg's expiry */
-  snprintf(later.meta.book_id, sizeof later.meta.book_id, "desk1");
-  assert_int_equal(gk_book_apply(b, &later, NULL), GK_OK);
+  rejection_at(b, T0 + 1000000); /* the second leg's expiry */
   assert_int_equal(gk_book_edges_since_move(b, &l, 0), 0);
   gk_book_free(back);
   gk_book_free(b);

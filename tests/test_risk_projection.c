@@ -37,15 +37,17 @@ static gk_risk_projection *projection(void) {
   return p;
 }
 
-/* Stamps and applies a decided event; returns it for the projection. */
-static const gk_event *commit(gk_book *book, gk_event *e) {
+/* Stamps a decided event at `time_us` and applies it; returns it for the projection. */
+static const gk_event *commit_at(gk_book *book, gk_event *e, int64_t time_us) {
   e->meta.sequence = gk_book_version(book) + 1;
-  e->meta.time_us = T0;
+  e->meta.time_us = time_us;
   snprintf(e->meta.book_id, sizeof e->meta.book_id, "desk");
   gk_status st;
   if (gk_book_apply(book, e, &st) != GK_OK) fail_msg("apply: %s", st.message);
   return e;
 }
+
+static const gk_event *commit(gk_book *book, gk_event *e) { return commit_at(book, e, T0); }
 
 static gk_book *open_book(void) {
   gk_book *book = gk_book_new();
@@ -248,10 +250,7 @@ static void test_figures_are_a_function_of_the_journal_however_batched(void **st
       now += (int64_t)(3 + rng_next(&rng) % 7) * HOUR;
       gk_event e;
       if (!random_timed_event(book, &rng, step, now, &e)) continue;
-      e.meta.sequence = gk_book_version(book) + 1;
-      e.meta.time_us = now;
-      snprintf(e.meta.book_id, sizeof e.meta.book_id, "desk");
-      if (gk_book_apply(book, &e, &st) != GK_OK) fail_msg("apply: %s", st.message);
+      commit_at(book, &e, now);
       if (gk_risk_projection_apply(alone, book, &e, 1, now, c, &count, &st) != GK_OK)
         fail_msg("step %d: %s", step, st.message);
       pending[pending_count++] = e;
@@ -618,20 +617,14 @@ static size_t fold_and_journal(gk_book *book, gk_risk_projection *p, gk_event *e
                                gk_limit_crossing *c) {
   gk_status st;
   size_t count;
-  e->meta.sequence = gk_book_version(book) + 1;
-  e->meta.time_us = time_us;
-  snprintf(e->meta.book_id, sizeof e->meta.book_id, "desk");
-  assert_int_equal(gk_book_apply(book, e, &st), GK_OK);
+  commit_at(book, e, time_us);
   assert_int_equal(gk_risk_projection_apply(p, book, e, 1, time_us, c, &count, &st), GK_OK);
   for (size_t k = 0; k < count; k++) {
     gk_event edge;
     gk_limit_crossing ignored[GK_MAX_CROSSINGS];
     size_t none;
     assert_int_equal(gk_book_decide_limit_edge(book, c[k].type, &c[k].edge, &edge, NULL), GK_OK);
-    edge.meta.sequence = gk_book_version(book) + 1;
-    edge.meta.time_us = time_us;
-    snprintf(edge.meta.book_id, sizeof edge.meta.book_id, "desk");
-    assert_int_equal(gk_book_apply(book, &edge, &st), GK_OK);
+    commit_at(book, &edge, time_us);
     assert_int_equal(gk_risk_projection_apply(p, book, &edge, 1, time_us, ignored, &none, &st), GK_OK);
     assert_int_equal(none, 0);
   }
@@ -688,10 +681,7 @@ static void test_an_expiry_releases_the_brake(void **state) {
   gk_book *at_death = gk_book_clone(book);
   assert_non_null(at_death);
   e = rejection();
-  e.meta.sequence = gk_book_version(at_death) + 1;
-  e.meta.time_us = T0 + 7 * second;
-  snprintf(e.meta.book_id, sizeof e.meta.book_id, "desk");
-  assert_int_equal(gk_book_apply(at_death, &e, &st), GK_OK);
+  commit_at(at_death, &e, T0 + 7 * second);
   gk_risk_projection *restarted = projection();
   assert_int_equal(gk_risk_projection_rebuild(restarted, at_death, T0 + 7 * second, c, &count, &st), GK_OK);
   assert_int_equal(count, 1);
@@ -887,17 +877,11 @@ static void test_the_pre_trade_check_values_at_the_time_the_event_will_carry(voi
   gk_event e;
   gk_market_quote q = {.underlying = "AAPL", .spot = 100, .vol = 0.3, .market_time_us = T0};
   assert_int_equal(gk_book_decide_market(book, &q, &e, NULL), GK_OK);
-  e.meta.sequence = gk_book_version(book) + 1;
-  e.meta.time_us = T0 + 20 * day; /* written by an instance whose clock is 20 days ahead */
-  snprintf(e.meta.book_id, sizeof e.meta.book_id, "desk");
-  assert_int_equal(gk_book_apply(book, &e, NULL), GK_OK);
+  commit_at(book, &e, T0 + 20 * day); /* written by an instance whose clock is 20 days ahead */
   gk_risk_limit l = {.underlying = "", .metric = GK_LIMIT_DOLLAR_DELTA, .soft = 1, .hard = 2};
   gk_event limits;
   assert_int_equal(gk_book_decide_limits(book, &l, 1, &limits, NULL), GK_OK);
-  limits.meta.sequence = gk_book_version(book) + 1;
-  limits.meta.time_us = T0 + 20 * day;
-  snprintf(limits.meta.book_id, sizeof limits.meta.book_id, "desk");
-  assert_int_equal(gk_book_apply(book, &limits, NULL), GK_OK);
+  commit_at(book, &limits, T0 + 20 * day);
   gk_trade t = {.trade_id = "T1", .leg_count = 1, .trade_time_us = T0};
   assert_int_equal(gk_instrument_option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 100, T0 + 30 * day, 100,
                                         &t.legs[0].instrument, NULL), GK_OK);
@@ -912,10 +896,7 @@ static void test_the_pre_trade_check_values_at_the_time_the_event_will_carry(voi
   /* what the book would show: the trade's event carries the book's time */
   gk_event trade;
   assert_int_equal(gk_book_decide_trade(book, &t, T0 + 20 * day, &trade, NULL), GK_OK);
-  trade.meta.sequence = gk_book_version(book) + 1;
-  trade.meta.time_us = T0 + 20 * day;
-  snprintf(trade.meta.book_id, sizeof trade.meta.book_id, "desk");
-  assert_int_equal(gk_book_apply(book, &trade, NULL), GK_OK);
+  commit_at(book, &trade, T0 + 20 * day);
   gk_limit_crossing c[GK_MAX_CROSSINGS];
   size_t count;
   gk_risk_projection *after = projection();
