@@ -455,6 +455,45 @@ static void test_a_late_trade_with_an_expired_leg_keeps_the_later_expiries(void 
   gk_book_free(b);
 }
 
+/* Positions sharing the book's next expiry close one by one: the next
+ * expiry stays until the last of them closes, then moves to the later one,
+ * as a book restored from a snapshot finds it at every step. (Closing any of
+ * them scanned every position: 241 us a trade on 200,000, found in review.) */
+static void test_the_next_expiry_holds_until_its_last_position_closes(void **state) {
+  (void)state;
+  gk_book *b = opened_book();
+  gk_risk_limit l = {.underlying = "", .metric = GK_LIMIT_DOLLAR_DELTA, .soft = 1};
+  gk_event e;
+  assert_int_equal(gk_book_decide_limits(b, &l, 1, &e, NULL), GK_OK);
+  apply_at(b, &e, T0 + 1000); /* before the trades (T0 + 2000) */
+  gk_leg legs[4];
+  for (int k = 0; k < 4; k++) { /* three puts on the front expiry, one later */
+    assert_int_equal(gk_instrument_option("AAPL", GK_PUT, GK_STYLE_EUROPEAN, 90 + k, T0 + (k < 3 ? 50000 : 90000),
+                                          100, &legs[k].instrument, NULL), GK_OK);
+    legs[k].quantity = 1, legs[k].price = 1;
+  }
+  assert_int_equal(trade(b, "open", legs, 4, NULL), GK_OK);
+  for (int k = 0; k < 3; k++) {
+    gk_leg close = legs[k];
+    close.quantity = -1;
+    char id[16];
+    snprintf(id, sizeof id, "close%d", k);
+    assert_int_equal(trade(b, id, &close, 1, NULL), GK_OK);
+    gk_book *back = snapshot_round_trip(b);
+    char why[64];
+    if (!gk_book_equal(b, back, why, sizeof why)) fail_msg("after close %d: %s", k, why);
+    gk_book_free(back);
+  }
+  /* the front expiry has no open position left: passing it is no move */
+  edge_on(b, GK_EVENT_RISK_LIMIT_BREACHED, &l, 0);
+  edge_on(b, GK_EVENT_RISK_LIMIT_RESTORED, &l, 0);
+  rejection_at(b, T0 + 60000);
+  assert_int_equal(gk_book_edges_since_move(b, &l, 0), 2);
+  rejection_at(b, T0 + 90000); /* the later one's expiry is */
+  assert_int_equal(gk_book_edges_since_move(b, &l, 0), 0);
+  gk_book_free(b);
+}
+
 /* A correction that would take a position past the book's bound of 1e15
  * contracts is refused at decide, FAILED_PRECONDITION naming the leg (found
  * in review: apply refused it as DATA_LOSS, "a leg no valid trade has", and
@@ -631,6 +670,7 @@ int main(void) {
       cmocka_unit_test(test_an_underlyings_event_time_moves_with_its_quantities),
       cmocka_unit_test(test_the_brakes_count_is_folded_from_the_journal),
       cmocka_unit_test(test_a_late_trade_with_an_expired_leg_keeps_the_later_expiries),
+      cmocka_unit_test(test_the_next_expiry_holds_until_its_last_position_closes),
       cmocka_unit_test(test_a_correction_past_the_position_bound_is_refused_at_decide),
       cmocka_unit_test(test_a_spot_past_the_kernels_level_is_refused),
       cmocka_unit_test(test_apply_refuses_out_of_sequence_and_foreign_events),

@@ -72,10 +72,12 @@ struct gk_book {
   /* The earliest expiry after last_event_us of an option position held
    * (quantity != 0); INT64_MAX when none. An event at or after it moves
    * figures with no trade or tick, so it restarts the brake's count too.
-   * Derived from the positions and last_event_us (restores recompute it);
-   * fills_* are one event's fills' share of it, set by mark_moved. */
+   * Derived from the positions and last_event_us (restores recompute it). */
   int64_t next_expiry_us, fills_first_expiry_us;
-  bool fills_closed_the_next;
+  /* Open positions expiring at next_expiry_us (so that closing one of many
+   * is no scan: found in review, a front-month close scanned 200,000
+   * positions, 241 us a trade); one event's fills' share, by mark_moved. */
+  size_t next_expiry_open, fills_first_opened, fills_closed_at_next;
   gk_limit_edge breaches[GK_MAX_OPEN_BREACHES]; /* open, oldest first */
   size_t breach_count;
   /* The version of the last limit edge journaled, or, after a snapshot, the
@@ -745,9 +747,12 @@ static void mark_moved(gk_book *b, const pending_fills *p, int64_t time_us) {
     /* only expiries after this event: a leg already expired at its time (a
      * trade booked late, a correction's legs) hid the later ones, and the
      * brake held a crossing an expiry made (found in review) */
-    if (expiry > time_us && p->after[i].quantity != 0 && expiry < b->fills_first_expiry_us)
+    bool opens = before == 0 && p->after[i].quantity != 0, closes = before != 0 && p->after[i].quantity == 0;
+    if (opens && expiry > time_us && expiry <= b->fills_first_expiry_us) {
+      b->fills_first_opened = expiry == b->fills_first_expiry_us ? b->fills_first_opened + 1 : 1;
       b->fills_first_expiry_us = expiry;
-    if (expiry == b->next_expiry_us && before != 0 && p->after[i].quantity == 0) b->fills_closed_the_next = true;
+    }
+    if (closes && expiry == b->next_expiry_us) b->fills_closed_at_next++;
     if (p->after[i].quantity == before) continue;
     size_t at = find_market(b, p->after[i].instrument.underlying);
     if (at != SIZE_MAX) b->market_event_us[at] = time_us;
@@ -902,14 +907,34 @@ gk_code gk_book_restore_breach(gk_book *b, const gk_limit_edge *open, gk_status 
   return GK_OK;
 }
 
+/* Counts an open position expiring at `expiry` into next_expiry_us. */
+static void note_open_expiry(gk_book *b, int64_t expiry, size_t count) {
+  if (expiry < b->next_expiry_us) {
+    b->next_expiry_us = expiry;
+    b->next_expiry_open = count;
+  } else if (expiry == b->next_expiry_us) {
+    b->next_expiry_open += count;
+  }
+}
+
 /* next_expiry_us from the positions, after last_event_us. */
 static void find_next_expiry(gk_book *b) {
   b->next_expiry_us = INT64_MAX;
+  b->next_expiry_open = 0;
   for (size_t i = 0; i < b->position_count; i++) {
     int64_t expiry = b->positions[i].instrument.expiry_us;
-    if (b->positions[i].quantity != 0 && expiry > b->last_event_us && expiry < b->next_expiry_us)
-      b->next_expiry_us = expiry;
+    if (b->positions[i].quantity != 0 && expiry > b->last_event_us) note_open_expiry(b, expiry, 1);
   }
+}
+
+/* After an event: an expiry passed, the last position at the next expiry
+ * closed (a scan, once per expiry), or the fills' own expiries. */
+static void update_next_expiry(gk_book *b, bool expired) {
+  if (!expired) {
+    b->next_expiry_open -= b->fills_closed_at_next;
+    if (b->fills_first_opened) note_open_expiry(b, b->fills_first_expiry_us, b->fills_first_opened);
+  }
+  if (expired || (b->next_expiry_us != INT64_MAX && b->next_expiry_open == 0)) find_next_expiry(b);
 }
 
 static size_t find_limit(const gk_book *b, const gk_risk_limit *limit) {
@@ -977,16 +1002,14 @@ gk_code gk_book_apply(gk_book *b, const gk_event *e, gk_status *status) {
    * risk values its underlying again), so the brake's count starts again */
   bool expired = b->next_expiry_us <= e->meta.time_us;
   b->fills_first_expiry_us = INT64_MAX;
-  b->fills_closed_the_next = false;
+  b->fills_first_opened = b->fills_closed_at_next = 0;
   gk_code rc = apply_body(b, e, status);
   if (rc != GK_OK) return rc;
   if (expired) memset(b->edges_since_move, 0, sizeof b->edges_since_move);
   count_edges(b, e);
   b->version = e->meta.sequence;
   b->last_event_us = e->meta.time_us;
-  if (expired || b->fills_closed_the_next) find_next_expiry(b);
-  else if (b->fills_first_expiry_us > b->last_event_us && b->fills_first_expiry_us < b->next_expiry_us)
-    b->next_expiry_us = b->fills_first_expiry_us;
+  update_next_expiry(b, expired);
   return GK_OK;
 }
 
@@ -1015,6 +1038,7 @@ gk_code gk_book_restore_header(gk_book *b, const char *book_id, const char *name
   b->last_edge_version = sequence; /* no later than this: an edge judged before it is stale */
   b->last_event_us = last_event_time_us;
   b->next_expiry_us = INT64_MAX;
+  b->next_expiry_open = 0;
   return GK_OK;
 }
 
@@ -1034,9 +1058,8 @@ gk_code gk_book_restore_position(gk_book *b, const gk_position *p, gk_status *st
                          "out of memory restoring a snapshot");
   b->positions[b->position_count] = *p;
   gk_index_map_add(&b->position_index, gk_instrument_hash(&p->instrument), b->position_count++);
-  if (p->quantity != 0 && p->instrument.expiry_us > b->last_event_us &&
-      p->instrument.expiry_us < b->next_expiry_us)
-    b->next_expiry_us = p->instrument.expiry_us;
+  if (p->quantity != 0 && p->instrument.expiry_us > b->last_event_us)
+    note_open_expiry(b, p->instrument.expiry_us, 1);
   return GK_OK;
 }
 
@@ -1170,7 +1193,8 @@ bool gk_book_equal(const gk_book *a, const gk_book *b, char *out, size_t size) {
     return differ(out, size, "header");
   if (a->version != b->version || a->last_event_us != b->last_event_us)
     return differ(out, size, "version");
-  if (a->next_expiry_us != b->next_expiry_us) return differ(out, size, "next expiry"); /* derived: a check */
+  if (a->next_expiry_us != b->next_expiry_us || a->next_expiry_open != b->next_expiry_open)
+    return differ(out, size, "next expiry"); /* derived: a check */
   if (!positions_equal(a, b, out, size) || !trades_equal(a, b, out, size) ||
       !markets_equal(a, b, out, size))
     return false;

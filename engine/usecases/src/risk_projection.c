@@ -32,6 +32,7 @@ typedef struct underlying_state {
 typedef struct limit_state {
   gk_risk_limit limit;
   bool breached[2]; /* [0] soft, [1] hard */
+  bool held[2];     /* a crossing the brake holds, counted once (p->held) */
 } limit_state;
 
 /* A level flipped this many times in the journal with nothing moved since is
@@ -417,7 +418,12 @@ static void sync_limits(gk_risk_projection *p, const gk_book *book, gk_limit_cro
      * left it: a restart neither journals an open breach a second time nor
      * leaves open one whose value has since fallen (found in review). */
     bool known = false;
-    for (size_t j = 0; j < p->limit_count && !known; j++) known = same_limit(&p->limits[j].limit, &set->limits[i]);
+    next[i].held[0] = next[i].held[1] = false;
+    for (size_t j = 0; j < p->limit_count && !known; j++)
+      if (same_limit(&p->limits[j].limit, &set->limits[i])) {
+        known = true;
+        memcpy(next[i].held, p->limits[j].held, sizeof next[i].held);
+      }
     for (int hard = 0; hard < 2; hard++)
       next[i].breached[hard] = !known && gk_book_breach_open(book, &set->limits[i], hard);
   }
@@ -477,14 +483,19 @@ static void evaluate_level(gk_risk_projection *p, const gk_book *book, limit_sta
   if (!isfinite(value)) return;
   bool was = s->breached[hard];
   bool now = was ? value >= level * (1 - p->hysteresis) : value > level;
-  if (now == was) return;
+  if (now == was) {
+    s->held[hard] = false;
+    return;
+  }
   /* the journal's count, not this instance's: a restart or a reload started
    * an instance's own at 0, and two instances a release journaled four edges
    * a move (found in review) */
   if (gk_book_edges_since_move(book, &s->limit, hard) >= EDGES_BEFORE_THE_BRAKE) {
-    p->held++;
+    if (!s->held[hard]) p->held++; /* once a crossing, not at every look (found in review) */
+    s->held[hard] = true;
     return;
   }
+  s->held[hard] = false;
   s->breached[hard] = now;
   add_crossing(out, count, now ? GK_EVENT_RISK_LIMIT_BREACHED : GK_EVENT_RISK_LIMIT_RESTORED, &s->limit, hard,
                value, level);

@@ -290,8 +290,10 @@ const gk_market_quote *gk_book_find_market(const gk_book *book, const char *unde
  * market or positions: its MarketUpdated, or a trade or correction that
  * changed the quantity of a position on it after that (a correction repeating
  * a leg unchanged does not). 0 when the book has no market for it. The live risk
- * values an underlying at this time (adr/0054), so the figures are a function
- * of the journal, whoever folds it and however its events are batched. */
+ * values an underlying at this time, or at a later expiry of one of its open
+ * options up to the book's last event (adr/0054), so the figures are a
+ * function of the journal, whoever folds it and however its events are
+ * batched. */
 int64_t gk_book_underlying_event_time(const gk_book *book, const char *underlying);
 /* The vol of `instrument`: its vol point if the market has one, else the
  * underlying's vol; false when the underlying has no market. */

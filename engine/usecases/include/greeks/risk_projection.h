@@ -121,7 +121,8 @@ bool gk_risk_projection_breached(const gk_risk_projection *projection, const gk_
 int64_t gk_risk_projection_version(const gk_risk_projection *projection); /* book version folded */
 /* Crossings its figures made that the brake held (the journal flipped the
  * level twice with nothing moved since: another instance values the book
- * differently; adr/0054), counted since the previous call, which this resets. */
+ * differently; adr/0054), each once while it stays held, counted since the
+ * previous call, which this resets. */
 uint64_t gk_risk_projection_take_held(gk_risk_projection *projection);
 /* The limits the projection evaluated at its version (a reader pairing the
  * figures with the book's newer limits showed a limit set ten versions later
