@@ -499,12 +499,11 @@ static void test_a_new_projection_starts_from_the_journals_open_breaches(void **
 
 /* Two instances follow one book. The second, paused, takes in the first's
  * Breached and the tick that brought the value back in one batch; the first
- * died before its Restored. The second keeps its own state through batches
- * (it judged no breach, and journals no edge): taking the journal's state at
- * every batch made two instances that value an untouched underlying at
- * different times hand a level back and forth without end (found in review
- * of adr/0053's first version). Its next rebuild (a reload after stale edges,
- * a restart) takes the journal's state and restores the breach. */
+ * died before its Restored. The second judged no breach of its own, but the
+ * batch holds the journal's, so it takes the journal's state and restores
+ * the level at that batch (adr/0054). Under adr/0053 it kept its own state
+ * until its next rebuild, because instances could then value an untouched
+ * underlying at different times and hand a level back and forth. */
 static void test_a_batch_holding_edges_takes_the_journals_state(void **state) {
   (void)state;
   gk_book *book = book_long_aapl(5, 100);
