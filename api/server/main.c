@@ -4,19 +4,22 @@
  * all of it, starts the server, then waits for signals: SIGTERM or SIGINT
  * shut down gracefully (exit 0); SIGHUP reloads the configuration, and so does
  * a change to a watched file (the configuration files and the token files,
- * polled every second while waiting). A reload is built from every layer again
+ * polled every second while waiting). A second SIGTERM or SIGINT during the
+ * drain ends the process at once (exit 128 + the signal's number). A reload is built from every layer again
  * and validated in full before it replaces anything (reload.c, adr/0035).
  * Exit 2 on a bad configuration (start-up checks included: startup.h), 1 when
  * the server cannot start. --check-config and --print-config exit 0 or 2
  * without starting anything.
  */
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <errno.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "greeks/isa.h"
@@ -110,6 +113,28 @@ static void reload(greeksd_server *server, greeksd_log_sink *sink, int argc, cha
   free(errors);
 }
 
+/* Runs during the drain. An operator who signals again does not want to wait
+ * for it (a call that will not end, a store that stopped answering: see
+ * docs/operations.md, "Draining"), so the second SIGTERM or SIGINT exits now,
+ * as a SIGKILL would but with a line saying so. That is safe for the same
+ * reason SIGKILL is: an answer is sent only after its commit, and a command
+ * left unanswered can be resent with its idempotency key. */
+static void *exit_at_a_second_signal(void *unused) {
+  (void)unused;
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGINT);
+  int signal_number = 0;
+  while (sigwait(&stop, &signal_number) != 0) continue;
+  gk_logf(GK_LOG_WARN, "greeksd",
+          "second %s during the drain: exiting now (status %d) without waiting for the calls in flight; answered "
+          "commands are journaled, an unanswered one can be resent with its idempotency key",
+          signal_number == SIGTERM ? "SIGTERM" : "SIGINT", 128 + signal_number);
+  fflush(stderr);
+  _exit(128 + signal_number);
+}
+
 int main(int argc, char **argv) {
   static greeksd_config config; /* ~50 KiB: sources and token files included */
   static greeksd_errors errors;
@@ -180,6 +205,8 @@ int main(int argc, char **argv) {
     else if (greeksd_server_files_changed(server)) reload(server, &log_sink, argc, argv, "file change");
   }
   gk_logf(GK_LOG_INFO, "greeksd", "%s received: shutting down", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
+  pthread_t impatience;
+  if (pthread_create(&impatience, NULL, exit_at_a_second_signal, NULL) == 0) pthread_detach(impatience);
   long cancelled = greeksd_server_shutdown(server);
   if (cancelled > 0) gk_logf(GK_LOG_WARN, "greeksd", "%ld calls were cancelled by the drain timeout", cancelled);
   return 0;

@@ -462,32 +462,38 @@ class LargeRequestsDecodedOffTheCqThread(MetricsServedTestCase):
 
 
 class Draining(unittest.TestCase):
+    def drain_held_by_a_stream(self, server, channel):
+        """SIGTERM while a RevaluePortfolioStream that does not end until
+        released is in flight; returns (release, the call's future, /readyz's
+        body) once readiness has turned 503."""
+        release = threading.Event()
+
+        def chunks():
+            release.wait(TIMEOUT)
+            return
+            yield  # noqa: unreachable (makes this a generator)
+
+        stub = pb_grpc.PricingServiceStub(channel)
+        future = stub.RevaluePortfolioStream.future(chunks(), timeout=TIMEOUT)
+        stream = dict(grpc_method="RevaluePortfolioStream")
+        deadline = time.monotonic() + TIMEOUT
+        while value(parse_metrics(server.metrics()), "grpc_server_started_total", **stream) < 1:
+            self.assertLess(time.monotonic(), deadline, "the stream never reached greeksd")
+            time.sleep(0.05)
+        server.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            status, _, body = http_get(server.base + "/readyz")
+            if status == 503:
+                return release, future, body
+            self.assertLess(time.monotonic(), deadline, "readiness never failed: " + body)
+            time.sleep(0.05)
+
     def test_readiness_turns_503_while_a_call_keeps_the_drain_going(self):
         server = MetricsServer("--drain-timeout-ms", str(int(30000 * SLOWDOWN)))
         channel = grpc.insecure_channel(server.target)
         try:
-            release = threading.Event()
-
-            def chunks():  # a RevaluePortfolioStream that does not end until released
-                release.wait(TIMEOUT)
-                return
-                yield  # noqa: unreachable (makes this a generator)
-
-            stub = pb_grpc.PricingServiceStub(channel)
-            future = stub.RevaluePortfolioStream.future(chunks(), timeout=TIMEOUT)
-            stream = dict(grpc_method="RevaluePortfolioStream")
-            deadline = time.monotonic() + TIMEOUT
-            while value(parse_metrics(server.metrics()), "grpc_server_started_total", **stream) < 1:
-                self.assertLess(time.monotonic(), deadline, "the stream never reached greeksd")
-                time.sleep(0.05)
-            server.proc.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + TIMEOUT
-            while True:
-                status, _, body = http_get(server.base + "/readyz")
-                if status == 503:
-                    break
-                self.assertLess(time.monotonic(), deadline, "readiness never failed: " + body)
-                time.sleep(0.05)
+            release, future, body = self.drain_held_by_a_stream(server, channel)
             ready = json.loads(body)
             self.assertEqual(ready["status"], "draining")
             self.assertTrue(ready["draining"])
@@ -500,6 +506,28 @@ class Draining(unittest.TestCase):
             except grpc.RpcError:
                 pass  # an empty stream may be refused; the drain is what this test is about
             self.assertEqual(server.proc.wait(timeout=TIMEOUT), 0, server.stderr()[-2000:])
+        finally:
+            channel.close()
+            server.close()
+
+    def test_a_second_sigterm_ends_the_drain_at_once(self):
+        """An operator who signals again is not kept waiting for the drain (a
+        second SIGTERM was ignored without a word: found on rereading the
+        drain): greeksd exits 128 + 15 at once and says why, although the
+        call in flight had minutes left."""
+        server = MetricsServer("--drain-timeout-ms", "600000")
+        channel = grpc.insecure_channel(server.target)
+        try:
+            release, future, _ = self.drain_held_by_a_stream(server, channel)
+            signalled = time.monotonic()
+            server.proc.send_signal(signal.SIGTERM)
+            self.assertEqual(server.proc.wait(timeout=TIMEOUT), 128 + signal.SIGTERM, server.stderr()[-2000:])
+            self.assertLess(time.monotonic() - signalled, 10 * SLOWDOWN)
+            self.assertIn("second SIGTERM during the drain: exiting now (status 143)", server.stderr())
+            self.assertFalse(release.is_set())
+            with self.assertRaises(grpc.RpcError):
+                future.result(timeout=TIMEOUT)  # its server is gone
+            release.set()
         finally:
             channel.close()
             server.close()
