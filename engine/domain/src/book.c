@@ -792,6 +792,9 @@ static gk_code corrupt(const gk_book *b, const gk_event *e, const char *why, gk_
 static gk_code apply_trade(gk_book *b, const gk_event *e, gk_status *status) {
   const gk_trade *t = &e->as.trade_executed;
   if (t->leg_count == 0 || t->leg_count > GK_MAX_LEGS) return corrupt(b, e, "bad leg count", status);
+  /* greeks never writes one (gk_trade_validate), and a book holding it could
+   * not load its own snapshot (gk_book_restore_trade) */
+  if (t->trade_id[0] == 0) return corrupt(b, e, "the trade has no id", status);
   if (find_trade(b, t->trade_id) != SIZE_MAX)
     return corrupt(b, e, "the trade id is already applied", status);
   gk_code rc = apply_legs(b, e, NULL, 0, t->legs, t->leg_count, status);
