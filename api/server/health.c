@@ -196,6 +196,7 @@ static void *poll_health(void *arg) {
     pthread_mutex_unlock(&s->watch_lock);
     rpc_cancel_slow_uploads(s);
     rpc_trim_when_idle(s);
+    store_probe_report_hang(s);
     struct timespec pause = {0, 50 * 1000 * 1000};
     nanosleep(&pause, NULL);
   }

@@ -77,10 +77,27 @@ static void probe_store(greeksd_server *s) {
     snprintf(s->store_error, sizeof s->store_error, "%s", status.message);
     pthread_mutex_unlock(&s->probe_lock);
   }
+  int64_t now = gk_monotonic_ns();
   int was = atomic_exchange(&s->store_reachable, ok);
-  int first = atomic_exchange(&s->store_probed_ns, gk_monotonic_ns()) == 0;
+  int64_t before = atomic_exchange(&s->store_probed_ns, now);
+  int first = before == 0;
+  if (atomic_exchange(&s->store_hang_reported, 0) && ok)
+    gk_logf(GK_LOG_INFO, "greeksd", "book store %s: answers again after %.1f s without an answer",
+            gk_store_describe(store), (double)(now - before) / GK_NS_PER_S);
   if (was != ok && !(first && ok)) gk_logf(ok ? GK_LOG_INFO : GK_LOG_WARN, "greeksd", "book store %s: %s", gk_store_describe(store),
                          ok ? "reachable again" : "unreachable (readiness fails, BookService NOT_SERVING)");
+}
+
+void store_probe_report_hang(greeksd_server *s) {
+  gk_event_store *store = book_side_parts(s).store;
+  if (store == NULL || atomic_load(&s->store_hang_reported)) return;
+  int64_t probed = atomic_load(&s->store_probed_ns);
+  if (probed == 0 || !atomic_load(&s->store_reachable) || gk_monotonic_ns() - probed <= STORE_PROBE_STALE_NS) return;
+  if (atomic_exchange(&s->store_hang_reported, 1)) return;
+  gk_logf(GK_LOG_WARN, "greeksd",
+          "book store %s: no probe has answered for over %d s, the store or its network hangs (readiness fails, "
+          "BookService NOT_SERVING)",
+          gk_store_describe(store), (int)(STORE_PROBE_STALE_NS / GK_NS_PER_S));
 }
 
 static void *probe_loop(void *arg) {

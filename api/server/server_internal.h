@@ -235,6 +235,7 @@ struct greeksd_server {
   int metrics_port;               /* the HTTP listener's bound port, 0 = none */
   atomic_int store_reachable;     /* the last store probe answered */
   _Atomic int64_t store_probed_ns; /* when it ran (gk_monotonic_ns), 0 = never */
+  atomic_int store_hang_reported;  /* the health thread logged that no probe answers */
   pthread_mutex_t probe_lock;     /* guards store_error */
   char store_error[256];          /* the last failed probe's reason */
   /* The probe thread's own: appends the store failed (appends_faulted) and
@@ -366,6 +367,10 @@ void probes_stop(greeksd_server *server);
 /* The book store as the probes last saw it: -1 never probed yet, 1 the last
  * probe answered and finished within 10 s, 0 otherwise (it failed, or it hangs). */
 int store_probe_verdict(greeksd_server *server);
+/* On the health thread, every tick: logs once when the store probe has not
+ * answered for STORE_PROBE_STALE_NS (its own thread is stuck in the call, so it
+ * cannot say so); probe_store logs when one answers again. */
+void store_probe_report_hang(greeksd_server *server);
 /* The book side's parts, for metrics and readiness (book_handlers.c); every
  * pointer NULL before the book side starts or after it stopped. */
 typedef struct book_parts {

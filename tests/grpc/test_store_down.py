@@ -187,10 +187,18 @@ class StoreOutage(unittest.TestCase):
             self.assertEqual(self.check(BOOK), NOT_SERVING)
             self.assertIn("greeks_store_up 0", http_get(self.base + "/metrics")[1])
             self.assertEqual(self.price_chain(), prices)
+            # the operator hears of it: the probe's own thread is stuck in
+            # the call, so a hang was never logged (found in review)
+            poll("a WARN line for the hang", lambda: "no probe has answered for over 10 s" in self.server.stderr())
+            line = [x for x in self.server.stderr().splitlines() if "no probe has answered" in x][0]
+            self.assertIn(description, line)
+            self.assertTrue("WARN" in line or '"warn"' in line, line)
         finally:
             pg("thaw", self.pg_dir, self.pg_env)
         poll("/readyz 200 once the store answers again", lambda: self.readyz()[0] == 200)
         self.assertEqual(self.check(BOOK), SERVING)
+        poll("a line when it answers again", lambda: "answers again after" in self.server.stderr())
+        self.assertEqual(self.server.stderr().count("no probe has answered"), 1)  # once a hang, not a tick
 
         # Down: readiness 503 naming the store, BookService alone NOT_SERVING.
         pg("pause", self.pg_dir, self.pg_env)
