@@ -1285,13 +1285,14 @@ int book_side_start(greeksd_server *server, char *error, size_t size) {
   if (start_listeners(side, &status) != 0) return fail_start(error, size, "cannot start the risk agents", &status);
   side->feed = gk_event_feed_new(NULL, server->config.subscriber_queue, &status);
   if (side->feed == NULL ||
-      gk_listener_fanout_add(&side->fanout, (gk_book_listener){gk_event_feed_committed, side->feed}, &status) != GK_OK)
+      gk_listener_fanout_add(&side->fanout, (gk_book_listener){gk_event_feed_committed, side->feed, gk_event_feed_followed},
+                             &status) != GK_OK)
     return fail_start(error, size, "cannot start the event feed", &status);
   if (server->metrics != NULL && /* counts committed events by type (server_metrics.c) */
       gk_listener_fanout_add(&side->fanout, (gk_book_listener){server_metrics_committed, server->metrics}, &status) != GK_OK)
     return fail_start(error, size, "cannot count the journal's events", &status);
   gk_book_service_options options = {
-      .listener = {gk_listener_fanout_committed, &side->fanout},
+      .listener = {gk_listener_fanout_committed, &side->fanout, gk_listener_fanout_followed},
       .pre_trade = {gk_limit_guard_refuse, side->guard},
       .tracer = server->tracer, /* event_store.append spans */
   };

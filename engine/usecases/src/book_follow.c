@@ -64,7 +64,9 @@ gk_code gk_book_fold_and_tell(gk_book_service *s, book_entry *e, gk_status *stat
                        status);
     if (rc == GK_OK) rc = t.code;
     if (rc != GK_OK || t.count == 0) break;
-    if (s->listener.committed)
+    if (s->listener.followed)
+      s->listener.followed(s->listener.user, e->id, e->state, t.events, t.count);
+    else if (s->listener.committed)
       s->listener.committed(s->listener.user, e->id, e->state, t.events, t.count);
     e->delivered = gk_book_version(e->state);
     atomic_fetch_add_explicit(&s->events_followed, t.count, memory_order_relaxed);

@@ -64,6 +64,7 @@ struct gk_subscription {
   size_t capacity, head, count; /* capacity: the ring's, at least one command's events */
   size_t limit;                 /* the configured queue: past it (a command's own events aside) it fell behind */
   bool behind;
+  int64_t left_through;         /* the last followed event that found the queue full: the store has it */
 
   /* the consumer's own */
   int64_t next_sequence;
@@ -147,9 +148,12 @@ void gk_event_feed_free(gk_event_feed *feed) {
 /* ---- the producer --------------------------------------------------------------- */
 
 /* Copies the events the subscription wants into its queue. True when the
- * consumer must be told: the queue was empty and is not, or it fell behind. */
+ * consumer must be told: the queue was empty and is not, or it fell behind.
+ * `followed`: another process's events, which a full queue leaves to the
+ * store (the consumer's next() reads through left_through) instead of falling
+ * behind; the queue is then not empty, so the consumer comes back to it. */
 static bool enqueue_events(gk_event_feed *feed, gk_subscription *sub, const gk_event *events,
-                           size_t count) {
+                           size_t count, bool followed) {
   pthread_mutex_lock(&sub->lock);
   bool was_empty = sub->count == 0, fell_behind = false;
   size_t queued = 0;
@@ -159,6 +163,10 @@ static bool enqueue_events(gk_event_feed *feed, gk_subscription *sub, const gk_e
      * subscriber was ended as "fell behind" by a single UpdateMarket of more
      * quotes than a small --subscriber-queue (found in review). */
     if (sub->count == sub->capacity || (!was_empty && sub->count >= sub->limit)) {
+      if (followed) {
+        if (events[count - 1].meta.sequence > sub->left_through) sub->left_through = events[count - 1].meta.sequence;
+        break;
+      }
       sub->behind = fell_behind = true;
       sub->head = sub->count = 0; /* drop the queue: the store has every event */
       break;
@@ -182,17 +190,27 @@ static void notify_unlocked(gk_event_feed *feed, gk_subscription *sub) {
   if (--sub->pins == 0 && sub->closing) pthread_cond_broadcast(&feed->unpinned);
 }
 
-void gk_event_feed_committed(void *user, const char *book_id, const gk_book *book,
-                             const gk_event *events, size_t count) {
-  (void)book;
-  gk_event_feed *feed = user;
+static void tell_subscriptions(gk_event_feed *feed, const char *book_id, const gk_event *events, size_t count,
+                               bool followed) {
   if (feed == NULL || book_id == NULL || count == 0) return;
   pthread_mutex_lock(&feed->lock);
   for (gk_subscription *sub = feed->buckets[bucket_of(book_id)]; sub; sub = sub->next) {
     if (sub->closing || strcmp(sub->book_id, book_id) != 0) continue;
-    if (enqueue_events(feed, sub, events, count) && sub->notify) notify_unlocked(feed, sub);
+    if (enqueue_events(feed, sub, events, count, followed) && sub->notify) notify_unlocked(feed, sub);
   }
   pthread_mutex_unlock(&feed->lock);
+}
+
+void gk_event_feed_committed(void *user, const char *book_id, const gk_book *book,
+                             const gk_event *events, size_t count) {
+  (void)book;
+  tell_subscriptions(user, book_id, events, count, false);
+}
+
+void gk_event_feed_followed(void *user, const char *book_id, const gk_book *book,
+                            const gk_event *events, size_t count) {
+  (void)book;
+  tell_subscriptions(user, book_id, events, count, true);
 }
 
 /* ---- subscribing ---------------------------------------------------------------- */
@@ -377,6 +395,9 @@ static live_step take_from_queue(gk_subscription *sub, gk_event *out, int64_t *g
   }
   if (sub->behind) {
     step = LIVE_BEHIND;
+  } else if (sub->count == 0 && sub->left_through >= sub->next_sequence) {
+    *gap_end = sub->left_through; /* followed events a full queue left to the store */
+    step = LIVE_GAP;
   } else if (sub->count > 0) {
     const gk_event *head = &sub->ring[sub->head];
     if (head->meta.sequence == sub->next_sequence) {

@@ -26,3 +26,14 @@ void gk_listener_fanout_committed(void *user, const char *book_id, const gk_book
     if (l->committed) l->committed(l->user, book_id, book, events, count);
   }
 }
+
+void gk_listener_fanout_followed(void *user, const char *book_id, const gk_book *book,
+                                 const gk_event *events, size_t count) {
+  const gk_listener_fanout *fanout = user;
+  size_t n = fanout->count < GK_LISTENER_FANOUT_MAX ? fanout->count : GK_LISTENER_FANOUT_MAX;
+  for (size_t i = 0; i < n; i++) {
+    const gk_book_listener *l = &fanout->listeners[i];
+    if (l->followed) l->followed(l->user, book_id, book, events, count);
+    else if (l->committed) l->committed(l->user, book_id, book, events, count);
+  }
+}

@@ -59,6 +59,13 @@ typedef struct gk_book_listener {
   void (*committed)(void *user, const char *book_id, const gk_book *book, const gk_event *events,
                     size_t count);
   void *user;
+  /* Optional: told instead of committed the events another process committed,
+   * which the service found following the store. They come a page (up to
+   * GK_MAX_BATCH_EVENTS) at a time, as fast as the store reads them, however
+   * many there are: a listener that can read them again from the store (a
+   * subscriber's queue) may leave some to it. NULL: committed is told them. */
+  void (*followed)(void *user, const char *book_id, const gk_book *book, const gk_event *events,
+                   size_t count);
 } gk_book_listener;
 
 /* A pre-trade check, asked about every trade the book accepted by its own rules,

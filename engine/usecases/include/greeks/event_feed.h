@@ -38,7 +38,9 @@
  *
  * Overflow policy: a commit that finds a subscription's queue full marks it
  * behind and empties (drops) its queue, then queues nothing more for it: the
- * committing thread never waits for a consumer. next() then delivers the
+ * committing thread never waits for a consumer. (Events another process
+ * committed, told through gk_event_feed_followed, are left to the store
+ * instead.) next() then delivers the
  * events it had already read from the store (the rest of its current page)
  * and reports GK_FEED_BEHIND on every later call; gk_subscription_next_sequence
  * is the first event not delivered, and a new subscription from there gets
@@ -99,6 +101,15 @@ void gk_event_feed_free(gk_event_feed *feed);
  * after releasing the feed's locks. Never blocks on a consumer; never fails. */
 void gk_event_feed_committed(void *feed, const char *book_id, const gk_book *book,
                              const gk_event *events, size_t count);
+
+/* A gk_book_listener.followed with user = the feed: as committed, but events
+ * that find a queue full are left to the store instead of putting the
+ * subscription behind (next() reads them from the store when it reaches
+ * them). Another process's events come as fast as the store reads them, a
+ * page after a page, and a subscriber reading all the while was ended as
+ * "fell behind" by a burst the CLI wrote (found in review). */
+void gk_event_feed_followed(void *feed, const char *book_id, const gk_book *book,
+                            const gk_event *events, size_t count);
 
 /* Subscribes to `book_id` from `from_sequence` (>= 1, the first sequence wanted;
  * past the book's version: wait for it). notify(user), which may be NULL, runs

@@ -8,7 +8,8 @@
  *   gk_listener_fanout fanout = {0};
  *   gk_listener_fanout_add(&fanout, (gk_book_listener){gk_risk_agent_committed, agent}, &st);
  *   gk_listener_fanout_add(&fanout, (gk_book_listener){gk_event_feed_committed, feed}, &st);
- *   options.listener = (gk_book_listener){gk_listener_fanout_committed, &fanout};
+ *   options.listener = (gk_book_listener){gk_listener_fanout_committed, &fanout,
+ *                                         gk_listener_fanout_followed};
  *
  * Each committed call is passed to every listener in the order they were added,
  * on the committing thread, one after the other: the fan-out adds no thread, no
@@ -47,6 +48,12 @@ gk_code gk_listener_fanout_add(gk_listener_fanout *fanout, gk_book_listener list
  * are skipped). */
 void gk_listener_fanout_committed(void *fanout, const char *book_id, const gk_book *book,
                                   const gk_event *events, size_t count);
+
+/* A gk_book_listener.followed with user = the gk_listener_fanout: tells each
+ * listener in order, through its followed where it has one, else its
+ * committed. */
+void gk_listener_fanout_followed(void *fanout, const char *book_id, const gk_book *book,
+                                 const gk_event *events, size_t count);
 
 #ifdef __cplusplus
 }
