@@ -15,6 +15,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <errno.h>
@@ -54,17 +55,24 @@ static int refuse_port_file(greeksd_server *server, const char *flag, const char
   return 1;
 }
 
-/* Prints every error, one per line, each naming its source, value and rule. */
-static int refuse(const greeksd_errors *errors) {
-  fprintf(stderr, "greeksd: %d configuration error%s:\n", errors->count, errors->count == 1 ? "" : "s");
+/* Prints every error, one per line, each naming its source, value and rule:
+ * plain lines while the log format is not known yet (the configuration did not
+ * parse), else records in the chosen format (a JSON pipeline read the reason a
+ * pod would not start as a line that was not JSON: found in review). */
+static int refuse(const greeksd_errors *errors, bool logged) {
+  if (logged) gk_logf(GK_LOG_ERROR, "greeksd", "%d configuration error%s:", errors->count, errors->count == 1 ? "" : "s");
+  else fprintf(stderr, "greeksd: %d configuration error%s:\n", errors->count, errors->count == 1 ? "" : "s");
   for (const char *line = errors->text; *line;) {
     const char *end = strchr(line, '\n');
     int n = end ? (int)(end - line) : (int)strlen(line);
-    fprintf(stderr, "greeksd: %.*s\n", n, line);
+    if (logged) gk_logf(GK_LOG_ERROR, "greeksd", "%.*s", n, line);
+    else fprintf(stderr, "greeksd: %.*s\n", n, line);
     line += n + (end != NULL);
   }
-  if ((size_t)errors->count > 0 && errors->length + 2 >= sizeof errors->text)
-    fprintf(stderr, "greeksd: (more errors than fit here)\n");
+  if ((size_t)errors->count > 0 && errors->length + 2 >= sizeof errors->text) {
+    if (logged) gk_logf(GK_LOG_ERROR, "greeksd", "(more errors than fit here)");
+    else fprintf(stderr, "greeksd: (more errors than fit here)\n");
+  }
   return 2;
 }
 
@@ -72,7 +80,7 @@ static int refuse(const greeksd_errors *errors) {
 static int check_or_print(const greeksd_config *config, greeksd_action action) {
   greeksd_errors *errors = calloc(1, sizeof *errors);
   if (errors == NULL) return 2;
-  int rc = greeksd_startup_check(config, errors) == 0 ? 0 : refuse(errors);
+  int rc = greeksd_startup_check(config, errors) == 0 ? 0 : refuse(errors, false);
   free(errors);
   if (rc != 0) return rc;
   extern char **environ;
@@ -156,7 +164,7 @@ int main(int argc, char **argv) {
   greeksd_action action = GREEKSD_SERVE;
   int parsed = greeksd_config_parse(argc, argv, &config, &action, &errors);
   if (parsed == GREEKSD_HELP) return 0;
-  if (parsed < 0) return refuse(&errors);
+  if (parsed < 0) return refuse(&errors, false);
   gk_rc rc = gk_isa_init();
   if (rc != GK_RC_OK) { /* only GREEKS_ISA can make it fail: name it and its value */
     const char *forced = getenv("GREEKS_ISA");
@@ -167,7 +175,7 @@ int main(int argc, char **argv) {
   greeksd_log_sink log_sink; /* one line per record on stderr, text or JSON (log_sink.h) */
   greeksd_log_install(&log_sink, config.log_format, config.log_level);
   long fd_limit = greeksd_raise_fd_limit();
-  if (greeksd_startup_check(&config, &errors) != 0) return refuse(&errors);
+  if (greeksd_startup_check(&config, &errors) != 0) return refuse(&errors, true);
   greeksd_startup_warn(&config);
   /* Requests and responses of large chains are hundreds of KiB. glibc would
    * mmap and unmap each one, and the page faults of fresh pages cost more than
@@ -192,7 +200,7 @@ int main(int argc, char **argv) {
   int port = 0;
   greeksd_server *server = greeksd_server_start(&config, &port, error, sizeof error);
   if (server == NULL) {
-    fprintf(stderr, "greeksd: %s\n", error);
+    gk_logf(GK_LOG_ERROR, "greeksd", "%s", error);
     return 1;
   }
   int metrics_port = greeksd_server_metrics_port(server);

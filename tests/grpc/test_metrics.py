@@ -650,6 +650,23 @@ class Switches(unittest.TestCase):
         self.assertEqual(p.returncode, 1, p.stderr)
         self.assertIn("--metrics-listen: cannot listen on", p.stderr)
 
+    def test_why_it_did_not_start_is_a_record_in_the_log_format(self):
+        """Under --log-format json every stderr line is a JSON object, the
+        reason for not starting (exit 1) and start-up check refusals (exit 2)
+        included: they were plain text, the one line a log pipeline needed
+        (found in review)."""
+        with socket.socket() as taken, tempfile.TemporaryDirectory() as d:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            p = self.run_greeksd("--metrics-listen", "127.0.0.1:%d" % taken.getsockname()[1], "--log-format", "json")
+            self.assertEqual(p.returncode, 1, p.stderr)
+            p2 = self.run_greeksd("--tls-cert", d + "/none.pem", "--tls-key", d + "/none.key", "--log-format", "json")
+            self.assertEqual(p2.returncode, 2, p2.stderr)
+        for run, says in ((p, "--metrics-listen: cannot listen on"), (p2, "--tls-cert: '%s/none.pem' cannot be read" % d)):
+            records = [json.loads(line) for line in run.stderr.splitlines()]  # every line, or this raises
+            errors = [r["message"] for r in records if r["level"] == "error"]
+            self.assertTrue(any(says in m for m in errors), run.stderr)
+
     def test_a_taken_address_is_named_where_it_was_set(self):
         """The error named --metrics-listen (or --listen) for an address set by
         a variable or a file (found in review)."""
