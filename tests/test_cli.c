@@ -248,6 +248,23 @@ static void test_revalue_reports_risk_grid_and_bad_positions(void **state) {
   assert_non_null(strstr(positions, "bad-strike,,,,,,,,line 6: field 'K' value '-3': must be > 0"));
 }
 
+/* An axis's ends are the shocks given: a -1 beside 1e13 was within 1e-12 of the
+ * axis's largest and snapped to 0, labelled and priced as unshocked (found in
+ * review); an interior point within rounding of 0 still is 0 exactly (the
+ * default axis's middle: test_revalue_reports_risk_grid_and_bad_positions). */
+static void test_revalue_keeps_the_axis_ends_as_given(void **state) {
+  (void)state;
+  cli_result *r = run_cli("", "revalue positions_good.csv --market market.csv --grid-out /tmp/greeks_cli_ends.csv "
+                              "--scenarios spot=abs:-1:1e13:3,vol=abs:-0.1:0.1:3");
+  assert_int_equal(r->exit_code, 0);
+  static char grid[1 << 20];
+  cli_slurp("/tmp/greeks_cli_ends.csv", grid, sizeof grid);
+  assert_non_null(strstr(grid, "\nTOTAL,-1,0,"));
+  assert_null(strstr(grid, "\nTOTAL,0,0,"));
+  assert_true(grid_cell(grid, "TOTAL", -1, 0) != 0.0); /* priced at the shock, not unshocked */
+  remove("/tmp/greeks_cli_ends.csv");
+}
+
 /* Issue 17 item 11: two positions of 1e308 each summed to inf and revalue
  * printed inf with exit 0; now the call fails, naming the total, and prints no
  * grid or totals. Each position's own figures are finite here (5e303 calls:
@@ -1034,6 +1051,7 @@ int main(void) {
       cmocka_unit_test(test_bundled_example_prices_cleanly),
       cmocka_unit_test(test_chain_prices_on_the_market_from_flags),
       cmocka_unit_test(test_revalue_reports_risk_grid_and_bad_positions),
+      cmocka_unit_test(test_revalue_keeps_the_axis_ends_as_given),
       cmocka_unit_test(test_revalue_rejects_unusable_input),
       cmocka_unit_test(test_call_usage_errors_name_the_item),
       cmocka_unit_test(test_revalue_overflowing_totals_fail_by_name),

@@ -68,10 +68,13 @@ static int parse_axis(const char *text, axis_spec *spec) {
   if (strcmp(mode, "rel") == 0) spec->axis.mode = GK_SHOCK_RELATIVE;
   else if (strcmp(mode, "abs") == 0) spec->axis.mode = GK_SHOCK_ABSOLUTE;
   else return -1;
+  /* The ends are the values given; an interior point within rounding of 0 is
+   * the unshocked point, exactly 0. (Every point was snapped: a given -100 on
+   * abs:-100:1e16:3 was priced as 0; found in review.) */
   double tiny = 1e-12 * fmax(fabs(from), fabs(to));
   for (long i = 0; i < count; i++) {
-    double shock = count == 1 ? from : from + (to - from) * (double)i / (double)(count - 1);
-    spec->shocks[i] = fabs(shock) < tiny ? 0.0 : shock; /* the unshocked point is exactly 0 */
+    double shock = i == 0 ? from : i == count - 1 ? to : from + (to - from) * (double)i / (double)(count - 1);
+    spec->shocks[i] = i > 0 && i < count - 1 && fabs(shock) < tiny ? 0.0 : shock;
   }
   spec->axis.count = (size_t)count;
   spec->axis.shocks = spec->shocks;
