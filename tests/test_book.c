@@ -253,6 +253,30 @@ static void test_average_cost_pnl_matches_cash_flow_accounting(void **state) {
   gk_book_free(b);
 }
 
+/* A round trip at one price realizes nothing, exactly: from flat the average
+ * cost is the price as given (0.1 x 3 / 3 rounded to 0.1 + 1 ulp, and buying
+ * 3 at 0.1 then selling them at 0.1 realized -4.16e-17; found in review), and
+ * adding at the average keeps it. */
+static void test_a_round_trip_at_one_price_realizes_exactly_nothing(void **state) {
+  (void)state;
+  gk_book *b = opened_book();
+  gk_instrument in = call_option("SPY", 450);
+  const double prices[] = {0.1, 0.7, 1.1, 3.3, 12.34};
+  for (size_t k = 0; k < sizeof prices / sizeof prices[0]; k++) {
+    char id[3][32];
+    for (int j = 0; j < 3; j++) snprintf(id[j], sizeof id[j], "R%zu-%d", k, j);
+    gk_leg buy = {in, 3, prices[k]}, more = {in, 7, prices[k]}, sell = {in, -10, prices[k]};
+    assert_int_equal(trade(b, id[0], &buy, 1, NULL), GK_OK);
+    assert_true(gk_book_find_position(b, &in)->average_cost == prices[k]);
+    assert_int_equal(trade(b, id[1], &more, 1, NULL), GK_OK);
+    assert_true(gk_book_find_position(b, &in)->average_cost == prices[k]);
+    assert_int_equal(trade(b, id[2], &sell, 1, NULL), GK_OK);
+    assert_int_equal(gk_book_find_position(b, &in)->quantity, 0);
+    assert_true(gk_book_find_position(b, &in)->realized_pnl == 0.0);
+  }
+  gk_book_free(b);
+}
+
 /* Trade id's TradeExecuted event (booked by trade() above), as the use case
  * would read it back from the store to correct it. */
 static gk_event executed_event(const gk_book *b, const char *id, const gk_leg *legs, size_t n) {
@@ -695,6 +719,7 @@ int main(void) {
       cmocka_unit_test(test_no_trade_on_an_expired_instrument_and_no_leg_applies),
       cmocka_unit_test(test_a_trade_id_applies_at_most_once),
       cmocka_unit_test(test_average_cost_pnl_matches_cash_flow_accounting),
+      cmocka_unit_test(test_a_round_trip_at_one_price_realizes_exactly_nothing),
       cmocka_unit_test(test_a_correction_equals_a_book_booked_right_first_time),
       cmocka_unit_test(test_an_underlyings_event_time_moves_with_its_quantities),
       cmocka_unit_test(test_the_brakes_count_is_folded_from_the_journal),

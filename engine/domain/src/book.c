@@ -669,7 +669,15 @@ static bool reserve_strategies(gk_book *b, size_t extra) {
 
 static void fill(gk_position *p, int64_t dq, double price) {
   int64_t q = p->quantity;
-  if (q == 0 || (q > 0) == (dq > 0)) {
+  /* From flat, or adding at the average itself, the average is the price as
+   * given: (0 x 0 + price x n) / n rounds (0.1 x 3 / 3 is 0.1 + 1 ulp), and a
+   * round trip at one price showed realized P&L of -4e-17 (found in review). */
+  if (q == 0 || ((q > 0) == (dq > 0) && price == p->average_cost)) {
+    p->average_cost = price;
+    p->quantity = q + dq;
+    return;
+  }
+  if ((q > 0) == (dq > 0)) {
     double held = fabs((double)q), added = fabs((double)dq);
     p->average_cost = (p->average_cost * held + price * added) / (held + added);
     p->quantity = q + dq;
