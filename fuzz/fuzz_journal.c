@@ -117,36 +117,36 @@ static void check_round_trip(const gk_event *decoded) {
   free(second);
 }
 
-/* The book after a snapshot round trip equals the book; a failure says why on
- * stderr before it traps (what a finding's reproduction prints). */
-static void check_snapshot_of(const gk_book *book) {
-  uint8_t *bytes = NULL;
-  size_t size = 0;
-  require(gk_book_snapshot_encode(book, &bytes, &size, NULL) == GK_OK);
-  gk_book *restored = NULL;
-  gk_status status;
-  if (gk_book_snapshot_decode("book-fuzz", bytes, size, &restored, &status) != GK_OK) {
-    fprintf(stderr, "the book's snapshot does not load: %s\n", status.message);
-    __builtin_trap();
-  }
-  char why[512];
-  if (!gk_book_equal(book, restored, why, sizeof why)) {
-    fprintf(stderr, "the book differs from its snapshot: %s\n", why);
-    __builtin_trap();
-  }
-  gk_book_free(restored);
-  free(bytes);
-}
-
-/* A copy of `book` through its snapshot (owned by the caller). */
+/* A copy of `book` through its snapshot (owned by the caller); a snapshot that
+ * does not load says why on stderr before it traps (what a finding's
+ * reproduction prints). */
 static gk_book *restored_copy(const gk_book *book) {
   uint8_t *bytes = NULL;
   size_t size = 0;
   gk_book *copy = NULL;
+  gk_status status;
   require(gk_book_snapshot_encode(book, &bytes, &size, NULL) == GK_OK);
-  require(gk_book_snapshot_decode("book-fuzz", bytes, size, &copy, NULL) == GK_OK);
+  if (gk_book_snapshot_decode("book-fuzz", bytes, size, &copy, &status) != GK_OK) {
+    fprintf(stderr, "the book's snapshot does not load: %s\n", status.message);
+    __builtin_trap();
+  }
   free(bytes);
   return copy;
+}
+
+/* Traps, saying why, unless the two books are equal. */
+static void require_equal(const gk_book *a, const gk_book *b, const char *what) {
+  char why[512];
+  if (gk_book_equal(a, b, why, sizeof why)) return;
+  fprintf(stderr, "%s: %s\n", what, why);
+  __builtin_trap();
+}
+
+/* The book after a snapshot round trip equals the book. */
+static void check_snapshot_of(const gk_book *book) {
+  gk_book *restored = restored_copy(book);
+  require_equal(book, restored, "the book differs from its snapshot");
+  gk_book_free(restored);
 }
 
 static void check_apply(gk_event *decoded, bool populated) {
@@ -165,11 +165,7 @@ static void check_apply(gk_event *decoded, bool populated) {
   if (rc == GK_OK) check_snapshot_of(book);
   /* the process that restarted from the snapshot folds the event alike */
   require(gk_book_apply(restarted, decoded, NULL) == rc);
-  char why[512];
-  if (!gk_book_equal(book, restarted, why, sizeof why)) {
-    fprintf(stderr, "a book restored from its snapshot folds the event differently: %s\n", why);
-    __builtin_trap();
-  }
+  require_equal(book, restarted, "a book restored from its snapshot folds the event differently");
   gk_book_free(restarted);
   gk_book_free(before);
   gk_book_free(book);

@@ -5,6 +5,8 @@
  */
 #include "greeks/listener_fanout.h"
 
+#include <stdbool.h>
+
 gk_code gk_listener_fanout_add(gk_listener_fanout *fanout, gk_book_listener listener,
                                gk_status *status) {
   if (listener.committed == NULL)
@@ -17,23 +19,23 @@ gk_code gk_listener_fanout_add(gk_listener_fanout *fanout, gk_book_listener list
   return GK_OK;
 }
 
-void gk_listener_fanout_committed(void *user, const char *book_id, const gk_book *book,
-                                  const gk_event *events, size_t count) {
-  const gk_listener_fanout *fanout = user;
+/* Each listener in order; `followed` picks its followed function where it has one. */
+static void tell_each(const gk_listener_fanout *fanout, bool followed, const char *book_id, const gk_book *book,
+                      const gk_event *events, size_t count) {
   size_t n = fanout->count < GK_LISTENER_FANOUT_MAX ? fanout->count : GK_LISTENER_FANOUT_MAX;
   for (size_t i = 0; i < n; i++) {
     const gk_book_listener *l = &fanout->listeners[i];
-    if (l->committed) l->committed(l->user, book_id, book, events, count);
+    if (followed && l->followed) l->followed(l->user, book_id, book, events, count);
+    else if (l->committed) l->committed(l->user, book_id, book, events, count);
   }
+}
+
+void gk_listener_fanout_committed(void *user, const char *book_id, const gk_book *book,
+                                  const gk_event *events, size_t count) {
+  tell_each(user, false, book_id, book, events, count);
 }
 
 void gk_listener_fanout_followed(void *user, const char *book_id, const gk_book *book,
                                  const gk_event *events, size_t count) {
-  const gk_listener_fanout *fanout = user;
-  size_t n = fanout->count < GK_LISTENER_FANOUT_MAX ? fanout->count : GK_LISTENER_FANOUT_MAX;
-  for (size_t i = 0; i < n; i++) {
-    const gk_book_listener *l = &fanout->listeners[i];
-    if (l->followed) l->followed(l->user, book_id, book, events, count);
-    else if (l->committed) l->committed(l->user, book_id, book, events, count);
-  }
+  tell_each(user, true, book_id, book, events, count);
 }
