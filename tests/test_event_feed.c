@@ -680,6 +680,17 @@ static void test_a_burst_from_another_process_is_left_to_the_store_not_behind(vo
   assert_int_equal(drain(sub, &got), GK_FEED_EMPTY);
   assert_int_equal(got.count, 1502);
   assert_int_equal(got.items[1501].meta.sequence, 1502);
+  /* A command right after another burst catches the book up first (the
+   * burst fills the queue), then commits: its own events follow the ones left
+   * to the store, not a "fell behind" (found in review). */
+  for (int n = 3000; n < 3020; n++) must(trade(other, "desk1", n, &st), &st); /* 1503..1522 */
+  must(trade(f->service, "desk1", 4000, &st), &st);                         /* 1523 */
+  assert_int_equal(drain(sub, &got), GK_FEED_EMPTY);
+  free(want.items);
+  want = store_events(f, "desk1", 1);
+  assert_int_equal(want.count, 1523);
+  assert_same_events(&got, &want);
+  assert_int_equal(gk_event_feed_counters_of(f->feed).behind, 0);
   gk_subscription_close(sub);
   wake_destroy(&w);
   gk_book_service_free(other);

@@ -172,7 +172,9 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (action != GREEKSD_SERVE) return check_or_print(&config, action);
-  greeksd_log_sink log_sink; /* one line per record on stderr, text or JSON (log_sink.h) */
+  /* one line per record on stderr, text or JSON (log_sink.h); static: the
+   * second-signal thread may still log while main returns */
+  static greeksd_log_sink log_sink;
   greeksd_log_install(&log_sink, config.log_format, config.log_level);
   long fd_limit = greeksd_raise_fd_limit();
   if (greeksd_startup_check(&config, &errors) != 0) return refuse(&errors, true);

@@ -65,6 +65,7 @@ struct gk_subscription {
   size_t limit;                 /* the configured queue: past it (a command's own events aside) it fell behind */
   bool behind;
   int64_t left_through;         /* the last followed event that found the queue full: the store has it */
+  int64_t followed_through;     /* the newest followed event queued */
 
   /* the consumer's own */
   int64_t next_sequence;
@@ -147,6 +148,21 @@ void gk_event_feed_free(gk_event_feed *feed) {
 
 /* ---- the producer --------------------------------------------------------------- */
 
+/* Whether the queue is full of another process's events, or events after its
+ * newest were left to the store: then a commit of this process that finds it
+ * full is left to the store too (the consumer reads from there when it gets
+ * there anyway), not a sign of a subscriber that stopped reading. A command
+ * catches its book up first: another process's burst filled the queue, and
+ * the command's own events put a subscriber reading all along behind (found in
+ * review). The queue is in sequence order, so it still holds one of the other
+ * process's events while its head is at or before the newest queued. */
+static bool filled_by_another_process(const gk_subscription *sub) {
+  if (sub->count == 0) return false;
+  int64_t head = sub->ring[sub->head].meta.sequence;
+  int64_t tail = sub->ring[(sub->head + sub->count - 1) % sub->capacity].meta.sequence;
+  return head <= sub->followed_through || sub->left_through > tail;
+}
+
 /* Copies the events the subscription wants into its queue. True when the
  * consumer must be told: the queue was empty and is not, or it fell behind.
  * `followed`: another process's events, which a full queue leaves to the
@@ -163,7 +179,7 @@ static bool enqueue_events(gk_event_feed *feed, gk_subscription *sub, const gk_e
      * subscriber was ended as "fell behind" by a single UpdateMarket of more
      * quotes than a small --subscriber-queue (found in review). */
     if (sub->count == sub->capacity || (!was_empty && sub->count >= sub->limit)) {
-      if (followed) {
+      if (followed || filled_by_another_process(sub)) {
         if (events[count - 1].meta.sequence > sub->left_through) sub->left_through = events[count - 1].meta.sequence;
         break;
       }
@@ -174,6 +190,7 @@ static bool enqueue_events(gk_event_feed *feed, gk_subscription *sub, const gk_e
     sub->ring[(sub->head + sub->count) % sub->capacity] = events[i];
     sub->count++;
     queued++;
+    if (followed) sub->followed_through = events[i].meta.sequence;
   }
   pthread_mutex_unlock(&sub->lock);
   atomic_fetch_add_explicit(&feed->queued, queued, memory_order_relaxed);
