@@ -261,6 +261,37 @@ static void test_delta_hedge_buys_the_rounded_book_delta_in_the_underlying(void 
   gk_book_free(book);
 }
 
+/* A delta hedge offered the underlying beside a far cheaper option takes the
+ * option (its delta solved exactly, then rounded, the underlying's units
+ * absorbing the rounding): trading nothing but the underlying's units was
+ * costed at 0 and won, and 570 units at a spread of 1 each came back where 7
+ * calls at 0.01 and 7 units cost 14 (found in review). Offering the
+ * underlying must not make the hedge dearer than the option alone plus its
+ * rounding's units. */
+static void test_a_delta_hedge_takes_a_cheaper_option_over_the_underlying(void **state) {
+  (void)state;
+  gk_book *book = desk(); /* short 10 calls: delta about -560 */
+  gk_instrument deep = option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 90, T0 + YEAR / 2, 100);
+  gk_quoted_instrument q[] = {quote(underlying("AAPL"), 99, 101, 0), quote(deep, 13.00, 13.02, 0)};
+  gk_hedge_request both = request(GK_HEDGE_DELTA, q, 2), option_only = request(GK_HEDGE_DELTA, q + 1, 1);
+  gk_hedge_proposal with = hedge(book, &both), without = hedge(book, &option_only);
+  double per_contract = reference(&deep, VOL).delta;
+  int64_t calls = llround(-book_reference().delta / per_contract);
+  assert_true(calls >= 5 && calls <= 10);
+  const gk_leg *leg = leg_of(&with, &deep);
+  assert_non_null(leg);
+  assert_int_equal(leg->quantity, calls);
+  const gk_leg *units = leg_of(&with, &q[0].instrument);
+  int64_t want_units = llround(-(book_reference().delta + (double)calls * per_contract));
+  assert_int_equal(units ? units->quantity : 0, want_units);
+  assert_true(llabs(want_units) <= llround(0.5 * per_contract) + 1);
+  assert_true(close_enough(with.cost, (double)calls * 1.0 + (double)llabs(want_units) * 1.0, 1e-12, 1e-9));
+  assert_true(with.cost <= without.cost + 0.5 * per_contract * 1.0 + 1e-9);
+  assert_true(fabs(with.after.delta) <= 0.5 + 1e-9);
+  assert_legs_add_up(&with, q, 2);
+  gk_book_free(book);
+}
+
 /* ---- (2) delta-gamma ---------------------------------------------------------------------- */
 
 static void assert_optimal(const gk_hedge_proposal *p, const gk_quoted_instrument *q,
@@ -661,6 +692,7 @@ static void test_an_american_put_hedges_with_its_own_greeks(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_delta_hedge_buys_the_rounded_book_delta_in_the_underlying),
+      cmocka_unit_test(test_a_delta_hedge_takes_a_cheaper_option_over_the_underlying),
       cmocka_unit_test(test_delta_gamma_hedge_is_the_cheapest_basis_rounded),
       cmocka_unit_test(test_the_cheaper_of_two_equivalent_options_is_chosen),
       cmocka_unit_test(test_a_vertex_rounded_to_nothing_loses_to_one_that_hedges),

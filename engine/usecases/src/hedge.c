@@ -414,6 +414,13 @@ static void consider(program *p, basis *candidate, basis *best) {
     }
     candidate->cost += p->c[candidate->index[j]] * fabs(q);
   }
+  /* Trading nothing but the underlying's whole units (where it is offered)
+   * costs those units: costed at 0, it beat every option where those units
+   * met the target, and a delta hedge of 7 calls and 7 units (cost 14) came
+   * back as 570 units of the underlying (cost 570; found in review). It is
+   * then the underlying alone, in whole units. */
+  if (candidate->size == 0 && p->w->underlying != NONE)
+    candidate->cost = p->c[p->w->underlying] * fabs(round_basis(p->w, candidate).units);
   bool cheaper = best->size == NONE || candidate->cost < best->cost - 1e-12 * best->cost;
   bool best_ok = best->size != NONE && best->miss <= ACCEPTABLE_MISS;
   if (best_ok && !cheaper) return; /* cannot win: no rounding needed (130,816 bases at 512 instruments) */
