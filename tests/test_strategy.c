@@ -322,6 +322,35 @@ static void test_calendar_pnl_at_the_horizon_matches_closed_form_bsm(void **stat
   free(f);
 }
 
+/* At a low vol a live straddle's P&L at the horizon is a sharp V whose bottom,
+ * near K e^{-(r-q)T'}, falls between the grid's points (2.6% apart): its
+ * max_loss was 60.5 where the structure can lose 93.7, so it passed a cap of
+ * 70 and its score divided by too little (found in review). Against a dense
+ * scan of the closed form written here. */
+static void test_a_low_vol_straddle_reports_its_whole_loss(void **state) {
+  (void)state;
+  fixture *f = malloc(sizeof *f);
+  memset(f, 0, sizeof *f);
+  make_market(f);
+  const double vol = 0.02;
+  for (double k = 95; k <= 105; k += 5)
+    for (unsigned type = GK_CALL; type <= GK_PUT; type++) add_option(f, type, GK_STYLE_EUROPEAN, k, FAR, vol);
+  f->view = (gk_strategy_view){GK_VIEW_VOLATILE, 0.05, 0, HORIZON, 0, 0, 1};
+  generate_ok(f);
+  static const leg_key keys[] = {{'C', 100, FAR}, {'P', 100, FAR}};
+  const gk_strategy *s = must_find(f, "long_straddle", keys, 2);
+  double paid = (quote_of(f, GK_CALL, 100, FAR)->ask + quote_of(f, GK_PUT, 100, FAR)->ask) * MULT;
+  double t = years(HORIZON, FAR), worst = INFINITY;
+  for (double spot = 90; spot <= 110; spot += 1e-4)
+    worst = fmin(worst, (bsm(GK_CALL, spot, 100, t, vol) + bsm(GK_PUT, spot, 100, t, vol)) * MULT - paid);
+  assert_close(s->max_loss, -worst, 1e-7);
+  /* a cap between the grid's figure and the whole loss leaves it out */
+  f->view.max_loss = 0.99 * -worst;
+  generate_ok(f);
+  assert_true(find(f, "long_straddle", keys, 2) < 0);
+  free(f);
+}
+
 static void test_put_calendar_loses_most_at_zero_spot(void **state) {
   (void)state;
   fixture *f = malloc(sizeof *f);
@@ -454,8 +483,14 @@ static void test_score_is_the_documented_return_on_risk(void **state) {
   for (size_t i = 0; i < 5; i++)
     scenario += credit - fabs(SPOT * (1 + fractions[i] * m) - 100) * qm;
   scenario /= 5;
-  double risk = 2 * ((5 * 120 - 100) * qm - credit);
+  /* unbounded: twice its loss at 5 x max(S, its own strikes), whatever else
+   * the chain lists (a 1000 call below must not move it) */
+  double risk = 2 * ((5 * 100 - 100) * qm - credit);
   assert_close(s->score, 0.5 * (view + scenario) / fmax(risk, floor_risk), 1e-9);
+  double alone = s->score;
+  add_option(f, GK_CALL, GK_STYLE_EUROPEAN, 1000, NEAR, VOL); /* stretches the common grid 8x */
+  generate_ok(f);
+  assert_true(must_find(f, "short_straddle", straddle, 2)->score == alone);
   free(f);
 }
 
@@ -784,6 +819,7 @@ int main(void) {
       cmocka_unit_test(test_covered_call_gains_at_most_strike_less_cost_plus_call),
       cmocka_unit_test(test_calendar_pnl_at_the_horizon_matches_closed_form_bsm),
       cmocka_unit_test(test_put_calendar_loses_most_at_zero_spot),
+      cmocka_unit_test(test_a_low_vol_straddle_reports_its_whole_loss),
       cmocka_unit_test(test_breakevens_of_live_structures_are_zeros_of_the_closed_form),
       cmocka_unit_test(test_straddle_greeks_are_the_closed_form_sums),
       cmocka_unit_test(test_live_spread_gains_at_most_its_discounted_width),
