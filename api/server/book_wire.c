@@ -247,6 +247,11 @@ int wire_read_quoted(Greeks__V1__QuotedInstrument *const *quoted, size_t count, 
   }
   gk_status rule;
   if (gk_quoted_instruments_validate(out, count, &rule) != GK_OK) {
+    /* the rule names the quote as the core does ("instruments[3].bid is 3: ..."):
+     * named as the request names it ("chain[3].bid ..." in GenerateStrategies) */
+    const char *core = "instruments";
+    if (strncmp(rule.message, core, strlen(core)) == 0 && rule.message[strlen(core)] == '[')
+      return refuse(why, size, "%s%s", field, rule.message + strlen(core));
     snprintf(at, sizeof at, "%s[%lld]", field, (long long)(rule.index >= 0 ? rule.index : 0));
     return refuse_rule(why, size, at, &rule);
   }

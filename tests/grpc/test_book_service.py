@@ -572,6 +572,17 @@ class Strategies(BookServiceCase):
         self.assertEqual([ev.StrategyProposed.FromString(e.payload).strategy_id for e in proposed],
                          [s.strategy_id for s in reply.strategies])
         self.assertEqual(reply.last_sequence - reply.first_sequence + 1, len(reply.strategies))
+        # a bad quote is named as the request names it: chain[3], not the
+        # core's instruments[3] (found in review)
+        chain[3].bid, chain[3].ask = 3.0, 2.0
+        with self.assertRaises(grpc.RpcError) as raised:
+            self.stub.GenerateStrategies(bk.GenerateStrategiesRequest(
+                book_id="view", chain=chain, max_results=8,
+                view=bk.StrategyView(direction=bk.BULLISH, move=0.08, vol_change=0.0,
+                                     horizon_us=now_us() + 30 * US_PER_DAY)), timeout=TIMEOUT)
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("chain[3].bid is 3: the bid must not be above the ask (2)", raised.exception.details())
+        self.assertNotIn("instruments", raised.exception.details())
 
 
 class Restart(unittest.TestCase):
