@@ -8,6 +8,7 @@
  * the library), and that past states come back by sequence and by time.
  */
 #include <math.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -227,6 +228,44 @@ static void test_rerunning_a_trade_file_replays_and_doubles_nothing(void **state
   assert_non_null(strstr(csv_cell(r->out, 1, 4), "cli-T1"));
   assert_string_equal(book(NOW, "show desk")->out, before); /* no quantity doubled */
   assert_string_equal(book(NOW, "list")->out, "book_id,version\ndesk,4\n");
+}
+
+/* `greeks book trade` writing into a pipe no one reads (`| head` that ended):
+ * SIGPIPE killed it, exit 141 and no word, after the trade was recorded (found
+ * in review). It now stops after the first row it could not write, exit 4,
+ * saying which line and that the trades up to it stand. The child starts with
+ * SIGPIPE at its default, as from a shell. */
+static void test_a_trades_file_into_a_closed_pipe_stops_and_says_so(void **state) {
+  (void)state;
+  assert_int_equal(book(NOW, "open desk")->exit_code, 0);
+  char err_path[300], store[300];
+  snprintf(err_path, sizeof err_path, "%s/pipe.err", store_dir);
+  snprintf(store, sizeof store, "sqlite:%s/books.db", store_dir);
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  close(fds[0]); /* the reader is gone before the first row */
+  pid_t child = fork();
+  assert_true(child >= 0);
+  if (child == 0) {
+    signal(SIGPIPE, SIG_DFL);
+    FILE *err = fopen(err_path, "w");
+    if (err == NULL || chdir(GREEKS_TEST_DATA_DIR "/book") != 0) _exit(127);
+    dup2(fds[1], 1);
+    dup2(fileno(err), 2);
+    execl(GREEKS_CLI_PATH, GREEKS_CLI_PATH, "book", "trade", "desk", "--file", "trades.csv", "--store", store,
+          "--now", NOW, (char *)NULL);
+    _exit(127);
+  }
+  close(fds[1]);
+  int status = 0;
+  assert_int_equal(waitpid(child, &status, 0), child);
+  assert_true(WIFEXITED(status)); /* not killed by SIGPIPE */
+  assert_int_equal(WEXITSTATUS(status), 4);
+  static char err[4096];
+  cli_slurp(err_path, err, sizeof err);
+  assert_non_null(strstr(err, "cannot write the output"));
+  assert_non_null(strstr(err, "stopped after line 2"));
+  assert_string_equal(book(NOW, "list")->out, "book_id,version\ndesk,2\n"); /* T1 alone ran */
 }
 
 static void test_migrate_copies_every_book_verbatim_and_refuses_a_second_copy(void **state) {
@@ -657,6 +696,15 @@ static void test_usage_errors_exit_2_with_a_clear_message(void **state) {
   r = book(NOW, "frob desk");
   assert_int_equal(r->exit_code, 2);
   assert_non_null(strstr(r->err, "unknown verb"));
+  r = run_cli("", "book list --store sqlite:/nonexistent-dir/typo.db"); /* only open creates a named store */
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "--store: no such store file: '/nonexistent-dir/typo.db'"));
+  char typo[300];
+  snprintf(typo, sizeof typo, "book show desk --store %s/typo.db", store_dir); /* it answered "no books", exit 0 */
+  assert_int_equal(run_cli("", typo)->exit_code, 2);
+  snprintf(typo, sizeof typo, "%s/typo.db", store_dir);
+  assert_int_equal(access(typo, F_OK), -1); /* and left no empty store behind */
+  assert_int_equal(book(NOW, "open desk")->exit_code, 0);
   r = book(NOW, "trade nobook --file trades.csv"); /* a missing book stops the file; the trade was not run */
   assert_int_equal(r->exit_code, 2);
   assert_non_null(strstr(r->err, "stopped at line 2; the trades before it stand, and that one was not executed"));
@@ -685,7 +733,7 @@ static void test_usage_errors_exit_2_with_a_clear_message(void **state) {
   assert_int_equal(r->exit_code, 2);
   assert_non_null(strstr(r->err, "greeks book: nobook: "));
   assert_non_null(strstr(r->err, "NOT_FOUND"));
-  r = run_cli("", "book list --store sqlite:/nonexistent/dir/books.db");
+  r = run_cli("", "book open d9 --store sqlite:/nonexistent/dir/books.db");
   assert_int_equal(r->exit_code, 4); /* the store failed, not the input */
   assert_non_null(strstr(r->err, "/nonexistent/dir/books.db"));
 }
@@ -718,6 +766,7 @@ int main(void) {
       STORE_TEST(test_open_then_list_shows_the_book),
       STORE_TEST(test_a_trade_file_executes_each_trade_atomically_and_names_bad_rows),
       STORE_TEST(test_rerunning_a_trade_file_replays_and_doubles_nothing),
+      STORE_TEST(test_a_trades_file_into_a_closed_pipe_stops_and_says_so),
       STORE_TEST(test_migrate_copies_every_book_verbatim_and_refuses_a_second_copy),
       STORE_TEST(test_show_values_a_european_option_as_black_scholes),
       STORE_TEST(test_correct_and_cancel_rewrite_positions),

@@ -267,6 +267,14 @@ static int open_session(const book_args *a, int64_t now_us, session *s) {
     int rc = default_store(url, sizeof url);
     if (rc != 0) return rc;
   }
+  /* only open creates a named store: `list --store typo.db` answered "no
+   * books", exit 0, and left an empty store behind (found in review); the
+   * default store is made on first use */
+  const char *path, *missing = a->store && a->verb != V_OPEN ? book_store_missing(url, &path) : NULL;
+  if (missing) {
+    fprintf(stderr, "greeks book: --store: %s: '%s' (only `greeks book open` creates a store)\n", missing, path);
+    return CLI_EXIT_UNUSABLE;
+  }
   gk_status status;
   s->store = gk_store_open_url(url, &status);
   if (s->store == NULL) return fail("store", &status);
@@ -807,6 +815,7 @@ int book_command(int argc, char **argv) {
   if (rc == 0) rc = run_verb(&s, &a, &q);
   close_session(&s);
   const char *failure = cli_output_failure(stdout);
+  if (failure && a.verb == V_TRADE && rc == BOOK_EXIT_FAILED) return rc; /* said, with the line it stopped after */
   if (failure) {
     /* after a write that ran, exit 2 ("nothing was written") would invite a
      * rerun that applies a keyless command twice: say it is recorded */

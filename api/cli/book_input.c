@@ -796,6 +796,13 @@ int book_execute_trades(const char *program, const char *file, trade_reader *t, 
       return exit_code;
     }
     rejected += outcome == BOOK_TRADE_REJECTED;
+    const char *failure = cli_output_failure(stdout);
+    if (failure) { /* no one reads the rows: stop, rather than trade on unreported */
+      fprintf(stderr, "%s: %s: cannot write the output (%s): stopped after line %zu; the trades up to it stand "
+                      "(check with audit; re-running the file is safe: its keys replay what ran)\n",
+              program, file, failure, item.first_line);
+      return BOOK_EXIT_FAILED;
+    }
   }
   if (got < 0) { /* exit 2 says nothing was written: only when nothing was (found in review) */
     fprintf(stderr, "%s: %s: %s; %s\n", program, file, e.message,

@@ -110,16 +110,23 @@ static int starts_with(const char *s, const char *prefix) {
 }
 
 
-static int check_source(const char *from) {
-  if (gk_store_url_is_postgres(from)) return 0; /* gk_store_open_url's rule */
-  const char *path = starts_with(from, "sqlite:") ? from + strlen("sqlite:") : from;
+const char *book_store_missing(const char *url, const char **path) {
+  *path = starts_with(url, "sqlite:") ? url + strlen("sqlite:") : url;
+  if (gk_store_url_is_postgres(url)) return NULL; /* gk_store_open_url's rule */
   struct stat info;
-  if (path[0] != '\0' && stat(path, &info) != 0 && errno == ENOENT)
-    return usage_error("--store: no such store file", path);
-  /* an empty file is no store: opening it wrote the schema into the source */
-  if (path[0] != '\0' && stat(path, &info) == 0 && S_ISREG(info.st_mode) && info.st_size == 0)
-    return usage_error("--store: the file is empty, not a store", path);
-  return 0;
+  if ((*path)[0] != '\0' && stat(*path, &info) != 0 && errno == ENOENT) return "no such store file";
+  /* an empty file is no store: opening it wrote the schema into it */
+  if ((*path)[0] != '\0' && stat(*path, &info) == 0 && S_ISREG(info.st_mode) && info.st_size == 0)
+    return "the file is empty, not a store";
+  return NULL;
+}
+
+static int check_source(const char *from) {
+  const char *path, *why = book_store_missing(from, &path);
+  if (why == NULL) return 0;
+  char message[64];
+  snprintf(message, sizeof message, "--store: %s", why);
+  return usage_error(message, path);
 }
 
 static int open_store(const char *option, const char *url, gk_event_store **out) {

@@ -30,4 +30,10 @@
 int book_migrate_command(int argc, char **argv);
 void book_migrate_usage(FILE *out);
 
+/* NULL when `url` names a PostgreSQL store or an existing, non-empty SQLite
+ * file; else why not ("no such store file", "the file is empty, not a store")
+ * with *path the file's path: opening a missing file would create an empty
+ * store, and a mistyped path would read as one holding no books. */
+const char *book_store_missing(const char *url, const char **path);
+
 #endif

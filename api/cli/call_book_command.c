@@ -676,6 +676,13 @@ static int print_risk(const session *s, gk_client_reply *reply) {
         "worst_loss\n", stdout);
   for (size_t u = 0; u < r->n_per_underlying; u++) write_risk_row(r->per_underlying[u]);
   write_risk_row(r->total);
+  /* valued_at_us 0: no market, so its positions are in no figure; the row of
+   * zeros read as a flat underlying (the offline verb says so on stderr;
+   * found in review) */
+  for (size_t u = 0; u < r->n_per_underlying; u++)
+    if (r->per_underlying[u]->valued_at_us == 0)
+      fprintf(stderr, "greeks call book: %s: %s has no market: its open positions are not valued, not in the risk\n",
+              s->a->book_id, r->per_underlying[u]->underlying);
   if (r->n_limits) fputs("limit_underlying,metric,soft,hard,value,state\n", stdout);
   for (size_t k = 0; k < r->n_limits; k++) write_limit_row(r->limits[k]);
   int rc = s->a->grid ? write_grid_file(s->a->grid, r) : CLI_EXIT_OK;
@@ -1174,6 +1181,7 @@ int call_book_command(const gk_client_options *connection, int argc, char **argv
   int keyed = (ON(a.verb) & KEYED_VERBS) != 0, writes = keyed || a.verb == V_TRADE;
   const char *failure = cli_output_failure(stdout);
   if (failure && a.verb == V_SUBSCRIBE && rc == BOOK_EXIT_FAILED) return rc; /* said, with where to resume */
+  if (failure && a.verb == V_TRADE && rc == BOOK_EXIT_FAILED) return rc;     /* said, with the line it stopped after */
   if (failure) {
     if (!writes || rc == CLI_EXIT_UNUSABLE) return usage_error("cannot write the output", failure);
     /* the write ran: exit 2 said nothing was written (found in review) */

@@ -254,6 +254,16 @@ class CommandsAndQueries(CallBookCase):
         self.assertAlmostEqual(float(zero[0]["pnl"]), 0.0, places=6)
         worst = max(0.0, -min(float(c["pnl"]) for c in cells if c["underlying"] == "TOTAL"))
         self.assertAlmostEqual(float(total["worst_loss"]), worst, places=6)
+        # a position on an underlying without a market is in no figure: its row
+        # of zeros read as a flat underlying, with no word (found in review)
+        self.open_book("unquoted", spot=100.0, vol=0.25, rate=0.03)  # AAPL's market, no limit
+        code, out, err = self.trades("unquoted", "risk2.csv", ["R2,MSFT,underlying,,,,,,100,300\n",
+                                                               "R3,AAPL,underlying,,,,,,10,100\n"])
+        self.assertEqual(code, 0, err)
+        code, out, err = self.call("risk", "unquoted", "--min-version", rows(out)[-1]["last_sequence"])
+        self.assertEqual(code, 0, err)
+        self.assertIn("unquoted: MSFT has no market: its open positions are not valued, not in the risk", err)
+        self.assertNotIn("AAPL has no market", err)
 
     def test_a_delta_hedge_is_proposed_then_executed_from_its_own_output(self):
         self.open_book("hedge")
