@@ -351,6 +351,42 @@ static void test_a_low_vol_straddle_reports_its_whole_loss(void **state) {
   free(f);
 }
 
+/* A put butterfly at a low vol: the deep-in-the-money puts' plateau carries
+ * rounding wiggles (~1e-12) that were taken for local extrema, in spot order,
+ * until every refinement was spent and the body's V kept its grid value (196
+ * of a 245 loss, under a cap of 200; found in review). Both butterflies against
+ * a dense scan of the closed form. */
+static void test_a_low_vol_put_butterfly_reports_its_whole_loss_and_gain(void **state) {
+  (void)state;
+  fixture *f = malloc(sizeof *f);
+  memset(f, 0, sizeof *f);
+  make_market(f);
+  const double vol = 0.005, strikes[] = {97.5, 100, 102.5};
+  for (int k = 0; k < 3; k++) add_option(f, GK_PUT, GK_STYLE_EUROPEAN, strikes[k], FAR, vol);
+  f->view = (gk_strategy_view){GK_VIEW_NEUTRAL, 0.05, 0, HORIZON, 0, 0, 1};
+  generate_ok(f);
+  static const leg_key keys[] = {{'P', 97.5, FAR}, {'P', 100, FAR}, {'P', 102.5, FAR}};
+  const gk_strategy *shorted = must_find(f, "short_put_butterfly", keys, 3);
+  const gk_strategy *longed = must_find(f, "long_put_butterfly", keys, 3);
+  double t = years(HORIZON, FAR), paid_short = 0, paid_long = 0;
+  const double weights[] = {-1, 2, -1};
+  for (int k = 0; k < 3; k++) {
+    const gk_quoted_instrument *q = quote_of(f, GK_PUT, strikes[k], FAR);
+    paid_short += weights[k] * (weights[k] > 0 ? q->ask : q->bid) * MULT;
+    paid_long -= weights[k] * (weights[k] < 0 ? q->ask : q->bid) * MULT;
+  }
+  double worst_short = INFINITY, best_long = -INFINITY;
+  for (double spot = 90; spot <= 110; spot += 1e-4) {
+    double body = 0;
+    for (int k = 0; k < 3; k++) body += weights[k] * bsm(GK_PUT, spot, strikes[k], t, vol) * MULT;
+    worst_short = fmin(worst_short, body - paid_short);
+    best_long = fmax(best_long, -body - paid_long);
+  }
+  assert_close(shorted->max_loss, -worst_short, 1e-6);
+  assert_close(longed->max_gain, best_long, 1e-6);
+  free(f);
+}
+
 static void test_put_calendar_loses_most_at_zero_spot(void **state) {
   (void)state;
   fixture *f = malloc(sizeof *f);
@@ -820,6 +856,7 @@ int main(void) {
       cmocka_unit_test(test_calendar_pnl_at_the_horizon_matches_closed_form_bsm),
       cmocka_unit_test(test_put_calendar_loses_most_at_zero_spot),
       cmocka_unit_test(test_a_low_vol_straddle_reports_its_whole_loss),
+      cmocka_unit_test(test_a_low_vol_put_butterfly_reports_its_whole_loss_and_gain),
       cmocka_unit_test(test_breakevens_of_live_structures_are_zeros_of_the_closed_form),
       cmocka_unit_test(test_straddle_greeks_are_the_closed_form_sums),
       cmocka_unit_test(test_live_spread_gains_at_most_its_discounted_width),
