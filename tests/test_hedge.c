@@ -14,6 +14,7 @@
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,6 +161,46 @@ static double reference_lp(const gk_quoted_instrument *q, size_t count, gk_hedge
   return best;
 }
 
+/* The rule of docs/strategy.md steps 3-5, applied again: every pair solved as
+ * above, its options rounded to whole contracts, the underlying (where
+ * offered) to the whole units that bring delta nearest 0; among the pairs that
+ * take at least half of each target Greek off the book, the cheapest whole
+ * trade (spread crossed on the contracts and units actually traded; the first
+ * found on a tie). Fills the pair and its fractional quantities. */
+static double reference_whole(const gk_quoted_instrument *q, size_t count, gk_hedge_target target,
+                              size_t pair[2], double quantity[2]) {
+  greeks book = book_reference();
+  size_t u = count;
+  for (size_t i = 0; i < count; i++)
+    if (q[i].instrument.kind == GK_KIND_UNDERLYING) u = i;
+  double best = INFINITY;
+  for (size_t i = 0; i < count; i++)
+    for (size_t j = i + 1; j < count; j++) {
+      const size_t at[2] = {i, j};
+      greeks g[2] = {reference(&q[i].instrument, quote_vol(&q[i])), reference(&q[j].instrument, quote_vol(&q[j]))};
+      double a = pick(g[0], target, 0), b = pick(g[1], target, 0);
+      double c = pick(g[0], target, 1), d = pick(g[1], target, 1);
+      double r0 = -pick(book, target, 0), r1 = -pick(book, target, 1), det = a * d - b * c;
+      if (fabs(det) < 1e-9 * (fabs(a * d) + fabs(b * c))) continue;
+      double fractional[2] = {(r0 * d - b * r1) / det, (a * r1 - c * r0) / det};
+      double left[2] = {pick(book, target, 0), pick(book, target, 1)}, cost = 0;
+      for (int k = 0; k < 2; k++) {
+        if (at[k] == u) continue; /* the underlying's units follow */
+        double whole = (double)llround(fractional[k]);
+        left[0] += whole * g[k].delta, left[1] += whole * pick(g[k], target, 1);
+        cost += fabs(whole) * q[at[k]].instrument.multiplier * (q[at[k]].ask - q[at[k]].bid) / 2;
+      }
+      if (u < count) {
+        double units = round(-left[0]);
+        left[0] += units, cost += fabs(units) * (q[u].ask - q[u].bid) / 2;
+      }
+      bool ok = fabs(left[0]) <= 0.5 * fabs(pick(book, target, 0)) && fabs(left[1]) <= 0.5 * fabs(pick(book, target, 1));
+      if (ok && (isinf(best) || cost < best - 1e-12 * best))
+        best = cost, pair[0] = i, pair[1] = j, quantity[0] = fractional[0], quantity[1] = fractional[1];
+    }
+  return best;
+}
+
 /* Off the vertices: any three instruments, the third's quantity free on a grid,
  * the other two solving the constraints; none may beat the vertex optimum. */
 static void assert_no_feasible_point_is_cheaper(const gk_quoted_instrument *q, size_t count,
@@ -292,6 +333,32 @@ static void test_a_delta_hedge_takes_a_cheaper_option_over_the_underlying(void *
   gk_book_free(book);
 }
 
+/* A basis is judged by what it trades: short 84 shares, a call whose exact
+ * quantity (~1.5 contracts) costs less than 84 shares' spread rounds to 2
+ * contracts plus ~28 units the other way, dearer than the 84 units alone.
+ * Costed in fractions, the call won: 120 where 84 would do (found in review of
+ * the nothing basis's fix). */
+static void test_a_delta_hedge_is_judged_by_what_it_trades(void **state) {
+  (void)state;
+  gk_book *book = aapl_desk();
+  trade(book, "S1", underlying("AAPL"), -84);
+  gk_instrument call = option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 100, T0 + YEAR / 2, 100);
+  double per_contract = reference(&call, VOL).delta, fractional = 84 / per_contract;
+  double calls = (double)llround(fractional), units = round(84 - calls * per_contract);
+  assert_true(fractional * 49 < 84);                    /* cheaper in fractions... */
+  assert_true(calls * 49 + fabs(units) * 1 > 84);       /* ...dearer as traded */
+  gk_quoted_instrument q[] = {quote(underlying("AAPL"), 99, 101, 0), quote(call, 7.00, 7.98, 0)};
+  gk_hedge_request r = request(GK_HEDGE_DELTA, q, 2);
+  gk_hedge_proposal p = hedge(book, &r);
+  assert_int_equal(p.leg_count, 1);
+  assert_true(gk_instrument_equal(&p.legs[0].instrument, &q[0].instrument));
+  assert_int_equal(p.legs[0].quantity, 84);
+  assert_true(close_enough(p.cost, 84, 1e-12, 1e-9));
+  assert_true(fabs(p.after.delta) <= 0.5 + 1e-9);
+  assert_legs_add_up(&p, q, 2);
+  gk_book_free(book);
+}
+
 /* ---- (2) delta-gamma ---------------------------------------------------------------------- */
 
 static void assert_optimal(const gk_hedge_proposal *p, const gk_quoted_instrument *q,
@@ -300,7 +367,10 @@ static void assert_optimal(const gk_hedge_proposal *p, const gk_quoted_instrumen
   double quantity[2];
   double optimum = reference_lp(q, count, target, pair, quantity);
   assert_true(isfinite(optimum));
-  assert_no_feasible_point_is_cheaper(q, count, target, optimum);
+  assert_no_feasible_point_is_cheaper(q, count, target, optimum); /* the reference LP is right */
+  double whole = reference_whole(q, count, target, pair, quantity);
+  assert_true(isfinite(whole));
+  assert_true(close_enough(p->cost, whole, 1e-12, 1e-9));
   double residual_delta = p->before.delta, second = 0;
   for (int j = 0; j < 2; j++) { /* the reference basis's options, rounded */
     const gk_instrument *in = &q[pair[j]].instrument;
@@ -693,6 +763,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_delta_hedge_buys_the_rounded_book_delta_in_the_underlying),
       cmocka_unit_test(test_a_delta_hedge_takes_a_cheaper_option_over_the_underlying),
+      cmocka_unit_test(test_a_delta_hedge_is_judged_by_what_it_trades),
       cmocka_unit_test(test_delta_gamma_hedge_is_the_cheapest_basis_rounded),
       cmocka_unit_test(test_the_cheaper_of_two_equivalent_options_is_chosen),
       cmocka_unit_test(test_a_vertex_rounded_to_nothing_loses_to_one_that_hedges),

@@ -327,7 +327,6 @@ typedef struct program {
   size_t m, n;        /* constraints (1 or 2), instruments */
   double *a[2];       /* the constraint rows, each divided by its scale */
   double b[2];        /* -before, divided by the same scale */
-  const double *c;    /* cost per contract */
   size_t out_of_range; /* bases refused for a quantity beyond GK_MAX_QUANTITY */
 } program;
 
@@ -347,7 +346,7 @@ static void scale_row(program *p, size_t k) {
 
 static bool build_program(const hedge_work *w, program *p) {
   memset(p, 0, sizeof *p);
-  p->w = w, p->m = w->request->target == GK_HEDGE_DELTA ? 1 : 2, p->n = w->n, p->c = w->cost;
+  p->w = w, p->m = w->request->target == GK_HEDGE_DELTA ? 1 : 2, p->n = w->n;
   p->a[0] = malloc(2 * w->n * sizeof(double));
   if (p->a[0] == NULL) return false;
   p->a[1] = p->a[0] + w->n;
@@ -381,16 +380,30 @@ static whole_basis round_basis(const hedge_work *w, const basis *b) {
   return r;
 }
 
+/* What the whole-contract trade costs: its options' whole contracts and the
+ * underlying's units, which every basis trades where the underlying is
+ * offered. Costed in fractions of a contract, a basis whose rounding adds
+ * contracts and units won over a cheaper trade: a delta hedge of 2 calls and
+ * 22 units cost 120 where 84 units alone cost 84; and trading nothing, costed
+ * at 0, won over every option though its units cost 570 (both found in
+ * review). */
+static double whole_cost(const hedge_work *w, const basis *b, const whole_basis *r) {
+  double cost = 0;
+  for (size_t j = 0; j < b->size; j++)
+    if (b->index[j] != w->underlying) cost += w->cost[b->index[j]] * fabs(r->q[j]);
+  if (w->underlying != NONE) cost += w->cost[w->underlying] * fabs(r->units);
+  return cost;
+}
+
 /* What whole contracts leave of each target Greek, as a share of the book's. */
-static double rounded_miss(const program *p, const basis *b) {
+static double rounded_miss(const program *p, const basis *b, const whole_basis *r) {
   const hedge_work *w = p->w;
-  whole_basis r = round_basis(w, b);
   double miss = 0;
   for (size_t k = 0; k < p->m; k++) {
     double before = constrained(&w->before, w->request->target, k), left = before;
     for (size_t j = 0; j < b->size; j++)
-      left += r.q[j] * constrained(&w->contract[b->index[j]], w->request->target, k);
-    if (k == 0) left += r.units; /* the underlying: delta 1, no gamma, no vega */
+      left += r->q[j] * constrained(&w->contract[b->index[j]], w->request->target, k);
+    if (k == 0) left += r->units; /* the underlying: delta 1, no gamma, no vega */
     if (fabs(p->b[k]) > FEASIBLE) miss = fmax(miss, fabs(left) / fabs(before)); /* else: met already */
   }
   return miss;
@@ -405,26 +418,19 @@ static double rounded_miss(const program *p, const basis *b) {
  * one-day option (its gamma per contract dwarfs the book's), rounded it to 0
  * and left the book's gamma untouched. */
 static void consider(program *p, basis *candidate, basis *best) {
-  candidate->cost = 0;
   for (size_t j = 0; j < candidate->size; j++) {
     double q = candidate->q[j];
     if (!isfinite(q) || fabs(q) > (double)GK_MAX_QUANTITY) {
       p->out_of_range++;
       return;
     }
-    candidate->cost += p->c[candidate->index[j]] * fabs(q);
   }
-  /* Trading nothing but the underlying's whole units (where it is offered)
-   * costs those units: costed at 0, it beat every option where those units
-   * met the target, and a delta hedge of 7 calls and 7 units (cost 14) came
-   * back as 570 units of the underlying (cost 570; found in review). It is
-   * then the underlying alone, in whole units. */
-  if (candidate->size == 0 && p->w->underlying != NONE)
-    candidate->cost = p->c[p->w->underlying] * fabs(round_basis(p->w, candidate).units);
+  whole_basis whole = round_basis(p->w, candidate);
+  candidate->cost = whole_cost(p->w, candidate, &whole);
   bool cheaper = best->size == NONE || candidate->cost < best->cost - 1e-12 * best->cost;
   bool best_ok = best->size != NONE && best->miss <= ACCEPTABLE_MISS;
-  if (best_ok && !cheaper) return; /* cannot win: no rounding needed (130,816 bases at 512 instruments) */
-  candidate->miss = rounded_miss(p, candidate);
+  if (best_ok && !cheaper) return; /* cannot win (130,816 bases at 512 instruments) */
+  candidate->miss = rounded_miss(p, candidate, &whole);
   if (best->size == NONE) {
     *best = *candidate;
     return;
