@@ -681,7 +681,7 @@ static int print_risk(const session *s, gk_client_reply *reply) {
    * found in review) */
   for (size_t u = 0; u < r->n_per_underlying; u++)
     if (r->per_underlying[u]->valued_at_us == 0)
-      fprintf(stderr, "greeks call book: %s: %s has no market: its open positions are not valued, not in the risk\n",
+      fprintf(stderr, "greeks call book: %s: %s has no market: any open positions on it are not valued, not in the risk\n",
               s->a->book_id, r->per_underlying[u]->underlying);
   if (r->n_limits) fputs("limit_underlying,metric,soft,hard,value,state\n", stdout);
   for (size_t k = 0; k < r->n_limits; k++) write_limit_row(r->limits[k]);

@@ -782,8 +782,8 @@ void call_command_usage(FILE *out) {
         "  --token-file: its first line that is not blank or a '#' comment, trimmed, is sent as\n"
         "        'authorization: Bearer <token>' (as greeksd reads the file).\n"
         "  --timeout-ms: each call's deadline, default 300000 (none for book subscribe).\n"
-        "  Exit 0 ok, 1 health not serving, 2 unusable input or a failed call (the gRPC\n"
-        "  status and request id on stderr), 3 some rows invalid.\n",
+        "  Exit 0 ok, 1 health not serving, 2 unusable input, unwritable output or a\n"
+        "  failed call (the gRPC status and request id on stderr), 3 some rows invalid.\n",
         out);
 }
 

@@ -335,7 +335,8 @@ void price_command_usage(FILE *out) {
         "  order vanna,volga,charm,veta,speed,zomma,color,dual_delta,dual_gamma (or\n"
         "  'second' for the nine). Output CSV: id,price,delta,gamma,vega,theta,rho,phi\n"
         "  [,vanna..dual_gamma when any is asked for],error (vega, rho, phi per 1.00;\n"
-        "  theta, charm, veta, color per year). Exit 0 ok, 2 unusable input, 3 some bad rows.\n",
+        "  theta, charm, veta, color per year). Exit 0 ok, 2 unusable input or\n"
+        "  unwritable output, 3 some bad rows.\n",
         out);
 }
 

@@ -248,7 +248,8 @@ void revalue_command_usage(FILE *out) {
         "  Prints per-underlying and TOTAL risk (value, Greeks, dollar delta = delta*S,\n"
         "  dollar gamma = gamma*S^2) as CSV; --grid-out writes the P&L grid\n"
         "  (underlying,spot_shock,vol_shock,pnl), --positions-out each position's value\n"
-        "  and Greeks (scaled by quantity x multiplier). Exit 0 ok, 2 unusable input,\n"
+        "  and Greeks (scaled by quantity x multiplier). Exit 0 ok, 2 unusable input\n"
+        "  or unwritable output,\n"
         "  3 some positions invalid (named on stderr, excluded from every sum; rows\n"
         "  that cannot be read at all are not in --positions-out).\n",
         out);

@@ -262,7 +262,7 @@ class CommandsAndQueries(CallBookCase):
         self.assertEqual(code, 0, err)
         code, out, err = self.call("risk", "unquoted", "--min-version", rows(out)[-1]["last_sequence"])
         self.assertEqual(code, 0, err)
-        self.assertIn("unquoted: MSFT has no market: its open positions are not valued, not in the risk", err)
+        self.assertIn("unquoted: MSFT has no market: any open positions on it are not valued, not in the risk", err)
         self.assertNotIn("AAPL has no market", err)
 
     def test_a_delta_hedge_is_proposed_then_executed_from_its_own_output(self):
