@@ -65,7 +65,7 @@
 #define MAX_SCENARIO_SPOTS 5
 #define SCENARIO_VOLS 3
 #define RISK_FLOOR 0.01       /* x S x quantity x multiplier: the least risk a score divides by */
-#define UNBOUNDED_PENALTY 2.0 /* an unbounded loss counts as twice the worst loss on the grid */
+#define UNBOUNDED_PENALTY 2.0 /* an unbounded loss counts as twice the worst loss on its own range */
 #define SLOPE_TOLERANCE 1e-9  /* x sum |q m|: an asymptotic slope this small is flat */
 #define BREAKEVEN_TOLERANCE 1e-9 /* relative: Brent stops within this of the root */
 #define EXTREMUM_STEPS 40        /* at most, Brent's localmin at a local extremum */
