@@ -261,11 +261,13 @@ class Subscriber(threading.Thread):
                 except grpc.RpcError as e:
                     if self.stopping.is_set():
                         break
+                    # The instance went away or drained: resume elsewhere, no gap.
+                    # Any other code is a failure of the test (and stops the wait
+                    # for this subscriber at once, with the code).
                     if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED):
                         self.error = e
                         break
-                    # The instance went away or drained: resume elsewhere, no gap.
-                    self.resumes.append((where, self.last() + 1, e.details()))
+                    self.resumes.append((where, self.last() + 1, "%s: %s" % (e.code().name, e.details())))
                     channel, where = self.fallback, "cluster"
                     time.sleep(0.05)
         finally:

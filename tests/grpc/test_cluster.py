@@ -395,8 +395,12 @@ class ThreeInstances(unittest.TestCase):
         # Subscribers: gap-free, in order, no duplicates, every instance's commits.
         deadline = time.monotonic() + 30 * SLOWDOWN
         for instance, s in subscribers:
-            wait_until("subscriber of %s on %s at %d" % (s.book, instance.name, finals[s.book]),
-                       lambda: s.last() >= finals[s.book], max(1.0, deadline - time.monotonic()))
+            wait_until("subscriber of %s on %s at %d (it was at %d; resumes %s)"
+                       % (s.book, instance.name, finals[s.book], s.last(), s.resumes),
+                       lambda: s.error is not None or s.last() >= finals[s.book],
+                       max(1.0, deadline - time.monotonic()))
+            self.assertIsNone(s.error, "subscriber of %s on %s stopped: %s (resumes %s)"
+                              % (s.book, instance.name, s.error, s.resumes))
         for instance, s in subscribers:
             s.stop()
             self.assertIsNone(s.error, s.error)
