@@ -495,6 +495,15 @@ class Draining(unittest.TestCase):
             self.assertLess(time.monotonic(), deadline, "readiness never failed: " + body)
             time.sleep(0.05)
 
+    def release_and_drain_to_the_end(self, server, release, future):
+        """Lets the held stream end; the drain then finishes and greeksd exits 0."""
+        release.set()
+        try:
+            future.result(timeout=TIMEOUT)
+        except grpc.RpcError:
+            pass  # an empty stream may be refused; the drain is what these tests are about
+        self.assertEqual(server.proc.wait(timeout=TIMEOUT), 0, server.stderr()[-2000:])
+
     def test_readiness_turns_503_while_a_call_keeps_the_drain_going(self):
         server = MetricsServer("--drain-timeout-ms", str(int(30000 * SLOWDOWN)))
         channel = grpc.insecure_channel(server.target)
@@ -506,12 +515,7 @@ class Draining(unittest.TestCase):
             self.assertEqual(ready["services"]["greeks.v1.PricingService"], "NOT_SERVING")
             self.assertEqual(http_get(server.base + "/healthz")[0], 200)  # alive while it drains
             self.assertEqual(value(parse_metrics(server.metrics()), "greeks_server_draining"), 1)
-            release.set()
-            try:
-                future.result(timeout=TIMEOUT)
-            except grpc.RpcError:
-                pass  # an empty stream may be refused; the drain is what this test is about
-            self.assertEqual(server.proc.wait(timeout=TIMEOUT), 0, server.stderr()[-2000:])
+            self.release_and_drain_to_the_end(server, release, future)
         finally:
             channel.close()
             server.close()
@@ -550,12 +554,7 @@ class Draining(unittest.TestCase):
             release, future, _ = self.drain_held_by_a_stream(server, channel, twice=True)
             time.sleep(0.5)
             self.assertIsNone(server.proc.poll(), server.stderr()[-2000:])  # still draining
-            release.set()
-            try:
-                future.result(timeout=TIMEOUT)
-            except grpc.RpcError:
-                pass  # an empty stream may be refused; the drain is what this test is about
-            self.assertEqual(server.proc.wait(timeout=TIMEOUT), 0, server.stderr()[-2000:])
+            self.release_and_drain_to_the_end(server, release, future)
             self.assertIn("SIGTERM within a second of the first taken as the same stop", server.stderr())
         finally:
             channel.close()
