@@ -101,9 +101,10 @@ static void *create_generate(const book_case *c, char *error, size_t size) {
                                .horizon_us = T0 + 20 * DAY, .quantity = 1};
   size_t written = 0;
   gk_status st;
-  if (gk_generate_strategies(&b->market, b->chain, b->count, &b->view, T0, b->method, b->out,
-                             STRATEGIES_KEPT, &written, &st) != GK_OK || written == 0) {
-    snprintf(error, size, "generate: %s", written == 0 ? "no structure" : st.message);
+  gk_code rc = gk_generate_strategies(&b->market, b->chain, b->count, &b->view, T0, b->method,
+                                      b->out, STRATEGIES_KEPT, &written, &st);
+  if (rc != GK_OK || written == 0) {
+    snprintf(error, size, "generate: %s", rc != GK_OK ? st.message : "no structure");
     free(b);
     return NULL;
   }
@@ -173,9 +174,9 @@ static void *create_hedge(const book_case *c, char *error, size_t size) {
                                 .instruments = b->chain, .count = MAX_CHAIN, .valuation_us = T0,
                                 .american_method = GK_AMERICAN_BS2002};
   snprintf(b->hedge.underlying, sizeof b->hedge.underlying, "XYZ");
-  if (gk_generate_hedge(b->book, &b->hedge, &b->proposal, &st) != GK_OK ||
-      b->proposal.leg_count == 0) {
-    snprintf(error, size, "hedge: %s", b->proposal.leg_count == 0 ? "no legs" : st.message);
+  gk_code rc = gk_generate_hedge(b->book, &b->hedge, &b->proposal, &st);
+  if (rc != GK_OK || b->proposal.leg_count == 0) {
+    snprintf(error, size, "hedge: %s", rc != GK_OK ? st.message : "no legs");
     gk_book_free(b->book);
     free(b);
     return NULL;
