@@ -806,6 +806,36 @@ static void test_revalue_refuses_american_rows_and_wrapped_counts(void **state) 
   assert_non_null(strstr(r->err, "--scenarios must be"));
 }
 
+/* No table shows a negative zero: an expired out-of-the-money short is worth
+ * -10 x 100 x 0 = -0, and --positions-out printed "-0" in every column where
+ * `greeks price` prints 0 (found in review). And a one-point scenario axis
+ * between two different ends is refused: it was FROM alone, TO dropped. */
+static void test_no_table_shows_a_negative_zero_and_one_point_axes_have_one_end(void **state) {
+  (void)state;
+  WRITE_CSV("id,underlying,type,K,T,sigma,quantity,multiplier\n"
+            "short_expired,SPX,call,5100,0,0.15,-10,100\n");
+  cli_result *r = run_cli("", "revalue " TMP_CSV " --market market.csv --positions-out /tmp/greeks_cli_zero.csv "
+                              "--grid-out /tmp/greeks_cli_zero_grid.csv");
+  assert_int_equal(r->exit_code, 0);
+  char positions[4096], grid[65536];
+  cli_slurp("/tmp/greeks_cli_zero.csv", positions, sizeof positions);
+  cli_slurp("/tmp/greeks_cli_zero_grid.csv", grid, sizeof grid);
+  assert_string_equal(positions, "id,value,delta,gamma,vega,theta,rho,phi,error\n"
+                                 "short_expired,0,0,0,0,0,0,0,\n");
+  assert_null(strstr(r->out, "-0,"));
+  assert_null(strstr(grid, ",-0\n"));
+  assert_null(strstr(grid, ",-0,"));
+  r = run_cli("", "revalue positions_good.csv --market market.csv --scenarios spot=rel:-0.2:0.2:1,vol=abs:0:0:1");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "1 only when from = to"));
+  r = run_cli("", "revalue positions_good.csv --market market.csv --scenarios spot=rel:0.1:0.1:1,vol=abs:0:0:1 "
+                  "--grid-out /tmp/greeks_cli_zero_grid.csv");
+  assert_int_equal(r->exit_code, 0);
+  cli_slurp("/tmp/greeks_cli_zero_grid.csv", grid, sizeof grid);
+  assert_non_null(strstr(grid, "\nTOTAL,0.1,0,"));
+  assert_null(strstr(grid, ",-0."));
+}
+
 static void test_a_utf8_byte_order_mark_is_skipped(void **state) {
   (void)state;
   WRITE_CSV("\xef\xbb\xbfid,type,S,K,T,r,q,sigma\r\nhaug,call,60,65,0.25,0.08,0,0.30\r\n");
@@ -1069,6 +1099,7 @@ int main(void) {
       cmocka_unit_test(test_a_row_with_more_fields_than_the_header_is_a_bad_row),
       cmocka_unit_test(test_a_column_named_twice_is_unusable_input),
       cmocka_unit_test(test_revalue_refuses_american_rows_and_wrapped_counts),
+      cmocka_unit_test(test_no_table_shows_a_negative_zero_and_one_point_axes_have_one_end),
       cmocka_unit_test(test_a_utf8_byte_order_mark_is_skipped),
       cmocka_unit_test(test_any_number_of_unknown_columns_is_ignored),
       cmocka_unit_test(test_revalue_reads_either_file_from_stdin),

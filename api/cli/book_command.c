@@ -501,7 +501,7 @@ static int run_correct(session *s, const book_args *a) {
 /* ---- queries ---- */
 
 static void write_number(FILE *out, double v) {
-  if (isfinite(v)) fprintf(out, ",%.17g", v);
+  if (isfinite(v)) fprintf(out, ",%.17g", cli_shown(v));
   else fputc(',', out);
 }
 

@@ -548,7 +548,7 @@ static int run_correct(const session *s) {
 /* ---- show ---- */
 
 static void write_number(double v) {
-  if (isfinite(v)) printf(",%.17g", v);
+  if (isfinite(v)) printf(",%.17g", cli_shown(v));
   else fputc(',', stdout);
 }
 
@@ -645,8 +645,8 @@ static void write_grid_rows(FILE *f, const Greeks__V1__BookRisk *r, const Greeks
     for (size_t j = 0; j < r->n_vol_shocks; j++) {
       csv_write_field(f, u->underlying[0] ? u->underlying : "TOTAL");
       double pnl = u->pnl[i * r->n_vol_shocks + j];
-      fprintf(f, ",%.15g,%.15g,", r->spot_shocks[i], r->vol_shocks[j]);
-      if (isfinite(pnl)) fprintf(f, "%.17g", pnl);
+      fprintf(f, ",%.15g,%.15g,", cli_shown(r->spot_shocks[i]), cli_shown(r->vol_shocks[j]));
+      if (isfinite(pnl)) fprintf(f, "%.17g", cli_shown(pnl));
       fputc('\n', f);
     }
 }

@@ -314,7 +314,7 @@ static int call_rpc(const call_options *o, const char *method, const ProtobufCMe
 
 static void write_number(FILE *out, int wanted, double value) {
   fputc(',', out);
-  if (wanted) fprintf(out, "%.17g", value == 0.0 ? 0.0 : value);
+  if (wanted) fprintf(out, "%.17g", cli_shown(value));
 }
 
 /* The server's element errors by index; rows the CLI could not read keep their
@@ -325,6 +325,27 @@ static int field_column(const table *t, const char *field, int fallback) {
   for (int c = 2; c < t->ncols; c++)
     if (strcmp(field, t->names[c]) == 0) return c;
   return fallback >= 0 ? fallback + 2 : -1;
+}
+
+/* An error on a quantity of several columns (sigma*sqrt(T)), worded as the
+ * offline verb words it: "line N: field 'sigma*sqrt(T)' value 'sigma=S T=T':
+ * RULE" with S and T as the file has them. The server's reason starts with
+ * the two values as it printed them ("sigma=0.20000000000000001
+ * T=9.9998886718268301e-321: RULE", found in review), which is taken off. */
+static void explain_composite_error(table *t, size_t i, const char *field, const char *reason) {
+  int sigma = field_column(t, "sigma", -1), years = field_column(t, "T", -1);
+  const char *rule = strstr(reason, ": ");
+  char value[CLI_SIGMA_SQRT_T_VALUE_SIZE];
+  csv_error error;
+  if (strcmp(field, "sigma*sqrt(T)") == 0 && sigma >= 0 && years >= 0 && rule) {
+    cli_sigma_sqrt_t_value(value, sizeof value, row_field(t, i, sigma), row_field(t, i, years));
+    csv_field_error(&error, t->line[i], field, value, rule + 2);
+    set_problem(t, i, error.message);
+    return;
+  }
+  char message[CSV_MESSAGE_SIZE];
+  snprintf(message, sizeof message, "line %zu: field '%s': %s", t->line[i], field, reason);
+  set_problem(t, i, message);
 }
 
 /* The server's element errors in the offline verb's words: "line N: field 'F'
@@ -338,10 +359,8 @@ static size_t explain_errors(table *t, Greeks__V1__ElementError **errors, size_t
     if (i >= t->count || t->problem[i]) continue;
     const char *field = errors[e]->field ? errors[e]->field : "", *rule = errors[e]->reason ? errors[e]->reason : "";
     int c = field_column(t, field, fallback);
-    char message[CSV_MESSAGE_SIZE];
     if (c < 0) { /* a field that is no column of the row (sigma*sqrt(T), ...) */
-      snprintf(message, sizeof message, "line %zu: field '%s': %s", t->line[i], field, rule);
-      set_problem(t, i, message);
+      explain_composite_error(t, i, field, rule);
       continue;
     }
     rule = cli_rule_of_reason(rule);
@@ -610,8 +629,9 @@ static int shock_list(const char *name, const char *text, double *shocks, size_t
 
 static void print_risk(const char *name, const Greeks__V1__Risk *r) {
   csv_write_field(stdout, name);
-  printf(",%llu,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g\n", (unsigned long long)r->positions, r->value,
-         r->delta, r->gamma, r->vega, r->theta, r->rho, r->phi, r->dollar_delta, r->dollar_gamma);
+  printf(",%llu,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g\n", (unsigned long long)r->positions,
+         cli_shown(r->value), cli_shown(r->delta), cli_shown(r->gamma), cli_shown(r->vega), cli_shown(r->theta),
+         cli_shown(r->rho), cli_shown(r->phi), cli_shown(r->dollar_delta), cli_shown(r->dollar_gamma));
 }
 
 static int print_revalued(const market_table *u, const position_table *p, const char *positions_name,
@@ -630,8 +650,8 @@ static int print_revalued(const market_table *u, const position_table *p, const 
     fputs("spot_shock,vol_shock,pnl\n", stdout);
     for (uint32_t i = 0; i < r->spot_shocks; i++)
       for (uint32_t j = 0; j < r->vol_shocks; j++)
-        printf("%.15g,%.15g,%.17g\n", g->n_spot_shocks ? g->spot_shocks[i] : 0.0, g->n_vol_shocks ? g->vol_shocks[j] : 0.0,
-               r->pnl[(size_t)i * r->vol_shocks + j]);
+        printf("%.15g,%.15g,%.17g\n", cli_shown(g->n_spot_shocks ? g->spot_shocks[i] : 0.0),
+               cli_shown(g->n_vol_shocks ? g->vol_shocks[j] : 0.0), cli_shown(r->pnl[(size_t)i * r->vol_shocks + j]));
   }
   for (size_t e = 0; e < r->n_errors; e++) { /* the index counts the positions sent, not the file's rows */
     size_t k = r->errors[e]->index;

@@ -145,6 +145,10 @@ const char *cli_rule_of_reason(const char *reason) {
   return end != reason && *end == ' ' ? end + 1 : reason;
 }
 
+void cli_sigma_sqrt_t_value(char *out, size_t size, const char *sigma, const char *years) {
+  snprintf(out, size, "sigma=%s T=%s", sigma ? sigma : "", years ? years : "");
+}
+
 int cli_word_is(const char *text, const char *word) {
   const char *start = cli_skip_spaces(text);
   size_t length = strlen(start);

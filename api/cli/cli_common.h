@@ -86,6 +86,16 @@ int cli_check_isa(void);
  * starts with no number. */
 const char *cli_rule_of_reason(const char *reason);
 
+/* A number as a table shows it: -0 as 0 (a reader sees no such thing as a
+ * negative zero; a short position worth exactly 0 printed "-0"). */
+static inline double cli_shown(double v) { return v == 0.0 ? 0.0 : v; }
+
+/* The value shown for an error on sigma*sqrt(T), a quantity of two columns:
+ * "sigma=<sigma> T=<T>" with both as the file has them (NULL as empty), cut to
+ * `size`. The offline verbs and `greeks call` word it alike. */
+enum { CLI_SIGMA_SQRT_T_VALUE_SIZE = 128 }; /* both verbs' buffer: alike when cut too */
+void cli_sigma_sqrt_t_value(char *out, size_t size, const char *sigma, const char *years);
+
 /* Parses a whole field as a decimal double (leading/trailing spaces allowed).
  * Returns NULL on success, else the rule it broke ("empty", "not a number",
  * "not a decimal number", overflows or underflows to 0: a value past the

@@ -227,7 +227,7 @@ static int solve_chunk(iv_chunk *c, const iv_job *job, const char *name, FILE *o
       fprintf(stderr, "greeks: %s: %s\n", name, message);
       (*bad)++;
     } else {
-      fprintf(out, ",%.17g,", c->vol[k]);
+      fprintf(out, ",%.17g,", cli_shown(c->vol[k]));
     }
     if (job->note) cli_write_american_iv_note(out, message[0] || !c->american[k] ? 0 : c->flags[k]);
     fputc('\n', out);

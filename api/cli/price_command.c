@@ -173,19 +173,17 @@ static int add_row(price_job *job, chunk *c, const char **fields, size_t line, c
 static void write_number(FILE *out, int wanted, double value) {
   fputc(',', out);
   /* -0 prints as "-0"; a user reading a table sees no such thing as negative zero. */
-  if (wanted) fprintf(out, "%.17g", value == 0.0 ? 0.0 : value);
+  if (wanted) fprintf(out, "%.17g", cli_shown(value));
 }
 
 /* The kernel's reason for an element, as "line N: field 'X' value 'V': rule". */
-enum { VALUE_TEXT_SIZE = 64 };
 static void describe_element_error(row *r, gk_element_error code) {
   const char *field = gk_element_error_field(code), *value = NULL;
   for (int col = PRICE_S; col < PRICE_STYLE; col++)
     if (strcmp(field, column_names[col]) == 0 && r->field[col]) value = r->field[col];
-  char inputs[2 * VALUE_TEXT_SIZE];
+  char inputs[CLI_SIGMA_SQRT_T_VALUE_SIZE];
   if (value == NULL) { /* a quantity of several columns (sigma*sqrt(T)): show the columns */
-    snprintf(inputs, sizeof inputs, "sigma=%s T=%s", r->field[PRICE_SIGMA] ? r->field[PRICE_SIGMA] : "",
-             r->field[PRICE_T] ? r->field[PRICE_T] : "");
+    cli_sigma_sqrt_t_value(inputs, sizeof inputs, r->field[PRICE_SIGMA], r->field[PRICE_T]);
     value = inputs;
   }
   csv_error error;

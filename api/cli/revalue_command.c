@@ -65,6 +65,9 @@ static int parse_axis(const char *text, axis_spec *spec) {
   long count = strtol(next, &end, 10);
   if (end == next || *end != '\0' || errno != 0) return -1;
   if (count < 1 || count > GK_MAX_SCENARIO_AXIS || !isfinite(from) || !isfinite(to)) return -1;
+  /* one point between two ends is no axis: it was FROM alone, TO dropped
+   * without a word (found in review) */
+  if (count == 1 && from != to) return -1;
   if (strcmp(mode, "rel") == 0) spec->axis.mode = GK_SHOCK_RELATIVE;
   else if (strcmp(mode, "abs") == 0) spec->axis.mode = GK_SHOCK_ABSOLUTE;
   else return -1;
@@ -110,15 +113,17 @@ static int parse_scenarios(const char *text, axis_spec *spot, axis_spec *vol) {
 static void write_risk_row(FILE *out, const char *name, const gk_risk *r) {
   csv_write_field(out, name);
   fprintf(out, ",%zu,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g\n", r->positions,
-          r->value, r->delta, r->gamma, r->vega, r->theta, r->rho, r->phi, r->dollar_delta,
-          r->dollar_gamma);
+          cli_shown(r->value), cli_shown(r->delta), cli_shown(r->gamma), cli_shown(r->vega),
+          cli_shown(r->theta), cli_shown(r->rho), cli_shown(r->phi), cli_shown(r->dollar_delta),
+          cli_shown(r->dollar_gamma));
 }
 
 static void write_grid(FILE *out, const char *name, const double *pnl, const gk_scenario_grid *g) {
   for (size_t i = 0; i < g->spot.count; i++)
     for (size_t j = 0; j < g->vol.count; j++) {
       csv_write_field(out, name);
-      fprintf(out, ",%.15g,%.15g,%.17g\n", g->spot.shocks[i], g->vol.shocks[j], pnl[i * g->vol.count + j]);
+      fprintf(out, ",%.15g,%.15g,%.17g\n", cli_shown(g->spot.shocks[i]), cli_shown(g->vol.shocks[j]),
+              cli_shown(pnl[i * g->vol.count + j]));
     }
 }
 
@@ -168,8 +173,9 @@ static int write_outputs(const revalue_options *o, const market_table *m, const 
         fputs(",,,,,,,,", f);
         csv_write_field(f, message);
       } else {
-        fprintf(f, ",%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,", r->value[k], r->delta[k],
-                r->gamma[k], r->vega[k], r->theta[k], r->rho[k], r->phi[k]);
+        fprintf(f, ",%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,%.17g,", cli_shown(r->value[k]),
+                cli_shown(r->delta[k]), cli_shown(r->gamma[k]), cli_shown(r->vega[k]),
+                cli_shown(r->theta[k]), cli_shown(r->rho[k]), cli_shown(r->phi[k]));
       }
       fputc('\n', f);
     }
@@ -182,7 +188,8 @@ static int revalue(const revalue_options *o) {
   axis_spec spot, vol;
   if (parse_scenarios(o->scenarios, &spot, &vol) != 0)
     return cli_usage_error("--scenarios must be 'none' or like '" DEFAULT_SCENARIOS
-                           "' (mode rel|abs:from:to:count, count 1 to 101)", o->scenarios);
+                           "' (mode rel|abs:from:to:count, count 1 to 101, 1 only when from = to)",
+                           o->scenarios);
   gk_scenario_grid grid = {spot.axis, vol.axis};
   /* a grid file left as it was, exit 0, read as today's P&L grid by the next
    * step of a batch job (found in review) */
@@ -244,7 +251,8 @@ void revalue_command_usage(FILE *out) {
         "  MARKET.csv:    underlying,S,r,q (q not needed for black76 or bachelier)\n"
         "  Either file may be '-' (stdin), not both.\n"
         "  SPEC: 'none' or spot=MODE:FROM:TO:COUNT,vol=MODE:FROM:TO:COUNT with MODE rel\n"
-        "  (x(1+shock)) or abs (x+shock); default " DEFAULT_SCENARIOS ".\n"
+        "  (x(1+shock)) or abs (x+shock), COUNT 1 to 101 points from FROM to TO (1: FROM\n"
+        "  = TO); default " DEFAULT_SCENARIOS ".\n"
         "  Prints per-underlying and TOTAL risk (value, Greeks, dollar delta = delta*S,\n"
         "  dollar gamma = gamma*S^2) as CSV; --grid-out writes the P&L grid\n"
         "  (underlying,spot_shock,vol_shock,pnl), --positions-out each position's value\n"

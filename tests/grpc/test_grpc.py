@@ -358,6 +358,32 @@ class PricingAgainstOfflineCli(ServedTestCase):
             self.assertEqual(served, offline)
             self.assertIn("value '98.01986733067553': must be < the no-arbitrage upper bound", served)
 
+    def test_cli_call_words_a_sigma_sqrt_t_error_as_the_offline_verb(self):
+        """An error on sigma*sqrt(T), a quantity of two columns, shows both as
+        the file has them, as `greeks price` and `greeks chain` do: the served
+        line read "field 'sigma*sqrt(T)': sigma=0.20000000000000001
+        T=9.9998886718268301e-321: ..." (found in review)."""
+        with tempfile.TemporaryDirectory() as d:
+            path, chain = os.path.join(d, "t.csv"), os.path.join(d, "c.csv")
+            with open(path, "w") as f:
+                f.write("id,type,S,K,T,r,q,sigma\n"
+                        "a,call,1,1,1e-210,0.05,0.01,1\n"
+                        "b,call,100,100,1e-320,0.05,0.01,0.2\n"
+                        "c,call,1,1,1e-300,0,0,1e-300\n")
+            with open(chain, "w") as f:
+                f.write("id,type,K,T,sigma\na,call,100,1e-210,1\n")
+            for verb, args in (("price-batch", ["--greeks", "everything", path]),
+                               ("price-batch", ["--greeks", "all", path]),
+                               ("price-chain", ["--spot", "100", "--rate", "0.05", "--greeks", "everything", chain])):
+                offline_verb = "price" if verb == "price-batch" else "chain"
+                code, served, err = run_cli("call", "--target", self.server.target, verb, *args)
+                code_offline, offline, err_offline = run_cli(offline_verb, *args)
+                self.assertEqual((served, err, code), (offline, err_offline, code_offline), (verb, args))
+                if "everything" in args:
+                    self.assertIn("line 2: field 'sigma*sqrt(T)' value 'sigma=1 T=1e-210': is so small", served)
+                if args[-1] == path:
+                    self.assertIn("line 4: field 'sigma*sqrt(T)' value 'sigma=1e-300 T=1e-300':", served)
+
     def test_cli_call_rows_in_error_read_as_the_offline_verb_reads_them(self):
         """Rows the CLI refuses itself (1e400 read as inf, hex, nan) and rows the
         server refuses (T < 0) carry the offline verb's words, and a type with
