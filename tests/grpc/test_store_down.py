@@ -447,5 +447,52 @@ class LostCommit(unittest.TestCase):
         self.assertEqual(self.journal().count(ev.TRADE_CORRECTED), 2)  # t1's and this one, once
 
 
+
+class DeletedSqliteStore(unittest.TestCase):
+    """The SQLite store's directory removed under a running greeksd (a tmp
+    cleaner, a mistaken rm, a restore). In WAL mode SQLite went on committing to
+    the unlinked file: trades were acknowledged, /readyz said ready, and after a
+    restart the books were gone and a resent key was recorded again as new
+    (found in review). Now the probe fails, readiness and BookService health say
+    so, and a trade fails UNAVAILABLE, acknowledging nothing."""
+
+    def test_a_deleted_store_file_fails_readiness_and_every_command(self):
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        store_dir = os.path.join(tmp.name, "store")
+        os.mkdir(store_dir)
+        port_file = os.path.join(tmp.name, "metrics-port")
+        server = Server("--book-store", "sqlite:" + os.path.join(store_dir, "books.db"),
+                        "--metrics-listen", "127.0.0.1:0", "--metrics-port-file", port_file)
+        self.addCleanup(server.close)
+        with open(port_file) as f:
+            base = "http://127.0.0.1:%d" % int(f.read())
+        channel = grpc.insecure_channel(server.target)
+        self.addCleanup(channel.close)
+        books = bk_grpc.BookServiceStub(channel)
+        health = health_pb2_grpc.HealthStub(channel)
+        books.OpenBook(bk.OpenBookRequest(book_id="desk", name="desk", currency="USD"), timeout=TIMEOUT)
+        status, body = http_get(base + "/readyz")
+        self.assertEqual(status, 200, body)
+        # what was opened, absolute: the bracket an operator reads
+        self.assertEqual(json.loads(body)["store"]["description"], "sqlite:" + os.path.join(store_dir, "books.db"))
+
+        subprocess.run(["rm", "-rf", store_dir], check=True, timeout=30)
+        status, ready = poll("/readyz 503 once the store file is gone",
+                             lambda: (lambda r: (r[0], json.loads(r[1])) if r[0] == 503 else None)(
+                                 http_get(base + "/readyz")))
+        self.assertFalse(ready["store"]["reachable"])
+        self.assertIn("deleted, moved or replaced", ready["store"]["error"])
+        self.assertEqual(health.Check(health_pb2.HealthCheckRequest(service=BOOK), timeout=TIMEOUT).status,
+                         NOT_SERVING)
+        self.assertIn("greeks_store_up 0", http_get(base + "/metrics")[1])
+        with self.assertRaises(grpc.RpcError) as refused:
+            books.OpenBook(bk.OpenBookRequest(book_id="desk2", name="desk2", currency="USD",
+                                              idempotency_key="open-desk2"), timeout=TIMEOUT)
+        self.assertEqual(refused.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        self.assertIn("deleted, moved or replaced", refused.exception.details())
+        poll("a WARN line for the store", lambda: "unreachable" in server.stderr())
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

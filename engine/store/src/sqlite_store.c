@@ -343,6 +343,12 @@ gk_event_store *gk_sqlite_store_open(const char *path, const gk_sqlite_options *
     sqlite_close(&s->base);
     return NULL;
   }
+  /* what it opened, as an absolute path: an operator tells "0 books: another
+   * working directory" by it, which a relative path cannot show (found in
+   * review) */
+  const char *opened = sqlite3_db_filename(s->writer, "main");
+  if (opened && opened[0])
+    snprintf(s->base.description, sizeof s->base.description, "sqlite:%.240s", opened);
   return &s->base;
 }
 
@@ -459,6 +465,25 @@ static gk_code write_append(sqlite_store *s, const gk_append *a, gk_status *stat
   return rc == SQLITE_OK ? GK_OK : sqlite_fail(s, s->writer, rc, "recording the append", status);
 }
 
+/* ---- the file under the path ------------------------------------------------------- */
+
+/* UNAVAILABLE when the database file db has open is no longer the one at the
+ * store's path (deleted, renamed, replaced: SQLITE_FCNTL_HAS_MOVED compares the
+ * path's inode with the open file's). SQLite itself refuses writes to a moved
+ * file only in rollback-journal mode; in WAL mode it kept committing to the
+ * unlinked inode, so a `rm -rf` of the store's directory left greeksd
+ * acknowledging trades that were gone at its next start, every probe green
+ * (found in review). */
+static gk_code check_file_in_place(const sqlite_store *s, sqlite3 *db, const char *doing,
+                                   gk_status *status) {
+  int moved = 0;
+  if (sqlite3_file_control(db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK || !moved)
+    return GK_OK;
+  return gk_status_set(status, GK_UNAVAILABLE, "store", s->base.description, GK_STATUS_NO_INDEX,
+                       "store %s: its database file was deleted, moved or replaced since it was opened; "
+                       "%s (restart greeksd on the store's file)", s->base.description, doing);
+}
+
 /* ---- group commit ---------------------------------------------------------------- */
 
 /* One request in its own savepoint: a failure undoes only its own writes. */
@@ -480,6 +505,11 @@ static void fail_batch(append_request *batch, gk_code code, const gk_status *why
 /* The leader's work, outside the lock: one transaction, one fsync, for the batch. */
 static void commit_batch(sqlite_store *s, append_request *batch) {
   gk_status why;
+  gk_code moved = check_file_in_place(s, s->writer, "nothing of this append was written", &why);
+  if (moved != GK_OK) {
+    fail_batch(batch, moved, &why);
+    return;
+  }
   int rc = exec(s->writer, "BEGIN IMMEDIATE");
   if (rc != SQLITE_OK) {
     fail_batch(batch, sqlite_fail(s, s->writer, rc, "starting a transaction", &why), &why);
@@ -515,7 +545,12 @@ static void commit_batch(sqlite_store *s, append_request *batch) {
     exec(s->writer, "ROLLBACK");
     for (append_request *r = batch; r; r = r->next) r->code = GK_OK; /* nothing committed */
     fail_batch(batch, code, &why);
+    return;
   }
+  /* The file can go between the check above and the commit: what was
+   * committed then is in a file no longer at the path, not durable. */
+  moved = check_file_in_place(s, s->writer, "this append went to the old file, not to the store", &why);
+  if (moved != GK_OK) fail_batch(batch, moved, &why);
 }
 
 static append_request *take_queue(sqlite_store *s) {
@@ -927,6 +962,18 @@ static gk_code sqlite_version(gk_event_store *base, const char *stream, int64_t 
   return query_one_row((sqlite_store *)base, &q, read_version_row, version, &found, status);
 }
 
+/* The probe: the file still at the path, then one indexed read. */
+static gk_code sqlite_ping(gk_event_store *base, gk_status *status) {
+  sqlite_store *s = (sqlite_store *)base;
+  sqlite3 *db;
+  gk_code rc = borrow_reader(s, &db, status);
+  if (rc != GK_OK) return rc;
+  rc = check_file_in_place(s, db, "appends fail until a restart", status);
+  return_reader(s, db);
+  int64_t version = 0;
+  return rc == GK_OK ? sqlite_version(base, "greeks-ping", &version, status) : rc;
+}
+
 static gk_code sqlite_list_streams(gk_event_store *base, gk_stream_visitor visit, void *user,
                                    gk_status *status) {
   sqlite_store *s = (sqlite_store *)base;
@@ -983,6 +1030,7 @@ static const gk_store_ops sqlite_ops = {
     .close = sqlite_close,
     .append = sqlite_append,
     .version = sqlite_version,
+    .ping = sqlite_ping,
     .read = sqlite_read,
     .read_times = sqlite_read_times,
     .load_snapshot = sqlite_load_snapshot,

@@ -227,6 +227,7 @@ static int count_event(void *user, const gk_stored_event *event) {
 gk_code gk_store_ping(gk_event_store *store, gk_status *status) {
   if (store == NULL)
     return gk_status_set(status, GK_INVALID_ARGUMENT, "store", "", GK_STATUS_NO_INDEX, "gk_store_ping needs a store");
+  if (store->ops->ping) return store->ops->ping(store, status);
   int64_t version = 0;
   return store->ops->version(store, "greeks-ping", &version, status);
 }

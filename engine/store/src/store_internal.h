@@ -25,6 +25,8 @@ typedef struct gk_store_ops {
   gk_code (*append)(gk_event_store *store, const gk_append *append, gk_status *status);
   gk_code (*version)(gk_event_store *store, const char *stream, int64_t *version,
                      gk_status *status);
+  /* The health probe; NULL: a read of a stream's version. */
+  gk_code (*ping)(gk_event_store *store, gk_status *status);
   gk_code (*read)(gk_event_store *store, const char *stream, int64_t from, int64_t to,
                   gk_event_visitor visit, void *user, gk_status *status);
   gk_code (*read_times)(gk_event_store *store, const char *stream, int64_t from_us, int64_t to_us,
