@@ -57,6 +57,24 @@ static void price_many(gk_model model, gk_american_method method, const option *
   owned_batch_free(&b);
 }
 
+/* The same on a given ISA (gk_american_price_batch_on). */
+static void price_many_on(gk_isa isa, gk_american_method method, const option *o, size_t n, result *res) {
+  owned_batch b = owned_batch_make(n);
+  for (size_t i = 0; i < n; i++) {
+    b.spot[i] = o[i].S, b.strike[i] = o[i].K, b.expiry[i] = o[i].T, b.rate[i] = o[i].r;
+    b.yield[i] = o[i].q, b.vol[i] = o[i].sigma, b.type[i] = o[i].type;
+  }
+  gk_option_batch in = owned_batch_inputs(&b);
+  gk_greeks_batch out = owned_batch_outputs(&b);
+  assert_int_equal(gk_american_price_batch_on(isa, GK_MODEL_BSM, method, &in, GK_OUT_ALL, &out, NULL), GK_RC_OK);
+  double *all[7] = {b.price, b.delta, b.gamma, b.vega, b.theta, b.rho, b.phi};
+  for (size_t i = 0; i < n; i++) {
+    for (int k = 0; k < 7; k++) res[i].v[k] = all[k][i];
+    res[i].error = b.error[i];
+  }
+  owned_batch_free(&b);
+}
+
 static result price_one(gk_american_method method, option o) {
   result r;
   price_many(GK_MODEL_BSM, method, &o, 1, 0, &r);
@@ -164,6 +182,81 @@ static void test_bs2002_between_bs1993_and_tree(void **state) {
   assert_true(bs > 5.2704);
   assert_true(bs < tree);
   assert_true(tree - bs < 0.03);
+}
+
+/* bs2002's flat boundary falls below the strike where the put form's carry
+ * passes 2 sigma / sqrt(T), and the formula collapsed to the European price: a
+ * put S = K = 100, T 1, r 0.5, sigma 0.2 at 0.0311 where it is worth 1.4415,
+ * delta -0.015 for -0.36, under a book's live risk and its hedges (found in
+ * review; the reviewer's table, alo and the tree agreeing). Past a carry
+ * sqrt(T) / sigma of 1.4 (GK_BS2002_MAX_CARRY_PER_VOL) bs2002 hands such
+ * elements to alo's fast level: prices within 2e-5 x K of alo's accurate
+ * level and Greeks within 1e-3 relative, on every ISA, and bs2002 keeps its own formula below
+ * the line (there within 2% of alo). */
+static void test_bs2002_hands_a_boundary_below_the_strike_to_alo(void **state) {
+  (void)state;
+  static const option collapsed[] = {
+      {100, 100, 1, 0.5, 0, 0.2, GK_PUT},    {100, 100, 1, 0.2, -0.2, 0.2, GK_PUT},
+      {100, 100, 5, 0.06, 0, 0.05, GK_PUT},  {100, 100, 2, 0.03, 0, 0.02, GK_PUT},
+      {100, 100, 5, 0, 0.10, 0.10, GK_CALL}, {100, 100, 1, 0.19, 0, 0.1, GK_PUT},
+      {100, 100, 1, 0.45, 0.04, 0.2, GK_PUT}, {90, 100, 0.5, 0.3, 0.02, 0.12, GK_PUT},
+  };
+  enum { N = sizeof collapsed / sizeof collapsed[0] };
+  for (int isa = GK_ISA_SCALAR; isa < GK_ISA_COUNT; isa++) {
+    if (!gk_isa_supported((gk_isa)isa)) continue;
+    result bs[N], alo[N];
+    price_many_on((gk_isa)isa, GK_AMERICAN_BS2002, collapsed, N, bs);
+    price_many_on((gk_isa)isa, GK_AMERICAN_ALO, collapsed, N, alo);
+    for (size_t i = 0; i < N; i++) {
+      assert_int_equal(bs[i].error, GK_ELEMENT_OK);
+      expect_close("routed price", bs[i].v[PRICE], alo[i].v[PRICE], 0, 2e-5 * collapsed[i].K);
+      /* theta comes from the Black-Scholes equation, r P - (r - q) S delta -
+       * sigma^2 S^2 gamma / 2, whose terms (~18 here) cancel to a theta of
+       * ~0.006 a year: the fast level's gamma carries ~3e-3 into it
+       * (docs/kernels.md, "alo") */
+      for (int k = DELTA; k <= PHI; k++)
+        expect_close("routed Greek", bs[i].v[k], alo[i].v[k], 1e-3, k == THETA ? 5e-3 : 1e-4);
+    }
+  }
+  /* Below the line bs2002 prices with its own formula: a lower bound within
+   * 2% of alo, not alo's value. */
+  option kept = {100, 100, 1, 0.1, 0, 0.1, GK_PUT}; /* carry sqrt(T) / sigma = 1 */
+  double own = price_one(GK_AMERICAN_BS2002, kept).v[PRICE], accurate = price_one(GK_AMERICAN_ALO, kept).v[PRICE];
+  assert_true(own < accurate - 1e-4);
+  assert_true(own > 0.98 * accurate);
+}
+
+/* Where an American option is never exercised early (a call on q = 0, a put
+ * on r = 0, r <= 0 with q >= r) its Greeks are the European closed forms, on
+ * every method and ISA: they were the methods' bumps of the European price,
+ * gamma 0.8% low for a q = 0 call an hour from expiry at a vol of 0.03 and
+ * 6.7% at 0.01 (found in review). */
+static void test_never_exercised_elements_have_the_european_greeks(void **state) {
+  (void)state;
+  const double hour = 1.0 / (365.0 * 24.0);
+  static option never[] = {
+      {100, 100, 0, 0.05, 0, 0.03, GK_CALL},  {100, 100, 0, 0.05, 0, 0.01, GK_CALL},
+      {100, 100, 1, 0, 0.03, 0.01, GK_PUT},   {90, 100, 2, -0.01, 0.02, 0.3, GK_PUT},
+      {120, 100, 0.5, 0.03, -0.01, 0.25, GK_CALL}, {100, 95, 1, -0.02, -0.02, 0.2, GK_PUT},
+  };
+  enum { N = sizeof never / sizeof never[0] };
+  never[0].T = never[1].T = hour;
+  result eu[N];
+  price_many(GK_MODEL_BSM, GK_AMERICAN_BS2002, never, N, 1, eu);
+  for (int isa = GK_ISA_SCALAR; isa < GK_ISA_COUNT; isa++) {
+    if (!gk_isa_supported((gk_isa)isa)) continue;
+    for (int method = 0; method < GK_AMERICAN_METHOD_COUNT; method++) {
+      result am[N];
+      price_many_on((gk_isa)isa, (gk_american_method)method, never, N, am);
+      for (size_t i = 0; i < N; i++)
+        for (int k = PRICE; k <= PHI; k++)
+          /* the price is the American code's own European formula, which
+           * sums in another order (1e-12 apart an hour from expiry) */
+          if (!close_enough(am[i].v[k], eu[i].v[k], k == PRICE ? 1e-10 : 1e-12, 1e-14))
+            fail_msg("isa %d method %d option %zu output %d: American %.17g, European %.17g", isa, method, i, k,
+                     am[i].v[k], eu[i].v[k]);
+    }
+  }
 }
 
 /* ---- bounds and no-early-exercise cases against the European kernels ---- */
@@ -556,6 +649,8 @@ int main(void) {
       cmocka_unit_test(test_bs2002_matches_haug_table),
       cmocka_unit_test(test_bs2002_and_tree_near_baw_table),
       cmocka_unit_test(test_bs2002_between_bs1993_and_tree),
+      cmocka_unit_test(test_bs2002_hands_a_boundary_below_the_strike_to_alo),
+      cmocka_unit_test(test_never_exercised_elements_have_the_european_greeks),
       cmocka_unit_test(test_american_at_least_european_and_intrinsic),
       cmocka_unit_test(test_no_early_exercise_equals_european),
       cmocka_unit_test(test_put_call_transformation),

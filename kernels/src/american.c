@@ -19,6 +19,7 @@
 
 #include "american_internal.h"
 #include "greeks/bsm.h"
+#include "kernel_internal.h"
 
 static const gk_american_kernel american_kernels[GK_ISA_COUNT] = {
     [GK_ISA_SCALAR] = gk_american_kernel_scalar,
@@ -104,6 +105,12 @@ int gk_alo_beyond_carry_at(gk_model model, const gk_option_batch *in, size_t i) 
   if (model == GK_MODEL_BLACK76) return 0; /* q = r: no carry */
   double put_carry = in->type[i] == GK_PUT ? in->rate[i] - in->yield[i] : in->yield[i] - in->rate[i];
   return fabs(put_carry) * in->expiry[i] > GK_ALO_MAX_CARRY;
+}
+
+int gk_bs2002_beyond_flat_boundary_at(gk_model model, const gk_option_batch *in, size_t i) {
+  if (model == GK_MODEL_BLACK76) return 0; /* q = r: no carry */
+  double put_carry = in->type[i] == GK_PUT ? in->rate[i] - in->yield[i] : in->yield[i] - in->rate[i];
+  return put_carry * sqrt(in->expiry[i]) > GK_BS2002_MAX_CARRY_PER_VOL * in->vol[i];
 }
 
 int gk_alo_beyond_levels_at(gk_model model, const gk_option_batch *in, size_t i) {
@@ -240,27 +247,47 @@ void gk_american_price_routed_element(gk_model model, const gk_option_batch *in,
   gk_american_price_element(model, GK_AMERICAN_TREE, gk_american_tree_price, in, i, outputs, out);
 }
 
-/* Element i of a method other than ALO (classified valid, not routed). The
- * tree's pricer models every regime; where the element is never exercised
- * early its price and Greeks are the European ones exactly (with the smooth
- * methods' bumps), as bs2002's and alo's are. */
+static gk_american_option element_option(gk_model model, const gk_option_batch *in, size_t i) {
+  int futures = model == GK_MODEL_BLACK76;
+  double r = in->rate[i], q = futures ? r : in->yield[i];
+  return (gk_american_option){in->spot[i], in->strike[i], in->expiry[i], r, futures ? 0.0 : r - q, in->vol[i],
+                              in->type[i] == GK_PUT ? -1.0 : 1.0};
+}
+
+int gk_american_never_exercised_at(gk_model model, const gk_option_batch *in, size_t i) {
+  gk_american_option o = element_option(model, in, i);
+  return gk_american_exercise_of(&o) == GK_EXERCISE_NEVER;
+}
+
+void gk_american_european_element(gk_model model, const gk_option_batch *in, size_t i, unsigned outputs,
+                                  gk_greeks_batch *out) {
+  uint8_t error = GK_ELEMENT_OK;
+  gk_option_batch one = {1, in->spot + i, in->strike + i, in->expiry + i, in->rate + i, in->yield + i,
+                         in->vol + i, in->type + i};
+  gk_greeks_batch at = {.error = &error};
+  double *const from[] = {out->price, out->delta, out->gamma, out->vega, out->theta, out->rho, out->phi};
+  double **to[] = {&at.price, &at.delta, &at.gamma, &at.vega, &at.theta, &at.rho, &at.phi};
+  for (size_t k = 0; k < sizeof to / sizeof to[0]; k++) *to[k] = from[k] ? from[k] + i : NULL;
+  gk_bsm_kernel_scalar(model, &one, outputs & (unsigned)GK_OUT_ALL, &at);
+  /* the price as every American path gives it (the two formulas' orders
+   * differ in the last bits; the implied vols invert this one) */
+  gk_american_option o = element_option(model, in, i);
+  if ((outputs & GK_OUT_PRICE) && out->price) out->price[i] = gk_american_european_price(&o);
+}
+
+/* Element i of a method other than ALO (classified valid, not routed, not
+ * never exercised). The tree's pricer models every regime. */
 static void price_method_element(gk_model model, gk_american_method method, const gk_option_batch *in, size_t i,
                                  unsigned outputs, gk_greeks_batch *out, const gk_american_pace *pace) {
-  if (method == GK_AMERICAN_TREE) {
-    int futures = model == GK_MODEL_BLACK76;
-    double r = in->rate[i], q = futures ? r : in->yield[i];
-    gk_american_option o = {in->spot[i], in->strike[i], in->expiry[i], r, futures ? 0.0 : r - q, in->vol[i],
-                            in->type[i] == GK_PUT ? -1.0 : 1.0};
-    if (gk_american_exercise_of(&o) == GK_EXERCISE_NEVER) {
-      gk_american_price_element(model, GK_AMERICAN_BS2002, gk_american_european_price, in, i, outputs, out);
-      return;
-    }
-  }
   price_element_paced(model, method, method_pricer(method), in, i, outputs, out, pace);
 }
 
 void gk_alo_price_element(gk_model model, gk_alo_level level, const gk_option_batch *in, size_t i, unsigned outputs,
                           gk_greeks_batch *out) {
+  if (gk_american_never_exercised_at(model, in, i)) { /* the vector kernels' scalar lanes come here */
+    gk_american_european_element(model, in, i, outputs, out);
+    return;
+  }
   gk_american_pricer pricer = level == GK_ALO_FAST ? gk_alo_price_fast : gk_alo_price;
   int futures = model == GK_MODEL_BLACK76;
   double S = in->spot[i], K = in->strike[i], T = in->expiry[i], r = in->rate[i], sigma = in->vol[i];
@@ -297,9 +324,12 @@ static size_t scalar_kernel_with(gk_model model, gk_american_method method, gk_a
       continue;
     }
     if (gk_american_routed_to_tree(model, in, i)) gk_american_price_routed_element(model, in, i, outputs, out);
+    else if (gk_american_never_exercised_at(model, in, i)) gk_american_european_element(model, in, i, outputs, out);
     else if (gk_american_method_is_alo(method)) gk_alo_price_element(model, level, in, i, outputs, out);
     else if (method == GK_AMERICAN_BS2002 && gk_alo_beyond_carry_at(model, in, i))
       gk_alo_price_element(model, GK_ALO_ACCURATE, in, i, outputs, out);
+    else if (method == GK_AMERICAN_BS2002 && gk_bs2002_beyond_flat_boundary_at(model, in, i))
+      gk_alo_price_element(model, GK_ALO_FAST, in, i, outputs, out);
     else price_method_element(model, method, in, i, outputs, out, pace);
   }
   return invalid;

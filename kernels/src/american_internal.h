@@ -114,6 +114,28 @@ const gk_alo_scheme *gk_alo_scheme_of(gk_alo_level level);
 int gk_alo_beyond_carry(const gk_american_option *o);
 int gk_alo_beyond_carry_at(gk_model model, const gk_option_batch *in, size_t i);
 
+/* bs2002's flat boundary I = B0 + (Binf - B0)(1 - e^h) needs h < 0, i.e.
+ * b T + 2 sigma sqrt(T) > 0 for the call form's carry b: where the put form's
+ * carry (r - q of a put, q - r of a call) passes 2 sigma / sqrt(T), I falls
+ * below the strike and the formula collapses to the European price (a put at
+ * S = K = 100, T 1, r 0.5, sigma 0.2: 0.0311 for 1.4415; a book's live risk
+ * and its hedges ran on a delta 24x too small: found in review). Its error
+ * grows well before: on 200,000 random contracts priced above 0.5 it stays
+ * under 1.5% up to a carry sqrt(T) / sigma of 1.4, 2.4% at 1.5, 11% at 1.75.
+ * Past GK_BS2002_MAX_CARRY_PER_VOL, bs2002 hands the element to alo's fast
+ * level (1e-6 x K; ~20 us a price where bs2002 takes ~1-8 us). */
+#define GK_BS2002_MAX_CARRY_PER_VOL 1.4
+int gk_bs2002_beyond_flat_boundary_at(gk_model model, const gk_option_batch *in, size_t i);
+
+/* Element i never exercised early (gk_american_exercise_of: NEVER), and its
+ * outputs there: the European price (gk_american_european_price) and the
+ * closed-form Greeks of the scalar BSM kernel, on every method and ISA. The methods' bumps of the European price
+ * were what they gave before: gamma 0.8% low for a q = 0 call an hour from
+ * expiry at a vol of 0.03, 6.7% at 0.01 (found in review). */
+int gk_american_never_exercised_at(gk_model model, const gk_option_batch *in, size_t i);
+void gk_american_european_element(gk_model model, const gk_option_batch *in, size_t i, unsigned outputs,
+                                  gk_greeks_batch *out);
+
 /* The put form's carry against its vol over the life, T (r - q)^2 / sigma^2
  * with r > q: where it is large the boundary falls to the perpetual one in a
  * sliver of the life (a low vol: sigma = 0.001, r = 0.3, q = 0.1), which the

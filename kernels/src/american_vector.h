@@ -330,7 +330,8 @@ static size_t american_vector_kernel(gk_model model, gk_american_method method,
         scalar_lanes |= 1u << k;
       } else if (in->expiry[i + k] == 0.0 ||
                  in->vol[i + k] * sqrt(in->expiry[i + k]) < GK_AMERICAN_TINY_STDDEV ||
-                 gk_american_routed_to_tree(model, in, i + k) || gk_alo_beyond_carry_at(model, in, i + k)) {
+                 gk_american_routed_to_tree(model, in, i + k) || gk_american_never_exercised_at(model, in, i + k) ||
+                 gk_alo_beyond_carry_at(model, in, i + k) || gk_bs2002_beyond_flat_boundary_at(model, in, i + k)) {
         scalar_lanes |= 1u << k;
       }
     }
@@ -340,8 +341,12 @@ static size_t american_vector_kernel(gk_model model, gk_american_method method,
       if (out->error[i + k] != GK_ELEMENT_OK) gk_zero_element_outputs(outputs, out, i + k);
       else if (gk_american_routed_to_tree(model, in, i + k))
         gk_american_price_routed_element(model, in, i + k, outputs, out);
+      else if (gk_american_never_exercised_at(model, in, i + k))
+        gk_american_european_element(model, in, i + k, outputs, out);
       else if (gk_alo_beyond_carry_at(model, in, i + k)) /* as the scalar kernel: alo's wide scheme */
         gk_alo_price_element(model, GK_ALO_ACCURATE, in, i + k, outputs, out);
+      else if (gk_bs2002_beyond_flat_boundary_at(model, in, i + k)) /* as the scalar kernel */
+        gk_alo_price_element(model, GK_ALO_FAST, in, i + k, outputs, out);
       else gk_american_price_element(model, GK_AMERICAN_BS2002, gk_bs2002_price, in, i + k, outputs, out);
     }
   }
