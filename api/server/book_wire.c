@@ -120,7 +120,7 @@ static int read_id_of_at_most(const char *text, const char *field, int optional,
                               size_t size) {
   size_t n = text ? strlen(text) : 0;
   if (n == 0 && !optional) return refuse(why, size, "field '%s' is required", field);
-  if (n > most) return refuse(why, size, "field '%s' has %zu characters: at most %zu", field, n, most);
+  if (n > most) return refuse(why, size, "field '%s' has %zu bytes: at most %zu bytes of UTF-8", field, n, most);
   memcpy(out, text ? text : "", n + 1);
   return 0;
 }

@@ -164,7 +164,28 @@ class CommandsAndQueries(BookServiceCase):
         for length in (59, 63, 64):
             self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.stub.GetBook(
                 bk.GetBookRequest(book_id="b" * length), timeout=TIMEOUT),
-                "field 'book_id' has %d characters: at most 58" % length)
+                "field 'book_id' has %d bytes: at most 58" % length)
+        # text limits are in bytes of UTF-8, and the errors say so: 64 'é' (128
+        # bytes) were refused as "shorter than 128 characters" (found in review)
+        details = self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.stub.OpenBook(
+            bk.OpenBookRequest(book_id="utf8len", name="é" * 64, currency="USD"), timeout=TIMEOUT), "name")
+        self.assertIn("128 bytes", details)
+        self.assertNotIn("characters", details.replace("a character takes", ""))
+        self.stub.OpenBook(bk.OpenBookRequest(book_id="utf8len", name="é" * 63, currency="USD"), timeout=TIMEOUT)
+        details = self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.stub.OpenBook(
+            bk.OpenBookRequest(book_id="utf8key", name="n", currency="USD", idempotency_key="é" * 32),
+            timeout=TIMEOUT), "idempotency_key")
+        self.assertIn("64 bytes", details)
+        # a quote's time has a trade time's rules: -1, INT64_MAX and an hour
+        # ahead were journaled (found in review)
+        now = now_us()
+        for bad, words in ((-1, "after 1970-01-01"), (2**63 - 1, "at most 5 minutes ahead"),
+                           (now + 3600 * 10**6, "at most 5 minutes ahead")):
+            self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.stub.UpdateMarket(bk.UpdateMarketRequest(
+                book_id="utf8len", quotes=[bk.MarketQuote(underlying="AAPL", spot=100, vol=0.2, market_time_us=bad)]),
+                timeout=TIMEOUT), "market_time", words)
+        self.stub.UpdateMarket(bk.UpdateMarketRequest(book_id="utf8len", quotes=[
+            bk.MarketQuote(underlying="AAPL", spot=100, vol=0.2, market_time_us=now + 60 * 10**6)]), timeout=TIMEOUT)
         # rules decided on the book name their quote too (they named none:
         # found in review): a spot past 1e15 in the third quote, in a call and
         # in a stream's message

@@ -272,11 +272,11 @@ static strategy_job *new_job(const gk_strategy_context *c, const char *list, con
   /* each named for itself, and the list by its own name (a strategies
    * request's is `chain`; found in review) */
   if (c->idempotency_key && strlen(c->idempotency_key) >= GK_META_ID_SIZE) {
-    invalid(status, "idempotency_key", "an idempotency key is at most 63 characters");
+    invalid(status, "idempotency_key", "an idempotency key is at most 63 bytes (UTF-8)");
     return NULL;
   }
   if (c->correlation_id && strlen(c->correlation_id) >= GK_META_ID_SIZE) {
-    invalid(status, "correlation_id", "a correlation id is at most 63 characters");
+    invalid(status, "correlation_id", "a correlation id is at most 63 bytes (UTF-8)");
     return NULL;
   }
   strategy_job *j = calloc(1, sizeof *j + count * sizeof *j->quoted);

@@ -300,7 +300,7 @@ gk_code gk_book_decide_open(const gk_book *b, const char *book_id, const char *n
                          "book %s is already open", book_id);
   if (name && strlen(name) >= GK_TEXT_SIZE)
     return gk_status_set(status, GK_INVALID_ARGUMENT, "name", "", GK_STATUS_NO_INDEX,
-                         "name must be shorter than %d characters", GK_TEXT_SIZE);
+                         "name must be shorter than %d bytes (UTF-8: a character takes 1 to 4)", GK_TEXT_SIZE);
   if (name && !text_is_clean_utf8("name", name, status)) return GK_INVALID_ARGUMENT;
   const char *ccy = currency && currency[0] ? currency : "USD";
   if (strlen(ccy) != 3 || ccy[0] < 'A' || ccy[0] > 'Z' || ccy[1] < 'A' || ccy[1] > 'Z' ||
@@ -490,7 +490,7 @@ gk_code gk_book_decide_correction(const gk_book *b, const gk_event *original,
   }
   if (reason && strlen(reason) >= GK_TEXT_SIZE)
     return gk_status_set(status, GK_INVALID_ARGUMENT, "reason", "", GK_STATUS_NO_INDEX,
-                         "reason must be shorter than %d characters", GK_TEXT_SIZE);
+                         "reason must be shorter than %d bytes (UTF-8: a character takes 1 to 4)", GK_TEXT_SIZE);
   if (reason && !text_is_clean_utf8("reason", reason, status)) return GK_INVALID_ARGUMENT;
   rc = check_correction_bounds(b, legs, leg_count, replacement, replacement_count, status);
   if (rc != GK_OK) return rc;

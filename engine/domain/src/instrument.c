@@ -220,7 +220,7 @@ gk_code gk_trade_validate(const gk_trade *t, gk_status *status) {
   }
   if (rc == GK_OK && strnlen(t->idempotency_key, GK_META_ID_SIZE) >= GK_META_ID_SIZE)
     rc = gk_status_set(status, GK_INVALID_ARGUMENT, "idempotency_key", "", GK_STATUS_NO_INDEX,
-                       "idempotency_key must be shorter than %d characters", GK_META_ID_SIZE);
+                       "idempotency_key must be shorter than %d bytes (UTF-8)", GK_META_ID_SIZE);
   return rc;
 }
 

@@ -241,7 +241,7 @@ gk_code gk_store_append(gk_event_store *store, const gk_append *a, gk_status *st
    * key was reported as a bad event id (found in review) */
   if (rc == GK_OK && a->idempotency_key && strlen(a->idempotency_key) >= GK_STORE_ID_SIZE)
     rc = gk_status_set(status, GK_INVALID_ARGUMENT, "idempotency_key", "", GK_STATUS_NO_INDEX,
-                       "idempotency_key must be shorter than %d characters", GK_STORE_ID_SIZE);
+                       "idempotency_key must be shorter than %d bytes (UTF-8)", GK_STORE_ID_SIZE);
   /* one rule for both adapters: PostgreSQL's text refuses what SQLite kept,
    * and a store holding such a key could never be migrated (found in review) */
   if (rc == GK_OK && a->idempotency_key &&
