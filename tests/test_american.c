@@ -36,9 +36,10 @@ typedef struct result {
 
 enum { PRICE, DELTA, GAMMA, VEGA, THETA, RHO, PHI };
 
-/* Prices n options through the public API on the active ISA. */
-static void price_many(gk_model model, gk_american_method method, const option *o, size_t n,
-                       int european, result *res) {
+/* Prices n options through the public API: on `isa`, or on the active ISA
+ * where isa is GK_ISA_COUNT; the European kernel where `european`. */
+static void price_many_with(gk_isa isa, gk_model model, gk_american_method method, const option *o, size_t n,
+                            int european, result *res) {
   owned_batch b = owned_batch_make(n);
   for (size_t i = 0; i < n; i++) {
     b.spot[i] = o[i].S, b.strike[i] = o[i].K, b.expiry[i] = o[i].T, b.rate[i] = o[i].r;
@@ -46,8 +47,9 @@ static void price_many(gk_model model, gk_american_method method, const option *
   }
   gk_option_batch in = owned_batch_inputs(&b);
   gk_greeks_batch out = owned_batch_outputs(&b);
-  gk_rc rc = european ? gk_bsm_price_batch(model, &in, GK_OUT_ALL, &out, NULL)
-                      : gk_american_price_batch(model, method, &in, GK_OUT_ALL, &out, NULL);
+  gk_rc rc = european            ? gk_bsm_price_batch(model, &in, GK_OUT_ALL, &out, NULL)
+             : isa == GK_ISA_COUNT ? gk_american_price_batch(model, method, &in, GK_OUT_ALL, &out, NULL)
+                                   : gk_american_price_batch_on(isa, model, method, &in, GK_OUT_ALL, &out, NULL);
   assert_int_equal(rc, GK_RC_OK);
   double *all[7] = {b.price, b.delta, b.gamma, b.vega, b.theta, b.rho, b.phi};
   for (size_t i = 0; i < n; i++) {
@@ -57,22 +59,13 @@ static void price_many(gk_model model, gk_american_method method, const option *
   owned_batch_free(&b);
 }
 
-/* The same on a given ISA (gk_american_price_batch_on). */
+static void price_many(gk_model model, gk_american_method method, const option *o, size_t n,
+                       int european, result *res) {
+  price_many_with(GK_ISA_COUNT, model, method, o, n, european, res);
+}
+
 static void price_many_on(gk_isa isa, gk_american_method method, const option *o, size_t n, result *res) {
-  owned_batch b = owned_batch_make(n);
-  for (size_t i = 0; i < n; i++) {
-    b.spot[i] = o[i].S, b.strike[i] = o[i].K, b.expiry[i] = o[i].T, b.rate[i] = o[i].r;
-    b.yield[i] = o[i].q, b.vol[i] = o[i].sigma, b.type[i] = o[i].type;
-  }
-  gk_option_batch in = owned_batch_inputs(&b);
-  gk_greeks_batch out = owned_batch_outputs(&b);
-  assert_int_equal(gk_american_price_batch_on(isa, GK_MODEL_BSM, method, &in, GK_OUT_ALL, &out, NULL), GK_RC_OK);
-  double *all[7] = {b.price, b.delta, b.gamma, b.vega, b.theta, b.rho, b.phi};
-  for (size_t i = 0; i < n; i++) {
-    for (int k = 0; k < 7; k++) res[i].v[k] = all[k][i];
-    res[i].error = b.error[i];
-  }
-  owned_batch_free(&b);
+  price_many_with(isa, GK_MODEL_BSM, method, o, n, 0, res);
 }
 
 static result price_one(gk_american_method method, option o) {
