@@ -248,6 +248,17 @@ static void test_never_exercised_elements_have_the_european_greeks(void **state)
           if (!close_enough(am[i].v[k], eu[i].v[k], k == PRICE ? 1e-10 : 1e-12, 1e-14))
             fail_msg("isa %d method %d option %zu output %d: American %.17g, European %.17g", isa, method, i, k,
                      am[i].v[k], eu[i].v[k]);
+      /* at expiry the documented limit holds for every element alike: the
+       * payoff, delta its step, theta 0 (an exercisable twin has 0; the
+       * European formula's q S - r K made a book's theta jump: found in
+       * review) */
+      option expiring[2] = {{110, 100, 0, 0.05, 0, 0.2, GK_CALL}, {110, 100, 0, 0.05, 0.001, 0.2, GK_CALL}};
+      result at[2];
+      price_many_on((gk_isa)isa, (gk_american_method)method, expiring, 2, at);
+      for (int e = 0; e < 2; e++) {
+        assert_true(at[e].v[PRICE] == 10.0 && at[e].v[DELTA] == 1.0);
+        assert_true(at[e].v[GAMMA] == 0.0 && at[e].v[THETA] == 0.0 && at[e].v[VEGA] == 0.0);
+      }
     }
   }
 }

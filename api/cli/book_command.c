@@ -601,7 +601,7 @@ static void write_grid(FILE *out, const char *name, const double *pnl, const gk_
   for (size_t i = 0; i < g->spot.count; i++)
     for (size_t j = 0; j < g->vol.count; j++) {
       csv_write_field(out, name);
-      fprintf(out, ",%.15g,%.15g", g->spot.shocks[i], g->vol.shocks[j]);
+      fprintf(out, ",%.15g,%.15g", cli_shown(g->spot.shocks[i]), cli_shown(g->vol.shocks[j]));
       write_number(out, pnl[i * g->vol.count + j]);
       fputc('\n', out);
     }

@@ -255,6 +255,8 @@ static gk_american_option element_option(gk_model model, const gk_option_batch *
 }
 
 int gk_american_never_exercised_at(gk_model model, const gk_option_batch *in, size_t i) {
+  double T = in->expiry[i];
+  if (T == 0.0 || !(in->vol[i] * sqrt(T) >= GK_AMERICAN_TINY_STDDEV)) return 0; /* the limits' own rules */
   gk_american_option o = element_option(model, in, i);
   return gk_american_exercise_of(&o) == GK_EXERCISE_NEVER;
 }

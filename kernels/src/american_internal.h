@@ -127,8 +127,10 @@ int gk_alo_beyond_carry_at(gk_model model, const gk_option_batch *in, size_t i);
 #define GK_BS2002_MAX_CARRY_PER_VOL 1.4
 int gk_bs2002_beyond_flat_boundary_at(gk_model model, const gk_option_batch *in, size_t i);
 
-/* Element i never exercised early (gk_american_exercise_of: NEVER), and its
- * outputs there: the European price (gk_american_european_price) and the
+/* Element i never exercised early (gk_american_exercise_of: NEVER) with T > 0
+ * and sigma sqrt(T) above the deterministic limit (at T = 0 and in that limit
+ * the documented limits apply to every element alike: theta 0 at expiry), and
+ * its outputs there: the European price (gk_american_european_price) and the
  * closed-form Greeks of the scalar BSM kernel, on every method and ISA. The methods' bumps of the European price
  * were what they gave before: gamma 0.8% low for a q = 0 call an hour from
  * expiry at a vol of 0.03, 6.7% at 0.01 (found in review). */

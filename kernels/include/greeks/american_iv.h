@@ -51,7 +51,11 @@
  * GK_AMERICAN_IV_FLAG_LOW_VEGA. The tree's price is only piecewise smooth in
  * sigma (its exercise nodes jump) and can dip below its own sigma -> 0 limit by
  * its discretization error deep in the money (such a price is below the lower
- * limit: an error); bs2002 and alo are smooth (tests/test_american_iv.c).
+ * limit: an error); alo is smooth (tests/test_american_iv.c). bs2002 is
+ * smooth on either side of the line where it hands elements to alo's fast
+ * level (put-form carry sqrt(T) = 1.4 sigma, docs/kernels.md) and steps by its
+ * own error there (up to ~1.5%): near it a price can have two or three bs2002
+ * vols, of which one is returned. Use alo (the default) for implied vols.
  *
  * Per-element errors (vol 0): the input codes of gk_american_price_batch
  * (including GK_ELEMENT_AMERICAN_EXPIRY_TOO_SHORT; negative r and q are
