@@ -277,10 +277,18 @@ void gk_american_european_element(gk_model model, const gk_option_batch *in, siz
   if ((outputs & GK_OUT_PRICE) && out->price) out->price[i] = gk_american_european_price(&o);
 }
 
-/* Element i of a method other than ALO (classified valid, not routed, not
- * never exercised). The tree's pricer models every regime. */
+/* Element i of a method other than ALO (classified valid, not routed). The
+ * tree's pricer models every regime; a never-exercised element reaches here
+ * only at T = 0 or in the deterministic limit (gk_american_never_exercised_at
+ * takes the others), where it is the European price with the smooth methods'
+ * bumps, as bs2002's and alo's are. */
 static void price_method_element(gk_model model, gk_american_method method, const gk_option_batch *in, size_t i,
                                  unsigned outputs, gk_greeks_batch *out, const gk_american_pace *pace) {
+  gk_american_option o = element_option(model, in, i);
+  if (method == GK_AMERICAN_TREE && gk_american_exercise_of(&o) == GK_EXERCISE_NEVER) {
+    gk_american_price_element(model, GK_AMERICAN_BS2002, gk_american_european_price, in, i, outputs, out);
+    return;
+  }
   price_element_paced(model, method, method_pricer(method), in, i, outputs, out, pace);
 }
 
