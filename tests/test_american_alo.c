@@ -543,6 +543,60 @@ static void test_delta_gamma_theta_match_finite_differences(void **state) {
   }
 }
 
+/* Just above the exercise boundary B the premium's S-derivatives peak at t ~
+ * (ln(S/B))^2 / sigma^2 from now, inside the price rule's first node: the put
+ * S 80.883263, K 100, T 1, r 0.05, sigma 0.2 (B ~ 80.875) had gamma 0.03479
+ * for 0.0382 and theta +0.447 a year for -0.0014 (found in review; QuantLib and
+ * an independent Crank-Nicolson solver agree with the differences here). A
+ * scan from 3e-5 to 5% above B on every ISA: gamma against the one-sided
+ * (upward: the continuation region) third-order difference of the accurate
+ * price, theta against its central T-difference, and theta never positive (an
+ * American put with constant parameters loses value as time passes). Closer
+ * than ~1e-5 of B the premium's gamma is still ~1e-4 relative off and theta
+ * (sigma^2 S^2 / 2 ~ 130 times that) up to 1e-3 a year, either sign:
+ * docs/kernels.md. */
+static double price_above(contract c, double S) {
+  c.S = S;
+  return level_price(c);
+}
+
+static void test_greeks_just_above_the_exercise_boundary(void **state) {
+  (void)state;
+  static const contract cases[] = {{80.883263, 100, 1.0, 0.05, 0.0, 0.2, GK_PUT, 0},
+                                   {80, 100, 3.0, 0.08, 0.02, 0.2, GK_PUT, 0},
+                                   {60.2208, 87.51, 0.6155, 0.0706, 0.0047, 0.3671, GK_PUT, 0}};
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    /* B: the largest spot priced at intrinsic, by bisection on the price */
+    contract c = cases[k];
+    double lo = 0.5 * c.S, hi = 1.2 * c.S;
+    for (int i = 0; i < 200 && hi - lo > 1e-12 * c.S; i++) {
+      double mid = 0.5 * (lo + hi);
+      if (price_above(c, mid) - (c.K - mid) > 1e-13 * c.K) hi = mid;
+      else lo = mid;
+    }
+    enum { SPOTS = 24 };
+    contract at[SPOTS];
+    for (int i = 0; i < SPOTS; i++) at[i] = c, at[i].S = hi * (1.0 + 3e-5 * pow(5e-2 / 3e-5, (double)i / (SPOTS - 1)));
+    for (int isa = 0; isa < GK_ISA_COUNT; isa++) {
+      if (!gk_isa_supported((gk_isa)isa)) continue;
+      owned_batch b;
+      price_batch((gk_isa)isa, GK_MODEL_BSM, at, SPOTS, GK_OUT_ALL, &b);
+      for (int i = 0; i < SPOTS; i++) {
+        double S = at[i].S, h = 2e-4 * S, g = 1e-4 * c.T;
+        double gamma = (2 * price_above(c, S) - 5 * price_above(c, S + h) + 4 * price_above(c, S + 2 * h) -
+                        price_above(c, S + 3 * h)) / (h * h);
+        contract up = at[i], down = at[i];
+        up.T += g, down.T -= g;
+        double theta = -(level_price(up) - level_price(down)) / (2 * g);
+        if (!(fabs(b.gamma[i] - gamma) <= 1e-3 * gamma && fabs(b.theta[i] - theta) <= 5e-4 && b.theta[i] <= 1e-9))
+          fail_msg("%s case %zu at S = B (1 + %.2g): gamma %.8g / %.8g, theta %.8g / %.8g", gk_isa_name((gk_isa)isa),
+                   k, S / hi - 1, b.gamma[i], gamma, b.theta[i], theta);
+      }
+      owned_batch_free(&b);
+    }
+  }
+}
+
 /* d price / d x of the accurate price by a central difference of step h, or
  * where x - h < 0 (q = 0) the second-order forward one; both err by c h^2. */
 static double parameter_slope(contract *c, double *x, double h) {
@@ -1259,6 +1313,7 @@ int main(void) {
       cmocka_unit_test(test_corners_are_finite_and_bounded),
       cmocka_unit_test(test_greeks_agree_with_the_tree),
       cmocka_unit_test(test_delta_gamma_theta_match_finite_differences),
+      cmocka_unit_test(test_greeks_just_above_the_exercise_boundary),
       cmocka_unit_test(test_vega_rho_phi_match_finite_differences),
       cmocka_unit_test(test_black76_is_bsm_with_yield_equal_rate),
       cmocka_unit_test(test_negative_rates_are_priced),

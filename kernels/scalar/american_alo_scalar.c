@@ -821,7 +821,7 @@ static void xmax_slopes(const put_market *m, double *by_r, double *by_q) {
 }
 
 static premium_terms exercise_premium(const put_market *m, const boundary *b, const double *H,
-                                      const gk_alo_rule *rule, premium_sensitivity *sens) {
+                                      const gk_alo_rule *rule, double power, premium_sensitivity *sens) {
   double sqrt_T = sqrt(m->T), x0 = log(m->S / m->xmax);
   double kappa = (m->r - m->q) / m->sigma + 0.5 * m->sigma;
   double kappa_sigma = 0.5 - (m->r - m->q) / (m->sigma * m->sigma), by_r, by_q; /* d kappa / d sigma */
@@ -831,14 +831,18 @@ static premium_terms exercise_premium(const put_market *m, const boundary *b, co
   if (sens) *sens = (premium_sensitivity){{0.0, 0.0, 0.0}, {0.0}};
   double shape_basis[GK_ALO_MAX_NODES + 1] = {0.0};
   for (int j = 0; j < rule->count; j++) {
-    double s = rule->sin[j], c = rule->cos[j];
+    double s = rule->sin[j], c = rule->cos[j], w = rule->weight[j];
+    if (power != 1.0) { /* t = T c^(2 power): the peak onto the rule (GK_ALO_PEAK_AT) */
+      double lc = log(c), ca = exp(power * lc);
+      w *= power * (ca / c) * (ca / c);
+      s = sqrt(-expm1(2.0 * power * lc)), c = ca;
+    }
     double t = m->T * c * c, sqrt_t = sqrt_T * c, v = m->sigma * sqrt_t;
     double root_h = sqrt(boundary_h(b, 2.0 * s - 1.0)), x = x0 + root_h; /* ln(S / B(u)) */
     double dp = x / v + kappa * sqrt_t, dm = dp - v;
     double np, nm, Np = normal_cdf_density(-dp, &np), Nm = normal_cdf_density(-dm, &nm);
     double er = exp(-m->r * t), eq = exp(-m->q * t), B = m->xmax * exp(-root_h);
     double edge = (m->q * B - m->r * m->K) * er * nm / (m->S * v);
-    double w = rule->weight[j];
     sum.value += w * (m->r * m->K * er * Nm - m->q * m->S * eq * Np);
     sum.delta += w * (edge - m->q * eq * Np);
     sum.gamma += w * (m->q * eq * np / (m->S * v) - edge * dp / (m->S * v));
@@ -1158,7 +1162,10 @@ static put_value alo_put(const put_market *m, const gk_alo_scheme *scheme, int w
   if (log(m->S / m->xmax) <= -sqrt(boundary_h(&b, 1.0)))
     return (put_value){exercise, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0};
   premium_sensitivity sens;
-  premium_terms premium = exercise_premium(m, &b, H, &scheme->price, with_slopes ? &sens : NULL);
+  double zeta = (log(m->S / m->xmax) + sqrt(boundary_h(&b, 1.0))) / (m->sigma * sqrt_T);
+  double power = zeta < GK_ALO_PEAK_AT ? fmin(log(fmax(zeta, 1e-300)) * (1.0 / log(GK_ALO_PEAK_AT)), GK_ALO_MAX_POWER)
+                                        : 1.0;
+  premium_terms premium = exercise_premium(m, &b, H, &scheme->price, power, with_slopes ? &sens : NULL);
   double v = m->sigma * sqrt_T, dq = exp(-m->q * m->T);
   double d1 = (log(m->S / m->K) + (m->r - m->q) * m->T) / v + 0.5 * v, n1, N1 = normal_cdf_density(-d1, &n1);
   put_value out;

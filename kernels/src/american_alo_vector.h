@@ -573,8 +573,43 @@ typedef struct alov_sensitivity {
   vdouble shape[ALOV_MAX_NODES + 1];
 } alov_sensitivity;
 
+/* The premium's variable at price point j for each lane (the scalar
+ * exercise_premium's): t = T c^(2 power), c = cos theta_j, so that where the
+ * spot sits a little above today's boundary the S-derivatives' peak lands on
+ * the rule. Lanes at power 1 keep the rule's own t = T c^2, bit for bit. */
+typedef struct alov_mapped {
+  vdouble c;      /* c^power */
+  vdouble inv_v;  /* 1 / (sigma sqrt(T) c^power) */
+  vdouble z;      /* the boundary's coordinate: 2 sqrt(1 - c^(2 power)) - 1 */
+  vdouble weight; /* the rule's weight x power c^(2 power - 2) */
+} alov_mapped;
+
+static inline alov_mapped alov_map_point(const alov_plan *p, const gk_alo_rule *rule, int j, vdouble power,
+                                         vmask plain, vdouble inv_sigma_sqrt_T) {
+  double c = rule->cos[j], lc = log(c);
+  vdouble ca = v_exp(v_mul(power, v_set1(lc))), ratio = v_mul(ca, v_set1(1.0 / c));
+  vdouble z = v_sub(v_mul(v_set1(2.0), v_sqrt(v_sub(v_set1(0.0), v_expm1(v_mul(power, v_set1(2.0 * lc)))))),
+                    v_set1(1.0));
+  alov_mapped out;
+  out.c = v_select(plain, v_set1(c), ca);
+  out.inv_v = v_select(plain, v_mul(inv_sigma_sqrt_T, v_set1(p->price_inv_cos[j])), v_div(inv_sigma_sqrt_T, ca));
+  out.z = v_select(plain, v_set1(2.0 * rule->sin[j] - 1.0), z);
+  out.weight = v_select(plain, v_set1(rule->weight[j]), v_mul(v_mul(v_set1(rule->weight[j]), power), v_mul(ratio, ratio)));
+  return out;
+}
+
+/* sum_k a_k T_k(z) floored at 0, z per lane (alov_boundary_h's Clenshaw). */
+static inline vdouble alov_boundary_h_lanes(const vdouble *a, int n, vdouble z) {
+  vdouble b1 = v_set1(0.0), b2 = v_set1(0.0), z2 = v_add(z, z);
+  for (int k = n; k >= 1; k--) {
+    vdouble t = v_fma(z2, b1, v_sub(a[k], b2));
+    b2 = b1, b1 = t;
+  }
+  return v_max(v_fma(z, b1, v_sub(a[0], b2)), v_set1(0.0));
+}
+
 static alov_premium alov_exercise_premium(const alov_plan *p, const alov_put *m, const vdouble *a, const vdouble *H,
-                                          const gk_alo_rule *rule, alov_sensitivity *sens) {
+                                          const gk_alo_rule *rule, vdouble power, alov_sensitivity *sens) {
   int n = p->fine.n;
   vdouble sqrt_T = v_sqrt(m->T), x0 = v_log(v_div(m->S, m->xmax)), zero = v_set1(0.0), one = v_set1(1.0);
   vdouble rK = v_mul(m->r, m->K), qS = v_mul(m->q, m->S), by_r = m->by_r, by_q = m->by_q;
@@ -589,6 +624,8 @@ static alov_premium alov_exercise_premium(const alov_plan *p, const alov_put *m,
   }
   vdouble inv_sigma_sqrt_T = v_div(one, v_mul(m->sigma, sqrt_T)), inv_S = v_div(one, m->S);
   vdouble inv_sigma = m->inv_sigma;
+  vmask plain = v_eq(power, one);
+  int mapped = m_bits(plain) != (1u << VLANES) - 1u; /* a lane near its boundary: the per-lane map */
   /* a stage at a time (alov_points): the arguments, the CDFs, the sums */
   alov_points *pts = alov_scratch;
   for (int j = 0; j < rule->count; j++) {
@@ -596,6 +633,11 @@ static alov_premium alov_exercise_premium(const alov_plan *p, const alov_put *m,
     int k = j % ALOV_MAX_POINTS;
     vdouble sqrt_t = v_mul(sqrt_T, v_set1(rule->cos[j])), inv_v = v_mul(inv_sigma_sqrt_T, v_set1(p->price_inv_cos[j]));
     vdouble root_h = v_sqrt(alov_chebyshev_sum(a, n, p->price_basis + (size_t)j * ALOV_STRIDE));
+    if (mapped) {
+      alov_mapped map = alov_map_point(p, rule, j, power, plain, inv_sigma_sqrt_T);
+      sqrt_t = v_mul(sqrt_T, map.c), inv_v = map.inv_v;
+      root_h = v_select(plain, root_h, v_sqrt(alov_boundary_h_lanes(a, n, map.z)));
+    }
     vdouble dp = v_fma(m->kappa, sqrt_t, v_mul(v_add(x0, root_h), inv_v));
     at->root_h[k] = root_h, at->x[2 * k] = v_sub(zero, dp), at->x[2 * k + 1] = v_sub(v_mul(m->sigma, sqrt_t), dp);
   }
@@ -609,14 +651,20 @@ static alov_premium alov_exercise_premium(const alov_plan *p, const alov_put *m,
     double c = rule->cos[j];
     const double *T = p->price_basis + (size_t)j * ALOV_STRIDE;
     vdouble t = v_mul(m->T, v_set1(c * c)), sqrt_t = v_mul(sqrt_T, v_set1(c));
-    vdouble inv_v = v_mul(inv_sigma_sqrt_T, v_set1(p->price_inv_cos[j])), inv_Sv = v_mul(inv_S, inv_v);
+    vdouble inv_v = v_mul(inv_sigma_sqrt_T, v_set1(p->price_inv_cos[j]));
+    vdouble w = v_set1(rule->weight[j]), z = v_set1(2.0 * rule->sin[j] - 1.0);
+    if (mapped) {
+      alov_mapped map = alov_map_point(p, rule, j, power, plain, inv_sigma_sqrt_T);
+      t = v_select(plain, t, v_mul(m->T, v_mul(map.c, map.c))), sqrt_t = v_mul(sqrt_T, map.c);
+      inv_v = map.inv_v, w = map.weight, z = map.z;
+    }
+    vdouble inv_Sv = v_mul(inv_S, inv_v);
     vdouble root_h = at->root_h[i], x = v_add(x0, root_h);
     vdouble dp = v_sub(zero, at->x[2 * i]);
     vdouble Np = at->N[2 * i], np = at->density[2 * i], Nm = at->N[2 * i + 1], nm = at->density[2 * i + 1];
     vdouble er = v_exp(v_sub(zero, v_mul(m->r, t))), eq = v_exp(v_sub(zero, v_mul(m->q, t)));
     vdouble B = v_mul(m->xmax, v_exp(v_sub(zero, root_h)));
     vdouble edge = v_mul(v_mul(v_mul(v_sub(v_mul(m->q, B), rK), er), nm), inv_Sv);
-    vdouble w = v_set1(rule->weight[j]);
     sum.value = v_fma(w, v_sub(v_mul(v_mul(rK, er), Nm), v_mul(v_mul(qS, eq), Np)), sum.value);
     sum.delta = v_fma(w, v_sub(edge, v_mul(v_mul(m->q, eq), Np)), sum.delta);
     sum.gamma = v_fma(w, v_mul(v_sub(v_mul(v_mul(m->q, eq), np), v_mul(edge, dp)), inv_Sv), sum.gamma);
@@ -634,7 +682,20 @@ static alov_premium alov_exercise_premium(const alov_plan *p, const alov_put *m,
      * 0 where H is floored at 0 */
     vdouble g_x = v_mul(w, v_div(v_mul(edge, m->S), root_h));
     g_x = v_select(v_gt(root_h, zero), g_x, zero);
-    for (int k = 0; k <= n; k++) shape_basis[k] = v_fma(g_x, v_set1(T[k]), shape_basis[k]);
+    if (!mapped) {
+      for (int k = 0; k <= n; k++) shape_basis[k] = v_fma(g_x, v_set1(T[k]), shape_basis[k]);
+      continue;
+    }
+    /* T_k at each lane's own z (the tabulated ones where plain) */
+    vdouble before = one, now = z, z2 = v_add(z, z);
+    for (int k = 0; k <= n; k++) {
+      vdouble Tk = k == 0 ? one : now;
+      if (k >= 1) {
+        vdouble next = v_sub(v_mul(z2, now), before);
+        before = now, now = next;
+      }
+      shape_basis[k] = v_fma(g_x, v_select(plain, v_set1(T[k]), Tk), shape_basis[k]);
+    }
   }
   sum.value = v_mul(m->T, sum.value), sum.delta = v_mul(m->T, sum.delta), sum.gamma = v_mul(m->T, sum.gamma);
   if (sens) {
@@ -938,7 +999,13 @@ static alov_value alov_put_price(const alov_plan *p, const alov_put *m, int with
   vmask exercised = v_le(v_log(v_div(m->S, m->xmax)), v_sub(zero, v_sqrt(alov_boundary_h(a, n, 1.0))));
   av_option put = {m->S, m->K, m->T, m->r, v_sub(m->r, m->q), m->sigma, v_set1(-1.0)};
   alov_sensitivity sens;
-  alov_premium premium = alov_exercise_premium(p, m, a, H, &scheme->price, with_slopes ? &sens : NULL);
+  /* a spot a little above today's boundary B: the S-derivatives' integrands
+   * peak at t ~ (ln(S/B))^2 / sigma^2, inside the rule's first node; the map
+   * puts the peak near c = GK_ALO_PEAK_AT (the scalar alo_put's) */
+  vdouble zeta = v_div(v_add(v_log(v_div(m->S, m->xmax)), v_sqrt(alov_boundary_h(a, n, 1.0))), v_mul(m->sigma, sqrt_T));
+  vdouble power = v_min(v_mul(v_log(v_max(zeta, v_set1(1e-300))), v_set1(1.0 / log(GK_ALO_PEAK_AT))), v_set1(GK_ALO_MAX_POWER));
+  power = v_select(v_lt(zeta, v_set1(GK_ALO_PEAK_AT)), power, v_set1(1.0));
+  alov_premium premium = alov_exercise_premium(p, m, a, H, &scheme->price, power, with_slopes ? &sens : NULL);
   vdouble v = v_mul(m->sigma, sqrt_T), dq = v_exp(v_sub(zero, v_mul(m->q, m->T)));
   vdouble d1 = v_fma(v_set1(0.5), v, v_div(v_fma(v_sub(m->r, m->q), m->T, v_log(v_div(m->S, m->K))), v));
   vdouble n1, N1 = alov_cdf_density(v_sub(zero, d1), &n1);

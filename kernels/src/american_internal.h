@@ -111,6 +111,19 @@ const gk_alo_scheme *gk_alo_scheme_of(gk_alo_level level);
  * element i of a batch. bs2002, whose flat boundary has the same trouble
  * there (a put worth 0.36 priced 3e-85, delta -0.5, gamma 100), hands such
  * elements to alo too. */
+/* A spot a little above today's exercise boundary B: the premium's
+ * S-derivatives (delta's, gamma's integrands; theta through the Black-Scholes
+ * equation) peak at t ~ (ln(S/B))^2 / sigma^2 from now, inside the price
+ * rule's first node, and gamma came out 9% low and theta positive (+0.447 a
+ * year for -0.0014: the put S 80.883263, K 100, T 1, r 0.05, sigma 0.2, B
+ * 80.875; found in review, 2026-12-06). Where zeta = ln(S/B) / (sigma
+ * sqrt(T)) is below GK_ALO_PEAK_AT the premium is integrated in t = T
+ * cos^(2 a)(theta), a = ln(zeta) / ln(GK_ALO_PEAK_AT) (at most
+ * GK_ALO_MAX_POWER), which puts the peak at cos(theta) ~ GK_ALO_PEAK_AT;
+ * a = 1 (the rule's own t = T cos^2) elsewhere, bit for bit. */
+#define GK_ALO_PEAK_AT 0.1
+#define GK_ALO_MAX_POWER 12.0
+
 int gk_alo_beyond_carry(const gk_american_option *o);
 int gk_alo_beyond_carry_at(gk_model model, const gk_option_batch *in, size_t i);
 
