@@ -552,9 +552,8 @@ static void test_delta_gamma_theta_match_finite_differences(void **state) {
  * (upward: the continuation region) third-order difference of the accurate
  * price, theta against its central T-difference, and theta never positive (an
  * American put with constant parameters loses value as time passes). Closer
- * than ~1e-5 of B the premium's gamma is still ~1e-4 relative off and theta
- * (sigma^2 S^2 / 2 ~ 130 times that) up to 1e-3 a year, either sign:
- * docs/kernels.md. */
+ * in it is not cured: from 1e-12 to 1e-7 above B gamma is up to 0.6% off and
+ * theta up to +0.04 a year (docs/kernels.md). */
 static double price_above(contract c, double S) {
   c.S = S;
   return level_price(c);
