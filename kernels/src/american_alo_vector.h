@@ -467,7 +467,7 @@ typedef struct alov_sums {
  * points are in flight at once. Thread-local: too large for small stacks. */
 typedef struct alov_points {
   vdouble x[2 * ALOV_MAX_POINTS], N[2 * ALOV_MAX_POINTS], density[2 * ALOV_MAX_POINTS];
-  vdouble root_h[ALOV_MAX_POINTS], slope[ALOV_MAX_POINTS]; /* sqrt(H) at the point; c_ij / sqrt(H) */
+  vdouble root_h[ALOV_MAX_POINTS], slope[ALOV_MAX_POINTS]; /* sqrt(H) at the point; c_ij / sqrt(H) (the price pass: c^power, adr/0057) */
 } alov_points;
 
 /* One scratch per thread for the three users (the Jacobi-Newton sums, the
@@ -580,22 +580,34 @@ typedef struct alov_sensitivity {
 typedef struct alov_mapped {
   vdouble c;      /* c^power */
   vdouble inv_v;  /* 1 / (sigma sqrt(T) c^power) */
-  vdouble z;      /* the boundary's coordinate: 2 sqrt(1 - c^(2 power)) - 1 */
   vdouble weight; /* the rule's weight x power c^(2 power - 2) */
 } alov_mapped;
 
+/* c^power at point j (the first pass stores it: the exp is taken once). */
+static inline vdouble alov_mapped_cos(const gk_alo_rule *rule, int j, vdouble power, vmask plain) {
+  double c = rule->cos[j];
+  return v_select(plain, v_set1(c), v_exp(v_mul(power, v_set1(log(c)))));
+}
+
+/* The rest of the point's map from its c^power. */
 static inline alov_mapped alov_map_point(const alov_plan *p, const gk_alo_rule *rule, int j, vdouble power,
-                                         vmask plain, vdouble inv_sigma_sqrt_T) {
-  double c = rule->cos[j], lc = log(c);
-  vdouble ca = v_exp(v_mul(power, v_set1(lc))), ratio = v_mul(ca, v_set1(1.0 / c));
-  vdouble z = v_sub(v_mul(v_set1(2.0), v_sqrt(v_sub(v_set1(0.0), v_expm1(v_mul(power, v_set1(2.0 * lc)))))),
-                    v_set1(1.0));
+                                         vmask plain, vdouble ca, vdouble inv_sigma_sqrt_T) {
+  double c = rule->cos[j];
+  vdouble ratio = v_mul(ca, v_set1(1.0 / c));
   alov_mapped out;
-  out.c = v_select(plain, v_set1(c), ca);
+  out.c = ca;
   out.inv_v = v_select(plain, v_mul(inv_sigma_sqrt_T, v_set1(p->price_inv_cos[j])), v_div(inv_sigma_sqrt_T, ca));
-  out.z = v_select(plain, v_set1(2.0 * rule->sin[j] - 1.0), z);
   out.weight = v_select(plain, v_set1(rule->weight[j]), v_mul(v_mul(v_set1(rule->weight[j]), power), v_mul(ratio, ratio)));
   return out;
+}
+
+/* The boundary's coordinate at point j: 2 sqrt(1 - c^(2 power)) - 1 (1 -
+ * c^(2 power) by expm1: no cancellation near c = 1). */
+static inline vdouble alov_mapped_z(const gk_alo_rule *rule, int j, vdouble power, vmask plain) {
+  double lc = log(rule->cos[j]);
+  vdouble z = v_sub(v_mul(v_set1(2.0), v_sqrt(v_sub(v_set1(0.0), v_expm1(v_mul(power, v_set1(2.0 * lc)))))),
+                    v_set1(1.0));
+  return v_select(plain, v_set1(2.0 * rule->sin[j] - 1.0), z);
 }
 
 /* sum_k a_k T_k(z) floored at 0, z per lane (alov_boundary_h's Clenshaw). */
@@ -633,10 +645,11 @@ static alov_premium alov_exercise_premium(const alov_plan *p, const alov_put *m,
     int k = j % ALOV_MAX_POINTS;
     vdouble sqrt_t = v_mul(sqrt_T, v_set1(rule->cos[j])), inv_v = v_mul(inv_sigma_sqrt_T, v_set1(p->price_inv_cos[j]));
     vdouble root_h = v_sqrt(alov_chebyshev_sum(a, n, p->price_basis + (size_t)j * ALOV_STRIDE));
-    if (mapped) {
-      alov_mapped map = alov_map_point(p, rule, j, power, plain, inv_sigma_sqrt_T);
+    if (mapped) { /* c^power kept in the point's slope slot, unused by this pass */
+      vdouble ca = at->slope[k] = alov_mapped_cos(rule, j, power, plain);
+      alov_mapped map = alov_map_point(p, rule, j, power, plain, ca, inv_sigma_sqrt_T);
       sqrt_t = v_mul(sqrt_T, map.c), inv_v = map.inv_v;
-      root_h = v_select(plain, root_h, v_sqrt(alov_boundary_h_lanes(a, n, map.z)));
+      root_h = v_select(plain, root_h, v_sqrt(alov_boundary_h_lanes(a, n, alov_mapped_z(rule, j, power, plain))));
     }
     vdouble dp = v_fma(m->kappa, sqrt_t, v_mul(v_add(x0, root_h), inv_v));
     at->root_h[k] = root_h, at->x[2 * k] = v_sub(zero, dp), at->x[2 * k + 1] = v_sub(v_mul(m->sigma, sqrt_t), dp);
@@ -654,9 +667,10 @@ static alov_premium alov_exercise_premium(const alov_plan *p, const alov_put *m,
     vdouble inv_v = v_mul(inv_sigma_sqrt_T, v_set1(p->price_inv_cos[j]));
     vdouble w = v_set1(rule->weight[j]), z = v_set1(2.0 * rule->sin[j] - 1.0);
     if (mapped) {
-      alov_mapped map = alov_map_point(p, rule, j, power, plain, inv_sigma_sqrt_T);
+      alov_mapped map = alov_map_point(p, rule, j, power, plain, at->slope[i], inv_sigma_sqrt_T);
       t = v_select(plain, t, v_mul(m->T, v_mul(map.c, map.c))), sqrt_t = v_mul(sqrt_T, map.c);
-      inv_v = map.inv_v, w = map.weight, z = map.z;
+      inv_v = map.inv_v, w = map.weight;
+      if (sens) z = alov_mapped_z(rule, j, power, plain); /* the shape basis only */
     }
     vdouble inv_Sv = v_mul(inv_S, inv_v);
     vdouble root_h = at->root_h[i], x = v_add(x0, root_h);
