@@ -1152,6 +1152,76 @@ static void test_every_isa_within_reference_at_both_levels(void **state) {
   }
 }
 
+/* Past a put-form r T or carry |r - q| T of 0.5 (GK_ALO_LEVELS_REACH: rates
+ * of 0.2 to 0.5 over years, as high-rate currencies have, or a negative
+ * yield, a hard-to-borrow stock's) the levels' own grids missed their
+ * bounds, by up to 6e-8 x K (accurate) and 1.3e-5 x K (fast); those
+ * elements now take the wide and the long fast schemes. 240 such contracts
+ * (tests/data/american_qdfp_quantlib_long.csv: QuantLib's QdFp on 48 nodes,
+ * gen_american_quantlib --long) within each level's bound on every ISA. */
+static void test_levels_hold_their_bounds_past_the_stored_rates(void **state) {
+  (void)state;
+  static contract c[MAX_CONTRACTS];
+  size_t n = american_reference_load(test_data_path("american_qdfp_quantlib_long.csv"), c, MAX_CONTRACTS, 1);
+  assert_true(n != (size_t)-1 && n >= 240);
+  const double bound[GK_ALO_LEVEL_COUNT] = {[GK_ALO_FAST] = 1e-6, [GK_ALO_ACCURATE] = 1e-8};
+  for (size_t i = 0; i < n; i++) { /* the file is the region it is meant to test */
+    double r_put = c[i].type == GK_PUT ? c[i].r : c[i].q, q_put = c[i].type == GK_PUT ? c[i].q : c[i].r;
+    double carry = fabs(r_put - q_put) * c[i].T;
+    assert_true(r_put > 0.0 && (r_put * c[i].T > 0.5 || carry > 0.5) && carry <= 2.0);
+  }
+  for (int isa = 0; isa < GK_ISA_COUNT; isa++) {
+    if (!gk_isa_supported((gk_isa)isa)) continue;
+    for (int level = 0; level < GK_ALO_LEVEL_COUNT; level++) {
+      owned_batch b;
+      price_batch_level((gk_isa)isa, GK_MODEL_BSM, (gk_alo_level)level, c, n, GK_OUT_PRICE, &b);
+      double max_error = 0.0;
+      size_t worst = 0;
+      for (size_t i = 0; i < n; i++) {
+        assert_int_equal(b.error[i], GK_ELEMENT_OK);
+        double error = fabs(b.price[i] - corrected_reference(&c[i])) / c[i].K;
+        if (!(error <= max_error)) max_error = error, worst = i;
+      }
+      print_message("%s level %d past the levels' reach: max |ALO - QuantLib| / K = %.3g (row %zu)\n",
+                    gk_isa_name((gk_isa)isa), level, max_error, worst + 2);
+      assert_true(max_error <= bound[level]);
+      owned_batch_free(&b);
+    }
+  }
+  /* The wide scheme's Greeks there (the accurate level's): delta, vega, rho
+   * and phi against extrapolated central differences of its price, on the
+   * first 12 contracts clear of the line (a bump must not cross it). */
+  contract clear[12];
+  size_t m = 0;
+  for (size_t i = 0; i < n && m < 12; i++) {
+    double r_put = c[i].type == GK_PUT ? c[i].r : c[i].q, q_put = c[i].type == GK_PUT ? c[i].q : c[i].r;
+    double carry = fabs(r_put - q_put) * c[i].T;
+    if ((r_put * c[i].T > 0.6 || carry > 0.6) && fabs(r_put * c[i].T - 0.5) > 0.05 && fabs(carry - 0.5) > 0.05 &&
+        carry < 1.9)
+      clear[m++] = c[i];
+  }
+  assert_int_equal(m, 12);
+  double want[12][4];
+  for (size_t i = 0; i < m; i++) {
+    contract x = clear[i];
+    want[i][0] = extrapolated_slope(&x, &x.S), want[i][1] = extrapolated_slope(&x, &x.sigma);
+    want[i][2] = extrapolated_slope(&x, &x.r), want[i][3] = extrapolated_slope(&x, &x.q);
+  }
+  for (int isa = 0; isa < GK_ISA_COUNT; isa++) {
+    if (!gk_isa_supported((gk_isa)isa)) continue;
+    owned_batch b;
+    price_batch((gk_isa)isa, GK_MODEL_BSM, clear, m, GK_OUT_ALL, &b);
+    for (size_t i = 0; i < m; i++) {
+      double got[4] = {b.delta[i], b.vega[i], b.rho[i], b.phi[i]};
+      for (int k = 0; k < 4; k++)
+        if (!(fabs(got[k] - want[i][k]) <= 1e-7 * fmax(1.0, fabs(want[i][k]))))
+          fail_msg("%s contract %zu, Greek %d (delta, vega, rho, phi): %.12g, differences %.12g",
+                   gk_isa_name((gk_isa)isa), i, k, got[k], want[i][k]);
+    }
+    owned_batch_free(&b);
+  }
+}
+
 /* The vector kernels build each level's tables once per thread
  * (alov_plan_of) and keep them. A batch priced 8 options a call, the two
  * levels alternating call by call (as greeksd's American batches and a
@@ -1327,6 +1397,7 @@ int main(void) {
       cmocka_unit_test(test_the_pull_threshold_is_one_test_on_every_isa),
       cmocka_unit_test(test_vector_isas_match_scalar),
       cmocka_unit_test(test_every_isa_within_reference_at_both_levels),
+      cmocka_unit_test(test_levels_hold_their_bounds_past_the_stored_rates),
       cmocka_unit_test(test_small_calls_on_any_thread_match_one_batch),
       cmocka_unit_test(test_an_idle_thread_does_not_pay_for_the_alo_plans),
       cmocka_unit_test(test_forced_isa_dispatch),

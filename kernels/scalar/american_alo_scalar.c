@@ -392,6 +392,16 @@ static const gk_alo_scheme alo_wide = {.nodes = 32, .iterations = 1, .newton_ste
 
 const gk_alo_scheme *gk_alo_wide_scheme(void) { return &alo_wide; }
 
+/* The fast level past GK_ALO_LEVELS_REACH: on 800 random contracts
+ * with r up to 1 and T up to 30 (r T from 0.5 to 15), 1.2e-7 x K at most
+ * from a 48-node solve (16 nodes: 5.6e-7; 12 nodes on a 12-point rule:
+ * 3.1e-6), ~0.13 ms a price against the wide scheme's ~0.7 ms. */
+static const gk_alo_scheme alo_long_fast = {.nodes = 20, .iterations = 1, .newton_steps = 2, .coarse_nodes = 0,
+                                            .boundary = ALO_RULE(16), .price = ALO_RULE(64),
+                                            .equation = GK_ALO_FP_AUTO, .fp_a_below_omega = 4.0};
+
+const gk_alo_scheme *gk_alo_long_fast_scheme(void) { return &alo_long_fast; }
+
 int gk_alo_beyond_carry(const gk_american_option *o) {
   double put_carry = o->omega < 0.0 ? o->b : -o->b; /* b = r - q; a call is the put of (K, S, q, r) */
   return fabs(put_carry) * o->T > GK_ALO_MAX_CARRY;
@@ -413,8 +423,15 @@ int gk_alo_beyond_levels(const gk_american_option *o) {
          r_put * o->T > GK_ALO_MAX_DISCOUNT;
 }
 
+int gk_alo_past_levels_reach(const gk_american_option *o) {
+  double put_carry = o->omega < 0.0 ? o->b : -o->b, r_put = o->omega < 0.0 ? o->r : o->r - o->b;
+  return r_put * o->T > GK_ALO_LEVELS_REACH || fabs(put_carry) * o->T > GK_ALO_LEVELS_REACH;
+}
+
 const gk_alo_scheme *gk_alo_scheme_for(const gk_american_option *o, gk_alo_level level) {
-  return gk_alo_beyond_levels(o) ? &alo_wide : gk_alo_scheme_of(level);
+  if (gk_alo_beyond_levels(o)) return &alo_wide;
+  if (gk_alo_past_levels_reach(o)) return level == GK_ALO_FAST ? &alo_long_fast : &alo_wide;
+  return gk_alo_scheme_of(level);
 }
 
 /* The perpetual put of (S, K, r, q), r > 0: K - S at or below its boundary

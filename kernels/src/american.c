@@ -113,6 +113,13 @@ int gk_bs2002_beyond_flat_boundary_at(gk_model model, const gk_option_batch *in,
   return put_carry * sqrt(in->expiry[i]) > GK_BS2002_MAX_CARRY_PER_VOL * in->vol[i];
 }
 
+int gk_alo_past_levels_reach_at(gk_model model, const gk_option_batch *in, size_t i) {
+  double b = model == GK_MODEL_BLACK76 ? 0.0 : in->rate[i] - in->yield[i];
+  double put_carry = in->type[i] == GK_PUT ? b : -b;
+  double r_put = in->type[i] == GK_PUT ? in->rate[i] : in->rate[i] - b; /* as the scalar's r - b */
+  return r_put * in->expiry[i] > GK_ALO_LEVELS_REACH || fabs(put_carry) * in->expiry[i] > GK_ALO_LEVELS_REACH;
+}
+
 int gk_alo_beyond_levels_at(gk_model model, const gk_option_batch *in, size_t i) {
   if (model == GK_MODEL_BLACK76) return in->rate[i] * in->expiry[i] > GK_ALO_MAX_DISCOUNT; /* b = 0: no carry, no pull */
   if (gk_alo_beyond_carry_at(model, in, i)) return 1;

@@ -1144,12 +1144,14 @@ static void alov_price_group(const alov_plan *p, gk_model model, const gk_option
  * (r <= 0, q >= r; a call on q = 0 is one). The scalar reference prices
  * those in closed form; classed here, they take no lane of the vector solve,
  * which ran on stand-in values for them and threw the lanes away (an implied
- * vol's first batch is all at sigma = 0: it cost as much as a solve). */
+ * vol's first batch is all at sigma = 0: it cost as much as a solve). And
+ * an element past the levels' domain, which the scalar reference prices on
+ * its wide or long fast scheme (gk_alo_scheme_for). */
 static int alov_priced_alone(gk_model model, const gk_option_batch *in, size_t i) {
   double r = in->rate[i], q = model == GK_MODEL_BLACK76 ? r : in->yield[i];
   double r_put = in->type[i] == GK_PUT ? r : q, q_put = in->type[i] == GK_PUT ? q : r;
   return in->vol[i] * sqrt(in->expiry[i]) < GK_AMERICAN_TINY_STDDEV || (r_put <= 0.0 && q_put >= r_put) ||
-         gk_alo_beyond_levels_at(model, in, i); /* the wide scheme's */
+         gk_alo_beyond_levels_at(model, in, i) || gk_alo_past_levels_reach_at(model, in, i); /* the wide schemes' */
 }
 
 /* VLANES elements of `in` that the vector solve prices, gathered into one

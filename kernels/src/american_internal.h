@@ -136,7 +136,8 @@ int gk_alo_beyond_carry_at(gk_model model, const gk_option_batch *in, size_t i);
  * grows well before: on 200,000 random contracts priced above 0.5 it stays
  * under 1.5% up to a carry sqrt(T) / sigma of 1.4, 2.4% at 1.5, 11% at 1.75.
  * Past GK_BS2002_MAX_CARRY_PER_VOL, bs2002 hands the element to alo's fast
- * level (1e-6 x K; ~20 us a price where bs2002 takes ~1-8 us). */
+ * level (1e-6 x K; ~20 us a price where bs2002 takes ~1-8 us, ~0.13 ms past
+ * alo's reach, GK_ALO_LEVELS_REACH). */
 #define GK_BS2002_MAX_CARRY_PER_VOL 1.4
 int gk_bs2002_beyond_flat_boundary_at(gk_model model, const gk_option_batch *in, size_t i);
 
@@ -170,6 +171,30 @@ void gk_american_european_element(gk_model model, const gk_option_batch *in, siz
  * 1e-9 x K of it there (found in review). Never reached with r <= 0.15. */
 #define GK_ALO_MAX_DISCOUNT 15.0
 
+/* The reach of the levels' bounds (1e-8 x K accurate, 1e-6 x K fast): the
+ * put form's r T and its carry |r - q| T up to 0.5 each, as far as the stored
+ * set goes (r, q <= 0.1, T <= 5). Past it the levels' grids missed them, at
+ * rates of 0.2 to 0.5 over years (high-rate currencies under gk) or a yield
+ * of -0.5 to 0 (a hard-to-borrow stock's borrow cost): up to 6.3e-8 x K
+ * accurate and 1.3e-5 x K fast, against QuantLib's QdFp on 48 nodes (whose
+ * 24-node reference was itself 3e-8 x K off there; measured 2026-12-07,
+ * docs/kernels.md, "alo's domain", adr/0058). The boundary bends onto its
+ * perpetual level early in the life, and 20 (10) nodes in sqrt(tau) do not
+ * follow the bend. Past it, below GK_ALO_MAX_CARRY and GK_ALO_MAX_DISCOUNT,
+ * the accurate level prices on the wide scheme and the fast level on the
+ * long fast scheme, scalar both: within 4.4e-9 and 1.3e-7 x K there, at
+ * ~0.7 and ~0.13 ms a price. */
+#define GK_ALO_LEVELS_REACH 0.5
+
+/* Whether `o` (element i) is past GK_ALO_LEVELS_REACH; the two compute the
+ * put form's r T and carry as gk_alo_beyond_levels(_at) do, to the bit. */
+int gk_alo_past_levels_reach(const gk_american_option *o);
+int gk_alo_past_levels_reach_at(gk_model model, const gk_option_batch *in, size_t i);
+
+/* The long fast scheme (static): 20 nodes and a 16-point rule from QD+, one
+ * Jacobi-Newton and two Newton steps, the 64-point price rule. */
+const gk_alo_scheme *gk_alo_long_fast_scheme(void);
+
 /* Past GK_ALO_MAX_CARRY, GK_ALO_MAX_PULL or GK_ALO_MAX_DISCOUNT: priced by
  * the scalar reference on the wide scheme (alo's levels, on every ISA); the
  * same for element i, computed with the same operations, to the bit. */
@@ -180,8 +205,10 @@ int gk_alo_beyond_levels_at(gk_model model, const gk_option_batch *in, size_t i)
  * Jacobi-Newton and three Newton steps, the 128-point price rule. */
 const gk_alo_scheme *gk_alo_wide_scheme(void);
 
-/* The scheme alo prices `o` on at `level`: the level's, or the wide one past
- * GK_ALO_MAX_CARRY or GK_ALO_MAX_PULL. */
+/* The scheme alo prices `o` on at `level`: the level's; the wide one past
+ * GK_ALO_MAX_CARRY, GK_ALO_MAX_PULL or GK_ALO_MAX_DISCOUNT; past
+ * GK_ALO_LEVELS_REACH below that, the wide one (accurate) or the long
+ * fast one (fast). */
 const gk_alo_scheme *gk_alo_scheme_for(const gk_american_option *o, gk_alo_level level);
 
 /* Up to this carry over the life the wide scheme is trusted as it is. Past

@@ -25,7 +25,8 @@
  *    then the price by the early-exercise premium integral; calls by put-call
  *    symmetry. Vectorized on AVX2 and AVX-512 (options in lock step). Within
  *    7e-9 x K (max) of QuantLib's QdFpAmericanEngine run to convergence on
- *    5000 random options (docs/kernels.md); about 7.3 us per price on AVX-512
+ *    5000 random options (8e-9 of it on 48 nodes; docs/kernels.md) and 1e-8
+ *    x K past them (below, "High rates or carry"); about 7.3 us per price on AVX-512
  *    (10.8 us with every first-order Greek), 0.13 ms scalar. The levels'
  *    tables are built once per process, at the first call (~60 us), and
  *    shared. Memory: the American kernels' thread-local scratch (the vector
@@ -63,7 +64,13 @@
  * the life, |r - q| T (a call's: its put form's), passes 2, alo at either
  * level and bs2002 price by alo's wide scheme (scalar; ~1 ms a price with
  * Greeks), past 10 checked against the bracket a price must lie in (the
- * price at a shorter expiry, the perpetual option's). The tree takes the steps
+ * price at a shorter expiry, the perpetual option's).
+ * High rates or carry over the life (docs/kernels.md, "alo's domain"): where
+ * the put form's r T or carry |r - q| T passes 0.5 (the reach of the set
+ * that validates the levels: r, q <= 0.1, T <= 5), the accurate level prices
+ * on the wide scheme and the fast level on a long fast scheme (scalar both,
+ * every ISA: ~0.7 and ~0.13 ms a price), which hold the levels' bounds there
+ * (the levels' own grids missed them by up to 6x and 13x). The tree takes the steps
  * a drift or a sigma sqrt(T) needs, up to 8192, and hands a one-boundary
  * option it cannot resolve (sigma sqrt(T) past ~45) to alo.
  * 0 < T < GK_AMERICAN_MIN_EXPIRY is GK_ELEMENT_AMERICAN_EXPIRY_TOO_SHORT: theta
