@@ -544,6 +544,13 @@ static void test_the_limit_guard_refuses_hard_breaches_before_trading(void **sta
    * in review). The restart below reads it back. */
   gk_market_quote big = {.underlying = "BIG", .spot = 1, .vol = 0.25, .market_time_us = T0};
   must(gk_update_market(s, &c, "desk", &big, 1, NULL, &st), &st);
+  /* Only under a hard limit does a correction fail closed (as a trade
+   * does): one on BIG and one on A00 for the two below. */
+  gk_market_quote a00 = {.underlying = "A00", .spot = 10, .vol = 0.25, .market_time_us = T0};
+  must(gk_update_market(s, &c, "desk", &a00, 1, NULL, &st), &st);
+  gk_risk_limit three[3] = {l, {.underlying = "BIG", .metric = GK_LIMIT_DOLLAR_DELTA, .hard = 1e15},
+                            {.underlying = "A00", .metric = GK_LIMIT_DOLLAR_DELTA, .hard = 1e15}};
+  must(gk_set_risk_limits(s, &c, "desk", three, 3, NULL, &st), &st);
   gk_instrument big_stock;
   gk_instrument_underlying("BIG", &big_stock, NULL);
   must(send_trade(s, "desk", "T10", big_stock, 1000000000000, 1, T0 + 5, NULL, &st), &st);
@@ -615,18 +622,39 @@ static void test_the_limit_guard_refuses_hard_breaches_before_trading(void **sta
   gk_limit_guard_free(guard);
 }
 
-/* With no limit on the book, a correction the pre-trade check could not
- * value is booked: the guard passes every trade of such a book, and a 9-leg
- * trade's expiry could not be corrected at once, nor a +1e12 trade flipped,
- * each journaled as a refusal no limit caused (found in review). */
+/* Where no hard limit covers what it moves, a correction the pre-trade
+ * check could not value is booked: the guard passes every trade there, and
+ * a 9-leg trade's expiry could not be corrected at once, nor a +1e12 trade
+ * flipped, each journaled as a HARD refusal no limit caused (found in
+ * review: first on books without limits, then on books with soft limits
+ * only or hard ones on other underlyings). */
+static void takes_any_correction(gk_book_service *s, const char *book, const gk_risk_limit *limits, size_t count);
+
 static void test_a_book_without_limits_takes_any_correction(void **state) {
   fixture *f = *state;
-  gk_status st;
   gk_limit_guard *guard;
   gk_book_service_options o;
   gk_book_service *s = guarded_service(f, &guard, &o);
+  gk_risk_limit soft = {.underlying = "AAPL", .metric = GK_LIMIT_VEGA, .soft = 1e12};
+  gk_risk_limit elsewhere = {.underlying = "MSFT", .metric = GK_LIMIT_VEGA, .hard = 1e12};
+  takes_any_correction(s, "free", NULL, 0);
+  takes_any_correction(s, "soft", &soft, 1);
+  takes_any_correction(s, "elsewhere", &elsewhere, 1);
+  gk_book_service_free(s);
+  gk_limit_guard_free(guard);
+}
+
+static void takes_any_correction(gk_book_service *s, const char *book, const gk_risk_limit *limits, size_t count) {
+  gk_status st;
   gk_command_context c = at(T0, NULL);
-  must(gk_open_book(s, &c, "free", "", "USD", NULL, &st), &st);
+  must(gk_open_book(s, &c, book, "", "USD", NULL, &st), &st);
+  int64_t opened = 1;
+  if (count > 0) {
+    gk_market_quote q = {.underlying = "AAPL", .spot = 200, .vol = 0.25, .market_time_us = T0};
+    must(gk_update_market(s, &c, book, &q, 1, NULL, &st), &st);
+    must(gk_set_risk_limits(s, &c, book, limits, count, NULL, &st), &st);
+    opened = 3;
+  }
   enum { LEGS = 9 };
   gk_trade nine = {.trade_id = "T9", .leg_count = LEGS, .trade_time_us = T0 + 1};
   gk_leg moved[LEGS];
@@ -636,24 +664,23 @@ static void test_a_book_without_limits_takes_any_correction(void **state) {
     moved[i].instrument.expiry_us += 35 * 86400 * (int64_t)1000000; /* the right expiry: 18 instruments move */
   }
   gk_command_context tc = at(T0 + 1, NULL);
-  must(gk_execute_trade(s, &tc, "free", &nine, NULL, &st), &st);
+  must(gk_execute_trade(s, &tc, book, &nine, NULL, &st), &st);
   gk_command_context cc = at(T0 + 2, NULL);
-  must(gk_correct_trade(s, &cc, "free", "T9", moved, LEGS, "wrong expiry", NULL, &st), &st);
+  must(gk_correct_trade(s, &cc, book, "T9", moved, LEGS, "wrong expiry", NULL, &st), &st);
   gk_instrument big;
   gk_instrument_underlying("BIG", &big, NULL);
-  must(send_trade(s, "free", "T10", big, 1000000000000, 1, T0 + 3, NULL, &st), &st);
+  must(send_trade(s, book, "T10", big, 1000000000000, 1, T0 + 3, NULL, &st), &st);
   gk_leg flipped = {big, -1000000000000, 1};
-  must(gk_correct_trade(s, &cc, "free", "T10", &flipped, 1, "wrong side", NULL, &st), &st);
+  must(gk_correct_trade(s, &cc, book, "T10", &flipped, 1, "wrong side", NULL, &st), &st);
   gk_book *b = NULL;
-  must(gk_get_book(s, "free", -1, &b, &st), &st);
+  must(gk_get_book(s, book, -1, &b, &st), &st);
   assert_int_equal(gk_book_find_position(b, &moved[0].instrument)->quantity, 1);
   const gk_position *old = gk_book_find_position(b, &nine.legs[0].instrument);
   assert_true(old == NULL || old->quantity == 0);
   assert_int_equal(gk_book_find_position(b, &big)->quantity, -1000000000000);
-  assert_int_equal(gk_book_version(b), 5); /* opened, two trades, two corrections: no refusal */
+  /* opened (with its market and limits), two trades, two corrections: no refusal */
+  assert_int_equal(gk_book_version(b), opened + 4);
   gk_book_free(b);
-  gk_book_service_free(s);
-  gk_limit_guard_free(guard);
 }
 
 /* A refusal's legs record what was refused and move no position: one

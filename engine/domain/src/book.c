@@ -199,6 +199,14 @@ size_t gk_book_trade_count(const gk_book *b) { return b->trade_count; }
 size_t gk_book_strategy_count(const gk_book *b) { return b->strategy_count; }
 const gk_risk_limits_set *gk_book_limits(const gk_book *b) { return &b->limits; }
 
+bool gk_book_hard_limit_covers(const gk_book *b, const char *underlying) {
+  for (size_t i = 0; i < b->limits.count; i++) {
+    const gk_risk_limit *limit = &b->limits.limits[i];
+    if (limit->hard > 0 && (limit->underlying[0] == '\0' || strcmp(limit->underlying, underlying) == 0)) return true;
+  }
+  return false;
+}
+
 const gk_position *gk_book_position(const gk_book *b, size_t i) {
   return i < b->position_count ? &b->positions[i] : NULL;
 }

@@ -516,6 +516,18 @@ static int correction_as_trade(const gk_trade_corrected *c, gk_trade *t) {
   return t->leg_count > 0;
 }
 
+/* Whether a hard limit covers an underlying of the correction's legs, the
+ * original's or the replacement's (a superset of what its net change moves:
+ * with more than GK_MAX_LEGS instruments moving, the net legs are not all
+ * known). */
+static bool correction_under_a_hard_limit(const gk_book *book, const gk_trade_corrected *c) {
+  for (size_t i = 0; i < c->replacement_count && i < GK_MAX_LEGS; i++)
+    if (gk_book_hard_limit_covers(book, c->replacement[i].instrument.underlying)) return true;
+  for (size_t i = 0; i < c->reversed_count && i < GK_MAX_LEGS; i++)
+    if (gk_book_hard_limit_covers(book, c->reversed[i].instrument.underlying)) return true;
+  return false;
+}
+
 /* Asks the pre-trade check about a decided trade, or a correction's net
  * change (a correction could otherwise book what the limits refuse as a
  * trade: found in review); on a refusal, events[0] becomes the TradeRejected
@@ -543,10 +555,12 @@ static bool refused_before_trade(gk_book_service *s, book_entry *e, const gk_com
     t = &net;
   }
   if (t == NULL) return false;
-  /* with no limit there is nothing to check (the guard passes such a book
-   * too): a 9-leg trade's expiry could not be corrected at once, and the
-   * journal recorded a refusal no limit caused (found in review) */
-  if (moves < 0 && gk_book_limits(e->state)->count == 0) return false;
+  /* where no hard limit covers what it moves there is nothing to refuse (the
+   * guard fails closed only under one too): a 9-leg trade's expiry could not
+   * be corrected at once on a book with limits on other underlyings or soft
+   * ones only, and the journal recorded a HARD refusal no limit caused
+   * (found in review, twice) */
+  if (moves < 0 && !correction_under_a_hard_limit(e->state, &events[0].as.trade_corrected)) return false;
   if (moves < 0) { /* fail closed: a correction is never booked unchecked */
     why.hard = 1;
     if (moves == -1) {

@@ -691,16 +691,6 @@ static gk_code scratch_book(const gk_risk_projection *p, const gk_book *book, co
   return GK_OK;
 }
 
-/* Whether a hard limit of the book covers `symbol`: its own or the book's. */
-static bool hard_limit_covers(const gk_book *book, const char *symbol) {
-  const gk_risk_limits_set *set = gk_book_limits(book);
-  for (size_t i = 0; i < set->count; i++)
-    if (set->limits[i].hard > 0 &&
-        (set->limits[i].underlying[0] == '\0' || strcmp(set->limits[i].underlying, symbol) == 0))
-      return true;
-  return false;
-}
-
 /* One underlying's figures after the legs, as the projection would hold them. */
 static gk_code value_after(const gk_risk_projection *p, const gk_book *book, const char *symbol,
                            const gk_leg *legs, size_t count, int64_t valuation_us,
@@ -724,7 +714,7 @@ static gk_code value_after(const gk_risk_projection *p, const gk_book *book, con
        * hard gross notional was 1e6 (440x over it once quoted; found in
        * review). Where a hard limit covers it, the check fails closed. */
       if (v.positions[k].state == GK_VALUED_NO_MARKET && pos->quantity != 0 && rc == GK_OK &&
-          hard_limit_covers(book, symbol)) {
+          gk_book_hard_limit_covers(book, symbol)) {
         char text[96];
         gk_instrument_format(&pos->instrument, text, sizeof text);
         rc = gk_status_set(status, GK_FAILED_PRECONDITION, "position", text, GK_STATUS_NO_INDEX,

@@ -301,6 +301,11 @@ bool gk_book_vol_of(const gk_book *book, const gk_instrument *instrument, double
 
 const gk_risk_limits_set *gk_book_limits(const gk_book *book);
 
+/* Whether a hard limit of the book covers `underlying`: one set on that
+ * symbol, or a book-wide one (no underlying). The pre-trade check fails
+ * closed only where one does. */
+bool gk_book_hard_limit_covers(const gk_book *book, const char *underlying);
+
 /* The limit levels the journal holds breached: a RiskLimitBreached opens its
  * level (the limit's underlying and metric, soft or hard), a RiskLimitRestored
  * closes it. The risk projection starts from these, so that a restart neither
