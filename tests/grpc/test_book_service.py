@@ -145,6 +145,19 @@ class CommandsAndQueries(BookServiceCase):
             ev.Leg(instrument=option("AAPL", 100, exp), quantity=1, price=1.0),
             ev.Leg(instrument=option("AAPL", -5, exp), quantity=1, price=1.0)]), "legs[1]", "strike")
         self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.trade("bad", "t1", []), "legs")
+        # a strike or multiplier of 0 names its value, which the rule's "> 0"
+        # hid (found in review); two legs on one option name the option, not
+        # only its symbol
+        for strike, multiplier in ((0, 100), (100, 0)):
+            details = self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.trade("bad", "t1", [
+                ev.Leg(instrument=option("AAPL", strike, exp, multiplier=multiplier), quantity=1, price=1.0)]),
+                "legs[0]", "strike" if strike == 0 else "multiplier")
+            self.assertIn(" is 0: it must be a finite number > 0", details)
+        details = self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.trade("bad", "t1", [
+            ev.Leg(instrument=option("AAPL", 100, exp), quantity=1, price=1.0),
+            ev.Leg(instrument=option("AAPL", 110, exp), quantity=1, price=1.0),
+            ev.Leg(instrument=option("AAPL", 110, exp), quantity=2, price=1.0)]), "legs 1 and 2")
+        self.assertRegex(details, r"the same instrument, AAPL \S+ C 110 european x100: net them")
         details = self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.trade("bad", "t1", [
             ev.Leg(instrument=option("AAPL", 100, exp), quantity=1, price=1.0),
             ev.Leg(instrument=option("AAPL", 110, exp), quantity=0, price=1.0)]), "legs[1]", "quantity")

@@ -40,7 +40,7 @@ static gk_code check_positive(const char *field, double v, int64_t index, gk_sta
   char text[32];
   snprintf(text, sizeof text, "%.17g", v);
   return gk_status_set(status, GK_INVALID_ARGUMENT, field, text, index,
-                       "%s must be a finite number > 0", field);
+                       "%s is %s: it must be a finite number > 0", field, text);
 }
 
 gk_code gk_instrument_validate(const gk_instrument *in, gk_status *status) {
@@ -200,10 +200,13 @@ gk_code gk_legs_validate(const gk_leg *legs, size_t count, gk_status *status) {
     gk_code rc = check_leg(&legs[i], i, status);
     if (rc != GK_OK) return rc;
     for (size_t j = 0; j < i; j++)
-      if (gk_instrument_equal(&legs[i].instrument, &legs[j].instrument))
-        return gk_status_set(status, GK_INVALID_ARGUMENT, "legs", legs[i].instrument.underlying,
-                             (int64_t)i, "legs %zu and %zu trade the same instrument: "
-                             "net them into one leg", j, i);
+      if (gk_instrument_equal(&legs[i].instrument, &legs[j].instrument)) {
+        char named[128]; /* which instrument: a trade's legs may share a symbol */
+        gk_instrument_format(&legs[i].instrument, named, sizeof named);
+        return gk_status_set(status, GK_INVALID_ARGUMENT, "legs", legs[i].instrument.underlying, (int64_t)i,
+                             "legs %zu and %zu trade the same instrument, %s: net them into one leg", j, i,
+                             named);
+      }
   }
   return GK_OK;
 }
