@@ -107,7 +107,8 @@ static element_result price_element(gk_model model, double S, double K, double T
   return res;
 }
 
-/* 0 < sigma sqrt(T) < GK_TINY_STDDEV: the same formulas in long double, whose
+/* 0 < sigma sqrt(T) < GK_TINY_STDDEV, or past GK_WIDE_CARRY (e^{-qT} huge
+ * against a tail that underflows): the same formulas in long double, whose
  * exponent range (to 1e+-4932) holds every intermediate: d1 up to 1e488, 1/T up
  * to 2e323, gamma up to 4e497. Each output is rounded once to double at the end;
  * one beyond the double range becomes inf, which store_element turns into
@@ -192,7 +193,8 @@ gk_element_error gk_bsm_element(gk_model model, const gk_option_batch *in, size_
   double q = model == GK_MODEL_BLACK76 ? 0.0 : in->yield[i];
   double S = in->spot[i], K = in->strike[i], T = in->expiry[i], r = in->rate[i], sigma = in->vol[i];
   int second = (outputs & GK_OUT_SECOND_ORDER) != 0;
-  element_result res = gk_tiny_stddev(sigma, T)
+  int wide = sigma > 0.0 && gk_wide_carry(r, model == GK_MODEL_BLACK76 ? r : q, T); /* sigma 0: the limit */
+  element_result res = gk_tiny_stddev(sigma, T) || wide
                            ? price_element_tiny_stddev(model, S, K, T, r, q, sigma, omega, second)
                            : price_element(model, S, K, T, r, q, sigma, omega, second);
   return store_element(&res, outputs, out, i);

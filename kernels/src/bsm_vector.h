@@ -207,6 +207,11 @@ static inline __attribute__((always_inline)) void prepare_vector(gk_model model,
     vmask positive = m_and(collapsed, m_and(v_gt(v.vol, v_set1(0.0)), v_gt(v.expiry, v_set1(0.0))));
     st->scalar_lanes |= m_bits(positive) & ((1u << n) - 1u);
   }
+  /* rare: past GK_WIDE_CARRY, also the scalar reference's long double
+   * (gk_wide_carry, the same double products) */
+  vmask wide = m_and(v_gt(v.vol, v_set1(0.0)),
+                     v_gt(v_max_abs(v_mul(v.rate, v.expiry), v_mul(v.yield, v.expiry)), v_set1(GK_WIDE_CARRY)));
+  st->scalar_lanes |= m_bits(wide) & ((1u << n) - 1u);
   st->inv_s = inv_s, st->d1 = d1, st->collapsed = collapsed;
 }
 

@@ -26,6 +26,20 @@ static inline int gk_tiny_stddev(double sigma, double T) {
   return sigma > 0.0 && T > 0.0 && sigma * sqrt(T) < GK_TINY_STDDEV;
 }
 
+/* |r T| or |q T| past which e^{-rT} or e^{-qT} (beyond e^16 ~ 9e6) can meet
+ * a tail probability or density that underflows in double: the product,
+ * representable, came out 0 from 1.4e217 x 0 (q T = -500, d1 38.7: delta
+ * 8.7e-111 on the vector ISAs, 0 on the scalar reference, vanna and charm 0
+ * on all; found in review). Below it, a factor at most ~9e6 times a tail
+ * under DBL_MIN stays below the 1e-300 to which deep out-of-the-money Greeks
+ * keep their relative accuracy. Such elements are priced in long double, as
+ * the tiny-stddev ones; every ISA decides with this same double expression.
+ * No market comes near it (q = -0.2 over 80 years). */
+#define GK_WIDE_CARRY 16.0
+static inline int gk_wide_carry(double r, double q, double T) {
+  return fabs(r * T) > GK_WIDE_CARRY || fabs(q * T) > GK_WIDE_CARRY;
+}
+
 /* One BSM element, scalar: classifies it, prices it, writes its requested
  * outputs (0 when invalid) and returns its error code. The scalar kernel is a
  * loop over it; vector kernels call it for lanes they do not price. */
