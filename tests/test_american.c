@@ -560,15 +560,20 @@ static void test_vector_kernels_match_scalar(void **state) {
 /* Pacing (gk_american_price_batch_paced): the tree calls the pace after each
  * price it computes, 11 for an element with every first-order Greek (price,
  * two spot bumps, two each in sigma, T, r and q), and the outputs are bit for
- * bit the unpaced ones; the other methods are not paced; an invalid element
- * prices nothing. */
+ * bit the unpaced ones; the other methods pace after each element the scalar
+ * reference prices at length (past alo's reach, a strong carry, a
+ * two-boundary put routed to the tree: ~0.1 to a few ms each), bit for bit
+ * too; an invalid element prices nothing. */
 static void count_price(void *context) { (*(int *)context)++; }
 
 static void test_tree_paces_between_prices(void **state) {
   (void)state;
-  enum { N = 3 };
+  enum { N = 6 };
   const option o[N] = {{100, 100, 1, 0.05, 0.02, 0.25, GK_PUT},
+                       {100, 100, 3, 0.3, 0.0, 0.25, GK_PUT},    /* past alo's reach: r T 0.9 */
                        {90, 100, 0.5, 0.04, 0.01, 0.3, GK_CALL},
+                       {100, 100, 4, 0.05, -0.6, 0.3, GK_PUT},   /* carry T 2.6: the wide scheme */
+                       {100, 100, 1, -0.01, -0.05, 0.2, GK_PUT}, /* q < r < 0: the tree */
                        {100, 100, 1, 0.05, 0.02, -1.0, GK_PUT}}; /* invalid vol */
   for (int method = 0; method < GK_AMERICAN_METHOD_COUNT; method++) {
     owned_batch paced = owned_batch_make(N), plain = owned_batch_make(N);
@@ -591,7 +596,10 @@ static void test_tree_paces_between_prices(void **state) {
                                              &out_plain, NULL),
                      GK_RC_OK);
     assert_int_equal(invalid, 1);
-    assert_int_equal(calls, method == GK_AMERICAN_TREE ? 2 * 11 : 0);
+    /* the tree: 11 prices for each element it prices itself (the routed one
+     * is the tree anyway, unpaced inside); the others: one pause after each
+     * of the three elements priced at length */
+    assert_int_equal(calls, method == GK_AMERICAN_TREE ? 4 * 11 : 3);
     double *a[7] = {paced.price, paced.delta, paced.gamma, paced.vega, paced.theta, paced.rho, paced.phi};
     double *b[7] = {plain.price, plain.delta, plain.gamma, plain.vega, plain.theta, plain.rho, plain.phi};
     for (int k = 0; k < 7; k++) assert_memory_equal(a[k], b[k], N * sizeof(double));

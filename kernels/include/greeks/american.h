@@ -135,9 +135,11 @@ typedef struct gk_american_pace {
 } gk_american_pace;
 
 /* gk_american_price_batch with pacing (pace may be NULL: no pacing). Results
- * are bit for bit gk_american_price_batch's. Only GK_AMERICAN_TREE is paced:
- * the other methods take microseconds an element (their elements routed to
- * the tree under negative rates are not). */
+ * are bit for bit gk_american_price_batch's. GK_AMERICAN_TREE calls the pace
+ * after each price; the other methods, which take microseconds an element,
+ * after each element the scalar reference prices at length instead (~0.1 to
+ * a few ms: alo past its levels' reach or on its wide scheme, bs2002's
+ * strong carry handed to alo, two-boundary elements routed to the tree). */
 gk_rc gk_american_price_batch_paced(gk_model model, gk_american_method method, const gk_option_batch *in,
                                     unsigned outputs, gk_greeks_batch *out, size_t *invalid_count,
                                     const gk_american_pace *pace);
