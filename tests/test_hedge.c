@@ -700,6 +700,31 @@ static void test_a_gammaless_book_hedges_delta_gamma_with_the_underlying_alone(v
   gk_book_free(book);
 }
 
+/* A book without gamma (vega), asked to be delta-gamma (delta-vega) neutral on
+ * calls alone: any whole-contract trade that takes its delta off adds gamma,
+ * a larger share of it than the book has (none), so the proposal has no legs,
+ * as for a book with a little gamma. It was sold -4 and +6 calls, gamma 0 to
+ * 3.05 (found in review). With the underlying offered, the underlying alone
+ * (the test above). */
+static void test_a_gammaless_book_is_not_sold_gamma(void **state) {
+  (void)state;
+  gk_quoted_instrument q[] = {
+      quote(option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 100, T0 + YEAR / 12, 100), 2.0, 2.2, 0),
+      quote(option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 105, T0 + YEAR / 12, 100), 1.0, 1.2, 0)};
+  const gk_hedge_target targets[] = {GK_HEDGE_DELTA_GAMMA, GK_HEDGE_DELTA_VEGA};
+  for (int t = 0; t < 2; t++) {
+    gk_book *book = aapl_desk();
+    trade(book, "T1", underlying("AAPL"), 100);
+    gk_hedge_request r = request(targets[t], q, 2);
+    gk_hedge_proposal p = hedge(book, &r);
+    assert_true(p.before.delta == 100 && p.before.gamma == 0 && p.before.vega == 0);
+    if (p.leg_count != 0)
+      fail_msg("target %d: %zu legs, gamma %g vega %g after none", t, p.leg_count, p.after.gamma, p.after.vega);
+    assert_true(p.after.delta == 100 && p.after.gamma == 0 && p.after.vega == 0);
+    gk_book_free(book);
+  }
+}
+
 /* ---- (7) an American put as the hedge -------------------------------------------------------- */
 
 /* The American kernel's delta and gamma by central differences of its price
@@ -774,6 +799,7 @@ int main(void) {
       cmocka_unit_test(test_bad_requests_fail_naming_the_field),
       cmocka_unit_test(test_a_neutral_book_needs_no_legs),
       cmocka_unit_test(test_a_gammaless_book_hedges_delta_gamma_with_the_underlying_alone),
+      cmocka_unit_test(test_a_gammaless_book_is_not_sold_gamma),
       cmocka_unit_test(test_an_american_put_hedges_with_its_own_greeks),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
