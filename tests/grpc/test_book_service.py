@@ -174,6 +174,14 @@ class CommandsAndQueries(BookServiceCase):
             bk.UpdateMarketRequest(book_id="bad", quotes=[bk.MarketQuote(underlying="AAPL", spot=100, vol=0)]),
             timeout=TIMEOUT), "quotes[0]", "vol")
         self.assertIn("'0'", details)
+        # a bad vol point says which one: "vols.vol must be ..." alone did not
+        # (found in review)
+        exp_vols = [option("AAPL", k, exp) for k in (90, 100, 110)]
+        details = self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.stub.UpdateMarket(
+            bk.UpdateMarketRequest(book_id="bad", quotes=[bk.MarketQuote(underlying="AAPL", spot=100, vol=0.2, vols=[
+                ev.VolPoint(instrument=c, vol=v) for c, v in zip(exp_vols, (0.2, 0.3, 0.0))])]), timeout=TIMEOUT),
+            "quotes[0]", "vol point 2: vols.vol")
+        self.assertIn("'0'", details)
         for length in (59, 63, 64):
             self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.stub.GetBook(
                 bk.GetBookRequest(book_id="b" * length), timeout=TIMEOUT),

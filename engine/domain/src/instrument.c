@@ -238,6 +238,21 @@ static gk_code check_range(const char *field, double v, double lo, double hi, in
                        "%s must be a finite number in [%g, %g]", field, lo, hi);
 }
 
+/* Which vol point a refusal is about, in its message: the wire shows the
+ * message, not the index, and a quote with hundreds of vol points said only
+ * "vols.vol must be ..." (found in review). */
+static void name_the_vol_point(gk_status *status, size_t i) {
+  status->index = (int64_t)i;
+  if (strncmp(status->message, "vol point ", 10) == 0) return;
+  char named[sizeof status->message];
+  int prefix = snprintf(named, sizeof named, "vol point %zu: ", i);
+  if (prefix < 0 || (size_t)prefix >= sizeof named) return;
+  size_t kept = strnlen(status->message, sizeof named - 1 - (size_t)prefix); /* a long rule is cut, as text */
+  memcpy(named + prefix, status->message, kept);
+  named[(size_t)prefix + kept] = '\0';
+  memcpy(status->message, named, sizeof named);
+}
+
 gk_code gk_market_quote_validate(const gk_market_quote *q, gk_status *status) {
   gk_code rc = check_identifier("underlying", q->underlying, GK_SYMBOL_SIZE, GK_STATUS_NO_INDEX,
                                 status);
@@ -256,7 +271,7 @@ gk_code gk_market_quote_validate(const gk_market_quote *q, gk_status *status) {
                          (int64_t)i, "vol point %zu is on %s, not on the quote's underlying %s",
                          i, p->instrument.underlying, q->underlying);
     if (rc == GK_OK) rc = check_range("vols.vol", p->vol, 1e-4, 10, (int64_t)i, status);
-    if (rc != GK_OK && status) status->index = (int64_t)i;
+    if (rc != GK_OK && status) name_the_vol_point(status, i);
   }
   return rc;
 }
