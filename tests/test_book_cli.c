@@ -183,7 +183,7 @@ static void test_a_trade_file_executes_each_trade_atomically_and_names_bad_rows(
   assert_string_equal(csv_cell(r->out, 2, 2), "3");
   assert_string_equal(csv_cell(r->out, 2, 3), "3");
   assert_string_equal(csv_cell(r->out, 2, 4), "2 legs");
-  const char *t3 = "line 5: field 'strike' value '-3': strike is -3: it must be a finite number > 0";
+  const char *t3 = "line 5: field 'strike' value '-3': strike must be a finite number > 0";
   assert_string_equal(csv_cell(r->out, 3, 1), "rejected");
   assert_string_equal(csv_cell(r->out, 3, 2), "");
   assert_string_equal(csv_cell(r->out, 3, 4), t3);

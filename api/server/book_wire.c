@@ -75,15 +75,19 @@ __attribute__((format(printf, 3, 4))) static int refuse(char *why, size_t size, 
 }
 
 /* Whether `value` stands in `text` as a whole word or number, not as part of
- * one: a spot of 0 "appeared" in "[0.0001, 10]" and went unsaid (found in
- * review). */
+ * one, nor as the rule's own bound after a comparison: a spot of 0
+ * "appeared" in "[0.0001, 10]", and a strike of 0 in "> 0", and went unsaid
+ * (found in review). */
 static bool says_value(const char *text, const char *value) {
   size_t n = strlen(value);
   for (const char *at = strstr(text, value); at; at = strstr(at + 1, value)) {
     char before = at > text ? at[-1] : ' ', after = at[n];
     bool joined = isalnum((unsigned char)before) || strchr(".-+_", before) || isalnum((unsigned char)after) ||
                   (after != '\0' && strchr("._", after) && isalnum((unsigned char)at[n + 1]));
-    if (!joined) return true;
+    const char *back = at;
+    while (back > text && back[-1] == ' ') back--;
+    bool bound = back > text && strchr("<>=", back[-1]);
+    if (!joined && !bound) return true;
   }
   return false;
 }

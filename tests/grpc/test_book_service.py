@@ -152,7 +152,8 @@ class CommandsAndQueries(BookServiceCase):
             details = self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.trade("bad", "t1", [
                 ev.Leg(instrument=option("AAPL", strike, exp, multiplier=multiplier), quantity=1, price=1.0)]),
                 "legs[0]", "strike" if strike == 0 else "multiplier")
-            self.assertIn(" is 0: it must be a finite number > 0", details)
+            self.assertIn("must be a finite number > 0 (%s: '0')" % ("strike" if strike == 0 else "multiplier"),
+                          details)
         details = self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.trade("bad", "t1", [
             ev.Leg(instrument=option("AAPL", 100, exp), quantity=1, price=1.0),
             ev.Leg(instrument=option("AAPL", 110, exp), quantity=1, price=1.0),

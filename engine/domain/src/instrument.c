@@ -40,7 +40,7 @@ static gk_code check_positive(const char *field, double v, int64_t index, gk_sta
   char text[32];
   snprintf(text, sizeof text, "%.17g", v);
   return gk_status_set(status, GK_INVALID_ARGUMENT, field, text, index,
-                       "%s is %s: it must be a finite number > 0", field, text);
+                       "%s must be a finite number > 0", field);
 }
 
 gk_code gk_instrument_validate(const gk_instrument *in, gk_status *status) {
