@@ -568,8 +568,9 @@ static void count_price(void *context) { (*(int *)context)++; }
 
 static void test_tree_paces_between_prices(void **state) {
   (void)state;
-  enum { N = 6 };
+  enum { N = 7 };
   const option o[N] = {{100, 100, 1, 0.05, 0.02, 0.25, GK_PUT},
+                       {100, 100, 1, 0.1, 0.0, 0.001, GK_PUT}, /* a pull of 1e4: alo's wide scheme (bs2002's too) */
                        {100, 100, 3, 0.3, 0.0, 0.25, GK_PUT},    /* past alo's reach: r T 0.9 */
                        {90, 100, 0.5, 0.04, 0.01, 0.3, GK_CALL},
                        {100, 100, 4, 0.05, -0.6, 0.3, GK_PUT},   /* carry T 2.6: the wide scheme */
@@ -596,10 +597,10 @@ static void test_tree_paces_between_prices(void **state) {
                                              &out_plain, NULL),
                      GK_RC_OK);
     assert_int_equal(invalid, 1);
-    /* the tree: 11 prices for each element it prices itself (the routed one
-     * is the tree anyway, unpaced inside); the others: one pause after each
-     * of the three elements priced at length */
-    assert_int_equal(calls, method == GK_AMERICAN_TREE ? 4 * 11 : 3);
+    /* the tree: 11 prices for each element it prices itself, and one pause
+     * after the routed one (the tree too, unpaced inside); the others: one
+     * pause after each of the three elements priced at length */
+    assert_int_equal(calls, method == GK_AMERICAN_TREE ? 5 * 11 + 1 : 4);
     double *a[7] = {paced.price, paced.delta, paced.gamma, paced.vega, paced.theta, paced.rho, paced.phi};
     double *b[7] = {plain.price, plain.delta, plain.gamma, plain.vega, plain.theta, plain.rho, plain.phi};
     for (int k = 0; k < 7; k++) assert_memory_equal(a[k], b[k], N * sizeof(double));

@@ -725,6 +725,42 @@ static void test_a_gammaless_book_is_not_sold_gamma(void **state) {
   }
 }
 
+/* The same on the delta row: a straddle whose delta is exactly 0 (r = 0, q =
+ * sigma^2 / 2: d1 = 0), asked for delta-gamma (delta-vega) neutral on calls
+ * alone, was sold +22 and -53 calls that left it 30 delta (one with -3e-4 got
+ * no legs: found in review). Now no legs either; with the underlying offered
+ * its rounding, under half a unit, is allowed and the hedge trades. */
+static void test_a_deltaless_book_is_not_sold_delta(void **state) {
+  (void)state;
+  gk_quoted_instrument q[] = {
+      quote(option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 90, T0 + YEAR / 2, 100), 12.0, 12.2, 0),
+      quote(option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 110, T0 + YEAR / 2, 100), 3.0, 3.1, 0),
+      quote(underlying("AAPL"), 99.9, 100.1, 0)};
+  const gk_hedge_target targets[] = {GK_HEDGE_DELTA_GAMMA, GK_HEDGE_DELTA_VEGA};
+  for (int t = 0; t < 2; t++)
+    for (int with_underlying = 0; with_underlying < 2; with_underlying++) {
+      gk_book *book = gk_book_new();
+      gk_event e;
+      assert_int_equal(gk_book_decide_open(book, "desk", "", "USD", &e, NULL), GK_OK);
+      commit(book, &e);
+      gk_market_quote m = {.underlying = "AAPL", .spot = 100, .rate = 0, .yield = 0.03125, .vol = 0.25,
+                           .market_time_us = T0};
+      assert_int_equal(gk_book_decide_market(book, &m, &e, NULL), GK_OK);
+      commit(book, &e);
+      trade(book, "T1", option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 100, T0 + YEAR, 100), 10);
+      trade(book, "T2", option("AAPL", GK_PUT, GK_STYLE_EUROPEAN, 100, T0 + YEAR, 100), 10);
+      gk_hedge_request r = request(targets[t], q, with_underlying ? 3 : 2);
+      gk_hedge_proposal p = hedge(book, &r);
+      assert_true(p.before.delta == 0);
+      if (with_underlying) {
+        assert_true(p.leg_count > 0 && fabs(p.after.delta) <= 0.5);
+      } else if (p.leg_count != 0) {
+        fail_msg("target %d: %zu legs leave delta %g of none", t, p.leg_count, p.after.delta);
+      }
+      gk_book_free(book);
+    }
+}
+
 /* ---- (7) an American put as the hedge -------------------------------------------------------- */
 
 /* The American kernel's delta and gamma by central differences of its price
@@ -800,6 +836,7 @@ int main(void) {
       cmocka_unit_test(test_a_neutral_book_needs_no_legs),
       cmocka_unit_test(test_a_gammaless_book_hedges_delta_gamma_with_the_underlying_alone),
       cmocka_unit_test(test_a_gammaless_book_is_not_sold_gamma),
+      cmocka_unit_test(test_a_deltaless_book_is_not_sold_delta),
       cmocka_unit_test(test_an_american_put_hedges_with_its_own_greeks),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

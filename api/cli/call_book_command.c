@@ -890,6 +890,14 @@ static int quoted_instrument(const char *const *f, size_t line, int64_t now_us, 
     return csv_field_error(e, line, "kind", text_or_empty(f[Q_KIND]), "must be option or underlying"), -1;
   }
   if (code == GK_OK) return 0;
+  /* the field and its text in the file, as the book's files say them: the
+   * domain's rule alone ("strike must be a finite number > 0") left the value
+   * out (found in review) */
+  const char *text = strcmp(st.field, "strike") == 0       ? f[Q_STRIKE]
+                     : strcmp(st.field, "multiplier") == 0 ? f[Q_MULTIPLIER]
+                     : strcmp(st.field, "underlying") == 0 ? f[Q_UNDERLYING]
+                                                            : NULL;
+  if (st.field[0]) return csv_field_error(e, line, st.field, text ? text : st.value, st.message), -1;
   e->line = line;
   snprintf(e->message, sizeof e->message, "line %zu: %.200s", line, st.message);
   return -1;

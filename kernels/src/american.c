@@ -340,8 +340,10 @@ static size_t scalar_kernel_with(gk_model model, gk_american_method method, gk_a
       invalid++;
       continue;
     }
-    if (gk_american_routed_to_tree(model, in, i)) gk_american_price_routed_element(model, in, i, outputs, out);
-    else if (gk_american_never_exercised_at(model, in, i)) gk_american_european_element(model, in, i, outputs, out);
+    if (gk_american_routed_to_tree(model, in, i)) {
+      gk_american_price_routed_element(model, in, i, outputs, out);
+      if (pace && pace->between_prices) pace->between_prices(pace->context); /* a tree's prices, unpaced inside */
+    } else if (gk_american_never_exercised_at(model, in, i)) gk_american_european_element(model, in, i, outputs, out);
     else if (gk_american_method_is_alo(method)) gk_alo_price_element(model, level, in, i, outputs, out);
     else if (method == GK_AMERICAN_BS2002 && gk_alo_beyond_carry_at(model, in, i))
       gk_alo_price_element(model, GK_ALO_ACCURATE, in, i, outputs, out);
@@ -413,9 +415,10 @@ static int priced_at_length(gk_model model, gk_american_method method, const gk_
   if (gk_classify_american_element(model, in, i) != GK_ELEMENT_OK) return 0;
   if (gk_american_routed_to_tree(model, in, i)) return 1;
   if (gk_american_never_exercised_at(model, in, i)) return 0;
-  if (method == GK_AMERICAN_BS2002)
+  if (method == GK_AMERICAN_BS2002) /* its flat-boundary handoff is alo fast, which is slow where alo's is */
     return gk_alo_beyond_carry_at(model, in, i) ||
-           (gk_bs2002_beyond_flat_boundary_at(model, in, i) && gk_alo_past_levels_reach_at(model, in, i));
+           (gk_bs2002_beyond_flat_boundary_at(model, in, i) &&
+            (gk_alo_beyond_levels_at(model, in, i) || gk_alo_past_levels_reach_at(model, in, i)));
   return gk_alo_beyond_levels_at(model, in, i) || gk_alo_past_levels_reach_at(model, in, i);
 }
 

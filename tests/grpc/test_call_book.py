@@ -294,6 +294,13 @@ class CommandsAndQueries(CallBookCase):
         self.assertEqual(code, 2, err)
         self.assertIn("line 2", err)
         self.assertIn("bid", err)
+        # an option's own rule names the field and the file's text, as the
+        # book's files do (it said the rule alone: found in review)
+        bad = self.file("bad-strike.csv", "underlying,kind,type,style,strike,expiry,multiplier,bid,ask,vol\n"
+                        "AAPL,option,call,european,-0.1,2027-06-18T20:00:00Z,100,1,1.2,\n")
+        code, out, err = self.call("hedge", "hedge", "AAPL", "--target", "delta", "--quotes", bad)
+        self.assertEqual(code, 2, err)
+        self.assertIn("line 2: field 'strike' value '-0.1': strike must be a finite number > 0", err)
 
     def test_strategies_are_ranked_from_the_chain_and_journaled(self):
         self.open_book("strat")

@@ -270,7 +270,13 @@ gk_code gk_market_quote_validate(const gk_market_quote *q, gk_status *status) {
       rc = gk_status_set(status, GK_INVALID_ARGUMENT, "vols.underlying", p->instrument.underlying,
                          (int64_t)i, "vol point %zu is on %s, not on the quote's underlying %s",
                          i, p->instrument.underlying, q->underlying);
-    if (rc == GK_OK) rc = check_range("vols.vol", p->vol, 1e-4, 10, (int64_t)i, status);
+    if (rc == GK_OK && !(isfinite(p->vol) && p->vol >= 1e-4 && p->vol <= 10)) {
+      /* the value in the text: the wire took vol point 11's index for a vol of 11 (found in review) */
+      char text[32];
+      snprintf(text, sizeof text, "%.17g", p->vol);
+      rc = gk_status_set(status, GK_INVALID_ARGUMENT, "vols.vol", text, (int64_t)i,
+                         "vols.vol is %s: it must be a finite number in [0.0001, 10]", text);
+    }
     if (rc != GK_OK && status) name_the_vol_point(status, i);
   }
   return rc;

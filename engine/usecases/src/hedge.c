@@ -406,13 +406,18 @@ static double rounded_miss(const program *p, const basis *b, const whole_basis *
     for (size_t j = 0; j < b->size; j++)
       left += r->q[j] * constrained(&w->contract[b->index[j]], w->request->target, k);
     if (k == 0) left += r->units; /* the underlying: delta 1, no gamma, no vega */
-    if (fabs(p->b[k]) > FEASIBLE) miss = fmax(miss, fabs(left) / fabs(before));
-    /* Met already. A gamma or vega the book does not have is a target too: any
-     * the trade adds is a larger share than none (a stock-only book asked for
-     * delta-gamma neutral on calls alone was sold 3 gamma where one with 3e-4
-     * got no legs: found in review). The delta row's rounding is the
-     * underlying's units', within 0.5 (documented). */
-    else if (k > 0 && fabs(left) > FEASIBLE * p->scale[k]) miss = INFINITY;
+    if (fabs(p->b[k]) > FEASIBLE) {
+      miss = fmax(miss, fabs(left) / fabs(before));
+    } else {
+      /* Met already: a Greek the book does not have is a target too, and any
+       * the trade adds is a larger share than none (a stock-only book asked
+       * for delta-gamma neutral on calls alone was sold 3 gamma, a straddle
+       * with delta 0 exactly 30 delta, where books with 3e-4 of either got no
+       * legs: found in review). Delta may keep the underlying's rounding,
+       * within half a unit, where the underlying is offered (documented). */
+      double allowed = FEASIBLE * p->scale[k] + (k == 0 && w->underlying != NONE ? 0.5 : 0.0);
+      if (fabs(left) > allowed) miss = INFINITY;
+    }
   }
   return miss;
 }
