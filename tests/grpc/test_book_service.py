@@ -181,8 +181,13 @@ class CommandsAndQueries(BookServiceCase):
         details = self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.stub.UpdateMarket(
             bk.UpdateMarketRequest(book_id="bad", quotes=[bk.MarketQuote(underlying="AAPL", spot=100, vol=0.2, vols=[
                 ev.VolPoint(instrument=c, vol=v) for c, v in zip(exp_vols, (0.2, 0.3, 0.0))])]), timeout=TIMEOUT),
-            "quotes[0]", "vol point 2: vols.vol")
-        self.assertIn("'0'", details)
+            "quotes[0]", "vol point 2: vols.vol is 0: it must be")
+        # a vol of 11 at vol point 11: the index is not the value (found in
+        # review: the value went unsaid)
+        details = self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.stub.UpdateMarket(
+            bk.UpdateMarketRequest(book_id="bad", quotes=[bk.MarketQuote(underlying="AAPL", spot=100, vol=0.2, vols=[
+                ev.VolPoint(instrument=option("AAPL", 80 + k, exp), vol=0.2 if k < 11 else 11.0)
+                for k in range(12)])]), timeout=TIMEOUT), "quotes[0]", "vol point 11: vols.vol is 11:")
         for length in (59, 63, 64):
             self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.stub.GetBook(
                 bk.GetBookRequest(book_id="b" * length), timeout=TIMEOUT),
