@@ -728,10 +728,36 @@ static void test_a_gammaless_book_is_not_sold_gamma(void **state) {
 /* The same on the delta row: a straddle whose delta is exactly 0 (r = 0, q =
  * sigma^2 / 2: d1 = 0), asked for delta-gamma (delta-vega) neutral on calls
  * alone, was sold +22 and -53 calls that left it 30 delta (one with -3e-4 got
- * no legs: found in review). Now no legs either; with the underlying offered
- * its rounding, under half a unit, is allowed and the hedge trades. */
+ * no legs: found in review). Now no legs either. With the underlying offered
+ * delta within half a unit is at the target, so the flat straddle and one
+ * 0.003 or 0.03 from flat are all hedged (those two kept all their gamma,
+ * judged by share: found in review). */
 static void test_a_deltaless_book_is_not_sold_delta(void **state) {
   (void)state;
+  for (int y = 0; y < 3; y++) {
+    const double yields[] = {0.03125, 0.031251, 0.03126};
+    gk_book *book = gk_book_new();
+    gk_event e;
+    assert_int_equal(gk_book_decide_open(book, "desk", "", "USD", &e, NULL), GK_OK);
+    commit(book, &e);
+    gk_market_quote m = {.underlying = "AAPL", .spot = 100, .rate = 0, .yield = yields[y], .vol = 0.25,
+                         .market_time_us = T0};
+    assert_int_equal(gk_book_decide_market(book, &m, &e, NULL), GK_OK);
+    commit(book, &e);
+    trade(book, "T1", option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 100, T0 + YEAR, 100), 10);
+    trade(book, "T2", option("AAPL", GK_PUT, GK_STYLE_EUROPEAN, 100, T0 + YEAR, 100), 10);
+    gk_quoted_instrument with[] = {
+        quote(option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 90, T0 + YEAR / 2, 100), 12.0, 12.2, 0),
+        quote(option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 110, T0 + YEAR / 2, 100), 3.0, 3.1, 0),
+        quote(underlying("AAPL"), 99.9, 100.1, 0)};
+    gk_hedge_request r = request(GK_HEDGE_DELTA_GAMMA, with, 3);
+    gk_hedge_proposal p = hedge(book, &r);
+    assert_true(fabs(p.before.delta) < 0.05 && p.before.gamma > 30);
+    if (!(p.leg_count > 0 && fabs(p.after.delta) <= 0.5 && fabs(p.after.gamma) < 0.05 * p.before.gamma))
+      fail_msg("yield %g: %zu legs, delta %g -> %g, gamma %g -> %g", yields[y], p.leg_count, p.before.delta,
+               p.after.delta, p.before.gamma, p.after.gamma);
+    gk_book_free(book);
+  }
   gk_quoted_instrument q[] = {
       quote(option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 90, T0 + YEAR / 2, 100), 12.0, 12.2, 0),
       quote(option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 110, T0 + YEAR / 2, 100), 3.0, 3.1, 0),

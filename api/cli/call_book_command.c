@@ -896,6 +896,7 @@ static int quoted_instrument(const char *const *f, size_t line, int64_t now_us, 
   const char *text = strcmp(st.field, "strike") == 0       ? f[Q_STRIKE]
                      : strcmp(st.field, "multiplier") == 0 ? f[Q_MULTIPLIER]
                      : strcmp(st.field, "underlying") == 0 ? f[Q_UNDERLYING]
+                     : strcmp(st.field, "expiry") == 0     ? f[Q_EXPIRY]
                                                             : NULL;
   if (st.field[0]) return csv_field_error(e, line, st.field, text ? text : st.value, st.message), -1;
   e->line = line;
