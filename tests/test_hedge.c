@@ -729,9 +729,11 @@ static void test_a_gammaless_book_is_not_sold_gamma(void **state) {
  * sigma^2 / 2: d1 = 0), asked for delta-gamma (delta-vega) neutral on calls
  * alone, was sold +22 and -53 calls that left it 30 delta (one with -3e-4 got
  * no legs: found in review). Now no legs either. With the underlying offered
- * delta within half a unit is at the target, so the flat straddle and one
- * 0.003 or 0.03 from flat are all hedged (those two kept all their gamma,
- * judged by share: found in review). */
+ * delta within half a unit is met for a two-Greek target, so the flat
+ * straddle and one 0.003 or 0.03 from flat are all hedged (those two kept all
+ * their gamma, judged by share: found in review). A delta target alone keeps
+ * the share rule: a 0.158-delta book is taken to 0.014 by a put, not left
+ * (counted as met, it got no legs: the next review). */
 static void test_a_deltaless_book_is_not_sold_delta(void **state) {
   (void)state;
   for (int y = 0; y < 3; y++) {
@@ -756,6 +758,19 @@ static void test_a_deltaless_book_is_not_sold_delta(void **state) {
     if (!(p.leg_count > 0 && fabs(p.after.delta) <= 0.5 && fabs(p.after.gamma) < 0.05 * p.before.gamma))
       fail_msg("yield %g: %zu legs, delta %g -> %g, gamma %g -> %g", yields[y], p.leg_count, p.before.delta,
                p.after.delta, p.before.gamma, p.after.gamma);
+    gk_book_free(book);
+  }
+  {
+    gk_book *book = aapl_desk();
+    trade(book, "T1", option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 220, T0 + YEAR, 100), 1);
+    gk_quoted_instrument cheap[] = {
+        quote(option("AAPL", GK_PUT, GK_STYLE_EUROPEAN, 50, T0 + YEAR, 100), 0.01, 0.02, 0),
+        quote(underlying("AAPL"), 99.9, 100.1, 0)};
+    gk_hedge_request r = request(GK_HEDGE_DELTA, cheap, 2);
+    gk_hedge_proposal p = hedge(book, &r);
+    assert_true(p.before.delta > 0.1 && p.before.delta < 0.5);
+    if (!(p.leg_count == 1 && fabs(p.after.delta) < 0.5 * p.before.delta))
+      fail_msg("delta %g: %zu legs, after %g", p.before.delta, p.leg_count, p.after.delta);
     gk_book_free(book);
   }
   gk_quoted_instrument q[] = {
