@@ -251,7 +251,8 @@ static gk_american_pricer method_pricer(gk_american_method method) {
 
 /* The tree's prices of a routed element, `pace` after each (may be NULL):
  * 11 prices with every Greek, each up to 8192 steps where the drift needs
- * them (a put on q = -0.5 took ~0.1 ms... ~100 ms with one pause: review). */
+ * them (a put on q = -0.5 held its thread ~100 ms with one pause after it:
+ * found in review). */
 static void price_routed_element_paced(gk_model model, const gk_option_batch *in, size_t i, unsigned outputs,
                                        gk_greeks_batch *out, const gk_american_pace *pace) {
   price_element_paced(model, GK_AMERICAN_TREE, gk_american_tree_price, in, i, outputs, out, pace);
@@ -450,9 +451,10 @@ static gk_greeks_batch outputs_from(const gk_greeks_batch *out, size_t begin) {
  * gk_american_kernel_scalar), so its paced path is that kernel with the pace:
  * the same prices in the same order. The vectorized methods run their kernel
  * on the stretches between the elements priced at length, and each of those
- * alone, the pace after it: a call of 8 such elements held its thread ~9 ms
- * without a pause. A lane's result does not depend on its neighbours, so
- * the split changes no output. */
+ * alone, the pace after it (after each tree price for one routed to the
+ * tree): a call of 8 such elements held its thread ~9 ms without a pause. A
+ * lane's result does not depend on its neighbours, so the split changes no
+ * output. */
 gk_rc gk_american_price_batch_paced(gk_model model, gk_american_method method, const gk_option_batch *in,
                                     unsigned outputs, gk_greeks_batch *out, size_t *invalid_count,
                                     const gk_american_pace *pace) {
