@@ -729,11 +729,9 @@ static void test_a_gammaless_book_is_not_sold_gamma(void **state) {
  * sigma^2 / 2: d1 = 0), asked for delta-gamma (delta-vega) neutral on calls
  * alone, was sold +22 and -53 calls that left it 30 delta (one with -3e-4 got
  * no legs: found in review). Now no legs either. With the underlying offered
- * delta within half a unit is met for a two-Greek target, so the flat
+ * delta within half a unit is met, so the flat
  * straddle and one 0.003 or 0.03 from flat are all hedged (those two kept all
- * their gamma, judged by share: found in review). A delta target alone keeps
- * the share rule: a 0.158-delta book is taken to 0.014 by a put, not left
- * (counted as met, it got no legs: the next review). */
+ * their gamma, judged by share: found in review). */
 static void test_a_deltaless_book_is_not_sold_delta(void **state) {
   (void)state;
   for (int y = 0; y < 3; y++) {
@@ -761,16 +759,40 @@ static void test_a_deltaless_book_is_not_sold_delta(void **state) {
     gk_book_free(book);
   }
   {
+    /* A delta target on a book half a share from flat (a 200 call), the
+     * underlying and a wide put offered: the unit (0.1), not the put (250
+     * of spread to move 0.15 of a share, which the share rule chose: found
+     * in review). */
     gk_book *book = aapl_desk();
-    trade(book, "T1", option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 220, T0 + YEAR, 100), 1);
-    gk_quoted_instrument cheap[] = {
-        quote(option("AAPL", GK_PUT, GK_STYLE_EUROPEAN, 50, T0 + YEAR, 100), 0.01, 0.02, 0),
+    trade(book, "T1", option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 200, T0 + YEAR, 100), 1);
+    gk_quoted_instrument wide[] = {
+        quote(option("AAPL", GK_PUT, GK_STYLE_EUROPEAN, 58, T0 + YEAR, 100), 0.05, 5.05, 0),
         quote(underlying("AAPL"), 99.9, 100.1, 0)};
-    gk_hedge_request r = request(GK_HEDGE_DELTA, cheap, 2);
+    gk_hedge_request r = request(GK_HEDGE_DELTA, wide, 2);
     gk_hedge_proposal p = hedge(book, &r);
-    assert_true(p.before.delta > 0.1 && p.before.delta < 0.5);
-    if (!(p.leg_count == 1 && fabs(p.after.delta) < 0.5 * p.before.delta))
-      fail_msg("delta %g: %zu legs, after %g", p.before.delta, p.leg_count, p.after.delta);
+    assert_true(p.before.delta > 0.5 && p.before.delta < 0.75);
+    if (!(p.leg_count == 1 && p.legs[0].instrument.kind == GK_KIND_UNDERLYING && p.cost < 1))
+      fail_msg("delta %g: %zu legs, cost %g, after %g", p.before.delta, p.leg_count, p.cost, p.after.delta);
+    gk_book_free(book);
+  }
+  {
+    /* Exactly half a unit from flat: no legs (round(-0.5) sold a unit to
+     * leave -0.5 for a spread: found in review). A deep call at a strike of
+     * 1 and a multiplier of 0.5 on no yield has delta 0.5. */
+    gk_book *book = gk_book_new();
+    gk_event e;
+    assert_int_equal(gk_book_decide_open(book, "desk", "", "USD", &e, NULL), GK_OK);
+    commit(book, &e);
+    gk_market_quote m = {.underlying = "AAPL", .spot = 100, .rate = RATE, .yield = 0, .vol = VOL,
+                         .market_time_us = T0};
+    assert_int_equal(gk_book_decide_market(book, &m, &e, NULL), GK_OK);
+    commit(book, &e);
+    trade(book, "T1", option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 1, T0 + YEAR, 0.5), 1);
+    gk_quoted_instrument units[] = {quote(underlying("AAPL"), 99.9, 100.1, 0)};
+    gk_hedge_request r = request(GK_HEDGE_DELTA, units, 1);
+    gk_hedge_proposal p = hedge(book, &r);
+    assert_true(p.before.delta == 0.5);
+    if (p.leg_count != 0) fail_msg("%zu legs for a delta of 0.5: after %g", p.leg_count, p.after.delta);
     gk_book_free(book);
   }
   gk_quoted_instrument q[] = {

@@ -378,7 +378,9 @@ static whole_basis round_basis(const hedge_work *w, const basis *b) {
     r.q[j] = (double)llround(b->q[j]);
     delta += r.q[j] * w->contract[b->index[j]].delta;
   }
-  if (w->underlying != NONE) r.units = round(-delta);
+  /* the nearest whole units, a half toward none: a book at exactly 0.5
+   * paid a unit's spread to flip its delta to -0.5 (found in review) */
+  if (w->underlying != NONE) r.units = fabs(-delta - trunc(-delta)) == 0.5 ? trunc(-delta) : round(-delta);
   return r;
 }
 
@@ -406,14 +408,14 @@ static double rounded_miss(const program *p, const basis *b, const whole_basis *
     for (size_t j = 0; j < b->size; j++)
       left += r->q[j] * constrained(&w->contract[b->index[j]], w->request->target, k);
     if (k == 0) left += r->units; /* the underlying: delta 1, no gamma, no vega */
-    /* A two-Greek target with the underlying offered: delta within half a
-     * unit is met (step 5: the units round to that, whatever the options
-     * leave): judged by share, a book 0.003 from flat kept all its gamma
-     * while a flat one was hedged (found in review). A delta target alone
-     * keeps the share rule: there an option can beat the units' rounding
-     * (a put took 0.158 to 0.014, where "met" proposed nothing: the next
-     * review). */
-    if (k == 0 && p->m == 2 && w->underlying != NONE && fabs(left) <= 0.5) left = 0;
+    /* With the underlying offered, delta within half a unit is met (step 5:
+     * its units round to that): judged by share, a straddle 0.003 from flat
+     * kept all its gamma while a flat one was hedged, and a delta target of
+     * 0.5 bought a put at any spread (250 to move 0.15 of a share) because
+     * no unit trade took half of it off (both found in review). So a book
+     * within half a unit of flat gets no delta legs there, even where an
+     * option would take it closer (documented). */
+    if (k == 0 && w->underlying != NONE && fabs(left) <= 0.5) left = 0;
     if (fabs(p->b[k]) > FEASIBLE) {
       miss = fmax(miss, fabs(left) / fabs(before));
     } else if (fabs(left) > FEASIBLE * p->scale[k]) {
