@@ -931,8 +931,10 @@ bool gk_limit_guard_refuse(void *guard, const gk_book *book, const gk_trade *tra
   size_t n = 0;
   if (p == NULL || gk_risk_projection_what_if(p, book, trade->legs, trade->leg_count, now_us,
                                               checks, &n, &st) != GK_OK) {
-    snprintf(why->reason, sizeof why->reason, "the pre-trade check could not value: %.80s",
-             st.message);
+    /* the whole rule fits the journal's 128 bytes: it was cut at 80, and
+     * "...; update the market first" never reached a trader (found in
+     * review) */
+    snprintf(why->reason, sizeof why->reason, "not valued: %.115s", st.message);
     return true; /* fail closed */
   }
   for (size_t i = 0; i < n; i++) {
