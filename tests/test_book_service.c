@@ -530,7 +530,7 @@ static void test_the_limit_guard_refuses_hard_breaches_before_trading(void **sta
    * correction checked on its net change: it kept the net +600 as if a trade
    * of 600 had been refused (found in review) */
   assert_true(rejected.as.trade_rejected.leg_count == 1 && rejected.as.trade_rejected.legs[0].quantity == 900);
-  assert_non_null(strstr(rejected.as.trade_rejected.reason, "correction: checked on its net change"));
+  assert_non_null(strstr(rejected.as.trade_rejected.reason, "correction, by its net change"));
   assert_true(rejected.as.trade_rejected.would_be == 160000.0);
   gk_leg smaller = {stock, 400, 200};
   must(gk_correct_trade(s, &cc, "desk", "T1", &smaller, 1, "fat finger", NULL, &st), &st);
@@ -591,6 +591,21 @@ static void test_the_limit_guard_refuses_hard_breaches_before_trading(void **sta
   assert_int_equal(rejected.type, GK_EVENT_TRADE_REJECTED);
   assert_string_equal(rejected.as.trade_rejected.trade_id, "T9");
   assert_true(rejected.as.trade_rejected.limit.soft == 0 && rejected.as.trade_rejected.limit.hard == 0);
+  /* A correction onto a symbol without a market, under a hard limit: its
+   * journaled reason keeps the remedy behind the correction's note, a
+   * 15-character symbol included (cut before it: found in review) */
+  gk_risk_limit four[4] = {three[0], three[1], three[2],
+                           {.underlying = "ABCDEFGHIJKLMNO", .metric = GK_LIMIT_DOLLAR_DELTA, .hard = 1e15}};
+  must(gk_set_risk_limits(restarted, &wc, "desk", four, 4, NULL, &st), &st);
+  gk_instrument unquoted;
+  gk_instrument_underlying("ABCDEFGHIJKLMNO", &unquoted, NULL);
+  gk_leg moved = {unquoted, 10, 1};
+  assert_int_equal(gk_correct_trade(restarted, &wc, "desk", "T3", &moved, 1, "wrong symbol", &out, &st),
+                   GK_FAILED_PRECONDITION);
+  rejected = last_rejection(restarted, "desk");
+  if (!strstr(rejected.as.trade_rejected.reason, "correction, by its net change") ||
+      !strstr(rejected.as.trade_rejected.reason, "update the market first"))
+    fail_msg("reason: %s", rejected.as.trade_rejected.reason);
   /* A refused cancel records no legs (the replacement asked for), and reads
    * back: such a TradeRejected was DATA_LOSS on the next load, the book
    * unreadable and greeksd unable to start (found in review). 400 shares,
@@ -1230,7 +1245,7 @@ static void test_a_trade_without_a_market_fails_closed_under_a_covering_hard_lim
   assert_true(guard_refuses(b, &t, &why));
   /* the whole rule, its remedy too, in the journal's reason (it was cut at
    * 80 characters, before "update the market first": found in review) */
-  if (!strstr(why.reason, "no market for MSFT") || !strstr(why.reason, "; update the market first"))
+  if (!strstr(why.reason, "no market for MSFT") || !strstr(why.reason, ": update the market first"))
     fail_msg("reason: %s", why.reason);
   /* once quoted, the same trade is refused on its figures: 4e7 > 1e6 */
   gk_market_quote m = {.underlying = "MSFT", .spot = 400, .vol = 0.3, .market_time_us = T0};

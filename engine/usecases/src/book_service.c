@@ -601,7 +601,7 @@ static bool refused_before_trade(gk_book_service *s, book_entry *e, const gk_com
        * nobody sent (found in review). The limit's figures are the net
        * change's. */
       char joined[2 * sizeof why.reason];
-      snprintf(joined, sizeof joined, "correction%s: checked on its net change%s%s",
+      snprintf(joined, sizeof joined, "correction%s, by its net change%s%s",
                replacement.leg_count ? "" : " (a cancel: no legs)", why.reason[0] ? "; " : "", why.reason);
       size_t kept = strnlen(joined, sizeof why.reason - 1);
       memcpy(why.reason, joined, kept);

@@ -21,7 +21,7 @@
  *   5. round: options to the nearest whole contract, then the underlying (when
  *      offered, chosen or not: it has no gamma and no vega, so it absorbs the
  *      options' rounding in delta without touching the other constraint) to
- *      round(-(before.delta + the options' delta));
+ *      -(before.delta + the options' delta) in whole units, a half toward none;
  *   6. legs at the ask (buy) or bid (sell), the spread cost, the premium, and
  *      `after` = before + the legs' Greeks, summed from the per-contract Greeks of
  *      step 3 (no cloned book: the legs are valued exactly as they were solved,

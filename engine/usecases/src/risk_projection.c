@@ -717,14 +717,15 @@ static gk_code value_after(const gk_risk_projection *p, const gk_book *book, con
           gk_book_hard_limit_covers(book, symbol)) {
         char text[96];
         gk_instrument_format(&pos->instrument, text, sizeof text);
+        /* short enough for a journal reason behind a correction's note, a
+         * 15-character symbol included (the remedy was cut: found in review) */
         rc = gk_status_set(status, GK_FAILED_PRECONDITION, "position", text, GK_STATUS_NO_INDEX,
-                           "no market for %s: a hard limit covers it and cannot be checked; update the "
-                           "market first: %s", symbol, text);
+                           "no market for %s, which a hard limit covers: update the market first", symbol);
       }
       if (v.positions[k].state == GK_VALUED_ERROR && rc == GK_OK) { /* fail closed (adr/0026) */
         char text[96];
         gk_instrument_format(&pos->instrument, text, sizeof text);
-        /* the rule first: the guard's reason keeps the first 80 characters */
+        /* the rule first: the guard's reason keeps the first 115 characters */
         rc = gk_status_set(status, GK_FAILED_PRECONDITION, "position", text, GK_STATUS_NO_INDEX,
                            "cannot price %s %s: %s", gk_position_error_field(v.positions[k].error),
                            gk_position_error_rule(v.positions[k].error), text);
