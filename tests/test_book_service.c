@@ -502,7 +502,7 @@ static void test_the_limit_guard_refuses_hard_breaches_before_trading(void **sta
   assert_non_null(strstr(st.message, "120000"));
   /* ... saying it is the first answer, of then, and how to try again */
   char replayed[96];
-  snprintf(replayed, sizeof replayed, "the first answer to idempotency key key-T2, sequence %lld: a new key",
+  snprintf(replayed, sizeof replayed, "the first answer to key key-T2, sequence %lld: a new key",
            (long long)version);
   if (!strstr(st.message, replayed)) fail_msg("replayed refusal: %s", st.message);
   must(gk_get_book(s, "desk", -1, &b, &st), &st);
@@ -594,16 +594,36 @@ static void test_the_limit_guard_refuses_hard_breaches_before_trading(void **sta
   /* A correction onto a symbol without a market, under a hard limit: its
    * journaled reason keeps the remedy behind the correction's note, a
    * 15-character symbol included (cut before it: found in review) */
+  gk_instrument unquoted;
+  gk_instrument_underlying("ABCDEFGHIJKLMNO", &unquoted, NULL);
+  /* traded while no hard limit covers it, cancelled below once one does */
+  gk_trade held = {.trade_id = "T12-a-long-trade-identifier-from-the-desk", .leg_count = 1,
+                   .trade_time_us = T0 + 6, .legs = {{unquoted, 5, 1}}};
+  must(gk_execute_trade(restarted, &wc, "desk", &held, NULL, &st), &st);
+  held.trade_id[2] = '3'; /* T13: cancelling T12 leaves a position without a market */
+  must(gk_execute_trade(restarted, &wc, "desk", &held, NULL, &st), &st);
   gk_risk_limit four[4] = {three[0], three[1], three[2],
                            {.underlying = "ABCDEFGHIJKLMNO", .metric = GK_LIMIT_DOLLAR_DELTA, .hard = 1e15}};
   must(gk_set_risk_limits(restarted, &wc, "desk", four, 4, NULL, &st), &st);
-  gk_instrument unquoted;
-  gk_instrument_underlying("ABCDEFGHIJKLMNO", &unquoted, NULL);
   gk_leg moved = {unquoted, 10, 1};
   assert_int_equal(gk_correct_trade(restarted, &wc, "desk", "T3", &moved, 1, "wrong symbol", &out, &st),
                    GK_FAILED_PRECONDITION);
   rejected = last_rejection(restarted, "desk");
   if (!strstr(rejected.as.trade_rejected.reason, "correction, by its net change") ||
+      !strstr(rejected.as.trade_rejected.reason, "update the market first"))
+    fail_msg("reason: %s", rejected.as.trade_rejected.reason);
+  /* ... and a cancel's, whose note was longer; its replay keeps the remedy
+   * too (the replay cut the first answer at 150 characters: found in review) */
+  gk_command_context keyed = at(T0 + 6, "cancel-1");
+  for (int again = 0; again < 2; again++) {
+    assert_int_equal(gk_correct_trade(restarted, &keyed, "desk", "T12-a-long-trade-identifier-from-the-desk", NULL, 0,
+                                      "wrong symbol", &out, &st),
+                     GK_FAILED_PRECONDITION);
+    if (!strstr(st.message, "update the market first") || (again && !strstr(st.message, "[the first answer to key")))
+      fail_msg("answer %d: %s", again, st.message);
+  }
+  rejected = last_rejection(restarted, "desk");
+  if (strncmp(rejected.as.trade_rejected.reason, "correction, a cancel", 20) != 0 ||
       !strstr(rejected.as.trade_rejected.reason, "update the market first"))
     fail_msg("reason: %s", rejected.as.trade_rejected.reason);
   /* A refused cancel records no legs (the replacement asked for), and reads
@@ -628,7 +648,7 @@ static void test_the_limit_guard_refuses_hard_breaches_before_trading(void **sta
   assert_int_equal(rejected.type, GK_EVENT_TRADE_REJECTED);
   assert_string_equal(rejected.as.trade_rejected.trade_id, "H1");
   assert_int_equal(rejected.as.trade_rejected.leg_count, 0);
-  assert_non_null(strstr(rejected.as.trade_rejected.reason, "correction (a cancel: no legs)"));
+  assert_non_null(strstr(rejected.as.trade_rejected.reason, "correction, a cancel"));
   gk_book *b2 = NULL;
   must(gk_get_book(again, "desk2", -1, &b2, &st), &st);
   assert_int_equal(gk_book_find_position(b2, &stock)->quantity, 100); /* the hedge stands */

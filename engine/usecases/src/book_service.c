@@ -601,8 +601,10 @@ static bool refused_before_trade(gk_book_service *s, book_entry *e, const gk_com
        * nobody sent (found in review). The limit's figures are the net
        * change's. */
       char joined[2 * sizeof why.reason];
-      snprintf(joined, sizeof joined, "correction%s, by its net change%s%s",
-               replacement.leg_count ? "" : " (a cancel: no legs)", why.reason[0] ? "; " : "", why.reason);
+      /* short notes: the guard's rule behind them must fit the journal's 128
+       * bytes, its remedy included (a cancel's lost it: found in review) */
+      snprintf(joined, sizeof joined, "%s%s%s", replacement.leg_count ? "correction, by its net change" : "correction, a cancel",
+               why.reason[0] ? "; " : "", why.reason);
       size_t kept = strnlen(joined, sizeof why.reason - 1);
       memcpy(why.reason, joined, kept);
       why.reason[kept] = '\0';
@@ -627,10 +629,17 @@ static gk_code refusal(const gk_command_result *result, gk_status *status) {
 /* A refusal answered again to its key says so: its figures are those of then
  * (a limit raised since did not show), and only a new key tries again (found
  * in review). */
+/* The first answer, then where it came from: the answer takes whatever room
+ * the note leaves in a status message (it was cut at 150 characters, and a
+ * refusal's remedy or figures with it: found in review). */
 static gk_code replayed_refusal(const gk_command_result *result, const char *key, gk_status *status) {
-  return gk_status_set(status, GK_FAILED_PRECONDITION, "limit", "", GK_STATUS_NO_INDEX,
-                       "%.150s [the first answer to idempotency key %.40s, sequence %lld: a new key tries again]",
-                       result->rejection, key, (long long)result->first_sequence);
+  char note[128];
+  int n = snprintf(note, sizeof note, " [the first answer to key %.40s, sequence %lld: a new key tries again]", key,
+                   (long long)result->first_sequence);
+  gk_status room;
+  int kept = (int)sizeof room.message - 1 - (n > 0 ? n : 0);
+  return gk_status_set(status, GK_FAILED_PRECONDITION, "limit", "", GK_STATUS_NO_INDEX, "%.*s%s",
+                       kept > 0 ? kept : 0, result->rejection, note);
 }
 
 /* One try: decide, append, and on a refusal or a key already recorded, the
