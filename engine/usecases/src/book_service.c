@@ -636,8 +636,7 @@ static gk_code replayed_refusal(const gk_command_result *result, const char *key
   char note[128];
   int n = snprintf(note, sizeof note, " [the first answer to key %.40s, sequence %lld: a new key tries again]", key,
                    (long long)result->first_sequence);
-  gk_status room;
-  int kept = (int)sizeof room.message - 1 - (n > 0 ? n : 0);
+  int kept = (int)sizeof ((gk_status *)0)->message - 1 - (n > 0 ? n : 0); /* sizeof: not evaluated */
   return gk_status_set(status, GK_FAILED_PRECONDITION, "limit", "", GK_STATUS_NO_INDEX, "%.*s%s",
                        kept > 0 ? kept : 0, result->rejection, note);
 }
