@@ -29,7 +29,8 @@ _Static_assert(GK_CALL == 0 && GK_PUT == 1, "naive_bsm.c reads type 1 as a put")
 enum { KIND_BSM = 0, KIND_NAIVE_O2 = 1, KIND_NAIVE_FASTMATH = 2, KIND_AMERICAN_BS2002 = 3,
        KIND_AMERICAN_TREE = 4, KIND_AMERICAN_ALO = 5, KIND_AMERICAN_ALO_FAST = 6,
        KIND_QUANTLIB_FAST = 7, KIND_QUANTLIB_ACCURATE = 8, KIND_AMERICAN_ALO_CALLS = 9,
-       KIND_AMERICAN_ALO_IV = 10, KIND_AMERICAN_ALO_CALLS_NO_DIVIDEND = 11, KIND_AMERICAN_ALO_CHAIN_NO_DIVIDEND = 12 };
+       KIND_AMERICAN_ALO_IV = 10, KIND_AMERICAN_ALO_CALLS_NO_DIVIDEND = 11, KIND_AMERICAN_ALO_CHAIN_NO_DIVIDEND = 12,
+       KIND_AMERICAN_ALO_PAST_REACH = 13, KIND_AMERICAN_ALO_FAST_PAST_REACH = 14 };
 
 /* greeksd prices an American batch 8 options a kernel call (alo's entry in
  * american_price_sizes, api/server/handlers.c: each call a cancellation and
@@ -211,6 +212,10 @@ typedef struct bench_state {
   double *no_yield;
   uint8_t *calls;
   gk_option_batch calls_in;
+  /* The past-reach cases: puts at r T from 0.55 to 1.45 (adr/0058, adr/0059). */
+  double *far;
+  uint8_t *puts;
+  gk_option_batch far_in;
 #ifdef GREEKS_HAVE_QUANTLIB
   quantlib_american *quantlib; /* the QuantLib cases' engine, built once */
 #endif
@@ -271,6 +276,50 @@ static void run_alo(void *p) {
   bench_state *s = p;
   size_t invalid = 0;
   (void)price_alo(s->c, s->d, &invalid);
+}
+
+/* Past the levels' reach (a put-form r T above GK_ALO_LEVELS_REACH, 0.5):
+ * the data's S, K and q as puts, T from 1 to 4 years, r T from 0.55 to 1.45
+ * (r 0.14 to 1.45) and sigma from 0.3 to 0.6, every one within the levels'
+ * domain (carry under 2, pull under 30): priced on the wide scheme
+ * (accurate) or the long fast one (fast), on every ISA since adr/0059. */
+static gk_alo_level past_reach_level(int kind) {
+  return kind == KIND_AMERICAN_ALO_FAST_PAST_REACH ? GK_ALO_FAST : GK_ALO_ACCURATE;
+}
+
+static void run_alo_past_reach(void *p) {
+  bench_state *s = p;
+  size_t invalid = 0;
+  (void)gk_alo_price_batch_on((gk_isa)s->c->isa, GK_MODEL_BSM, past_reach_level(s->c->kind), &s->far_in, s->c->mask,
+                              &s->d->out, &invalid);
+}
+
+static double fraction(double x) { return x - floor(x); }
+
+static int alo_past_reach_ready(bench_state *s, char *error, size_t error_len) {
+  bench_data *d = s->d;
+  size_t n = d->n, invalid = 0;
+  s->far = malloc(3 * n * sizeof(double));
+  s->puts = malloc(n);
+  if (s->far == NULL || s->puts == NULL) {
+    snprintf(error, error_len, "%s: out of memory", s->c->name);
+    return 0;
+  }
+  double *T = s->far, *r = s->far + n, *vol = s->far + 2 * n;
+  for (size_t i = 0; i < n; i++) { /* low-discrepancy in three directions */
+    T[i] = 1.0 + 3.0 * fraction((double)i * 0.6180339887498949);
+    r[i] = (0.55 + 0.9 * fraction((double)i * 0.4142135623730950)) / T[i];
+    vol[i] = 0.3 + 0.3 * fraction((double)i * 0.7320508075688772);
+    s->puts[i] = GK_PUT;
+  }
+  s->far_in = (gk_option_batch){n, d->spot, d->strike, T, r, d->yield, vol, s->puts};
+  gk_rc rc = gk_alo_price_batch_on((gk_isa)s->c->isa, GK_MODEL_BSM, past_reach_level(s->c->kind), &s->far_in,
+                                   s->c->mask, &d->out, &invalid);
+  if (rc != GK_RC_OK || invalid != 0) {
+    snprintf(error, error_len, "%s: gk_alo_price_batch_on: %s, %zu invalid", s->c->name, gk_rc_message(rc), invalid);
+    return 0;
+  }
+  return 1;
 }
 
 /* alo's American implied vols of its own prices (issue 22 part 5): each
@@ -435,6 +484,11 @@ void *bench_case_create(const bench_case *c, char *error, size_t error_len) {
       bench_case_destroy(s);
       return NULL;
     }
+  } else if (c->kind == KIND_AMERICAN_ALO_PAST_REACH || c->kind == KIND_AMERICAN_ALO_FAST_PAST_REACH) {
+    if (!alo_past_reach_ready(s, error, error_len)) {
+      bench_case_destroy(s);
+      return NULL;
+    }
   } else if (c->kind == KIND_AMERICAN_ALO_IV) {
     if (!alo_iv_ready(s, error, error_len)) {
       bench_case_destroy(s);
@@ -458,7 +512,7 @@ void bench_case_destroy(void *state) {
   if (!s) return;
   data_release(s->d);
   free(s->iv_price), free(s->iv_error);
-  free(s->no_yield), free(s->calls);
+  free(s->no_yield), free(s->calls), free(s->far), free(s->puts);
 #ifdef GREEKS_HAVE_QUANTLIB
   quantlib_american_free(s->quantlib);
 #endif
@@ -470,7 +524,7 @@ void bench_case_destroy(void *state) {
 /* The European cases per layout, then the American ones: bs2002, alo fast,
  * alo accurate and alo in calls of 8 on every ISA and mask, alo's implied
  * vols on every ISA, the tree and QuantLib's two schemes. */
-#define MAX_CASES (N_LAYOUTS * (GK_ISA_COUNT + 2) * N_MASKS * N_SIZES + 4 * GK_ISA_COUNT * N_MASKS + 3 * GK_ISA_COUNT + 3)
+#define MAX_CASES (N_LAYOUTS * (GK_ISA_COUNT + 2) * N_MASKS * N_SIZES + 6 * GK_ISA_COUNT * N_MASKS + 3 * GK_ISA_COUNT + 3)
 #define NAME_LEN 64
 
 static bench_case g_cases[MAX_CASES];
@@ -529,16 +583,20 @@ static void build_table(void) {
   add_case(LAYOUT_BATCH, "american_tree/scalar", KIND_AMERICAN_TREE, GK_ISA_SCALAR, run_american, 0, 0);
   /* ALO, accurate and fast, price and price + first-order Greeks (all from one
    * boundary solve: about 1.2x the price); the scalar accurate level price-only
-   * (about 0.4 s per batch). */
+   * (about 0.13 s per batch within the reach, 0.7 s past it). */
   for (int isa = 0; isa < GK_ISA_COUNT; isa++) {
     if (!gk_isa_supported((gk_isa)isa)) continue;
     char prefix[40];
-    for (size_t m = 0; m < N_MASKS; m++) {
+    for (size_t m = 0; m < N_MASKS; m++) { /* each level within its reach and past it (adr/0059) */
       snprintf(prefix, sizeof prefix, "american_alo_fast/%s", gk_isa_name((gk_isa)isa));
       add_case(LAYOUT_BATCH, prefix, KIND_AMERICAN_ALO_FAST, isa, run_alo, m, 0);
+      snprintf(prefix, sizeof prefix, "american_alo_fast_past_reach/%s", gk_isa_name((gk_isa)isa));
+      add_case(LAYOUT_BATCH, prefix, KIND_AMERICAN_ALO_FAST_PAST_REACH, isa, run_alo_past_reach, m, 0);
       if (isa == GK_ISA_SCALAR && kMasks[m].mask != GK_OUT_PRICE) continue;
       snprintf(prefix, sizeof prefix, "american_alo/%s", gk_isa_name((gk_isa)isa));
       add_case(LAYOUT_BATCH, prefix, KIND_AMERICAN_ALO, isa, run_alo, m, 0);
+      snprintf(prefix, sizeof prefix, "american_alo_past_reach/%s", gk_isa_name((gk_isa)isa));
+      add_case(LAYOUT_BATCH, prefix, KIND_AMERICAN_ALO_PAST_REACH, isa, run_alo_past_reach, m, 0);
       if (isa == GK_ISA_SCALAR) continue;
       snprintf(prefix, sizeof prefix, "american_alo_calls_of_%d/%s", ALO_CALL_OPTIONS, gk_isa_name((gk_isa)isa));
       add_case(LAYOUT_BATCH, prefix, KIND_AMERICAN_ALO_CALLS, isa, run_alo, m, 0);

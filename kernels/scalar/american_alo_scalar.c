@@ -428,9 +428,14 @@ int gk_alo_past_levels_reach(const gk_american_option *o) {
   return r_put * o->T > GK_ALO_LEVELS_REACH || fabs(put_carry) * o->T > GK_ALO_LEVELS_REACH;
 }
 
+const gk_alo_scheme *gk_alo_scheme_past_reach(gk_alo_level level) {
+  if ((unsigned)level >= GK_ALO_LEVEL_COUNT) return NULL;
+  return level == GK_ALO_FAST ? &alo_long_fast : &alo_wide;
+}
+
 const gk_alo_scheme *gk_alo_scheme_for(const gk_american_option *o, gk_alo_level level) {
   if (gk_alo_beyond_levels(o)) return &alo_wide;
-  if (gk_alo_past_levels_reach(o)) return level == GK_ALO_FAST ? &alo_long_fast : &alo_wide;
+  if (gk_alo_past_levels_reach(o)) return gk_alo_scheme_past_reach(level);
   return gk_alo_scheme_of(level);
 }
 

@@ -415,10 +415,14 @@ gk_rc gk_alo_price_batch_on(gk_isa isa, gk_model model, gk_alo_level level, cons
 }
 
 /* Whether valid element i of a vectorized method's batch is one that the
- * scalar reference prices at length: routed to the tree (negative rates),
- * or on alo's wide or long fast scheme (adr/0046, adr/0058; bs2002 hands its
- * strong carry there too): ~0.1 to a few ms each, against microseconds. */
-static int priced_at_length(gk_model model, gk_american_method method, const gk_option_batch *in, size_t i) {
+ * scalar reference prices at length on `isa`: routed to the tree (negative
+ * rates), or on alo's wide or long fast scheme (adr/0046, adr/0058; bs2002
+ * hands its strong carry there too, element by element): ~0.1 to a few ms
+ * each, against microseconds. Past the levels' reach alo's vector kernels
+ * price those schemes in groups (~8 and ~36 us a price on AVX-512,
+ * adr/0059), so there only the scalar ISA prices them at length. */
+static int priced_at_length(gk_isa isa, gk_model model, gk_american_method method, const gk_option_batch *in,
+                            size_t i) {
   if (gk_classify_american_element(model, in, i) != GK_ELEMENT_OK) return 0;
   if (gk_american_routed_to_tree(model, in, i)) return 1;
   if (gk_american_never_exercised_at(model, in, i)) return 0;
@@ -426,7 +430,8 @@ static int priced_at_length(gk_model model, gk_american_method method, const gk_
     return gk_alo_beyond_carry_at(model, in, i) ||
            (gk_bs2002_beyond_flat_boundary_at(model, in, i) &&
             (gk_alo_beyond_levels_at(model, in, i) || gk_alo_past_levels_reach_at(model, in, i)));
-  return gk_alo_beyond_levels_at(model, in, i) || gk_alo_past_levels_reach_at(model, in, i);
+  return gk_alo_beyond_levels_at(model, in, i) ||
+         (isa == GK_ISA_SCALAR && gk_alo_past_levels_reach_at(model, in, i));
 }
 
 /* `in` and `out` from element `begin` on, `count` elements. */
@@ -468,10 +473,11 @@ gk_rc gk_american_price_batch_paced(gk_model model, gk_american_method method, c
   if (method == GK_AMERICAN_TREE) {
     invalid = in->count == 0 ? 0 : scalar_kernel_with(model, method, GK_ALO_ACCURATE, in, outputs, out, pace);
   } else {
-    gk_american_kernel kernel = american_kernels[gk_isa_active()];
+    gk_isa isa = gk_isa_active();
+    gk_american_kernel kernel = american_kernels[isa];
     for (size_t begin = 0; begin < in->count;) {
       size_t end = begin;
-      while (end < in->count && !priced_at_length(model, method, in, end)) end++;
+      while (end < in->count && !priced_at_length(isa, model, method, in, end)) end++;
       if (end > begin) {
         gk_option_batch run = inputs_from(in, begin, end - begin);
         gk_greeks_batch run_out = outputs_from(out, begin);

@@ -40,10 +40,13 @@
  * non-finite Greek included): those elements get the scalar element path,
  * every output, exactly as the scalar kernel prices them; the elements alo
  * hands to the tree (gk_american_routed_to_tree) to the tree, before any
- * lane is spent on them, as the scalar kernel routes. The others are
- * packed VLANES at a time (alov_pack), so no lane of a solve is spent on an
- * element priced elsewhere; since no lane's result depends on another's, a
- * price does not depend on its neighbours in the batch (adr/0043).
+ * lane is spent on them, as the scalar kernel routes; elements past the
+ * wide scheme's own lines (gk_alo_beyond_levels) to its bracketed scalar
+ * solve. The others are packed VLANES at a time (alov_pack), those past the
+ * levels' reach apart, on that level's scheme past it (adr/0059), so no lane
+ * of a solve is spent on an element priced elsewhere; since no lane's result
+ * depends on another's, a price does not depend on its neighbours in the
+ * batch (adr/0043).
  *
  * Why: the boundary's integrals are nearly all of the work (n l m points, two
  * normal CDFs each) and they vectorize across options without gathers.
@@ -61,9 +64,10 @@
 #include "american_internal.h"
 #include "normal_vector.h"
 
-/* The largest scheme the vector path runs (the static levels fit); a larger
- * one goes to the scalar reference. */
-#define ALOV_MAX_NODES 24
+/* The largest scheme the vector path runs (the levels and the schemes past
+ * their reach fit: the wide one has 32 nodes); a larger one goes to the
+ * scalar reference. */
+#define ALOV_MAX_NODES 32
 #define ALOV_MAX_POINTS 32
 #define ALOV_MAX_PRICE_POINTS 128
 
@@ -111,17 +115,20 @@ static void alov_cardinal_functions(const alov_grid *p, double z, double *L) {
   for (int m = 0; m <= n; m++) L[m] /= sum;
 }
 
-/* The plans, one per level, built once and kept: the accurate level's
- * cardinal tables take ~30 us to build, and greeksd prices American batches 8
- * options a kernel call (~90 us with Greeks). Every grid's table is carved
- * from one arena: (n + 1) l rows of ALOV_STRIDE. */
-#define ALOV_ARENA_DOUBLES (2 * (ALOV_MAX_NODES + 1) * ALOV_MAX_POINTS * ALOV_STRIDE)
+/* The plans, two per level (its own scheme, and the one past its reach:
+ * gk_alo_scheme_for), built once and kept: the accurate level's cardinal
+ * tables take ~30 us to build, and greeksd prices American batches 8 options
+ * a kernel call (~90 us with Greeks). Every grid's table is carved from one
+ * arena: (n + 1) l rows of ALOV_STRIDE, 2092 rows for the four plans. */
+#define ALOV_ARENA_DOUBLES (3 * (ALOV_MAX_NODES + 1) * ALOV_MAX_POINTS * ALOV_STRIDE)
+
+enum { ALOV_WITHIN_REACH, ALOV_PAST_REACH, ALOV_REACHES };
 
 typedef struct alov_plans {
-  alov_plan plan[GK_ALO_LEVEL_COUNT];
-  int state[GK_ALO_LEVEL_COUNT]; /* 0 not built yet, 1 built, -1 not for the vector path */
+  alov_plan plan[ALOV_REACHES][GK_ALO_LEVEL_COUNT];
+  int state[ALOV_REACHES][GK_ALO_LEVEL_COUNT]; /* 0 not built yet, 1 built, -1 not for the vector path */
   size_t arena_used;
-  double price_basis[GK_ALO_LEVEL_COUNT][ALOV_MAX_PRICE_POINTS * ALOV_STRIDE];
+  double price_basis[ALOV_REACHES][GK_ALO_LEVEL_COUNT][ALOV_MAX_PRICE_POINTS * ALOV_STRIDE];
   double arena[ALOV_ARENA_DOUBLES];
 } alov_plans;
 
@@ -154,14 +161,14 @@ static int alov_grid_init(alov_grid *g, int n, const gk_alo_rule *rule, alov_pla
   return 1;
 }
 
-static int alov_plan_init(alov_plan *p, gk_alo_level level, alov_plans *plans) {
-  const gk_alo_scheme *scheme = gk_alo_scheme_of(level);
+/* Level `level`'s plan on `scheme`, its price rule's table in price_basis. */
+static int alov_plan_init(alov_plan *p, gk_alo_level level, const gk_alo_scheme *scheme, alov_plans *plans,
+                          double *price_basis) {
   p->scheme = scheme, p->level = level;
   if (scheme == NULL || scheme->price.count < 1 || scheme->price.count > ALOV_MAX_PRICE_POINTS) return 0;
   if (!alov_grid_init(&p->fine, scheme->nodes, &scheme->boundary, plans)) return 0;
   p->has_coarse = scheme->coarse_nodes > 0;
   if (p->has_coarse && !alov_grid_init(&p->coarse, scheme->coarse_nodes, &scheme->coarse_boundary, plans)) return 0;
-  double *price_basis = plans->price_basis[level];
   for (int j = 0; j < scheme->price.count; j++) {
     double *T = price_basis + (size_t)j * ALOV_STRIDE, z = 2.0 * scheme->price.sin[j] - 1.0;
     T[0] = 1.0, T[1] = z;
@@ -181,17 +188,24 @@ static _Alignas(64) alov_plans alov_shared_plans;
 static pthread_once_t alov_plans_once = PTHREAD_ONCE_INIT;
 
 static void alov_build_plans(void) {
-  for (int level = 0; level < GK_ALO_LEVEL_COUNT; level++)
-    alov_shared_plans.state[level] =
-        alov_plan_init(&alov_shared_plans.plan[level], (gk_alo_level)level, &alov_shared_plans) ? 1 : -1;
+  alov_plans *plans = &alov_shared_plans;
+  for (int reach = 0; reach < ALOV_REACHES; reach++)
+    for (int level = 0; level < GK_ALO_LEVEL_COUNT; level++) {
+      const gk_alo_scheme *scheme = reach == ALOV_WITHIN_REACH ? gk_alo_scheme_of((gk_alo_level)level)
+                                                               : gk_alo_scheme_past_reach((gk_alo_level)level);
+      plans->state[reach][level] = alov_plan_init(&plans->plan[reach][level], (gk_alo_level)level, scheme, plans,
+                                                  plans->price_basis[reach][level])
+                                       ? 1
+                                       : -1;
+    }
 }
 
-/* The level's plan, NULL where its scheme does not fit the vector path (then
- * the scalar reference prices the batch). */
-static const alov_plan *alov_plan_of(gk_alo_level level) {
+/* The level's plan within its reach or past it, NULL where the scheme does
+ * not fit the vector path (then the scalar reference prices those elements). */
+static const alov_plan *alov_plan_of(gk_alo_level level, int reach) {
   if ((unsigned)level >= GK_ALO_LEVEL_COUNT) return NULL;
   pthread_once(&alov_plans_once, alov_build_plans);
-  return alov_shared_plans.state[level] > 0 ? &alov_shared_plans.plan[level] : NULL;
+  return alov_shared_plans.state[reach][level] > 0 ? &alov_shared_plans.plan[reach][level] : NULL;
 }
 
 /* N(x) and the density n(x) from one exp (the scalar normal_cdf_density). */
@@ -1145,13 +1159,15 @@ static void alov_price_group(const alov_plan *p, gk_model model, const gk_option
  * those in closed form; classed here, they take no lane of the vector solve,
  * which ran on stand-in values for them and threw the lanes away (an implied
  * vol's first batch is all at sigma = 0: it cost as much as a solve). And
- * an element past the levels' domain, which the scalar reference prices on
- * its wide or long fast scheme (gk_alo_scheme_for). */
+ * an element past the levels' domain (GK_ALO_MAX_CARRY and the like), which
+ * the scalar reference prices on the wide scheme within its bracket
+ * (gk_alo_priced_as); those merely past the levels' reach take the vector
+ * solve on the plan past it (adr/0059). */
 static int alov_priced_alone(gk_model model, const gk_option_batch *in, size_t i) {
   double r = in->rate[i], q = model == GK_MODEL_BLACK76 ? r : in->yield[i];
   double r_put = in->type[i] == GK_PUT ? r : q, q_put = in->type[i] == GK_PUT ? q : r;
   return in->vol[i] * sqrt(in->expiry[i]) < GK_AMERICAN_TINY_STDDEV || (r_put <= 0.0 && q_put >= r_put) ||
-         gk_alo_beyond_levels_at(model, in, i) || gk_alo_past_levels_reach_at(model, in, i); /* the wide schemes' */
+         gk_alo_beyond_levels_at(model, in, i); /* the wide scheme's, bracketed (gk_alo_priced_as) */
 }
 
 /* VLANES elements of `in` that the vector solve prices, gathered into one
@@ -1191,12 +1207,15 @@ static void alov_pack_price(const alov_plan *p, gk_model model, alov_pack *k, un
   k->count = 0;
 }
 
+/* Elements within the levels' reach go to one pack, those past it (on the
+ * level's scheme past its reach, gk_alo_scheme_for) to another: a group's
+ * lanes share one scheme. */
 static size_t alo_vector_kernel(gk_model model, gk_alo_level level, const gk_option_batch *in, unsigned outputs,
                                 gk_greeks_batch *out) {
-  const alov_plan *plan = alov_plan_of(level);
+  const alov_plan *plan = alov_plan_of(level, ALOV_WITHIN_REACH), *past = alov_plan_of(level, ALOV_PAST_REACH);
   if (plan == NULL) return gk_alo_kernel_scalar(model, level, in, outputs, out);
   size_t invalid = 0;
-  alov_pack pack = {.count = 0};
+  alov_pack pack = {.count = 0}, past_pack = {.count = 0};
   for (size_t i = 0; i < in->count; i++) {
     gk_element_error error = gk_classify_american_element(model, in, i);
     out->error[i] = (uint8_t)error;
@@ -1205,14 +1224,19 @@ static size_t alo_vector_kernel(gk_model model, gk_alo_level level, const gk_opt
       gk_zero_element_outputs(outputs, out, i);
     } else if (gk_american_routed_to_tree(model, in, i)) {
       gk_american_price_routed_element(model, in, i, outputs, out); /* two boundaries: the tree's */
-    } else if (in->expiry[i] == 0.0 || alov_priced_alone(model, in, i)) {
+    } else if (in->expiry[i] == 0.0 || alov_priced_alone(model, in, i) ||
+               (past == NULL && gk_alo_past_levels_reach_at(model, in, i))) {
       gk_alo_price_element(model, level, in, i, outputs, out);
+    } else if (gk_alo_past_levels_reach_at(model, in, i)) {
+      alov_pack_add(&past_pack, in, i);
+      if (past_pack.count == VLANES) alov_pack_price(past, model, &past_pack, outputs, out);
     } else {
       alov_pack_add(&pack, in, i);
       if (pack.count == VLANES) alov_pack_price(plan, model, &pack, outputs, out);
     }
   }
   alov_pack_price(plan, model, &pack, outputs, out);
+  if (past) alov_pack_price(past, model, &past_pack, outputs, out);
   return invalid;
 }
 

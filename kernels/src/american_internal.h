@@ -137,7 +137,8 @@ int gk_alo_beyond_carry_at(gk_model model, const gk_option_batch *in, size_t i);
  * under 1.5% up to a carry sqrt(T) / sigma of 1.4, 2.4% at 1.5, 11% at 1.75.
  * Past GK_BS2002_MAX_CARRY_PER_VOL, bs2002 hands the element to alo's fast
  * level (1e-6 x K; ~20 us a price where bs2002 takes ~1-8 us, ~0.13 ms past
- * alo's reach, GK_ALO_LEVELS_REACH). */
+ * alo's reach, GK_ALO_LEVELS_REACH: element by element, the scalar
+ * reference's, on every ISA). */
 #define GK_BS2002_MAX_CARRY_PER_VOL 1.4
 int gk_bs2002_beyond_flat_boundary_at(gk_model model, const gk_option_batch *in, size_t i);
 
@@ -182,8 +183,9 @@ void gk_american_european_element(gk_model model, const gk_option_batch *in, siz
  * perpetual level early in the life, and 20 (10) nodes in sqrt(tau) do not
  * follow the bend. Past it, below GK_ALO_MAX_CARRY and GK_ALO_MAX_DISCOUNT,
  * the accurate level prices on the wide scheme and the fast level on the
- * long fast scheme, scalar both: within 4.4e-9 and 1.3e-7 x K there, at
- * ~0.7 and ~0.13 ms a price. */
+ * long fast scheme: within 4.4e-9 and 1.3e-7 x K there, at ~36 and ~8 us a
+ * price on AVX-512 (the vector kernels' groups of their own, adr/0059), ~0.7
+ * and ~0.13 ms on the scalar ISA. */
 #define GK_ALO_LEVELS_REACH 0.5
 
 /* Whether `o` (element i) is past GK_ALO_LEVELS_REACH; the two compute the
@@ -210,6 +212,11 @@ const gk_alo_scheme *gk_alo_wide_scheme(void);
  * GK_ALO_LEVELS_REACH below that, the wide one (accurate) or the long
  * fast one (fast). */
 const gk_alo_scheme *gk_alo_scheme_for(const gk_american_option *o, gk_alo_level level);
+
+/* The scheme of `level` past GK_ALO_LEVELS_REACH (and within the levels'
+ * domain): the wide one (accurate) or the long fast one (fast); NULL for an
+ * unknown level. The vector kernels price those elements on it too. */
+const gk_alo_scheme *gk_alo_scheme_past_reach(gk_alo_level level);
 
 /* Up to this carry over the life the wide scheme is trusted as it is. Past
  * it, where the drift outweighs the vol, its grid can fail too (a put of

@@ -30,10 +30,11 @@
  *    (10.8 us with every first-order Greek), 0.13 ms scalar. The levels'
  *    tables are built once per process, at the first call (~60 us), and
  *    shared. Memory: the American kernels' thread-local scratch (the vector
- *    ISAs' points and systems, the scalar nodes, the tree's rows) is ~690 KB
+ *    ISAs' points and systems, the scalar nodes, the tree's rows) is ~730 KB
  *    of static TLS, which glibc zeroes in every thread of a program linking
- *    the kernels, whether or not the thread prices (measured: 689 KiB per
- *    idle thread; 1471 KiB when the tables were per thread).
+ *    the kernels, whether or not the thread prices (measured: 727 KiB per
+ *    idle thread; 689 KiB before the vector systems grew to the wide
+ *    scheme's 32 nodes, adr/0059; 1471 KiB when the tables were per thread).
  *
  *  - GK_AMERICAN_ALO_FAST: the same method at its fast level (fewer nodes,
  *    rules and steps; adr/0040): within 1e-6 x K (6.3e-7 max on the same
@@ -68,8 +69,8 @@
  * High rates or carry over the life (docs/kernels.md, "alo's domain"): where
  * the put form's r T or carry |r - q| T passes 0.5 (the reach of the set
  * that validates the levels: r, q <= 0.1, T <= 5), the accurate level prices
- * on the wide scheme and the fast level on a long fast scheme (scalar both,
- * every ISA: ~0.7 and ~0.13 ms a price), which hold the levels' bounds there
+ * on the wide scheme and the fast level on a long fast scheme (~36 and ~8 us
+ * a price on AVX-512, ~0.7 and ~0.13 ms on the scalar ISA), which hold the levels' bounds there
  * (the levels' own grids missed them by up to 6x and 13x). The tree takes the steps
  * a drift or a sigma sqrt(T) needs, up to 8192, and hands a one-boundary
  * option it cannot resolve (sigma sqrt(T) past ~45) to alo.
@@ -138,8 +139,9 @@ typedef struct gk_american_pace {
  * are bit for bit gk_american_price_batch's. GK_AMERICAN_TREE calls the pace
  * after each price; the other methods, which take microseconds an element,
  * after each element the scalar reference prices at length instead (~0.1 to
- * a few ms: alo past its levels' reach or on its wide scheme, bs2002's
- * strong carry and low vols handed to alo), and after each price of the
+ * a few ms: alo on its wide scheme past GK_ALO_MAX_CARRY and the like, alo
+ * past its levels' reach where the active ISA is scalar, bs2002's strong
+ * carry and low vols handed to alo), and after each price of the
  * two-boundary elements routed to the tree, as the tree does. A single tree
  * price can itself take 10-20 ms where the drift needs 8192 steps. */
 gk_rc gk_american_price_batch_paced(gk_model model, gk_american_method method, const gk_option_batch *in,
