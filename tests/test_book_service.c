@@ -1030,6 +1030,89 @@ static void test_load_all_replays_every_book_and_finds_damage_at_start(void **st
   assert_non_null(strstr(st.message, "book-desk2"));
 }
 
+/* What a damaged book told gk_book_service_load_all_but_damaged. */
+typedef struct damage_seen {
+  int calls;
+  char book_id[GK_BOOK_ID_SIZE];
+  gk_code code;
+  char message[256];
+} damage_seen;
+
+static void see_damage(void *user, const char *book_id, const gk_status *why) {
+  damage_seen *d = user;
+  d->calls++;
+  snprintf(d->book_id, sizeof d->book_id, "%s", book_id);
+  d->code = why->code;
+  snprintf(d->message, sizeof d->message, "%s", why->message);
+}
+
+/* The start greeksd makes: a damaged book is told and counted, not fatal; the
+ * books on either side of it in the listing load (desk1 before, desk3
+ * after), and the damaged one keeps answering DATA_LOSS to commands and
+ * queries. */
+static void test_load_all_but_damaged_quarantines_a_damaged_book(void **state) {
+  fixture *f = *state;
+  open_desk(f, "desk1");
+  open_desk(f, "desk2");
+  open_desk(f, "desk3");
+  gk_status st;
+  gk_instrument c = option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 150);
+  must(send_trade(f->service, "desk2", "T1", c, 10, 5, T0 + 10, NULL, &st), &st);
+  must(send_trade(f->service, "desk3", "T1", c, 7, 5, T0 + 10, NULL, &st), &st);
+  close_service(f);
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "UPDATE events SET checksum = checksum + 1 WHERE stream = "
+                                    "'book-desk2' AND sequence = 2", NULL, NULL, NULL),
+                   SQLITE_OK);
+  sqlite3_close(db);
+  open_service(f, 0);
+  size_t books = 0, damaged = 0;
+  damage_seen seen = {0};
+  must(gk_book_service_load_all_but_damaged(f->service, &books, &damaged, see_damage, &seen, &st), &st);
+  assert_int_equal(books, 2);
+  assert_int_equal(damaged, 1);
+  assert_int_equal(seen.calls, 1);
+  assert_string_equal(seen.book_id, "desk2");
+  assert_int_equal(seen.code, GK_DATA_LOSS);
+  assert_non_null(strstr(seen.message, "sequence 2"));
+  gk_book *b = NULL;
+  must(gk_get_book(f->service, "desk3", -1, &b, &st), &st);
+  assert_int_equal(gk_book_find_position(b, &c)->quantity, 7);
+  gk_book_free(b);
+  assert_int_equal(gk_get_book(f->service, "desk2", -1, &b, &st), GK_DATA_LOSS);
+  assert_int_equal(send_trade(f->service, "desk2", "T2", c, 1, 5, T0 + 20, NULL, &st), GK_DATA_LOSS);
+  must(gk_book_service_load_all_but_damaged(f->service, &books, NULL, NULL, NULL, &st), &st); /* no visitor */
+  assert_int_equal(books, 2);
+}
+
+/* A book quarantined at start for a damaged snapshot is served again once
+ * its snapshots are deleted (docs/operations.md, "GreeksdBookDamaged"): the
+ * next call rebuilds it from its events, with no restart. */
+static void test_a_quarantined_snapshot_is_repaired_without_a_restart(void **state) {
+  fixture *f = *state;
+  close_service(f);
+  open_service(f, 1); /* a snapshot after every event */
+  open_desk(f, "desk1");
+  gk_status st;
+  gk_instrument c = option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 150);
+  must(send_trade(f->service, "desk1", "T1", c, 10, 5, T0 + 10, NULL, &st), &st);
+  close_service(f);
+  run_sql(f, "UPDATE snapshots SET data = substr(data, 1, 20) || X'7F' || substr(data, 22) WHERE stream = "
+             "'book-desk1' AND sequence = (SELECT max(sequence) FROM snapshots WHERE stream = 'book-desk1')");
+  open_service(f, 0);
+  size_t books = 0, damaged = 0;
+  must(gk_book_service_load_all_but_damaged(f->service, &books, &damaged, NULL, NULL, &st), &st);
+  assert_int_equal(damaged, 1);
+  gk_book *b = NULL;
+  assert_int_equal(gk_get_book(f->service, "desk1", -1, &b, &st), GK_DATA_LOSS);
+  run_sql(f, "DELETE FROM snapshots WHERE stream = 'book-desk1'"); /* while the service runs */
+  must(gk_get_book(f->service, "desk1", -1, &b, &st), &st);
+  assert_int_equal(gk_book_find_position(b, &c)->quantity, 10);
+  gk_book_free(b);
+  must(send_trade(f->service, "desk1", "T2", c, 5, 5, T0 + 20, NULL, &st), &st);
+}
+
 static void test_a_truncated_store_is_refused_at_open(void **state) {
   fixture *f = *state;
   open_desk(f, "desk1");
@@ -1431,6 +1514,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_a_truncated_store_is_refused_at_open, setup, teardown),
       cmocka_unit_test_setup_teardown(test_load_all_replays_every_book_and_finds_damage_at_start,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(test_load_all_but_damaged_quarantines_a_damaged_book,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_a_quarantined_snapshot_is_repaired_without_a_restart, setup, teardown),
       cmocka_unit_test_setup_teardown(test_valuation_prices_at_the_book_market_and_skips_expired,
                                       setup, teardown),
       cmocka_unit_test(test_a_position_the_base_cannot_price_is_out_of_the_grid),

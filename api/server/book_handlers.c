@@ -59,6 +59,11 @@ typedef struct book_side {
   gk_listener_fanout fanout;
   pthread_mutex_t lock; /* guards streams */
   struct book_stream *streams;
+  /* Books whose replay at start found damage (quarantined: their calls answer
+   * DATA_LOSS, the others are served). Written before any call or probe
+   * thread starts, read-only after. */
+  size_t damaged;
+  char damaged_ids[BOOK_DAMAGED_SHOWN][GK_BOOK_ID_SIZE];
 } book_side;
 
 static int64_t wall_clock_us(void) {
@@ -1248,10 +1253,26 @@ static gk_code start_query_actor(book_side *side, gk_status *status) {
   return gk_agent_start(&spec, &side->queries, status);
 }
 
+/* Every book, the damaged ones too: the agent's load of one fails, it
+ * publishes nothing for it, and GetBookRisk answers the book's DATA_LOSS. */
 static int track_book(void *user, const char *book_id, int64_t version) {
   (void)version;
   gk_risk_agent_track(user, book_id);
   return 0;
+}
+
+/* One damaged book at start: an ERROR line naming it and why, and it is
+ * quarantined rather than stopping the start (docs/operations.md, "A
+ * corrupted store"). */
+static void quarantine_book(void *user, const char *book_id, const gk_status *why) {
+  book_side *side = user;
+  if (side->damaged < BOOK_DAMAGED_SHOWN)
+    snprintf(side->damaged_ids[side->damaged], sizeof side->damaged_ids[0], "%s", book_id);
+  side->damaged++;
+  gk_logf(GK_LOG_ERROR, "greeksd",
+          "book %s is damaged and quarantined: %s; its commands and queries answer DATA_LOSS until it is repaired "
+          "(docs/operations.md, \"A corrupted store\"); the other books are served",
+          book_id, why->message);
 }
 
 static int start_listeners(book_side *side, gk_status *status) {
@@ -1301,7 +1322,7 @@ int book_side_start(greeksd_server *server, char *error, size_t size) {
   gk_risk_agent_bind(side->risk, side->service);
   gk_event_feed_bind(side->feed, side->service);
   size_t books = 0;
-  if (gk_book_service_load_all(side->service, &books, &status) != GK_OK)
+  if (gk_book_service_load_all_but_damaged(side->service, &books, NULL, quarantine_book, side, &status) != GK_OK)
     return fail_start(error, size, "the book store failed its replay", &status);
   if (gk_list_books(side->service, track_book, side->risk, &status) != GK_OK)
     return fail_start(error, size, "cannot list the books", &status);
@@ -1318,7 +1339,8 @@ int book_side_start(greeksd_server *server, char *error, size_t size) {
   greeksd_redact_store(server->config.book_store, shown, sizeof shown); /* never its password */
   /* with what it opened ("sqlite:/abs/path.db", "postgresql:db@host"): the
    * kind of store shows in the start line */
-  gk_logf(GK_LOG_INFO, "greeksd", "book store %s (%s): %zu books loaded", shown, gk_store_describe(side->store), books);
+  gk_logf(side->damaged ? GK_LOG_WARN : GK_LOG_INFO, "greeksd", "book store %s (%s): %zu books loaded, %zu damaged",
+          shown, gk_store_describe(side->store), books, side->damaged);
   return 0;
 }
 
@@ -1341,6 +1363,8 @@ void book_side_stop(greeksd_server *server) {
 
 book_parts book_side_parts(greeksd_server *server) {
   book_side *side = server->books;
-  if (side == NULL) return (book_parts){NULL, NULL, NULL, NULL, NULL, NULL, NULL};
-  return (book_parts){side->store, side->queries, side->execution, side->risk, side->strategy, side->feed, side->service};
+  if (side == NULL) return (book_parts){0};
+  return (book_parts){side->store,   side->queries, side->execution,
+                      side->risk,    side->strategy, side->feed,
+                      side->service, side->damaged, (const char(*)[GK_BOOK_ID_SIZE])side->damaged_ids};
 }

@@ -133,6 +133,19 @@ static const char *on(const greeksd_snapshot *snap, int feature) {
   return feature_enabled(&snap->config.features, feature) ? "true" : "false";
 }
 
+/* "books":{"damaged":N,"damaged_ids":[...]}: the books quarantined at start
+ * (book_handlers.c). They do not make the instance not ready: taking it out
+ * of rotation would take every other book offline with them. */
+static void damaged_books_json(const book_parts *parts, char *out, size_t size) {
+  size_t used = (size_t)snprintf(out, size, "\"books\":{\"damaged\":%zu,\"damaged_ids\":[", parts->damaged);
+  for (size_t k = 0; k < parts->damaged && k < BOOK_DAMAGED_SHOWN && used < size; k++) {
+    char id[2 * GK_BOOK_ID_SIZE];
+    json_text(id, sizeof id, parts->damaged_ids[k]);
+    used += (size_t)snprintf(out + used, size - used, "%s\"%s\"", k ? "," : "", id);
+  }
+  if (used < size) snprintf(out + used, size - used, "]},");
+}
+
 /* The body of /readyz; *ready says whether it is 200. The configuration in
  * force: its version, hash and feature flags (adr/0035). */
 static char *readiness_json(greeksd_server *s, int pricing_only, int *ready, size_t *length) {
@@ -153,6 +166,8 @@ static char *readiness_json(greeksd_server *s, int pricing_only, int *ready, siz
   else if (!r.store_ok) json_text(error, sizeof error, s->store_error);
   pthread_mutex_unlock(&s->probe_lock);
   json_text(description, sizeof description, gk_store_describe(parts.store));
+  char damaged[BOOK_DAMAGED_SHOWN * 2 * GK_BOOK_ID_SIZE + 64];
+  damaged_books_json(&parts, damaged, sizeof damaged);
   int64_t probed = atomic_load(&s->store_probed_ns);
   gk_breaker_state breaker = gk_breaker_state_now(gk_pricing_agent_breaker(s->pricing), gk_monotonic_ns());
   /* /readyz/pricing: what PriceChain and the other pricing calls need, not
@@ -161,12 +176,12 @@ static char *readiness_json(greeksd_server *s, int pricing_only, int *ready, siz
    * nothing failing that an alert watched (found in review). */
   int pricing_ok = agent_ok(pricing) && agent_ok(compute) && agent_ok(intake);
   *ready = pricing_only ? !r.draining && pricing_ok : !r.draining && r.store_ok && r.agents_ok;
-  size_t size = 4096;
+  size_t size = 4096 + sizeof damaged;
   char *body = malloc(size);
   if (body == NULL) return NULL;
   int n = snprintf(body, size,
                    "{\"status\":\"%s\",\"draining\":%s,"
-                   "\"store\":{\"reachable\":%s,\"description\":\"%s\",\"last_probe_ms_ago\":%lld%s%s%s},"
+                   "\"store\":{\"reachable\":%s,\"description\":\"%s\",\"last_probe_ms_ago\":%lld%s%s%s},%s"
                    "\"breaker\":{\"pricing\":\"%s\"},"
                    "\"agents\":{\"pricing\":\"%s\",\"compute\":\"%s\",\"intake\":\"%s\",\"book-queries\":\"%s\","
                    "\"execution\":\"%s\",\"risk\":\"%s\",\"strategy\":\"%s\"},"
@@ -177,7 +192,7 @@ static char *readiness_json(greeksd_server *s, int pricing_only, int *ready, siz
                    *ready ? "ready" : r.draining ? "draining" : "not_ready", r.draining ? "true" : "false",
                    r.store_ok ? "true" : "false", description,
                    probed ? (long long)((gk_monotonic_ns() - probed) / GK_NS_PER_MS) : -1LL,
-                   error[0] ? ",\"error\":\"" : "", error, error[0] ? "\"" : "", gk_breaker_state_name(breaker),
+                   error[0] ? ",\"error\":\"" : "", error, error[0] ? "\"" : "", damaged, gk_breaker_state_name(breaker),
                    gk_agent_state_name(pricing), gk_agent_state_name(compute), gk_agent_state_name(intake),
                    gk_agent_state_name(queries), gk_agent_state_name(execution), gk_agent_state_name(risk),
                    gk_agent_state_name(strategy),

@@ -373,6 +373,9 @@ int store_probe_verdict(greeksd_server *server);
 void store_probe_report_hang(greeksd_server *server);
 /* The book side's parts, for metrics and readiness (book_handlers.c); every
  * pointer NULL before the book side starts or after it stopped. */
+/* The first BOOK_DAMAGED_SHOWN damaged books are named (/readyz); all are counted. */
+#define BOOK_DAMAGED_SHOWN 16
+
 typedef struct book_parts {
   gk_event_store *store;
   gk_agent *queries;
@@ -381,6 +384,8 @@ typedef struct book_parts {
   struct gk_strategy_agent *strategy;
   struct gk_event_feed *feed;
   struct gk_book_service *service;
+  size_t damaged; /* books quarantined at start: their replay found damage */
+  const char (*damaged_ids)[GK_BOOK_ID_SIZE]; /* the first BOOK_DAMAGED_SHOWN of them */
 } book_parts;
 book_parts book_side_parts(greeksd_server *server);
 

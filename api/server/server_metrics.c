@@ -412,6 +412,9 @@ static void collect_store(void *user, gk_metrics_text *out) {
         store_probe_verdict(s) == 1);
   gauge(out, "greeks_store_probe_age_seconds", "Time since the last store probe finished (-1: none yet).",
         probed == 0 ? -1.0 : (double)(gk_monotonic_ns() - probed) * 1e-9);
+  gauge(out, "greeks_books_damaged",
+        "Books quarantined at start: their journal is damaged and their calls answer DATA_LOSS.",
+        (double)book_side_parts(s).damaged);
   if (st == NULL) return;
   gk_metrics_family(out, "greeks_store_append_seconds", GK_METRIC_HISTOGRAM,
                     "Time of each append to the book journal (one transaction, one fsync shared by a group commit).");

@@ -9,14 +9,18 @@ before it.
 Environment (set by tests/CMakeLists.txt): GREEKSD, GREEKS_STUBS, and
 GREEKS_TEST_SLOWDOWN for sanitizer builds.
 """
+import json
 import math
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_grpc import Server, SLOWDOWN  # noqa: E402  (also puts the stubs on sys.path)
@@ -660,6 +664,75 @@ class Restart(unittest.TestCase):
             self.assertAlmostEqual(risk.total.risk.delta, sum(range(1, 26)), places=9)
         finally:
             b.stop()
+
+
+class DamagedAtStart(unittest.TestCase):
+    def test_a_damaged_book_is_quarantined_and_the_others_are_served(self):
+        """One book's journal damaged (an event's checksum off by one, as a bad
+        disk write leaves it): greeksd starts anyway, serves the other book as
+        it was, answers DATA_LOSS naming the stream and sequence on every call
+        about the damaged one, and says so in its log, /readyz (still ready:
+        leaving rotation would take the healthy books offline) and /metrics.
+        Before, the start stopped on it and every book went offline."""
+        first = Server()
+        path = os.path.join(first.dir.name, "books.db")
+        first.stop()
+        store = ["--book-store", "sqlite:" + path]
+        a = Server(*store)
+        stub = bk_grpc.BookServiceStub(grpc.insecure_channel(a.target))
+        for book in ("good", "bad"):
+            stub.OpenBook(bk.OpenBookRequest(book_id=book, name=book, currency="USD"), timeout=TIMEOUT)
+            stub.UpdateMarket(bk.UpdateMarketRequest(book_id=book, quotes=[
+                bk.MarketQuote(underlying="AAPL", spot=100, rate=0.03, vol=0.2)]), timeout=TIMEOUT)
+            for i in range(3):
+                stub.ExecuteTrade(bk.ExecuteTradeRequest(book_id=book, trade_id="t%d" % i, legs=[
+                    ev.Leg(instrument=underlying("AAPL"), quantity=i + 1, price=100.0)]), timeout=TIMEOUT)
+        before = stub.GetBook(bk.GetBookRequest(book_id="good"), timeout=TIMEOUT)
+        self.assertEqual(a.stop(), 0)
+        db = sqlite3.connect(path)
+        with db:
+            changed = db.execute("UPDATE events SET checksum = checksum + 1 WHERE stream = 'book-bad' "
+                                 "AND sequence = 3").rowcount
+        db.close()
+        self.assertEqual(changed, 1)
+        metrics_dir = tempfile.TemporaryDirectory()
+        port_file = os.path.join(metrics_dir.name, "metrics-port")
+        b = Server(*store, "--metrics-listen", "127.0.0.1:0", "--metrics-port-file", port_file)
+        try:
+            with open(port_file) as f:
+                base = "http://127.0.0.1:%d" % int(f.read())
+            stub = bk_grpc.BookServiceStub(grpc.insecure_channel(b.target))
+            self.assertEqual(stub.GetBook(bk.GetBookRequest(book_id="good"), timeout=TIMEOUT), before)
+            risk = stub.GetBookRisk(bk.GetBookRiskRequest(book_id="good", min_version=before.version),
+                                    timeout=TIMEOUT)
+            self.assertAlmostEqual(risk.total.risk.delta, 6.0, places=9)
+            stub.ExecuteTrade(bk.ExecuteTradeRequest(book_id="good", trade_id="t9", legs=[
+                ev.Leg(instrument=underlying("AAPL"), quantity=4, price=100.0)]), timeout=TIMEOUT)
+            calls = [
+                lambda: stub.GetBook(bk.GetBookRequest(book_id="bad"), timeout=TIMEOUT),
+                lambda: stub.GetBookRisk(bk.GetBookRiskRequest(book_id="bad"), timeout=TIMEOUT),
+                lambda: stub.ExecuteTrade(bk.ExecuteTradeRequest(book_id="bad", trade_id="t9", legs=[
+                    ev.Leg(instrument=underlying("AAPL"), quantity=4, price=100.0)]), timeout=TIMEOUT),
+            ]
+            for call in calls:
+                with self.assertRaises(grpc.RpcError) as caught:
+                    call()
+                self.assertEqual(caught.exception.code(), grpc.StatusCode.DATA_LOSS, caught.exception.details())
+                self.assertIn("book-bad", caught.exception.details())
+                self.assertIn("sequence 3", caught.exception.details())
+            log = b.stderr()
+            self.assertIn("book bad is damaged and quarantined", log)
+            self.assertIn("1 books loaded, 1 damaged", log)
+            with urllib.request.urlopen(base + "/readyz", timeout=10) as r:
+                self.assertEqual(r.status, 200)
+                ready = json.loads(r.read())
+            self.assertEqual(ready["status"], "ready")
+            self.assertEqual(ready["books"], {"damaged": 1, "damaged_ids": ["bad"]})
+            with urllib.request.urlopen(base + "/metrics", timeout=10) as r:
+                self.assertIn("\ngreeks_books_damaged 1\n", r.read().decode())
+        finally:
+            self.assertEqual(b.stop(), 0)
+            metrics_dir.cleanup()
 
 
 class DrainAndAuth(unittest.TestCase):

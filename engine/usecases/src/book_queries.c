@@ -136,7 +136,10 @@ static int list_one(void *user, const char *stream, int64_t version) {
 
 typedef struct load_all_context {
   gk_book_service *service;
-  size_t loaded;
+  size_t loaded, damaged;
+  int skip_damage;
+  gk_book_damage_visitor on_damage;
+  void *user;
   gk_code code;
   gk_status *status;
 } load_all_context;
@@ -144,23 +147,42 @@ typedef struct load_all_context {
 static int load_one(void *user, const char *book_id, int64_t version) {
   (void)version;
   load_all_context *l = user;
-  book_entry *e = gk_book_entry_for(l->service, book_id, l->status); /* listed: its stream exists */
+  /* a status of its own where the caller passed none: a damaged book is told why */
+  gk_status own = {.code = GK_RESOURCE_EXHAUSTED}, *status = l->status ? l->status : &own;
+  book_entry *e = gk_book_entry_for(l->service, book_id, status); /* listed: its stream exists */
   if (e == NULL) {
-    l->code = l->status ? l->status->code : GK_RESOURCE_EXHAUSTED;
+    l->code = status->code;
     return 1;
   }
   pthread_mutex_lock(&e->lock);
-  l->code = gk_book_catch_up(l->service, e, l->status);
+  l->code = gk_book_catch_up(l->service, e, status);
   pthread_mutex_unlock(&e->lock);
+  if (l->code == GK_DATA_LOSS && l->skip_damage) {
+    l->damaged++;
+    if (l->on_damage) l->on_damage(l->user, book_id, status);
+    l->code = GK_OK;
+    return 0;
+  }
   if (l->code == GK_OK) l->loaded++;
   return l->code != GK_OK;
 }
 
+static gk_code load_books(load_all_context *l, size_t *books, size_t *damaged) {
+  gk_code rc = gk_list_books(l->service, load_one, l, l->status);
+  if (books) *books = l->loaded;
+  if (damaged) *damaged = l->damaged;
+  return rc != GK_OK ? rc : l->code;
+}
+
 gk_code gk_book_service_load_all(gk_book_service *s, size_t *books, gk_status *status) {
-  load_all_context l = {s, 0, GK_OK, status};
-  gk_code rc = gk_list_books(s, load_one, &l, status);
-  if (books) *books = l.loaded;
-  return rc != GK_OK ? rc : l.code;
+  load_all_context l = {.service = s, .status = status};
+  return load_books(&l, books, NULL);
+}
+
+gk_code gk_book_service_load_all_but_damaged(gk_book_service *s, size_t *books, size_t *damaged,
+                                             gk_book_damage_visitor on_damage, void *user, gk_status *status) {
+  load_all_context l = {.service = s, .skip_damage = 1, .on_damage = on_damage, .user = user, .status = status};
+  return load_books(&l, books, damaged);
 }
 
 gk_code gk_list_books(gk_book_service *s, gk_book_list_visitor visit, void *user,

@@ -104,6 +104,20 @@ void gk_book_service_free(gk_book_service *service); /* NULL is a no-op */
  * (GK_DATA_LOSS naming the book and sequence, or the store's error). */
 gk_code gk_book_service_load_all(gk_book_service *service, size_t *books, gk_status *status);
 
+/* A book whose replay found damage (why: the GK_DATA_LOSS status, naming the
+ * stream and sequence); the call is made on the loading thread. */
+typedef void (*gk_book_damage_visitor)(void *user, const char *book_id, const gk_status *why);
+
+/* As gk_book_service_load_all, except that a book whose replay fails with
+ * GK_DATA_LOSS does not stop it: the book is told to on_damage (may be NULL),
+ * counted in *damaged (may be NULL) and left as it is, so that its commands
+ * and queries keep answering GK_DATA_LOSS (each tries its replay again: a
+ * deleted damaged snapshot is rebuilt from the events) while the other books
+ * are loaded. Any other failure (the store's) stops it. A server that keeps
+ * one damaged book from taking every book offline starts with this. */
+gk_code gk_book_service_load_all_but_damaged(gk_book_service *service, size_t *books, size_t *damaged,
+                                             gk_book_damage_visitor on_damage, void *user, gk_status *status);
+
 /* Follows the store (adr/0036): registers with gk_store_watch so that events
  * other processes commit reach the listener as if committed here. On a change
  * of book X to version V above what the listener was told, the book's cached
