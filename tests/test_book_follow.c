@@ -99,6 +99,7 @@ typedef struct instance {
 
 typedef struct fixture {
   char conninfo[1200];
+  char schema[64];
   instance a, b;
 } fixture;
 
@@ -157,6 +158,7 @@ static int setup(void **state) {
            schema);
   sql(text);
   snprintf(f->conninfo, sizeof f->conninfo, "%s options='-c search_path=%s'", base_url, schema);
+  snprintf(f->schema, sizeof f->schema, "%s", schema);
   *state = f;
   return 0;
 }
@@ -473,6 +475,45 @@ static void test_commits_before_follow_are_told_by_the_first_resync(void **state
   instance_stop(&f->a);
 }
 
+/* ---- (5b) a book quarantined at start is not followed --------------------------------- */
+
+/* An instance that starts with a damaged book (gk_book_service_load_all_but_damaged,
+ * as greeksd) follows the others' commits to the healthy books, and its
+ * resyncs do not fail on the damaged one: they did, retried for ever with
+ * watch_catch_ups_failed rising on an idle instance (found in review). */
+static void test_a_quarantined_book_is_not_followed(void **state) {
+  fixture *f = *state;
+  gk_status st;
+  instance_start(&f->a, f->conninfo, false);
+  must(open_desk(f->a.service, "desk", &st), &st);
+  must(open_desk(f->a.service, "bad", &st), &st);
+  must(trade(f->a.service, "bad", "a", 1, &st), &st);
+  char text[256];
+  snprintf(text, sizeof text, "UPDATE %s.events SET checksum = checksum + 1 WHERE stream = 'book-bad' AND sequence = 2",
+           f->schema);
+  sql(text);
+  pthread_mutex_init(&f->b.heard.lock, NULL);
+  f->b.store = gk_postgres_store_open(f->conninfo, 4, &st);
+  assert_non_null(f->b.store);
+  gk_book_service_options o = {.max_attempts = 1000, .listener = {record, &f->b.heard}};
+  f->b.service = gk_book_service_new(f->b.store, &o, &st);
+  assert_non_null(f->b.service);
+  size_t books = 0, damaged = 0;
+  must(gk_book_service_load_all_but_damaged(f->b.service, &books, &damaged, NULL, NULL, &st), &st);
+  assert_int_equal(books, 1);
+  assert_int_equal(damaged, 1);
+  must(gk_book_service_follow(f->b.service, &st), &st);
+  for (int n = 1; n <= 3; n++) must(trade(f->a.service, "desk", "a", n, &st), &st);
+  assert_told_the_store(&f->b.heard, f->a.store, "desk", 2); /* its open was history */
+  must(trade(f->a.service, "desk", "a", 4, &st), &st); /* a commit on a healthy book after the first resync */
+  assert_told_the_store(&f->b.heard, f->a.store, "desk", 2);
+  assert_int_equal(gk_counter_value(&gk_store_stats_of(f->b.store)->watch_catch_ups_failed), 0);
+  gk_book *b = NULL;
+  assert_int_equal(gk_get_book(f->b.service, "bad", -1, &b, &st), GK_DATA_LOSS);
+  instance_stop(&f->b);
+  instance_stop(&f->a);
+}
+
 /* ---- (6) a catch-up that fails is retried; a silent connection is probed -------------- */
 
 typedef struct failing_changes {
@@ -601,6 +642,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_a_silent_watcher_connection_is_probed_and_reopened, setup, teardown),
       cmocka_unit_test_setup_teardown(test_commits_before_follow_are_told_by_the_first_resync,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(test_a_quarantined_book_is_not_followed, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1270,8 +1270,8 @@ static void quarantine_book(void *user, const char *book_id, const gk_status *wh
     snprintf(side->damaged_ids[side->damaged], sizeof side->damaged_ids[0], "%s", book_id);
   side->damaged++;
   gk_logf(GK_LOG_ERROR, "greeksd",
-          "book %s is damaged and quarantined: %s; its commands and queries answer DATA_LOSS until it is repaired "
-          "(docs/operations.md, \"A corrupted store\"); the other books are served",
+          "book %s is damaged and quarantined: %s; calls on it answer DATA_LOSS until it is repaired and greeksd "
+          "restarted (docs/operations.md, \"A corrupted store\"); the other books are served",
           book_id, why->message);
 }
 

@@ -669,32 +669,37 @@ class Restart(unittest.TestCase):
 class DamagedAtStart(unittest.TestCase):
     def test_a_damaged_book_is_quarantined_and_the_others_are_served(self):
         """One book's journal damaged (an event's checksum off by one, as a bad
-        disk write leaves it): greeksd starts anyway, serves the other book as
-        it was, answers DATA_LOSS naming the stream and sequence on every call
-        about the damaged one, and says so in its log, /readyz (still ready:
-        leaving rotation would take the healthy books offline) and /metrics.
-        Before, the start stopped on it and every book went offline."""
+        disk write leaves it, past the first 512 events), and a streams row
+        whose name no book can have: greeksd starts anyway, serves the other
+        book as it was, answers DATA_LOSS naming the stream and sequence on
+        every call about the damaged one (its risk included: the risk agent
+        was told its first 512 events and published them; found in review),
+        tells no listener its history, and says so in its log, /readyz (still
+        ready: leaving rotation would take the healthy books offline) and
+        /metrics. Before, the start stopped on either and every book went
+        offline."""
         first = Server()
         path = os.path.join(first.dir.name, "books.db")
         first.stop()
         store = ["--book-store", "sqlite:" + path]
         a = Server(*store)
         stub = bk_grpc.BookServiceStub(grpc.insecure_channel(a.target))
-        for book in ("good", "bad"):
+        for book, trades in (("good", 3), ("bad", 530), ("renamed", 1)):
             stub.OpenBook(bk.OpenBookRequest(book_id=book, name=book, currency="USD"), timeout=TIMEOUT)
             stub.UpdateMarket(bk.UpdateMarketRequest(book_id=book, quotes=[
                 bk.MarketQuote(underlying="AAPL", spot=100, rate=0.03, vol=0.2)]), timeout=TIMEOUT)
-            for i in range(3):
+            for i in range(trades):
                 stub.ExecuteTrade(bk.ExecuteTradeRequest(book_id=book, trade_id="t%d" % i, legs=[
-                    ev.Leg(instrument=underlying("AAPL"), quantity=i + 1, price=100.0)]), timeout=TIMEOUT)
+                    ev.Leg(instrument=underlying("AAPL"), quantity=i % 3 + 1, price=100.0)]), timeout=TIMEOUT)
         before = stub.GetBook(bk.GetBookRequest(book_id="good"), timeout=TIMEOUT)
         self.assertEqual(a.stop(), 0)
         db = sqlite3.connect(path)
         with db:
             changed = db.execute("UPDATE events SET checksum = checksum + 1 WHERE stream = 'book-bad' "
-                                 "AND sequence = 3").rowcount
+                                 "AND sequence = 520").rowcount
+            renamed = db.execute("UPDATE streams SET stream = 'book-re`named' WHERE stream = 'book-renamed'").rowcount
         db.close()
-        self.assertEqual(changed, 1)
+        self.assertEqual((changed, renamed), (1, 1))
         metrics_dir = tempfile.TemporaryDirectory()
         port_file = os.path.join(metrics_dir.name, "metrics-port")
         b = Server(*store, "--metrics-listen", "127.0.0.1:0", "--metrics-port-file", port_file)
@@ -719,17 +724,20 @@ class DamagedAtStart(unittest.TestCase):
                     call()
                 self.assertEqual(caught.exception.code(), grpc.StatusCode.DATA_LOSS, caught.exception.details())
                 self.assertIn("book-bad", caught.exception.details())
-                self.assertIn("sequence 3", caught.exception.details())
+                self.assertIn("sequence 520", caught.exception.details())
             log = b.stderr()
             self.assertIn("book bad is damaged and quarantined", log)
-            self.assertIn("1 books loaded, 1 damaged", log)
+            self.assertIn("stream 'book-re`named' has a name no book can have", log)
+            self.assertIn("1 books loaded, 2 damaged", log)
             with urllib.request.urlopen(base + "/readyz", timeout=10) as r:
                 self.assertEqual(r.status, 200)
                 ready = json.loads(r.read())
             self.assertEqual(ready["status"], "ready")
-            self.assertEqual(ready["books"], {"damaged": 1, "damaged_ids": ["bad"]})
+            self.assertEqual(ready["books"], {"damaged": 2, "damaged_ids": ["bad", "re`named"]})
             with urllib.request.urlopen(base + "/metrics", timeout=10) as r:
-                self.assertIn("\ngreeks_books_damaged 1\n", r.read().decode())
+                metrics = r.read().decode()
+            self.assertIn("\ngreeks_books_damaged 2\n", metrics)
+            self.assertIn("\ngreeks_book_events_followed_total 0\n", metrics)  # no history told
         finally:
             self.assertEqual(b.stop(), 0)
             metrics_dir.cleanup()

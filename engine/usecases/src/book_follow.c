@@ -76,13 +76,15 @@ gk_code gk_book_fold_and_tell(gk_book_service *s, book_entry *e, gk_status *stat
 }
 
 /* Catches one book up under its lock: GK_OK, or the read's failure, which the
- * watcher answers with a resync, backing off (gk_store_change). */
+ * watcher answers with a resync, backing off (gk_store_change). A book
+ * quarantined at start is not followed: its failure would be retried for
+ * ever (found in review). */
 static gk_code catch_up_book(gk_book_service *s, const char *book_id) {
   gk_status ignored;
   book_entry *e = gk_book_entry_for(s, book_id, &ignored);
   if (e == NULL) return GK_OK; /* not a book id, or out of memory: nothing to follow */
   pthread_mutex_lock(&e->lock);
-  gk_code rc = gk_book_catch_up(s, e, &ignored);
+  gk_code rc = e->quarantined ? GK_OK : gk_book_catch_up(s, e, &ignored);
   pthread_mutex_unlock(&e->lock);
   return rc;
 }
@@ -113,7 +115,8 @@ static int on_change(void *user, const char *stream, int64_t first, int64_t last
   if (e == NULL) return 0;
   pthread_mutex_lock(&e->lock);
   gk_code rc = GK_OK;
-  if (last > e->delivered) rc = gk_book_catch_up(s, e, &ignored); /* else: told already (our own commit) */
+  if (last > e->delivered && !e->quarantined) /* else: told already (our own commit), or quarantined */
+    rc = gk_book_catch_up(s, e, &ignored);
   pthread_mutex_unlock(&e->lock);
   return rc == GK_OK ? 0 : -1;
 }

@@ -144,6 +144,14 @@ typedef struct load_all_context {
   gk_status *status;
 } load_all_context;
 
+/* A damaged book told and counted (skip_damage). */
+static int damage_found(load_all_context *l, const char *book_id, const gk_status *why) {
+  l->damaged++;
+  if (l->on_damage) l->on_damage(l->user, book_id, why);
+  l->code = GK_OK;
+  return 0;
+}
+
 static int load_one(void *user, const char *book_id, int64_t version) {
   (void)version;
   load_all_context *l = user;
@@ -152,17 +160,25 @@ static int load_one(void *user, const char *book_id, int64_t version) {
   book_entry *e = gk_book_entry_for(l->service, book_id, status); /* listed: its stream exists */
   if (e == NULL) {
     l->code = status->code;
+    if (l->code == GK_INVALID_ARGUMENT && l->skip_damage) { /* a stream name no book id can have: a damaged row */
+      gk_status why;
+      char value[GK_BOOK_ID_SIZE];
+      snprintf(value, sizeof value, "%s", book_id);
+      gk_status_set(&why, GK_DATA_LOSS, "stream", value, GK_STATUS_NO_INDEX,
+                    "stream 'book-%.63s' has a name no book can have (a damaged row of the store's streams): %.120s",
+                    book_id, status->message);
+      return damage_found(l, book_id, &why);
+    }
     return 1;
   }
   pthread_mutex_lock(&e->lock);
   l->code = gk_book_catch_up(l->service, e, status);
-  pthread_mutex_unlock(&e->lock);
   if (l->code == GK_DATA_LOSS && l->skip_damage) {
-    l->damaged++;
-    if (l->on_damage) l->on_damage(l->user, book_id, status);
-    l->code = GK_OK;
-    return 0;
+    e->quarantined = true, e->damage = *status;
+    gk_book_drop_state(e);
   }
+  pthread_mutex_unlock(&e->lock);
+  if (l->code == GK_DATA_LOSS && l->skip_damage) return damage_found(l, book_id, status);
   if (l->code == GK_OK) l->loaded++;
   return l->code != GK_OK;
 }

@@ -238,6 +238,10 @@ gk_code gk_book_load_from(gk_book_service *s, const char *stream, int64_t until,
  * loaded while following is told from its first event); otherwise they are
  * folded silently. */
 gk_code gk_book_catch_up(gk_book_service *s, book_entry *e, gk_status *status) {
+  if (e->quarantined) {
+    if (status) *status = e->damage;
+    return GK_DATA_LOSS;
+  }
   bool tell = atomic_load(&s->following);
   if (tell && e->delivered < 0) e->delivered = 0; /* a book new since following began */
   gk_code rc;

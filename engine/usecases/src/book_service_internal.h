@@ -21,6 +21,13 @@ typedef struct book_entry {
   int64_t last_snapshot; /* sequence of the last snapshot known to be stored */
   int64_t delivered;     /* the last sequence the listener was told of, or the version
                             at first load (history is not told); -1: never loaded */
+  /* Damage found at start (gk_book_service_load_all_but_damaged): every
+   * catch-up answers `damage` until the service is made again; no replay, so
+   * nothing of the book reaches the listener (a follow-mode replay from event
+   * 1 told the risk agent a partial book, and a damaged snapshot's book was
+   * rebuilt and took trades: found in review). */
+  bool quarantined;
+  gk_status damage;
 } book_entry;
 
 struct gk_book_service {

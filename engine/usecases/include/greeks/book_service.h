@@ -110,11 +110,14 @@ typedef void (*gk_book_damage_visitor)(void *user, const char *book_id, const gk
 
 /* As gk_book_service_load_all, except that a book whose replay fails with
  * GK_DATA_LOSS does not stop it: the book is told to on_damage (may be NULL),
- * counted in *damaged (may be NULL) and left as it is, so that its commands
- * and queries keep answering GK_DATA_LOSS (each tries its replay again: a
- * deleted damaged snapshot is rebuilt from the events) while the other books
- * are loaded. Any other failure (the store's) stops it. A server that keeps
- * one damaged book from taking every book offline starts with this. */
+ * counted in *damaged (may be NULL) and quarantined for this service's life:
+ * every command and current-state query on it answers that GK_DATA_LOSS at
+ * once, with no replay (nothing of it reaches the listener; the follower
+ * skips it), while the other books are loaded and served. Reads of its
+ * history (gk_get_book with max_sequence, the audit trail) are not
+ * affected. A listed stream whose name no book id can have counts as damage
+ * too. Any other failure (the store's) stops it. A server that keeps one
+ * damaged book from taking every book offline starts with this. */
 gk_code gk_book_service_load_all_but_damaged(gk_book_service *service, size_t *books, size_t *damaged,
                                              gk_book_damage_visitor on_damage, void *user, gk_status *status);
 
