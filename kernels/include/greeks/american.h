@@ -28,13 +28,15 @@
  *    5000 random options (8e-9 of it on 48 nodes; docs/kernels.md) and 1e-8
  *    x K past them (below, "High rates or carry"); about 7.3 us per price on AVX-512
  *    (10.8 us with every first-order Greek), 0.13 ms scalar. The levels'
- *    tables are built once per process, at the first call (~60 us), and
- *    shared. Memory: the American kernels' thread-local scratch (the vector
- *    ISAs' points and systems, the scalar nodes, the tree's rows) is ~730 KB
- *    of static TLS, which glibc zeroes in every thread of a program linking
- *    the kernels, whether or not the thread prices (measured: 727 KiB per
- *    idle thread; 689 KiB before the vector systems grew to the wide
- *    scheme's 32 nodes, adr/0059; 1471 KiB when the tables were per thread).
+ *    tables (and those of the schemes past the levels' reach) are built once
+ *    per process, at the first call (~0.2-0.4 ms, ~1 ms with its page
+ *    faults), and shared. Memory: the American kernels' thread-local scratch
+ *    (the vector ISAs' points and systems, the scalar nodes, the tree's rows)
+ *    is 770 KiB of static TLS (the TLS segment of a program linking the
+ *    kernels: 676 KiB before the vector systems grew to the wide scheme's 32
+ *    nodes, adr/0059), which glibc zeroes in every thread of such a program,
+ *    whether or not the thread prices (measured: ~787 KiB resident per new
+ *    idle thread; 1471 KiB when the tables were per thread).
  *
  *  - GK_AMERICAN_ALO_FAST: the same method at its fast level (fewer nodes,
  *    rules and steps; adr/0040): within 1e-6 x K (6.3e-7 max on the same
