@@ -1082,6 +1082,10 @@ static void test_load_all_but_damaged_quarantines_a_damaged_book(void **state) {
   gk_book_free(b);
   assert_int_equal(gk_get_book(f->service, "desk2", -1, &b, &st), GK_DATA_LOSS);
   assert_int_equal(send_trade(f->service, "desk2", "T2", c, 1, 5, T0 + 20, NULL, &st), GK_DATA_LOSS);
+  assert_int_equal(gk_book_quarantine_of(f->service, "desk2", &st), GK_DATA_LOSS);
+  assert_non_null(strstr(st.message, "sequence 2"));
+  must(gk_book_quarantine_of(f->service, "desk3", &st), &st);
+  must(gk_book_quarantine_of(f->service, "nobody", &st), &st);
   must(gk_book_service_load_all_but_damaged(f->service, &books, NULL, NULL, NULL, &st), &st); /* no visitor */
   assert_int_equal(books, 2);
 }

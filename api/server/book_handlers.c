@@ -1141,7 +1141,10 @@ void handle_book_audit(rpc_call *c) {
   }
   gk_book *book = NULL;
   gk_status status;
-  if (gk_get_book(c->server->books->service, s->job.book_id, -1, &book, &status) != GK_OK) {
+  /* the book must exist; a book quarantined at start does (its history before
+   * the damage is what its repair needs: the pages read it up to there) */
+  if (gk_book_quarantine_of(c->server->books->service, s->job.book_id, &status) == GK_OK &&
+      gk_get_book(c->server->books->service, s->job.book_id, -1, &book, &status) != GK_OK) {
     rpc_reply_status(c, &status);
     return;
   }
@@ -1173,6 +1176,11 @@ void handle_book_subscribe(rpc_call *c) {
       reply_invalid(c, why);
       return;
     }
+  }
+  gk_status damage;
+  if (gk_book_quarantine_of(c->server->books->service, s->job.book_id, &damage) != GK_OK) {
+    rpc_reply_status(c, &damage); /* quarantined at start: no live feed (its history: GetAuditTrail) */
+    return;
   }
   if (list_stream(c, s) != 0) return;
   if (c->server->test_subscribe_pause_ms > 0) {

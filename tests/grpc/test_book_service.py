@@ -725,6 +725,17 @@ class DamagedAtStart(unittest.TestCase):
                 self.assertEqual(caught.exception.code(), grpc.StatusCode.DATA_LOSS, caught.exception.details())
                 self.assertIn("book-bad", caught.exception.details())
                 self.assertIn("sequence 520", caught.exception.details())
+            # its history before the damage is readable (the repair needs it);
+            # a live feed is refused at once, not left silent past the damage
+            trail = list(stub.GetAuditTrail(bk.GetAuditTrailRequest(book_id="bad", to_sequence=519),
+                                            timeout=TIMEOUT))
+            self.assertEqual([e.sequence for e in trail], list(range(1, 520)))
+            for start in (1, 525):
+                with self.assertRaises(grpc.RpcError) as caught:
+                    list(stub.SubscribeEvents(bk.SubscribeEventsRequest(book_id="bad", from_sequence=start),
+                                              timeout=TIMEOUT))
+                self.assertEqual(caught.exception.code(), grpc.StatusCode.DATA_LOSS, caught.exception.details())
+                self.assertIn("sequence 520", caught.exception.details())
             log = b.stderr()
             self.assertIn("book bad is damaged and quarantined", log)
             self.assertIn("stream 'book-re`named' has a name no book can have", log)

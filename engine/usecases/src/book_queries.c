@@ -190,6 +190,20 @@ static gk_code load_books(load_all_context *l, size_t *books, size_t *damaged) {
   return rc != GK_OK ? rc : l->code;
 }
 
+gk_code gk_book_quarantine_of(gk_book_service *s, const char *book_id, gk_status *status) {
+  gk_status ignored;
+  book_entry *e = gk_book_entry_for_use(s, book_id, ENTRY_QUERY, &ignored); /* NULL: not a book, or no stream */
+  if (e == NULL) return GK_OK;
+  pthread_mutex_lock(&e->lock);
+  gk_code rc = GK_OK;
+  if (e->quarantined) {
+    if (status) *status = e->damage;
+    rc = GK_DATA_LOSS;
+  }
+  pthread_mutex_unlock(&e->lock);
+  return rc;
+}
+
 gk_code gk_book_service_load_all(gk_book_service *s, size_t *books, gk_status *status) {
   load_all_context l = {.service = s, .status = status};
   return load_books(&l, books, NULL);

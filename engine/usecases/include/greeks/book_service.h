@@ -111,15 +111,23 @@ typedef void (*gk_book_damage_visitor)(void *user, const char *book_id, const gk
 /* As gk_book_service_load_all, except that a book whose replay fails with
  * GK_DATA_LOSS does not stop it: the book is told to on_damage (may be NULL),
  * counted in *damaged (may be NULL) and quarantined for this service's life:
- * every command and current-state query on it answers that GK_DATA_LOSS at
- * once, with no replay (nothing of it reaches the listener; the follower
- * skips it), while the other books are loaded and served. Reads of its
- * history (gk_get_book with max_sequence, the audit trail) are not
+ * every command (but the idempotent retry of one that committed before,
+ * which answers as it did) and current-state query on it answers that
+ * GK_DATA_LOSS at once, with no replay (nothing of it reaches the listener;
+ * the follower skips it), while the other books are loaded and served. Reads
+ * of its history (gk_get_book with max_sequence, the audit trail) are not
  * affected. A listed stream whose name no book id can have counts as damage
  * too. Any other failure (the store's) stops it. A server that keeps one
  * damaged book from taking every book offline starts with this. */
 gk_code gk_book_service_load_all_but_damaged(gk_book_service *service, size_t *books, size_t *damaged,
                                              gk_book_damage_visitor on_damage, void *user, gk_status *status);
+
+/* GK_DATA_LOSS with the damage where book_id was quarantined at start
+ * (gk_book_service_load_all_but_damaged), GK_OK otherwise (an unknown book
+ * too). For the callers that read a book's history without its current
+ * state (an audit trail: allowed) or follow it live (a subscription:
+ * refused at once). */
+gk_code gk_book_quarantine_of(gk_book_service *service, const char *book_id, gk_status *status);
 
 /* Follows the store (adr/0036): registers with gk_store_watch so that events
  * other processes commit reach the listener as if committed here. On a change
