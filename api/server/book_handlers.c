@@ -1142,7 +1142,9 @@ void handle_book_audit(rpc_call *c) {
   gk_book *book = NULL;
   gk_status status;
   /* the book must exist; a book quarantined at start does (its history before
-   * the damage is what its repair needs: the pages read it up to there) */
+   * the damage is what its repair needs: asked with to_sequence below the
+   * damaged sequence, the pages read all of it; a page that holds the damage
+   * ends the read with it) */
   if (gk_book_quarantine_of(c->server->books->service, s->job.book_id, &status) == GK_OK &&
       gk_get_book(c->server->books->service, s->job.book_id, -1, &book, &status) != GK_OK) {
     rpc_reply_status(c, &status);
