@@ -941,15 +941,22 @@ static void run_sql(const fixture *f, const char *sql) {
   sqlite3_close(db);
 }
 
-static void test_a_snapshot_at_the_wrong_sequence_is_data_loss(void **state) {
-  fixture *f = *state;
-  close_service(f);
-  open_service(f, 1); /* a snapshot after every event */
-  open_desk(f, "desk1");
+/* desk1 opened and one trade of 10 c, on a service that snapshots after
+ * every event; the service closed after. */
+static void desk1_snapshotted_after_every_event(fixture *f, gk_instrument c) {
   gk_status st;
-  gk_instrument c = option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 150);
+  close_service(f);
+  open_service(f, 1);
+  open_desk(f, "desk1");
   must(send_trade(f->service, "desk1", "T1", c, 10, 5, T0 + 10, NULL, &st), &st);
   close_service(f);
+}
+
+static void test_a_snapshot_at_the_wrong_sequence_is_data_loss(void **state) {
+  fixture *f = *state;
+  gk_status st;
+  gk_instrument c = option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 150);
+  desk1_snapshotted_after_every_event(f, c);
   const char *latest = " WHERE stream = 'book-desk1' AND sequence = (SELECT max(sequence) FROM snapshots WHERE "
                        "stream = 'book-desk1')";
   char sql[512];
@@ -1060,12 +1067,7 @@ static void test_load_all_but_damaged_quarantines_a_damaged_book(void **state) {
   must(send_trade(f->service, "desk2", "T1", c, 10, 5, T0 + 10, NULL, &st), &st);
   must(send_trade(f->service, "desk3", "T1", c, 7, 5, T0 + 10, NULL, &st), &st);
   close_service(f);
-  sqlite3 *db;
-  assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-  assert_int_equal(sqlite3_exec(db, "UPDATE events SET checksum = checksum + 1 WHERE stream = "
-                                    "'book-desk2' AND sequence = 2", NULL, NULL, NULL),
-                   SQLITE_OK);
-  sqlite3_close(db);
+  run_sql(f, "UPDATE events SET checksum = checksum + 1 WHERE stream = 'book-desk2' AND sequence = 2");
   open_service(f, 0);
   size_t books = 0, damaged = 0;
   damage_seen seen = {0};
@@ -1104,13 +1106,9 @@ static void count_told(void *user, const char *book_id, const gk_book *book, con
  * the snapshots are deleted, the next service serves it. */
 static void test_a_quarantined_book_stays_so_until_the_next_start(void **state) {
   fixture *f = *state;
-  close_service(f);
-  open_service(f, 1); /* a snapshot after every event */
-  open_desk(f, "desk1");
   gk_status st;
   gk_instrument c = option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 150);
-  must(send_trade(f->service, "desk1", "T1", c, 10, 5, T0 + 10, NULL, &st), &st);
-  close_service(f);
+  desk1_snapshotted_after_every_event(f, c);
   run_sql(f, "UPDATE snapshots SET data = substr(data, 1, 20) || X'7F' || substr(data, 22) WHERE stream = "
              "'book-desk1' AND sequence = (SELECT max(sequence) FROM snapshots WHERE stream = 'book-desk1')");
   size_t told = 0;
