@@ -166,7 +166,7 @@ static char *readiness_json(greeksd_server *s, int pricing_only, int *ready, siz
   else if (!r.store_ok) json_text(error, sizeof error, s->store_error);
   pthread_mutex_unlock(&s->probe_lock);
   json_text(description, sizeof description, gk_store_describe(parts.store));
-  char damaged[BOOK_DAMAGED_SHOWN * 2 * GK_BOOK_ID_SIZE + 64];
+  char damaged[BOOK_DAMAGED_SHOWN * (2 * GK_BOOK_ID_SIZE + 4) + 64]; /* each id escaped (< 128), quoted, a comma */
   damaged_books_json(&parts, damaged, sizeof damaged);
   int64_t probed = atomic_load(&s->store_probed_ns);
   gk_breaker_state breaker = gk_breaker_state_now(gk_pricing_agent_breaker(s->pricing), gk_monotonic_ns());
