@@ -136,10 +136,12 @@ static const char *on(const greeksd_snapshot *snap, int feature) {
 /* "books":{"damaged":N,"damaged_ids":[...]}: the books quarantined at start
  * (book_handlers.c). They do not make the instance not ready: taking it out
  * of rotation would take every other book offline with them. */
+#define DAMAGED_ID_JSON (GK_JSON_ESCAPE_FACTOR * (GK_BOOK_ID_SIZE - 1) + 1) /* a raw streams row escaped whole */
+
 static void damaged_books_json(const book_parts *parts, char *out, size_t size) {
   size_t used = (size_t)snprintf(out, size, "\"books\":{\"damaged\":%zu,\"damaged_ids\":[", parts->damaged);
   for (size_t k = 0; k < parts->damaged && k < BOOK_DAMAGED_SHOWN && used < size; k++) {
-    char id[2 * GK_BOOK_ID_SIZE];
+    char id[DAMAGED_ID_JSON];
     json_text(id, sizeof id, parts->damaged_ids[k]);
     used += (size_t)snprintf(out + used, size - used, "%s\"%s\"", k ? "," : "", id);
   }
@@ -166,7 +168,7 @@ static char *readiness_json(greeksd_server *s, int pricing_only, int *ready, siz
   else if (!r.store_ok) json_text(error, sizeof error, s->store_error);
   pthread_mutex_unlock(&s->probe_lock);
   json_text(description, sizeof description, gk_store_describe(parts.store));
-  char damaged[BOOK_DAMAGED_SHOWN * (2 * GK_BOOK_ID_SIZE + 4) + 64]; /* each id escaped (< 128), quoted, a comma */
+  char damaged[BOOK_DAMAGED_SHOWN * (DAMAGED_ID_JSON + 3) + 64]; /* each id escaped, quoted, a comma */
   damaged_books_json(&parts, damaged, sizeof damaged);
   int64_t probed = atomic_load(&s->store_probed_ns);
   gk_breaker_state breaker = gk_breaker_state_now(gk_pricing_agent_breaker(s->pricing), gk_monotonic_ns());
