@@ -196,7 +196,6 @@ typedef struct session {
   gk_client *client;
   const call_args *a;
   char key[GK_META_ID_SIZE]; /* the write's key when --key is not given (make_key) */
-  int *refused_code;         /* where a command's refusal code is kept (fail_in_file); 0: none */
 } session;
 
 /* A gRPC status as an exit code (call_book_command.h). */
@@ -287,7 +286,6 @@ static size_t line_named(const char *details, const char *field, const size_t *l
 /* A refused command about a file: "FILE: line N" when the message names a row. */
 static int fail_in_file(const session *s, const char *file, const char *field, const size_t *lines, size_t count,
                         const gk_client_reply *r) {
-  if (!outcome_unknown(r->code)) *s->refused_code = r->code;
   size_t line = file ? line_named(r->details, field, lines, count) : 0;
   if (line == 0) return fail(s->a->book_id, r);
   char where[512];
@@ -1184,8 +1182,7 @@ int call_book_command(const gk_client_options *connection, int argc, char **argv
   int rc = parse_args(argc, argv, &a);
   if (rc != 0) return rc;
   char error[512];
-  int refused_code = 0;
-  session s = {gk_client_create(connection, error, sizeof error), &a, "", &refused_code};
+  session s = {gk_client_create(connection, error, sizeof error), &a, ""};
   if (s.client == NULL) return usage_error(error, connection->target);
   make_key(s.key);
   rc = run_verb(&s);
@@ -1202,14 +1199,8 @@ int call_book_command(const gk_client_options *connection, int argc, char **argv
             failure, a.book_id, keyed ? " without --key " : "", keyed ? write_key(&s) : "");
     return BOOK_EXIT_FAILED;
   }
-  /* a refusal (DATA_LOSS of a quarantined book, RESOURCE_EXHAUSTED,
-   * ABORTED) ran nothing: its own line said why, and re-running is no
-   * replay of anything (found in review: every exit 4 said "unknown") */
-  if (keyed && rc == BOOK_EXIT_FAILED && refused_code == 0)
+  if (keyed && rc == BOOK_EXIT_FAILED)
     fprintf(stderr, "greeks call book: the outcome is unknown; re-run with --key %s: what ran is then replayed, "
                     "not run twice\n", write_key(&s));
-  else if (keyed && rc == BOOK_EXIT_FAILED)
-    fprintf(stderr, "greeks call book: the server refused the command (%s): nothing was written\n",
-            gk_client_code_name(refused_code));
   return rc;
 }
