@@ -1092,6 +1092,31 @@ static void test_load_all_but_damaged_quarantines_a_damaged_book(void **state) {
   assert_int_equal(books, 2);
 }
 
+/* A streams row whose "book-" prefix was damaged ("bxok-desk2"): the store
+ * holds books alone, so it is damage, counted and told, not skipped (its
+ * book vanished with no count and no page: found in review); the plain load
+ * stops on it. */
+static void test_a_streams_row_without_its_prefix_is_damage(void **state) {
+  fixture *f = *state;
+  open_desk(f, "desk1");
+  open_desk(f, "desk2");
+  close_service(f);
+  run_sql(f, "UPDATE streams SET stream = 'bxok-desk2' WHERE stream = 'book-desk2'");
+  open_service(f, 0);
+  size_t books = 0, damaged = 0;
+  damage_seen seen = {0};
+  gk_status st;
+  must(gk_book_service_load_all_but_damaged(f->service, &books, &damaged, see_damage, &seen, &st), &st);
+  assert_int_equal(books, 1);
+  assert_int_equal(damaged, 1);
+  assert_int_equal(seen.calls, 1);
+  assert_string_equal(seen.book_id, "bxok-desk2");
+  assert_int_equal(seen.code, GK_DATA_LOSS);
+  assert_non_null(strstr(seen.message, "stream 'bxok-desk2' has a name no book can have"));
+  assert_int_equal(gk_book_service_load_all(f->service, &books, &st), GK_DATA_LOSS);
+  assert_non_null(strstr(st.message, "bxok-desk2"));
+}
+
 /* A listener that counts what it is told. */
 static void count_told(void *user, const char *book_id, const gk_book *book, const gk_event *events, size_t count) {
   (void)book_id, (void)book, (void)events;
@@ -1541,6 +1566,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_load_all_replays_every_book_and_finds_damage_at_start,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_load_all_but_damaged_quarantines_a_damaged_book,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_a_streams_row_without_its_prefix_is_damage,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_quarantined_book_stays_so_until_the_next_start, setup, teardown),
       cmocka_unit_test_setup_teardown(test_valuation_prices_at_the_book_market_and_skips_expired,

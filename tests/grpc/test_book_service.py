@@ -684,7 +684,7 @@ class DamagedAtStart(unittest.TestCase):
         store = ["--book-store", "sqlite:" + path]
         a = Server(*store)
         stub = bk_grpc.BookServiceStub(grpc.insecure_channel(a.target))
-        for book, trades in (("good", 3), ("bad", 530), ("renamed", 1)):
+        for book, trades in (("good", 3), ("bad", 530), ("renamed", 1), ("pfx", 1), ("long1", 1), ("long2", 1)):
             stub.OpenBook(bk.OpenBookRequest(book_id=book, name=book, currency="USD"), timeout=TIMEOUT)
             stub.UpdateMarket(bk.UpdateMarketRequest(book_id=book, quotes=[
                 bk.MarketQuote(underlying="AAPL", spot=100, rate=0.03, vol=0.2)]), timeout=TIMEOUT)
@@ -698,8 +698,15 @@ class DamagedAtStart(unittest.TestCase):
             changed = db.execute("UPDATE events SET checksum = checksum + 1 WHERE stream = 'book-bad' "
                                  "AND sequence = 520").rowcount
             renamed = db.execute("UPDATE streams SET stream = 'book-re`named' WHERE stream = 'book-renamed'").rowcount
+            # a row that lost its prefix was skipped (its book vanished,
+            # unpaged), and two names past a book id's 63 bytes read as one
+            # on /readyz (both found in review)
+            renamed += db.execute("UPDATE streams SET stream = 'bxok-pfx' WHERE stream = 'book-pfx'").rowcount
+            for k in (1, 2):
+                renamed += db.execute("UPDATE streams SET stream = ? WHERE stream = ?",
+                                      ("book-" + "a" * 70 + "-desk%d" % k, "book-long%d" % k)).rowcount
         db.close()
-        self.assertEqual((changed, renamed), (1, 1))
+        self.assertEqual((changed, renamed), (1, 4))
         metrics_dir = tempfile.TemporaryDirectory()
         port_file = os.path.join(metrics_dir.name, "metrics-port")
         b = Server(*store, "--metrics-listen", "127.0.0.1:0", "--metrics-port-file", port_file)
@@ -739,15 +746,24 @@ class DamagedAtStart(unittest.TestCase):
             log = b.stderr()
             self.assertIn("book bad is damaged and quarantined", log)
             self.assertIn("stream 'book-re`named' has a name no book can have", log)
-            self.assertIn("1 books loaded, 2 damaged", log)
+            self.assertIn("book bxok-pfx is damaged and quarantined: stream 'bxok-pfx' has a name no book can have",
+                          log)
+            self.assertIn("1 books loaded, 5 damaged", log)
             with urllib.request.urlopen(base + "/readyz", timeout=10) as r:
                 self.assertEqual(r.status, 200)
                 ready = json.loads(r.read())
             self.assertEqual(ready["status"], "ready")
-            self.assertEqual(ready["books"], {"damaged": 2, "damaged_ids": ["bad", "re`named"]})
+            def shown(name):  # its first 46 bytes, '~', FNV-1a 64 of the whole
+                h = 1469598103934665603
+                for byte in name.encode():
+                    h = ((h ^ byte) * 1099511628211) % 2 ** 64
+                return name[:46] + "~%016x" % h
+            longs = [shown("a" * 70 + "-desk%d" % k) for k in (1, 2)]
+            self.assertNotEqual(longs[0], longs[1])
+            self.assertEqual(ready["books"], {"damaged": 5, "damaged_ids": longs + ["bad", "re`named", "bxok-pfx"]})
             with urllib.request.urlopen(base + "/metrics", timeout=10) as r:
                 metrics = r.read().decode()
-            self.assertIn("\ngreeks_books_damaged 2\n", metrics)
+            self.assertIn("\ngreeks_books_damaged 5\n", metrics)
             self.assertIn("\ngreeks_book_events_followed_total 0\n", metrics)  # no history told
         finally:
             self.assertEqual(b.stop(), 0)
