@@ -1029,6 +1029,82 @@ static void test_a_low_vol_against_the_carry_is_the_perpetual(void **state) {
   }
 }
 
+/* The best fixed exercise time's value, max over t in [0, T] of
+ * e^{-rt} omega (S e^{(r-q)t} - K) and 0, by a scan of 20001 times refined
+ * by golden sections (written here, apart from the kernels' closed form). */
+static double best_fixed_exercise(const contract *c) {
+  double w = c->type == GK_PUT ? -1.0 : 1.0, best = 0.0, best_t = 0.0;
+  enum { STEPS = 20000 };
+  for (int k = 0; k <= STEPS; k++) {
+    double t = c->T * k / STEPS, v = exp(-c->r * t) * w * (c->S * exp((c->r - c->q) * t) - c->K);
+    if (v > best) best = v, best_t = t;
+  }
+  double lo = fmax(0.0, best_t - c->T / STEPS), hi = fmin(c->T, best_t + c->T / STEPS), g = 0.5 * (sqrt(5.0) - 1.0);
+  for (int k = 0; k < 100; k++) {
+    double a = hi - g * (hi - lo), b = lo + g * (hi - lo);
+    double va = exp(-c->r * a) * w * (c->S * exp((c->r - c->q) * a) - c->K);
+    double vb = exp(-c->r * b) * w * (c->S * exp((c->r - c->q) * b) - c->K);
+    if (va > vb) hi = b;
+    else lo = a;
+  }
+  double t = 0.5 * (lo + hi);
+  return fmax(best, exp(-c->r * t) * w * (c->S * exp((c->r - c->q) * t) - c->K));
+}
+
+/* The perpetual put of (S, K, r, q), r > 0, its root without the
+ * cancellation of (-b - s) / 2a where b <= 0 (written here, apart from the
+ * kernels'). */
+static double perpetual_put_of(double S, double K, double r, double q, double sigma) {
+  double a = 0.5 * sigma * sigma, b = r - q - a, s = sqrt(b * b + 4.0 * a * r);
+  double lambda = b > 0.0 ? (-b - s) / (2.0 * a) : -2.0 * r / (s - b), B = K * lambda / (lambda - 1.0);
+  return S <= B ? K - S : (K - B) * pow(S / B, lambda);
+}
+
+/* A vol tiny against a long life (sigma sqrt(T) from 1e-9 up, 30 to 100
+ * years): the grids lost the boundary and priced a call 0.073 x K below the
+ * best fixed exercise time's value, which no vol can go below, with delta
+ * -55 and vega 1e5, and another 1.4e-5 x K above its perpetual's, which no
+ * finite life can pass (found in review). On every ISA and both levels: the
+ * price between the two; delta within 1e-3 of the fixed time's (its d/dS,
+ * e^{-qt} at the best time for the call) up to sigma 1e-4, 1e-2 at 1e-3
+ * (there the levels' own error shows: ~4e-6 x K, docs/kernels.md); |vega|
+ * below 400 sigma + 1e-6 K (0 as sigma -> 0), gamma not negative. */
+static void test_tiny_vols_over_long_lives_stay_within_the_bounds(void **state) {
+  (void)state;
+  const contract c[] = {{100, 100, 100, 0.05, 0.03, 1e-10, GK_CALL, 0}, {100, 100, 100, 0.05, 0.03, 1e-9, GK_CALL, 0},
+                        {110, 100, 30, 0.05, 0.03, 1e-9, GK_CALL, 0},   {110, 100, 30, 0.1, 0.02, 2e-9, GK_CALL, 0},
+                        {110, 100, 30, 0.1, 0.02, 1e-5, GK_CALL, 0},    {110, 100, 30, 0.1, 0.02, 1e-4, GK_CALL, 0},
+                        {110, 100, 30, 0.1, 0.02, 1e-3, GK_CALL, 0},    {100, 100, 100, 0.05, 0.03, 0.001, GK_CALL, 0},
+                        {100, 100, 100, 0.05, 0.08, 0.001, GK_PUT, 0},  {100, 100, 50, 0.02, 0.06, 0.001, GK_PUT, 0},
+                        {100, 100, 100, 0.03, 0.05, 1e-9, GK_PUT, 0}};
+  enum { N = sizeof c / sizeof c[0] };
+  for (int isa = 0; isa < GK_ISA_COUNT; isa++)
+    for (int level = 0; level < GK_ALO_LEVEL_COUNT; level++) {
+      if (!gk_isa_supported((gk_isa)isa)) continue;
+      owned_batch b;
+      price_batch_level((gk_isa)isa, GK_MODEL_BSM, (gk_alo_level)level, c, N, GK_OUT_ALL, &b);
+      for (size_t i = 0; i < N; i++) {
+        const contract *x = &c[i];
+        double fixed = best_fixed_exercise(x), w = x->type == GK_PUT ? -1.0 : 1.0, h = 1e-6 * x->S;
+        contract up = *x, down = *x;
+        up.S += h, down.S -= h;
+        double fixed_delta = (best_fixed_exercise(&up) - best_fixed_exercise(&down)) / (2.0 * h);
+        int put = x->type == GK_PUT;
+        double perpetual = perpetual_put_of(put ? x->S : x->K, put ? x->K : x->S, put ? x->r : x->q,
+                                            put ? x->q : x->r, x->sigma);
+        double delta_slack = x->sigma <= 1e-4 ? 1e-3 : 1e-2;
+        if (b.error[i] != 0 || !(b.price[i] >= fixed - 1e-12 * x->K) || !(b.price[i] <= perpetual + 1e-12 * x->K) ||
+            !(fabs(b.delta[i] - fixed_delta) <= delta_slack) || !(w * b.delta[i] >= 0.0 && w * b.delta[i] <= 1.0) ||
+            !(fabs(b.vega[i]) <= 400.0 * x->sigma + 1e-6 * x->K) || !(b.gamma[i] >= -1e-9))
+          fail_msg("%s level %d row %zu (sigma %g, T %g): price %.12g (fixed time %.12g, perpetual %.12g), delta "
+                   "%.6g (%.6g), gamma %.3g, vega %.3g, error %d",
+                   gk_isa_name((gk_isa)isa), level, i, x->sigma, x->T, b.price[i], fixed, perpetual, b.delta[i],
+                   fixed_delta, b.gamma[i], b.vega[i], b.error[i]);
+      }
+      owned_batch_free(&b);
+    }
+}
+
 /* T = 1e-12 years, in the money and not exercised: theta is the drift of the
  * forward's value, qS - rK for the call, rK - qS for the put. The scalar
  * reference's bump moved the price by less than its rounding and said 0 where
@@ -1437,6 +1513,7 @@ int main(void) {
       cmocka_unit_test(test_delta_gamma_theta_match_finite_differences),
       cmocka_unit_test(test_greeks_just_above_the_exercise_boundary),
       cmocka_unit_test(test_vega_rho_phi_match_finite_differences),
+      cmocka_unit_test(test_tiny_vols_over_long_lives_stay_within_the_bounds),
       cmocka_unit_test(test_black76_is_bsm_with_yield_equal_rate),
       cmocka_unit_test(test_negative_rates_are_priced),
       cmocka_unit_test(test_strong_carry_on_the_wide_scheme),

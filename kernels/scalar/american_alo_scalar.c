@@ -443,10 +443,13 @@ const gk_alo_scheme *gk_alo_scheme_for(const gk_american_option *o, gk_alo_level
  * K lambda / (lambda - 1), (K - B)(S / B)^lambda above it, lambda the negative
  * root of sigma^2/2 l (l - 1) + (r - q) l - r = 0. */
 static double perpetual_put(double S, double K, double r, double q, double sigma) {
-  double a = 0.5 * sigma * sigma, b = r - q - a;
-  double lambda = (-b - sqrt(b * b + 4.0 * a * r)) / (2.0 * a), B = K * lambda / (lambda - 1.0);
+  /* -2 r / (s - b) where b <= 0: (-b - s) / 2a cancels there at tiny vols */
+  double a = 0.5 * sigma * sigma, b = r - q - a, s = sqrt(b * b + 4.0 * a * r);
+  double lambda = b > 0.0 ? (-b - s) / (2.0 * a) : -2.0 * r / (s - b), B = K * lambda / (lambda - 1.0);
   return S <= B ? K - S : (K - B) * pow(S / B, lambda);
 }
+
+static double alo_price_unbounded(const gk_american_option *o, const gk_alo_scheme *scheme);
 
 gk_american_option gk_alo_priced_as(const gk_american_option *o) {
   double put_carry = o->omega < 0.0 ? o->b : -o->b;
@@ -469,12 +472,12 @@ gk_american_option gk_alo_priced_as(const gk_american_option *o) {
   double cap = perpetual_put(S, K, r_put, q_put, o->sigma) + slack;
   gk_american_option kept = *o;
   kept.T = trusted;
-  double floor_value = gk_alo_price_scheme(&kept, &alo_wide);
+  double floor_value = alo_price_unbounded(&kept, &alo_wide);
   double failed = INFINITY;
   for (double T = 2.0 * kept.T; kept.T < o->T; T *= 2.0) {
     gk_american_option next = *o;
     next.T = fmin(T, o->T);
-    double price = gk_alo_price_scheme(&next, &alo_wide);
+    double price = alo_price_unbounded(&next, &alo_wide);
     if (!(price >= floor_value - slack && price <= cap)) {
       failed = next.T;
       break;
@@ -486,7 +489,7 @@ gk_american_option gk_alo_priced_as(const gk_american_option *o) {
   for (int k = 0; k < 4 && failed < INFINITY; k++) {
     gk_american_option mid = *o;
     mid.T = 0.5 * (kept.T + failed);
-    double price = gk_alo_price_scheme(&mid, &alo_wide);
+    double price = alo_price_unbounded(&mid, &alo_wide);
     if (price >= floor_value - slack && price <= cap) kept = mid, floor_value = price;
     else failed = mid.T;
   }
@@ -1220,7 +1223,31 @@ double gk_alo_put_price(double S, double K, double T, double r, double q, double
   return alo_put(&m, scheme, 0).price;
 }
 
+/* The bounds every American price lies in (GK_ALO_FLOOR_SLACK): at least
+ * the deterministic and the European price, at most the perpetual option's
+ * (the put form's, r > 0); *cap INFINITY where there is none. */
+static void alo_bounds(const gk_american_option *o, double *floor, double *cap) {
+  double q = o->r - o->b;
+  int put = o->omega < 0.0;
+  double S = put ? o->S : o->K, K = put ? o->K : o->S, r_put = put ? o->r : q, q_put = put ? q : o->r;
+  *floor = fmax(gk_american_deterministic_price(o), gk_american_european_price(o)); /* >= intrinsic */
+  *cap = r_put > 0.0 && o->sigma > 0.0 ? fmax(perpetual_put(S, K, r_put, q_put, o->sigma), *floor) : INFINITY;
+}
+
+int gk_alo_within_bounds(const gk_american_option *o, double price) {
+  double floor, cap;
+  alo_bounds(o, &floor, &cap);
+  return price >= floor - GK_ALO_FLOOR_SLACK * o->K && price <= cap + GK_ALO_FLOOR_SLACK * o->K;
+}
+
 double gk_alo_price_scheme(const gk_american_option *o, const gk_alo_scheme *scheme) {
+  double price = alo_price_unbounded(o, scheme), floor, cap;
+  if (o->T == 0.0 || o->sigma * sqrt(o->T) < GK_AMERICAN_TINY_STDDEV) return price; /* the limits' own */
+  alo_bounds(o, &floor, &cap);
+  return fmin(fmax(price, floor), cap);
+}
+
+static double alo_price_unbounded(const gk_american_option *o, const gk_alo_scheme *scheme) {
   if (o->T == 0.0) return fmax(o->omega * (o->S - o->K), 0.0);
   if (o->sigma * sqrt(o->T) < GK_AMERICAN_TINY_STDDEV) return gk_american_deterministic_price(o);
   /* The put of (S, K, r, q); a call is the put of (K, S, q, r). */
@@ -1253,7 +1280,11 @@ int gk_alo_price_greeks(const gk_american_option *o, const gk_alo_scheme *scheme
   put_value p = alo_put(&m, scheme, 1);
   double all = p.price + p.delta + p.gamma + p.theta + p.vega + p.rho + p.phi;
   if (!isfinite(all)) return 0;
-  out->price = fmax(p.price, fmax(gk_american_european_price(o), fmax(o->omega * (o->S - o->K), 0.0)));
+  double floor, cap;
+  alo_bounds(o, &floor, &cap);
+  double slack = GK_ALO_FLOOR_SLACK * o->K;
+  if (!(p.price >= floor - slack && p.price <= cap + slack)) return 0; /* the grid lost the boundary: bumps */
+  out->price = fmin(fmax(p.price, floor), cap);
   out->theta = p.theta, out->vega = p.vega;
   if (put) {
     out->delta = p.delta, out->gamma = p.gamma, out->rho = p.rho, out->phi = p.phi;
@@ -1270,7 +1301,10 @@ int gk_alo_price_greeks(const gk_american_option *o, const gk_alo_scheme *scheme
 
 double gk_alo_price_level(const gk_american_option *o, gk_alo_level level) {
   gk_american_option as = gk_alo_priced_as(o);
-  return gk_alo_price_scheme(&as, gk_alo_scheme_for(o, level));
+  double price = gk_alo_price_scheme(&as, gk_alo_scheme_for(o, level)), floor, cap;
+  if (o->T == 0.0 || o->sigma * sqrt(o->T) < GK_AMERICAN_TINY_STDDEV) return price;
+  alo_bounds(o, &floor, &cap); /* o's: `as` may be shorter */
+  return fmin(fmax(price, floor), cap);
 }
 
 double gk_alo_price(const gk_american_option *o) { return gk_alo_price_level(o, GK_ALO_ACCURATE); }

@@ -321,7 +321,8 @@ void gk_alo_price_element(gk_model model, gk_alo_level level, const gk_option_ba
   gk_american_option o = {S, K, T, r, futures ? 0.0 : r - q, sigma, omega};
   gk_alo_greeks g;
   gk_american_option as = gk_alo_priced_as(&o);
-  if (!(outputs & ~(unsigned)GK_OUT_PRICE) || !gk_alo_price_greeks(&as, gk_alo_scheme_for(&o, level), &g)) {
+  if (!(outputs & ~(unsigned)GK_OUT_PRICE) || !gk_alo_price_greeks(&as, gk_alo_scheme_for(&o, level), &g) ||
+      !gk_alo_within_bounds(&o, g.price)) { /* o's bounds: `as` may be shorter */
     gk_american_price_element(model, GK_AMERICAN_ALO, pricer, in, i, outputs, out);
     return;
   }

@@ -1061,6 +1061,34 @@ static alov_value alov_put_price(const alov_plan *p, const alov_put *m, int with
   return out;
 }
 
+/* The put's deterministic price, max over t in [0, T] of K e^{-rt} - S e^{-qt}
+ * (and 0): at t = 0, T, and where it is stationary, e^{(q - r) t} = q S / (r K)
+ * (the scalar gk_american_deterministic_price; GK_ALO_FLOOR_SLACK). */
+static vdouble alov_deterministic_put(const alov_put *m) {
+  vdouble zero = v_set1(0.0), carry = v_sub(m->r, m->q);
+  vmask stationary = m_and(v_gt(v_mul(m->r, m->q), zero), v_gt(v_abs(carry), zero));
+  vdouble ratio = v_select(stationary, v_div(v_mul(m->r, m->K), v_mul(m->q, m->S)), v_set1(1.0));
+  vdouble t = v_div(v_log(ratio), v_select(stationary, carry, v_set1(1.0)));
+  t = v_select(m_and(stationary, m_and(v_gt(t, zero), v_lt(t, m->T))), t, m->T);
+  vdouble at_t = v_sub(v_mul(m->K, v_exp(v_sub(zero, v_mul(m->r, t)))), v_mul(m->S, v_exp(v_sub(zero, v_mul(m->q, t)))));
+  vdouble at_T = v_sub(v_mul(m->K, v_exp(v_sub(zero, v_mul(m->r, m->T)))),
+                       v_mul(m->S, v_exp(v_sub(zero, v_mul(m->q, m->T)))));
+  return v_max(v_max(v_sub(m->K, m->S), zero), v_max(at_t, at_T));
+}
+
+/* The perpetual put (the scalar perpetual_put): K - S at or below K lambda /
+ * (lambda - 1), (K - B)(S / B)^lambda above, lambda the negative root of
+ * sigma^2/2 l (l - 1) + (r - q) l - r = 0, without cancellation (r > 0). */
+static vdouble alov_perpetual_put(const alov_put *m) {
+  vdouble zero = v_set1(0.0), one = v_set1(1.0), a = v_mul(v_set1(0.5), v_mul(m->sigma, m->sigma));
+  vdouble b = v_sub(v_sub(m->r, m->q), a), s = v_sqrt(v_fma(b, b, v_mul(v_set1(4.0), v_mul(a, m->r))));
+  vdouble lambda = v_select(v_gt(b, zero), v_div(v_sub(v_sub(zero, b), s), v_add(a, a)),
+                            v_div(v_mul(v_set1(-2.0), m->r), v_sub(s, b)));
+  vdouble B = v_div(v_mul(m->K, lambda), v_sub(lambda, one));
+  vdouble above = v_mul(v_sub(m->K, B), v_exp(v_mul(lambda, v_log(v_div(m->S, B)))));
+  return v_select(v_le(m->S, B), v_sub(m->K, m->S), above);
+}
+
 /* The price of each lane of `o` (T > 0), and where `greeks` is not NULL its
  * delta, gamma, theta, vega, rho (d/dr at fixed q) and phi (d/dq at fixed r)
  * (gk_alo_price_greeks). Lanes outside the vector domain
@@ -1087,8 +1115,13 @@ static vdouble alov_price(const alov_plan *p, const av_option *o, alov_value *gr
   m.xmax = v_select(v_gt(m.q, m.r), v_mul(m.K, v_div(m.r, m.q)), m.K);
   alov_put_derive(&m);
   alov_value value = alov_put_price(p, &m, greeks != NULL);
-  vdouble intrinsic = v_max(v_mul(o->omega, v_sub(o->S, o->K)), zero);
-  vdouble price = v_max(value.price, v_max(av_european(o), intrinsic));
+  vdouble intrinsic = v_max(v_mul(o->omega, v_sub(o->S, o->K)), zero), deterministic = alov_deterministic_put(&m);
+  vdouble floor = v_max(deterministic, av_european(o)), cap = v_max(alov_perpetual_put(&m), floor);
+  vdouble price = v_min(v_max(value.price, v_max(floor, intrinsic)), cap);
+  /* outside gk_alo_within_bounds: the grid lost the boundary (a tiny vol over
+   * a long life): the scalar element path clamps it, Greeks by bumps */
+  vdouble slack = v_mul(v_set1(GK_ALO_FLOOR_SLACK), o->K);
+  scalar |= m_bits(m_or(v_lt(value.price, v_sub(floor, slack)), v_gt(value.price, v_add(cap, slack))));
   vmask finite = v_le(v_abs(price), v_set1(DBL_MAX));
   if (greeks) {
     /* Calls: the put with S and K swapped; by homogeneity dC/dS = (P - S_p P_S) / K_p

@@ -124,6 +124,23 @@ const gk_alo_scheme *gk_alo_scheme_of(gk_alo_level level);
 #define GK_ALO_PEAK_AT 0.1
 #define GK_ALO_MAX_POWER 12.0
 
+/* No American price is below the deterministic one (the best fixed exercise
+ * time, gk_american_deterministic_price: by Jensen, at any vol) or above the
+ * perpetual option's. Where the vol is tiny against a long life (sigma
+ * sqrt(T) from 1e-9 to ~1e-3 over 20 to 100 years) the grids lose the
+ * boundary: they priced a call 0.073 x K below the first, with delta -55 and
+ * vega 1e5, and another 1.4e-5 x K above the second (found in review).
+ * alo's prices are clamped to the two, and where a solve leaves them by more
+ * than this x K its analytic Greeks are dropped for the bumps of the clamped
+ * price (the vector kernels hand such lanes to the scalar element path). */
+#define GK_ALO_FLOOR_SLACK 1e-9
+
+/* Whether `price` lies within GK_ALO_FLOOR_SLACK x K of o's bounds: the
+ * deterministic and European prices below, the perpetual option's above
+ * (the put form's, r > 0). alo's prices are clamped to them; a solve outside
+ * them gives its Greeks by bumps of the clamped price. */
+int gk_alo_within_bounds(const gk_american_option *o, double price);
+
 int gk_alo_beyond_carry(const gk_american_option *o);
 int gk_alo_beyond_carry_at(gk_model model, const gk_option_batch *in, size_t i);
 
