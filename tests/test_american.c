@@ -219,6 +219,37 @@ static void test_bs2002_hands_a_boundary_below_the_strike_to_alo(void **state) {
   assert_true(own > 0.98 * accurate);
 }
 
+/* Seconds from expiry in the exercise region (the price is the exercise
+ * value): theta 0 on every ISA (bs2002: the tree holds these, its boundary
+ * a node away). The scalar element path
+ * grew its theta bump past T (for the tiny-T case, where the relative bump
+ * moves the price by less than its rounding) into lives in which the option
+ * is held: +944, +72 and -3.9 a year where the vector kernels said 0 (found
+ * in review). Not exercised (the last row, 1e-12 years, S above K): the
+ * grown bump still gives the forward drift, qS - rK for the call. */
+static void test_theta_in_the_exercise_region_seconds_from_expiry(void **state) {
+  (void)state;
+  static const option o[] = {{100.1, 100, 1e-8, 0.02, 0.05, 1.0, GK_CALL},
+                             {99.9, 100, 1e-7, 0.05, 0, 0.3, GK_PUT},
+                             {99.9, 100, 1e-6, 0.05, 0, 0.3, GK_PUT},
+                             {110, 100, 1e-12, 0.05, 0.02, 0.2, GK_CALL}};
+  enum { N = sizeof o / sizeof o[0] };
+  const gk_american_method methods[] = {GK_AMERICAN_BS2002};
+  for (int isa = GK_ISA_SCALAR; isa < GK_ISA_COUNT; isa++)
+    for (size_t m = 0; m < sizeof methods / sizeof methods[0]; m++) {
+      if (!gk_isa_supported((gk_isa)isa)) continue;
+      result r[N];
+      price_many_on((gk_isa)isa, methods[m], o, N, r);
+      for (size_t i = 0; i + 1 < N; i++) {
+        double exercise = o[i].type == GK_PUT ? o[i].K - o[i].S : o[i].S - o[i].K;
+        if (r[i].error != GK_ELEMENT_OK || r[i].v[PRICE] != exercise || r[i].v[THETA] != 0.0)
+          fail_msg("%s %s row %zu: price %.17g (exercise %.17g), theta %.6g", gk_isa_name((gk_isa)isa),
+                   gk_american_method_name(methods[m]), i, r[i].v[PRICE], exercise, r[i].v[THETA]);
+      }
+      expect_close("drift theta", r[N - 1].v[THETA], 0.02 * 110 - 0.05 * 100, 1e-4, 0);
+    }
+}
+
 /* Where an American option is never exercised early (a call on q = 0, a put
  * on r = 0, r <= 0 with q >= r) its Greeks are the European closed forms, on
  * every method and ISA: they were the methods' bumps of the European price,
@@ -667,6 +698,7 @@ int main(void) {
       cmocka_unit_test(test_bs2002_and_tree_near_baw_table),
       cmocka_unit_test(test_bs2002_between_bs1993_and_tree),
       cmocka_unit_test(test_bs2002_hands_a_boundary_below_the_strike_to_alo),
+      cmocka_unit_test(test_theta_in_the_exercise_region_seconds_from_expiry),
       cmocka_unit_test(test_never_exercised_elements_have_the_european_greeks),
       cmocka_unit_test(test_american_at_least_european_and_intrinsic),
       cmocka_unit_test(test_no_early_exercise_equals_european),

@@ -274,9 +274,13 @@ static av_market av_load_group(gk_model model, const gk_option_batch *in, size_t
   return m;
 }
 
-static void av_price_group(gk_model model, const gk_option_batch *in, size_t i, size_t n,
-                           unsigned scalar_lanes, unsigned outputs, gk_greeks_batch *out,
-                           const bs2002_rules *rules) {
+/* Returns the lanes whose theta bump moved the price by less than its
+ * rounding (T of ~1e-12 years, not exercised): the scalar element path
+ * grows that bump (price_element_paced) and prices them again; theta was 0
+ * here where it is qS - rK (-2.8 a year; found in review). */
+static unsigned av_price_group(gk_model model, const gk_option_batch *in, size_t i, size_t n,
+                               unsigned scalar_lanes, unsigned outputs, gk_greeks_batch *out,
+                               const bs2002_rules *rules) {
   const gk_american_bumps *bump = gk_american_bumps_of(GK_AMERICAN_BS2002);
   av_market m = av_load_group(model, in, i, n, scalar_lanes);
   vdouble price = av_price_at(&m, rules), zero = v_set1(0.0);
@@ -293,15 +297,20 @@ static void av_price_group(gk_model model, const gk_option_batch *in, size_t i, 
     if (outputs & GK_OUT_GAMMA) v_store(out->gamma + i, v_div(second, v_mul(h, h)), n);
   }
   if (outputs & GK_OUT_VEGA) v_store(out->vega + i, av_slope(&m, &m.sigma, v_set1(bump->vol), 0.0, price, rules), n);
+  unsigned thin = 0;
   if (outputs & GK_OUT_THETA) {
-    vdouble h = v_mul(m.T, v_set1(bump->expiry_relative));
-    v_store(out->theta + i, v_sub(zero, av_slope(&m, &m.T, h, 0.0, price, rules)), n);
+    vdouble h = v_mul(m.T, v_set1(bump->expiry_relative)), theta = v_sub(zero, av_slope(&m, &m.T, h, 0.0, price, rules));
+    v_store(out->theta + i, theta, n);
+    vmask exercised = m_and(v_gt(price, zero), v_eq(price, v_mul(m.omega, v_sub(m.S, m.K))));
+    vmask below = v_lt(v_abs(v_mul(theta, h)), v_mul(v_set1(0x1p20 * DBL_EPSILON), v_abs(price)));
+    thin = m_bits(m_andnot(below, exercised)) & ((1u << n) - 1u) & ~scalar_lanes;
   }
   /* Rates of any sign: central. */
   vdouble rate_h = v_set1(bump->rate);
   if (outputs & GK_OUT_RHO) v_store(out->rho + i, av_slope(&m, &m.r, rate_h, -INFINITY, price, rules), n);
   if (outputs & GK_OUT_PHI)
     v_store(out->phi + i, m.futures ? zero : av_slope(&m, &m.q, rate_h, -INFINITY, price, rules), n);
+  return thin;
 }
 
 /* The ALO method's vector body (alo_vector_kernel). */
@@ -335,8 +344,10 @@ static size_t american_vector_kernel(gk_model model, gk_american_method method,
         scalar_lanes |= 1u << k;
       }
     }
-    if (scalar_lanes != (1u << n) - 1u) av_price_group(model, in, i, n, scalar_lanes, outputs, out, &rules);
+    unsigned thin = 0;
+    if (scalar_lanes != (1u << n) - 1u) thin = av_price_group(model, in, i, n, scalar_lanes, outputs, out, &rules);
     for (size_t k = 0; k < n; k++) {
+      if (thin >> k & 1u) gk_american_price_element(model, GK_AMERICAN_BS2002, gk_bs2002_price, in, i + k, outputs, out);
       if (!(scalar_lanes >> k & 1u)) continue;
       if (out->error[i + k] != GK_ELEMENT_OK) gk_zero_element_outputs(outputs, out, i + k);
       else if (gk_american_routed_to_tree(model, in, i + k))
