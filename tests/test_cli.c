@@ -109,6 +109,14 @@ static void test_unusable_files_exit_2_with_a_clear_message(void **state) {
   r = run_cli("", "price --model heston good.csv");
   assert_int_equal(r->exit_code, 2);
   assert_non_null(strstr(r->err, "--model must be bsm, black76, gk or bachelier"));
+  /* iv names the rule too, its value missing or a file taken for it (it
+   * printed the usage alone: found in review) */
+  r = run_cli("", "iv --model");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "--model must be bsm, black76, gk or bachelier: '(missing)'"));
+  r = run_cli("", "iv --model good.csv");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "--model must be bsm, black76, gk or bachelier: 'good.csv'"));
   r = run_cli("", "price --greeks delta,rhoo good.csv");
   assert_int_equal(r->exit_code, 2);
   /* an unset $GREEKS priced without any Greek, exit 0 (found in review) */

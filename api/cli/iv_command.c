@@ -299,13 +299,16 @@ void iv_command_usage(FILE *out) {
 }
 
 int iv_command(int argc, char **argv) {
-  const char *path = NULL, *model_name = "bsm";
+  const char *path = NULL;
   iv_job job = {GK_MODEL_BSM, 0, 0, GK_AMERICAN_IV_DEFAULT_METHOD, NULL};
   int threads = 0;
   for (int i = 0; i < argc; i++) {
     const char *arg = argv[i], *value = NULL;
     if (cli_take_option(argc, argv, &i, "--model", &value)) {
-      model_name = value;
+      /* checked here, as `price` does: `--model FILE` took the file as the
+       * model and printed the usage alone (found in review) */
+      if (!value || cli_parse_model(value, &job.model) != 0)
+        return cli_usage_error("--model must be bsm, black76, gk or bachelier", value);
     } else if (cli_take_option(argc, argv, &i, "--style", &value)) {
       if (value && strcasecmp(value, "american") == 0) job.american = 1;
       else if (value && strcasecmp(value, "european") == 0) job.american = 0;
@@ -328,12 +331,10 @@ int iv_command(int argc, char **argv) {
       return cli_usage_error("more than one input file", arg);
     }
   }
-  if (model_name == NULL || path == NULL) {
+  if (path == NULL) {
     iv_command_usage(stderr);
     return CLI_EXIT_UNUSABLE;
   }
-  if (cli_parse_model(model_name, &job.model) != 0)
-    return cli_usage_error("--model must be bsm, black76, gk or bachelier", model_name);
   if (job.american && job.model == GK_MODEL_BACHELIER)
     return cli_usage_error("--style american needs a lognormal model (bsm, black76 or gk)", "bachelier");
   if (cli_check_isa() != 0) return CLI_EXIT_UNUSABLE;
