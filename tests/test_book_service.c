@@ -1053,6 +1053,21 @@ static void see_damage(void *user, const char *book_id, const gk_status *why) {
   snprintf(d->message, sizeof d->message, "%s", why->message);
 }
 
+/* Loads f's books as greeksd does: `books` of them, and one damaged, `id`,
+ * told once with GK_DATA_LOSS and a message holding `why`. */
+static void assert_loaded_but_one_damaged(fixture *f, size_t books, const char *id, const char *why) {
+  size_t loaded = 0, damaged = 0;
+  damage_seen seen = {0};
+  gk_status st;
+  must(gk_book_service_load_all_but_damaged(f->service, &loaded, &damaged, see_damage, &seen, &st), &st);
+  assert_int_equal(loaded, books);
+  assert_int_equal(damaged, 1);
+  assert_int_equal(seen.calls, 1);
+  assert_string_equal(seen.book_id, id);
+  assert_int_equal(seen.code, GK_DATA_LOSS);
+  assert_non_null(strstr(seen.message, why));
+}
+
 /* The start greeksd makes: a damaged book is told and counted, not fatal; the
  * books on either side of it in the listing load (desk1 before, desk3
  * after), and the damaged one keeps answering DATA_LOSS to commands and
@@ -1069,15 +1084,8 @@ static void test_load_all_but_damaged_quarantines_a_damaged_book(void **state) {
   close_service(f);
   run_sql(f, "UPDATE events SET checksum = checksum + 1 WHERE stream = 'book-desk2' AND sequence = 2");
   open_service(f, 0);
-  size_t books = 0, damaged = 0;
-  damage_seen seen = {0};
-  must(gk_book_service_load_all_but_damaged(f->service, &books, &damaged, see_damage, &seen, &st), &st);
-  assert_int_equal(books, 2);
-  assert_int_equal(damaged, 1);
-  assert_int_equal(seen.calls, 1);
-  assert_string_equal(seen.book_id, "desk2");
-  assert_int_equal(seen.code, GK_DATA_LOSS);
-  assert_non_null(strstr(seen.message, "sequence 2"));
+  assert_loaded_but_one_damaged(f, 2, "desk2", "sequence 2");
+  size_t books = 0;
   gk_book *b = NULL;
   must(gk_get_book(f->service, "desk3", -1, &b, &st), &st);
   assert_int_equal(gk_book_find_position(b, &c)->quantity, 7);
@@ -1103,16 +1111,9 @@ static void test_a_streams_row_without_its_prefix_is_damage(void **state) {
   close_service(f);
   run_sql(f, "UPDATE streams SET stream = 'bxok-desk2' WHERE stream = 'book-desk2'");
   open_service(f, 0);
-  size_t books = 0, damaged = 0;
-  damage_seen seen = {0};
+  assert_loaded_but_one_damaged(f, 1, "bxok-desk2", "stream 'bxok-desk2' has a name no book can have");
+  size_t books = 0;
   gk_status st;
-  must(gk_book_service_load_all_but_damaged(f->service, &books, &damaged, see_damage, &seen, &st), &st);
-  assert_int_equal(books, 1);
-  assert_int_equal(damaged, 1);
-  assert_int_equal(seen.calls, 1);
-  assert_string_equal(seen.book_id, "bxok-desk2");
-  assert_int_equal(seen.code, GK_DATA_LOSS);
-  assert_non_null(strstr(seen.message, "stream 'bxok-desk2' has a name no book can have"));
   assert_int_equal(gk_book_service_load_all(f->service, &books, &st), GK_DATA_LOSS);
   assert_non_null(strstr(st.message, "bxok-desk2"));
 }
