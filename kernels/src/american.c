@@ -217,12 +217,14 @@ static void price_element_paced(gk_model model, gk_american_method method, gk_am
    * found in review): while the move is within 2^20 ulps of the price (a
    * theta to ~1e-6 of itself), the bump grows tenfold, to 1e-6 years at most
    * (forward differences past T). Not where the price is the exercise value
-   * itself (exercised now: theta 0): a bump grown past T priced lives in
-   * which the option is held, and theta came out +944 a year on the scalar
-   * ISA seconds from expiry, 0 on the vector ones (found in review). */
+   * (exercised now: theta 0), to 4 ulps of max(S, K) (bs2002 prices on
+   * strike 1 and scales back: a few ulps off K - S): a bump grown past T
+   * priced lives in which the option is held, and theta came out +944 a
+   * year seconds from expiry (found in review, twice). */
   if (outputs & GK_OUT_THETA) {
     double h = bump->expiry_relative * m.T, theta = -slope(pricer, &m, &m.T, h, 0.0, price);
-    int exercised = price > 0.0 && price == m.omega * (m.S - m.K);
+    double exercise = m.omega * (m.S - m.K);
+    int exercised = exercise > 0.0 && fabs(price - exercise) <= 4.0 * DBL_EPSILON * fmax(m.S, m.K);
     while (!exercised && fabs(theta * h) < 0x1p20 * DBL_EPSILON * fabs(price) && h * 10.0 <= 1e-6) {
       h *= 10.0;
       theta = -slope(pricer, &m, &m.T, h, 0.0, price);

@@ -301,7 +301,9 @@ static unsigned av_price_group(gk_model model, const gk_option_batch *in, size_t
   if (outputs & GK_OUT_THETA) {
     vdouble h = v_mul(m.T, v_set1(bump->expiry_relative)), theta = v_sub(zero, av_slope(&m, &m.T, h, 0.0, price, rules));
     v_store(out->theta + i, theta, n);
-    vmask exercised = m_and(v_gt(price, zero), v_eq(price, v_mul(m.omega, v_sub(m.S, m.K))));
+    vdouble exercise = v_mul(m.omega, v_sub(m.S, m.K)); /* as price_element_paced: within 4 ulps of max(S, K) */
+    vmask exercised = m_and(v_gt(exercise, zero), v_le(v_abs(v_sub(price, exercise)),
+                                                       v_mul(v_set1(4.0 * DBL_EPSILON), v_max(m.S, m.K))));
     vmask below = v_lt(v_abs(v_mul(theta, h)), v_mul(v_set1(0x1p20 * DBL_EPSILON), v_abs(price)));
     thin = m_bits(m_andnot(below, exercised)) & ((1u << n) - 1u) & ~scalar_lanes;
   }
