@@ -44,32 +44,50 @@ int store_probe_verdict(greeksd_server *s) {
   return atomic_load(&s->store_reachable) && gk_monotonic_ns() - probed <= STORE_PROBE_STALE_NS;
 }
 
-/* One ERROR line a probe round (a second) while appends fail for the store's
- * own reasons (a full disk, a lost database), naming the last cause, and one
- * INFO line when they succeed again. A failed append was only the caller's
- * answer and an info access line: a full disk left a warn-level log empty
- * while every trade failed and /readyz said ready (found in review). */
-static void report_append_faults(greeksd_server *s, gk_event_store *store) {
-  const gk_store_stats *stats = gk_store_stats_of(store);
-  uint64_t faulted = gk_counter_value(&stats->appends_faulted), ok = gk_counter_value(&stats->appends_ok);
-  if (faulted > s->store_faults_seen) {
+/* One ERROR line a probe round (a second) while the store fails calls for
+ * its own reasons (a full disk, a lost database), naming the last cause, and
+ * one INFO line when the kind that failed (appends, reads) succeeds again. A
+ * failed append was only the caller's answer and an info access line: a full
+ * disk left a warn-level log empty while every trade failed and /readyz said
+ * ready (found in review). Reads count too: a command whose book's cached
+ * state was dropped (a GetBook in an outage drops it) reads before it
+ * appends and fails there, and only appends were counted (found when a CI run
+ * of test_store_down failed). */
+typedef struct store_calls store_calls; /* server_internal.h */
+
+static store_calls store_calls_now(const gk_store_stats *stats) {
+  return (store_calls){gk_counter_value(&stats->appends_faulted), gk_counter_value(&stats->reads_faulted),
+                       gk_counter_value(&stats->appends_ok), gk_counter_value(&stats->reads_ok)};
+}
+
+static void report_store_faults(greeksd_server *s, gk_event_store *store) {
+  store_calls now = store_calls_now(gk_store_stats_of(store)), *seen = &s->store_calls_seen;
+  uint64_t appends = now.append_faults - seen->append_faults, reads = now.read_faults - seen->read_faults;
+  if (appends + reads > 0) {
     char last[300];
     gk_store_last_fault(store, last, sizeof last);
-    gk_logf(GK_LOG_ERROR, "greeksd", "book store %s: %llu appends failed since the last probe (%llu since the start): %s",
-            gk_store_describe(store), (unsigned long long)(faulted - s->store_faults_seen),
-            (unsigned long long)faulted, last);
-    s->store_appends_failing = 1;
-  } else if (s->store_appends_failing && ok > s->store_appends_ok_seen) {
-    gk_logf(GK_LOG_INFO, "greeksd", "book store %s: appends succeed again", gk_store_describe(store));
-    s->store_appends_failing = 0;
+    gk_logf(GK_LOG_ERROR, "greeksd",
+            "book store %s: calls failed since the last probe: %llu (appends %llu, reads %llu; %llu since the start): %s",
+            gk_store_describe(store), (unsigned long long)(appends + reads), (unsigned long long)appends,
+            (unsigned long long)reads, (unsigned long long)(now.append_faults + now.read_faults), last);
+    s->store_appends_failing |= appends > 0, s->store_reads_failing |= reads > 0;
+  } else {
+    if (s->store_appends_failing && now.appends_ok > seen->appends_ok) {
+      gk_logf(GK_LOG_INFO, "greeksd", "book store %s: appends succeed again", gk_store_describe(store));
+      s->store_appends_failing = 0;
+    }
+    if (s->store_reads_failing && now.reads_ok > seen->reads_ok) {
+      gk_logf(GK_LOG_INFO, "greeksd", "book store %s: reads succeed again", gk_store_describe(store));
+      s->store_reads_failing = 0;
+    }
   }
-  s->store_faults_seen = faulted, s->store_appends_ok_seen = ok;
+  *seen = now;
 }
 
 static void probe_store(greeksd_server *s) {
   gk_event_store *store = book_side_parts(s).store;
   if (store == NULL) return;
-  report_append_faults(s, store);
+  report_store_faults(s, store);
   gk_status status;
   int ok = gk_store_ping(store, &status) == GK_OK;
   if (!ok) {

@@ -22,6 +22,7 @@ GREEKS_TEST_SLOWDOWN, PG_TEST_SCRIPT (the fixture script).
 """
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -236,14 +237,36 @@ class StoreOutage(unittest.TestCase):
             # re", found in review)
             self.assertTrue(caught.exception.details().endswith("retry"), caught.exception.details())
             self.assertNotIn("Is the", caught.exception.details())
+        # A query: its failed read drops the book's cached state, so the next
+        # trade fails at its own read, before any append (and so did the ones
+        # above where the watcher's resync after the thaw met the pause)
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.books.GetBook(bk.GetBookRequest(book_id="desk"), timeout=TIMEOUT)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.UNAVAILABLE, caught.exception.details())
+        self.assertIn(description, caught.exception.details())
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.trade("refused")
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.UNAVAILABLE, caught.exception.details())
         self.assertIsNone(self.server.proc.poll(), "greeksd exited while the store was down")
         self.legs.pop("refused", None)
         # the operator hears of it: an ERROR line naming the store and the
-        # cause (a failed append was only an info access line: found in review)
-        poll("an ERROR line for the failed appends", lambda: "appends failed since the last probe" in self.server.stderr())
-        line = [x for x in self.server.stderr().splitlines() if "appends failed since the last probe" in x][0]
-        self.assertIn(description, line)
-        self.assertTrue("ERROR" in line or '"error"' in line, line)
+        # cause (a failed append was only an info access line: found in
+        # review), reads counted (a trade after the GetBook failed at its
+        # read: no line at all, found when a CI run failed)
+        def fault_lines():
+            lines = [x for x in self.server.stderr().splitlines() if "calls failed since the last probe" in x]
+            counted = sum(int(re.search(r"calls failed since the last probe: (\d+)", x).group(1)) for x in lines)
+            return lines if counted >= 5 else None  # the three trades, the GetBook and the last trade
+        lines = poll("ERROR lines for the failed calls", fault_lines)
+        self.assertIn(description, lines[0])
+        self.assertTrue(all("ERROR" in x or '"error"' in x for x in lines), lines)
+        failed = [re.search(r"calls failed since the last probe: (\d+) \(appends (\d+), reads (\d+); (\d+) since the start\)",
+                            x) for x in lines]
+        self.assertTrue(all(failed), lines)
+        self.assertEqual(sum(int(m.group(1)) for m in failed), int(failed[-1].group(4)), lines)
+        self.assertTrue(all(int(m.group(1)) == int(m.group(2)) + int(m.group(3)) for m in failed), lines)
+        self.assertGreaterEqual(sum(int(m.group(3)) for m in failed), 2, lines)  # the GetBook's, the last trade's
+        appends_failed = sum(int(m.group(2)) for m in failed)
 
         # Back: ready again, BookService SERVING, a new trade accepted.
         pg("resume", self.pg_dir, self.pg_env)
@@ -254,7 +277,10 @@ class StoreOutage(unittest.TestCase):
         poll("BookService SERVING after the store came back", lambda: self.check(BOOK) == SERVING)
         self.assertEqual(self.check(""), SERVING)
         self.trade("t2")
-        poll("appends said to succeed again", lambda: "appends succeed again" in self.server.stderr())
+        poll("reads said to succeed again", lambda: "reads succeed again" in self.server.stderr())
+        if appends_failed:  # the DeletedSqliteStore test fails appends for certain
+            poll("appends said to succeed again", lambda: "appends succeed again" in self.server.stderr())
+        self.assertNotIn("calls failed", self.server.stderr().split("reads succeed again")[-1])
 
         # Nothing acknowledged was lost; nothing refused was written.
         book = self.books.GetBook(bk.GetBookRequest(book_id="desk"), timeout=TIMEOUT)
@@ -494,6 +520,15 @@ class DeletedSqliteStore(unittest.TestCase):
         self.assertEqual(refused.exception.code(), grpc.StatusCode.UNAVAILABLE)
         self.assertIn("deleted, moved or replaced", refused.exception.details())
         poll("a WARN line for the store", lambda: "unreachable" in server.stderr())
+        # the refused OpenBook failed at its append (a new book reads nothing
+        # first): an ERROR line says so
+        line = poll("an ERROR line for the failed append",
+                    lambda: next((x for x in server.stderr().splitlines() if "calls failed since the last" in x), None))
+        failed = re.search(r"calls failed since the last probe: (\d+) \(appends (\d+), reads 0; (\d+) since the start\)",
+                           line)
+        self.assertTrue(failed and int(failed.group(1)) == int(failed.group(2)) == int(failed.group(3)) >= 1, line)
+        self.assertIn("deleted, moved or replaced", line)
+        self.assertTrue("ERROR" in line or '"error"' in line, line)
 
 
 if __name__ == "__main__":

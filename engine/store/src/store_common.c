@@ -195,12 +195,28 @@ static bool is_store_fault(gk_code rc) {
          rc == GK_INTERNAL;
 }
 
-static void note_fault(gk_event_store *store, gk_code rc, const gk_status *status) {
-  if (!is_store_fault(rc)) return;
-  gk_counter_add(&store->stats.appends_faulted, 1);
+static void keep_last_fault(gk_event_store *store, const gk_status *status) {
   pthread_mutex_lock(&store->fault_lock);
   snprintf(store->last_fault, sizeof store->last_fault, "%s", status ? status->message : "");
   pthread_mutex_unlock(&store->fault_lock);
+}
+
+static void note_fault(gk_event_store *store, gk_code rc, const gk_status *status) {
+  if (!is_store_fault(rc)) return;
+  gk_counter_add(&store->stats.appends_faulted, 1);
+  keep_last_fault(store, status);
+}
+
+/* A read's outcome for the stats; returns rc. Data loss is not counted: a
+ * damaged stream is quarantined and reported where it is found. */
+static gk_code note_read(gk_event_store *store, gk_code rc, const gk_status *status) {
+  if (rc == GK_OK) {
+    gk_counter_add(&store->stats.reads_ok, 1);
+  } else if (rc != GK_DATA_LOSS && is_store_fault(rc)) {
+    gk_counter_add(&store->stats.reads_faulted, 1);
+    keep_last_fault(store, status);
+  }
+  return rc;
 }
 
 const gk_store_stats *gk_store_stats_of(const gk_event_store *store) { return store ? &store->stats : NULL; }
@@ -264,7 +280,7 @@ gk_code gk_store_version(gk_event_store *store, const char *stream, int64_t *ver
   gk_code rc = check_stream(stream, status);
   if (rc != GK_OK) return rc;
   *version = 0;
-  return store->ops->version(store, stream, version, status);
+  return note_read(store, store->ops->version(store, stream, version, status), status);
 }
 
 gk_code gk_store_read(gk_event_store *store, const char *stream, int64_t from, int64_t to,
@@ -277,7 +293,7 @@ gk_code gk_store_read(gk_event_store *store, const char *stream, int64_t from, i
   rc = store->ops->read(store, stream, from, to, count_event, &counted, status);
   gk_histogram_observe(&store->stats.replay_latency, elapsed_ns(started_ns));
   gk_counter_add(&store->stats.events_replayed, counted.events);
-  return rc;
+  return note_read(store, rc, status);
 }
 
 gk_code gk_store_read_times(gk_event_store *store, const char *stream, int64_t from_us,
@@ -292,7 +308,7 @@ gk_code gk_store_load_snapshot(gk_event_store *store, const char *stream, int64_
   *found = false;
   gk_code rc = check_stream(stream, status);
   if (rc != GK_OK) return rc;
-  return store->ops->load_snapshot(store, stream, max_sequence, visit, user, found, status);
+  return note_read(store, store->ops->load_snapshot(store, stream, max_sequence, visit, user, found, status), status);
 }
 
 gk_code gk_store_find_result(gk_event_store *store, const char *stream, const char *key,
@@ -301,7 +317,7 @@ gk_code gk_store_find_result(gk_event_store *store, const char *stream, const ch
   gk_code rc = check_stream(stream, status);
   if (rc != GK_OK) return rc;
   if (key == NULL || key[0] == '\0') return GK_OK;
-  return store->ops->find_result(store, stream, key, visit, user, found, status);
+  return note_read(store, store->ops->find_result(store, stream, key, visit, user, found, status), status);
 }
 
 gk_code gk_store_list_streams(gk_event_store *store, gk_stream_visitor visit, void *user,

@@ -256,6 +256,14 @@ typedef struct gk_store_stats {
    * resources, internal), not the caller (a version conflict, a bad event):
    * greeksd logs them at ERROR as they grow (gk_store_last_fault) */
   gk_counter appends_faulted;
+  /* Reads of one stream (gk_store_read, _version, _find_result,
+   * _load_snapshot): those that answered, and those that failed for the
+   * store's reasons as above, data loss aside (a damaged stream is the
+   * quarantine's to report). A command reads before it appends where its
+   * book's cached state was dropped, and during an outage fails there: its
+   * failure is the store's all the same (found in review: a GetBook in an
+   * outage left every trade after it failing with no ERROR line). */
+  gk_counter reads_ok, reads_faulted;
   gk_counter events_appended;  /* by appends that succeeded */
   gk_counter events_replayed;  /* handed to gk_store_read's visitors */
   /* The watch (PostgreSQL): connections it lost (closed, or silent past the
@@ -264,8 +272,9 @@ typedef struct gk_store_stats {
 } gk_store_stats;
 const gk_store_stats *gk_store_stats_of(const gk_event_store *store);
 
-/* The message of the last append the store failed for its own reasons
- * (appends_faulted), copied into `message` ("" before any); any thread. */
+/* The message of the last append or read the store failed for its own
+ * reasons (appends_faulted, reads_faulted), copied into `message` ("" before
+ * any); any thread. */
 void gk_store_last_fault(gk_event_store *store, char *message, size_t size);
 
 /* The adapters' shared pieces (engine/store/store_common.c). */
