@@ -425,7 +425,8 @@ int gk_alo_beyond_levels(const gk_american_option *o) {
 
 int gk_alo_past_levels_reach(const gk_american_option *o) {
   double put_carry = o->omega < 0.0 ? o->b : -o->b, r_put = o->omega < 0.0 ? o->r : o->r - o->b;
-  return r_put * o->T > GK_ALO_LEVELS_REACH || fabs(put_carry) * o->T > GK_ALO_LEVELS_REACH;
+  return r_put * o->T > GK_ALO_LEVELS_REACH || fabs(put_carry) * o->T > GK_ALO_LEVELS_REACH ||
+         o->sigma * sqrt(o->T) > GK_ALO_LEVELS_STDDEV_REACH;
 }
 
 const gk_alo_scheme *gk_alo_scheme_past_reach(gk_alo_level level) {
@@ -442,11 +443,61 @@ const gk_alo_scheme *gk_alo_scheme_for(const gk_american_option *o, gk_alo_level
 /* The perpetual put of (S, K, r, q), r > 0: K - S at or below its boundary
  * K lambda / (lambda - 1), (K - B)(S / B)^lambda above it, lambda the negative
  * root of sigma^2/2 l (l - 1) + (r - q) l - r = 0. */
-static double perpetual_put(double S, double K, double r, double q, double sigma) {
+static double perpetual_lambda(double r, double q, double sigma) {
   /* -2 r / (s - b) where b <= 0: (-b - s) / 2a cancels there at tiny vols */
   double a = 0.5 * sigma * sigma, b = r - q - a, s = sqrt(b * b + 4.0 * a * r);
-  double lambda = b > 0.0 ? (-b - s) / (2.0 * a) : -2.0 * r / (s - b), B = K * lambda / (lambda - 1.0);
+  return b > 0.0 ? (-b - s) / (2.0 * a) : -2.0 * r / (s - b);
+}
+
+static double perpetual_put(double S, double K, double r, double q, double sigma) {
+  double lambda = perpetual_lambda(r, q, sigma), B = K * lambda / (lambda - 1.0);
   return S <= B ? K - S : (K - B) * pow(S / B, lambda);
+}
+
+/* The put form of o: (S, K, r, q) of the put it is priced as. */
+typedef struct put_form {
+  double S, K, r, q;
+  int put;
+} put_form;
+
+static put_form put_form_of(const gk_american_option *o) {
+  double q = o->r - o->b;
+  int put = o->omega < 0.0;
+  return (put_form){put ? o->S : o->K, put ? o->K : o->S, put ? o->r : q, put ? q : o->r, put};
+}
+
+int gk_american_perpetual_limit(const gk_american_option *o) {
+  put_form f = put_form_of(o);
+  double v = o->sigma * sqrt(o->T);
+  if (!(f.r > 0.0) || !(v >= GK_AMERICAN_TINY_STDDEV) || !(o->T > 0.0)) return 0;
+  /* ln(S / B*) > 0 above B*: z <= -Z needs the drift alone to get there
+   * (every ordinary contract stops here, without a log) */
+  double drift = (f.r - f.q - 0.5 * o->sigma * o->sigma) * o->T;
+  if (drift > -GK_AMERICAN_PERPETUAL_Z * v) return 0;
+  double lambda = perpetual_lambda(f.r, f.q, o->sigma), B = f.K * lambda / (lambda - 1.0);
+  if (!(B > 0.0) || f.S <= B) return 0; /* exercised now: every method's own limit */
+  return (log(f.S / B) + drift) / v <= -GK_AMERICAN_PERPETUAL_Z;
+}
+
+void gk_american_perpetual_greeks(const gk_american_option *o, gk_alo_greeks *out) {
+  put_form f = put_form_of(o);
+  double sigma = o->sigma, lambda = perpetual_lambda(f.r, f.q, sigma), B = f.K * lambda / (lambda - 1.0);
+  double log_ratio = log(f.S / B), value = (f.K - B) * exp(lambda * log_ratio);
+  /* B is optimal for lambda (smooth pasting), so a parameter moves the value
+   * through lambda alone: dV = V ln(S / B) dlambda, and lambda moves along
+   * f(l) = sigma^2 / 2 l (l - 1) + (r - q) l - r = 0. */
+  double f_lambda = sigma * sigma * (lambda - 0.5) + (f.r - f.q), by_lambda = value * log_ratio;
+  double vega = by_lambda * (-sigma * lambda * (lambda - 1.0) / f_lambda);
+  double rho = by_lambda * (-(lambda - 1.0) / f_lambda), phi = by_lambda * (lambda / f_lambda);
+  double delta = lambda * value / f.S, gamma = lambda * (lambda - 1.0) * value / (f.S * f.S);
+  out->price = value, out->theta = 0.0, out->vega = vega;
+  if (f.put) {
+    out->delta = delta, out->gamma = gamma, out->rho = rho, out->phi = phi;
+  } else { /* the call is the put with S and K swapped (gk_alo_price_greeks) */
+    out->delta = (value - f.S * delta) / f.K;
+    out->gamma = f.S * f.S * gamma / (f.K * f.K);
+    out->rho = phi, out->phi = rho;
+  }
 }
 
 static double alo_price_unbounded(const gk_american_option *o, const gk_alo_scheme *scheme);
@@ -1300,6 +1351,11 @@ int gk_alo_price_greeks(const gk_american_option *o, const gk_alo_scheme *scheme
 }
 
 double gk_alo_price_level(const gk_american_option *o, gk_alo_level level) {
+  if (gk_american_perpetual_limit(o)) {
+    gk_alo_greeks perpetual;
+    gk_american_perpetual_greeks(o, &perpetual);
+    return perpetual.price;
+  }
   gk_american_option as = gk_alo_priced_as(o);
   double price = gk_alo_price_scheme(&as, gk_alo_scheme_for(o, level)), floor, cap;
   if (o->T == 0.0 || o->sigma * sqrt(o->T) < GK_AMERICAN_TINY_STDDEV) return price;

@@ -117,7 +117,8 @@ int gk_alo_past_levels_reach_at(gk_model model, const gk_option_batch *in, size_
   double b = model == GK_MODEL_BLACK76 ? 0.0 : in->rate[i] - in->yield[i];
   double put_carry = in->type[i] == GK_PUT ? b : -b;
   double r_put = in->type[i] == GK_PUT ? in->rate[i] : in->rate[i] - b; /* as the scalar's r - b */
-  return r_put * in->expiry[i] > GK_ALO_LEVELS_REACH || fabs(put_carry) * in->expiry[i] > GK_ALO_LEVELS_REACH;
+  return r_put * in->expiry[i] > GK_ALO_LEVELS_REACH || fabs(put_carry) * in->expiry[i] > GK_ALO_LEVELS_REACH ||
+         in->vol[i] * sqrt(in->expiry[i]) > GK_ALO_LEVELS_STDDEV_REACH;
 }
 
 int gk_alo_beyond_levels_at(gk_model model, const gk_option_batch *in, size_t i) {
@@ -283,6 +284,32 @@ int gk_american_never_exercised_at(gk_model model, const gk_option_batch *in, si
   return gk_american_exercise_of(&o) == GK_EXERCISE_NEVER;
 }
 
+int gk_american_perpetual_at(gk_model model, const gk_option_batch *in, size_t i) {
+  gk_american_option o = element_option(model, in, i);
+  return gk_american_perpetual_limit(&o);
+}
+
+/* g, the put-or-call's price and Greeks, into element i of `out`. */
+static void store_greeks(gk_model model, const gk_alo_greeks *g, size_t i, unsigned outputs, gk_greeks_batch *out) {
+  int futures = model == GK_MODEL_BLACK76;
+  if (outputs & GK_OUT_PRICE) out->price[i] = g->price;
+  if (outputs & GK_OUT_DELTA) out->delta[i] = g->delta;
+  if (outputs & GK_OUT_GAMMA) out->gamma[i] = g->gamma;
+  if (outputs & GK_OUT_THETA) out->theta[i] = g->theta;
+  if (outputs & GK_OUT_VEGA) out->vega[i] = g->vega;
+  /* black76: q follows r (b = 0), so rho moves both and there is no phi. */
+  if (outputs & GK_OUT_RHO) out->rho[i] = futures ? g->rho + g->phi : g->rho;
+  if (outputs & GK_OUT_PHI) out->phi[i] = futures ? 0.0 : g->phi;
+}
+
+void gk_american_perpetual_element(gk_model model, const gk_option_batch *in, size_t i, unsigned outputs,
+                                   gk_greeks_batch *out) {
+  gk_american_option o = element_option(model, in, i);
+  gk_alo_greeks g;
+  gk_american_perpetual_greeks(&o, &g);
+  store_greeks(model, &g, i, outputs, out);
+}
+
 void gk_american_european_element(gk_model model, const gk_option_batch *in, size_t i, unsigned outputs,
                                   gk_greeks_batch *out) {
   uint8_t error = GK_ELEMENT_OK;
@@ -320,6 +347,10 @@ void gk_alo_price_element(gk_model model, gk_alo_level level, const gk_option_ba
     gk_american_european_element(model, in, i, outputs, out);
     return;
   }
+  if (gk_american_perpetual_at(model, in, i)) {
+    gk_american_perpetual_element(model, in, i, outputs, out);
+    return;
+  }
   gk_american_pricer pricer = level == GK_ALO_FAST ? gk_alo_price_fast : gk_alo_price;
   int futures = model == GK_MODEL_BLACK76;
   double S = in->spot[i], K = in->strike[i], T = in->expiry[i], r = in->rate[i], sigma = in->vol[i];
@@ -332,14 +363,7 @@ void gk_alo_price_element(gk_model model, gk_alo_level level, const gk_option_ba
     gk_american_price_element(model, GK_AMERICAN_ALO, pricer, in, i, outputs, out);
     return;
   }
-  if (outputs & GK_OUT_PRICE) out->price[i] = g.price;
-  if (outputs & GK_OUT_DELTA) out->delta[i] = g.delta;
-  if (outputs & GK_OUT_GAMMA) out->gamma[i] = g.gamma;
-  if (outputs & GK_OUT_THETA) out->theta[i] = g.theta;
-  if (outputs & GK_OUT_VEGA) out->vega[i] = g.vega;
-  /* black76: q follows r (b = 0), so rho moves both and there is no phi. */
-  if (outputs & GK_OUT_RHO) out->rho[i] = futures ? g.rho + g.phi : g.rho;
-  if (outputs & GK_OUT_PHI) out->phi[i] = futures ? 0.0 : g.phi;
+  store_greeks(model, &g, i, outputs, out);
 }
 
 /* Every element of `in` with `pricer`, the Greeks by `method`'s bumps; ALO's
@@ -358,6 +382,7 @@ static size_t scalar_kernel_with(gk_model model, gk_american_method method, gk_a
     }
     if (gk_american_routed_to_tree(model, in, i)) price_routed_element_paced(model, in, i, outputs, out, pace);
     else if (gk_american_never_exercised_at(model, in, i)) gk_american_european_element(model, in, i, outputs, out);
+    else if (gk_american_perpetual_at(model, in, i)) gk_american_perpetual_element(model, in, i, outputs, out);
     else if (gk_american_method_is_alo(method)) gk_alo_price_element(model, level, in, i, outputs, out);
     else if (method == GK_AMERICAN_BS2002 && gk_alo_beyond_carry_at(model, in, i))
       gk_alo_price_element(model, GK_ALO_ACCURATE, in, i, outputs, out);
@@ -432,7 +457,7 @@ static int priced_at_length(gk_isa isa, gk_model model, gk_american_method metho
                             size_t i) {
   if (gk_classify_american_element(model, in, i) != GK_ELEMENT_OK) return 0;
   if (gk_american_routed_to_tree(model, in, i)) return 1;
-  if (gk_american_never_exercised_at(model, in, i)) return 0;
+  if (gk_american_never_exercised_at(model, in, i) || gk_american_perpetual_at(model, in, i)) return 0;
   if (method == GK_AMERICAN_BS2002) /* its flat-boundary handoff is alo fast, which is slow where alo's is */
     return gk_alo_beyond_carry_at(model, in, i) ||
            (gk_bs2002_beyond_flat_boundary_at(model, in, i) &&

@@ -1200,7 +1200,8 @@ static int alov_priced_alone(gk_model model, const gk_option_batch *in, size_t i
   double r = in->rate[i], q = model == GK_MODEL_BLACK76 ? r : in->yield[i];
   double r_put = in->type[i] == GK_PUT ? r : q, q_put = in->type[i] == GK_PUT ? q : r;
   return in->vol[i] * sqrt(in->expiry[i]) < GK_AMERICAN_TINY_STDDEV || (r_put <= 0.0 && q_put >= r_put) ||
-         gk_alo_beyond_levels_at(model, in, i); /* the wide scheme's, bracketed (gk_alo_priced_as) */
+         gk_alo_beyond_levels_at(model, in, i) || /* the wide scheme's, bracketed (gk_alo_priced_as) */
+         gk_american_perpetual_at(model, in, i);
 }
 
 /* VLANES elements of `in` that the vector solve prices, gathered into one

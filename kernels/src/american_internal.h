@@ -205,6 +205,17 @@ void gk_american_european_element(gk_model model, const gk_option_batch *in, siz
  * and ~0.13 ms on the scalar ISA. */
 #define GK_ALO_LEVELS_REACH 0.5
 
+/* The same reach in the vol over the life, sigma sqrt(T): past ~5 the
+ * boundary falls most of the way to the perpetual one early in the life and
+ * the levels' grids miss their bounds (2,400 random puts, sigma sqrt(T) 3 to
+ * 20, r, q <= 0.1, r T and carry within GK_ALO_LEVELS_REACH, against 48
+ * nodes on 64 points: accurate 3.3e-8 x K, fast 2.7e-6 at 6 to 15; within
+ * their bounds, 7.7e-9 and 8.2e-7, below 5). Past it the levels price on
+ * their schemes past the reach, the wide one 8e-10 and the long fast one
+ * 4e-8 x K there (measured 2026-12-07). Up to the perpetual limit
+ * (GK_AMERICAN_PERPETUAL_Z, from sigma sqrt(T) ~ 15). */
+#define GK_ALO_LEVELS_STDDEV_REACH 4.0
+
 /* Whether `o` (element i) is past GK_ALO_LEVELS_REACH; the two compute the
  * put form's r T and carry as gk_alo_beyond_levels(_at) do, to the bit. */
 int gk_alo_past_levels_reach(const gk_american_option *o);
@@ -279,6 +290,27 @@ typedef struct gk_alo_greeks {
   double price, delta, gamma, theta, vega, rho, phi;
 } gk_alo_greeks;
 int gk_alo_price_greeks(const gk_american_option *o, const gk_alo_scheme *scheme, gk_alo_greeks *out);
+
+/* Where the put form's spot, S, sits so far above the perpetual put's
+ * boundary B* = K lambda / (lambda - 1) against its vol over the life that
+ * it all but surely reaches it before expiry, the American price is the
+ * perpetual's: exercising at B* (or at expiry if it was never reached) is a
+ * strategy the American holder has, so P_perp - P(T) <= K P(tau > T) <=
+ * K N(z), z = (ln(S / B*) + (r - q - sigma^2 / 2) T) / (sigma sqrt(T)),
+ * and P(T) <= P_perp always. With z <= -GK_AMERICAN_PERPETUAL_Z the gap is
+ * below 3.2e-14 x K. That happens from sigma sqrt(T) ~ 15 up (never on an
+ * ordinary contract); there the grids in sqrt(tau) lose the boundary, which
+ * falls to B* within a sliver of the life: alo priced a put at sigma 94
+ * over 11 years 2.97 (4.6% of K) below it, with vega 0.06 for 5.2, and its
+ * fast level 9e-5 x K off at sigma sqrt(T) 30 (found in review,
+ * 2026-12-07). Every method prices such an element as the perpetual put
+ * (the call by put-call symmetry), its Greeks analytic, theta 0. */
+#define GK_AMERICAN_PERPETUAL_Z 7.5
+int gk_american_perpetual_limit(const gk_american_option *o);
+void gk_american_perpetual_greeks(const gk_american_option *o, gk_alo_greeks *out);
+int gk_american_perpetual_at(gk_model model, const gk_option_batch *in, size_t i);
+void gk_american_perpetual_element(gk_model model, const gk_option_batch *in, size_t i, unsigned outputs,
+                                   gk_greeks_batch *out);
 
 /* Element i of `in` (classified valid) by ALO at `level`: every output by
  * gk_alo_price_greeks, or by the bumps of gk_american_price_element where it

@@ -342,6 +342,7 @@ static size_t american_vector_kernel(gk_model model, gk_american_method method,
       } else if (in->expiry[i + k] == 0.0 ||
                  in->vol[i + k] * sqrt(in->expiry[i + k]) < GK_AMERICAN_TINY_STDDEV ||
                  gk_american_routed_to_tree(model, in, i + k) || gk_american_never_exercised_at(model, in, i + k) ||
+                 gk_american_perpetual_at(model, in, i + k) ||
                  gk_alo_beyond_carry_at(model, in, i + k) || gk_bs2002_beyond_flat_boundary_at(model, in, i + k)) {
         scalar_lanes |= 1u << k;
       }
@@ -356,6 +357,8 @@ static size_t american_vector_kernel(gk_model model, gk_american_method method,
         gk_american_price_routed_element(model, in, i + k, outputs, out);
       else if (gk_american_never_exercised_at(model, in, i + k))
         gk_american_european_element(model, in, i + k, outputs, out);
+      else if (gk_american_perpetual_at(model, in, i + k))
+        gk_american_perpetual_element(model, in, i + k, outputs, out);
       else if (gk_alo_beyond_carry_at(model, in, i + k)) /* as the scalar kernel: alo's wide scheme */
         gk_alo_price_element(model, GK_ALO_ACCURATE, in, i + k, outputs, out);
       else if (gk_bs2002_beyond_flat_boundary_at(model, in, i + k)) /* as the scalar kernel */

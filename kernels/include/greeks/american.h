@@ -68,8 +68,9 @@
  * level and bs2002 price by alo's wide scheme (scalar; ~1 ms a price with
  * Greeks), past 10 checked against the bracket a price must lie in (the
  * price at a shorter expiry, the perpetual option's).
- * High rates or carry over the life (docs/kernels.md, "alo's domain"): where
- * the put form's r T or carry |r - q| T passes 0.5 (the reach of the set
+ * High rates, carry or vol over the life (docs/kernels.md, "alo's domain"):
+ * where the put form's r T or carry |r - q| T passes 0.5, or sigma sqrt(T)
+ * passes 4 (the reach of the set
  * that validates the levels: r, q <= 0.1, T <= 5), the accurate level prices
  * on the wide scheme and the fast level on a long fast scheme (~36 and ~8 us
  * a price on AVX-512, ~0.7 and ~0.13 ms on the scalar ISA), which hold the levels' bounds there
@@ -81,7 +82,12 @@
  * for T +- h to be distinct and exact; for T < 2.2e-304 it is subnormal or 0,
  * and theta came out as 0/0 = NaN. T = 0 (at expiry) is valid.
  * sigma sqrt(T) below 1e-9 is priced as its deterministic limit, the best
- * discounted intrinsic value over the exercise dates.
+ * discounted intrinsic value over the exercise dates. Where the spot all but
+ * surely reaches the perpetual put's boundary within the life (a vol huge
+ * over the life, sigma sqrt(T) from ~15, or a tiny one against the carry;
+ * the test and its bound in docs/kernels.md, "The perpetual limit") every
+ * method prices the perpetual option, within 3.2e-14 x K of the American
+ * price, with analytic Greeks and theta 0.
  * Bachelier returns GK_RC_MODEL_NOT_SUPPORTED.
  */
 #ifndef GREEKS_AMERICAN_H
