@@ -358,8 +358,10 @@ void gk_alo_price_element(gk_model model, gk_alo_level level, const gk_option_ba
   gk_american_option o = {S, K, T, r, futures ? 0.0 : r - q, sigma, omega};
   gk_alo_greeks g;
   gk_american_option as = gk_alo_priced_as(&o);
+  /* gk_alo_price_greeks checks the bounds of the option it solves; o's are
+   * checked apart only where the bracket shortened its life */
   if (!(outputs & ~(unsigned)GK_OUT_PRICE) || !gk_alo_price_greeks(&as, gk_alo_scheme_for(&o, level), &g) ||
-      !gk_alo_within_bounds(&o, g.price)) { /* o's bounds: `as` may be shorter */
+      (as.T != o.T && !gk_alo_within_bounds(&o, g.price))) {
     gk_american_price_element(model, GK_AMERICAN_ALO, pricer, in, i, outputs, out);
     return;
   }
