@@ -46,22 +46,33 @@ int store_probe_verdict(greeksd_server *s) {
 
 /* One ERROR line a probe round (a second) while the store fails calls for
  * its own reasons (a full disk, a lost database), naming the last cause, and
- * one INFO line when the kind that failed (appends, reads) succeeds again. A
+ * one INFO line when a kind that failed (appends, reads) answers again. A
  * failed append was only the caller's answer and an info access line: a full
  * disk left a warn-level log empty while every trade failed and /readyz said
  * ready (found in review). Reads count too: a command whose book's cached
  * state was dropped (a GetBook in an outage drops it) reads before it
  * appends and fails there, and only appends were counted (found when a CI run
- * of test_store_down failed). */
+ * of test_store_down failed). Each kind is judged on its own, by its latest
+ * call: a round with failures of one kind, or earlier failures of the same
+ * kind, hid a recovery, and the log ended on an ERROR for a store that
+ * worked (found in review). */
 typedef struct store_calls store_calls; /* server_internal.h */
 
 static store_calls store_calls_now(const gk_store_stats *stats) {
-  return (store_calls){gk_counter_value(&stats->appends_faulted), gk_counter_value(&stats->reads_faulted),
-                       gk_counter_value(&stats->appends_ok), gk_counter_value(&stats->reads_ok)};
+  return (store_calls){gk_counter_value(&stats->appends_faulted), gk_counter_value(&stats->reads_faulted)};
+}
+
+/* The INFO line for a kind that failed and whose latest call answered. */
+static void report_recovery(gk_event_store *store, int *failing, uint64_t new_faults, const gk_gauge *answered,
+                            const char *kind) {
+  if (!*failing || new_faults > 0 || gk_gauge_value(answered) != 1) return;
+  gk_logf(GK_LOG_INFO, "greeksd", "book store %s: %s succeed again", gk_store_describe(store), kind);
+  *failing = 0;
 }
 
 static void report_store_faults(greeksd_server *s, gk_event_store *store) {
-  store_calls now = store_calls_now(gk_store_stats_of(store)), *seen = &s->store_calls_seen;
+  const gk_store_stats *stats = gk_store_stats_of(store);
+  store_calls now = store_calls_now(stats), *seen = &s->store_calls_seen;
   uint64_t appends = now.append_faults - seen->append_faults, reads = now.read_faults - seen->read_faults;
   if (appends + reads > 0) {
     char last[300];
@@ -71,16 +82,9 @@ static void report_store_faults(greeksd_server *s, gk_event_store *store) {
             gk_store_describe(store), (unsigned long long)(appends + reads), (unsigned long long)appends,
             (unsigned long long)reads, (unsigned long long)(now.append_faults + now.read_faults), last);
     s->store_appends_failing |= appends > 0, s->store_reads_failing |= reads > 0;
-  } else {
-    if (s->store_appends_failing && now.appends_ok > seen->appends_ok) {
-      gk_logf(GK_LOG_INFO, "greeksd", "book store %s: appends succeed again", gk_store_describe(store));
-      s->store_appends_failing = 0;
-    }
-    if (s->store_reads_failing && now.reads_ok > seen->reads_ok) {
-      gk_logf(GK_LOG_INFO, "greeksd", "book store %s: reads succeed again", gk_store_describe(store));
-      s->store_reads_failing = 0;
-    }
   }
+  report_recovery(store, &s->store_appends_failing, appends, &stats->append_answered, "appends");
+  report_recovery(store, &s->store_reads_failing, reads, &stats->read_answered, "reads");
   *seen = now;
 }
 

@@ -238,11 +238,11 @@ struct greeksd_server {
   atomic_int store_hang_reported;  /* the health thread logged that no probe answers */
   pthread_mutex_t probe_lock;     /* guards store_error */
   char store_error[256];          /* the last failed probe's reason */
-  /* The probe thread's own: the store's counts of failed and answered
-   * appends and reads when it last looked (probes.c), and whether it said
-   * that appends, reads fail */
+  /* The probe thread's own: the store's counts of failed appends and reads
+   * when it last looked (probes.c), and whether it said that appends, reads
+   * fail */
   struct store_calls {
-    uint64_t append_faults, read_faults, appends_ok, reads_ok;
+    uint64_t append_faults, read_faults;
   } store_calls_seen;
   int store_appends_failing, store_reads_failing;
   pthread_t probe_thread;

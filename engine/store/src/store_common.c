@@ -176,6 +176,8 @@ static gk_code check_events(const gk_append *a, gk_status *status) {
 void gk_store_stats_init(gk_event_store *store) {
   gk_histogram_init_latency(&store->stats.append_latency, NULL);
   gk_histogram_init_latency(&store->stats.replay_latency, NULL);
+  gk_gauge_set(&store->stats.append_answered, -1);
+  gk_gauge_set(&store->stats.read_answered, -1);
   pthread_mutex_init(&store->fault_lock, NULL);
   store->last_fault[0] = '\0';
 }
@@ -201,9 +203,11 @@ static void keep_last_fault(gk_event_store *store, const gk_status *status) {
   pthread_mutex_unlock(&store->fault_lock);
 }
 
+/* A failed append's outcome for the stats (a success is counted by the caller). */
 static void note_fault(gk_event_store *store, gk_code rc, const gk_status *status) {
   if (!is_store_fault(rc)) return;
   gk_counter_add(&store->stats.appends_faulted, 1);
+  gk_gauge_set(&store->stats.append_answered, 0);
   keep_last_fault(store, status);
 }
 
@@ -212,8 +216,10 @@ static void note_fault(gk_event_store *store, gk_code rc, const gk_status *statu
 static gk_code note_read(gk_event_store *store, gk_code rc, const gk_status *status) {
   if (rc == GK_OK) {
     gk_counter_add(&store->stats.reads_ok, 1);
+    gk_gauge_set(&store->stats.read_answered, 1);
   } else if (rc != GK_DATA_LOSS && is_store_fault(rc)) {
     gk_counter_add(&store->stats.reads_faulted, 1);
+    gk_gauge_set(&store->stats.read_answered, 0);
     keep_last_fault(store, status);
   }
   return rc;
@@ -270,8 +276,12 @@ gk_code gk_store_append(gk_event_store *store, const gk_append *a, gk_status *st
   rc = store->ops->append(store, a, status);
   gk_histogram_observe(&store->stats.append_latency, elapsed_ns(started_ns));
   gk_counter_add(rc == GK_OK ? &store->stats.appends_ok : &store->stats.appends_failed, 1);
-  if (rc == GK_OK) gk_counter_add(&store->stats.events_appended, a->count);
-  else note_fault(store, rc, status);
+  if (rc == GK_OK) {
+    gk_counter_add(&store->stats.events_appended, a->count);
+    gk_gauge_set(&store->stats.append_answered, 1);
+  } else {
+    note_fault(store, rc, status);
+  }
   return rc;
 }
 
@@ -300,7 +310,7 @@ gk_code gk_store_read_times(gk_event_store *store, const char *stream, int64_t f
                             int64_t to_us, gk_event_visitor visit, void *user, gk_status *status) {
   gk_code rc = check_stream(stream, status);
   if (rc != GK_OK) return rc;
-  return store->ops->read_times(store, stream, from_us, to_us, visit, user, status);
+  return note_read(store, store->ops->read_times(store, stream, from_us, to_us, visit, user, status), status);
 }
 
 gk_code gk_store_load_snapshot(gk_event_store *store, const char *stream, int64_t max_sequence,
@@ -329,7 +339,7 @@ gk_code gk_store_list_results(gk_event_store *store, const char *stream, gk_resu
                               void *user, gk_status *status) {
   gk_code rc = check_stream(stream, status);
   if (rc != GK_OK) return rc;
-  return store->ops->list_results(store, stream, visit, user, status);
+  return note_read(store, store->ops->list_results(store, stream, visit, user, status), status);
 }
 
 const char *gk_store_describe(const gk_event_store *store) {

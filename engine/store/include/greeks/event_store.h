@@ -256,14 +256,22 @@ typedef struct gk_store_stats {
    * resources, internal), not the caller (a version conflict, a bad event):
    * greeksd logs them at ERROR as they grow (gk_store_last_fault) */
   gk_counter appends_faulted;
-  /* Reads of one stream (gk_store_read, _version, _find_result,
-   * _load_snapshot): those that answered, and those that failed for the
-   * store's reasons as above, data loss aside (a damaged stream is the
-   * quarantine's to report). A command reads before it appends where its
-   * book's cached state was dropped, and during an outage fails there: its
-   * failure is the store's all the same (found in review: a GetBook in an
-   * outage left every trade after it failing with no ERROR line). */
+  /* Reads of one stream (gk_store_read, _read_times, _version,
+   * _find_result, _list_results, _load_snapshot): those that answered, and
+   * those that failed for the store's reasons as above, data loss aside (a
+   * damaged stream is the quarantine's to report). A command reads before it
+   * appends where its book's cached state was dropped, and during an outage
+   * fails there: its failure is the store's all the same (found in review: a
+   * GetBook in an outage left every trade after it failing with no ERROR
+   * line). Listing the streams is not counted: the watcher's resync retries
+   * it while the store is away, with no caller waiting. */
   gk_counter reads_ok, reads_faulted;
+  /* 1 where the latest append (read) that reached the store answered, 0
+   * where it failed for the store's reasons, -1 before any: whether a kind
+   * that failed has recovered, whatever else happened in the same second
+   * (found in review: counts compared once a second lost a recovery to a
+   * failure of the other kind, or of the same kind earlier that second). */
+  gk_gauge append_answered, read_answered;
   gk_counter events_appended;  /* by appends that succeeded */
   gk_counter events_replayed;  /* handed to gk_store_read's visitors */
   /* The watch (PostgreSQL): connections it lost (closed, or silent past the
