@@ -220,6 +220,60 @@ static void test_bs2002_hands_a_boundary_below_the_strike_to_alo(void **state) {
   assert_true(own > 0.98 * accurate);
 }
 
+/* bs2002's error grows with the vol over the life: up to 34% of K at sigma
+ * sqrt(T) 5.6 to 10 against alo (deep in-the-money calls with a yield), and
+ * at the perpetual limit it stepped 16% of K onto the perpetual (the call S
+ * 190.49, K 100, T 11.15, r 0.093, q 0.0155: 173.10 at sigma 4.6, 188.66 at
+ * 4.7; found in review). Past sigma sqrt(T) = 1 (GK_BS2002_MAX_STDDEV) it
+ * hands the element to alo's fast level, any model; the vector kernels
+ * price those in alo's vector groups, 64 at a time. On every ISA, bsm and
+ * black76, 150 such contracts (past a chunk's 64, two flushes and a part)
+ * among as many below the line: bs2002's outputs are alo-fast's bit for bit
+ * above it and within 1e-6 x K of alo's accurate level (the reviewer's pair
+ * now 0.07 apart), and below it mostly its own formula's, not alo-fast's. */
+static void test_bs2002_hands_a_large_vol_over_the_life_to_alo(void **state) {
+  (void)state;
+  enum { N = 300 };
+  static option o[N];
+  uint64_t seed = 12345;
+  for (size_t i = 0; i < N; i++) { /* a fixed pseudo-random set, alternating below and above the line */
+    double u[6];
+    for (int k = 0; k < 6; k++) {
+      seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+      u[k] = (double)(seed >> 11) / 9007199254740992.0;
+    }
+    double stddev = i % 2 ? 1.05 + 6.0 * u[0] : 0.2 + 0.7 * u[0], T = 0.25 + 5.0 * u[1];
+    o[i] = (option){50 + 150 * u[2], 50 + 100 * u[3], T, 0.1 * u[4], 0.1 * u[5], stddev / sqrt(T),
+                    i % 4 < 2 ? GK_CALL : GK_PUT};
+  }
+  o[1] = (option){190.49, 100, 11.15, 0.093, 0.0155, 4.6, GK_CALL};
+  o[3] = (option){190.49, 100, 11.15, 0.093, 0.0155, 4.7, GK_CALL};
+  static const gk_model models[] = {GK_MODEL_BSM, GK_MODEL_BLACK76};
+  for (size_t m = 0; m < 2; m++)
+    for (int isa = GK_ISA_SCALAR; isa < GK_ISA_COUNT; isa++) {
+      if (!gk_isa_supported((gk_isa)isa)) continue;
+      static result bs[N], fast[N], accurate[N];
+      price_many_with((gk_isa)isa, models[m], GK_AMERICAN_BS2002, o, N, 0, bs);
+      price_many_with((gk_isa)isa, models[m], GK_AMERICAN_ALO_FAST, o, N, 0, fast);
+      price_many_with((gk_isa)isa, models[m], GK_AMERICAN_ALO, o, N, 0, accurate);
+      int own = 0;
+      for (size_t i = 0; i < N; i++) {
+        int handed = o[i].sigma * sqrt(o[i].T) > GK_BS2002_MAX_STDDEV;
+        assert_int_equal(bs[i].error, GK_ELEMENT_OK);
+        if (handed && (memcmp(bs[i].v, fast[i].v, sizeof bs[i].v) != 0 ||
+                       !(fabs(bs[i].v[PRICE] - accurate[i].v[PRICE]) <= 1e-6 * o[i].K)))
+          fail_msg("model %d isa %d row %zu: bs2002 %.12g, alo-fast %.12g, alo %.12g", (int)models[m], isa, i,
+                   bs[i].v[PRICE], fast[i].v[PRICE], accurate[i].v[PRICE]);
+        own += !handed && bs[i].v[PRICE] != fast[i].v[PRICE];
+      }
+      /* below the line its own formula: most of those differ from alo-fast
+       * (the rest are at a floor both reach, or past the carry line) */
+      if (own < N / 4) fail_msg("model %d isa %d: bs2002 kept its own price on %d of %d", (int)models[m], isa, own, N / 2);
+      if (models[m] == GK_MODEL_BSM)
+        expect_close("either side of the old step", bs[3].v[PRICE], bs[1].v[PRICE], 0, 0.01 * o[1].K);
+    }
+}
+
 /* Seconds from expiry in the exercise region (the price is the exercise
  * value): theta 0 on every ISA (bs2002: the tree holds these, its boundary
  * a node away). The scalar element path
@@ -600,8 +654,8 @@ static void test_vector_kernels_match_scalar(void **state) {
  * two spot bumps, two each in sigma, T, r and q), and the outputs are bit for
  * bit the unpaced ones; the other methods pace after each element the scalar
  * reference prices at length (a strong carry, a low vol, and past alo's reach
- * where the active ISA is scalar or the method bs2002: the vector kernels
- * price alo past its reach in groups), and after each of the tree's prices
+ * where the active ISA is scalar: the vector kernels price alo past its
+ * reach in groups, bs2002's handoffs to it too), and after each of the tree's prices
  * of a two-boundary put routed to it, bit for bit too; an invalid element
  * prices nothing. */
 static void count_price(void *context) { (*(int *)context)++; }
@@ -638,10 +692,10 @@ static void test_tree_paces_between_prices(void **state) {
                      GK_RC_OK);
     assert_int_equal(invalid, 1);
     /* the tree: 11 prices for each element, the routed one too; the others:
-     * one pause after each of the three elements priced at length (two for
-     * alo on a vector ISA), and the routed one's 11 tree prices */
-    int alo_in_groups =
-        (method == GK_AMERICAN_ALO || method == GK_AMERICAN_ALO_FAST) && gk_isa_active() != GK_ISA_SCALAR;
+     * one pause after each of the three elements priced at length (two on a
+     * vector ISA, where alo, and bs2002's handoff to it, price past alo's
+     * reach in groups), and the routed one's 11 tree prices */
+    int alo_in_groups = method != GK_AMERICAN_TREE && gk_isa_active() != GK_ISA_SCALAR;
     assert_int_equal(calls, method == GK_AMERICAN_TREE ? 6 * 11 : (alo_in_groups ? 2 : 3) + 11);
     double *a[7] = {paced.price, paced.delta, paced.gamma, paced.vega, paced.theta, paced.rho, paced.phi};
     double *b[7] = {plain.price, plain.delta, plain.gamma, plain.vega, plain.theta, plain.rho, plain.phi};
@@ -705,6 +759,7 @@ int main(void) {
       cmocka_unit_test(test_bs2002_and_tree_near_baw_table),
       cmocka_unit_test(test_bs2002_between_bs1993_and_tree),
       cmocka_unit_test(test_bs2002_hands_a_boundary_below_the_strike_to_alo),
+      cmocka_unit_test(test_bs2002_hands_a_large_vol_over_the_life_to_alo),
       cmocka_unit_test(test_theta_in_the_exercise_region_seconds_from_expiry),
       cmocka_unit_test(test_never_exercised_elements_have_the_european_greeks),
       cmocka_unit_test(test_american_at_least_european_and_intrinsic),

@@ -108,6 +108,7 @@ int gk_alo_beyond_carry_at(gk_model model, const gk_option_batch *in, size_t i) 
 }
 
 int gk_bs2002_beyond_flat_boundary_at(gk_model model, const gk_option_batch *in, size_t i) {
+  if (in->vol[i] * sqrt(in->expiry[i]) > GK_BS2002_MAX_STDDEV) return 1;
   if (model == GK_MODEL_BLACK76) return 0; /* q = r: no carry */
   double put_carry = in->type[i] == GK_PUT ? in->rate[i] - in->yield[i] : in->yield[i] - in->rate[i];
   return put_carry * sqrt(in->expiry[i]) > GK_BS2002_MAX_CARRY_PER_VOL * in->vol[i];
@@ -382,9 +383,10 @@ static size_t scalar_kernel_with(gk_model model, gk_american_method method, gk_a
       invalid++;
       continue;
     }
-    if (gk_american_routed_to_tree(model, in, i)) price_routed_element_paced(model, in, i, outputs, out, pace);
+    /* the perpetual limit first: it needs r > 0, so it is one boundary even in the tree's strip */
+    if (gk_american_perpetual_at(model, in, i)) gk_american_perpetual_element(model, in, i, outputs, out);
+    else if (gk_american_routed_to_tree(model, in, i)) price_routed_element_paced(model, in, i, outputs, out, pace);
     else if (gk_american_never_exercised_at(model, in, i)) gk_american_european_element(model, in, i, outputs, out);
-    else if (gk_american_perpetual_at(model, in, i)) gk_american_perpetual_element(model, in, i, outputs, out);
     else if (gk_american_method_is_alo(method)) gk_alo_price_element(model, level, in, i, outputs, out);
     else if (method == GK_AMERICAN_BS2002 && gk_alo_beyond_carry_at(model, in, i))
       gk_alo_price_element(model, GK_ALO_ACCURATE, in, i, outputs, out);
@@ -457,13 +459,14 @@ gk_rc gk_alo_price_batch_on(gk_isa isa, gk_model model, gk_alo_level level, cons
  * adr/0059), so there only the scalar ISA prices them at length. */
 static int priced_at_length(gk_isa isa, gk_model model, gk_american_method method, const gk_option_batch *in,
                             size_t i) {
-  if (gk_classify_american_element(model, in, i) != GK_ELEMENT_OK) return 0;
+  if (gk_classify_american_element(model, in, i) != GK_ELEMENT_OK || gk_american_perpetual_at(model, in, i)) return 0;
   if (gk_american_routed_to_tree(model, in, i)) return 1;
-  if (gk_american_never_exercised_at(model, in, i) || gk_american_perpetual_at(model, in, i)) return 0;
-  if (method == GK_AMERICAN_BS2002) /* its flat-boundary handoff is alo fast, which is slow where alo's is */
+  if (gk_american_never_exercised_at(model, in, i)) return 0;
+  if (method == GK_AMERICAN_BS2002) /* its handoff is alo fast (vector groups on a vector ISA), slow where alo's is */
     return gk_alo_beyond_carry_at(model, in, i) ||
            (gk_bs2002_beyond_flat_boundary_at(model, in, i) &&
-            (gk_alo_beyond_levels_at(model, in, i) || gk_alo_past_levels_reach_at(model, in, i)));
+            (gk_alo_beyond_levels_at(model, in, i) ||
+             (isa == GK_ISA_SCALAR && gk_alo_past_levels_reach_at(model, in, i))));
   return gk_alo_beyond_levels_at(model, in, i) ||
          (isa == GK_ISA_SCALAR && gk_alo_past_levels_reach_at(model, in, i));
 }

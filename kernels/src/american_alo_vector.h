@@ -1200,8 +1200,7 @@ static int alov_priced_alone(gk_model model, const gk_option_batch *in, size_t i
   double r = in->rate[i], q = model == GK_MODEL_BLACK76 ? r : in->yield[i];
   double r_put = in->type[i] == GK_PUT ? r : q, q_put = in->type[i] == GK_PUT ? q : r;
   return in->vol[i] * sqrt(in->expiry[i]) < GK_AMERICAN_TINY_STDDEV || (r_put <= 0.0 && q_put >= r_put) ||
-         gk_alo_beyond_levels_at(model, in, i) || /* the wide scheme's, bracketed (gk_alo_priced_as) */
-         gk_american_perpetual_at(model, in, i);
+         gk_alo_beyond_levels_at(model, in, i); /* the wide scheme's, bracketed (gk_alo_priced_as) */
 }
 
 /* VLANES elements of `in` that the vector solve prices, gathered into one
@@ -1256,6 +1255,8 @@ static size_t alo_vector_kernel(gk_model model, gk_alo_level level, const gk_opt
     if (error != GK_ELEMENT_OK) {
       invalid++;
       gk_zero_element_outputs(outputs, out, i);
+    } else if (gk_american_perpetual_at(model, in, i)) { /* first, as the scalar kernel */
+      gk_american_perpetual_element(model, in, i, outputs, out);
     } else if (gk_american_routed_to_tree(model, in, i)) {
       gk_american_price_routed_element(model, in, i, outputs, out); /* two boundaries: the tree's */
     } else if (in->expiry[i] == 0.0 || alov_priced_alone(model, in, i) ||

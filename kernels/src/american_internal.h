@@ -157,6 +157,20 @@ int gk_alo_beyond_carry_at(gk_model model, const gk_option_batch *in, size_t i);
  * alo's reach, GK_ALO_LEVELS_REACH: element by element, the scalar
  * reference's, on every ISA). */
 #define GK_BS2002_MAX_CARRY_PER_VOL 1.4
+
+/* bs2002's error also grows with the vol over the life, sigma sqrt(T): on
+ * 12,000 random contracts (S, K 50-150, r, q 0-0.1, sigma sqrt(T) 0.5-2.5,
+ * against alo's fast level) its worst error / K was 1.6% at 0.5, 2.9% at 0.8,
+ * 4.5% at 0.9, 6.6% at 1.0, 11% at 1.7, 21% at 2.2, and 34% between 5.6 and
+ * 10 (deep in-the-money calls with a yield); at the perpetual limit it then
+ * stepped by up to 16% of K onto the perpetual price (found in review,
+ * 2026-12-07). Past GK_BS2002_MAX_STDDEV bs2002 hands the element to alo's
+ * fast level too, any model (black76 included); the vector kernels price
+ * the handed elements in alo's vector groups (american_vector.h). */
+#define GK_BS2002_MAX_STDDEV 1.0
+
+/* Whether bs2002 hands element i to alo's fast level: past
+ * GK_BS2002_MAX_CARRY_PER_VOL or GK_BS2002_MAX_STDDEV. */
 int gk_bs2002_beyond_flat_boundary_at(gk_model model, const gk_option_batch *in, size_t i);
 
 /* Element i never exercised early (gk_american_exercise_of: NEVER) with T > 0

@@ -318,6 +318,41 @@ static unsigned av_price_group(gk_model model, const gk_option_batch *in, size_t
 /* The ALO method's vector body (alo_vector_kernel). */
 #include "american_alo_vector.h"
 
+/* The elements bs2002 hands to alo's fast level (gk_bs2002_beyond_flat_boundary_at),
+ * gathered and priced AV_HANDOFF_CHUNK at a time by alo's vector kernel: one
+ * by one on the scalar reference they took ~20 us each where a vector group
+ * takes ~2 us, and past GK_BS2002_MAX_STDDEV a long-dated high-vol chain is
+ * mostly such elements. A lane's result does not depend on its neighbours
+ * (alo_vector_kernel), so the outputs are those of the element path. */
+enum { AV_HANDOFF_CHUNK = 64 };
+
+typedef struct av_handoff {
+  size_t count, at[AV_HANDOFF_CHUNK];
+} av_handoff;
+
+static void av_handoff_flush(gk_model model, const gk_option_batch *in, unsigned outputs, gk_greeks_batch *out,
+                             av_handoff *h) {
+  if (h->count == 0) return;
+  double S[AV_HANDOFF_CHUNK], K[AV_HANDOFF_CHUNK], T[AV_HANDOFF_CHUNK], r[AV_HANDOFF_CHUNK], q[AV_HANDOFF_CHUNK];
+  double vol[AV_HANDOFF_CHUNK], got[7][AV_HANDOFF_CHUNK];
+  uint8_t type[AV_HANDOFF_CHUNK], error[AV_HANDOFF_CHUNK];
+  for (size_t k = 0; k < h->count; k++) {
+    size_t i = h->at[k];
+    S[k] = in->spot[i], K[k] = in->strike[i], T[k] = in->expiry[i], r[k] = in->rate[i];
+    q[k] = in->yield ? in->yield[i] : 0.0, vol[k] = in->vol[i], type[k] = in->type[i];
+  }
+  double *const to[7] = {out->price, out->delta, out->gamma, out->vega, out->theta, out->rho, out->phi};
+  double *from[7];
+  for (int g = 0; g < 7; g++) from[g] = to[g] ? got[g] : NULL;
+  gk_option_batch part = {h->count, S, K, T, r, in->yield ? q : NULL, vol, type};
+  gk_greeks_batch part_out = {from[0], from[1], from[2], from[3], from[4], from[5], from[6], error};
+  alo_vector_kernel(model, GK_ALO_FAST, &part, outputs, &part_out);
+  for (size_t k = 0; k < h->count; k++)
+    for (int g = 0; g < 7; g++)
+      if (to[g] && (outputs & (1u << g))) to[g][h->at[k]] = got[g][k];
+  h->count = 0;
+}
+
 static size_t american_vector_kernel(gk_model model, gk_american_method method,
                                      const gk_option_batch *in, unsigned outputs,
                                      gk_greeks_batch *out) {
@@ -329,6 +364,7 @@ static size_t american_vector_kernel(gk_model model, gk_american_method method,
   bvn_rule_init(&rules.plus, rho);
   bvn_rule_init(&rules.minus, -rho);
   size_t invalid = 0;
+  av_handoff handoff = {.count = 0};
   for (size_t i = 0; i < in->count; i += VLANES) {
     size_t n = in->count - i < VLANES ? in->count - i : VLANES;
     /* The shared classifier: every ISA agrees on what is invalid. */
@@ -353,19 +389,21 @@ static size_t american_vector_kernel(gk_model model, gk_american_method method,
       if (thin >> k & 1u) gk_american_price_element(model, GK_AMERICAN_BS2002, gk_bs2002_price, in, i + k, outputs, out);
       if (!(scalar_lanes >> k & 1u)) continue;
       if (out->error[i + k] != GK_ELEMENT_OK) gk_zero_element_outputs(outputs, out, i + k);
+      else if (gk_american_perpetual_at(model, in, i + k)) /* first, as the scalar kernel */
+        gk_american_perpetual_element(model, in, i + k, outputs, out);
       else if (gk_american_routed_to_tree(model, in, i + k))
         gk_american_price_routed_element(model, in, i + k, outputs, out);
       else if (gk_american_never_exercised_at(model, in, i + k))
         gk_american_european_element(model, in, i + k, outputs, out);
-      else if (gk_american_perpetual_at(model, in, i + k))
-        gk_american_perpetual_element(model, in, i + k, outputs, out);
       else if (gk_alo_beyond_carry_at(model, in, i + k)) /* as the scalar kernel: alo's wide scheme */
         gk_alo_price_element(model, GK_ALO_ACCURATE, in, i + k, outputs, out);
-      else if (gk_bs2002_beyond_flat_boundary_at(model, in, i + k)) /* as the scalar kernel */
-        gk_alo_price_element(model, GK_ALO_FAST, in, i + k, outputs, out);
-      else gk_american_price_element(model, GK_AMERICAN_BS2002, gk_bs2002_price, in, i + k, outputs, out);
+      else if (gk_bs2002_beyond_flat_boundary_at(model, in, i + k)) { /* as the scalar kernel, in groups */
+        handoff.at[handoff.count++] = i + k;
+        if (handoff.count == AV_HANDOFF_CHUNK) av_handoff_flush(model, in, outputs, out, &handoff);
+      } else gk_american_price_element(model, GK_AMERICAN_BS2002, gk_bs2002_price, in, i + k, outputs, out);
     }
   }
+  av_handoff_flush(model, in, outputs, out, &handoff);
   return invalid;
 }
 
