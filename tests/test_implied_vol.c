@@ -474,6 +474,29 @@ static void test_normal_vol_of_a_time_value_past_the_density_underflow(void **st
   }
 }
 
+/* Out of the money under a large discount (r = -5 over 100 years: D =
+ * e^500) the time value price / D left the normal range and the vol came
+ * out 0 with no error, or 1.2e-6 relative off (found in review). The
+ * prices are mpmath's (60 digits) at a normal vol of 0.5, 37.7 to 40
+ * standard deviations out: the vol comes back to 1e-12, on the active ISA
+ * (the vector kernels hand such lanes to the scalar reference). */
+static void test_normal_vol_under_a_large_discount_far_out_of_the_money(void **state) {
+  (void)state;
+  enum { N = 4 };
+  double F[N] = {-91.5, -95, 295, -100}, K[N] = {100, 100, 100, 100}, T[N] = {100, 100, 100, 100};
+  double r[N] = {-5, -5, -5, -5};
+  double price[N] = {5.6068780431938953e-105, 9.6201908166100722e-117, 9.6201908166100722e-117,
+                     6.4062368074793317e-134};
+  uint8_t type[N] = {GK_CALL, GK_CALL, GK_PUT, GK_CALL};
+  gk_iv_batch in = {N, F, K, T, r, NULL, price, type};
+  double vol[N];
+  uint8_t error[N];
+  assert_int_equal(gk_implied_vol_batch(GK_MODEL_BACHELIER, &in, vol, error, NULL), GK_RC_OK);
+  for (int k = 0; k < N; k++)
+    if (error[k] != GK_ELEMENT_OK || !close_enough(vol[k], 0.5, 1e-12, 0))
+      fail_msg("row %d: vol %.17g (error %d), want 0.5", k, vol[k], error[k]);
+}
+
 /* The intrinsic value far from the money or under a large carry (found in
  * review): S expm1((r - q)T) + (S - K) cancelled where the forward is far
  * below S, refusing a price equal to its intrinsic value to 21 digits as
@@ -773,6 +796,7 @@ int main(void) {
       cmocka_unit_test(test_normal_vol_at_the_domain_edges),
       cmocka_unit_test(test_normal_vol_of_an_exact_intrinsic_price_is_zero),
       cmocka_unit_test(test_normal_vol_of_a_time_value_past_the_density_underflow),
+      cmocka_unit_test(test_normal_vol_under_a_large_discount_far_out_of_the_money),
       cmocka_unit_test(test_lognormal_vol_of_an_underflowing_normalised_price),
       cmocka_unit_test(test_lognormal_price_exactly_at_the_bound_is_refused),
       cmocka_unit_test(test_lognormal_extremes),

@@ -25,15 +25,23 @@
 
 #include "../src/kernel_internal.h"
 
-static double normal_cdf(double z) { return 0.5 * erfc(-z * GK_INV_SQRT_2); }
-static double normal_pdf(double z) { return GK_INV_SQRT_2PI * exp(-0.5 * z * z); }
+/* The discounted Gaussian terms of d: D n(d), D N(-|d|) and D h(-|d|), h(z) =
+ * n(z) + z N(z), all from one exp of -rT - d^2/2 (h(-|d|) as e^{-d^2/2}
+ * (1/sqrt(2 pi) - |d| R(|d|)), R the scaled tail, without cancelling z N(z)
+ * against n(z)). Past ~37.7 standard deviations n(d) alone is subnormal, then
+ * 0, where D (up to e^500 at r = -5 over 100 years) would have brought the
+ * product back into range: a call 38 standard deviations out came out 0, or
+ * 42% off on the vector ISAs, where it is 9.6e-117, and its implied vol 0
+ * (found in review). In the zero-vol limit d is 0 or infinite. */
+typedef struct discounted_gaussian {
+  double pdf, tail, otm;
+} discounted_gaussian;
 
-/* h(z) = n(z) + z N(z) > 0, without cancelling a large z N(z) against n(z) when
- * z > 0 (in the money: z + h(-z)). */
-static double normal_h(double z) {
-  double y = fabs(z);
-  double otm = exp(-0.5 * y * y) * (GK_INV_SQRT_2PI - y * gk_normal_tail_ratio(y));
-  return z > 0 ? z + otm : otm;
+static discounted_gaussian discounted_gaussian_of(double d, double rT, double D, int collapsed) {
+  double y = fabs(d);
+  if (collapsed) return (discounted_gaussian){d == 0.0 ? GK_INV_SQRT_2PI * D : 0.0, d == 0.0 ? 0.5 * D : 0.0, 0.0};
+  double g = exp(-rT - 0.5 * y * y), ratio = gk_normal_tail_ratio(y);
+  return (discounted_gaussian){GK_INV_SQRT_2PI * g, g * ratio, g * (GK_INV_SQRT_2PI - y * ratio)};
 }
 
 /* Element i (the vector kernels' too, for lanes whose outputs left the double
@@ -52,23 +60,25 @@ gk_element_error gk_bachelier_element(gk_model model, const gk_option_batch *in,
   double D = exp(-r * T), sqrt_t = sqrt(T), s = sigma * sqrt_t, moneyness = omega * (F - K);
   int collapsed = !(s > GK_TINY_STDDEV * fmax(1.0, fmax(fabs(F), fabs(K))));
   double d = collapsed ? (F == K ? 0.0 : copysign(INFINITY, F - K)) : (F - K) / s;
-  double pdf = normal_pdf(d), cdf = normal_cdf(omega * d);
-  double price = collapsed ? D * fmax(moneyness, 0.0) : D * s * normal_h(omega * d);
-  double delta = omega * D * cdf, vega = D * sqrt_t * pdf;
-  double gamma = collapsed ? 0.0 : D * pdf / s;
-  double decay = T > 0.0 ? D * sigma * pdf * 0.5 / sqrt_t : 0.0;
+  discounted_gaussian dg = discounted_gaussian_of(d, r * T, D, collapsed);
+  int in_money = omega * d > 0.0;
+  double D_pdf = dg.pdf, D_cdf = in_money ? D - dg.tail : dg.tail; /* D n(d), D N(omega d) */
+  double price = collapsed ? D * fmax(moneyness, 0.0) : s * dg.otm + (in_money ? D * moneyness : 0.0);
+  double delta = omega * D_cdf, vega = sqrt_t * D_pdf;
+  double gamma = collapsed ? 0.0 : D_pdf / s;
+  double decay = T > 0.0 ? sigma * D_pdf * 0.5 / sqrt_t : 0.0;
   double v[16] = {price, delta, gamma, vega, r * price - decay, -T * price, 0.0};
   if (outputs & GK_OUT_SECOND_ORDER) {
     double d2 = d * d;
     int density = !collapsed; /* density terms vanish in the limit */
-    v[7] = density ? -D * pdf * d / sigma : 0.0;                      /* vanna */
+    v[7] = density ? -D_pdf * d / sigma : 0.0;                        /* vanna */
     v[8] = density ? vega * d2 / sigma : 0.0;                         /* volga */
-    v[9] = r * delta + (density ? D * pdf * d / (2.0 * T) : 0.0);     /* charm */
+    v[9] = r * delta + (density ? D_pdf * d / (2.0 * T) : 0.0);       /* charm */
     v[10] = density ? vega * (r - (1.0 + d2) / (2.0 * T)) : 0.0;      /* veta */
     v[11] = density ? -gamma * d / s : 0.0;                           /* speed */
     v[12] = density ? gamma * (d2 - 1.0) / sigma : 0.0;               /* zomma */
     v[13] = density ? gamma * (r - (d2 - 1.0) / (2.0 * T)) : 0.0;     /* color */
-    v[14] = -omega * D * cdf;                                         /* dual delta */
+    v[14] = -delta;                                                   /* dual delta */
     v[15] = gamma;                                                    /* dual gamma */
   }
   return gk_store_element_outputs(v, outputs, out, i);

@@ -83,6 +83,15 @@ gk_element_error gk_normal_iv_element(const gk_iv_batch *in, size_t i, double *v
   if (in->type[i] != GK_CALL && in->type[i] != GK_PUT) return GK_ELEMENT_TYPE_INVALID;
   double omega = in->type[i] == GK_PUT ? -1.0 : 1.0, D = exp(-r * T), m = F - K;
   double p = price / D, intrinsic = fmax(omega * m, 0.0), v = p - intrinsic;
+  /* Out of the money under a large discount the time value price / D can
+   * leave the normal range (a price of 1e-117 at D = e^500): it is solved
+   * from ln v = ln(price) + rT, never taken as 0 (vol 0 came back for a
+   * call 38 standard deviations out; found in review). */
+  if (intrinsic == 0.0 && price > 0.0 && p < DBL_MIN && m != 0.0) {
+    double log_v = log(price) + r * T, a = fabs(m);
+    *vol = a / (solve_moneyness_ratio(0.0, log_v - log(a)) * sqrt(T));
+    return GK_ELEMENT_OK;
+  }
   /* p carries e^{-rT}'s rounding, its argument's included: |rT| + 2 ulps of
    * itself (at |rT| ~ 14 and more, 4 ulps alone refused exact in-the-money
    * prices as below intrinsic; found in review) */

@@ -80,7 +80,7 @@ size_t gk_bachelier_kernel_avx512(gk_model model, const gk_option_batch *in, uns
  * mean "vol 0" rather than an arbitrage. */
 #define GK_NORMAL_IV_ITERATIONS 5
 #define GK_NORMAL_IV_MAX_U 38.0        /* vector solver: lanes with c below GK_NORMAL_IV_VECTOR_MIN_RATIO go scalar */
-#define GK_NORMAL_IV_MAX_U_SCALAR 40.0 /* above the root of the smallest positive c (u ~ 38.5) */
+#define GK_NORMAL_IV_MAX_U_SCALAR 52.0 /* above the root of the smallest ln c: ln(4.9e-324) - 500 - ln(2e15), u ~ 50.6 */
 #define GK_NORMAL_IV_VECTOR_MIN_RATIO 1e-130 /* u below ~24.6: the vector solver's direct formula */
 #define GK_NORMAL_IV_ATM_RATIO 1e200
 #define GK_IV_INTRINSIC_ULPS 4.0
