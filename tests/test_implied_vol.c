@@ -495,6 +495,15 @@ static void test_normal_vol_under_a_large_discount_far_out_of_the_money(void **s
   for (int k = 0; k < N; k++)
     if (error[k] != GK_ELEMENT_OK || !close_enough(vol[k], 0.5, 1e-12, 0))
       fail_msg("row %d: vol %.17g (error %d), want 0.5", k, vol[k], error[k]);
+  /* The same path keeps the model's vol limit: a subnormal price a day from
+   * expiry 2e15 out implies 5.2e16 > 1e15 (it came back as that vol, found
+   * in review) */
+  double F1 = -1e15, K1 = 1e15, T1 = 1e-6, r1 = 0, price1 = 1e-310, vol1 = -1;
+  uint8_t type1 = GK_CALL, error1 = 0;
+  gk_iv_batch one = {1, &F1, &K1, &T1, &r1, NULL, &price1, &type1};
+  assert_int_equal(gk_implied_vol_batch(GK_MODEL_BACHELIER, &one, &vol1, &error1, NULL), GK_RC_OK);
+  assert_int_equal(error1, GK_ELEMENT_IMPLIED_VOL_OUT_OF_RANGE);
+  assert_true(vol1 == 0.0);
 }
 
 /* The intrinsic value far from the money or under a large carry (found in

@@ -67,6 +67,15 @@ static double solve_moneyness_ratio(double c, double target) {
   return u;
 }
 
+/* A vol past the model's (p / D overflowing at r = 5, T = 100 made it inf;
+ * a subnormal price a day from expiry, 5e16 on the log path: found in
+ * review) is the normal vol's limit, not a number. */
+static gk_element_error vol_within_the_model(double *vol) {
+  if (*vol <= GK_MAX_PRICE_LEVEL) return GK_ELEMENT_OK;
+  *vol = 0.0;
+  return GK_ELEMENT_IMPLIED_VOL_OUT_OF_RANGE; /* the price's error: "sigma" would name what was not sent */
+}
+
 gk_element_error gk_normal_iv_element(const gk_iv_batch *in, size_t i, double *vol) {
   *vol = 0.0;
   double F = in->spot[i], K = in->strike[i], T = in->expiry[i], r = in->rate[i], price = in->price[i];
@@ -87,10 +96,10 @@ gk_element_error gk_normal_iv_element(const gk_iv_batch *in, size_t i, double *v
    * leave the normal range (a price of 1e-117 at D = e^500): it is solved
    * from ln v = ln(price) + rT, never taken as 0 (vol 0 came back for a
    * call 38 standard deviations out; found in review). */
+  double a = fabs(m), sqrt_t = sqrt(T);
   if (intrinsic == 0.0 && price > 0.0 && p < DBL_MIN && m != 0.0) {
-    double log_v = log(price) + r * T, a = fabs(m);
-    *vol = a / (solve_moneyness_ratio(0.0, log_v - log(a)) * sqrt(T));
-    return GK_ELEMENT_OK;
+    *vol = a / (solve_moneyness_ratio(0.0, log(price) + r * T - log(a)) * sqrt_t);
+    return vol_within_the_model(vol);
   }
   /* p carries e^{-rT}'s rounding, its argument's included: |rT| + 2 ulps of
    * itself (at |rT| ~ 14 and more, 4 ulps alone refused exact in-the-money
@@ -103,16 +112,10 @@ gk_element_error gk_normal_iv_element(const gk_iv_batch *in, size_t i, double *v
    * vol at a vega of ~1e-14, or refused as past the model's vols (found in
    * review; black76 gave 0 on the same row). */
   if (v <= rounding && isfinite(p)) return GK_ELEMENT_OK; /* p = inf (price / D overflowing): below */
-  double a = fabs(m), sqrt_t = sqrt(T), c = v / a;
+  double c = v / a;
   if (a == 0.0 || c > GK_NORMAL_IV_ATM_RATIO) *vol = v / (GK_INV_SQRT_2PI * sqrt_t); /* at the money: v = s n(0) */
   else *vol = a / (solve_moneyness_ratio(c, c > 1e-300 ? log(c) : log(v) - log(a)) * sqrt_t);
-  /* A price whose vol would pass the model's (p / D overflowing at r = 5,
-   * T = 100 made it inf): the normal vol's limit, not a number. */
-  if (!(*vol <= GK_MAX_PRICE_LEVEL)) {
-    *vol = 0.0;
-    return GK_ELEMENT_IMPLIED_VOL_OUT_OF_RANGE; /* the price's error: "sigma" would name what was not sent */
-  }
-  return GK_ELEMENT_OK;
+  return vol_within_the_model(vol);
 }
 
 size_t gk_normal_iv_kernel_scalar(const gk_iv_batch *in, double *vol, uint8_t *error) {

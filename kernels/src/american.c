@@ -456,19 +456,18 @@ gk_rc gk_alo_price_batch_on(gk_isa isa, gk_model model, gk_alo_level level, cons
  * hands its strong carry there too, element by element): ~0.1 to a few ms
  * each, against microseconds. Past the levels' reach alo's vector kernels
  * price those schemes in groups (~8 and ~36 us a price on AVX-512,
- * adr/0059), so there only the scalar ISA prices them at length. */
+ * adr/0059), so there only the scalar ISA prices them at length, short of
+ * GK_ALO_SLOW_STDDEV, past which every ISA does (bumps on the scalar path). */
 static int priced_at_length(gk_isa isa, gk_model model, gk_american_method method, const gk_option_batch *in,
                             size_t i) {
   if (gk_classify_american_element(model, in, i) != GK_ELEMENT_OK || gk_american_perpetual_at(model, in, i)) return 0;
   if (gk_american_routed_to_tree(model, in, i)) return 1;
   if (gk_american_never_exercised_at(model, in, i)) return 0;
+  int alo_slow = gk_alo_beyond_levels_at(model, in, i) || in->vol[i] * sqrt(in->expiry[i]) > GK_ALO_SLOW_STDDEV ||
+                 (isa == GK_ISA_SCALAR && gk_alo_past_levels_reach_at(model, in, i));
   if (method == GK_AMERICAN_BS2002) /* its handoff is alo fast (vector groups on a vector ISA), slow where alo's is */
-    return gk_alo_beyond_carry_at(model, in, i) ||
-           (gk_bs2002_beyond_flat_boundary_at(model, in, i) &&
-            (gk_alo_beyond_levels_at(model, in, i) ||
-             (isa == GK_ISA_SCALAR && gk_alo_past_levels_reach_at(model, in, i))));
-  return gk_alo_beyond_levels_at(model, in, i) ||
-         (isa == GK_ISA_SCALAR && gk_alo_past_levels_reach_at(model, in, i));
+    return gk_alo_beyond_carry_at(model, in, i) || (gk_bs2002_beyond_flat_boundary_at(model, in, i) && alo_slow);
+  return alo_slow;
 }
 
 /* `in` and `out` from element `begin` on, `count` elements. */

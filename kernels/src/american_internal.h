@@ -230,6 +230,15 @@ void gk_american_european_element(gk_model model, const gk_option_batch *in, siz
  * (GK_AMERICAN_PERPETUAL_Z, from sigma sqrt(T) ~ 15). */
 #define GK_ALO_LEVELS_STDDEV_REACH 4.0
 
+/* Past this sigma sqrt(T) (below the perpetual limit) the schemes past the
+ * reach hug the perpetual cap so closely that their solves often leave it by
+ * more than GK_ALO_FLOOR_SLACK, and the element's Greeks are bumps on the
+ * scalar element path: ~0.5-6 ms an element on every ISA, where a vector
+ * lane takes ~10 us below it (measured in review, 2026-12-07). Such elements
+ * are priced at length by the paced batch, one at a time with a pause after
+ * each, on every ISA, alo's and bs2002's handoffs alike. */
+#define GK_ALO_SLOW_STDDEV 10.0
+
 /* Whether `o` (element i) is past GK_ALO_LEVELS_REACH; the two compute the
  * put form's r T and carry as gk_alo_beyond_levels(_at) do, to the bit. */
 int gk_alo_past_levels_reach(const gk_american_option *o);

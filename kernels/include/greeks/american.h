@@ -149,8 +149,9 @@ typedef struct gk_american_pace {
  * after each price; the other methods, which take microseconds an element,
  * after each element the scalar reference prices at length instead (~0.1 to
  * a few ms: alo on its wide scheme past GK_ALO_MAX_CARRY and the like, alo
- * past its levels' reach where the active ISA is scalar, bs2002's strong
- * carry and low vols handed to alo), and after each price of the
+ * past its levels' reach where the active ISA is scalar, sigma sqrt(T)
+ * between 10 and the perpetual limit on any ISA, bs2002's strong carry, low
+ * vols and high vols handed to alo there), and after each price of the
  * two-boundary elements routed to the tree, as the tree does. A single tree
  * price can itself take 10-20 ms where the drift needs 8192 steps. */
 gk_rc gk_american_price_batch_paced(gk_model model, gk_american_method method, const gk_option_batch *in,
