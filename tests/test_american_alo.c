@@ -1159,6 +1159,47 @@ static void test_tiny_vols_over_long_lives_stay_within_the_bounds(void **state) 
 }
 
 
+
+/* At or below the perpetual put's boundary B* (written in the test) an
+ * American put is exercised now whatever its life, since a finite life's
+ * boundary lies above B*: the payoff, delta -1 (the call's 1) and every
+ * other Greek 0. The methods gave bumps of the payoff or of a solve that had
+ * lost the boundary: gamma 9.2e10, vega 0.036, theta 38 for the put S 1e-6,
+ * K 100, T 10, r 5, q -5, sigma 100 on bs2002 and alo, and the tree's delta
+ * -0.9999999975 on an ordinary deep in-the-money put (found in review).
+ * Every method and ISA: exactly. */
+static void test_below_the_perpetual_boundary_is_the_payoff_on_every_method(void **state) {
+  (void)state;
+  enum { N = 4 };
+  double S[N] = {1e-6, 50, 100, 100}, K[N] = {100, 100, 50, 1e-6}, T[N] = {10, 1, 1, 10};
+  double r[N] = {5, 0.05, 0.0, -5}, q[N] = {-5, 0, 0.05, 5}, sigma[N] = {100, 0.2, 0.2, 100};
+  uint8_t type[N] = {GK_PUT, GK_PUT, GK_CALL, GK_CALL}, error[N]; /* the calls: the puts' mirrors */
+  double price[N], delta[N], gamma[N], vega[N], theta[N], rho[N], phi[N];
+  gk_option_batch in = {N, S, K, T, r, q, sigma, type};
+  gk_greeks_batch out = {price, delta, gamma, vega, theta, rho, phi, error};
+  for (int i = 0; i < N; i++) { /* each below its B* (the put form's) */
+    int put = type[i] == GK_PUT;
+    double Sp = put ? S[i] : K[i], Kp = put ? K[i] : S[i], rp = put ? r[i] : q[i], qp = put ? q[i] : r[i];
+    double a = 0.5 * sigma[i] * sigma[i], b = rp - qp - a, s = sqrt(b * b + 4.0 * a * rp);
+    double lambda = b > 0.0 ? (-b - s) / (2.0 * a) : -2.0 * rp / (s - b);
+    assert_true(Sp < Kp * lambda / (lambda - 1.0));
+  }
+  for (int isa = 0; isa < GK_ISA_COUNT; isa++) {
+    if (!gk_isa_supported((gk_isa)isa)) continue;
+    for (int m = 0; m < GK_AMERICAN_METHOD_COUNT; m++) {
+      assert_int_equal(gk_american_price_batch_on((gk_isa)isa, GK_MODEL_BSM, (gk_american_method)m, &in, GK_OUT_ALL,
+                                                  &out, NULL),
+                       GK_RC_OK);
+      for (int i = 0; i < N; i++) {
+        double w = type[i] == GK_PUT ? -1.0 : 1.0;
+        if (error[i] != 0 || price[i] != w * (S[i] - K[i]) || delta[i] != w || gamma[i] != 0.0 || vega[i] != 0.0 ||
+            theta[i] != 0.0 || rho[i] != 0.0 || phi[i] != 0.0)
+          fail_msg("isa %d method %d row %d: price %.17g delta %.17g gamma %g vega %g theta %g rho %g phi %g", isa, m,
+                   i, price[i], delta[i], gamma[i], vega[i], theta[i], rho[i], phi[i]);
+      }
+    }
+  }
+}
 /* The tree's strip (puts with 0 <= r < 1e-4 and q < r, calls by symmetry:
  * routed to the tree so that no rate bump crosses r = 0 between methods)
  * came before the perpetual limit, so deep in the limit every method gave
@@ -1691,6 +1732,7 @@ int main(void) {
       cmocka_unit_test(test_a_long_life_at_high_rates_is_the_perpetual),
       cmocka_unit_test(test_a_huge_vol_over_the_life_is_the_perpetual_on_every_method),
       cmocka_unit_test(test_the_perpetual_limit_comes_before_the_tree_strip),
+      cmocka_unit_test(test_below_the_perpetual_boundary_is_the_payoff_on_every_method),
       cmocka_unit_test(test_the_pull_threshold_is_one_test_on_every_isa),
       cmocka_unit_test(test_vector_isas_match_scalar),
       cmocka_unit_test(test_every_isa_within_reference_at_both_levels),

@@ -470,18 +470,23 @@ int gk_american_perpetual_limit(const gk_american_option *o) {
   put_form f = put_form_of(o);
   double v = o->sigma * sqrt(o->T);
   if (!(f.r > 0.0) || !(v >= GK_AMERICAN_TINY_STDDEV) || !(o->T > 0.0)) return 0;
+  double lambda = perpetual_lambda(f.r, f.q, o->sigma), B = f.K * lambda / (lambda - 1.0);
+  if (!(B > 0.0)) return 0;
+  if (f.S <= B) return 1; /* at or below B*, below every finite life's boundary: exercised now */
   /* ln(S / B*) > 0 above B*: z <= -Z needs the drift alone to get there
    * (every ordinary contract stops here, without a log) */
   double drift = (f.r - f.q - 0.5 * o->sigma * o->sigma) * o->T;
   if (drift > -GK_AMERICAN_PERPETUAL_Z * v) return 0;
-  double lambda = perpetual_lambda(f.r, f.q, o->sigma), B = f.K * lambda / (lambda - 1.0);
-  if (!(B > 0.0) || f.S <= B) return 0; /* exercised now: every method's own limit */
   return (log(f.S / B) + drift) / v <= -GK_AMERICAN_PERPETUAL_Z;
 }
 
 void gk_american_perpetual_greeks(const gk_american_option *o, gk_alo_greeks *out) {
   put_form f = put_form_of(o);
   double sigma = o->sigma, lambda = perpetual_lambda(f.r, f.q, sigma), B = f.K * lambda / (lambda - 1.0);
+  if (f.S <= B) { /* exercised: the payoff, which moves with S alone */
+    *out = (gk_alo_greeks){.price = f.K - f.S, .delta = f.put ? -1.0 : 1.0};
+    return;
+  }
   double log_ratio = log(f.S / B), value = (f.K - B) * exp(lambda * log_ratio);
   /* B is optimal for lambda (smooth pasting), so a parameter moves the value
    * through lambda alone: dV = V ln(S / B) dlambda, and lambda moves along

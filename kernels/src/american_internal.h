@@ -327,7 +327,13 @@ int gk_alo_price_greeks(const gk_american_option *o, const gk_alo_scheme *scheme
  * over 11 years 2.97 (4.6% of K) below it, with vega 0.06 for 5.2, and its
  * fast level 9e-5 x K off at sigma sqrt(T) 30 (found in review,
  * 2026-12-07). Every method prices such an element as the perpetual put
- * (the call by put-call symmetry), its Greeks analytic, theta 0. */
+ * (the call by put-call symmetry), its Greeks analytic, theta 0. At or below
+ * B* the option is exercised now whatever its life (a finite life's boundary
+ * lies above B*): the payoff, delta -1 (a call's 1) and every other Greek 0;
+ * the methods' own Greeks there were bumps of a payoff or of a solve that
+ * lost the boundary (gamma 9.2e10, theta 38 for the put S 1e-6, K 100, T
+ * 10, r 5, q -5, sigma 100; the tree's delta -0.9999999975; found in
+ * review). */
 #define GK_AMERICAN_PERPETUAL_Z 7.5
 int gk_american_perpetual_limit(const gk_american_option *o);
 void gk_american_perpetual_greeks(const gk_american_option *o, gk_alo_greeks *out);

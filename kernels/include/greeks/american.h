@@ -87,7 +87,9 @@
  * over the life, sigma sqrt(T) from ~15, or a tiny one against the carry;
  * the test and its bound in docs/kernels.md, "The perpetual limit") every
  * method prices the perpetual option, within 3.2e-14 x K of the American
- * price, with analytic Greeks and theta 0. bs2002 hands elements past
+ * price, with analytic Greeks and theta 0; at or below the perpetual
+ * boundary every method gives the payoff, delta +-1 and every other Greek 0
+ * (exercised now whatever the life). bs2002 hands elements past
  * sigma sqrt(T) = 1 (its error grows past 5% of K there) to alo's fast level.
  * Bachelier returns GK_RC_MODEL_NOT_SUPPORTED.
  */
