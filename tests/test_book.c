@@ -185,6 +185,15 @@ static void test_a_spot_past_the_kernels_level_is_refused(void **state) {
   assert_int_equal(gk_book_decide_market(b, &q, &e, &st), GK_INVALID_ARGUMENT);
   q.spot = 1e15;
   assert_int_equal(gk_book_decide_market(b, &q, &e, &st), GK_OK);
+  /* below the smallest level every option on AAPL went unpriced and the
+   * stock's shocks were clamped into gains (found in review) */
+  q.spot = 5e-13;
+  assert_int_equal(gk_book_decide_market(b, &q, &e, &st), GK_INVALID_ARGUMENT);
+  assert_string_equal(st.field, "spot");
+  assert_string_equal(st.value, "4.9999999999999999e-13");
+  assert_non_null(strstr(st.message, "[1e-12, 1e+15]"));
+  q.spot = 1e-12;
+  assert_int_equal(gk_book_decide_market(b, &q, &e, &st), GK_OK);
   gk_book_free(b);
 }
 
@@ -377,6 +386,30 @@ static void test_an_underlyings_event_time_moves_with_its_quantities(void **stat
   apply_at(b, &correction, T0 + 9000);
   assert_int_equal(gk_book_underlying_event_time(b, "AAPL"), T0 + 9000);
   assert_int_equal(gk_book_underlying_event_time(b, "MSFT"), T0 + 2000);
+  gk_book_free(b);
+}
+
+/* A strike below the kernels' smallest price level (1e-12) is refused when a
+ * trade or a correction is decided: the book took it, and GetBookRisk left
+ * the position out of the value, the Greeks and the limits (found in
+ * review). A stock leg has no strike to check. */
+static void test_a_strike_below_the_kernels_level_is_refused(void **state) {
+  (void)state;
+  gk_book *b = opened_book();
+  gk_status st;
+  gk_leg legs[2] = {{call_option("AAPL", 150), 1, 5}, {call_option("AAPL", 1e-13), 1, 2}};
+  assert_int_equal(trade(b, "T1", legs, 2, &st), GK_INVALID_ARGUMENT);
+  assert_string_equal(st.field, "strike");
+  assert_int_equal(st.index, 1);
+  assert_non_null(strstr(st.message, "at least 1e-12"));
+  assert_int_equal(gk_book_position_count(b), 0);
+  legs[1].instrument = call_option("AAPL", 1e-12);
+  assert_int_equal(trade(b, "T1", legs, 2, &st), GK_OK);
+  gk_leg fixed[1] = {{call_option("AAPL", 1e-13), 1, 5}};
+  gk_event original = executed_event(b, "T1", legs, 2), correction;
+  assert_int_equal(gk_book_decide_correction(b, &original, fixed, 1, "strike", T0 + 9000, &correction, &st),
+                   GK_INVALID_ARGUMENT);
+  assert_string_equal(st.field, "strike");
   gk_book_free(b);
 }
 
@@ -727,6 +760,7 @@ int main(void) {
       cmocka_unit_test(test_the_next_expiry_holds_until_its_last_position_closes),
       cmocka_unit_test(test_a_correction_past_the_position_bound_is_refused_at_decide),
       cmocka_unit_test(test_a_spot_past_the_kernels_level_is_refused),
+      cmocka_unit_test(test_a_strike_below_the_kernels_level_is_refused),
       cmocka_unit_test(test_apply_refuses_out_of_sequence_and_foreign_events),
       cmocka_unit_test(test_a_failed_apply_leaves_the_book_unchanged),
       cmocka_unit_test(test_a_trade_without_an_id_reads_as_damage),

@@ -358,6 +358,25 @@ static gk_code check_within_pricing_life(const gk_leg *legs, size_t count, int64
   return GK_OK;
 }
 
+/* An option leg whose strike is below the pricer's smallest price level
+ * (GK_MIN_PRICE_LEVEL): at decide only, as the spot's (journals written
+ * before still read). The book took strikes down to any positive value, and
+ * the pricer refused every such position: GetBookRisk left it out of the
+ * value, the Greeks and the limits with nothing but a count to show (found
+ * in review). */
+static gk_code check_strikes_priceable(const gk_leg *legs, size_t count, gk_status *status) {
+  for (size_t i = 0; i < count; i++) {
+    const gk_instrument *in = &legs[i].instrument;
+    if (in->kind != GK_KIND_OPTION || !(in->strike < GK_MIN_PRICE_LEVEL)) continue;
+    char text[32];
+    snprintf(text, sizeof text, "%.17g", in->strike);
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "strike", text, (int64_t)i,
+                         "leg %zu: strike must be at least %g (the pricing kernels' smallest price level)", i,
+                         GK_MIN_PRICE_LEVEL);
+  }
+  return GK_OK;
+}
+
 /* Would any position's quantity leave +-GK_MAX_POSITION_QUANTITY? */
 static gk_code check_position_bounds(const gk_book *b, const gk_leg *legs, size_t count,
                                      gk_status *status) {
@@ -443,6 +462,7 @@ gk_code gk_book_decide_trade(const gk_book *b, const gk_trade *t, int64_t now_us
     rc = now_us < t->trade_time_us ? check_within_pricing_life(t->legs, t->leg_count, now_us, "command's time", status)
                                    : check_within_pricing_life(t->legs, t->leg_count, t->trade_time_us, "trade time",
                                                                status);
+  if (rc == GK_OK) rc = check_strikes_priceable(t->legs, t->leg_count, status);
   if (rc == GK_OK) rc = check_position_bounds(b, t->legs, t->leg_count, status);
   if (rc != GK_OK) return rc;
   start_event(out, GK_EVENT_TRADE_EXECUTED);
@@ -494,6 +514,7 @@ gk_code gk_book_decide_correction(const gk_book *b, const gk_event *original,
       rc = now_us < traded_at ? check_within_pricing_life(replacement, replacement_count, now_us, "command's time", status)
                               : check_within_pricing_life(replacement, replacement_count, traded_at,
                                                           "original trade time", status);
+    if (rc == GK_OK) rc = check_strikes_priceable(replacement, replacement_count, status);
     if (rc != GK_OK) return rc;
   }
   if (reason && strlen(reason) >= GK_TEXT_SIZE)
@@ -528,11 +549,14 @@ gk_code gk_book_decide_market(const gk_book *b, const gk_market_quote *q, gk_eve
                              "vol point %zu is for the same instrument as vol point %zu (%s): one vol per instrument",
                              i, j, text);
       }
-  if (q->spot > GK_MAX_PRICE_LEVEL) { /* at decide only: journals written before still read */
+  if (q->spot > GK_MAX_PRICE_LEVEL || q->spot < GK_MIN_PRICE_LEVEL) { /* at decide only: journals written before still read */
     char text[32];
     snprintf(text, sizeof text, "%.17g", q->spot);
+    /* below the smallest level every option on the underlying went unpriced
+     * and the stock's shocks were clamped into gains (found in review) */
     return gk_status_set(status, GK_INVALID_ARGUMENT, "spot", text, GK_STATUS_NO_INDEX,
-                         "spot must be at most %g (the pricing kernels' largest price level)", GK_MAX_PRICE_LEVEL);
+                         "spot must be within [%g, %g] (the pricing kernels' price levels)", GK_MIN_PRICE_LEVEL,
+                         GK_MAX_PRICE_LEVEL);
   }
   start_event(out, GK_EVENT_MARKET_UPDATED);
   out->as.market_updated = *q;
