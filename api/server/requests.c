@@ -657,6 +657,21 @@ int revalue_chunk_validate(const Greeks__V1__RevaluePortfolioRequest *q, size_t 
                   "message may set model, markets or grid", q->model != 0 ? "model" : q->markets ? "markets" : "grid",
                   number);
   }
-  if (check_chunk_positions(q->positions, gathered, max_positions, v)) return -1;
+  if (check_chunk_positions(q->positions, gathered, max_positions, v)) {
+    /* which message, and where its positions start: a job streaming hundreds
+     * of chunks was told "the request has 2 positions" after sending 4002
+     * (found in review) */
+    if (number > 1) {
+      char prefix[96], details[sizeof v->details];
+      int n = snprintf(prefix, sizeof prefix, "message %zu of the stream (its positions from %zu on): ", number,
+                       gathered);
+      size_t kept = sizeof details - 1 - (size_t)n; /* the prefix is at most ~70 bytes */
+      memcpy(details, prefix, (size_t)n);
+      memcpy(details + n, v->details, kept);
+      details[n + strnlen(v->details, kept)] = '\0';
+      memcpy(v->details, details, sizeof details);
+    }
+    return -1;
+  }
   return accepted(v);
 }

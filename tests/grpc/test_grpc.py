@@ -860,6 +860,16 @@ class RequestRules(ServedTestCase):
             del getattr(request.grid, axis)[-1]
             self.assertEqual(self.stub.RevaluePortfolio(request, timeout=30).total.positions, 2)
 
+    def test_a_bad_later_message_of_a_stream_is_named(self):
+        """A column mismatch in message 3 said "the request has 2 positions"
+        after 6 were sent: the message and where its positions start are
+        named (found in review)."""
+        later = pb.RevaluePortfolioRequest(positions=self.revaluation(2).positions)
+        bad = pb.RevaluePortfolioRequest(positions=self.revaluation(2).positions)
+        del bad.positions.vol[-1]
+        self.refused(self.stub.RevaluePortfolioStream, iter([self.revaluation(), later, bad]),
+                     "message 3 of the stream (its positions from 4 on)", "field 'positions.vol' has 1 entries")
+
     def test_only_a_streams_first_message_may_set_the_grid(self):
         later = pb.RevaluePortfolioRequest(grid=pb.ScenarioGrid(spot_shocks=[0.0], vol_shocks=[0.0]))
         self.refused(self.stub.RevaluePortfolioStream, iter([self.revaluation(), later]), "field 'grid'", "message 2")
