@@ -1160,6 +1160,12 @@ static void test_tiny_vols_over_long_lives_stay_within_the_bounds(void **state) 
 
 
 
+/* Every first-order output of `in` (bsm) by American method m on `isa`. */
+static void every_output_on(gk_isa isa, int m, const gk_option_batch *in, gk_greeks_batch *out) {
+  assert_int_equal(gk_american_price_batch_on(isa, GK_MODEL_BSM, (gk_american_method)m, in, GK_OUT_ALL, out, NULL),
+                   GK_RC_OK);
+}
+
 /* At or below the perpetual put's boundary B* (written in the test) an
  * American put is exercised now whatever its life, since a finite life's
  * boundary lies above B*: the payoff, delta -1 (the call's 1) and every
@@ -1187,9 +1193,7 @@ static void test_below_the_perpetual_boundary_is_the_payoff_on_every_method(void
   for (int isa = 0; isa < GK_ISA_COUNT; isa++) {
     if (!gk_isa_supported((gk_isa)isa)) continue;
     for (int m = 0; m < GK_AMERICAN_METHOD_COUNT; m++) {
-      assert_int_equal(gk_american_price_batch_on((gk_isa)isa, GK_MODEL_BSM, (gk_american_method)m, &in, GK_OUT_ALL,
-                                                  &out, NULL),
-                       GK_RC_OK);
+      every_output_on((gk_isa)isa, m, &in, &out);
       for (int i = 0; i < N; i++) {
         double w = type[i] == GK_PUT ? -1.0 : 1.0;
         if (error[i] != 0 || price[i] != w * (S[i] - K[i]) || delta[i] != w || gamma[i] != 0.0 || vega[i] != 0.0 ||
@@ -1200,6 +1204,7 @@ static void test_below_the_perpetual_boundary_is_the_payoff_on_every_method(void
     }
   }
 }
+
 /* The tree's strip (puts with 0 <= r < 1e-4 and q < r, calls by symmetry:
  * routed to the tree so that no rate bump crosses r = 0 between methods)
  * came before the perpetual limit, so deep in the limit every method gave
@@ -1219,9 +1224,7 @@ static void test_the_perpetual_limit_comes_before_the_tree_strip(void **state) {
   for (int isa = 0; isa < GK_ISA_COUNT; isa++) {
     if (!gk_isa_supported((gk_isa)isa)) continue;
     for (int m = 0; m < GK_AMERICAN_METHOD_COUNT; m++) {
-      assert_int_equal(gk_american_price_batch_on((gk_isa)isa, GK_MODEL_BSM, (gk_american_method)m, &in, GK_OUT_ALL,
-                                                  &out, NULL),
-                       GK_RC_OK);
+      every_output_on((gk_isa)isa, m, &in, &out);
       for (int i = 0; i < N; i++) {
         int put = type[i] == GK_PUT;
         double perpetual = perpetual_put_of(put ? S[i] : K[i], put ? K[i] : S[i], put ? r[i] : q[i],
