@@ -440,15 +440,16 @@ const gk_alo_scheme *gk_alo_scheme_for(const gk_american_option *o, gk_alo_level
   return gk_alo_scheme_of(level);
 }
 
-/* The perpetual put of (S, K, r, q), r > 0: K - S at or below its boundary
- * K lambda / (lambda - 1), (K - B)(S / B)^lambda above it, lambda the negative
- * root of sigma^2/2 l (l - 1) + (r - q) l - r = 0. */
+/* lambda, the negative root of sigma^2/2 l (l - 1) + (r - q) l - r = 0 (r > 0):
+ * the perpetual put's exponent. */
 static double perpetual_lambda(double r, double q, double sigma) {
   /* -2 r / (s - b) where b <= 0: (-b - s) / 2a cancels there at tiny vols */
   double a = 0.5 * sigma * sigma, b = r - q - a, s = sqrt(b * b + 4.0 * a * r);
   return b > 0.0 ? (-b - s) / (2.0 * a) : -2.0 * r / (s - b);
 }
 
+/* The perpetual put of (S, K, r, q), r > 0: K - S at or below its boundary
+ * K lambda / (lambda - 1), (K - B)(S / B)^lambda above it. */
 static double perpetual_put(double S, double K, double r, double q, double sigma) {
   double lambda = perpetual_lambda(r, q, sigma), B = K * lambda / (lambda - 1.0);
   return S <= B ? K - S : (K - B) * pow(S / B, lambda);
@@ -1283,11 +1284,9 @@ double gk_alo_put_price(double S, double K, double T, double r, double q, double
  * the deterministic and the European price, at most the perpetual option's
  * (the put form's, r > 0); *cap INFINITY where there is none. */
 static void alo_bounds(const gk_american_option *o, double *floor, double *cap) {
-  double q = o->r - o->b;
-  int put = o->omega < 0.0;
-  double S = put ? o->S : o->K, K = put ? o->K : o->S, r_put = put ? o->r : q, q_put = put ? q : o->r;
+  put_form f = put_form_of(o);
   *floor = fmax(gk_american_deterministic_price(o), gk_american_european_price(o)); /* >= intrinsic */
-  *cap = r_put > 0.0 && o->sigma > 0.0 ? fmax(perpetual_put(S, K, r_put, q_put, o->sigma), *floor) : INFINITY;
+  *cap = f.r > 0.0 && o->sigma > 0.0 ? fmax(perpetual_put(f.S, f.K, f.r, f.q, o->sigma), *floor) : INFINITY;
 }
 
 int gk_alo_within_bounds(const gk_american_option *o, double price) {
