@@ -387,6 +387,72 @@ static void test_a_low_vol_put_butterfly_reports_its_whole_loss_and_gain(void **
   free(f);
 }
 
+/* A strangle's P&L at the horizon as the test's closed form gives it: its two
+ * legs at `vol` with `premium` paid per unit (negative: received), x `side`. */
+static double strangle_pnl(double spot, double put_k, double call_k, double t, double vol,
+                           double premium, double side) {
+  return side * (bsm(GK_PUT, spot, put_k, t, vol) + bsm(GK_CALL, spot, call_k, t, vol)) * MULT -
+         premium * MULT;
+}
+
+/* The closed form's sign changes of a strangle's P&L on [lo, hi], by a scan
+ * 1e-3 apart and bisection to 1e-12. */
+static size_t strangle_roots(double put_k, double call_k, double t, double vol, double premium,
+                             double side, double lo, double hi, double *roots, size_t most) {
+  size_t n = 0;
+  double step = 1e-3, f_lo = strangle_pnl(lo, put_k, call_k, t, vol, premium, side);
+  for (double a = lo; a < hi && n < most; a += step) {
+    double b = a + step, f_b = strangle_pnl(b, put_k, call_k, t, vol, premium, side);
+    if ((f_lo < 0) != (f_b < 0)) {
+      double x = a, y = b;
+      while (y - x > 1e-12) {
+        double mid = 0.5 * (x + y);
+        if ((strangle_pnl(mid, put_k, call_k, t, vol, premium, side) < 0) == (f_lo < 0)) x = mid;
+        else y = mid;
+      }
+      roots[n++] = 0.5 * (x + y);
+    }
+    f_lo = f_b;
+  }
+  return n;
+}
+
+/* A strangle's P&L that crosses 0 only between two grid points (2.6% apart):
+ * a long strangle's shallow dip below 0 (vol change +0.0485: negative on
+ * ~(100.38, 101.68), between the grid's 100.18 and 102.84) and a short
+ * strangle's bump above 0 (vol change +0.0415: positive on ~(100.37, 101.74)).
+ * Each came back with its refined extremum and no breakevens (found in
+ * review). Both roots against the closed form's, by bisection. */
+static void test_a_dip_between_two_grid_points_has_its_breakevens(void **state) {
+  (void)state;
+  fixture *f = malloc(sizeof *f);
+  memset(f, 0, sizeof *f);
+  make_market(f);
+  add_option(f, GK_PUT, GK_STYLE_EUROPEAN, 97, FAR, VOL); /* the wings */
+  add_option(f, GK_CALL, GK_STYLE_EUROPEAN, 107, FAR, VOL);
+  add_option(f, GK_PUT, GK_STYLE_EUROPEAN, 100, FAR, VOL); /* the money's row, which wings need */
+  add_option(f, GK_CALL, GK_STYLE_EUROPEAN, 100, FAR, VOL);
+  static const leg_key keys[] = {{'P', 97, FAR}, {'C', 107, FAR}};
+  const double t = years(HORIZON, FAR);
+  const struct {
+    const char *kind;
+    double vol_change, side;
+  } cases[] = {{"long_strangle", 0.0485, 1}, {"short_strangle", 0.0415, -1}};
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    f->view = (gk_strategy_view){GK_VIEW_VOLATILE, 0.05, cases[c].vol_change, HORIZON, 0, 0, 1};
+    generate_ok(f);
+    const gk_strategy *s = must_find(f, cases[c].kind, keys, 2);
+    double premium = s->net_premium / MULT, roots[4];
+    size_t n = strangle_roots(97, 107, t, VOL + cases[c].vol_change, premium, cases[c].side, 90, 110,
+                              roots, 4);
+    assert_int_equal(n, 2);
+    assert_true(roots[1] - roots[0] < 0.026 * 100); /* within one grid step */
+    assert_int_equal(s->breakeven_count, 2);
+    for (size_t b = 0; b < 2; b++) assert_close(s->breakevens[b], roots[b], 1e-8);
+  }
+  free(f);
+}
+
 static void test_put_calendar_loses_most_at_zero_spot(void **state) {
   (void)state;
   fixture *f = malloc(sizeof *f);
@@ -857,6 +923,7 @@ int main(void) {
       cmocka_unit_test(test_put_calendar_loses_most_at_zero_spot),
       cmocka_unit_test(test_a_low_vol_straddle_reports_its_whole_loss),
       cmocka_unit_test(test_a_low_vol_put_butterfly_reports_its_whole_loss_and_gain),
+      cmocka_unit_test(test_a_dip_between_two_grid_points_has_its_breakevens),
       cmocka_unit_test(test_breakevens_of_live_structures_are_zeros_of_the_closed_form),
       cmocka_unit_test(test_straddle_greeks_are_the_closed_form_sums),
       cmocka_unit_test(test_live_spread_gains_at_most_its_discounted_width),

@@ -72,6 +72,7 @@
 #define EXTREMUM_TOLERANCE 1e-6  /* relative: where it stops; the P&L is flat there, so its value is ~1e-12 off */
 #define MAX_REFINED 2      /* the deepest local minima and the highest maxima refined per structure */
 #define SEARCHES_PER_STRUCTURE (2 * MAX_REFINED + GK_MAX_BREAKEVENS + 1) /* + its range's end */
+#define DIP_SEARCHES (2 * 2 * MAX_REFINED) /* two roots beside each refined extremum (a second round) */
 #define MAX_VOL_CHANGE 1.0
 #define GREEKS 7              /* value, delta, gamma, vega, theta, rho, phi */
 
@@ -820,6 +821,8 @@ typedef struct evaluation {
   double breakeven[GK_MAX_BREAKEVENS]; /* a grid point, or NAN: search's result */
   size_t breakeven_search[GK_MAX_BREAKEVENS]; /* NONE: the grid point */
   size_t first_search, search_count;  /* its searches in work's array */
+  size_t dip_search[DIP_SEARCHES];    /* the second round's zeroins (plan_dips), in work's array */
+  size_t dip_count;
 } evaluation;
 
 static void describe_legs(evaluation *e) {
@@ -872,6 +875,9 @@ typedef struct search {
   /* zeroin (also a and b, d): c the other side of the root, fa fb fc, step the
    * step before d, m_tol the bracket's tolerance (Brent 1973, ch. 4) */
   double c, fa, fb, fc, step, m_tol;
+  /* localmin: its bracket's ends (grid points) and the P&L there and at its
+   * grid point, kept for plan_dips (the steps narrow a and b) */
+  double low_spot, high_spot, low_pnl, high_pnl, grid_pnl;
 } search;
 
 /* Localmin's next spot, or done: converged, or out of steps. */
@@ -1268,9 +1274,12 @@ static void plan_extremes(evaluation *e) {
   for (int role = ROLE_MINIMUM; role <= ROLE_MAXIMUM; role++) {
     double sign = role == ROLE_MINIMUM ? 1 : -1;
     size_t n = local_extrema(e, sign, noise, at);
-    for (size_t k = 0; k < n; k++)
-      extremum_start(add_search(e->w, e, (search_role)role), w->grid[at[k] - 1],
-                     w->grid[at[k] + 1], sign, sign * f[at[k]]);
+    for (size_t k = 0; k < n; k++) {
+      search *s = add_search(e->w, e, (search_role)role);
+      extremum_start(s, w->grid[at[k] - 1], w->grid[at[k] + 1], sign, sign * f[at[k]]);
+      s->low_spot = w->grid[at[k] - 1], s->high_spot = w->grid[at[k] + 1];
+      s->low_pnl = f[at[k] - 1], s->high_pnl = f[at[k] + 1], s->grid_pnl = f[at[k]];
+    }
   }
 }
 
@@ -1333,7 +1342,53 @@ static void read_grid(work *w, evaluation *e, candidate *c, double *pnl) {
   e->pnl = NULL;
 }
 
-/* The bounds and breakevens from the grid and the searches' results. */
+/* Whether extremum search s found a dip: its P&L crossed 0 at its best spot
+ * while its grid point and both neighbours lie on the other side (a minimum
+ * below 0 among positive grid values, or a maximum above 0 among negative
+ * ones). The grid's scan saw no sign change there, yet the P&L has two
+ * breakevens inside the bracket, one on each side of the best spot: a long
+ * strangle's shallow dip, 0.9% wide, between two grid points 2.6% apart, came
+ * back with a max_loss and no breakevens (found in review). */
+static bool found_a_dip(const search *s) {
+  if (s->kind != SEARCH_EXTREMUM || !s->started || !(s->fx < 0)) return false;
+  return s->sign * s->grid_pnl > 0 && s->sign * s->low_pnl > 0 && s->sign * s->high_pnl > 0;
+}
+
+/* The second round: a zeroin on each side of every dip's best spot. Its
+ * searches follow the first round's in work's array, so a structure's lie in
+ * two places: its first round's run and dip_search. False when out of memory. */
+static bool plan_dips(work *w) {
+  size_t first_round = w->search_count, needed = 0;
+  for (size_t i = 0; i < first_round; i++) needed += found_a_dip(&w->searches[i]) ? 2 : 0;
+  if (needed == 0) return true;
+  search *grown = realloc(w->searches, (first_round + needed) * sizeof *w->searches);
+  if (grown == NULL) return false;
+  w->searches = grown;
+  for (size_t i = 0; i < first_round; i++) {
+    const search *d = &w->searches[i];
+    if (!found_a_dip(d)) continue;
+    evaluation *e = &w->evaluations[d->evaluation];
+    double at = d->x, pnl = d->sign * d->fx; /* the best spot and its P&L */
+    double ends[2][2] = {{d->low_spot, d->low_pnl}, {d->high_spot, d->high_pnl}};
+    for (int side = 0; side < 2; side++) {
+      search *z = &w->searches[w->search_count];
+      memset(z, 0, sizeof *z);
+      z->role = ROLE_BREAKEVEN, z->evaluation = d->evaluation;
+      e->dip_search[e->dip_count++] = w->search_count++;
+      if (side == 0) zero_start(z, ends[0][0], at, ends[0][1], pnl);
+      else zero_start(z, at, ends[1][0], pnl, ends[1][1]);
+    }
+  }
+  return true;
+}
+
+static int compare_spots(const void *pa, const void *pb) {
+  double a = *(const double *)pa, b = *(const double *)pb;
+  return (a > b) - (a < b);
+}
+
+/* The bounds and breakevens from the grid and the searches' results: the grid
+ * scan's and the dips' roots in spot order, the first GK_MAX_BREAKEVENS. */
 static void bounds_and_breakevens(evaluation *e, double *refined_low, double *at_top) {
   const work *w = e->w;
   gk_strategy *s = &e->c->s;
@@ -1349,11 +1404,16 @@ static void bounds_and_breakevens(evaluation *e, double *refined_low, double *at
   if (e->flat) hi = fmax(hi, e->limit), lo = fmin(lo, e->limit);
   s->max_gain = e->slope > 0 ? INFINITY : hi;
   s->max_loss = e->slope < 0 ? INFINITY : -lo;
+  double found[GK_MAX_BREAKEVENS + DIP_SEARCHES];
+  size_t count = 0;
   for (size_t b = 0; b < e->breakeven_count; b++) {
     double x = e->breakeven_search[b] == NONE ? e->breakeven[b]
                                                 : w->searches[e->breakeven_search[b]].result;
-    if (!isnan(x)) s->breakevens[s->breakeven_count++] = x;
+    if (!isnan(x)) found[count++] = x;
   }
+  for (size_t d = 0; d < e->dip_count; d++) found[count++] = w->searches[e->dip_search[d]].result;
+  qsort(found, count, sizeof *found, compare_spots);
+  for (size_t b = 0; b < count && b < GK_MAX_BREAKEVENS; b++) s->breakevens[s->breakeven_count++] = found[b];
 }
 
 /* The score (docs/strategy.md): the view's and the scenarios' mean P&L over
@@ -1380,7 +1440,8 @@ static void finish(evaluation *e) {
   e->c->dropped = uses_bad_column(e) || !all_finite(&e->c->s) || over_caps(e->w, &e->c->s);
 }
 
-/* Every candidate: its grid, then every search in lock step, then its figures. */
+/* Every candidate: its grid, then every search in lock step, then the dips' zeroins
+ * (a second round, also in lock step), then its figures. */
 static gk_code evaluate_all(work *w, double *pnl, gk_status *status) {
   size_t most = w->candidate_count * SEARCHES_PER_STRUCTURE;
   w->evaluations = malloc(w->candidate_count * sizeof *w->evaluations);
@@ -1390,6 +1451,8 @@ static gk_code evaluate_all(work *w, double *pnl, gk_status *status) {
     return out_of_memory(status);
   for (size_t i = 0; i < w->candidate_count; i++)
     read_grid(w, &w->evaluations[i], &w->candidates[i], pnl);
+  run_searches(w);
+  if (!plan_dips(w)) return out_of_memory(status);
   run_searches(w);
   for (size_t i = 0; i < w->candidate_count; i++) finish(&w->evaluations[i]);
   return GK_OK;
