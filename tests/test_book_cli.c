@@ -688,6 +688,35 @@ static void test_times_take_fractions_and_offsets_and_print_as_utc(void **state)
   assert_int_equal(info.st_size, 0);
 }
 
+/* `--grid books.db` replaced the journal with the grid's CSV and exited 0
+ * (found in review). The store, a link to it and its companions are refused
+ * before the store is opened; the book still reads after. A GREEKS_ISA that
+ * names no ISA is exit 2 (the caller's setting), not 4 ("retry is safe"). */
+static void test_a_grid_file_never_overwrites_the_store(void **state) {
+  (void)state;
+  open_trade_and_price();
+  char path[160], link[160], args[512];
+  struct stat before, after;
+  snprintf(path, sizeof path, "%s/books.db", store_dir);
+  snprintf(link, sizeof link, "%s/link.db", store_dir);
+  assert_int_equal(symlink(path, link), 0);
+  assert_int_equal(stat(path, &before), 0);
+  const char *targets[] = {"books.db", "link.db", "books.db-wal", "books.db-journal"};
+  for (size_t i = 0; i < sizeof targets / sizeof targets[0]; i++) {
+    snprintf(args, sizeof args, "risk desk --grid %s/%s", store_dir, targets[i]);
+    cli_result *r = book(NOW, "%s", args);
+    assert_int_equal(r->exit_code, 2);
+    assert_non_null(strstr(r->err, "--grid names the book store or one of its files"));
+  }
+  assert_int_equal(stat(path, &after), 0);
+  assert_true(after.st_size == before.st_size && after.st_mtime == before.st_mtime);
+  assert_int_equal(book(NOW, "audit desk")->exit_code, 0);
+  snprintf(args, sizeof args, "book show desk --store sqlite:%s --now %s", path, NOW);
+  cli_result *r = run_cli("GREEKS_ISA=bogus", args);
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "GREEKS_ISA='bogus'"));
+}
+
 static void test_usage_errors_exit_2_with_a_clear_message(void **state) {
   (void)state;
   cli_result *r = run_cli("", "book");
@@ -776,6 +805,7 @@ int main(void) {
       STORE_TEST(test_show_as_of_an_earlier_sequence_or_time_shows_earlier_quantities),
       STORE_TEST(test_audit_lists_every_event_in_order),
       STORE_TEST(test_risk_prints_each_underlying_and_the_total),
+      STORE_TEST(test_a_grid_file_never_overwrites_the_store),
       STORE_TEST(test_market_and_limits_files_are_all_or_nothing),
       STORE_TEST(test_bad_trade_ids_are_each_reported_on_their_own_line),
       STORE_TEST(test_an_unreadable_row_rejects_the_trades_beside_it),

@@ -50,6 +50,16 @@ static const char *csv_cell(const char *text, int line, int index) {
   return cell;
 }
 
+/* A whole file into buffer (at most size - 1 bytes), left in place (cli_slurp
+ * removes what it reads). */
+static void read_text(const char *path, char *buffer, size_t size) {
+  FILE *f = fopen(path, "r");
+  assert_non_null(f);
+  size_t n = fread(buffer, 1, size - 1, f);
+  buffer[n] = '\0';
+  fclose(f);
+}
+
 static int count_lines(const char *text) {
   int n = 0;
   for (const char *p = text; *p; p++) n += *p == '\n';
@@ -318,6 +328,40 @@ static void test_revalue_rejects_unusable_input(void **state) {
   assert_int_equal(r->exit_code, 2);
   assert_non_null(strstr(r->err, "name the same file"));
   remove("/tmp/greeks_cli_stale_grid.csv");
+  /* an output over an input: --positions-out rewrote the portfolio it read,
+   * exit 0 (found in review); by inode, so a link is the file it names. On
+   * copies: a failure must not rewrite the test data. */
+  static char original[65536], market[65536], now[65536];
+  read_text(GREEKS_TEST_DATA_DIR "/cli/positions_good.csv", original, sizeof original);
+  read_text(GREEKS_TEST_DATA_DIR "/cli/market.csv", market, sizeof market);
+  const char *copies[][2] = {{"/tmp/greeks_cli_positions.csv", original}, {"/tmp/greeks_cli_market.csv", market}};
+  for (int i = 0; i < 2; i++) {
+    FILE *copy = fopen(copies[i][0], "w");
+    assert_non_null(copy);
+    fputs(copies[i][1], copy);
+    fclose(copy);
+  }
+  remove("/tmp/greeks_cli_positions_link.csv");
+  assert_int_equal(symlink("/tmp/greeks_cli_positions.csv", "/tmp/greeks_cli_positions_link.csv"), 0);
+  const char *inputs = "revalue /tmp/greeks_cli_positions.csv --market /tmp/greeks_cli_market.csv";
+  const char *cases[][2] = {
+      {"--positions-out /tmp/../tmp/greeks_cli_positions.csv", "--positions-out names the positions file, which it would overwrite"},
+      {"--grid-out /tmp/greeks_cli_positions_link.csv", "--grid-out names the positions file"},
+      {"--grid-out /tmp/greeks_cli_market.csv", "--grid-out names the market file"}};
+  for (int i = 0; i < 3; i++) {
+    char args[512];
+    snprintf(args, sizeof args, "%s %s", inputs, cases[i][0]);
+    r = run_cli("", args);
+    assert_int_equal(r->exit_code, 2);
+    assert_non_null(strstr(r->err, cases[i][1]));
+  }
+  read_text("/tmp/greeks_cli_positions.csv", now, sizeof now);
+  assert_string_equal(now, original);
+  read_text("/tmp/greeks_cli_market.csv", now, sizeof now);
+  assert_string_equal(now, market);
+  remove("/tmp/greeks_cli_positions_link.csv");
+  remove("/tmp/greeks_cli_positions.csv");
+  remove("/tmp/greeks_cli_market.csv");
 }
 
 /* `greeks call`'s usage errors name what is wrong: a list's bad port was

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #include <cmocka.h>
@@ -154,6 +155,54 @@ static void contradictions_name_both_keys(void **state) {
   assert_error("t.yaml:2: tls.cert: '/c.pem': TLS needs both a certificate and a key");
   assert_error("t.yaml:5: breaker.minimum_calls: '6' must not exceed breaker.window_calls 5");
   assert_error("t.yaml:8: tokens: 'a' names two token files"); /* the second entry's line */
+}
+
+/* A port file on a file greeksd reads or keeps: `--port-file` on the store's
+ * path passed --check-config and greeksd wrote the port over the open journal
+ * (found in review). The store (by inode where it exists: here through a
+ * link; by path for a companion not yet made), the configuration, a token
+ * file, and the two port files on one file are each refused. */
+static void a_port_file_never_names_a_file_greeksd_keeps(void **state) {
+  (void)state;
+  static greeksd_config c;
+  char dir[] = "/tmp/greeks_config_port_XXXXXX", store[128], link[128], yaml[1024];
+  assert_non_null(mkdtemp(dir));
+  snprintf(store, sizeof store, "%s/books.db", dir);
+  snprintf(link, sizeof link, "%s/link", dir);
+  FILE *f = fopen(store, "w");
+  assert_non_null(f);
+  fclose(f);
+  assert_int_equal(symlink(store, link), 0);
+  const char *cases[][2] = {{link, "names the book store (book_store) or one of its files"},
+                            {"%s/books.db-wal", "names the book store (book_store) or one of its files"},
+                            {"%s/greeksd.yaml", "names the configuration file (--config)"},
+                            {"%s/tokens", "names the token file (token_file)"}};
+  for (int i = 0; i < 4; i++) {
+    char port_file[160];
+    if (i == 0) snprintf(port_file, sizeof port_file, "%s", link);
+    else snprintf(port_file, sizeof port_file, "%s/%s", dir, strchr(cases[i][0], '/') + 1);
+    c = greeksd_config_default();
+    snprintf(c.config_file, sizeof c.config_file, "%s/greeksd.yaml", dir);
+    snprintf(yaml, sizeof yaml, "book_store: sqlite:%s\ntoken_file: %s/tokens\nport_file: %s\n", store, dir, port_file);
+    assert_int_equal(apply(&c, yaml), 0);
+    greeksd_config_check_whole(&c, &errors);
+    assert_int_equal(errors.count, 1);
+    assert_error("t.yaml:3: port_file: '");
+    assert_error(cases[i][1]);
+  }
+  c = greeksd_config_default();
+  snprintf(yaml, sizeof yaml, "port_file: %s/p\nmetrics_port_file: %s/./p\n", dir, dir);
+  assert_int_equal(apply(&c, yaml), 0);
+  greeksd_config_check_whole(&c, &errors);
+  assert_int_equal(errors.count, 1);
+  assert_error("t.yaml:2: metrics_port_file: '");
+  assert_error("is also port_file: the two ports need two files");
+  c = greeksd_config_default(); /* apart, nothing is said */
+  snprintf(yaml, sizeof yaml, "book_store: sqlite:%s\nport_file: %s/port\n", store, dir);
+  assert_int_equal(apply(&c, yaml), 0);
+  greeksd_config_check_whole(&c, &errors);
+  assert_int_equal(errors.count, 0);
+  remove(link), remove(store), rmdir(dir);
 }
 
 /* libyaml, reading what --print-config wrote: the value at section.key. */
@@ -380,6 +429,7 @@ int main(void) {
       cmocka_unit_test(an_empty_file_a_second_document_or_a_bare_key_is_refused),
       cmocka_unit_test(named_tokens_replace_the_lower_layer_and_refuse_inline_values),
       cmocka_unit_test(contradictions_name_both_keys),
+      cmocka_unit_test(a_port_file_never_names_a_file_greeksd_keeps),
       cmocka_unit_test(the_render_is_yaml_that_reads_back_to_the_same_configuration),
       cmocka_unit_test(a_reload_takes_only_the_reloadable_settings),
       cmocka_unit_test(a_changed_store_password_alone_is_a_restart_change),

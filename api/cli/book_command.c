@@ -275,6 +275,11 @@ static int open_session(const book_args *a, int64_t now_us, session *s) {
     fprintf(stderr, "greeks book: --store: %s: '%s' (only `greeks book open` creates a store)\n", missing, path);
     return CLI_EXIT_UNUSABLE;
   }
+  /* the grid file is written after the store is read: `--grid books.db`
+   * replaced the journal with a CSV and exited 0 (found in review) */
+  if (a->grid && gk_store_url_holds_file(url, a->grid))
+    return usage_error("--grid names the book store or one of its files (the grid would overwrite the journal)",
+                       a->grid);
   gk_status status;
   s->store = gk_store_open_url(url, &status);
   if (s->store == NULL) return fail("store", &status);
@@ -809,6 +814,10 @@ int book_command(int argc, char **argv) {
   int rc = parse_args(argc, argv, &a);
   if (rc == 0 && a.now) rc = time_option("--now", a.now, now_us, &now_us);
   if (rc == 0) rc = parse_query_options(&a, now_us, &q);
+  /* a GREEKS_ISA that names no usable ISA is the caller's setting (exit 2, as
+   * for `price`): it surfaced as UNAVAILABLE at the first price, exit 4,
+   * "retry is safe", which a job would retry forever (found in review) */
+  if (rc == 0 && cli_check_isa() != 0) rc = CLI_EXIT_UNUSABLE;
   if (rc != 0) return rc;
   session s;
   rc = open_session(&a, now_us, &s);

@@ -16,6 +16,7 @@
 
 #include "cli_common.h"
 #include "csv.h"
+#include "greeks/files.h"
 #include "greeks/portfolio.h"
 #include "revalue_input.h"
 
@@ -307,9 +308,25 @@ int revalue_command(int argc, char **argv) {
   }
   if (strcmp(o.positions_path, "-") == 0 && strcmp(o.market_path, "-") == 0)
     return cli_usage_error("stdin ('-') can be the positions or the market file, not both", "-");
-  if (o.grid_path && o.positions_out_path && strcmp(o.grid_path, o.positions_out_path) == 0)
+  if (o.grid_path && o.positions_out_path && gk_paths_name_one_file(o.grid_path, o.positions_out_path))
     return cli_usage_error("--grid-out and --positions-out name the same file (the second would overwrite the first)",
                            o.grid_path);
+  /* an output over an input: `--positions-out pos.csv` rewrote the portfolio
+   * it was read from, exit 0 (found in review) */
+  const struct {
+    const char *flag, *path;
+  } outputs[] = {{"--grid-out", o.grid_path}, {"--positions-out", o.positions_out_path}};
+  for (size_t k = 0; k < sizeof outputs / sizeof outputs[0]; k++) {
+    const char *out = outputs[k].path, *input = NULL;
+    if (out == NULL || strcmp(out, "-") == 0) continue;
+    if (strcmp(o.positions_path, "-") != 0 && gk_paths_name_one_file(out, o.positions_path)) input = "positions";
+    else if (strcmp(o.market_path, "-") != 0 && gk_paths_name_one_file(out, o.market_path)) input = "market";
+    if (input) {
+      char message[96];
+      snprintf(message, sizeof message, "%s names the %s file, which it would overwrite", outputs[k].flag, input);
+      return cli_usage_error(message, out);
+    }
+  }
   if (cli_check_isa() != 0) return CLI_EXIT_UNUSABLE;
   return revalue(&o);
 }

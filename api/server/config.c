@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "greeks/event_store.h"
+#include "greeks/files.h"
 #include "greeks/pool.h"
 
 typedef enum kind {
@@ -257,7 +258,7 @@ static int apply_bool(bool *field, const char *v, char *why, size_t n) {
   if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0) *field = true;
   else if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0) *field = false;
   else {
-    snprintf(why, n, "must be true or false");
+    snprintf(why, n, "must be true or false (1 and 0 are read as true and false)");
     return -1;
   }
   return 0;
@@ -467,8 +468,45 @@ const char *greeksd_config_label(const greeksd_config *c, const char *key, char 
 
 /* ---- the whole ---- */
 
+/* What a port file `path` would write over, or NULL: the book store or one of
+ * its files, the configuration, a TLS or token file. `--port-file` on the
+ * store's path passed --check-config, and greeksd then wrote "41801\n" over
+ * the open journal (found in review). */
+static const char *port_file_clash(const greeksd_config *c, const char *path) {
+  if (gk_store_url_holds_file(c->book_store, path)) return "the book store (book_store) or one of its files";
+  const struct {
+    const char *file, *what;
+  } kept[] = {{c->config_file, "the configuration file (--config)"},
+              {c->overlay_file, "the environment's overlay file"},
+              {c->tls_cert, "the TLS certificate (tls.cert)"},
+              {c->tls_key, "the TLS key (tls.key)"},
+              {c->token_file, "the token file (token_file)"}};
+  for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++)
+    if (gk_paths_name_one_file(path, kept[i].file)) return kept[i].what;
+  for (int i = 0; i < c->token_count; i++)
+    if (gk_paths_name_one_file(path, c->tokens[i].file)) return "a token file (tokens)";
+  return NULL;
+}
+
+static void check_port_files(const greeksd_config *c, greeksd_errors *e) {
+  char a[GREEKSD_SOURCE_SIZE + 64];
+  const struct {
+    const char *key, *path;
+  } files[] = {{"port_file", c->port_file}, {"metrics_port_file", c->metrics_port_file}};
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    const char *clash = files[i].path[0] ? port_file_clash(c, files[i].path) : NULL;
+    if (clash)
+      greeksd_errors_add(e, "%s: '%s' names %s, which writing the port would overwrite",
+                         greeksd_config_label(c, files[i].key, a, sizeof a), files[i].path, clash);
+  }
+  if (gk_paths_name_one_file(c->port_file, c->metrics_port_file))
+    greeksd_errors_add(e, "%s: '%s' is also port_file: the two ports need two files",
+                       greeksd_config_label(c, "metrics_port_file", a, sizeof a), c->metrics_port_file);
+}
+
 void greeksd_config_check_whole(const greeksd_config *c, greeksd_errors *e) {
   char a[GREEKSD_SOURCE_SIZE + 64], b[GREEKSD_SOURCE_SIZE + 64];
+  check_port_files(c, e);
   if ((c->tls_cert[0] == '\0') != (c->tls_key[0] == '\0')) {
     const char *given = c->tls_cert[0] ? "tls.cert" : "tls.key";
     greeksd_errors_add(e, "%s: '%s': TLS needs both a certificate and a key (tls.cert and tls.key, or --tls-cert and --tls-key)",

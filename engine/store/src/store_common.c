@@ -18,6 +18,7 @@
 #include <zlib.h>
 
 #include "greeks/clock.h"
+#include "greeks/files.h"
 #include "greeks/text.h"
 
 /* zlib's CRC-32 (slice-by-8, ~1 GB/s): the library the field trusts. The
@@ -422,6 +423,18 @@ const char *gk_store_url_problem(const char *url, char *why, size_t size) {
     return why;
   }
   return NULL;
+}
+
+bool gk_store_url_holds_file(const char *url, const char *path) {
+  if (url == NULL || path == NULL || url[0] == '\0' || gk_store_url_is_postgres(url)) return false;
+  if (starts_with(url, "sqlite:")) url += strlen("sqlite:");
+  static const char *const companions[] = {"", "-wal", "-shm", "-journal"};
+  for (size_t i = 0; i < sizeof companions / sizeof companions[0]; i++) {
+    char file[4096];
+    int n = snprintf(file, sizeof file, "%s%s", url, companions[i]);
+    if (n > 0 && (size_t)n < sizeof file && gk_paths_name_one_file(file, path)) return true;
+  }
+  return false;
 }
 
 gk_event_store *gk_store_open_url(const char *url, gk_status *status) {

@@ -119,6 +119,12 @@ bool gk_store_url_is_postgres(const char *url);
  * bytes) says which form was meant; `why` is returned. */
 const char *gk_store_url_problem(const char *url, char *why, size_t size);
 
+/* Whether writing the file at `path` would write over the store `url` names:
+ * its SQLite file or that file's -wal, -shm or -journal companion (greeks/
+ * files.h's rule: one inode, or one absolute path where neither exists yet).
+ * False for a PostgreSQL store, and for NULL or "" either side. */
+bool gk_store_url_holds_file(const char *url, const char *path);
+
 void gk_store_close(gk_event_store *store); /* NULL is a no-op */
 
 /* "sqlite:/path/books.db" or "postgresql:dbname@host" (no password), for errors. */
