@@ -96,7 +96,7 @@ static int usage_error(const char *message, const char *value) {
 /* The verb's arguments; 0, or an exit code after printing why. */
 static int parse_args(int argc, char **argv, book_args *a) {
   static const cli_verb_table table = {
-      "greeks book", "open, trade, correct, market, limits, show, risk, audit, list", verbs, V_COUNT,
+      "greeks book", "open, trade, correct, market, limits, show, risk, audit, list, migrate", verbs, V_COUNT,
       option_specs, sizeof option_specs / sizeof option_specs[0], "--cancel", ON(V_CORRECT)};
   cli_parsed_verb parsed;
   int rc = cli_parse_verb(argc, argv, &table, a, &parsed);
