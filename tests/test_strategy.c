@@ -453,6 +453,53 @@ static void test_a_dip_between_two_grid_points_has_its_breakevens(void **state) 
   free(f);
 }
 
+/* The dip above at a rate where its two nearest grid points (100.18, 102.84)
+ * hold the same P&L within the extremum noise: both are local minima, both
+ * searches find the one dip, and its two breakevens came back twice, four in
+ * all (found in review). The rate and the call's price make the tie (found
+ * by bisection on the closed form, as the reviewer did); every breakeven
+ * must be a root of the closed form, each once. */
+static void test_a_dip_between_two_level_grid_points_has_two_breakevens(void **state) {
+  (void)state;
+  const double rate = 0.0012008329155450666, call_price = 3.1630051242752284;
+  fixture *f = malloc(sizeof *f);
+  memset(f, 0, sizeof *f);
+  make_market(f);
+  f->market.rate = rate;
+  const struct {
+    unsigned type;
+    double strike, bid, ask;
+  } legs[] = {{GK_PUT, 97, 1.0, 1.0}, {GK_CALL, 107, call_price, call_price}, {GK_PUT, 100, 3.0, 3.1},
+              {GK_CALL, 100, 3.0, 3.1}};
+  for (size_t i = 0; i < 4; i++) {
+    gk_quoted_instrument *q = &f->chain[f->count++];
+    assert_int_equal(gk_instrument_option("SPY", legs[i].type, GK_STYLE_EUROPEAN, legs[i].strike, FAR, MULT,
+                                          &q->instrument, NULL),
+                     GK_OK);
+    q->bid = legs[i].bid, q->ask = legs[i].ask, q->vol = VOL;
+  }
+  f->view = (gk_strategy_view){GK_VIEW_VOLATILE, 0.05, 0.0485, HORIZON, 0, 0, 1};
+  generate_ok(f);
+  static const leg_key keys[] = {{'P', 97, FAR}, {'C', 107, FAR}};
+  const gk_strategy *s = must_find(f, "long_strangle", keys, 2);
+  assert_int_equal(s->breakeven_count, 2);
+  /* each a sign change of the closed form at this rate, 1e-7 either side */
+  const double t = years(HORIZON, FAR), vol = VOL + 0.0485, sd = vol * sqrt(t);
+  for (size_t b = 0; b < 2; b++)
+    for (int side = -1; side <= 1; side += 2) {
+      double spot = s->breakevens[b] * (1 + side * 1e-7), value = 0;
+      for (int k = 0; k < 2; k++) {
+        double strike = k == 0 ? 97 : 107, d1 = (log(spot / strike) + (rate - YIELD + 0.5 * vol * vol) * t) / sd;
+        double df = exp(-rate * t), qf = exp(-YIELD * t);
+        value += k == 0 ? strike * df * norm_cdf(-(d1 - sd)) - spot * qf * norm_cdf(-d1)
+                        : spot * qf * norm_cdf(d1) - strike * df * norm_cdf(d1 - sd);
+      }
+      double pnl = (value - 1.0 - call_price) * MULT;
+      assert_true(b == 0 ? side * pnl < 0 : side * pnl > 0); /* down into the dip, then up out of it */
+    }
+  free(f);
+}
+
 static void test_put_calendar_loses_most_at_zero_spot(void **state) {
   (void)state;
   fixture *f = malloc(sizeof *f);
@@ -924,6 +971,7 @@ int main(void) {
       cmocka_unit_test(test_a_low_vol_straddle_reports_its_whole_loss),
       cmocka_unit_test(test_a_low_vol_put_butterfly_reports_its_whole_loss_and_gain),
       cmocka_unit_test(test_a_dip_between_two_grid_points_has_its_breakevens),
+      cmocka_unit_test(test_a_dip_between_two_level_grid_points_has_two_breakevens),
       cmocka_unit_test(test_breakevens_of_live_structures_are_zeros_of_the_closed_form),
       cmocka_unit_test(test_straddle_greeks_are_the_closed_form_sums),
       cmocka_unit_test(test_live_spread_gains_at_most_its_discounted_width),

@@ -70,6 +70,7 @@
 #define BREAKEVEN_TOLERANCE 1e-9 /* relative: Brent stops within this of the root */
 #define EXTREMUM_STEPS 40        /* at most, Brent's localmin at a local extremum */
 #define EXTREMUM_TOLERANCE 1e-6  /* relative: where it stops; the P&L is flat there, so its value is ~1e-12 off */
+#define SAME_DIP 1e-4            /* relative: two localmins whose best spots are this close found one dip */
 #define MAX_REFINED 2      /* the deepest local minima and the highest maxima refined per structure */
 #define SEARCHES_PER_STRUCTURE (2 * MAX_REFINED + GK_MAX_BREAKEVENS + 1) /* + its range's end */
 #define DIP_SEARCHES (2 * 2 * MAX_REFINED) /* two roots beside each refined extremum (a second round) */
@@ -1357,6 +1358,20 @@ static bool found_a_dip(const search *s) {
 /* The second round: a zeroin on each side of every dip's best spot. Its
  * searches follow the first round's in work's array, so a structure's lie in
  * two places: its first round's run and dip_search. False when out of memory. */
+/* Whether the dip at first-round search i is one an earlier search of the same
+ * structure found: two grid points level within the noise are both local
+ * extrema (local_extrema), their overlapping brackets hold the same dip, and
+ * its two breakevens came back twice (found in review). */
+static bool dip_found_before(const work *w, size_t i) {
+  const search *d = &w->searches[i];
+  const evaluation *e = &w->evaluations[d->evaluation];
+  for (size_t j = e->first_search; j < i; j++) {
+    const search *o = &w->searches[j];
+    if (found_a_dip(o) && o->sign == d->sign && fabs(o->x - d->x) <= SAME_DIP * fabs(d->x)) return true;
+  }
+  return false;
+}
+
 static bool plan_dips(work *w) {
   size_t first_round = w->search_count, needed = 0;
   for (size_t i = 0; i < first_round; i++) needed += found_a_dip(&w->searches[i]) ? 2 : 0;
@@ -1366,7 +1381,7 @@ static bool plan_dips(work *w) {
   w->searches = grown;
   for (size_t i = 0; i < first_round; i++) {
     const search *d = &w->searches[i];
-    if (!found_a_dip(d)) continue;
+    if (!found_a_dip(d) || dip_found_before(w, i)) continue;
     evaluation *e = &w->evaluations[d->evaluation];
     double at = d->x, pnl = d->sign * d->fx; /* the best spot and its P&L */
     double ends[2][2] = {{d->low_spot, d->low_pnl}, {d->high_spot, d->high_pnl}};
