@@ -533,9 +533,10 @@ static void test_lognormal_intrinsic_far_from_the_money(void **state) {
   assert_int_equal(error[1], GK_ELEMENT_OK);
   if (!(fabs(vol[1] - 2.4027052431692835) < 1e-6)) fail_msg("put (b): vol %.10g for 2.4027052432", vol[1]);
   /* (c): the double price sits 3.5e-8 above the exact intrinsic value of the
-   * double inputs (a third of its ulp), which some vol prices to: every ISA
-   * now solves the same element the same way (scalar refused it as below
-   * intrinsic, the vector ISAs found 0.409) */
+   * double inputs (a third of its ulp), within the intrinsic value's own
+   * rounding: every ISA now gives the same answer, vol 0 (scalar refused it
+   * as below intrinsic, the vector ISAs found 0.409, and later a vol that
+   * priced it was solved) */
   assert_int_equal(error[2], GK_ELEMENT_OK);
   const gk_isa isas[] = {GK_ISA_SCALAR, GK_ISA_AVX2, GK_ISA_AVX512};
   for (int k = 0; k < 3; k++) {
@@ -550,6 +551,34 @@ static void test_lognormal_intrinsic_far_from_the_money(void **state) {
   }
   assert_int_equal(error[3], GK_ELEMENT_PRICE_BELOW_INTRINSIC); /* intrinsic 1.4e217 */
   assert_int_equal(error[4], GK_ELEMENT_PRICE_ABOVE_UPPER_BOUND);
+}
+
+/* Prices that are the exact intrinsic value of their double inputs, rounded
+ * (checked to 60 digits with Python's decimal), 0.07 to 0.36 ulp under it:
+ * S e^{-qT} - K e^{-rT} in double comes out 1-2 ulps under the exact value,
+ * so these were solved into made-up vols (0.184 at T = 1, 97.9 at T = 1e-6)
+ * or refused as past the vol limit (found in review). A time value within
+ * the intrinsic value's own rounding is vol 0, on every ISA. */
+static void test_a_price_at_the_exact_intrinsic_value_is_vol_0(void **state) {
+  (void)state;
+  enum { N = 3 };
+  double S[N] = {100, 100, 100}, K[N] = {28.05, 47.17, 33.8}, T[N] = {1, 1e-6, 1e-6};
+  double r[N] = {0.0887, 0.0353, -0.045}, q[N] = {-0.0451, 0.0081, 0.0986};
+  double price[N] = {78.94412887335783, 52.83000085510097, 66.19998861900045};
+  uint8_t type[N] = {GK_CALL, GK_CALL, GK_CALL};
+  gk_iv_batch in = {N, S, K, T, r, q, price, type};
+  const gk_isa isas[] = {GK_ISA_SCALAR, GK_ISA_AVX2, GK_ISA_AVX512};
+  for (int k = 0; k < 3; k++) {
+    if (!gk_isa_supported(isas[k])) continue;
+    double vol[N];
+    uint8_t error[N];
+    size_t invalid = 9;
+    assert_int_equal(gk_implied_vol_batch_on(isas[k], GK_MODEL_BSM, &in, vol, error, &invalid), GK_RC_OK);
+    assert_int_equal(invalid, 0);
+    for (int i = 0; i < N; i++)
+      if (error[i] != GK_ELEMENT_OK || vol[i] != 0.0)
+        fail_msg("%s, row %d: vol %.17g, error %d", gk_isa_name(isas[k]), i, vol[i], error[i]);
+  }
 }
 
 /* Errors and limits: below intrinsic, above the upper bound, non-finite; vol 0
@@ -802,6 +831,7 @@ int main(void) {
       cmocka_unit_test(test_lognormal_textbook_and_parity),
       cmocka_unit_test(test_lognormal_bounds),
       cmocka_unit_test(test_lognormal_intrinsic_far_from_the_money),
+      cmocka_unit_test(test_a_price_at_the_exact_intrinsic_value_is_vol_0),
       cmocka_unit_test(test_normal_vol_at_the_domain_edges),
       cmocka_unit_test(test_normal_vol_of_an_exact_intrinsic_price_is_zero),
       cmocka_unit_test(test_normal_vol_of_a_time_value_past_the_density_underflow),

@@ -322,7 +322,12 @@ static gk_rc first_accurate_step(chunk_solver *c) {
     int warm = c->warm_started[j], priced = c->batch_error[k] == GK_ELEMENT_OK;
     int clear_of_the_note = priced && rise * (GK_AMERICAN_IV_TOLERANCE / VEGA_PROBE) >= 4.0 * c->resolution[j];
     take_step(c, k, 0);
-    if (c->active[j] && warm && clear_of_the_note && first_step_is_final(sigma, c->sigma[j]))
+    /* never at the unpriced top: a warm start a hair under it (the fast
+     * level's price there is higher) stepped to it and ended there, vol 10
+     * for a price above the accurate level's at 10 (found in review); priced
+     * there next, that is the above-the-bound error */
+    int at_the_unpriced_top = c->sigma[j] >= GK_AMERICAN_IV_MAX_VOL && !c->hi_priced[j];
+    if (c->active[j] && warm && clear_of_the_note && !at_the_unpriced_top && first_step_is_final(sigma, c->sigma[j]))
       finish(c, j, GK_ELEMENT_OK, c->sigma[j]);
     if (!c->active[j] && c->error[j] == GK_ELEMENT_OK && clear_of_the_note && fabs(c->sigma[j] - sigma) <= 1e-6 * sigma)
       note_vega(c, j, rise);
