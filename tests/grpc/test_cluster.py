@@ -255,6 +255,74 @@ class ThreeInstances(unittest.TestCase):
         risk = sb.GetBookRisk(bk.GetBookRiskRequest(book_id="dead"), timeout=CALL_TIMEOUT_S)
         self.assertEqual([(l.soft_breached, l.value) for l in risk.limits], [(False, 500.0)])
 
+    def psql(self, sql):
+        psql = os.path.join(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"), "psql")
+        p = subprocess.run([psql, self.pg.conninfo, "-tA", "-c", sql], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return p.stdout.strip()
+
+    def test_an_instance_frozen_mid_append_holds_its_book_for_seconds(self):
+        """An instance frozen inside an append (a paused VM, SIGSTOP, a
+        network cut) held its book's stream row: every other instance's trade
+        on that book, and on the books behind it on the same execution shard,
+        waited until it woke, with no limit (found in review). The append's
+        transaction now ends its own session after 3 s idle inside it
+        (adr/0063): the server rolls it back and the healthy instance's trade
+        commits. The frozen instance is caught inside a transaction by
+        stopping it during a burst of its own trades until pg_stat_activity
+        shows its session idle in transaction with the streams row taken."""
+        a, b, _ = self.instances
+        sa, sb = self.direct(a), self.direct(b)
+        sa.OpenBook(bk.OpenBookRequest(book_id="frozen", name="frozen", currency="USD"), timeout=CALL_TIMEOUT_S)
+        stock = ev.Instrument(underlying="A", kind=ev.UNDERLYING, multiplier=1)
+        stop = threading.Event()
+
+        def burst(writer):
+            for k in range(3000):
+                if stop.is_set():
+                    return
+                try:
+                    sa.ExecuteTrade(bk.ExecuteTradeRequest(book_id="frozen", trade_id="w%d-%d" % (writer, k), legs=[
+                        ev.Leg(instrument=stock, quantity=1, price=100.0)]), timeout=60 * SLOWDOWN)
+                except grpc.RpcError:
+                    pass  # the frozen instance's own trades may fail: not what is tested
+
+        writers = [threading.Thread(target=burst, args=(w,)) for w in range(4)]
+        for w in writers:
+            w.start()
+        pid = a.server.proc.pid
+        self.addCleanup(lambda: a.alive() and os.kill(pid, signal.SIGCONT))
+        held = ""
+        for _ in range(60):
+            time.sleep(0.1)
+            os.kill(pid, signal.SIGSTOP)
+            time.sleep(0.3)
+            held = self.psql("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity s ON s.pid = l.pid "
+                             "WHERE s.application_name = 'greeks' AND s.state = 'idle in transaction' "
+                             "AND l.relation = 'streams'::regclass AND l.mode = 'RowExclusiveLock'")
+            if held not in ("", "0"):
+                break
+            os.kill(pid, signal.SIGCONT)
+        stop.set()
+        self.assertNotIn(held, ("", "0"), "never caught the instance inside an append")
+        started = time.monotonic()
+        reply = sb.ExecuteTrade(bk.ExecuteTradeRequest(book_id="frozen", trade_id="healthy", legs=[
+            ev.Leg(instrument=stock, quantity=1, price=100.0)]), timeout=30 * SLOWDOWN)
+        waited = time.monotonic() - started
+        self.assertGreater(reply.last_sequence, 1)
+        self.assertLess(waited, 3 + 6 * SLOWDOWN, "the healthy instance's trade waited %.1f s" % waited)
+        os.kill(pid, signal.SIGCONT)
+        for w in writers:
+            w.join(timeout=120)
+        # the frozen instance trades again once awake (its killed session is made again)
+        sa.ExecuteTrade(bk.ExecuteTradeRequest(book_id="frozen", trade_id="awake", legs=[
+            ev.Leg(instrument=stock, quantity=1, price=100.0)]), timeout=CALL_TIMEOUT_S)
+        ids = [ev.TradeExecuted.FromString(e.payload).trade_id for e in self.journal(sb, "frozen")
+               if e.type == ev.TRADE_EXECUTED]
+        self.assertEqual(len(ids), len(set(ids)))
+        self.assertIn("healthy", ids)
+        self.assertIn("awake", ids)
+
     def test_trades_and_subscriptions_survive_a_kill_and_a_drain(self):
         a, b, c = self.instances
         cluster = bk_grpc.BookServiceStub(self.channel)

@@ -230,6 +230,7 @@ static gk_code cannot_connect(pg_store *s, PGconn *c, gk_status *status) {
 
 static gk_code code_of_sqlstate(const char *state) {
   if (!strcmp(state, "40001") || !strcmp(state, "40P01")) return GK_ABORTED;
+  if (!strcmp(state, "55P03")) return GK_UNAVAILABLE; /* lock_timeout: a writer held the stream too long */
   if (!strncmp(state, "08", 2) || !strcmp(state, "57P01") || !strcmp(state, "57P02") ||
       !strcmp(state, "57P03") || !strcmp(state, "53300"))
     return GK_UNAVAILABLE; /* connection trouble, shutdown, too many connections */
@@ -300,13 +301,30 @@ static void release(pg_store *s, PGconn *c) {
   pthread_mutex_unlock(&s->lock);
 }
 
+/* Reads, without blocking, what arrived on an idle connection: a server that
+ * ended the session sends its FATAL message and closes, and libpq marks the
+ * connection bad only once it reads the close (a read at a time: hence the
+ * loop, while the socket has more). */
+static void read_what_arrived(PGconn *c) {
+  for (int reads = 0; reads < 4 && PQstatus(c) == CONNECTION_OK; reads++) {
+    struct pollfd ready = {.fd = PQsocket(c), .events = POLLIN};
+    if (ready.fd < 0 || poll(&ready, 1, 0) <= 0) return;
+    if (!PQconsumeInput(c)) return; /* the status says why */
+  }
+}
+
 static gk_code acquire(pg_store *s, PGconn **out, gk_status *status) {
   pthread_mutex_lock(&s->lock);
   while (s->idle_count == 0) pthread_cond_wait(&s->released, &s->lock);
   PGconn *c = s->idle[--s->idle_count];
   pthread_mutex_unlock(&s->lock);
   /* A connection that broke during an earlier call (server restart, network) is
-   * reset here, outside the lock: PQreset blocks while it reconnects. */
+   * reset here, outside the lock: PQreset blocks while it reconnects. One the
+   * server closed while it sat idle (a restart, a terminated backend) still
+   * reads CONNECTION_OK until libpq reads the close: it is found here, not by
+   * the next call, which failed (a GetBook a minute after a restart, found in
+   * review). */
+  read_what_arrived(c);
   if (PQstatus(c) != CONNECTION_OK) PQreset(c);
   if (PQstatus(c) != CONNECTION_OK) {
     gk_code rc = cannot_reconnect(s, c, status);
@@ -605,12 +623,27 @@ static gk_code resolve_lost_commit(pg_store *s, int pid, int64_t xid, gk_status 
   return GK_UNAVAILABLE;
 }
 
+/* An append's transaction ends its own session if it sits idle inside it for
+ * IDLE_IN_APPEND (adr/0063): the server then rolls it back and frees the
+ * stream's row, so a frozen writer holds a book for seconds, not until it
+ * wakes. Only appends: a read's visitor may take its time between fetches
+ * (`greeks book audit | less`). One round trip (the simple protocol). */
+#define APPEND_BEGIN "BEGIN; SET LOCAL idle_in_transaction_session_timeout = 3000"
+
+static gk_code begin_append(pg_store *s, PGconn *c, gk_status *status) {
+  PGresult *res = PQexec(c, APPEND_BEGIN);
+  gk_code rc = PQresultStatus(res) == PGRES_COMMAND_OK ? GK_OK
+                                                       : statement_failed(s, c, res, "starting the append", status);
+  PQclear(res);
+  return rc;
+}
+
 static gk_code pg_append(gk_event_store *store, const gk_append *a, gk_status *status) {
   pg_store *s = (pg_store *)store;
   PGconn *c;
   gk_code rc = acquire(s, &c, status);
   if (rc != GK_OK) return rc;
-  rc = run(s, c, "BEGIN", NULL, PGRES_COMMAND_OK, NULL, "starting the append", status);
+  rc = begin_append(s, c, status);
   int64_t xid = 0;
   if (rc == GK_OK) rc = append_steps(s, c, a, &xid, status);
   int pid = PQbackendPID(c);
@@ -1033,9 +1066,16 @@ static void describe(pg_store *s, const PGconn *c) {
            port && port[0] ? port : "5432");
 }
 
+/* Every pooled session waits at most LOCK_TIMEOUT for a row lock (adr/0063):
+ * an instance frozen mid-append (a paused VM, SIGSTOP, a network cut) held
+ * its stream's row, and every other instance's writer of that book, and of
+ * the books behind it on the same execution shard, waited with no limit
+ * (found in review). Before dbname, so a conninfo's own `options` wins. */
+#define SESSION_OPTIONS "-c lock_timeout=6000"
+
 static gk_code connect_one(pg_store *s, const char *conninfo, PGconn **out, gk_status *status) {
-  const char *const keys[] = {"dbname", "fallback_application_name", NULL};
-  const char *const values[] = {conninfo, "greeks", NULL};
+  const char *const keys[] = {"options", "dbname", "fallback_application_name", NULL};
+  const char *const values[] = {SESSION_OPTIONS, conninfo, "greeks", NULL};
   PGconn *c = PQconnectdbParams(keys, values, 1);
   if (s->base.description[0] == '\0') describe(s, c);
   if (c == NULL || PQstatus(c) != CONNECTION_OK) {
