@@ -282,8 +282,10 @@ class StoreOutage(unittest.TestCase):
         poll("BookService SERVING after the store came back", lambda: self.check(BOOK) == SERVING)
         self.assertEqual(self.check(""), SERVING)
         # Back, but greeksd's pooled connections are stale (a PostgreSQL
-        # restart ends their sessions): a query fails on one, and the trade
-        # right after succeeds. Each kind is judged by its latest call: the
+        # restart ends their sessions). A connection whose close has arrived is
+        # made again when taken (adr/0063); one still closing as the query
+        # takes it fails that query, and the trade right after succeeds
+        # either way. Each kind is judged by its latest call: the
         # failed read in the same second hid "appends succeed again", and the
         # log ended on an ERROR for a store that worked (found in review).
         p = subprocess.run([PSQL, self.conninfo, "-tA", "-c",
