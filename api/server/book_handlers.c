@@ -107,6 +107,11 @@ struct book_job {
   /* UpdateMarketStream */
   uint64_t messages;
   int64_t last_sequence;
+  /* The command's time, read once where a default trade or market time takes
+   * it (0: submit_command reads the clock): read twice, a MarketUpdated's
+   * market time came out 1-2 us before its event time, and GetBookAsOf at
+   * that market time gave the book before the event (found in review). */
+  int64_t received_us;
 };
 
 static void free_book_job(void *p) {
@@ -158,7 +163,7 @@ static void command_done(void *user, gk_code code, const gk_command_outcome *out
 static void submit_command(rpc_call *c, gk_execution_command *command, gk_execution_done done) {
   book_job *j = c->job;
   command->book_id = j->book_id;
-  command->context.now_us = wall_clock_us();
+  command->context.now_us = j->received_us ? j->received_us : wall_clock_us();
   command->context.idempotency_key = j->key[0] ? j->key : NULL;
   /* The events' correlation id is the call's trace id (its request id without
    * a trace); the agent and the append are spans of that trace (adr/0032). */
@@ -218,7 +223,8 @@ void handle_book_execute(rpc_call *c) {
     reply_invalid(c, "field 'legs' is empty: a trade has 1 to 16 legs");
     return;
   }
-  t->trade_time_us = q->trade_time_us ? q->trade_time_us : wall_clock_us();
+  j->received_us = wall_clock_us();
+  t->trade_time_us = q->trade_time_us ? q->trade_time_us : j->received_us;
   memcpy(t->idempotency_key, j->key, sizeof j->key);
   gk_execution_command command = {.kind = GK_EXEC_EXECUTE_TRADE};
   command.as.execute.trade = t;
@@ -276,7 +282,7 @@ static int read_quotes(book_job *j, const Greeks__V1__UpdateMarketRequest *q, ch
     snprintf(why, WIRE_WHY_SIZE, "out of memory");
     return -1;
   }
-  int64_t now = wall_clock_us();
+  int64_t now = j->received_us = wall_clock_us();
   char field[32];
   for (size_t i = 0; i < q->n_quotes; i++) {
     snprintf(field, sizeof field, "quotes[%zu]", i);

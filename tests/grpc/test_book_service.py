@@ -366,6 +366,39 @@ class CommandsAndQueries(BookServiceCase):
         self.assertEqual([e.sequence for e in stray], [e.sequence for e in by_time])
         self.assertEqual(len({e.event_id for e in events}), len(events))
 
+    def test_a_default_time_is_the_commands_time(self):
+        """trade_time_us and market_time_us 0 mean the command's time (api.md,
+        "Time"): the handler read the clock again for the default, so 243 of
+        300 MarketUpdated had a market time 1-2 us before their event time,
+        and GetBookAsOf at that market time gave the book before the event
+        (found in review). Against the journal's own event times; the stream
+        of ticks too."""
+        self.open_book("clock")
+        c = option("AAPL", 100, now_us() + 60 * US_PER_DAY)
+        for i in range(40):
+            self.stub.UpdateMarket(bk.UpdateMarketRequest(book_id="clock", quotes=[
+                bk.MarketQuote(underlying="AAPL", spot=100 + i, rate=0.03, vol=0.2),
+                bk.MarketQuote(underlying="MSFT", spot=200 + i, rate=0.03, vol=0.2)]), timeout=TIMEOUT)
+            self.trade("clock", "t%d" % i, [ev.Leg(instrument=c, quantity=1, price=2.5)])
+        self.stub.UpdateMarketStream(iter([bk.UpdateMarketRequest(book_id="clock", quotes=[
+            bk.MarketQuote(underlying="AAPL", spot=150 + i, rate=0.03, vol=0.2)]) for i in range(20)]),
+            timeout=TIMEOUT)
+        markets = trades = 0
+        for e in self.audit("clock"):
+            if e.type == ev.MARKET_UPDATED:
+                m = ev.MarketUpdated.FromString(e.payload)
+                self.assertEqual(m.market_time_us, e.time_us, "market update at sequence %d" % e.sequence)
+                markets += 1
+                if markets % 10 == 1:
+                    as_of = self.stub.GetBookAsOf(bk.GetBookAsOfRequest(book_id="clock", time_us=m.market_time_us),
+                                                  timeout=TIMEOUT)
+                    self.assertGreaterEqual(as_of.version, e.sequence)
+            elif e.type == ev.TRADE_EXECUTED:
+                self.assertEqual(ev.TradeExecuted.FromString(e.payload).trade_time_us, e.time_us,
+                                 "trade at sequence %d" % e.sequence)
+                trades += 1
+        self.assertEqual((markets, trades), (1 + 2 * 40 + 20, 40))  # a MarketUpdated per quote
+
     def test_update_market_stream_records_each_message(self):
         self.open_book("ticks")
         msgs = [bk.UpdateMarketRequest(book_id="ticks", quotes=[
