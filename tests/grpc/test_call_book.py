@@ -173,6 +173,14 @@ class CommandsAndQueries(CallBookCase):
         window = rows(self.ok("audit", "aud", "--from", "2", "--to", "3"))
         self.assertEqual([r["event_id"] for r in window], [audit[1]["event_id"], audit[2]["event_id"]])
         self.assertEqual(rows(self.ok("audit", "aud", "--since", audit[3]["time"]))[0]["sequence"], "4")
+        # both ranges: the events in both, as the offline verb reads them (the
+        # server keeps only the time window: every event of it came back,
+        # found in review)
+        both = rows(self.ok("audit", "aud", "--from", "2", "--to", "3", "--since", audit[0]["time"]))
+        self.assertEqual([r["sequence"] for r in both], ["2", "3"])
+        late = rows(self.ok("audit", "aud", "--from", "1", "--to", "3", "--since", audit[2]["time"],
+                            "--until", audit[4]["time"]))
+        self.assertEqual([r["sequence"] for r in late], [str(k) for k in range(1, 4) if audit[k - 1]["time"] >= audit[2]["time"]])
         # The same key again: replayed, nothing appended.
         (again,) = rows(self.ok("limits", "aud", "--file", limits, "--key", "lim-1"))
         self.assertEqual((again["status"], again["first_sequence"]), ("replayed", "4"))
