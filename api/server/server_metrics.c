@@ -222,8 +222,6 @@ static void collect_grpc(void *user, gk_metrics_text *out) {
 
 /* ---- pricing agent, breaker, pool ---- */
 
-static const char *const model_names[GK_MODEL_COUNT] = {"bsm", "black76", "garman_kohlhagen", "bachelier"};
-
 static void collect_pricing(void *user, gk_metrics_text *out) {
   greeksd_server *s = user;
   const gk_pricing_agent_stats *stats = gk_pricing_agent_stats_of(s->pricing);
@@ -232,7 +230,7 @@ static void collect_pricing(void *user, gk_metrics_text *out) {
                     "Options through the pricing agent's kernels, by model and by the ISA they ran on.");
   for (int model = 0; model < GK_MODEL_COUNT; model++)
     for (int isa = 0; isa < GK_ISA_COUNT; isa++) {
-      gk_label l[] = {{"model", model_names[model]}, {"isa", gk_isa_name((gk_isa)isa)}};
+      gk_label l[] = {{"model", gk_model_name((gk_model)model)}, {"isa", gk_isa_name((gk_isa)isa)}};
       gk_metrics_sample_u64(out, "greeks_options_priced_total", l, 2, gk_counter_value(&stats->options_priced[model][isa]));
     }
   gk_metrics_family(out, "greeks_pricing_batch_options", GK_METRIC_HISTOGRAM,
@@ -320,7 +318,12 @@ static size_t agent_rows(greeksd_server *s, agent_row rows[4]) {
 
 typedef uint64_t (*agent_number)(const agent_row *row);
 static uint64_t received_of(const agent_row *r) { return r->counters.received; }
-static uint64_t handled_of(const agent_row *r) { return r->counters.handled; }
+/* Finished, any outcome (docs/metrics.md), as the execution agent counts: the
+ * runtime's `handled` is successes only, so expired and dead-lettered
+ * envelopes looked like a backlog (found in review). */
+static uint64_t handled_of(const agent_row *r) {
+  return r->counters.handled + r->counters.expired + r->counters.dead_lettered;
+}
 static uint64_t batches_of(const agent_row *r) { return r->counters.batches; }
 static uint64_t retried_of(const agent_row *r) { return r->counters.retried; }
 static uint64_t expired_of(const agent_row *r) { return r->counters.expired; }

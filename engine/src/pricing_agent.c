@@ -174,7 +174,8 @@ static void trace_kernel(gk_pricing_agent *p, const gk_envelope *e, int64_t star
   gk_span_start(p->config.tracer, &kernel, &parent, "kernel.price", GK_SPAN_INTERNAL);
   kernel.start_unix_ns = start_ns;
   gk_span_set_int(&kernel, "greeks.options", (int64_t)options);
-  gk_span_set_int(&kernel, "greeks.model", (int64_t)model);
+  gk_span_set_string(&kernel, "greeks.model", gk_model_name(model)); /* as the metrics' label: the kernels'
+                                                                     * numbers are not the API's (found in review) */
   gk_span_set_int(&kernel, "greeks.scalar_fallback", fallback);
   if (code != GK_OK) gk_span_set_error(&kernel, gk_code_name(code));
   gk_span_end_at(p->config.tracer, &kernel, end_ns);
@@ -191,8 +192,8 @@ static void answer_refused(gk_pricing_request *r, gk_status *result) {
   answer(r, &refusal);
 }
 
-/* A request on its own: priced in place, no copies. */
-static void price_alone(gk_pricing_agent *p, gk_envelope *e, gk_status *result) {
+/* A request on its own: priced in place, no copies. 1 when it was priced. */
+static int price_alone(gk_pricing_agent *p, gk_envelope *e, gk_status *result) {
   gk_pricing_request *r = request_of(e);
   int64_t start_ns = p->config.tracer ? gk_trace_now_ns() : 0;
   int refused;
@@ -202,6 +203,7 @@ static void price_alone(gk_pricing_agent *p, gk_envelope *e, gk_status *result) 
   if (!refused) trace_kernel(p, e, start_ns, r->in.count, r->model, r->fallback_used, code);
   if (code == GK_OK) answer(r, result);
   else if (refused) answer_refused(r, result);
+  return code == GK_OK;
 }
 
 static void copy_in(soa *b, size_t at, const gk_option_batch *in) {
@@ -494,9 +496,10 @@ gk_code gk_pricing_agent_price_inline(gk_pricing_agent *p, gk_pricing_request *r
     answer_expired(p, &e);
     return GK_OK;
   }
-  gk_counter_add(&p->stats.inline_requests, 1);
-  price_alone(p, &e, &result);
-  if (result.code != GK_OK) answer(r, &result); /* price_alone answers only success */
+  /* counted once priced, as documented: a breaker's refusal or a failed
+   * kernel was counted, the figure rising through an incident (found in review) */
+  if (price_alone(p, &e, &result)) gk_counter_add(&p->stats.inline_requests, 1);
+  if (result.code != GK_OK) answer(r, &result); /* price_alone answers success and refusals */
   return GK_OK;
 }
 

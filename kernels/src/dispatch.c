@@ -165,6 +165,11 @@ static gk_rc check_batch_arguments(gk_model model, const gk_option_batch *in,
 
 int gk_model_uses_yield(gk_model model) { return model == GK_MODEL_BSM || model == GK_MODEL_GK; }
 
+const char *gk_model_name(gk_model model) {
+  static const char *const names[GK_MODEL_COUNT] = {"bsm", "black76", "garman_kohlhagen", "bachelier"};
+  return (unsigned)model < GK_MODEL_COUNT ? names[model] : "unknown";
+}
+
 gk_rc gk_bsm_check_batch(gk_model model, const gk_option_batch *in, unsigned outputs,
                          const gk_greeks_batch *out) {
   return check_batch_arguments(model, in, outputs, out);

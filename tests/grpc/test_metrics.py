@@ -314,6 +314,52 @@ class Exposition(MetricsServedTestCase):
                 c.close()
 
 
+class FailingKernels(unittest.TestCase):
+    def test_counts_under_failing_kernels_say_what_happened(self):
+        """Every kernel call fails (GREEKSD_TEST_FAULT=fail), then the breaker
+        opens. Calls queued to the pricing agent end dead-lettered: they are
+        finished (handled_total counts every outcome, as the execution agent
+        does; it counted successes only, so they looked like a backlog), and
+        small chains priced on the gRPC thread are counted as inline only
+        once priced (the breaker's refusals and failed kernels were counted).
+        Found in review."""
+        server = MetricsServer("--breaker-minimum-calls", "5", "--breaker-window-calls", "10",
+                               env={"GREEKSD_TEST_FAULT": "fail"})
+        try:
+            channel = grpc.insecure_channel(server.target)
+            pricing = pb_grpc.PricingServiceStub(channel)
+            before = parse_metrics(server.metrics())
+            codes = []
+            for n in (4, 4, 5000, 4, 4, 5000, 4, 4):  # small ones inline, 5000 through the agent
+                with self.assertRaises(grpc.RpcError) as raised:
+                    pricing.PriceChain(chain(n), timeout=TIMEOUT)
+                codes.append(raised.exception.code())
+            self.assertIn(grpc.StatusCode.INTERNAL, codes)
+            self.assertIn(grpc.StatusCode.UNAVAILABLE, codes)  # the breaker opened
+            deadline = time.monotonic() + 10
+            while True:
+                after = parse_metrics(server.metrics())
+                if value(after, "grpc_server_handled_total", grpc_method="PriceChain") - \
+                        value(before, "grpc_server_handled_total", grpc_method="PriceChain") >= 8 or \
+                        time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+
+            def moved(name, **labels):
+                return value(after, name, **labels) - value(before, name, **labels)
+
+            received = moved("greeks_agent_messages_received_total", agent="pricing")
+            self.assertGreaterEqual(received, 1)
+            self.assertEqual(moved("greeks_agent_messages_handled_total", agent="pricing"), received)
+            self.assertEqual(value(after, "greeks_agent_mailbox_depth", agent="pricing"), 0)
+            self.assertEqual(moved("greeks_options_priced_total"), 0)
+            self.assertEqual(moved("greeks_pricing_inline_requests_total"), 0)
+            channel.close()
+        finally:
+            server.stop()
+            server.close()
+
+
 class LargeRequestsDecodedOffTheCqThread(MetricsServedTestCase):
     """A PriceChain or PriceBatch of more than 256 KiB is decoded on the intake
     agent, an ImpliedVol on the compute agent, not on the completion-queue

@@ -195,6 +195,12 @@ class TracedCalls(unittest.TestCase):
         self.assertEqual(attributes["greeks.request_id"], {"stringValue": "traced-chain-1"})
         self.assertEqual(self.assert_chain(spans, "kernel.price", server),
                          ["kernel.price", "pool.run", "agent.pricing", "greeks.v1.PricingService/PriceChain"])
+        # the model by the metrics' name: the kernels' number (bsm = 0) read as
+        # the API's MODEL_UNSPECIFIED (found in review)
+        kernel = next(s for s in spans if s["name"] == "kernel.price")
+        kernel_attributes = {a["key"]: a["value"] for a in kernel["attributes"]}
+        self.assertEqual(kernel_attributes["greeks.model"], {"stringValue": "bsm"})
+        self.assertEqual(kernel_attributes["greeks.options"], {"intValue": "5000"})
         # the JSON body went where OTLP/HTTP says, as JSON
         path, content_type, _ = self.receiver.bodies[0]
         self.assertEqual((path, content_type), ("/v1/traces", "application/json"))

@@ -76,6 +76,10 @@ typedef enum gk_model {
  * 0 for black76 and bachelier, which ignore it (it may be NULL). */
 int gk_model_uses_yield(gk_model model);
 
+/* The model's name as metrics, spans and logs show it ("bsm", "black76",
+ * "garman_kohlhagen", "bachelier"); "unknown" for any other value. Static. */
+const char *gk_model_name(gk_model model);
+
 /* Output mask: which outputs to compute. Price-only work skips the Greeks. */
 enum {
   GK_OUT_PRICE = 1u << 0,
