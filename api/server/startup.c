@@ -5,6 +5,7 @@
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <string.h>
@@ -53,10 +54,48 @@ static void check_tokens(const char *label, const char *path, greeksd_errors *e)
   greeksd_free_tokens(tokens);
 }
 
+/* OpenSSL's passphrase callback: none. With a NULL callback OpenSSL asks for
+ * an encrypted key's passphrase on the terminal: a start under a terminal
+ * hung, and a reload blocked the main thread and every signal with it (found
+ * in review). An encrypted key is not supported: it simply does not read. */
+static int no_passphrase(char *buffer, int size, int writing, void *user) {
+  (void)buffer, (void)size, (void)writing, (void)user;
+  return 0;
+}
+
+/* NULL when a TLS server context takes the pair as gRPC's TLS layer will,
+ * else why not (written to why). OpenSSL's security level refuses pairs that
+ * parse and match (a SHA-1 signature: "ca md too weak"; a short key): gRPC
+ * then kept the old certificate while the reload logged the new one in
+ * force, and a start said only that it could not listen (found in review).
+ * `certs`: the certificate file's text, the leaf first, then its chain. */
+static const char *tls_refuses(BIO *certs, EVP_PKEY *key, char *why, size_t size) {
+  ERR_clear_error();
+  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+  X509 *leaf = ctx ? PEM_read_bio_X509(certs, NULL, no_passphrase, NULL) : NULL;
+  const char *part = ctx == NULL ? "a TLS context" : leaf == NULL || SSL_CTX_use_certificate(ctx, leaf) != 1
+                                                        ? "the certificate" : NULL;
+  for (X509 *link; part == NULL && (link = PEM_read_bio_X509(certs, NULL, no_passphrase, NULL)) != NULL;)
+    if (SSL_CTX_add0_chain_cert(ctx, link) != 1) X509_free(link), part = "a certificate of its chain";
+  if (part == NULL) {
+    ERR_clear_error(); /* the chain's end reads as "no start line" */
+    if (SSL_CTX_use_PrivateKey(ctx, key) != 1) part = "the key";
+  }
+  if (part != NULL) {
+    unsigned long error = ERR_peek_last_error();
+    const char *reason = error ? ERR_reason_error_string(error) : NULL;
+    snprintf(why, size, "%s is refused by TLS: %s", part, reason ? reason : "no reason given");
+  }
+  X509_free(leaf);
+  SSL_CTX_free(ctx);
+  ERR_clear_error();
+  return part ? why : NULL;
+}
+
 static X509 *read_certificate(const char *path) {
   FILE *f = fopen(path, "r");
   if (f == NULL) return NULL;
-  X509 *cert = PEM_read_X509(f, NULL, NULL, NULL);
+  X509 *cert = PEM_read_X509(f, NULL, no_passphrase, NULL);
   fclose(f);
   return cert;
 }
@@ -64,7 +103,7 @@ static X509 *read_certificate(const char *path) {
 static EVP_PKEY *read_key(const char *path) {
   FILE *f = fopen(path, "r");
   if (f == NULL) return NULL;
-  EVP_PKEY *key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+  EVP_PKEY *key = PEM_read_PrivateKey(f, NULL, no_passphrase, NULL);
   fclose(f);
   return key;
 }
@@ -112,10 +151,14 @@ static void check_tls_pair(const greeksd_config *c, greeksd_errors *e) {
   else if (key != NULL && X509_check_private_key(cert, key) != 1)
     greeksd_errors_add(e, "%s: '%s' does not belong to the certificate in %s '%s'", key_label, c->tls_key, cert_label,
                        c->tls_cert);
-  char dated[96];
+  char dated[96], refused[256];
   if (cert != NULL && certificate_out_of_date(cert, dated, sizeof dated))
     greeksd_errors_add(e, "%s: '%s' %s: clients that verify it would refuse every handshake", cert_label,
                        c->tls_cert, dated);
+  BIO *file = key != NULL && X509_check_private_key(cert, key) == 1 ? BIO_new_file(c->tls_cert, "r") : NULL;
+  if (file != NULL && tls_refuses(file, key, refused, sizeof refused))
+    greeksd_errors_add(e, "%s: '%s': %s", cert_label, c->tls_cert, refused);
+  BIO_free(file);
   ERR_clear_error();
   EVP_PKEY_free(key);
   X509_free(cert);
@@ -125,10 +168,10 @@ static void check_tls_pair(const greeksd_config *c, greeksd_errors *e) {
  * since check_tls_pair read them, and what gRPC is handed must be what passed. */
 int greeksd_tls_pem_check(const char *cert_pem, const char *key_pem, char *why, size_t size) {
   BIO *bio = BIO_new_mem_buf(cert_pem, -1);
-  X509 *cert = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+  X509 *cert = bio ? PEM_read_bio_X509(bio, NULL, no_passphrase, NULL) : NULL;
   BIO_free(bio);
   bio = cert ? BIO_new_mem_buf(key_pem, -1) : NULL;
-  EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+  EVP_PKEY *key = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
   BIO_free(bio);
   int ok = cert != NULL && key != NULL && X509_check_private_key(cert, key) == 1;
   char dated[96];
@@ -139,6 +182,14 @@ int greeksd_tls_pem_check(const char *cert_pem, const char *key_pem, char *why, 
   else if (certificate_out_of_date(cert, dated, sizeof dated)) {
     snprintf(why, size, "tls.cert: the certificate read %s", dated);
     ok = 0;
+  } else {
+    char refused[256];
+    bio = BIO_new_mem_buf(cert_pem, -1);
+    if (bio == NULL || tls_refuses(bio, key, refused, sizeof refused)) {
+      snprintf(why, size, "tls.cert: %s", bio ? refused : "out of memory");
+      ok = 0;
+    }
+    BIO_free(bio);
   }
   ERR_clear_error();
   EVP_PKEY_free(key);

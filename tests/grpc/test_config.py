@@ -646,6 +646,20 @@ class TlsRotation(unittest.TestCase):
         line = [json.loads(l) for l in self.server.stderr().splitlines() if "rejected" in l][-1]
         self.assertIn("expired on Jan  2 00:00:00 2020 GMT", line["error"])
         self.assertTrue(self.serves(self.b[0]))
+
+        # A pair that parses and matches but that TLS refuses (a leaf signed
+        # with SHA-1 by a CA: OpenSSL's security level says "ca md too weak"):
+        # checked, it passed, the reload said it was in force and gRPC kept B
+        # (found in review). Refused now; B stays.
+        with tempfile.TemporaryDirectory() as scratch:
+            weak_cert, weak_key = sha1_signed_pair(scratch)
+        rejected = self.server.stderr().count("rejected")
+        write(self.key, weak_key)
+        write(self.cert, weak_cert, 0o644)
+        self.sighup_until(lambda: self.server.stderr().count("rejected") > rejected, "the SHA-1 pair was not rejected")
+        line = [json.loads(l) for l in self.server.stderr().splitlines() if "rejected" in l][-1]
+        self.assertIn("the certificate is refused by TLS: ca md too weak", line["error"])
+        self.assertTrue(self.serves(self.b[0]))
         old.close()
         self.assertIsNone(self.server.proc.poll())
         self.assertEqual(self.server.proc.pid, self.pid)
@@ -666,6 +680,62 @@ def expired_pair(directory):
         "-out", "old.pem", "-notext", "-startdate", "20200101000000Z", "-enddate", "20200102000000Z")
     with open(os.path.join(directory, "old.pem")) as c, open(os.path.join(directory, "old.key")) as k:
         return c.read(), k.read()
+
+
+def sha1_signed_pair(directory):
+    """A leaf for localhost signed with SHA-1 by a fresh CA, and its key (PEM
+    text each): it parses and matches its key, and TLS refuses it."""
+    run = lambda *a: subprocess.run(a, cwd=directory, check=True, capture_output=True)  # noqa: E731
+    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", "ca.key",
+        "-out", "ca.pem", "-subj", "/CN=weak test CA")
+    run("openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr",
+        "-subj", "/CN=localhost")
+    write(os.path.join(directory, "ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-sha1", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "leaf.crt", "-days", "2", "-extfile", "ext")
+    with open(os.path.join(directory, "leaf.crt")) as c, open(os.path.join(directory, "leaf.key")) as k:
+        return c.read(), k.read()
+
+
+class TlsChecks(unittest.TestCase):
+    def test_an_encrypted_key_is_refused_without_asking_a_terminal(self):
+        """With a terminal, OpenSSL asked for the key's passphrase: the start
+        hung, and a reload blocked the main thread and its signals (found in
+        review). Under a pseudo-terminal, --check-config refuses the key and
+        exits 2 at once."""
+        import pty
+        import select
+        with tempfile.TemporaryDirectory() as d:
+            cert, key = self_signed(d, "t")
+            plain = write(os.path.join(d, "plain.key"), key)
+            encrypted = os.path.join(d, "enc.key")
+            subprocess.run(["openssl", "pkey", "-in", plain, "-out", encrypted, "-aes256", "-passout", "pass:secret"],
+                           check=True, capture_output=True)
+            os.chmod(encrypted, 0o600)
+            certificate = write(os.path.join(d, "t.crt"), cert, 0o644)
+            pid, fd = pty.fork()
+            if pid == 0:
+                os.execv(GREEKSD, [GREEKSD, "--tls-cert", certificate, "--tls-key", encrypted, "--book-store",
+                                   "sqlite:" + os.path.join(d, "b.db"), "--check-config"])
+            output, deadline = b"", time.monotonic() + 20 * SLOWDOWN
+            status = None
+            while status is None and time.monotonic() < deadline:
+                try:
+                    if select.select([fd], [], [], 0.05)[0]:  # never block: a prompt waits for input
+                        output += os.read(fd, 4096)
+                except OSError:
+                    pass
+                done, code = os.waitpid(pid, os.WNOHANG)
+                status = code if done else None
+                time.sleep(0.02)
+            if status is None:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            os.close(fd)
+            self.assertIsNotNone(status, "greeksd waited on the terminal: %r" % output[-500:])
+            self.assertEqual(os.waitstatus_to_exitcode(status), 2, output[-500:])
+            self.assertNotIn(b"pass phrase", output)
+            self.assertIn(b"an encrypted key is not supported", output)
 
 
 class BreakerReload(unittest.TestCase):
