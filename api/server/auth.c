@@ -43,6 +43,14 @@ char *greeksd_read_file(const char *path, size_t max_bytes, char *error, size_t 
     free(text);
     return NULL;
   }
+  /* a text file: a NUL cut the rest off unseen (a UTF-16 token file became
+   * the one-letter token "d", and the tokens after a NUL were dropped: found
+   * in review) */
+  if (memchr(text, '\0', n) != NULL) {
+    snprintf(error, size, "'%s': holds a NUL byte: a secret file is plain text (UTF-16? save it as ASCII)", path);
+    free(text);
+    return NULL;
+  }
   text[n] = '\0';
   return text;
 }

@@ -6,8 +6,8 @@
 
 #include <stddef.h>
 
-/* Reads a whole file (at most max_bytes) as a NUL-terminated string the caller
- * frees. NULL with the reason in error[size]. */
+/* Reads a whole text file (at most max_bytes, no NUL byte) as a NUL-terminated
+ * string the caller frees. NULL with the reason in error[size]. */
 char *greeksd_read_file(const char *path, size_t max_bytes, char *error, size_t size);
 
 /* Loads tokens, one per line (blank lines and lines starting with '#' skipped,

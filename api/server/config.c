@@ -420,8 +420,21 @@ int greeksd_config_set_key(greeksd_config *c, const char *key, const char *value
   return set_row(c, row, value, source, why, n);
 }
 
+/* Whether a NAME=FILE[,...] list holds an item without '=': a token given
+ * inline, which is never shown (GREEKSD_TOKENS='SECRET' was echoed in its
+ * error, where the same mistake in a file said '<redacted>': found in review). */
+static int holds_an_inline_token(const char *list) {
+  for (const char *item = list; *item;) {
+    size_t n = strcspn(item, ",");
+    if (n > 0 && memchr(item, '=', n) == NULL) return 1;
+    item += n + (item[n] == ',');
+  }
+  return 0;
+}
+
 static const char *value_shown(int row, const char *value, char *out, size_t size) {
   if (row >= 0 && settings[row].kind == K_STORE) greeksd_redact_store(value, out, size);
+  else if (row >= 0 && settings[row].kind == K_TOKENS && holds_an_inline_token(value)) snprintf(out, size, "<redacted>");
   else snprintf(out, size, "%s", value);
   return out;
 }

@@ -1293,6 +1293,22 @@ class Configuration(unittest.TestCase):
             crlf = self.secret(d, "crlf", "desk-token\r\n", 0o600)  # a CR is trimmed, not refused
             p = self.run_greeksd("--listen", "127.0.0.1:0", "--token-file", crlf, "--check-config")
             self.assertEqual(p.returncode, 0, p.stderr)
+            # a NUL cut the rest off unseen: a UTF-16 file became the one-letter
+            # token "d", a second token after a NUL was dropped (found in review)
+            for name, text in (("utf16", "desk-b-secret\n".encode("utf-16-le")), ("nul", b"tok\0hidden\nsecond\n")):
+                path = os.path.join(d, name)
+                with open(path, "wb") as f:
+                    f.write(text)
+                os.chmod(path, 0o600)
+                p = self.run_greeksd("--listen", "127.0.0.1:0", "--token-file", path, "--check-config")
+                self.assertEqual(p.returncode, 2, p.stderr)
+                self.assertIn("'%s': holds a NUL byte" % path, p.stderr)
+            # a token given inline is never echoed, from a flag or the
+            # environment as from a file (found in review)
+            p = self.run_greeksd("--tokens", "desk-a=%s,SECRET-INLINE-5" % crlf, "--check-config")
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertIn("--tokens: '<redacted>' must be NAME=FILE", p.stderr)
+            self.assertNotIn("SECRET-INLINE-5", p.stderr)
 
     def test_item8_a_key_that_does_not_match_the_certificate_is_named(self):
         with tempfile.TemporaryDirectory() as d:
