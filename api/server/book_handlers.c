@@ -391,6 +391,13 @@ void handle_book_market_stream_chunk(rpc_call *c, bool success) {
     reply_packed(c, &r.base);
   } else if (atomic_load(&c->server->draining)) { /* a tick that arrives during the drain is not run */
     reply_market_stream_drained(c, j);
+  } else if (rpc_token_revoked(c)) { /* a revoked writer's feed went on writing marks (found in review) */
+    char details[256];
+    snprintf(details, sizeof details,
+             "the bearer token this stream authenticated with was revoked by a reload: message %llu and later were "
+             "not recorded (%llu recorded, through sequence %lld)",
+             (unsigned long long)j->messages + 1, (unsigned long long)j->messages, (long long)j->last_sequence);
+    rpc_reply(c, GRPC_STATUS_UNAUTHENTICATED, details, NULL);
   } else {
     if (j->message) protobuf_c_message_free_unpacked(j->message, NULL);
     j->message = NULL;
@@ -1004,6 +1011,12 @@ static int pump_locked(rpc_call *c, book_stream *s) {
   if (s->draining) {
     resume_hint(s, "the server is shutting down", details, sizeof details);
     finish_locked(c, s, GRPC_STATUS_UNAVAILABLE, details);
+    return 1;
+  }
+  if (s->subscription != NULL && rpc_token_revoked(c)) { /* it went on feeding a revoked reader (found in review) */
+    resume_hint(s, "the bearer token this subscription authenticated with was revoked by a reload", details,
+                sizeof details);
+    finish_locked(c, s, GRPC_STATUS_UNAUTHENTICATED, details);
     return 1;
   }
   gk_event e;

@@ -589,15 +589,31 @@ static int admit(rpc_call *c) {
   return c->admitted || method_is_health(c->method);
 }
 
+/* The token sets of `snap` into sets[]; their count. */
+static size_t token_sets_of(const greeksd_snapshot *snap, char **sets[1 + GREEKSD_MAX_TOKENS]) {
+  size_t count = 0;
+  sets[count++] = snap->anonymous_tokens;
+  for (int i = 0; i < snap->config.token_count; i++) sets[count++] = snap->named_tokens[i];
+  return count;
+}
+
+int rpc_token_revoked(rpc_call *c) {
+  const greeksd_snapshot *live = server_snapshot(c->server);
+  if (live == c->snap || c->snap == NULL || !c->snap->auth || !live->auth) return 0;
+  char **sets[1 + GREEKSD_MAX_TOKENS];
+  size_t count = token_sets_of(live, sets), matched = 0;
+  const grpc_slice *auth = find_metadata(c, "authorization");
+  return greeksd_auth_check_sets(sets, count, auth ? (const char *)GRPC_SLICE_START_PTR(*auth) : NULL,
+                                 auth ? GRPC_SLICE_LENGTH(*auth) : 0, &matched) != NULL;
+}
+
 /* The bearer token, against every set of the call's snapshot: the anonymous
  * --token-file set (index 0) and each named file. A named match is kept for
  * the access log (the name, never the token). Returns 0 when it matched. */
 static int authenticate(rpc_call *c) {
   const greeksd_snapshot *snap = c->snap;
   char **sets[1 + GREEKSD_MAX_TOKENS];
-  size_t count = 0, matched = 0;
-  sets[count++] = snap->anonymous_tokens;
-  for (int i = 0; i < snap->config.token_count; i++) sets[count++] = snap->named_tokens[i];
+  size_t count = token_sets_of(snap, sets), matched = 0;
   const grpc_slice *auth = find_metadata(c, "authorization");
   const char *why = greeksd_auth_check_sets(sets, count, auth ? (const char *)GRPC_SLICE_START_PTR(*auth) : NULL,
                                             auth ? GRPC_SLICE_LENGTH(*auth) : 0, &matched);

@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_grpc import GREEKSD, Server  # noqa: E402  (also puts the stubs on sys.path)
 
 import grpc  # noqa: E402
+from greeks.events.v1 import book_events_pb2 as ev  # noqa: E402
 from greeks.v1 import book_pb2 as bk  # noqa: E402
 from greeks.v1 import book_pb2_grpc as bk_grpc  # noqa: E402
 from greeks.v1 import pricing_pb2 as pb  # noqa: E402
@@ -447,6 +448,56 @@ class Reload(unittest.TestCase):
         self.assertEqual(self.price("bravo-2").count, 1)
         write(self.token_b, "bravo-1\n")
         self.reload(signal_it=False)
+
+    def test_92_a_revoked_token_ends_the_streams_it_opened(self):
+        """A stream keeps the configuration it started with, but not a token a
+        reload revoked: an UpdateMarketStream opened with it went on writing
+        marks, and a SubscribeEvents went on feeding events (found in review).
+        After the reload the stream's next tick is refused and the
+        subscription ends at its next event, both UNAUTHENTICATED."""
+        import queue
+        import threading
+        token_d = write(os.path.join(self.dir.name, "desk-d"), "delta-1\n")
+        self.reload(self.config_text("  - {name: desk-d, file: %s}\n" % token_d))
+        revoked, good = [("authorization", "Bearer delta-1")], [("authorization", "Bearer bravo-1")]
+        self.book.OpenBook(bk.OpenBookRequest(book_id="revoke", name="r", currency="USD"), metadata=good,
+                           timeout=TIMEOUT)
+        ticks = queue.Queue()
+
+        def feed():
+            while True:
+                spot = ticks.get()
+                if spot is None:
+                    return
+                yield bk.UpdateMarketRequest(book_id="revoke", quotes=[bk.MarketQuote(underlying="A", spot=spot,
+                                                                                      vol=0.2)])
+
+        stream = self.book.UpdateMarketStream.future(feed(), metadata=revoked, timeout=60 * SLOWDOWN)
+        ticks.put(100.0)
+        events = self.book.SubscribeEvents(bk.SubscribeEventsRequest(book_id="revoke"), metadata=revoked,
+                                           timeout=60 * SLOWDOWN)
+        seen = [next(events).type, next(events).type]  # BookOpened, then the first tick's MarketUpdated
+        self.assertEqual(seen[0], ev.BOOK_OPENED)
+        self.reload(self.config_text())  # desk-d removed
+        ticks.put(101.0)
+        ticks.put(102.0)
+        ticks.put(None)
+        with self.assertRaises(grpc.RpcError) as raised:
+            stream.result()
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.UNAUTHENTICATED, raised.exception.details())
+        self.assertIn("revoked by a reload: message 2 and later were not recorded", raised.exception.details())
+        # a trade by a desk whose token stands: the revoked subscriber is not fed it
+        self.book.UpdateMarket(bk.UpdateMarketRequest(book_id="revoke", quotes=[
+            bk.MarketQuote(underlying="A", spot=103.0, vol=0.2)]), metadata=good, timeout=TIMEOUT)
+        with self.assertRaises(grpc.RpcError) as raised:
+            for e in events:
+                seen.append(e.type)
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.UNAUTHENTICATED, raised.exception.details())
+        self.assertIn("revoked by a reload; resume from sequence", raised.exception.details())
+        trail = list(self.book.GetAuditTrail(bk.GetAuditTrailRequest(book_id="revoke"), metadata=good,
+                                             timeout=TIMEOUT))
+        spots = [ev.MarketUpdated.FromString(e.payload).spot for e in trail if e.type == ev.MARKET_UPDATED]
+        self.assertEqual(spots, [100.0, 103.0])  # nothing the revoked stream sent after the reload
 
     def test_91_a_reload_that_raises_the_log_level_logs_itself(self):
         """The reload's INFO line was written under the old level: from warn
