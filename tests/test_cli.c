@@ -369,6 +369,16 @@ static void test_revalue_rejects_unusable_input(void **state) {
  * review). No server is reached: both are refused before connecting. */
 static void test_call_usage_errors_name_the_item(void **state) {
   (void)state;
+  /* a bad --greeks in the words the offline verb uses, which list what is
+   * accepted ("unknown Greek in" listed nothing; found in review) */
+  static char offline[16384];
+  cli_result *g = run_cli("", "price --greeks delta,foo good.csv");
+  assert_int_equal(g->exit_code, 2);
+  snprintf(offline, sizeof offline, "%s", g->err);
+  assert_non_null(strstr(offline, "--greeks must be all, everything, none or a list of delta,gamma"));
+  g = run_cli("", "call --target 127.0.0.1:5 price-batch --greeks delta,foo good.csv");
+  assert_int_equal(g->exit_code, 2);
+  assert_string_equal(g->err, offline);
   cli_result *r = run_cli("", "call --target 127.0.0.1:5,127.0.0.1:70000 health");
   assert_int_equal(r->exit_code, 2);
   assert_non_null(strstr(r->err, "item '127.0.0.1:70000' is not an IP:PORT address (port 1..65535)"));

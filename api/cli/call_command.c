@@ -857,7 +857,7 @@ static int parse_timeout(const char *value, int64_t *ms) {
 static int take_verb_option(int argc, char **argv, int *i, call_options *o) {
   const char *v = NULL;
   if (cli_take_option(argc, argv, i, "--model", &v)) return cli_parse_model(v, &o->model) == 0 ? 1 : (cli_usage_error("--model must be bsm, black76, gk or bachelier", v), -1);
-  if (cli_take_option(argc, argv, i, "--greeks", &v)) return cli_parse_greeks(v, &o->outputs) == 0 ? 1 : (cli_usage_error("--greeks: unknown Greek in", v), -1);
+  if (cli_take_option(argc, argv, i, "--greeks", &v)) return cli_parse_greeks(v, &o->outputs) == 0 ? 1 : (cli_usage_error(CLI_GREEKS_RULE, v), -1);
   if (cli_take_option(argc, argv, i, "--spot", &v)) return (o->have_spot = v && !cli_parse_double(v, &o->spot)) ? 1 : (cli_usage_error("--spot must be a number", v), -1);
   if (cli_take_option(argc, argv, i, "--rate", &v)) return (o->have_rate = v && !cli_parse_double(v, &o->rate)) ? 1 : (cli_usage_error("--rate must be a number", v), -1);
   if (cli_take_option(argc, argv, i, "--yield", &v)) return v && !cli_parse_double(v, &o->yield) ? 1 : (cli_usage_error("--yield must be a number", v), -1);

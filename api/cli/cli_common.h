@@ -119,6 +119,11 @@ int cli_parse_model(const char *name, gk_model *model);
  * ones). The price is always included. Returns 0, or -1 for an unknown name or
  * an empty list or item ("", "delta,"). */
 int cli_parse_greeks(const char *list, unsigned *outputs);
+/* The rule a bad --greeks value is refused with, by every verb that takes it
+ * (offline and `greeks call`: the same words). */
+#define CLI_GREEKS_RULE                                                                                              \
+  "--greeks must be all, everything, none or a list of "                                                        \
+  "delta,gamma,vega,theta,rho,phi,vanna,volga,charm,veta,speed,zomma,color,dual_delta,dual_gamma,second"
 
 /* Parses a scenario axis, "-0.1,0,0.1": 1 to GK_MAX_SCENARIO_AXIS (101) finite
  * numbers, no empty item, into shocks[GK_MAX_SCENARIO_AXIS]. Returns NULL, or

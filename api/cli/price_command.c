@@ -365,9 +365,7 @@ static int run_price_job(int argc, char **argv, int chain_mode) {
         return cli_usage_error("--model must be bsm, black76, gk or bachelier", value);
     } else if (cli_take_option(argc, argv, &i, "--greeks", &value)) {
       if (!value || cli_parse_greeks(value, &job.outputs) != 0)
-        return cli_usage_error("--greeks must be all, everything, none or a list of "
-                               "delta,gamma,vega,theta,rho,phi,vanna,volga,charm,veta,speed,"
-                               "zomma,color,dual_delta,dual_gamma,second", value);
+        return cli_usage_error(CLI_GREEKS_RULE, value);
     } else if (cli_take_option(argc, argv, &i, "--style", &value)) {
       if (!value || parse_style_name(value, &job.rules.default_style) != 0)
         return cli_usage_error("--style must be european or american", value);
