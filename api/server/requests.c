@@ -212,6 +212,25 @@ static int check_column_by(const char *name, size_t n, size_t count, const char 
                 count, units, unit);
 }
 
+/* The column the count is taken from (`name`, n entries, not empty) against
+ * the other required columns: where more than half of them share a length
+ * other than n, this column is the one wrong. Counted from it alone, a short
+ * strike blamed a correct expiry, and a spot of 1001 entries beside empty
+ * columns was "1001 contracts, more than the limit" (found in review). */
+static int check_counting_column(const char *name, size_t n, const size_t *others, size_t k, const char *units,
+                                 request_verdict *v) {
+  for (size_t i = 0; n > 0 && i < k; i++) {
+    size_t same = 0;
+    for (size_t j = 0; j < k; j++) same += others[j] == others[i];
+    if (2 * same > k && others[i] != n)
+      return refuse(v, GRPC_STATUS_INVALID_ARGUMENT,
+                    "field '%s' has %zu entries but the request's other columns have %zu: every column needs one "
+                    "entry per %s",
+                    name, n, others[i], units);
+  }
+  return 0;
+}
+
 static int check_column_of(const char *name, size_t n, size_t count, int optional, const char *units,
                            const char *unit, request_verdict *v) {
   return check_column_by(name, n, count, NULL, optional, units, unit, v);
@@ -534,9 +553,10 @@ int chain_validate(const chain_request *q, size_t max_contracts, gk_model *model
   if (check_model(q->model, model, v) || check_outputs(n_outputs, outputs, q->outputs_at, outputs_mask, v)) return -1;
   if (!q->has_market)
     return refuse(v, GRPC_STATUS_INVALID_ARGUMENT, "field 'market' is required: the chain's spot, rate and yield");
-  size_t n = q->n_strike;
+  size_t n = q->n_strike, others[] = {q->n_expiry, q->n_vol, q->n_type};
 #define COLUMN(name, have) check_column_by(name, have, n, "contracts.strike", 0, "contracts", "contract", v)
-  if (check_count("contracts", n, max_contracts, v) || COLUMN("contracts.expiry", q->n_expiry) ||
+  if (check_counting_column("contracts.strike", n, others, 3, "contract", v) ||
+      check_count("contracts", n, max_contracts, v) || COLUMN("contracts.expiry", q->n_expiry) ||
       COLUMN("contracts.vol", q->n_vol) || COLUMN("contracts.type", q->n_type) ||
       check_chain_market(q, *model, market, v))
     return -1;
@@ -551,11 +571,11 @@ int chain_validate(const chain_request *q, size_t max_contracts, gk_model *model
 int price_batch_validate(const Greeks__V1__PriceBatchRequest *q, size_t max_contracts, gk_model *model,
                          unsigned *outputs_mask, request_exercise *exercise, request_verdict *v) {
   if (check_model(q->model, model, v) || check_outputs(q->n_outputs, q->outputs, NULL, outputs_mask, v)) return -1;
-  size_t n = q->n_spot;
+  size_t n = q->n_spot, others[] = {q->n_strike, q->n_expiry, q->n_rate, q->n_vol, q->n_type};
 #define COLUMN(name, have, optional) check_column_by(name, have, n, "spot", optional, "contracts", "contract", v)
-  if (check_count("contracts", n, max_contracts, v) || COLUMN("strike", q->n_strike, 0) ||
-      COLUMN("expiry", q->n_expiry, 0) || COLUMN("rate", q->n_rate, 0) || COLUMN("yield", q->n_yield, 1) ||
-      COLUMN("vol", q->n_vol, 0) || COLUMN("type", q->n_type, 0))
+  if (check_counting_column("spot", n, others, 5, "contract", v) || check_count("contracts", n, max_contracts, v) ||
+      COLUMN("strike", q->n_strike, 0) || COLUMN("expiry", q->n_expiry, 0) || COLUMN("rate", q->n_rate, 0) ||
+      COLUMN("yield", q->n_yield, 1) || COLUMN("vol", q->n_vol, 0) || COLUMN("type", q->n_type, 0))
     return -1;
 #undef COLUMN
   wire_styles styles = {"style", q->n_style, NULL, q->style};
@@ -566,11 +586,11 @@ int price_batch_validate(const Greeks__V1__PriceBatchRequest *q, size_t max_cont
 int implied_vol_validate(const Greeks__V1__ImpliedVolRequest *q, size_t max_contracts, gk_model *model,
                          request_verdict *v) {
   if (check_model(q->model, model, v)) return -1;
-  size_t n = q->n_spot;
+  size_t n = q->n_spot, others[] = {q->n_strike, q->n_expiry, q->n_rate, q->n_price, q->n_type};
 #define COLUMN(name, have, optional) check_column_by(name, have, n, "spot", optional, "contracts", "contract", v)
-  if (check_count("contracts", n, max_contracts, v) || COLUMN("strike", q->n_strike, 0) ||
-      COLUMN("expiry", q->n_expiry, 0) || COLUMN("rate", q->n_rate, 0) || COLUMN("yield", q->n_yield, 1) ||
-      COLUMN("price", q->n_price, 0) || COLUMN("type", q->n_type, 0))
+  if (check_counting_column("spot", n, others, 5, "contract", v) || check_count("contracts", n, max_contracts, v) ||
+      COLUMN("strike", q->n_strike, 0) || COLUMN("expiry", q->n_expiry, 0) || COLUMN("rate", q->n_rate, 0) ||
+      COLUMN("yield", q->n_yield, 1) || COLUMN("price", q->n_price, 0) || COLUMN("type", q->n_type, 0))
     return -1;
 #undef COLUMN
   return accepted(v);

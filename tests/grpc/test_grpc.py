@@ -831,6 +831,26 @@ class RequestRules(ServedTestCase):
         self.refused(self.stub.RevaluePortfolio, request,
                      "field 'positions.underlying' is empty but field 'positions.type' has 2 entries")
 
+    def test_a_wrong_counting_column_is_the_one_named(self):
+        """The count came from the first column alone: a short strike blamed a
+        correct expiry, a long spot blamed strike, and a spot of 1001 entries
+        beside empty columns was "more than the limit" (found in review). Where
+        most other columns agree, the first is named."""
+        request = pb.PriceChainRequest(model=pb.MODEL_BSM, market=pb.Market(spot=100, rate=0.05),
+                                       contracts=pb.ChainContracts(strike=[90], expiry=[1, 1, 1], vol=[0.2] * 3,
+                                                                   type=[pb.CALL, pb.PUT, pb.CALL]))
+        self.refused(self.stub.PriceChain, request,
+                     "field 'contracts.strike' has 1 entries but the request's other columns have 3")
+        request = batch_request(random_batch(3, seed=4))
+        request.spot.append(100.0)
+        self.refused(self.stub.PriceBatch, request, "field 'spot' has 4 entries but the request's other columns have 3")
+        self.refused(self.stub.PriceBatch, pb.PriceBatchRequest(model=pb.MODEL_BSM, spot=[100.0] * 1001),
+                     "field 'spot' has 1001 entries but the request's other columns have 0")
+        # one column off among agreeing ones is still that column
+        request = batch_request(random_batch(3, seed=5))
+        del request.expiry[-1]
+        self.refused(self.stub.PriceBatch, request, "field 'expiry' has 2 entries but the request has 3 contracts")
+
     def test_a_market_column_is_counted_in_underlyings(self):
         """A market column of the wrong length is named against markets.spot's
         underlyings; it said "the request has 2 contracts" of a request with
