@@ -190,15 +190,22 @@ static void log_needs_restart(const char *key, const char *old_value, const char
 }
 
 /* Plaintext and TLS listen differently (server.c, start_grpc): a reload keeps
- * the mode the server started in and says so; a new pair in TLS mode is taken. */
-static void keep_tls_mode(const greeksd_config *live, greeksd_config *merged) {
-  if ((live->tls_cert[0] == '\0') == (merged->tls_cert[0] == '\0')) return;
+ * the mode the server started in; a new pair in TLS mode is taken. Kept in
+ * the candidate itself, before its files are watched and checked: a file
+ * that dropped tls.* left the running pair unwatched (a rotation was missed)
+ * and unchecked (a 0644 key was taken) (found in review). 1 when it kept. */
+static int keep_tls_mode(const greeksd_config *live, greeksd_config *candidate) {
+  if ((live->tls_cert[0] == '\0') == (candidate->tls_cert[0] == '\0')) return 0;
+  greeksd_config_keep_setting(candidate, live, "tls.cert");
+  greeksd_config_keep_setting(candidate, live, "tls.key");
+  return 1;
+}
+
+static void log_tls_mode_kept(const greeksd_config *live, const char *wanted) {
   gk_logf(GK_LOG_WARN, "config",
           "tls.cert changed: switching between plaintext and TLS needs a restart; keeping %s (the new value '%s' "
           "applies at the next start)",
-          live->tls_cert[0] ? live->tls_cert : "plaintext", merged->tls_cert[0] ? merged->tls_cert : "plaintext");
-  greeksd_config_keep_setting(merged, live, "tls.cert");
-  greeksd_config_keep_setting(merged, live, "tls.key");
+          live->tls_cert[0] ? live->tls_cert : "plaintext", wanted[0] ? wanted : "plaintext");
 }
 
 /* Every error on one line ("; "-separated), for the log record's error field. */
@@ -231,23 +238,23 @@ static void apply_breaker(greeksd_server *server, const greeksd_config *config) 
     gk_logf(GK_LOG_ERROR, "config", "the pricing breaker kept its thresholds: %s", status.message);
 }
 
-int greeksd_server_reload(greeksd_server *server, const greeksd_config *candidate, const greeksd_errors *parse_errors,
+int greeksd_server_reload(greeksd_server *server, const greeksd_config *asked, const greeksd_errors *parse_errors,
                           const char *trigger, greeksd_reload_hook *apply_logging, void *hook_arg) {
-  greeksd_server_watch_files(server, candidate); /* a rejected file is not re-read until it changes again */
-  greeksd_errors *errors = malloc(sizeof *errors);
-  if (errors == NULL) return -1;
-  *errors = *parse_errors;
-  if (errors->count == 0) greeksd_startup_check(candidate, errors);
   greeksd_snapshot *live = atomic_load(&server->live), *next = NULL;
-  greeksd_config *merged = malloc(sizeof *merged);
-  if (merged == NULL) {
-    free(errors);
+  greeksd_config *candidate = malloc(sizeof *candidate), *merged = malloc(sizeof *merged);
+  greeksd_errors *errors = malloc(sizeof *errors);
+  if (candidate == NULL || merged == NULL || errors == NULL) {
+    free(candidate), free(merged), free(errors);
     return -1;
   }
+  *candidate = *asked;
+  int tls_mode_kept = keep_tls_mode(&live->config, candidate);
+  greeksd_server_watch_files(server, candidate); /* a rejected file is not re-read until it changes again */
+  *errors = *parse_errors;
+  if (errors->count == 0) greeksd_startup_check(candidate, errors);
   if (errors->count == 0) {
     *merged = live->config;
     greeksd_config_take_reloadable(merged, candidate);
-    keep_tls_mode(&live->config, merged);
     /* the running settings a reload keeps (the breaker's window, ...) beside
      * the new ones it takes: a pair a start would refuse is refused here */
     greeksd_config_check_whole(merged, errors);
@@ -267,12 +274,14 @@ int greeksd_server_reload(greeksd_server *server, const greeksd_config *candidat
   free(merged);
   if (errors->count != 0) {
     reject(server, errors, trigger);
-    free(errors);
+    free(errors), free(candidate);
     return -1;
   }
   free(errors);
+  if (tls_mode_kept) log_tls_mode_kept(&live->config, asked->tls_cert);
   if (apply_logging) apply_logging(&next->config, hook_arg); /* what follows is logged as the reload asks */
   greeksd_config_restart_changes(&live->config, candidate, log_needs_restart, NULL);
+  free(candidate);
   char changed[1024];
   greeksd_config_reload_changes(&live->config, &next->config, changed, sizeof changed);
   if (!snapshot_same_tls(live, next)) {

@@ -733,6 +733,56 @@ def expired_pair(directory):
         return c.read(), k.read()
 
 
+class TlsModeKept(unittest.TestCase):
+    def test_a_file_that_drops_tls_keeps_the_running_pair_watched_and_checked(self):
+        """A reload of a file without its tls: block keeps TLS (a restart
+        switches modes), but watched and checked the new file's empty paths:
+        a rotation of the running pair was missed and a 0644 key was taken on
+        a SIGHUP (found in review). The kept pair is the one watched and
+        checked."""
+        with tempfile.TemporaryDirectory() as d:
+            a, b = self_signed(d, "a"), self_signed(d, "b")
+            cert = write(os.path.join(d, "server.crt"), a[0], 0o644)
+            key = write(os.path.join(d, "server.key"), a[1])
+            cfg = write(os.path.join(d, "greeksd.yaml"), "log:\n  format: json\ntls:\n  cert: %s\n  key: %s\n"
+                        % (cert, key))
+            server = Server("--config", cfg)
+            try:
+                def log_count(text):
+                    return server.stderr().count(text)
+
+                def wait(what, condition):
+                    deadline = time.monotonic() + 10 * SLOWDOWN
+                    while not condition():
+                        self.assertLess(time.monotonic(), deadline, what + ": " + server.stderr()[-3000:])
+                        time.sleep(0.1)
+
+                warned = log_count("switching between plaintext and TLS needs a restart")
+                write(cfg, "log:\n  format: json\n")
+                server.proc.send_signal(signal.SIGHUP)
+                wait("the mode switch was not refused", lambda: log_count(
+                    "switching between plaintext and TLS needs a restart") > warned)
+                rejected = log_count("rejected")
+                write(key, b[1], 0o644)
+                write(cert, b[0], 0o644)
+                server.proc.send_signal(signal.SIGHUP)
+                wait("a 0644 key of the kept pair was not refused", lambda: log_count("rejected") > rejected)
+                self.assertIn("has mode 0644", server.stderr().splitlines()[-1] + server.stderr()[-2000:])
+                os.chmod(key, 0o600)  # the watch sees it: no signal
+                wait("the kept pair's fix was not picked up by the watch",
+                     lambda: "the TLS certificate and key (new handshakes get them)" in server.stderr())
+                creds = grpc.ssl_channel_credentials(root_certificates=b[0].encode())
+                channel = grpc.secure_channel(server.target, creds, options=[("grpc.use_local_subchannel_pool", 1)])
+                request = pb.PriceBatchRequest(model=pb.MODEL_BSM, spot=[100.0], strike=[100.0], expiry=[1.0],
+                                               rate=[0.05], vol=[0.2], type=[pb.PUT], style=[pb.EUROPEAN],
+                                               outputs=[pb.PRICE], **{"yield": [0.0]})
+                self.assertEqual(pb_grpc.PricingServiceStub(channel).PriceBatch(request, timeout=TIMEOUT).count, 1)
+                channel.close()
+            finally:
+                server.stop()
+                server.close()
+
+
 def sha1_signed_pair(directory):
     """A leaf for localhost signed with SHA-1 by a fresh CA, and its key (PEM
     text each): it parses and matches its key, and TLS refuses it."""
