@@ -624,7 +624,7 @@ static gk_code resolve_lost_commit(pg_store *s, int pid, int64_t xid, gk_status 
 }
 
 /* An append's transaction ends its own session if it sits idle inside it for
- * IDLE_IN_APPEND (adr/0063): the server then rolls it back and frees the
+ * 3 s (adr/0063): the server then rolls it back and frees the
  * stream's row, so a frozen writer holds a book for seconds, not until it
  * wakes. Only appends: a read's visitor may take its time between fetches
  * (`greeks book audit | less`). One round trip (the simple protocol). */
@@ -1066,7 +1066,7 @@ static void describe(pg_store *s, const PGconn *c) {
            port && port[0] ? port : "5432");
 }
 
-/* Every pooled session waits at most LOCK_TIMEOUT for a row lock (adr/0063):
+/* Every pooled session waits at most 6 s for a row lock (adr/0063):
  * an instance frozen mid-append (a paused VM, SIGSTOP, a network cut) held
  * its stream's row, and every other instance's writer of that book, and of
  * the books behind it on the same execution shard, waited with no limit

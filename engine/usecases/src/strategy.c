@@ -1355,9 +1355,6 @@ static bool found_a_dip(const search *s) {
   return s->sign * s->grid_pnl > 0 && s->sign * s->low_pnl > 0 && s->sign * s->high_pnl > 0;
 }
 
-/* The second round: a zeroin on each side of every dip's best spot. Its
- * searches follow the first round's in work's array, so a structure's lie in
- * two places: its first round's run and dip_search. False when out of memory. */
 /* Whether the dip at first-round search i is one an earlier search of the same
  * structure found: two grid points level within the noise are both local
  * extrema (local_extrema), their overlapping brackets hold the same dip, and
@@ -1372,6 +1369,9 @@ static bool dip_found_before(const work *w, size_t i) {
   return false;
 }
 
+/* The second round: a zeroin on each side of every dip's best spot. Its
+ * searches follow the first round's in work's array, so a structure's lie in
+ * two places: its first round's run and dip_search. False when out of memory. */
 static bool plan_dips(work *w) {
   size_t first_round = w->search_count, needed = 0;
   for (size_t i = 0; i < first_round; i++) needed += found_a_dip(&w->searches[i]) ? 2 : 0;
@@ -1426,7 +1426,8 @@ static void bounds_and_breakevens(evaluation *e, double *refined_low, double *at
                                                 : w->searches[e->breakeven_search[b]].result;
     if (!isnan(x)) found[count++] = x;
   }
-  for (size_t d = 0; d < e->dip_count; d++) found[count++] = w->searches[e->dip_search[d]].result;
+  for (size_t d = 0; d < e->dip_count; d++)
+    if (!isnan(w->searches[e->dip_search[d]].result)) found[count++] = w->searches[e->dip_search[d]].result;
   qsort(found, count, sizeof *found, compare_spots);
   for (size_t b = 0; b < count && b < GK_MAX_BREAKEVENS; b++) s->breakevens[s->breakeven_count++] = found[b];
 }
