@@ -1258,6 +1258,29 @@ void book_side_drain(greeksd_server *server) {
   }
 }
 
+void book_side_reauthorize(greeksd_server *server) {
+  book_side *side = server->books;
+  if (side == NULL) return;
+  pthread_mutex_lock(&side->lock);
+  size_t n = 0;
+  for (book_stream *s = side->streams; s; s = s->next) n++;
+  rpc_call **calls = n ? malloc(n * sizeof *calls) : NULL;
+  size_t taken = 0;
+  for (book_stream *s = side->streams; calls && s; s = s->next) {
+    rpc_ref(s->call);
+    calls[taken++] = s->call;
+  }
+  pthread_mutex_unlock(&side->lock);
+  for (size_t i = 0; i < taken; i++) { /* pump_locked ends a subscription whose token was revoked */
+    book_stream *s = calls[i]->job;
+    pthread_mutex_lock(&s->lock);
+    if (s->subscription != NULL) pump_locked(calls[i], s);
+    pthread_mutex_unlock(&s->lock);
+    rpc_release(calls[i]);
+  }
+  free(calls); /* out of memory: each still ends at its next event */
+}
+
 /* ---- start and stop ------------------------------------------------------------------------ */
 
 static int fail_start(char *error, size_t size, const char *what, const gk_status *status) {

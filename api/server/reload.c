@@ -303,6 +303,7 @@ int greeksd_server_reload(greeksd_server *server, const greeksd_config *asked, c
   live->retired_next = server->retired; /* only this thread writes retired */
   server->retired = live;
   atomic_store(&server->live, next);
+  book_side_reauthorize(server); /* a revoked token's idle subscriptions end now */
   atomic_fetch_add(&server->reloads_accepted, 1);
   gk_logf(GK_LOG_INFO, "config", "configuration reloaded (%s): version %llu (hash %s), was %llu (hash %s); changed: %s",
           trigger, next->version, next->hash, live->version, live->hash,

@@ -333,6 +333,9 @@ gk_code intake_agent_start(greeksd_server *server, gk_status *status);
  * event feed) starts with the server and stops after the last call. */
 int book_side_start(greeksd_server *server, char *error, size_t size);
 void book_side_drain(greeksd_server *server); /* ends the event subscriptions */
+/* After a reload: ends at once, UNAUTHENTICATED, each subscription whose
+ * bearer token it revoked (an idle one waited for its next event). */
+void book_side_reauthorize(greeksd_server *server);
 void book_side_stop(greeksd_server *server);
 void handle_book_open(rpc_call *call);
 void handle_book_execute(rpc_call *call);

@@ -454,7 +454,8 @@ class Reload(unittest.TestCase):
         reload revoked: an UpdateMarketStream opened with it went on writing
         marks, and a SubscribeEvents went on feeding events (found in review).
         After the reload the stream's next tick is refused and the
-        subscription ends at its next event, both UNAUTHENTICATED."""
+        subscription ends at once (idle, it does not wait for an event), both
+        UNAUTHENTICATED."""
         import queue
         import threading
         token_d = write(os.path.join(self.dir.name, "desk-d"), "delta-1\n")
@@ -486,14 +487,15 @@ class Reload(unittest.TestCase):
             stream.result()
         self.assertEqual(raised.exception.code(), grpc.StatusCode.UNAUTHENTICATED, raised.exception.details())
         self.assertIn("revoked by a reload: message 2 and later were not recorded", raised.exception.details())
-        # a trade by a desk whose token stands: the revoked subscriber is not fed it
-        self.book.UpdateMarket(bk.UpdateMarketRequest(book_id="revoke", quotes=[
-            bk.MarketQuote(underlying="A", spot=103.0, vol=0.2)]), metadata=good, timeout=TIMEOUT)
+        # the idle subscription ended at the reload, without waiting for an event
         with self.assertRaises(grpc.RpcError) as raised:
             for e in events:
                 seen.append(e.type)
         self.assertEqual(raised.exception.code(), grpc.StatusCode.UNAUTHENTICATED, raised.exception.details())
-        self.assertIn("revoked by a reload; resume from sequence", raised.exception.details())
+        self.assertIn("revoked by a reload; resume from sequence 3", raised.exception.details())
+        self.assertEqual(len(seen), 2)
+        self.book.UpdateMarket(bk.UpdateMarketRequest(book_id="revoke", quotes=[
+            bk.MarketQuote(underlying="A", spot=103.0, vol=0.2)]), metadata=good, timeout=TIMEOUT)
         trail = list(self.book.GetAuditTrail(bk.GetAuditTrailRequest(book_id="revoke"), metadata=good,
                                              timeout=TIMEOUT))
         spots = [ev.MarketUpdated.FromString(e.payload).spot for e in trail if e.type == ev.MARKET_UPDATED]
