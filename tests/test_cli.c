@@ -359,6 +359,20 @@ static void test_revalue_rejects_unusable_input(void **state) {
   assert_string_equal(now, original);
   read_text("/tmp/greeks_cli_market.csv", now, sizeof now);
   assert_string_equal(now, market);
+  /* a pipe or a terminal is no file to overwrite: both outputs to one pipe
+   * (`2>&1 | ...`) were refused as one file (found in review) */
+  char command[1024];
+  snprintf(command, sizeof command,
+           "cd '%s/cli' && '%s' revalue positions_good.csv --market market.csv --grid-out /dev/stdout "
+           "--positions-out /dev/stderr 2>&1",
+           GREEKS_TEST_DATA_DIR, GREEKS_CLI_PATH);
+  FILE *both = popen(command, "r");
+  assert_non_null(both);
+  size_t lines = 0;
+  for (int ch; (ch = fgetc(both)) != EOF;) lines += ch == '\n';
+  int status = pclose(both);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  assert_true(lines > 10);
   remove("/tmp/greeks_cli_positions_link.csv");
   remove("/tmp/greeks_cli_positions.csv");
   remove("/tmp/greeks_cli_market.csv");

@@ -339,7 +339,12 @@ static int apply_token_list(greeksd_config *c, const char *v, const char *source
       return -1;
     }
     *eq = '\0';
-    if (greeksd_config_add_token(c, item, eq + 1, source, 0, why, n) != 0) return -1;
+    if (greeksd_config_add_token(c, item, eq + 1, source, 0, why, n) != 0) {
+      /* its reason would echo the item, which may be the token itself */
+      snprintf(why, n, "must be NAME=FILE[,NAME=FILE...], each NAME 1..63 of A-Z a-z 0-9 . _ - and a FILE, at most "
+                       "%d (a token is never given inline; the value is not shown)", GREEKSD_MAX_TOKENS);
+      return -1;
+    }
   }
   return 0;
 }
@@ -420,21 +425,12 @@ int greeksd_config_set_key(greeksd_config *c, const char *key, const char *value
   return set_row(c, row, value, source, why, n);
 }
 
-/* Whether a NAME=FILE[,...] list holds an item without '=': a token given
- * inline, which is never shown (GREEKSD_TOKENS='SECRET' was echoed in its
- * error, where the same mistake in a file said '<redacted>': found in review). */
-static int holds_an_inline_token(const char *list) {
-  for (const char *item = list; *item;) {
-    size_t n = strcspn(item, ",");
-    if (n > 0 && memchr(item, '=', n) == NULL) return 1;
-    item += n + (item[n] == ',');
-  }
-  return 0;
-}
-
 static const char *value_shown(int row, const char *value, char *out, size_t size) {
   if (row >= 0 && settings[row].kind == K_STORE) greeksd_redact_store(value, out, size);
-  else if (row >= 0 && settings[row].kind == K_TOKENS && holds_an_inline_token(value)) snprintf(out, size, "<redacted>");
+  /* a refused NAME=FILE list may hold a token given inline, which is never
+   * shown: GREEKSD_TOKENS='SECRET' was echoed in its error, and a base64
+   * token ('...=') passed for NAME=FILE and was echoed twice (found in review) */
+  else if (row >= 0 && settings[row].kind == K_TOKENS) snprintf(out, size, "<redacted>");
   else snprintf(out, size, "%s", value);
   return out;
 }

@@ -251,7 +251,11 @@ int greeksd_server_reload(greeksd_server *server, const greeksd_config *asked, c
   int tls_mode_kept = keep_tls_mode(&live->config, candidate);
   greeksd_server_watch_files(server, candidate); /* a rejected file is not re-read until it changes again */
   *errors = *parse_errors;
-  if (errors->count == 0) greeksd_startup_check(candidate, errors);
+  /* the file as written, its new pair included (applied at the next start:
+   * kept unchecked, a missing pair passed and the restart failed; found in
+   * review), then the pair kept in force */
+  if (errors->count == 0) greeksd_startup_check(asked, errors);
+  if (errors->count == 0 && tls_mode_kept) greeksd_startup_check(candidate, errors);
   if (errors->count == 0) {
     *merged = live->config;
     greeksd_config_take_reloadable(merged, candidate);

@@ -34,7 +34,10 @@ bool gk_paths_name_one_file(const char *a, const char *b) {
   if (a == NULL || b == NULL || a[0] == '\0' || b[0] == '\0') return false;
   struct stat sa, sb;
   bool has_a = stat(a, &sa) == 0, has_b = stat(b, &sb) == 0;
-  if (has_a && has_b) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+  /* regular files only: a terminal or a pipe is no file to overwrite, and
+   * --grid-out /dev/stdout beside --positions-out /dev/stderr on one terminal
+   * (or one `2>&1` pipe) was refused (found in review) */
+  if (has_a && has_b) return S_ISREG(sa.st_mode) && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
   if (has_a || has_b) return false;
   char pa[PATH_MAX], pb[PATH_MAX];
   if (!absolute_path_of(a, pa) || !absolute_path_of(b, pb)) return strcmp(a, b) == 0;

@@ -785,6 +785,31 @@ class TlsModeKept(unittest.TestCase):
                 server.close()
 
 
+class TlsModeAsked(unittest.TestCase):
+    def test_a_reload_asking_for_tls_checks_the_pair_it_asks_for(self):
+        """A plaintext server's file gains a tls: block: the mode stays until a
+        restart, but the pair asked for is checked now. Kept unchecked, a
+        missing pair was accepted and the next start failed (found in
+        review)."""
+        with tempfile.TemporaryDirectory() as d:
+            cfg = write(os.path.join(d, "greeksd.yaml"), "log:\n  format: json\n")
+            server = Server("--config", cfg)
+            try:
+                rejected = server.stderr().count("rejected")
+                missing = os.path.join(d, "missing")
+                write(cfg, "log:\n  format: json\ntls:\n  cert: %s.crt\n  key: %s.key\n" % (missing, missing))
+                server.proc.send_signal(signal.SIGHUP)
+                deadline = time.monotonic() + 10 * SLOWDOWN
+                while server.stderr().count("rejected") == rejected:
+                    self.assertLess(time.monotonic(), deadline, server.stderr()[-3000:])
+                    time.sleep(0.1)
+                line = [json.loads(l) for l in server.stderr().splitlines() if "rejected" in l][-1]
+                self.assertIn("'%s.crt' cannot be read" % missing, line["error"])
+            finally:
+                server.stop()
+                server.close()
+
+
 def sha1_signed_pair(directory):
     """A leaf for localhost signed with SHA-1 by a fresh CA, and its key (PEM
     text each): it parses and matches its key, and TLS refuses it."""

@@ -1329,6 +1329,11 @@ class Configuration(unittest.TestCase):
             self.assertEqual(p.returncode, 2, p.stderr)
             self.assertIn("--tokens: '<redacted>' must be NAME=FILE", p.stderr)
             self.assertNotIn("SECRET-INLINE-5", p.stderr)
+            base64 = "hAtNf6bTEzeKNm3VsX9Zpzqc65SPXVAk8KWQZvmotUA="  # its '=' read as NAME=FILE
+            p = self.run_greeksd("--check-config", env={"GREEKSD_TOKENS": base64})
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertIn("GREEKSD_TOKENS: '<redacted>' must be NAME=FILE", p.stderr)
+            self.assertNotIn(base64[:-1], p.stderr)
 
     def test_item8_a_key_that_does_not_match_the_certificate_is_named(self):
         with tempfile.TemporaryDirectory() as d:

@@ -10,8 +10,9 @@
 
 #include <stdbool.h>
 
-/* True when paths a and b name the same file: where both exist, the same
- * device and inode (links and symlinks included); where neither exists, the
+/* True when paths a and b name the same regular file: where both exist, the
+ * same device and inode (links and symlinks included; a terminal, pipe or
+ * other device is never a clash); where neither exists, the
  * same absolute path once each directory is resolved (so "./x" and "x" are one
  * file). Where only one exists they are different files. NULL or "" names no
  * file (false). */

@@ -623,12 +623,22 @@ static gk_code resolve_lost_commit(pg_store *s, int pid, int64_t xid, gk_status 
   return GK_UNAVAILABLE;
 }
 
-/* An append's transaction ends its own session if it sits idle inside it for
- * 3 s (adr/0063): the server then rolls it back and frees the
- * stream's row, so a frozen writer holds a book for seconds, not until it
- * wakes. Only appends: a read's visitor may take its time between fetches
- * (`greeks book audit | less`). One round trip (the simple protocol). */
-#define APPEND_BEGIN "BEGIN; SET LOCAL idle_in_transaction_session_timeout = 3000"
+/* An append's limits (adr/0063), set in its own transaction: an instance
+ * frozen mid-append (a paused VM, SIGSTOP, a network cut) held its stream's
+ * row, and every other instance's writer of that book, and of the books
+ * behind it on the same execution shard, waited with no limit (found in
+ * review).
+ *   - idle_in_transaction_session_timeout 3 s: the frozen writer's own session
+ *     ends, the server rolls the append back and frees the row;
+ *   - lock_timeout 6 s: a writer waits at most that long for the row
+ *     (SQLSTATE 55P03, GK_UNAVAILABLE, transient), the backstop for a holder
+ *     that is not idle.
+ * Only appends: a read's visitor may take its time between fetches (`greeks
+ * book audit | less`) and a read waits for no row lock. In SQL, not as a
+ * connect option: PgBouncer refuses the `options` startup parameter, and the
+ * keyword overrode PGOPTIONS (found in review). One round trip. */
+#define APPEND_BEGIN                                                                                                 \
+  "BEGIN; SET LOCAL idle_in_transaction_session_timeout = 3000; SET LOCAL lock_timeout = 6000"
 
 static gk_code begin_append(pg_store *s, PGconn *c, gk_status *status) {
   PGresult *res = PQexec(c, APPEND_BEGIN);
@@ -1066,16 +1076,9 @@ static void describe(pg_store *s, const PGconn *c) {
            port && port[0] ? port : "5432");
 }
 
-/* Every pooled session waits at most 6 s for a row lock (adr/0063):
- * an instance frozen mid-append (a paused VM, SIGSTOP, a network cut) held
- * its stream's row, and every other instance's writer of that book, and of
- * the books behind it on the same execution shard, waited with no limit
- * (found in review). Before dbname, so a conninfo's own `options` wins. */
-#define SESSION_OPTIONS "-c lock_timeout=6000"
-
 static gk_code connect_one(pg_store *s, const char *conninfo, PGconn **out, gk_status *status) {
-  const char *const keys[] = {"options", "dbname", "fallback_application_name", NULL};
-  const char *const values[] = {SESSION_OPTIONS, conninfo, "greeks", NULL};
+  const char *const keys[] = {"dbname", "fallback_application_name", NULL};
+  const char *const values[] = {conninfo, "greeks", NULL};
   PGconn *c = PQconnectdbParams(keys, values, 1);
   if (s->base.description[0] == '\0') describe(s, c);
   if (c == NULL || PQstatus(c) != CONNECTION_OK) {
