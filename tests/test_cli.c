@@ -957,6 +957,37 @@ static void test_revalue_reads_either_file_from_stdin(void **state) {
   assert_non_null(strstr(r->err, "greeks: <stdin>: line 6: field 'K' value '-3': must be > 0"));
 }
 
+/* A blank multiplier is 1, as the book's trade files read it (it dropped the
+ * row, exit 3); '-' as an output made a file named '-', exit 0; a relative
+ * spot shock of -100% was named as the engine's field, not --scenarios (found
+ * in review). */
+static void test_revalue_blank_multiplier_dash_outputs_and_shock_names(void **state) {
+  (void)state;
+  static char explicit_one[65536];
+  WRITE_CSV("id,underlying,type,K,T,sigma,quantity,multiplier\nx,AAPL,call,200,0.5,0.25,20,1\n");
+  cli_result *r = run_cli("", "revalue " TMP_CSV " --market market.csv --scenarios none");
+  assert_int_equal(r->exit_code, 0);
+  snprintf(explicit_one, sizeof explicit_one, "%s", r->out);
+  WRITE_CSV("id,underlying,type,K,T,sigma,quantity,multiplier\nx,AAPL,call,200,0.5,0.25,20, \n");
+  r = run_cli("", "revalue " TMP_CSV " --market market.csv --scenarios none");
+  assert_int_equal(r->exit_code, 0);
+  assert_string_equal(r->out, explicit_one);
+  assert_non_null(strstr(r->out, "AAPL,1,")); /* the row is counted */
+  for (int k = 0; k < 2; k++) {
+    static const char *const flags[] = {"--grid-out", "--positions-out"};
+    char args[256];
+    snprintf(args, sizeof args, "revalue positions_good.csv --market market.csv %s -", flags[k]);
+    r = run_cli("", args);
+    assert_int_equal(r->exit_code, 2);
+    assert_non_null(strstr(r->err, "takes a file name; stdout holds the risk table"));
+    assert_int_equal(access(GREEKS_TEST_DATA_DIR "/cli/-", F_OK), -1);
+  }
+  r = run_cli("", "revalue positions_good.csv --market market.csv --scenarios spot=rel:-1:0.5:3,vol=abs:0:0:1");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "greeks: --scenarios: spot_shocks[0] = -1: a relative spot shock must be > -1"));
+  assert_string_equal(r->out, "");
+}
+
 /* stderr says which file a bad row is in; unprintable bytes in values are escaped. */
 static void test_bad_row_messages_name_the_file_and_escape_values(void **state) {
   (void)state;
@@ -1179,6 +1210,7 @@ int main(void) {
       cmocka_unit_test(test_a_utf8_byte_order_mark_is_skipped),
       cmocka_unit_test(test_any_number_of_unknown_columns_is_ignored),
       cmocka_unit_test(test_revalue_reads_either_file_from_stdin),
+      cmocka_unit_test(test_revalue_blank_multiplier_dash_outputs_and_shock_names),
       cmocka_unit_test(test_bad_row_messages_name_the_file_and_escape_values),
       cmocka_unit_test(test_help_lists_every_iv_model),
       cmocka_unit_test(test_an_error_about_sigma_sqrt_t_shows_sigma_and_t),

@@ -192,6 +192,12 @@ static int revalue(const revalue_options *o) {
                            "' (mode rel|abs:from:to:count, count 1 to 101, 1 only when from = to)",
                            o->scenarios);
   gk_scenario_grid grid = {spot.axis, vol.axis};
+  gk_status grid_status; /* named as the option was given, not as the engine's fields (found in review) */
+  if (gk_scenario_grid_check(&grid, &grid_status) != GK_OK) {
+    char message[sizeof grid_status.message + 16];
+    snprintf(message, sizeof message, "--scenarios: %s", grid_status.message);
+    return cli_usage_error(message, o->scenarios);
+  }
   /* a grid file left as it was, exit 0, read as today's P&L grid by the next
    * step of a batch job (found in review) */
   if (o->grid_path && grid.spot.count * grid.vol.count == 0)
@@ -318,7 +324,15 @@ int revalue_command(int argc, char **argv) {
   } outputs[] = {{"--grid-out", o.grid_path}, {"--positions-out", o.positions_out_path}};
   for (size_t k = 0; k < sizeof outputs / sizeof outputs[0]; k++) {
     const char *out = outputs[k].path, *input = NULL;
-    if (out == NULL || strcmp(out, "-") == 0) continue;
+    if (out == NULL) continue;
+    /* '-' made a file named '-', exit 0, for a user who meant stdout, where
+     * the risk table goes (found in review) */
+    if (strcmp(out, "-") == 0) {
+      char message[128];
+      snprintf(message, sizeof message, "%s takes a file name; stdout holds the risk table (/dev/stdout to mix them)",
+               outputs[k].flag);
+      return cli_usage_error(message, out);
+    }
     if (strcmp(o.positions_path, "-") != 0 && gk_paths_name_one_file(out, o.positions_path)) input = "positions";
     else if (strcmp(o.market_path, "-") != 0 && gk_paths_name_one_file(out, o.market_path)) input = "market";
     if (input) {

@@ -239,7 +239,7 @@ static int parse_position(const char **f, size_t line, const market_table *m, po
   if (number_field(f[P_K], "K", line, &p->strike[k], error) || number_field(f[P_T], "T", line, &p->expiry[k], error) ||
       number_field(f[P_SIGMA], "sigma", line, &p->vol[k], error) ||
       number_field(f[P_QUANTITY], "quantity", line, &p->quantity[k], error) ||
-      (f[P_MULTIPLIER] && number_field(f[P_MULTIPLIER], "multiplier", line, &p->multiplier[k], error)))
+      (f[P_MULTIPLIER] && *cli_skip_spaces(f[P_MULTIPLIER]) != '\0' && number_field(f[P_MULTIPLIER], "multiplier", line, &p->multiplier[k], error)))
     return -1;
   return 0;
 }

@@ -17,6 +17,7 @@
 #include <grpc/byte_buffer.h>
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/slice.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -622,20 +623,33 @@ static int known_mode(Greeks__V1__ShockMode mode) {
   return mode == GREEKS__V1__SHOCK_MODE__RELATIVE || mode == GREEKS__V1__SHOCK_MODE__ABSOLUTE;
 }
 
-static int check_grid_axis(const char *axis, Greeks__V1__ShockMode mode, size_t shocks, request_verdict *v) {
+/* An axis's mode, count and shocks, named as the request names them
+ * (gk_scenario_grid_check names the C API's fields: 'spot_shocks[0]' read as
+ * another field beside the grid's others, found in review). */
+static int check_grid_axis(const char *axis, Greeks__V1__ShockMode mode, const double *shocks, size_t count,
+                           request_verdict *v) {
   if (!known_mode(mode))
     return refuse(v, GRPC_STATUS_INVALID_ARGUMENT,
                   "field 'grid.%s_mode': %d is not a known ShockMode (0 RELATIVE, 1 ABSOLUTE)", axis, (int)mode);
-  if (shocks > GK_MAX_SCENARIO_AXIS)
+  if (count > GK_MAX_SCENARIO_AXIS)
     return refuse(v, GRPC_STATUS_INVALID_ARGUMENT, "field 'grid.%s_shocks': %zu shocks; at most %d per axis", axis,
-                  shocks, GK_MAX_SCENARIO_AXIS);
+                  count, GK_MAX_SCENARIO_AXIS);
+  int relative_spot = strcmp(axis, "spot") == 0 && mode == GREEKS__V1__SHOCK_MODE__RELATIVE;
+  for (size_t i = 0; i < count; i++) {
+    if (!isfinite(shocks[i]))
+      return refuse(v, GRPC_STATUS_INVALID_ARGUMENT, "field 'grid.%s_shocks[%zu]': %g is not finite", axis, i,
+                    shocks[i]);
+    if (relative_spot && shocks[i] <= -1.0)
+      return refuse(v, GRPC_STATUS_INVALID_ARGUMENT,
+                    "field 'grid.spot_shocks[%zu]': %.17g: a RELATIVE spot shock must be > -1 (-100%%)", i, shocks[i]);
+  }
   return 0;
 }
 
 static int check_grid(const Greeks__V1__ScenarioGrid *g, request_verdict *v) {
   if (g == NULL) return 0;
-  return check_grid_axis("spot", g->spot_mode, g->n_spot_shocks, v) ||
-         check_grid_axis("vol", g->vol_mode, g->n_vol_shocks, v);
+  return check_grid_axis("spot", g->spot_mode, g->spot_shocks, g->n_spot_shocks, v) ||
+         check_grid_axis("vol", g->vol_mode, g->vol_shocks, g->n_vol_shocks, v);
 }
 
 static int check_positions(const Greeks__V1__Positions *p, size_t limit, request_verdict *v) {

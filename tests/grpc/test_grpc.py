@@ -880,6 +880,25 @@ class RequestRules(ServedTestCase):
             del getattr(request.grid, axis)[-1]
             self.assertEqual(self.stub.RevaluePortfolio(request, timeout=30).total.positions, 2)
 
+    def test_a_bad_shock_is_named_as_the_request_names_it(self):
+        """A NaN shock or a relative spot shock of -100% was refused as
+        'spot_shocks[0]', beside the grid's other errors' 'grid.' fields (found
+        in review); the stream's first message is checked the same way."""
+        cases = (("spot_shocks", [0.0, float("nan")], "field 'grid.spot_shocks[1]': nan is not finite"),
+                 ("vol_shocks", [float("inf")], "field 'grid.vol_shocks[0]': inf is not finite"),
+                 ("spot_shocks", [-1.0], "field 'grid.spot_shocks[0]': -1: a RELATIVE spot shock must be > -1"))
+        for axis, shocks, words in cases:
+            request = self.revaluation()
+            del getattr(request.grid, axis)[:]
+            getattr(request.grid, axis).extend(shocks)
+            self.refused(self.stub.RevaluePortfolio, request, words)
+            self.refused(self.stub.RevaluePortfolioStream, iter([request]), words)
+        request = self.revaluation()
+        request.grid.spot_mode = pb.ABSOLUTE
+        del request.grid.spot_shocks[:]
+        request.grid.spot_shocks.extend([-1.0, -99.0])  # absolute: a spot of 1, clamped (docs/engine.md)
+        self.assertEqual(self.stub.RevaluePortfolio(request, timeout=30).total.positions, 2)
+
     def test_a_bad_later_message_of_a_stream_is_named(self):
         """A column mismatch in message 3 said "the request has 2 positions"
         after 6 were sent: the message and where its positions start are
