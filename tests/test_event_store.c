@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1396,6 +1397,59 @@ static void a_deleted_or_replaced_sqlite_file_fails_the_probe_and_every_append(v
   }
 }
 
+/* A -wal (or -shm) deleted under a running SQLite store: SQLite went on
+ * committing into the unlinked log, greeksd acknowledged, the probe passed,
+ * and a kill -9 lost every commit since the last checkpoint, those before
+ * the rm included (found in review). In a child that never closes its store
+ * (a kill -9): acknowledged appends, the file removed, then the probe and an
+ * append must fail UNAVAILABLE naming it; the parent, opening the store
+ * afresh, must find every acknowledged event and not the refused one. */
+static int lose_a_side_file_then_die(fixture *f, const char *path, const char *stream, const char *suffix) {
+  gk_status st;
+  gk_event_store *store = gk_sqlite_store_open(path, NULL, &st);
+  if (store == NULL) return 10;
+  static batch b;
+  make_events(f, &b, "side", 1, 4);
+  for (int64_t i = 0; i < 3; i++)
+    if (append(store, stream, i, &b.events[i], 1, NULL, NULL, NULL, &st) != GK_OK) return 11;
+  if (gk_store_ping(store, &st) != GK_OK) return 12;
+  char side[330];
+  snprintf(side, sizeof side, "%s%s", path, suffix);
+  if (unlink(side) != 0) return 13;
+  if (gk_store_ping(store, &st) != GK_UNAVAILABLE || strstr(st.message, suffix) == NULL) return 14;
+  if (append(store, stream, 3, &b.events[3], 1, NULL, NULL, NULL, &st) != GK_UNAVAILABLE) return 15;
+  if (strstr(st.message, "the commits before it were copied into the database file") == NULL) return 16;
+  return 0; /* _exit: no close, no checkpoint at close */
+}
+
+static void a_deleted_write_ahead_log_keeps_what_was_acknowledged(void **state) {
+  fixture *f = *state;
+  if (!is_sqlite()) skip();
+  static const char *const suffixes[] = {"-wal", "-shm"};
+  for (int k = 0; k < 2; k++) {
+    char path[300];
+    snprintf(path, sizeof path, "%s.side%d", f->path, k);
+    store_remove_files(path);
+    const char *stream = S(f, "side");
+    fflush(NULL);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) _exit(lose_a_side_file_then_die(f, path, stream, suffixes[k]));
+    int how = 0;
+    assert_int_equal(waitpid(child, &how, 0), child);
+    assert_true(WIFEXITED(how));
+    if (WEXITSTATUS(how) != 0) fail_msg("%s: the child stopped at check %d", suffixes[k], WEXITSTATUS(how));
+    gk_status st;
+    gk_event_store *store = gk_sqlite_store_open(path, NULL, &st);
+    if (store == NULL) fail_msg("reopening: %s", st.message);
+    collected c = read_all(store, stream, 1, INT64_MAX);
+    assert_sequences(&c, 1, 3); /* the three acknowledged, not the refused fourth */
+    collected_free(&c);
+    gk_store_close(store);
+    store_remove_files(path);
+  }
+}
+
 /* The description is what was opened, as an absolute path, however the path
  * was given: "sqlite:books.db" could not tell an operator which directory a
  * store with 0 books was in (found in review). */
@@ -1771,6 +1825,7 @@ int main(void) {
       T(the_description_names_the_store_and_never_a_password),
       T(a_relative_sqlite_path_is_described_absolute),
       T(a_deleted_or_replaced_sqlite_file_fails_the_probe_and_every_append),
+      T(a_deleted_write_ahead_log_keeps_what_was_acknowledged),
       T(a_store_of_another_format_fails_to_open_with_data_loss),
     T(another_applications_database_is_refused_and_left_unchanged),
       T(a_read_out_of_descriptors_waits_for_a_reader_to_come_back),

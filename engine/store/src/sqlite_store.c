@@ -58,6 +58,13 @@ typedef struct sqlite_store {
   char opened[4096];
   dev_t opened_dev;
   ino_t opened_ino;
+  /* its -wal and -shm, as they were at open (side_file_gone) */
+  struct side_file {
+    char suffix[8];
+    bool known; /* it existed at open (WAL mode took) */
+    dev_t dev;
+    ino_t ino;
+  } side[2];
   int busy_timeout_ms;
   bool synchronous_normal;
   int64_t max_bytes; /* 0: no cap */
@@ -74,6 +81,7 @@ typedef struct sqlite_store {
 
 static const gk_store_ops sqlite_ops;
 static gk_code open_first_readers(sqlite_store *s, gk_status *status);
+static void note_side_files(sqlite_store *s);
 
 /* ---- errors ------------------------------------------------------------------ */
 
@@ -357,6 +365,7 @@ gk_event_store *gk_sqlite_store_open(const char *path, const gk_sqlite_options *
   snprintf(s->base.description, sizeof s->base.description, "sqlite:%.240s", s->opened);
   struct stat file;
   if (stat(s->opened, &file) == 0) s->opened_dev = file.st_dev, s->opened_ino = file.st_ino;
+  note_side_files(s);
   return &s->base;
 }
 
@@ -496,6 +505,55 @@ static gk_code check_file_in_place(const sqlite_store *s, sqlite3 *db, const cha
   return file_moved(s, doing, status);
 }
 
+/* The write-ahead log and its index under the path. Every commit since the
+ * last checkpoint lives in the -wal alone; a `rm books.db-wal` (a cleaner, a
+ * restore's "remove the -wal and -shm" run on a live store) left SQLite
+ * committing into the unlinked file, greeksd acknowledging and every probe
+ * green, and a kill -9 then lost the book, the commits before the rm
+ * included (found in review). The file checks above see the main file only
+ * (SQLite's unix VFS keeps no identity for a -wal: HAS_MOVED is always 0). */
+static void note_side_files(sqlite_store *s) {
+  static const char *const suffixes[] = {"-wal", "-shm"};
+  for (int i = 0; i < 2; i++) {
+    struct side_file *f = &s->side[i];
+    char path[sizeof s->opened + 8];
+    snprintf(f->suffix, sizeof f->suffix, "%s", suffixes[i]);
+    snprintf(path, sizeof path, "%s%s", s->opened, f->suffix);
+    struct stat st;
+    f->known = stat(path, &st) == 0;
+    if (f->known) f->dev = st.st_dev, f->ino = st.st_ino;
+  }
+}
+
+/* The suffix of a side file no longer the one opened (deleted or replaced),
+ * NULL when both are in place. */
+static const char *side_file_gone(const sqlite_store *s) {
+  for (int i = 0; i < 2; i++) {
+    const struct side_file *f = &s->side[i];
+    if (!f->known) continue;
+    char path[sizeof s->opened + 8];
+    snprintf(path, sizeof path, "%s%s", s->opened, f->suffix);
+    struct stat st;
+    if (stat(path, &st) != 0 || st.st_dev != f->dev || st.st_ino != f->ino) return f->suffix;
+  }
+  return NULL;
+}
+
+/* Copies every commit out of the unlinked log into the database file (the
+ * writer still holds the log open; a TRUNCATE checkpoint also resets the
+ * shared index, so no other connection reads frames of a log it cannot
+ * open). 1 when all of them are in the database file, synced. */
+static int save_commits_from_lost_log(sqlite_store *s) {
+  return sqlite3_wal_checkpoint_v2(s->writer, "main", SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) == SQLITE_OK;
+}
+
+static gk_code side_file_lost(const sqlite_store *s, const char *suffix, const char *doing, gk_status *status) {
+  return gk_status_set(status, GK_UNAVAILABLE, "store", s->base.description, GK_STATUS_NO_INDEX,
+                       "store %s: its %s file was deleted or replaced since it was opened; %s (restart greeksd "
+                       "with SIGTERM, not kill -9)",
+                       s->base.description, suffix, doing);
+}
+
 /* ---- group commit ---------------------------------------------------------------- */
 
 /* One request in its own savepoint: a failure undoes only its own writes. */
@@ -520,6 +578,17 @@ static void commit_batch(sqlite_store *s, append_request *batch) {
   gk_code moved = check_file_in_place(s, s->writer, "nothing of this append was written", &why);
   if (moved != GK_OK) {
     fail_batch(batch, moved, &why);
+    return;
+  }
+  const char *lost = side_file_gone(s);
+  if (lost != NULL) {
+    int saved = save_commits_from_lost_log(s);
+    fail_batch(batch, side_file_lost(s, lost, saved ? "nothing of this append was written; the commits before it "
+                                                      "were copied into the database file"
+                                                    : "nothing of this append was written, and the commits "
+                                                      "before it could not be copied into the database file",
+                                     &why),
+               &why);
     return;
   }
   int rc = exec(s->writer, "BEGIN IMMEDIATE");
@@ -562,7 +631,18 @@ static void commit_batch(sqlite_store *s, append_request *batch) {
   /* The file can go between the check above and the commit: what was
    * committed then is in a file no longer at the path, not durable. */
   moved = check_file_in_place(s, s->writer, "this append went to the old file, not to the store", &why);
-  if (moved != GK_OK) fail_batch(batch, moved, &why);
+  if (moved != GK_OK) {
+    fail_batch(batch, moved, &why);
+    return;
+  }
+  /* The log can go in the same gap: once copied into the database file the
+   * batch is durable and acknowledged; the next batch is refused above. */
+  lost = side_file_gone(s);
+  if (lost != NULL && !save_commits_from_lost_log(s))
+    fail_batch(batch, side_file_lost(s, lost, "this append went to the unlinked log and could not be copied into "
+                                              "the database file",
+                                     &why),
+               &why);
 }
 
 static append_request *take_queue(sqlite_store *s) {
@@ -984,6 +1064,8 @@ static gk_code sqlite_ping(gk_event_store *base, gk_status *status) {
   struct stat file;
   if (stat(s->opened, &file) != 0 || file.st_dev != s->opened_dev || file.st_ino != s->opened_ino)
     return file_moved(s, "appends fail until a restart", status);
+  const char *lost = side_file_gone(s);
+  if (lost != NULL) return side_file_lost(s, lost, "appends fail until a restart", status);
   int64_t version = 0;
   return sqlite_version(base, "greeks-ping", &version, status);
 }
