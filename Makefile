@@ -18,12 +18,16 @@ CONCURRENCY_TARGETS = $(CONCURRENCY_TESTS) greeksd greeks greeks_python_stubs
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build run test test-release test-sanitizers test-tsan bench clean
+.PHONY: all deps deps-node-example build run test test-release test-sanitizers test-tsan bench clean
 
 all: build
 
 deps:
 	@scripts/install-deps.sh
+
+# The suites also run examples/node: Node.js and its packages from npm.
+deps-node-example: deps
+	@scripts/install-deps.sh --node-example
 
 $(BUILD_DIR)/CMakeCache.txt: | deps
 	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release -DGREEKS_WERROR=ON $(CMAKE_FLAGS)
@@ -38,11 +42,11 @@ run: build
 
 test: test-release test-sanitizers test-tsan test-fuzz
 
-test-release: build
+test-release: build deps-node-example
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
 
 # The same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
-test-sanitizers: deps
+test-sanitizers: deps-node-example
 	cmake -S . -B $(SANITIZE_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEKS_WERROR=ON \
 	  -DGREEKS_SANITIZE=address,undefined -DGREEKS_BUILD_BENCH=OFF $(CMAKE_FLAGS)
 	cmake --build $(SANITIZE_DIR) -j $(JOBS)
@@ -52,7 +56,7 @@ test-sanitizers: deps
 
 # The concurrent suites (label "concurrency": the engine's and the gRPC suites,
 # greeksd with 4 server threads) under ThreadSanitizer.
-test-tsan: deps
+test-tsan: deps-node-example
 	cmake -S . -B $(TSAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEKS_WERROR=ON \
 	  -DGREEKS_SANITIZE=thread -DGREEKS_BUILD_BENCH=OFF $(CMAKE_FLAGS)
 	cmake --build $(TSAN_DIR) -j $(JOBS) --target $(CONCURRENCY_TARGETS)

@@ -2,9 +2,20 @@
 # Installs the Debian 12 packages greeks needs to build, test and benchmark.
 # Idempotent: packages already present are skipped, and apt is not touched at all
 # when nothing is missing. Runs apt-get directly as root, through sudo otherwise.
-# Then the Node.js example's pinned packages (examples/node, npm ci), fetched
-# only when they are missing or older than its package-lock.json.
+# With --node-example (make test's suites run the example), also Node.js and
+# the example's pinned packages (examples/node, npm ci), fetched only when
+# they are missing or older than its package-lock.json. Without it nothing
+# reaches for the npm registry: `make run` and `make build` failed on a host
+# without it, over an optional example (found in review).
 set -euo pipefail
+
+node_example=0
+for arg in "$@"; do
+  case "$arg" in
+    --node-example) node_example=1 ;;
+    *) echo "install-deps: unknown argument '$arg' (the one argument is --node-example)" >&2; exit 2 ;;
+  esac
+done
 
 packages=(
   build-essential cmake pkg-config   # toolchain
@@ -43,8 +54,10 @@ done
 # Node.js for examples/node (docs/api.md, "Several instances"; tests/grpc/test_node_example.py):
 # Debian's nodejs and npm, unless a node and an npm are already on the PATH
 # (another distribution of Node.js, e.g. one that bundles npm, is kept).
-command -v node >/dev/null 2>&1 || missing+=(nodejs)
-command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ "$node_example" -eq 1 ]; then
+  command -v node >/dev/null 2>&1 || missing+=(nodejs)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
+fi
 
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
@@ -68,7 +81,8 @@ fi
 # package-lock.json, from the npm registry: again only when node_modules is
 # missing or older than the lock file, so repeated runs stay off the network.
 node_dir="$(cd "$(dirname "$0")/.." && pwd)/examples/node"
-if [ ! -d "$node_dir/node_modules" ] || [ "$node_dir/package-lock.json" -nt "$node_dir/node_modules" ]; then
+if [ "$node_example" -eq 1 ] &&
+   { [ ! -d "$node_dir/node_modules" ] || [ "$node_dir/package-lock.json" -nt "$node_dir/node_modules" ]; }; then
   echo "install-deps: npm ci in examples/node"
   (cd "$node_dir" && npm ci --no-audit --no-fund)
   touch "$node_dir/node_modules"

@@ -24,7 +24,7 @@ what the service config's retry policy is for (without it the run fails).
 Why: the example is documentation; a reader runs it as is.
 Environment: as test_grpc.py, plus PG_TEST_SCRIPT and GREEKS_NODE_EXAMPLES
 (examples/node). Skipped only when node is not installed
-(scripts/install-deps.sh installs it, and runs npm ci there).
+(scripts/install-deps.sh --node-example installs it, and runs npm ci there).
 """
 import csv
 import json
@@ -95,9 +95,9 @@ class NodeExample(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         if NODE is None:
-            raise unittest.SkipTest("node is not installed (scripts/install-deps.sh installs nodejs and npm)")
+            raise unittest.SkipTest("node is not installed (scripts/install-deps.sh --node-example installs nodejs and npm)")
         if not os.path.isdir(os.path.join(EXAMPLES, "node_modules", "@grpc", "grpc-js")):
-            raise AssertionError("examples/node has no node_modules: run scripts/install-deps.sh "
+            raise AssertionError("examples/node has no node_modules: run scripts/install-deps.sh --node-example "
                                  "(or cd examples/node && npm ci)")
         cls.tmp = tempfile.TemporaryDirectory()
         cls.addClassCleanup(cls.tmp.cleanup)
