@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -513,9 +514,33 @@ static void check_port_files(const greeksd_config *c, greeksd_errors *e) {
                        greeksd_config_label(c, "metrics_port_file", a, sizeof a), c->metrics_port_file);
 }
 
+/* Whether HOST is every address of the machine (0.0.0.0, [::], or empty). */
+static int host_is_wildcard(const char *host, size_t length) {
+  return length == 0 || (length == 7 && memcmp(host, "0.0.0.0", 7) == 0) ||
+         (length == 4 && memcmp(host, "[::]", 4) == 0);
+}
+
+/* Two HOST:PORT (checked) that one listener's bind takes from the other: the
+ * same port, not 0, on the same host or where either is a wildcard. Names are
+ * not resolved: localhost and 127.0.0.1 pass here and clash at the bind. */
+static int addresses_clash(const char *x, const char *y) {
+  const char *cx = strrchr(x, ':'), *cy = strrchr(y, ':');
+  if (cx == NULL || cy == NULL || strtol(cx + 1, NULL, 10) == 0 ||
+      strtol(cx + 1, NULL, 10) != strtol(cy + 1, NULL, 10))
+    return 0;
+  size_t lx = (size_t)(cx - x), ly = (size_t)(cy - y);
+  return host_is_wildcard(x, lx) || host_is_wildcard(y, ly) || (lx == ly && strncasecmp(x, y, lx) == 0);
+}
+
 void greeksd_config_check_whole(const greeksd_config *c, greeksd_errors *e) {
   char a[GREEKSD_SOURCE_SIZE + 64], b[GREEKSD_SOURCE_SIZE + 64];
   check_port_files(c, e);
+  /* --check-config passed both on one port; the start then failed, blaming
+   * "address in use" on another process (found in review) */
+  if (c->metrics_listen[0] != '\0' && addresses_clash(c->listen, c->metrics_listen))
+    greeksd_errors_add(e, "%s: '%s' is the gRPC listen address too (%s '%s'): give each its own port",
+                       greeksd_config_label(c, "metrics_listen", a, sizeof a), c->metrics_listen,
+                       greeksd_config_label(c, "listen", b, sizeof b), c->listen);
   if ((c->tls_cert[0] == '\0') != (c->tls_key[0] == '\0')) {
     const char *given = c->tls_cert[0] ? "tls.cert" : "tls.key";
     greeksd_errors_add(e, "%s: '%s': TLS needs both a certificate and a key (tls.cert and tls.key, or --tls-cert and --tls-key)",
@@ -919,9 +944,18 @@ static int set_environment_name(greeksd_config *c, const char *source, const cha
   return 0;
 }
 
+/* Which layer named the configuration file and the environment: an error
+ * about either names it (a GREEKSD_CONFIG from a unit file was reported as
+ * '--config', a flag never passed; found in review). */
+typedef struct file_sources {
+  const char *config, *overlay;
+} file_sources;
+
 /* First pass over argv: the files and the action; settings wait for the last
- * layer. Returns the action. */
-static greeksd_action scan_special_flags(int argc, char **argv, greeksd_config *c, greeksd_errors *e) {
+ * layer. Returns the action; a flag that names a file or the environment
+ * becomes its source in `sources`. */
+static greeksd_action scan_special_flags(int argc, char **argv, greeksd_config *c, file_sources *sources,
+                                         greeksd_errors *e) {
   greeksd_action action = GREEKSD_SERVE;
   for (int i = 1; i < argc; i++) {
     const char *value = NULL;
@@ -938,8 +972,12 @@ static greeksd_action scan_special_flags(int argc, char **argv, greeksd_config *
       continue;
     }
     if (value == NULL) value = argv[++i];
-    if (f == F_CONFIG) snprintf(c->config_file, sizeof c->config_file, "%s", value);
-    else set_environment_name(c, "--environment", value, e);
+    if (f == F_CONFIG) {
+      snprintf(c->config_file, sizeof c->config_file, "%s", value);
+      sources->config = "--config";
+    } else if (set_environment_name(c, "--environment", value, e) == 0) {
+      sources->overlay = "--environment overlay";
+    }
   }
   return action;
 }
@@ -1021,16 +1059,17 @@ int greeksd_config_parse(int argc, char **argv, greeksd_config *c, greeksd_actio
   const char *file = getenv("GREEKSD_CONFIG"), *environment = getenv("GREEKSD_ENVIRONMENT");
   if (file) snprintf(c->config_file, sizeof c->config_file, "%s", file);
   if (environment) set_environment_name(c, "GREEKSD_ENVIRONMENT", environment, e);
-  *action = scan_special_flags(argc, argv, c, e);
+  file_sources sources = {"GREEKSD_CONFIG", "GREEKSD_ENVIRONMENT overlay"};
+  *action = scan_special_flags(argc, argv, c, &sources, e);
   if (*action == GREEKSD_HELP) {
     greeksd_config_usage();
     return GREEKSD_HELP;
   }
   if (c->config_file[0] != '\0') {
-    apply_file(c, "--config", c->config_file, e);
+    apply_file(c, sources.config, c->config_file, e);
     if (c->environment[0] != '\0') {
       greeksd_config_overlay_path(c->config_file, c->environment, c->overlay_file, sizeof c->overlay_file);
-      apply_file(c, "--environment overlay", c->overlay_file, e);
+      apply_file(c, sources.overlay, c->overlay_file, e);
     }
   }
   apply_environment(c, e);

@@ -120,6 +120,39 @@ class Files(unittest.TestCase):
         p = greeksd("--print-config", env={"GREEKSD_CONFIG": cfg, "GREEKSD_ENVIRONMENT": "dev"})
         self.assertEqual(printed(p.stdout)["limits.max_contracts"], ("200", "%s:%d" % (dev, 2)))
 
+    def test_file_errors_name_the_variable_that_named_the_file(self):
+        """A GREEKSD_CONFIG (a unit file's, a manifest's) that cannot be read
+        was reported as '--config', a flag never passed (found in review)."""
+        missing = os.path.join(self.d, "none.yaml")
+        p = greeksd("--check-config", env={"GREEKSD_CONFIG": missing})
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("GREEKSD_CONFIG: '%s' cannot be read" % missing, p.stderr)
+        self.assertNotIn("--config", p.stderr)
+        base = write(os.path.join(self.d, "base.yaml"), "server_threads: 2\n")
+        overlay = os.path.join(self.d, "base.prod.yaml")
+        p = greeksd("--check-config", env={"GREEKSD_CONFIG": base, "GREEKSD_ENVIRONMENT": "prod"})
+        self.assertIn("GREEKSD_ENVIRONMENT overlay: '%s' cannot be read" % overlay, p.stderr)
+        p = greeksd("--check-config", "--config", missing, "--environment", "prod", env={"GREEKSD_CONFIG": base})
+        self.assertIn("--config: '%s' cannot be read" % missing, p.stderr)  # the flag beats the variable
+        p = greeksd("--check-config", "--environment", "prod", env={"GREEKSD_CONFIG": base})
+        self.assertIn("--environment overlay: '%s' cannot be read" % overlay, p.stderr)
+
+    def test_one_address_for_both_listeners_is_a_configuration_error(self):
+        """--check-config passed listen and metrics_listen on one HOST:PORT;
+        the start then failed on 'address in use' (found in review)."""
+        cfg = write(os.path.join(self.d, "same.yaml"), "listen: 127.0.0.1:51875\nmetrics_listen: 127.0.0.1:51875\n")
+        p = greeksd("--config", cfg, "--check-config")
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("%s:2: metrics_listen: '127.0.0.1:51875' is the gRPC listen address too (%s:1: listen "
+                      "'127.0.0.1:51875')" % (cfg, cfg), p.stderr)
+        p = greeksd("--listen", "0.0.0.0:51875", "--metrics-listen", "127.0.0.1:51875", "--check-config")
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("--metrics-listen: '127.0.0.1:51875' is the gRPC listen address too", p.stderr)
+        for listen, metrics in (("127.0.0.1:0", "127.0.0.1:0"), ("127.0.0.1:51875", "127.0.0.2:51875"),
+                                ("127.0.0.1:51875", "off")):
+            p = greeksd("--listen", listen, "--metrics-listen", metrics, "--check-config")
+            self.assertEqual(p.returncode, 0, (listen, metrics, p.stderr))
+
     def test_check_config_reports_every_error_with_file_line_key_value_and_rule(self):
         world = write(os.path.join(self.d, "world.tok"), "tok-w\n", 0o644)
         key = write(os.path.join(self.d, "tls.key"), "not a key\n", 0o644)
