@@ -115,6 +115,7 @@ typedef struct greeksd_errors {
   char text[8192];
   size_t length;
   int count;           /* all of them, even those that did not fit in text */
+  int shown;           /* those in text, each whole: the others are left out, never cut */
 } greeksd_errors;
 
 /* Appends one error line (formatted). */

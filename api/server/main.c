@@ -70,9 +70,10 @@ static int refuse(const greeksd_errors *errors, bool logged) {
     else fprintf(stderr, "greeksd: %.*s\n", n, line);
     line += n + (end != NULL);
   }
-  if ((size_t)errors->count > 0 && errors->length + 2 >= sizeof errors->text) {
-    if (logged) gk_logf(GK_LOG_ERROR, "greeksd", "(more errors than fit here)");
-    else fprintf(stderr, "greeksd: (more errors than fit here)\n");
+  int left_out = errors->count - errors->shown;
+  if (left_out > 0) {
+    if (logged) gk_logf(GK_LOG_ERROR, "greeksd", "(%d more error%s than fit here)", left_out, left_out == 1 ? "" : "s");
+    else fprintf(stderr, "greeksd: (%d more error%s than fit here)\n", left_out, left_out == 1 ? "" : "s");
   }
   return 2;
 }

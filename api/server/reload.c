@@ -214,6 +214,9 @@ static void one_line(const greeksd_errors *errors, char *out, size_t size) {
   size_t n = strlen(out);
   while (n > 0 && out[n - 1] == '\n') out[--n] = '\0';
   for (char *p = out; (p = strchr(p, '\n')) != NULL;) *p = ';';
+  int left_out = errors->count - errors->shown;
+  if (left_out > 0)
+    snprintf(out + n, size - n, "%s(%d more error%s than fit here)", n ? "; " : "", left_out, left_out == 1 ? "" : "s");
 }
 
 static void reject(greeksd_server *server, const greeksd_errors *errors, const char *trigger) {
