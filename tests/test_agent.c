@@ -359,6 +359,7 @@ static void test_supervisor_restarts_then_gives_up(void **state) {
   assert_int_equal(gk_agent_state_of(a), GK_AGENT_STOPPED);
   gk_status status;
   assert_int_equal(send_type(a, OK_MSG, 5, &status), GK_UNAVAILABLE);
+  assert_int_equal(gk_agent_counters_of(a).rejected_stopping, 1);
   assert_int_equal(gk_agent_counters_of(a).restarts, 2);
   assert_int_equal(atomic_load(&s.dead), 3); /* each broken message was dead-lettered */
   gk_agent_stop(a, 0);
@@ -399,6 +400,8 @@ static void test_a_send_while_draining_says_the_agent_is_stopping(void **state) 
   }
   assert_int_equal(code, GK_UNAVAILABLE);
   if (!strstr(status.message, "is stopping and accepts no messages")) fail_msg("%s", status.message);
+  assert_int_equal(gk_agent_counters_of(a).rejected_stopping, 1); /* the refused send, counted */
+  assert_int_equal(gk_agent_counters_of(a).rejected_full, 0);
   atomic_store(&s.release, 1);
   assert_int_equal(pthread_join(t, NULL), 0);
 }

@@ -392,8 +392,12 @@ static void collect_agents(void *user, gk_metrics_text *out) {
   gk_metrics_family(out, "greeks_agent_rejected_total", GK_METRIC_COUNTER,
                     "Envelopes refused at the mailbox: full, or the agent stopping.");
   for (size_t i = 0; i < n; i++) {
-    gk_label l[] = {{"agent", rows[i].name}, {"reason", "mailbox_full"}};
-    gk_metrics_sample_u64(out, "greeks_agent_rejected_total", l, 2, rows[i].counters.rejected_full);
+    gk_label full[] = {{"agent", rows[i].name}, {"reason", "mailbox_full"}};
+    gk_label stopping[] = {{"agent", rows[i].name}, {"reason", "stopping"}};
+    gk_metrics_sample_u64(out, "greeks_agent_rejected_total", full, 2, rows[i].counters.rejected_full);
+    /* every agent's, not only execution's: a stopped pricing agent's
+     * refusals, the UNAVAILABLE clients saw, went uncounted (found in review) */
+    gk_metrics_sample_u64(out, "greeks_agent_rejected_total", stopping, 2, rows[i].counters.rejected_stopping);
   }
   if (has_exec) {
     gk_label full[] = {{"agent", "execution"}, {"reason", "mailbox_full"}};

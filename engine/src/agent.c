@@ -462,6 +462,7 @@ gk_code gk_agent_send(gk_agent *a, const gk_envelope *e, gk_status *status) {
                          (int)sizeof e->request_id);
   pthread_mutex_lock(&a->lock);
   if (!a->accepting) {
+    a->counters.rejected_stopping++;
     pthread_mutex_unlock(&a->lock);
     /* draining, the state is still "running": it said "is running and
      * accepts no messages" (found in review) */

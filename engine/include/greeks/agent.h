@@ -151,6 +151,7 @@ typedef struct gk_agent_spec {
 
 typedef struct gk_agent_counters {
   uint64_t received, handled, retried, expired, dead_lettered, rejected_full, restarts;
+  uint64_t rejected_stopping; /* sends refused UNAVAILABLE: the agent stopping or stopped */
   uint64_t batches; /* handle_batch calls */
 } gk_agent_counters;
 
