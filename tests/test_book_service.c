@@ -184,6 +184,32 @@ static void test_a_retried_command_returns_the_first_answer_even_after_restart(v
   gk_book_free(b);
 }
 
+/* A damaged recorded answer is DATA_LOSS naming the store, the stream, the
+ * key and the row's sequence, as every DATA_LOSS does: it said only "a stored
+ * command result does not parse" (found in review). */
+static void test_a_damaged_recorded_answer_names_where_it_is(void **state) {
+  fixture *f = *state;
+  open_desk(f, "desk1");
+  gk_status st;
+  gk_command_outcome first, again;
+  gk_instrument put = option("MSFT", GK_PUT, GK_STYLE_AMERICAN, 400);
+  must(send_trade(f->service, "desk1", "T1", put, -3, 12, T0 + 10, &first, &st), &st);
+  close_service(f);
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "UPDATE idempotency SET result = X'0102' WHERE key = 'key-T1'", NULL, NULL, NULL),
+                   SQLITE_OK);
+  assert_int_equal(sqlite3_changes(db), 1);
+  sqlite3_close(db);
+  open_service(f, 0);
+  assert_int_equal(send_trade(f->service, "desk1", "T1", put, -3, 12, T0 + 30, &again, &st), GK_DATA_LOSS);
+  char where[400];
+  snprintf(where, sizeof where, "store sqlite:%s: stream book-desk1: the recorded answer to idempotency key 'key-T1' "
+           "(sequence %lld) does not parse", f->path, (long long)first.result.last_sequence);
+  if (strstr(st.message, where) == NULL) fail_msg("%s\nnot in: %s", where, st.message);
+  assert_string_equal(st.field, "idempotency_key");
+}
+
 typedef struct writer_args {
   gk_book_service *service;
   int thread;
@@ -1544,6 +1570,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_open_trade_and_read_back, setup, teardown),
       cmocka_unit_test_setup_teardown(
           test_a_retried_command_returns_the_first_answer_even_after_restart, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_a_damaged_recorded_answer_names_where_it_is, setup, teardown),
       cmocka_unit_test_setup_teardown(test_concurrent_writers_on_two_services_lose_nothing,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_large_book_is_snapshotted_less_often, setup, teardown),

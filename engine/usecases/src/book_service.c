@@ -428,11 +428,12 @@ typedef struct replay_context {
   gk_command_result *result;
   gk_code code;
   gk_status *status;
+  int64_t sequence; /* the row's */
 } replay_context;
 
 static void take_result(void *user, int64_t sequence, const uint8_t *data, size_t size) {
-  (void)sequence;
   replay_context *r = user;
+  r->sequence = sequence;
   r->code = gk_command_result_decode(data, size, r->result, r->status);
 }
 
@@ -441,9 +442,17 @@ static gk_code find_first_answer(gk_book_service *s, const book_entry *e, const 
                                  gk_command_outcome *out, bool *found, gk_status *status) {
   *found = false;
   if (key == NULL || key[0] == '\0') return GK_OK;
-  replay_context r = {&out->result, GK_OK, status};
+  replay_context r = {&out->result, GK_OK, status, 0};
   gk_code rc = gk_store_find_result(s->store, e->stream, key, take_result, &r, found, status);
   if (rc == GK_OK) rc = r.code;
+  /* the store, the stream, the key and the sequence, as every DATA_LOSS names
+   * them: "a stored command result does not parse" sent an operator looking
+   * with nothing to look for (found in review) */
+  if (rc == GK_DATA_LOSS && r.code == GK_DATA_LOSS)
+    gk_status_set(status, GK_DATA_LOSS, "idempotency_key", key, GK_STATUS_NO_INDEX,
+                  "store %s: stream %s: the recorded answer to idempotency key '%s' (sequence %lld) does not "
+                  "parse: the store is damaged (docs/operations.md, \"A corrupted store\")",
+                  gk_store_describe(s->store), e->stream, key, (long long)r.sequence);
   if (rc == GK_OK && *found) out->replayed = true;
   return rc;
 }
