@@ -137,8 +137,19 @@ def main(argv):
     except (OSError, ValueError) as e:
         print(f"summarize.py: cannot read {argv[1]}: {e}", file=sys.stderr)
         return 2
-
-    rates, spread, errors = throughputs(doc)
+    # the gate's own checks (bench/gate load_run): a traceback was the answer
+    # to a list, a list context or a non-object entry (found in review)
+    if (not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list)
+            or not isinstance(doc.get("context", {}), dict)):
+        print(f"summarize.py: {argv[1]} is not Google Benchmark JSON (an object with a "
+              "\"benchmarks\" list and a \"context\" object)", file=sys.stderr)
+        return 2
+    try:
+        rates, spread, errors = throughputs(doc)
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        print(f"summarize.py: {argv[1]}: malformed benchmark entry ({type(e).__name__}: {e})",
+              file=sys.stderr)
+        return 2
     by_key = {}  # parse(name) -> items/s
     baseline = {}  # (impl, mask, n) -> items/s
     for name, ips in rates.items():
@@ -177,7 +188,8 @@ def main(argv):
             vs_o2 = ips / o2 if o2 else None
             vs_fm = ips / fm if fm else None
         fm_cell = "refused" if refusal else fmt_ratio(vs_fm)
-        row = [clean(name), fmt_rate(ips), f"{1e9 / ips:.2f}", fmt_ratio(vs_o2), fm_cell]
+        per_option = f"{1e9 / ips:.2f}" if ips > 0 else "-"  # a zero rate: no time per option
+        row = [clean(name), fmt_rate(ips), per_option, fmt_ratio(vs_o2), fm_cell]
         if show_spread:
             row.append(f"{100 * spread[name]:.1f}%" if name in spread else "-")
         print("| " + " | ".join(row) + " |")

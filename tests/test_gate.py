@@ -162,6 +162,95 @@ class GateTest(unittest.TestCase):
         self.assertGreater(b["tolerance"], 0)
         self.assertGreater(b["short_tolerance"], b["tolerance"])
 
+    def test_only_is_not_anchored_when_a_references_flags_moved(self):
+        """The flags' exclusion once wrapped --only in a lookahead anchored at
+        the name's start: '--only avx512' selected nothing (exit 2) and
+        'avx512|iv/' nothing of avx512, so a real -30% passed (found in
+        review). Now the user's regex searches as written and the fast-math
+        figures alone are left out, said so."""
+        moved = "-O3 -march=x86-64-v3 -ffast-math"
+        r = self.check(single_run(scaled(RATES, AVX512_ALL, 0.7)), "--only", "avx512", fastmath_flags=moved)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("REGRESSION", self.row(r.stdout, FIG_O2))
+        self.assertNotIn(FIG_FM, r.stdout)
+        self.assertIn("left out the figures against naive_fastmath", r.stdout)
+        r = self.check(single_run(RATES), "--only", "avx512|nothing", fastmath_flags=moved)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("| ok |", self.row(r.stdout, FIG_O2))
+        # every selected figure left out: nothing compared, a failure (1), not bad input
+        r = self.check(single_run(RATES), "--only", "naive_fastmath", fastmath_flags=moved)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        # left out for its flags, an unvectorized fast-math loop is no refusal
+        r = self.check(single_run(RATES), vectorized="false", fastmath_flags=moved)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_a_baseline_keeps_every_figure_it_gates(self):
+        """A refresh from a run with an errored case wrote the baseline without
+        its figure, exit 0, and the case was never gated again (found in
+        review); so did a filter that left cases out."""
+        rows = single_run(RATES)
+        for b in rows:
+            if b["name"] == AVX512_ALL:
+                b["error_occurred"], b["error_message"] = True, "could not allocate"
+        r = self.write_baseline(rows)
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("errored benchmark rows", r.stderr)
+        fewer = {k: v for k, v in RATES.items() if k != AVX512_ALL}
+        r = self.write_baseline(single_run(fewer))
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("2 figures of %s are not in this run" % self.baseline, r.stderr)
+        self.assertIn(FIG_FM, self.load_baseline()["figures"])  # not rewritten
+        r = self.write_baseline(single_run(fewer), "--drop-figures")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertNotIn(FIG_FM, self.load_baseline()["figures"])
+
+    def test_a_new_baseline_has_the_implied_vol_figures(self):
+        """The iv rules lived only in the committed baseline: a new machine
+        type's file stopped gating implied vol (found in review)."""
+        rates = dict(RATES, **{"iv/bsm/avx512/65536": 9e6, "iv/quantlib/65536": 1e6,
+                               "iv/normal/avx512/65536": 30e6, "iv/normal/scalar/65536": 5e6})
+        os.remove(self.baseline)
+        self.assertEqual(self.write_baseline(single_run(rates)).returncode, 0)
+        figures = self.load_baseline()["figures"]
+        self.assertAlmostEqual(figures["iv/bsm/avx512/65536 / iv/quantlib/65536"], 9.0, places=3)
+        self.assertAlmostEqual(figures["iv/normal/avx512/65536 / iv/normal/scalar/65536"], 6.0, places=3)
+
+    def test_a_malformed_or_unvectorized_baseline_is_refused(self):
+        b = self.load_baseline()
+        b["select"] = 5
+        with open(self.baseline, "w", encoding="utf-8") as f:
+            json.dump(b, f)
+        r = self.check(single_run(RATES))
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn('"select" must be a regex string', r.stderr)
+        del b["select"]
+        b["metadata"]["fastmath_baseline_vectorized"] = "false"
+        with open(self.baseline, "w", encoding="utf-8") as f:
+            json.dump(b, f)
+        r = self.check(single_run(RATES))
+        self.assertEqual(r.returncode, 3, r.stdout + r.stderr)
+        self.assertIn("not vectorized", r.stderr)
+
+    def test_summarize_refuses_what_is_not_a_run_and_shows_a_zero_rate(self):
+        """A list, a list context or a non-object entry gave a traceback; a
+        zero rate a ZeroDivisionError (found in review)."""
+        for bad in ([], {"context": [], "benchmarks": []}, {"context": {}, "benchmarks": [5]}):
+            path = self.path("bad.json")
+            with open(path, "w", encoding="utf-8") as f:
+                json.dump(bad, f)
+            r = subprocess.run([sys.executable, SUMMARIZE, path], capture_output=True, text=True,
+                               timeout=60, check=False)
+            self.assertEqual(r.returncode, 2, (bad, r.stderr))
+            self.assertIn("summarize.py: ", r.stderr)
+            self.assertNotIn("Traceback", r.stderr)
+        rows = single_run(RATES)
+        for b in rows:
+            if b["name"] == AVX512_ALL:
+                b["items_per_second"] = 0.0
+        r = self.summarize(rows, "true")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("| batch/bsm/avx512/all/65536 | 0 | - |", r.stdout)
+
     def test_baseline_is_stable_and_sorted(self):
         with open(self.baseline, encoding="utf-8") as f:
             first = f.read()
@@ -264,11 +353,17 @@ class GateTest(unittest.TestCase):
         passes; the same run claiming avx512 (a renamed case, a wrong filter):
         "missing", fails (missing figures always passed before)."""
         rates = {k: v for k, v in RATES.items() if "/avx512/" not in k}
+        # a CPU without avx512 is another machine type than the baseline's,
+        # even under the same (masked) model name: refused unless allowed
         r = self.check(single_run(rates), isas="scalar,avx2")
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn("is from a CPU with the ISAs scalar,avx2, the baseline's with scalar,avx2,avx512",
+                      r.stderr)
+        r = self.check(single_run(rates), "--allow-other-cpu", isas="scalar,avx2")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("absent", self.row(r.stdout, FIG_O2))
         self.assertIn("| ok |", self.row(r.stdout, FIG_O2.replace("avx512", "avx2")))
-        r = self.check(single_run(rates), "--strict", isas="scalar,avx2")
+        r = self.check(single_run(rates), "--strict", "--allow-other-cpu", isas="scalar,avx2")
         self.assertEqual(r.returncode, 1, r.stdout)
         r = self.check(single_run(rates))
         self.assertEqual(r.returncode, 1, r.stdout)
@@ -284,7 +379,7 @@ class GateTest(unittest.TestCase):
         self.assertIn("| missing |", self.row(r.stdout, FIG_O2))
         self.assertIn("the CPU reports avx512 but greeks offered only scalar,avx2", r.stdout)
         # a CPU that really lacks it: absent, as before
-        r = self.check(single_run(rates), isas="scalar,avx2",
+        r = self.check(single_run(rates), "--allow-other-cpu", isas="scalar,avx2",
                        extra={"cpu_isas": "scalar,avx2", "greeks_dispatch": "avx2", "greeks_isa_forced": ""})
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("absent", self.row(r.stdout, FIG_O2))
