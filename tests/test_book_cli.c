@@ -708,6 +708,17 @@ static void test_a_grid_file_never_overwrites_the_store(void **state) {
     assert_int_equal(r->exit_code, 2);
     assert_non_null(strstr(r->err, "--grid names the book store or one of its files"));
   }
+  /* the store opened through a link: SQLite keeps its -wal beside the link's
+   * target, which the link's own name ('link.db-wal') did not find; a grid
+   * overwrote a live log (found in review) */
+  const char *through_link[] = {"books.db-wal", "books.db-shm", "books.db"};
+  for (size_t i = 0; i < sizeof through_link / sizeof through_link[0]; i++) {
+    snprintf(args, sizeof args, "book risk desk --store sqlite:%s --now %s --grid %s/%s", link, NOW, store_dir,
+             through_link[i]);
+    cli_result *r = run_cli("", args);
+    assert_int_equal(r->exit_code, 2);
+    assert_non_null(strstr(r->err, "--grid names the book store or one of its files"));
+  }
   assert_int_equal(stat(path, &after), 0);
   assert_true(after.st_size == before.st_size && after.st_mtime == before.st_mtime);
   assert_int_equal(book(NOW, "audit desk")->exit_code, 0);

@@ -37,6 +37,53 @@ static void count_task(void *context, size_t task, int worker) {
   if (worker < 0 || worker >= job->threads) atomic_store(&job->bad_worker, 1);
 }
 
+/* A task that runs work on its own pool: it waited for the run it is part of,
+ * for ever, on a worker and on the caller of a one-task run alike; and so did
+ * any engine call given that pool (found in review). Refused instead. */
+typedef struct nested_job {
+  gk_pool *pool;
+  _Atomic int refused, other;
+} nested_job;
+
+static void run_on_own_pool(void *context, size_t task, int worker) {
+  (void)task, (void)worker;
+  nested_job *job = context;
+  _Atomic int hits[4] = {0};
+  count_job inner = {hits, gk_pool_threads(job->pool), 0};
+  gk_status status;
+  gk_code code = gk_pool_run(job->pool, 4, count_task, &inner, &status);
+  if (code == GK_FAILED_PRECONDITION && strstr(status.message, "called from a task of the same pool (nested)") &&
+      strcmp(status.field, "pool") == 0)
+    atomic_fetch_add(&job->refused, 1);
+  else
+    atomic_fetch_add(&job->other, 1);
+  double s = 100, k = 100, t = 1, r = 0.01, q = 0, v = 0.2, price = 0;
+  uint8_t type = GK_CALL, error = 0;
+  gk_option_batch in = {1, &s, &k, &t, &r, &q, &v, &type};
+  gk_greeks_batch out = {.price = &price, .error = &error};
+  if (gk_price_batch(job->pool, GK_MODEL_BSM, &in, GK_OUT_PRICE, &out, NULL, &status) != GK_FAILED_PRECONDITION)
+    atomic_fetch_add(&job->other, 1);
+}
+
+static void test_a_task_running_work_on_its_own_pool_is_refused_not_hung(void **state) {
+  (void)state;
+  gk_pool *pool = NULL;
+  gk_pool_options options = gk_pool_options_default();
+  options.threads = 2, options.name = "nested";
+  assert_int_equal(gk_pool_create(&options, &pool, NULL), GK_OK);
+  for (size_t outer = 1; outer <= 3; outer++) { /* 1: the caller runs it; 2, 3: the workers */
+    nested_job job = {pool, 0, 0};
+    assert_int_equal(gk_pool_run(pool, outer, run_on_own_pool, &job, NULL), GK_OK);
+    assert_int_equal(atomic_load(&job.refused), (int)outer);
+    assert_int_equal(atomic_load(&job.other), 0);
+  }
+  _Atomic int hits[8] = {0}; /* the pool still runs */
+  count_job job = {hits, 2, 0};
+  assert_int_equal(gk_pool_run(pool, 8, count_task, &job, NULL), GK_OK);
+  for (int i = 0; i < 8; i++) assert_int_equal(atomic_load(&hits[i]), 1);
+  gk_pool_destroy(pool);
+}
+
 static void test_pool_runs_every_task_once(void **state) {
   (void)state;
   int thread_counts[] = {1, 2, 3, 8};
@@ -606,6 +653,7 @@ int main(void) {
   skip_unless_active_isa_runs();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_pool_runs_every_task_once),
+      cmocka_unit_test(test_a_task_running_work_on_its_own_pool_is_refused_not_hung),
       cmocka_unit_test(test_the_cgroup_quota_is_the_tightest_on_the_way_up),
       cmocka_unit_test(test_pool_serializes_concurrent_runs),
       cmocka_unit_test(test_pool_runs_a_single_task_on_the_caller),

@@ -57,6 +57,10 @@ struct gk_pool {
   _Atomic int stopping;             /* set under lock */
   int started;                      /* guarded by lock */
   _Atomic int active;               /* workers inside a run's claim loop; changed under lock */
+  /* The caller running a one-task run's task itself, if one is (under lock):
+   * a gk_pool_run from inside that task is refused, as from a worker's. */
+  int single_task_running;
+  pthread_t single_task_caller;
 
   /* The current run. Written under `lock` only while no worker is active, so a
    * worker never sees a half-set run. */
@@ -455,6 +459,20 @@ static void split_tasks(gk_pool *pool, size_t task_count) {
   }
 }
 
+/* Whether the calling thread is running a task of `pool`: a worker, or the
+ * caller of a one-task run. Such a call would wait on the run it is part of
+ * (run_lock, held by its own run) for ever: a task that priced on its own
+ * pool hung the process (found in review). */
+static int inside_own_task(gk_pool *pool) {
+  pthread_t self = pthread_self();
+  for (int i = 0; i < pool->thread_count; i++)
+    if (pthread_equal(pool->workers[i].thread, self)) return 1;
+  pthread_mutex_lock(&pool->lock);
+  int single = pool->single_task_running && pthread_equal(pool->single_task_caller, self);
+  pthread_mutex_unlock(&pool->lock);
+  return single;
+}
+
 gk_code gk_pool_run(gk_pool *pool, size_t task_count, gk_pool_task task, void *context,
                     gk_status *status) {
   if (pool == NULL || task == NULL)
@@ -462,6 +480,11 @@ gk_code gk_pool_run(gk_pool *pool, size_t task_count, gk_pool_task task, void *c
                          "gk_pool_run: %s is NULL", pool ? "task" : "pool");
   gk_status_clear(status);
   if (task_count == 0) return GK_OK;
+  if (inside_own_task(pool))
+    return gk_status_set(status, GK_FAILED_PRECONDITION, "pool", pool->name, GK_STATUS_NO_INDEX,
+                         "gk_pool_run: called from a task of the same pool (%s), whose run it would wait for: "
+                         "give the inner work another pool or none",
+                         pool->name[0] ? pool->name : "unnamed");
   pthread_mutex_lock(&pool->run_lock);
   pthread_mutex_lock(&pool->lock);
   /* A worker that woke late for the previous run may still be leaving its claim
@@ -472,9 +495,13 @@ gk_code gk_pool_run(gk_pool *pool, size_t task_count, gk_pool_task task, void *c
      * us on a busy VM) to work often smaller than that, and nothing runs beside
      * it anyway. Worker 0's scratch is free: no run is in progress (run_lock)
      * and no worker is active. */
+    pool->single_task_running = 1, pool->single_task_caller = pthread_self();
     pthread_mutex_unlock(&pool->lock);
     int64_t started_ns = gk_monotonic_ns();
     task(context, 0, 0);
+    pthread_mutex_lock(&pool->lock);
+    pool->single_task_running = 0;
+    pthread_mutex_unlock(&pool->lock);
     count_busy(pool, started_ns, 1);
     atomic_fetch_add_explicit(&pool->runs, 1, memory_order_relaxed);
     pthread_mutex_unlock(&pool->run_lock);

@@ -9,9 +9,11 @@
  * the pages live on its node.
  *
  * Which worker runs a task is not deterministic, so callers that reduce must write
- * per-task results and combine them in task order (the engine's use cases do; see
- * gk_pool_run_ordered). One run at a time: concurrent gk_pool_run calls on the
- * same pool queue behind each other.
+ * per-task results and combine them in task order (the engine's use cases do).
+ * One run at a time: concurrent gk_pool_run calls on the same pool queue behind
+ * each other. A task may not run work on its own pool (gk_pool_run, or any
+ * engine call given that pool): such a call would wait for the run it is part
+ * of, and is refused with GK_FAILED_PRECONDITION; give it another pool or none.
  */
 #ifndef GREEKS_POOL_H
 #define GREEKS_POOL_H
@@ -112,7 +114,8 @@ typedef void (*gk_pool_task)(void *context, size_t task, int worker);
 /* Runs task(context, t, worker) for every t in [0, task_count) and returns when
  * all are done. task_count 0 returns at once; a single task runs on the calling
  * thread (as worker 0), since a hand-off to a worker would cost more than it
- * saves. */
+ * saves. Errors: GK_INVALID_ARGUMENT for a NULL pool or task;
+ * GK_FAILED_PRECONDITION when called from a task of the same pool (above). */
 gk_code gk_pool_run(gk_pool *pool, size_t task_count, gk_pool_task task, void *context,
                     gk_status *status);
 
