@@ -275,6 +275,82 @@ static void test_strategies_are_each_journaled_in_rank_order(void **state) {
     assert_true(p.events[i].as.strategy_proposed.net_premium == a.strategies[i].net_premium);
     if (i > 0) assert_true(a.strategies[i - 1].score >= a.strategies[i].score);
   }
+  /* the market moves; a retry with the key replays the first answer whole */
+  gk_command_context tick = {.now_us = T0 + 1000};
+  gk_market_quote q = {.underlying = "AAPL", .spot = 97, .rate = 0.03, .vol = 0.3, .market_time_us = T0 + 1000};
+  must(gk_update_market(f->service, &tick, "desk", &q, 1, NULL, &st), &st);
+  gk_strategy_context later = {.book_id = "desk", .idempotency_key = "S1", .now_us = T0 + 2000};
+  answer again;
+  init_answer(&again);
+  must(gk_strategy_agent_strategies(f->agent, &later, &r, on_strategies, &again, &st), &st);
+  wait_answer(&again);
+  if (again.code != GK_OK) fail_msg("retry: %s", again.status.message);
+  assert_int_equal(again.count, a.count);
+  assert_int_equal(again.first, a.first);
+  assert_int_equal(again.last, a.last);
+  for (size_t i = 0; i < a.count; i++) {
+    const gk_strategy *x = &a.strategies[i], *y = &again.strategies[i];
+    assert_string_equal(again.ids[i], a.ids[i]);
+    assert_string_equal(y->kind, x->kind);
+    assert_true(y->net_premium == x->net_premium && y->greeks.delta == x->greeks.delta &&
+                y->greeks.theta == x->greeks.theta && y->max_loss == x->max_loss && y->max_gain == x->max_gain &&
+                y->view_pnl == x->view_pnl && y->breakeven_count == x->breakeven_count);
+  }
+  assert_int_equal(journaled(f).count, a.count);
+}
+
+static void hedge_at(fixture *f, const char *key, int64_t now_us, double ask, answer *a) {
+  gk_quoted_instrument quotes[1] = {underlying_quote()};
+  quotes[0].ask = ask;
+  gk_hedge_request r = {.underlying = "AAPL", .target = GK_HEDGE_DELTA, .instruments = quotes, .count = 1};
+  gk_strategy_context c = {.book_id = "desk", .idempotency_key = key, .now_us = now_us};
+  gk_status st;
+  init_answer(a);
+  must(gk_strategy_agent_hedge(f->agent, &c, &r, on_hedge, a, &st), &st);
+  wait_answer(a);
+}
+
+static void assert_same_risk(const gk_risk *x, const gk_risk *y) {
+  assert_true(x->value == y->value && x->delta == y->delta && x->gamma == y->gamma && x->vega == y->vega &&
+              x->theta == y->theta);
+}
+
+/* A retry after the market moved replays the first answer: the proposal is
+ * computed again on the book as it was when the first was journaled, at its
+ * time. It was refused as "a different request" for the derived key
+ * 'H2-p0', and the CLI's own "re-run with --key" advice failed on any live
+ * book (found in review). A different request under the key is still refused,
+ * naming the caller's key; a new key sees the market as it is. */
+static void test_a_retry_after_the_market_moved_replays_the_first_answer(void **state) {
+  fixture *f = *state;
+  answer first, again, other, fresh;
+  hedge_at(f, "H2", T0 + 1000, 100.02, &first);
+  assert_int_equal(first.code, GK_OK);
+  assert_int_equal(first.hedge.leg_count, 1);
+  gk_command_context c = {.now_us = T0 + 2000};
+  gk_market_quote q = {.underlying = "AAPL", .spot = 104, .rate = 0.03, .vol = 0.25, .market_time_us = T0 + 2000};
+  gk_status st;
+  must(gk_update_market(f->service, &c, "desk", &q, 1, NULL, &st), &st);
+  hedge_at(f, "H2", T0 + 3000, 100.02, &again);
+  if (again.code != GK_OK) fail_msg("retry: %s", again.status.message);
+  assert_string_equal(again.ids[0], "H2-0");
+  assert_int_equal(again.first, first.first);
+  assert_int_equal(again.hedge.leg_count, first.hedge.leg_count);
+  assert_true(again.hedge.legs[0].quantity == first.hedge.legs[0].quantity);
+  assert_true(again.hedge.legs[0].price == first.hedge.legs[0].price);
+  assert_true(again.hedge.cost == first.hedge.cost && again.hedge.premium == first.hedge.premium);
+  assert_same_risk(&again.hedge.before, &first.hedge.before);
+  assert_same_risk(&again.hedge.after, &first.hedge.after);
+  assert_int_equal(journaled(f).count, 1);
+  hedge_at(f, "H2", T0 + 4000, 100.50, &other); /* another quote: another request */
+  assert_int_equal(other.code, GK_FAILED_PRECONDITION);
+  assert_string_equal(other.status.field, "idempotency_key");
+  if (!strstr(other.status.message, "idempotency key 'H2' was first used for a different hedge request on book desk"))
+    fail_msg("%s", other.status.message);
+  hedge_at(f, "H3", T0 + 5000, 100.02, &fresh); /* the market as it is now */
+  assert_int_equal(fresh.code, GK_OK);
+  assert_true(fresh.hedge.before.delta != first.hedge.before.delta);
+  assert_int_equal(journaled(f).count, 2);
 }
 
 static void test_a_request_past_its_deadline_never_runs(void **state) {
@@ -369,6 +445,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_long_keys_that_share_a_prefix_are_different_requests, setup, teardown),
       cmocka_unit_test_setup_teardown(test_strategies_are_each_journaled_in_rank_order, setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_request_past_its_deadline_never_runs, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_a_retry_after_the_market_moved_replays_the_first_answer, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_an_empty_hedge_is_journaled_and_replays, setup, teardown),
       cmocka_unit_test_setup_teardown(test_refusals_name_the_field_and_never_call_done, setup, teardown),
   };

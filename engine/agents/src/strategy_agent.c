@@ -101,11 +101,50 @@ static void proposal_id(const strategy_job *j, const char *prefix, size_t index,
 
 static gk_code journal(gk_strategy_agent *a, const strategy_job *j, const gk_strategy_proposed *p, size_t index,
                        gk_command_outcome *out, gk_status *status) {
-  char key[GK_META_ID_SIZE] = "", stem[41];
+  char key[GK_META_ID_SIZE] = "", stem[41] = "";
   if (j->key[0]) key_stem(j->key, stem), snprintf(key, sizeof key, "%s-p%zu", stem, index);
   gk_command_context ctx = {.now_us = j->now_us, .idempotency_key = key[0] ? key : NULL,
                             .correlation_id = j->correlation[0] ? j->correlation : NULL};
-  return gk_propose_strategy(a->service, &ctx, j->book_id, p, out, status);
+  gk_code rc = gk_propose_strategy(a->service, &ctx, j->book_id, p, out, status);
+  /* the caller's key, not the derived one it never gave (found in review) */
+  if (rc == GK_FAILED_PRECONDITION && status && strcmp(status->field, "idempotency_key") == 0)
+    gk_status_set(status, GK_FAILED_PRECONDITION, "idempotency_key", j->key, GK_STATUS_NO_INDEX,
+                  "idempotency key '%s' was first used for a different %s request on book %s (its proposals "
+                  "are journaled as %s-p0, %s-p1, ...): use a new key for a new request",
+                  j->key, j->kind == JOB_HEDGE ? "hedge" : "strategies", j->book_id, stem, stem);
+  return rc;
+}
+
+/* The book a request is computed on, and its valuation time (j->now_us).
+ * A retry, whose key's first proposal the book journaled at sequence F, is
+ * computed again on the book as it was just before F and at the time F was
+ * recorded: the same request then comes out the same and replays (the same
+ * legs, figures, ids and sequences) however the book and its market moved
+ * since, and a different request under the key differs and is refused. A
+ * retry after one market tick was refused as "a different request", and the
+ * CLI's own "re-run with --key" advice failed on any live book (found in
+ * review). */
+static gk_code book_for(gk_strategy_agent *a, strategy_job *j, gk_book **book, gk_status *status) {
+  int64_t up_to = -1;
+  if (j->key[0]) {
+    char stem[41], key[GK_META_ID_SIZE];
+    key_stem(j->key, stem);
+    snprintf(key, sizeof key, "%s-p0", stem);
+    gk_command_outcome first;
+    bool found = false;
+    gk_code rc = gk_find_first_answer(a->service, j->book_id, key, &first, &found, status);
+    if (rc != GK_OK) return rc;
+    if (found && first.result.first_sequence > 1) {
+      gk_book *then = NULL;
+      rc = gk_get_book(a->service, j->book_id, first.result.first_sequence, &then, status);
+      if (rc != GK_OK) return rc;
+      j->now_us = gk_book_last_event_time(then);
+      j->hedge.valuation_us = j->now_us;
+      gk_book_free(then);
+      up_to = first.result.first_sequence - 1;
+    }
+  }
+  return gk_get_book(a->service, j->book_id, up_to, book, status);
 }
 
 /* ---- the two use cases -------------------------------------------------------------------- */
@@ -114,7 +153,7 @@ static void run_hedge(gk_strategy_agent *a, strategy_job *j) {
   gk_book *book = NULL;
   gk_status status;
   gk_hedge_proposal hedge;
-  gk_code rc = gk_get_book(a->service, j->book_id, -1, &book, &status);
+  gk_code rc = book_for(a, j, &book, &status);
   if (rc == GK_OK) rc = gk_generate_hedge(book, &j->hedge, &hedge, &status);
   gk_book_free(book);
   {
@@ -140,12 +179,16 @@ static void run_hedge(gk_strategy_agent *a, strategy_job *j) {
   j->hedge_done(j->user, GK_OK, &hedge, p.strategy_id, &outcome, &status);
 }
 
-/* The request's market, else the book's for the chain's underlying. */
+/* The request's market, else the book's for the chain's underlying (the book
+ * as book_for gives it: a retry's, as it was). */
 static gk_code market_of(gk_strategy_agent *a, strategy_job *j, gk_status *status) {
-  if (j->strategies.market != NULL) return GK_OK;
   gk_book *book = NULL;
-  gk_code rc = gk_get_book(a->service, j->book_id, -1, &book, status);
+  gk_code rc = book_for(a, j, &book, status); /* a retry's time too, with or without a market */
   if (rc != GK_OK) return rc;
+  if (j->strategies.market != NULL) {
+    gk_book_free(book);
+    return GK_OK;
+  }
   const char *symbol = j->quoted[0].instrument.underlying;
   const gk_market_quote *m = gk_book_find_market(book, symbol);
   if (m) j->market = *m;

@@ -457,6 +457,15 @@ static gk_code find_first_answer(gk_book_service *s, const book_entry *e, const 
   return rc;
 }
 
+gk_code gk_find_first_answer(gk_book_service *s, const char *book_id, const char *key, gk_command_outcome *out,
+                             bool *found, gk_status *status) {
+  memset(out, 0, sizeof *out);
+  *found = false;
+  book_entry *e = gk_book_entry_for_use(s, book_id, ENTRY_QUERY, status);
+  if (e == NULL) return status ? status->code : GK_INVALID_ARGUMENT;
+  return find_first_answer(s, e, key, out, found, status);
+}
+
 static void fill_result(const book_entry *e, const gk_event *events, size_t count,
                         const book_command *command, gk_command_result *result) {
   const char *trade_id = command->trade_id;

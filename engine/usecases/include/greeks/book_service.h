@@ -220,6 +220,13 @@ gk_code gk_propose_strategy(gk_book_service *service, const gk_command_context *
                             const char *book_id, const gk_strategy_proposed *proposal,
                             gk_command_outcome *out, gk_status *status);
 
+/* The first answer the book recorded to idempotency key `key` (*found false:
+ * none; out->replayed true when found): what a command retried with that key
+ * returns. GK_NOT_FOUND for a book that does not exist; GK_DATA_LOSS for a
+ * recorded answer that does not parse. */
+gk_code gk_find_first_answer(gk_book_service *service, const char *book_id, const char *key,
+                             gk_command_outcome *out, bool *found, gk_status *status);
+
 /* Journals limit crossings (from the risk projection) as RiskLimitBreached /
  * RiskLimitRestored events, in order, in one append. A crossing that would not
  * change the book's open breaches (gk_book_breach_open: another instance
