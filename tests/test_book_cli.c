@@ -564,6 +564,38 @@ static void test_a_row_without_a_trade_id_rejects_the_trades_beside_it(void **st
   assert_string_equal(csv_cell(r->out, 4, 1), "executed");
 }
 
+/* Legs of one trade that disagree on trade_time or key: the message names
+ * both values (it named neither; found in review). */
+static void test_legs_that_disagree_name_both_values(void **state) {
+  (void)state;
+  char trades[128];
+  snprintf(trades, sizeof trades, "%s/disagree.csv", store_dir);
+  write_text(trades, "trade_id,underlying,kind,type,style,strike,expiry,multiplier,quantity,price,trade_time,idempotency_key\n"
+                     "D1,SPX,option,call,european,100,2027-01-15T21:00:00Z,100,10,9.5,2026-12-01T10:00:00Z,k1\n"
+                     "D1,SPX,option,call,european,110,2027-01-15T21:00:00Z,100,-10,5,2026-12-01T10:00:05Z,k1\n"
+                     "D2,SPX,option,call,european,100,2027-01-15T21:00:00Z,100,10,9.5,2026-12-01T10:00:00Z,k2\n"
+                     "D2,SPX,option,call,european,110,2027-01-15T21:00:00Z,100,-10,5,2026-12-01T10:00:00Z,k3\n");
+  assert_int_equal(book(NOW, "open desk")->exit_code, 0);
+  cli_result *r = book(NOW, "trade desk --file %s", trades);
+  assert_int_equal(r->exit_code, 3);
+  const char *time_message = csv_cell(r->out, 1, 4);
+  if (!strstr(time_message, "line 3: field 'trade_time' value '2026-12-01T10:00:05") ||
+      !strstr(time_message, "differs from line 2's '2026-12-01T10:00:00"))
+    fail_msg("%s", time_message);
+  const char *key_message = csv_cell(r->out, 2, 4);
+  if (!strstr(key_message, "line 5: field 'idempotency_key' value 'k3': differs from line 4's 'k2'"))
+    fail_msg("%s", key_message);
+  /* a domain rule whose message leaves the value out gets it, as online */
+  char market[128];
+  snprintf(market, sizeof market, "%s/far.csv", store_dir);
+  write_text(market, "underlying,spot,rate,yield,vol\nSPX,1e16,0.05,0,0.2\n");
+  r = book(NOW, "market desk --file %s", market);
+  assert_int_equal(r->exit_code, 2);
+  if (!strstr(r->err, "line 2: spot must be within [1e-12, 1e+15] (the pricing kernels' price levels) (spot: "
+                      "'10000000000000000') (INVALID_ARGUMENT)"))
+    fail_msg("%s", r->err);
+}
+
 static void test_a_trade_id_seen_earlier_is_rejected_not_replayed(void **state) {
   (void)state;
   assert_int_equal(book(NOW, "open desk")->exit_code, 0);
@@ -823,6 +855,7 @@ int main(void) {
       STORE_TEST(test_a_trade_id_seen_earlier_is_rejected_not_replayed),
       STORE_TEST(test_a_trade_past_a_hard_limit_is_refused_offline_too),
       STORE_TEST(test_a_row_without_a_trade_id_rejects_the_trades_beside_it),
+      STORE_TEST(test_legs_that_disagree_name_both_values),
       STORE_TEST(test_trades_read_from_stdin),
       STORE_TEST(test_times_take_fractions_and_offsets_and_print_as_utc),
       STORE_TEST(test_usage_errors_exit_2_with_a_clear_message),

@@ -252,8 +252,15 @@ int book_exit_for(gk_code code) {
 }
 
 /* Prints "greeks book: WHERE: message (CODE)"; returns the exit code. */
+/* The rule's field and value where its message leaves the value out, as
+ * greeksd's replies do ("spot must be within [...]" named neither offline;
+ * found in review). Never a store's: its value is an address. */
 static int fail(const char *where, const gk_status *s) {
-  fprintf(stderr, "greeks book: %s: %s (%s)\n", where, s->message, gk_code_name(s->code));
+  if (s->value[0] && s->field[0] && strcmp(s->field, "store") != 0 && strstr(s->message, s->value) == NULL)
+    fprintf(stderr, "greeks book: %s: %s (%s: '%s') (%s)\n", where, s->message, s->field, s->value,
+            gk_code_name(s->code));
+  else
+    fprintf(stderr, "greeks book: %s: %s (%s)\n", where, s->message, gk_code_name(s->code));
   return book_exit_for(s->code);
 }
 

@@ -471,12 +471,16 @@ static void add_leg(book_trade_item *item, const trade_row *r) {
     reject(item, "line %zu: trade %s has more than %d legs", r->line, item->id, GK_MAX_LEGS);
     return;
   }
-  if (trade->leg_count > 0 && !r->error[0] && r->time_us != trade->trade_time_us)
-    reject(item, "line %zu: field 'trade_time': differs from line %zu's (the legs of one trade share it)",
-           r->line, item->first_line);
+  /* each message names both values (found in review: neither was shown) */
+  if (trade->leg_count > 0 && !r->error[0] && r->time_us != trade->trade_time_us) {
+    char here[40], first[40];
+    book_format_time(r->time_us, here, sizeof here), book_format_time(trade->trade_time_us, first, sizeof first);
+    reject(item, "line %zu: field 'trade_time' value '%s': differs from line %zu's '%s' (the legs of one trade share it)",
+           r->line, here, item->first_line, first);
+  }
   if (trade->leg_count > 0 && !r->error[0] && strcmp(r->key, trade->idempotency_key) != 0)
-    reject(item, "line %zu: field 'idempotency_key': differs from line %zu's (the legs of one trade share it)",
-           r->line, item->first_line);
+    reject(item, "line %zu: field 'idempotency_key' value '%s': differs from line %zu's '%s' (the legs of one trade "
+           "share it)", r->line, r->key, item->first_line, trade->idempotency_key);
   item->lines[trade->leg_count] = r->line;
   trade->legs[trade->leg_count++] = r->leg;
 }
