@@ -96,6 +96,10 @@ static const setting settings[] = {
      "a request message must arrive within this, 100..3600000 (default 30000)"},
     {"limits.max_concurrent_streams", "--max-concurrent-streams", "GREEKSD_MAX_CONCURRENT_STREAMS", K_INT,
      FIELD(max_concurrent_streams), 1, 65536, false, "128", "streams per connection, 1..65536 (default 128)"},
+    {"limits.min_client_ping_interval_ms", "--min-client-ping-interval-ms", "GREEKSD_MIN_CLIENT_PING_INTERVAL_MS",
+     K_INT, FIELD(min_client_ping_interval_ms), 1000, 300000, false, "5000",
+     "the shortest interval between a client's keepalive pings while no data flows that is accepted; a client "
+     "pinging faster has its connection closed after 2 (GOAWAY too_many_pings), 1000..300000 (default 5000)"},
     {"limits.max_connections", "--max-connections", "GREEKSD_MAX_CONNECTIONS", K_INT, FIELD(max_connections), 1,
      1000000, false, "1000", "open plaintext connections; more wait (default 1000)"},
     {"limits.memory_limit_mb", "--memory-limit-mb", "GREEKSD_MEMORY_LIMIT_MB", K_MIB, FIELD(memory_limit_bytes), 64,

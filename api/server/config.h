@@ -66,6 +66,7 @@ typedef struct greeksd_config {
   int64_t drain_timeout_ms;  /* graceful shutdown: in-flight calls get this long */
   int64_t receive_timeout_ms; /* a unary request message must arrive within this */
   int max_concurrent_streams; /* per connection, advertised in HTTP/2 SETTINGS */
+  int min_client_ping_interval_ms; /* a client's keepalive pings, while no data flows, at least this apart */
   int max_connections;       /* plaintext: open connections; more wait in the backlog */
   size_t memory_limit_bytes; /* the gRPC core's resource quota */
   size_t inline_max_contracts; /* European pricing at most this big runs on the gRPC thread (adr/0038) */

@@ -881,7 +881,7 @@ static grpc_arg integer_argument(const char *key, int value) {
   return a;
 }
 
-enum { SERVER_ARGUMENT_COUNT = 11 };
+enum { SERVER_ARGUMENT_COUNT = 12 };
 
 /* Channel arguments: the limits of docs/operations.md. */
 static void server_arguments(greeksd_server *s, grpc_arg args[SERVER_ARGUMENT_COUNT]) {
@@ -914,6 +914,14 @@ static void server_arguments(greeksd_server *s, grpc_arg args[SERVER_ARGUMENT_CO
   args[8] = integer_argument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   args[9] = integer_argument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   args[10] = integer_argument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  /* Clients' own keepalive pings: the core's default accepts one every 5
+   * minutes while no data flows and closes the connection at the third
+   * faster one, so grpc-go/java/js clients with a 10-30 s keepalive lost
+   * their subscriptions, Watches and long American calls every minute or so,
+   * logged as client cancels (found in review). Faster than this still
+   * strikes: a ping flood stays bounded. */
+  args[11] = integer_argument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                              s->config.min_client_ping_interval_ms);
 }
 
 static void create_grpc_server(greeksd_server *s) {

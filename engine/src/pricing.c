@@ -272,6 +272,9 @@ gk_code gk_price_chain_ex(gk_pool *pool, gk_model model, const gk_market *market
   gk_option_batch shape = {chain->count, &one_spot, chain->strike, chain->expiry,
                            &one_rate, &one_yield, chain->vol, chain->type};
   gk_rc rc = gk_bsm_check_batch(model, &shape, outputs, out);
+  /* the missing array named, as gk_price_batch names it (found in review) */
+  if (rc == GK_RC_MISSING_INPUT && missing_input(model, &shape))
+    return missing_input_error(missing_input(model, &shape), status);
   if (rc == GK_RC_OK) rc = gk_isa_init();
   if (rc != GK_RC_OK) return kernel_error(rc, status);
   code = check_exercise(model, &shape, exercise, outputs, out, status);

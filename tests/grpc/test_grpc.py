@@ -914,6 +914,41 @@ class RequestRules(ServedTestCase):
         self.refused(self.stub.RevaluePortfolioStream, iter([self.revaluation(), later]), "field 'grid'", "message 2")
 
 
+class ClientKeepalive(ServedTestCase):
+    """A client's keepalive pings while no data flows: the core's default
+    accepted one every 5 minutes and closed the connection (GOAWAY
+    too_many_pings) at the third faster one, so grpc-go/java/js clients with
+    a 10-30 s keepalive lost their Watches, subscriptions and long calls, and
+    the server logged client cancels (found in review). The server's minimum
+    (5 s by default) is set to 1.5 s here so that pings 2 s apart show it in
+    seconds (the core's default loses that Watch at the third ping, 6 s);
+    one pinging every second (the Python client's fastest) still loses its
+    connection."""
+
+    server_args = ("--min-client-ping-interval-ms", "1500")
+
+    def watch_for(self, keepalive_ms, seconds):
+        """How a Health.Watch held `seconds` on a channel pinging every
+        keepalive_ms ends: 'deadline' (it lived) or the error's details."""
+        options = [("grpc.keepalive_time_ms", keepalive_ms), ("grpc.keepalive_timeout_ms", 5000),
+                   ("grpc.http2.max_pings_without_data", 0), ("grpc.keepalive_permit_without_calls", 1)]
+        with grpc.insecure_channel(self.server.target, options=options) as channel:
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""),
+                                                               timeout=seconds)
+            try:
+                for _ in watch:
+                    pass
+            except grpc.RpcError as e:
+                return "deadline" if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED else e.details()
+        return "ended"
+
+    def test_pings_at_the_servers_minimum_keep_the_connection(self):
+        self.assertEqual(self.watch_for(2000, 7.0), "deadline")
+
+    def test_a_ping_flood_still_loses_its_connection(self):
+        self.assertIn("Too many pings", self.watch_for(1000, 7.0))
+
+
 class Authentication(unittest.TestCase):
     def setUp(self):
         self.dir = tempfile.TemporaryDirectory()

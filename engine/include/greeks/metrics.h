@@ -26,9 +26,19 @@
  *
  * Errors: only memory; a text that ran out of memory says so
  * (gk_metrics_text_ok) and the render returns GK_RESOURCE_EXHAUSTED.
+ *
+ * C only: the cells are C11 atomics, which C++ before C++23 cannot name, so
+ * this header and those that include it (the agents', the book service's, the
+ * event store's) are for C translation units; the kernels' and the engine's
+ * pricing headers also compile as C++ (a C++ include of this one was a page
+ * of errors about _Atomic: found in review).
  */
 #ifndef GREEKS_METRICS_H
 #define GREEKS_METRICS_H
+
+#ifdef __cplusplus
+#error "greeks/metrics.h (and the headers that include it) are C11: include them from a C translation unit"
+#endif
 
 #include <stdatomic.h>
 #include <stddef.h>

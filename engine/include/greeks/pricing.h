@@ -33,7 +33,10 @@ gk_code gk_price_batch(gk_pool *pool, gk_model model, const gk_option_batch *in,
 /* Exercise style of a batch: style[i] is GK_STYLE_EUROPEAN or GK_STYLE_AMERICAN
  * (style NULL: every element european); American elements are priced with
  * `method` (greeks/american.h), which supports first-order outputs only, and
- * paced by `pace` (gk_american_price_batch_paced; zero: none). */
+ * paced by `pace` (gk_american_price_batch_paced; zero: none). With a pool the
+ * batch's slices run on several workers at once, each calling the same pace
+ * with the same context: it must be thread-safe, or the pool NULL (greeksd
+ * gives each task its own pace and no pool). */
 typedef struct gk_exercise {
   const uint8_t *style;
   gk_american_method method;
@@ -71,8 +74,10 @@ typedef struct gk_chain {
 
 /* Prices a chain on one market. The pool must have been created with at least
  * gk_chain_scratch_bytes() of scratch per worker (pool NULL: runs on the calling
- * thread with its own stack buffers). An invalid market fails the whole call with
- * GK_INVALID_ARGUMENT; invalid contracts are reported per element. */
+ * thread with one scratch buffer of that size it allocates and frees, or
+ * GK_RESOURCE_EXHAUSTED). An invalid market fails the whole call with
+ * GK_INVALID_ARGUMENT, as does a missing input array (named in status.field);
+ * invalid contracts are reported per element. */
 gk_code gk_price_chain(gk_pool *pool, gk_model model, const gk_market *market,
                        const gk_chain *chain, unsigned outputs, gk_greeks_batch *out,
                        size_t *invalid_count, gk_status *status);

@@ -140,7 +140,9 @@ gk_rc gk_american_price_batch(gk_model model, gk_american_method method,
  * it, with `context`, on the pricing thread after each price it computes: an
  * element with all first-order Greeks takes 11 prices of ~0.35 ms, so a
  * caller sharing the CPU with latency-sensitive threads can yield inside an
- * element (greeksd does, adr/0038). The callback must not touch the batch. */
+ * element (greeksd does, adr/0038). The callback must not touch the batch.
+ * Called on the thread pricing the batch only; the engine's pooled calls
+ * (greeks/pricing.h, gk_exercise) price slices on several threads at once. */
 typedef struct gk_american_pace {
   void (*between_prices)(void *context);
   void *context;

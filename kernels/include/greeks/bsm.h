@@ -22,6 +22,13 @@
  *
  * Rho and phi hold the other inputs fixed: for bsm and gk, rho moves r alone
  * (so the carry b = r - q moves with it); for black76 rho = -T price and phi = 0.
+ *
+ * Threads: a program linking the kernels library carries the American
+ * kernels' 770 KiB of static TLS in every thread, European-only or not
+ * (greeks/american.h, "Memory"). glibc takes it from each thread's stack: a
+ * thread created with a stack under ~800 KiB fails (pthread_create EINVAL),
+ * and one whose own frames need S must be given S + 770 KiB (found in
+ * review). The default 8 MiB stack is ample.
  */
 #ifndef GREEKS_BSM_H
 #define GREEKS_BSM_H
