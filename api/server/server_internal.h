@@ -123,6 +123,7 @@ typedef struct greeksd_snapshot {
 
 struct rpc_call {
   greeksd_server *server;
+  size_t reply_bytes_held; /* counted in server->unread_reply_bytes until the call is freed */
   rpc_method method;
   grpc_call *call;
   gpr_timespec deadline;
@@ -219,6 +220,10 @@ struct greeksd_server {
   pthread_cond_t changed;
   long live_calls;           /* call contexts, posted slots included */
   long admitted_calls;       /* calls that arrived before the drain, not yet freed */
+  /* Bytes of unary replies handed to the core and not yet read by their
+   * clients (their calls not yet freed): the core's resource quota counts
+   * what it reads, not these (rpc_reply). */
+  _Atomic size_t unread_reply_bytes;
   int shutdown_done;
   rpc_call *awaiting;        /* unary calls waiting for their request message */
   int64_t last_trim_ns;      /* health thread only */

@@ -133,6 +133,23 @@ class RawHttp2:
         self.conn.send_data(stream_id, payload, end_stream=end_stream)
         self.flush()
 
+    def data_within_windows(self, stream_id, payload, timeout=60.0):
+        """All of payload, then end of stream, as the server's windows allow."""
+        deadline = time.monotonic() + timeout
+        sent = 0
+        while sent < len(payload) and time.monotonic() < deadline:
+            room = min(self.conn.local_flow_control_window(stream_id), self.conn.max_outbound_frame_size,
+                       len(payload) - sent)
+            if room <= 0:
+                before = len(self.events)
+                self.pump(lambda ev: len(ev) > before, timeout=1.0)  # a WINDOW_UPDATE
+                continue
+            self.conn.send_data(stream_id, payload[sent:sent + room])
+            sent += room
+            self.flush()
+        self.conn.end_stream(stream_id)
+        self.flush()
+
     def reset(self, stream_id):
         self.conn.reset_stream(stream_id, error_code=8)  # CANCEL
         self.flush()
@@ -367,6 +384,44 @@ class AbusedServer(unittest.TestCase):
         line = self.access_line("declares-4-gib")
         self.assertEqual(line["code"], grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], line)
         self.assertIn("--receive-timeout-ms", line["error"], line)
+
+    def test_item5_replies_a_client_never_reads_are_held_to_the_memory_limit(self):
+        """Replies wait in the core until their client reads them, outside the
+        resource quota: 40 connections that never read took greeksd from 44 to
+        543 MB under a 64 MiB limit (found in review). A client granting no
+        flow-control window sends chains of 200,000 contracts (~5 MB) whose
+        replies, every output, are ~27 MB: past 64 MiB held, a reply is dropped
+        for RESOURCE_EXHAUSTED (trailers need no window), and the server's
+        memory stays bounded."""
+        self.server.stop()
+        self.server.close()
+        self.server = Server("--server-threads", "4", "--memory-limit-mb", "64")
+        self.channel.close()
+        self.channel, self.stub = stub(self.server.target)
+        n = 200000
+        request = pb.PriceChainRequest(
+            market=pb.Market(spot=100.0, rate=0.01), outputs=[pb.ALL_FIRST_ORDER, pb.ALL_SECOND_ORDER],
+            contracts=pb.ChainContracts(strike=[80.0 + (k % 40) for k in range(n)], expiry=[0.5] * n,
+                                        vol=[0.2] * n, type=[pb.CALL] * n)).SerializeToString()
+        raw = RawHttp2(self.server.port)
+        try:
+            raw.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})  # never readable
+            raw.flush()
+            streams = [1 + 2 * k for k in range(5)]
+            for stream_id in streams:
+                raw.headers(stream_id, "PriceChain")
+                raw.data_within_windows(stream_id, framed(request))
+            codes = {s: raw.grpc_status(s, timeout=60 * SLOWDOWN) for s in streams[2:]}
+            exhausted = [s for s, code in codes.items() if code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]]
+            self.assertTrue(exhausted, "%s: %s" % (codes, raw.events[-5:]))
+            details = [v for e in raw.events if isinstance(e, h2.events.TrailersReceived)
+                       for k, v in e.headers if k in (b"grpc-message", "grpc-message")]
+            self.assertTrue(any(b"replies not yet read by their clients" in (d if isinstance(d, bytes) else d.encode())
+                                for d in details), details)
+            self.assertLess(rss_mib(self.server.proc.pid), 400, "replies held past the limit")
+        finally:
+            raw.close()
+        self.assertServing()
 
     def restart_with_receive_timeout(self, ms):
         self.server.stop()
