@@ -203,6 +203,16 @@ class GateTest(unittest.TestCase):
         r = self.write_baseline(single_run(fewer), "--drop-figures")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertNotIn(FIG_FM, self.load_baseline()["figures"])
+        # a refresh of some figures (--only) keeps the file's others
+        self.assertEqual(self.write_baseline(single_run(RATES)).returncode, 0)
+        before = self.load_baseline()["figures"]
+        r = self.write_baseline(single_run(scaled(RATES, AVX512_ALL, 0.5)), "--only", "avx512")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        after = self.load_baseline()["figures"]
+        self.assertEqual(set(after), set(before))
+        self.assertAlmostEqual(after[FIG_O2], before[FIG_O2] / 2, places=3)  # refreshed
+        other = FIG_O2.replace("avx512", "avx2")
+        self.assertEqual(after[other], before[other])  # kept
 
     def test_a_new_baseline_has_the_implied_vol_figures(self):
         """The iv rules lived only in the committed baseline: a new machine

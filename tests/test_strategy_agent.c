@@ -353,6 +353,25 @@ static void test_a_retry_after_the_market_moved_replays_the_first_answer(void **
   assert_int_equal(journaled(f).count, 2);
 }
 
+/* A request timed before the book's last event: its proposal is stamped at
+ * that event's time, so it is valued then too, and its retry (valued at the
+ * stamp) replays; it was refused as a different request (found in review). */
+static void test_a_request_timed_before_the_books_last_event_replays(void **state) {
+  fixture *f = *state;
+  gk_command_context later = {.now_us = T0 + 80 * DAY};
+  gk_market_quote q = {.underlying = "AAPL", .spot = 100, .rate = 0.03, .vol = 0.2, .market_time_us = T0 + 80 * DAY};
+  gk_status st;
+  must(gk_update_market(f->service, &later, "desk", &q, 1, NULL, &st), &st);
+  answer first, again;
+  hedge_at(f, "K1", T0 + 1000, 100.02, &first);
+  assert_int_equal(first.code, GK_OK);
+  hedge_at(f, "K1", T0 + 1000, 100.02, &again);
+  if (again.code != GK_OK) fail_msg("retry: %s", again.status.message);
+  assert_int_equal(again.first, first.first);
+  assert_true(again.hedge.legs[0].quantity == first.hedge.legs[0].quantity);
+  assert_same_risk(&again.hedge.before, &first.hedge.before);
+}
+
 static void test_a_request_past_its_deadline_never_runs(void **state) {
   fixture *f = *state;
   answer a;
@@ -447,6 +466,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_a_request_past_its_deadline_never_runs, setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_retry_after_the_market_moved_replays_the_first_answer, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_a_request_timed_before_the_books_last_event_replays, setup, teardown),
       cmocka_unit_test_setup_teardown(test_an_empty_hedge_is_journaled_and_replays, setup, teardown),
       cmocka_unit_test_setup_teardown(test_refusals_name_the_field_and_never_call_done, setup, teardown),
   };

@@ -144,7 +144,16 @@ static gk_code book_for(gk_strategy_agent *a, strategy_job *j, gk_book **book, g
       up_to = first.result.first_sequence - 1;
     }
   }
-  return gk_get_book(a->service, j->book_id, up_to, book, status);
+  gk_code rc = gk_get_book(a->service, j->book_id, up_to, book, status);
+  /* A first request is valued when its proposal will be recorded: the book
+   * stamps an event no earlier than its last one, so a request timed before
+   * that was computed at its own time and retried at the stamp's, and refused
+   * (found in review). */
+  if (rc == GK_OK && up_to < 0 && gk_book_last_event_time(*book) > j->now_us) {
+    j->now_us = gk_book_last_event_time(*book);
+    j->hedge.valuation_us = j->now_us;
+  }
+  return rc;
 }
 
 /* ---- the two use cases -------------------------------------------------------------------- */
