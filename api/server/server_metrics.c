@@ -305,7 +305,7 @@ static agent_row agent_row_of(const char *name, gk_agent *a) {
   return r;
 }
 
-static size_t agent_rows(greeksd_server *s, agent_row rows[4]) {
+static size_t agent_rows(greeksd_server *s, agent_row rows[5]) {
   size_t n = 0;
   rows[n++] = (agent_row){"pricing", 1, 1, 1, gk_pricing_agent_state(s->pricing),
                           gk_pricing_agent_mailbox_size(s->pricing), 0, gk_pricing_agent_counters(s->pricing)};
@@ -313,6 +313,13 @@ static size_t agent_rows(greeksd_server *s, agent_row rows[4]) {
   if (s->intake) rows[n++] = agent_row_of("intake", s->intake);
   book_parts parts = book_side_parts(s);
   if (parts.queries) rows[n++] = agent_row_of("book-queries", parts.queries);
+  /* every family, not the state alone: its refusals (the mailbox full, the
+   * agent stopping) went uncounted (found in review) */
+  if (parts.strategy)
+    rows[n++] = (agent_row){"strategy", 1, 1, 1, gk_strategy_agent_state(parts.strategy),
+                            gk_strategy_agent_mailbox_size(parts.strategy),
+                            gk_strategy_agent_dead_letters_held(parts.strategy),
+                            gk_strategy_agent_counters(parts.strategy)};
   return n;
 }
 
@@ -354,7 +361,7 @@ static void agent_state_series(gk_metrics_text *out, const char *agent, gk_agent
 
 static void collect_agents(void *user, gk_metrics_text *out) {
   greeksd_server *s = user;
-  agent_row rows[4];
+  agent_row rows[5];
   size_t n = agent_rows(s, rows);
   book_parts parts = book_side_parts(s);
   int has_exec = parts.execution != NULL;
@@ -365,7 +372,6 @@ static void collect_agents(void *user, gk_metrics_text *out) {
   /* the book side's other agents: state only (execution: its least healthy shard) */
   if (has_exec) agent_state_series(out, "execution", gk_execution_agent_state(parts.execution));
   if (parts.risk) agent_state_series(out, "risk", gk_risk_agent_state(parts.risk));
-  if (parts.strategy) agent_state_series(out, "strategy", gk_strategy_agent_state(parts.strategy));
   gk_metrics_family(out, "greeks_agent_mailbox_depth", GK_METRIC_GAUGE, "Envelopes waiting in each agent's mailbox.");
   for (size_t i = 0; i < n; i++) {
     gk_label l[] = {{"agent", rows[i].name}};

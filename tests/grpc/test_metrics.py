@@ -217,6 +217,13 @@ class Exposition(MetricsServedTestCase):
         for agent in ("pricing", "compute", "intake", "book-queries", "execution", "risk", "strategy"):
             self.assertEqual(value(after, "greeks_agent_state", agent=agent, state="running"), 1, agent)
             self.assertEqual(value(after, "greeks_agent_state", agent=agent, state="stopped"), 0, agent)
+        # every agent clients reach has both refusal series (the strategy agent
+        # had none, the others no "stopping" one; found in review); once each
+        for agent in ("pricing", "compute", "intake", "book-queries", "execution", "strategy"):
+            for reason in ("mailbox_full", "stopping"):
+                series = [k for k in after if k[0] == "greeks_agent_rejected_total"
+                          and {("agent", agent), ("reason", reason)} <= set(k[1])]
+                self.assertEqual(len(series), 1, (agent, reason))
         self.assertEqual(value(after, "greeks_store_up"), 1)
         self.assertEqual(value(after, "greeks_server_draining"), 0)
         self.assertGreater(value(after, "process_resident_memory_bytes"), 1 << 20)

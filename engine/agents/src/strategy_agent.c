@@ -42,6 +42,7 @@ struct gk_strategy_agent {
   gk_book_service *service;
   gk_agent *actor;
   atomic_bool stopping;
+  _Atomic uint64_t refused_stopping; /* offer()'s refusals, before the mailbox */
 };
 
 /* ---- answers --------------------------------------------------------------------------- */
@@ -347,6 +348,7 @@ static strategy_job *new_job(const gk_strategy_context *c, const char *list, con
 
 static gk_code offer(gk_strategy_agent *a, strategy_job *j, int64_t deadline_ns, gk_status *status) {
   if (atomic_load(&a->stopping)) {
+    atomic_fetch_add(&a->refused_stopping, 1);
     free(j);
     return gk_status_set(status, GK_UNAVAILABLE, "agent", "", GK_STATUS_NO_INDEX,
                          "the strategy agent is stopping");
@@ -397,6 +399,20 @@ gk_code gk_strategy_agent_strategies(gk_strategy_agent *a, const gk_strategy_con
 
 gk_agent_state gk_strategy_agent_state(gk_strategy_agent *a) {
   return a ? gk_agent_state_of(a->actor) : GK_AGENT_STOPPED;
+}
+
+gk_agent_counters gk_strategy_agent_counters(gk_strategy_agent *a) {
+  gk_agent_counters c = {0};
+  if (a == NULL) return c;
+  c = gk_agent_counters_of(a->actor);
+  c.rejected_stopping += atomic_load(&a->refused_stopping);
+  return c;
+}
+
+size_t gk_strategy_agent_mailbox_size(gk_strategy_agent *a) { return a ? gk_agent_mailbox_size(a->actor) : 0; }
+
+size_t gk_strategy_agent_dead_letters_held(gk_strategy_agent *a) {
+  return a ? gk_agent_dead_letter_count(a->actor) : 0;
 }
 
 void gk_strategy_agent_stop(gk_strategy_agent *a, int64_t drain_timeout_ns) {

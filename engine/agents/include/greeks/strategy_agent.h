@@ -103,6 +103,14 @@ void gk_strategy_agent_stop(gk_strategy_agent *agent, int64_t drain_timeout_ns);
  * NULL. */
 gk_agent_state gk_strategy_agent_state(gk_strategy_agent *agent);
 
+/* For metrics: the actor's counters (greeks/agent.h), whose rejected_stopping
+ * also counts the requests refused before the mailbox because the agent was
+ * stopping; the envelopes waiting in its mailbox; the dead letters it holds.
+ * NULL: zeros. Any thread. */
+gk_agent_counters gk_strategy_agent_counters(gk_strategy_agent *agent);
+size_t gk_strategy_agent_mailbox_size(gk_strategy_agent *agent);
+size_t gk_strategy_agent_dead_letters_held(gk_strategy_agent *agent);
+
 #ifdef __cplusplus
 }
 #endif
