@@ -522,10 +522,15 @@ static void check_port_files(const greeksd_config *c, greeksd_errors *e) {
                        greeksd_config_label(c, "metrics_port_file", a, sizeof a), c->metrics_port_file);
 }
 
-/* Whether HOST is every address of the machine (0.0.0.0, [::], or empty). */
-static int host_is_wildcard(const char *host, size_t length) {
-  return length == 0 || (length == 7 && memcmp(host, "0.0.0.0", 7) == 0) ||
-         (length == 4 && memcmp(host, "[::]", 4) == 0);
+/* Whether a listener on HOST takes the port on every address (of both
+ * families: [::], as gRPC binds it dual-stack, or an empty host) or on every
+ * IPv4 address (0.0.0.0: not on an IPv6 one; [::1]:P beside 0.0.0.0:P binds,
+ * found in review). */
+static int host_takes_all(const char *host, size_t length) {
+  return length == 0 || (length == 4 && memcmp(host, "[::]", 4) == 0);
+}
+static int host_takes_all_ipv4(const char *host, size_t length) {
+  return length == 7 && memcmp(host, "0.0.0.0", 7) == 0;
 }
 
 /* Two HOST:PORT (checked) that one listener's bind takes from the other: the
@@ -537,7 +542,9 @@ static int addresses_clash(const char *x, const char *y) {
       strtol(cx + 1, NULL, 10) != strtol(cy + 1, NULL, 10))
     return 0;
   size_t lx = (size_t)(cx - x), ly = (size_t)(cy - y);
-  return host_is_wildcard(x, lx) || host_is_wildcard(y, ly) || (lx == ly && strncasecmp(x, y, lx) == 0);
+  int x_ipv6 = lx > 0 && x[0] == '[', y_ipv6 = ly > 0 && y[0] == '[';
+  return host_takes_all(x, lx) || host_takes_all(y, ly) || (host_takes_all_ipv4(x, lx) && !y_ipv6) ||
+         (host_takes_all_ipv4(y, ly) && !x_ipv6) || (lx == ly && strncasecmp(x, y, lx) == 0);
 }
 
 void greeksd_config_check_whole(const greeksd_config *c, greeksd_errors *e) {
