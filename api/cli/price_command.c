@@ -317,7 +317,7 @@ void price_command_usage(FILE *out) {
         "                    [--greeks all|none|LIST] [--threads N] FILE|-\n"
         "  Prices options. Input CSV header: id,type,S,K,T,r,q,sigma[,style]\n"
         "  (style european|american per row, default --style, itself default european;\n"
-        "  american: bs2002 = Bjerksund-Stensland 2002, up to 1e-1 x K off, the default;\n"
+        "  american: bs2002 = Bjerksund-Stensland 2002, up to 3e-2 x K off, the default;\n"
         "  alo = Andersen-Lake-Offengelden, within 1e-8 x K; alo-fast = the same within\n"
         "  1e-6 x K; tree = binomial tree with Richardson extrapolation, ~6e-5 x K. Time\n"
         "  against bs2002's: a price ~5x (alo), ~1.2x (alo-fast), ~300x (tree); with the\n"
