@@ -516,11 +516,11 @@ static void note_side_files(sqlite_store *s) {
   static const char *const suffixes[] = {"-wal", "-shm"};
   for (int i = 0; i < 2; i++) {
     struct side_file *f = &s->side[i];
-    char path[sizeof s->opened + 8];
+    char path[sizeof s->opened + sizeof f->suffix];
     snprintf(f->suffix, sizeof f->suffix, "%s", suffixes[i]);
-    snprintf(path, sizeof path, "%s%s", s->opened, f->suffix);
+    int n = snprintf(path, sizeof path, "%s%s", s->opened, f->suffix);
     struct stat st;
-    f->known = stat(path, &st) == 0;
+    f->known = n > 0 && (size_t)n < sizeof path && stat(path, &st) == 0;
     if (f->known) f->dev = st.st_dev, f->ino = st.st_ino;
   }
 }
@@ -531,10 +531,11 @@ static const char *side_file_gone(const sqlite_store *s) {
   for (int i = 0; i < 2; i++) {
     const struct side_file *f = &s->side[i];
     if (!f->known) continue;
-    char path[sizeof s->opened + 8];
-    snprintf(path, sizeof path, "%s%s", s->opened, f->suffix);
+    char path[sizeof s->opened + sizeof f->suffix];
+    int n = snprintf(path, sizeof path, "%s%s", s->opened, f->suffix);
     struct stat st;
-    if (stat(path, &st) != 0 || st.st_dev != f->dev || st.st_ino != f->ino) return f->suffix;
+    if (n < 0 || (size_t)n >= sizeof path || stat(path, &st) != 0 || st.st_dev != f->dev || st.st_ino != f->ino)
+      return f->suffix;
   }
   return NULL;
 }
