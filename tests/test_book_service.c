@@ -184,6 +184,34 @@ static void test_a_retried_command_returns_the_first_answer_even_after_restart(v
   gk_book_free(b);
 }
 
+/* A proposal pinned to the book version it was computed on: a book that moved
+ * refuses it ("book_version": compute again) unless its key already answered;
+ * a different request under the key is refused even with the same proposal. */
+static void test_a_proposal_is_refused_on_a_book_that_moved(void **state) {
+  fixture *f = *state;
+  open_desk(f, "desk1");
+  gk_status st;
+  gk_command_outcome out;
+  gk_strategy_proposed p = {.strategy_id = "P-0", .kind = "delta_hedge", .leg_count = 0};
+  gk_book *b = book_now(f, "desk1");
+  int64_t version = gk_book_version(b);
+  gk_book_free(b);
+  gk_command_context c = at(T0 + 10, "P-p0");
+  assert_int_equal(gk_propose_strategy_on(f->service, &c, "desk1", &p, version - 1, 7, &out, &st),
+                   GK_FAILED_PRECONDITION);
+  assert_string_equal(st.field, "book_version");
+  must(gk_propose_strategy_on(f->service, &c, "desk1", &p, version, 7, &out, &st), &st);
+  assert_false(out.replayed);
+  int64_t sequence = out.result.first_sequence;
+  c.now_us = T0 + 20; /* a retry, on the stale version: answered by the key */
+  must(gk_propose_strategy_on(f->service, &c, "desk1", &p, version, 7, &out, &st), &st);
+  assert_true(out.replayed);
+  assert_int_equal(out.result.first_sequence, sequence);
+  assert_int_equal(gk_propose_strategy_on(f->service, &c, "desk1", &p, version, 8, &out, &st),
+                   GK_FAILED_PRECONDITION); /* another request, the same proposal */
+  assert_string_equal(st.field, "idempotency_key");
+}
+
 /* A damaged recorded answer is DATA_LOSS naming the store, the stream, the
  * key and the row's sequence, as every DATA_LOSS does: it said only "a stored
  * command result does not parse" (found in review). */
@@ -1571,6 +1599,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(
           test_a_retried_command_returns_the_first_answer_even_after_restart, setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_damaged_recorded_answer_names_where_it_is, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_a_proposal_is_refused_on_a_book_that_moved, setup, teardown),
       cmocka_unit_test_setup_teardown(test_concurrent_writers_on_two_services_lose_nothing,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_large_book_is_snapshotted_less_often, setup, teardown),

@@ -297,17 +297,30 @@ static void test_strategies_are_each_journaled_in_rank_order(void **state) {
                 y->view_pnl == x->view_pnl && y->breakeven_count == x->breakeven_count);
   }
   assert_int_equal(journaled(f).count, a.count);
+  /* more results asked under the key: another request (it journaled three
+   * more, computed on the old book; found in review) */
+  r.max_results = 8;
+  answer more;
+  init_answer(&more);
+  must(gk_strategy_agent_strategies(f->agent, &later, &r, on_strategies, &more, &st), &st);
+  wait_answer(&more);
+  assert_int_equal(more.code, GK_FAILED_PRECONDITION);
+  assert_int_equal(journaled(f).count, a.count);
 }
 
-static void hedge_at(fixture *f, const char *key, int64_t now_us, double ask, answer *a) {
+static void hedge_quoted(fixture *f, const char *key, int64_t now_us, double bid, double ask, answer *a) {
   gk_quoted_instrument quotes[1] = {underlying_quote()};
-  quotes[0].ask = ask;
+  quotes[0].bid = bid, quotes[0].ask = ask;
   gk_hedge_request r = {.underlying = "AAPL", .target = GK_HEDGE_DELTA, .instruments = quotes, .count = 1};
   gk_strategy_context c = {.book_id = "desk", .idempotency_key = key, .now_us = now_us};
   gk_status st;
   init_answer(a);
   must(gk_strategy_agent_hedge(f->agent, &c, &r, on_hedge, a, &st), &st);
   wait_answer(a);
+}
+
+static void hedge_at(fixture *f, const char *key, int64_t now_us, double ask, answer *a) {
+  hedge_quoted(f, key, now_us, 99.98, ask, a);
 }
 
 static void assert_same_risk(const gk_risk *x, const gk_risk *y) {
@@ -344,6 +357,13 @@ static void test_a_retry_after_the_market_moved_replays_the_first_answer(void **
   assert_int_equal(journaled(f).count, 1);
   hedge_at(f, "H2", T0 + 4000, 100.50, &other); /* another quote: another request */
   assert_int_equal(other.code, GK_FAILED_PRECONDITION);
+  /* another bid only: the hedge buys at the ask, so its legs come out the
+   * same, and it was answered as the first with another cost (found in
+   * review): the request's own fingerprint refuses it */
+  answer same_legs;
+  hedge_quoted(f, "H2", T0 + 4000, 99.50, 100.02, &same_legs);
+  assert_int_equal(same_legs.code, GK_FAILED_PRECONDITION);
+  assert_string_equal(same_legs.status.field, "idempotency_key");
   assert_string_equal(other.status.field, "idempotency_key");
   if (!strstr(other.status.message, "idempotency key 'H2' was first used for a different hedge request on book desk"))
     fail_msg("%s", other.status.message);

@@ -27,7 +27,11 @@ typedef struct strategy_job {
   char book_id[GK_BOOK_ID_SIZE];
   char key[GK_META_ID_SIZE];
   char correlation[GK_META_ID_SIZE];
-  int64_t now_us;
+  int64_t now_us;         /* the valuation and event time (book_for) */
+  int64_t request_now_us;  /* the request's own time */
+  int64_t computed_on;     /* the book version the proposals were computed on */
+  uint64_t request_fingerprint; /* of what the request asks (request_fingerprint_of) */
+  bool market_given;       /* a strategies request that carried its market */
   gk_hedge_request hedge;         /* instruments -> quoted */
   gk_strategies_request strategies; /* chain -> quoted, market -> market */
   gk_market_quote market;
@@ -100,13 +104,19 @@ static void proposal_id(const strategy_job *j, const char *prefix, size_t index,
   for (size_t i = 0; i < sizeof r && n + 2 < GK_META_ID_SIZE; i++) n += snprintf(out + n, 3, "%02x", r[i]);
 }
 
+/* Journals proposal `index` of the job. The first is pinned to the book
+ * version it was computed on (j->computed_on): a book that moved since refuses
+ * it ("book_version") and the caller computes again, so that the first
+ * proposal's event time is the time it was computed at, which a retry reads
+ * back (book_for). Every proposal carries the request's fingerprint. */
 static gk_code journal(gk_strategy_agent *a, const strategy_job *j, const gk_strategy_proposed *p, size_t index,
                        gk_command_outcome *out, gk_status *status) {
   char key[GK_META_ID_SIZE] = "", stem[41] = "";
   if (j->key[0]) key_stem(j->key, stem), snprintf(key, sizeof key, "%s-p%zu", stem, index);
   gk_command_context ctx = {.now_us = j->now_us, .idempotency_key = key[0] ? key : NULL,
                             .correlation_id = j->correlation[0] ? j->correlation : NULL};
-  gk_code rc = gk_propose_strategy(a->service, &ctx, j->book_id, p, out, status);
+  gk_code rc = gk_propose_strategy_on(a->service, &ctx, j->book_id, p, index == 0 ? j->computed_on : -1,
+                                      j->request_fingerprint, out, status);
   /* the caller's key, not the derived one it never gave (found in review) */
   if (rc == GK_FAILED_PRECONDITION && status && strcmp(status->field, "idempotency_key") == 0)
     gk_status_set(status, GK_FAILED_PRECONDITION, "idempotency_key", j->key, GK_STATUS_NO_INDEX,
@@ -116,17 +126,36 @@ static gk_code journal(gk_strategy_agent *a, const strategy_job *j, const gk_str
   return rc;
 }
 
-/* The book a request is computed on, and its valuation time (j->now_us).
- * A retry, whose key's first proposal the book journaled at sequence F, is
- * computed again on the book as it was just before F and at the time F was
- * recorded: the same request then comes out the same and replays (the same
- * legs, figures, ids and sequences) however the book and its market moved
- * since, and a different request under the key differs and is refused. A
- * retry after one market tick was refused as "a different request", and the
- * CLI's own "re-run with --key" advice failed on any live book (found in
- * review). */
+/* Whether a journal refusal asks for the proposals to be computed again (the
+ * book moved after it was read). */
+static bool book_moved(gk_code rc, const gk_status *status) {
+  return rc == GK_FAILED_PRECONDITION && strcmp(status->field, "book_version") == 0;
+}
+
+/* How often a request is computed again when the book keeps moving under it. */
+#define STRATEGY_ATTEMPTS 8
+
+static gk_code kept_moving(const strategy_job *j, gk_status *status) {
+  return gk_status_set(status, GK_UNAVAILABLE, "book_id", j->book_id, GK_STATUS_NO_INDEX,
+                       "book %s changed under the request %d times running while it was computed: retry "
+                       "(with the same idempotency key)",
+                       j->book_id, STRATEGY_ATTEMPTS);
+}
+
+/* The book a request is computed on, its version (j->computed_on) and its
+ * valuation time (j->now_us). A retry, whose key's first proposal the book
+ * journaled at sequence F, is computed again on the book as it was just
+ * before F and at the time F was recorded: the same request then comes out
+ * the same and replays (the same legs, figures, ids and sequences) however
+ * the book and its market moved since. A retry after one market tick was
+ * refused as "a different request", and the CLI's own "re-run with --key"
+ * advice failed on any live book (found in review). A first request is
+ * valued at the time its proposal will be stamped: the book stamps an event
+ * no earlier than its last one (a request timed before that was computed at
+ * its own time, retried at the stamp's, and refused; found in review). */
 static gk_code book_for(gk_strategy_agent *a, strategy_job *j, gk_book **book, gk_status *status) {
   int64_t up_to = -1;
+  j->now_us = j->request_now_us;
   if (j->key[0]) {
     char stem[41], key[GK_META_ID_SIZE];
     key_stem(j->key, stem);
@@ -140,62 +169,62 @@ static gk_code book_for(gk_strategy_agent *a, strategy_job *j, gk_book **book, g
       rc = gk_get_book(a->service, j->book_id, first.result.first_sequence, &then, status);
       if (rc != GK_OK) return rc;
       j->now_us = gk_book_last_event_time(then);
-      j->hedge.valuation_us = j->now_us;
       gk_book_free(then);
       up_to = first.result.first_sequence - 1;
     }
   }
   gk_code rc = gk_get_book(a->service, j->book_id, up_to, book, status);
-  /* A first request is valued when its proposal will be recorded: the book
-   * stamps an event no earlier than its last one, so a request timed before
-   * that was computed at its own time and retried at the stamp's, and refused
-   * (found in review). */
-  if (rc == GK_OK && up_to < 0 && gk_book_last_event_time(*book) > j->now_us) {
-    j->now_us = gk_book_last_event_time(*book);
-    j->hedge.valuation_us = j->now_us;
-  }
-  return rc;
+  if (rc != GK_OK) return rc;
+  j->computed_on = gk_book_version(*book);
+  if (up_to < 0 && gk_book_last_event_time(*book) > j->now_us) j->now_us = gk_book_last_event_time(*book);
+  j->hedge.valuation_us = j->now_us;
+  return GK_OK;
 }
 
 /* ---- the two use cases -------------------------------------------------------------------- */
 
-static void run_hedge(gk_strategy_agent *a, strategy_job *j) {
+/* One computation and its journal; GK_FAILED_PRECONDITION "book_version"
+ * when the book moved under it. */
+static gk_code hedge_once(gk_strategy_agent *a, strategy_job *j, gk_hedge_proposal *hedge, gk_strategy_proposed *p,
+                          gk_command_outcome *outcome, gk_status *status) {
   gk_book *book = NULL;
+  gk_code rc = book_for(a, j, &book, status);
+  if (rc == GK_OK) rc = gk_generate_hedge(book, &j->hedge, hedge, status);
+  gk_book_free(book);
+  if (rc != GK_OK) return rc;
+  memset(p, 0, sizeof *p);
+  p->leg_count = hedge->leg_count, p->net_premium = hedge->premium;
+  proposal_id(j, "hedge", 0, p->strategy_id);
+  snprintf(p->kind, sizeof p->kind, "%s_hedge", gk_hedge_target_name(hedge->target));
+  snprintf(p->description, sizeof p->description, "%s hedge of %s, spread cost %.2f",
+           gk_hedge_target_name(hedge->target), j->hedge.underlying, hedge->cost);
+  if (hedge->leg_count) memcpy(p->legs, hedge->legs, hedge->leg_count * sizeof *hedge->legs);
+  return journal(a, j, p, 0, outcome, status);
+}
+
+static void run_hedge(gk_strategy_agent *a, strategy_job *j) {
   gk_status status;
   gk_hedge_proposal hedge;
-  gk_code rc = book_for(a, j, &book, &status);
-  if (rc == GK_OK) rc = gk_generate_hedge(book, &j->hedge, &hedge, &status);
-  gk_book_free(book);
-  {
-    if (rc != GK_OK) {
-      answer_error(j, rc, &status);
-      return;
-    }
-  }
-  gk_strategy_proposed p = {.leg_count = hedge.leg_count, .net_premium = hedge.premium};
-  proposal_id(j, "hedge", 0, p.strategy_id);
-  snprintf(p.kind, sizeof p.kind, "%s_hedge", gk_hedge_target_name(hedge.target));
-  snprintf(p.description, sizeof p.description, "%s hedge of %s, spread cost %.2f",
-           gk_hedge_target_name(hedge.target), j->hedge.underlying, hedge.cost);
-  if (hedge.leg_count) memcpy(p.legs, hedge.legs, hedge.leg_count * sizeof *hedge.legs);
+  gk_strategy_proposed p;
   gk_command_outcome outcome;
-  rc = journal(a, j, &p, 0, &outcome, &status);
-  {
-    if (rc != GK_OK) {
-      answer_error(j, rc, &status);
-      return;
-    }
+  gk_code rc = GK_OK;
+  for (int attempt = 0; attempt < STRATEGY_ATTEMPTS; attempt++)
+    if (!book_moved(rc = hedge_once(a, j, &hedge, &p, &outcome, &status), &status)) break;
+  if (book_moved(rc, &status)) rc = kept_moving(j, &status);
+  if (rc != GK_OK) {
+    answer_error(j, rc, &status);
+    return;
   }
   j->hedge_done(j->user, GK_OK, &hedge, p.strategy_id, &outcome, &status);
 }
 
-/* The request's market, else the book's for the chain's underlying (the book
- * as book_for gives it: a retry's, as it was). */
+/* The request's market, else the book's for the chain's underlying, as of
+ * the book book_for gives (a retry's: as it was). */
 static gk_code market_of(gk_strategy_agent *a, strategy_job *j, gk_status *status) {
   gk_book *book = NULL;
-  gk_code rc = book_for(a, j, &book, status); /* a retry's time too, with or without a market */
+  gk_code rc = book_for(a, j, &book, status); /* its version and time, with or without a market */
   if (rc != GK_OK) return rc;
-  if (j->strategies.market != NULL) {
+  if (j->market_given) {
     gk_book_free(book);
     return GK_OK;
   }
@@ -211,18 +240,15 @@ static gk_code market_of(gk_strategy_agent *a, strategy_job *j, gk_status *statu
   return GK_OK;
 }
 
-static void run_strategies(gk_strategy_agent *a, strategy_job *j) {
-  gk_status status;
-  size_t capacity = j->strategies.max_results, written = 0;
-  gk_strategy *found = calloc(capacity, sizeof *found);
-  char (*ids)[GK_META_ID_SIZE] = calloc(capacity, sizeof *ids);
-  gk_code rc = found && ids ? market_of(a, j, &status)
-                            : gk_status_set(&status, GK_RESOURCE_EXHAUSTED, "strategies", "", GK_STATUS_NO_INDEX,
-                                            "out of memory");
+static gk_code strategies_once(gk_strategy_agent *a, strategy_job *j, gk_strategy *found, char (*ids)[GK_META_ID_SIZE],
+                               gk_proposed_strategies *result, gk_status *status) {
+  size_t written = 0;
+  memset(result, 0, sizeof *result);
+  result->strategies = found, result->ids = (const char(*)[GK_META_ID_SIZE])ids;
+  gk_code rc = market_of(a, j, status);
   if (rc == GK_OK)
     rc = gk_generate_strategies(j->strategies.market, j->quoted, j->count, &j->strategies.view, j->now_us,
-                                j->strategies.american_method, found, capacity, &written, &status);
-  gk_proposed_strategies result = {.strategies = found, .ids = (const char(*)[GK_META_ID_SIZE])ids};
+                                j->strategies.american_method, found, j->strategies.max_results, &written, status);
   for (size_t i = 0; rc == GK_OK && i < written; i++) {
     gk_strategy_proposed p = {.leg_count = found[i].leg_count, .net_premium = found[i].net_premium};
     proposal_id(j, "strategy", i, p.strategy_id);
@@ -231,10 +257,24 @@ static void run_strategies(gk_strategy_agent *a, strategy_job *j) {
     snprintf(p.description, sizeof p.description, "%s", found[i].description);
     memcpy(p.legs, found[i].legs, found[i].leg_count * sizeof *found[i].legs);
     gk_command_outcome outcome;
-    rc = journal(a, j, &p, i, &outcome, &status);
-    if (rc == GK_OK && i == 0) result.first_sequence = outcome.result.first_sequence;
-    if (rc == GK_OK) result.last_sequence = outcome.result.last_sequence, result.count = i + 1;
+    rc = journal(a, j, &p, i, &outcome, status);
+    if (rc == GK_OK && i == 0) result->first_sequence = outcome.result.first_sequence;
+    if (rc == GK_OK) result->last_sequence = outcome.result.last_sequence, result->count = i + 1;
   }
+  return rc;
+}
+
+static void run_strategies(gk_strategy_agent *a, strategy_job *j) {
+  gk_status status;
+  gk_strategy *found = calloc(j->strategies.max_results, sizeof *found);
+  char (*ids)[GK_META_ID_SIZE] = calloc(j->strategies.max_results, sizeof *ids);
+  gk_proposed_strategies result;
+  gk_code rc = found && ids ? GK_OK
+                            : gk_status_set(&status, GK_RESOURCE_EXHAUSTED, "strategies", "", GK_STATUS_NO_INDEX,
+                                            "out of memory");
+  for (int attempt = 0; rc == GK_OK && attempt < STRATEGY_ATTEMPTS; attempt++)
+    if (!book_moved(rc = strategies_once(a, j, found, ids, &result, &status), &status)) break;
+  if (book_moved(rc, &status)) rc = kept_moving(j, &status);
   if (rc != GK_OK) answer_error(j, rc, &status);
   else j->strategies_done(j->user, GK_OK, &result, &status);
   free(found);
@@ -308,6 +348,59 @@ gk_code gk_strategy_agent_start(gk_book_service *service, const gk_strategy_agen
 
 /* ---- submit ------------------------------------------------------------------------------------ */
 
+/* The request's fingerprint: FNV-1a over what it asks, field by field (never
+ * struct bytes: padding), so that a different request under a key is refused
+ * even where its proposals come out the same (other quotes with the same
+ * legs, another horizon, more results: found in review). Its time is not in
+ * it: a retry comes later. */
+static uint64_t mix(uint64_t h, const void *bytes, size_t n) {
+  const unsigned char *b = bytes;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * UINT64_C(1099511628211);
+  return h;
+}
+static uint64_t mix_double(uint64_t h, double v) { return mix(h, &(double){v == 0 ? 0.0 : v}, sizeof v); }
+static uint64_t mix_int(uint64_t h, int64_t v) { return mix(h, &v, sizeof v); }
+static uint64_t mix_text(uint64_t h, const char *text) { return mix(h, text, strlen(text) + 1); }
+
+static uint64_t mix_instrument(uint64_t h, const gk_instrument *in) {
+  h = mix_text(h, in->underlying);
+  h = mix_int(mix_int(mix_int(h, in->kind), in->type), in->style);
+  return mix_double(mix_int(mix_double(h, in->strike), in->expiry_us), in->multiplier);
+}
+
+static uint64_t mix_quotes(uint64_t h, const gk_quoted_instrument *q, size_t count) {
+  h = mix_int(h, (int64_t)count);
+  for (size_t i = 0; i < count; i++)
+    h = mix_double(mix_double(mix_double(mix_instrument(h, &q[i].instrument), q[i].bid), q[i].ask), q[i].vol);
+  return h;
+}
+
+static uint64_t mix_market(uint64_t h, const gk_market_quote *m) {
+  if (m == NULL) return mix_text(h, "book's market");
+  h = mix_double(mix_double(mix_double(mix_double(mix_text(h, m->underlying), m->spot), m->rate), m->yield), m->vol);
+  h = mix_int(h, (int64_t)m->vol_point_count);
+  for (size_t i = 0; i < m->vol_point_count; i++)
+    h = mix_double(mix_instrument(h, &m->vol_points[i].instrument), m->vol_points[i].vol);
+  return h;
+}
+
+static uint64_t nonzero(uint64_t h) { return h ? h : 1; }
+
+static uint64_t hedge_fingerprint(const gk_hedge_request *r) {
+  uint64_t h = mix_text(UINT64_C(1469598103934665603), "hedge");
+  h = mix_int(mix_int(mix_text(h, r->underlying), r->target), r->american_method);
+  return nonzero(mix_quotes(h, r->instruments, r->count));
+}
+
+static uint64_t strategies_fingerprint(const gk_strategies_request *r) {
+  uint64_t h = mix_market(mix_text(UINT64_C(1469598103934665603), "strategies"), r->market);
+  const gk_strategy_view *v = &r->view;
+  h = mix_double(mix_double(mix_int(h, v->direction), v->move), v->vol_change);
+  h = mix_int(mix_double(mix_double(mix_int(h, v->horizon_us), v->max_premium), v->max_loss), v->quantity);
+  h = mix_int(mix_int(h, (int64_t)r->max_results), r->american_method);
+  return nonzero(mix_quotes(h, r->chain, r->count));
+}
+
 static gk_code invalid(gk_status *status, const char *field, const char *rule) {
   return gk_status_set(status, GK_INVALID_ARGUMENT, field, "", GK_STATUS_NO_INDEX, "%s", rule);
 }
@@ -340,7 +433,7 @@ static strategy_job *new_job(const gk_strategy_context *c, const char *list, con
   snprintf(j->book_id, sizeof j->book_id, "%s", c->book_id);
   snprintf(j->key, sizeof j->key, "%s", c->idempotency_key ? c->idempotency_key : "");
   snprintf(j->correlation, sizeof j->correlation, "%s", c->correlation_id ? c->correlation_id : "");
-  j->now_us = c->now_us;
+  j->now_us = j->request_now_us = c->now_us;
   j->count = count;
   memcpy(j->quoted, quoted, count * sizeof *quoted);
   return j;
@@ -370,6 +463,7 @@ gk_code gk_strategy_agent_hedge(gk_strategy_agent *a, const gk_strategy_context 
   j->hedge = *r;
   j->hedge.instruments = j->quoted;
   j->hedge.valuation_us = c->now_us;
+  j->request_fingerprint = hedge_fingerprint(&j->hedge);
   j->hedge_done = done;
   j->user = user;
   return offer(a, j, c->deadline_ns, status);
@@ -391,7 +485,9 @@ gk_code gk_strategy_agent_strategies(gk_strategy_agent *a, const gk_strategy_con
   if (r->market) {
     j->market = *r->market;
     j->strategies.market = &j->market;
+    j->market_given = true;
   }
+  j->request_fingerprint = strategies_fingerprint(&j->strategies);
   j->strategies_done = done;
   j->user = user;
   return offer(a, j, c->deadline_ns, status);

@@ -291,16 +291,34 @@ gk_code gk_set_risk_limits(gk_book_service *s, const gk_command_context *ctx, co
   return gk_book_run_command(s, ctx, book_id, &c, out, status);
 }
 
+typedef struct proposal_args {
+  const gk_strategy_proposed *proposal;
+  int64_t computed_on;          /* the book version it was computed on; -1: any */
+  uint64_t request_fingerprint; /* the generating request's; 0: none */
+} proposal_args;
+
 static gk_code decide_strategy(const gk_book *book, const void *args, int64_t now_us,
                                gk_event *events, size_t *count, gk_status *status) {
   (void)now_us;
-  gk_code rc = gk_book_decide_strategy(book, args, &events[0], status);
+  const proposal_args *a = args;
+  if (a->computed_on >= 0 && gk_book_version(book) != a->computed_on)
+    return gk_status_set(status, GK_FAILED_PRECONDITION, "book_version", "", GK_STATUS_NO_INDEX,
+                         "proposal computed on version %lld of book %s, now at %lld: compute it again",
+                         (long long)a->computed_on, gk_book_id(book), (long long)gk_book_version(book));
+  gk_code rc = gk_book_decide_strategy(book, a->proposal, &events[0], status);
   if (rc == GK_OK) *count = 1;
   return rc;
 }
 
 static uint64_t strategy_fields(uint64_t hash, const void *args) {
-  const gk_strategy_proposed *p = args;
+  const proposal_args *a = args;
+  const gk_strategy_proposed *p = a->proposal;
+  /* mixed in only when given: recorded answers keep their fingerprints */
+  if (a->request_fingerprint != 0) {
+    char text[24];
+    snprintf(text, sizeof text, "%016llx", (unsigned long long)a->request_fingerprint);
+    hash = gk_fingerprint_text(hash, text);
+  }
   hash = gk_fingerprint_text(hash, p->strategy_id);
   hash = gk_fingerprint_text(hash, p->kind);
   for (size_t i = 0; i < p->leg_count; i++) {
@@ -311,12 +329,18 @@ static uint64_t strategy_fields(uint64_t hash, const void *args) {
   return fingerprint_double(hash, p->net_premium);
 }
 
+gk_code gk_propose_strategy_on(gk_book_service *s, const gk_command_context *ctx, const char *book_id,
+                               const gk_strategy_proposed *proposal, int64_t computed_on,
+                               uint64_t request_fingerprint, gk_command_outcome *out, gk_status *status) {
+  proposal_args a = {proposal, computed_on, request_fingerprint};
+  book_command c = {decide_strategy, &a, NULL, 1, fingerprint_of("strategy", strategy_fields, &a)};
+  return gk_book_run_command(s, ctx, book_id, &c, out, status);
+}
+
 gk_code gk_propose_strategy(gk_book_service *s, const gk_command_context *ctx,
                             const char *book_id, const gk_strategy_proposed *proposal,
                             gk_command_outcome *out, gk_status *status) {
-  book_command c = {decide_strategy, proposal, NULL, 1,
-                    fingerprint_of("strategy", strategy_fields, proposal)};
-  return gk_book_run_command(s, ctx, book_id, &c, out, status);
+  return gk_propose_strategy_on(s, ctx, book_id, proposal, -1, 0, out, status);
 }
 
 typedef struct edge_args {

@@ -220,6 +220,19 @@ gk_code gk_propose_strategy(gk_book_service *service, const gk_command_context *
                             const char *book_id, const gk_strategy_proposed *proposal,
                             gk_command_outcome *out, gk_status *status);
 
+/* The same for a proposal computed on version `computed_on` of the book (-1:
+ * any) for a request whose own fingerprint is `request_fingerprint` (0:
+ * none). A book no longer at computed_on refuses it, GK_FAILED_PRECONDITION
+ * with field "book_version": compute it again on the book as it is (so the
+ * proposal's event time is the time it was computed at). The request's
+ * fingerprint is part of the key's: a different request under a key is
+ * refused even where its proposal comes out the same (other quotes, another
+ * horizon: found in review). A retry under a recorded key is answered
+ * first, whatever the book's version. */
+gk_code gk_propose_strategy_on(gk_book_service *service, const gk_command_context *context, const char *book_id,
+                               const gk_strategy_proposed *proposal, int64_t computed_on,
+                               uint64_t request_fingerprint, gk_command_outcome *out, gk_status *status);
+
 /* The first answer the book recorded to idempotency key `key` (*found false:
  * none; out->replayed true when found): what a command retried with that key
  * returns. GK_NOT_FOUND for a book that does not exist; GK_DATA_LOSS for a
