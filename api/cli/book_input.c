@@ -478,9 +478,13 @@ static void add_leg(book_trade_item *item, const trade_row *r) {
     reject(item, "line %zu: field 'trade_time' value '%s': differs from line %zu's '%s' (the legs of one trade share it)",
            r->line, here, item->first_line, first);
   }
-  if (trade->leg_count > 0 && !r->error[0] && strcmp(r->key, trade->idempotency_key) != 0)
+  if (trade->leg_count > 0 && !r->error[0] && strcmp(r->key, trade->idempotency_key) != 0) {
+    char here[2 * GK_META_ID_SIZE], first[2 * GK_META_ID_SIZE]; /* escaped, as every value shown (fuzz_csv_book) */
+    csv_escape(here, sizeof here, r->key, strlen(r->key), 32);
+    csv_escape(first, sizeof first, trade->idempotency_key, strlen(trade->idempotency_key), 32);
     reject(item, "line %zu: field 'idempotency_key' value '%s': differs from line %zu's '%s' (the legs of one trade "
-           "share it)", r->line, r->key, item->first_line, trade->idempotency_key);
+           "share it)", r->line, here, item->first_line, first);
+  }
   item->lines[trade->leg_count] = r->line;
   trade->legs[trade->leg_count++] = r->leg;
 }
