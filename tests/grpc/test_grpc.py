@@ -914,6 +914,10 @@ class RequestRules(ServedTestCase):
         self.refused(self.stub.RevaluePortfolioStream, iter([self.revaluation(), later]), "field 'grid'", "message 2")
 
 
+# Ten seconds of pings that test the gRPC core's settings, not greeksd's
+# threads: run in the plain and ASan suites, not again under ThreadSanitizer
+# (whose serial suite keeps `make test` within its budget).
+@unittest.skipIf("TSAN_OPTIONS" in os.environ, "ping timing, not concurrency: run by the other suites")
 class ClientKeepalive(ServedTestCase):
     """A client's keepalive pings while no data flows: the core's default
     accepted one every 5 minutes and closed the connection (GOAWAY
