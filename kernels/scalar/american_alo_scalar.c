@@ -1367,6 +1367,16 @@ double gk_alo_price_level(const gk_american_option *o, gk_alo_level level) {
   return fmin(fmax(price, floor), cap);
 }
 
+int gk_alo_held_at_perpetual(const gk_american_option *o, gk_alo_level level, gk_alo_greeks *out) {
+  put_form f = put_form_of(o);
+  if (!(f.r > 0.0) || !(o->sigma > 0.0)) return 0; /* no perpetual cap */
+  double price = gk_alo_price_level(o, level), perpetual = perpetual_put(f.S, f.K, f.r, f.q, o->sigma);
+  if (price != perpetual) return 0;
+  gk_american_perpetual_greeks(o, out); /* at or below B*, the payoff's (as the limit's route) */
+  out->price = price; /* bit for bit the price-only answer */
+  return 1;
+}
+
 double gk_alo_price(const gk_american_option *o) { return gk_alo_price_level(o, GK_ALO_ACCURATE); }
 
 double gk_alo_price_fast(const gk_american_option *o) { return gk_alo_price_level(o, GK_ALO_FAST); }

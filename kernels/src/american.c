@@ -363,7 +363,10 @@ void gk_alo_price_element(gk_model model, gk_alo_level level, const gk_option_ba
    * checked apart only where the bracket shortened its life */
   if (!(outputs & ~(unsigned)GK_OUT_PRICE) || !gk_alo_price_greeks(&as, gk_alo_scheme_for(&o, level), &g) ||
       (as.T != o.T && !gk_alo_within_bounds(&o, g.price))) {
-    gk_american_price_element(model, GK_AMERICAN_ALO, pricer, in, i, outputs, out);
+    if ((outputs & ~(unsigned)GK_OUT_PRICE) && gk_alo_held_at_perpetual(&o, level, &g))
+      store_greeks(model, &g, i, outputs, out); /* bumps of a clamped price are not Greeks */
+    else
+      gk_american_price_element(model, GK_AMERICAN_ALO, pricer, in, i, outputs, out);
     return;
   }
   store_greeks(model, &g, i, outputs, out);

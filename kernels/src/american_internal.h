@@ -341,9 +341,24 @@ int gk_american_perpetual_at(gk_model model, const gk_option_batch *in, size_t i
 void gk_american_perpetual_element(gk_model model, const gk_option_batch *in, size_t i, unsigned outputs,
                                    gk_greeks_batch *out);
 
+/* Whether o's price at `level` is held at the perpetual put's by the clamp
+ * of gk_alo_price_level (the solve passed that cap: a long life against a
+ * strong carry, where the boundary falls to B* early in the life). Then
+ * *out is that price with the perpetual's analytic Greeks (theta 0) and 1 is
+ * returned; else 0, *out untouched. Bumps of a clamped price are not
+ * Greeks: within a bump the solve crosses the cap and the price jumps by
+ * ~1e-8 x K, which left rho 4% and phi 8% off, and theta +2.4e-4 where no
+ * American put's theta is positive (the puts S 110.5, K 100, T 82.2,
+ * r 0.219, q -0.278, sigma 0.305 and S = K = 100, T 81, r 0.01, q -0.3,
+ * sigma 0.2; found in review, 2026-12-07). The true price sits within the
+ * levels' error of the cap there; differences of the price whose bumps both
+ * stay on the cap agree with the perpetual's Greeks to ~1e-7 relative. */
+int gk_alo_held_at_perpetual(const gk_american_option *o, gk_alo_level level, gk_alo_greeks *out);
+
 /* Element i of `in` (classified valid) by ALO at `level`: every output by
- * gk_alo_price_greeks, or by the bumps of gk_american_price_element where it
- * declines (returns 0). */
+ * gk_alo_price_greeks, or, where it declines (returns 0), the perpetual's
+ * where the price is held at its cap (gk_alo_held_at_perpetual), else by the
+ * bumps of gk_american_price_element. */
 void gk_alo_price_element(gk_model model, gk_alo_level level, const gk_option_batch *in, size_t i, unsigned outputs,
                           gk_greeks_batch *out);
 
