@@ -55,13 +55,16 @@ test-sanitizers: deps-node-example
 	  ctest --test-dir $(SANITIZE_DIR) --output-on-failure -j $(JOBS)
 
 # The concurrent suites (label "concurrency": the engine's and the gRPC suites,
-# greeksd with 4 server threads) under ThreadSanitizer.
+# greeksd with 4 server threads) under ThreadSanitizer, two at a time as the
+# other stages run (serially they took 206 s of make test's 15 minutes, 109 s
+# with -j 2 on the 2-vCPU VM; the suites' waits are scaled by
+# GREEKS_TEST_SLOWDOWN 10 under TSan, tests/CMakeLists.txt).
 test-tsan: deps-node-example
 	cmake -S . -B $(TSAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGREEKS_WERROR=ON \
 	  -DGREEKS_SANITIZE=thread -DGREEKS_BUILD_BENCH=OFF $(CMAKE_FLAGS)
 	cmake --build $(TSAN_DIR) -j $(JOBS) --target $(CONCURRENCY_TARGETS)
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:ignore_noninstrumented_modules=1:suppressions=$(CURDIR)/tests/tsan.supp \
-	  ctest --test-dir $(TSAN_DIR) --output-on-failure -L concurrency
+	  ctest --test-dir $(TSAN_DIR) --output-on-failure -L concurrency -j $(JOBS)
 
 # Kernel throughput per ISA against naive baselines; JSON in $(BUILD_DIR)/bench.json.
 # Then the book (durable appends, replay, snapshot load, risk; docs/performance.md,
