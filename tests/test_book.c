@@ -326,6 +326,42 @@ static void test_a_correction_equals_a_book_booked_right_first_time(void **state
   gk_book_free(right);
 }
 
+/* A cancel reverses the trade's legs; a second cancel has none to reverse and
+ * is refused naming the trade (it journaled a TradeCorrected that changed
+ * nothing: found in review). A correction with legs rebooks the cancelled
+ * trade: its positions are then those of a book that traded the new legs. */
+static void test_a_cancelled_trade_is_not_cancelled_again(void **state) {
+  (void)state;
+  gk_book *b = opened_book(), *right = opened_book();
+  gk_leg first[1] = {{call_option("AAPL", 150), 10, 5}}, rebooked[1] = {{call_option("AAPL", 155), 4, 3}};
+  assert_int_equal(trade(b, "T1", first, 1, NULL), GK_OK);
+  gk_event original = executed_event(b, "T1", first, 1), cancel, again, rebook;
+  assert_int_equal(gk_book_decide_correction(b, &original, NULL, 0, "busted", T0 + 5000, &cancel, NULL), GK_OK);
+  cancel.meta.sequence = gk_book_version(b) + 1;
+  snprintf(cancel.meta.book_id, sizeof cancel.meta.book_id, "desk1");
+  assert_int_equal(gk_book_apply(b, &cancel, NULL), GK_OK);
+  assert_int_equal(gk_book_find_position(b, &first[0].instrument)->quantity, 0);
+  gk_status st;
+  int64_t version = gk_book_version(b);
+  assert_int_equal(gk_book_decide_correction(b, &cancel, NULL, 0, "again", T0 + 6000, &again, &st),
+                   GK_FAILED_PRECONDITION);
+  assert_string_equal(st.field, "trade_id");
+  assert_string_equal(st.value, "T1");
+  assert_non_null(strstr(st.message, "already cancelled"));
+  assert_int_equal(gk_book_version(b), version);
+  assert_int_equal(gk_book_decide_correction(b, &cancel, rebooked, 1, "rebook", T0 + 6000, &rebook, NULL), GK_OK);
+  assert_int_equal(rebook.as.trade_corrected.reversed_count, 0);
+  rebook.meta.sequence = gk_book_version(b) + 1;
+  snprintf(rebook.meta.book_id, sizeof rebook.meta.book_id, "desk1");
+  assert_int_equal(gk_book_apply(b, &rebook, NULL), GK_OK);
+  assert_int_equal(trade(right, "T1", rebooked, 1, NULL), GK_OK);
+  assert_int_equal(gk_book_find_position(b, &rebooked[0].instrument)->quantity,
+                   gk_book_find_position(right, &rebooked[0].instrument)->quantity);
+  assert_int_equal(gk_book_find_position(b, &first[0].instrument)->quantity, 0);
+  gk_book_free(b);
+  gk_book_free(right);
+}
+
 /* Applies a decided event at the book's next sequence, at `time_us`. */
 static void apply_at(gk_book *b, gk_event *e, int64_t time_us) {
   e->meta.sequence = gk_book_version(b) + 1;
@@ -754,6 +790,7 @@ int main(void) {
       cmocka_unit_test(test_average_cost_pnl_matches_cash_flow_accounting),
       cmocka_unit_test(test_a_round_trip_at_one_price_realizes_exactly_nothing),
       cmocka_unit_test(test_a_correction_equals_a_book_booked_right_first_time),
+      cmocka_unit_test(test_a_cancelled_trade_is_not_cancelled_again),
       cmocka_unit_test(test_an_underlyings_event_time_moves_with_its_quantities),
       cmocka_unit_test(test_the_brakes_count_is_folded_from_the_journal),
       cmocka_unit_test(test_a_late_trade_with_an_expired_leg_keeps_the_later_expiries),

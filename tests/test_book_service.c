@@ -885,6 +885,33 @@ static void test_audit_trail_and_correction(void **state) {
   assert_int_equal(window.count, 1);
 }
 
+/* A cancel retried under its key is answered as the first time; a second
+ * cancel of the cancelled trade (another key, or none) is refused naming the
+ * trade, and nothing is journaled (it appended a TradeCorrected that changed
+ * nothing: found in review). */
+static void test_a_cancelled_trade_is_cancelled_once(void **state) {
+  fixture *f = *state;
+  open_desk(f, "desk1");
+  gk_status st;
+  gk_instrument c = option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 150);
+  must(send_trade(f->service, "desk1", "T1", c, 10, 5, T0 + 10, NULL, &st), &st);
+  gk_command_context ctx = at(T0 + 20, "cancel-1");
+  gk_command_outcome out, again;
+  must(gk_correct_trade(f->service, &ctx, "desk1", "T1", NULL, 0, "busted", &out, &st), &st);
+  must(gk_correct_trade(f->service, &ctx, "desk1", "T1", NULL, 0, "busted", &again, &st), &st);
+  assert_true(again.replayed);
+  assert_int_equal(again.result.first_sequence, out.result.first_sequence);
+  gk_command_context other = at(T0 + 30, "cancel-2");
+  assert_int_equal(gk_correct_trade(f->service, &other, "desk1", "T1", NULL, 0, "again", NULL, &st),
+                   GK_FAILED_PRECONDITION);
+  assert_string_equal(st.field, "trade_id");
+  assert_non_null(strstr(st.message, "already cancelled"));
+  gk_book *b = book_now(f, "desk1");
+  assert_int_equal(gk_book_version(b), out.result.first_sequence);
+  assert_int_equal(gk_book_find_position(b, &c)->quantity, 0);
+  gk_book_free(b);
+}
+
 /* A trade made before its option's expiry may be corrected after it, any
  * number of times: each correction is checked against the trade's own time.
  * The second one was checked against the first correction's time, after
@@ -1610,6 +1637,7 @@ int main(void) {
       cmocka_unit_test(test_a_refusal_past_a_legs_bounds_reads_back),
       cmocka_unit_test(test_non_finite_edges_and_premiums_read_as_damage),
       cmocka_unit_test_setup_teardown(test_audit_trail_and_correction, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_a_cancelled_trade_is_cancelled_once, setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_correction_of_a_correction_checks_the_trade_time, setup, teardown),
       cmocka_unit_test_setup_teardown(test_the_limit_guard_refuses_hard_breaches_before_trading,
                                       setup, teardown),

@@ -499,6 +499,14 @@ gk_code gk_book_decide_correction(const gk_book *b, const gk_event *original,
     return gk_status_set(status, GK_FAILED_PRECONDITION, "trade_id", trade_id, GK_STATUS_NO_INDEX,
                          "trade %s is not on book %s, or the given event is not its latest",
                          trade_id, b->id);
+  /* A cancelled trade has no legs to reverse: cancelling it again would
+   * journal a correction that changes nothing (it did: found in review). A
+   * correction with legs rebooks it, as a back office reinstates a trade. */
+  if (leg_count == 0 && replacement_count == 0)
+    return gk_status_set(status, GK_FAILED_PRECONDITION, "trade_id", trade_id, GK_STATUS_NO_INDEX,
+                         "trade %s on book %s is already cancelled (at sequence %lld); a cancel needs legs to "
+                         "reverse, a correction with legs rebooks it",
+                         trade_id, b->id, (long long)original->meta.sequence);
   /* The trade's own time: a correction carries it on, so that correcting a
    * correction checks expiry as correcting the trade does (it checked the
    * first correction's time: found in review). */

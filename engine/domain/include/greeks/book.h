@@ -354,7 +354,9 @@ gk_code gk_book_decide_open(const gk_book *book, const char *book_id, const char
 gk_code gk_book_decide_trade(const gk_book *book, const gk_trade *trade, int64_t now_us,
                              gk_event *out, gk_status *status);
 /* `original` is the event that last set the trade's legs (the use case reads it
- * from the store at gk_book_trade_sequence); replacement_count 0 cancels. */
+ * from the store at gk_book_trade_sequence); replacement_count 0 cancels. A
+ * cancel of a cancelled trade is GK_FAILED_PRECONDITION (field trade_id); a
+ * correction with legs rebooks a cancelled trade. */
 gk_code gk_book_decide_correction(const gk_book *book, const gk_event *original,
                                   const gk_leg *replacement, size_t replacement_count,
                                   const char *reason, int64_t now_us, gk_event *out,
