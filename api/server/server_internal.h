@@ -220,6 +220,7 @@ struct greeksd_server {
   pthread_cond_t changed;
   long live_calls;           /* call contexts, posted slots included */
   long admitted_calls;       /* calls that arrived before the drain, not yet freed */
+  long standing_calls;       /* of those, Health.Watch and SubscribeEvents (rpc_is_standing) */
   /* Bytes of unary replies handed to the core and not yet read by their
    * clients (their calls not yet freed): the core's resource quota counts
    * what it reads, not these (rpc_reply). */
@@ -227,6 +228,7 @@ struct greeksd_server {
   int shutdown_done;
   rpc_call *awaiting;        /* unary calls waiting for their request message */
   int64_t last_trim_ns;      /* health thread only */
+  atomic_ulong heap_trims;   /* malloc_trim calls (rpc_trim_when_idle), for /metrics */
   pthread_mutex_t watch_lock;
   rpc_call *watchers;
   pthread_t health_thread;
@@ -312,9 +314,13 @@ void rpc_message_arrived(rpc_call *call);
 /* greeksd cancelled the call itself (its message overdue): nonzero. */
 int rpc_cancelled_by_server(const rpc_call *call);
 
-/* Returns free heap memory to the system when no call is in flight, at most
- * every 10 s (called by the health thread). */
+/* Returns free heap memory to the system when no call is in flight but the
+ * standing streams (rpc_is_standing), at most every 10 s (called by the
+ * health thread). */
 void rpc_trim_when_idle(greeksd_server *server);
+/* Health.Watch and SubscribeEvents: streams that stand open between
+ * messages for as long as their clients like. */
+int rpc_is_standing(int method);
 
 int rpc_is_cancelled(const rpc_call *call);
 int rpc_deadline_passed(const rpc_call *call); /* it has one, and it is past */

@@ -184,11 +184,17 @@ static void collect_info(void *user, gk_metrics_text *out) {
 static void collect_server(void *user, gk_metrics_text *out) {
   greeksd_server *s = user;
   pthread_mutex_lock(&s->lock);
-  long in_flight = s->admitted_calls;
+  long in_flight = s->admitted_calls, standing = s->standing_calls;
   pthread_mutex_unlock(&s->lock);
   gauge(out, "greeks_server_draining", "1 while greeksd drains (SIGTERM): new calls are refused UNAVAILABLE.",
         atomic_load(&s->draining));
   gauge(out, "greeks_server_calls_in_flight", "Calls admitted and not yet finished.", (double)in_flight);
+  gauge(out, "greeks_server_standing_streams",
+        "Health.Watch and SubscribeEvents streams open (counted in greeks_server_calls_in_flight).", (double)standing);
+  counter(out, "greeks_heap_trims_total",
+          "Times greeksd returned its free heap to the system: every 10 s at most, while no call but the standing "
+          "streams is in flight.",
+          atomic_load(&s->heap_trims));
 }
 
 /* ---- per RPC ---- */
