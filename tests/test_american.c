@@ -665,7 +665,8 @@ static void test_tree_paces_between_prices(void **state) {
   enum { N = 8 };
   const option o[N] = {{100, 100, 1, 0.05, 0.02, 0.25, GK_PUT},
                        {100, 100, 9, 0.05, 0.02, 4.0, GK_PUT}, /* sigma sqrt(T) 12: bumps on the scalar path */
-                       {100, 100, 1, 0.1, 0.0, 0.001, GK_PUT}, /* a pull of 1e4: alo's wide scheme (bs2002's too) */
+                       /* a pull of 44: alo's wide scheme (bs2002's too), short of the perpetual limit (adr/0065) */
+                       {100, 100, 1, 0.1, 0.0, 0.015, GK_PUT},
                        {100, 100, 3, 0.3, 0.0, 0.25, GK_PUT},    /* past alo's reach: r T 0.9 */
                        {90, 100, 0.5, 0.04, 0.01, 0.3, GK_CALL},
                        {100, 100, 4, 0.05, -0.6, 0.3, GK_PUT},   /* carry T 2.6: the wide scheme */

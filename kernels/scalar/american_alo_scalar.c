@@ -471,14 +471,17 @@ int gk_american_perpetual_limit(const gk_american_option *o) {
   put_form f = put_form_of(o);
   double v = o->sigma * sqrt(o->T);
   if (!(f.r > 0.0) || !(v >= GK_AMERICAN_TINY_STDDEV) || !(o->T > 0.0)) return 0;
-  double lambda = perpetual_lambda(f.r, f.q, o->sigma), B = f.K * lambda / (lambda - 1.0);
+  /* perpetual_lambda's root, its square root kept for l below */
+  double a = 0.5 * o->sigma * o->sigma, b = f.r - f.q - a, root = sqrt(b * b + 4.0 * a * f.r);
+  double lambda = b > 0.0 ? (-b - root) / (2.0 * a) : -2.0 * f.r / (root - b), B = f.K * lambda / (lambda - 1.0);
   if (!(B > 0.0)) return 0;
   if (f.S <= B) return 1; /* at or below B*, below every finite life's boundary: exercised now */
-  /* ln(S / B*) > 0 above B*: z <= -Z needs the drift alone to get there
-   * (every ordinary contract stops here, without a log) */
-  double drift = (f.r - f.q - 0.5 * o->sigma * o->sigma) * o->T;
-  if (drift > -GK_AMERICAN_PERPETUAL_Z * v) return 0;
-  return (log(f.S / B) + drift) / v <= -GK_AMERICAN_PERPETUAL_Z;
+  /* z = ln(B* / S) / v + l v, l = sqrt(b^2 + 2 sigma^2 r) / sigma^2
+   * (american_internal.h); ln(B* / S) < 0 above B*, so l v alone has to
+   * reach Z (every ordinary contract stops here, without a log) */
+  double reach = root / (2.0 * a) * v;
+  if (!(reach >= GK_AMERICAN_PERPETUAL_Z)) return 0;
+  return log(B / f.S) / v + reach >= GK_AMERICAN_PERPETUAL_Z;
 }
 
 void gk_american_perpetual_greeks(const gk_american_option *o, gk_alo_greeks *out) {

@@ -314,15 +314,28 @@ typedef struct gk_alo_greeks {
 } gk_alo_greeks;
 int gk_alo_price_greeks(const gk_american_option *o, const gk_alo_scheme *scheme, gk_alo_greeks *out);
 
-/* Where the put form's spot, S, sits so far above the perpetual put's
- * boundary B* = K lambda / (lambda - 1) against its vol over the life that
- * it all but surely reaches it before expiry, the American price is the
- * perpetual's: exercising at B* (or at expiry if it was never reached) is a
- * strategy the American holder has, so P_perp - P(T) <= K P(tau > T) <=
- * K N(z), z = (ln(S / B*) + (r - q - sigma^2 / 2) T) / (sigma sqrt(T)),
- * and P(T) <= P_perp always. With z <= -GK_AMERICAN_PERPETUAL_Z the gap is
- * below 3.2e-14 x K. That happens from sigma sqrt(T) ~ 15 up (never on an
- * ordinary contract); there the grids in sqrt(tau) lose the boundary, which
+/* Where the put form's spot, S, all but surely reaches the perpetual put's
+ * boundary B* = K lambda / (lambda - 1) before expiry or else never (adr/0065),
+ * the American price is the perpetual's. Exercising at the first touch of
+ * B* if it comes by T (and at expiry otherwise) is a strategy the American
+ * holder has, worth at least R(T) = (K - B*) E[e^{-r tau}; tau <= T], tau
+ * the first touch; the perpetual is worth P_perp = (K - B*) E[e^{-r tau}],
+ * and no finite life is worth more. So P_perp - P(T) <= (K - B*)
+ * E[e^{-r tau}; T < tau < inf] <= P_perp N(-z), by the first-passage
+ * formula R(T) = (K - B*) [(B* / S)^(mu + l) N(z) + (B* / S)^(mu - l) N(z - 2 l v)]
+ * (Reiner-Rubinstein's rebate), with v = sigma sqrt(T), mu = (r - q -
+ * sigma^2 / 2) / sigma^2, l = sqrt(mu^2 + 2 r / sigma^2) = -lambda - mu and
+ * z = ln(B* / S) / v + l v. With z >= GK_AMERICAN_PERPETUAL_Z the gap is
+ * below 3.2e-14 x K. Two kinds of contract get there: the spot drifts or
+ * diffuses onto B* within the life (a vol huge over it, sigma sqrt(T) from
+ * ~15 up; a vol tiny against a negative put-form carry), or a strong
+ * positive carry over a long life carries it so far up that a touch after T
+ * is worth nothing (|r - q| T above ~25 over decades: the solves there
+ * priced up to 1e-7 x K below the perpetual, their thetas positive and
+ * rho and phi up to 8e-4 relative off; found in review, 2026-12-07). The
+ * first bound, K N((ln(S / B*) + (r - q - sigma^2 / 2) T) / v), took only
+ * the first kind; this one implies it. In the first kind the grids in
+ * sqrt(tau) lose the boundary, which
  * falls to B* within a sliver of the life: alo priced a put at sigma 94
  * over 11 years 2.97 (4.6% of K) below it, with vega 0.06 for 5.2, and its
  * fast level 9e-5 x K off at sigma sqrt(T) 30 (found in review,
@@ -350,7 +363,8 @@ void gk_american_perpetual_element(gk_model model, const gk_option_batch *in, si
  * ~1e-8 x K, which left rho 4% and phi 8% off, and theta +2.4e-4 where no
  * American put's theta is positive (the puts S 110.5, K 100, T 82.2,
  * r 0.219, q -0.278, sigma 0.305 and S = K = 100, T 81, r 0.01, q -0.3,
- * sigma 0.2; found in review, 2026-12-07). The true price sits within the
+ * sigma 0.2, since taken by the perpetual limit; found in review,
+ * 2026-12-07). The true price sits within the
  * levels' error of the cap there; differences of the price whose bumps both
  * stay on the cap agree with the perpetual's Greeks to ~1e-7 relative. */
 int gk_alo_held_at_perpetual(const gk_american_option *o, gk_alo_level level, gk_alo_greeks *out);
