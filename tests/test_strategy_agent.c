@@ -238,9 +238,9 @@ static void test_long_keys_that_share_a_prefix_are_different_requests(void **sta
   assert_string_not_equal(odd.ids[0], mapped.ids[0]);
 }
 
-static void test_strategies_are_each_journaled_in_rank_order(void **state) {
-  fixture *f = *state;
-  gk_quoted_instrument chain[11];
+/* Calls and puts struck 90 to 110 on AAPL and the stock: 11 quotes into
+ * chain; a bullish request for up to 6 strategies on them. */
+static gk_strategies_request bullish_request(gk_quoted_instrument chain[11]) {
   size_t n = 0;
   for (int k = 90; k <= 110; k += 5)
     for (int put = 0; put < 2; put++) {
@@ -252,9 +252,70 @@ static void test_strategies_are_each_journaled_in_rank_order(void **state) {
       q->bid = intrinsic + 1.0, q->ask = intrinsic + 1.2;
     }
   chain[n++] = underlying_quote();
-  gk_strategies_request r = {.chain = chain, .count = n, .max_results = 6,
-                             .view = {.direction = GK_VIEW_BULLISH, .move = 0.08, .horizon_us = T0 + 30 * DAY,
-                                      .quantity = 1}};
+  return (gk_strategies_request){.chain = chain, .count = n, .max_results = 6,
+                                 .view = {.direction = GK_VIEW_BULLISH, .move = 0.08, .horizon_us = T0 + 30 * DAY,
+                                          .quantity = 1}};
+}
+
+/* A trade on the book under idempotency key `key`; its sequence. */
+static int64_t trade_with_key(fixture *f, const char *trade_id, const char *key) {
+  gk_command_context c = {.now_us = T0, .idempotency_key = key};
+  gk_trade t = {.leg_count = 1, .trade_time_us = T0};
+  snprintf(t.trade_id, sizeof t.trade_id, "%s", trade_id);
+  gk_instrument_underlying("AAPL", &t.legs[0].instrument, NULL);
+  t.legs[0].quantity = 5, t.legs[0].price = 100;
+  gk_command_outcome out;
+  gk_status st;
+  must(gk_execute_trade(f->service, &c, "desk", &t, &out, &st), &st);
+  return out.result.first_sequence;
+}
+
+/* A request's proposals are journaled under keys derived from its own
+ * (KEY-p0, KEY-p1, ...). Where a client already used one of those for a
+ * command of its own, the request is refused naming that key, the command
+ * and its sequence, before anything is journaled: it was refused as "first
+ * used for a different hedge request" for a key never used (found in
+ * review), and a strategies request journaled its first proposals before
+ * the clash. */
+static void test_a_derived_key_a_client_used_is_refused_by_name(void **state) {
+  fixture *f = *state;
+  int64_t at = trade_with_key(f, "T2", "order-p0");
+  answer a;
+  init_answer(&a);
+  request_hedge(f, "order", 0, &a);
+  assert_int_equal(a.code, GK_FAILED_PRECONDITION);
+  assert_string_equal(a.status.field, "idempotency_key");
+  assert_string_equal(a.status.value, "order");
+  char where[64];
+  snprintf(where, sizeof where, "TradeExecuted at sequence %lld", (long long)at);
+  if (!strstr(a.status.message, "order-p0") || !strstr(a.status.message, where))
+    fail_msg("hedge: %s", a.status.message);
+  at = trade_with_key(f, "T3", "S2-p1");
+  gk_quoted_instrument chain[11];
+  gk_strategies_request r = bullish_request(chain);
+  gk_strategy_context c = {.book_id = "desk", .idempotency_key = "S2", .now_us = T0};
+  answer b;
+  init_answer(&b);
+  gk_status st;
+  must(gk_strategy_agent_strategies(f->agent, &c, &r, on_strategies, &b, &st), &st);
+  wait_answer(&b);
+  assert_int_equal(b.code, GK_FAILED_PRECONDITION);
+  assert_string_equal(b.status.field, "idempotency_key");
+  snprintf(where, sizeof where, "TradeExecuted at sequence %lld", (long long)at);
+  if (!strstr(b.status.message, "S2-p1") || !strstr(b.status.message, where))
+    fail_msg("strategies: %s", b.status.message);
+  assert_int_equal(journaled(f).count, 0);
+  /* the same requests under fresh keys go through */
+  answer c2;
+  init_answer(&c2);
+  request_hedge(f, "order2", 0, &c2);
+  assert_int_equal(c2.code, GK_OK);
+}
+
+static void test_strategies_are_each_journaled_in_rank_order(void **state) {
+  fixture *f = *state;
+  gk_quoted_instrument chain[11];
+  gk_strategies_request r = bullish_request(chain);
   gk_strategy_context c = {.book_id = "desk", .idempotency_key = "S1", .now_us = T0};
   answer a;
   init_answer(&a);
@@ -483,6 +544,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_a_hedge_is_journaled_as_proposed_and_replayed_by_key, setup, teardown),
       cmocka_unit_test_setup_teardown(test_long_keys_that_share_a_prefix_are_different_requests, setup, teardown),
       cmocka_unit_test_setup_teardown(test_strategies_are_each_journaled_in_rank_order, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_a_derived_key_a_client_used_is_refused_by_name, setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_request_past_its_deadline_never_runs, setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_retry_after_the_market_moved_replays_the_first_answer, setup,
                                       teardown),

@@ -104,6 +104,45 @@ static void proposal_id(const strategy_job *j, const char *prefix, size_t index,
   for (size_t i = 0; i < sizeof r && n + 2 < GK_META_ID_SIZE; i++) n += snprintf(out + n, 3, "%02x", r[i]);
 }
 
+static int take_type(void *user, const gk_event *event) {
+  *(unsigned *)user = event->type;
+  return 1;
+}
+
+/* GK_OK where the book's first answer to derived key `key` (at `sequence`)
+ * is a proposal. A client may have used that key for a command of its own
+ * (order-p0 for a trade): the request can then journal nothing under it,
+ * and calling it "a different hedge request" was false (found in review). */
+static gk_code derived_key_holds_a_proposal(gk_strategy_agent *a, const strategy_job *j, const char *key,
+                                            int64_t sequence, gk_status *status) {
+  unsigned type = GK_EVENT_STRATEGY_PROPOSED;
+  gk_code rc = sequence > 0 ? gk_audit_trail(a->service, j->book_id, sequence, sequence, take_type, &type, status)
+                            : GK_OK;
+  if (rc != GK_OK || type == GK_EVENT_STRATEGY_PROPOSED) return rc;
+  return gk_status_set(status, GK_FAILED_PRECONDITION, "idempotency_key", j->key, GK_STATUS_NO_INDEX,
+                       "idempotency key '%s' journals its proposals under %s, which book %s already holds for "
+                       "another command (%s at sequence %lld): use a key whose '-p<N>' forms no command uses",
+                       j->key, key, j->book_id, gk_event_type_name(type), (long long)sequence);
+}
+
+/* GK_OK where the job has no key, or the book holds its derived key for
+ * proposal `index` for nothing or for a proposal (derived_key_holds_a_proposal).
+ * *first_sequence (may be NULL): the key's first answer's, 0 for none. */
+static gk_code check_derived_key(gk_strategy_agent *a, const strategy_job *j, size_t index, int64_t *first_sequence,
+                                 gk_status *status) {
+  if (first_sequence) *first_sequence = 0;
+  if (!j->key[0]) return GK_OK;
+  char stem[41], key[GK_META_ID_SIZE];
+  key_stem(j->key, stem);
+  snprintf(key, sizeof key, "%s-p%zu", stem, index);
+  gk_command_outcome first;
+  bool found = false;
+  gk_code rc = gk_find_first_answer(a->service, j->book_id, key, &first, &found, status);
+  if (rc != GK_OK || !found) return rc;
+  if (first_sequence) *first_sequence = first.result.first_sequence;
+  return derived_key_holds_a_proposal(a, j, key, first.result.first_sequence, status);
+}
+
 /* Journals proposal `index` of the job. The first is pinned to the book
  * version it was computed on (j->computed_on): a book that moved since refuses
  * it ("book_version") and the caller computes again, so that the first
@@ -156,24 +195,18 @@ static gk_code kept_moving(const strategy_job *j, gk_status *status) {
 static gk_code book_for(gk_strategy_agent *a, strategy_job *j, gk_book **book, gk_status *status) {
   int64_t up_to = -1;
   j->now_us = j->request_now_us;
-  if (j->key[0]) {
-    char stem[41], key[GK_META_ID_SIZE];
-    key_stem(j->key, stem);
-    snprintf(key, sizeof key, "%s-p0", stem);
-    gk_command_outcome first;
-    bool found = false;
-    gk_code rc = gk_find_first_answer(a->service, j->book_id, key, &first, &found, status);
+  int64_t first = 0;
+  gk_code rc = check_derived_key(a, j, 0, &first, status);
+  if (rc != GK_OK) return rc;
+  if (first > 1) {
+    gk_book *then = NULL;
+    rc = gk_get_book(a->service, j->book_id, first, &then, status);
     if (rc != GK_OK) return rc;
-    if (found && first.result.first_sequence > 1) {
-      gk_book *then = NULL;
-      rc = gk_get_book(a->service, j->book_id, first.result.first_sequence, &then, status);
-      if (rc != GK_OK) return rc;
-      j->now_us = gk_book_last_event_time(then);
-      gk_book_free(then);
-      up_to = first.result.first_sequence - 1;
-    }
+    j->now_us = gk_book_last_event_time(then);
+    gk_book_free(then);
+    up_to = first - 1;
   }
-  gk_code rc = gk_get_book(a->service, j->book_id, up_to, book, status);
+  rc = gk_get_book(a->service, j->book_id, up_to, book, status);
   if (rc != GK_OK) return rc;
   j->computed_on = gk_book_version(*book);
   if (up_to < 0 && gk_book_last_event_time(*book) > j->now_us) j->now_us = gk_book_last_event_time(*book);
@@ -249,6 +282,8 @@ static gk_code strategies_once(gk_strategy_agent *a, strategy_job *j, gk_strateg
   if (rc == GK_OK)
     rc = gk_generate_strategies(j->strategies.market, j->quoted, j->count, &j->strategies.view, j->now_us,
                                 j->strategies.american_method, found, j->strategies.max_results, &written, status);
+  /* every derived key before any is journaled (book_for checked the first) */
+  for (size_t i = 1; rc == GK_OK && i < written; i++) rc = check_derived_key(a, j, i, NULL, status);
   for (size_t i = 0; rc == GK_OK && i < written; i++) {
     gk_strategy_proposed p = {.leg_count = found[i].leg_count, .net_premium = found[i].net_premium};
     proposal_id(j, "strategy", i, p.strategy_id);
