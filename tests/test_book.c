@@ -362,6 +362,29 @@ static void test_a_cancelled_trade_is_not_cancelled_again(void **state) {
   gk_book_free(right);
 }
 
+/* A correction to the trade's own legs (in any order) changes no quantity,
+ * yet its reversal and rebook restated average cost and realized P&L each
+ * time it was sent (found in review): refused, naming the trade. One price
+ * changed is a correction. */
+static void test_a_correction_must_change_the_trade(void **state) {
+  (void)state;
+  gk_book *b = opened_book();
+  gk_leg legs[2] = {{call_option("AAPL", 150), 10, 5}, {call_option("AAPL", 160), -10, 2}};
+  gk_leg swapped[2] = {legs[1], legs[0]};
+  assert_int_equal(trade(b, "T1", legs, 2, NULL), GK_OK);
+  gk_event original = executed_event(b, "T1", legs, 2), correction;
+  gk_status st;
+  assert_int_equal(gk_book_decide_correction(b, &original, swapped, 2, "confirm", T0 + 5000, &correction, &st),
+                   GK_FAILED_PRECONDITION);
+  assert_string_equal(st.field, "replacement");
+  assert_string_equal(st.value, "T1");
+  assert_non_null(strstr(st.message, "current legs"));
+  swapped[0].price = 2.05;
+  assert_int_equal(gk_book_decide_correction(b, &original, swapped, 2, "price", T0 + 5000, &correction, &st), GK_OK);
+  assert_int_equal(gk_book_decide_correction(b, &original, legs, 1, "one leg", T0 + 5000, &correction, &st), GK_OK);
+  gk_book_free(b);
+}
+
 /* Applies a decided event at the book's next sequence, at `time_us`. */
 static void apply_at(gk_book *b, gk_event *e, int64_t time_us) {
   e->meta.sequence = gk_book_version(b) + 1;
@@ -791,6 +814,7 @@ int main(void) {
       cmocka_unit_test(test_a_round_trip_at_one_price_realizes_exactly_nothing),
       cmocka_unit_test(test_a_correction_equals_a_book_booked_right_first_time),
       cmocka_unit_test(test_a_cancelled_trade_is_not_cancelled_again),
+      cmocka_unit_test(test_a_correction_must_change_the_trade),
       cmocka_unit_test(test_an_underlyings_event_time_moves_with_its_quantities),
       cmocka_unit_test(test_the_brakes_count_is_folded_from_the_journal),
       cmocka_unit_test(test_a_late_trade_with_an_expired_leg_keeps_the_later_expiries),

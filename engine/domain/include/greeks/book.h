@@ -356,7 +356,9 @@ gk_code gk_book_decide_trade(const gk_book *book, const gk_trade *trade, int64_t
 /* `original` is the event that last set the trade's legs (the use case reads it
  * from the store at gk_book_trade_sequence); replacement_count 0 cancels. A
  * cancel of a cancelled trade is GK_FAILED_PRECONDITION (field trade_id); a
- * correction with legs rebooks a cancelled trade. */
+ * correction with legs rebooks a cancelled trade. Replacement legs equal to
+ * the trade's current ones (in any order) are GK_FAILED_PRECONDITION (field
+ * replacement): a correction must change the trade. */
 gk_code gk_book_decide_correction(const gk_book *book, const gk_event *original,
                                   const gk_leg *replacement, size_t replacement_count,
                                   const char *reason, int64_t now_us, gk_event *out,
