@@ -33,6 +33,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -1737,13 +1740,13 @@ static void test_past_the_reach_the_vector_kernels_match_scalar(void **state) {
   }
 }
 
-/* A thread that never prices pays the kernels' static TLS, which glibc zeroes
- * at its creation: 1471 KiB when the alo plans were per thread (found in
- * review), ~690 KiB once they were built once per process; the TLS segment
- * grew by 94 KiB when the vector systems took the wide scheme's 32 nodes
- * (adr/0059: this test reads 727 KiB, a new thread without a cached stack
- * ~787). Not under the
- * sanitizers, whose own per-thread memory is larger. */
+/* A thread that never prices paid the kernels' static TLS, which glibc
+ * zeroes at its creation: 1471 KiB when the alo plans were per thread (found
+ * in review), ~690 KiB once they were built once per process, 727 KiB when
+ * the vector systems took the wide scheme's 32 nodes (adr/0059). The working
+ * memory is now on the heap, a thread's on its first price (adr/0066): this
+ * test reads 7 KiB. Not under the sanitizers, whose own per-thread memory is
+ * larger. */
 static void test_an_idle_thread_does_not_pay_for_the_alo_plans(void **state) {
   (void)state;
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -1760,7 +1763,131 @@ static void test_an_idle_thread_does_not_pay_for_the_alo_plans(void **state) {
   for (int i = 0; i < THREADS; i++) pthread_join(threads[i], NULL);
   pthread_barrier_destroy(&idle_barrier);
   print_message("an idle thread: %ld KiB resident\n", per_thread);
-  assert_true(per_thread < 1000);
+  assert_true(per_thread < 64);
+#endif
+}
+
+/* Contracts for every path a price can take (the levels, past their reach,
+ * the wide scheme's bracket, the tree's two-boundary strip, the perpetual
+ * limit), priced by `method` on `isa` into b (every output). */
+typedef struct small_stack_run {
+  gk_isa isa;
+  gk_american_method method;
+  owned_batch b;
+  gk_rc rc;
+} small_stack_run;
+
+static const contract every_path[] = {
+    {100, 100, 1, 0.05, 0.02, 0.25, GK_PUT, 0},      {90, 100, 0.5, 0.04, 0.01, 0.3, GK_CALL, 0},
+    {100, 100, 3, 0.3, 0.0, 0.25, GK_PUT, 0},        {100, 100, 4, 0.05, -0.6, 0.3, GK_PUT, 0},
+    {100, 100, 1, 0.1, 0.0, 0.015, GK_PUT, 0},       {100, 100, 1, -0.01, -0.05, 0.2, GK_PUT, 0},
+    {100, 100, 81, 0.01, -0.3, 0.2, GK_PUT, 0},      {100, 100, 9, 0.05, 0.02, 4.0, GK_PUT, 0},
+    {110, 100, 2, 0.03, 0.0, 0.2, GK_CALL, 0}};
+enum { EVERY_PATH = sizeof every_path / sizeof every_path[0] };
+
+static void *price_every_path(void *arg) {
+  small_stack_run *run = arg;
+  run->b = owned_batch_make(EVERY_PATH);
+  for (size_t i = 0; i < EVERY_PATH; i++) {
+    const contract *c = &every_path[i];
+    run->b.spot[i] = c->S, run->b.strike[i] = c->K, run->b.expiry[i] = c->T, run->b.rate[i] = c->r;
+    run->b.yield[i] = c->q, run->b.vol[i] = c->sigma, run->b.type[i] = c->type;
+  }
+  gk_option_batch in = owned_batch_inputs(&run->b);
+  gk_greeks_batch out = owned_batch_outputs(&run->b);
+  run->rc = gk_american_price_batch_on(run->isa, GK_MODEL_BSM, run->method, &in, GK_OUT_ALL, &out, NULL);
+  return NULL;
+}
+
+/* The kernels' working memory took ~790 KiB of every thread's stack as
+ * static TLS, so a program linking them could not create a thread with a
+ * stack under ~800 KiB (pthread_create EINVAL; found in review), and one
+ * that could was left little for its own frames. It is on the heap now
+ * (adr/0066): a thread with a 160 KiB stack prices every method on every
+ * ISA, every path a price can take, bit for bit as this thread does. Not
+ * under the sanitizers, whose frames are larger. */
+static void test_a_thread_with_a_small_stack_prices_every_method(void **state) {
+  (void)state;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  skip();
+#else
+  pthread_attr_t attr;
+  assert_int_equal(pthread_attr_init(&attr), 0);
+  assert_int_equal(pthread_attr_setstacksize(&attr, 160 * 1024), 0);
+  for (int isa = 0; isa < GK_ISA_COUNT; isa++)
+    for (int m = 0; m < GK_AMERICAN_METHOD_COUNT; m++) {
+      if (!gk_isa_supported((gk_isa)isa)) continue;
+      small_stack_run here = {(gk_isa)isa, (gk_american_method)m, {0}, GK_RC_OK}, there = here;
+      price_every_path(&here);
+      pthread_t thread;
+      assert_int_equal(pthread_create(&thread, &attr, price_every_path, &there), 0);
+      assert_int_equal(pthread_join(thread, NULL), 0);
+      assert_int_equal(here.rc, GK_RC_OK);
+      assert_int_equal(there.rc, GK_RC_OK);
+      double *a[7] = {here.b.price, here.b.delta, here.b.gamma, here.b.vega, here.b.theta, here.b.rho, here.b.phi};
+      double *b[7] = {there.b.price, there.b.delta, there.b.gamma, there.b.vega, there.b.theta, there.b.rho,
+                      there.b.phi};
+      for (int k = 0; k < 7; k++)
+        if (memcmp(a[k], b[k], EVERY_PATH * sizeof(double)) != 0)
+          fail_msg("%s %s: output %d differs on the small-stack thread", gk_isa_name((gk_isa)isa),
+                   gk_american_method_name((gk_american_method)m), k);
+      for (size_t i = 0; i < EVERY_PATH; i++)
+        if (here.b.error[i] != GK_ELEMENT_OK || !isfinite(here.b.price[i]))
+          fail_msg("%s %s row %zu: error %d, price %g", gk_isa_name((gk_isa)isa),
+                   gk_american_method_name((gk_american_method)m), i, here.b.error[i], here.b.price[i]);
+      owned_batch_free(&here.b), owned_batch_free(&there.b);
+    }
+  pthread_attr_destroy(&attr);
+#endif
+}
+
+/* A thread whose working memory cannot be allocated gets GK_RC_OUT_OF_MEMORY
+ * from the batch call, its outputs untouched, and no crash: a child process
+ * caps its address space (RLIMIT_AS) from a thread that has not priced yet,
+ * and takes every free chunk of its heap, then asks for a price. Not under
+ * the sanitizers, which reserve terabytes. */
+static double out_of_memory_price = -1.0;
+static gk_rc out_of_memory_rc = GK_RC_OK;
+
+static void *price_under_a_cap(void *unused) {
+  (void)unused;
+  struct rlimit cap = {0, 0};
+  FILE *f = fopen("/proc/self/statm", "r");
+  unsigned long pages = 0;
+  if (f == NULL || fscanf(f, "%lu", &pages) != 1) return NULL;
+  fclose(f);
+  cap.rlim_cur = cap.rlim_max = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + 64 * 1024;
+  if (setrlimit(RLIMIT_AS, &cap) != 0) return NULL;
+  while (malloc(4096) != NULL) { /* the heap's free chunks too (the child exits) */
+  }
+  double S = 100, K = 100, T = 1, r = 0.05, q = 0.02, sigma = 0.25;
+  uint8_t type = GK_PUT, error = 0;
+  gk_option_batch in = {1, &S, &K, &T, &r, &q, &sigma, &type};
+  gk_greeks_batch out = {.price = &out_of_memory_price, .error = &error};
+  out_of_memory_rc = gk_american_price_batch_on(GK_ISA_SCALAR, GK_MODEL_BSM, GK_AMERICAN_ALO, &in, GK_OUT_PRICE,
+                                                &out, NULL);
+  return NULL;
+}
+
+static void test_no_working_memory_is_out_of_memory(void **state) {
+  (void)state;
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  skip();
+#else
+  pid_t child = fork();
+  assert_true(child >= 0);
+  if (child == 0) {
+    pthread_attr_t attr;
+    pthread_t thread;
+    if (pthread_attr_init(&attr) != 0 || pthread_attr_setstacksize(&attr, 64 * 1024) != 0 ||
+        pthread_create(&thread, &attr, price_under_a_cap, NULL) != 0 || pthread_join(thread, NULL) != 0)
+      _exit(3);
+    _exit(out_of_memory_rc == GK_RC_OUT_OF_MEMORY && out_of_memory_price == -1.0 ? 0 : 1);
+  }
+  int status = 0;
+  assert_int_equal(waitpid(child, &status, 0), child);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
 #endif
 }
 
@@ -1879,6 +2006,8 @@ int main(void) {
       cmocka_unit_test(test_past_the_reach_the_vector_kernels_match_scalar),
       cmocka_unit_test(test_small_calls_on_any_thread_match_one_batch),
       cmocka_unit_test(test_an_idle_thread_does_not_pay_for_the_alo_plans),
+      cmocka_unit_test(test_a_thread_with_a_small_stack_prices_every_method),
+      cmocka_unit_test(test_no_working_memory_is_out_of_memory),
       cmocka_unit_test(test_forced_isa_dispatch),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

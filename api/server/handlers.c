@@ -741,7 +741,7 @@ typedef struct american_iv_run {
   size_t task_options, call_options;
   int64_t yield_every_ns; /* serving.bulk_yield_us */
   atomic_int stopped;     /* unwanted: the remaining tasks return at once */
-  atomic_int failed;      /* a solver call failed (a bug: the request was validated) */
+  atomic_int failed;      /* a solver call failed: its gk_rc (out of memory; else a bug: the request was validated) */
 } american_iv_run;
 
 static void solve_american_iv_task(void *context, size_t task, int worker) {
@@ -760,9 +760,10 @@ static void solve_american_iv_task(void *context, size_t task, int worker) {
     const gk_iv_batch *in = &run->in;
     gk_iv_batch slice = {count,         in->spot + at,  in->strike + at, in->expiry + at,
                          in->rate + at, in->yield + at, in->price + at,  in->type + at};
-    if (gk_american_implied_vol_batch_paced(run->model, run->method, &slice, run->vol + at, run->error + at,
-                                            run->flags + at, NULL, &pace) != GK_RC_OK) {
-      atomic_store(&run->failed, 1);
+    gk_rc rc = gk_american_implied_vol_batch_paced(run->model, run->method, &slice, run->vol + at, run->error + at,
+                                                   run->flags + at, NULL, &pace);
+    if (rc != GK_RC_OK) {
+      atomic_store(&run->failed, (int)rc);
       atomic_store(&run->stopped, 1);
       return;
     }
@@ -804,8 +805,10 @@ static gk_code solve_american_ivs(rpc_call *c, gk_model model, const request_exe
   size_t tasks = (m + run.task_options - 1) / run.task_options;
   gk_code code = tasks == 0 ? GK_OK : run_on_american_pool(c->server, tasks, solve_american_iv_task, &run, status);
   if (code == GK_OK && atomic_load(&run.failed)) {
-    code = GK_INTERNAL;
-    gk_status_set(status, code, NULL, NULL, GK_STATUS_NO_INDEX, "the American implied vol solver failed");
+    gk_rc rc = (gk_rc)atomic_load(&run.failed);
+    code = rc == GK_RC_OUT_OF_MEMORY ? GK_RESOURCE_EXHAUSTED : GK_INTERNAL;
+    gk_status_set(status, code, NULL, NULL, GK_STATUS_NO_INDEX, "the American implied vol solver failed: %s",
+                  gk_rc_message(rc));
   } else if (code == GK_OK && atomic_load(&run.stopped)) {
     code = GK_CANCELLED;
     gk_status_set(status, code, NULL, NULL, GK_STATUS_NO_INDEX, "the American implied vols stopped unfinished");

@@ -16,6 +16,7 @@ static size_t slice_count(size_t n) { return n / GK_SLICE_OPTIONS + (n % GK_SLIC
 
 static gk_code kernel_error(gk_rc rc, gk_status *status) {
   gk_code code = rc == GK_RC_ISA_UNKNOWN || rc == GK_RC_ISA_UNSUPPORTED ? GK_UNAVAILABLE
+                 : rc == GK_RC_OUT_OF_MEMORY                            ? GK_RESOURCE_EXHAUSTED
                                                                         : GK_INVALID_ARGUMENT;
   return gk_status_set(status, code, NULL, NULL, GK_STATUS_NO_INDEX, "pricing kernels: %s",
                        gk_rc_message(rc));
@@ -72,7 +73,7 @@ static gk_greeks_batch results_slice(const gk_greeks_batch *out, size_t begin) {
  * kernels in place (no copy), so a single-style slice is one kernel call. */
 static size_t price_slice_by_style(gk_model model, const gk_option_batch *in,
                                    const gk_exercise *exercise, const uint8_t *style,
-                                   unsigned outputs, const gk_greeks_batch *out) {
+                                   unsigned outputs, const gk_greeks_batch *out, atomic_int *out_of_memory) {
   size_t invalid = 0;
   for (size_t begin = 0; begin < in->count;) {
     uint8_t run_style = style ? style[begin] : GK_STYLE_EUROPEAN;
@@ -81,11 +82,13 @@ static size_t price_slice_by_style(gk_model model, const gk_option_batch *in,
     gk_option_batch run = batch_slice(in, begin, end - begin);
     gk_greeks_batch run_out = results_slice(out, begin);
     size_t run_invalid = 0;
-    /* Arguments were checked on the whole batch; a run cannot fail differently. */
-    if (run_style == GK_STYLE_AMERICAN)
-      gk_american_price_batch_paced(model, exercise->method, &run, outputs, &run_out, &run_invalid,
-                                    &exercise->pace);
-    else
+    /* Arguments were checked on the whole batch; a run cannot fail differently,
+     * but the American kernels' working memory for this thread can be missing. */
+    if (run_style == GK_STYLE_AMERICAN) {
+      if (gk_american_price_batch_paced(model, exercise->method, &run, outputs, &run_out, &run_invalid,
+                                        &exercise->pace) == GK_RC_OUT_OF_MEMORY)
+        atomic_store(out_of_memory, 1);
+    } else
       gk_bsm_price_batch(model, &run, outputs, &run_out, &run_invalid);
     invalid += run_invalid;
     begin = end;
@@ -124,6 +127,7 @@ typedef struct batch_job {
   unsigned outputs;
   const gk_greeks_batch *out;
   _Atomic size_t invalid;
+  atomic_int out_of_memory; /* an American run could not get its working memory */
 } batch_job;
 
 static void price_batch_slice(void *context, size_t task, int worker) {
@@ -134,8 +138,13 @@ static void price_batch_slice(void *context, size_t task, int worker) {
   gk_option_batch in = batch_slice(job->in, begin, count);
   gk_greeks_batch out = results_slice(job->out, begin);
   const uint8_t *style = job->exercise && job->exercise->style ? job->exercise->style + begin : NULL;
-  size_t invalid = price_slice_by_style(job->model, &in, job->exercise, style, job->outputs, &out);
+  size_t invalid = price_slice_by_style(job->model, &in, job->exercise, style, job->outputs, &out, &job->out_of_memory);
   atomic_fetch_add(&job->invalid, invalid);
+}
+
+static gk_code american_out_of_memory(gk_status *status) {
+  return gk_status_set(status, GK_RESOURCE_EXHAUSTED, NULL, NULL, GK_STATUS_NO_INDEX, "pricing kernels: %s",
+                       gk_rc_message(GK_RC_OUT_OF_MEMORY));
 }
 
 gk_code gk_price_batch(gk_pool *pool, gk_model model, const gk_option_batch *in,
@@ -155,7 +164,7 @@ gk_code gk_price_batch_ex(gk_pool *pool, gk_model model, const gk_option_batch *
   if (rc != GK_RC_OK) return kernel_error(rc, status);
   gk_code code = check_exercise(model, in, exercise, outputs, out, status);
   if (code != GK_OK) return code;
-  batch_job job = {model, in, exercise, outputs, out, 0};
+  batch_job job = {model, in, exercise, outputs, out, 0, 0};
   size_t tasks = slice_count(in->count);
   if (pool == NULL) {
     for (size_t t = 0; t < tasks; t++) price_batch_slice(&job, t, 0);
@@ -163,6 +172,7 @@ gk_code gk_price_batch_ex(gk_pool *pool, gk_model model, const gk_option_batch *
     code = gk_pool_run(pool, tasks, price_batch_slice, &job, status);
     if (code != GK_OK) return code;
   }
+  if (atomic_load(&job.out_of_memory)) return american_out_of_memory(status);
   if (invalid_count) *invalid_count = atomic_load(&job.invalid);
   gk_status_clear(status);
   return GK_OK;
@@ -217,6 +227,7 @@ typedef struct chain_job {
   const gk_greeks_batch *out;
   _Atomic size_t invalid;
   chain_scratch *inline_scratch; /* used when there is no pool */
+  atomic_int out_of_memory;      /* an American run could not get its working memory */
 } chain_job;
 
 static void price_chain_slice(void *context, size_t task, int worker) {
@@ -234,7 +245,7 @@ static void price_chain_slice(void *context, size_t task, int worker) {
                         job->chain->vol + begin, job->chain->type + begin};
   gk_greeks_batch out = results_slice(job->out, begin);
   const uint8_t *style = job->exercise && job->exercise->style ? job->exercise->style + begin : NULL;
-  size_t invalid = price_slice_by_style(job->model, &in, job->exercise, style, job->outputs, &out);
+  size_t invalid = price_slice_by_style(job->model, &in, job->exercise, style, job->outputs, &out, &job->out_of_memory);
   atomic_fetch_add(&job->invalid, invalid);
 }
 
@@ -279,7 +290,7 @@ gk_code gk_price_chain_ex(gk_pool *pool, gk_model model, const gk_market *market
   if (rc != GK_RC_OK) return kernel_error(rc, status);
   code = check_exercise(model, &shape, exercise, outputs, out, status);
   if (code != GK_OK) return code;
-  chain_job job = {pool, model, market, chain, exercise, outputs, out, 0, NULL};
+  chain_job job = {pool, model, market, chain, exercise, outputs, out, 0, NULL, 0};
   size_t tasks = slice_count(chain->count);
   if (pool == NULL) {
     /* One allocation per call, not per slice or element. */
@@ -293,6 +304,7 @@ gk_code gk_price_chain_ex(gk_pool *pool, gk_model model, const gk_market *market
     code = gk_pool_run(pool, tasks, price_chain_slice, &job, status);
     if (code != GK_OK) return code;
   }
+  if (atomic_load(&job.out_of_memory)) return american_out_of_memory(status);
   if (invalid_count) *invalid_count = atomic_load(&job.invalid);
   gk_status_clear(status);
   return GK_OK;

@@ -1,6 +1,7 @@
 /* The avx2 instances of every vector kernel (compiled with the avx2 flags only):
  * the vocabulary of src/simd_avx2.h applied to the shared kernel bodies. */
 #include "../src/simd_avx2.h"
+#define ALOV_SCRATCH_SLOT GK_SCRATCH_ALO_AVX2 /* this ISA's block of the ALO solve (scratch.h) */
 #include "../src/bsm_vector.h"
 #include "../src/bachelier_vector.h"
 #include "../src/normal_iv_vector.h"
@@ -34,3 +35,5 @@ size_t gk_alo_kernel_avx2(gk_model model, gk_alo_level level, const gk_option_ba
                          gk_greeks_batch *out) {
   return alo_vector_kernel(model, level, in, outputs, out);
 }
+
+int gk_alo_scratch_ready_avx2(void) { return alov_scratch_of_thread() != NULL; }

@@ -72,6 +72,7 @@
 
 #include "../src/american_internal.h"
 #include "../src/normal_tail_rational.h"
+#include "../src/scratch.h"
 
 #define PI 3.14159265358979323846
 
@@ -1210,28 +1211,37 @@ static void solve_boundary(const put_market *m, const gk_alo_rule *rule, int ite
   }
 }
 
+/* The solve's working memory, too large for small thread stacks: this
+ * thread's block (scratch.h), reserved by the batch entry points. */
+typedef struct alo_scratch {
+  node_table nodes[GK_ALO_MAX_NODES + 1], coarse_nodes[GK_ALO_MAX_NODES + 1];
+  linear_system system;
+} alo_scratch;
+
+int gk_alo_scalar_scratch_ready(void) { return gk_thread_scratch(GK_SCRATCH_ALO, sizeof(alo_scratch)) != NULL; }
+
 static put_value alo_put(const put_market *m, const gk_alo_scheme *scheme, int with_slopes) {
+  alo_scratch *scratch = gk_thread_scratch(GK_SCRATCH_ALO, sizeof *scratch);
+  if (scratch == NULL) return (put_value){NAN, NAN, NAN, NAN, NAN, NAN, NAN}; /* not reserved: no memory */
+  node_table *nodes = scratch->nodes;
+  linear_system *system = &scratch->system;
   boundary b = {.n = scheme->nodes};
   int n = b.n;
   double sqrt_T = sqrt(m->T), H[GK_ALO_MAX_NODES + 1];
-  /* Thread-local like the tree's rows: too large for small thread stacks. */
-  static _Thread_local node_table nodes[GK_ALO_MAX_NODES + 1];
-  static _Thread_local linear_system system;
   int fp_a = scheme->equation == GK_ALO_FP_A ||
              (scheme->equation == GK_ALO_FP_AUTO &&
               2.0 * (m->r - m->q) < scheme->fp_a_below_omega * m->sigma * m->sigma);
   if (scheme->coarse_nodes > 0) {
     /* The coarse grid's solve starts the fine one (adr/0040). */
-    static _Thread_local node_table coarse_nodes[GK_ALO_MAX_NODES + 1];
     boundary coarse = {.n = scheme->coarse_nodes};
     double coarse_H[GK_ALO_MAX_NODES + 1];
     solve_boundary(m, &scheme->coarse_boundary, scheme->coarse_iterations, scheme->coarse_newton_steps, NULL,
-                   &coarse, coarse_H, coarse_nodes, &fp_a, &system);
+                   &coarse, coarse_H, scratch->coarse_nodes, &fp_a, system);
     solve_boundary(m, &scheme->boundary, scheme->iterations, scheme->newton_steps, &coarse, &b, H, nodes, &fp_a,
-                   &system);
+                   system);
   } else {
     solve_boundary(m, &scheme->boundary, scheme->iterations, scheme->newton_steps, NULL, &b, H, nodes, &fp_a,
-                   &system);
+                   system);
   }
   /* The adjoint's system at the converged boundary, each option on its own
    * equation. (Taking J and F_p from the last Newton step instead saves this
@@ -1240,7 +1250,7 @@ static put_value alo_put(const put_market *m, const gk_alo_scheme *scheme, int w
    * 1.1e-7 relative instead of 2e-9: adr/0040.) */
   if (with_slopes) {
     double F[GK_ALO_MAX_NODES + 1];
-    linearise_system(m, &b, &scheme->boundary, nodes, fp_a, H, 1, &system, F);
+    linearise_system(m, &b, &scheme->boundary, nodes, fp_a, H, 1, system, F);
   }
   double exercise = m->K - m->S;
   /* B(T) = xmax e^{-sqrt H(1)}: at or below it the put is exercised now. */
@@ -1265,7 +1275,7 @@ static put_value alo_put(const put_market *m, const gk_alo_scheme *scheme, int w
   if (with_slopes) {
     /* the European put's, then the premium's with the boundary's move */
     double d2 = d1 - v, slopes[PARAMS];
-    premium_parameter_slopes(n, &system, &sens, slopes);
+    premium_parameter_slopes(n, system, &sens, slopes);
     out.vega = m->S * dq * n1 * sqrt_T + slopes[SIGMA];
     out.rho = -m->K * m->T * exp(-m->r * m->T) * normal_cdf(-d2) + slopes[RATE];
     out.phi = m->S * m->T * dq * N1 + slopes[YIELD];

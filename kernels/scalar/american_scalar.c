@@ -9,6 +9,7 @@
 #include <math.h>
 
 #include "../src/american_internal.h"
+#include "../src/scratch.h"
 
 #define SQRT5_MINUS_1_HALF 0.61803398874989484820 /* t1 / T of BS2002 */
 #define LOG_SQRT_2PI 0.91893853320467274178
@@ -183,11 +184,20 @@ static double last_step_value(const gk_american_option *o, double spot, double d
   return fmax(gk_american_european_price(&node), o->omega * (spot - o->K));
 }
 
+/* The tree's rows (2 x 64 KiB; the two lattices never run at once): too
+ * large for small thread stacks, and no allocation that could fail
+ * mid-batch: this thread's block (scratch.h), reserved by the batch entry
+ * points. */
+typedef struct tree_scratch {
+  double values[GK_AMERICAN_TREE_MAX_STEPS + 1], powers[GK_AMERICAN_TREE_MAX_STEPS + 1];
+} tree_scratch;
+
+int gk_tree_scratch_ready(void) { return gk_thread_scratch(GK_SCRATCH_TREE, sizeof(tree_scratch)) != NULL; }
+
 static double bbs_tree_by_table(const gk_american_option *o, int steps, const tree_lattice *t) {
-  /* Thread-local rows (2 x 64 KiB): too large for small thread stacks, and no
-   * allocation that could fail mid-batch. */
-  static _Thread_local double values[GK_AMERICAN_TREE_MAX_STEPS + 1];
-  static _Thread_local double powers[GK_AMERICAN_TREE_MAX_STEPS + 1];
+  tree_scratch *scratch = gk_thread_scratch(GK_SCRATCH_TREE, sizeof *scratch);
+  if (scratch == NULL) return NAN; /* not reserved: no memory */
+  double *values = scratch->values, *powers = scratch->powers;
   double ratio = exp(2.0 * t->sd), w = o->omega, pu = t->pu, pd = t->pd;
   /* The powers once, so the inner loop has no serial dependency and vectorizes. */
   powers[0] = 1.0;
@@ -210,7 +220,9 @@ static double bbs_tree_by_table(const gk_american_option *o, int steps, const tr
  * products would not be finite (extreme sigma sqrt(T) or carry). Several
  * times slower than the table, and only there. */
 static double bbs_put_tree_by_exp(const gk_american_option *o, int steps, const tree_lattice *t) {
-  static _Thread_local double values[GK_AMERICAN_TREE_MAX_STEPS + 1];
+  tree_scratch *scratch = gk_thread_scratch(GK_SCRATCH_TREE, sizeof *scratch);
+  if (scratch == NULL) return NAN; /* not reserved: no memory */
+  double *values = scratch->values;
   double log_S = log(o->S), pu = t->pu, pd = t->pd;
   int last = steps - 1;
   for (int j = 0; j <= last; j++)

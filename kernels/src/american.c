@@ -421,6 +421,13 @@ gk_rc gk_american_check_batch(gk_model model, gk_american_method method,
   return GK_RC_OK;
 }
 
+int gk_american_scratch_ready(gk_isa isa) {
+  if (!gk_alo_scalar_scratch_ready() || !gk_tree_scratch_ready()) return 0;
+  if (isa == GK_ISA_AVX2) return gk_alo_scratch_ready_avx2();
+  if (isa == GK_ISA_AVX512) return gk_alo_scratch_ready_avx512();
+  return 1;
+}
+
 gk_rc gk_american_price_batch_on(gk_isa isa, gk_model model, gk_american_method method,
                                  const gk_option_batch *in, unsigned outputs,
                                  gk_greeks_batch *out, size_t *invalid_count) {
@@ -428,6 +435,7 @@ gk_rc gk_american_price_batch_on(gk_isa isa, gk_model model, gk_american_method 
   if (!gk_isa_supported(isa)) return GK_RC_ISA_UNSUPPORTED;
   gk_rc rc = gk_american_check_batch(model, method, in, outputs, out);
   if (rc != GK_RC_OK) return rc;
+  if (in->count > 0 && !gk_american_scratch_ready(isa)) return GK_RC_OUT_OF_MEMORY;
   size_t invalid = in->count == 0 ? 0 : american_kernels[isa](model, method, in, outputs, out);
   if (invalid_count) *invalid_count = invalid;
   return GK_RC_OK;
@@ -448,6 +456,7 @@ gk_rc gk_alo_price_batch_on(gk_isa isa, gk_model model, gk_alo_level level, cons
   if ((unsigned)level >= GK_ALO_LEVEL_COUNT) return GK_RC_BAD_METHOD;
   gk_rc rc = gk_american_check_batch(model, GK_AMERICAN_ALO, in, outputs, out);
   if (rc != GK_RC_OK) return rc;
+  if (in->count > 0 && !gk_american_scratch_ready(isa)) return GK_RC_OUT_OF_MEMORY;
   size_t invalid = in->count == 0 ? 0 : alo_kernels[isa](model, level, in, outputs, out);
   if (invalid_count) *invalid_count = invalid;
   return GK_RC_OK;
@@ -508,6 +517,7 @@ gk_rc gk_american_price_batch_paced(gk_model model, gk_american_method method, c
   if (rc != GK_RC_OK) return rc;
   rc = gk_american_check_batch(model, method, in, outputs, out);
   if (rc != GK_RC_OK) return rc;
+  if (in->count > 0 && !gk_american_scratch_ready(gk_isa_active())) return GK_RC_OUT_OF_MEMORY;
   size_t invalid = 0;
   if (method == GK_AMERICAN_TREE) {
     invalid = in->count == 0 ? 0 : scalar_kernel_with(model, method, GK_ALO_ACCURATE, in, outputs, out, pace);

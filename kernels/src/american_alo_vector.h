@@ -63,6 +63,7 @@
 
 #include "american_internal.h"
 #include "normal_vector.h"
+#include "scratch.h"
 
 /* The largest scheme the vector path runs (the levels and the schemes past
  * their reach fit: the wide one has 32 nodes); a larger one goes to the
@@ -484,10 +485,12 @@ typedef struct alov_points {
   vdouble root_h[ALOV_MAX_POINTS], slope[ALOV_MAX_POINTS]; /* sqrt(H) at the point; c_ij / sqrt(H) (the price pass: c^power, adr/0057) */
 } alov_points;
 
-/* One scratch per thread for the three users (the Jacobi-Newton sums, the
- * linearisation, the price pass: never two at once); the price pass's p
- * points take several blocks. */
-static _Thread_local alov_points alov_scratch[ALOV_MAX_PRICE_POINTS / ALOV_MAX_POINTS];
+/* One set of points per thread for the three users (the Jacobi-Newton sums,
+ * the linearisation, the price pass: never two at once); the price pass's
+ * p points take several blocks. In this thread's scratch (alov_scratch,
+ * below): alov_put_price points this at it before any of them runs (one
+ * thread-local load where they run, per node and iteration). */
+static _Thread_local alov_points *alov_points_now;
 
 static void alov_cdf_density_many(alov_points *pts, int count) {
   for (int k = 0; k < count; k += 2)
@@ -497,7 +500,7 @@ static void alov_cdf_density_many(alov_points *pts, int count) {
 
 static alov_sums alov_integrate_node(const alov_grid *p, int i, const vdouble *H, const alov_node *t,
                                      const vdouble *wr, const vdouble *wq, vdouble root_h) {
-  alov_points *pts = &alov_scratch[0];
+  alov_points *pts = alov_points_now;
   const gk_alo_rule *rule = p->rule;
   int l = rule->count;
   alov_sums s = {v_set1(0.0), v_set1(0.0), v_set1(0.0), v_set1(0.0)};
@@ -653,7 +656,7 @@ static alov_premium alov_exercise_premium(const alov_plan *p, const alov_put *m,
   vmask plain = v_eq(power, one);
   int mapped = m_bits(plain) != (1u << VLANES) - 1u; /* a lane near its boundary: the per-lane map */
   /* a stage at a time (alov_points): the arguments, the CDFs, the sums */
-  alov_points *pts = alov_scratch;
+  alov_points *pts = alov_points_now;
   for (int j = 0; j < rule->count; j++) {
     alov_points *at = &pts[j / ALOV_MAX_POINTS];
     int k = j % ALOV_MAX_POINTS;
@@ -781,7 +784,7 @@ static vdouble alov_linearise_node(const alov_grid *p, int i, const alov_put *m,
   }
   vmask r_nonzero = m->r_nonzero, q_nonzero = m->q_nonzero;
   vdouble inv_r = m->inv_r, inv_q = m->inv_q;
-  alov_points *pts = &alov_scratch[0];
+  alov_points *pts = alov_points_now;
   for (int j = 0; j < l; j++) { /* the points' arguments */
     vdouble cc = v_set1(rule->cos[j]), inv_v = v_mul(t->inv_v, v_set1(p->inv_cos[j]));
     vdouble root_h = v_sqrt(alov_boundary_h_at(H, n, alov_cardinal_at(p, i, j)));
@@ -992,15 +995,32 @@ static void alov_solve_boundary(const alov_grid *g, const alov_put *m, int itera
   }
 }
 
+/* The solve's working memory, too large for small stacks: this thread's
+ * block (scratch.h; ALOV_SCRATCH_SLOT, one per ISA translation unit),
+ * reserved by the batch entry points. The coarse solve's tables are done
+ * with before the fine one fills them. */
+typedef struct alov_scratch {
+  alov_points points[ALOV_MAX_PRICE_POINTS / ALOV_MAX_POINTS];
+  vdouble wr[(ALOV_MAX_NODES + 1) * ALOV_MAX_POINTS], wq[(ALOV_MAX_NODES + 1) * ALOV_MAX_POINTS];
+  alov_system system;
+} alov_scratch;
+
+static alov_scratch *alov_scratch_of_thread(void) {
+  return gk_thread_scratch(ALOV_SCRATCH_SLOT, sizeof(alov_scratch));
+}
+
 static alov_value alov_put_price(const alov_plan *p, const alov_put *m, int with_slopes) {
   const gk_alo_scheme *scheme = p->scheme;
   const alov_grid *g = &p->fine;
   int n = g->n;
-  /* Thread-local like the scalar node tables: too large for small stacks. The
-   * coarse solve's tables are done with before the fine one fills them. */
-  static _Thread_local vdouble wr[(ALOV_MAX_NODES + 1) * ALOV_MAX_POINTS];
-  static _Thread_local vdouble wq[(ALOV_MAX_NODES + 1) * ALOV_MAX_POINTS];
-  static _Thread_local alov_system system;
+  alov_scratch *scratch = alov_scratch_of_thread();
+  if (scratch == NULL) { /* not reserved: no memory; a NaN lane goes to the scalar element path */
+    vdouble nan = v_set1(NAN);
+    return (alov_value){nan, nan, nan, nan, nan, nan, nan};
+  }
+  vdouble *wr = scratch->wr, *wq = scratch->wq;
+  alov_system *system = &scratch->system;
+  alov_points_now = scratch->points;
   alov_node nodes[ALOV_MAX_NODES + 1];
   vdouble H[ALOV_MAX_NODES + 1], a[ALOV_MAX_NODES + 1];
   vdouble sqrt_T = v_sqrt(m->T);
@@ -1012,16 +1032,16 @@ static alov_value alov_put_price(const alov_plan *p, const alov_put *m, int with
   if (p->has_coarse) {
     vdouble coarse_H[ALOV_MAX_NODES + 1], coarse_a[ALOV_MAX_NODES + 1];
     alov_solve_boundary(&p->coarse, m, scheme->coarse_iterations, scheme->coarse_newton_steps, NULL, NULL,
-                        coarse_H, coarse_a, nodes, wr, wq, &fp_a, &system);
+                        coarse_H, coarse_a, nodes, wr, wq, &fp_a, system);
     alov_solve_boundary(g, m, scheme->iterations, scheme->newton_steps, &p->coarse, coarse_a, H, a, nodes, wr, wq,
-                        &fp_a, &system);
+                        &fp_a, system);
   } else {
     alov_solve_boundary(g, m, scheme->iterations, scheme->newton_steps, NULL, NULL, H, a, nodes, wr, wq, &fp_a,
-                        &system);
+                        system);
   }
   if (with_slopes) { /* the adjoint's system at the converged boundary (the scalar alo_put) */
     vdouble F[ALOV_W];
-    alov_linearise_system(g, m, H, nodes, wr, wq, fp_a, 1, &system, F);
+    alov_linearise_system(g, m, H, nodes, wr, wq, fp_a, 1, system, F);
   }
   vdouble exercise = v_sub(m->K, m->S), zero = v_set1(0.0);
   vmask exercised = v_le(v_log(v_div(m->S, m->xmax)), v_sub(zero, v_sqrt(alov_boundary_h(a, n, 1.0))));
@@ -1047,7 +1067,7 @@ static alov_value alov_put_price(const alov_plan *p, const alov_put *m, int with
   out.vega = out.rho = out.phi = zero;
   if (with_slopes) {
     vdouble slopes[ALOV_PARAMS], d2 = v_sub(d1, v), T_dq = v_mul(m->T, dq);
-    alov_premium_parameter_slopes(n, &system, &sens, slopes);
+    alov_premium_parameter_slopes(n, system, &sens, slopes);
     out.vega = v_fma(v_mul(v_mul(m->S, dq), n1), sqrt_T, slopes[ALOV_SIGMA]);
     vdouble KTdr = v_mul(v_mul(m->K, m->T), v_exp(v_sub(zero, v_mul(m->r, m->T))));
     out.rho = v_sub(slopes[ALOV_RATE], v_mul(KTdr, alov_cdf(v_sub(zero, d2))));

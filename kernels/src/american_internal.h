@@ -394,6 +394,17 @@ size_t gk_alo_kernel_avx2(gk_model model, gk_alo_level level, const gk_option_ba
 size_t gk_alo_kernel_avx512(gk_model model, gk_alo_level level, const gk_option_batch *in, unsigned outputs,
                             gk_greeks_batch *out);
 
+/* The American kernels' working memory on this thread (scratch.h): each
+ * user's block, allocated on the thread's first use (1 when it is there). */
+int gk_alo_scalar_scratch_ready(void);
+int gk_tree_scratch_ready(void);
+int gk_alo_scratch_ready_avx2(void);
+int gk_alo_scratch_ready_avx512(void);
+/* Every block a batch on `isa` can use (the scalar ALO solve, the tree and
+ * the ISA's vector ALO solve), reserved before the batch runs: 1, or 0 out
+ * of memory (the entry points answer GK_RC_OUT_OF_MEMORY). */
+int gk_american_scratch_ready(gk_isa isa);
+
 /* Shared limits: the European (Black-Scholes-Merton) price, and the deterministic
  * (sigma = 0) American price, max over t in [0, T] of e^{-rt} (omega (S e^{bt} - K))+. */
 double gk_american_european_price(const gk_american_option *o);

@@ -154,6 +154,7 @@ const char *gk_rc_message(gk_rc rc) {
     case GK_RC_MODEL_NOT_SUPPORTED: return "this operation is not available for this model in this version";
     case GK_RC_BAD_METHOD: return "american method must be bs2002, tree, alo or alo-fast";
     case GK_RC_OUTPUT_NOT_SUPPORTED: return "an output in the mask is not available here (american: price and first-order Greeks only)";
+    case GK_RC_OUT_OF_MEMORY: return "out of memory: the American kernels' working memory for this thread (~0.6 MiB) could not be allocated";
   }
   return "unknown return code";
 }

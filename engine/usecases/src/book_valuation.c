@@ -287,7 +287,8 @@ static gk_code price_american(const path_columns *c, const double *spot, const d
   gk_option_batch in = {c->count, spot, c->strike, c->years, c->rate, c->yield, vol, c->type};
   gk_rc rc = gk_american_price_batch(GK_MODEL_BSM, method, &in, outputs, out, NULL);
   if (rc == GK_RC_OK) return GK_OK;
-  return gk_status_set(status, GK_INTERNAL, "american", gk_american_method_name(method),
+  return gk_status_set(status, rc == GK_RC_OUT_OF_MEMORY ? GK_RESOURCE_EXHAUSTED : GK_INTERNAL, "american",
+                       gk_american_method_name(method),
                        GK_STATUS_NO_INDEX, "American pricing failed: %s", gk_rc_message(rc));
 }
 

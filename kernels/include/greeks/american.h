@@ -31,13 +31,13 @@
  *    (10.8 us with every first-order Greek), 0.13 ms scalar. The levels'
  *    tables (and those of the schemes past the levels' reach) are built once
  *    per process, at the first call (~0.2-0.4 ms, ~1 ms with its page
- *    faults), and shared. Memory: the American kernels' thread-local scratch
- *    (the vector ISAs' points and systems, the scalar nodes, the tree's rows)
- *    is 770 KiB of static TLS (the TLS segment of a program linking the
- *    kernels: 676 KiB before the vector systems grew to the wide scheme's 32
- *    nodes, adr/0059), which glibc zeroes in every thread of such a program,
- *    whether or not the thread prices (measured: ~787 KiB resident per new
- *    idle thread; 1471 KiB when the tables were per thread).
+ *    faults), and shared. Memory: the American kernels' working memory (the
+ *    vector ISA's points and systems, the scalar nodes, the tree's rows:
+ *    ~0.6 MiB) is allocated on the heap for each thread that prices, at its
+ *    first call, and freed when the thread exits (adr/0066); a thread that
+ *    never prices pays nothing (it was 770 KiB of static TLS in every
+ *    thread of a program linking the kernels). A call whose thread cannot
+ *    get it returns GK_RC_OUT_OF_MEMORY before touching `out`.
  *
  *  - GK_AMERICAN_ALO_FAST: the same method at its fast level (fewer nodes,
  *    rules and steps; adr/0040): within 1e-6 x K (6.3e-7 max on the same
@@ -131,8 +131,10 @@ gk_rc gk_american_method_from_name(const char *name, gk_american_method *method)
  * outputs in `outputs` (GK_OUT_PRICE .. GK_OUT_PHI) into `out`. Per-element
  * errors and invalid_count (may be NULL) as in gk_bsm_price_batch. Returns
  * GK_RC_OK; GK_RC_MODEL_NOT_SUPPORTED for bachelier; GK_RC_BAD_METHOD;
- * GK_RC_OUTPUT_NOT_SUPPORTED for second-order bits; otherwise the argument codes
- * of gk_bsm_price_batch, without touching `out`. */
+ * GK_RC_OUTPUT_NOT_SUPPORTED for second-order bits; GK_RC_OUT_OF_MEMORY where
+ * this thread's working memory cannot be allocated ("Memory" above);
+ * otherwise the argument codes of gk_bsm_price_batch, without touching
+ * `out`. */
 gk_rc gk_american_price_batch(gk_model model, gk_american_method method,
                               const gk_option_batch *in, unsigned outputs, gk_greeks_batch *out,
                               size_t *invalid_count);

@@ -49,6 +49,7 @@ typedef enum gk_rc {
   GK_RC_MODEL_NOT_SUPPORTED, /* this operation is not available for this model */
   GK_RC_BAD_METHOD,       /* an American pricing method outside gk_american_method */
   GK_RC_OUTPUT_NOT_SUPPORTED, /* the mask asks for an output this operation lacks */
+  GK_RC_OUT_OF_MEMORY,    /* the American kernels' working memory for this thread could not be allocated */
 } gk_rc;
 
 /* Static English description of a return code; never NULL. */

@@ -23,12 +23,14 @@
  * Rho and phi hold the other inputs fixed: for bsm and gk, rho moves r alone
  * (so the carry b = r - q moves with it); for black76 rho = -T price and phi = 0.
  *
- * Threads: a program linking the kernels library carries the American
- * kernels' 770 KiB of static TLS in every thread, European-only or not
- * (greeks/american.h, "Memory"). glibc takes it from each thread's stack: a
- * thread created with a stack under ~800 KiB fails (pthread_create EINVAL),
- * and one whose own frames need S must be given S + 770 KiB (found in
- * review). The default 8 MiB stack is ample.
+ * Threads: the kernels keep no per-thread state a thread that does not
+ * price American options pays for; the American kernels allocate their
+ * working memory (~0.6 MiB) on the heap at a thread's first call
+ * (greeks/american.h, "Memory"), so any thread stack the program's own
+ * frames fit in will do (the kernels' deepest frames take between 64 and
+ * 96 KiB: every American method on every ISA ran in a thread with a 96 KiB
+ * stack, not in one with 64; the tests use 160 KiB). Until adr/0066 it was 770 KiB of static TLS in
+ * every thread, taken from each thread's stack.
  */
 #ifndef GREEKS_BSM_H
 #define GREEKS_BSM_H
