@@ -1433,6 +1433,61 @@ static void test_a_strong_carry_over_a_long_life_is_the_perpetual_on_every_metho
     }
 }
 
+/* R(T) for the put form of c, by a numerical integral of the first-passage
+ * density of the log-spot to ln B* (written here, apart from the kernels'
+ * closed form): (K - B*) int_0^T e^{-r t} f(t) dt, f(t) = a / (sigma
+ * sqrt(2 pi t^3)) exp(-(a + nu t)^2 / (2 sigma^2 t)), a = ln(S / B*),
+ * nu = r - q - sigma^2 / 2; the midpoint rule on 400,000 steps. */
+static double first_touch_integral(const contract *c) {
+  int put = c->type == GK_PUT;
+  double S = put ? c->S : c->K, K = put ? c->K : c->S, r = put ? c->r : c->q, q = put ? c->q : c->r;
+  double a2 = 0.5 * c->sigma * c->sigma, b = r - q - a2, s = sqrt(b * b + 4.0 * a2 * r);
+  double lambda = b > 0.0 ? (-b - s) / (2.0 * a2) : -2.0 * r / (s - b), B = K * lambda / (lambda - 1.0);
+  double a = log(S / B), nu = b, sum = 0.0;
+  enum { STEPS = 400000 };
+  double h = c->T / STEPS;
+  for (int k = 0; k < STEPS; k++) {
+    double t = (k + 0.5) * h;
+    sum += exp(-r * t) * a / (c->sigma * sqrt(2.0 * 3.14159265358979323846 * t * t * t)) *
+           exp(-(a + nu * t) * (a + nu * t) / (2.0 * c->sigma * c->sigma * t)) * h;
+  }
+  return (K - B) * sum;
+}
+
+/* Past the wide scheme's lines (|r - q| T above 10 over decades) the bracket
+ * prices a lower bound; a solve it kept priced the put S 100.8, K 100, T
+ * 84.3, r 0.0174, q -0.287, sigma 0.497 4.9e-6 x K below R(T), the value of
+ * exercising at the first touch of B* by expiry, which no American price
+ * can be below, with theta +6e-5 (found in review). The price is now at
+ * least R(T) there (adr/0065). Reference: R(T) by a numerical integral of
+ * the first-passage density (written here). Every ISA, both levels, the
+ * review's puts and their calls: at least R(T) - 1e-9 x K, at most the
+ * perpetual's + 1e-12 x K, theta not above 1e-9 x K. */
+static void test_the_bracket_is_not_below_the_first_touch_value(void **state) {
+  (void)state;
+  const contract puts[] = {{111.65503154644395, 100, 85.20097579334796, 0.07997710131852927, -0.30041558592871115,
+                            0.4918883432535476, GK_PUT, 0},
+                           {100.80703804991268, 100, 84.31246505209518, 0.017399857040104893, -0.2873456650397951,
+                            0.49732202440456874, GK_PUT, 0}};
+  enum { PUTS = sizeof puts / sizeof puts[0], N = 2 * PUTS };
+  contract c[N];
+  puts_and_their_calls(puts, PUTS, c);
+  double floor[N];
+  for (size_t i = 0; i < N; i++) floor[i] = first_touch_integral(&c[i]);
+  for (int isa = 0; isa < GK_ISA_COUNT; isa++)
+    for (int level = 0; level < GK_ALO_LEVEL_COUNT; level++) {
+      if (!gk_isa_supported((gk_isa)isa)) continue;
+      owned_batch b;
+      price_batch_level((gk_isa)isa, GK_MODEL_BSM, (gk_alo_level)level, c, N, GK_OUT_ALL, &b);
+      for (size_t i = 0; i < N; i++)
+        if (b.error[i] != 0 || !(b.price[i] >= floor[i] - 1e-9 * c[i].K) ||
+            !(b.price[i] <= perpetual_of(&c[i]) + 1e-12 * c[i].K) || !(b.theta[i] <= 1e-9 * c[i].K))
+          fail_msg("%s level %d row %zu: price %.12g, R(T) %.12g, perpetual %.12g, theta %.3g",
+                   gk_isa_name((gk_isa)isa), level, i, b.price[i], floor[i], perpetual_of(&c[i]), b.theta[i]);
+      owned_batch_free(&b);
+    }
+}
+
 /* A vol huge against the life (sigma sqrt(T) from ~15 up, sigma to 100):
  * the boundary falls to the perpetual put's, B*, within a sliver of the life
  * and the grids in sqrt(tau) lose it. alo priced the put S 126.16, K 63.955,
@@ -1997,6 +2052,7 @@ int main(void) {
       cmocka_unit_test(test_a_huge_vol_over_the_life_is_the_perpetual_on_every_method),
       cmocka_unit_test(test_greeks_held_at_the_perpetual_cap_are_the_perpetuals),
       cmocka_unit_test(test_a_strong_carry_over_a_long_life_is_the_perpetual_on_every_method),
+      cmocka_unit_test(test_the_bracket_is_not_below_the_first_touch_value),
       cmocka_unit_test(test_the_perpetual_limit_comes_before_the_tree_strip),
       cmocka_unit_test(test_below_the_perpetual_boundary_is_the_payoff_on_every_method),
       cmocka_unit_test(test_the_pull_threshold_is_one_test_on_every_isa),

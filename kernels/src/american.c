@@ -360,9 +360,9 @@ void gk_alo_price_element(gk_model model, gk_alo_level level, const gk_option_ba
   gk_alo_greeks g;
   gk_american_option as = gk_alo_priced_as(&o);
   /* gk_alo_price_greeks checks the bounds of the option it solves; o's are
-   * checked apart only where the bracket shortened its life */
+   * checked again, with R(T) below where the bracket prices o */
   if (!(outputs & ~(unsigned)GK_OUT_PRICE) || !gk_alo_price_greeks(&as, gk_alo_scheme_for(&o, level), &g) ||
-      (as.T != o.T && !gk_alo_within_bounds(&o, g.price))) {
+      !gk_alo_within_bracket_bounds(&o, g.price)) {
     if ((outputs & ~(unsigned)GK_OUT_PRICE) && gk_alo_held_at_perpetual(&o, level, &g))
       store_greeks(model, &g, i, outputs, out); /* bumps of a clamped price are not Greeks */
     else
