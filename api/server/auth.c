@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -129,15 +130,29 @@ static int same_secret(const char *known, const char *given, size_t given_length
   return diff == 0;
 }
 
-static const char scheme[] = "Bearer ";
+/* The token of an "authorization" value: the scheme "Bearer", in any case
+ * (RFC 7235: auth-schemes are case-insensitive; a client that sent "bearer"
+ * was refused: found in review), then one or more spaces. NULL where the
+ * value is not that. */
+static const char *bearer_token_of(const char *header, size_t length, size_t *token_length) {
+  static const char scheme[] = "bearer";
+  size_t n = sizeof scheme - 1, at = n;
+  if (length <= n || strncasecmp(header, scheme, n) != 0 || header[n] != ' ') return NULL;
+  while (at < length && header[at] == ' ') at++;
+  if (at == length) return NULL;
+  *token_length = length - at;
+  return header + at;
+}
+
+#define NOT_BEARER "the 'authorization' metadata is not 'Bearer <token>'"
+#define NO_HEADER "missing 'authorization' metadata: send 'authorization: Bearer <token>'"
 
 const char *greeksd_auth_check_sets(char **const *sets, size_t count, const char *header, size_t length,
                                     size_t *matched) {
-  if (header == NULL) return "missing 'authorization' metadata: send 'authorization: Bearer <token>'";
-  if (length < sizeof scheme || strncmp(header, scheme, sizeof scheme - 1) != 0)
-    return "the 'authorization' metadata is not 'Bearer <token>'";
-  const char *given = header + sizeof scheme - 1;
-  size_t given_length = length - (sizeof scheme - 1);
+  if (header == NULL) return NO_HEADER;
+  size_t given_length = 0;
+  const char *given = bearer_token_of(header, length, &given_length);
+  if (given == NULL) return NOT_BEARER;
   int match = 0;
   for (size_t k = 0; k < count; k++) {
     int in_set = 0;
@@ -149,12 +164,7 @@ const char *greeksd_auth_check_sets(char **const *sets, size_t count, const char
 }
 
 const char *greeksd_auth_check(char *const *tokens, const char *header, size_t length) {
-  if (header == NULL) return "missing 'authorization' metadata: send 'authorization: Bearer <token>'";
-  if (length < sizeof scheme || strncmp(header, scheme, sizeof scheme - 1) != 0)
-    return "the 'authorization' metadata is not 'Bearer <token>'";
-  const char *given = header + sizeof scheme - 1;
-  size_t given_length = length - (sizeof scheme - 1);
-  int match = 0;
-  for (char *const *t = tokens; *t; t++) match |= same_secret(*t, given, given_length);
-  return match ? NULL : "the bearer token is not valid";
+  char **const sets[1] = {(char **)tokens};
+  size_t matched = 0;
+  return greeksd_auth_check_sets(sets, 1, header, length, &matched);
 }

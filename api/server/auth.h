@@ -18,8 +18,9 @@ char **greeksd_load_tokens(const char *path, char *error, size_t size);
 void greeksd_free_tokens(char **tokens);
 
 /* Checks an "authorization" metadata value (header may be NULL when absent).
- * Returns NULL when it is "Bearer <token>" with a known token, else the reason
- * (a static string that never contains the token). */
+ * Returns NULL when it is "Bearer <token>" with a known token (the scheme in
+ * any case, then one or more spaces), else the reason (a static string that
+ * never contains the token). */
 const char *greeksd_auth_check(char *const *tokens, const char *header, size_t length);
 
 /* The same over several token sets (the anonymous --token-file set and each

@@ -977,12 +977,18 @@ class Authentication(unittest.TestCase):
         return self.stub.PriceBatch(batch_request(random_batch(1, seed=10)), timeout=30, metadata=metadata)
 
     def test_missing_wrong_and_valid_tokens(self):
-        for metadata in ([], [("authorization", "Bearer wrong")], [("authorization", "s3cret-desk-token")]):
+        for metadata in ([], [("authorization", "Bearer wrong")], [("authorization", "s3cret-desk-token")],
+                         [("authorization", "Bearers3cret-desk-token")], [("authorization", "Bearer ")],
+                         [("authorization", "Basic s3cret-desk-token")]):
             with self.assertRaises(grpc.RpcError) as raised:
                 self.call(metadata)
             self.assertEqual(raised.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
         self.assertEqual(self.call([("authorization", "Bearer s3cret-desk-token")]).count, 1)
         self.assertEqual(self.call([("authorization", "Bearer second-token")]).count, 1)
+        # the scheme in any case, then one or more spaces (RFC 7235; "bearer"
+        # was refused: found in review)
+        self.assertEqual(self.call([("authorization", "bearer s3cret-desk-token")]).count, 1)
+        self.assertEqual(self.call([("authorization", "BEARER  second-token")]).count, 1)
 
     def test_health_needs_no_token(self):
         health = health_pb2_grpc.HealthStub(self.channel)
