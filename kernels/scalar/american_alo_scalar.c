@@ -1329,8 +1329,8 @@ static double first_touch_by_expiry(const gk_american_option *o) {
 }
 
 int gk_alo_within_bracket_bounds(const gk_american_option *o, double price) {
-  return gk_alo_within_bounds(o, price) &&
-         (!bracketed(o) || price >= first_touch_by_expiry(o) - GK_ALO_FLOOR_SLACK * o->K);
+  return !bracketed(o) ||
+         (gk_alo_within_bounds(o, price) && price >= first_touch_by_expiry(o) - GK_ALO_FLOOR_SLACK * o->K);
 }
 
 /* The bounds every American price lies in (GK_ALO_FLOOR_SLACK): at least

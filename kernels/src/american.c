@@ -359,8 +359,8 @@ void gk_alo_price_element(gk_model model, gk_alo_level level, const gk_option_ba
   gk_american_option o = {S, K, T, r, futures ? 0.0 : r - q, sigma, omega};
   gk_alo_greeks g;
   gk_american_option as = gk_alo_priced_as(&o);
-  /* gk_alo_price_greeks checks the bounds of the option it solves; o's are
-   * checked again, with R(T) below where the bracket prices o */
+  /* gk_alo_price_greeks checks the bounds of the option it solves; where the
+   * bracket prices o (perhaps on a shorter life), o's, with R(T) below */
   if (!(outputs & ~(unsigned)GK_OUT_PRICE) || !gk_alo_price_greeks(&as, gk_alo_scheme_for(&o, level), &g) ||
       !gk_alo_within_bracket_bounds(&o, g.price)) {
     if ((outputs & ~(unsigned)GK_OUT_PRICE) && gk_alo_held_at_perpetual(&o, level, &g))

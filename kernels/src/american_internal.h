@@ -140,10 +140,12 @@ const gk_alo_scheme *gk_alo_scheme_of(gk_alo_level level);
  * (the put form's, r > 0). alo's prices are clamped to them; a solve outside
  * them gives its Greeks by bumps of the clamped price. */
 int gk_alo_within_bounds(const gk_american_option *o, double price);
-/* gk_alo_within_bounds, and not below R(T), the value of exercising at the
- * first touch of the perpetual boundary by expiry (adr/0065): the bounds of
- * an element the bracket prices (gk_alo_priced_as), whose price is raised
- * to R(T) where that is the closer lower bound. */
+/* For an element the bracket prices (past the wide scheme's lines,
+ * gk_alo_priced_as): gk_alo_within_bounds, and not below R(T), the value of
+ * exercising at the first touch of the perpetual boundary by expiry
+ * (adr/0065), to which its price is raised where that is the closer lower
+ * bound. 1 for any other element: its solve's bounds are its own
+ * (gk_alo_price_greeks checks them). */
 int gk_alo_within_bracket_bounds(const gk_american_option *o, double price);
 
 int gk_alo_beyond_carry(const gk_american_option *o);
