@@ -279,10 +279,12 @@ static void unknown_path(const rpc_call *c, char *out, size_t size) {
  * copy of the deadline, taken from the rounded grpc-timeout header when the
  * headers arrived, so deadline-ended streams were counted CANCELLED, spending
  * no error budget (found in review: 3 of 8 subscriptions with a 0.5 s
- * deadline). 20 ms, or 1% of a longer timeout. */
+ * deadline). 50 ms, or 1% of a longer timeout: the client's own delay
+ * between setting its deadline and sending the headers counts too, and on a
+ * loaded 2-core host it passed 20 ms (1 of 8 in make test). */
 static int cancelled_at_the_deadline(const rpc_call *c) {
   if (c->deadline_ns == 0) return 0;
-  int64_t timeout = c->deadline_ns - c->started_ns, slack = 20 * GK_NS_PER_MS;
+  int64_t timeout = c->deadline_ns - c->started_ns, slack = 50 * GK_NS_PER_MS;
   if (timeout / 100 > slack) slack = timeout / 100;
   return gk_monotonic_ns() + slack > c->deadline_ns;
 }
