@@ -286,10 +286,34 @@ static void a_changed_store_password_alone_is_a_restart_change(void **state) {
   restart_keys[0] = '\0';
   assert_int_equal(greeksd_config_restart_changes(&running, &next, note_restart, NULL), 1);
   assert_non_null(strstr(restart_keys, "book_store:"));
-  assert_non_null(strstr(restart_keys, "with a different password;"));
+  assert_non_null(strstr(restart_keys, "with different credentials;"));
   assert_null(strstr(restart_keys, "secret"));
   /* the same URL twice: no change */
   assert_int_equal(greeksd_config_restart_changes(&running, &running, note_restart, NULL), 0);
+}
+
+/* A collector's credentials in tracing.otlp_endpoint's user information are
+ * shown REDACTED (--print-config, a reload's restart warning, a refused
+ * value), and a change of them alone is still a restart change (they were
+ * printed in clear: found in review). */
+static void otlp_endpoint_credentials_are_never_shown(void **state) {
+  (void)state;
+  static greeksd_config running, next;
+  running = greeksd_config_default();
+  next = greeksd_config_default();
+  assert_int_equal(apply(&running, "tracing:\n  otlp_endpoint: https://tenant:S3CRET-one@otlp.example.com/otlp\n"), 0);
+  assert_int_equal(apply(&next, "tracing:\n  otlp_endpoint: https://tenant:S3CRET-two@otlp.example.com/otlp\n"), 0);
+  restart_count = 0;
+  restart_keys[0] = '\0';
+  assert_int_equal(greeksd_config_restart_changes(&running, &next, note_restart, NULL), 1);
+  assert_non_null(strstr(restart_keys, "https://REDACTED@otlp.example.com/otlp"));
+  assert_non_null(strstr(restart_keys, "with different credentials;"));
+  assert_null(strstr(restart_keys, "S3CRET"));
+  char shown[256];
+  greeksd_redact_url("http://a:b@h:4318/x@y?z", shown, sizeof shown);
+  assert_string_equal(shown, "http://REDACTED@h:4318/x@y?z"); /* an '@' in the path is not the user part */
+  greeksd_redact_url("http://h:4318", shown, sizeof shown);
+  assert_string_equal(shown, "http://h:4318");
 }
 
 static void a_reload_takes_only_the_reloadable_settings(void **state) {
@@ -458,6 +482,7 @@ int main(void) {
       cmocka_unit_test(contradictions_name_both_keys),
       cmocka_unit_test(a_port_file_never_names_a_file_greeksd_keeps),
       cmocka_unit_test(the_render_is_yaml_that_reads_back_to_the_same_configuration),
+      cmocka_unit_test(otlp_endpoint_credentials_are_never_shown),
       cmocka_unit_test(a_reload_takes_only_the_reloadable_settings),
       cmocka_unit_test(a_changed_store_password_alone_is_a_restart_change),
       cmocka_unit_test(the_overlay_sits_beside_the_base_file),

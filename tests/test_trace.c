@@ -438,6 +438,19 @@ static void test_otlp_body_has_the_json_mapping(void **state) {
   gk_otlp_options bad = {.endpoint = "ftp://x", .timeout_ms = 100};
   assert_int_equal(gk_otlp_exporter_create(&bad, &e, &status), GK_INVALID_ARGUMENT);
   assert_string_equal(status.field, "endpoint");
+  /* A collector's Basic credentials ride in the endpoint's user information;
+   * an export failure wrote them into the log (found in review): every
+   * message shows them REDACTED. Port 1 on loopback refuses the POST. */
+  gk_otlp_options secret = {.endpoint = "http://tenant42:glc_S3CRET@127.0.0.1:1", .timeout_ms = 500};
+  assert_int_equal(gk_otlp_exporter_create(&secret, &e, &status), GK_OK);
+  assert_int_equal(e.export_spans(e.user, spans, 2, &status), GK_UNAVAILABLE);
+  if (strstr(status.message, "S3CRET") || strstr(status.value, "S3CRET") ||
+      !strstr(status.message, "http://REDACTED@127.0.0.1:1/v1/traces"))
+    fail_msg("export failure: %s (value %s)", status.message, status.value);
+  e.destroy(e.user);
+  gk_otlp_options scheme = {.endpoint = "ftp://tenant42:glc_S3CRET@x", .timeout_ms = 100};
+  assert_int_equal(gk_otlp_exporter_create(&scheme, &e, &status), GK_INVALID_ARGUMENT);
+  assert_null(strstr(status.message, "S3CRET"));
 }
 
 /* ---- log records ---- */

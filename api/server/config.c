@@ -436,6 +436,7 @@ int greeksd_config_set_key(greeksd_config *c, const char *key, const char *value
 
 static const char *value_shown(int row, const char *value, char *out, size_t size) {
   if (row >= 0 && settings[row].kind == K_STORE) greeksd_redact_store(value, out, size);
+  else if (row >= 0 && settings[row].kind == K_URL) greeksd_redact_url(value, out, size);
   /* a refused NAME=FILE list may hold a token given inline, which is never
    * shown: GREEKSD_TOKENS='SECRET' was echoed in its error, and a base64
    * token ('...=') passed for NAME=FILE and was echoed twice (found in review) */
@@ -623,6 +624,19 @@ void greeksd_redact_store(const char *v, char *out, size_t size) {
   out[o < size ? o : size - 1] = '\0';
 }
 
+void greeksd_redact_url(const char *url, char *out, size_t size) {
+  if (size == 0) return;
+  const char *authority = strstr(url, "://");
+  authority = authority ? authority + 3 : url;
+  size_t end = strcspn(authority, "/?#");
+  const char *at = NULL;
+  for (size_t i = 0; i < end; i++)
+    if (authority[i] == '@') at = authority + i;
+  int n = at == NULL ? snprintf(out, size, "%s", url)
+                     : snprintf(out, size, "%.*sREDACTED%s", (int)(authority - url), url, at);
+  if (n < 0) out[0] = '\0'; /* a longer url is cut: it is only shown */
+}
+
 /* The value after "password=" at `at`: spaces kept, the value itself written
  * as REDACTED; returns the index after it. */
 static size_t redact_value(const char *in, size_t at, int in_url, char *out, size_t *o, size_t size) {
@@ -648,8 +662,8 @@ static void show(const greeksd_config *c, const setting *s, char *out, size_t n)
   static const char *const formats[] = {"auto", "text", "json"};
   switch (s->kind) {
   case K_ADDRESS:
-  case K_PATH:
-  case K_URL: snprintf(out, n, "%s", (const char *)field); return;
+  case K_PATH: snprintf(out, n, "%s", (const char *)field); return;
+  case K_URL: greeksd_redact_url(field, out, n); return;
   case K_METRICS: snprintf(out, n, "%s", ((const char *)field)[0] ? (const char *)field : "off"); return;
   case K_STORE: greeksd_redact_store(field, out, n); return;
   case K_INT: snprintf(out, n, "%d", *(const int *)field); return;
@@ -764,7 +778,7 @@ char *greeksd_config_render(const greeksd_config *c) {
  * password, and a change of the password alone is a change (it needs a
  * restart, and the operator must be told so). */
 static int same_value(const greeksd_config *a, const greeksd_config *b, const setting *s) {
-  if (s->kind == K_STORE) return strcmp((const char *)a + s->offset, (const char *)b + s->offset) == 0;
+  if (s->kind == K_STORE || s->kind == K_URL) return strcmp((const char *)a + s->offset, (const char *)b + s->offset) == 0;
   char x[4200], y[4200];
   show(a, s, x, sizeof x);
   show(b, s, y, sizeof y);
@@ -780,7 +794,7 @@ int greeksd_config_restart_changes(const greeksd_config *a, const greeksd_config
     show(a, &settings[i], x, sizeof x);
     show(b, &settings[i], y, sizeof y);
     if (strcmp(x, y) == 0) /* only what show redacts differs */
-      snprintf(y + strlen(y), sizeof y - strlen(y), " with a different password");
+      snprintf(y + strlen(y), sizeof y - strlen(y), " with different credentials");
     changed(settings[i].key, x, y, user);
     count++;
   }

@@ -226,6 +226,9 @@ void greeksd_config_overlay_path(const char *file, const char *environment, char
 /* The book store's URL or conninfo with its password (user:password@ or
  * password=...) replaced by REDACTED: what logs and --print-config show. */
 void greeksd_redact_store(const char *store, char *out, size_t size);
+/* url with its user information (scheme://USER:PASSWORD@host: credentials a
+ * collector takes) written as REDACTED, the rest as it is. */
+void greeksd_redact_url(const char *url, char *out, size_t size);
 
 /* The completion-queue threads to run: config->server_threads, or for 0 one
  * per 4 usable cores (affinity and cgroup quota honoured), at least 1, at most 16. */

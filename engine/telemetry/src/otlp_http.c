@@ -158,6 +158,7 @@ typedef struct exporter {
   CURL *curl;
   struct curl_slist *headers;
   char url[1100];
+  char shown[1100]; /* url for messages: its user information (credentials) REDACTED */
   char service_name[128];
   char service_version[64];
   bool has_version;
@@ -182,11 +183,11 @@ static gk_code export_spans(void *user, const gk_span *spans, size_t count, gk_s
   curl_easy_setopt(e->curl, CURLOPT_POSTFIELDS, NULL);
   free(body);
   if (rc != CURLE_OK)
-    return gk_status_set(status, GK_UNAVAILABLE, "otlp_endpoint", e->url, GK_STATUS_NO_INDEX,
-                         "otlp: POST %s failed: %s", e->url, curl_easy_strerror(rc));
+    return gk_status_set(status, GK_UNAVAILABLE, "otlp_endpoint", e->shown, GK_STATUS_NO_INDEX,
+                         "otlp: POST %s failed: %s", e->shown, curl_easy_strerror(rc));
   if (http < 200 || http > 299)
-    return gk_status_set(status, GK_UNAVAILABLE, "otlp_endpoint", e->url, GK_STATUS_NO_INDEX,
-                         "otlp: POST %s answered HTTP %ld", e->url, http);
+    return gk_status_set(status, GK_UNAVAILABLE, "otlp_endpoint", e->shown, GK_STATUS_NO_INDEX,
+                         "otlp: POST %s answered HTTP %ld", e->shown, http);
   return GK_OK;
 }
 
@@ -198,12 +199,30 @@ static void destroy_exporter(void *user) {
   free(e);
 }
 
+/* url with its user information (scheme://USER:PASSWORD@host/...: a
+ * collector's Basic credentials) as REDACTED, for messages: export failures
+ * wrote a tracing vendor's API key into the log (found in review). */
+static void url_shown(const char *url, char *out, size_t size) {
+  const char *authority = strstr(url, "://");
+  authority = authority ? authority + 3 : url;
+  size_t end = strcspn(authority, "/?#");
+  const char *at = NULL;
+  for (size_t i = 0; i < end; i++)
+    if (authority[i] == '@') at = authority + i;
+  int n = at == NULL ? snprintf(out, size, "%s", url)
+                     : snprintf(out, size, "%.*sREDACTED%s", (int)(authority - url), url, at);
+  if (n < 0) out[0] = '\0'; /* a longer url is cut: it is only shown */
+}
+
 static gk_code check_options(const gk_otlp_options *o, gk_status *status) {
   if (o == NULL || o->endpoint == NULL)
     return gk_status_set(status, GK_INVALID_ARGUMENT, "endpoint", NULL, GK_STATUS_NO_INDEX, "otlp: an endpoint is required");
-  if (strncmp(o->endpoint, "http://", 7) != 0 && strncmp(o->endpoint, "https://", 8) != 0)
-    return gk_status_set(status, GK_INVALID_ARGUMENT, "endpoint", o->endpoint, GK_STATUS_NO_INDEX,
-                         "otlp: the endpoint '%.200s' must start with http:// or https://", o->endpoint);
+  if (strncmp(o->endpoint, "http://", 7) != 0 && strncmp(o->endpoint, "https://", 8) != 0) {
+    char shown[1100];
+    url_shown(o->endpoint, shown, sizeof shown);
+    return gk_status_set(status, GK_INVALID_ARGUMENT, "endpoint", shown, GK_STATUS_NO_INDEX,
+                         "otlp: the endpoint '%.200s' must start with http:// or https://", shown);
+  }
   if (strlen(o->endpoint) > 1000)
     return gk_status_set(status, GK_INVALID_ARGUMENT, "endpoint", NULL, GK_STATUS_NO_INDEX,
                          "otlp: the endpoint is longer than 1000 characters");
@@ -236,6 +255,7 @@ gk_code gk_otlp_exporter_create(const gk_otlp_options *o, gk_span_exporter *out,
     return gk_status_set(status, GK_RESOURCE_EXHAUSTED, NULL, NULL, GK_STATUS_NO_INDEX, "otlp: libcurl did not start");
   }
   traces_url(o->endpoint, e->url, sizeof e->url);
+  url_shown(e->url, e->shown, sizeof e->shown);
   snprintf(e->service_name, sizeof e->service_name, "%s", o->service_name ? o->service_name : "unknown_service");
   e->has_version = o->service_version != NULL;
   if (e->has_version) snprintf(e->service_version, sizeof e->service_version, "%s", o->service_version);
