@@ -91,6 +91,7 @@ typedef struct book_job book_job;
 typedef void (*query_fn)(rpc_call *call, book_job *job);
 
 struct book_job {
+  rpc_call *call;            /* the call it serves (read_book_id names the book on it) */
   ProtobufCMessage *message; /* the request */
   query_fn run; /* the query actor's work */
   char book_id[GK_BOOK_ID_SIZE];
@@ -128,6 +129,7 @@ static book_job *new_job(rpc_call *c, const ProtobufCMessageDescriptor *descript
     reply_out_of_memory(c);
     return NULL;
   }
+  j->call = c;
   c->job = j;
   c->free_job = free_book_job;
   if (descriptor == NULL) return j;
@@ -184,8 +186,18 @@ static void submit_command(rpc_call *c, gk_execution_command *command, gk_execut
   }
 }
 
+/* The request's book id into j->book_id, and onto the call for its access
+ * record and span, whatever the call's outcome: only commands that reached
+ * the execution agent carried it, so a refused command and every query were
+ * missing from a search by book (found in review). */
+static int read_book_id(book_job *j, const char *wire, char *why) {
+  if (wire_read_book_id(wire, j->book_id, why, WIRE_WHY_SIZE) != 0) return -1;
+  snprintf(j->call->book_id, sizeof j->call->book_id, "%s", j->book_id);
+  return 0;
+}
+
 static int read_book_and_key(book_job *j, const char *book_id, const char *key, char *why) {
-  return wire_read_book_id(book_id, j->book_id, why, WIRE_WHY_SIZE) != 0 ||
+  return read_book_id(j, book_id, why) != 0 ||
                  wire_read_id(key, "idempotency_key", 1, j->key, sizeof j->key, why, WIRE_WHY_SIZE) != 0
              ? -1
              : 0;
@@ -492,7 +504,7 @@ void handle_book_get(rpc_call *c) {
   if (j == NULL) return;
   char why[WIRE_WHY_SIZE];
   const Greeks__V1__GetBookRequest *q = (const Greeks__V1__GetBookRequest *)j->message;
-  if (wire_read_book_id(q->book_id, j->book_id, why, sizeof why) != 0) {
+  if (read_book_id(j, q->book_id, why) != 0) {
     reply_invalid(c, why);
     return;
   }
@@ -515,7 +527,7 @@ void handle_book_get_as_of(rpc_call *c) {
   if (j == NULL) return;
   char why[WIRE_WHY_SIZE];
   const Greeks__V1__GetBookAsOfRequest *q = (const Greeks__V1__GetBookAsOfRequest *)j->message;
-  if (wire_read_book_id(q->book_id, j->book_id, why, sizeof why) != 0) {
+  if (read_book_id(j, q->book_id, why) != 0) {
     reply_invalid(c, why);
     return;
   }
@@ -646,7 +658,7 @@ void handle_book_risk(rpc_call *c) {
   if (j == NULL) return;
   char why[WIRE_WHY_SIZE];
   const Greeks__V1__GetBookRiskRequest *q = (const Greeks__V1__GetBookRiskRequest *)j->message;
-  if (wire_read_book_id(q->book_id, j->book_id, why, sizeof why) != 0) {
+  if (read_book_id(j, q->book_id, why) != 0) {
     reply_invalid(c, why);
     return;
   }
@@ -1094,6 +1106,7 @@ static book_stream *new_stream(rpc_call *c, const ProtobufCMessageDescriptor *de
   }
   pthread_mutex_init(&s->lock, NULL);
   s->call = c;
+  s->job.call = c;
   /* Published under the side's lock: on_closed (book_stream_closed) may run on
    * another completion-queue thread at any time. */
   book_side *side = c->server->books;
@@ -1136,7 +1149,7 @@ void handle_book_audit(rpc_call *c) {
   if (s == NULL) return;
   const Greeks__V1__GetAuditTrailRequest *q = (const Greeks__V1__GetAuditTrailRequest *)s->job.message;
   char why[WIRE_WHY_SIZE];
-  if (wire_read_book_id(q->book_id, s->job.book_id, why, sizeof why) != 0) {
+  if (read_book_id(&s->job, q->book_id, why) != 0) {
     reply_invalid(c, why);
     return;
   }
@@ -1187,7 +1200,7 @@ void handle_book_subscribe(rpc_call *c) {
   if (s == NULL) return;
   const Greeks__V1__SubscribeEventsRequest *q = (const Greeks__V1__SubscribeEventsRequest *)s->job.message;
   char why[WIRE_WHY_SIZE];
-  if (wire_read_book_id(q->book_id, s->job.book_id, why, sizeof why) != 0) {
+  if (read_book_id(&s->job, q->book_id, why) != 0) {
     reply_invalid(c, why);
     return;
   }

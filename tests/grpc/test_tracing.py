@@ -231,6 +231,16 @@ class TracedCalls(unittest.TestCase):
         self.assertEqual(record["book_id"], "traced")
         self.assertEqual(record["trace_id"], trace)
         self.assertEqual(record["correlation_id"], trace)
+        # a query and a refused command name their book too (only commands
+        # that reached the execution agent did: found in review)
+        self.books.GetBook(bk.GetBookRequest(book_id="traced"), timeout=TIMEOUT,
+                           metadata=[("x-request-id", "traced-get-1")])
+        with self.assertRaises(grpc.RpcError) as refused:
+            self.books.ExecuteTrade(bk.ExecuteTradeRequest(book_id="traced", trade_id="t2"), timeout=TIMEOUT,
+                                    metadata=[("x-request-id", "traced-bad-1")])
+        self.assertEqual(refused.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertEqual(self.access_record("traced-get-1")["book_id"], "traced")
+        self.assertEqual(self.access_record("traced-bad-1")["book_id"], "traced")
 
     def test_a_call_without_traceparent_starts_a_trace(self):
         reply, call = self.stub.PriceChain.with_call(chain_request(3), timeout=TIMEOUT,
