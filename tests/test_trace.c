@@ -116,6 +116,7 @@ typedef struct capture {
   pthread_cond_t changed;
   int blocked; /* export waits while set */
   int fail;
+  int delay_ms; /* each export takes this much longer (a slow collector) */
   int calls;
   gk_span spans[64];
   size_t count;
@@ -128,12 +129,14 @@ static gk_code capture_export(void *user, const gk_span *spans, size_t count, gk
   pthread_cond_broadcast(&c->changed);
   while (c->blocked) pthread_cond_wait(&c->changed, &c->lock);
   for (size_t i = 0; i < count && c->count < 64; i++) c->spans[c->count++] = spans[i];
-  int fail = c->fail;
+  int fail = c->fail, delay_ms = c->delay_ms;
   pthread_mutex_unlock(&c->lock);
+  struct timespec delay = {delay_ms / 1000, (long)(delay_ms % 1000) * 1000000L};
+  if (delay_ms > 0) nanosleep(&delay, NULL);
   return fail ? gk_status_set(status, GK_UNAVAILABLE, NULL, NULL, GK_STATUS_NO_INDEX, "collector down") : GK_OK;
 }
 
-static gk_tracer *capturing_tracer(capture *c, size_t capacity, size_t batch) {
+static gk_tracer *capturing_tracer_within(capture *c, size_t capacity, size_t batch, int64_t shutdown_budget_ns) {
   memset(c, 0, sizeof *c);
   pthread_mutex_init(&c->lock, NULL);
   pthread_cond_init(&c->changed, NULL);
@@ -141,10 +144,15 @@ static gk_tracer *capturing_tracer(capture *c, size_t capacity, size_t batch) {
   o.queue_capacity = capacity;
   o.batch_max = batch;
   o.batch_delay_ns = 5 * GK_NS_PER_MS;
+  o.shutdown_budget_ns = shutdown_budget_ns;
   o.exporter = (gk_span_exporter){capture_export, NULL, c};
   gk_tracer *t = NULL;
   assert_int_equal(gk_tracer_create(&o, &t, NULL), GK_OK);
   return t;
+}
+
+static gk_tracer *capturing_tracer(capture *c, size_t capacity, size_t batch) {
+  return capturing_tracer_within(c, capacity, batch, gk_tracer_options_default().shutdown_budget_ns);
 }
 
 static void end_one(gk_tracer *t, const gk_trace_context *parent) {
@@ -201,8 +209,9 @@ static void *destroy_tracer(void *arg) {
 /* One span taken by the export thread and blocked in the exporter, 40 more
  * queued (10 batches of 4), then shutdown begun on another thread while the
  * exporter is still blocked; the caller unblocks it and joins `thread`. */
-static gk_tracer *queue_behind_a_blocked_export_and_stop(capture *c, destroyer *d, pthread_t *thread) {
-  gk_tracer *t = capturing_tracer(c, 64, 4);
+static gk_tracer *queue_behind_a_blocked_export_and_stop_within(capture *c, destroyer *d, pthread_t *thread,
+                                                                 int64_t shutdown_budget_ns) {
+  gk_tracer *t = capturing_tracer_within(c, 64, 4, shutdown_budget_ns);
   gk_trace_context root;
   assert_int_equal(parse(spec_example, &root), GK_OK);
   pthread_mutex_lock(&c->lock);
@@ -218,6 +227,32 @@ static gk_tracer *queue_behind_a_blocked_export_and_stop(capture *c, destroyer *
   struct timespec pause = {0, 50 * 1000 * 1000};
   nanosleep(&pause, NULL);
   return t;
+}
+
+static gk_tracer *queue_behind_a_blocked_export_and_stop(capture *c, destroyer *d, pthread_t *thread) {
+  return queue_behind_a_blocked_export_and_stop_within(c, d, thread, gk_tracer_options_default().shutdown_budget_ns);
+}
+
+/* A slow collector (each answer just inside the timeout) held greeksd's stop
+ * for 4-5 exporter timeouts, one round per batch, past a supervisor's stop
+ * timeout sized as operations.md says (found in review). Shutdown starts no
+ * round that would pass its budget: with a 300 ms budget and an export of
+ * 250 ms in flight at the stop, the 40 queued spans are dropped at once. */
+static void test_a_slow_collector_keeps_shutdown_within_its_budget(void **state) {
+  (void)state;
+  capture c;
+  destroyer d;
+  pthread_t thread;
+  queue_behind_a_blocked_export_and_stop_within(&c, &d, &thread, 300 * GK_NS_PER_MS);
+  pthread_mutex_lock(&c.lock);
+  c.delay_ms = 200;
+  c.blocked = 0;
+  pthread_cond_broadcast(&c.changed);
+  pthread_mutex_unlock(&c.lock);
+  pthread_join(thread, NULL);
+  assert_int_equal(c.calls, 1);
+  assert_int_equal(d.final.exported, 1);
+  assert_int_equal(d.final.dropped_at_shutdown, 40);
 }
 
 /* Shutdown exports the whole queue, batch after batch, when the collector
@@ -505,6 +540,7 @@ int main(void) {
       cmocka_unit_test(test_a_failing_exporter_counts_its_spans_dropped),
       cmocka_unit_test(test_shutdown_exports_every_queued_span),
       cmocka_unit_test(test_shutdown_after_a_failed_export_drops_the_queue_at_once),
+      cmocka_unit_test(test_a_slow_collector_keeps_shutdown_within_its_budget),
       cmocka_unit_test(test_unsampled_or_exporterless_spans_are_not_recorded),
       cmocka_unit_test(test_an_agent_span_is_the_child_of_the_sender_and_the_parent_of_the_work),
       cmocka_unit_test(test_json_escaping_follows_rfc_8259),

@@ -1025,6 +1025,7 @@ static int start_tracer(greeksd_server *s, char *error, size_t size) {
   o.sample_ratio = s->config.trace_sample_ratio;
   o.queue_capacity = s->config.trace_queue_spans;
   if (o.batch_max > o.queue_capacity) o.batch_max = o.queue_capacity;
+  o.shutdown_budget_ns = (int64_t)s->config.otlp_timeout_ms * GK_NS_PER_MS; /* operations.md's stop-timeout sizing */
   gk_status status;
   if (s->config.otlp_endpoint[0] != '\0') {
     gk_otlp_options otlp = {.endpoint = s->config.otlp_endpoint, .service_name = "greeksd",

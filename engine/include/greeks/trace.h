@@ -158,6 +158,11 @@ typedef struct gk_tracer_options {
   size_t queue_capacity;     /* finished spans waiting; 1..2^20 */
   size_t batch_max;          /* spans per export; 1..queue_capacity */
   int64_t batch_delay_ns;    /* a batch goes out at least this often while spans wait; > 0 */
+  /* At shutdown, what is queued is exported for at most about this long
+   * from the stop: a round starts only while the time since the stop and the
+   * last round's duration fit in it (a first round after no export at all
+   * always runs); 0: at most that one. */
+  int64_t shutdown_budget_ns;
   gk_span_exporter exporter; /* export_spans NULL: nothing recorded (ids still made) */
 } gk_tracer_options;
 
@@ -172,8 +177,9 @@ gk_code gk_tracer_create(const gk_tracer_options *options, gk_tracer **tracer, g
 typedef struct gk_tracer_counters gk_tracer_counters;
 
 /* Exports what is queued (batch after batch, each bounded by the exporter's
- * timeout, until the queue is empty or an export fails: the rest is then
- * dropped_at_shutdown), stops the thread, destroys the exporter, frees. When `final` is not NULL it
+ * timeout, until the queue is empty, an export fails or the next round would
+ * pass shutdown_budget_ns: the rest is then dropped_at_shutdown), stops the
+ * thread, destroys the exporter, frees. When `final` is not NULL it
  * gets the counters after that last round. NULL tracer: a no-op (final zeroed). */
 void gk_tracer_destroy(gk_tracer *tracer, gk_tracer_counters *final);
 
@@ -182,7 +188,7 @@ struct gk_tracer_counters {
   uint64_t exported;              /* spans the exporter accepted */
   uint64_t dropped_queue_full;    /* ended while the queue was full */
   uint64_t dropped_export_failed; /* in a batch the exporter failed (collector down, slow, refused) */
-  uint64_t dropped_at_shutdown;   /* queued at shutdown after an export failed */
+  uint64_t dropped_at_shutdown;   /* queued at shutdown after an export failed or past the budget */
   uint64_t export_failures;       /* failed export calls */
   uint64_t queued;                /* waiting now */
 };
