@@ -209,12 +209,40 @@ static void log_tls_mode_kept(const greeksd_config *live, const char *wanted) {
 }
 
 /* Every error on one line ("; "-separated), for the log record's error field. */
+/* Bytes a log line spends on text once escaped (the JSON sink's worst
+ * case: a control byte as \u00XX, a byte that is not UTF-8 as \ufffd, a
+ * quote or a backslash as two). */
+static size_t escaped_cost(const char *text, size_t n) {
+  size_t cost = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char b = (unsigned char)text[i];
+    cost += b < 0x20 || b == 0x7f || b >= 0x80 ? 6 : b == '"' || b == '\\' ? 2 : 1;
+  }
+  return cost;
+}
+
+/* The errors on one line, '; ' between them, each whole: as many as fit in
+ * ONE_LINE_BUDGET bytes once escaped, then "(N more errors than fit here)".
+ * The 8 KiB text fit, but its escaping could pass the log line's 16 KiB and
+ * cut the record mid-error, the count lost (found in review). */
+#define ONE_LINE_BUDGET 7000
 static void one_line(const greeksd_errors *errors, char *out, size_t size) {
-  snprintf(out, size, "%s", errors->text);
-  size_t n = strlen(out);
-  while (n > 0 && out[n - 1] == '\n') out[--n] = '\0';
-  for (char *p = out; (p = strchr(p, '\n')) != NULL;) *p = ';';
-  int left_out = errors->count - errors->shown;
+  size_t n = 0, cost = 0;
+  int kept = 0, lines = 0;
+  out[0] = '\0';
+  for (const char *line = errors->text; *line != '\0';) {
+    size_t length = strcspn(line, "\n");
+    if (length > 0) {
+      lines++;
+      size_t line_cost = escaped_cost(line, length) + 2;
+      if (cost + line_cost <= ONE_LINE_BUDGET && n + length + 3 < size) {
+        n += (size_t)snprintf(out + n, size - n, "%s%.*s", n ? "; " : "", (int)length, line);
+        cost += line_cost, kept++;
+      }
+    }
+    line += length + (line[length] == '\n');
+  }
+  int left_out = errors->count - errors->shown + (lines - kept);
   if (left_out > 0)
     snprintf(out + n, size - n, "%s(%d more error%s than fit here)", n ? "; " : "", left_out, left_out == 1 ? "" : "s");
 }

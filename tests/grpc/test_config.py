@@ -413,6 +413,23 @@ class Reload(unittest.TestCase):
         self.assertEqual(self.price("alpha-2").count, 1)  # calls still work, old tokens still in force
         metrics = http_json(self.metrics_port, "/metrics")
         self.assertRegex(metrics, r'greeks_config_reloads_total\{result="rejected"\} [1-9]')
+        # Errors whose escaping grows them (control bytes: six bytes each in
+        # JSON) are left out whole and counted, however long the list: they
+        # fit the 8 KiB text but passed the 16 KiB log line once escaped, and
+        # the record ended mid-key with its count lost (found in review).
+        rejected_before = self.server.stderr().count("rejected")
+        keys = "".join('"k%02d%s": 1\n' % (i, "\\x01" * 100) for i in range(60))
+        write(self.cfg, self.config_text(keys))
+        self.server.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5 * SLOWDOWN
+        while self.server.stderr().count("rejected") == rejected_before:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        line = [json.loads(l) for l in self.server.stderr().splitlines() if "rejected" in l][-1]
+        self.assertIn("rejected: 60 errors", line["message"])
+        shown = line["error"].count(": unknown key")
+        self.assertRegex(line["error"], r"\(%d more errors than fit here\)$" % (60 - shown))
+        self.assertGreater(shown, 0)
         write(self.cfg, self.config_text())
         self.reload()
 
