@@ -1458,17 +1458,27 @@ static double first_touch_integral(const contract *c) {
  * prices a lower bound; a solve it kept priced the put S 100.8, K 100, T
  * 84.3, r 0.0174, q -0.287, sigma 0.497 4.9e-6 x K below R(T), the value of
  * exercising at the first touch of B* by expiry, which no American price
- * can be below, with theta +6e-5 (found in review). The price is now at
- * least R(T) there (adr/0065). Reference: R(T) by a numerical integral of
- * the first-passage density (written here). Every ISA, both levels, the
- * review's puts and their calls: at least R(T) - 1e-9 x K, at most the
- * perpetual's + 1e-12 x K, theta not above 1e-9 x K. */
+ * can be below, with theta +6e-5; past the levels' reach the vector solves
+ * priced the call S 259.9, K 100, T 29.8, r 0.41, q 0.28, sigma 1.75 (sigma
+ * sqrt(T) 9.6) 7.3e-8 x K below it (found in review). The price is now at
+ * least R(T) past the reach (adr/0065, decision 4). Reference: R(T) by a
+ * numerical integral of the first-passage density (written here). Every
+ * ISA, both levels, the review's contracts as puts and calls, with every
+ * Greek and price alone: at least R(T) - 1e-9 x K, at most the perpetual's
+ * + 1e-12 x K, theta not above 1e-9 x K. */
 static void test_the_bracket_is_not_below_the_first_touch_value(void **state) {
   (void)state;
   const contract puts[] = {{111.65503154644395, 100, 85.20097579334796, 0.07997710131852927, -0.30041558592871115,
                             0.4918883432535476, GK_PUT, 0},
                            {100.80703804991268, 100, 84.31246505209518, 0.017399857040104893, -0.2873456650397951,
-                            0.49732202440456874, GK_PUT, 0}};
+                            0.49732202440456874, GK_PUT, 0},
+                           /* the put forms of the review's calls */
+                           {100, 259.92891573642407, 29.830110433056156, 0.28131052169541892, 0.40958392113436742,
+                            1.7545199508369715, GK_PUT, 0},
+                           {100, 204.05, 88.0, 0.160, 0.194, 0.535, GK_PUT, 0},
+                           /* a vector solve past the reach 9.6e-9 x K below R(T) (sigma sqrt(T) 7.6) */
+                           {100, 245.69707283084145, 20.496057910144355, 0.43467050198683077, 0.4413926282391849,
+                            1.6774424729763728, GK_PUT, 0}};
   enum { PUTS = sizeof puts / sizeof puts[0], N = 2 * PUTS };
   contract c[N];
   puts_and_their_calls(puts, PUTS, c);
@@ -1477,14 +1487,17 @@ static void test_the_bracket_is_not_below_the_first_touch_value(void **state) {
   for (int isa = 0; isa < GK_ISA_COUNT; isa++)
     for (int level = 0; level < GK_ALO_LEVEL_COUNT; level++) {
       if (!gk_isa_supported((gk_isa)isa)) continue;
-      owned_batch b;
+      owned_batch b, alone;
       price_batch_level((gk_isa)isa, GK_MODEL_BSM, (gk_alo_level)level, c, N, GK_OUT_ALL, &b);
+      price_batch_level((gk_isa)isa, GK_MODEL_BSM, (gk_alo_level)level, c, N, GK_OUT_PRICE, &alone);
       for (size_t i = 0; i < N; i++)
-        if (b.error[i] != 0 || !(b.price[i] >= floor[i] - 1e-9 * c[i].K) ||
+        if (b.error[i] != 0 || !(b.price[i] >= floor[i] - 1e-9 * c[i].K) || !(alone.price[i] >= floor[i] - 1e-9 * c[i].K) ||
             !(b.price[i] <= perpetual_of(&c[i]) + 1e-12 * c[i].K) || !(b.theta[i] <= 1e-9 * c[i].K))
-          fail_msg("%s level %d row %zu: price %.12g, R(T) %.12g, perpetual %.12g, theta %.3g",
-                   gk_isa_name((gk_isa)isa), level, i, b.price[i], floor[i], perpetual_of(&c[i]), b.theta[i]);
+          fail_msg("%s level %d row %zu: price %.12g (alone %.12g), R(T) %.12g, perpetual %.12g, theta %.3g",
+                   gk_isa_name((gk_isa)isa), level, i, b.price[i], alone.price[i], floor[i], perpetual_of(&c[i]),
+                   b.theta[i]);
       owned_batch_free(&b);
+      owned_batch_free(&alone);
     }
 }
 

@@ -1328,8 +1328,19 @@ static double first_touch_by_expiry(const gk_american_option *o) {
   return isfinite(value) && value > 0.0 ? value : 0.0;
 }
 
+/* Where R(T) floors alo's price: past the levels' reach (the bracket's
+ * elements among them), on the wide and the long fast schemes. There the
+ * solves missed it by up to 1.3e-7 x K at sigma sqrt(T) ~ 10 (found in
+ * review); within the reach they hold their levels' accuracy and the floor
+ * is not spent. */
+static int floored_at_first_touch(const gk_american_option *o) { return gk_alo_past_levels_reach(o) || bracketed(o); }
+
+double gk_alo_first_touch_floor(const gk_american_option *o) {
+  return floored_at_first_touch(o) ? first_touch_by_expiry(o) : 0.0;
+}
+
 int gk_alo_within_bracket_bounds(const gk_american_option *o, double price) {
-  return !bracketed(o) ||
+  return !floored_at_first_touch(o) ||
          (gk_alo_within_bounds(o, price) && price >= first_touch_by_expiry(o) - GK_ALO_FLOOR_SLACK * o->K);
 }
 
@@ -1352,6 +1363,7 @@ double gk_alo_price_scheme(const gk_american_option *o, const gk_alo_scheme *sch
   double price = alo_price_unbounded(o, scheme), floor, cap;
   if (o->T == 0.0 || o->sigma * sqrt(o->T) < GK_AMERICAN_TINY_STDDEV) return price; /* the limits' own */
   alo_bounds(o, &floor, &cap);
+  floor = fmax(floor, gk_alo_first_touch_floor(o));
   return fmin(fmax(price, floor), cap);
 }
 
@@ -1419,8 +1431,8 @@ double gk_alo_price_level(const gk_american_option *o, gk_alo_level level) {
   alo_bounds(o, &floor, &cap); /* o's: `as` may be shorter */
   /* past the wide scheme's lines the bracket's price is a lower bound; so
    * is R(T), which can be the closer one (a solve the bracket kept priced
-   * 4.9e-6 x K below it: found in review) */
-  if (bracketed(o)) floor = fmax(floor, first_touch_by_expiry(o));
+   * 4.9e-6 x K below it: found in review); past the reach too */
+  floor = fmax(floor, gk_alo_first_touch_floor(o));
   return fmin(fmax(price, floor), cap);
 }
 

@@ -90,6 +90,7 @@ typedef struct alov_grid {
 typedef struct alov_plan {
   const gk_alo_scheme *scheme;
   gk_alo_level level;
+  int past_reach; /* the plan past the levels' reach: its prices are floored at R(T) (gk_alo_first_touch_floor) */
   alov_grid fine, coarse;
   int has_coarse;
   const double *price_basis; /* T_k(2 sin_j^2 - 1) of the price rule at price_basis[j * ALOV_STRIDE + k] */
@@ -198,6 +199,7 @@ static void alov_build_plans(void) {
                                                   plans->price_basis[reach][level])
                                        ? 1
                                        : -1;
+      plans->plan[reach][level].past_reach = reach == ALOV_PAST_REACH;
     }
 }
 
@@ -1159,6 +1161,17 @@ static vdouble alov_price(const alov_plan *p, const av_option *o, alov_value *gr
     finite = m_and(finite, v_le(v_abs(all), v_set1(DBL_MAX)));
   }
   scalar |= ~m_bits(finite) & ((1u << VLANES) - 1u);
+  if (p->past_reach) { /* below R(T) there: the scalar element path floors it (adr/0065, decision 4) */
+    double lane_price[VLANES], S[VLANES], K[VLANES], T[VLANES], r[VLANES], b[VLANES], s[VLANES], w[VLANES];
+    v_store(lane_price, value.price, VLANES), v_store(S, o->S, VLANES), v_store(K, o->K, VLANES);
+    v_store(T, o->T, VLANES), v_store(r, o->r, VLANES), v_store(b, o->b, VLANES);
+    v_store(s, o->sigma, VLANES), v_store(w, o->omega, VLANES);
+    for (int k = 0; k < VLANES; k++) {
+      gk_american_option lane = {S[k], K[k], T[k], r[k], b[k], s[k], w[k]};
+      if (!(scalar >> k & 1u) && !(lane_price[k] >= gk_alo_first_touch_floor(&lane) - GK_ALO_FLOOR_SLACK * K[k]))
+        scalar |= 1u << k;
+    }
+  }
   if (scalar_lanes) *scalar_lanes = scalar;
   if (!scalar) return price;
   double out[VLANES], S[VLANES], K[VLANES], T[VLANES], r[VLANES], b[VLANES], s[VLANES], w[VLANES];

@@ -140,13 +140,16 @@ const gk_alo_scheme *gk_alo_scheme_of(gk_alo_level level);
  * (the put form's, r > 0). alo's prices are clamped to them; a solve outside
  * them gives its Greeks by bumps of the clamped price. */
 int gk_alo_within_bounds(const gk_american_option *o, double price);
-/* For an element the bracket prices (past the wide scheme's lines,
- * gk_alo_priced_as): gk_alo_within_bounds, and not below R(T), the value of
- * exercising at the first touch of the perpetual boundary by expiry
- * (adr/0065), to which its price is raised where that is the closer lower
- * bound. 1 for any other element: its solve's bounds are its own
+/* For an element past the levels' reach (the bracket's elements among
+ * them, gk_alo_priced_as): gk_alo_within_bounds, and not below R(T), the
+ * value of exercising at the first touch of the perpetual boundary by
+ * expiry (adr/0065), to which its price is raised where that is the closer
+ * lower bound. 1 for any other element: its solve's bounds are its own
  * (gk_alo_price_greeks checks them). */
 int gk_alo_within_bracket_bounds(const gk_american_option *o, double price);
+/* R(T) where it floors alo's price (past the levels' reach, the bracket's
+ * elements among them: adr/0065, decision 4), else 0. */
+double gk_alo_first_touch_floor(const gk_american_option *o);
 
 int gk_alo_beyond_carry(const gk_american_option *o);
 int gk_alo_beyond_carry_at(gk_model model, const gk_option_batch *in, size_t i);
