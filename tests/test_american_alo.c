@@ -40,6 +40,7 @@
 #include <cmocka.h>
 
 #include "greeks/american.h"
+#include "greeks/american_iv.h"
 #include "greeks/bsm.h"
 #include "support/american_reference.h"
 #include "support/test_support.h"
@@ -1842,7 +1843,9 @@ typedef struct small_stack_run {
   gk_isa isa;
   gk_american_method method;
   owned_batch b;
-  gk_rc rc;
+  gk_rc rc, iv_rc;
+  double vol[16];
+  uint8_t iv_error[16];
 } small_stack_run;
 
 static const contract every_path[] = {
@@ -1864,6 +1867,12 @@ static void *price_every_path(void *arg) {
   gk_option_batch in = owned_batch_inputs(&run->b);
   gk_greeks_batch out = owned_batch_outputs(&run->b);
   run->rc = gk_american_price_batch_on(run->isa, GK_MODEL_BSM, run->method, &in, GK_OUT_ALL, &out, NULL);
+  /* and the vols back from those prices: the implied-vol solver's frames
+   * sit on top of the pricing ones (found in review) */
+  gk_iv_batch iv = {EVERY_PATH, run->b.spot, run->b.strike, run->b.expiry, run->b.rate, run->b.yield,
+                    run->b.price, run->b.type};
+  run->iv_rc = gk_american_implied_vol_batch_on(run->isa, GK_MODEL_BSM, run->method, &iv, run->vol, run->iv_error,
+                                                NULL, NULL);
   return NULL;
 }
 
@@ -1872,8 +1881,9 @@ static void *price_every_path(void *arg) {
  * stack under ~800 KiB (pthread_create EINVAL; found in review), and one
  * that could was left little for its own frames. It is on the heap now
  * (adr/0066): a thread with a 160 KiB stack prices every method on every
- * ISA, every path a price can take, bit for bit as this thread does. Not
- * under the sanitizers, whose frames are larger. */
+ * ISA, every path a price can take, and solves their implied vols, bit for
+ * bit as this thread does. Not under the sanitizers, whose frames are
+ * larger. */
 static void test_a_thread_with_a_small_stack_prices_every_method(void **state) {
   (void)state;
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -1892,6 +1902,12 @@ static void test_a_thread_with_a_small_stack_prices_every_method(void **state) {
       assert_int_equal(pthread_join(thread, NULL), 0);
       assert_int_equal(here.rc, GK_RC_OK);
       assert_int_equal(there.rc, GK_RC_OK);
+      assert_int_equal(here.iv_rc, GK_RC_OK);
+      assert_int_equal(there.iv_rc, GK_RC_OK);
+      if (memcmp(here.vol, there.vol, EVERY_PATH * sizeof(double)) != 0 ||
+          memcmp(here.iv_error, there.iv_error, EVERY_PATH) != 0)
+        fail_msg("%s %s: implied vols differ on the small-stack thread", gk_isa_name((gk_isa)isa),
+                 gk_american_method_name((gk_american_method)m));
       double *a[7] = {here.b.price, here.b.delta, here.b.gamma, here.b.vega, here.b.theta, here.b.rho, here.b.phi};
       double *b[7] = {there.b.price, there.b.delta, there.b.gamma, there.b.vega, there.b.theta, there.b.rho,
                       there.b.phi};

@@ -27,9 +27,11 @@
  * price American options pays for; the American kernels allocate their
  * working memory (~0.6 MiB) on the heap at a thread's first call
  * (greeks/american.h, "Memory"), so any thread stack the program's own
- * frames fit in will do (the kernels' deepest frames take between 64 and
- * 96 KiB: every American method on every ISA ran in a thread with a 96 KiB
- * stack, not in one with 64; the tests use 160 KiB). Until adr/0066 it was 770 KiB of static TLS in
+ * frames fit in will do, with room for the kernels' deepest frames: between
+ * 64 and 96 KiB to price (every American method on every ISA ran in a
+ * thread with a 96 KiB stack, not in one with 64), ~120 KiB for the
+ * American implied vols (their solver's chunk sits on top: found in
+ * review); the tests use 160 KiB. Until adr/0066 it was 770 KiB of static TLS in
  * every thread, taken from each thread's stack.
  */
 #ifndef GREEKS_BSM_H
