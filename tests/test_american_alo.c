@@ -1836,6 +1836,7 @@ static void test_an_idle_thread_does_not_pay_for_the_alo_plans(void **state) {
 #endif
 }
 
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) /* its test skips under them */
 /* Contracts for every path a price can take (the levels, past their reach,
  * the wide scheme's bracket, the tree's two-boundary strip, the perpetual
  * limit), priced by `method` on `isa` into b (every output). */
@@ -1875,6 +1876,8 @@ static void *price_every_path(void *arg) {
                                                 NULL, NULL);
   return NULL;
 }
+
+#endif
 
 /* The kernels' working memory took ~790 KiB of every thread's stack as
  * static TLS, so a program linking them could not create a thread with a
@@ -1925,11 +1928,7 @@ static void test_a_thread_with_a_small_stack_prices_every_method(void **state) {
 #endif
 }
 
-/* A thread whose working memory cannot be allocated gets GK_RC_OUT_OF_MEMORY
- * from the batch call, its outputs untouched, and no crash: a child process
- * caps its address space (RLIMIT_AS) from a thread that has not priced yet,
- * and takes every free chunk of its heap, then asks for a price. Not under
- * the sanitizers, which reserve terabytes. */
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 static double out_of_memory_price = -1.0;
 static gk_rc out_of_memory_rc = GK_RC_OK;
 
@@ -1938,8 +1937,10 @@ static void *price_under_a_cap(void *unused) {
   struct rlimit cap = {0, 0};
   FILE *f = fopen("/proc/self/statm", "r");
   unsigned long pages = 0;
-  if (f == NULL || fscanf(f, "%lu", &pages) != 1) return NULL;
+  if (f == NULL) return NULL;
+  int read = fscanf(f, "%lu", &pages);
   fclose(f);
+  if (read != 1) return NULL;
   cap.rlim_cur = cap.rlim_max = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + 64 * 1024;
   if (setrlimit(RLIMIT_AS, &cap) != 0) return NULL;
   while (malloc(4096) != NULL) { /* the heap's free chunks too (the child exits) */
@@ -1953,6 +1954,13 @@ static void *price_under_a_cap(void *unused) {
   return NULL;
 }
 
+#endif
+
+/* A thread whose working memory cannot be allocated gets GK_RC_OUT_OF_MEMORY
+ * from the batch call, its outputs untouched, and no crash: a child process
+ * caps its address space (RLIMIT_AS) from a thread that has not priced yet,
+ * and takes every free chunk of its heap, then asks for a price. Not under
+ * the sanitizers, which reserve terabytes. */
 static void test_no_working_memory_is_out_of_memory(void **state) {
   (void)state;
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
