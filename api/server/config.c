@@ -178,6 +178,8 @@ void greeksd_errors_add(greeksd_errors *e, const char *format, ...) {
   /* whole or not at all: a reload's record ended mid-key with no word of the
    * errors after it (found in review); the readers say how many are left out */
   if (n < 0 || e->length + (size_t)n + 2 > sizeof e->text) return;
+  for (int i = 0; i < n; i++) /* one error, one line: a key holding a newline split one in two (found in review) */
+    if (line[i] == '\n' || line[i] == '\r') line[i] = ' ';
   memcpy(e->text + e->length, line, (size_t)n);
   e->length += (size_t)n;
   e->text[e->length++] = '\n';

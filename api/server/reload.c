@@ -221,21 +221,24 @@ static size_t escaped_cost(const char *text, size_t n) {
   return cost;
 }
 
-/* The errors on one line, '; ' between them, each whole: as many as fit in
- * ONE_LINE_BUDGET bytes once escaped, then "(N more errors than fit here)".
- * The 8 KiB text fit, but its escaping could pass the log line's 16 KiB and
- * cut the record mid-error, the count lost (found in review). */
+/* The errors on one line, '; ' between them, each whole and in file order:
+ * as many as fit in ONE_LINE_BUDGET bytes once escaped, then "(N more
+ * errors than fit here)", the list's tail as --check-config leaves out. The
+ * 8 KiB text fit, but its escaping could pass the log line's 16 KiB and cut
+ * the record mid-error, the count lost (found in review). Each error is one
+ * line of errors->text (greeksd_errors_add). */
 #define ONE_LINE_BUDGET 7000
 static void one_line(const greeksd_errors *errors, char *out, size_t size) {
   size_t n = 0, cost = 0;
-  int kept = 0, lines = 0;
+  int kept = 0, lines = 0, full = 0;
   out[0] = '\0';
   for (const char *line = errors->text; *line != '\0';) {
     size_t length = strcspn(line, "\n");
     if (length > 0) {
       lines++;
       size_t line_cost = escaped_cost(line, length) + 2;
-      if (cost + line_cost <= ONE_LINE_BUDGET && n + length + 3 < size) {
+      full = full || cost + line_cost > ONE_LINE_BUDGET || n + length + 3 >= size;
+      if (!full) {
         n += (size_t)snprintf(out + n, size - n, "%s%.*s", n ? "; " : "", (int)length, line);
         cost += line_cost, kept++;
       }

@@ -430,6 +430,24 @@ class Reload(unittest.TestCase):
         shown = line["error"].count(": unknown key")
         self.assertRegex(line["error"], r"\(%d more errors than fit here\)$" % (60 - shown))
         self.assertGreater(shown, 0)
+        # the list's head in file order, as --check-config keeps it: a short
+        # error after a long one that did not fit was kept, and a key holding
+        # a newline was cut in two (found in review)
+        self.assertEqual(re.findall(r"k(\d\d)", line["error"]), ["%02d" % i for i in range(shown)])
+        rejected_before = self.server.stderr().count("rejected")
+        keys = '"k00ab\\n%s": 1\n' % ("\\x01" * 10)
+        keys += "".join('"k%02d%s": 1\n' % (i, "\\x01" * 250) for i in range(1, 15)) + '"k15short": 1\n'
+        write(self.cfg, self.config_text(keys))
+        self.server.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5 * SLOWDOWN
+        while self.server.stderr().count("rejected") == rejected_before:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        line = [json.loads(l) for l in self.server.stderr().splitlines() if "rejected" in l][-1]
+        shown = line["error"].count(": unknown key")
+        self.assertLess(shown, 16)  # some left out: the short last one too
+        self.assertEqual(len(line["error"].split("; ")), shown + 1, line["error"][-400:])
+        self.assertEqual(re.findall(r"k(\d\d)", line["error"]), ["%02d" % i for i in range(shown)])
         write(self.cfg, self.config_text())
         self.reload()
 
