@@ -1339,9 +1339,11 @@ double gk_alo_first_touch_floor(const gk_american_option *o) {
   return floored_at_first_touch(o) ? first_touch_by_expiry(o) : 0.0;
 }
 
-int gk_alo_within_bracket_bounds(const gk_american_option *o, double price) {
+double gk_alo_first_touch_slack(gk_alo_level level) { return level == GK_ALO_FAST ? 1e-7 : 1e-8; }
+
+int gk_alo_within_bracket_bounds(const gk_american_option *o, gk_alo_level level, double price) {
   return !floored_at_first_touch(o) ||
-         (gk_alo_within_bounds(o, price) && price >= first_touch_by_expiry(o) - GK_ALO_FLOOR_SLACK * o->K);
+         (gk_alo_within_bounds(o, price) && price >= first_touch_by_expiry(o) - gk_alo_first_touch_slack(level) * o->K);
 }
 
 /* The bounds every American price lies in (GK_ALO_FLOOR_SLACK): at least

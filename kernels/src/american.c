@@ -362,13 +362,14 @@ void gk_alo_price_element(gk_model model, gk_alo_level level, const gk_option_ba
   /* gk_alo_price_greeks checks the bounds of the option it solves; where the
    * bracket prices o (perhaps on a shorter life), o's, with R(T) below */
   if (!(outputs & ~(unsigned)GK_OUT_PRICE) || !gk_alo_price_greeks(&as, gk_alo_scheme_for(&o, level), &g) ||
-      !gk_alo_within_bracket_bounds(&o, g.price)) {
+      !gk_alo_within_bracket_bounds(&o, level, g.price)) {
     if ((outputs & ~(unsigned)GK_OUT_PRICE) && gk_alo_held_at_perpetual(&o, level, &g))
       store_greeks(model, &g, i, outputs, out); /* bumps of a clamped price are not Greeks */
     else
       gk_american_price_element(model, GK_AMERICAN_ALO, pricer, in, i, outputs, out);
     return;
   }
+  g.price = fmax(g.price, gk_alo_first_touch_floor(&o)); /* within the slack of R(T): floored, its own Greeks */
   store_greeks(model, &g, i, outputs, out);
 }
 

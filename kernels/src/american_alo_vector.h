@@ -1161,16 +1161,21 @@ static vdouble alov_price(const alov_plan *p, const av_option *o, alov_value *gr
     finite = m_and(finite, v_le(v_abs(all), v_set1(DBL_MAX)));
   }
   scalar |= ~m_bits(finite) & ((1u << VLANES) - 1u);
-  if (p->past_reach) { /* below R(T) there: the scalar element path floors it (adr/0065, decision 4) */
-    double lane_price[VLANES], S[VLANES], K[VLANES], T[VLANES], r[VLANES], b[VLANES], s[VLANES], w[VLANES];
+  if (p->past_reach) { /* R(T) floors the price there (adr/0065, decision 4): a solve below it by more than
+                          the level's slack gets the scalar element path, which floors it with bumped Greeks */
+    double lane_price[VLANES], floor_at[VLANES], S[VLANES], K[VLANES], T[VLANES], r[VLANES], b[VLANES], s[VLANES],
+        w[VLANES];
     v_store(lane_price, value.price, VLANES), v_store(S, o->S, VLANES), v_store(K, o->K, VLANES);
     v_store(T, o->T, VLANES), v_store(r, o->r, VLANES), v_store(b, o->b, VLANES);
     v_store(s, o->sigma, VLANES), v_store(w, o->omega, VLANES);
     for (int k = 0; k < VLANES; k++) {
       gk_american_option lane = {S[k], K[k], T[k], r[k], b[k], s[k], w[k]};
-      if (!(scalar >> k & 1u) && !(lane_price[k] >= gk_alo_first_touch_floor(&lane) - GK_ALO_FLOOR_SLACK * K[k]))
+      floor_at[k] = gk_alo_first_touch_floor(&lane);
+      if (!(scalar >> k & 1u) && !(lane_price[k] >= floor_at[k] - gk_alo_first_touch_slack(p->level) * K[k]))
         scalar |= 1u << k;
     }
+    price = v_max(price, v_load(floor_at, VLANES));
+    if (greeks) greeks->price = price;
   }
   if (scalar_lanes) *scalar_lanes = scalar;
   if (!scalar) return price;

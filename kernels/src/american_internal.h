@@ -143,13 +143,19 @@ int gk_alo_within_bounds(const gk_american_option *o, double price);
 /* For an element past the levels' reach (the bracket's elements among
  * them, gk_alo_priced_as): gk_alo_within_bounds, and not below R(T), the
  * value of exercising at the first touch of the perpetual boundary by
- * expiry (adr/0065), to which its price is raised where that is the closer
- * lower bound. 1 for any other element: its solve's bounds are its own
- * (gk_alo_price_greeks checks them). */
-int gk_alo_within_bracket_bounds(const gk_american_option *o, double price);
+ * expiry (adr/0065), by more than gk_alo_first_touch_slack(level); its price
+ * is then raised to R(T) where that is the closer lower bound. 1 for any
+ * other element: its solve's bounds are its own (gk_alo_price_greeks checks
+ * them). */
+int gk_alo_within_bracket_bounds(const gk_american_option *o, gk_alo_level level, double price);
 /* R(T) where it floors alo's price (past the levels' reach, the bracket's
  * elements among them: adr/0065, decision 4), else 0. */
 double gk_alo_first_touch_floor(const gk_american_option *o);
+/* x K: how far below R(T) a level's solve may be and keep its own Greeks
+ * (the price floored): the level's accuracy there (1e-8 accurate, 1e-7
+ * fast). At 1e-9 the vector kernels sent so many lanes of the past-reach
+ * bench to the scalar path that it ran 18-46% slower. */
+double gk_alo_first_touch_slack(gk_alo_level level);
 
 int gk_alo_beyond_carry(const gk_american_option *o);
 int gk_alo_beyond_carry_at(gk_model model, const gk_option_batch *in, size_t i);
