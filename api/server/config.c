@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "greeks/otlp.h"
 #include "greeks/event_store.h"
 #include "greeks/files.h"
 #include "greeks/pool.h"
@@ -626,18 +627,7 @@ void greeksd_redact_store(const char *v, char *out, size_t size) {
   out[o < size ? o : size - 1] = '\0';
 }
 
-void greeksd_redact_url(const char *url, char *out, size_t size) {
-  if (size == 0) return;
-  const char *authority = strstr(url, "://");
-  authority = authority ? authority + 3 : url;
-  size_t end = strcspn(authority, "/?#");
-  const char *at = NULL;
-  for (size_t i = 0; i < end; i++)
-    if (authority[i] == '@') at = authority + i;
-  int n = at == NULL ? snprintf(out, size, "%s", url)
-                     : snprintf(out, size, "%.*sREDACTED%s", (int)(authority - url), url, at);
-  if (n < 0) out[0] = '\0'; /* a longer url is cut: it is only shown */
-}
+void greeksd_redact_url(const char *url, char *out, size_t size) { gk_otlp_url_shown(url, out, size); }
 
 /* The value after "password=" at `at`: spaces kept, the value itself written
  * as REDACTED; returns the index after it. */

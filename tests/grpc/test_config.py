@@ -395,16 +395,20 @@ class Reload(unittest.TestCase):
         self.assertEqual(self.code_of(lambda: self.price("charlie-1"))[0], grpc.StatusCode.UNAUTHENTICATED)
         self.assertEqual(self.server.stderr().count("serving on"), 1)  # never restarted
 
-    def test_3_an_invalid_reload_is_rejected_and_the_old_configuration_keeps_running(self):
-        before = self.version()
-        rejected_before = self.server.stderr().count("rejected")
-        write(self.cfg, self.config_text("limits:\n  max_contracts: -5\nbogus_key: 1\n"))
+    def rejected_after_sighup(self, rejected_before):
+        """SIGHUP, then the rejected reload's record (JSON) once a new one is logged."""
         self.server.proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 5 * SLOWDOWN
         while self.server.stderr().count("rejected") == rejected_before:
             self.assertLess(time.monotonic(), deadline)
             time.sleep(0.05)
-        line = [json.loads(l) for l in self.server.stderr().splitlines() if "rejected" in l][-1]
+        return [json.loads(l) for l in self.server.stderr().splitlines() if "rejected" in l][-1]
+
+    def test_3_an_invalid_reload_is_rejected_and_the_old_configuration_keeps_running(self):
+        before = self.version()
+        rejected_before = self.server.stderr().count("rejected")
+        write(self.cfg, self.config_text("limits:\n  max_contracts: -5\nbogus_key: 1\n"))
+        line = self.rejected_after_sighup(rejected_before)
         self.assertEqual(line["level"], "error")
         self.assertIn("keeping version %d" % before, line["message"])
         self.assertIn("limits.max_contracts: '-5' must be in [1, 67108864]", line["error"])
@@ -420,12 +424,7 @@ class Reload(unittest.TestCase):
         rejected_before = self.server.stderr().count("rejected")
         keys = "".join('"k%02d%s": 1\n' % (i, "\\x01" * 100) for i in range(60))
         write(self.cfg, self.config_text(keys))
-        self.server.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 5 * SLOWDOWN
-        while self.server.stderr().count("rejected") == rejected_before:
-            self.assertLess(time.monotonic(), deadline)
-            time.sleep(0.05)
-        line = [json.loads(l) for l in self.server.stderr().splitlines() if "rejected" in l][-1]
+        line = self.rejected_after_sighup(rejected_before)
         self.assertIn("rejected: 60 errors", line["message"])
         shown = line["error"].count(": unknown key")
         self.assertRegex(line["error"], r"\(%d more errors than fit here\)$" % (60 - shown))
@@ -438,12 +437,7 @@ class Reload(unittest.TestCase):
         keys = '"k00ab\\n%s": 1\n' % ("\\x01" * 10)
         keys += "".join('"k%02d%s": 1\n' % (i, "\\x01" * 250) for i in range(1, 15)) + '"k15short": 1\n'
         write(self.cfg, self.config_text(keys))
-        self.server.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 5 * SLOWDOWN
-        while self.server.stderr().count("rejected") == rejected_before:
-            self.assertLess(time.monotonic(), deadline)
-            time.sleep(0.05)
-        line = [json.loads(l) for l in self.server.stderr().splitlines() if "rejected" in l][-1]
+        line = self.rejected_after_sighup(rejected_before)
         shown = line["error"].count(": unknown key")
         self.assertLess(shown, 16)  # some left out: the short last one too
         self.assertEqual(len(line["error"].split("; ")), shown + 1, line["error"][-400:])

@@ -199,10 +199,10 @@ static void destroy_exporter(void *user) {
   free(e);
 }
 
-/* url with its user information (scheme://USER:PASSWORD@host/...: a
- * collector's Basic credentials) as REDACTED, for messages: export failures
- * wrote a tracing vendor's API key into the log (found in review). */
-static void url_shown(const char *url, char *out, size_t size) {
+/* Export failures wrote a tracing vendor's API key into the log (found in
+ * review): every message shows the endpoint through this. */
+void gk_otlp_url_shown(const char *url, char *out, size_t size) {
+  if (size == 0) return;
   const char *authority = strstr(url, "://");
   authority = authority ? authority + 3 : url;
   size_t end = strcspn(authority, "/?#");
@@ -219,7 +219,7 @@ static gk_code check_options(const gk_otlp_options *o, gk_status *status) {
     return gk_status_set(status, GK_INVALID_ARGUMENT, "endpoint", NULL, GK_STATUS_NO_INDEX, "otlp: an endpoint is required");
   if (strncmp(o->endpoint, "http://", 7) != 0 && strncmp(o->endpoint, "https://", 8) != 0) {
     char shown[1100];
-    url_shown(o->endpoint, shown, sizeof shown);
+    gk_otlp_url_shown(o->endpoint, shown, sizeof shown);
     return gk_status_set(status, GK_INVALID_ARGUMENT, "endpoint", shown, GK_STATUS_NO_INDEX,
                          "otlp: the endpoint '%.200s' must start with http:// or https://", shown);
   }
@@ -255,7 +255,7 @@ gk_code gk_otlp_exporter_create(const gk_otlp_options *o, gk_span_exporter *out,
     return gk_status_set(status, GK_RESOURCE_EXHAUSTED, NULL, NULL, GK_STATUS_NO_INDEX, "otlp: libcurl did not start");
   }
   traces_url(o->endpoint, e->url, sizeof e->url);
-  url_shown(e->url, e->shown, sizeof e->shown);
+  gk_otlp_url_shown(e->url, e->shown, sizeof e->shown);
   snprintf(e->service_name, sizeof e->service_name, "%s", o->service_name ? o->service_name : "unknown_service");
   e->has_version = o->service_version != NULL;
   if (e->has_version) snprintf(e->service_version, sizeof e->service_version, "%s", o->service_version);

@@ -38,6 +38,12 @@ typedef struct gk_otlp_options {
 char *gk_otlp_encode_json(const gk_span *spans, size_t count, const char *service_name, const char *service_version,
                           size_t *length);
 
+/* url with its user information (scheme://USER:PASSWORD@host/...: a
+ * collector's Basic credentials) written as REDACTED, the rest as it is, into
+ * out (size bytes, NUL-terminated; a longer url is cut): how an endpoint is
+ * shown in messages and configuration dumps. */
+void gk_otlp_url_shown(const char *url, char *out, size_t size);
+
 /* Fills *exporter with an HTTP exporter (libcurl). GK_INVALID_ARGUMENT for an
  * endpoint that is not http:// or https://, or a timeout below 1 ms;
  * GK_RESOURCE_EXHAUSTED when libcurl cannot start. The tracer destroys it. */
