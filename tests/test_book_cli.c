@@ -496,6 +496,15 @@ static void test_risk_prints_each_underlying_and_the_total(void **state) {
   r = book(NOW, "risk desk --spot-shocks 0.1,x");
   assert_int_equal(r->exit_code, 2);
   assert_non_null(strstr(r->err, "--spot-shocks"));
+  /* -100% is refused with the options, named by its flag, with or without
+   * --grid (it printed the table, exit 0, without one; found in review) */
+  for (int with_grid = 0; with_grid < 2; with_grid++) {
+    snprintf(args, sizeof args, "risk desk --spot-shocks 0,-1%s%s", with_grid ? " --grid " : "", with_grid ? path : "");
+    r = book(NOW, "%s", args);
+    assert_int_equal(r->exit_code, 2);
+    assert_non_null(strstr(r->err, "greeks book: --spot-shocks: spot_shocks[1] = -1: a relative spot shock must be > -1"));
+    assert_string_equal(r->out, "");
+  }
 }
 
 static void test_market_and_limits_files_are_all_or_nothing(void **state) {

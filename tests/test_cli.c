@@ -280,6 +280,16 @@ static void test_revalue_keeps_the_axis_ends_as_given(void **state) {
   assert_non_null(strstr(grid, "\nTOTAL,-1,0,"));
   assert_null(strstr(grid, "\nTOTAL,0,0,"));
   assert_true(grid_cell(grid, "TOTAL", -1, 0) != 0.0); /* priced at the shock, not unshocked */
+  /* ends whose span overflows: the midpoint is 0, not 'spot_shocks[1] = inf:
+   * must be finite' for a point never written (found in review) */
+  r = run_cli("", "revalue positions_good.csv --market market.csv --grid-out /tmp/greeks_cli_ends.csv "
+                  "--scenarios spot=abs:-1e308:1e308:3,vol=abs:-1e308:1e308:5");
+  assert_int_equal(r->exit_code, 0);
+  cli_slurp("/tmp/greeks_cli_ends.csv", grid, sizeof grid);
+  assert_non_null(strstr(grid, "\nTOTAL,-1e+308,-1e+308,"));
+  assert_non_null(strstr(grid, "\nTOTAL,0,-5e+307,"));
+  assert_true(grid_cell(grid, "TOTAL", 0, 0) == 0.0); /* the unshocked point, exactly */
+  assert_non_null(strstr(grid, "\nTOTAL,1e+308,1e+308,"));
   remove("/tmp/greeks_cli_ends.csv");
 }
 

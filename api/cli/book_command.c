@@ -169,6 +169,20 @@ static int as_of_option(const char *text, int64_t now_us, query_options *q) {
                      "2027-01-15T21:00:00Z", text);
 }
 
+/* The engine's rules on the grid (a relative spot shock must be > -1),
+ * checked with the options and named by the flag: they came from the
+ * valuation after the store was opened, only under --grid, naming the C
+ * API's 'spot_shocks[0]', and without --grid a -100% shock printed its table
+ * with exit 0 (found in review). */
+static int shock_options_checked(const book_args *a, const gk_scenario_grid *grid) {
+  gk_status status;
+  if (gk_scenario_grid_check(grid, &status) == GK_OK) return 0;
+  int on_vol = strncmp(status.field, "vol", 3) == 0;
+  char message[sizeof status.message + 32];
+  snprintf(message, sizeof message, "%s: %s", on_vol ? "--vol-shocks" : "--spot-shocks", status.message);
+  return usage_error(message, on_vol ? a->vol_shocks : a->spot_shocks);
+}
+
 static const double default_spot_shocks[] = {-0.1, 0, 0.1}, default_vol_shocks[] = {-0.05, 0, 0.05};
 
 /* The options of show, risk and audit, checked before the store is opened. */
@@ -192,7 +206,7 @@ static int parse_query_options(const book_args *a, int64_t now_us, query_options
       (a->until && time_option("--until", a->until, now_us, &q->until_us)))
     return CLI_EXIT_UNUSABLE;
   if (q->to > 0 && q->to < q->from) return usage_error("--to must be >= --from", a->to); /* as greeks call book */
-  return 0;
+  return shock_options_checked(a, &q->grid);
 }
 
 /* ---- the session: store, service, time ---- */

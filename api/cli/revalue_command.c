@@ -49,6 +49,14 @@ typedef struct axis_spec {
 /* MODE:FROM:TO:COUNT, each field parsed with strtod/strtol and range-checked
  * (sscanf's conversions are undefined past their type's range: a count of
  * 4294967299 read as 3). */
+/* The point a fraction t of the way from FROM to TO. Where TO - FROM
+ * overflows (abs:-1e308:1e308:3), each end is scaled first: the midpoint is 0,
+ * not an 'inf' the user never wrote (found in review). */
+static double axis_point(double from, double to, double t) {
+  double span = to - from;
+  return isfinite(span) ? from + span * t : from * (1.0 - t) + to * t;
+}
+
 static int parse_axis(const char *text, axis_spec *spec) {
   char mode[8];
   const char *colon = strchr(text, ':');
@@ -77,7 +85,7 @@ static int parse_axis(const char *text, axis_spec *spec) {
    * abs:-100:1e16:3 was priced as 0; found in review.) */
   double tiny = 1e-12 * fmax(fabs(from), fabs(to));
   for (long i = 0; i < count; i++) {
-    double shock = i == 0 ? from : i == count - 1 ? to : from + (to - from) * (double)i / (double)(count - 1);
+    double shock = i == 0 ? from : i == count - 1 ? to : axis_point(from, to, (double)i / (double)(count - 1));
     spec->shocks[i] = i > 0 && i < count - 1 && fabs(shock) < tiny ? 0.0 : shock;
   }
   spec->axis.count = (size_t)count;
