@@ -7,6 +7,8 @@
 #   pg_test_server.sh stop DIR    pg_ctl stop -m fast, then removes the cluster and DIR
 #   pg_test_server.sh pause DIR   pg_ctl stop -m fast, keeping the cluster (a store outage)
 #   pg_test_server.sh resume DIR  starts the paused cluster again on the same port
+#   pg_test_server.sh crash DIR   pg_ctl stop -m immediate, keeping the cluster: a crash
+#                                 or power loss (resume then runs crash recovery)
 #   pg_test_server.sh freeze DIR  SIGSTOPs the server and its backends (a hang); thaw: SIGCONT
 #
 # With PG_TEST_PASSWORD set, `start` gives the role that password and requires it
@@ -174,6 +176,15 @@ pause() {
     die "could not stop the server in $CLUSTER"
 }
 
+# Stops the server without a checkpoint or a goodbye to its clients (SIGQUIT):
+# what a crash, an OOM kill or a power loss leaves; resume recovers from the WAL.
+crash() {
+  CLUSTER=$(cluster_of "$1")
+  cd /
+  as_owner "$PG_BIN/pg_ctl" -D "$CLUSTER/data" -w -t 30 -m immediate stop >/dev/null 2>&1 ||
+    die "could not stop the server in $CLUSTER"
+}
+
 # Starts a paused cluster again on its port (DIR/port); no other port will do,
 # since clients hold the conninfo.
 resume() {
@@ -199,13 +210,14 @@ signal_cluster() {
   for child in $(pgrep -P "$postmaster"); do kill "-$1" "$child" 2>/dev/null || true; done
 }
 
-usage="usage: pg_test_server.sh start|stop|pause|resume|freeze|thaw DIR"
+usage="usage: pg_test_server.sh start|stop|pause|resume|crash|freeze|thaw DIR"
 [ $# -eq 2 ] || die "$usage"
 case $1 in
   start) start "$2" ;;
   stop) stop "$2" ;;
   pause) pause "$2" ;;
   resume) resume "$2" ;;
+  crash) crash "$2" ;;
   freeze) signal_cluster STOP "$2" ;;
   thaw) signal_cluster CONT "$2" ;;
   *) die "$usage" ;;

@@ -41,7 +41,10 @@
  *     the append answers what happened (GK_OK, or GK_UNAVAILABLE: nothing
  *     written); only when that cannot be learnt within 5 s is the status an
  *     UNAVAILABLE marked not transient, saying the outcome is unknown
- *     (adr/0052).
+ *     (adr/0052). A transaction id is trusted only on the server that issued
+ *     it (same pg_postmaster_start_time), and "committed" only with the
+ *     append's first event in the journal: a restarted server reuses the ids
+ *     of commits it lost (adr/0067).
  *
  *   - change notification (adr/0036): each append runs pg_notify('greeks_events',
  *     'stream:first:last') inside its transaction, so the server delivers it at
@@ -511,21 +514,35 @@ static gk_code insert_snapshot(pg_store *s, PGconn *c, const gk_append *a, gk_st
   return rc;
 }
 
+/* Who ran an append: its transaction's id (txid_current, with its epoch) and
+ * the server's start (pg_postmaster_start_time, in microseconds). A server
+ * that restarts, or a standby promoted in its place, has forgotten every
+ * transaction whose commit never reached its disk and hands their ids out
+ * again: an id answers for the append only on the server that issued it
+ * (adr/0067). xid 0: not known. */
+typedef struct append_identity {
+  int64_t xid;
+  int64_t server_start_us;
+} append_identity;
+
+#define SERVER_START_US "(extract(epoch from pg_postmaster_start_time()) * 1000000)::int8"
+
 /* The wake-up for other processes' watchers: delivered when this transaction
- * commits, in commit order. The same statement reads the transaction's id
- * (txid_current, with its epoch) into *xid: a COMMIT whose answer is lost is
- * then resolved by that id (resolve_lost_commit). */
-static gk_code notify_change(pg_store *s, PGconn *c, const gk_append *a, int64_t *xid, gk_status *status) {
+ * commits, in commit order. The same statement reads who runs the append
+ * (append_identity): a COMMIT whose answer is lost is then resolved through
+ * it (resolve_lost_commit). */
+static gk_code notify_change(pg_store *s, PGconn *c, const gk_append *a, append_identity *id, gk_status *status) {
   char payload[GK_STORE_ID_SIZE * 2 + 48];
   snprintf(payload, sizeof payload, "%s:%lld:%lld", a->stream, (long long)(a->expected_version + 1),
            (long long)last_sequence(a));
   pg_params p = {.count = 0};
   param_text(&p, payload);
   PGresult *res = NULL;
-  gk_code rc = run(s, c, "SELECT pg_notify('greeks_events', $1), txid_current()", &p, PGRES_TUPLES_OK, &res,
-                   "notifying the append", status);
+  gk_code rc = run(s, c, "SELECT pg_notify('greeks_events', $1), txid_current(), " SERVER_START_US, &p,
+                   PGRES_TUPLES_OK, &res, "notifying the append", status);
   if (rc != GK_OK) return rc;
-  if (PQntuples(res) != 1 || !get_int8(res, 0, 1, xid)) *xid = 0;
+  if (PQntuples(res) != 1 || !get_int8(res, 0, 1, &id->xid) || !get_int8(res, 0, 2, &id->server_start_us))
+    id->xid = 0;
   PQclear(res);
   return GK_OK;
 }
@@ -536,13 +553,13 @@ static bool has_key(const gk_append *a) {
 
 /* The unit of work, inside BEGIN ... COMMIT: the first failure stops it and the
  * caller rolls back, so nothing of a failed append stays. */
-static gk_code append_steps(pg_store *s, PGconn *c, const gk_append *a, int64_t *xid, gk_status *status) {
+static gk_code append_steps(pg_store *s, PGconn *c, const gk_append *a, append_identity *id, gk_status *status) {
   gk_code rc = has_key(a) ? refuse_known_key(s, c, a, status) : GK_OK;
   if (rc == GK_OK) rc = advance_version(s, c, a, status);
   if (rc == GK_OK) rc = insert_events(s, c, a, status);
   if (rc == GK_OK && has_key(a)) rc = insert_idempotency(s, c, a, status);
   if (rc == GK_OK && a->snapshot.size > 0) rc = insert_snapshot(s, c, a, status);
-  if (rc == GK_OK) rc = notify_change(s, c, a, xid, status);
+  if (rc == GK_OK) rc = notify_change(s, c, a, id, status);
   return rc;
 }
 
@@ -582,27 +599,65 @@ static int transaction_outcome(PGconn *c, int64_t xid) {
   return outcome;
 }
 
+/* 1 when the append's first event is in the journal, 0 when it is not, -1
+ * when that cannot be read. Event ids are unique (UUIDs, a UNIQUE column) and
+ * the journal is append-only, so its presence is the append's own commit. */
+static int first_event_recorded(PGconn *c, const gk_append *a) {
+  pg_params p = {.count = 0};
+  param_raw(&p, OID_TEXT, a->events[0].event_id, strnlen(a->events[0].event_id, GK_STORE_ID_SIZE - 1));
+  PGresult *res = exec(c, "SELECT count(*) FROM events WHERE event_id = $1", &p);
+  int64_t rows = -1;
+  int outcome = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && get_int8(res, 0, 0, &rows)
+                    ? rows > 0
+                    : -1;
+  PQclear(res);
+  return outcome;
+}
+
+static bool read_server_start(PGconn *c, int64_t *start_us) {
+  PGresult *res = exec(c, "SELECT " SERVER_START_US, NULL);
+  bool ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && get_int8(res, 0, 0, start_us);
+  PQclear(res);
+  return ok;
+}
+
+/* What became of a lost append, asked on connection c: 1 recorded, 0 not, -1
+ * not known yet. On the server that ran it, the old session is ended if it
+ * still holds the transaction, then txid_status answers; "committed" is
+ * confirmed by the append's first event. On a server started since (a
+ * restart, a promoted standby) no session of the append is left and its id
+ * may belong to another transaction now (a lost trade was acknowledged
+ * because a later one reused its id: found in review): the journal answers
+ * alone. */
+static int lost_append_outcome(PGconn *c, const gk_append *a, int pid, const append_identity *id, bool *ended) {
+  int64_t start_us;
+  if (!read_server_start(c, &start_us)) return -1;
+  if (start_us != id->server_start_us) return first_event_recorded(c, a);
+  if (!*ended) end_lost_session(c, pid, id->xid), *ended = true;
+  int outcome = transaction_outcome(c, id->xid);
+  return outcome == 1 ? first_event_recorded(c, a) : outcome;
+}
+
 /* The connection broke after COMMIT was sent: the append may or may not have
  * committed. Before, that was GK_UNAVAILABLE, retried as "nothing was
  * written": a command without a key ran twice, and one with a key came back
  * "replayed" the first time it was sent (found in review). Now another
- * connection asks the server what became of the append's transaction
- * (txid_status, which exists for this), ending the old session if it still
- * holds it: GK_OK when it committed, GK_UNAVAILABLE (nothing written, safe to
- * retry) when it aborted. When that cannot be learnt within
- * LOST_COMMIT_PATIENCE_MS (the server down, or the old session stuck), the
- * status is GK_UNAVAILABLE marked not transient: the outcome is unknown, so
- * nothing retries it as if nothing had been written. */
-static gk_code resolve_lost_commit(pg_store *s, int pid, int64_t xid, gk_status *status) {
+ * connection learns what became of the append (lost_append_outcome): GK_OK
+ * when it was recorded, GK_UNAVAILABLE (nothing written, safe to retry) when
+ * not. When that cannot be learnt within LOST_COMMIT_PATIENCE_MS (the server
+ * down, or the old session stuck), the status is GK_UNAVAILABLE marked not
+ * transient: the outcome is unknown, so nothing retries it as if nothing had
+ * been written. */
+static gk_code resolve_lost_commit(pg_store *s, const gk_append *a, int pid, const append_identity *id,
+                                   gk_status *status) {
   PGconn *c;
   gk_status ignored;
   int64_t give_up = gk_monotonic_ns() + (int64_t)LOST_COMMIT_PATIENCE_MS * 1000000;
   bool ended = false;
-  while (xid != 0 && gk_monotonic_ns() < give_up) {
+  while (id->xid != 0 && gk_monotonic_ns() < give_up) {
     int outcome = -1;
     if (acquire(s, &c, &ignored) == GK_OK) {
-      if (!ended) end_lost_session(c, pid, xid), ended = true;
-      outcome = transaction_outcome(c, xid);
+      outcome = lost_append_outcome(c, a, pid, id, &ended);
       release(s, c);
     }
     if (outcome == 1) {
@@ -654,8 +709,8 @@ static gk_code pg_append(gk_event_store *store, const gk_append *a, gk_status *s
   gk_code rc = acquire(s, &c, status);
   if (rc != GK_OK) return rc;
   rc = begin_append(s, c, status);
-  int64_t xid = 0;
-  if (rc == GK_OK) rc = append_steps(s, c, a, &xid, status);
+  append_identity id = {0, 0};
+  if (rc == GK_OK) rc = append_steps(s, c, a, &id, status);
   int pid = PQbackendPID(c);
   bool commit_lost = false;
   if (rc == GK_OK) {
@@ -663,7 +718,7 @@ static gk_code pg_append(gk_event_store *store, const gk_append *a, gk_status *s
     commit_lost = rc != GK_OK && PQstatus(c) != CONNECTION_OK;
   }
   release(s, c); /* rolls back a failed append */
-  return commit_lost ? resolve_lost_commit(s, pid, xid, status) : rc;
+  return commit_lost ? resolve_lost_commit(s, a, pid, &id, status) : rc;
 }
 
 /* ---- reads ------------------------------------------------------------------- */
