@@ -449,6 +449,94 @@ static void journal(gk_book *book, const gk_limit_crossing *c, size_t n) {
   }
 }
 
+/* A book holding one share of each of U00..U<n-1>, each quoted at 100. */
+static gk_book *book_of_shares(size_t n) {
+  gk_book *book = open_book();
+  gk_event e;
+  for (size_t i = 0; i < n; i++) {
+    gk_trade t = {.leg_count = 1, .trade_time_us = T0};
+    char symbol[8];
+    snprintf(symbol, sizeof symbol, "U%02zu", i);
+    snprintf(t.trade_id, sizeof t.trade_id, "T%02zu", i);
+    gk_instrument_underlying(symbol, &t.legs[0].instrument, NULL);
+    t.legs[0].quantity = 1, t.legs[0].price = 100;
+    assert_int_equal(gk_book_decide_trade(book, &t, T0, &e, NULL), GK_OK);
+    commit(book, &e);
+    gk_market_quote q = {.spot = 100, .vol = 0.2, .market_time_us = T0};
+    snprintf(q.underlying, sizeof q.underlying, "%s", symbol);
+    assert_int_equal(gk_book_decide_market(book, &q, &e, NULL), GK_OK);
+    commit(book, &e);
+  }
+  return book;
+}
+
+/* GK_MAX_LIMITS limits breached at both levels: three metrics a long share
+ * has (dollar delta, worst loss, gross notional) on underlyings from `first`. */
+static void breached_limits(gk_risk_limit *l, size_t first) {
+  static const uint8_t metrics[] = {GK_LIMIT_DOLLAR_DELTA, GK_LIMIT_WORST_SCENARIO_LOSS, GK_LIMIT_GROSS_NOTIONAL};
+  for (size_t i = 0; i < GK_MAX_LIMITS; i++) {
+    l[i] = (gk_risk_limit){.metric = metrics[i % 3], .soft = 1, .hard = 2};
+    snprintf(l[i].underlying, sizeof l[i].underlying, "U%02zu", first + i / 3);
+  }
+}
+
+/* A limit set replaced while all of its levels are breached, the risk
+ * agent's append of the edges refused: at the next evaluation each old level
+ * was withdrawn twice (the journal holds it open, and its Restored waited),
+ * 384 crossings into room for GK_MAX_CROSSINGS, and greeksd's stack was
+ * smashed (found in review). Each level is now reported once. */
+static void test_a_refused_limit_change_reports_each_level_once(void **state) {
+  (void)state;
+  enum { UNDERLYINGS = 2 * ((GK_MAX_LIMITS + 2) / 3) };
+  gk_book *book = book_of_shares(UNDERLYINGS);
+  gk_limit_crossing c[2 * GK_MAX_CROSSINGS]; /* past the room: an overrun is counted, not a crash */
+  size_t count;
+  gk_risk_projection *p = rebuilt(book, c, &count);
+  assert_int_equal(count, 0);
+  gk_risk_limit a[GK_MAX_LIMITS], b[GK_MAX_LIMITS];
+  breached_limits(a, 0);
+  breached_limits(b, UNDERLYINGS / 2);
+  count = set_limits(book, p, a, GK_MAX_LIMITS, c);
+  assert_int_equal(count, 2 * GK_MAX_LIMITS);
+  journal(book, c, count); /* the journal holds A's levels open */
+  count = set_limits(book, p, b, GK_MAX_LIMITS, c);
+  assert_int_equal(count, 4 * GK_MAX_LIMITS); /* A's Restored, B's Breached */
+  gk_risk_projection_unreport(p, c, count);   /* the store refused them */
+  for (int round = 0; round < 3; round++) {
+    gk_market_quote q = {.underlying = "U00", .spot = 100 + round, .vol = 0.2, .market_time_us = T0};
+    gk_event e;
+    gk_status st;
+    assert_int_equal(gk_book_decide_market(book, &q, &e, NULL), GK_OK);
+    commit(book, &e);
+    assert_int_equal(gk_risk_projection_apply(p, book, &e, 1, T0, c, &count, &st), GK_OK);
+    if (round < 2) { /* refused again: the same report, each level once */
+      assert_int_equal(count, 4 * GK_MAX_LIMITS);
+      for (size_t i = 0; i < count; i++)
+        for (size_t j = i + 1; j < count; j++)
+          assert_false(c[i].edge.hard == c[j].edge.hard && c[i].type == c[j].type &&
+                       c[i].edge.limit.metric == c[j].edge.limit.metric &&
+                       strcmp(c[i].edge.limit.underlying, c[j].edge.limit.underlying) == 0);
+      gk_risk_projection_unreport(p, c, count);
+    } else {
+      assert_int_equal(count, 4 * GK_MAX_LIMITS);
+      journal(book, c, count);
+    }
+  }
+  for (size_t i = 0; i < GK_MAX_LIMITS; i++)
+    for (int hard = 0; hard < 2; hard++) {
+      assert_false(gk_book_breach_open(book, &a[i], hard));
+      assert_true(gk_book_breach_open(book, &b[i], hard));
+    }
+  size_t total = 0;
+  gk_status st;
+  gk_event e = rejection();
+  commit(book, &e);
+  assert_int_equal(gk_risk_projection_apply(p, book, &e, 1, T0, c, &total, &st), GK_OK);
+  assert_int_equal(total, 0); /* nothing left waiting */
+  gk_risk_projection_free(p);
+  gk_book_free(book);
+}
+
 /* A projection that starts (a restart, another instance) starts from the
  * breaches the journal holds open. It started with every level closed (found
  * in review): a level still breached was journaled Breached a second time, and
@@ -966,6 +1054,7 @@ int main(void) {
       cmocka_unit_test(test_what_if_equals_the_projection_after_the_trade),
       cmocka_unit_test(test_the_pre_trade_check_values_at_the_time_the_event_will_carry),
       cmocka_unit_test(test_another_book_is_refused),
+      cmocka_unit_test(test_a_refused_limit_change_reports_each_level_once),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

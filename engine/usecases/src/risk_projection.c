@@ -351,8 +351,13 @@ static bool same_limit(const gk_risk_limit *a, const gk_risk_limit *b) {
   return a->metric == b->metric && strcmp(a->underlying, b->underlying) == 0;
 }
 
+/* Room for GK_MAX_CROSSINGS: a crossing judged with no room left is not
+ * taken (the caller leaves its level as it was, judged again next time). */
+static bool room_for_a_crossing(size_t count) { return count < GK_MAX_CROSSINGS; }
+
 static void add_crossing(gk_limit_crossing *out, size_t *count, gk_event_type type, const gk_risk_limit *limit,
                          int hard, double value, double threshold) {
+  if (!room_for_a_crossing(*count)) return;
   gk_limit_crossing *c = &out[(*count)++];
   c->type = type;
   c->edge.limit = *limit;
@@ -361,16 +366,35 @@ static void add_crossing(gk_limit_crossing *out, size_t *count, gk_event_type ty
   c->edge.threshold = threshold;
 }
 
-/* A breached level gone: Restored at its old threshold, with the value now;
- * a value that is not finite cannot be journaled, so it waits for the next
- * evaluation. */
-static void withdraw(gk_risk_projection *p, gk_limit_crossing *out, size_t *count, const gk_risk_limit *limit,
-                     int hard, double threshold) {
-  double value = gk_risk_projection_metric(p, limit);
-  if (isfinite(value)) add_crossing(out, count, GK_EVENT_RISK_LIMIT_RESTORED, limit, hard, value, threshold);
-  else if (p->withdrawn_count < GK_MAX_CROSSINGS)
+/* Whether list[0..n) holds a Restored of this level. */
+static bool restored_listed(const gk_limit_crossing *list, size_t n, const gk_risk_limit *limit, int hard) {
+  for (size_t k = 0; k < n; k++)
+    if (list[k].type == GK_EVENT_RISK_LIMIT_RESTORED && list[k].edge.hard == hard && same_limit(&list[k].edge.limit, limit))
+      return true;
+  return false;
+}
+
+/* A Restored that waits for the next evaluation, once per level. */
+static void keep_waiting(gk_risk_projection *p, const gk_risk_limit *limit, int hard, double threshold) {
+  if (p->withdrawn_count < GK_MAX_CROSSINGS && !restored_listed(p->withdrawn, p->withdrawn_count, limit, hard))
     p->withdrawn[p->withdrawn_count++] = (gk_limit_crossing){GK_EVENT_RISK_LIMIT_RESTORED,
                                                              {.limit = *limit, .hard = (uint8_t)hard, .threshold = threshold}};
+}
+
+/* A breached level gone: Restored at its old threshold, with the value now,
+ * once per level (the journal's open breaches and the Restored that waited
+ * name the same level after a refused append: each was reported, 384
+ * crossings into room for 256 and greeksd's stack smashed; found in review).
+ * A value that is not finite cannot be journaled, and a full list has no
+ * room: the level waits for the next evaluation. */
+static void withdraw(gk_risk_projection *p, gk_limit_crossing *out, size_t *count, const gk_risk_limit *limit,
+                     int hard, double threshold) {
+  if (restored_listed(out, *count, limit, hard)) return;
+  double value = gk_risk_projection_metric(p, limit);
+  if (isfinite(value) && room_for_a_crossing(*count))
+    add_crossing(out, count, GK_EVENT_RISK_LIMIT_RESTORED, limit, hard, value, threshold);
+  else
+    keep_waiting(p, limit, hard, threshold);
 }
 
 /* Each level's state from the journal's open breaches (gk_book_breach_open),
@@ -496,6 +520,7 @@ static void evaluate_level(gk_risk_projection *p, const gk_book *book, limit_sta
     return;
   }
   s->held[hard] = false;
+  if (!room_for_a_crossing(*count)) return; /* judged again at the next evaluation */
   s->breached[hard] = now;
   add_crossing(out, count, now ? GK_EVENT_RISK_LIMIT_BREACHED : GK_EVENT_RISK_LIMIT_RESTORED, &s->limit, hard,
                value, level);
@@ -635,8 +660,8 @@ void gk_risk_projection_unreport(gk_risk_projection *p, const gk_limit_crossing 
       if (s) s->breached[hard] = false; /* not breached yet, as far as the journal knows */
     } else if (s && level > 0) {
       s->breached[hard] = true; /* a value back under its level: crosses again */
-    } else if (p->withdrawn_count < GK_MAX_CROSSINGS) {
-      p->withdrawn[p->withdrawn_count++] = *c; /* a level withdrawn: its Restored, with its threshold, waits */
+    } else { /* a level withdrawn: its Restored, with its threshold, waits */
+      keep_waiting(p, &c->edge.limit, hard, c->edge.threshold);
     }
   }
 }
