@@ -1216,6 +1216,9 @@ void handle_book_subscribe(rpc_call *c) {
     rpc_reply_status(c, &damage); /* quarantined at start: no live feed (its history: GetAuditTrail) */
     return;
   }
+  /* the resume hint of a stream ended before it is subscribed (a drain): the
+   * sequence asked for, not 0, which reads "from the start" (found in review) */
+  s->next_sequence = q->from_sequence ? q->from_sequence : 1;
   if (list_stream(c, s) != 0) return;
   if (c->server->test_subscribe_pause_ms > 0) {
     struct timespec pause = {0, (long)c->server->test_subscribe_pause_ms * 1000000L};

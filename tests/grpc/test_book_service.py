@@ -905,6 +905,38 @@ class DrainAndAuth(unittest.TestCase):
             finally:
                 s.close()
 
+    def test_a_subscriber_drained_before_it_is_subscribed_resumes_where_it_asked(self):
+        """A drain that ends a SubscribeEvents between its listing and its
+        subscription said "resume from sequence 0", which reads "from the
+        start" (found in review): the hint is the from_sequence asked for."""
+        s = Server(env={"GREEKSD_TEST_FAULT": "slow_subscribe"})
+        try:
+            channel = grpc.insecure_channel(s.target)
+            stub = bk_grpc.BookServiceStub(channel)
+            stub.OpenBook(bk.OpenBookRequest(book_id="drained", name="d", currency="USD"), timeout=TIMEOUT)
+            for i in range(4):
+                stub.UpdateMarket(bk.UpdateMarketRequest(book_id="drained", quotes=[
+                    bk.MarketQuote(underlying="AAPL", spot=100.0 + i, rate=0.03, vol=0.2)]), timeout=TIMEOUT)
+            answer = {}
+
+            def subscribe():
+                try:
+                    answer["events"] = [e.meta.sequence for e in stub.SubscribeEvents(
+                        bk.SubscribeEventsRequest(book_id="drained", from_sequence=3), timeout=TIMEOUT)]
+                except grpc.RpcError as e:
+                    answer["code"], answer["details"] = e.code(), e.details()
+            subscriber = threading.Thread(target=subscribe)
+            subscriber.start()
+            time.sleep(0.1)  # inside the handler's 300 ms pause: listed, not yet subscribed
+            s.proc.send_signal(signal.SIGTERM)
+            subscriber.join(timeout=TIMEOUT)
+            self.assertEqual(answer.get("code"), grpc.StatusCode.UNAVAILABLE, answer)
+            self.assertTrue(answer["details"].endswith("resume from sequence 3"), answer["details"])
+            channel.close()
+            self.assertEqual(s.stop(), 0)
+        finally:
+            s.close()
+
     def test_tokens_guard_the_book_service(self):
         import tempfile
         with tempfile.NamedTemporaryFile("w", suffix=".tokens", delete=False) as f:
