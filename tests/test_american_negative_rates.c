@@ -24,6 +24,7 @@
  *    priced the option (also where a put is worth more than K).
  * Runs once and iterates the ISAs itself (as tests/test_american_alo.c).
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -31,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -359,6 +361,47 @@ static void test_two_boundary_contracts_stay_within_their_bounds(void **state) {
   }
 }
 
+/* Two boundaries at sigma sqrt(T) from 20 to 100: the European price has
+ * reached the upper bound (K e^{-rT} for the put, S e^{-qT} for the call), so
+ * the American price is that bound, and its Greeks the bound's slopes. The
+ * lattice took up to 0.5 s a price there (its exp path through libm's
+ * overflow handling), 5 s with the Greeks (found in review); the wall-clock
+ * bound below is that of a stall, not a benchmark (~10 ms here). */
+static void test_pinned_two_boundary_contracts_are_priced_at_their_bound(void **state) {
+  (void)state;
+  path paths[GK_AMERICAN_METHOD_COUNT * GK_ISA_COUNT];
+  size_t n = all_paths(paths);
+  /* sigma sqrt(T) 15.5 and 16: the European within 1e-14 of the bound, not
+   * at it (0.17 s a price with Greeks on the lattice); 20 and up: at it */
+  const option pinned[] = {{100, 100, 1, -0.01, -0.02, 15.5, GK_PUT}, {100, 100, 4, -0.01, -0.02, 7.75, GK_PUT},
+                           {100, 100, 1, -0.02, -0.01, 16, GK_CALL},  {100, 100, 1, -0.01, -0.02, 100, GK_PUT},
+                           {80, 100, 4, -0.03, -0.2, 25, GK_PUT},     {100, 120, 0.25, -1.0, -0.5, 60, GK_CALL}};
+  struct timespec start, end;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  for (size_t c = 0; c < sizeof pinned / sizeof pinned[0]; c++) {
+    const option *o = &pinned[c];
+    int put = o->type == GK_PUT;
+    double bound = put ? o->K * exp(-o->r * o->T) : o->S * exp(-o->q * o->T);
+    double delta = put ? 0.0 : exp(-o->q * o->T), theta = put ? o->r * bound : o->q * bound;
+    double rho = put ? -o->T * bound : 0.0, phi = put ? 0.0 : -o->T * bound;
+    for (size_t k = 0; k < n; k++) {
+      char where[64];
+      path_name(&paths[k], where, sizeof where);
+      outputs r = price_one(paths[k].isa, GK_MODEL_BSM, paths[k].method, paths[k].alo_level, o, GK_OUT_ALL);
+      expect_close("price", where, c, r.price, bound, 1e-13 * bound);
+      expect_close("delta", where, c, r.delta, delta, 1e-6);
+      expect_close("gamma", where, c, r.gamma, 0.0, 1e-6);
+      expect_close("vega", where, c, r.vega, 0.0, 1e-6);
+      expect_close("theta", where, c, r.theta, theta, 1e-6 * fabs(theta));
+      expect_close("rho", where, c, r.rho, rho, 1e-6 * bound * o->T);
+      expect_close("phi", where, c, r.phi, phi, 1e-6 * bound * o->T);
+    }
+  }
+  clock_gettime(CLOCK_MONOTONIC, &end);
+  double seconds = (double)(end.tv_sec - start.tv_sec) + 1e-9 * (double)(end.tv_nsec - start.tv_nsec);
+  if (seconds > 2.0) fail_msg("%.1f s for %zu prices with Greeks", seconds, n * sizeof pinned / sizeof pinned[0]);
+}
+
 /* C(S, K, r, q) = P(K, S, q, r) on every path, every regime (a two-boundary
  * put mirrors a two-boundary call). */
 static void test_put_call_symmetry(void **state) {
@@ -480,6 +523,7 @@ int main(void) {
       cmocka_unit_test(test_one_boundary_under_negative_rates),
       cmocka_unit_test(test_prices_within_bounds),
       cmocka_unit_test(test_two_boundary_contracts_stay_within_their_bounds),
+      cmocka_unit_test(test_pinned_two_boundary_contracts_are_priced_at_their_bound),
       cmocka_unit_test(test_put_call_symmetry),
       cmocka_unit_test(test_greeks_match_finite_differences),
       cmocka_unit_test(test_implied_vol_round_trip),

@@ -288,6 +288,13 @@ static double american_upper_bound(const gk_american_option *o) {
   return o->omega < 0.0 ? o->K * fmax(1.0, exp(-o->r * o->T)) : o->S * fmax(1.0, exp(-q * o->T));
 }
 
+/* Where the limits meet, to this fraction of the upper one, the price is
+ * the lower (within 1e-13 x K of any price a lattice could give): two
+ * boundaries at sigma sqrt(T) from ~15 up (the European put at K e^{-rT})
+ * took 0.5 s a price on the lattice's exp path, through libm's overflow
+ * path, and 5 s with the Greeks' bumps (found in review). */
+#define BOUNDS_PINNED 1e-13
+
 /* Lattices the tree cannot resolve: one exercise boundary goes to alo
  * (accurate; its wide scheme where the carry is strong), which resolves them
  * (QuantLib's high-precision QdFp within 3e-6 x K at sigma = 30 and 100,
@@ -303,11 +310,13 @@ double gk_american_tree_price(const gk_american_option *o) {
   int resolvable = o->T == 0.0 || o->sigma * sqrt(o->T) < GK_AMERICAN_TINY_STDDEV;
   if (steps == 0 && !resolvable && gk_american_exercise_of(o) == GK_EXERCISE_ONE_BOUNDARY) return gk_alo_price(o);
   double lower = fmax(gk_american_european_price(o), fmax(o->omega * (o->S - o->K), 0.0));
+  double upper = american_upper_bound(o);
+  if (!resolvable && upper - lower <= BOUNDS_PINNED * upper) return lower;
   if (steps == 0 && !resolvable) {
     tree_lattice t = lattice_of(o, GK_AMERICAN_TREE_MAX_STEPS);
     if (!(t.pu >= 0.0 && t.pd >= 0.0)) return lower;
   }
   double price = gk_american_tree_price_steps(o, steps ? steps : GK_AMERICAN_TREE_MAX_STEPS, 1);
   if (resolvable) return price;
-  return fmin(fmax(price, lower), american_upper_bound(o));
+  return fmin(fmax(price, lower), upper);
 }
