@@ -355,7 +355,7 @@ int csv_reader_header(csv_reader *r, const csv_column *columns, int ncols, csv_e
   int got = next_line(r, e);
   if (got < 0) return -1;
   if (got == 0) {
-    line_error(e, 0, "empty file: no header");
+    set_message(e, 1, "empty file: no header"); /* about line 1, the header's (csv_error_about_header) */
     return -1;
   }
   int split = split_line(r, e);

@@ -38,6 +38,12 @@ typedef struct csv_error {
   char message[CSV_MESSAGE_SIZE];
 } csv_error;
 
+/* Whether csv_reader_header's error is about the header (a column missing or
+ * twice, no header at all), which the expected columns explain, and not a
+ * read error or out of memory ("read error: Is a directory (expected
+ * id,type,...)" pointed at the columns; found in review). */
+static inline int csv_error_about_header(const csv_error *e) { return e->line > 0; }
+
 /* csv_reader_next's answers. */
 enum {
   CSV_END = 0,       /* no more rows */

@@ -244,7 +244,8 @@ static int iv_stream(const iv_job *job, csv_input *in, FILE *out) {
   iv_columns(model, columns);
   csv_error error;
   if (csv_reader_header(in->reader, columns, IV_COLUMNS, &error) != 0) {
-    fprintf(stderr, "greeks: %s: %s (expected id,type,S,K,T,r,q,price)\n", in->name, error.message);
+    fprintf(stderr, "greeks: %s: %s%s\n", in->name, error.message,
+            csv_error_about_header(&error) ? " (expected id,type,S,K,T,r,q,price)" : "");
     return CLI_EXIT_UNUSABLE;
   }
   iv_chunk *c = calloc(1, sizeof *c);

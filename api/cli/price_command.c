@@ -264,8 +264,11 @@ static int read_header(price_job *job, csv_reader *reader) {
               job->path);
     return 0;
   }
-  fprintf(stderr, "greeks: %s: %s (expected %s)\n", job->path, error.message,
-          job->rules.chain_mode ? "id,type,K,T,sigma" : "id,type,S,K,T,r,q,sigma");
+  if (csv_error_about_header(&error))
+    fprintf(stderr, "greeks: %s: %s (expected %s)\n", job->path, error.message,
+            job->rules.chain_mode ? "id,type,K,T,sigma" : "id,type,S,K,T,r,q,sigma");
+  else
+    fprintf(stderr, "greeks: %s: %s\n", job->path, error.message);
   return -1;
 }
 
