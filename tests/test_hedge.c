@@ -590,6 +590,56 @@ static void test_unreachable_targets_fail_naming_what_is_missing(void **state) {
   gk_book_free(book);
 }
 
+/* Offering the underlying never makes a feasible hedge infeasible: a book
+ * long 2e12 shares was hedged with 2e6 puts (x1e6), but with the underlying
+ * offered too, "trading nothing but 2e12 units" (past GK_MAX_QUANTITY) won
+ * on cost and the request failed (found in review). */
+static void test_units_past_the_quantity_bound_do_not_win(void **state) {
+  (void)state;
+  gk_book *book = aapl_desk();
+  trade(book, "S1", underlying("AAPL"), INT64_C(1000000000000));
+  trade(book, "S2", underlying("AAPL"), INT64_C(1000000000000));
+  gk_instrument put = option("AAPL", GK_PUT, GK_STYLE_EUROPEAN, 1000, T0 + YEAR / 4, 1e6);
+  gk_quoted_instrument offered[] = {quote(put, 899, 901, 0), quote(underlying("AAPL"), 100, 100, 0)};
+  for (size_t count = 1; count <= 2; count++) {
+    gk_hedge_request r = request(GK_HEDGE_DELTA, offered, count);
+    gk_hedge_proposal p = hedge(book, &r);
+    const gk_leg *leg = leg_of(&p, &put);
+    assert_non_null(leg);
+    /* the put's delta x 1e6 per contract: about -1e6 (deep in the money) */
+    double per_contract = reference(&put, VOL).delta;
+    assert_true(llabs(leg->quantity - (int64_t)llround(-2e12 / per_contract)) <= 1);
+    for (size_t i = 0; i < p.leg_count; i++) assert_true(llabs(p.legs[i].quantity) <= GK_MAX_QUANTITY);
+  }
+  gk_book_free(book);
+}
+
+/* A hedge is never proposed that its execution would refuse: a book at the
+ * position bound in the only instrument offered got a leg taking it past
+ * 1e15 contracts (found in review); it is told why instead. */
+static void test_a_hedge_never_takes_a_position_past_the_books_bound(void **state) {
+  (void)state;
+  gk_book *book = aapl_desk();
+  gk_instrument put = option("AAPL", GK_PUT, GK_STYLE_EUROPEAN, 100, T0 + YEAR / 4, 1e-6);
+  for (int i = 0; i < 1000; i++) {
+    char id[16];
+    snprintf(id, sizeof id, "P%d", i);
+    trade(book, id, put, GK_MAX_QUANTITY);
+  }
+  assert_true(gk_book_find_position(book, &put)->quantity == GK_MAX_POSITION_QUANTITY);
+  /* delta +1e4 with the puts': buying ~2e10 more puts (within GK_MAX_QUANTITY) hedges it */
+  trade(book, "S", underlying("AAPL"), llround(-1e15 * reference(&put, VOL).delta) + 10000);
+  gk_quoted_instrument offered[] = {quote(put, 3.9, 4.0, 0)};
+  gk_hedge_request r = request(GK_HEDGE_DELTA, offered, 1);
+  gk_hedge_proposal p;
+  gk_status st;
+  assert_int_equal(gk_generate_hedge(book, &r, &p, &st), GK_FAILED_PRECONDITION);
+  assert_string_equal(st.field, "target");
+  assert_non_null(strstr(st.message, "takes a position past the book's bound of 1000000000000000 contracts"));
+  assert_int_equal(p.leg_count, 0);
+  gk_book_free(book);
+}
+
 /* ---- (5) validation -------------------------------------------------------------------------- */
 
 static void assert_refused(const gk_book *book, const gk_hedge_request *r, const char *field,
@@ -886,6 +936,8 @@ static void test_an_american_put_hedges_with_its_own_greeks(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_delta_hedge_buys_the_rounded_book_delta_in_the_underlying),
+      cmocka_unit_test(test_units_past_the_quantity_bound_do_not_win),
+      cmocka_unit_test(test_a_hedge_never_takes_a_position_past_the_books_bound),
       cmocka_unit_test(test_a_delta_hedge_takes_a_cheaper_option_over_the_underlying),
       cmocka_unit_test(test_a_delta_hedge_is_judged_by_what_it_trades),
       cmocka_unit_test(test_delta_gamma_hedge_is_the_cheapest_basis_rounded),

@@ -29,8 +29,6 @@
 #include "greeks/text.h"
 #include "index_map.h"
 
-#define GK_MAX_POSITION_QUANTITY INT64_C(1000000000000000) /* 1e15 contracts */
-
 typedef struct trade_ref {
   char id[GK_TRADE_ID_SIZE];
   int64_t sequence;

@@ -176,6 +176,7 @@ typedef struct hedge_work {
   gk_risk *contract; /* one contract of each instrument: value and Greeks x multiplier */
   double *cost;      /* c_i: multiplier x half-spread, per contract */
   size_t underlying; /* the underlying's index among the instruments, NONE if not offered */
+  double *held;      /* the book's position in each instrument now, contracts (0: none) */
   gk_risk before;
 } hedge_work;
 
@@ -329,6 +330,7 @@ typedef struct program {
   double b[2];        /* -before, divided by the same scale */
   double scale[2];    /* that scale: the largest |Greek| of the row (0: an empty row) */
   size_t out_of_range; /* bases refused for a quantity beyond GK_MAX_QUANTITY */
+  size_t past_position_bound; /* bases refused for a position past GK_MAX_POSITION_QUANTITY */
 } program;
 
 /* The Greek of constraint k (0 delta; 1 gamma or vega) in a gk_risk. */
@@ -430,6 +432,28 @@ static double rounded_miss(const program *p, const basis *b, const whole_basis *
   return miss;
 }
 
+/* Whether the whole-contract trade can be executed: the underlying's units
+ * within GK_MAX_QUANTITY, and every position it moves within the book's
+ * +-GK_MAX_POSITION_QUANTITY. Trading nothing but 2e12 units beat a feasible
+ * put, then failed the request; and a hedge proposed a leg its execution
+ * refused (both found in review). */
+static bool tradable_whole(program *p, const basis *b, const whole_basis *r) {
+  const hedge_work *w = p->w;
+  const double bound = (double)GK_MAX_POSITION_QUANTITY;
+  bool past = false;
+  if (w->underlying != NONE) {
+    if (!(fabs(r->units) <= (double)GK_MAX_QUANTITY)) {
+      p->out_of_range++;
+      return false;
+    }
+    past = !(fabs(w->held[w->underlying] + r->units) <= bound);
+  }
+  for (size_t j = 0; j < b->size; j++)
+    past = past || (b->index[j] != w->underlying && !(fabs(w->held[b->index[j]] + r->q[j]) <= bound));
+  p->past_position_bound += past;
+  return !past;
+}
+
 /* Keeps `candidate` when it is tradable and better than the best: a basis that
  * in whole contracts takes at least half of each target Greek off the book
  * beats one that does not; among those the cheaper wins (the LP's optimum,
@@ -447,6 +471,7 @@ static void consider(program *p, basis *candidate, basis *best) {
     }
   }
   whole_basis whole = round_basis(p->w, candidate);
+  if (!tradable_whole(p, candidate, &whole)) return;
   candidate->cost = whole_cost(p->w, candidate, &whole);
   bool cheaper = best->size == NONE || candidate->cost < best->cost - 1e-12 * best->cost;
   bool best_ok = best->size != NONE && best->miss <= ACCEPTABLE_MISS;
@@ -515,7 +540,12 @@ static gk_code infeasible(const hedge_work *w, const program *p, gk_status *stat
   if (p->out_of_range)
     return gk_status_set(status, GK_FAILED_PRECONDITION, "target", target, GK_STATUS_NO_INDEX,
                          "%s-neutral: every hedge with these instruments needs more than %lld "
-                         "contracts of one of them", target, (long long)GK_MAX_QUANTITY);
+                         "contracts of one of them%s", target, (long long)GK_MAX_QUANTITY,
+                         p->past_position_bound ? ", or takes a position past the book's bound" : "");
+  if (p->past_position_bound)
+    return gk_status_set(status, GK_FAILED_PRECONDITION, "target", target, GK_STATUS_NO_INDEX,
+                         "%s-neutral: every hedge with these instruments takes a position past the book's "
+                         "bound of %lld contracts", target, (long long)GK_MAX_POSITION_QUANTITY);
   if (p->m == 1)
     return gk_status_set(status, GK_FAILED_PRECONDITION, "target", target, GK_STATUS_NO_INDEX,
                          "delta-neutral needs an instrument with nonzero delta among the "
@@ -652,8 +682,13 @@ gk_code gk_generate_hedge(const gk_book *book, const gk_hedge_request *request,
                          "before hedging it", request->underlying);
   w.contract = calloc(w.n, sizeof *w.contract);
   w.cost = calloc(w.n, sizeof *w.cost);
-  rc = w.contract && w.cost ? hedge(&w, out, status) : out_of_memory(status);
-  free(w.contract), free(w.cost);
+  w.held = calloc(w.n, sizeof *w.held);
+  for (size_t i = 0; w.held && i < w.n; i++) {
+    const gk_position *held = gk_book_find_position(book, &request->instruments[i].instrument);
+    w.held[i] = held ? (double)held->quantity : 0.0;
+  }
+  rc = w.contract && w.cost && w.held ? hedge(&w, out, status) : out_of_memory(status);
+  free(w.contract), free(w.cost), free(w.held);
   if (rc != GK_OK) memset(out, 0, sizeof *out);
   else gk_status_clear(status);
   return rc;

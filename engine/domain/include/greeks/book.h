@@ -105,6 +105,9 @@ typedef struct gk_leg {
 #define GK_MAX_MULTIPLIER 1e6
 
 #define GK_MAX_QUANTITY INT64_C(1000000000000)
+/* A position's quantity stays within +-this: a leg that would take it past
+ * is refused (FAILED_PRECONDITION). */
+#define GK_MAX_POSITION_QUANTITY INT64_C(1000000000000000) /* 1e15 contracts */
 
 typedef struct gk_trade {
   char trade_id[GK_TRADE_ID_SIZE];

@@ -108,7 +108,8 @@ typedef struct gk_hedge_proposal {
  * an instrument quoted twice, or one the kernels refuse at the book's market
  * (e.g. an expiry past 100 years); GK_FAILED_PRECONDITION when a
  * position of the underlying cannot be valued, or when every basis needs more
- * than GK_MAX_QUANTITY contracts; GK_RESOURCE_EXHAUSTED on OOM. On any error
+ * than GK_MAX_QUANTITY contracts (or units of the underlying) or takes a
+ * position past GK_MAX_POSITION_QUANTITY; GK_RESOURCE_EXHAUSTED on OOM. On any error
  * *out is zeroed. Allocates O(count) scratch; O(count^2) work for two
  * constraints (130,816 2x2 solves at 512 instruments). */
 gk_code gk_generate_hedge(const gk_book *book, const gk_hedge_request *request,
