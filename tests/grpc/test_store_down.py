@@ -537,6 +537,45 @@ class LostCommit(unittest.TestCase):
         book = self.books.GetBook(bk.GetBookRequest(book_id="desk"), timeout=TIMEOUT)
         self.assertEqual((book.version, [p.quantity for p in book.positions]), (2, [10]))
 
+    def test_a_backend_crash_is_told_apart_from_a_strangers_transaction_under_the_reused_id(self):
+        """One backend killed (an OOM kill): the server reinitialises without a
+        new start time, forgets the append, and hands its id to a stranger whose
+        transaction stays open past the 5 s greeksd gives itself. txid_status
+        said "in progress" throughout, and the client was told the outcome was
+        unknown, "it may have been recorded", for a trade never written (found
+        in review). The append's session is gone, so the journal answers:
+        nothing written, retried, recorded once."""
+        self.books.OpenBook(bk.OpenBookRequest(book_id="desk", name="desk", currency="USD"), timeout=TIMEOUT)
+        victim = subprocess.Popen([PSQL, self.conninfo, "-tA", "-c", "SELECT pg_sleep(60)"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(victim.kill)
+
+        def victim_pid():
+            p = subprocess.run([PSQL, self.conninfo, "-tA", "-c", "SELECT pid FROM pg_stat_activity WHERE "
+                                "query = 'SELECT pg_sleep(60)'"], capture_output=True, text=True, timeout=60)
+            return p.stdout.strip()
+        pid = int(poll("the victim backend", victim_pid))
+        strangers = []
+
+        def kill_one_backend_and_let_a_stranger_take_the_id():
+            os.kill(pid, signal.SIGKILL)  # pg_ctl stop is not involved: the postmaster stays
+            victim.wait(timeout=60)
+            poll("the server back", lambda: subprocess.run(
+                [PSQL, self.conninfo, "-tA", "-c", "SELECT 1"], capture_output=True, timeout=60).returncode == 0)
+            strangers.append(subprocess.Popen(
+                [PSQL, self.conninfo, "-tA", "-c", "BEGIN; SELECT txid_current(); SELECT pg_sleep(%g); COMMIT;" %
+                 (6 * SLOWDOWN)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            time.sleep(0.5)  # its id taken
+
+        self.proxy.drop_commit = True
+        self.proxy.on_cut = kill_one_backend_and_let_a_stranger_take_the_id
+        trade = self.cut(lambda: self.books.ExecuteTrade(bk.ExecuteTradeRequest(
+            book_id="desk", trade_id="t1", legs=[self.leg(10)], idempotency_key="k-t1"), timeout=TIMEOUT))
+        self.assertEqual((trade.first_sequence, trade.replayed), (2, False))
+        self.assertEqual(self.journal(), [ev.BOOK_OPENED, ev.TRADE_EXECUTED])
+        for stranger in strangers:
+            self.assertEqual(stranger.wait(timeout=60), 0)
+
 
 
 class DeletedSqliteStore(unittest.TestCase):

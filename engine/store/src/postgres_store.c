@@ -614,6 +614,24 @@ static int first_event_recorded(PGconn *c, const gk_append *a) {
   return outcome;
 }
 
+/* 1 while the append's session (its backend pid, inside its transaction)
+ * still runs, 0 when it is gone, -1 when that cannot be read. Once it is
+ * gone the transaction has ended: only its own backend could commit it. */
+static int session_holds(PGconn *c, int pid, int64_t xid) {
+  pg_params p = {.count = 0};
+  param_int8(&p, pid);
+  param_int8(&p, xid);
+  PGresult *res = exec(c,
+                       "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 "
+                       "AND backend_xid::text = ($2 % 4294967296)::text",
+                       &p);
+  int64_t rows = -1;
+  int held = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && get_int8(res, 0, 0, &rows) ? rows > 0
+                                                                                                         : -1;
+  PQclear(res);
+  return held;
+}
+
 static bool read_server_start(PGconn *c, int64_t *start_us) {
   PGresult *res = exec(c, "SELECT " SERVER_START_US, NULL);
   bool ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && get_int8(res, 0, 0, start_us);
@@ -622,20 +640,26 @@ static bool read_server_start(PGconn *c, int64_t *start_us) {
 }
 
 /* What became of a lost append, asked on connection c: 1 recorded, 0 not, -1
- * not known yet. On the server that ran it, the old session is ended if it
- * still holds the transaction, then txid_status answers; "committed" is
- * confirmed by the append's first event. On a server started since (a
- * restart, a promoted standby) no session of the append is left and its id
- * may belong to another transaction now (a lost trade was acknowledged
- * because a later one reused its id: found in review): the journal answers
- * alone. */
+ * not known yet. On a server started since (a restart, a promoted standby)
+ * no session of the append is left and its id may belong to another
+ * transaction now (a lost trade was acknowledged because a later one reused
+ * its id: found in review): the journal answers alone. On the server that
+ * ran it, the old session is ended if it still holds the transaction, then
+ * txid_status answers; "committed" is confirmed by the append's first event.
+ * "In progress" is the append's only while its session holds it: a backend
+ * crash reinitialises the server without a new start time and reuses the
+ * ids of the commits it lost, and a stranger's open transaction under the
+ * id held the answer for 5 s and then "may have been recorded" (found in
+ * review); once the session is gone, the journal answers. */
 static int lost_append_outcome(PGconn *c, const gk_append *a, int pid, const append_identity *id, bool *ended) {
   int64_t start_us;
   if (!read_server_start(c, &start_us)) return -1;
   if (start_us != id->server_start_us) return first_event_recorded(c, a);
   if (!*ended) end_lost_session(c, pid, id->xid), *ended = true;
   int outcome = transaction_outcome(c, id->xid);
-  return outcome == 1 ? first_event_recorded(c, a) : outcome;
+  if (outcome == 1) return first_event_recorded(c, a);
+  if (outcome == 0) return 0;
+  return session_holds(c, pid, id->xid) == 0 ? first_event_recorded(c, a) : -1;
 }
 
 /* The connection broke after COMMIT was sent: the append may or may not have
