@@ -163,6 +163,10 @@ static const setting settings[] = {
     {"breaker.wait_in_open_ms", "--breaker-wait-in-open-ms", "GREEKSD_BREAKER_WAIT_IN_OPEN_MS", K_I64,
      FIELD(breaker.wait_in_open_ms), 1, 3600 * 1000, true, "5000",
      "pricing breaker: OPEN -> HALF_OPEN after this, ms (default 5000)"},
+    {"breaker.fallback_to_scalar", "--breaker-fallback-to-scalar", "GREEKSD_BREAKER_FALLBACK_TO_SCALAR", K_BOOL,
+     FIELD(breaker.fallback_to_scalar), NO_RANGE, false, "false",
+     "true or false: while the pricing breaker is open, PriceChain and PriceBatch are priced on the scalar "
+     "reference kernel (replies say scalar_fallback) instead of failing fast with UNAVAILABLE (default false)"},
 };
 enum { SETTING_COUNT = sizeof settings / sizeof settings[0] };
 _Static_assert((int)SETTING_COUNT <= (int)GREEKSD_MAX_SETTINGS, "raise GREEKSD_MAX_SETTINGS");

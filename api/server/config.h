@@ -55,6 +55,7 @@ typedef struct greeksd_breaker {
   double slow_call_rate_percent;
   int64_t slow_call_ms;
   int64_t wait_in_open_ms;
+  bool fallback_to_scalar; /* open: price on the scalar reference kernel, not UNAVAILABLE (restart) */
 } greeksd_breaker;
 
 typedef struct greeksd_config {

@@ -882,6 +882,7 @@ static int start_engine(greeksd_server *s, char *error, size_t size) {
   pricing.tracer = s->tracer;
   pricing.batching = s->config.features.dynamic_batching;
   greeksd_breaker_config(&s->config, &pricing.breaker);
+  pricing.fallback_to_scalar = s->config.breaker.fallback_to_scalar;
   s->started_isa = (int)gk_isa_active();
   snapshot_apply_isa(s, &s->config);
   if (gk_pricing_agent_start(s->pool, &pricing, &s->pricing, &status) != GK_OK) {

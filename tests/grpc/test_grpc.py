@@ -1247,6 +1247,44 @@ class CircuitBreaker(unittest.TestCase):
             server.close()
 
 
+    def test_an_open_breaker_prices_on_the_scalar_kernel_when_configured(self):
+        # breaker.fallback_to_scalar: the pricing agent's fallback was
+        # documented as "off by default" with no way to turn it on (found in
+        # review). With it on, an open breaker answers what the offline
+        # scalar kernel prints, bit for bit, with scalar_fallback set; implied
+        # vols are still refused.
+        server = Server("--breaker-fallback-to-scalar", "true", env={"GREEKSD_TEST_FAULT": "fail"})
+        try:
+            channel, s = stub(server.target)
+            rows = random_batch(40, seed=32)
+            request = batch_request(rows)
+            codes = []
+            for _ in range(25):
+                try:
+                    reply = s.PriceBatch(request, timeout=30)
+                    codes.append(grpc.StatusCode.OK)
+                except grpc.RpcError as e:
+                    codes.append(e.code())
+            self.assertEqual(codes[0], grpc.StatusCode.INTERNAL)  # the injected fault, breaker closed
+            self.assertEqual(codes[-1], grpc.StatusCode.OK)
+            self.assertTrue(reply.scalar_fallback)
+            with tempfile.TemporaryDirectory() as d:
+                path = os.path.join(d, "batch.csv")
+                write_rows(path, rows, ["id", "type", "S", "K", "T", "r", "q", "sigma"])
+                code, out, err = run_cli("price", "--isa", "scalar", path)
+            self.assertEqual(code, 0, err)
+            for i, line in enumerate(read_csv(out)):
+                for name in GREEK_NAMES:
+                    self.assertEqual(getattr(reply.greeks, name)[i], float(line[name]), (name, i))
+            iv = pb.ImpliedVolRequest(spot=[100.0], strike=[100.0], expiry=[1.0], rate=[0.0], price=[8.0], type=[pb.CALL])
+            with self.assertRaises(grpc.RpcError) as raised:
+                s.ImpliedVol(iv, timeout=30)
+            self.assertEqual(raised.exception.code(), grpc.StatusCode.UNAVAILABLE)
+            channel.close()
+            self.assertEqual(server.stop(), 0)
+        finally:
+            server.close()
+
     def test_compute_work_is_refused_only_for_the_breakers_wait(self):
         # The compute agent reads the pricing breaker but is not counted by
         # it: after the wait it serves implied vols again though no pricing
