@@ -167,7 +167,7 @@ static const char *row_field(const table *t, size_t i, int c) {
 /* Row k of the table from its fields: a problem, or its type and numbers. */
 static void table_row(table *t, size_t k, const char *const *names, int ncols, const char **fields, size_t line) {
   uint8_t code = cli_word_is(fields[1], "call") ? GK_CALL : cli_word_is(fields[1], "put") ? GK_PUT : 0xff;
-  csv_error error = {0, ""};
+  csv_error error = {0};
   if (code == 0xff) csv_field_error(&error, line, "type", fields[1], "must be call or put");
   /* the offline verbs' order: type, style, then the numbers in `names` order */
   for (int c = 2; c < ncols && t->style_rules && !error.message[0]; c++)

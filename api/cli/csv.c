@@ -87,6 +87,7 @@ __attribute__((format(printf, 3, 4))) static void set_message(csv_error *e, size
   va_list args;
   va_start(args, format);
   e->line = line;
+  e->not_the_data = false;
   vsnprintf(e->message, sizeof e->message, format, args);
   va_end(args);
 }
@@ -171,6 +172,7 @@ static int read_line(csv_reader *r, csv_error *e) {
       int more = refill(r);
       if (more < 0) {
         set_message(e, 0, "read error: %s", strerror(r->read_errno ? r->read_errno : EIO));
+        e->not_the_data = true;
         return -1;
       }
       if (more == 0) return r->line_len > 0;
@@ -193,7 +195,7 @@ static int read_line(csv_reader *r, csv_error *e) {
     }
   }
 out_of_memory:
-  line_error(e, 0, "out of memory");
+  line_error(e, 0, "out of memory"), e->not_the_data = true;
   return -1;
 }
 
@@ -275,7 +277,7 @@ static int split_line(csv_reader *r, csv_error *e) {
   r->field_count = 0;
   for (;;) {
     if (grow_fields(r) != 0) {
-      line_error(e, 0, "out of memory");
+      line_error(e, 0, "out of memory"), e->not_the_data = true;
       return CSV_FAILED;
     }
     char *after;
@@ -355,7 +357,7 @@ int csv_reader_header(csv_reader *r, const csv_column *columns, int ncols, csv_e
   int got = next_line(r, e);
   if (got < 0) return -1;
   if (got == 0) {
-    set_message(e, 1, "empty file: no header"); /* about line 1, the header's (csv_error_about_header) */
+    line_error(e, 0, "empty file: no header");
     return -1;
   }
   int split = split_line(r, e);
@@ -367,7 +369,7 @@ int csv_reader_header(csv_reader *r, const csv_column *columns, int ncols, csv_e
     }
   r->column_of = malloc((size_t)(ncols > 0 ? ncols : 1) * sizeof *r->column_of);
   if (r->column_of == NULL || keep_header(r) != 0) {
-    line_error(e, 0, "out of memory");
+    line_error(e, 0, "out of memory"), e->not_the_data = true;
     return -1;
   }
   r->ncols = ncols;
@@ -440,7 +442,7 @@ int csv_input_open(csv_input *in, const char *path, csv_error *e) {
   }
   in->reader = csv_reader_stream(in->file, 0);
   if (in->reader == NULL) {
-    line_error(e, 0, "out of memory");
+    line_error(e, 0, "out of memory"), e->not_the_data = true;
     return -1;
   }
   return 0;

@@ -24,6 +24,7 @@
 #ifndef GREEKS_CLI_CSV_H
 #define GREEKS_CLI_CSV_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -36,13 +37,14 @@
 typedef struct csv_error {
   size_t line; /* 1-based line of the problem; 0 when it is about no line */
   char message[CSV_MESSAGE_SIZE];
+  bool not_the_data; /* a read error or out of memory: nothing wrong with the input */
 } csv_error;
 
 /* Whether csv_reader_header's error is about the header (a column missing or
  * twice, no header at all), which the expected columns explain, and not a
  * read error or out of memory ("read error: Is a directory (expected
  * id,type,...)" pointed at the columns; found in review). */
-static inline int csv_error_about_header(const csv_error *e) { return e->line > 0; }
+static inline int csv_error_about_header(const csv_error *e) { return !e->not_the_data; }
 
 /* csv_reader_next's answers. */
 enum {
