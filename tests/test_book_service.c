@@ -845,6 +845,63 @@ static void test_non_finite_edges_and_premiums_read_as_damage(void **state) {
   assert_non_null(strstr(st.message, "net premium"));
 }
 
+/* e encoded, its payload's one occurrence of `from` (a field's tag and
+ * value) replaced by `to`, then read back: the decoder's verdict. */
+static gk_code read_back_patched(const gk_event *e, const uint8_t from[2], const uint8_t to[2], gk_status *st) {
+  uint8_t *bytes = NULL;
+  size_t size = 0;
+  must(gk_event_encode_payload(e, &bytes, &size, st), st);
+  size_t found = 0, at = 0;
+  for (size_t i = 0; i + 1 < size; i++)
+    if (bytes[i] == from[0] && bytes[i + 1] == from[1]) found++, at = i;
+  assert_int_equal(found, 1);
+  bytes[at] = to[0], bytes[at + 1] = to[1];
+  gk_stored_event stored;
+  gk_event_to_stored(e, bytes, size, &stored);
+  gk_event back;
+  gk_code rc = gk_event_decode("book-x", &stored, &back, st);
+  free(bytes);
+  return rc;
+}
+
+/* An enum value this build does not know (a later release's, or damage) is
+ * DATA_LOSS: an option_type 2 read as a call, a style 7 as European, a
+ * level 2 as soft (found in review). */
+static void test_unknown_enum_values_read_as_damage(void **state) {
+  (void)state;
+  gk_status st;
+  gk_event trade;
+  memset(&trade, 0, sizeof trade);
+  trade.type = GK_EVENT_TRADE_EXECUTED;
+  trade.meta.schema_version = gk_event_current_version(GK_EVENT_TRADE_EXECUTED);
+  trade.meta.sequence = 9;
+  snprintf(trade.as.trade_executed.trade_id, sizeof trade.as.trade_executed.trade_id, "T9");
+  must(gk_instrument_option("AAPL", GK_PUT, GK_STYLE_AMERICAN, 100, INT64_C(1800000000000000), 100,
+                            &trade.as.trade_executed.legs[0].instrument, &st), &st);
+  trade.as.trade_executed.legs[0].quantity = 3, trade.as.trade_executed.legs[0].price = 2;
+  trade.as.trade_executed.leg_count = 1;
+  gk_event back;
+  must(read_back(&trade, &back, &st), &st); /* as written: a put, American */
+  assert_true(back.as.trade_executed.legs[0].instrument.type == GK_PUT);
+  static const uint8_t put[2] = {0x18, 0x01}, american[2] = {0x20, 0x01};
+  static const uint8_t type_2[2] = {0x18, 0x02}, style_7[2] = {0x20, 0x07};
+  assert_int_equal(read_back_patched(&trade, put, type_2, &st), GK_DATA_LOSS);
+  assert_non_null(strstr(st.message, "kind, type or style"));
+  assert_int_equal(read_back_patched(&trade, american, style_7, &st), GK_DATA_LOSS);
+  gk_event edge;
+  memset(&edge, 0, sizeof edge);
+  edge.type = GK_EVENT_RISK_LIMIT_BREACHED;
+  edge.meta.schema_version = gk_event_current_version(GK_EVENT_RISK_LIMIT_BREACHED);
+  edge.meta.sequence = 10;
+  snprintf(edge.as.limit_edge.limit.underlying, sizeof edge.as.limit_edge.limit.underlying, "AAPL");
+  edge.as.limit_edge.limit.metric = GK_LIMIT_DOLLAR_DELTA, edge.as.limit_edge.limit.soft = 1000;
+  edge.as.limit_edge.limit.hard = 2000, edge.as.limit_edge.hard = 1;
+  edge.as.limit_edge.value = 2500, edge.as.limit_edge.threshold = 2000;
+  static const uint8_t hard[2] = {0x10, 0x01}, level_2[2] = {0x10, 0x02};
+  assert_int_equal(read_back_patched(&edge, hard, level_2, &st), GK_DATA_LOSS);
+  assert_non_null(strstr(st.message, "neither soft nor hard"));
+}
+
 static void test_audit_trail_and_correction(void **state) {
   fixture *f = *state;
   open_desk(f, "desk1");
@@ -1636,6 +1693,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test(test_a_refusal_past_a_legs_bounds_reads_back),
       cmocka_unit_test(test_non_finite_edges_and_premiums_read_as_damage),
+      cmocka_unit_test(test_unknown_enum_values_read_as_damage),
       cmocka_unit_test_setup_teardown(test_audit_trail_and_correction, setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_cancelled_trade_is_cancelled_once, setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_correction_of_a_correction_checks_the_trade_time, setup, teardown),

@@ -303,17 +303,28 @@ static void copy_text(char *out, size_t size, const char *in) {
 
 static bool text_fits(const char *in, size_t size) { return in == NULL || strlen(in) < size; }
 
+/* An enum's value as the domain's byte: the wire's values are the domain's
+ * (0, 1); any other (a later release's, or damage) is 255, which the domain's
+ * rules refuse. They were read as "anything else": an unknown type as a
+ * call, an unknown style as European (found in review). */
+static uint8_t enum_byte(int value) { return value == 0 || value == 1 ? (uint8_t)value : 255; }
+
+/* A limit level: soft or hard, else damage. */
+static bool level_known(int level) {
+  return level == GREEKS__EVENTS__V1__LIMIT_LEVEL__SOFT || level == GREEKS__EVENTS__V1__LIMIT_LEVEL__HARD;
+}
+
 static gk_code instrument_from_pb(const decode_context *c, const PbInstrument *pb,
                                   gk_instrument *out) {
   memset(out, 0, sizeof *out);
   if (pb == NULL) return damaged(c, "a leg has no instrument");
   if (!text_fits(pb->underlying, GK_SYMBOL_SIZE)) return damaged(c, "an underlying is too long");
   copy_text(out->underlying, sizeof out->underlying, pb->underlying);
-  out->kind = pb->kind == GREEKS__EVENTS__V1__INSTRUMENT_KIND__UNDERLYING ? GK_KIND_UNDERLYING
-                                                                          : GK_KIND_OPTION;
-  out->type = pb->option_type == GREEKS__EVENTS__V1__OPTION_TYPE__PUT ? GK_PUT : GK_CALL;
-  out->style = pb->style == GREEKS__EVENTS__V1__EXERCISE_STYLE__AMERICAN ? GK_STYLE_AMERICAN
-                                                                          : GK_STYLE_EUROPEAN;
+  if (enum_byte(pb->kind) == 255 || enum_byte(pb->option_type) == 255 || enum_byte(pb->style) == 255)
+    return damaged(c, "an instrument's kind, type or style is not one this build knows");
+  out->kind = enum_byte(pb->kind);
+  out->type = enum_byte(pb->option_type);
+  out->style = enum_byte(pb->style);
   out->strike = pb->strike;
   out->expiry_us = pb->expiry_us;
   out->multiplier = pb->multiplier;
@@ -455,6 +466,7 @@ static gk_code decode_rejection(const decode_context *c,
     return damaged(c, "a text field is too long");
   copy_text(out->trade_id, sizeof out->trade_id, pb->trade_id);
   copy_text(out->reason, sizeof out->reason, pb->reason);
+  if (!level_known(pb->level)) return damaged(c, "a refusal's limit level is neither soft nor hard");
   out->hard = pb->level == GREEKS__EVENTS__V1__LIMIT_LEVEL__HARD;
   out->value = pb->value;
   out->would_be = pb->would_be;
@@ -495,6 +507,7 @@ static const ProtobufCMessageDescriptor *descriptor_of(uint32_t type, uint32_t v
 
 static gk_code decode_edge(const decode_context *c, const PbLimit *limit, int level, double value,
                            double threshold, gk_limit_edge *out) {
+  if (!level_known(level)) return damaged(c, "a limit edge's level is neither soft nor hard");
   gk_code rc = limit_from_pb(c, limit, &out->limit);
   out->hard = level == GREEKS__EVENTS__V1__LIMIT_LEVEL__HARD;
   out->value = value;

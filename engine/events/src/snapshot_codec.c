@@ -250,9 +250,13 @@ static bool instrument_from_pb(const PbInstrument *pb, gk_instrument *out) {
   if (pb == NULL || pb->underlying == NULL || strlen(pb->underlying) >= GK_SYMBOL_SIZE)
     return false;
   snprintf(out->underlying, sizeof out->underlying, "%s", pb->underlying);
-  out->kind = (uint8_t)(pb->kind == GREEKS__EVENTS__V1__INSTRUMENT_KIND__UNDERLYING);
-  out->type = (uint8_t)(pb->option_type == GREEKS__EVENTS__V1__OPTION_TYPE__PUT);
-  out->style = (uint8_t)(pb->style == GREEKS__EVENTS__V1__EXERCISE_STYLE__AMERICAN);
+  /* the wire's values are the domain's (0, 1); any other is damage, not a
+   * call or a European (found in review) */
+  unsigned kind = (unsigned)pb->kind, type = (unsigned)pb->option_type, style = (unsigned)pb->style;
+  if (kind > 1 || type > 1 || style > 1) return false;
+  out->kind = (uint8_t)kind;
+  out->type = (uint8_t)type;
+  out->style = (uint8_t)style;
   out->strike = pb->strike;
   out->expiry_us = pb->expiry_us;
   out->multiplier = pb->multiplier;
@@ -320,6 +324,10 @@ static gk_code restore_parts(gk_book *book, const PbSnapshot *pb, gk_status *sta
                                           pb->limit_edges_since_move[2 * i + 1], status);
   for (size_t i = 0; rc == GK_OK && i < pb->n_open_breaches; i++) {
     const Greeks__Events__V1__RiskLimitBreached *in = pb->open_breaches[i];
+    if ((unsigned)in->level > 1) {
+      rc = GK_DATA_LOSS;
+      break;
+    }
     gk_limit_edge open = {.hard = in->level == GREEKS__EVENTS__V1__LIMIT_LEVEL__HARD,
                           .value = in->value,
                           .threshold = in->threshold};
