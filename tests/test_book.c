@@ -768,8 +768,23 @@ static void test_a_snapshot_round_trips_to_an_equal_book(void **state) {
    * times, were recorded cannot say which levels are open or when each
    * underlying was valued: refused as such, and the service replays the
    * stream instead. protobuf-c packs fields in order: ... 13 (tag 0x68,
-   * value 1), 14 (packed, tag 0x72), 15 (tag 0x78, value 1). */
-  assert_true(size > 2 && bytes[size - 2] == 0x78 && bytes[size - 1] == 0x01);
+   * value 1), 14 (packed, tag 0x72), 15 (tag 0x78, value 1), 16 (none
+   * here), 17 (fold_version: tag 0x88 0x01, value GK_BOOK_FOLD_VERSION). */
+  assert_true(size > 5 && bytes[size - 5] == 0x78 && bytes[size - 4] == 0x01);
+  assert_true(bytes[size - 3] == 0x88 && bytes[size - 2] == 0x01 && bytes[size - 1] == GK_BOOK_FOLD_VERSION);
+  /* A snapshot folded under other rules (an older build's: no fold_version,
+   * 0) is refused as such and replayed: it was used, and its valuation
+   * times were the old rules' (found in review). */
+  gk_status other_rules;
+  gk_book *from_other_rules = NULL;
+  assert_int_equal(gk_book_snapshot_decode("book-desk1", bytes, size - 3, &from_other_rules, &other_rules),
+                   GK_FAILED_PRECONDITION);
+  assert_null(from_other_rules);
+  assert_non_null(strstr(other_rules.message, "folded under rules 0, this build folds under 1"));
+  bytes[size - 1] = GK_BOOK_FOLD_VERSION + 1;
+  assert_int_equal(gk_book_snapshot_decode("book-desk1", bytes, size, &from_other_rules, &other_rules),
+                   GK_FAILED_PRECONDITION);
+  bytes[size - 1] = GK_BOOK_FOLD_VERSION;
   size_t field13 = 0;
   for (size_t k = 0; k + 2 < size; k++)
     if (bytes[k] == 0x68 && bytes[k + 1] == 0x01 && bytes[k + 2] == 0x72) field13 = k;

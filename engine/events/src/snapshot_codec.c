@@ -213,6 +213,7 @@ gk_code gk_book_snapshot_encode(const gk_book *book, uint8_t **bytes, size_t *si
   pb.n_open_breaches = open_count;
   pb.open_breaches = open_pointers;
   pb.breaches_recorded = 1;
+  pb.fold_version = GK_BOOK_FOLD_VERSION;
   snapshot_parts parts = {0};
   market_parts markets = {0};
   bool ok = fill_positions(book, &pb, &parts) && fill_trades(book, &pb, &parts) &&
@@ -390,6 +391,16 @@ gk_code gk_book_snapshot_decode(const char *stream, const uint8_t *bytes, size_t
     return gk_status_set(status, GK_FAILED_PRECONDITION, "snapshot", stream, GK_STATUS_NO_INDEX,
                          "stream %s: the snapshot at sequence %lld does not record %s: "
                          "replay the stream instead", stream, (long long)sequence, lacks);
+  }
+  if (pb->fold_version != GK_BOOK_FOLD_VERSION) {
+    /* computed under other fold rules: its state is not this build's (event_codec.h) */
+    int64_t sequence = pb->sequence;
+    unsigned fold = pb->fold_version;
+    free_chunks(chunks);
+    return gk_status_set(status, GK_FAILED_PRECONDITION, "snapshot", stream, GK_STATUS_NO_INDEX,
+                         "stream %s: the snapshot at sequence %lld was folded under rules %u, this build "
+                         "folds under %u: replay the stream instead", stream, (long long)sequence, fold,
+                         GK_BOOK_FOLD_VERSION);
   }
   gk_book *book = gk_book_new();
   if (book == NULL || !gk_book_reserve(book, pb->n_positions, pb->n_trades)) {

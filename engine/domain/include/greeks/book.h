@@ -382,6 +382,12 @@ gk_code gk_book_decide_strategy(const gk_book *book, const gk_strategy_proposed 
                                 gk_event *out, gk_status *status);
 
 /* ---- apply: the fold --------------------------------------------------------- */
+/* The fold's rules, as snapshots record them: raised whenever gk_book_apply
+ * gives another state for the same events (a figure, a time, a count), so
+ * that a snapshot written under the old rules is replayed, not used
+ * (snapshots are a cache: docs/book.md). 1: from 2026-12-07. */
+#define GK_BOOK_FOLD_VERSION 1u
+
 /* Applies one event. Its meta.sequence must be version + 1 and its book id the
  * book's (after BookOpened); otherwise, or when the event contradicts the state
  * (a replay of a corrupted or foreign stream), it fails with GK_DATA_LOSS naming

@@ -48,7 +48,9 @@ gk_code gk_book_snapshot_encode(const gk_book *book, uint8_t **bytes, size_t *si
  * the bytes do not parse or break a rule; GK_FAILED_PRECONDITION for a
  * snapshot written before snapshots recorded the open limit breaches or the
  * underlyings' event times (it cannot say which levels are open, or when the
- * live risk valued each underlying: replay the stream instead). */
+ * live risk valued each underlying: replay the stream instead), or under fold
+ * rules other than GK_BOOK_FOLD_VERSION (greeks/book.h: its state may not be
+ * the one this build's fold gives: replay the stream instead). */
 gk_code gk_book_snapshot_decode(const char *stream, const uint8_t *bytes, size_t size,
                                 gk_book **out, gk_status *status);
 
