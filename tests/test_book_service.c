@@ -1238,6 +1238,40 @@ static void test_load_all_but_damaged_quarantines_a_damaged_book(void **state) {
   assert_int_equal(books, 2);
 }
 
+/* Damage before a book's latest snapshot is found at start too: the load
+ * read only the events after the snapshot, so the book started, served its
+ * (sealed, correct) state, and the damage surfaced mid-session as DATA_LOSS
+ * on audit and as-of reads, and as a book that could not load once its
+ * snapshots were deleted (found in review). */
+static void test_damage_before_the_snapshot_is_found_at_start(void **state) {
+  fixture *f = *state;
+  close_service(f);
+  open_service(f, 3);
+  open_desk(f, "desk1");
+  open_desk(f, "desk2");
+  gk_status st;
+  gk_instrument c = option("AAPL", GK_CALL, GK_STYLE_EUROPEAN, 150);
+  for (int i = 0; i < 6; i++) {
+    char id[8];
+    snprintf(id, sizeof id, "T%d", i);
+    must(send_trade(f->service, "desk2", id, c, 1, 5, T0 + 10 + i, NULL, &st), &st);
+  }
+  close_service(f);
+  sqlite3 *db;
+  sqlite3_stmt *q;
+  assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_prepare_v2(db, "SELECT min(sequence) FROM snapshots WHERE stream = 'book-desk2'", -1, &q, NULL),
+                   SQLITE_OK);
+  assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+  assert_true(sqlite3_column_int64(q, 0) >= 3); /* the damaged event lies before it */
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  run_sql(f, "UPDATE events SET checksum = checksum + 1 WHERE stream = 'book-desk2' AND sequence = 2");
+  open_service(f, 3);
+  assert_loaded_but_one_damaged(f, 1, "desk2", "sequence 2");
+  assert_int_equal(gk_book_quarantine_of(f->service, "desk2", &st), GK_DATA_LOSS);
+}
+
 /* A streams row whose "book-" prefix was damaged ("bxok-desk2"): the store
  * holds books alone, so it is damage, counted and told, not skipped (its
  * book vanished with no count and no page: found in review); the plain load
@@ -1709,6 +1743,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_load_all_replays_every_book_and_finds_damage_at_start,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_load_all_but_damaged_quarantines_a_damaged_book,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_damage_before_the_snapshot_is_found_at_start,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_streams_row_without_its_prefix_is_damage,
                                       setup, teardown),
