@@ -528,19 +528,22 @@ static int send_correction(const session *s, const char *file, const book_legs *
   return CLI_EXIT_OK;
 }
 
-static int run_correct(const session *s) {
+/* The file's key, when it gives one and --key does not, becomes the
+ * session's: the "re-run with --key" advice named the run's own random key,
+ * which the request never carried and the file then contradicted (found in
+ * review). */
+static int run_correct(session *s) {
   csv_input in = {0};
   csv_error e;
   book_legs legs = {0};
   int rc = CLI_EXIT_OK;
-  session own = *s; /* with the file's key, when it gives one and --key does not */
   const char *key = NULL;
   if (s->a->file && open_input(&in, s->a->file) != 0) rc = CLI_EXIT_UNUSABLE;
   else if (s->a->file && (book_legs_read(in.reader, s->a->second, &legs, &e) != 0 ||
                           book_legs_key(&legs, s->a->key, &key, &e) != 0))
     rc = input_error(&in, &e);
-  if (rc == CLI_EXIT_OK && key && !(s->a->key && s->a->key[0])) snprintf(own.key, sizeof own.key, "%s", key);
-  if (rc == CLI_EXIT_OK) rc = send_correction(&own, in.name, &legs);
+  if (rc == CLI_EXIT_OK && key && !(s->a->key && s->a->key[0])) snprintf(s->key, sizeof s->key, "%s", key);
+  if (rc == CLI_EXIT_OK) rc = send_correction(s, in.name, &legs);
   csv_input_close(&in);
   return rc;
 }
@@ -1147,7 +1150,7 @@ static int run_strategies(const session *s) {
 
 /* ---- the verb ---- */
 
-static int run_verb(const session *s) {
+static int run_verb(session *s) {
   switch (s->a->verb) {
     case V_OPEN: return run_open(s);
     case V_TRADE: return run_trade(s);

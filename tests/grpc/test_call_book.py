@@ -423,6 +423,17 @@ class OutcomeUnknown(CallBookCase):
         self.assertEqual([r["causation_id"] for r in audit].count(key), 1, audit)
         self.assertEqual([r["type"] for r in audit].count("TradeExecuted"), 1, audit)
 
+    def test_an_unknown_correction_names_the_key_it_sent(self):
+        # A correction file's own idempotency_key is the one sent: the advice
+        # named the run's random key, and following it was refused as
+        # differing from the file's (found in review).
+        legs = self.file("keyed-legs.csv", "trade_id,underlying,kind,type,style,strike,expiry,multiplier,quantity,"
+                                           "price,idempotency_key\nT1,AAPL,underlying,,,,,,3,100,fix-T1-a\n")
+        p = subprocess.run([CLI, "call", "--target", "127.0.0.1:1", "--retry-attempts", "1", "book", "correct", "c1",
+                            "T1", "--file", legs], capture_output=True, text=True, timeout=TIMEOUT)
+        self.assertEqual(p.returncode, 4, p.stderr)
+        self.assertIn("re-run with --key fix-T1-a:", p.stderr)
+
     def test_a_write_whose_output_cannot_be_written_exits_4(self):
         with open("/dev/full", "w") as full:
             p = subprocess.run([CLI, "call", "--target", self.server.target, "book", "open", "fullout"],
