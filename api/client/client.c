@@ -21,6 +21,7 @@
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -124,6 +125,17 @@ static int channel_target(const char *target, char *out, size_t size, char *erro
      * review). Only a trailing ":DIGITS" is a port (unix:/path has none). */
     const char *colon = strrchr(target, ':');
     size_t digits = colon ? strspn(colon + 1, "0123456789") : 0;
+    /* and a target without one ("127.0.0.1:", "localhost") dialed port 0 or
+     * gRPC's default 443, and its UNAVAILABLE read as "outcome unknown,
+     * re-run" (exit 4) for a usage error (found in review) */
+    bool is_unix = strncmp(target, "unix:", 5) == 0 || strncmp(target, "unix-abstract:", 14) == 0;
+    if (!is_unix && strchr(target, ',') == NULL && (digits == 0 || colon[1 + digits] != '\0')) {
+      snprintf(error, error_size,
+               "--target '%s': no port: HOST:PORT, dns:///NAME:PORT, ipv4:IP:PORT or [IPV6]:PORT (port 1..65535), "
+               "or unix:PATH",
+               target);
+      return -1;
+    }
     if (digits > 0 && colon[1 + digits] == '\0' && strchr(target, ',') == NULL) {
       long port = digits > 6 ? 0 : strtol(colon + 1, NULL, 10);
       if (port < 1 || port > 65535) {

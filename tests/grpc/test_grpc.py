@@ -1035,6 +1035,10 @@ class ClientArguments(unittest.TestCase):
                 f.write(b"\x30\x82\x01\x0a")
             cases = [(["--target", "127.0.0.1:105525"], "the port must be 1..65535"),
                      (["--target", "dns:///localhost:70000"], "the port must be 1..65535"),
+                     # no port: it dialed port 0 or 443, exit 4 "outcome unknown" (found in review)
+                     (["--target", "127.0.0.1:"], "no port"),
+                     (["--target", "localhost"], "no port"),
+                     (["--target", "dns:///localhost"], "no port"),
                      (["--target", "127.0.0.1:1", "--request-id", "caf\u00e9"], "printable ASCII"),
                      (["--target", "127.0.0.1:1", "--tls-ca", der], "holds no PEM certificate")]
             for args, message in cases:
