@@ -800,6 +800,10 @@ static void test_usage_errors_exit_2_with_a_clear_message(void **state) {
   r = book(NOW, "show desk --at yesterday");
   assert_int_equal(r->exit_code, 2);
   assert_non_null(strstr(r->err, "--at must be an RFC 3339 time"));
+  /* the offset is required, as the message says (it said "optional": found in review) */
+  r = book(NOW, "show desk --at 2026-01-15T21:00:00");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "(Z or an offset required, fraction optional)"));
   r = book(NOW, "show desk --grid x.csv");
   assert_int_equal(r->exit_code, 2);
   assert_non_null(strstr(r->err, "option not taken by this verb: '--grid'"));

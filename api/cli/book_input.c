@@ -137,7 +137,8 @@ const char *book_parse_time(const char *text, int64_t now_us, int64_t *us) {
   civil_time t;
   const char *end = read_date_time(p, &t);
   if (end == NULL || (size_t)(end - p) != len)
-    return "must be an RFC 3339 time such as 2027-01-15T21:00:00Z (fraction and offset optional), or now";
+    return "must be an RFC 3339 time such as 2027-01-15T21:00:00Z or 2027-01-15T16:00:00.5-05:00 (Z or an offset "
+           "required, fraction optional), or now";
   if (t.month < 1 || t.month > 12 || t.day < 1 || t.day > days_in_month(t.year, t.month) || t.hour > 23 ||
       t.minute > 59 || t.second > 59)
     return "has a month, day, hour, minute or second out of range";

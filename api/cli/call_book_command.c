@@ -1196,7 +1196,10 @@ int call_book_command(const gk_client_options *connection, int argc, char **argv
   if (rc != 0) return rc;
   char error[512];
   session s = {gk_client_create(connection, error, sizeof error), &a, ""};
-  if (s.client == NULL) return usage_error(error, connection->target);
+  if (s.client == NULL) { /* the message names its flag and value (client.c); the target added was no value of it */
+    fprintf(stderr, "greeks call book: %s\n", error);
+    return CLI_EXIT_UNUSABLE;
+  }
   make_key(s.key);
   rc = run_verb(&s);
   gk_client_destroy(s.client);

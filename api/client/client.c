@@ -182,7 +182,7 @@ static int check_options(const gk_client_options *o, char *error, size_t size) {
     return -1;
   }
   if (o->token && strlen(o->token) > 1000) {
-    snprintf(error, size, "the bearer token is longer than 1000 characters");
+    snprintf(error, size, "--token-file: the bearer token is longer than 1000 characters");
     return -1;
   }
   if (o->retry_attempts < 0 || o->retry_attempts > GK_CLIENT_MAX_ATTEMPTS) {

@@ -1033,6 +1033,9 @@ class ClientArguments(unittest.TestCase):
             der = os.path.join(d, "ca.der")
             with open(der, "wb") as f:
                 f.write(b"\x30\x82\x01\x0a")
+            long_token = os.path.join(d, "token")
+            with open(long_token, "w") as f:
+                f.write("t" * 1200 + "\n")
             cases = [(["--target", "127.0.0.1:105525"], "the port must be 1..65535"),
                      (["--target", "dns:///localhost:70000"], "the port must be 1..65535"),
                      # no port: it dialed port 0 or 443, exit 4 "outcome unknown" (found in review)
@@ -1040,7 +1043,9 @@ class ClientArguments(unittest.TestCase):
                      (["--target", "localhost"], "no port"),
                      (["--target", "dns:///localhost"], "no port"),
                      (["--target", "127.0.0.1:1", "--request-id", "caf\u00e9"], "printable ASCII"),
-                     (["--target", "127.0.0.1:1", "--tls-ca", der], "holds no PEM certificate")]
+                     (["--target", "127.0.0.1:1", "--tls-ca", der], "holds no PEM certificate"),
+                     # named by its flag (found in review)
+                     (["--target", "127.0.0.1:1", "--token-file", long_token], "--token-file: the bearer token is longer")]
             for args, message in cases:
                 started = time.monotonic()
                 code, out, err = run_cli("call", *args, "--timeout-ms", "60000", "health")
