@@ -418,6 +418,11 @@ static void test_show_as_of_an_earlier_sequence_or_time_shows_earlier_quantities
   assert_string_equal(csv_cell(r->out, 1, S_STATE), "no_market");
   r = book(LATER, "show desk --as-of 0");
   assert_int_equal(r->exit_code, 2);
+  /* an event that does not exist: it printed today's book, exit 0 (found in review) */
+  r = book(LATER, "show desk --as-of 99");
+  assert_int_equal(r->exit_code, 2);
+  assert_non_null(strstr(r->err, "--as-of 99: the book is at version 7: no such event"));
+  assert_string_equal(r->out, "");
   r = book(LATER, "show desk --as-of 2020-01-01T00:00:00Z");
   assert_int_equal(r->exit_code, 2); /* the book did not exist yet */
   assert_non_null(strstr(r->err, "NOT_FOUND"));

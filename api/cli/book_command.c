@@ -573,7 +573,17 @@ static int load_book(const session *s, const query_options *q, gk_book **book) {
   gk_status st;
   gk_code code = q->as_of_us >= 0 ? gk_get_book_as_of_time(s->service, s->book_id, q->as_of_us, book, &st)
                                   : gk_get_book(s->service, s->book_id, q->as_of_sequence, book, &st);
-  return code == GK_OK ? 0 : fail(s->book_id, &st);
+  if (code != GK_OK) return fail(s->book_id, &st);
+  /* the state after that event, which must exist: one past the book's
+   * version printed today's positions, exit 0 (found in review) */
+  if (q->as_of_sequence > gk_book_version(*book)) {
+    fprintf(stderr, "greeks book: %s: --as-of %lld: the book is at version %lld: no such event\n", s->book_id,
+            (long long)q->as_of_sequence, (long long)gk_book_version(*book));
+    gk_book_free(*book);
+    *book = NULL;
+    return CLI_EXIT_UNUSABLE;
+  }
+  return 0;
 }
 
 /* Says on stderr how many open positions are not in the risk, and why. */

@@ -578,10 +578,19 @@ static void write_instrument(const Greeks__Events__V1__Instrument *in) {
   write_number(in->multiplier);
 }
 
-static int print_book(const char *where, gk_client_reply *reply) {
+/* The book's positions; as_of_sequence > 0: the state after that event,
+ * which must exist (a sequence past the book's version printed today's
+ * positions, exit 0: found in review). */
+static int print_book(const char *where, gk_client_reply *reply, int64_t as_of_sequence) {
   Greeks__V1__BookView *v = greeks__v1__book_view__unpack(NULL, reply->length, reply->bytes);
   gk_client_reply_free(reply);
   if (v == NULL) return bad_answer(where, "BookView");
+  if (as_of_sequence > v->version) {
+    fprintf(stderr, "greeks call book: %s: --as-of %lld: the book is at version %lld: no such event\n", where,
+            (long long)as_of_sequence, (long long)v->version);
+    greeks__v1__book_view__free_unpacked(v, NULL);
+    return CLI_EXIT_UNUSABLE;
+  }
   fputs("underlying,kind,type,style,strike,expiry,multiplier,quantity,average_cost,realized_pnl\n", stdout);
   for (size_t k = 0; k < v->n_positions; k++) {
     const Greeks__V1__Position *p = v->positions[k];
@@ -599,6 +608,7 @@ static int print_book(const char *where, gk_client_reply *reply) {
 static int run_show(const session *s) {
   gk_client_reply reply;
   int rc;
+  int64_t as_of_sequence = 0;
   if (s->a->as_of == NULL) {
     Greeks__V1__GetBookRequest q = GREEKS__V1__GET_BOOK_REQUEST__INIT;
     q.book_id = (char *)s->a->book_id;
@@ -609,6 +619,7 @@ static int run_show(const session *s) {
     if (book_parse_int(s->a->as_of, &q.sequence) == NULL) {
       if (q.sequence < 1) return usage_error("--as-of sequence must be >= 1", s->a->as_of);
       q.as_of_case = GREEKS__V1__GET_BOOK_AS_OF_REQUEST__AS_OF_SEQUENCE;
+      as_of_sequence = q.sequence;
     } else if (book_parse_time(s->a->as_of, clock_now_us(), &q.time_us) == NULL) {
       q.as_of_case = GREEKS__V1__GET_BOOK_AS_OF_REQUEST__AS_OF_TIME_US;
     } else {
@@ -617,7 +628,7 @@ static int run_show(const session *s) {
     }
     rc = call_unary(s, "GetBookAsOf", &q.base, &reply);
   }
-  return rc == 0 ? print_book(s->a->book_id, &reply) : fail(s->a->book_id, &reply);
+  return rc == 0 ? print_book(s->a->book_id, &reply, as_of_sequence) : fail(s->a->book_id, &reply);
 }
 
 /* ---- risk ---- */

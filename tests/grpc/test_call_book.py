@@ -124,6 +124,10 @@ class CommandsAndQueries(CallBookCase):
         # The book as of the first trade (sequence 3): that trade alone.
         (early,) = rows(self.ok("show", "pos", "--as-of", "3"))
         self.assertEqual((int(early["quantity"]), float(early["average_cost"])), (10, 5.5))
+        # An event past the book's version is no state to show (it printed today's, exit 0: found in review).
+        code, out, err = self.call("show", "pos", "--as-of", "999")
+        self.assertEqual((code, out), (2, ""), err)
+        self.assertIn("--as-of 999: the book is at version", err)
         # Re-running the file records nothing: every trade is replayed with its first sequences.
         again = self.call("trade", "pos", "--file", os.path.join(self.dir.name, "pos.csv"))
         self.assertEqual(again[0], 0, again[2])
