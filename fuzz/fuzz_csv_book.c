@@ -198,7 +198,7 @@ static void read_legs(csv_reader *r, size_t lines, const uint8_t *data, size_t s
   csv_require(legs != NULL, "memory");
   csv_error e;
   gk_status s;
-  if (book_legs_read(r, "fuzz-1", legs, &e) == 0) {
+  if (book_legs_read(r, "fuzz-1", 0, legs, &e) == 0) {
     csv_require(legs->count >= 1 && legs->count <= GK_MAX_LEGS, "1 to GK_MAX_LEGS legs");
     for (size_t k = 0; k < legs->count; k++)
       csv_require(gk_legs_validate(&legs->legs[k], 1, &s) == GK_OK, "each leg passes gk_legs_validate");

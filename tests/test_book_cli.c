@@ -368,6 +368,22 @@ static void test_correct_and_cancel_rewrite_positions(void **state) {
 
 static void write_text(const char *path, const char *text);
 
+/* The offline correction file reads times as the trades file does: `now`
+ * is --now (it was refused as "the server's clock", with no server; found
+ * in review): here an option expiring at --now, after the trade's time. */
+static void test_a_correction_file_reads_now_as_the_trades_file(void **state) {
+  (void)state;
+  open_trade_and_price();
+  char legs[160];
+  snprintf(legs, sizeof legs, "%s/now.csv", store_dir);
+  write_text(legs, "trade_id,underlying,kind,type,style,strike,expiry,multiplier,quantity,price\n"
+                   "T1,SPX,option,call,european,100,now,100,4,9.5\n");
+  cli_result *r = book(LATER, "correct desk T1 --file %s", legs);
+  assert_int_equal(r->exit_code, 0);
+  assert_null(strstr(r->err, "server's clock"));
+  assert_string_equal(csv_cell(r->out, 1, 1), "executed");
+}
+
 /* A correction file's idempotency_key and trade_time were dropped unread: a
  * key in the file made a re-run look safe while each run corrected again,
  * moving average cost and realized P&L (found in review). The key is now
@@ -863,6 +879,7 @@ int main(void) {
       STORE_TEST(test_show_values_a_european_option_as_black_scholes),
       STORE_TEST(test_correct_and_cancel_rewrite_positions),
       STORE_TEST(test_a_correction_files_key_is_its_key),
+      STORE_TEST(test_a_correction_file_reads_now_as_the_trades_file),
       STORE_TEST(test_show_as_of_an_earlier_sequence_or_time_shows_earlier_quantities),
       STORE_TEST(test_audit_lists_every_event_in_order),
       STORE_TEST(test_risk_prints_each_underlying_and_the_total),

@@ -504,7 +504,7 @@ static int run_correct(session *s, const book_args *a) {
   }
   int rc = CLI_EXIT_OK;
   const char *key = a->key;
-  if (a->file && (book_legs_read(in.reader, a->trade_id, &legs, &e) != 0 || book_legs_key(&legs, a->key, &key, &e) != 0))
+  if (a->file && (book_legs_read(in.reader, a->trade_id, s->now_us, &legs, &e) != 0 || book_legs_key(&legs, a->key, &key, &e) != 0))
     rc = input_error(&in, &e);
   if (rc == CLI_EXIT_OK) {
     gk_command_context ctx = command_context(s, key);

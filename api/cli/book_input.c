@@ -629,7 +629,7 @@ static int next_row(csv_reader *reader, const char **f, size_t *line, csv_error 
   return got == CSV_ROW ? 1 : got == CSV_END ? 0 : -1;
 }
 
-int book_legs_read(csv_reader *reader, const char *trade_id, book_legs *legs, csv_error *e) {
+int book_legs_read(csv_reader *reader, const char *trade_id, int64_t now_us, book_legs *legs, csv_error *e) {
   csv_column columns[C_COLS];
   for (int c = 0; c < C_COLS; c++)
     columns[c] = (csv_column){leg_names[c], c != C_TRADE_ID && c != C_STYLE && c != C_MULTIPLIER &&
@@ -641,7 +641,7 @@ int book_legs_read(csv_reader *reader, const char *trade_id, book_legs *legs, cs
   size_t line;
   char id[GROUP_ID_SIZE];
   while ((got = next_row(reader, f, &line, e)) == 1) {
-    row r = {f, leg_names, C_COLS, line, 0};
+    row r = {f, leg_names, C_COLS, line, now_us};
     if (!is_empty(&r, C_TRADE_ID) && strcmp(word(&r, C_TRADE_ID, id, sizeof id), trade_id) != 0)
       return bad_field(&r, C_TRADE_ID, "must be empty or the trade being corrected", e);
     /* Both columns were dropped unread: a key in the file made a re-run look

@@ -113,8 +113,11 @@ typedef struct book_legs {
  * empty. An idempotency_key column, when present, is the correction's key: the
  * same on every row that gives one (the callers refuse one that differs from
  * --key). A trade_time must be empty: a correction keeps the trade's own time.
- * Returns 0, or -1 with *error set (any bad row, none, too many). */
-int book_legs_read(csv_reader *reader, const char *trade_id, book_legs *legs, csv_error *error);
+ * Times read as the trades file's (trade_reader_open): now_us is `now`, 0 for
+ * `greeks call book` (the server's clock; the offline verbs read `now` with
+ * the server's rules: found in review). Returns 0, or -1 with *error set (any
+ * bad row, none, too many). */
+int book_legs_read(csv_reader *reader, const char *trade_id, int64_t now_us, book_legs *legs, csv_error *error);
 
 /* The correction's key: --key (`flag_key`, NULL or "" when not given), else
  * the file's (NULL when neither). -1 with *error set when both are given and

@@ -539,7 +539,7 @@ static int run_correct(session *s) {
   int rc = CLI_EXIT_OK;
   const char *key = NULL;
   if (s->a->file && open_input(&in, s->a->file) != 0) rc = CLI_EXIT_UNUSABLE;
-  else if (s->a->file && (book_legs_read(in.reader, s->a->second, &legs, &e) != 0 ||
+  else if (s->a->file && (book_legs_read(in.reader, s->a->second, 0, &legs, &e) != 0 ||
                           book_legs_key(&legs, s->a->key, &key, &e) != 0))
     rc = input_error(&in, &e);
   if (rc == CLI_EXIT_OK && key && !(s->a->key && s->a->key[0])) snprintf(s->key, sizeof s->key, "%s", key);
