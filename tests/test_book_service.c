@@ -778,15 +778,29 @@ static void takes_any_correction(gk_book_service *s, const char *book, const gk_
  * the book DATA_LOSS at every later load (found in review). A trade's legs
  * past the bounds still do not read. */
 /* e encoded as greeks writes it, then read back into *back: the decoder's verdict. */
-static gk_code read_back(const gk_event *e, gk_event *back, gk_status *st) {
+/* The same, with the payload's one occurrence of `from` (a field's tag and
+ * value) replaced by `to` first when from is not NULL. */
+static gk_code read_back_patched(const gk_event *e, const uint8_t *from, const uint8_t *to, gk_event *back,
+                                 gk_status *st) {
   uint8_t *bytes = NULL;
   size_t size = 0;
   must(gk_event_encode_payload(e, &bytes, &size, st), st);
+  if (from) {
+    size_t found = 0, at = 0;
+    for (size_t i = 0; i + 1 < size; i++)
+      if (bytes[i] == from[0] && bytes[i + 1] == from[1]) found++, at = i;
+    assert_int_equal(found, 1);
+    bytes[at] = to[0], bytes[at + 1] = to[1];
+  }
   gk_stored_event stored;
   gk_event_to_stored(e, bytes, size, &stored);
   gk_code rc = gk_event_decode("book-x", &stored, back, st);
   free(bytes);
   return rc;
+}
+
+static gk_code read_back(const gk_event *e, gk_event *back, gk_status *st) {
+  return read_back_patched(e, NULL, NULL, back, st);
 }
 
 static void test_a_refusal_past_a_legs_bounds_reads_back(void **state) {
@@ -845,25 +859,6 @@ static void test_non_finite_edges_and_premiums_read_as_damage(void **state) {
   assert_non_null(strstr(st.message, "net premium"));
 }
 
-/* e encoded, its payload's one occurrence of `from` (a field's tag and
- * value) replaced by `to`, then read back: the decoder's verdict. */
-static gk_code read_back_patched(const gk_event *e, const uint8_t from[2], const uint8_t to[2], gk_status *st) {
-  uint8_t *bytes = NULL;
-  size_t size = 0;
-  must(gk_event_encode_payload(e, &bytes, &size, st), st);
-  size_t found = 0, at = 0;
-  for (size_t i = 0; i + 1 < size; i++)
-    if (bytes[i] == from[0] && bytes[i + 1] == from[1]) found++, at = i;
-  assert_int_equal(found, 1);
-  bytes[at] = to[0], bytes[at + 1] = to[1];
-  gk_stored_event stored;
-  gk_event_to_stored(e, bytes, size, &stored);
-  gk_event back;
-  gk_code rc = gk_event_decode("book-x", &stored, &back, st);
-  free(bytes);
-  return rc;
-}
-
 /* An enum value this build does not know (a later release's, or damage) is
  * DATA_LOSS: an option_type 2 read as a call, a style 7 as European, a
  * level 2 as soft (found in review). */
@@ -885,9 +880,9 @@ static void test_unknown_enum_values_read_as_damage(void **state) {
   assert_true(back.as.trade_executed.legs[0].instrument.type == GK_PUT);
   static const uint8_t put[2] = {0x18, 0x01}, american[2] = {0x20, 0x01};
   static const uint8_t type_2[2] = {0x18, 0x02}, style_7[2] = {0x20, 0x07};
-  assert_int_equal(read_back_patched(&trade, put, type_2, &st), GK_DATA_LOSS);
+  assert_int_equal(read_back_patched(&trade, put, type_2, &back, &st), GK_DATA_LOSS);
   assert_non_null(strstr(st.message, "kind, type or style"));
-  assert_int_equal(read_back_patched(&trade, american, style_7, &st), GK_DATA_LOSS);
+  assert_int_equal(read_back_patched(&trade, american, style_7, &back, &st), GK_DATA_LOSS);
   gk_event edge;
   memset(&edge, 0, sizeof edge);
   edge.type = GK_EVENT_RISK_LIMIT_BREACHED;
@@ -898,7 +893,7 @@ static void test_unknown_enum_values_read_as_damage(void **state) {
   edge.as.limit_edge.limit.hard = 2000, edge.as.limit_edge.hard = 1;
   edge.as.limit_edge.value = 2500, edge.as.limit_edge.threshold = 2000;
   static const uint8_t hard[2] = {0x10, 0x01}, level_2[2] = {0x10, 0x02};
-  assert_int_equal(read_back_patched(&edge, hard, level_2, &st), GK_DATA_LOSS);
+  assert_int_equal(read_back_patched(&edge, hard, level_2, &back, &st), GK_DATA_LOSS);
   assert_non_null(strstr(st.message, "neither soft nor hard"));
 }
 

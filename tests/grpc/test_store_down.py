@@ -507,6 +507,16 @@ class LostCommit(unittest.TestCase):
         time.sleep(max(0.0, self.proxy.refuse_until - time.monotonic()) + 0.5)
         self.assertEqual(self.journal().count(ev.TRADE_CORRECTED), 2)  # t1's and this one, once
 
+    def assert_lost_commit_recorded_once(self, on_cut):
+        """A keyed trade whose COMMIT is lost, on_cut run while greeksd waits:
+        answered as new, at sequence 2, and journaled once."""
+        self.proxy.drop_commit = True
+        self.proxy.on_cut = on_cut
+        trade = self.cut(lambda: self.books.ExecuteTrade(bk.ExecuteTradeRequest(
+            book_id="desk", trade_id="t1", legs=[self.leg(10)], idempotency_key="k-t1"), timeout=TIMEOUT))
+        self.assertEqual((trade.first_sequence, trade.replayed), (2, False))
+        self.assertEqual(self.journal(), [ev.BOOK_OPENED, ev.TRADE_EXECUTED])
+
     def test_a_transaction_id_reused_after_a_crash_does_not_answer_for_the_lost_append(self):
         """PostgreSQL crashed with the COMMIT in flight: the append is lost, and
         the restarted server hands its transaction id out again (the inserts'
@@ -525,12 +535,7 @@ class LostCommit(unittest.TestCase):
                                capture_output=True, text=True, timeout=60)
             self.assertEqual(p.returncode, 0, p.stderr)
 
-        self.proxy.drop_commit = True
-        self.proxy.on_cut = crash_restart_and_let_another_client_commit
-        trade = self.cut(lambda: self.books.ExecuteTrade(bk.ExecuteTradeRequest(
-            book_id="desk", trade_id="t1", legs=[self.leg(10)], idempotency_key="k-t1"), timeout=TIMEOUT))
-        self.assertEqual((trade.first_sequence, trade.replayed), (2, False))
-        self.assertEqual(self.journal(), [ev.BOOK_OPENED, ev.TRADE_EXECUTED])
+        self.assert_lost_commit_recorded_once(crash_restart_and_let_another_client_commit)
         resent = self.books.ExecuteTrade(bk.ExecuteTradeRequest(
             book_id="desk", trade_id="t1", legs=[self.leg(10)], idempotency_key="k-t1"), timeout=TIMEOUT)
         self.assertEqual((resent.first_sequence, resent.replayed), (2, True))
@@ -567,12 +572,7 @@ class LostCommit(unittest.TestCase):
                  (6 * SLOWDOWN)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             time.sleep(0.5)  # its id taken
 
-        self.proxy.drop_commit = True
-        self.proxy.on_cut = kill_one_backend_and_let_a_stranger_take_the_id
-        trade = self.cut(lambda: self.books.ExecuteTrade(bk.ExecuteTradeRequest(
-            book_id="desk", trade_id="t1", legs=[self.leg(10)], idempotency_key="k-t1"), timeout=TIMEOUT))
-        self.assertEqual((trade.first_sequence, trade.replayed), (2, False))
-        self.assertEqual(self.journal(), [ev.BOOK_OPENED, ev.TRADE_EXECUTED])
+        self.assert_lost_commit_recorded_once(kill_one_backend_and_let_a_stranger_take_the_id)
         for stranger in strangers:
             self.assertEqual(stranger.wait(timeout=60), 0)
 
