@@ -614,6 +614,26 @@ static void test_units_past_the_quantity_bound_do_not_win(void **state) {
   gk_book_free(book);
 }
 
+/* A leg moving more than GK_MAX_CASH is not tradable either: a deep
+ * in-the-money put needing 5e9 contracts (4.5e18 of cash) beat selling 5e11
+ * shares (5e17) on cost, then failed the request (found in review). */
+static void test_a_leg_past_the_cash_bound_does_not_win(void **state) {
+  (void)state;
+  gk_book *book = gk_book_new();
+  gk_event e;
+  assert_int_equal(gk_book_decide_open(book, "desk", "", "USD", &e, NULL), GK_OK);
+  commit(book, &e);
+  set_market(book, "AAPL", 1e6);
+  trade(book, "S1", underlying("AAPL"), 500000000000);
+  gk_instrument put = option("AAPL", GK_PUT, GK_STYLE_EUROPEAN, 1e7, T0 + YEAR / 4, 100);
+  gk_quoted_instrument offered[] = {quote(underlying("AAPL"), 999990, 1000010, 0), quote(put, 8.93e6, 8.93e6 + 2, 0)};
+  gk_hedge_request r = request(GK_HEDGE_DELTA, offered, 2);
+  gk_hedge_proposal p = hedge(book, &r);
+  assert_int_equal(p.leg_count, 1);
+  assert_true(p.legs[0].instrument.kind == GK_KIND_UNDERLYING && p.legs[0].quantity == -500000000000);
+  gk_book_free(book);
+}
+
 /* A hedge is never proposed that its execution would refuse: a book at the
  * position bound in the only instrument offered got a leg taking it past
  * 1e15 contracts (found in review); it is told why instead. */
@@ -938,6 +958,7 @@ int main(void) {
       cmocka_unit_test(test_delta_hedge_buys_the_rounded_book_delta_in_the_underlying),
       cmocka_unit_test(test_units_past_the_quantity_bound_do_not_win),
       cmocka_unit_test(test_a_hedge_never_takes_a_position_past_the_books_bound),
+      cmocka_unit_test(test_a_leg_past_the_cash_bound_does_not_win),
       cmocka_unit_test(test_a_delta_hedge_takes_a_cheaper_option_over_the_underlying),
       cmocka_unit_test(test_a_delta_hedge_is_judged_by_what_it_trades),
       cmocka_unit_test(test_delta_gamma_hedge_is_the_cheapest_basis_rounded),

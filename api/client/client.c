@@ -113,6 +113,20 @@ static void rotate_list(const char *target, size_t first, char *out, size_t size
 
 /* The gRPC name for `target`: as given when it is one address or has a scheme;
  * "ipv4:a,b" / "ipv6:a,b" for a list of IP:PORT. -1 (reason in error) else. */
+/* Whether a single target is one that must end in :PORT: a bare HOST:PORT,
+ * dns:, ipv4: and ipv6: names. Other schemes name no port (unix:PATH,
+ * xds:///NAME, which the linked gRPC resolves: refused once; found in
+ * review). */
+static bool names_a_port(const char *target) {
+  static const char *const with_port[] = {"dns:", "ipv4:", "ipv6:"};
+  for (size_t i = 0; i < sizeof with_port / sizeof with_port[0]; i++)
+    if (strncmp(target, with_port[i], strlen(with_port[i])) == 0) return true;
+  static const char *const without[] = {"unix:", "unix-abstract:", "xds:", "google-c2p:", "vsock:"};
+  for (size_t i = 0; i < sizeof without / sizeof without[0]; i++)
+    if (strncmp(target, without[i], strlen(without[i])) == 0) return false;
+  return strstr(target, "://") == NULL; /* another scheme://: its resolver's business */
+}
+
 static int channel_target(const char *target, char *out, size_t size, char *error, size_t error_size) {
   if (strlen(target) >= TARGET_MAX) {
     snprintf(error, error_size, "--target: longer than %d characters", TARGET_MAX - 1);
@@ -128,8 +142,7 @@ static int channel_target(const char *target, char *out, size_t size, char *erro
     /* and a target without one ("127.0.0.1:", "localhost") dialed port 0 or
      * gRPC's default 443, and its UNAVAILABLE read as "outcome unknown,
      * re-run" (exit 4) for a usage error (found in review) */
-    bool is_unix = strncmp(target, "unix:", 5) == 0 || strncmp(target, "unix-abstract:", 14) == 0;
-    if (!is_unix && strchr(target, ',') == NULL && (digits == 0 || colon[1 + digits] != '\0')) {
+    if (names_a_port(target) && strchr(target, ',') == NULL && (digits == 0 || colon[1 + digits] != '\0')) {
       snprintf(error, error_size,
                "--target '%s': no port: HOST:PORT, dns:///NAME:PORT, ipv4:IP:PORT or [IPV6]:PORT (port 1..65535), "
                "or unix:PATH",

@@ -1052,6 +1052,10 @@ class ClientArguments(unittest.TestCase):
                 self.assertEqual(code, 2, (args, err))
                 self.assertIn(message, err)
                 self.assertLess(time.monotonic() - started, 10, args)
+            # a scheme whose names carry no port goes to its resolver (xds was refused: found in review)
+            code, out, err = run_cli("call", "--target", "xds:///greeksd", "--timeout-ms", "300", "--retry-attempts",
+                                     "1", "health")
+            self.assertNotIn("no port", err)
 
     def test_answered_rows_lost_to_a_full_disk_are_a_failure(self):
         """call price-batch with some bad rows into a full disk exited 3, "the

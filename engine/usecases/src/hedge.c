@@ -331,6 +331,7 @@ typedef struct program {
   double scale[2];    /* that scale: the largest |Greek| of the row (0: an empty row) */
   size_t out_of_range; /* bases refused for a quantity beyond GK_MAX_QUANTITY */
   size_t past_position_bound; /* bases refused for a position past GK_MAX_POSITION_QUANTITY */
+  size_t past_cash_bound;     /* bases refused for a leg moving more than GK_MAX_CASH */
 } program;
 
 /* The Greek of constraint k (0 delta; 1 gamma or vega) in a gk_risk. */
@@ -432,26 +433,41 @@ static double rounded_miss(const program *p, const basis *b, const whole_basis *
   return miss;
 }
 
+/* Whether instrument i traded q whole contracts is a leg the book takes:
+ * its cash (at the ask buying, the bid selling) within GK_MAX_CASH, and the
+ * position after it within +-GK_MAX_POSITION_QUANTITY. */
+static bool leg_fits(program *p, size_t i, double q) {
+  const hedge_work *w = p->w;
+  const gk_quoted_instrument *quote = &w->request->instruments[i];
+  double cash = (q > 0 ? quote->ask : quote->bid) * fabs(q) * quote->instrument.multiplier;
+  if (!(cash <= GK_MAX_CASH)) {
+    p->past_cash_bound++;
+    return false;
+  }
+  if (!(fabs(w->held[i] + q) <= (double)GK_MAX_POSITION_QUANTITY)) {
+    p->past_position_bound++;
+    return false;
+  }
+  return true;
+}
+
 /* Whether the whole-contract trade can be executed: the underlying's units
- * within GK_MAX_QUANTITY, and every position it moves within the book's
- * +-GK_MAX_POSITION_QUANTITY. Trading nothing but 2e12 units beat a feasible
- * put, then failed the request; and a hedge proposed a leg its execution
- * refused (both found in review). */
+ * within GK_MAX_QUANTITY, and each leg one the book takes (leg_fits).
+ * Trading nothing but 2e12 units beat a feasible put, then failed the
+ * request; a hedge proposed a leg its execution refused; a put whose leg
+ * moved 4.5e18 beat selling shares, then failed (all found in review). */
 static bool tradable_whole(program *p, const basis *b, const whole_basis *r) {
   const hedge_work *w = p->w;
-  const double bound = (double)GK_MAX_POSITION_QUANTITY;
-  bool past = false;
   if (w->underlying != NONE) {
     if (!(fabs(r->units) <= (double)GK_MAX_QUANTITY)) {
       p->out_of_range++;
       return false;
     }
-    past = !(fabs(w->held[w->underlying] + r->units) <= bound);
+    if (r->units != 0 && !leg_fits(p, w->underlying, r->units)) return false;
   }
   for (size_t j = 0; j < b->size; j++)
-    past = past || (b->index[j] != w->underlying && !(fabs(w->held[b->index[j]] + r->q[j]) <= bound));
-  p->past_position_bound += past;
-  return !past;
+    if (b->index[j] != w->underlying && r->q[j] != 0 && !leg_fits(p, b->index[j], r->q[j])) return false;
+  return true;
 }
 
 /* Keeps `candidate` when it is tradable and better than the best: a basis that
@@ -542,10 +558,11 @@ static gk_code infeasible(const hedge_work *w, const program *p, gk_status *stat
                          "%s-neutral: every hedge with these instruments needs more than %lld "
                          "contracts of one of them%s", target, (long long)GK_MAX_QUANTITY,
                          p->past_position_bound ? ", or takes a position past the book's bound" : "");
-  if (p->past_position_bound)
+  if (p->past_position_bound || p->past_cash_bound)
     return gk_status_set(status, GK_FAILED_PRECONDITION, "target", target, GK_STATUS_NO_INDEX,
                          "%s-neutral: every hedge with these instruments takes a position past the book's "
-                         "bound of %lld contracts", target, (long long)GK_MAX_POSITION_QUANTITY);
+                         "bound of %lld contracts or a leg moving more than %g currency units",
+                         target, (long long)GK_MAX_POSITION_QUANTITY, GK_MAX_CASH);
   if (p->m == 1)
     return gk_status_set(status, GK_FAILED_PRECONDITION, "target", target, GK_STATUS_NO_INDEX,
                          "delta-neutral needs an instrument with nonzero delta among the "
