@@ -599,19 +599,24 @@ static int transaction_outcome(PGconn *c, int64_t xid) {
   return outcome;
 }
 
+/* 1 when `count_sql` (a SELECT count(*)) counts a row, 0 when none, -1 when
+ * it cannot be read. */
+static int counts_a_row(PGconn *c, const char *count_sql, const pg_params *p) {
+  PGresult *res = exec(c, count_sql, p);
+  int64_t rows = -1;
+  int any = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && get_int8(res, 0, 0, &rows) ? rows > 0
+                                                                                                        : -1;
+  PQclear(res);
+  return any;
+}
+
 /* 1 when the append's first event is in the journal, 0 when it is not, -1
  * when that cannot be read. Event ids are unique (UUIDs, a UNIQUE column) and
  * the journal is append-only, so its presence is the append's own commit. */
 static int first_event_recorded(PGconn *c, const gk_append *a) {
   pg_params p = {.count = 0};
   param_raw(&p, OID_TEXT, a->events[0].event_id, strnlen(a->events[0].event_id, GK_STORE_ID_SIZE - 1));
-  PGresult *res = exec(c, "SELECT count(*) FROM events WHERE event_id = $1", &p);
-  int64_t rows = -1;
-  int outcome = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && get_int8(res, 0, 0, &rows)
-                    ? rows > 0
-                    : -1;
-  PQclear(res);
-  return outcome;
+  return counts_a_row(c, "SELECT count(*) FROM events WHERE event_id = $1", &p);
 }
 
 /* 1 while the append's session (its backend pid, inside its transaction)
@@ -621,15 +626,10 @@ static int session_holds(PGconn *c, int pid, int64_t xid) {
   pg_params p = {.count = 0};
   param_int8(&p, pid);
   param_int8(&p, xid);
-  PGresult *res = exec(c,
-                       "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 "
-                       "AND backend_xid::text = ($2 % 4294967296)::text",
-                       &p);
-  int64_t rows = -1;
-  int held = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && get_int8(res, 0, 0, &rows) ? rows > 0
-                                                                                                         : -1;
-  PQclear(res);
-  return held;
+  return counts_a_row(c,
+                      "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 "
+                      "AND backend_xid::text = ($2 % 4294967296)::text",
+                      &p);
 }
 
 static bool read_server_start(PGconn *c, int64_t *start_us) {
