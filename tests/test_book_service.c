@@ -777,6 +777,16 @@ static void takes_any_correction(gk_book_service *s, const char *book, const gk_
  * before their refusals recorded the replacement) reads back, where it made
  * the book DATA_LOSS at every later load (found in review). A trade's legs
  * past the bounds still do not read. */
+/* An empty event of `type` at its current schema version and `sequence`. */
+static gk_event event_at(gk_event_type type, int64_t sequence) {
+  gk_event e;
+  memset(&e, 0, sizeof e);
+  e.type = type;
+  e.meta.schema_version = gk_event_current_version(type);
+  e.meta.sequence = sequence;
+  return e;
+}
+
 /* e encoded as greeks writes it, then read back into *back: the decoder's verdict. */
 /* The same, with the payload's one occurrence of `from` (a field's tag and
  * value) replaced by `to` first when from is not NULL. */
@@ -807,10 +817,7 @@ static void test_a_refusal_past_a_legs_bounds_reads_back(void **state) {
   (void)state;
   gk_status st;
   gk_event e;
-  memset(&e, 0, sizeof e);
-  e.type = GK_EVENT_TRADE_REJECTED;
-  e.meta.schema_version = gk_event_current_version(GK_EVENT_TRADE_REJECTED);
-  e.meta.sequence = 5;
+  e = event_at(GK_EVENT_TRADE_REJECTED, 5);
   snprintf(e.as.trade_rejected.trade_id, sizeof e.as.trade_rejected.trade_id, "T1");
   gk_instrument_underlying("AAPL", &e.as.trade_rejected.legs[0].instrument, NULL);
   e.as.trade_rejected.legs[0].quantity = -2000000000000, e.as.trade_rejected.legs[0].price = 1;
@@ -820,10 +827,7 @@ static void test_a_refusal_past_a_legs_bounds_reads_back(void **state) {
   must(read_back(&e, &back, &st), &st);
   assert_int_equal(back.as.trade_rejected.legs[0].quantity, -2000000000000);
   gk_event trade;
-  memset(&trade, 0, sizeof trade);
-  trade.type = GK_EVENT_TRADE_EXECUTED;
-  trade.meta.schema_version = gk_event_current_version(GK_EVENT_TRADE_EXECUTED);
-  trade.meta.sequence = 6;
+  trade = event_at(GK_EVENT_TRADE_EXECUTED, 6);
   snprintf(trade.as.trade_executed.trade_id, sizeof trade.as.trade_executed.trade_id, "T2");
   trade.as.trade_executed.legs[0] = e.as.trade_rejected.legs[0];
   trade.as.trade_executed.leg_count = 1;
@@ -837,10 +841,7 @@ static void test_non_finite_edges_and_premiums_read_as_damage(void **state) {
   (void)state;
   gk_status st;
   gk_event e;
-  memset(&e, 0, sizeof e);
-  e.type = GK_EVENT_RISK_LIMIT_BREACHED;
-  e.meta.schema_version = gk_event_current_version(GK_EVENT_RISK_LIMIT_BREACHED);
-  e.meta.sequence = 7;
+  e = event_at(GK_EVENT_RISK_LIMIT_BREACHED, 7);
   snprintf(e.as.limit_edge.limit.underlying, sizeof e.as.limit_edge.limit.underlying, "AAPL");
   e.as.limit_edge.limit.metric = GK_LIMIT_DOLLAR_DELTA, e.as.limit_edge.limit.soft = 1000;
   e.as.limit_edge.value = NAN, e.as.limit_edge.threshold = 1000;
@@ -849,10 +850,7 @@ static void test_non_finite_edges_and_premiums_read_as_damage(void **state) {
   assert_non_null(strstr(st.message, "not finite"));
   e.as.limit_edge.value = 1500, e.as.limit_edge.threshold = INFINITY;
   assert_int_equal(read_back(&e, &back, &st), GK_DATA_LOSS);
-  memset(&e, 0, sizeof e);
-  e.type = GK_EVENT_STRATEGY_PROPOSED;
-  e.meta.schema_version = gk_event_current_version(GK_EVENT_STRATEGY_PROPOSED);
-  e.meta.sequence = 8;
+  e = event_at(GK_EVENT_STRATEGY_PROPOSED, 8);
   snprintf(e.as.strategy_proposed.strategy_id, sizeof e.as.strategy_proposed.strategy_id, "S1");
   e.as.strategy_proposed.net_premium = INFINITY;
   assert_int_equal(read_back(&e, &back, &st), GK_DATA_LOSS);
@@ -866,10 +864,7 @@ static void test_unknown_enum_values_read_as_damage(void **state) {
   (void)state;
   gk_status st;
   gk_event trade;
-  memset(&trade, 0, sizeof trade);
-  trade.type = GK_EVENT_TRADE_EXECUTED;
-  trade.meta.schema_version = gk_event_current_version(GK_EVENT_TRADE_EXECUTED);
-  trade.meta.sequence = 9;
+  trade = event_at(GK_EVENT_TRADE_EXECUTED, 9);
   snprintf(trade.as.trade_executed.trade_id, sizeof trade.as.trade_executed.trade_id, "T9");
   must(gk_instrument_option("AAPL", GK_PUT, GK_STYLE_AMERICAN, 100, INT64_C(1800000000000000), 100,
                             &trade.as.trade_executed.legs[0].instrument, &st), &st);
@@ -884,10 +879,7 @@ static void test_unknown_enum_values_read_as_damage(void **state) {
   assert_non_null(strstr(st.message, "kind, type or style"));
   assert_int_equal(read_back_patched(&trade, american, style_7, &back, &st), GK_DATA_LOSS);
   gk_event edge;
-  memset(&edge, 0, sizeof edge);
-  edge.type = GK_EVENT_RISK_LIMIT_BREACHED;
-  edge.meta.schema_version = gk_event_current_version(GK_EVENT_RISK_LIMIT_BREACHED);
-  edge.meta.sequence = 10;
+  edge = event_at(GK_EVENT_RISK_LIMIT_BREACHED, 10);
   snprintf(edge.as.limit_edge.limit.underlying, sizeof edge.as.limit_edge.limit.underlying, "AAPL");
   edge.as.limit_edge.limit.metric = GK_LIMIT_DOLLAR_DELTA, edge.as.limit_edge.limit.soft = 1000;
   edge.as.limit_edge.limit.hard = 2000, edge.as.limit_edge.hard = 1;
