@@ -456,10 +456,15 @@ static void test_otlp_body_has_the_json_mapping(void **state) {
   spans[1].status = GK_SPAN_ERROR;
   snprintf(spans[1].status_message, sizeof spans[1].status_message, "boom");
   size_t length;
-  char *body = gk_otlp_encode_json(spans, 2, "svc", "1.0", &length);
+  gk_otlp_resource resource = {.service_name = "svc", .service_version = "1.0", .service_instance_id = "pod-7:50051",
+                               .host_name = "h\"1"};
+  char *body = gk_otlp_encode_json(spans, 2, &resource, &length);
   assert_non_null(body);
   assert_int_equal(strlen(body), length);
-  assert_non_null(strstr(body, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\",\"value\":{\"stringValue\":\"svc\"}}"));
+  assert_non_null(strstr(body, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[{\"key\":\"service.name\",\"value\":{\"stringValue\":\"svc\"}},"
+                               "{\"key\":\"service.version\",\"value\":{\"stringValue\":\"1.0\"}},"
+                               "{\"key\":\"service.instance.id\",\"value\":{\"stringValue\":\"pod-7:50051\"}},"
+                               "{\"key\":\"host.name\",\"value\":{\"stringValue\":\"h\\\"1\"}}]}"));
   assert_non_null(strstr(body, "\"scopeSpans\":[{\"scope\":{\"name\":\"greeks\"},\"spans\":[{\"traceId\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"spanId\":\"00f067aa0ba902b7\",\"name\":"));
   assert_non_null(strstr(body, "\"name\":\"a \\\"quoted\\\" name\",\"kind\":2,\"startTimeUnixNano\":\"1700000000123456789\",\"endTimeUnixNano\":\"1700000000223456789\""));
   assert_non_null(strstr(body, "{\"key\":\"n\",\"value\":{\"intValue\":\"-5\"}}"));
@@ -467,6 +472,11 @@ static void test_otlp_body_has_the_json_mapping(void **state) {
   assert_non_null(strstr(body, "\"status\":{\"code\":2,\"message\":\"boom\"}"));
   const char *first_parent = strstr(body, "parentSpanId"), *second_span = strstr(body, "},{\"traceId\"");
   assert_true(second_span != NULL && first_parent > second_span); /* the root has none */
+  free(body);
+  /* Attributes not given are left out; service.name never is (the spec's default). */
+  body = gk_otlp_encode_json(spans, 1, &(gk_otlp_resource){0}, &length);
+  assert_non_null(body);
+  assert_non_null(strstr(body, "\"attributes\":[{\"key\":\"service.name\",\"value\":{\"stringValue\":\"unknown_service\"}}]}"));
   free(body);
   gk_span_exporter e;
   gk_status status;

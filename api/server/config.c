@@ -46,7 +46,8 @@ typedef enum kind {
   K_BOOL,      /* bool: true or false */
   K_LEVEL,     /* gk_log_level */
   K_FORMAT,    /* GREEKSD_LOG_* */
-  K_TOKENS     /* the named token files */
+  K_TOKENS,    /* the named token files */
+  K_NAME       /* an identifier: 1..63 of A-Z a-z 0-9 . _ - :, or empty */
 } kind;
 
 typedef struct setting {
@@ -136,6 +137,10 @@ static const setting settings[] = {
      false, "2000", "one span export to the collector, 1..60000 (default 2000)"},
     {"tracing.queue_spans", "--trace-queue-spans", "GREEKSD_TRACE_QUEUE_SPANS", K_SIZE, FIELD(trace_queue_spans), 1,
      1 << 20, false, "2048", "finished spans waiting for export; more are dropped and counted (default 2048)"},
+    {"tracing.service_instance_id", "--service-instance-id", "GREEKSD_SERVICE_INSTANCE_ID", K_NAME,
+     FIELD(service_instance_id), NO_RANGE, false, "",
+     "this process's service.instance.id on its spans and start line, 1..63 of A-Z a-z 0-9 . _ - : (a pod or "
+     "host name and port); empty: a random UUID at each start (default empty)"},
     {"features.dynamic_batching", "--feature-dynamic-batching", "GREEKSD_FEATURE_DYNAMIC_BATCHING", K_BOOL,
      FIELD(features.dynamic_batching), NO_RANGE, false, "true",
      "true or false: the pricing agent coalesces small requests (default true)"},
@@ -302,13 +307,24 @@ static int apply_format(int *field, const char *v, char *why, size_t n) {
   return 0;
 }
 
-static int token_name_ok(const char *name) {
+/* 1..63 of A-Z a-z 0-9 . _ - and the characters in also. */
+static int name_ok(const char *name, const char *also) {
   if (name[0] == '\0' || strlen(name) >= GREEKSD_TOKEN_NAME_SIZE) return 0;
   for (const char *p = name; *p; p++)
     if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
-          *p == '_' || *p == '.'))
+          *p == '_' || *p == '.' || strchr(also, *p) != NULL))
       return 0;
   return 1;
+}
+
+static int token_name_ok(const char *name) { return name_ok(name, ""); }
+
+static int apply_name(void *field, size_t size, const char *v, char *why, size_t n) {
+  if (v[0] != '\0' && !name_ok(v, ":")) {
+    snprintf(why, n, "must be 1..63 of A-Z a-z 0-9 . _ - : (e.g. a pod name), or empty for a random UUID");
+    return -1;
+  }
+  return copy_text(field, size, v, why, n);
 }
 
 int greeksd_config_add_token(greeksd_config *c, const char *name, const char *file, const char *source, int first,
@@ -418,6 +434,7 @@ static int apply(greeksd_config *c, const setting *s, const char *v, const char 
   case K_LEVEL: return apply_level(field, v, why, n);
   case K_FORMAT: return apply_format(field, v, why, n);
   case K_TOKENS: return apply_token_list(c, v, source, why, n);
+  case K_NAME: return apply_name(field, s->size, v, why, n);
   }
   return -1;
 }
@@ -658,6 +675,7 @@ static void show(const greeksd_config *c, const setting *s, char *out, size_t n)
   static const char *const formats[] = {"auto", "text", "json"};
   switch (s->kind) {
   case K_ADDRESS:
+  case K_NAME:
   case K_PATH: snprintf(out, n, "%s", (const char *)field); return;
   case K_URL: greeksd_redact_url(field, out, n); return;
   case K_METRICS: snprintf(out, n, "%s", ((const char *)field)[0] ? (const char *)field : "off"); return;
@@ -721,7 +739,9 @@ static void put_quoted(text *t, const char *v) {
   put(t, "\"");
 }
 
-static int quoted_kind(kind k) { return k == K_ADDRESS || k == K_METRICS || k == K_PATH || k == K_STORE || k == K_URL; }
+static int quoted_kind(kind k) {
+  return k == K_ADDRESS || k == K_METRICS || k == K_PATH || k == K_STORE || k == K_URL || k == K_NAME;
+}
 
 static void render_tokens(text *t, const greeksd_config *c, const char *indent, const char *source) {
   if (c->token_count == 0) {

@@ -227,10 +227,10 @@ int main(int argc, char **argv) {
   if (write_port_file(config.port_file, port) != 0) return refuse_port_file(server, "--port-file", config.port_file);
   gk_logf(GK_LOG_INFO, "greeksd",
           "greeks %s serving on %s (port %d, isa %s, %s%s; %d server threads, %d streams per connection, %d "
-          "connections, fd limit %ld)",
+          "connections, fd limit %ld; instance %s)",
           GREEKS_VERSION, config.listen, port, gk_isa_name(gk_isa_active()), config.tls_cert[0] ? "TLS" : "plaintext",
           config.token_file[0] || config.token_count ? ", bearer tokens required" : "", greeksd_server_threads(&config),
-          config.max_concurrent_streams, config.max_connections, fd_limit);
+          config.max_concurrent_streams, config.max_connections, fd_limit, greeksd_server_instance_id(server));
   int signal_number = 0;
   for (;;) {
     struct timespec poll = {1, 0}; /* the watched files are looked at once a second */

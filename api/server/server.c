@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -1020,6 +1021,31 @@ static void post_all_slots(greeksd_server *s) {
   }
 }
 
+/* This process's name in the trace store: the configured one, else a random
+ * UUID version 4 (RFC 9562), as OpenTelemetry's resource conventions advise
+ * for service.instance.id. Drawn at each start: a restarted process is
+ * another instance. */
+static void name_this_instance(greeksd_server *s) {
+  if (s->config.service_instance_id[0] != '\0') {
+    snprintf(s->instance_id, sizeof s->instance_id, "%s", s->config.service_instance_id);
+  } else {
+    uint8_t b[16];
+    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b) { /* no entropy: still distinct from the other processes */
+      uint64_t mix[2] = {(uint64_t)gk_monotonic_ns() ^ s->request_id_prefix, ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL)};
+      memcpy(b, mix, sizeof b);
+    }
+    b[6] = (uint8_t)((b[6] & 0x0F) | 0x40); /* version 4 */
+    b[8] = (uint8_t)((b[8] & 0x3F) | 0x80); /* RFC 9562 variant */
+    snprintf(s->instance_id, sizeof s->instance_id,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4],
+             b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+  }
+  if (gethostname(s->host_name, sizeof s->host_name) != 0) s->host_name[0] = '\0';
+  s->host_name[sizeof s->host_name - 1] = '\0'; /* a truncated name need not be terminated */
+}
+
+const char *greeksd_server_instance_id(const greeksd_server *server) { return server->instance_id; }
+
 /* The tracer (adr/0032): ids always; an OTLP exporter with --otlp-endpoint. */
 static int start_tracer(greeksd_server *s, char *error, size_t size) {
   gk_tracer_options o = gk_tracer_options_default();
@@ -1029,8 +1055,12 @@ static int start_tracer(greeksd_server *s, char *error, size_t size) {
   o.shutdown_budget_ns = (int64_t)s->config.otlp_timeout_ms * GK_NS_PER_MS; /* operations.md's stop-timeout sizing */
   gk_status status;
   if (s->config.otlp_endpoint[0] != '\0') {
-    gk_otlp_options otlp = {.endpoint = s->config.otlp_endpoint, .service_name = "greeksd",
-                            .service_version = GREEKS_VERSION, .timeout_ms = s->config.otlp_timeout_ms};
+    gk_otlp_options otlp = {.endpoint = s->config.otlp_endpoint,
+                            .resource = {.service_name = "greeksd",
+                                         .service_version = GREEKS_VERSION,
+                                         .service_instance_id = s->instance_id,
+                                         .host_name = s->host_name[0] ? s->host_name : NULL},
+                            .timeout_ms = s->config.otlp_timeout_ms};
     if (gk_otlp_exporter_create(&otlp, &o.exporter, &status) != GK_OK) {
       snprintf(error, size, "--otlp-endpoint: %s", status.message);
       return -1;
@@ -1099,6 +1129,7 @@ greeksd_server *greeksd_server_start(const greeksd_config *config, int *port, ch
   if (getrandom(&s->request_id_prefix, sizeof s->request_id_prefix, 0) != (ssize_t)sizeof s->request_id_prefix)
     s->request_id_prefix = (uint64_t)gk_monotonic_ns() ^ ((uint64_t)getpid() << 32); /* no entropy: still distinct */
   atomic_init(&s->request_id_counter, 1);
+  name_this_instance(s);
   pthread_mutex_init(&s->lock, NULL);
   gk_cond_init_monotonic(&s->changed); /* the drain's waits: not stretched by a wall-clock step */
   pthread_mutex_init(&s->watch_lock, NULL);

@@ -49,6 +49,10 @@ const greeksd_config *greeksd_server_config(const greeksd_server *server);
 unsigned long long greeksd_server_config_version(const greeksd_server *server);
 const char *greeksd_server_config_hash(const greeksd_server *server);
 
+/* service.instance.id of this process (tracing.service_instance_id, else a
+ * UUID drawn at start); owned by the server. */
+const char *greeksd_server_instance_id(const greeksd_server *server);
+
 /* Whether a watched file (--config, its overlay, the token files) changed
  * since the last call (or the last reload): size, mtime or inode. Main thread. */
 int greeksd_server_files_changed(greeksd_server *server);

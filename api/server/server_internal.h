@@ -184,6 +184,11 @@ struct greeksd_server {
    * CPU (adr/0038). */
   uint64_t request_id_prefix;
   atomic_uint_fast64_t request_id_counter;
+  /* service.instance.id on the spans and the start line: tracing.
+   * service_instance_id, else a random UUID (version 4) drawn at start, so
+   * that the traces of several instances on one store can be told apart. */
+  char instance_id[64];
+  char host_name[256]; /* host.name; "" when gethostname fails (then not sent) */
   grpc_server *server;
   grpc_completion_queue *cq;
   void *registered[METHOD_REGISTERED_COUNT];

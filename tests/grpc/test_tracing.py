@@ -20,6 +20,7 @@ import json
 import os
 import re
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -453,6 +454,60 @@ class Sampling(unittest.TestCase):
             server.stop()
             server.close()
             receiver.close()
+
+
+UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+class InstanceIdentity(unittest.TestCase):
+    """Several instances share one trace store: each names itself on its spans
+    (OpenTelemetry's service.instance.id and host.name resource attributes)
+    and on its start line, so a trace leads to the process that served it."""
+
+    def resource_of_a_call(self, *flags):
+        receiver = Receiver()
+        server = Server("--otlp-endpoint", receiver.endpoint(), *flags)
+        try:
+            channel, pricing = stub(server.target)
+            trace = os.urandom(16).hex()
+            pricing.PriceChain(chain_request(3), timeout=TIMEOUT, metadata=[("traceparent", traceparent(trace))])
+            receiver.wait_for(trace, ["greeks.v1.PricingService/PriceChain"])
+            channel.close()
+            with receiver.lock:
+                resources = [rs["resource"] for _, _, body in receiver.bodies for rs in body["resourceSpans"]]
+        finally:
+            server.stop()
+            stderr = server.stderr()
+            server.close()
+            receiver.close()
+        attributes = [{a["key"]: a["value"]["stringValue"] for a in r["attributes"]} for r in resources]
+        self.assertTrue(attributes)
+        for a in attributes[1:]:
+            self.assertEqual(a, attributes[0])  # one process, one resource
+        started = [r["message"] for r in json_lines(stderr) if "serving on" in r.get("message", "")]
+        self.assertEqual(len(started), 1)
+        return attributes[0], started[0]
+
+    def test_each_start_is_a_new_instance_unless_one_is_named(self):
+        first, first_line = self.resource_of_a_call()
+        second, _ = self.resource_of_a_call()
+        self.assertEqual(first["service.name"], "greeksd")
+        self.assertEqual(first["host.name"], socket.gethostname())
+        self.assertRegex(first["service.instance.id"], UUID4)
+        self.assertRegex(second["service.instance.id"], UUID4)
+        self.assertNotEqual(first["service.instance.id"], second["service.instance.id"])
+        self.assertIn("instance %s)" % first["service.instance.id"], first_line)
+        named, named_line = self.resource_of_a_call("--service-instance-id", "pod-a.desk_1:50051")
+        self.assertEqual(named["service.instance.id"], "pod-a.desk_1:50051")
+        self.assertIn("instance pod-a.desk_1:50051)", named_line)
+
+    def test_an_instance_id_outside_its_alphabet_is_refused_at_start(self):
+        for bad in ("pod a", "x" * 64, "p\u00e9"):
+            done = subprocess.run([os.environ["GREEKSD"], "--check-config", "--service-instance-id", bad],
+                                  capture_output=True, text=True, timeout=TIMEOUT)
+            self.assertEqual(done.returncode, 2, done.stderr)
+            self.assertIn("--service-instance-id", done.stderr)
+            self.assertIn("must be 1..63 of A-Z a-z 0-9 . _ - :", done.stderr)
 
 
 def free_port():

@@ -129,15 +129,21 @@ static void put_span(text *t, const gk_span *s) {
   put(t, "}}");
 }
 
-char *gk_otlp_encode_json(const gk_span *spans, size_t count, const char *service_name, const char *service_version,
-                          size_t *length) {
+static void put_resource_attribute(text *t, const char *key, const char *value) {
+  if (value == NULL) return;
+  put(t, ",");
+  put_string_attribute(t, key, value);
+}
+
+char *gk_otlp_encode_json(const gk_span *spans, size_t count, const gk_otlp_resource *resource, size_t *length) {
+  static const gk_otlp_resource none = {0};
+  if (resource == NULL) resource = &none;
   text t = {0};
   put(&t, "{\"resourceSpans\":[{\"resource\":{\"attributes\":[");
-  put_string_attribute(&t, "service.name", service_name ? service_name : "unknown_service");
-  if (service_version) {
-    put(&t, ",");
-    put_string_attribute(&t, "service.version", service_version);
-  }
+  put_string_attribute(&t, "service.name", resource->service_name ? resource->service_name : "unknown_service");
+  put_resource_attribute(&t, "service.version", resource->service_version);
+  put_resource_attribute(&t, "service.instance.id", resource->service_instance_id);
+  put_resource_attribute(&t, "host.name", resource->host_name);
   put(&t, "]},\"scopeSpans\":[{\"scope\":{\"name\":\"greeks\"},\"spans\":[");
   for (size_t i = 0; i < count; i++) {
     if (i > 0) put(&t, ",");
@@ -159,9 +165,8 @@ typedef struct exporter {
   struct curl_slist *headers;
   char url[1100];
   char shown[1100]; /* url for messages: its user information (credentials) REDACTED */
-  char service_name[128];
-  char service_version[64];
-  bool has_version;
+  char service_name[128], service_version[128], service_instance_id[128], host_name[128];
+  gk_otlp_resource resource; /* points into the copies above */
 } exporter;
 
 static size_t discard_body(char *data, size_t size, size_t count, void *user) {
@@ -172,7 +177,7 @@ static size_t discard_body(char *data, size_t size, size_t count, void *user) {
 static gk_code export_spans(void *user, const gk_span *spans, size_t count, gk_status *status) {
   exporter *e = user;
   size_t length = 0;
-  char *body = gk_otlp_encode_json(spans, count, e->service_name, e->has_version ? e->service_version : NULL, &length);
+  char *body = gk_otlp_encode_json(spans, count, &e->resource, &length);
   if (body == NULL)
     return gk_status_set(status, GK_RESOURCE_EXHAUSTED, NULL, NULL, GK_STATUS_NO_INDEX, "otlp: out of memory encoding spans");
   curl_easy_setopt(e->curl, CURLOPT_POSTFIELDS, body);
@@ -242,6 +247,13 @@ static void traces_url(const char *endpoint, char *out, size_t size) {
   else snprintf(out, size, "%.*s%s", (int)n, endpoint, suffix);
 }
 
+/* value copied into buffer (cut to fit); NULL stays NULL (the attribute is left out). */
+static const char *copy_attribute(const char *value, char *buffer, size_t size) {
+  if (value == NULL) return NULL;
+  snprintf(buffer, size, "%s", value);
+  return buffer;
+}
+
 gk_code gk_otlp_exporter_create(const gk_otlp_options *o, gk_span_exporter *out, gk_status *status) {
   memset(out, 0, sizeof *out);
   gk_code code = check_options(o, status);
@@ -256,9 +268,11 @@ gk_code gk_otlp_exporter_create(const gk_otlp_options *o, gk_span_exporter *out,
   }
   traces_url(o->endpoint, e->url, sizeof e->url);
   gk_otlp_url_shown(e->url, e->shown, sizeof e->shown);
-  snprintf(e->service_name, sizeof e->service_name, "%s", o->service_name ? o->service_name : "unknown_service");
-  e->has_version = o->service_version != NULL;
-  if (e->has_version) snprintf(e->service_version, sizeof e->service_version, "%s", o->service_version);
+  e->resource.service_name = copy_attribute(o->resource.service_name, e->service_name, sizeof e->service_name);
+  e->resource.service_version = copy_attribute(o->resource.service_version, e->service_version, sizeof e->service_version);
+  e->resource.service_instance_id =
+      copy_attribute(o->resource.service_instance_id, e->service_instance_id, sizeof e->service_instance_id);
+  e->resource.host_name = copy_attribute(o->resource.host_name, e->host_name, sizeof e->host_name);
   curl_easy_setopt(e->curl, CURLOPT_URL, e->url);
   curl_easy_setopt(e->curl, CURLOPT_HTTPHEADER, e->headers);
   curl_easy_setopt(e->curl, CURLOPT_NOSIGNAL, 1L); /* threads: no SIGALRM for timeouts */

@@ -26,17 +26,28 @@
 extern "C" {
 #endif
 
+/* Who sent the spans: OpenTelemetry resource attributes. Strings are copied
+ * (each cut at 127 bytes); NULL leaves an attribute out, except service.name,
+ * which is then "unknown_service" as the specification says. Several
+ * instances of one service write into one trace store: service.instance.id
+ * tells their spans apart (a collector's traces otherwise name only
+ * "greeksd"). */
+typedef struct gk_otlp_resource {
+  const char *service_name;        /* service.name */
+  const char *service_version;     /* service.version */
+  const char *service_instance_id; /* service.instance.id: unique per running process */
+  const char *host_name;           /* host.name */
+} gk_otlp_resource;
+
 typedef struct gk_otlp_options {
-  const char *endpoint;        /* "http://127.0.0.1:4318": /v1/traces is appended (unless already there) */
-  const char *service_name;    /* resource attribute service.name */
-  const char *service_version; /* resource attribute service.version; NULL: none */
-  int64_t timeout_ms;          /* per POST, connecting included; >= 1 */
+  const char *endpoint; /* "http://127.0.0.1:4318": /v1/traces is appended (unless already there) */
+  gk_otlp_resource resource;
+  int64_t timeout_ms; /* per POST, connecting included; >= 1 */
 } gk_otlp_options;
 
 /* The JSON body for spans[0..count): a malloc'd, NUL-terminated string (the
  * caller frees it) and its length in *length; NULL when memory runs out. */
-char *gk_otlp_encode_json(const gk_span *spans, size_t count, const char *service_name, const char *service_version,
-                          size_t *length);
+char *gk_otlp_encode_json(const gk_span *spans, size_t count, const gk_otlp_resource *resource, size_t *length);
 
 /* url with its user information (scheme://USER:PASSWORD@host/...: a
  * collector's Basic credentials) written as REDACTED, the rest as it is, into
