@@ -47,7 +47,7 @@ typedef enum kind {
   K_LEVEL,     /* gk_log_level */
   K_FORMAT,    /* GREEKSD_LOG_* */
   K_TOKENS,    /* the named token files */
-  K_NAME       /* an identifier: 1..63 of A-Z a-z 0-9 . _ - :, or empty */
+  K_NAME       /* an identifier: A-Z a-z 0-9 . _ - : (up to the field's size), or empty */
 } kind;
 
 typedef struct setting {
@@ -139,7 +139,7 @@ static const setting settings[] = {
      1 << 20, false, "2048", "finished spans waiting for export; more are dropped and counted (default 2048)"},
     {"tracing.service_instance_id", "--service-instance-id", "GREEKSD_SERVICE_INSTANCE_ID", K_NAME,
      FIELD(service_instance_id), NO_RANGE, false, "",
-     "this process's service.instance.id on its spans and start line, 1..63 of A-Z a-z 0-9 . _ - : (a pod or "
+     "this process's service.instance.id on its spans and start line, 1..253 of A-Z a-z 0-9 . _ - : (a pod or "
      "host name and port); empty: a random UUID at each start (default empty)"},
     {"features.dynamic_batching", "--feature-dynamic-batching", "GREEKSD_FEATURE_DYNAMIC_BATCHING", K_BOOL,
      FIELD(features.dynamic_batching), NO_RANGE, false, "true",
@@ -307,9 +307,9 @@ static int apply_format(int *field, const char *v, char *why, size_t n) {
   return 0;
 }
 
-/* 1..63 of A-Z a-z 0-9 . _ - and the characters in also. */
-static int name_ok(const char *name, const char *also) {
-  if (name[0] == '\0' || strlen(name) >= GREEKSD_TOKEN_NAME_SIZE) return 0;
+/* 1..size-1 of A-Z a-z 0-9 . _ - and the characters in also. */
+static int name_ok(const char *name, size_t size, const char *also) {
+  if (name[0] == '\0' || strlen(name) >= size) return 0;
   for (const char *p = name; *p; p++)
     if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
           *p == '_' || *p == '.' || strchr(also, *p) != NULL))
@@ -317,11 +317,12 @@ static int name_ok(const char *name, const char *also) {
   return 1;
 }
 
-static int token_name_ok(const char *name) { return name_ok(name, ""); }
+static int token_name_ok(const char *name) { return name_ok(name, GREEKSD_TOKEN_NAME_SIZE, ""); }
 
+/* A Kubernetes pod name is a DNS subdomain: up to 253 characters. */
 static int apply_name(void *field, size_t size, const char *v, char *why, size_t n) {
-  if (v[0] != '\0' && !name_ok(v, ":")) {
-    snprintf(why, n, "must be 1..63 of A-Z a-z 0-9 . _ - : (e.g. a pod name), or empty for a random UUID");
+  if (v[0] != '\0' && !name_ok(v, size, ":")) {
+    snprintf(why, n, "must be 1..%zu of A-Z a-z 0-9 . _ - : (e.g. a pod name), or empty for a random UUID", size - 1);
     return -1;
   }
   return copy_text(field, size, v, why, n);

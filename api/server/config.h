@@ -92,7 +92,7 @@ typedef struct greeksd_config {
   double trace_sample_ratio; /* share of new traces sampled, 0..1; an incoming flag wins */
   int64_t otlp_timeout_ms;   /* one export POST, connecting included */
   size_t trace_queue_spans;  /* finished spans waiting for export; more are dropped */
-  char service_instance_id[64]; /* service.instance.id; "" = a random UUID at each start */
+  char service_instance_id[254]; /* service.instance.id (a pod name: up to 253); "" = a random UUID at each start */
   greeksd_features features;
   greeksd_breaker breaker;
   /* The files (adr/0035): --config and --environment; overlay derived. */

@@ -187,7 +187,7 @@ struct greeksd_server {
   /* service.instance.id on the spans and the start line: tracing.
    * service_instance_id, else a random UUID (version 4) drawn at start, so
    * that the traces of several instances on one store can be told apart. */
-  char instance_id[64];
+  char instance_id[254];
   char host_name[256]; /* host.name; "" when gethostname fails (then not sent) */
   grpc_server *server;
   grpc_completion_queue *cq;

@@ -165,7 +165,7 @@ typedef struct exporter {
   struct curl_slist *headers;
   char url[1100];
   char shown[1100]; /* url for messages: its user information (credentials) REDACTED */
-  char service_name[128], service_version[128], service_instance_id[128], host_name[128];
+  char service_name[256], service_version[256], service_instance_id[256], host_name[256];
   gk_otlp_resource resource; /* points into the copies above */
 } exporter;
 

@@ -27,7 +27,7 @@ extern "C" {
 #endif
 
 /* Who sent the spans: OpenTelemetry resource attributes. Strings are copied
- * (each cut at 127 bytes); NULL leaves an attribute out, except service.name,
+ * (each cut at 255 bytes); NULL leaves an attribute out, except service.name,
  * which is then "unknown_service" as the specification says. Several
  * instances of one service write into one trace store: service.instance.id
  * tells their spans apart (a collector's traces otherwise name only
