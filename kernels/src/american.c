@@ -36,22 +36,24 @@ static const gk_alo_kernel alo_kernels[GK_ISA_COUNT] = {
 static const char *const method_names[GK_AMERICAN_METHOD_COUNT] = {"bs2002", "tree", "alo", "alo-fast"};
 
 /* Bumps: small enough for a 1e-7-relative truncation error on the smooth BS2002
- * formula; on the tree, large enough that its residual wiggles (period: one node
- * spacing in S) do not dominate the difference quotient. Measured in
- * docs/kernels.md, tested in tests/test_american.c. */
+ * formula (its spot bump at most 1% of a standard deviation to expiry, a
+ * ~1e-5-relative error where that cap binds, sigma sqrt(T) < 0.01); on the
+ * tree, large enough that its residual wiggles (period: one node spacing in S)
+ * do not dominate the difference quotient. Measured in docs/kernels.md,
+ * tested in tests/test_american.c. */
 static const gk_american_bumps method_bumps[GK_AMERICAN_METHOD_COUNT] = {
     [GK_AMERICAN_BS2002] = {.spot_relative = 1e-4, .expiry_relative = 1e-4, .vol = 1e-4, .rate = 1e-5,
-                            .spot_node_spacings = 0.0},
+                            .spot_node_spacings = 0.0, .spot_stddevs = 1e-2},
     [GK_AMERICAN_TREE] = {.spot_relative = 1e-3, .expiry_relative = 1e-3, .vol = 1e-3, .rate = 1e-4,
                           .spot_node_spacings = 4.0},
     /* ALO is smooth to ~1e-10 relative: the BS2002 bumps balance truncation
      * (h^2) against its noise (1e-10 / h). */
     [GK_AMERICAN_ALO] = {.spot_relative = 1e-4, .expiry_relative = 1e-4, .vol = 1e-4, .rate = 1e-5,
-                         .spot_node_spacings = 0.0},
+                         .spot_node_spacings = 0.0, .spot_stddevs = 1e-2},
     /* The fast level is smooth too (its noise ~1e-13 relative, its error a
      * smooth function of the inputs); its analytic Greeks are used anyway. */
     [GK_AMERICAN_ALO_FAST] = {.spot_relative = 1e-4, .expiry_relative = 1e-4, .vol = 1e-4, .rate = 1e-5,
-                              .spot_node_spacings = 0.0},
+                              .spot_node_spacings = 0.0, .spot_stddevs = 1e-2},
 };
 
 const gk_american_bumps *gk_american_bumps_of(gk_american_method method) {
@@ -204,10 +206,7 @@ static void price_element_paced(gk_model model, gk_american_method method, gk_am
   if (outputs & GK_OUT_PRICE) out->price[i] = price;
   if (outputs & (GK_OUT_DELTA | GK_OUT_GAMMA)) {
     double delta, gamma;
-    double node_spacing = m.sigma * sqrt(m.T / GK_AMERICAN_TREE_STEPS);
-    /* Capped at S/2: at sigma sqrt(T) >= 8 the node-spacing bump would reach S
-     * and S - h leave the domain. */
-    double h = m.S * fmin(0.5, fmax(bump->spot_relative, bump->spot_node_spacings * node_spacing));
+    double h = gk_american_spot_bump(bump, m.S, m.sigma, m.T);
     spot_greeks(pricer, &m, h, price, &delta, &gamma);
     if (outputs & GK_OUT_DELTA) out->delta[i] = delta;
     if (outputs & GK_OUT_GAMMA) out->gamma[i] = gamma;

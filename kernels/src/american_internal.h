@@ -492,7 +492,27 @@ typedef struct gk_american_bumps {
    * sigma sqrt(T / steps) in log S: its spot bump spans this many spacings so
    * that delta and gamma average the wiggle out. 0 for BS2002. */
   double spot_node_spacings;
+  /* The smooth methods' spot bump is at most this share of one standard
+   * deviation of log S to expiry, sigma sqrt(T), and at least 1e-10 of S
+   * (GK_AMERICAN_SPOT_BUMP_FLOOR): near expiry S x 1e-4 spans the whole
+   * distribution (a put a minute from expiry at a vol of 0.05: delta 93% off,
+   * gamma 16%; found in review). 0: no cap (the tree's bump must span its
+   * nodes). */
+  double spot_stddevs;
 } gk_american_bumps;
+
+#define GK_AMERICAN_SPOT_BUMP_FLOOR 1e-10
+
+/* The spot bump h of an option (S, sigma, T) under `bump`. */
+static inline double gk_american_spot_bump(const gk_american_bumps *bump, double S, double sigma, double T) {
+  double node_spacing = sigma * sqrt(T / GK_AMERICAN_TREE_STEPS), stddev = sigma * sqrt(T);
+  /* Capped at S/2: at sigma sqrt(T) >= 8 the node-spacing bump would reach S
+   * and S - h leave the domain. */
+  double relative = fmin(0.5, fmax(bump->spot_relative, bump->spot_node_spacings * node_spacing));
+  if (bump->spot_stddevs > 0.0)
+    relative = fmin(relative, fmax(bump->spot_stddevs * stddev, GK_AMERICAN_SPOT_BUMP_FLOOR));
+  return S * relative;
+}
 
 const gk_american_bumps *gk_american_bumps_of(gk_american_method method);
 

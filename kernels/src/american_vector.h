@@ -286,7 +286,10 @@ static unsigned av_price_group(gk_model model, const gk_option_batch *in, size_t
   vdouble price = av_price_at(&m, rules), zero = v_set1(0.0);
   if (outputs & GK_OUT_PRICE) v_store(out->price + i, price, n);
   if (outputs & (GK_OUT_DELTA | GK_OUT_GAMMA)) {
-    vdouble h = v_mul(m.S, v_set1(bump->spot_relative)), S0 = m.S;
+    /* gk_american_spot_bump: S x min(1e-4, max(1e-2 sigma sqrt(T), 1e-10)) */
+    vdouble stddev = v_mul(m.sigma, v_sqrt(m.T));
+    vdouble cap = v_max(v_mul(v_set1(bump->spot_stddevs), stddev), v_set1(GK_AMERICAN_SPOT_BUMP_FLOOR));
+    vdouble h = v_mul(m.S, v_min(v_set1(bump->spot_relative), cap)), S0 = m.S;
     m.S = v_add(S0, h);
     vdouble up = av_price_at(&m, rules);
     m.S = v_sub(S0, h);
