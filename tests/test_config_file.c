@@ -316,6 +316,38 @@ static void otlp_endpoint_credentials_are_never_shown(void **state) {
   assert_string_equal(shown, "http://h:4318");
 }
 
+/* An endpoint the exporter cannot post to is refused before the start: "http://",
+ * a port 99999 or a space passed, and every span was then dropped behind one
+ * warning (found in review). The message keeps the credentials out. */
+static void an_otlp_endpoint_the_exporter_cannot_use_is_refused(void **state) {
+  (void)state;
+  static greeksd_config c;
+  static const struct {
+    const char *yaml, *rule;
+  } bad[] = {
+      {"tracing: {otlp_endpoint: 'http://'}\n", "No host part"},
+      {"tracing: {otlp_endpoint: 'http://alice:pw@h:99999'}\n", "the port must be 1..65535"},
+      {"tracing: {otlp_endpoint: 'http://h:0'}\n", "the port must be 1..65535"},
+      {"tracing: {otlp_endpoint: 'http://127.0.0.1:4318/a b'}\n", "is not a URL the exporter can post to"},
+      {"tracing: {otlp_endpoint: 'ftp://h:4318'}\n", "must start with http:// or https://"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    c = greeksd_config_default();
+    assert_int_not_equal(apply(&c, bad[i].yaml), 0);
+    assert_error("t.yaml:1: tracing.otlp_endpoint:");
+    assert_error(bad[i].rule);
+    assert_null(strstr(errors.text, ":pw@"));
+  }
+  static const char *const good[] = {"http://otel-collector:4318", "https://u:k@otlp.example.com/otlp/v1/traces",
+                                     "http://[::1]:4318", "''"};
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+    char yaml[200];
+    snprintf(yaml, sizeof yaml, "tracing:\n  otlp_endpoint: %s\n", good[i]);
+    c = greeksd_config_default();
+    if (apply(&c, yaml) != 0) fail_msg("%s refused:\n%s", good[i], errors.text);
+  }
+}
+
 static void a_reload_takes_only_the_reloadable_settings(void **state) {
   (void)state;
   static greeksd_config running, next;
@@ -483,6 +515,7 @@ int main(void) {
       cmocka_unit_test(a_port_file_never_names_a_file_greeksd_keeps),
       cmocka_unit_test(the_render_is_yaml_that_reads_back_to_the_same_configuration),
       cmocka_unit_test(otlp_endpoint_credentials_are_never_shown),
+      cmocka_unit_test(an_otlp_endpoint_the_exporter_cannot_use_is_refused),
       cmocka_unit_test(a_reload_takes_only_the_reloadable_settings),
       cmocka_unit_test(a_changed_store_password_alone_is_a_restart_change),
       cmocka_unit_test(the_overlay_sits_beside_the_base_file),

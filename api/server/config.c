@@ -396,10 +396,7 @@ static int apply(greeksd_config *c, const setting *s, const char *v, const char 
     if (gk_store_url_problem(v, why, n)) return -1; /* a typo made a new SQLite file of its name */
     return copy_text(field, s->size, v, why, n);
   case K_URL:
-    if (v[0] != '\0' && strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) {
-      snprintf(why, n, "must be an http:// or https:// URL (e.g. http://127.0.0.1:4318), or empty for no export");
-      return -1;
-    }
+    if (v[0] != '\0' && gk_otlp_endpoint_problem(v, why, n) != 0) return -1; /* empty: no export */
     return copy_text(field, s->size, v, why, n);
   case K_INT:
     if (parse_integer(v, s->min, s->max, &x, why, n) != 0) return -1;

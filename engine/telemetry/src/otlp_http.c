@@ -219,18 +219,42 @@ void gk_otlp_url_shown(const char *url, char *out, size_t size) {
   if (n < 0) out[0] = '\0'; /* a longer url is cut: it is only shown */
 }
 
+int gk_otlp_endpoint_problem(const char *url, char *why, size_t n) {
+  if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
+    snprintf(why, n, "must start with http:// or https:// (e.g. http://127.0.0.1:4318)");
+    return -1;
+  }
+  if (strlen(url) > 1000) {
+    snprintf(why, n, "is longer than 1000 characters");
+    return -1;
+  }
+  CURLU *parsed = curl_url();
+  if (parsed == NULL) {
+    snprintf(why, n, "cannot be parsed: out of memory");
+    return -1;
+  }
+  char *port = NULL;
+  CURLUcode rc = curl_url_set(parsed, CURLUPART_URL, url, 0);
+  if (rc == CURLUE_OK && curl_url_get(parsed, CURLUPART_PORT, &port, 0) == CURLUE_OK && strtol(port, NULL, 10) == 0)
+    rc = CURLUE_BAD_PORT_NUMBER;
+  curl_free(port);
+  curl_url_cleanup(parsed);
+  if (rc == CURLUE_OK) return 0;
+  snprintf(why, n, "is not a URL the exporter can post to: %s",
+           rc == CURLUE_BAD_PORT_NUMBER ? "the port must be 1..65535" : curl_url_strerror(rc));
+  return -1;
+}
+
 static gk_code check_options(const gk_otlp_options *o, gk_status *status) {
   if (o == NULL || o->endpoint == NULL)
     return gk_status_set(status, GK_INVALID_ARGUMENT, "endpoint", NULL, GK_STATUS_NO_INDEX, "otlp: an endpoint is required");
-  if (strncmp(o->endpoint, "http://", 7) != 0 && strncmp(o->endpoint, "https://", 8) != 0) {
+  char why[160];
+  if (gk_otlp_endpoint_problem(o->endpoint, why, sizeof why) != 0) {
     char shown[1100];
     gk_otlp_url_shown(o->endpoint, shown, sizeof shown);
     return gk_status_set(status, GK_INVALID_ARGUMENT, "endpoint", shown, GK_STATUS_NO_INDEX,
-                         "otlp: the endpoint '%.200s' must start with http:// or https://", shown);
+                         "otlp: the endpoint '%.200s' %s", shown, why);
   }
-  if (strlen(o->endpoint) > 1000)
-    return gk_status_set(status, GK_INVALID_ARGUMENT, "endpoint", NULL, GK_STATUS_NO_INDEX,
-                         "otlp: the endpoint is longer than 1000 characters");
   if (o->timeout_ms < 1)
     return gk_status_set(status, GK_INVALID_ARGUMENT, "timeout_ms", NULL, GK_STATUS_NO_INDEX,
                          "otlp: timeout_ms %lld must be at least 1", (long long)o->timeout_ms);
