@@ -18,11 +18,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -556,9 +559,39 @@ static int host_takes_all_ipv4(const char *host, size_t length) {
   return length == 7 && memcmp(host, "0.0.0.0", 7) == 0;
 }
 
+/* Whether two hosts (as written in HOST:PORT, IPv6 in brackets) name a
+ * common address: localhost and 127.0.0.1 passed --check-config and then
+ * clashed at the bind, which blamed another process (found in review). Names
+ * are resolved as the bind resolves them; one that does not resolve is left
+ * to the bind to refuse. */
+static int hosts_share_an_address(const char *x, size_t lx, const char *y, size_t ly) {
+  char hx[256], hy[256];
+  if (lx >= sizeof hx || ly >= sizeof hy) return 0;
+  int bx = lx >= 2 && x[0] == '[', by = ly >= 2 && y[0] == '[';
+  snprintf(hx, sizeof hx, "%.*s", (int)(lx - 2 * (size_t)bx), x + bx);
+  snprintf(hy, sizeof hy, "%.*s", (int)(ly - 2 * (size_t)by), y + by);
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *rx = NULL, *ry = NULL;
+  int shared = 0;
+  if (getaddrinfo(hx, NULL, &hints, &rx) == 0 && getaddrinfo(hy, NULL, &hints, &ry) == 0)
+    for (const struct addrinfo *a = rx; a && !shared; a = a->ai_next)
+      for (const struct addrinfo *b = ry; b && !shared; b = b->ai_next) {
+        if (a->ai_family != b->ai_family) continue;
+        if (a->ai_family == AF_INET)
+          shared = memcmp(&((const struct sockaddr_in *)(const void *)a->ai_addr)->sin_addr,
+                          &((const struct sockaddr_in *)(const void *)b->ai_addr)->sin_addr, sizeof(struct in_addr)) == 0;
+        else if (a->ai_family == AF_INET6)
+          shared = memcmp(&((const struct sockaddr_in6 *)(const void *)a->ai_addr)->sin6_addr,
+                          &((const struct sockaddr_in6 *)(const void *)b->ai_addr)->sin6_addr,
+                          sizeof(struct in6_addr)) == 0;
+      }
+  if (rx) freeaddrinfo(rx);
+  if (ry) freeaddrinfo(ry);
+  return shared;
+}
+
 /* Two HOST:PORT (checked) that one listener's bind takes from the other: the
- * same port, not 0, on the same host or where either is a wildcard. Names are
- * not resolved: localhost and 127.0.0.1 pass here and clash at the bind. */
+ * same port, not 0, on the same host (as written or resolved) or where either
+ * is a wildcard. */
 static int addresses_clash(const char *x, const char *y) {
   const char *cx = strrchr(x, ':'), *cy = strrchr(y, ':');
   if (cx == NULL || cy == NULL || strtol(cx + 1, NULL, 10) == 0 ||
@@ -567,7 +600,8 @@ static int addresses_clash(const char *x, const char *y) {
   size_t lx = (size_t)(cx - x), ly = (size_t)(cy - y);
   int x_ipv6 = lx > 0 && x[0] == '[', y_ipv6 = ly > 0 && y[0] == '[';
   return host_takes_all(x, lx) || host_takes_all(y, ly) || (host_takes_all_ipv4(x, lx) && !y_ipv6) ||
-         (host_takes_all_ipv4(y, ly) && !x_ipv6) || (lx == ly && strncasecmp(x, y, lx) == 0);
+         (host_takes_all_ipv4(y, ly) && !x_ipv6) || (lx == ly && strncasecmp(x, y, lx) == 0) ||
+         hosts_share_an_address(x, lx, y, ly);
 }
 
 void greeksd_config_check_whole(const greeksd_config *c, greeksd_errors *e) {

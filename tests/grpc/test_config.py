@@ -150,8 +150,15 @@ class Files(unittest.TestCase):
         self.assertIn("--metrics-listen: '127.0.0.1:51875' is the gRPC listen address too", p.stderr)
         p = greeksd("--listen", "[::]:51875", "--metrics-listen", "127.0.0.1:51875", "--check-config")
         self.assertEqual(p.returncode, 2, p.stderr)  # [::] is dual-stack
+        # a name and an address it resolves to: both orders (they clashed at the bind)
+        for listen, metrics in (("127.0.0.1:51875", "localhost:51875"), ("localhost:51875", "127.0.0.1:51875")):
+            p = greeksd("--listen", listen, "--metrics-listen", metrics, "--check-config")
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertIn("--metrics-listen: '%s' is the gRPC listen address too (--listen '%s')" % (metrics, listen),
+                          p.stderr)
         for listen, metrics in (("127.0.0.1:0", "127.0.0.1:0"), ("127.0.0.1:51875", "127.0.0.2:51875"),
-                                ("127.0.0.1:51875", "off"), ("[::1]:51875", "0.0.0.0:51875")):
+                                ("127.0.0.1:51875", "off"), ("[::1]:51875", "0.0.0.0:51875"),
+                                ("localhost:51875", "localhost:51876")):
             p = greeksd("--listen", listen, "--metrics-listen", metrics, "--check-config")
             self.assertEqual(p.returncode, 0, (listen, metrics, p.stderr))
 
