@@ -232,6 +232,39 @@ class Exposition(MetricsServedTestCase):
         self.assertGreater(value(after, "process_cpu_seconds_total"), 0)
         self.assertEqual(value(after, "greeks_config_info", server_threads="4", tls="false"), 1)
 
+    def test_a_write_lock_held_elsewhere_counts_as_store_faults(self):
+        """SQLite's write lock held by another process: the probe (a read)
+        still passes, so greeks_store_up stays 1; the appends that wait past
+        the busy timeout are the store's faults
+        (greeks_store_append_faults_total, what GreeksdBookStoreWritesFailing
+        watches), and the trade is retried and lands once the lock goes."""
+        import sqlite3
+        import threading
+        self.books.OpenBook(bk.OpenBookRequest(book_id="locked", name="locked", currency="USD"), timeout=TIMEOUT)
+        before = parse_metrics(self.server.metrics())
+        db = sqlite3.connect(os.path.join(self.server.dir.name, "books.db"), timeout=30, isolation_level=None,
+                             check_same_thread=False)
+        db.execute("BEGIN EXCLUSIVE")
+        held = threading.Event()
+        threading.Timer(6.5, lambda: (db.execute("ROLLBACK"), db.close(), held.set())).start()
+        leg = ev.Leg(instrument=ev.Instrument(underlying="AAPL", kind=ev.UNDERLYING), quantity=5, price=100.0)
+        reply = self.books.ExecuteTrade(bk.ExecuteTradeRequest(book_id="locked", trade_id="L1", legs=[leg],
+                                                               idempotency_key="locked-L1"), timeout=60 * SLOWDOWN)
+        self.assertTrue(held.wait(30))
+        self.assertGreater(reply.first_sequence, 1)
+        self.assertFalse(reply.replayed)
+        after = self.wait_for(lambda s: value(s, "greeks_store_appends_total", result="ok")
+                              > value(before, "greeks_store_appends_total", result="ok"), "the trade's append")
+
+        def moved(name, **labels):
+            return value(after, name, **labels) - value(before, name, **labels)
+
+        self.assertGreaterEqual(moved("greeks_store_append_faults_total"), 1)
+        self.assertEqual(moved("greeks_store_append_faults_total"), moved("greeks_store_appends_total",
+                                                                          result="error"))
+        self.assertEqual(moved("greeks_store_appends_total", result="ok"), 1)
+        self.assertEqual(value(after, "greeks_store_up"), 1)  # why the alert watches appends, not the probe
+
     def test_deadline_ended_streams_count_as_deadline_exceeded(self):
         """The client resets a stream at its deadline a little before the
         server's copy of it passes: such calls were counted Canceled, spending
