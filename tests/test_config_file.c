@@ -330,6 +330,8 @@ static void an_otlp_endpoint_the_exporter_cannot_use_is_refused(void **state) {
       {"tracing: {otlp_endpoint: 'http://h:0'}\n", "the port must be 1..65535"},
       {"tracing: {otlp_endpoint: 'http://127.0.0.1:4318/a b'}\n", "is not a URL the exporter can post to"},
       {"tracing: {otlp_endpoint: 'ftp://h:4318'}\n", "must start with http:// or https://"},
+      {"tracing: {otlp_endpoint: 'http://h:4318/otlp?tenant=a'}\n", "must not carry a query or a fragment"},
+      {"tracing: {otlp_endpoint: 'http://h:4318#x'}\n", "must not carry a query or a fragment"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     c = greeksd_config_default();

@@ -21,6 +21,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -553,55 +554,103 @@ static void check_port_files(const greeksd_config *c, greeksd_errors *e) {
  * IPv4 address (0.0.0.0: not on an IPv6 one; [::1]:P beside 0.0.0.0:P binds,
  * found in review). */
 static int host_takes_all(const char *host, size_t length) {
-  return length == 0 || (length == 4 && memcmp(host, "[::]", 4) == 0);
+  return length == 0 || (length == 4 && memcmp(host, "[::]", 4) == 0) || (length == 1 && host[0] == '*');
 }
 static int host_takes_all_ipv4(const char *host, size_t length) {
   return length == 7 && memcmp(host, "0.0.0.0", 7) == 0;
 }
 
-/* Whether two hosts (as written in HOST:PORT, IPv6 in brackets) name a
- * common address: localhost and 127.0.0.1 passed --check-config and then
- * clashed at the bind, which blamed another process (found in review). Names
- * are resolved as the bind resolves them; one that does not resolve is left
- * to the bind to refuse. */
-static int hosts_share_an_address(const char *x, size_t lx, const char *y, size_t ly) {
-  char hx[256], hy[256];
-  if (lx >= sizeof hx || ly >= sizeof hy) return 0;
-  int bx = lx >= 2 && x[0] == '[', by = ly >= 2 && y[0] == '[';
-  snprintf(hx, sizeof hx, "%.*s", (int)(lx - 2 * (size_t)bx), x + bx);
-  snprintf(hy, sizeof hy, "%.*s", (int)(ly - 2 * (size_t)by), y + by);
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *rx = NULL, *ry = NULL;
-  int shared = 0;
-  if (getaddrinfo(hx, NULL, &hints, &rx) == 0 && getaddrinfo(hy, NULL, &hints, &ry) == 0)
-    for (const struct addrinfo *a = rx; a && !shared; a = a->ai_next)
-      for (const struct addrinfo *b = ry; b && !shared; b = b->ai_next) {
-        if (a->ai_family != b->ai_family) continue;
-        if (a->ai_family == AF_INET)
-          shared = memcmp(&((const struct sockaddr_in *)(const void *)a->ai_addr)->sin_addr,
-                          &((const struct sockaddr_in *)(const void *)b->ai_addr)->sin_addr, sizeof(struct in_addr)) == 0;
-        else if (a->ai_family == AF_INET6)
-          shared = memcmp(&((const struct sockaddr_in6 *)(const void *)a->ai_addr)->sin6_addr,
-                          &((const struct sockaddr_in6 *)(const void *)b->ai_addr)->sin6_addr,
-                          sizeof(struct in6_addr)) == 0;
-      }
-  if (rx) freeaddrinfo(rx);
-  if (ry) freeaddrinfo(ry);
-  return shared;
+/* ---- listen against metrics_listen ---- */
+
+/* An address a listener binds, IPv4-mapped IPv6 read as IPv4. */
+typedef struct bound_address {
+  int family; /* AF_INET or AF_INET6 */
+  unsigned char bytes[16];
+  uint32_t scope; /* IPv6 link-local scope; 0: none */
+} bound_address;
+
+enum { MAX_BOUND = 16 };
+
+static bound_address bound_address_of(const struct sockaddr *a) {
+  bound_address b = {0};
+  if (a->sa_family == AF_INET) {
+    b.family = AF_INET;
+    memcpy(b.bytes, &((const struct sockaddr_in *)(const void *)a)->sin_addr, 4);
+    return b;
+  }
+  const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)(const void *)a;
+  if (IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr)) {
+    b.family = AF_INET;
+    memcpy(b.bytes, (const unsigned char *)&v6->sin6_addr + 12, 4);
+    return b;
+  }
+  b.family = AF_INET6;
+  memcpy(b.bytes, &v6->sin6_addr, 16);
+  b.scope = v6->sin6_scope_id;
+  return b;
+}
+
+/* The addresses a listener on HOST:PORT binds, resolved as the listeners
+ * resolve them (passive: '*' or an empty host is every interface): the first
+ * one (greeksd's plaintext listener, the metrics listener) or, with `all`,
+ * every one (the gRPC core's TLS listener). Returns the count; 0 when the host
+ * does not resolve (the bind will say so). */
+static int addresses_bound(const char *address, int all, bound_address *out) {
+  const char *colon = strrchr(address, ':');
+  char host[256];
+  size_t n = colon ? (size_t)(colon - address) : 0;
+  if (colon == NULL || n >= sizeof host) return 0;
+  int bracketed = n >= 2 && address[0] == '[' && address[n - 1] == ']';
+  snprintf(host, sizeof host, "%.*s", (int)(n - 2 * (size_t)bracketed), address + bracketed);
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *found = NULL;
+  if (getaddrinfo(host[0] && strcmp(host, "*") != 0 ? host : NULL, colon + 1, &hints, &found) != 0) return 0;
+  int count = 0;
+  for (const struct addrinfo *a = found; a && count < MAX_BOUND && (all || count == 0); a = a->ai_next)
+    if (a->ai_family == AF_INET || a->ai_family == AF_INET6) out[count++] = bound_address_of(a->ai_addr);
+  freeaddrinfo(found);
+  return count;
+}
+
+static int is_unspecified(const bound_address *a) {
+  static const unsigned char zero[16] = {0};
+  return memcmp(a->bytes, zero, a->family == AF_INET ? 4 : 16) == 0;
+}
+
+/* Whether binding one takes the port from the other on Linux: the same
+ * address; IPv4's 0.0.0.0 beside any IPv4 address; IPv6's [::] (bound
+ * dual-stack) beside anything. Link-local IPv6 addresses of two interfaces
+ * are two addresses. */
+static int bound_addresses_overlap(const bound_address *a, const bound_address *b) {
+  if ((a->family == AF_INET6 && is_unspecified(a)) || (b->family == AF_INET6 && is_unspecified(b))) return 1;
+  if (a->family != b->family) return 0;
+  if (a->family == AF_INET) return is_unspecified(a) || is_unspecified(b) || memcmp(a->bytes, b->bytes, 4) == 0;
+  return memcmp(a->bytes, b->bytes, 16) == 0 && (a->scope == b->scope || a->scope == 0 || b->scope == 0);
 }
 
 /* Two HOST:PORT (checked) that one listener's bind takes from the other: the
- * same port, not 0, on the same host (as written or resolved) or where either
- * is a wildcard. */
-static int addresses_clash(const char *x, const char *y) {
-  const char *cx = strrchr(x, ':'), *cy = strrchr(y, ':');
+ * same port, not 0, and addresses that overlap as the listeners resolve them
+ * (localhost and 127.0.0.1, '*' and 127.0.0.1 passed --check-config and then
+ * clashed at the bind, which blamed another process; found in review). The
+ * gRPC listener binds every address its host resolves to under TLS (the
+ * core's listener), the first alone in plaintext (greeksd's own). Hosts that
+ * do not resolve are compared as written. */
+static int addresses_clash(const char *grpc, int grpc_binds_all, const char *metrics) {
+  const char *cx = strrchr(grpc, ':'), *cy = strrchr(metrics, ':');
   if (cx == NULL || cy == NULL || strtol(cx + 1, NULL, 10) == 0 ||
       strtol(cx + 1, NULL, 10) != strtol(cy + 1, NULL, 10))
     return 0;
-  size_t lx = (size_t)(cx - x), ly = (size_t)(cy - y);
-  int x_ipv6 = lx > 0 && x[0] == '[', y_ipv6 = ly > 0 && y[0] == '[';
-  return host_takes_all(x, lx) || host_takes_all(y, ly) || (host_takes_all_ipv4(x, lx) && !y_ipv6) ||
-         (host_takes_all_ipv4(y, ly) && !x_ipv6) || (lx == ly && strncasecmp(x, y, lx) == 0) ||
-         hosts_share_an_address(x, lx, y, ly);
+  bound_address x[MAX_BOUND], y[MAX_BOUND];
+  int nx = addresses_bound(grpc, grpc_binds_all, x), ny = addresses_bound(metrics, 0, y);
+  if (nx > 0 && ny > 0) {
+    for (int i = 0; i < nx; i++)
+      for (int j = 0; j < ny; j++)
+        if (bound_addresses_overlap(&x[i], &y[j])) return 1;
+    return 0;
+  }
+  size_t lx = (size_t)(cx - grpc), ly = (size_t)(cy - metrics);
+  int x_ipv6 = lx > 0 && grpc[0] == '[', y_ipv6 = ly > 0 && metrics[0] == '[';
+  return host_takes_all(grpc, lx) || host_takes_all(metrics, ly) || (host_takes_all_ipv4(grpc, lx) && !y_ipv6) ||
+         (host_takes_all_ipv4(metrics, ly) && !x_ipv6) || (lx == ly && strncasecmp(grpc, metrics, lx) == 0);
 }
 
 void greeksd_config_check_whole(const greeksd_config *c, greeksd_errors *e) {
@@ -609,7 +658,7 @@ void greeksd_config_check_whole(const greeksd_config *c, greeksd_errors *e) {
   check_port_files(c, e);
   /* --check-config passed both on one port; the start then failed, blaming
    * "address in use" on another process (found in review) */
-  if (c->metrics_listen[0] != '\0' && addresses_clash(c->listen, c->metrics_listen))
+  if (c->metrics_listen[0] != '\0' && addresses_clash(c->listen, c->tls_cert[0] != '\0', c->metrics_listen))
     greeksd_errors_add(e, "%s: '%s' is the gRPC listen address too (%s '%s'): give each its own port",
                        greeksd_config_label(c, "metrics_listen", a, sizeof a), c->metrics_listen,
                        greeksd_config_label(c, "listen", b, sizeof b), c->listen);

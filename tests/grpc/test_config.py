@@ -151,7 +151,9 @@ class Files(unittest.TestCase):
         p = greeksd("--listen", "[::]:51875", "--metrics-listen", "127.0.0.1:51875", "--check-config")
         self.assertEqual(p.returncode, 2, p.stderr)  # [::] is dual-stack
         # a name and an address it resolves to: both orders (they clashed at the bind)
-        for listen, metrics in (("127.0.0.1:51875", "localhost:51875"), ("localhost:51875", "127.0.0.1:51875")):
+        # '*' is every interface to the bind; an IPv4-mapped IPv6 address is the IPv4 one
+        for listen, metrics in (("127.0.0.1:51875", "localhost:51875"), ("localhost:51875", "127.0.0.1:51875"),
+                                ("*:51875", "127.0.0.1:51875"), ("[::ffff:127.0.0.1]:51875", "127.0.0.1:51875")):
             p = greeksd("--listen", listen, "--metrics-listen", metrics, "--check-config")
             self.assertEqual(p.returncode, 2, p.stderr)
             self.assertIn("--metrics-listen: '%s' is the gRPC listen address too (--listen '%s')" % (metrics, listen),

@@ -233,12 +233,20 @@ int gk_otlp_endpoint_problem(const char *url, char *why, size_t n) {
     snprintf(why, n, "cannot be parsed: out of memory");
     return -1;
   }
-  char *port = NULL;
+  char *port = NULL, *query = NULL, *fragment = NULL;
   CURLUcode rc = curl_url_set(parsed, CURLUPART_URL, url, 0);
   if (rc == CURLUE_OK && curl_url_get(parsed, CURLUPART_PORT, &port, 0) == CURLUE_OK && strtol(port, NULL, 10) == 0)
     rc = CURLUE_BAD_PORT_NUMBER;
-  curl_free(port);
+  /* /v1/traces is appended to the URL: after a query or a fragment it would
+   * post to the wrong path (found in review) */
+  int tail = rc == CURLUE_OK && (curl_url_get(parsed, CURLUPART_QUERY, &query, 0) == CURLUE_OK ||
+                                 curl_url_get(parsed, CURLUPART_FRAGMENT, &fragment, 0) == CURLUE_OK);
+  curl_free(port), curl_free(query), curl_free(fragment);
   curl_url_cleanup(parsed);
+  if (tail) {
+    snprintf(why, n, "must not carry a query or a fragment (?..., #...): the exporter appends /v1/traces");
+    return -1;
+  }
   if (rc == CURLUE_OK) return 0;
   snprintf(why, n, "is not a URL the exporter can post to: %s",
            rc == CURLUE_BAD_PORT_NUMBER ? "the port must be 1..65535" : curl_url_strerror(rc));

@@ -56,8 +56,8 @@ char *gk_otlp_encode_json(const gk_span *spans, size_t count, const gk_otlp_reso
 void gk_otlp_url_shown(const char *url, char *out, size_t size);
 
 /* 0 when url is an endpoint the exporter can POST to: http:// or https://, a
- * host, a port 1..65535 if one is given, a well-formed path (libcurl's URL
- * parser, the one the exporter uses); else -1 and why it is not (at most n
+ * host, a port 1..65535 if one is given, a well-formed path and no query or
+ * fragment (libcurl's URL parser, the one the exporter uses); else -1 and why it is not (at most n
  * bytes, never the URL's credentials). A typo ("http://", a port 99999, a
  * space) was accepted and then cost every span (found in review). */
 int gk_otlp_endpoint_problem(const char *url, char *why, size_t n);
