@@ -43,6 +43,7 @@ packages=(
   libyaml-dev                        # greeksd's YAML configuration files (--config; api/server/config_file.c, adr/0035)
   prometheus                         # promtool (rules, metrics lint) and the server test_metrics scrapes with
   python3-yaml                       # tests/test_k8s_manifests.py parses deploy/k8s/*.yaml
+  git                                # make mutation builds each mutant in a git worktree (scripts/mutation/run)
 )
 
 missing=()
