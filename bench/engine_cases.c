@@ -39,7 +39,28 @@ typedef struct engine_state {
   double market_spot[UNDERLYINGS], market_rate[UNDERLYINGS], market_yield[UNDERLYINGS];
   gk_risk per_underlying[UNDERLYINGS];
   double pnl[231];
+  /* The last run's failure ("" when it succeeded): a run that failed timed
+   * no work (an unknown GREEKS_ISA made every unpinned call fail, and the
+   * cases read 37 T options a second; found in review). */
+  char failure[512];
 } engine_state;
+
+/* Records a failed call of a run (the first is kept). */
+static void note_code(engine_state *s, const char *call, int failed, const char *why) {
+  if (failed && s->failure[0] == '\0')
+    snprintf(s->failure, sizeof s->failure, "%.64s: %.40s failed: %.300s", s->c->name, call, why);
+}
+
+static void note_rc(engine_state *s, const char *call, gk_rc rc) { note_code(s, call, rc != GK_RC_OK, gk_rc_message(rc)); }
+
+static void note_status(engine_state *s, const char *call, gk_code code, const gk_status *status) {
+  note_code(s, call, code != GK_OK, status->message);
+}
+
+const char *engine_case_failure(void *state) {
+  const engine_state *s = state;
+  return s->failure[0] ? s->failure : NULL;
+}
 
 static uint64_t next_random(uint64_t *s) {
   uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
@@ -69,7 +90,8 @@ static void *create_state(const engine_case *c, char *error, size_t error_len);
 static void run_normal_iv(void *p) {
   engine_state *s = p;
   gk_iv_batch in = {s->n, s->spot, s->strike, s->expiry, s->rate, NULL, s->out[1], s->type};
-  gk_implied_vol_batch_on((gk_isa)s->c->isa, GK_MODEL_BACHELIER, &in, s->out[0], s->error, NULL);
+  note_rc(s, "gk_implied_vol_batch_on",
+          gk_implied_vol_batch_on((gk_isa)s->c->isa, GK_MODEL_BACHELIER, &in, s->out[0], s->error, NULL));
 }
 
 static void *create_normal_iv_state(const engine_case *c, char *error, size_t error_len) {
@@ -83,7 +105,12 @@ static void *create_normal_iv_state(const engine_case *c, char *error, size_t er
   }
   gk_option_batch in = {s->n, s->spot, s->strike, s->expiry, s->rate, NULL, s->vol, s->type};
   gk_greeks_batch out = {s->out[1], NULL, NULL, NULL, NULL, NULL, NULL, s->error};
-  gk_bsm_price_batch(GK_MODEL_BACHELIER, &in, GK_OUT_PRICE, &out, NULL); /* prices to invert */
+  gk_rc rc = gk_bsm_price_batch_on(GK_ISA_SCALAR, GK_MODEL_BACHELIER, &in, GK_OUT_PRICE, &out, NULL); /* to invert */
+  if (rc != GK_RC_OK) {
+    snprintf(error, error_len, "%s: pricing the options to invert failed: %s", c->name, gk_rc_message(rc));
+    destroy_state(s);
+    return NULL;
+  }
   return s;
 }
 
@@ -95,7 +122,8 @@ static void *create_normal_iv_state(const engine_case *c, char *error, size_t er
 static void run_black_iv(void *p) {
   engine_state *s = p;
   gk_iv_batch in = {s->n, s->spot, s->strike, s->expiry, s->rate, s->yield, s->out[1], s->type};
-  gk_implied_vol_batch_on((gk_isa)s->c->isa, GK_MODEL_BSM, &in, s->out[0], s->error, NULL);
+  note_rc(s, "gk_implied_vol_batch_on",
+          gk_implied_vol_batch_on((gk_isa)s->c->isa, GK_MODEL_BSM, &in, s->out[0], s->error, NULL));
 }
 
 #ifdef GREEKS_HAVE_QUANTLIB
@@ -112,7 +140,12 @@ static void *create_black_iv_state(const engine_case *c, char *error, size_t err
   if (s == NULL) return NULL;
   gk_option_batch in = {s->n, s->spot, s->strike, s->expiry, s->rate, s->yield, s->vol, s->type};
   gk_greeks_batch out = {s->out[1], NULL, NULL, s->out[5], NULL, NULL, NULL, s->error};
-  gk_bsm_price_batch(GK_MODEL_BSM, &in, GK_OUT_PRICE | GK_OUT_VEGA, &out, NULL); /* prices to invert */
+  gk_rc rc = gk_bsm_price_batch_on(GK_ISA_SCALAR, GK_MODEL_BSM, &in, GK_OUT_PRICE | GK_OUT_VEGA, &out, NULL);
+  if (rc != GK_RC_OK) { /* the prices to invert */
+    snprintf(error, error_len, "%s: pricing the options to invert failed: %s", c->name, gk_rc_message(rc));
+    destroy_state(s);
+    return NULL;
+  }
   for (size_t i = 0; i < s->n; i++) {
     s->out[2][i] = s->spot[i] * exp((s->rate[i] - s->yield[i]) * s->expiry[i]); /* forward */
     s->out[3][i] = exp(-s->rate[i] * s->expiry[i]);                             /* discount */
@@ -198,7 +231,8 @@ static void run_batch(void *p) {
   engine_state *s = p;
   gk_option_batch in = {s->n, s->spot, s->strike, s->expiry, s->rate, s->yield, s->vol, s->type};
   gk_greeks_batch out = {s->out[0], s->out[1], s->out[2], s->out[3], s->out[4], s->out[5], s->out[6], s->error};
-  gk_price_batch(s->pool, GK_MODEL_BSM, &in, GK_OUT_ALL, &out, NULL, NULL);
+  gk_status status;
+  note_status(s, "gk_price_batch", gk_price_batch(s->pool, GK_MODEL_BSM, &in, GK_OUT_ALL, &out, NULL, &status), &status);
 }
 
 /* The OpenMP alternative the pool was measured against (adr/0006). */
@@ -213,7 +247,8 @@ static void run_omp_batch(void *p) {
                           s->rate + begin, s->yield + begin, s->vol + begin, s->type + begin};
     gk_greeks_batch out = {s->out[0] + begin, s->out[1] + begin, s->out[2] + begin, s->out[3] + begin,
                            s->out[4] + begin, s->out[5] + begin, s->out[6] + begin, s->error + begin};
-    gk_bsm_price_batch(GK_MODEL_BSM, &in, GK_OUT_ALL, &out, NULL);
+    if (gk_bsm_price_batch(GK_MODEL_BSM, &in, GK_OUT_ALL, &out, NULL) != GK_RC_OK)
+      snprintf(s->failure, sizeof s->failure, "%s: gk_bsm_price_batch failed in a slice", s->c->name); /* benign race */
   }
 }
 
@@ -223,7 +258,8 @@ static void empty_task(void *context, size_t task, int worker) {
 
 static void run_fanout(void *p) {
   engine_state *s = p;
-  gk_pool_run(s->pool, 64, empty_task, NULL, NULL);
+  gk_status status;
+  note_status(s, "gk_pool_run", gk_pool_run(s->pool, 64, empty_task, NULL, &status), &status);
 }
 
 static volatile int sink;
@@ -246,7 +282,9 @@ static void run_revalue(void *p) {
   gk_portfolio_results r = {.value = s->out[0], .delta = s->out[1], .gamma = s->out[2], .vega = s->out[3],
                             .theta = s->out[4], .rho = s->out[5], .phi = s->out[6], .error = s->error,
                             .per_underlying = s->per_underlying, .pnl = s->pnl};
-  gk_revalue_portfolio(s->pool, GK_MODEL_BSM, &markets, &positions, &grid, &r, NULL);
+  gk_status status;
+  note_status(s, "gk_revalue_portfolio",
+              gk_revalue_portfolio(s->pool, GK_MODEL_BSM, &markets, &positions, &grid, &r, &status), &status);
 }
 
 #define MAX_CASES 64

@@ -25,6 +25,10 @@ typedef struct engine_case {
   void (*accuracy)(void *state, double *median, double *worst, double *off);
 } engine_case;
 
+/* The failure of the state's last run, or NULL when it succeeded: a case
+ * whose calls failed timed no work and must not report a time. */
+const char *engine_case_failure(void *state);
+
 size_t engine_cases_count(void);
 const engine_case *engine_cases_get(size_t i);
 

@@ -426,6 +426,36 @@ class GateTest(unittest.TestCase):
                       "--baseline", self.baseline)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
+    def test_a_baseline_of_several_runs_needs_each_figure_in_each(self):
+        """--write-baseline with --run a --run b filled a figure b lacked with
+        a's value, labelled a median of 2 runs (found in review)."""
+        rates = {k: v for k, v in RATES.items() if k != AVX512_ALL}
+        r = self.gate("--run", self.save("a.json", single_run(RATES)), "--run", self.save("b.json", single_run(rates)),
+                      "--write-baseline", self.path("two.json"))
+        self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+        self.assertIn(f"figure {AVX512_ALL} / ", r.stderr)
+        self.assertIn(" is in 1 of 2 runs (not in ", r.stderr)
+        self.assertFalse(os.path.exists(self.path("two.json")))
+        r = self.gate("--run", self.save("a.json", single_run(RATES)), "--run", self.save("c.json", single_run(RATES)),
+                      "--write-baseline", self.path("two.json"))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_quantlib_figures_a_filter_left_out_are_missing_when_the_build_has_quantlib(self):
+        """A run filtered to leave out QuantLib's case passed with its figures
+        "absent", as if the build had no QuantLib (found in review): the build
+        now says so in greeks_quantlib."""
+        iv = {"iv/bsm/avx512/65536": 9e6, "iv/quantlib/65536": 1e6}
+        os.remove(self.baseline)
+        self.assertEqual(self.write_baseline(single_run(dict(RATES, **iv))).returncode, 0)
+        figure = "iv/bsm/avx512/65536 / iv/quantlib/65536"
+        filtered = single_run(dict(RATES, **{"iv/bsm/avx512/65536": 9e6}))
+        r = self.check(filtered, extra={"greeks_quantlib": "true"})
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn("| missing |", self.row(r.stdout, figure))
+        r = self.check(filtered, extra={"greeks_quantlib": "false"})
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("| absent |", self.row(r.stdout, figure))
+
     def test_a_zero_throughput_is_an_error_not_a_traceback(self):
         benchmarks = repeated_run(RATES)
         for b in benchmarks:
