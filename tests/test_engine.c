@@ -179,6 +179,60 @@ static void test_pool_binds_inside_the_affinity_mask(void **state) {
   gk_pool_destroy(pool);
 }
 
+typedef struct affinities {
+  unsigned long long mask[2]; /* the CPUs worker w is bound to, as bits of CPUs 0..63 */
+  atomic_int arrived;
+} affinities;
+
+/* Records the worker's binding, then waits (2 s at most) for the other task
+ * to arrive: a worker busy here cannot take it, so the two tasks run on two
+ * workers. */
+static void record_affinity(void *context, size_t task, int worker) {
+  (void)task;
+  affinities *a = context;
+  cpu_set_t set;
+  unsigned long long bits = 0;
+  if (worker >= 0 && worker < 2 && pthread_getaffinity_np(pthread_self(), sizeof set, &set) == 0) {
+    for (int c = 0; c < 64; c++)
+      if (CPU_ISSET(c, &set)) bits |= 1ull << c;
+    a->mask[worker] = bits;
+  }
+  atomic_fetch_add(&a->arrived, 1);
+  struct timespec start, now;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  long waited_ns = 0;
+  while (atomic_load(&a->arrived) < 2 && waited_ns < 2000000000L) {
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    waited_ns = (now.tv_sec - start.tv_sec) * 1000000000L + (now.tv_nsec - start.tv_nsec);
+  }
+}
+
+/* On an SMT host the default pool has a worker per hardware thread, more than
+ * the cores: the workers that wrap take each core's next thread. They all took
+ * the first, leaving the siblings idle (found in review). hwloc's synthetic
+ * topology stands in for an SMT machine: one core of two PUs, CPUs 0 and 1. */
+static void test_workers_that_wrap_take_the_cores_next_hardware_thread(void **state) {
+  (void)state;
+  cpu_set_t allowed;
+  assert_int_equal(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+  if (!CPU_ISSET(0, &allowed) || !CPU_ISSET(1, &allowed)) skip();
+  setenv("HWLOC_SYNTHETIC", "node:1 core:1 pu:2", 1);
+  setenv("HWLOC_THISSYSTEM", "1", 1); /* bind the real CPUs of its PUs' numbers */
+  gk_pool_options options = gk_pool_options_default();
+  options.threads = 2;
+  gk_pool *pool = NULL;
+  gk_code code = gk_pool_create(&options, &pool, NULL);
+  unsetenv("HWLOC_SYNTHETIC");
+  unsetenv("HWLOC_THISSYSTEM");
+  assert_int_equal(code, GK_OK);
+  assert_true(gk_pool_bound(pool));
+  affinities a = {{0, 0}, 0};
+  assert_int_equal(gk_pool_run(pool, 2, record_affinity, &a, NULL), GK_OK);
+  gk_pool_destroy(pool);
+  if (!((a.mask[0] == 1ull && a.mask[1] == 2ull) || (a.mask[0] == 2ull && a.mask[1] == 1ull)))
+    fail_msg("worker 0 bound to CPUs %#llx, worker 1 to %#llx: want CPU 0 and CPU 1", a.mask[0], a.mask[1]);
+}
+
 /* A pool with fewer workers than the process's cores does not bind: every
  * process bound its worker i to the i-th allowed core, so two replicas with a
  * quota below their cpuset ran on the same cores (found in review). */
@@ -661,6 +715,7 @@ int main(void) {
       cmocka_unit_test(test_pool_workers_run_at_the_bulk_priority_and_yield),
       cmocka_unit_test(test_pool_binds_inside_the_affinity_mask),
       cmocka_unit_test(test_a_pool_smaller_than_the_cores_runs_unbound),
+      cmocka_unit_test(test_workers_that_wrap_take_the_cores_next_hardware_thread),
       cmocka_unit_test(test_batch_equals_kernel_for_any_thread_count),
       cmocka_unit_test(test_chain_equals_batch_with_broadcast_market),
       cmocka_unit_test(test_batch_rejects_unusable_arguments),

@@ -29,9 +29,10 @@ extern "C" {
 typedef struct gk_pool gk_pool;
 
 typedef struct gk_pool_options {
-  int threads;          /* 0: one per core this process may use (affinity mask and
-                           cgroup CPU quota honoured) */
-  int bind;             /* nonzero: bind each worker to a core (default in
+  int threads;          /* 0: one per CPU (hardware thread) this process may use
+                           (affinity mask and cgroup CPU quota honoured) */
+  int bind;             /* nonzero: bind each worker to one hardware thread of a
+                           core, a core's next one for workers that wrap (default in
                            gk_pool_options_default), when the pool has at
                            least one worker per core the process may use;
                            fewer workers run unbound, for the scheduler to
@@ -92,8 +93,9 @@ int gk_pool_threads(const gk_pool *pool);
 int gk_pool_numa_nodes(const gk_pool *pool);
 int gk_pool_bound(const gk_pool *pool); /* 1 if every worker is bound to a core */
 
-/* The number of cores this process may use: its CPU affinity mask, limited by a
- * cgroup v2 CPU quota (cpu.max) when one is set. At least 1. */
+/* The number of CPUs (hardware threads: both of an SMT core's) this process
+ * may use: its CPU affinity mask, limited by a cgroup v2 CPU quota (cpu.max)
+ * when one is set. At least 1. */
 int gk_usable_cores(void);
 
 /* Worker `worker`'s scratch (options.scratch_bytes long, 64-byte aligned), or NULL
