@@ -13,6 +13,8 @@
 
 #include <cmocka.h>
 
+#include "greeks/pricing.h"
+
 #include "support/test_support.h"
 
 static void test_names_round_trip(void **state) {
@@ -73,6 +75,14 @@ static void test_bogus_environment_is_an_error(void **state) {
   gk_option_batch in = owned_batch_inputs(&b);
   gk_greeks_batch out = owned_batch_outputs(&b);
   assert_int_equal(gk_bsm_price_batch(GK_MODEL_BSM, &in, GK_OUT_ALL, &out, NULL), GK_RC_ISA_UNKNOWN);
+  /* The engine says it is the process's setting: not transient (no retry can
+   * succeed: the ISA is chosen once), naming GREEKS_ISA and its value (it was
+   * UNAVAILABLE, which clients retry, with no field; found in review). */
+  gk_status status;
+  assert_int_equal(gk_price_batch(NULL, GK_MODEL_BSM, &in, GK_OUT_ALL, &out, NULL, &status), GK_FAILED_PRECONDITION);
+  assert_false(status.transient);
+  assert_string_equal(status.field, "GREEKS_ISA");
+  assert_string_equal(status.value, "bogus");
   /* An explicit choice still works, and forcing clears the error. */
   assert_int_equal(gk_bsm_price_batch_on(GK_ISA_SCALAR, GK_MODEL_BSM, &in, GK_OUT_ALL, &out, NULL), GK_RC_OK);
   assert_int_equal(gk_isa_force(GK_ISA_SCALAR), GK_RC_OK);

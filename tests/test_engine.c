@@ -288,6 +288,32 @@ static void test_pool_serializes_concurrent_runs(void **state) {
   gk_pool_destroy(pool);
 }
 
+/* A refused argument names its field (engine.md): the kernels' refusals came
+ * back with an empty one (found in review). */
+static void test_kernel_refusals_name_their_field(void **state) {
+  (void)state;
+  double x[1] = {100}, price[1];
+  uint8_t type[1] = {GK_CALL}, err[1];
+  gk_option_batch in = {1, x, x, x, x, x, x, type};
+  gk_greeks_batch out = {price, NULL, NULL, NULL, NULL, NULL, NULL, err};
+  gk_status st;
+  assert_int_equal(gk_price_batch(NULL, (gk_model)9, &in, GK_OUT_PRICE, &out, NULL, &st), GK_INVALID_ARGUMENT);
+  assert_string_equal(st.field, "model");
+  assert_string_equal(st.value, "9");
+  assert_int_equal(gk_price_batch(NULL, GK_MODEL_BSM, NULL, GK_OUT_PRICE, &out, NULL, &st), GK_INVALID_ARGUMENT);
+  assert_string_equal(st.field, "in");
+  assert_int_equal(gk_price_batch(NULL, GK_MODEL_BSM, &in, GK_OUT_PRICE, NULL, NULL, &st), GK_INVALID_ARGUMENT);
+  assert_string_equal(st.field, "out");
+  gk_greeks_batch no_error = out;
+  no_error.error = NULL;
+  assert_int_equal(gk_price_batch(NULL, GK_MODEL_BSM, &in, GK_OUT_PRICE, &no_error, NULL, &st), GK_INVALID_ARGUMENT);
+  assert_string_equal(st.field, "out.error");
+  assert_int_equal(gk_price_batch(NULL, GK_MODEL_BSM, &in, GK_OUT_DELTA, &out, NULL, &st), GK_INVALID_ARGUMENT);
+  assert_string_equal(st.field, "outputs"); /* delta asked for, no array */
+  assert_int_equal(gk_price_batch(NULL, GK_MODEL_BSM, &in, 1u << 30, &out, NULL, &st), GK_INVALID_ARGUMENT);
+  assert_string_equal(st.field, "outputs");
+}
+
 static void test_pool_rejects_bad_options(void **state) {
   (void)state;
   gk_pool_options options = gk_pool_options_default();
@@ -716,6 +742,7 @@ int main(void) {
       cmocka_unit_test(test_pool_binds_inside_the_affinity_mask),
       cmocka_unit_test(test_a_pool_smaller_than_the_cores_runs_unbound),
       cmocka_unit_test(test_workers_that_wrap_take_the_cores_next_hardware_thread),
+      cmocka_unit_test(test_kernel_refusals_name_their_field),
       cmocka_unit_test(test_batch_equals_kernel_for_any_thread_count),
       cmocka_unit_test(test_chain_equals_batch_with_broadcast_market),
       cmocka_unit_test(test_batch_rejects_unusable_arguments),

@@ -14,12 +14,43 @@
 /* Rounded up without n + S - 1, which wraps to 0 slices near SIZE_MAX. */
 static size_t slice_count(size_t n) { return n / GK_SLICE_OPTIONS + (n % GK_SLICE_OPTIONS != 0); }
 
-static gk_code kernel_error(gk_rc rc, gk_status *status) {
-  gk_code code = rc == GK_RC_ISA_UNKNOWN || rc == GK_RC_ISA_UNSUPPORTED ? GK_UNAVAILABLE
+/* The field a kernel's refusal is about (engine.md: every error names one;
+ * they came back empty: found in review). null_field: which argument is NULL,
+ * as the caller sees it ("in", "out", "out.error"). */
+static const char *kernel_field(gk_rc rc, const char *null_field) {
+  switch (rc) {
+    case GK_RC_NULL_ARGUMENT: return null_field;
+    case GK_RC_BAD_MODEL:
+    case GK_RC_MODEL_NOT_SUPPORTED: return "model";
+    case GK_RC_BAD_OUTPUT_MASK:
+    case GK_RC_MISSING_OUTPUT:
+    case GK_RC_OUTPUT_NOT_SUPPORTED: return "outputs";
+    case GK_RC_ISA_UNKNOWN:
+    case GK_RC_ISA_UNSUPPORTED: return "GREEKS_ISA";
+    case GK_RC_BAD_METHOD: return "method";
+    default: return NULL;
+  }
+}
+
+/* A bad GREEKS_ISA is the process's setting, chosen once (isa.h): no retry
+ * can succeed, so FAILED_PRECONDITION, not the transient UNAVAILABLE clients
+ * retry (found in review). */
+static gk_code kernel_error(gk_rc rc, gk_model model, const char *null_field, gk_status *status) {
+  gk_code code = rc == GK_RC_ISA_UNKNOWN || rc == GK_RC_ISA_UNSUPPORTED ? GK_FAILED_PRECONDITION
                  : rc == GK_RC_OUT_OF_MEMORY                            ? GK_RESOURCE_EXHAUSTED
                                                                         : GK_INVALID_ARGUMENT;
-  return gk_status_set(status, code, NULL, NULL, GK_STATUS_NO_INDEX, "pricing kernels: %s",
+  char value[32] = "";
+  const char *field = kernel_field(rc, null_field);
+  if (rc == GK_RC_BAD_MODEL || rc == GK_RC_MODEL_NOT_SUPPORTED) snprintf(value, sizeof value, "%d", (int)model);
+  const char *isa = rc == GK_RC_ISA_UNKNOWN || rc == GK_RC_ISA_UNSUPPORTED ? getenv("GREEKS_ISA") : NULL;
+  if (isa) snprintf(value, sizeof value, "%.31s", isa);
+  return gk_status_set(status, code, field, value[0] ? value : NULL, GK_STATUS_NO_INDEX, "pricing kernels: %s",
                        gk_rc_message(rc));
+}
+
+/* Which of a batch call's pointers is NULL ("in", "out", "out.error"), else NULL. */
+static const char *null_batch_argument(const gk_option_batch *in, const gk_greeks_batch *out) {
+  return in == NULL ? "in" : out == NULL ? "out" : out->error == NULL ? "out.error" : NULL;
 }
 
 /* The first input array of `in` the model needs that is NULL, else NULL: the
@@ -161,7 +192,7 @@ gk_code gk_price_batch_ex(gk_pool *pool, gk_model model, const gk_option_batch *
   gk_rc rc = gk_bsm_check_batch(model, in, outputs, out);
   if (rc == GK_RC_MISSING_INPUT && missing_input(model, in)) return missing_input_error(missing_input(model, in), status);
   if (rc == GK_RC_OK) rc = gk_isa_init();
-  if (rc != GK_RC_OK) return kernel_error(rc, status);
+  if (rc != GK_RC_OK) return kernel_error(rc, model, null_batch_argument(in, out), status);
   gk_code code = check_exercise(model, in, exercise, outputs, out, status);
   if (code != GK_OK) return code;
   batch_job job = {model, in, exercise, outputs, out, 0, 0};
@@ -287,7 +318,7 @@ gk_code gk_price_chain_ex(gk_pool *pool, gk_model model, const gk_market *market
   if (rc == GK_RC_MISSING_INPUT && missing_input(model, &shape))
     return missing_input_error(missing_input(model, &shape), status);
   if (rc == GK_RC_OK) rc = gk_isa_init();
-  if (rc != GK_RC_OK) return kernel_error(rc, status);
+  if (rc != GK_RC_OK) return kernel_error(rc, model, null_batch_argument(&shape, out), status);
   code = check_exercise(model, &shape, exercise, outputs, out, status);
   if (code != GK_OK) return code;
   chain_job job = {pool, model, market, chain, exercise, outputs, out, 0, NULL, 0};
@@ -352,7 +383,7 @@ gk_code gk_implied_vol(gk_pool *pool, gk_model model, const gk_iv_batch *in, dou
     return missing_input_error("yield", status);
   iv_job job = {model, in, vol, error, 0};
   gk_rc rc = in->count == 0 ? gk_implied_vol_batch(model, in, vol, error, NULL) : solve_iv_slice(&job, 0);
-  if (rc != GK_RC_OK) return kernel_error(rc, status);
+  if (rc != GK_RC_OK) return kernel_error(rc, model, "in", status);
   size_t tasks = slice_count(in->count);
   if (tasks > 1 && pool != NULL) {
     gk_code code = gk_pool_run(pool, tasks - 1, solve_iv_task, &job, status);
