@@ -246,7 +246,8 @@ class Exposition(MetricsServedTestCase):
                              check_same_thread=False)
         db.execute("BEGIN EXCLUSIVE")
         held = threading.Event()
-        threading.Timer(6.5, lambda: (db.execute("ROLLBACK"), db.close(), held.set())).start()
+        # past SQLite's 5 s busy timeout: one append at least fails for the store's reason
+        threading.Timer(5.6, lambda: (db.execute("ROLLBACK"), db.close(), held.set())).start()
         leg = ev.Leg(instrument=ev.Instrument(underlying="AAPL", kind=ev.UNDERLYING), quantity=5, price=100.0)
         reply = self.books.ExecuteTrade(bk.ExecuteTradeRequest(book_id="locked", trade_id="L1", legs=[leg],
                                                                idempotency_key="locked-L1"), timeout=60 * SLOWDOWN)
