@@ -145,6 +145,9 @@ static void check_round_trip(gk_model model, gk_american_method method, double t
       continue;
     }
     assert_int_equal(s.flags[i] & GK_AMERICAN_IV_FLAG_NOT_CONVERGED, 0);
+    /* each price is the method's own at some vol: one gives it back (the
+     * tree's exercise nodes jump: its other roots are allowed below) */
+    if (!other_roots_allowed) assert_int_equal(s.flags[i] & GK_AMERICAN_IV_FLAG_PRICE_NOT_REPRODUCED, 0);
     if (s.flags[i] & GK_AMERICAN_IV_FLAG_LOW_VEGA) {
       if (!price_crosses_at(model, method, &b, i, s.vol[i]))
         fail_msg("low vega, no crossing: S=%.17g K=%.17g T=%.17g r=%.17g q=%.17g %s sigma %.17g price %.17g iv %.17g",
@@ -403,6 +406,40 @@ static void test_corners_give_finite_vols_or_flags(void **state) {
   assert_true(t.vol[6] == 0.0 && t.flags[6] == GK_AMERICAN_IV_FLAG_AT_LOWER_LIMIT);
 }
 
+/* Where the method's price steps across the vol, no vol gives the price back:
+ * the vol of the step came back unflagged (found in review). bs2002 hands
+ * this call to alo's fast level past sigma sqrt(T) = 1 (its price steps from
+ * ~18.674 to ~18.791 there); alo's fast level leaves the exercise region of
+ * this put with a step of ~1.9e-6. Checked against the method's own prices
+ * just either side of the vol returned: both miss the target by more than
+ * 1e-9 x (price + max(S, K)), on opposite sides. */
+static void test_a_step_in_the_price_is_flagged(void **state) {
+  (void)state;
+  const struct {
+    gk_american_method method;
+    double S, K, T, r, q, price;
+    uint8_t type;
+  } steps[] = {{GK_AMERICAN_BS2002, 65.08, 80.66, 1.5164, 0.0851, 0.0851, 18.73, GK_CALL},
+               {GK_AMERICAN_ALO_FAST, 80, 100, 1, 0.05, 0.01, 20.000001, GK_PUT}};
+  for (size_t c = 0; c < sizeof steps / sizeof steps[0]; c++) {
+    double S = steps[c].S, K = steps[c].K, T = steps[c].T, r = steps[c].r, q = steps[c].q, target = steps[c].price;
+    double vol = -1;
+    uint8_t error = 0xff, flags = 0;
+    gk_iv_batch iv = {1, &S, &K, &T, &r, &q, &target, &steps[c].type};
+    assert_int_equal(gk_american_implied_vol_batch(GK_MODEL_BSM, steps[c].method, &iv, &vol, &error, &flags, NULL),
+                     GK_RC_OK);
+    assert_int_equal(error, GK_ELEMENT_OK);
+    assert_true(isfinite(vol) && vol > 0);
+    double below = american_price(GK_MODEL_BSM, steps[c].method, S, K, T, r, q, vol * (1 - 1e-9), steps[c].type);
+    double above = american_price(GK_MODEL_BSM, steps[c].method, S, K, T, r, q, vol * (1 + 1e-9), steps[c].type);
+    double miss = 1e-9 * (target + fmax(S, K));
+    if (!(below < target - miss && above > target + miss)) /* the premise: a step straddles the target */
+      fail_msg("case %zu: no step at vol %.17g: %.17g .. %.17g around %.17g", c, vol, below, above, target);
+    if (!(flags & GK_AMERICAN_IV_FLAG_PRICE_NOT_REPRODUCED))
+      fail_msg("case %zu: vol %.17g, flags %d: the step is not flagged", c, vol, flags);
+  }
+}
+
 /* The explicit scalar ISA solves to the same vols as the active one. */
 static void test_scalar_isa_agrees(void **state) {
   (void)state;
@@ -469,6 +506,7 @@ int main(void) {
       cmocka_unit_test(test_a_price_above_the_top_vols_is_an_error_after_a_warm_start),
       cmocka_unit_test(test_call_level_errors_write_nothing),
       cmocka_unit_test(test_corners_give_finite_vols_or_flags),
+      cmocka_unit_test(test_a_step_in_the_price_is_flagged),
       cmocka_unit_test(test_scalar_isa_agrees),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -241,5 +241,6 @@ void cli_write_american_iv_note(FILE *out, unsigned flags) {
   fputc(',', out);
   if (flags & GK_AMERICAN_IV_FLAG_AT_LOWER_LIMIT) fputs("at_lower_limit", out), separator = " ";
   if (flags & GK_AMERICAN_IV_FLAG_LOW_VEGA) fprintf(out, "%slow_vega", separator), separator = " ";
-  if (flags & GK_AMERICAN_IV_FLAG_NOT_CONVERGED) fprintf(out, "%snot_converged", separator);
+  if (flags & GK_AMERICAN_IV_FLAG_NOT_CONVERGED) fprintf(out, "%snot_converged", separator), separator = " ";
+  if (flags & GK_AMERICAN_IV_FLAG_PRICE_NOT_REPRODUCED) fprintf(out, "%sprice_not_reproduced", separator);
 }

@@ -293,7 +293,8 @@ void iv_command_usage(FILE *out) {
         "  A style column (european|american, optional) chooses per row, --style where blank.\n"
         "  Output CSV: id,iv,error,note; note: at_lower_limit (vol 0: the price is the\n"
         "  sigma -> 0 limit, e.g. exercise now), low_vega (the price pins the vol\n"
-        "  more loosely than 1e-10), not_converged.\n"
+        "  more loosely than 1e-10), not_converged, price_not_reproduced (the method's\n"
+        "  price steps across the vol there: the vol is the step's).\n"
         "  --threads N: worker threads (default 0: one per usable core); the vols are\n"
         "  the same for every N.\n",
         out);

@@ -41,6 +41,11 @@
 #define START_WITHOUT_EUROPEAN 1.0                       /* 100%: the price is above the European bound */
 #define VEGA_PROBE 1e-7                                  /* relative sigma step of the vega note */
 #define WARM_STEP_TOLERANCE 1e-6 /* the warm start's stop: its level is only good to ~1e-6 of K anyway */
+/* A bracket that closed with both ends' prices further than this (relative to
+ * price + max(S, K)) from the target closed on a step of the method's price:
+ * no vol gives the price back (american_iv.h, GK_AMERICAN_IV_FLAG_PRICE_NOT_REPRODUCED).
+ * A smooth price's ends are within vega x sigma x 1e-11 of it, ~1e-12 of K. */
+#define NOT_REPRODUCED_RELATIVE 1e-9
 
 /* One chunk: the solver's state per element and the gathered batch of the
  * elements still being solved (map[k]: chunk position of batch element k). */
@@ -57,6 +62,7 @@ typedef struct chunk_solver {
   double slope[CHUNK];      /* the last slope that rose above rounding */
   uint8_t warm_started[CHUNK]; /* step 3 gave step 4's start */
   double last_sigma[CHUNK], last_residual[CHUNK]; /* the previous priced point */
+  double lo_residual[CHUNK], hi_residual[CHUNK]; /* price - target at the bracket's ends (INFINITY: unpriced) */
   uint8_t active[CHUNK], hi_priced[CHUNK], error[CHUNK], flags[CHUNK];
   uint8_t noted[CHUNK]; /* the vega note taken by step 4's first step (alo) */
   size_t batch, map[CHUNK];
@@ -153,6 +159,7 @@ static void check_against_limits(chunk_solver *c, size_t k) {
   c->resolution[j] = resolution;
   c->lo[j] = 0.0, c->hi[j] = GK_AMERICAN_IV_MAX_VOL, c->hi_priced[j] = 0;
   c->last_residual[j] = INFINITY, c->last_sigma[j] = 0.0, c->slope[j] = 0.0;
+  c->lo_residual[j] = c->hi_residual[j] = INFINITY;
 }
 
 static gk_rc check_inputs(chunk_solver *c) {
@@ -190,6 +197,17 @@ static double step_slope(const chunk_solver *c, size_t k, size_t j, int step, do
   return rise / run;
 }
 
+/* Whether element j's bracket closed on a step of the price: both of its
+ * ends further from the target than a smooth price can be there. The vol
+ * returned is the step's; it was returned unflagged (found in review: bs2002
+ * at its hand-off to alo's fast level, a step of ~0.6% of the price; alo's
+ * fast level leaving the exercise region, 1.9e-8 x K). */
+static int closed_on_a_step(const chunk_solver *c, size_t j) {
+  double scale = c->resolution[j] / (GK_IV_INTRINSIC_ULPS * DBL_EPSILON); /* price + max(S, K) */
+  double nearest = fmin(fabs(c->lo_residual[j]), fabs(c->hi_residual[j]));
+  return nearest > NOT_REPRODUCED_RELATIVE * scale;
+}
+
 /* Step 4 for batch element k, priced at its sigma: narrow the bracket, then
  * stop or choose the next sigma. */
 static void take_step(chunk_solver *c, size_t k, int step) {
@@ -200,8 +218,8 @@ static void take_step(chunk_solver *c, size_t k, int step) {
     return;
   }
   double slope = step_slope(c, k, j, step, residual);
-  if (residual < 0.0) c->lo[j] = sigma;
-  else c->hi[j] = sigma, c->hi_priced[j] = 1; /* also a NaN price: search lower */
+  if (residual < 0.0) c->lo[j] = sigma, c->lo_residual[j] = residual;
+  else c->hi[j] = sigma, c->hi_priced[j] = 1, c->hi_residual[j] = residual; /* also a NaN price: search lower */
   if (slope > 0.0) c->slope[j] = slope;
   if (residual < 0.0 && sigma >= GK_AMERICAN_IV_MAX_VOL) {
     finish(c, j, GK_ELEMENT_AMERICAN_PRICE_ABOVE_UPPER_BOUND, 0.0);
@@ -223,6 +241,7 @@ static void take_step(chunk_solver *c, size_t k, int step) {
                              : c->hi_priced[j] && top - lo <= c->step_tolerance * top;
   c->last_residual[j] = residual, c->last_sigma[j] = sigma;
   if (!converged && step + 1 == GK_AMERICAN_IV_MAX_STEPS) c->flags[j] |= GK_AMERICAN_IV_FLAG_NOT_CONVERGED;
+  if (converged && !use_newton && closed_on_a_step(c, j)) c->flags[j] |= GK_AMERICAN_IV_FLAG_PRICE_NOT_REPRODUCED;
   if (converged || step + 1 == GK_AMERICAN_IV_MAX_STEPS) finish(c, j, GK_ELEMENT_OK, next);
   else c->sigma[j] = next;
 }
@@ -255,6 +274,7 @@ static void restart_search(chunk_solver *c, size_t j, double sigma) {
   c->sigma[j] = sigma;
   c->lo[j] = 0.0, c->hi[j] = GK_AMERICAN_IV_MAX_VOL, c->hi_priced[j] = 0;
   c->last_residual[j] = INFINITY, c->last_sigma[j] = 0.0, c->slope[j] = 0.0;
+  c->lo_residual[j] = c->hi_residual[j] = INFINITY;
 }
 
 /* Step 3: alo's fast level solved from step 2's start; where it converged

@@ -55,7 +55,9 @@
  * smooth on either side of the line where it hands elements to alo's fast
  * level (put-form carry sqrt(T) = 1.4 sigma, docs/kernels.md) and steps by its
  * own error there (up to ~1.5%): near it a price can have two or three bs2002
- * vols, of which one is returned. Use alo (the default) for implied vols.
+ * vols, of which one is returned, or none: a price inside the step gets the
+ * vol of the step, flagged GK_AMERICAN_IV_FLAG_PRICE_NOT_REPRODUCED. Use alo
+ * (the default) for implied vols.
  *
  * Per-element errors (vol 0): the input codes of gk_american_price_batch
  * (including GK_ELEMENT_AMERICAN_EXPIRY_TOO_SHORT; negative r and q are
@@ -69,7 +71,7 @@
  * above the method's price at GK_AMERICAN_IV_MAX_VOL). A vol is never NaN.
  *
  * Thread safety: no shared state; concurrent calls on distinct outputs are safe.
- * Memory: none allocated (the chunk's work arrays are on the stack, about 20 KiB).
+ * Memory: none allocated (the chunk's work arrays are on the stack, about 22 KiB).
  */
 #ifndef GREEKS_AMERICAN_IV_H
 #define GREEKS_AMERICAN_IV_H
@@ -101,6 +103,11 @@ enum {
   /* GK_AMERICAN_IV_MAX_STEPS passed (never seen in the tests): the vol is the
    * last point of a bracket narrowed by at least that many bisections. */
   GK_AMERICAN_IV_FLAG_NOT_CONVERGED = 1u << 2,
+  /* The method's price steps across the vol (bs2002 at its hand-off to alo's
+   * fast level; a level's price leaving the exercise region): no vol gives
+   * the price back to 1e-9 x (price + max(S, K)); the vol is where the price
+   * crosses it, within the tolerance. */
+  GK_AMERICAN_IV_FLAG_PRICE_NOT_REPRODUCED = 1u << 3,
 };
 
 /* Implied vols of in->count American options priced in->price under `model` by
