@@ -36,7 +36,7 @@ enum { READERS_AT_OPEN = 4 };
 #define READER_WAIT_NS (5 * GK_NS_PER_S) /* for a reader when none can be opened */
 
 typedef struct append_request {
-  const gk_append *append;
+  const gk_append *append; /* NULL: the probe's rescue of a lost log (sqlite_ping), no append */
   gk_status status;
   gk_code code;
   bool done;
@@ -72,6 +72,7 @@ typedef struct sqlite_store {
   append_request *queue_head, *queue_tail;
   bool leader_active;
   sqlite3 *writer;           /* used only by the current leader */
+  int lost_log_copied;       /* the last rescue of a lost -wal: 1 copied, 0 not; written by the leader */
   writer_statements stmts;
   sqlite3 *readers[READER_POOL]; /* idle read connections, guarded by lock */
   int idle_readers;
@@ -584,6 +585,7 @@ static void commit_batch(sqlite_store *s, append_request *batch) {
   const char *lost = side_file_gone(s);
   if (lost != NULL) {
     int saved = save_commits_from_lost_log(s);
+    s->lost_log_copied = saved;
     fail_batch(batch, side_file_lost(s, lost, saved ? "nothing of this append was written; the commits before it "
                                                       "were copied into the database file"
                                                     : "nothing of this append was written, and the commits "
@@ -592,12 +594,16 @@ static void commit_batch(sqlite_store *s, append_request *batch) {
                &why);
     return;
   }
+  int appends = 0;
+  for (append_request *r = batch; r; r = r->next) appends += r->append != NULL;
+  if (appends == 0) return; /* only a probe's rescue, and nothing was lost */
   int rc = exec(s->writer, "BEGIN IMMEDIATE");
   if (rc != SQLITE_OK) {
     fail_batch(batch, sqlite_fail(s, s->writer, rc, "starting a transaction", &why), &why);
     return;
   }
   for (append_request *r = batch; r; r = r->next) {
+    if (r->append == NULL) continue; /* a probe's rescue rides along */
     run_in_savepoint(s, r);
     if (!sqlite3_get_autocommit(s->writer)) continue;
     /* SQLite answered r's error (a full disk or cap, an I/O error, no memory)
@@ -670,20 +676,26 @@ static void lead_one_commit(sqlite_store *s) {
   if (s->queue_head) pthread_cond_signal(&s->queue_head->wake);
 }
 
+/* Queues r (its append, or NULL for a probe's rescue) and waits until a
+ * leader, perhaps this thread, has committed or refused it. */
+static void commit_through_the_leader(sqlite_store *s, append_request *r) {
+  pthread_cond_init(&r->wake, NULL);
+  pthread_mutex_lock(&s->lock);
+  if (s->queue_tail) s->queue_tail->next = r; else s->queue_head = r;
+  s->queue_tail = r;
+  while (!r->done) {
+    if (!s->leader_active) lead_one_commit(s);
+    else pthread_cond_wait(&r->wake, &s->lock);
+  }
+  pthread_mutex_unlock(&s->lock);
+  pthread_cond_destroy(&r->wake);
+}
+
 static gk_code sqlite_append(gk_event_store *base, const gk_append *a, gk_status *status) {
   sqlite_store *s = (sqlite_store *)base;
   append_request r = {.append = a, .code = GK_OK};
   gk_status_clear(&r.status);
-  pthread_cond_init(&r.wake, NULL);
-  pthread_mutex_lock(&s->lock);
-  if (s->queue_tail) s->queue_tail->next = &r; else s->queue_head = &r;
-  s->queue_tail = &r;
-  while (!r.done) {
-    if (!s->leader_active) lead_one_commit(s);
-    else pthread_cond_wait(&r.wake, &s->lock);
-  }
-  pthread_mutex_unlock(&s->lock);
-  pthread_cond_destroy(&r.wake);
+  commit_through_the_leader(s, &r);
   if (r.code != GK_OK && status) *status = r.status;
   return r.code;
 }
@@ -1066,7 +1078,24 @@ static gk_code sqlite_ping(gk_event_store *base, gk_status *status) {
   if (stat(s->opened, &file) != 0 || file.st_dev != s->opened_dev || file.st_ino != s->opened_ino)
     return file_moved(s, "appends fail until a restart", status);
   const char *lost = side_file_gone(s);
-  if (lost != NULL) return side_file_lost(s, lost, "appends fail until a restart", status);
+  if (lost != NULL) {
+    /* The commits since the last checkpoint live in the unlinked log alone:
+     * copied into the database file now, by the writer (through the
+     * leader), not at the next append: with no append after the rm, a
+     * kill -9 lost the book (found in review). */
+    append_request rescue = {.append = NULL, .code = GK_OK};
+    gk_status_clear(&rescue.status);
+    commit_through_the_leader(s, &rescue);
+    pthread_mutex_lock(&s->lock); /* the leader wrote it under the commit; read it as the lock orders */
+    int copied = s->lost_log_copied;
+    pthread_mutex_unlock(&s->lock);
+    return side_file_lost(s, lost,
+                          copied ? "appends fail until a restart; the commits so far were copied into the "
+                                   "database file"
+                                 : "appends fail until a restart, and the commits so far could not be copied "
+                                   "into the database file",
+                          status);
+  }
   int64_t version = 0;
   return sqlite_version(base, "greeks-ping", &version, status);
 }
