@@ -332,6 +332,7 @@ static void an_otlp_endpoint_the_exporter_cannot_use_is_refused(void **state) {
       {"tracing: {otlp_endpoint: 'ftp://h:4318'}\n", "must start with http:// or https://"},
       {"tracing: {otlp_endpoint: 'http://h:4318/otlp?tenant=a'}\n", "must not carry a query or a fragment"},
       {"tracing: {otlp_endpoint: 'http://h:4318#x'}\n", "must not carry a query or a fragment"},
+      {"tracing: {otlp_endpoint: 'http://h:4318/otlp#'}\n", "must not carry a query or a fragment"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     c = greeksd_config_default();

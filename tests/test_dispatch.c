@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "greeks/portfolio.h"
 #include "greeks/pricing.h"
 
 #include "support/test_support.h"
@@ -83,6 +84,19 @@ static void test_bogus_environment_is_an_error(void **state) {
   assert_false(status.transient);
   assert_string_equal(status.field, "GREEKS_ISA");
   assert_string_equal(status.value, "bogus");
+  /* revaluation alike (it still said UNAVAILABLE: found in review) */
+  uint32_t underlying[1] = {0};
+  double quantity[1] = {1}, multiplier[1] = {1}, spot[1] = {100}, rate[1] = {0.01}, yield[1] = {0}, value[1], pnl[1];
+  gk_markets markets = {1, spot, rate, yield};
+  gk_positions positions = {1, underlying, b.type, b.strike, b.expiry, b.vol, quantity, multiplier};
+  gk_risk per_underlying[1];
+  gk_portfolio_results results = {.value = value, .pnl = pnl, .per_underlying = per_underlying};
+  results.error = b.error;
+  gk_scenario_grid grid = {{0, NULL, GK_SHOCK_RELATIVE}, {0, NULL, GK_SHOCK_ABSOLUTE}};
+  gk_code code = gk_revalue_portfolio(NULL, GK_MODEL_BSM, &markets, &positions, &grid, &results, &status);
+  if (code != GK_FAILED_PRECONDITION || status.transient || strcmp(status.field, "GREEKS_ISA") != 0)
+    fail_msg("gk_revalue_portfolio: code %d, transient %d, field '%s': %s", code, status.transient, status.field,
+             status.message);
   /* An explicit choice still works, and forcing clears the error. */
   assert_int_equal(gk_bsm_price_batch_on(GK_ISA_SCALAR, GK_MODEL_BSM, &in, GK_OUT_ALL, &out, NULL), GK_RC_OK);
   assert_int_equal(gk_isa_force(GK_ISA_SCALAR), GK_RC_OK);

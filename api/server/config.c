@@ -567,6 +567,7 @@ typedef struct bound_address {
   int family; /* AF_INET or AF_INET6 */
   unsigned char bytes[16];
   uint32_t scope; /* IPv6 link-local scope; 0: none */
+  bool every;     /* a wildcard bound dual-stack: every address of both families */
 } bound_address;
 
 enum { MAX_BOUND = 16 };
@@ -590,12 +591,29 @@ static bound_address bound_address_of(const struct sockaddr *a) {
   return b;
 }
 
+static int is_unspecified(const bound_address *a) {
+  static const unsigned char zero[16] = {0};
+  return memcmp(a->bytes, zero, a->family == AF_INET ? 4 : 16) == 0;
+}
+
+/* How each listener binds a wildcard (found in review): greeksd's plaintext
+ * gRPC listener binds [::] dual-stack (IPV6_V6ONLY off), the gRPC core's TLS
+ * listener takes 0.0.0.0 and [::] alike as every address of both families,
+ * and the metrics listener (libmicrohttpd) binds [::] for IPv6 alone. */
+typedef enum listener_kind { GRPC_PLAINTEXT, GRPC_TLS, METRICS } listener_kind;
+
+static void note_wildcard(bound_address *a, listener_kind listener) {
+  if (!is_unspecified(a)) return;
+  a->every = listener == GRPC_TLS || (listener == GRPC_PLAINTEXT && a->family == AF_INET6);
+}
+
 /* The addresses a listener on HOST:PORT binds, resolved as the listeners
  * resolve them (passive: '*' or an empty host is every interface): the first
- * one (greeksd's plaintext listener, the metrics listener) or, with `all`,
- * every one (the gRPC core's TLS listener). Returns the count; 0 when the host
- * does not resolve (the bind will say so). */
-static int addresses_bound(const char *address, int all, bound_address *out) {
+ * one (greeksd's plaintext listener, the metrics listener) or every one (the
+ * gRPC core's TLS listener). Returns the count; 0 when the host does not
+ * resolve (the bind will say so). */
+static int addresses_bound(const char *address, listener_kind listener, bound_address *out) {
+  int all = listener == GRPC_TLS;
   const char *colon = strrchr(address, ':');
   char host[256];
   size_t n = colon ? (size_t)(colon - address) : 0;
@@ -606,24 +624,23 @@ static int addresses_bound(const char *address, int all, bound_address *out) {
   if (getaddrinfo(host[0] && strcmp(host, "*") != 0 ? host : NULL, colon + 1, &hints, &found) != 0) return 0;
   int count = 0;
   for (const struct addrinfo *a = found; a && count < MAX_BOUND && (all || count == 0); a = a->ai_next)
-    if (a->ai_family == AF_INET || a->ai_family == AF_INET6) out[count++] = bound_address_of(a->ai_addr);
+    if (a->ai_family == AF_INET || a->ai_family == AF_INET6) {
+      out[count] = bound_address_of(a->ai_addr);
+      note_wildcard(&out[count++], listener);
+    }
   freeaddrinfo(found);
   return count;
 }
 
-static int is_unspecified(const bound_address *a) {
-  static const unsigned char zero[16] = {0};
-  return memcmp(a->bytes, zero, a->family == AF_INET ? 4 : 16) == 0;
-}
-
 /* Whether binding one takes the port from the other on Linux: the same
- * address; IPv4's 0.0.0.0 beside any IPv4 address; IPv6's [::] (bound
- * dual-stack) beside anything. Link-local IPv6 addresses of two interfaces
- * are two addresses. */
+ * address; a family's wildcard beside any address of its family; a
+ * dual-stack wildcard beside anything. Link-local IPv6 addresses of two
+ * interfaces are two addresses. */
 static int bound_addresses_overlap(const bound_address *a, const bound_address *b) {
-  if ((a->family == AF_INET6 && is_unspecified(a)) || (b->family == AF_INET6 && is_unspecified(b))) return 1;
+  if (a->every || b->every) return 1;
   if (a->family != b->family) return 0;
-  if (a->family == AF_INET) return is_unspecified(a) || is_unspecified(b) || memcmp(a->bytes, b->bytes, 4) == 0;
+  if (is_unspecified(a) || is_unspecified(b)) return 1;
+  if (a->family == AF_INET) return memcmp(a->bytes, b->bytes, 4) == 0;
   return memcmp(a->bytes, b->bytes, 16) == 0 && (a->scope == b->scope || a->scope == 0 || b->scope == 0);
 }
 
@@ -640,7 +657,8 @@ static int addresses_clash(const char *grpc, int grpc_binds_all, const char *met
       strtol(cx + 1, NULL, 10) != strtol(cy + 1, NULL, 10))
     return 0;
   bound_address x[MAX_BOUND], y[MAX_BOUND];
-  int nx = addresses_bound(grpc, grpc_binds_all, x), ny = addresses_bound(metrics, 0, y);
+  int nx = addresses_bound(grpc, grpc_binds_all ? GRPC_TLS : GRPC_PLAINTEXT, x);
+  int ny = addresses_bound(metrics, METRICS, y);
   if (nx > 0 && ny > 0) {
     for (int i = 0; i < nx; i++)
       for (int j = 0; j < ny; j++)

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine_internal.h"
 #include "greeks/bsm.h"
 
 #define CHUNK_POSITIONS 1024
@@ -660,9 +661,7 @@ gk_code gk_revalue_portfolio_ex(gk_pool *pool, gk_model model, const gk_markets 
   gk_code code = check_arguments(markets, positions, grid, results, model, status);
   if (code != GK_OK) return code;
   gk_rc rc = gk_isa_init();
-  if (rc != GK_RC_OK)
-    return gk_status_set(status, GK_UNAVAILABLE, "GREEKS_ISA", NULL, GK_STATUS_NO_INDEX,
-                         "pricing kernels unavailable: %s", gk_rc_message(rc));
+  if (rc != GK_RC_OK) return gk_engine_isa_refused(rc, status);
   revalue_job job = {0};
   job.model = model, job.markets = markets, job.positions = positions, job.grid = grid;
   job.grid_size = grid->spot.count * grid->vol.count;

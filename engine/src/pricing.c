@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine_internal.h"
 #include "greeks/american.h"
 #include "greeks/bsm.h"
 #include "greeks/isa.h"
@@ -34,18 +35,22 @@ static const char *kernel_field(gk_rc rc, const char *null_field) {
 
 /* A bad GREEKS_ISA is the process's setting, chosen once (isa.h): no retry
  * can succeed, so FAILED_PRECONDITION, not the transient UNAVAILABLE clients
- * retry (found in review). */
-static gk_code kernel_error(gk_rc rc, gk_model model, const char *null_field, gk_status *status) {
-  gk_code code = rc == GK_RC_ISA_UNKNOWN || rc == GK_RC_ISA_UNSUPPORTED ? GK_FAILED_PRECONDITION
-                 : rc == GK_RC_OUT_OF_MEMORY                            ? GK_RESOURCE_EXHAUSTED
-                                                                        : GK_INVALID_ARGUMENT;
+ * retry (found in review). Every engine entry point answers it so. */
+gk_code gk_engine_isa_refused(gk_rc rc, gk_status *status) {
   char value[32] = "";
-  const char *field = kernel_field(rc, null_field);
-  if (rc == GK_RC_BAD_MODEL || rc == GK_RC_MODEL_NOT_SUPPORTED) snprintf(value, sizeof value, "%d", (int)model);
-  const char *isa = rc == GK_RC_ISA_UNKNOWN || rc == GK_RC_ISA_UNSUPPORTED ? getenv("GREEKS_ISA") : NULL;
+  const char *isa = getenv("GREEKS_ISA");
   if (isa) snprintf(value, sizeof value, "%.31s", isa);
-  return gk_status_set(status, code, field, value[0] ? value : NULL, GK_STATUS_NO_INDEX, "pricing kernels: %s",
-                       gk_rc_message(rc));
+  return gk_status_set(status, GK_FAILED_PRECONDITION, "GREEKS_ISA", value[0] ? value : NULL, GK_STATUS_NO_INDEX,
+                       "pricing kernels: %s", gk_rc_message(rc));
+}
+
+static gk_code kernel_error(gk_rc rc, gk_model model, const char *null_field, gk_status *status) {
+  if (rc == GK_RC_ISA_UNKNOWN || rc == GK_RC_ISA_UNSUPPORTED) return gk_engine_isa_refused(rc, status);
+  gk_code code = rc == GK_RC_OUT_OF_MEMORY ? GK_RESOURCE_EXHAUSTED : GK_INVALID_ARGUMENT;
+  char value[32] = "";
+  if (rc == GK_RC_BAD_MODEL || rc == GK_RC_MODEL_NOT_SUPPORTED) snprintf(value, sizeof value, "%d", (int)model);
+  return gk_status_set(status, code, kernel_field(rc, null_field), value[0] ? value : NULL, GK_STATUS_NO_INDEX,
+                       "pricing kernels: %s", gk_rc_message(rc));
 }
 
 /* Which of a batch call's pointers is NULL ("in", "out", "out.error"), else NULL. */

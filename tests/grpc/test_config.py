@@ -160,9 +160,27 @@ class Files(unittest.TestCase):
                           p.stderr)
         for listen, metrics in (("127.0.0.1:0", "127.0.0.1:0"), ("127.0.0.1:51875", "127.0.0.2:51875"),
                                 ("127.0.0.1:51875", "off"), ("[::1]:51875", "0.0.0.0:51875"),
-                                ("localhost:51875", "localhost:51876")):
+                                ("localhost:51875", "localhost:51876"),
+                                # the metrics listener binds [::] for IPv6 alone (found in review)
+                                ("127.0.0.1:51875", "[::]:51875"), ("0.0.0.0:51875", "[::]:51875")):
             p = greeksd("--listen", listen, "--metrics-listen", metrics, "--check-config")
             self.assertEqual(p.returncode, 0, (listen, metrics, p.stderr))
+
+    def test_under_tls_the_grpc_wildcard_takes_both_families(self):
+        """The gRPC core's TLS listener binds 0.0.0.0 dual-stack: [::1] for
+        the metrics passed --check-config and failed the start (found in
+        review). In plaintext greeksd's own listener binds 0.0.0.0 for IPv4
+        alone, and the pair starts."""
+        cert, key = os.path.join(self.d, "w.crt"), os.path.join(self.d, "w.key")
+        cert_pem, key_pem = self_signed(self.d, "w")
+        tls = ("--tls-cert", cert, "--tls-key", key)
+        p = greeksd("--listen", "0.0.0.0:51875", "--metrics-listen", "[::1]:51875", *tls, "--check-config")
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("--metrics-listen: '[::1]:51875' is the gRPC listen address too", p.stderr)
+        p = greeksd("--listen", "0.0.0.0:51875", "--metrics-listen", "[::1]:51875", "--check-config")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        p = greeksd("--listen", "127.0.0.1:51875", "--metrics-listen", "[::]:51875", *tls, "--check-config")
+        self.assertEqual(p.returncode, 0, p.stderr)
 
     def test_check_config_reports_every_error_with_file_line_key_value_and_rule(self):
         world = write(os.path.join(self.d, "world.tok"), "tok-w\n", 0o644)

@@ -240,7 +240,8 @@ int gk_otlp_endpoint_problem(const char *url, char *why, size_t n) {
   /* /v1/traces is appended to the URL: after a query or a fragment it would
    * post to the wrong path (found in review) */
   int tail = rc == CURLUE_OK && (curl_url_get(parsed, CURLUPART_QUERY, &query, 0) == CURLUE_OK ||
-                                 curl_url_get(parsed, CURLUPART_FRAGMENT, &fragment, 0) == CURLUE_OK);
+                                 curl_url_get(parsed, CURLUPART_FRAGMENT, &fragment, 0) == CURLUE_OK ||
+                                 strpbrk(url, "?#") != NULL); /* libcurl reports no empty fragment: "h/otlp#" */
   curl_free(port), curl_free(query), curl_free(fragment);
   curl_url_cleanup(parsed);
   if (tail) {
