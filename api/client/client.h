@@ -11,8 +11,11 @@
  * that ends UNAVAILABLE (the instance refused, died or is draining) up to
  * retry_attempts times in all, with backoff, on whichever instance is up: the
  * gRPC retry policy of the service config, so a retry resends the very same
- * request bytes and metadata (idempotency keys included). A call is not
- * retried once the server has sent it anything.
+ * request bytes and metadata (idempotency keys included). greeksd's own
+ * UNAVAILABLE (draining, its breaker open, its store unreachable) arrives
+ * after response headers, which that policy never retries: the client sends
+ * such a refused call again itself, within the attempts and the deadline.
+ * A call is not retried once the server has sent it a message.
  *
  * Ownership: a gk_client owns its channel; gk_client_reply.bytes is malloc'ed
  * and owned by the caller after a call (free it with gk_client_reply_free).

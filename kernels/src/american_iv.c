@@ -241,7 +241,10 @@ static void take_step(chunk_solver *c, size_t k, int step) {
                              : c->hi_priced[j] && top - lo <= c->step_tolerance * top;
   c->last_residual[j] = residual, c->last_sigma[j] = sigma;
   if (!converged && step + 1 == GK_AMERICAN_IV_MAX_STEPS) c->flags[j] |= GK_AMERICAN_IV_FLAG_NOT_CONVERGED;
-  if (converged && !use_newton && closed_on_a_step(c, j)) c->flags[j] |= GK_AMERICAN_IV_FLAG_PRICE_NOT_REPRODUCED;
+  /* not on the warm start's level: its bracket closes at 1e-6, where a smooth
+   * price's ends are that far apart too (it discarded good starts: found in review) */
+  if (converged && !use_newton && !c->warm && closed_on_a_step(c, j))
+    c->flags[j] |= GK_AMERICAN_IV_FLAG_PRICE_NOT_REPRODUCED;
   if (converged || step + 1 == GK_AMERICAN_IV_MAX_STEPS) finish(c, j, GK_ELEMENT_OK, next);
   else c->sigma[j] = next;
 }
