@@ -276,6 +276,13 @@ static int apply_metrics(char *field, size_t size, const char *v, char *why, siz
     snprintf(why, n, "must be HOST:PORT (e.g. 127.0.0.1:9464) or off");
     return -1;
   }
+  /* the metrics listener's IPv6 socket is IPv6 alone: such an address passed
+   * the check and never bound (found in review) */
+  if (strncasecmp(v, "[::ffff:", 8) == 0) {
+    snprintf(why, n, "is an IPv4-mapped IPv6 address, which the metrics listener (IPv6 alone) cannot bind: write the "
+                     "IPv4 address (e.g. 127.0.0.1:9464)");
+    return -1;
+  }
   return copy_text(field, size, v, why, n);
 }
 
