@@ -133,8 +133,15 @@ static int channel_target(const char *target, char *out, size_t size, char *erro
     snprintf(error, error_size, "--target: longer than %d characters", TARGET_MAX - 1);
     return -1;
   }
-  if (strchr(target, ',') == NULL || strchr(target, '/') || strncmp(target, "ipv4:", 5) == 0 ||
-      strncmp(target, "ipv6:", 5) == 0) {
+  /* An ipv4:/ipv6: list is the bare list it names, checked and rotated the
+   * same way: passed as written, a bad item came back as the gRPC core's log
+   * lines and exit 4, and every list went to its first item (found in review). */
+  int named = 0;
+  if ((strncmp(target, "ipv4:", 5) == 0 || strncmp(target, "ipv6:", 5) == 0) && strchr(target, ',') != NULL)
+    named = target[3] == '4' ? 4 : 6;
+  const char *list = named ? target + 5 : target;
+  if (!named && (strchr(target, ',') == NULL || strchr(target, '/') || strncmp(target, "ipv4:", 5) == 0 ||
+                 strncmp(target, "ipv6:", 5) == 0)) {
     /* a port past 65535 went to gRPC, which took it modulo 65536: 105525
      * reached another greeksd on 39989 and opened a book there (found in
      * review). Only a trailing ":DIGITS" is a port (unix:/path has none). */
@@ -162,7 +169,8 @@ static int channel_target(const char *target, char *out, size_t size, char *erro
   }
   size_t count, bad_length;
   const char *bad;
-  int family = list_family(target, &count, &bad, &bad_length);
+  int family = list_family(list, &count, &bad, &bad_length);
+  if (family != 0 && named && family != named) family = 0, bad = list, bad_length = strcspn(list, ",");
   if (family == 0) {
     /* the item at fault: "127.0.0.1:70000" was told about families (found in review) */
     snprintf(error, error_size,
@@ -173,7 +181,7 @@ static int channel_target(const char *target, char *out, size_t size, char *erro
     return -1;
   }
   char rotated[TARGET_MAX];
-  rotate_list(target, first_item(count), rotated, sizeof rotated);
+  rotate_list(list, first_item(count), rotated, sizeof rotated);
   snprintf(out, size, "%s:%s", family == 4 ? "ipv4" : "ipv6", rotated);
   return 0;
 }
@@ -248,8 +256,10 @@ gk_client *gk_client_create(const gk_client_options *o, char *error, size_t size
    * server's certificate as a whole and never matched: the instances of a
    * list share one certificate, checked against the list's first address. */
   char authority[TARGET_MAX];
-  snprintf(authority, sizeof authority, "%.*s", (int)strcspn(o->target, ","), o->target);
-  int tls_list = o->tls_ca_file != NULL && strcmp(target, o->target) != 0;
+  const char *first = strncmp(o->target, "ipv4:", 5) == 0 || strncmp(o->target, "ipv6:", 5) == 0 ? o->target + 5
+                                                                                                : o->target;
+  snprintf(authority, sizeof authority, "%.*s", (int)strcspn(first, ","), first);
+  int tls_list = o->tls_ca_file != NULL && strchr(target, ',') != NULL; /* an ipv4:/ipv6: list named or made */
   grpc_arg args[5] = {
       {GRPC_ARG_INTEGER, (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, {.integer = -1}},
       {GRPC_ARG_STRING, (char *)GRPC_ARG_SERVICE_CONFIG, {.string = config}},

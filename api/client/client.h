@@ -5,8 +5,10 @@
  *
  * Several instances (issue 21): `target` may be one HOST:PORT, a gRPC name with
  * a scheme ("dns:///greeksd:50051" resolves to every address of the name;
- * "ipv4:10.0.0.1:50051,10.0.0.2:50051"), or a comma-separated list of IP:PORT
- * ("127.0.0.1:50051,127.0.0.1:50052", turned into an ipv4:/ipv6: name). The
+ * "ipv4:10.0.0.1:50051,10.0.0.2:50051", read as the bare list it names), or a
+ * comma-separated list of IP:PORT ("127.0.0.1:50051,127.0.0.1:50052", each
+ * item checked, started at an item of this process's own, turned into an
+ * ipv4:/ipv6: name). The
  * channel balances calls round robin over the addresses and retries a call
  * that ends UNAVAILABLE (the instance refused, died or is draining) up to
  * retry_attempts times in all, with backoff, on whichever instance is up: the

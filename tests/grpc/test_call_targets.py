@@ -124,6 +124,22 @@ class TwoInstances(unittest.TestCase):
         self.assertEqual(out, self.offline)
         return seconds
 
+    def test_an_ipv4_list_is_spread_and_checked_as_a_bare_list(self):
+        """ipv4:A,B went to gRPC as written: every call to A first, and a bad
+        item reported by the gRPC core's log lines with exit 4 (found in
+        review). It is the bare list it names: rotated, each item checked."""
+        for _ in range(20):
+            self.call_ok("ipv4:" + self.targets)
+        a = answered(self.a, 0)
+        b = answered(self.b, 20 - a)
+        self.assertEqual(a + b, 20)
+        self.assertGreaterEqual(min(a, b), 2, "calls answered: %d and %d" % (a, b))  # both: 1 - 2^-18
+        for bad in ("ipv4:localhost:%d,%s" % (self.a.port, self.b.target),
+                    "ipv4:127.0.0.1:106445,%s" % self.b.target, "ipv6:%s" % self.targets):
+            code, out, err, _ = run_cli("call", "--target", bad, "price-batch", GOOD)
+            self.assertEqual(code, 2, (bad, err))
+            self.assertIn("is not an IP:PORT address", err)
+
     def test_a_list_spreads_calls_over_both_instances(self):
         # One call per process: each starts the list at a random item, so each
         # instance answers Binomial(30, 1/2) calls; fewer than 5: 1 in 10^4.
