@@ -456,7 +456,7 @@ static int stream_once(gk_client *c, const char *method, const uint8_t *const *r
  * request (its idempotency key included) is sent again, round robin moving
  * it to the next instance, within the attempts and the call's deadline
  * (found in review: 8 of 10 calls to a draining instance and a healthy one
- * failed). */
+ * failed). A call of several messages is not sent again (see below). */
 int gk_client_stream(gk_client *c, const char *method, const uint8_t *const *requests, const size_t *lengths,
                      size_t count, gk_client_reply *r) {
   gpr_timespec deadline = call_deadline(c);
@@ -464,7 +464,10 @@ int gk_client_stream(gk_client *c, const char *method, const uint8_t *const *req
   for (int attempt = 1;; attempt++) {
     int refused = 0;
     int rc = stream_once(c, method, requests, lengths, count, deadline, r, &refused);
-    if (!refused || attempt >= c->attempts) return rc;
+    /* a stream of several messages may have been partly consumed (an
+     * UpdateMarketStream's ticks recorded before a mid-stream UNAVAILABLE):
+     * only a call of one message is sent again */
+    if (!refused || count > 1 || attempt >= c->attempts) return rc;
     gpr_timespec resume = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(backoff_ms, GPR_TIMESPAN));
     if (gpr_time_cmp(resume, deadline) >= 0) return rc;
     gk_client_reply_free(r);

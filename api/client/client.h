@@ -16,7 +16,9 @@
  * request bytes and metadata (idempotency keys included). greeksd's own
  * UNAVAILABLE (draining, its breaker open, its store unreachable) arrives
  * after response headers, which that policy never retries: the client sends
- * such a refused call again itself, within the attempts and the deadline.
+ * such a refused call of one message again itself, within the attempts and
+ * the deadline (a stream of several may have been partly consumed: not sent
+ * again).
  * A call is not retried once the server has sent it a message.
  *
  * Ownership: a gk_client owns its channel; gk_client_reply.bytes is malloc'ed
