@@ -457,17 +457,32 @@ static int stream_once(gk_client *c, const char *method, const uint8_t *const *r
  * it to the next instance, within the attempts and the call's deadline
  * (found in review: 8 of 10 calls to a draining instance and a healthy one
  * failed). A call of several messages is not sent again (see below). */
+/* Keeps what the first refusal said when a later attempt failed otherwise:
+ * "it may have been recorded" was replaced by the last attempt's "cannot
+ * reconnect" (found in review). */
+static void keep_first_refusal(gk_client_reply *r, const char *first) {
+  if (first[0] == '\0' || strcmp(first, r->details) == 0) return;
+  size_t n = strlen(r->details);
+  snprintf(r->details + n, sizeof r->details - n, " (the first attempt: %s)", first);
+}
+
 int gk_client_stream(gk_client *c, const char *method, const uint8_t *const *requests, const size_t *lengths,
                      size_t count, gk_client_reply *r) {
   gpr_timespec deadline = call_deadline(c);
   int64_t backoff_ms = 100;
+  char first[sizeof r->details] = "";
+  /* a client stream may have been partly consumed: an UpdateMarketStream's
+   * tick recorded, then "N messages recorded; send the rest to another
+   * instance", which a resend of a keyless tick would record twice (found
+   * in review). Only a call of one message to a unary method is sent again. */
+  size_t length = strlen(method);
+  int resendable = count <= 1 && !(length >= 6 && strcmp(method + length - 6, "Stream") == 0);
   for (int attempt = 1;; attempt++) {
     int refused = 0;
     int rc = stream_once(c, method, requests, lengths, count, deadline, r, &refused);
-    /* a stream of several messages may have been partly consumed (an
-     * UpdateMarketStream's ticks recorded before a mid-stream UNAVAILABLE):
-     * only a call of one message is sent again */
-    if (!refused || count > 1 || attempt >= c->attempts) return rc;
+    if (attempt > 1) keep_first_refusal(r, first);
+    if (!refused || !resendable || attempt >= c->attempts) return rc;
+    if (attempt == 1) snprintf(first, sizeof first, "%s", r->details);
     gpr_timespec resume = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis(backoff_ms, GPR_TIMESPAN));
     if (gpr_time_cmp(resume, deadline) >= 0) return rc;
     gk_client_reply_free(r);

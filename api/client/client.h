@@ -16,9 +16,9 @@
  * request bytes and metadata (idempotency keys included). greeksd's own
  * UNAVAILABLE (draining, its breaker open, its store unreachable) arrives
  * after response headers, which that policy never retries: the client sends
- * such a refused call of one message again itself, within the attempts and
- * the deadline (a stream of several may have been partly consumed: not sent
- * again).
+ * such a refused call of a unary method again itself, within the attempts
+ * and the deadline (a client stream may have been partly consumed: not sent
+ * again); a later attempt's failure keeps what the first refusal said.
  * A call is not retried once the server has sent it a message.
  *
  * Ownership: a gk_client owns its channel; gk_client_reply.bytes is malloc'ed

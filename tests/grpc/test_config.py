@@ -182,9 +182,10 @@ class Files(unittest.TestCase):
         p = greeksd("--listen", "127.0.0.1:51875", "--metrics-listen", "[::]:51875", *tls, "--check-config")
         self.assertEqual(p.returncode, 0, p.stderr)
         # the metrics listener binds IPv6 alone: an IPv4-mapped address never binds (found in review)
-        p = greeksd("--metrics-listen", "[::ffff:127.0.0.1]:51876", "--check-config")
-        self.assertEqual(p.returncode, 2, p.stderr)
-        self.assertIn("is an IPv4-mapped IPv6 address", p.stderr)
+        for mapped in ("[::ffff:127.0.0.1]:51876", "[0:0:0:0:0:ffff:7f00:1]:51876", "[0::FFFF:127.0.0.1]:51876"):
+            p = greeksd("--metrics-listen", mapped, "--check-config")
+            self.assertEqual(p.returncode, 2, (mapped, p.stderr))
+            self.assertIn("is an IPv4-mapped IPv6 address", p.stderr)
 
     def test_check_config_reports_every_error_with_file_line_key_value_and_rule(self):
         world = write(os.path.join(self.d, "world.tok"), "tok-w\n", 0o644)
