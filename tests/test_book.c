@@ -197,6 +197,27 @@ static void test_a_spot_past_the_kernels_level_is_refused(void **state) {
   gk_book_free(b);
 }
 
+/* A vol point for the underlying itself was journaled and never used: every
+ * option without its own point takes the quote's vol (a reviewer's find). */
+static void test_a_vol_point_for_the_underlying_itself_is_refused(void **state) {
+  (void)state;
+  gk_book *b = opened_book();
+  gk_status st;
+  gk_event e;
+  gk_market_quote q = {.underlying = "AAPL", .spot = 100, .vol = 0.2, .market_time_us = 1,
+                       .vol_point_count = 2};
+  q.vol_points[0] = (gk_vol_point){call_option("AAPL", 150), 0.3};
+  assert_int_equal(gk_instrument_underlying("AAPL", &q.vol_points[1].instrument, NULL), GK_OK);
+  q.vol_points[1].vol = 0.25;
+  assert_int_equal(gk_book_decide_market(b, &q, &e, &st), GK_INVALID_ARGUMENT);
+  assert_string_equal(st.field, "vols.instrument");
+  assert_int_equal(st.index, 1);
+  assert_non_null(strstr(st.message, "vol point 1 is for the underlying AAPL itself"));
+  q.vol_point_count = 1;
+  assert_int_equal(gk_book_decide_market(b, &q, &e, &st), GK_OK);
+  gk_book_free(b);
+}
+
 static void test_a_zero_quantity_leg_is_refused_by_index(void **state) {
   (void)state;
   gk_book *b = opened_book();
@@ -836,6 +857,7 @@ int main(void) {
       cmocka_unit_test(test_the_next_expiry_holds_until_its_last_position_closes),
       cmocka_unit_test(test_a_correction_past_the_position_bound_is_refused_at_decide),
       cmocka_unit_test(test_a_spot_past_the_kernels_level_is_refused),
+      cmocka_unit_test(test_a_vol_point_for_the_underlying_itself_is_refused),
       cmocka_unit_test(test_a_strike_below_the_kernels_level_is_refused),
       cmocka_unit_test(test_apply_refuses_out_of_sequence_and_foreign_events),
       cmocka_unit_test(test_a_failed_apply_leaves_the_book_unchanged),

@@ -301,6 +301,10 @@ class CommandsAndQueries(BookServiceCase):
             book_id="reads", quotes=[bk.MarketQuote(underlying="AAPL", spot=100, rate=0.03, vol=0.2, vols=[
                 ev.VolPoint(instrument=c, vol=0.2), ev.VolPoint(instrument=c, vol=0.5)])]), timeout=TIMEOUT),
             "same instrument")
+        self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.stub.UpdateMarket(bk.UpdateMarketRequest(
+            book_id="reads", quotes=[bk.MarketQuote(underlying="AAPL", spot=100, rate=0.03, vol=0.2, vols=[
+                ev.VolPoint(instrument=underlying("AAPL"), vol=0.3)])]), timeout=TIMEOUT),
+            "quotes[0]", "vol point 0 is for the underlying AAPL itself")
         first = self.stub.OpenBook(bk.OpenBookRequest(book_id="ccy", name="n", currency="", idempotency_key="o1"),
                                    timeout=TIMEOUT)
         again = self.stub.OpenBook(bk.OpenBookRequest(book_id="ccy", name="n", currency="USD", idempotency_key="o1"),

@@ -569,6 +569,15 @@ gk_code gk_book_decide_market(const gk_book *b, const gk_market_quote *q, gk_eve
   gk_code rc = require_open(b, status);
   if (rc == GK_OK) rc = gk_market_quote_validate(q, status);
   if (rc != GK_OK) return rc;
+  for (size_t i = 0; i < q->vol_point_count; i++) /* at decide only: journals written before still read */
+    if (q->vol_points[i].instrument.kind == GK_KIND_UNDERLYING) {
+      /* an option-less vol was kept and never used: the caller meant the quote's vol */
+      const char *symbol = q->vol_points[i].instrument.underlying;
+      return gk_status_set(status, GK_INVALID_ARGUMENT, "vols.instrument", symbol, (int64_t)i,
+                           "vol point %zu is for the underlying %s itself: vol points are for "
+                           "options; the vol of every option without one is the quote's vol",
+                           i, symbol);
+    }
   for (size_t i = 1; i < q->vol_point_count; i++) /* a set: the order of two vols for one instrument decided */
     for (size_t j = 0; j < i; j++)
       if (gk_instrument_equal(&q->vol_points[i].instrument, &q->vol_points[j].instrument)) {
