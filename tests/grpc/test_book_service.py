@@ -703,6 +703,38 @@ class Restart(unittest.TestCase):
             b.stop()
 
 
+class OlderEventVersions(unittest.TestCase):
+    def test_an_event_stored_in_an_older_version_is_sent_upcast(self):
+        """tests/data/store/market_v1.sql (written without greeks' code) holds
+        a MarketUpdated of schema version 1: GetAuditTrail sends it as version
+        2 with the upcast's values (yield 0, no vol points, market time = the
+        event's time), as docs/api.md says; the book reads the same market."""
+        first = Server()
+        path = os.path.join(first.dir.name, "legacy.db")
+        first.stop()
+        db = sqlite3.connect(path)
+        with open(os.path.join(os.environ["GREEKS_DATA"], "store", "market_v1.sql")) as f:
+            db.executescript(f.read())
+        db.close()
+        server = Server("--book-store", "sqlite:" + path)
+        channel = grpc.insecure_channel(server.target)
+        try:
+            stub = bk_grpc.BookServiceStub(channel)
+            trail = list(stub.GetAuditTrail(bk.GetAuditTrailRequest(book_id="legacy"), timeout=TIMEOUT))
+            self.assertEqual([e.sequence for e in trail], [1, 2, 3])
+            market = trail[1]
+            self.assertEqual((market.type, market.schema_version), (ev.MARKET_UPDATED, 2))
+            m = ev.MarketUpdated.FromString(market.payload)
+            self.assertEqual((m.underlying, m.spot, m.rate, m.vol, getattr(m, "yield"), len(m.vols)),
+                             ("AAPL", 190.0, 0.04, 0.25, 0.0, 0))
+            self.assertEqual(m.market_time_us, market.time_us)
+            quote = stub.GetBook(bk.GetBookRequest(book_id="legacy"), timeout=TIMEOUT).markets[0]
+            self.assertEqual((quote.spot, quote.vol, quote.market_time_us), (190.0, 0.25, market.time_us))
+        finally:
+            channel.close()
+            server.stop()
+
+
 class DamagedAtStart(unittest.TestCase):
     def test_a_damaged_book_is_quarantined_and_the_others_are_served(self):
         """One book's journal damaged (an event's checksum off by one, as a bad

@@ -285,8 +285,7 @@ static bool text_is_clean_utf8(const char *field, const char *text, gk_status *s
   gk_status_set(status, GK_INVALID_ARGUMENT, field, "", GK_STATUS_NO_INDEX, "%s must be UTF-8 text", field);
   return false;
 }
-gk_code gk_book_decide_open(const gk_book *b, const char *book_id, const char *name,
-                            const char *currency, gk_event *out, gk_status *status) {
+static gk_code check_book_id(const char *book_id, gk_status *status) {
   size_t id_length = book_id ? strlen(book_id) : 0;
   gk_instrument probe; /* the identifier rule is the symbol rule with a longer limit */
   if (id_length == 0 || id_length > GK_BOOK_ID_MAX_LENGTH) {
@@ -301,6 +300,13 @@ gk_code gk_book_decide_open(const gk_book *b, const char *book_id, const char *n
       return gk_status_set(status, GK_INVALID_ARGUMENT, "book_id", book_id, GK_STATUS_NO_INDEX,
                            "book_id may hold only letters, digits, '.', '_' and '-'");
   }
+  return GK_OK;
+}
+
+gk_code gk_book_decide_open(const gk_book *b, const char *book_id, const char *name,
+                            const char *currency, gk_event *out, gk_status *status) {
+  gk_code rc = check_book_id(book_id, status);
+  if (rc != GK_OK) return rc;
   if (b->open)
     return gk_status_set(status, GK_ALREADY_EXISTS, "book_id", book_id, GK_STATUS_NO_INDEX,
                          "book %s is already open", book_id);
@@ -1103,17 +1109,22 @@ bool gk_book_reserve(gk_book *b, size_t positions, size_t trades) {
 gk_code gk_book_restore_header(gk_book *b, const char *book_id, const char *name,
                                const char *currency, int64_t opened_time_us, int64_t sequence,
                                int64_t last_event_time_us, gk_status *status) {
-  gk_event probe;
-  gk_book empty = {0};
-  gk_code rc = gk_book_decide_open(&empty, book_id, name, currency, &probe, status);
+  /* The header as the BookOpened event left it, as a replay does: not the
+   * rules a new book is opened under, which are newer than some journals (a
+   * name that is not UTF-8, journaled before that rule, made every snapshot
+   * of its book unreadable: found in review). */
+  gk_code rc = check_book_id(book_id, status);
   if (rc != GK_OK) return rc;
+  if (!name || strlen(name) >= sizeof b->name || !currency || strlen(currency) >= sizeof b->currency)
+    return gk_status_set(status, GK_DATA_LOSS, "name", "", GK_STATUS_NO_INDEX,
+                         "a snapshot of book %s has a name or currency longer than a book holds", book_id);
   if (sequence < 1)
     return gk_status_set(status, GK_DATA_LOSS, "sequence", "", GK_STATUS_NO_INDEX,
                          "a snapshot of book %s has sequence %lld", book_id, (long long)sequence);
   b->open = true;
   snprintf(b->id, sizeof b->id, "%s", book_id);
-  snprintf(b->name, sizeof b->name, "%s", probe.as.book_opened.name);
-  memcpy(b->currency, probe.as.book_opened.currency, 4);
+  snprintf(b->name, sizeof b->name, "%s", name);
+  snprintf(b->currency, sizeof b->currency, "%s", currency);
   b->opened_us = opened_time_us;
   b->version = sequence;
   b->last_edge_version = sequence; /* no later than this: an edge judged before it is stale */
