@@ -607,6 +607,61 @@ static void test_a_silent_watcher_connection_is_probed_and_reopened(void **state
   instance_stop(&f->a);
 }
 
+/* B's watcher loses its LISTEN connection and cannot open another (its role
+ * may not log in: as a PostgreSQL at max_connections, a rotated password or
+ * a pg_hba change refuse it). It retried in silence, B's store probe
+ * answered, and B served stale risk with /readyz 200 (found in review). The
+ * ping now fails once it has not listened for 3 s, naming why; the watcher's
+ * failed reopenings are counted; once the role may log in again B listens,
+ * resyncs and catches up on the commit made meanwhile, and the ping answers. */
+static void test_a_watcher_that_cannot_reopen_fails_the_ping(void **state) {
+  fixture *f = *state;
+  gk_status st;
+  char role[64], text[600], conninfo[1400];
+  snprintf(role, sizeof role, "watch_b_%ld", (long)getpid());
+  snprintf(text, sizeof text, "DROP ROLE IF EXISTS %s; CREATE ROLE %s LOGIN PASSWORD 'watch-b'", role, role);
+  sql(text);
+  instance_start(&f->a, f->conninfo, false); /* A lays out the schema */
+  snprintf(text, sizeof text, "GRANT ALL ON SCHEMA %s TO %s; GRANT ALL ON ALL TABLES IN SCHEMA %s TO %s; "
+           "GRANT ALL ON ALL SEQUENCES IN SCHEMA %s TO %s",
+           f->schema, role, f->schema, role, f->schema, role);
+  sql(text);
+  snprintf(conninfo, sizeof conninfo, "%s user=%s password=watch-b application_name=reopen_b_%ld", f->conninfo,
+           role, (long)getpid());
+  instance_start(&f->b, conninfo, true);
+  must(open_desk(f->a.service, "desk", &st), &st);
+  assert_int_equal(wait_told(&f->b.heard, "desk", 1), 1);
+  assert_int_equal(gk_store_ping(f->b.store, &st), GK_OK);
+  snprintf(text, sizeof text, "ALTER ROLE %s NOLOGIN", role);
+  sql(text);
+  snprintf(text, sizeof text, "SELECT count(*) FROM (SELECT pg_terminate_backend(pid, 5000) AS gone "
+           "FROM pg_stat_activity WHERE application_name = 'reopen_b_%ld' AND query LIKE 'LISTEN%%') AS k "
+           "WHERE gone", (long)getpid());
+  assert_int_equal(scalar(text), 1);
+  gk_code pinged = GK_OK;
+  for (int waited = 0; waited <= 15000 && (pinged = gk_store_ping(f->b.store, &st)) == GK_OK; waited += 100)
+    sleep_ms(100);
+  assert_int_equal(pinged, GK_UNAVAILABLE);
+  assert_non_null(strstr(st.message, "the watcher has not listened for"));
+  assert_non_null(strstr(st.message, "not permitted to log in"));
+  assert_true(gk_counter_value(&gk_store_stats_of(f->b.store)->watch_reopens_failed) >= 1);
+  must(trade(f->a.service, "desk", "a", 1, &st), &st); /* B does not hear it */
+  snprintf(text, sizeof text, "ALTER ROLE %s LOGIN", role);
+  sql(text);
+  static told seen[MAX_HEARD];
+  size_t heard_count = 0; /* the reopening's backoff is at most 5 s */
+  for (int waited = 0; waited <= 20000 && (heard_count = told_about(&f->b.heard, "desk", seen, MAX_HEARD)) < 2;
+       waited += 50)
+    sleep_ms(50);
+  assert_int_equal(heard_count, 2);
+  assert_told_the_store(&f->b.heard, f->a.store, "desk", 1);
+  must(gk_store_ping(f->b.store, &st), &st);
+  instance_stop(&f->b);
+  instance_stop(&f->a);
+  snprintf(text, sizeof text, "DROP OWNED BY %s; DROP ROLE %s", role, role);
+  sql(text);
+}
+
 static void read_base_url(void) {
   const char *url = getenv("GREEKS_TEST_STORE_URL");
   const char *file = getenv("GREEKS_TEST_STORE_URL_FILE");
@@ -640,6 +695,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_a_failed_catch_up_is_retried_until_it_succeeds, setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_follower_whose_connections_all_died_catches_up, setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_silent_watcher_connection_is_probed_and_reopened, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_a_watcher_that_cannot_reopen_fails_the_ping, setup, teardown),
       cmocka_unit_test_setup_teardown(test_commits_before_follow_are_told_by_the_first_resync,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_quarantined_book_is_not_followed, setup, teardown),

@@ -106,8 +106,10 @@ static void probe_store(greeksd_server *s) {
   if (atomic_exchange(&s->store_hang_reported, 0) && ok)
     gk_logf(GK_LOG_INFO, "greeksd", "book store %s: answers again after %.1f s without an answer",
             gk_store_describe(store), (double)(now - before) / GK_NS_PER_S);
-  if (was != ok && !(first && ok)) gk_logf(ok ? GK_LOG_INFO : GK_LOG_WARN, "greeksd", "book store %s: %s", gk_store_describe(store),
-                         ok ? "reachable again" : "unreachable (readiness fails, BookService NOT_SERVING)");
+  if (was != ok && !(first && ok))
+    gk_logf(ok ? GK_LOG_INFO : GK_LOG_WARN, "greeksd", "book store %s: %s%s", gk_store_describe(store),
+            ok ? "reachable again" : "unreachable (readiness fails, BookService NOT_SERVING): ",
+            ok ? "" : status.message);
 }
 
 void store_probe_report_hang(greeksd_server *s) {

@@ -459,6 +459,10 @@ static void collect_store(void *user, gk_metrics_text *out) {
           "PostgreSQL: times the LISTEN connection that follows other instances' commits was lost (closed, or "
           "silent past its 5 s probe) and reopened.",
           gk_counter_value(&st->watch_connections_lost));
+  counter(out, "greeks_store_watch_reopens_failed_total",
+          "PostgreSQL: attempts to reopen the LISTEN connection that failed (PostgreSQL full, the login refused, "
+          "unreachable); past 3 s without one the store probe fails and readiness with it.",
+          gk_counter_value(&st->watch_reopens_failed));
   counter(out, "greeks_store_watch_catch_ups_failed_total",
           "PostgreSQL: catch-ups on other instances' commits that failed and were retried (0.1 s doubling to 5 s); "
           "rising steadily means this instance is behind the shared books.",

@@ -105,6 +105,14 @@ typedef struct pg_store {
   PGconn *first_listener; /* opened by watch, handed to the watcher thread */
   gk_store_change changed;
   void *changed_user;
+  /* Since when (monotonic ns) the watcher holds no listening connection, 0
+   * while it listens; the ping reads it, with why the last reopening failed
+   * (under unheard_lock). An instance that cannot listen does not hear the
+   * others' commits: its live risk and subscriptions go stale (found in
+   * review: the watcher retried in silence, /readyz 200). */
+  _Atomic int64_t unheard_since_ns;
+  pthread_mutex_t unheard_lock;
+  char unheard_reason[160];
 } pg_store;
 
 /* ---- parameters -------------------------------------------------------------- */
@@ -193,14 +201,24 @@ static void one_line(char *text) {
  * description (with both, a host name left no room for the cause: found in
  * review). */
 static void short_reason(PGconn *c, char *out, size_t size) {
-  const char *text = c ? PQerrorMessage(c) : "out of memory";
+  const char *text = c ? PQerrorMessage(c) : NULL;
+  if (text == NULL) {
+    snprintf(out, size, "out of memory");
+    return;
+  }
   size_t line = strcspn(text, "\n");
   const char *failed = strstr(text, " failed: ");
+  /* on a Unix socket the bare reason, "No such file or directory", did not
+   * say that no server is running there (found in review) */
+  const char *socket_gone = strncmp(text, "connection to server on socket", 30) == 0 && failed != NULL &&
+                                    strncmp(failed + 9, "No such file", 12) == 0
+                                ? "no server is listening on the socket: "
+                                : "";
   if (strncmp(text, "connection to server", 20) == 0 && failed != NULL && failed < text + line) {
     text = failed + 9;
     line = strcspn(text, "\n");
   }
-  snprintf(out, size, "%.*s", (int)line, text);
+  snprintf(out, size, "%s%.*s", socket_gone, (int)line, text);
   one_line(out);
 }
 
@@ -1186,7 +1204,12 @@ static bool nap(pg_store *s, int ms) {
   return !atomic_load(&s->stop);
 }
 
-/* A fresh connection listening on the channel, or NULL. The keepalives come
+/* Past this without a listening connection the ping fails: the reopening's
+ * backoff (0.1 s doubling) has tried five times by then. */
+enum { WATCH_UNHEARD_GRACE_MS = 3000 };
+
+/* A fresh connection listening on the channel, or NULL with why in
+ * unheard_reason. The keepalives come
  * before dbname, so a conninfo that sets its own overrides them (libpq takes
  * the later of two settings); libpq ignores them on a Unix socket. */
 static PGconn *open_listener(pg_store *s) {
@@ -1201,6 +1224,9 @@ static PGconn *open_listener(pg_store *s) {
     PQclear(res);
     if (listening) return c;
   }
+  pthread_mutex_lock(&s->unheard_lock);
+  short_reason(c, s->unheard_reason, sizeof s->unheard_reason);
+  pthread_mutex_unlock(&s->unheard_lock);
   PQfinish(c);
   return NULL;
 }
@@ -1295,15 +1321,18 @@ static void *watch_loop(void *arg) {
     PGconn *c = first ? first : open_listener(s);
     first = NULL;
     if (c == NULL) {
+      gk_counter_add(&s->base.stats.watch_reopens_failed, 1);
       if (!nap(s, backoff)) break;
       backoff = backoff * 2 < BACKOFF_MOST_MS ? backoff * 2 : BACKOFF_MOST_MS;
       continue;
     }
     backoff = BACKOFF_FIRST_MS;
+    atomic_store(&s->unheard_since_ns, 0);
     resync_state r = {0};
     resync(s, &r); /* listening now: re-read what may be missed */
     listen_until_lost(s, c, &r);
     PQfinish(c);
+    atomic_store(&s->unheard_since_ns, gk_monotonic_ns());
     if (!atomic_load(&s->stop)) gk_counter_add(&s->base.stats.watch_connections_lost, 1);
   }
   return NULL;
@@ -1340,6 +1369,7 @@ static void pg_unwatch(gk_event_store *store) {
   if (!s->watching) return;
   atomic_store(&s->stop, true);
   pthread_join(s->watcher, NULL);
+  atomic_store(&s->unheard_since_ns, 0);
   s->watching = false;
 }
 
@@ -1350,15 +1380,38 @@ static void pg_close(gk_event_store *store) {
   for (int i = 0; i < s->size; i++) PQfinish(s->all[i]);
   pthread_cond_destroy(&s->released);
   pthread_mutex_destroy(&s->lock);
+  pthread_mutex_destroy(&s->unheard_lock);
   free(s->all);
   free(s->idle);
   free(s);
+}
+
+/* The store answers (a version read), and a watched store listens, or has
+ * been reopening its LISTEN connection for less than the grace. */
+static gk_code pg_ping(gk_event_store *store, gk_status *status) {
+  pg_store *s = (pg_store *)store;
+  int64_t since = atomic_load(&s->unheard_since_ns); /* 0 without a watcher */
+  int64_t unheard_ms = since ? (gk_monotonic_ns() - since) / 1000000 : 0;
+  if (unheard_ms > WATCH_UNHEARD_GRACE_MS) {
+    char reason[sizeof s->unheard_reason];
+    pthread_mutex_lock(&s->unheard_lock);
+    snprintf(reason, sizeof reason, "%s", s->unheard_reason[0] ? s->unheard_reason : "no answer yet");
+    pthread_mutex_unlock(&s->unheard_lock);
+    return gk_status_set(status, GK_UNAVAILABLE, "store", s->base.description, GK_STATUS_NO_INDEX,
+                         "store %s: the watcher has not listened for %.1f s (LISTEN greeks_events "
+                         "cannot be reopened: %s): other instances' commits are not heard, so "
+                         "live risk and subscriptions would be stale",
+                         s->base.description, (double)unheard_ms / 1000, reason);
+  }
+  int64_t version = 0;
+  return pg_version(store, "greeks-ping", &version, status);
 }
 
 static const gk_store_ops pg_ops = {
     .close = pg_close,
     .append = pg_append,
     .version = pg_version,
+    .ping = pg_ping,
     .read = pg_read,
     .read_times = pg_read_times,
     .load_snapshot = pg_load_snapshot,
@@ -1407,6 +1460,7 @@ static pg_store *new_store(int connections) {
     return NULL;
   }
   pthread_mutex_init(&s->lock, NULL);
+  pthread_mutex_init(&s->unheard_lock, NULL);
   pthread_cond_init(&s->released, NULL);
   return s;
 }

@@ -204,7 +204,9 @@ gk_code gk_store_copy(gk_event_store *from, gk_event_store *to, gk_copy_progress
 
 /* A cheap probe that the store answers: reads the version of one stream (an
  * indexed lookup; no write). GK_OK when it answered; otherwise the adapter's
- * failure (GK_UNAVAILABLE when PostgreSQL cannot be reached). greeksd's
+ * failure (GK_UNAVAILABLE when PostgreSQL cannot be reached, and on a
+ * watched PostgreSQL store whose watcher has held no listening connection for
+ * over 3 s: the others' commits are then not heard). greeksd's
  * readiness and BookService health run it once a second, off the call path. */
 gk_code gk_store_ping(gk_event_store *store, gk_status *status);
 
@@ -281,8 +283,10 @@ typedef struct gk_store_stats {
   gk_counter events_appended;  /* by appends that succeeded */
   gk_counter events_replayed;  /* handed to gk_store_read's visitors */
   /* The watch (PostgreSQL): connections it lost (closed, or silent past the
-   * probe), and catch-ups `changed` could not finish, each retried */
-  gk_counter watch_connections_lost, watch_catch_ups_failed;
+   * probe), attempts to reopen one that failed (PostgreSQL full, refusing
+   * the login, unreachable), and catch-ups `changed` could not finish, each
+   * retried */
+  gk_counter watch_connections_lost, watch_reopens_failed, watch_catch_ups_failed;
 } gk_store_stats;
 const gk_store_stats *gk_store_stats_of(const gk_event_store *store);
 
