@@ -453,6 +453,52 @@ static void test_a_request_timed_before_the_books_last_event_replays(void **stat
   assert_same_risk(&again.hedge.before, &first.hedge.before);
 }
 
+/* The same hedge (one key) sent to two instances at the same moment: the
+ * one whose journal found the other's proposal first answered its own
+ * figures, valued at its own time, not the first answer (found in review,
+ * on two greeksd sharing PostgreSQL). Here a second service and agent on the
+ * same store stand for the second instance; the requests are timed 1 s
+ * apart so that a racer's own figures would differ. Each answer must equal
+ * a later retry's (the first answer, computed again as of it). Whether a
+ * round races depends on timing: with the fix every round passes, without
+ * it a round that races fails. */
+static void test_racing_requests_under_one_key_both_get_the_first_answer(void **state) {
+  fixture *f = *state;
+  gk_status st;
+  gk_book_service *other = gk_book_service_new(f->store, NULL, &st);
+  assert_non_null(other);
+  gk_strategy_agent *second = NULL;
+  must(gk_strategy_agent_start(other, NULL, &second, &st), &st);
+  gk_quoted_instrument quotes[1] = {underlying_quote()};
+  gk_hedge_request r = {.underlying = "AAPL", .target = GK_HEDGE_DELTA, .instruments = quotes, .count = 1};
+  int one_proposal = 0;
+  for (int round = 0; round < 40; round++) {
+    char key[16];
+    snprintf(key, sizeof key, "race%d", round);
+    gk_strategy_context early = {.book_id = "desk", .idempotency_key = key, .now_us = T0 + 1000};
+    gk_strategy_context late = {.book_id = "desk", .idempotency_key = key, .now_us = T0 + 1000 + INT64_C(1000000)};
+    answer x, y, retry;
+    init_answer(&x), init_answer(&y);
+    must(gk_strategy_agent_hedge(f->agent, &early, &r, on_hedge, &x, &st), &st);
+    must(gk_strategy_agent_hedge(second, &late, &r, on_hedge, &y, &st), &st);
+    wait_answer(&x), wait_answer(&y);
+    if (x.code != GK_OK || y.code != GK_OK) fail_msg("round %d: %s / %s", round, x.status.message, y.status.message);
+    hedge_at(f, key, T0 + INT64_C(10000000), 100.02, &retry);
+    assert_int_equal(retry.code, GK_OK);
+    const answer *both[2] = {&x, &y};
+    for (int k = 0; k < 2; k++) {
+      assert_int_equal(both[k]->first, retry.first);
+      assert_true(both[k]->hedge.cost == retry.hedge.cost && both[k]->hedge.premium == retry.hedge.premium);
+      assert_same_risk(&both[k]->hedge.before, &retry.hedge.before);
+      assert_same_risk(&both[k]->hedge.after, &retry.hedge.after);
+    }
+    one_proposal += x.first == y.first;
+  }
+  assert_int_equal(one_proposal, 40); /* one proposal per key, whichever journaled it */
+  gk_strategy_agent_stop(second, GK_NS_PER_S);
+  gk_book_service_free(other);
+}
+
 static void test_a_request_past_its_deadline_never_runs(void **state) {
   fixture *f = *state;
   answer a;
@@ -546,6 +592,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_strategies_are_each_journaled_in_rank_order, setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_derived_key_a_client_used_is_refused_by_name, setup, teardown),
       cmocka_unit_test_setup_teardown(test_a_request_past_its_deadline_never_runs, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_racing_requests_under_one_key_both_get_the_first_answer, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_a_retry_after_the_market_moved_replays_the_first_answer, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_a_request_timed_before_the_books_last_event_replays, setup, teardown),

@@ -30,6 +30,7 @@ typedef struct strategy_job {
   int64_t now_us;         /* the valuation and event time (book_for) */
   int64_t request_now_us;  /* the request's own time */
   int64_t computed_on;     /* the book version the proposals were computed on */
+  bool first_found;        /* book_for found the key's first proposal: computed as a retry */
   uint64_t request_fingerprint; /* of what the request asks (request_fingerprint_of) */
   bool market_given;       /* a strategies request that carried its market */
   gk_hedge_request hedge;         /* instruments -> quoted */
@@ -156,6 +157,16 @@ static gk_code journal(gk_strategy_agent *a, const strategy_job *j, const gk_str
                             .correlation_id = j->correlation[0] ? j->correlation : NULL};
   gk_code rc = gk_propose_strategy_on(a->service, &ctx, j->book_id, p, index == 0 ? j->computed_on : -1,
                                       j->request_fingerprint, out, status);
+  /* Another computation journaled the key's proposals between this one's
+   * read and its journal (the same request on another instance, at the
+   * same moment): the answer is the first one, computed on its book at its
+   * time, not this computation's own figures (found in review: racing
+   * instances answered values and thetas of their own). Computed again as a
+   * retry is. */
+  if (rc == GK_OK && out->replayed && !j->first_found)
+    return gk_status_set(status, GK_FAILED_PRECONDITION, "book_version", j->book_id, GK_STATUS_NO_INDEX,
+                         "the request's proposals were journaled first by another computation of it: "
+                         "computing again as of the first");
   /* the caller's key, not the derived one it never gave (found in review) */
   if (rc == GK_FAILED_PRECONDITION && status && strcmp(status->field, "idempotency_key") == 0)
     gk_status_set(status, GK_FAILED_PRECONDITION, "idempotency_key", j->key, GK_STATUS_NO_INDEX,
@@ -198,6 +209,7 @@ static gk_code book_for(gk_strategy_agent *a, strategy_job *j, gk_book **book, g
   int64_t first = 0;
   gk_code rc = check_derived_key(a, j, 0, &first, status);
   if (rc != GK_OK) return rc;
+  j->first_found = first > 0;
   if (first > 1) {
     gk_book *then = NULL;
     rc = gk_get_book(a->service, j->book_id, first, &then, status);
