@@ -657,7 +657,8 @@ static int print_revalued(const market_table *u, const position_table *p, const 
     size_t k = r->errors[e]->index;
     if (k < p->count) {
       char message[CSV_MESSAGE_SIZE];
-      position_problem_text(p, u, k, r->errors[e]->field, cli_rule_of_reason(r->errors[e]->reason), message,
+      position_problem_text(p, u, k, r->errors[e]->field,
+                            cli_rule_of_field_reason(r->errors[e]->field, r->errors[e]->reason), message,
                             sizeof message);
       fprintf(stderr, "greeks: %s: %s\n", positions_name, message);
     } else

@@ -145,6 +145,12 @@ const char *cli_rule_of_reason(const char *reason) {
   return end != reason && *end == ' ' ? end + 1 : reason;
 }
 
+const char *cli_rule_of_field_reason(const char *field, const char *reason) {
+  const char *rule = reason ? strstr(reason, ": ") : NULL;
+  if (field && strcmp(field, "sigma*sqrt(T)") == 0 && strncmp(reason, "sigma=", 6) == 0 && rule) return rule + 2;
+  return cli_rule_of_reason(reason);
+}
+
 void cli_sigma_sqrt_t_value(char *out, size_t size, const char *sigma, const char *years) {
   snprintf(out, size, "sigma=%s T=%s", sigma ? sigma : "", years ? years : "");
 }

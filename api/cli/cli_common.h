@@ -86,6 +86,11 @@ int cli_check_isa(void);
  * starts with no number. */
 const char *cli_rule_of_reason(const char *reason);
 
+/* The same for a reason about a quantity of several columns: the server
+ * starts a sigma*sqrt(T) reason with "sigma=S T=T: " (found in review: `call
+ * revalue` printed both values twice), which is taken off. */
+const char *cli_rule_of_field_reason(const char *field, const char *reason);
+
 /* A number as a table shows it: -0 as 0 (a reader sees no such thing as a
  * negative zero; a short position worth exactly 0 printed "-0"). */
 static inline double cli_shown(double v) { return v == 0.0 ? 0.0 : v; }

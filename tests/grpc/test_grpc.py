@@ -472,6 +472,16 @@ class PricingAgainstOfflineCli(ServedTestCase):
                 self.assertIn("line 4: field 'style' value 'american': revaluation prices European positions only",
                               err)
                 self.assertIn("line 5: field 'quantity' value '1e307': times the multiplier must be finite", err)
+            # a sigma*sqrt(T) refusal: the server's reason starts with both
+            # values, which were printed twice (found in review)
+            with open(market, "w") as f:
+                f.write("underlying,S,r,q\nX,1e-12,0,0\n")
+            with open(positions, "w") as f:
+                f.write("id,underlying,type,K,T,sigma,quantity\nb,X,call,1e-12,1.0,1e-299,1\n")
+            served = run_cli("call", "--target", self.server.target, "revalue", "--market", market, positions)
+            offline = run_cli("revalue", positions, "--market", market, "--scenarios", "none")
+            self.assertEqual((served[0], served[2]), (offline[0], offline[2]))
+            self.assertIn("line 2: field 'sigma*sqrt(T)' value 'sigma=1e-299 T=1.0': is so small", served[2])
 
 class ThreadNames(ServedTestCase):
     def test_threads_say_what_they_run(self):
