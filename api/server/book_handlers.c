@@ -662,6 +662,11 @@ void handle_book_risk(rpc_call *c) {
     reply_invalid(c, why);
     return;
   }
+  if (q->min_version < 0) { /* as from_sequence: taken as 0 before (a reviewer's find) */
+    snprintf(why, sizeof why, "field 'min_version' is %lld: 0 or more", (long long)q->min_version);
+    reply_invalid(c, why);
+    return;
+  }
   submit_query(c, run_get_risk);
 }
 

@@ -463,6 +463,10 @@ class Risk(BookServiceCase):
                 bk.GetBookRiskRequest(book_id="ahead", min_version=10**6), timeout=timeout),
                 "does not yet reflect the version asked for")
             self.assertLess(time.monotonic() - started, timeout)
+        # a negative version was taken as 0 (a reviewer's find)
+        self.assert_code(grpc.StatusCode.INVALID_ARGUMENT, lambda: self.stub.GetBookRisk(
+            bk.GetBookRiskRequest(book_id="ahead", min_version=-3), timeout=TIMEOUT),
+            "field 'min_version' is -3: 0 or more")
 
     def test_hard_limit_refuses_soft_limit_breaches(self):
         self.open_book("limits", spot=100)
