@@ -667,6 +667,15 @@ void handle_book_risk(rpc_call *c) {
     reply_invalid(c, why);
     return;
   }
+  if (atomic_load(&c->server->store_not_following)) { /* probes.c: the others' commits go unheard */
+    char reason[sizeof c->server->store_follow_error], text[512];
+    pthread_mutex_lock(&c->server->probe_lock);
+    snprintf(reason, sizeof reason, "%s", c->server->store_follow_error);
+    pthread_mutex_unlock(&c->server->probe_lock);
+    snprintf(text, sizeof text, "this instance's live risk may be stale: %s; retry on another instance", reason);
+    rpc_reply(c, GRPC_STATUS_UNAVAILABLE, text, NULL);
+    return;
+  }
   submit_query(c, run_get_risk);
 }
 

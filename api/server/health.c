@@ -50,6 +50,7 @@ int health_service_status(greeksd_server *s, int service) {
   if (service != HEALTH_SERVICE_BOOK) return health_serving_status(s);
   if (atomic_load(&s->draining)) return NOT_SERVING;
   if (store_probe_verdict(s) == 0) return NOT_SERVING; /* failed, or no answer for 10 s */
+  if (atomic_load(&s->store_not_following)) return NOT_SERVING; /* its live risk would be stale */
   return SERVING;
 }
 

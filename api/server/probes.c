@@ -88,10 +88,32 @@ static void report_store_faults(greeksd_server *s, gk_event_store *store) {
   *seen = now;
 }
 
+/* Whether this instance hears the other writers on its store (PostgreSQL's
+ * LISTEN): a WARN line when it stops, an INFO line when it hears them again. */
+static void probe_following(greeksd_server *s, gk_event_store *store) {
+  gk_status status;
+  int not_following = gk_store_following(store, &status) != GK_OK;
+  if (not_following) {
+    pthread_mutex_lock(&s->probe_lock);
+    snprintf(s->store_follow_error, sizeof s->store_follow_error, "%s", status.message);
+    pthread_mutex_unlock(&s->probe_lock);
+  }
+  if (atomic_exchange(&s->store_not_following, not_following) == not_following) return;
+  if (not_following)
+    gk_logf(GK_LOG_WARN, "greeksd",
+            "book store %s: %s; this instance's live risk and subscriptions would be stale: /readyz fails, "
+            "BookService NOT_SERVING, GetBookRisk refused until it listens again",
+            gk_store_describe(store), status.message);
+  else
+    gk_logf(GK_LOG_INFO, "greeksd", "book store %s: other writers' commits are heard again (resynced)",
+            gk_store_describe(store));
+}
+
 static void probe_store(greeksd_server *s) {
   gk_event_store *store = book_side_parts(s).store;
   if (store == NULL) return;
   report_store_faults(s, store);
+  probe_following(s, store);
   gk_status status;
   int ok = gk_store_ping(store, &status) == GK_OK;
   if (!ok) {
@@ -178,6 +200,7 @@ static char *readiness_json(greeksd_server *s, int pricing_only, int *ready, siz
   const greeksd_snapshot *snap = server_snapshot(s);
   book_parts parts = book_side_parts(s);
   readiness r = {atomic_load(&s->draining), store_probe_verdict(s) == 1, 1};
+  int following = !atomic_load(&s->store_not_following);
   gk_agent_state pricing = gk_pricing_agent_state(s->pricing), compute = gk_agent_state_of(s->compute),
                  intake = gk_agent_state_of(s->intake), queries = gk_agent_state_of(parts.queries),
                  execution = gk_execution_agent_state(parts.execution), risk = gk_risk_agent_state(parts.risk),
@@ -190,6 +213,8 @@ static char *readiness_json(greeksd_server *s, int pricing_only, int *ready, siz
     snprintf(error, sizeof error, "no store probe has answered for over %d s (the store or its network hangs)",
              (int)(STORE_PROBE_STALE_NS / GK_NS_PER_S));
   else if (!r.store_ok) json_text(error, sizeof error, s->store_error);
+  char follow_error[512] = "";
+  if (!following) json_text(follow_error, sizeof follow_error, s->store_follow_error);
   pthread_mutex_unlock(&s->probe_lock);
   json_text(description, sizeof description, gk_store_describe(parts.store));
   char damaged[BOOK_DAMAGED_SHOWN * (DAMAGED_ID_JSON + 3) + 64]; /* each id escaped, quoted, a comma */
@@ -201,13 +226,14 @@ static char *readiness_json(greeksd_server *s, int pricing_only, int *ready, siz
    * when it did, and pricing, which still worked, became unreachable with
    * nothing failing that an alert watched (found in review). */
   int pricing_ok = agent_ok(pricing) && agent_ok(compute) && agent_ok(intake);
-  *ready = pricing_only ? !r.draining && pricing_ok : !r.draining && r.store_ok && r.agents_ok;
+  *ready = pricing_only ? !r.draining && pricing_ok : !r.draining && r.store_ok && following && r.agents_ok;
   size_t size = 4096 + sizeof damaged;
   char *body = malloc(size);
   if (body == NULL) return NULL;
   int n = snprintf(body, size,
                    "{\"status\":\"%s\",\"draining\":%s,"
-                   "\"store\":{\"reachable\":%s,\"description\":\"%s\",\"last_probe_ms_ago\":%lld%s%s%s},%s"
+                   "\"store\":{\"reachable\":%s,\"following\":%s,\"description\":\"%s\","
+                   "\"last_probe_ms_ago\":%lld%s%s%s%s%s%s},%s"
                    "\"breaker\":{\"pricing\":\"%s\"},"
                    "\"agents\":{\"pricing\":\"%s\",\"compute\":\"%s\",\"intake\":\"%s\",\"book-queries\":\"%s\","
                    "\"execution\":\"%s\",\"risk\":\"%s\",\"strategy\":\"%s\"},"
@@ -216,9 +242,11 @@ static char *readiness_json(greeksd_server *s, int pricing_only, int *ready, siz
                    "\"config\":{\"version\":%llu,\"hash\":\"%s\"},"
                    "\"features\":{\"%s\":%s,\"%s\":%s,\"%s\":%s,\"%s\":%s}}\n",
                    *ready ? "ready" : r.draining ? "draining" : "not_ready", r.draining ? "true" : "false",
-                   r.store_ok ? "true" : "false", description,
+                   r.store_ok ? "true" : "false", following ? "true" : "false", description,
                    probed ? (long long)((gk_monotonic_ns() - probed) / GK_NS_PER_MS) : -1LL,
-                   error[0] ? ",\"error\":\"" : "", error, error[0] ? "\"" : "", damaged, gk_breaker_state_name(breaker),
+                   error[0] ? ",\"error\":\"" : "", error, error[0] ? "\"" : "",
+                   follow_error[0] ? ",\"follow_error\":\"" : "", follow_error, follow_error[0] ? "\"" : "",
+                   damaged, gk_breaker_state_name(breaker),
                    gk_agent_state_name(pricing), gk_agent_state_name(compute), gk_agent_state_name(intake),
                    gk_agent_state_name(queries), gk_agent_state_name(execution), gk_agent_state_name(risk),
                    gk_agent_state_name(strategy),

@@ -248,8 +248,14 @@ struct greeksd_server {
   atomic_int store_reachable;     /* the last store probe answered */
   _Atomic int64_t store_probed_ns; /* when it ran (gk_monotonic_ns), 0 = never */
   atomic_int store_hang_reported;  /* the health thread logged that no probe answers */
-  pthread_mutex_t probe_lock;     /* guards store_error */
+  pthread_mutex_t probe_lock;     /* guards store_error, store_follow_error */
   char store_error[256];          /* the last failed probe's reason */
+  /* The store's watch hears no other writer (gk_store_following, checked
+   * by the probe thread each round): live risk and subscriptions would be
+   * stale, so /readyz fails, BookService is NOT_SERVING and GetBookRisk is
+   * refused while it lasts; why in store_follow_error */
+  atomic_int store_not_following;
+  char store_follow_error[256];
   /* The probe thread's own: the store's counts of failed appends and reads
    * when it last looked (probes.c), and whether it said that appends, reads
    * fail */

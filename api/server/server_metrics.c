@@ -429,6 +429,10 @@ static void collect_store(void *user, gk_metrics_text *out) {
   int64_t probed = atomic_load(&s->store_probed_ns);
   gauge(out, "greeks_store_up", "1 when the last probe of the book store (every second) was answered, within 10 s.",
         store_probe_verdict(s) == 1);
+  gauge(out, "greeks_store_following",
+        "1 while this instance hears the other writers' commits on its store (PostgreSQL's LISTEN; always 1 on "
+        "SQLite); 0 once its watcher has not listened for 3 s: its live risk and subscriptions would be stale.",
+        !atomic_load(&s->store_not_following));
   gauge(out, "greeks_store_probe_age_seconds", "Time since the last store probe finished (-1: none yet).",
         probed == 0 ? -1.0 : (double)(gk_monotonic_ns() - probed) * 1e-9);
   gauge(out, "greeks_books_damaged",

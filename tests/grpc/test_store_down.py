@@ -154,6 +154,79 @@ class StoreOutage(unittest.TestCase):
         rows = [line.split(" ") for line in p.stdout.splitlines() if line]
         return [(int(seq), eid) for stream, seq, eid in rows if "desk" in stream]
 
+    def sql(self, text):
+        p = subprocess.run([PSQL, self.conninfo, "-tA", "-c", text], capture_output=True, text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return p.stdout.strip()
+
+    @unittest.skipIf(SLOWDOWN > 1, "waits on the watcher's 3 s grace and backoff, no race: the plain suite's "
+                     "(tests/test_book_follow.c runs the store's side under the sanitizers)")
+    def test_an_instance_that_cannot_listen_refuses_its_stale_risk(self):
+        """A second instance B whose LISTEN connection is lost and cannot be
+        reopened (its role may no longer log in) heard no other instance's
+        commits and served their stale risk with nothing saying so (found in
+        review). Now, while its store still answers (greeks_store_up 1, its
+        own trades go through): greeks_store_following 0, /readyz 503 with
+        store.following false, /readyz/pricing 200, BookService NOT_SERVING,
+        GetBookRisk UNAVAILABLE naming why. Allowed to log in again, B listens,
+        catches up on A's trade and serves its risk."""
+        role, password = "follower", "pw-" + secrets.token_hex(8)
+        self.sql("CREATE ROLE %s LOGIN SUPERUSER PASSWORD '%s'" % (role, password))
+        port_file = os.path.join(self.tmp.name, "b-metrics-port")
+        b = Server("--book-store", self.conninfo + " user=%s password=%s" % (role, password),
+                   "--metrics-listen", "127.0.0.1:0", "--metrics-port-file", port_file)
+        self.addCleanup(b.close)
+        with open(port_file) as f:
+            b_base = "http://127.0.0.1:%d" % int(f.read())
+        b_channel = grpc.insecure_channel(b.target)
+        self.addCleanup(b_channel.close)
+        b_books, b_health = bk_grpc.BookServiceStub(b_channel), health_pb2_grpc.HealthStub(b_channel)
+        self.books.OpenBook(bk.OpenBookRequest(book_id="desk", name="desk", currency="USD"), timeout=TIMEOUT)
+        self.books.UpdateMarket(bk.UpdateMarketRequest(book_id="desk", quotes=[
+            bk.MarketQuote(underlying="AAPL", spot=100.0, rate=0.03, vol=0.2)]), timeout=TIMEOUT)
+        self.expiry = int(time.time() * 1e6) + 90 * US_PER_DAY
+        first = self.trade("t1")
+        b_books.GetBookRisk(bk.GetBookRiskRequest(book_id="desk", min_version=first.last_sequence), timeout=TIMEOUT)
+        self.sql("ALTER ROLE %s NOLOGIN" % role)
+        self.assertEqual(self.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                  "WHERE usename = '%s' AND query LIKE 'LISTEN%%'" % role), "1")
+
+        def b_ready():
+            status, body = http_get(b_base + "/readyz")
+            return (status, json.loads(body)) if status == 503 else None
+        status, ready = poll("B's readiness failing", b_ready)
+        self.assertFalse(ready["store"]["following"], ready)
+        self.assertTrue(ready["store"]["reachable"], ready)
+        self.assertIn("not permitted to log in", ready["store"]["follow_error"])
+        self.assertEqual(http_get(b_base + "/readyz/pricing")[0], 200)
+        metrics = http_get(b_base + "/metrics")[1]
+        self.assertIn("\ngreeks_store_following 0\n", metrics)
+        self.assertIn("\ngreeks_store_up 1\n", metrics)
+        self.assertEqual(b_health.Check(health_pb2.HealthCheckRequest(service=BOOK), timeout=TIMEOUT).status,
+                         NOT_SERVING)
+        second = self.trade("t2")  # on A: B does not hear it
+        with self.assertRaises(grpc.RpcError) as caught:
+            b_books.GetBookRisk(bk.GetBookRiskRequest(book_id="desk"), timeout=TIMEOUT)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        self.assertIn("live risk may be stale", caught.exception.details())
+        self.assertIn("retry on another instance", caught.exception.details())
+        b_books.ExecuteTrade(bk.ExecuteTradeRequest(book_id="desk", trade_id="b1", legs=[ev.Leg(
+            instrument=ev.Instrument(underlying="AAPL", kind=ev.UNDERLYING, multiplier=1), quantity=1,
+            price=100.0)]), timeout=TIMEOUT)  # its own commands work
+        self.sql("ALTER ROLE %s LOGIN" % role)
+
+        def b_risk():
+            try:
+                return b_books.GetBookRisk(bk.GetBookRiskRequest(book_id="desk", min_version=second.last_sequence),
+                                           timeout=TIMEOUT)
+            except grpc.RpcError:
+                return None
+        risk = poll("B following again", b_risk, seconds=20 * SLOWDOWN)
+        self.assertGreaterEqual(risk.version, second.last_sequence + 1)
+        self.assertEqual(http_get(b_base + "/readyz")[0], 200)
+        self.assertIn("\ngreeks_store_following 1\n", http_get(b_base + "/metrics")[1])
+        b.stop()
+
     # ---- the outage ----
 
     def test_the_store_goes_away_and_comes_back(self):

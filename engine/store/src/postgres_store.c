@@ -106,7 +106,7 @@ typedef struct pg_store {
   gk_store_change changed;
   void *changed_user;
   /* Since when (monotonic ns) the watcher holds no listening connection, 0
-   * while it listens; the ping reads it, with why the last reopening failed
+   * while it listens; pg_following reads it, with why the last reopening failed
    * (under unheard_lock). An instance that cannot listen does not hear the
    * others' commits: its live risk and subscriptions go stale (found in
    * review: the watcher retried in silence, /readyz 200). */
@@ -1204,8 +1204,9 @@ static bool nap(pg_store *s, int ms) {
   return !atomic_load(&s->stop);
 }
 
-/* Past this without a listening connection the ping fails: the reopening's
- * backoff (0.1 s doubling) has tried five times by then. */
+/* Past this without a listening connection the store is not following
+ * (gk_store_following): the reopening's backoff (0.1 s doubling) has tried
+ * five times by then. */
 enum { WATCH_UNHEARD_GRACE_MS = 3000 };
 
 /* A fresh connection listening on the channel, or NULL with why in
@@ -1386,32 +1387,26 @@ static void pg_close(gk_event_store *store) {
   free(s);
 }
 
-/* The store answers (a version read), and a watched store listens, or has
- * been reopening its LISTEN connection for less than the grace. */
-static gk_code pg_ping(gk_event_store *store, gk_status *status) {
+/* A watched store's watcher listens, or has been reopening its LISTEN
+ * connection for less than the grace. */
+static gk_code pg_following(gk_event_store *store, gk_status *status) {
   pg_store *s = (pg_store *)store;
   int64_t since = atomic_load(&s->unheard_since_ns); /* 0 without a watcher */
   int64_t unheard_ms = since ? (gk_monotonic_ns() - since) / 1000000 : 0;
-  if (unheard_ms > WATCH_UNHEARD_GRACE_MS) {
-    char reason[sizeof s->unheard_reason];
-    pthread_mutex_lock(&s->unheard_lock);
-    snprintf(reason, sizeof reason, "%s", s->unheard_reason[0] ? s->unheard_reason : "no answer yet");
-    pthread_mutex_unlock(&s->unheard_lock);
-    return gk_status_set(status, GK_UNAVAILABLE, "store", s->base.description, GK_STATUS_NO_INDEX,
-                         "store %s: the watcher has not listened for %.1f s (LISTEN greeks_events "
-                         "cannot be reopened: %s): other instances' commits are not heard, so "
-                         "live risk and subscriptions would be stale",
-                         s->base.description, (double)unheard_ms / 1000, reason);
-  }
-  int64_t version = 0;
-  return pg_version(store, "greeks-ping", &version, status);
+  if (unheard_ms <= WATCH_UNHEARD_GRACE_MS) return GK_OK;
+  char reason[sizeof s->unheard_reason];
+  pthread_mutex_lock(&s->unheard_lock);
+  snprintf(reason, sizeof reason, "%s", s->unheard_reason[0] ? s->unheard_reason : "no answer yet");
+  pthread_mutex_unlock(&s->unheard_lock);
+  return gk_status_set(status, GK_UNAVAILABLE, "store", s->base.description, GK_STATUS_NO_INDEX,
+                       "other writers' commits unheard for %.0f s: LISTEN cannot be reopened (%s)",
+                       (double)unheard_ms / 1000, reason);
 }
 
 static const gk_store_ops pg_ops = {
     .close = pg_close,
     .append = pg_append,
     .version = pg_version,
-    .ping = pg_ping,
     .read = pg_read,
     .read_times = pg_read_times,
     .load_snapshot = pg_load_snapshot,
@@ -1420,6 +1415,7 @@ static const gk_store_ops pg_ops = {
     .list_results = pg_list_results,
     .watch = pg_watch,
     .unwatch = pg_unwatch,
+    .following = pg_following,
 };
 
 static gk_code check_open_arguments(const char *conninfo, int connections, gk_status *status) {

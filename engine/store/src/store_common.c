@@ -360,6 +360,10 @@ void gk_store_unwatch(gk_event_store *store) {
   if (store && store->ops->unwatch) store->ops->unwatch(store);
 }
 
+gk_code gk_store_following(gk_event_store *store, gk_status *status) {
+  return store && store->ops->following ? store->ops->following(store, status) : GK_OK;
+}
+
 void gk_store_close(gk_event_store *store) {
   if (store == NULL) return;
   pthread_mutex_destroy(&store->fault_lock);

@@ -42,6 +42,8 @@ typedef struct gk_store_ops {
   /* NULL in an adapter without change notification (gk_store_watch is a no-op). */
   gk_code (*watch)(gk_event_store *store, gk_store_change changed, void *user, gk_status *status);
   void (*unwatch)(gk_event_store *store);
+  /* NULL: always following (gk_store_following). */
+  gk_code (*following)(gk_event_store *store, gk_status *status);
 } gk_store_ops;
 
 struct gk_event_store {

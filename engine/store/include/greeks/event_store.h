@@ -204,9 +204,7 @@ gk_code gk_store_copy(gk_event_store *from, gk_event_store *to, gk_copy_progress
 
 /* A cheap probe that the store answers: reads the version of one stream (an
  * indexed lookup; no write). GK_OK when it answered; otherwise the adapter's
- * failure (GK_UNAVAILABLE when PostgreSQL cannot be reached, and on a
- * watched PostgreSQL store whose watcher has held no listening connection for
- * over 3 s: the others' commits are then not heard). greeksd's
+ * failure (GK_UNAVAILABLE when PostgreSQL cannot be reached). greeksd's
  * readiness and BookService health run it once a second, off the call path. */
 gk_code gk_store_ping(gk_event_store *store, gk_status *status);
 
@@ -251,6 +249,16 @@ typedef int (*gk_store_change)(void *user, const char *stream, int64_t first, in
 gk_code gk_store_watch(gk_event_store *store, gk_store_change changed, void *user,
                        gk_status *status);
 void gk_store_unwatch(gk_event_store *store);
+
+/* Whether the watch hears the other writers: GK_UNAVAILABLE, naming libpq's
+ * reason, once a watched PostgreSQL store's watcher has held no listening
+ * connection for over 3 s (it cannot reopen one: PostgreSQL at
+ * max_connections, the login refused); GK_OK otherwise, and for a store not
+ * watched or without notifications (SQLite). The store may still answer
+ * every call (gk_store_ping): what this process lacks is the other
+ * processes' commits, so what it follows (live risk, subscriptions) goes
+ * stale. Any thread; no I/O. */
+gk_code gk_store_following(gk_event_store *store, gk_status *status);
 
 /* What the port measured since the store was opened, for metrics: atomic cells
  * (greeks/metrics.h) that any thread may read at any time; owned by the store,
