@@ -394,6 +394,7 @@ void handle_book_market_stream_start(rpc_call *c) {
 
 void handle_book_market_stream_chunk(rpc_call *c, bool success) {
   book_job *j = c->job;
+  const char *revoked = NULL;
   if (!success) {
     rpc_reply(c, GRPC_STATUS_CANCELLED, "the request stream broke off", NULL);
   } else if (c->request_payload == NULL) { /* half-closed: every tick is recorded */
@@ -403,12 +404,10 @@ void handle_book_market_stream_chunk(rpc_call *c, bool success) {
     reply_packed(c, &r.base);
   } else if (atomic_load(&c->server->draining)) { /* a tick that arrives during the drain is not run */
     reply_market_stream_drained(c, j);
-  } else if (rpc_token_revoked(c)) { /* a revoked writer's feed went on writing marks (found in review) */
+  } else if ((revoked = rpc_token_revoked(c)) != NULL) { /* a revoked writer's feed went on writing marks */
     char details[256];
-    snprintf(details, sizeof details,
-             "the bearer token this stream authenticated with was revoked by a reload: message %llu and later were "
-             "not recorded (%llu recorded, through sequence %lld)",
-             (unsigned long long)j->messages + 1, (unsigned long long)j->messages, (long long)j->last_sequence);
+    snprintf(details, sizeof details, "%s: message %llu and later were not recorded (%llu recorded, through sequence %lld)",
+             revoked, (unsigned long long)j->messages + 1, (unsigned long long)j->messages, (long long)j->last_sequence);
     rpc_reply(c, GRPC_STATUS_UNAUTHENTICATED, details, NULL);
   } else {
     if (j->message) protobuf_c_message_free_unpacked(j->message, NULL);
@@ -1039,9 +1038,9 @@ static int pump_locked(rpc_call *c, book_stream *s) {
     finish_locked(c, s, GRPC_STATUS_UNAVAILABLE, details);
     return 1;
   }
-  if (s->subscription != NULL && rpc_token_revoked(c)) { /* it went on feeding a revoked reader (found in review) */
-    resume_hint(s, "the bearer token this subscription authenticated with was revoked by a reload", details,
-                sizeof details);
+  const char *revoked = s->subscription != NULL ? rpc_token_revoked(c) : NULL;
+  if (revoked != NULL) { /* it went on feeding a revoked reader (found in review) */
+    resume_hint(s, revoked, details, sizeof details);
     finish_locked(c, s, GRPC_STATUS_UNAUTHENTICATED, details);
     return 1;
   }

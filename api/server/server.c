@@ -640,14 +640,17 @@ static size_t token_sets_of(const greeksd_snapshot *snap, char **sets[1 + GREEKS
   return count;
 }
 
-int rpc_token_revoked(rpc_call *c) {
+const char *rpc_token_revoked(rpc_call *c) {
   const greeksd_snapshot *live = server_snapshot(c->server);
-  if (live == c->snap || c->snap == NULL || !c->snap->auth || !live->auth) return 0;
+  if (live == c->snap || c->snap == NULL || !live->auth) return NULL;
   char **sets[1 + GREEKSD_MAX_TOKENS];
   size_t count = token_sets_of(live, sets), matched = 0;
   const grpc_slice *auth = find_metadata(c, "authorization");
-  return greeksd_auth_check_sets(sets, count, auth ? (const char *)GRPC_SLICE_START_PTR(*auth) : NULL,
-                                 auth ? GRPC_SLICE_LENGTH(*auth) : 0, &matched) != NULL;
+  if (greeksd_auth_check_sets(sets, count, auth ? (const char *)GRPC_SLICE_START_PTR(*auth) : NULL,
+                              auth ? GRPC_SLICE_LENGTH(*auth) : 0, &matched) == NULL)
+    return NULL;
+  return c->snap->auth ? "the bearer token this stream authenticated with was revoked by a reload"
+                       : "a reload turned bearer tokens on and this stream started without one";
 }
 
 /* The bearer token, against every set of the call's snapshot: the anonymous

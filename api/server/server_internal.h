@@ -426,12 +426,15 @@ const greeksd_snapshot *server_snapshot(const greeksd_server *server); /* the on
  * ("--listen", "GREEKSD_LISTEN", "FILE:LINE: listen"; server.c). */
 void greeksd_error_for_setting(const greeksd_config *config, const char *key, char *error, size_t size);
 const greeksd_config *rpc_config(const rpc_call *call); /* the call's snapshot's */
-/* Whether a reload since `call` arrived revoked the bearer token it
- * authenticated with (server.c): the calls that run on indefinitely
- * (UpdateMarketStream, SubscribeEvents) ask before each message they take or
- * send, since a call otherwise keeps the configuration it started with. 0
- * while the configuration is the call's own, or authentication is off. */
-int rpc_token_revoked(rpc_call *call);
+/* Why a call may no longer run under the live configuration's bearer tokens
+ * (server.c), NULL while it may: the token it authenticated with was revoked
+ * by a reload, or a reload turned tokens on and it has none (an anonymous
+ * stream went on writing and reading after tokens were required: found in
+ * review). The calls that run on indefinitely (UpdateMarketStream,
+ * SubscribeEvents) ask before each message they take or send, since a call
+ * otherwise keeps the configuration it started with. NULL while the
+ * configuration is the call's own, or authentication is off. */
+const char *rpc_token_revoked(rpc_call *call);
 void snapshot_apply_isa(greeksd_server *server, const greeksd_config *config); /* features.avx512 */
 void snapshot_free_all(greeksd_server *server);
 int snapshot_same_tls(const greeksd_snapshot *a, const greeksd_snapshot *b); /* same PEM bytes */

@@ -598,6 +598,50 @@ class Reload(unittest.TestCase):
         spots = [ev.MarketUpdated.FromString(e.payload).spot for e in trail if e.type == ev.MARKET_UPDATED]
         self.assertEqual(spots, [100.0, 103.0])  # nothing the revoked stream sent after the reload
 
+    def test_93_turning_tokens_on_ends_the_anonymous_streams(self):
+        """Streams opened while tokens were off went on writing marks and
+        reading events after a reload turned tokens on (found in review): the
+        market stream's next tick and the subscription now end UNAUTHENTICATED,
+        saying why, as a revoked token's do."""
+        import queue
+        no_tokens = "log:\n  level: debug\n  format: json\npool_threads: 1\n"
+        self.reload(no_tokens)
+        try:
+            self.book.OpenBook(bk.OpenBookRequest(book_id="anonymous", name="a", currency="USD"), timeout=TIMEOUT)
+            ticks = queue.Queue()
+
+            def feed():
+                while True:
+                    spot = ticks.get()
+                    if spot is None:
+                        return
+                    yield bk.UpdateMarketRequest(book_id="anonymous", quotes=[
+                        bk.MarketQuote(underlying="A", spot=spot, vol=0.2)])
+
+            stream = self.book.UpdateMarketStream.future(feed(), timeout=60 * SLOWDOWN)
+            ticks.put(100.0)
+            events = self.book.SubscribeEvents(bk.SubscribeEventsRequest(book_id="anonymous"),
+                                               timeout=60 * SLOWDOWN)
+            self.assertEqual([next(events).type, next(events).type], [ev.BOOK_OPENED, ev.MARKET_UPDATED])
+        finally:
+            self.reload(self.config_text())  # tokens on again, for this and the later tests
+        ticks.put(101.0)
+        ticks.put(None)
+        with self.assertRaises(grpc.RpcError) as raised:
+            stream.result()
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.UNAUTHENTICATED, raised.exception.details())
+        self.assertIn("a reload turned bearer tokens on and this stream started without one: message 2 and later "
+                      "were not recorded", raised.exception.details())
+        with self.assertRaises(grpc.RpcError) as raised:
+            for _ in events:
+                pass
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.UNAUTHENTICATED, raised.exception.details())
+        self.assertIn("a reload turned bearer tokens on", raised.exception.details())
+        trail = list(self.book.GetAuditTrail(bk.GetAuditTrailRequest(book_id="anonymous"),
+                                             metadata=[("authorization", "Bearer bravo-1")], timeout=TIMEOUT))
+        spots = [ev.MarketUpdated.FromString(e.payload).spot for e in trail if e.type == ev.MARKET_UPDATED]
+        self.assertEqual(spots, [100.0])
+
     def test_91_a_reload_that_raises_the_log_level_logs_itself(self):
         """The reload's INFO line was written under the old level: from warn
         back to info or debug, no line said the reload happened (found in
