@@ -893,6 +893,18 @@ static int quoted_instrument(const char *const *f, size_t line, int64_t now_us, 
   gk_status st;
   gk_code code;
   if (strcasecmp(kind, "underlying") == 0) {
+    /* as the trades file's reader (book_input.c, parse_underlying): an
+     * option's columns on an underlying row were dropped, and a row that
+     * described a call was proposed as stock (found in review) */
+    static const int option_only[] = {Q_TYPE, Q_STYLE, Q_STRIKE, Q_EXPIRY};
+    for (size_t i = 0; i < sizeof option_only / sizeof option_only[0]; i++)
+      if (f[option_only[i]] && cli_skip_spaces(f[option_only[i]])[0])
+        return csv_field_error(e, line, quoted_names[option_only[i]], f[option_only[i]],
+                               "must be empty for kind underlying"), -1;
+    double multiplier;
+    if (quoted_number(f, Q_MULTIPLIER, line, 1.0, &multiplier, e)) return -1;
+    if (multiplier != 1.0)
+      return csv_field_error(e, line, "multiplier", f[Q_MULTIPLIER], "must be 1 or empty for kind underlying"), -1;
     code = gk_instrument_underlying(symbol, in, &st);
   } else if (strcasecmp(kind, "option") == 0) {
     field_text(f, Q_TYPE, type, sizeof type);

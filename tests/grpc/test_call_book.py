@@ -313,6 +313,16 @@ class CommandsAndQueries(CallBookCase):
         code, out, err = self.call("hedge", "hedge", "AAPL", "--target", "delta", "--quotes", bad)
         self.assertEqual(code, 2, err)
         self.assertIn("line 2: field 'strike' value '-0.1': strike must be a finite number > 0", err)
+        # an underlying row with an option's columns, or a multiplier, is
+        # refused as the trades file refuses it: it was proposed as stock,
+        # the columns dropped (found in review)
+        for columns, field in (("call,american,105,2027-06-18T20:00:00Z,", "type"), (",,,,100", "multiplier")):
+            bad = self.file("bad-underlying.csv", "underlying,kind,type,style,strike,expiry,multiplier,bid,ask,vol\n"
+                            "AAPL,underlying,%s,99.9,100.1,\n" % columns)
+            code, out, err = self.call("hedge", "hedge", "AAPL", "--target", "delta", "--quotes", bad)
+            self.assertEqual(code, 2, err)
+            self.assertIn("line 2: field '%s'" % field, err)
+            self.assertIn("for kind underlying", err)
 
     def test_strategies_are_ranked_from_the_chain_and_journaled(self):
         self.open_book("strat")
