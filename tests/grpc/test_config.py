@@ -313,6 +313,22 @@ def http_json(port, path):
     return json.loads(body) if path == "/readyz" else body
 
 
+def market_ticks(book_id):
+    """(a queue, a generator of UpdateMarketRequests for an UpdateMarketStream):
+    each spot put on the queue is sent as a tick on underlying A; None ends
+    the stream."""
+    import queue
+    ticks = queue.Queue()
+
+    def feed():
+        while True:
+            spot = ticks.get()
+            if spot is None:
+                return
+            yield bk.UpdateMarketRequest(book_id=book_id, quotes=[bk.MarketQuote(underlying="A", spot=spot, vol=0.2)])
+    return ticks, feed
+
+
 class Reload(unittest.TestCase):
     """One greeksd, reloaded again and again; each step checks it is the same process."""
 
@@ -553,23 +569,12 @@ class Reload(unittest.TestCase):
         After the reload the stream's next tick is refused and the
         subscription ends at once (idle, it does not wait for an event), both
         UNAUTHENTICATED."""
-        import queue
-        import threading
         token_d = write(os.path.join(self.dir.name, "desk-d"), "delta-1\n")
         self.reload(self.config_text("  - {name: desk-d, file: %s}\n" % token_d))
         revoked, good = [("authorization", "Bearer delta-1")], [("authorization", "Bearer bravo-1")]
         self.book.OpenBook(bk.OpenBookRequest(book_id="revoke", name="r", currency="USD"), metadata=good,
                            timeout=TIMEOUT)
-        ticks = queue.Queue()
-
-        def feed():
-            while True:
-                spot = ticks.get()
-                if spot is None:
-                    return
-                yield bk.UpdateMarketRequest(book_id="revoke", quotes=[bk.MarketQuote(underlying="A", spot=spot,
-                                                                                      vol=0.2)])
-
+        ticks, feed = market_ticks("revoke")
         stream = self.book.UpdateMarketStream.future(feed(), metadata=revoked, timeout=60 * SLOWDOWN)
         ticks.put(100.0)
         events = self.book.SubscribeEvents(bk.SubscribeEventsRequest(book_id="revoke"), metadata=revoked,
@@ -603,21 +608,11 @@ class Reload(unittest.TestCase):
         reading events after a reload turned tokens on (found in review): the
         market stream's next tick and the subscription now end UNAUTHENTICATED,
         saying why, as a revoked token's do."""
-        import queue
         no_tokens = "log:\n  level: debug\n  format: json\npool_threads: 1\n"
         self.reload(no_tokens)
         try:
             self.book.OpenBook(bk.OpenBookRequest(book_id="anonymous", name="a", currency="USD"), timeout=TIMEOUT)
-            ticks = queue.Queue()
-
-            def feed():
-                while True:
-                    spot = ticks.get()
-                    if spot is None:
-                        return
-                    yield bk.UpdateMarketRequest(book_id="anonymous", quotes=[
-                        bk.MarketQuote(underlying="A", spot=spot, vol=0.2)])
-
+            ticks, feed = market_ticks("anonymous")
             stream = self.book.UpdateMarketStream.future(feed(), timeout=60 * SLOWDOWN)
             ticks.put(100.0)
             events = self.book.SubscribeEvents(bk.SubscribeEventsRequest(book_id="anonymous"),
