@@ -9,7 +9,7 @@ FUZZ_DIR ?= build-fuzz
 # 2-core VM: docs/fuzzing.md); `make test` runs each FUZZ_TEST_SECONDS.
 FUZZ_SECONDS ?= 2400
 FUZZ_RUNS ?= 10000000
-FUZZ_TEST_SECONDS ?= 10
+FUZZ_TEST_SECONDS ?= 8
 CONCURRENCY_TESTS = test_engine test_portfolio test_breaker test_agent test_pricing_agent \
   test_book_service test_event_store test_risk_agent test_execution_agent test_event_feed test_strategy_agent \
   test_metrics test_book_follow
