@@ -44,8 +44,9 @@ int health_serving_status(greeksd_server *s) {
 const char *const health_service_names[HEALTH_SERVICE_COUNT] = {"", "greeks.v1.PricingService", "greeks.v1.BookService"};
 
 /* Per service: PricingService as the whole server (drain, breaker);
- * BookService NOT_SERVING while draining or while the last store probe failed
- * (probes.c: the probe runs on its own thread, so this never waits on it). */
+ * BookService NOT_SERVING while draining, while the last store probe failed
+ * (probes.c: the probe runs on its own thread, so this never waits on it),
+ * or while the store's watch hears no other writer (store_probe_following). */
 int health_service_status(greeksd_server *s, int service) {
   if (service != HEALTH_SERVICE_BOOK) return health_serving_status(s);
   if (atomic_load(&s->draining)) return NOT_SERVING;
@@ -188,6 +189,7 @@ static void *poll_health(void *arg) {
   greeksd_server *s = arg;
   (void)gk_thread_set_name("gk-health");
   while (!atomic_load(&s->stop_health)) {
+    store_probe_following(s); /* before the watchers' statuses: they read it */
     pthread_mutex_lock(&s->watch_lock);
     rpc_call *next;
     for (rpc_call *c = s->watchers; c; c = next) {

@@ -10,7 +10,9 @@
  *
  * /healthz is liveness: 200 while the process answers HTTP at all. /readyz is
  * readiness: 200 when greeksd should get traffic, 503 while it drains, while
- * the store's last probe failed, or when an agent has stopped; its JSON body
+ * the store's last probe failed, while its watch hears no other writer on a
+ * shared store (store_probe_following, on the health thread), or when an
+ * agent has stopped; its JSON body
  * names each component's state either way.
  */
 #include <stdio.h>
@@ -113,7 +115,6 @@ static void probe_store(greeksd_server *s) {
   gk_event_store *store = book_side_parts(s).store;
   if (store == NULL) return;
   report_store_faults(s, store);
-  probe_following(s, store);
   gk_status status;
   int ok = gk_store_ping(store, &status) == GK_OK;
   if (!ok) {
@@ -132,6 +133,15 @@ static void probe_store(greeksd_server *s) {
     gk_logf(ok ? GK_LOG_INFO : GK_LOG_WARN, "greeksd", "book store %s: %s%s", gk_store_describe(store),
             ok ? "reachable again" : "unreachable (readiness fails, BookService NOT_SERVING): ",
             ok ? "" : status.message);
+}
+
+/* On the health thread (every 50 ms), not the probe's: gk_store_following
+ * does no I/O, and a ping hung on a frozen network kept the probe thread from
+ * ever saying the watcher had gone, so GetBookRisk served stale risk (found
+ * in review). */
+void store_probe_following(greeksd_server *s) {
+  gk_event_store *store = book_side_parts(s).store;
+  if (store != NULL) probe_following(s, store);
 }
 
 void store_probe_report_hang(greeksd_server *s) {

@@ -398,6 +398,10 @@ int store_probe_verdict(greeksd_server *server);
 /* On the health thread, every tick: logs once when the store probe has not
  * answered for STORE_PROBE_STALE_NS (its own thread is stuck in the call, so it
  * cannot say so); probe_store logs when one answers again. */
+/* Reads whether the store's watch hears the other writers
+ * (gk_store_following) into store_not_following, logging a change; the
+ * health thread calls it every 50 ms (probes.c). */
+void store_probe_following(greeksd_server *s);
 void store_probe_report_hang(greeksd_server *server);
 /* The book side's parts, for metrics and readiness (book_handlers.c); every
  * pointer NULL before the book side starts or after it stopped. */
