@@ -1329,6 +1329,9 @@ static void *watch_loop(void *arg) {
     }
     backoff = BACKOFF_FIRST_MS;
     atomic_store(&s->unheard_since_ns, 0);
+    pthread_mutex_lock(&s->unheard_lock); /* a later loss whose reopening hangs must not show this one's reason */
+    s->unheard_reason[0] = '\0';
+    pthread_mutex_unlock(&s->unheard_lock);
     resync_state r = {0};
     resync(s, &r); /* listening now: re-read what may be missed */
     listen_until_lost(s, c, &r);
